@@ -1,0 +1,69 @@
+"""The one tolerance helper used by every test (and by benchmarks' sanity checks).
+
+Error measure: relative RMS error ||actual - expected|| / ||expected|| (fla's assert_close), plus a
+bound on the largest single error relative to max|expected|, so a few wrong elements in a large tensor
+cannot hide inside the RMS. NaN/Inf in `actual` where `expected` is finite always fails, which is
+how a poisoned (NaN-filled) output that a kernel forgot to write is caught.
+"""
+from __future__ import annotations
+
+import torch
+
+# dtype -> (relative RMS error bound, max-abs error bound relative to max|expected|).
+# Values: fp32 arithmetic lands near 1e-6 relative; fp16 has an 11-bit mantissa (~5e-4 per rounding),
+# bf16 an 8-bit one (~4e-3 per rounding); recurrences accumulate a few roundings.
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-9),
+    torch.float32: (2e-5, 2e-4),
+    torch.float16: (3e-3, 2e-2),
+    torch.bfloat16: (2e-2, 8e-2),
+}
+
+
+def tolerance(dtype: torch.dtype, factor: float = 1.0) -> tuple[float, float]:
+    rms, mx = TOLERANCES[dtype]
+    return rms * factor, mx * factor
+
+
+def rel_rms_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    a = actual.detach().to(torch.float64).cpu()
+    e = expected.detach().to(torch.float64).cpu()
+    den = e.pow(2).mean().sqrt().item()
+    num = (a - e).pow(2).mean().sqrt().item()
+    return num / max(den, 1e-30)
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None,
+                 *, factor: float = 1.0, name: str = "output") -> None:
+    """Assert `actual` matches `expected` within the tolerance of `dtype` (default: actual.dtype).
+
+    `factor` widens both bounds for computations known to accumulate more rounding (documented
+    at the call site).
+    """
+    dtype = dtype or actual.dtype
+    if tuple(actual.shape) != tuple(expected.shape):
+        raise AssertionError(f"{name}: shape {tuple(actual.shape)} != expected {tuple(expected.shape)}")
+    a = actual.detach().to(torch.float64).cpu()
+    e = expected.detach().to(torch.float64).cpu()
+    finite = torch.isfinite(e)
+    bad = finite & ~torch.isfinite(a)
+    if bad.any():
+        idx = bad.nonzero()[0].tolist()
+        raise AssertionError(f"{name}: {int(bad.sum())} non-finite values where the reference is finite "
+                             f"(first at {idx}); an unwritten (poisoned) output?")
+    if a.numel() == 0:
+        return
+    rms_tol, max_tol = tolerance(dtype, factor)
+    err = rel_rms_error(a, e)
+    scale = e.abs().max().item()
+    max_err = (a - e).abs().max().item()
+    if not (err <= rms_tol and max_err <= max_tol * max(scale, 1e-30)):
+        raise AssertionError(f"{name}: relative RMS error {err:.3e} (bound {rms_tol:.1e}), max abs error "
+                             f"{max_err:.3e} (bound {max_tol * scale:.3e}) for dtype {dtype}")
+
+
+def poison_(t: torch.Tensor) -> torch.Tensor:
+    """Fill a float output buffer with NaN (ints with a sentinel) before a kernel writes it."""
+    if t.dtype.is_floating_point:
+        return t.fill_(float("nan"))
+    return t.fill_(-123456789 if t.dtype in (torch.int32, torch.int64) else 0)

@@ -1,0 +1,1 @@
+"""Pure-PyTorch references: readable, float64-capable. Tests and benchmarks import them."""
