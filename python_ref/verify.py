@@ -350,7 +350,7 @@ def _fused_conv(conv, b, s, path_nodes, k, parents, H, P, G, N, acc):
         if bias is not None:
             o = o + bias.to(acc)
         out.append(F.silu(o) if conv["activation"] == "silu" else o)
-    out = torch.stack(out)  # (k, dc)
+    out = torch.stack(out) if k else xr.new_zeros(0, xr.shape[-1])  # (k, dc)
     win[s, :w - 1] = committed.to(win.dtype)
     win[s, w - 1:w - 1 + k] = conv["xBC"][b].to(win.dtype)
     xs = out[:, :H * P].reshape(k, H, P)
