@@ -1,2 +1,4 @@
-"""Public names of this kernel family (filled in as its ops land)."""
-__all__: list[str] = []
+"""Mamba-1 selective scan (S6): forward and backward, initial state, varlen packing."""
+from .interface import selective_scan
+
+__all__ = ["selective_scan"]

@@ -1,0 +1,348 @@
+"""Mamba-1 selective scan: every backend against the float64 reference (python_ref/selective_scan.py).
+
+CPU runs: the reference's own cross-checks, the C++ cpu backend (fwd + bwd), Triton under the interpreter
+(tiny shapes). GPU runs (@pytest.mark.gpu): cuda and triton on CUDA tensors, long and awkward shapes, every dtype.
+"""
+import os
+
+import pytest
+import torch
+
+import mamba_kernels
+from mamba_kernels import _backend
+from mamba_kernels.selective_scan import selective_scan
+from mamba_kernels.selective_scan.interface import selective_scan_bwd, selective_scan_fwd
+from mamba_kernels.testing import assert_close
+from python_ref.selective_scan import selective_scan_ref
+
+HAS_CUDA = torch.cuda.is_available()
+F64 = torch.float64
+
+
+def _skip_unless(backend, device):
+    if not _backend.available(backend):
+        pytest.skip(f"{backend}: {mamba_kernels.backends()[backend]['reason']}")
+    if device == "cuda" and not HAS_CUDA:
+        pytest.skip("needs a CUDA device")
+    if backend == "cpu" and device != "cpu":
+        pytest.skip("cpu backend takes CPU tensors")
+    if backend == "cuda" and device != "cuda":
+        pytest.skip("cuda backend takes CUDA tensors")
+
+
+def make_inputs(b, d, l, n, g=1, var_B=True, var_C=True, has_z=True, has_D=True, has_bias=True, init=False,
+                dtype=torch.float32, device="cpu", cu_seqlens=None, seed=0):
+    """Realistic scales: delta = softplus(raw + bias) ~ 0.01..1, A < 0 of a few units."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rn(*shape, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, generator=gen, dtype=F64) * scale + shift)
+
+    slots = b if cu_seqlens is None else len(cu_seqlens) - 1
+    t = dict(
+        u=rn(b, d, l).to(dtype),
+        delta=rn(b, d, l, scale=0.5, shift=-1.0).to(dtype),
+        A=(-(0.25 + torch.rand(d, n, generator=gen, dtype=F64) * 4)).float(),
+        B=(rn(b, g, n, l).to(dtype) if var_B else rn(d, n).float()),
+        C=(rn(b, g, n, l).to(dtype) if var_C else rn(d, n).float()),
+        D=rn(d).float() if has_D else None,
+        z=rn(b, d, l).to(dtype) if has_z else None,
+        delta_bias=rn(d, scale=0.5, shift=-1.0).float() if has_bias else None,
+        initial_state=rn(slots, d, n).float() if init else None,
+    )
+    t = {k: (v.to(device) if v is not None else None) for k, v in t.items()}
+    if cu_seqlens is not None:
+        t["cu_seqlens"] = torch.tensor(cu_seqlens, dtype=torch.int64, device=device)
+    return t
+
+
+def to64(t):
+    return {k: (v.to(F64) if (v is not None and v.is_floating_point()) else v) for k, v in t.items()}
+
+
+def run(t, backend, softplus=True):
+    return selective_scan(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
+                          delta_softplus=softplus, initial_state=t["initial_state"], return_last_state=True,
+                          cu_seqlens=t.get("cu_seqlens"), backend=backend)
+
+
+def ref64(t, softplus=True):
+    t = to64(t)
+    return selective_scan_ref(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"],
+                              delta_softplus=softplus, initial_state=t["initial_state"], return_last_state=True,
+                              cu_seqlens=t.get("cu_seqlens"))
+
+
+# ------------------------------------------------------------------------------------------------------
+# The reference itself
+
+
+def _ssd_per_head(x, dt, a, Bm, Cm, h0):
+    """Tiny SSD (Mamba-2) recurrence, per head: x (b,l,h,p), dt (b,l,h), a (h,), B/C (b,l,n), h0 (b,h,p,n)."""
+    bsz, l, nh, p = x.shape
+    h = h0.clone()
+    ys = []
+    for t in range(l):
+        decay = torch.exp(dt[:, t] * a)[:, :, None, None]
+        h = decay * h + (dt[:, t, :, None] * x[:, t])[..., None] * Bm[:, t, None, None, :]
+        ys.append(torch.einsum("bhpn,bn->bhp", h, Cm[:, t]))
+    return torch.stack(ys, 1), h
+
+
+@pytest.mark.parametrize("b,l,nh,p,n", [(2, 9, 3, 4, 5), (1, 17, 2, 8, 16)], ids=["b2-l9-h3-p4-n5", "b1-l17-h2-p8-n16"])
+def test_ref_equals_ssd_with_tied_heads(b, l, nh, p, n):
+    """With A and delta constant within a head (A[c, :] = a_head for all n) the scan is an SSD."""
+    try:
+        from python_ref.ssd import ssd_sequential_ref  # noqa: F401  (another family's oracle, when present)
+    except ImportError:
+        pass
+    d = nh * p
+    x = torch.randn(b, l, nh, p, dtype=F64)
+    dt = torch.rand(b, l, nh, dtype=F64) * 0.5 + 0.05
+    a = -torch.rand(nh, dtype=F64) * 2 - 0.1
+    Bm, Cm = torch.randn(b, l, n, dtype=F64), torch.randn(b, l, n, dtype=F64)
+    h0 = torch.randn(b, nh, p, n, dtype=F64)
+    y_ssd, h_ssd = _ssd_per_head(x, dt, a, Bm, Cm, h0)
+    u = x.reshape(b, l, d).transpose(1, 2)
+    delta = dt.repeat_interleave(p, dim=2).transpose(1, 2)
+    A = a.repeat_interleave(p)[:, None].expand(d, n).contiguous()
+    B, C = Bm.transpose(1, 2)[:, None], Cm.transpose(1, 2)[:, None]
+    y, last = selective_scan_ref(u, delta, A, B, C, initial_state=h0.reshape(b, d, n), return_last_state=True)
+    assert_close(y, y_ssd.reshape(b, l, d).transpose(1, 2), F64, name="y")
+    assert_close(last, h_ssd.reshape(b, d, n), F64, name="last_state")
+
+
+def test_ref_varlen_equals_each_sequence_alone():
+    cu = [0, 5, 5, 12, 20]
+    t = make_inputs(1, 6, 20, 4, g=2, init=True, cu_seqlens=cu, dtype=F64)
+    out, last = ref64(t)
+    for i in range(len(cu) - 1):
+        s0, s1 = cu[i], cu[i + 1]
+        part = {k: v for k, v in t.items() if k != "cu_seqlens"}
+        for k in ("u", "delta", "z"):
+            part[k] = t[k][..., s0:s1]
+        for k in ("B", "C"):
+            part[k] = t[k][..., s0:s1]
+        part["initial_state"] = t["initial_state"][i:i + 1]
+        o, lst = ref64(part)
+        assert_close(out[..., s0:s1], o, F64, name=f"out seq{i}")
+        assert_close(last[i:i + 1], lst, F64, name=f"last seq{i}")
+
+
+def test_ref_l1_is_one_step():
+    t = to64(make_inputs(2, 3, 1, 4, init=True, var_B=False, var_C=False, has_z=False, has_D=False, has_bias=False))
+    out, last = selective_scan_ref(t["u"], t["delta"], t["A"], t["B"], t["C"], initial_state=t["initial_state"],
+                                   return_last_state=True)
+    h = torch.exp(t["delta"][..., 0, None] * t["A"]) * t["initial_state"] + \
+        (t["delta"][..., 0] * t["u"][..., 0])[..., None] * t["B"]
+    assert_close(last, h, F64, name="state")
+    assert_close(out[..., 0], (h * t["C"]).sum(-1), F64, name="y")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Backends vs the reference: forward
+
+# (b, d, l, n, g, var_B, var_C, z, init)
+CPU_CASES = [
+    (2, 6, 1, 4, 2, True, True, True, True),
+    (2, 12, 127, 16, 3, True, True, True, False),
+    (1, 33, 127, 1, 1, False, False, False, True),
+    (2, 32, 64, 16, 2, True, False, True, True),
+    (1, 10, 37, 4, 1, False, True, False, False),
+]
+GPU_CASES = [
+    (2, 64, 1, 16, 1, True, True, True, True),
+    (2, 96, 127, 16, 6, True, True, True, True),
+    (1, 40, 2049, 4, 2, True, True, False, True),
+    (2, 48, 4097, 16, 1, True, True, True, False),
+    (1, 24, 300, 64, 1, False, False, True, True),
+    (2, 20, 257, 256, 2, True, True, True, True),
+    (3, 33, 131, 1, 1, True, False, False, True),
+    (2, 130, 600, 16, 130 // 10, True, True, True, False),
+    (1, 64, 2049, 16, 4, False, True, True, True),
+    (2, 16, 1000, 128, 1, True, True, True, True),
+]
+
+
+def _case_id(c):
+    b, d, l, n, g, vb, vc, z, init = c
+    return (f"b{b}-d{d}-l{l}-n{n}-g{g}-B{'var' if vb else 'const'}-C{'var' if vc else 'const'}"
+            f"{'-z' if z else ''}{'-h0' if init else ''}")
+
+
+def _check_fwd(case, backend, device, dtype, factor=1.0):
+    b, d, l, n, g, vb, vc, hz, init = case
+    t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=dtype, device=device)
+    out, last = run(t, backend)
+    ro, rl = ref64(t)
+    assert out.dtype == dtype and last.dtype == (F64 if dtype == F64 else torch.float32)
+    assert_close(out, ro, dtype, factor=factor, name="out")
+    assert_close(last, rl, torch.float32 if dtype != F64 else F64, factor=factor * 4, name="last_state")
+
+
+@pytest.mark.parametrize("case", CPU_CASES, ids=_case_id)
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["fp32", "fp64"])
+def test_cpu_forward(case, dtype):
+    _skip_unless("cpu", "cpu")
+    _check_fwd(case, "cpu", "cpu", dtype)
+
+
+@pytest.mark.parametrize("case", CPU_CASES[:3], ids=_case_id)
+def test_cpu_forward_low_precision_inputs(case):
+    _skip_unless("cpu", "cpu")
+    _check_fwd(case, "cpu", "cpu", torch.bfloat16)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Gradients
+
+
+def _grad_inputs(t):
+    return [k for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state") if t[k] is not None]
+
+
+def _check_grads(t, backend, dtype, factor=1.0, softplus=True):
+    names = _grad_inputs(t)
+    leaves = {k: (v.detach().clone().requires_grad_(True) if k in names else v) for k, v in t.items()}
+    out, last = run(leaves, backend, softplus)
+    gen = torch.Generator().manual_seed(1)
+    gout = torch.randn(out.shape, generator=gen, dtype=F64).to(out.device)
+    glast = torch.randn(last.shape, generator=gen, dtype=F64).to(out.device)
+    grads = torch.autograd.grad([out, last], [leaves[k] for k in names], [gout.to(out.dtype), glast.to(last.dtype)])
+    leaves64 = {k: (v.detach().to(F64).requires_grad_(True) if k in names else v) for k, v in to64(t).items()}
+    ro, rl = selective_scan_ref(leaves64["u"], leaves64["delta"], leaves64["A"], leaves64["B"], leaves64["C"],
+                                leaves64["D"], leaves64["z"], leaves64["delta_bias"], delta_softplus=softplus,
+                                initial_state=leaves64["initial_state"], return_last_state=True,
+                                cu_seqlens=t.get("cu_seqlens"))
+    rgrads = torch.autograd.grad([ro, rl], [leaves64[k] for k in names], [gout, glast])
+    for k, gr, rg in zip(names, grads, rgrads):
+        assert gr.shape == t[k].shape and gr.dtype == t[k].dtype, k
+        assert_close(gr, rg, t[k].dtype if t[k].dtype != torch.float32 else dtype, factor=factor, name=f"d{k}")
+
+
+@pytest.mark.parametrize("case", CPU_CASES, ids=_case_id)
+def test_cpu_backward(case):
+    _skip_unless("cpu", "cpu")
+    b, d, l, n, g, vb, vc, hz, init = case
+    t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=torch.float32)
+    # Sums over l of products (dA, dB const, dD) accumulate fp32 rounding: factor 4.
+    _check_grads(t, "cpu", torch.float32, factor=4)
+
+
+@pytest.mark.parametrize("softplus", [True, False], ids=["softplus", "nosoftplus"])
+@pytest.mark.parametrize("backend", ["ref", "cpu"])
+def test_gradcheck_float64(backend, softplus):
+    _skip_unless(backend, "cpu")
+    t = make_inputs(1, 4, 5, 3, g=2, init=True, dtype=F64)
+    if not softplus:
+        t["delta"] = t["delta"].abs()
+        t["delta_bias"] = t["delta_bias"].abs()
+    names = _grad_inputs(t)
+    t = {k: (v.double() if (v is not None and v.is_floating_point()) else v) for k, v in t.items()}
+
+    def f(*xs):
+        kw = dict(t)
+        kw.update(zip(names, xs))
+        out, last = run(kw, backend, softplus)
+        return out, last
+
+    assert torch.autograd.gradcheck(f, [t[k].requires_grad_(True) for k in names])
+
+
+# ------------------------------------------------------------------------------------------------------
+# Varlen: packed sequences equal each sequence alone
+
+
+def _check_varlen(backend, device, dtype, cu, d=12, n=8, g=3, grads=False, factor=1.0):
+    l = cu[-1]
+    t = make_inputs(1, d, l, n, g, init=True, dtype=dtype, device=device, cu_seqlens=cu)
+    out, last = run(t, backend)
+    for i in range(len(cu) - 1):
+        s0, s1 = cu[i], cu[i + 1]
+        part = {k: v for k, v in t.items() if k != "cu_seqlens"}
+        for k in ("u", "delta", "z", "B", "C"):
+            part[k] = t[k][..., s0:s1].contiguous()
+        part["initial_state"] = t["initial_state"][i:i + 1]
+        o, lst = run(part, backend)
+        ro, rl = ref64(part)
+        assert_close(out[..., s0:s1], ro, dtype, factor=factor, name=f"out seq{i}")
+        assert_close(last[i:i + 1], rl, torch.float32 if dtype != F64 else F64, factor=4 * factor, name=f"last seq{i}")
+        assert torch.equal(out[..., s0:s1], o) or s1 == s0, f"packed != alone for seq {i}"
+    if grads:
+        _check_grads(t, backend, dtype, factor=4 * factor)
+
+
+@pytest.mark.parametrize("cu", [[0, 7, 7, 20, 33], [0, 1], [0, 40, 41]], ids=["4seq-empty", "1tok", "2seq"])
+def test_cpu_varlen(cu):
+    _skip_unless("cpu", "cpu")
+    _check_varlen("cpu", "cpu", torch.float32, cu, grads=True)
+
+
+# ------------------------------------------------------------------------------------------------------
+# torch.library registration
+
+
+@pytest.mark.parametrize("backend", ["ref", "cpu"])
+def test_opcheck(backend):
+    _skip_unless(backend, "cpu")
+    t = make_inputs(2, 4, 6, 3, g=2, init=True)
+    args = (t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"], t["initial_state"], None,
+            True, backend)
+    leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in args]
+    torch.library.opcheck(selective_scan_fwd, leaves)
+    tv = make_inputs(1, 4, 9, 3, g=1, init=True, cu_seqlens=[0, 4, 9])
+    torch.library.opcheck(selective_scan_fwd, (tv["u"], tv["delta"], tv["A"], tv["B"], tv["C"], None, None, None,
+                                               tv["initial_state"], tv["cu_seqlens"], False, backend))
+    if backend == "cpu":
+        dout = torch.randn_like(t["u"])
+        torch.library.opcheck(selective_scan_bwd, (*args[:11], dout, torch.randn(2, 4, 3), "cpu"))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+def _good():
+    return make_inputs(2, 8, 5, 4, g=2, init=True)
+
+
+@pytest.mark.parametrize("mutate,exc,match", [
+    (lambda t: t.update(u=t["u"][0]), ValueError, "u"),
+    (lambda t: t.update(u=t["u"].int()), TypeError, "u"),
+    (lambda t: t.update(delta=t["delta"][:, :, :3]), ValueError, "delta"),
+    (lambda t: t.update(delta=t["delta"].double()), TypeError, "delta"),
+    (lambda t: t.update(A=t["A"][:5]), ValueError, "A"),
+    (lambda t: t.update(A=torch.zeros(8, 300)), ValueError, "A"),
+    (lambda t: t.update(B=t["B"][..., :3]), ValueError, "B"),
+    (lambda t: t.update(B=torch.randn(2, 3, 4, 5)), ValueError, "B"),
+    (lambda t: t.update(C=torch.randn(8, 5)), ValueError, "C"),
+    (lambda t: t.update(C=torch.randn(2, 4, 4, 5)), ValueError, "C"),
+    (lambda t: t.update(D=torch.randn(7)), ValueError, "D"),
+    (lambda t: t.update(z=torch.randn(2, 8, 4)), ValueError, "z"),
+    (lambda t: t.update(delta_bias=torch.randn(8, 1)), ValueError, "delta_bias"),
+    (lambda t: t.update(initial_state=torch.randn(2, 8, 3)), ValueError, "initial_state"),
+    (lambda t: t.update(cu_seqlens=torch.tensor([0, 5])), ValueError, "cu_seqlens"),
+    (lambda t: t.update(cu_seqlens=torch.tensor([0.0, 5.0])), TypeError, "cu_seqlens"),
+], ids=["u-ndim", "u-dtype", "delta-shape", "delta-dtype", "A-shape", "A-n-too-big", "B-shape", "B-groups",
+        "C-shape", "C-groups-differ", "D-shape", "z-shape", "bias-shape", "h0-shape", "cu-batch", "cu-dtype"])
+def test_bad_input(mutate, exc, match):
+    t = _good()
+    mutate(t)
+    with pytest.raises(exc, match=match):
+        run(t, "ref")
+
+
+def test_bad_input_varlen_bounds():
+    t = make_inputs(1, 8, 5, 4, init=True, cu_seqlens=[0, 2, 4])
+    with pytest.raises(ValueError, match="cu_seqlens"):
+        run(t, "ref")
+    t = make_inputs(1, 8, 5, 4, init=True, cu_seqlens=[0, 3, 5])
+    t["initial_state"] = t["initial_state"][:1]
+    with pytest.raises(ValueError, match="initial_state"):
+        run(t, "ref")
+
+
+def test_bad_backend():
+    t = _good()
+    with pytest.raises(ValueError, match="backend"):
+        run(t, "nope")
