@@ -267,7 +267,7 @@ def verify_step_cache_ref(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, 
     acc = _acc_dtype(state, x if conv is None else conv["xBC"])
     for b in range(bsz):
         s = int(slots[b])
-        if s < 0:
+        if s < 0 or s >= state.shape[0]:  # padding (or an out-of-range slot: never touched)
             y[b] = 0
             continue
         m = meta[s].to(torch.long)
@@ -371,7 +371,7 @@ def conv_verify_step_ref(x, window, meta, weight, bias, slots, accepted, accepte
     acc = _acc_dtype(x, window)
     for b in range(bsz):
         s = int(slots[b])
-        if s < 0:
+        if s < 0 or s >= window.shape[0]:  # padding (or an out-of-range slot: never touched)
             out[b] = 0
             continue
         kp = int(meta[s, 0])

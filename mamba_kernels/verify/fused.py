@@ -53,6 +53,8 @@ def conv_verify_step(x, cache: VerifyCache, weight, bias=None, *, slots, num_acc
     like = x
     x, weight, bias, slots, num_accepted, accepted_node, parents, out = map(
         _i._from_dlpack, (x, weight, bias, slots, num_accepted, accepted_node, parents, out))
+    if not isinstance(cache, VerifyCache):
+        raise TypeError(f"cache: expected a VerifyCache, got {type(cache).__name__}")
     cache = cache.map_tensors(_i._from_dlpack)
     _checks.tensor("x", x, ndim=3, dtypes=_i.FLOATS, contiguous_last=True)
     device = x.device
@@ -108,6 +110,8 @@ def verify_step_fused(xBC, dt, z, cache: VerifyCache, slots, num_accepted=None, 
     xBC, dt, z, slots, num_accepted, accepted_node, parents, out, A, conv_weight, conv_bias, D, dt_bias = map(
         _i._from_dlpack, (xBC, dt, z, slots, num_accepted, accepted_node, parents, out, A, conv_weight, conv_bias,
                           D, dt_bias))
+    if not isinstance(cache, VerifyCache):
+        raise TypeError(f"cache: expected a VerifyCache, got {type(cache).__name__}")
     cache = cache.map_tensors(_i._from_dlpack)
     _checks.tensor("xBC", xBC, ndim=3, dtypes=_i.FLOATS, contiguous_last=True)
     device = xBC.device

@@ -238,6 +238,8 @@ def verify_step(x, dt, A, B, C, cache: VerifyCache, slots, num_accepted=None, *,
     like = x
     x, dt, A, B, C, D, z, dt_bias, slots, num_accepted, accepted_node, parents, out = map(
         _from_dlpack, (x, dt, A, B, C, D, z, dt_bias, slots, num_accepted, accepted_node, parents, out))
+    if not isinstance(cache, VerifyCache):
+        raise TypeError(f"cache: expected a VerifyCache, got {type(cache).__name__}")
     cache = cache.map_tensors(_from_dlpack)
     _checks.tensor("x", x, dtypes=FLOATS, contiguous_last=True)
     device = x.device
@@ -331,6 +333,8 @@ def verify_flush(cache: VerifyCache, A, slots, num_accepted=None, *, accepted_no
     nothing is pending. Commits the conv window too when the cache has one (fused step). A: as in verify_step.
     """
     A, slots, num_accepted, accepted_node = map(_from_dlpack, (A, slots, num_accepted, accepted_node))
+    if not isinstance(cache, VerifyCache):
+        raise TypeError(f"cache: expected a VerifyCache, got {type(cache).__name__}")
     cache = cache.map_tensors(_from_dlpack)
     device = cache.state.device
     S, R, H, P, N, Kmax = _check_cache(cache, device)
