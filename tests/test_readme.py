@@ -1,0 +1,21 @@
+"""The README's worked engine loop runs as written."""
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_readme_engine_loop_runs(capsys):
+    text = open(os.path.join(ROOT, "README.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    loop = [b for b in blocks if "verify_step" in b and "import mamba_kernels" in b]
+    assert loop, "README lost its worked verify_step loop"
+    exec(compile(loop[0], "README.md", "exec"), {})
+    assert "committed states: (2, 4, 16, 8)" in capsys.readouterr().out
+
+
+def test_readme_commands_exist():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    assert "bash scripts/install.sh && python -m mamba_kernels.demo" in text
+    assert "python -m pytest -q" in text
+    assert open(os.path.join(ROOT, ".ci", "run")).read().count("python -m pytest -q") == 1
