@@ -78,6 +78,11 @@ def aot_compile_triton(fn, signature: dict, constexprs: dict, arch: int = 90, nu
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    fn = getattr(fn, "fn", fn) if not hasattr(fn, "arg_names") else fn  # unwrap autotuners/heuristics
+    from triton.runtime.jit import JITFunction
+
+    while not isinstance(fn, JITFunction) and type(fn).__name__ != "InterpretedFunction" and hasattr(fn, "fn"):
+        fn = fn.fn  # unwrap autotuners / heuristics
+    if not isinstance(fn, JITFunction):  # under TRITON_INTERPRET=1 @triton.jit gives an InterpretedFunction
+        fn = JITFunction(fn.fn)
     src = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
     return triton.compile(src, target=GPUTarget("cuda", arch, 64), options={"num_warps": num_warps})
