@@ -81,3 +81,240 @@ def test_ref_varlen_equals_each_sequence(seqlens):
         nc = -(-s // 8)
         torch.testing.assert_close(cs[k:k + nc], cs1[0], rtol=1e-10, atol=1e-10)
         k += nc
+
+
+# --------------------------------------------------------------------------------------------- backends
+import mamba_kernels  # noqa: E402
+from mamba_kernels import _backend  # noqa: E402
+from mamba_kernels.ssd import ssd_chunked_scan  # noqa: E402
+from mamba_kernels.ssd.interface import ssd_chunked_bwd, ssd_chunked_fwd  # noqa: E402
+from mamba_kernels.testing import assert_close  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+BACKENDS = ["ref", "cpu", "triton", "cuda"]
+GRAD_NAMES = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states")
+
+
+def _skip_unavailable(backend, device):
+    if backend == "cuda":
+        pytest.skip("ssd has no CUDA C++ backend yet (triton is the GPU backend)")
+    if not _backend.available(backend):
+        pytest.skip(f"backend {backend} unavailable: {_backend.backends()[backend]['reason']}")
+    if backend == "cpu" and device != "cpu":
+        pytest.skip("cpu backend runs on CPU tensors")
+    if backend == "cpu":
+        from mamba_kernels.ssd.interface import _cpu_available
+        if not _cpu_available():
+            pytest.skip("ssd C++ CPU op not built into mamba_kernels._C")
+
+
+def check_against_ref(backend, device, dtype, b, l, h, p, n, g, chunk, *, cu=None, D_shape="h", z=True, bias=True,
+                      init=True, softplus=True, dt_limit=(0.01, 3.0), grads=True, factor=1.0, grad_factor=4.0):
+    """Forward outputs (y, final states, chunk states) and every gradient vs the float64 reference."""
+    nseq = None if cu is None else len(cu) - 1
+    inp = make_inputs(b, l, h, p, n, g, dtype=dtype, device=device, D_shape=D_shape, z=z, bias=bias, init=init,
+                      nseq=nseq, requires_grad=grads)
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device=device)
+    kw = dict(dt_softplus=softplus, dt_limit=dt_limit, cu_seqlens=cu_t, return_final_states=True,
+              return_chunk_states=True)
+    y, fin, cs = ssd_chunked_scan(**inp, chunk_size=chunk, backend=backend, **kw)
+    ref_inp = {k: v.detach().to(F64).requires_grad_(grads) for k, v in inp.items()}
+    yr, finr, csr = ssd_chunked_ref(**ref_inp, chunk_size=chunk, **kw)
+    assert y.dtype == dtype and y.shape == (b, l, h, p)
+    assert_close(y, yr, dtype, factor=factor, name="out")
+    assert_close(fin, finr, dtype, factor=factor, name="final_states")
+    assert_close(cs, csr, dtype, factor=factor, name="chunk_states")
+    if not grads:
+        return
+    gy, gf, gc = torch.randn_like(yr), torch.randn_like(finr), torch.randn_like(csr)
+    loss = (y.to(F64) * gy).sum() + (fin.to(F64) * gf).sum() + (cs.to(F64) * gc).sum()
+    loss_r = (yr * gy).sum() + (finr * gf).sum() + (csr * gc).sum()
+    names = [k for k in GRAD_NAMES if k in inp]
+    got = torch.autograd.grad(loss, [inp[k] for k in names])
+    exp = torch.autograd.grad(loss_r, [ref_inp[k] for k in names])
+    for k, a, e in zip(names, got, exp):
+        assert a.dtype == inp[k].dtype and a.shape == inp[k].shape, k
+        assert_close(a, e, a.dtype if a.dtype != torch.float32 or dtype == torch.float32 else dtype,
+                     factor=grad_factor * factor, name=f"d{k}")
+
+
+# (b, l, h, p, n, g, chunk, options); small enough for the Triton interpreter on 2 cores
+CPU_CASES = {
+    "b2-l37-h4-p16-n16-g2-Q16": (2, 37, 4, 16, 16, 2, 16, {}),
+    "b1-l1-h2-p8-n5-g1-Q16": (1, 1, 2, 8, 5, 1, 16, {}),
+    "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit": (2, 50, 4, 8, 16, 4, 16,
+                                               dict(D_shape="hp", z=False, init=False, dt_limit=None)),
+    "b1-l32-h2-p16-n8-g1-Q16-bare": (1, 32, 2, 16, 8, 1, 16,
+                                     dict(D_shape=None, z=False, bias=False, init=False, softplus=False,
+                                          dt_limit=None)),
+    "b1-l50-varlen-1-2-17-30": (1, 50, 4, 8, 16, 2, 16, dict(cu=[0, 1, 3, 20, 50])),
+    "b1-l40-varlen-empty-seqs": (1, 40, 2, 16, 8, 1, 16, dict(cu=[0, 0, 17, 17, 40], D_shape="hp")),
+}
+
+
+@pytest.mark.parametrize("case", list(CPU_CASES))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cpu_tensors_vs_ref(backend, case):
+    _skip_unavailable(backend, "cpu")
+    b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
+    check_against_ref(backend, "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
+
+
+def test_ref_backend_float64_gradcheck():
+    """Autograd wiring of the custom op (ref backend) against finite differences, tiny shapes."""
+    inp = make_inputs(1, 5, 2, 2, 3, 1, D_shape="hp", init=True, requires_grad=True)
+
+    def f(*args):
+        kw = dict(zip(GRAD_NAMES, args))
+        y, fin, cs = ssd_chunked_scan(kw["x"], kw["dt"], kw["A"], kw["B"], kw["C"], 2, D=kw["D"], z=kw["z"],
+                                      dt_bias=kw["dt_bias"], initial_states=kw["initial_states"],
+                                      dt_softplus=True, return_final_states=True, return_chunk_states=True,
+                                      backend="ref")
+        return y, fin, cs
+    assert torch.autograd.gradcheck(f, tuple(inp[k] for k in GRAD_NAMES))
+
+
+def test_triton_float64_inputs_gradcheck_loose():
+    """Triton backend's autograd wiring with fp64 tensors (fp32 math inside, so loose tolerances)."""
+    _skip_unavailable("triton", "cpu")
+    inp = make_inputs(1, 5, 2, 16, 16, 1, D_shape="h", init=True, requires_grad=True)
+
+    def f(*args):
+        kw = dict(zip(GRAD_NAMES, args))
+        y, fin = ssd_chunked_scan(kw["x"], kw["dt"], kw["A"], kw["B"], kw["C"], 4, D=kw["D"], z=kw["z"],
+                                  dt_bias=kw["dt_bias"], initial_states=kw["initial_states"], dt_softplus=True,
+                                  return_final_states=True, backend="triton")
+        return y, fin
+    assert torch.autograd.gradcheck(f, tuple(inp[k] for k in GRAD_NAMES), eps=1e-3, atol=5e-3, rtol=5e-3,
+                                    fast_mode=True)
+
+
+def _op_args(backend, device="cpu", dtype=torch.float32, cu=None):
+    inp = make_inputs(1, 20, 2, 16, 16, 1, dtype=dtype, device=device, D_shape="hp", init=True,
+                      nseq=None if cu is None else len(cu) - 1)
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device=device)
+    return (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"], inp["dt_bias"],
+            inp["initial_states"], cu_t, 16, True, True, 0.01, 3.0, backend)
+
+
+@pytest.mark.parametrize("cu", [None, [0, 7, 20]], ids=["dense", "varlen"])
+@pytest.mark.parametrize("backend", ["ref", "triton"])
+def test_opcheck_fwd(backend, cu):
+    _skip_unavailable(backend, "cpu")
+    args = _op_args(backend, cu=cu)
+    for t in args[:9]:
+        t.requires_grad_(True)
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    if backend == "ref" and cu is not None:
+        # The ref backend's backward re-runs python_ref under torch autograd; the reference reads cu_seqlens
+        # values on the host, which AOT autograd cannot trace (data-dependent). Triton's backward is a custom op.
+        utils = utils[:-1]
+    torch.library.opcheck(ssd_chunked_fwd, args, test_utils=utils)
+
+
+def test_opcheck_bwd_triton():
+    _skip_unavailable("triton", "cpu")
+    args = _op_args("triton")
+    out, ypre, states_in, final = ssd_chunked_fwd(*args)
+    bargs = (torch.randn_like(out), torch.randn_like(states_in), torch.randn_like(final), *args[:10], ypre,
+             states_in, *args[10:])
+    torch.library.opcheck(ssd_chunked_bwd, bargs)
+
+
+# --------------------------------------------------------------------------------------------- bad inputs
+def _good():
+    return make_inputs(1, 8, 4, 4, 4, 2, D_shape="h", init=True)
+
+
+@pytest.mark.parametrize("mutate,exc,match", [
+    (lambda d: d.update(B=torch.randn(1, 8, 3, 4, dtype=F64), C=torch.randn(1, 8, 3, 4, dtype=F64)),
+     ValueError, "divisible"),
+    (lambda d: d.update(dt=torch.randn(1, 7, 4, dtype=F64)), ValueError, "dt"),
+    (lambda d: d.update(C=torch.randn(1, 8, 2, 5, dtype=F64)), ValueError, "C"),
+    (lambda d: d.update(B=torch.randn(1, 9, 2, 4, dtype=F64)), ValueError, "B"),
+    (lambda d: d.update(x=d["x"].to(torch.int32)), TypeError, "x"),
+    (lambda d: d.update(A=torch.randn(3, dtype=F64)), ValueError, "A"),
+    (lambda d: d.update(D=torch.randn(4, 3, dtype=F64)), ValueError, "D"),
+    (lambda d: d.update(z=torch.randn(1, 8, 4, 3, dtype=F64)), ValueError, "z"),
+    (lambda d: d.update(dt_bias=torch.randn(4, dtype=F64).to(torch.int64)), TypeError, "dt_bias"),
+    (lambda d: d.update(initial_states=torch.randn(2, 4, 4, 4, dtype=F64)), ValueError, "initial_states"),
+    (lambda d: d.update(chunk_size=0), ValueError, "chunk_size"),
+    (lambda d: d.update(chunk_size=16.0), TypeError, "chunk_size"),
+    (lambda d: d.update(dt_limit=(1.0, 0.5)), ValueError, "dt_limit"),
+    (lambda d: d.update(cu_seqlens=torch.tensor([0, 5, 3, 8])), ValueError, "cu_seqlens"),
+    (lambda d: d.update(cu_seqlens=torch.tensor([0, 5, 7])), ValueError, "cu_seqlens"),
+    (lambda d: d.update(cu_seqlens=torch.tensor([0.0, 8.0])), TypeError, "cu_seqlens"),
+    (lambda d: d.update(cu_seqlens=torch.tensor([0, 4, 8])), ValueError, "initial_states"),
+    (lambda d: d.update(backend="nope"), ValueError, "backend"),
+], ids=["h-not-divisible-by-g", "dt-length", "C-vs-B", "B-length", "x-int", "A-shape", "D-shape", "z-shape",
+        "dt_bias-int", "init-batch", "chunk-0", "chunk-float", "dt_limit-order", "cu-decreasing", "cu-end",
+        "cu-float", "cu-init-count", "backend-name"])
+def test_bad_inputs(mutate, exc, match):
+    d = _good()
+    d.update(chunk_size=4)
+    mutate(d)
+    with pytest.raises(exc, match=match):
+        ssd_chunked_scan(**d)
+
+
+def test_cu_seqlens_needs_batch_1():
+    d = make_inputs(2, 8, 4, 4, 4, 2)
+    with pytest.raises(ValueError, match="cu_seqlens"):
+        ssd_chunked_scan(**d, chunk_size=4, cu_seqlens=torch.tensor([0, 8]))
+
+
+# --------------------------------------------------------------------------------------------- GPU
+# (b, l, h, p, n, g, chunk, options); every case checks the forward outputs and every gradient.
+GPU_CASES = {}
+for _q in (64, 128, 256):
+    for _l in (1, 255, 1000):
+        GPU_CASES[f"b2-l{_l}-h4-p64-n128-g1-Q{_q}"] = (2, _l, 4, 64, 128, 1, _q, {})
+for _p in (32, 64, 128):
+    for _n in (16, 64, 128, 256):
+        GPU_CASES[f"b1-l777-h4-p{_p}-n{_n}-g2-Q256"] = (1, 777, 4, _p, _n, 2, 256, dict(D_shape="hp"))
+for _g in (1, 8, 16):
+    GPU_CASES[f"b2-l300-h16-p64-n64-g{_g}-Q128"] = (2, 300, 16, 64, 64, _g, 128, {})
+GPU_CASES["b1-l2050-varlen-short-long-Q256"] = (1, 2050, 4, 64, 128, 1, 256,
+                                                dict(cu=[0, 1, 2, 5, 300, 301, 2000, 2000, 2050]))
+GPU_CASES["b1-l1100-varlen-Q64-noz-noinit"] = (1, 1100, 8, 128, 128, 8, 64,
+                                               dict(cu=[0, 3, 64, 65, 1100], z=False, init=False, dt_limit=None))
+GPU_CASES["b2-l513-h32-p128-n128-g32-Q256-llama"] = (2, 513, 32, 128, 128, 32, 256, {})
+GPU_CASES["b1-l400-h4-p64-n128-g1-Q100-odd-chunk"] = (1, 400, 4, 64, 128, 1, 100, {})
+
+GPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", list(GPU_DTYPES))
+@pytest.mark.parametrize("case", list(GPU_CASES))
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_vs_ref(backend, case, dtype):
+    _skip_unavailable(backend, "cuda")
+    b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
+    check_against_ref(backend, "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["ref", "triton"])
+def test_gpu_opcheck_fwd(backend):
+    args = _op_args(backend, device="cuda", dtype=torch.bfloat16, cu=[0, 7, 20])
+    for t in args[:9]:
+        t.requires_grad_(True)
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    torch.library.opcheck(ssd_chunked_fwd, args, test_utils=utils + (("test_aot_dispatch_dynamic",)
+                                                                     if backend == "triton" else ()))
+
+
+@pytest.mark.gpu
+def test_gpu_torch_compile_triton():
+    inp = make_inputs(2, 300, 4, 64, 64, 2, dtype=torch.bfloat16, device="cuda", init=True, requires_grad=True)
+
+    def f(**kw):
+        return ssd_chunked_scan(**kw, chunk_size=128, dt_softplus=True, return_final_states=True,
+                                backend="triton")
+    y, fin = torch.compile(f)(**inp)
+    y2, fin2 = f(**inp)
+    assert_close(y, y2.float(), torch.bfloat16, name="compiled out")
+    assert_close(fin, fin2, torch.float32, name="compiled final")
+    (y.float().sum() + fin.sum()).backward()
+    assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in inp.values())

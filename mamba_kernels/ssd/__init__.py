@@ -1,2 +1,4 @@
-"""Public names of this kernel family (filled in as its ops land)."""
-__all__: list[str] = []
+"""Chunked SSD (Mamba-2) scan: forward and backward, varlen, initial / final / chunk-boundary states."""
+from .interface import ssd_chunked_scan
+
+__all__ = ["ssd_chunked_scan"]
