@@ -23,15 +23,16 @@ python3 -c "import mamba_kernels, json; print(json.dumps(mamba_kernels.backends(
 timeout "$T_TEST" python3 -m pytest -q -m "not slow" tests ${TEST_K:+-k "$TEST_K"} -p no:cacheprovider \
   --durations=15 > "$OUT/tests.log" 2>&1
 echo "tests rc=$?" | tee -a "$OUT/tests.log"
-# Wait for the anchors (they build in the background) but not past their own timeouts.
-if [ "${BUILD_ANCHORS:-1}" = 1 ] && [ -d .anchors/src ]; then
-  for i in $(seq 1 ${ANCHOR_WAIT_STEPS:-60}); do grep -q "DONE (" "$ANCHOR_LOG" 2>/dev/null && break; sleep 5; done
-fi
-cp .anchors/build.log* "$OUT/" 2>/dev/null
+
 timeout "$T_BENCH" python3 -m pytest bench --benchmark-only -q ${BENCH_K:+-k "$BENCH_K"} -p no:cacheprovider \
   --benchmark-disable-gc > "$OUT/bench.log" 2>&1
 echo "bench rc=$?" | tee -a "$OUT/bench.log"
 cp bench/results/*.jsonl bench/results/*.md "$OUT/" 2>/dev/null
+# Wait (bounded) for the anchors building in the background.
+if [ "${BUILD_ANCHORS:-1}" = 1 ] && [ -d .anchors/src ]; then
+  for i in $(seq 1 ${ANCHOR_WAIT_STEPS:-60}); do grep -q "DONE (" "$ANCHOR_LOG" 2>/dev/null && break; sleep 5; done
+fi
+cp .anchors/build.log* "$OUT/" 2>/dev/null
 # Bring built anchors back so later sessions can carry them instead of rebuilding (7+ minutes).
 if [ "${BUILD_ANCHORS:-1}" = 1 ] && ls .anchors/build/*/BUILD_OK > /dev/null 2>&1; then
   tar -C .anchors -czf "$OUT/anchors_build.tgz" build && ls -la "$OUT/anchors_build.tgz"
