@@ -4,6 +4,7 @@
 # Usage: bash scripts/gpu_run.sh [pytest -k expression for tests] [pytest -k expression for benches]
 set -u
 OUT=${OUT:-/tmp/mk_out}; mkdir -p "$OUT"
+T_START=$(date +%s); DEADLINE=${DEADLINE:-560}   # seconds after start by which the script must be done
 export MAMBA_KERNELS_COMMIT=${MAMBA_KERNELS_COMMIT:-$(cat .commit 2>/dev/null || echo unknown)}
 export PYTHONUNBUFFERED=1 MAMBA_KERNELS_BENCH_DIR=${MAMBA_KERNELS_BENCH_DIR:-$PWD/bench/results}
 TEST_K=${1:-}; BENCH_K=${2:-}
@@ -30,7 +31,9 @@ echo "bench rc=$?" | tee -a "$OUT/bench.log"
 cp bench/results/*.jsonl bench/results/*.md "$OUT/" 2>/dev/null
 # Wait (bounded) for the anchors building in the background.
 if [ "${BUILD_ANCHORS:-1}" = 1 ] && [ -d .anchors/src ]; then
-  for i in $(seq 1 ${ANCHOR_WAIT_STEPS:-60}); do grep -q "DONE (" "$ANCHOR_LOG" 2>/dev/null && break; sleep 5; done
+  while [ $(( $(date +%s) - T_START )) -lt $(( DEADLINE - 15 )) ]; do
+    grep -q "DONE (" "$ANCHOR_LOG" 2>/dev/null && break; sleep 5
+  done
 fi
 cp .anchors/build.log* "$OUT/" 2>/dev/null
 # Bring built anchors back so later sessions can carry them instead of rebuilding (7+ minutes).
