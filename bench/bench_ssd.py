@@ -1,0 +1,128 @@
+"""Chunked SSD (Mamba-2 scan) benchmarks (H200 targets in issue 4), bf16 activations, fp32 A / D / dt_bias,
+softplus on dt, D (h,) and gate z on, chunk 256.
+
+Shapes: Mamba-2 2.7B layer (b4 l4096 h80 p64 n128 g1) and Mamba2-in-Llama3-8B layer (b2 l4096 h32 p128 n128 g32).
+
+Useful FLOPs (anchors.md section 6): forward = b*l*h*(2*Q*p + 4*p*n) + b*l*g*(2*Q*n)
+  (intra-chunk (CB o L) X, chunk states + state-to-output, and C B^T once per group); the backward is counted as
+  2x the forward, so fwd+bwd = 3x.
+Bytes (minimum HBM traffic, bf16 = 2 B): forward reads x, z, dt, B, C and writes out:
+  2*(3*b*l*h*p + b*l*h + 2*b*l*g*n); fwd+bwd adds the backward's reads (dout, x, z, dt, B, C) and writes
+  (dx, dz, ddt, dB, dC): 2*(5*b*l*h*p + 2*b*l*h + 4*b*l*g*n).
+Anchors: mamba_ssm mamba_chunk_scan_combined (same arguments), fla chunk_simple_gla forward (q=C, k=B expanded
+per head, v=x*dt, g=A*dt precomputed outside the timing; no D / z, so it does slightly less work).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import anchors
+from mamba_kernels.ssd import ssd_chunked_scan
+
+BF16 = torch.bfloat16
+Q = 256
+SHAPES = {
+    "b4-l4096-h80-p64-n128-g1": dict(b=4, l=4096, h=80, p=64, n=128, g=1),
+    "b2-l4096-h32-p128-n128-g32": dict(b=2, l=4096, h=32, p=128, n=128, g=32),
+}
+
+
+def _inputs(b, l, h, p, n, g, grad=False, device="cuda"):
+    gen = torch.Generator(device=device).manual_seed(0)
+    r = lambda *s, dtype=BF16, scale=1.0: (torch.randn(*s, device=device, generator=gen) * scale).to(dtype)  # noqa
+    inp = dict(x=r(b, l, h, p), dt=r(b, l, h, scale=0.5), A=-(torch.rand(h, device=device, generator=gen) + 0.5),
+               B=r(b, l, g, n, scale=0.5), C=r(b, l, g, n, scale=0.5), D=r(h, dtype=torch.float32),
+               z=r(b, l, h, p), dt_bias=r(h, dtype=torch.float32, scale=0.5) - 1.0)
+    if grad:
+        for v in inp.values():
+            v.requires_grad_(True)
+    return inp
+
+
+def _flops(b, l, h, p, n, g, chunk=Q):
+    return b * l * h * (2 * chunk * p + 4 * p * n) + b * l * g * 2 * chunk * n
+
+
+def _bytes(b, l, h, p, n, g, bwd=False):
+    fwd = 2 * (3 * b * l * h * p + b * l * h + 2 * b * l * g * n)
+    return fwd + (2 * (5 * b * l * h * p + 2 * b * l * h + 4 * b * l * g * n) if bwd else 0)
+
+
+def _ours(backend):
+    def fn(inp):
+        return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], Q, D=inp["D"], z=inp["z"],
+                                dt_bias=inp["dt_bias"], dt_softplus=True, backend=backend)
+    return fn
+
+
+def _mamba(ms):
+    def fn(inp):
+        return ms.mamba_chunk_scan_combined(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], Q, D=inp["D"],
+                                            z=inp["z"], dt_bias=inp["dt_bias"], dt_softplus=True)
+    return fn
+
+
+def _fwd_bwd(fn, inp):
+    leaves = [v for v in inp.values() if v.requires_grad]
+    gout = torch.randn_like(inp["x"])
+
+    def run():
+        y = fn(inp)
+        return torch.autograd.grad(y, leaves, gout)
+    return run
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("impl", ["mamba_kernels:triton", "mamba_kernels:cuda", "mamba_ssm"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+def bench_ssd(benchmark, harness, mode, impl, shape):
+    s = SHAPES[shape]
+    if impl == "mamba_kernels:cuda":
+        pytest.skip("ssd has no CUDA C++ backend yet")
+    if impl == "mamba_kernels:triton":
+        fn = _ours("triton")
+    else:
+        fn = _mamba(anchors.mamba_ssm_triton())
+    bwd = mode == "fwd_bwd"
+    inp = _inputs(**s, grad=bwd)
+    call = _fwd_bwd(fn, inp) if bwd else (lambda: fn(inp))
+    flops = _flops(**s) * (3 if bwd else 1)
+    harness.measure(benchmark, kernel=f"ssd_{mode}", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
+                    fn=call, bytes=_bytes(**s, bwd=bwd), flops=flops,
+                    note="D, z, dt_bias, softplus; grads of all inputs" if bwd else "D, z, dt_bias, softplus")
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_ssd_fla_fwd(benchmark, harness, shape):
+    """fla chunk_simple_gla forward on the equivalent problem (no D / z; its backward needs Triton >= 3.7.1 on
+    Hopper)."""
+    s = SHAPES[shape]
+    gla = anchors.fla_chunk_simple_gla()
+    b, l, h, p, n, g = (s[k] for k in "blhpng")
+    inp = _inputs(**s)
+    dt = torch.nn.functional.softplus(inp["dt"].float() + inp["dt_bias"])
+    q = inp["C"].repeat_interleave(h // g, dim=2).contiguous()
+    k = inp["B"].repeat_interleave(h // g, dim=2).contiguous()
+    v = (inp["x"].float() * dt[..., None]).to(BF16)
+    gl = (dt * inp["A"]).contiguous()
+    harness.measure(benchmark, kernel="ssd_fwd", impl="fla", shape=dict(s, chunk=64), dtype="bfloat16",
+                    fn=lambda: gla(q, k, v, g=gl, scale=1.0), bytes=_bytes(**s), flops=_flops(**s, chunk=64),
+                    note="chunk_simple_gla fwd, B/C pre-expanded per head, v=x*dt and g=A*dt precomputed, no D/z")
+
+
+def bench_ssd_ref_small(benchmark, harness):
+    """The float32 python reference at a small shape, for scale."""
+    s = dict(b=1, l=1024, h=8, p=64, n=64, g=1)
+    inp = _inputs(**s)
+    fn = _ours("ref")
+    harness.measure(benchmark, kernel="ssd_fwd", impl="ref", shape=dict(s, chunk=Q), dtype="bfloat16",
+                    fn=lambda: fn(inp), bytes=_bytes(**s), flops=_flops(**s), note="python_ref, fp32 math")
+
+
+def bench_ssd_triton_small(benchmark, harness):
+    s = dict(b=1, l=1024, h=8, p=64, n=64, g=1)
+    inp = _inputs(**s)
+    fn = _ours("triton")
+    harness.measure(benchmark, kernel="ssd_fwd", impl="mamba_kernels:triton", shape=dict(s, chunk=Q),
+                    dtype="bfloat16", fn=lambda: fn(inp), bytes=_bytes(**s), flops=_flops(**s))
