@@ -15,8 +15,17 @@ from mamba_kernels.selective_scan.interface import selective_scan_bwd, selective
 from mamba_kernels.testing import assert_close
 from python_ref.selective_scan import selective_scan_ref
 
+from mamba_kernels.selective_scan import interface as ss_interface
+
 HAS_CUDA = torch.cuda.is_available()
 F64 = torch.float64
+LOW = (torch.float16, torch.bfloat16)
+
+
+@pytest.fixture(autouse=True)
+def _poison_outputs(monkeypatch):
+    """Kernel outputs start NaN-filled, so an unwritten element fails instead of passing on stale memory."""
+    monkeypatch.setattr(ss_interface, "POISON_OUTPUTS", True)
 
 
 def _skip_unless(backend, device):
@@ -28,6 +37,8 @@ def _skip_unless(backend, device):
         pytest.skip("cpu backend takes CPU tensors")
     if backend == "cuda" and device != "cuda":
         pytest.skip("cuda backend takes CUDA tensors")
+    if backend == "triton" and device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("triton on CPU tensors needs TRITON_INTERPRET=1 (set by conftest.py when there is no GPU)")
 
 
 def make_inputs(b, d, l, n, g=1, var_B=True, var_C=True, has_z=True, has_D=True, has_bias=True, init=False,
@@ -170,11 +181,13 @@ def _case_id(c):
             f"{'-z' if z else ''}{'-h0' if init else ''}")
 
 
-def _check_fwd(case, backend, device, dtype, factor=1.0):
+def _check_fwd(case, backend, device, dtype, factor=1.0, softplus=True):
     b, d, l, n, g, vb, vc, hz, init = case
-    t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=dtype, device=device)
-    out, last = run(t, backend)
-    ro, rl = ref64(t)
+    t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=dtype, device=device, has_bias=softplus)
+    if not softplus:
+        t["delta"] = torch.nn.functional.softplus(t["delta"].float()).to(dtype)
+    out, last = run(t, backend, softplus)
+    ro, rl = ref64(t, softplus)
     assert out.dtype == dtype and last.dtype == (F64 if dtype == F64 else torch.float32)
     assert_close(out, ro, dtype, factor=factor, name="out")
     assert_close(last, rl, torch.float32 if dtype != F64 else F64, factor=factor * 4, name="last_state")
@@ -191,6 +204,96 @@ def test_cpu_forward(case, dtype):
 def test_cpu_forward_low_precision_inputs(case):
     _skip_unless("cpu", "cpu")
     _check_fwd(case, "cpu", "cpu", torch.bfloat16)
+
+
+# Triton under the interpreter on CPU tensors (small shapes: the interpreter is slow).
+@pytest.mark.parametrize("case", CPU_CASES, ids=_case_id)
+def test_triton_forward_interpreted(case):
+    _skip_unless("triton", "cpu")
+    if HAS_CUDA:
+        pytest.skip("the GPU run covers Triton on CUDA tensors (test_gpu_forward)")
+    _check_fwd(case, "triton", "cpu", torch.float32)
+
+
+def test_triton_varlen_interpreted():
+    _skip_unless("triton", "cpu")
+    if HAS_CUDA:
+        pytest.skip("the GPU run covers Triton on CUDA tensors (test_gpu_varlen)")
+    _check_varlen("triton", "cpu", torch.float32, [0, 7, 7, 20, 33])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("case", GPU_CASES, ids=_case_id)
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_forward(backend, case, dtype):
+    _skip_unless(backend, "cuda")
+    # fp32: ex2.approx and fp32 accumulation over thousands of steps: factor 5 (still ~1e-4 relative RMS).
+    _check_fwd(case, backend, "cuda", dtype, factor=5 if dtype == torch.float32 else 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_forward_no_softplus_no_bias(backend, dtype):
+    _skip_unless(backend, "cuda")
+    _check_fwd((2, 70, 515, 16, 7, True, True, True, True), backend, "cuda", dtype,
+               factor=5 if dtype == torch.float32 else 1, softplus=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_strided_inputs(backend):
+    """Mamba's layout: u and z are halves of one xz (b, 2d, l) tensor, B/C slices of x_dbl (b, l, r + 2n)."""
+    _skip_unless(backend, "cuda")
+    b, d, l, n = 2, 80, 333, 16
+    xz = torch.randn(b, 2 * d, l, device="cuda", dtype=torch.bfloat16)
+    x_dbl = torch.randn(b, l, 8 + 2 * n, device="cuda", dtype=torch.bfloat16)
+    delta = torch.randn(b, d, l + 7, device="cuda", dtype=torch.bfloat16)[..., :l]
+    t = dict(u=xz[:, :d], z=xz[:, d:], delta=delta, A=-(torch.rand(d, n, device="cuda") * 4 + 0.25),
+             B=x_dbl[..., 8:8 + n].transpose(1, 2)[:, None], C=x_dbl[..., 8 + n:].transpose(1, 2)[:, None],
+             D=torch.randn(d, device="cuda"), delta_bias=torch.randn(d, device="cuda") * 0.5 - 1,
+             initial_state=torch.randn(b, d, n, device="cuda"))
+    out, last = run(t, backend)
+    ro, rl = ref64(t)
+    assert_close(out, ro, torch.bfloat16, name="out")
+    assert_close(last, rl, torch.float32, factor=4, name="last_state")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_varlen(backend, dtype):
+    _skip_unless(backend, "cuda")
+    f = 5 if dtype == torch.float32 else 1
+    _check_varlen(backend, "cuda", dtype, [0, 1000, 1000, 1001, 3001, 4097], d=40, n=16, g=4, factor=f)
+    _check_varlen(backend, "cuda", dtype, [0, 3, 130, 131], d=33, n=64, g=3, factor=f)
+    _check_varlen(backend, "cuda", dtype, [0, 50, 300], d=20, n=256, g=1, factor=f)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backward(backend):
+    """Gradients of every input on the GPU backends (through the reference until a CUDA backward lands)."""
+    _skip_unless(backend, "cuda")
+    t = make_inputs(2, 24, 300, 16, g=2, init=True, dtype=torch.bfloat16, device="cuda")
+    _check_grads(t, backend, torch.bfloat16, factor=2)
+    tv = make_inputs(1, 12, 200, 8, g=3, init=True, dtype=torch.float32, device="cuda",
+                     cu_seqlens=[0, 60, 60, 200])
+    _check_grads(tv, backend, torch.float32, factor=4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_opcheck(backend):
+    _skip_unless(backend, "cuda")
+    t = make_inputs(2, 40, 70, 16, g=2, init=True, device="cuda", dtype=torch.bfloat16)
+    args = [t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"], t["initial_state"], None,
+            True, backend]
+    torch.library.opcheck(selective_scan_fwd, args)
+    leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in args]
+    torch.library.opcheck(selective_scan_fwd, leaves, test_utils=("test_schema", "test_autograd_registration",
+                                                                  "test_faketensor"))
 
 
 # ------------------------------------------------------------------------------------------------------

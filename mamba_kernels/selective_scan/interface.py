@@ -18,9 +18,18 @@ from torch import Tensor
 from python_ref.selective_scan import selective_scan_ref
 
 from .. import _backend, _checks
+from ..testing import poison_
 
 _SUPPORTED = ("ref", "cpu", "triton", "cuda")
 MAX_DSTATE = 256
+# Tests set this: kernel outputs are allocated NaN-filled (mamba_kernels.testing.poison_) so that an element
+# a kernel forgot to write fails the comparison instead of passing on stale memory.
+POISON_OUTPUTS = False
+
+
+def _empty(*shape, dtype, device=None):
+    t = torch.empty(*shape, dtype=dtype, device=device)
+    return poison_(t) if POISON_OUTPUTS else t
 
 
 def _compute_dtype(u: Tensor) -> torch.dtype:
@@ -43,8 +52,8 @@ def _fwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
         return None if t is None else t.to(cd).contiguous()
 
     uc = cv(u)
-    out = torch.empty(u.shape, dtype=cd)
-    last = torch.empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=cd)
+    out = _empty(u.shape, dtype=cd)
+    last = _empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=cd)
     cu = None if cu_seqlens is None else cu_seqlens.to(torch.int64).contiguous()
     torch.ops.mamba_kernels._selective_scan_fwd_cpu(uc, cv(delta), cv(A), cv(B), cv(C), cv(D), cv(z),
                                                     cv(delta_bias), cv(initial_state), cu, delta_softplus,
@@ -66,8 +75,8 @@ def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
     ud = u.dtype
     Bk = lastc(B, ud) if B.dim() == 4 else wc(B)
     Ck = lastc(C, ud) if C.dim() == 4 else wc(C)
-    out = torch.empty(u.shape, dtype=ud, device=u.device)
-    last = torch.empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=f32, device=u.device)
+    out = _empty(u.shape, dtype=ud, device=u.device)
+    last = _empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=f32, device=u.device)
     cu = None if cu_seqlens is None else cu_seqlens.to(torch.int64).contiguous()
     torch.ops.mamba_kernels._selective_scan_fwd_cuda(
         lastc(u, ud), lastc(delta, ud), wc(A), Bk, Ck, wc(D), None if z is None else lastc(z, ud),
@@ -78,7 +87,7 @@ def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
 def _fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus):
     from .triton import selective_scan_fwd_triton
     return selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
-                                     delta_softplus)
+                                     delta_softplus, poison=POISON_OUTPUTS)
 
 
 def _fwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus):
@@ -100,14 +109,15 @@ def _bwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
 
     b, d, l = u.shape
     n = A.shape[1]
-    du, ddelta = torch.empty(b, d, l, dtype=cd), torch.empty(b, d, l, dtype=cd)
-    dA = torch.empty(d, n, dtype=cd)
-    dB = torch.empty(b, d, n, l, dtype=cd) if B.dim() == 4 else torch.empty(d, n, dtype=cd)
-    dC = torch.empty(b, d, n, l, dtype=cd) if C.dim() == 4 else torch.empty(d, n, dtype=cd)
-    dD = torch.empty(d, dtype=cd) if D is not None else torch.empty(0, dtype=cd)
-    dz = torch.empty(b, d, l, dtype=cd) if z is not None else torch.empty(0, dtype=cd)
-    dbias = torch.empty(d, dtype=cd) if delta_bias is not None else torch.empty(0, dtype=cd)
-    dinit = torch.empty(_n_slots(u, cu_seqlens), d, n, dtype=cd) if initial_state is not None else torch.empty(0, dtype=cd)
+    du, ddelta = _empty(b, d, l, dtype=cd), _empty(b, d, l, dtype=cd)
+    dA = _empty(d, n, dtype=cd)
+    dB = _empty(b, d, n, l, dtype=cd) if B.dim() == 4 else _empty(d, n, dtype=cd)
+    dC = _empty(b, d, n, l, dtype=cd) if C.dim() == 4 else _empty(d, n, dtype=cd)
+    dD = _empty(d, dtype=cd) if D is not None else torch.empty(0, dtype=cd)
+    dz = _empty(b, d, l, dtype=cd) if z is not None else torch.empty(0, dtype=cd)
+    dbias = _empty(d, dtype=cd) if delta_bias is not None else torch.empty(0, dtype=cd)
+    dinit = (_empty(_n_slots(u, cu_seqlens), d, n, dtype=cd) if initial_state is not None
+             else torch.empty(0, dtype=cd))
     cu = None if cu_seqlens is None else cu_seqlens.to(torch.int64).contiguous()
     torch.ops.mamba_kernels._selective_scan_bwd_cpu(
         cv(u), cv(delta), cv(A), cv(B), cv(C), cv(D), cv(z), cv(delta_bias), cv(initial_state), cu,

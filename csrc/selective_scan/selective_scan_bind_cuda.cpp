@@ -1,0 +1,115 @@
+// Torch binding of the CUDA selective scan (goes into mamba_kernels._cuda). Thin: checks + params struct.
+// The Python interface has already cast: u/delta/z/variable B,C to one dtype (fp32/fp16/bf16, time axis
+// contiguous); A, constant B/C, D, delta_bias, initial_state to contiguous fp32; cu_seqlens to int64.
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "common/bind_utils.h"
+#include "selective_scan/selective_scan.h"
+
+namespace mamba_kernels {
+namespace {
+
+void check_on(const at::Tensor& t, const at::Tensor& ref, const char* name) {
+  TORCH_CHECK(t.is_cuda() && t.device() == ref.device(), name, " must be a CUDA tensor on ", ref.device());
+}
+
+void check_f32(const at::Tensor& t, const at::Tensor& ref, const char* name) {
+  check_on(t, ref, name);
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.is_contiguous(), name, " must be contiguous float32");
+}
+
+void check_act(const at::Tensor& t, const at::Tensor& u, const char* name) {
+  check_on(t, u, name);
+  TORCH_CHECK(t.scalar_type() == u.scalar_type(), name, " must have u's dtype ", u.scalar_type());
+  TORCH_CHECK(t.sizes() == u.sizes(), name, " must have u's shape");
+  TORCH_CHECK(t.stride(2) == 1, name, ": the time axis must be contiguous");
+}
+
+void selective_scan_fwd_cuda_op(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
+                                const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& delta_bias,
+                                const std::optional<at::Tensor>& initial_state,
+                                const std::optional<at::Tensor>& cu_seqlens, bool delta_softplus, at::Tensor out,
+                                at::Tensor last_state) {
+  TORCH_CHECK(u.is_cuda() && u.dim() == 3 && u.stride(2) == 1, "u: expected a CUDA (b, d, l) tensor, contiguous l");
+  const auto st = u.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, "u: dtype must be fp32/fp16/bf16");
+  c10::cuda::CUDAGuard guard(u.device());
+  check_act(delta, u, "delta");
+  check_act(out, u, "out");
+  check_f32(A, u, "A");
+  SelectiveScanParams p;
+  p.batch = u.size(0); p.dim = u.size(1); p.seqlen = u.size(2); p.dstate = A.size(1);
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == p.dim, "A: expected (d, n)");
+  TORCH_CHECK(p.dstate >= 1 && p.dstate <= 256, "A: n must be in [1, 256]");
+  p.in_dtype = to_dtype_code(u, "u");
+  p.delta_softplus = delta_softplus;
+  p.u = u.const_data_ptr(); p.u_batch_stride = u.stride(0); p.u_d_stride = u.stride(1);
+  p.delta = delta.const_data_ptr(); p.delta_batch_stride = delta.stride(0); p.delta_d_stride = delta.stride(1);
+  p.out = out.data_ptr(); p.out_batch_stride = out.stride(0); p.out_d_stride = out.stride(1);
+  p.A = A.const_data_ptr(); p.A_d_stride = A.stride(0);
+  p.is_variable_B = B.dim() == 4;
+  p.is_variable_C = C.dim() == 4;
+  const at::Tensor* BC[2] = {&B, &C};
+  const char* names[2] = {"B", "C"};
+  for (int k = 0; k < 2; ++k) {
+    const at::Tensor& X = *BC[k];
+    if (X.dim() == 4) {
+      check_on(X, u, names[k]);
+      TORCH_CHECK(X.scalar_type() == st, names[k], ": variable B/C must have u's dtype");
+      TORCH_CHECK(X.size(0) == p.batch && X.size(2) == p.dstate && X.size(3) == p.seqlen && X.stride(3) == 1,
+                  names[k], ": expected (b, g, n, l) with contiguous l");
+      TORCH_CHECK(X.size(1) >= 1 && p.dim % X.size(1) == 0, names[k], ": groups must divide d");
+      p.n_groups = X.size(1);
+    } else {
+      check_f32(X, u, names[k]);
+      TORCH_CHECK(X.dim() == 2 && X.size(0) == p.dim && X.size(1) == p.dstate, names[k], ": expected (d, n)");
+    }
+  }
+  TORCH_CHECK(!(p.is_variable_B && p.is_variable_C) || B.size(1) == C.size(1), "B, C: group counts differ");
+  if (p.is_variable_B) { p.B_batch_stride = B.stride(0); p.B_group_stride = B.stride(1); p.B_dstate_stride = B.stride(2); }
+  else p.B_d_stride = B.stride(0);
+  if (p.is_variable_C) { p.C_batch_stride = C.stride(0); p.C_group_stride = C.stride(1); p.C_dstate_stride = C.stride(2); }
+  else p.C_d_stride = C.stride(0);
+  p.B = B.const_data_ptr();
+  p.C = C.const_data_ptr();
+  if (D) { check_f32(*D, u, "D"); TORCH_CHECK(D->numel() == p.dim, "D: expected (d,)"); p.D = D->const_data_ptr(); }
+  if (delta_bias) {
+    check_f32(*delta_bias, u, "delta_bias");
+    TORCH_CHECK(delta_bias->numel() == p.dim, "delta_bias: expected (d,)");
+    p.delta_bias = delta_bias->const_data_ptr();
+  }
+  if (z) { check_act(*z, u, "z"); p.z = z->const_data_ptr(); p.z_batch_stride = z->stride(0); p.z_d_stride = z->stride(1); }
+  if (cu_seqlens) {
+    check_on(*cu_seqlens, u, "cu_seqlens");
+    TORCH_CHECK(cu_seqlens->scalar_type() == at::kLong && cu_seqlens->is_contiguous() && cu_seqlens->dim() == 1,
+                "cu_seqlens: expected contiguous int64 (nseq + 1,)");
+    TORCH_CHECK(p.batch == 1, "cu_seqlens: needs batch size 1");
+    p.cu_seqlens = cu_seqlens->const_data_ptr<int64_t>();
+    p.n_seqs = cu_seqlens->numel() - 1;
+  }
+  const int64_t nslots = p.cu_seqlens ? p.n_seqs : p.batch;
+  if (initial_state) {
+    check_f32(*initial_state, u, "initial_state");
+    TORCH_CHECK(initial_state->numel() == nslots * p.dim * p.dstate, "initial_state: expected (slots, d, n)");
+    p.initial_state = initial_state->const_data_ptr();
+  }
+  check_f32(last_state, u, "last_state");
+  TORCH_CHECK(last_state.numel() == nslots * p.dim * p.dstate, "last_state: expected (slots, d, n)");
+  p.last_state = last_state.data_ptr();
+  const char* err = selective_scan_fwd_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == nullptr, "selective_scan_fwd_cuda: ", err ? err : "");
+}
+
+}  // namespace
+}  // namespace mamba_kernels
+
+TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
+  m.def("_selective_scan_fwd_cuda(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
+        "Tensor? delta_bias, Tensor? initial_state, Tensor? cu_seqlens, bool delta_softplus, Tensor(a!) out, "
+        "Tensor(b!) last_state) -> ()",
+        &mamba_kernels::selective_scan_fwd_cuda_op);
+}

@@ -1,0 +1,8 @@
+// Forward kernels for fp32 inputs (one file per dtype so they compile in parallel).
+#include "selective_scan/selective_scan_fwd_kernel.cuh"
+
+namespace mamba_kernels {
+namespace ss {
+template cudaError_t launch_selective_scan_fwd<float>(const SelectiveScanParams& p, cudaStream_t stream);
+}  // namespace ss
+}  // namespace mamba_kernels
