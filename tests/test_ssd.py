@@ -160,6 +160,23 @@ def test_cpu_tensors_vs_ref(backend, case):
     check_against_ref(backend, "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64], ids=["bf16", "fp16", "fp64"])
+@pytest.mark.parametrize("backend", ["ref", "cpu"])
+def test_cpu_backends_other_dtypes(backend, dtype):
+    _skip_unavailable(backend, "cpu")
+    check_against_ref(backend, "cpu", dtype, 2, 37, 4, 8, 16, 2, 16, D_shape="hp", cu=None)
+
+
+def test_default_backend_on_cpu_is_cpu_when_built():
+    from mamba_kernels.ssd.interface import _cpu_available
+    d = make_inputs(1, 8, 2, 4, 4, 1, dtype=torch.float32)
+    y = ssd_chunked_scan(**d, chunk_size=4)
+    expected = "cpu" if _cpu_available() else "ref"
+    assert_close(y, ssd_chunked_scan(**d, chunk_size=4, backend=expected), torch.float32)
+    assert _backend.resolve(None, torch.device("cpu"), ("ref", "cpu")) == ("cpu" if _backend.available("cpu")
+                                                                           else "ref")
+
+
 def test_ref_backend_float64_gradcheck():
     """Autograd wiring of the custom op (ref backend) against finite differences, tiny shapes."""
     inp = make_inputs(1, 5, 2, 2, 3, 1, D_shape="hp", init=True, requires_grad=True)
@@ -198,15 +215,15 @@ def _op_args(backend, device="cpu", dtype=torch.float32, cu=None):
 
 
 @pytest.mark.parametrize("cu", [None, [0, 7, 20]], ids=["dense", "varlen"])
-@pytest.mark.parametrize("backend", ["ref", "triton"])
+@pytest.mark.parametrize("backend", ["ref", "cpu", "triton"])
 def test_opcheck_fwd(backend, cu):
     _skip_unavailable(backend, "cpu")
     args = _op_args(backend, cu=cu)
     for t in args[:9]:
         t.requires_grad_(True)
     utils = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
-    if backend == "ref" and cu is not None:
-        # The ref backend's backward re-runs python_ref under torch autograd; the reference reads cu_seqlens
+    if backend in ("ref", "cpu") and cu is not None:
+        # The ref (and cpu) backend's backward re-runs python_ref under torch autograd; the reference reads cu_seqlens
         # values on the host, which AOT autograd cannot trace (data-dependent). Triton's backward is a custom op.
         utils = utils[:-1]
     torch.library.opcheck(ssd_chunked_fwd, args, test_utils=utils)
