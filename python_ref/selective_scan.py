@@ -85,9 +85,9 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         if initial_state is None:
             h = torch.zeros(bsz, d, n, dtype=cd, device=u.device)
         elif cu_seqlens is None:
-            h = initial_state.to(cd)
+            h = initial_state.to(cd, copy=True)
         else:
-            h = initial_state[i:i + 1].to(cd)
+            h = initial_state[i:i + 1].to(cd, copy=True)
         for t in range(t0, t1):
             dA = torch.exp(dt[:, :, t, None] * Af)                        # (b, d, n)
             Bt = Bf[..., t] if variable_B else Bf                         # (b, d, n) or (d, n)

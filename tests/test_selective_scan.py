@@ -381,6 +381,17 @@ def test_cpu_varlen(cu):
     _check_varlen("cpu", "cpu", torch.float32, cu, grads=True)
 
 
+@pytest.mark.parametrize("backend", ["ref", "cpu", "triton", "cuda"])
+def test_zero_length_returns_initial_state(backend):
+    device = "cuda" if (backend == "cuda" or (backend == "triton" and HAS_CUDA)) else "cpu"
+    _skip_unless(backend, device)
+    for cu in (None, [0, 0, 0]):
+        t = make_inputs(2 if cu is None else 1, 5, 0, 4, 1, init=True, device=device, cu_seqlens=cu)
+        out, last = run(t, backend)
+        assert out.shape == t["u"].shape
+        assert torch.equal(last, t["initial_state"])
+
+
 # ------------------------------------------------------------------------------------------------------
 # torch.library registration
 
