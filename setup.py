@@ -88,7 +88,8 @@ def want_cuda():
 
 
 def rel(paths):
-    return sorted(os.path.relpath(p, ROOT) for p in paths)
+    # Deduplicated: "*_cpu.cpp" also matches "*_bind_cpu.cpp", and ninja rejects a source listed twice.
+    return sorted({os.path.relpath(p, ROOT) for p in paths})
 
 
 CXX_FLAGS = ["-O3", "-g0", "-std=c++17", "-fopenmp"]
