@@ -9,10 +9,11 @@ Forward, 4 launches:
   3. _ssd_state_passing_fwd_kernel  h_in[c+1] = exp(a_last_c) h_in[c] + S_c, per sequence, final states
   4. _ssd_chunk_scan_fwd_kernel     y_t = exp(a_t) C_t h_in^T + sum_{s<=t} (C_t.B_s) exp(a_t-a_s) dt'_s x_s
                                     + D x_t;  out = y * silu(z)
-Backward, 4 launches (+1 recompute of step 1):
+Backward, 5 launches (+1 recompute of step 1):
   a. _ssd_chunk_state_kernel (IS_BWD)  dH_c = sum_t exp(a_t) dy_t C_t^T   (gradient reaching h_in[c] via outputs)
   b. _ssd_state_passing_bwd_kernel     reverse pass over chunks: dS_c, d a_last (decay), d initial_states
-  c. _ssd_chunk_bwd_kernel             per block of a chunk: dx, d dt' (direct), dB, dC (per head), d a
+  c. _ssd_chunk_bwd_kernel             per block of a chunk, intra-chunk terms: dx, d dt', dB, dC (per head), d a
+     _ssd_chunk_state_bwd_kernel       adds the terms through chunk states / states_in (p in slices)
   d. _ssd_chunk_cumsum_bwd_kernel      d a -> d(dt' A) (reverse cumsum) -> d dt', dA; back through clamp/softplus
 
 All math is fp32 inside the kernels; matmuls use tl.dot with IEEE fp32 for fp32 inputs and tf32 otherwise.
@@ -234,15 +235,15 @@ def _ssd_chunk_scan_fwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, hin_ptr, D_p
 
 
 @triton.jit
-def _ssd_chunk_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, hin_ptr, dS_ptr, D_ptr,
-                          dx_ptr, ddt_ptr, dBh_ptr, dCh_ptr, da_ptr, dalast_ptr,
+def _ssd_chunk_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, D_ptr,
+                          dx_ptr, ddt_ptr, dBh_ptr, dCh_ptr, da_ptr,
                           table_ptr, l, h, p, n, hpg, ng, nmb,
                           HAS_D: tl.constexpr, D_HP: tl.constexpr,
                           BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
                           PREC: tl.constexpr):
-    """One block j of rows of one chunk, one head. The block is both a source s (columns of the intra-chunk
-    matrix, plus the chunk-state term) and a target t (rows, plus the state-to-output term).
-    M[t, s] = (C_t.B_s) exp(a_t - a_s) [s <= t],  y_t = sum_s M[t, s] dt'_s x_s + exp(a_t) C_t h_in^T."""
+    """Intra-chunk gradients for one block j of rows of one chunk, one head. The block is both a source s
+    (columns of M) and a target t (rows of M), M[t, s] = (C_t.B_s) exp(a_t - a_s) [s <= t], y_t = sum_s M[t, s]
+    dt'_s x_s + ...; the terms through the chunk states are added by _ssd_chunk_state_bwd_kernel."""
     pid0 = tl.program_id(0)
     hh = tl.program_id(1)
     k = pid0 // nmb
@@ -269,9 +270,6 @@ def _ssd_chunk_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, hin_ptr, 
     dy_j = tl.load(dy_ptr + xp_off, mask=mjp, other=0.0)
     B_j = tl.load(B_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
     C_j = tl.load(C_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
-    a_last = tl.load(a_ptr + (tok0 + ln - 1) * h + hh)
-    st_off = ((k * h + hh).to(tl.int64) * p + offs_p[:, None]) * n + offs_n[None, :]
-    mpn = mp[:, None] & mn[None, :]
 
     # ---- block as source s: intra-chunk terms over targets t >= s
     ddtx = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)   # d(dt' x)_s
@@ -295,28 +293,16 @@ def _ssd_chunk_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, hin_ptr, 
         dMT = tl.dot(xdt_j, tl.trans(dy_t), input_precision=PREC)
         dB += tl.dot(dMT * dec, C_t, input_precision=PREC)
         da -= tl.sum(dMT * MT, axis=1)
-    # chunk-state term: S = sum_s w_s x_s B_s^T, w_s = exp(a_last - a_s) dt'_s, dS = gradient of S
-    dS = tl.load(dS_ptr + st_off, mask=mpn, other=0.0)
-    e_j = tl.where(mj, tl.exp(a_last - a_j), 0.0)
-    w = e_j * dt_j
-    BdS = tl.dot(B_j, tl.trans(dS), input_precision=PREC)                                # (s, p)
-    dx = ddtx * dt_j[:, None] + w[:, None] * BdS
-    dB += w[:, None] * tl.dot(x_j, dS, input_precision=PREC)
-    dw = tl.sum(x_j * BdS, axis=1)
-    ddt = tl.sum(x_j * ddtx, axis=1) + e_j * dw
-    da -= dw * w
-    tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dw * w, axis=0))
+    dx = ddtx * dt_j[:, None]
+    ddt = tl.sum(x_j * ddtx, axis=1)
     if HAS_D:
         if D_HP:
             dx += dy_j * tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
         else:
             dx += dy_j * tl.load(D_ptr + hh).to(tl.float32)
 
-    # ---- block as target t: state-to-output and intra-chunk terms over sources s <= t
-    hin = tl.load(hin_ptr + st_off, mask=mpn, other=0.0)                                  # (p, n)
-    ea = tl.where(mj, tl.exp(a_j), 0.0)
-    dC = tl.dot(dy_j, hin, input_precision=PREC) * ea[:, None]
-    da += ea * tl.sum(dy_j * tl.dot(C_j, tl.trans(hin), input_precision=PREC), axis=1)
+    # ---- block as target t: intra-chunk terms over sources s <= t
+    dC = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for sb in range(0, jb + 1):
         offs_s = sb * BLOCK_M + tl.arange(0, BLOCK_M)
         ms = offs_s < ln
@@ -340,6 +326,75 @@ def _ssd_chunk_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, hin_ptr, 
     tl.store(dBh_ptr + hn_off, dB, mask=mjn)
     tl.store(dCh_ptr + hn_off, dC, mask=mjn)
     tl.store(da_ptr + tok_j * h + hh, da, mask=mj)
+
+
+@triton.jit
+def _ssd_chunk_state_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, hin_ptr, dS_ptr,
+                                dx_ptr, ddt_ptr, dBh_ptr, dCh_ptr, da_ptr, dalast_ptr,
+                                table_ptr, l, h, p, n, hpg, ng, nmb,
+                                BLOCK_M: tl.constexpr, BLOCK_PS: tl.constexpr, BLOCK_N: tl.constexpr,
+                                PREC: tl.constexpr):
+    """Adds the gradients through the chunk states to one block's (dx, d dt', dB, dC, d a) written by
+    _ssd_chunk_bwd_kernel, looping over p in slices so a (p, n) state tile never sits whole in shared memory:
+      chunk state  S = sum_s w_s x_s B_s^T, w_s = exp(a_last - a_s) dt'_s, dS its gradient:
+        dx_s += w_s dS B_s,  dB_s += w_s dS^T x_s,  dw_s = x_s . (dS B_s) -> d dt'_s, d a_s, d a_last
+      state to output  y_t += exp(a_t) h_in C_t:
+        dC_t += exp(a_t) h_in^T dy_t,  d a_t += exp(a_t) dy_t . (h_in C_t)"""
+    pid0 = tl.program_id(0)
+    hh = tl.program_id(1)
+    k = pid0 // nmb
+    jb = pid0 % nmb
+    row = tl.load(table_ptr + k * 3).to(tl.int64)
+    start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
+    ln = tl.load(table_ptr + k * 3 + 2)
+    tok0 = row * l + start
+    grp = hh // hpg
+    offs_j = jb * BLOCK_M + tl.arange(0, BLOCK_M)
+    mj = offs_j < ln
+    tok_j = tok0 + offs_j
+    offs_n = tl.arange(0, BLOCK_N)
+    mn = offs_n < n
+    mjn = mj[:, None] & mn[None, :]
+    bc_off = (tok_j[:, None] * ng + grp) * n + offs_n[None, :]
+    a_j = tl.load(a_ptr + tok_j * h + hh, mask=mj, other=0.0)
+    dt_j = tl.load(dtp_ptr + tok_j * h + hh, mask=mj, other=0.0)
+    a_last = tl.load(a_ptr + (tok0 + ln - 1) * h + hh)
+    B_j = tl.load(B_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
+    C_j = tl.load(C_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
+    e_j = tl.where(mj, tl.exp(a_last - a_j), 0.0)
+    w = e_j * dt_j
+    ea = tl.where(mj, tl.exp(a_j), 0.0)
+    dB = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    dC = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    dw = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    dat = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    st_base = (k * h + hh).to(tl.int64) * p
+    for p0 in range(0, p, BLOCK_PS):
+        offs_p = p0 + tl.arange(0, BLOCK_PS)
+        mp = offs_p < p
+        mjp = mj[:, None] & mp[None, :]
+        xp_off = (tok_j[:, None] * h + hh) * p + offs_p[None, :]
+        x_j = tl.load(x_ptr + xp_off, mask=mjp, other=0.0).to(tl.float32)
+        dy_j = tl.load(dy_ptr + xp_off, mask=mjp, other=0.0)
+        st_off = (st_base + offs_p[:, None]) * n + offs_n[None, :]
+        mpn = mp[:, None] & mn[None, :]
+        dS = tl.load(dS_ptr + st_off, mask=mpn, other=0.0)                                # (ps, n)
+        BdS = tl.dot(B_j, tl.trans(dS), input_precision=PREC)                              # (s, ps)
+        dx_old = tl.load(dx_ptr + xp_off, mask=mjp, other=0.0)
+        tl.store(dx_ptr + xp_off, dx_old + w[:, None] * BdS, mask=mjp)
+        dB += tl.dot(x_j, dS, input_precision=PREC)
+        dw += tl.sum(x_j * BdS, axis=1)
+        hin = tl.load(hin_ptr + st_off, mask=mpn, other=0.0)                               # (ps, n)
+        dC += tl.dot(dy_j, hin, input_precision=PREC)
+        dat += tl.sum(dy_j * tl.dot(C_j, tl.trans(hin), input_precision=PREC), axis=1)
+    hn_off = (tok_j[:, None] * h + hh) * n + offs_n[None, :]
+    tl.store(dBh_ptr + hn_off, tl.load(dBh_ptr + hn_off, mask=mjn, other=0.0) + w[:, None] * dB, mask=mjn)
+    tl.store(dCh_ptr + hn_off, tl.load(dCh_ptr + hn_off, mask=mjn, other=0.0) + ea[:, None] * dC, mask=mjn)
+    ddt_old = tl.load(ddt_ptr + tok_j * h + hh, mask=mj, other=0.0)
+    tl.store(ddt_ptr + tok_j * h + hh, ddt_old + e_j * dw, mask=mj)
+    da_old = tl.load(da_ptr + tok_j * h + hh, mask=mj, other=0.0)
+    tl.store(da_ptr + tok_j * h + hh, da_old - dw * w + ea * dat, mask=mj)
+    tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dw * w, axis=0))
 
 
 @triton.jit
@@ -384,7 +439,7 @@ def _ssd_chunk_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalas
 # --------------------------------------------------------------------------------------------- launchers
 def _blocks(chunk_size, p, n):
     BM = min(64, _np2(chunk_size))
-    if p * n >= 128 * 128:
+    if p * n >= 128 * 128 or n >= 256:  # shared memory (sm_90 AOT compiles: bwd > 227 KB otherwise)
         BM = min(BM, 32)
     return BM
 
@@ -501,12 +556,20 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     dCh = torch.zeros_like(dBh)
     da = torch.zeros_like(ddt_direct)
     if nk:
-        nmb = triton.cdiv(chunk_size, BM)
+        # shared memory (measured with sm_90 AOT compiles): fp32 ("ieee") tiles need the smaller blocks
+        BMb = min(BM, 32) if prec == "ieee" else BM
+        BPS = min(BP, 32 if (BN < 256 and prec != "ieee") else 16)
+        nmb = triton.cdiv(chunk_size, BMb)
         _ssd_chunk_bwd_kernel[(nk * nmb, h)](
-            x, B, C, dtp, a, dy, states_in, dS, D if D is not None else A,
-            dx, ddt_direct, dBh, dCh, da, dalast, table, l, h, p, n, h // g, g, nmb,
+            x, B, C, dtp, a, dy, D if D is not None else A,
+            dx, ddt_direct, dBh, dCh, da, table, l, h, p, n, h // g, g, nmb,
             HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
-            BLOCK_M=BM, BLOCK_P=BP, BLOCK_N=BN, PREC=prec, num_warps=8 if BP * BN >= 128 * 128 else 4)
+            BLOCK_M=BMb, BLOCK_P=BP, BLOCK_N=BN, PREC=prec, num_warps=8 if BP * BN >= 128 * 128 else 4)
+        _ssd_chunk_state_bwd_kernel[(nk * nmb, h)](
+            x, B, C, dtp, a, dy, states_in, dS, dx, ddt_direct, dBh, dCh, da, dalast,
+            table, l, h, p, n, h // g, g, nmb,
+            BLOCK_M=BMb, BLOCK_PS=BPS, BLOCK_N=BN, PREC=prec,
+            num_warps=8 if BN >= 128 else 4)
     # d. dt chain
     ddt = torch.zeros(b, l, h, device=dev, dtype=torch.float32)
     dA_part = torch.zeros(max(nk, 1), h, device=dev, dtype=torch.float32)
