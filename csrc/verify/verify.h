@@ -117,4 +117,9 @@ struct ConvVerifyParams {
 const char* verify_step_cuda(const VerifyStepParams& p, void* stream);
 const char* conv_verify_step_cuda(const ConvVerifyParams& p, void* stream);
 
+// Internal: the SSM / fused launcher for one state dtype (verify_ssm_{f32,f16,bf16}.cu, compiled in parallel).
+const char* verify_ssm_cuda_f32(const VerifyStepParams& p, void* stream);
+const char* verify_ssm_cuda_f16(const VerifyStepParams& p, void* stream);
+const char* verify_ssm_cuda_bf16(const VerifyStepParams& p, void* stream);
+
 }  // namespace mamba_kernels

@@ -1,0 +1,318 @@
+// Device helpers shared by the verify kernels (CUDA headers only, no torch).
+//
+// Small tensors (x, z, B, C, dt, y, ring_x, ring_B, xBC, conv window, conv weight) are read and written
+// through `ld_any` / `st_any` with a runtime dtype: they are staged through shared memory as fp32, so the
+// dtype switch costs nothing measurable and keeps the number of template instantiations low. Only the state
+// (the one big stream) is typed at compile time (16-byte vector loads).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/dtype.h"
+#include "verify/verify.h"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+constexpr int kMaxThreads = 256;  // SSM / fused blocks
+constexpr int kConvThreads = 512; // standalone conv blocks
+constexpr int kQC = 16;           // ring tokens staged per chunk
+constexpr int kKC = 4;            // new tokens per dot chunk
+constexpr int kMaxK = 32;         // max draft tokens (masks are 32-bit)
+constexpr int kMaxWidth = 8;      // max conv width
+
+__device__ __forceinline__ float ld_any(const void* ptr, int64_t i, DType t) {
+  if (t == DType::kBFloat16) return __bfloat162float(static_cast<const __nv_bfloat16*>(ptr)[i]);
+  if (t == DType::kFloat16) return __half2float(static_cast<const __half*>(ptr)[i]);
+  if (t == DType::kFloat64) return static_cast<float>(static_cast<const double*>(ptr)[i]);
+  return static_cast<const float*>(ptr)[i];
+}
+
+__device__ __forceinline__ void st_any(void* ptr, int64_t i, DType t, float v) {
+  if (t == DType::kBFloat16) {
+    static_cast<__nv_bfloat16*>(ptr)[i] = __float2bfloat16_rn(v);
+  } else if (t == DType::kFloat16) {
+    static_cast<__half*>(ptr)[i] = __float2half_rn(v);
+  } else if (t == DType::kFloat64) {
+    static_cast<double*>(ptr)[i] = static_cast<double>(v);
+  } else {
+    static_cast<float*>(ptr)[i] = v;
+  }
+}
+
+__device__ __forceinline__ float silu_f(float v) { return v / (1.f + __expf(-v)); }
+
+__host__ __device__ __forceinline__ unsigned low_mask(int kp) {
+  return kp >= 32 ? 0xffffffffu : (kp <= 0 ? 0u : ((1u << kp) - 1u));
+}
+
+// ------------------------------------------------------------------------------------------------------
+// State element type: V elements = 16 bytes, converted to / from fp32.
+// ------------------------------------------------------------------------------------------------------
+template <typename T>
+struct SV;
+
+template <>
+struct SV<float> {
+  static constexpr int V = 4;
+  __device__ __forceinline__ static float to_f(float v) { return v; }
+  __device__ __forceinline__ static float from_f(float v) { return v; }
+  __device__ __forceinline__ static void unpack(const uint4& r, float (&o)[V]) {
+    o[0] = __uint_as_float(r.x);
+    o[1] = __uint_as_float(r.y);
+    o[2] = __uint_as_float(r.z);
+    o[3] = __uint_as_float(r.w);
+  }
+  __device__ __forceinline__ static uint4 pack(const float (&o)[V]) {
+    return make_uint4(__float_as_uint(o[0]), __float_as_uint(o[1]), __float_as_uint(o[2]), __float_as_uint(o[3]));
+  }
+};
+
+template <>
+struct SV<__half> {
+  static constexpr int V = 8;
+  __device__ __forceinline__ static float to_f(__half v) { return __half2float(v); }
+  __device__ __forceinline__ static __half from_f(float v) { return __float2half_rn(v); }
+  __device__ __forceinline__ static float2 up(unsigned w) {
+    __half2 h;
+    *reinterpret_cast<unsigned*>(&h) = w;
+    return __half22float2(h);
+  }
+  __device__ __forceinline__ static unsigned down(float a, float b) {
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<unsigned*>(&h);
+  }
+  __device__ __forceinline__ static void unpack(const uint4& r, float (&o)[V]) {
+    float2 f;
+    f = up(r.x); o[0] = f.x; o[1] = f.y;
+    f = up(r.y); o[2] = f.x; o[3] = f.y;
+    f = up(r.z); o[4] = f.x; o[5] = f.y;
+    f = up(r.w); o[6] = f.x; o[7] = f.y;
+  }
+  __device__ __forceinline__ static uint4 pack(const float (&o)[V]) {
+    return make_uint4(down(o[0], o[1]), down(o[2], o[3]), down(o[4], o[5]), down(o[6], o[7]));
+  }
+};
+
+template <>
+struct SV<__nv_bfloat16> {
+  static constexpr int V = 8;
+  __device__ __forceinline__ static float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+  __device__ __forceinline__ static __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
+  __device__ __forceinline__ static float2 up(unsigned w) {
+    __nv_bfloat162 h;
+    *reinterpret_cast<unsigned*>(&h) = w;
+    return __bfloat1622float2(h);
+  }
+  __device__ __forceinline__ static unsigned down(float a, float b) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<unsigned*>(&h);
+  }
+  __device__ __forceinline__ static void unpack(const uint4& r, float (&o)[V]) {
+    float2 f;
+    f = up(r.x); o[0] = f.x; o[1] = f.y;
+    f = up(r.y); o[2] = f.x; o[3] = f.y;
+    f = up(r.z); o[4] = f.x; o[5] = f.y;
+    f = up(r.w); o[6] = f.x; o[7] = f.y;
+  }
+  __device__ __forceinline__ static uint4 pack(const float (&o)[V]) {
+    return make_uint4(down(o[0], o[1]), down(o[2], o[3]), down(o[4], o[5]), down(o[6], o[7]));
+  }
+};
+
+// One segment = V consecutive elements [n0, n0 + V) of a state row; elements >= N read as 0, never touched.
+template <typename T>
+__device__ __forceinline__ void load_seg(const T* row, int64_t n0, int64_t N, bool vec, float (&o)[SV<T>::V]) {
+  constexpr int V = SV<T>::V;
+  if (vec && n0 + V <= N) {
+    SV<T>::unpack(__ldcs(reinterpret_cast<const uint4*>(row + n0)), o);
+  } else {
+#pragma unroll
+    for (int v = 0; v < V; ++v) o[v] = (n0 + v < N) ? SV<T>::to_f(row[n0 + v]) : 0.f;
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void store_seg(T* row, int64_t n0, int64_t N, bool vec, const float (&o)[SV<T>::V]) {
+  constexpr int V = SV<T>::V;
+  if (vec && n0 + V <= N) {
+    __stcs(reinterpret_cast<uint4*>(row + n0), SV<T>::pack(o));
+  } else {
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      if (n0 + v < N) row[n0 + v] = SV<T>::from_f(o[v]);
+    }
+  }
+}
+
+// V fp32 values from 16-byte aligned shared memory.
+template <int V>
+__device__ __forceinline__ void lds_vec(const float* ptr, float (&o)[V]) {
+#pragma unroll
+  for (int i = 0; i < V; i += 4) {
+    const float4 f = *reinterpret_cast<const float4*>(ptr + i);
+    o[i] = f.x;
+    o[i + 1] = f.y;
+    o[i + 2] = f.z;
+    o[i + 3] = f.w;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Per-(slot, unit) control: committed path, new-node masks, ring positions to replay, conv taps.
+// ------------------------------------------------------------------------------------------------------
+enum CtxField { kCtxC = 0, kCtxKp, kCtxPath, kCtxC1, kCtxFold, kCtxBase, kCtxWords = 8 };
+
+// Block-cooperative (all threads call it; contains two __syncthreads()).
+//   meta_row: &meta[s, u, 0] (SSM: [c, kp, masks..]) or &meta[s, 0] (conv: [kp, masks..]), element stride meta_i.
+//   R > 0: SSM (ring of R), else conv (no ring, no fold).
+// Fills ctx[kCtx*], spar[t] / smask[t] (t < k), sQpos[i] (i < c1: ring positions replayed in order) and,
+// when width > 0, staps[t * 8 + q]: the source of conv tap q (distance q from the newest) of node t: a node index
+// >= 0 (raw input of the new token), or -1 - j for entry j (oldest first) of the committed window.
+// Every meta / parents value is sanitised so that no later index can leave its tensor.
+__device__ __forceinline__ void setup_ctx(const int32_t* meta_row, int64_t meta_i, int64_t Kmax, int64_t R,
+                                          const int32_t* accepted_ptr, bool is_node, const int32_t* par_row,
+                                          int64_t par_k, int k, bool fold_all, int width, int* ctx, int* spar,
+                                          int* smask, int* sQpos, int* staps) {
+  const int tid = threadIdx.x, nthr = blockDim.x;
+  const bool ssm = R > 0;
+  if (tid == 0) {
+    const int64_t off = ssm ? 2 : 1;
+    int c = ssm ? meta_row[0] : 0;
+    int kp = ssm ? meta_row[meta_i] : meta_row[0];
+    const int acc = *accepted_ptr;
+    c = c < 0 ? 0 : c;
+    if (ssm && c > R) c = (int)R;
+    int64_t kp_max = Kmax < kMaxK ? Kmax : kMaxK;
+    if (ssm && kp_max > R - c) kp_max = R - c;
+    kp = kp < 0 ? 0 : (kp > kp_max ? (int)kp_max : kp);
+    int a = is_node ? acc : acc - 1;
+    if (a > kp - 1) a = kp - 1;
+    const unsigned path = a >= 0 ? (static_cast<unsigned>(meta_row[(off + a) * meta_i]) & low_mask(kp)) : 0u;
+    const int c1 = c + __popc(path);
+    const bool fold = ssm && (fold_all || (int64_t)c1 + k > R);
+    ctx[kCtxC] = c;
+    ctx[kCtxKp] = kp;
+    ctx[kCtxPath] = static_cast<int>(path);
+    ctx[kCtxC1] = c1;
+    ctx[kCtxFold] = fold ? 1 : 0;
+    ctx[kCtxBase] = fold ? 0 : c1;
+  }
+  if (tid < k) {
+    int pr = par_row != nullptr ? par_row[tid * par_k] : tid - 1;
+    if (pr < 0 || pr >= tid) pr = -1;
+    spar[tid] = pr;
+  }
+  __syncthreads();
+  if (tid < k) {
+    unsigned m = 1u << tid;
+    int depth = 1;
+    for (int q = spar[tid]; q >= 0; q = spar[q]) {
+      m |= 1u << q;
+      ++depth;
+    }
+    smask[tid] = static_cast<int>(m);
+    if (width > 0) {
+      int node = tid, d = 0;
+      for (int q = 0; q < kMaxWidth; ++q) {
+        int src = 0;
+        if (q < width) {
+          if (node >= 0) {
+            src = node;
+            node = spar[node];
+            ++d;
+          } else {
+            src = -1 - (width - 2 - q + d);  // committed entry (w - 2 - (q - d)), in [0, w - 1)
+          }
+        }
+        staps[tid * kMaxWidth + q] = src;
+      }
+    }
+    (void)depth;
+  }
+  if (ssm) {
+    const int c = ctx[kCtxC], c1 = ctx[kCtxC1];
+    const unsigned path = static_cast<unsigned>(ctx[kCtxPath]);
+    for (int i = tid; i < c1; i += nthr) {
+      int pos = i;
+      if (i >= c) {
+        unsigned pm = path;
+        for (int r = 0; r < i - c; ++r) pm &= pm - 1u;
+        pos = c + __ffs(pm) - 1;
+      }
+      sQpos[i] = pos;
+    }
+  }
+  __syncthreads();
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Conv with rollback for one channel (owned by the calling thread: it reads and rewrites its window column).
+//   window element (s, i, ch) = win[win0 + i * win_i + ch * win_c]; raw input (b, t, ch) = xr[x0 + t * x_k + ch * x_c].
+// Commits the accepted path (bits of `path`, pending raw inputs at window rows w-1+node) into the committed
+// w-1 entries, computes act(sum_i weight[i] * seq[-w + i] + bias) for the k new nodes (taps from setup_ctx) and
+// calls out(t, value); then rewrites the column: [committed | the k new raw inputs].
+// ------------------------------------------------------------------------------------------------------
+template <typename OutFn>
+__device__ __forceinline__ void conv_channel(void* win, int64_t win0, int64_t win_i, int64_t win_c, const void* xr,
+                                             int64_t x0, int64_t x_k, int64_t x_c, DType in_dt, const void* weight, int64_t w_c,
+                                             int64_t w_w, DType w_dt, const void* bias, int64_t b_c, DType b_dt,
+                                             int64_t ch, int width, int k, int64_t Kmax, unsigned path,
+                                             const int* staps, bool silu, OutFn&& out) {
+  float cw[kMaxWidth - 1];
+  const int64_t cbase = win0 + ch * win_c;
+#pragma unroll
+  for (int i = 0; i < kMaxWidth - 1; ++i) cw[i] = (i < width - 1) ? ld_any(win, i * win_i + cbase, in_dt) : 0.f;
+  for (unsigned pm = path; pm != 0u; pm &= pm - 1u) {
+    const int q = __ffs(pm) - 1;
+    const float v = ld_any(win, (width - 1 + q) * win_i + cbase, in_dt);
+#pragma unroll
+    for (int i = 0; i < kMaxWidth - 2; ++i) {
+      if (i < width - 2) cw[i] = cw[i + 1];
+    }
+#pragma unroll
+    for (int i = 0; i < kMaxWidth - 1; ++i) {
+      if (i == width - 2) cw[i] = v;
+    }
+  }
+  float wt[kMaxWidth];
+#pragma unroll
+  for (int i = 0; i < kMaxWidth; ++i) wt[i] = (i < width) ? ld_any(weight, ch * w_c + i * w_w, w_dt) : 0.f;
+  const float bv = bias != nullptr ? ld_any(bias, ch * b_c, b_dt) : 0.f;
+  const int64_t xbase = x0 + ch * x_c;
+  for (int t = 0; t < k; ++t) {
+    float o = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMaxWidth; ++i) {
+      if (i < width) {
+        const int src = staps[t * kMaxWidth + (width - 1 - i)];
+        float v;
+        if (src >= 0) {
+          v = ld_any(xr, src * x_k + xbase, in_dt);
+        } else {
+          const int j = -1 - src;
+          v = 0.f;
+#pragma unroll
+          for (int jj = 0; jj < kMaxWidth - 1; ++jj) v = (jj == j) ? cw[jj] : v;
+        }
+        o = fmaf(wt[i], v, o);
+      }
+    }
+    o += bv;
+    if (silu) o = silu_f(o);
+    out(t, o);
+  }
+#pragma unroll
+  for (int i = 0; i < kMaxWidth - 1; ++i) {
+    if (i < width - 1) st_any(win, i * win_i + cbase, in_dt, cw[i]);
+  }
+  for (int t = 0; t < k && t < Kmax; ++t) {
+    st_any(win, (width - 1 + t) * win_i + cbase, in_dt, ld_any(xr, t * x_k + xbase, in_dt));
+  }
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels

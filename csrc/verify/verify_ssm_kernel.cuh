@@ -1,0 +1,708 @@
+// SSM verify step and fused Mamba-2 step: CUDA kernels (CUDA headers only, no torch).
+//
+// One block per (batch row, unit) [plain step] or per (batch row, group) [fused step, loops over the group's
+// heads]. The block owns everything it writes for its (slot, unit): y rows, the state tile, ring entries, meta.
+//
+// Per unit, with h0 = state[s, u] (P x N), Q = the committed ring tokens (ring [0, c) then c + accepted path),
+// new nodes t < k with path(t) (ancestor-or-self mask):
+//   Mamba-2 (scalar decay per head; closed form, so the state is touched by ONE multiply-add per element and
+//   new token when nothing is folded):
+//     wq_e = dt_e exp(A sum_{e' > e in Q} dt_e'),  eSQ = exp(A sum_Q dt)
+//     h_c  = eSQ h0 + sum_e wq_e x_e (x) B_e                      (the committed state; materialised only on fold)
+//     hcC_t[p] = (h_c . C_t)[p] = eSQ (h0 . C_t)[p] + sum_e wq_e x_e[p] (B_e . C_t)       (no fold)
+//     y_t[p] = rho_t hcC_t[p] + sum_{s in path(t)} dt_s exp(A sum_{s' in path(t), s' > s} dt_s') (B_s . C_t) x_s[p]
+//              + D[p] x_t[p],  rho_t = exp(A sum_{path(t)} dt);   y *= silu(z)
+//   Mamba-1 (per-element decay): h = h0 replayed over Q element-wise, then the nodes are stepped element-wise
+//     (chain: running state; tree: a node whose parent is not the previous node restarts from h_c along its path).
+// The state tile is streamed once with 16-byte loads: a row of N is split into segments of V elements (16 B);
+// L lanes (a power of two) share a row, each lane holds up to SPL segments of each of RPT rows in registers.
+// Row dot products (h . C_t) are reduced over the L lanes with xor shuffles, kKC tokens at a time.
+// On fold the committed state h_c is written back (state dtype); otherwise the state is not written.
+// Then the new tokens go to the ring at base (0 on fold, c1 otherwise; tree paths are compacted to [c, c1)),
+// and meta = [base, k, masks].
+#pragma once
+#include "verify/verify_common_kernel.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+template <typename T, bool M1>
+struct SsmCfg {
+  static constexpr int V = SV<T>::V;
+  static constexpr int SPL = (V == 4) ? 4 : 2;  // max segments per lane per row (64 B / 32 B per lane-row)
+  static constexpr int RPT = M1 ? 2 : 4;        // rows per thread per pass
+};
+
+__host__ __device__ __forceinline__ int lanes_per_row(int64_t N, int V, int SPL) {
+  const int64_t NS = (N + V - 1) / V;
+  const int64_t need = (NS + SPL - 1) / SPL;
+  int L = 1;
+  while (L < need && L < 32) L <<= 1;
+  return L;
+}
+
+// Shared memory layout in 32-bit words (float or int); every array starts 16-byte aligned.
+struct SsmLayout {
+  int xs, Bs, Cs, dts, ydot, Wt, rho, xq, Bq, dtqc, dtqall, wq, G, scal;  // float arrays
+  int Qpos, par, mask, ctx, taps;                                        // int arrays
+  int words;
+};
+
+__host__ __device__ __forceinline__ int up4(int64_t x) { return static_cast<int>((x + 3) & ~int64_t(3)); }
+
+__host__ __device__ __forceinline__ SsmLayout ssm_layout(int64_t k, int64_t P, int64_t N, int64_t Pd, int64_t R,
+                                                        int V) {
+  const int64_t K1 = k > 0 ? k : 1;
+  const int64_t Npad = (N + V - 1) / V * V;
+  SsmLayout l;
+  int o = 0;
+  l.xs = o; o += up4(K1 * P);
+  l.Bs = o; o += up4(K1 * Npad);
+  l.Cs = o; o += up4(K1 * Npad);
+  l.dts = o; o += up4(K1 * Pd);
+  l.ydot = o; o += up4(K1 * P);
+  l.Wt = o; o += up4(K1 * K1);
+  l.rho = o; o += up4(K1);
+  l.xq = o; o += up4(kQC * P);
+  l.Bq = o; o += up4(kQC * Npad);
+  l.dtqc = o; o += up4(kQC * Pd);
+  l.dtqall = o; o += up4(R);
+  l.wq = o; o += up4(R);
+  l.G = o; o += up4(kQC * K1);
+  l.scal = o; o += 4;
+  l.Qpos = o; o += up4(R);
+  l.par = o; o += up4(kMaxK);
+  l.mask = o; o += up4(kMaxK);
+  l.ctx = o; o += up4(kCtxWords);
+  l.taps = o; o += up4(kMaxK * kMaxWidth);
+  l.words = o;
+  return l;
+}
+
+__device__ __forceinline__ float process_dt(float v, const VerifyStepParams& p) {
+  if (p.dt_softplus) v = v > 20.f ? v : log1pf(__expf(v));
+  const float lo = static_cast<float>(p.dt_min), hi = static_cast<float>(p.dt_max);
+  v = v < lo ? lo : v;  // NaN stays NaN, as torch.clamp
+  v = v > hi ? hi : v;
+  return v;
+}
+
+// One (batch row b, slot s, unit u) of the SSM verify step. All threads of the block call it.
+// `setup()` must leave ctx / par / mask / Qpos in shared memory and end with __syncthreads() (it runs after the
+// first state loads are issued, to overlap their latency); `prep()` must fill xs[t][p], Bs[t][n], Cs[t][n]
+// (fp32, rows padded with zeros to Npad) for t < k (it is followed by a __syncthreads() here).
+// Ends with __syncthreads(), so shared memory may be reused by the caller.
+template <typename T, bool M1, typename Setup, typename Prep>
+__device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, const SsmLayout& lay, int b, int s,
+                                         int u, Setup&& setup, Prep&& prep) {
+  using Cfg = SsmCfg<T, M1>;
+  constexpr int V = Cfg::V, SPL = Cfg::SPL, RPT = Cfg::RPT, KC = kKC;
+  int* smi = reinterpret_cast<int*>(smf);
+  const int tid = threadIdx.x, nthr = blockDim.x, lane = tid & 31, warp = tid >> 5, nwarp = nthr >> 5;
+  const int k = static_cast<int>(p.k);
+  const int K1 = k > 0 ? k : 1;
+  const int64_t P = p.P, N = p.N, Pd = p.Pd, R = p.R;
+  const int NS = static_cast<int>((N + V - 1) / V);
+  const int Npad = NS * V;
+  const int L = lanes_per_row(N, V, SPL);
+  const int lir = tid & (L - 1), rg = tid / L, nrg = nthr / L;
+  const int rows_pp = RPT * nrg;
+  const int nrp = static_cast<int>((P + rows_pp - 1) / rows_pp);
+  const int segs_pp = L * SPL;
+  const int ncp = (NS + segs_pp - 1) / segs_pp;
+  const int npass = nrp * ncp;
+
+  float* xs = smf + lay.xs;
+  float* Bs = smf + lay.Bs;
+  float* Cs = smf + lay.Cs;
+  float* dts = smf + lay.dts;
+  float* ydot = smf + lay.ydot;
+  float* Wt = smf + lay.Wt;
+  float* rho = smf + lay.rho;
+  float* xq = smf + lay.xq;
+  float* Bq = smf + lay.Bq;
+  float* dtqc = smf + lay.dtqc;
+  float* dtqall = smf + lay.dtqall;
+  float* wq = smf + lay.wq;
+  float* G = smf + lay.G;
+  float* scal = smf + lay.scal;
+  const int* Qpos = smi + lay.Qpos;
+  const int* spar = smi + lay.par;
+  const int* smask = smi + lay.mask;
+  const int* ctx = smi + lay.ctx;
+
+  T* st = static_cast<T*>(p.state) + s * p.st_s + u * p.st_h;
+  const bool vec = (reinterpret_cast<uintptr_t>(p.state) % 16 == 0) && (p.st_s % V == 0) && (p.st_h % V == 0) &&
+                   (p.st_p % V == 0);
+
+  // Rows / segments of this thread in a pass.
+  auto row_of = [&](int pass, int rr) -> int { return (pass / ncp) * rows_pp + rr * nrg + rg; };
+  auto seg_of = [&](int pass, int j) -> int { return (pass % ncp) * segs_pp + j * L + lir; };
+
+  float h[RPT][SPL][V];
+  auto load_pass = [&](int pass) {
+#pragma unroll
+    for (int rr = 0; rr < RPT; ++rr) {
+      const int row = row_of(pass, rr);
+#pragma unroll
+      for (int j = 0; j < SPL; ++j) {
+        const int seg = seg_of(pass, j);
+        if (row < P && seg < NS) {
+          load_seg<T>(st + row * p.st_p, static_cast<int64_t>(seg) * V, N, vec, h[rr][j]);
+        } else {
+#pragma unroll
+          for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
+        }
+      }
+    }
+  };
+  auto store_pass = [&](int pass) {
+#pragma unroll
+    for (int rr = 0; rr < RPT; ++rr) {
+      const int row = row_of(pass, rr);
+#pragma unroll
+      for (int j = 0; j < SPL; ++j) {
+        const int seg = seg_of(pass, j);
+        if (row < P && seg < NS) store_seg<T>(st + row * p.st_p, static_cast<int64_t>(seg) * V, N, vec, h[rr][j]);
+      }
+    }
+  };
+
+  load_pass(0);  // the state stream starts before anything else
+  setup();       // ends with __syncthreads()
+
+  const int c = ctx[kCtxC], c1 = ctx[kCtxC1];
+  const bool fold = ctx[kCtxFold] != 0;
+  const int base = ctx[kCtxBase];
+
+  prep();
+  // Processed dt of the new tokens; dt of the replayed ring tokens (Mamba-2).
+  for (int64_t i = tid; i < static_cast<int64_t>(k) * Pd; i += nthr) {
+    const int64_t t = i / Pd, pd = i - t * Pd;
+    float v = ld_any(p.dt, b * p.dt_b + t * p.dt_k + u * p.dt_h + pd * p.dt_p, p.in_dtype);
+    if (p.dt_bias != nullptr) v += p.dt_bias[u * p.dtb_h + pd * p.dtb_p];
+    dts[i] = process_dt(v, p);
+  }
+  if (!M1) {
+    for (int i = tid; i < c1; i += nthr) dtqall[i] = p.ring_dt[s * p.rdt_s + Qpos[i] * p.rdt_r + u * p.rdt_h];
+  }
+  __syncthreads();
+
+  const float Au = M1 ? 0.f : p.A[u * p.A_h];
+  if (!M1) {
+    // warp 0: suffix sums of the ring dt -> wq, eSQ.
+    if (warp == 0) {
+      float carry = 0.f;
+      for (int cb = ((c1 + 31) / 32 - 1) * 32; cb >= 0; cb -= 32) {
+        const int i = cb + lane;
+        const float d = i < c1 ? dtqall[i] : 0.f;
+        float incl = d;  // inclusive suffix sum within the chunk
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+          const float o = __shfl_down_sync(0xffffffffu, incl, off);
+          if (lane + off < 32) incl += o;
+        }
+        float excl = __shfl_down_sync(0xffffffffu, incl, 1);
+        if (lane == 31) excl = 0.f;
+        if (i < c1) wq[i] = d * __expf(Au * (carry + excl));
+        carry += __shfl_sync(0xffffffffu, incl, 0);
+      }
+      if (lane == 0) scal[0] = __expf(Au * carry);  // eSQ
+    }
+    // other warps (or warp 0 when alone): Wt[t][s] (s <= t) and rho[t].
+    const int npairs = k * (k + 1) / 2;
+    const int wstep = nwarp > 1 ? nwarp - 1 : 1;
+    for (int pi = nwarp > 1 ? warp - 1 : warp; pi >= 0 && pi < npairs; pi += wstep) {
+      int t = 0;
+      while ((t + 1) * (t + 2) / 2 <= pi) ++t;
+      const int sn = pi - t * (t + 1) / 2;
+      const unsigned mt = static_cast<unsigned>(smask[t]);
+      if (!((mt >> sn) & 1u)) {
+        if (lane == 0) Wt[t * K1 + sn] = 0.f;
+        continue;
+      }
+      float d = 0.f;
+      for (int n = lane; n < N; n += 32) d = fmaf(Bs[sn * Npad + n], Cs[t * Npad + n], d);
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+      if (lane == 0) {
+        float suf = 0.f;
+        for (int q = sn + 1; q <= t; ++q) {
+          if ((mt >> q) & 1u) suf += dts[q];
+        }
+        Wt[t * K1 + sn] = dts[sn] * __expf(Au * suf) * d;
+        if (sn == t) {
+          float tot = 0.f;
+          for (int q = 0; q <= t; ++q) {
+            if ((mt >> q) & 1u) tot += dts[q];
+          }
+          rho[t] = __expf(Au * tot);
+        }
+      }
+    }
+    __syncthreads();
+  }
+  const float eSQ = M1 ? 1.f : scal[0];
+
+  // Reduce acc over the L lanes of a row and store the row dots of tokens [t0, t0 + KC).
+  auto reduce_store = [&](float (&acc)[RPT][KC], int pass, int t0) {
+#pragma unroll
+    for (int rr = 0; rr < RPT; ++rr) {
+#pragma unroll
+      for (int tt = 0; tt < KC; ++tt) {
+        for (int off = L >> 1; off > 0; off >>= 1) acc[rr][tt] += __shfl_xor_sync(0xffffffffu, acc[rr][tt], off);
+      }
+    }
+    if (lir == 0) {
+      const bool first = (pass % ncp) == 0;
+#pragma unroll
+      for (int rr = 0; rr < RPT; ++rr) {
+        const int row = row_of(pass, rr);
+        if (row < P) {
+#pragma unroll
+          for (int tt = 0; tt < KC; ++tt) {
+            const int t = t0 + tt;
+            if (t < k) {
+              float* d = ydot + t * P + row;
+              *d = first ? acc[rr][tt] : *d + acc[rr][tt];
+            }
+          }
+        }
+      }
+    }
+  };
+
+  // Stage ring tokens [q0, q0 + nq) of Q (x, B; Mamba-1 also dt) into shared memory (fp32, exact copies
+  // unless xscale: then x * wq, for the Mamba-2 fold).
+  auto load_chunk = [&](int q0, int nq, bool xscale) {
+    for (int64_t i = tid; i < static_cast<int64_t>(nq) * P; i += nthr) {
+      const int64_t ii = i / P, pp = i - ii * P;
+      const int pos = Qpos[q0 + ii];
+      float v = ld_any(p.ring_x, s * p.rx_s + pos * p.rx_r + u * p.rx_h + pp, p.in_dtype);
+      if (xscale) v *= wq[q0 + ii];
+      xq[i] = v;
+    }
+    for (int64_t i = tid; i < static_cast<int64_t>(nq) * Npad; i += nthr) {
+      const int64_t ii = i / Npad, n = i - ii * Npad;
+      const int pos = Qpos[q0 + ii];
+      Bq[i] = n < N ? ld_any(p.ring_B, s * p.rB_s + pos * p.rB_r + u * p.rB_h + n, p.in_dtype) : 0.f;
+    }
+    if (M1) {
+      for (int64_t i = tid; i < static_cast<int64_t>(nq) * Pd; i += nthr) {
+        const int64_t ii = i / Pd, pd = i - ii * Pd;
+        dtqc[i] = p.ring_dt[s * p.rdt_s + Qpos[q0 + ii] * p.rdt_r + u * p.rdt_h + pd * p.rdt_p];
+      }
+    }
+  };
+  // Tree compaction: ring[pos] = ring[Qpos[pos]] for the staged chunk (positions >= c that move). Safe: every
+  // later read is at Qpos[j] >= j > pos, and this chunk's reads finished at the preceding __syncthreads().
+  auto compact_chunk = [&](int q0, int nq) {
+    for (int64_t i = tid; i < static_cast<int64_t>(nq) * P; i += nthr) {
+      const int64_t ii = i / P, pp = i - ii * P;
+      const int pos = q0 + static_cast<int>(ii);
+      if (pos >= c && Qpos[pos] != pos) st_any(p.ring_x, s * p.rx_s + pos * p.rx_r + u * p.rx_h + pp, p.in_dtype, xq[i]);
+    }
+    for (int64_t i = tid; i < static_cast<int64_t>(nq) * N; i += nthr) {
+      const int64_t ii = i / N, n = i - ii * N;
+      const int pos = q0 + static_cast<int>(ii);
+      if (pos >= c && Qpos[pos] != pos)
+        st_any(p.ring_B, s * p.rB_s + pos * p.rB_r + u * p.rB_h + n, p.in_dtype, Bq[ii * Npad + n]);
+    }
+    for (int64_t i = tid; i < static_cast<int64_t>(nq) * Pd; i += nthr) {
+      const int64_t ii = i / Pd, pd = i - ii * Pd;
+      const int pos = q0 + static_cast<int>(ii);
+      if (pos >= c && Qpos[pos] != pos)
+        p.ring_dt[s * p.rdt_s + pos * p.rdt_r + u * p.rdt_h + pd * p.rdt_p] = M1 ? dtqc[i] : dtqall[pos];
+    }
+  };
+
+  for (int pass = 0; pass < npass; ++pass) {
+    if (pass > 0) load_pass(pass);
+    int rows[RPT];
+    int segs[SPL];
+#pragma unroll
+    for (int rr = 0; rr < RPT; ++rr) rows[rr] = row_of(pass, rr);
+#pragma unroll
+    for (int j = 0; j < SPL; ++j) segs[j] = seg_of(pass, j);
+#define MK_RV(rr) (rows[rr] < P)
+#define MK_SV(j) (segs[j] < NS)
+    if constexpr (M1) {
+      float a[RPT][SPL][V];
+#pragma unroll
+      for (int rr = 0; rr < RPT; ++rr) {
+#pragma unroll
+        for (int j = 0; j < SPL; ++j) {
+#pragma unroll
+          for (int v = 0; v < V; ++v) {
+            const int64_t n = static_cast<int64_t>(segs[j]) * V + v;
+            a[rr][j][v] = (MK_RV(rr) && MK_SV(j) && n < N) ? p.A[u * p.A_h + rows[rr] * p.A_p + n * p.A_n] : 0.f;
+          }
+        }
+      }
+      // Element-wise step of token q (x, dt from xsrc / dsrc rows; B from bsrc row).
+      auto step = [&](const float* xsrc, const float* dsrc, const float* bsrc) {
+#pragma unroll
+        for (int rr = 0; rr < RPT; ++rr) {
+          const float dtp = MK_RV(rr) ? dsrc[Pd > 1 ? rows[rr] : 0] : 0.f;
+          const float dx = MK_RV(rr) ? dtp * xsrc[rows[rr]] : 0.f;
+#pragma unroll
+          for (int j = 0; j < SPL; ++j) {
+            float bv[V];
+            if (MK_SV(j)) {
+              lds_vec<V>(bsrc + segs[j] * V, bv);
+            } else {
+#pragma unroll
+              for (int v = 0; v < V; ++v) bv[v] = 0.f;
+            }
+#pragma unroll
+            for (int v = 0; v < V; ++v) h[rr][j][v] = fmaf(__expf(dtp * a[rr][j][v]), h[rr][j][v], dx * bv[v]);
+          }
+        }
+      };
+      for (int q0 = 0; q0 < c1; q0 += kQC) {
+        const int nq = c1 - q0 < kQC ? c1 - q0 : kQC;
+        __syncthreads();
+        load_chunk(q0, nq, false);
+        __syncthreads();
+        if (!fold && pass == npass - 1) compact_chunk(q0, nq);
+        for (int ii = 0; ii < nq; ++ii) step(xq + ii * P, dtqc + ii * Pd, Bq + ii * Npad);
+      }
+      if (fold) store_pass(pass);
+      float hc[RPT][SPL][V];
+#pragma unroll
+      for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+        for (int j = 0; j < SPL; ++j)
+#pragma unroll
+          for (int v = 0; v < V; ++v) hc[rr][j][v] = h[rr][j][v];
+      for (int t0 = 0; t0 < k; t0 += KC) {
+        float acc[RPT][KC];
+#pragma unroll
+        for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+          for (int tt = 0; tt < KC; ++tt) acc[rr][tt] = 0.f;
+#pragma unroll
+        for (int tt = 0; tt < KC; ++tt) {
+          const int t = t0 + tt;
+          if (t < k) {
+            if (spar[t] != t - 1) {  // not a continuation of the previous node: restart from h_c along the path
+#pragma unroll
+              for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+                for (int j = 0; j < SPL; ++j)
+#pragma unroll
+                  for (int v = 0; v < V; ++v) h[rr][j][v] = hc[rr][j][v];
+              for (unsigned pm = static_cast<unsigned>(smask[t]) & ~(1u << t); pm != 0u; pm &= pm - 1u) {
+                const int q = __ffs(pm) - 1;
+                step(xs + q * P, dts + q * Pd, Bs + q * Npad);
+              }
+            }
+            step(xs + t * P, dts + t * Pd, Bs + t * Npad);
+#pragma unroll
+            for (int j = 0; j < SPL; ++j) {
+              if (MK_SV(j)) {
+                float cv[V];
+                lds_vec<V>(Cs + t * Npad + segs[j] * V, cv);
+#pragma unroll
+                for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+                  for (int v = 0; v < V; ++v) acc[rr][tt] = fmaf(h[rr][j][v], cv[v], acc[rr][tt]);
+              }
+            }
+          }
+        }
+        reduce_store(acc, pass, t0);
+      }
+    } else {
+      if (fold) {
+        // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back.
+#pragma unroll
+        for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+          for (int j = 0; j < SPL; ++j)
+#pragma unroll
+            for (int v = 0; v < V; ++v) h[rr][j][v] *= eSQ;
+        for (int q0 = 0; q0 < c1; q0 += kQC) {
+          const int nq = c1 - q0 < kQC ? c1 - q0 : kQC;
+          __syncthreads();
+          load_chunk(q0, nq, true);
+          __syncthreads();
+          for (int ii = 0; ii < nq; ++ii) {
+            float ux[RPT];
+#pragma unroll
+            for (int rr = 0; rr < RPT; ++rr) ux[rr] = MK_RV(rr) ? xq[ii * P + rows[rr]] : 0.f;
+#pragma unroll
+            for (int j = 0; j < SPL; ++j) {
+              if (MK_SV(j)) {
+                float bv[V];
+                lds_vec<V>(Bq + ii * Npad + segs[j] * V, bv);
+#pragma unroll
+                for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+                  for (int v = 0; v < V; ++v) h[rr][j][v] = fmaf(ux[rr], bv[v], h[rr][j][v]);
+              }
+            }
+          }
+        }
+        store_pass(pass);
+      }
+      for (int t0 = 0; t0 < k; t0 += KC) {
+        float acc[RPT][KC];
+#pragma unroll
+        for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+          for (int tt = 0; tt < KC; ++tt) acc[rr][tt] = 0.f;
+#pragma unroll
+        for (int j = 0; j < SPL; ++j) {
+          if (MK_SV(j)) {
+#pragma unroll
+            for (int tt = 0; tt < KC; ++tt) {
+              const int t = t0 + tt;
+              if (t < k) {
+                float cv[V];
+                lds_vec<V>(Cs + t * Npad + segs[j] * V, cv);
+#pragma unroll
+                for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+                  for (int v = 0; v < V; ++v) acc[rr][tt] = fmaf(h[rr][j][v], cv[v], acc[rr][tt]);
+              }
+            }
+          }
+        }
+        reduce_store(acc, pass, t0);
+      }
+    }
+  }
+
+#undef MK_RV
+#undef MK_SV
+  if (!M1 && !fold && c1 > 0) {
+    // hcC_t = eSQ (h0 . C_t) + sum_e wq_e x_e (B_e . C_t); compacts tree paths in the ring on the way.
+    for (int q0 = 0; q0 < c1; q0 += kQC) {
+      const int nq = c1 - q0 < kQC ? c1 - q0 : kQC;
+      __syncthreads();
+      load_chunk(q0, nq, false);
+      __syncthreads();
+      compact_chunk(q0, nq);
+      for (int pi = warp; pi < nq * k; pi += nwarp) {
+        const int ii = pi / k, t = pi - ii * k;
+        float d = 0.f;
+        for (int n = lane; n < N; n += 32) d = fmaf(Bq[ii * Npad + n], Cs[t * Npad + n], d);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+        if (lane == 0) G[ii * K1 + t] = d * wq[q0 + ii];
+      }
+      __syncthreads();
+      for (int64_t i = tid; i < static_cast<int64_t>(k) * P; i += nthr) {
+        const int64_t t = i / P, pp = i - t * P;
+        float v = ydot[i];
+        if (q0 == 0) v *= eSQ;
+        for (int ii = 0; ii < nq; ++ii) v = fmaf(G[ii * K1 + t], xq[ii * P + pp], v);
+        ydot[i] = v;
+      }
+    }
+  }
+  __syncthreads();
+
+  // Epilogue: y.
+  for (int64_t i = tid; i < static_cast<int64_t>(k) * P; i += nthr) {
+    const int64_t t = i / P, pp = i - t * P;
+    float v;
+    if (M1) {
+      v = ydot[i];
+    } else {
+      v = rho[t] * ydot[i];
+      for (int q = 0; q <= t; ++q) v = fmaf(Wt[t * K1 + q], xs[q * P + pp], v);
+    }
+    if (p.D != nullptr) v = fmaf(p.D[u * p.D_h + pp * p.D_p], xs[i], v);
+    if (p.z != nullptr) v *= silu_f(ld_any(p.z, b * p.z_b + t * p.z_k + u * p.z_h + pp, p.in_dtype));
+    st_any(p.y, b * p.y_b + t * p.y_k + u * p.y_h + pp, p.in_dtype, v);
+  }
+  // New tokens into the ring at [base, base + k) (every ring read finished before the last __syncthreads()).
+  for (int64_t i = tid; i < static_cast<int64_t>(k) * P; i += nthr) {
+    const int64_t t = i / P, pp = i - t * P;
+    const int64_t pos = base + t;
+    if (pos < R) st_any(p.ring_x, s * p.rx_s + pos * p.rx_r + u * p.rx_h + pp, p.in_dtype, xs[i]);
+  }
+  for (int64_t i = tid; i < static_cast<int64_t>(k) * N; i += nthr) {
+    const int64_t t = i / N, n = i - t * N;
+    const int64_t pos = base + t;
+    if (pos < R) st_any(p.ring_B, s * p.rB_s + pos * p.rB_r + u * p.rB_h + n, p.in_dtype, Bs[t * Npad + n]);
+  }
+  for (int64_t i = tid; i < static_cast<int64_t>(k) * Pd; i += nthr) {
+    const int64_t t = i / Pd, pd = i - t * Pd;
+    const int64_t pos = base + t;
+    if (pos < R) p.ring_dt[s * p.rdt_s + pos * p.rdt_r + u * p.rdt_h + pd * p.rdt_p] = dts[i];
+  }
+  if (tid == 0) {
+    int32_t* m = p.meta + s * p.meta_s + u * p.meta_h;
+    m[0] = base;
+    m[p.meta_i] = k;
+    for (int t = 0; t < k && t < p.Kmax; ++t) m[(2 + t) * p.meta_i] = smask[t];
+  }
+  __syncthreads();
+}
+
+// Zero y[b, :, u, :] for u in [u0, u0 + nu) (padding rows).
+__device__ __forceinline__ void zero_y(const VerifyStepParams& p, int64_t b, int64_t u0, int64_t nu) {
+  const int64_t total = p.k * nu * p.P;
+  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+    const int64_t pp = i % p.P, r = i / p.P, uu = r % nu, t = r / nu;
+    st_any(p.y, b * p.y_b + t * p.y_k + (u0 + uu) * p.y_h + pp, p.in_dtype, 0.f);
+  }
+}
+
+// Plain SSM step: grid = batch * H, block (b, u).
+template <typename T, bool M1>
+__global__ void __launch_bounds__(kMaxThreads, M1 ? 1 : 2) verify_ssm_kernel(const VerifyStepParams p) {
+  extern __shared__ float4 smem_f4[];
+  float* smf = reinterpret_cast<float*>(smem_f4);
+  int* smi = reinterpret_cast<int*>(smem_f4);
+  const int64_t b = blockIdx.x / p.H, u = blockIdx.x % p.H;
+  const int64_t s = p.slots[b * p.slots_stride];
+  if (s < 0 || s >= p.S) {
+    zero_y(p, b, u, 1);
+    return;
+  }
+  const SsmLayout lay = ssm_layout(p.k, p.P, p.N, p.Pd, p.R, SV<T>::V);
+  const int64_t g = u / (p.H / p.G);
+  const int k = static_cast<int>(p.k);
+  const int tid = threadIdx.x, nthr = blockDim.x;
+  const int64_t Npad = (p.N + SV<T>::V - 1) / SV<T>::V * SV<T>::V;
+  auto setup = [&]() {
+    setup_ctx(p.meta + s * p.meta_s + u * p.meta_h, p.meta_i, p.Kmax, p.R, p.accepted + b * p.accepted_stride,
+              p.accepted_is_node, p.parents != nullptr ? p.parents + b * p.par_b : nullptr, p.par_k, k, p.fold_all,
+              0, smi + lay.ctx, smi + lay.par, smi + lay.mask, smi + lay.Qpos, smi + lay.taps);
+  };
+  auto prep = [&]() {
+    float* xs = smf + lay.xs;
+    float* Bs = smf + lay.Bs;
+    float* Cs = smf + lay.Cs;
+    for (int64_t i = tid; i < static_cast<int64_t>(k) * p.P; i += nthr) {
+      const int64_t t = i / p.P, pp = i - t * p.P;
+      xs[i] = ld_any(p.x, b * p.x_b + t * p.x_k + u * p.x_h + pp, p.in_dtype);
+    }
+    for (int64_t i = tid; i < static_cast<int64_t>(k) * Npad; i += nthr) {
+      const int64_t t = i / Npad, n = i - t * Npad;
+      const bool ok = n < p.N;
+      Bs[i] = ok ? ld_any(p.B, b * p.B_b + t * p.B_k + g * p.B_g + n, p.in_dtype) : 0.f;
+      Cs[i] = ok ? ld_any(p.C, b * p.C_b + t * p.C_k + g * p.C_g + n, p.in_dtype) : 0.f;
+    }
+  };
+  ssm_unit<T, M1>(p, smf, lay, b, s, u, setup, prep);
+}
+
+// Fused Mamba-2 step: grid = batch * G, block (b, g): conv with rollback of the group's B, C channels, then for
+// each head of the group its x channels and the SSM verify of that head.
+template <typename T>
+__global__ void __launch_bounds__(kMaxThreads) verify_fused_kernel(const VerifyStepParams p) {
+  extern __shared__ float4 smem_f4[];
+  float* smf = reinterpret_cast<float*>(smem_f4);
+  int* smi = reinterpret_cast<int*>(smem_f4);
+  const int64_t hpg = p.H / p.G;
+  const int64_t b = blockIdx.x / p.G, g = blockIdx.x % p.G, u0 = g * hpg;
+  const int64_t s = p.slots[b * p.slots_stride];
+  if (s < 0 || s >= p.S) {
+    zero_y(p, b, u0, hpg);
+    return;
+  }
+  const SsmLayout lay = ssm_layout(p.k, p.P, p.N, p.Pd, p.R, SV<T>::V);
+  const int k = static_cast<int>(p.k);
+  const int tid = threadIdx.x, nthr = blockDim.x;
+  const int64_t N = p.N, P = p.P;
+  const int64_t Npad = (N + SV<T>::V - 1) / SV<T>::V * SV<T>::V;
+  const int width = static_cast<int>(p.width);
+  int* ctx = smi + lay.ctx;
+  const int* staps = smi + lay.taps;
+
+  // Every unit of the group holds the same meta; the group's conv channels follow unit u0's.
+  setup_ctx(p.meta + s * p.meta_s + u0 * p.meta_h, p.meta_i, p.Kmax, p.R, p.accepted + b * p.accepted_stride,
+            p.accepted_is_node, p.parents != nullptr ? p.parents + b * p.par_b : nullptr, p.par_k, k, p.fold_all,
+            width, ctx, smi + lay.par, smi + lay.mask, smi + lay.Qpos, smi + lay.taps);
+  const unsigned path = static_cast<unsigned>(ctx[kCtxPath]);
+  auto conv = [&](int64_t ch, float* dst, int64_t dst_stride) {
+    conv_channel(p.conv_window, s * p.win_s, p.win_i, p.win_c, p.xBC, b * p.xBC_b, p.xBC_k, p.xBC_c, p.in_dtype, p.conv_weight, p.cw_c, p.cw_w,
+                 p.conv_weight_dtype, p.conv_bias, p.cb_c, p.conv_bias_dtype, ch, width, k, p.Kmax, path, staps,
+                 p.conv_silu, [&](int t, float o) { dst[t * dst_stride] = o; });
+  };
+  {
+    float* Bs = smf + lay.Bs;
+    float* Cs = smf + lay.Cs;
+    const int64_t HP = p.H * P, GN = p.G * N;
+    for (int64_t i = tid; i < 2 * N; i += nthr) {
+      if (i < N) {
+        conv(HP + g * N + i, Bs + i, Npad);
+      } else {
+        conv(HP + GN + g * N + (i - N), Cs + (i - N), Npad);
+      }
+    }
+    for (int64_t i = tid; i < static_cast<int64_t>(k) * (Npad - N); i += nthr) {
+      const int64_t t = i / (Npad - N), n = N + (i - t * (Npad - N));
+      Bs[t * Npad + n] = 0.f;
+      Cs[t * Npad + n] = 0.f;
+    }
+  }
+  __syncthreads();
+  for (int64_t hh = 0; hh < hpg; ++hh) {
+    const int64_t u = u0 + hh;
+    auto prep = [&]() {
+      float* xs = smf + lay.xs;
+      for (int64_t i = tid; i < P; i += nthr) conv(u * P + i, xs + i, P);
+    };
+    ssm_unit<T, false>(p, smf, lay, b, s, u, [] {}, prep);
+  }
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
+
+// ------------------------------------------------------------------------------------------------------
+// Host launcher for one state dtype (instantiated in verify_ssm_<dtype>.cu).
+// ------------------------------------------------------------------------------------------------------
+namespace mamba_kernels {
+namespace verify_kernels {
+
+template <typename T>
+const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
+  const bool fused = p.xBC != nullptr;
+  const bool m1 = !(p.Pa == 1 && p.Na == 1 && p.Pd == 1);
+  if (p.k < 0 || p.k > kMaxK || p.k > p.Kmax) return "verify_step_cuda: need 0 <= k <= Kmax";
+  if (p.Kmax < 0 || p.Kmax > kMaxK || p.R < 1 || p.Kmax > p.R) return "verify_step_cuda: need Kmax <= min(32, R)";
+  if (p.H <= 0 || p.P <= 0 || p.N <= 0 || p.G <= 0 || p.H % p.G != 0)
+    return "verify_step_cuda: need H, P, N > 0 and H divisible by G";
+  if (p.Pd != 1 && p.Pd != p.P) return "verify_step_cuda: Pd must be 1 or P";
+  if (p.in_dtype == DType::kFloat64 || p.state_dtype == DType::kFloat64)
+    return "verify_step_cuda: float64 is not supported on CUDA";
+  if (fused) {
+    if (m1) return "verify_step_fused_cuda: Mamba-2 layout only (A (H, 1, 1), dt (b, k, H, 1))";
+    if (p.width < 2 || p.width > kMaxWidth) return "verify_step_fused_cuda: conv width must be in [2, 8]";
+    if (p.dc != p.H * p.P + 2 * p.G * p.N) return "verify_step_fused_cuda: dc must be H*P + 2*G*N";
+  }
+  if (p.batch == 0) return nullptr;
+  constexpr int V = SV<T>::V;
+  constexpr int SPL = SsmCfg<T, false>::SPL;
+  static_assert(SPL == SsmCfg<T, true>::SPL, "one lane geometry for both layouts");
+  const int RPT = m1 ? SsmCfg<T, true>::RPT : SsmCfg<T, false>::RPT;
+  const int L = lanes_per_row(p.N, V, SPL);
+  int64_t threads = (p.P + RPT - 1) / RPT * L;
+  threads = (threads + 31) / 32 * 32;
+  const int64_t min_threads = fused ? 128 : 32;
+  threads = threads < min_threads ? min_threads : (threads > kMaxThreads ? kMaxThreads : threads);
+  const SsmLayout lay = ssm_layout(p.k, p.P, p.N, p.Pd, p.R, V);
+  const size_t bytes = static_cast<size_t>(lay.words) * 4;
+  const int64_t grid = fused ? p.batch * p.G : p.batch * p.H;
+  if (grid > 0x7fffffff) return "verify_step_cuda: batch * units too large";
+  void (*kern)(VerifyStepParams) =
+      fused ? verify_fused_kernel<T> : (m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
+  cudaError_t err;
+  if (bytes > 48 * 1024) {
+    err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  }
+  kern<<<static_cast<unsigned>(grid), static_cast<unsigned>(threads), bytes, stream>>>(p);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
