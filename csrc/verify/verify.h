@@ -11,7 +11,7 @@
 //   state (S, H, P, N); ring_x (S, R, H, P); ring_B (S, R, H, N); ring_dt (S, R, H, Pd) fp32;
 //   meta (S, H, 2 + Kmax) int32 = [c, kp, mask_0 .. mask_{Kmax-1}]; slots, accepted (batch,) int32;
 //   parents (batch, k) int32 or nullptr (chain).
-// Fused Mamba-2 step (xBC != nullptr; x, B, C unused): xBC (batch, k, dc), dc = H*P + 2*G*N, channel order
+// Fused Mamba-2 step (fused = true; x, B, C unused): xBC (batch, k, dc), dc = H*P + 2*G*N, channel order
 //   [x | B | C]; conv_weight (dc, width); conv_bias (dc,); conv_window (S, width - 1 + Kmax, dc).
 #pragma once
 #include <cstdint>
@@ -71,7 +71,8 @@ struct VerifyStepParams {
   int64_t y_b = 0, y_k = 0, y_h = 0;
 
   // Fused Mamba-2 step only.
-  const void* xBC = nullptr;  // nullptr: plain SSM step
+  bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then
+  const void* xBC = nullptr;
   const void* conv_weight = nullptr;
   const void* conv_bias = nullptr;  // nullptr: no bias
   void* conv_window = nullptr;
@@ -113,7 +114,7 @@ struct ConvVerifyParams {
 
 // CUDA launchers (verify_launch.cu): enqueue on `stream` (a cudaStream_t), no sync, no allocation.
 // Return nullptr on success, else a static error message.
-// verify_step_cuda runs the fused Mamba-2 step when p.xBC != nullptr.
+// verify_step_cuda runs the fused Mamba-2 step when p.fused. (Pointers of empty tensors may be null: k = 0.)
 const char* verify_step_cuda(const VerifyStepParams& p, void* stream);
 const char* conv_verify_step_cuda(const ConvVerifyParams& p, void* stream);
 

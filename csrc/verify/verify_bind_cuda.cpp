@@ -3,9 +3,11 @@
 // inputs; the checks here guard the raw-pointer kernels against what they cannot handle (they are O(1): no
 // device sync, nothing allocated, so the ops stay CUDA-graph capturable).
 #include <ATen/core/Tensor.h>
+#include <torch/library.h>
+#ifndef MK_VERIFY_EMULATION  // (defined only by the CPU emulation that tests the kernels without a GPU)
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#endif
 
 #include <optional>
 
@@ -15,8 +17,25 @@
 namespace mamba_kernels {
 namespace {
 
+// Current device + stream of the op.
+#ifndef MK_VERIFY_EMULATION
+struct DeviceScope {
+  c10::cuda::CUDAGuard guard;
+  void* stream;
+  explicit DeviceScope(const at::Device& d)
+      : guard(d), stream(c10::cuda::getCurrentCUDAStream(d.index()).stream()) {}
+};
+inline bool on_device(const at::Tensor& t) { return t.is_cuda(); }
+#else
+struct DeviceScope {
+  void* stream = nullptr;
+  explicit DeviceScope(const at::Device&) {}
+};
+inline bool on_device(const at::Tensor&) { return true; }
+#endif
+
 void check_dev(const at::Tensor& t, const char* name, int64_t ndim, const at::Device& dev) {
-  TORCH_CHECK(t.is_cuda(), name, ": expected a CUDA tensor, got ", t.device());
+  TORCH_CHECK(on_device(t), name, ": expected a CUDA tensor, got ", t.device());
   TORCH_CHECK(t.device() == dev, name, ": expected device ", dev, ", got ", t.device());
   TORCH_CHECK(t.dim() == ndim, name, ": expected ", ndim, " dimensions, got ", t.dim());
 }
@@ -195,7 +214,7 @@ void verify_step_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Te
   check_dev(x, "x", 4, dev);
   check_dev(B, "B", 4, dev);
   check_dev(C, "C", 4, dev);
-  const c10::cuda::CUDAGuard guard(dev);
+  const DeviceScope scope(dev);
   VerifyStepParams p;
   fill_common(p, dev, dt, A, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted, accepted_is_node,
               parents, y, dt_softplus, dt_min, dt_max, fold_all);
@@ -222,7 +241,7 @@ void verify_step_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Te
   p.C_b = C.stride(0);
   p.C_k = C.stride(1);
   p.C_g = C.stride(2);
-  run(verify_step_cuda(p, c10::cuda::getCurrentCUDAStream(dev.index()).stream()));
+  run(verify_step_cuda(p, scope.stream));
 }
 
 void verify_step_fused_cuda_op(const at::Tensor& xBC, const at::Tensor& dt, const at::Tensor& A,
@@ -237,7 +256,7 @@ void verify_step_fused_cuda_op(const at::Tensor& xBC, const at::Tensor& dt, cons
   check_dev(xBC, "xBC", 3, dev);
   check_dev(conv_weight, "conv_weight", 2, dev);
   check_dev(conv_window, "conv_window", 3, dev);
-  const c10::cuda::CUDAGuard guard(dev);
+  const DeviceScope scope(dev);
   VerifyStepParams p;
   fill_common(p, dev, dt, A, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted, accepted_is_node,
               parents, y, dt_softplus, dt_min, dt_max, fold_all);
@@ -256,6 +275,7 @@ void verify_step_fused_cuda_op(const at::Tensor& xBC, const at::Tensor& dt, cons
   TORCH_CHECK(conv_window.size(0) == p.S && conv_window.size(1) == p.width - 1 + p.Kmax &&
                   conv_window.size(2) == p.dc,
               "conv_window: expected (S, w - 1 + Kmax, dc), got ", conv_window.sizes());
+  p.fused = true;
   p.xBC = xBC.const_data_ptr();
   p.xBC_b = xBC.stride(0);
   p.xBC_k = xBC.stride(1);
@@ -276,7 +296,7 @@ void verify_step_fused_cuda_op(const at::Tensor& xBC, const at::Tensor& dt, cons
   p.win_s = conv_window.stride(0);
   p.win_i = conv_window.stride(1);
   p.win_c = conv_window.stride(2);
-  run(verify_step_cuda(p, c10::cuda::getCurrentCUDAStream(dev.index()).stream()));
+  run(verify_step_cuda(p, scope.stream));
 }
 
 void conv_verify_step_cuda_op(const at::Tensor& x, at::Tensor window, at::Tensor meta, const at::Tensor& weight,
@@ -291,7 +311,7 @@ void conv_verify_step_cuda_op(const at::Tensor& x, at::Tensor window, at::Tensor
   check_int32(slots, "slots", 1, dev);
   check_int32(accepted, "accepted", 1, dev);
   check_dev(out, "out", 3, dev);
-  const c10::cuda::CUDAGuard guard(dev);
+  const DeviceScope scope(dev);
   ConvVerifyParams p;
   p.in_dtype = cuda_float_dtype(x, "x");
   check_dtype(window, "window", p.in_dtype);
@@ -351,7 +371,7 @@ void conv_verify_step_cuda_op(const at::Tensor& x, at::Tensor window, at::Tensor
   p.out_b = out.stride(0);
   p.out_k = out.stride(1);
   p.out_c = out.stride(2);
-  run(conv_verify_step_cuda(p, c10::cuda::getCurrentCUDAStream(dev.index()).stream()));
+  run(conv_verify_step_cuda(p, scope.stream));
 }
 
 }  // namespace

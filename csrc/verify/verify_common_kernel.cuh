@@ -17,6 +17,11 @@
 namespace mamba_kernels {
 namespace verify_kernels {
 
+// Dynamic shared memory of a kernel (a macro so that the CPU emulation of these kernels can provide it).
+#ifndef MK_VERIFY_DYN_SMEM
+#define MK_VERIFY_DYN_SMEM(name) extern __shared__ float4 name[]
+#endif
+
 constexpr int kMaxThreads = 256;  // SSM / fused blocks
 constexpr int kConvThreads = 512; // standalone conv blocks
 constexpr int kQC = 16;           // ring tokens staged per chunk

@@ -41,5 +41,17 @@ __global__ void __launch_bounds__(kConvThreads) conv_verify_kernel(const ConvVer
   }
 }
 
+// Launch check / geometry (shared with the CPU emulation): returns an error or nullptr; sets threads.
+inline const char* conv_launch_config(const ConvVerifyParams& p, int* threads) {
+  if (p.k < 0 || p.k > kMaxK || p.k > p.Kmax || p.Kmax > kMaxK) return "conv_verify_step_cuda: need 0 <= k <= Kmax <= 32";
+  if (p.width < 2 || p.width > kMaxWidth) return "conv_verify_step_cuda: width must be in [2, 8]";
+  if (p.in_dtype == DType::kFloat64) return "conv_verify_step_cuda: float64 is not supported on CUDA";
+  if (p.batch > 0x7fffffff) return "conv_verify_step_cuda: batch too large";
+  int64_t t = (p.dc + 31) / 32 * 32;
+  t = t < 32 ? 32 : (t > kConvThreads ? kConvThreads : t);
+  *threads = static_cast<int>(t);
+  return nullptr;
+}
+
 }  // namespace verify_kernels
 }  // namespace mamba_kernels

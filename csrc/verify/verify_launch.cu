@@ -15,13 +15,9 @@ const char* verify_step_cuda(const VerifyStepParams& p, void* stream) {
 
 const char* conv_verify_step_cuda(const ConvVerifyParams& p, void* stream) {
   using namespace verify_kernels;
-  if (p.k < 0 || p.k > kMaxK || p.k > p.Kmax || p.Kmax > kMaxK) return "conv_verify_step_cuda: need 0 <= k <= Kmax <= 32";
-  if (p.width < 2 || p.width > kMaxWidth) return "conv_verify_step_cuda: width must be in [2, 8]";
-  if (p.in_dtype == DType::kFloat64) return "conv_verify_step_cuda: float64 is not supported on CUDA";
+  int threads = 0;
+  if (const char* err = conv_launch_config(p, &threads)) return err;
   if (p.batch == 0) return nullptr;
-  if (p.batch > 0x7fffffff) return "conv_verify_step_cuda: batch too large";
-  int64_t threads = (p.dc + 31) / 32 * 32;
-  threads = threads < 32 ? 32 : (threads > kConvThreads ? kConvThreads : threads);
   conv_verify_kernel<<<static_cast<unsigned>(p.batch), static_cast<unsigned>(threads), 0,
                        static_cast<cudaStream_t>(stream)>>>(p);
   const cudaError_t err = cudaGetLastError();

@@ -169,22 +169,55 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
   };
 
   load_pass(0);  // the state stream starts before anything else
-  setup();       // ends with __syncthreads()
-
-  const int c = ctx[kCtxC], c1 = ctx[kCtxC1];
-  const bool fold = ctx[kCtxFold] != 0;
-  const int base = ctx[kCtxBase];
-
-  prep();
-  // Processed dt of the new tokens; dt of the replayed ring tokens (Mamba-2).
+  prep();        // new-token inputs (independent of the meta: overlaps the meta reads in setup)
+  // Processed dt of the new tokens.
   for (int64_t i = tid; i < static_cast<int64_t>(k) * Pd; i += nthr) {
     const int64_t t = i / Pd, pd = i - t * Pd;
     float v = ld_any(p.dt, b * p.dt_b + t * p.dt_k + u * p.dt_h + pd * p.dt_p, p.in_dtype);
     if (p.dt_bias != nullptr) v += p.dt_bias[u * p.dtb_h + pd * p.dtb_p];
     dts[i] = process_dt(v, p);
   }
+  setup();  // ends with __syncthreads()
+
+  const int c = ctx[kCtxC], c1 = ctx[kCtxC1];
+  const bool fold = ctx[kCtxFold] != 0;
+  const int base = ctx[kCtxBase];
+
+  // Stage ring tokens [q0, q0 + nq) of Q (x, B, and Mamba-1 dt) into shared memory as fp32 (exact copies).
+  auto load_chunk = [&](int q0, int nq) {
+    for (int64_t i = tid; i < static_cast<int64_t>(nq) * P; i += nthr) {
+      const int64_t ii = i / P, pp = i - ii * P;
+      const int pos = Qpos[q0 + ii];
+      xq[i] = ld_any(p.ring_x, s * p.rx_s + pos * p.rx_r + u * p.rx_h + pp, p.in_dtype);
+    }
+    for (int64_t i = tid; i < static_cast<int64_t>(nq) * Npad; i += nthr) {
+      const int64_t ii = i / Npad, n = i - ii * Npad;
+      const int pos = Qpos[q0 + ii];
+      Bq[i] = n < N ? ld_any(p.ring_B, s * p.rB_s + pos * p.rB_r + u * p.rB_h + n, p.in_dtype) : 0.f;
+    }
+    if (M1) {
+      for (int64_t i = tid; i < static_cast<int64_t>(nq) * Pd; i += nthr) {
+        const int64_t ii = i / Pd, pd = i - ii * Pd;
+        dtqc[i] = p.ring_dt[s * p.rdt_s + Qpos[q0 + ii] * p.rdt_r + u * p.rdt_h + pd * p.rdt_p];
+      }
+    }
+  };
+  // The chunk buffers hold chunk `held` (uniform); chunk 0 is prefetched with the ring dt.
+  int held = -1;
+  auto get_chunk = [&](int q0, int nq) {
+    if (held != q0) {
+      __syncthreads();  // everyone is done with the previous chunk
+      load_chunk(q0, nq);
+      __syncthreads();
+      held = q0;
+    }
+  };
   if (!M1) {
     for (int i = tid; i < c1; i += nthr) dtqall[i] = p.ring_dt[s * p.rdt_s + Qpos[i] * p.rdt_r + u * p.rdt_h];
+  }
+  if (c1 > 0) {
+    load_chunk(0, c1 < kQC ? c1 : kQC);
+    held = 0;
   }
   __syncthreads();
 
@@ -272,28 +305,6 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
     }
   };
 
-  // Stage ring tokens [q0, q0 + nq) of Q (x, B; Mamba-1 also dt) into shared memory (fp32, exact copies
-  // unless xscale: then x * wq, for the Mamba-2 fold).
-  auto load_chunk = [&](int q0, int nq, bool xscale) {
-    for (int64_t i = tid; i < static_cast<int64_t>(nq) * P; i += nthr) {
-      const int64_t ii = i / P, pp = i - ii * P;
-      const int pos = Qpos[q0 + ii];
-      float v = ld_any(p.ring_x, s * p.rx_s + pos * p.rx_r + u * p.rx_h + pp, p.in_dtype);
-      if (xscale) v *= wq[q0 + ii];
-      xq[i] = v;
-    }
-    for (int64_t i = tid; i < static_cast<int64_t>(nq) * Npad; i += nthr) {
-      const int64_t ii = i / Npad, n = i - ii * Npad;
-      const int pos = Qpos[q0 + ii];
-      Bq[i] = n < N ? ld_any(p.ring_B, s * p.rB_s + pos * p.rB_r + u * p.rB_h + n, p.in_dtype) : 0.f;
-    }
-    if (M1) {
-      for (int64_t i = tid; i < static_cast<int64_t>(nq) * Pd; i += nthr) {
-        const int64_t ii = i / Pd, pd = i - ii * Pd;
-        dtqc[i] = p.ring_dt[s * p.rdt_s + Qpos[q0 + ii] * p.rdt_r + u * p.rdt_h + pd * p.rdt_p];
-      }
-    }
-  };
   // Tree compaction: ring[pos] = ring[Qpos[pos]] for the staged chunk (positions >= c that move). Safe: every
   // later read is at Qpos[j] >= j > pos, and this chunk's reads finished at the preceding __syncthreads().
   auto compact_chunk = [&](int q0, int nq) {
@@ -361,9 +372,7 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
       };
       for (int q0 = 0; q0 < c1; q0 += kQC) {
         const int nq = c1 - q0 < kQC ? c1 - q0 : kQC;
-        __syncthreads();
-        load_chunk(q0, nq, false);
-        __syncthreads();
+        get_chunk(q0, nq);
         if (!fold && pass == npass - 1) compact_chunk(q0, nq);
         for (int ii = 0; ii < nq; ++ii) step(xq + ii * P, dtqc + ii * Pd, Bq + ii * Npad);
       }
@@ -424,13 +433,12 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
             for (int v = 0; v < V; ++v) h[rr][j][v] *= eSQ;
         for (int q0 = 0; q0 < c1; q0 += kQC) {
           const int nq = c1 - q0 < kQC ? c1 - q0 : kQC;
-          __syncthreads();
-          load_chunk(q0, nq, true);
-          __syncthreads();
+          get_chunk(q0, nq);
           for (int ii = 0; ii < nq; ++ii) {
+            const float w = wq[q0 + ii];
             float ux[RPT];
 #pragma unroll
-            for (int rr = 0; rr < RPT; ++rr) ux[rr] = MK_RV(rr) ? xq[ii * P + rows[rr]] : 0.f;
+            for (int rr = 0; rr < RPT; ++rr) ux[rr] = MK_RV(rr) ? w * xq[ii * P + rows[rr]] : 0.f;
 #pragma unroll
             for (int j = 0; j < SPL; ++j) {
               if (MK_SV(j)) {
@@ -480,9 +488,7 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
     // hcC_t = eSQ (h0 . C_t) + sum_e wq_e x_e (B_e . C_t); compacts tree paths in the ring on the way.
     for (int q0 = 0; q0 < c1; q0 += kQC) {
       const int nq = c1 - q0 < kQC ? c1 - q0 : kQC;
-      __syncthreads();
-      load_chunk(q0, nq, false);
-      __syncthreads();
+      get_chunk(q0, nq);
       compact_chunk(q0, nq);
       for (int pi = warp; pi < nq * k; pi += nwarp) {
         const int ii = pi / k, t = pi - ii * k;
@@ -555,7 +561,7 @@ __device__ __forceinline__ void zero_y(const VerifyStepParams& p, int64_t b, int
 // Plain SSM step: grid = batch * H, block (b, u).
 template <typename T, bool M1>
 __global__ void __launch_bounds__(kMaxThreads, M1 ? 1 : 2) verify_ssm_kernel(const VerifyStepParams p) {
-  extern __shared__ float4 smem_f4[];
+  MK_VERIFY_DYN_SMEM(smem_f4);
   float* smf = reinterpret_cast<float*>(smem_f4);
   int* smi = reinterpret_cast<int*>(smem_f4);
   const int64_t b = blockIdx.x / p.H, u = blockIdx.x % p.H;
@@ -596,7 +602,7 @@ __global__ void __launch_bounds__(kMaxThreads, M1 ? 1 : 2) verify_ssm_kernel(con
 // each head of the group its x channels and the SSM verify of that head.
 template <typename T>
 __global__ void __launch_bounds__(kMaxThreads) verify_fused_kernel(const VerifyStepParams p) {
-  extern __shared__ float4 smem_f4[];
+  MK_VERIFY_DYN_SMEM(smem_f4);
   float* smf = reinterpret_cast<float*>(smem_f4);
   int* smi = reinterpret_cast<int*>(smem_f4);
   const int64_t hpg = p.H / p.G;
@@ -662,47 +668,65 @@ __global__ void __launch_bounds__(kMaxThreads) verify_fused_kernel(const VerifyS
 namespace mamba_kernels {
 namespace verify_kernels {
 
+// Launch geometry, shared by the launcher and the CPU emulation used to test these kernels.
+struct SsmLaunch {
+  const char* err = nullptr;  // invalid parameters
+  bool fused = false, m1 = false;
+  int64_t grid = 0;
+  int threads = 0;
+  size_t smem = 0;
+};
+
 template <typename T>
-const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
-  const bool fused = p.xBC != nullptr;
-  const bool m1 = !(p.Pa == 1 && p.Na == 1 && p.Pd == 1);
-  if (p.k < 0 || p.k > kMaxK || p.k > p.Kmax) return "verify_step_cuda: need 0 <= k <= Kmax";
-  if (p.Kmax < 0 || p.Kmax > kMaxK || p.R < 1 || p.Kmax > p.R) return "verify_step_cuda: need Kmax <= min(32, R)";
-  if (p.H <= 0 || p.P <= 0 || p.N <= 0 || p.G <= 0 || p.H % p.G != 0)
-    return "verify_step_cuda: need H, P, N > 0 and H divisible by G";
-  if (p.Pd != 1 && p.Pd != p.P) return "verify_step_cuda: Pd must be 1 or P";
-  if (p.in_dtype == DType::kFloat64 || p.state_dtype == DType::kFloat64)
-    return "verify_step_cuda: float64 is not supported on CUDA";
-  if (fused) {
-    if (m1) return "verify_step_fused_cuda: Mamba-2 layout only (A (H, 1, 1), dt (b, k, H, 1))";
-    if (p.width < 2 || p.width > kMaxWidth) return "verify_step_fused_cuda: conv width must be in [2, 8]";
-    if (p.dc != p.H * p.P + 2 * p.G * p.N) return "verify_step_fused_cuda: dc must be H*P + 2*G*N";
-  }
-  if (p.batch == 0) return nullptr;
+inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
+  SsmLaunch c;
+  c.fused = p.fused;
+  c.m1 = !(p.Pa == 1 && p.Na == 1 && p.Pd == 1);
+  if (p.k < 0 || p.k > kMaxK || p.k > p.Kmax) c.err = "verify_step_cuda: need 0 <= k <= Kmax";
+  else if (p.Kmax < 0 || p.Kmax > kMaxK || p.R < 1 || p.Kmax > p.R) c.err = "verify_step_cuda: need Kmax <= min(32, R)";
+  else if (p.H <= 0 || p.P <= 0 || p.N <= 0 || p.G <= 0 || p.H % p.G != 0)
+    c.err = "verify_step_cuda: need H, P, N > 0 and H divisible by G";
+  else if (p.Pd != 1 && p.Pd != p.P) c.err = "verify_step_cuda: Pd must be 1 or P";
+  else if (p.in_dtype == DType::kFloat64 || p.state_dtype == DType::kFloat64)
+    c.err = "verify_step_cuda: float64 is not supported on CUDA";
+  else if (c.fused && c.m1) c.err = "verify_step_fused_cuda: Mamba-2 layout only (A (H, 1, 1), dt (b, k, H, 1))";
+  else if (c.fused && (p.width < 2 || p.width > kMaxWidth)) c.err = "verify_step_fused_cuda: conv width must be in [2, 8]";
+  else if (c.fused && p.dc != p.H * p.P + 2 * p.G * p.N) c.err = "verify_step_fused_cuda: dc must be H*P + 2*G*N";
+  if (c.err != nullptr) return c;
   constexpr int V = SV<T>::V;
   constexpr int SPL = SsmCfg<T, false>::SPL;
   static_assert(SPL == SsmCfg<T, true>::SPL, "one lane geometry for both layouts");
-  const int RPT = m1 ? SsmCfg<T, true>::RPT : SsmCfg<T, false>::RPT;
+  const int RPT = c.m1 ? SsmCfg<T, true>::RPT : SsmCfg<T, false>::RPT;
   const int L = lanes_per_row(p.N, V, SPL);
   int64_t threads = (p.P + RPT - 1) / RPT * L;
   threads = (threads + 31) / 32 * 32;
-  const int64_t min_threads = fused ? 128 : 32;
+  const int64_t min_threads = c.fused ? 128 : 32;
   threads = threads < min_threads ? min_threads : (threads > kMaxThreads ? kMaxThreads : threads);
-  const SsmLayout lay = ssm_layout(p.k, p.P, p.N, p.Pd, p.R, V);
-  const size_t bytes = static_cast<size_t>(lay.words) * 4;
-  const int64_t grid = fused ? p.batch * p.G : p.batch * p.H;
-  if (grid > 0x7fffffff) return "verify_step_cuda: batch * units too large";
+  c.threads = static_cast<int>(threads);
+  c.smem = static_cast<size_t>(ssm_layout(p.k, p.P, p.N, p.Pd, p.R, V).words) * 4;
+  c.grid = c.fused ? p.batch * p.G : p.batch * p.H;
+  if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
+  return c;
+}
+
+#if defined(__CUDACC__)
+template <typename T>
+const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
+  const SsmLaunch c = ssm_launch_config<T>(p);
+  if (c.err != nullptr) return c.err;
+  if (c.grid == 0) return nullptr;
   void (*kern)(VerifyStepParams) =
-      fused ? verify_fused_kernel<T> : (m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
+      c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   cudaError_t err;
-  if (bytes > 48 * 1024) {
-    err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (c.smem > 48 * 1024) {
+    err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  kern<<<static_cast<unsigned>(grid), static_cast<unsigned>(threads), bytes, stream>>>(p);
+  kern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p);
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
+#endif
 
 }  // namespace verify_kernels
 }  // namespace mamba_kernels
