@@ -29,8 +29,11 @@ namespace verify_kernels {
 template <typename T, bool M1>
 struct SsmCfg {
   static constexpr int V = SV<T>::V;
-  static constexpr int SPL = (V == 4) ? 4 : 2;  // max segments per lane per row (64 B / 32 B per lane-row)
-  static constexpr int RPT = M1 ? 2 : 4;        // rows per thread per pass
+  // Max segments per lane per row. Mamba-2: 64 B (fp32) / 32 B per lane-row, few lanes per row (cheap row
+  // reductions). Mamba-1: one segment, so a short row (n = 16) still spreads over several lanes (its per-element
+  // exp work dominates, and three register tiles are live: h, the committed h_c, A).
+  static constexpr int SPL = M1 ? 1 : ((V == 4) ? 4 : 2);
+  static constexpr int RPT = M1 ? 2 : 4;  // rows per thread per pass
 };
 
 __host__ __device__ __forceinline__ int lanes_per_row(int64_t N, int V, int SPL) {
@@ -43,7 +46,7 @@ __host__ __device__ __forceinline__ int lanes_per_row(int64_t N, int V, int SPL)
 
 // Shared memory layout in 32-bit words (float or int); every array starts 16-byte aligned.
 struct SsmLayout {
-  int xs, Bs, Cs, dts, ydot, Wt, rho, xq, Bq, dtqc, dtqall, wq, G, scal;  // float arrays
+  int xs, Bs, Cs, dts, zs, Ds, ydot, Wt, rho, xq, Bq, dtqc, dtqall, wq, G, scal;  // float arrays
   int Qpos, par, mask, ctx, taps;                                        // int arrays
   int words;
 };
@@ -60,6 +63,8 @@ __host__ __device__ __forceinline__ SsmLayout ssm_layout(int64_t k, int64_t P, i
   l.Bs = o; o += up4(K1 * Npad);
   l.Cs = o; o += up4(K1 * Npad);
   l.dts = o; o += up4(K1 * Pd);
+  l.zs = o; o += up4(K1 * P);
+  l.Ds = o; o += up4(P);
   l.ydot = o; o += up4(K1 * P);
   l.Wt = o; o += up4(K1 * K1);
   l.rho = o; o += up4(K1);
@@ -116,6 +121,8 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
   float* Bs = smf + lay.Bs;
   float* Cs = smf + lay.Cs;
   float* dts = smf + lay.dts;
+  float* zs = smf + lay.zs;
+  float* Ds = smf + lay.Ds;
   float* ydot = smf + lay.ydot;
   float* Wt = smf + lay.Wt;
   float* rho = smf + lay.rho;
@@ -177,6 +184,17 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
     if (p.dt_bias != nullptr) v += p.dt_bias[u * p.dtb_h + pd * p.dtb_p];
     dts[i] = process_dt(v, p);
   }
+  // Gate and skip inputs, staged now so that the epilogue waits on no global load.
+  if (p.z != nullptr) {
+    for (int64_t i = tid; i < static_cast<int64_t>(k) * P; i += nthr) {
+      const int64_t t = i / P, pp = i - t * P;
+      zs[i] = silu_f(ld_any(p.z, b * p.z_b + t * p.z_k + u * p.z_h + pp, p.in_dtype));
+    }
+  }
+  if (p.D != nullptr) {
+    for (int64_t i = tid; i < P; i += nthr) Ds[i] = p.D[u * p.D_h + i * p.D_p];
+  }
+  const float Au = M1 ? 0.f : p.A[u * p.A_h];
   setup();  // ends with __syncthreads()
 
   const int c = ctx[kCtxC], c1 = ctx[kCtxC1];
@@ -221,7 +239,6 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
   }
   __syncthreads();
 
-  const float Au = M1 ? 0.f : p.A[u * p.A_h];
   if (!M1) {
     // warp 0: suffix sums of the ring dt -> wq, eSQ.
     if (warp == 0) {
@@ -520,8 +537,8 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
       v = rho[t] * ydot[i];
       for (int q = 0; q <= t; ++q) v = fmaf(Wt[t * K1 + q], xs[q * P + pp], v);
     }
-    if (p.D != nullptr) v = fmaf(p.D[u * p.D_h + pp * p.D_p], xs[i], v);
-    if (p.z != nullptr) v *= silu_f(ld_any(p.z, b * p.z_b + t * p.z_k + u * p.z_h + pp, p.in_dtype));
+    if (p.D != nullptr) v = fmaf(Ds[pp], xs[i], v);
+    if (p.z != nullptr) v *= zs[i];
     st_any(p.y, b * p.y_b + t * p.y_k + u * p.y_h + pp, p.in_dtype, v);
   }
   // New tokens into the ring at [base, base + k) (every ring read finished before the last __syncthreads()).
@@ -694,8 +711,7 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
   else if (c.fused && p.dc != p.H * p.P + 2 * p.G * p.N) c.err = "verify_step_fused_cuda: dc must be H*P + 2*G*N";
   if (c.err != nullptr) return c;
   constexpr int V = SV<T>::V;
-  constexpr int SPL = SsmCfg<T, false>::SPL;
-  static_assert(SPL == SsmCfg<T, true>::SPL, "one lane geometry for both layouts");
+  const int SPL = c.m1 ? SsmCfg<T, true>::SPL : SsmCfg<T, false>::SPL;
   const int RPT = c.m1 ? SsmCfg<T, true>::RPT : SsmCfg<T, false>::RPT;
   const int L = lanes_per_row(p.N, V, SPL);
   int64_t threads = (p.P + RPT - 1) / RPT * L;
