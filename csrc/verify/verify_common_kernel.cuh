@@ -214,11 +214,7 @@ __device__ __forceinline__ void setup_ctx(const int32_t* meta_row, int64_t meta_
   __syncthreads();
   if (tid < k) {
     unsigned m = 1u << tid;
-    int depth = 1;
-    for (int q = spar[tid]; q >= 0; q = spar[q]) {
-      m |= 1u << q;
-      ++depth;
-    }
+    for (int q = spar[tid]; q >= 0; q = spar[q]) m |= 1u << q;
     smask[tid] = static_cast<int>(m);
     if (width > 0) {
       int node = tid, d = 0;
@@ -236,7 +232,6 @@ __device__ __forceinline__ void setup_ctx(const int32_t* meta_row, int64_t meta_
         staps[tid * kMaxWidth + q] = src;
       }
     }
-    (void)depth;
   }
   if (ssm) {
     const int c = ctx[kCtxC], c1 = ctx[kCtxC1];

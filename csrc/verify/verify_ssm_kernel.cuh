@@ -93,9 +93,9 @@ __device__ __forceinline__ float process_dt(float v, const VerifyStepParams& p) 
 }
 
 // One (batch row b, slot s, unit u) of the SSM verify step. All threads of the block call it.
-// `setup()` must leave ctx / par / mask / Qpos in shared memory and end with __syncthreads() (it runs after the
-// first state loads are issued, to overlap their latency); `prep()` must fill xs[t][p], Bs[t][n], Cs[t][n]
-// (fp32, rows padded with zeros to Npad) for t < k (it is followed by a __syncthreads() here).
+// Order: the first state loads are issued, then `prep()` fills xs[t][p], Bs[t][n], Cs[t][n] (fp32, rows padded
+// with zeros to Npad) for t < k (it may only use what was in shared memory before the call), then `setup()` must
+// leave ctx / par / mask / Qpos in shared memory and end with __syncthreads() (its meta reads overlap the loads).
 // Ends with __syncthreads(), so shared memory may be reused by the caller.
 template <typename T, bool M1, typename Setup, typename Prep>
 __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, const SsmLayout& lay, int b, int s,
