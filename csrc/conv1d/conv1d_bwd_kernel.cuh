@@ -1,0 +1,351 @@
+// Backward kernels of the causal depthwise conv1d (CUDA headers only). One pass over x and dy:
+//   pre[t]  = bias + sum_i w[i] x[t - (w-1) + i]        (recomputed, never stored)
+//   dpre[t] = dy[t] * act'(pre[t])
+//   dx[t]   = sum_i w[i] dpre[t + (w-1) - i]  (+ dfinal_states for the last w-1 positions of a sequence)
+//   dw[i]  += dpre[t] x[t - (w-1) + i],  dbias += dpre[t]
+// dweight / dbias leave the kernel as fp32 partial sums, one row per warp segment (channel-first) or per
+// block (channel-last), reduced by the caller in a fixed order: deterministic, no atomics.
+// Tiling and width buckets as in conv1d_fwd_kernel.cuh. Like the forward, these kernels treat a varlen row
+// as one sequence and know nothing of dfinal_states: conv1d_bwd_fix_kernel (conv1d_states_kernel.cuh) then
+// overwrites dx at the first and last w-1 positions of each sequence, adds per-sequence correction rows to
+// the dweight / dbias partials (varlen: the first w-1 positions saw the previous sequence's inputs instead
+// of the initial state) and computes dinitial_states.
+#pragma once
+#include "conv1d/conv1d_fwd_kernel.cuh"
+
+namespace mamba_kernels {
+namespace conv1d {
+
+namespace bwd_cl {
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTL = 64;  // time steps per warp tile (the block's 4 warps tile 256 consecutive steps)
+constexpr int kU = 4;    // time steps loaded together
+// Channels per lane: 4 for the width-4 bucket (8-byte loads for 16-bit types); 2 for the width-8 bucket,
+// whose per-channel registers (weights, two windows, weight gradients: ~4 kW) would otherwise spill.
+template <int kW> constexpr int channels() { return kW <= 4 ? 4 : 2; }
+// 16-bit width-4 (the Mamba case): cap registers at 128 for 4 blocks (16 warps) per SM; ptxas spills a few
+// bytes for it (L1). The other variants would spill hundreds of bytes under that cap, so they get no cap.
+template <typename T, int kW> constexpr int min_blocks() { return (sizeof(T) == 2 && kW == 4) ? 4 : 1; }
+}  // namespace bwd_cl
+
+// ------------------------------------------------------------------------------------------ channel-first
+// Chunks are processed last to first, so lane 31 gets the dpre after its positions from lane 0 of the chunk
+// done just before (the segment's last chunk: from lanes 0..H-1 computing one position each from scratch).
+template <typename T, int kW>
+__device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec, bool dy_vec, bool dx_vec,
+                                               int64_t row, int64_t seg, int lane) {
+  using namespace fwd_cf;
+  constexpr int H = kW - 1;
+  const int64_t b = row / p.dim, c = row - b * p.dim;
+  const int64_t L = p.seqlen;
+  const int width = static_cast<int>(p.width);
+  const int pad = kW - width;
+  const bool varlen = p.cu_seqlens != nullptr;
+  const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c * p.x_c_stride;
+  const T* __restrict__ dy = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + c * p.dy_c_stride;
+  T* __restrict__ dx = static_cast<T*>(p.dx) + b * p.dx_batch_stride + c * p.dx_c_stride;
+
+  float w[kW];
+  load_weights<kW>(p, c, pad, w);
+  const float bias = load_bias(p, c);
+
+  const int64_t seg0 = seg * kSegLen;
+  const int nchunks = static_cast<int>(((L - seg0 < kSegLen ? L - seg0 : kSegLen) + kChunkLen - 1) / kChunkLen);
+  auto load_chunk = [&](int k, Raw<T, kN>& xd, Raw<T, kN>& gd) {
+    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
+    const int64_t nv = (k >= 0 && k < nchunks) ? L - t0 : 0;
+    load_raw<T, kN>(x + t0, nv, x_vec, xd);
+    load_raw<T, kN>(dy + t0, nv, dy_vec, gd);
+  };
+  // Chunks k (xc, gc; converted), k-1 (xp, gp) and k-2 (xp2, gp2; raw): loads run two chunks ahead.
+  Raw<T, kN> xp, gp, xp2, gp2;
+  float xc[kN], gc[kN];
+  load_chunk(nchunks - 1, xp, gp);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) { xc[e] = to_f(xp.e[e]); gc[e] = to_f(gp.e[e]); }
+  load_chunk(nchunks - 2, xp, gp);
+  float halo[H];  // inputs before the segment (lane 0 of chunk 0); initial state before position 0
+#pragma unroll
+  for (int j = 0; j < H; ++j) {
+    const int64_t pos = seg0 - H + j;
+    float hv = 0.f;
+    if (lane == 0) {
+      if (pos >= 0) hv = to_f(x[pos]);
+      else if (!varlen && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
+    }
+    halo[j] = hv;
+  }
+  float carry[H];  // dpre at the H positions after the current chunk
+  {
+    const int64_t q = seg0 + kSegLen + lane;  // q - H >= 1024 - 7: inside the row
+    float dq = 0.f;
+    if (lane < H && q < L) {
+      float z = bias;
+#pragma unroll
+      for (int i = 0; i < kW; ++i)
+        if (i >= pad) z = fmaf(w[i], to_f(x[q - H + i]), z);
+      const float g = to_f(dy[q]);
+      dq = p.silu ? g * dsilu_f(z) : g;
+    }
+#pragma unroll
+    for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, dq, j);
+  }
+
+  float dw[kW], db = 0.f;
+#pragma unroll
+  for (int i = 0; i < kW; ++i) dw[i] = 0.f;
+
+#pragma unroll 1
+  for (int k = nchunks - 1; k >= 0; --k) {
+    load_chunk(k - 2, xp2, gp2);
+    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
+    float prev[H];
+#pragma unroll
+    for (int j = 0; j < H; ++j) {
+      const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
+      const float from = __shfl_sync(kFullMask, to_f(xp.e[kN - H + j]), 31);  // chunk k-1 (zeros if k == 0)
+      prev[j] = lane == 0 ? (k == 0 ? halo[j] : from) : up;
+    }
+    float dp[kN];
+#pragma unroll
+    for (int e = 0; e < kN; ++e) {
+      float z = bias;
+#pragma unroll
+      for (int i = 0; i < kW; ++i) {
+        const int q = e + i;
+        if (i >= pad) z = fmaf(w[i], q < H ? prev[q] : xc[q - H], z);
+      }
+      dp[e] = p.silu ? gc[e] * dsilu_f(z) : gc[e];
+#pragma unroll
+      for (int i = 0; i < kW; ++i) {
+        const int q = e + i;
+        if (i >= pad) dw[i] = fmaf(dp[e], q < H ? prev[q] : xc[q - H], dw[i]);
+      }
+      db += dp[e];
+    }
+
+    // dpre after this lane's 8 positions: from the lane above, or (lane 31) the chunk done before.
+    float nxt[H];
+#pragma unroll
+    for (int j = 0; j < H; ++j) {
+      const float dn = __shfl_down_sync(kFullMask, dp[j], 1);
+      nxt[j] = lane == 31 ? carry[j] : dn;
+    }
+#pragma unroll
+    for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, dp[j], 0);
+
+    float dxo[kN];
+#pragma unroll
+    for (int e = 0; e < kN; ++e) {
+      float acc = 0.f;
+#pragma unroll
+      for (int i = 0; i < kW; ++i) {
+        const int m = e + H - i;
+        if (i >= pad) acc = fmaf(w[i], m < kN ? dp[m] : nxt[m - kN], acc);
+      }
+      dxo[e] = acc;
+    }
+    if (t0 < L) store_n<T, kN>(dx + t0, 1, L - t0, dx_vec, dxo);
+#pragma unroll
+    for (int e = 0; e < kN; ++e) { xc[e] = to_f(xp.e[e]); gc[e] = to_f(gp.e[e]); }
+    xp = xp2;
+    gp = gp2;
+  }
+
+  // Warp sums of the weight / bias gradients -> one partial row per segment.
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+#pragma unroll
+    for (int i = 0; i < kW; ++i) dw[i] += __shfl_xor_sync(kFullMask, dw[i], off);
+    db += __shfl_xor_sync(kFullMask, db, off);
+  }
+  if (lane == 0) {
+    const int64_t pidx = b * ((L + kSegLen - 1) / kSegLen) + seg;
+#pragma unroll
+    for (int i = 0; i < kW; ++i)
+      if (i >= pad) p.dweight_partial[(pidx * p.dim + c) * width + (i - pad)] = dw[i];
+    if (p.dbias_partial) p.dbias_partial[pidx * p.dim + c] = db;
+  }
+}
+
+template <typename T, int kW>
+__global__ void __launch_bounds__(fwd_cf::kThreads)
+    conv1d_bwd_cf_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec) {
+  using namespace fwd_cf;
+  const int lane = threadIdx.x & 31;
+  const int64_t nseg = (p.seqlen + kSegLen - 1) / kSegLen;
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (gw >= p.batch * p.dim * nseg) return;  // whole warps only
+  const int64_t row = gw / nseg, seg = gw - row * nseg;
+  bwd_cf_segment<T, kW>(p, x_vec, dy_vec, dx_vec, row, seg, lane);
+}
+
+// ------------------------------------------------------------------------------------------ channel-last
+// Forward sweep over the tile with the dx output delayed by kW-1 steps: at step t the lane has dpre for
+// t-(kW-1) .. t, which is all dx[t-(kW-1)] needs. Steps run to te + kW - 2 (re-reading the next tile's first
+// kW-1 inputs from L2) so every dx of the tile is emitted; steps at t >= L read zeros (dpre 0).
+template <typename T, int kW>
+__device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, bool dy_vec, bool dx_vec, int64_t b,
+                                            int64_t c0, int64_t tb, int64_t te, float (&dw)[bwd_cl::channels<kW>()][kW],
+                                            float (&db)[bwd_cl::channels<kW>()]) {
+  using namespace bwd_cl;
+  constexpr int C = channels<kW>();
+  constexpr int H = kW - 1;
+  const int64_t L = p.seqlen;
+  const int width = static_cast<int>(p.width);
+  const int pad = kW - width;
+  const int64_t nc = p.dim - c0 < C ? p.dim - c0 : C;
+  const bool varlen = p.cu_seqlens != nullptr;
+  const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c0;
+  const T* __restrict__ dy = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + c0;
+  T* __restrict__ dx = static_cast<T*>(p.dx) + b * p.dx_batch_stride + c0;
+  const int64_t xls = p.x_l_stride, dyls = p.dy_l_stride, dxls = p.dx_l_stride;
+
+  float w[C][kW], bias[C];
+#pragma unroll
+  for (int ch = 0; ch < C; ++ch) {
+    const int64_t cc = ch < nc ? c0 + ch : c0;  // lanes past the end reuse a valid channel (never stored)
+    load_weights<kW>(p, cc, pad, w[ch]);
+    bias[ch] = load_bias(p, cc);
+  }
+  float xw[H][C], dpw[H][C];  // inputs / dpre at t - H .. t - 1
+#pragma unroll
+  for (int j = 0; j < H; ++j) {
+    const int64_t pos = tb - H + j;
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) dpw[j][ch] = 0.f;
+    if (pos >= 0) {
+      Raw<T, C> r;
+      load_raw<T, C>(x + pos * xls, nc, x_vec, r);
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch) xw[j][ch] = to_f(r.e[ch]);
+    } else {
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch)
+        xw[j][ch] = (!varlen && ch < nc && pos + width - 1 >= 0) ? init_at<T>(p, b, c0 + ch, pos + width - 1) : 0.f;
+    }
+  }
+
+  auto step = [&](int64_t t, const Raw<T, C>& rx, const Raw<T, C>& rg) {
+    float xt[C], dp[C];
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) {
+      xt[ch] = to_f(rx.e[ch]);
+      float z = bias[ch];
+#pragma unroll
+      for (int i = 0; i < kW; ++i)
+        if (i >= pad) z = fmaf(w[ch][i], i < H ? xw[i][ch] : xt[ch], z);
+      const float g = to_f(rg.e[ch]);
+      dp[ch] = p.silu ? g * dsilu_f(z) : g;
+    }
+    if (t < te) {
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch) {
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          if (i >= pad) dw[ch][i] = fmaf(dp[ch], i < H ? xw[i][ch] : xt[ch], dw[ch][i]);
+        db[ch] += dp[ch];
+      }
+    }
+    const int64_t u = t - H;  // dx[u] = sum_i w[i] dpre[u + H - i]
+    if (u >= tb) {
+      float out[C];
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch) {
+        float acc = 0.f;
+#pragma unroll
+        for (int i = 0; i < kW; ++i)
+          if (i >= pad) acc = fmaf(w[ch][i], i == 0 ? dp[ch] : dpw[H - i][ch], acc);
+        out[ch] = acc;
+      }
+      store_n<T, C>(dx + u * dxls, 1, nc, dx_vec, out);
+    }
+#pragma unroll
+    for (int j = 0; j + 1 < H; ++j) {
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch) { xw[j][ch] = xw[j + 1][ch]; dpw[j][ch] = dpw[j + 1][ch]; }
+    }
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) { xw[H - 1][ch] = xt[ch]; dpw[H - 1][ch] = dp[ch]; }
+  };
+
+  const int64_t tend = te + H;  // exclusive
+  auto load_step = [&](int64_t t, Raw<T, C>& rx, Raw<T, C>& rg) {
+    const bool in = t < L;
+    load_raw<T, C>(x + (in ? t : 0) * xls, in ? nc : 0, x_vec, rx);
+    load_raw<T, C>(dy + (in ? t : 0) * dyls, in ? nc : 0, dy_vec, rg);
+  };
+  int64_t t = tb;
+  for (; t + kU <= tend; t += kU) {
+    Raw<T, C> rx[kU], rg[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) load_step(t + u, rx[u], rg[u]);
+#pragma unroll
+    for (int u = 0; u < kU; ++u) step(t + u, rx[u], rg[u]);
+  }
+#pragma unroll 1
+  for (; t < tend; ++t) {
+    Raw<T, C> rx, rg;
+    load_step(t, rx, rg);
+    step(t, rx, rg);
+  }
+}
+
+template <typename T, int kW>
+__global__ void __launch_bounds__(bwd_cl::kThreads, bwd_cl::min_blocks<T, kW>())
+    conv1d_bwd_cl_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec) {
+  using namespace bwd_cl;
+  constexpr int C = channels<kW>();
+  __shared__ float red[kWarps][C * (kW + 1)][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * kTL;
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.y) * 32 + lane) * C;
+  const int64_t b = blockIdx.z;
+  float dw[C][kW], db[C];
+#pragma unroll
+  for (int ch = 0; ch < C; ++ch) {
+    db[ch] = 0.f;
+#pragma unroll
+    for (int i = 0; i < kW; ++i) dw[ch][i] = 0.f;
+  }
+  // No early return: every thread reaches the barrier below (inactive lanes contribute zeros).
+  if (tb < p.seqlen && c0 < p.dim) {
+    const int64_t te = tb + kTL < p.seqlen ? tb + kTL : p.seqlen;
+    bwd_cl_tile<T, kW>(p, x_vec, dy_vec, dx_vec, b, c0, tb, te, dw, db);
+  }
+#pragma unroll
+  for (int ch = 0; ch < C; ++ch) {
+#pragma unroll
+    for (int i = 0; i < kW; ++i) red[warp][ch * (kW + 1) + i][lane] = dw[ch][i];
+    red[warp][ch * (kW + 1) + kW][lane] = db[ch];
+  }
+  __syncthreads();
+  if (warp == 0 && c0 < p.dim) {
+    const int width = static_cast<int>(p.width);
+    const int pad = kW - width;
+    const int64_t pidx = b * gridDim.x + blockIdx.x;
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) {
+      const int64_t c = c0 + ch;
+      if (c < p.dim) {
+#pragma unroll
+        for (int i = 0; i < kW; ++i) {
+          float acc = 0.f;
+#pragma unroll
+          for (int wp = 0; wp < kWarps; ++wp) acc += red[wp][ch * (kW + 1) + i][lane];
+          if (i >= pad) p.dweight_partial[(pidx * p.dim + c) * width + (i - pad)] = acc;
+        }
+        if (p.dbias_partial) {
+          float acc = 0.f;
+#pragma unroll
+          for (int wp = 0; wp < kWarps; ++wp) acc += red[wp][ch * (kW + 1) + kW][lane];
+          p.dbias_partial[pidx * p.dim + c] = acc;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace conv1d
+}  // namespace mamba_kernels

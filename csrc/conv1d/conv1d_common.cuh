@@ -1,0 +1,142 @@
+// Device helpers shared by the conv1d CUDA kernels: conversions, 16-byte vector loads/stores, SiLU,
+// sequence lookup for varlen. CUDA headers only.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/dtype.h"
+#include "conv1d/conv1d.h"
+
+namespace mamba_kernels {
+namespace conv1d {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Weight / bias of any of the three dtypes (read once per thread, so a runtime switch costs nothing).
+__device__ __forceinline__ float load_any(const void* ptr, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::kFloat16: return __half2float(static_cast<const __half*>(ptr)[i]);
+    case DType::kBFloat16: return __bfloat162float(static_cast<const __nv_bfloat16*>(ptr)[i]);
+    default: return static_cast<const float*>(ptr)[i];
+  }
+}
+
+// Raw storage of N elements of T moved as 4-, 8- or 16-byte words.
+template <int kBytes> struct VecWord;
+template <> struct VecWord<4> { using type = uint32_t; };
+template <> struct VecWord<8> { using type = uint2; };
+template <> struct VecWord<16> { using type = uint4; };
+
+template <typename T, int N>
+struct Vec {
+  static constexpr int kBytes = N * static_cast<int>(sizeof(T));
+  static constexpr int kWordBytes = kBytes >= 16 ? 16 : kBytes;
+  static constexpr int kWords = kBytes / kWordBytes;
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes % 16 == 0, "vector of 4, 8 or 16k bytes");
+  using Word = typename VecWord<kWordBytes>::type;
+
+  // p must be kWordBytes-aligned (checked on the host: base pointer and strides).
+  static __device__ __forceinline__ void load(const T* __restrict__ p, float (&out)[N]) {
+    Word w[kWords];
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) w[i] = reinterpret_cast<const Word*>(p)[i];
+    const T* e = reinterpret_cast<const T*>(w);
+#pragma unroll
+    for (int i = 0; i < N; ++i) out[i] = to_f(e[i]);
+  }
+  static __device__ __forceinline__ void store(T* __restrict__ p, const float (&in)[N]) {
+    Word w[kWords];
+    T* e = reinterpret_cast<T*>(w);
+#pragma unroll
+    for (int i = 0; i < N; ++i) e[i] = from_f<T>(in[i]);
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) reinterpret_cast<Word*>(p)[i] = w[i];
+  }
+};
+
+// N consecutive elements starting at p[0] (stride `stride`), of which the first n_valid exist; the rest read
+// as zero. Vectorised when `vec` (aligned, unit stride) and all N exist.
+template <typename T, int N>
+__device__ __forceinline__ void load_n(const T* __restrict__ p, int64_t stride, int64_t n_valid, bool vec,
+                                       float (&out)[N]) {
+  if (vec && n_valid >= N) {
+    Vec<T, N>::load(p, out);
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) out[i] = i < n_valid ? to_f(p[i * stride]) : 0.f;
+  }
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void store_n(T* __restrict__ p, int64_t stride, int64_t n_valid, bool vec,
+                                        const float (&in)[N]) {
+  if (vec && n_valid >= N) {
+    Vec<T, N>::store(p, in);
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+      if (i < n_valid) p[i * stride] = from_f<T>(in[i]);
+  }
+}
+
+// N elements kept as raw storage (converted at use): prefetched data costs half the registers for 16-bit types.
+// load_raw: N consecutive elements of which the first n_valid exist (the rest read as zero).
+template <typename T, int N>
+struct alignas(16) Raw {
+  T e[N];
+};
+
+template <typename T, int N>
+__device__ __forceinline__ void load_raw(const T* __restrict__ p, int64_t n_valid, bool vec, Raw<T, N>& r) {
+  using V = Vec<T, N>;
+  if (vec && n_valid >= N) {
+#pragma unroll
+    for (int i = 0; i < V::kWords; ++i)
+      reinterpret_cast<typename V::Word*>(&r)[i] = reinterpret_cast<const typename V::Word*>(p)[i];
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) r.e[i] = i < n_valid ? p[i] : from_f<T>(0.f);
+  }
+}
+
+// Fast-math SiLU and its derivative (MUFU exp + reciprocal). exp(-z) = inf for z < -88 gives s = 0: finite.
+__device__ __forceinline__ float sigmoid_f(float z) { return __fdividef(1.f, 1.f + __expf(-z)); }
+__device__ __forceinline__ float silu_f(float z) { return z * sigmoid_f(z); }
+__device__ __forceinline__ float dsilu_f(float z) {
+  const float s = sigmoid_f(z);
+  return s * (1.f + z * (1.f - s));
+}
+
+// Varlen: the sequence that contains position t (0 <= t < total): the largest n with cu[n] <= t. Empty
+// sequences are never returned (their start equals the next start, and the largest index wins).
+__device__ __forceinline__ int64_t find_seq(const int32_t* __restrict__ cu, int64_t nseq, int64_t t) {
+  int64_t lo = 0, hi = nseq - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) >> 1;
+    if (static_cast<int64_t>(cu[mid]) <= t) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+// Host side: may a kernel use 16-byte vector accesses on this tensor? Its base must be 16-byte aligned and
+// every stride that moves between vectors (batch, and channel or time) a multiple of 16 bytes.
+inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+inline bool stride16(int64_t stride, int64_t size, int64_t elt_bytes) {
+  return size <= 1 || (stride * elt_bytes) % 16 == 0;
+}
+
+}  // namespace conv1d
+}  // namespace mamba_kernels

@@ -1,0 +1,285 @@
+// Forward kernels of the causal depthwise conv1d (CUDA headers only).
+//
+// Width buckets: a kernel compiled for kW in {4, 8} runs every width <= kW. The real weights sit in the last
+// `width` taps; the first pad = kW - width taps are absent and skipped by a per-tap predicate (a predicated
+// FMA costs what an FMA costs), so an inf/NaN in x never leaks into outputs it does not feed.
+//
+// Channel-first (x_l_stride == 1): one warp owns a segment of kSegLen = 4 x 256 positions of one (b, c) row;
+// each lane holds 8 consecutive positions of a 256-chunk (one 16-byte load for 16-bit types, two for fp32),
+// loads run two chunks ahead of the math. The w-1 inputs before a lane's 8 come from the lane below by
+// shuffle, from lane 31 of the previous chunk, or (segment start) a few scalar loads by lane 0; positions
+// before 0 read the initial state. x is read once and y written once from HBM.
+//
+// Channel-last (x_c_stride == 1): one lane owns 4 channels (one 8/16-byte vector) of a tile of kTL time steps
+// and slides a window of the last w-1 inputs in registers; the w-1 steps before the tile are re-read (L2).
+//
+// Varlen (cu_seqlens): these kernels treat the packed row as one sequence with zeros before position 0.
+// The outputs whose window reaches back past their own sequence start (the first w-1 of each sequence) are
+// recomputed and overwritten afterwards by conv1d_fwd_fix_kernel (conv1d_states_kernel.cuh), which also
+// writes the final states. The tiled kernels stay free of per-sequence branches.
+#pragma once
+#include "conv1d/conv1d_common.cuh"
+
+namespace mamba_kernels {
+namespace conv1d {
+
+namespace fwd_cf {
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kN = 8;                         // positions per lane per chunk
+constexpr int kChunks = 4;                    // chunks per warp segment
+constexpr int kChunkLen = 32 * kN;            // 256
+constexpr int kSegLen = kChunkLen * kChunks;  // 1024
+}  // namespace fwd_cf
+
+namespace fwd_cl {
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTL = 32;  // time steps per warp tile
+constexpr int kU = 8;    // time steps loaded together (memory-level parallelism)
+// Channels per lane: 4 (8-byte loads for 16-bit types, 16-byte for fp32). 8 channels per lane (16-byte
+// loads) need ~2x the registers (weights, window) for the same bytes in flight per SM.
+template <typename T> constexpr int channels() { return 4; }
+}  // namespace fwd_cl
+
+// ---------------------------------------------------------------------------------- shared scalar helpers
+// Initial state entry ji of sequence n, channel c (zero when there is no initial state).
+template <typename T>
+__device__ __forceinline__ float init_at(const Conv1dParams& p, int64_t n, int64_t c, int64_t ji) {
+  if (p.initial_states == nullptr) return 0.f;
+  return to_f(static_cast<const T*>(p.initial_states)[n * p.init_n_stride + c * p.init_c_stride +
+                                                     ji * p.init_w_stride]);
+}
+
+// Weights of channel c in bucket layout: tap i < pad is absent (0), tap i >= pad is weight[c, i - pad].
+template <int kW>
+__device__ __forceinline__ void load_weights(const Conv1dParams& p, int64_t c, int pad, float (&w)[kW]) {
+#pragma unroll
+  for (int i = 0; i < kW; ++i)
+    w[i] = i < pad ? 0.f : load_any(p.weight, p.w_dtype, c * p.w_c_stride + (i - pad) * p.w_w_stride);
+}
+
+__device__ __forceinline__ float load_bias(const Conv1dParams& p, int64_t c) {
+  return p.bias ? load_any(p.bias, p.b_dtype, c * p.bias_stride) : 0.f;
+}
+
+__device__ __forceinline__ void store_any(void* ptr, DType dt, int64_t i, float v) {
+  switch (dt) {
+    case DType::kFloat16: static_cast<__half*>(ptr)[i] = __float2half_rn(v); break;
+    case DType::kBFloat16: static_cast<__nv_bfloat16*>(ptr)[i] = __float2bfloat16_rn(v); break;
+    default: static_cast<float*>(ptr)[i] = v; break;
+  }
+}
+
+// Sequence n: batch row b and [s, e) along it. Varlen bounds are clamped into [0, seqlen] so that a bad
+// cu_seqlens cannot make the state kernels read out of bounds.
+__device__ __forceinline__ void seq_bounds(const Conv1dParams& p, int64_t n, int64_t& b, int64_t& s, int64_t& e) {
+  if (p.cu_seqlens) {
+    b = 0;
+    e = min(max(static_cast<int64_t>(p.cu_seqlens[n + 1]), int64_t(0)), p.seqlen);
+    s = min(max(static_cast<int64_t>(p.cu_seqlens[n]), int64_t(0)), e);
+  } else {
+    b = n; s = 0; e = p.seqlen;
+  }
+}
+
+// x of sequence n (row b, start s) extended by its initial state, at position pos (< the sequence end).
+// Any layout and dtype (strides, runtime dtype): used by the slow paths and the state kernels.
+__device__ __forceinline__ float xe_any(const Conv1dParams& p, int64_t b, int64_t n, int64_t c, int64_t s,
+                                        int64_t pos) {
+  if (pos >= s)
+    return load_any(p.x, p.x_dtype, b * p.x_batch_stride + c * p.x_c_stride + pos * p.x_l_stride);
+  const int64_t ji = pos - s + p.width - 1;
+  if (p.initial_states == nullptr || ji < 0) return 0.f;
+  return load_any(p.initial_states, p.x_dtype, n * p.init_n_stride + c * p.init_c_stride + ji * p.init_w_stride);
+}
+
+// Pre-activation at position t of sequence n (row b, start s), from scratch (runtime width, scalar loads).
+__device__ __forceinline__ float pre_any(const Conv1dParams& p, int64_t b, int64_t n, int64_t c, int64_t s,
+                                         int64_t t) {
+  const int W = static_cast<int>(p.width);
+  float z = p.bias ? load_any(p.bias, p.b_dtype, c * p.bias_stride) : 0.f;
+  for (int i = 0; i < W; ++i)
+    z = fmaf(load_any(p.weight, p.w_dtype, c * p.w_c_stride + i * p.w_w_stride), xe_any(p, b, n, c, s, t - (W - 1) + i), z);
+  return z;
+}
+
+// ------------------------------------------------------------------------------------------ channel-first
+template <typename T, int kW>
+__device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec, bool y_vec, int64_t row,
+                                               int64_t seg, int lane) {
+  using namespace fwd_cf;
+  constexpr int H = kW - 1;  // halo length (bucket)
+  const int64_t b = row / p.dim, c = row - b * p.dim;
+  const int64_t L = p.seqlen;
+  const int width = static_cast<int>(p.width);
+  const int pad = kW - width;
+  const bool varlen = p.cu_seqlens != nullptr;
+  const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c * p.x_c_stride;
+  T* __restrict__ y = static_cast<T*>(p.y) + b * p.y_batch_stride + c * p.y_c_stride;
+
+  float w[kW];
+  load_weights<kW>(p, c, pad, w);
+  const float bias = load_bias(p, c);
+
+  const int64_t seg0 = seg * kSegLen;
+  const int nchunks = static_cast<int>(((L - seg0 < kSegLen ? L - seg0 : kSegLen) + kChunkLen - 1) / kChunkLen);
+  auto load_chunk = [&](int k, Raw<T, kN>& dst) {
+    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
+    load_raw<T, kN>(x + t0, k < nchunks ? L - t0 : 0, x_vec, dst);
+  };
+  Raw<T, kN> xn, xn2;  // chunks k+1, k+2 (loads run two chunks ahead of the math)
+  float xc[kN];        // chunk k
+  load_chunk(0, xn);
+#pragma unroll
+  for (int e = 0; e < kN; ++e) xc[e] = to_f(xn.e[e]);
+  load_chunk(1, xn);
+  // Inputs before the segment (lane 0 of chunk 0). Before position 0: the initial state of row b (without
+  // varlen; with varlen zeros, and the fix kernel redoes each sequence's first outputs).
+  float carry[H];
+#pragma unroll
+  for (int j = 0; j < H; ++j) {
+    const int64_t pos = seg0 - H + j;
+    float hv = 0.f;
+    if (lane == 0) {
+      if (pos >= 0) hv = to_f(x[pos]);
+      else if (!varlen && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
+    }
+    carry[j] = hv;
+  }
+
+#pragma unroll 1
+  for (int k = 0; k < nchunks; ++k) {
+    load_chunk(k + 2, xn2);
+    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
+    float prev[H];  // window = [prev (H inputs before t0) | xc (kN inputs from t0)]
+#pragma unroll
+    for (int j = 0; j < H; ++j) {
+      const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
+      prev[j] = lane == 0 ? carry[j] : up;
+    }
+#pragma unroll
+    for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, xc[kN - H + j], 31);
+    float out[kN];
+#pragma unroll
+    for (int e = 0; e < kN; ++e) {
+      float acc = bias;
+#pragma unroll
+      for (int i = 0; i < kW; ++i) {
+        const int q = e + i;
+        if (i >= pad) acc = fmaf(w[i], q < H ? prev[q] : xc[q - H], acc);
+      }
+      out[e] = p.silu ? silu_f(acc) : acc;
+    }
+    if (t0 < L) store_n<T, kN>(y + t0, 1, L - t0, y_vec, out);
+#pragma unroll
+    for (int e = 0; e < kN; ++e) xc[e] = to_f(xn.e[e]);
+    xn = xn2;
+  }
+}
+
+template <typename T, int kW>
+__global__ void __launch_bounds__(fwd_cf::kThreads) conv1d_fwd_cf_kernel(Conv1dParams p, bool x_vec, bool y_vec) {
+  using namespace fwd_cf;
+  const int lane = threadIdx.x & 31;
+  const int64_t nseg = (p.seqlen + kSegLen - 1) / kSegLen;
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (gw >= p.batch * p.dim * nseg) return;  // whole warps only: the segment code shuffles
+  const int64_t row = gw / nseg, seg = gw - row * nseg;
+  fwd_cf_segment<T, kW>(p, x_vec, y_vec, row, seg, lane);
+}
+
+// ------------------------------------------------------------------------------------------ channel-last
+template <typename T, int kW>
+__device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, bool y_vec, int64_t b, int64_t c0,
+                                            int64_t tb, int64_t te) {
+  using namespace fwd_cl;
+  constexpr int C = channels<T>();
+  constexpr int H = kW - 1;
+  const int width = static_cast<int>(p.width);
+  const int pad = kW - width;
+  const int64_t nc = p.dim - c0 < C ? p.dim - c0 : C;
+  const bool varlen = p.cu_seqlens != nullptr;
+  const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c0;
+  T* __restrict__ y = static_cast<T*>(p.y) + b * p.y_batch_stride + c0;
+  const int64_t xls = p.x_l_stride, yls = p.y_l_stride;
+
+  float w[C][kW], bias[C];
+#pragma unroll
+  for (int ch = 0; ch < C; ++ch) {
+    const int64_t cc = ch < nc ? c0 + ch : c0;  // lanes past the end reuse a valid channel (never stored)
+    load_weights<kW>(p, cc, pad, w[ch]);
+    bias[ch] = load_bias(p, cc);
+  }
+  float win[H][C];  // inputs at t - H .. t - 1
+#pragma unroll
+  for (int j = 0; j < H; ++j) {
+    const int64_t pos = tb - H + j;
+    if (pos >= 0) {
+      Raw<T, C> r;
+      load_raw<T, C>(x + pos * xls, nc, x_vec, r);
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch) win[j][ch] = to_f(r.e[ch]);
+    } else {
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch)
+        win[j][ch] = (!varlen && ch < nc && pos + width - 1 >= 0) ? init_at<T>(p, b, c0 + ch, pos + width - 1) : 0.f;
+    }
+  }
+  auto step = [&](int64_t t, const Raw<T, C>& r) {  // y[t], then slide the window
+    float xt[C], out[C];
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) xt[ch] = to_f(r.e[ch]);
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) {
+      float acc = bias[ch];
+#pragma unroll
+      for (int i = 0; i < kW; ++i)
+        if (i >= pad) acc = fmaf(w[ch][i], i < H ? win[i][ch] : xt[ch], acc);
+      out[ch] = p.silu ? silu_f(acc) : acc;
+    }
+    store_n<T, C>(y + t * yls, 1, nc, y_vec, out);
+#pragma unroll
+    for (int j = 0; j + 1 < H; ++j) {
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch) win[j][ch] = win[j + 1][ch];
+    }
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) win[H - 1][ch] = xt[ch];
+  };
+
+  // Pointers advance with t (64-bit address math once per step, not per access).
+  const T* xt_ptr = x + tb * xls;
+  int64_t t = tb;
+  for (; t + kU <= te; t += kU) {
+    Raw<T, C> r[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) load_raw<T, C>(xt_ptr + u * xls, nc, x_vec, r[u]);
+    xt_ptr += kU * xls;
+#pragma unroll
+    for (int u = 0; u < kU; ++u) step(t + u, r[u]);
+  }
+#pragma unroll 1
+  for (; t < te; ++t) {
+    Raw<T, C> r;
+    load_raw<T, C>(xt_ptr, nc, x_vec, r);
+    xt_ptr += xls;
+    step(t, r);
+  }
+}
+
+template <typename T, int kW>
+__global__ void __launch_bounds__(fwd_cl::kThreads) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec) {
+  using namespace fwd_cl;
+  constexpr int C = channels<T>();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * kTL;
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.y) * 32 + lane) * C;
+  const int64_t b = blockIdx.z;
+  if (tb >= p.seqlen || c0 >= p.dim) return;  // no shuffles or barriers in this kernel
+  const int64_t te = tb + kTL < p.seqlen ? tb + kTL : p.seqlen;
+  fwd_cl_tile<T, kW>(p, x_vec, y_vec, b, c0, tb, te);
+}
+
+}  // namespace conv1d
+}  // namespace mamba_kernels

@@ -1,0 +1,52 @@
+// Forward kernel instantiations and launch configuration (see conv1d_fwd_kernel.cuh for the tiling).
+#include <cuda_runtime.h>
+
+#include "conv1d/conv1d_fwd_kernel.cuh"
+#include "conv1d/conv1d_launch.h"
+
+namespace mamba_kernels {
+namespace conv1d {
+namespace {
+
+template <typename T, int kW>
+void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
+  constexpr int64_t es = sizeof(T);
+  if (!channel_last) {
+    using namespace fwd_cf;
+    const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_c_stride, p.dim, es);
+    const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_c_stride, p.dim, es);
+    const int64_t nseg = (p.seqlen + kSegLen - 1) / kSegLen;
+    const int64_t blocks = (p.batch * p.dim * nseg + kWarps - 1) / kWarps;
+    if (blocks > 0)
+      conv1d_fwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, y_vec);
+  } else {
+    using namespace fwd_cl;
+    constexpr int C = channels<T>();
+    const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_l_stride, p.seqlen, es);
+    const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_l_stride, p.seqlen, es);
+    const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * kTL - 1) / (kWarps * kTL)),
+                    static_cast<unsigned>((p.dim + 32 * C - 1) / (32 * C)), static_cast<unsigned>(p.batch));
+    if (grid.x > 0 && grid.y > 0 && grid.z > 0)
+      conv1d_fwd_cl_kernel<T, kW><<<grid, kThreads, 0, stream>>>(p, x_vec, y_vec);
+  }
+}
+
+template <typename T>
+void fwd_dtype(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
+  if (width_bucket(p.width) == 4) fwd_main<T, 4>(p, channel_last, stream);
+  else fwd_main<T, 8>(p, channel_last, stream);
+}
+
+}  // namespace
+
+void launch_fwd_main(const Conv1dParams& p, bool channel_last, void* stream) {
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (p.x_dtype) {
+    case DType::kFloat16: fwd_dtype<__half>(p, channel_last, s); break;
+    case DType::kBFloat16: fwd_dtype<__nv_bfloat16>(p, channel_last, s); break;
+    default: fwd_dtype<float>(p, channel_last, s); break;
+  }
+}
+
+}  // namespace conv1d
+}  // namespace mamba_kernels

@@ -1,0 +1,18 @@
+// Internal: the tiled conv1d kernels are instantiated in two translation units (conv1d_fwd_launch.cu,
+// conv1d_bwd_launch.cu) so that they compile in parallel; conv1d_launch.cu holds the public entry points of
+// conv1d.h, the small state kernels and the update kernel. No torch, no CUDA types (stream is a cudaStream_t).
+#pragma once
+#include "conv1d/conv1d.h"
+
+namespace mamba_kernels {
+namespace conv1d {
+
+// Width buckets: kernels exist for kW = 4 (widths 2..4) and kW = 8 (widths 5..8), for fp32 / fp16 / bf16
+// and both layouts: 2 x 3 x 2 = 12 forward and 12 backward kernels, 6 update kernels, 2 state kernels.
+constexpr int width_bucket(int64_t width) { return width <= 4 ? 4 : 8; }
+
+void launch_fwd_main(const Conv1dParams& p, bool channel_last, void* stream);
+void launch_bwd_main(const Conv1dParams& p, bool channel_last, void* stream);
+
+}  // namespace conv1d
+}  // namespace mamba_kernels

@@ -1,0 +1,71 @@
+// Decode update kernel of the causal depthwise conv1d (CUDA headers only): k new tokens per row against a
+// pool of states. One thread per (row, channel), tokens in a loop; a tiny kernel, so one token at batch 1 is
+// bound by the launch, not by the work (d 6144: 48 blocks, ~3 loads per thread).
+// Order inside a thread: read the window (last w-1 state inputs) -> shift the state in place (each state
+// entry is read before it is overwritten, by the same thread) -> convolve and write out. Every x value is
+// read before `out` is written, so out may alias x. Rows must map to distinct slots (padding excepted).
+#pragma once
+#include "conv1d/conv1d_common.cuh"
+
+namespace mamba_kernels {
+namespace conv1d {
+
+constexpr int kUpdateThreads = 128;
+
+template <typename T, int kW, bool kMasked>
+__device__ __forceinline__ void update_row(const Conv1dUpdateParams& p, int64_t b, int64_t c, int64_t slot) {
+  constexpr int H = kW - 1;
+  const int width = static_cast<int>(p.width);
+  const int pad = kMasked ? kW - width : 0;
+  const int64_t Ls = p.state_len, K = p.k;
+  const T* x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c * p.x_c_stride;
+  T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c * p.out_c_stride;
+  T* st = static_cast<T*>(p.conv_state) + slot * p.state_n_stride + c * p.state_c_stride;
+
+  float w[kW];
+#pragma unroll
+  for (int i = 0; i < kW; ++i)
+    w[i] = i < pad ? 0.f : load_any(p.weight, p.w_dtype, c * p.w_c_stride + (i - pad) * p.w_w_stride);
+  const float bias = p.bias ? load_any(p.bias, p.b_dtype, c * p.bias_stride) : 0.f;
+  float win[H];  // the last H state inputs (entries before the state's start only feed absent taps)
+#pragma unroll
+  for (int j = 0; j < H; ++j) {
+    const int64_t pos = Ls - H + j;
+    win[j] = pos >= 0 ? to_f(st[pos * p.state_l_stride]) : 0.f;
+  }
+  for (int64_t j = 0; j < Ls; ++j) {
+    const int64_t src = j + K;
+    st[j * p.state_l_stride] = src < Ls ? st[src * p.state_l_stride] : x[(src - Ls) * p.x_l_stride];
+  }
+  for (int64_t t = 0; t < K; ++t) {
+    const float xt = to_f(x[t * p.x_l_stride]);
+    float acc = bias;
+#pragma unroll
+    for (int i = 0; i < kW; ++i) {
+      if (kMasked && i < pad) continue;
+      acc = fmaf(w[i], i < H ? win[i] : xt, acc);
+    }
+    out[t * p.out_l_stride] = from_f<T>(p.silu ? silu_f(acc) : acc);
+#pragma unroll
+    for (int j = 0; j + 1 < H; ++j) win[j] = win[j + 1];
+    win[H - 1] = xt;
+  }
+}
+
+template <typename T, int kW>
+__global__ void __launch_bounds__(kUpdateThreads) conv1d_update_kernel(Conv1dUpdateParams p) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kUpdateThreads + threadIdx.x;
+  const int64_t b = blockIdx.y;
+  if (c >= p.dim) return;
+  const int64_t slot = p.slots ? static_cast<int64_t>(p.slots[b]) : b;
+  if (slot < 0 || slot >= p.nslots) {  // padding row: state untouched, output zero
+    T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c * p.out_c_stride;
+    for (int64_t t = 0; t < p.k; ++t) out[t * p.out_l_stride] = from_f<T>(0.f);
+    return;
+  }
+  if (p.width == kW) update_row<T, kW, false>(p, b, c, slot);
+  else update_row<T, kW, true>(p, b, c, slot);
+}
+
+}  // namespace conv1d
+}  // namespace mamba_kernels
