@@ -21,6 +21,12 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+try:  # tl.sum without its @jit wrapper: under TRITON_INTERPRET=1 each jit-helper call re-patches triton.language
+    from triton.language.standard import _sum_combine  # (slow); the interpreter reduces this combine_fn with numpy
+except ImportError:  # pragma: no cover - same semantics, slower interpreter path
+    @triton.jit
+    def _sum_combine(a, b):
+        return a + b
 
 _MAXK = 32  # masks are 32-bit: at most 32 pending nodes
 
@@ -35,49 +41,20 @@ def _rne_bf16(v):
 
 
 @triton.jit
-def _for_store(v, BF16: tl.constexpr):
-    if BF16:
-        v = _rne_bf16(v)
-    return v
-
-
-@triton.jit
-def _log1p(u):
-    """log(1 + u) accurate for small u (Goldberg), without libdevice."""
-    w = 1.0 + u
-    d = w - 1.0
-    return tl.where(d == 0.0, u, tl.log(w) * (u / tl.where(d == 0.0, 1.0, d)))
-
-
-@triton.jit
-def _silu(v):
-    return v / (1.0 + tl.exp(-v))
-
-
-@triton.jit
-def _proc_dt(v, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, dt_min, dt_max):
-    if HAS_BIAS:
-        v = v + bias
-    if SOFTPLUS:
-        v = tl.where(v > 20.0, v, _log1p(tl.exp(v)))
-    v = tl.where(v < dt_min, dt_min, v)
-    v = tl.where(v > dt_max, dt_max, v)
-    return v
-
-
-@triton.jit
 def _new_masks(par_ptr, s_par_k, k, TREE: tl.constexpr):
     """Ancestor-or-self bitmasks (int32 vector of 32) of the k new nodes; an invalid parent means the root."""
     ar = tl.arange(0, 32)
-    masks = tl.zeros([32], dtype=tl.int32)
-    for t in range(0, k):
-        if TREE:
-            par = tl.load(par_ptr + t * s_par_k)
-        else:
-            par = t - 1
-        par = tl.where((par >= t) | (par < -1), -1, par)
-        pm = tl.sum(tl.where(ar == par, masks, 0), axis=0)
-        masks = tl.where(ar == t, pm | (1 << t), masks)
+    if TREE:
+        masks = tl.zeros([32], dtype=tl.int32)
+        pp = par_ptr
+        for t in range(0, k):
+            par = tl.load(pp)
+            pp += s_par_k
+            par = tl.where((par >= t) | (par < -1), -1, par)
+            pm = tl.reduce(tl.where(ar == par, masks, 0), 0, _sum_combine)
+            masks = tl.where(ar == t, pm | (1 << t), masks)
+    else:
+        masks = tl.where(ar < k, (2 << ar) - 1, 0)  # chain: nodes 0..t (2 << 31 wraps to 0: all 32 bits)
     return masks
 
 
@@ -87,64 +64,71 @@ def _window_rows(path, kp, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr):
     the last w-1 of rows [0, w-1) ++ (w-1 + path nodes). Returns (rows (BLOCK_W,), m = popcount(path))."""
     ar = tl.arange(0, 32)
     bits = ((path >> ar) & 1) * (ar < kp).to(tl.int32)
-    m = tl.sum(bits, axis=0)
-    prefix = tl.sum(tl.where(ar[None, :] < ar[:, None], bits[None, :], 0), axis=1)  # set bits below each bit
+    m = tl.reduce(bits, 0, _sum_combine)
+    prefix = tl.reduce(tl.where(ar[None, :] < ar[:, None], bits[None, :], 0), 1, _sum_combine)  # set bits below
     j = tl.arange(0, BLOCK_W)
     q = m + j
     r = q - (WIDTH - 1)
-    node = tl.sum(tl.where((bits[None, :] == 1) & (prefix[None, :] == r[:, None]), ar[None, :], 0), axis=1)
-    rows = tl.where(r < 0, q, WIDTH - 1 + node)
+    node = tl.reduce(tl.where((bits[None, :] == 1) & (prefix[None, :] == r[:, None]), ar[None, :], 0), 1,
+                     _sum_combine)
+    rows = tl.where(r < 0, q, WIDTH - 1 + node).to(tl.int64)
     return rows, m
 
 
 @triton.jit
-def _conv_node(t, k, ch, ch_mask, valid, rows, xbc_ptr, s_xbc_k, s_xbc_c, win_ptr, s_win_r, s_win_c, cw_ptr,
-               s_cw_c, s_cw_w, cb_ptr, s_cb, par_ptr, s_par_k, HAS_CBIAS: tl.constexpr, SILU: tl.constexpr,
-               TREE: tl.constexpr, WIDTH: tl.constexpr, BLOCK_W: tl.constexpr):
-    """Conv output of node t for channels `ch`: act(bias + sum_i w[:, i] * seq[-w + i]), seq = committed window
-    ++ raw inputs along the node's path (walked backwards through the parents). xbc_ptr / win_ptr / par_ptr
-    already point at the batch row / slot."""
-    if HAS_CBIAS:
-        acc = tl.load(cb_ptr + ch * s_cb, mask=ch_mask, other=0.0).to(tl.float32)
-    else:
-        acc = tl.zeros(ch.shape, dtype=tl.float32)
+def _conv_taps(k, rows, par_b, s_par_k, TREE: tl.constexpr, WIDTH: tl.constexpr, BLOCK_K: tl.constexpr,
+               BLOCK_W: tl.constexpr, BLOCK_WW: tl.constexpr):
+    """Sources of the conv taps of every new node t (rows) and tap e (columns; tap e multiplies weight[:, w-1-e]):
+    the node, its parent, ... (raw inputs of the batch row) until the root, then the committed window from its
+    newest row backwards. Returns (node, window row, is_node), each (BLOCK_K, BLOCK_WW); rows t >= k are never
+    raw inputs."""
+    ark = tl.arange(0, BLOCK_K)
+    ae = tl.arange(0, BLOCK_WW)
     jw = tl.arange(0, BLOCK_W)
-    cur = t
-    cidx = t * 0 + (WIDTH - 2)
-    for e in tl.static_range(WIDTH):
-        is_node = cur >= 0
-        curc = tl.minimum(tl.maximum(cur, 0), tl.maximum(k - 1, 0))
-        xv = tl.load(xbc_ptr + curc * s_xbc_k + ch * s_xbc_c, mask=ch_mask & is_node, other=0.0).to(tl.float32)
-        row = tl.sum(tl.where(jw == cidx, rows, 0), axis=0)
-        cv = tl.load(win_ptr + row * s_win_r + ch * s_win_c, mask=ch_mask & (cur < 0) & valid,
-                     other=0.0).to(tl.float32)
-        wt = tl.load(cw_ptr + ch * s_cw_c + (WIDTH - 1 - e) * s_cw_w, mask=ch_mask, other=0.0).to(tl.float32)
-        acc += wt * tl.where(is_node, xv, cv)
-        if TREE:
-            par = tl.load(par_ptr + curc * s_par_k)
+    kmask = ark < k
+    if TREE:
+        node = tl.zeros([BLOCK_K, BLOCK_WW], dtype=tl.int32)
+        isn = tl.zeros([BLOCK_K, BLOCK_WW], dtype=tl.int32)
+        cur = tl.where(kmask, ark, -1)
+        for e in tl.static_range(WIDTH):
+            is_node = cur >= 0
+            curc = tl.minimum(tl.maximum(cur, 0), tl.maximum(k - 1, 0))
+            node = tl.where(ae[None, :] == e, curc[:, None], node)
+            isn = tl.where(ae[None, :] == e, is_node.to(tl.int32)[:, None], isn)
+            par = tl.load(par_b + curc.to(tl.int64) * s_par_k, mask=is_node, other=-1)
             par = tl.where((par >= cur) | (par < -1), -1, par)
-        else:
-            par = cur - 1
-        cidx = tl.where(is_node, cidx, cidx - 1)
-        cur = tl.where(is_node, par, cur)
-    if SILU:
-        acc = _silu(acc)
-    return acc
+            cur = tl.where(is_node, par, -1)
+        depth = tl.reduce(isn, 1, _sum_combine)  # path length covered by the taps
+        is_node = isn == 1
+    else:
+        is_node = (ae[None, :] <= ark[:, None]) & kmask[:, None]
+        node = tl.maximum(ark[:, None] - ae[None, :], 0)
+        depth = tl.minimum(ark + 1, WIDTH)
+    cidx = (WIDTH - 2) - (ae[None, :] - depth[:, None])  # committed-window index of the non-node taps
+    row = tl.reduce(tl.where(jw[None, None, :] == cidx[:, :, None], rows[None, None, :], 0), 2, _sum_combine)
+    return node.to(tl.int64), row, is_node & (ae < WIDTH)[None, :]
 
 
 @triton.jit
-def _node_vec(t, k, off, mask, valid, rows, src_ptr, s_src_k, xbc_ptr, s_xbc_k, s_xbc_c, win_ptr, s_win_r,
-              s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_ptr, s_par_k, FUSED: tl.constexpr,
-              HAS_CBIAS: tl.constexpr, SILU: tl.constexpr, TREE: tl.constexpr, WIDTH: tl.constexpr,
-              BLOCK_W: tl.constexpr):
-    """Node t's input vector: plain step: src[t, off] (off = element offsets); fused step: conv output of
-    channels `off`."""
-    if FUSED:
-        v = _conv_node(t, k, off, mask, valid, rows, xbc_ptr, s_xbc_k, s_xbc_c, win_ptr, s_win_r, s_win_c, cw_ptr,
-                       s_cw_c, s_cw_w, cb_ptr, s_cb, par_ptr, s_par_k, HAS_CBIAS, SILU, TREE, WIDTH, BLOCK_W)
-    else:
-        v = tl.load(src_ptr + t * s_src_k + off, mask=mask, other=0.0).to(tl.float32)
-    return v
+def _conv_apply(node, row, is_node, ch, ch_mask, xbc_b, s_xbc_k, s_xbc_c, win_sl, s_win_r, s_win_c, cw_ptr, s_cw_c,
+                s_cw_w, cb_ptr, s_cb, HAS_CBIAS: tl.constexpr, SILU: tl.constexpr, WIDTH: tl.constexpr,
+                BLOCK_WW: tl.constexpr):
+    """Conv outputs act(bias + sum_e weight[:, w-1-e] * source_e) of every new node (rows) for channels `ch`
+    (columns): a (BLOCK_K, len(ch)) fp32 tile."""
+    ae = tl.arange(0, BLOCK_WW).to(tl.int64)
+    wt = tl.load(cw_ptr + (WIDTH - 1 - ae)[:, None] * s_cw_w + ch[None, :] * s_cw_c,
+                 mask=(ae < WIDTH)[:, None] & ch_mask[None, :], other=0.0).to(tl.float32)
+    xv = tl.load(xbc_b + node[:, :, None] * s_xbc_k + ch[None, None, :] * s_xbc_c,
+                 mask=is_node[:, :, None] & ch_mask[None, None, :], other=0.0).to(tl.float32)
+    cmask = ((is_node == 0) & (ae < WIDTH)[None, :])[:, :, None] & ch_mask[None, None, :]
+    cv = tl.load(win_sl + row[:, :, None] * s_win_r + ch[None, None, :] * s_win_c, mask=cmask,
+                 other=0.0).to(tl.float32)
+    acc = tl.reduce(wt[None, :, :] * (xv + cv), 1, _sum_combine)
+    if HAS_CBIAS:
+        acc += tl.load(cb_ptr + ch * s_cb, mask=ch_mask, other=0.0).to(tl.float32)[None, :]
+    if SILU:
+        acc = acc / (1.0 + tl.exp(-acc))
+    return acc
 
 
 # --------------------------------------------------------------------------------------------- SSM kernel
@@ -176,233 +160,277 @@ def _verify_ssm_kernel(
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FOLD_ALL: tl.constexpr, A_FULL: tl.constexpr,
         FUSED: tl.constexpr, HAS_CBIAS: tl.constexpr, CONV_SILU: tl.constexpr, WIDTH: tl.constexpr,
         HEADS_PER_PROG: tl.constexpr, Y_BF16: tl.constexpr, ST_BF16: tl.constexpr, RING_BF16: tl.constexpr,
-        BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+        BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
+        BLOCK_WW: tl.constexpr, BLOCK_C: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
-    j = tl.program_id(1)
+    j = tl.program_id(1).to(tl.int64)
     u0 = j * HEADS_PER_PROG
-    hpg = H // G
-    g = u0 // hpg
+    g = u0 // (H // G)
+    HP = H * P
     s_raw = tl.load(slots_ptr + b * s_slots)
     valid = (s_raw >= 0) & (s_raw < S)
-    s = tl.where(valid, s_raw, 0).to(tl.int64)
     ar32 = tl.arange(0, 32)
-
-    # ---- commit: the accepted node's path (read every unit's copy from the first unit of this program)
-    mrow = meta_ptr + s * s_meta_s + u0 * s_meta_h
-    c = tl.load(mrow, mask=valid, other=0)
-    kp = tl.load(mrow + s_meta_j, mask=valid, other=0)
-    c = tl.minimum(tl.maximum(c, 0), R)
-    kp = tl.minimum(tl.maximum(kp, 0), tl.minimum(k * 0 + 32, R - c))
-    a = tl.load(acc_ptr + b * s_acc)
-    if not ACC_IS_NODE:
-        a = a - 1
-    a = tl.minimum(a, kp - 1)
-    path = tl.load(mrow + (2 + tl.maximum(a, 0)) * s_meta_j, mask=valid & (a >= 0), other=0)
-    bits = ((path >> ar32) & 1) * (ar32 < kp).to(tl.int32)
-    m = tl.sum(bits, axis=0)
-    c1 = c + m
-    if FOLD_ALL:
-        fold = c1 >= 0
-    else:
-        fold = c1 + k > R
-    base = tl.where(fold, 0, c1)
-    par_b = par_ptr + b * s_par_b
-    masks = _new_masks(par_b, s_par_k, k, TREE)
-
-    # ---- fused: conv rows of the committed window; pointers at this row / slot
-    xbc_b = xbc_ptr + b * s_xbc_b
-    win_sl = win_ptr + s * s_win_s
-    if FUSED:
-        rows, m_unused = _window_rows(path, kp, WIDTH, BLOCK_W)
-    else:
-        rows = tl.zeros([BLOCK_W], dtype=tl.int32)
-    HP = H * P
-
-    offs_p0 = tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
+    # index vectors in int64: offsets never overflow (and the interpreter skips its int32 overflow checks)
+    ark = tl.arange(0, BLOCK_K).to(tl.int64)
+    kmask = ark < k
+    offs_p0 = tl.arange(0, BLOCK_P).to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N).to(tl.int64)
     nmask = offs_n < N
-    x_b = x_ptr + b * s_x_b
-    dt_b = dt_ptr + b * s_dt_b
-    z_b = z_ptr + b * s_z_b
     y_b = y_ptr + b * s_y_b
-    # B / C of this program's group: plain step: element offsets; fused step: xBC channels
-    if FUSED:
-        offB = HP + g * N + offs_n
-        offC = HP + G * N + g * N + offs_n
-        B_src = B_ptr
-        C_src = C_ptr
-    else:
-        offB = offs_n * s_B_n
-        offC = offs_n * s_C_n
-        B_src = B_ptr + b * s_B_b + g * s_B_g
-        C_src = C_ptr + b * s_C_b + g * s_C_g
+    if valid:
+        s = s_raw.to(tl.int64)
+        # ---- commit: the accepted node's path (every unit holds the same meta; read this program's first)
+        mrow = meta_ptr + s * s_meta_s + u0 * s_meta_h
+        c = tl.load(mrow)
+        kp = tl.load(mrow + s_meta_j)
+        c = tl.minimum(tl.maximum(c, 0), R)
+        kp = tl.minimum(tl.maximum(kp, 0), tl.minimum(R - c, 32))
+        a = tl.load(acc_ptr + b * s_acc)
+        if not ACC_IS_NODE:
+            a = a - 1
+        a = tl.minimum(a, kp - 1)
+        path = tl.load(mrow + (2 + tl.maximum(a, 0)) * s_meta_j, mask=a >= 0, other=0)
+        bits = ((path >> ar32) & 1) * (ar32 < kp).to(tl.int32)
+        m = tl.reduce(bits, 0, _sum_combine)
+        c1 = c + m
+        not_prefix = tl.reduce(bits * (ar32 >= m).to(tl.int32), 0, _sum_combine) > 0  # tree path: compact ring
+        if FOLD_ALL:
+            fold = c1 >= 0
+        else:
+            fold = c1 + k > R
+        base = tl.where(fold, 0, c1)
+        par_b = par_ptr + b * s_par_b
+        masks = _new_masks(par_b, s_par_k, k, TREE)
+        xbc_b = xbc_ptr + b * s_xbc_b
+        win_sl = win_ptr + s * s_win_s
 
-    for hh in range(0, HEADS_PER_PROG):
-        u = u0 + hh
-        for p0 in range(0, P, BLOCK_P):
-            offs_p = p0 + offs_p0
-            pmask = offs_p < P
-            tmask = pmask[:, None] & nmask[None, :]
-            if FUSED:
-                offx = u * P + offs_p
-            else:
-                offx = u * s_x_h + offs_p * s_x_p
-            st_ptrs = st_ptr + s * s_st_s + u * s_st_h + offs_p[:, None] * s_st_p + offs_n[None, :] * s_st_n
-            h = tl.load(st_ptrs, mask=tmask & valid, other=0.0).to(tl.float32)
-            if A_FULL:
-                Av = tl.load(A_ptr + u * s_A_h + offs_p[:, None] * s_A_p + offs_n[None, :] * s_A_n, mask=tmask,
-                             other=0.0).to(tl.float32)
-            else:
-                Av = tl.load(A_ptr + u * s_A_h + offs_p * s_A_p, mask=pmask, other=0.0).to(tl.float32)
-            rx_u = rx_ptr + s * s_rx_s + u * s_rx_h + offs_p * s_rx_p
-            rB_u = rB_ptr + s * s_rB_s + u * s_rB_h + offs_n * s_rB_n
-            rdt_u = rdt_ptr + s * s_rdt_s + u * s_rdt_h + offs_p * s_rdt_p
-            # materialise: [0, c) then the pending path nodes
-            for i in range(0, c + kp):
-                pos = i
-                sel = valid & ((i < c) | (((path >> tl.maximum(i - c, 0)) & 1) == 1))
-                dtv = tl.load(rdt_u + pos * s_rdt_r, mask=pmask & sel, other=0.0).to(tl.float32)
-                xv = tl.load(rx_u + pos * s_rx_r, mask=pmask & sel, other=0.0).to(tl.float32)
-                Bv = tl.load(rB_u + pos * s_rB_r, mask=nmask & sel, other=0.0).to(tl.float32)
-                if A_FULL:
-                    dA = tl.exp(dtv[:, None] * Av)
-                else:
-                    dA = tl.exp(dtv * Av)[:, None]
-                h = tl.where(sel, dA * h + (dtv * xv)[:, None] * Bv[None, :], h)
-            st_mask = tmask & valid & fold
-            tl.store(st_ptrs, _for_store(h, ST_BF16), mask=st_mask)
-            if HAS_D:
-                Dv = tl.load(D_ptr + u * s_D_h + offs_p * s_D_p, mask=pmask, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                biasv = tl.load(dtb_ptr + u * s_dtb_h + offs_p * s_dtb_p, mask=pmask, other=0.0).to(tl.float32)
-            else:
-                biasv = tl.zeros([BLOCK_P], dtype=tl.float32)
-            # score the new nodes
-            hc = h
-            for t in range(0, k):
-                xt = _node_vec(t, k, offx, pmask, valid, rows, x_b, s_x_k, xbc_b, s_xbc_k, s_xbc_c, win_sl,
-                               s_win_r, s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_b, s_par_k, FUSED,
-                               HAS_CBIAS, CONV_SILU, TREE, WIDTH, BLOCK_W)
-                Ct = _node_vec(t, k, offC, nmask, valid, rows, C_src, s_C_k, xbc_b, s_xbc_k, s_xbc_c, win_sl,
-                               s_win_r, s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_b, s_par_k, FUSED,
-                               HAS_CBIAS, CONV_SILU, TREE, WIDTH, BLOCK_W)
-                if TREE:
-                    mt = tl.sum(tl.where(ar32 == t, masks, 0), axis=0)
-                    hc = h
-                    for jn in range(0, t + 1):
-                        selj = ((mt >> jn) & 1) == 1
-                        xj = _node_vec(jn, k, offx, pmask, valid, rows, x_b, s_x_k, xbc_b, s_xbc_k, s_xbc_c,
-                                       win_sl, s_win_r, s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_b,
-                                       s_par_k, FUSED, HAS_CBIAS, CONV_SILU, TREE, WIDTH, BLOCK_W)
-                        Bj = _node_vec(jn, k, offB, nmask, valid, rows, B_src, s_B_k, xbc_b, s_xbc_k, s_xbc_c,
-                                       win_sl, s_win_r, s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_b,
-                                       s_par_k, FUSED, HAS_CBIAS, CONV_SILU, TREE, WIDTH, BLOCK_W)
-                        dtj = tl.load(dt_b + jn * s_dt_k + u * s_dt_h + offs_p * s_dt_p, mask=pmask,
-                                      other=0.0).to(tl.float32)
-                        dtj = _proc_dt(dtj, biasv, HAS_BIAS, SOFTPLUS, dt_min, dt_max)
-                        if A_FULL:
-                            dA = tl.exp(dtj[:, None] * Av)
-                        else:
-                            dA = tl.exp(dtj * Av)[:, None]
-                        hc = tl.where(selj, dA * hc + (dtj * xj)[:, None] * Bj[None, :], hc)
-                else:
-                    Bt = _node_vec(t, k, offB, nmask, valid, rows, B_src, s_B_k, xbc_b, s_xbc_k, s_xbc_c, win_sl,
-                                   s_win_r, s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_b, s_par_k, FUSED,
-                                   HAS_CBIAS, CONV_SILU, TREE, WIDTH, BLOCK_W)
-                    dtt = tl.load(dt_b + t * s_dt_k + u * s_dt_h + offs_p * s_dt_p, mask=pmask,
-                                  other=0.0).to(tl.float32)
-                    dtt = _proc_dt(dtt, biasv, HAS_BIAS, SOFTPLUS, dt_min, dt_max)
-                    if A_FULL:
-                        dA = tl.exp(dtt[:, None] * Av)
-                    else:
-                        dA = tl.exp(dtt * Av)[:, None]
-                    hc = dA * hc + (dtt * xt)[:, None] * Bt[None, :]
-                yv = tl.sum(hc * Ct[None, :], axis=1)
-                if HAS_D:
-                    yv += Dv * xt
-                if HAS_Z:
-                    zv = tl.load(z_b + t * s_z_k + u * s_z_h + offs_p * s_z_p, mask=pmask, other=0.0).to(tl.float32)
-                    yv = yv * _silu(zv)
-                yv = tl.where(valid, yv, 0.0)
-                tl.store(y_b + t * s_y_k + u * s_y_h + offs_p * s_y_p, _for_store(yv, Y_BF16), mask=pmask)
+        # ---- B, C of the k new nodes for this program's group: (BLOCK_K, BLOCK_N) tiles
+        knmask = kmask[:, None] & nmask[None, :]
+        if FUSED:
+            rows, m_unused = _window_rows(path, kp, WIDTH, BLOCK_W)
+            tn, tr, ti = _conv_taps(k, rows, par_b, s_par_k, TREE, WIDTH, BLOCK_K, BLOCK_W, BLOCK_WW)
+            Bt_all = _conv_apply(tn, tr, ti, HP + g * N + offs_n, nmask, xbc_b, s_xbc_k, s_xbc_c, win_sl, s_win_r,
+                                 s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, HAS_CBIAS, CONV_SILU, WIDTH, BLOCK_WW)
+            Ct_all = _conv_apply(tn, tr, ti, HP + G * N + g * N + offs_n, nmask, xbc_b, s_xbc_k, s_xbc_c, win_sl,
+                                 s_win_r, s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, HAS_CBIAS, CONV_SILU, WIDTH,
+                                 BLOCK_WW)
+        else:
+            rows = tl.zeros([BLOCK_W], dtype=tl.int32)
+            Bt_all = tl.load(B_ptr + b * s_B_b + g * s_B_g + ark[:, None] * s_B_k + offs_n[None, :] * s_B_n,
+                             mask=knmask, other=0.0).to(tl.float32)
+            Ct_all = tl.load(C_ptr + b * s_C_b + g * s_C_g + ark[:, None] * s_C_k + offs_n[None, :] * s_C_n,
+                             mask=knmask, other=0.0).to(tl.float32)
 
-    # ---- write back (every read of the ring / window / meta of this program is done)
-    tl.debug_barrier()
-    compact = valid & (fold == 0)
-    for hh in range(0, HEADS_PER_PROG):
-        u = u0 + hh
-        rx_u = rx_ptr + s * s_rx_s + u * s_rx_h
-        rB_u = rB_ptr + s * s_rB_s + u * s_rB_h
-        rdt_u = rdt_ptr + s * s_rdt_s + u * s_rdt_h
-        # tree paths: ring[c + i] = ring[c + path_node_i]
-        cnt = c * 0
-        for t in range(0, kp):
-            sel = compact & (((path >> t) & 1) == 1) & (cnt != t)
-            srcp = c + t
-            dstp = c + cnt
+        for hh in range(0, HEADS_PER_PROG):
+            u = u0 + hh
             for p0 in range(0, P, BLOCK_P):
                 offs_p = p0 + offs_p0
                 pmask = offs_p < P
-                xv = tl.load(rx_u + srcp * s_rx_r + offs_p * s_rx_p, mask=pmask & sel)
-                dv = tl.load(rdt_u + srcp * s_rdt_r + offs_p * s_rdt_p, mask=(offs_p < Pd) & sel)
-                tl.debug_barrier()
-                tl.store(rx_u + dstp * s_rx_r + offs_p * s_rx_p, xv, mask=pmask & sel)
-                tl.store(rdt_u + dstp * s_rdt_r + offs_p * s_rdt_p, dv, mask=(offs_p < Pd) & sel)
-            Bv = tl.load(rB_u + srcp * s_rB_r + offs_n * s_rB_n, mask=nmask & sel)
-            tl.debug_barrier()
-            tl.store(rB_u + dstp * s_rB_r + offs_n * s_rB_n, Bv, mask=nmask & sel)
-            cnt += ((path >> t) & 1)
-            tl.debug_barrier()
-        # the new tokens at ring[base, base + k)
-        for t in range(0, k):
-            pos = base + t
-            wsel = valid & (pos < R)
-            for p0 in range(0, P, BLOCK_P):
-                offs_p = p0 + offs_p0
-                pmask = offs_p < P
+                tmask = pmask[:, None] & nmask[None, :]
+                kpmask = kmask[:, None] & pmask[None, :]
+                # the new nodes' x, processed dt, z: (BLOCK_K, BLOCK_P) tiles
                 if FUSED:
-                    offx = u * P + offs_p
+                    xt_all = _conv_apply(tn, tr, ti, u * P + offs_p, pmask, xbc_b, s_xbc_k, s_xbc_c, win_sl, s_win_r,
+                                         s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, HAS_CBIAS, CONV_SILU, WIDTH,
+                                         BLOCK_WW)
                 else:
-                    offx = u * s_x_h + offs_p * s_x_p
-                xt = _node_vec(t, k, offx, pmask, valid, rows, x_b, s_x_k, xbc_b, s_xbc_k, s_xbc_c, win_sl,
-                               s_win_r, s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_b, s_par_k, FUSED,
-                               HAS_CBIAS, CONV_SILU, TREE, WIDTH, BLOCK_W)
-                tl.store(rx_u + pos * s_rx_r + offs_p * s_rx_p, _for_store(xt, RING_BF16), mask=pmask & wsel)
+                    xt_all = tl.load(x_ptr + b * s_x_b + u * s_x_h + ark[:, None] * s_x_k + offs_p[None, :] * s_x_p,
+                                     mask=kpmask, other=0.0).to(tl.float32)
+                dt_all = tl.load(dt_ptr + b * s_dt_b + u * s_dt_h + ark[:, None] * s_dt_k + offs_p[None, :] * s_dt_p,
+                                 mask=kpmask, other=0.0).to(tl.float32)
                 if HAS_BIAS:
-                    biasv = tl.load(dtb_ptr + u * s_dtb_h + offs_p * s_dtb_p, mask=pmask, other=0.0).to(tl.float32)
+                    dt_all += tl.load(dtb_ptr + u * s_dtb_h + offs_p * s_dtb_p, mask=pmask,
+                                      other=0.0).to(tl.float32)[None, :]
+                if SOFTPLUS:
+                    ex = tl.exp(dt_all)
+                    w1p = 1.0 + ex
+                    d1p = w1p - 1.0
+                    # softplus = log1p(exp(dt)) (Goldberg's accurate log1p), dt > 20 -> dt
+                    sp = tl.where(d1p == 0.0, ex, tl.log(w1p) * (ex / tl.where(d1p == 0.0, 1.0, d1p)))
+                    dt_all = tl.where(dt_all > 20.0, dt_all, sp)
+                dt_all = tl.where(dt_all < dt_min, dt_min, dt_all)
+                dt_all = tl.where(dt_all > dt_max, dt_max, dt_all)
+                if HAS_Z:
+                    zt_all = tl.load(z_ptr + b * s_z_b + u * s_z_h + ark[:, None] * s_z_k + offs_p[None, :] * s_z_p,
+                                     mask=kpmask, other=0.0).to(tl.float32)
+                    gate_all = zt_all / (1.0 + tl.exp(-zt_all))
+                if HAS_D:
+                    Dv = tl.load(D_ptr + u * s_D_h + offs_p * s_D_p, mask=pmask, other=0.0).to(tl.float32)
+                if A_FULL:
+                    Av = tl.load(A_ptr + u * s_A_h + offs_p[:, None] * s_A_p + offs_n[None, :] * s_A_n, mask=tmask,
+                                 other=0.0).to(tl.float32)
                 else:
-                    biasv = tl.zeros([BLOCK_P], dtype=tl.float32)
-                dtt = tl.load(dt_b + t * s_dt_k + u * s_dt_h + offs_p * s_dt_p, mask=pmask, other=0.0).to(tl.float32)
-                dtt = _proc_dt(dtt, biasv, HAS_BIAS, SOFTPLUS, dt_min, dt_max)
-                tl.store(rdt_u + pos * s_rdt_r + offs_p * s_rdt_p, dtt, mask=(offs_p < Pd) & wsel)
-            Bt = _node_vec(t, k, offB, nmask, valid, rows, B_src, s_B_k, xbc_b, s_xbc_k, s_xbc_c, win_sl, s_win_r,
-                           s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, par_b, s_par_k, FUSED, HAS_CBIAS,
-                           CONV_SILU, TREE, WIDTH, BLOCK_W)
-            tl.store(rB_u + pos * s_rB_r + offs_n * s_rB_n, _for_store(Bt, RING_BF16), mask=nmask & wsel)
-        mrow_u = meta_ptr + s * s_meta_s + u * s_meta_h
-        tl.store(mrow_u, base, mask=valid)
-        tl.store(mrow_u + s_meta_j, k + c * 0, mask=valid)
-        tl.store(mrow_u + (2 + ar32) * s_meta_j, masks, mask=valid & (ar32 < k))
+                    Av = tl.load(A_ptr + u * s_A_h + offs_p * s_A_p, mask=pmask, other=0.0).to(tl.float32)
 
-    if FUSED:
-        # ---- the group's conv window: rows [0, w-1) = committed window, rows [w-1, w-1+k) = raw new inputs
+                # materialise the committed state: checkpoint, then ring [0, c), then the pending path nodes
+                st_ptrs = st_ptr + s * s_st_s + u * s_st_h + offs_p[:, None] * s_st_p + offs_n[None, :] * s_st_n
+                h = tl.load(st_ptrs, mask=tmask, other=0.0).to(tl.float32)
+                rx_u = rx_ptr + s * s_rx_s + u * s_rx_h + offs_p * s_rx_p
+                rB_u = rB_ptr + s * s_rB_s + u * s_rB_h + offs_n * s_rB_n
+                rdt_u = rdt_ptr + s * s_rdt_s + u * s_rdt_h + offs_p * s_rdt_p
+                # (a prefix path is contiguous with [0, c): one plain loop; a tree path: test each pending node)
+                for i in range(0, tl.where(not_prefix, c, c1)):
+                    dtv = tl.load(rdt_u, mask=pmask, other=0.0).to(tl.float32)
+                    xv = tl.load(rx_u, mask=pmask, other=0.0).to(tl.float32)
+                    Bv = tl.load(rB_u, mask=nmask, other=0.0).to(tl.float32)
+                    if A_FULL:
+                        dA = tl.exp(dtv[:, None] * Av)
+                    else:
+                        dA = tl.exp(dtv * Av)[:, None]
+                    h = dA * h + (dtv * xv)[:, None] * Bv[None, :]
+                    rdt_u += s_rdt_r
+                    rx_u += s_rx_r
+                    rB_u += s_rB_r
+                if not_prefix:
+                    for t in range(0, kp):
+                        if ((path >> t) & 1) == 1:
+                            dtv = tl.load(rdt_u, mask=pmask, other=0.0).to(tl.float32)
+                            xv = tl.load(rx_u, mask=pmask, other=0.0).to(tl.float32)
+                            Bv = tl.load(rB_u, mask=nmask, other=0.0).to(tl.float32)
+                            if A_FULL:
+                                dA = tl.exp(dtv[:, None] * Av)
+                            else:
+                                dA = tl.exp(dtv * Av)[:, None]
+                            h = dA * h + (dtv * xv)[:, None] * Bv[None, :]
+                        rdt_u += s_rdt_r
+                        rx_u += s_rx_r
+                        rB_u += s_rB_r
+                if fold:
+                    hs = h
+                    if ST_BF16:
+                        hs = _rne_bf16(hs)
+                    tl.store(st_ptrs, hs, mask=tmask)
+
+                # score the new nodes (chain: one running state; tree: walk each node's path)
+                y_t = y_b + u * s_y_h + offs_p * s_y_p
+                hc = h
+                for t in range(0, k):
+                    xt = tl.reduce(tl.where(ark[:, None] == t, xt_all, 0.0), 0, _sum_combine)
+                    if TREE:
+                        mt = tl.reduce(tl.where(ar32 == t, masks, 0), 0, _sum_combine)
+                        hc = h
+                        for jn in range(0, t + 1):
+                            if ((mt >> jn) & 1) == 1:
+                                xj = tl.reduce(tl.where(ark[:, None] == jn, xt_all, 0.0), 0, _sum_combine)
+                                dtj = tl.reduce(tl.where(ark[:, None] == jn, dt_all, 0.0), 0, _sum_combine)
+                                Bj = tl.reduce(tl.where(ark[:, None] == jn, Bt_all, 0.0), 0, _sum_combine)
+                                if A_FULL:
+                                    dA = tl.exp(dtj[:, None] * Av)
+                                else:
+                                    dA = tl.exp(dtj * Av)[:, None]
+                                hc = dA * hc + (dtj * xj)[:, None] * Bj[None, :]
+                    else:
+                        dtt = tl.reduce(tl.where(ark[:, None] == t, dt_all, 0.0), 0, _sum_combine)
+                        Bt = tl.reduce(tl.where(ark[:, None] == t, Bt_all, 0.0), 0, _sum_combine)
+                        if A_FULL:
+                            dA = tl.exp(dtt[:, None] * Av)
+                        else:
+                            dA = tl.exp(dtt * Av)[:, None]
+                        hc = dA * hc + (dtt * xt)[:, None] * Bt[None, :]
+                    Ct = tl.reduce(tl.where(ark[:, None] == t, Ct_all, 0.0), 0, _sum_combine)
+                    yv = tl.reduce(hc * Ct[None, :], 1, _sum_combine)
+                    if HAS_D:
+                        yv += Dv * xt
+                    if HAS_Z:
+                        yv = yv * tl.reduce(tl.where(ark[:, None] == t, gate_all, 0.0), 0, _sum_combine)
+                    if Y_BF16:
+                        yv = _rne_bf16(yv)
+                    tl.store(y_t, yv, mask=pmask)
+                    y_t += s_y_k
+
+        # ---- write back (every read of this program's ring / window / meta is done)
         tl.debug_barrier()
-        jw = tl.arange(0, BLOCK_W)
-        nch = HEADS_PER_PROG * P + 2 * N
-        for c0 in range(0, nch, BLOCK_C):
-            jc = c0 + tl.arange(0, BLOCK_C)
-            cmask = jc < nch
+        for hh in range(0, HEADS_PER_PROG):
+            u = u0 + hh
+            rx_u = rx_ptr + s * s_rx_s + u * s_rx_h
+            rB_u = rB_ptr + s * s_rB_s + u * s_rB_h
+            rdt_u = rdt_ptr + s * s_rdt_s + u * s_rdt_h
+            if (fold == 0) & not_prefix:
+                # tree path: ring[c + i] = ring[c + path_node_i] (sources are never behind destinations)
+                cnt = c * 0
+                for t in range(0, kp):
+                    if (((path >> t) & 1) == 1) & (cnt != t):
+                        for p0 in range(0, P, BLOCK_P):
+                            offs_p = p0 + offs_p0
+                            xv = tl.load(rx_u + (c + t) * s_rx_r + offs_p * s_rx_p, mask=offs_p < P)
+                            dv = tl.load(rdt_u + (c + t) * s_rdt_r + offs_p * s_rdt_p, mask=offs_p < Pd)
+                            tl.debug_barrier()
+                            tl.store(rx_u + (c + cnt) * s_rx_r + offs_p * s_rx_p, xv, mask=offs_p < P)
+                            tl.store(rdt_u + (c + cnt) * s_rdt_r + offs_p * s_rdt_p, dv, mask=offs_p < Pd)
+                        Bv = tl.load(rB_u + (c + t) * s_rB_r + offs_n * s_rB_n, mask=nmask)
+                        tl.debug_barrier()
+                        tl.store(rB_u + (c + cnt) * s_rB_r + offs_n * s_rB_n, Bv, mask=nmask)
+                        tl.debug_barrier()
+                    cnt += (path >> t) & 1
+            # the new tokens at ring[base, base + k)
+            posk = base + ark
+            for p0 in range(0, P, BLOCK_P):
+                offs_p = p0 + offs_p0
+                pmask = offs_p < P
+                kpmask = kmask[:, None] & pmask[None, :]
+                if FUSED:
+                    xt_all = _conv_apply(tn, tr, ti, u * P + offs_p, pmask, xbc_b, s_xbc_k, s_xbc_c, win_sl, s_win_r,
+                                         s_win_c, cw_ptr, s_cw_c, s_cw_w, cb_ptr, s_cb, HAS_CBIAS, CONV_SILU, WIDTH,
+                                         BLOCK_WW)
+                else:
+                    xt_all = tl.load(x_ptr + b * s_x_b + u * s_x_h + ark[:, None] * s_x_k + offs_p[None, :] * s_x_p,
+                                     mask=kpmask, other=0.0).to(tl.float32)
+                if RING_BF16:
+                    xt_all = _rne_bf16(xt_all)
+                tl.store(rx_u + posk[:, None] * s_rx_r + offs_p[None, :] * s_rx_p, xt_all, mask=kpmask)
+                dt_all = tl.load(dt_ptr + b * s_dt_b + u * s_dt_h + ark[:, None] * s_dt_k + offs_p[None, :] * s_dt_p,
+                                 mask=kpmask, other=0.0).to(tl.float32)
+                if HAS_BIAS:
+                    dt_all += tl.load(dtb_ptr + u * s_dtb_h + offs_p * s_dtb_p, mask=pmask,
+                                      other=0.0).to(tl.float32)[None, :]
+                if SOFTPLUS:
+                    ex = tl.exp(dt_all)
+                    w1p = 1.0 + ex
+                    d1p = w1p - 1.0
+                    # softplus = log1p(exp(dt)) (Goldberg's accurate log1p), dt > 20 -> dt
+                    sp = tl.where(d1p == 0.0, ex, tl.log(w1p) * (ex / tl.where(d1p == 0.0, 1.0, d1p)))
+                    dt_all = tl.where(dt_all > 20.0, dt_all, sp)
+                dt_all = tl.where(dt_all < dt_min, dt_min, dt_all)
+                dt_all = tl.where(dt_all > dt_max, dt_max, dt_all)
+                tl.store(rdt_u + posk[:, None] * s_rdt_r + offs_p[None, :] * s_rdt_p, dt_all,
+                         mask=kmask[:, None] & (offs_p < Pd)[None, :])
+            Bs = Bt_all
+            if RING_BF16:
+                Bs = _rne_bf16(Bs)
+            tl.store(rB_u + posk[:, None] * s_rB_r + offs_n[None, :] * s_rB_n, Bs, mask=knmask)
+            mrow_u = meta_ptr + s * s_meta_s + u * s_meta_h
+            tl.store(mrow_u, base)
+            tl.store(mrow_u + s_meta_j, k + c * 0)
+            tl.store(mrow_u + (2 + ar32.to(tl.int64)) * s_meta_j, masks, mask=ar32 < k)
+
+        if FUSED:
+            # ---- the group's conv window: rows [0, w-1) = committed window, rows [w-1, w-1+k) = new raw inputs
+            tl.debug_barrier()
+            jw = tl.arange(0, BLOCK_W).to(tl.int64)
+            nch = HEADS_PER_PROG * P + 2 * N
             xpart = HEADS_PER_PROG * P
-            ch = tl.where(jc < xpart, u0 * P + jc,
-                          tl.where(jc < xpart + N, HP + g * N + (jc - xpart), HP + G * N + g * N + (jc - xpart - N)))
-            wmask = (jw < WIDTH - 1)[:, None] & cmask[None, :] & valid
-            cwin = tl.load(win_sl + rows[:, None] * s_win_r + ch[None, :] * s_win_c, mask=wmask)
-            tl.debug_barrier()
-            tl.store(win_sl + jw[:, None] * s_win_r + ch[None, :] * s_win_c, cwin, mask=wmask)
-            for t in range(0, k):
-                xr = tl.load(xbc_b + t * s_xbc_k + ch * s_xbc_c, mask=cmask)
-                tl.store(win_sl + (WIDTH - 1 + t) * s_win_r + ch * s_win_c, xr, mask=cmask & valid)
-            tl.debug_barrier()
+            for c0 in range(0, nch, BLOCK_C):
+                jc = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+                cmask = jc < nch
+                ch = tl.where(jc < xpart, u0 * P + jc,
+                              tl.where(jc < xpart + N, HP + g * N + (jc - xpart), HP + G * N + g * N + (jc - xpart - N)))
+                wmask = (jw < WIDTH - 1)[:, None] & cmask[None, :]
+                cwin = tl.load(win_sl + rows[:, None] * s_win_r + ch[None, :] * s_win_c, mask=wmask)
+                tl.debug_barrier()
+                tl.store(win_sl + jw[:, None] * s_win_r + ch[None, :] * s_win_c, cwin, mask=wmask)
+                kcmask = kmask[:, None] & cmask[None, :]
+                xr = tl.load(xbc_b + ark[:, None] * s_xbc_k + ch[None, :] * s_xbc_c, mask=kcmask)
+                tl.store(win_sl + (WIDTH - 1 + ark)[:, None] * s_win_r + ch[None, :] * s_win_c, xr, mask=kcmask)
+                tl.debug_barrier()
+    else:
+        # padding row: y = 0, nothing else touched
+        for hh in range(0, HEADS_PER_PROG):
+            u = u0 + hh
+            for p0 in range(0, P, BLOCK_P):
+                offs_p = p0 + offs_p0
+                kpmask = kmask[:, None] & (offs_p < P)[None, :]
+                tl.store(y_b + u * s_y_h + ark[:, None] * s_y_k + offs_p[None, :] * s_y_p,
+                         tl.zeros([BLOCK_K, BLOCK_P], dtype=tl.float32), mask=kpmask)
 
 
 # --------------------------------------------------------------------------------------------- conv kernel
@@ -412,46 +440,57 @@ def _conv_verify_kernel(x_ptr, win_ptr, meta_ptr, w_ptr, bias_ptr, slots_ptr, ac
                         s_x_b, s_x_k, s_x_c, s_win_s, s_win_r, s_win_c, s_meta_s, s_meta_j, s_w_c, s_w_w, s_bias,
                         s_slots, s_acc, s_par_b, s_par_k, s_out_b, s_out_k, s_out_c,
                         ACC_IS_NODE: tl.constexpr, TREE: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        SILU: tl.constexpr, WIDTH: tl.constexpr, OUT_BF16: tl.constexpr,
-                        BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
+                        SILU: tl.constexpr, WIDTH: tl.constexpr, OUT_BF16: tl.constexpr, BLOCK_K: tl.constexpr,
+                        BLOCK_W: tl.constexpr, BLOCK_WW: tl.constexpr, BLOCK_C: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     s_raw = tl.load(slots_ptr + b * s_slots)
     valid = (s_raw >= 0) & (s_raw < S)
-    s = tl.where(valid, s_raw, 0).to(tl.int64)
     ar32 = tl.arange(0, 32)
-    mrow = meta_ptr + s * s_meta_s
-    kp = tl.load(mrow, mask=valid, other=0)
-    kp = tl.minimum(tl.maximum(kp, 0), Kmax)
-    a = tl.load(acc_ptr + b * s_acc)
-    if not ACC_IS_NODE:
-        a = a - 1
-    a = tl.minimum(a, kp - 1)
-    path = tl.load(mrow + (1 + tl.maximum(a, 0)) * s_meta_j, mask=valid & (a >= 0), other=0)
-    rows, m = _window_rows(path, kp, WIDTH, BLOCK_W)
-    par_b = par_ptr + b * s_par_b
-    masks = _new_masks(par_b, s_par_k, k, TREE)
+    ark = tl.arange(0, BLOCK_K).to(tl.int64)
+    kmask = ark < k
+    jw = tl.arange(0, BLOCK_W).to(tl.int64)
     x_b = x_ptr + b * s_x_b
-    win_sl = win_ptr + s * s_win_s
-    jw = tl.arange(0, BLOCK_W)
-    for c0 in range(0, dc, BLOCK_C):
-        ch = c0 + tl.arange(0, BLOCK_C)
-        cmask = ch < dc
-        for t in range(0, k):
-            o = _conv_node(t, k, ch, cmask, valid, rows, x_b, s_x_k, s_x_c, win_sl, s_win_r, s_win_c, w_ptr, s_w_c,
-                           s_w_w, bias_ptr, s_bias, par_b, s_par_k, HAS_BIAS, SILU, TREE, WIDTH, BLOCK_W)
-            o = tl.where(valid, o, 0.0)
-            tl.store(out_ptr + b * s_out_b + t * s_out_k + ch * s_out_c, _for_store(o, OUT_BF16), mask=cmask)
-        tl.debug_barrier()
-        wmask = (jw < WIDTH - 1)[:, None] & cmask[None, :] & valid
-        cwin = tl.load(win_sl + rows[:, None] * s_win_r + ch[None, :] * s_win_c, mask=wmask)
-        tl.debug_barrier()
-        tl.store(win_sl + jw[:, None] * s_win_r + ch[None, :] * s_win_c, cwin, mask=wmask)
-        for t in range(0, k):
-            xr = tl.load(x_b + t * s_x_k + ch * s_x_c, mask=cmask)
-            tl.store(win_sl + (WIDTH - 1 + t) * s_win_r + ch * s_win_c, xr, mask=cmask & valid)
-        tl.debug_barrier()
-    tl.store(mrow, k + s * 0, mask=valid)
-    tl.store(mrow + (1 + ar32) * s_meta_j, masks, mask=valid & (ar32 < k))
+    out_b = out_ptr + b * s_out_b
+    if valid:
+        s = s_raw.to(tl.int64)
+        mrow = meta_ptr + s * s_meta_s
+        kp = tl.load(mrow)
+        kp = tl.minimum(tl.maximum(kp, 0), Kmax)
+        a = tl.load(acc_ptr + b * s_acc)
+        if not ACC_IS_NODE:
+            a = a - 1
+        a = tl.minimum(a, kp - 1)
+        path = tl.load(mrow + (1 + tl.maximum(a, 0)) * s_meta_j, mask=a >= 0, other=0)
+        rows, m = _window_rows(path, kp, WIDTH, BLOCK_W)
+        par_b = par_ptr + b * s_par_b
+        masks = _new_masks(par_b, s_par_k, k, TREE)
+        win_sl = win_ptr + s * s_win_s
+        tn, tr, ti = _conv_taps(k, rows, par_b, s_par_k, TREE, WIDTH, BLOCK_K, BLOCK_W, BLOCK_WW)
+        for c0 in range(0, dc, BLOCK_C):
+            ch = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+            cmask = ch < dc
+            kcmask = kmask[:, None] & cmask[None, :]
+            o = _conv_apply(tn, tr, ti, ch, cmask, x_b, s_x_k, s_x_c, win_sl, s_win_r, s_win_c, w_ptr, s_w_c,
+                            s_w_w, bias_ptr, s_bias, HAS_BIAS, SILU, WIDTH, BLOCK_WW)
+            if OUT_BF16:
+                o = _rne_bf16(o)
+            tl.store(out_b + ark[:, None] * s_out_k + ch[None, :] * s_out_c, o, mask=kcmask)
+            tl.debug_barrier()
+            wmask = (jw < WIDTH - 1)[:, None] & cmask[None, :]
+            cwin = tl.load(win_sl + rows[:, None] * s_win_r + ch[None, :] * s_win_c, mask=wmask)
+            tl.debug_barrier()
+            tl.store(win_sl + jw[:, None] * s_win_r + ch[None, :] * s_win_c, cwin, mask=wmask)
+            xr = tl.load(x_b + ark[:, None] * s_x_k + ch[None, :] * s_x_c, mask=kcmask)
+            tl.store(win_sl + (WIDTH - 1 + ark)[:, None] * s_win_r + ch[None, :] * s_win_c, xr, mask=kcmask)
+            tl.debug_barrier()
+        tl.store(mrow, k + s_raw * 0)
+        tl.store(mrow + (1 + ar32.to(tl.int64)) * s_meta_j, masks, mask=ar32 < k)
+    else:
+        for c0 in range(0, dc, BLOCK_C):
+            ch = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+            kcmask = kmask[:, None] & (ch < dc)[None, :]
+            tl.store(out_b + ark[:, None] * s_out_k + ch[None, :] * s_out_c,
+                     tl.zeros([BLOCK_K, BLOCK_C], dtype=tl.float32), mask=kcmask)
 
 
 # --------------------------------------------------------------------------------------------- launchers
@@ -508,7 +547,9 @@ def _launch_ssm(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, ring_dt, m
         grid = (batch, H)
     BLOCK_N = _np2(N)
     BLOCK_P = min(_np2(P), max(1, 4096 // BLOCK_N))
+    BLOCK_K = _np2(k)
     BLOCK_W = _np2(width - 1)
+    BLOCK_WW = _np2(width)
     BLOCK_C = min(_np2(heads_per_prog * P + 2 * N), 256)
     bf16 = torch.bfloat16
     _verify_ssm_kernel[grid](
@@ -524,7 +565,8 @@ def _launch_ssm(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, ring_dt, m
         HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus), FOLD_ALL=bool(fold_all), A_FULL=Na > 1,
         FUSED=fused, HAS_CBIAS=conv_bias is not None, CONV_SILU=bool(conv_silu), WIDTH=width,
         HEADS_PER_PROG=heads_per_prog, Y_BF16=y.dtype == bf16, ST_BF16=state.dtype == bf16,
-        RING_BF16=ring_x.dtype == bf16, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, BLOCK_W=BLOCK_W, BLOCK_C=BLOCK_C)
+        RING_BF16=ring_x.dtype == bf16, BLOCK_K=BLOCK_K, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, BLOCK_W=BLOCK_W,
+        BLOCK_WW=BLOCK_WW, BLOCK_C=BLOCK_C)
 
 
 def verify_step_triton(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted,
@@ -564,4 +606,5 @@ def conv_verify_step_triton(x, window, meta, weight, bias, slots, accepted, acce
         *x.stride(), *window.stride(), *meta.stride(), *weight.stride(), *_st(bias, 1),
         slots.stride(0), accepted.stride(0), *_st(parents, 2), *out.stride(),
         ACC_IS_NODE=bool(accepted_is_node), TREE=parents is not None, HAS_BIAS=bias is not None, SILU=bool(silu),
-        WIDTH=width, OUT_BF16=out.dtype == torch.bfloat16, BLOCK_W=_np2(width - 1), BLOCK_C=min(_np2(dc), 256))
+        WIDTH=width, OUT_BF16=out.dtype == torch.bfloat16, BLOCK_K=_np2(k), BLOCK_W=_np2(width - 1),
+        BLOCK_WW=_np2(width), BLOCK_C=min(_np2(dc), 256))
