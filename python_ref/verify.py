@@ -234,6 +234,11 @@ def _parents_row(parents, b, k):
     return _prefix_parents(k) if parents is None else [int(v) for v in parents[b].tolist()]
 
 
+def _as_int32_bits(masks):
+    """Bitmasks of up to 32 nodes stored in int32 (bit 31 makes the value negative)."""
+    return torch.tensor([m - (1 << 32) if m >= 1 << 31 else m for m in masks], dtype=torch.int32)
+
+
 def _masks_from_parents(par):
     masks = []
     for t, p in enumerate(par):
@@ -276,7 +281,7 @@ def verify_step_cache_ref(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, 
         c, kp = int(m[0, 0]), int(m[0, 1])
         a = int(accepted[b]) if accepted_is_node else int(accepted[b]) - 1
         a = min(a, kp - 1)
-        path = int(m[0, 2 + a]) if a >= 0 else 0
+        path = (int(m[0, 2 + a]) & 0xFFFFFFFF) if a >= 0 else 0
         path_nodes = [t for t in range(kp) if (path >> t) & 1]
         committed = list(range(c)) + [c + t for t in path_nodes]
         c1 = len(committed)
@@ -328,7 +333,7 @@ def verify_step_cache_ref(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, 
         ring_dt[s, base:base + k] = dte_new.to(ring_dt.dtype)
         meta[s, :, 0] = base
         meta[s, :, 1] = k
-        meta[s, :, 2:2 + k] = torch.tensor(masks, dtype=meta.dtype)
+        meta[s, :, 2:2 + k] = _as_int32_bits(masks)
     return y
 
 
@@ -377,7 +382,7 @@ def conv_verify_step_ref(x, window, meta, weight, bias, slots, accepted, accepte
         kp = int(meta[s, 0])
         a = int(accepted[b]) if accepted_is_node else int(accepted[b]) - 1
         a = min(a, kp - 1)
-        path = int(meta[s, 1 + a]) if a >= 0 else 0
+        path = (int(meta[s, 1 + a]) & 0xFFFFFFFF) if a >= 0 else 0
         path_nodes = [t for t in range(kp) if (path >> t) & 1]
         committed = torch.cat([window[s, :w - 1], window[s, [w - 1 + t for t in path_nodes]]], 0)[-(w - 1):]
         committed = committed.to(acc)
@@ -393,5 +398,5 @@ def conv_verify_step_ref(x, window, meta, weight, bias, slots, accepted, accepte
         window[s, :w - 1] = committed.to(window.dtype)
         window[s, w - 1:w - 1 + k] = x[b].to(window.dtype)
         meta[s, 0] = k
-        meta[s, 1:1 + k] = torch.tensor(masks, dtype=meta.dtype)
+        meta[s, 1:1 + k] = _as_int32_bits(masks)
     return out

@@ -343,3 +343,13 @@ def test_fused_session(backend, g, dtype):
     ssm.flush(slots.cpu(), pending.to(torch.int32))
     sl = slots.cpu()[live].long()
     assert_close(cache.state[sl.to(dev)], ssm.state[sl], dtype, factor=2.0, name="final state")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_max_draft_32(backend):
+    """k = 32 uses bit 31 of the int32 path masks (stored negative): chains and trees must still commit right."""
+    dev = device_for(backend)
+    layer = Layer("mamba2", device=dev, h=2, p=4, n=4, g=1)
+    run_session(backend, layer, b=2, S=3, kmax=32, rounds=3, ks=[32, 32, 5], ring_len=40, n_pad=0, seed=13)
+    run_session(backend, layer, b=2, S=3, kmax=32, rounds=3, ks=[32, 32, 3], ring_len=32, n_pad=0, seed=14,
+                tree=True)
