@@ -43,3 +43,31 @@ def test_nvcc_compiles_kernel_without_torch(cu, arch, tmp_path):
     # Kernel files must not pull in torch.
     src = open(os.path.join(ROOT, cu)).read()
     assert "torch/" not in src and "ATen/" not in src, f"{cu} includes a torch header"
+
+
+def test_forcing_cuda_without_cuda_is_a_clear_error():
+    import torch
+
+    if torch.version.cuda is not None and NVCC is not None:
+        import pytest
+        pytest.skip("CUDA build is possible here")
+    env = dict(os.environ, MAMBA_KERNELS_CUDA="1")
+    res = subprocess.run(["python", "setup.py", "--name"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode != 0
+    assert "MAMBA_KERNELS_CUDA=1 but the CUDA extension cannot be built" in res.stderr + res.stdout
+
+
+def test_cuda_home_is_found_through_a_wrapper_nvcc():
+    """A wrapper script on PATH (like /usr/local/bin/nvcc here) is not the toolkit root; setup.py asks nvcc."""
+    if NVCC is None:
+        import pytest
+        pytest.skip("nvcc not found")
+    code = ("import runpy,sys; sys.argv=['setup.py','--name']; import os; os.environ.pop('CUDA_HOME', None);"
+            "g = runpy.run_path('setup.py', run_name='not_main'); print('CUDA_HOME=' + str(g['find_cuda_home']()))")
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_HOME", "CUDA_PATH")}
+    res = subprocess.run(["python", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("CUDA_HOME=")]
+    assert line, res.stderr[-2000:]
+    home = line[0].split("=", 1)[1]
+    assert os.path.isfile(os.path.join(home, "bin", "nvcc")), home
