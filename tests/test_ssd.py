@@ -149,6 +149,11 @@ CPU_CASES = {
                                           dt_limit=None)),
     "b1-l50-varlen-1-2-17-30": (1, 50, 4, 8, 16, 2, 16, dict(cu=[0, 1, 3, 20, 50])),
     "b1-l40-varlen-empty-seqs": (1, 40, 2, 16, 8, 1, 16, dict(cu=[0, 0, 17, 17, 40], D_shape="hp")),
+    # Under the interpreter the Triton launchers use 16-wide blocks, so these have several row / token / p blocks
+    # per chunk (off-diagonal decay factorisation, p blocks, head loops of grouped kernels).
+    "b1-l100-h4-p32-n16-g2-Q48": (1, 100, 4, 32, 16, 2, 48, {}),
+    "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp": (1, 70, 2, 32, 24, 2, 32, dict(D_shape="hp")),
+    "b1-l90-h4-p16-n16-g1-varlen-Q32": (1, 90, 4, 16, 16, 1, 32, dict(cu=[0, 5, 40, 41, 90])),
 }
 
 
@@ -165,6 +170,35 @@ def test_cpu_tensors_vs_ref(backend, case):
 def test_cpu_backends_other_dtypes(backend, dtype):
     _skip_unavailable(backend, "cpu")
     check_against_ref(backend, "cpu", dtype, 2, 37, 4, 8, 16, 2, 16, D_shape="hp", cu=None)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_triton_cpu_half_inputs(dtype):
+    """Half-precision inputs through the (interpreted) Triton backend: bf16 keeps states_in, dy, dS, CB and dCB in
+    bf16 buffers (the interpreter runs the dots in fp32, the GPU in bf16 / fp16)."""
+    _skip_unavailable("triton", "cpu")
+    check_against_ref("triton", "cpu", dtype, 1, 50, 4, 32, 16, 2, 32, D_shape="hp", grad_factor=5.0)
+
+
+def test_triton_forward_without_grad():
+    """No autograd: the pre-gate output is not stored, and the output is bitwise the same; chunk-entry states are
+    fp32 when returned."""
+    _skip_unavailable("triton", "cpu")
+    inp = make_inputs(1, 40, 2, 16, 16, 1, dtype=torch.bfloat16, init=True)
+    kw = dict(chunk_size=16, dt_softplus=True, backend="triton")
+    with torch.no_grad():
+        y0 = ssd_chunked_scan(**inp, **kw)
+        args = (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"], inp["dt_bias"],
+                inp["initial_states"], None, 16, True, False, 0.0, float("inf"), "triton")
+        _, ypre, s_in, _ = ssd_chunked_fwd(*args, False, False)
+        assert ypre.numel() == 0 and s_in.dtype == torch.bfloat16
+        _, ypre, s_in, _ = ssd_chunked_fwd(*args, True, True)
+        assert ypre.shape == inp["x"].shape and ypre.dtype == torch.bfloat16 and s_in.dtype == torch.float32
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items()}
+    y1 = ssd_chunked_scan(**leaves, **kw)
+    assert y1.requires_grad and torch.equal(y0, y1.detach())
+    _, fin, cs = ssd_chunked_scan(**leaves, **kw, return_final_states=True, return_chunk_states=True)
+    assert fin.dtype == torch.float32 and cs.dtype == torch.float32
 
 
 def test_default_backend_on_cpu_is_cpu_when_built():
@@ -229,6 +263,16 @@ def test_opcheck_fwd(backend, cu):
     torch.library.opcheck(ssd_chunked_fwd, args, test_utils=utils)
 
 
+@pytest.mark.parametrize("flags", [(False, False), (True, False)], ids=["no-ypre", "bf16-states"])
+def test_opcheck_fwd_triton_flags(flags):
+    _skip_unavailable("triton", "cpu")
+    args = _op_args("triton", dtype=torch.bfloat16)
+    for t in args[:9]:
+        t.requires_grad_(True)
+    torch.library.opcheck(ssd_chunked_fwd, args + flags,
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
 def test_opcheck_bwd_triton():
     _skip_unavailable("triton", "cpu")
     args = _op_args("triton")
@@ -278,6 +322,123 @@ def test_cu_seqlens_needs_batch_1():
     d = make_inputs(2, 8, 4, 4, 4, 2)
     with pytest.raises(ValueError, match="cu_seqlens"):
         ssd_chunked_scan(**d, chunk_size=4, cu_seqlens=torch.tensor([0, 8]))
+
+
+# --------------------------------------------------------------------------------------------- AOT (sm_90)
+# Every Triton kernel at the configs the launchers pick for the issue-4 shapes, compiled ahead of time for sm_90
+# (CI has no GPU). Runs in a subprocess without TRITON_INTERPRET: under the interpreter triton.language's own jit
+# helpers (tl.zeros, tl.sigmoid, ...) are interpreted functions and cannot be lowered. The launchers run on meta
+# tensors inside mamba_kernels.ssd.triton.record_launches, which records (kernel, args, constexprs, warps, stages)
+# instead of launching; pointer and int-multiple-of-16 arguments get the divisibility hints the JIT would give.
+AOT_SHAPES = {"b4-l4096-h80-p64-n128-g1": (4, 4096, 80, 64, 128, 1, 256),
+              "b2-l4096-h32-p128-n128-g32": (2, 4096, 32, 128, 128, 32, 256)}
+SMEM_LIMIT = {90: 227 * 1024, 80: 163 * 1024}
+
+_AOT_SCRIPT = r"""
+import json, re, subprocess, sys, tempfile
+import torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from mamba_kernels.ssd import triton as tri
+
+TY = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int32: "i32", torch.int64: "i64"}
+
+
+def ptxas_usage(ptx, arch):
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+        tool = get_ptxas(arch)
+        path = getattr(tool, "path", None) or tool[0]
+        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+            f.write(ptx)
+        gpu = "sm_90a" if arch == 90 else "sm_%d" % arch
+        r = subprocess.run([path, "-v", "--gpu-name=" + gpu, f.name, "-o", f.name + ".o"], capture_output=True,
+                           text=True, timeout=120)
+        out = r.stdout + r.stderr
+        regs = re.search(r"Used (\d+) registers", out)
+        sp = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", out)
+        return (int(regs.group(1)) if regs else None), ([int(sp.group(1)), int(sp.group(2))] if sp else None)
+    except Exception:  # noqa: BLE001 - resource usage is informative only
+        return None, None
+
+
+def compile_one(kernel, args, kw, arch):
+    opts = {k: kw[k] for k in ("num_warps", "num_stages")}
+    consts = {k: v for k, v in kw.items() if k not in opts}
+    sig, attrs = {}, {}
+    for i, name in enumerate(kernel.arg_names):
+        if name in consts:
+            sig[name] = "constexpr"
+            continue
+        v = args[i]
+        if isinstance(v, torch.Tensor):
+            sig[name] = "*" + TY[v.dtype]
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif isinstance(v, bool):
+            sig[name] = "i1"
+        elif isinstance(v, int):
+            sig[name] = "i32" if abs(v) < 2 ** 31 else "i64"
+            if v != 0 and v % 16 == 0:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = "fp32"
+    src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", arch, 64 if arch >= 90 else 32), options=opts)
+
+
+def launches(b, l, h, p, n, g, Q, arch):
+    dev, bf = "meta", torch.bfloat16
+    x = torch.empty(b, l, h, p, dtype=bf, device=dev)
+    dt = torch.empty(b, l, h, dtype=bf, device=dev)
+    A, D, bias = (torch.empty(h, device=dev) for _ in range(3))
+    B = torch.empty(b, l, g, n, dtype=bf, device=dev)
+    C = torch.empty_like(B)
+    with tri.record_launches(arch) as rf:
+        _, _, s_in, _ = tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
+    with tri.record_launches(arch) as rb:
+        tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
+    return [("fwd",) + r for r in rf.launches] + [("bwd",) + r for r in rb.launches]
+
+
+res = []
+for shape, arch in json.loads(sys.argv[1]):
+    for phase, kernel, args, kw in launches(*shape, arch):
+        k = compile_one(kernel, args, kw, arch)
+        regs, spills = ptxas_usage(k.asm["ptx"], arch)
+        res.append(dict(shape=shape, arch=arch, phase=phase, kernel=kernel.__name__, shared=k.metadata.shared,
+                        cubin="cubin" in k.asm, regs=regs, spills=spills, num_warps=kw["num_warps"],
+                        num_stages=kw["num_stages"]))
+print("AOT-RESULT " + json.dumps(res))
+"""
+
+
+def _aot_compile(jobs):
+    import json
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _AOT_SCRIPT, json.dumps(jobs)], capture_output=True, text=True,
+                       env=env, cwd=root, timeout=600)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("AOT-RESULT ")]
+    assert r.returncode == 0 and line, f"AOT compile failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    return json.loads(line[-1][len("AOT-RESULT "):])
+
+
+def test_triton_kernels_compile_for_sm90():
+    """All 9 Triton kernels at the launchers' configs for both issue-4 shapes lower to sm_90 cubins within the
+    227 KB shared-memory limit (resource usage printed for the record: pytest -s)."""
+    res = _aot_compile([[list(s), 90] for s in AOT_SHAPES.values()])
+    from mamba_kernels.ssd import triton as tri
+    expected = {n for n in dir(tri) if n.startswith("_ssd_") and n.endswith("_kernel")}
+    assert {r["kernel"] for r in res} == expected
+    for r in res:
+        print(f"sm_{r['arch']} {r['shape']} {r['phase']} {r['kernel']}: shared {r['shared'] / 1024:.1f} KB, "
+              f"{r['regs']} regs, spills {r['spills']}, {r['num_warps']} warps, {r['num_stages']} stages")
+        assert r["cubin"], r
+        assert r["shared"] <= SMEM_LIMIT[90], r
 
 
 # --------------------------------------------------------------------------------------------- GPU

@@ -3,9 +3,11 @@
 Custom ops (namespace mamba_kernels):
   ssd_chunked_fwd  -> (out, ypre, states_in, final_states)   backends ref / cpu / triton
   ssd_chunked_bwd  -> gradients                               backend triton
-`ypre` (pre-gate output, fp32) is kept only when z is given and the backend's backward needs it (triton);
-`states_in` holds the state entering every chunk (n_slots, h, p, n), from which the public function gathers the
-prefix-caching chunk states. The ref and cpu backends differentiate through python_ref (torch autograd).
+`ypre` (pre-gate output, x.dtype) is kept only when z is given, the backend's backward needs it (triton) and the
+caller asks for it (keep_ypre: a backward will run); `states_in` holds the state entering every chunk
+(n_slots, h, p, n), from which the public function gathers the prefix-caching chunk states: fp32 (fp64 for fp64 x),
+except that the triton backend keeps it in bf16 for bf16 x unless fp32_states (set when chunk states are returned).
+The ref and cpu backends differentiate through python_ref (torch autograd).
 """
 from __future__ import annotations
 
@@ -27,8 +29,14 @@ def _state_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _keeps_ypre(backend: str, z) -> bool:
-    return z is not None and backend == "triton"
+def _keeps_ypre(backend: str, z, keep_ypre: bool) -> bool:
+    return z is not None and backend == "triton" and keep_ypre
+
+
+def _states_in_dtype(x: torch.Tensor, backend: str, fp32_states: bool) -> torch.dtype:
+    if backend == "triton" and x.dtype == torch.bfloat16 and not fp32_states:
+        return torch.bfloat16
+    return _state_dtype(x)
 
 
 def _limit(has_limit: bool, lo: float, hi: float):
@@ -41,14 +49,18 @@ def ssd_chunked_fwd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch
                     D: Optional[torch.Tensor], z: Optional[torch.Tensor], dt_bias: Optional[torch.Tensor],
                     initial_states: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor], chunk_size: int,
                     dt_softplus: bool, has_limit: bool, dt_lo: float, dt_hi: float,
-                    backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                    backend: str, keep_ypre: bool = True,
+                    fp32_states: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     dt_limit = _limit(has_limit, dt_lo, dt_hi)
     sdt = _state_dtype(x)
     if backend == "triton":
         from . import triton as tri
         out, ypre, states_in, final = tri.ssd_fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit,
-                                                  initial_states, cu_seqlens)
-        return out, ypre, states_in.to(sdt), final.to(sdt)
+                                                  initial_states, cu_seqlens, need_ypre=keep_ypre,
+                                                  states_fp32=fp32_states)
+        if ypre.numel() == 0:
+            ypre = x.new_empty(0, dtype=torch.float32)
+        return out, ypre, states_in.to(_states_in_dtype(x, backend, fp32_states)), final.to(sdt)
     if backend == "cpu":
         from .cpu import ssd_fwd_cpu
         return ssd_fwd_cpu(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit, initial_states,
@@ -65,14 +77,15 @@ def ssd_chunked_fwd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch
 
 @ssd_chunked_fwd.register_fake
 def _(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, chunk_size, dt_softplus, has_limit, dt_lo, dt_hi,
-      backend):
+      backend, keep_ypre=True, fp32_states=True):
     b, l, h, p = x.shape
     n = B.shape[-1]
     nseq = b if cu_seqlens is None else cu_seqlens.shape[0] - 1
     slots = n_chunk_slots(b, l, chunk_size, None if cu_seqlens is None else nseq)
     sdt = _state_dtype(x)
-    ypre = x.new_empty(x.shape if _keeps_ypre(backend, z) else (0,), dtype=torch.float32)
-    return (torch.empty_like(x), ypre, x.new_empty(slots, h, p, n, dtype=sdt), x.new_empty(nseq, h, p, n, dtype=sdt))
+    ypre = (x.new_empty(x.shape) if _keeps_ypre(backend, z, keep_ypre) else x.new_empty(0, dtype=torch.float32))
+    return (torch.empty_like(x), ypre, x.new_empty(slots, h, p, n, dtype=_states_in_dtype(x, backend, fp32_states)),
+            x.new_empty(nseq, h, p, n, dtype=sdt))
 
 
 def states_in_from_chunk_states(chunk_states, initial_states, b, l, h, p, n, chunk_size, cu_seqlens, sdt):
@@ -103,8 +116,7 @@ def ssd_chunked_bwd(dout: torch.Tensor, d_states_in: Optional[torch.Tensor], d_f
         raise ValueError(f"ssd_chunked_bwd: backend {backend!r} has no kernel backward (it uses autograd)")
     from . import triton as tri
     grads = tri.ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus,
-                        _limit(has_limit, dt_lo, dt_hi), initial_states, cu_seqlens, ypre,
-                        states_in.to(torch.float32))
+                        _limit(has_limit, dt_lo, dt_hi), initial_states, cu_seqlens, ypre, states_in)
     return [g if g is not None else x.new_empty(0) for g in grads]
 
 
@@ -121,7 +133,7 @@ _INPUTS = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states")
 
 def _setup_context(ctx, inputs, output):
     (x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, chunk_size, dt_softplus, has_limit, dt_lo, dt_hi,
-     backend) = inputs
+     backend) = inputs[:16]
     _, ypre, states_in, _ = output
     ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, ypre, states_in)
     ctx.cfg = (chunk_size, dt_softplus, has_limit, dt_lo, dt_hi, backend)
@@ -161,7 +173,7 @@ def _backward(ctx, dout, d_ypre, d_states_in, d_final):
         it = iter(g)
         grads = [next(it) if t is not None else None for t in leaves]
         grads = [torch.zeros_like(t) if (gr is None and t is not None) else gr for gr, t in zip(grads, ins)]
-    return (*grads, None, None, None, None, None, None, None)
+    return (*grads, None, None, None, None, None, None, None, *([None] * (len(ctx.needs_input_grad) - 16)))
 
 
 ssd_chunked_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -249,8 +261,12 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     be = _backend.resolve(backend, device, supported=supported)
     has_limit = dt_limit is not None
     lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, math.inf)
+    # pre-gate output only when a backward can run; fp32 chunk-entry states only when they are returned
+    keep_ypre = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, dt, A, B, C, D, z, dt_bias, initial_states))
     out, _, states_in, final = ssd_chunked_fwd(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens,
-                                               chunk_size, bool(dt_softplus), has_limit, lo, hi, be)
+                                               chunk_size, bool(dt_softplus), has_limit, lo, hi, be,
+                                               keep_ypre, bool(return_chunk_states))
     res = (out,)
     if return_final_states:
         res = res + (final,)
@@ -261,6 +277,12 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
 
 def _gather_chunk_states(states_in, final, b, l, chunk_size, cu_seqlens):
     """State after each chunk: states_in of the next chunk of the same sequence, or the sequence's final state."""
+    if cu_seqlens is None:  # tensor ops only: no host -> device index copy (sync-free, CUDA-graph capturable)
+        nc = -(-l // chunk_size)
+        if nc == 0:
+            return final.new_empty(b, 0, *final.shape[1:])
+        si = states_in.view(b, nc, *states_in.shape[1:])
+        return torch.cat([si[:, 1:].to(final.dtype), final[:, None]], 1)
     chunks, seqs, n_slots = chunk_layout(b, l, chunk_size, cu_seqlens)
     pool = torch.cat([states_in, final], 0)
     idx = []

@@ -1,429 +1,768 @@
 """Triton kernels for the chunked SSD scan (forward and backward) and their launchers.
 
 Algorithm (python_ref/ssd.py::ssd_chunked_ref): chunks of Q tokens that never straddle a sequence; a_t is the
-chunk-local cumulative sum of dt*A.
+chunk-local cumulative sum of dt'*A (dt' = clamp(softplus(dt + dt_bias))); per chunk and head, with u_s = dt'_s x_s:
+    y_t   = exp(a_t) C_t h_in^T + sum_{s<=t} (C_t.B_s) exp(a_t - a_s) u_s + D x_t,   out = y * silu(z)
+    h_out = exp(a_L) h_in + sum_s exp(a_L - a_s) u_s^T B_s                          (a_L: a at the chunk's last token)
 
-Forward, 4 launches:
-  1. _ssd_chunk_cumsum_fwd_kernel   dt -> dt' = clamp(softplus(dt + bias)), a = cumsum_chunk(dt' A)
-  2. _ssd_chunk_state_kernel        S_c = sum_s exp(a_last - a_s) dt'_s x_s B_s^T                 (p, n) fp32
-  3. _ssd_state_passing_fwd_kernel  h_in[c+1] = exp(a_last_c) h_in[c] + S_c, per sequence, final states
-  4. _ssd_chunk_scan_fwd_kernel     y_t = exp(a_t) C_t h_in^T + sum_{s<=t} (C_t.B_s) exp(a_t-a_s) dt'_s x_s
-                                    + D x_t;  out = y * silu(z)
-Backward, 5 launches (+1 recompute of step 1):
-  a. _ssd_chunk_state_kernel (IS_BWD)  dH_c = sum_t exp(a_t) dy_t C_t^T   (gradient reaching h_in[c] via outputs)
-  b. _ssd_state_passing_bwd_kernel     reverse pass over chunks: dS_c, d a_last (decay), d initial_states
-  c. _ssd_chunk_bwd_kernel             per block of a chunk, intra-chunk terms: dx, d dt', dB, dC (per head), d a
-     _ssd_chunk_state_bwd_kernel       adds the terms through chunk states / states_in (p in slices)
-  d. _ssd_chunk_cumsum_bwd_kernel      d a -> d(dt' A) (reverse cumsum) -> d dt', dA; back through clamp/softplus
+Forward, 3 or 4 launches:
+  K0 _ssd_cumsum_fwd_kernel   dt -> dt', a  (fp32, head-major (b, h, l) so later loads are contiguous)
+  K1 _ssd_cb_kernel           CB = C B^T per (chunk, group), lower block triangle; only when heads share a group
+                              (h / g > 1), so the per-head kernels read it instead of recomputing it per head
+  F1 _ssd_state_fwd_kernel    chunk states fused with state passing: one program per (sequence, head, p block)
+                              walks its chunks in order, keeps the running state (p x n, fp32) in registers, stores
+                              the state entering each chunk (states_in) and the final state; no fp32 chunk-state
+                              round trip through HBM
+  F2 _ssd_chunk_scan_kernel   y per (chunk, row block, head): state -> output from states_in, intra-chunk
+                              (CB o L o dt') x, D, z gate; pre-gate y kept (x dtype) only when a backward will need it
+Backward, 7 launches (+ a few tiny torch sums of per-chunk partials):
+  K0, K1 recomputed (cheap)
+  B1 _ssd_state_bwd_kernel    reverse walk per (sequence, head, p block): dy = dout silu(z) and dz (stored),
+                              dS_c (gradient w.r.t. the state after chunk c, stored), d a_L through the decay,
+                              d initial_states
+  B2 _ssd_bwd_dx_kernel       per (chunk, source block, head): du_s = sum_{t>=s} M_ts dy_t + exp(a_L-a_s) B_s dS^T,
+                              dx, d dt' (direct), d a terms of the state-in / state-out paths, dD partials
+  B3 _ssd_bwd_dcb_kernel      per (chunk, t block, s block, group): dCB = sum over the group's heads of
+                              (dy_t u_s^T) o exp(a_t - a_s); the intra-chunk d a terms (row / column sums)
+  B4 _ssd_bwd_dbc_kernel      per (chunk, row block, group): dB = dCB^T C + sum_heads exp(a_L-a) (u dS),
+                              dC = dCB B + sum_heads exp(a) (dy h_in), written once in B/C's dtype (no per-head
+                              (b, l, h, n) fp32 buffers)
+  B5 _ssd_cumsum_bwd_kernel   d a -> reverse cumsum -> d dt', dA, then back through clamp / softplus
 
-All math is fp32 inside the kernels; matmuls use tl.dot with IEEE fp32 for fp32 inputs and tf32 otherwise.
-Tensors are made contiguous by the launchers; the chunk table (row, start, len) describes every chunk, so
-varlen (cu_seqlens) and batched inputs go through the same kernels.
+Chunk indices: without cu_seqlens they are computed arithmetically in the kernels (no table, no host sync, CUDA-graph
+capturable); with cu_seqlens a (start, len) table per chunk slot is built on the device from cu_seqlens with torch
+ops (no host sync here; the public op's input check does read cu_seqlens on the host).
+
+Performance notes (H200: ~4.3 TB/s copy, ~690 TFLOP/s measured bf16 GEMM; issue 4 shapes, Q = 256, bf16):
+  * Matmuls use bf16/fp16 operands (tiles cast right before tl.dot) with fp32 accumulation; decay / cumsum / exp
+    math stays fp32. fp32 inputs use 3xTF32 dots (fp32-level accuracy on tensor cores; not a target). Under the
+    interpreter the dots run in IEEE fp32 (its bf16 dot is wrong) but the bf16 intermediate buffers are exercised.
+  * Forward, b4 l4096 h80 p64 n128 g1 (64 chunks x 80 heads): F1 does 2 Q p n = 4.2 MFLOP per (chunk, head)
+    (21 GFLOP); F2 does the state->output 2 Q n p (4.2 MFLOP) + the causal intra-chunk part (4x4 blocks of 64, 10
+    computed: 5.2 MFLOP) = 48 GFLOP; CB once per chunk (1 GFLOP). ~70 GFLOP executed: ~0.12 ms at ~60 % of the
+    measured GEMM rate. HBM: x read twice (F1, F2: 2 x 168 MB), z 168 MB, out 168 MB, states_in written + read in
+    bf16 (2 x 84 MB), dt'/a small: ~0.84 GB = 0.20 ms at 4.3 TB/s (the old path added two fp32 chunk-state round
+    trips, an fp32 ypre and per-call host tables). With the two big kernels each close to their bound the forward
+    lands at ~0.22-0.26 ms (target 0.30 ms, mamba_ssm 0.694 ms; its 5 kernels move ~1.6 GB incl. fp32 states).
+    b2 l4096 h32 p128 n128 g32: ~31 GFLOP (CB recomputed in F2, h/g = 1), ~0.4 GB -> ~0.12-0.16 ms (target 0.28).
+  * Backward, shape 1: B1 moves dout, z, ypre in and dy, dz out (5 x 168 MB) + states (bf16): ~1 GB, 0.24 ms;
+    B2 ~48 GFLOP (M^T dy 5.2 + B dS^T 4.2 + C h_in^T 4.2 MFLOP per (chunk, head)) with x, dy, dx: ~0.2 ms;
+    B3 27 GFLOP (dy x^T per head, summed over the group in registers), B4 43 GFLOP (u dS, dy h_in per head) +
+    per-group dCB products; dB / dC are reduced over heads inside B3/B4 instead of writing (b, l, h, n) fp32 per head
+    (2 x 671 MB before). ~200 GFLOP + ~2 GB: ~0.7-0.9 ms, fwd+bwd ~1.0-1.2 ms (target 2.0 ms, mamba_ssm 4.49 ms).
+  * Shared memory (sm_90 / sm_80 AOT compiles, tests/test_ssd.py::test_triton_kernels_compile_for_sm90 and
+    _configs below): every config stays below 227 KB (sm_90) and 163 KB (sm_80, fewer pipeline stages).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
 import triton.language as tl
 
-from .layout import chunk_layout
+# --------------------------------------------------------------------------------------------- helpers
+_KIND = {torch.bfloat16: 1, torch.float16: 2}
+# Launch recording (AOT compile tests): when _REC["launches"] is a list, the launchers append
+# (kernel, args, constexprs + options) instead of launching, and configs are those of GPU arch _REC["arch"].
+_REC = {"launches": None, "arch": 90}
 
 
-# --------------------------------------------------------------------------------------------- chunk table
-def _tables(b, l, chunk_size, cu_seqlens, device):
-    chunks, seqs, n_slots = chunk_layout(b, l, chunk_size, cu_seqlens)
-    table = torch.tensor(chunks if chunks else [(0, 0, 0)], dtype=torch.int32, device=device)
-    seq_table = torch.tensor(seqs, dtype=torch.int32, device=device)
-    return table, seq_table, len(chunks), len(seqs), n_slots
+class record_launches:
+    """Context manager: run ssd_fwd / ssd_bwd (e.g. on meta tensors) without launching; `.launches` lists
+    (kernel, positional args, keyword constexprs and num_warps / num_stages) with the configs picked for sm_<arch>."""
+
+    def __init__(self, arch: int = 90):
+        self.arch = arch
+        self.launches = []
+
+    def __enter__(self):
+        _REC["launches"], _REC["arch"] = self.launches, self.arch
+        return self
+
+    def __exit__(self, *exc):
+        _REC["launches"] = None
+        return False
+
+
+def _launch(kernel, grid, *args, **kw):
+    if _REC["launches"] is not None:
+        _REC["launches"].append((kernel, args, kw))
+        return
+    kernel[grid](*args, **kw)
+
+
+def _interpreted() -> bool:
+    return _REC["launches"] is None and os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _np2(v: int, lo: int = 16) -> int:
-    return max(lo, triton.next_power_of_2(int(v)))
+    return max(lo, triton.next_power_of_2(max(int(v), 1)))
 
 
-def _prec(dtype: torch.dtype) -> str:
-    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+def _dot_kind(dtype: torch.dtype) -> int:
+    """tl.dot operand type: 1 bf16, 2 fp16, 0 fp32 (IEEE). The interpreter's bf16 dot is wrong: fp32 there."""
+    if _interpreted():
+        return 0
+    return _KIND.get(dtype, 0)
 
 
-# --------------------------------------------------------------------------------------------- kernels
+def _prec(kind: int) -> str:
+    """fp32 operands: 3xTF32 on the GPU (fp32-level accuracy on tensor cores; an IEEE FMA dot spills heavily at
+    K = 128..256), IEEE under the interpreter. The argument is ignored for bf16 / fp16 operands."""
+    if kind != 0:
+        return "tf32"
+    return "ieee" if _interpreted() else "tf32x3"
+
+
+def _store_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Intermediate buffers that only feed tl.dot (states_in, dS, dy, CB, dCB): bf16 for bf16 inputs (same range as
+    fp32), fp32 otherwise (fp16's range is too small for states)."""
+    return torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+
+
+def _arch(device) -> int:
+    if _REC["launches"] is not None:
+        return _REC["arch"]
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return 10 * major + minor
+    return 90
+
+
+def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90) -> dict:
+    """Block sizes, warps and pipeline stages per kernel, chosen from sm_90 / sm_80 AOT compiles (shared memory,
+    registers, spills; see tests/test_ssd.py). Returns {kernel: dict(constexprs..., num_warps=, num_stages=)}."""
+    big_smem = arch >= 90
+    BN = _np2(n)
+    BP_all = _np2(p)
+    BM = min(64, _np2(Q))
+    BP = min(BP_all, 128)
+    f32 = dtype not in _KIND  # fp32 / fp64 inputs: 4-byte operand tiles
+    if f32 or BN > 128:
+        BM = min(BM, 32)
+    # F1 / B1 walk the sequence in token blocks of BS
+    BS = min(128 if (not f32 and BN <= 128) else 64, _np2(Q))
+    BPs = min(BP_all, 64)
+    BPK = min(BP_all, 128)
+    BPK4 = min(BP_all, 64)
+    if f32 and BN >= 256:
+        # fp32 operands with n = 256: 3xTF32 splits every operand in two; without smaller tiles the state
+        # kernels need 240-290 KB of shared memory (sm_90 AOT)
+        BM, BS = 16, 32
+        BP, BPs, BPK, BPK4 = min(BP, 32), min(BPs, 32), min(BPK, 32), min(BPK4, 32)
+    if _interpreted():
+        # CPU tests: small tiles so that small problems still have several row / token / p blocks per chunk
+        BM = BS = 16
+        BP = BPs = BPK = BPK4 = 16
+    st3 = 3 if big_smem and not f32 and BN <= 128 else 2   # pipeline depth where the tiles are small enough
+    BM4 = min(BM, 32)  # B4 keeps two (BM4, n) fp32 accumulators plus four operand tiles per step
+    cfg = {
+        "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
+        "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
+        "state_fwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
+        "chunk_scan": dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3),
+        "state_bwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
+        "bwd_dx": dict(BM=BM, BP=min(BP, 64), BN=BN, num_warps=8, num_stages=st3),
+        "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3),
+        "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=2),
+        "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
+    }
+    return cfg
+
+
+def _launch_opts(c: dict):
+    """Split a config into (constexprs, launch options)."""
+    c = dict(c)
+    return {k: v for k, v in c.items() if k not in ("num_warps", "num_stages")}, dict(
+        num_warps=c.get("num_warps", 4), num_stages=c.get("num_stages", 2))
+
+
+# --------------------------------------------------------------------------------------------- jit helpers
+@triton.jit
+def _cast(v, KIND: tl.constexpr):
+    """Cast a fp32 tile to the tl.dot operand type (1 bf16, 2 fp16, 0 fp32)."""
+    if KIND == 1:
+        r = v.to(tl.bfloat16)
+    elif KIND == 2:
+        r = v.to(tl.float16)
+    else:
+        r = v.to(tl.float32)
+    return r
+
+
 @triton.jit
 def _softplus(v):
     return tl.where(v <= 20.0, tl.log(1.0 + tl.exp(v)), v)
 
 
 @triton.jit
-def _ssd_chunk_cumsum_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, table_ptr, l, h, dt_lo, dt_hi,
-                                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LIMIT: tl.constexpr,
-                                 BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
+def _chunk(k, tab_ptr, l, ncr, Q: tl.constexpr, VARLEN: tl.constexpr):
+    """Chunk slot k -> (batch row (int64), first token within the row (int64), length). Without cu_seqlens the
+    chunks of row r are slots r*ncr .. r*ncr+ncr-1; with cu_seqlens the table holds (start, len) per slot."""
+    if VARLEN:
+        row = tl.zeros((), dtype=tl.int64)
+        start = tl.load(tab_ptr + 2 * k).to(tl.int64)
+        ln = tl.load(tab_ptr + 2 * k + 1)
+    else:
+        row = (k // ncr).to(tl.int64)
+        c = k % ncr
+        start = (c * Q).to(tl.int64)
+        ln = tl.minimum(l - c * Q, Q)
+    return row, start, ln
+
+
+@triton.jit
+def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
+    """Sequence index -> (batch row, first token within the row, length, first chunk slot), all int64 but len."""
+    if VARLEN:
+        row = tl.zeros((), dtype=tl.int64)
+        s0 = tl.load(cu_ptr + seq).to(tl.int64)
+        ln = (tl.load(cu_ptr + seq + 1) - tl.load(cu_ptr + seq)).to(tl.int32)
+        first = tl.load(first_ptr + seq).to(tl.int64)
+    else:
+        row = seq.to(tl.int64)
+        s0 = tl.zeros((), dtype=tl.int64)
+        ln = l + tl.zeros((), dtype=tl.int32)
+        first = seq.to(tl.int64) * ncr
+    return row, s0, ln, first
+
+
+# --------------------------------------------------------------------------------------------- K0: dt, cumsum
+@triton.jit
+def _ssd_cumsum_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
+                           Q: tl.constexpr, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                           HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
+    """dt' = clamp(softplus(dt + bias)) and a = chunk-local cumsum(dt' A); reads dt (b, l, h), writes (b, h, l)."""
     k = tl.program_id(0)
     hb = tl.program_id(1)
-    row = tl.load(table_ptr + k * 3).to(tl.int64)
-    start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-    ln = tl.load(table_ptr + k * 3 + 2)
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
     offs_q = tl.arange(0, BLOCK_Q)
     offs_h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
-    mask = (offs_q < ln)[:, None] & (offs_h < h)[None, :]
-    ptrs = (row * l + start + offs_q)[:, None] * h + offs_h[None, :]
-    dt = tl.load(dt_ptr + ptrs, mask=mask, other=0.0).to(tl.float32)
+    mh = offs_h < h
+    mask = (offs_q < ln)[:, None] & mh[None, :]
+    dt = tl.load(dt_ptr + (row * l + start) * h + offs_q[:, None] * h + offs_h[None, :], mask=mask,
+                 other=0.0).to(tl.float32)
     if HAS_BIAS:
-        dt += tl.load(bias_ptr + offs_h, mask=offs_h < h, other=0.0).to(tl.float32)[None, :]
+        dt += tl.load(bias_ptr + offs_h, mask=mh, other=0.0).to(tl.float32)[None, :]
     if SOFTPLUS:
         dt = _softplus(dt)
     if HAS_LIMIT:
         dt = tl.minimum(tl.maximum(dt, dt_lo), dt_hi)
     dt = tl.where(mask, dt, 0.0)
-    A = tl.load(A_ptr + offs_h, mask=offs_h < h, other=0.0).to(tl.float32)
+    A = tl.load(A_ptr + offs_h, mask=mh, other=0.0).to(tl.float32)
     a = tl.cumsum(dt * A[None, :], axis=0)
-    tl.store(dtp_ptr + ptrs, dt, mask=mask)
-    tl.store(a_ptr + ptrs, a, mask=mask)
+    out = row * h * l + start + offs_h[None, :] * l + offs_q[:, None]
+    tl.store(dtp_ptr + out, dt, mask=mask)
+    tl.store(a_ptr + out, a, mask=mask)
 
 
+# --------------------------------------------------------------------------------------------- K1: CB per group
 @triton.jit
-def _ssd_chunk_state_kernel(X_ptr, BC_ptr, dtp_ptr, a_ptr, out_ptr, table_ptr, l, h, p, n, hpg, ng,
-                            IS_BWD: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_P: tl.constexpr,
-                            BLOCK_N: tl.constexpr, PREC: tl.constexpr):
-    """out[k, h] (p, n) = sum_s w_s X_s^T BC_s over the chunk's tokens, with
-    forward: X = x, BC = B, w_s = exp(a_last - a_s) dt'_s;   backward (IS_BWD): X = dy, BC = C, w_s = exp(a_s)."""
-    k = tl.program_id(0)
-    pb = tl.program_id(1)
-    hh = tl.program_id(2)
-    row = tl.load(table_ptr + k * 3).to(tl.int64)
-    start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-    ln = tl.load(table_ptr + k * 3 + 2)
-    tok0 = row * l + start
-    grp = hh // hpg
-    a_last = tl.load(a_ptr + (tok0 + ln - 1) * h + hh)
-    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    mp = offs_p < p
-    mn = offs_n < n
-    acc = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
-    for s0 in range(0, ln, BLOCK_S):
-        offs_s = s0 + tl.arange(0, BLOCK_S)
-        ms = offs_s < ln
-        tok = tok0 + offs_s
-        a_s = tl.load(a_ptr + tok * h + hh, mask=ms, other=0.0)
-        if IS_BWD:
-            w = tl.exp(a_s)
-        else:
-            w = tl.exp(a_last - a_s) * tl.load(dtp_ptr + tok * h + hh, mask=ms, other=0.0)
-        w = tl.where(ms, w, 0.0)
-        xT = tl.load(X_ptr + (tok[None, :] * h + hh) * p + offs_p[:, None], mask=ms[None, :] & mp[:, None],
-                     other=0.0).to(tl.float32)
-        bc = tl.load(BC_ptr + (tok[:, None] * ng + grp) * n + offs_n[None, :], mask=ms[:, None] & mn[None, :],
-                     other=0.0).to(tl.float32)
-        acc += tl.dot(xT * w[None, :], bc, input_precision=PREC)
-    out_off = ((k * h + hh).to(tl.int64) * p + offs_p[:, None]) * n + offs_n[None, :]
-    tl.store(out_ptr + out_off, acc, mask=mp[:, None] & mn[None, :])
+def _ssd_cb_kernel(C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
+                   Q: tl.constexpr, VARLEN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                   KIND: tl.constexpr, PREC: tl.constexpr):
+    """cb[k, g] (Q, Q) = C B^T of chunk k, group g; only blocks (t block >= s block) of valid rows are written."""
+    pid = tl.program_id(0)
+    gg = pid % ng
+    rest = pid // ng
+    pair = rest % (nmb * nmb)
+    k = rest // (nmb * nmb)
+    tb = pair // nmb
+    sb = pair % nmb
+    if sb > tb:
+        return
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if tb * BM >= ln:
+        return
+    offs_t = tb * BM + tl.arange(0, BM)
+    offs_s = sb * BM + tl.arange(0, BM)
+    bc = ((row * l + start) * ng + gg) * n
+    cb = tl.zeros((BM, BM), dtype=tl.float32)
+    for k0 in range(0, n, BK):  # K = n in steps of BK (fp32 operands: short steps keep 3xTF32 in registers)
+        offs_n = k0 + tl.arange(0, BK)
+        mn = offs_n < n
+        Ct = tl.load(C_ptr + bc + offs_t[:, None] * (ng * n) + offs_n[None, :],
+                     mask=(offs_t < ln)[:, None] & mn[None, :], other=0.0).to(tl.float32)
+        Bs = tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :],
+                     mask=(offs_s < ln)[:, None] & mn[None, :], other=0.0).to(tl.float32)
+        cb += tl.dot(_cast(Ct, KIND), tl.trans(_cast(Bs, KIND)), input_precision=PREC)
+    out = (k.to(tl.int64) * ng + gg) * Q * Q
+    tl.store(cb_ptr + out + offs_t[:, None] * Q + offs_s[None, :], cb.to(cb_ptr.dtype.element_ty),
+             mask=(offs_t < Q)[:, None] & (offs_s < Q)[None, :])
 
 
+# --------------------------------------------------------------------------------------------- F1: states fwd
 @triton.jit
-def _ssd_state_passing_fwd_kernel(S_ptr, a_ptr, init_ptr, hin_ptr, final_ptr, table_ptr, seq_ptr, l, h, PN,
-                                  HAS_INIT: tl.constexpr, BLOCK: tl.constexpr):
-    i = tl.program_id(0)
-    hh = tl.program_id(1)
-    blk = tl.program_id(2)
-    c0 = tl.load(seq_ptr + 2 * i)
-    nc = tl.load(seq_ptr + 2 * i + 1)
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    m = offs < PN
-    if HAS_INIT:
-        st = tl.load(init_ptr + (i * h + hh).to(tl.int64) * PN + offs, mask=m, other=0.0).to(tl.float32)
-    else:
-        st = tl.zeros((BLOCK,), dtype=tl.float32)
-    for j in range(0, nc):
-        k = c0 + j
-        row = tl.load(table_ptr + k * 3).to(tl.int64)
-        start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-        ln = tl.load(table_ptr + k * 3 + 2)
-        a_last = tl.load(a_ptr + (row * l + start + ln - 1) * h + hh)
-        base = (k * h + hh).to(tl.int64) * PN
-        tl.store(hin_ptr + base + offs, st, mask=m)
-        st = tl.exp(a_last) * st + tl.load(S_ptr + base + offs, mask=m, other=0.0)
-    tl.store(final_ptr + (i * h + hh).to(tl.int64) * PN + offs, st, mask=m)
-
-
-@triton.jit
-def _ssd_state_passing_bwd_kernel(dH_ptr, hin_ptr, a_ptr, dfinal_ptr, dS_ptr, dinit_ptr, ddecay_ptr, table_ptr,
-                                  seq_ptr, l, h, PN, nblk, HAS_DFINAL: tl.constexpr, BLOCK: tl.constexpr):
-    """Reverse over a sequence's chunks. g = gradient w.r.t. the state after chunk k:
-    dS_k = g;  d a_last_k += exp(a_last_k) <g, h_in[k]>;  g <- dH_k + exp(a_last_k) g."""
-    i = tl.program_id(0)
-    hh = tl.program_id(1)
-    blk = tl.program_id(2)
-    c0 = tl.load(seq_ptr + 2 * i)
-    nc = tl.load(seq_ptr + 2 * i + 1)
-    offs = blk * BLOCK + tl.arange(0, BLOCK)
-    m = offs < PN
-    if HAS_DFINAL:
-        g = tl.load(dfinal_ptr + (i * h + hh).to(tl.int64) * PN + offs, mask=m, other=0.0).to(tl.float32)
-    else:
-        g = tl.zeros((BLOCK,), dtype=tl.float32)
-    for j in range(0, nc):
-        k = c0 + nc - 1 - j
-        row = tl.load(table_ptr + k * 3).to(tl.int64)
-        start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-        ln = tl.load(table_ptr + k * 3 + 2)
-        decay = tl.exp(tl.load(a_ptr + (row * l + start + ln - 1) * h + hh))
-        base = (k * h + hh).to(tl.int64) * PN
-        tl.store(dS_ptr + base + offs, g, mask=m)
-        hin = tl.load(hin_ptr + base + offs, mask=m, other=0.0)
-        tl.store(ddecay_ptr + (k * h + hh) * nblk + blk, decay * tl.sum(g * hin, axis=0))
-        g = tl.load(dH_ptr + base + offs, mask=m, other=0.0) + decay * g
-    tl.store(dinit_ptr + (i * h + hh).to(tl.int64) * PN + offs, g, mask=m)
-
-
-@triton.jit
-def _ssd_chunk_scan_fwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, hin_ptr, D_ptr, z_ptr, out_ptr, ypre_ptr,
-                               table_ptr, l, h, p, n, hpg, ng, nmb,
-                               HAS_D: tl.constexpr, D_HP: tl.constexpr, HAS_Z: tl.constexpr,
-                               BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
-                               PREC: tl.constexpr):
-    pid0 = tl.program_id(0)
-    pb = tl.program_id(1)
-    hh = tl.program_id(2)
-    k = pid0 // nmb
-    mb = pid0 % nmb
-    row = tl.load(table_ptr + k * 3).to(tl.int64)
-    start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-    ln = tl.load(table_ptr + k * 3 + 2)
-    tok0 = row * l + start
-    grp = hh // hpg
-    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
-    mm = offs_m < ln
-    tok_m = tok0 + offs_m
-    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
-    mp = offs_p < p
-    offs_n = tl.arange(0, BLOCK_N)
-    mn = offs_n < n
-    a_m = tl.load(a_ptr + tok_m * h + hh, mask=mm, other=0.0)
-    Cm = tl.load(C_ptr + (tok_m[:, None] * ng + grp) * n + offs_n[None, :], mask=mm[:, None] & mn[None, :],
-                 other=0.0).to(tl.float32)
-    # state -> output: exp(a_t) C_t h_in^T
-    hinT = tl.load(hin_ptr + ((k * h + hh).to(tl.int64) * p + offs_p[None, :]) * n + offs_n[:, None],
-                   mask=mp[None, :] & mn[:, None], other=0.0)
-    acc = tl.dot(Cm, hinT, input_precision=PREC) * tl.exp(a_m)[:, None]
-    # intra-chunk: (C B^T o L) (dt x)
-    for sb in range(0, mb + 1):
-        offs_s = sb * BLOCK_M + tl.arange(0, BLOCK_M)
-        ms = offs_s < ln
-        tok_s = tok0 + offs_s
-        Bs = tl.load(B_ptr + (tok_s[:, None] * ng + grp) * n + offs_n[None, :], mask=ms[:, None] & mn[None, :],
-                     other=0.0).to(tl.float32)
-        a_s = tl.load(a_ptr + tok_s * h + hh, mask=ms, other=0.0)
-        dt_s = tl.load(dtp_ptr + tok_s * h + hh, mask=ms, other=0.0)
-        xs = tl.load(x_ptr + (tok_s[:, None] * h + hh) * p + offs_p[None, :], mask=ms[:, None] & mp[None, :],
-                     other=0.0).to(tl.float32)
-        cb = tl.dot(Cm, tl.trans(Bs), input_precision=PREC)
-        causal = (offs_m[:, None] >= offs_s[None, :]) & ms[None, :]
-        dec = tl.exp(tl.where(causal, a_m[:, None] - a_s[None, :], float("-inf")))
-        acc += tl.dot(cb * dec * dt_s[None, :], xs, input_precision=PREC)
-    xy_off = (tok_m[:, None] * h + hh) * p + offs_p[None, :]
-    mxy = mm[:, None] & mp[None, :]
-    if HAS_D:
-        xm = tl.load(x_ptr + xy_off, mask=mxy, other=0.0).to(tl.float32)
-        if D_HP:
-            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)
-            acc += xm * Dv[None, :]
-        else:
-            acc += xm * tl.load(D_ptr + hh).to(tl.float32)
-    if HAS_Z:
-        tl.store(ypre_ptr + xy_off, acc, mask=mxy)
-        zm = tl.load(z_ptr + xy_off, mask=mxy, other=0.0).to(tl.float32)
-        acc = acc * zm * tl.sigmoid(zm)
-    tl.store(out_ptr + xy_off, acc.to(out_ptr.dtype.element_ty), mask=mxy)
-
-
-@triton.jit
-def _ssd_chunk_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, D_ptr,
-                          dx_ptr, ddt_ptr, dBh_ptr, dCh_ptr, da_ptr,
-                          table_ptr, l, h, p, n, hpg, ng, nmb,
-                          HAS_D: tl.constexpr, D_HP: tl.constexpr,
-                          BLOCK_M: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final_ptr, cu_ptr, first_ptr,
+                          l, h, p, n, hpg, ng, ncr, npb,
+                          Q: tl.constexpr, VARLEN: tl.constexpr, HAS_INIT: tl.constexpr, SB: tl.constexpr,
+                          BS: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                           PREC: tl.constexpr):
-    """Intra-chunk gradients for one block j of rows of one chunk, one head. The block is both a source s
-    (columns of M) and a target t (rows of M), M[t, s] = (C_t.B_s) exp(a_t - a_s) [s <= t], y_t = sum_s M[t, s]
-    dt'_s x_s + ...; the terms through the chunk states are added by _ssd_chunk_state_bwd_kernel."""
-    pid0 = tl.program_id(0)
-    hh = tl.program_id(1)
-    k = pid0 // nmb
-    jb = pid0 % nmb
-    row = tl.load(table_ptr + k * 3).to(tl.int64)
-    start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-    ln = tl.load(table_ptr + k * 3 + 2)
-    tok0 = row * l + start
+    """One program per (sequence, head, p block): walks the sequence's chunks in order in token blocks of BS,
+    state (BP x n, fp32) in registers; stores the state entering each chunk (hin) and the final state.
+    Chunk c: h_in[c] = state; state = exp(a_L) state + sum_s exp(a_L - a_s) dt'_s x_s^T B_s."""
+    pid = tl.program_id(0)
+    pb = pid % npb
+    sh = pid // npb
+    hh = sh % h
+    seq = sh // h
     grp = hh // hpg
-    offs_j = jb * BLOCK_M + tl.arange(0, BLOCK_M)
-    mj = offs_j < ln
-    tok_j = tok0 + offs_j
-    offs_p = tl.arange(0, BLOCK_P)
+    row, s0, L, first = _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN)
+    nck = tl.cdiv(L, Q)
+    offs_p = pb * BP + tl.arange(0, BP)
+    offs_n = tl.arange(0, BN)
     mp = offs_p < p
-    offs_n = tl.arange(0, BLOCK_N)
     mn = offs_n < n
-    mjp = mj[:, None] & mp[None, :]
-    mjn = mj[:, None] & mn[None, :]
-    xp_off = (tok_j[:, None] * h + hh) * p + offs_p[None, :]
-    bc_off = (tok_j[:, None] * ng + grp) * n + offs_n[None, :]
-    a_j = tl.load(a_ptr + tok_j * h + hh, mask=mj, other=0.0)
-    dt_j = tl.load(dtp_ptr + tok_j * h + hh, mask=mj, other=0.0)
-    x_j = tl.load(x_ptr + xp_off, mask=mjp, other=0.0).to(tl.float32)
-    dy_j = tl.load(dy_ptr + xp_off, mask=mjp, other=0.0)
-    B_j = tl.load(B_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
-    C_j = tl.load(C_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
+    mpn = mp[:, None] & mn[None, :]
+    st = offs_p[:, None] * n + offs_n[None, :]
+    PN = p * n
+    if HAS_INIT:
+        acc = tl.load(init_ptr + (seq.to(tl.int64) * h + hh) * PN + st, mask=mpn, other=0.0).to(tl.float32)
+    else:
+        acc = tl.zeros((BP, BN), dtype=tl.float32)
+    xb = x_ptr + ((row * l + s0) * h + hh) * p
+    bb = B_ptr + ((row * l + s0) * ng + grp) * n
+    ab = (row * h + hh) * l + s0
+    for i in range(0, nck * SB):
+        c = i // SB
+        sb = i % SB
+        cst = c * Q
+        clen = tl.minimum(L - cst, Q)
+        a_last = tl.load(a_ptr + ab + cst + clen - 1)
+        if sb == 0:
+            tl.store(hin_ptr + ((first + c) * h + hh) * PN + st, acc.to(hin_ptr.dtype.element_ty), mask=mpn)
+        acc = acc * tl.where(sb == 0, tl.exp(a_last), 1.0)
+        offs_s = sb * BS + tl.arange(0, BS)
+        ms = offs_s < clen
+        tk = cst + offs_s
+        a_s = tl.load(a_ptr + ab + tk, mask=ms, other=0.0)
+        dt_s = tl.load(dtp_ptr + ab + tk, mask=ms, other=0.0)
+        w = tl.where(ms, tl.exp(a_last - a_s) * dt_s, 0.0)
+        xT = tl.load(xb + tk[None, :] * (h * p) + offs_p[:, None], mask=ms[None, :] & mp[:, None],
+                     other=0.0).to(tl.float32)
+        Bs = tl.load(bb + tk[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
+                     other=0.0).to(tl.float32)
+        acc += tl.dot(_cast(xT * w[None, :], KIND), _cast(Bs, KIND), input_precision=PREC)
+    tl.store(final_ptr + (seq.to(tl.int64) * h + hh) * PN + st, acc, mask=mpn)
 
-    # ---- block as source s: intra-chunk terms over targets t >= s
-    ddtx = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)   # d(dt' x)_s
-    dB = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    da = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    xdt_j = x_j * dt_j[:, None]
-    ntb = tl.cdiv(ln, BLOCK_M)
-    for tb in range(jb, ntb):
-        offs_t = tb * BLOCK_M + tl.arange(0, BLOCK_M)
-        mt = offs_t < ln
-        tok_t = tok0 + offs_t
-        a_t = tl.load(a_ptr + tok_t * h + hh, mask=mt, other=0.0)
-        C_t = tl.load(C_ptr + (tok_t[:, None] * ng + grp) * n + offs_n[None, :], mask=mt[:, None] & mn[None, :],
-                      other=0.0).to(tl.float32)
-        dy_t = tl.load(dy_ptr + (tok_t[:, None] * h + hh) * p + offs_p[None, :], mask=mt[:, None] & mp[None, :],
-                       other=0.0)
-        causal = (offs_t[None, :] >= offs_j[:, None]) & mt[None, :] & mj[:, None]
-        dec = tl.exp(tl.where(causal, a_t[None, :] - a_j[:, None], float("-inf")))      # (s, t)
-        MT = tl.dot(B_j, tl.trans(C_t), input_precision=PREC) * dec
-        ddtx += tl.dot(MT, dy_t, input_precision=PREC)
-        dMT = tl.dot(xdt_j, tl.trans(dy_t), input_precision=PREC)
-        dB += tl.dot(dMT * dec, C_t, input_precision=PREC)
-        da -= tl.sum(dMT * MT, axis=1)
-    dx = ddtx * dt_j[:, None]
-    ddt = tl.sum(x_j * ddtx, axis=1)
+
+# --------------------------------------------------------------------------------------------- F2: chunk scan
+@triton.jit
+def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, D_ptr, out_ptr, ypre_ptr,
+                           tab_ptr, l, h, p, n, hpg, ng, ncr, npb,
+                           Q: tl.constexpr, VARLEN: tl.constexpr, CB_MEM: tl.constexpr, HAS_D: tl.constexpr,
+                           D_HP: tl.constexpr, HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr,
+                           BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                           PREC: tl.constexpr):
+    """Chunk k, head hh, p block pb, all row blocks mb (h_in read once):
+      y_t = exp(a_t) C_t h_in^T + sum_{s<=t} CB_ts exp(a_t - a_s) dt'_s x_s + D x_t;  out = y silu(z).
+    Off-diagonal blocks (s block < t block) use exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s) with a_r = a at the
+    row block's first token (2 BM exps per block instead of BM^2); the diagonal block is exact. CB comes from cb_ptr
+    (CB_MEM: shared by a group's heads) or is recomputed from C and B."""
+    pid = tl.program_id(0)
+    hh = pid % h
+    rest = pid // h
+    pb = rest % npb
+    k = rest // npb
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if ln <= 0:
+        return
+    grp = hh // hpg
+    offs_p = pb * BP + tl.arange(0, BP)
+    mp = offs_p < p
+    offs_n = tl.arange(0, BN)
+    mn = offs_n < n
+    tok0 = row * l + start
+    xyb = (tok0 * h + hh) * p
+    bc = (tok0 * ng + grp) * n
+    ab = (row * h + hh) * l + start
+    cbb = (k.to(tl.int64) * ng + grp) * Q * Q
+    hin = tl.load(hin_ptr + (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :],
+                  mask=mp[:, None] & mn[None, :], other=0.0).to(tl.float32)
+    hinT = tl.trans(_cast(hin, KIND))                                                       # (n, p)
     if HAS_D:
         if D_HP:
-            dx += dy_j * tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
+            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
         else:
-            dx += dy_j * tl.load(D_ptr + hh).to(tl.float32)
+            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    for mb in range(0, tl.cdiv(ln, BM)):
+        m0 = mb * BM
+        offs_m = m0 + tl.arange(0, BM)
+        mm = offs_m < ln
+        a_m = tl.load(a_ptr + ab + offs_m, mask=mm, other=0.0)
+        a_r = tl.load(a_ptr + ab + m0)
+        Cm = _cast(tl.load(C_ptr + bc + offs_m[:, None] * (ng * n) + offs_n[None, :],
+                           mask=mm[:, None] & mn[None, :], other=0.0).to(tl.float32), KIND)
+        # state -> output, scaled by exp(a_r) here and by exp(a_t - a_r) below
+        acc = tl.dot(Cm, hinT, input_precision=PREC) * tl.exp(a_r)
+        for sb in range(0, mb):  # off-diagonal blocks: every s < m0 <= t
+            offs_s = sb * BM + tl.arange(0, BM)
+            a_s = tl.load(a_ptr + ab + offs_s)
+            dt_s = tl.load(dtp_ptr + ab + offs_s)
+            if CB_MEM:
+                cb = tl.load(cb_ptr + cbb + offs_m[:, None] * Q + offs_s[None, :], mask=mm[:, None],
+                             other=0.0).to(tl.float32)
+            else:
+                Bs = tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=mn[None, :],
+                             other=0.0).to(tl.float32)
+                cb = tl.dot(Cm, tl.trans(_cast(Bs, KIND)), input_precision=PREC)
+            xs = tl.load(x_ptr + xyb + offs_s[:, None] * (h * p) + offs_p[None, :], mask=mp[None, :],
+                         other=0.0).to(tl.float32)
+            colf = tl.exp(a_r - a_s) * dt_s
+            acc += tl.dot(_cast(cb * colf[None, :], KIND), _cast(xs, KIND), input_precision=PREC)
+        acc = acc * tl.where(mm, tl.exp(a_m - a_r), 0.0)[:, None]
+        # diagonal block (s block = t block): exact decay; its x tile is also the D term's
+        dt_m = tl.load(dtp_ptr + ab + offs_m, mask=mm, other=0.0)
+        if CB_MEM:
+            cb = tl.load(cb_ptr + cbb + offs_m[:, None] * Q + offs_m[None, :], mask=mm[:, None] & mm[None, :],
+                         other=0.0).to(tl.float32)
+        else:
+            Bm = tl.load(B_ptr + bc + offs_m[:, None] * (ng * n) + offs_n[None, :], mask=mm[:, None] & mn[None, :],
+                         other=0.0).to(tl.float32)
+            cb = tl.dot(Cm, tl.trans(_cast(Bm, KIND)), input_precision=PREC)
+        xy = xyb + offs_m[:, None] * (h * p) + offs_p[None, :]
+        mxy = mm[:, None] & mp[None, :]
+        xm = tl.load(x_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+        causal = (offs_m[:, None] >= offs_m[None, :]) & mm[None, :]
+        dec = tl.exp(tl.where(causal, a_m[:, None] - a_m[None, :], float("-inf")))
+        acc += tl.dot(_cast(cb * dec * dt_m[None, :], KIND), _cast(xm, KIND), input_precision=PREC)
+        if HAS_D:
+            acc += xm * Dv
+        if HAS_Z:
+            if STORE_YPRE:
+                tl.store(ypre_ptr + xy, acc.to(ypre_ptr.dtype.element_ty), mask=mxy)
+            zm = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+            acc = acc * zm * tl.sigmoid(zm)
+        tl.store(out_ptr + xy, acc.to(out_ptr.dtype.element_ty), mask=mxy)
 
-    # ---- block as target t: intra-chunk terms over sources s <= t
-    dC = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for sb in range(0, jb + 1):
-        offs_s = sb * BLOCK_M + tl.arange(0, BLOCK_M)
-        ms = offs_s < ln
-        tok_s = tok0 + offs_s
-        a_s = tl.load(a_ptr + tok_s * h + hh, mask=ms, other=0.0)
-        dt_s = tl.load(dtp_ptr + tok_s * h + hh, mask=ms, other=0.0)
-        B_s = tl.load(B_ptr + (tok_s[:, None] * ng + grp) * n + offs_n[None, :], mask=ms[:, None] & mn[None, :],
-                      other=0.0).to(tl.float32)
-        x_s = tl.load(x_ptr + (tok_s[:, None] * h + hh) * p + offs_p[None, :], mask=ms[:, None] & mp[None, :],
-                      other=0.0).to(tl.float32)
-        causal = (offs_j[:, None] >= offs_s[None, :]) & ms[None, :] & mj[:, None]
-        dec = tl.exp(tl.where(causal, a_j[:, None] - a_s[None, :], float("-inf")))      # (t, s)
-        M = tl.dot(C_j, tl.trans(B_s), input_precision=PREC) * dec
-        dM = tl.dot(dy_j, tl.trans(x_s * dt_s[:, None]), input_precision=PREC)
-        dC += tl.dot(dM * dec, B_s, input_precision=PREC)
-        da += tl.sum(dM * M, axis=1)
 
-    tl.store(dx_ptr + xp_off, dx, mask=mjp)
-    tl.store(ddt_ptr + tok_j * h + hh, ddt, mask=mj)
-    hn_off = (tok_j[:, None] * h + hh) * n + offs_n[None, :]
-    tl.store(dBh_ptr + hn_off, dB, mask=mjn)
-    tl.store(dCh_ptr + hn_off, dC, mask=mjn)
-    tl.store(da_ptr + tok_j * h + hh, da, mask=mj)
-
-
+# --------------------------------------------------------------------------------------------- B1: states bwd
 @triton.jit
-def _ssd_chunk_state_bwd_kernel(x_ptr, B_ptr, C_ptr, dtp_ptr, a_ptr, dy_ptr, hin_ptr, dS_ptr,
-                                dx_ptr, ddt_ptr, dBh_ptr, dCh_ptr, da_ptr, dalast_ptr,
-                                table_ptr, l, h, p, n, hpg, ng, nmb,
-                                BLOCK_M: tl.constexpr, BLOCK_PS: tl.constexpr, BLOCK_N: tl.constexpr,
-                                PREC: tl.constexpr):
-    """Adds the gradients through the chunk states to one block's (dx, d dt', dB, dC, d a) written by
-    _ssd_chunk_bwd_kernel, looping over p in slices so a (p, n) state tile never sits whole in shared memory:
-      chunk state  S = sum_s w_s x_s B_s^T, w_s = exp(a_last - a_s) dt'_s, dS its gradient:
-        dx_s += w_s dS B_s,  dB_s += w_s dS^T x_s,  dw_s = x_s . (dS B_s) -> d dt'_s, d a_s, d a_last
-      state to output  y_t += exp(a_t) h_in C_t:
-        dC_t += exp(a_t) h_in^T dy_t,  d a_t += exp(a_t) dy_t . (h_in C_t)"""
-    pid0 = tl.program_id(0)
-    hh = tl.program_id(1)
-    k = pid0 // nmb
-    jb = pid0 % nmb
-    row = tl.load(table_ptr + k * 3).to(tl.int64)
-    start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-    ln = tl.load(table_ptr + k * 3 + 2)
-    tok0 = row * l + start
+def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfinal_ptr, dsin_ptr,
+                          dy_ptr, dz_ptr, dS_ptr, dinit_ptr, dalast_ptr, cu_ptr, first_ptr,
+                          l, h, p, n, hpg, ng, ncr, npb,
+                          Q: tl.constexpr, VARLEN: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
+                          HAS_DSIN: tl.constexpr, SB: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr,
+                          BN: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
+    """Reverse walk over a sequence's chunks (per head, p block). g = gradient w.r.t. the state after chunk c:
+    dS[c] = g;  d a_L[c] += exp(a_L) <g, h_in[c]>;  g <- exp(a_L) g + d states_in[c] + sum_t exp(a_t) dy_t^T C_t.
+    Also dy = dout silu(z) and dz = dout ypre silu'(z) for the program's columns (stored; dy only with z)."""
+    pid = tl.program_id(0)
+    pb = pid % npb
+    sh = pid // npb
+    hh = sh % h
+    seq = sh // h
     grp = hh // hpg
-    offs_j = jb * BLOCK_M + tl.arange(0, BLOCK_M)
-    mj = offs_j < ln
-    tok_j = tok0 + offs_j
-    offs_n = tl.arange(0, BLOCK_N)
+    row, s0, L, first = _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN)
+    nck = tl.cdiv(L, Q)
+    offs_p = pb * BP + tl.arange(0, BP)
+    offs_n = tl.arange(0, BN)
+    mp = offs_p < p
     mn = offs_n < n
-    mjn = mj[:, None] & mn[None, :]
-    bc_off = (tok_j[:, None] * ng + grp) * n + offs_n[None, :]
-    a_j = tl.load(a_ptr + tok_j * h + hh, mask=mj, other=0.0)
-    dt_j = tl.load(dtp_ptr + tok_j * h + hh, mask=mj, other=0.0)
-    a_last = tl.load(a_ptr + (tok0 + ln - 1) * h + hh)
-    B_j = tl.load(B_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
-    C_j = tl.load(C_ptr + bc_off, mask=mjn, other=0.0).to(tl.float32)
-    e_j = tl.where(mj, tl.exp(a_last - a_j), 0.0)
-    w = e_j * dt_j
-    ea = tl.where(mj, tl.exp(a_j), 0.0)
-    dB = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    dC = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    dw = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    dat = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    st_base = (k * h + hh).to(tl.int64) * p
-    for p0 in range(0, p, BLOCK_PS):
-        offs_p = p0 + tl.arange(0, BLOCK_PS)
-        mp = offs_p < p
-        mjp = mj[:, None] & mp[None, :]
-        xp_off = (tok_j[:, None] * h + hh) * p + offs_p[None, :]
-        x_j = tl.load(x_ptr + xp_off, mask=mjp, other=0.0).to(tl.float32)
-        dy_j = tl.load(dy_ptr + xp_off, mask=mjp, other=0.0)
-        st_off = (st_base + offs_p[:, None]) * n + offs_n[None, :]
-        mpn = mp[:, None] & mn[None, :]
-        dS = tl.load(dS_ptr + st_off, mask=mpn, other=0.0)                                # (ps, n)
-        BdS = tl.dot(B_j, tl.trans(dS), input_precision=PREC)                              # (s, ps)
-        dx_old = tl.load(dx_ptr + xp_off, mask=mjp, other=0.0)
-        tl.store(dx_ptr + xp_off, dx_old + w[:, None] * BdS, mask=mjp)
-        dB += tl.dot(x_j, dS, input_precision=PREC)
-        dw += tl.sum(x_j * BdS, axis=1)
-        hin = tl.load(hin_ptr + st_off, mask=mpn, other=0.0)                               # (ps, n)
-        dC += tl.dot(dy_j, hin, input_precision=PREC)
-        dat += tl.sum(dy_j * tl.dot(C_j, tl.trans(hin), input_precision=PREC), axis=1)
-    hn_off = (tok_j[:, None] * h + hh) * n + offs_n[None, :]
-    tl.store(dBh_ptr + hn_off, tl.load(dBh_ptr + hn_off, mask=mjn, other=0.0) + w[:, None] * dB, mask=mjn)
-    tl.store(dCh_ptr + hn_off, tl.load(dCh_ptr + hn_off, mask=mjn, other=0.0) + ea[:, None] * dC, mask=mjn)
-    ddt_old = tl.load(ddt_ptr + tok_j * h + hh, mask=mj, other=0.0)
-    tl.store(ddt_ptr + tok_j * h + hh, ddt_old + e_j * dw, mask=mj)
-    da_old = tl.load(da_ptr + tok_j * h + hh, mask=mj, other=0.0)
-    tl.store(da_ptr + tok_j * h + hh, da_old - dw * w + ea * dat, mask=mj)
-    tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dw * w, axis=0))
+    mpn = mp[:, None] & mn[None, :]
+    st = offs_p[:, None] * n + offs_n[None, :]
+    PN = p * n
+    if HAS_DFINAL:
+        g = tl.load(dfinal_ptr + (seq.to(tl.int64) * h + hh) * PN + st, mask=mpn, other=0.0).to(tl.float32)
+    else:
+        g = tl.zeros((BP, BN), dtype=tl.float32)
+    xyb = ((row * l + s0) * h + hh) * p
+    cb_ = C_ptr + ((row * l + s0) * ng + grp) * n
+    ab = (row * h + hh) * l + s0
+    total = nck * SB
+    for i in range(0, total):
+        j = total - 1 - i
+        c = j // SB
+        sb = j % SB
+        cst = c * Q
+        clen = tl.minimum(L - cst, Q)
+        a_last = tl.load(a_ptr + ab + cst + clen - 1)
+        e_last = tl.exp(a_last)
+        if sb == SB - 1:
+            slot = ((first + c) * h + hh) * PN
+            tl.store(dS_ptr + slot + st, g.to(dS_ptr.dtype.element_ty), mask=mpn)
+            hin = tl.load(hin_ptr + slot + st, mask=mpn, other=0.0).to(tl.float32)
+            tl.atomic_add(dalast_ptr + (first + c) * h + hh, e_last * tl.sum(tl.sum(g * hin, axis=1), axis=0))
+            if HAS_DSIN:
+                g = g * e_last + tl.load(dsin_ptr + slot + st, mask=mpn, other=0.0).to(tl.float32)
+            else:
+                g = g * e_last
+        offs_s = sb * BS + tl.arange(0, BS)
+        ms = offs_s < clen
+        tk = cst + offs_s
+        a_s = tl.load(a_ptr + ab + tk, mask=ms, other=0.0)
+        e_s = tl.where(ms, tl.exp(a_s), 0.0)
+        xy = xyb + tk[:, None] * (h * p) + offs_p[None, :]
+        mxy = ms[:, None] & mp[None, :]
+        dy = tl.load(dout_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+            yp = tl.load(ypre_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+            sig = tl.sigmoid(zz)
+            tl.store(dz_ptr + xy, (dy * yp * sig * (1.0 + zz * (1.0 - sig))).to(dz_ptr.dtype.element_ty), mask=mxy)
+            dy = dy * zz * sig
+            tl.store(dy_ptr + xy, dy.to(dy_ptr.dtype.element_ty), mask=mxy)
+        Cs = tl.load(cb_ + tk[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
+                     other=0.0).to(tl.float32)
+        g += tl.dot(_cast(tl.trans(dy * e_s[:, None]), KIND), _cast(Cs, KIND), input_precision=PREC)
+    tl.store(dinit_ptr + (seq.to(tl.int64) * h + hh) * PN + st, g, mask=mpn)
 
 
+# --------------------------------------------------------------------------------------------- B2: dx, ddt
 @triton.jit
-def _ssd_chunk_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalast_ptr, ddt_in_ptr, ddt_out_ptr,
-                                 dA_part_ptr, table_ptr, l, h, dt_lo, dt_hi,
-                                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_LIMIT: tl.constexpr,
-                                 BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
-    """d a (per position, plus the chunk's d a_last) -> d(dt' A)_j = sum_{t >= j} d a_t (reverse cumsum),
-    d dt' += A d(dt' A), dA += sum dt' d(dt' A); then back through clamp and softplus to the raw dt."""
+def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, dS_ptr, D_ptr,
+                       dx_ptr, ddtp_ptr, da_ptr, dalast_ptr, dD_ptr, tab_ptr,
+                       l, h, p, n, hpg, ng, ncr, npb,
+                       Q: tl.constexpr, VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
+                       BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                       PREC: tl.constexpr):
+    """Chunk k, head hh, p block pb, all source blocks sb (dS and h_in read once); u_s = dt'_s x_s,
+    e_s = exp(a_L - a_s):
+      du_s = sum_{t>=s} CB_ts exp(a_t - a_s) dy_t + e_s B_s dS^T;  dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s
+      state-in path:  d a_s -= dt'_s q_s,  d a_L += sum_s dt'_s q_s,  q_s = e_s x_s.(dS B_s)
+      state-out path: d a_s += exp(a_s) dy_s.(h_in C_s)
+    Off-diagonal blocks (t block > s block) factor exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), a_r = a at the
+    source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk."""
+    pid = tl.program_id(0)
+    hh = pid % h
+    rest = pid // h
+    pb = rest % npb
+    k = rest // npb
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if ln <= 0:
+        return
+    grp = hh // hpg
+    offs_p = pb * BP + tl.arange(0, BP)
+    mp = offs_p < p
+    offs_n = tl.arange(0, BN)
+    mn = offs_n < n
+    tok0 = row * l + start
+    xyb = (tok0 * h + hh) * p
+    bc = (tok0 * ng + grp) * n
+    ab = (row * h + hh) * l + start
+    cbb = (k.to(tl.int64) * ng + grp) * Q * Q
+    a_last = tl.load(a_ptr + ab + ln - 1)
+    mpn = mp[:, None] & mn[None, :]
+    slot = (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :]
+    dST = tl.trans(_cast(tl.load(dS_ptr + slot, mask=mpn, other=0.0).to(tl.float32), KIND))     # (n, p)
+    hinT = tl.trans(_cast(tl.load(hin_ptr + slot, mask=mpn, other=0.0).to(tl.float32), KIND))   # (n, p)
+    if HAS_D:
+        if D_HP:
+            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
+        else:
+            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    dD = tl.zeros((BP,), dtype=tl.float32)
+    dal = tl.zeros((BM,), dtype=tl.float32)
+    ntb = tl.cdiv(ln, BM)
+    for sb in range(0, ntb):
+        s0 = sb * BM
+        offs_s = s0 + tl.arange(0, BM)
+        ms = offs_s < ln
+        a_s = tl.load(a_ptr + ab + offs_s, mask=ms, other=0.0)
+        dt_s = tl.load(dtp_ptr + ab + offs_s, mask=ms, other=0.0)
+        a_r = tl.load(a_ptr + ab + tl.minimum(s0 + BM, ln) - 1)
+        du = tl.zeros((BM, BP), dtype=tl.float32)
+        for tb in range(sb + 1, ntb):  # off-diagonal target blocks: every t > a_r's token >= s
+            offs_t = tb * BM + tl.arange(0, BM)
+            mt = offs_t < ln
+            a_t = tl.load(a_ptr + ab + offs_t, mask=mt, other=0.0)
+            cbT = tl.load(cb_ptr + cbb + offs_t[None, :] * Q + offs_s[:, None], mask=ms[:, None] & mt[None, :],
+                          other=0.0).to(tl.float32)                                        # (s, t)
+            rowf = tl.where(mt, tl.exp(a_t - a_r), 0.0)
+            dyt = tl.load(dy_ptr + xyb + offs_t[:, None] * (h * p) + offs_p[None, :],
+                          mask=mt[:, None] & mp[None, :], other=0.0).to(tl.float32)
+            du += tl.dot(_cast(cbT * rowf[None, :], KIND), _cast(dyt, KIND), input_precision=PREC)
+        du = du * tl.where(ms, tl.exp(a_r - a_s), 0.0)[:, None]
+        # diagonal block
+        xy = xyb + offs_s[:, None] * (h * p) + offs_p[None, :]
+        mxy = ms[:, None] & mp[None, :]
+        dys = tl.load(dy_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+        cbT = tl.load(cb_ptr + cbb + offs_s[None, :] * Q + offs_s[:, None], mask=ms[:, None] & ms[None, :],
+                      other=0.0).to(tl.float32)                                            # (s, t)
+        causal = (offs_s[None, :] >= offs_s[:, None]) & ms[None, :]
+        dec = tl.exp(tl.where(causal, a_s[None, :] - a_s[:, None], float("-inf")))
+        du += tl.dot(_cast(cbT * dec, KIND), _cast(dys, KIND), input_precision=PREC)
+        # state-out path (d a only): exp(a_s) dy_s.(h_in C_s)
+        msn = ms[:, None] & mn[None, :]
+        Cs = _cast(tl.load(C_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn,
+                           other=0.0).to(tl.float32), KIND)
+        yo = tl.dot(Cs, hinT, input_precision=PREC)                                         # (s, p)
+        dat = tl.where(ms, tl.exp(a_s), 0.0) * tl.sum(dys * yo, axis=1)
+        # state-in path: e_s B_s dS^T
+        Bs = _cast(tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn,
+                           other=0.0).to(tl.float32), KIND)
+        dus = tl.dot(Bs, dST, input_precision=PREC) * tl.where(ms, tl.exp(a_last - a_s), 0.0)[:, None]
+        du += dus
+        xs = tl.load(x_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+        q = tl.sum(xs * dus, axis=1)
+        dx = du * dt_s[:, None]
+        if HAS_D:
+            dx += dys * Dv
+            dD += tl.sum(dys * xs, axis=0)
+        tl.store(dx_ptr + xy, dx.to(dx_ptr.dtype.element_ty), mask=mxy)
+        tl.atomic_add(ddtp_ptr + ab + offs_s, tl.sum(xs * du, axis=1), mask=ms)
+        tl.atomic_add(da_ptr + ab + offs_s, dat - dt_s * q, mask=ms)
+        dal += dt_s * q
+    tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dal, axis=0))
+    if HAS_D:
+        tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
+
+
+# --------------------------------------------------------------------------------------------- B3: dCB
+@triton.jit
+def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, tab_ptr,
+                        l, h, p, hpg, ng, ncr, nmb,
+                        Q: tl.constexpr, VARLEN: tl.constexpr, NPK: tl.constexpr, BM: tl.constexpr,
+                        BPK: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
+    """Block (tb, sb), tb >= sb, of chunk k, group gg: G_h = (dy_t u_s^T) o exp(a_t - a_s) [s <= t] per head of the
+    group; dCB = sum_h G_h (stored, feeds dB / dC); d a_t += rowsum(G_h o CB), d a_s -= colsum(G_h o CB)."""
+    pid = tl.program_id(0)
+    gg = pid % ng
+    rest = pid // ng
+    pair = rest % (nmb * nmb)
+    k = rest // (nmb * nmb)
+    tb = pair // nmb
+    sb = pair % nmb
+    if sb > tb:
+        return
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if tb * BM >= ln:
+        return
+    offs_t = tb * BM + tl.arange(0, BM)
+    offs_s = sb * BM + tl.arange(0, BM)
+    mt = offs_t < ln
+    ms = offs_s < ln
+    causal = (offs_t[:, None] >= offs_s[None, :]) & mt[:, None] & ms[None, :]
+    cbb = (k.to(tl.int64) * ng + gg) * Q * Q
+    cb = tl.load(cb_ptr + cbb + offs_t[:, None] * Q + offs_s[None, :], mask=causal, other=0.0).to(tl.float32)
+    tok0 = row * l + start
+    acc = tl.zeros((BM, BM), dtype=tl.float32)
+    for j in range(0, hpg):
+        hh = gg * hpg + j
+        ab = (row * h + hh) * l + start
+        a_t = tl.load(a_ptr + ab + offs_t, mask=mt, other=0.0)
+        a_s = tl.load(a_ptr + ab + offs_s, mask=ms, other=0.0)
+        dt_s = tl.load(dtp_ptr + ab + offs_s, mask=ms, other=0.0)
+        xyb = (tok0 * h + hh) * p
+        dM = tl.zeros((BM, BM), dtype=tl.float32)
+        for pk in tl.static_range(NPK):
+            offs_p = pk * BPK + tl.arange(0, BPK)
+            mp = offs_p < p
+            dyt = tl.load(dy_ptr + xyb + offs_t[:, None] * (h * p) + offs_p[None, :],
+                          mask=mt[:, None] & mp[None, :], other=0.0).to(tl.float32)
+            xs = tl.load(x_ptr + xyb + offs_s[:, None] * (h * p) + offs_p[None, :],
+                         mask=ms[:, None] & mp[None, :], other=0.0).to(tl.float32)
+            dM += tl.dot(_cast(dyt, KIND), tl.trans(_cast(xs, KIND)), input_precision=PREC)
+        dec = tl.exp(tl.where(causal, a_t[:, None] - a_s[None, :], float("-inf")))
+        Gd = dM * dec * dt_s[None, :]
+        acc += Gd
+        G = Gd * cb
+        tl.atomic_add(da_ptr + ab + offs_t, tl.sum(G, axis=1), mask=mt)
+        tl.atomic_add(da_ptr + ab + offs_s, -tl.sum(G, axis=0), mask=ms)
+    tl.store(dcb_ptr + cbb + offs_t[:, None] * Q + offs_s[None, :], acc.to(dcb_ptr.dtype.element_ty),
+             mask=(offs_t < Q)[:, None] & (offs_s < Q)[None, :])
+
+
+# --------------------------------------------------------------------------------------------- B4: dB, dC
+@triton.jit
+def _ssd_bwd_dbc_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, dcb_ptr, dtp_ptr, a_ptr, hin_ptr, dS_ptr, dB_ptr, dC_ptr,
+                        tab_ptr, l, h, p, n, hpg, ng, ncr, nmb,
+                        Q: tl.constexpr, VARLEN: tl.constexpr, NPK: tl.constexpr, BM: tl.constexpr,
+                        BPK: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
+    """Rows jb of chunk k, group gg:
+      dB_j = sum_{t>=j} dCB_tj C_t + sum_heads exp(a_L - a_j) dt'_j x_j dS
+      dC_j = sum_{s<=j} dCB_js B_s + sum_heads exp(a_j) dy_j h_in"""
+    pid = tl.program_id(0)
+    gg = pid % ng
+    rest = pid // ng
+    jb = rest % nmb
+    k = rest // nmb
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if jb * BM >= ln:
+        return
+    offs_j = jb * BM + tl.arange(0, BM)
+    mj = offs_j < ln
+    offs_n = tl.arange(0, BN)
+    mn = offs_n < n
+    tok0 = row * l + start
+    bc = (tok0 * ng + gg) * n
+    cbb = (k.to(tl.int64) * ng + gg) * Q * Q
+    dB = tl.zeros((BM, BN), dtype=tl.float32)
+    dC = tl.zeros((BM, BN), dtype=tl.float32)
+    ntb = tl.cdiv(ln, BM)
+    for tb in range(jb, ntb):
+        offs_t = tb * BM + tl.arange(0, BM)
+        mt = offs_t < ln
+        dcbT = tl.load(dcb_ptr + cbb + offs_t[None, :] * Q + offs_j[:, None], mask=mj[:, None] & mt[None, :],
+                       other=0.0).to(tl.float32)                                           # (j, t)
+        Ct = tl.load(C_ptr + bc + offs_t[:, None] * (ng * n) + offs_n[None, :], mask=mt[:, None] & mn[None, :],
+                     other=0.0).to(tl.float32)
+        dB += tl.dot(_cast(dcbT, KIND), _cast(Ct, KIND), input_precision=PREC)
+    for sb in range(0, jb + 1):
+        offs_s = sb * BM + tl.arange(0, BM)
+        ms = offs_s < ln
+        dcb = tl.load(dcb_ptr + cbb + offs_j[:, None] * Q + offs_s[None, :], mask=mj[:, None] & ms[None, :],
+                      other=0.0).to(tl.float32)                                            # (j, s)
+        Bs = tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
+                     other=0.0).to(tl.float32)
+        dC += tl.dot(_cast(dcb, KIND), _cast(Bs, KIND), input_precision=PREC)
+    for jh in range(0, hpg):
+        hh = gg * hpg + jh
+        ab = (row * h + hh) * l + start
+        a_j = tl.load(a_ptr + ab + offs_j, mask=mj, other=0.0)
+        dt_j = tl.load(dtp_ptr + ab + offs_j, mask=mj, other=0.0)
+        a_last = tl.load(a_ptr + ab + ln - 1)
+        w = tl.where(mj, tl.exp(a_last - a_j) * dt_j, 0.0)
+        ea = tl.where(mj, tl.exp(a_j), 0.0)
+        xyb = (tok0 * h + hh) * p
+        slot = (k.to(tl.int64) * h + hh) * p * n
+        for pk in tl.static_range(NPK):
+            offs_p = pk * BPK + tl.arange(0, BPK)
+            mp = offs_p < p
+            mxy = mj[:, None] & mp[None, :]
+            mpn = mp[:, None] & mn[None, :]
+            xy = xyb + offs_j[:, None] * (h * p) + offs_p[None, :]
+            st = slot + offs_p[:, None] * n + offs_n[None, :]
+            xj = tl.load(x_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+            dS = tl.load(dS_ptr + st, mask=mpn, other=0.0).to(tl.float32)
+            dB += tl.dot(_cast(xj * w[:, None], KIND), _cast(dS, KIND), input_precision=PREC)
+            dyj = tl.load(dy_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+            hin = tl.load(hin_ptr + st, mask=mpn, other=0.0).to(tl.float32)
+            dC += tl.dot(_cast(dyj * ea[:, None], KIND), _cast(hin, KIND), input_precision=PREC)
+    out = bc + offs_j[:, None] * (ng * n) + offs_n[None, :]
+    mjn = mj[:, None] & mn[None, :]
+    tl.store(dB_ptr + out, dB.to(dB_ptr.dtype.element_ty), mask=mjn)
+    tl.store(dC_ptr + out, dC.to(dC_ptr.dtype.element_ty), mask=mjn)
+
+
+# --------------------------------------------------------------------------------------------- B5: dt chain
+@triton.jit
+def _ssd_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalast_ptr, ddtp_ptr, ddt_ptr, dA_part_ptr,
+                           dbias_part_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
+                           Q: tl.constexpr, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                           HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
+    """d a (per token, plus the chunk's d a_L on its last token) -> d(dt' A)_j = sum_{t>=j} d a_t; d dt' += A d(dt' A),
+    dA += sum dt' d(dt' A); then back through clamp and softplus to the raw dt. Per-chunk dA / d dt_bias partials."""
     k = tl.program_id(0)
     hb = tl.program_id(1)
-    row = tl.load(table_ptr + k * 3).to(tl.int64)
-    start = tl.load(table_ptr + k * 3 + 1).to(tl.int64)
-    ln = tl.load(table_ptr + k * 3 + 2)
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
     offs_q = tl.arange(0, BLOCK_Q)
     offs_h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
     mh = offs_h < h
     mask = (offs_q < ln)[:, None] & mh[None, :]
-    ptrs = (row * l + start + offs_q)[:, None] * h + offs_h[None, :]
-    da = tl.load(da_ptr + ptrs, mask=mask, other=0.0)
+    hl = row * h * l + start + offs_h[None, :] * l + offs_q[:, None]
+    da = tl.load(da_ptr + hl, mask=mask, other=0.0)
     dalast = tl.load(dalast_ptr + k * h + offs_h, mask=mh, other=0.0)
     da += tl.where((offs_q == ln - 1)[:, None], dalast[None, :], 0.0)
     rc = tl.sum(da, axis=0)[None, :] - tl.cumsum(da, axis=0) + da
     rc = tl.where(mask, rc, 0.0)
     A = tl.load(A_ptr + offs_h, mask=mh, other=0.0).to(tl.float32)
-    dtp = tl.load(dtp_ptr + ptrs, mask=mask, other=0.0)
-    ddt = tl.load(ddt_in_ptr + ptrs, mask=mask, other=0.0) + A[None, :] * rc
+    dtp = tl.load(dtp_ptr + hl, mask=mask, other=0.0)
+    ddt = tl.load(ddtp_ptr + hl, mask=mask, other=0.0) + A[None, :] * rc
     tl.store(dA_part_ptr + k * h + offs_h, tl.sum(dtp * rc, axis=0), mask=mh)
-    v = tl.load(dt_ptr + ptrs, mask=mask, other=0.0).to(tl.float32)
+    lh = (row * l + start + offs_q[:, None]) * h + offs_h[None, :]
+    v = tl.load(dt_ptr + lh, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         v += tl.load(bias_ptr + offs_h, mask=mh, other=0.0).to(tl.float32)[None, :]
     if HAS_LIMIT:
@@ -433,69 +772,112 @@ def _ssd_chunk_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalas
         ddt = tl.where((sp >= dt_lo) & (sp <= dt_hi), ddt, 0.0)
     if SOFTPLUS:
         ddt = ddt * tl.where(v <= 20.0, tl.sigmoid(v), 1.0)
-    tl.store(ddt_out_ptr + ptrs, ddt, mask=mask)
+    ddt = tl.where(mask, ddt, 0.0)
+    tl.store(ddt_ptr + lh, ddt.to(ddt_ptr.dtype.element_ty), mask=mask)
+    tl.store(dbias_part_ptr + k * h + offs_h, tl.sum(ddt, axis=0), mask=mh)
 
 
 # --------------------------------------------------------------------------------------------- launchers
-def _blocks(chunk_size, p, n):
-    BM = min(64, _np2(chunk_size))
-    if p * n >= 128 * 128 or n >= 256:  # shared memory (sm_90 AOT compiles: bwd > 227 KB otherwise)
-        BM = min(BM, 32)
-    return BM
-
-
-def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, table, nk, b, l, h, chunk_size):
-    dtp = torch.zeros(b, l, h, device=dt.device, dtype=torch.float32)
-    a = torch.zeros_like(dtp)
-    BH = min(16, triton.next_power_of_2(h))
-    lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
-    if nk:
-        _ssd_chunk_cumsum_fwd_kernel[(nk, triton.cdiv(h, BH))](
-            dt, A, dt_bias if dt_bias is not None else A, dtp, a, table, l, h, float(lo), float(hi),
-            HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus), HAS_LIMIT=dt_limit is not None,
-            BLOCK_Q=_np2(chunk_size, 2), BLOCK_H=BH)
-    return dtp, a
-
-
 def _contig(*ts):
     return [t.contiguous() if t is not None else None for t in ts]
 
 
+class _Layout:
+    """Chunk slots of a call: nk slots (grid size), nseq sequences, device tables for cu_seqlens (else dummies)."""
+
+    def __init__(self, b, l, Q, cu_seqlens, device):
+        self.varlen = cu_seqlens is not None
+        self.ncr = -(-l // Q) if l > 0 else 0
+        if not self.varlen:
+            self.nseq = b
+            self.nk = b * self.ncr
+            dummy = torch.zeros(2, dtype=torch.int32, device=device)
+            self.tab = self.cu = self.first = dummy
+            return
+        nseq = cu_seqlens.shape[0] - 1
+        self.nseq = nseq
+        self.nk = max(self.ncr + nseq - 1, 0)  # same bound as layout.n_chunk_slots
+        cu = cu_seqlens.to(device=device, dtype=torch.int64)
+        lens = cu[1:] - cu[:-1]
+        nck = (lens + Q - 1) // Q
+        cum = torch.cumsum(nck, 0)
+        first = cum - nck
+        slots = torch.arange(self.nk, device=device, dtype=torch.int64)
+        seq = torch.searchsorted(cum, slots, right=True).clamp_(max=nseq - 1)
+        start = cu[seq] + (slots - first[seq]) * Q
+        ln = torch.minimum(cu[seq + 1] - start, torch.full_like(start, Q)).clamp_(min=0)
+        ln = torch.where(slots < cum[-1], ln, torch.zeros_like(ln))
+        self.tab = torch.stack([start, ln], 1).to(torch.int32).contiguous() if self.nk else \
+            torch.zeros(2, dtype=torch.int32, device=device)
+        self.cu = cu.to(torch.int32).contiguous()
+        self.first = first.to(torch.int32).contiguous()
+
+
+def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
+    dtp = torch.empty(b, h, l, device=dt.device, dtype=torch.float32)
+    a = torch.empty_like(dtp)
+    c, o = _launch_opts(cfg["cumsum"])
+    lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
+    if lay.nk:
+        _launch(_ssd_cumsum_fwd_kernel, (lay.nk, triton.cdiv(h, c["BLOCK_H"])),
+            dt, A, dt_bias if dt_bias is not None else A, dtp, a, lay.tab, l, h, lay.ncr, float(lo), float(hi),
+            Q=Q, VARLEN=lay.varlen, HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus),
+            HAS_LIMIT=dt_limit is not None, **c, **o)
+    return dtp, a
+
+
+def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg):
+    c, o = _launch_opts(cfg["cb"])
+    nmb = triton.cdiv(Q, c["BM"])
+    cb = torch.empty(max(lay.nk, 1), g, Q, Q, device=C.device, dtype=sdt)
+    if lay.nk:
+        _launch(_ssd_cb_kernel, (lay.nk * nmb * nmb * g,),
+            C, B, cb, lay.tab, l, g, n, lay.ncr, nmb, Q=Q, VARLEN=lay.varlen, KIND=kind, PREC=_prec(kind), **c, **o)
+    return cb
+
+
 def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
-            initial_states=None, cu_seqlens=None):
-    """Returns out (b, l, h, p) x.dtype, ypre (pre-gate y, fp32, or empty without z),
-    states_in (n_slots, h, p, n) fp32 (state entering each chunk; unused slots zero), final (nseq, h, p, n) fp32."""
+            initial_states=None, cu_seqlens=None, need_ypre=True, states_fp32=False):
+    """Returns out (b, l, h, p) x.dtype, ypre (pre-gate y in x.dtype when z is given and need_ypre, else empty),
+    states_in (n_slots, h, p, n): the state entering each chunk (unused slots zero), bf16 for bf16 x unless
+    states_fp32, else fp32; final (nseq, h, p, n) fp32."""
     x, dt, A, B, C, D, z, dt_bias, initial_states = _contig(x, dt, A, B, C, D, z, dt_bias, initial_states)
     b, l, h, p = x.shape
     g, n = B.shape[-2:]
+    hpg = h // g
+    Q = int(chunk_size)
     dev = x.device
-    table, seq_table, nk, nseq, n_slots = _tables(b, l, chunk_size, cu_seqlens, dev)
-    dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, table, nk, b, l, h, chunk_size)
-    prec = _prec(x.dtype)
-    BN = _np2(n)
-    BPs = min(64, _np2(p))
-    BM = _blocks(chunk_size, p, n)
-    S = torch.zeros(n_slots, h, p, n, device=dev, dtype=torch.float32)
-    states_in = torch.zeros_like(S)
-    final = torch.empty(nseq, h, p, n, device=dev, dtype=torch.float32)
+    kind = _dot_kind(x.dtype)
+    prec = _prec(kind)
+    sdt = _store_dtype(x.dtype)
+    cfg = _configs(p, n, Q, x.dtype, _arch(dev))
+    lay = _Layout(b, l, Q, cu_seqlens, dev)
+    dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
+    hin_dt = torch.float32 if states_fp32 else sdt
+    states_in = (torch.zeros if lay.varlen else torch.empty)(lay.nk, h, p, n, device=dev, dtype=hin_dt)
+    final = torch.empty(lay.nseq, h, p, n, device=dev, dtype=torch.float32)
     out = torch.empty_like(x)
-    ypre = torch.empty(x.shape if z is not None else (0,), device=dev, dtype=torch.float32)
-    if nk:
-        _ssd_chunk_state_kernel[(nk, triton.cdiv(p, BPs), h)](
-            x, B, dtp, a, S, table, l, h, p, n, h // g, g,
-            IS_BWD=False, BLOCK_S=BM, BLOCK_P=BPs, BLOCK_N=BN, PREC=prec)
-    PN = p * n
-    BLK = min(1024, triton.next_power_of_2(PN))
-    _ssd_state_passing_fwd_kernel[(nseq, h, triton.cdiv(PN, BLK))](
-        S, a, initial_states if initial_states is not None else S, states_in, final, table, seq_table, l, h, PN,
-        HAS_INIT=initial_states is not None, BLOCK=BLK)
-    if nk:
-        nmb = triton.cdiv(chunk_size, BM)
-        _ssd_chunk_scan_fwd_kernel[(nk * nmb, triton.cdiv(p, BPs), h)](
-            x, B, C, dtp, a, states_in, D if D is not None else A, z if z is not None else x, out,
-            ypre if z is not None else out, table, l, h, p, n, h // g, g, nmb,
-            HAS_D=D is not None, D_HP=D is not None and D.dim() == 2, HAS_Z=z is not None,
-            BLOCK_M=BM, BLOCK_P=BPs, BLOCK_N=BN, PREC=prec)
+    store_ypre = z is not None and need_ypre
+    ypre = torch.empty(x.shape if store_ypre else (0,), device=dev, dtype=x.dtype)
+    # F1: chunk states + state passing
+    c, o = _launch_opts(cfg["state_fwd"])
+    npb = triton.cdiv(p, c["BP"])
+    SB = triton.cdiv(Q, c["BS"])
+    if lay.nseq and h:
+        _launch(_ssd_state_fwd_kernel, (lay.nseq * h * npb,),
+            x, B, dtp, a, initial_states if initial_states is not None else final, states_in, final, lay.cu,
+            lay.first, l, h, p, n, hpg, g, lay.ncr, npb, Q=Q, VARLEN=lay.varlen,
+            HAS_INIT=initial_states is not None, SB=SB, KIND=kind, PREC=prec, **c, **o)
+    if lay.nk:
+        cb_mem = hpg > 1
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
+        c, o = _launch_opts(cfg["chunk_scan"])
+        npb = triton.cdiv(p, c["BP"])
+        _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h,),
+            x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
+            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
+            Q=Q, VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
+            HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     return out, ypre, states_in, final
 
 
@@ -504,85 +886,91 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     """Gradients (dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial_states); None for absent inputs.
 
     d_states_in / d_final: gradients w.r.t. the forward's states_in / final outputs (None when unused)."""
-    x, dt, A, B, C, D, z, dt_bias, initial_states = _contig(x, dt, A, B, C, D, z, dt_bias, initial_states)
+    x, dt, A, B, C, D, z, dt_bias, initial_states, dout, states_in, ypre = _contig(
+        x, dt, A, B, C, D, z, dt_bias, initial_states, dout, states_in, ypre)
     b, l, h, p = x.shape
     g, n = B.shape[-2:]
+    hpg = h // g
+    Q = int(chunk_size)
     dev = x.device
-    table, seq_table, nk, nseq, n_slots = _tables(b, l, chunk_size, cu_seqlens, dev)
-    dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, table, nk, b, l, h, chunk_size)
-    prec = _prec(x.dtype)
-    dout = dout.to(torch.float32)
-    dz = None
-    if z is not None:
-        zf = z.to(torch.float32)
-        sig = torch.sigmoid(zf)
-        dy = dout * zf * sig
-        dz = (dout * ypre * sig * (1 + zf * (1 - sig))).to(z.dtype)
+    kind = _dot_kind(x.dtype)
+    prec = _prec(kind)
+    sdt = _store_dtype(x.dtype)
+    cfg = _configs(p, n, Q, x.dtype, _arch(dev))
+    lay = _Layout(b, l, Q, cu_seqlens, dev)
+    f32 = torch.float32
+    dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
+    nk = lay.nk
+    # B1: reverse state passing, dy, dz
+    dz = torch.empty_like(z) if z is not None else None
+    dy = torch.empty(x.shape, device=dev, dtype=sdt) if z is not None else dout
+    dS = torch.empty(max(nk, 1), h, p, n, device=dev, dtype=sdt)
+    dinit = torch.empty(lay.nseq, h, p, n, device=dev, dtype=f32)
+    dalast = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
+    dfin = d_final.contiguous() if d_final is not None else None
+    dsin = d_states_in.contiguous() if d_states_in is not None else None
+    c, o = _launch_opts(cfg["state_bwd"])
+    npb = triton.cdiv(p, c["BP"])
+    if lay.nseq and h:
+        _launch(_ssd_state_bwd_kernel, (lay.nseq * h * npb,),
+            dout, z if z is not None else dout, ypre if z is not None else dout, C, a, states_in,
+            dfin if dfin is not None else dinit, dsin if dsin is not None else dS, dy,
+            dz if dz is not None else dinit, dS, dinit, dalast, lay.cu, lay.first, l, h, p, n, hpg, g, lay.ncr, npb,
+            Q=Q, VARLEN=lay.varlen, HAS_Z=z is not None, HAS_DFINAL=dfin is not None, HAS_DSIN=dsin is not None,
+            SB=triton.cdiv(Q, c["BS"]), KIND=kind, PREC=prec, **c, **o)
+    dx = torch.empty_like(x)
+    ddt = torch.empty_like(dt)
+    dB = torch.empty_like(B)
+    dC = torch.empty_like(C)
+    ddtp = torch.zeros(b, h, l, device=dev, dtype=f32)
+    da = torch.zeros(b, h, l, device=dev, dtype=f32)
+    dA_part = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
+    dbias_part = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
+    nmb = triton.cdiv(Q, cfg["bwd_dx"]["BM"])
+    dD_part = torch.zeros(max(nk, 1), h, p, device=dev, dtype=f32) if D is not None else None
+    if nk:
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
+        # B2: dx, d dt' (direct), state-path d a terms
+        c, o = _launch_opts(cfg["bwd_dx"])
+        npb = triton.cdiv(p, c["BP"])
+        _launch(_ssd_bwd_dx_kernel, (nk * npb * h,),
+            x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
+            dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
+            Q=Q, VARLEN=lay.varlen, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
+            KIND=kind, PREC=prec, **c, **o)
+        # B3: dCB per group + intra-chunk d a
+        c, o = _launch_opts(cfg["bwd_dcb"])
+        assert c["BM"] == cfg["bwd_dx"]["BM"]
+        dcb = torch.empty(nk, g, Q, Q, device=dev, dtype=sdt)
+        _launch(_ssd_bwd_dcb_kernel, (nk * nmb * nmb * g,),
+            x, dy, cb, dtp, a, dcb, da, lay.tab, l, h, p, hpg, g, lay.ncr, nmb,
+            Q=Q, VARLEN=lay.varlen, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec, **c, **o)
+        # B4: dB, dC
+        c, o = _launch_opts(cfg["bwd_dbc"])
+        assert cfg["bwd_dcb"]["BM"] % c["BM"] == 0  # reads dCB at a finer (or equal) block grid than B3 wrote
+        nmb4 = triton.cdiv(Q, c["BM"])
+        _launch(_ssd_bwd_dbc_kernel, (nk * nmb4 * g,),
+            x, dy, B, C, dcb, dtp, a, states_in, dS, dB, dC, lay.tab, l, h, p, n, hpg, g, lay.ncr, nmb4,
+            Q=Q, VARLEN=lay.varlen, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec, **c, **o)
+        # B5: dt chain
+        c, o = _launch_opts(cfg["cumsum_bwd"])
+        lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
+        _launch(_ssd_cumsum_bwd_kernel, (nk, triton.cdiv(h, c["BLOCK_H"])),
+            dt, A, dt_bias if dt_bias is not None else A, dtp, da, dalast, ddtp, ddt, dA_part, dbias_part, lay.tab,
+            l, h, lay.ncr, float(lo), float(hi), Q=Q, VARLEN=lay.varlen, HAS_BIAS=dt_bias is not None,
+            SOFTPLUS=bool(dt_softplus), HAS_LIMIT=dt_limit is not None, **c, **o)
     else:
-        dy = dout
-    dy = dy.contiguous()
+        dx.zero_()
+        ddt.zero_()
+        dB.zero_()
+        dC.zero_()
+        if dz is not None:
+            dz.zero_()
+    dA = dA_part.sum(0).to(A.dtype)
+    ddt_bias = dbias_part.sum(0).to(dt_bias.dtype) if dt_bias is not None else None
     dD = None
     if D is not None:
-        dDhp = (dy * x.to(torch.float32)).sum(dim=(0, 1))
+        dDhp = dD_part.sum(0)
         dD = (dDhp if D.dim() == 2 else dDhp.sum(-1)).to(D.dtype)
-    BN = _np2(n)
-    BPs = min(64, _np2(p))
-    BP = _np2(p)
-    BM = _blocks(chunk_size, p, n)
-    PN = p * n
-    BLK = min(1024, triton.next_power_of_2(PN))
-    nblk = triton.cdiv(PN, BLK)
-    # a. gradient reaching each chunk's entering state through the outputs, plus any direct gradient
-    dH = torch.zeros(n_slots, h, p, n, device=dev, dtype=torch.float32)
-    if nk:
-        _ssd_chunk_state_kernel[(nk, triton.cdiv(p, BPs), h)](
-            dy, C, dtp, a, dH, table, l, h, p, n, h // g, g,
-            IS_BWD=True, BLOCK_S=BM, BLOCK_P=BPs, BLOCK_N=BN, PREC=prec)
-    if d_states_in is not None:
-        dH += d_states_in.to(torch.float32)
-    # b. reverse state passing
-    dS = torch.zeros_like(dH)
-    dinit = torch.empty(nseq, h, p, n, device=dev, dtype=torch.float32)
-    ddecay = torch.zeros(max(n_slots, 1), h, nblk, device=dev, dtype=torch.float32)
-    dfin = d_final.to(torch.float32).contiguous() if d_final is not None else None
-    _ssd_state_passing_bwd_kernel[(nseq, h, nblk)](
-        dH, states_in, a, dfin if dfin is not None else dH, dS, dinit, ddecay, table, seq_table, l, h, PN, nblk,
-        HAS_DFINAL=dfin is not None, BLOCK=BLK)
-    dalast = ddecay.sum(-1).contiguous()
-    # c. per-block gradients
-    dx = torch.zeros(b, l, h, p, device=dev, dtype=torch.float32)
-    ddt_direct = torch.zeros(b, l, h, device=dev, dtype=torch.float32)
-    dBh = torch.zeros(b, l, h, n, device=dev, dtype=torch.float32)
-    dCh = torch.zeros_like(dBh)
-    da = torch.zeros_like(ddt_direct)
-    if nk:
-        # shared memory (measured with sm_90 AOT compiles): fp32 ("ieee") tiles need the smaller blocks
-        BMb = min(BM, 32) if prec == "ieee" else BM
-        BPS = min(BP, 32 if (BN < 256 and prec != "ieee") else 16)
-        nmb = triton.cdiv(chunk_size, BMb)
-        _ssd_chunk_bwd_kernel[(nk * nmb, h)](
-            x, B, C, dtp, a, dy, D if D is not None else A,
-            dx, ddt_direct, dBh, dCh, da, table, l, h, p, n, h // g, g, nmb,
-            HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
-            BLOCK_M=BMb, BLOCK_P=BP, BLOCK_N=BN, PREC=prec, num_warps=8 if BP * BN >= 128 * 128 else 4)
-        _ssd_chunk_state_bwd_kernel[(nk * nmb, h)](
-            x, B, C, dtp, a, dy, states_in, dS, dx, ddt_direct, dBh, dCh, da, dalast,
-            table, l, h, p, n, h // g, g, nmb,
-            BLOCK_M=BMb, BLOCK_PS=BPS, BLOCK_N=BN, PREC=prec,
-            num_warps=8 if BN >= 128 else 4)
-    # d. dt chain
-    ddt = torch.zeros(b, l, h, device=dev, dtype=torch.float32)
-    dA_part = torch.zeros(max(nk, 1), h, device=dev, dtype=torch.float32)
-    if nk:
-        BH = min(16, triton.next_power_of_2(h))
-        lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
-        _ssd_chunk_cumsum_bwd_kernel[(nk, triton.cdiv(h, BH))](
-            dt, A, dt_bias if dt_bias is not None else A, dtp, da, dalast, ddt_direct, ddt, dA_part, table, l, h,
-            float(lo), float(hi), HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus),
-            HAS_LIMIT=dt_limit is not None, BLOCK_Q=_np2(chunk_size, 2), BLOCK_H=BH)
-    dA = dA_part.sum(0).to(A.dtype)
-    ddt_bias = ddt.sum(dim=(0, 1)).to(dt_bias.dtype) if dt_bias is not None else None
-    dB = dBh.view(b, l, g, h // g, n).sum(3).to(B.dtype)
-    dC = dCh.view(b, l, g, h // g, n).sum(3).to(C.dtype)
     dinit = dinit.to(initial_states.dtype) if initial_states is not None else None
-    return dx.to(x.dtype), ddt.to(dt.dtype), dA, dB, dC, dD, dz, ddt_bias, dinit
+    return dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinit
