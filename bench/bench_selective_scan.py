@@ -4,10 +4,14 @@ fp32 A / D / delta_bias, softplus on delta, n = 16.
 Floors:
   exp floor: the scan needs d*l*n exponentials per batch row (one per state and step); the H200 sustains
     4.08e12 exp/s (anchors.md section 0, a Triton exp2 chain), so forward >= b*d*l*n / 4.08e12 s. This is the
-    floor passed to the harness; fwd+bwd counts 2x (the backward needs the same decays again).
+    floor passed to the harness; fwd+bwd counts 2x, bwd 1x (the backward needs the same decays again; ours
+    computes them twice, recompute + reverse sweep, so 3x over fwd+bwd).
   memory floor (recorded by the harness as mem_floor_ms): forward reads u, delta, z and writes out
     (2 B each: 8 B per channel-step) plus B and C (2 * b*g*n*l * 2 B); fwd+bwd adds the backward's reads (dout,
     u, delta, z, B, C) and writes (du, ddelta, dz, dB, dC).
+Modes: fwd; fwd_bwd (forward with grad + autograd.grad of every input: issue 5 asks for >= 2x the anchor);
+bwd (autograd.grad on a retained graph: the backward alone). Ours with grad also saves fp32 chunk-entry states
+in the forward (b*d*n*l/32 floats at n = 16: as many bytes as a bf16 u), read back by the backward.
 Anchor: mamba_ssm's selective_scan_cuda (fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> out, x,
 out_z; bwd(u, delta, A, B, C, D, z, delta_bias, dout, x, out, None, delta_softplus, False) -> du, ddelta, dA,
 dB, dC, dD, ddelta_bias, dz). Its forward also writes the gated and ungated outputs and the chunk states.
@@ -44,13 +48,14 @@ def _inputs(b, d, l, n, g, grad=False, device="cuda"):
     return inp
 
 
-def _exp_floor_ms(b, d, l, n, g, bwd=False):
-    return b * d * l * n / EXP_RATE * 1e3 * (2 if bwd else 1)
+def _exp_floor_ms(b, d, l, n, g, mode="fwd"):
+    return b * d * l * n / EXP_RATE * 1e3 * (2 if mode == "fwd_bwd" else 1)
 
 
-def _bytes(b, d, l, n, g, bwd=False):
+def _bytes(b, d, l, n, g, mode="fwd"):
     fwd = 2 * 4 * b * d * l + 2 * 2 * b * g * n * l
-    return fwd + ((2 * 7 * b * d * l + 2 * 4 * b * g * n * l) if bwd else 0)
+    bwd = 2 * 7 * b * d * l + 2 * 4 * b * g * n * l
+    return {"fwd": fwd, "fwd_bwd": fwd + bwd, "bwd": bwd}[mode]
 
 
 def _ours(backend):
@@ -95,12 +100,22 @@ def _fwd_bwd(fn, inp):
     return run
 
 
+def _bwd(fn, inp):
+    leaves = [v for v in inp.values() if v.requires_grad]
+    gout = torch.randn_like(inp["u"])
+    y = fn(inp)
+
+    def run():
+        return torch.autograd.grad(y, leaves, gout, retain_graph=True)
+    return run
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("impl", ["mamba_kernels:cuda", "mamba_kernels:triton", "mamba_ssm"])
-@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd", "bwd"])
 def bench_selective_scan(benchmark, harness, mode, impl, shape):
     s = SHAPES[shape]
-    bwd = mode == "fwd_bwd"
+    bwd = mode != "fwd"
     if impl == "mamba_ssm":
         fn = _anchor(anchors.selective_scan_cuda())
     else:
@@ -110,9 +125,12 @@ def bench_selective_scan(benchmark, harness, mode, impl, shape):
                         "python reference, far too slow to time at this shape)")
         fn = _ours(backend)
     inp = _inputs(**s, grad=bwd)
-    call = _fwd_bwd(fn, inp) if bwd else (lambda: fn(inp))
+    if mode == "fwd":
+        call = lambda: fn(inp)  # noqa: E731
+    else:
+        call = (_fwd_bwd if mode == "fwd_bwd" else _bwd)(fn, inp)
     harness.measure(benchmark, kernel=f"selective_scan_{mode}", impl=impl, shape=s, dtype="bfloat16", fn=call,
-                    bytes=_bytes(**s, bwd=bwd), flops=0, floor_ms=_exp_floor_ms(**s, bwd=bwd),
+                    bytes=_bytes(**s, mode=mode), flops=0, floor_ms=_exp_floor_ms(**s, mode=mode),
                     note="floor = d*l*n exps at 4.08e12/s; z, D, delta_bias, softplus, variable B/C"
                          + ("; grads of all inputs" if bwd else ""))
 

@@ -353,6 +353,189 @@ def test_gradcheck_float64(backend, softplus):
 
 
 # ------------------------------------------------------------------------------------------------------
+# CUDA backward kernel (csrc/selective_scan/selective_scan_bwd_kernel.cuh): every gradient, including through
+# last_state, against autograd of the float64 reference. (b, d, l, n, g, var_B, var_C, z, init)
+CUDA_BWD_CASES = [
+    (2, 48, 1, 16, 3, True, True, True, True),          # l = 1: one step, one partial chunk
+    (2, 33, 127, 1, 1, True, True, False, True),        # n = 1 (1 lane per channel, 128 channels per block)
+    (2, 40, 127, 4, 2, False, True, True, False),       # n = 4, constant B (register dB), variable C
+    (1, 80, 2049, 16, 5, True, True, True, True),       # g = d/16, l = 2049 (64 chunks + 1 step)
+    (2, 48, 4097, 16, 1, True, True, True, False),      # l = 4097, g = 1
+    (1, 200, 700, 16, 1, True, True, True, True),       # 7 blocks per group, the last one partial (atomics)
+    (1, 40, 2049, 64, 2, True, True, True, True),       # n = 64 (16 lanes per channel, chunk 16)
+    (1, 32, 4097, 64, 2, True, False, True, True),      # n = 64, l = 4097, variable B only
+    (1, 24, 257, 128, 1, False, True, False, True),     # n = 128 (a channel per warp, chunk 8)
+    (1, 20, 300, 256, 2, True, True, True, True),       # n = 256 (8 states per lane)
+    (2, 36, 515, 16, 1, False, False, True, True),      # constant B and C
+    (1, 288, 127, 4, 18, True, True, True, True),       # n = 4 with g = d/16 = 18 groups
+]
+# fp32: ex2.approx in the exps and fp32 sums over thousands of steps (dA, dD, ...): factor 8 (as the fp32
+# forward's 5, plus the sums over l). bf16 / fp16: the kernel sees dout rounded, the reference does not: 2.
+CUDA_GRAD_FACTOR = {torch.float32: 8, torch.float16: 2, torch.bfloat16: 2}
+
+
+def _no_ref_autograd(monkeypatch):
+    """Make sure the cuda backend's gradients come from the CUDA kernel, not from the reference fallback."""
+    def boom(*a, **k):
+        raise AssertionError("the cuda backward fell back to autograd through the reference")
+    monkeypatch.setattr(ss_interface, "_bwd_ref", boom)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("case", CUDA_BWD_CASES, ids=_case_id)
+def test_gpu_cuda_backward(case, dtype, monkeypatch):
+    _skip_unless("cuda", "cuda")
+    b, d, l, n, g, vb, vc, hz, init = case
+    if dtype == torch.float16 and l > 2049:
+        pytest.skip("fp16 runs the shorter cases (fp32 and bf16 run every length)")
+    _no_ref_autograd(monkeypatch)
+    t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=dtype, device="cuda")
+    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("case", [(2, 70, 515, 16, 7, True, True, True, True),
+                                  (1, 24, 300, 64, 1, False, True, False, False)], ids=_case_id)
+def test_gpu_cuda_backward_no_softplus_no_bias(case, dtype, monkeypatch):
+    _skip_unless("cuda", "cuda")
+    _no_ref_autograd(monkeypatch)
+    b, d, l, n, g, vb, vc, hz, init = case
+    t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=dtype, device="cuda", has_bias=False)
+    t["delta"] = torch.nn.functional.softplus(t["delta"].float()).to(dtype)  # positive steps
+    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype], softplus=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("cu,d,n,g", [
+    ([0, 1000, 1000, 1001, 3001, 4097], 40, 16, 4),   # empty and 1-token sequences, chunk-crossing starts
+    ([0, 32, 64, 65, 129, 130], 17, 4, 1),              # starts on and just after chunk boundaries (chunk 16)
+    ([0, 3, 130, 131], 33, 64, 3),
+    ([0, 50, 300], 20, 256, 1),
+    ([0, 0, 0], 24, 16, 2),                             # every sequence empty
+], ids=["5seq-n16", "chunk-edges-n4", "3seq-n64", "2seq-n256", "all-empty"])
+def test_gpu_cuda_backward_varlen(cu, d, n, g, dtype, monkeypatch):
+    _skip_unless("cuda", "cuda")
+    _no_ref_autograd(monkeypatch)
+    t = make_inputs(1, d, cu[-1], n, g, init=True, dtype=dtype, device="cuda", cu_seqlens=cu)
+    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype])
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_backward_one_output_only(monkeypatch):
+    """Gradient through out only (no last-state gradient), and through last_state only (no output gradient)."""
+    _skip_unless("cuda", "cuda")
+    _no_ref_autograd(monkeypatch)
+    t = make_inputs(2, 40, 333, 16, 2, init=True, dtype=torch.float32, device="cuda")
+    names = _grad_inputs(t)
+    t64 = to64(t)
+    for use_out, use_last in ((True, False), (False, True)):
+        leaves = {k: (v.detach().clone().requires_grad_(True) if k in names else v) for k, v in t.items()}
+        l64 = {k: (v.detach().clone().requires_grad_(True) if k in names else v) for k, v in t64.items()}
+        losses = []
+        for lv in (leaves, l64):
+            out, last = selective_scan(lv["u"], lv["delta"], lv["A"], lv["B"], lv["C"], lv["D"], lv["z"],
+                                       lv["delta_bias"], delta_softplus=True, initial_state=lv["initial_state"],
+                                       return_last_state=True, backend="cuda" if lv is leaves else "ref")
+            gen = torch.Generator(device="cuda").manual_seed(3)
+            w_out = torch.randn(out.shape, generator=gen, device="cuda", dtype=F64)
+            w_last = torch.randn(last.shape, generator=gen, device="cuda", dtype=F64)
+            loss = (out.double() * w_out).sum() if use_out else (last.double() * w_last).sum()
+            losses.append(torch.autograd.grad(loss, [lv[k] for k in names]))
+        for k, gr, rg in zip(names, *losses):
+            assert_close(gr, rg, torch.float32, factor=8, name=f"d{k} (out: {use_out}, last: {use_last})")
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_backward_zero_length(monkeypatch):
+    """l = 0: dinitial_state = dlast_state, every other gradient zero (empty for u, delta, z, B, C)."""
+    _skip_unless("cuda", "cuda")
+    _no_ref_autograd(monkeypatch)
+    t = make_inputs(2, 24, 0, 16, 2, init=True, device="cuda")
+    _check_grads(t, "cuda", torch.float32)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_gpu_cuda_backward_strided_inputs(dtype, monkeypatch):
+    """Mamba's layout: u and z halves of one xz (b, 2d, l) tensor, B/C slices of x_dbl (b, l, r + 2n)."""
+    _skip_unless("cuda", "cuda")
+    _no_ref_autograd(monkeypatch)
+    b, d, l, n = 2, 80, 333, 16
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    xz = torch.randn(b, 2 * d, l, device="cuda", generator=gen).to(dtype)
+    x_dbl = torch.randn(b, l, 8 + 2 * n, device="cuda", generator=gen).to(dtype)
+    delta = (torch.randn(b, d, l + 7, device="cuda", generator=gen) * 0.5 - 1).to(dtype)
+    t = dict(u=xz[:, :d], z=xz[:, d:], delta=delta[..., :l], A=-(torch.rand(d, n, device="cuda") * 4 + 0.25),
+             B=x_dbl[..., 8:8 + n].transpose(1, 2)[:, None], C=x_dbl[..., 8 + n:].transpose(1, 2)[:, None],
+             D=torch.randn(d, device="cuda"), delta_bias=torch.randn(d, device="cuda") * 0.5 - 1,
+             initial_state=torch.randn(b, d, n, device="cuda"))
+    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype])
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_forward_unchanged_by_saving_states():
+    """Saving states for the backward (smaller forward chunks) must not change the forward's results."""
+    _skip_unless("cuda", "cuda")
+    for n, l in ((16, 1000), (64, 300), (256, 100)):
+        t = make_inputs(2, 40, l, n, 4, init=True, dtype=torch.bfloat16, device="cuda")
+        out0, last0 = run(t, "cuda")
+        t["u"] = t["u"].detach().requires_grad_(True)
+        out1, last1 = run(t, "cuda")
+        assert torch.equal(out0, out1) and torch.equal(last0, last1), f"n={n}"
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_backward_opcheck():
+    _skip_unless("cuda", "cuda")
+    t = make_inputs(2, 40, 70, 16, g=2, init=True, device="cuda", dtype=torch.bfloat16)
+    args = (t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"], t["initial_state"], None,
+            True)
+    torch.library.opcheck(selective_scan_fwd, (*args, "cuda", True))
+    _, _, states = selective_scan_fwd(*args, "cuda", True)
+    assert states.shape == (2, 40, 3, 16) and states.dtype == torch.float32
+    dout, dlast = torch.randn_like(t["u"]), torch.randn(2, 40, 16, device="cuda")
+    torch.library.opcheck(selective_scan_bwd, (*args, dout, dlast, "cuda", states))
+    # Without saved states the backward op reruns the forward: same gradients.
+    with_states = selective_scan_bwd(*args, dout, dlast, "cuda", states)
+    without = selective_scan_bwd(*args, dout, dlast, "cuda", None)
+    for a, b_, name in zip(with_states, without, ["du", "ddelta", "dA", "dB", "dC", "dD", "dz", "dbias", "dh0"]):
+        assert_close(a, b_, a.dtype if a.dtype != torch.float32 else torch.float32, name=name)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The CUDA kernels' own source run on the CPU (tests/cuda_emu: threads for lanes, barriers for
+# __syncthreads and shuffles), against the C++ CPU implementation in double: catches logic and indexing
+# bugs of the CUDA forward-with-states and backward here, before a GPU run.
+
+EMU_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emu")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_cuda_kernels_emulated_on_cpu(tmp_path):
+    import shutil
+    import subprocess
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
+    exe = str(tmp_path / "selective_scan_emu")
+    cmd = [cxx, "-std=c++20", "-O1", "-pthread", "-I", EMU_DIR, "-I", os.path.join(REPO, "csrc"),
+           os.path.join(EMU_DIR, "selective_scan_emu.cpp"),
+           os.path.join(REPO, "csrc", "selective_scan", "selective_scan_cpu.cpp"), "-o", exe]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0 and ("<barrier>" in res.stderr or "c++20" in res.stderr):
+        pytest.skip(f"{cxx} lacks C++20 <barrier>/<atomic_ref>: {res.stderr[-300:]}")
+    assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
+    run_ = subprocess.run([exe], capture_output=True, text=True, timeout=900)
+    print(run_.stdout)
+    assert run_.returncode == 0, f"emulated CUDA kernels disagree with the CPU implementation:\n{run_.stdout}" \
+                                 f"{run_.stderr[-2000:]}"
+    assert run_.stdout.count("ok  ") >= 17
+
+
+# ------------------------------------------------------------------------------------------------------
 # Varlen: packed sequences equal each sequence alone
 
 

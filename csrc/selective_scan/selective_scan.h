@@ -8,8 +8,16 @@
 //   D, delta_bias              (dim,) fp32, contiguous
 //   initial_state, last_state  (n_slots, dim, dstate) fp32, contiguous;  n_slots = batch, or n_seqs with varlen
 //   cu_seqlens                 (n_seqs + 1,) int64: varlen packing along seqlen, batch == 1
-// Backward outputs (gradients) follow the same layouts; dB/dC for variable B/C are written per channel,
-// (batch, dim, dstate, seqlen) contiguous, and summed over the channels of a group by the caller.
+//   states (CUDA)              (batch, dim, states_n_chunks, dstate) fp32 contiguous: the forward, when given
+//                              it, saves the state entering every chunk of 2^ckpt_log2 steps of every sequence
+//                              (chunk index running over the packed sequences with varlen); the backward
+//                              restarts its recompute from them.
+// Backward outputs (gradients) follow the same layouts, except:
+//   CPU:  dB/dC for variable B/C are written per channel, (batch, dim, dstate, seqlen) contiguous, and summed
+//         over the channels of a group by the caller; every gradient is of the compute type.
+//   CUDA: du, ddelta, dz of in_dtype, (batch, dim, seqlen) contiguous; dA, dD, ddelta_bias, constant dB/dC
+//         and variable dB/dC ((batch, n_groups, dstate, seqlen) contiguous) are fp32 and ACCUMULATED with
+//         atomicAdd (the caller zeroes them); dinitial_state fp32, written.
 #pragma once
 #include <cstdint>
 
@@ -59,6 +67,11 @@ struct SelectiveScanParams {
   void* dD = nullptr;                 // (dim,)
   void* ddelta_bias = nullptr;        // (dim,)
   void* dinitial_state = nullptr;     // (n_slots, dim, dstate)
+
+  // CUDA forward (written when non-null) / CUDA backward (read): chunk-entry states, see the layout above.
+  void* states = nullptr;
+  int64_t states_n_chunks = 0;        // allocated chunks per (batch row, channel)
+  int ckpt_log2 = 0;                  // log2 of the chunk length (steps between saved states)
 };
 
 // CPU (OpenMP). All pointers of the compute type (float, or double when in_dtype == kFloat64).
@@ -66,7 +79,9 @@ void selective_scan_fwd_cpu(const SelectiveScanParams& p);
 void selective_scan_bwd_cpu(const SelectiveScanParams& p);
 
 // CUDA. u/delta/z/out/variable B,C of in_dtype (fp32/fp16/bf16); A, constant B/C, D, delta_bias,
-// states fp32. Returns a CUDA error string or nullptr.
+// states fp32. Return an error string or nullptr.
 const char* selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream);
+// Needs p.states from a forward run with the same p.ckpt_log2, dout, and the gradient buffers above.
+const char* selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream);
 
 }  // namespace mamba_kernels

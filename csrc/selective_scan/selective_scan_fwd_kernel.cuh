@@ -13,6 +13,9 @@
 //   3. output:  out = (y + D u) * silu(z), coalesced along time
 // Varlen: the block walks the packed sequences of its channels one after the other, restarting each from
 // its own initial state and writing its own last state. The exps (d*l*n) are the floor.
+// Training (p.states set): before each chunk whose offset in its sequence is a multiple of 2^ckpt_log2, the
+// block saves the state h entering it (fp32, (b, d, n_chunks, n)); the backward restarts from these. The
+// launcher then caps the chunk at 2^ckpt_log2 so those offsets fall on chunk starts.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -39,9 +42,13 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 
 // 2^x with the special-function unit (one MUFU.EX2), independent of --use_fast_math.
 __device__ __forceinline__ float fast_exp2(float x) {
+#if defined(__CUDA_ARCH__)
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
+#else
+  return exp2f(x);  // host compilation of the kernel source (CPU emulation in tests/cuda_emu)
+#endif
 }
 __device__ __forceinline__ float softplus_f(float x) { return x <= 20.f ? log1pf(__expf(x)) : x; }
 __device__ __forceinline__ float silu_f(float x) { return x / (1.f + __expf(-x)); }
@@ -100,6 +107,9 @@ selective_scan_fwd_kernel(const SelectiveScanParams p, const int tpc_log2, const
     Cc[i] = (!kVarC && ok) ? static_cast<const float*>(p.C)[c * p.C_d_stride + s] : 0.f;
   }
 
+  float* __restrict__ states = static_cast<float*>(p.states);
+  const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
+  int64_t ck_base = 0;  // saved chunks of the sequences before this one (varlen)
   const int64_t nseq = p.cu_seqlens ? p.n_seqs : 1;
   for (int64_t q = 0; q < nseq; ++q) {
     const int64_t s0 = p.cu_seqlens ? p.cu_seqlens[q] : 0;
@@ -113,6 +123,14 @@ selective_scan_fwd_kernel(const SelectiveScanParams p, const int tpc_log2, const
     }
     for (int64_t t0 = s0; t0 < s1; t0 += chunk) {
       const int nt = int(s1 - t0 < chunk ? s1 - t0 : chunk);
+      if (states != nullptr && ((t0 - s0) & ck_mask) == 0 && c_ok) {  // save the state entering the chunk
+        float* st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((t0 - s0) >> p.ckpt_log2)) * n;
+#pragma unroll
+        for (int i = 0; i < kSPT; ++i) {
+          const int s = sub * kSPT + i;
+          if (s < n) st[s] = h[i];
+        }
+      }
       // 1. load
       for (int idx = tid; idx < CPB * chunk; idx += kThreads) {
         const int j = idx >> chunk_log2, tt = idx & (chunk - 1);
@@ -176,6 +194,7 @@ selective_scan_fwd_kernel(const SelectiveScanParams p, const int tpc_log2, const
       }
       __syncthreads();  // the next chunk's loads overwrite the tiles read above
     }
+    ck_base += (s1 - s0 + ck_mask) >> p.ckpt_log2;
     if (p.last_state) {
 #pragma unroll
       for (int i = 0; i < kSPT; ++i) {
@@ -186,36 +205,55 @@ selective_scan_fwd_kernel(const SelectiveScanParams p, const int tpc_log2, const
   }
 }
 
+// Thread layout shared by the forward and the backward kernels.
+struct ScanLayout {
+  int spt;       // states per thread (kSPT)
+  int tpc_log2;  // log2 of the lanes per channel (TPC <= 32: a channel never straddles warps)
+  int cpb;       // channels per block
+  int np;        // padded state count TPC * spt (a multiple of 4)
+};
+
+inline ScanLayout scan_layout(int64_t n) {
+  // 4 states per thread keeps enough threads in flight at n = 16 (4 lanes per channel); n > 128 needs 8
+  // so that one channel fits in a warp.
+  ScanLayout L;
+  L.spt = n > 128 ? 8 : 4;
+  const int64_t per = (n + L.spt - 1) / L.spt;
+  L.tpc_log2 = 0;
+  while ((int64_t(1) << L.tpc_log2) < per) ++L.tpc_log2;
+  L.cpb = kThreads >> L.tpc_log2;
+  L.np = (1 << L.tpc_log2) * L.spt;
+  return L;
+}
+
 // Launch for one input dtype: picks states/thread, lanes/channel, chunk length; instantiates 2 x 2 x 2
 // kernels (kSPT in {4, 8}, variable B, variable C).
 template <typename in_t>
 cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t stream) {
-  const int n = int(p.dstate);
-  // 4 states per thread keeps enough threads in flight at n = 16 (4 lanes per channel); n > 128 needs 8
-  // so that one channel fits in a warp.
-  const int spt = n > 128 ? 8 : 4;
-  const int per = (n + spt - 1) / spt;
-  int tpc_log2 = 0;
-  while ((1 << tpc_log2) < per) ++tpc_log2;
-  const int cpb = kThreads >> tpc_log2, np = (1 << tpc_log2) * spt;
+  const ScanLayout L = scan_layout(p.dstate);
+  const int tpc_log2 = L.tpc_log2;
   const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
   const int64_t groups = (var_b || var_c) ? p.n_groups : 1;
   const int64_t dpg = p.dim / groups;
   int chunk_log2 = 6;
-  while (chunk_log2 > 1 && fwd_smem_bytes(1 << chunk_log2, cpb, np, var_b, var_c) > kMaxSmem) --chunk_log2;
-  const int smem = int(fwd_smem_bytes(1 << chunk_log2, cpb, np, var_b, var_c));
+  while (chunk_log2 > 1 && fwd_smem_bytes(1 << chunk_log2, L.cpb, L.np, var_b, var_c) > kMaxSmem) --chunk_log2;
+  if (p.states != nullptr && chunk_log2 > p.ckpt_log2) chunk_log2 = p.ckpt_log2;  // saves on chunk starts
+  const int smem = int(fwd_smem_bytes(1 << chunk_log2, L.cpb, L.np, var_b, var_c));
   if (p.batch == 0 || p.dim == 0) return cudaSuccess;
   if (p.batch > 65535 || groups > 65535) return cudaErrorInvalidConfiguration;
-  dim3 grid(unsigned((dpg + cpb - 1) / cpb), unsigned(groups), unsigned(p.batch));
-  MK_BOOL_SWITCH(var_b, kVarB, [&] {
-    MK_BOOL_SWITCH(var_c, kVarC, [&] {
-      if (spt == 4)
-        selective_scan_fwd_kernel<in_t, 4, kVarB, kVarC><<<grid, kThreads, smem, stream>>>(p, tpc_log2, chunk_log2);
-      else
-        selective_scan_fwd_kernel<in_t, 8, kVarB, kVarC><<<grid, kThreads, smem, stream>>>(p, tpc_log2, chunk_log2);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned((dpg + L.cpb - 1) / L.cpb), unsigned(groups), unsigned(p.batch));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = stream;
+  cudaError_t err = MK_BOOL_SWITCH(var_b, kVarB, [&] {
+    return MK_BOOL_SWITCH(var_c, kVarC, [&] {
+      if (L.spt == 4)
+        return cudaLaunchKernelEx(&cfg, selective_scan_fwd_kernel<in_t, 4, kVarB, kVarC>, p, tpc_log2, chunk_log2);
+      return cudaLaunchKernelEx(&cfg, selective_scan_fwd_kernel<in_t, 8, kVarB, kVarC>, p, tpc_log2, chunk_log2);
     });
   });
-  return cudaGetLastError();
+  return err != cudaSuccess ? err : cudaGetLastError();
 }
 
 }  // namespace ss

@@ -2,11 +2,15 @@
 
 Ops registered here:
   mamba_kernels::selective_scan_fwd   (u, delta, A, B, C, D?, z?, delta_bias?, initial_state?, cu_seqlens?,
-                                       delta_softplus, backend) -> (out, last_state)
-  mamba_kernels::selective_scan_bwd   (same inputs, dout, dlast_state?, backend) -> [du, ddelta, dA, dB, dC,
-                                       dD, dz, ddelta_bias, dinitial_state]   (empty tensors for absent inputs)
-Backward kernels: cpu (C++). Every other backend differentiates through the reference (python_ref), so
-gradients always work; that path is slow on long sequences.
+                                       delta_softplus, backend, save_states=False) -> (out, last_state, states)
+  mamba_kernels::selective_scan_bwd   (same inputs, dout, dlast_state?, backend, states?) -> [du, ddelta, dA,
+                                       dB, dC, dD, dz, ddelta_bias, dinitial_state]  (empty for absent inputs)
+`states` are the chunk-entry states the cuda forward saves for its backward when save_states is set (the
+public function sets it when a gradient will be needed): float32 (b, d, n_chunks, n), one every
+_ckpt_chunk(n) steps of every sequence; an empty tensor on the other backends or when not saved.
+Backward kernels: cpu (C++) and cuda (CUDA, recomputing each chunk from its saved state; a backward without
+saved states first reruns the forward to save them). triton and ref differentiate through the reference
+(python_ref): gradients always work, but that path is slow on long sequences (no Triton backward yet).
 """
 from __future__ import annotations
 
@@ -61,27 +65,58 @@ def _fwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
     return out.to(u.dtype), last
 
 
-def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus):
-    import mamba_kernels._cuda  # noqa: F401  (registers the op)
-    f32 = torch.float32
+def _ckpt_chunk(n: int) -> int:
+    """Steps between the states the cuda forward saves for its backward (= the backward's time tile, a power
+    of two). The backward keeps the states of one tile in shared memory: sized so that a block stays near
+    100 KB (bwd_smem_bytes in csrc/selective_scan/selective_scan_bwd_kernel.cuh; n = 16: 32 steps, 104 KB)."""
+    return 16 if n <= 4 else 32 if n <= 32 else 16 if n <= 64 else 8
 
-    def lastc(t, dtype):  # dtype, time (last) axis contiguous
-        t = t.to(dtype)
-        return t if t.stride(-1) == 1 else t.contiguous()
+
+def _n_ckpt(l, nseq: int, chunk: int):
+    """Saved states per (batch row, channel): ceil(l / chunk), plus one per packed sequence (nseq > 0), whose
+    chunks restart at each sequence start."""
+    return -(-l // chunk) + nseq
+
+
+def _states_shape(u, A, cu_seqlens):
+    n = A.shape[1]
+    nseq = 0 if cu_seqlens is None else cu_seqlens.shape[0] - 1
+    return (u.shape[0], u.shape[1], _n_ckpt(u.shape[2], nseq, _ckpt_chunk(n)), n)
+
+
+def _lastc(t, dtype):  # dtype, time (last) axis contiguous
+    t = t.to(dtype)
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens):
+    """The dtypes and layouts the CUDA binding takes (see selective_scan_bind_cuda.cpp)."""
+    f32 = torch.float32
 
     def wc(t):
         return None if t is None else t.to(f32).contiguous()
 
     ud = u.dtype
-    Bk = lastc(B, ud) if B.dim() == 4 else wc(B)
-    Ck = lastc(C, ud) if C.dim() == 4 else wc(C)
-    out = _empty(u.shape, dtype=ud, device=u.device)
-    last = _empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=f32, device=u.device)
+    Bk = _lastc(B, ud) if B.dim() == 4 else wc(B)
+    Ck = _lastc(C, ud) if C.dim() == 4 else wc(C)
     cu = None if cu_seqlens is None else cu_seqlens.to(torch.int64).contiguous()
+    return (_lastc(u, ud), _lastc(delta, ud), wc(A), Bk, Ck, wc(D), None if z is None else _lastc(z, ud),
+            wc(delta_bias), wc(initial_state), cu)
+
+
+def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, save_states=False):
+    import mamba_kernels._cuda  # noqa: F401  (registers the op)
+    f32 = torch.float32
+    out = _empty(u.shape, dtype=u.dtype, device=u.device)
+    last = _empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=f32, device=u.device)
+    if save_states:
+        states = _empty(_states_shape(u, A, cu_seqlens), dtype=f32, device=u.device)
+    else:
+        states = torch.empty(0, dtype=f32, device=u.device)
     torch.ops.mamba_kernels._selective_scan_fwd_cuda(
-        lastc(u, ud), lastc(delta, ud), wc(A), Bk, Ck, wc(D), None if z is None else lastc(z, ud),
-        wc(delta_bias), wc(initial_state), cu, delta_softplus, out, last)
-    return out, last
+        *_cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens), delta_softplus, out, last,
+        states, _ckpt_chunk(A.shape[1]))
+    return out, last, states
 
 
 def _fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus):
@@ -129,6 +164,30 @@ def _bwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
     return [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit]
 
 
+def _bwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, dout, dlast,
+              states):
+    import mamba_kernels._cuda  # noqa: F401
+    f32 = torch.float32
+    b, d, l = u.shape
+    n = A.shape[1]
+    dev, ud = u.device, u.dtype
+    du, ddelta = _empty(b, d, l, dtype=ud, device=dev), _empty(b, d, l, dtype=ud, device=dev)
+    dz = _empty(b, d, l, dtype=ud, device=dev) if z is not None else torch.empty(0, dtype=ud, device=dev)
+    # Accumulated by the kernel (the binding zeroes them): fp32.
+    dA = torch.empty(d, n, dtype=f32, device=dev)
+    dB = torch.empty(*((b, B.shape[1], n, l) if B.dim() == 4 else (d, n)), dtype=f32, device=dev)
+    dC = torch.empty(*((b, C.shape[1], n, l) if C.dim() == 4 else (d, n)), dtype=f32, device=dev)
+    dD = torch.empty(d if D is not None else 0, dtype=f32, device=dev)
+    dbias = torch.empty(d if delta_bias is not None else 0, dtype=f32, device=dev)
+    dinit = (_empty(_n_slots(u, cu_seqlens), d, n, dtype=f32, device=dev) if initial_state is not None
+             else torch.empty(0, dtype=f32, device=dev))
+    torch.ops.mamba_kernels._selective_scan_bwd_cuda(
+        *_cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens), delta_softplus, states,
+        _ckpt_chunk(n), _lastc(dout, ud), None if dlast is None else dlast.to(f32).contiguous(),
+        du, ddelta, dA, dB, dC, dD, dz, dbias, dinit)
+    return [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit]
+
+
 def _bwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, dout, dlast):
     """Gradients by autograd through the reference (any device; slow for long sequences)."""
     with torch.enable_grad():
@@ -154,7 +213,7 @@ def _bwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
     return res
 
 
-_BWD_KERNEL = {"cpu": _bwd_cpu}  # backends with their own backward kernel
+_BWD_KERNEL = {"cpu": _bwd_cpu, "cuda": _bwd_cuda}  # backends with their own backward kernel
 
 # ---------------------------------------------------------------------------------------------------
 # Custom ops
@@ -163,30 +222,48 @@ _BWD_KERNEL = {"cpu": _bwd_cpu}  # backends with their own backward kernel
 @torch.library.custom_op("mamba_kernels::selective_scan_fwd", mutates_args=())
 def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                        z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
-                       cu_seqlens: Optional[Tensor], delta_softplus: bool, backend: str
-                       ) -> tuple[Tensor, Tensor]:
-    """Forward scan on `backend`; returns (out like u, last_state (slots, d, n) float32/float64)."""
+                       cu_seqlens: Optional[Tensor], delta_softplus: bool, backend: str,
+                       save_states: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Forward scan on `backend`; returns (out like u, last_state (slots, d, n) float32/float64, states).
+    states: with save_states on the cuda backend the chunk-entry states for the backward (see the module
+    docstring), else an empty float32 tensor."""
+    if backend == "cuda":
+        return _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus,
+                         save_states)
     out, last = _FWD[backend](u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus)
-    return out, last.to(_compute_dtype(u))
+    return out, last.to(_compute_dtype(u)), u.new_empty(0, dtype=torch.float32)
+
+
+def _saves_states(backend, save_states):
+    return backend == "cuda" and save_states
 
 
 @selective_scan_fwd.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, backend):
+def _(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, backend, save_states=False):
     last = u.new_empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=_compute_dtype(u))
-    return torch.empty_like(u), last
+    states = u.new_empty(_states_shape(u, A, cu_seqlens) if _saves_states(backend, save_states) else (0,),
+                         dtype=torch.float32)
+    return torch.empty_like(u), last, states
 
 
 @torch.library.custom_op("mamba_kernels::selective_scan_bwd", mutates_args=())
 def selective_scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                        z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
                        cu_seqlens: Optional[Tensor], delta_softplus: bool, dout: Tensor,
-                       dlast_state: Optional[Tensor], backend: str) -> list[Tensor]:
+                       dlast_state: Optional[Tensor], backend: str, states: Optional[Tensor] = None
+                       ) -> list[Tensor]:
     """Gradients [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state], each in its input's dtype
-    (an empty tensor where the input is None)."""
+    (an empty tensor where the input is None). cuda needs `states` from selective_scan_fwd(save_states=True)
+    (None or empty: rerun the forward to save them)."""
     if backend not in _BWD_KERNEL:
-        raise ValueError(f"backend: selective_scan_bwd has kernels for {_BWD_KERNEL}, got {backend!r}")
-    grads = _BWD_KERNEL[backend](u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
-                                 delta_softplus, dout, dlast_state)
+        raise ValueError(f"backend: selective_scan_bwd has kernels for {list(_BWD_KERNEL)}, got {backend!r}")
+    args = (u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus)
+    if backend == "cuda":
+        if states is None or states.numel() == 0:
+            states = _fwd_cuda(*args, save_states=True)[2]
+        grads = _bwd_cuda(*args, dout, dlast_state, states)
+    else:
+        grads = _BWD_KERNEL[backend](*args, dout, dlast_state)
     return _cast_grads(grads, u, [u, delta, A, B, C, D, z, delta_bias, initial_state])
 
 
@@ -196,32 +273,34 @@ def _cast_grads(grads, u, ins):
 
 @selective_scan_bwd.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, dout, dlast_state,
-      backend):
+      backend, states=None):
     ins = [u, delta, A, B, C, D, z, delta_bias, initial_state]
     return [torch.empty_like(t) if t is not None else u.new_empty(0, dtype=_compute_dtype(u)) for t in ins]
 
 
 def _setup_context(ctx, inputs, output):
-    (u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, backend) = inputs
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens)
+    (u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, backend) = inputs[:12]
+    states = output[2]
+    ctx.mark_non_differentiable(states)
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, states)
     ctx.delta_softplus = delta_softplus
     ctx.backend = backend
 
 
-def _backward(ctx, dout, dlast):
-    u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens = ctx.saved_tensors
+def _backward(ctx, dout, dlast, _dstates):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, states = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(u)
     ins = [u, delta, A, B, C, D, z, delta_bias, initial_state]
     if ctx.backend in _BWD_KERNEL:
         grads = selective_scan_bwd(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
-                                   ctx.delta_softplus, dout.contiguous(), dlast, ctx.backend)
+                                   ctx.delta_softplus, dout.contiguous(), dlast, ctx.backend, states)
     else:
         # Autograd through the reference; not inside a custom op (autograd is off below the op).
         grads = _cast_grads(_bwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
                                      ctx.delta_softplus, dout, dlast), u, ins)
     grads = [None if t is None else g for g, t in zip(grads, ins)]
-    return (*grads, None, None, None)
+    return (*grads, None, None, None, None)
 
 
 selective_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -299,7 +378,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
         cu_seqlens       (nseq + 1,)      int32/int64, b == 1, sequences packed along l, each restarting
                                           from its own initial state; cu_seqlens[0] == 0, [-1] == l
     Returns out (b, d, l) in u's dtype; with return_last_state also last_state (b or nseq, d, n) in
-    float32 (float64 for float64 inputs). Gradients flow to every tensor input, and through last_state.
+    float32 (float64 for float64 inputs). Gradients flow to every tensor input, and through last_state:
+    backward kernels on cpu and cuda (the cuda forward then also saves float32 states, b*d*n*l/32 values at
+    n = 16, for its backward); triton and ref differentiate through the reference (slow for long sequences).
     `backend`: None (fastest available: cuda > triton > ref on GPU, cpu > ref on CPU) or one of
     "ref", "cpu", "triton", "cuda".
 
@@ -318,6 +399,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     be = _backend.resolve(backend, u.device, supported=_SUPPORTED)
     if u.dtype == torch.float64 and be in ("cuda", "triton"):
         raise TypeError(f"u: float64 inputs are supported by the ref and cpu backends, not {be!r}")
-    out, last = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
-                                   delta_softplus, be)
+    # The cuda backward restarts from states its forward saves: save them when a gradient will be needed.
+    save = be == "cuda" and torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
+    out, last, _ = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
+                                      delta_softplus, be, save)
     return (out, last) if return_last_state else out
