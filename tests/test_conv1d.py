@@ -390,6 +390,8 @@ def test_opcheck(backend):
     out = torch.empty_like(xu)
     slots = torch.tensor([3, -1, 0], dtype=torch.int32, device=dev)
     torch.library.opcheck(conv_if.conv1d_update, (xu, state, w.detach(), b, slots, "silu", out, backend))
+    if backend in ("cpu", "cuda"):  # the public update calls the C++ op directly (with a registered fake)
+        torch.library.opcheck(conv_if._direct_update_op(backend), (xu, state, w.detach(), b, slots, out, True))
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -10,7 +10,8 @@
 //   xe = x inside the sequence, initial_states[n, c, p - start + width - 1] before its start (zeros if absent).
 // States (initial_states, final_states, dinitial_states, dfinal_states): (nseq, dim, width - 1), any strides,
 //   dtype of x. weight (dim, width) and bias (dim,): fp32 / fp16 / bf16 (fp64 on CPU), independent of x.
-// Gradients of weight and bias are fp32 (fp64 for fp64 x on CPU), (dim, width) and (dim,), contiguous.
+// Gradients of weight and bias are (dim, width) and (dim,), contiguous: CPU writes fp32 (fp64 for fp64 x);
+// CUDA writes the dtypes of weight and bias (w_dtype / b_dtype), reduced from fp32 partial sums.
 #pragma once
 #include <cstdint>
 
@@ -50,8 +51,8 @@ struct Conv1dParams {
   const void* dy = nullptr;              // like x
   const void* dfinal_states = nullptr;   // nullptr: no gradient flows into final_states
   void* dx = nullptr;                    // like x
-  void* dweight = nullptr;               // (dim, width) fp32 (CPU fp64: fp64)
-  void* dbias = nullptr;                 // (dim,) same dtype as dweight; nullptr: not computed
+  void* dweight = nullptr;               // (dim, width): CPU fp32 (fp64 for fp64 x); CUDA the dtype of weight
+  void* dbias = nullptr;                 // (dim,): CPU like dweight; CUDA the dtype of bias; nullptr: not wanted
   void* dinitial_states = nullptr;       // nullptr: not computed
   int64_t dy_batch_stride = 0, dy_c_stride = 0, dy_l_stride = 0;
   int64_t dx_batch_stride = 0, dx_c_stride = 0, dx_l_stride = 0;

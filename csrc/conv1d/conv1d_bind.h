@@ -91,10 +91,13 @@ inline void set_fwd_outputs(Conv1dParams& p, const at::Tensor& x, const at::Tens
   }
 }
 
+// dweight / dbias dtypes: grad_param_dtype, or (CUDA: nullopt) those of weight / bias.
 inline void set_bwd_fields(Conv1dParams& p, const at::Tensor& x, const at::Tensor& dy,
                            const std::optional<at::Tensor>& dfinal_states, const at::Tensor& dx,
                            const at::Tensor& dweight, const std::optional<at::Tensor>& dbias,
-                           const std::optional<at::Tensor>& dinitial_states, at::ScalarType grad_param_dtype) {
+                           const std::optional<at::Tensor>& dinitial_states,
+                           std::optional<at::ScalarType> grad_param_dtype, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias) {
   check_same(dy, x, "dy");
   check_same(dx, x, "dx");
   TORCH_CHECK(dy.sizes() == x.sizes() && dx.sizes() == x.sizes(), "dy, dx: expected the shape of x");
@@ -114,14 +117,17 @@ inline void set_bwd_fields(Conv1dParams& p, const at::Tensor& x, const at::Tenso
     p.dinit_n_stride = dinitial_states->stride(0); p.dinit_c_stride = dinitial_states->stride(1);
     p.dinit_w_stride = dinitial_states->stride(2);
   }
-  TORCH_CHECK(dweight.scalar_type() == grad_param_dtype && dweight.is_contiguous() && dweight.dim() == 2 &&
+  const auto dw_dtype = grad_param_dtype.value_or(weight.scalar_type());
+  TORCH_CHECK(dweight.scalar_type() == dw_dtype && dweight.is_contiguous() && dweight.dim() == 2 &&
               dweight.size(0) == p.dim && dweight.size(1) == p.width && dweight.device() == x.device(),
-              "dweight: expected a contiguous (", p.dim, ", ", p.width, ") ", grad_param_dtype, " tensor");
+              "dweight: expected a contiguous (", p.dim, ", ", p.width, ") ", dw_dtype, " tensor");
   p.dweight = dweight.data_ptr();
   if (dbias) {
-    TORCH_CHECK(dbias->scalar_type() == grad_param_dtype && dbias->is_contiguous() && dbias->dim() == 1 &&
+    TORCH_CHECK(bias.has_value(), "dbias: given without bias");
+    const auto db_dtype = grad_param_dtype.value_or(bias->scalar_type());
+    TORCH_CHECK(dbias->scalar_type() == db_dtype && dbias->is_contiguous() && dbias->dim() == 1 &&
                 dbias->size(0) == p.dim && dbias->device() == x.device(),
-                "dbias: expected a contiguous (", p.dim, ",) ", grad_param_dtype, " tensor");
+                "dbias: expected a contiguous (", p.dim, ",) ", db_dtype, " tensor");
     p.dbias = dbias->data_ptr();
   }
 }

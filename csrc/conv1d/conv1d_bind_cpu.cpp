@@ -38,7 +38,7 @@ void bwd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::
   auto p = make_params(x, weight, bias, initial_states, cu_seqlens, silu);
   check_cu_values(p);
   set_bwd_fields(p, x, dy, dfinal_states, dx, dweight, dbias, dinitial_states,
-                 x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
+                 x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat, weight, bias);
   conv1d_bwd_cpu(p);
 }
 
@@ -55,13 +55,18 @@ void update(const at::Tensor& x, at::Tensor conv_state, const at::Tensor& weight
 
 TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
   m.def("_conv1d_fwd_cpu(Tensor x, Tensor weight, Tensor? bias, Tensor? initial_states, Tensor? cu_seqlens, "
-        "Tensor(a!) y, Tensor(b!)? final_states, bool silu) -> ()",
-        &mamba_kernels::conv1d::fwd);
+        "Tensor(a!) y, Tensor(b!)? final_states, bool silu) -> ()");
   m.def("_conv1d_bwd_cpu(Tensor x, Tensor weight, Tensor? bias, Tensor? initial_states, Tensor? cu_seqlens, "
         "Tensor dy, Tensor? dfinal_states, Tensor(a!) dx, Tensor(b!) dweight, Tensor(c!)? dbias, "
-        "Tensor(d!)? dinitial_states, bool silu) -> ()",
-        &mamba_kernels::conv1d::bwd);
+        "Tensor(d!)? dinitial_states, bool silu) -> ()");
   m.def("_conv1d_update_cpu(Tensor x, Tensor(a!) conv_state, Tensor weight, Tensor? bias, Tensor? slots, "
-        "Tensor(b!) out, bool silu) -> ()",
-        &mamba_kernels::conv1d::update);
+        "Tensor(b!) out, bool silu) -> ()");
+}
+
+// A CPU kernel (not a catch-all): the ops then accept fake / meta kernels (interface.py registers one for the
+// update, which the public function calls directly).
+TORCH_LIBRARY_IMPL(mamba_kernels, CPU, m) {
+  m.impl("_conv1d_fwd_cpu", &mamba_kernels::conv1d::fwd);
+  m.impl("_conv1d_bwd_cpu", &mamba_kernels::conv1d::bwd);
+  m.impl("_conv1d_update_cpu", &mamba_kernels::conv1d::update);
 }

@@ -1,5 +1,6 @@
 // Torch binding of the CUDA conv1d kernels (goes into mamba_kernels._cuda). Thin: fills the params struct,
-// launches on the current stream, reduces the backward's fp32 dweight / dbias partials (fixed order).
+// allocates the backward's fp32 dweight / dbias partial rows (reduced in a fixed order by a kernel that writes
+// dweight / dbias in the dtypes of weight / bias) and launches on the current stream.
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -31,19 +32,18 @@ void bwd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::
   check_cuda(x);
   const c10::cuda::CUDAGuard guard(x.device());
   auto p = make_params(x, weight, bias, initial_states, cu_seqlens, silu);
-  set_bwd_fields(p, x, dy, dfinal_states, dx, dweight, dbias, dinitial_states, at::kFloat);
+  set_bwd_fields(p, x, dy, dfinal_states, dx, dweight, dbias, dinitial_states, std::nullopt, weight, bias);
   const int64_t np = conv1d_bwd_num_partials(p, channel_last);
-  at::Tensor dw_part = dweight.new_empty({np, p.dim, p.width});
+  const auto f32 = dweight.options().dtype(at::kFloat);
+  at::Tensor dw_part = dweight.new_empty({np, p.dim, p.width}, f32);
   at::Tensor db_part;
   p.dweight_partial = dw_part.data_ptr<float>();
   if (dbias) {
-    db_part = dweight.new_empty({np, p.dim});
+    db_part = dweight.new_empty({np, p.dim}, f32);
     p.dbias_partial = db_part.data_ptr<float>();
   }
   const char* err = conv1d_bwd_cuda(p, channel_last, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == nullptr, "conv1d backward (CUDA): ", err);
-  dweight.copy_(dw_part.sum(0));
-  if (dbias) dbias->copy_(db_part.sum(0));
 }
 
 void update(const at::Tensor& x, at::Tensor conv_state, const at::Tensor& weight,

@@ -69,6 +69,7 @@ const char* conv1d_bwd_cuda(const Conv1dParams& p, bool channel_last, void* stre
     return "conv1d (CUDA): dy and dx must have the layout of x";
   if (conv1d_bwd_num_partials(p, channel_last) > 0 && p.dweight_partial == nullptr)
     return "conv1d (CUDA): dweight_partial is missing";
+  if (p.dweight == nullptr) return "conv1d (CUDA): dweight is missing";
   if (const char* err = last_error()) return err;
   launch_bwd_main(p, channel_last, stream);
   if (const char* err = last_error()) return err;
@@ -76,6 +77,12 @@ const char* conv1d_bwd_cuda(const Conv1dParams& p, bool channel_last, void* stre
   if ((p.cu_seqlens || p.dfinal_states || p.dinitial_states) && n_fix > 0) {
     conv1d_bwd_fix_kernel<<<static_cast<unsigned>((n_fix + kFixThreads - 1) / kFixThreads), kFixThreads, 0,
                             static_cast<cudaStream_t>(stream)>>>(p, main_partials(p, channel_last));
+    if (const char* err = last_error()) return err;
+  }
+  const int64_t n_red = p.dim * p.width + (p.dbias ? p.dim : 0);
+  if (n_red > 0) {
+    conv1d_reduce_partials_kernel<<<static_cast<unsigned>((n_red + 255) / 256), 256, 0,
+                                    static_cast<cudaStream_t>(stream)>>>(p, conv1d_bwd_num_partials(p, channel_last));
     if (const char* err = last_error()) return err;
   }
   return nullptr;

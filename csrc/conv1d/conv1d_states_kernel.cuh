@@ -9,6 +9,7 @@
 //   conv1d_bwd_fix_kernel   dx at the first (varlen) and last (varlen or dfinal_states) w-1 positions;
 //                           varlen: one correction row per sequence in the dweight / dbias partials
 //                           (true minus tiled contribution of the first w-1 positions); dinitial_states.
+// conv1d_reduce_partials_kernel sums the backward's dweight / dbias partial rows.
 // Empty sequences and sequences shorter than w-1 (whose final state still holds part of the initial state)
 // are covered here too. Heads and tails of different sequences never overlap, so threads never write the
 // same element; head and tail of one short sequence are written by the same thread with equal values.
@@ -120,6 +121,23 @@ __global__ void __launch_bounds__(kFixThreads) conv1d_bwd_fix_kernel(Conv1dParam
       store_any(p.dinitial_states, p.x_dtype, n * p.dinit_n_stride + c * p.dinit_c_stride + j * p.dinit_w_stride,
                 acc);
     }
+  }
+}
+
+// dweight[c, i] = sum_r dweight_partial[r, c, i] and dbias[c] = sum_r dbias_partial[r, c], rows summed in a
+// fixed order (deterministic), written in the parameters' own dtypes. One thread per (c, i) and per c.
+__global__ void __launch_bounds__(256) conv1d_reduce_partials_kernel(Conv1dParams p, int64_t npartial) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nw = p.dim * p.width;
+  if (idx < nw) {
+    float acc = 0.f;
+    for (int64_t r = 0; r < npartial; ++r) acc += p.dweight_partial[r * nw + idx];
+    store_any(p.dweight, p.w_dtype, idx, acc);
+  } else if (p.dbias && idx < nw + p.dim) {
+    const int64_t c = idx - nw;
+    float acc = 0.f;
+    for (int64_t r = 0; r < npartial; ++r) acc += p.dbias_partial[r * p.dim + c];
+    store_any(p.dbias, p.b_dtype, c, acc);
   }
 }
 

@@ -112,11 +112,12 @@ def _bwd_ref(dy, dfinal, x, weight, bias, init, cu, silu, channel_last, need_din
     return dx.contiguous(), dw, db, di if need_dinit else None
 
 
-def _bwd_alloc(x, weight, bias, cu, need_dinit):
+def _bwd_alloc(x, weight, bias, cu, need_dinit, param_dtypes=False):
+    """dweight / dbias in fp32 (fp64 for fp64 x), or with param_dtypes in the dtypes of weight / bias."""
     dx = _empty_like(x)
     gd = _grad_dtype(x)
-    dw = _empty(x, weight.shape[0], weight.shape[1], dtype=gd)
-    db = _empty(x, weight.shape[0], dtype=gd) if bias is not None else None
+    dw = _empty(x, weight.shape[0], weight.shape[1], dtype=weight.dtype if param_dtypes else gd)
+    db = _empty(x, weight.shape[0], dtype=bias.dtype if param_dtypes else gd) if bias is not None else None
     di = _empty(x, _nseq(x, cu), weight.shape[0], weight.shape[1] - 1) if need_dinit else None
     return dx, dw, db, di
 
@@ -133,7 +134,7 @@ def _bwd_cpu(dy, dfinal, x, weight, bias, init, cu, silu, channel_last, need_din
 def _bwd_cuda(dy, dfinal, x, weight, bias, init, cu, silu, channel_last, need_dinit):
     import mamba_kernels._cuda  # noqa: F401
     x, dy = _unit_inner(x), _unit_inner(dy)
-    dx, dw, db, di = _bwd_alloc(x, weight, bias, cu, need_dinit)
+    dx, dw, db, di = _bwd_alloc(x, weight, bias, cu, need_dinit, param_dtypes=True)
     torch.ops.mamba_kernels._conv1d_bwd_cuda(_logical(x, channel_last), weight, bias, init, cu,
                                              _logical(dy, channel_last), dfinal, _logical(dx, channel_last), dw, db,
                                              di, silu, channel_last)
@@ -257,6 +258,23 @@ def conv1d_update(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Optional[
 @conv1d_update.register_fake
 def _(x, conv_state, weight, bias, slots, activation, out, backend):
     return None
+
+
+# The decode update has no autograd, so the public function calls the C++ ops (schema'd, mutation-annotated)
+# directly for the cpu / cuda backends: the Python custom-op layer costs tens of microseconds per call, more
+# than the one-token kernel. Their fake kernels keep them traceable by torch.compile.
+_DIRECT_UPDATE_OPS = {}
+
+
+def _direct_update_op(backend: str):
+    op = _DIRECT_UPDATE_OPS.get(backend)
+    if op is None:
+        import importlib
+        importlib.import_module("mamba_kernels._C" if backend == "cpu" else "mamba_kernels._cuda")
+        name = f"mamba_kernels::_conv1d_update_{backend}"
+        torch.library.register_fake(name)(lambda x, conv_state, weight, bias, slots, out, silu: None)
+        op = _DIRECT_UPDATE_OPS[backend] = getattr(torch.ops.mamba_kernels, f"_conv1d_update_{backend}").default
+    return op
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -428,5 +446,8 @@ def causal_conv1d_update(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Op
     backend = _backend.resolve(backend, device, supported=_SUPPORTED)
     _check_backend_dtype(backend, x)
     xv, ov = (x[:, :, None], out[:, :, None]) if x.dim() == 2 else (x, out)
-    conv1d_update(xv, conv_state, weight, bias, slots, activation, ov, backend)
+    if backend in ("cpu", "cuda"):
+        _direct_update_op(backend)(xv, conv_state, weight, bias, slots, ov, _silu(activation))
+    else:
+        conv1d_update(xv, conv_state, weight, bias, slots, activation, ov, backend)
     return out

@@ -37,14 +37,15 @@ def _seq_of(cu, t, NSEQ, LOG_NSEQ: tl.constexpr):
 def _xe(x_row, init_ptr, offs_d, pos, s, n, mask, sxc, sxl, sin, sic, siw,
         W: tl.constexpr, HAS_INIT: tl.constexpr):
     """x at positions pos (BLOCK_L) of channels offs_d (BLOCK_D), extended before the sequence start s (per
-    column) by initial state n (per column). fp32 tile (BLOCK_D, BLOCK_L)."""
-    inside = pos >= s
+    column) by initial state n (per column). fp32 tile (BLOCK_D, BLOCK_L). The masks keep every access in
+    bounds even for a cu_seqlens with bad values (pos >= 0, 0 <= ji < W - 1)."""
+    inside = (pos >= s) & (pos >= 0)
     v = tl.load(x_row + offs_d[:, None] * sxc + pos[None, :].to(tl.int64) * sxl,
                 mask=mask & inside[None, :], other=0.0).to(tl.float32)
     if HAS_INIT:
         ji = pos - s + (W - 1)
         iv = tl.load(init_ptr + n[None, :].to(tl.int64) * sin + offs_d[:, None] * sic + ji[None, :] * siw,
-                     mask=mask & (~inside & (ji >= 0))[None, :], other=0.0).to(tl.float32)
+                     mask=mask & (~inside & (ji >= 0) & (ji < W - 1))[None, :], other=0.0).to(tl.float32)
         v = tl.where(inside[None, :], v, iv)
     return v
 
@@ -98,9 +99,9 @@ def _conv1d_final_kernel(x, init_ptr, cu, final, D, L, sxb, sxc, sxl, sin, sic, 
     offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
     j = tl.arange(0, WP2)
     mask = (offs_d < D)[:, None] & (j < W - 1)[None, :]
-    if VARLEN:
-        s = tl.load(cu + pid_n)
-        e = tl.load(cu + pid_n + 1)
+    if VARLEN:  # clamped into [0, L]: a bad cu_seqlens cannot send the loads out of bounds
+        e = tl.minimum(tl.maximum(tl.load(cu + pid_n + 1), 0), L)
+        s = tl.minimum(tl.maximum(tl.load(cu + pid_n), 0), e)
         x_row = x
     else:
         s = 0
@@ -131,7 +132,7 @@ def _conv1d_bwd_kernel(x, w_ptr, bias, init_ptr, cu, dy, dfinal, dx, dw_part, db
     if VARLEN:
         n = _seq_of(cu, offs_l, NSEQ, LOG_NSEQ)
         s = tl.load(cu + n)
-        e = tl.load(cu + n + 1)
+        e = tl.minimum(tl.load(cu + n + 1), L)  # dy / dfinal loads stay in bounds for a bad cu_seqlens
     else:
         n = tl.zeros([BLOCK_L], dtype=tl.int32) + pid_b
         s = tl.zeros([BLOCK_L], dtype=tl.int32)
@@ -168,7 +169,7 @@ def _conv1d_bwd_kernel(x, w_ptr, bias, init_ptr, cu, dy, dfinal, dx, dw_part, db
                 tl.store(db_part + prow * D + offs_d, tl.sum(dp, axis=1), mask=mask_d)
     if HAS_DFINAL:
         jf = offs_l - e + (W - 1)
-        mf = mask & (jf >= 0)[None, :]
+        mf = mask & ((jf >= 0) & (jf < W - 1))[None, :]
         dxa += tl.load(dfinal + n[None, :].to(tl.int64) * sfn + offs_d[:, None] * sfc + jf[None, :] * sfw,
                        mask=mf, other=0.0).to(tl.float32)
     tl.store(dx + pid_b.to(tl.int64) * sdxb + offs_d[:, None] * sdxc + offs_l[None, :].to(tl.int64) * sdxl,
@@ -187,8 +188,8 @@ def _conv1d_dinit_kernel(x, w_ptr, bias, init_ptr, cu, dy, dfinal, dinit, D, L,
     mask_d = offs_d < D
     m = tl.arange(0, WP2)
     if VARLEN:
-        s = tl.load(cu + pid_n)
-        e = tl.load(cu + pid_n + 1)
+        e = tl.minimum(tl.maximum(tl.load(cu + pid_n + 1), 0), L)
+        s = tl.minimum(tl.maximum(tl.load(cu + pid_n), 0), e)
         x_row = x
         dy_row = dy
     else:
