@@ -7,16 +7,24 @@ positional arguments of the `_verify_step_<be>` / `_verify_step_fused_<be>` / `_
 Programs:
   * SSM step: one program per (batch row, unit). It reads the unit's meta, then loops over P tiles of the state:
     materialise (replay the committed ring tokens), fold the state when needed, score the k new nodes (chain: one
-    running state; tree: each node re-walks its ancestor path, O(k^2) tile updates). After a barrier it compacts
-    the ring (tree paths), appends the new tokens and rewrites the meta.
-  * Fused Mamba-2 step: the same kernel with one program per (batch row, group): x, B, C of a node come from the
-    conv with rollback over the raw xBC (evaluated where needed: node t convolves the committed window and the raw
-    inputs along its ancestor path), and the program rewrites its group's window channels at the end.
+    running state; tree: each node re-walks its ancestor path, O(k^2) tile updates). The new nodes' x, dt, z, B, C
+    are held as (k, P) / (k, N) tiles. After a barrier it compacts the ring (tree paths), appends the new tokens
+    and rewrites the meta.
+  * Fused Mamba-2 step: the same kernel with one program per (batch row, group) looping over the group's heads:
+    x, B, C of the new nodes come from the conv with rollback over the raw xBC (node t convolves the committed
+    window and the raw inputs along its ancestor path; the tap sources of all nodes are found once, then each
+    channel tile is one (k, w, channels) gather), and the program rewrites its group's window channels at the end.
   * Conv step: one program per batch row, looping over channel tiles; writes the slot's conv meta at the end.
 All math is fp32. Values stored to bf16 are rounded to nearest even first (so that TRITON_INTERPRET=1, whose bf16
 cast truncates, gives the same bits as the GPU). Padding rows (slot < 0 or >= S) get y = 0 and touch nothing.
+Index arithmetic is int64. Bad control values never index out of bounds: the accepted node is clamped to the
+pending count, an invalid parent (>= own index or < -1) means the root, c / kp from the meta are clamped to the ring.
+Interpreter notes (CI runs these kernels under TRITON_INTERPRET=1, where every op costs ~20 us): sums use
+tl.reduce with the standard combine function, scalar branches skip work, and there are few helper calls.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import triton
@@ -35,7 +43,7 @@ _MAXK = 32  # masks are 32-bit: at most 32 pending nodes
 @triton.jit
 def _rne_bf16(v):
     """Round fp32 to the nearest bf16 value (ties to even), kept in fp32 (exactly representable in bf16)."""
-    bits = v.to(tl.int32, bitcast=True)
+    bits = tl.where(v != v, 0, v.to(tl.int32, bitcast=True))  # (NaN: no int32 overflow below)
     r = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536
     return tl.where(v != v, v, r.to(tl.float32, bitcast=True))
 
@@ -52,7 +60,7 @@ def _new_masks(par_ptr, s_par_k, k, TREE: tl.constexpr):
             pp += s_par_k
             par = tl.where((par >= t) | (par < -1), -1, par)
             pm = tl.reduce(tl.where(ar == par, masks, 0), 0, _sum_combine)
-            masks = tl.where(ar == t, pm | (1 << t), masks)
+            masks = tl.where(ar == t, pm | (tl.full([], 1, tl.int32) << t), masks)  # (int32 shift: bit 31 wraps)
     else:
         masks = tl.where(ar < k, (2 << ar) - 1, 0)  # chain: nodes 0..t (2 << 31 wraps to 0: all 32 bits)
     return masks
@@ -302,10 +310,9 @@ def _verify_ssm_kernel(
                     tl.store(st_ptrs, hs, mask=tmask)
 
                 # score the new nodes (chain: one running state; tree: walk each node's path)
-                y_t = y_b + u * s_y_h + offs_p * s_y_p
+                y_all = tl.zeros([BLOCK_K, BLOCK_P], dtype=tl.float32)
                 hc = h
                 for t in range(0, k):
-                    xt = tl.reduce(tl.where(ark[:, None] == t, xt_all, 0.0), 0, _sum_combine)
                     if TREE:
                         mt = tl.reduce(tl.where(ar32 == t, masks, 0), 0, _sum_combine)
                         hc = h
@@ -320,6 +327,7 @@ def _verify_ssm_kernel(
                                     dA = tl.exp(dtj * Av)[:, None]
                                 hc = dA * hc + (dtj * xj)[:, None] * Bj[None, :]
                     else:
+                        xt = tl.reduce(tl.where(ark[:, None] == t, xt_all, 0.0), 0, _sum_combine)
                         dtt = tl.reduce(tl.where(ark[:, None] == t, dt_all, 0.0), 0, _sum_combine)
                         Bt = tl.reduce(tl.where(ark[:, None] == t, Bt_all, 0.0), 0, _sum_combine)
                         if A_FULL:
@@ -329,14 +337,15 @@ def _verify_ssm_kernel(
                         hc = dA * hc + (dtt * xt)[:, None] * Bt[None, :]
                     Ct = tl.reduce(tl.where(ark[:, None] == t, Ct_all, 0.0), 0, _sum_combine)
                     yv = tl.reduce(hc * Ct[None, :], 1, _sum_combine)
-                    if HAS_D:
-                        yv += Dv * xt
-                    if HAS_Z:
-                        yv = yv * tl.reduce(tl.where(ark[:, None] == t, gate_all, 0.0), 0, _sum_combine)
-                    if Y_BF16:
-                        yv = _rne_bf16(yv)
-                    tl.store(y_t, yv, mask=pmask)
-                    y_t += s_y_k
+                    y_all = tl.where(ark[:, None] == t, yv[None, :], y_all)
+                # D skip and z gate for all nodes at once, then one store of the (k, P) tile
+                if HAS_D:
+                    y_all += Dv[None, :] * xt_all
+                if HAS_Z:
+                    y_all = y_all * gate_all
+                if Y_BF16:
+                    y_all = _rne_bf16(y_all)
+                tl.store(y_b + u * s_y_h + ark[:, None] * s_y_k + offs_p[None, :] * s_y_p, y_all, mask=kpmask)
 
         # ---- write back (every read of this program's ring / window / meta is done)
         tl.debug_barrier()
@@ -413,7 +422,8 @@ def _verify_ssm_kernel(
                 jc = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
                 cmask = jc < nch
                 ch = tl.where(jc < xpart, u0 * P + jc,
-                              tl.where(jc < xpart + N, HP + g * N + (jc - xpart), HP + G * N + g * N + (jc - xpart - N)))
+                              tl.where(jc < xpart + N, HP + g * N + (jc - xpart),
+                                       HP + G * N + g * N + (jc - xpart - N)))
                 wmask = (jw < WIDTH - 1)[:, None] & cmask[None, :]
                 cwin = tl.load(win_sl + rows[:, None] * s_win_r + ch[None, :] * s_win_c, mask=wmask)
                 tl.debug_barrier()
@@ -508,6 +518,11 @@ def _nz(t, fallback):
     return t if (t is not None and t.numel() > 0) else fallback
 
 
+def _on_device(t):
+    """Launch on t's GPU (Triton launches on the current CUDA device); a no-op for CPU tensors (interpreter)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
 def _check_k(k, Kmax, R):
     if not (0 <= k <= Kmax <= min(R, _MAXK)):
         raise ValueError(f"verify (triton): need 0 <= k <= Kmax <= min(R, 32), got k={k}, Kmax={Kmax}, R={R}")
@@ -552,21 +567,23 @@ def _launch_ssm(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, ring_dt, m
     BLOCK_WW = _np2(width)
     BLOCK_C = min(_np2(heads_per_prog * P + 2 * N), 256)
     bf16 = torch.bfloat16
-    _verify_ssm_kernel[grid](
-        _nz(x, dummy), _nz(dt, dummy), A, _nz(B, dummy), _nz(C, dummy), _nz(D, dummy), _nz(z, dummy),
-        _nz(dt_bias, dummy), state, ring_x, ring_B, ring_dt, meta, slots, accepted, _nz(parents, meta), _nz(y, dummy),
-        _nz(xBC, dummy), _nz(conv_weight, dummy), _nz(conv_bias, dummy), _nz(window, dummy),
-        k, S, R, H, P, N, Pd, G, float(dt_min), float(dt_max),
-        *_st(x, 4), *sdt, *sA, *_st(B, 4), *_st(C, 4), *_st(D, 2), *_st(z, 4), *sdtb,
-        *state.stride(), *ring_x.stride(), *ring_B.stride(), *srdt, *meta.stride(),
-        slots.stride(0), accepted.stride(0), *_st(parents, 2), *y.stride(),
-        *_st(xBC, 3), *_st(conv_weight, 2), *_st(conv_bias, 1), *_st(window, 3),
-        ACC_IS_NODE=bool(accepted_is_node), TREE=parents is not None, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus), FOLD_ALL=bool(fold_all), A_FULL=Na > 1,
-        FUSED=fused, HAS_CBIAS=conv_bias is not None, CONV_SILU=bool(conv_silu), WIDTH=width,
-        HEADS_PER_PROG=heads_per_prog, Y_BF16=y.dtype == bf16, ST_BF16=state.dtype == bf16,
-        RING_BF16=ring_x.dtype == bf16, BLOCK_K=BLOCK_K, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, BLOCK_W=BLOCK_W,
-        BLOCK_WW=BLOCK_WW, BLOCK_C=BLOCK_C)
+    with _on_device(state):
+        _verify_ssm_kernel[grid](
+            _nz(x, dummy), _nz(dt, dummy), A, _nz(B, dummy), _nz(C, dummy), _nz(D, dummy), _nz(z, dummy),
+            _nz(dt_bias, dummy), state, ring_x, ring_B, ring_dt, meta, slots, accepted, _nz(parents, meta),
+            _nz(y, dummy),
+            _nz(xBC, dummy), _nz(conv_weight, dummy), _nz(conv_bias, dummy), _nz(window, dummy),
+            k, S, R, H, P, N, Pd, G, float(dt_min), float(dt_max),
+            *_st(x, 4), *sdt, *sA, *_st(B, 4), *_st(C, 4), *_st(D, 2), *_st(z, 4), *sdtb,
+            *state.stride(), *ring_x.stride(), *ring_B.stride(), *srdt, *meta.stride(),
+            slots.stride(0), accepted.stride(0), *_st(parents, 2), *y.stride(),
+            *_st(xBC, 3), *_st(conv_weight, 2), *_st(conv_bias, 1), *_st(window, 3),
+            ACC_IS_NODE=bool(accepted_is_node), TREE=parents is not None, HAS_D=D is not None, HAS_Z=z is not None,
+            HAS_BIAS=dt_bias is not None, SOFTPLUS=bool(dt_softplus), FOLD_ALL=bool(fold_all), A_FULL=Na > 1,
+            FUSED=fused, HAS_CBIAS=conv_bias is not None, CONV_SILU=bool(conv_silu), WIDTH=width,
+            HEADS_PER_PROG=heads_per_prog, Y_BF16=y.dtype == bf16, ST_BF16=state.dtype == bf16,
+            RING_BF16=ring_x.dtype == bf16, BLOCK_K=BLOCK_K, BLOCK_P=BLOCK_P, BLOCK_N=BLOCK_N, BLOCK_W=BLOCK_W,
+            BLOCK_WW=BLOCK_WW, BLOCK_C=BLOCK_C)
 
 
 def verify_step_triton(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted,
@@ -600,11 +617,13 @@ def conv_verify_step_triton(x, window, meta, weight, bias, slots, accepted, acce
     if batch == 0:
         return
     dummy = window
-    _conv_verify_kernel[(batch,)](
-        _nz(x, dummy), window, meta, weight, _nz(bias, weight), slots, accepted, _nz(parents, meta), _nz(out, dummy),
-        k, S, dc, Kmax,
-        *x.stride(), *window.stride(), *meta.stride(), *weight.stride(), *_st(bias, 1),
-        slots.stride(0), accepted.stride(0), *_st(parents, 2), *out.stride(),
-        ACC_IS_NODE=bool(accepted_is_node), TREE=parents is not None, HAS_BIAS=bias is not None, SILU=bool(silu),
-        WIDTH=width, OUT_BF16=out.dtype == torch.bfloat16, BLOCK_K=_np2(k), BLOCK_W=_np2(width - 1),
-        BLOCK_WW=_np2(width), BLOCK_C=min(_np2(dc), 256))
+    with _on_device(window):
+        _conv_verify_kernel[(batch,)](
+            _nz(x, dummy), window, meta, weight, _nz(bias, weight), slots, accepted, _nz(parents, meta),
+            _nz(out, dummy),
+            k, S, dc, Kmax,
+            *x.stride(), *window.stride(), *meta.stride(), *weight.stride(), *_st(bias, 1),
+            slots.stride(0), accepted.stride(0), *_st(parents, 2), *out.stride(),
+            ACC_IS_NODE=bool(accepted_is_node), TREE=parents is not None, HAS_BIAS=bias is not None, SILU=bool(silu),
+            WIDTH=width, OUT_BF16=out.dtype == torch.bfloat16, BLOCK_K=_np2(k), BLOCK_W=_np2(width - 1),
+            BLOCK_WW=_np2(width), BLOCK_C=min(_np2(dc), 256))
