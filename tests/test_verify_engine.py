@@ -208,3 +208,32 @@ def test_cuda_graph_replay_equals_eager(backend, fused):
         torch.cuda.synchronize()
         assert_close(out, y_eager, torch.bfloat16, factor=0.01, name=f"graph round {r}")
     assert torch.equal(cache.state, eager.state)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only check (on a GPU the kernels run)")
+def test_triton_kernels_compile_ahead_of_time_for_sm90():
+    """Every Triton kernel the verify launchers start (chain, tree, fused, conv) lowers to a Hopper cubin, at
+    the Mamba-2-in-Llama3-8B head shape, without a GPU (interpreted launch recorded, then compiled)."""
+    pytest.importorskip("triton")
+    from mamba_kernels.testing import aot_compile_launches, record_triton_launches
+
+    h, p, n, g, w, k = 2, 128, 128, 2, 4, 4
+    dc = h * p + 2 * g * n
+    layer = Layer("mamba2", h=h, p=p, n=n, g=g, dtype=torch.bfloat16)
+    cache = layer.cache(3, k, conv=(dc, w))
+    slots = torch.tensor([2, 0], dtype=I32)
+    acc = torch.zeros(2, dtype=I32)
+    x, dt, B, C, z = layer.inputs(2, k)
+    par = torch.tensor([[-1, 0, 0, 1], [-1, -1, 1, 2]], dtype=I32)
+    launches = []
+    for kw in (dict(), dict(parents=par)):
+        launches += record_triton_launches(mk.verify_step, x, dt, layer.A, B, C, cache, slots, acc, z=z,
+                                           backend="triton", **kw, **layer.params())[1]
+    launches += record_triton_launches(mk.verify_step_fused, torch.randn(2, k, dc).to(torch.bfloat16), dt, z, cache,
+                                       slots, acc, A=layer.A, conv_weight=torch.randn(dc, w), backend="triton")[1]
+    launches += record_triton_launches(mk.conv_verify_step, torch.randn(2, k, dc).to(torch.bfloat16), cache,
+                                       torch.randn(dc, w), slots=slots, num_accepted=acc, backend="triton")[1]
+    compiled = aot_compile_launches(launches, arch=90)
+    names = {c["name"] for c in compiled}
+    assert len(names) >= 2 and all(c["has_cubin"] for c in compiled), compiled
+    assert all(c["shared"] <= 227 * 1024 for c in compiled), compiled
