@@ -222,6 +222,93 @@ def test_triton_varlen_interpreted():
     _check_varlen("triton", "cpu", torch.float32, [0, 7, 7, 20, 33])
 
 
+@pytest.mark.parametrize("case", CPU_CASES, ids=_case_id)
+def test_triton_backward_interpreted(case, monkeypatch):
+    _skip_unless("triton", "cpu")
+    if HAS_CUDA:
+        pytest.skip("the GPU run covers the Triton backward on CUDA tensors (test_gpu_backward_kernel)")
+    _no_ref_autograd(monkeypatch)
+    b, d, l, n, g, vb, vc, hz, init = case
+    t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=torch.float32)
+    _check_grads(t, "triton", torch.float32, factor=4)
+
+
+@pytest.mark.parametrize("softplus", [True, False], ids=["softplus", "nosoftplus"])
+def test_triton_backward_varlen_interpreted(softplus, monkeypatch):
+    _skip_unless("triton", "cpu")
+    if HAS_CUDA:
+        pytest.skip("the GPU run covers the Triton backward on CUDA tensors (test_gpu_backward_kernel_varlen)")
+    _no_ref_autograd(monkeypatch)
+    # n = 4: chunks of 16 steps; sequences start on, just after and between chunk boundaries; one is empty
+    t = make_inputs(1, 10, 50, 4, 2, init=True, dtype=torch.float32, cu_seqlens=[0, 16, 17, 17, 50],
+                    has_bias=softplus)
+    if not softplus:
+        t["delta"] = torch.nn.functional.softplus(t["delta"])
+    _check_grads(t, "triton", torch.float32, factor=4, softplus=softplus)
+
+
+def test_triton_opcheck_interpreted():
+    _skip_unless("triton", "cpu")
+    if HAS_CUDA:
+        pytest.skip("the GPU run covers Triton on CUDA tensors (test_gpu_opcheck)")
+    t = make_inputs(2, 4, 40, 3, g=2, init=True)
+    args = (t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"], t["initial_state"], None,
+            True, "triton")
+    torch.library.opcheck(selective_scan_fwd, (*args, True), test_utils=("test_schema", "test_faketensor"))
+    _, _, states = selective_scan_fwd(*args, True)
+    assert states.shape == (2, 4, 3, 3)  # n = 3: a saved state every 16 steps
+    dout, dlast = torch.randn_like(t["u"]), torch.randn(2, 4, 3)
+    torch.library.opcheck(selective_scan_bwd, (*args[:11], dout, dlast, "triton", states),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+# Compiled in a subprocess: under TRITON_INTERPRET=1 (set by conftest.py on CPU machines) Triton cannot lower.
+_AOT_SCRIPT = r"""
+import inspect, json, sys
+from mamba_kernels.selective_scan import triton as tri
+from mamba_kernels.selective_scan.interface import _ckpt_chunk
+from mamba_kernels.testing import aot_compile_triton
+
+ACT = {"u_ptr", "delta_ptr", "B_ptr", "C_ptr", "z_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr"}
+for n, varlen in json.loads(sys.argv[1]):
+    block_n = max(1, 1 << (n - 1).bit_length())  # the launchers' configs (triton.next_power_of_2)
+    block_d = max(1, min(32, 1024 // block_n))
+    flags = dict(VAR_B=True, VAR_C=True, HAS_D=True, HAS_Z=True, HAS_BIAS=True, VARLEN=varlen, SOFTPLUS=True,
+                 CK=_ckpt_chunk(n), BLOCK_D=block_d, BLOCK_N=block_n)
+    jobs = ((tri._selective_scan_fwd_kernel, dict(flags, HAS_H0=True, SAVE=True)),
+            (tri._selective_scan_bwd_kernel, dict(flags, HAS_DLAST=True, HAS_DINIT=True)))
+    for kernel, cx in jobs:
+        sig = {}
+        for name in inspect.signature(kernel.fn).parameters:  # activations bf16, cu_seqlens i64, scalars i32
+            if name in cx:
+                sig[name] = "constexpr"
+            elif name.endswith("_ptr"):
+                sig[name] = "*bf16" if name in ACT else ("*i64" if name == "cu_ptr" else "*fp32")
+            else:
+                sig[name] = "i32"
+        k = aot_compile_triton(kernel, sig, cx)
+        assert "cubin" in k.asm, kernel.fn.__name__
+        print("AOT-OK", n, varlen, kernel.fn.__name__, k.metadata.shared)
+"""
+
+
+def test_triton_kernels_compile_for_sm90():
+    """Both Triton kernels at the launchers' configs (n = 16 with and without varlen, n = 256) lower to sm_90
+    cubins (CI has no GPU)."""
+    import json
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    jobs = [[16, False], [16, True], [256, False]]
+    r = subprocess.run([sys.executable, "-c", _AOT_SCRIPT, json.dumps(jobs)], capture_output=True, text=True,
+                       env=env, cwd=root, timeout=600)
+    print(r.stdout)
+    assert r.returncode == 0 and r.stdout.count("AOT-OK") == 2 * len(jobs), \
+        f"AOT compile failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("case", GPU_CASES, ids=_case_id)
@@ -274,7 +361,7 @@ def test_gpu_varlen(backend, dtype):
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_gpu_backward(backend):
-    """Gradients of every input on the GPU backends (through the reference until a CUDA backward lands)."""
+    """Gradients of every input on the GPU backends (their backward kernels; more in test_gpu_backward_kernel*)."""
     _skip_unless(backend, "cuda")
     t = make_inputs(2, 24, 300, 16, g=2, init=True, dtype=torch.bfloat16, device="cuda")
     _check_grads(t, backend, torch.bfloat16, factor=2)
@@ -294,6 +381,16 @@ def test_gpu_opcheck(backend):
     leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in args]
     torch.library.opcheck(selective_scan_fwd, leaves, test_utils=("test_schema", "test_autograd_registration",
                                                                   "test_faketensor"))
+    torch.library.opcheck(selective_scan_fwd, (*args, True))  # saving states for the backward
+    _, _, states = selective_scan_fwd(*args, True)
+    assert states.shape == (2, 40, 3, 16) and states.dtype == torch.float32
+    dout, dlast = torch.randn_like(t["u"]), torch.randn(2, 40, 16, device="cuda")
+    torch.library.opcheck(selective_scan_bwd, (*args[:11], dout, dlast, backend, states))
+    # Without saved states the backward op reruns the forward: same gradients.
+    with_states = selective_scan_bwd(*args[:11], dout, dlast, backend, states)
+    without = selective_scan_bwd(*args[:11], dout, dlast, backend, None)
+    for a, b_, name in zip(with_states, without, ["du", "ddelta", "dA", "dB", "dC", "dD", "dz", "dbias", "dh0"]):
+        assert_close(a, b_, a.dtype, name=name)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -353,8 +450,9 @@ def test_gradcheck_float64(backend, softplus):
 
 
 # ------------------------------------------------------------------------------------------------------
-# CUDA backward kernel (csrc/selective_scan/selective_scan_bwd_kernel.cuh): every gradient, including through
-# last_state, against autograd of the float64 reference. (b, d, l, n, g, var_B, var_C, z, init)
+# Backward kernels on the GPU, cuda (csrc/selective_scan/selective_scan_bwd_kernel.cuh) and its Triton twin
+# (triton.py): every gradient, including through last_state, against autograd of the float64 reference.
+# (b, d, l, n, g, var_B, var_C, z, init)
 CUDA_BWD_CASES = [
     (2, 48, 1, 16, 3, True, True, True, True),          # l = 1: one step, one partial chunk
     (2, 33, 127, 1, 1, True, True, False, True),        # n = 1 (1 lane per channel, 128 channels per block)
@@ -375,40 +473,43 @@ CUDA_GRAD_FACTOR = {torch.float32: 8, torch.float16: 2, torch.bfloat16: 2}
 
 
 def _no_ref_autograd(monkeypatch):
-    """Make sure the cuda backend's gradients come from the CUDA kernel, not from the reference fallback."""
+    """Make sure the gradients come from the backend's backward kernel, not from the reference fallback."""
     def boom(*a, **k):
-        raise AssertionError("the cuda backward fell back to autograd through the reference")
+        raise AssertionError("the backward fell back to autograd through the reference")
     monkeypatch.setattr(ss_interface, "_bwd_ref", boom)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("case", CUDA_BWD_CASES, ids=_case_id)
-def test_gpu_cuda_backward(case, dtype, monkeypatch):
-    _skip_unless("cuda", "cuda")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backward_kernel(backend, case, dtype, monkeypatch):
+    _skip_unless(backend, "cuda")
     b, d, l, n, g, vb, vc, hz, init = case
     if dtype == torch.float16 and l > 2049:
         pytest.skip("fp16 runs the shorter cases (fp32 and bf16 run every length)")
     _no_ref_autograd(monkeypatch)
     t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=dtype, device="cuda")
-    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype])
+    _check_grads(t, backend, dtype, factor=CUDA_GRAD_FACTOR[dtype])
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("case", [(2, 70, 515, 16, 7, True, True, True, True),
                                   (1, 24, 300, 64, 1, False, True, False, False)], ids=_case_id)
-def test_gpu_cuda_backward_no_softplus_no_bias(case, dtype, monkeypatch):
-    _skip_unless("cuda", "cuda")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backward_kernel_no_softplus_no_bias(backend, case, dtype, monkeypatch):
+    _skip_unless(backend, "cuda")
     _no_ref_autograd(monkeypatch)
     b, d, l, n, g, vb, vc, hz, init = case
     t = make_inputs(b, d, l, n, g, vb, vc, hz, init=init, dtype=dtype, device="cuda", has_bias=False)
     t["delta"] = torch.nn.functional.softplus(t["delta"].float()).to(dtype)  # positive steps
-    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype], softplus=False)
+    _check_grads(t, backend, dtype, factor=CUDA_GRAD_FACTOR[dtype], softplus=False)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("cu,d,n,g", [
     ([0, 1000, 1000, 1001, 3001, 4097], 40, 16, 4),   # empty and 1-token sequences, chunk-crossing starts
     ([0, 32, 64, 65, 129, 130], 17, 4, 1),              # starts on and just after chunk boundaries (chunk 16)
@@ -416,17 +517,18 @@ def test_gpu_cuda_backward_no_softplus_no_bias(case, dtype, monkeypatch):
     ([0, 50, 300], 20, 256, 1),
     ([0, 0, 0], 24, 16, 2),                             # every sequence empty
 ], ids=["5seq-n16", "chunk-edges-n4", "3seq-n64", "2seq-n256", "all-empty"])
-def test_gpu_cuda_backward_varlen(cu, d, n, g, dtype, monkeypatch):
-    _skip_unless("cuda", "cuda")
+def test_gpu_backward_kernel_varlen(cu, d, n, g, backend, dtype, monkeypatch):
+    _skip_unless(backend, "cuda")
     _no_ref_autograd(monkeypatch)
     t = make_inputs(1, d, cu[-1], n, g, init=True, dtype=dtype, device="cuda", cu_seqlens=cu)
-    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype])
+    _check_grads(t, backend, dtype, factor=CUDA_GRAD_FACTOR[dtype])
 
 
 @pytest.mark.gpu
-def test_gpu_cuda_backward_one_output_only(monkeypatch):
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backward_kernel_one_output_only(backend, monkeypatch):
     """Gradient through out only (no last-state gradient), and through last_state only (no output gradient)."""
-    _skip_unless("cuda", "cuda")
+    _skip_unless(backend, "cuda")
     _no_ref_autograd(monkeypatch)
     t = make_inputs(2, 40, 333, 16, 2, init=True, dtype=torch.float32, device="cuda")
     names = _grad_inputs(t)
@@ -438,7 +540,7 @@ def test_gpu_cuda_backward_one_output_only(monkeypatch):
         for lv in (leaves, l64):
             out, last = selective_scan(lv["u"], lv["delta"], lv["A"], lv["B"], lv["C"], lv["D"], lv["z"],
                                        lv["delta_bias"], delta_softplus=True, initial_state=lv["initial_state"],
-                                       return_last_state=True, backend="cuda" if lv is leaves else "ref")
+                                       return_last_state=True, backend=backend if lv is leaves else "ref")
             gen = torch.Generator(device="cuda").manual_seed(3)
             w_out = torch.randn(out.shape, generator=gen, device="cuda", dtype=F64)
             w_last = torch.randn(last.shape, generator=gen, device="cuda", dtype=F64)
@@ -449,19 +551,21 @@ def test_gpu_cuda_backward_one_output_only(monkeypatch):
 
 
 @pytest.mark.gpu
-def test_gpu_cuda_backward_zero_length(monkeypatch):
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backward_kernel_zero_length(backend, monkeypatch):
     """l = 0: dinitial_state = dlast_state, every other gradient zero (empty for u, delta, z, B, C)."""
-    _skip_unless("cuda", "cuda")
+    _skip_unless(backend, "cuda")
     _no_ref_autograd(monkeypatch)
     t = make_inputs(2, 24, 0, 16, 2, init=True, device="cuda")
-    _check_grads(t, "cuda", torch.float32)
+    _check_grads(t, backend, torch.float32)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_gpu_cuda_backward_strided_inputs(dtype, monkeypatch):
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backward_kernel_strided_inputs(backend, dtype, monkeypatch):
     """Mamba's layout: u and z halves of one xz (b, 2d, l) tensor, B/C slices of x_dbl (b, l, r + 2n)."""
-    _skip_unless("cuda", "cuda")
+    _skip_unless(backend, "cuda")
     _no_ref_autograd(monkeypatch)
     b, d, l, n = 2, 80, 333, 16
     gen = torch.Generator(device="cuda").manual_seed(5)
@@ -472,37 +576,20 @@ def test_gpu_cuda_backward_strided_inputs(dtype, monkeypatch):
              B=x_dbl[..., 8:8 + n].transpose(1, 2)[:, None], C=x_dbl[..., 8 + n:].transpose(1, 2)[:, None],
              D=torch.randn(d, device="cuda"), delta_bias=torch.randn(d, device="cuda") * 0.5 - 1,
              initial_state=torch.randn(b, d, n, device="cuda"))
-    _check_grads(t, "cuda", dtype, factor=CUDA_GRAD_FACTOR[dtype])
+    _check_grads(t, backend, dtype, factor=CUDA_GRAD_FACTOR[dtype])
 
 
 @pytest.mark.gpu
-def test_gpu_cuda_forward_unchanged_by_saving_states():
-    """Saving states for the backward (smaller forward chunks) must not change the forward's results."""
-    _skip_unless("cuda", "cuda")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_forward_unchanged_by_saving_states(backend):
+    """Saving states for the backward (cuda: smaller forward chunks) must not change the forward's results."""
+    _skip_unless(backend, "cuda")
     for n, l in ((16, 1000), (64, 300), (256, 100)):
         t = make_inputs(2, 40, l, n, 4, init=True, dtype=torch.bfloat16, device="cuda")
-        out0, last0 = run(t, "cuda")
+        out0, last0 = run(t, backend)
         t["u"] = t["u"].detach().requires_grad_(True)
-        out1, last1 = run(t, "cuda")
+        out1, last1 = run(t, backend)
         assert torch.equal(out0, out1) and torch.equal(last0, last1), f"n={n}"
-
-
-@pytest.mark.gpu
-def test_gpu_cuda_backward_opcheck():
-    _skip_unless("cuda", "cuda")
-    t = make_inputs(2, 40, 70, 16, g=2, init=True, device="cuda", dtype=torch.bfloat16)
-    args = (t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["z"], t["delta_bias"], t["initial_state"], None,
-            True)
-    torch.library.opcheck(selective_scan_fwd, (*args, "cuda", True))
-    _, _, states = selective_scan_fwd(*args, "cuda", True)
-    assert states.shape == (2, 40, 3, 16) and states.dtype == torch.float32
-    dout, dlast = torch.randn_like(t["u"]), torch.randn(2, 40, 16, device="cuda")
-    torch.library.opcheck(selective_scan_bwd, (*args, dout, dlast, "cuda", states))
-    # Without saved states the backward op reruns the forward: same gradients.
-    with_states = selective_scan_bwd(*args, dout, dlast, "cuda", states)
-    without = selective_scan_bwd(*args, dout, dlast, "cuda", None)
-    for a, b_, name in zip(with_states, without, ["du", "ddelta", "dA", "dB", "dC", "dD", "dz", "dbias", "dh0"]):
-        assert_close(a, b_, a.dtype if a.dtype != torch.float32 else torch.float32, name=name)
 
 
 # ------------------------------------------------------------------------------------------------------

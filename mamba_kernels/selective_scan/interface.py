@@ -5,12 +5,12 @@ Ops registered here:
                                        delta_softplus, backend, save_states=False) -> (out, last_state, states)
   mamba_kernels::selective_scan_bwd   (same inputs, dout, dlast_state?, backend, states?) -> [du, ddelta, dA,
                                        dB, dC, dD, dz, ddelta_bias, dinitial_state]  (empty for absent inputs)
-`states` are the chunk-entry states the cuda forward saves for its backward when save_states is set (the
-public function sets it when a gradient will be needed): float32 (b, d, n_chunks, n), one every
+`states` are the chunk-entry states the cuda and triton forwards save for their backward when save_states is
+set (the public function sets it when a gradient will be needed): float32 (b, d, n_chunks, n), one every
 _ckpt_chunk(n) steps of every sequence; an empty tensor on the other backends or when not saved.
-Backward kernels: cpu (C++) and cuda (CUDA, recomputing each chunk from its saved state; a backward without
-saved states first reruns the forward to save them). triton and ref differentiate through the reference
-(python_ref): gradients always work, but that path is slow on long sequences (no Triton backward yet).
+Backward kernels: cpu (C++), cuda (CUDA) and triton, the last two recomputing each chunk from its saved state
+(a backward without saved states first reruns the forward to save them). ref differentiates through the
+reference (python_ref) with autograd.
 """
 from __future__ import annotations
 
@@ -119,10 +119,18 @@ def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
     return out, last, states
 
 
-def _fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus):
+def _fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus,
+                save_states=False):
     from .triton import selective_scan_fwd_triton
-    return selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
-                                     delta_softplus, poison=POISON_OUTPUTS)
+    f32 = torch.float32
+    if save_states:
+        states = _empty(_states_shape(u, A, cu_seqlens), dtype=f32, device=u.device)
+    else:
+        states = torch.empty(0, dtype=f32, device=u.device)
+    out, last = selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
+                                          delta_softplus, poison=POISON_OUTPUTS, states=states,
+                                          ckpt_chunk=_ckpt_chunk(A.shape[1]))
+    return out, last, states
 
 
 def _fwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus):
@@ -133,6 +141,7 @@ def _fwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
 
 
 _FWD = {"ref": _fwd_ref, "cpu": _fwd_cpu, "cuda": _fwd_cuda, "triton": _fwd_triton}
+_SAVES_STATES = ("cuda", "triton")  # backends whose backward restarts from states their forward saves
 
 
 def _bwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, dout, dlast):
@@ -188,6 +197,15 @@ def _bwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
     return [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit]
 
 
+def _bwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, dout, dlast,
+                states):
+    from .triton import selective_scan_bwd_triton
+    (du, ddelta, dz), (dA, dB, dC, dD, dbias, dinit) = selective_scan_bwd_triton(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, dout, dlast, states,
+        _ckpt_chunk(A.shape[1]), poison=POISON_OUTPUTS)
+    return [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit]
+
+
 def _bwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, dout, dlast):
     """Gradients by autograd through the reference (any device; slow for long sequences)."""
     with torch.enable_grad():
@@ -213,7 +231,7 @@ def _bwd_ref(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
     return res
 
 
-_BWD_KERNEL = {"cpu": _bwd_cpu, "cuda": _bwd_cuda}  # backends with their own backward kernel
+_BWD_KERNEL = {"cpu": _bwd_cpu, "cuda": _bwd_cuda, "triton": _bwd_triton}  # backends with a backward kernel
 
 # ---------------------------------------------------------------------------------------------------
 # Custom ops
@@ -225,17 +243,18 @@ def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
                        cu_seqlens: Optional[Tensor], delta_softplus: bool, backend: str,
                        save_states: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Forward scan on `backend`; returns (out like u, last_state (slots, d, n) float32/float64, states).
-    states: with save_states on the cuda backend the chunk-entry states for the backward (see the module
-    docstring), else an empty float32 tensor."""
-    if backend == "cuda":
-        return _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus,
-                         save_states)
-    out, last = _FWD[backend](u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus)
-    return out, last.to(_compute_dtype(u)), u.new_empty(0, dtype=torch.float32)
+    states: with save_states on the cuda / triton backends the chunk-entry states for the backward (see the
+    module docstring), else an empty float32 tensor."""
+    args = (u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus)
+    if backend in _SAVES_STATES:
+        out, last, states = _FWD[backend](*args, save_states=save_states)
+    else:
+        (out, last), states = _FWD[backend](*args), u.new_empty(0, dtype=torch.float32)
+    return out, last.to(_compute_dtype(u)), states
 
 
 def _saves_states(backend, save_states):
-    return backend == "cuda" and save_states
+    return backend in _SAVES_STATES and save_states
 
 
 @selective_scan_fwd.register_fake
@@ -253,15 +272,15 @@ def selective_scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
                        dlast_state: Optional[Tensor], backend: str, states: Optional[Tensor] = None
                        ) -> list[Tensor]:
     """Gradients [du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state], each in its input's dtype
-    (an empty tensor where the input is None). cuda needs `states` from selective_scan_fwd(save_states=True)
-    (None or empty: rerun the forward to save them)."""
+    (an empty tensor where the input is None). cuda and triton need `states` from their
+    selective_scan_fwd(save_states=True) (None or empty: rerun the forward to save them)."""
     if backend not in _BWD_KERNEL:
         raise ValueError(f"backend: selective_scan_bwd has kernels for {list(_BWD_KERNEL)}, got {backend!r}")
     args = (u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus)
-    if backend == "cuda":
+    if backend in _SAVES_STATES:
         if states is None or states.numel() == 0:
-            states = _fwd_cuda(*args, save_states=True)[2]
-        grads = _bwd_cuda(*args, dout, dlast_state, states)
+            states = _FWD[backend](*args, save_states=True)[2]
+        grads = _BWD_KERNEL[backend](*args, dout, dlast_state, states)
     else:
         grads = _BWD_KERNEL[backend](*args, dout, dlast_state)
     return _cast_grads(grads, u, [u, delta, A, B, C, D, z, delta_bias, initial_state])
@@ -379,8 +398,8 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
                                           from its own initial state; cu_seqlens[0] == 0, [-1] == l
     Returns out (b, d, l) in u's dtype; with return_last_state also last_state (b or nseq, d, n) in
     float32 (float64 for float64 inputs). Gradients flow to every tensor input, and through last_state:
-    backward kernels on cpu and cuda (the cuda forward then also saves float32 states, b*d*n*l/32 values at
-    n = 16, for its backward); triton and ref differentiate through the reference (slow for long sequences).
+    backward kernels on cpu, cuda and triton (the cuda / triton forwards then also save float32 states,
+    b*d*n*l/32 values at n = 16, for their backward); ref differentiates through the reference.
     `backend`: None (fastest available: cuda > triton > ref on GPU, cpu > ref on CPU) or one of
     "ref", "cpu", "triton", "cuda".
 
@@ -399,8 +418,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     be = _backend.resolve(backend, u.device, supported=_SUPPORTED)
     if u.dtype == torch.float64 and be in ("cuda", "triton"):
         raise TypeError(f"u: float64 inputs are supported by the ref and cpu backends, not {be!r}")
-    # The cuda backward restarts from states its forward saves: save them when a gradient will be needed.
-    save = be == "cuda" and torch.is_grad_enabled() and any(
+    # The cuda / triton backwards restart from states their forward saves: save them when a gradient will be
+    # needed.
+    save = be in _SAVES_STATES and torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
     out, last, _ = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
                                       delta_softplus, be, save)
