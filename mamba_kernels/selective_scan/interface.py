@@ -68,7 +68,8 @@ def _fwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
 def _ckpt_chunk(n: int) -> int:
     """Steps between the states the cuda forward saves for its backward (= the backward's time tile, a power
     of two). The backward keeps the states of one tile in shared memory: sized so that a block stays near
-    100 KB (bwd_smem_bytes in csrc/selective_scan/selective_scan_bwd_kernel.cuh; n = 16: 32 steps, 104 KB)."""
+    100 KB (bwd_smem_bytes in csrc/selective_scan/selective_scan_bwd_kernel.cuh; n = 16: 32 steps, 102 KB;
+    at most 114 KB for any n: fits sm_80 and sm_90)."""
     return 16 if n <= 4 else 32 if n <= 32 else 16 if n <= 64 else 8
 
 
