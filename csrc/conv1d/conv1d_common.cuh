@@ -40,6 +40,44 @@ template <> struct VecWord<4> { using type = uint32_t; };
 template <> struct VecWord<8> { using type = uint2; };
 template <> struct VecWord<16> { using type = uint4; };
 
+// Two floats packed into one 32-bit word of T (round to nearest even); fp32 has one float per word.
+template <typename T> __device__ __forceinline__ uint32_t pack2(float a, float b);
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float a, float b) {
+  const __half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float a, float b) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// One 16-, 8- or 4-byte store. Inline PTX on the device: left to itself the compiler re-derives the address
+// in strength-reduced loops, loses the 16-byte alignment and splits the store into four 4-byte ones. No
+// "memory" clobber: the kernels never read what they store (outputs do not alias inputs), and a clobber would
+// cost the read-only (.nc) loads.
+template <int kWordBytes> struct WordStore;
+template <> struct WordStore<16> {
+  static __device__ __forceinline__ void st(void* p, const uint32_t* u) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(u[0]), "r"(u[1]), "r"(u[2]), "r"(u[3]));
+#else
+    *static_cast<uint4*>(p) = make_uint4(u[0], u[1], u[2], u[3]);
+#endif
+  }
+};
+template <> struct WordStore<8> {
+  static __device__ __forceinline__ void st(void* p, const uint32_t* u) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(p), "r"(u[0]), "r"(u[1]));
+#else
+    *static_cast<uint2*>(p) = make_uint2(u[0], u[1]);
+#endif
+  }
+};
+template <> struct WordStore<4> {
+  static __device__ __forceinline__ void st(void* p, const uint32_t* u) { *static_cast<uint32_t*>(p) = u[0]; }
+};
+
 template <typename T, int N>
 struct Vec {
   static constexpr int kBytes = N * static_cast<int>(sizeof(T));
@@ -48,22 +86,29 @@ struct Vec {
   static_assert(kBytes == 4 || kBytes == 8 || kBytes % 16 == 0, "vector of 4, 8 or 16k bytes");
   using Word = typename VecWord<kWordBytes>::type;
 
-  // p must be kWordBytes-aligned (checked on the host: base pointer and strides).
+  // p must be kWordBytes-aligned (checked on the host: base pointer and strides). Inputs are read-only for the
+  // whole kernel, so the loads go through the non-coherent path (__ldg, ld.global.nc).
   static __device__ __forceinline__ void load(const T* __restrict__ p, float (&out)[N]) {
     Word w[kWords];
 #pragma unroll
-    for (int i = 0; i < kWords; ++i) w[i] = reinterpret_cast<const Word*>(p)[i];
+    for (int i = 0; i < kWords; ++i) w[i] = __ldg(reinterpret_cast<const Word*>(p) + i);
     const T* e = reinterpret_cast<const T*>(w);
 #pragma unroll
     for (int i = 0; i < N; ++i) out[i] = to_f(e[i]);
   }
+  // Packed explicitly into 32-bit words, so that the compiler emits one 16-byte (or 8-byte) store.
   static __device__ __forceinline__ void store(T* __restrict__ p, const float (&in)[N]) {
-    Word w[kWords];
-    T* e = reinterpret_cast<T*>(w);
+    constexpr int kU32 = kBytes / 4;
+    uint32_t u[kU32];
+    if constexpr (sizeof(T) == 4) {
 #pragma unroll
-    for (int i = 0; i < N; ++i) e[i] = from_f<T>(in[i]);
+      for (int i = 0; i < kU32; ++i) u[i] = __float_as_uint(in[i]);
+    } else {
 #pragma unroll
-    for (int i = 0; i < kWords; ++i) reinterpret_cast<Word*>(p)[i] = w[i];
+      for (int i = 0; i < kU32; ++i) u[i] = pack2<T>(in[2 * i], in[2 * i + 1]);
+    }
+#pragma unroll
+    for (int i = 0; i < kWords; ++i) WordStore<kWordBytes>::st(reinterpret_cast<Word*>(p) + i, u + i * (kWordBytes / 4));
   }
 };
 
@@ -105,7 +150,7 @@ __device__ __forceinline__ void load_raw(const T* __restrict__ p, int64_t n_vali
   if (vec && n_valid >= N) {
 #pragma unroll
     for (int i = 0; i < V::kWords; ++i)
-      reinterpret_cast<typename V::Word*>(&r)[i] = reinterpret_cast<const typename V::Word*>(p)[i];
+      reinterpret_cast<typename V::Word*>(&r)[i] = __ldg(reinterpret_cast<const typename V::Word*>(p) + i);
   } else {
 #pragma unroll
     for (int i = 0; i < N; ++i) r.e[i] = i < n_valid ? p[i] : from_f<T>(0.f);

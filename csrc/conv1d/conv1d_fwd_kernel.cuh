@@ -40,6 +40,9 @@ constexpr int kU = 8;    // time steps loaded together (memory-level parallelism
 // Channels per lane: 4 (8-byte loads for 16-bit types, 16-byte for fp32). 8 channels per lane (16-byte
 // loads) need ~2x the registers (weights, window) for the same bytes in flight per SM.
 template <typename T> constexpr int channels() { return 4; }
+// 16-bit width-4 (the Mamba case): cap registers at 96 for 5 blocks (20 warps, 40 KB of loads in flight)
+// per SM; it needs ~104 uncapped and fits 96 without spills.
+template <typename T, int kW> constexpr int min_blocks() { return (sizeof(T) == 2 && kW == 4) ? 5 : 1; }
 }  // namespace fwd_cl
 
 // ---------------------------------------------------------------------------------- shared scalar helpers
@@ -269,7 +272,7 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 }
 
 template <typename T, int kW>
-__global__ void __launch_bounds__(fwd_cl::kThreads) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec) {
+__global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<T, kW>()) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec) {
   using namespace fwd_cl;
   constexpr int C = channels<T>();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -294,6 +294,12 @@ def _check_activation(activation):
         raise ValueError(f"activation: expected None or 'silu', got {activation!r}")
 
 
+@torch.compiler.assume_constant_result
+def _resolve(backend: Optional[str], device_type: str) -> str:
+    """_backend.resolve, evaluated once at trace time under torch.compile (it only depends on constants)."""
+    return _backend.resolve(backend, torch.device(device_type), supported=_SUPPORTED)
+
+
 def _check_backend_dtype(backend: str, x: Tensor):
     if backend in ("cuda", "triton") and x.dtype not in _KERNEL_DTYPES:
         raise TypeError(f"x: dtype {x.dtype} is not supported by backend={backend!r} (float32, float16, bfloat16; "
@@ -308,7 +314,7 @@ def _check_cu_seqlens(cu_seqlens, x: Tensor, total: int) -> Tensor:
         raise ValueError("cu_seqlens: expected (nseq + 1,) entries, got an empty tensor")
     if x.shape[0] != 1:
         raise ValueError(f"x: varlen packing (cu_seqlens) needs batch 1, got batch {x.shape[0]}")
-    if cu_seqlens.device.type == "cpu":  # cheap to check here; on a GPU it would cost a sync
+    if cu_seqlens.device.type == "cpu" and not torch.compiler.is_compiling():  # on a GPU it would cost a sync
         v = cu_seqlens.tolist()
         if v[0] != 0 or v[-1] != total or any(b < a for a, b in zip(v, v[1:])):
             raise ValueError(f"cu_seqlens: must start at 0, be non-decreasing and end at the token count {total}, "
@@ -379,7 +385,7 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *,
         _checks.tensor("initial_states", initial_states, shape=(nseq, d, w - 1), device=device)
         if initial_states.dtype != x.dtype:
             raise TypeError(f"initial_states: expected the dtype of x ({x.dtype}), got {initial_states.dtype}")
-    backend = _backend.resolve(backend, device, supported=_SUPPORTED)
+    backend = _resolve(backend, device.type)
     _check_backend_dtype(backend, x)
     y, final = conv1d_fwd(x, weight, bias, initial_states, cu_seqlens, activation, channel_last,
                           return_final_states, backend)
@@ -443,10 +449,10 @@ def causal_conv1d_update(x: Tensor, conv_state: Tensor, weight: Tensor, bias: Op
         _checks.tensor("out", out, shape=tuple(x.shape), device=device)
         if out.dtype != x.dtype:
             raise TypeError(f"out: expected the dtype of x ({x.dtype}), got {out.dtype}")
-    backend = _backend.resolve(backend, device, supported=_SUPPORTED)
+    backend = _resolve(backend, device.type)
     _check_backend_dtype(backend, x)
     xv, ov = (x[:, :, None], out[:, :, None]) if x.dim() == 2 else (x, out)
-    if backend in ("cpu", "cuda"):
+    if backend in ("cpu", "cuda") and not torch.compiler.is_compiling():
         _direct_update_op(backend)(xv, conv_state, weight, bias, slots, ov, _silu(activation))
     else:
         conv1d_update(xv, conv_state, weight, bias, slots, activation, ov, backend)
