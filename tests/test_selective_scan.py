@@ -3,6 +3,7 @@
 CPU runs: the reference's own cross-checks, the C++ cpu backend (fwd + bwd), Triton under the interpreter
 (tiny shapes). GPU runs (@pytest.mark.gpu): cuda and triton on CUDA tensors, long and awkward shapes, every dtype.
 """
+import functools
 import os
 
 import pytest
@@ -414,7 +415,9 @@ def _check_grads(t, backend, dtype, factor=1.0, softplus=True):
                                 leaves64["D"], leaves64["z"], leaves64["delta_bias"], delta_softplus=softplus,
                                 initial_state=leaves64["initial_state"], return_last_state=True,
                                 cu_seqlens=t.get("cu_seqlens"))
-    rgrads = torch.autograd.grad([ro, rl], [leaves64[k] for k in names], [gout, glast])
+    # (allow_unused: with no steps at all, l = 0 or only empty sequences, the reference uses no input but h0)
+    rgrads = torch.autograd.grad([ro, rl], [leaves64[k] for k in names], [gout, glast], allow_unused=True,
+                                 materialize_grads=True)
     for k, gr, rg in zip(names, grads, rgrads):
         assert gr.shape == t[k].shape and gr.dtype == t[k].dtype, k
         assert_close(gr, rg, t[k].dtype if t[k].dtype != torch.float32 else dtype, factor=factor, name=f"d{k}")
@@ -538,14 +541,17 @@ def test_gpu_backward_kernel_one_output_only(backend, monkeypatch):
         l64 = {k: (v.detach().clone().requires_grad_(True) if k in names else v) for k, v in t64.items()}
         losses = []
         for lv in (leaves, l64):
-            out, last = selective_scan(lv["u"], lv["delta"], lv["A"], lv["B"], lv["C"], lv["D"], lv["z"],
-                                       lv["delta_bias"], delta_softplus=True, initial_state=lv["initial_state"],
-                                       return_last_state=True, backend=backend if lv is leaves else "ref")
+            scan = selective_scan if lv is leaves else selective_scan_ref  # the reference by plain autograd
+            kw = dict(backend=backend) if lv is leaves else {}
+            out, last = scan(lv["u"], lv["delta"], lv["A"], lv["B"], lv["C"], lv["D"], lv["z"], lv["delta_bias"],
+                             delta_softplus=True, initial_state=lv["initial_state"], return_last_state=True, **kw)
             gen = torch.Generator(device="cuda").manual_seed(3)
             w_out = torch.randn(out.shape, generator=gen, device="cuda", dtype=F64)
             w_last = torch.randn(last.shape, generator=gen, device="cuda", dtype=F64)
             loss = (out.double() * w_out).sum() if use_out else (last.double() * w_last).sum()
-            losses.append(torch.autograd.grad(loss, [lv[k] for k in names]))
+            # last_state alone does not depend on C, D, z: their gradients are zero (kernel) / unused (reference)
+            losses.append(torch.autograd.grad(loss, [lv[k] for k in names], allow_unused=True,
+                                              materialize_grads=True))
         for k, gr, rg in zip(names, *losses):
             assert_close(gr, rg, torch.float32, factor=8, name=f"d{k} (out: {use_out}, last: {use_last})")
 
@@ -564,19 +570,35 @@ def test_gpu_backward_kernel_zero_length(backend, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_gpu_backward_kernel_strided_inputs(backend, dtype, monkeypatch):
-    """Mamba's layout: u and z halves of one xz (b, 2d, l) tensor, B/C slices of x_dbl (b, l, r + 2n)."""
+    """Mamba's layout, gradients reaching the strided leaves: u and z halves of one xz (b, 2d, l) tensor, B/C
+    slices of x_dbl (b, l, r + 2n), delta a slice of a longer buffer."""
     _skip_unless(backend, "cuda")
     _no_ref_autograd(monkeypatch)
     b, d, l, n = 2, 80, 333, 16
     gen = torch.Generator(device="cuda").manual_seed(5)
-    xz = torch.randn(b, 2 * d, l, device="cuda", generator=gen).to(dtype)
-    x_dbl = torch.randn(b, l, 8 + 2 * n, device="cuda", generator=gen).to(dtype)
-    delta = (torch.randn(b, d, l + 7, device="cuda", generator=gen) * 0.5 - 1).to(dtype)
-    t = dict(u=xz[:, :d], z=xz[:, d:], delta=delta[..., :l], A=-(torch.rand(d, n, device="cuda") * 4 + 0.25),
-             B=x_dbl[..., 8:8 + n].transpose(1, 2)[:, None], C=x_dbl[..., 8 + n:].transpose(1, 2)[:, None],
-             D=torch.randn(d, device="cuda"), delta_bias=torch.randn(d, device="cuda") * 0.5 - 1,
-             initial_state=torch.randn(b, d, n, device="cuda"))
-    _check_grads(t, backend, dtype, factor=CUDA_GRAD_FACTOR[dtype])
+    base = dict(xz=torch.randn(b, 2 * d, l, device="cuda", generator=gen),
+                x_dbl=torch.randn(b, l, 8 + 2 * n, device="cuda", generator=gen),
+                delta=torch.randn(b, d, l + 7, device="cuda", generator=gen) * 0.5 - 1,
+                A=-(torch.rand(d, n, device="cuda", generator=gen) * 4 + 0.25),
+                D=torch.randn(d, device="cuda", generator=gen),
+                delta_bias=torch.randn(d, device="cuda", generator=gen) * 0.5 - 1,
+                initial_state=torch.randn(b, d, n, device="cuda", generator=gen))
+    base.update({k: base[k].to(dtype) for k in ("xz", "x_dbl", "delta")})
+    gout = torch.randn(b, d, l, device="cuda", generator=gen, dtype=F64)
+    glast = torch.randn(b, d, n, device="cuda", generator=gen, dtype=F64)
+    grads = []
+    for scan, cast in ((functools.partial(selective_scan, backend=backend), lambda v: v),
+                       (selective_scan_ref, lambda v: v.double())):  # the reference by plain autograd
+        lv = {k: cast(v).detach().requires_grad_(True) for k, v in base.items()}
+        xz, x_dbl = lv["xz"], lv["x_dbl"]
+        out, last = scan(xz[:, :d], lv["delta"][..., :l], lv["A"], x_dbl[..., 8:8 + n].transpose(1, 2)[:, None],
+                         x_dbl[..., 8 + n:].transpose(1, 2)[:, None], lv["D"], xz[:, d:], lv["delta_bias"],
+                         delta_softplus=True, initial_state=lv["initial_state"], return_last_state=True)
+        grads.append(torch.autograd.grad([out, last], list(lv.values()),
+                                         [gout.to(out.dtype), glast.to(last.dtype)]))
+    for k, gk, gr in zip(base, *grads):
+        assert gk.shape == base[k].shape and gk.dtype == base[k].dtype, k
+        assert_close(gk, gr, dtype, factor=CUDA_GRAD_FACTOR[dtype], name=f"d{k}")
 
 
 @pytest.mark.gpu
