@@ -48,6 +48,7 @@ std::vector<Case> cases() {
   add({"b1-d33-l45-n1-const", 1, 33, 45, 1, 1, false, false, false, false, false, true, true, false, {}, 16});
   add({"b2-d10-l33-n4-varB-constC", 2, 10, 33, 4, 2, true, false, true, true, true, false, true, true, {}, 16});
   add({"b1-d6-l37-n5-constB-varC", 1, 6, 37, 5, 3, false, true, true, false, true, true, false, true, {}, 32});
+  add({"b1-d20-l40-n32-g2", 1, 20, 40, 32, 2, true, true, true, true, true, true, true, true, {}, 32});
   add({"b1-d8-l40-n64-g2", 1, 8, 40, 64, 2, true, true, true, true, true, true, true, true, {}, 16});
   add({"b1-d4-l19-n128-g1", 1, 4, 19, 128, 1, true, true, false, true, true, true, true, true, {}, 8});
   add({"b1-d4-l20-n256-g2", 1, 4, 20, 256, 2, true, true, true, true, true, true, true, true, {}, 8});
