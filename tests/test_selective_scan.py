@@ -103,11 +103,9 @@ def _ssd_per_head(x, dt, a, Bm, Cm, h0):
 
 @pytest.mark.parametrize("b,l,nh,p,n", [(2, 9, 3, 4, 5), (1, 17, 2, 8, 16)], ids=["b2-l9-h3-p4-n5", "b1-l17-h2-p8-n16"])
 def test_ref_equals_ssd_with_tied_heads(b, l, nh, p, n):
-    """With A and delta constant within a head (A[c, :] = a_head for all n) the scan is an SSD."""
-    try:
-        from python_ref.ssd import ssd_sequential_ref  # noqa: F401  (another family's oracle, when present)
-    except ImportError:
-        pass
+    """With A and delta constant within a head (A[c, :] = a_head for all n) the scan is an SSD: the Mamba-1
+    reference equals both the SSD family's reference (python_ref.ssd) and a per-head recurrence written here."""
+    from python_ref.ssd import ssd_sequential_ref
     d = nh * p
     x = torch.randn(b, l, nh, p, dtype=F64)
     dt = torch.rand(b, l, nh, dtype=F64) * 0.5 + 0.05
@@ -115,6 +113,10 @@ def test_ref_equals_ssd_with_tied_heads(b, l, nh, p, n):
     Bm, Cm = torch.randn(b, l, n, dtype=F64), torch.randn(b, l, n, dtype=F64)
     h0 = torch.randn(b, nh, p, n, dtype=F64)
     y_ssd, h_ssd = _ssd_per_head(x, dt, a, Bm, Cm, h0)
+    y_ref, h_ref = ssd_sequential_ref(x, dt, a, Bm[:, :, None], Cm[:, :, None], initial_states=h0,
+                                      return_final_states=True)
+    assert_close(y_ref, y_ssd, F64, name="ssd references agree (y)")
+    assert_close(h_ref, h_ssd, F64, name="ssd references agree (state)")
     u = x.reshape(b, l, d).transpose(1, 2)
     delta = dt.repeat_interleave(p, dim=2).transpose(1, 2)
     A = a.repeat_interleave(p)[:, None].expand(d, n).contiguous()
