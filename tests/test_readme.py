@@ -19,3 +19,15 @@ def test_readme_commands_exist():
     assert "bash scripts/install.sh && python -m mamba_kernels.demo" in text
     assert "python -m pytest -q" in text
     assert open(os.path.join(ROOT, ".ci", "run")).read().count("python -m pytest -q") == 1
+
+
+def test_demo_runs_and_agrees():
+    """The README's first command ends in `python -m mamba_kernels.demo`: every available backend of every
+    family agrees with its reference."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "mamba_kernels.demo"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "all backends agree with the references" in res.stdout
