@@ -11,6 +11,21 @@ Bytes (minimum HBM traffic, bf16 = 2 B): forward reads x, z, dt, B, C and writes
   (dx, dz, ddt, dB, dC): 2*(5*b*l*h*p + 2*b*l*h + 4*b*l*g*n).
 Anchors: mamba_ssm mamba_chunk_scan_combined (same arguments), fla chunk_simple_gla forward (q=C, k=B expanded
 per head, v=x*dt, g=A*dt precomputed outside the timing; no D / z, so it does slightly less work).
+
+Expected times of mamba_kernels:triton (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM; estimates, see the
+performance notes in mamba_kernels/ssd/triton.py):
+  b4 l4096 h80 p64 n128 g1 (64 chunks x 80 heads): useful forward 87 GFLOP (0.13 ms at the GEMM rate), minimum
+    bytes 0.52 GB (0.12 ms). Executed: F1 chunk states + state passing 21 GFLOP, reads x (168 MB) and B once per
+    head from L2, writes bf16 states_in (84 MB); F2 chunk scan ~48 GFLOP (causal 64-blocks), reads x, z, states_in,
+    writes out (~0.6 GB), plus C and CB re-reads per head from L2 (~0.75 GB). HBM ~0.84 GB -> 0.20 ms; expected
+    forward 0.22-0.28 ms (target 0.30, mamba_ssm 0.694). Backward ~200 GFLOP executed and ~2 GB of HBM traffic
+    (dout, z, ypre, dy, dz, dx, x twice, bf16 states / dS) -> 0.6-0.9 ms; fwd+bwd ~0.9-1.2 ms (target 2.0,
+    mamba_ssm 4.49).
+  b2 l4096 h32 p128 n128 g32: useful forward 34 GFLOP, minimum bytes 0.27 GB (0.063 ms). Executed ~40 GFLOP
+    (CB recomputed in F2 since h/g = 1), HBM ~0.4 GB -> expected forward 0.12-0.18 ms (target 0.28, mamba_ssm
+    0.630); fwd+bwd ~0.6-0.9 ms (target 1.8, mamba_ssm 3.93).
+The forward is also timed as a CUDA-graph replay (the non-varlen path is sync-free and capturable), which removes
+the host launch overhead of its 4 kernels.
 """
 from __future__ import annotations
 
@@ -91,6 +106,17 @@ def bench_ssd(benchmark, harness, mode, impl, shape):
     harness.measure(benchmark, kernel=f"ssd_{mode}", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
                     fn=call, bytes=_bytes(**s, bwd=bwd), flops=flops,
                     note="D, z, dt_bias, softplus; grads of all inputs" if bwd else "D, z, dt_bias, softplus")
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_ssd_fwd_graph(benchmark, harness, shape):
+    """Our forward replayed from a CUDA graph (no host launch overhead; the non-varlen path never syncs)."""
+    s = SHAPES[shape]
+    fn = _ours("triton")
+    inp = _inputs(**s)
+    harness.measure(benchmark, kernel="ssd_fwd", impl="mamba_kernels:triton", shape=dict(s, chunk=Q),
+                    dtype="bfloat16", fn=lambda: fn(inp), bytes=_bytes(**s), flops=_flops(**s), graph=True,
+                    note="D, z, dt_bias, softplus")
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

@@ -458,6 +458,7 @@ GPU_CASES["b1-l1100-varlen-Q64-noz-noinit"] = (1, 1100, 8, 128, 128, 8, 64,
                                                dict(cu=[0, 3, 64, 65, 1100], z=False, init=False, dt_limit=None))
 GPU_CASES["b2-l513-h32-p128-n128-g32-Q256-llama"] = (2, 513, 32, 128, 128, 32, 256, {})
 GPU_CASES["b1-l400-h4-p64-n128-g1-Q100-odd-chunk"] = (1, 400, 4, 64, 128, 1, 100, {})
+GPU_CASES["b1-l600-h80-p64-n128-g1-Q256-hpg80"] = (1, 600, 80, 64, 128, 1, 256, {})  # issue shape's head grouping
 
 GPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -496,3 +497,51 @@ def test_gpu_torch_compile_triton():
     assert_close(fin, fin2, torch.float32, name="compiled final")
     (y.float().sum() + fin.sum()).backward()
     assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in inp.values())
+
+
+@pytest.mark.gpu
+def test_gpu_forward_sync_free_and_cuda_graph():
+    """Without cu_seqlens the Triton forward does no host sync and replays from a CUDA graph bitwise."""
+    inp = make_inputs(2, 700, 8, 64, 128, 2, dtype=torch.bfloat16, device="cuda", init=True)
+    kw = dict(chunk_size=256, dt_softplus=True, return_final_states=True, backend="triton")
+    with torch.no_grad():
+        y_ref, f_ref = ssd_chunked_scan(**inp, **kw)  # compiles the kernels
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            ssd_chunked_scan(**inp, **kw)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            ssd_chunked_scan(**inp, **kw)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            y, f = ssd_chunked_scan(**inp, **kw)
+        graph.replay()
+        torch.cuda.synchronize()
+    assert torch.equal(y, y_ref) and torch.equal(f, f_ref)
+
+
+@pytest.mark.gpu
+def test_gpu_backward_sync_free():
+    """Forward + backward without cu_seqlens: no host sync anywhere (kernels compiled by a first call)."""
+    inp = make_inputs(2, 300, 8, 64, 64, 2, dtype=torch.bfloat16, device="cuda", init=True, requires_grad=True)
+    leaves = list(inp.values())
+
+    def step():
+        y, fin = ssd_chunked_scan(**inp, chunk_size=128, dt_softplus=True, return_final_states=True,
+                                  backend="triton")
+        return torch.autograd.grad((y.float().square().sum() + fin.sum()), leaves)
+    g0 = step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        g1 = step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for k, a, b_ in zip(inp, g0, g1):
+        assert_close(b_, a.float(), a.dtype if a.dtype != torch.float32 else torch.bfloat16, name=f"d{k} rerun")
+

@@ -5,53 +5,65 @@ chunk-local cumulative sum of dt'*A (dt' = clamp(softplus(dt + dt_bias))); per c
     y_t   = exp(a_t) C_t h_in^T + sum_{s<=t} (C_t.B_s) exp(a_t - a_s) u_s + D x_t,   out = y * silu(z)
     h_out = exp(a_L) h_in + sum_s exp(a_L - a_s) u_s^T B_s                          (a_L: a at the chunk's last token)
 
-Forward, 3 or 4 launches:
+Forward, 3 launches (4 when heads share a group):
   K0 _ssd_cumsum_fwd_kernel   dt -> dt', a  (fp32, head-major (b, h, l) so later loads are contiguous)
-  K1 _ssd_cb_kernel           CB = C B^T per (chunk, group), lower block triangle; only when heads share a group
-                              (h / g > 1), so the per-head kernels read it instead of recomputing it per head
+  K1 _ssd_cb_kernel           CB = C B^T per (chunk, group), lower block triangle; only when h / g > 1, so the
+                              per-head kernels read it instead of recomputing it for every head
   F1 _ssd_state_fwd_kernel    chunk states fused with state passing: one program per (sequence, head, p block)
-                              walks its chunks in order, keeps the running state (p x n, fp32) in registers, stores
-                              the state entering each chunk (states_in) and the final state; no fp32 chunk-state
+                              walks its chunks in order with the running state (p x n, fp32) in registers and stores
+                              the state entering each chunk (states_in) and the final state: no fp32 chunk-state
                               round trip through HBM
-  F2 _ssd_chunk_scan_kernel   y per (chunk, row block, head): state -> output from states_in, intra-chunk
-                              (CB o L o dt') x, D, z gate; pre-gate y kept (x dtype) only when a backward will need it
-Backward, 7 launches (+ a few tiny torch sums of per-chunk partials):
-  K0, K1 recomputed (cheap)
+  F2 _ssd_chunk_scan_kernel   one program per (chunk, head, p block), looping over its row blocks: state -> output
+                              from states_in (read once), intra-chunk (CB o L o dt') x, D, z gate; the pre-gate y
+                              (x dtype) is stored only when a backward will run
+Backward, 8 launches (+ tiny torch sums of per-chunk dA / dt_bias / D partials):
+  K0, K1 recomputed (cheap; K1 always)
   B1 _ssd_state_bwd_kernel    reverse walk per (sequence, head, p block): dy = dout silu(z) and dz (stored),
                               dS_c (gradient w.r.t. the state after chunk c, stored), d a_L through the decay,
                               d initial_states
-  B2 _ssd_bwd_dx_kernel       per (chunk, source block, head): du_s = sum_{t>=s} M_ts dy_t + exp(a_L-a_s) B_s dS^T,
-                              dx, d dt' (direct), d a terms of the state-in / state-out paths, dD partials
-  B3 _ssd_bwd_dcb_kernel      per (chunk, t block, s block, group): dCB = sum over the group's heads of
-                              (dy_t u_s^T) o exp(a_t - a_s); the intra-chunk d a terms (row / column sums)
-  B4 _ssd_bwd_dbc_kernel      per (chunk, row block, group): dB = dCB^T C + sum_heads exp(a_L-a) (u dS),
-                              dC = dCB B + sum_heads exp(a) (dy h_in), written once in B/C's dtype (no per-head
-                              (b, l, h, n) fp32 buffers)
+  B2 _ssd_bwd_dx_kernel       per (chunk, head, p block), looping over source blocks: du_s = sum_{t>=s} M_ts dy_t +
+                              exp(a_L-a_s) B_s dS^T -> dx, d dt' (direct), d a of the state-in / state-out paths, dD
+  B3 _ssd_bwd_dcb_kernel      per (chunk, t block, s block, group), looping over the group's heads:
+                              dCB = sum_h (dy_t u_s^T) o exp(a_t - a_s) (stored), intra-chunk d a (row / column sums)
+  B4 _ssd_bwd_dbc_kernel x2   per (chunk, row block, group), looping over the group's heads: dB = dCB^T C +
+                              sum_h exp(a_L-a) u dS, then dC = dCB B + sum_h exp(a) dy h_in; written once in B/C's dtype
   B5 _ssd_cumsum_bwd_kernel   d a -> reverse cumsum -> d dt', dA, then back through clamp / softplus
 
 Chunk indices: without cu_seqlens they are computed arithmetically in the kernels (no table, no host sync, CUDA-graph
 capturable); with cu_seqlens a (start, len) table per chunk slot is built on the device from cu_seqlens with torch
-ops (no host sync here; the public op's input check does read cu_seqlens on the host).
+ops (no host sync here; the public op's input check reads cu_seqlens on the host).
 
-Performance notes (H200: ~4.3 TB/s copy, ~690 TFLOP/s measured bf16 GEMM; issue 4 shapes, Q = 256, bf16):
-  * Matmuls use bf16/fp16 operands (tiles cast right before tl.dot) with fp32 accumulation; decay / cumsum / exp
-    math stays fp32. fp32 inputs use 3xTF32 dots (fp32-level accuracy on tensor cores; not a target). Under the
-    interpreter the dots run in IEEE fp32 (its bf16 dot is wrong) but the bf16 intermediate buffers are exercised.
-  * Forward, b4 l4096 h80 p64 n128 g1 (64 chunks x 80 heads): F1 does 2 Q p n = 4.2 MFLOP per (chunk, head)
-    (21 GFLOP); F2 does the state->output 2 Q n p (4.2 MFLOP) + the causal intra-chunk part (4x4 blocks of 64, 10
-    computed: 5.2 MFLOP) = 48 GFLOP; CB once per chunk (1 GFLOP). ~70 GFLOP executed: ~0.12 ms at ~60 % of the
-    measured GEMM rate. HBM: x read twice (F1, F2: 2 x 168 MB), z 168 MB, out 168 MB, states_in written + read in
-    bf16 (2 x 84 MB), dt'/a small: ~0.84 GB = 0.20 ms at 4.3 TB/s (the old path added two fp32 chunk-state round
-    trips, an fp32 ypre and per-call host tables). With the two big kernels each close to their bound the forward
-    lands at ~0.22-0.26 ms (target 0.30 ms, mamba_ssm 0.694 ms; its 5 kernels move ~1.6 GB incl. fp32 states).
-    b2 l4096 h32 p128 n128 g32: ~31 GFLOP (CB recomputed in F2, h/g = 1), ~0.4 GB -> ~0.12-0.16 ms (target 0.28).
-  * Backward, shape 1: B1 moves dout, z, ypre in and dy, dz out (5 x 168 MB) + states (bf16): ~1 GB, 0.24 ms;
-    B2 ~48 GFLOP (M^T dy 5.2 + B dS^T 4.2 + C h_in^T 4.2 MFLOP per (chunk, head)) with x, dy, dx: ~0.2 ms;
-    B3 27 GFLOP (dy x^T per head, summed over the group in registers), B4 43 GFLOP (u dS, dy h_in per head) +
-    per-group dCB products; dB / dC are reduced over heads inside B3/B4 instead of writing (b, l, h, n) fp32 per head
-    (2 x 671 MB before). ~200 GFLOP + ~2 GB: ~0.7-0.9 ms, fwd+bwd ~1.0-1.2 ms (target 2.0 ms, mamba_ssm 4.49 ms).
-  * Shared memory (sm_90 / sm_80 AOT compiles, tests/test_ssd.py::test_triton_kernels_compile_for_sm90 and
-    _configs below): every config stays below 227 KB (sm_90) and 163 KB (sm_80, fewer pipeline stages).
+Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM taken as ~7 TB/s; Q = 256, bf16).
+  * Matmuls take bf16/fp16 operands (tiles cast right before tl.dot, fp32 accumulation); decay / cumsum / exp stay
+    fp32. fp32 inputs use 3xTF32 (fp32-level accuracy on tensor cores; an IEEE FMA dot spills at K = 128..256).
+    The interpreter runs IEEE fp32 dots (its bf16 dot is wrong) but still exercises the bf16 intermediate buffers.
+  * Intermediates that only feed dots (states_in, dS, dy, CB, dCB) are bf16 for bf16 inputs (fp32 for fp32 / fp16);
+    final states are fp32, and states_in is fp32 when the caller returns chunk states.
+  * Decay: off-diagonal blocks use exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s) with a_r at the block boundary
+    (both factors <= 1 for a decaying a), i.e. 2 BM exps per block instead of BM^2; only diagonal blocks pay BM^2.
+    Per (chunk, head) that is 16K exps instead of 41K (mamba_ssm), ~20 us of MUFU time instead of ~50 us at shape 1.
+  * Forward, b4 l4096 h80 p64 n128 g1 (64 chunks x 80 heads = 5120 chunk-heads): F1 2 Q p n = 4.2 MFLOP per
+    chunk-head (21 GFLOP), reads x once from HBM (168 MB) and B per head from L2 (335 MB), writes bf16 states_in
+    (84 MB); 320 programs of 8 warps, ~2.4 waves: ~45-75 us. F2 state->output 4.2 MFLOP + causal intra-chunk 5.2
+    MFLOP (10 of 16 64x64 blocks) per chunk-head = 48 GFLOP (0.07 ms at 687 TFLOP/s), HBM x + z + out + states_in
+    = 0.59 GB (0.14 ms), L2 re-reads of C (64 KB) and CB (80 KB) per chunk-head (0.74 GB): ~0.15-0.2 ms. K0 + K1
+    ~10 us. Forward ~0.22-0.28 ms (target 0.30; mamba_ssm 0.694 ms moves ~1.6 GB incl. fp32 chunk states and computes
+    BM^2 exps per block). Not measured yet: these are estimates from the counts above.
+    b2 l4096 h32 p128 n128 g32 (1024 chunk-heads, CB recomputed in F2 since h / g = 1): ~40 GFLOP, ~0.4 GB HBM:
+    forward ~0.12-0.18 ms (target 0.28).
+  * Backward, shape 1: B1 moves dout, z, ypre in and dy, dz out (5 x 168 MB) + bf16 states: ~1 GB, ~0.25 ms.
+    B2 ~48 GFLOP (M^T dy 5.2, B dS^T 4.2, C h_in^T 4.2 MFLOP per chunk-head), HBM x, dy, dx: ~0.2 ms. B3 27 GFLOP,
+    dy / x tiles from L2 (0.8 GB): ~0.1 ms. B4 2 x 21 GFLOP, dS / h_in read by 2 row blocks of 128: ~0.1 ms. dB / dC
+    are reduced over heads inside B3 / B4 (no (b, l, h, n) fp32 per-head buffers: 2 x 671 MB before). Backward
+    ~0.6-0.8 ms, fwd+bwd ~0.9-1.1 ms (target 2.0; mamba_ssm 4.49 ms). Shape 2: fwd+bwd ~0.5-0.8 ms (target 1.8).
+  * Resources at the issue shapes (AOT, Triton 3.7; tests/test_ssd.py::test_triton_kernels_compile_for_sm90 prints
+    them), sm_90 [sm_80]: shared KB / registers, no spills on sm_90:
+      shape 1  F1 146/185 [65/128]  K1 64/96 [32/128]  F2 81/228 (4 warps, 2 CTAs/SM) [40/239]  B1 177/198
+               [80/192]  B2 80/219 [56/255, 36 B spill]  B3 49/236 [16/244]  B4 128/231,200 [64/255]
+      shape 2  F2 145/255 (8 warps) [88/255, 88 B spill]  B2 (p in 2 blocks) 80/219  B3 97/240  B4 128/228,198;
+               F1 / B1 as shape 1.
+    Every constexpr / dtype variant (varlen, D (h, p), no z, initial / final / chunk states, fp32, fp16, n 16..256,
+    p 32..128, Q 64..256) stays below 227 KB on sm_90 and 163 KB on sm_80 (fp32 n = 256 uses 16-row blocks).
 """
 from __future__ import annotations
 
@@ -146,6 +158,8 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90) -> dict
     BPs = min(BP_all, 64)
     BPK = min(BP_all, 128)
     BPK4 = min(BP_all, 64)
+    if f32:  # 3xTF32 operand splits double the register / shared footprint of every fp32 tile
+        BP, BPs, BPK, BPK4 = min(BP, 64), min(BPs, 32), min(BPK, 32), min(BPK4, 32)
     if f32 and BN >= 256:
         # fp32 operands with n = 256: 3xTF32 splits every operand in two; without smaller tiles the state
         # kernels need 240-290 KB of shared memory (sm_90 AOT)
@@ -156,16 +170,18 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90) -> dict
         BM = BS = 16
         BP = BPs = BPK = BPK4 = 16
     st3 = 3 if big_smem and not f32 and BN <= 128 else 2   # pipeline depth where the tiles are small enough
-    BM4 = min(BM, 32)  # B4 keeps two (BM4, n) fp32 accumulators plus four operand tiles per step
+    BM4 = min(128 if (not f32 and BN <= 128) else 64, _np2(Q))  # B4: one (BM4, n) fp32 accumulator
+    if _interpreted():
+        BM4 = 32  # coarser than B3's 16-blocks: exercises B4's causal masking of dCB
     cfg = {
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
         "chunk_scan": dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3),
         "state_bwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
-        "bwd_dx": dict(BM=BM, BP=min(BP, 64), BN=BN, num_warps=8, num_stages=st3),
+        "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3),
-        "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=2),
+        "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
         "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
     }
     return cfg
@@ -336,13 +352,14 @@ def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final
         offs_s = sb * BS + tl.arange(0, BS)
         ms = offs_s < clen
         tk = cst + offs_s
+        c64 = cst.to(tl.int64)  # int64 chunk base, int32 offsets inside the chunk
         a_s = tl.load(a_ptr + ab + tk, mask=ms, other=0.0)
         dt_s = tl.load(dtp_ptr + ab + tk, mask=ms, other=0.0)
         w = tl.where(ms, tl.exp(a_last - a_s) * dt_s, 0.0)
-        xT = tl.load(xb + tk[None, :] * (h * p) + offs_p[:, None], mask=ms[None, :] & mp[:, None],
-                     other=0.0).to(tl.float32)
-        Bs = tl.load(bb + tk[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
-                     other=0.0).to(tl.float32)
+        xT = tl.load(xb + c64 * (h * p) + offs_s[None, :] * (h * p) + offs_p[:, None],
+                     mask=ms[None, :] & mp[:, None], other=0.0).to(tl.float32)
+        Bs = tl.load(bb + c64 * (ng * n) + offs_s[:, None] * (ng * n) + offs_n[None, :],
+                     mask=ms[:, None] & mn[None, :], other=0.0).to(tl.float32)
         acc += tl.dot(_cast(xT * w[None, :], KIND), _cast(Bs, KIND), input_precision=PREC)
     tl.store(final_ptr + (seq.to(tl.int64) * h + hh) * PN + st, acc, mask=mpn)
 
@@ -483,7 +500,8 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
             slot = ((first + c) * h + hh) * PN
             tl.store(dS_ptr + slot + st, g.to(dS_ptr.dtype.element_ty), mask=mpn)
             hin = tl.load(hin_ptr + slot + st, mask=mpn, other=0.0).to(tl.float32)
-            tl.atomic_add(dalast_ptr + (first + c) * h + hh, e_last * tl.sum(tl.sum(g * hin, axis=1), axis=0))
+            tl.atomic_add(dalast_ptr + (first + c) * h + hh, e_last * tl.sum(tl.sum(g * hin, axis=1), axis=0),
+                          sem="relaxed")
             if HAS_DSIN:
                 g = g * e_last + tl.load(dsin_ptr + slot + st, mask=mpn, other=0.0).to(tl.float32)
             else:
@@ -491,9 +509,10 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
         offs_s = sb * BS + tl.arange(0, BS)
         ms = offs_s < clen
         tk = cst + offs_s
+        c64 = cst.to(tl.int64)  # int64 chunk base, int32 offsets inside the chunk
         a_s = tl.load(a_ptr + ab + tk, mask=ms, other=0.0)
         e_s = tl.where(ms, tl.exp(a_s), 0.0)
-        xy = xyb + tk[:, None] * (h * p) + offs_p[None, :]
+        xy = xyb + c64 * (h * p) + offs_s[:, None] * (h * p) + offs_p[None, :]
         mxy = ms[:, None] & mp[None, :]
         dy = tl.load(dout_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
         if HAS_Z:
@@ -503,8 +522,8 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
             tl.store(dz_ptr + xy, (dy * yp * sig * (1.0 + zz * (1.0 - sig))).to(dz_ptr.dtype.element_ty), mask=mxy)
             dy = dy * zz * sig
             tl.store(dy_ptr + xy, dy.to(dy_ptr.dtype.element_ty), mask=mxy)
-        Cs = tl.load(cb_ + tk[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
-                     other=0.0).to(tl.float32)
+        Cs = tl.load(cb_ + c64 * (ng * n) + offs_s[:, None] * (ng * n) + offs_n[None, :],
+                     mask=ms[:, None] & mn[None, :], other=0.0).to(tl.float32)
         g += tl.dot(_cast(tl.trans(dy * e_s[:, None]), KIND), _cast(Cs, KIND), input_precision=PREC)
     tl.store(dinit_ptr + (seq.to(tl.int64) * h + hh) * PN + st, g, mask=mpn)
 
@@ -601,10 +620,10 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
             dx += dys * Dv
             dD += tl.sum(dys * xs, axis=0)
         tl.store(dx_ptr + xy, dx.to(dx_ptr.dtype.element_ty), mask=mxy)
-        tl.atomic_add(ddtp_ptr + ab + offs_s, tl.sum(xs * du, axis=1), mask=ms)
-        tl.atomic_add(da_ptr + ab + offs_s, dat - dt_s * q, mask=ms)
+        tl.atomic_add(ddtp_ptr + ab + offs_s, tl.sum(xs * du, axis=1), mask=ms, sem="relaxed")
+        tl.atomic_add(da_ptr + ab + offs_s, dat - dt_s * q, mask=ms, sem="relaxed")
         dal += dt_s * q
-    tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dal, axis=0))
+    tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dal, axis=0), sem="relaxed")
     if HAS_D:
         tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
 
@@ -645,34 +664,51 @@ def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, 
         a_s = tl.load(a_ptr + ab + offs_s, mask=ms, other=0.0)
         dt_s = tl.load(dtp_ptr + ab + offs_s, mask=ms, other=0.0)
         xyb = (tok0 * h + hh) * p
-        dM = tl.zeros((BM, BM), dtype=tl.float32)
-        for pk in tl.static_range(NPK):
-            offs_p = pk * BPK + tl.arange(0, BPK)
+        if NPK == 1:  # one dot per head: the head loop is the pipelined loop
+            offs_p = tl.arange(0, BPK)
             mp = offs_p < p
             dyt = tl.load(dy_ptr + xyb + offs_t[:, None] * (h * p) + offs_p[None, :],
                           mask=mt[:, None] & mp[None, :], other=0.0).to(tl.float32)
             xs = tl.load(x_ptr + xyb + offs_s[:, None] * (h * p) + offs_p[None, :],
                          mask=ms[:, None] & mp[None, :], other=0.0).to(tl.float32)
-            dM += tl.dot(_cast(dyt, KIND), tl.trans(_cast(xs, KIND)), input_precision=PREC)
-        dec = tl.exp(tl.where(causal, a_t[:, None] - a_s[None, :], float("-inf")))
-        Gd = dM * dec * dt_s[None, :]
+            dM = tl.dot(_cast(dyt, KIND), tl.trans(_cast(xs, KIND)), input_precision=PREC)
+        else:
+            dM = tl.zeros((BM, BM), dtype=tl.float32)
+            for p0 in range(0, p, BPK):
+                offs_p = p0 + tl.arange(0, BPK)
+                mp = offs_p < p
+                dyt = tl.load(dy_ptr + xyb + offs_t[:, None] * (h * p) + offs_p[None, :],
+                              mask=mt[:, None] & mp[None, :], other=0.0).to(tl.float32)
+                xs = tl.load(x_ptr + xyb + offs_s[:, None] * (h * p) + offs_p[None, :],
+                             mask=ms[:, None] & mp[None, :], other=0.0).to(tl.float32)
+                dM += tl.dot(_cast(dyt, KIND), tl.trans(_cast(xs, KIND)), input_precision=PREC)
+        if tb > sb:  # off-diagonal: exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), a_r = a at the t block's start
+            a_r = tl.load(a_ptr + ab + tb * BM)
+            dec = (tl.where(mt, tl.exp(a_t - a_r), 0.0)[:, None] *
+                   tl.where(ms, tl.exp(a_r - a_s) * dt_s, 0.0)[None, :])
+        else:
+            dec = tl.exp(tl.where(causal, a_t[:, None] - a_s[None, :], float("-inf"))) * dt_s[None, :]
+        Gd = dM * dec
         acc += Gd
         G = Gd * cb
-        tl.atomic_add(da_ptr + ab + offs_t, tl.sum(G, axis=1), mask=mt)
-        tl.atomic_add(da_ptr + ab + offs_s, -tl.sum(G, axis=0), mask=ms)
+        tl.atomic_add(da_ptr + ab + offs_t, tl.sum(G, axis=1), mask=mt, sem="relaxed")
+        tl.atomic_add(da_ptr + ab + offs_s, -tl.sum(G, axis=0), mask=ms, sem="relaxed")
     tl.store(dcb_ptr + cbb + offs_t[:, None] * Q + offs_s[None, :], acc.to(dcb_ptr.dtype.element_ty),
              mask=(offs_t < Q)[:, None] & (offs_s < Q)[None, :])
 
 
 # --------------------------------------------------------------------------------------------- B4: dB, dC
 @triton.jit
-def _ssd_bwd_dbc_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, dcb_ptr, dtp_ptr, a_ptr, hin_ptr, dS_ptr, dB_ptr, dC_ptr,
-                        tab_ptr, l, h, p, n, hpg, ng, ncr, nmb,
-                        Q: tl.constexpr, VARLEN: tl.constexpr, NPK: tl.constexpr, BM: tl.constexpr,
-                        BPK: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
-    """Rows jb of chunk k, group gg:
-      dB_j = sum_{t>=j} dCB_tj C_t + sum_heads exp(a_L - a_j) dt'_j x_j dS
-      dC_j = sum_{s<=j} dCB_js B_s + sum_heads exp(a_j) dy_j h_in"""
+def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr, tab_ptr,
+                        l, h, p, n, hpg, ng, ncr, nmb,
+                        Q: tl.constexpr, VARLEN: tl.constexpr, IS_DC: tl.constexpr, NPK: tl.constexpr,
+                        BM: tl.constexpr, BPK: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                        PREC: tl.constexpr):
+    """Rows jb of chunk k, group gg; launched twice:
+      dB (IS_DC False; u = x, bc = C, st = dS):     dB_j = sum_{t>=j} dCB_tj C_t + sum_heads exp(a_L - a_j) dt'_j x_j dS
+      dC (IS_DC True;  u = dy, bc = B, st = h_in):  dC_j = sum_{s<=j} dCB_js B_s + sum_heads exp(a_j) dy_j h_in
+    One (BM, n) fp32 accumulator per program, so BM can be large and dS / h_in are read by few row blocks. dCB
+    loads are masked to the causal triangle (any block grid of _ssd_bwd_dcb_kernel works)."""
     pid = tl.program_id(0)
     gg = pid % ng
     rest = pid // ng
@@ -686,54 +722,49 @@ def _ssd_bwd_dbc_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, dcb_ptr, dtp_ptr, a_ptr, hi
     offs_n = tl.arange(0, BN)
     mn = offs_n < n
     tok0 = row * l + start
-    bc = (tok0 * ng + gg) * n
+    bcb = (tok0 * ng + gg) * n
     cbb = (k.to(tl.int64) * ng + gg) * Q * Q
-    dB = tl.zeros((BM, BN), dtype=tl.float32)
-    dC = tl.zeros((BM, BN), dtype=tl.float32)
-    ntb = tl.cdiv(ln, BM)
-    for tb in range(jb, ntb):
-        offs_t = tb * BM + tl.arange(0, BM)
-        mt = offs_t < ln
-        dcbT = tl.load(dcb_ptr + cbb + offs_t[None, :] * Q + offs_j[:, None], mask=mj[:, None] & mt[None, :],
-                       other=0.0).to(tl.float32)                                           # (j, t)
-        Ct = tl.load(C_ptr + bc + offs_t[:, None] * (ng * n) + offs_n[None, :], mask=mt[:, None] & mn[None, :],
-                     other=0.0).to(tl.float32)
-        dB += tl.dot(_cast(dcbT, KIND), _cast(Ct, KIND), input_precision=PREC)
-    for sb in range(0, jb + 1):
-        offs_s = sb * BM + tl.arange(0, BM)
-        ms = offs_s < ln
-        dcb = tl.load(dcb_ptr + cbb + offs_j[:, None] * Q + offs_s[None, :], mask=mj[:, None] & ms[None, :],
-                      other=0.0).to(tl.float32)                                            # (j, s)
-        Bs = tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
-                     other=0.0).to(tl.float32)
-        dC += tl.dot(_cast(dcb, KIND), _cast(Bs, KIND), input_precision=PREC)
-    for jh in range(0, hpg):
-        hh = gg * hpg + jh
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    if IS_DC:
+        for sb in range(0, jb + 1):
+            offs_s = sb * BM + tl.arange(0, BM)
+            ms = offs_s < ln
+            dcb = tl.load(dcb_ptr + cbb + offs_j[:, None] * Q + offs_s[None, :],
+                          mask=mj[:, None] & ms[None, :] & (offs_j[:, None] >= offs_s[None, :]),
+                          other=0.0).to(tl.float32)                                        # (j, s)
+            Bs = tl.load(bc_ptr + bcb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
+                         other=0.0).to(tl.float32)
+            acc += tl.dot(_cast(dcb, KIND), _cast(Bs, KIND), input_precision=PREC)
+    else:
+        for tb in range(jb, tl.cdiv(ln, BM)):
+            offs_t = tb * BM + tl.arange(0, BM)
+            mt = offs_t < ln
+            dcbT = tl.load(dcb_ptr + cbb + offs_t[None, :] * Q + offs_j[:, None],
+                           mask=mj[:, None] & mt[None, :] & (offs_t[None, :] >= offs_j[:, None]),
+                           other=0.0).to(tl.float32)                                       # (j, t)
+            Ct = tl.load(bc_ptr + bcb + offs_t[:, None] * (ng * n) + offs_n[None, :], mask=mt[:, None] & mn[None, :],
+                         other=0.0).to(tl.float32)
+            acc += tl.dot(_cast(dcbT, KIND), _cast(Ct, KIND), input_precision=PREC)
+    for i in range(0, hpg * NPK):  # (head of the group, p block) pairs: one pipelined loop
+        hh = gg * hpg + i // NPK
+        p0 = (i % NPK) * BPK
         ab = (row * h + hh) * l + start
         a_j = tl.load(a_ptr + ab + offs_j, mask=mj, other=0.0)
-        dt_j = tl.load(dtp_ptr + ab + offs_j, mask=mj, other=0.0)
-        a_last = tl.load(a_ptr + ab + ln - 1)
-        w = tl.where(mj, tl.exp(a_last - a_j) * dt_j, 0.0)
-        ea = tl.where(mj, tl.exp(a_j), 0.0)
-        xyb = (tok0 * h + hh) * p
-        slot = (k.to(tl.int64) * h + hh) * p * n
-        for pk in tl.static_range(NPK):
-            offs_p = pk * BPK + tl.arange(0, BPK)
-            mp = offs_p < p
-            mxy = mj[:, None] & mp[None, :]
-            mpn = mp[:, None] & mn[None, :]
-            xy = xyb + offs_j[:, None] * (h * p) + offs_p[None, :]
-            st = slot + offs_p[:, None] * n + offs_n[None, :]
-            xj = tl.load(x_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
-            dS = tl.load(dS_ptr + st, mask=mpn, other=0.0).to(tl.float32)
-            dB += tl.dot(_cast(xj * w[:, None], KIND), _cast(dS, KIND), input_precision=PREC)
-            dyj = tl.load(dy_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
-            hin = tl.load(hin_ptr + st, mask=mpn, other=0.0).to(tl.float32)
-            dC += tl.dot(_cast(dyj * ea[:, None], KIND), _cast(hin, KIND), input_precision=PREC)
-    out = bc + offs_j[:, None] * (ng * n) + offs_n[None, :]
-    mjn = mj[:, None] & mn[None, :]
-    tl.store(dB_ptr + out, dB.to(dB_ptr.dtype.element_ty), mask=mjn)
-    tl.store(dC_ptr + out, dC.to(dC_ptr.dtype.element_ty), mask=mjn)
+        if IS_DC:
+            wj = tl.where(mj, tl.exp(a_j), 0.0)
+        else:
+            dt_j = tl.load(dtp_ptr + ab + offs_j, mask=mj, other=0.0)
+            a_last = tl.load(a_ptr + ab + ln - 1)
+            wj = tl.where(mj, tl.exp(a_last - a_j) * dt_j, 0.0)
+        offs_p = p0 + tl.arange(0, BPK)
+        mp = offs_p < p
+        uj = tl.load(u_ptr + (tok0 * h + hh) * p + offs_j[:, None] * (h * p) + offs_p[None, :],
+                     mask=mj[:, None] & mp[None, :], other=0.0).to(tl.float32)
+        st = tl.load(st_ptr + (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :],
+                     mask=mp[:, None] & mn[None, :], other=0.0).to(tl.float32)
+        acc += tl.dot(_cast(uj * wj[:, None], KIND), _cast(st, KIND), input_precision=PREC)
+    tl.store(out_ptr + bcb + offs_j[:, None] * (ng * n) + offs_n[None, :], acc.to(out_ptr.dtype.element_ty),
+             mask=mj[:, None] & mn[None, :])
 
 
 # --------------------------------------------------------------------------------------------- B5: dt chain
@@ -947,11 +978,11 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
             Q=Q, VARLEN=lay.varlen, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec, **c, **o)
         # B4: dB, dC
         c, o = _launch_opts(cfg["bwd_dbc"])
-        assert cfg["bwd_dcb"]["BM"] % c["BM"] == 0  # reads dCB at a finer (or equal) block grid than B3 wrote
         nmb4 = triton.cdiv(Q, c["BM"])
-        _launch(_ssd_bwd_dbc_kernel, (nk * nmb4 * g,),
-            x, dy, B, C, dcb, dtp, a, states_in, dS, dB, dC, lay.tab, l, h, p, n, hpg, g, lay.ncr, nmb4,
-            Q=Q, VARLEN=lay.varlen, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec, **c, **o)
+        for is_dc, u, bc, st, out_ in ((False, x, C, dS, dB), (True, dy, B, states_in, dC)):
+            _launch(_ssd_bwd_dbc_kernel, (nk * nmb4 * g,),
+                u, bc, dcb, dtp, a, st, out_, lay.tab, l, h, p, n, hpg, g, lay.ncr, nmb4,
+                Q=Q, VARLEN=lay.varlen, IS_DC=is_dc, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec, **c, **o)
         # B5: dt chain
         c, o = _launch_opts(cfg["cumsum_bwd"])
         lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
