@@ -26,8 +26,10 @@ const char* check_common(const Conv1dParams& p, bool channel_last) {
     return "conv1d (CUDA): float64 weight / bias are not supported";
   if (channel_last ? p.x_c_stride != 1 : p.x_l_stride != 1)
     return "conv1d (CUDA): x needs a unit stride along channels (channel-last) or time (channel-first)";
-  if (channel_last && (p.batch > kMaxGridYZ || (p.dim + 127) / 128 > kMaxGridYZ))
+  if (channel_last && (p.batch > kMaxGridYZ || (p.dim + 63) / 64 > kMaxGridYZ))
     return "conv1d (CUDA): batch or dim too large for the channel-last grid";
+  const int64_t cf_blocks = p.batch * p.dim * ((p.seqlen + fwd_cf::kSegLen - 1) / fwd_cf::kSegLen) / fwd_cf::kWarps;
+  if (!channel_last && cf_blocks >= (int64_t(1) << 31)) return "conv1d (CUDA): tensor too large for the grid";
   return nullptr;
 }
 
