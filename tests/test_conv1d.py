@@ -4,7 +4,8 @@ CPU runs: the reference's own cross-checks (update over a sequence == full conv,
 explicit backward == autograd), gradcheck in float64, the C++ cpu backend and Triton under the interpreter at
 small shapes, opcheck, bad inputs. GPU runs (@pytest.mark.gpu, and triton on CUDA tensors): the same suites on
 CUDA tensors plus long ragged lengths, every dtype, both layouts, misaligned / strided inputs, determinism and
-CUDA-graph capture of the decode update.
+CUDA-graph capture of the decode update. Without a GPU, `python csrc/conv1d/emu/run.py [--asan]` runs this file
+with the cuda backend served by a CPU emulation of the unmodified CUDA kernels.
 """
 import itertools
 import os
@@ -239,6 +240,15 @@ def test_dtypes(backend, dtype, cl):
     if dtype == F64 and backend in ("cuda", "triton"):
         pytest.skip("float64 runs on the cpu and ref backends")
     case = make_case(2, 12, [70], 4, dtype, device=dev, channel_last=cl, init=True)
+    check_conv(case, backend)
+
+
+@pytest.mark.parametrize("cl", LAYOUTS, ids=_lid)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_sequence(backend, cl):
+    """l = 0: y is empty, the final state is the initial state, its gradient flows back unchanged."""
+    dev = _skip_unless(backend)
+    case = make_case(2, 5, [0], 4, device=dev, channel_last=cl, init=True)
     check_conv(case, backend)
 
 

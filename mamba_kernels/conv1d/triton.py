@@ -62,7 +62,9 @@ def _pre(x_row, w_ptr, bias_v, init_ptr, offs_d, mask_d, q, s, n, mask, sxc, sxl
     return z
 
 
-@triton.jit
+# Sizes are not specialized on (each distinct value class would compile a new variant); strides are, so a
+# unit stride gives contiguous, vectorized accesses.
+@triton.jit(do_not_specialize=["D", "L", "NSEQ"])
 def _conv1d_fwd_kernel(x, w_ptr, bias, init_ptr, cu, y, D, L, NSEQ,
                        sxb, sxc, sxl, syb, syc, syl, swc, sww, sbias, sin, sic, siw,
                        W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, VARLEN: tl.constexpr,
@@ -90,7 +92,7 @@ def _conv1d_fwd_kernel(x, w_ptr, bias, init_ptr, cu, y, D, L, NSEQ,
              z.to(y.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["D", "L"])
 def _conv1d_final_kernel(x, init_ptr, cu, final, D, L, sxb, sxc, sxl, sin, sic, siw, sfn, sfc, sfw,
                          W: tl.constexpr, WP2: tl.constexpr, HAS_INIT: tl.constexpr, VARLEN: tl.constexpr,
                          BLOCK_D: tl.constexpr):
@@ -115,7 +117,7 @@ def _conv1d_final_kernel(x, init_ptr, cu, final, D, L, sxb, sxc, sxl, sin, sic, 
              v.to(final.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["D", "L", "NSEQ", "NLB"])
 def _conv1d_bwd_kernel(x, w_ptr, bias, init_ptr, cu, dy, dfinal, dx, dw_part, db_part, D, L, NSEQ, NLB,
                        sxb, sxc, sxl, sdyb, sdyc, sdyl, sdxb, sdxc, sdxl, swc, sww, sbias, sin, sic, siw,
                        sfn, sfc, sfw,
@@ -176,7 +178,7 @@ def _conv1d_bwd_kernel(x, w_ptr, bias, init_ptr, cu, dy, dfinal, dx, dw_part, db
              dxa.to(dx.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["D", "L"])
 def _conv1d_dinit_kernel(x, w_ptr, bias, init_ptr, cu, dy, dfinal, dinit, D, L,
                          sxb, sxc, sxl, sdyb, sdyc, sdyl, swc, sww, sbias, sin, sic, siw, sfn, sfc, sfw,
                          sdn, sdc, sdw,
@@ -226,7 +228,7 @@ def _conv1d_dinit_kernel(x, w_ptr, bias, init_ptr, cu, dy, dfinal, dinit, D, L,
                  mask=mask_d)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["D", "K", "LS", "NSLOTS"])
 def _conv1d_update_kernel(x, state, w_ptr, bias, slots, out, D, K, LS, NSLOTS,
                           sxb, sxc, sxl, ssn, ssc, ssl, sob, soc, sol, swc, sww, sbias,
                           W: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_SLOTS: tl.constexpr, SILU: tl.constexpr,
