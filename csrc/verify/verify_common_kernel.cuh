@@ -167,6 +167,93 @@ __device__ __forceinline__ void lds_vec(const float* ptr, float (&o)[V]) {
 }
 
 // ------------------------------------------------------------------------------------------------------
+// 16-byte staging of small row tensors (runtime dtype) into shared memory as fp32.
+// RowStage: `nrows` rows of `len` elements, row r at element offset off(r) of `src`. load() issues this thread's
+// first NV 16-byte loads into registers and returns at once (nothing waits on them), so that several tensors'
+// loads (and the state stream) are in flight together; store(st) converts them and calls st(row, col, value),
+// then does any remaining vectors (load-then-store), or the whole scalar path when `aligned` (every row offset a
+// multiple of 8 elements) or the base / length does not allow 16-byte loads.
+// ------------------------------------------------------------------------------------------------------
+__device__ __forceinline__ void unpack16(const uint4& r, DType t, float (&o)[8]) {
+  if (t == DType::kFloat32) {
+    o[0] = __uint_as_float(r.x);
+    o[1] = __uint_as_float(r.y);
+    o[2] = __uint_as_float(r.z);
+    o[3] = __uint_as_float(r.w);
+    o[4] = o[5] = o[6] = o[7] = 0.f;
+  } else if (t == DType::kBFloat16) {
+    SV<__nv_bfloat16>::unpack(r, o);
+  } else {
+    SV<__half>::unpack(r, o);
+  }
+}
+
+template <int NV, typename Off>
+struct RowStage {
+  const char* src;
+  DType t;
+  int nrows, len, ve, es, nvr, total;
+  bool vec;
+  Off off;
+  uint4 r[NV];
+  __device__ __forceinline__ RowStage(const void* src_, DType t_, int nrows_, int len_, Off off_, bool aligned)
+      : src(static_cast<const char*>(src_)), t(t_), nrows(nrows_), len(len_), off(off_) {
+    es = t == DType::kFloat32 ? 4 : 2;
+    ve = 16 / es;
+    vec = aligned && t != DType::kFloat64 && (len % ve == 0) && (reinterpret_cast<uintptr_t>(src_) % 16 == 0);
+    nvr = vec ? len / ve : 1;
+    total = vec ? nrows * nvr : 0;
+  }
+  __device__ __forceinline__ uint4 ldv(int i) const {
+    const int row = i / nvr, cv = i - row * nvr;
+    return *reinterpret_cast<const uint4*>(src + (off(row) + static_cast<int64_t>(cv) * ve) * es);
+  }
+  __device__ __forceinline__ void load() {
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+      const int i = threadIdx.x + j * blockDim.x;
+      if (i < total) r[j] = ldv(i);
+    }
+  }
+  template <typename St>
+  __device__ __forceinline__ void put(int i, const uint4& v, St& st) const {
+    const int row = i / nvr, c0 = (i - row * nvr) * ve;
+    float o[8];
+    unpack16(v, t, o);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      if (e < ve) st(row, c0 + e, o[e]);
+    }
+  }
+  template <typename St>
+  __device__ __forceinline__ void store(St&& st) {
+    const int nthr = blockDim.x;
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+      const int i = threadIdx.x + j * nthr;
+      if (i < total) put(i, r[j], st);
+    }
+    for (int i = threadIdx.x + NV * nthr; i < total; i += nthr) put(i, ldv(i), st);
+    if (!vec) {
+      for (int i = threadIdx.x; i < nrows * len; i += nthr) {
+        const int row = i / len, col = i - row * len;
+        st(row, col, ld_any(src, off(row) + col, t));
+      }
+    }
+  }
+};
+
+template <int NV, typename Off>
+__device__ __forceinline__ RowStage<NV, Off> row_stage(const void* src, DType t, int nrows, int len, Off off,
+                                                       bool aligned) {
+  return RowStage<NV, Off>(src, t, nrows, len, off, aligned);
+}
+
+__host__ __device__ __forceinline__ bool al8(int64_t a, int64_t b, int64_t c) {
+  return a % 8 == 0 && b % 8 == 0 && c % 8 == 0;
+}
+
+// ------------------------------------------------------------------------------------------------------
 // Per-(slot, unit) control: committed path, new-node masks, ring positions to replay, conv taps.
 // ------------------------------------------------------------------------------------------------------
 enum CtxField { kCtxC = 0, kCtxKp, kCtxPath, kCtxC1, kCtxFold, kCtxBase, kCtxWords = 8 };
@@ -245,6 +332,76 @@ __device__ __forceinline__ void setup_ctx(const int32_t* meta_row, int64_t meta_
       }
       sQpos[i] = pos;
     }
+  }
+  __syncthreads();
+}
+
+// SSM control with its global reads issued early (ctx_preload: registers, nothing waits on them), so that they
+// overlap the state stream and the new-token loads; setup_ctx_ssm then does setup_ctx's work (ssm, width 0) from
+// them with no dependent global read. smeta: shared scratch of 2 + kMaxK ints.
+struct CtxPre {
+  int mv = 0, acc = 0, par = -1;
+};
+
+__device__ __forceinline__ CtxPre ctx_preload(const int32_t* meta_row, int64_t meta_i, int64_t Kmax,
+                                              const int32_t* accepted_ptr, const int32_t* par_row, int64_t par_k,
+                                              int k) {
+  CtxPre c;
+  const int tid = threadIdx.x;
+  const int nm = 2 + static_cast<int>(Kmax < kMaxK ? Kmax : kMaxK);
+  if (tid < nm) c.mv = meta_row[tid * meta_i];
+  c.acc = *accepted_ptr;
+  if (tid < k) c.par = par_row != nullptr ? par_row[tid * par_k] : tid - 1;
+  return c;
+}
+
+__device__ __forceinline__ void setup_ctx_ssm(const CtxPre& pre, const int32_t* meta_row, int64_t meta_i,
+                                              int64_t Kmax, int64_t R, bool is_node, int k, bool fold_all, int* ctx,
+                                              int* spar, int* smask, int* sQpos, int* smeta) {
+  const int tid = threadIdx.x, nthr = blockDim.x;
+  const int nm = 2 + static_cast<int>(Kmax < kMaxK ? Kmax : kMaxK);
+  if (tid < nm) smeta[tid] = pre.mv;
+  for (int i = tid + nthr; i < nm; i += nthr) smeta[i] = meta_row[i * meta_i];
+  if (tid < k) {
+    int pr = pre.par;
+    if (pr < 0 || pr >= tid) pr = -1;
+    spar[tid] = pr;
+  }
+  __syncthreads();
+  // Every thread derives the control words (same values as setup_ctx).
+  int c = smeta[0];
+  int kp = smeta[1];
+  c = c < 0 ? 0 : c;
+  if (c > R) c = static_cast<int>(R);
+  int64_t kp_max = Kmax < kMaxK ? Kmax : kMaxK;
+  if (kp_max > R - c) kp_max = R - c;
+  kp = kp < 0 ? 0 : (kp > kp_max ? static_cast<int>(kp_max) : kp);
+  int a = is_node ? pre.acc : pre.acc - 1;
+  if (a > kp - 1) a = kp - 1;
+  const unsigned path = a >= 0 ? (static_cast<unsigned>(smeta[2 + a]) & low_mask(kp)) : 0u;
+  const int c1 = c + __popc(path);
+  const bool fold = fold_all || static_cast<int64_t>(c1) + k > R;
+  if (tid == 0) {
+    ctx[kCtxC] = c;
+    ctx[kCtxKp] = kp;
+    ctx[kCtxPath] = static_cast<int>(path);
+    ctx[kCtxC1] = c1;
+    ctx[kCtxFold] = fold ? 1 : 0;
+    ctx[kCtxBase] = fold ? 0 : c1;
+  }
+  if (tid < k) {
+    unsigned m = 1u << tid;
+    for (int q = spar[tid]; q >= 0; q = spar[q]) m |= 1u << q;
+    smask[tid] = static_cast<int>(m);
+  }
+  for (int i = tid; i < c1; i += nthr) {
+    int pos = i;
+    if (i >= c) {
+      unsigned pm = path;
+      for (int r = 0; r < i - c; ++r) pm &= pm - 1u;
+      pos = c + __ffs(pm) - 1;
+    }
+    sQpos[i] = pos;
   }
   __syncthreads();
 }

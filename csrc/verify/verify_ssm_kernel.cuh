@@ -47,7 +47,7 @@ __host__ __device__ __forceinline__ int lanes_per_row(int64_t N, int V, int SPL)
 // Shared memory layout in 32-bit words (float or int); every array starts 16-byte aligned.
 struct SsmLayout {
   int xs, Bs, Cs, dts, zs, Ds, ydot, Wt, rho, xq, Bq, dtqc, dtqall, wq, G, scal;  // float arrays
-  int Qpos, par, mask, ctx, taps;                                        // int arrays
+  int Qpos, par, mask, ctx, taps, mrow;                                  // int arrays
   int words;
 };
 
@@ -80,6 +80,7 @@ __host__ __device__ __forceinline__ SsmLayout ssm_layout(int64_t k, int64_t P, i
   l.mask = o; o += up4(kMaxK);
   l.ctx = o; o += up4(kCtxWords);
   l.taps = o; o += up4(kMaxK * kMaxWidth);
+  l.mrow = o; o += up4(2 + kMaxK);
   l.words = o;
   return l;
 }
@@ -93,13 +94,16 @@ __device__ __forceinline__ float process_dt(float v, const VerifyStepParams& p) 
 }
 
 // One (batch row b, slot s, unit u) of the SSM verify step. All threads of the block call it.
-// Order: the first state loads are issued, then `prep()` fills xs[t][p], Bs[t][n], Cs[t][n] (fp32, rows padded
-// with zeros to Npad) for t < k (it may only use what was in shared memory before the call), then `setup()` must
-// leave ctx / par / mask / Qpos in shared memory and end with __syncthreads() (its meta reads overlap the loads).
+// Order (one global round trip for everything but the ring): the first state loads are issued, then
+// `setup_load()` issues the control reads into registers (returns them), then the dt / z / D loads are issued,
+// then `prep()` fills xs[t][p], Bs[t][n], Cs[t][n] (fp32, rows padded with zeros to Npad) for t < k (it may only
+// use what was in shared memory before the call; it issues all its loads before its first store), then
+// `setup(pre)` must leave ctx / par / mask / Qpos in shared memory and end with __syncthreads(). The ring chunk
+// (x, B, dt) is then fetched in one more round trip with 16-byte loads.
 // Ends with __syncthreads(), so shared memory may be reused by the caller.
-template <typename T, bool M1, typename Setup, typename Prep>
+template <typename T, bool M1, typename SetupLoad, typename Setup, typename Prep>
 __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, const SsmLayout& lay, int b, int s,
-                                         int u, Setup&& setup, Prep&& prep) {
+                                         int u, SetupLoad&& setup_load, Setup&& setup, Prep&& prep) {
   using Cfg = SsmCfg<T, M1>;
   constexpr int V = Cfg::V, SPL = Cfg::SPL, RPT = Cfg::RPT, KC = kKC;
   int* smi = reinterpret_cast<int*>(smf);
@@ -175,45 +179,66 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
     }
   };
 
-  load_pass(0);  // the state stream starts before anything else
-  prep();        // new-token inputs (independent of the meta: overlaps the meta reads in setup)
-  // Processed dt of the new tokens.
-  for (int64_t i = tid; i < static_cast<int64_t>(k) * Pd; i += nthr) {
-    const int64_t t = i / Pd, pd = i - t * Pd;
-    float v = ld_any(p.dt, b * p.dt_b + t * p.dt_k + u * p.dt_h + pd * p.dt_p, p.in_dtype);
+  load_pass(0);                 // the state stream starts before anything else
+  const auto pre = setup_load();  // control reads (registers; nothing waits on them yet)
+  // Processed dt, gate and skip inputs: loads issued now, stored after prep() (one shared round trip).
+  const int nkd = k * static_cast<int>(Pd);
+  float dtv = 0.f, dv = 0.f;
+  if (tid < nkd) {
+    const int t = tid / static_cast<int>(Pd), pd = tid - t * static_cast<int>(Pd);
+    dtv = ld_any(p.dt, b * p.dt_b + t * p.dt_k + u * p.dt_h + pd * p.dt_p, p.in_dtype);
+  }
+  if (p.D != nullptr && tid < P) dv = p.D[u * p.D_h + tid * p.D_p];
+  prep();  // new-token inputs (loads issued before its stores)
+  auto proc_dt = [&](int i, float v) {
+    const int t = i / static_cast<int>(Pd), pd = i - t * static_cast<int>(Pd);
     if (p.dt_bias != nullptr) v += p.dt_bias[u * p.dtb_h + pd * p.dtb_p];
     dts[i] = process_dt(v, p);
-  }
-  // Gate and skip inputs, staged now so that the epilogue waits on no global load.
-  if (p.z != nullptr) {
-    for (int64_t i = tid; i < static_cast<int64_t>(k) * P; i += nthr) {
-      const int64_t t = i / P, pp = i - t * P;
-      zs[i] = silu_f(ld_any(p.z, b * p.z_b + t * p.z_k + u * p.z_h + pp, p.in_dtype));
-    }
+  };
+  if (tid < nkd) proc_dt(tid, dtv);
+  for (int i = tid + nthr; i < nkd; i += nthr) {
+    const int t = i / static_cast<int>(Pd), pd = i - t * static_cast<int>(Pd);
+    proc_dt(i, ld_any(p.dt, b * p.dt_b + t * p.dt_k + u * p.dt_h + pd * p.dt_p, p.in_dtype));
   }
   if (p.D != nullptr) {
-    for (int64_t i = tid; i < P; i += nthr) Ds[i] = p.D[u * p.D_h + i * p.D_p];
+    if (tid < P) Ds[tid] = dv;
+    for (int64_t i = tid + nthr; i < P; i += nthr) Ds[i] = p.D[u * p.D_h + i * p.D_p];
   }
   const float Au = M1 ? 0.f : p.A[u * p.A_h];
-  setup();  // ends with __syncthreads()
+  setup(pre);  // ends with __syncthreads()
 
   const int c = ctx[kCtxC], c1 = ctx[kCtxC1];
   const bool fold = ctx[kCtxFold] != 0;
   const int base = ctx[kCtxBase];
 
   // Stage ring tokens [q0, q0 + nq) of Q (x, B, and Mamba-1 dt) into shared memory as fp32 (exact copies).
+  const bool al_rx = al8(p.rx_s, p.rx_r, p.rx_h), al_rB = al8(p.rB_s, p.rB_r, p.rB_h);
+  const bool unit_rd = Pd == 1 || p.rdt_p == 1;  // RowStage rows are contiguous
+  const bool al_rd = al8(p.rdt_s, p.rdt_r, p.rdt_h) && unit_rd;
   auto load_chunk = [&](int q0, int nq) {
-    for (int64_t i = tid; i < static_cast<int64_t>(nq) * P; i += nthr) {
-      const int64_t ii = i / P, pp = i - ii * P;
-      const int pos = Qpos[q0 + ii];
-      xq[i] = ld_any(p.ring_x, s * p.rx_s + pos * p.rx_r + u * p.rx_h + pp, p.in_dtype);
+    const int* qp = Qpos + q0;
+    const int64_t x0 = s * p.rx_s + u * p.rx_h, xr = p.rx_r, b0 = s * p.rB_s + u * p.rB_h, br = p.rB_r;
+    const int64_t d0 = s * p.rdt_s + u * p.rdt_h, dr = p.rdt_r;
+    auto xoff = [qp, x0, xr](int r) -> int64_t { return x0 + qp[r] * xr; };
+    auto boff = [qp, b0, br](int r) -> int64_t { return b0 + qp[r] * br; };
+    auto doff = [qp, d0, dr](int r) -> int64_t { return d0 + qp[r] * dr; };
+    auto sx = row_stage<1>(p.ring_x, p.in_dtype, nq, static_cast<int>(P), xoff, al_rx);
+    auto sb = row_stage<1>(p.ring_B, p.in_dtype, nq, static_cast<int>(N), boff, al_rB);
+    auto sd = row_stage<1>(p.ring_dt, DType::kFloat32, (M1 && unit_rd) ? nq : 0, static_cast<int>(Pd), doff, al_rd);
+    sx.load();
+    sb.load();
+    if (M1) sd.load();
+    sx.store([&](int r, int pp, float v) { xq[r * P + pp] = v; });
+    sb.store([&](int r, int n, float v) { Bq[r * Npad + n] = v; });
+    if (Npad > N) {
+      const int w = Npad - static_cast<int>(N);
+      for (int i = tid; i < nq * w; i += nthr) {
+        const int r = i / w;
+        Bq[r * Npad + N + (i - r * w)] = 0.f;
+      }
     }
-    for (int64_t i = tid; i < static_cast<int64_t>(nq) * Npad; i += nthr) {
-      const int64_t ii = i / Npad, n = i - ii * Npad;
-      const int pos = Qpos[q0 + ii];
-      Bq[i] = n < N ? ld_any(p.ring_B, s * p.rB_s + pos * p.rB_r + u * p.rB_h + n, p.in_dtype) : 0.f;
-    }
-    if (M1) {
+    if (M1) sd.store([&](int r, int pd, float v) { dtqc[r * Pd + pd] = v; });
+    if (M1 && !unit_rd) {
       for (int64_t i = tid; i < static_cast<int64_t>(nq) * Pd; i += nthr) {
         const int64_t ii = i / Pd, pd = i - ii * Pd;
         dtqc[i] = p.ring_dt[s * p.rdt_s + Qpos[q0 + ii] * p.rdt_r + u * p.rdt_h + pd * p.rdt_p];
@@ -230,13 +255,23 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
       held = q0;
     }
   };
-  if (!M1) {
-    for (int i = tid; i < c1; i += nthr) dtqall[i] = p.ring_dt[s * p.rdt_s + Qpos[i] * p.rdt_r + u * p.rdt_h];
-  }
+  // The gate (needed only by the epilogue) and the Mamba-2 ring dt: loads overlap ring chunk 0's.
+  const int64_t z0 = b * p.z_b + u * p.z_h, zk = p.z_k;
+  auto zoff = [z0, zk](int t) -> int64_t { return z0 + t * zk; };
+  auto zst = row_stage<1>(p.z, p.in_dtype, p.z != nullptr ? k : 0, static_cast<int>(P), zoff,
+                          al8(p.z_b, p.z_k, p.z_h));
+  zst.load();
+  float dq0 = 0.f;
+  if (!M1 && tid < c1) dq0 = p.ring_dt[s * p.rdt_s + Qpos[tid] * p.rdt_r + u * p.rdt_h];
   if (c1 > 0) {
     load_chunk(0, c1 < kQC ? c1 : kQC);
     held = 0;
   }
+  if (!M1) {
+    if (tid < c1) dtqall[tid] = dq0;
+    for (int i = tid + nthr; i < c1; i += nthr) dtqall[i] = p.ring_dt[s * p.rdt_s + Qpos[i] * p.rdt_r + u * p.rdt_h];
+  }
+  zst.store([&](int t, int pp, float v) { zs[t * P + pp] = silu_f(v); });
   __syncthreads();
 
   if (!M1) {
@@ -592,27 +627,44 @@ __global__ void __launch_bounds__(kMaxThreads, M1 ? 1 : 2) verify_ssm_kernel(con
   const int k = static_cast<int>(p.k);
   const int tid = threadIdx.x, nthr = blockDim.x;
   const int64_t Npad = (p.N + SV<T>::V - 1) / SV<T>::V * SV<T>::V;
-  auto setup = [&]() {
-    setup_ctx(p.meta + s * p.meta_s + u * p.meta_h, p.meta_i, p.Kmax, p.R, p.accepted + b * p.accepted_stride,
-              p.accepted_is_node, p.parents != nullptr ? p.parents + b * p.par_b : nullptr, p.par_k, k, p.fold_all,
-              0, smi + lay.ctx, smi + lay.par, smi + lay.mask, smi + lay.Qpos, smi + lay.taps);
+  const int32_t* meta_row = p.meta + s * p.meta_s + u * p.meta_h;
+  auto setup_load = [&]() {
+    return ctx_preload(meta_row, p.meta_i, p.Kmax, p.accepted + b * p.accepted_stride,
+                       p.parents != nullptr ? p.parents + b * p.par_b : nullptr, p.par_k, k);
+  };
+  auto setup = [&](const CtxPre& pre) {
+    setup_ctx_ssm(pre, meta_row, p.meta_i, p.Kmax, p.R, p.accepted_is_node, k, p.fold_all, smi + lay.ctx,
+                  smi + lay.par, smi + lay.mask, smi + lay.Qpos, smi + lay.mrow);
   };
   auto prep = [&]() {
     float* xs = smf + lay.xs;
     float* Bs = smf + lay.Bs;
     float* Cs = smf + lay.Cs;
-    for (int64_t i = tid; i < static_cast<int64_t>(k) * p.P; i += nthr) {
-      const int64_t t = i / p.P, pp = i - t * p.P;
-      xs[i] = ld_any(p.x, b * p.x_b + t * p.x_k + u * p.x_h + pp, p.in_dtype);
-    }
-    for (int64_t i = tid; i < static_cast<int64_t>(k) * Npad; i += nthr) {
-      const int64_t t = i / Npad, n = i - t * Npad;
-      const bool ok = n < p.N;
-      Bs[i] = ok ? ld_any(p.B, b * p.B_b + t * p.B_k + g * p.B_g + n, p.in_dtype) : 0.f;
-      Cs[i] = ok ? ld_any(p.C, b * p.C_b + t * p.C_k + g * p.C_g + n, p.in_dtype) : 0.f;
+    const int P = static_cast<int>(p.P), N = static_cast<int>(p.N), Np = static_cast<int>(Npad);
+    const int64_t x0 = b * p.x_b + u * p.x_h, xk = p.x_k, b0 = b * p.B_b + g * p.B_g, bk = p.B_k;
+    const int64_t c0 = b * p.C_b + g * p.C_g, ck = p.C_k;
+    auto xoff = [x0, xk](int t) -> int64_t { return x0 + t * xk; };
+    auto boff = [b0, bk](int t) -> int64_t { return b0 + t * bk; };
+    auto coff = [c0, ck](int t) -> int64_t { return c0 + t * ck; };
+    auto sx = row_stage<1>(p.x, p.in_dtype, k, P, xoff, al8(p.x_b, p.x_k, p.x_h));
+    auto sb = row_stage<1>(p.B, p.in_dtype, k, N, boff, al8(p.B_b, p.B_k, p.B_g));
+    auto sc = row_stage<1>(p.C, p.in_dtype, k, N, coff, al8(p.C_b, p.C_k, p.C_g));
+    sx.load();
+    sb.load();
+    sc.load();
+    sx.store([&](int t, int pp, float v) { xs[t * P + pp] = v; });
+    sb.store([&](int t, int n, float v) { Bs[t * Np + n] = v; });
+    sc.store([&](int t, int n, float v) { Cs[t * Np + n] = v; });
+    if (Np > N) {
+      const int w = Np - N;
+      for (int i = tid; i < k * w; i += nthr) {
+        const int t = i / w, n = N + (i - t * w);
+        Bs[t * Np + n] = 0.f;
+        Cs[t * Np + n] = 0.f;
+      }
     }
   };
-  ssm_unit<T, M1>(p, smf, lay, b, s, u, setup, prep);
+  ssm_unit<T, M1>(p, smf, lay, b, s, u, setup_load, setup, prep);
 }
 
 // Fused Mamba-2 step: grid = batch * G, block (b, g): conv with rollback of the group's B, C channels, then for
@@ -672,7 +724,7 @@ __global__ void __launch_bounds__(kMaxThreads) verify_fused_kernel(const VerifyS
       float* xs = smf + lay.xs;
       for (int64_t i = tid; i < P; i += nthr) conv(u * P + i, xs + i, P);
     };
-    ssm_unit<T, false>(p, smf, lay, b, s, u, [] {}, prep);
+    ssm_unit<T, false>(p, smf, lay, b, s, u, [] { return 0; }, [](int) {}, prep);
   }
 }
 
