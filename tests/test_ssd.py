@@ -180,6 +180,18 @@ def test_triton_cpu_half_inputs(dtype):
     check_against_ref("triton", "cpu", dtype, 1, 50, 4, 32, 16, 2, 32, D_shape="hp", grad_factor=5.0)
 
 
+@pytest.mark.parametrize("case", [(1, 300, 4, 64, 128, 2, 256), (1, 200, 2, 128, 64, 2, 128)],
+                         ids=["b1-l300-h4-p64-n128-g2-Q256", "b1-l200-h2-p128-n64-g2-Q128-hpg1"])
+def test_triton_cpu_gpu_configs_bf16_emulation(case, monkeypatch):
+    """The GPU block configs (64-row blocks, 128-token state blocks, 128-row dB / dC blocks) under the interpreter,
+    with dot operands rounded to bf16 as on the GPU: checks the indexing of the real configs and the bf16 tolerances
+    of the GPU tests on CPU."""
+    _skip_unavailable("triton", "cpu")
+    from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._EMULATE, "half_dots", True)
+    check_against_ref("triton", "cpu", torch.bfloat16, *case, grad_factor=5.0)
+
+
 def test_triton_forward_without_grad():
     """No autograd: the pre-gate output is not stored, and the output is bitwise the same; chunk-entry states are
     fp32 when returned."""

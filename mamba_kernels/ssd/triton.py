@@ -78,6 +78,9 @@ _KIND = {torch.bfloat16: 1, torch.float16: 2}
 # Launch recording (AOT compile tests): when _REC["launches"] is a list, the launchers append
 # (kernel, args, constexprs + options) instead of launching, and configs are those of GPU arch _REC["arch"].
 _REC = {"launches": None, "arch": 90}
+# Development aid: under the interpreter, use the GPU block configs and round dot operands to bf16 / fp16 (then fp32
+# dots), to check the GPU tests' tolerances on CPU. Off by default; nothing in the library sets it.
+_EMULATE = {"half_dots": False}
 
 
 class record_launches:
@@ -108,6 +111,10 @@ def _interpreted() -> bool:
     return _REC["launches"] is None and os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _small_blocks() -> bool:
+    return _interpreted() and not _EMULATE["half_dots"]
+
+
 def _np2(v: int, lo: int = 16) -> int:
     return max(lo, triton.next_power_of_2(max(int(v), 1)))
 
@@ -115,14 +122,14 @@ def _np2(v: int, lo: int = 16) -> int:
 def _dot_kind(dtype: torch.dtype) -> int:
     """tl.dot operand type: 1 bf16, 2 fp16, 0 fp32 (IEEE). The interpreter's bf16 dot is wrong: fp32 there."""
     if _interpreted():
-        return 0
+        return {1: 3, 2: 4}.get(_KIND.get(dtype, 0), 0) if _EMULATE["half_dots"] else 0
     return _KIND.get(dtype, 0)
 
 
 def _prec(kind: int) -> str:
     """fp32 operands: 3xTF32 on the GPU (fp32-level accuracy on tensor cores; an IEEE FMA dot spills heavily at
     K = 128..256), IEEE under the interpreter. The argument is ignored for bf16 / fp16 operands."""
-    if kind != 0:
+    if kind in (1, 2):
         return "tf32"
     return "ieee" if _interpreted() else "tf32x3"
 
@@ -165,13 +172,13 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90) -> dict
         # kernels need 240-290 KB of shared memory (sm_90 AOT)
         BM, BS = 16, 32
         BP, BPs, BPK, BPK4 = min(BP, 32), min(BPs, 32), min(BPK, 32), min(BPK4, 32)
-    if _interpreted():
+    if _small_blocks():
         # CPU tests: small tiles so that small problems still have several row / token / p blocks per chunk
         BM = BS = 16
         BP = BPs = BPK = BPK4 = 16
     st3 = 3 if big_smem and not f32 and BN <= 128 else 2   # pipeline depth where the tiles are small enough
     BM4 = min(128 if (not f32 and BN <= 128) else 64, _np2(Q))  # B4: one (BM4, n) fp32 accumulator
-    if _interpreted():
+    if _small_blocks():
         BM4 = 32  # coarser than B3's 16-blocks: exercises B4's causal masking of dCB
     cfg = {
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
@@ -197,11 +204,16 @@ def _launch_opts(c: dict):
 # --------------------------------------------------------------------------------------------- jit helpers
 @triton.jit
 def _cast(v, KIND: tl.constexpr):
-    """Cast a fp32 tile to the tl.dot operand type (1 bf16, 2 fp16, 0 fp32)."""
+    """Cast a fp32 tile to the tl.dot operand type (1 bf16, 2 fp16, 0 fp32; 3 / 4: bf16 / fp16 rounding kept in fp32,
+    the interpreter's emulation of 1 / 2)."""
     if KIND == 1:
         r = v.to(tl.bfloat16)
     elif KIND == 2:
         r = v.to(tl.float16)
+    elif KIND == 3:
+        r = v.to(tl.bfloat16).to(tl.float32)
+    elif KIND == 4:
+        r = v.to(tl.float16).to(tl.float32)
     else:
         r = v.to(tl.float32)
     return r
@@ -441,7 +453,7 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
         xy = xyb + offs_m[:, None] * (h * p) + offs_p[None, :]
         mxy = mm[:, None] & mp[None, :]
         xm = tl.load(x_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
-        causal = (offs_m[:, None] >= offs_m[None, :]) & mm[None, :]
+        causal = (offs_m[:, None] >= offs_m[None, :]) & mm[None, :] & mm[:, None]
         dec = tl.exp(tl.where(causal, a_m[:, None] - a_m[None, :], float("-inf")))
         acc += tl.dot(_cast(cb * dec * dt_m[None, :], KIND), _cast(xm, KIND), input_precision=PREC)
         if HAS_D:
@@ -599,7 +611,7 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
         dys = tl.load(dy_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
         cbT = tl.load(cb_ptr + cbb + offs_s[None, :] * Q + offs_s[:, None], mask=ms[:, None] & ms[None, :],
                       other=0.0).to(tl.float32)                                            # (s, t)
-        causal = (offs_s[None, :] >= offs_s[:, None]) & ms[None, :]
+        causal = (offs_s[None, :] >= offs_s[:, None]) & ms[None, :] & ms[:, None]
         dec = tl.exp(tl.where(causal, a_s[None, :] - a_s[:, None], float("-inf")))
         du += tl.dot(_cast(cbT * dec, KIND), _cast(dys, KIND), input_precision=PREC)
         # state-out path (d a only): exp(a_s) dy_s.(h_in C_s)
