@@ -376,13 +376,16 @@ def ptxas_usage(ptx, arch):
 
 def compile_one(kernel, args, kw, arch):
     opts = {k: kw[k] for k in ("num_warps", "num_stages")}
-    consts = {k: v for k, v in kw.items() if k not in opts}
+    cnames = {q.name for q in kernel.params if q.is_constexpr}
+    consts = {k: v for k, v in kw.items() if k in cnames}
+    vals = dict(zip(kernel.arg_names, args))
+    vals.update({k: v for k, v in kw.items() if k not in opts and k not in cnames})
     sig, attrs = {}, {}
     for i, name in enumerate(kernel.arg_names):
         if name in consts:
             sig[name] = "constexpr"
             continue
-        v = args[i]
+        v = vals[name]
         if isinstance(v, torch.Tensor):
             sig[name] = "*" + TY[v.dtype]
             attrs[(i,)] = [["tt.divisibility", 16]]

@@ -58,10 +58,12 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
     ~0.6-0.8 ms, fwd+bwd ~0.9-1.1 ms (target 2.0; mamba_ssm 4.49 ms). Shape 2: fwd+bwd ~0.5-0.8 ms (target 1.8).
   * Resources at the issue shapes (AOT, Triton 3.7; tests/test_ssd.py::test_triton_kernels_compile_for_sm90 prints
     them), sm_90 [sm_80]: shared KB / registers, no spills on sm_90:
-      shape 1  F1 146/185 [65/128]  K1 64/96 [32/128]  F2 81/228 (4 warps, 2 CTAs/SM) [40/239]  B1 177/198
-               [80/192]  B2 80/219 [56/255, 36 B spill]  B3 49/236 [16/244]  B4 128/231,200 [64/255]
-      shape 2  F2 145/255 (8 warps) [88/255, 88 B spill]  B2 (p in 2 blocks) 80/219  B3 97/240  B4 128/228,198;
-               F1 / B1 as shape 1.
+      shape 1  F1 146/184 [65/128]  K1 64/96 [32/128]  F2 81/228 (4 warps, 2 CTAs/SM) [40/230]  B1 177/198
+               [80/192]  B2 80/225 [56/255, 28 B spill]  B3 49/238 [16/248]  B4 128/231,204 [64/255]
+      shape 2  F2 145/255 (8 warps) [88/255, 88 B spill]  B2 (p in 2 blocks) 80/225  B3 97/245  B4 128/235,202;
+               F1 / B1 / K1 as shape 1.
+    Only F2 takes the chunk size as a constexpr (runtime Q costs it 11 registers); the other kernels share their
+    compilations across chunk sizes.
     Every constexpr / dtype variant (varlen, D (h, p), no z, initial / final / chunk states, fp32, fp16, n 16..256,
     p 32..128, Q 64..256) stays below 227 KB on sm_90 and 163 KB on sm_80 (fp32 n = 256 uses 16-row blocks).
 """
@@ -225,7 +227,7 @@ def _softplus(v):
 
 
 @triton.jit
-def _chunk(k, tab_ptr, l, ncr, Q: tl.constexpr, VARLEN: tl.constexpr):
+def _chunk(k, tab_ptr, l, ncr, Q, VARLEN: tl.constexpr):
     """Chunk slot k -> (batch row (int64), first token within the row (int64), length). Without cu_seqlens the
     chunks of row r are slots r*ncr .. r*ncr+ncr-1; with cu_seqlens the table holds (start, len) per slot."""
     if VARLEN:
@@ -259,7 +261,7 @@ def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
 # --------------------------------------------------------------------------------------------- K0: dt, cumsum
 @triton.jit
 def _ssd_cumsum_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
-                           Q: tl.constexpr, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                           Q, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                            HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
     """dt' = clamp(softplus(dt + bias)) and a = chunk-local cumsum(dt' A); reads dt (b, l, h), writes (b, h, l)."""
     k = tl.program_id(0)
@@ -288,7 +290,7 @@ def _ssd_cumsum_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, 
 # --------------------------------------------------------------------------------------------- K1: CB per group
 @triton.jit
 def _ssd_cb_kernel(C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
-                   Q: tl.constexpr, VARLEN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                   Q, VARLEN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
                    KIND: tl.constexpr, PREC: tl.constexpr):
     """cb[k, g] (Q, Q) = C B^T of chunk k, group g; only blocks (t block >= s block) of valid rows are written."""
     pid = tl.program_id(0)
@@ -324,7 +326,7 @@ def _ssd_cb_kernel(C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
 @triton.jit
 def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final_ptr, cu_ptr, first_ptr,
                           l, h, p, n, hpg, ng, ncr, npb,
-                          Q: tl.constexpr, VARLEN: tl.constexpr, HAS_INIT: tl.constexpr, SB: tl.constexpr,
+                          Q, VARLEN: tl.constexpr, HAS_INIT: tl.constexpr, SB: tl.constexpr,
                           BS: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                           PREC: tl.constexpr):
     """One program per (sequence, head, p block): walks the sequence's chunks in order in token blocks of BS,
@@ -471,7 +473,7 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
 def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfinal_ptr, dsin_ptr,
                           dy_ptr, dz_ptr, dS_ptr, dinit_ptr, dalast_ptr, cu_ptr, first_ptr,
                           l, h, p, n, hpg, ng, ncr, npb,
-                          Q: tl.constexpr, VARLEN: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
+                          Q, VARLEN: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
                           HAS_DSIN: tl.constexpr, SB: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr,
                           BN: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
     """Reverse walk over a sequence's chunks (per head, p block). g = gradient w.r.t. the state after chunk c:
@@ -545,7 +547,7 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
 def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, dS_ptr, D_ptr,
                        dx_ptr, ddtp_ptr, da_ptr, dalast_ptr, dD_ptr, tab_ptr,
                        l, h, p, n, hpg, ng, ncr, npb,
-                       Q: tl.constexpr, VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
+                       Q, VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
                        BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                        PREC: tl.constexpr):
     """Chunk k, head hh, p block pb, all source blocks sb (dS and h_in read once); u_s = dt'_s x_s,
@@ -644,7 +646,7 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
 @triton.jit
 def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, tab_ptr,
                         l, h, p, hpg, ng, ncr, nmb,
-                        Q: tl.constexpr, VARLEN: tl.constexpr, NPK: tl.constexpr, BM: tl.constexpr,
+                        Q, VARLEN: tl.constexpr, NPK: tl.constexpr, BM: tl.constexpr,
                         BPK: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
     """Block (tb, sb), tb >= sb, of chunk k, group gg: G_h = (dy_t u_s^T) o exp(a_t - a_s) [s <= t] per head of the
     group; dCB = sum_h G_h (stored, feeds dB / dC); d a_t += rowsum(G_h o CB), d a_s -= colsum(G_h o CB)."""
@@ -713,7 +715,7 @@ def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, 
 @triton.jit
 def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr, tab_ptr,
                         l, h, p, n, hpg, ng, ncr, nmb,
-                        Q: tl.constexpr, VARLEN: tl.constexpr, IS_DC: tl.constexpr, NPK: tl.constexpr,
+                        Q, VARLEN: tl.constexpr, IS_DC: tl.constexpr, NPK: tl.constexpr,
                         BM: tl.constexpr, BPK: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                         PREC: tl.constexpr):
     """Rows jb of chunk k, group gg; launched twice:
@@ -783,7 +785,7 @@ def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr,
 @triton.jit
 def _ssd_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalast_ptr, ddtp_ptr, ddt_ptr, dA_part_ptr,
                            dbias_part_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
-                           Q: tl.constexpr, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                           Q, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                            HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
     """d a (per token, plus the chunk's d a_L on its last token) -> d(dt' A)_j = sum_{t>=j} d a_t; d dt' += A d(dt' A),
     dA += sum dt' d(dt' A); then back through clamp and softplus to the raw dt. Per-chunk dA / d dt_bias partials."""
