@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "common/bind_utils.h"
+#include "verify/verify_bind_checks.h"
 
 #define MK_VERIFY_CPU_DECLS_ONLY
 #include "verify/verify_cpu.cpp"  // parameter structs + declarations only
@@ -18,6 +19,7 @@ namespace {
 
 using verify_cpu::ConvStepParams;
 using verify_cpu::VerifyStepParams;
+namespace vc = verify_checks;
 
 void check_cpu(const at::Tensor& t, const char* name, int64_t ndim) {
   TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got ", t.device());
@@ -34,12 +36,60 @@ void strides(const at::Tensor& t, int64_t (&s)[K]) {
   for (size_t i = 0; i < K; ++i) s[i] = t.stride(int64_t(i));
 }
 
+// Data pointer of an input (in) or an output (out), with its strides written to s.
+template <size_t K>
+const void* in(const at::Tensor& t, int64_t (&s)[K]) {
+  strides(t, s);
+  return t.const_data_ptr();
+}
+
+template <size_t K>
+void* out(const at::Tensor& t, int64_t (&s)[K]) {
+  strides(t, s);
+  return t.data_ptr();
+}
+
+// Pointer, dtype code and strides of a present optional input.
+template <size_t K>
+void fill_opt(const at::Tensor& t, const char* name, const void*& ptr, DType& dtype, int64_t (&s)[K]) {
+  ptr = in(t, s);
+  dtype = to_dtype_code(t, name);
+}
+
+// Optional conv bias (dc,): conv_bias of the fused step, bias of the conv step.
+void fill_bias(const std::optional<at::Tensor>& bias, const char* name, int64_t dc, const void*& ptr, DType& dtype,
+               int64_t& stride) {
+  if (!bias.has_value()) return;
+  check_cpu(*bias, name, 1);
+  TORCH_CHECK(bias->size(0) == dc, name, ": expected (dc,)");
+  ptr = bias->const_data_ptr();
+  dtype = to_dtype_code(*bias, name);
+  stride = bias->stride(0);
+}
+
+// slots, accepted (checked by the caller), accepted_is_node and the optional parents of either params struct.
+template <class Params>
+void fill_rows(Params& p, const at::Tensor& slots, const at::Tensor& accepted, bool accepted_is_node,
+               const std::optional<at::Tensor>& parents) {
+  p.slots = slots.const_data_ptr<int32_t>();
+  p.slots_s = slots.stride(0);
+  p.accepted = accepted.const_data_ptr<int32_t>();
+  p.accepted_s = accepted.stride(0);
+  p.accepted_is_node = accepted_is_node;
+  if (parents.has_value()) {
+    check_int32(*parents, "parents", 2);
+    vc::check_parents(*parents, p.batch, p.k);
+    p.parents = parents->const_data_ptr<int32_t>();
+    strides(*parents, p.parents_s);
+  }
+}
+
 // Fills the fields shared by the plain and the fused SSM step.
 void fill_common(VerifyStepParams& p, const at::Tensor& dt, const at::Tensor& A, const std::optional<at::Tensor>& D,
-                 const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& dt_bias, at::Tensor& state,
-                 at::Tensor& ring_x, at::Tensor& ring_B, at::Tensor& ring_dt, at::Tensor& meta,
+                 const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& dt_bias, const at::Tensor& state,
+                 const at::Tensor& ring_x, const at::Tensor& ring_B, const at::Tensor& ring_dt, const at::Tensor& meta,
                  const at::Tensor& slots, const at::Tensor& accepted, bool accepted_is_node,
-                 const std::optional<at::Tensor>& parents, at::Tensor& y, bool dt_softplus, double dt_min,
+                 const std::optional<at::Tensor>& parents, const at::Tensor& y, bool dt_softplus, double dt_min,
                  double dt_max, bool fold_all, DType in_dtype) {
   check_cpu(state, "state", 4);
   check_cpu(ring_x, "ring_x", 4);
@@ -51,34 +101,7 @@ void fill_common(VerifyStepParams& p, const at::Tensor& dt, const at::Tensor& A,
   check_cpu(y, "y", 4);
   check_cpu(dt, "dt", 4);
   check_cpu(A, "A", 3);
-  p.batch = y.size(0);
-  p.k = y.size(1);
-  p.S = state.size(0);
-  p.H = state.size(1);
-  p.P = state.size(2);
-  p.N = state.size(3);
-  p.R = ring_x.size(1);
-  p.Kmax = meta.size(2) - 2;
-  p.Pd = ring_dt.size(3);
-  p.Pa = A.size(1);
-  p.Na = A.size(2);
-  TORCH_CHECK(p.Kmax >= 0 && p.Kmax <= 32 && p.Kmax <= p.R, "meta: need 0 <= Kmax <= min(32, R), got Kmax ", p.Kmax,
-              " and R ", p.R);
-  TORCH_CHECK(p.k <= p.Kmax, "y: k = ", p.k, " exceeds Kmax = ", p.Kmax);
-  TORCH_CHECK(p.Pd == 1 || p.Pd == p.P, "ring_dt: last dim must be 1 or P");
-  TORCH_CHECK((p.Pa == 1 || p.Pa == p.P) && (p.Na == 1 || p.Na == p.N) && A.size(0) == p.H,
-              "A: expected (H, 1 | P, 1 | N), got ", A.sizes());
-  TORCH_CHECK(y.size(2) == p.H && y.size(3) == p.P, "y: expected (b, k, H, P), got ", y.sizes());
-  TORCH_CHECK(dt.size(0) == p.batch && dt.size(1) == p.k && dt.size(2) == p.H && dt.size(3) == p.Pd,
-              "dt: expected (b, k, H, Pd), got ", dt.sizes());
-  TORCH_CHECK(ring_x.size(0) == p.S && ring_x.size(2) == p.H && ring_x.size(3) == p.P, "ring_x: bad shape ",
-              ring_x.sizes());
-  TORCH_CHECK(ring_B.size(0) == p.S && ring_B.size(1) == p.R && ring_B.size(2) == p.H && ring_B.size(3) == p.N,
-              "ring_B: bad shape ", ring_B.sizes());
-  TORCH_CHECK(ring_dt.size(0) == p.S && ring_dt.size(1) == p.R && ring_dt.size(2) == p.H, "ring_dt: bad shape ",
-              ring_dt.sizes());
-  TORCH_CHECK(meta.size(0) == p.S && meta.size(1) == p.H, "meta: bad shape ", meta.sizes());
-  TORCH_CHECK(slots.size(0) == p.batch && accepted.size(0) == p.batch, "slots / accepted: expected (b,)");
+  vc::ssm_sizes(p, /*min_kmax=*/0, dt, A, state, ring_x, ring_B, ring_dt, meta, slots, accepted, y);
   p.in_dtype = in_dtype;
   TORCH_CHECK_TYPE(to_dtype_code(y, "y") == in_dtype, "y: expected the dtype of x");
   TORCH_CHECK_TYPE(to_dtype_code(ring_x, "ring_x") == in_dtype && to_dtype_code(ring_B, "ring_B") == in_dtype,
@@ -88,56 +111,32 @@ void fill_common(VerifyStepParams& p, const at::Tensor& dt, const at::Tensor& A,
   p.state_dtype = to_dtype_code(state, "state");
   p.ring_dt_dtype = to_dtype_code(ring_dt, "ring_dt");
   p.use_fp64 = p.state_dtype == DType::kFloat64 || in_dtype == DType::kFloat64;
-  p.dt = dt.const_data_ptr();
-  strides(dt, p.dt_s);
-  p.A = A.const_data_ptr();
-  strides(A, p.A_s);
+  p.dt = in(dt, p.dt_s);
+  p.A = in(A, p.A_s);
   if (D.has_value()) {
     check_cpu(*D, "D", 2);
-    TORCH_CHECK(D->size(0) == p.H && D->size(1) == p.P, "D: expected (H, P), got ", D->sizes());
-    p.D = D->const_data_ptr();
-    p.D_dtype = to_dtype_code(*D, "D");
-    strides(*D, p.D_s);
+    vc::check_D(p, *D);
+    fill_opt(*D, "D", p.D, p.D_dtype, p.D_s);
   }
   if (z.has_value()) {
     check_cpu(*z, "z", 4);
-    TORCH_CHECK(z->sizes() == y.sizes(), "z: expected ", y.sizes(), ", got ", z->sizes());
+    vc::check_z(*z, y);
     TORCH_CHECK_TYPE(to_dtype_code(*z, "z") == in_dtype, "z: expected the dtype of x");
-    p.z = z->const_data_ptr();
-    strides(*z, p.z_s);
+    p.z = in(*z, p.z_s);
   }
   if (dt_bias.has_value()) {
     check_cpu(*dt_bias, "dt_bias", 2);
-    TORCH_CHECK(dt_bias->size(0) == p.H && dt_bias->size(1) == p.Pd, "dt_bias: expected (H, Pd), got ",
-                dt_bias->sizes());
-    p.dt_bias = dt_bias->const_data_ptr();
-    p.dt_bias_dtype = to_dtype_code(*dt_bias, "dt_bias");
-    strides(*dt_bias, p.dt_bias_s);
+    vc::check_dt_bias(p, *dt_bias);
+    fill_opt(*dt_bias, "dt_bias", p.dt_bias, p.dt_bias_dtype, p.dt_bias_s);
   }
-  p.state = state.data_ptr();
-  strides(state, p.state_s);
-  p.ring_x = ring_x.data_ptr();
-  strides(ring_x, p.ring_x_s);
-  p.ring_B = ring_B.data_ptr();
-  strides(ring_B, p.ring_B_s);
-  p.ring_dt = ring_dt.data_ptr();
-  strides(ring_dt, p.ring_dt_s);
+  p.state = out(state, p.state_s);
+  p.ring_x = out(ring_x, p.ring_x_s);
+  p.ring_B = out(ring_B, p.ring_B_s);
+  p.ring_dt = out(ring_dt, p.ring_dt_s);
   p.meta = meta.data_ptr<int32_t>();
   strides(meta, p.meta_s);
-  p.slots = slots.const_data_ptr<int32_t>();
-  p.slots_s = slots.stride(0);
-  p.accepted = accepted.const_data_ptr<int32_t>();
-  p.accepted_s = accepted.stride(0);
-  p.accepted_is_node = accepted_is_node;
-  if (parents.has_value()) {
-    check_int32(*parents, "parents", 2);
-    TORCH_CHECK(parents->size(0) == p.batch && parents->size(1) == p.k, "parents: expected (b, k), got ",
-                parents->sizes());
-    p.parents = parents->const_data_ptr<int32_t>();
-    strides(*parents, p.parents_s);
-  }
-  p.y = y.data_ptr();
-  strides(y, p.y_s);
+  fill_rows(p, slots, accepted, accepted_is_node, parents);
+  p.y = out(y, p.y_s);
   p.dt_softplus = dt_softplus;
   p.dt_min = dt_min;
   p.dt_max = dt_max;
@@ -154,21 +153,16 @@ void verify_step_cpu(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
   check_cpu(B, "B", 4);
   check_cpu(C, "C", 4);
   VerifyStepParams p;
-  const DType in = to_dtype_code(x, "x");
+  const DType in_dtype = to_dtype_code(x, "x");
   fill_common(p, dt, A, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted, accepted_is_node,
-              parents, y, dt_softplus, dt_min, dt_max, fold_all, in);
-  TORCH_CHECK(x.sizes() == y.sizes(), "x: expected ", y.sizes(), ", got ", x.sizes());
-  p.G = B.size(2);
-  TORCH_CHECK(p.G >= 1 && p.H % p.G == 0, "B: the number of groups must divide H");
-  TORCH_CHECK(B.size(0) == p.batch && B.size(1) == p.k && B.size(3) == p.N && C.sizes() == B.sizes(),
-              "B / C: expected (b, k, G, N), got ", B.sizes(), " and ", C.sizes());
-  TORCH_CHECK_TYPE(to_dtype_code(B, "B") == in && to_dtype_code(C, "C") == in, "B / C: expected the dtype of x");
-  p.x = x.const_data_ptr();
-  strides(x, p.x_s);
-  p.B = B.const_data_ptr();
-  strides(B, p.B_s);
-  p.C = C.const_data_ptr();
-  strides(C, p.C_s);
+              parents, y, dt_softplus, dt_min, dt_max, fold_all, in_dtype);
+  vc::check_x(x, y);
+  vc::BC_groups(p, B, C);
+  TORCH_CHECK_TYPE(to_dtype_code(B, "B") == in_dtype && to_dtype_code(C, "C") == in_dtype,
+                   "B / C: expected the dtype of x");
+  p.x = in(x, p.x_s);
+  p.B = in(B, p.B_s);
+  p.C = in(C, p.C_s);
   verify_cpu::verify_step(p);
 }
 
@@ -184,42 +178,29 @@ void verify_step_fused_cpu(const at::Tensor& xBC, const at::Tensor& dt, const at
   check_cpu(conv_weight, "conv_weight", 2);
   check_cpu(conv_window, "conv_window", 3);
   VerifyStepParams p;
-  const DType in = to_dtype_code(xBC, "xBC");
+  const DType in_dtype = to_dtype_code(xBC, "xBC");
   fill_common(p, dt, A, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted, accepted_is_node,
-              parents, y, dt_softplus, dt_min, dt_max, fold_all, in);
-  TORCH_CHECK(p.Pd == 1 && p.Pa == 1 && p.Na == 1, "verify_step_fused is the Mamba-2 step (Pd = 1, A (H, 1, 1))");
-  p.dc = xBC.size(2);
-  TORCH_CHECK(xBC.size(0) == p.batch && xBC.size(1) == p.k, "xBC: expected (b, k, dc), got ", xBC.sizes());
+              parents, y, dt_softplus, dt_min, dt_max, fold_all, in_dtype);
+  vc::check_mamba2(p);
+  vc::xBC_channels(p, xBC);
   const int64_t rest = p.dc - p.H * p.P;
   TORCH_CHECK(rest > 0 && p.N > 0 && rest % (2 * p.N) == 0, "xBC: dc must be H*P + 2*G*N");
-  p.G = rest / (2 * p.N);
-  TORCH_CHECK(p.H % p.G == 0, "xBC: the number of groups must divide H");
+  vc::xBC_groups(p);
   p.width = conv_weight.size(1);
   TORCH_CHECK(conv_weight.size(0) == p.dc && p.width >= 2 && p.width <= 8, "conv_weight: expected (dc, w), w in 2..8");
-  TORCH_CHECK(conv_window.size(0) == p.S && conv_window.size(1) == p.width - 1 + p.Kmax && conv_window.size(2) == p.dc,
-              "conv_window: expected (S, w - 1 + Kmax, dc), got ", conv_window.sizes());
-  TORCH_CHECK_TYPE(to_dtype_code(conv_window, "conv_window") == in, "conv_window: expected the dtype of xBC");
-  p.xBC = xBC.const_data_ptr();
-  strides(xBC, p.xBC_s);
-  p.conv_weight = conv_weight.const_data_ptr();
-  p.conv_weight_dtype = to_dtype_code(conv_weight, "conv_weight");
-  strides(conv_weight, p.conv_weight_s);
-  if (conv_bias.has_value()) {
-    check_cpu(*conv_bias, "conv_bias", 1);
-    TORCH_CHECK(conv_bias->size(0) == p.dc, "conv_bias: expected (dc,)");
-    p.conv_bias = conv_bias->const_data_ptr();
-    p.conv_bias_dtype = to_dtype_code(*conv_bias, "conv_bias");
-    p.conv_bias_s = conv_bias->stride(0);
-  }
+  vc::check_window(p, conv_window, "conv_window");
+  TORCH_CHECK_TYPE(to_dtype_code(conv_window, "conv_window") == in_dtype, "conv_window: expected the dtype of xBC");
+  p.xBC = in(xBC, p.xBC_s);
+  fill_opt(conv_weight, "conv_weight", p.conv_weight, p.conv_weight_dtype, p.conv_weight_s);
+  fill_bias(conv_bias, "conv_bias", p.dc, p.conv_bias, p.conv_bias_dtype, p.conv_bias_s);
   p.conv_silu = conv_silu;
-  p.window = conv_window.data_ptr();
-  strides(conv_window, p.window_s);
+  p.window = out(conv_window, p.window_s);
   verify_cpu::verify_step_fused(p);
 }
 
 void conv_verify_step_cpu(const at::Tensor& x, at::Tensor window, at::Tensor meta, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias, const at::Tensor& slots, const at::Tensor& accepted,
-                          bool accepted_is_node, const std::optional<at::Tensor>& parents, at::Tensor out,
+                          bool accepted_is_node, const std::optional<at::Tensor>& parents, at::Tensor out_,
                           bool silu) {
   check_cpu(x, "x", 3);
   check_cpu(window, "window", 3);
@@ -227,57 +208,27 @@ void conv_verify_step_cpu(const at::Tensor& x, at::Tensor window, at::Tensor met
   check_cpu(weight, "weight", 2);
   check_int32(slots, "slots", 1);
   check_int32(accepted, "accepted", 1);
-  check_cpu(out, "out", 3);
+  check_cpu(out_, "out", 3);
   ConvStepParams p;
-  p.batch = x.size(0);
-  p.k = x.size(1);
-  p.dc = x.size(2);
-  p.width = weight.size(1);
-  p.S = window.size(0);
-  p.Kmax = meta.size(1) - 1;
+  vc::conv_sizes(p, x, window, meta, weight);
   TORCH_CHECK(p.Kmax >= 0 && p.Kmax <= 32, "meta: need 0 <= Kmax <= 32");
-  TORCH_CHECK(p.k <= p.Kmax, "x: k = ", p.k, " exceeds Kmax = ", p.Kmax);
+  vc::check_k(p.k, p.Kmax, "x");
   TORCH_CHECK(weight.size(0) == p.dc && p.width >= 1, "weight: expected (dc, w), got ", weight.sizes());
-  TORCH_CHECK(window.size(1) == p.width - 1 + p.Kmax && window.size(2) == p.dc,
-              "window: expected (S, w - 1 + Kmax, dc), got ", window.sizes());
-  TORCH_CHECK(meta.size(0) == p.S, "meta: expected (S, 1 + Kmax), got ", meta.sizes());
-  TORCH_CHECK(out.sizes() == x.sizes(), "out: expected ", x.sizes(), ", got ", out.sizes());
-  TORCH_CHECK(slots.size(0) == p.batch && accepted.size(0) == p.batch, "slots / accepted: expected (b,)");
+  vc::check_conv_shapes(p, x, window, meta, out_, slots, accepted);
   p.x_dtype = to_dtype_code(x, "x");
-  p.out_dtype = to_dtype_code(out, "out");
+  p.out_dtype = to_dtype_code(out_, "out");
   p.window_dtype = to_dtype_code(window, "window");
   p.weight_dtype = to_dtype_code(weight, "weight");
   p.use_fp64 = p.x_dtype == DType::kFloat64 || p.window_dtype == DType::kFloat64;
-  p.accepted_is_node = accepted_is_node;
   p.silu = silu;
-  p.x = x.const_data_ptr();
-  strides(x, p.x_s);
-  p.window = window.data_ptr();
-  strides(window, p.window_s);
+  p.x = in(x, p.x_s);
+  p.window = out(window, p.window_s);
   p.meta = meta.data_ptr<int32_t>();
   strides(meta, p.meta_s);
-  p.weight = weight.const_data_ptr();
-  strides(weight, p.weight_s);
-  if (bias.has_value()) {
-    check_cpu(*bias, "bias", 1);
-    TORCH_CHECK(bias->size(0) == p.dc, "bias: expected (dc,)");
-    p.bias = bias->const_data_ptr();
-    p.bias_dtype = to_dtype_code(*bias, "bias");
-    p.bias_s = bias->stride(0);
-  }
-  p.slots = slots.const_data_ptr<int32_t>();
-  p.slots_s = slots.stride(0);
-  p.accepted = accepted.const_data_ptr<int32_t>();
-  p.accepted_s = accepted.stride(0);
-  if (parents.has_value()) {
-    check_int32(*parents, "parents", 2);
-    TORCH_CHECK(parents->size(0) == p.batch && parents->size(1) == p.k, "parents: expected (b, k), got ",
-                parents->sizes());
-    p.parents = parents->const_data_ptr<int32_t>();
-    strides(*parents, p.parents_s);
-  }
-  p.out = out.data_ptr();
-  strides(out, p.out_s);
+  p.weight = in(weight, p.weight_s);
+  fill_bias(bias, "bias", p.dc, p.bias, p.bias_dtype, p.bias_s);
+  fill_rows(p, slots, accepted, accepted_is_node, parents);
+  p.out = out(out_, p.out_s);
   verify_cpu::conv_verify_step(p);
 }
 

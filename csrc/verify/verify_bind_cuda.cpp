@@ -13,6 +13,7 @@
 
 #include "common/bind_utils.h"
 #include "verify/verify.h"
+#include "verify/verify_bind_checks.h"
 
 namespace mamba_kernels {
 namespace {
@@ -66,6 +67,64 @@ DType cuda_float_dtype(const at::Tensor& t, const char* name) {
 
 void run(const char* err) { TORCH_CHECK(err == nullptr, "mamba_kernels verify (CUDA): ", err ? err : ""); }
 
+namespace vc = verify_checks;
+
+// Strides of the leading dimensions of t, in order (the innermost one is 1 and not stored).
+template <class... S>
+void lead_strides(const at::Tensor& t, S&... s) {
+  int64_t d = 0;
+  ((s = t.stride(d++)), ...);
+}
+
+// Data pointer of an input (in) or an output (out), with its leading strides written to s.
+template <class... S>
+const void* in(const at::Tensor& t, S&... s) {
+  lead_strides(t, s...);
+  return t.const_data_ptr();
+}
+
+template <class... S>
+void* out(const at::Tensor& t, S&... s) {
+  lead_strides(t, s...);
+  return t.data_ptr();
+}
+
+// Whether the optional fp32 input t is present (then checked: on dev, ndim dimensions, fp32).
+bool opt_f32(const std::optional<at::Tensor>& t, const char* name, int64_t ndim, const at::Device& dev) {
+  if (!t.has_value()) return false;
+  check_dev(*t, name, ndim, dev);
+  check_f32(*t, name);
+  return true;
+}
+
+// Optional conv bias (dc,): conv_bias of the fused step, bias of the conv step.
+void fill_bias(const std::optional<at::Tensor>& bias, const char* name, int64_t dc, const at::Device& dev,
+               const void*& ptr, DType& dtype, int64_t& stride) {
+  if (!bias.has_value()) return;
+  check_dev(*bias, name, 1, dev);
+  TORCH_CHECK(bias->size(0) == dc, name, ": expected (dc,), got ", bias->sizes());
+  ptr = bias->const_data_ptr();
+  dtype = cuda_float_dtype(*bias, name);
+  stride = bias->stride(0);
+}
+
+// slots, accepted (checked by the caller), accepted_is_node and the optional parents of either params struct.
+template <class Params>
+void fill_rows(Params& p, const at::Device& dev, const at::Tensor& slots, const at::Tensor& accepted,
+               bool accepted_is_node, const std::optional<at::Tensor>& parents) {
+  p.slots = slots.const_data_ptr<int32_t>();
+  p.slots_stride = slots.stride(0);
+  p.accepted = accepted.const_data_ptr<int32_t>();
+  p.accepted_stride = accepted.stride(0);
+  p.accepted_is_node = accepted_is_node;
+  if (parents.has_value()) {
+    check_int32(*parents, "parents", 2, dev);
+    vc::check_parents(*parents, p.batch, p.k);
+    p.parents = parents->const_data_ptr<int32_t>();
+    lead_strides(*parents, p.par_b, p.par_k);
+  }
+}
+
 // Fields shared by the plain and the fused SSM step (everything but x, B, C / xBC, conv).
 void fill_common(VerifyStepParams& p, const at::Device& dev, const at::Tensor& dt, const at::Tensor& A,
                  const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
@@ -94,110 +153,42 @@ void fill_common(VerifyStepParams& p, const at::Device& dev, const at::Tensor& d
   check_last_dense(ring_x, "ring_x");
   check_last_dense(ring_B, "ring_B");
   check_last_dense(y, "y");
+  vc::ssm_sizes(p, /*min_kmax=*/1, dt, A, state, ring_x, ring_B, ring_dt, meta, slots, accepted, y);
 
-  p.batch = y.size(0);
-  p.k = y.size(1);
-  p.S = state.size(0);
-  p.H = state.size(1);
-  p.P = state.size(2);
-  p.N = state.size(3);
-  p.R = ring_x.size(1);
-  p.Kmax = meta.size(2) - 2;
-  p.Pd = ring_dt.size(3);
-  p.Pa = A.size(1);
-  p.Na = A.size(2);
-  TORCH_CHECK(p.Kmax >= 1 && p.Kmax <= 32 && p.Kmax <= p.R, "meta: need 1 <= Kmax <= min(32, R), got Kmax ",
-              p.Kmax, " and R ", p.R);
-  TORCH_CHECK(p.k <= p.Kmax, "y: k = ", p.k, " exceeds Kmax = ", p.Kmax);
-  TORCH_CHECK(p.Pd == 1 || p.Pd == p.P, "ring_dt: last dim must be 1 or P");
-  TORCH_CHECK(A.size(0) == p.H && (p.Pa == 1 || p.Pa == p.P) && (p.Na == 1 || p.Na == p.N),
-              "A: expected (H, 1 | P, 1 | N), got ", A.sizes());
-  TORCH_CHECK(y.size(2) == p.H && y.size(3) == p.P, "y: expected (b, k, H, P), got ", y.sizes());
-  TORCH_CHECK(dt.size(0) == p.batch && dt.size(1) == p.k && dt.size(2) == p.H && dt.size(3) == p.Pd,
-              "dt: expected (b, k, H, Pd), got ", dt.sizes());
-  TORCH_CHECK(ring_x.size(0) == p.S && ring_x.size(2) == p.H && ring_x.size(3) == p.P, "ring_x: bad shape ",
-              ring_x.sizes());
-  TORCH_CHECK(ring_B.size(0) == p.S && ring_B.size(1) == p.R && ring_B.size(2) == p.H && ring_B.size(3) == p.N,
-              "ring_B: bad shape ", ring_B.sizes());
-  TORCH_CHECK(ring_dt.size(0) == p.S && ring_dt.size(1) == p.R && ring_dt.size(2) == p.H, "ring_dt: bad shape ",
-              ring_dt.sizes());
-  TORCH_CHECK(meta.size(0) == p.S && meta.size(1) == p.H, "meta: bad shape ", meta.sizes());
-  TORCH_CHECK(slots.size(0) == p.batch && accepted.size(0) == p.batch, "slots / accepted: expected (b,)");
-
-  p.dt = dt.const_data_ptr();
-  p.dt_b = dt.stride(0);
-  p.dt_k = dt.stride(1);
-  p.dt_h = dt.stride(2);
+  p.dt = in(dt, p.dt_b, p.dt_k, p.dt_h);
   p.dt_p = p.Pd > 1 ? dt.stride(3) : 0;
   p.A = A.const_data_ptr<float>();
   p.A_h = A.stride(0);
   p.A_p = p.Pa > 1 ? A.stride(1) : 0;
   p.A_n = p.Na > 1 ? A.stride(2) : 0;
-  if (D.has_value()) {
-    check_dev(*D, "D", 2, dev);
-    check_f32(*D, "D");
-    TORCH_CHECK(D->size(0) == p.H && D->size(1) == p.P, "D: expected (H, P), got ", D->sizes());
+  if (opt_f32(D, "D", 2, dev)) {
+    vc::check_D(p, *D);
     p.D = D->const_data_ptr<float>();
-    p.D_h = D->stride(0);
-    p.D_p = D->stride(1);
+    lead_strides(*D, p.D_h, p.D_p);
   }
   if (z.has_value()) {
     check_dev(*z, "z", 4, dev);
     check_dtype(*z, "z", p.in_dtype);
     check_last_dense(*z, "z");
-    TORCH_CHECK(z->sizes() == y.sizes(), "z: expected ", y.sizes(), ", got ", z->sizes());
-    p.z = z->const_data_ptr();
-    p.z_b = z->stride(0);
-    p.z_k = z->stride(1);
-    p.z_h = z->stride(2);
+    vc::check_z(*z, y);
+    p.z = in(*z, p.z_b, p.z_k, p.z_h);
   }
-  if (dt_bias.has_value()) {
-    check_dev(*dt_bias, "dt_bias", 2, dev);
-    check_f32(*dt_bias, "dt_bias");
-    TORCH_CHECK(dt_bias->size(0) == p.H && dt_bias->size(1) == p.Pd, "dt_bias: expected (H, Pd), got ",
-                dt_bias->sizes());
+  if (opt_f32(dt_bias, "dt_bias", 2, dev)) {
+    vc::check_dt_bias(p, *dt_bias);
     p.dt_bias = dt_bias->const_data_ptr<float>();
     p.dtb_h = dt_bias->stride(0);
     p.dtb_p = p.Pd > 1 ? dt_bias->stride(1) : 0;
   }
-  p.state = state.data_ptr();
-  p.st_s = state.stride(0);
-  p.st_h = state.stride(1);
-  p.st_p = state.stride(2);
-  p.ring_x = ring_x.data_ptr();
-  p.rx_s = ring_x.stride(0);
-  p.rx_r = ring_x.stride(1);
-  p.rx_h = ring_x.stride(2);
-  p.ring_B = ring_B.data_ptr();
-  p.rB_s = ring_B.stride(0);
-  p.rB_r = ring_B.stride(1);
-  p.rB_h = ring_B.stride(2);
+  p.state = out(state, p.st_s, p.st_h, p.st_p);
+  p.ring_x = out(ring_x, p.rx_s, p.rx_r, p.rx_h);
+  p.ring_B = out(ring_B, p.rB_s, p.rB_r, p.rB_h);
   p.ring_dt = ring_dt.data_ptr<float>();
-  p.rdt_s = ring_dt.stride(0);
-  p.rdt_r = ring_dt.stride(1);
-  p.rdt_h = ring_dt.stride(2);
+  lead_strides(ring_dt, p.rdt_s, p.rdt_r, p.rdt_h);
   p.rdt_p = p.Pd > 1 ? ring_dt.stride(3) : 0;
   p.meta = meta.data_ptr<int32_t>();
-  p.meta_s = meta.stride(0);
-  p.meta_h = meta.stride(1);
-  p.meta_i = meta.stride(2);
-  p.slots = slots.const_data_ptr<int32_t>();
-  p.slots_stride = slots.stride(0);
-  p.accepted = accepted.const_data_ptr<int32_t>();
-  p.accepted_stride = accepted.stride(0);
-  p.accepted_is_node = accepted_is_node;
-  if (parents.has_value()) {
-    check_int32(*parents, "parents", 2, dev);
-    TORCH_CHECK(parents->size(0) == p.batch && parents->size(1) == p.k, "parents: expected (b, k), got ",
-                parents->sizes());
-    p.parents = parents->const_data_ptr<int32_t>();
-    p.par_b = parents->stride(0);
-    p.par_k = parents->stride(1);
-  }
-  p.y = y.data_ptr();
-  p.y_b = y.stride(0);
-  p.y_k = y.stride(1);
-  p.y_h = y.stride(2);
+  lead_strides(meta, p.meta_s, p.meta_h, p.meta_i);
+  fill_rows(p, dev, slots, accepted, accepted_is_node, parents);
+  p.y = out(y, p.y_b, p.y_k, p.y_h);
   p.dt_softplus = dt_softplus;
   p.dt_min = dt_min;
   p.dt_max = dt_max;
@@ -218,29 +209,17 @@ void verify_step_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Te
   VerifyStepParams p;
   fill_common(p, dev, dt, A, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted, accepted_is_node,
               parents, y, dt_softplus, dt_min, dt_max, fold_all);
-  TORCH_CHECK(x.sizes() == y.sizes(), "x: expected ", y.sizes(), ", got ", x.sizes());
+  vc::check_x(x, y);
   check_dtype(x, "x", p.in_dtype);
   check_dtype(B, "B", p.in_dtype);
   check_dtype(C, "C", p.in_dtype);
   check_last_dense(x, "x");
   check_last_dense(B, "B");
   check_last_dense(C, "C");
-  p.G = B.size(2);
-  TORCH_CHECK(p.G >= 1 && p.H % p.G == 0, "B: the number of groups must divide H");
-  TORCH_CHECK(B.size(0) == p.batch && B.size(1) == p.k && B.size(3) == p.N && C.sizes() == B.sizes(),
-              "B / C: expected (b, k, G, N), got ", B.sizes(), " and ", C.sizes());
-  p.x = x.const_data_ptr();
-  p.x_b = x.stride(0);
-  p.x_k = x.stride(1);
-  p.x_h = x.stride(2);
-  p.B = B.const_data_ptr();
-  p.B_b = B.stride(0);
-  p.B_k = B.stride(1);
-  p.B_g = B.stride(2);
-  p.C = C.const_data_ptr();
-  p.C_b = C.stride(0);
-  p.C_k = C.stride(1);
-  p.C_g = C.stride(2);
+  vc::BC_groups(p, B, C);
+  p.x = in(x, p.x_b, p.x_k, p.x_h);
+  p.B = in(B, p.B_b, p.B_k, p.B_g);
+  p.C = in(C, p.C_b, p.C_k, p.C_g);
   run(verify_step_cuda(p, scope.stream));
 }
 
@@ -260,49 +239,32 @@ void verify_step_fused_cuda_op(const at::Tensor& xBC, const at::Tensor& dt, cons
   VerifyStepParams p;
   fill_common(p, dev, dt, A, D, z, dt_bias, state, ring_x, ring_B, ring_dt, meta, slots, accepted, accepted_is_node,
               parents, y, dt_softplus, dt_min, dt_max, fold_all);
-  TORCH_CHECK(p.Pd == 1 && p.Pa == 1 && p.Na == 1, "verify_step_fused is the Mamba-2 step (Pd = 1, A (H, 1, 1))");
+  vc::check_mamba2(p);
   check_dtype(xBC, "xBC", p.in_dtype);
   check_dtype(conv_window, "conv_window", p.in_dtype);
-  p.dc = xBC.size(2);
-  TORCH_CHECK(xBC.size(0) == p.batch && xBC.size(1) == p.k, "xBC: expected (b, k, dc), got ", xBC.sizes());
+  vc::xBC_channels(p, xBC);
   const int64_t rest = p.dc - p.H * p.P;
   TORCH_CHECK(rest > 0 && rest % (2 * p.N) == 0, "xBC: dc must be H*P + 2*G*N, got ", p.dc);
-  p.G = rest / (2 * p.N);
-  TORCH_CHECK(p.H % p.G == 0, "xBC: the number of groups must divide H");
+  vc::xBC_groups(p);
   p.width = conv_weight.size(1);
   TORCH_CHECK(conv_weight.size(0) == p.dc && p.width >= 2 && p.width <= 8,
               "conv_weight: expected (dc, w) with w in 2..8, got ", conv_weight.sizes());
-  TORCH_CHECK(conv_window.size(0) == p.S && conv_window.size(1) == p.width - 1 + p.Kmax &&
-                  conv_window.size(2) == p.dc,
-              "conv_window: expected (S, w - 1 + Kmax, dc), got ", conv_window.sizes());
+  vc::check_window(p, conv_window, "conv_window");
   p.fused = true;
-  p.xBC = xBC.const_data_ptr();
-  p.xBC_b = xBC.stride(0);
-  p.xBC_k = xBC.stride(1);
-  p.xBC_c = xBC.stride(2);
+  p.xBC = in(xBC, p.xBC_b, p.xBC_k, p.xBC_c);
   p.conv_weight = conv_weight.const_data_ptr();
   p.conv_weight_dtype = cuda_float_dtype(conv_weight, "conv_weight");
-  p.cw_c = conv_weight.stride(0);
-  p.cw_w = conv_weight.stride(1);
-  if (conv_bias.has_value()) {
-    check_dev(*conv_bias, "conv_bias", 1, dev);
-    TORCH_CHECK(conv_bias->size(0) == p.dc, "conv_bias: expected (dc,), got ", conv_bias->sizes());
-    p.conv_bias = conv_bias->const_data_ptr();
-    p.conv_bias_dtype = cuda_float_dtype(*conv_bias, "conv_bias");
-    p.cb_c = conv_bias->stride(0);
-  }
+  lead_strides(conv_weight, p.cw_c, p.cw_w);
+  fill_bias(conv_bias, "conv_bias", p.dc, dev, p.conv_bias, p.conv_bias_dtype, p.cb_c);
   p.conv_silu = conv_silu;
-  p.conv_window = conv_window.data_ptr();
-  p.win_s = conv_window.stride(0);
-  p.win_i = conv_window.stride(1);
-  p.win_c = conv_window.stride(2);
+  p.conv_window = out(conv_window, p.win_s, p.win_i, p.win_c);
   run(verify_step_cuda(p, scope.stream));
 }
 
 void conv_verify_step_cuda_op(const at::Tensor& x, at::Tensor window, at::Tensor meta, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, const at::Tensor& slots,
                               const at::Tensor& accepted, bool accepted_is_node,
-                              const std::optional<at::Tensor>& parents, at::Tensor out, bool silu) {
+                              const std::optional<at::Tensor>& parents, at::Tensor out_, bool silu) {
   const at::Device dev = window.device();
   check_dev(x, "x", 3, dev);
   check_dev(window, "window", 3, dev);
@@ -310,67 +272,28 @@ void conv_verify_step_cuda_op(const at::Tensor& x, at::Tensor window, at::Tensor
   check_dev(weight, "weight", 2, dev);
   check_int32(slots, "slots", 1, dev);
   check_int32(accepted, "accepted", 1, dev);
-  check_dev(out, "out", 3, dev);
+  check_dev(out_, "out", 3, dev);
   const DeviceScope scope(dev);
   ConvVerifyParams p;
   p.in_dtype = cuda_float_dtype(x, "x");
   check_dtype(window, "window", p.in_dtype);
-  check_dtype(out, "out", p.in_dtype);
+  check_dtype(out_, "out", p.in_dtype);
   p.weight_dtype = cuda_float_dtype(weight, "weight");
-  p.batch = x.size(0);
-  p.k = x.size(1);
-  p.dc = x.size(2);
-  p.width = weight.size(1);
-  p.S = window.size(0);
-  p.Kmax = meta.size(1) - 1;
+  vc::conv_sizes(p, x, window, meta, weight);
   TORCH_CHECK(p.Kmax >= 1 && p.Kmax <= 32, "meta: need 1 <= Kmax <= 32, got ", p.Kmax);
-  TORCH_CHECK(p.k <= p.Kmax, "x: k = ", p.k, " exceeds Kmax = ", p.Kmax);
+  vc::check_k(p.k, p.Kmax, "x");
   TORCH_CHECK(weight.size(0) == p.dc && p.width >= 2 && p.width <= 8, "weight: expected (dc, w) with w in 2..8, got ",
               weight.sizes());
-  TORCH_CHECK(window.size(1) == p.width - 1 + p.Kmax && window.size(2) == p.dc,
-              "window: expected (S, w - 1 + Kmax, dc), got ", window.sizes());
-  TORCH_CHECK(meta.size(0) == p.S, "meta: expected (S, 1 + Kmax), got ", meta.sizes());
-  TORCH_CHECK(out.sizes() == x.sizes(), "out: expected ", x.sizes(), ", got ", out.sizes());
-  TORCH_CHECK(slots.size(0) == p.batch && accepted.size(0) == p.batch, "slots / accepted: expected (b,)");
-  p.accepted_is_node = accepted_is_node;
+  vc::check_conv_shapes(p, x, window, meta, out_, slots, accepted);
   p.silu = silu;
-  p.x = x.const_data_ptr();
-  p.x_b = x.stride(0);
-  p.x_k = x.stride(1);
-  p.x_c = x.stride(2);
-  p.window = window.data_ptr();
-  p.win_s = window.stride(0);
-  p.win_i = window.stride(1);
-  p.win_c = window.stride(2);
+  p.x = in(x, p.x_b, p.x_k, p.x_c);
+  p.window = out(window, p.win_s, p.win_i, p.win_c);
   p.meta = meta.data_ptr<int32_t>();
-  p.meta_s = meta.stride(0);
-  p.meta_i = meta.stride(1);
-  p.weight = weight.const_data_ptr();
-  p.w_c = weight.stride(0);
-  p.w_w = weight.stride(1);
-  if (bias.has_value()) {
-    check_dev(*bias, "bias", 1, dev);
-    TORCH_CHECK(bias->size(0) == p.dc, "bias: expected (dc,), got ", bias->sizes());
-    p.bias = bias->const_data_ptr();
-    p.bias_dtype = cuda_float_dtype(*bias, "bias");
-    p.b_c = bias->stride(0);
-  }
-  p.slots = slots.const_data_ptr<int32_t>();
-  p.slots_stride = slots.stride(0);
-  p.accepted = accepted.const_data_ptr<int32_t>();
-  p.accepted_stride = accepted.stride(0);
-  if (parents.has_value()) {
-    check_int32(*parents, "parents", 2, dev);
-    TORCH_CHECK(parents->size(0) == p.batch && parents->size(1) == p.k, "parents: expected (b, k), got ",
-                parents->sizes());
-    p.parents = parents->const_data_ptr<int32_t>();
-    p.par_b = parents->stride(0);
-    p.par_k = parents->stride(1);
-  }
-  p.out = out.data_ptr();
-  p.out_b = out.stride(0);
-  p.out_k = out.stride(1);
-  p.out_c = out.stride(2);
+  lead_strides(meta, p.meta_s, p.meta_i);
+  p.weight = in(weight, p.w_c, p.w_w);
+  fill_bias(bias, "bias", p.dc, dev, p.bias, p.bias_dtype, p.b_c);
+  fill_rows(p, dev, slots, accepted, accepted_is_node, parents);
+  p.out = out(out_, p.out_b, p.out_k, p.out_c);
   run(conv_verify_step_cuda(p, scope.stream));
 }
 
