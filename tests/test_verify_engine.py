@@ -237,3 +237,10 @@ def test_triton_kernels_compile_ahead_of_time_for_sm90():
     names = {c["name"] for c in compiled}
     assert len(names) >= 2 and all(c["has_cubin"] for c in compiled), compiled
     assert all(c["shared"] <= 227 * 1024 for c in compiled), compiled
+
+
+def test_empty_state_size_is_a_clear_error():
+    layer, cache, (x, dt, B, C, z), slots, acc = _setup()
+    bad = mk.VerifyCache(cache.state[..., :0], cache.ring_x, cache.ring_B[..., :0], cache.ring_dt, cache.meta)
+    with pytest.raises(ValueError, match="state size n"):
+        mk.verify_step(x, dt, layer.A, B[..., :0], C[..., :0], bad, slots, acc, backend="ref")

@@ -133,6 +133,9 @@ def _check_cache(cache: VerifyCache, device, *, need_conv_meta=False, need_conv_
     if S is None:
         raise ValueError(f"cache.ring_x: expected 4 dimensions (S, R, H, P), got {tuple(cache.ring_x.shape)}")
     N = cache.ring_B.shape[-1]
+    if N < 1 or H < 1 or P < 1:
+        raise ValueError(f"cache: state size n, units and channels per unit must be >= 1, got "
+                         f"ring_x {tuple(cache.ring_x.shape)}, ring_B {tuple(cache.ring_B.shape)}")
     _checks.tensor("cache.state", cache.state, dtypes=STATE_DTYPES, device=device, contiguous_last=True)
     _checks.tensor("cache.ring_B", cache.ring_B, shape=(S, R, H, N), dtypes=(cache.ring_x.dtype,), device=device,
                    contiguous_last=True)
