@@ -1,8 +1,6 @@
 """verify_step: multi-round randomized sessions against the sequential oracle, on every available backend."""
 from __future__ import annotations
 
-import math
-import os
 
 import pytest
 import torch

@@ -372,6 +372,3 @@ def verify_flush(cache: VerifyCache, A, slots, num_accepted=None, *, accepted_no
     else:
         _verify_step_op(x, dt, A3, Bm, Bm, None, None, None, state4, cache.ring_x, cache.ring_B, cache.ring_dt,
                         cache.meta, slots, accepted, is_node, None, y, False, -math.inf, math.inf, True, be)
-
-
-from .fused import conv_verify_step, verify_step_fused  # noqa: E402,F401
