@@ -106,6 +106,11 @@ def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=No
 # --------------------------------------------------------------------------------------------------------
 # The oracle: sequential recurrence with the full state history
 # --------------------------------------------------------------------------------------------------------
+def _accepted_node(b, num_accepted=None, accepted_node=None):
+    """Row b's accepted pending node: accepted_node[b] (tree drafts) or num_accepted[b] - 1 (chains); -1 = none."""
+    return int(accepted_node[b]) if accepted_node is not None else int(num_accepted[b]) - 1
+
+
 def _prefix_parents(k):
     return list(range(-1, k - 1))
 
@@ -147,7 +152,7 @@ class VerifyOracle:
             s = int(slots[b])
             if s < 0:
                 continue
-            a = int(accepted_node[b]) if accepted_node is not None else int(num_accepted[b]) - 1
+            a = _accepted_node(b, num_accepted, accepted_node)
             self.commit(s, a)
             par = _prefix_parents(k) if parents is None else [int(v) for v in parents[b]]
             nodes = []
@@ -167,7 +172,7 @@ class VerifyOracle:
             s = int(slots[b])
             if s < 0:
                 continue
-            a = int(accepted_node[b]) if accepted_node is not None else int(num_accepted[b]) - 1
+            a = _accepted_node(b, num_accepted, accepted_node)
             self.commit(s, a)
 
 
@@ -207,7 +212,7 @@ class ConvVerifyOracle:
             s = int(slots[b])
             if s < 0:
                 continue
-            a = int(accepted_node[b]) if accepted_node is not None else int(num_accepted[b]) - 1
+            a = _accepted_node(b, num_accepted, accepted_node)
             self._commit(s, a)
             par = _prefix_parents(k) if parents is None else [int(v) for v in parents[b]]
             paths = []
@@ -279,7 +284,7 @@ def verify_step_cache_ref(x, dt, A, B, C, D, z, dt_bias, state, ring_x, ring_B, 
         if not bool((m == m[0]).all()):
             raise RuntimeError(f"verify cache meta differs between units of slot {s}")
         c, kp = int(m[0, 0]), int(m[0, 1])
-        a = int(accepted[b]) if accepted_is_node else int(accepted[b]) - 1
+        a = _accepted_node(b, None if accepted_is_node else accepted, accepted if accepted_is_node else None)
         a = min(a, kp - 1)
         path = (int(m[0, 2 + a]) & 0xFFFFFFFF) if a >= 0 else 0
         path_nodes = [t for t in range(kp) if (path >> t) & 1]
@@ -380,7 +385,7 @@ def conv_verify_step_ref(x, window, meta, weight, bias, slots, accepted, accepte
             out[b] = 0
             continue
         kp = int(meta[s, 0])
-        a = int(accepted[b]) if accepted_is_node else int(accepted[b]) - 1
+        a = _accepted_node(b, None if accepted_is_node else accepted, accepted if accepted_is_node else None)
         a = min(a, kp - 1)
         path = (int(meta[s, 1 + a]) & 0xFFFFFFFF) if a >= 0 else 0
         path_nodes = [t for t in range(kp) if (path >> t) & 1]
