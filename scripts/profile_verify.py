@@ -1,0 +1,119 @@
+"""Where does verify_step's time go? GPU-only diagnostic (not a benchmark: bench/bench_verify.py is).
+
+For a few layer/batch/k cases and both GPU backends it prints:
+  - every CUDA kernel launched by one verify_step call with its mean device time (torch.profiler),
+  - the per-call device time (CUDA events, median) with the default acceptance (ceil(k/2): the ring advances and
+    folds periodically) and with acceptance 0 (the ring stays empty: no replay, no fold), so the difference is the
+    ring's cost,
+  - a plain read of the same state bytes (the floor).
+Usage: python scripts/profile_verify.py [--cases mamba2-64-4,mamba2-1-4,...] [--impls cuda,triton]
+       python scripts/profile_verify.py --one mamba2-64-4 --impls cuda   (a few calls only: for ncu)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import bench_verify as bv  # noqa: E402
+
+import mamba_kernels as mk  # noqa: E402
+
+
+def _call(L, impl, acc, out):
+    mk.verify_step(L["x"], L["dt"], L["A"], L["B"], L["C"], L["cache"], L["slots"], acc, z=L["z"], D=L["D"],
+                   dt_bias=L["dt_bias"], dt_softplus=True, out=out, backend=impl)
+
+
+def _time(fn, reps=200):
+    for _ in range(20):
+        fn()
+    ts = []
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        ts.append(s.elapsed_time(e) * 1e3)
+    return statistics.median(ts)
+
+
+def _graph_time(fn, reps=200):
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    with torch.cuda.graph(g):
+        fn()
+    return _time(g.replay, reps)
+
+
+def _kernels(fn, n=20):
+    from torch.profiler import ProfilerActivity, profile
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize()
+    rows = []
+    for ev in prof.key_averages():
+        t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
+        if ev.count and t:
+            rows.append((ev.key[:90], ev.count / n, t / ev.count))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="mamba2-1-1,mamba2-1-4,mamba2-64-1,mamba2-64-4,mamba1-1-4,mamba1-64-4")
+    ap.add_argument("--impls", default="cuda,triton")
+    ap.add_argument("--one", default=None)
+    a = ap.parse_args()
+    impls = a.impls.split(",")
+    if a.one:
+        kind, b, k = a.one.split("-")
+        L = bv._layer(kind, int(b), int(k))
+        for impl in impls:
+            bv._prime(L, impl)
+            out = torch.empty_like(L["x"])
+            for _ in range(8):
+                _call(L, impl, L["acc"], out)
+        torch.cuda.synchronize()
+        return
+    for case in a.cases.split(","):
+        kind, b, k = case.split("-")
+        b, k = int(b), int(k)
+        for impl in impls:
+            L = bv._layer(kind, b, k)
+            bv._prime(L, impl)
+            out = torch.empty_like(L["x"])
+            zero = torch.zeros_like(L["acc"])
+            t_acc = _time(lambda: _call(L, impl, L["acc"], out))
+            tg_acc = _graph_time(lambda: _call(L, impl, L["acc"], out))
+            t_0 = _time(lambda: _call(L, impl, zero, out))
+            ks = _kernels(lambda: _call(L, impl, L["acc"], out))
+            print(f"{case} {impl}: eager {t_acc:.1f} us, graph {tg_acc:.1f} us, accept-0 eager {t_0:.1f} us")
+            for name, per_call, us in ks:
+                print(f"    {per_call:4.1f}x  {us:8.2f} us  {name}")
+            sys.stdout.flush()
+        st = L["cache"].state
+        rd = torch.empty(1, device="cuda")
+        idx = L["slots"].long()
+        t_rd = _time(lambda: torch.sum(st[idx], dim=None, out=None))
+        print(f"{case}: gather+sum of the addressed states (>= 2 passes) {t_rd:.1f} us; floor (one read at 4.2 TB/s) "
+              f"{L['state_elems'] * b * 4 / 4.2e6:.1f} us")
+        del rd
+
+
+if __name__ == "__main__":
+    main()
