@@ -1,21 +1,26 @@
 // Mamba-1 selective scan forward, CUDA. CUDA headers only (no torch).
 //
-// Design: the scan is sequential in time per (batch row, channel, state); b*d*n independent recurrences
-// (131k at b2 d4096 n16) are plenty of parallelism, so there is no scan across time at all. Each thread
-// owns kSPT consecutive states of one channel in registers (fp32); TPC = ceil(n / kSPT) (a power of two
-// <= 32) adjacent lanes share a channel and sum y_t = C_t . h_t with xor-shuffles. A block of 128 threads
-// owns CPB = 128 / TPC channels of one (batch row, B/C group) and walks time in chunks of `chunk` steps:
-//   1. load:    delta (+bias, softplus) and delta*u for CPB x chunk, coalesced along time, into smem (fp32);
-//               variable B/C tiles (n x chunk) into smem, transposed to [time][state] (zero padded to NP)
-//   2. compute: h = exp2(delta * A*log2e) * h + (delta*u) * B_t;  y = sum C_t h   (ex2.approx: 1 MUFU op)
-//               y overwrites the delta*u slot it came from (every lane of the channel has read that slot
-//               before the shuffle that produced y, so the overwrite is ordered after those reads)
-//   3. output:  out = (y + D u) * silu(z), coalesced along time
-// Varlen: the block walks the packed sequences of its channels one after the other, restarting each from
-// its own initial state and writing its own last state. The exps (d*l*n) are the floor.
-// Training (p.states set): before each chunk whose offset in its sequence is a multiple of 2^ckpt_log2, the
-// block saves the state h entering it (fp32, (b, d, n_chunks, n)); the backward restarts from these. The
-// launcher then caps the chunk at 2^ckpt_log2 so those offsets fall on chunk starts.
+// Design (issue 5): the recurrence h_t = a_t h_{t-1} + b_t, a_t = exp(delta_t A_n), b_t = delta_t u_t B_t[n],
+// is a parallel scan over time. One WARP owns one channel and a tile of kTile = 32 x kRunT = 256 tokens:
+// lane r owns the run of kRunT = 8 consecutive tokens [8r, 8r + 8) (u, delta, z, out moved with 16-byte
+// vector loads/stores). A block of kFwdWarps = 8 warps holds 8 channels of one (batch row, B/C group) and
+// walks the sequence tile by tile; variable B/C tiles (kNS = 16 states x 256 tokens, fp32, swizzled so that
+// lane r's two float4 of a state are conflict-free) are loaded once per block and shared by its 8 channels.
+// Per state n of the tile each lane:
+//   pass 1: a_t = ex2(delta_t A_n log2e) (one MUFU op per (t, n): the floor), b_t = delta_t u_t B_t[n], and the
+//           run's composite (prod a, local end state from zero)  -- a_t, b_t kept in registers
+//   scan:   lane 0 folds the carry (the state entering the tile, kept in shared memory, touched by lane 0
+//           only) into its composite; a 5-level __shfl_up inclusive scan of the composites gives every run's
+//           true end state; lane r's entering state is lane r-1's (lane 0: the carry); lane 31's is the
+//           next tile's carry (broadcast by one __shfl_sync)
+//   pass 2: h_t = a_t h_{t-1} + b_t from the entering state, y_t += C_t[n] h_t   (y in 8 registers)
+// then out = (y + D u) silu(z). Cost per (t, n): 1 MUFU + 6 FP32 ops + 0.5 LDS.128 (B, C) + 12/8 shuffles.
+// States beyond n = 16 are walked in slices of kNS (the tiles reloaded per slice); any n up to 256.
+// Varlen: the block walks the packed sequences one after another, each restarting its tile grid at the
+// sequence start (runs then may start unaligned: the loads fall back to scalar ones) from its own initial
+// state, writing its own last state.
+// Training (p.states set): the state entering every chunk of 2^ckpt_log2 >= kRunT steps of each sequence is
+// the entering state of the run starting there; that lane writes it (fp32, (b, d, n_chunks, n)).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -28,9 +33,6 @@
 
 namespace mamba_kernels {
 namespace ss {
-
-constexpr int kThreads = 128;
-constexpr int kMaxSmem = 48 * 1024;  // stay under the default dynamic shared memory limit
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
@@ -53,59 +55,102 @@ __device__ __forceinline__ float fast_exp2(float x) {
 __device__ __forceinline__ float softplus_f(float x) { return x <= 20.f ? log1pf(__expf(x)) : x; }
 __device__ __forceinline__ float silu_f(float x) { return x / (1.f + __expf(-x)); }
 
-// Shared-memory floats of one block: delta and delta*u tiles [chunk][CPB+1], B and C tiles [chunk][NP+4].
-__host__ __device__ inline int64_t fwd_smem_bytes(int chunk, int cpb, int np, bool var_b, bool var_c) {
-  return 4 * (int64_t(2) * chunk * (cpb + 1) + (var_b ? int64_t(chunk) * (np + 4) : 0) +
-              (var_c ? int64_t(chunk) * (np + 4) : 0));
+constexpr unsigned kFullMask = 0xffffffffu;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kRunT = 8;                  // tokens per lane
+constexpr int kTile = 32 * kRunT;         // tokens per warp (one channel) per tile
+constexpr int kFwdWarps = 8;              // channels per block (sharing the B/C tiles)
+constexpr int kFwdThreads = 32 * kFwdWarps;
+constexpr int kNS = 16;                   // states per B/C tile slice
+
+// v[0..8) = p[0..nv) as floats, zeros beyond; one or two 16-byte loads when the run is whole and aligned.
+template <typename in_t>
+__device__ __forceinline__ void load_run(const in_t* __restrict__ p, int nv, float (&v)[kRunT]) {
+  constexpr int kVec = 16 / int(sizeof(in_t));
+  if (nv == kRunT && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
+#pragma unroll
+    for (int k = 0; k < kRunT / kVec; ++k) {
+      const uint4 raw = reinterpret_cast<const uint4*>(p)[k];
+      const in_t* e = reinterpret_cast<const in_t*>(&raw);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) v[k * kVec + i] = to_f(e[i]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kRunT; ++i) v[i] = i < nv ? to_f(p[i]) : 0.f;
+  }
 }
 
-template <typename in_t, int kSPT, bool kVarB, bool kVarC>
-__global__ void __launch_bounds__(kThreads)
-selective_scan_fwd_kernel(const SelectiveScanParams p, const int tpc_log2, const int chunk_log2) {
-  static_assert(kSPT % 4 == 0, "states per thread are read as float4");
+// p[0..nv) = v[0..nv) (one or two 16-byte stores when the run is whole and aligned).
+template <typename in_t>
+__device__ __forceinline__ void store_run(in_t* __restrict__ p, int nv, const float (&v)[kRunT]) {
+  constexpr int kVec = 16 / int(sizeof(in_t));
+  if (nv == kRunT && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
+#pragma unroll
+    for (int k = 0; k < kRunT / kVec; ++k) {
+      uint4 raw;
+      in_t* e = reinterpret_cast<in_t*>(&raw);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) e[i] = from_f<in_t>(v[k * kVec + i]);
+      reinterpret_cast<uint4*>(p)[k] = raw;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kRunT; ++i)
+      if (i < nv) p[i] = from_f<in_t>(v[i]);
+  }
+}
+
+// Shared-memory bytes of the forward: B and/or C tiles [kNS][kTile] and the carries [kFwdWarps][n].
+inline int64_t fwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
+  return 4 * ((int64_t(var_b) + int64_t(var_c)) * kNS * kTile + kFwdWarps * n);
+}
+
+// Loads rows ns0 .. ns0 + nsl of a variable B or C (tokens t0 .. t0 + kTile, zeros past s1) into a tile.
+template <typename in_t>
+__device__ __forceinline__ void load_tile(float* tile, const in_t* __restrict__ src, int64_t dstate_stride,
+                                          int ns0, int nsl, int64_t t0, int64_t s1) {
+  for (int idx = threadIdx.x; idx < nsl * 32; idx += kFwdThreads) {
+    const int s = idx >> 5, r = idx & 31;
+    const int64_t tr = t0 + r * kRunT;
+    const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kRunT ? s1 - tr : kRunT));
+    float v[kRunT];
+    load_run(src + (ns0 + s) * dstate_stride + tr, nv, v);
+    float4* row = reinterpret_cast<float4*>(tile + s * kTile);
+    row[r] = make_float4(v[0], v[1], v[2], v[3]);
+    row[32 + r] = make_float4(v[4], v[5], v[6], v[7]);
+  }
+}
+
+template <typename in_t, bool kVarB, bool kVarC>
+__global__ void __launch_bounds__(kFwdThreads, 3)
+selective_scan_fwd_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
-  const int TPC = 1 << tpc_log2;
-  const int CPB = kThreads >> tpc_log2;
-  const int CPBp = CPB + 1;          // odd row stride: conflict-free column writes
-  const int NP = TPC * kSPT;         // padded state count (multiple of 4)
-  const int NPp = NP + 4;
-  const int chunk = 1 << chunk_log2;
-  float* s_dt = smem;                          // [chunk][CPBp]
-  float* s_du = s_dt + chunk * CPBp;           // [chunk][CPBp], then y
-  float* s_B = s_du + chunk * CPBp;            // [chunk][NPp]
-  float* s_C = s_B + (kVarB ? chunk * NPp : 0);  // [chunk][NPp]
+  float* s_B = smem;                                   // [kNS][kTile] (swizzled, see tile_swz)
+  float* s_C = s_B + (kVarB ? kNS * kTile : 0);        // [kNS][kTile]
+  float* s_carry = s_C + (kVarC ? kNS * kTile : 0);    // [kFwdWarps][n]
 
-  const int tid = threadIdx.x;
-  const int cl = tid >> tpc_log2, sub = tid & (TPC - 1);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;               // channels of one group (all when B, C constant)
-  const int64_t cblk = int64_t(blockIdx.x) * CPB;       // first channel of the block within the group
-  const int64_t c0 = grp * dpg + cblk;
-  const int n_c = int(dpg - cblk < CPB ? dpg - cblk : CPB);  // valid channels in this block
-  const int64_t c = c0 + cl;
-  const bool c_ok = cl < n_c;
+  const int64_t cblk = int64_t(blockIdx.x) * kFwdWarps;
+  const bool c_ok = cblk + warp < dpg;                 // idle warps compute on channel c0, store nothing
+  const int64_t c = grp * dpg + cblk + (c_ok ? warp : 0);
   const int n = int(p.dstate);
-  const bool has_z = p.z != nullptr;
+  float* carry = s_carry + warp * n;                   // read and written by lane 0 only
 
-  const in_t* __restrict__ u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride;
-  const in_t* __restrict__ dl = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride;
-  const in_t* __restrict__ zp = has_z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride : nullptr;
-  in_t* __restrict__ out = static_cast<in_t*>(p.out) + b * p.out_batch_stride;
-  const float* __restrict__ Dp = static_cast<const float*>(p.D);
-  const float* __restrict__ biasp = static_cast<const float*>(p.delta_bias);
+  const in_t* __restrict__ u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c * p.u_d_stride;
+  const in_t* __restrict__ dl = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c * p.delta_d_stride;
+  const in_t* __restrict__ zp = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c * p.z_d_stride : nullptr;
+  in_t* __restrict__ out = static_cast<in_t*>(p.out) + b * p.out_batch_stride + c * p.out_d_stride;
+  const float* __restrict__ Arow = static_cast<const float*>(p.A) + c * p.A_d_stride;
+  const float* __restrict__ Bc = kVarB ? nullptr : static_cast<const float*>(p.B) + c * p.B_d_stride;
+  const float* __restrict__ Cc = kVarC ? nullptr : static_cast<const float*>(p.C) + c * p.C_d_stride;
   const in_t* __restrict__ Bv = kVarB ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride : nullptr;
   const in_t* __restrict__ Cv = kVarC ? static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride : nullptr;
-
-  float A2[kSPT], Bc[kSPT], Cc[kSPT], h[kSPT];
-#pragma unroll
-  for (int i = 0; i < kSPT; ++i) {
-    const int s = sub * kSPT + i;
-    const bool ok = c_ok && s < n;
-    A2[i] = ok ? static_cast<const float*>(p.A)[c * p.A_d_stride + s] * 1.4426950408889634f : 0.f;
-    Bc[i] = (!kVarB && ok) ? static_cast<const float*>(p.B)[c * p.B_d_stride + s] : 0.f;
-    Cc[i] = (!kVarC && ok) ? static_cast<const float*>(p.C)[c * p.C_d_stride + s] : 0.f;
-  }
+  const float Dv = p.D ? static_cast<const float*>(p.D)[c] : 0.f;
+  const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c] : 0.f;
 
   float* __restrict__ states = static_cast<float*>(p.states);
   const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
@@ -115,97 +160,132 @@ selective_scan_fwd_kernel(const SelectiveScanParams p, const int tpc_log2, const
     const int64_t s0 = p.cu_seqlens ? p.cu_seqlens[q] : 0;
     const int64_t s1 = p.cu_seqlens ? p.cu_seqlens[q + 1] : p.seqlen;
     const int64_t slot = p.cu_seqlens ? q : b;
+    if (lane == 0)
+      for (int s = 0; s < n; ++s)
+        carry[s] = p.initial_state ? static_cast<const float*>(p.initial_state)[(slot * p.dim + c) * n + s] : 0.f;
+    for (int64_t t0 = s0; t0 < s1; t0 += kTile) {
+      const int64_t tr = t0 + lane * kRunT;  // this lane's run
+      const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kRunT ? s1 - tr : kRunT));
+      float dt[kRunT], dtu[kRunT], y[kRunT];
+      load_run(dl + tr, nv, dt);
+      load_run(u + tr, nv, dtu);
 #pragma unroll
-    for (int i = 0; i < kSPT; ++i) {
-      const int s = sub * kSPT + i;
-      h[i] = (p.initial_state && c_ok && s < n)
-                 ? static_cast<const float*>(p.initial_state)[(slot * p.dim + c) * n + s] : 0.f;
-    }
-    for (int64_t t0 = s0; t0 < s1; t0 += chunk) {
-      const int nt = int(s1 - t0 < chunk ? s1 - t0 : chunk);
-      if (states != nullptr && ((t0 - s0) & ck_mask) == 0 && c_ok) {  // save the state entering the chunk
-        float* st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((t0 - s0) >> p.ckpt_log2)) * n;
+      for (int i = 0; i < kRunT; ++i) {
+        float x = dt[i] + bias;
+        if (p.delta_softplus) x = softplus_f(x);
+        dt[i] = i < nv ? x : 0.f;  // steps past the end: a = 1, b = 0 (identity)
+        y[i] = Dv * dtu[i];
+        dtu[i] *= dt[i];
+      }
+      const int64_t off = tr - s0;
+      const bool save = states != nullptr && c_ok && nv > 0 && (off & ck_mask) == 0;
+      float* st = save ? states + ((b * p.dim + c) * p.states_n_chunks + ck_base + (off >> p.ckpt_log2)) * n : nullptr;
+      for (int ns0 = 0; ns0 < n; ns0 += kNS) {
+        const int nsl = n - ns0 < kNS ? n - ns0 : kNS;
+        if constexpr (kVarB || kVarC) {
+          __syncthreads();  // every warp is done with the previous tiles
+          if constexpr (kVarB) load_tile(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarC) load_tile(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
+          __syncthreads();
+        }
+#pragma unroll 1
+        for (int s = 0; s < nsl; ++s) {
+          const int sn = ns0 + s;
+          const float A2 = Arow[sn] * kLog2e;
+          float Bt[kRunT], Ct[kRunT];
+          if constexpr (kVarB) {
+            const float4* row = reinterpret_cast<const float4*>(s_B + s * kTile);
+            const float4 v0 = row[lane], v1 = row[32 + lane];
+            Bt[0] = v0.x; Bt[1] = v0.y; Bt[2] = v0.z; Bt[3] = v0.w; Bt[4] = v1.x; Bt[5] = v1.y; Bt[6] = v1.z; Bt[7] = v1.w;
+          } else {
 #pragma unroll
-        for (int i = 0; i < kSPT; ++i) {
-          const int s = sub * kSPT + i;
-          if (s < n) st[s] = h[i];
-        }
-      }
-      // 1. load
-      for (int idx = tid; idx < CPB * chunk; idx += kThreads) {
-        const int j = idx >> chunk_log2, tt = idx & (chunk - 1);
-        float dtv = 0.f, duv = 0.f;
-        if (j < n_c && tt < nt) {
-          const int64_t cc = c0 + j, t = t0 + tt;
-          dtv = to_f(dl[cc * p.delta_d_stride + t]) + (biasp ? biasp[cc] : 0.f);
-          if (p.delta_softplus) dtv = softplus_f(dtv);
-          duv = dtv * to_f(u[cc * p.u_d_stride + t]);
-        }
-        s_dt[tt * CPBp + j] = dtv;
-        s_du[tt * CPBp + j] = duv;
-      }
-      if (kVarB) {
-        for (int idx = tid; idx < NP * chunk; idx += kThreads) {
-          const int s = idx >> chunk_log2, tt = idx & (chunk - 1);
-          s_B[tt * NPp + s] = (s < n && tt < nt) ? to_f(Bv[s * p.B_dstate_stride + t0 + tt]) : 0.f;
-        }
-      }
-      if (kVarC) {
-        for (int idx = tid; idx < NP * chunk; idx += kThreads) {
-          const int s = idx >> chunk_log2, tt = idx & (chunk - 1);
-          s_C[tt * NPp + s] = (s < n && tt < nt) ? to_f(Cv[s * p.C_dstate_stride + t0 + tt]) : 0.f;
-        }
-      }
-      __syncthreads();
-      // 2. compute (every lane runs the loop: the shuffles need the full warp)
-#pragma unroll 4
-      for (int tt = 0; tt < nt; ++tt) {
-        const float dtv = s_dt[tt * CPBp + cl], duv = s_du[tt * CPBp + cl];
-        float Bt[kSPT], Ct[kSPT];
+            for (int i = 0; i < kRunT; ++i) Bt[i] = Bc[sn];
+          }
+          float a[kRunT], bb[kRunT], Al = 1.f, Bl = 0.f;
 #pragma unroll
-        for (int k = 0; k < kSPT / 4; ++k) {
-          float4 vb = kVarB ? reinterpret_cast<const float4*>(s_B + tt * NPp + sub * kSPT)[k]
-                            : make_float4(Bc[4 * k], Bc[4 * k + 1], Bc[4 * k + 2], Bc[4 * k + 3]);
-          float4 vc = kVarC ? reinterpret_cast<const float4*>(s_C + tt * NPp + sub * kSPT)[k]
-                            : make_float4(Cc[4 * k], Cc[4 * k + 1], Cc[4 * k + 2], Cc[4 * k + 3]);
-          Bt[4 * k] = vb.x; Bt[4 * k + 1] = vb.y; Bt[4 * k + 2] = vb.z; Bt[4 * k + 3] = vb.w;
-          Ct[4 * k] = vc.x; Ct[4 * k + 1] = vc.y; Ct[4 * k + 2] = vc.z; Ct[4 * k + 3] = vc.w;
-        }
-        float y = 0.f;
+          for (int i = 0; i < kRunT; ++i) {
+            a[i] = fast_exp2(dt[i] * A2);
+            bb[i] = dtu[i] * Bt[i];
+            Bl = fmaf(a[i], Bl, bb[i]);
+            Al *= a[i];
+          }
+          float cin = 0.f;
+          if (lane == 0) {
+            cin = carry[sn];
+            Bl = fmaf(Al, cin, Bl);
+          }
 #pragma unroll
-        for (int i = 0; i < kSPT; ++i) {
-          h[i] = fmaf(fast_exp2(dtv * A2[i]), h[i], duv * Bt[i]);
-          y = fmaf(Ct[i], h[i], y);
+          for (int o = 1; o < 32; o <<= 1) {
+            const float Ap = __shfl_up_sync(kFullMask, Al, o), Bp = __shfl_up_sync(kFullMask, Bl, o);
+            if (lane >= o) {
+              Bl = fmaf(Al, Bp, Bl);
+              Al *= Ap;
+            }
+          }
+          float h = __shfl_up_sync(kFullMask, Bl, 1);
+          const float tot = __shfl_sync(kFullMask, Bl, 31);
+          if (lane == 0) {
+            h = cin;
+            carry[sn] = tot;
+          }
+          if (save) st[sn] = h;
+          if constexpr (kVarC) {
+            const float4* row = reinterpret_cast<const float4*>(s_C + s * kTile);
+            const float4 v0 = row[lane], v1 = row[32 + lane];
+            Ct[0] = v0.x; Ct[1] = v0.y; Ct[2] = v0.z; Ct[3] = v0.w; Ct[4] = v1.x; Ct[5] = v1.y; Ct[6] = v1.z; Ct[7] = v1.w;
+          } else {
+#pragma unroll
+            for (int i = 0; i < kRunT; ++i) Ct[i] = Cc[sn];
+          }
+#pragma unroll
+          for (int i = 0; i < kRunT; ++i) {
+            h = fmaf(a[i], h, bb[i]);
+            y[i] = fmaf(Ct[i], h, y[i]);
+          }
         }
-        for (int off = TPC >> 1; off > 0; off >>= 1) y += __shfl_xor_sync(0xffffffffu, y, off);
-        if (sub == 0) s_du[tt * CPBp + cl] = y;
       }
-      __syncthreads();
-      // 3. output
-      for (int idx = tid; idx < CPB * chunk; idx += kThreads) {
-        const int j = idx >> chunk_log2, tt = idx & (chunk - 1);
-        if (j < n_c && tt < nt) {
-          const int64_t cc = c0 + j, t = t0 + tt;
-          float y = s_du[tt * CPBp + j];
-          if (Dp) y = fmaf(Dp[cc], to_f(u[cc * p.u_d_stride + t]), y);
-          if (has_z) y *= silu_f(to_f(zp[cc * p.z_d_stride + t]));
-          out[cc * p.out_d_stride + t] = from_f<in_t>(y);
+      if (c_ok && nv > 0) {
+        if (zp) {
+          float zz[kRunT];
+          load_run(zp + tr, nv, zz);
+#pragma unroll
+          for (int i = 0; i < kRunT; ++i) y[i] *= silu_f(zz[i]);
         }
+        store_run(out + tr, nv, y);
       }
-      __syncthreads();  // the next chunk's loads overwrite the tiles read above
     }
     ck_base += (s1 - s0 + ck_mask) >> p.ckpt_log2;
-    if (p.last_state) {
-#pragma unroll
-      for (int i = 0; i < kSPT; ++i) {
-        const int s = sub * kSPT + i;
-        if (c_ok && s < n) static_cast<float*>(p.last_state)[(slot * p.dim + c) * n + s] = h[i];
-      }
-    }
+    if (p.last_state && c_ok && lane == 0)
+      for (int s = 0; s < n; ++s) static_cast<float*>(p.last_state)[(slot * p.dim + c) * n + s] = carry[s];
   }
 }
 
-// Thread layout shared by the forward and the backward kernels.
+// Launch for one input dtype: 2 x 2 kernels (variable B, variable C).
+template <typename in_t>
+cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t stream) {
+  const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
+  const int64_t groups = (var_b || var_c) ? p.n_groups : 1;
+  const int64_t dpg = p.dim / groups;
+  if (p.batch == 0 || p.dim == 0) return cudaSuccess;
+  if (p.batch > 65535 || groups > 65535 || p.dstate < 1 || p.dstate > 256) return cudaErrorInvalidConfiguration;
+  if (p.states != nullptr && p.ckpt_log2 < 3) return cudaErrorInvalidValue;  // chunks start on runs of 8
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned((dpg + kFwdWarps - 1) / kFwdWarps), unsigned(groups), unsigned(p.batch));
+  cfg.blockDim = dim3(kFwdThreads);
+  cfg.dynamicSmemBytes = size_t(fwd_smem_bytes(p.dstate, var_b, var_c));  // <= 40 KB
+  cfg.stream = stream;
+  cudaError_t err = MK_BOOL_SWITCH(var_b, kVarB, [&] {
+    return MK_BOOL_SWITCH(var_c, kVarC, [&] {
+      return cudaLaunchKernelEx(&cfg, selective_scan_fwd_kernel<in_t, kVarB, kVarC>, p);
+    });
+  });
+  return err != cudaSuccess ? err : cudaGetLastError();
+}
+
+// ---- Used by the backward kernel (selective_scan_bwd_kernel.cuh) only.
+constexpr int kThreads = 128;
+
+// Thread layout of the backward kernel.
 struct ScanLayout {
   int spt;       // states per thread (kSPT)
   int tpc_log2;  // log2 of the lanes per channel (TPC <= 32: a channel never straddles warps)
@@ -224,36 +304,6 @@ inline ScanLayout scan_layout(int64_t n) {
   L.cpb = kThreads >> L.tpc_log2;
   L.np = (1 << L.tpc_log2) * L.spt;
   return L;
-}
-
-// Launch for one input dtype: picks states/thread, lanes/channel, chunk length; instantiates 2 x 2 x 2
-// kernels (kSPT in {4, 8}, variable B, variable C).
-template <typename in_t>
-cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t stream) {
-  const ScanLayout L = scan_layout(p.dstate);
-  const int tpc_log2 = L.tpc_log2;
-  const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
-  const int64_t groups = (var_b || var_c) ? p.n_groups : 1;
-  const int64_t dpg = p.dim / groups;
-  int chunk_log2 = 6;
-  while (chunk_log2 > 1 && fwd_smem_bytes(1 << chunk_log2, L.cpb, L.np, var_b, var_c) > kMaxSmem) --chunk_log2;
-  if (p.states != nullptr && chunk_log2 > p.ckpt_log2) chunk_log2 = p.ckpt_log2;  // saves on chunk starts
-  const int smem = int(fwd_smem_bytes(1 << chunk_log2, L.cpb, L.np, var_b, var_c));
-  if (p.batch == 0 || p.dim == 0) return cudaSuccess;
-  if (p.batch > 65535 || groups > 65535) return cudaErrorInvalidConfiguration;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + L.cpb - 1) / L.cpb), unsigned(groups), unsigned(p.batch));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = size_t(smem);
-  cfg.stream = stream;
-  cudaError_t err = MK_BOOL_SWITCH(var_b, kVarB, [&] {
-    return MK_BOOL_SWITCH(var_c, kVarC, [&] {
-      if (L.spt == 4)
-        return cudaLaunchKernelEx(&cfg, selective_scan_fwd_kernel<in_t, 4, kVarB, kVarC>, p, tpc_log2, chunk_log2);
-      return cudaLaunchKernelEx(&cfg, selective_scan_fwd_kernel<in_t, 8, kVarB, kVarC>, p, tpc_log2, chunk_log2);
-    });
-  });
-  return err != cudaSuccess ? err : cudaGetLastError();
 }
 
 }  // namespace ss

@@ -3,7 +3,7 @@
 // compiler (g++ -std=c++20): `#include <cuda_runtime.h>` in a kernel header then lands here.
 //
 // Model: a launch runs its blocks one after the other; a block runs blockDim.x std::threads. __syncthreads
-// is a std::barrier over the block, __syncwarp / __shfl_xor_sync a barrier over the 32 lanes of the warp
+// is a std::barrier over the block, __syncwarp / __shfl_*_sync a barrier over the 32 lanes of the warp
 // (every lane must take part, as with the full mask on the GPU), atomicAdd a std::atomic_ref. Dynamic shared
 // memory is one NaN-filled buffer per block (a read of an element no thread wrote shows up as NaN); a
 // launch needing more than 48 KB must have been opted in with cudaFuncSetAttribute, as on the GPU, and may
@@ -39,6 +39,9 @@ struct dim3 {
 };
 struct alignas(16) float4 {
   float x, y, z, w;
+};
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
 };
 inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
 
@@ -145,6 +148,26 @@ inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
   w.xch[lane] = v;
   w.bar.arrive_and_wait();
   const float r = w.xch[lane ^ unsigned(lane_mask & 31)];
+  w.bar.arrive_and_wait();
+  return r;
+}
+inline float __shfl_up_sync(unsigned mask, float v, unsigned delta) {
+  if (mask != 0xffffffffu) cuda_emu::fail("__shfl_up_sync: only the full-warp mask is emulated");
+  const unsigned lane = threadIdx.x & 31;
+  cuda_emu::Warp& w = cuda_emu::warps[threadIdx.x >> 5];
+  w.xch[lane] = v;
+  w.bar.arrive_and_wait();
+  const float r = lane >= delta ? w.xch[lane - delta] : v;
+  w.bar.arrive_and_wait();
+  return r;
+}
+inline float __shfl_sync(unsigned mask, float v, int src_lane) {
+  if (mask != 0xffffffffu) cuda_emu::fail("__shfl_sync: only the full-warp mask is emulated");
+  const unsigned lane = threadIdx.x & 31;
+  cuda_emu::Warp& w = cuda_emu::warps[threadIdx.x >> 5];
+  w.xch[lane] = v;
+  w.bar.arrive_and_wait();
+  const float r = w.xch[unsigned(src_lane) & 31];
   w.bar.arrive_and_wait();
   return r;
 }

@@ -55,6 +55,9 @@ std::vector<Case> cases() {
   add({"b1-d3-l9-n200-const", 1, 3, 9, 200, 1, false, false, true, true, false, true, true, true, {}, 8});
   add({"b1-d40-varlen-n16-g4", 1, 40, 100, 16, 4, true, true, true, true, true, true, true, true, {0, 30, 30, 31, 100}, 32});
   add({"b1-d6-varlen-n8-g2", 1, 6, 50, 8, 2, true, true, false, true, true, true, true, true, {0, 17, 50}, 32});
+  // several tiles of 256 steps (carries across tiles; l % 8 == 0: the 16-byte vector loads)
+  add({"b1-d9-l520-n16-g1-tiles", 1, 9, 520, 16, 1, true, true, true, true, true, true, true, true, {}, 32});
+  add({"b1-d6-varlen-long-n4-g2", 1, 6, 700, 4, 2, true, true, true, true, true, true, true, true, {0, 300, 301, 700}, 16});
   add({"b3-d5-l1-n16", 3, 5, 1, 16, 1, true, true, true, true, true, true, true, true, {}, 32});
   add({"b2-d5-l0-n16", 2, 5, 0, 16, 1, true, true, true, true, true, true, true, true, {}, 32});
   Case c = {"b2-d12-l70-n16-g3-bf16", 2, 12, 70, 16, 3, true, true, true, true, true, true, true, true, {}, 32};
@@ -66,7 +69,7 @@ std::vector<Case> cases() {
   c = {"b2-d12-l45-n16-g2-padded", 2, 12, 45, 16, 2, true, true, true, true, true, true, true, true, {}, 32};
   c.padded = true;
   add(c);
-  c = {"b2-d12-l45-n16-g2-padded-ckpt4", 2, 12, 45, 16, 2, true, true, true, true, true, true, true, true, {}, 4};
+  c = {"b2-d12-l45-n16-g2-padded-ckpt8", 2, 12, 45, 16, 2, true, true, true, true, true, true, true, true, {}, 8};
   c.padded = true;
   add(c);
   return cs;
