@@ -294,6 +294,17 @@ def test_strided_and_misaligned_inputs(backend, cl):
     assert_close(dx, dx_ref, torch.float32, name="dx")
 
 
+@pytest.mark.parametrize("cl", LAYOUTS, ids=_lid)
+@pytest.mark.parametrize("w", [4, 7])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=lambda t: str(t)[6:])
+@pytest.mark.parametrize("backend", ["ref", "cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_long_rows_16bit(backend, dtype, w, cl):
+    """16-bit rows long enough for several CUDA load groups and segments (16-byte vector paths), with a tail."""
+    dev = _skip_unless(backend)
+    case = make_case(2, 3, [2600], w, dtype, device=dev, channel_last=cl, init=True)
+    check_conv(case, backend)
+
+
 def _gradcheck_case(cl, varlen):
     case = make_case(2, 3, [2, 0, 5, 1] if varlen else [6], 3, F64, channel_last=cl, varlen=varlen, init=True)
     return case

@@ -30,12 +30,16 @@ template <typename T, int kW> constexpr int min_blocks() { return (sizeof(T) == 
 }  // namespace bwd_cl
 
 // ------------------------------------------------------------------------------------------ channel-first
-// Chunks are processed last to first, so lane 31 gets the dpre after its positions from lane 0 of the chunk
-// done just before (the segment's last chunk: from lanes 0..H-1 computing one position each from scratch).
+// Segments as in the forward (fwd_cf::seg_chunks), load groups of bwd_group<T>() chunks of x and dy (64 bytes
+// per lane), processed last to first with the previous group's loads in flight. Lane 31 gets the dpre after
+// its positions from lane 0 of the chunk done just before (the segment's last chunk: from lanes 0..H-1
+// computing one position each from scratch). Lane 0 gets the inputs before its positions from lane 31 of the
+// chunk below (same group), or, for a group's first chunk, from H scalars it loads with the group.
 template <typename T, int kW>
 __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec, bool dy_vec, bool dx_vec,
-                                               int64_t row, int64_t seg, int lane) {
+                                               int64_t row, int64_t seg, int sc, int lane) {
   using namespace fwd_cf;
+  constexpr int G = bwd_group<T>();
   constexpr int H = kW - 1;
   const int64_t b = row / p.dim, c = row - b * p.dim;
   const int64_t L = p.seqlen;
@@ -50,43 +54,44 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);
 
-  const int64_t seg0 = seg * kSegLen;
-  const int nchunks = static_cast<int>(((L - seg0 < kSegLen ? L - seg0 : kSegLen) + kChunkLen - 1) / kChunkLen);
-  auto load_chunk = [&](int k, Raw<T, kN>& xd, Raw<T, kN>& gd) {
-    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
-    const int64_t nv = (k >= 0 && k < nchunks) ? L - t0 : 0;
-    load_raw<T, kN>(x + t0, nv, x_vec, xd);
-    load_raw<T, kN>(dy + t0, nv, dy_vec, gd);
-  };
-  // Chunks k (xc, gc; converted), k-1 (xp, gp) and k-2 (xp2, gp2; raw): loads run two chunks ahead.
-  Raw<T, kN> xp, gp, xp2, gp2;
-  float xc[kN], gc[kN];
-  load_chunk(nchunks - 1, xp, gp);
+  const int64_t seg0 = seg * sc * kChunkLen;
+  const int64_t seg_len = L - seg0 < int64_t(sc) * kChunkLen ? L - seg0 : int64_t(sc) * kChunkLen;
+  const int ngroups = static_cast<int>((seg_len + G * kChunkLen - 1) / (G * kChunkLen));
+  auto load_group = [&](int g, Raw<T, kN> (&xd)[G], Raw<T, kN> (&gd)[G], float (&hd)[H]) {
+    const bool valid = g >= 0 && g < ngroups;
 #pragma unroll
-  for (int e = 0; e < kN; ++e) { xc[e] = to_f(xp.e[e]); gc[e] = to_f(gp.e[e]); }
-  load_chunk(nchunks - 2, xp, gp);
-  float halo[H];  // inputs before the segment (lane 0 of chunk 0); initial state before position 0
-#pragma unroll
-  for (int j = 0; j < H; ++j) {
-    const int64_t pos = seg0 - H + j;
-    float hv = 0.f;
-    if (lane == 0) {
-      if (pos >= 0) hv = to_f(x[pos]);
-      else if (!varlen && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
+    for (int s = 0; s < G; ++s) {
+      const int64_t t0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen + lane * kN;
+      const int64_t nv = valid ? L - t0 : 0;
+      load_raw<T, kN>(x + t0, nv, x_vec, xd[s]);
+      load_raw<T, kN>(dy + t0, nv, dy_vec, gd[s]);
     }
-    halo[j] = hv;
-  }
+    // Inputs before the group (lane 0); before position 0 the initial state (zeros with varlen).
+#pragma unroll
+    for (int j = 0; j < H; ++j) {
+      const int64_t pos = seg0 + static_cast<int64_t>(g) * G * kChunkLen - H + j;
+      float hv = 0.f;
+      if (valid && lane == 0) {
+        if (pos >= 0) hv = to_f(x[pos]);
+        else if (!varlen && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
+      }
+      hd[j] = hv;
+    }
+  };
+  Raw<T, kN> cx[G], cg[G], nx[G], ng[G];  // current group (g) and the one in flight (g - 1)
+  float ch[H], nh[H];
+  load_group(ngroups - 1, cx, cg, ch);
   float carry[H];  // dpre at the H positions after the current chunk
   {
-    const int64_t q = seg0 + kSegLen + lane;  // q - H >= 1024 - 7: inside the row
+    const int64_t q = seg0 + int64_t(sc) * kChunkLen + lane;  // first positions of the next segment
     float dq = 0.f;
     if (lane < H && q < L) {
       float z = bias;
 #pragma unroll
       for (int i = 0; i < kW; ++i)
         if (i >= pad) z = fmaf(w[i], to_f(x[q - H + i]), z);
-      const float g = to_f(dy[q]);
-      dq = p.silu ? g * dsilu_f(z) : g;
+      const float gq = to_f(dy[q]);
+      dq = p.silu ? gq * dsilu_f(z) : gq;
     }
 #pragma unroll
     for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, dq, j);
@@ -97,60 +102,69 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
   for (int i = 0; i < kW; ++i) dw[i] = 0.f;
 
 #pragma unroll 1
-  for (int k = nchunks - 1; k >= 0; --k) {
-    load_chunk(k - 2, xp2, gp2);
-    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
-    float prev[H];
+  for (int g = ngroups - 1; g >= 0; --g) {
+    load_group(g - 1, nx, ng, nh);  // in flight while group g is computed
 #pragma unroll
-    for (int j = 0; j < H; ++j) {
-      const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
-      const float from = __shfl_sync(kFullMask, to_f(xp.e[kN - H + j]), 31);  // chunk k-1 (zeros if k == 0)
-      prev[j] = lane == 0 ? (k == 0 ? halo[j] : from) : up;
-    }
-    float dp[kN];
+    for (int s = G - 1; s >= 0; --s) {
+      const int64_t c0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen;
+      if (c0 >= L) continue;  // warp-uniform (only in the row's last group)
+      const int64_t t0 = c0 + lane * kN;
+      float xc[kN], gc[kN];
 #pragma unroll
-    for (int e = 0; e < kN; ++e) {
-      float z = bias;
+      for (int e = 0; e < kN; ++e) { xc[e] = to_f(cx[s].e[e]); gc[e] = to_f(cg[s].e[e]); }
+      float prev[H];
 #pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int q = e + i;
-        if (i >= pad) z = fmaf(w[i], q < H ? prev[q] : xc[q - H], z);
+      for (int j = 0; j < H; ++j) {
+        const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
+        float below = ch[j];
+        if (s > 0) below = __shfl_sync(kFullMask, to_f(cx[s > 0 ? s - 1 : 0].e[kN - H + j]), 31);
+        prev[j] = lane == 0 ? below : up;
       }
-      dp[e] = p.silu ? gc[e] * dsilu_f(z) : gc[e];
+      float dp[kN];
 #pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int q = e + i;
-        if (i >= pad) dw[i] = fmaf(dp[e], q < H ? prev[q] : xc[q - H], dw[i]);
+      for (int e = 0; e < kN; ++e) {
+        float z = bias;
+#pragma unroll
+        for (int i = 0; i < kW; ++i) {
+          const int q = e + i;
+          if (i >= pad) z = fmaf(w[i], q < H ? prev[q] : xc[q - H], z);
+        }
+        dp[e] = p.silu ? gc[e] * dsilu_f(z) : gc[e];
+#pragma unroll
+        for (int i = 0; i < kW; ++i) {
+          const int q = e + i;
+          if (i >= pad) dw[i] = fmaf(dp[e], q < H ? prev[q] : xc[q - H], dw[i]);
+        }
+        db += dp[e];
       }
-      db += dp[e];
-    }
 
-    // dpre after this lane's 8 positions: from the lane above, or (lane 31) the chunk done before.
-    float nxt[H];
+      // dpre after this lane's 8 positions: from the lane above, or (lane 31) the chunk done before.
+      float nxt[H];
 #pragma unroll
-    for (int j = 0; j < H; ++j) {
-      const float dn = __shfl_down_sync(kFullMask, dp[j], 1);
-      nxt[j] = lane == 31 ? carry[j] : dn;
-    }
-#pragma unroll
-    for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, dp[j], 0);
-
-    float dxo[kN];
-#pragma unroll
-    for (int e = 0; e < kN; ++e) {
-      float acc = 0.f;
-#pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int m = e + H - i;
-        if (i >= pad) acc = fmaf(w[i], m < kN ? dp[m] : nxt[m - kN], acc);
+      for (int j = 0; j < H; ++j) {
+        const float dn = __shfl_down_sync(kFullMask, dp[j], 1);
+        nxt[j] = lane == 31 ? carry[j] : dn;
       }
-      dxo[e] = acc;
-    }
-    if (t0 < L) store_n<T, kN>(dx + t0, 1, L - t0, dx_vec, dxo);
 #pragma unroll
-    for (int e = 0; e < kN; ++e) { xc[e] = to_f(xp.e[e]); gc[e] = to_f(gp.e[e]); }
-    xp = xp2;
-    gp = gp2;
+      for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, dp[j], 0);
+
+      float dxo[kN];
+#pragma unroll
+      for (int e = 0; e < kN; ++e) {
+        float acc = 0.f;
+#pragma unroll
+        for (int i = 0; i < kW; ++i) {
+          const int m = e + H - i;
+          if (i >= pad) acc = fmaf(w[i], m < kN ? dp[m] : nxt[m - kN], acc);
+        }
+        dxo[e] = acc;
+      }
+      if (t0 < L) store_n<T, kN>(dx + t0, 1, L - t0, dx_vec, dxo);
+    }
+#pragma unroll
+    for (int s = 0; s < G; ++s) { cx[s] = nx[s]; cg[s] = ng[s]; }
+#pragma unroll
+    for (int j = 0; j < H; ++j) ch[j] = nh[j];
   }
 
   // Warp sums of the weight / bias gradients -> one partial row per segment.
@@ -161,7 +175,7 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
     db += __shfl_xor_sync(kFullMask, db, off);
   }
   if (lane == 0) {
-    const int64_t pidx = b * ((L + kSegLen - 1) / kSegLen) + seg;
+    const int64_t pidx = b * num_segs(L, sc) + seg;
 #pragma unroll
     for (int i = 0; i < kW; ++i)
       if (i >= pad) p.dweight_partial[(pidx * p.dim + c) * width + (i - pad)] = dw[i];
@@ -170,15 +184,15 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
 }
 
 template <typename T, int kW>
-__global__ void __launch_bounds__(fwd_cf::kThreads)
-    conv1d_bwd_cf_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec) {
+__global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::bwd_min_blocks<T, kW>())
+    conv1d_bwd_cf_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec, int sc) {
   using namespace fwd_cf;
   const int lane = threadIdx.x & 31;
-  const int64_t nseg = (p.seqlen + kSegLen - 1) / kSegLen;
+  const int64_t nseg = num_segs(p.seqlen, sc);
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (gw >= p.batch * p.dim * nseg) return;  // whole warps only
   const int64_t row = gw / nseg, seg = gw - row * nseg;
-  bwd_cf_segment<T, kW>(p, x_vec, dy_vec, dx_vec, row, seg, lane);
+  bwd_cf_segment<T, kW>(p, x_vec, dy_vec, dx_vec, row, seg, sc, lane);
 }
 
 // ------------------------------------------------------------------------------------------ channel-last

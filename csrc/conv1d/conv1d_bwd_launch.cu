@@ -18,10 +18,10 @@ void bwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
         aligned16(p.dy) && stride16(p.dy_batch_stride, p.batch, es) && stride16(p.dy_c_stride, p.dim, es);
     const bool dx_vec =
         aligned16(p.dx) && stride16(p.dx_batch_stride, p.batch, es) && stride16(p.dx_c_stride, p.dim, es);
-    const int64_t nseg = (p.seqlen + kSegLen - 1) / kSegLen;
-    const int64_t blocks = (p.batch * p.dim * nseg + kWarps - 1) / kWarps;
+    const int sc = seg_chunks(p.batch * p.dim, p.seqlen);
+    const int64_t blocks = (p.batch * p.dim * num_segs(p.seqlen, sc) + kWarps - 1) / kWarps;
     if (blocks > 0)
-      conv1d_bwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, dy_vec, dx_vec);
+      conv1d_bwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, dy_vec, dx_vec, sc);
   } else {
     using namespace bwd_cl;
     const bool x_vec =

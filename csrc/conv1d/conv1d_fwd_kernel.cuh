@@ -4,11 +4,13 @@
 // `width` taps; the first pad = kW - width taps are absent and skipped by a per-tap predicate (a predicated
 // FMA costs what an FMA costs), so an inf/NaN in x never leaks into outputs it does not feed.
 //
-// Channel-first (x_l_stride == 1): one warp owns a segment of kSegLen = 4 x 256 positions of one (b, c) row;
-// each lane holds 8 consecutive positions of a 256-chunk (one 16-byte load for 16-bit types, two for fp32),
-// loads run two chunks ahead of the math. The w-1 inputs before a lane's 8 come from the lane below by
-// shuffle, from lane 31 of the previous chunk, or (segment start) a few scalar loads by lane 0; positions
-// before 0 read the initial state. x is read once and y written once from HBM.
+// Channel-first (x_l_stride == 1): one warp owns a segment of 4, 8 or 16 chunks of 256 positions of one (b, c)
+// row (fwd_cf::seg_chunks: long segments unless the grid would be too small); each lane holds 8 consecutive
+// positions of a chunk (one 16-byte load for 16-bit types, two for fp32). Loads come in groups of 64 bytes
+// per lane (4 chunks for 16-bit types, 2 for fp32), the next group in flight while the current one is
+// computed. The w-1 inputs before a lane's 8 come from the lane below by shuffle, from lane 31 of the
+// previous chunk, or (segment start) a few scalar loads by lane 0; positions before 0 read the initial state.
+// x is read once and y written once from HBM.
 //
 // Channel-last (x_c_stride == 1): one lane owns 4 channels (one 8/16-byte vector) of a tile of kTL time steps
 // and slides a window of the last w-1 inputs in registers; the w-1 steps before the tile are re-read (L2).
@@ -26,10 +28,27 @@ namespace conv1d {
 namespace fwd_cf {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kN = 8;                         // positions per lane per chunk
-constexpr int kChunks = 4;                    // chunks per warp segment
-constexpr int kChunkLen = 32 * kN;            // 256
-constexpr int kSegLen = kChunkLen * kChunks;  // 1024
+constexpr int kN = 8;                  // positions per lane per chunk
+constexpr int kChunkLen = 32 * kN;     // 256 positions per warp chunk
+constexpr int kMaxSegChunks = 16;      // warp segments of 4, 8 or 16 chunks (1024 .. 4096 positions)
+constexpr int64_t kTargetWarps = 16384;  // ~4 waves of 32 resident warps on 132 SMs
+// Chunks per load group: a lane issues 64 bytes of independent 16-byte loads per group (forward: x; backward:
+// x and dy), and the next group is in flight while the current one is computed. With >= 24 resident warps per
+// SM that is >= 48 KB of loads in flight per SM (H200 needs ~32-40 KB to saturate HBM).
+template <typename T> constexpr int fwd_group() { return sizeof(T) == 2 ? 4 : 2; }
+template <typename T> constexpr int bwd_group() { return sizeof(T) == 2 ? 2 : 1; }
+// Segment length (in chunks) for rows of length L: as long as possible (the per-segment halo, pipeline fill
+// and backward tail cost less) while the grid still has ~kTargetWarps warps. Multiple of both group sizes.
+// Occupancy caps (blocks of 128 per SM), chosen from ptxas -v on sm_90a so that nothing spills.
+template <typename T, int kW> constexpr int fwd_min_blocks() { return 1; }  // 16-bit w4: 90 regs, 5 blocks
+template <typename T, int kW> constexpr int bwd_min_blocks() { return kW == 4 ? 4 : 3; }
+inline int seg_chunks(int64_t rows, int64_t L) {
+  const int64_t nchunks = (L + kChunkLen - 1) / kChunkLen;
+  int sc = kMaxSegChunks;
+  while (sc > 4 && rows * ((nchunks + sc - 1) / sc) < kTargetWarps) sc /= 2;
+  return sc;
+}
+__host__ __device__ inline int64_t num_segs(int64_t L, int sc) { return (L + int64_t(sc) * kChunkLen - 1) / (int64_t(sc) * kChunkLen); }
 }  // namespace fwd_cf
 
 namespace fwd_cl {
@@ -110,8 +129,9 @@ __device__ __forceinline__ float pre_any(const Conv1dParams& p, int64_t b, int64
 // ------------------------------------------------------------------------------------------ channel-first
 template <typename T, int kW>
 __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec, bool y_vec, int64_t row,
-                                               int64_t seg, int lane) {
+                                               int64_t seg, int sc, int lane) {
   using namespace fwd_cf;
+  constexpr int G = fwd_group<T>();
   constexpr int H = kW - 1;  // halo length (bucket)
   const int64_t b = row / p.dim, c = row - b * p.dim;
   const int64_t L = p.seqlen;
@@ -125,18 +145,19 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);
 
-  const int64_t seg0 = seg * kSegLen;
-  const int nchunks = static_cast<int>(((L - seg0 < kSegLen ? L - seg0 : kSegLen) + kChunkLen - 1) / kChunkLen);
-  auto load_chunk = [&](int k, Raw<T, kN>& dst) {
-    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
-    load_raw<T, kN>(x + t0, k < nchunks ? L - t0 : 0, x_vec, dst);
-  };
-  Raw<T, kN> xn, xn2;  // chunks k+1, k+2 (loads run two chunks ahead of the math)
-  float xc[kN];        // chunk k
-  load_chunk(0, xn);
+  const int64_t seg0 = seg * sc * kChunkLen;
+  const int64_t seg_len = L - seg0 < int64_t(sc) * kChunkLen ? L - seg0 : int64_t(sc) * kChunkLen;
+  const int ngroups = static_cast<int>((seg_len + G * kChunkLen - 1) / (G * kChunkLen));
+  // Group g = chunks g*G .. g*G+G-1 of the segment; lane holds positions lane*8 .. lane*8+7 of each chunk.
+  auto load_group = [&](int g, Raw<T, kN> (&dst)[G]) {
 #pragma unroll
-  for (int e = 0; e < kN; ++e) xc[e] = to_f(xn.e[e]);
-  load_chunk(1, xn);
+    for (int s = 0; s < G; ++s) {
+      const int64_t t0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen + lane * kN;
+      load_raw<T, kN>(x + t0, g < ngroups ? L - t0 : 0, x_vec, dst[s]);
+    }
+  };
+  Raw<T, kN> cur[G], nxt[G];
+  load_group(0, cur);
   // Inputs before the segment (lane 0 of chunk 0). Before position 0: the initial state of row b (without
   // varlen; with varlen zeros, and the fix kernel redoes each sequence's first outputs).
   float carry[H];
@@ -152,44 +173,52 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   }
 
 #pragma unroll 1
-  for (int k = 0; k < nchunks; ++k) {
-    load_chunk(k + 2, xn2);
-    const int64_t t0 = seg0 + static_cast<int64_t>(k) * kChunkLen + lane * kN;
-    float prev[H];  // window = [prev (H inputs before t0) | xc (kN inputs from t0)]
+  for (int g = 0; g < ngroups; ++g) {
+    load_group(g + 1, nxt);  // in flight while group g is computed
 #pragma unroll
-    for (int j = 0; j < H; ++j) {
-      const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
-      prev[j] = lane == 0 ? carry[j] : up;
-    }
+    for (int s = 0; s < G; ++s) {
+      const int64_t c0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen;
+      if (c0 >= L) break;  // warp-uniform
+      const int64_t t0 = c0 + lane * kN;
+      float xc[kN];
 #pragma unroll
-    for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, xc[kN - H + j], 31);
-    float out[kN];
+      for (int e = 0; e < kN; ++e) xc[e] = to_f(cur[s].e[e]);
+      float prev[H];  // window = [prev (H inputs before t0) | xc (kN inputs from t0)]
 #pragma unroll
-    for (int e = 0; e < kN; ++e) {
-      float acc = bias;
-#pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int q = e + i;
-        if (i >= pad) acc = fmaf(w[i], q < H ? prev[q] : xc[q - H], acc);
+      for (int j = 0; j < H; ++j) {
+        const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
+        prev[j] = lane == 0 ? carry[j] : up;
       }
-      out[e] = p.silu ? silu_f(acc) : acc;
-    }
-    if (t0 < L) store_n<T, kN>(y + t0, 1, L - t0, y_vec, out);
 #pragma unroll
-    for (int e = 0; e < kN; ++e) xc[e] = to_f(xn.e[e]);
-    xn = xn2;
+      for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, xc[kN - H + j], 31);
+      float out[kN];
+#pragma unroll
+      for (int e = 0; e < kN; ++e) {
+        float acc = bias;
+#pragma unroll
+        for (int i = 0; i < kW; ++i) {
+          const int q = e + i;
+          if (i >= pad) acc = fmaf(w[i], q < H ? prev[q] : xc[q - H], acc);
+        }
+        out[e] = p.silu ? silu_out<T>(acc) : acc;
+      }
+      if (t0 < L) store_n<T, kN>(y + t0, 1, L - t0, y_vec, out);
+    }
+#pragma unroll
+    for (int s = 0; s < G; ++s) cur[s] = nxt[s];
   }
 }
 
 template <typename T, int kW>
-__global__ void __launch_bounds__(fwd_cf::kThreads) conv1d_fwd_cf_kernel(Conv1dParams p, bool x_vec, bool y_vec) {
+__global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::fwd_min_blocks<T, kW>()) conv1d_fwd_cf_kernel(Conv1dParams p, bool x_vec, bool y_vec,
+                                                                         int sc) {
   using namespace fwd_cf;
   const int lane = threadIdx.x & 31;
-  const int64_t nseg = (p.seqlen + kSegLen - 1) / kSegLen;
+  const int64_t nseg = num_segs(p.seqlen, sc);
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (gw >= p.batch * p.dim * nseg) return;  // whole warps only: the segment code shuffles
   const int64_t row = gw / nseg, seg = gw - row * nseg;
-  fwd_cf_segment<T, kW>(p, x_vec, y_vec, row, seg, lane);
+  fwd_cf_segment<T, kW>(p, x_vec, y_vec, row, seg, sc, lane);
 }
 
 // ------------------------------------------------------------------------------------------ channel-last

@@ -15,10 +15,10 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
     using namespace fwd_cf;
     const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_c_stride, p.dim, es);
     const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_c_stride, p.dim, es);
-    const int64_t nseg = (p.seqlen + kSegLen - 1) / kSegLen;
-    const int64_t blocks = (p.batch * p.dim * nseg + kWarps - 1) / kWarps;
+    const int sc = seg_chunks(p.batch * p.dim, p.seqlen);
+    const int64_t blocks = (p.batch * p.dim * num_segs(p.seqlen, sc) + kWarps - 1) / kWarps;
     if (blocks > 0)
-      conv1d_fwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, y_vec);
+      conv1d_fwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, y_vec, sc);
   } else {
     using namespace fwd_cl;
     constexpr int C = channels<T>();

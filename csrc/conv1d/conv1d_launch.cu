@@ -28,7 +28,8 @@ const char* check_common(const Conv1dParams& p, bool channel_last) {
     return "conv1d (CUDA): x needs a unit stride along channels (channel-last) or time (channel-first)";
   if (channel_last && (p.batch > kMaxGridYZ || (p.dim + 63) / 64 > kMaxGridYZ))
     return "conv1d (CUDA): batch or dim too large for the channel-last grid";
-  const int64_t cf_blocks = p.batch * p.dim * ((p.seqlen + fwd_cf::kSegLen - 1) / fwd_cf::kSegLen) / fwd_cf::kWarps;
+  const int64_t cf_blocks =
+      p.batch * p.dim * fwd_cf::num_segs(p.seqlen, fwd_cf::seg_chunks(p.batch * p.dim, p.seqlen)) / fwd_cf::kWarps;
   if (!channel_last && cf_blocks >= (int64_t(1) << 31)) return "conv1d (CUDA): tensor too large for the grid";
   return nullptr;
 }
@@ -36,7 +37,7 @@ const char* check_common(const Conv1dParams& p, bool channel_last) {
 // Partial rows of dweight / dbias written by the tiled backward kernel (then one correction row per sequence
 // with varlen, written by conv1d_bwd_fix_kernel).
 int64_t main_partials(const Conv1dParams& p, bool channel_last) {
-  if (!channel_last) return p.batch * ((p.seqlen + fwd_cf::kSegLen - 1) / fwd_cf::kSegLen);
+  if (!channel_last) return p.batch * fwd_cf::num_segs(p.seqlen, fwd_cf::seg_chunks(p.batch * p.dim, p.seqlen));
   constexpr int64_t kBlockL = bwd_cl::kWarps * bwd_cl::kTL;
   return p.batch * ((p.seqlen + kBlockL - 1) / kBlockL);
 }

@@ -11,6 +11,7 @@ namespace mamba_kernels {
 namespace conv1d {
 
 constexpr int kUpdateThreads = 128;
+constexpr int kUpdateMaxState = 8;  // states up to this length are shifted with all loads before the stores
 
 template <typename T, int kW, bool kMasked>
 __device__ __forceinline__ void update_row(const Conv1dUpdateParams& p, int64_t b, int64_t c, int64_t slot) {
@@ -33,12 +34,28 @@ __device__ __forceinline__ void update_row(const Conv1dUpdateParams& p, int64_t 
     const int64_t pos = Ls - H + j;
     win[j] = pos >= 0 ? to_f(st[pos * p.state_l_stride]) : 0.f;
   }
-  for (int64_t j = 0; j < Ls; ++j) {
-    const int64_t src = j + K;
-    st[j * p.state_l_stride] = src < Ls ? st[src * p.state_l_stride] : x[(src - Ls) * p.x_l_stride];
+  const float x0 = K > 0 ? to_f(x[0]) : 0.f;  // loaded with the state, before the state stores
+  if (Ls <= kUpdateMaxState) {
+    // Short states (the usual w-1): every load of the shifted state is issued before any store, so the whole
+    // update costs one memory round trip. (A load after a store to the same row cannot be hoisted by the
+    // compiler: the shift loop below serialises one round trip per entry.)
+    T ns[kUpdateMaxState];
+#pragma unroll
+    for (int j = 0; j < kUpdateMaxState; ++j) {
+      const int64_t src = j + K;
+      if (j < Ls) ns[j] = src < Ls ? st[src * p.state_l_stride] : x[(src - Ls) * p.x_l_stride];
+    }
+#pragma unroll
+    for (int j = 0; j < kUpdateMaxState; ++j)
+      if (j < Ls) st[j * p.state_l_stride] = ns[j];
+  } else {
+    for (int64_t j = 0; j < Ls; ++j) {
+      const int64_t src = j + K;
+      st[j * p.state_l_stride] = src < Ls ? st[src * p.state_l_stride] : x[(src - Ls) * p.x_l_stride];
+    }
   }
   for (int64_t t = 0; t < K; ++t) {
-    const float xt = to_f(x[t * p.x_l_stride]);
+    const float xt = t == 0 ? x0 : to_f(x[t * p.x_l_stride]);
     float acc = bias;
 #pragma unroll
     for (int i = 0; i < kW; ++i) {

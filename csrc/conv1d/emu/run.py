@@ -3,7 +3,8 @@
     python csrc/conv1d/emu/run.py [--asan] [extra pytest args]
 
 1. Copies csrc/conv1d/*.{h,cuh,cu} and csrc/common/*.h into a build folder ($CONV1D_EMU_BUILD, default
-   /tmp/mamba_kernels_conv1d_emu), rewriting every `kernel<<<grid, block, smem, stream>>>(args);` into
+   /tmp/mamba_kernels_conv1d_emu), lowering the channel-first grid target (fwd_cf::kTargetWarps) so that the
+   small test shapes see every segment length, rewriting every `kernel<<<grid, block, smem, stream>>>(args);` into
    `emu_launch(dim3(grid), dim3(block), [&] { kernel(args); });`, and the torch binding conv1d_bind_cuda.cpp
    into a CPU one (same op names, registered for the CPU dispatch key).
 2. Builds them as a torch extension with g++ -std=c++20, include/ first on the include path: the kernels'
@@ -11,7 +12,8 @@
 3. Runs tests/test_conv1d.py with backend "cuda" served by the emulated ops on CPU tensors (the tests that
    need a real device are deselected). --asan builds with AddressSanitizer and preloads it, so an
    out-of-bounds read or write by a kernel aborts the run.
-Kernel sources are used unmodified; only the launch syntax and the binding's CUDA stream/guard are rewritten.
+Kernel code is used unmodified; only the launch syntax, the grid target above and the binding's CUDA stream/guard
+are rewritten.
 """
 import glob
 import os
@@ -76,6 +78,14 @@ def prepare(build):
                       "  if (vec && n_valid >= N) { emu_check_align(p, V::kWordBytes);\n#pragma unroll\n"
                       "    for (int i = 0; i < V::kWords; ++i)")
     open(common, "w").write(c)
+    # The channel-first segment length depends on the grid size (fwd_cf::seg_chunks): with the production
+    # target the tests' small grids would only ever see the shortest segments. A target of 8 warps gives a mix
+    # (4096-long rows of the ragged tests: 2 segments of 2048; others 1024 or 4096).
+    fwd = os.path.join(build, "src", "conv1d", "conv1d_fwd_kernel.cuh")
+    c = open(fwd).read()
+    anchor = "constexpr int64_t kTargetWarps = 16384;"
+    assert anchor in c, anchor
+    open(fwd, "w").write(c.replace(anchor, "constexpr int64_t kTargetWarps = 8;"))
     sources = []
     for f in glob.glob(os.path.join(CSRC, "conv1d", "*.cu")):
         out = os.path.join(build, "src", "conv1d", os.path.basename(f)[:-3] + "_emu.cpp")
