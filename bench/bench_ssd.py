@@ -152,3 +152,48 @@ def bench_ssd_triton_small(benchmark, harness):
     fn = _ours("triton")
     harness.measure(benchmark, kernel="ssd_fwd", impl="mamba_kernels:triton", shape=dict(s, chunk=Q),
                     dtype="bfloat16", fn=lambda: fn(inp), bytes=_bytes(**s), flops=_flops(**s))
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_ssd_fwd_legacy_scan(benchmark, harness, shape):
+    """A/B: the forward with the previous chunk-scan kernel (one head per program) instead of the head-block one."""
+    from mamba_kernels.ssd import triton as tri
+    s = SHAPES[shape]
+    fn = _ours("triton")
+    inp = _inputs(**s)
+    tri._FWD["scan"] = "legacy"
+    try:
+        harness.measure(benchmark, kernel="ssd_fwd", impl="mamba_kernels:triton[legacy-scan]",
+                        shape=dict(s, chunk=Q), dtype="bfloat16", fn=lambda: fn(inp), bytes=_bytes(**s),
+                        flops=_flops(**s), note="D, z, dt_bias, softplus; _FWD['scan'] = 'legacy'")
+    finally:
+        tri._FWD["scan"] = "heads"
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("phase", ["fwd", "bwd"])
+def bench_ssd_kernels(benchmark, harness, phase, shape):
+    """Per-kernel GPU times of one forward (no pre-gate store, as without autograd) or one backward: the launches
+    are recorded, replayed once in order (so every intermediate holds real values), then each is timed alone.
+    Rows: kernel ssd_<phase>_part, impl mamba_kernels:triton:<launch index>:<kernel name>."""
+    from mamba_kernels.ssd import triton as tri
+    s = SHAPES[shape]
+    inp = _inputs(**s)
+    x, dt, A, B, C, D, z, bias = (inp[k] for k in ("x", "dt", "A", "B", "C", "D", "z", "dt_bias"))
+    args = (x, dt, A, B, C, Q, D, z, bias, True, None, None, None)
+    _, ypre, s_in, _ = tri.ssd_fwd(*args, need_ypre=True)
+    major, minor = torch.cuda.get_device_capability()
+    with tri.record_launches(10 * major + minor) as rec:
+        if phase == "fwd":
+            tri.ssd_fwd(*args, need_ypre=False)
+        else:
+            tri.ssd_bwd(torch.randn_like(x), None, None, x, dt, A, B, C, Q, D, z, bias, True, None, None, None,
+                        ypre, s_in)
+    for i in range(len(rec.launches)):
+        rec.replay(i)
+    torch.cuda.synchronize()
+    for i, (kernel, *_rest) in enumerate(rec.launches):
+        harness.measure(benchmark if i == 0 else None, kernel=f"ssd_{phase}_part",
+                        impl=f"mamba_kernels:triton:{i}:{kernel.__name__}", shape=dict(s, chunk=Q),
+                        dtype="bfloat16", fn=lambda i=i: rec.replay(i), bytes=0, flops=0,
+                        note="one kernel of the launch sequence, replayed alone")

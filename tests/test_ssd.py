@@ -10,14 +10,16 @@ F64 = torch.float64
 
 
 def make_inputs(b, l, h, p, n, g, *, dtype=F64, device="cpu", D_shape="h", z=True, bias=True, init=False,
-                nseq=None, requires_grad=False):
-    """Fresh random inputs; dt around softplus range, A negative. nseq: number of initial states (varlen)."""
+                nseq=None, requires_grad=False, A_scale=None):
+    """Fresh random inputs; dt around softplus range, A negative (times A_scale (h,) if given: steep decays).
+    nseq: number of initial states (varlen)."""
     def r(*s, scale=1.0, dt_=dtype):
         return (torch.randn(*s, dtype=F64) * scale).to(dt_).to(device)
     inp = dict(
         x=r(b, l, h, p),
         dt=r(b, l, h, scale=0.5) - 1.0,
-        A=-(torch.rand(h, dtype=F64) + 0.5).to(torch.float32 if dtype != F64 else F64).to(device),
+        A=(-(torch.rand(h, dtype=F64) + 0.5) * (1.0 if A_scale is None else torch.tensor(A_scale, dtype=F64))
+           ).to(torch.float32 if dtype != F64 else F64).to(device),
         B=r(b, l, g, n, scale=0.5),
         C=r(b, l, g, n, scale=0.5),
     )
@@ -109,11 +111,12 @@ def _skip_unavailable(backend, device):
 
 
 def check_against_ref(backend, device, dtype, b, l, h, p, n, g, chunk, *, cu=None, D_shape="h", z=True, bias=True,
-                      init=True, softplus=True, dt_limit=(0.01, 3.0), grads=True, factor=1.0, grad_factor=4.0):
+                      init=True, softplus=True, dt_limit=(0.01, 3.0), grads=True, factor=1.0, grad_factor=4.0,
+                      A_scale=None):
     """Forward outputs (y, final states, chunk states) and every gradient vs the float64 reference."""
     nseq = None if cu is None else len(cu) - 1
     inp = make_inputs(b, l, h, p, n, g, dtype=dtype, device=device, D_shape=D_shape, z=z, bias=bias, init=init,
-                      nseq=nseq, requires_grad=grads)
+                      nseq=nseq, requires_grad=grads, A_scale=A_scale)
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device=device)
     kw = dict(dt_softplus=softplus, dt_limit=dt_limit, cu_seqlens=cu_t, return_final_states=True,
               return_chunk_states=True)
@@ -154,6 +157,9 @@ CPU_CASES = {
     "b1-l100-h4-p32-n16-g2-Q48": (1, 100, 4, 32, 16, 2, 48, {}),
     "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp": (1, 70, 2, 32, 24, 2, 32, dict(D_shape="hp")),
     "b1-l90-h4-p16-n16-g1-varlen-Q32": (1, 90, 4, 16, 16, 1, 32, dict(cu=[0, 5, 40, 41, 90])),
+    # steep decay on some heads (|A dt| ~ 10-40 per token): the forward chunk scan's diagonal blocks exceed its
+    # factorisation span and take the exact per-head path; other blocks / heads stay on the shared-dot path
+    "b1-l60-h4-p16-n16-g1-Q32-steep": (1, 60, 4, 16, 16, 1, 32, dict(A_scale=[40.0, 1.0, 1.0, 0.02])),
 }
 
 
@@ -180,8 +186,10 @@ def test_triton_cpu_half_inputs(dtype):
     check_against_ref("triton", "cpu", dtype, 1, 50, 4, 32, 16, 2, 32, D_shape="hp", grad_factor=5.0)
 
 
-@pytest.mark.parametrize("case", [(1, 300, 4, 64, 128, 2, 256), (1, 200, 2, 128, 64, 2, 128)],
-                         ids=["b1-l300-h4-p64-n128-g2-Q256", "b1-l200-h2-p128-n64-g2-Q128-hpg1"])
+@pytest.mark.parametrize("case", [(1, 300, 4, 64, 128, 2, 256), (1, 200, 2, 128, 64, 2, 128),
+                                  (1, 150, 8, 64, 32, 1, 64)],
+                         ids=["b1-l300-h4-p64-n128-g2-Q256", "b1-l200-h2-p128-n64-g2-Q128-hpg1",
+                              "b1-l150-h8-p64-n32-g1-Q64-hpg8"])
 def test_triton_cpu_gpu_configs_bf16_emulation(case, monkeypatch):
     """The GPU block configs (64-row blocks, 128-token state blocks, 128-row dB / dC blocks) under the interpreter,
     with dot operands rounded to bf16 as on the GPU: checks the indexing of the real configs and the bf16 tolerances
@@ -190,6 +198,16 @@ def test_triton_cpu_gpu_configs_bf16_emulation(case, monkeypatch):
     from mamba_kernels.ssd import triton as tri
     monkeypatch.setitem(tri._EMULATE, "half_dots", True)
     check_against_ref("triton", "cpu", torch.bfloat16, *case, grad_factor=5.0)
+
+
+@pytest.mark.parametrize("case", ["b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp"])
+def test_triton_cpu_legacy_scan(case, monkeypatch):
+    """The one-head-per-program chunk-scan kernel (used on the GPU for fp32 inputs, and the A/B alternative)."""
+    _skip_unavailable("triton", "cpu")
+    from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._FWD, "scan", "legacy")
+    b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
+    check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, grads=False, **opts)
 
 
 def test_triton_forward_without_grad():
@@ -410,6 +428,13 @@ def launches(b, l, h, p, n, g, Q, arch):
     C = torch.empty_like(B)
     with tri.record_launches(arch) as rf:
         _, _, s_in, _ = tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
+    tri._FWD["scan"] = "legacy"  # the A/B alternative of the forward chunk scan
+    try:
+        with tri.record_launches(arch) as rl:
+            tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
+    finally:
+        tri._FWD["scan"] = "heads"
+    rf.launches += [r for r in rl.launches if r[0] is tri._ssd_chunk_scan_kernel]
     with tri.record_launches(arch) as rb:
         tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
     return [("fwd",) + r for r in rf.launches] + [("bwd",) + r for r in rb.launches]
@@ -417,7 +442,7 @@ def launches(b, l, h, p, n, g, Q, arch):
 
 res = []
 for shape, arch in json.loads(sys.argv[1]):
-    for phase, kernel, args, kw in launches(*shape, arch):
+    for phase, kernel, args, kw, _grid in launches(*shape, arch):
         k = compile_one(kernel, args, kw, arch)
         regs, spills = ptxas_usage(k.asm["ptx"], arch)
         res.append(dict(shape=shape, arch=arch, phase=phase, kernel=kernel.__name__, shared=k.metadata.shared,

@@ -83,11 +83,15 @@ _REC = {"launches": None, "arch": 90}
 # Development aid: under the interpreter, use the GPU block configs and round dot operands to bf16 / fp16 (then fp32
 # dots), to check the GPU tests' tolerances on CPU. Off by default; nothing in the library sets it.
 _EMULATE = {"half_dots": False}
+# Forward chunk-scan variant: "heads" (_ssd_scan_heads_kernel: heads of a group share the CB / C dots) or "legacy"
+# (_ssd_chunk_scan_kernel: one head per program). Switchable for A/B timing (bench/bench_ssd.py).
+_FWD = {"scan": "heads"}
 
 
 class record_launches:
     """Context manager: run ssd_fwd / ssd_bwd (e.g. on meta tensors) without launching; `.launches` lists
-    (kernel, positional args, keyword constexprs and num_warps / num_stages) with the configs picked for sm_<arch>."""
+    (kernel, positional args, keyword constexprs and num_warps / num_stages, grid) with the configs picked for
+    sm_<arch>. `replay(i)` launches recorded launch i (bench/bench_ssd.py times the kernels one by one)."""
 
     def __init__(self, arch: int = 90):
         self.arch = arch
@@ -101,10 +105,14 @@ class record_launches:
         _REC["launches"] = None
         return False
 
+    def replay(self, i):
+        kernel, args, kw, grid = self.launches[i]
+        kernel[grid](*args, **kw)
+
 
 def _launch(kernel, grid, *args, **kw):
     if _REC["launches"] is not None:
-        _REC["launches"].append((kernel, args, kw))
+        _REC["launches"].append((kernel, args, kw, grid))
         return
     kernel[grid](*args, **kw)
 
@@ -151,7 +159,7 @@ def _arch(device) -> int:
     return 90
 
 
-def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90) -> dict:
+def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: int = 1) -> dict:
     """Block sizes, warps and pipeline stages per kernel, chosen from sm_90 / sm_80 AOT compiles (shared memory,
     registers, spills; see tests/test_ssd.py). Returns {kernel: dict(constexprs..., num_warps=, num_stages=)}."""
     big_smem = arch >= 90
@@ -182,7 +190,19 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90) -> dict
     BM4 = min(128 if (not f32 and BN <= 128) else 64, _np2(Q))  # B4: one (BM4, n) fp32 accumulator
     if _small_blocks():
         BM4 = 32  # coarser than B3's 16-blocks: exercises B4's causal masking of dCB
+    # F2h: whole p per head (BPh), HB heads of a group per program, HB * BPh <= NMAX columns
+    BPh = min(_np2(p), 32 if f32 and BN >= 256 else (64 if f32 else 128))
+    nmax = 64 if f32 else 128  # 256 columns spill (sm_90 AOT: 64 x 256 fp32 accumulator + x tiles)
+    if _small_blocks():
+        BPh, nmax = _np2(p), 2 * _np2(p)  # CPU tests: two heads per program where the group has them
+    HB = 1
+    if BPh >= p:
+        hpg = max(int(hpg), 1)
+        while HB * 2 * BPh <= nmax and hpg % (HB * 2) == 0:
+            HB *= 2
     cfg = {
+        "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, num_warps=8 if BM * HB * BPh >= 64 * 128 else 4,
+                     num_stages=2),
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
@@ -466,6 +486,123 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
             zm = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
             acc = acc * zm * tl.sigmoid(zm)
         tl.store(out_ptr + xy, acc.to(out_ptr.dtype.element_ty), mask=mxy)
+
+
+# --------------------------------------------------------------------------------------------- F2h: chunk scan, head blocks
+@triton.jit
+def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, D_ptr, out_ptr, ypre_ptr,
+                           tab_ptr, l, h, p, n, hpg, ng, ncr, nhb, npb, Q, span_max,
+                           VARLEN: tl.constexpr, CB_MEM: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
+                           HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr, BM: tl.constexpr, HB: tl.constexpr,
+                           BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
+    """Chunk k, HB heads of one group, p block pb (npb > 1 only when HB = 1), all row blocks mb. Tiles are
+    (rows, HB, BP) in the elementwise parts and (rows, HP = HB * BP) in the dots, so the group's C_m, CB and B are
+    shared by the HB heads: every dot is (BM, K) x (K, HP).
+      y_t = exp(a_t) C_t h_in^T + sum_{s<=t} CB_ts exp(a_t - a_s) dt'_s x_s + D x_t;  out = y silu(z).
+    Decay per head: exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s) with a_r = a at the row block's first token; the
+    column factor exp(a_r - a_s) dt'_s scales the x rows (dot B operand, per head), the row factor exp(a_t - a_r) the
+    accumulator (per head): 2 BM exps per block and head. For s before a_r's token both factors are <= 1. On the
+    diagonal block the column factor is >= 1 (up to exp(span)); when the block's decay span max |a_t - a_r| exceeds
+    span_max (bf16 / fp32 overflow headroom, fp16's range) that block is done exactly per head (BM^2 exps each)."""
+    pid = tl.program_id(0)
+    pb = pid % npb
+    rest = pid // npb
+    hb = rest % nhb
+    k = rest // nhb
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if ln <= 0:
+        return
+    HP: tl.constexpr = HB * BP
+    hh0 = hb * HB
+    grp = hh0 // hpg
+    offs_h = tl.arange(0, HB)
+    offs_n = tl.arange(0, BN)
+    mn = offs_n < n
+    offs_p = pb * BP + tl.arange(0, BP)
+    mp = offs_p < p
+    # (row, head, p) pieces: column offsets of a token's x row, and their mask
+    col3 = offs_h[None, :, None] * p + offs_p[None, None, :]
+    mp3 = mp[None, None, :]
+    # scalar base pointers (int64), int32 offsets inside the chunk
+    tok0 = row * l + start
+    xyb = (tok0 * h + hh0) * p
+    xb = x_ptr + xyb
+    bcb = (tok0 * ng + grp) * n
+    Cb = C_ptr + bcb
+    Bb = B_ptr + bcb
+    ab0 = (row * h + hh0) * l + start                            # a / dt' of head hh0; head j at + j * l
+    ap = a_ptr + ab0
+    dp = dtp_ptr + ab0
+    cbp = cb_ptr + (k.to(tl.int64) * ng + grp) * Q * Q
+    hin_p = (hin_ptr + (k.to(tl.int64) * h + hh0) * p * n
+             + tl.reshape(col3, (HP,))[:, None] * n + offs_n[None, :])                     # (HP, BN)
+    mhin = tl.reshape(tl.broadcast_to(mp3, (1, HB, BP)), (HP,))[:, None] & mn[None, :]
+    if HAS_D:
+        if D_HP:
+            Dv = tl.load(D_ptr + hh0 * p + col3, mask=mp3, other=0.0).to(tl.float32)         # (1, HB, BP)
+        else:
+            Dv = tl.load(D_ptr + hh0 + offs_h).to(tl.float32)[None, :, None]               # (1, HB, 1)
+    for mb in range(0, tl.cdiv(ln, BM)):
+        m0 = mb * BM
+        offs_m = m0 + tl.arange(0, BM)
+        mm = offs_m < ln
+        a_r = tl.load(ap + offs_h * l + m0)                                                # (HB,)
+        a_m = tl.load(ap + offs_h[None, :] * l + offs_m[:, None], mask=mm[:, None], other=0.0)  # (BM, HB)
+        dlt = tl.where(mm[:, None], a_m - a_r[None, :], 0.0)
+        span = tl.max(tl.max(tl.abs(dlt), axis=1), axis=0)
+        fast = (span <= span_max).to(tl.int32)
+        Cm = _cast(tl.load(Cb + offs_m[:, None] * (ng * n) + offs_n[None, :], mask=mm[:, None] & mn[None, :],
+                           other=0.0).to(tl.float32), KIND)
+        # state -> output, scaled by exp(a_r) here (per head) and by the row factor below
+        e_r = tl.exp(tl.load(ap + (tl.arange(0, HP) // BP) * l + m0))                     # (HP,) per head
+        hinT = tl.trans(_cast(tl.load(hin_p, mask=mhin, other=0.0).to(tl.float32) * e_r[:, None], KIND))
+        acc = tl.dot(Cm, hinT, input_precision=PREC)                                        # (BM, HP)
+        for sb in range(0, mb + fast):  # source blocks before the row block, and the diagonal one when fast
+            offs_s = sb * BM + tl.arange(0, BM)
+            ms = offs_s < ln
+            if CB_MEM:
+                cb = tl.load(cbp + offs_m[:, None] * Q + offs_s[None, :], mask=mm[:, None] & ms[None, :],
+                             other=0.0).to(tl.float32)
+            else:
+                Bs = tl.load(Bb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
+                             other=0.0).to(tl.float32)
+                cb = tl.dot(Cm, tl.trans(_cast(Bs, KIND)), input_precision=PREC)
+            cb = tl.where(offs_m[:, None] >= offs_s[None, :], cb, 0.0)
+            a_s = tl.load(ap + offs_h[None, :] * l + offs_s[:, None], mask=ms[:, None], other=0.0)   # (BM, HB)
+            dt_s = tl.load(dp + offs_h[None, :] * l + offs_s[:, None], mask=ms[:, None], other=0.0)
+            colf = tl.where(ms[:, None], tl.exp(a_r[None, :] - a_s) * dt_s, 0.0)
+            xs = tl.load(xb + offs_s[:, None, None] * (h * p) + col3, mask=ms[:, None, None] & mp3,
+                         other=0.0).to(tl.float32)                                         # (BM, HB, BP)
+            xs = tl.reshape(xs * colf[:, :, None], (BM, HP))
+            acc += tl.dot(_cast(cb, KIND), _cast(xs, KIND), input_precision=PREC)
+        acc3 = tl.reshape(acc, (BM, HB, BP)) * tl.where(mm[:, None], tl.exp(dlt), 0.0)[:, :, None]
+        xy = offs_m[:, None, None] * (h * p) + col3
+        mxy = mm[:, None, None] & mp3
+        if fast == 0:  # steep decay inside the diagonal block: exact exp(a_t - a_s), one head at a time
+            if CB_MEM:
+                cbd = tl.load(cbp + offs_m[:, None] * Q + offs_m[None, :], mask=mm[:, None] & mm[None, :],
+                              other=0.0).to(tl.float32)
+            else:
+                Bm = tl.load(Bb + offs_m[:, None] * (ng * n) + offs_n[None, :], mask=mm[:, None] & mn[None, :],
+                             other=0.0).to(tl.float32)
+                cbd = tl.dot(Cm, tl.trans(_cast(Bm, KIND)), input_precision=PREC)
+            causal = (offs_m[:, None] >= offs_m[None, :]) & mm[None, :] & mm[:, None]
+            for j in tl.static_range(HB):
+                a_j = tl.load(ap + j * l + offs_m, mask=mm, other=0.0)
+                dt_j = tl.load(dp + j * l + offs_m, mask=mm, other=0.0)
+                dec = tl.exp(tl.where(causal, a_j[:, None] - a_j[None, :], float("-inf")))
+                xj = tl.load(xb + j * p + offs_m[:, None] * (h * p) + offs_p[None, :],
+                             mask=mm[:, None] & mp[None, :], other=0.0).to(tl.float32)
+                r = tl.dot(_cast(cbd * dec * dt_j[None, :], KIND), _cast(xj, KIND), input_precision=PREC)
+                acc3 += tl.where(offs_h[None, :, None] == j, r[:, None, :], 0.0)
+        if HAS_D:
+            acc3 += tl.load(xb + xy, mask=mxy, other=0.0).to(tl.float32) * Dv
+        if HAS_Z:
+            if STORE_YPRE:
+                tl.store(ypre_ptr + xyb + xy, acc3.to(ypre_ptr.dtype.element_ty), mask=mxy)
+            zm = tl.load(z_ptr + xyb + xy, mask=mxy, other=0.0).to(tl.float32)
+            acc3 = acc3 * zm * tl.sigmoid(zm)
+        tl.store(out_ptr + xyb + xy, acc3.to(out_ptr.dtype.element_ty), mask=mxy)
 
 
 # --------------------------------------------------------------------------------------------- B1: states bwd
@@ -895,7 +1032,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     kind = _dot_kind(x.dtype)
     prec = _prec(kind)
     sdt = _store_dtype(x.dtype)
-    cfg = _configs(p, n, Q, x.dtype, _arch(dev))
+    cfg = _configs(p, n, Q, x.dtype, _arch(dev), hpg)
     lay = _Layout(b, l, Q, cu_seqlens, dev)
     dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
     hin_dt = torch.float32 if states_fp32 else sdt
@@ -913,7 +1050,20 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             x, B, dtp, a, initial_states if initial_states is not None else final, states_in, final, lay.cu,
             lay.first, l, h, p, n, hpg, g, lay.ncr, npb, Q=Q, VARLEN=lay.varlen,
             HAS_INIT=initial_states is not None, SB=SB, KIND=kind, PREC=prec, **c, **o)
-    if lay.nk:
+    # head-block scan for bf16 / fp16 (fp32 operands' 3xTF32 splits spill there: the one-head kernel on the GPU)
+    if lay.nk and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted()):
+        c, o = _launch_opts(cfg["scan"])
+        cb_mem = hpg > c["HB"]
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
+        npb = triton.cdiv(p, c["BP"])
+        nhb = h // c["HB"]
+        _launch(_ssd_scan_heads_kernel, (lay.nk * nhb * npb,),
+            x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
+            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, nhb, npb, Q,
+            5.0 if x.dtype == torch.float16 else 60.0,
+            VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
+            HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
+    elif lay.nk:
         cb_mem = hpg > 1
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
         c, o = _launch_opts(cfg["chunk_scan"])
@@ -941,7 +1091,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     kind = _dot_kind(x.dtype)
     prec = _prec(kind)
     sdt = _store_dtype(x.dtype)
-    cfg = _configs(p, n, Q, x.dtype, _arch(dev))
+    cfg = _configs(p, n, Q, x.dtype, _arch(dev), hpg)
     lay = _Layout(b, l, Q, cu_seqlens, dev)
     f32 = torch.float32
     dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
