@@ -1,442 +1,353 @@
 // Mamba-1 selective scan backward, CUDA. CUDA headers only (no torch).
 //
-// Same thread layout as the forward (selective_scan_fwd_kernel.cuh): a block of 128 threads owns CPB channels
-// of one (batch row, B/C group); TPC lanes share a channel, each owning kSPT of its states in registers. Time is
-// walked in chunks of K = 2^ckpt_log2 steps, in REVERSE, starting each chunk from the state the forward saved
-// at its entry (p.states). Per chunk (the math mirrors bwd_impl in selective_scan_cpu.cpp):
-//   P1 load      delta (+bias, softplus), u, dy = dout silu(z) (or dout) for CPB x K, coalesced along time,
-//                into smem (fp32); variable B/C tiles (n x K) transposed to [time][state]
-//   P2 recompute h forward from the saved state, storing the state ENTERING each step (hprev) in smem slots
-//                private to the thread (so P4 can follow without a block barrier)
-//   P4 sweep     t = K-1 .. 0 with the adjoint g = dL/dh (registers, carried across chunks):
-//                  a = exp(dt A), gs = g + C_t dy_t, h_t = a hprev + dt u B_t
-//                  du   = D dy + dt sum_n gs B             ddelta = (sum_n gs (A a hprev + B u)) softplus'
-//                  y    = sum_n C h_t (for dz)             dA += dt gs a hprev (registers)
-//                  dB_t += gs dt u,  dC_t += dy h_t        g = gs a
-//                du, ddelta, y + D u: summed over the TPC lanes of the channel by a shuffle reduce-scatter;
-//                their lanes write them over the delta / u slots they came from (after a __syncwarp: every
-//                lane of the channel has read those slots) and into the y tile. Variable dB/dC: summed over
-//                the channels of the warp by a shuffle reduce-scatter, the warp's sums stored in smem;
-//                constant dB/dC: registers.
-//   P5 store     du, ddelta, dz (= dout (y + D u) silu'(z), re-reading dout and z) coalesced along time;
-//                variable dB/dC summed over the block's warps and added to the fp32 (b, g, n, l) buffers with
-//                atomicAdd (the group's other channel blocks add to the same)
-// At the end of each sequence g is dinitial_state; at the end of the kernel dA, dD, ddelta_bias and constant
-// dB/dC are added (atomicAdd over batch rows and channel blocks) into zeroed fp32 buffers.
-// Shared memory per step of K: 128*kSPT (hprev) + 4*(CPB+1) (tiles) + n_var*(NP+4) (B/C) + 4*n_var*NP+1
-// (warp sums) floats; the interface picks K per n so that it stays near 100 KB (bwd_smem_bytes).
-// Cost per state and step: 2 exps (recompute + sweep; the forward's third), ~15 FMAs, and per warp and step
-// ~30 shared-memory wavefronts / shuffles: the latter likely bound it.
+// Same layout as the forward (selective_scan_fwd_kernel.cuh): one warp per channel, tiles of kTile = 256
+// tokens, lane r owning the run [8r, 8r + 8); a block of 8 warps holds 8 channels of one (batch row, B/C
+// group). Tiles are walked in REVERSE. With a_t = exp(delta_t A), the adjoint q_t = dL/dh_{t-1} (through h_t)
+// obeys the reverse recurrence   g_t = C_t dy_t + q_{t+1},   q_t = a_t g_t   (g_t = dL/dh_t; dy = dout silu(z)),
+// whose run composites are (prod a, local q from zero): the same scan as the forward, run right to left.
+// Per state n of a tile each lane:
+//   1. a_t = ex2(delta_t A_n log2e) -- the only exponential per (t, n) -- and the forward composites; lane 0
+//      folds in the state entering the tile (saved by the forward: p.states every 2^ckpt_log2 <= 256 steps)
+//      and a __shfl_up scan gives each run its entering state; h_{t-1} (8 registers) and h_t recomputed;
+//      y_t += C_t h_t (for dz), dC_t = dy_t h_t
+//   2. the reverse composites; lane 31 folds in the adjoint entering from the next tile (shared memory,
+//      touched by lane 31 only); a __shfl_down scan; then per token g_t, dB_t = g_t delta_t u_t,
+//      sum_n g B (du, ddelta), sum_n A g a h_{t-1} (ddelta), dA += delta g a h_{t-1}
+// Variable dB/dC: each warp stores its (state, token) values in shared memory; after each slice of kBwdNS
+// states the block sums its 8 channels and adds to the fp32 (b, g, n, l) buffers with atomicAdd (float4 on
+// sm_90). Constant dB/dC and dA: per-tile warp sums added into per-warp shared accumulators (lane 0), then
+// atomically into the (d, n) buffers at the end; dD, ddelta_bias likewise. dinitial_state = q at the start.
+// Cost per (t, n): 1 MUFU, ~17 FP32 ops, ~3 shuffles (two scans + the dA sum), ~1 LDS/STS.128.
 #pragma once
 #include "selective_scan/selective_scan_fwd_kernel.cuh"
 
 namespace mamba_kernels {
 namespace ss {
 
-constexpr int kWarps = kThreads / 32;
-constexpr unsigned kFull = 0xffffffffu;
+constexpr int kBwdNS = 4;  // states per slice (bounds the per-warp dB/dC buffers)
+constexpr float kLn2 = 0.6931471805599453f;
 
-// Backward shared-memory bytes for a chunk of `chunk` steps (layout in the kernel).
-__host__ __device__ inline int64_t bwd_smem_bytes(int chunk, int spt, int cpb, int np, int nvar) {
-  const int64_t per_step = int64_t(spt) * kThreads + 4 * int64_t(cpb + 1) + int64_t(nvar) * (np + 4) +
-                           (nvar > 0 ? int64_t(kWarps) * nvar * np + 1 : 0);
-  return 4 * per_step * chunk;
+// Shared-memory bytes: B/C tiles [kBwdNS][kTile] and dB/dC partials [kFwdWarps][kBwdNS][kTile] for each
+// variable one; per warp [4][n]: adjoint carry, dA, constant dB, constant dC.
+inline int64_t bwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
+  const int64_t nv = int64_t(var_b) + int64_t(var_c);
+  return 4 * (nv * kBwdNS * kTile * (1 + kFwdWarps) + 4 * kFwdWarps * n);
 }
 
-// Level J (lane mask 16 >> J) of the warp's reduce-scatter of v over its channels (lane bits >= log2 TPC),
-// top bit first; the recursion unrolls the levels at compile time so that v stays in registers. While a lane
-// holds cnt >= 2 values it keeps one half and adds its partner's copy of that half (the partner keeps the
-// other); with one value left it all-reduces it (those lane bits go to `dup`). Afterwards v[i] is the warp's
-// sum of value number off + i, for i < max(kV >> levels, 1).
-template <int J, int kV>
-__device__ __forceinline__ void chan_reduce_scatter(float (&v)[kV], int lane, int TPC, int& off, int& dup) {
-  if constexpr (J < 5) {
-    constexpr int m = 16 >> J;
-    if (m < TPC) return;
-    constexpr int cnt = kV >> J;
-    const bool up = (lane & m) != 0;
-    if constexpr (cnt >= 2) {
-      constexpr int hc = cnt / 2;
+__device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-      for (int i = 0; i < hc; ++i) {
-        const float send = up ? v[i] : v[i + hc];
-        const float keep = up ? v[i + hc] : v[i];
-        v[i] = keep + __shfl_xor_sync(kFull, send, m);
-      }
-      if (up) off += hc;
-    } else {
-      v[0] += __shfl_xor_sync(kFull, v[0], m);
-      dup |= m;
-    }
-    chan_reduce_scatter<J + 1>(v, lane, TPC, off, dup);
-  }
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
 }
 
-// Reduce-scatter of the 4 per-channel sums (du, ddelta, y, unused) over the TPC lanes of a channel: at lane
-// masks TPC/2, TPC/4, .., 1, halve while >= 2 values are held (upper lanes keep the upper half), then
-// all-reduce. The lane's share is fixed by its sub index (chan_sums_share below).
-template <int J>
-__device__ __forceinline__ void chan_sums_reduce(float (&r)[4], int sub, int TPC) {
-  if constexpr (J < 5) {
-    const int m = TPC >> (J + 1);
-    if (m == 0) return;
-    constexpr int cnt = 4 >> J;
-    if constexpr (cnt >= 2) {
-      constexpr int hc = cnt / 2;
-      const bool up = (sub & m) != 0;
+// dst[0..cnt) += v (cnt <= 4): one vector atomic on sm_90 when whole and aligned.
+__device__ __forceinline__ void atomic_add4(float* dst, int cnt, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (cnt == 4 && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+    atomicAdd(reinterpret_cast<float4*>(dst), v);
+    return;
+  }
+#endif
+  if (cnt > 0) atomicAdd(dst, v.x);
+  if (cnt > 1) atomicAdd(dst + 1, v.y);
+  if (cnt > 2) atomicAdd(dst + 2, v.z);
+  if (cnt > 3) atomicAdd(dst + 3, v.w);
+}
+
+__device__ __forceinline__ void read_run(const float* tile_row, int lane, float (&v)[kRunT]) {
+  const float4* row = reinterpret_cast<const float4*>(tile_row);
+  const float4 v0 = row[lane], v1 = row[32 + lane];
+  v[0] = v0.x; v[1] = v0.y; v[2] = v0.z; v[3] = v0.w; v[4] = v1.x; v[5] = v1.y; v[6] = v1.z; v[7] = v1.w;
+}
+__device__ __forceinline__ void write_run(float* tile_row, int lane, const float (&v)[kRunT]) {
+  float4* row = reinterpret_cast<float4*>(tile_row);
+  row[lane] = make_float4(v[0], v[1], v[2], v[3]);
+  row[32 + lane] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+// Sums the dB or dC partials of the block's first nw warps (its valid channels) for states ns0 .. ns0 + nsl
+// and adds them to dst (n, L) rows.
+__device__ __forceinline__ void flush_partials(const float* part, float* __restrict__ dst, int64_t L, int ns0,
+                                              int nsl, int64_t t0, int64_t s1, int nw) {
+  for (int idx = threadIdx.x; idx < nsl * 64; idx += kFwdThreads) {
+    const int s = idx >> 6, j = idx & 63;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-      for (int i = 0; i < hc; ++i) {
-        const float send = up ? r[i] : r[i + hc];
-        const float keep = up ? r[i + hc] : r[i];
-        r[i] = keep + __shfl_xor_sync(kFull, send, m);
-      }
-    } else {
-      r[0] += __shfl_xor_sync(kFull, r[0], m);
+    for (int w = 0; w < kFwdWarps; ++w) {
+      if (w >= nw) break;
+      const float4 v = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kTile)[j];
+      acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
     }
-    chan_sums_reduce<J + 1>(r, sub, TPC);
+    const int64_t t = t0 + (j < 32 ? 8 * j : 8 * (j - 32) + 4);
+    const int64_t cnt = s1 - t < 0 ? 0 : (s1 - t < 4 ? s1 - t : 4);
+    atomic_add4(dst + (ns0 + s) * L + t, int(cnt), acc);
   }
 }
 
-// After chan_sums_reduce the lane holds sums number off .. off + cnt - 1 in r[0 .. cnt); `writer`: the one
-// lane among equal copies.
-struct ChanShare {
-  int off, cnt;
-  bool writer;
-};
-__device__ __forceinline__ ChanShare chan_sums_share(int sub, int TPC) {
-  ChanShare sh{0, 4, true};
-  int dup = 0;
-  for (int m = TPC >> 1; m >= 1; m >>= 1) {
-    if (sh.cnt >= 2) {
-      sh.cnt >>= 1;
-      if (sub & m) sh.off += sh.cnt;
-    } else {
-      dup |= m;
-    }
-  }
-  sh.writer = (sub & dup) == 0;
-  return sh;
-}
-
-// (__launch_bounds__ minimum of 2 blocks per SM: without it ptxas for sm_90 caps some instances at 80
-// registers and spills; shared memory allows about 2 blocks per SM anyway.)
-template <typename in_t, int kSPT, bool kVarB, bool kVarC>
-__global__ void __launch_bounds__(kThreads, 2)
-selective_scan_bwd_kernel(const SelectiveScanParams p, const int tpc_log2, const int chunk_log2) {
-  static_assert(kSPT % 4 == 0, "states per thread are stored as float4");
-  constexpr int kNVar = int(kVarB) + int(kVarC);  // variable ones among B, C
-  constexpr int kV = kNVar * kSPT;                  // dB/dC values per lane per step
-  constexpr int kLog2V = kV >= 16 ? 4 : (kV >= 8 ? 3 : (kV >= 4 ? 2 : 0));
-  constexpr float kLn2 = 0.6931471805599453f;
+template <typename in_t, bool kVarB, bool kVarC>
+__global__ void __launch_bounds__(kFwdThreads, 2)
+selective_scan_bwd_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
-  const int TPC = 1 << tpc_log2;
-  const int CPB = kThreads >> tpc_log2;
-  const int CPBp = CPB + 1;           // odd row stride: conflict-free column accesses
-  const int NP = TPC * kSPT;
-  const int NPp = NP + 4;
-  const int RS = kWarps * kNVar * NP + 1;  // s_red row stride (odd)
-  const int chunk = 1 << chunk_log2;
-  float4* s_h = smem_f4;                                 // [chunk][kSPT/4][kThreads] float4: hprev
-  float* s_B = smem + chunk * kSPT * kThreads;           // [chunk][NPp]
-  float* s_C = s_B + (kVarB ? chunk * NPp : 0);          // [chunk][NPp]
-  float* s_dt = s_C + (kVarC ? chunk * NPp : 0);         // [chunk][CPBp] delta, then ddelta
-  float* s_u = s_dt + chunk * CPBp;                      // [chunk][CPBp] u, then du
-  float* s_dy = s_u + chunk * CPBp;                      // [chunk][CPBp] dy = dout * silu(z) (or dout)
-  float* s_y = s_dy + chunk * CPBp;                      // [chunk][CPBp] y + D u (with z)
-  float* s_red = s_y + chunk * CPBp;                     // [chunk][RS] per-warp dB/dC sums
+  constexpr int kPart = kFwdWarps * kBwdNS * kTile;
+  float* s_B = smem;                                    // [kBwdNS][kTile]
+  float* s_C = s_B + (kVarB ? kBwdNS * kTile : 0);      // [kBwdNS][kTile]
+  float* s_dB = s_C + (kVarC ? kBwdNS * kTile : 0);     // [kFwdWarps][kBwdNS][kTile]
+  float* s_dC = s_dB + (kVarB ? kPart : 0);             // [kFwdWarps][kBwdNS][kTile]
+  float* s_w = s_dC + (kVarC ? kPart : 0);              // [kFwdWarps][4][n]
 
-  const int tid = threadIdx.x;
-  const int lane = tid & 31, warp = tid >> 5;
-  const int cl = tid >> tpc_log2, sub = tid & (TPC - 1);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
-  const int64_t cblk = int64_t(blockIdx.x) * CPB;
-  const int64_t c0 = grp * dpg + cblk;
-  const int n_c = int(dpg - cblk < CPB ? dpg - cblk : CPB);
-  const int64_t c = c0 + cl;
-  const bool c_ok = cl < n_c;
+  const int64_t cblk = int64_t(blockIdx.x) * kFwdWarps;
+  const bool c_ok = cblk + warp < dpg;
+  const int64_t c = grp * dpg + cblk + (c_ok ? warp : 0);  // idle warps compute on channel c0, add nothing
+  const int nw = int(dpg - cblk < kFwdWarps ? dpg - cblk : kFwdWarps);  // valid channels (warps)
   const int n = int(p.dstate);
   const int64_t L = p.seqlen;
-  const bool has_z = p.z != nullptr;
-  // Which per-channel sums (0 du, 1 ddelta, 2 y) this lane writes.
-  const ChanShare share = chan_sums_share(sub, TPC);
-  const bool du_lane = share.writer && share.off == 0;
-  const bool dt_lane = share.writer && share.off <= 1 && 1 < share.off + share.cnt;
+  float* qc = s_w + warp * 4 * n;  // adjoint entering from the right: lane 31 only
+  float* sdA = qc + n;             // these three: lane 0 only
+  float* sdB = sdA + n;
+  float* sdC = sdB + n;
+  if (lane == 0)
+    for (int s = 0; s < n; ++s) sdA[s] = sdB[s] = sdC[s] = 0.f;
 
-  const in_t* __restrict__ u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride;
-  const in_t* __restrict__ dl = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride;
-  const in_t* __restrict__ zp = has_z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride : nullptr;
-  const in_t* __restrict__ dout = static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride;
-  const float* __restrict__ Dp = static_cast<const float*>(p.D);
-  const float* __restrict__ biasp = static_cast<const float*>(p.delta_bias);
+  const in_t* __restrict__ u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c * p.u_d_stride;
+  const in_t* __restrict__ dl = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c * p.delta_d_stride;
+  const in_t* __restrict__ zp = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c * p.z_d_stride : nullptr;
+  const in_t* __restrict__ dout = static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride + c * p.dout_d_stride;
+  const int64_t orow = (b * p.dim + c) * L;  // du, ddelta, dz: (b, d, l) contiguous
+  in_t* __restrict__ du_out = static_cast<in_t*>(p.du) + orow;
+  in_t* __restrict__ ddelta_out = static_cast<in_t*>(p.ddelta) + orow;
+  in_t* __restrict__ dz_out = p.z ? static_cast<in_t*>(p.dz) + orow : nullptr;
+  const float* __restrict__ Arow = static_cast<const float*>(p.A) + c * p.A_d_stride;
+  const float* __restrict__ Bc = kVarB ? nullptr : static_cast<const float*>(p.B) + c * p.B_d_stride;
+  const float* __restrict__ Cc = kVarC ? nullptr : static_cast<const float*>(p.C) + c * p.C_d_stride;
   const in_t* __restrict__ Bv = kVarB ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride : nullptr;
   const in_t* __restrict__ Cv = kVarC ? static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride : nullptr;
+  const int64_t G = gridDim.y;
+  float* __restrict__ dBv = kVarB ? static_cast<float*>(p.dB) + (b * G + grp) * n * L : nullptr;
+  float* __restrict__ dCv = kVarC ? static_cast<float*>(p.dC) + (b * G + grp) * n * L : nullptr;
+  const float Dv = p.D ? static_cast<const float*>(p.D)[c] : 0.f;
+  const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c] : 0.f;
   const float* __restrict__ states = static_cast<const float*>(p.states);
-  in_t* __restrict__ du_out = static_cast<in_t*>(p.du) + b * p.dim * L;       // (b, d, l) contiguous
-  in_t* __restrict__ ddelta_out = static_cast<in_t*>(p.ddelta) + b * p.dim * L;
-  in_t* __restrict__ dz_out = has_z ? static_cast<in_t*>(p.dz) + b * p.dim * L : nullptr;
-  const int64_t n_groups = gridDim.y;
-  float* __restrict__ dBv = kVarB ? static_cast<float*>(p.dB) + (b * n_groups + grp) * n * L : nullptr;
-  float* __restrict__ dCv = kVarC ? static_cast<float*>(p.dC) + (b * n_groups + grp) * n * L : nullptr;
-
-  float A2[kSPT], Bc[kSPT], Cc[kSPT];
-  float dA_acc[kSPT], dB_acc[kSPT], dC_acc[kSPT];
-#pragma unroll
-  for (int i = 0; i < kSPT; ++i) {
-    const int s = sub * kSPT + i;
-    const bool ok = c_ok && s < n;
-    A2[i] = ok ? static_cast<const float*>(p.A)[c * p.A_d_stride + s] * 1.4426950408889634f : 0.f;
-    Bc[i] = (!kVarB && ok) ? static_cast<const float*>(p.B)[c * p.B_d_stride + s] : 0.f;
-    Cc[i] = (!kVarC && ok) ? static_cast<const float*>(p.C)[c * p.C_d_stride + s] : 0.f;
-    dA_acc[i] = dB_acc[i] = dC_acc[i] = 0.f;
-  }
-  const float Dv = (Dp && c_ok) ? Dp[c] : 0.f;
   float dD_acc = 0.f, dbias_acc = 0.f;
 
-  int64_t ck_base = 0;  // saved chunks of the sequences before this one (varlen)
+  const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
+  int64_t ck_base = 0;
   const int64_t nseq = p.cu_seqlens ? p.n_seqs : 1;
   for (int64_t q = 0; q < nseq; ++q) {
     const int64_t s0 = p.cu_seqlens ? p.cu_seqlens[q] : 0;
     const int64_t s1 = p.cu_seqlens ? p.cu_seqlens[q + 1] : L;
     const int64_t slot = p.cu_seqlens ? q : b;
-    const int64_t nck = (s1 - s0 + chunk - 1) >> chunk_log2;
-    float g[kSPT];  // dL/dh_t excluding C_t dy_t: starts as dL/d(last state)
+    if (lane == 31)
+      for (int s = 0; s < n; ++s)
+        qc[s] = p.dlast_state ? static_cast<const float*>(p.dlast_state)[(slot * p.dim + c) * n + s] : 0.f;
+    for (int64_t k = (s1 - s0 + kTile - 1) / kTile - 1; k >= 0; --k) {
+      const int64_t t0 = s0 + k * kTile;
+      const int64_t tr = t0 + lane * kRunT;
+      const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kRunT ? s1 - tr : kRunT));
+      const float* __restrict__ st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((k * kTile) >> p.ckpt_log2)) * n;
+      float dt[kRunT], uu[kRunT], dtu[kRunT], dy[kRunT];
+      load_run(dl + tr, nv, dt);
+      load_run(u + tr, nv, uu);
+      load_run(dout + tr, nv, dy);
+      if (zp) {
+        float zz[kRunT];
+        load_run(zp + tr, nv, zz);
 #pragma unroll
-    for (int i = 0; i < kSPT; ++i) {
-      const int s = sub * kSPT + i;
-      g[i] = (p.dlast_state && c_ok && s < n)
-                 ? static_cast<const float*>(p.dlast_state)[(slot * p.dim + c) * n + s] : 0.f;
-    }
-    for (int64_t k = nck - 1; k >= 0; --k) {
-      const int64_t t0 = s0 + (k << chunk_log2);
-      const int nt = int(s1 - t0 < chunk ? s1 - t0 : chunk);
-      float h[kSPT];  // the saved state entering the chunk (loaded first: its latency overlaps P1)
-      {
-        const float* st = c_ok ? states + ((b * p.dim + c) * p.states_n_chunks + ck_base + k) * n : nullptr;
-#pragma unroll
-        for (int i = 0; i < kSPT; ++i) {
-          const int s = sub * kSPT + i;
-          h[i] = (c_ok && s < n) ? st[s] : 0.f;
-        }
+        for (int i = 0; i < kRunT; ++i) dy[i] *= silu_f(zz[i]);
       }
-      // P1. load (invalid channels / steps read as zeros: they add nothing to dB/dC below)
-#pragma unroll 2
-      for (int idx = tid; idx < CPB * chunk; idx += kThreads) {
-        const int j = idx >> chunk_log2, tt = idx & (chunk - 1);
-        float dtv = 0.f, uv = 0.f, dyv = 0.f;
-        if (j < n_c && tt < nt) {
-          const int64_t cc = c0 + j, t = t0 + tt;
-          dtv = to_f(dl[cc * p.delta_d_stride + t]) + (biasp ? biasp[cc] : 0.f);
-          if (p.delta_softplus) dtv = softplus_f(dtv);
-          uv = to_f(u[cc * p.u_d_stride + t]);
-          dyv = to_f(dout[cc * p.dout_d_stride + t]);
-          if (has_z) dyv *= silu_f(to_f(zp[cc * p.z_d_stride + t]));
-        }
-        s_dt[tt * CPBp + j] = dtv;
-        s_u[tt * CPBp + j] = uv;
-        s_dy[tt * CPBp + j] = dyv;
+#pragma unroll
+      for (int i = 0; i < kRunT; ++i) {
+        float x = dt[i] + bias;
+        if (p.delta_softplus) x = softplus_f(x);
+        dt[i] = i < nv ? x : 0.f;  // steps past the end: a = 1, b = 0, dy = 0
+        dtu[i] = dt[i] * uu[i];
+        dD_acc = fmaf(dy[i], uu[i], dD_acc);  // zero past the end
       }
-      if (kVarB) {
-#pragma unroll 2
-        for (int idx = tid; idx < NP * chunk; idx += kThreads) {
-          const int s = idx >> chunk_log2, tt = idx & (chunk - 1);
-          s_B[tt * NPp + s] = (s < n && tt < nt) ? to_f(Bv[s * p.B_dstate_stride + t0 + tt]) : 0.f;
+      float sgb[kRunT], sda[kRunT], yv[kRunT];
+#pragma unroll
+      for (int i = 0; i < kRunT; ++i) sgb[i] = sda[i] = yv[i] = 0.f;
+      for (int ns0 = 0; ns0 < n; ns0 += kBwdNS) {
+        const int nsl = n - ns0 < kBwdNS ? n - ns0 : kBwdNS;
+        if constexpr (kVarB || kVarC) {
+          __syncthreads();  // the previous slice's tiles and partials are consumed
+          if constexpr (kVarB) load_tile(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarC) load_tile(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
+          __syncthreads();
         }
-      }
-      if (kVarC) {
-#pragma unroll 2
-        for (int idx = tid; idx < NP * chunk; idx += kThreads) {
-          const int s = idx >> chunk_log2, tt = idx & (chunk - 1);
-          s_C[tt * NPp + s] = (s < n && tt < nt) ? to_f(Cv[s * p.C_dstate_stride + t0 + tt]) : 0.f;
-        }
-      }
-      __syncthreads();
-      // P2. recompute the chunk's states from the saved one. Only s_h (thread-private) is written, and the
-      // tiles P4 overwrites belong to this warp's channels: P4 follows without a block barrier.
-#pragma unroll 2
-      for (int tt = 0; tt < nt; ++tt) {
-        const float dtv = s_dt[tt * CPBp + cl];
-        const float dtu = dtv * s_u[tt * CPBp + cl];
+#pragma unroll 1
+        for (int s = 0; s < nsl; ++s) {
+          const int sn = ns0 + s;
+          const float A2 = Arow[sn] * kLog2e;
+          float Bt[kRunT], Ct[kRunT];
+          if constexpr (kVarB) read_run(s_B + s * kTile, lane, Bt);
+          else
 #pragma unroll
-        for (int k4 = 0; k4 < kSPT / 4; ++k4)
-          s_h[(tt * (kSPT / 4) + k4) * kThreads + tid] =
-              make_float4(h[4 * k4], h[4 * k4 + 1], h[4 * k4 + 2], h[4 * k4 + 3]);
-        float Bt[kSPT];
+            for (int i = 0; i < kRunT; ++i) Bt[i] = Bc[sn];
+          if constexpr (kVarC) read_run(s_C + s * kTile, lane, Ct);
+          else
 #pragma unroll
-        for (int k4 = 0; k4 < kSPT / 4; ++k4) {
-          const float4 vb = kVarB ? reinterpret_cast<const float4*>(s_B + tt * NPp + sub * kSPT)[k4]
-                                  : make_float4(Bc[4 * k4], Bc[4 * k4 + 1], Bc[4 * k4 + 2], Bc[4 * k4 + 3]);
-          Bt[4 * k4] = vb.x; Bt[4 * k4 + 1] = vb.y; Bt[4 * k4 + 2] = vb.z; Bt[4 * k4 + 3] = vb.w;
-        }
+            for (int i = 0; i < kRunT; ++i) Ct[i] = Cc[sn];
+          // 1. forward: entering states, h_{t-1} (hp), h_t
+          float a[kRunT], hp[kRunT], Al = 1.f, Bl = 0.f;
 #pragma unroll
-        for (int i = 0; i < kSPT; ++i) h[i] = fmaf(fast_exp2(dtv * A2[i]), h[i], dtu * Bt[i]);
-      }
-      // P4. reverse sweep
-#pragma unroll 2
-      for (int tt = nt - 1; tt >= 0; --tt) {
-        const float dtv = s_dt[tt * CPBp + cl];
-        const float uv = s_u[tt * CPBp + cl];
-        const float dyv = s_dy[tt * CPBp + cl];
-        const float dtu = dtv * uv;
-        float hp[kSPT], Bt[kSPT], Ct[kSPT];
+          for (int i = 0; i < kRunT; ++i) {
+            a[i] = fast_exp2(dt[i] * A2);
+            Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
+            Al *= a[i];
+          }
+          const float Arun = Al;
+          float h0 = 0.f;
+          if (lane == 0) {
+            h0 = st[sn];
+            Bl = fmaf(Al, h0, Bl);
+          }
 #pragma unroll
-        for (int k4 = 0; k4 < kSPT / 4; ++k4) {
-          const float4 vh = s_h[(tt * (kSPT / 4) + k4) * kThreads + tid];
-          const float4 vb = kVarB ? reinterpret_cast<const float4*>(s_B + tt * NPp + sub * kSPT)[k4]
-                                  : make_float4(Bc[4 * k4], Bc[4 * k4 + 1], Bc[4 * k4 + 2], Bc[4 * k4 + 3]);
-          const float4 vc = kVarC ? reinterpret_cast<const float4*>(s_C + tt * NPp + sub * kSPT)[k4]
-                                  : make_float4(Cc[4 * k4], Cc[4 * k4 + 1], Cc[4 * k4 + 2], Cc[4 * k4 + 3]);
-          hp[4 * k4] = vh.x; hp[4 * k4 + 1] = vh.y; hp[4 * k4 + 2] = vh.z; hp[4 * k4 + 3] = vh.w;
-          Bt[4 * k4] = vb.x; Bt[4 * k4 + 1] = vb.y; Bt[4 * k4 + 2] = vb.z; Bt[4 * k4 + 3] = vb.w;
-          Ct[4 * k4] = vc.x; Ct[4 * k4 + 1] = vc.y; Ct[4 * k4 + 2] = vc.z; Ct[4 * k4 + 3] = vc.w;
-        }
-        float v[kV > 0 ? kV : 1];    // [0, kSPT): dB (if variable), then dC (if variable)
-        float sgb = 0.f, sda = 0.f;  // sum_n gs B, sum_n A2 gs a hprev
-        float y = 0.f;               // sum_n C h_t
-#pragma unroll
-        for (int i = 0; i < kSPT; ++i) {
-          const float a = fast_exp2(dtv * A2[i]);
-          const float gs = fmaf(Ct[i], dyv, g[i]);
-          const float ht = fmaf(a, hp[i], dtu * Bt[i]);
-          if constexpr (kVarB) v[i] = gs * dtu; else dB_acc[i] = fmaf(gs, dtu, dB_acc[i]);
-          if constexpr (kVarC) v[(kVarB ? kSPT : 0) + i] = dyv * ht; else dC_acc[i] = fmaf(dyv, ht, dC_acc[i]);
-          y = fmaf(Ct[i], ht, y);
-          sgb = fmaf(gs, Bt[i], sgb);
-          const float gn = gs * a;
-          const float w = gn * hp[i];
-          dA_acc[i] = fmaf(dtv, w, dA_acc[i]);
-          sda = fmaf(A2[i], w, sda);
-          g[i] = gn;
-        }
-        // Per-channel sums over the TPC lanes: du (without D dy), ddelta (before softplus'), y.
-        float r[4] = {dtv * sgb, fmaf(sda, kLn2, uv * sgb), y, 0.f};
-        chan_sums_reduce<0>(r, sub, TPC);
-        // The writers overwrite the u / delta slots of step tt that every lane of the channel has read (du's
-        // partials do not depend on every lane's u): order those reads before the writes.
-        __syncwarp();
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          if (share.writer && i < share.cnt) {
-            const int o = share.off + i;
-            if (o == 0) {
-              s_u[tt * CPBp + cl] = fmaf(Dv, dyv, r[i]);
-              dD_acc = fmaf(dyv, uv, dD_acc);
-            } else if (o == 1) {
-              // softplus'(raw) = sigmoid(raw) = 1 - exp(-softplus(raw))
-              const float ddt = p.delta_softplus ? -r[i] * expm1f(-dtv) : r[i];
-              s_dt[tt * CPBp + cl] = ddt;
-              dbias_acc += ddt;
-            } else if (o == 2 && has_z) {
-              s_y[tt * CPBp + cl] = fmaf(Dv, uv, r[i]);
+          for (int o = 1; o < 32; o <<= 1) {
+            const float Ap = __shfl_up_sync(kFullMask, Al, o), Bp = __shfl_up_sync(kFullMask, Bl, o);
+            if (lane >= o) {
+              Bl = fmaf(Al, Bp, Bl);
+              Al *= Ap;
             }
           }
-        }
-        if constexpr (kV > 0) {
-          // Sum v over the channels of the warp, then store the warp's sums (one lane per value).
-          int off = 0, dup = 0;  // dup: lane bits whose lanes end with equal values
-          chan_reduce_scatter<0>(v, lane, TPC, off, dup);
-          if ((lane & dup) == 0) {
-            const int levels = 5 - tpc_log2;
-            const int held = levels >= kLog2V ? 1 : (kV >> levels);
-            float* row = s_red + tt * RS + warp * (kNVar * NP);
+          float h = __shfl_up_sync(kFullMask, Bl, 1);
+          if (lane == 0) h = h0;
+          float dCl = 0.f, vC[kRunT];
 #pragma unroll
-            for (int i = 0; i < kV; ++i) {
-              if (i < held) {
-                const int o = off + i;  // value number: which = o / kSPT (B then C), state = sub*kSPT + o%kSPT
-                row[(o / kSPT) * NP + sub * kSPT + (o % kSPT)] = v[i];
-              }
+          for (int i = 0; i < kRunT; ++i) {
+            hp[i] = h;
+            h = fmaf(a[i], h, dtu[i] * Bt[i]);
+            yv[i] = fmaf(Ct[i], h, yv[i]);
+            vC[i] = dy[i] * h;
+            dCl += vC[i];
+          }
+          if constexpr (kVarC) write_run(s_dC + (warp * kBwdNS + s) * kTile, lane, vC);
+          // 2. reverse: adjoints
+          float Ql = 0.f;
+#pragma unroll
+          for (int i = kRunT - 1; i >= 0; --i) Ql = a[i] * fmaf(Ct[i], dy[i], Ql);
+          Al = Arun;
+          float qin = 0.f;
+          if (lane == 31) {
+            qin = qc[sn];
+            Ql = fmaf(Al, qin, Ql);
+          }
+#pragma unroll
+          for (int o = 1; o < 32; o <<= 1) {
+            const float Ap = __shfl_down_sync(kFullMask, Al, o), Qp = __shfl_down_sync(kFullMask, Ql, o);
+            if (lane + o < 32) {
+              Ql = fmaf(Al, Qp, Ql);
+              Al *= Ap;
             }
           }
-        }
-      }
-      __syncthreads();
-      // P5. store du, ddelta, dz; add the block's dB/dC
-      for (int idx = tid; idx < CPB * chunk; idx += kThreads) {
-        const int j = idx >> chunk_log2, tt = idx & (chunk - 1);
-        if (j < n_c && tt < nt) {
-          const int64_t cc = c0 + j, t = t0 + tt, o = cc * L + t;
-          du_out[o] = from_f<in_t>(s_u[tt * CPBp + j]);
-          ddelta_out[o] = from_f<in_t>(s_dt[tt * CPBp + j]);
-          if (has_z) {  // out = (y + D u) silu(z):  dz = dout (y + D u) silu'(z)
-            const float zz = to_f(zp[cc * p.z_d_stride + t]);
-            const float sz = 1.f / (1.f + __expf(-zz));
-            const float dov = to_f(dout[cc * p.dout_d_stride + t]);
-            dz_out[o] = from_f<in_t>(dov * s_y[tt * CPBp + j] * sz * (1.f + zz * (1.f - sz)));
+          float qv = __shfl_down_sync(kFullMask, Ql, 1);
+          const float qtot = __shfl_sync(kFullMask, Ql, 0);
+          if (lane == 31) {
+            qv = qin;
+            qc[sn] = qtot;
+          }
+          // B_t, C_t re-read here rather than held live across the scans (register pressure)
+          if constexpr (kVarB) read_run(s_B + s * kTile, lane, Bt);
+          if constexpr (kVarC) read_run(s_C + s * kTile, lane, Ct);
+          float dAl = 0.f, dBl = 0.f, vB[kRunT];
+#pragma unroll
+          for (int i = kRunT - 1; i >= 0; --i) {
+            const float g = fmaf(Ct[i], dy[i], qv);
+            vB[i] = g * dtu[i];
+            dBl += vB[i];
+            sgb[i] = fmaf(g, Bt[i], sgb[i]);
+            qv = g * a[i];
+            const float w = qv * hp[i];
+            sda[i] = fmaf(A2, w, sda[i]);
+            dAl = fmaf(dt[i], w, dAl);
+          }
+          if constexpr (kVarB) write_run(s_dB + (warp * kBwdNS + s) * kTile, lane, vB);
+          dAl = warp_sum(dAl);
+          if constexpr (!kVarB) dBl = warp_sum(dBl);
+          if constexpr (!kVarC) dCl = warp_sum(dCl);
+          if (lane == 0) {
+            sdA[sn] += dAl;
+            if constexpr (!kVarB) sdB[sn] += dBl;
+            if constexpr (!kVarC) sdC[sn] += dCl;
           }
         }
-      }
-      if constexpr (kNVar > 0) {
-        for (int idx = tid; idx < kNVar * n * chunk; idx += kThreads) {
-          const int tt = idx & (chunk - 1), r = idx >> chunk_log2;
-          const int which = r / n, s = r - which * n;
-          if (tt < nt) {
-            float acc = 0.f;
-#pragma unroll
-            for (int w = 0; w < kWarps; ++w) acc += s_red[tt * RS + w * (kNVar * NP) + which * NP + s];
-            float* dst = (kVarB && which == 0) ? dBv : dCv;
-            atomicAdd(dst + int64_t(s) * L + t0 + tt, acc);
-          }
+        if constexpr (kVarB || kVarC) {
+          __syncthreads();  // every warp's partials are in
+          if constexpr (kVarB) flush_partials(s_dB, dBv, L, ns0, nsl, t0, s1, nw);
+          if constexpr (kVarC) flush_partials(s_dC, dCv, L, ns0, nsl, t0, s1, nw);
         }
       }
-      __syncthreads();  // the next chunk's loads overwrite the tiles read above
-    }
-    if (p.dinitial_state) {
+      // per-token gradients
+      float dov[kRunT], zz[kRunT], du[kRunT], ddt[kRunT];
+      load_run(u + tr, nv, uu);  // re-read (L1/L2) rather than held across the state loop
 #pragma unroll
-      for (int i = 0; i < kSPT; ++i) {
-        const int s = sub * kSPT + i;
-        if (c_ok && s < n) static_cast<float*>(p.dinitial_state)[(slot * p.dim + c) * n + s] = g[i];
+      for (int i = 0; i < kRunT; ++i) {
+        du[i] = fmaf(Dv, dy[i], dt[i] * sgb[i]);
+        float d = fmaf(sda[i], kLn2, uu[i] * sgb[i]);
+        if (p.delta_softplus) d = -d * expm1f(-dt[i]);  // softplus'(raw) = 1 - exp(-softplus(raw))
+        ddt[i] = d;
+        if (i < nv) dbias_acc += d;
+      }
+      if (c_ok && nv > 0) {
+        store_run(du_out + tr, nv, du);
+        store_run(ddelta_out + tr, nv, ddt);
+        if (zp) {  // out = (y + D u) silu(z):  dz = dout (y + D u) silu'(z)
+          load_run(dout + tr, nv, dov);
+          load_run(zp + tr, nv, zz);
+#pragma unroll
+          for (int i = 0; i < kRunT; ++i) {
+            const float sz = 1.f / (1.f + __expf(-zz[i]));
+            dov[i] *= fmaf(Dv, uu[i], yv[i]) * sz * (1.f + zz[i] * (1.f - sz));
+          }
+          store_run(dz_out + tr, nv, dov);
+        }
       }
     }
-    ck_base += nck;
+    if (p.dinitial_state && c_ok && lane == 31)
+      for (int s = 0; s < n; ++s) static_cast<float*>(p.dinitial_state)[(slot * p.dim + c) * n + s] = qc[s];
+    ck_base += (s1 - s0 + ck_mask) >> p.ckpt_log2;
   }
-  // Weights: sums over this block's batch row (and sequences); other batch rows add to the same.
-#pragma unroll
-  for (int i = 0; i < kSPT; ++i) {
-    const int s = sub * kSPT + i;
-    if (c_ok && s < n) {
-      atomicAdd(static_cast<float*>(p.dA) + c * n + s, dA_acc[i]);
-      if (!kVarB) atomicAdd(static_cast<float*>(p.dB) + c * n + s, dB_acc[i]);
-      if (!kVarC) atomicAdd(static_cast<float*>(p.dC) + c * n + s, dC_acc[i]);
+  dD_acc = warp_sum(dD_acc);
+  dbias_acc = warp_sum(dbias_acc);
+  if (c_ok && lane == 0) {
+    if (p.dD) atomicAdd(static_cast<float*>(p.dD) + c, dD_acc);
+    if (p.ddelta_bias) atomicAdd(static_cast<float*>(p.ddelta_bias) + c, dbias_acc);
+    for (int s = 0; s < n; ++s) {
+      atomicAdd(static_cast<float*>(p.dA) + c * n + s, sdA[s]);
+      if (!kVarB) atomicAdd(static_cast<float*>(p.dB) + c * n + s, sdB[s]);
+      if (!kVarC) atomicAdd(static_cast<float*>(p.dC) + c * n + s, sdC[s]);
     }
   }
-  if (c_ok && du_lane && p.dD) atomicAdd(static_cast<float*>(p.dD) + c, dD_acc);
-  if (c_ok && dt_lane && p.ddelta_bias) atomicAdd(static_cast<float*>(p.ddelta_bias) + c, dbias_acc);
 }
 
-// Launch for one input dtype: same layout as the forward, chunk = 2^ckpt_log2 (the forward saved its states
-// at that spacing); 2 x 2 x 2 kernels (kSPT in {4, 8}, variable B, variable C). Returns an error or nullptr.
+// Launch for one input dtype: 2 x 2 kernels (variable B, variable C). Returns an error or nullptr.
 template <typename in_t>
 const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t stream) {
-  const ScanLayout Ly = scan_layout(p.dstate);
   const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
   const int64_t groups = (var_b || var_c) ? p.n_groups : 1;
   const int64_t dpg = p.dim / groups;
-  const int chunk_log2 = p.ckpt_log2;
-  if (chunk_log2 < 0 || chunk_log2 > 8) return "selective_scan_bwd_cuda: ckpt_log2 must be in [0, 8]";
-  const int64_t smem = bwd_smem_bytes(1 << chunk_log2, Ly.spt, Ly.cpb, Ly.np, int(var_b) + int(var_c));
+  if (p.ckpt_log2 < 3 || p.ckpt_log2 > 8) return "selective_scan_bwd_cuda: ckpt_chunk must be in [8, 256]";
+  if (p.dstate < 1 || p.dstate > 256) return "selective_scan_bwd_cuda: dstate must be in [1, 256]";
   if (p.batch == 0 || p.dim == 0) return nullptr;
   if (p.batch > 65535 || groups > 65535) return "selective_scan_bwd_cuda: batch and groups must be <= 65535";
+  const int64_t smem = bwd_smem_bytes(p.dstate, var_b, var_c);  // <= 106 KB
   int dev = 0, max_smem = 0;
   cudaError_t err = cudaGetDevice(&dev);
   if (err == cudaSuccess) err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
   if (err != cudaSuccess) return cudaGetErrorString(err);
-  if (smem > max_smem)
-    return "selective_scan_bwd_cuda: the checkpoint chunk needs more shared memory than this GPU has per block";
+  if (smem > max_smem) return "selective_scan_bwd_cuda: needs more shared memory per block than this GPU has";
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + Ly.cpb - 1) / Ly.cpb), unsigned(groups), unsigned(p.batch));
-  cfg.blockDim = dim3(kThreads);
+  cfg.gridDim = dim3(unsigned((dpg + kFwdWarps - 1) / kFwdWarps), unsigned(groups), unsigned(p.batch));
+  cfg.blockDim = dim3(kFwdThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
-  const int tpc_log2 = Ly.tpc_log2;
   err = MK_BOOL_SWITCH(var_b, kVarB, [&] {
     return MK_BOOL_SWITCH(var_c, kVarC, [&] {
-      auto launch = [&](auto kernel) {
-        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-        return e != cudaSuccess ? e : cudaLaunchKernelEx(&cfg, kernel, p, tpc_log2, chunk_log2);
-      };
-      if (Ly.spt == 4) return launch(selective_scan_bwd_kernel<in_t, 4, kVarB, kVarC>);
-      return launch(selective_scan_bwd_kernel<in_t, 8, kVarB, kVarC>);
+      auto kernel = selective_scan_bwd_kernel<in_t, kVarB, kVarC>;
+      cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+      return e != cudaSuccess ? e : cudaLaunchKernelEx(&cfg, kernel, p);
     });
   });
   if (err == cudaSuccess) err = cudaGetLastError();

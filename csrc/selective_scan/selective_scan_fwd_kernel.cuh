@@ -282,29 +282,5 @@ cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t
   return err != cudaSuccess ? err : cudaGetLastError();
 }
 
-// ---- Used by the backward kernel (selective_scan_bwd_kernel.cuh) only.
-constexpr int kThreads = 128;
-
-// Thread layout of the backward kernel.
-struct ScanLayout {
-  int spt;       // states per thread (kSPT)
-  int tpc_log2;  // log2 of the lanes per channel (TPC <= 32: a channel never straddles warps)
-  int cpb;       // channels per block
-  int np;        // padded state count TPC * spt (a multiple of 4)
-};
-
-inline ScanLayout scan_layout(int64_t n) {
-  // 4 states per thread keeps enough threads in flight at n = 16 (4 lanes per channel); n > 128 needs 8
-  // so that one channel fits in a warp.
-  ScanLayout L;
-  L.spt = n > 128 ? 8 : 4;
-  const int64_t per = (n + L.spt - 1) / L.spt;
-  L.tpc_log2 = 0;
-  while ((int64_t(1) << L.tpc_log2) < per) ++L.tpc_log2;
-  L.cpb = kThreads >> L.tpc_log2;
-  L.np = (1 << L.tpc_log2) * L.spt;
-  return L;
-}
-
 }  // namespace ss
 }  // namespace mamba_kernels

@@ -7,7 +7,7 @@ Ops registered here:
                                        dB, dC, dD, dz, ddelta_bias, dinitial_state]  (empty for absent inputs)
 `states` are the chunk-entry states the cuda and triton forwards save for their backward when save_states is
 set (the public function sets it when a gradient will be needed): float32 (b, d, n_chunks, n), one every
-_ckpt_chunk(n) steps of every sequence; an empty tensor on the other backends or when not saved.
+_ckpt_chunk(n, backend) steps of every sequence; an empty tensor on the other backends or when not saved.
 Backward kernels: cpu (C++), cuda (CUDA) and triton, the last two recomputing each chunk from its saved state
 (a backward without saved states first reruns the forward to save them). ref differentiates through the
 reference (python_ref) with autograd.
@@ -65,11 +65,13 @@ def _fwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
     return out.to(u.dtype), last
 
 
-def _ckpt_chunk(n: int) -> int:
-    """Steps between the states the cuda forward saves for its backward (= the backward's time tile, a power
-    of two). The backward keeps the states of one tile in shared memory: sized so that a block stays near
-    100 KB (bwd_smem_bytes in csrc/selective_scan/selective_scan_bwd_kernel.cuh; n = 16: 32 steps, 102 KB;
-    at most 114 KB for any n: fits sm_80 and sm_90)."""
+def _ckpt_chunk(n: int, backend: str = "triton") -> int:
+    """Steps between the states the cuda / triton forwards save for their backward (a power of two).
+    cuda: 256, the backward's time tile (one warp per channel, 8 steps per lane; it restarts each tile from
+    the saved state: csrc/selective_scan/selective_scan_bwd_kernel.cuh). triton: its backward's time tile,
+    sized by n."""
+    if backend == "cuda":
+        return 256
     return 16 if n <= 4 else 32 if n <= 32 else 16 if n <= 64 else 8
 
 
@@ -79,10 +81,10 @@ def _n_ckpt(l, nseq: int, chunk: int):
     return -(-l // chunk) + nseq
 
 
-def _states_shape(u, A, cu_seqlens):
+def _states_shape(u, A, cu_seqlens, backend):
     n = A.shape[1]
     nseq = 0 if cu_seqlens is None else cu_seqlens.shape[0] - 1
-    return (u.shape[0], u.shape[1], _n_ckpt(u.shape[2], nseq, _ckpt_chunk(n)), n)
+    return (u.shape[0], u.shape[1], _n_ckpt(u.shape[2], nseq, _ckpt_chunk(n, backend)), n)
 
 
 def _lastc(t, dtype):  # dtype, time (last) axis contiguous
@@ -111,12 +113,12 @@ def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
     out = _empty(u.shape, dtype=u.dtype, device=u.device)
     last = _empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=f32, device=u.device)
     if save_states:
-        states = _empty(_states_shape(u, A, cu_seqlens), dtype=f32, device=u.device)
+        states = _empty(_states_shape(u, A, cu_seqlens, "cuda"), dtype=f32, device=u.device)
     else:
         states = torch.empty(0, dtype=f32, device=u.device)
     torch.ops.mamba_kernels._selective_scan_fwd_cuda(
         *_cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens), delta_softplus, out, last,
-        states, _ckpt_chunk(A.shape[1]))
+        states, _ckpt_chunk(A.shape[1], "cuda"))
     return out, last, states
 
 
@@ -125,7 +127,7 @@ def _fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, 
     from .triton import selective_scan_fwd_triton
     f32 = torch.float32
     if save_states:
-        states = _empty(_states_shape(u, A, cu_seqlens), dtype=f32, device=u.device)
+        states = _empty(_states_shape(u, A, cu_seqlens, "triton"), dtype=f32, device=u.device)
     else:
         states = torch.empty(0, dtype=f32, device=u.device)
     out, last = selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
@@ -193,7 +195,7 @@ def _bwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
              else torch.empty(0, dtype=f32, device=dev))
     torch.ops.mamba_kernels._selective_scan_bwd_cuda(
         *_cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens), delta_softplus, states,
-        _ckpt_chunk(n), _lastc(dout, ud), None if dlast is None else dlast.to(f32).contiguous(),
+        _ckpt_chunk(n, "cuda"), _lastc(dout, ud), None if dlast is None else dlast.to(f32).contiguous(),
         du, ddelta, dA, dB, dC, dD, dz, dbias, dinit)
     return [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit]
 
@@ -261,7 +263,7 @@ def _saves_states(backend, save_states):
 @selective_scan_fwd.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, backend, save_states=False):
     last = u.new_empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=_compute_dtype(u))
-    states = u.new_empty(_states_shape(u, A, cu_seqlens) if _saves_states(backend, save_states) else (0,),
+    states = u.new_empty(_states_shape(u, A, cu_seqlens, backend) if _saves_states(backend, save_states) else (0,),
                          dtype=torch.float32)
     return torch.empty_like(u), last, states
 

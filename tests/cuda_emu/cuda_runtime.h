@@ -2,16 +2,17 @@
 // the CPU in tests (this machine has nvcc but no GPU). Put this folder FIRST on the include path of a host
 // compiler (g++ -std=c++20): `#include <cuda_runtime.h>` in a kernel header then lands here.
 //
-// Model: a launch runs its blocks one after the other; a block runs blockDim.x std::threads. __syncthreads
-// is a std::barrier over the block, __syncwarp / __shfl_*_sync a barrier over the 32 lanes of the warp
-// (every lane must take part, as with the full mask on the GPU), atomicAdd a std::atomic_ref. Dynamic shared
-// memory is one NaN-filled buffer per block (a read of an element no thread wrote shows up as NaN); a
-// launch needing more than 48 KB must have been opted in with cudaFuncSetAttribute, as on the GPU, and may
-// not exceed cuda_emu::max_smem_optin (H100: 227 KB). It checks logic and indexing, not performance, and not
-// the GPU's weaker memory ordering.
+// Model: a launch runs its blocks one after the other; a block runs blockDim.x cooperative fibers (ucontext,
+// one OS thread: no futex storms with 256 lanes on a 2-core machine), scheduled round robin; a fiber runs
+// until it reaches a barrier. __syncthreads is a barrier over the block, __syncwarp / __shfl_*_sync a barrier
+// over the 32 lanes of the warp (every lane must take part, as with the full mask on the GPU); atomicAdd is
+// a plain add (one OS thread). Dynamic shared memory is one NaN-filled buffer per block (a read of an
+// element no thread wrote shows up as NaN); a launch needing more than 48 KB must have been opted in with
+// cudaFuncSetAttribute, as on the GPU, and may not exceed cuda_emu::max_smem_optin (H100: 227 KB). It checks
+// logic and indexing, not performance, and not the GPU's weaker memory ordering (lanes interleave only at
+// barriers, so a missing barrier between a write and another lane's read can go unnoticed).
 #pragma once
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -20,8 +21,9 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <thread>
 #include <vector>
+
+#include <ucontext.h>
 
 #define __global__
 #define __device__
@@ -45,7 +47,7 @@ struct alignas(16) uint4 {
 };
 inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
 
-inline thread_local uint3 threadIdx;
+inline uint3 threadIdx;  // of the running fiber
 inline uint3 blockIdx;
 inline dim3 blockDim, gridDim;
 
@@ -85,16 +87,47 @@ inline std::map<const void*, int> opted_smem;  // kernel -> cudaFuncAttributeMax
 alignas(16) inline unsigned char smem_buf[256 * 1024];
 inline int64_t launches = 0;
 
-struct Warp {
-  std::barrier<> bar{32};
-  float xch[32];
+// A barrier of `n` fibers: arrivals count up; the last one opens the next generation.
+struct Barrier {
+  unsigned n = 0, count = 0, gen = 0;
 };
-inline std::barrier<>* block_bar = nullptr;
+struct Warp {
+  Barrier bar{32};
+  float xch[2][32];  // double-buffered: one barrier per shuffle (see shfl_exchange)
+};
+struct Fiber {
+  ucontext_t uc;
+  unsigned shfl_parity = 0;  // every lane of a warp runs the same sequence of shuffles
+  bool done = false;
+};
+inline Barrier block_bar;
 inline Warp* warps = nullptr;
+inline Fiber* fibers = nullptr;
+inline ucontext_t sched_uc;
+inline unsigned cur = 0;
+constexpr size_t kStack = 256 * 1024;
 
 [[noreturn]] inline void fail(const char* what) {
   std::fprintf(stderr, "cuda_emu: %s\n", what);
   std::abort();
+}
+
+inline void yield() { swapcontext(&fibers[cur].uc, &sched_uc); }
+inline void arrive_and_wait(Barrier& b) {
+  const unsigned g = b.gen;
+  if (++b.count == b.n) {
+    b.count = 0;
+    ++b.gen;
+    return;
+  }
+  while (b.gen == g) yield();
+}
+
+inline void (*fiber_body)(void*) = nullptr;
+inline void* fiber_arg = nullptr;
+inline void fiber_entry() {
+  fiber_body(fiber_arg);
+  fibers[cur].done = true;  // then returns to sched_uc (uc_link)
 }
 
 template <typename F>
@@ -115,63 +148,83 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
   ++launches;
   gridDim = cfg.gridDim;
   blockDim = cfg.blockDim;
+  using Body = std::remove_reference_t<F>;
+  fiber_body = [](void* a) { (*static_cast<Body*>(a))(); };
+  fiber_arg = const_cast<void*>(static_cast<const void*>(&body));
+  std::vector<Fiber> fs(nthr);
+  std::unique_ptr<char[]> stacks(new char[kStack * nthr]);
   for (unsigned bz = 0; bz < cfg.gridDim.z; ++bz)
     for (unsigned by = 0; by < cfg.gridDim.y; ++by)
       for (unsigned bx = 0; bx < cfg.gridDim.x; ++bx) {
         blockIdx.x = bx; blockIdx.y = by; blockIdx.z = bz;
         const float nan = std::nanf("");
         for (size_t i = 0; i < sizeof(smem_buf) / 4; ++i) std::memcpy(smem_buf + 4 * i, &nan, 4);
-        std::barrier<> bar(nthr);
+        block_bar = Barrier{nthr};
         std::vector<Warp> ws(nthr / 32);
-        block_bar = &bar;
         warps = ws.data();
-        std::vector<std::thread> threads;
-        threads.reserve(nthr);
-        for (unsigned t = 0; t < nthr; ++t)
-          threads.emplace_back([t, &body] {
+        fibers = fs.data();
+        for (unsigned t = 0; t < nthr; ++t) {
+          fs[t] = Fiber{};
+          getcontext(&fs[t].uc);
+          fs[t].uc.uc_stack.ss_sp = stacks.get() + kStack * t;
+          fs[t].uc.uc_stack.ss_size = kStack;
+          fs[t].uc.uc_link = &sched_uc;
+          makecontext(&fs[t].uc, fiber_entry, 0);
+        }
+        for (unsigned left = nthr; left > 0;) {
+          for (unsigned t = 0; t < nthr; ++t) {
+            if (fs[t].done) continue;
+            cur = t;
             threadIdx.x = t;
-            body();
-          });
-        for (auto& th : threads) th.join();
+            swapcontext(&sched_uc, &fs[t].uc);
+            if (fs[t].done) --left;
+          }
+        }
       }
   return cudaSuccess;
 }
 
 }  // namespace cuda_emu
 
-inline void __syncthreads() { cuda_emu::block_bar->arrive_and_wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emu::warps[threadIdx.x >> 5].bar.arrive_and_wait(); }
+inline void __syncthreads() { cuda_emu::arrive_and_wait(cuda_emu::block_bar); }
+inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emu::arrive_and_wait(cuda_emu::warps[threadIdx.x >> 5].bar); }
+namespace cuda_emu {
+// Publishes v, waits for the warp, returns lane src's value (own value if src >= 32). Buffer p of shuffle k
+// is rewritten at shuffle k + 2 only, after every lane passed the barrier of shuffle k + 1, hence after
+// every lane's read of shuffle k.
+inline float shfl_exchange(unsigned mask, float v, unsigned src, const char* what) {
+  if (mask != 0xffffffffu) fail(what);
+  Warp& w = warps[threadIdx.x >> 5];
+  unsigned& parity = fibers[threadIdx.x].shfl_parity;
+  float* buf = w.xch[parity];
+  parity ^= 1u;
+  buf[threadIdx.x & 31] = v;
+  arrive_and_wait(w.bar);
+  return src < 32 ? buf[src] : v;
+}
+}  // namespace cuda_emu
 inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
-  if (mask != 0xffffffffu) cuda_emu::fail("__shfl_xor_sync: only the full-warp mask is emulated");
-  const unsigned lane = threadIdx.x & 31;
-  cuda_emu::Warp& w = cuda_emu::warps[threadIdx.x >> 5];
-  w.xch[lane] = v;
-  w.bar.arrive_and_wait();
-  const float r = w.xch[lane ^ unsigned(lane_mask & 31)];
-  w.bar.arrive_and_wait();
-  return r;
+  return cuda_emu::shfl_exchange(mask, v, (threadIdx.x & 31) ^ unsigned(lane_mask & 31),
+                                 "__shfl_xor_sync: only the full-warp mask is emulated");
 }
 inline float __shfl_up_sync(unsigned mask, float v, unsigned delta) {
-  if (mask != 0xffffffffu) cuda_emu::fail("__shfl_up_sync: only the full-warp mask is emulated");
   const unsigned lane = threadIdx.x & 31;
-  cuda_emu::Warp& w = cuda_emu::warps[threadIdx.x >> 5];
-  w.xch[lane] = v;
-  w.bar.arrive_and_wait();
-  const float r = lane >= delta ? w.xch[lane - delta] : v;
-  w.bar.arrive_and_wait();
-  return r;
+  return cuda_emu::shfl_exchange(mask, v, lane >= delta ? lane - delta : 32u,
+                                 "__shfl_up_sync: only the full-warp mask is emulated");
+}
+inline float __shfl_down_sync(unsigned mask, float v, unsigned delta) {
+  const unsigned lane = threadIdx.x & 31;
+  return cuda_emu::shfl_exchange(mask, v, lane + delta < 32 ? lane + delta : 32u,
+                                 "__shfl_down_sync: only the full-warp mask is emulated");
 }
 inline float __shfl_sync(unsigned mask, float v, int src_lane) {
-  if (mask != 0xffffffffu) cuda_emu::fail("__shfl_sync: only the full-warp mask is emulated");
-  const unsigned lane = threadIdx.x & 31;
-  cuda_emu::Warp& w = cuda_emu::warps[threadIdx.x >> 5];
-  w.xch[lane] = v;
-  w.bar.arrive_and_wait();
-  const float r = w.xch[unsigned(src_lane) & 31];
-  w.bar.arrive_and_wait();
-  return r;
+  return cuda_emu::shfl_exchange(mask, v, unsigned(src_lane) & 31u, "__shfl_sync: only the full-warp mask is emulated");
 }
-inline float atomicAdd(float* addr, float v) { return std::atomic_ref<float>(*addr).fetch_add(v); }
+inline float atomicAdd(float* addr, float v) {
+  const float old = *addr;
+  *addr = old + v;
+  return old;
+}
 
 inline cudaError_t cudaGetDevice(int* d) {
   *d = 0;
