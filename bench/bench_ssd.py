@@ -197,3 +197,65 @@ def bench_ssd_kernels(benchmark, harness, phase, shape):
                         impl=f"mamba_kernels:triton:{i}:{kernel.__name__}", shape=dict(s, chunk=Q),
                         dtype="bfloat16", fn=lambda i=i: rec.replay(i), bytes=0, flops=0,
                         note="one kernel of the launch sequence, replayed alone")
+
+
+# Config sweeps (A/B on the GPU, the library's defaults are the first entries): each row times one kernel alone.
+SCAN_CONFIGS = {
+    "default": {},
+    "HB1-w4": dict(HB=1, num_warps=4),
+    "HB1-w4-st3": dict(HB=1, num_warps=4, num_stages=3),
+    "HB2-w4": dict(HB=2, num_warps=4),
+    "HB2-w8-st3": dict(HB=2, num_warps=8, num_stages=3),
+    "HB4-w8": dict(HB=4, num_warps=8),
+    "BM128-HB1-w8": dict(BM=128, HB=1, num_warps=8),
+    "BM128-HB2-w8": dict(BM=128, HB=2, num_warps=8),
+}
+STATE_CONFIGS = {
+    "default": {},
+    "BP32-w4": dict(BP=32, num_warps=4),
+    "BS64-w4": dict(BS=64, num_warps=4),
+    "BS64-BP32-w4-st4": dict(BS=64, BP=32, num_warps=4, num_stages=4),
+    "BS128-w8-st2": dict(BS=128, num_warps=8, num_stages=2),
+}
+
+
+def _time_fwd_kernel(benchmark, harness, shape, key, over, names):
+    from mamba_kernels.ssd import triton as tri
+    s = SHAPES[shape]
+    inp = _inputs(**s)
+    args = tuple(inp[k] for k in ("x", "dt", "A", "B", "C")) + (Q, inp["D"], inp["z"], inp["dt_bias"], True, None,
+                                                                   None, None)
+    major, minor = torch.cuda.get_device_capability()
+    tri._CFG_OVERRIDE[key] = dict(over)
+    try:
+        with tri.record_launches(10 * major + minor) as rec:
+            tri.ssd_fwd(*args, need_ypre=False)
+    finally:
+        tri._CFG_OVERRIDE.pop(key, None)
+    for i in range(len(rec.launches)):
+        rec.replay(i)
+    torch.cuda.synchronize()
+    picked = [i for i, r in enumerate(rec.launches) if r[0].__name__ in names]
+    for j, i in enumerate(picked):
+        kernel, _, kw, grid = rec.launches[i]
+        cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN") or k.startswith("num_")}
+        harness.measure(benchmark if j == 0 else None, kernel="ssd_fwd_part",
+                        impl=f"mamba_kernels:triton:{kernel.__name__}:{key}={over}", shape=dict(s, chunk=Q),
+                        dtype="bfloat16", fn=lambda i=i: rec.replay(i), bytes=0, flops=0,
+                        note=f"config sweep; resolved {cfg}, grid {grid}")
+
+
+@pytest.mark.parametrize("cfg", list(SCAN_CONFIGS))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_ssd_scan_configs(benchmark, harness, shape, cfg):
+    """The forward chunk-scan kernel (and the CB kernel it reads, when heads of a group span programs) alone, per
+    block config."""
+    _time_fwd_kernel(benchmark, harness, shape, "scan", SCAN_CONFIGS[cfg],
+                     ("_ssd_scan_heads_kernel", "_ssd_cb_kernel"))
+
+
+@pytest.mark.parametrize("cfg", list(STATE_CONFIGS))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_ssd_state_fwd_configs(benchmark, harness, shape, cfg):
+    """The forward chunk-state + state-passing kernel alone, per block config."""
+    _time_fwd_kernel(benchmark, harness, shape, "state_fwd", STATE_CONFIGS[cfg], ("_ssd_state_fwd_kernel",))

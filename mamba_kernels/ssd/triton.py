@@ -83,6 +83,9 @@ _REC = {"launches": None, "arch": 90}
 # Development aid: under the interpreter, use the GPU block configs and round dot operands to bf16 / fp16 (then fp32
 # dots), to check the GPU tests' tolerances on CPU. Off by default; nothing in the library sets it.
 _EMULATE = {"half_dots": False}
+# Config overrides {kernel key of _configs: {name: value}} for A/B timing on the GPU (bench/bench_ssd.py); the
+# library never sets it. The forward's CB kernel follows the scan's BM.
+_CFG_OVERRIDE: dict = {}
 # Forward chunk-scan variant: "heads" (_ssd_scan_heads_kernel: heads of a group share the CB / C dots) or "legacy"
 # (_ssd_chunk_scan_kernel: one head per program). Switchable for A/B timing (bench/bench_ssd.py).
 _FWD = {"scan": "heads"}
@@ -213,6 +216,11 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
         "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
     }
+    for name, over in _CFG_OVERRIDE.items():
+        cfg[name].update(over)
+    s = cfg["scan"]
+    while s["HB"] > 1 and (hpg % s["HB"] or s["BP"] < p):  # an override's HB must divide h / g and cover p
+        s["HB"] //= 2
     return cfg
 
 
@@ -1008,8 +1016,10 @@ def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
     return dtp, a
 
 
-def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg):
+def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None):
     c, o = _launch_opts(cfg["cb"])
+    if BM is not None:
+        c["BM"] = BM
     nmb = triton.cdiv(Q, c["BM"])
     cb = torch.empty(max(lay.nk, 1), g, Q, Q, device=C.device, dtype=sdt)
     if lay.nk:
@@ -1054,7 +1064,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     if lay.nk and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted()):
         c, o = _launch_opts(cfg["scan"])
         cb_mem = hpg > c["HB"]
-        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, c["BM"]) if cb_mem else dtp
         npb = triton.cdiv(p, c["BP"])
         nhb = h // c["HB"]
         _launch(_ssd_scan_heads_kernel, (lay.nk * nhb * npb,),
