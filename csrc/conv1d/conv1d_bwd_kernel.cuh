@@ -19,14 +19,15 @@ namespace conv1d {
 namespace bwd_cl {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kTL = 64;  // time steps per warp tile (the block's 4 warps tile 256 consecutive steps)
-constexpr int kU = 4;    // time steps loaded together
-// Channels per lane: 4 for the width-4 bucket (8-byte loads for 16-bit types); 2 for the width-8 bucket,
-// whose per-channel registers (weights, two windows, weight gradients: ~4 kW) would otherwise spill.
-template <int kW> constexpr int channels() { return kW <= 4 ? 4 : 2; }
-// 16-bit width-4 (the Mamba case): cap registers at 128 for 4 blocks (16 warps) per SM; ptxas spills a few
-// bytes for it (L1). The other variants would spill hundreds of bytes under that cap, so they get no cap.
-template <typename T, int kW> constexpr int min_blocks() { return (sizeof(T) == 2 && kW == 4) ? 4 : 1; }
+// Channels per lane: 2 (4-byte loads for 16-bit types, 8-byte for fp32; a warp still moves whole 128-byte
+// lines per step). Per channel a lane keeps weights, two windows and the weight gradients (~4 kW registers),
+// so 2 channels leave room for deep load groups at a moderate register count.
+template <typename T, int kW> constexpr int channels() { return 2; }
+// Time steps per load group (x and dy): 64 bytes per lane in the width-4 bucket (32 in the width-8 one), the
+// next group in flight while the current one is computed.
+template <typename T, int kW> constexpr int group() { return (sizeof(T) == 2 ? 8 : 4) / (kW <= 4 ? 1 : 2); }
+// Width-4 bucket: at most 128 registers (4 blocks, 16 warps per SM; ptxas -v: 127, no spills).
+template <int kW> constexpr int min_blocks() { return kW <= 4 ? 4 : 1; }
 }  // namespace bwd_cl
 
 // ------------------------------------------------------------------------------------------ channel-first
@@ -198,13 +199,15 @@ __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::bwd_min_blocks<T, kW
 // ------------------------------------------------------------------------------------------ channel-last
 // Forward sweep over the tile with the dx output delayed by kW-1 steps: at step t the lane has dpre for
 // t-(kW-1) .. t, which is all dx[t-(kW-1)] needs. Steps run to te + kW - 2 (re-reading the next tile's first
-// kW-1 inputs from L2) so every dx of the tile is emitted; steps at t >= L read zeros (dpre 0).
+// kW-1 inputs from L2) so every dx of the tile is emitted; steps at t >= L read zeros (dpre 0). Tile length
+// from cl_tile_len (whole waves), loads in groups of group<T, kW>() steps with the next group in flight.
 template <typename T, int kW>
 __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, bool dy_vec, bool dx_vec, int64_t b,
-                                            int64_t c0, int64_t tb, int64_t te, float (&dw)[bwd_cl::channels<kW>()][kW],
-                                            float (&db)[bwd_cl::channels<kW>()]) {
+                                            int64_t c0, int64_t tb, int64_t te, float (&dw)[bwd_cl::channels<T, kW>()][kW],
+                                            float (&db)[bwd_cl::channels<T, kW>()]) {
   using namespace bwd_cl;
-  constexpr int C = channels<kW>();
+  constexpr int C = channels<T, kW>();
+  constexpr int U = group<T, kW>();
   constexpr int H = kW - 1;
   const int64_t L = p.seqlen;
   const int width = static_cast<int>(p.width);
@@ -215,6 +218,22 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
   const T* __restrict__ dy = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + c0;
   T* __restrict__ dx = static_cast<T*>(p.dx) + b * p.dx_batch_stride + c0;
   const int64_t xls = p.x_l_stride, dyls = p.dy_l_stride, dxls = p.dx_l_stride;
+  const int64_t tend = te + H < L ? te + H : L;  // steps read: tb .. tend - 1; later steps are zeros
+
+  const T* xg = x + tb * xls;
+  const T* gg = dy + tb * dyls;
+  auto load_group = [&](int64_t t, Raw<T, C> (&rx)[U], Raw<T, C> (&rg)[U]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t n = t + u < tend ? nc : 0;
+      load_raw<T, C>(xg + u * xls, n, x_vec, rx[u]);
+      load_raw<T, C>(gg + u * dyls, n, dy_vec, rg[u]);
+    }
+    xg += U * xls;
+    gg += U * dyls;
+  };
+  Raw<T, C> cx[U], cg[U], nx[U], ng[U];
+  load_group(tb, cx, cg);
 
   float w[C][kW], bias[C];
 #pragma unroll
@@ -241,79 +260,69 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
     }
   }
 
-  auto step = [&](int64_t t, const Raw<T, C>& rx, const Raw<T, C>& rg) {
-    float xt[C], dp[C];
-#pragma unroll
-    for (int ch = 0; ch < C; ++ch) {
-      xt[ch] = to_f(rx.e[ch]);
-      float z = bias[ch];
-#pragma unroll
-      for (int i = 0; i < kW; ++i)
-        if (i >= pad) z = fmaf(w[ch][i], i < H ? xw[i][ch] : xt[ch], z);
-      const float g = to_f(rg.e[ch]);
-      dp[ch] = p.silu ? g * dsilu_f(z) : g;
-    }
-    if (t < te) {
-#pragma unroll
-      for (int ch = 0; ch < C; ++ch) {
-#pragma unroll
-        for (int i = 0; i < kW; ++i)
-          if (i >= pad) dw[ch][i] = fmaf(dp[ch], i < H ? xw[i][ch] : xt[ch], dw[ch][i]);
-        db[ch] += dp[ch];
-      }
-    }
-    const int64_t u = t - H;  // dx[u] = sum_i w[i] dpre[u + H - i]
-    if (u >= tb) {
-      float out[C];
-#pragma unroll
-      for (int ch = 0; ch < C; ++ch) {
-        float acc = 0.f;
-#pragma unroll
-        for (int i = 0; i < kW; ++i)
-          if (i >= pad) acc = fmaf(w[ch][i], i == 0 ? dp[ch] : dpw[H - i][ch], acc);
-        out[ch] = acc;
-      }
-      store_n<T, C>(dx + u * dxls, 1, nc, dx_vec, out);
-    }
-#pragma unroll
-    for (int j = 0; j + 1 < H; ++j) {
-#pragma unroll
-      for (int ch = 0; ch < C; ++ch) { xw[j][ch] = xw[j + 1][ch]; dpw[j][ch] = dpw[j + 1][ch]; }
-    }
-#pragma unroll
-    for (int ch = 0; ch < C; ++ch) { xw[H - 1][ch] = xt[ch]; dpw[H - 1][ch] = dp[ch]; }
-  };
-
-  const int64_t tend = te + H;  // exclusive
-  auto load_step = [&](int64_t t, Raw<T, C>& rx, Raw<T, C>& rg) {
-    const bool in = t < L;
-    load_raw<T, C>(x + (in ? t : 0) * xls, in ? nc : 0, x_vec, rx);
-    load_raw<T, C>(dy + (in ? t : 0) * dyls, in ? nc : 0, dy_vec, rg);
-  };
-  int64_t t = tb;
-  for (; t + kU <= tend; t += kU) {
-    Raw<T, C> rx[kU], rg[kU];
-#pragma unroll
-    for (int u = 0; u < kU; ++u) load_step(t + u, rx[u], rg[u]);
-#pragma unroll
-    for (int u = 0; u < kU; ++u) step(t + u, rx[u], rg[u]);
-  }
+  T* dxt = dx + (tb - H) * dxls;  // dx row of step t - H
 #pragma unroll 1
-  for (; t < tend; ++t) {
-    Raw<T, C> rx, rg;
-    load_step(t, rx, rg);
-    step(t, rx, rg);
+  for (int64_t t = tb; t < te + H; t += U) {
+    load_group(t + U, nx, ng);  // in flight while this group is computed
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t tu = t + u;
+      if (tu < te + H) {
+        float xt[C], dp[C];
+#pragma unroll
+        for (int ch = 0; ch < C; ++ch) {
+          xt[ch] = to_f(cx[u].e[ch]);
+          float z = bias[ch];
+#pragma unroll
+          for (int i = 0; i < kW; ++i)
+            if (i >= pad) z = fmaf(w[ch][i], i < H ? xw[i][ch] : xt[ch], z);
+          const float g = to_f(cg[u].e[ch]);
+          dp[ch] = p.silu ? g * dsilu_f(z) : g;
+        }
+        if (tu < te) {
+#pragma unroll
+          for (int ch = 0; ch < C; ++ch) {
+#pragma unroll
+            for (int i = 0; i < kW; ++i)
+              if (i >= pad) dw[ch][i] = fmaf(dp[ch], i < H ? xw[i][ch] : xt[ch], dw[ch][i]);
+            db[ch] += dp[ch];
+          }
+        }
+        if (tu - H >= tb) {  // dx[tu - H] = sum_i w[i] dpre[tu - i]
+          float out[C];
+#pragma unroll
+          for (int ch = 0; ch < C; ++ch) {
+            float acc = 0.f;
+#pragma unroll
+            for (int i = 0; i < kW; ++i)
+              if (i >= pad) acc = fmaf(w[ch][i], i == 0 ? dp[ch] : dpw[H - i][ch], acc);
+            out[ch] = acc;
+          }
+          store_n<T, C>(dxt + u * dxls, 1, nc, dx_vec, out);
+        }
+#pragma unroll
+        for (int j = 0; j + 1 < H; ++j) {
+#pragma unroll
+          for (int ch = 0; ch < C; ++ch) { xw[j][ch] = xw[j + 1][ch]; dpw[j][ch] = dpw[j + 1][ch]; }
+        }
+#pragma unroll
+        for (int ch = 0; ch < C; ++ch) { xw[H - 1][ch] = xt[ch]; dpw[H - 1][ch] = dp[ch]; }
+      }
+    }
+    dxt += U * dxls;
+#pragma unroll
+    for (int u = 0; u < U; ++u) { cx[u] = nx[u]; cg[u] = ng[u]; }
   }
 }
 
 template <typename T, int kW>
-__global__ void __launch_bounds__(bwd_cl::kThreads, bwd_cl::min_blocks<T, kW>())
-    conv1d_bwd_cl_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec) {
+__global__ void __launch_bounds__(bwd_cl::kThreads, bwd_cl::min_blocks<kW>())
+    conv1d_bwd_cl_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec, int64_t tl) {
   using namespace bwd_cl;
-  constexpr int C = channels<kW>();
+  constexpr int C = channels<T, kW>();
   __shared__ float red[kWarps][C * (kW + 1)][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * kTL;
+  const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * tl;
   const int64_t c0 = (static_cast<int64_t>(blockIdx.y) * 32 + lane) * C;
   const int64_t b = blockIdx.z;
   float dw[C][kW], db[C];
@@ -325,7 +334,7 @@ __global__ void __launch_bounds__(bwd_cl::kThreads, bwd_cl::min_blocks<T, kW>())
   }
   // No early return: every thread reaches the barrier below (inactive lanes contribute zeros).
   if (tb < p.seqlen && c0 < p.dim) {
-    const int64_t te = tb + kTL < p.seqlen ? tb + kTL : p.seqlen;
+    const int64_t te = tb + tl < p.seqlen ? tb + tl : p.seqlen;
     bwd_cl_tile<T, kW>(p, x_vec, dy_vec, dx_vec, b, c0, tb, te, dw, db);
   }
 #pragma unroll

@@ -9,6 +9,15 @@ namespace conv1d {
 namespace {
 
 template <typename T, int kW>
+int64_t cl_groups(const Conv1dParams& p) {
+  return (p.dim + 32 * bwd_cl::channels<T, kW>() - 1) / (32 * bwd_cl::channels<T, kW>());
+}
+template <typename T, int kW>
+int64_t cl_tile(const Conv1dParams& p) {
+  return cl_tile_len(p.batch * cl_groups<T, kW>(p), p.seqlen, resident_blocks(conv1d_bwd_cl_kernel<T, kW>, bwd_cl::kThreads));
+}
+
+template <typename T, int kW>
 void bwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
   constexpr int64_t es = sizeof(T);
   if (!channel_last) {
@@ -30,11 +39,25 @@ void bwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
         aligned16(p.dy) && stride16(p.dy_batch_stride, p.batch, es) && stride16(p.dy_l_stride, p.seqlen, es);
     const bool dx_vec =
         aligned16(p.dx) && stride16(p.dx_batch_stride, p.batch, es) && stride16(p.dx_l_stride, p.seqlen, es);
-    const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * kTL - 1) / (kWarps * kTL)),
-                    static_cast<unsigned>((p.dim + 32 * channels<kW>() - 1) / (32 * channels<kW>())), static_cast<unsigned>(p.batch));
+    const int64_t tl = cl_tile<T, kW>(p);
+    const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * tl - 1) / (kWarps * tl)),
+                    static_cast<unsigned>(cl_groups<T, kW>(p)), static_cast<unsigned>(p.batch));
     if (grid.x > 0 && grid.y > 0 && grid.z > 0)
-      conv1d_bwd_cl_kernel<T, kW><<<grid, kThreads, 0, stream>>>(p, x_vec, dy_vec, dx_vec);
+      conv1d_bwd_cl_kernel<T, kW><<<grid, kThreads, 0, stream>>>(p, x_vec, dy_vec, dx_vec, tl);
   }
+}
+
+// Partial rows of the tiled kernel: one per warp segment (channel-first) or per block (channel-last).
+template <typename T, int kW>
+int64_t partials(const Conv1dParams& p, bool channel_last) {
+  if (!channel_last) return p.batch * fwd_cf::num_segs(p.seqlen, fwd_cf::seg_chunks(p.batch * p.dim, p.seqlen));
+  const int64_t tl = cl_tile<T, kW>(p);
+  return p.batch * ((p.seqlen + bwd_cl::kWarps * tl - 1) / (bwd_cl::kWarps * tl));
+}
+
+template <typename T>
+int64_t partials_dtype(const Conv1dParams& p, bool channel_last) {
+  return width_bucket(p.width) == 4 ? partials<T, 4>(p, channel_last) : partials<T, 8>(p, channel_last);
 }
 
 template <typename T>
@@ -51,6 +74,14 @@ void launch_bwd_main(const Conv1dParams& p, bool channel_last, void* stream) {
     case DType::kFloat16: bwd_dtype<__half>(p, channel_last, s); break;
     case DType::kBFloat16: bwd_dtype<__nv_bfloat16>(p, channel_last, s); break;
     default: bwd_dtype<float>(p, channel_last, s); break;
+  }
+}
+
+int64_t bwd_main_partials(const Conv1dParams& p, bool channel_last) {
+  switch (p.x_dtype) {
+    case DType::kFloat16: return partials_dtype<__half>(p, channel_last);
+    case DType::kBFloat16: return partials_dtype<__nv_bfloat16>(p, channel_last);
+    default: return partials_dtype<float>(p, channel_last);
   }
 }
 

@@ -205,5 +205,24 @@ inline bool stride16(int64_t stride, int64_t size, int64_t elt_bytes) {
   return size <= 1 || (stride * elt_bytes) % 16 == 0;
 }
 
+// Host side: how many blocks of `kernel` (with `threads` threads) the current device holds at once (SMs x
+// resident blocks per SM), cached per kernel and device. Used to size grids in whole waves.
+template <typename Kernel>
+inline int64_t resident_blocks(Kernel kernel, int threads) {
+  constexpr int kMaxDevices = 64;
+  static int cache[kMaxDevices] = {};  // 0: not yet known (a benign race: every writer stores the same value)
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = 0;
+  if (dev < kMaxDevices && cache[dev] > 0) return cache[dev];
+  int sms = 0, per_sm = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1) sms = 1;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess || per_sm < 1)
+    per_sm = 1;
+  (void)cudaGetLastError();  // a failed query must not be reported as the next launch's error
+  const int n = sms * per_sm;
+  if (dev < kMaxDevices) cache[dev] = n;
+  return n;
+}
+
 }  // namespace conv1d
 }  // namespace mamba_kernels

@@ -4,16 +4,18 @@
 // `width` taps; the first pad = kW - width taps are absent and skipped by a per-tap predicate (a predicated
 // FMA costs what an FMA costs), so an inf/NaN in x never leaks into outputs it does not feed.
 //
-// Channel-first (x_l_stride == 1): one warp owns a segment of 4, 8 or 16 chunks of 256 positions of one (b, c)
-// row (fwd_cf::seg_chunks: long segments unless the grid would be too small); each lane holds 8 consecutive
-// positions of a chunk (one 16-byte load for 16-bit types, two for fp32). Loads come in groups of 64 bytes
+// Channel-first (x_l_stride == 1): a warp works on segments of chunks of 256 positions of one (b, c) row (the
+// forward: equal shares of all chunks, persistent grid; the backward: 4, 8 or 16 chunks, fwd_cf::seg_chunks,
+// long segments unless the grid would be too small); each lane holds 8 consecutive positions of a chunk (one 16-byte load for 16-bit types, two for fp32). Loads come in groups of 64 bytes
 // per lane (4 chunks for 16-bit types, 2 for fp32), the next group in flight while the current one is
 // computed. The w-1 inputs before a lane's 8 come from the lane below by shuffle, from lane 31 of the
 // previous chunk, or (segment start) a few scalar loads by lane 0; positions before 0 read the initial state.
 // x is read once and y written once from HBM.
 //
-// Channel-last (x_c_stride == 1): one lane owns 4 channels (one 8/16-byte vector) of a tile of kTL time steps
-// and slides a window of the last w-1 inputs in registers; the w-1 steps before the tile are re-read (L2).
+// Channel-last (x_c_stride == 1): one lane owns 4 channels (one 8/16-byte vector) of a tile of time steps
+// (cl_tile_len: sized to fill whole waves) and slides a window of the last w-1 inputs in registers; loads come
+// in groups of 8 (16-bit) or 4 (fp32) steps, 64 bytes per lane, the next group in flight while the current one
+// is computed. The w-1 steps before the tile are re-read (L2).
 //
 // Varlen (cu_seqlens): these kernels treat the packed row as one sequence with zeros before position 0.
 // The outputs whose window reaches back past their own sequence start (the first w-1 of each sequence) are
@@ -40,7 +42,7 @@ template <typename T> constexpr int bwd_group() { return sizeof(T) == 2 ? 2 : 1;
 // Segment length (in chunks) for rows of length L: as long as possible (the per-segment halo, pipeline fill
 // and backward tail cost less) while the grid still has ~kTargetWarps warps. Multiple of both group sizes.
 // Occupancy caps (blocks of 128 per SM), chosen from ptxas -v on sm_90a so that nothing spills.
-template <typename T, int kW> constexpr int fwd_min_blocks() { return 1; }  // 16-bit w4: 90 regs, 5 blocks
+template <typename T, int kW> constexpr int fwd_min_blocks() { return kW == 4 ? 5 : 4; }
 template <typename T, int kW> constexpr int bwd_min_blocks() { return kW == 4 ? 4 : 3; }
 inline int seg_chunks(int64_t rows, int64_t L) {
   const int64_t nchunks = (L + kChunkLen - 1) / kChunkLen;
@@ -54,15 +56,35 @@ __host__ __device__ inline int64_t num_segs(int64_t L, int sc) { return (L + int
 namespace fwd_cl {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kTL = 32;  // time steps per warp tile
-constexpr int kU = 8;    // time steps loaded together (memory-level parallelism)
-// Channels per lane: 4 (8-byte loads for 16-bit types, 16-byte for fp32). 8 channels per lane (16-byte
-// loads) need ~2x the registers (weights, window) for the same bytes in flight per SM.
-template <typename T> constexpr int channels() { return 4; }
-// 16-bit width-4 (the Mamba case): cap registers at 96 for 5 blocks (20 warps, 40 KB of loads in flight)
-// per SM; it needs ~104 uncapped and fits 96 without spills.
-template <typename T, int kW> constexpr int min_blocks() { return (sizeof(T) == 2 && kW == 4) ? 5 : 1; }
+constexpr int kC = 4;  // channels per lane: one 8-byte (16-bit) or 16-byte (fp32) vector per time step
+// Time steps per load group: 64 bytes per lane; the next group is in flight while the current one is computed.
+template <typename T> constexpr int group() { return sizeof(T) == 2 ? 8 : 4; }
 }  // namespace fwd_cl
+
+// Channel-last tile length (time steps per warp; the block's 4 warps take consecutive tiles of one
+// 128-channel group), chosen so that the grid fills whole waves of `cap` resident blocks: the work per warp is
+// equal, so a partly filled last wave would leave SMs idle. Among block counts per row giving tiles of
+// kMinTL..kMaxTL steps (shorter only when the row is short), the one with the highest useful fraction of the
+// waves' warp-steps, each tile costing kTileCost steps extra. Host only.
+inline int64_t cl_tile_len(int64_t rows, int64_t L, int64_t cap) {
+  constexpr int64_t kMinTL = 32, kMaxTL = 1024;
+  constexpr int64_t kTileCost = 16;  // steps' worth of per-tile cost: halo re-read, first group's latency
+  if (L <= 0 || rows <= 0) return kMinTL;
+  if (cap < 1) cap = 1;
+  const int64_t nb_lo = (L + 4 * kMaxTL - 1) / (4 * kMaxTL);
+  int64_t nb_hi = (L + 4 * kMinTL - 1) / (4 * kMinTL);
+  if (nb_hi > nb_lo + 4096) nb_hi = nb_lo + 4096;
+  int64_t best_tl = (L + 3) / 4;
+  double best = -1.0;
+  for (int64_t nb = nb_lo; nb <= nb_hi; ++nb) {
+    const int64_t tl = (L + 4 * nb - 1) / (4 * nb);
+    const int64_t blocks = rows * ((L + 4 * tl - 1) / (4 * tl));
+    const int64_t waves = (blocks + cap - 1) / cap;
+    const double eff = static_cast<double>(rows * L) / (static_cast<double>(waves * cap) * 4.0 * (tl + kTileCost));
+    if (eff > best * 1.0001) { best = eff; best_tl = tl; }
+  }
+  return best_tl;
+}
 
 // ---------------------------------------------------------------------------------- shared scalar helpers
 // Initial state entry ji of sequence n, channel c (zero when there is no initial state).
@@ -129,7 +151,7 @@ __device__ __forceinline__ float pre_any(const Conv1dParams& p, int64_t b, int64
 // ------------------------------------------------------------------------------------------ channel-first
 template <typename T, int kW>
 __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec, bool y_vec, int64_t row,
-                                               int64_t seg, int sc, int lane) {
+                                               int64_t seg0, int64_t seg_end, int lane) {
   using namespace fwd_cf;
   constexpr int G = fwd_group<T>();
   constexpr int H = kW - 1;  // halo length (bucket)
@@ -145,15 +167,13 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);
 
-  const int64_t seg0 = seg * sc * kChunkLen;
-  const int64_t seg_len = L - seg0 < int64_t(sc) * kChunkLen ? L - seg0 : int64_t(sc) * kChunkLen;
-  const int ngroups = static_cast<int>((seg_len + G * kChunkLen - 1) / (G * kChunkLen));
+  const int ngroups = static_cast<int>((seg_end - seg0 + G * kChunkLen - 1) / (G * kChunkLen));
   // Group g = chunks g*G .. g*G+G-1 of the segment; lane holds positions lane*8 .. lane*8+7 of each chunk.
   auto load_group = [&](int g, Raw<T, kN> (&dst)[G]) {
 #pragma unroll
     for (int s = 0; s < G; ++s) {
       const int64_t t0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen + lane * kN;
-      load_raw<T, kN>(x + t0, g < ngroups ? L - t0 : 0, x_vec, dst[s]);
+      load_raw<T, kN>(x + t0, g < ngroups ? seg_end - t0 : 0, x_vec, dst[s]);
     }
   };
   Raw<T, kN> cur[G], nxt[G];
@@ -178,7 +198,7 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
 #pragma unroll
     for (int s = 0; s < G; ++s) {
       const int64_t c0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen;
-      if (c0 >= L) break;  // warp-uniform
+      if (c0 >= seg_end) break;  // warp-uniform
       const int64_t t0 = c0 + lane * kN;
       float xc[kN];
 #pragma unroll
@@ -202,23 +222,33 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
         }
         out[e] = p.silu ? silu_out<T>(acc) : acc;
       }
-      if (t0 < L) store_n<T, kN>(y + t0, 1, L - t0, y_vec, out);
+      if (t0 < seg_end) store_n<T, kN>(y + t0, 1, seg_end - t0, y_vec, out);
     }
 #pragma unroll
     for (int s = 0; s < G; ++s) cur[s] = nxt[s];
   }
 }
 
+// Persistent grid (about one wave of resident blocks): the rows' chunks, in (row, chunk) order, are split into
+// equal contiguous shares, one per warp; a share crossing rows is done as one segment per row piece. Every
+// warp does the same work, so no partly filled last wave leaves SMs idle.
 template <typename T, int kW>
-__global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::fwd_min_blocks<T, kW>()) conv1d_fwd_cf_kernel(Conv1dParams p, bool x_vec, bool y_vec,
-                                                                         int sc) {
+__global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::fwd_min_blocks<T, kW>()) conv1d_fwd_cf_kernel(
+    Conv1dParams p, bool x_vec, bool y_vec, int64_t share) {
   using namespace fwd_cf;
   const int lane = threadIdx.x & 31;
-  const int64_t nseg = num_segs(p.seqlen, sc);
+  const int64_t nchunks = (p.seqlen + kChunkLen - 1) / kChunkLen;
+  const int64_t total = p.batch * p.dim * nchunks;
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (gw >= p.batch * p.dim * nseg) return;  // whole warps only: the segment code shuffles
-  const int64_t row = gw / nseg, seg = gw - row * nseg;
-  fwd_cf_segment<T, kW>(p, x_vec, y_vec, row, seg, sc, lane);
+  int64_t k = gw * share;
+  const int64_t end = k + share < total ? k + share : total;
+  while (k < end) {  // warp-uniform
+    const int64_t row = k / nchunks, k0 = k - row * nchunks;
+    const int64_t k1 = k0 + (end - k) < nchunks ? k0 + (end - k) : nchunks;
+    const int64_t seg_end = k1 * kChunkLen < p.seqlen ? k1 * kChunkLen : p.seqlen;
+    fwd_cf_segment<T, kW>(p, x_vec, y_vec, row, k0 * kChunkLen, seg_end, lane);
+    k += k1 - k0;
+  }
 }
 
 // ------------------------------------------------------------------------------------------ channel-last
@@ -226,7 +256,8 @@ template <typename T, int kW>
 __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, bool y_vec, int64_t b, int64_t c0,
                                             int64_t tb, int64_t te) {
   using namespace fwd_cl;
-  constexpr int C = channels<T>();
+  constexpr int C = kC;
+  constexpr int U = group<T>();
   constexpr int H = kW - 1;
   const int width = static_cast<int>(p.width);
   const int pad = kW - width;
@@ -236,6 +267,16 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
   T* __restrict__ y = static_cast<T*>(p.y) + b * p.y_batch_stride + c0;
   const int64_t xls = p.x_l_stride, yls = p.y_l_stride;
 
+  // Group at steps t .. t+U-1 (steps at or past te read nothing). Pointers advance with t.
+  const T* xg = x + tb * xls;
+  auto load_group = [&](int64_t t, Raw<T, C> (&dst)[U]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) load_raw<T, C>(xg + u * xls, t + u < te ? nc : 0, x_vec, dst[u]);
+    xg += U * xls;
+  };
+  Raw<T, C> cur[U], nxt[U];
+  load_group(tb, cur);
+
   float w[C][kW], bias[C];
 #pragma unroll
   for (int ch = 0; ch < C; ++ch) {
@@ -243,7 +284,7 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
     load_weights<kW>(p, cc, pad, w[ch]);
     bias[ch] = load_bias(p, cc);
   }
-  float win[H][C];  // inputs at t - H .. t - 1
+  float win[H][C];  // inputs at t - H .. t - 1 (the w-1 steps before the tile are re-read: L2)
 #pragma unroll
   for (int j = 0; j < H; ++j) {
     const int64_t pos = tb - H + j;
@@ -258,58 +299,51 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
         win[j][ch] = (!varlen && ch < nc && pos + width - 1 >= 0) ? init_at<T>(p, b, c0 + ch, pos + width - 1) : 0.f;
     }
   }
-  auto step = [&](int64_t t, const Raw<T, C>& r) {  // y[t], then slide the window
-    float xt[C], out[C];
-#pragma unroll
-    for (int ch = 0; ch < C; ++ch) xt[ch] = to_f(r.e[ch]);
-#pragma unroll
-    for (int ch = 0; ch < C; ++ch) {
-      float acc = bias[ch];
-#pragma unroll
-      for (int i = 0; i < kW; ++i)
-        if (i >= pad) acc = fmaf(w[ch][i], i < H ? win[i][ch] : xt[ch], acc);
-      out[ch] = p.silu ? silu_f(acc) : acc;
-    }
-    store_n<T, C>(y + t * yls, 1, nc, y_vec, out);
-#pragma unroll
-    for (int j = 0; j + 1 < H; ++j) {
-#pragma unroll
-      for (int ch = 0; ch < C; ++ch) win[j][ch] = win[j + 1][ch];
-    }
-#pragma unroll
-    for (int ch = 0; ch < C; ++ch) win[H - 1][ch] = xt[ch];
-  };
 
-  // Pointers advance with t (64-bit address math once per step, not per access).
-  const T* xt_ptr = x + tb * xls;
-  int64_t t = tb;
-  for (; t + kU <= te; t += kU) {
-    Raw<T, C> r[kU];
-#pragma unroll
-    for (int u = 0; u < kU; ++u) load_raw<T, C>(xt_ptr + u * xls, nc, x_vec, r[u]);
-    xt_ptr += kU * xls;
-#pragma unroll
-    for (int u = 0; u < kU; ++u) step(t + u, r[u]);
-  }
+  T* yt = y + tb * yls;
 #pragma unroll 1
-  for (; t < te; ++t) {
-    Raw<T, C> r;
-    load_raw<T, C>(xt_ptr, nc, x_vec, r);
-    xt_ptr += xls;
-    step(t, r);
+  for (int64_t t = tb; t < te; t += U) {
+    load_group(t + U, nxt);  // in flight while this group is computed
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (t + u < te) {
+        float xt[C], out[C];
+#pragma unroll
+        for (int ch = 0; ch < C; ++ch) xt[ch] = to_f(cur[u].e[ch]);
+#pragma unroll
+        for (int ch = 0; ch < C; ++ch) {
+          float acc = bias[ch];
+#pragma unroll
+          for (int i = 0; i < kW; ++i)
+            if (i >= pad) acc = fmaf(w[ch][i], i < H ? win[i][ch] : xt[ch], acc);
+          out[ch] = p.silu ? silu_out<T>(acc) : acc;
+        }
+        store_n<T, C>(yt + u * yls, 1, nc, y_vec, out);
+#pragma unroll
+        for (int j = 0; j + 1 < H; ++j) {
+#pragma unroll
+          for (int ch = 0; ch < C; ++ch) win[j][ch] = win[j + 1][ch];
+        }
+#pragma unroll
+        for (int ch = 0; ch < C; ++ch) win[H - 1][ch] = xt[ch];
+      }
+    }
+    yt += U * yls;
+#pragma unroll
+    for (int u = 0; u < U; ++u) cur[u] = nxt[u];
   }
 }
 
 template <typename T, int kW>
-__global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<T, kW>()) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec) {
+__global__ void __launch_bounds__(fwd_cl::kThreads) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec,
+                                                                         int64_t tl) {
   using namespace fwd_cl;
-  constexpr int C = channels<T>();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * kTL;
-  const int64_t c0 = (static_cast<int64_t>(blockIdx.y) * 32 + lane) * C;
+  const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * tl;
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.y) * 32 + lane) * kC;
   const int64_t b = blockIdx.z;
   if (tb >= p.seqlen || c0 >= p.dim) return;  // no shuffles or barriers in this kernel
-  const int64_t te = tb + kTL < p.seqlen ? tb + kTL : p.seqlen;
+  const int64_t te = tb + tl < p.seqlen ? tb + tl : p.seqlen;
   fwd_cl_tile<T, kW>(p, x_vec, y_vec, b, c0, tb, te);
 }
 

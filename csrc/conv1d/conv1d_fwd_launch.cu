@@ -15,19 +15,25 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
     using namespace fwd_cf;
     const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_c_stride, p.dim, es);
     const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_c_stride, p.dim, es);
-    const int sc = seg_chunks(p.batch * p.dim, p.seqlen);
-    const int64_t blocks = (p.batch * p.dim * num_segs(p.seqlen, sc) + kWarps - 1) / kWarps;
+    // Persistent: one wave of resident blocks, or fewer when shares would drop below kMinShare chunks.
+    constexpr int64_t kMinShare = 4;
+    const int64_t total = p.batch * p.dim * ((p.seqlen + kChunkLen - 1) / kChunkLen);
+    int64_t blocks = resident_blocks(conv1d_fwd_cf_kernel<T, kW>, kThreads);
+    const int64_t small = (total + kWarps * kMinShare - 1) / (kWarps * kMinShare);
+    if (small < blocks) blocks = small;
+    const int64_t share = blocks > 0 ? (total + blocks * kWarps - 1) / (blocks * kWarps) : 0;
     if (blocks > 0)
-      conv1d_fwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, y_vec, sc);
+      conv1d_fwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, y_vec, share);
   } else {
     using namespace fwd_cl;
-    constexpr int C = channels<T>();
     const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_l_stride, p.seqlen, es);
     const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_l_stride, p.seqlen, es);
-    const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * kTL - 1) / (kWarps * kTL)),
-                    static_cast<unsigned>((p.dim + 32 * C - 1) / (32 * C)), static_cast<unsigned>(p.batch));
+    const int64_t cgroups = (p.dim + 32 * kC - 1) / (32 * kC);
+    const int64_t tl = cl_tile_len(p.batch * cgroups, p.seqlen, resident_blocks(conv1d_fwd_cl_kernel<T, kW>, kThreads));
+    const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * tl - 1) / (kWarps * tl)), static_cast<unsigned>(cgroups),
+                    static_cast<unsigned>(p.batch));
     if (grid.x > 0 && grid.y > 0 && grid.z > 0)
-      conv1d_fwd_cl_kernel<T, kW><<<grid, kThreads, 0, stream>>>(p, x_vec, y_vec);
+      conv1d_fwd_cl_kernel<T, kW><<<grid, kThreads, 0, stream>>>(p, x_vec, y_vec, tl);
   }
 }
 

@@ -36,11 +36,7 @@ const char* check_common(const Conv1dParams& p, bool channel_last) {
 
 // Partial rows of dweight / dbias written by the tiled backward kernel (then one correction row per sequence
 // with varlen, written by conv1d_bwd_fix_kernel).
-int64_t main_partials(const Conv1dParams& p, bool channel_last) {
-  if (!channel_last) return p.batch * fwd_cf::num_segs(p.seqlen, fwd_cf::seg_chunks(p.batch * p.dim, p.seqlen));
-  constexpr int64_t kBlockL = bwd_cl::kWarps * bwd_cl::kTL;
-  return p.batch * ((p.seqlen + kBlockL - 1) / kBlockL);
-}
+int64_t main_partials(const Conv1dParams& p, bool channel_last) { return bwd_main_partials(p, channel_last); }
 
 template <typename T>
 void update_dtype(const Conv1dUpdateParams& p, cudaStream_t stream) {

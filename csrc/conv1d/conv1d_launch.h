@@ -13,6 +13,8 @@ constexpr int width_bucket(int64_t width) { return width <= 4 ? 4 : 8; }
 
 void launch_fwd_main(const Conv1dParams& p, bool channel_last, void* stream);
 void launch_bwd_main(const Conv1dParams& p, bool channel_last, void* stream);
+// Partial rows of dweight / dbias that launch_bwd_main's kernel writes (same tiling choice as the launch).
+int64_t bwd_main_partials(const Conv1dParams& p, bool channel_last);
 
 }  // namespace conv1d
 }  // namespace mamba_kernels
