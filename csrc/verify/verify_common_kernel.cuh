@@ -54,6 +54,34 @@ __host__ __device__ __forceinline__ unsigned low_mask(int kp) {
   return kp >= 32 ? 0xffffffffu : (kp <= 0 ? 0u : ((1u << kp) - 1u));
 }
 
+// Lanes sharing a state row: N values in segments of V, at most SPL segments per lane (a power of two <= 32).
+__host__ __device__ __forceinline__ int lanes_per_row(int64_t N, int V, int SPL) {
+  const int64_t NS = (N + V - 1) / V;
+  const int64_t need = (NS + SPL - 1) / SPL;
+  int L = 1;
+  while (L < need && L < 32) L <<= 1;
+  return L;
+}
+
+__host__ __device__ __forceinline__ int up4(int64_t x) { return static_cast<int>((x + 3) & ~int64_t(3)); }
+
+__device__ __forceinline__ float process_dt(float v, const VerifyStepParams& p) {
+  if (p.dt_softplus) v = v > 20.f ? v : log1pf(__expf(v));
+  const float lo = static_cast<float>(p.dt_min), hi = static_cast<float>(p.dt_max);
+  v = v < lo ? lo : v;  // NaN stays NaN, as torch.clamp
+  v = v > hi ? hi : v;
+  return v;
+}
+
+// Zero y[b, :, u, :] for u in [u0, u0 + nu) (padding rows).
+__device__ __forceinline__ void zero_y(const VerifyStepParams& p, int64_t b, int64_t u0, int64_t nu) {
+  const int64_t total = p.k * nu * p.P;
+  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
+    const int64_t pp = i % p.P, r = i / p.P, uu = r % nu, t = r / nu;
+    st_any(p.y, b * p.y_b + t * p.y_k + (u0 + uu) * p.y_h + pp, p.in_dtype, 0.f);
+  }
+}
+
 // ------------------------------------------------------------------------------------------------------
 // State element type: V elements = 16 bytes, converted to / from fp32.
 // ------------------------------------------------------------------------------------------------------
@@ -186,6 +214,79 @@ __device__ __forceinline__ void unpack16(const uint4& r, DType t, float (&o)[8])
   } else {
     SV<__half>::unpack(r, o);
   }
+}
+
+// 16-byte asynchronous global -> shared copy (sm_80+: cp.async, no register holds the data); a plain copy where
+// there is no cp.async (the CPU emulation of these kernels). cp_async_wait_all: this thread's copies have landed.
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gsrc) : "memory");
+#else
+  *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// Rows [0, nrows) of `len` elements of dtype t (row r at element offset off(r) of src) -> fp32 dst[r * len + col],
+// in two steps by the same thread: issue() starts the copies (16-byte cp.async into the raw staging area when every
+// row is 16-byte aligned: nothing is held in registers, so many tensors and the state stream are in flight at
+// once; otherwise plain loads straight into dst), finish(f) (after cp_async_wait_all) converts this thread's own
+// chunks: dst = f(value). A __syncthreads() must follow before other threads read dst.
+template <typename Off>
+struct AsyncRows {
+  const char* src;
+  DType t;
+  int nrows, len;
+  Off off;
+  bool vec;
+  __device__ __forceinline__ AsyncRows(const void* src_, DType t_, int nrows_, int len_, Off off_, bool aligned)
+      : src(static_cast<const char*>(src_)), t(t_), nrows(nrows_), len(len_), off(off_) {
+    const int ve = t == DType::kFloat32 ? 4 : 8;
+    vec = aligned && t != DType::kFloat64 && len % ve == 0 && reinterpret_cast<uintptr_t>(src_) % 16 == 0;
+  }
+  __device__ __forceinline__ void issue(uint4* raw, float* dst) const {
+    const int es = t == DType::kFloat32 ? 4 : 2, ve = 16 / es;
+    if (vec) {
+      const int nvr = len / ve;
+      for (int i = threadIdx.x; i < nrows * nvr; i += blockDim.x) {
+        const int r = i / nvr, cv = i - r * nvr;
+        cp_async16(raw + i, src + (off(r) + static_cast<int64_t>(cv) * ve) * es);
+      }
+    } else {
+      for (int i = threadIdx.x; i < nrows * len; i += blockDim.x) {
+        const int r = i / len, col = i - r * len;
+        dst[i] = ld_any(src, off(r) + col, t);
+      }
+    }
+  }
+  template <typename F>
+  __device__ __forceinline__ void finish(const uint4* raw, float* dst, F&& f) const {
+    if (vec) {
+      const int ve = t == DType::kFloat32 ? 4 : 8, nvr = len / ve;
+      for (int i = threadIdx.x; i < nrows * nvr; i += blockDim.x) {
+        float o[8];
+        unpack16(raw[i], t, o);
+        float* d = dst + i * ve;  // rows are whole chunks: chunk i starts at element i * ve of dst
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          if (e < ve) d[e] = f(o[e]);
+        }
+      }
+    } else {  // plain loads went straight to dst; apply f in place (the rare unaligned path)
+      for (int i = threadIdx.x; i < nrows * len; i += blockDim.x) dst[i] = f(dst[i]);
+    }
+  }
+};
+
+template <typename Off>
+__device__ __forceinline__ AsyncRows<Off> async_rows(const void* src, DType t, int nrows, int len, Off off,
+                                                     bool aligned) {
+  return AsyncRows<Off>(src, t, nrows, len, off, aligned);
 }
 
 template <int NV, typename Off>

@@ -22,6 +22,7 @@
 // and meta = [base, k, masks].
 #pragma once
 #include "verify/verify_common_kernel.cuh"
+#include "verify/verify_m2_kernel.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
@@ -36,14 +37,6 @@ struct SsmCfg {
   static constexpr int RPT = M1 ? 2 : 4;  // rows per thread per pass
 };
 
-__host__ __device__ __forceinline__ int lanes_per_row(int64_t N, int V, int SPL) {
-  const int64_t NS = (N + V - 1) / V;
-  const int64_t need = (NS + SPL - 1) / SPL;
-  int L = 1;
-  while (L < need && L < 32) L <<= 1;
-  return L;
-}
-
 // Shared memory layout in 32-bit words (float or int); every array starts 16-byte aligned.
 struct SsmLayout {
   int xs, Bs, Cs, dts, zs, Ds, ydot, Wt, rho, xq, Bq, dtqc, dtqall, wq, G, scal;  // float arrays
@@ -51,7 +44,6 @@ struct SsmLayout {
   int words;
 };
 
-__host__ __device__ __forceinline__ int up4(int64_t x) { return static_cast<int>((x + 3) & ~int64_t(3)); }
 
 __host__ __device__ __forceinline__ SsmLayout ssm_layout(int64_t k, int64_t P, int64_t N, int64_t Pd, int64_t R,
                                                         int V) {
@@ -85,13 +77,6 @@ __host__ __device__ __forceinline__ SsmLayout ssm_layout(int64_t k, int64_t P, i
   return l;
 }
 
-__device__ __forceinline__ float process_dt(float v, const VerifyStepParams& p) {
-  if (p.dt_softplus) v = v > 20.f ? v : log1pf(__expf(v));
-  const float lo = static_cast<float>(p.dt_min), hi = static_cast<float>(p.dt_max);
-  v = v < lo ? lo : v;  // NaN stays NaN, as torch.clamp
-  v = v > hi ? hi : v;
-  return v;
-}
 
 // One (batch row b, slot s, unit u) of the SSM verify step. All threads of the block call it.
 // Order (one global round trip for everything but the ring): the first state loads are issued, then
@@ -601,14 +586,6 @@ __device__ __forceinline__ void ssm_unit(const VerifyStepParams& p, float* smf, 
   __syncthreads();
 }
 
-// Zero y[b, :, u, :] for u in [u0, u0 + nu) (padding rows).
-__device__ __forceinline__ void zero_y(const VerifyStepParams& p, int64_t b, int64_t u0, int64_t nu) {
-  const int64_t total = p.k * nu * p.P;
-  for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
-    const int64_t pp = i % p.P, r = i / p.P, uu = r % nu, t = r / nu;
-    st_any(p.y, b * p.y_b + t * p.y_k + (u0 + uu) * p.y_h + pp, p.in_dtype, 0.f);
-  }
-}
 
 // Plain SSM step: grid = batch * H, block (b, u).
 template <typename T, bool M1>
@@ -741,6 +718,7 @@ namespace verify_kernels {
 struct SsmLaunch {
   const char* err = nullptr;  // invalid parameters
   bool fused = false, m1 = false;
+  bool lean = false;  // verify_m2_kernel (Mamba-2 layout, tile fits one pass) instead of verify_ssm_kernel
   int64_t grid = 0;
   int threads = 0;
   size_t smem = 0;
@@ -773,6 +751,12 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
   c.threads = static_cast<int>(threads);
   c.smem = static_cast<size_t>(ssm_layout(p.k, p.P, p.N, p.Pd, p.R, V).words) * 4;
   c.grid = c.fused ? p.batch * p.G : p.batch * p.H;
+  size_t lean_smem = 0;
+  if (!c.fused && !c.m1 && m2_fits<T>(p, &lean_smem)) {
+    c.lean = true;
+    c.threads = kM2Threads;
+    c.smem = lean_smem;
+  }
   if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
   return c;
 }
@@ -784,7 +768,8 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   void (*kern)(VerifyStepParams) =
-      c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
+      c.fused ? verify_fused_kernel<T>
+              : (c.m1 ? verify_ssm_kernel<T, true> : (c.lean ? verify_m2_kernel<T> : verify_ssm_kernel<T, false>));
   cudaError_t err;
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));

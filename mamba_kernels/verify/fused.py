@@ -78,7 +78,7 @@ def conv_verify_step(x, cache: VerifyCache, weight, bias=None, *, slots, num_acc
     be = _backend.resolve(backend, device)
     if _i._debug_enabled(debug):
         _i._debug_check(lambda sl: cache.conv_meta[sl, 0], S, slots, accepted, is_node, parents, k)
-    _i._conv_verify_step_op(x, cache.conv_window, cache.conv_meta, weight, bias, slots, accepted, is_node, parents,
+    _i._call(_i._conv_verify_step_op, "conv_verify_step", x, cache.conv_window, cache.conv_meta, weight, bias, slots, accepted, is_node, parents,
                             out, silu, be)
     return _i._to_kind_of(like, out)
 
@@ -150,7 +150,7 @@ def verify_step_fused(xBC, dt, z, cache: VerifyCache, slots, num_accepted=None, 
     if _i._debug_enabled(debug):
         _i._debug_check(lambda sl: cache.meta[sl, 0, 1], S, slots, accepted, is_node, parents, k)
     dt_min, dt_max = _i._dt_limits(dt_limit)
-    _i._verify_step_fused_op(xBC, dt.unsqueeze(-1), A.view(H, 1, 1), D, z, None if dt_bias is None else
+    _i._call(_i._verify_step_fused_op, "verify_step_fused", xBC, dt.unsqueeze(-1), A.view(H, 1, 1), D, z, None if dt_bias is None else
                              dt_bias.unsqueeze(-1), conv_weight, conv_bias, silu, cache.conv_window, cache.state,
                              cache.ring_x, cache.ring_B, cache.ring_dt, cache.meta, slots, accepted, is_node,
                              parents, out, bool(dt_softplus), dt_min, dt_max, False, be)
