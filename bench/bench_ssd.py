@@ -209,6 +209,9 @@ SCAN_CONFIGS = {
     "HB4-w8": dict(HB=4, num_warps=8),
     "BM128-HB1-w8": dict(BM=128, HB=1, num_warps=8),
     "BM128-HB2-w8": dict(BM=128, HB=2, num_warps=8),
+    "splitM": dict(SPLIT_M=True),
+    "splitM-HB1-w4": dict(SPLIT_M=True, HB=1, num_warps=4),
+    "splitM-HB4-w8": dict(SPLIT_M=True, HB=4, num_warps=8),
 }
 STATE_CONFIGS = {
     "default": {},

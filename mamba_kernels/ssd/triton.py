@@ -204,8 +204,8 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         while HB * 2 * BPh <= nmax and hpg % (HB * 2) == 0:
             HB *= 2
     cfg = {
-        "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, num_warps=8 if BM * HB * BPh >= 64 * 128 else 4,
-                     num_stages=2),
+        "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
+                     num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
@@ -499,11 +499,13 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
 # --------------------------------------------------------------------------------------------- F2h: chunk scan, head blocks
 @triton.jit
 def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, D_ptr, out_ptr, ypre_ptr,
-                           tab_ptr, l, h, p, n, hpg, ng, ncr, nhb, npb, Q, span_max,
+                           tab_ptr, l, h, p, n, hpg, ng, ncr, nhb, npb, nmb, Q, span_max,
                            VARLEN: tl.constexpr, CB_MEM: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
-                           HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr, BM: tl.constexpr, HB: tl.constexpr,
-                           BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
-    """Chunk k, HB heads of one group, p block pb (npb > 1 only when HB = 1), all row blocks mb. Tiles are
+                           HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr, SPLIT_M: tl.constexpr, BM: tl.constexpr,
+                           HB: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                           PREC: tl.constexpr):
+    """Chunk k, HB heads of one group, p block pb (npb > 1 only when HB = 1), all row blocks mb (SPLIT_M: one row
+    block per program, the nmb row blocks of a chunk in separate programs, last row blocks first). Tiles are
     (rows, HB, BP) in the elementwise parts and (rows, HP = HB * BP) in the dots, so the group's C_m, CB and B are
     shared by the HB heads: every dot is (BM, K) x (K, HP).
       y_t = exp(a_t) C_t h_in^T + sum_{s<=t} CB_ts exp(a_t - a_s) dt'_s x_s + D x_t;  out = y silu(z).
@@ -513,12 +515,20 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
     diagonal block the column factor is >= 1 (up to exp(span)); when the block's decay span max |a_t - a_r| exceeds
     span_max (bf16 / fp32 overflow headroom, fp16's range) that block is done exactly per head (BM^2 exps each)."""
     pid = tl.program_id(0)
+    if SPLIT_M:
+        mb_lo = nmb - 1 - pid // (tl.num_programs(0) // nmb)  # the heavy (last) row blocks are scheduled first
+        pid = pid % (tl.num_programs(0) // nmb)
     pb = pid % npb
     rest = pid // npb
     hb = rest % nhb
     k = rest // nhb
     row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
-    if ln <= 0:
+    if SPLIT_M:
+        mb_hi = tl.minimum(mb_lo + 1, tl.cdiv(ln, BM))
+    else:
+        mb_lo = 0
+        mb_hi = tl.cdiv(ln, BM)
+    if mb_lo >= mb_hi:
         return
     HP: tl.constexpr = HB * BP
     hh0 = hb * HB
@@ -550,7 +560,7 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
             Dv = tl.load(D_ptr + hh0 * p + col3, mask=mp3, other=0.0).to(tl.float32)         # (1, HB, BP)
         else:
             Dv = tl.load(D_ptr + hh0 + offs_h).to(tl.float32)[None, :, None]               # (1, HB, 1)
-    for mb in range(0, tl.cdiv(ln, BM)):
+    for mb in range(mb_lo, mb_hi):
         m0 = mb * BM
         offs_m = m0 + tl.arange(0, BM)
         mm = offs_m < ln
@@ -1067,9 +1077,10 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, c["BM"]) if cb_mem else dtp
         npb = triton.cdiv(p, c["BP"])
         nhb = h // c["HB"]
-        _launch(_ssd_scan_heads_kernel, (lay.nk * nhb * npb,),
+        nmb = triton.cdiv(Q, c["BM"]) if c["SPLIT_M"] else 1
+        _launch(_ssd_scan_heads_kernel, (lay.nk * nhb * npb * nmb,),
             x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
-            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, nhb, npb, Q,
+            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, nhb, npb, nmb, Q,
             5.0 if x.dtype == torch.float16 else 60.0,
             VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
