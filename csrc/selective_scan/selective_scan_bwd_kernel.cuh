@@ -1,6 +1,6 @@
 // Mamba-1 selective scan backward, CUDA. CUDA headers only (no torch).
 //
-// Same layout as the forward (selective_scan_fwd_kernel.cuh): one warp per channel, tiles of kTile = 256
+// Same layout as the forward (selective_scan_fwd_kernel.cuh): one warp per channel, tiles of kBwdTile = 256
 // tokens, lane r owning the run [8r, 8r + 8); a block of 8 warps holds 8 channels of one (batch row, B/C
 // group). Tiles are walked in REVERSE. With a_t = exp(delta_t A), the adjoint q_t = dL/dh_{t-1} (through h_t)
 // obeys the reverse recurrence   g_t = C_t dy_t + q_{t+1},   q_t = a_t g_t   (g_t = dL/dh_t; dy = dout silu(z)),
@@ -24,14 +24,16 @@
 namespace mamba_kernels {
 namespace ss {
 
-constexpr int kBwdNS = 4;  // states per slice (bounds the per-warp dB/dC buffers)
+constexpr int kBwdT = 8;                 // tokens per lane (backward: more live per-token values than forward)
+constexpr int kBwdTile = 32 * kBwdT;     // tokens per warp per tile
+constexpr int kBwdNS = 4;                // states per slice (bounds the per-warp dB/dC buffers)
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Shared-memory bytes: B/C tiles [kBwdNS][kTile] and dB/dC partials [kFwdWarps][kBwdNS][kTile] for each
+// Shared-memory bytes: B/C tiles [kBwdNS][kBwdTile] and dB/dC partials [kFwdWarps][kBwdNS][kBwdTile] for each
 // variable one; per warp [4][n]: adjoint carry, dA, constant dB, constant dC.
 inline int64_t bwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
   const int64_t nv = int64_t(var_b) + int64_t(var_c);
-  return 4 * (nv * kBwdNS * kTile * (1 + kFwdWarps) + 4 * kFwdWarps * n);
+  return 4 * (nv * kBwdNS * kBwdTile * (1 + kFwdWarps) + 4 * kFwdWarps * n);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -54,17 +56,6 @@ __device__ __forceinline__ void atomic_add4(float* dst, int cnt, float4 v) {
   if (cnt > 3) atomicAdd(dst + 3, v.w);
 }
 
-__device__ __forceinline__ void read_run(const float* tile_row, int lane, float (&v)[kRunT]) {
-  const float4* row = reinterpret_cast<const float4*>(tile_row);
-  const float4 v0 = row[lane], v1 = row[32 + lane];
-  v[0] = v0.x; v[1] = v0.y; v[2] = v0.z; v[3] = v0.w; v[4] = v1.x; v[5] = v1.y; v[6] = v1.z; v[7] = v1.w;
-}
-__device__ __forceinline__ void write_run(float* tile_row, int lane, const float (&v)[kRunT]) {
-  float4* row = reinterpret_cast<float4*>(tile_row);
-  row[lane] = make_float4(v[0], v[1], v[2], v[3]);
-  row[32 + lane] = make_float4(v[4], v[5], v[6], v[7]);
-}
-
 // Sums the dB or dC partials of the block's first nw warps (its valid channels) for states ns0 .. ns0 + nsl
 // and adds them to dst (n, L) rows.
 __device__ __forceinline__ void flush_partials(const float* part, float* __restrict__ dst, int64_t L, int ns0,
@@ -75,7 +66,7 @@ __device__ __forceinline__ void flush_partials(const float* part, float* __restr
 #pragma unroll
     for (int w = 0; w < kFwdWarps; ++w) {
       if (w >= nw) break;
-      const float4 v = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kTile)[j];
+      const float4 v = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kBwdTile)[j];
       acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
     }
     const int64_t t = t0 + (j < 32 ? 8 * j : 8 * (j - 32) + 4);
@@ -89,11 +80,11 @@ __global__ void __launch_bounds__(kFwdThreads, 2)
 selective_scan_bwd_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
-  constexpr int kPart = kFwdWarps * kBwdNS * kTile;
-  float* s_B = smem;                                    // [kBwdNS][kTile]
-  float* s_C = s_B + (kVarB ? kBwdNS * kTile : 0);      // [kBwdNS][kTile]
-  float* s_dB = s_C + (kVarC ? kBwdNS * kTile : 0);     // [kFwdWarps][kBwdNS][kTile]
-  float* s_dC = s_dB + (kVarB ? kPart : 0);             // [kFwdWarps][kBwdNS][kTile]
+  constexpr int kPart = kFwdWarps * kBwdNS * kBwdTile;
+  float* s_B = smem;                                    // [kBwdNS][kBwdTile]
+  float* s_C = s_B + (kVarB ? kBwdNS * kBwdTile : 0);      // [kBwdNS][kBwdTile]
+  float* s_dB = s_C + (kVarC ? kBwdNS * kBwdTile : 0);     // [kFwdWarps][kBwdNS][kBwdTile]
+  float* s_dC = s_dB + (kVarB ? kPart : 0);             // [kFwdWarps][kBwdNS][kBwdTile]
   float* s_w = s_dC + (kVarC ? kPart : 0);              // [kFwdWarps][4][n]
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -143,58 +134,60 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
     if (lane == 31)
       for (int s = 0; s < n; ++s)
         qc[s] = p.dlast_state ? static_cast<const float*>(p.dlast_state)[(slot * p.dim + c) * n + s] : 0.f;
-    for (int64_t k = (s1 - s0 + kTile - 1) / kTile - 1; k >= 0; --k) {
-      const int64_t t0 = s0 + k * kTile;
-      const int64_t tr = t0 + lane * kRunT;
-      const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kRunT ? s1 - tr : kRunT));
-      const float* __restrict__ st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((k * kTile) >> p.ckpt_log2)) * n;
-      float dt[kRunT], uu[kRunT], dtu[kRunT], dy[kRunT];
-      load_run(dl + tr, nv, dt);
-      load_run(u + tr, nv, uu);
-      load_run(dout + tr, nv, dy);
+    for (int64_t k = (s1 - s0 + kBwdTile - 1) / kBwdTile - 1; k >= 0; --k) {
+      const int64_t t0 = s0 + k * kBwdTile;
+      const int64_t tr = t0 + lane * kBwdT;
+      const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kBwdT ? s1 - tr : kBwdT));
+      const float* __restrict__ st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((k * kBwdTile) >> p.ckpt_log2)) * n;
+      float dt[kBwdT], uu[kBwdT], dtu[kBwdT], dy[kBwdT];
+      load_run<kBwdT>(dl + tr, nv, dt);
+      load_run<kBwdT>(u + tr, nv, uu);
+      load_run<kBwdT>(dout + tr, nv, dy);
       if (zp) {
-        float zz[kRunT];
-        load_run(zp + tr, nv, zz);
+        float zz[kBwdT];
+        load_run<kBwdT>(zp + tr, nv, zz);
 #pragma unroll
-        for (int i = 0; i < kRunT; ++i) dy[i] *= silu_f(zz[i]);
+        for (int i = 0; i < kBwdT; ++i) dy[i] *= silu_f(zz[i]);
       }
 #pragma unroll
-      for (int i = 0; i < kRunT; ++i) {
+      for (int i = 0; i < kBwdT; ++i) {
         float x = dt[i] + bias;
         if (p.delta_softplus) x = softplus_f(x);
         dt[i] = i < nv ? x : 0.f;  // steps past the end: a = 1, b = 0, dy = 0
         dtu[i] = dt[i] * uu[i];
         dD_acc = fmaf(dy[i], uu[i], dD_acc);  // zero past the end
       }
-      float sgb[kRunT], sda[kRunT], yv[kRunT];
+      float sgb[kBwdT], sda[kBwdT], yv[kBwdT];
 #pragma unroll
-      for (int i = 0; i < kRunT; ++i) sgb[i] = sda[i] = yv[i] = 0.f;
+      for (int i = 0; i < kBwdT; ++i) sgb[i] = sda[i] = yv[i] = 0.f;
       for (int ns0 = 0; ns0 < n; ns0 += kBwdNS) {
         const int nsl = n - ns0 < kBwdNS ? n - ns0 : kBwdNS;
         if constexpr (kVarB || kVarC) {
           __syncthreads();  // the previous slice's tiles and partials are consumed
-          if constexpr (kVarB) load_tile(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
-          if constexpr (kVarC) load_tile(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarB) load_tile<kBwdT>(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarC) load_tile<kBwdT>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
           __syncthreads();
         }
 #pragma unroll 1
         for (int s = 0; s < nsl; ++s) {
           const int sn = ns0 + s;
           const float A2 = Arow[sn] * kLog2e;
-          float Bt[kRunT], Ct[kRunT];
-          if constexpr (kVarB) read_run(s_B + s * kTile, lane, Bt);
+          float Bt[kBwdT], Ct[kBwdT];
+          if constexpr (kVarB) read_run<kBwdT>(s_B + s * kBwdTile, lane, Bt);
           else
 #pragma unroll
-            for (int i = 0; i < kRunT; ++i) Bt[i] = Bc[sn];
-          if constexpr (kVarC) read_run(s_C + s * kTile, lane, Ct);
+            for (int i = 0; i < kBwdT; ++i) Bt[i] = Bc[sn];
+          if constexpr (kVarC) read_run<kBwdT>(s_C + s * kBwdTile, lane, Ct);
           else
 #pragma unroll
-            for (int i = 0; i < kRunT; ++i) Ct[i] = Cc[sn];
+            for (int i = 0; i < kBwdT; ++i) Ct[i] = Cc[sn];
           // 1. forward: entering states, h_{t-1} (hp), h_t
-          float a[kRunT], hp[kRunT], Al = 1.f, Bl = 0.f;
+          float a[kBwdT], hp[kBwdT];
 #pragma unroll
-          for (int i = 0; i < kRunT; ++i) {
-            a[i] = fast_exp2(dt[i] * A2);
+          for (int i = 0; i < kBwdT; ++i) a[i] = fast_exp2(dt[i] * A2);
+          float Al = a[0], Bl = dtu[0] * Bt[0];
+#pragma unroll
+          for (int i = 1; i < kBwdT; ++i) {
             Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
             Al *= a[i];
           }
@@ -206,28 +199,26 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           }
 #pragma unroll
           for (int o = 1; o < 32; o <<= 1) {
-            const float Ap = __shfl_up_sync(kFullMask, Al, o), Bp = __shfl_up_sync(kFullMask, Bl, o);
-            if (lane >= o) {
-              Bl = fmaf(Al, Bp, Bl);
-              Al *= Ap;
-            }
+            const float Ap = shfl_up_or(Al, o, 1.f), Bp = shfl_up_or(Bl, o, 0.f);
+            Bl = fmaf(Al, Bp, Bl);
+            Al *= Ap;
           }
           float h = __shfl_up_sync(kFullMask, Bl, 1);
           if (lane == 0) h = h0;
-          float dCl = 0.f, vC[kRunT];
+          float dCl = 0.f, vC[kBwdT];
 #pragma unroll
-          for (int i = 0; i < kRunT; ++i) {
+          for (int i = 0; i < kBwdT; ++i) {
             hp[i] = h;
             h = fmaf(a[i], h, dtu[i] * Bt[i]);
             yv[i] = fmaf(Ct[i], h, yv[i]);
             vC[i] = dy[i] * h;
             dCl += vC[i];
           }
-          if constexpr (kVarC) write_run(s_dC + (warp * kBwdNS + s) * kTile, lane, vC);
+          if constexpr (kVarC) write_run<kBwdT>(s_dC + (warp * kBwdNS + s) * kBwdTile, lane, vC);
           // 2. reverse: adjoints
-          float Ql = 0.f;
+          float Ql = a[kBwdT - 1] * (Ct[kBwdT - 1] * dy[kBwdT - 1]);
 #pragma unroll
-          for (int i = kRunT - 1; i >= 0; --i) Ql = a[i] * fmaf(Ct[i], dy[i], Ql);
+          for (int i = kBwdT - 2; i >= 0; --i) Ql = a[i] * fmaf(Ct[i], dy[i], Ql);
           Al = Arun;
           float qin = 0.f;
           if (lane == 31) {
@@ -236,11 +227,9 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           }
 #pragma unroll
           for (int o = 1; o < 32; o <<= 1) {
-            const float Ap = __shfl_down_sync(kFullMask, Al, o), Qp = __shfl_down_sync(kFullMask, Ql, o);
-            if (lane + o < 32) {
-              Ql = fmaf(Al, Qp, Ql);
-              Al *= Ap;
-            }
+            const float Ap = shfl_down_or(Al, o, 1.f), Qp = shfl_down_or(Ql, o, 0.f);
+            Ql = fmaf(Al, Qp, Ql);
+            Al *= Ap;
           }
           float qv = __shfl_down_sync(kFullMask, Ql, 1);
           const float qtot = __shfl_sync(kFullMask, Ql, 0);
@@ -249,11 +238,11 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
             qc[sn] = qtot;
           }
           // B_t, C_t re-read here rather than held live across the scans (register pressure)
-          if constexpr (kVarB) read_run(s_B + s * kTile, lane, Bt);
-          if constexpr (kVarC) read_run(s_C + s * kTile, lane, Ct);
-          float dAl = 0.f, dBl = 0.f, vB[kRunT];
+          if constexpr (kVarB) read_run<kBwdT>(s_B + s * kBwdTile, lane, Bt);
+          if constexpr (kVarC) read_run<kBwdT>(s_C + s * kBwdTile, lane, Ct);
+          float dAl = 0.f, dBl = 0.f, vB[kBwdT];
 #pragma unroll
-          for (int i = kRunT - 1; i >= 0; --i) {
+          for (int i = kBwdT - 1; i >= 0; --i) {
             const float g = fmaf(Ct[i], dy[i], qv);
             vB[i] = g * dtu[i];
             dBl += vB[i];
@@ -263,7 +252,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
             sda[i] = fmaf(A2, w, sda[i]);
             dAl = fmaf(dt[i], w, dAl);
           }
-          if constexpr (kVarB) write_run(s_dB + (warp * kBwdNS + s) * kTile, lane, vB);
+          if constexpr (kVarB) write_run<kBwdT>(s_dB + (warp * kBwdNS + s) * kBwdTile, lane, vB);
           dAl = warp_sum(dAl);
           if constexpr (!kVarB) dBl = warp_sum(dBl);
           if constexpr (!kVarC) dCl = warp_sum(dCl);
@@ -280,10 +269,10 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
         }
       }
       // per-token gradients
-      float dov[kRunT], zz[kRunT], du[kRunT], ddt[kRunT];
-      load_run(u + tr, nv, uu);  // re-read (L1/L2) rather than held across the state loop
+      float dov[kBwdT], zz[kBwdT], du[kBwdT], ddt[kBwdT];
+      load_run<kBwdT>(u + tr, nv, uu);  // re-read (L1/L2) rather than held across the state loop
 #pragma unroll
-      for (int i = 0; i < kRunT; ++i) {
+      for (int i = 0; i < kBwdT; ++i) {
         du[i] = fmaf(Dv, dy[i], dt[i] * sgb[i]);
         float d = fmaf(sda[i], kLn2, uu[i] * sgb[i]);
         if (p.delta_softplus) d = -d * expm1f(-dt[i]);  // softplus'(raw) = 1 - exp(-softplus(raw))
@@ -291,17 +280,17 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
         if (i < nv) dbias_acc += d;
       }
       if (c_ok && nv > 0) {
-        store_run(du_out + tr, nv, du);
-        store_run(ddelta_out + tr, nv, ddt);
+        store_run<kBwdT>(du_out + tr, nv, du);
+        store_run<kBwdT>(ddelta_out + tr, nv, ddt);
         if (zp) {  // out = (y + D u) silu(z):  dz = dout (y + D u) silu'(z)
-          load_run(dout + tr, nv, dov);
-          load_run(zp + tr, nv, zz);
+          load_run<kBwdT>(dout + tr, nv, dov);
+          load_run<kBwdT>(zp + tr, nv, zz);
 #pragma unroll
-          for (int i = 0; i < kRunT; ++i) {
+          for (int i = 0; i < kBwdT; ++i) {
             const float sz = 1.f / (1.f + __expf(-zz[i]));
             dov[i] *= fmaf(Dv, uu[i], yv[i]) * sz * (1.f + zz[i] * (1.f - sz));
           }
-          store_run(dz_out + tr, nv, dov);
+          store_run<kBwdT>(dz_out + tr, nv, dov);
         }
       }
     }

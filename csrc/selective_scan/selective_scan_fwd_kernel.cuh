@@ -1,25 +1,25 @@
 // Mamba-1 selective scan forward, CUDA. CUDA headers only (no torch).
 //
 // Design (issue 5): the recurrence h_t = a_t h_{t-1} + b_t, a_t = exp(delta_t A_n), b_t = delta_t u_t B_t[n],
-// is a parallel scan over time. One WARP owns one channel and a tile of kTile = 32 x kRunT = 256 tokens:
-// lane r owns the run of kRunT = 8 consecutive tokens [8r, 8r + 8) (u, delta, z, out moved with 16-byte
-// vector loads/stores). A block of kFwdWarps = 8 warps holds 8 channels of one (batch row, B/C group) and
-// walks the sequence tile by tile; variable B/C tiles (kNS = 16 states x 256 tokens, fp32, swizzled so that
-// lane r's two float4 of a state are conflict-free) are loaded once per block and shared by its 8 channels.
-// Per state n of the tile each lane:
-//   pass 1: a_t = ex2(delta_t A_n log2e) (one MUFU op per (t, n): the floor), b_t = delta_t u_t B_t[n], and the
-//           run's composite (prod a, local end state from zero)  -- a_t, b_t kept in registers
-//   scan:   lane 0 folds the carry (the state entering the tile, kept in shared memory, touched by lane 0
-//           only) into its composite; a 5-level __shfl_up inclusive scan of the composites gives every run's
-//           true end state; lane r's entering state is lane r-1's (lane 0: the carry); lane 31's is the
-//           next tile's carry (broadcast by one __shfl_sync)
-//   pass 2: h_t = a_t h_{t-1} + b_t from the entering state, y_t += C_t[n] h_t   (y in 8 registers)
-// then out = (y + D u) silu(z). Cost per (t, n): 1 MUFU + 6 FP32 ops + 0.5 LDS.128 (B, C) + 12/8 shuffles.
-// States beyond n = 16 are walked in slices of kNS (the tiles reloaded per slice); any n up to 256.
+// is a parallel scan over time. One WARP owns one channel and a tile of kFwdTile = 32 x kFwdT = 512 tokens:
+// lane r owns the run of kFwdT = 16 consecutive tokens (u, delta, z, out moved with 16-byte vector
+// loads/stores). A block of kFwdWarps = 8 warps holds 8 channels of one (batch row, B/C group) and walks the
+// sequence tile by tile; variable B/C tiles (kFwdNS = 8 states x 512 tokens, fp32, laid out so that a warp's
+// float4 reads are conflict-free) are loaded once per block and shared by its 8 channels. Per state n each lane:
+//   pass 1: a_t = ex2(delta_t A_n log2e) (one MUFU op per (t, n): the floor), b_t = delta_t u_t B_t[n], and
+//           the run's composite (decay ex2(A_n log2e sum delta), local end state from zero), kept in registers
+//   scan:   lane 0 folds the carry (the state entering the tile, in shared memory, touched by lane 0 only)
+//           into its composite; a 5-level __shfl_up inclusive scan (the shuffle's own valid predicate supplies
+//           the identity) gives every run's end state; lane r's entering state is lane r-1's (lane 0: the
+//           carry); lane 31's is the next tile's carry
+//   pass 2: h_t = a_t h_{t-1} + b_t from the entering state, y_t += C_t[n] h_t   (y in 16 registers)
+// then out = (y + D u) silu(z). Issue per (t, n): 1 MUFU + 5 FP32 + 0.25 LDS.128 + (~33 scan instructions
+// per 16 tokens) ~ 10 instructions; per (t, channel) ~40 more (softplus, silu, loads, stores), /n.
+// n is walked in slices of kFwdNS (the tiles reloaded per slice); any n up to 256.
 // Varlen: the block walks the packed sequences one after another, each restarting its tile grid at the
 // sequence start (runs then may start unaligned: the loads fall back to scalar ones) from its own initial
 // state, writing its own last state.
-// Training (p.states set): the state entering every chunk of 2^ckpt_log2 >= kRunT steps of each sequence is
+// Training (p.states set): the state entering every chunk of 2^ckpt_log2 >= kFwdT steps of each sequence is
 // the entering state of the run starting there; that lane writes it (fp32, (b, d, n_chunks, n)).
 #pragma once
 #include <cuda_bf16.h>
@@ -52,24 +52,63 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return exp2f(x);  // host compilation of the kernel source (CPU emulation in tests/cuda_emu)
 #endif
 }
-__device__ __forceinline__ float softplus_f(float x) { return x <= 20.f ? log1pf(__expf(x)) : x; }
-__device__ __forceinline__ float silu_f(float x) { return x / (1.f + __expf(-x)); }
+// log(1 + e^x) = max(x, 0) + log1p(e), e = e^-|x| in (0, 1]; log1p(e) = 2 atanh(s), s = e / (2 + e) <= 1/3,
+// by its series to s^13 (truncation < 2e-8 relative): ~15 instructions, about 3e-7 relative error (log1pf
+// costs ~40 and this runs once per (token, channel) in both directions).
+__device__ __forceinline__ float softplus_f(float x) {
+  const float e = __expf(-fabsf(x));
+  const float s = __fdividef(e, 2.f + e), s2 = s * s;
+  float q = fmaf(s2, 1.f / 13, 1.f / 11);
+  q = fmaf(q, s2, 1.f / 9);
+  q = fmaf(q, s2, 1.f / 7);
+  q = fmaf(q, s2, 1.f / 5);
+  q = fmaf(q, s2, 1.f / 3);
+  q = fmaf(q, s2, 1.f);
+  return fmaf(2.f * s, q, fmaxf(x, 0.f));
+}
+__device__ __forceinline__ float silu_f(float x) { return __fdividef(x, 1.f + __expf(-x)); }
 
 constexpr unsigned kFullMask = 0xffffffffu;
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kRunT = 8;                  // tokens per lane
-constexpr int kTile = 32 * kRunT;         // tokens per warp (one channel) per tile
-constexpr int kFwdWarps = 8;              // channels per block (sharing the B/C tiles)
-constexpr int kFwdThreads = 32 * kFwdWarps;
-constexpr int kNS = 16;                   // states per B/C tile slice
 
-// v[0..8) = p[0..nv) as floats, zeros beyond; one or two 16-byte loads when the run is whole and aligned.
-template <typename in_t>
-__device__ __forceinline__ void load_run(const in_t* __restrict__ p, int nv, float (&v)[kRunT]) {
+// __shfl_up_sync / __shfl_down_sync returning `other` where the source lane is out of range (PTX: the
+// shuffle's own valid predicate, so the scans below need no compare and no predicated moves).
+__device__ __forceinline__ float shfl_up_or(float v, unsigned o, float other) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("{\n .reg .pred p;\n shfl.sync.up.b32 %0|p, %1, %2, 0, -1;\n @!p mov.b32 %0, %3;\n}"
+      : "=f"(r) : "f"(v), "r"(o), "f"(other));
+  return r;
+#else
+  const float r = __shfl_up_sync(0xffffffffu, v, o);
+  return (threadIdx.x & 31) >= o ? r : other;
+#endif
+}
+__device__ __forceinline__ float shfl_down_or(float v, unsigned o, float other) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("{\n .reg .pred p;\n shfl.sync.down.b32 %0|p, %1, %2, 31, -1;\n @!p mov.b32 %0, %3;\n}"
+      : "=f"(r) : "f"(v), "r"(o), "f"(other));
+  return r;
+#else
+  const float r = __shfl_down_sync(0xffffffffu, v, o);
+  return (threadIdx.x & 31) + o < 32 ? r : other;
+#endif
+}
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kFwdT = 16;                 // tokens per lane (forward)
+constexpr int kFwdTile = 32 * kFwdT;      // tokens per warp (one channel) per tile
+constexpr int kFwdWarps = 8;              // channels per block (sharing the B/C tiles); also the backward's
+constexpr int kFwdThreads = 32 * kFwdWarps;
+constexpr int kFwdNS = 8;                 // states per B/C tile slice
+
+// v[0..kT) = p[0..nv) as floats, zeros beyond; 16-byte loads when the run is whole and aligned.
+template <int kT, typename in_t>
+__device__ __forceinline__ void load_run(const in_t* __restrict__ p, int nv, float (&v)[kT]) {
   constexpr int kVec = 16 / int(sizeof(in_t));
-  if (nv == kRunT && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
+  static_assert(kT % kVec == 0, "whole 16-byte vectors per run");
+  if (nv == kT && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
 #pragma unroll
-    for (int k = 0; k < kRunT / kVec; ++k) {
+    for (int k = 0; k < kT / kVec; ++k) {
       const uint4 raw = reinterpret_cast<const uint4*>(p)[k];
       const in_t* e = reinterpret_cast<const in_t*>(&raw);
 #pragma unroll
@@ -77,17 +116,17 @@ __device__ __forceinline__ void load_run(const in_t* __restrict__ p, int nv, flo
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < kRunT; ++i) v[i] = i < nv ? to_f(p[i]) : 0.f;
+    for (int i = 0; i < kT; ++i) v[i] = i < nv ? to_f(p[i]) : 0.f;
   }
 }
 
-// p[0..nv) = v[0..nv) (one or two 16-byte stores when the run is whole and aligned).
-template <typename in_t>
-__device__ __forceinline__ void store_run(in_t* __restrict__ p, int nv, const float (&v)[kRunT]) {
+// p[0..nv) = v[0..nv) (16-byte stores when the run is whole and aligned).
+template <int kT, typename in_t>
+__device__ __forceinline__ void store_run(in_t* __restrict__ p, int nv, const float (&v)[kT]) {
   constexpr int kVec = 16 / int(sizeof(in_t));
-  if (nv == kRunT && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
+  if (nv == kT && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
 #pragma unroll
-    for (int k = 0; k < kRunT / kVec; ++k) {
+    for (int k = 0; k < kT / kVec; ++k) {
       uint4 raw;
       in_t* e = reinterpret_cast<in_t*>(&raw);
 #pragma unroll
@@ -96,40 +135,63 @@ __device__ __forceinline__ void store_run(in_t* __restrict__ p, int nv, const fl
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < kRunT; ++i)
+    for (int i = 0; i < kT; ++i)
       if (i < nv) p[i] = from_f<in_t>(v[i]);
   }
 }
 
-// Shared-memory bytes of the forward: B and/or C tiles [kNS][kTile] and the carries [kFwdWarps][n].
-inline int64_t fwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
-  return 4 * ((int64_t(var_b) + int64_t(var_c)) * kNS * kTile + kFwdWarps * n);
+// A tile row holds 32 runs of kT tokens as float4s: float4 number k of lane r's run sits at k * 32 + r, so a
+// warp reading (or writing) its lanes' k-th float4 touches 512 contiguous bytes (no bank conflicts).
+template <int kT>
+__device__ __forceinline__ void read_run(const float* row, int lane, float (&v)[kT]) {
+#pragma unroll
+  for (int k = 0; k < kT / 4; ++k) {
+    const float4 x = reinterpret_cast<const float4*>(row)[k * 32 + lane];
+    v[4 * k] = x.x; v[4 * k + 1] = x.y; v[4 * k + 2] = x.z; v[4 * k + 3] = x.w;
+  }
+}
+template <int kT>
+__device__ __forceinline__ void write_run(float* row, int lane, const float (&v)[kT]) {
+#pragma unroll
+  for (int k = 0; k < kT / 4; ++k)
+    reinterpret_cast<float4*>(row)[k * 32 + lane] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
 }
 
-// Loads rows ns0 .. ns0 + nsl of a variable B or C (tokens t0 .. t0 + kTile, zeros past s1) into a tile.
-template <typename in_t>
+// Loads rows ns0 .. ns0 + nsl of a variable B or C (tokens t0 .. t0 + 32 kT, zeros past s1) into a tile
+// [nsl][32 kT] (the block's kFwdThreads threads).
+template <int kT, typename in_t>
 __device__ __forceinline__ void load_tile(float* tile, const in_t* __restrict__ src, int64_t dstate_stride,
                                           int ns0, int nsl, int64_t t0, int64_t s1) {
   for (int idx = threadIdx.x; idx < nsl * 32; idx += kFwdThreads) {
     const int s = idx >> 5, r = idx & 31;
-    const int64_t tr = t0 + r * kRunT;
-    const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kRunT ? s1 - tr : kRunT));
-    float v[kRunT];
-    load_run(src + (ns0 + s) * dstate_stride + tr, nv, v);
-    float4* row = reinterpret_cast<float4*>(tile + s * kTile);
-    row[r] = make_float4(v[0], v[1], v[2], v[3]);
-    row[32 + r] = make_float4(v[4], v[5], v[6], v[7]);
+    const int64_t tr = t0 + r * kT;
+    const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kT ? s1 - tr : kT));
+    float v[kT];
+    load_run<kT>(src + (ns0 + s) * dstate_stride + tr, nv, v);
+    write_run<kT>(tile + s * 32 * kT, r, v);
   }
 }
 
+// Per-warp rows of n floats in shared memory: A log2(e), the carry, constant B, constant C.
+constexpr int fwd_warp_rows(bool var_b, bool var_c) { return 2 + int(!var_b) + int(!var_c); }
+
+// Shared-memory bytes of the forward: B and/or C tiles [kFwdNS][kFwdTile] (16 KB each), per-warp rows
+// [kFwdWarps][rows][n] (<= 32 KB).
+inline int64_t fwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
+  return 4 * ((int64_t(var_b) + int64_t(var_c)) * kFwdNS * kFwdTile +
+              int64_t(kFwdWarps) * fwd_warp_rows(var_b, var_c) * n);
+}
+
 template <typename in_t, bool kVarB, bool kVarC>
-__global__ void __launch_bounds__(kFwdThreads, 3)
+__global__ void __launch_bounds__(kFwdThreads, 2)
 selective_scan_fwd_kernel(const SelectiveScanParams p) {
+  constexpr int kT = kFwdT, kTile = kFwdTile, kNS = kFwdNS;
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
-  float* s_B = smem;                                   // [kNS][kTile] (swizzled, see tile_swz)
+  float* s_B = smem;                                   // [kNS][kTile] (layout: read_run)
   float* s_C = s_B + (kVarB ? kNS * kTile : 0);        // [kNS][kTile]
-  float* s_carry = s_C + (kVarC ? kNS * kTile : 0);    // [kFwdWarps][n]
+  float* s_rows = s_C + (kVarC ? kNS * kTile : 0);     // [kFwdWarps][kRows][n]
+  constexpr int kRows = fwd_warp_rows(kVarB, kVarC);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
@@ -138,15 +200,21 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
   const bool c_ok = cblk + warp < dpg;                 // idle warps compute on channel c0, store nothing
   const int64_t c = grp * dpg + cblk + (c_ok ? warp : 0);
   const int n = int(p.dstate);
-  float* carry = s_carry + warp * n;                   // read and written by lane 0 only
+  float* wA = s_rows + warp * kRows * n;               // A log2(e) of the warp's channel
+  float* carry = wA + n;                               // read and written by lane 0 only
+  float* wB = carry + n;                               // constant B (kVarB: unused)
+  float* wC = wB + (kVarB ? 0 : n);                    // constant C (kVarC: unused)
 
   const in_t* __restrict__ u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c * p.u_d_stride;
   const in_t* __restrict__ dl = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c * p.delta_d_stride;
   const in_t* __restrict__ zp = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c * p.z_d_stride : nullptr;
   in_t* __restrict__ out = static_cast<in_t*>(p.out) + b * p.out_batch_stride + c * p.out_d_stride;
-  const float* __restrict__ Arow = static_cast<const float*>(p.A) + c * p.A_d_stride;
-  const float* __restrict__ Bc = kVarB ? nullptr : static_cast<const float*>(p.B) + c * p.B_d_stride;
-  const float* __restrict__ Cc = kVarC ? nullptr : static_cast<const float*>(p.C) + c * p.C_d_stride;
+  for (int s = lane; s < n; s += 32) {
+    wA[s] = static_cast<const float*>(p.A)[c * p.A_d_stride + s] * kLog2e;
+    if (!kVarB) wB[s] = static_cast<const float*>(p.B)[c * p.B_d_stride + s];
+    if (!kVarC) wC[s] = static_cast<const float*>(p.C)[c * p.C_d_stride + s];
+  }
+  __syncwarp();
   const in_t* __restrict__ Bv = kVarB ? static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride : nullptr;
   const in_t* __restrict__ Cv = kVarC ? static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride : nullptr;
   const float Dv = p.D ? static_cast<const float*>(p.D)[c] : 0.f;
@@ -164,16 +232,18 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
       for (int s = 0; s < n; ++s)
         carry[s] = p.initial_state ? static_cast<const float*>(p.initial_state)[(slot * p.dim + c) * n + s] : 0.f;
     for (int64_t t0 = s0; t0 < s1; t0 += kTile) {
-      const int64_t tr = t0 + lane * kRunT;  // this lane's run
-      const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kRunT ? s1 - tr : kRunT));
-      float dt[kRunT], dtu[kRunT], y[kRunT];
-      load_run(dl + tr, nv, dt);
-      load_run(u + tr, nv, dtu);
+      const int64_t tr = t0 + lane * kT;  // this lane's run
+      const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kT ? s1 - tr : kT));
+      float dt[kT], dtu[kT], y[kT];
+      load_run<kT>(dl + tr, nv, dt);
+      load_run<kT>(u + tr, nv, dtu);
+      float sdt = 0.f;  // sum of the run's steps: its decay is ex2(A2 sdt)
 #pragma unroll
-      for (int i = 0; i < kRunT; ++i) {
+      for (int i = 0; i < kT; ++i) {
         float x = dt[i] + bias;
         if (p.delta_softplus) x = softplus_f(x);
         dt[i] = i < nv ? x : 0.f;  // steps past the end: a = 1, b = 0 (identity)
+        sdt += dt[i];
         y[i] = Dv * dtu[i];
         dtu[i] *= dt[i];
       }
@@ -184,43 +254,39 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
         const int nsl = n - ns0 < kNS ? n - ns0 : kNS;
         if constexpr (kVarB || kVarC) {
           __syncthreads();  // every warp is done with the previous tiles
-          if constexpr (kVarB) load_tile(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
-          if constexpr (kVarC) load_tile(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarB) load_tile<kT>(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarC) load_tile<kT>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
           __syncthreads();
         }
 #pragma unroll 1
         for (int s = 0; s < nsl; ++s) {
           const int sn = ns0 + s;
-          const float A2 = Arow[sn] * kLog2e;
-          float Bt[kRunT], Ct[kRunT];
-          if constexpr (kVarB) {
-            const float4* row = reinterpret_cast<const float4*>(s_B + s * kTile);
-            const float4 v0 = row[lane], v1 = row[32 + lane];
-            Bt[0] = v0.x; Bt[1] = v0.y; Bt[2] = v0.z; Bt[3] = v0.w; Bt[4] = v1.x; Bt[5] = v1.y; Bt[6] = v1.z; Bt[7] = v1.w;
-          } else {
+          const float A2 = wA[sn];
+          float Bt[kT];
+          if constexpr (kVarB) read_run<kT>(s_B + s * kTile, lane, Bt);
+          else
 #pragma unroll
-            for (int i = 0; i < kRunT; ++i) Bt[i] = Bc[sn];
-          }
-          float a[kRunT], bb[kRunT], Al = 1.f, Bl = 0.f;
+            for (int i = 0; i < kT; ++i) Bt[i] = wB[sn];
+          // pass 1: decays (the one exponential per (t, n)) and the run's composite (Al, Bl)
+          float a[kT], bb[kT];
 #pragma unroll
-          for (int i = 0; i < kRunT; ++i) {
+          for (int i = 0; i < kT; ++i) {
             a[i] = fast_exp2(dt[i] * A2);
             bb[i] = dtu[i] * Bt[i];
-            Bl = fmaf(a[i], Bl, bb[i]);
-            Al *= a[i];
           }
+          float Al = fast_exp2(A2 * sdt), Bl = bb[0];
+#pragma unroll
+          for (int i = 1; i < kT; ++i) Bl = fmaf(a[i], Bl, bb[i]);
           float cin = 0.f;
           if (lane == 0) {
             cin = carry[sn];
             Bl = fmaf(Al, cin, Bl);
           }
 #pragma unroll
-          for (int o = 1; o < 32; o <<= 1) {
-            const float Ap = __shfl_up_sync(kFullMask, Al, o), Bp = __shfl_up_sync(kFullMask, Bl, o);
-            if (lane >= o) {
-              Bl = fmaf(Al, Bp, Bl);
-              Al *= Ap;
-            }
+          for (int o = 1; o < 32; o <<= 1) {  // inclusive scan; out-of-range sources are the identity (1, 0)
+            const float Ap = shfl_up_or(Al, o, 1.f), Bp = shfl_up_or(Bl, o, 0.f);
+            Bl = fmaf(Al, Bp, Bl);
+            Al *= Ap;
           }
           float h = __shfl_up_sync(kFullMask, Bl, 1);
           const float tot = __shfl_sync(kFullMask, Bl, 31);
@@ -229,16 +295,14 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
             carry[sn] = tot;
           }
           if (save) st[sn] = h;
-          if constexpr (kVarC) {
-            const float4* row = reinterpret_cast<const float4*>(s_C + s * kTile);
-            const float4 v0 = row[lane], v1 = row[32 + lane];
-            Ct[0] = v0.x; Ct[1] = v0.y; Ct[2] = v0.z; Ct[3] = v0.w; Ct[4] = v1.x; Ct[5] = v1.y; Ct[6] = v1.z; Ct[7] = v1.w;
-          } else {
+          // pass 2: states from the entering one, y += C h
+          float Ct[kT];
+          if constexpr (kVarC) read_run<kT>(s_C + s * kTile, lane, Ct);
+          else
 #pragma unroll
-            for (int i = 0; i < kRunT; ++i) Ct[i] = Cc[sn];
-          }
+            for (int i = 0; i < kT; ++i) Ct[i] = wC[sn];
 #pragma unroll
-          for (int i = 0; i < kRunT; ++i) {
+          for (int i = 0; i < kT; ++i) {
             h = fmaf(a[i], h, bb[i]);
             y[i] = fmaf(Ct[i], h, y[i]);
           }
@@ -246,12 +310,12 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
       }
       if (c_ok && nv > 0) {
         if (zp) {
-          float zz[kRunT];
-          load_run(zp + tr, nv, zz);
+          float zz[kT];
+          load_run<kT>(zp + tr, nv, zz);
 #pragma unroll
-          for (int i = 0; i < kRunT; ++i) y[i] *= silu_f(zz[i]);
+          for (int i = 0; i < kT; ++i) y[i] *= silu_f(zz[i]);
         }
-        store_run(out + tr, nv, y);
+        store_run<kT>(out + tr, nv, y);
       }
     }
     ck_base += (s1 - s0 + ck_mask) >> p.ckpt_log2;
@@ -268,15 +332,19 @@ cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t
   const int64_t dpg = p.dim / groups;
   if (p.batch == 0 || p.dim == 0) return cudaSuccess;
   if (p.batch > 65535 || groups > 65535 || p.dstate < 1 || p.dstate > 256) return cudaErrorInvalidConfiguration;
-  if (p.states != nullptr && p.ckpt_log2 < 3) return cudaErrorInvalidValue;  // chunks start on runs of 8
+  if (p.states != nullptr && (int64_t(1) << p.ckpt_log2) < kFwdT) return cudaErrorInvalidValue;  // on run starts
+  const int smem = int(fwd_smem_bytes(p.dstate, var_b, var_c));  // <= 64 KB
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned((dpg + kFwdWarps - 1) / kFwdWarps), unsigned(groups), unsigned(p.batch));
   cfg.blockDim = dim3(kFwdThreads);
-  cfg.dynamicSmemBytes = size_t(fwd_smem_bytes(p.dstate, var_b, var_c));  // <= 40 KB
+  cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
   cudaError_t err = MK_BOOL_SWITCH(var_b, kVarB, [&] {
     return MK_BOOL_SWITCH(var_c, kVarC, [&] {
-      return cudaLaunchKernelEx(&cfg, selective_scan_fwd_kernel<in_t, kVarB, kVarC>, p);
+      auto kernel = selective_scan_fwd_kernel<in_t, kVarB, kVarC>;
+      cudaError_t e = cudaSuccess;
+      if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+      return e != cudaSuccess ? e : cudaLaunchKernelEx(&cfg, kernel, p);
     });
   });
   return err != cudaSuccess ? err : cudaGetLastError();

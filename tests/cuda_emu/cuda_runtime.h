@@ -52,6 +52,7 @@ inline uint3 blockIdx;
 inline dim3 blockDim, gridDim;
 
 inline float __expf(float x) { return std::exp(x); }
+inline float __fdividef(float a, float b) { return a / b; }
 
 enum cudaError_t {
   cudaSuccess = 0,

@@ -31,7 +31,7 @@ struct Case {
   int64_t b, d, l, n, g;
   bool var_b, var_c, z, D, bias, softplus, init, dlast;
   std::vector<int64_t> cu;  // varlen offsets (b == 1), empty: not packed
-  int ckpt;                 // checkpoint chunk, 8 .. 256 (the interface picks 256 for cuda)
+  int ckpt;                 // checkpoint chunk, 16 .. 256 (the interface picks 256 for cuda)
   Dt dt = Dt::f32;
   bool padded = false;      // non-contiguous activations (row strides padded)
 };
@@ -48,9 +48,9 @@ std::vector<Case> cases() {
   add({"b1-d6-l37-n5-constB-varC", 1, 6, 37, 5, 3, false, true, true, false, true, true, false, true, {}, 32});
   add({"b1-d20-l40-n32-g2", 1, 20, 40, 32, 2, true, true, true, true, true, true, true, true, {}, 32});
   add({"b1-d8-l40-n64-g2", 1, 8, 40, 64, 2, true, true, true, true, true, true, true, true, {}, 16});
-  add({"b1-d4-l19-n128-g1", 1, 4, 19, 128, 1, true, true, false, true, true, true, true, true, {}, 8});
+  add({"b1-d4-l19-n128-g1", 1, 4, 19, 128, 1, true, true, false, true, true, true, true, true, {}, 16});
   add({"b1-d4-l20-n256-g2", 1, 4, 20, 256, 2, true, true, true, true, true, true, true, true, {}, 256});
-  add({"b1-d3-l9-n140-const", 1, 3, 9, 140, 1, false, false, true, true, false, true, true, true, {}, 8});
+  add({"b1-d3-l9-n140-const", 1, 3, 9, 140, 1, false, false, true, true, false, true, true, true, {}, 64});
   add({"b1-d24-varlen-n16-g4", 1, 24, 100, 16, 4, true, true, true, true, true, true, true, true, {0, 30, 30, 31, 100}, 256});
   add({"b1-d6-varlen-n8-g2", 1, 6, 50, 8, 2, true, true, false, true, true, true, true, true, {0, 17, 50}, 32});
   // several tiles of 256 steps (carries across tiles; l % 8 == 0: the 16-byte vector loads)
@@ -71,7 +71,7 @@ std::vector<Case> cases() {
   c = {"b2-d12-l45-n16-g2-padded", 2, 12, 45, 16, 2, true, true, true, true, true, true, true, true, {}, 32};
   c.padded = true;
   add(c);
-  c = {"b2-d12-l45-n16-g2-padded-ckpt8", 2, 12, 45, 16, 2, true, true, true, true, true, true, true, true, {}, 8};
+  c = {"b2-d12-l45-n16-g2-padded-ckpt16", 2, 12, 45, 16, 2, true, true, true, true, true, true, true, true, {}, 16};
   c.padded = true;
   add(c);
   return cs;
