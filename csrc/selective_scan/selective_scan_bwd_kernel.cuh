@@ -1,9 +1,10 @@
 // Mamba-1 selective scan backward, CUDA. CUDA headers only (no torch).
 //
-// Same layout as the forward (selective_scan_fwd_kernel.cuh): one warp per channel, tiles of kBwdTile = 256
-// tokens, lane r owning the run [8r, 8r + 8); a block of 8 warps holds 8 channels of one (batch row, B/C
-// group). Tiles are walked in REVERSE. With a_t = exp(delta_t A), the adjoint q_t = dL/dh_{t-1} (through h_t)
-// obeys the reverse recurrence   g_t = C_t dy_t + q_{t+1},   q_t = a_t g_t   (g_t = dL/dh_t; dy = dout silu(z)),
+// Layout like the forward's (selective_scan_fwd_kernel.cuh), with runs of kBwdT = 8 tokens (more values live
+// per token): one warp per channel, tiles of kBwdTile = 256 tokens, lane r owning the run [8r, 8r + 8); a
+// block of kBwdWarps = 16 warps holds 16 channels of one (batch row, B/C group). Tiles are walked in REVERSE.
+// With a_t = exp(delta_t A), the adjoint q_t = dL/dh_{t-1} (through h_t) obeys the reverse recurrence
+//   g_t = C_t dy_t + q_{t+1},   q_t = a_t g_t        (g_t = dL/dh_t; dy = dout silu(z)),
 // whose run composites are (prod a, local q from zero): the same scan as the forward, run right to left.
 // Per state n of a tile each lane:
 //   1. a_t = ex2(delta_t A_n log2e) -- the only exponential per (t, n) -- and the forward composites; lane 0
@@ -14,10 +15,10 @@
 //      touched by lane 31 only); a __shfl_down scan; then per token g_t, dB_t = g_t delta_t u_t,
 //      sum_n g B (du, ddelta), sum_n A g a h_{t-1} (ddelta), dA += delta g a h_{t-1}
 // Variable dB/dC: each warp stores its (state, token) values in shared memory; after each slice of kBwdNS
-// states the block sums its 8 channels and adds to the fp32 (b, g, n, l) buffers with atomicAdd (float4 on
-// sm_90). Constant dB/dC and dA: per-tile warp sums added into per-warp shared accumulators (lane 0), then
-// atomically into the (d, n) buffers at the end; dD, ddelta_bias likewise. dinitial_state = q at the start.
-// Cost per (t, n): 1 MUFU, ~17 FP32 ops, ~3 shuffles (two scans + the dA sum), ~1 LDS/STS.128.
+// states the block sums its 16 channels and adds them to the fp32 (b, g, n, l) buffers with atomicAdd
+// (float4 on sm_90): b g n l d / (16 g) / 4 vector atomics in all. dA and constant dB/dC: warp sums per tile,
+// atomicAdd by lane 0; dD, ddelta_bias: per lane, summed at the end. dinitial_state = q at the start.
+// Issue per (t, n): 1 MUFU, ~18 FP32 ops, ~3.5 shuffles (two scans + the dA sum), ~1 LDS/STS.128: ~35.
 #pragma once
 #include "selective_scan/selective_scan_fwd_kernel.cuh"
 
@@ -27,13 +28,15 @@ namespace ss {
 constexpr int kBwdT = 8;                 // tokens per lane (backward: more live per-token values than forward)
 constexpr int kBwdTile = 32 * kBwdT;     // tokens per warp per tile
 constexpr int kBwdNS = 4;                // states per slice (bounds the per-warp dB/dC buffers)
+constexpr int kBwdWarps = 16;            // channels per block: the variable dB/dC atomics are per block
+constexpr int kBwdThreads = 32 * kBwdWarps;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Shared-memory bytes: B/C tiles [kBwdNS][kBwdTile] and dB/dC partials [kFwdWarps][kBwdNS][kBwdTile] for each
-// variable one; per warp [4][n]: adjoint carry, dA, constant dB, constant dC.
+// Shared-memory bytes: B/C tiles [kBwdNS][kBwdTile] and dB/dC partials [kBwdWarps][kBwdNS][kBwdTile] for each
+// variable one; per warp [n]: the adjoint carry.
 inline int64_t bwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
   const int64_t nv = int64_t(var_b) + int64_t(var_c);
-  return 4 * (nv * kBwdNS * kBwdTile * (1 + kFwdWarps) + 4 * kFwdWarps * n);
+  return 4 * (nv * kBwdNS * kBwdTile * (1 + kBwdWarps) + kBwdWarps * n);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -60,11 +63,11 @@ __device__ __forceinline__ void atomic_add4(float* dst, int cnt, float4 v) {
 // and adds them to dst (n, L) rows.
 __device__ __forceinline__ void flush_partials(const float* part, float* __restrict__ dst, int64_t L, int ns0,
                                               int nsl, int64_t t0, int64_t s1, int nw) {
-  for (int idx = threadIdx.x; idx < nsl * 64; idx += kFwdThreads) {
+  for (int idx = threadIdx.x; idx < nsl * 64; idx += kBwdThreads) {
     const int s = idx >> 6, j = idx & 63;
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-    for (int w = 0; w < kFwdWarps; ++w) {
+    for (int w = 0; w < kBwdWarps; ++w) {
       if (w >= nw) break;
       const float4 v = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kBwdTile)[j];
       acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
@@ -76,32 +79,27 @@ __device__ __forceinline__ void flush_partials(const float* part, float* __restr
 }
 
 template <typename in_t, bool kVarB, bool kVarC>
-__global__ void __launch_bounds__(kFwdThreads, 2)
+__global__ void __launch_bounds__(kBwdThreads, 1)
 selective_scan_bwd_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
-  constexpr int kPart = kFwdWarps * kBwdNS * kBwdTile;
+  constexpr int kPart = kBwdWarps * kBwdNS * kBwdTile;
   float* s_B = smem;                                    // [kBwdNS][kBwdTile]
   float* s_C = s_B + (kVarB ? kBwdNS * kBwdTile : 0);      // [kBwdNS][kBwdTile]
-  float* s_dB = s_C + (kVarC ? kBwdNS * kBwdTile : 0);     // [kFwdWarps][kBwdNS][kBwdTile]
-  float* s_dC = s_dB + (kVarB ? kPart : 0);             // [kFwdWarps][kBwdNS][kBwdTile]
-  float* s_w = s_dC + (kVarC ? kPart : 0);              // [kFwdWarps][4][n]
+  float* s_dB = s_C + (kVarC ? kBwdNS * kBwdTile : 0);     // [kBwdWarps][kBwdNS][kBwdTile]
+  float* s_dC = s_dB + (kVarB ? kPart : 0);             // [kBwdWarps][kBwdNS][kBwdTile]
+  float* s_q = s_dC + (kVarC ? kPart : 0);              // [kBwdWarps][n]
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
-  const int64_t cblk = int64_t(blockIdx.x) * kFwdWarps;
+  const int64_t cblk = int64_t(blockIdx.x) * kBwdWarps;
   const bool c_ok = cblk + warp < dpg;
   const int64_t c = grp * dpg + cblk + (c_ok ? warp : 0);  // idle warps compute on channel c0, add nothing
-  const int nw = int(dpg - cblk < kFwdWarps ? dpg - cblk : kFwdWarps);  // valid channels (warps)
+  const int nw = int(dpg - cblk < kBwdWarps ? dpg - cblk : kBwdWarps);  // valid channels (warps)
   const int n = int(p.dstate);
   const int64_t L = p.seqlen;
-  float* qc = s_w + warp * 4 * n;  // adjoint entering from the right: lane 31 only
-  float* sdA = qc + n;             // these three: lane 0 only
-  float* sdB = sdA + n;
-  float* sdC = sdB + n;
-  if (lane == 0)
-    for (int s = 0; s < n; ++s) sdA[s] = sdB[s] = sdC[s] = 0.f;
+  float* qc = s_q + warp * n;  // adjoint entering from the right: lane 31 only
 
   const in_t* __restrict__ u = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c * p.u_d_stride;
   const in_t* __restrict__ dl = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c * p.delta_d_stride;
@@ -164,8 +162,8 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
         const int nsl = n - ns0 < kBwdNS ? n - ns0 : kBwdNS;
         if constexpr (kVarB || kVarC) {
           __syncthreads();  // the previous slice's tiles and partials are consumed
-          if constexpr (kVarB) load_tile<kBwdT>(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
-          if constexpr (kVarC) load_tile<kBwdT>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarB) load_tile<kBwdT, kBwdThreads>(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarC) load_tile<kBwdT, kBwdThreads>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
           __syncthreads();
         }
 #pragma unroll 1
@@ -256,10 +254,10 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           dAl = warp_sum(dAl);
           if constexpr (!kVarB) dBl = warp_sum(dBl);
           if constexpr (!kVarC) dCl = warp_sum(dCl);
-          if (lane == 0) {
-            sdA[sn] += dAl;
-            if constexpr (!kVarB) sdB[sn] += dBl;
-            if constexpr (!kVarC) sdC[sn] += dCl;
+          if (lane == 0 && c_ok) {  // per tile: b d n l / 256 atomics in all
+            atomicAdd(static_cast<float*>(p.dA) + c * n + sn, dAl);
+            if constexpr (!kVarB) atomicAdd(static_cast<float*>(p.dB) + c * n + sn, dBl);
+            if constexpr (!kVarC) atomicAdd(static_cast<float*>(p.dC) + c * n + sn, dCl);
           }
         }
         if constexpr (kVarB || kVarC) {
@@ -287,7 +285,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           load_run<kBwdT>(zp + tr, nv, zz);
 #pragma unroll
           for (int i = 0; i < kBwdT; ++i) {
-            const float sz = 1.f / (1.f + __expf(-zz[i]));
+            const float sz = __fdividef(1.f, 1.f + __expf(-zz[i]));
             dov[i] *= fmaf(Dv, uu[i], yv[i]) * sz * (1.f + zz[i] * (1.f - sz));
           }
           store_run<kBwdT>(dz_out + tr, nv, dov);
@@ -303,11 +301,6 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
   if (c_ok && lane == 0) {
     if (p.dD) atomicAdd(static_cast<float*>(p.dD) + c, dD_acc);
     if (p.ddelta_bias) atomicAdd(static_cast<float*>(p.ddelta_bias) + c, dbias_acc);
-    for (int s = 0; s < n; ++s) {
-      atomicAdd(static_cast<float*>(p.dA) + c * n + s, sdA[s]);
-      if (!kVarB) atomicAdd(static_cast<float*>(p.dB) + c * n + s, sdB[s]);
-      if (!kVarC) atomicAdd(static_cast<float*>(p.dC) + c * n + s, sdC[s]);
-    }
   }
 }
 
@@ -328,8 +321,8 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
   if (err != cudaSuccess) return cudaGetErrorString(err);
   if (smem > max_smem) return "selective_scan_bwd_cuda: needs more shared memory per block than this GPU has";
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + kFwdWarps - 1) / kFwdWarps), unsigned(groups), unsigned(p.batch));
-  cfg.blockDim = dim3(kFwdThreads);
+  cfg.gridDim = dim3(unsigned((dpg + kBwdWarps - 1) / kBwdWarps), unsigned(groups), unsigned(p.batch));
+  cfg.blockDim = dim3(kBwdThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
   err = MK_BOOL_SWITCH(var_b, kVarB, [&] {

@@ -97,7 +97,7 @@ __device__ __forceinline__ float shfl_down_or(float v, unsigned o, float other) 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kFwdT = 16;                 // tokens per lane (forward)
 constexpr int kFwdTile = 32 * kFwdT;      // tokens per warp (one channel) per tile
-constexpr int kFwdWarps = 8;              // channels per block (sharing the B/C tiles); also the backward's
+constexpr int kFwdWarps = 8;              // channels per block (sharing the B/C tiles)
 constexpr int kFwdThreads = 32 * kFwdWarps;
 constexpr int kFwdNS = 8;                 // states per B/C tile slice
 
@@ -158,11 +158,11 @@ __device__ __forceinline__ void write_run(float* row, int lane, const float (&v)
 }
 
 // Loads rows ns0 .. ns0 + nsl of a variable B or C (tokens t0 .. t0 + 32 kT, zeros past s1) into a tile
-// [nsl][32 kT] (the block's kFwdThreads threads).
-template <int kT, typename in_t>
+// [nsl][32 kT] (the block's kThreads threads).
+template <int kT, int kThreads, typename in_t>
 __device__ __forceinline__ void load_tile(float* tile, const in_t* __restrict__ src, int64_t dstate_stride,
                                           int ns0, int nsl, int64_t t0, int64_t s1) {
-  for (int idx = threadIdx.x; idx < nsl * 32; idx += kFwdThreads) {
+  for (int idx = threadIdx.x; idx < nsl * 32; idx += kThreads) {
     const int s = idx >> 5, r = idx & 31;
     const int64_t tr = t0 + r * kT;
     const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kT ? s1 - tr : kT));
@@ -254,8 +254,8 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
         const int nsl = n - ns0 < kNS ? n - ns0 : kNS;
         if constexpr (kVarB || kVarC) {
           __syncthreads();  // every warp is done with the previous tiles
-          if constexpr (kVarB) load_tile<kT>(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
-          if constexpr (kVarC) load_tile<kT>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarB) load_tile<kT, kFwdThreads>(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
+          if constexpr (kVarC) load_tile<kT, kFwdThreads>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
           __syncthreads();
         }
 #pragma unroll 1
