@@ -5,13 +5,15 @@ Floors:
   exp floor: the scan needs d*l*n exponentials per batch row (one per state and step); the H200 sustains
     4.08e12 exp/s (anchors.md section 0, a Triton exp2 chain), so forward >= b*d*l*n / 4.08e12 s. This is the
     floor passed to the harness; fwd+bwd counts 2x, bwd 1x (the backward needs the same decays again; ours
-    computes them twice, recompute + reverse sweep, so 3x over fwd+bwd).
+    computes each once more: the CUDA backward recomputes the forward states from saved ones and runs the
+    reverse scan on the same registers, one exp per (t, n)).
   memory floor (recorded by the harness as mem_floor_ms): forward reads u, delta, z and writes out
     (2 B each: 8 B per channel-step) plus B and C (2 * b*g*n*l * 2 B); fwd+bwd adds the backward's reads (dout,
     u, delta, z, B, C) and writes (du, ddelta, dz, dB, dC).
 Modes: fwd; fwd_bwd (forward with grad + autograd.grad of every input: issue 5 asks for >= 2x the anchor);
 bwd (autograd.grad on a retained graph: the backward alone). Ours with grad also saves fp32 chunk-entry states
-in the forward (b*d*n*l/32 floats at n = 16: as many bytes as a bf16 u), read back by the backward.
+in the forward (CUDA: one per 256 steps, b*d*n*l/256 floats; Triton: per its own chunk), read back by the
+backward.
 Anchor: mamba_ssm's selective_scan_cuda (fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> out, x,
 out_z; bwd(u, delta, A, B, C, D, z, delta_bias, dout, x, out, None, delta_softplus, False) -> du, ddelta, dA,
 dB, dC, dD, ddelta_bias, dz). Its forward also writes the gated and ungated outputs and the chunk states.
