@@ -137,7 +137,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       const int64_t tr = t0 + lane * kBwdT;
       const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kBwdT ? s1 - tr : kBwdT));
       const float* __restrict__ st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((k * kBwdTile) >> p.ckpt_log2)) * n;
-      float dt[kBwdT], uu[kBwdT], dtu[kBwdT], dy[kBwdT];
+      float dt[kBwdT], uu[kBwdT], dtu[kBwdT], dy[kBwdT], sdt = 0.f;
       load_run<kBwdT>(dl + tr, nv, dt);
       load_run<kBwdT>(u + tr, nv, uu);
       load_run<kBwdT>(dout + tr, nv, dy);
@@ -152,6 +152,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
         float x = dt[i] + bias;
         if (p.delta_softplus) x = softplus_f(x);
         dt[i] = i < nv ? x : 0.f;  // steps past the end: a = 1, b = 0, dy = 0
+        sdt += dt[i];
         dtu[i] = dt[i] * uu[i];
         dD_acc = fmaf(dy[i], uu[i], dD_acc);  // zero past the end
       }
@@ -183,12 +184,9 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           float a[kBwdT], hp[kBwdT];
 #pragma unroll
           for (int i = 0; i < kBwdT; ++i) a[i] = fast_exp2(dt[i] * A2);
-          float Al = a[0], Bl = dtu[0] * Bt[0];
+          float Al = fast_exp2(A2 * sdt), Bl = dtu[0] * Bt[0];  // run decay: one ex2 of the summed steps
 #pragma unroll
-          for (int i = 1; i < kBwdT; ++i) {
-            Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
-            Al *= a[i];
-          }
+          for (int i = 1; i < kBwdT; ++i) Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
           const float Arun = Al;
           float h0 = 0.f;
           if (lane == 0) {
