@@ -222,19 +222,27 @@ STATE_CONFIGS = {
 }
 
 
-def _time_fwd_kernel(benchmark, harness, shape, key, over, names):
+def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, variant=None):
     from mamba_kernels.ssd import triton as tri
     s = SHAPES[shape]
     inp = _inputs(**s)
-    args = tuple(inp[k] for k in ("x", "dt", "A", "B", "C")) + (Q, inp["D"], inp["z"], inp["dt_bias"], True, None,
-                                                                   None, None)
+    x, dt, A, B, C, D, z, bias = (inp[k] for k in ("x", "dt", "A", "B", "C", "D", "z", "dt_bias"))
+    args = (x, dt, A, B, C, Q, D, z, bias, True, None, None, None)
     major, minor = torch.cuda.get_device_capability()
+    _, ypre, s_in, _ = tri.ssd_fwd(*args, need_ypre=True)
     tri._CFG_OVERRIDE[key] = dict(over)
+    old = dict(tri._FWD)
+    tri._FWD.update(variant or {})
     try:
         with tri.record_launches(10 * major + minor) as rec:
-            tri.ssd_fwd(*args, need_ypre=False)
+            if bwd:
+                tri.ssd_bwd(torch.randn_like(x), None, None, x, dt, A, B, C, Q, D, z, bias, True, None, None, None,
+                            ypre, s_in)
+            else:
+                tri.ssd_fwd(*args, need_ypre=False)
     finally:
         tri._CFG_OVERRIDE.pop(key, None)
+        tri._FWD.update(old)
     for i in range(len(rec.launches)):
         rec.replay(i)
     torch.cuda.synchronize()
@@ -242,7 +250,7 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names):
     for j, i in enumerate(picked):
         kernel, _, kw, grid = rec.launches[i]
         cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN") or k.startswith("num_")}
-        harness.measure(benchmark if j == 0 else None, kernel="ssd_fwd_part",
+        harness.measure(benchmark if j == 0 else None, kernel="ssd_bwd_part" if bwd else "ssd_fwd_part",
                         impl=f"mamba_kernels:triton:{kernel.__name__}:{key}={over}", shape=dict(s, chunk=Q),
                         dtype="bfloat16", fn=lambda i=i: rec.replay(i), bytes=0, flops=0,
                         note=f"config sweep; resolved {cfg}, grid {grid}")
@@ -262,3 +270,19 @@ def bench_ssd_scan_configs(benchmark, harness, shape, cfg):
 def bench_ssd_state_fwd_configs(benchmark, harness, shape, cfg):
     """The forward chunk-state + state-passing kernel alone, per block config."""
     _time_fwd_kernel(benchmark, harness, shape, "state_fwd", STATE_CONFIGS[cfg], ("_ssd_state_fwd_kernel",))
+
+
+BWD_DX_CONFIGS = {
+    "legacy": ({}, {"bwd_dx": "legacy"}),
+    "heads": ({}, {"bwd_dx": "heads"}),
+    "heads-HB1-BP64": (dict(HB=1, BP=64), {"bwd_dx": "heads"}),
+}
+
+
+@pytest.mark.parametrize("cfg", list(BWD_DX_CONFIGS))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_ssd_bwd_dx_configs(benchmark, harness, shape, cfg):
+    """The backward dx kernel alone: one head per program (legacy) vs head blocks."""
+    over, variant = BWD_DX_CONFIGS[cfg]
+    _time_fwd_kernel(benchmark, harness, shape, "bwd_dx_h", over, ("_ssd_bwd_dx_kernel", "_ssd_bwd_dx_heads_kernel"),
+                     bwd=True, variant=variant)

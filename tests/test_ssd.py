@@ -200,14 +200,17 @@ def test_triton_cpu_gpu_configs_bf16_emulation(case, monkeypatch):
     check_against_ref("triton", "cpu", torch.bfloat16, *case, grad_factor=5.0)
 
 
-@pytest.mark.parametrize("case", ["b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp"])
-def test_triton_cpu_legacy_scan(case, monkeypatch):
-    """The one-head-per-program chunk-scan kernel (used on the GPU for fp32 inputs, and the A/B alternative)."""
+@pytest.mark.parametrize("case", ["b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp",
+                                  "b1-l60-h4-p16-n16-g1-Q32-steep", "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit"])
+def test_triton_cpu_kernel_variants(case, monkeypatch):
+    """The non-default kernel of each A/B pair (mamba_kernels.ssd.triton._FWD): the one-head chunk scan (also used
+    on the GPU for fp32 inputs) and the head-block backward dx kernel."""
     _skip_unavailable("triton", "cpu")
     from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "scan", "legacy")
+    monkeypatch.setitem(tri._FWD, "scan", "legacy" if tri._FWD["scan"] == "heads" else "heads")
+    monkeypatch.setitem(tri._FWD, "bwd_dx", "legacy" if tri._FWD["bwd_dx"] == "heads" else "heads")
     b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
-    check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, grads=False, **opts)
+    check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
 
 
 def test_triton_forward_without_grad():
@@ -437,6 +440,13 @@ def launches(b, l, h, p, n, g, Q, arch):
     rf.launches += [r for r in rl.launches if r[0] is tri._ssd_chunk_scan_kernel]
     with tri.record_launches(arch) as rb:
         tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
+    tri._FWD["bwd_dx"] = "heads" if tri._FWD["bwd_dx"] == "legacy" else "legacy"  # the other dx kernel
+    try:
+        with tri.record_launches(arch) as rl:
+            tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
+    finally:
+        tri._FWD["bwd_dx"] = "heads" if tri._FWD["bwd_dx"] == "legacy" else "legacy"
+    rb.launches += [r for r in rl.launches if "dx" in r[0].__name__]
     return [("fwd",) + r for r in rf.launches] + [("bwd",) + r for r in rb.launches]
 
 

@@ -86,9 +86,11 @@ _EMULATE = {"half_dots": False}
 # Config overrides {kernel key of _configs: {name: value}} for A/B timing on the GPU (bench/bench_ssd.py); the
 # library never sets it. The forward's CB kernel follows the scan's BM.
 _CFG_OVERRIDE: dict = {}
-# Forward chunk-scan variant: "heads" (_ssd_scan_heads_kernel: heads of a group share the CB / C dots) or "legacy"
-# (_ssd_chunk_scan_kernel: one head per program). Switchable for A/B timing (bench/bench_ssd.py).
-_FWD = {"scan": "heads"}
+# Kernel variants, switchable for A/B timing (bench/bench_ssd.py). "scan": "heads" (_ssd_scan_heads_kernel: heads
+# of a group share the CB / C dots) or "legacy" (_ssd_chunk_scan_kernel: one head per program). "bwd_dx": "legacy"
+# (_ssd_bwd_dx_kernel) or "heads" (_ssd_bwd_dx_heads_kernel, same idea as the scan; not the default: at 128
+# columns it spills ~1 KB per thread on sm_90, unmeasured on the GPU).
+_FWD = {"scan": "heads", "bwd_dx": "legacy"}
 
 
 class record_launches:
@@ -206,6 +208,8 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
+        "bwd_dx_h": dict(BM=BM, HB=HB, BP=BPh, BN=BN, num_warps=8 if BM * HB * BPh >= 64 * 128 else 4,
+                         num_stages=2),
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
@@ -218,9 +222,10 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     }
     for name, over in _CFG_OVERRIDE.items():
         cfg[name].update(over)
-    s = cfg["scan"]
-    while s["HB"] > 1 and (hpg % s["HB"] or s["BP"] < p):  # an override's HB must divide h / g and cover p
-        s["HB"] //= 2
+    for s in (cfg["scan"], cfg["bwd_dx_h"]):
+        while s["HB"] > 1 and (hpg % s["HB"] or s["BP"] < p):  # an override's HB must divide h / g and cover p
+            s["HB"] //= 2
+    assert cfg["bwd_dx_h"]["BM"] == cfg["bwd_dx"]["BM"] == cfg["cb"]["BM"]  # backward CB blocks
     return cfg
 
 
@@ -797,6 +802,158 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
         tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
 
 
+# --------------------------------------------------------------------------------------------- B2h: dx, head blocks
+@triton.jit
+def _head_sums(t, head_hp, HB: tl.constexpr):
+    """(rows, HP) -> (rows, HB): sums over each head's columns (column j belongs to head head_hp[j])."""
+    offs_h = tl.arange(0, HB)
+    out = tl.zeros((t.shape[0], HB), dtype=tl.float32)
+    for j in tl.static_range(HB):
+        sj = tl.sum(tl.where(head_hp[None, :] == j, t, 0.0), axis=1)
+        out = tl.where(offs_h[None, :] == j, sj[:, None], out)
+    return out
+
+
+@triton.jit
+def _head_expand(v, head_hp, HB: tl.constexpr):
+    """(rows, HB) -> (rows, HP): column j gets v[:, head_hp[j]]."""
+    offs_h = tl.arange(0, HB)
+    out = tl.zeros((v.shape[0], head_hp.shape[0]), dtype=tl.float32)
+    for j in tl.static_range(HB):
+        vj = tl.sum(tl.where(offs_h[None, :] == j, v, 0.0), axis=1)
+        out = tl.where(head_hp[None, :] == j, vj[:, None], out)
+    return out
+
+
+@triton.jit
+def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, dS_ptr, D_ptr,
+                             dx_ptr, ddtp_ptr, da_ptr, dalast_ptr, dD_ptr, tab_ptr,
+                             l, h, p, n, hpg, ng, ncr, nhb, npb, Q, span_max,
+                             VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr, BM: tl.constexpr,
+                             HB: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                             PREC: tl.constexpr):
+    """_ssd_bwd_dx_kernel for HB heads of one group at once (columns j = (head j // BP, p) of (rows, HP = HB * BP)
+    tiles, as in _ssd_scan_heads_kernel): the group's CB^T, B and C are shared by the heads' dots. Per source
+    block s (a_r = a at the block's last token):
+      du_s = exp(a_r - a_s) [ B_s (exp(a_L - a_r) dS)^T + sum_{t>=s} CB_ts (exp(a_t - a_r) dy_t) ]
+    with the diagonal block inside the sum when its decay span max |a - a_r| <= span_max, else exactly per head.
+    dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s;  d a_s += exp(a_s) dy_s.(h_in C_s) - dt'_s q_s;
+    d a_L += sum_s dt'_s q_s with q_s = x_s.(state-in part of du_s); dD partials per chunk."""
+    pid = tl.program_id(0)
+    pb = pid % npb
+    rest = pid // npb
+    hb = rest % nhb
+    k = rest // nhb
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if ln <= 0:
+        return
+    HP: tl.constexpr = HB * BP
+    hh0 = hb * HB
+    grp = hh0 // hpg
+    offs_h = tl.arange(0, HB)
+    offs_n = tl.arange(0, BN)
+    mn = offs_n < n
+    offs_p = pb * BP + tl.arange(0, BP)
+    mp = offs_p < p
+    col3 = offs_h[None, :, None] * p + offs_p[None, None, :]
+    mp3 = mp[None, None, :]
+    offs_j = tl.arange(0, HP)
+    head_hp = offs_j // BP
+    pj = pb * BP + offs_j % BP
+    mj = pj < p
+    colj = head_hp * p + pj                                            # (HP,) offset of (head, p) in a token row
+    tok0 = row * l + start
+    xyb = (tok0 * h + hh0) * p
+    xb = x_ptr + xyb
+    dyb = dy_ptr + xyb
+    bcb = (tok0 * ng + grp) * n
+    Cb = C_ptr + bcb
+    Bb = B_ptr + bcb
+    ab0 = (row * h + hh0) * l + start
+    ap = a_ptr + ab0
+    dp = dtp_ptr + ab0
+    cbp = cb_ptr + (k.to(tl.int64) * ng + grp) * Q * Q
+    slot = (k.to(tl.int64) * h + hh0) * p * n + colj[:, None] * n + offs_n[None, :]
+    mslot = mj[:, None] & mn[None, :]
+    a_last_hp = tl.load(ap + head_hp * l + ln - 1)                     # (HP,)
+    if HAS_D:
+        if D_HP:
+            Dv = tl.load(D_ptr + hh0 * p + colj, mask=mj, other=0.0).to(tl.float32)[None, :]
+        else:
+            Dv = tl.load(D_ptr + hh0 + head_hp).to(tl.float32)[None, :]
+    dD = tl.zeros((HP,), dtype=tl.float32)
+    dal = tl.zeros((HB,), dtype=tl.float32)
+    ntb = tl.cdiv(ln, BM)
+    for sb in range(0, ntb):
+        s0 = sb * BM
+        offs_s = s0 + tl.arange(0, BM)
+        ms = offs_s < ln
+        last = tl.minimum(s0 + BM, ln) - 1
+        a_r = tl.load(ap + offs_h * l + last)                                             # (HB,)
+        a_s = tl.load(ap + offs_h[None, :] * l + offs_s[:, None], mask=ms[:, None], other=0.0)   # (BM, HB)
+        dt_s = tl.load(dp + offs_h[None, :] * l + offs_s[:, None], mask=ms[:, None], other=0.0)
+        dlt = tl.where(ms[:, None], a_s - a_r[None, :], 0.0)
+        span = tl.max(tl.max(tl.abs(dlt), axis=1), axis=0)
+        fast = (span <= span_max).to(tl.int32)
+        xy = offs_s[:, None] * (h * p) + colj[None, :]
+        mxy = ms[:, None] & mj[None, :]
+        msn = ms[:, None] & mn[None, :]
+        # state-out path (d a only): exp(a_s) dy_s.(h_in C_s)
+        Cs = _cast(tl.load(Cb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn, other=0.0).to(tl.float32),
+                   KIND)
+        hinT = tl.trans(_cast(tl.load(hin_ptr + slot, mask=mslot, other=0.0).to(tl.float32), KIND))
+        yo = tl.dot(Cs, hinT, input_precision=PREC)                                         # (BM, HP)
+        dys = tl.load(dyb + xy, mask=mxy, other=0.0).to(tl.float32)
+        dat = tl.where(ms[:, None], tl.exp(a_s), 0.0) * _head_sums(dys * yo, head_hp, HB)   # (BM, HB)
+        # state-in path, before the row factor exp(a_r - a_s): B_s (exp(a_L - a_r) dS)^T
+        rowf = tl.where(ms[:, None], tl.exp(-dlt), 0.0)
+        a_r_hp = tl.load(ap + head_hp * l + last)
+        Bs = _cast(tl.load(Bb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn, other=0.0).to(tl.float32),
+                   KIND)
+        dST = tl.trans(_cast(tl.load(dS_ptr + slot, mask=mslot, other=0.0).to(tl.float32)
+                             * tl.exp(a_last_hp - a_r_hp)[:, None], KIND))                  # (BN, HP)
+        acc = tl.dot(Bs, dST, input_precision=PREC)                                        # (BM, HP)
+        xs = tl.load(xb + xy, mask=mxy, other=0.0).to(tl.float32)
+        q = _head_sums(xs * acc, head_hp, HB) * rowf                                        # (BM, HB)
+        for tb in range(sb + 1 - fast, ntb):  # target blocks after the source block (and the diagonal when fast)
+            offs_t = tb * BM + tl.arange(0, BM)
+            mt = offs_t < ln
+            cbT = tl.load(cbp + offs_t[None, :] * Q + offs_s[:, None], mask=ms[:, None] & mt[None, :],
+                          other=0.0).to(tl.float32)                                        # (s, t)
+            cbT = tl.where(offs_t[None, :] >= offs_s[:, None], cbT, 0.0)
+            a_t = tl.load(ap + offs_h[None, :] * l + offs_t[:, None], mask=mt[:, None], other=0.0)   # (BM, HB)
+            colf = tl.where(mt[:, None], tl.exp(a_t - a_r[None, :]), 0.0)
+            dyt = tl.load(dyb + offs_t[:, None] * (h * p) + colj[None, :], mask=mt[:, None] & mj[None, :],
+                          other=0.0).to(tl.float32)
+            dyt = dyt * _head_expand(colf, head_hp, HB)
+            acc += tl.dot(_cast(cbT, KIND), _cast(dyt, KIND), input_precision=PREC)
+        du = acc * _head_expand(rowf, head_hp, HB)
+        if fast == 0:  # steep decay inside the diagonal block: exact exp(a_t - a_s), one head at a time (dy masked
+            # to the head's columns, so the dot adds to those only)
+            cbd = tl.load(cbp + offs_s[None, :] * Q + offs_s[:, None], mask=ms[:, None] & ms[None, :],
+                          other=0.0).to(tl.float32)                                        # (s, t)
+            causal = (offs_s[None, :] >= offs_s[:, None]) & ms[None, :] & ms[:, None]
+            dys = tl.load(dyb + xy, mask=mxy, other=0.0).to(tl.float32)
+            for j in tl.static_range(HB):
+                a_j = tl.load(ap + j * l + offs_s, mask=ms, other=0.0)
+                dec = tl.exp(tl.where(causal, a_j[None, :] - a_j[:, None], float("-inf")))
+                du += tl.dot(_cast(cbd * dec, KIND), _cast(tl.where(head_hp[None, :] == j, dys, 0.0), KIND),
+                             input_precision=PREC)
+        dx = du * _head_expand(dt_s, head_hp, HB)
+        if HAS_D:
+            dys = tl.load(dyb + xy, mask=mxy, other=0.0).to(tl.float32)
+            dx += dys * Dv
+            dD += tl.sum(dys * xs, axis=0)
+        tl.store(dx_ptr + xyb + xy, dx.to(dx_ptr.dtype.element_ty), mask=mxy)
+        hs = ab0 + offs_h[None, :] * l + offs_s[:, None]                                   # (BM, HB)
+        tl.atomic_add(ddtp_ptr + hs, _head_sums(xs * du, head_hp, HB), mask=ms[:, None], sem="relaxed")
+        tl.atomic_add(da_ptr + hs, dat - dt_s * q, mask=ms[:, None], sem="relaxed")
+        dal += tl.sum(dt_s * q, axis=0)
+    tl.atomic_add(dalast_ptr + k * h + hh0 + offs_h, dal, sem="relaxed")
+    if HAS_D:
+        tl.store(dD_ptr + (k.to(tl.int64) * h + hh0) * p + colj, dD, mask=mj)
+
+
 # --------------------------------------------------------------------------------------------- B3: dCB
 @triton.jit
 def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, tab_ptr,
@@ -1146,14 +1303,24 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     dD_part = torch.zeros(max(nk, 1), h, p, device=dev, dtype=f32) if D is not None else None
     if nk:
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
-        # B2: dx, d dt' (direct), state-path d a terms
-        c, o = _launch_opts(cfg["bwd_dx"])
-        npb = triton.cdiv(p, c["BP"])
-        _launch(_ssd_bwd_dx_kernel, (nk * npb * h,),
-            x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
-            dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
-            Q=Q, VARLEN=lay.varlen, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
-            KIND=kind, PREC=prec, **c, **o)
+        # B2: dx, d dt' (direct), state-path d a terms (head blocks for bf16 / fp16, as the forward scan)
+        if _FWD["bwd_dx"] == "heads" and (kind in (1, 2) or _interpreted()):
+            c, o = _launch_opts(cfg["bwd_dx_h"])
+            npb = triton.cdiv(p, c["BP"])
+            nhb = h // c["HB"]
+            _launch(_ssd_bwd_dx_heads_kernel, (nk * nhb * npb,),
+                x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
+                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, nhb, npb, Q,
+                5.0 if x.dtype == torch.float16 else 60.0, VARLEN=lay.varlen, HAS_D=D is not None,
+                D_HP=D is not None and D.dim() == 2, KIND=kind, PREC=prec, **c, **o)
+        else:
+            c, o = _launch_opts(cfg["bwd_dx"])
+            npb = triton.cdiv(p, c["BP"])
+            _launch(_ssd_bwd_dx_kernel, (nk * npb * h,),
+                x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
+                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
+                Q=Q, VARLEN=lay.varlen, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
+                KIND=kind, PREC=prec, **c, **o)
         # B3: dCB per group + intra-chunk d a
         c, o = _launch_opts(cfg["bwd_dcb"])
         assert c["BM"] == cfg["bwd_dx"]["BM"]
