@@ -105,6 +105,10 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
 #pragma unroll 1
   for (int g = ngroups - 1; g >= 0; --g) {
     load_group(g - 1, nx, ng, nh);  // in flight while group g is computed
+    if (g >= 2 && lane < 16) {  // group g - 2 into L2: G * 256 elements of x and of dy, 8 lines each
+      const int64_t pf = seg0 + static_cast<int64_t>(g - 2) * G * kChunkLen + (lane & 7) * (128 / int(sizeof(T)));
+      prefetch_l2(lane < 8 ? x + pf : dy + pf);
+    }
 #pragma unroll
     for (int s = G - 1; s >= 0; --s) {
       const int64_t c0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen;
@@ -222,6 +226,11 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 
   const T* xg = x + tb * xls;
   const T* gg = dy + tb * dyls;
+  const int lane = threadIdx.x & 31;
+  const int64_t wc0 = c0 - lane * C;  // the warp's first channel
+  const T* xw0 = static_cast<const T*>(p.x) + b * p.x_batch_stride + wc0;
+  const T* gw0 = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + wc0;
+  const int64_t wnc = p.dim - wc0;
   auto load_group = [&](int64_t t, Raw<T, C> (&rx)[U], Raw<T, C> (&rg)[U]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -264,6 +273,14 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 #pragma unroll 1
   for (int64_t t = tb; t < te + H; t += U) {
     load_group(t + U, nx, ng);  // in flight while this group is computed
+    {  // steps t + 2U .. t + 3U - 1 of x and dy into L2 (kLPS lines per step and tensor, 16 lines in all)
+      constexpr int kLPS = 32 * C * int(sizeof(T)) / 128;
+      const int half = U * kLPS;  // lanes [0, half): x, [half, 2 half): dy
+      const int l = lane < half ? lane : lane - half;
+      const int64_t tp = t + 2 * U + l / kLPS, cp = (l % kLPS) * (128 / int(sizeof(T)));
+      if (lane < 2 * half && tp < tend && cp < wnc)
+        prefetch_l2(lane < half ? xw0 + tp * xls + cp : gw0 + tp * dyls + cp);
+    }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int64_t tu = t + u;

@@ -165,26 +165,20 @@ __device__ __forceinline__ float dsilu_f(float z) {
   return s * (1.f + z * (1.f - s));
 }
 
-// SiLU for an output rounded to a 16-bit type: sigmoid(z) = 0.5 + 0.5 tanh(z / 2) with one MUFU op
-// (tanh.approx, max relative error ~2^-11, below the 16-bit rounding) instead of two (ex2 + rcp). The forward's
-// SiLU is the only MUFU work per element: at ~2 MUFU per element a bf16 forward needs about half of its
-// memory time in MUFU issue. fp32 outputs keep the two-op form (its error ~1e-6 is within fp32 tolerances).
-__device__ __forceinline__ float tanh_approx(float x) {
+// SiLU of a forward output. (tanh.approx would make the sigmoid one MUFU op instead of two, but its 2^-11
+// error is absolute near t = -1: for z < 0 the output's relative error reaches ~|z| 2^-12 / sigmoid(z), a few
+// 16-bit ulps at z ~ -2 and far more further out. The exact form keeps MUFU at ~50% of its rate at HBM speed.)
+template <typename T> __device__ __forceinline__ float silu_out(float z) { return silu_f(z); }
+
+// L2 prefetch of the 128-byte line that holds p: a hint that costs no register, so the loads one group later
+// hit L2 while the register double buffer only has to cover L2 latency; it doubles the HBM bytes in flight
+// per warp. Callers keep p inside the tensor.
+__device__ __forceinline__ void prefetch_l2(const void* p) {
 #if defined(__CUDA_ARCH__)
-  float y;
-  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 #else
-  return tanhf(x);
+  (void)p;
 #endif
-}
-template <typename T> __device__ __forceinline__ float silu_out(float z) {
-  if constexpr (sizeof(T) == 2) {
-    const float h = 0.5f * z;
-    return fmaf(h, tanh_approx(h), h);  // z * (0.5 + 0.5 tanh(z/2))
-  } else {
-    return silu_f(z);
-  }
 }
 
 // Varlen: the sequence that contains position t (0 <= t < total): the largest n with cu[n] <= t. Empty

@@ -57,8 +57,12 @@ namespace fwd_cl {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kC = 4;  // channels per lane: one 8-byte (16-bit) or 16-byte (fp32) vector per time step
-// Time steps per load group: 64 bytes per lane; the next group is in flight while the current one is computed.
+// Time steps per load group (32 or 64 bytes per lane): the next group is loaded into registers while the
+// current one is computed, and the group kPD ahead is prefetched into L2 (no registers), so a warp keeps ~kPD
+// groups of HBM reads in flight while its registers only cover L2 latency.
 template <typename T> constexpr int group() { return sizeof(T) == 2 ? 8 : 4; }
+constexpr int kPD = 3;
+template <int kW> constexpr int min_blocks() { return 1; }
 }  // namespace fwd_cl
 
 // Channel-last tile length (time steps per warp; the block's 4 warps take consecutive tiles of one
@@ -195,6 +199,10 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
 #pragma unroll 1
   for (int g = 0; g < ngroups; ++g) {
     load_group(g + 1, nxt);  // in flight while group g is computed
+    {  // group g + 2 into L2: G * 256 elements = 2048 bytes = 16 lines, one per lane 0..15
+      const int64_t pf = seg0 + static_cast<int64_t>(g + 2) * G * kChunkLen + lane * (128 / int(sizeof(T)));
+      if (lane < 16 && pf < seg_end) prefetch_l2(x + pf);
+    }
 #pragma unroll
     for (int s = 0; s < G; ++s) {
       const int64_t c0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen;
@@ -269,6 +277,7 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 
   // Group at steps t .. t+U-1 (steps at or past te read nothing). Pointers advance with t.
   const T* xg = x + tb * xls;
+  const int lane = threadIdx.x & 31;
   auto load_group = [&](int64_t t, Raw<T, C> (&dst)[U]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) load_raw<T, C>(xg + u * xls, t + u < te ? nc : 0, x_vec, dst[u]);
@@ -304,6 +313,12 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 #pragma unroll 1
   for (int64_t t = tb; t < te; t += U) {
     load_group(t + U, nxt);  // in flight while this group is computed
+    {  // steps t + kPD U .. t + (kPD + 1) U - 1 into L2: the warp's rows are kLPS lines each
+      constexpr int kLPS = 32 * C * int(sizeof(T)) / 128;
+      const int64_t tp = t + kPD * U + lane / kLPS;
+      const int cp = (lane % kLPS) * (128 / int(sizeof(T))) - lane * C;  // from this lane's channel c0
+      if (lane < U * kLPS && tp < te && c0 + cp < p.dim) prefetch_l2(x + tp * xls + cp);
+    }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (t + u < te) {
@@ -335,7 +350,7 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 }
 
 template <typename T, int kW>
-__global__ void __launch_bounds__(fwd_cl::kThreads) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec,
+__global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<kW>()) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec,
                                                                          int64_t tl) {
   using namespace fwd_cl;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
