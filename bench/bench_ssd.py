@@ -214,11 +214,12 @@ SCAN_CONFIGS = {
     "splitM-HB4-w8": dict(SPLIT_M=True, HB=4, num_warps=8),
 }
 STATE_CONFIGS = {
-    "default": {},
-    "BP32-w4": dict(BP=32, num_warps=4),
-    "BS64-w4": dict(BS=64, num_warps=4),
-    "BS64-BP32-w4-st4": dict(BS=64, BP=32, num_warps=4, num_stages=4),
-    "BS128-w8-st2": dict(BS=128, num_warps=8, num_stages=2),
+    "default": {},  # n in two blocks of 64 when there are < 512 (sequence, head, p block) walks
+    "BN128-w8": dict(BN=128, num_warps=8),  # one n block (the previous default)
+    "BN128-BP32-w4": dict(BN=128, BP=32, num_warps=4),
+    "BN64-w4-st4": dict(BN=64, num_warps=4, num_stages=4),
+    "BN64-BS64-w4-st4": dict(BN=64, BS=64, num_warps=4, num_stages=4),
+    "BN32-w4": dict(BN=32, num_warps=4),
 }
 
 

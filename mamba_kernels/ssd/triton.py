@@ -212,7 +212,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
                          num_stages=2),
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
-        "state_fwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
+        "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "chunk_scan": dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3),
         "state_bwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
@@ -358,14 +358,17 @@ def _ssd_cb_kernel(C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
 # --------------------------------------------------------------------------------------------- F1: states fwd
 @triton.jit
 def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final_ptr, cu_ptr, first_ptr,
-                          l, h, p, n, hpg, ng, ncr, npb,
+                          l, h, p, n, hpg, ng, ncr, npb, nnb,
                           Q, VARLEN: tl.constexpr, HAS_INIT: tl.constexpr, SB: tl.constexpr,
                           BS: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                           PREC: tl.constexpr):
-    """One program per (sequence, head, p block): walks the sequence's chunks in order in token blocks of BS,
-    state (BP x n, fp32) in registers; stores the state entering each chunk (hin) and the final state.
-    Chunk c: h_in[c] = state; state = exp(a_L) state + sum_s exp(a_L - a_s) dt'_s x_s^T B_s."""
+    """One program per (sequence, head, p block, n block): walks the sequence's chunks in order in token blocks of
+    BS, state (BP x BN, fp32) in registers; stores the state entering each chunk (hin) and the final state.
+    Chunk c: h_in[c] = state; state = exp(a_L) state + sum_s exp(a_L - a_s) dt'_s x_s^T B_s. The n blocks of a
+    (sequence, head, p block) are adjacent programs (their x tiles are the same: L2 hits)."""
     pid = tl.program_id(0)
+    nb = pid % nnb
+    pid = pid // nnb
     pb = pid % npb
     sh = pid // npb
     hh = sh % h
@@ -374,7 +377,7 @@ def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final
     row, s0, L, first = _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN)
     nck = tl.cdiv(L, Q)
     offs_p = pb * BP + tl.arange(0, BP)
-    offs_n = tl.arange(0, BN)
+    offs_n = nb * BN + tl.arange(0, BN)
     mp = offs_p < p
     mn = offs_n < n
     mpn = mp[:, None] & mn[None, :]
@@ -1221,11 +1224,14 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     # F1: chunk states + state passing
     c, o = _launch_opts(cfg["state_fwd"])
     npb = triton.cdiv(p, c["BP"])
+    if "BN" not in _CFG_OVERRIDE.get("state_fwd", {}) and lay.nseq * h * npb < 512 and c["BN"] >= 128:
+        c["BN"], o["num_warps"] = c["BN"] // 2, 4  # few (sequence, head) walks: n in two blocks, 2 CTAs / SM
+    nnb = triton.cdiv(n, c["BN"])
     SB = triton.cdiv(Q, c["BS"])
     if lay.nseq and h:
-        _launch(_ssd_state_fwd_kernel, (lay.nseq * h * npb,),
+        _launch(_ssd_state_fwd_kernel, (lay.nseq * h * npb * nnb,),
             x, B, dtp, a, initial_states if initial_states is not None else final, states_in, final, lay.cu,
-            lay.first, l, h, p, n, hpg, g, lay.ncr, npb, Q=Q, VARLEN=lay.varlen,
+            lay.first, l, h, p, n, hpg, g, lay.ncr, npb, nnb, Q=Q, VARLEN=lay.varlen,
             HAS_INIT=initial_states is not None, SB=SB, KIND=kind, PREC=prec, **c, **o)
     # head-block scan for bf16 / fp16 (fp32 operands' 3xTF32 splits spill there: the one-head kernel on the GPU)
     if lay.nk and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted()):
