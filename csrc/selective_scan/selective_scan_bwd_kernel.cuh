@@ -267,11 +267,12 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       // per-token gradients
       float dov[kBwdT], zz[kBwdT], du[kBwdT], ddt[kBwdT];
       load_run<kBwdT>(u + tr, nv, uu);  // re-read (L1/L2) rather than held across the state loop
+      if (p.delta_softplus) load_run<kBwdT>(dl + tr, nv, zz);  // raw delta, for softplus' (zz reused)
 #pragma unroll
       for (int i = 0; i < kBwdT; ++i) {
         du[i] = fmaf(Dv, dy[i], dt[i] * sgb[i]);
         float d = fmaf(sda[i], kLn2, uu[i] * sgb[i]);
-        if (p.delta_softplus) d = -d * expm1f(-dt[i]);  // softplus'(raw) = 1 - exp(-softplus(raw))
+        if (p.delta_softplus) d *= __fdividef(1.f, 1.f + __expf(-(zz[i] + bias)));  // softplus' = sigmoid
         ddt[i] = d;
         if (i < nv) dbias_acc += d;
       }
