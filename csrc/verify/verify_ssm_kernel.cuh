@@ -768,8 +768,11 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   void (*kern)(VerifyStepParams) =
-      c.fused ? verify_fused_kernel<T>
-              : (c.m1 ? verify_ssm_kernel<T, true> : (c.lean ? verify_m2_kernel<T> : verify_ssm_kernel<T, false>));
+      c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
+  if (c.lean) {
+    kern = p.in_dtype == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16>
+           : (p.in_dtype == DType::kFloat16 ? verify_m2_kernel<T, __half> : verify_m2_kernel<T, float>);
+  }
   cudaError_t err;
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
