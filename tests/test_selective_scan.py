@@ -386,7 +386,8 @@ def test_gpu_opcheck(backend):
                                                                   "test_faketensor"))
     torch.library.opcheck(selective_scan_fwd, (*args, True))  # saving states for the backward
     _, _, states = selective_scan_fwd(*args, True)
-    assert states.shape == (2, 40, 3, 16) and states.dtype == torch.float32
+    n_ck = -(-70 // ss_interface._ckpt_chunk(16, backend))  # cuda: one state per 256 steps; triton: per 32
+    assert states.shape == (2, 40, n_ck, 16) and states.dtype == torch.float32
     dout, dlast = torch.randn_like(t["u"]), torch.randn(2, 40, 16, device="cuda")
     torch.library.opcheck(selective_scan_bwd, (*args[:11], dout, dlast, backend, states))
     # Without saved states the backward op reruns the forward: same gradients.
@@ -459,18 +460,18 @@ def test_gradcheck_float64(backend, softplus):
 # (triton.py): every gradient, including through last_state, against autograd of the float64 reference.
 # (b, d, l, n, g, var_B, var_C, z, init)
 CUDA_BWD_CASES = [
-    (2, 48, 1, 16, 3, True, True, True, True),          # l = 1: one step, one partial chunk
-    (2, 33, 127, 1, 1, True, True, False, True),        # n = 1 (1 lane per channel, 128 channels per block)
-    (2, 40, 127, 4, 2, False, True, True, False),       # n = 4, constant B (register dB), variable C
-    (1, 80, 2049, 16, 5, True, True, True, True),       # g = d/16, l = 2049 (64 chunks + 1 step)
+    (2, 48, 1, 16, 3, True, True, True, True),          # l = 1: one step, one partial run / tile
+    (2, 33, 127, 1, 1, True, True, False, True),        # n = 1, d = 33 (idle warps in the last block)
+    (2, 40, 127, 4, 2, False, True, True, False),       # n = 4, constant B (per-tile dB sums), variable C
+    (1, 80, 2049, 16, 5, True, True, True, True),       # g = d/16, l = 2049 (cuda: 8 tiles of 256 + 1 step)
     (2, 48, 4097, 16, 1, True, True, True, False),      # l = 4097, g = 1
-    (1, 200, 700, 16, 1, True, True, True, True),       # 7 blocks per group, the last one partial (atomics)
-    (1, 48, 300, 8, 3, True, True, True, True),         # n = 8 (2 lanes per channel)
-    (1, 40, 257, 32, 2, True, True, True, False),       # n = 32 (8 lanes per channel)
-    (1, 40, 2049, 64, 2, True, True, True, True),       # n = 64 (16 lanes per channel, chunk 16)
+    (1, 200, 700, 16, 1, True, True, True, True),       # many blocks per group, the last one partial (atomics)
+    (1, 48, 300, 8, 3, True, True, True, True),         # n = 8
+    (1, 40, 257, 32, 2, True, True, True, False),       # n = 32 (several state slices per tile)
+    (1, 40, 2049, 64, 2, True, True, True, True),       # n = 64
     (1, 32, 4097, 64, 2, True, False, True, True),      # n = 64, l = 4097, variable B only
-    (1, 24, 257, 128, 1, False, True, False, True),     # n = 128 (a channel per warp, chunk 8)
-    (1, 20, 300, 256, 2, True, True, True, True),       # n = 256 (8 states per lane)
+    (1, 24, 257, 128, 1, False, True, False, True),     # n = 128
+    (1, 20, 300, 256, 2, True, True, True, True),       # n = 256 (cuda backward: 156 KB of shared memory)
     (2, 36, 515, 16, 1, False, False, True, True),      # constant B and C
     (1, 288, 127, 4, 18, True, True, True, True),       # n = 4 with g = d/16 = 18 groups
 ]
@@ -519,7 +520,7 @@ def test_gpu_backward_kernel_no_softplus_no_bias(backend, case, dtype, monkeypat
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("cu,d,n,g", [
     ([0, 1000, 1000, 1001, 3001, 4097], 40, 16, 4),   # empty and 1-token sequences, chunk-crossing starts
-    ([0, 32, 64, 65, 129, 130], 17, 4, 1),              # starts on and just after chunk boundaries (chunk 16)
+    ([0, 32, 64, 65, 129, 130], 17, 4, 1),              # starts on and just after run / chunk boundaries
     ([0, 3, 130, 131], 33, 64, 3),
     ([0, 50, 300], 20, 256, 1),
     ([0, 0, 0], 24, 16, 2),                             # every sequence empty
@@ -608,7 +609,7 @@ def test_gpu_backward_kernel_strided_inputs(backend, dtype, monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_gpu_forward_unchanged_by_saving_states(backend):
-    """Saving states for the backward (cuda: smaller forward chunks) must not change the forward's results."""
+    """Saving states for the backward must not change the forward's results."""
     _skip_unless(backend, "cuda")
     for n, l in ((16, 1000), (64, 300), (256, 100)):
         t = make_inputs(2, 40, l, n, 4, init=True, dtype=torch.bfloat16, device="cuda")
