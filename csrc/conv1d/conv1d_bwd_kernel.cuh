@@ -31,7 +31,8 @@ template <int kW> constexpr int min_blocks() { return kW <= 4 ? 4 : 1; }
 }  // namespace bwd_cl
 
 // ------------------------------------------------------------------------------------------ channel-first
-// Segments as in the forward (fwd_cf::seg_chunks), load groups of bwd_group<T>() chunks of x and dy (64 bytes
+// Segments of fwd_cf::seg_chunks chunks (one dweight / dbias partial row each), a persistent grid of about one
+// wave whose warps do equal numbers of segments; load groups of bwd_group<T>() chunks of x and dy (64 bytes
 // per lane), processed last to first with the previous group's loads in flight. Lane 31 gets the dpre after
 // its positions from lane 0 of the chunk done just before (the segment's last chunk: from lanes 0..H-1
 // computing one position each from scratch). Lane 0 gets the inputs before its positions from lane 31 of the
@@ -190,14 +191,18 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
 
 template <typename T, int kW>
 __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::bwd_min_blocks<T, kW>())
-    conv1d_bwd_cf_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec, int sc) {
+    conv1d_bwd_cf_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec, int sc, int64_t per_warp) {
   using namespace fwd_cf;
   const int lane = threadIdx.x & 31;
   const int64_t nseg = num_segs(p.seqlen, sc);
+  const int64_t total = p.batch * p.dim * nseg;
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (gw >= p.batch * p.dim * nseg) return;  // whole warps only
-  const int64_t row = gw / nseg, seg = gw - row * nseg;
-  bwd_cf_segment<T, kW>(p, x_vec, dy_vec, dx_vec, row, seg, sc, lane);
+  // Persistent grid: warp gw does segments [gw * per_warp, (gw + 1) * per_warp), in (row, segment) order.
+  const int64_t end = (gw + 1) * per_warp < total ? (gw + 1) * per_warp : total;
+  for (int64_t i = gw * per_warp; i < end; ++i) {  // warp-uniform
+    const int64_t row = i / nseg, seg = i - row * nseg;
+    bwd_cf_segment<T, kW>(p, x_vec, dy_vec, dx_vec, row, seg, sc, lane);
+  }
 }
 
 // ------------------------------------------------------------------------------------------ channel-last

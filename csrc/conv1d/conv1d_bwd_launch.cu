@@ -27,10 +27,16 @@ void bwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
         aligned16(p.dy) && stride16(p.dy_batch_stride, p.batch, es) && stride16(p.dy_c_stride, p.dim, es);
     const bool dx_vec =
         aligned16(p.dx) && stride16(p.dx_batch_stride, p.batch, es) && stride16(p.dx_c_stride, p.dim, es);
+    // Persistent: k = ceil(segments / resident warps) segments per warp, as few warps as that needs (every
+    // warp does k, the last ones possibly fewer), so no partly filled last wave.
     const int sc = seg_chunks(p.batch * p.dim, p.seqlen);
-    const int64_t blocks = (p.batch * p.dim * num_segs(p.seqlen, sc) + kWarps - 1) / kWarps;
+    const int64_t total = p.batch * p.dim * num_segs(p.seqlen, sc);
+    const int64_t resident = kWarps * resident_blocks(conv1d_bwd_cf_kernel<T, kW>, kThreads);
+    const int64_t per_warp = (total + resident - 1) / resident;
+    const int64_t blocks = per_warp > 0 ? ((total + per_warp - 1) / per_warp + kWarps - 1) / kWarps : 0;
     if (blocks > 0)
-      conv1d_bwd_cf_kernel<T, kW><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, dy_vec, dx_vec, sc);
+      conv1d_bwd_cf_kernel<T, kW>
+          <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, x_vec, dy_vec, dx_vec, sc, per_warp);
   } else {
     using namespace bwd_cl;
     const bool x_vec =

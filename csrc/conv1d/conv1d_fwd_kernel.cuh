@@ -4,18 +4,21 @@
 // `width` taps; the first pad = kW - width taps are absent and skipped by a per-tap predicate (a predicated
 // FMA costs what an FMA costs), so an inf/NaN in x never leaks into outputs it does not feed.
 //
-// Channel-first (x_l_stride == 1): a warp works on segments of chunks of 256 positions of one (b, c) row (the
-// forward: equal shares of all chunks, persistent grid; the backward: 4, 8 or 16 chunks, fwd_cf::seg_chunks,
-// long segments unless the grid would be too small); each lane holds 8 consecutive positions of a chunk (one 16-byte load for 16-bit types, two for fp32). Loads come in groups of 64 bytes
-// per lane (4 chunks for 16-bit types, 2 for fp32), the next group in flight while the current one is
-// computed. The w-1 inputs before a lane's 8 come from the lane below by shuffle, from lane 31 of the
-// previous chunk, or (segment start) a few scalar loads by lane 0; positions before 0 read the initial state.
-// x is read once and y written once from HBM.
+// Channel-first (x_l_stride == 1): a warp works on segments of chunks of 256 positions of one (b, c) row;
+// each lane holds 8 consecutive positions of a chunk (one 16-byte load for 16-bit types, two for fp32). Forward:
+// persistent grid (one wave of resident blocks), every warp an equal share of all (row, chunk) pairs, split
+// at row ends. Backward: segments of 4, 8 or 16 chunks (fwd_cf::seg_chunks), persistent grid with equal
+// segment counts per warp. Loads come in groups of 64 bytes per lane (forward: 4 chunks of x for 16-bit types,
+// 2 for fp32; backward: half that of x and of dy): the next group is loaded into registers while the current
+// one is computed, and the group after it is prefetched into L2 (no registers), so a warp keeps ~4 KB of
+// HBM reads in flight (>= 64 KB per SM at 16-20 resident warps). The w-1 inputs before a lane's 8 come from
+// the lane below by shuffle, from lane 31 of the previous chunk, or (segment start) a few scalar loads by
+// lane 0; positions before 0 read the initial state. x is read once and y written once from HBM.
 //
 // Channel-last (x_c_stride == 1): one lane owns 4 channels (one 8/16-byte vector) of a tile of time steps
 // (cl_tile_len: sized to fill whole waves) and slides a window of the last w-1 inputs in registers; loads come
-// in groups of 8 (16-bit) or 4 (fp32) steps, 64 bytes per lane, the next group in flight while the current one
-// is computed. The w-1 steps before the tile are re-read (L2).
+// in groups of 8 (16-bit) or 4 (fp32) steps, the next group in registers and the one kPD groups ahead
+// prefetched into L2. The w-1 steps before the tile are re-read (L2).
 //
 // Varlen (cu_seqlens): these kernels treat the packed row as one sequence with zeros before position 0.
 // The outputs whose window reaches back past their own sequence start (the first w-1 of each sequence) are
@@ -32,18 +35,19 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kN = 8;                  // positions per lane per chunk
 constexpr int kChunkLen = 32 * kN;     // 256 positions per warp chunk
-constexpr int kMaxSegChunks = 16;      // warp segments of 4, 8 or 16 chunks (1024 .. 4096 positions)
-constexpr int64_t kTargetWarps = 16384;  // ~4 waves of 32 resident warps on 132 SMs
+constexpr int kMaxSegChunks = 16;      // backward segments of 4, 8 or 16 chunks (1024 .. 4096 positions)
+constexpr int64_t kTargetWarps = 16384;  // backward: at least ~16K segments when rows are short
 // Chunks per load group: a lane issues 64 bytes of independent 16-byte loads per group (forward: x; backward:
-// x and dy), and the next group is in flight while the current one is computed. With >= 24 resident warps per
-// SM that is >= 48 KB of loads in flight per SM (H200 needs ~32-40 KB to saturate HBM).
+// x and dy; the H200 needs ~32-40 KB of reads in flight per SM to saturate HBM).
 template <typename T> constexpr int fwd_group() { return sizeof(T) == 2 ? 4 : 2; }
 template <typename T> constexpr int bwd_group() { return sizeof(T) == 2 ? 2 : 1; }
-// Segment length (in chunks) for rows of length L: as long as possible (the per-segment halo, pipeline fill
-// and backward tail cost less) while the grid still has ~kTargetWarps warps. Multiple of both group sizes.
-// Occupancy caps (blocks of 128 per SM), chosen from ptxas -v on sm_90a so that nothing spills.
+// Occupancy caps (blocks of 128 per SM), chosen from ptxas -v on sm_90a so that nothing spills: forward
+// width-4 <= 96 registers (5 blocks), backward width-4 <= 128 (4 blocks).
 template <typename T, int kW> constexpr int fwd_min_blocks() { return kW == 4 ? 5 : 4; }
 template <typename T, int kW> constexpr int bwd_min_blocks() { return kW == 4 ? 4 : 3; }
+// Backward segment length (in chunks) for rows of length L: as long as possible (the per-segment halo,
+// pipeline fill and from-scratch tail cost less; fewer partial rows) while there are still ~kTargetWarps
+// segments. Multiple of both group sizes.
 inline int seg_chunks(int64_t rows, int64_t L) {
   const int64_t nchunks = (L + kChunkLen - 1) / kChunkLen;
   int sc = kMaxSegChunks;
