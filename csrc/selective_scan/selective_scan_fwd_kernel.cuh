@@ -4,7 +4,7 @@
 // is a parallel scan over time. One WARP owns one channel and a tile of kFwdTile = 32 x kFwdT = 512 tokens:
 // lane r owns the run of kFwdT = 16 consecutive tokens (u, delta, z, out moved with 16-byte vector
 // loads/stores). A block of kFwdWarps = 8 warps holds 8 channels of one (batch row, B/C group) and walks the
-// sequence tile by tile; variable B/C tiles (kFwdNS = 8 states x 512 tokens, fp32, laid out so that a warp's
+// sequence tile by tile; variable B/C tiles (kFwdNS = 16 states x 512 tokens, fp32, laid out so that a warp's
 // float4 reads are conflict-free) are loaded once per block and shared by its 8 channels. Per state n each lane:
 //   pass 1: a_t = ex2(delta_t A_n log2e) (one MUFU op per (t, n): the floor), b_t = delta_t u_t B_t[n], and
 //           the run's composite (decay ex2(A_n log2e sum delta), local end state from zero), kept in registers
@@ -102,7 +102,7 @@ constexpr int kFwdMinBlocks = kFwdT >= 16 ? 2 : 3;  // blocks per SM for __launc
 constexpr int kFwdTile = 32 * kFwdT;      // tokens per warp (one channel) per tile
 constexpr int kFwdWarps = 8;              // channels per block (sharing the B/C tiles)
 constexpr int kFwdThreads = 32 * kFwdWarps;
-constexpr int kFwdNS = 8;                 // states per B/C tile slice
+constexpr int kFwdNS = 16;                // states per B/C tile slice (n = 16: one tile load per 512 steps)
 
 // v[0..kT) = p[0..nv) as floats, zeros beyond; 16-byte loads when the run is whole and aligned.
 template <int kT, typename in_t>
@@ -178,10 +178,13 @@ __device__ __forceinline__ void load_tile(float* tile, const in_t* __restrict__ 
 // Per-warp rows of n floats in shared memory: A log2(e), the carry, constant B, constant C.
 constexpr int fwd_warp_rows(bool var_b, bool var_c) { return 2 + int(!var_b) + int(!var_c); }
 
-// Shared-memory bytes of the forward: B and/or C tiles [kFwdNS][kFwdTile] (16 KB each), per-warp rows
-// [kFwdWarps][rows][n] (<= 32 KB).
+// Rows of a forward B/C tile: min(n, kFwdNS).
+__host__ __device__ inline int fwd_tile_rows(int64_t n) { return int(n < kFwdNS ? n : kFwdNS); }
+
+// Shared-memory bytes of the forward: B and/or C tiles [fwd_tile_rows(n)][kFwdTile] (<= 32 KB each), per-warp
+// rows [kFwdWarps][rows][n] (<= 32 KB): at most 80 KB (2 blocks per SM).
 inline int64_t fwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
-  return 4 * ((int64_t(var_b) + int64_t(var_c)) * kFwdNS * kFwdTile +
+  return 4 * ((int64_t(var_b) + int64_t(var_c)) * fwd_tile_rows(n) * kFwdTile +
               int64_t(kFwdWarps) * fwd_warp_rows(var_b, var_c) * n);
 }
 
@@ -191,9 +194,10 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
   constexpr int kT = kFwdT, kTile = kFwdTile, kNS = kFwdNS;
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
-  float* s_B = smem;                                   // [kNS][kTile] (layout: read_run)
-  float* s_C = s_B + (kVarB ? kNS * kTile : 0);        // [kNS][kTile]
-  float* s_rows = s_C + (kVarC ? kNS * kTile : 0);     // [kFwdWarps][kRows][n]
+  const int trows = fwd_tile_rows(p.dstate);
+  float* s_B = smem;                                   // [trows][kTile] (layout: read_run)
+  float* s_C = s_B + (kVarB ? trows * kTile : 0);      // [trows][kTile]
+  float* s_rows = s_C + (kVarC ? trows * kTile : 0);   // [kFwdWarps][kRows][n]
   constexpr int kRows = fwd_warp_rows(kVarB, kVarC);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -336,7 +340,7 @@ cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t
   if (p.batch == 0 || p.dim == 0) return cudaSuccess;
   if (p.batch > 65535 || groups > 65535 || p.dstate < 1 || p.dstate > 256) return cudaErrorInvalidConfiguration;
   if (p.states != nullptr && (int64_t(1) << p.ckpt_log2) < kFwdT) return cudaErrorInvalidValue;  // on run starts
-  const int smem = int(fwd_smem_bytes(p.dstate, var_b, var_c));  // <= 64 KB
+  const int smem = int(fwd_smem_bytes(p.dstate, var_b, var_c));  // <= 80 KB
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned((dpg + kFwdWarps - 1) / kFwdWarps), unsigned(groups), unsigned(p.batch));
   cfg.blockDim = dim3(kFwdThreads);
