@@ -78,6 +78,22 @@ __device__ __forceinline__ void flush_partials(const float* part, float* __restr
   }
 }
 
+// Double-buffer-free prefetch of a B/C slice (rows ns0 .. ns0 + nsl, the 256 steps from t0): threads
+// [0, 128) own the B runs, [256, 384) the C runs (run idx = (row << 5) | lane), fetched into registers
+// while the block flushes the previous slice's dB/dC, then stored once every warp is done reading the tiles.
+static_assert(kBwdThreads >= 384 && kBwdNS * 32 <= 128, "B/C fetch roles");
+template <typename in_t>
+__device__ __forceinline__ void fetch_run(const in_t* __restrict__ src, int64_t dstate_stride, int idx, int ns0,
+                                          int nsl, int64_t t0, int64_t s1, float (&v)[kBwdT]) {
+  const int s = idx >> 5, r = idx & 31;
+  const int64_t tr = t0 + r * kBwdT;
+  const int nv = s >= nsl ? 0 : int(s1 - tr < 0 ? 0 : (s1 - tr < kBwdT ? s1 - tr : kBwdT));
+  load_run<kBwdT>(src + (ns0 + s) * dstate_stride + tr, nv, v);  // zeros past s1 or past the slice
+}
+__device__ __forceinline__ void store_run_tile(float* tile, int idx, int nsl, const float (&v)[kBwdT]) {
+  if ((idx >> 5) < nsl) write_run<kBwdT>(tile + (idx >> 5) * kBwdTile, idx & 31, v);
+}
+
 template <typename in_t, bool kVarB, bool kVarC>
 __global__ void __launch_bounds__(kBwdThreads, 1)
 selective_scan_bwd_kernel(const SelectiveScanParams p) {
@@ -132,7 +148,23 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
     if (lane == 31)
       for (int s = 0; s < n; ++s)
         qc[s] = p.dlast_state ? static_cast<const float*>(p.dlast_state)[(slot * p.dim + c) * n + s] : 0.f;
-    for (int64_t k = (s1 - s0 + kBwdTile - 1) / kBwdTile - 1; k >= 0; --k) {
+    const int64_t ntiles = (s1 - s0 + kBwdTile - 1) / kBwdTile;
+    // B/C fetch role of this thread (see fetch_run): 0 none, 1 B, 2 C; idx its run in the slice
+    const int tid = int(threadIdx.x);
+    const int role = (kVarB && tid < 128) ? 1 : ((kVarC && tid >= 256 && tid < 384) ? 2 : 0);
+    const int fidx = tid & 127;
+    if constexpr (kVarB || kVarC) {  // the first slice of the last tile
+      __syncthreads();
+      if (ntiles > 0 && role != 0) {
+        const int64_t tl = s0 + (ntiles - 1) * kBwdTile;
+        const int nsl0 = n < kBwdNS ? n : kBwdNS;
+        float v[kBwdT];
+        fetch_run(role == 1 ? Bv : Cv, role == 1 ? p.B_dstate_stride : p.C_dstate_stride, fidx, 0, nsl0, tl, s1, v);
+        store_run_tile(role == 1 ? s_B : s_C, fidx, nsl0, v);
+      }
+      __syncthreads();
+    }
+    for (int64_t k = ntiles - 1; k >= 0; --k) {
       const int64_t t0 = s0 + k * kBwdTile;
       const int64_t tr = t0 + lane * kBwdT;
       const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kBwdT ? s1 - tr : kBwdT));
@@ -161,12 +193,6 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       for (int i = 0; i < kBwdT; ++i) sgb[i] = sda[i] = yv[i] = 0.f;
       for (int ns0 = 0; ns0 < n; ns0 += kBwdNS) {
         const int nsl = n - ns0 < kBwdNS ? n - ns0 : kBwdNS;
-        if constexpr (kVarB || kVarC) {
-          __syncthreads();  // the previous slice's tiles and partials are consumed
-          if constexpr (kVarB) load_tile<kBwdT, kBwdThreads>(s_B, Bv, p.B_dstate_stride, ns0, nsl, t0, s1);
-          if constexpr (kVarC) load_tile<kBwdT, kBwdThreads>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
-          __syncthreads();
-        }
 #pragma unroll 1
         for (int s = 0; s < nsl; ++s) {
           const int sn = ns0 + s;
@@ -259,9 +285,19 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           }
         }
         if constexpr (kVarB || kVarC) {
-          __syncthreads();  // every warp's partials are in
+          __syncthreads();  // every warp's partials are in and the tiles are consumed
+          // the next (tile, slice): this tile's next slice, else the previous tile's first
+          int64_t kn = k, tn = t0;
+          int nn0 = ns0 + kBwdNS;
+          if (nn0 >= n) { kn = k - 1; tn = t0 - kBwdTile; nn0 = 0; }
+          const int nnsl = n - nn0 < kBwdNS ? n - nn0 : kBwdNS;
+          float v[kBwdT];
+          if (kn >= 0 && role != 0)  // in flight during the flush
+            fetch_run(role == 1 ? Bv : Cv, role == 1 ? p.B_dstate_stride : p.C_dstate_stride, fidx, nn0, nnsl, tn, s1, v);
           if constexpr (kVarB) flush_partials(s_dB, dBv, L, ns0, nsl, t0, s1, nw);
           if constexpr (kVarC) flush_partials(s_dC, dCv, L, ns0, nsl, t0, s1, nw);
+          if (kn >= 0 && role != 0) store_run_tile(role == 1 ? s_B : s_C, fidx, nnsl, v);
+          __syncthreads();  // the next slice's tiles are in; the partials are flushed
         }
       }
       // per-token gradients
