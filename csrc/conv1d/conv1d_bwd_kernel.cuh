@@ -201,6 +201,17 @@ __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::bwd_min_blocks<T, kW
   const int64_t end = (gw + 1) * per_warp < total ? (gw + 1) * per_warp : total;
   for (int64_t i = gw * per_warp; i < end; ++i) {  // warp-uniform
     const int64_t row = i / nseg, seg = i - row * nseg;
+    if (i + 1 < end) {  // the next segment's last two groups (where it starts) of x and dy into L2
+      const int64_t nrow = (i + 1) / nseg, nsg = i + 1 - nrow * nseg;
+      const int64_t nb = nrow / p.dim, nc = nrow - nb * p.dim;
+      const int64_t s0 = nsg * sc * kChunkLen;
+      const int64_t se = s0 + int64_t(sc) * kChunkLen < p.seqlen ? s0 + int64_t(sc) * kChunkLen : p.seqlen;
+      constexpr int64_t kSpan = 2 * bwd_group<T>() * kChunkLen;  // 2 KB of each tensor: 16 lines
+      const int64_t pos = (se - kSpan > s0 ? se - kSpan : s0) + (lane & 15) * (128 / int(sizeof(T)));
+      if (pos < se)
+        prefetch_l2(lane < 16 ? static_cast<const T*>(p.x) + nb * p.x_batch_stride + nc * p.x_c_stride + pos
+                              : static_cast<const T*>(p.dy) + nb * p.dy_batch_stride + nc * p.dy_c_stride + pos);
+    }
     bwd_cf_segment<T, kW>(p, x_vec, dy_vec, dx_vec, row, seg, sc, lane);
   }
 }

@@ -258,6 +258,13 @@ __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::fwd_min_blocks<T, kW
     const int64_t row = k / nchunks, k0 = k - row * nchunks;
     const int64_t k1 = k0 + (end - k) < nchunks ? k0 + (end - k) : nchunks;
     const int64_t seg_end = k1 * kChunkLen < p.seqlen ? k1 * kChunkLen : p.seqlen;
+    if (k + (k1 - k0) < end) {  // the next piece (a row start) into L2: 32 lines = its first 4 KB
+      const int64_t nrow = row + 1, nb = nrow / p.dim, nc = nrow - nb * p.dim;
+      const int64_t pos = lane * (128 / int(sizeof(T)));
+      const int64_t nend = (end - k - (k1 - k0)) * kChunkLen;
+      if (pos < p.seqlen && pos < nend)
+        prefetch_l2(static_cast<const T*>(p.x) + nb * p.x_batch_stride + nc * p.x_c_stride + pos);
+    }
     fwd_cf_segment<T, kW>(p, x_vec, y_vec, row, k0 * kChunkLen, seg_end, lane);
     k += k1 - k0;
   }
