@@ -13,17 +13,16 @@ Anchors: mamba_ssm mamba_chunk_scan_combined (same arguments), fla chunk_simple_
 per head, v=x*dt, g=A*dt precomputed outside the timing; no D / z, so it does slightly less work).
 
 Expected times of mamba_kernels:triton (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM; estimates, see the
-performance notes in mamba_kernels/ssd/triton.py):
-  b4 l4096 h80 p64 n128 g1 (64 chunks x 80 heads): useful forward 87 GFLOP (0.13 ms at the GEMM rate), minimum
-    bytes 0.52 GB (0.12 ms). Executed: F1 chunk states + state passing 21 GFLOP, reads x (168 MB) and B once per
-    head from L2, writes bf16 states_in (84 MB); F2 chunk scan ~48 GFLOP (causal 64-blocks), reads x, z, states_in,
-    writes out (~0.6 GB), plus C and CB re-reads per head from L2 (~0.75 GB). HBM ~0.84 GB -> 0.20 ms; expected
-    forward 0.22-0.28 ms (target 0.30, mamba_ssm 0.694). Backward ~200 GFLOP executed and ~2 GB of HBM traffic
-    (dout, z, ypre, dy, dz, dx, x twice, bf16 states / dS) -> 0.6-0.9 ms; fwd+bwd ~0.9-1.2 ms (target 2.0,
-    mamba_ssm 4.49).
-  b2 l4096 h32 p128 n128 g32: useful forward 34 GFLOP, minimum bytes 0.27 GB (0.063 ms). Executed ~40 GFLOP
-    (CB recomputed in F2 since h/g = 1), HBM ~0.4 GB -> expected forward 0.12-0.18 ms (target 0.28, mamba_ssm
-    0.630); fwd+bwd ~0.6-0.9 ms (target 1.8, mamba_ssm 3.93).
+performance notes in mamba_kernels/ssd/triton.py; the one-head scan's estimates were 3x too low when measured):
+  b4 l4096 h80 p64 n128 g1: minimum bytes 0.51 GB (0.12 ms), useful causal FLOPs 64 GFLOP (0.094 ms): memory-bound.
+    Our two passes (state walk F1, head-block chunk scan F2) move ~0.85 GB: 0.2 ms at the copy rate, expected
+    0.25-0.35 ms (target 0.30; previous one-head scan 0.741 ms, mamba_ssm 0.786 ms same session).
+  b2 l4096 h32 p128 n128 g32: minimum bytes 0.34 GB (0.079 ms), 34 GFLOP; two passes ~0.54 GB: expected
+    0.15-0.25 ms (target 0.28; previous 0.395 ms).
+Diagnostics: bench_ssd_kernels times every kernel of one forward / backward alone; bench_ssd_scan_configs,
+bench_ssd_state_fwd_configs and bench_ssd_bwd_dx_configs sweep block configs / kernel variants one kernel at a time
+(mamba_kernels.ssd.triton._CFG_OVERRIDE / _FWD), bench_ssd_fwd_legacy_scan is the whole forward with the one-head
+scan.
 The forward is also timed as a CUDA-graph replay (the non-varlen path is sync-free and capturable), which removes
 the host launch overhead of its 4 kernels.
 """

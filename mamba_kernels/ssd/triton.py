@@ -5,17 +5,21 @@ chunk-local cumulative sum of dt'*A (dt' = clamp(softplus(dt + dt_bias))); per c
     y_t   = exp(a_t) C_t h_in^T + sum_{s<=t} (C_t.B_s) exp(a_t - a_s) u_s + D x_t,   out = y * silu(z)
     h_out = exp(a_L) h_in + sum_s exp(a_L - a_s) u_s^T B_s                          (a_L: a at the chunk's last token)
 
-Forward, 3 launches (4 when heads share a group):
+Forward, 3 launches (4 when a group's heads span several scan programs):
   K0 _ssd_cumsum_fwd_kernel   dt -> dt', a  (fp32, head-major (b, h, l) so later loads are contiguous)
-  K1 _ssd_cb_kernel           CB = C B^T per (chunk, group), lower block triangle; only when h / g > 1, so the
-                              per-head kernels read it instead of recomputing it for every head
-  F1 _ssd_state_fwd_kernel    chunk states fused with state passing: one program per (sequence, head, p block)
-                              walks its chunks in order with the running state (p x n, fp32) in registers and stores
-                              the state entering each chunk (states_in) and the final state: no fp32 chunk-state
-                              round trip through HBM
-  F2 _ssd_chunk_scan_kernel   one program per (chunk, head, p block), looping over its row blocks: state -> output
-                              from states_in (read once), intra-chunk (CB o L o dt') x, D, z gate; the pre-gate y
-                              (x dtype) is stored only when a backward will run
+  K1 _ssd_cb_kernel           CB = C B^T per (chunk, group), lower block triangle; only when h / g > HB (below), so
+                              the scan programs read it instead of recomputing it
+  F1 _ssd_state_fwd_kernel    chunk states fused with state passing: one program per (sequence, head, p block,
+                              n block) walks its chunks in order with the running state (fp32) in registers and
+                              stores the state entering each chunk (states_in) and the final state: no fp32
+                              chunk-state round trip through HBM. n is split in two when there are < 512 walks.
+  F2 _ssd_scan_heads_kernel   one program per (chunk, block of HB heads of one group), looping over its row blocks:
+                              every dot is shared by the HB heads ((BM, K) x (K, HB * p): C_m h_in^T, CB x); per-head
+                              decays are rank-1 factors on the x rows and the accumulator rows, the diagonal block
+                              included (exact per-head fallback for steep decay); D, z gate; the pre-gate y (x
+                              dtype) is stored only when a backward will run. HB * p <= 128 (shape 1: HB = 2).
+     _ssd_chunk_scan_kernel   the previous one-head-per-program scan: used for fp32 inputs on the GPU (3xTF32
+                              operand splits spill in the head-block kernel) and as the A/B alternative (_FWD).
 Backward, 8 launches (+ tiny torch sums of per-chunk dA / dt_bias / D partials):
   K0, K1 recomputed (cheap; K1 always)
   B1 _ssd_state_bwd_kernel    reverse walk per (sequence, head, p block): dy = dout silu(z) and dz (stored),
@@ -40,32 +44,42 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
   * Intermediates that only feed dots (states_in, dS, dy, CB, dCB) are bf16 for bf16 inputs (fp32 for fp32 / fp16);
     final states are fp32, and states_in is fp32 when the caller returns chunk states.
   * Decay: off-diagonal blocks use exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s) with a_r at the block boundary
-    (both factors <= 1 for a decaying a), i.e. 2 BM exps per block instead of BM^2; only diagonal blocks pay BM^2.
-    Per (chunk, head) that is 16K exps instead of 41K (mamba_ssm), ~20 us of MUFU time instead of ~50 us at shape 1.
-  * Forward, b4 l4096 h80 p64 n128 g1 (64 chunks x 80 heads = 5120 chunk-heads): F1 2 Q p n = 4.2 MFLOP per
-    chunk-head (21 GFLOP), reads x once from HBM (168 MB) and B per head from L2 (335 MB), writes bf16 states_in
-    (84 MB); 320 programs of 8 warps, ~2.4 waves: ~45-75 us. F2 state->output 4.2 MFLOP + causal intra-chunk 5.2
-    MFLOP (10 of 16 64x64 blocks) per chunk-head = 48 GFLOP (0.07 ms at 687 TFLOP/s), HBM x + z + out + states_in
-    = 0.59 GB (0.14 ms), L2 re-reads of C (64 KB) and CB (80 KB) per chunk-head (0.74 GB): ~0.15-0.2 ms. K0 + K1
-    ~10 us. Forward ~0.22-0.28 ms (target 0.30; mamba_ssm 0.694 ms moves ~1.6 GB incl. fp32 chunk states and computes
-    BM^2 exps per block). Not measured yet: these are estimates from the counts above.
-    b2 l4096 h32 p128 n128 g32 (1024 chunk-heads, CB recomputed in F2 since h / g = 1): ~40 GFLOP, ~0.4 GB HBM:
-    forward ~0.12-0.18 ms (target 0.28).
+    (both factors <= 1 for a decaying a), i.e. 2 BM exps per block instead of BM^2; in the one-head kernels only
+    diagonal blocks pay BM^2 (16K exps per chunk-head instead of mamba_ssm's 41K). The head-block kernels factorise
+    the diagonal block too (column factor up to exp(span)), with an exact per-head path for blocks whose decay span
+    exceeds span_max (60 for bf16 / fp32, 5 for fp16's range): ~1.3K exps per chunk-head.
+  * Forward roofline, b4 l4096 h80 p64 n128 g1 (64 chunks x 80 heads = 5120 chunk-heads), bf16: HBM minimum x, z,
+    out (3 x 168 MB) + dt, B, C (11 MB) = 0.51 GB -> 0.12 ms; useful FLOPs per token-head Q p (causal intra) + 2 p n
+    (chunk state) + 2 p n (state -> output) = 49 K at Q = 256 (41 K at 128, 37 K at 64) -> 64 GFLOP -> 0.094 ms
+    (0.079 / 0.07 ms at Q = 128 / 64): memory-bound. This two-pass structure adds a second read of x (F1) and the
+    bf16 states_in round trip (2 x 84 MB): 0.85 GB -> 0.20 ms at the copy rate, ~0.25-0.3 ms at 70-80 % of it.
+    F1 21 GFLOP, 640 programs (n in two blocks, 2 CTAs / SM); F2 (HB = 2 heads, 2560 programs of 8 warps): per
+    chunk-head C_m h_in^T 4.2 MFLOP + 10 of 16 64x64 CB x blocks 5.2 MFLOP -> 48 GFLOP; L2->SM ~0.3 MB per
+    chunk-head (C and CB shared by 2 heads, h_in re-read per row block, x blocks re-read by later row blocks).
+    mamba_ssm (0.786 ms) moves ~1.6 GB incl. fp32 chunk states; the previous one-head scan measured 0.741 ms.
+    b2 l4096 h32 p128 n128 g32: HBM minimum 0.34 GB (B, C are per head here) -> 0.079 ms; 34 GFLOP useful. Two
+    passes: + x, B re-read and states_in (2 x 34 MB) -> 0.54 GB -> 0.13 ms; CB has to be recomputed per head (g =
+    h): ~40 GFLOP executed. F1 256 programs (n split), F2 1024 programs (HB = 1, p = 128 in one block).
+    Estimates from these counts, not measured: bench/bench_ssd.py times each kernel alone and sweeps block configs
+    (bench_ssd_kernels, bench_ssd_scan_configs, bench_ssd_state_fwd_configs, bench_ssd_bwd_dx_configs).
   * Backward, shape 1: B1 moves dout, z, ypre in and dy, dz out (5 x 168 MB) + bf16 states: ~1 GB, ~0.25 ms.
     B2 ~48 GFLOP (M^T dy 5.2, B dS^T 4.2, C h_in^T 4.2 MFLOP per chunk-head), HBM x, dy, dx: ~0.2 ms. B3 27 GFLOP,
     dy / x tiles from L2 (0.8 GB): ~0.1 ms. B4 2 x 21 GFLOP, dS / h_in read by 2 row blocks of 128: ~0.1 ms. dB / dC
     are reduced over heads inside B3 / B4 (no (b, l, h, n) fp32 per-head buffers: 2 x 671 MB before). Backward
     ~0.6-0.8 ms, fwd+bwd ~0.9-1.1 ms (target 2.0; mamba_ssm 4.49 ms). Shape 2: fwd+bwd ~0.5-0.8 ms (target 1.8).
+    Measured at 220d8a0: fwd+bwd 3.37 / 1.73 ms, i.e. backward ~2.6 / 1.3 ms, 2-3x these estimates (so was the
+    forward): bench_ssd_kernels[bwd-*] gives the per-kernel split.
   * Resources at the issue shapes (AOT, Triton 3.7; tests/test_ssd.py::test_triton_kernels_compile_for_sm90 prints
     them), sm_90 [sm_80]: shared KB / registers, no spills on sm_90:
-      shape 1  F1 146/184 [65/128]  K1 64/96 [32/128]  F2 81/228 (4 warps, 2 CTAs/SM) [40/230]  B1 177/198
-               [80/192]  B2 80/225 [56/255, 28 B spill]  B3 49/238 [16/248]  B4 128/231,204 [64/255]
-      shape 2  F2 145/255 (8 warps) [88/255, 88 B spill]  B2 (p in 2 blocks) 80/225  B3 97/245  B4 128/235,202;
-               F1 / B1 / K1 as shape 1.
-    Only F2 takes the chunk size as a constexpr (runtime Q costs it 11 registers); the other kernels share their
-    compilations across chunk sizes.
-    Every constexpr / dtype variant (varlen, D (h, p), no z, initial / final / chunk states, fp32, fp16, n 16..256,
-    p 32..128, Q 64..256) stays below 227 KB on sm_90 and 163 KB on sm_80 (fp32 n = 256 uses 16-row blocks).
+      shape 1  F1 90/189 (n split, 4 warps)  K1 64/96  F2 49/252 (HB 2, 8 warps)  B1 177/198  B2 80/225  B3 49/238
+               B4 128/231,204   (one-head scan: 81/252, 4 warps)
+      shape 2  F1 90/189  F2 80/255 (HB 1, p 128, 8 warps)  B2 (p in 2 blocks) 80/225  B3 97/245  B4 128/235,202.
+    The head-block kernels are register-bound (8 warps at ~250 registers: 1 CTA / SM); 256 columns (HB * p) spill,
+    so HB * p <= 128 (64 at n = 256). The head-block dx kernel (opt-in) spills ~1 KB at 128 columns.
+    Only the one-head scan takes the chunk size as a constexpr; the other kernels share their compilations across
+    chunk sizes. Every constexpr / dtype variant (varlen, D (h, p), no z, initial / final / chunk states, fp32, fp16,
+    n 16..256, p 32..128, Q 64..256) stays below 227 KB on sm_90 and 163 KB on sm_80 (fp32 n = 256 uses 16-row
+    blocks).
 """
 from __future__ import annotations
 
@@ -196,8 +210,9 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     if _small_blocks():
         BM4 = 32  # coarser than B3's 16-blocks: exercises B4's causal masking of dCB
     # F2h: whole p per head (BPh), HB heads of a group per program, HB * BPh <= NMAX columns
-    BPh = min(_np2(p), 32 if f32 and BN >= 256 else (64 if f32 else 128))
-    nmax = 64 if f32 else 128  # 256 columns spill (sm_90 AOT: 64 x 256 fp32 accumulator + x tiles)
+    BPh = min(_np2(p), 32 if f32 and BN >= 256 else (64 if f32 or BN >= 256 else 128))
+    # 256 columns spill (sm_90 AOT: 64 x 256 fp32 accumulator + x tiles); so do 128 at n = 256 (h_in tile)
+    nmax = 64 if f32 or BN >= 256 else 128
     if _small_blocks():
         BPh, nmax = _np2(p), 2 * _np2(p)  # CPU tests: two heads per program where the group has them
     HB = 1
