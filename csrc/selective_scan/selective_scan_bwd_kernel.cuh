@@ -194,9 +194,16 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       for (int ns0 = 0; ns0 < n; ns0 += kBwdNS) {
         const int nsl = n - ns0 < kBwdNS ? n - ns0 : kBwdNS;
 #pragma unroll 1
+        // A and the saved entering state of the next state are loaded one iteration ahead (global loads
+        // that would otherwise stall the start of each iteration's chain)
+        float A_next = Arow[ns0], h0_next = lane == 0 ? st[ns0] : 0.f;
         for (int s = 0; s < nsl; ++s) {
           const int sn = ns0 + s;
-          const float A2 = Arow[sn] * kLog2e;
+          const float A2 = A_next * kLog2e, h0 = h0_next;
+          if (s + 1 < nsl) {
+            A_next = Arow[sn + 1];
+            if (lane == 0) h0_next = st[sn + 1];
+          }
           float Bt[kBwdT], Ct[kBwdT];
           if constexpr (kVarB) read_run<kBwdT>(s_B + s * kBwdTile, lane, Bt);
           else
@@ -214,11 +221,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
 #pragma unroll
           for (int i = 1; i < kBwdT; ++i) Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
           const float Arun = Al;
-          float h0 = 0.f;
-          if (lane == 0) {
-            h0 = st[sn];
-            Bl = fmaf(Al, h0, Bl);
-          }
+          if (lane == 0) Bl = fmaf(Al, h0, Bl);
 #pragma unroll
           for (int o = 1; o < 32; o <<= 1) {
             const float Ap = shfl_up_or(Al, o, 1.f), Bp = shfl_up_or(Bl, o, 0.f);
