@@ -20,7 +20,7 @@ performance notes in mamba_kernels/ssd/triton.py; the one-head scan's estimates 
   b2 l4096 h32 p128 n128 g32: minimum bytes 0.34 GB (0.079 ms), 34 GFLOP; two passes ~0.54 GB: expected
     0.15-0.25 ms (target 0.28; previous 0.395 ms).
 Diagnostics: bench_ssd_kernels times every kernel of one forward / backward alone; bench_ssd_scan_configs,
-bench_ssd_state_fwd_configs and bench_ssd_bwd_dx_configs sweep block configs / kernel variants one kernel at a time
+bench_ssd_state_fwd_configs and bench_ssd_bwd_configs sweep block configs / kernel variants one kernel at a time
 (mamba_kernels.ssd.triton._CFG_OVERRIDE / _FWD), bench_ssd_fwd_legacy_scan is the whole forward with the one-head
 scan.
 The forward is also timed as a CUDA-graph replay (the non-varlen path is sync-free and capturable), which removes
@@ -251,7 +251,8 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
         kernel, _, kw, grid = rec.launches[i]
         cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN") or k.startswith("num_")}
         harness.measure(benchmark if j == 0 else None, kernel="ssd_bwd_part" if bwd else "ssd_fwd_part",
-                        impl=f"mamba_kernels:triton:{kernel.__name__}:{key}={over}", shape=dict(s, chunk=Q),
+                        impl=f"mamba_kernels:triton:{kernel.__name__}{'#%d' % j if len(picked) > 1 else ''}:"
+                             f"{key}={over}", shape=dict(s, chunk=Q),
                         dtype="bfloat16", fn=lambda i=i: rec.replay(i), bytes=0, flops=0,
                         note=f"config sweep; resolved {cfg}, grid {grid}")
 
@@ -272,17 +273,26 @@ def bench_ssd_state_fwd_configs(benchmark, harness, shape, cfg):
     _time_fwd_kernel(benchmark, harness, shape, "state_fwd", STATE_CONFIGS[cfg], ("_ssd_state_fwd_kernel",))
 
 
-BWD_DX_CONFIGS = {
-    "legacy": ({}, {"bwd_dx": "legacy"}),
-    "heads": ({}, {"bwd_dx": "heads"}),
-    "heads-HB1-BP64": (dict(HB=1, BP=64), {"bwd_dx": "heads"}),
+BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
+    "dx-legacy": ("bwd_dx", {}, {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-BP32-w4": ("bwd_dx", dict(BP=32, num_warps=4), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-st2": ("bwd_dx", dict(num_stages=2), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
+    "dx-heads-HB1-BP64": ("bwd_dx_h", dict(HB=1, BP=64), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
+    "state-default": ("state_bwd", {}, {}, ("_ssd_state_bwd_kernel",)),
+    "state-BP32-w4-st2": ("state_bwd", dict(BP=32, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
+    "state-BS64-w4": ("state_bwd", dict(BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
+    "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-st2": ("bwd_dcb", dict(num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dbc-default": ("bwd_dbc", {}, {}, ("_ssd_bwd_dbc_kernel",)),
+    "dbc-BPK32": ("bwd_dbc", dict(BPK=32), {}, ("_ssd_bwd_dbc_kernel",)),
 }
 
 
-@pytest.mark.parametrize("cfg", list(BWD_DX_CONFIGS))
+@pytest.mark.parametrize("cfg", list(BWD_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
-def bench_ssd_bwd_dx_configs(benchmark, harness, shape, cfg):
-    """The backward dx kernel alone: one head per program (legacy) vs head blocks."""
-    over, variant = BWD_DX_CONFIGS[cfg]
-    _time_fwd_kernel(benchmark, harness, shape, "bwd_dx_h", over, ("_ssd_bwd_dx_kernel", "_ssd_bwd_dx_heads_kernel"),
-                     bwd=True, variant=variant)
+def bench_ssd_bwd_configs(benchmark, harness, shape, cfg):
+    """One backward kernel alone per config / variant (dx: one head per program vs head blocks; state walk, dCB,
+    dB / dC block configs)."""
+    key, over, variant, names = BWD_CONFIGS[cfg]
+    _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=True, variant=variant)

@@ -61,7 +61,7 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
     passes: + x, B re-read and states_in (2 x 34 MB) -> 0.54 GB -> 0.13 ms; CB has to be recomputed per head (g =
     h): ~40 GFLOP executed. F1 256 programs (n split), F2 1024 programs (HB = 1, p = 128 in one block).
     Estimates from these counts, not measured: bench/bench_ssd.py times each kernel alone and sweeps block configs
-    (bench_ssd_kernels, bench_ssd_scan_configs, bench_ssd_state_fwd_configs, bench_ssd_bwd_dx_configs).
+    (bench_ssd_kernels, bench_ssd_scan_configs, bench_ssd_state_fwd_configs, bench_ssd_bwd_configs).
   * Backward, shape 1: B1 moves dout, z, ypre in and dy, dz out (5 x 168 MB) + bf16 states: ~1 GB, ~0.25 ms.
     B2 ~48 GFLOP (M^T dy 5.2, B dS^T 4.2, C h_in^T 4.2 MFLOP per chunk-head), HBM x, dy, dx: ~0.2 ms. B3 27 GFLOP,
     dy / x tiles from L2 (0.8 GB): ~0.1 ms. B4 2 x 21 GFLOP, dS / h_in read by 2 row blocks of 128: ~0.1 ms. dB / dC
