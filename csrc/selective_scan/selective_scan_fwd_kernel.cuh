@@ -75,7 +75,7 @@ constexpr unsigned kFullMask = 0xffffffffu;
 __device__ __forceinline__ float shfl_up_or(float v, unsigned o, float other) {
 #if defined(__CUDA_ARCH__)
   float r;
-  asm("{\n .reg .pred p;\n shfl.sync.up.b32 %0|p, %1, %2, 0, -1;\n @!p mov.b32 %0, %3;\n}"
+  asm volatile("{\n .reg .pred p;\n shfl.sync.up.b32 %0|p, %1, %2, 0, -1;\n @!p mov.b32 %0, %3;\n}"
       : "=f"(r) : "f"(v), "r"(o), "f"(other));
   return r;
 #else
@@ -86,7 +86,7 @@ __device__ __forceinline__ float shfl_up_or(float v, unsigned o, float other) {
 __device__ __forceinline__ float shfl_down_or(float v, unsigned o, float other) {
 #if defined(__CUDA_ARCH__)
   float r;
-  asm("{\n .reg .pred p;\n shfl.sync.down.b32 %0|p, %1, %2, 31, -1;\n @!p mov.b32 %0, %3;\n}"
+  asm volatile("{\n .reg .pred p;\n shfl.sync.down.b32 %0|p, %1, %2, 31, -1;\n @!p mov.b32 %0, %3;\n}"
       : "=f"(r) : "f"(v), "r"(o), "f"(other));
   return r;
 #else
