@@ -164,7 +164,6 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   constexpr int G = fwd_group<T>();
   constexpr int H = kW - 1;  // halo length (bucket)
   const int64_t b = row / p.dim, c = row - b * p.dim;
-  const int64_t L = p.seqlen;
   const int width = static_cast<int>(p.width);
   const int pad = kW - width;
   const bool varlen = p.cu_seqlens != nullptr;
