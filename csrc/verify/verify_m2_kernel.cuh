@@ -1,6 +1,6 @@
 // Mamba-2 SSM verify step, lean kernel (CUDA headers only, no torch). Same contract and cache format as
 // verify_ssm_kernel (docs/verify_step_design.md); launch_verify_ssm uses it for the Mamba-2 layout with
-// power-of-two P, N whose state tile fits one register pass and 16-byte aligned rows; the general kernel remains
+// power-of-two P, N whose state tile fits two passes (registers + shared memory) and 16-byte aligned rows; the general kernel remains
 // the fallback (Mamba-1, the fused step, odd shapes or strides).
 //
 // Why a second kernel: the essential work of a (row, head) is one pass over its P x N state (k FMAs an element);
@@ -10,8 +10,10 @@
 // one cp.async per thread (nothing held in registers while the state tile streams in) and the epilogue handles 8
 // (or 4) channels per thread with 16-byte loads and stores.
 //
-// Block = (batch row, head), 256 threads:
-//   1. state tile -> registers (16-byte loads, 64 values a thread); control words; x, z, B, C via cp.async; dt.
+// Block = (batch row, head), 128 threads (4 warps; every per-warp fixed cost is paid by as few warps as possible):
+//   1. state tile: rows [0, 4 * 128 / L) -> registers (16-byte loads, 64 values a thread), the rest (a second pass
+//      of the same shape, P = 128 at N = 128 fp32) -> shared memory by cp.async; control words; x, z, B, C via
+//      cp.async; dt.
 //                                                                                                    barrier 1
 //   2. control words (every thread); ring x, B via cp.async; state dots S_t = h0 . C_t (shuffle-reduced over the
 //      L lanes of a row) while the ring lands.                                                       barrier 2
@@ -28,7 +30,7 @@
 namespace mamba_kernels {
 namespace verify_kernels {
 
-constexpr int kM2Threads = 256;
+constexpr int kM2Threads = 128;
 constexpr int kM2Rpt = 4;  // state rows per thread
 
 template <typename T>
@@ -39,27 +41,28 @@ struct M2Cfg {
 
 // Shared memory layout (32-bit words; every array 16-byte aligned). VI: input elements per 16-byte chunk.
 struct M2Layout {
+  int hs;                                                           // state rows of the second pass (uint4)
   int raw_in, raw_ring;                                             // uint4 chunks as copied
-  int xs, zs, Bs, Cs, dts, Ds, S, xq, Bq, dtq, wq, G, BC, scal;      // fp32
+  int xs, zs, Cs, dts, Ds, S, dtq, wq, G, BC, scal;                 // fp32
   int meta, par, mask;                                              // int
   int words;
 };
 
-__host__ __device__ __forceinline__ M2Layout m2_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VI) {
+// rows1: state rows held in shared memory (0 when the tile fits the registers); NS: 16-byte segments of a row.
+__host__ __device__ __forceinline__ M2Layout m2_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VI,
+                                                       int64_t rows1, int64_t NS) {
   const int64_t K1 = k > 0 ? k : 1;
   M2Layout l;
   int o = 0;
+  l.hs = o; o += static_cast<int>(rows1 * NS * 4);
   l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
   l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.xs = o; o += up4(K1 * P);
   l.zs = o; o += up4(K1 * P);
-  l.Bs = o; o += up4(K1 * N);
   l.Cs = o; o += up4(K1 * N);
   l.dts = o; o += up4(K1);
   l.Ds = o; o += up4(P);
   l.S = o; o += up4(K1 * P);
-  l.xq = o; o += up4(R * P);
-  l.Bq = o; o += up4(R * N);
   l.dtq = o; o += up4(R);
   l.wq = o; o += up4(R);
   l.G = o; o += up4(R * K1);
@@ -87,7 +90,7 @@ __device__ __forceinline__ void sts_vec(float* dst, const float (&v)[VI]) {
 }
 
 template <typename T, typename TI>
-__global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifyStepParams p) {
+__global__ void __launch_bounds__(kM2Threads, 4) verify_m2_kernel(const VerifyStepParams p) {
   constexpr int V = M2Cfg<T>::V, SPL = M2Cfg<T>::SPL, RPT = kM2Rpt, NT = kM2Threads;
   constexpr int VI = SV<TI>::V;  // input elements per 16-byte chunk
   MK_VERIFY_DYN_SMEM(smem_f4);
@@ -110,20 +113,20 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
   }
   const int NS = N / V;
   const int L = lanes_per_row(N, V, SPL);
-  const int lir = tid & (L - 1), rg = tid / L, nrg = NT / L;
+  const int lL = ilog2(L), lir = tid & (L - 1), rg = tid >> lL, nrg = NT >> lL;
+  const int rows0 = RPT * nrg;          // rows of the register pass; rows [rows0, P) are the shared-memory pass
+  const bool two = P > rows0;
   const int g = u / (H / static_cast<int>(p.G));
-  const M2Layout lay = m2_layout(k, P, N, R, VI);
+  const M2Layout lay = m2_layout(k, P, N, R, VI, two ? rows0 : 0, NS);
+  uint4* hs = reinterpret_cast<uint4*>(smf + lay.hs);  // [rr * nrg + rg][seg]: each thread reads what it copied
   uint4* raw_in = reinterpret_cast<uint4*>(smf + lay.raw_in);
   uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.raw_ring);
   float* xs = smf + lay.xs;
   float* zs = smf + lay.zs;
-  float* Bs = smf + lay.Bs;
   float* Cs = smf + lay.Cs;
   float* dts = smf + lay.dts;
   float* Ds = smf + lay.Ds;
   float* Sd = smf + lay.S;
-  float* xq = smf + lay.xq;
-  float* Bq = smf + lay.Bq;
   float* dtq = smf + lay.dtq;
   float* wq = smf + lay.wq;
   float* G = smf + lay.G;
@@ -147,6 +150,17 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
       } else {
 #pragma unroll
         for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
+      }
+    }
+  }
+  if (two) {
+#pragma unroll
+    for (int rr = 0; rr < RPT; ++rr) {
+      const int row = rows0 + rr * nrg + rg;
+#pragma unroll
+      for (int j = 0; j < SPL; ++j) {
+        const int seg = j * L + lir;
+        if (row < P && seg < NS) cp_async16(hs + (rr * nrg + rg) * NS + seg, st + row * p.st_p + seg * V);
       }
     }
   }
@@ -176,6 +190,7 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
   for (int i = tid; i < n_in; i += NT) cp_async16(raw_in + i, in_src(i));
   cp_async_wait_all();
   for (int i = tid; i < n_in; i += NT) {  // this thread's own chunks -> fp32 (z through silu)
+    if (i >= nxc + nzc && i < nxc + nzc + nbc) continue;  // B stays raw: only the BC dots read it
     float o[VI];
     SV<TI>::unpack(raw_in[i], o);
     float* dst;
@@ -185,8 +200,6 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
 #pragma unroll
       for (int e = 0; e < VI; ++e) o[e] = silu_f(o[e]);
       dst = zs + (i - nxc) * VI;
-    } else if (i < nxc + nzc + nbc) {
-      dst = Bs + (i - nxc - nzc) * VI;
     } else {
       dst = Cs + (i - nxc - nzc - nbc) * VI;
     }
@@ -234,12 +247,13 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
     for (int q = spar[tid]; q >= 0; q = spar[q]) m |= 1u << q;
     smask[tid] = static_cast<int>(m);
   }
-  // State dots S_t[row] = h0[row] . C_t, one token at a time (bounded registers), reduced over a row's L lanes.
+  // State dots S_t[row] = h0[row] . C_t, one token at a time (bounded registers), both passes, reduced over a
+  // row's L lanes.
 #pragma unroll 1
   for (int t = 0; t < k; ++t) {
-    float acc[RPT];
+    float acc[2][RPT];
 #pragma unroll
-    for (int rr = 0; rr < RPT; ++rr) acc[rr] = 0.f;
+    for (int rr = 0; rr < RPT; ++rr) acc[0][rr] = acc[1][rr] = 0.f;
 #pragma unroll
     for (int j = 0; j < SPL; ++j) {
       const int seg = j * L + lir;
@@ -249,30 +263,40 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
 #pragma unroll
         for (int rr = 0; rr < RPT; ++rr)
 #pragma unroll
-          for (int v = 0; v < V; ++v) acc[rr] = fmaf(h[rr][j][v], cv[v], acc[rr]);
+          for (int v = 0; v < V; ++v) acc[0][rr] = fmaf(h[rr][j][v], cv[v], acc[0][rr]);
+        if (two) {
+#pragma unroll
+          for (int rr = 0; rr < RPT; ++rr) {
+            if (rows0 + rr * nrg + rg < P) {
+              float hv[V];
+              SV<T>::unpack(hs[(rr * nrg + rg) * NS + seg], hv);
+#pragma unroll
+              for (int v = 0; v < V; ++v) acc[1][rr] = fmaf(hv[v], cv[v], acc[1][rr]);
+            }
+          }
+        }
       }
     }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
       if (off < L) {
 #pragma unroll
-        for (int rr = 0; rr < RPT; ++rr) acc[rr] += __shfl_xor_sync(0xffffffffu, acc[rr], off);
+        for (int rr = 0; rr < RPT; ++rr) {
+          acc[0][rr] += __shfl_xor_sync(0xffffffffu, acc[0][rr], off);
+          if (two) acc[1][rr] += __shfl_xor_sync(0xffffffffu, acc[1][rr], off);
+        }
       }
     }
     if (lir == 0) {
 #pragma unroll
       for (int rr = 0; rr < RPT; ++rr) {
         const int row = rr * nrg + rg;
-        if (row < P) Sd[t * P + row] = acc[rr];
+        if (row < P) Sd[t * P + row] = acc[0][rr];
+        if (two && rows0 + row < P) Sd[t * P + rows0 + row] = acc[1][rr];
       }
     }
   }
-  cp_async_wait_all();
-  for (int i = tid; i < n_ring; i += NT) {
-    float o[VI];
-    SV<TI>::unpack(raw_ring[i], o);
-    sts_vec<VI>(i < nrx ? xq + i * VI : Bq + (i - nrx) * VI, o);
-  }
+  cp_async_wait_all();  // the ring stays raw in shared memory (read through SV<TI>::unpack)
   if (tid < c1) dtq[tid] = dq;
   __syncthreads();  // 2
 
@@ -297,12 +321,12 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
     const int gl = lane & 7, ng = c1 * k, njobs = ng + k * (k + 1) / 2;
     for (int j0 = warp * 4; j0 < njobs; j0 += NT / 8) {  // trip count uniform per warp (the shuffles need it)
       const int j = j0 + (lane >> 3);
-      const float* va = Bs;
+      const uint4* va = raw_in;
       const float* vc = Cs;
       int dst = -1;
       if (j < ng) {
         const int e = j / k, t = j - e * k;
-        va = Bq + e * N;
+        va = raw_ring + nrx + e * NC;
         vc = Cs + t * N;
         dst = lay.G + e * K1 + t;
       } else if (j < njobs) {
@@ -310,16 +334,18 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
         int t = 0;
         while ((t + 1) * (t + 2) / 2 <= pi) ++t;
         const int sn = pi - t * (t + 1) / 2;
-        va = Bs + sn * N;
+        va = raw_in + nxc + nzc + sn * NC;
         vc = Cs + t * N;
         dst = lay.BC + t * K1 + sn;
       }
       float d = 0.f;
       if (dst >= 0) {
-        for (int n = gl * 4; n < N; n += 32) {
-          const float4 x4 = *reinterpret_cast<const float4*>(va + n);
-          const float4 c4 = *reinterpret_cast<const float4*>(vc + n);
-          d = fmaf(x4.x, c4.x, fmaf(x4.y, c4.y, fmaf(x4.z, c4.z, fmaf(x4.w, c4.w, d))));
+        for (int ci = gl; ci < NC; ci += 8) {
+          float xv[VI], cv[VI];
+          SV<TI>::unpack(va[ci], xv);
+          lds_vec<VI>(vc + ci * VI, cv);
+#pragma unroll
+          for (int v = 0; v < VI; ++v) d = fmaf(xv[v], cv[v], d);
         }
       }
       d += __shfl_xor_sync(0xffffffffu, d, 4);
@@ -334,7 +360,7 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
   const float eSQ = scal[0];
   const int64_t rxw = rx0 + (int64_t)base * p.rx_r, rbw = rb0 + (int64_t)base * p.rB_r;
   for (int i = tid; i < k * PC; i += NT) {  // (token t, VI channels from p0)
-    const int t = i >> lPC, p0 = (i & (PC - 1)) * VI;
+    const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
     float hc[VI], ws[VI], xv[VI];
     lds_vec<VI>(Sd + t * P + p0, hc);
 #pragma unroll
@@ -344,7 +370,7 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
     }
     for (int e = 0; e < c1; ++e) {
       const float coef = wq[e] * G[e * K1 + t];
-      lds_vec<VI>(xq + e * P + p0, xv);
+      SV<TI>::unpack(raw_ring[e * PC + pc], xv);
 #pragma unroll
       for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, xv[v], hc[v]);
     }
@@ -381,51 +407,61 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
   }
   if (tid < k && base + tid < R)
     p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)(base + tid) * p.rdt_r + (int64_t)u * p.rdt_h] = dts[tid];
-  if (fold) {  // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back in the state dtype (h0 re-read: see above)
-#pragma unroll
-    for (int rr = 0; rr < RPT; ++rr) {
-      const int row = rr * nrg + rg;
-#pragma unroll
-      for (int j = 0; j < SPL; ++j) {
-        const int seg = j * L + lir;
-        if (row < P && seg < NS) {
-          SV<T>::unpack(*reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V), h[rr][j]);
-        } else {
-#pragma unroll
-          for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
-        }
-#pragma unroll
-        for (int v = 0; v < V; ++v) h[rr][j][v] *= eSQ;
-      }
-    }
-    for (int e = 0; e < c1; ++e) {
-      const float w = wq[e];
-      float ux[RPT];
+  if (fold) {  // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back in the state dtype
+    // Pass 0 re-reads h0 (mostly from L2) rather than keeping it live since step 1 (a fold is one call in
+    // ~R / accepted); pass 1 reads it from shared memory.
+#pragma unroll 1
+    for (int ps = 0; ps < (two ? 2 : 1); ++ps) {
+      const int r0 = ps * rows0;
 #pragma unroll
       for (int rr = 0; rr < RPT; ++rr) {
-        const int row = rr * nrg + rg;
-        ux[rr] = row < P ? w * xq[e * P + row] : 0.f;
-      }
+        const int row = r0 + rr * nrg + rg;
 #pragma unroll
-      for (int j = 0; j < SPL; ++j) {
-        const int seg = j * L + lir;
-        if (seg < NS) {
-          float bv[V];
-          lds_vec<V>(Bq + e * N + seg * V, bv);
+        for (int j = 0; j < SPL; ++j) {
+          const int seg = j * L + lir;
+          if (row < P && seg < NS) {
+            const uint4 raw = ps == 0 ? *reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V)
+                                      : hs[(rr * nrg + rg) * NS + seg];
+            SV<T>::unpack(raw, h[rr][j]);
+          } else {
 #pragma unroll
-          for (int rr = 0; rr < RPT; ++rr)
+            for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
+          }
 #pragma unroll
-            for (int v = 0; v < V; ++v) h[rr][j][v] = fmaf(ux[rr], bv[v], h[rr][j][v]);
+          for (int v = 0; v < V; ++v) h[rr][j][v] *= eSQ;
         }
       }
-    }
+      for (int e = 0; e < c1; ++e) {
+        const float w = wq[e];
+        float ux[RPT];
 #pragma unroll
-    for (int rr = 0; rr < RPT; ++rr) {
-      const int row = rr * nrg + rg;
+        for (int rr = 0; rr < RPT; ++rr) {
+          const int row = r0 + rr * nrg + rg;
+          ux[rr] = row < P ? w * SV<TI>::to_f(reinterpret_cast<const TI*>(raw_ring + e * PC)[row]) : 0.f;
+        }
 #pragma unroll
-      for (int j = 0; j < SPL; ++j) {
-        const int seg = j * L + lir;
-        if (row < P && seg < NS) __stcs(reinterpret_cast<uint4*>(st + row * p.st_p + seg * V), SV<T>::pack(h[rr][j]));
+        for (int j = 0; j < SPL; ++j) {
+          const int seg = j * L + lir;
+          if (seg < NS) {
+            float bv[V];
+            const TI* bsrc = reinterpret_cast<const TI*>(raw_ring + nrx + e * NC) + seg * V;
+#pragma unroll
+            for (int v = 0; v < V; ++v) bv[v] = SV<TI>::to_f(bsrc[v]);
+#pragma unroll
+            for (int rr = 0; rr < RPT; ++rr)
+#pragma unroll
+              for (int v = 0; v < V; ++v) h[rr][j][v] = fmaf(ux[rr], bv[v], h[rr][j][v]);
+          }
+        }
+      }
+#pragma unroll
+      for (int rr = 0; rr < RPT; ++rr) {
+        const int row = r0 + rr * nrg + rg;
+#pragma unroll
+        for (int j = 0; j < SPL; ++j) {
+          const int seg = j * L + lir;
+          if (row < P && seg < NS) __stcs(reinterpret_cast<uint4*>(st + row * p.st_p + seg * V), SV<T>::pack(h[rr][j]));
+        }
       }
     }
   } else if (!prefix) {  // tree path: compact the committed nodes to ring [c, c1) (every ring read is done)
@@ -455,7 +491,8 @@ __global__ void __launch_bounds__(kM2Threads, 2) verify_m2_kernel(const VerifySt
 }
 
 // Whether the lean kernel serves these parameters (else the general verify_ssm_kernel): Mamba-2 layout; P, N
-// powers of two with whole 16-byte input chunks; the state tile in one pass (256 threads x 4 rows x 16 values);
+// powers of two with whole 16-byte input chunks; the state tile in two passes of 128 threads x 4 rows x 16 values
+// (registers, then shared memory); ring length <= 128;
 // every row of x, z, B, C, y, ring_x, ring_B, state 16-byte aligned; grid and shared memory within bounds.
 template <typename T>
 inline bool m2_fits(const VerifyStepParams& p, size_t* smem) {
@@ -466,7 +503,8 @@ inline bool m2_fits(const VerifyStepParams& p, size_t* smem) {
   auto pow2 = [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; };
   if (!pow2(p.P) || !pow2(p.N) || p.P < VI || p.N < VI || p.N < V || p.N > 32 * SPL * V) return false;
   const int L = lanes_per_row(p.N, V, SPL);
-  if (p.P > static_cast<int64_t>(kM2Rpt) * (kM2Threads / L)) return false;
+  const int64_t rows0 = static_cast<int64_t>(kM2Rpt) * (kM2Threads / L);
+  if (p.P > 2 * rows0) return false;
   auto al = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
   auto mult = [](int64_t a, int64_t b, int64_t c, int m) { return a % m == 0 && b % m == 0 && c % m == 0; };
   if (!al(p.state) || !mult(p.st_s, p.st_h, p.st_p, V)) return false;
@@ -477,14 +515,15 @@ inline bool m2_fits(const VerifyStepParams& p, size_t* smem) {
     return false;
   // 32-bit in-kernel offsets of the per-batch / per-slot terms are promoted to 64 bits; the per-row terms are not.
   const int64_t lim = int64_t(1) << 30;
-  if (p.R > 256 || p.k * p.P > 4096 || p.S > lim || p.batch > lim || p.x_k * p.k > lim || p.y_k * p.k > lim ||
+  if (p.R > kM2Threads || p.k * p.P > 4096 || p.S > lim || p.batch > lim || p.x_k * p.k > lim || p.y_k * p.k > lim ||
       p.z_k * p.k > lim || p.B_k * p.k > lim || p.C_k * p.k > lim || p.rx_r * p.R > lim || p.rB_r * p.R > lim ||
       p.st_p * p.P > lim || p.D_p * p.P > lim || p.D_h * p.H > lim || p.A_h * p.H > lim || p.dtb_h * p.H > lim ||
       p.par_k * p.k > lim || p.par_b * p.batch > lim || p.dt_k * p.k > lim || p.dt_h * p.H > lim ||
       p.meta_i * (2 + p.Kmax) > lim || p.slots_stride * p.batch > lim || p.accepted_stride * p.batch > lim)
     return false;
-  const size_t bytes = static_cast<size_t>(m2_layout(p.k, p.P, p.N, p.R, VI).words) * 4;
-  if (bytes > 112 * 1024) return false;
+  const size_t bytes =
+      static_cast<size_t>(m2_layout(p.k, p.P, p.N, p.R, VI, p.P > rows0 ? rows0 : 0, p.N / V).words) * 4;
+  if (bytes > 100 * 1024) return false;
   *smem = bytes;
   return true;
 }
