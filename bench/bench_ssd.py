@@ -208,6 +208,8 @@ SCAN_CONFIGS = {
     "HB4-w8": dict(HB=4, num_warps=8),
     "BM128-HB1-w8": dict(BM=128, HB=1, num_warps=8),
     "BM128-HB2-w8": dict(BM=128, HB=2, num_warps=8),
+    "HB2-BP32-w4": dict(HB=2, BP=32, num_warps=4),  # p in two blocks: 64 columns, 2 CTAs / SM
+    "HB4-BP32-w8": dict(HB=4, BP=32, num_warps=8),
     "splitM": dict(SPLIT_M=True),
     "splitM-HB1-w4": dict(SPLIT_M=True, HB=1, num_warps=4),
     "splitM-HB4-w8": dict(SPLIT_M=True, HB=4, num_warps=8),
@@ -279,6 +281,7 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dx-legacy-st2": ("bwd_dx", dict(num_stages=2), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-HB1-BP64": ("bwd_dx_h", dict(HB=1, BP=64), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
+    "dx-heads-HB2-BP32": ("bwd_dx_h", dict(HB=2, BP=32), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "state-default": ("state_bwd", {}, {}, ("_ssd_state_bwd_kernel",)),
     "state-BP32-w4-st2": ("state_bwd", dict(BP=32, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
     "state-BS64-w4": ("state_bwd", dict(BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),

@@ -213,6 +213,17 @@ def test_triton_cpu_kernel_variants(case, monkeypatch):
     check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
 
 
+def test_triton_cpu_head_blocks_with_p_blocks(monkeypatch):
+    """Head-block kernels with each head's p split over programs (a config override of the bench sweeps)."""
+    _skip_unavailable("triton", "cpu")
+    from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._FWD, "bwd_dx", "heads")
+    monkeypatch.setitem(tri._CFG_OVERRIDE, "scan", dict(HB=2, BP=8))
+    monkeypatch.setitem(tri._CFG_OVERRIDE, "bwd_dx_h", dict(HB=2, BP=8))
+    check_against_ref("triton", "cpu", torch.float32, 1, 60, 4, 16, 16, 1, 32, D_shape="hp",
+                      A_scale=[40.0, 1.0, 1.0, 0.02])
+
+
 def test_triton_forward_without_grad():
     """No autograd: the pre-gate output is not stored, and the output is bitwise the same; chunk-entry states are
     fp32 when returned."""

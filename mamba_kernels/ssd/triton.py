@@ -209,7 +209,8 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     BM4 = min(128 if (not f32 and BN <= 128) else 64, _np2(Q))  # B4: one (BM4, n) fp32 accumulator
     if _small_blocks():
         BM4 = 32  # coarser than B3's 16-blocks: exercises B4's causal masking of dCB
-    # F2h: whole p per head (BPh), HB heads of a group per program, HB * BPh <= NMAX columns
+    # head-block kernels: HB heads of a group per program, p in blocks of BPh (whole p by default; overrides may
+    # split it, also with HB > 1), HB * BPh <= nmax columns
     BPh = min(_np2(p), 32 if f32 and BN >= 256 else (64 if f32 or BN >= 256 else 128))
     # 256 columns spill (sm_90 AOT: 64 x 256 fp32 accumulator + x tiles); so do 128 at n = 256 (h_in tile)
     nmax = 64 if f32 or BN >= 256 else 128
@@ -238,7 +239,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     for name, over in _CFG_OVERRIDE.items():
         cfg[name].update(over)
     for s in (cfg["scan"], cfg["bwd_dx_h"]):
-        while s["HB"] > 1 and (hpg % s["HB"] or s["BP"] < p):  # an override's HB must divide h / g and cover p
+        while s["HB"] > 1 and hpg % s["HB"]:  # an override's HB must divide h / g
             s["HB"] //= 2
     assert cfg["bwd_dx_h"]["BM"] == cfg["bwd_dx"]["BM"] == cfg["cb"]["BM"]  # backward CB blocks
     return cfg
@@ -527,7 +528,7 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
                            HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr, SPLIT_M: tl.constexpr, BM: tl.constexpr,
                            HB: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
                            PREC: tl.constexpr):
-    """Chunk k, HB heads of one group, p block pb (npb > 1 only when HB = 1), all row blocks mb (SPLIT_M: one row
+    """Chunk k, HB heads of one group, p block pb (BP of each head's p), all row blocks mb (SPLIT_M: one row
     block per program, the nmb row blocks of a chunk in separate programs, last row blocks first). Tiles are
     (rows, HB, BP) in the elementwise parts and (rows, HP = HB * BP) in the dots, so the group's C_m, CB and B are
     shared by the HB heads: every dot is (BM, K) x (K, HP).
