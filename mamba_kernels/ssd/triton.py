@@ -71,9 +71,12 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
     forward): bench_ssd_kernels[bwd-*] gives the per-kernel split.
   * Resources at the issue shapes (AOT, Triton 3.7; tests/test_ssd.py::test_triton_kernels_compile_for_sm90 prints
     them), sm_90 [sm_80]: shared KB / registers, no spills on sm_90:
-      shape 1  F1 90/189 (n split, 4 warps)  K1 64/96  F2 49/252 (HB 2, 8 warps)  B1 177/198  B2 80/225  B3 49/238
+      shape 1  F1 90/189 (n split, 4 warps)  K1 64/96  F2 65/255 (HB 2, 8 warps)  B1 177/198  B2 80/225  B3 49/238
                B4 128/231,204   (one-head scan: 81/252, 4 warps)
-      shape 2  F1 90/189  F2 80/255 (HB 1, p 128, 8 warps)  B2 (p in 2 blocks) 80/225  B3 97/245  B4 128/235,202.
+      shape 2  F1 90/189  F2 80/246 (HB 1, p 128, 8 warps)  B2 (p in 2 blocks) 80/225  B3 97/245  B4 128/235,202.
+    Triton lays a dot whose result feeds another dot with all warps along M ([8, 1] for 8 warps): at BM = 64 that
+    computes it twice. The scan's state dot is therefore added after its loop (not its initial accumulator); the
+    CB dot recomputed per head at g = h (shape 2) is still duplicated (so it was in the one-head scan).
     The head-block kernels are register-bound (8 warps at ~250 registers: 1 CTA / SM); 256 columns (HB * p) spill,
     so HB * p <= 128 (64 at n = 256). The head-block dx kernel (opt-in) spills ~1 KB at 128 columns.
     Only the one-head scan takes the chunk size as a constexpr; the other kernels share their compilations across
@@ -595,10 +598,7 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
         fast = (span <= span_max).to(tl.int32)
         Cm = _cast(tl.load(Cb + offs_m[:, None] * (ng * n) + offs_n[None, :], mask=mm[:, None] & mn[None, :],
                            other=0.0).to(tl.float32), KIND)
-        # state -> output, scaled by exp(a_r) here (per head) and by the row factor below
-        e_r = tl.exp(tl.load(ap + (tl.arange(0, HP) // BP) * l + m0))                     # (HP,) per head
-        hinT = tl.trans(_cast(tl.load(hin_p, mask=mhin, other=0.0).to(tl.float32) * e_r[:, None], KIND))
-        acc = tl.dot(Cm, hinT, input_precision=PREC)                                        # (BM, HP)
+        acc = tl.zeros((BM, HP), dtype=tl.float32)
         for sb in range(0, mb + fast):  # source blocks before the row block, and the diagonal one when fast
             offs_s = sb * BM + tl.arange(0, BM)
             ms = offs_s < ln
@@ -617,6 +617,12 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
                          other=0.0).to(tl.float32)                                         # (BM, HB, BP)
             xs = tl.reshape(xs * colf[:, :, None], (BM, HP))
             acc += tl.dot(_cast(cb, KIND), _cast(xs, KIND), input_precision=PREC)
+        # state -> output, scaled by exp(a_r) here (per head) and by the row factor below. After the loop and added
+        # (not the loop's initial accumulator): Triton gives a dot feeding another dot all warps along M, which
+        # at BM = 64 and 8 warps would compute it twice.
+        e_r = tl.exp(tl.load(ap + (tl.arange(0, HP) // BP) * l + m0))                     # (HP,) per head
+        hinT = tl.trans(_cast(tl.load(hin_p, mask=mhin, other=0.0).to(tl.float32) * e_r[:, None], KIND))
+        acc = acc + tl.dot(Cm, hinT, input_precision=PREC)                                  # (BM, HP)
         acc3 = tl.reshape(acc, (BM, HB, BP)) * tl.where(mm[:, None], tl.exp(dlt), 0.0)[:, :, None]
         xy = offs_m[:, None, None] * (h * p) + col3
         mxy = mm[:, None, None] & mp3
