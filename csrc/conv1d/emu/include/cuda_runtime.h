@@ -33,10 +33,11 @@ enum cudaError_t { cudaSuccess = 0 };
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emu error"; }
 inline float __expf(float x) { return std::exp(x); }
-// Device queries: a small pretend device (3 SMs, 2 resident blocks of any kernel), so that wave-sized grids vary.
+// Device queries: a tiny pretend device (1 SM, 2 resident blocks of any kernel), so that the small test shapes
+// still give persistent warps several load groups, row-crossing shares and several segments each.
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
-inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) { *v = 3; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) { *v = 1; return cudaSuccess; }
 template <class K> inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, K, int, size_t) {
   *n = 2;
   return cudaSuccess;
