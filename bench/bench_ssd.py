@@ -285,6 +285,8 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "state-default": ("state_bwd", {}, {}, ("_ssd_state_bwd_kernel",)),
     "state-BP32-w4-st2": ("state_bwd", dict(BP=32, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
     "state-BS64-w4": ("state_bwd", dict(BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
+    "state-BN64-BS64-w4": ("state_bwd", dict(BN=64, BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
+    "state-BN64-w4-st2": ("state_bwd", dict(BN=64, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-st2": ("bwd_dcb", dict(num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     "dbc-default": ("bwd_dbc", {}, {}, ("_ssd_bwd_dbc_kernel",)),

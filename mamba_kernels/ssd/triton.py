@@ -233,7 +233,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "chunk_scan": dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3),
-        "state_bwd": dict(BS=BS, BP=BPs, BN=BN, num_warps=8, num_stages=st3),
+        "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3),
         "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
@@ -657,14 +657,17 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
 @triton.jit
 def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfinal_ptr, dsin_ptr,
                           dy_ptr, dz_ptr, dS_ptr, dinit_ptr, dalast_ptr, cu_ptr, first_ptr,
-                          l, h, p, n, hpg, ng, ncr, npb,
+                          l, h, p, n, hpg, ng, ncr, npb, nnb,
                           Q, VARLEN: tl.constexpr, HAS_Z: tl.constexpr, HAS_DFINAL: tl.constexpr,
                           HAS_DSIN: tl.constexpr, SB: tl.constexpr, BS: tl.constexpr, BP: tl.constexpr,
                           BN: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
     """Reverse walk over a sequence's chunks (per head, p block). g = gradient w.r.t. the state after chunk c:
     dS[c] = g;  d a_L[c] += exp(a_L) <g, h_in[c]>;  g <- exp(a_L) g + d states_in[c] + sum_t exp(a_t) dy_t^T C_t.
-    Also dy = dout silu(z) and dz = dout ypre silu'(z) for the program's columns (stored; dy only with z)."""
+    Also dy = dout silu(z) and dz = dout ypre silu'(z) for the program's columns (stored; dy only with z). With n in
+    nnb blocks (adjacent programs), every n block computes dy for its dot and the first one stores dy and dz."""
     pid = tl.program_id(0)
+    nb = pid % nnb
+    pid = pid // nnb
     pb = pid % npb
     sh = pid // npb
     hh = sh % h
@@ -673,7 +676,7 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
     row, s0, L, first = _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN)
     nck = tl.cdiv(L, Q)
     offs_p = pb * BP + tl.arange(0, BP)
-    offs_n = tl.arange(0, BN)
+    offs_n = nb * BN + tl.arange(0, BN)
     mp = offs_p < p
     mn = offs_n < n
     mpn = mp[:, None] & mn[None, :]
@@ -715,12 +718,13 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
         mxy = ms[:, None] & mp[None, :]
         dy = tl.load(dout_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
         if HAS_Z:
+            mst = mxy & (nb == 0)
             zz = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
-            yp = tl.load(ypre_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+            yp = tl.load(ypre_ptr + xy, mask=mst, other=0.0).to(tl.float32)
             sig = tl.sigmoid(zz)
-            tl.store(dz_ptr + xy, (dy * yp * sig * (1.0 + zz * (1.0 - sig))).to(dz_ptr.dtype.element_ty), mask=mxy)
+            tl.store(dz_ptr + xy, (dy * yp * sig * (1.0 + zz * (1.0 - sig))).to(dz_ptr.dtype.element_ty), mask=mst)
             dy = dy * zz * sig
-            tl.store(dy_ptr + xy, dy.to(dy_ptr.dtype.element_ty), mask=mxy)
+            tl.store(dy_ptr + xy, dy.to(dy_ptr.dtype.element_ty), mask=mst)
         Cs = tl.load(cb_ + c64 * (ng * n) + offs_s[:, None] * (ng * n) + offs_n[None, :],
                      mask=ms[:, None] & mn[None, :], other=0.0).to(tl.float32)
         g += tl.dot(_cast(tl.trans(dy * e_s[:, None]), KIND), _cast(Cs, KIND), input_precision=PREC)
@@ -1312,11 +1316,13 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     dsin = d_states_in.contiguous() if d_states_in is not None else None
     c, o = _launch_opts(cfg["state_bwd"])
     npb = triton.cdiv(p, c["BP"])
+    nnb = triton.cdiv(n, c["BN"])
     if lay.nseq and h:
-        _launch(_ssd_state_bwd_kernel, (lay.nseq * h * npb,),
+        _launch(_ssd_state_bwd_kernel, (lay.nseq * h * npb * nnb,),
             dout, z if z is not None else dout, ypre if z is not None else dout, C, a, states_in,
             dfin if dfin is not None else dinit, dsin if dsin is not None else dS, dy,
             dz if dz is not None else dinit, dS, dinit, dalast, lay.cu, lay.first, l, h, p, n, hpg, g, lay.ncr, npb,
+            nnb,
             Q=Q, VARLEN=lay.varlen, HAS_Z=z is not None, HAS_DFINAL=dfin is not None, HAS_DSIN=dsin is not None,
             SB=triton.cdiv(Q, c["BS"]), KIND=kind, PREC=prec, **c, **o)
     dx = torch.empty_like(x)
