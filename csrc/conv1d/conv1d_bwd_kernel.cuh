@@ -144,15 +144,16 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
         db += dp[e];
       }
 
-      // dpre after this lane's 8 positions: from the lane above, or (lane 31) the chunk done before.
+      // dpre after this lane's 8 positions: from the lane above, or (lane 31) the chunk done before. One
+      // rotation: lane 31 gets lane 0's head, which is what lane 31 needs in the chunk done next (carry;
+      // only lane 31's carry is ever used).
       float nxt[H];
 #pragma unroll
       for (int j = 0; j < H; ++j) {
-        const float dn = __shfl_down_sync(kFullMask, dp[j], 1);
-        nxt[j] = lane == 31 ? carry[j] : dn;
+        const float rot = __shfl_sync(kFullMask, dp[j], (lane + 1) & 31);
+        nxt[j] = lane == 31 ? carry[j] : rot;
+        carry[j] = rot;
       }
-#pragma unroll
-      for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, dp[j], 0);
 
       float dxo[kN];
 #pragma unroll

@@ -215,13 +215,14 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
 #pragma unroll
       for (int e = 0; e < kN; ++e) xc[e] = to_f(cur[s].e[e]);
       float prev[H];  // window = [prev (H inputs before t0) | xc (kN inputs from t0)]
+      // One rotation per value: lane l gets lane l-1's tail, lane 0 gets lane 31's, which is what lane 0 needs
+      // before the next chunk (carry; only lane 0's carry is ever used).
 #pragma unroll
       for (int j = 0; j < H; ++j) {
-        const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
-        prev[j] = lane == 0 ? carry[j] : up;
+        const float rot = __shfl_sync(kFullMask, xc[kN - H + j], (lane + 31) & 31);
+        prev[j] = lane == 0 ? carry[j] : rot;
+        carry[j] = rot;
       }
-#pragma unroll
-      for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, xc[kN - H + j], 31);
       float out[kN];
 #pragma unroll
       for (int e = 0; e < kN; ++e) {
