@@ -1,0 +1,82 @@
+"""Triton jit helpers shared by the SSD kernels (mamba_kernels/ssd/triton.py documents the algorithm)."""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+# --------------------------------------------------------------------------------------------- jit helpers
+@triton.jit
+def _cast(v, KIND: tl.constexpr):
+    """Cast a fp32 tile to the tl.dot operand type (1 bf16, 2 fp16, 0 fp32; 3 / 4: bf16 / fp16 rounding kept in fp32,
+    the interpreter's emulation of 1 / 2)."""
+    if KIND == 1:
+        r = v.to(tl.bfloat16)
+    elif KIND == 2:
+        r = v.to(tl.float16)
+    elif KIND == 3:
+        r = v.to(tl.bfloat16).to(tl.float32)
+    elif KIND == 4:
+        r = v.to(tl.float16).to(tl.float32)
+    else:
+        r = v.to(tl.float32)
+    return r
+
+
+@triton.jit
+def _softplus(v):
+    return tl.where(v <= 20.0, tl.log(1.0 + tl.exp(v)), v)
+
+
+@triton.jit
+def _chunk(k, tab_ptr, l, ncr, Q, VARLEN: tl.constexpr):
+    """Chunk slot k -> (batch row (int64), first token within the row (int64), length). Without cu_seqlens the
+    chunks of row r are slots r*ncr .. r*ncr+ncr-1; with cu_seqlens the table holds (start, len) per slot."""
+    if VARLEN:
+        row = tl.zeros((), dtype=tl.int64)
+        start = tl.load(tab_ptr + 2 * k).to(tl.int64)
+        ln = tl.load(tab_ptr + 2 * k + 1)
+    else:
+        row = (k // ncr).to(tl.int64)
+        c = k % ncr
+        start = (c * Q).to(tl.int64)
+        ln = tl.minimum(l - c * Q, Q)
+    return row, start, ln
+
+
+@triton.jit
+def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
+    """Sequence index -> (batch row, first token within the row, length, first chunk slot), all int64 but len."""
+    if VARLEN:
+        row = tl.zeros((), dtype=tl.int64)
+        s0 = tl.load(cu_ptr + seq).to(tl.int64)
+        ln = (tl.load(cu_ptr + seq + 1) - tl.load(cu_ptr + seq)).to(tl.int32)
+        first = tl.load(first_ptr + seq).to(tl.int64)
+    else:
+        row = seq.to(tl.int64)
+        s0 = tl.zeros((), dtype=tl.int64)
+        ln = l + tl.zeros((), dtype=tl.int32)
+        first = seq.to(tl.int64) * ncr
+    return row, s0, ln, first
+
+
+@triton.jit
+def _head_sums(t, head_hp, HB: tl.constexpr):
+    """(rows, HP) -> (rows, HB): sums over each head's columns (column j belongs to head head_hp[j])."""
+    offs_h = tl.arange(0, HB)
+    out = tl.zeros((t.shape[0], HB), dtype=tl.float32)
+    for j in tl.static_range(HB):
+        sj = tl.sum(tl.where(head_hp[None, :] == j, t, 0.0), axis=1)
+        out = tl.where(offs_h[None, :] == j, sj[:, None], out)
+    return out
+
+
+@triton.jit
+def _head_expand(v, head_hp, HB: tl.constexpr):
+    """(rows, HB) -> (rows, HP): column j gets v[:, head_hp[j]]."""
+    offs_h = tl.arange(0, HB)
+    out = tl.zeros((v.shape[0], head_hp.shape[0]), dtype=tl.float32)
+    for j in tl.static_range(HB):
+        vj = tl.sum(tl.where(offs_h[None, :] == j, v, 0.0), axis=1)
+        out = tl.where(head_hp[None, :] == j, vj[:, None], out)
+    return out
