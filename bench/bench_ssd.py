@@ -202,17 +202,14 @@ def bench_ssd_kernels(benchmark, harness, phase, shape):
 SCAN_CONFIGS = {
     "default": {},
     "HB1-w4": dict(HB=1, num_warps=4),
-    "HB1-w4-st3": dict(HB=1, num_warps=4, num_stages=3),
     "HB2-w4": dict(HB=2, num_warps=4),
     "HB2-w8-st3": dict(HB=2, num_warps=8, num_stages=3),
-    "HB4-w8": dict(HB=4, num_warps=8),
     "BM128-HB1-w8": dict(BM=128, HB=1, num_warps=8),
-    "BM128-HB2-w8": dict(BM=128, HB=2, num_warps=8),
     "HB2-BP32-w4": dict(HB=2, BP=32, num_warps=4),  # p in two blocks: 64 columns, 2 CTAs / SM
+    "HB1-BP64-w4": dict(HB=1, BP=64, num_warps=4),  # shape 2: p 128 in two programs, 2 CTAs / SM, no spills
     "HB4-BP32-w8": dict(HB=4, BP=32, num_warps=8),
     "splitM": dict(SPLIT_M=True),
     "splitM-HB1-w4": dict(SPLIT_M=True, HB=1, num_warps=4),
-    "splitM-HB4-w8": dict(SPLIT_M=True, HB=4, num_warps=8),
 }
 STATE_CONFIGS = {
     "default": {},  # n in two blocks of 64 when there are < 512 (sequence, head, p block) walks
