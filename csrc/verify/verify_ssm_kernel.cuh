@@ -752,9 +752,10 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
   c.smem = static_cast<size_t>(ssm_layout(p.k, p.P, p.N, p.Pd, p.R, V).words) * 4;
   c.grid = c.fused ? p.batch * p.G : p.batch * p.H;
   size_t lean_smem = 0;
-  if (!c.fused && !c.m1 && m2_fits<T>(p, &lean_smem)) {
+  const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
+  if (!c.fused && !c.m1 && m2_fits<T>(p, lean_nt, &lean_smem)) {
     c.lean = true;
-    c.threads = kM2Threads;
+    c.threads = lean_nt;
     c.smem = lean_smem;
   }
   if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
@@ -762,6 +763,16 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
 }
 
 #if defined(__CUDACC__)
+template <typename T, int NT>
+inline void (*lean_kernel_nt(DType in))(VerifyStepParams) {
+  return in == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16, NT>
+         : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT> : verify_m2_kernel<T, float, NT>);
+}
+template <typename T>
+inline void (*lean_kernel(DType in, int threads))(VerifyStepParams) {
+  return threads == kM2ThreadsSmall ? lean_kernel_nt<T, kM2ThreadsSmall>(in) : lean_kernel_nt<T, kM2ThreadsBig>(in);
+}
+
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   const SsmLaunch c = ssm_launch_config<T>(p);
@@ -769,10 +780,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.grid == 0) return nullptr;
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
-  if (c.lean) {
-    kern = p.in_dtype == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16>
-           : (p.in_dtype == DType::kFloat16 ? verify_m2_kernel<T, __half> : verify_m2_kernel<T, float>);
-  }
+  if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
   cudaError_t err;
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
