@@ -26,7 +26,8 @@ template <typename T, int kW> constexpr int channels() { return 2; }
 // Time steps per load group (x and dy): 64 bytes per lane in the width-4 bucket (32 in the width-8 one), the
 // next group in flight while the current one is computed.
 template <typename T, int kW> constexpr int group() { return (sizeof(T) == 2 ? 8 : 4) / (kW <= 4 ? 1 : 2); }
-// Width-4 bucket: at most 128 registers (4 blocks, 16 warps per SM; ptxas -v: 127, no spills).
+// Width-4 bucket: at most 128 registers (4 blocks, 16 warps per SM; ptxas -v: 112, no spills; a cap of 5
+// blocks spills ~50 bytes).
 template <int kW> constexpr int min_blocks() { return kW <= 4 ? 4 : 1; }
 }  // namespace bwd_cl
 
@@ -233,33 +234,32 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
   const int64_t L = p.seqlen;
   const int width = static_cast<int>(p.width);
   const int pad = kW - width;
-  const int64_t nc = p.dim - c0 < C ? p.dim - c0 : C;
+  const int nc = static_cast<int>(p.dim - c0 < C ? p.dim - c0 : C);
   const bool varlen = p.cu_seqlens != nullptr;
   const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c0;
   const T* __restrict__ dy = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + c0;
   T* __restrict__ dx = static_cast<T*>(p.dx) + b * p.dx_batch_stride + c0;
   const int64_t xls = p.x_l_stride, dyls = p.dy_l_stride, dxls = p.dx_l_stride;
-  const int64_t tend = te + H < L ? te + H : L;  // steps read: tb .. tend - 1; later steps are zeros
+  // Step counts relative to tb, 32-bit (a tile has at most 1024 steps): n in the tile, n + H swept, nr read
+  // (later steps are zeros).
+  const int n = static_cast<int>(te - tb);
+  const int nr = static_cast<int>((te + H < L ? te + H : L) - tb);
 
   const T* xg = x + tb * xls;
   const T* gg = dy + tb * dyls;
   const int lane = threadIdx.x & 31;
-  const int64_t wc0 = c0 - lane * C;  // the warp's first channel
-  const T* xw0 = static_cast<const T*>(p.x) + b * p.x_batch_stride + wc0;
-  const T* gw0 = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + wc0;
-  const int64_t wnc = p.dim - wc0;
-  auto load_group = [&](int64_t t, Raw<T, C> (&rx)[U], Raw<T, C> (&rg)[U]) {
+  auto load_group = [&](int k, Raw<T, C> (&rx)[U], Raw<T, C> (&rg)[U]) {  // steps k .. k + U - 1
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int64_t n = t + u < tend ? nc : 0;
-      load_raw<T, C>(xg + u * xls, n, x_vec, rx[u]);
-      load_raw<T, C>(gg + u * dyls, n, dy_vec, rg[u]);
+      const int m = k + u < nr ? nc : 0;
+      load_raw<T, C>(xg + u * xls, m, x_vec, rx[u]);
+      load_raw<T, C>(gg + u * dyls, m, dy_vec, rg[u]);
     }
     xg += U * xls;
     gg += U * dyls;
   };
   Raw<T, C> cx[U], cg[U], nx[U], ng[U];
-  load_group(tb, cx, cg);
+  load_group(0, cx, cg);
 
   float w[C][kW], bias[C];
 #pragma unroll
@@ -286,22 +286,23 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
     }
   }
 
-  T* dxt = dx + (tb - H) * dxls;  // dx row of step t - H
+  T* dxt = dx + (tb - H) * dxls;  // dx row of step k - H
 #pragma unroll 1
-  for (int64_t t = tb; t < te + H; t += U) {
-    load_group(t + U, nx, ng);  // in flight while this group is computed
-    {  // steps t + 2U .. t + 3U - 1 of x and dy into L2 (kLPS lines per step and tensor, 16 lines in all)
+  for (int k = 0; k < n + H; k += U) {
+    load_group(k + U, nx, ng);  // in flight while this group is computed (xg, gg now at step k + 2U)
+    {  // steps k + 2U .. k + 3U - 1 of x and dy into L2 (kLPS lines per step and tensor)
       constexpr int kLPS = 32 * C * int(sizeof(T)) / 128;
       const int half = U * kLPS;  // lanes [0, half): x, [half, 2 half): dy
       const int l = lane < half ? lane : lane - half;
-      const int64_t tp = t + 2 * U + l / kLPS, cp = (l % kLPS) * (128 / int(sizeof(T)));
-      if (lane < 2 * half && tp < tend && cp < wnc)
-        prefetch_l2(lane < half ? xw0 + tp * xls + cp : gw0 + tp * dyls + cp);
+      const int up = l / kLPS;  // step k + 2U + up
+      const int cp = (l % kLPS) * (128 / int(sizeof(T))) - lane * C;  // from this lane's channel c0
+      if (lane < 2 * half && k + 2 * U + up < nr && c0 + cp < p.dim)
+        prefetch_l2(lane < half ? xg + up * xls + cp : gg + up * dyls + cp);
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int64_t tu = t + u;
-      if (tu < te + H) {
+      const int ku = k + u;
+      if (ku < n + H) {
         float xt[C], dp[C];
 #pragma unroll
         for (int ch = 0; ch < C; ++ch) {
@@ -313,7 +314,7 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
           const float g = to_f(cg[u].e[ch]);
           dp[ch] = p.silu ? g * dsilu_f(z) : g;
         }
-        if (tu < te) {
+        if (ku < n) {
 #pragma unroll
           for (int ch = 0; ch < C; ++ch) {
 #pragma unroll
@@ -322,7 +323,7 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
             db[ch] += dp[ch];
           }
         }
-        if (tu - H >= tb) {  // dx[tu - H] = sum_i w[i] dpre[tu - i]
+        if (ku >= H) {  // dx[tb + ku - H] = sum_i w[i] dpre[tb + ku - i]
           float out[C];
 #pragma unroll
           for (int ch = 0; ch < C; ++ch) {

@@ -66,6 +66,7 @@ constexpr int kC = 4;  // channels per lane: one 8-byte (16-bit) or 16-byte (fp3
 // groups of HBM reads in flight while its registers only cover L2 latency.
 template <typename T> constexpr int group() { return sizeof(T) == 2 ? 8 : 4; }
 constexpr int kPD = 3;
+// No register cap: ptxas -v gives 96 registers for 16-bit width 4 (5 blocks, 20 warps per SM), no spills.
 template <int kW> constexpr int min_blocks() { return 1; }
 }  // namespace fwd_cl
 
@@ -280,22 +281,24 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
   constexpr int H = kW - 1;
   const int width = static_cast<int>(p.width);
   const int pad = kW - width;
-  const int64_t nc = p.dim - c0 < C ? p.dim - c0 : C;
+  const int nc = static_cast<int>(p.dim - c0 < C ? p.dim - c0 : C);
   const bool varlen = p.cu_seqlens != nullptr;
   const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c0;
   T* __restrict__ y = static_cast<T*>(p.y) + b * p.y_batch_stride + c0;
   const int64_t xls = p.x_l_stride, yls = p.y_l_stride;
 
-  // Group at steps t .. t+U-1 (steps at or past te read nothing). Pointers advance with t.
+  // Group of U steps from xg, of which the first r exist (r <= 0: nothing is read). Pointers advance with the
+  // groups; step counts are 32-bit (a tile has at most 1024 steps).
   const T* xg = x + tb * xls;
   const int lane = threadIdx.x & 31;
-  auto load_group = [&](int64_t t, Raw<T, C> (&dst)[U]) {
+  const int n = static_cast<int>(te - tb);
+  auto load_group = [&](int r, Raw<T, C> (&dst)[U]) {
 #pragma unroll
-    for (int u = 0; u < U; ++u) load_raw<T, C>(xg + u * xls, t + u < te ? nc : 0, x_vec, dst[u]);
+    for (int u = 0; u < U; ++u) load_raw<T, C>(xg + u * xls, u < r ? nc : 0, x_vec, dst[u]);
     xg += U * xls;
   };
   Raw<T, C> cur[U], nxt[U];
-  load_group(tb, cur);
+  load_group(n, cur);
 
   float w[C][kW], bias[C];
 #pragma unroll
@@ -322,17 +325,17 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 
   T* yt = y + tb * yls;
 #pragma unroll 1
-  for (int64_t t = tb; t < te; t += U) {
-    load_group(t + U, nxt);  // in flight while this group is computed
-    {  // steps t + kPD U .. t + (kPD + 1) U - 1 into L2: the warp's rows are kLPS lines each
+  for (int r = n; r > 0; r -= U) {  // r: steps left from this group's start
+    load_group(r - U, nxt);  // in flight while this group is computed (xg now at this group + 2U)
+    {  // steps kPD U .. (kPD + 1) U - 1 ahead into L2: the warp's rows are kLPS lines each
       constexpr int kLPS = 32 * C * int(sizeof(T)) / 128;
-      const int64_t tp = t + kPD * U + lane / kLPS;
+      const int up = kPD * U + lane / kLPS;
       const int cp = (lane % kLPS) * (128 / int(sizeof(T))) - lane * C;  // from this lane's channel c0
-      if (lane < U * kLPS && tp < te && c0 + cp < p.dim) prefetch_l2(x + tp * xls + cp);
+      if (lane < U * kLPS && up < r && c0 + cp < p.dim) prefetch_l2(xg + (up - 2 * U) * xls + cp);
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      if (t + u < te) {
+      if (u < r) {
         float xt[C], out[C];
 #pragma unroll
         for (int ch = 0; ch < C; ++ch) xt[ch] = to_f(cur[u].e[ch]);
