@@ -277,7 +277,6 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dx-legacy-BP32-w4": ("bwd_dx", dict(BP=32, num_warps=4), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-st2": ("bwd_dx", dict(num_stages=2), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
-    "dx-heads-HB1-BP64": ("bwd_dx_h", dict(HB=1, BP=64), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-HB2-BP32": ("bwd_dx_h", dict(HB=2, BP=32), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "state-default": ("state_bwd", {}, {}, ("_ssd_state_bwd_kernel",)),
     "state-BP32-w4-st2": ("state_bwd", dict(BP=32, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),

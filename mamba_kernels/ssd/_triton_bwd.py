@@ -266,13 +266,7 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
         # state-in path, before the row factor exp(a_r - a_s): B_s (exp(a_L - a_r) dS)^T
         rowf = tl.where(ms[:, None], tl.exp(-dlt), 0.0)
         a_r_hp = tl.load(ap + head_hp * l + last)
-        Bs = _cast(tl.load(Bb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn, other=0.0).to(tl.float32),
-                   KIND)
-        dST = tl.trans(_cast(tl.load(dS_ptr + slot, mask=mslot, other=0.0).to(tl.float32)
-                             * tl.exp(a_last_hp - a_r_hp)[:, None], KIND))                  # (BN, HP)
-        acc = tl.dot(Bs, dST, input_precision=PREC)                                        # (BM, HP)
-        xs = tl.load(xb + xy, mask=mxy, other=0.0).to(tl.float32)
-        q = _head_sums(xs * acc, head_hp, HB) * rowf                                        # (BM, HB)
+        acc = tl.zeros((BM, HP), dtype=tl.float32)
         for tb in range(sb + 1 - fast, ntb):  # target blocks after the source block (and the diagonal when fast)
             offs_t = tb * BM + tl.arange(0, BM)
             mt = offs_t < ln
@@ -285,7 +279,16 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
                           other=0.0).to(tl.float32)
             dyt = dyt * _head_expand(colf, head_hp, HB)
             acc += tl.dot(_cast(cbT, KIND), _cast(dyt, KIND), input_precision=PREC)
-        du = acc * _head_expand(rowf, head_hp, HB)
+        # state-in part after the loop, added (not the loop's initial accumulator: a dot feeding a dot gets all warps
+        # along M in Triton, computed twice at BM = 64 / 8 warps)
+        Bs = _cast(tl.load(Bb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn, other=0.0).to(tl.float32),
+                   KIND)
+        dST = tl.trans(_cast(tl.load(dS_ptr + slot, mask=mslot, other=0.0).to(tl.float32)
+                             * tl.exp(a_last_hp - a_r_hp)[:, None], KIND))                  # (BN, HP)
+        dus = tl.dot(Bs, dST, input_precision=PREC)                                         # (BM, HP)
+        xs = tl.load(xb + xy, mask=mxy, other=0.0).to(tl.float32)
+        q = _head_sums(xs * dus, head_hp, HB) * rowf                                        # (BM, HB)
+        du = (acc + dus) * _head_expand(rowf, head_hp, HB)
         if fast == 0:  # steep decay inside the diagonal block: exact exp(a_t - a_s), one head at a time (dy masked
             # to the head's columns, so the dot adds to those only)
             cbd = tl.load(cbp + offs_s[None, :] * Q + offs_s[:, None], mask=ms[:, None] & ms[None, :],
@@ -295,8 +298,9 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
             for j in tl.static_range(HB):
                 a_j = tl.load(ap + j * l + offs_s, mask=ms, other=0.0)
                 dec = tl.exp(tl.where(causal, a_j[None, :] - a_j[:, None], float("-inf")))
-                du += tl.dot(_cast(cbd * dec, KIND), _cast(tl.where(head_hp[None, :] == j, dys, 0.0), KIND),
-                             input_precision=PREC)
+                r = tl.dot(_cast(cbd * dec, KIND), _cast(tl.where(head_hp[None, :] == j, dys, 0.0), KIND),
+                           input_precision=PREC)
+                du += tl.where(head_hp[None, :] == j, r, 0.0)  # (the where keeps Triton from making du its acc)
         dx = du * _head_expand(dt_s, head_hp, HB)
         if HAS_D:
             dys = tl.load(dyb + xy, mask=mxy, other=0.0).to(tl.float32)

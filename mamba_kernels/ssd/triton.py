@@ -81,7 +81,7 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
     computes it twice. The scan's state dot is therefore added after its loop (not its initial accumulator); the
     CB dot recomputed per head at g = h (shape 2) is still duplicated (so it was in the one-head scan).
     The head-block kernels are register-bound (8 warps at ~250 registers: 1 CTA / SM); 256 columns (HB * p) spill,
-    so HB * p <= 128 (64 at n = 256). The head-block dx kernel (opt-in) spills ~1 KB at 128 columns.
+    so HB * p <= 128 (64 at n = 256). The head-block dx kernel (opt-in) spills ~0.8 KB at 128 columns: 64.
     Only the one-head scan takes the chunk size as a constexpr; the other kernels share their compilations across
     chunk sizes. Every constexpr / dtype variant (varlen, D (h, p), no z, initial / final / chunk states, fp32, fp16,
     n 16..256, p 32..128, Q 64..256) stays below 227 KB on sm_90 and 163 KB on sm_80 (fp32 n = 256 uses 16-row
@@ -107,8 +107,8 @@ _EMULATE = {"half_dots": False}
 _CFG_OVERRIDE: dict = {}
 # Kernel variants, switchable for A/B timing (bench/bench_ssd.py). "scan": "heads" (_ssd_scan_heads_kernel: heads
 # of a group share the CB / C dots) or "legacy" (_ssd_chunk_scan_kernel: one head per program). "bwd_dx": "legacy"
-# (_ssd_bwd_dx_kernel) or "heads" (_ssd_bwd_dx_heads_kernel, same idea as the scan; not the default: at 128
-# columns it spills ~1 KB per thread on sm_90, unmeasured on the GPU).
+# (_ssd_bwd_dx_kernel) or "heads" (_ssd_bwd_dx_heads_kernel, same idea as the scan; not the default: unmeasured on
+# the GPU, and without spills only at 64 columns, i.e. one head of p 64 at the issue shapes).
 _FWD = {"scan": "heads", "bwd_dx": "legacy"}
 
 
@@ -229,8 +229,9 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
-        "bwd_dx_h": dict(BM=BM, HB=HB, BP=BPh, BN=BN, num_warps=8 if BM * HB * BPh >= 64 * 128 else 4,
-                         num_stages=2),
+        # head-block dx: at most 64 columns (128 spill ~0.8 KB on sm_90), 8 warps
+        "bwd_dx_h": dict(BM=BM, HB=max(1, min(HB, 64 // min(BPh, 64))), BP=min(BPh, 64), BN=BN,
+                         num_warps=8 if BM >= 64 else 4, num_stages=2),
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
