@@ -59,15 +59,20 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
 
   const int64_t seg0 = seg * sc * kChunkLen;
   const int64_t seg_len = L - seg0 < int64_t(sc) * kChunkLen ? L - seg0 : int64_t(sc) * kChunkLen;
-  const int ngroups = static_cast<int>((seg_len + G * kChunkLen - 1) / (G * kChunkLen));
+  // Offsets inside the segment are 32-bit (seqlen < 2^31, checked on the host): fewer live 64-bit values.
+  const int len = static_cast<int>(seg_len);
+  const int ngroups = (len + G * kChunkLen - 1) / (G * kChunkLen);
+  const T* __restrict__ xs = x + seg0;
+  const T* __restrict__ gs = dy + seg0;
+  T* __restrict__ dxs = dx + seg0;
   auto load_group = [&](int g, Raw<T, kN> (&xd)[G], Raw<T, kN> (&gd)[G], float (&hd)[H]) {
     const bool valid = g >= 0 && g < ngroups;
 #pragma unroll
     for (int s = 0; s < G; ++s) {
-      const int64_t t0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen + lane * kN;
-      const int64_t nv = valid ? L - t0 : 0;
-      load_raw<T, kN>(x + t0, nv, x_vec, xd[s]);
-      load_raw<T, kN>(dy + t0, nv, dy_vec, gd[s]);
+      const int o = (g * G + s) * kChunkLen + lane * kN;
+      const int nv = valid ? len - o : 0;
+      load_raw<T, kN>(xs + o, nv, x_vec, xd[s]);
+      load_raw<T, kN>(gs + o, nv, dy_vec, gd[s]);
     }
     // Inputs before the group (lane 0); before position 0 the initial state (zeros with varlen).
 #pragma unroll
@@ -108,14 +113,14 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
   for (int g = ngroups - 1; g >= 0; --g) {
     load_group(g - 1, nx, ng, nh);  // in flight while group g is computed
     if (g >= 2 && lane < 16) {  // group g - 2 into L2: G * 256 elements of x and of dy, 8 lines each
-      const int64_t pf = seg0 + static_cast<int64_t>(g - 2) * G * kChunkLen + (lane & 7) * (128 / int(sizeof(T)));
-      prefetch_l2(lane < 8 ? x + pf : dy + pf);
+      const int pf = (g - 2) * G * kChunkLen + (lane & 7) * (128 / int(sizeof(T)));
+      prefetch_l2(lane < 8 ? xs + pf : gs + pf);
     }
 #pragma unroll
     for (int s = G - 1; s >= 0; --s) {
-      const int64_t c0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen;
-      if (c0 >= L) continue;  // warp-uniform (only in the row's last group)
-      const int64_t t0 = c0 + lane * kN;
+      const int c0 = (g * G + s) * kChunkLen;
+      if (c0 >= len) continue;  // warp-uniform (only in the row's last group)
+      const int t0 = c0 + lane * kN;
       float xc[kN], gc[kN];
 #pragma unroll
       for (int e = 0; e < kN; ++e) { xc[e] = to_f(cx[s].e[e]); gc[e] = to_f(cg[s].e[e]); }
@@ -167,7 +172,7 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
         }
         dxo[e] = acc;
       }
-      if (t0 < L) store_n<T, kN>(dx + t0, 1, L - t0, dx_vec, dxo);
+      if (t0 < len) store_n<T, kN>(dxs + t0, 1, len - t0, dx_vec, dxo);
     }
 #pragma unroll
     for (int s = 0; s < G; ++s) { cx[s] = nx[s]; cg[s] = ng[s]; }

@@ -42,8 +42,8 @@ constexpr int64_t kTargetWarps = 16384;  // backward: at least ~16K segments whe
 template <typename T> constexpr int fwd_group() { return sizeof(T) == 2 ? 4 : 2; }
 template <typename T> constexpr int bwd_group() { return sizeof(T) == 2 ? 2 : 1; }
 // Occupancy caps (blocks of 128 per SM), chosen from ptxas -v on sm_90a so that nothing spills: forward
-// width-4 <= 96 registers (5 blocks), backward width-4 <= 128 (4 blocks).
-template <typename T, int kW> constexpr int fwd_min_blocks() { return kW == 4 ? 5 : 4; }
+// width-4 <= 80 registers (6 blocks, 24 warps per SM), backward width-4 <= 128 (4 blocks; a cap of 5 spills).
+template <typename T, int kW> constexpr int fwd_min_blocks() { return kW == 4 ? 6 : 4; }
 template <typename T, int kW> constexpr int bwd_min_blocks() { return kW == 4 ? 4 : 3; }
 // Backward segment length (in chunks) for rows of length L: as long as possible (the per-segment halo,
 // pipeline fill and from-scratch tail cost less; fewer partial rows) while there are still ~kTargetWarps
@@ -175,13 +175,17 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);
 
-  const int ngroups = static_cast<int>((seg_end - seg0 + G * kChunkLen - 1) / (G * kChunkLen));
+  // Offsets inside the segment are 32-bit (seqlen < 2^31, checked on the host): fewer live 64-bit values.
+  const int len = static_cast<int>(seg_end - seg0);
+  const int ngroups = (len + G * kChunkLen - 1) / (G * kChunkLen);
+  const T* __restrict__ xs = x + seg0;
+  T* __restrict__ ys = y + seg0;
   // Group g = chunks g*G .. g*G+G-1 of the segment; lane holds positions lane*8 .. lane*8+7 of each chunk.
   auto load_group = [&](int g, Raw<T, kN> (&dst)[G]) {
 #pragma unroll
     for (int s = 0; s < G; ++s) {
-      const int64_t t0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen + lane * kN;
-      load_raw<T, kN>(x + t0, g < ngroups ? seg_end - t0 : 0, x_vec, dst[s]);
+      const int o = (g * G + s) * kChunkLen + lane * kN;
+      load_raw<T, kN>(xs + o, g < ngroups ? len - o : 0, x_vec, dst[s]);
     }
   };
   Raw<T, kN> cur[G], nxt[G];
@@ -204,14 +208,14 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   for (int g = 0; g < ngroups; ++g) {
     load_group(g + 1, nxt);  // in flight while group g is computed
     {  // group g + 2 into L2: G * 256 elements = 2048 bytes = 16 lines, one per lane 0..15
-      const int64_t pf = seg0 + static_cast<int64_t>(g + 2) * G * kChunkLen + lane * (128 / int(sizeof(T)));
-      if (lane < 16 && pf < seg_end) prefetch_l2(x + pf);
+      const int pf = (g + 2) * G * kChunkLen + lane * (128 / int(sizeof(T)));
+      if (lane < 16 && pf < len) prefetch_l2(xs + pf);
     }
 #pragma unroll
     for (int s = 0; s < G; ++s) {
-      const int64_t c0 = seg0 + static_cast<int64_t>(g * G + s) * kChunkLen;
-      if (c0 >= seg_end) break;  // warp-uniform
-      const int64_t t0 = c0 + lane * kN;
+      const int c0 = (g * G + s) * kChunkLen;
+      if (c0 >= len) break;  // warp-uniform
+      const int t0 = c0 + lane * kN;
       float xc[kN];
 #pragma unroll
       for (int e = 0; e < kN; ++e) xc[e] = to_f(cur[s].e[e]);
@@ -235,7 +239,7 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
         }
         out[e] = p.silu ? silu_out<T>(acc) : acc;
       }
-      if (t0 < seg_end) store_n<T, kN>(y + t0, 1, seg_end - t0, y_vec, out);
+      if (t0 < len) store_n<T, kN>(ys + t0, 1, len - t0, y_vec, out);
     }
 #pragma unroll
     for (int s = 0; s < G; ++s) cur[s] = nxt[s];

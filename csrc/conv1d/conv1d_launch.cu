@@ -24,6 +24,7 @@ const char* check_common(const Conv1dParams& p, bool channel_last) {
   if (p.x_dtype == DType::kFloat64) return "conv1d (CUDA): float64 is not supported (use the cpu or ref backend)";
   if (p.w_dtype == DType::kFloat64 || (p.bias && p.b_dtype == DType::kFloat64))
     return "conv1d (CUDA): float64 weight / bias are not supported";
+  if (p.seqlen >= (int64_t(1) << 31) - 65536) return "conv1d (CUDA): seqlen must be below 2^31 - 2^16";
   if (channel_last ? p.x_c_stride != 1 : p.x_l_stride != 1)
     return "conv1d (CUDA): x needs a unit stride along channels (channel-last) or time (channel-first)";
   if (channel_last && (p.batch > kMaxGridYZ || (p.dim + 63) / 64 > kMaxGridYZ))
