@@ -1,0 +1,92 @@
+// CPU emulation of the verify family's CUDA launcher (csrc/verify/verify_launch.cu + verify_ssm_<dtype>.cu):
+// the same launch geometry (verify_kernels::ssm_launch_config / conv_launch_config) and the same kernels
+// (verify_ssm_kernel, verify_m2_kernel<.., 128 | 256>, verify_fused_kernel, conv_verify_kernel), run on CPU threads
+// by verify_emu_shim.h, behind the real CUDA binding (csrc/verify/verify_bind_cuda.cpp with MK_VERIFY_EMULATION),
+// so torch.ops.mamba_kernels._verify_step_cuda etc. accept CPU tensors. Built and driven by
+// tests/test_verify_cuda_emu.py (see verify_emu_stress.py).
+//
+// EMU_LEAN_NT=128|256 forces the lean kernel's block size when the lean kernel is taken and fits that size (the
+// GPU launcher picks it by grid size; the small test grids would otherwise always get 256). At exit one line on
+// stderr counts the launches per kernel: "emu launches: lean128=.. lean256=.. general_m2=.. general_m1=.. fused=..
+// conv=..".
+#include "verify_emu_shim.h"
+// (shim first)
+#include <atomic>
+
+#include "verify/verify_conv_kernel.cuh"
+#include "verify/verify_ssm_kernel.cuh"
+
+namespace {
+std::atomic<long> n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+struct EmuReport {
+  ~EmuReport() {
+    std::fprintf(stderr, "emu launches: lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+                 n_conv.load());
+  }
+} emu_report;
+}  // namespace
+
+namespace mamba_kernels {
+namespace {
+using namespace verify_kernels;
+
+template <typename T, int NT>
+void (*lean_for(DType in))(VerifyStepParams) {
+  return in == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16, NT>
+         : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT> : verify_m2_kernel<T, float, NT>);
+}
+
+template <typename T>
+const char* emu_ssm(const VerifyStepParams& p) {
+  SsmLaunch c = ssm_launch_config<T>(p);
+  if (c.err != nullptr) return c.err;
+  if (c.lean) {
+    if (const char* env = std::getenv("EMU_LEAN_NT")) {
+      const int nt = std::atoi(env);
+      size_t smem = 0;
+      if ((nt == kM2ThreadsBig || nt == kM2ThreadsSmall) && m2_fits<T>(p, nt, &smem)) {
+        c.threads = nt;
+        c.smem = smem;
+      }
+    }
+  }
+  void (*kern)(VerifyStepParams) =
+      c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
+  std::atomic<long>* counter = c.fused ? &n_fused : (c.m1 ? &n_general_m1 : &n_general_m2);
+  if (c.lean && c.threads == 128) {
+    kern = lean_for<T, 128>(p.in_dtype);
+    counter = &n_lean128;
+  } else if (c.lean) {
+    if (c.threads != 256) return "emu: unexpected lean block size";
+    kern = lean_for<T, 256>(p.in_dtype);
+    counter = &n_lean256;
+  }
+  if (c.grid == 0) return nullptr;
+  ++*counter;
+  emu::launch(c.grid, c.threads, c.smem, [&] { kern(p); });
+  return nullptr;
+}
+}  // namespace
+
+const char* verify_step_cuda(const VerifyStepParams& p, void*) {
+  switch (p.state_dtype) {
+    case DType::kFloat32: return emu_ssm<float>(p);
+    case DType::kFloat16: return emu_ssm<__half>(p);
+    case DType::kBFloat16: return emu_ssm<__nv_bfloat16>(p);
+    default: return "verify_step_cuda: state dtype must be float32, float16 or bfloat16";
+  }
+}
+
+const char* conv_verify_step_cuda(const ConvVerifyParams& p, void*) {
+  int threads = 0;
+  if (const char* err = verify_kernels::conv_launch_config(p, &threads)) return err;
+  if (p.batch == 0) return nullptr;
+  ++n_conv;
+  emu::launch(p.batch, threads, 0, [&] { verify_kernels::conv_verify_kernel(p); });
+  return nullptr;
+}
+}  // namespace mamba_kernels
+
+#define MK_VERIFY_EMULATION
+#include "verify/verify_bind_cuda.cpp"

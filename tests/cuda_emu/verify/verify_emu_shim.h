@@ -1,0 +1,150 @@
+// CPU emulation of the CUDA execution model, just enough for the csrc/verify kernels: one std::thread per CUDA
+// thread, std::barrier for __syncthreads and for warp shuffles, blocks run one after the other. Dynamic shared
+// memory is poisoned with NaN bytes before every block (reads of unwritten shared memory show up in the outputs)
+// and 16-byte vector accesses are checked for alignment. Used by tests/test_verify_cuda_emu.py (no GPU needed).
+//
+// Include order matters: this header first (it redefines the CUDA keywords), then the kernel headers. It needs the
+// real CUDA headers (cuda_runtime.h, cuda_fp16.h, cuda_bf16.h: host-side types and conversions only), NOT the fake
+// ones in tests/cuda_emu/ that the selective-scan emulation uses.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace emu {
+struct Dim {
+  unsigned x, y, z;
+};
+struct Warp {
+  std::unique_ptr<std::barrier<>> bar;
+  unsigned slots[32];
+};
+// Per CUDA thread: its index and block index. Per block (rebuilt between blocks): block barrier and warps.
+inline thread_local Dim tl_thread{0, 0, 0};
+inline thread_local Dim tl_block{0, 0, 0};
+inline Dim g_blockDim{0, 0, 0};
+inline std::unique_ptr<std::barrier<>> g_bar;
+inline std::vector<Warp> g_warps;
+inline float4* g_dyn = nullptr;
+
+// All lanes of the warp publish their value, wait, read the source lane's value, wait (so the slot can be reused).
+inline unsigned shfl_bits(unsigned v, int src) {
+  const int tid = static_cast<int>(tl_thread.x), lane = tid & 31;
+  Warp& w = g_warps[tid >> 5];
+  w.slots[lane] = v;
+  w.bar->arrive_and_wait();
+  const unsigned r = w.slots[src & 31];
+  w.bar->arrive_and_wait();
+  return r;
+}
+inline float shfl(float v, int src) {
+  unsigned u;
+  std::memcpy(&u, &v, 4);
+  u = shfl_bits(u, src);
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+}  // namespace emu
+
+#undef __global__
+#define __global__
+#undef __shared__
+#define __shared__ static  // one block at a time, so function-local statics are the block's shared memory
+#undef __launch_bounds__
+#define __launch_bounds__(...)
+#undef threadIdx
+#undef blockIdx
+#undef blockDim
+#define threadIdx (emu::tl_thread)
+#define blockIdx (emu::tl_block)
+#define blockDim (emu::g_blockDim)
+#define MK_VERIFY_DYN_SMEM(name) float4* name = emu::g_dyn
+
+inline void __syncthreads() { emu::g_bar->arrive_and_wait(); }
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline int __ffs(int v) { return __builtin_ffs(v); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline void emu_check_align16(const void* p) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
+    std::fprintf(stderr, "emu: misaligned 16-byte access %p\n", p);
+    std::abort();
+  }
+}
+inline uint4 __ldcs(const uint4* p) {
+  emu_check_align16(p);
+  return *p;
+}
+inline void __stcs(uint4* p, uint4 v) {
+  emu_check_align16(p);
+  *p = v;
+}
+inline float __shfl_xor_sync(unsigned, float v, int off) { return emu::shfl(v, (emu::tl_thread.x & 31) ^ off); }
+inline float __shfl_down_sync(unsigned, float v, int off) {
+  const int lane = emu::tl_thread.x & 31;
+  return emu::shfl(v, lane + off < 32 ? lane + off : lane);
+}
+inline float __shfl_sync(unsigned, float v, int src) { return emu::shfl(v, src); }
+
+namespace emu {
+// Runs `grid` blocks of `threads` CUDA threads one block after the other; `body` is the kernel call. The
+// std::threads live for the whole launch. A thread that leaves the kernel early drops out of its block's
+// barriers (as an exited CUDA thread no longer counts for __syncthreads); the block's barriers are rebuilt for
+// every block between two waits on a launch-wide barrier that no thread ever drops.
+template <class F>
+void launch(int64_t grid, int threads, size_t smem, F&& body) {
+  if (threads <= 0 || threads % 32 != 0 || threads > 1024) {
+    std::fprintf(stderr, "emu: blockDim %d must be a positive multiple of 32, at most 1024\n", threads);
+    std::abort();
+  }
+  if (grid <= 0) return;
+  std::vector<float4> dyn(smem / 16 + 2);
+  g_blockDim = {static_cast<unsigned>(threads), 1, 1};
+  g_dyn = dyn.data();
+  std::barrier<> launch_bar(threads);
+  g_warps = std::vector<Warp>(threads / 32);
+  auto worker = [&](int t) {
+    tl_thread = {static_cast<unsigned>(t), 0, 0};
+    for (int64_t blk = 0; blk < grid; ++blk) {
+      launch_bar.arrive_and_wait();  // previous block finished by every thread
+      if (t == 0) {
+        std::memset(dyn.data(), 0xff, dyn.size() * sizeof(float4));  // NaN poison
+        g_bar = std::make_unique<std::barrier<>>(threads);
+        for (auto& w : g_warps) w.bar = std::make_unique<std::barrier<>>(32);
+      }
+      launch_bar.arrive_and_wait();
+      tl_block = {static_cast<unsigned>(blk), 0, 0};
+      body();
+      g_warps[t >> 5].bar->arrive_and_drop();
+      g_bar->arrive_and_drop();
+    }
+  };
+  std::vector<std::thread> ts;
+  ts.reserve(threads);
+  for (int t = 0; t < threads; ++t) ts.emplace_back(worker, t);
+  for (auto& th : ts) th.join();
+  g_bar.reset();
+  g_warps.clear();
+  g_dyn = nullptr;
+}
+}  // namespace emu

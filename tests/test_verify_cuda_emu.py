@@ -1,0 +1,143 @@
+"""The verify family's CUDA kernels (csrc/verify/*.cuh), checked on CPU through an emulation of the CUDA execution
+model: tests/cuda_emu/verify/verify_emu_shim.h runs every CUDA thread as a std::thread (barriers for
+__syncthreads and warp shuffles, NaN-poisoned dynamic shared memory, 16-byte alignment checks) and
+verify_emu_ops.cpp puts the real launch geometry, kernels and torch binding (csrc/verify/verify_bind_cuda.cpp)
+behind torch.ops.mamba_kernels._verify_step_cuda / _verify_step_fused_cuda / _conv_verify_step_cuda for CPU
+tensors. verify_emu_stress.py then runs randomized multi-round sessions and compares every output and every
+mutated cache tensor with python_ref.verify after each call.
+
+The library is built once per session (g++, torch headers, the CUDA toolkit's headers for the host-side
+half/bfloat16 types); each group of cases runs in its own subprocess (the ops it registers stay out of this
+process) and the groups run two at a time. No GPU needed: this runs on CPU CI.
+"""
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+EMU = REPO / "tests" / "cuda_emu" / "verify"
+STRESS = EMU / "verify_emu_stress.py"
+
+# name: (environment, cases, expected kernel -> that kernel must have been launched). Cases: see CASES / CONV in
+# verify_emu_stress.py. The lean kernel needs contiguous inputs (STRESS_CONTIG=1); EMU_LEAN_NT forces its block
+# size (the launcher takes 256 threads for grids under 256 blocks, so the test grids would never see 128).
+GROUPS = {
+    # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
+    # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
+    "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),
+    # verify_m2_kernel<.., 256>: bf16 state, tree drafts (path compaction), k = 8, P = N = 128, G = 2, long rings;
+    # P = 256 (two passes at 256 threads)
+    "lean256": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "256"}, ["lean_bf16st", "hot_m2_k8", "acc_m2", "lean_2pass"],
+                ["lean256"]),
+    # verify_ssm_kernel<T, false> (Mamba-2 layout): strided x / B / C half the time, N or P not powers of two,
+    # N = 600 (column passes), k = 31, strided state view, no D / z / dt_bias, f16 and bf16 states, long rings
+    "general_m2": ({}, ["m2_basic", "m2_n128", "m2_N5", "m2_bigP", "m2_colpass", "m2_k32", "m2_view", "m2_nopt",
+                        "m2_bf16st", "m2_f16st_N64", "m2_n128_tree", "acc_m2_tree", "acc_m2_bigP"], ["general_m2"]),
+    # verify_ssm_kernel<T, true> (Mamba-1 layout: A (d, n), dt per channel): P = 600, bf16 state, long rings
+    "mamba1": ({}, ["m1_basic", "m1_tree", "m1_bf16st", "m1_bigP", "acc_m1", "acc_m1_bigP", "hot_m1"],
+               ["general_m1"]),
+    # verify_fused_kernel (conv window + SSM in one kernel): conv widths 2 / 4 / 8, G = 1 / 2, P = N = 128, long rings
+    "fused": ({}, ["fused_g1", "fused_tree", "fused_w8", "hot_fused", "acc_fused"], ["fused"]),
+    # conv_verify_kernel (standalone conv step): widths 2 / 3 / 4 / 8, dc = 700 (several channel blocks)
+    "conv": ({}, ["conv_chain", "conv_tree", "conv_w8", "conv_w2"], ["conv"]),
+}
+COUNTS_RE = re.compile(r"emu launches: (.*)$", re.M)
+
+
+def _tail(text, n=6000):
+    return text if len(text) <= n else "...\n" + text[-n:]
+
+
+def _cuda_include():
+    cands = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        cands.append(Path(nvcc).resolve().parent.parent / "include")
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            cands.append(Path(os.environ[var]) / "include")
+    cands.append(Path("/usr/local/cuda/include"))
+    for c in cands:
+        if (c / "cuda_runtime.h").is_file() and (c / "cuda_bf16.h").is_file():
+            return c
+    return None
+
+
+def _build(out_dir):
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if cxx is None:
+        pytest.skip("verify CUDA emulation: no C++ compiler (g++ or $CXX) found")
+    torch_dir = Path(torch.__file__).resolve().parent
+    if not (torch_dir / "include" / "torch" / "library.h").is_file():
+        pytest.skip(f"verify CUDA emulation: torch headers missing under {torch_dir / 'include'}")
+    cuda_inc = _cuda_include()
+    if cuda_inc is None:
+        pytest.skip("verify CUDA emulation: CUDA headers (cuda_runtime.h, cuda_bf16.h) not found next to nvcc, "
+                    "in $CUDA_HOME/include or /usr/local/cuda/include")
+    lib = out_dir / "libverify_emu.so"
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    cmd = [cxx, "-std=c++20", "-O1", "-shared", "-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+           f"-I{EMU}", f"-I{REPO / 'csrc'}", f"-I{torch_dir / 'include'}",
+           f"-I{torch_dir / 'include' / 'torch' / 'csrc' / 'api' / 'include'}", f"-I{cuda_inc}",
+           str(EMU / "verify_emu_ops.cpp"), "-o", str(lib), f"-L{torch_dir / 'lib'}", "-lc10", "-ltorch_cpu",
+           "-ltorch", f"-Wl,-rpath,{torch_dir / 'lib'}", "-pthread"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"building the verify CUDA emulation failed (rc {r.returncode}):\n{' '.join(cmd)}\n"
+                    f"{_tail(r.stdout + r.stderr)}", pytrace=False)
+    return lib
+
+
+def _run_group(lib, name):
+    env_extra, cases, _ = GROUPS[name]
+    env = dict(os.environ, **env_extra)
+    for var in ("STRESS_CONTIG", "EMU_LEAN_NT"):
+        if var not in env_extra:
+            env.pop(var, None)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    cmd = [sys.executable, str(STRESS), "--lib", str(lib), *cases]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    shown = " ".join(f"{k}={v}" for k, v in env_extra.items())
+    return r, f"{shown} {' '.join(cmd)}".strip()
+
+
+@pytest.fixture(scope="module")
+def group_runs(request, tmp_path_factory):
+    """Builds the library, then starts every selected group (two subprocesses at a time); name -> future."""
+    lib = _build(tmp_path_factory.mktemp("verify_cuda_emu"))
+    selected = [it.callspec.params["group"] for it in request.session.items
+                if it.originalname == "test_verify_cuda_kernels_emulated" and hasattr(it, "callspec")]
+    workers = max(1, min(2, os.cpu_count() or 1))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    futures = {name: pool.submit(_run_group, lib, name) for name in GROUPS if name in selected}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_verify_cuda_kernels_emulated(group_runs, group):
+    r, cmd = group_runs[group].result()
+    out = r.stdout + r.stderr
+    msg = f"verify CUDA emulation, group {group}: `{cmd}` (rc {r.returncode}); output tail:\n{_tail(out)}"
+    if r.returncode != 0:
+        pytest.fail(msg, pytrace=False)
+    _, cases, kernels = GROUPS[group]
+    passed = re.findall(r"^PASS (\S+)", r.stdout, re.M)
+    assert passed == cases, f"cases that passed: {passed}\n{msg}"
+    m = COUNTS_RE.search(r.stderr)
+    assert m, "no launch-count line ('emu launches: ...') at exit\n" + msg
+    counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    for kern in kernels:
+        assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
+    if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
+        assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
+    if group == "lean256":
+        assert counts["lean128"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
