@@ -109,7 +109,10 @@ _CFG_OVERRIDE: dict = {}
 # of a group share the CB / C dots) or "legacy" (_ssd_chunk_scan_kernel: one head per program). "bwd_dx": "legacy"
 # (_ssd_bwd_dx_kernel) or "heads" (_ssd_bwd_dx_heads_kernel, same idea as the scan; not the default: unmeasured on
 # the GPU, and without spills only at 64 columns, i.e. one head of p 64 at the issue shapes).
-_FWD = {"scan": "heads", "bwd_dx": "legacy"}
+# Default scan "legacy": measured on the H200 (bf16, b4 l4096 h80 p64 n128 g1) the whole forward took 1.08-1.13 ms
+# with "heads" (runs at 0e43d62 and 7583a89) against 0.741 ms with the one-head scan (220d8a0); "heads" stays as
+# the A/B alternative until a sweep (bench_ssd_scan_configs) finds it a faster config.
+_FWD = {"scan": "legacy", "bwd_dx": "legacy"}
 
 
 class record_launches:
