@@ -19,6 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import _harness  # noqa: E402
 import bench_verify as bv  # noqa: E402
 
 import mamba_kernels as mk  # noqa: E402
@@ -44,16 +45,7 @@ def _time(fn, reps=200):
 
 
 def _graph_time(fn, reps=200):
-    g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    with torch.cuda.graph(g):
-        fn()
-    return _time(g.replay, reps)
+    return _time(_harness.Harness._graph(fn).replay, reps)
 
 
 def _kernels(fn, n=20):

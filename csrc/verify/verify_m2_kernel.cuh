@@ -142,31 +142,32 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
 
   // ---- 1. state tile, control, new-token inputs ------------------------------------------------------------
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
-  float h[RPT][SPL][V];
-#pragma unroll
-  for (int rr = 0; rr < RPT; ++rr) {
-    const int row = rr * nrg + rg;
-#pragma unroll
-    for (int j = 0; j < SPL; ++j) {
-      const int seg = j * L + lir;
-      if (row < P && seg < NS) {
-        SV<T>::unpack(__ldcs(reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V)), h[rr][j]);
-      } else {
-#pragma unroll
-        for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
-      }
-    }
-  }
-  if (two) {
+  // The RPT x SPL 16-byte segments this thread owns in pass ps (0: registers, 1: shared memory): f(rr, j, row,
+  // seg, valid); slot (rr * nrg + rg) * NS + seg of hs holds pass 1's segment.
+  auto tile_for = [&](int ps, auto&& f) {
 #pragma unroll
     for (int rr = 0; rr < RPT; ++rr) {
-      const int row = rows0 + rr * nrg + rg;
+      const int row = ps * rows0 + rr * nrg + rg;
 #pragma unroll
       for (int j = 0; j < SPL; ++j) {
         const int seg = j * L + lir;
-        if (row < P && seg < NS) cp_async16(hs + (rr * nrg + rg) * NS + seg, st + row * p.st_p + seg * V);
+        f(rr, j, row, seg, row < P && seg < NS);
       }
     }
+  };
+  float h[RPT][SPL][V];
+  tile_for(0, [&](int rr, int j, int row, int seg, bool ok) {
+    if (ok) {
+      SV<T>::unpack(__ldcs(reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V)), h[rr][j]);
+    } else {
+#pragma unroll
+      for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
+    }
+  });
+  if (two) {
+    tile_for(1, [&](int rr, int, int row, int seg, bool ok) {
+      if (ok) cp_async16(hs + (rr * nrg + rg) * NS + seg, st + row * p.st_p + seg * V);
+    });
   }
   const int32_t* meta_row = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
@@ -417,24 +418,18 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
 #pragma unroll 1
     for (int ps = 0; ps < (two ? 2 : 1); ++ps) {
       const int r0 = ps * rows0;
+      tile_for(ps, [&](int rr, int j, int row, int seg, bool ok) {
+        if (ok) {
+          const uint4 raw = ps == 0 ? *reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V)
+                                    : hs[(rr * nrg + rg) * NS + seg];
+          SV<T>::unpack(raw, h[rr][j]);
+        } else {
 #pragma unroll
-      for (int rr = 0; rr < RPT; ++rr) {
-        const int row = r0 + rr * nrg + rg;
-#pragma unroll
-        for (int j = 0; j < SPL; ++j) {
-          const int seg = j * L + lir;
-          if (row < P && seg < NS) {
-            const uint4 raw = ps == 0 ? *reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V)
-                                      : hs[(rr * nrg + rg) * NS + seg];
-            SV<T>::unpack(raw, h[rr][j]);
-          } else {
-#pragma unroll
-            for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
-          }
-#pragma unroll
-          for (int v = 0; v < V; ++v) h[rr][j][v] *= eSQ;
+          for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
         }
-      }
+#pragma unroll
+        for (int v = 0; v < V; ++v) h[rr][j][v] *= eSQ;
+      });
       for (int e = 0; e < c1; ++e) {
         const float w = wq[e];
         float ux[RPT];
@@ -458,15 +453,9 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
           }
         }
       }
-#pragma unroll
-      for (int rr = 0; rr < RPT; ++rr) {
-        const int row = r0 + rr * nrg + rg;
-#pragma unroll
-        for (int j = 0; j < SPL; ++j) {
-          const int seg = j * L + lir;
-          if (row < P && seg < NS) __stcs(reinterpret_cast<uint4*>(st + row * p.st_p + seg * V), SV<T>::pack(h[rr][j]));
-        }
-      }
+      tile_for(ps, [&](int rr, int j, int row, int seg, bool ok) {
+        if (ok) __stcs(reinterpret_cast<uint4*>(st + row * p.st_p + seg * V), SV<T>::pack(h[rr][j]));
+      });
     }
   } else if (!prefix) {  // tree path: compact the committed nodes to ring [c, c1) (every ring read is done)
     const int m = c1 - c;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _cast, _chunk, _head_expand, _head_sums, _seq, _softplus
+from ._triton_jit import _cast, _chunk, _walk_program, _head_expand, _head_sums, _seq, _softplus
 
 
 # --------------------------------------------------------------------------------------------- B1: states bwd
@@ -20,20 +20,10 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
     dS[c] = g;  d a_L[c] += exp(a_L) <g, h_in[c]>;  g <- exp(a_L) g + d states_in[c] + sum_t exp(a_t) dy_t^T C_t.
     Also dy = dout silu(z) and dz = dout ypre silu'(z) for the program's columns (stored; dy only with z). With n in
     nnb blocks (adjacent programs), every n block computes dy for its dot and the first one stores dy and dz."""
-    pid = tl.program_id(0)
-    nb = pid % nnb
-    pid = pid // nnb
-    pb = pid % npb
-    sh = pid // npb
-    hh = sh % h
-    seq = sh // h
-    grp = hh // hpg
-    row, s0, L, first = _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN)
+    hh, seq, grp, row, s0, L, first, offs_p, offs_n, mp, mn = _walk_program(
+        nnb, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN, BP, BN)
+    nb = tl.program_id(0) % nnb
     nck = tl.cdiv(L, Q)
-    offs_p = pb * BP + tl.arange(0, BP)
-    offs_n = nb * BN + tl.arange(0, BN)
-    mp = offs_p < p
-    mn = offs_n < n
     mpn = mp[:, None] & mn[None, :]
     st = offs_p[:, None] * n + offs_n[None, :]
     PN = p * n

@@ -5,7 +5,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _cast, _chunk, _seq, _softplus
+from ._triton_jit import _cast, _chunk, _walk_program, _seq, _softplus
 
 
 # --------------------------------------------------------------------------------------------- K0: dt, cumsum
@@ -83,20 +83,9 @@ def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final
     BS, state (BP x BN, fp32) in registers; stores the state entering each chunk (hin) and the final state.
     Chunk c: h_in[c] = state; state = exp(a_L) state + sum_s exp(a_L - a_s) dt'_s x_s^T B_s. The n blocks of a
     (sequence, head, p block) are adjacent programs (their x tiles are the same: L2 hits)."""
-    pid = tl.program_id(0)
-    nb = pid % nnb
-    pid = pid // nnb
-    pb = pid % npb
-    sh = pid // npb
-    hh = sh % h
-    seq = sh // h
-    grp = hh // hpg
-    row, s0, L, first = _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN)
+    hh, seq, grp, row, s0, L, first, offs_p, offs_n, mp, mn = _walk_program(
+        nnb, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN, BP, BN)
     nck = tl.cdiv(L, Q)
-    offs_p = pb * BP + tl.arange(0, BP)
-    offs_n = nb * BN + tl.arange(0, BN)
-    mp = offs_p < p
-    mn = offs_n < n
     mpn = mp[:, None] & mn[None, :]
     st = offs_p[:, None] * n + offs_n[None, :]
     PN = p * n

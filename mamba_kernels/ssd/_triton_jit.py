@@ -61,6 +61,26 @@ def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
 
 
 @triton.jit
+def _walk_program(nnb, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr, BP: tl.constexpr,
+                  BN: tl.constexpr):
+    """Program of a chunk-state walk (forward state passing and its backward): programs are ordered (sequence,
+    head, p block, n block), n fastest (adjacent programs share x tiles). Returns the head, sequence, group, the
+    sequence's (row, first token, length, first chunk slot) and the p / n offsets with their masks."""
+    pid = tl.program_id(0)
+    nb = pid % nnb
+    pid = pid // nnb
+    pb = pid % npb
+    sh = pid // npb
+    hh = sh % h
+    seq = sh // h
+    grp = hh // hpg
+    row, s0, ln, first = _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN)
+    offs_p = pb * BP + tl.arange(0, BP)
+    offs_n = nb * BN + tl.arange(0, BN)
+    return hh, seq, grp, row, s0, ln, first, offs_p, offs_n, offs_p < p, offs_n < n
+
+
+@triton.jit
 def _head_sums(t, head_hp, HB: tl.constexpr):
     """(rows, HP) -> (rows, HB): sums over each head's columns (column j belongs to head head_hp[j])."""
     offs_h = tl.arange(0, HB)
