@@ -5,7 +5,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _cast, _chunk, _walk_program, _head_expand, _head_sums, _seq, _softplus
+from ._triton_jit import _cast, _chunk, _chunk_head_program, _walk_program, _head_expand, _head_sums, _seq, _softplus
 
 
 # --------------------------------------------------------------------------------------------- B1: states bwd
@@ -91,24 +91,14 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
       state-out path: d a_s += exp(a_s) dy_s.(h_in C_s)
     Off-diagonal blocks (t block > s block) factor exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), a_r = a at the
     source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk."""
-    pid = tl.program_id(0)
-    hh = pid % h
-    rest = pid // h
-    pb = rest % npb
-    k = rest // npb
-    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
+        h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
     if ln <= 0:
         return
-    grp = hh // hpg
     offs_p = pb * BP + tl.arange(0, BP)
     mp = offs_p < p
     offs_n = tl.arange(0, BN)
     mn = offs_n < n
-    tok0 = row * l + start
-    xyb = (tok0 * h + hh) * p
-    bc = (tok0 * ng + grp) * n
-    ab = (row * h + hh) * l + start
-    cbb = (k.to(tl.int64) * ng + grp) * Q * Q
     a_last = tl.load(a_ptr + ab + ln - 1)
     mpn = mp[:, None] & mn[None, :]
     slot = (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _cast, _chunk, _walk_program, _seq, _softplus
+from ._triton_jit import _cast, _chunk, _chunk_head_program, _walk_program, _seq, _softplus
 
 
 # --------------------------------------------------------------------------------------------- K0: dt, cumsum
@@ -133,24 +133,14 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
     Off-diagonal blocks (s block < t block) use exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s) with a_r = a at the
     row block's first token (2 BM exps per block instead of BM^2); the diagonal block is exact. CB comes from cb_ptr
     (CB_MEM: shared by a group's heads) or is recomputed from C and B."""
-    pid = tl.program_id(0)
-    hh = pid % h
-    rest = pid // h
-    pb = rest % npb
-    k = rest // npb
-    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
+        h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
     if ln <= 0:
         return
-    grp = hh // hpg
     offs_p = pb * BP + tl.arange(0, BP)
     mp = offs_p < p
     offs_n = tl.arange(0, BN)
     mn = offs_n < n
-    tok0 = row * l + start
-    xyb = (tok0 * h + hh) * p
-    bc = (tok0 * ng + grp) * n
-    ab = (row * h + hh) * l + start
-    cbb = (k.to(tl.int64) * ng + grp) * Q * Q
     hin = tl.load(hin_ptr + (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :],
                   mask=mp[:, None] & mn[None, :], other=0.0).to(tl.float32)
     hinT = tl.trans(_cast(hin, KIND))                                                       # (n, p)

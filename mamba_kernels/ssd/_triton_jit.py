@@ -61,6 +61,26 @@ def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
 
 
 @triton.jit
+def _chunk_head_program(h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q: tl.constexpr, VARLEN: tl.constexpr):
+    """Program of a one-head chunk kernel (forward scan, backward dx): programs are ordered (chunk, p block, head),
+    head fastest. Returns the head, p block, chunk, its (row, first token, length), the group, and the element
+    offsets of the chunk's first token in x / y (xyb), B / C (bc), the decay cumsum (ab) and CB (cbb)."""
+    pid = tl.program_id(0)
+    hh = pid % h
+    rest = pid // h
+    pb = rest % npb
+    k = rest // npb
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    grp = hh // hpg
+    tok0 = row * l + start
+    xyb = (tok0 * h + hh) * p
+    bc = (tok0 * ng + grp) * n
+    ab = (row * h + hh) * l + start
+    cbb = (k.to(tl.int64) * ng + grp) * Q * Q
+    return hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb
+
+
+@triton.jit
 def _walk_program(nnb, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr, BP: tl.constexpr,
                   BN: tl.constexpr):
     """Program of a chunk-state walk (forward state passing and its backward): programs are ordered (sequence,
