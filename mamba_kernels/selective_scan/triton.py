@@ -22,6 +22,31 @@ import triton.language as tl
 
 
 @triton.jit
+def _channel_params(B_ptr, C_ptr, D_ptr, bias_ptr, offs_d, offs_n, md, m2, dstate, VAR_B: tl.constexpr,
+                    VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_N: tl.constexpr):
+    """Per-channel parameters of a block of channels: constant B, C (d, n) (zeros when variable), D, delta_bias
+    (zeros when absent)."""
+    if VAR_B:
+        Bc = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
+    else:
+        Bc = tl.load(B_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
+    if VAR_C:
+        Cc = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
+    else:
+        Cc = tl.load(C_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
+    else:
+        Dv = tl.zeros((BLOCK_D,), tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0)
+    else:
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+    return Bc, Cc, Dv, bias
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, cu_ptr, out_ptr, last_ptr,
     states_ptr, dim, seqlen, dstate, dpg, nseq, n_ck,
@@ -39,22 +64,8 @@ def _selective_scan_fwd_kernel(
     m2 = md[:, None] & (offs_n < dstate)[None, :]
     A2 = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0) * 1.4426950408889634
     grp = offs_d // dpg
-    if VAR_B:
-        Bc = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        Bc = tl.load(B_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
-    if VAR_C:
-        Cc = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        Cc = tl.load(C_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
-    else:
-        Dv = tl.zeros((BLOCK_D,), tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0)
-    else:
-        bias = tl.zeros((BLOCK_D,), tl.float32)
+    Bc, Cc, Dv, bias = _channel_params(B_ptr, C_ptr, D_ptr, bias_ptr, offs_d, offs_n, md, m2, dstate, VAR_B, VAR_C,
+                                       HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N)
     u_row = u_ptr + b * su_b + offs_d * su_d
     d_row = delta_ptr + b * sd_b + offs_d * sd_d
     z_row = z_ptr + b * sz_b + offs_d * sz_d
@@ -180,22 +191,8 @@ def _selective_scan_bwd_kernel(
     m2 = md[:, None] & mn[None, :]
     A = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
     A2 = A * 1.4426950408889634
-    if VAR_B:
-        Bc = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        Bc = tl.load(B_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
-    if VAR_C:
-        Cc = tl.zeros((BLOCK_D, BLOCK_N), tl.float32)
-    else:
-        Cc = tl.load(C_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=m2, other=0.0)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=md, other=0.0)
-    else:
-        Dv = tl.zeros((BLOCK_D,), tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=md, other=0.0)
-    else:
-        bias = tl.zeros((BLOCK_D,), tl.float32)
+    Bc, Cc, Dv, bias = _channel_params(B_ptr, C_ptr, D_ptr, bias_ptr, offs_d, offs_n, md, m2, dstate, VAR_B, VAR_C,
+                                       HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N)
     u_row = u_ptr + b * su_b + offs_d * su_d
     d_row = delta_ptr + b * sd_b + offs_d * sd_d
     z_row = z_ptr + b * sz_b + offs_d * sz_d

@@ -5,7 +5,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _cast, _chunk, _chunk_head_program, _walk_program, _head_expand, _head_sums, _seq, _softplus
+from ._triton_jit import _block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _head_expand, _head_sums, _seq, _softplus
 
 
 # --------------------------------------------------------------------------------------------- B1: states bwd
@@ -304,13 +304,7 @@ def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, 
                         BPK: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
     """Block (tb, sb), tb >= sb, of chunk k, group gg: G_h = (dy_t u_s^T) o exp(a_t - a_s) [s <= t] per head of the
     group; dCB = sum_h G_h (stored, feeds dB / dC); d a_t += rowsum(G_h o CB), d a_s -= colsum(G_h o CB)."""
-    pid = tl.program_id(0)
-    gg = pid % ng
-    rest = pid // ng
-    pair = rest % (nmb * nmb)
-    k = rest // (nmb * nmb)
-    tb = pair // nmb
-    sb = pair % nmb
+    gg, k, tb, sb = _block_pair_program(ng, nmb)
     if sb > tb:
         return
     row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _cast, _chunk, _chunk_head_program, _walk_program, _seq, _softplus
+from ._triton_jit import _block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _seq, _softplus
 
 
 # --------------------------------------------------------------------------------------------- K0: dt, cumsum
@@ -43,13 +43,7 @@ def _ssd_cb_kernel(C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
                    Q, VARLEN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
                    KIND: tl.constexpr, PREC: tl.constexpr):
     """cb[k, g] (Q, Q) = C B^T of chunk k, group g; only blocks (t block >= s block) of valid rows are written."""
-    pid = tl.program_id(0)
-    gg = pid % ng
-    rest = pid // ng
-    pair = rest % (nmb * nmb)
-    k = rest // (nmb * nmb)
-    tb = pair // nmb
-    sb = pair % nmb
+    gg, k, tb, sb = _block_pair_program(ng, nmb)
     if sb > tb:
         return
     row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)

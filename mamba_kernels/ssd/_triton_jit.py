@@ -61,6 +61,17 @@ def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
 
 
 @triton.jit
+def _block_pair_program(ng, nmb):
+    """Program of a (chunk, row-block pair, group) kernel (CB forward, dCB backward): group fastest, then the
+    nmb x nmb pairs (t block tb, s block sb). Returns (group, chunk, tb, sb); pairs with sb > tb have no work."""
+    pid = tl.program_id(0)
+    gg = pid % ng
+    rest = pid // ng
+    pair = rest % (nmb * nmb)
+    return gg, rest // (nmb * nmb), pair // nmb, pair % nmb
+
+
+@triton.jit
 def _chunk_head_program(h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q: tl.constexpr, VARLEN: tl.constexpr):
     """Program of a one-head chunk kernel (forward scan, backward dx): programs are ordered (chunk, p block, head),
     head fastest. Returns the head, p block, chunk, its (row, first token, length), the group, and the element

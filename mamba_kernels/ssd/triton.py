@@ -304,6 +304,18 @@ class _Layout:
         self.first = first.to(torch.int32).contiguous()
 
 
+def _setup(x, B, chunk_size, cu_seqlens):
+    """Shapes, dot kind / precision / store dtype, block configs and chunk layout shared by ssd_fwd and ssd_bwd."""
+    b, l, h, p = x.shape
+    g, n = B.shape[-2:]
+    hpg = h // g
+    Q = int(chunk_size)
+    dev = x.device
+    kind = _dot_kind(x.dtype)
+    return (b, l, h, p, g, n, hpg, Q, dev, kind, _prec(kind), _store_dtype(x.dtype),
+            _configs(p, n, Q, x.dtype, _arch(dev), hpg), _Layout(b, l, Q, cu_seqlens, dev))
+
+
 def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
     dtp = torch.empty(b, h, l, device=dt.device, dtype=torch.float32)
     a = torch.empty_like(dtp)
@@ -335,16 +347,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     states_in (n_slots, h, p, n): the state entering each chunk (unused slots zero), bf16 for bf16 x unless
     states_fp32, else fp32; final (nseq, h, p, n) fp32."""
     x, dt, A, B, C, D, z, dt_bias, initial_states = _contig(x, dt, A, B, C, D, z, dt_bias, initial_states)
-    b, l, h, p = x.shape
-    g, n = B.shape[-2:]
-    hpg = h // g
-    Q = int(chunk_size)
-    dev = x.device
-    kind = _dot_kind(x.dtype)
-    prec = _prec(kind)
-    sdt = _store_dtype(x.dtype)
-    cfg = _configs(p, n, Q, x.dtype, _arch(dev), hpg)
-    lay = _Layout(b, l, Q, cu_seqlens, dev)
+    b, l, h, p, g, n, hpg, Q, dev, kind, prec, sdt, cfg, lay = _setup(x, B, chunk_size, cu_seqlens)
     dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
     hin_dt = torch.float32 if states_fp32 else sdt
     states_in = (torch.zeros if lay.varlen else torch.empty)(lay.nk, h, p, n, device=dev, dtype=hin_dt)
@@ -398,16 +401,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     d_states_in / d_final: gradients w.r.t. the forward's states_in / final outputs (None when unused)."""
     x, dt, A, B, C, D, z, dt_bias, initial_states, dout, states_in, ypre = _contig(
         x, dt, A, B, C, D, z, dt_bias, initial_states, dout, states_in, ypre)
-    b, l, h, p = x.shape
-    g, n = B.shape[-2:]
-    hpg = h // g
-    Q = int(chunk_size)
-    dev = x.device
-    kind = _dot_kind(x.dtype)
-    prec = _prec(kind)
-    sdt = _store_dtype(x.dtype)
-    cfg = _configs(p, n, Q, x.dtype, _arch(dev), hpg)
-    lay = _Layout(b, l, Q, cu_seqlens, dev)
+    b, l, h, p, g, n, hpg, Q, dev, kind, prec, sdt, cfg, lay = _setup(x, B, chunk_size, cu_seqlens)
     f32 = torch.float32
     dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
     nk = lay.nk

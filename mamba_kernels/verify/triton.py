@@ -141,6 +141,24 @@ def _conv_apply(node, row, is_node, ch, ch_mask, xbc_b, s_xbc_k, s_xbc_c, win_sl
 
 # --------------------------------------------------------------------------------------------- SSM kernel
 @triton.jit
+def _processed_dt(dt_row, s_dt_k, s_dt_p, dtb_row, s_dtb_p, ks, offs_p, kpmask, pmask, dt_min, dt_max,
+                  HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """(tokens ks, channels offs_p) of the raw dt -> + dt_bias, softplus (dt > 20 -> dt), clamp to [dt_min, dt_max]."""
+    dt = tl.load(dt_row + ks[:, None] * s_dt_k + offs_p[None, :] * s_dt_p, mask=kpmask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt += tl.load(dtb_row + offs_p * s_dtb_p, mask=pmask, other=0.0).to(tl.float32)[None, :]
+    if SOFTPLUS:
+        ex = tl.exp(dt)
+        w1p = 1.0 + ex
+        d1p = w1p - 1.0
+        # softplus = log1p(exp(dt)) (Goldberg's accurate log1p)
+        sp = tl.where(d1p == 0.0, ex, tl.log(w1p) * (ex / tl.where(d1p == 0.0, 1.0, d1p)))
+        dt = tl.where(dt > 20.0, dt, sp)
+    dt = tl.where(dt < dt_min, dt_min, dt)
+    return tl.where(dt > dt_max, dt_max, dt)
+
+
+@triton.jit
 def _verify_ssm_kernel(
         x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr,
         st_ptr, rx_ptr, rB_ptr, rdt_ptr, meta_ptr, slots_ptr, acc_ptr, par_ptr, y_ptr,
@@ -244,20 +262,8 @@ def _verify_ssm_kernel(
                 else:
                     xt_all = tl.load(x_ptr + b * s_x_b + u * s_x_h + ark[:, None] * s_x_k + offs_p[None, :] * s_x_p,
                                      mask=kpmask, other=0.0).to(tl.float32)
-                dt_all = tl.load(dt_ptr + b * s_dt_b + u * s_dt_h + ark[:, None] * s_dt_k + offs_p[None, :] * s_dt_p,
-                                 mask=kpmask, other=0.0).to(tl.float32)
-                if HAS_BIAS:
-                    dt_all += tl.load(dtb_ptr + u * s_dtb_h + offs_p * s_dtb_p, mask=pmask,
-                                      other=0.0).to(tl.float32)[None, :]
-                if SOFTPLUS:
-                    ex = tl.exp(dt_all)
-                    w1p = 1.0 + ex
-                    d1p = w1p - 1.0
-                    # softplus = log1p(exp(dt)) (Goldberg's accurate log1p), dt > 20 -> dt
-                    sp = tl.where(d1p == 0.0, ex, tl.log(w1p) * (ex / tl.where(d1p == 0.0, 1.0, d1p)))
-                    dt_all = tl.where(dt_all > 20.0, dt_all, sp)
-                dt_all = tl.where(dt_all < dt_min, dt_min, dt_all)
-                dt_all = tl.where(dt_all > dt_max, dt_max, dt_all)
+                dt_all = _processed_dt(dt_ptr + b * s_dt_b + u * s_dt_h, s_dt_k, s_dt_p, dtb_ptr + u * s_dtb_h, s_dtb_p,
+                                       ark, offs_p, kpmask, pmask, dt_min, dt_max, HAS_BIAS, SOFTPLUS)
                 if HAS_Z:
                     zt_all = tl.load(z_ptr + b * s_z_b + u * s_z_h + ark[:, None] * s_z_k + offs_p[None, :] * s_z_p,
                                      mask=kpmask, other=0.0).to(tl.float32)
@@ -387,20 +393,8 @@ def _verify_ssm_kernel(
                 if RING_BF16:
                     xt_all = _rne_bf16(xt_all)
                 tl.store(rx_u + posk[:, None] * s_rx_r + offs_p[None, :] * s_rx_p, xt_all, mask=kpmask)
-                dt_all = tl.load(dt_ptr + b * s_dt_b + u * s_dt_h + ark[:, None] * s_dt_k + offs_p[None, :] * s_dt_p,
-                                 mask=kpmask, other=0.0).to(tl.float32)
-                if HAS_BIAS:
-                    dt_all += tl.load(dtb_ptr + u * s_dtb_h + offs_p * s_dtb_p, mask=pmask,
-                                      other=0.0).to(tl.float32)[None, :]
-                if SOFTPLUS:
-                    ex = tl.exp(dt_all)
-                    w1p = 1.0 + ex
-                    d1p = w1p - 1.0
-                    # softplus = log1p(exp(dt)) (Goldberg's accurate log1p), dt > 20 -> dt
-                    sp = tl.where(d1p == 0.0, ex, tl.log(w1p) * (ex / tl.where(d1p == 0.0, 1.0, d1p)))
-                    dt_all = tl.where(dt_all > 20.0, dt_all, sp)
-                dt_all = tl.where(dt_all < dt_min, dt_min, dt_all)
-                dt_all = tl.where(dt_all > dt_max, dt_max, dt_all)
+                dt_all = _processed_dt(dt_ptr + b * s_dt_b + u * s_dt_h, s_dt_k, s_dt_p, dtb_ptr + u * s_dtb_h, s_dtb_p,
+                                       ark, offs_p, kpmask, pmask, dt_min, dt_max, HAS_BIAS, SOFTPLUS)
                 tl.store(rdt_u + posk[:, None] * s_rdt_r + offs_p[None, :] * s_rdt_p, dt_all,
                          mask=kmask[:, None] & (offs_p < Pd)[None, :])
             Bs = Bt_all
