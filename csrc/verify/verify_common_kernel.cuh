@@ -104,26 +104,36 @@ struct SV<float> {
   }
 };
 
-template <>
-struct SV<__half> {
+// 16-bit element types: 8 values in 16 bytes, converted pairwise (Pair: __half2 / __nv_bfloat162) with the
+// packed conversion instructions.
+__device__ __forceinline__ float2 pair_to_float2(__half2 h) { return __half22float2(h); }
+__device__ __forceinline__ float2 pair_to_float2(__nv_bfloat162 h) { return __bfloat1622float2(h); }
+__device__ __forceinline__ void float2_to_pair(float a, float b, __half2& h) { h = __floats2half2_rn(a, b); }
+__device__ __forceinline__ void float2_to_pair(float a, float b, __nv_bfloat162& h) { h = __floats2bfloat162_rn(a, b); }
+
+template <typename E, typename Pair>
+struct SV16 {
   static constexpr int V = 8;
-  __device__ __forceinline__ static float to_f(__half v) { return __half2float(v); }
-  __device__ __forceinline__ static __half from_f(float v) { return __float2half_rn(v); }
+  __device__ __forceinline__ static float to_f(E v) { return static_cast<float>(v); }
+  __device__ __forceinline__ static E from_f(float v) { return E(v); }  // round to nearest even (both types)
   __device__ __forceinline__ static float2 up(unsigned w) {
-    __half2 h;
+    Pair h;
     *reinterpret_cast<unsigned*>(&h) = w;
-    return __half22float2(h);
+    return pair_to_float2(h);
   }
   __device__ __forceinline__ static unsigned down(float a, float b) {
-    __half2 h = __floats2half2_rn(a, b);
+    Pair h;
+    float2_to_pair(a, b, h);
     return *reinterpret_cast<unsigned*>(&h);
   }
   __device__ __forceinline__ static void unpack(const uint4& r, float (&o)[V]) {
-    float2 f;
-    f = up(r.x); o[0] = f.x; o[1] = f.y;
-    f = up(r.y); o[2] = f.x; o[3] = f.y;
-    f = up(r.z); o[4] = f.x; o[5] = f.y;
-    f = up(r.w); o[6] = f.x; o[7] = f.y;
+    const unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = up(w[i]);
+      o[2 * i] = f.x;
+      o[2 * i + 1] = f.y;
+    }
   }
   __device__ __forceinline__ static uint4 pack(const float (&o)[V]) {
     return make_uint4(down(o[0], o[1]), down(o[2], o[3]), down(o[4], o[5]), down(o[6], o[7]));
@@ -131,30 +141,10 @@ struct SV<__half> {
 };
 
 template <>
-struct SV<__nv_bfloat16> {
-  static constexpr int V = 8;
-  __device__ __forceinline__ static float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-  __device__ __forceinline__ static __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
-  __device__ __forceinline__ static float2 up(unsigned w) {
-    __nv_bfloat162 h;
-    *reinterpret_cast<unsigned*>(&h) = w;
-    return __bfloat1622float2(h);
-  }
-  __device__ __forceinline__ static unsigned down(float a, float b) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    return *reinterpret_cast<unsigned*>(&h);
-  }
-  __device__ __forceinline__ static void unpack(const uint4& r, float (&o)[V]) {
-    float2 f;
-    f = up(r.x); o[0] = f.x; o[1] = f.y;
-    f = up(r.y); o[2] = f.x; o[3] = f.y;
-    f = up(r.z); o[4] = f.x; o[5] = f.y;
-    f = up(r.w); o[6] = f.x; o[7] = f.y;
-  }
-  __device__ __forceinline__ static uint4 pack(const float (&o)[V]) {
-    return make_uint4(down(o[0], o[1]), down(o[2], o[3]), down(o[4], o[5]), down(o[6], o[7]));
-  }
-};
+struct SV<__half> : SV16<__half, __half2> {};
+
+template <>
+struct SV<__nv_bfloat16> : SV16<__nv_bfloat16, __nv_bfloat162> {};
 
 // One segment = V consecutive elements [n0, n0 + V) of a state row; elements >= N read as 0, never touched.
 template <typename T>
