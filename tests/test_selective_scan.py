@@ -667,7 +667,15 @@ def _check_varlen(backend, device, dtype, cu, d=12, n=8, g=3, grads=False, facto
         ro, rl = ref64(part)
         assert_close(out[..., s0:s1], ro, dtype, factor=factor, name=f"out seq{i}")
         assert_close(last[i:i + 1], rl, torch.float32 if dtype != F64 else F64, factor=4 * factor, name=f"last seq{i}")
-        assert torch.equal(out[..., s0:s1], o) or s1 == s0, f"packed != alone for seq {i}"
+        if backend == "triton" and out.is_cuda and s1 > s0:
+            # The packed call runs the VARLEN=True build of the Triton kernel, the lone one VARLEN=False: two
+            # compilations may contract multiply-adds differently (seen on the H200: an fp32 ulp), so equality
+            # is checked to one rounding step of the output dtype there; everywhere else they must be identical.
+            tol = 2e-6 if out.dtype == torch.float32 else 2.0 ** -7
+            torch.testing.assert_close(out[..., s0:s1], o, rtol=tol, atol=tol,
+                                       msg=lambda m: f"packed != alone for seq {i}: {m}")
+        else:
+            assert torch.equal(out[..., s0:s1], o) or s1 == s0, f"packed != alone for seq {i}"
     if grads:
         _check_grads(t, backend, dtype, factor=4 * factor)
 

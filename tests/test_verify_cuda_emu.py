@@ -30,12 +30,20 @@ STRESS = EMU / "verify_emu_stress.py"
 # verify_emu_stress.py. The lean kernel needs contiguous inputs (STRESS_CONTIG=1); EMU_LEAN_NT forces its block
 # size (the launcher takes 256 threads for grids under 256 blocks, so the test grids would never see 128).
 GROUPS = {
+    # verify_m2tc_kernel (MK_VERIFY_KERNEL=tc: taken for every shape it serves): fp32 state with bf16 / f16 / f32
+    # inputs (split tf32 operands), bf16 state, P = 16 .. 256, N = 64 / 128, k up to 16 (two token tiles), tree
+    # drafts, long rings (several B . C row tiles), folds on tensor cores
+    "tc": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc"},
+           ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"], ["tc"]),
+    # verify_m2tc_kernel with 4 warps at P = 128 / 256 (two / four row tiles a warp; the launcher's choice is 8)
+    "tc4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_WARPS": "4"}, ["hot_m2", "lean_2pass"],
+            ["tc"]),
     # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
     # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
-    "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),
+    "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),
     # verify_m2_kernel<.., 256>: bf16 state, tree drafts (path compaction), k = 8, P = N = 128, G = 2, long rings;
     # P = 256 (two passes at 256 threads)
-    "lean256": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "256"}, ["lean_bf16st", "hot_m2_k8", "acc_m2", "lean_2pass"],
+    "lean256": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "256", "MK_VERIFY_KERNEL": "lean"}, ["lean_bf16st", "hot_m2_k8", "acc_m2", "lean_2pass"],
                 ["lean256"]),
     # verify_ssm_kernel<T, false> (Mamba-2 layout): strided x / B / C half the time, N or P not powers of two,
     # N = 600 (column passes), k = 31, strided state view, no D / z / dt_bias, f16 and bf16 states, long rings
@@ -99,7 +107,7 @@ def _build(out_dir):
 def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
-    for var in ("STRESS_CONTIG", "EMU_LEAN_NT"):
+    for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -137,6 +145,8 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
+    if group in ("tc", "tc4"):  # every SSM launch of these shapes is the tensor-core kernel
+        assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean256":

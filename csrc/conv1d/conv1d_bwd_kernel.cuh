@@ -25,10 +25,12 @@ constexpr int kWarps = kThreads / 32;
 template <typename T, int kW> constexpr int channels() { return 2; }
 // Time steps per load group (x and dy): 64 bytes per lane in the width-4 bucket (32 in the width-8 one), the
 // next group in flight while the current one is computed.
-template <typename T, int kW> constexpr int group() { return (sizeof(T) == 2 ? 8 : 4) / (kW <= 4 ? 1 : 2); }
+template <typename T, int kW> constexpr int group() {  // knob MK_CONV1D_BWD_CL_GROUP
+  return (sizeof(T) == 2 ? MK_CONV1D_BWD_CL_GROUP : (MK_CONV1D_BWD_CL_GROUP + 1) / 2) / (kW <= 4 ? 1 : 2);
+}
 // Width-4 bucket: at most 128 registers (4 blocks, 16 warps per SM; ptxas -v: 112, no spills; a cap of 5
 // blocks spills ~50 bytes).
-template <int kW> constexpr int min_blocks() { return kW <= 4 ? 4 : 1; }
+template <int kW> constexpr int min_blocks() { return kW <= 4 ? MK_CONV1D_BWD_CL_MIN_BLOCKS : 1; }
 }  // namespace bwd_cl
 
 // ------------------------------------------------------------------------------------------ channel-first
@@ -112,9 +114,11 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
 #pragma unroll 1
   for (int g = ngroups - 1; g >= 0; --g) {
     load_group(g - 1, nx, ng, nh);  // in flight while group g is computed
-    if (g >= 2 && lane < 16) {  // group g - 2 into L2: G * 256 elements of x and of dy, 8 lines each
-      const int pf = (g - 2) * G * kChunkLen + (lane & 7) * (128 / int(sizeof(T)));
-      prefetch_l2(lane < 8 ? xs + pf : gs + pf);
+    constexpr int kLines = G * kChunkLen * int(sizeof(T)) / 128;  // per tensor and group
+    static_assert(2 * kLines <= 32, "one prefetched line per lane");
+    if ((MK_CONV1D_BWD_CF_PF & 1) != 0 && g >= 2 && lane < 2 * kLines) {  // group g - 2 of x and dy into L2
+      const int pf = (g - 2) * G * kChunkLen + (lane % kLines) * (128 / int(sizeof(T)));
+      prefetch_l2(lane < kLines ? xs + pf : gs + pf);
     }
 #pragma unroll
     for (int s = G - 1; s >= 0; --s) {
@@ -208,7 +212,7 @@ __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::bwd_min_blocks<T, kW
   const int64_t end = (gw + 1) * per_warp < total ? (gw + 1) * per_warp : total;
   for (int64_t i = gw * per_warp; i < end; ++i) {  // warp-uniform
     const int64_t row = i / nseg, seg = i - row * nseg;
-    if (i + 1 < end) {  // the next segment's last two groups (where it starts) of x and dy into L2
+    if ((MK_CONV1D_BWD_CF_PF & 2) != 0 && i + 1 < end) {  // the next segment's last two groups (where it starts) of x and dy into L2
       const int64_t nrow = (i + 1) / nseg, nsg = i + 1 - nrow * nseg;
       const int64_t nb = nrow / p.dim, nc = nrow - nb * p.dim;
       const int64_t s0 = nsg * sc * kChunkLen;

@@ -10,6 +10,121 @@
 #include "common/dtype.h"
 #include "conv1d/conv1d.h"
 
+// ---- Performance knobs (the one place they are documented). Each is a preprocessor macro with the production
+// default, so that scripts/lab/conv1d_lab.cu can build variants (-D...) and compare them in one GPU batch; the
+// CPU emulation takes the same flags (CONV1D_EMU_DEFINES="-DX=1 ..." python csrc/conv1d/emu/run.py).
+//   MK_CONV1D_FWD_CF_IMPL        channel-first forward: 0 persistent pipelined warps, 1 flat grid (default;
+//                                conv1d_fwd_flat_kernel.cuh: one tile per warp, all loads issued up front)
+//   MK_CONV1D_FWD_CF_MIN_BLOCKS  persistent cf forward, width-4 bucket: min blocks/SM (6 = <= 80 registers; 5 as
+//                                before 176dc98)
+//   MK_CONV1D_FWD_CF_GROUP       persistent cf forward: chunks per load group for 16-bit types (4; fp32 half)
+//   MK_CONV1D_FWD_CF_PF          persistent cf forward L2 prefetch bits: 1 group g+2 (b328ef7), 2 next piece
+//                                (dacf092); default 3
+//   MK_CONV1D_FWD_CF_ROT         cf halo: 1 one rotation shuffle per value (e230a73, default), 0 shfl_up + bcast
+//   MK_CONV1D_FLAT_G             flat cf forward: 16-byte chunks per lane, all loaded up front (8; fp32 half)
+//   MK_CONV1D_FLAT_MIN_BLOCKS    flat cf forward: min blocks/SM (1: no register cap)
+//   MK_CONV1D_FWD_CL_IMPL        channel-last forward: 0 4-channel lanes with pipelined tiles (default), 1 eight
+//                                channels (16 bytes) per lane, MK_CONV1D_CL8_STEPS steps loaded up front
+//                                (conv1d_fwd_cl8_kernel.cuh)
+//   MK_CONV1D_FWD_CL_PD          cl forward: L2 prefetch distance in groups (0 = off, default)
+//   MK_CONV1D_FWD_CL_MIN_BLOCKS  cl forward: min blocks/SM (1)
+//   MK_CONV1D_CL_MAX_TL          cl forward / backward: longest tile per warp in steps (1024)
+//   MK_CONV1D_CL8_STEPS          cl8 forward: steps per lane (8; >= 7)
+//   MK_CONV1D_CL8_MIN_BLOCKS     cl8 forward: min blocks/SM (1)
+//   MK_CONV1D_BWD_CF_MIN_BLOCKS  cf backward, width-4 bucket: min blocks/SM (4)
+//   MK_CONV1D_BWD_CF_GROUP       cf backward: chunks of x and of dy per load group, 16-bit types (2; fp32 half)
+//   MK_CONV1D_BWD_CF_PF          cf backward L2 prefetch bits: 1 group g-2, 2 next segment; default 3
+//   MK_CONV1D_BWD_CF_PERSISTENT  cf backward: 1 persistent grid, 0 one segment per warp (big grid, default)
+//   MK_CONV1D_BWD_CF_IMPL        channel-first backward: 0 segments of pipelined warps, 1 flat grid (default)
+//                                (conv1d_bwd_flat_kernel.cuh: one tile per warp, all x / dy loads up front;
+//                                falls back to 0 when its grid would exceed 2^31 blocks)
+//   MK_CONV1D_BWD_FLAT_G         flat cf backward: 16-byte chunks of x and of dy per lane (4; fp32 half)
+//   MK_CONV1D_BWD_FLAT_MIN_BLOCKS flat cf backward, width-4 bucket: min blocks/SM (1: no register cap)
+//   MK_CONV1D_BWD_CL_MIN_BLOCKS  cl backward, width-4 bucket: min blocks/SM (4)
+//   MK_CONV1D_BWD_CL_GROUP       cl backward: steps per load group, 16-bit types, width-4 bucket (8)
+//   MK_CONV1D_UPD_THREADS        decode update: threads per block (256)
+//   MK_CONV1D_UPD_CPT            decode update: channels per thread (2); a block covers THREADS * CPT channels
+// Defaults from the lab run on the H200 (2026-11-29, bf16 w4 silu, b4 d6144 l4096): flat cf forward G 8 0.106 ms
+// (95% of copy bandwidth; persistent 0.156), cl prefetch off 0.123 ms (3: 0.148), non-persistent cf backward
+// 0.264 ms (persistent 0.277), update b64 256 x 2 8.1 us back-to-back (128 x 1: 8.5).
+//   MK_CONV1D_LAB_MIN_INST       speed-lab builds only (0): instantiate the tiled fwd / bwd kernels for bf16 and
+//                                the width-4 bucket alone (6x faster builds; other inputs launch nothing)
+#ifndef MK_CONV1D_FWD_CF_IMPL
+#define MK_CONV1D_FWD_CF_IMPL 1
+#endif
+#ifndef MK_CONV1D_FWD_CF_MIN_BLOCKS
+#define MK_CONV1D_FWD_CF_MIN_BLOCKS 6
+#endif
+#ifndef MK_CONV1D_FWD_CF_GROUP
+#define MK_CONV1D_FWD_CF_GROUP 4
+#endif
+#ifndef MK_CONV1D_FWD_CF_PF
+#define MK_CONV1D_FWD_CF_PF 3
+#endif
+#ifndef MK_CONV1D_FWD_CF_ROT
+#define MK_CONV1D_FWD_CF_ROT 1
+#endif
+#ifndef MK_CONV1D_FLAT_G
+#define MK_CONV1D_FLAT_G 8
+#endif
+#ifndef MK_CONV1D_FLAT_MIN_BLOCKS
+#define MK_CONV1D_FLAT_MIN_BLOCKS 1
+#endif
+#ifndef MK_CONV1D_FWD_CL_IMPL
+#define MK_CONV1D_FWD_CL_IMPL 0
+#endif
+#ifndef MK_CONV1D_FWD_CL_PD
+#define MK_CONV1D_FWD_CL_PD 0
+#endif
+#ifndef MK_CONV1D_FWD_CL_MIN_BLOCKS
+#define MK_CONV1D_FWD_CL_MIN_BLOCKS 1
+#endif
+#ifndef MK_CONV1D_CL_MAX_TL
+#define MK_CONV1D_CL_MAX_TL 1024
+#endif
+#ifndef MK_CONV1D_CL8_STEPS
+#define MK_CONV1D_CL8_STEPS 8
+#endif
+#ifndef MK_CONV1D_CL8_MIN_BLOCKS
+#define MK_CONV1D_CL8_MIN_BLOCKS 1
+#endif
+#ifndef MK_CONV1D_BWD_CF_MIN_BLOCKS
+#define MK_CONV1D_BWD_CF_MIN_BLOCKS 4
+#endif
+#ifndef MK_CONV1D_BWD_CF_GROUP
+#define MK_CONV1D_BWD_CF_GROUP 2
+#endif
+#ifndef MK_CONV1D_BWD_CF_PF
+#define MK_CONV1D_BWD_CF_PF 3
+#endif
+#ifndef MK_CONV1D_BWD_CF_PERSISTENT
+#define MK_CONV1D_BWD_CF_PERSISTENT 0
+#endif
+#ifndef MK_CONV1D_BWD_CF_IMPL
+#define MK_CONV1D_BWD_CF_IMPL 1
+#endif
+#ifndef MK_CONV1D_BWD_FLAT_G
+#define MK_CONV1D_BWD_FLAT_G 4
+#endif
+#ifndef MK_CONV1D_BWD_FLAT_MIN_BLOCKS
+#define MK_CONV1D_BWD_FLAT_MIN_BLOCKS 1
+#endif
+#ifndef MK_CONV1D_BWD_CL_MIN_BLOCKS
+#define MK_CONV1D_BWD_CL_MIN_BLOCKS 4
+#endif
+#ifndef MK_CONV1D_BWD_CL_GROUP
+#define MK_CONV1D_BWD_CL_GROUP 8
+#endif
+#ifndef MK_CONV1D_UPD_THREADS
+#define MK_CONV1D_UPD_THREADS 256
+#endif
+#ifndef MK_CONV1D_UPD_CPT
+#define MK_CONV1D_UPD_CPT 2
+#endif
+#ifndef MK_CONV1D_LAB_MIN_INST
+#define MK_CONV1D_LAB_MIN_INST 0
+#endif
+
 namespace mamba_kernels {
 namespace conv1d {
 

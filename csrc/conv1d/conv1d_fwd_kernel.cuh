@@ -39,12 +39,18 @@ constexpr int kMaxSegChunks = 16;      // backward segments of 4, 8 or 16 chunks
 constexpr int64_t kTargetWarps = 16384;  // backward: at least ~16K segments when rows are short
 // Chunks per load group: a lane issues 64 bytes of independent 16-byte loads per group (forward: x; backward:
 // x and dy; the H200 needs ~32-40 KB of reads in flight per SM to saturate HBM).
-template <typename T> constexpr int fwd_group() { return sizeof(T) == 2 ? 4 : 2; }
-template <typename T> constexpr int bwd_group() { return sizeof(T) == 2 ? 2 : 1; }
+// (Knobs MK_CONV1D_FWD_CF_GROUP / MK_CONV1D_BWD_CF_GROUP, conv1d_common.cuh; fp32 takes half as many chunks.)
+template <typename T> constexpr int fwd_group() {
+  return sizeof(T) == 2 ? MK_CONV1D_FWD_CF_GROUP : (MK_CONV1D_FWD_CF_GROUP + 1) / 2;
+}
+template <typename T> constexpr int bwd_group() {
+  return sizeof(T) == 2 ? MK_CONV1D_BWD_CF_GROUP : (MK_CONV1D_BWD_CF_GROUP + 1) / 2;
+}
 // Occupancy caps (blocks of 128 per SM), chosen from ptxas -v on sm_90a so that nothing spills: forward
 // width-4 <= 80 registers (6 blocks, 24 warps per SM), backward width-4 <= 128 (4 blocks; a cap of 5 spills).
-template <typename T, int kW> constexpr int fwd_min_blocks() { return kW == 4 ? 6 : 4; }
-template <typename T, int kW> constexpr int bwd_min_blocks() { return kW == 4 ? 4 : 3; }
+// (Knobs MK_CONV1D_FWD_CF_MIN_BLOCKS / MK_CONV1D_BWD_CF_MIN_BLOCKS set the width-4 values.)
+template <typename T, int kW> constexpr int fwd_min_blocks() { return kW == 4 ? MK_CONV1D_FWD_CF_MIN_BLOCKS : 4; }
+template <typename T, int kW> constexpr int bwd_min_blocks() { return kW == 4 ? MK_CONV1D_BWD_CF_MIN_BLOCKS : 3; }
 // Backward segment length (in chunks) for rows of length L: as long as possible (the per-segment halo,
 // pipeline fill and from-scratch tail cost less; fewer partial rows) while there are still ~kTargetWarps
 // segments. Multiple of both group sizes.
@@ -65,9 +71,9 @@ constexpr int kC = 4;  // channels per lane: one 8-byte (16-bit) or 16-byte (fp3
 // current one is computed, and the group kPD ahead is prefetched into L2 (no registers), so a warp keeps ~kPD
 // groups of HBM reads in flight while its registers only cover L2 latency.
 template <typename T> constexpr int group() { return sizeof(T) == 2 ? 8 : 4; }
-constexpr int kPD = 3;
+constexpr int kPD = MK_CONV1D_FWD_CL_PD;  // 0: no L2 prefetch
 // No register cap: ptxas -v gives 96 registers for 16-bit width 4 (5 blocks, 20 warps per SM), no spills.
-template <int kW> constexpr int min_blocks() { return 1; }
+template <int kW> constexpr int min_blocks() { return MK_CONV1D_FWD_CL_MIN_BLOCKS; }
 }  // namespace fwd_cl
 
 // Channel-last tile length (time steps per warp; the block's 4 warps take consecutive tiles of one
@@ -76,7 +82,7 @@ template <int kW> constexpr int min_blocks() { return 1; }
 // kMinTL..kMaxTL steps (shorter only when the row is short), the one with the highest useful fraction of the
 // waves' warp-steps, each tile costing kTileCost steps extra. Host only.
 inline int64_t cl_tile_len(int64_t rows, int64_t L, int64_t cap) {
-  constexpr int64_t kMinTL = 32, kMaxTL = 1024;
+  constexpr int64_t kMinTL = 32, kMaxTL = MK_CONV1D_CL_MAX_TL;
   constexpr int64_t kTileCost = 16;  // steps' worth of per-tile cost: halo re-read, first group's latency
   if (L <= 0 || rows <= 0) return kMinTL;
   if (cap < 1) cap = 1;
@@ -207,9 +213,11 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
 #pragma unroll 1
   for (int g = 0; g < ngroups; ++g) {
     load_group(g + 1, nxt);  // in flight while group g is computed
-    {  // group g + 2 into L2: G * 256 elements = 2048 bytes = 16 lines, one per lane 0..15
+    if constexpr ((MK_CONV1D_FWD_CF_PF & 1) != 0) {  // group g + 2 into L2: G * 256 elements, one line per lane
+      constexpr int kLines = G * kChunkLen * int(sizeof(T)) / 128;
+      static_assert(kLines <= 32, "one prefetched line per lane");
       const int pf = (g + 2) * G * kChunkLen + lane * (128 / int(sizeof(T)));
-      if (lane < 16 && pf < len) prefetch_l2(xs + pf);
+      if (lane < kLines && pf < len) prefetch_l2(xs + pf);
     }
 #pragma unroll
     for (int s = 0; s < G; ++s) {
@@ -222,12 +230,22 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
       float prev[H];  // window = [prev (H inputs before t0) | xc (kN inputs from t0)]
       // One rotation per value: lane l gets lane l-1's tail, lane 0 gets lane 31's, which is what lane 0 needs
       // before the next chunk (carry; only lane 0's carry is ever used).
+#if MK_CONV1D_FWD_CF_ROT
 #pragma unroll
       for (int j = 0; j < H; ++j) {
         const float rot = __shfl_sync(kFullMask, xc[kN - H + j], (lane + 31) & 31);
         prev[j] = lane == 0 ? carry[j] : rot;
         carry[j] = rot;
       }
+#else
+#pragma unroll
+      for (int j = 0; j < H; ++j) {
+        const float up = __shfl_up_sync(kFullMask, xc[kN - H + j], 1);
+        prev[j] = lane == 0 ? carry[j] : up;
+      }
+#pragma unroll
+      for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, xc[kN - H + j], 31);
+#endif
       float out[kN];
 #pragma unroll
       for (int e = 0; e < kN; ++e) {
@@ -263,7 +281,7 @@ __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::fwd_min_blocks<T, kW
     const int64_t row = k / nchunks, k0 = k - row * nchunks;
     const int64_t k1 = k0 + (end - k) < nchunks ? k0 + (end - k) : nchunks;
     const int64_t seg_end = k1 * kChunkLen < p.seqlen ? k1 * kChunkLen : p.seqlen;
-    if (k + (k1 - k0) < end) {  // the next piece (a row start) into L2: 32 lines = its first 4 KB
+    if ((MK_CONV1D_FWD_CF_PF & 2) != 0 && k + (k1 - k0) < end) {  // the next piece (a row start) into L2: 32 lines = its first 4 KB
       const int64_t nrow = row + 1, nb = nrow / p.dim, nc = nrow - nb * p.dim;
       const int64_t pos = lane * (128 / int(sizeof(T)));
       const int64_t nend = (end - k - (k1 - k0)) * kChunkLen;
@@ -331,7 +349,7 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
 #pragma unroll 1
   for (int r = n; r > 0; r -= U) {  // r: steps left from this group's start
     load_group(r - U, nxt);  // in flight while this group is computed (xg now at this group + 2U)
-    {  // steps kPD U .. (kPD + 1) U - 1 ahead into L2: the warp's rows are kLPS lines each
+    if constexpr (kPD > 0) {  // steps kPD U .. (kPD + 1) U - 1 ahead into L2: the warp's rows are kLPS lines each
       constexpr int kLPS = 32 * C * int(sizeof(T)) / 128;
       const int up = kPD * U + lane / kLPS;
       const int cp = (lane % kLPS) * (128 / int(sizeof(T))) - lane * C;  // from this lane's channel c0

@@ -1,6 +1,9 @@
-// Forward kernel instantiations and launch configuration (see conv1d_fwd_kernel.cuh for the tiling).
+// Forward kernel instantiations and launch configuration (see conv1d_fwd_kernel.cuh for the tiling; the variants
+// conv1d_fwd_flat_kernel.cuh / conv1d_fwd_cl8_kernel.cuh are selected by knobs, conv1d_common.cuh).
 #include <cuda_runtime.h>
 
+#include "conv1d/conv1d_fwd_cl8_kernel.cuh"
+#include "conv1d/conv1d_fwd_flat_kernel.cuh"
 #include "conv1d/conv1d_fwd_kernel.cuh"
 #include "conv1d/conv1d_launch.h"
 
@@ -15,6 +18,16 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
     using namespace fwd_cf;
     const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_c_stride, p.dim, es);
     const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_c_stride, p.dim, es);
+    if (MK_CONV1D_FWD_CF_IMPL == 1) {  // flat grid: one tile per warp
+      const int64_t tiles = (p.seqlen + fwd_flat::tile_len<T>() - 1) / fwd_flat::tile_len<T>();
+      const int64_t fblocks = (p.batch * p.dim * tiles + fwd_flat::kWarps - 1) / fwd_flat::kWarps;
+      if (fblocks < (int64_t(1) << 31)) {
+        if (fblocks > 0)
+          conv1d_fwd_flat_kernel<T, kW><<<static_cast<unsigned>(fblocks), fwd_flat::kThreads, 0, stream>>>(
+              p, x_vec, y_vec, tiles);
+        return;
+      }  // else: too many tiles for a 1-D grid; the persistent kernel below takes any size
+    }
     // Persistent: one wave of resident blocks, or fewer when shares would drop below kMinShare chunks.
     constexpr int64_t kMinShare = 4;
     const int64_t total = p.batch * p.dim * ((p.seqlen + kChunkLen - 1) / kChunkLen);
@@ -28,6 +41,14 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
     using namespace fwd_cl;
     const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_l_stride, p.seqlen, es);
     const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_l_stride, p.seqlen, es);
+    if (MK_CONV1D_FWD_CL_IMPL == 1) {  // eight channels per lane, kS steps per warp, all loads up front
+      namespace f8 = fwd_cl8;
+      const dim3 grid8(static_cast<unsigned>((p.seqlen + f8::kWarps * f8::kS - 1) / (f8::kWarps * f8::kS)),
+                       static_cast<unsigned>((p.dim + 32 * f8::kC - 1) / (32 * f8::kC)), static_cast<unsigned>(p.batch));
+      if (grid8.x > 0 && grid8.y > 0 && grid8.z > 0)
+        conv1d_fwd_cl8_kernel<T, kW><<<grid8, f8::kThreads, 0, stream>>>(p, x_vec, y_vec);
+      return;
+    }
     const int64_t cgroups = (p.dim + 32 * kC - 1) / (32 * kC);
     const int64_t tl = cl_tile_len(p.batch * cgroups, p.seqlen, resident_blocks(conv1d_fwd_cl_kernel<T, kW>, kThreads));
     const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * tl - 1) / (kWarps * tl)), static_cast<unsigned>(cgroups),
@@ -47,11 +68,15 @@ void fwd_dtype(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
 
 void launch_fwd_main(const Conv1dParams& p, bool channel_last, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
+#if MK_CONV1D_LAB_MIN_INST  // speed-lab builds only: bf16, width bucket 4 (anything else launches nothing)
+  if (p.x_dtype == DType::kBFloat16 && width_bucket(p.width) == 4) fwd_main<__nv_bfloat16, 4>(p, channel_last, s);
+#else
   switch (p.x_dtype) {
     case DType::kFloat16: fwd_dtype<__half>(p, channel_last, s); break;
     case DType::kBFloat16: fwd_dtype<__nv_bfloat16>(p, channel_last, s); break;
     default: fwd_dtype<float>(p, channel_last, s); break;
   }
+#endif
 }
 
 }  // namespace conv1d

@@ -41,7 +41,7 @@ int64_t main_partials(const Conv1dParams& p, bool channel_last) { return bwd_mai
 
 template <typename T>
 void update_dtype(const Conv1dUpdateParams& p, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((p.dim + kUpdateThreads - 1) / kUpdateThreads), static_cast<unsigned>(p.batch));
+  const dim3 grid(static_cast<unsigned>((p.dim + kUpdateChannels - 1) / kUpdateChannels), static_cast<unsigned>(p.batch));
   if (width_bucket(p.width) == 4) conv1d_update_kernel<T, 4><<<grid, kUpdateThreads, 0, stream>>>(p);
   else conv1d_update_kernel<T, 8><<<grid, kUpdateThreads, 0, stream>>>(p);
 }

@@ -10,7 +10,13 @@
 namespace mamba_kernels {
 namespace conv1d {
 
-constexpr int kUpdateThreads = 128;
+// Launch shape (knobs MK_CONV1D_UPD_THREADS / MK_CONV1D_UPD_CPT, conv1d_common.cuh): a block covers
+// kUpdateThreads * kUpdateCPT channels of one row; thread t does channels t, t + kUpdateThreads, ... With
+// several channels per thread and the common case (one token, state <= kUpdateMaxState) every load of all its
+// channels is issued before any store (update_row_k1), so they still cost one memory round trip.
+constexpr int kUpdateThreads = MK_CONV1D_UPD_THREADS;
+constexpr int kUpdateCPT = MK_CONV1D_UPD_CPT;
+constexpr int kUpdateChannels = kUpdateThreads * kUpdateCPT;  // per block
 constexpr int kUpdateMaxState = 8;  // states up to this length are shifted with all loads before the stores
 
 template <typename T, int kW, bool kMasked>
@@ -69,19 +75,85 @@ __device__ __forceinline__ void update_row(const Conv1dUpdateParams& p, int64_t 
   }
 }
 
+// One token, state_len <= kUpdateMaxState, kCPT channels (c0 + i * kUpdateThreads, those < dim): all loads of
+// all channels (weights, bias, state, x) first, then the stores.
+template <typename T, int kW, int kCPT>
+__device__ __forceinline__ void update_row_k1(const Conv1dUpdateParams& p, int64_t b, int64_t c0, int64_t slot) {
+  constexpr int H = kW - 1;
+  const int width = static_cast<int>(p.width);
+  const int pad = kW - width;
+  const int Ls = static_cast<int>(p.state_len);
+  const T* x = static_cast<const T*>(p.x) + b * p.x_batch_stride;
+  T* out = static_cast<T*>(p.out) + b * p.out_batch_stride;
+  T* st = static_cast<T*>(p.conv_state) + slot * p.state_n_stride;
+  T sv[kCPT][kUpdateMaxState], xv[kCPT];
+  float w[kCPT][kW], bias[kCPT];
+#pragma unroll
+  for (int i = 0; i < kCPT; ++i) {
+    const int64_t c = c0 + int64_t(i) * kUpdateThreads;
+    if (c < p.dim) {
+      xv[i] = x[c * p.x_c_stride];
+#pragma unroll
+      for (int j = 0; j < kUpdateMaxState; ++j)
+        if (j < Ls) sv[i][j] = st[c * p.state_c_stride + j * p.state_l_stride];
+#pragma unroll
+      for (int k = 0; k < kW; ++k)
+        w[i][k] = k < pad ? 0.f : load_any(p.weight, p.w_dtype, c * p.w_c_stride + (k - pad) * p.w_w_stride);
+      bias[i] = p.bias ? load_any(p.bias, p.b_dtype, c * p.bias_stride) : 0.f;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kCPT; ++i) {
+    const int64_t c = c0 + int64_t(i) * kUpdateThreads;
+    if (c < p.dim) {
+      const float xt = to_f(xv[i]);
+      float acc = bias[i];
+#pragma unroll
+      for (int k = 0; k < kW; ++k) {  // tap k < H reads state entry Ls - H + k (absent taps: weight 0)
+        if (k < pad) continue;
+        float v = xt;
+        if (k < H) {
+          const int pos = Ls - H + k;
+          v = 0.f;
+#pragma unroll
+          for (int j = 0; j < kUpdateMaxState; ++j)
+            if (j == pos) v = to_f(sv[i][j]);
+        }
+        acc = fmaf(w[i][k], v, acc);
+      }
+#pragma unroll
+      for (int j = 0; j < kUpdateMaxState; ++j)
+        if (j < Ls) st[c * p.state_c_stride + j * p.state_l_stride] = j + 1 < Ls ? sv[i][j + 1 < kUpdateMaxState ? j + 1 : 0] : xv[i];
+      out[c * p.out_c_stride] = from_f<T>(p.silu ? silu_f(acc) : acc);
+    }
+  }
+}
+
 template <typename T, int kW>
 __global__ void __launch_bounds__(kUpdateThreads) conv1d_update_kernel(Conv1dUpdateParams p) {
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * kUpdateThreads + threadIdx.x;
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kUpdateChannels + threadIdx.x;
   const int64_t b = blockIdx.y;
-  if (c >= p.dim) return;
+  if (c0 >= p.dim) return;
   const int64_t slot = p.slots ? static_cast<int64_t>(p.slots[b]) : b;
   if (slot < 0 || slot >= p.nslots) {  // padding row: state untouched, output zero
-    T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c * p.out_c_stride;
-    for (int64_t t = 0; t < p.k; ++t) out[t * p.out_l_stride] = from_f<T>(0.f);
+    for (int i = 0; i < kUpdateCPT; ++i) {
+      const int64_t c = c0 + int64_t(i) * kUpdateThreads;
+      if (c >= p.dim) break;
+      T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c * p.out_c_stride;
+      for (int64_t t = 0; t < p.k; ++t) out[t * p.out_l_stride] = from_f<T>(0.f);
+    }
     return;
   }
-  if (p.width == kW) update_row<T, kW, false>(p, b, c, slot);
-  else update_row<T, kW, true>(p, b, c, slot);
+  if (kUpdateCPT > 1 && p.k == 1 && p.state_len <= kUpdateMaxState) {
+    update_row_k1<T, kW, kUpdateCPT>(p, b, c0, slot);
+    return;
+  }
+  for (int i = 0; i < kUpdateCPT; ++i) {
+    const int64_t c = c0 + int64_t(i) * kUpdateThreads;
+    if (c >= p.dim) break;
+    if (p.width == kW) update_row<T, kW, false>(p, b, c, slot);
+    else update_row<T, kW, true>(p, b, c, slot);
+  }
 }
 
 }  // namespace conv1d

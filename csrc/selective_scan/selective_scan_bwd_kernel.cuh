@@ -25,11 +25,32 @@
 namespace mamba_kernels {
 namespace ss {
 
-constexpr int kBwdT = 8;                 // tokens per lane (backward: more live per-token values than forward)
+// Knobs (MK_SS_BWD_*): see the block in selective_scan_fwd_kernel.cuh.
+#ifndef MK_SS_BWD_T
+#define MK_SS_BWD_T 8
+#endif
+#ifndef MK_SS_BWD_NS
+#define MK_SS_BWD_NS 4
+#endif
+#ifndef MK_SS_BWD_WARPS
+#define MK_SS_BWD_WARPS 16
+#endif
+#ifndef MK_SS_BWD_MIN_BLOCKS
+#define MK_SS_BWD_MIN_BLOCKS 1
+#endif
+#ifndef MK_SS_BWD_NO_DBC_FLUSH
+#define MK_SS_BWD_NO_DBC_FLUSH 0
+#endif
+constexpr int kBwdT = MK_SS_BWD_T;       // tokens per lane (backward: more live per-token values than forward)
 constexpr int kBwdTile = 32 * kBwdT;     // tokens per warp per tile
-constexpr int kBwdNS = 4;                // states per slice (bounds the per-warp dB/dC buffers)
-constexpr int kBwdWarps = 16;            // channels per block: the variable dB/dC atomics are per block
+constexpr int kBwdNS = MK_SS_BWD_NS;     // states per slice (bounds the per-warp dB/dC buffers)
+constexpr int kBwdWarps = MK_SS_BWD_WARPS;  // channels per block: the variable dB/dC atomics are per block
 constexpr int kBwdThreads = 32 * kBwdWarps;
+constexpr int kBwdFetchC0 = kBwdThreads / 2;  // first thread of the C fetch role
+constexpr int kBwdPoly16 = MK_SS_BWD_POLY16;
+constexpr int kBwdPolyN = kBwdPoly16 * kBwdT / 16;
+static_assert(kBwdT == 8 || kBwdT == 16, "MK_SS_BWD_T: 8 or 16 (16-byte vectors of fp16/bf16 per run)");
+static_assert(kBwdPoly16 >= 0 && kBwdPoly16 <= 16, "MK_SS_BWD_POLY16: 0..16");
 constexpr float kLn2 = 0.6931471805599453f;
 
 // Shared-memory bytes: B/C tiles [kBwdNS][kBwdTile] and dB/dC partials [kBwdWarps][kBwdNS][kBwdTile] for each
@@ -63,8 +84,9 @@ __device__ __forceinline__ void atomic_add4(float* dst, int cnt, float4 v) {
 // and adds them to dst (n, L) rows.
 __device__ __forceinline__ void flush_partials(const float* part, float* __restrict__ dst, int64_t L, int ns0,
                                               int nsl, int64_t t0, int64_t s1, int nw) {
-  for (int idx = threadIdx.x; idx < nsl * 64; idx += kBwdThreads) {
-    const int s = idx >> 6, j = idx & 63;
+  constexpr int kF4 = kBwdTile / 4;  // float4s per row; float4 j holds tokens (j & 31) kBwdT + 4 (j >> 5)
+  for (int idx = threadIdx.x; idx < nsl * kF4; idx += kBwdThreads) {
+    const int s = int(unsigned(idx) / kF4), j = int(unsigned(idx) % kF4);
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
     for (int w = 0; w < kBwdWarps; ++w) {
@@ -72,16 +94,17 @@ __device__ __forceinline__ void flush_partials(const float* part, float* __restr
       const float4 v = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kBwdTile)[j];
       acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
     }
-    const int64_t t = t0 + (j < 32 ? 8 * j : 8 * (j - 32) + 4);
+    const int64_t t = t0 + (kBwdT == 8 ? (j < 32 ? 8 * j : 8 * (j - 32) + 4) : (j & 31) * kBwdT + 4 * (j >> 5));
     const int64_t cnt = s1 - t < 0 ? 0 : (s1 - t < 4 ? s1 - t : 4);
     atomic_add4(dst + (ns0 + s) * L + t, int(cnt), acc);
   }
 }
 
-// Double-buffer-free prefetch of a B/C slice (rows ns0 .. ns0 + nsl, the 256 steps from t0): threads
-// [0, 128) own the B runs, [256, 384) the C runs (run idx = (row << 5) | lane), fetched into registers
-// while the block flushes the previous slice's dB/dC, then stored once every warp is done reading the tiles.
-static_assert(kBwdThreads >= 384 && kBwdNS * 32 <= 128, "B/C fetch roles");
+// Double-buffer-free prefetch of a B/C slice (rows ns0 .. ns0 + nsl, the kBwdTile steps from t0): threads
+// [0, 32 kBwdNS) own the B runs, [kBwdFetchC0, kBwdFetchC0 + 32 kBwdNS) the C runs (run idx = (row << 5) |
+// lane; production: [0, 128) and [256, 384)), fetched into registers while the block flushes the previous
+// slice's dB/dC, then stored once every warp is done reading the tiles.
+static_assert(kBwdNS * 32 <= kBwdFetchC0, "B/C fetch roles: MK_SS_BWD_NS * 32 <= 16 * MK_SS_BWD_WARPS");
 template <typename in_t>
 __device__ __forceinline__ void fetch_run(const in_t* __restrict__ src, int64_t dstate_stride, int idx, int ns0,
                                           int nsl, int64_t t0, int64_t s1, float (&v)[kBwdT]) {
@@ -95,7 +118,7 @@ __device__ __forceinline__ void store_run_tile(float* tile, int idx, int nsl, co
 }
 
 template <typename in_t, bool kVarB, bool kVarC>
-__global__ void __launch_bounds__(kBwdThreads, 1)
+__global__ void __launch_bounds__(kBwdThreads, MK_SS_BWD_MIN_BLOCKS)
 selective_scan_bwd_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
   float* smem = reinterpret_cast<float*>(smem_f4);
@@ -151,8 +174,9 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
     const int64_t ntiles = (s1 - s0 + kBwdTile - 1) / kBwdTile;
     // B/C fetch role of this thread (see fetch_run): 0 none, 1 B, 2 C; idx its run in the slice
     const int tid = int(threadIdx.x);
-    const int role = (kVarB && tid < 128) ? 1 : ((kVarC && tid >= 256 && tid < 384) ? 2 : 0);
-    const int fidx = tid & 127;
+    const int role = (kVarB && tid < kBwdNS * 32) ? 1
+                     : ((kVarC && tid >= kBwdFetchC0 && tid < kBwdFetchC0 + kBwdNS * 32) ? 2 : 0);
+    const int fidx = tid % kBwdFetchC0;
     if constexpr (kVarB || kVarC) {  // the first slice of the last tile
       __syncthreads();
       if (ntiles > 0 && role != 0) {
@@ -216,8 +240,8 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           // 1. forward: entering states, h_{t-1} (hp), h_t
           float a[kBwdT], hp[kBwdT];
 #pragma unroll
-          for (int i = 0; i < kBwdT; ++i) a[i] = fast_exp2(dt[i] * A2);
-          float Al = fast_exp2(A2 * sdt), Bl = dtu[0] * Bt[0];  // run decay: one ex2 of the summed steps
+          for (int i = 0; i < kBwdT; ++i) a[i] = decay_exp2<kBwdPoly16>(dt[i] * A2, poly_token(i, kBwdT, kBwdPolyN));
+          float Al = decay_exp2<kBwdPoly16>(A2 * sdt, kBwdPoly16 == 16), Bl = dtu[0] * Bt[0];  // run decay: one ex2 of the summed steps
 #pragma unroll
           for (int i = 1; i < kBwdT; ++i) Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
           const float Arun = Al;
@@ -297,8 +321,8 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           float v[kBwdT];
           if (kn >= 0 && role != 0)  // in flight during the flush
             fetch_run(role == 1 ? Bv : Cv, role == 1 ? p.B_dstate_stride : p.C_dstate_stride, fidx, nn0, nnsl, tn, s1, v);
-          if constexpr (kVarB) flush_partials(s_dB, dBv, L, ns0, nsl, t0, s1, nw);
-          if constexpr (kVarC) flush_partials(s_dC, dCv, L, ns0, nsl, t0, s1, nw);
+          if constexpr (kVarB && !MK_SS_BWD_NO_DBC_FLUSH) flush_partials(s_dB, dBv, L, ns0, nsl, t0, s1, nw);
+          if constexpr (kVarC && !MK_SS_BWD_NO_DBC_FLUSH) flush_partials(s_dC, dCv, L, ns0, nsl, t0, s1, nw);
           if (kn >= 0 && role != 0) store_run_tile(role == 1 ? s_B : s_C, fidx, nnsl, v);
           __syncthreads();  // the next slice's tiles are in; the partials are flushed
         }

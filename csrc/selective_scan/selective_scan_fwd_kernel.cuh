@@ -31,6 +31,44 @@
 #include "common/static_switch.h"
 #include "selective_scan/selective_scan.h"
 
+// ---- Tuning knobs (preprocessor, -D...; defaults = the production build). Timed by the framework-free lab
+// scripts/lab/run_selective_scan_lab.sh; checked on the CPU by scripts/lab/selective_scan_emu_variants.sh.
+//   MK_SS_FWD_T           tokens per lane, forward: 16 (126 regs, 2 blocks/SM) or 8 (prepared alternative)
+//   MK_SS_FWD_MIN_BLOCKS  __launch_bounds__ min blocks per SM, forward (0 = auto: 2 for T >= 16, else 3)
+//   MK_SS_FWD_WARPS       channels (warps) per forward block sharing the B/C tiles (8)
+//   MK_SS_FWD_SP          states scanned together per iteration (1; 2 interleaves two independent
+//                         shuffle-scan chains for latency hiding, at twice the per-state registers)
+//   MK_SS_FWD_POLY16      of every 16 per-token decays a_t = 2^x, how many are computed by poly_exp2 on the
+//                         FMA pipe instead of MUFU.EX2 (0 = all MUFU; 16 = all polynomial, run decay too)
+//   MK_SS_BWD_POLY16      the same for the backward's recomputation of a_t (0)
+//   MK_SS_POLY_DEG        degree of poly_exp2's polynomial: 5 (rel. err 1.9e-7), 4 (2.9e-6), 3 (1.0e-4)
+//   MK_SS_BWD_T           tokens per lane, backward (8; 4 and 16 are allowed by the fetch roles)
+//   MK_SS_BWD_NS          states per backward slice = dB/dC flush granularity (4; 2, 8 allowed: NS*32*T/8 <= 128)
+//   MK_SS_BWD_WARPS       channels per backward block = channels summed per dB/dC atomic flush (16; 12..32)
+//   MK_SS_BWD_MIN_BLOCKS  __launch_bounds__ min blocks per SM, backward (1)
+//   MK_SS_BWD_NO_DBC_FLUSH  1: DIAGNOSTIC ONLY, skip the variable dB/dC atomics (wrong dB/dC) to time their share
+#ifndef MK_SS_FWD_T
+#define MK_SS_FWD_T 16
+#endif
+#ifndef MK_SS_FWD_MIN_BLOCKS
+#define MK_SS_FWD_MIN_BLOCKS 0
+#endif
+#ifndef MK_SS_FWD_WARPS
+#define MK_SS_FWD_WARPS 8
+#endif
+#ifndef MK_SS_FWD_SP
+#define MK_SS_FWD_SP 1
+#endif
+#ifndef MK_SS_FWD_POLY16
+#define MK_SS_FWD_POLY16 0
+#endif
+#ifndef MK_SS_BWD_POLY16
+#define MK_SS_BWD_POLY16 0
+#endif
+#ifndef MK_SS_POLY_DEG
+#define MK_SS_POLY_DEG 5
+#endif
+
 namespace mamba_kernels {
 namespace ss {
 
@@ -68,6 +106,68 @@ __device__ __forceinline__ float softplus_f(float x) {
 }
 __device__ __forceinline__ float silu_f(float x) { return __fdividef(x, 1.f + __expf(-x)); }
 
+__device__ __forceinline__ int f2i_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_int(x);
+#else
+  int i;
+  __builtin_memcpy(&i, &x, 4);
+  return i;
+#endif
+}
+__device__ __forceinline__ float i2f_bits(int i) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(i);
+#else
+  float x;
+  __builtin_memcpy(&x, &i, 4);
+  return x;
+#endif
+}
+// 2^x without the special-function unit (FMA/ALU pipes only: offloads MUFU, which has 1/8 of the FMA pipe's
+// throughput), for x <= 0 (decays): x clamped to >= -125 (then ~2^-125 where ex2.approx.ftz gives ~0:
+// harmless); j = rint(x) through the 1.5 * 2^23 shifter (exact adds, never contracted or reassociated),
+// f = x - j in [-0.5, 0.5], 2^f by a relative-minimax polynomial with p(0) = 1 exactly (fp32 relative error
+// incl. rounding: degree 5 1.9e-7, 4 2.9e-6, 3 1.0e-4), then j added into the exponent field (one LEA).
+// Degree 5: 1 FMNMX + 3 FADD + 5 FFMA + 1 integer op.
+__device__ __forceinline__ float poly_exp2(float x) {
+  constexpr float kShift = 12582912.f;  // 1.5 * 2^23: x + kShift holds rint(x) in its low mantissa bits
+  x = fmaxf(x, -125.f);
+#if defined(__CUDA_ARCH__)
+  const float t = __fadd_rn(x, kShift);
+  const float f = __fsub_rn(x, __fsub_rn(t, kShift));
+#else
+  volatile float tv = x + kShift;  // host emulation: no reassociation either
+  const float t = tv;
+  const float f = x - (t - kShift);
+#endif
+#if MK_SS_POLY_DEG >= 5
+  float q = fmaf(f, 1.32647087e-3f, 9.67151113e-3f);
+  q = fmaf(q, f, 5.55073395e-2f);
+  q = fmaf(q, f, 2.40222424e-1f);
+  q = fmaf(q, f, 6.93147004e-1f);
+#elif MK_SS_POLY_DEG == 4
+  float q = fmaf(f, 9.58282966e-3f, 5.59064001e-2f);
+  q = fmaf(q, f, 2.40240991e-1f);
+  q = fmaf(q, f, 6.93124175e-1f);
+#else
+  float q = fmaf(f, 5.50086908e-2f, 2.42210627e-1f);
+  q = fmaf(q, f, 6.93282902e-1f);
+#endif
+  const float p = fmaf(q, f, 1.f);
+  // rint(x) sits in t's low bits; << 23 moves it into the exponent field (t's own high bits shift out)
+  return i2f_bits(f2i_bits(p) + int(unsigned(f2i_bits(t)) << 23));
+}
+// Token i of a run of kT uses the polynomial iff it is one of npoly evenly spread tokens.
+__host__ __device__ constexpr bool poly_token(int i, int kT, int npoly) {
+  return ((i + 1) * npoly) / kT != (i * npoly) / kT;
+}
+template <int kPoly16>
+__device__ __forceinline__ float decay_exp2(float x, bool poly) {
+  if constexpr (kPoly16 == 0) return fast_exp2(x);
+  else return poly ? poly_exp2(x) : fast_exp2(x);
+}
+
 constexpr unsigned kFullMask = 0xffffffffu;
 
 // __shfl_up_sync / __shfl_down_sync returning `other` where the source lane is out of range (PTX: the
@@ -97,12 +197,19 @@ __device__ __forceinline__ float shfl_down_or(float v, unsigned o, float other) 
 constexpr float kLog2e = 1.4426950408889634f;
 // Tuning: kFwdT = 16 (126 registers, 2 blocks = 16 warps per SM) halves the scan's share per token against
 // kFwdT = 8 (79 registers, 3 blocks = 24 warps per SM, more latency hiding); both pass the emulation.
-constexpr int kFwdT = 16;                 // tokens per lane (forward)
-constexpr int kFwdMinBlocks = kFwdT >= 16 ? 2 : 3;  // blocks per SM for __launch_bounds__
+constexpr int kFwdT = MK_SS_FWD_T;        // tokens per lane (forward)
+constexpr int kFwdMinBlocks = MK_SS_FWD_MIN_BLOCKS > 0 ? MK_SS_FWD_MIN_BLOCKS : (kFwdT >= 16 ? 2 : 3);
 constexpr int kFwdTile = 32 * kFwdT;      // tokens per warp (one channel) per tile
-constexpr int kFwdWarps = 8;              // channels per block (sharing the B/C tiles)
+constexpr int kFwdWarps = MK_SS_FWD_WARPS;  // channels per block (sharing the B/C tiles)
 constexpr int kFwdThreads = 32 * kFwdWarps;
 constexpr int kFwdNS = 16;                // states per B/C tile slice (n = 16: one tile load per 512 steps)
+constexpr int kFwdSP = MK_SS_FWD_SP;      // states per iteration (independent scans interleaved)
+constexpr int kFwdPoly16 = MK_SS_FWD_POLY16;
+constexpr int kFwdPolyN = kFwdPoly16 * kFwdT / 16;  // polynomial decays per run of kFwdT
+static_assert(kFwdT == 8 || kFwdT == 16 || kFwdT == 32, "MK_SS_FWD_T: 8, 16 or 32");
+static_assert(kFwdSP >= 1 && kFwdSP <= 4, "MK_SS_FWD_SP: 1..4");
+static_assert(kFwdPoly16 >= 0 && kFwdPoly16 <= 16, "MK_SS_FWD_POLY16: 0..16");
+static_assert(kFwdWarps >= 1 && kFwdWarps <= 32, "MK_SS_FWD_WARPS: 1..32");
 
 // v[0..kT) = p[0..nv) as floats, zeros beyond; 16-byte loads when the run is whole and aligned.
 template <int kT, typename in_t>
@@ -265,53 +372,68 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
           if constexpr (kVarC) load_tile<kT, kFwdThreads>(s_C, Cv, p.C_dstate_stride, ns0, nsl, t0, s1);
           __syncthreads();
         }
+        // kSP states per iteration (kSP = 1: the production loop); slot j >= nsl - s is a no-op state (its
+        // decay 1, input 0, entering state 0: h stays 0, adds nothing to y, writes nothing)
 #pragma unroll 1
-        for (int s = 0; s < nsl; ++s) {
-          const int sn = ns0 + s;
-          const float A2 = wA[sn];
-          float Bt[kT];
-          if constexpr (kVarB) read_run<kT>(s_B + s * kTile, lane, Bt);
-          else
+        for (int s = 0; s < nsl; s += kFwdSP) {
+          float a[kFwdSP][kT], bb[kFwdSP][kT], Al[kFwdSP], Bl[kFwdSP], cin[kFwdSP], h[kFwdSP];
 #pragma unroll
-            for (int i = 0; i < kT; ++i) Bt[i] = wB[sn];
-          // pass 1: decays (the one exponential per (t, n)) and the run's composite (Al, Bl)
-          float a[kT], bb[kT];
+          for (int j = 0; j < kFwdSP; ++j) {
+            const bool sok = kFwdSP == 1 || s + j < nsl;
+            const int sr = sok ? s + j : s;  // tile row (a loaded one)
+            const float A2 = sok ? wA[ns0 + sr] : 0.f;
+            float Bt[kT];
+            if constexpr (kVarB) read_run<kT>(s_B + sr * kTile, lane, Bt);
+            else
 #pragma unroll
-          for (int i = 0; i < kT; ++i) {
-            a[i] = fast_exp2(dt[i] * A2);
-            bb[i] = dtu[i] * Bt[i];
+              for (int i = 0; i < kT; ++i) Bt[i] = wB[ns0 + sr];
+            // pass 1: decays (the one exponential per (t, n)) and the run's composite (Al, Bl)
+#pragma unroll
+            for (int i = 0; i < kT; ++i) {
+              a[j][i] = decay_exp2<kFwdPoly16>(dt[i] * A2, poly_token(i, kT, kFwdPolyN));
+              bb[j][i] = sok ? dtu[i] * Bt[i] : 0.f;
+            }
+            Al[j] = decay_exp2<kFwdPoly16>(A2 * sdt, kFwdPoly16 == 16);
+            Bl[j] = bb[j][0];
+#pragma unroll
+            for (int i = 1; i < kT; ++i) Bl[j] = fmaf(a[j][i], Bl[j], bb[j][i]);
+            cin[j] = 0.f;
+            if (lane == 0 && sok) {
+              cin[j] = carry[ns0 + sr];
+              Bl[j] = fmaf(Al[j], cin[j], Bl[j]);
+            }
           }
-          float Al = fast_exp2(A2 * sdt), Bl = bb[0];
 #pragma unroll
-          for (int i = 1; i < kT; ++i) Bl = fmaf(a[i], Bl, bb[i]);
-          float cin = 0.f;
-          if (lane == 0) {
-            cin = carry[sn];
-            Bl = fmaf(Al, cin, Bl);
+          for (int o = 1; o < 32; o <<= 1) {  // inclusive scans; out-of-range sources are the identity (1, 0)
+#pragma unroll
+            for (int j = 0; j < kFwdSP; ++j) {
+              const float Ap = shfl_up_or(Al[j], o, 1.f), Bp = shfl_up_or(Bl[j], o, 0.f);
+              Bl[j] = fmaf(Al[j], Bp, Bl[j]);
+              Al[j] *= Ap;
+            }
           }
 #pragma unroll
-          for (int o = 1; o < 32; o <<= 1) {  // inclusive scan; out-of-range sources are the identity (1, 0)
-            const float Ap = shfl_up_or(Al, o, 1.f), Bp = shfl_up_or(Bl, o, 0.f);
-            Bl = fmaf(Al, Bp, Bl);
-            Al *= Ap;
-          }
-          float h = __shfl_up_sync(kFullMask, Bl, 1);
-          const float tot = __shfl_sync(kFullMask, Bl, 31);
-          if (lane == 0) {
-            h = cin;
-            carry[sn] = tot;
-          }
-          if (save) st[sn] = h;
-          // pass 2: states from the entering one, y += C h
-          float Ct[kT];
-          if constexpr (kVarC) read_run<kT>(s_C + s * kTile, lane, Ct);
-          else
+          for (int j = 0; j < kFwdSP; ++j) {
+            const bool sok = kFwdSP == 1 || s + j < nsl;
+            const int sr = sok ? s + j : s;
+            h[j] = __shfl_up_sync(kFullMask, Bl[j], 1);
+            const float tot = __shfl_sync(kFullMask, Bl[j], 31);
+            if (lane == 0) {
+              h[j] = cin[j];
+              if (sok) carry[ns0 + sr] = tot;
+            }
+            if (save && sok) st[ns0 + sr] = h[j];
+            // pass 2: states from the entering one, y += C h
+            float Ct[kT];
+            if constexpr (kVarC) read_run<kT>(s_C + sr * kTile, lane, Ct);
+            else
 #pragma unroll
-            for (int i = 0; i < kT; ++i) Ct[i] = wC[sn];
+              for (int i = 0; i < kT; ++i) Ct[i] = wC[ns0 + sr];
 #pragma unroll
-          for (int i = 0; i < kT; ++i) {
-            h = fmaf(a[i], h, bb[i]);
-            y[i] = fmaf(Ct[i], h, y[i]);
+            for (int i = 0; i < kT; ++i) {
+              h[j] = fmaf(a[j][i], h[j], bb[j][i]);
+              y[i] = fmaf(Ct[i], h[j], y[i]);
+            }
           }
         }
       }

@@ -23,6 +23,10 @@
 #pragma once
 #include "verify/verify_common_kernel.cuh"
 #include "verify/verify_m2_kernel.cuh"
+#include "verify/verify_m2tc_kernel.cuh"
+
+#include <cstdlib>
+#include <string>
 
 namespace mamba_kernels {
 namespace verify_kernels {
@@ -719,10 +723,22 @@ struct SsmLaunch {
   const char* err = nullptr;  // invalid parameters
   bool fused = false, m1 = false;
   bool lean = false;  // verify_m2_kernel (Mamba-2 layout, tile fits one pass) instead of verify_ssm_kernel
+  bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   int64_t grid = 0;
   int threads = 0;
   size_t smem = 0;
 };
+
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general".
+inline int verify_kernel_override() {
+  static const int v = [] {
+    const char* e = std::getenv("MK_VERIFY_KERNEL");
+    if (e == nullptr) return 0;
+    const std::string s(e);
+    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : 0));
+  }();
+  return v;
+}
 
 template <typename T>
 inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
@@ -751,15 +767,38 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
   c.threads = static_cast<int>(threads);
   c.smem = static_cast<size_t>(ssm_layout(p.k, p.P, p.N, p.Pd, p.R, V).words) * 4;
   c.grid = c.fused ? p.batch * p.G : p.batch * p.H;
-  size_t lean_smem = 0;
+  // Kernel choice: verify_m2tc_kernel where it fits, the grid fills the GPU and k >= 2, else verify_m2_kernel
+  // where it fits, else the general kernel. H200, h 32 p 128 n 128, fp32 state (kernel times): b64 k4 tc 72 us,
+  // lean 82-87; k8 87 vs 146-172; k1 64 vs 58 (the tensor-core dots do not pay for one token); b16 k4 equal;
+  // b1 lean 256 threads 7.0-9.3 us. MK_VERIFY_KERNEL=tc|lean|general (environment, read once) restricts the
+  // choice (benchmarks and tests of each kernel).
+  const int forced = verify_kernel_override();
+  size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
-  if (!c.fused && !c.m1 && m2_fits<T>(p, lean_nt, &lean_smem)) {
+  if (c.fused || c.m1 || forced == 3) {
+  } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
+    c.tc = true;
+    c.threads = 32 * m2tc_warps(p.P);
+    c.smem = smem;
+  } else if (forced != 1 && m2_fits<T>(p, lean_nt, &smem)) {
     c.lean = true;
     c.threads = lean_nt;
-    c.smem = lean_smem;
+    c.smem = smem;
   }
   if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
   return c;
+}
+
+template <typename T, typename TI>
+inline void (*tc_kernel_in(int64_t N, int nw))(VerifyStepParams) {
+  if (N == 64) return nw == 8 ? verify_m2tc_kernel<T, TI, 64, 8> : verify_m2tc_kernel<T, TI, 64, 4>;
+  return nw == 8 ? verify_m2tc_kernel<T, TI, 128, 8> : verify_m2tc_kernel<T, TI, 128, 4>;
+}
+template <typename T>
+inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
+  const int nw = threads / 32;
+  return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
+         : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
 }
 
 #if defined(__CUDACC__)
@@ -781,6 +820,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
+  if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   cudaError_t err;
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));

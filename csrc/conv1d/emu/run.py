@@ -14,8 +14,12 @@
    out-of-bounds read or write by a kernel aborts the run.
 Kernel code is used unmodified; only the launch syntax, the grid target above and the binding's CUDA stream/guard
 are rewritten.
+
+CONV1D_EMU_DEFINES="-DMK_CONV1D_FWD_CF_IMPL=1 ..." builds a non-default variant (the performance knobs of
+csrc/conv1d/conv1d_common.cuh); each define set gets its own build folder and extension name.
 """
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -110,10 +114,15 @@ def build(build_dir, asan):
     sources = prepare(build_dir)
     san = ["-fsanitize=address", "-fno-omit-frame-pointer"] if asan else []
     name = "conv1d_emu_asan" if asan else "conv1d_emu"
+    defines = os.environ.get("CONV1D_EMU_DEFINES", "").split()
+    bad = [d for d in defines if not d.startswith("-D")]
+    assert not bad, f"CONV1D_EMU_DEFINES takes only -D flags, got {bad}"
+    if defines:
+        name += "_" + hashlib.sha1(" ".join(defines).encode()).hexdigest()[:10]
     tdir = os.path.join(build_dir, name)
     os.makedirs(tdir, exist_ok=True)
     load(name=name, sources=sources, extra_include_paths=[os.path.join(HERE, "include"), os.path.join(build_dir, "src")],
-         extra_cflags=["-std=c++20", "-O1", "-g0", "-pthread", "-Wno-unknown-pragmas"] + san,
+         extra_cflags=["-std=c++20", "-O1", "-g0", "-pthread", "-Wno-unknown-pragmas"] + san + defines,
          extra_ldflags=["-pthread"] + san, is_python_module=False, build_directory=tdir, verbose=False)
     return os.path.join(tdir, name + ".so")
 

@@ -17,11 +17,11 @@
 #include "verify/verify_ssm_kernel.cuh"
 
 namespace {
-std::atomic<long> n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -61,6 +61,10 @@ const char* emu_ssm(const VerifyStepParams& p) {
     if (c.threads != 256) return "emu: unexpected lean block size";
     kern = lean_for<T, 256>(p.in_dtype);
     counter = &n_lean256;
+  }
+  if (c.tc) {
+    kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
+    counter = &n_tc;
   }
   if (c.grid == 0) return nullptr;
   ++*counter;

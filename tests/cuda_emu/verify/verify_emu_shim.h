@@ -28,6 +28,7 @@ struct Dim {
 struct Warp {
   std::unique_ptr<std::barrier<>> bar;
   unsigned slots[32];
+  float ma[32][4], mb[32][2];  // mma fragments of the lanes (mma_tf32)
 };
 // Per CUDA thread: its index and block index. Per block (rebuilt between blocks): block barrier and warps.
 inline thread_local Dim tl_thread{0, 0, 0};
@@ -105,6 +106,28 @@ inline float __shfl_down_sync(unsigned, float v, int off) {
   return emu::shfl(v, lane + off < 32 ? lane + off : lane);
 }
 inline float __shfl_sync(unsigned, float v, int src) { return emu::shfl(v, src); }
+// m16n8k8 tf32 mma of one warp (fragments as in verify_m2tc_kernel.cuh), operands truncated to tf32 as the
+// hardware does; all lanes publish their fragments, one barrier, each computes its outputs, one barrier.
+inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, float b0, float b1) {
+  const int tid = static_cast<int>(emu::tl_thread.x), lane = tid & 31, g = lane >> 2, q = lane & 3;
+  emu::Warp& w = emu::g_warps[tid >> 5];
+  w.ma[lane][0] = a0; w.ma[lane][1] = a1; w.ma[lane][2] = a2; w.ma[lane][3] = a3;
+  w.mb[lane][0] = b0; w.mb[lane][1] = b1;
+  w.bar->arrive_and_wait();
+  auto tr = [](float v) { return __uint_as_float(__float_as_uint(v) & 0xffffe000u); };
+  for (int kk = 0; kk < 8; ++kk) {
+    const int hi = kk < 4 ? 0 : 1;
+    const float ag = tr(w.ma[g * 4 + (kk & 3)][2 * hi]), ag8 = tr(w.ma[g * 4 + (kk & 3)][2 * hi + 1]);
+    const float bc0 = tr(w.mb[8 * q + (kk & 3)][hi]), bc1 = tr(w.mb[8 * q + 4 + (kk & 3)][hi]);
+    d[0] = std::fma(ag, bc0, d[0]);
+    d[1] = std::fma(ag, bc1, d[1]);
+    d[2] = std::fma(ag8, bc0, d[2]);
+    d[3] = std::fma(ag8, bc1, d[3]);
+  }
+  w.bar->arrive_and_wait();
+}
+#define MK_EMU_MMA_TF32 emu_mma_tf32
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::g_warps[emu::tl_thread.x >> 5].bar->arrive_and_wait(); }
 
 namespace emu {
 // Runs `grid` blocks of `threads` CUDA threads one block after the other; `body` is the kernel call. The

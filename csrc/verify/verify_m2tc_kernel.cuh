@@ -1,0 +1,553 @@
+// Mamba-2 SSM verify step on tensor cores (CUDA headers only, no torch). Same contract, cache format and closed
+// form as verify_m2_kernel (see its header and docs/verify_step_design.md); launch_verify_ssm takes this kernel for
+// the common model shapes: Mamba-2 layout, N in {64, 128} (a template parameter), P a power of two in [16, 256],
+// the P x N state tile at most 64 KB, 16-byte aligned rows.
+//
+// Why: ncu on the H200 (b64 k4, fp32 state, P = N = 128) showed verify_m2_kernel issuing ~16k warp instructions
+// a block at 0.41 per cycle per scheduler: 4.8k before the first barrier (index arithmetic of the staging), 7.7k in
+// the state dots (2k FMAs, the rest lane reductions, predicates and addressing) and 1.9k in the B . C dots. Here
+//   - the state tile goes to shared memory by cp.async (a swizzled copy, no registers held, no second pass), rows
+//     [16 m, 16 m + 16) copied and read by warp m mod NW only (no block barrier before the dots);
+//   - the state dots S = h0 . C^T (a (P x N) x (N x k) product), the dots B . C^T of the ring and new tokens, and
+//     the fold's state update h_c = eSQ h0 + (wq x)^T B are m16n8k8 tf32 mma. fp32 operands are split into a tf32
+//     high part and the remainder (x = hi + lo, both products accumulated: ~fp32 accuracy, 2 mma instead of 1);
+//     16-bit inputs and states are exact in tf32. The reduction axis may be permuted freely (both operands use
+//     the same permutation), so a lane's fragment is whole 16-byte chunks of a row.
+//   - shapes are compile-time where they set loop bounds (N, the dtypes, the warps).
+// The y epilogue, ring bookkeeping and tree-path compaction are verify_m2_kernel's.
+#pragma once
+#include <cstdlib>
+
+#include "verify/verify_m2_kernel.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+// ---- tensor-core helpers -------------------------------------------------------------------------------------
+// x truncated to tf32 (the low 13 mantissa bits cleared): x - hi is exact in fp32 and below 2^-10 |x|, so the
+// tensor core's own truncation of it costs at most 2^-20 |x|. One integer op (the same on the GPU and in the CPU
+// emulation).
+__device__ __forceinline__ float tf32_hi(float x) { return __uint_as_float(__float_as_uint(x) & 0xffffe000u); }
+
+// E consecutive elements of a 16-byte aligned input row in shared memory (8, 16 or 32 bytes) -> fp32.
+template <typename TI, int E>
+__device__ __forceinline__ void lds_in(const TI* ptr, float (&o)[E]) {
+  constexpr int VI = SV<TI>::V;
+  if constexpr (E % VI == 0) {
+#pragma unroll
+    for (int i = 0; i < E / VI; ++i) {
+      float t[VI];
+      SV<TI>::unpack(reinterpret_cast<const uint4*>(ptr)[i], t);
+#pragma unroll
+      for (int e = 0; e < VI; ++e) o[i * VI + e] = t[e];
+    }
+  } else {  // 16-bit elements, E = 4: one 8-byte load
+    static_assert(E == 4 && VI == 8, "lds_in: unsupported shape");
+    const uint2 w = *reinterpret_cast<const uint2*>(ptr);
+    const float2 a = SV<TI>::up(w.x), b = SV<TI>::up(w.y);
+    o[0] = a.x;
+    o[1] = a.y;
+    o[2] = b.x;
+    o[3] = b.y;
+  }
+}
+
+// d (16 x 8 fp32) += a (16 x 8) . b (8 x 8), one warp, operands read as tf32 (the hardware ignores the low 13
+// mantissa bits). Fragments, g = lane / 4, q = lane % 4:
+//   a = {A[g][q], A[g + 8][q], A[g][q + 4], A[g + 8][q + 4]},  b = {B[q][g], B[q + 4][g]},
+//   d = {D[g][2q], D[g][2q + 1], D[g + 8][2q], D[g + 8][2q + 1]}.
+__device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, float b0, float b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(__float_as_uint(a0)), "r"(__float_as_uint(a1)), "r"(__float_as_uint(a2)), "r"(__float_as_uint(a3)),
+        "r"(__float_as_uint(b0)), "r"(__float_as_uint(b1)));
+#elif defined(MK_EMU_MMA_TF32)  // CPU emulation (tests/cuda_emu/verify)
+  MK_EMU_MMA_TF32(d, a0, a1, a2, a3, b0, b1);
+#else  // no tensor cores: the same fragments exchanged by shuffles, operands truncated to tf32
+  const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  auto tr = [](float v) { return __uint_as_float(__float_as_uint(v) & 0xffffe000u); };
+  for (int kk = 0; kk < 8; ++kk) {
+    const float ag = tr(__shfl_sync(0xffffffffu, kk < 4 ? a0 : a2, g * 4 + (kk & 3)));
+    const float ag8 = tr(__shfl_sync(0xffffffffu, kk < 4 ? a1 : a3, g * 4 + (kk & 3)));
+    const float bc0 = tr(__shfl_sync(0xffffffffu, kk < 4 ? b0 : b1, 8 * q + (kk & 3)));
+    const float bc1 = tr(__shfl_sync(0xffffffffu, kk < 4 ? b0 : b1, 8 * q + 4 + (kk & 3)));
+    d[0] = fmaf(ag, bc0, d[0]);
+    d[1] = fmaf(ag, bc1, d[1]);
+    d[2] = fmaf(ag8, bc0, d[2]);
+    d[3] = fmaf(ag8, bc1, d[3]);
+  }
+#endif
+}
+
+// d += a . b with fp32 accuracy where an operand is not exact in tf32: SA / SB say that a / b need the split.
+// bl: the low parts of b (precomputed by the caller when SB).
+template <bool SA, bool SB>
+__device__ __forceinline__ void mma_acc(float (&d)[4], float a0, float a1, float a2, float a3, float b0, float b1,
+                                        float bl0, float bl1) {
+  if constexpr (SA) {
+    const float h0 = tf32_hi(a0), h1 = tf32_hi(a1), h2 = tf32_hi(a2), h3 = tf32_hi(a3);
+    mma_tf32(d, a0 - h0, a1 - h1, a2 - h2, a3 - h3, b0, b1);
+    if constexpr (SB) mma_tf32(d, h0, h1, h2, h3, bl0, bl1);
+    mma_tf32(d, h0, h1, h2, h3, b0, b1);
+  } else {
+    if constexpr (SB) mma_tf32(d, a0, a1, a2, a3, bl0, bl1);
+    mma_tf32(d, a0, a1, a2, a3, b0, b1);
+  }
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+// This thread's copies except the newest `n` committed groups have landed.
+template <int n>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
+#endif
+}
+
+// Shared memory (32-bit words, arrays 16-byte aligned). The state tile is P rows of N / VT 16-byte chunks;
+// chunk c of row r sits at c ^ tc_swz(r) (rows g and g + 1 of a fragment load hit different banks).
+struct M2TcLayout {
+  int tile, raw_in, raw_ring, xs, S, Ds, dts, dtq, wq, G, BC, scal, par, mask, words;
+};
+__host__ __device__ __forceinline__ int tc_swz(int row) { return (row & 1) << 2; }
+
+__host__ __device__ __forceinline__ M2TcLayout m2tc_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT,
+                                                           int VI) {
+  const int64_t K1 = k > 0 ? k : 1;
+  M2TcLayout l;
+  int o = 0;
+  l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
+  l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
+  l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
+  l.xs = o; o += up4(K1 * P);
+  l.S = o; o += up4(K1 * P);
+  l.Ds = o; o += up4(P);
+  l.dts = o; o += up4(K1);
+  l.dtq = o; o += up4(R);
+  l.wq = o; o += up4(R);
+  l.G = o; o += up4(R * K1);
+  l.BC = o; o += up4(K1 * K1);
+  l.scal = o; o += 4;
+  l.par = o; o += up4(kMaxK);
+  l.mask = o; o += up4(kMaxK);
+  l.words = o;
+  return l;
+}
+
+// Fragment values of C row `tok` (0 past k) for a reduction over N whose 16-byte chunks hold E elements: entry
+// gc * E + e is column gc * 4E + q * E + e (the chunk a lane of fragment column q reads from its A rows).
+template <typename TI, int N, int E, bool SPLIT>
+__device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, int q, float (&c)[N / 4],
+                                            float (&cl)[N / 4]) {
+  const TI* row = reinterpret_cast<const TI*>(Craw) + (tok < k ? tok : 0) * N;
+#pragma unroll
+  for (int gc = 0; gc < N / (4 * E); ++gc) {
+    float v[E];
+    lds_in<TI, E>(row + gc * 4 * E + q * E, v);
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const float x = tok < k ? v[e] : 0.f;
+      const float h = SPLIT ? tf32_hi(x) : x;
+      c[gc * E + e] = h;
+      cl[gc * E + e] = SPLIT ? x - h : 0.f;
+    }
+  }
+}
+
+template <typename T, typename TI, int N, int NW>
+__global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifyStepParams p) {
+  constexpr int NT = NW * 32;
+  constexpr int VT = SV<T>::V, CPR = N / VT;  // state elements a chunk, chunks a row
+  constexpr int VI = SV<TI>::V, NC = N / VI;  // input elements a chunk, chunks a B / C row
+  constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
+  MK_VERIFY_DYN_SMEM(smem_f4);
+  float* smf = reinterpret_cast<float*>(smem_f4);
+  int* smi = reinterpret_cast<int*>(smem_f4);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
+  const int H = static_cast<int>(p.H);
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
+  const int s = p.slots[b * p.slots_stride];
+  const int k = static_cast<int>(p.k), K1 = k > 0 ? k : 1;
+  const int P = static_cast<int>(p.P), R = static_cast<int>(p.R);
+  const int PC = P / VI, lPC = ilog2(PC), MT = P / 16;
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
+  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
+    for (int i = tid; i < k * PC; i += NT) {
+      const int t = i >> lPC, c = i & (PC - 1);
+      *reinterpret_cast<uint4*>(y + t * p.y_k + c * VI) = make_uint4(0u, 0u, 0u, 0u);
+    }
+    return;
+  }
+  const int gi = u / (H / static_cast<int>(p.G));
+  const M2TcLayout lay = m2tc_layout(k, P, N, R, VT, VI);
+  uint4* tile = reinterpret_cast<uint4*>(smf + lay.tile);
+  uint4* raw_in = reinterpret_cast<uint4*>(smf + lay.raw_in);
+  uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.raw_ring);
+  float* xs = smf + lay.xs;
+  float* Sd = smf + lay.S;
+  float* Ds = smf + lay.Ds;
+  float* dts = smf + lay.dts;
+  float* dtq = smf + lay.dtq;
+  float* wq = smf + lay.wq;
+  float* G = smf + lay.G;
+  float* BC = smf + lay.BC;
+  float* scal = smf + lay.scal;
+  int* spar = smi + lay.par;
+  int* smask = smi + lay.mask;
+
+  // ---- 1. new-token inputs (cp.async group 1), state tile (group 2), control words, ring (group 3) -------------
+  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
+  {  // x, z: token rows of PC chunks; B, C: token rows of NC chunks (one loop per tensor: no per-chunk dispatch)
+    const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+    for (int i = tid; i < nxc; i += NT) cp_async16(raw_in + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
+    if (p.z != nullptr) {
+      const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
+      for (int i = tid; i < nzc; i += NT) cp_async16(raw_in + nxc + i, zb + (i >> lPC) * p.z_k + (i & (PC - 1)) * VI);
+    }
+    const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+    const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+    for (int i = tid; i < nbc; i += NT) {
+      cp_async16(raw_in + nxc + nzc + i, Bb + (i / NC) * p.B_k + (i % NC) * VI);
+      cp_async16(raw_in + nxc + nzc + nbc + i, Cb + (i / NC) * p.C_k + (i % NC) * VI);
+    }
+  }
+  cp_async_commit();
+  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+  {  // warp mt % NW copies (and later reads) rows [16 mt, 16 mt + 16): lane = (row lr of RP, chunk lc)
+    constexpr int RP = 32 / CPR;
+    const int lc = lane % CPR, lr = lane / CPR;
+    for (int mt = warp; mt < MT; mt += NW) {
+      const T* src = st + (mt * 16 + lr) * p.st_p + lc * VT;
+      uint4* dst = tile + (mt * 16 + lr) * CPR;
+#pragma unroll
+      for (int i = 0; i < 16 / RP; ++i) {
+        const int r = lr + i * RP;  // row parity = r's parity (16 mt is even)
+        cp_async16(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * p.st_p);
+      }
+    }
+  }
+  cp_async_commit();
+  // Control words, read by every thread straight from the cache (a broadcast; no barrier), so that the ring's
+  // copies (cp.async group 3) are in flight together with the tile's.
+  const int32_t* meta_row = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  const int accv = p.accepted[b * p.accepted_stride];
+  int c = meta_row[0];
+  c = c < 0 ? 0 : (c > R ? R : c);
+  int kp_max = nm - 2;
+  if (kp_max > R - c) kp_max = R - c;
+  const int m1 = meta_row[p.meta_i];
+  const int kp = m1 < 0 ? 0 : (m1 > kp_max ? kp_max : m1);
+  int a = p.accepted_is_node ? accv : accv - 1;
+  if (a > kp - 1) a = kp - 1;
+  const unsigned path = a >= 0 ? (static_cast<unsigned>(meta_row[(2 + a) * p.meta_i]) & low_mask(kp)) : 0u;
+  const int c1 = c + __popc(path);
+  const bool fold = p.fold_all || c1 + k > R;
+  const int base = fold ? 0 : c1;
+  const bool prefix = (path & (path + 1u)) == 0u;  // path = nodes 0..m-1: ring positions need no compaction
+  auto qpos = [c, path, prefix](int e) -> int { return (e < c || prefix) ? e : c + nth_set_bit(path, e - c); };
+  const int nrx = c1 * PC, n_ring = c1 * (PC + NC);
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  for (int i = tid; i < n_ring; i += NT) {
+    const TI* src;
+    if (i < nrx) {
+      src = static_cast<const TI*>(p.ring_x) + rx0 + qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
+    } else {
+      const int j = i - nrx;
+      src = static_cast<const TI*>(p.ring_B) + rb0 + qpos(j / NC) * p.rB_r + (j % NC) * VI;
+    }
+    cp_async16(raw_ring + i, src);
+  }
+  cp_async_commit();
+  float dq = 0.f;
+  if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
+  int par = -1;
+  if (tid < k) par = p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1;
+  float dtv = 0.f;
+  if (tid < k) dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]);
+  const float Au = p.A[u * p.A_h];
+  const float dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
+  cp_async_wait<2>();  // this thread's input chunks (the tile and the ring may still be in flight)
+  for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (z, B, C stay raw)
+    float o[VI];
+    SV<TI>::unpack(raw_in[i], o);
+    sts_vec<VI>(xs + i * VI, o);
+  }
+  if (tid < k) {
+    spar[tid] = (par < 0 || par >= tid) ? -1 : par;
+    dts[tid] = process_dt(dtv + dtb, p);
+  }
+  __syncthreads();  // 1
+
+  // ---- 2. draft masks, state dots on tensor cores --------------------------------------------------------------
+  if (tid < k) {  // ancestor-or-self mask of node t
+    unsigned m = 1u << tid;
+    for (int qq = spar[tid]; qq >= 0; qq = spar[qq]) m |= 1u << qq;
+    smask[tid] = static_cast<int>(m);
+  }
+  const uint4* Craw = raw_in + nxc + nzc + nbc;
+  const uint4* Bnew = raw_in + nxc + nzc;
+  cp_async_wait<1>();  // this thread's tile chunks (the ring may still be in flight)
+  __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
+  // S_t[row] = h0[row] . C_t: per (16-row m-tile, 8-token n-tile), N / 8 mma k-steps (x2 / x3 with splits).
+  for (int nt = 0; nt * 8 < k; ++nt) {
+    float cf[N / 4], cfl[N / 4];
+    load_c_frag<TI, N, VT, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
+    for (int mt = warp; mt < MT; mt += NW) {
+      const int r0 = mt * 16 + g, r1 = r0 + 8;
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int gc = 0; gc < N / (4 * VT); ++gc) {
+        float h0[VT], h1[VT];
+        SV<T>::unpack(tile[r0 * CPR + ((gc * 4 + q) ^ tc_swz(r0))], h0);
+        SV<T>::unpack(tile[r1 * CPR + ((gc * 4 + q) ^ tc_swz(r1))], h1);
+#pragma unroll
+        for (int e = 0; e < VT; e += 2)
+          mma_acc<kSplitS, kSplitI>(d, h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e], cf[gc * VT + e + 1],
+                                    cfl[gc * VT + e], cfl[gc * VT + e + 1]);
+      }
+      const int t0 = nt * 8 + 2 * q;
+      if (t0 < k) {
+        Sd[t0 * P + r0] = d[0];
+        Sd[t0 * P + r1] = d[2];
+      }
+      if (t0 + 1 < k) {
+        Sd[(t0 + 1) * P + r0] = d[1];
+        Sd[(t0 + 1) * P + r1] = d[3];
+      }
+    }
+  }
+  cp_async_wait<0>();  // the ring stays raw in shared memory
+  if (tid < c1) dtq[tid] = dq;
+  __syncthreads();  // 2
+
+  // ---- 3. ring weights (warp 0); dots [B_ring; B_new] . C^T on tensor cores -----------------------------------
+  if (warp == 0) {  // wq_e = dt_e exp(A sum_{e' > e} dt_e'), eSQ = exp(A sum_e dt_e)
+    float carry = 0.f;
+    for (int cb = ((c1 + 31) / 32 - 1) * 32; cb >= 0; cb -= 32) {
+      const int i = cb + lane;
+      const float dd = i < c1 ? dtq[i] : 0.f;
+      float incl = dd;  // inclusive suffix sum within the 32-chunk
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const float o = __shfl_down_sync(0xffffffffu, incl, off);
+        if (lane + off < 32) incl += o;
+      }
+      if (i < c1) wq[i] = dd * __expf(Au * (carry + incl - dd));
+      carry += __shfl_sync(0xffffffffu, incl, 0);
+    }
+    if (lane == 0) scal[0] = __expf(Au * carry);
+  }
+  {  // rows e < c1: G[e][t] = B_e . C_t (ring); rows c1 + s: BC[t][s] = B_s . C_t (new tokens)
+    const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
+    for (int nt = 0; nt < nnt; ++nt) {
+      if (warp >= nmt) break;
+      float cf[N / 4], cfl[N / 4];
+      load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
+      for (int mt = warp; mt < nmt; mt += NW) {
+        const int r0 = mt * 16 + g, r1 = r0 + 8;
+        auto brow = [&](int r) -> const uint4* { return r < c1 ? raw_ring + nrx + r * NC : Bnew + (r - c1) * NC; };
+        const uint4* b0 = brow(r0 < nrow ? r0 : 0);
+        const uint4* b1 = brow(r1 < nrow ? r1 : 0);
+        float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int gc = 0; gc < N / (4 * VI); ++gc) {
+          float v0[VI], v1[VI];
+          SV<TI>::unpack(b0[gc * 4 + q], v0);
+          SV<TI>::unpack(b1[gc * 4 + q], v1);
+#pragma unroll
+          for (int e = 0; e < VI; ++e) {  // rows past the end: zeros (shared memory there is not data)
+            v0[e] = r0 < nrow ? v0[e] : 0.f;
+            v1[e] = r1 < nrow ? v1[e] : 0.f;
+          }
+#pragma unroll
+          for (int e = 0; e < VI; e += 2)
+            mma_acc<kSplitI, kSplitI>(d, v0[e], v1[e], v0[e + 1], v1[e + 1], cf[gc * VI + e], cf[gc * VI + e + 1],
+                                      cfl[gc * VI + e], cfl[gc * VI + e + 1]);
+        }
+        const int t0 = nt * 8 + 2 * q;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int r = i < 2 ? r0 : r1, t = t0 + (i & 1);
+          if (r < nrow && t < k) {
+            if (r < c1) G[r * K1 + t] = d[i];
+            else BC[t * K1 + (r - c1)] = d[i];
+          }
+        }
+      }
+    }
+  }
+  __syncthreads();  // 3
+
+  // ---- 4. y, ring and meta writes, fold -------------------------------------------------------------------------
+  const float eSQ = scal[0];
+  const int64_t rxw = rx0 + (int64_t)base * p.rx_r, rbw = rb0 + (int64_t)base * p.rB_r;
+  for (int i = tid; i < k * PC; i += NT) {  // (token t, VI channels from p0)
+    const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
+    float hc[VI], ws[VI], xv[VI];
+    lds_vec<VI>(Sd + t * P + p0, hc);
+#pragma unroll
+    for (int e = 0; e < VI; ++e) {
+      hc[e] *= eSQ;
+      ws[e] = 0.f;
+    }
+    for (int e = 0; e < c1; ++e) {
+      const float coef = wq[e] * G[e * K1 + t];
+      SV<TI>::unpack(raw_ring[e * PC + pc], xv);
+#pragma unroll
+      for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, xv[v], hc[v]);
+    }
+    // Path of t from t down: W[t][s] = dt_s exp(A * (sum of the path's dt after s)) BC[t][s]; rho_t at the end.
+    const unsigned mt = static_cast<unsigned>(smask[t]);
+    float suf = 0.f;
+    for (int sn = t; sn >= 0; --sn) {
+      if ((mt >> sn) & 1u) {
+        const float w = dts[sn] * __expf(Au * suf) * BC[t * K1 + sn];
+        lds_vec<VI>(xs + sn * P + p0, xv);
+#pragma unroll
+        for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
+        suf += dts[sn];
+      }
+    }
+    const float rho = __expf(Au * suf);
+    float dv[VI], out[VI];
+    lds_vec<VI>(xs + t * P + p0, xv);
+    lds_vec<VI>(Ds + p0, dv);
+#pragma unroll
+    for (int v = 0; v < VI; ++v) out[v] = fmaf(dv[v], xv[v], fmaf(rho, hc[v], ws[v]));
+    if (p.z != nullptr) {
+      float zv[VI];
+      SV<TI>::unpack(raw_in[nxc + i], zv);
+#pragma unroll
+      for (int v = 0; v < VI; ++v) out[v] *= silu_f(zv[v]);
+    }
+    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
+    if (base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = raw_in[i];
+  }
+  for (int i = tid; i < k * NC; i += NT) {  // new B rows into the ring (raw chunks)
+    const int t = i / NC, n0 = (i % NC) * VI;
+    if (base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + t * p.rB_r + n0) = Bnew[i];
+  }
+  if (tid < k && base + tid < R)
+    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)(base + tid) * p.rdt_r + (int64_t)u * p.rdt_h] = dts[tid];
+  if (fold) {  // h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p]: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps
+    const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
+    const TI* br = reinterpret_cast<const TI*>(raw_ring + nrx);      // B_e[n] at e * N + n
+    for (int mt = warp; mt < MT; mt += NW) {
+      const int r0 = mt * 16 + g, r1 = r0 + 8;
+      float d[N / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < N / 8; ++nt) d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
+      for (int ks = 0; ks * 8 < c1; ++ks) {
+        const int e0 = ks * 8 + q, e1 = e0 + 4;
+        const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
+        const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
+        const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
+        const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
+        const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
+#pragma unroll
+        for (int nt = 0; nt < N / 8; ++nt) {
+          const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
+          const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
+          const float bh0 = kSplitI ? tf32_hi(bv0) : bv0, bh1 = kSplitI ? tf32_hi(bv1) : bv1;
+          mma_acc<true, kSplitI>(d[nt], a0, a1, a2, a3, bh0, bh1, bv0 - bh0, bv1 - bh1);
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < N / 8; ++nt) {
+        const int col = nt * 8 + 2 * q, ch = col / VT, w = col % VT;  // the pair (col, col + 1) is in one chunk
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int r = hf ? r1 : r0;
+          const T* hp = reinterpret_cast<const T*>(tile + r * CPR + (ch ^ tc_swz(r))) + w;
+          const float v0 = fmaf(eSQ, SV<T>::to_f(hp[0]), d[nt][2 * hf]);
+          const float v1 = fmaf(eSQ, SV<T>::to_f(hp[1]), d[nt][2 * hf + 1]);
+          T* dst = st + r * p.st_p + col;
+          if constexpr (sizeof(T) == 4) {
+            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+          } else {
+            dst[0] = SV<T>::from_f(v0);
+            dst[1] = SV<T>::from_f(v1);
+          }
+        }
+      }
+    }
+  } else if (!prefix) {  // tree path: compact the committed nodes to ring [c, c1) (every ring read is done)
+    const int m = c1 - c;
+    for (int i = tid; i < m * (PC + NC); i += NT) {
+      const bool isx = i < m * PC;
+      const int jj = isx ? i : i - m * PC;
+      const int e = c + (isx ? (jj >> lPC) : (jj / NC));
+      if (qpos(e) == e) continue;
+      if (isx) {
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rx0 + (int64_t)e * p.rx_r + (jj & (PC - 1)) * VI) =
+            raw_ring[e * PC + (jj & (PC - 1))];
+      } else {
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + (int64_t)e * p.rB_r + (jj % NC) * VI) =
+            raw_ring[nrx + e * NC + (jj % NC)];
+      }
+    }
+    if (tid < m && qpos(c + tid) != c + tid)
+      p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)(c + tid) * p.rdt_r + (int64_t)u * p.rdt_h] = dtq[c + tid];
+  }
+  int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  if (tid == 0) {
+    mrow[0] = base;
+    mrow[p.meta_i] = k;
+  }
+  if (tid < k && tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = smask[tid];
+}
+
+// Warps a block: one 16-row m-tile each up to 8 (P >= 128: 8 warps, P <= 64: 4). MK_VERIFY_TC_WARPS=4|8
+// (environment, read once) overrides it (benchmarks).
+inline int m2tc_warps(int64_t P) {
+  static const int forced = [] {
+    const char* e = std::getenv("MK_VERIFY_TC_WARPS");
+    const int v = e != nullptr ? std::atoi(e) : 0;
+    return v == 4 || v == 8 ? v : 0;
+  }();
+  return forced != 0 ? forced : (P >= 128 ? 8 : 4);
+}
+
+// Whether verify_m2tc_kernel serves these parameters (see the header comment); *smem: its shared memory bytes.
+template <typename T>
+inline bool m2tc_fits(const VerifyStepParams& p, size_t* smem) {
+  constexpr int VT = SV<T>::V;
+  if (p.fused || !(p.Pa == 1 && p.Na == 1 && p.Pd == 1)) return false;
+  if (p.in_dtype == DType::kFloat64) return false;
+  const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  if (!(p.N == 64 || p.N == 128)) return false;
+  if (p.P < 16 || p.P > 256 || (p.P & (p.P - 1)) != 0 || p.P < VI) return false;
+  if (p.P * p.N * static_cast<int64_t>(sizeof(T)) > 64 * 1024) return false;
+  if (p.k > 32 || p.R > 32 * m2tc_warps(p.P)) return false;
+  auto al = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  auto mult = [](int64_t a, int64_t b, int64_t c, int m) { return a % m == 0 && b % m == 0 && c % m == 0; };
+  if (!al(p.state) || !mult(p.st_s, p.st_h, p.st_p, VT)) return false;
+  if (!al(p.x) || !mult(p.x_b, p.x_k, p.x_h, VI) || !al(p.y) || !mult(p.y_b, p.y_k, p.y_h, VI)) return false;
+  if (p.z != nullptr && (!al(p.z) || !mult(p.z_b, p.z_k, p.z_h, VI))) return false;
+  if (!al(p.B) || !mult(p.B_b, p.B_k, p.B_g, VI) || !al(p.C) || !mult(p.C_b, p.C_k, p.C_g, VI)) return false;
+  if (!al(p.ring_x) || !mult(p.rx_s, p.rx_r, p.rx_h, VI) || !al(p.ring_B) || !mult(p.rB_s, p.rB_r, p.rB_h, VI))
+    return false;
+  // 32-bit in-kernel offsets of the per-row terms (the per-batch / per-slot terms are promoted to 64 bits).
+  const int64_t lim = int64_t(1) << 30;
+  if (p.S > lim || p.batch > lim || p.x_k * p.k > lim || p.y_k * p.k > lim || p.z_k * p.k > lim ||
+      p.B_k * p.k > lim || p.C_k * p.k > lim || p.rx_r * p.R > lim || p.rB_r * p.R > lim || p.st_p * p.P > lim ||
+      p.D_p * p.P > lim || p.D_h * p.H > lim || p.A_h * p.H > lim || p.dtb_h * p.H > lim || p.par_k * p.k > lim ||
+      p.par_b * p.batch > lim || p.dt_k * p.k > lim || p.dt_h * p.H > lim || p.meta_i * (2 + p.Kmax) > lim ||
+      p.slots_stride * p.batch > lim || p.accepted_stride * p.batch > lim)
+    return false;
+  const size_t bytes = static_cast<size_t>(m2tc_layout(p.k, p.P, p.N, p.R, VT, VI).words) * 4;
+  if (bytes > 200 * 1024) return false;
+  *smem = bytes;
+  return true;
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels

@@ -1,0 +1,28 @@
+# Variants of the selective-scan lab: name -> -D flags (knobs documented in
+# csrc/selective_scan/selective_scan_fwd_kernel.cuh). Sourced by run_selective_scan_lab.sh and
+# selective_scan_emu_variants.sh. "default" = the production build; *_diag variants give wrong results on
+# purpose (timing diagnostics; the lab skips the affected checks).
+declare -gA VARIANTS=(
+  [default]=""
+  [fwd_t8]="-DMK_SS_FWD_T=8"
+  [fwd_t8_sp2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2"
+  [fwd_t8_sp2_mb2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2 -DMK_SS_FWD_MIN_BLOCKS=2"
+  [fwd_sp2_mb1]="-DMK_SS_FWD_SP=2 -DMK_SS_FWD_MIN_BLOCKS=1"
+  [fwd_poly2]="-DMK_SS_FWD_POLY16=2"
+  [fwd_poly4]="-DMK_SS_FWD_POLY16=4"
+  [fwd_poly6]="-DMK_SS_FWD_POLY16=6"
+  [fwd_poly4_deg4]="-DMK_SS_FWD_POLY16=4 -DMK_SS_POLY_DEG=4"
+  [fwd_t8_poly4]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_POLY16=4"
+  [fwd_t8_sp2_poly4]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2 -DMK_SS_FWD_POLY16=4"
+  [fwd_w4_mb4]="-DMK_SS_FWD_WARPS=4 -DMK_SS_FWD_MIN_BLOCKS=4"
+  [bwd_nodbc_diag]="-DMK_SS_BWD_NO_DBC_FLUSH=1"
+  [bwd_poly4]="-DMK_SS_BWD_POLY16=4"
+  [bwd_ns2]="-DMK_SS_BWD_NS=2"
+  [bwd_w8]="-DMK_SS_BWD_WARPS=8"
+  [bwd_w8_mb2]="-DMK_SS_BWD_WARPS=8 -DMK_SS_BWD_MIN_BLOCKS=2"
+  [bwd_t16_w8]="-DMK_SS_BWD_T=16 -DMK_SS_BWD_WARPS=8"
+)
+# run order (default first; the runner repeats it last as a drift check)
+VARIANT_NAMES=(default fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
+               fwd_t8_poly4 fwd_t8_sp2_poly4 fwd_w4_mb4 bwd_nodbc_diag bwd_poly4 bwd_ns2 bwd_w8 bwd_w8_mb2
+               bwd_t16_w8)
