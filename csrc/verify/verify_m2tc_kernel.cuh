@@ -113,7 +113,7 @@ __device__ __forceinline__ void cp_async_wait() {
 // Shared memory (32-bit words, arrays 16-byte aligned). The state tile is P rows of N / VT 16-byte chunks;
 // chunk c of row r sits at c ^ tc_swz(r) (rows g and g + 1 of a fragment load hit different banks).
 struct M2TcLayout {
-  int tile, raw_in, raw_ring, xs, S, Ds, dts, dtq, wq, G, BC, scal, par, mask, words;
+  int tile, raw_in, raw_ring, xs, S, Ds, dts, dtq, wq, G, BC, scal, meta, par, mask, words;
 };
 __host__ __device__ __forceinline__ int tc_swz(int row) { return (row & 1) << 2; }
 
@@ -134,6 +134,7 @@ __host__ __device__ __forceinline__ M2TcLayout m2tc_layout(int64_t k, int64_t P,
   l.G = o; o += up4(R * K1);
   l.BC = o; o += up4(K1 * K1);
   l.scal = o; o += 4;
+  l.meta = o; o += up4(2 + kMaxK);
   l.par = o; o += up4(kMaxK);
   l.mask = o; o += up4(kMaxK);
   l.words = o;
@@ -198,10 +199,11 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   float* G = smf + lay.G;
   float* BC = smf + lay.BC;
   float* scal = smf + lay.scal;
+  int* smeta = smi + lay.meta;
   int* spar = smi + lay.par;
   int* smask = smi + lay.mask;
 
-  // ---- 1. new-token inputs (cp.async group 1), state tile (group 2), control words, ring (group 3) -------------
+  // ---- 1. new-token inputs (cp.async group 1), state tile (group 2), control words -----------------------------
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
   {  // x, z: token rows of PC chunks; B, C: token rows of NC chunks (one loop per tensor: no per-chunk dispatch)
     const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
@@ -233,20 +235,42 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
     }
   }
   cp_async_commit();
-  // Control words, read by every thread straight from the cache (a broadcast; no barrier), so that the ring's
-  // copies (cp.async group 3) are in flight together with the tile's.
   const int32_t* meta_row = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  const int mv = tid < nm ? meta_row[tid * p.meta_i] : 0;
   const int accv = p.accepted[b * p.accepted_stride];
-  int c = meta_row[0];
+  int par = -1;
+  if (tid < k) par = p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1;
+  float dtv = 0.f;
+  if (tid < k) dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]);
+  const float Au = p.A[u * p.A_h];
+  const float dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
+  cp_async_wait<1>();  // this thread's input chunks (the tile may still be in flight)
+  for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (z, B, C stay raw)
+    float o[VI];
+    SV<TI>::unpack(raw_in[i], o);
+    sts_vec<VI>(xs + i * VI, o);
+  }
+  if (tid < nm) smeta[tid] = mv;
+  if (tid < k) {
+    spar[tid] = (par < 0 || par >= tid) ? -1 : par;
+    dts[tid] = process_dt(dtv + dtb, p);
+  }
+  __syncthreads();  // 1
+
+  // ---- 2. control words, ring (cp.async group 3), state dots on tensor cores ---------------------------------
+  // (Reading the control words straight from global memory before barrier 1, so that the ring's copies start
+  // with the tile's, measured slower on the H200: b64 k4 83 vs 72 us; the dependent loads lengthen the path to
+  // barrier 1.)
+  int c = smeta[0];
   c = c < 0 ? 0 : (c > R ? R : c);
   int kp_max = nm - 2;
   if (kp_max > R - c) kp_max = R - c;
-  const int m1 = meta_row[p.meta_i];
-  const int kp = m1 < 0 ? 0 : (m1 > kp_max ? kp_max : m1);
+  const int kp = smeta[1] < 0 ? 0 : (smeta[1] > kp_max ? kp_max : smeta[1]);
   int a = p.accepted_is_node ? accv : accv - 1;
   if (a > kp - 1) a = kp - 1;
-  const unsigned path = a >= 0 ? (static_cast<unsigned>(meta_row[(2 + a) * p.meta_i]) & low_mask(kp)) : 0u;
+  const unsigned path = a >= 0 ? (static_cast<unsigned>(smeta[2 + a]) & low_mask(kp)) : 0u;
   const int c1 = c + __popc(path);
   const bool fold = p.fold_all || c1 + k > R;
   const int base = fold ? 0 : c1;
@@ -267,26 +291,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   cp_async_commit();
   float dq = 0.f;
   if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
-  int par = -1;
-  if (tid < k) par = p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1;
-  float dtv = 0.f;
-  if (tid < k) dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]);
-  const float Au = p.A[u * p.A_h];
-  const float dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
-  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
-  cp_async_wait<2>();  // this thread's input chunks (the tile and the ring may still be in flight)
-  for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (z, B, C stay raw)
-    float o[VI];
-    SV<TI>::unpack(raw_in[i], o);
-    sts_vec<VI>(xs + i * VI, o);
-  }
-  if (tid < k) {
-    spar[tid] = (par < 0 || par >= tid) ? -1 : par;
-    dts[tid] = process_dt(dtv + dtb, p);
-  }
-  __syncthreads();  // 1
-
-  // ---- 2. draft masks, state dots on tensor cores --------------------------------------------------------------
   if (tid < k) {  // ancestor-or-self mask of node t
     unsigned m = 1u << tid;
     for (int qq = spar[tid]; qq >= 0; qq = spar[qq]) m |= 1u << qq;
