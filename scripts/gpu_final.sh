@@ -4,27 +4,16 @@
 # named in $LAB_VARIANTS (compiled on half the cores while the library builds), verify kernel timings, and the
 # benchmarks (ours + the anchors that need no build). Every step has its own timeout and writes straight to files;
 # at most 6 files stay under $OUT (8 come back).
-set -u
-OUT=${OUT:-/tmp/mk_out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 MAMBA_KERNELS_COMMIT=$(cat .commit 2>/dev/null || echo unknown) MAMBA_KERNELS_BENCH_DIR=$OUT
-find ~/.cache/torch_extensions -name lock -delete 2>/dev/null
-L=$OUT/run.log; T=$OUT/tests.log; B=$OUT/bench.log
-t0=$(date +%s)
+. scripts/gpu_common.sh
 if [ -n "${LAB_VARIANTS:-}" ]; then
   ( OUT=$OUT LAB_JOBS=8 timeout 200 bash scripts/lab/run_conv1d_lab.sh "$LAB_VARIANTS" > /tmp/clab.log 2>&1
     echo "conv1d lab rc=$? $(( $(date +%s) - t0 ))s" >> $L; mv $OUT/lab_conv1d_*.log /tmp/ 2>/dev/null ) &
 fi
-TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=${MAX_JOBS:-8} timeout 200 \
-  python3 -m pip install --no-build-isolation --no-deps --no-index -e . > /tmp/build.log 2>&1
-echo "build rc=$? $(( $(date +%s) - t0 ))s" >> $L; tail -2 /tmp/build.log >> $L
-P="python3 -m pytest -q -rfE -p no:cacheprovider"
-step() { local lim=$1 log=$2 name=$3; shift 3; local s=$(date +%s)
-  echo "=== $name" >> $log; timeout -s INT $lim "$@" >> $log 2>&1; echo "$name rc=$? $(( $(date +%s) - s ))s" >> $L; }
-VT='tests/test_verify.py tests/test_verify_engine.py -k "cuda or graph or cupy or engine"'
+build ${MAX_JOBS:-8}
 step 50 $T verify bash -c "$P $VT"
 step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
 step 60 $T conv_ss_cuda $P tests/test_conv1d.py tests/test_selective_scan.py -m gpu -k "cuda"
-step 40 $T ss_triton $P tests/test_selective_scan.py -m gpu -k "triton"
+step 60 $T ss_triton $P tests/test_selective_scan.py -m gpu -k "triton"
 step 40 $T ssd $P tests/test_ssd.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
 C=mamba2-1-4,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
 for w in 8 4; do step 30 $OUT/prof.log tc_warps_$w env MK_VERIFY_KERNEL=tc MK_VERIFY_TC_WARPS=$w python3 scripts/profile_verify.py --cases $C --impls cuda; done

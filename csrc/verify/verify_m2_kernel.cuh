@@ -25,7 +25,7 @@
 //   W[t][s] = dt_s exp(A sum_{s' in path(t), s' > s} dt_s') BC[t][s];  then y *= silu(z);
 //   fold: h_c = eSQ h0 + sum_e wq_e x_e (x) B_e.
 #pragma once
-#include "verify/verify_common_kernel.cuh"
+#include "verify/verify_m2_steps.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
@@ -47,7 +47,7 @@ struct M2Cfg {
 struct M2Layout {
   int hs;                                                           // state rows of the second pass (uint4)
   int raw_in, raw_ring;                                             // uint4 chunks as copied
-  int xs, zs, Cs, dts, Ds, S, dtq, wq, G, BC, scal;                 // fp32
+  int xs, Cs, dts, Ds, S, dtq, wq, G, BC, scal;                     // fp32
   int meta, par, mask;                                              // int
   int words;
 };
@@ -62,7 +62,6 @@ __host__ __device__ __forceinline__ M2Layout m2_layout(int64_t k, int64_t P, int
   l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
   l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.xs = o; o += up4(K1 * P);
-  l.zs = o; o += up4(K1 * P);
   l.Cs = o; o += up4(K1 * N);
   l.dts = o; o += up4(K1);
   l.Ds = o; o += up4(P);
@@ -77,20 +76,6 @@ __host__ __device__ __forceinline__ M2Layout m2_layout(int64_t k, int64_t P, int
   l.mask = o; o += up4(kMaxK);
   l.words = o;
   return l;
-}
-
-// Index of the n-th (0-based) set bit of m (m has more than n set bits).
-__device__ __forceinline__ int nth_set_bit(unsigned m, int n) {
-  for (int i = 0; i < n; ++i) m &= m - 1u;
-  return __ffs(static_cast<int>(m)) - 1;
-}
-
-__device__ __forceinline__ int ilog2(int v) { return __ffs(v) - 1; }  // v a power of two
-
-template <int VI>
-__device__ __forceinline__ void sts_vec(float* dst, const float (&v)[VI]) {
-#pragma unroll
-  for (int i = 0; i < VI; i += 4) *reinterpret_cast<float4*>(dst + i) = make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
 }
 
 template <typename T, typename TI, int NT>
@@ -126,7 +111,6 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   uint4* raw_in = reinterpret_cast<uint4*>(smf + lay.raw_in);
   uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.raw_ring);
   float* xs = smf + lay.xs;
-  float* zs = smf + lay.zs;
   float* Cs = smf + lay.Cs;
   float* dts = smf + lay.dts;
   float* Ds = smf + lay.Ds;
@@ -194,21 +178,11 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   };
   for (int i = tid; i < n_in; i += NT) cp_async16(raw_in + i, in_src(i));
   cp_async_wait_all();
-  for (int i = tid; i < n_in; i += NT) {  // this thread's own chunks -> fp32 (z through silu)
-    if (i >= nxc + nzc && i < nxc + nzc + nbc) continue;  // B stays raw: only the BC dots read it
+  for (int i = tid; i < n_in; i += NT) {  // this thread's own x and C chunks -> fp32 (z and B stay raw)
+    if (i >= nxc && i < nxc + nzc + nbc) continue;
     float o[VI];
     SV<TI>::unpack(raw_in[i], o);
-    float* dst;
-    if (i < nxc) {
-      dst = xs + i * VI;
-    } else if (i < nxc + nzc) {
-#pragma unroll
-      for (int e = 0; e < VI; ++e) o[e] = silu_f(o[e]);
-      dst = zs + (i - nxc) * VI;
-    } else {
-      dst = Cs + (i - nxc - nzc - nbc) * VI;
-    }
-    sts_vec<VI>(dst, o);
+    sts_vec<VI>(i < nxc ? xs + i * VI : Cs + (i - nxc - nzc - nbc) * VI, o);
   }
   if (tid < P) Ds[tid] = dval;
   for (int i = tid + NT; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
@@ -220,38 +194,13 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   __syncthreads();  // 1
 
   // ---- 2. control words; ring in flight during the state dots ---------------------------------------------
-  int c = smeta[0];
-  c = c < 0 ? 0 : (c > R ? R : c);
-  int kp_max = nm - 2;
-  if (kp_max > R - c) kp_max = R - c;
-  const int kp = smeta[1] < 0 ? 0 : (smeta[1] > kp_max ? kp_max : smeta[1]);
-  int a = p.accepted_is_node ? accv : accv - 1;
-  if (a > kp - 1) a = kp - 1;
-  const unsigned path = a >= 0 ? (static_cast<unsigned>(smeta[2 + a]) & low_mask(kp)) : 0u;
-  const int c1 = c + __popc(path);
-  const bool fold = p.fold_all || c1 + k > R;
-  const int base = fold ? 0 : c1;
-  const bool prefix = (path & (path + 1u)) == 0u;  // path = nodes 0..m-1: ring positions need no compaction
-  auto qpos = [c, path, prefix](int e) -> int { return (e < c || prefix) ? e : c + nth_set_bit(path, e - c); };
-  const int nrx = c1 * PC, n_ring = c1 * (PC + NC);
+  const M2Ctl ct = m2_control(p, smeta, nm, accv, R, k);
+  const int c1 = ct.c1, nrx = c1 * PC;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  for (int i = tid; i < n_ring; i += NT) {
-    const TI* src;
-    if (i < nrx) {
-      src = static_cast<const TI*>(p.ring_x) + rx0 + qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
-    } else {
-      const int j = i - nrx;
-      src = static_cast<const TI*>(p.ring_B) + rb0 + qpos(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
-    }
-    cp_async16(raw_ring + i, src);
-  }
+  m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, PC, NC, tid, NT);
   float dq = 0.f;
-  if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
-  if (tid < k) {  // ancestor-or-self mask of node t
-    unsigned m = 1u << tid;
-    for (int q = spar[tid]; q >= 0; q = spar[q]) m |= 1u << q;
-    smask[tid] = static_cast<int>(m);
-  }
+  if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
+  m2_masks(spar, smask, tid, k);
   // State dots S_t[row] = h0[row] . C_t, one token at a time (bounded registers), both passes, reduced over a
   // row's L lanes.
 #pragma unroll 1
@@ -306,22 +255,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   __syncthreads();  // 2
 
   // ---- 3. ring weights (warp 0), dots G[e][t] and BC[t][s] (8 lanes a dot) ---------------------------------
-  if (warp == 0) {  // wq_e = dt_e exp(A sum_{e' > e} dt_e'), eSQ = exp(A sum_e dt_e)
-    float carry = 0.f;
-    for (int cb = ((c1 + 31) / 32 - 1) * 32; cb >= 0; cb -= 32) {
-      const int i = cb + lane;
-      const float d = i < c1 ? dtq[i] : 0.f;
-      float incl = d;  // inclusive suffix sum within the 32-chunk
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-        const float o = __shfl_down_sync(0xffffffffu, incl, off);
-        if (lane + off < 32) incl += o;
-      }
-      if (i < c1) wq[i] = d * __expf(Au * (carry + incl - d));
-      carry += __shfl_sync(0xffffffffu, incl, 0);
-    }
-    if (lane == 0) scal[0] = __expf(Au * carry);
-  }
+  if (warp == 0) m2_ring_weights(dtq, wq, scal, c1, Au, lane);
   {
     const int gl = lane & 7, ng = c1 * k, njobs = ng + k * (k + 1) / 2;
     for (int j0 = warp * 4; j0 < njobs; j0 += NT / 8) {  // trip count uniform per warp (the shuffles need it)
@@ -361,58 +295,11 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   }
   __syncthreads();  // 3
 
-  // ---- 4. y, fold, ring and meta writes -------------------------------------------------------------------
+  // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
+  const M2Smem sm{xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring};
+  m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
-  const int64_t rxw = rx0 + (int64_t)base * p.rx_r, rbw = rb0 + (int64_t)base * p.rB_r;
-  for (int i = tid; i < k * PC; i += NT) {  // (token t, VI channels from p0)
-    const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
-    float hc[VI], ws[VI], xv[VI];
-    lds_vec<VI>(Sd + t * P + p0, hc);
-#pragma unroll
-    for (int e = 0; e < VI; ++e) {
-      hc[e] *= eSQ;
-      ws[e] = 0.f;
-    }
-    for (int e = 0; e < c1; ++e) {
-      const float coef = wq[e] * G[e * K1 + t];
-      SV<TI>::unpack(raw_ring[e * PC + pc], xv);
-#pragma unroll
-      for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, xv[v], hc[v]);
-    }
-    // Path of t from t down: W[t][s] = dt_s exp(A * (sum of the path's dt after s)) BC[t][s]; rho_t at the end.
-    const unsigned mt = static_cast<unsigned>(smask[t]);
-    float suf = 0.f;
-    for (int sn = t; sn >= 0; --sn) {
-      if ((mt >> sn) & 1u) {
-        const float w = dts[sn] * __expf(Au * suf) * BC[t * K1 + sn];
-        lds_vec<VI>(xs + sn * P + p0, xv);
-#pragma unroll
-        for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
-        suf += dts[sn];
-      }
-    }
-    const float rho = __expf(Au * suf);
-    float dv[VI], out[VI];
-    lds_vec<VI>(xs + t * P + p0, xv);
-    lds_vec<VI>(Ds + p0, dv);
-#pragma unroll
-    for (int v = 0; v < VI; ++v) out[v] = fmaf(dv[v], xv[v], fmaf(rho, hc[v], ws[v]));
-    if (p.z != nullptr) {
-      float zv[VI];
-      lds_vec<VI>(zs + t * P + p0, zv);
-#pragma unroll
-      for (int v = 0; v < VI; ++v) out[v] *= zv[v];
-    }
-    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
-    if (base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = raw_in[i];
-  }
-  for (int i = tid; i < k * NC; i += NT) {  // new B rows into the ring (raw chunks)
-    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
-    if (base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + t * p.rB_r + n0) = raw_in[nxc + nzc + i];
-  }
-  if (tid < k && base + tid < R)
-    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)(base + tid) * p.rdt_r + (int64_t)u * p.rdt_h] = dts[tid];
-  if (fold) {  // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back in the state dtype
+  if (ct.fold) {  // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back in the state dtype
     // Pass 0 re-reads h0 (mostly from L2) rather than keeping it live since step 1 (a fold is one call in
     // ~R / accepted); pass 1 reads it from shared memory.
 #pragma unroll 1
@@ -457,30 +344,8 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
         if (ok) __stcs(reinterpret_cast<uint4*>(st + row * p.st_p + seg * V), SV<T>::pack(h[rr][j]));
       });
     }
-  } else if (!prefix) {  // tree path: compact the committed nodes to ring [c, c1) (every ring read is done)
-    const int m = c1 - c;
-    for (int i = tid; i < m * (PC + NC); i += NT) {
-      const bool isx = i < m * PC;
-      const int jj = isx ? i : i - m * PC;
-      const int e = c + (isx ? (jj >> lPC) : (jj >> lNC));
-      if (qpos(e) == e) continue;
-      if (isx) {
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rx0 + (int64_t)e * p.rx_r + (jj & (PC - 1)) * VI) =
-            raw_ring[e * PC + (jj & (PC - 1))];
-      } else {
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + (int64_t)e * p.rB_r + (jj & (NC - 1)) * VI) =
-            raw_ring[nrx + e * NC + (jj & (NC - 1))];
-      }
-    }
-    if (tid < m && qpos(c + tid) != c + tid)
-      p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)(c + tid) * p.rdt_r + (int64_t)u * p.rdt_h] = dtq[c + tid];
   }
-  int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  if (tid == 0) {
-    mrow[0] = base;
-    mrow[p.meta_i] = k;
-  }
-  if (tid < k && tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = smask[tid];
+  m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 
 // Whether the lean kernel serves these parameters (else the general verify_ssm_kernel): Mamba-2 layout; P, N

@@ -18,7 +18,7 @@
 #pragma once
 #include <cstdlib>
 
-#include "verify/verify_m2_kernel.cuh"
+#include "verify/verify_m2_steps.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
@@ -263,39 +263,14 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   // (Reading the control words straight from global memory before barrier 1, so that the ring's copies start
   // with the tile's, measured slower on the H200: b64 k4 83 vs 72 us; the dependent loads lengthen the path to
   // barrier 1.)
-  int c = smeta[0];
-  c = c < 0 ? 0 : (c > R ? R : c);
-  int kp_max = nm - 2;
-  if (kp_max > R - c) kp_max = R - c;
-  const int kp = smeta[1] < 0 ? 0 : (smeta[1] > kp_max ? kp_max : smeta[1]);
-  int a = p.accepted_is_node ? accv : accv - 1;
-  if (a > kp - 1) a = kp - 1;
-  const unsigned path = a >= 0 ? (static_cast<unsigned>(smeta[2 + a]) & low_mask(kp)) : 0u;
-  const int c1 = c + __popc(path);
-  const bool fold = p.fold_all || c1 + k > R;
-  const int base = fold ? 0 : c1;
-  const bool prefix = (path & (path + 1u)) == 0u;  // path = nodes 0..m-1: ring positions need no compaction
-  auto qpos = [c, path, prefix](int e) -> int { return (e < c || prefix) ? e : c + nth_set_bit(path, e - c); };
-  const int nrx = c1 * PC, n_ring = c1 * (PC + NC);
+  const M2Ctl ct = m2_control(p, smeta, nm, accv, R, k);
+  const int c1 = ct.c1, nrx = c1 * PC;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  for (int i = tid; i < n_ring; i += NT) {
-    const TI* src;
-    if (i < nrx) {
-      src = static_cast<const TI*>(p.ring_x) + rx0 + qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
-    } else {
-      const int j = i - nrx;
-      src = static_cast<const TI*>(p.ring_B) + rb0 + qpos(j / NC) * p.rB_r + (j % NC) * VI;
-    }
-    cp_async16(raw_ring + i, src);
-  }
+  m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, PC, NC, tid, NT);
   cp_async_commit();
   float dq = 0.f;
-  if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
-  if (tid < k) {  // ancestor-or-self mask of node t
-    unsigned m = 1u << tid;
-    for (int qq = spar[tid]; qq >= 0; qq = spar[qq]) m |= 1u << qq;
-    smask[tid] = static_cast<int>(m);
-  }
+  if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
+  m2_masks(spar, smask, tid, k);
   const uint4* Craw = raw_in + nxc + nzc + nbc;
   const uint4* Bnew = raw_in + nxc + nzc;
   cp_async_wait<1>();  // this thread's tile chunks (the ring may still be in flight)
@@ -333,22 +308,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   __syncthreads();  // 2
 
   // ---- 3. ring weights (warp 0); dots [B_ring; B_new] . C^T on tensor cores -----------------------------------
-  if (warp == 0) {  // wq_e = dt_e exp(A sum_{e' > e} dt_e'), eSQ = exp(A sum_e dt_e)
-    float carry = 0.f;
-    for (int cb = ((c1 + 31) / 32 - 1) * 32; cb >= 0; cb -= 32) {
-      const int i = cb + lane;
-      const float dd = i < c1 ? dtq[i] : 0.f;
-      float incl = dd;  // inclusive suffix sum within the 32-chunk
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-        const float o = __shfl_down_sync(0xffffffffu, incl, off);
-        if (lane + off < 32) incl += o;
-      }
-      if (i < c1) wq[i] = dd * __expf(Au * (carry + incl - dd));
-      carry += __shfl_sync(0xffffffffu, incl, 0);
-    }
-    if (lane == 0) scal[0] = __expf(Au * carry);
-  }
+  if (warp == 0) m2_ring_weights(dtq, wq, scal, c1, Au, lane);
   {  // rows e < c1: G[e][t] = B_e . C_t (ring); rows c1 + s: BC[t][s] = B_s . C_t (new tokens)
     const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
     for (int nt = 0; nt < nnt; ++nt) {
@@ -390,58 +350,11 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   }
   __syncthreads();  // 3
 
-  // ---- 4. y, ring and meta writes, fold -------------------------------------------------------------------------
+  // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
+  const M2Smem sm{xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring};
+  m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
-  const int64_t rxw = rx0 + (int64_t)base * p.rx_r, rbw = rb0 + (int64_t)base * p.rB_r;
-  for (int i = tid; i < k * PC; i += NT) {  // (token t, VI channels from p0)
-    const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
-    float hc[VI], ws[VI], xv[VI];
-    lds_vec<VI>(Sd + t * P + p0, hc);
-#pragma unroll
-    for (int e = 0; e < VI; ++e) {
-      hc[e] *= eSQ;
-      ws[e] = 0.f;
-    }
-    for (int e = 0; e < c1; ++e) {
-      const float coef = wq[e] * G[e * K1 + t];
-      SV<TI>::unpack(raw_ring[e * PC + pc], xv);
-#pragma unroll
-      for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, xv[v], hc[v]);
-    }
-    // Path of t from t down: W[t][s] = dt_s exp(A * (sum of the path's dt after s)) BC[t][s]; rho_t at the end.
-    const unsigned mt = static_cast<unsigned>(smask[t]);
-    float suf = 0.f;
-    for (int sn = t; sn >= 0; --sn) {
-      if ((mt >> sn) & 1u) {
-        const float w = dts[sn] * __expf(Au * suf) * BC[t * K1 + sn];
-        lds_vec<VI>(xs + sn * P + p0, xv);
-#pragma unroll
-        for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
-        suf += dts[sn];
-      }
-    }
-    const float rho = __expf(Au * suf);
-    float dv[VI], out[VI];
-    lds_vec<VI>(xs + t * P + p0, xv);
-    lds_vec<VI>(Ds + p0, dv);
-#pragma unroll
-    for (int v = 0; v < VI; ++v) out[v] = fmaf(dv[v], xv[v], fmaf(rho, hc[v], ws[v]));
-    if (p.z != nullptr) {
-      float zv[VI];
-      SV<TI>::unpack(raw_in[nxc + i], zv);
-#pragma unroll
-      for (int v = 0; v < VI; ++v) out[v] *= silu_f(zv[v]);
-    }
-    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
-    if (base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = raw_in[i];
-  }
-  for (int i = tid; i < k * NC; i += NT) {  // new B rows into the ring (raw chunks)
-    const int t = i / NC, n0 = (i % NC) * VI;
-    if (base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + t * p.rB_r + n0) = Bnew[i];
-  }
-  if (tid < k && base + tid < R)
-    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)(base + tid) * p.rdt_r + (int64_t)u * p.rdt_h] = dts[tid];
-  if (fold) {  // h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p]: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps
+  if (ct.fold) {  // h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p]: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps
     const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
     const TI* br = reinterpret_cast<const TI*>(raw_ring + nrx);      // B_e[n] at e * N + n
     for (int mt = warp; mt < MT; mt += NW) {
@@ -483,30 +396,8 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
         }
       }
     }
-  } else if (!prefix) {  // tree path: compact the committed nodes to ring [c, c1) (every ring read is done)
-    const int m = c1 - c;
-    for (int i = tid; i < m * (PC + NC); i += NT) {
-      const bool isx = i < m * PC;
-      const int jj = isx ? i : i - m * PC;
-      const int e = c + (isx ? (jj >> lPC) : (jj / NC));
-      if (qpos(e) == e) continue;
-      if (isx) {
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rx0 + (int64_t)e * p.rx_r + (jj & (PC - 1)) * VI) =
-            raw_ring[e * PC + (jj & (PC - 1))];
-      } else {
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + (int64_t)e * p.rB_r + (jj % NC) * VI) =
-            raw_ring[nrx + e * NC + (jj % NC)];
-      }
-    }
-    if (tid < m && qpos(c + tid) != c + tid)
-      p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)(c + tid) * p.rdt_r + (int64_t)u * p.rdt_h] = dtq[c + tid];
   }
-  int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  if (tid == 0) {
-    mrow[0] = base;
-    mrow[p.meta_i] = k;
-  }
-  if (tid < k && tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = smask[tid];
+  m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 
 // Warps a block: one 16-row m-tile each up to 8 (P >= 128: 8 warps, P <= 64: 4). MK_VERIFY_TC_WARPS=4|8

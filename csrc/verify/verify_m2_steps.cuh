@@ -1,0 +1,208 @@
+// The steps of a Mamba-2 verify unit (one batch row, one head) that verify_m2_kernel and verify_m2tc_kernel share
+// (CUDA headers only): the control words after committing the accepted path, staging the ring's committed rows,
+// the draft masks, the ring weights, the y epilogue with the new tokens' ring writes, the tree-path compaction and
+// the meta row. The two kernels differ in how they read the state tile (FMAs vs tensor cores) and fold it.
+// Semantics: docs/verify_step_design.md; closed form: the header of verify_m2_kernel.cuh.
+#pragma once
+#include "verify/verify_common_kernel.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+// Index of the n-th (0-based) set bit of m (m has more than n set bits).
+__device__ __forceinline__ int nth_set_bit(unsigned m, int n) {
+  for (int i = 0; i < n; ++i) m &= m - 1u;
+  return __ffs(static_cast<int>(m)) - 1;
+}
+
+__device__ __forceinline__ int ilog2(int v) { return __ffs(v) - 1; }  // v a power of two
+
+template <int VI>
+__device__ __forceinline__ void sts_vec(float* dst, const float (&v)[VI]) {
+#pragma unroll
+  for (int i = 0; i < VI; i += 4) *reinterpret_cast<float4*>(dst + i) = make_float4(v[i], v[i + 1], v[i + 2], v[i + 3]);
+}
+
+// Shared memory of a unit, as both kernels lay it out (fp32 unless said): xs (k, P) new x; Sd (k, P) state dots;
+// Ds (P); dts (k) new dt; dtq (R) ring dt; wq (R) ring weights; G (R, K1) ring B . C; BC (K1, K1) new B . C;
+// scal[0] = eSQ; smeta (2 + Kmax) int; spar, smask (k) int; raw_in: x, z, B, C chunks of the new tokens
+// (k PC, k PC if z, k NC, k NC); raw_ring: x then B chunks of the c1 committed ring tokens.
+struct M2Smem {
+  float *xs, *Sd, *Ds, *dts, *dtq, *wq, *G, *BC, *scal;
+  int *smeta, *spar, *smask;
+  uint4 *raw_in, *raw_ring;
+};
+
+// Control state after committing the accepted path of the pending draft.
+struct M2Ctl {
+  int c, c1, base;  // committed ring tokens before / after; ring position of the new tokens
+  unsigned path;    // committed draft nodes (bit mask)
+  bool fold, prefix;
+  // Ring position e's source: committed tokens before c stay, path nodes are the set bits of `path`.
+  __device__ __forceinline__ int qpos(int e) const { return (e < c || prefix) ? e : c + nth_set_bit(path, e - c); }
+};
+
+__device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int* smeta, int nm, int accv, int R,
+                                            int k) {
+  M2Ctl t;
+  int c = smeta[0];
+  c = c < 0 ? 0 : (c > R ? R : c);
+  int kp_max = nm - 2;
+  if (kp_max > R - c) kp_max = R - c;
+  const int kp = smeta[1] < 0 ? 0 : (smeta[1] > kp_max ? kp_max : smeta[1]);
+  int a = p.accepted_is_node ? accv : accv - 1;
+  if (a > kp - 1) a = kp - 1;
+  t.c = c;
+  t.path = a >= 0 ? (static_cast<unsigned>(smeta[2 + a]) & low_mask(kp)) : 0u;
+  t.c1 = c + __popc(t.path);
+  t.fold = p.fold_all || t.c1 + k > R;
+  t.base = t.fold ? 0 : t.c1;
+  t.prefix = (t.path & (t.path + 1u)) == 0u;  // path = nodes 0..m-1: ring positions need no compaction
+  return t;
+}
+
+// Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:
+// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share.
+template <typename TI>
+__device__ __forceinline__ void m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
+                                              int64_t rx0, int64_t rb0, int PC, int NC, int tid, int nthreads) {
+  constexpr int VI = SV<TI>::V;
+  const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
+  for (int i = tid; i < n_ring; i += nthreads) {
+    const TI* src;
+    if (i < nrx) {
+      src = static_cast<const TI*>(p.ring_x) + rx0 + ct.qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
+    } else {
+      const int j = i - nrx;
+      src = static_cast<const TI*>(p.ring_B) + rb0 + ct.qpos(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
+    }
+    cp_async16(raw_ring + i, src);
+  }
+}
+
+// Ancestor-or-self mask of draft node t (thread t < k; spar written before a barrier).
+__device__ __forceinline__ void m2_masks(const int* spar, int* smask, int tid, int k) {
+  if (tid < k) {
+    unsigned m = 1u << tid;
+    for (int q = spar[tid]; q >= 0; q = spar[q]) m |= 1u << q;
+    smask[tid] = static_cast<int>(m);
+  }
+}
+
+// One warp: wq_e = dt_e exp(A sum_{e' > e} dt_e'), eSQ = exp(A sum_e dt_e) -> scal[0].
+__device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, float* scal, int c1, float Au,
+                                                int lane) {
+  float carry = 0.f;
+  for (int cb = ((c1 + 31) / 32 - 1) * 32; cb >= 0; cb -= 32) {
+    const int i = cb + lane;
+    const float d = i < c1 ? dtq[i] : 0.f;
+    float incl = d;  // inclusive suffix sum within the 32-chunk
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+      const float o = __shfl_down_sync(0xffffffffu, incl, off);
+      if (lane + off < 32) incl += o;
+    }
+    if (i < c1) wq[i] = d * __expf(Au * (carry + incl - d));
+    carry += __shfl_sync(0xffffffffu, incl, 0);
+  }
+  if (lane == 0) scal[0] = __expf(Au * carry);
+}
+
+// y of every (token t, VI channels from p0) by the closed form, times silu(z); the new tokens' x, B and dt into the
+// ring at base (positions < R). y: this unit's output (b, u applied). Thread tid of nthreads.
+template <typename TI>
+__device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
+                                           int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
+                                           int64_t s, int64_t u, int tid, int nthreads) {
+  constexpr int VI = SV<TI>::V;
+  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
+  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0;
+  const float eSQ = sm.scal[0];
+  const int64_t rxw = rx0 + (int64_t)ct.base * p.rx_r, rbw = rb0 + (int64_t)ct.base * p.rB_r;
+  for (int i = tid; i < k * PC; i += nthreads) {
+    const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
+    float hc[VI], ws[VI], xv[VI];
+    lds_vec<VI>(sm.Sd + t * P + p0, hc);
+#pragma unroll
+    for (int e = 0; e < VI; ++e) {
+      hc[e] *= eSQ;
+      ws[e] = 0.f;
+    }
+    for (int e = 0; e < ct.c1; ++e) {
+      const float coef = sm.wq[e] * sm.G[e * K1 + t];
+      SV<TI>::unpack(sm.raw_ring[e * PC + pc], xv);
+#pragma unroll
+      for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, xv[v], hc[v]);
+    }
+    // Path of t from t down: W[t][s] = dt_s exp(A * (sum of the path's dt after s)) BC[t][s]; rho_t at the end.
+    const unsigned mt = static_cast<unsigned>(sm.smask[t]);
+    float suf = 0.f;
+    for (int sn = t; sn >= 0; --sn) {
+      if ((mt >> sn) & 1u) {
+        const float w = sm.dts[sn] * __expf(Au * suf) * sm.BC[t * K1 + sn];
+        lds_vec<VI>(sm.xs + sn * P + p0, xv);
+#pragma unroll
+        for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
+        suf += sm.dts[sn];
+      }
+    }
+    const float rho = __expf(Au * suf);
+    float dv[VI], out[VI];
+    lds_vec<VI>(sm.xs + t * P + p0, xv);
+    lds_vec<VI>(sm.Ds + p0, dv);
+#pragma unroll
+    for (int v = 0; v < VI; ++v) out[v] = fmaf(dv[v], xv[v], fmaf(rho, hc[v], ws[v]));
+    if (p.z != nullptr) {
+      float zv[VI];
+      SV<TI>::unpack(sm.raw_in[nxc + i], zv);
+#pragma unroll
+      for (int v = 0; v < VI; ++v) out[v] *= silu_f(zv[v]);
+    }
+    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
+    if (ct.base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
+  }
+  for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
+    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
+    if (ct.base + t < R)
+      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + t * p.rB_r + n0) = sm.raw_in[nxc + nzc + i];
+  }
+  if (tid < k && ct.base + tid < R)
+    p.ring_dt[s * p.rdt_s + (int64_t)(ct.base + tid) * p.rdt_r + u * p.rdt_h] = sm.dts[tid];
+}
+
+// Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the
+// meta row = [base, k, masks].
+template <typename TI>
+__device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k, int P,
+                                          int N, int64_t rx0, int64_t rb0, int64_t s, int64_t u, int tid,
+                                          int nthreads) {
+  constexpr int VI = SV<TI>::V;
+  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC;
+  if (!ct.fold && !ct.prefix) {
+    const int m = ct.c1 - ct.c;
+    for (int i = tid; i < m * (PC + NC); i += nthreads) {
+      const bool isx = i < m * PC;
+      const int jj = isx ? i : i - m * PC;
+      const int e = ct.c + (isx ? (jj >> lPC) : (jj >> lNC));
+      if (ct.qpos(e) == e) continue;
+      if (isx) {
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rx0 + (int64_t)e * p.rx_r + (jj & (PC - 1)) * VI) =
+            sm.raw_ring[e * PC + (jj & (PC - 1))];
+      } else {
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + (int64_t)e * p.rB_r + (jj & (NC - 1)) * VI) =
+            sm.raw_ring[nrx + e * NC + (jj & (NC - 1))];
+      }
+    }
+    if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
+      p.ring_dt[s * p.rdt_s + (int64_t)(ct.c + tid) * p.rdt_r + u * p.rdt_h] = sm.dtq[ct.c + tid];
+  }
+  int32_t* mrow = p.meta + s * p.meta_s + u * p.meta_h;
+  if (tid == 0) {
+    mrow[0] = ct.base;
+    mrow[p.meta_i] = k;
+  }
+  if (tid < k && tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = sm.smask[tid];
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels

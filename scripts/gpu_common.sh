@@ -1,0 +1,20 @@
+# Sourced by scripts/gpu_final.sh and scripts/gpu_verify.sh (GPU machine): environment, $L/$T/$B logs, build(),
+# step() and the verify GPU test selection. Every step has its own timeout (INT first, so pytest reports) and
+# writes straight to files under $OUT: a pipe would buffer, and a timeout would then lose the output.
+set -u
+OUT=${OUT:-/tmp/mk_out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 MAMBA_KERNELS_COMMIT=$(cat .commit 2>/dev/null || echo unknown) MAMBA_KERNELS_BENCH_DIR=$OUT
+find ~/.cache/torch_extensions -name lock -delete 2>/dev/null  # a killed JIT build's lock stalls the next one
+L=$OUT/run.log; T=$OUT/tests.log; B=$OUT/bench.log
+t0=$(date +%s)
+P="python3 -m pytest -q -rfE -p no:cacheprovider"
+VT='tests/test_verify.py tests/test_verify_engine.py -k "cuda or graph or cupy or engine"'
+# build JOBS: the library for sm_90a (the log's tail goes to $L).
+build() {
+  TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=$1 timeout 200 \
+    python3 -m pip install --no-build-isolation --no-deps --no-index -e . > /tmp/build.log 2>&1
+  echo "build rc=$? $(( $(date +%s) - t0 ))s" >> $L; tail -2 /tmp/build.log >> $L
+}
+# step LIMIT LOG NAME CMD...: run CMD with its output appended to LOG, its status and time to $L.
+step() { local lim=$1 log=$2 name=$3; shift 3; local s=$(date +%s)
+  echo "=== $name" >> $log; timeout -s INT $lim "$@" >> $log 2>&1; echo "$name rc=$? $(( $(date +%s) - s ))s" >> $L; }
