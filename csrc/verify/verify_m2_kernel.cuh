@@ -84,7 +84,6 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   constexpr int VI = SV<TI>::V;  // input elements per 16-byte chunk
   MK_VERIFY_DYN_SMEM(smem_f4);
   float* smf = reinterpret_cast<float*>(smem_f4);
-  int* smi = reinterpret_cast<int*>(smem_f4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
@@ -108,21 +107,9 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   const int g = u / (H / static_cast<int>(p.G));
   const M2Layout lay = m2_layout(k, P, N, R, VI, two ? rows0 : 0, NS);
   uint4* hs = reinterpret_cast<uint4*>(smf + lay.hs);  // [rr * nrg + rg][seg]: each thread reads what it copied
-  uint4* raw_in = reinterpret_cast<uint4*>(smf + lay.raw_in);
-  uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.raw_ring);
-  float* xs = smf + lay.xs;
+  const M2Smem sm = m2_smem(lay, smem_f4);
+  const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
   float* Cs = smf + lay.Cs;
-  float* dts = smf + lay.dts;
-  float* Ds = smf + lay.Ds;
-  float* Sd = smf + lay.S;
-  float* dtq = smf + lay.dtq;
-  float* wq = smf + lay.wq;
-  float* G = smf + lay.G;
-  float* BC = smf + lay.BC;
-  float* scal = smf + lay.scal;
-  int* smeta = smi + lay.meta;
-  int* spar = smi + lay.par;
-  int* smask = smi + lay.mask;
 
   // ---- 1. state tile, control, new-token inputs ------------------------------------------------------------
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
@@ -153,16 +140,9 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
       if (ok) cp_async16(hs + (rr * nrg + rg) * NS + seg, st + row * p.st_p + seg * V);
     });
   }
-  const int32_t* meta_row = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  const int mv = tid < nm ? meta_row[tid * p.meta_i] : 0;
-  const int accv = p.accepted[b * p.accepted_stride];
-  int par = -1;
-  if (tid < k) par = p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1;
-  float dtv = 0.f;
-  if (tid < k) dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]);
-  const float Au = p.A[u * p.A_h];
-  const float dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+  const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
+  const float Au = sc.Au;
   const float dval = (p.D != nullptr && tid < P) ? p.D[u * p.D_h + tid * p.D_p] : 0.f;
   // New-token chunks, tensor-major: x [0, k PC), z [.., + k PC) (if any), B [.., + k NC), C [.., + k NC).
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
@@ -186,20 +166,14 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   }
   if (tid < P) Ds[tid] = dval;
   for (int i = tid + NT; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
-  if (tid < nm) smeta[tid] = mv;
-  if (tid < k) {
-    spar[tid] = (par < 0 || par >= tid) ? -1 : par;
-    dts[tid] = process_dt(dtv + dtb, p);
-  }
+  m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   __syncthreads();  // 1
 
   // ---- 2. control words; ring in flight during the state dots ---------------------------------------------
-  const M2Ctl ct = m2_control(p, smeta, nm, accv, R, k);
+  const M2Ctl ct = m2_control(p, smeta, nm, sc.accv, R, k);
   const int c1 = ct.c1, nrx = c1 * PC;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, PC, NC, tid, NT);
-  float dq = 0.f;
-  if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
+  const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   m2_masks(spar, smask, tid, k);
   // State dots S_t[row] = h0[row] . C_t, one token at a time (bounded registers), both passes, reduced over a
   // row's L lanes.
@@ -296,7 +270,6 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   __syncthreads();  // 3
 
   // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
-  const M2Smem sm{xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring};
   m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
   if (ct.fold) {  // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back in the state dtype

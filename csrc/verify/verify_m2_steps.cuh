@@ -33,6 +33,49 @@ struct M2Smem {
   uint4 *raw_in, *raw_ring;
 };
 
+// Per-thread scalars of a unit, loaded before the first barrier: meta word tid (< nm), the accepted count, parent
+// and raw dt of draft node tid (< k), A and dt_bias of the head.
+struct M2Scalars {
+  int mv, accv, par;
+  float dtv, Au, dtb;
+};
+
+template <typename TI>
+__device__ __forceinline__ M2Scalars m2_load_scalars(const VerifyStepParams& p, int b, int u, int s, int tid, int k,
+                                                     int nm) {
+  M2Scalars v;
+  const int32_t* meta_row = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  v.mv = tid < nm ? meta_row[tid * p.meta_i] : 0;
+  v.accv = p.accepted[b * p.accepted_stride];
+  v.par = -1;
+  if (tid < k) v.par = p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1;
+  v.dtv = 0.f;
+  if (tid < k) v.dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]);
+  v.Au = p.A[u * p.A_h];
+  v.dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+  return v;
+}
+
+// smeta, spar (parents before the node, else -1) and dts (processed dt) from them; a barrier must follow.
+__device__ __forceinline__ void m2_store_scalars(const VerifyStepParams& p, const M2Scalars& v, int* smeta, int* spar,
+                                                 float* dts, int tid, int k, int nm) {
+  if (tid < nm) smeta[tid] = v.mv;
+  if (tid < k) {
+    spar[tid] = (v.par < 0 || v.par >= tid) ? -1 : v.par;
+    dts[tid] = process_dt(v.dtv + v.dtb, p);
+  }
+}
+
+// The shared arrays of a kernel's layout (both layouts name them alike; word offsets into smem).
+template <typename Layout>
+__device__ __forceinline__ M2Smem m2_smem(const Layout& l, float4* smem) {
+  float* f = reinterpret_cast<float*>(smem);
+  int* i = reinterpret_cast<int*>(smem);
+  return M2Smem{f + l.xs, f + l.S, f + l.Ds, f + l.dts, f + l.dtq, f + l.wq, f + l.G, f + l.BC, f + l.scal,
+                i + l.meta, i + l.par, i + l.mask, reinterpret_cast<uint4*>(f + l.raw_in),
+                reinterpret_cast<uint4*>(f + l.raw_ring)};
+}
+
 // Control state after committing the accepted path of the pending draft.
 struct M2Ctl {
   int c, c1, base;  // committed ring tokens before / after; ring position of the new tokens
@@ -62,10 +105,12 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
 }
 
 // Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:
-// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share.
+// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt of committed
+// token tid (0 past c1), for dtq.
 template <typename TI>
-__device__ __forceinline__ void m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
-                                              int64_t rx0, int64_t rb0, int PC, int NC, int tid, int nthreads) {
+__device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
+                                               int64_t rx0, int64_t rb0, int64_t s, int64_t u, int PC, int NC,
+                                               int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
   for (int i = tid; i < n_ring; i += nthreads) {
@@ -78,6 +123,7 @@ __device__ __forceinline__ void m2_stage_ring(const VerifyStepParams& p, const M
     }
     cp_async16(raw_ring + i, src);
   }
+  return tid < ct.c1 ? p.ring_dt[s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + u * p.rdt_h] : 0.f;
 }
 
 // Ancestor-or-self mask of draft node t (thread t < k; spar written before a barrier).

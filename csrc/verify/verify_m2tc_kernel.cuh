@@ -169,7 +169,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
   MK_VERIFY_DYN_SMEM(smem_f4);
   float* smf = reinterpret_cast<float*>(smem_f4);
-  int* smi = reinterpret_cast<int*>(smem_f4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
@@ -188,20 +187,8 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   const int gi = u / (H / static_cast<int>(p.G));
   const M2TcLayout lay = m2tc_layout(k, P, N, R, VT, VI);
   uint4* tile = reinterpret_cast<uint4*>(smf + lay.tile);
-  uint4* raw_in = reinterpret_cast<uint4*>(smf + lay.raw_in);
-  uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.raw_ring);
-  float* xs = smf + lay.xs;
-  float* Sd = smf + lay.S;
-  float* Ds = smf + lay.Ds;
-  float* dts = smf + lay.dts;
-  float* dtq = smf + lay.dtq;
-  float* wq = smf + lay.wq;
-  float* G = smf + lay.G;
-  float* BC = smf + lay.BC;
-  float* scal = smf + lay.scal;
-  int* smeta = smi + lay.meta;
-  int* spar = smi + lay.par;
-  int* smask = smi + lay.mask;
+  const M2Smem sm = m2_smem(lay, smem_f4);
+  const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
 
   // ---- 1. new-token inputs (cp.async group 1), state tile (group 2), control words -----------------------------
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
@@ -235,16 +222,9 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
     }
   }
   cp_async_commit();
-  const int32_t* meta_row = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  const int mv = tid < nm ? meta_row[tid * p.meta_i] : 0;
-  const int accv = p.accepted[b * p.accepted_stride];
-  int par = -1;
-  if (tid < k) par = p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1;
-  float dtv = 0.f;
-  if (tid < k) dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]);
-  const float Au = p.A[u * p.A_h];
-  const float dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+  const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
+  const float Au = sc.Au;
   for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
   cp_async_wait<1>();  // this thread's input chunks (the tile may still be in flight)
   for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (z, B, C stay raw)
@@ -252,24 +232,18 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
     SV<TI>::unpack(raw_in[i], o);
     sts_vec<VI>(xs + i * VI, o);
   }
-  if (tid < nm) smeta[tid] = mv;
-  if (tid < k) {
-    spar[tid] = (par < 0 || par >= tid) ? -1 : par;
-    dts[tid] = process_dt(dtv + dtb, p);
-  }
+  m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   __syncthreads();  // 1
 
   // ---- 2. control words, ring (cp.async group 3), state dots on tensor cores ---------------------------------
   // (Reading the control words straight from global memory before barrier 1, so that the ring's copies start
   // with the tile's, measured slower on the H200: b64 k4 83 vs 72 us; the dependent loads lengthen the path to
   // barrier 1.)
-  const M2Ctl ct = m2_control(p, smeta, nm, accv, R, k);
+  const M2Ctl ct = m2_control(p, smeta, nm, sc.accv, R, k);
   const int c1 = ct.c1, nrx = c1 * PC;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, PC, NC, tid, NT);
+  const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
-  float dq = 0.f;
-  if (tid < c1) dq = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + (int64_t)u * p.rdt_h];
   m2_masks(spar, smask, tid, k);
   const uint4* Craw = raw_in + nxc + nzc + nbc;
   const uint4* Bnew = raw_in + nxc + nzc;
@@ -317,7 +291,9 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
       load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
       for (int mt = warp; mt < nmt; mt += NW) {
         const int r0 = mt * 16 + g, r1 = r0 + 8;
-        auto brow = [&](int r) -> const uint4* { return r < c1 ? raw_ring + nrx + r * NC : Bnew + (r - c1) * NC; };
+        auto brow = [&sm, c1, nrx, Bnew](int r) -> const uint4* {
+          return r < c1 ? sm.raw_ring + nrx + r * NC : Bnew + (r - c1) * NC;
+        };
         const uint4* b0 = brow(r0 < nrow ? r0 : 0);
         const uint4* b1 = brow(r1 < nrow ? r1 : 0);
         float d[4] = {0.f, 0.f, 0.f, 0.f};
@@ -351,7 +327,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   __syncthreads();  // 3
 
   // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
-  const M2Smem sm{xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring};
   m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
   if (ct.fold) {  // h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p]: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps
