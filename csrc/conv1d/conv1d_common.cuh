@@ -23,14 +23,9 @@
 //   MK_CONV1D_FWD_CF_ROT         cf halo: 1 one rotation shuffle per value (e230a73, default), 0 shfl_up + bcast
 //   MK_CONV1D_FLAT_G             flat cf forward: 16-byte chunks per lane, all loaded up front (8; fp32 half)
 //   MK_CONV1D_FLAT_MIN_BLOCKS    flat cf forward: min blocks/SM (1: no register cap)
-//   MK_CONV1D_FWD_CL_IMPL        channel-last forward: 0 4-channel lanes with pipelined tiles (default), 1 eight
-//                                channels (16 bytes) per lane, MK_CONV1D_CL8_STEPS steps loaded up front
-//                                (conv1d_fwd_cl8_kernel.cuh)
 //   MK_CONV1D_FWD_CL_PD          cl forward: L2 prefetch distance in groups (0 = off, default)
 //   MK_CONV1D_FWD_CL_MIN_BLOCKS  cl forward: min blocks/SM (1)
 //   MK_CONV1D_CL_MAX_TL          cl forward / backward: longest tile per warp in steps (1024)
-//   MK_CONV1D_CL8_STEPS          cl8 forward: steps per lane (8; >= 7)
-//   MK_CONV1D_CL8_MIN_BLOCKS     cl8 forward: min blocks/SM (1)
 //   MK_CONV1D_BWD_CF_MIN_BLOCKS  cf backward, width-4 bucket: min blocks/SM (4)
 //   MK_CONV1D_BWD_CF_GROUP       cf backward: chunks of x and of dy per load group, 16-bit types (2; fp32 half)
 //   MK_CONV1D_BWD_CF_PF          cf backward L2 prefetch bits: 1 group g-2, 2 next segment; default 3
@@ -70,9 +65,6 @@
 #ifndef MK_CONV1D_FLAT_MIN_BLOCKS
 #define MK_CONV1D_FLAT_MIN_BLOCKS 1
 #endif
-#ifndef MK_CONV1D_FWD_CL_IMPL
-#define MK_CONV1D_FWD_CL_IMPL 0
-#endif
 #ifndef MK_CONV1D_FWD_CL_PD
 #define MK_CONV1D_FWD_CL_PD 0
 #endif
@@ -81,12 +73,6 @@
 #endif
 #ifndef MK_CONV1D_CL_MAX_TL
 #define MK_CONV1D_CL_MAX_TL 1024
-#endif
-#ifndef MK_CONV1D_CL8_STEPS
-#define MK_CONV1D_CL8_STEPS 8
-#endif
-#ifndef MK_CONV1D_CL8_MIN_BLOCKS
-#define MK_CONV1D_CL8_MIN_BLOCKS 1
 #endif
 #ifndef MK_CONV1D_BWD_CF_MIN_BLOCKS
 #define MK_CONV1D_BWD_CF_MIN_BLOCKS 4

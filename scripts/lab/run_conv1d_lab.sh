@@ -5,7 +5,7 @@
 #         $OUT/lab_conv1d_build.log (per variant: build status, ptxas registers/spills of the bf16 kernels,
 #         the tail of any compiler error). Knobs are documented in csrc/conv1d/conv1d_common.cuh.
 # Variants set knobs of several independent kernel families at once, to save GPU minutes; read each case with
-# its own family: fwd_cf <- FWD_CF_* / FLAT_*; fwd_cl <- FWD_CL_* / CL8_* / CL_MAX_TL; bwd_cf <- BWD_CF_* / BWD_FLAT_*;
+# its own family: fwd_cf <- FWD_CF_* / FLAT_*; fwd_cl <- FWD_CL_* / CL_MAX_TL; bwd_cf <- BWD_CF_* / BWD_FLAT_*;
 # bwd_cl <- BWD_CL_* / CL_MAX_TL; update <- UPD_*; fwdbwd = the variant's forward + backward together.
 set -u
 cd "$(dirname "$0")/../.."
@@ -20,36 +20,19 @@ SRCS="scripts/lab/conv1d_lab.cu csrc/conv1d/conv1d_launch.cu csrc/conv1d/conv1d_
 
 P=-DMK_CONV1D_
 VARIANTS=(
+  # the defaults (flat cf forward G 8, flat cf backward G 4, cl forward without L2 prefetch, update 256 x 2), then
+  # one knob changed each; results/lab/README.md has the runs of 2026-11-29 (older variant names are explained there)
   "default|"
-  # bisect the forward regression b328ef7 -> now (dacf092 next-piece prefetch, e230a73 rotation, 176dc98 cap 6)
-  "b328like|${P}FWD_CF_PF=1 ${P}FWD_CF_ROT=0 ${P}FWD_CF_MIN_BLOCKS=5 ${P}BWD_CF_PF=1 ${P}FWD_CL_PD=0 ${P}UPD_CPT=2"
-  "cfpf1|${P}FWD_CF_PF=1 ${P}BWD_CF_PF=0 ${P}CL_MAX_TL=256 ${P}UPD_CPT=4"
-  "cfrot0|${P}FWD_CF_ROT=0 ${P}BWD_CF_PERSISTENT=0 ${P}CL_MAX_TL=128 ${P}UPD_THREADS=256 ${P}UPD_CPT=4"
-  "cfmb5|${P}FWD_CF_MIN_BLOCKS=5 ${P}BWD_CF_GROUP=4 ${P}BWD_CF_MIN_BLOCKS=3 ${P}BWD_CL_GROUP=16 ${P}BWD_CL_MIN_BLOCKS=3 ${P}UPD_THREADS=512 ${P}UPD_CPT=4"
-  "cfpf0|${P}FWD_CF_PF=0 ${P}BWD_CF_MIN_BLOCKS=3 ${P}BWD_CL_MIN_BLOCKS=3 ${P}UPD_THREADS=64 ${P}UPD_CPT=2"
-  "cfg8|${P}FWD_CF_GROUP=8 ${P}FWD_CF_MIN_BLOCKS=4 ${P}BWD_CF_GROUP=1 ${P}BWD_CF_MIN_BLOCKS=5 ${P}BWD_CL_GROUP=4 ${P}UPD_THREADS=256 ${P}UPD_CPT=2"
-  "cfg2|${P}FWD_CF_GROUP=2 ${P}FWD_CF_MIN_BLOCKS=8 ${P}BWD_CF_PERSISTENT=0 ${P}BWD_CF_GROUP=4 ${P}BWD_CF_MIN_BLOCKS=3 ${P}BWD_CL_GROUP=16 ${P}BWD_CL_MIN_BLOCKS=2 ${P}UPD_THREADS=256 ${P}UPD_CPT=8"
-  # new kernels: flat channel-first forward (G chunks per lane up front), cl8 channel-last forward
-  "flat2_cl8s8|${P}FWD_CF_IMPL=1 ${P}FLAT_G=2 ${P}FWD_CL_IMPL=1 ${P}CL8_STEPS=8"
-  "flat4_cl8s16|${P}FWD_CF_IMPL=1 ${P}FLAT_G=4 ${P}FWD_CL_IMPL=1 ${P}CL8_STEPS=16"
-  "flat8_cl8s12|${P}FWD_CF_IMPL=1 ${P}FLAT_G=8 ${P}FWD_CL_IMPL=1 ${P}CL8_STEPS=12"
-  "flat4mb10_cl8s8mb4|${P}FWD_CF_IMPL=1 ${P}FLAT_G=4 ${P}FLAT_MIN_BLOCKS=10 ${P}FWD_CL_IMPL=1 ${P}CL8_STEPS=8 ${P}CL8_MIN_BLOCKS=4"
-  "flat8mb8_cl8s16mb3|${P}FWD_CF_IMPL=1 ${P}FLAT_G=8 ${P}FLAT_MIN_BLOCKS=8 ${P}FWD_CL_IMPL=1 ${P}CL8_STEPS=16 ${P}CL8_MIN_BLOCKS=3"
-  "flat2mb12_clpd6|${P}FWD_CF_IMPL=1 ${P}FLAT_G=2 ${P}FLAT_MIN_BLOCKS=12 ${P}FWD_CL_PD=6"
-  # flat channel-first backward (G chunks of x and dy per lane up front) with the best forward knobs measured
-  # (flat cf forward G 8, cl forward without L2 prefetch); run only these: bash scripts/lab/run_conv1d_lab.sh bwdflat
-  "bwdflat2|${P}BWD_CF_IMPL=1 ${P}BWD_FLAT_G=2 ${P}FWD_CF_IMPL=1 ${P}FLAT_G=8 ${P}FWD_CL_PD=0"
-  "bwdflat4|${P}BWD_CF_IMPL=1 ${P}BWD_FLAT_G=4 ${P}FWD_CF_IMPL=1 ${P}FLAT_G=8 ${P}FWD_CL_PD=0"
-  "bwdflat8|${P}BWD_CF_IMPL=1 ${P}BWD_FLAT_G=8 ${P}FWD_CF_IMPL=1 ${P}FLAT_G=8 ${P}FWD_CL_PD=0"
-  # against the defaults of 2026-11-29 (flat cf forward G 8, flat cf backward G 4, cl forward prefetch off):
-  # bash scripts/lab/run_conv1d_lab.sh fin_
-  "fin_default|"
-  "fin_bwdflat2|${P}BWD_FLAT_G=2"
-  "fin_bwdflat8|${P}BWD_FLAT_G=8"
-  "fin_bwdseg|${P}BWD_CF_IMPL=0"
-  "fin_cltl256|${P}CL_MAX_TL=256"
-  "fin_cltl512|${P}CL_MAX_TL=512"
-  "fin_clmb4|${P}FWD_CL_MIN_BLOCKS=4"
+  "fwd_persistent|${P}FWD_CF_IMPL=0"
+  "fwd_flat4|${P}FLAT_G=4"
+  "bwd_flat2|${P}BWD_FLAT_G=2"
+  "bwd_flat8|${P}BWD_FLAT_G=8"
+  "bwd_seg|${P}BWD_CF_IMPL=0"
+  "cl_tl256|${P}CL_MAX_TL=256"
+  "cl_tl512|${P}CL_MAX_TL=512"
+  "cl_mb4|${P}FWD_CL_MIN_BLOCKS=4"
+  "cl_pd3|${P}FWD_CL_PD=3"
+  "upd_128x1|${P}UPD_THREADS=128 ${P}UPD_CPT=1"
 )
 
 # One compile job per (variant, source), at most $LAB_JOBS (default: the core count) at a time; then one link per
