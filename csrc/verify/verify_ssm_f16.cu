@@ -1,5 +1,5 @@
 // SSM verify step + fused Mamba-2 step, state dtype __half (one file per state dtype: parallel compilation).
-#include "verify/verify_ssm_kernel.cuh"
+#include "verify/verify_ssm_launch.cuh"
 
 namespace mamba_kernels {
 

@@ -14,7 +14,7 @@
 #include <atomic>
 
 #include "verify/verify_conv_kernel.cuh"
-#include "verify/verify_ssm_kernel.cuh"
+#include "verify/verify_ssm_launch.cuh"
 
 namespace {
 std::atomic<long> n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
