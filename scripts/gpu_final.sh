@@ -14,13 +14,13 @@ step 50 $T verify bash -c "$P $VT"
 step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
 step 60 $T conv_ss_cuda $P tests/test_conv1d.py tests/test_selective_scan.py -m gpu -k "cuda"
 step 60 $T ss_triton $P tests/test_selective_scan.py -m gpu -k "triton"
-step 40 $T ssd $P tests/test_ssd.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
+step 100 $T ssd $P tests/test_ssd.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
 C=mamba2-1-4,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
 for w in 8 4; do step 30 $OUT/prof.log tc_warps_$w env MK_VERIFY_KERNEL=tc MK_VERIFY_TC_WARPS=$w python3 scripts/profile_verify.py --cases $C --impls cuda; done
 step 50 $B verify $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
 step 35 $B conv1d $P bench/bench_conv1d.py --benchmark-only -k "cuda or causal_conv1d"
 step 35 $B selective_scan $P bench/bench_selective_scan.py --benchmark-only -k "cuda or mamba_ssm"
-step 60 $B ssd $P bench/bench_ssd.py --benchmark-only -k "(bench_ssd and not configs and not bench_ssd_kernels and not small and not fla) or legacy"
+step 120 $B ssd $P bench/bench_ssd.py --benchmark-only -k "(bench_ssd and not configs and not bench_ssd_kernels and not small and not fla) or legacy"
 wait
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L
