@@ -19,6 +19,7 @@
 // dweight / dbias: fp32 per-lane sums reduced over the warp by shuffles, one partial row per tile
 // (pidx = b * tiles_per_row + tile, layout (npartial, dim, width)); the caller reduces rows in a fixed order.
 #pragma once
+#include "conv1d/conv1d_bwd_math.cuh"
 #include "conv1d/conv1d_fwd_kernel.cuh"
 
 namespace mamba_kernels {
@@ -125,43 +126,10 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
       const float rot = __shfl_sync(kFullMask, v, (lane + 31) & 31);
       prev[j] = lane != 0 ? rot : (s > 0 ? rot : lh[j]);
     }
-    float dp[kN];
-#pragma unroll
-    for (int e = 0; e < kN; ++e) {
-      float z = bias;
-#pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int m = e + i;
-        if (i >= pad) z = fmaf(w[i], m < H ? prev[m] : xc[m - H], z);
-      }
-      dp[e] = p.silu ? gc[e] * dsilu_f(z) : gc[e];
-#pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int m = e + i;
-        if (i >= pad) dw[i] = fmaf(dp[e], m < H ? prev[m] : xc[m - H], dw[i]);
-      }
-      db += dp[e];
-    }
-    // dpre after this lane's 8 positions: from lane + 1, or (lane 31) lane 0 of chunk s + 1 (carry). The
-    // rotation hands lane 31 lane 0's head of this chunk: what lane 31 needs in chunk s - 1.
-    float nxt[H];
-#pragma unroll
-    for (int j = 0; j < H; ++j) {
-      const float rot = __shfl_sync(kFullMask, dp[j], (lane + 1) & 31);
-      nxt[j] = lane == 31 ? carry[j] : rot;
-      carry[j] = rot;
-    }
-    float dxo[kN];
-#pragma unroll
-    for (int e = 0; e < kN; ++e) {
-      float acc = 0.f;
-#pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int m = e + H - i;
-        if (i >= pad) acc = fmaf(w[i], m < kN ? dp[m] : nxt[m - kN], acc);
-      }
-      dxo[e] = acc;
-    }
+    float dp[kN], nxt[H], dxo[kN];
+    cf_dpre<kW, kN>(w, pad, bias, p.silu, prev, xc, gc, dp, dw, db);
+    cf_next_dpre<kW, kN>(dp, carry, lane, nxt);  // lane 31: lane 0 of chunk s + 1 (carry)
+    cf_dx<kW, kN>(w, pad, dp, nxt, dxo);
     const int o = c0 + lane * kN;
     if (o < len) store_n<T, kN>(dxs + o, 1, len - o, dx_vec, dxo);
   }

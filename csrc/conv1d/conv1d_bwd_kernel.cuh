@@ -11,6 +11,7 @@
 // the dweight / dbias partials (varlen: the first w-1 positions saw the previous sequence's inputs instead
 // of the initial state) and computes dinitial_states.
 #pragma once
+#include "conv1d/conv1d_bwd_math.cuh"
 #include "conv1d/conv1d_fwd_kernel.cuh"
 
 namespace mamba_kernels {
@@ -136,46 +137,10 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
         if (s > 0) below = __shfl_sync(kFullMask, to_f(cx[s > 0 ? s - 1 : 0].e[kN - H + j]), 31);
         prev[j] = lane == 0 ? below : up;
       }
-      float dp[kN];
-#pragma unroll
-      for (int e = 0; e < kN; ++e) {
-        float z = bias;
-#pragma unroll
-        for (int i = 0; i < kW; ++i) {
-          const int q = e + i;
-          if (i >= pad) z = fmaf(w[i], q < H ? prev[q] : xc[q - H], z);
-        }
-        dp[e] = p.silu ? gc[e] * dsilu_f(z) : gc[e];
-#pragma unroll
-        for (int i = 0; i < kW; ++i) {
-          const int q = e + i;
-          if (i >= pad) dw[i] = fmaf(dp[e], q < H ? prev[q] : xc[q - H], dw[i]);
-        }
-        db += dp[e];
-      }
-
-      // dpre after this lane's 8 positions: from the lane above, or (lane 31) the chunk done before. One
-      // rotation: lane 31 gets lane 0's head, which is what lane 31 needs in the chunk done next (carry;
-      // only lane 31's carry is ever used).
-      float nxt[H];
-#pragma unroll
-      for (int j = 0; j < H; ++j) {
-        const float rot = __shfl_sync(kFullMask, dp[j], (lane + 1) & 31);
-        nxt[j] = lane == 31 ? carry[j] : rot;
-        carry[j] = rot;
-      }
-
-      float dxo[kN];
-#pragma unroll
-      for (int e = 0; e < kN; ++e) {
-        float acc = 0.f;
-#pragma unroll
-        for (int i = 0; i < kW; ++i) {
-          const int m = e + H - i;
-          if (i >= pad) acc = fmaf(w[i], m < kN ? dp[m] : nxt[m - kN], acc);
-        }
-        dxo[e] = acc;
-      }
+      float dp[kN], nxt[H], dxo[kN];
+      cf_dpre<kW, kN>(w, pad, bias, p.silu, prev, xc, gc, dp, dw, db);
+      cf_next_dpre<kW, kN>(dp, carry, lane, nxt);  // lane 31: the chunk done before (carry)
+      cf_dx<kW, kN>(w, pad, dp, nxt, dxo);
       if (t0 < len) store_n<T, kN>(dxs + t0, 1, len - t0, dx_vec, dxo);
     }
 #pragma unroll
