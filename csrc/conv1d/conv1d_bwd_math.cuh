@@ -18,12 +18,7 @@ __device__ __forceinline__ void cf_dpre(const float (&w)[kW], int pad, float bia
   constexpr int H = kW - 1;
 #pragma unroll
   for (int e = 0; e < kN; ++e) {
-    float z = bias;
-#pragma unroll
-    for (int i = 0; i < kW; ++i) {
-      const int q = e + i;
-      if (i >= pad) z = fmaf(w[i], q < H ? prev[q] : xc[q - H], z);
-    }
+    const float z = cf_pre<kW, kN>(w, pad, bias, prev, xc, e);
     dp[e] = silu ? gc[e] * dsilu_f(z) : gc[e];
 #pragma unroll
     for (int i = 0; i < kW; ++i) {

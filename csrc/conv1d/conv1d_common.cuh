@@ -271,6 +271,20 @@ __device__ __forceinline__ float dsilu_f(float z) {
 // 16-bit ulps at z ~ -2 and far more further out. The exact form keeps MUFU at ~50% of its rate at HBM speed.)
 template <typename T> __device__ __forceinline__ float silu_out(float z) { return silu_f(z); }
 
+// Pre-activation at position e of a lane's kN consecutive positions, from its window [prev (the kW - 1 inputs
+// before them) | xc]; taps i < pad of the width bucket are absent. Channel-first kernels (forward and backward).
+template <int kW, int kN>
+__device__ __forceinline__ float cf_pre(const float (&w)[kW], int pad, float bias, const float (&prev)[kW - 1],
+                                        const float (&xc)[kN], int e) {
+  float acc = bias;
+#pragma unroll
+  for (int i = 0; i < kW; ++i) {
+    const int q = e + i;
+    if (i >= pad) acc = fmaf(w[i], q < kW - 1 ? prev[q] : xc[q - (kW - 1)], acc);
+  }
+  return acc;
+}
+
 // L2 prefetch of the 128-byte line that holds p: a hint that costs no register, so the loads one group later
 // hit L2 while the register double buffer only has to cover L2 latency; it doubles the HBM bytes in flight
 // per warp. Callers keep p inside the tensor.

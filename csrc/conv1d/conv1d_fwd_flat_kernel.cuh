@@ -80,12 +80,7 @@ __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
     float out[kN];
 #pragma unroll
     for (int e = 0; e < kN; ++e) {
-      float acc = bias;
-#pragma unroll
-      for (int i = 0; i < kW; ++i) {
-        const int q = e + i;
-        if (i >= pad) acc = fmaf(w[i], q < H ? prev[q] : xc[q - H], acc);
-      }
+      const float acc = cf_pre<kW, kN>(w, pad, bias, prev, xc, e);
       out[e] = p.silu ? silu_out<T>(acc) : acc;
     }
     const int o = c0 + lane * kN;

@@ -249,12 +249,7 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
       float out[kN];
 #pragma unroll
       for (int e = 0; e < kN; ++e) {
-        float acc = bias;
-#pragma unroll
-        for (int i = 0; i < kW; ++i) {
-          const int q = e + i;
-          if (i >= pad) acc = fmaf(w[i], q < H ? prev[q] : xc[q - H], acc);
-        }
+        const float acc = cf_pre<kW, kN>(w, pad, bias, prev, xc, e);
         out[e] = p.silu ? silu_out<T>(acc) : acc;
       }
       if (t0 < len) store_n<T, kN>(ys + t0, 1, len - t0, y_vec, out);
