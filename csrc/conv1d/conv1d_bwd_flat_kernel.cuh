@@ -28,11 +28,7 @@ namespace conv1d {
 namespace bwd_flat {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-// Chunks per lane and tensor: 16-byte loads for 16-bit types; fp32 chunks are 32 bytes, so half as many.
-// (Knob MK_CONV1D_BWD_FLAT_G.)
-template <typename T> constexpr int chunks() {
-  return sizeof(T) == 2 ? MK_CONV1D_BWD_FLAT_G : (MK_CONV1D_BWD_FLAT_G + 1) / 2;
-}
+template <typename T> constexpr int chunks() { return flat_chunks<T, MK_CONV1D_BWD_FLAT_G>(); }  // per tensor
 template <typename T> constexpr int64_t tile_len() { return int64_t(chunks<T>()) * fwd_cf::kChunkLen; }
 template <typename T> inline int64_t tiles_per_row(int64_t L) { return (L + tile_len<T>() - 1) / tile_len<T>(); }
 // Width-4 bucket: min blocks/SM (knob MK_CONV1D_BWD_FLAT_MIN_BLOCKS); width-8 bucket uncapped.

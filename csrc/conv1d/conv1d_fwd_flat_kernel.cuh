@@ -16,8 +16,7 @@ namespace conv1d {
 namespace fwd_flat {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-// Chunks per lane: 16-byte loads for 16-bit types; fp32 chunks are 32 bytes, so half as many.
-template <typename T> constexpr int chunks() { return sizeof(T) == 2 ? MK_CONV1D_FLAT_G : (MK_CONV1D_FLAT_G + 1) / 2; }
+template <typename T> constexpr int chunks() { return flat_chunks<T, MK_CONV1D_FLAT_G>(); }
 template <typename T> constexpr int64_t tile_len() { return int64_t(chunks<T>()) * fwd_cf::kChunkLen; }
 }  // namespace fwd_flat
 

@@ -27,6 +27,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/static_switch.h"
 #include "selective_scan/selective_scan.h"
@@ -106,22 +107,17 @@ __device__ __forceinline__ float softplus_f(float x) {
 }
 __device__ __forceinline__ float silu_f(float x) { return __fdividef(x, 1.f + __expf(-x)); }
 
-__device__ __forceinline__ int f2i_bits(float x) {
+// Bit copies between float and int (the intrinsics on the GPU; memcpy in the CPU emulation of these kernels).
+template <typename To, typename From>
+__device__ __forceinline__ To bits_as(From v) {
+  static_assert(sizeof(To) == sizeof(From), "bits_as: same size only");
 #if defined(__CUDA_ARCH__)
-  return __float_as_int(x);
+  if constexpr (sizeof(To) == 4 && std::is_same<To, float>::value) return __int_as_float(v);
+  else return __float_as_int(v);
 #else
-  int i;
-  __builtin_memcpy(&i, &x, 4);
-  return i;
-#endif
-}
-__device__ __forceinline__ float i2f_bits(int i) {
-#if defined(__CUDA_ARCH__)
-  return __int_as_float(i);
-#else
-  float x;
-  __builtin_memcpy(&x, &i, 4);
-  return x;
+  To r;
+  __builtin_memcpy(&r, &v, sizeof(To));
+  return r;
 #endif
 }
 // 2^x without the special-function unit (FMA/ALU pipes only: offloads MUFU, which has 1/8 of the FMA pipe's
@@ -156,7 +152,7 @@ __device__ __forceinline__ float poly_exp2(float x) {
 #endif
   const float p = fmaf(q, f, 1.f);
   // rint(x) sits in t's low bits; << 23 moves it into the exponent field (t's own high bits shift out)
-  return i2f_bits(f2i_bits(p) + int(unsigned(f2i_bits(t)) << 23));
+  return bits_as<float>(bits_as<int>(p) + int(unsigned(bits_as<int>(t)) << 23));
 }
 // Token i of a run of kT uses the polynomial iff it is one of npoly evenly spread tokens.
 __host__ __device__ constexpr bool poly_token(int i, int kT, int npoly) {

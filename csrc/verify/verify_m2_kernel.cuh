@@ -43,37 +43,21 @@ struct M2Cfg {
   static constexpr int SPL = V == 4 ? 4 : 2;  // 16-byte segments per lane and row: 16 state values
 };
 
-// Shared memory layout (32-bit words; every array 16-byte aligned). VI: input elements per 16-byte chunk.
-struct M2Layout {
-  int hs;                                                           // state rows of the second pass (uint4)
-  int raw_in, raw_ring;                                             // uint4 chunks as copied
-  int xs, Cs, dts, Ds, S, dtq, wq, G, BC, scal;                     // fp32
-  int meta, par, mask;                                              // int
+// Shared memory layout: the common arrays (M2CommonLayout) plus the second pass's state rows and C as fp32.
+struct M2Layout : M2CommonLayout {
+  int hs;  // state rows of the second pass (uint4)
+  int Cs;  // fp32 (k, N)
   int words;
 };
 
 // rows1: state rows held in shared memory (0 when the tile fits the registers); NS: 16-byte segments of a row.
 __host__ __device__ __forceinline__ M2Layout m2_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VI,
                                                        int64_t rows1, int64_t NS) {
-  const int64_t K1 = k > 0 ? k : 1;
   M2Layout l;
   int o = 0;
   l.hs = o; o += static_cast<int>(rows1 * NS * 4);
-  l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
-  l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
-  l.xs = o; o += up4(K1 * P);
-  l.Cs = o; o += up4(K1 * N);
-  l.dts = o; o += up4(K1);
-  l.Ds = o; o += up4(P);
-  l.S = o; o += up4(K1 * P);
-  l.dtq = o; o += up4(R);
-  l.wq = o; o += up4(R);
-  l.G = o; o += up4(R * K1);
-  l.BC = o; o += up4(K1 * K1);
-  l.scal = o; o += 4;
-  l.meta = o; o += up4(2 + kMaxK);
-  l.par = o; o += up4(kMaxK);
-  l.mask = o; o += up4(kMaxK);
+  o = m2_place_common(l, o, k, P, N, R, VI);
+  l.Cs = o; o += up4((k > 0 ? k : 1) * N);
   l.words = o;
   return l;
 }
@@ -321,37 +305,19 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 
-// Whether the lean kernel serves these parameters (else the general verify_ssm_kernel): Mamba-2 layout; P, N
-// powers of two with whole 16-byte input chunks; the state tile in two passes of 128 threads x 4 rows x 16 values
-// (registers, then shared memory); ring length <= 128;
-// every row of x, z, B, C, y, ring_x, ring_B, state 16-byte aligned; grid and shared memory within bounds.
+// Whether the lean kernel serves these parameters (else the general verify_ssm_kernel): m2_io_fits; P, N powers
+// of two with whole 16-byte input chunks; the state tile in two passes of NT threads x 4 rows x 16 values
+// (registers, then shared memory); ring length <= NT; shared memory within bounds.
 template <typename T>
 inline bool m2_fits(const VerifyStepParams& p, int NT, size_t* smem) {
   constexpr int V = SV<T>::V, SPL = M2Cfg<T>::SPL;
-  if (p.fused || !(p.Pa == 1 && p.Na == 1 && p.Pd == 1)) return false;
-  if (p.in_dtype == DType::kFloat64) return false;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  if (!m2_io_fits(p, V, VI)) return false;
   auto pow2 = [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; };
   if (!pow2(p.P) || !pow2(p.N) || p.P < VI || p.N < VI || p.N < V || p.N > 32 * SPL * V) return false;
   const int L = lanes_per_row(p.N, V, SPL);
   const int64_t rows0 = static_cast<int64_t>(kM2Rpt) * (NT / L);
-  if (p.P > 2 * rows0) return false;
-  auto al = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  auto mult = [](int64_t a, int64_t b, int64_t c, int m) { return a % m == 0 && b % m == 0 && c % m == 0; };
-  if (!al(p.state) || !mult(p.st_s, p.st_h, p.st_p, V)) return false;
-  if (!al(p.x) || !mult(p.x_b, p.x_k, p.x_h, VI) || !al(p.y) || !mult(p.y_b, p.y_k, p.y_h, VI)) return false;
-  if (p.z != nullptr && (!al(p.z) || !mult(p.z_b, p.z_k, p.z_h, VI))) return false;
-  if (!al(p.B) || !mult(p.B_b, p.B_k, p.B_g, VI) || !al(p.C) || !mult(p.C_b, p.C_k, p.C_g, VI)) return false;
-  if (!al(p.ring_x) || !mult(p.rx_s, p.rx_r, p.rx_h, VI) || !al(p.ring_B) || !mult(p.rB_s, p.rB_r, p.rB_h, VI))
-    return false;
-  // 32-bit in-kernel offsets of the per-batch / per-slot terms are promoted to 64 bits; the per-row terms are not.
-  const int64_t lim = int64_t(1) << 30;
-  if (p.R > NT || p.k * p.P > 4096 || p.S > lim || p.batch > lim || p.x_k * p.k > lim || p.y_k * p.k > lim ||
-      p.z_k * p.k > lim || p.B_k * p.k > lim || p.C_k * p.k > lim || p.rx_r * p.R > lim || p.rB_r * p.R > lim ||
-      p.st_p * p.P > lim || p.D_p * p.P > lim || p.D_h * p.H > lim || p.A_h * p.H > lim || p.dtb_h * p.H > lim ||
-      p.par_k * p.k > lim || p.par_b * p.batch > lim || p.dt_k * p.k > lim || p.dt_h * p.H > lim ||
-      p.meta_i * (2 + p.Kmax) > lim || p.slots_stride * p.batch > lim || p.accepted_stride * p.batch > lim)
-    return false;
+  if (p.P > 2 * rows0 || p.R > NT || p.k * p.P > 4096) return false;
   const size_t bytes =
       static_cast<size_t>(m2_layout(p.k, p.P, p.N, p.R, VI, p.P > rows0 ? rows0 : 0, p.N / V).words) * 4;
   if (bytes > 100 * 1024) return false;

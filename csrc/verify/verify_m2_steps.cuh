@@ -33,6 +33,58 @@ struct M2Smem {
   uint4 *raw_in, *raw_ring;
 };
 
+// Word offsets (32-bit words, every array 16-byte aligned) of the arrays both kernels keep in shared memory (see
+// M2Smem); each kernel's layout adds its state-tile staging.
+struct M2CommonLayout {
+  int raw_in, raw_ring;                              // uint4 chunks as copied (VI input elements each)
+  int xs, S, Ds, dts, dtq, wq, G, BC, scal;          // fp32
+  int meta, par, mask;                               // int
+};
+
+// Places the common arrays from word o; returns the next free word.
+__host__ __device__ __forceinline__ int m2_place_common(M2CommonLayout& l, int o, int64_t k, int64_t P, int64_t N,
+                                                        int64_t R, int VI) {
+  const int64_t K1 = k > 0 ? k : 1;
+  l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
+  l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
+  l.xs = o; o += up4(K1 * P);
+  l.S = o; o += up4(K1 * P);
+  l.Ds = o; o += up4(P);
+  l.dts = o; o += up4(K1);
+  l.dtq = o; o += up4(R);
+  l.wq = o; o += up4(R);
+  l.G = o; o += up4(R * K1);
+  l.BC = o; o += up4(K1 * K1);
+  l.scal = o; o += 4;
+  l.meta = o; o += up4(2 + kMaxK);
+  l.par = o; o += up4(kMaxK);
+  l.mask = o; o += up4(kMaxK);
+  return o;
+}
+
+// Host checks both Mamba-2 kernels need: Mamba-2 layout (not fused), fp32 / fp16 / bf16 inputs, every row of
+// state (VT elements a 16-byte chunk), x, z, B, C, y, ring_x, ring_B (VI a chunk) 16-byte aligned, and the
+// per-row terms of the in-kernel offsets within 32 bits (the per-batch / per-slot terms are promoted to 64 bits).
+inline bool m2_io_fits(const VerifyStepParams& p, int VT, int VI) {
+  if (p.fused || !(p.Pa == 1 && p.Na == 1 && p.Pd == 1)) return false;
+  if (p.in_dtype == DType::kFloat64) return false;
+  auto al = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  auto mult = [](int64_t a, int64_t b, int64_t c, int m) { return a % m == 0 && b % m == 0 && c % m == 0; };
+  if (!al(p.state) || !mult(p.st_s, p.st_h, p.st_p, VT)) return false;
+  if (!al(p.x) || !mult(p.x_b, p.x_k, p.x_h, VI) || !al(p.y) || !mult(p.y_b, p.y_k, p.y_h, VI)) return false;
+  if (p.z != nullptr && (!al(p.z) || !mult(p.z_b, p.z_k, p.z_h, VI))) return false;
+  if (!al(p.B) || !mult(p.B_b, p.B_k, p.B_g, VI) || !al(p.C) || !mult(p.C_b, p.C_k, p.C_g, VI)) return false;
+  if (!al(p.ring_x) || !mult(p.rx_s, p.rx_r, p.rx_h, VI) || !al(p.ring_B) || !mult(p.rB_s, p.rB_r, p.rB_h, VI))
+    return false;
+  const int64_t lim = int64_t(1) << 30;
+  return !(p.S > lim || p.batch > lim || p.x_k * p.k > lim || p.y_k * p.k > lim || p.z_k * p.k > lim ||
+           p.B_k * p.k > lim || p.C_k * p.k > lim || p.rx_r * p.R > lim || p.rB_r * p.R > lim ||
+           p.st_p * p.P > lim || p.D_p * p.P > lim || p.D_h * p.H > lim || p.A_h * p.H > lim ||
+           p.dtb_h * p.H > lim || p.par_k * p.k > lim || p.par_b * p.batch > lim || p.dt_k * p.k > lim ||
+           p.dt_h * p.H > lim || p.meta_i * (2 + p.Kmax) > lim || p.slots_stride * p.batch > lim ||
+           p.accepted_stride * p.batch > lim);
+}
+
 // Per-thread scalars of a unit, loaded before the first barrier: meta word tid (< nm), the accepted count, parent
 // and raw dt of draft node tid (< k), A and dt_bias of the head.
 struct M2Scalars {
@@ -66,9 +118,8 @@ __device__ __forceinline__ void m2_store_scalars(const VerifyStepParams& p, cons
   }
 }
 
-// The shared arrays of a kernel's layout (both layouts name them alike; word offsets into smem).
-template <typename Layout>
-__device__ __forceinline__ M2Smem m2_smem(const Layout& l, float4* smem) {
+// The common arrays of a kernel's layout.
+__device__ __forceinline__ M2Smem m2_smem(const M2CommonLayout& l, float4* smem) {
   float* f = reinterpret_cast<float*>(smem);
   int* i = reinterpret_cast<int*>(smem);
   return M2Smem{f + l.xs, f + l.S, f + l.Ds, f + l.dts, f + l.dtq, f + l.wq, f + l.G, f + l.BC, f + l.scal,

@@ -65,7 +65,8 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, floa
         "r"(__float_as_uint(b0)), "r"(__float_as_uint(b1)));
 #elif defined(MK_EMU_MMA_TF32)  // CPU emulation (tests/cuda_emu/verify)
   MK_EMU_MMA_TF32(d, a0, a1, a2, a3, b0, b1);
-#else  // no tensor cores: the same fragments exchanged by shuffles, operands truncated to tf32
+#else  // builds for archs below sm_80 (TORCH_CUDA_ARCH_LIST): the same fragments exchanged by shuffles, operands
+       // truncated to tf32
   const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
   auto tr = [](float v) { return __uint_as_float(__float_as_uint(v) & 0xffffe000u); };
   for (int kk = 0; kk < 8; ++kk) {
@@ -110,34 +111,18 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
-// Shared memory (32-bit words, arrays 16-byte aligned). The state tile is P rows of N / VT 16-byte chunks;
-// chunk c of row r sits at c ^ tc_swz(r) (rows g and g + 1 of a fragment load hit different banks).
-struct M2TcLayout {
-  int tile, raw_in, raw_ring, xs, S, Ds, dts, dtq, wq, G, BC, scal, meta, par, mask, words;
+// Shared memory: the state tile (P rows of N / VT 16-byte chunks; chunk c of row r sits at c ^ tc_swz(r), so that
+// rows g and g + 1 of a fragment load hit different banks), then the common arrays (M2CommonLayout).
+struct M2TcLayout : M2CommonLayout {
+  int tile, words;
 };
 __host__ __device__ __forceinline__ int tc_swz(int row) { return (row & 1) << 2; }
 
 __host__ __device__ __forceinline__ M2TcLayout m2tc_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT,
                                                            int VI) {
-  const int64_t K1 = k > 0 ? k : 1;
   M2TcLayout l;
-  int o = 0;
-  l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
-  l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
-  l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
-  l.xs = o; o += up4(K1 * P);
-  l.S = o; o += up4(K1 * P);
-  l.Ds = o; o += up4(P);
-  l.dts = o; o += up4(K1);
-  l.dtq = o; o += up4(R);
-  l.wq = o; o += up4(R);
-  l.G = o; o += up4(R * K1);
-  l.BC = o; o += up4(K1 * K1);
-  l.scal = o; o += 4;
-  l.meta = o; o += up4(2 + kMaxK);
-  l.par = o; o += up4(kMaxK);
-  l.mask = o; o += up4(kMaxK);
-  l.words = o;
+  l.tile = 0;
+  l.words = m2_place_common(l, static_cast<int>(P * (N / VT) * 4), k, P, N, R, VI);
   return l;
 }
 
@@ -390,29 +375,12 @@ inline int m2tc_warps(int64_t P) {
 template <typename T>
 inline bool m2tc_fits(const VerifyStepParams& p, size_t* smem) {
   constexpr int VT = SV<T>::V;
-  if (p.fused || !(p.Pa == 1 && p.Na == 1 && p.Pd == 1)) return false;
-  if (p.in_dtype == DType::kFloat64) return false;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  if (!m2_io_fits(p, VT, VI)) return false;
   if (!(p.N == 64 || p.N == 128)) return false;
   if (p.P < 16 || p.P > 256 || (p.P & (p.P - 1)) != 0 || p.P < VI) return false;
   if (p.P * p.N * static_cast<int64_t>(sizeof(T)) > 64 * 1024) return false;
   if (p.k > 32 || p.R > 32 * m2tc_warps(p.P)) return false;
-  auto al = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  auto mult = [](int64_t a, int64_t b, int64_t c, int m) { return a % m == 0 && b % m == 0 && c % m == 0; };
-  if (!al(p.state) || !mult(p.st_s, p.st_h, p.st_p, VT)) return false;
-  if (!al(p.x) || !mult(p.x_b, p.x_k, p.x_h, VI) || !al(p.y) || !mult(p.y_b, p.y_k, p.y_h, VI)) return false;
-  if (p.z != nullptr && (!al(p.z) || !mult(p.z_b, p.z_k, p.z_h, VI))) return false;
-  if (!al(p.B) || !mult(p.B_b, p.B_k, p.B_g, VI) || !al(p.C) || !mult(p.C_b, p.C_k, p.C_g, VI)) return false;
-  if (!al(p.ring_x) || !mult(p.rx_s, p.rx_r, p.rx_h, VI) || !al(p.ring_B) || !mult(p.rB_s, p.rB_r, p.rB_h, VI))
-    return false;
-  // 32-bit in-kernel offsets of the per-row terms (the per-batch / per-slot terms are promoted to 64 bits).
-  const int64_t lim = int64_t(1) << 30;
-  if (p.S > lim || p.batch > lim || p.x_k * p.k > lim || p.y_k * p.k > lim || p.z_k * p.k > lim ||
-      p.B_k * p.k > lim || p.C_k * p.k > lim || p.rx_r * p.R > lim || p.rB_r * p.R > lim || p.st_p * p.P > lim ||
-      p.D_p * p.P > lim || p.D_h * p.H > lim || p.A_h * p.H > lim || p.dtb_h * p.H > lim || p.par_k * p.k > lim ||
-      p.par_b * p.batch > lim || p.dt_k * p.k > lim || p.dt_h * p.H > lim || p.meta_i * (2 + p.Kmax) > lim ||
-      p.slots_stride * p.batch > lim || p.accepted_stride * p.batch > lim)
-    return false;
   const size_t bytes = static_cast<size_t>(m2tc_layout(p.k, p.P, p.N, p.R, VT, VI).words) * 4;
   if (bytes > 200 * 1024) return false;
   *smem = bytes;

@@ -5,7 +5,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _head_expand, _head_sums, _seq, _softplus
+from ._triton_jit import (_block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _walk_state_tile,
+                          _head_expand, _head_sums, _seq, _softplus)
 
 
 # --------------------------------------------------------------------------------------------- B1: states bwd
@@ -24,13 +25,7 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
         nnb, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN, BP, BN)
     nb = tl.program_id(0) % nnb
     nck = tl.cdiv(L, Q)
-    mpn = mp[:, None] & mn[None, :]
-    st = offs_p[:, None] * n + offs_n[None, :]
-    PN = p * n
-    if HAS_DFINAL:
-        g = tl.load(dfinal_ptr + (seq.to(tl.int64) * h + hh) * PN + st, mask=mpn, other=0.0).to(tl.float32)
-    else:
-        g = tl.zeros((BP, BN), dtype=tl.float32)
+    mpn, st, PN, g = _walk_state_tile(dfinal_ptr, HAS_DFINAL, seq, h, hh, p, n, offs_p, offs_n, mp, mn, BP, BN)
     xyb = ((row * l + s0) * h + hh) * p
     cb_ = C_ptr + ((row * l + s0) * ng + grp) * n
     ab = (row * h + hh) * l + s0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import _block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _seq, _softplus
+from ._triton_jit import (_block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _walk_state_tile,
+                          _seq, _softplus)
 
 
 # --------------------------------------------------------------------------------------------- K0: dt, cumsum
@@ -80,13 +81,7 @@ def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final
     hh, seq, grp, row, s0, L, first, offs_p, offs_n, mp, mn = _walk_program(
         nnb, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN, BP, BN)
     nck = tl.cdiv(L, Q)
-    mpn = mp[:, None] & mn[None, :]
-    st = offs_p[:, None] * n + offs_n[None, :]
-    PN = p * n
-    if HAS_INIT:
-        acc = tl.load(init_ptr + (seq.to(tl.int64) * h + hh) * PN + st, mask=mpn, other=0.0).to(tl.float32)
-    else:
-        acc = tl.zeros((BP, BN), dtype=tl.float32)
+    mpn, st, PN, acc = _walk_state_tile(init_ptr, HAS_INIT, seq, h, hh, p, n, offs_p, offs_n, mp, mn, BP, BN)
     xb = x_ptr + ((row * l + s0) * h + hh) * p
     bb = B_ptr + ((row * l + s0) * ng + grp) * n
     ab = (row * h + hh) * l + s0

@@ -112,6 +112,21 @@ def _walk_program(nnb, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN: tl.
 
 
 @triton.jit
+def _walk_state_tile(ptr, HAS: tl.constexpr, seq, h, hh, p, n, offs_p, offs_n, mp, mn, BP: tl.constexpr,
+                     BN: tl.constexpr):
+    """A chunk-state walk's (p, n) tile: its mask, element offsets within a (p, n) state and p * n, and the fp32
+    tile of the per-(sequence, head) states at ptr (initial states, or the final states' gradient), zeros without."""
+    mpn = mp[:, None] & mn[None, :]
+    st = offs_p[:, None] * n + offs_n[None, :]
+    PN = p * n
+    if HAS:
+        tile = tl.load(ptr + (seq.to(tl.int64) * h + hh) * PN + st, mask=mpn, other=0.0).to(tl.float32)
+    else:
+        tile = tl.zeros((BP, BN), dtype=tl.float32)
+    return mpn, st, PN, tile
+
+
+@triton.jit
 def _head_sums(t, head_hp, HB: tl.constexpr):
     """(rows, HP) -> (rows, HB): sums over each head's columns (column j belongs to head head_hp[j])."""
     offs_h = tl.arange(0, HB)

@@ -52,6 +52,19 @@ def noncontig(t, rng):
     return big[..., :t.shape[-1]]
 
 
+def draft_args(rng, acc, b, k, tree):
+    """Accepted counts as tokens or (half the time) as node indices; random tree parents (or None: a chain)."""
+    is_node = rng.random() < 0.5
+    accepted = torch.tensor([a - 1 for a in acc] if is_node else acc, dtype=torch.int32)
+    parents = None
+    if tree and k > 0:
+        parents = torch.full((b, k), -1, dtype=torch.int32)
+        for i in range(b):
+            for t in range(1, k):
+                parents[i, t] = rng.randint(-1, t - 1)
+    return is_node, accepted, parents
+
+
 def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree, fused=False, width=4,
              cache_view=False, nopt=False, accum=False):
     """One session of `rounds` verify steps on S slots (Mamba-1 layout if m1; fused conv + SSM if fused).
@@ -99,14 +112,7 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
                 acc.append(pn if rng.random() < 0.8 else rng.randint(0, pn))
             else:
                 acc.append(rng.choice([0, pn, rng.randint(0, pn), pn, pn + 2 if rng.random() < 0.1 else pn]))
-        is_node = rng.random() < 0.5
-        accepted = torch.tensor([a - 1 for a in acc] if is_node else acc, dtype=torch.int32)
-        parents = None
-        if tree and k > 0:
-            parents = torch.full((b, k), -1, dtype=torch.int32)
-            for i in range(b):
-                for t in range(1, k):
-                    parents[i, t] = rng.randint(-1, t - 1)
+        is_node, accepted, parents = draft_args(rng, acc, b, k, tree)
         x = noncontig(rn(b, k, H, P).to(dt_in), rng)
         dt = rn(b, k, H, Pd).to(dt_in) * 0.5
         Bm = noncontig(rn(b, k, G, N).to(dt_in), rng)
@@ -186,14 +192,7 @@ def conv_case(seed, *, dc, width, S, Kmax, b, rounds, dt_in, tree):
         slots = torch.tensor(sl, dtype=torch.int32)
         k = rng.randint(0, Kmax)
         acc = [rng.choice([0, pending[int(s)], rng.randint(0, pending[int(s)])]) for s in slots.tolist()]
-        is_node = rng.random() < 0.5
-        accepted = torch.tensor([a - 1 for a in acc] if is_node else acc, dtype=torch.int32)
-        parents = None
-        if tree and k > 0:
-            parents = torch.full((b, k), -1, dtype=torch.int32)
-            for i in range(b):
-                for t in range(1, k):
-                    parents[i, t] = rng.randint(-1, t - 1)
+        is_node, accepted, parents = draft_args(rng, acc, b, k, tree)
         x = rn(b, k, dc).to(dt_in)
         out = torch.full((b, k, dc), float("nan"), dtype=dt_in)
         rout = out.clone()
