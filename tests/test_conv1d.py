@@ -372,6 +372,43 @@ def test_update_over_a_sequence_equals_full_conv(backend, dtype):
         assert_close(state, fin, dtype, name=f"state (step {step})")
 
 
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("slen", [3, 4])
+@pytest.mark.parametrize("wdtype", ["same", "fp32"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=lambda t: str(t)[6:])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_update_decode_shapes(backend, dtype, wdtype, slen, bias, offset):
+    """The decode hot path: one token (b, d), width 4, contiguous 16-byte aligned tensors (the CUDA backend's
+    vectorised kernel; offset 1 makes every tensor misaligned, which must take the general kernel), a pool of
+    states with padding slots, several rounds."""
+    dev = _skip_unless(backend)
+    b, d, S = 5, 48, 9
+    gen = torch.Generator().manual_seed(1)
+    wd = dtype if wdtype == "same" else torch.float32
+
+    def buf(*shape, dt):  # a (possibly misaligned) contiguous view
+        n = 1
+        for e in shape:
+            n *= e
+        return torch.randn(n + offset, generator=gen).to(dt).to(dev)[offset:].view(*shape)
+
+    state = buf(S, d, slen, dt=dtype)
+    wt = (buf(d, 4, dt=wd) * 0.5)
+    bt = buf(d, dt=wd) if bias else None
+    slots = torch.tensor([4, -1, 0, 8, 9], dtype=torch.int32, device=dev)  # 9 == S: padding
+    state_ref = state.double()
+    for rnd in range(3):
+        x = buf(b, d, dt=dtype)
+        out = buf(b, d, dt=dtype).fill_(float("nan"))
+        y_ref = causal_conv1d_update_ref(x.double(), state_ref, wt.double(), None if bt is None else bt.double(),
+                                         "silu", slots)
+        y = causal_conv1d_update(x, state, wt, bt, slots=slots, activation="silu", out=out, backend=backend)
+        assert_close(y, y_ref, dtype, name=f"y (round {rnd})")
+        assert (y[1] == 0).all() and (y[4] == 0).all(), "padding rows are zero"
+        assert_close(state, state_ref, dtype, name=f"conv_state (round {rnd})")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_update_out_aliases_x(backend):
     dev = _skip_unless(backend)

@@ -39,6 +39,7 @@
 //   MK_CONV1D_BWD_CL_GROUP       cl backward: steps per load group, 16-bit types, width-4 bucket (8)
 //   MK_CONV1D_UPD_THREADS        decode update: threads per block (256)
 //   MK_CONV1D_UPD_CPT            decode update: channels per thread (2); a block covers THREADS * CPT channels
+//   MK_CONV1D_UPD_VEC            decode update: 1 the vectorised one-token path where it applies (default), 0 never
 // Defaults from the lab run on the H200 (2026-11-29, bf16 w4 silu, b4 d6144 l4096): flat cf forward G 8 0.106 ms
 // (95% of copy bandwidth; persistent 0.156), cl prefetch off 0.123 ms (3: 0.148), non-persistent cf backward
 // 0.264 ms (persistent 0.277), update b64 256 x 2 8.1 us back-to-back (128 x 1: 8.5).
@@ -106,6 +107,9 @@
 #endif
 #ifndef MK_CONV1D_UPD_CPT
 #define MK_CONV1D_UPD_CPT 2
+#endif
+#ifndef MK_CONV1D_UPD_VEC
+#define MK_CONV1D_UPD_VEC 1
 #endif
 #ifndef MK_CONV1D_LAB_MIN_INST
 #define MK_CONV1D_LAB_MIN_INST 0

@@ -39,8 +39,31 @@ const char* check_common(const Conv1dParams& p, bool channel_last) {
 // with varlen, written by conv1d_bwd_fix_kernel).
 int64_t main_partials(const Conv1dParams& p, bool channel_last) { return bwd_main_partials(p, channel_last); }
 
+// The vectorised one-token path (conv1d_update_vec_kernel) serves these parameters: one token, width 4, a state
+// of 3 or 4 entries, x / out / state / weight contiguous along what the kernel reads as words and 16-byte aligned.
+template <typename T>
+bool update_vec_ok(const Conv1dUpdateParams& p) {
+  constexpr int64_t es = sizeof(T), kV = upd_vec_channels<T>();
+  const int64_t wes = p.w_dtype == DType::kFloat32 ? 4 : 2;
+  if (MK_CONV1D_UPD_VEC == 0 || p.k != 1 || p.width != 4 || (p.state_len != 3 && p.state_len != 4)) return false;
+  if (p.dim % kV != 0 || p.w_dtype == DType::kFloat64) return false;
+  const bool x_ok = p.x_c_stride == 1 && aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es);
+  const bool o_ok = p.out_c_stride == 1 && aligned16(p.out) && stride16(p.out_batch_stride, p.batch, es);
+  const bool s_ok = p.state_l_stride == 1 && p.state_c_stride == p.state_len && aligned16(p.conv_state) &&
+                    stride16(p.state_n_stride, p.nslots, es);
+  const bool w_ok = p.w_w_stride == 1 && p.w_c_stride == 4 && aligned16(p.weight) && (kV * 4 * wes) % 16 == 0;
+  return x_ok && o_ok && s_ok && w_ok;
+}
+
 template <typename T>
 void update_dtype(const Conv1dUpdateParams& p, cudaStream_t stream) {
+  if (update_vec_ok<T>(p)) {
+    const int64_t per_block = int64_t(kUpdateVecThreads) * upd_vec_channels<T>();
+    const dim3 vgrid(static_cast<unsigned>((p.dim + per_block - 1) / per_block), static_cast<unsigned>(p.batch));
+    if (p.state_len == 3) conv1d_update_vec_kernel<T, 3><<<vgrid, kUpdateVecThreads, 0, stream>>>(p);
+    else conv1d_update_vec_kernel<T, 4><<<vgrid, kUpdateVecThreads, 0, stream>>>(p);
+    return;
+  }
   const dim3 grid(static_cast<unsigned>((p.dim + kUpdateChannels - 1) / kUpdateChannels), static_cast<unsigned>(p.batch));
   if (width_bucket(p.width) == 4) conv1d_update_kernel<T, 4><<<grid, kUpdateThreads, 0, stream>>>(p);
   else conv1d_update_kernel<T, 8><<<grid, kUpdateThreads, 0, stream>>>(p);

@@ -5,6 +5,8 @@
 // entry is read before it is overwritten, by the same thread) -> convolve and write out. Every x value is
 // read before `out` is written, so out may alias x. Rows must map to distinct slots (padding excepted).
 #pragma once
+#include <type_traits>
+
 #include "conv1d/conv1d_common.cuh"
 
 namespace mamba_kernels {
@@ -154,6 +156,91 @@ __global__ void __launch_bounds__(kUpdateThreads) conv1d_update_kernel(Conv1dUpd
     if (p.width == kW) update_row<T, kW, false>(p, b, c, slot);
     else update_row<T, kW, true>(p, b, c, slot);
   }
+}
+
+// ---- Vectorised one-token path (the decode hot path; launch when update_vec_ok, conv1d_launch.cu): width 4,
+// kLs = state_len in {3, 4}, everything contiguous and 16-byte aligned. A thread takes kV = 16 / sizeof(T)
+// consecutive channels of one row: x and out are one 16-byte word, the state rows of its channels (kV x kLs
+// elements, contiguous) kLs words, the weights (kV x 4, contiguous) 2 or 4 words (16-bit / fp32 weights). The
+// scalar path above moves 2- or 4-byte elements at channel strides (a warp instruction then touches 32
+// separate state / weight segments) and needs ~1.2 waves of 256-thread blocks at b 64, d 6144; this one needs
+// 384 128-thread blocks there (one wave) and ~10 loads a thread, all issued before the stores.
+constexpr int kUpdateVecThreads = 128;
+template <typename T> constexpr int upd_vec_channels() { return 16 / static_cast<int>(sizeof(T)); }
+
+// A 16- or 32-bit element of T given as raw bits (in the low bits of v) -> float.
+template <typename T> __device__ __forceinline__ float bits_to_f(uint32_t v) {
+  if constexpr (sizeof(T) == 4) return __uint_as_float(v);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __uint_as_float(v << 16);
+  else return __half2float(__ushort_as_half(static_cast<unsigned short>(v)));
+}
+// Element j (a compile-time index after unrolling) of 32-bit words u holding elements of dtype dt (not fp64).
+__device__ __forceinline__ float word_elem(const uint32_t* u, DType dt, int j) {
+  if (dt == DType::kFloat32) return __uint_as_float(u[j]);
+  const uint32_t h = (u[j >> 1] >> ((j & 1) * 16)) & 0xffffu;
+  return dt == DType::kBFloat16 ? bits_to_f<__nv_bfloat16>(h) : bits_to_f<__half>(h);
+}
+
+template <typename T, int kLs>
+__global__ void __launch_bounds__(kUpdateVecThreads) conv1d_update_vec_kernel(Conv1dUpdateParams p) {
+  constexpr int kV = upd_vec_channels<T>(), kW = 4, H = kW - 1;
+  constexpr int kWWords = kV * kW * 4 / 16;  // weight words when fp32 (16-bit weights use half of them)
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * kUpdateVecThreads + threadIdx.x) * kV;
+  const int64_t b = blockIdx.y;
+  if (c0 >= p.dim) return;
+  T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c0;
+  const int64_t slot = p.slots ? static_cast<int64_t>(p.slots[b]) : b;
+  if (slot < 0 || slot >= p.nslots) {  // padding row: state untouched, output zero
+    *reinterpret_cast<uint4*>(out) = make_uint4(0u, 0u, 0u, 0u);
+    return;
+  }
+  // All loads first: x, weights, bias, the kLs state words.
+  const uint4 xw = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + b * p.x_batch_stride + c0));
+  const int wbytes = p.w_dtype == DType::kFloat32 ? 4 : 2;
+  const uint4* wsrc = reinterpret_cast<const uint4*>(static_cast<const char*>(p.weight) + c0 * kW * wbytes);
+  uint4 ww[kWWords];
+#pragma unroll
+  for (int i = 0; i < kWWords; ++i)
+    ww[i] = (wbytes == 4 || i < kWWords / 2) ? __ldg(wsrc + i) : make_uint4(0u, 0u, 0u, 0u);
+  float bias[kV];
+#pragma unroll
+  for (int ch = 0; ch < kV; ++ch) bias[ch] = p.bias ? load_any(p.bias, p.b_dtype, (c0 + ch) * p.bias_stride) : 0.f;
+  T* st = static_cast<T*>(p.conv_state) + slot * p.state_n_stride + c0 * kLs;
+  uint4 sw[kLs];
+#pragma unroll
+  for (int i = 0; i < kLs; ++i) sw[i] = reinterpret_cast<const uint4*>(st)[i];
+
+  const uint32_t* xu = reinterpret_cast<const uint32_t*>(&xw);
+  const uint32_t* su = reinterpret_cast<const uint32_t*>(sw);
+  const uint32_t* wu = reinterpret_cast<const uint32_t*>(ww);
+  // Raw bits of element e of 32-bit words u (T's size; e compile-time after unrolling).
+  auto bits = [](const uint32_t* u, int e) -> uint32_t {
+    if constexpr (sizeof(T) == 4) return u[e];
+    else return (u[e >> 1] >> ((e & 1) * 16)) & 0xffffu;
+  };
+  float y[kV];
+#pragma unroll
+  for (int ch = 0; ch < kV; ++ch) {
+    float acc = bias[ch];
+#pragma unroll
+    for (int i = 0; i < kW; ++i) {  // tap i < H reads state entry kLs - H + i, tap H the new token
+      const uint32_t v = i < H ? bits(su, ch * kLs + kLs - H + i) : bits(xu, ch);
+      acc = fmaf(word_elem(wu, p.w_dtype, ch * kW + i), bits_to_f<T>(v), acc);
+    }
+    y[ch] = p.silu ? silu_f(acc) : acc;
+  }
+  // The shifted state rows: entry j of channel ch <- entry j + 1, the last <- the new token.
+  auto shifted = [&](int e) -> uint32_t {
+    const int ch = e / kLs, j = e - ch * kLs;
+    return j + 1 < kLs ? bits(su, e + 1) : bits(xu, ch);
+  };
+  uint32_t nsu[kLs * 4];
+#pragma unroll
+  for (int m = 0; m < kLs * 4; ++m) nsu[m] = sizeof(T) == 4 ? shifted(m) : (shifted(2 * m) | (shifted(2 * m + 1) << 16));
+#pragma unroll
+  for (int i = 0; i < kLs; ++i)
+    reinterpret_cast<uint4*>(st)[i] = make_uint4(nsu[4 * i], nsu[4 * i + 1], nsu[4 * i + 2], nsu[4 * i + 3]);
+  Vec<T, kV>::store(out, y);
 }
 
 }  // namespace conv1d

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # conv1d speed lab: builds every variant below in parallel (nvcc, no torch), then runs each binary once.
-#   OUT=/some/dir bash scripts/lab/run_conv1d_lab.sh [variant-substring] [case-substring]
+#   OUT=/some/dir bash scripts/lab/run_conv1d_lab.sh [variant-substrings,comma-separated] [case-substring]
 # Output: $OUT/lab_conv1d.jsonl (one JSON line per variant x case, plus {"case": "_exit"} per variant),
 #         $OUT/lab_conv1d_build.log (per variant: build status, ptxas registers/spills of the bf16 kernels,
 #         the tail of any compiler error). Knobs are documented in csrc/conv1d/conv1d_common.cuh.
@@ -33,6 +33,9 @@ VARIANTS=(
   "cl_mb4|${P}FWD_CL_MIN_BLOCKS=4"
   "cl_pd3|${P}FWD_CL_PD=3"
   "upd_128x1|${P}UPD_THREADS=128 ${P}UPD_CPT=1"
+  "upd_novec|${P}UPD_VEC=0"
+  "bwd_mb6|${P}BWD_FLAT_MIN_BLOCKS=6"
+  "bwd_mb8|${P}BWD_FLAT_MIN_BLOCKS=8"
 )
 
 # One compile job per (variant, source), at most $LAB_JOBS (default: the core count) at a time; then one link per
@@ -51,7 +54,9 @@ t0=$(date +%s)
 NAMES=()
 for v in "${VARIANTS[@]}"; do
   name=${v%%|*}
-  case "$name" in *"$VFILTER"*) ;; *) continue ;; esac
+  keep=0; IFS=, read -ra pats <<<"$VFILTER"; [ ${#pats[@]} = 0 ] && keep=1
+  for pat in "${pats[@]}"; do case "$name" in *"$pat"*) keep=1 ;; esac; done
+  [ $keep = 1 ] || continue
   rm -rf "${BUILD:?}/$name"; mkdir -p "$BUILD/$name"
   echo "${v#*|}" >"$BUILD/$name/defs"
   NAMES+=("$name")

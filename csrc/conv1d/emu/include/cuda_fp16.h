@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 struct __half { uint16_t bits; };
+inline __half __ushort_as_half(unsigned short v) { return __half{v}; }
 inline float __half2float(__half hv) {
   const uint16_t h = hv.bits;
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
