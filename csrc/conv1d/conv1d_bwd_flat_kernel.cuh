@@ -109,8 +109,11 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
 
 #pragma unroll
   for (int s = G - 1; s >= 0; --s) {
+    // Chunks past the row's end (only in its last tile) are computed too, on the zeros load_raw gave them (dpre
+    // 0 there: no dx, dw or db contribution; their dx is not stored). Skipping them with a `continue` costs more:
+    // the compiler cannot tell that it is warp-uniform and wraps every shuffle after it in a WARPSYNC /
+    // collective loop (49 of them, ~1.5x the instructions a position).
     const int c0 = s * kChunkLen;
-    if (c0 >= len) continue;  // warp-uniform (only in a row's last tile)
     float xc[kN], gc[kN];
 #pragma unroll
     for (int e = 0; e < kN; ++e) { xc[e] = to_f(rx[s].e[e]); gc[e] = to_f(rg[s].e[e]); }

@@ -23,6 +23,9 @@
 //   MK_CONV1D_FWD_CF_ROT         cf halo: 1 one rotation shuffle per value (e230a73, default), 0 shfl_up + bcast
 //   MK_CONV1D_FLAT_G             flat cf forward: 16-byte chunks per lane, all loaded up front (8; fp32 half)
 //   MK_CONV1D_FLAT_MIN_BLOCKS    flat cf forward: min blocks/SM (1: no register cap)
+//   MK_CONV1D_FWD_CL_IMPL        channel-last forward: 0 pipelined tiles, 1 flat grid (conv1d_fwd_flat_kernel.cuh:
+//                                one tile of MK_CONV1D_CL_FLAT_T steps per warp, all loads up front)
+//   MK_CONV1D_CL_FLAT_T          flat cl forward: time steps per warp (16)
 //   MK_CONV1D_FWD_CL_PD          cl forward: L2 prefetch distance in groups (0 = off, default)
 //   MK_CONV1D_FWD_CL_MIN_BLOCKS  cl forward: min blocks/SM (1)
 //   MK_CONV1D_CL_MAX_TL          cl forward / backward: longest tile per warp in steps (1024)
@@ -65,6 +68,12 @@
 #endif
 #ifndef MK_CONV1D_FLAT_MIN_BLOCKS
 #define MK_CONV1D_FLAT_MIN_BLOCKS 1
+#endif
+#ifndef MK_CONV1D_FWD_CL_IMPL
+#define MK_CONV1D_FWD_CL_IMPL 1
+#endif
+#ifndef MK_CONV1D_CL_FLAT_T
+#define MK_CONV1D_CL_FLAT_T 16
 #endif
 #ifndef MK_CONV1D_FWD_CL_PD
 #define MK_CONV1D_FWD_CL_PD 0

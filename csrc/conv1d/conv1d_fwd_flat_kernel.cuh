@@ -87,5 +87,90 @@ __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
   }
 }
 
+// ------------------------------------------------------------------------------------------ channel-last
+// Channel-last forward, flat variant (selected by MK_CONV1D_FWD_CL_IMPL=1): every warp owns one tile of kTS time
+// steps x 32 * kC channels (kC of fwd_cl: one 8-byte (16-bit) or 16-byte (fp32) vector a lane and step) and issues
+// all kTS + w - 1 loads of its lane (the w-1 halo steps before the tile, then the tile) up front, with one
+// strength-reduced pointer, before any arithmetic. The pipelined conv1d_fwd_cl_kernel keeps only two groups of
+// 8 steps a warp in flight and spends ~3 64-bit address ops a load (ncu on the H200: 81% of copy bandwidth at
+// b 4, d 6144, l 4096). The halo steps are the previous tile's (L2 hits: its warp reads them at the same time).
+namespace fwd_cl_flat {
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTS = MK_CONV1D_CL_FLAT_T;  // time steps a warp
+}  // namespace fwd_cl_flat
+
+template <typename T, int kW>
+__global__ void __launch_bounds__(fwd_cl_flat::kThreads) conv1d_fwd_cl_flat_kernel(Conv1dParams p, bool x_vec,
+                                                                                     bool y_vec) {
+  using fwd_cl::kC;
+  constexpr int TS = fwd_cl_flat::kTS;
+  constexpr int H = kW - 1;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t tb = (static_cast<int64_t>(blockIdx.x) * fwd_cl_flat::kWarps + warp) * TS;
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.y) * 32 + lane) * kC;
+  const int64_t b = blockIdx.z;
+  if (tb >= p.seqlen || c0 >= p.dim) return;  // no shuffles or barriers in this kernel
+  const int n = static_cast<int>(p.seqlen - tb < TS ? p.seqlen - tb : TS);
+  const int nc = static_cast<int>(p.dim - c0 < kC ? p.dim - c0 : kC);
+  const int width = static_cast<int>(p.width);
+  const int pad = kW - width;
+  const int64_t xls = p.x_l_stride, yls = p.y_l_stride;
+  const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c0;
+
+  // Loads: halo steps tb - H .. tb - 1 (those >= 0), then the tile's n steps; one pointer, advanced by xls.
+  Raw<T, kC> hr[H], r[TS];
+  const T* xp = x + (tb - H) * xls;
+#pragma unroll
+  for (int j = 0; j < H; ++j, xp += xls) load_raw<T, kC>(xp, tb - H + j >= 0 ? nc : 0, x_vec, hr[j]);
+#pragma unroll
+  for (int u = 0; u < TS; ++u, xp += xls) load_raw<T, kC>(xp, u < n ? nc : 0, x_vec, r[u]);
+
+  float w[kC][kW], bias[kC];
+#pragma unroll
+  for (int ch = 0; ch < kC; ++ch) {
+    const int64_t cc = ch < nc ? c0 + ch : c0;  // lanes past the end reuse a valid channel (never stored)
+    load_weights<kW>(p, cc, pad, w[ch]);
+    bias[ch] = load_bias(p, cc);
+  }
+  float win[H][kC];  // inputs at t - H .. t - 1
+#pragma unroll
+  for (int j = 0; j < H; ++j) {
+    const int64_t pos = tb - H + j;
+#pragma unroll
+    for (int ch = 0; ch < kC; ++ch) {
+      float v = to_f(hr[j].e[ch]);
+      if (pos < 0)  // before the row: the initial state (varlen rows: zeros; conv1d_fwd_fix_kernel redoes them)
+        v = (p.cu_seqlens == nullptr && ch < nc && pos + width - 1 >= 0) ? init_at<T>(p, b, c0 + ch, pos + width - 1)
+                                                                         : 0.f;
+      win[j][ch] = v;
+    }
+  }
+
+  T* __restrict__ yp = static_cast<T*>(p.y) + b * p.y_batch_stride + c0 + tb * yls;
+#pragma unroll
+  for (int u = 0; u < TS; ++u, yp += yls) {
+    float xt[kC], out[kC];
+#pragma unroll
+    for (int ch = 0; ch < kC; ++ch) xt[ch] = to_f(r[u].e[ch]);
+#pragma unroll
+    for (int ch = 0; ch < kC; ++ch) {
+      float acc = bias[ch];
+#pragma unroll
+      for (int i = 0; i < kW; ++i)
+        if (i >= pad) acc = fmaf(w[ch][i], i < H ? win[i][ch] : xt[ch], acc);
+      out[ch] = p.silu ? silu_out<T>(acc) : acc;
+    }
+    if (u < n) store_n<T, kC>(yp, 1, nc, y_vec, out);
+#pragma unroll
+    for (int j = 0; j + 1 < H; ++j) {
+#pragma unroll
+      for (int ch = 0; ch < kC; ++ch) win[j][ch] = win[j + 1][ch];
+    }
+#pragma unroll
+    for (int ch = 0; ch < kC; ++ch) win[H - 1][ch] = xt[ch];
+  }
+}
+
 }  // namespace conv1d
 }  // namespace mamba_kernels
