@@ -35,7 +35,8 @@ template <typename T> inline int64_t tiles_per_row(int64_t L) { return (L + tile
 template <int kW> constexpr int min_blocks() { return kW <= 4 ? MK_CONV1D_BWD_FLAT_MIN_BLOCKS : 1; }
 }  // namespace bwd_flat
 
-template <typename T, int kW>
+// kSilu: the activation; kFull: width == kW (no absent taps: pad is the constant 0, no predicated FMAs).
+template <typename T, int kW, bool kSilu, bool kFull>
 __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>())
     conv1d_bwd_flat_kernel(Conv1dParams p, bool x_vec, bool dy_vec, bool dx_vec, int64_t tiles_per_row) {
   using fwd_cf::kChunkLen;
@@ -54,7 +55,7 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
   // Offsets inside the tile are 32-bit (seqlen < 2^31, checked on the host).
   const int len = static_cast<int>(L - t0 < kTL ? L - t0 : kTL);
   const int width = static_cast<int>(p.width);
-  const int pad = kW - width;
+  const int pad = kFull ? 0 : kW - width;
   const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c * p.x_c_stride;
   const T* __restrict__ dy = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + c * p.dy_c_stride;
   const T* __restrict__ xs = x + t0;
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
 #pragma unroll
     for (int i = 0; i < kW; ++i)
       if (i >= pad) z = fmaf(w[i], rxh[i], z);
-    const float dq = qv ? (p.silu ? rgh * dsilu_f(z) : rgh) : 0.f;
+    const float dq = qv ? (kSilu ? rgh * dsilu_f(z) : rgh) : 0.f;
 #pragma unroll
     for (int j = 0; j < H; ++j) carry[j] = __shfl_sync(kFullMask, dq, j);
   }
@@ -126,7 +127,7 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
       prev[j] = lane != 0 ? rot : (s > 0 ? rot : lh[j]);
     }
     float dp[kN], nxt[H], dxo[kN];
-    cf_dpre<kW, kN>(w, pad, bias, p.silu, prev, xc, gc, dp, dw, db);
+    cf_dpre<kW, kN>(w, pad, bias, kSilu, prev, xc, gc, dp, dw, db);
     cf_next_dpre<kW, kN>(dp, carry, lane, nxt);  // lane 31: lane 0 of chunk s + 1 (carry)
     cf_dx<kW, kN>(w, pad, dp, nxt, dxo);
     const int o = c0 + lane * kN;

@@ -23,11 +23,11 @@
 //   MK_CONV1D_FWD_CF_ROT         cf halo: 1 one rotation shuffle per value (e230a73, default), 0 shfl_up + bcast
 //   MK_CONV1D_FLAT_G             flat cf forward: 16-byte chunks per lane, all loaded up front (8; fp32 half)
 //   MK_CONV1D_FLAT_MIN_BLOCKS    flat cf forward: min blocks/SM (1: no register cap)
-//   MK_CONV1D_FWD_CL_IMPL        channel-last forward: 0 pipelined tiles, 1 flat grid (conv1d_fwd_flat_kernel.cuh:
+//   MK_CONV1D_FWD_CL_IMPL        channel-last forward: 0 pipelined tiles (default), 1 flat grid (conv1d_fwd_flat_kernel.cuh:
 //                                one tile of MK_CONV1D_CL_FLAT_T steps per warp, all loads up front)
 //   MK_CONV1D_CL_FLAT_T          flat cl forward: time steps per warp (16)
 //   MK_CONV1D_FWD_CL_PD          cl forward: L2 prefetch distance in groups (0 = off, default)
-//   MK_CONV1D_FWD_CL_MIN_BLOCKS  cl forward: min blocks/SM (1)
+//   MK_CONV1D_FWD_CL_MIN_BLOCKS  cl forward, width-4 bucket: min blocks/SM (5)
 //   MK_CONV1D_CL_MAX_TL          cl forward / backward: longest tile per warp in steps (1024)
 //   MK_CONV1D_BWD_CF_MIN_BLOCKS  cf backward, width-4 bucket: min blocks/SM (4)
 //   MK_CONV1D_BWD_CF_GROUP       cf backward: chunks of x and of dy per load group, 16-bit types (2; fp32 half)
@@ -70,7 +70,7 @@
 #define MK_CONV1D_FLAT_MIN_BLOCKS 1
 #endif
 #ifndef MK_CONV1D_FWD_CL_IMPL
-#define MK_CONV1D_FWD_CL_IMPL 1
+#define MK_CONV1D_FWD_CL_IMPL 0
 #endif
 #ifndef MK_CONV1D_CL_FLAT_T
 #define MK_CONV1D_CL_FLAT_T 16
@@ -79,7 +79,7 @@
 #define MK_CONV1D_FWD_CL_PD 0
 #endif
 #ifndef MK_CONV1D_FWD_CL_MIN_BLOCKS
-#define MK_CONV1D_FWD_CL_MIN_BLOCKS 1
+#define MK_CONV1D_FWD_CL_MIN_BLOCKS 5
 #endif
 #ifndef MK_CONV1D_CL_MAX_TL
 #define MK_CONV1D_CL_MAX_TL 1024
@@ -272,7 +272,18 @@ __device__ __forceinline__ void load_raw(const T* __restrict__ p, int64_t n_vali
 }
 
 // Fast-math SiLU and its derivative (MUFU exp + reciprocal). exp(-z) = inf for z < -88 gives s = 0: finite.
-__device__ __forceinline__ float sigmoid_f(float z) { return __fdividef(1.f, 1.f + __expf(-z)); }
+// 1 / d by the MUFU reciprocal alone (rcp.approx.ftz, ~1 ulp; rcp(inf) = 0): __fdividef(1, d) adds an FADD per
+// call that only flushes a denormal result.
+__device__ __forceinline__ float fast_rcp(float d) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+  return r;
+#else
+  return 1.f / d;
+#endif
+}
+__device__ __forceinline__ float sigmoid_f(float z) { return fast_rcp(1.f + __expf(-z)); }
 __device__ __forceinline__ float silu_f(float z) { return z * sigmoid_f(z); }
 __device__ __forceinline__ float dsilu_f(float z) {
   const float s = sigmoid_f(z);

@@ -72,8 +72,9 @@ constexpr int kC = 4;  // channels per lane: one 8-byte (16-bit) or 16-byte (fp3
 // groups of HBM reads in flight while its registers only cover L2 latency.
 template <typename T> constexpr int group() { return sizeof(T) == 2 ? 8 : 4; }
 constexpr int kPD = MK_CONV1D_FWD_CL_PD;  // 0: no L2 prefetch
-// No register cap: ptxas -v gives 96 registers for 16-bit width 4 (5 blocks, 20 warps per SM), no spills.
-template <int kW> constexpr int min_blocks() { return MK_CONV1D_FWD_CL_MIN_BLOCKS; }
+// Width-4 bucket: at least MK_CONV1D_FWD_CL_MIN_BLOCKS blocks/SM (5: <= 102 registers; the fast variant would
+// take 157 uncapped, 3 blocks); the width-8 bucket is not capped (it would spill).
+template <int kW> constexpr int min_blocks() { return kW <= 4 ? MK_CONV1D_FWD_CL_MIN_BLOCKS : 1; }
 }  // namespace fwd_cl
 
 // Channel-last tile length (time steps per warp; the block's 4 warps take consecutive tiles of one
@@ -289,16 +290,19 @@ __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::fwd_min_blocks<T, kW
 }
 
 // ------------------------------------------------------------------------------------------ channel-last
-template <typename T, int kW>
-__device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, bool y_vec, int64_t b, int64_t c0,
-                                            int64_t tb, int64_t te) {
+// kFast: x and y vectorisable, dim a multiple of kC, width == kW (the launcher checks): the per-load vector /
+// partial-lane branches and the absent-tap predicates are compiled out.
+template <typename T, int kW, bool kFast>
+__device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec_arg, bool y_vec_arg, int64_t b,
+                                            int64_t c0, int64_t tb, int64_t te) {
   using namespace fwd_cl;
   constexpr int C = kC;
   constexpr int U = group<T>();
   constexpr int H = kW - 1;
   const int width = static_cast<int>(p.width);
-  const int pad = kW - width;
-  const int nc = static_cast<int>(p.dim - c0 < C ? p.dim - c0 : C);
+  const int pad = kFast ? 0 : kW - width;
+  const int nc = kFast ? C : static_cast<int>(p.dim - c0 < C ? p.dim - c0 : C);
+  const bool x_vec = kFast || x_vec_arg, y_vec = kFast || y_vec_arg;
   const bool varlen = p.cu_seqlens != nullptr;
   const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c0;
   T* __restrict__ y = static_cast<T*>(p.y) + b * p.y_batch_stride + c0;
@@ -341,9 +345,9 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
   }
 
   T* yt = y + tb * yls;
-#pragma unroll 1
-  for (int r = n; r > 0; r -= U) {  // r: steps left from this group's start
-    load_group(r - U, nxt);  // in flight while this group is computed (xg now at this group + 2U)
+  // One group of U steps from registers g (r: steps left from its start); called right after the next group's
+  // loads were issued (xg is then at this group + 2U).
+  auto compute_group = [&](const Raw<T, C>(&g)[U], int r) {
     if constexpr (kPD > 0) {  // steps kPD U .. (kPD + 1) U - 1 ahead into L2: the warp's rows are kLPS lines each
       constexpr int kLPS = 32 * C * int(sizeof(T)) / 128;
       const int up = kPD * U + lane / kLPS;
@@ -351,38 +355,45 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec, b
       if (lane < U * kLPS && up < r && c0 + cp < p.dim) prefetch_l2(xg + (up - 2 * U) * xls + cp);
     }
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (u < r) {
-        float xt[C], out[C];
+    for (int u = 0; u < U; ++u) {  // steps past the end (u >= r, the tile's last group) are computed, not stored
+      float xt[C], out[C];
 #pragma unroll
-        for (int ch = 0; ch < C; ++ch) xt[ch] = to_f(cur[u].e[ch]);
+      for (int ch = 0; ch < C; ++ch) xt[ch] = to_f(g[u].e[ch]);
 #pragma unroll
-        for (int ch = 0; ch < C; ++ch) {
-          float acc = bias[ch];
+      for (int ch = 0; ch < C; ++ch) {
+        float acc = bias[ch];
 #pragma unroll
-          for (int i = 0; i < kW; ++i)
-            if (i >= pad) acc = fmaf(w[ch][i], i < H ? win[i][ch] : xt[ch], acc);
-          out[ch] = p.silu ? silu_out<T>(acc) : acc;
-        }
-        store_n<T, C>(yt + u * yls, 1, nc, y_vec, out);
-#pragma unroll
-        for (int j = 0; j + 1 < H; ++j) {
-#pragma unroll
-          for (int ch = 0; ch < C; ++ch) win[j][ch] = win[j + 1][ch];
-        }
-#pragma unroll
-        for (int ch = 0; ch < C; ++ch) win[H - 1][ch] = xt[ch];
+        for (int i = 0; i < kW; ++i)
+          if (i >= pad) acc = fmaf(w[ch][i], i < H ? win[i][ch] : xt[ch], acc);
+        out[ch] = p.silu ? silu_out<T>(acc) : acc;
       }
+      if (u < r) store_n<T, C>(yt + u * yls, 1, nc, y_vec, out);
+#pragma unroll
+      for (int j = 0; j + 1 < H; ++j) {
+#pragma unroll
+        for (int ch = 0; ch < C; ++ch) win[j][ch] = win[j + 1][ch];
+      }
+#pragma unroll
+      for (int ch = 0; ch < C; ++ch) win[H - 1][ch] = xt[ch];
     }
     yt += U * yls;
-#pragma unroll
-    for (int u = 0; u < U; ++u) cur[u] = nxt[u];
+  };
+  // Two groups an iteration, the buffers swapping roles (no register copies between groups).
+#pragma unroll 1
+  for (int r = n; r > 0;) {  // r: steps left from the current group's start
+    load_group(r - U, nxt);  // in flight while this group is computed
+    compute_group(cur, r);
+    r -= U;
+    if (r <= 0) break;
+    load_group(r - U, cur);
+    compute_group(nxt, r);
+    r -= U;
   }
 }
 
-template <typename T, int kW>
-__global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<kW>()) conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec,
-                                                                         int64_t tl) {
+template <typename T, int kW, bool kFast>
+__global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<kW>())
+    conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec, int64_t tl) {
   using namespace fwd_cl;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * tl;
@@ -390,7 +401,7 @@ __global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<kW>()) co
   const int64_t b = blockIdx.z;
   if (tb >= p.seqlen || c0 >= p.dim) return;  // no shuffles or barriers in this kernel
   const int64_t te = tb + tl < p.seqlen ? tb + tl : p.seqlen;
-  fwd_cl_tile<T, kW>(p, x_vec, y_vec, b, c0, tb, te);
+  fwd_cl_tile<T, kW, kFast>(p, x_vec, y_vec, b, c0, tb, te);
 }
 
 }  // namespace conv1d

@@ -52,11 +52,12 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
         return;
       }  // else: the pipelined kernel below (long tiles) fits the grid
     }
-    const int64_t tl = cl_tile_len(p.batch * cgroups, p.seqlen, resident_blocks(conv1d_fwd_cl_kernel<T, kW>, kThreads));
+    const int64_t tl = cl_tile_len(p.batch * cgroups, p.seqlen, resident_blocks(conv1d_fwd_cl_kernel<T, kW, true>, kThreads));
     const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * tl - 1) / (kWarps * tl)), static_cast<unsigned>(cgroups),
                     static_cast<unsigned>(p.batch));
-    if (grid.x > 0 && grid.y > 0 && grid.z > 0)
-      conv1d_fwd_cl_kernel<T, kW><<<grid, kThreads, 0, stream>>>(p, x_vec, y_vec, tl);
+    const auto kernel = x_vec && y_vec && p.dim % kC == 0 && p.width == kW ? conv1d_fwd_cl_kernel<T, kW, true>
+                                                                          : conv1d_fwd_cl_kernel<T, kW, false>;
+    if (grid.x > 0 && grid.y > 0 && grid.z > 0) kernel<<<grid, kThreads, 0, stream>>>(p, x_vec, y_vec, tl);
   }
 }
 

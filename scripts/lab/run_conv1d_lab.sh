@@ -34,9 +34,9 @@ VARIANTS=(
   "cl_pd3|${P}FWD_CL_PD=3"
   "upd_128x1|${P}UPD_THREADS=128 ${P}UPD_CPT=1"
   "upd_novec|${P}UPD_VEC=0"
-  "cl_pipe|${P}FWD_CL_IMPL=0"
-  "cl_t8|${P}CL_FLAT_T=8"
-  "cl_t32|${P}CL_FLAT_T=32"
+  "cl_flat|${P}FWD_CL_IMPL=1"
+  "cl_flat32|${P}FWD_CL_IMPL=1 ${P}CL_FLAT_T=32"
+  "cl_mb1|${P}FWD_CL_MIN_BLOCKS=1"
   "bwd_mb6|${P}BWD_FLAT_MIN_BLOCKS=6"
   "bwd_mb8|${P}BWD_FLAT_MIN_BLOCKS=8"
 )
