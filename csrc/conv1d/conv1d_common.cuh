@@ -23,11 +23,8 @@
 //   MK_CONV1D_FWD_CF_ROT         cf halo: 1 one rotation shuffle per value (e230a73, default), 0 shfl_up + bcast
 //   MK_CONV1D_FLAT_G             flat cf forward: 16-byte chunks per lane, all loaded up front (8; fp32 half)
 //   MK_CONV1D_FLAT_MIN_BLOCKS    flat cf forward: min blocks/SM (1: no register cap)
-//   MK_CONV1D_FWD_CL_IMPL        channel-last forward: 0 pipelined tiles (default), 1 flat grid (conv1d_fwd_flat_kernel.cuh:
-//                                one tile of MK_CONV1D_CL_FLAT_T steps per warp, all loads up front)
-//   MK_CONV1D_CL_FLAT_T          flat cl forward: time steps per warp (16)
 //   MK_CONV1D_FWD_CL_PD          cl forward: L2 prefetch distance in groups (0 = off, default)
-//   MK_CONV1D_FWD_CL_MIN_BLOCKS  cl forward, width-4 bucket: min blocks/SM (5)
+//   MK_CONV1D_FWD_CL_MIN_BLOCKS  cl forward, width-4 bucket: min blocks/SM (4)
 //   MK_CONV1D_CL_MAX_TL          cl forward / backward: longest tile per warp in steps (1024)
 //   MK_CONV1D_BWD_CF_MIN_BLOCKS  cf backward, width-4 bucket: min blocks/SM (4)
 //   MK_CONV1D_BWD_CF_GROUP       cf backward: chunks of x and of dy per load group, 16-bit types (2; fp32 half)
@@ -37,15 +34,16 @@
 //                                (conv1d_bwd_flat_kernel.cuh: one tile per warp, all x / dy loads up front;
 //                                falls back to 0 when its grid would exceed 2^31 blocks)
 //   MK_CONV1D_BWD_FLAT_G         flat cf backward: 16-byte chunks of x and of dy per lane (4; fp32 half)
-//   MK_CONV1D_BWD_FLAT_MIN_BLOCKS flat cf backward, width-4 bucket: min blocks/SM (1: no register cap)
+//   MK_CONV1D_BWD_FLAT_MIN_BLOCKS flat cf backward, width-4 bucket: min blocks/SM (6: <= 85 registers)
 //   MK_CONV1D_BWD_CL_MIN_BLOCKS  cl backward, width-4 bucket: min blocks/SM (4)
 //   MK_CONV1D_BWD_CL_GROUP       cl backward: steps per load group, 16-bit types, width-4 bucket (8)
 //   MK_CONV1D_UPD_THREADS        decode update: threads per block (256)
 //   MK_CONV1D_UPD_CPT            decode update: channels per thread (2); a block covers THREADS * CPT channels
 //   MK_CONV1D_UPD_VEC            decode update: 1 the vectorised one-token path where it applies (default), 0 never
-// Defaults from the lab run on the H200 (2026-11-29, bf16 w4 silu, b4 d6144 l4096): flat cf forward G 8 0.106 ms
-// (95% of copy bandwidth; persistent 0.156), cl prefetch off 0.123 ms (3: 0.148), non-persistent cf backward
-// 0.264 ms (persistent 0.277), update b64 256 x 2 8.1 us back-to-back (128 x 1: 8.5).
+// Defaults from the lab runs on the H200 (2026-11-29, bf16 w4 silu, b4 d6144 l4096; bench/results/lab/README.md):
+// flat cf forward G 8 0.106 ms (95% of copy bandwidth; persistent 0.156), cl forward prefetch off and 4 blocks/SM
+// 0.114 ms (prefetch 3: 0.148; a flat cl grid measured 0.140), flat cf backward 6 blocks/SM 0.199 ms (1: 0.208;
+// segments 0.262), update b64 vectorised 6.0 us back-to-back (scalar 256 x 2: 8.0).
 //   MK_CONV1D_LAB_MIN_INST       speed-lab builds only (0): instantiate the tiled fwd / bwd kernels for bf16 and
 //                                the width-4 bucket alone (6x faster builds; other inputs launch nothing)
 #ifndef MK_CONV1D_FWD_CF_IMPL
@@ -69,17 +67,11 @@
 #ifndef MK_CONV1D_FLAT_MIN_BLOCKS
 #define MK_CONV1D_FLAT_MIN_BLOCKS 1
 #endif
-#ifndef MK_CONV1D_FWD_CL_IMPL
-#define MK_CONV1D_FWD_CL_IMPL 0
-#endif
-#ifndef MK_CONV1D_CL_FLAT_T
-#define MK_CONV1D_CL_FLAT_T 16
-#endif
 #ifndef MK_CONV1D_FWD_CL_PD
 #define MK_CONV1D_FWD_CL_PD 0
 #endif
 #ifndef MK_CONV1D_FWD_CL_MIN_BLOCKS
-#define MK_CONV1D_FWD_CL_MIN_BLOCKS 5
+#define MK_CONV1D_FWD_CL_MIN_BLOCKS 4
 #endif
 #ifndef MK_CONV1D_CL_MAX_TL
 #define MK_CONV1D_CL_MAX_TL 1024
@@ -103,7 +95,7 @@
 #define MK_CONV1D_BWD_FLAT_G 4
 #endif
 #ifndef MK_CONV1D_BWD_FLAT_MIN_BLOCKS
-#define MK_CONV1D_BWD_FLAT_MIN_BLOCKS 1
+#define MK_CONV1D_BWD_FLAT_MIN_BLOCKS 6
 #endif
 #ifndef MK_CONV1D_BWD_CL_MIN_BLOCKS
 #define MK_CONV1D_BWD_CL_MIN_BLOCKS 4

@@ -42,16 +42,6 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
     const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_l_stride, p.seqlen, es);
     const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_l_stride, p.seqlen, es);
     const int64_t cgroups = (p.dim + 32 * kC - 1) / (32 * kC);
-    if (MK_CONV1D_FWD_CL_IMPL == 1) {  // flat grid: one tile of kTS steps per warp
-      constexpr int64_t kSteps = fwd_cl_flat::kWarps * fwd_cl_flat::kTS;  // a block's
-      const dim3 fgrid(static_cast<unsigned>((p.seqlen + kSteps - 1) / kSteps), static_cast<unsigned>(cgroups),
-                       static_cast<unsigned>(p.batch));
-      if ((p.seqlen + kSteps - 1) / kSteps < (int64_t(1) << 31)) {
-        if (fgrid.x > 0 && fgrid.y > 0 && fgrid.z > 0)
-          conv1d_fwd_cl_flat_kernel<T, kW><<<fgrid, fwd_cl_flat::kThreads, 0, stream>>>(p, x_vec, y_vec);
-        return;
-      }  // else: the pipelined kernel below (long tiles) fits the grid
-    }
     const int64_t tl = cl_tile_len(p.batch * cgroups, p.seqlen, resident_blocks(conv1d_fwd_cl_kernel<T, kW, true>, kThreads));
     const dim3 grid(static_cast<unsigned>((p.seqlen + kWarps * tl - 1) / (kWarps * tl)), static_cast<unsigned>(cgroups),
                     static_cast<unsigned>(p.batch));

@@ -34,10 +34,8 @@ VARIANTS=(
   "cl_pd3|${P}FWD_CL_PD=3"
   "upd_128x1|${P}UPD_THREADS=128 ${P}UPD_CPT=1"
   "upd_novec|${P}UPD_VEC=0"
-  "cl_flat|${P}FWD_CL_IMPL=1"
-  "cl_flat32|${P}FWD_CL_IMPL=1 ${P}CL_FLAT_T=32"
-  "cl_mb1|${P}FWD_CL_MIN_BLOCKS=1"
-  "bwd_mb6|${P}BWD_FLAT_MIN_BLOCKS=6"
+  "cl_mb5|${P}FWD_CL_MIN_BLOCKS=5"
+  "bwd_mb5|${P}BWD_FLAT_MIN_BLOCKS=5"
   "bwd_mb8|${P}BWD_FLAT_MIN_BLOCKS=8"
 )
 
