@@ -20,7 +20,8 @@ template <typename T> constexpr int chunks() { return flat_chunks<T, MK_CONV1D_F
 template <typename T> constexpr int64_t tile_len() { return int64_t(chunks<T>()) * fwd_cf::kChunkLen; }
 }  // namespace fwd_flat
 
-template <typename T, int kW>
+// kSilu: the activation; kFull: width == kW (pad the constant 0: no predicated taps).
+template <typename T, int kW, bool kSilu, bool kFull>
 __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
     conv1d_fwd_flat_kernel(Conv1dParams p, bool x_vec, bool y_vec, int64_t tiles_per_row) {
   using fwd_cf::kChunkLen;
@@ -46,7 +47,7 @@ __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
     load_raw<T, kN>(xs + o, len - o, x_vec, r[s]);
   }
   const int width = static_cast<int>(p.width);
-  const int pad = kW - width;
+  const int pad = kFull ? 0 : kW - width;
   float carry[H];  // lane 0: the H inputs before the tile (before position 0: the initial state; varlen zeros)
 #pragma unroll
   for (int j = 0; j < H; ++j) {
@@ -80,7 +81,7 @@ __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
 #pragma unroll
     for (int e = 0; e < kN; ++e) {
       const float acc = cf_pre<kW, kN>(w, pad, bias, prev, xc, e);
-      out[e] = p.silu ? silu_out<T>(acc) : acc;
+      out[e] = kSilu ? silu_out<T>(acc) : acc;
     }
     const int o = c0 + lane * kN;
     if (o < len) store_n<T, kN>(ys + o, 1, len - o, y_vec, out);

@@ -22,9 +22,11 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
       const int64_t tiles = (p.seqlen + fwd_flat::tile_len<T>() - 1) / fwd_flat::tile_len<T>();
       const int64_t fblocks = (p.batch * p.dim * tiles + fwd_flat::kWarps - 1) / fwd_flat::kWarps;
       if (fblocks < (int64_t(1) << 31)) {
+        const auto kernel =
+            p.width == kW ? (p.silu ? conv1d_fwd_flat_kernel<T, kW, true, true> : conv1d_fwd_flat_kernel<T, kW, false, true>)
+                          : (p.silu ? conv1d_fwd_flat_kernel<T, kW, true, false> : conv1d_fwd_flat_kernel<T, kW, false, false>);
         if (fblocks > 0)
-          conv1d_fwd_flat_kernel<T, kW><<<static_cast<unsigned>(fblocks), fwd_flat::kThreads, 0, stream>>>(
-              p, x_vec, y_vec, tiles);
+          kernel<<<static_cast<unsigned>(fblocks), fwd_flat::kThreads, 0, stream>>>(p, x_vec, y_vec, tiles);
         return;
       }  // else: too many tiles for a 1-D grid; the persistent kernel below takes any size
     }

@@ -13,7 +13,7 @@ for c in $CASES; do
   echo "######## $name (first $n conv1d launches)" >>"$F"
   LAB_REPS=3 timeout 90 ncu --clock-control none -k regex:conv1d --launch-count "$n" \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-    --section SchedulerStats --section MemoryWorkloadAnalysis \
+    --section SchedulerStats --section MemoryWorkloadAnalysis --metrics smsp__inst_executed.sum,sm__cycles_elapsed.avg.per_second \
     "$BUILD/$V/lab" "$V" "$name" >>"$F" 2>&1
   echo "ncu $name rc=$?" >>"$F"
 done

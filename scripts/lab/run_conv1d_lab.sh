@@ -25,6 +25,8 @@ VARIANTS=(
   "default|"
   "fwd_persistent|${P}FWD_CF_IMPL=0"
   "fwd_flat4|${P}FLAT_G=4"
+  "fwd_mb7|${P}FLAT_MIN_BLOCKS=7"
+  "fwd_mb8|${P}FLAT_MIN_BLOCKS=8"
   "bwd_flat2|${P}BWD_FLAT_G=2"
   "bwd_flat8|${P}BWD_FLAT_G=8"
   "bwd_seg|${P}BWD_CF_IMPL=0"
