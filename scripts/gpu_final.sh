@@ -3,24 +3,26 @@
 # MK_VERIFY_KERNEL=tc, so the tensor-core kernel runs every test shape), the conv1d speed lab for the variants
 # named in $LAB_VARIANTS (compiled on half the cores while the library builds), verify kernel timings, and the
 # benchmarks (ours + the anchors that need no build). Every step has its own timeout and writes straight to files;
-# at most 6 files stay under $OUT (8 come back).
+# at most 6 files stay under $OUT (8 come back). SKIP="ss ssd" (families: verify conv ss ssd) leaves out the steps of
+# families a session did not touch: the whole batch takes ~560 s of the 600 s a command may run.
 . scripts/gpu_common.sh
+want() { [[ " ${SKIP:-} " != *" $1 "* ]]; }
 if [ -n "${LAB_VARIANTS:-}" ]; then
   ( OUT=$OUT LAB_JOBS=8 timeout 200 bash scripts/lab/run_conv1d_lab.sh "$LAB_VARIANTS" > /tmp/clab.log 2>&1
     echo "conv1d lab rc=$? $(( $(date +%s) - t0 ))s" >> $L; mv $OUT/lab_conv1d_*.log /tmp/ 2>/dev/null ) &
 fi
 build ${MAX_JOBS:-8}
-step 50 $T verify bash -c "$P $VT"
-step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
-step 60 $T conv_ss_cuda $P tests/test_conv1d.py tests/test_selective_scan.py -m gpu -k "cuda"
-step 60 $T ss_triton $P tests/test_selective_scan.py -m gpu -k "triton"
-step 100 $T ssd $P tests/test_ssd.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
-C=mamba2-1-4,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
-for w in 8 4; do step 30 $OUT/prof.log tc_warps_$w env MK_VERIFY_KERNEL=tc MK_VERIFY_TC_WARPS=$w python3 scripts/profile_verify.py --cases $C --impls cuda; done
-step 50 $B verify $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
-step 35 $B conv1d $P bench/bench_conv1d.py --benchmark-only -k "cuda or causal_conv1d"
-step 35 $B selective_scan $P bench/bench_selective_scan.py --benchmark-only -k "cuda or mamba_ssm"
-step 120 $B ssd $P bench/bench_ssd.py --benchmark-only -k "(bench_ssd and not configs and not bench_ssd_kernels and not small and not fla) or legacy"
+want verify && step 50 $T verify bash -c "$P $VT"
+want verify && step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
+want conv && step 70 $T conv_cuda $P tests/test_conv1d.py -m gpu -k "cuda"
+want ss && step 60 $T ss_cuda $P tests/test_selective_scan.py -m gpu -k "cuda"
+want ss && step 80 $T ss_triton $P tests/test_selective_scan.py -m gpu -k "triton"
+want ssd && step 80 $T ssd $P tests/test_ssd.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
+want verify && step 30 $OUT/prof.log verify_prof python3 scripts/profile_verify.py --cases mamba2-1-4,mamba2-64-4 --impls cuda
+want verify && step 50 $B verify $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
+want conv && step 35 $B conv1d $P bench/bench_conv1d.py --benchmark-only -k "cuda or causal_conv1d"
+want ss && step 35 $B selective_scan $P bench/bench_selective_scan.py --benchmark-only -k "cuda or mamba_ssm"
+want ssd && step 170 $B ssd $P bench/bench_ssd.py --benchmark-only -k "(bench_ssd and not configs and not bench_ssd_kernels and not small and not fla) or legacy"
 wait
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L
