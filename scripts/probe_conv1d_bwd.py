@@ -4,29 +4,13 @@ calls (CUDA events, median of 7 rounds) with normal vs uniform data and with sep
 one buffer at several relative offsets.
 Usage: python scripts/probe_conv1d_bwd.py
 """
-import statistics
-
 import torch
 
 import mamba_kernels._cuda  # noqa: F401
+from _gpu_timing import batch_time_us
 
 BF16 = torch.bfloat16
 OP = torch.ops.mamba_kernels._conv1d_bwd_cuda
-
-
-def _time(fn, n=20, rounds=7):
-    fn()
-    ts = []
-    for _ in range(rounds):
-        torch.cuda.synchronize()
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(n):
-            fn()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) * 1e3 / n)
-    return statistics.median(ts)
 
 
 def main():
@@ -37,7 +21,7 @@ def main():
     dw, db = torch.empty_like(wt), torch.empty_like(bias)
 
     def run(x, dy, dx, tag):
-        t = _time(lambda: OP(x, wt, bias, None, None, dy, None, dx, dw, db, None, True, False))
+        t = batch_time_us(lambda: OP(x, wt, bias, None, None, dy, None, dx, dw, db, None, True, False))
         print(f"{tag:60s} {t:7.1f} us", flush=True)
 
     def fill(t, kind):

@@ -4,43 +4,12 @@ device time (torch.profiler), and the per-call time of 20 calls enqueued behind 
 host's launch path then cannot leave the GPU idle), for the forward alone and forward + backward.
 Usage: python scripts/profile_conv1d.py
 """
-import statistics
-
 import torch
-from torch.profiler import ProfilerActivity, profile
 
+from _gpu_timing import batch_time_us, kernel_table
 from mamba_kernels import causal_conv1d
 
 BF16 = torch.bfloat16
-
-
-def _per_call(fn, n=20, rounds=7):
-    ts = []
-    for _ in range(rounds):
-        torch.cuda.synchronize()
-        torch.cuda._sleep(20_000_000)  # ~10 ms: the host enqueues the n calls meanwhile
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(n):
-            fn()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) * 1e3 / n)
-    return statistics.median(ts)
-
-
-def _kernels(fn, n=10):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-    for ev in prof.key_averages():
-        t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
-        if ev.count and t:
-            print(f"    {ev.count / n:4.1f}x {t / ev.count:8.2f} us  {ev.key[:100]}")
 
 
 def main():
@@ -55,8 +24,10 @@ def main():
         fwd = lambda: causal_conv1d(x, wt, bias, activation="silu", channel_last=cl, backend="cuda")  # noqa: E731
         fb = lambda: torch.autograd.grad(fwd(), [x, wt, bias], dy)  # noqa: E731
         for name, fn in (("fwd", fwd), ("fwd+bwd", fb)):
-            print(f"{'cl' if cl else 'cf'} {name}: {_per_call(fn):.1f} us per call (behind a spin)", flush=True)
-            _kernels(fn)
+            t = batch_time_us(fn, spin_cycles=20_000_000)  # ~10 ms of spin
+            print(f"{'cl' if cl else 'cf'} {name}: {t:.1f} us per call (behind a spin)", flush=True)
+            for kname, per_call, us in kernel_table(fn, n=10, warmup=3):
+                print(f"    {per_call:4.1f}x {us:8.2f} us  {kname}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness  # noqa: E402
+from _gpu_timing import kernel_table  # noqa: E402
 import bench_verify as bv  # noqa: E402
 
 import mamba_kernels as mk  # noqa: E402
@@ -46,23 +48,6 @@ def _time(fn, reps=200):
 
 def _graph_time(fn, reps=200):
     return _time(_harness.Harness._graph(fn).replay, reps)
-
-
-def _kernels(fn, n=20):
-    from torch.profiler import ProfilerActivity, profile
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(n):
-            fn()
-        torch.cuda.synchronize()
-    rows = []
-    for ev in prof.key_averages():
-        t = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
-        if ev.count and t:
-            rows.append((ev.key[:90], ev.count / n, t / ev.count))
-    return rows
 
 
 def main():
@@ -93,7 +78,7 @@ def main():
             t_acc = _time(lambda: _call(L, impl, L["acc"], out))
             tg_acc = _graph_time(lambda: _call(L, impl, L["acc"], out))
             t_0 = _time(lambda: _call(L, impl, zero, out))
-            ks = _kernels(lambda: _call(L, impl, L["acc"], out))
+            ks = kernel_table(lambda: _call(L, impl, L["acc"], out))
             print(f"{case} {impl}: eager {t_acc:.1f} us, graph {tg_acc:.1f} us, accept-0 eager {t_0:.1f} us")
             for name, per_call, us in ks:
                 print(f"    {per_call:4.1f}x  {us:8.2f} us  {name}")

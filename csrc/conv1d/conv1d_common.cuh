@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "common/mufu.h"
 #include "conv1d/conv1d.h"
 
 // ---- Performance knobs (the one place they are documented). Each is a preprocessor macro with the production
@@ -263,18 +264,8 @@ __device__ __forceinline__ void load_raw(const T* __restrict__ p, int64_t n_vali
   }
 }
 
-// Fast-math SiLU and its derivative (MUFU exp + reciprocal). exp(-z) = inf for z < -88 gives s = 0: finite.
-// 1 / d by the MUFU reciprocal alone (rcp.approx.ftz, ~1 ulp; rcp(inf) = 0): __fdividef(1, d) adds an FADD per
-// call that only flushes a denormal result.
-__device__ __forceinline__ float fast_rcp(float d) {
-#if defined(__CUDA_ARCH__)
-  float r;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
-  return r;
-#else
-  return 1.f / d;
-#endif
-}
+// Fast-math SiLU and its derivative (MUFU exp + reciprocal, common/mufu.h). exp(-z) = inf for z < -88 gives
+// s = 0: finite.
 __device__ __forceinline__ float sigmoid_f(float z) { return fast_rcp(1.f + __expf(-z)); }
 __device__ __forceinline__ float silu_f(float z) { return z * sigmoid_f(z); }
 __device__ __forceinline__ float dsilu_f(float z) {

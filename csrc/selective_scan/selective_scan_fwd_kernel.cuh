@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/mufu.h"
 #include "common/static_switch.h"
 #include "selective_scan/selective_scan.h"
 
@@ -81,16 +82,6 @@ template <> __device__ __forceinline__ float from_f<float>(float x) { return x; 
 template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
-// 2^x with the special-function unit (one MUFU.EX2), independent of --use_fast_math.
-__device__ __forceinline__ float fast_exp2(float x) {
-#if defined(__CUDA_ARCH__)
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-#else
-  return exp2f(x);  // host compilation of the kernel source (CPU emulation in tests/cuda_emu)
-#endif
-}
 // log(1 + e^x) = max(x, 0) + log1p(e), e = e^-|x| in (0, 1]; log1p(e) = 2 atanh(s), s = e / (2 + e) <= 1/3,
 // by its series to s^13 (truncation < 2e-8 relative): ~15 instructions, about 3e-7 relative error (log1pf
 // costs ~40 and this runs once per (token, channel) in both directions).
