@@ -29,20 +29,30 @@ def tensor(name: str, t, *, shape: Sequence | None = None, dtypes: Iterable[torc
         raise TypeError(f"{name}: expected a tensor, got None")
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if ndim is not None and t.dim() != ndim:
-        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_fmt_shape(t.shape)}")
+    # Plain loops and one read of t.shape: these checks run on every eager call of every op (decode-sized calls
+    # are dominated by host time), so they avoid generator expressions and repeated tensor attribute reads.
+    ts = t.shape
+    if ndim is not None and len(ts) != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_fmt_shape(ts)}")
     if shape is not None:
-        if t.dim() != len(shape) or any(s is not None and s != ts for s, ts in zip(shape, t.shape)):
+        bad = len(ts) != len(shape)
+        if not bad:
+            for s, have in zip(shape, ts):
+                if s is not None and s != have:
+                    bad = True
+                    break
+        if bad:
             want = _fmt_shape(["*" if s is None else s for s in shape])
-            raise ValueError(f"{name}: expected shape {want}, got {_fmt_shape(t.shape)}")
+            raise ValueError(f"{name}: expected shape {want}, got {_fmt_shape(ts)}")
     if dtypes is not None:
-        dtypes = tuple(dtypes)
+        if not isinstance(dtypes, tuple):
+            dtypes = tuple(dtypes)
         if t.dtype not in dtypes:
             names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
             raise TypeError(f"{name}: expected dtype in ({names}), got {str(t.dtype).replace('torch.', '')}")
     if device is not None and t.device != device:
         raise ValueError(f"{name}: expected a tensor on {device}, got one on {t.device}")
-    if contiguous_last and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
+    if contiguous_last and ts and ts[-1] != 1 and t.stride(-1) != 1:
         raise ValueError(f"{name}: the last dimension must be contiguous (stride 1), got strides {tuple(t.stride())}")
     return t
 

@@ -123,5 +123,14 @@ class VerifyCache:
             self.conv_meta[idx] = 0
 
     def map_tensors(self, fn) -> "VerifyCache":
-        return VerifyCache(**{f.name: (None if getattr(self, f.name) is None else fn(getattr(self, f.name)))
-                              for f in fields(self)})
+        """A cache with fn applied to every present tensor; self when fn returns each one unchanged (the usual
+        case: torch tensors through the DLPack import, on every eager call)."""
+        old = [getattr(self, name) for name in _FIELD_NAMES]
+        new = [None if v is None else fn(v) for v in old]
+        for a, b in zip(old, new):
+            if a is not b:
+                return VerifyCache(**dict(zip(_FIELD_NAMES, new)))
+        return self
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(VerifyCache))
