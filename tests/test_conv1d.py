@@ -305,6 +305,23 @@ def test_long_rows_16bit(backend, dtype, w, cl):
     check_conv(case, backend)
 
 
+@pytest.mark.parametrize("length", [9, 300, 1100])
+@pytest.mark.parametrize("activation", ["silu", None], ids=["silu", "noact"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("w", [4, 8])
+@pytest.mark.parametrize("cl", LAYOUTS, ids=_lid)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_full_width_aligned(backend, cl, w, dtype, activation, length):
+    """The common production case: width == its bucket (4 or 8), 16-byte aligned rows, channels a multiple of 8
+    (the CUDA backend's compile-time full-width / fast variants of the forward and backward), with and without
+    the activation, lengths with partial load groups and tiles, initial states; forward and every gradient."""
+    dev = _skip_unless(backend)
+    if _interpreted(backend) and length > 9:
+        pytest.skip("long rows are slow under the Triton interpreter (the GPU runs them)")
+    case = make_case(2, 64, [length], w, dtype, device=dev, channel_last=cl, init=True)
+    check_conv(case, backend, activation=activation)
+
+
 def _gradcheck_case(cl, varlen):
     case = make_case(2, 3, [2, 0, 5, 1] if varlen else [6], 3, F64, channel_last=cl, varlen=varlen, init=True)
     return case
