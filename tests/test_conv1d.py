@@ -8,6 +8,7 @@ CUDA-graph capture of the decode update. Without a GPU, `python csrc/conv1d/emu/
 with the cuda backend served by a CPU emulation of the unmodified CUDA kernels.
 """
 import itertools
+import math
 import os
 
 import pytest
@@ -405,10 +406,7 @@ def test_update_decode_shapes(backend, dtype, wdtype, slen, bias, offset):
     wd = dtype if wdtype == "same" else torch.float32
 
     def buf(*shape, dt):  # a (possibly misaligned) contiguous view
-        n = 1
-        for e in shape:
-            n *= e
-        return torch.randn(n + offset, generator=gen).to(dt).to(dev)[offset:].view(*shape)
+        return torch.randn(math.prod(shape) + offset, generator=gen).to(dt).to(dev)[offset:].view(*shape)
 
     state = buf(S, d, slen, dt=dtype)
     wt = (buf(d, 4, dt=wd) * 0.5)

@@ -25,15 +25,10 @@
 namespace mamba_kernels {
 namespace conv1d {
 
-namespace bwd_flat {
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-template <typename T> constexpr int chunks() { return flat_chunks<T, MK_CONV1D_BWD_FLAT_G>(); }  // per tensor
-template <typename T> constexpr int64_t tile_len() { return int64_t(chunks<T>()) * fwd_cf::kChunkLen; }
-template <typename T> inline int64_t tiles_per_row(int64_t L) { return (L + tile_len<T>() - 1) / tile_len<T>(); }
-// Width-4 bucket: min blocks/SM (knob MK_CONV1D_BWD_FLAT_MIN_BLOCKS); width-8 bucket uncapped.
-template <int kW> constexpr int min_blocks() { return kW <= 4 ? MK_CONV1D_BWD_FLAT_MIN_BLOCKS : 1; }
-}  // namespace bwd_flat
+struct bwd_flat : FlatTiling<MK_CONV1D_BWD_FLAT_G> {  // chunks<T>(): of x and of dy each
+  // Width-4 bucket: min blocks/SM (knob MK_CONV1D_BWD_FLAT_MIN_BLOCKS); width-8 bucket uncapped.
+  template <int kW> static constexpr int min_blocks() { return kW <= 4 ? MK_CONV1D_BWD_FLAT_MIN_BLOCKS : 1; }
+};
 
 // kSilu: the activation; kFull: width == kW (no absent taps: pad is the constant 0, no predicated FMAs).
 template <typename T, int kW, bool kSilu, bool kFull>
@@ -71,16 +66,7 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
     load_raw<T, kN>(gs + o, len - o, dy_vec, rg[s]);
   }
   float lh[H];  // lane 0: the H inputs before the tile
-#pragma unroll
-  for (int j = 0; j < H; ++j) {
-    const int64_t pos = t0 - H + j;
-    float hv = 0.f;
-    if (lane == 0) {
-      if (pos >= 0) hv = to_f(x[pos]);
-      else if (p.cu_seqlens == nullptr && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
-    }
-    lh[j] = hv;
-  }
+  cf_left_halo<T, H>(p, x, b, c, t0, width, lane == 0, lh);
   // Right halo: lane j < H takes position q = t0 + kTL + j (after the tile; only exists when the tile is full).
   const int64_t q = t0 + kTL + lane;
   const bool qv = lane < H && q < L;
@@ -134,20 +120,7 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
     if (o < len) store_n<T, kN>(dxs + o, 1, len - o, dx_vec, dxo);
   }
 
-  // Warp sums of the weight / bias gradients -> one partial row per tile.
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-#pragma unroll
-    for (int i = 0; i < kW; ++i) dw[i] += __shfl_xor_sync(kFullMask, dw[i], off);
-    db += __shfl_xor_sync(kFullMask, db, off);
-  }
-  if (lane == 0) {
-    const int64_t pidx = b * tiles_per_row + tile;
-#pragma unroll
-    for (int i = 0; i < kW; ++i)
-      if (i >= pad) p.dweight_partial[(pidx * p.dim + c) * width + (i - pad)] = dw[i];
-    if (p.dbias_partial) p.dbias_partial[pidx * p.dim + c] = db;
-  }
+  cf_write_partials<kW>(p, dw, db, b * tiles_per_row + tile, c, pad, width, lane);  // one partial row per tile
 }
 
 }  // namespace conv1d

@@ -51,7 +51,6 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
   const int64_t L = p.seqlen;
   const int width = static_cast<int>(p.width);
   const int pad = kW - width;
-  const bool varlen = p.cu_seqlens != nullptr;
   const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c * p.x_c_stride;
   const T* __restrict__ dy = static_cast<const T*>(p.dy) + b * p.dy_batch_stride + c * p.dy_c_stride;
   T* __restrict__ dx = static_cast<T*>(p.dx) + b * p.dx_batch_stride + c * p.dx_c_stride;
@@ -78,16 +77,7 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
       load_raw<T, kN>(gs + o, nv, dy_vec, gd[s]);
     }
     // Inputs before the group (lane 0); before position 0 the initial state (zeros with varlen).
-#pragma unroll
-    for (int j = 0; j < H; ++j) {
-      const int64_t pos = seg0 + static_cast<int64_t>(g) * G * kChunkLen - H + j;
-      float hv = 0.f;
-      if (valid && lane == 0) {
-        if (pos >= 0) hv = to_f(x[pos]);
-        else if (!varlen && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
-      }
-      hd[j] = hv;
-    }
+    cf_left_halo<T, H>(p, x, b, c, seg0 + static_cast<int64_t>(g) * G * kChunkLen, width, valid && lane == 0, hd);
   };
   Raw<T, kN> cx[G], cg[G], nx[G], ng[G];  // current group (g) and the one in flight (g - 1)
   float ch[H], nh[H];
@@ -149,20 +139,7 @@ __device__ __forceinline__ void bwd_cf_segment(const Conv1dParams& p, bool x_vec
     for (int j = 0; j < H; ++j) ch[j] = nh[j];
   }
 
-  // Warp sums of the weight / bias gradients -> one partial row per segment.
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-#pragma unroll
-    for (int i = 0; i < kW; ++i) dw[i] += __shfl_xor_sync(kFullMask, dw[i], off);
-    db += __shfl_xor_sync(kFullMask, db, off);
-  }
-  if (lane == 0) {
-    const int64_t pidx = b * num_segs(L, sc) + seg;
-#pragma unroll
-    for (int i = 0; i < kW; ++i)
-      if (i >= pad) p.dweight_partial[(pidx * p.dim + c) * width + (i - pad)] = dw[i];
-    if (p.dbias_partial) p.dbias_partial[pidx * p.dim + c] = db;
-  }
+  cf_write_partials<kW>(p, dw, db, b * num_segs(L, sc) + seg, c, pad, width, lane);  // one partial row per segment
 }
 
 template <typename T, int kW>

@@ -42,9 +42,9 @@ void bwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
       const int64_t tiles = bwd_flat::tiles_per_row<T>(p.seqlen);
       const int64_t fblocks = (p.batch * p.dim * tiles + bwd_flat::kWarps - 1) / bwd_flat::kWarps;
       if (use_flat<T>(p)) {
-        const auto kernel =
-            p.width == kW ? (p.silu ? conv1d_bwd_flat_kernel<T, kW, true, true> : conv1d_bwd_flat_kernel<T, kW, false, true>)
-                          : (p.silu ? conv1d_bwd_flat_kernel<T, kW, true, false> : conv1d_bwd_flat_kernel<T, kW, false, false>);
+        const auto kernel = by_act_and_width<kW>(p, [](auto silu, auto full) {
+          return conv1d_bwd_flat_kernel<T, kW, decltype(silu)::value, decltype(full)::value>;
+        });
         if (fblocks > 0)
           kernel<<<static_cast<unsigned>(fblocks), bwd_flat::kThreads, 0, stream>>>(p, x_vec, dy_vec, dx_vec, tiles);
         return;

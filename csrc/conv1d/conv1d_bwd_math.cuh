@@ -60,5 +60,24 @@ __device__ __forceinline__ void cf_dx(const float (&w)[kW], int pad, const float
   }
 }
 
+// Warp sums of a lane's weight / bias gradients, written by lane 0 as partial row pidx of channel c (layout
+// (npartial, dim, width); the caller reduces the rows in a fixed order). All 32 lanes must call.
+template <int kW>
+__device__ __forceinline__ void cf_write_partials(const Conv1dParams& p, float (&dw)[kW], float db, int64_t pidx,
+                                                  int64_t c, int pad, int width, int lane) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+#pragma unroll
+    for (int i = 0; i < kW; ++i) dw[i] += __shfl_xor_sync(kFullMask, dw[i], off);
+    db += __shfl_xor_sync(kFullMask, db, off);
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int i = 0; i < kW; ++i)
+      if (i >= pad) p.dweight_partial[(pidx * p.dim + c) * width + (i - pad)] = dw[i];
+    if (p.dbias_partial) p.dbias_partial[pidx * p.dim + c] = db;
+  }
+}
+
 }  // namespace conv1d
 }  // namespace mamba_kernels

@@ -278,10 +278,6 @@ __device__ __forceinline__ float dsilu_f(float z) {
 // 16-bit ulps at z ~ -2 and far more further out. The exact form keeps MUFU at ~50% of its rate at HBM speed.)
 template <typename T> __device__ __forceinline__ float silu_out(float z) { return silu_f(z); }
 
-// Chunks of 8 positions per lane of the flat channel-first kernels for a knob value G: one 16-byte load each for
-// 16-bit types; fp32 chunks are 32 bytes, so half as many.
-template <typename T, int G> constexpr int flat_chunks() { return sizeof(T) == 2 ? G : (G + 1) / 2; }
-
 // Pre-activation at position e of a lane's kN consecutive positions, from its window [prev (the kW - 1 inputs
 // before them) | xc]; taps i < pad of the width bucket are absent. Channel-first kernels (forward and backward).
 template <int kW, int kN>

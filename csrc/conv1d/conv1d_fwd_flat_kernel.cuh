@@ -13,12 +13,7 @@
 namespace mamba_kernels {
 namespace conv1d {
 
-namespace fwd_flat {
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-template <typename T> constexpr int chunks() { return flat_chunks<T, MK_CONV1D_FLAT_G>(); }
-template <typename T> constexpr int64_t tile_len() { return int64_t(chunks<T>()) * fwd_cf::kChunkLen; }
-}  // namespace fwd_flat
+using fwd_flat = FlatTiling<MK_CONV1D_FLAT_G>;
 
 // kSilu: the activation; kFull: width == kW (pad the constant 0: no predicated taps).
 template <typename T, int kW, bool kSilu, bool kFull>
@@ -49,16 +44,7 @@ __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
   const int width = static_cast<int>(p.width);
   const int pad = kFull ? 0 : kW - width;
   float carry[H];  // lane 0: the H inputs before the tile (before position 0: the initial state; varlen zeros)
-#pragma unroll
-  for (int j = 0; j < H; ++j) {
-    const int64_t pos = t0 - H + j;
-    float hv = 0.f;
-    if (lane == 0) {
-      if (pos >= 0) hv = to_f(x[pos]);
-      else if (p.cu_seqlens == nullptr && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
-    }
-    carry[j] = hv;
-  }
+  cf_left_halo<T, H>(p, x, b, c, t0, width, lane == 0, carry);
   float w[kW];
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);

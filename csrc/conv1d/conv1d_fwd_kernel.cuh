@@ -63,6 +63,18 @@ inline int seg_chunks(int64_t rows, int64_t L) {
 __host__ __device__ inline int64_t num_segs(int64_t L, int sc) { return (L + int64_t(sc) * kChunkLen - 1) / (int64_t(sc) * kChunkLen); }
 }  // namespace fwd_cf
 
+// Tiling of the flat channel-first kernels (conv1d_fwd_flat_kernel.cuh, conv1d_bwd_flat_kernel.cuh): 128-thread
+// blocks, one tile of chunks<T>() chunks of fwd_cf::kChunkLen positions per warp. kG is the knob value: chunks of
+// 8 positions per lane, one 16-byte load each for 16-bit types; fp32 chunks are 32 bytes, so half as many.
+template <int kG>
+struct FlatTiling {
+  static constexpr int kThreads = 128;
+  static constexpr int kWarps = kThreads / 32;
+  template <typename T> static constexpr int chunks() { return sizeof(T) == 2 ? kG : (kG + 1) / 2; }
+  template <typename T> static constexpr int64_t tile_len() { return int64_t(chunks<T>()) * fwd_cf::kChunkLen; }
+  template <typename T> static int64_t tiles_per_row(int64_t L) { return (L + tile_len<T>() - 1) / tile_len<T>(); }
+};
+
 namespace fwd_cl {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
@@ -124,6 +136,24 @@ __device__ __forceinline__ float load_bias(const Conv1dParams& p, int64_t c) {
   return p.bias ? load_any(p.bias, p.b_dtype, c * p.bias_stride) : 0.f;
 }
 
+// Left halo of the channel-first kernels: when `on` (lane 0), the H inputs of row x (batch b, channel c) at
+// positions t0 - H .. t0 - 1; before position 0 the initial state of row b without varlen, zeros with varlen (the
+// fix kernel redoes each sequence's first outputs). Zeros when not `on`.
+template <typename T, int H>
+__device__ __forceinline__ void cf_left_halo(const Conv1dParams& p, const T* __restrict__ x, int64_t b, int64_t c,
+                                             int64_t t0, int width, bool on, float (&h)[H]) {
+#pragma unroll
+  for (int j = 0; j < H; ++j) {
+    const int64_t pos = t0 - H + j;
+    float hv = 0.f;
+    if (on) {
+      if (pos >= 0) hv = to_f(x[pos]);
+      else if (p.cu_seqlens == nullptr && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
+    }
+    h[j] = hv;
+  }
+}
+
 __device__ __forceinline__ void store_any(void* ptr, DType dt, int64_t i, float v) {
   switch (dt) {
     case DType::kFloat16: static_cast<__half*>(ptr)[i] = __float2half_rn(v); break;
@@ -175,7 +205,6 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   const int64_t b = row / p.dim, c = row - b * p.dim;
   const int width = static_cast<int>(p.width);
   const int pad = kW - width;
-  const bool varlen = p.cu_seqlens != nullptr;
   const T* __restrict__ x = static_cast<const T*>(p.x) + b * p.x_batch_stride + c * p.x_c_stride;
   T* __restrict__ y = static_cast<T*>(p.y) + b * p.y_batch_stride + c * p.y_c_stride;
 
@@ -201,16 +230,7 @@ __device__ __forceinline__ void fwd_cf_segment(const Conv1dParams& p, bool x_vec
   // Inputs before the segment (lane 0 of chunk 0). Before position 0: the initial state of row b (without
   // varlen; with varlen zeros, and the fix kernel redoes each sequence's first outputs).
   float carry[H];
-#pragma unroll
-  for (int j = 0; j < H; ++j) {
-    const int64_t pos = seg0 - H + j;
-    float hv = 0.f;
-    if (lane == 0) {
-      if (pos >= 0) hv = to_f(x[pos]);
-      else if (!varlen && pos + width - 1 >= 0) hv = init_at<T>(p, b, c, pos + width - 1);
-    }
-    carry[j] = hv;
-  }
+  cf_left_halo<T, H>(p, x, b, c, seg0, width, lane == 0, carry);
 
 #pragma unroll 1
   for (int g = 0; g < ngroups; ++g) {

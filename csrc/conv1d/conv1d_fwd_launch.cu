@@ -19,12 +19,12 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
     const bool x_vec = aligned16(p.x) && stride16(p.x_batch_stride, p.batch, es) && stride16(p.x_c_stride, p.dim, es);
     const bool y_vec = aligned16(p.y) && stride16(p.y_batch_stride, p.batch, es) && stride16(p.y_c_stride, p.dim, es);
     if (MK_CONV1D_FWD_CF_IMPL == 1) {  // flat grid: one tile per warp
-      const int64_t tiles = (p.seqlen + fwd_flat::tile_len<T>() - 1) / fwd_flat::tile_len<T>();
+      const int64_t tiles = fwd_flat::tiles_per_row<T>(p.seqlen);
       const int64_t fblocks = (p.batch * p.dim * tiles + fwd_flat::kWarps - 1) / fwd_flat::kWarps;
       if (fblocks < (int64_t(1) << 31)) {
-        const auto kernel =
-            p.width == kW ? (p.silu ? conv1d_fwd_flat_kernel<T, kW, true, true> : conv1d_fwd_flat_kernel<T, kW, false, true>)
-                          : (p.silu ? conv1d_fwd_flat_kernel<T, kW, true, false> : conv1d_fwd_flat_kernel<T, kW, false, false>);
+        const auto kernel = by_act_and_width<kW>(p, [](auto silu, auto full) {
+          return conv1d_fwd_flat_kernel<T, kW, decltype(silu)::value, decltype(full)::value>;
+        });
         if (fblocks > 0)
           kernel<<<static_cast<unsigned>(fblocks), fwd_flat::kThreads, 0, stream>>>(p, x_vec, y_vec, tiles);
         return;

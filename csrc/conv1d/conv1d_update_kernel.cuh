@@ -174,10 +174,15 @@ template <typename T> __device__ __forceinline__ float bits_to_f(uint32_t v) {
   else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __uint_as_float(v << 16);
   else return __half2float(__ushort_as_half(static_cast<unsigned short>(v)));
 }
-// Element j (a compile-time index after unrolling) of 32-bit words u holding elements of dtype dt (not fp64).
+// Raw bits of element j (a compile-time index after unrolling) of 32-bit words u holding kBytes-byte elements.
+template <int kBytes> __device__ __forceinline__ uint32_t elem_bits(const uint32_t* u, int j) {
+  if constexpr (kBytes == 4) return u[j];
+  else return (u[j >> 1] >> ((j & 1) * 16)) & 0xffffu;
+}
+// Element j of 32-bit words u holding elements of dtype dt (not fp64) -> float.
 __device__ __forceinline__ float word_elem(const uint32_t* u, DType dt, int j) {
   if (dt == DType::kFloat32) return __uint_as_float(u[j]);
-  const uint32_t h = (u[j >> 1] >> ((j & 1) * 16)) & 0xffffu;
+  const uint32_t h = elem_bits<2>(u, j);
   return dt == DType::kBFloat16 ? bits_to_f<__nv_bfloat16>(h) : bits_to_f<__half>(h);
 }
 
@@ -213,11 +218,7 @@ __global__ void __launch_bounds__(kUpdateVecThreads) conv1d_update_vec_kernel(Co
   const uint32_t* xu = reinterpret_cast<const uint32_t*>(&xw);
   const uint32_t* su = reinterpret_cast<const uint32_t*>(sw);
   const uint32_t* wu = reinterpret_cast<const uint32_t*>(ww);
-  // Raw bits of element e of 32-bit words u (T's size; e compile-time after unrolling).
-  auto bits = [](const uint32_t* u, int e) -> uint32_t {
-    if constexpr (sizeof(T) == 4) return u[e];
-    else return (u[e >> 1] >> ((e & 1) * 16)) & 0xffffu;
-  };
+  auto bits = [](const uint32_t* u, int e) { return elem_bits<sizeof(T)>(u, e); };
   float y[kV];
 #pragma unroll
   for (int ch = 0; ch < kV; ++ch) {
