@@ -33,6 +33,15 @@ static Conv1dParams bf16_cf_params(const void* x, const void* dy, void* dx, cons
   return p;
 }
 
+template <typename T>
+static __global__ void fill_uniform(T* p, int64_t n, uint32_t seed, float scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13;
+    p[i] = static_cast<T>(scale * ((h >> 8) * (2.f / 16777216.f) - 1.f));
+  }
+}
+
 extern "C" {
 // Rows of fp32 partials the backward needs (dweight partials are rows * d * width floats, dbias rows * d).
 int64_t mk_lab_bwd_cf_partials(int64_t b, int64_t d, int64_t l, int width) {
@@ -66,29 +75,30 @@ void mk_lab_settings(char* buf, int n) {
            persist_max, l2, stack, heap, flags, static_cast<int>(cache));
 }
 
-static __global__ void fill_uniform(__nv_bfloat16* p, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13;
-    p[i] = __float2bfloat16((h >> 8) * (2.f / 16777216.f) - 1.f);
-  }
-}
-
-// Allocates x, dy, dx (cudaMalloc), bf16 weights and the partials, fills x / dy, then times `batch` back-to-back
+// Allocates x, dy, dx (cudaMalloc), the weights and the partials, fills x / dy, then times `batch` back-to-back
 // launches between two events, `rounds` times; writes the per-launch median (us) to *us. Returns 0 on success.
-int mk_lab_bwd_cf_standalone(int64_t b, int64_t d, int64_t l, int rounds, int batch, float* us) {
+// w_dtype: 1 bf16 weight / bias (as the torch probes), 0 fp32 (as the lab binary); both filled uniform in
+// (-wscale, wscale).
+int mk_lab_bwd_cf_standalone(int64_t b, int64_t d, int64_t l, int rounds, int batch, int w_dtype, float wscale,
+                             float* us) {
   const int width = 4;
   const int64_t n = b * d * l, rows = mk_lab_bwd_cf_partials(b, d, l, width);
   void *x, *dy, *dx, *w, *bias, *dw, *db;
   float *dwp, *dbp;
-  if (cudaMalloc(&x, n * 2) || cudaMalloc(&dy, n * 2) || cudaMalloc(&dx, n * 2) || cudaMalloc(&w, d * width * 2) ||
-      cudaMalloc(&bias, d * 2) || cudaMalloc(&dw, d * width * 2) || cudaMalloc(&db, d * 2) ||
+  const int64_t ws = w_dtype ? 2 : 4;
+  if (cudaMalloc(&x, n * 2) || cudaMalloc(&dy, n * 2) || cudaMalloc(&dx, n * 2) || cudaMalloc(&w, d * width * ws) ||
+      cudaMalloc(&bias, d * ws) || cudaMalloc(&dw, d * width * ws) || cudaMalloc(&db, d * ws) ||
       cudaMalloc(&dwp, rows * d * width * 4) || cudaMalloc(&dbp, rows * d * 4))
     return 1;
-  fill_uniform<<<1024, 256>>>(static_cast<__nv_bfloat16*>(x), n, 1u);
-  fill_uniform<<<1024, 256>>>(static_cast<__nv_bfloat16*>(dy), n, 2u);
-  fill_uniform<<<64, 256>>>(static_cast<__nv_bfloat16*>(w), d * width, 3u);
-  fill_uniform<<<64, 256>>>(static_cast<__nv_bfloat16*>(bias), d, 4u);
+  fill_uniform<<<1024, 256>>>(static_cast<__nv_bfloat16*>(x), n, 1u, 1.f);
+  fill_uniform<<<1024, 256>>>(static_cast<__nv_bfloat16*>(dy), n, 2u, 1.f);
+  if (w_dtype) {
+    fill_uniform<<<64, 256>>>(static_cast<__nv_bfloat16*>(w), d * width, 3u, wscale);
+    fill_uniform<<<64, 256>>>(static_cast<__nv_bfloat16*>(bias), d, 4u, wscale);
+  } else {
+    fill_uniform<<<64, 256>>>(static_cast<float*>(w), d * width, 3u, wscale);
+    fill_uniform<<<64, 256>>>(static_cast<float*>(bias), d, 4u, wscale);
+  }
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
@@ -97,7 +107,7 @@ int mk_lab_bwd_cf_standalone(int64_t b, int64_t d, int64_t l, int rounds, int ba
   int rc = 0;
   for (int r = 0; r < rounds && !rc; ++r) {
     cudaEventRecord(e0);
-    for (int i = 0; i < batch && !rc; ++i) rc = mk_lab_bwd_cf(x, dy, dx, w, bias, dw, db, dwp, dbp, b, d, l, width, 1, nullptr);
+    for (int i = 0; i < batch && !rc; ++i) rc = mk_lab_bwd_cf(x, dy, dx, w, bias, dw, db, dwp, dbp, b, d, l, width, w_dtype, nullptr);
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
     cudaEventElapsedTime(&t[r], e0, e1);

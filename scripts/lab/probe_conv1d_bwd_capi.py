@@ -20,7 +20,8 @@ def load(so_path):
     lib.mk_lab_bwd_cf_partials.restype = i64
     lib.mk_lab_bwd_cf.argtypes = [vp] * 9 + [i64, i64, i64, ctypes.c_int, ctypes.c_int, vp]
     lib.mk_lab_bwd_cf.restype = ctypes.c_int
-    lib.mk_lab_bwd_cf_standalone.argtypes = [i64, i64, i64, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_float)]
+    lib.mk_lab_bwd_cf_standalone.argtypes = [i64, i64, i64, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_float,
+                                             ctypes.POINTER(ctypes.c_float)]
     lib.mk_lab_bwd_cf_standalone.restype = ctypes.c_int
     lib.mk_lab_settings.argtypes = [ctypes.c_char_p, ctypes.c_int]
     return lib
@@ -30,9 +31,11 @@ def standalone(lib, tag):
     buf = ctypes.create_string_buffer(512)
     lib.mk_lab_settings(buf, 512)
     print(f"[{tag}] settings: {buf.value.decode()}", flush=True)
-    us = ctypes.c_float()
-    rc = lib.mk_lab_bwd_cf_standalone(B, D, L, 7, 20, ctypes.byref(us))
-    print(f"[{tag}] lab build, own cudaMalloc buffers, 20 back-to-back: {us.value:7.1f} us (rc {rc})", flush=True)
+    for w_dtype, wscale in ((1, 1.0), (0, 0.5), (0, 1.0), (1, 0.5), (1, 0.05), (1, 4.0)):
+        us = ctypes.c_float()
+        rc = lib.mk_lab_bwd_cf_standalone(B, D, L, 7, 20, w_dtype, wscale, ctypes.byref(us))
+        print(f"[{tag}] lab build, own cudaMalloc buffers, {'bf16' if w_dtype else 'fp32'} weights in "
+              f"(-{wscale}, {wscale}), 20 back-to-back: {us.value:7.1f} us (rc {rc})", flush=True)
 
 
 def with_torch(lib):
