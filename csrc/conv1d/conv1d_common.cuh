@@ -118,6 +118,9 @@
 #ifndef MK_CONV1D_LAB_MIN_INST
 #define MK_CONV1D_LAB_MIN_INST 0
 #endif
+#ifndef MK_CONV1D_WLOAD
+#define MK_CONV1D_WLOAD 0
+#endif
 #ifndef MK_CONV1D_LDST_HINTS
 #define MK_CONV1D_LDST_HINTS 0
 #endif
@@ -139,11 +142,19 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 
 // Weight / bias of any of the three dtypes (read once per thread, so a runtime switch costs nothing).
 __device__ __forceinline__ float load_any(const void* ptr, DType dt, int64_t i) {
+#if MK_CONV1D_WLOAD & 1
+  switch (dt) {
+    case DType::kFloat16: return __half2float(__ldg(static_cast<const __half*>(ptr) + i));
+    case DType::kBFloat16: return __bfloat162float(__ldg(static_cast<const __nv_bfloat16*>(ptr) + i));
+    default: return __ldg(static_cast<const float*>(ptr) + i);
+  }
+#else
   switch (dt) {
     case DType::kFloat16: return __half2float(static_cast<const __half*>(ptr)[i]);
     case DType::kBFloat16: return __bfloat162float(static_cast<const __nv_bfloat16*>(ptr)[i]);
     default: return static_cast<const float*>(ptr)[i];
   }
+#endif
 }
 
 // Raw storage of N elements of T moved as 4-, 8- or 16-byte words.
