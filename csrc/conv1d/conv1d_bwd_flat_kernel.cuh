@@ -57,11 +57,11 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
   const T* __restrict__ gs = dy + t0;
   T* __restrict__ dxs = static_cast<T*>(p.dx) + b * p.dx_batch_stride + c * p.dx_c_stride + t0;
 
-#if MK_CONV1D_WLOAD & 2
+  // Weight and bias first: issued after the 2G x / dy loads they cost 35 us more at b4 d6144 l4096 with 16-bit
+  // weights (228 vs 190 us; fp32 weights 193 either way; bench/NOTES.md).
   float w[kW];
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);
-#endif
   // ---- All loads up front: G chunks of x and of dy, then the halos (independent of each other).
   Raw<T, kN> rx[G], rg[G];
 #pragma unroll
@@ -79,12 +79,6 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
 #pragma unroll
   for (int i = 0; i < kW; ++i) rxh[i] = (qv && i >= pad) ? to_f(x[q - H + i]) : 0.f;
   if (qv) rgh = to_f(dy[q]);
-
-#if !(MK_CONV1D_WLOAD & 2)
-  float w[kW];
-  load_weights<kW>(p, c, pad, w);
-  const float bias = load_bias(p, c);
-#endif
 
   float carry[H];  // lane 31: dpre at the H positions after its 8 (of the chunk done before: s + 1)
   {

@@ -45,8 +45,8 @@
 // flat cf forward G 8 0.106 ms (95% of copy bandwidth; persistent 0.156), cl forward prefetch off and 4 blocks/SM
 // 0.114 ms (prefetch 3: 0.148; a flat cl grid measured 0.140), flat cf backward 6 blocks/SM 0.199 ms (1: 0.208;
 // segments 0.262), update b64 vectorised 6.0 us back-to-back (scalar 256 x 2: 8.0).
-//   MK_CONV1D_LDST_HINTS         streaming cache hints of the tiled kernels' 16-byte words (0: none): bit 0 stores
-//                                .cs (evict first), bit 1 loads L1::no_allocate + L2::256B prefetch
+//   MK_CONV1D_WFIRST             weight / bias loads before the x loads (0): bit 0 the flat cf forward, bit 1 the
+//                                cl forward (the flat cf backward always loads them first)
 //   MK_CONV1D_LAB_MIN_INST       speed-lab builds only (0): instantiate the tiled fwd / bwd kernels for bf16 and
 //                                the width-4 bucket alone (6x faster builds; other inputs launch nothing)
 #ifndef MK_CONV1D_FWD_CF_IMPL
@@ -118,11 +118,8 @@
 #ifndef MK_CONV1D_LAB_MIN_INST
 #define MK_CONV1D_LAB_MIN_INST 0
 #endif
-#ifndef MK_CONV1D_WLOAD
-#define MK_CONV1D_WLOAD 0
-#endif
-#ifndef MK_CONV1D_LDST_HINTS
-#define MK_CONV1D_LDST_HINTS 0
+#ifndef MK_CONV1D_WFIRST
+#define MK_CONV1D_WFIRST 0
 #endif
 
 namespace mamba_kernels {
@@ -142,20 +139,11 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 
 // Weight / bias of any of the three dtypes (read once per thread, so a runtime switch costs nothing).
 __device__ __forceinline__ float load_any(const void* ptr, DType dt, int64_t i) {
-#if MK_CONV1D_WLOAD & 1
-  switch (dt) {
-    case DType::kFloat16: return __half2float(__ldg(static_cast<const __half*>(ptr) + i));
-    case DType::kBFloat16: return __bfloat162float(__ldg(static_cast<const __nv_bfloat16*>(ptr) + i));
-    default: return __ldg(static_cast<const float*>(ptr) + i);
-  }
-#else
   switch (dt) {
     case DType::kFloat16: return __half2float(static_cast<const __half*>(ptr)[i]);
     case DType::kBFloat16: return __bfloat162float(static_cast<const __nv_bfloat16*>(ptr)[i]);
     default: return static_cast<const float*>(ptr)[i];
-  }
-#endif
-}
+  }}
 
 // Raw storage of N elements of T moved as 4-, 8- or 16-byte words.
 template <int kBytes> struct VecWord;
@@ -181,9 +169,7 @@ template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float a, fl
 template <int kWordBytes> struct WordStore;
 template <> struct WordStore<16> {
   static __device__ __forceinline__ void st(void* p, const uint32_t* u) {
-#if defined(__CUDA_ARCH__) && (MK_CONV1D_LDST_HINTS & 1)
-    asm volatile("st.global.cs.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(u[0]), "r"(u[1]), "r"(u[2]), "r"(u[3]));
-#elif defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__)
     asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(u[0]), "r"(u[1]), "r"(u[2]), "r"(u[3]));
 #else
     *static_cast<uint4*>(p) = make_uint4(u[0], u[1], u[2], u[3]);
@@ -269,24 +255,13 @@ struct alignas(16) Raw {
   T e[N];
 };
 
-// One read-only word; 16-byte words may carry the streaming hints of MK_CONV1D_LDST_HINTS (bit 1).
-template <typename W> __device__ __forceinline__ W ld_word(const W* p) { return __ldg(p); }
-#if defined(__CUDA_ARCH__) && (MK_CONV1D_LDST_HINTS & 2)
-template <> __device__ __forceinline__ uint4 ld_word<uint4>(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-  return v;
-}
-#endif
-
 template <typename T, int N>
 __device__ __forceinline__ void load_raw(const T* __restrict__ p, int64_t n_valid, bool vec, Raw<T, N>& r) {
   using V = Vec<T, N>;
   if (vec && n_valid >= N) {
 #pragma unroll
     for (int i = 0; i < V::kWords; ++i)
-      reinterpret_cast<typename V::Word*>(&r)[i] = ld_word(reinterpret_cast<const typename V::Word*>(p) + i);
+      reinterpret_cast<typename V::Word*>(&r)[i] = __ldg(reinterpret_cast<const typename V::Word*>(p) + i);
   } else {
 #pragma unroll
     for (int i = 0; i < N; ++i) r.e[i] = i < n_valid ? p[i] : from_f<T>(0.f);

@@ -35,19 +35,25 @@ __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
   const T* __restrict__ xs = x + t0;
   T* __restrict__ ys = static_cast<T*>(p.y) + b * p.y_batch_stride + c * p.y_c_stride + t0;
 
+  const int width = static_cast<int>(p.width);
+  const int pad = kFull ? 0 : kW - width;
+  float w[kW];
+#if MK_CONV1D_WFIRST & 1
+  load_weights<kW>(p, c, pad, w);
+  const float bias = load_bias(p, c);
+#endif
   Raw<T, kN> r[G];
 #pragma unroll
   for (int s = 0; s < G; ++s) {
     const int o = s * kChunkLen + lane * kN;
     load_raw<T, kN>(xs + o, len - o, x_vec, r[s]);
   }
-  const int width = static_cast<int>(p.width);
-  const int pad = kFull ? 0 : kW - width;
   float carry[H];  // lane 0: the H inputs before the tile (before position 0: the initial state; varlen zeros)
   cf_left_halo<T, H>(p, x, b, c, t0, width, lane == 0, carry);
-  float w[kW];
+#if !(MK_CONV1D_WFIRST & 1)
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);
+#endif
 
 #pragma unroll
   for (int s = 0; s < G; ++s) {

@@ -339,16 +339,19 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec_ar
     for (int u = 0; u < U; ++u) load_raw<T, C>(xg + u * xls, u < r ? nc : 0, x_vec, dst[u]);
     xg += U * xls;
   };
-  Raw<T, C> cur[U], nxt[U];
-  load_group(n, cur);
-
   float w[C][kW], bias[C];
+  auto load_params = [&] {
 #pragma unroll
-  for (int ch = 0; ch < C; ++ch) {
-    const int64_t cc = ch < nc ? c0 + ch : c0;  // lanes past the end reuse a valid channel (never stored)
-    load_weights<kW>(p, cc, pad, w[ch]);
-    bias[ch] = load_bias(p, cc);
-  }
+    for (int ch = 0; ch < C; ++ch) {
+      const int64_t cc = ch < nc ? c0 + ch : c0;  // lanes past the end reuse a valid channel (never stored)
+      load_weights<kW>(p, cc, pad, w[ch]);
+      bias[ch] = load_bias(p, cc);
+    }
+  };
+  Raw<T, C> cur[U], nxt[U];
+  if (MK_CONV1D_WFIRST & 2) load_params();
+  load_group(n, cur);
+  if (!(MK_CONV1D_WFIRST & 2)) load_params();
   float win[H][C];  // inputs at t - H .. t - 1 (the w-1 steps before the tile are re-read: L2)
 #pragma unroll
   for (int j = 0; j < H; ++j) {

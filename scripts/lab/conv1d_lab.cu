@@ -174,10 +174,16 @@ static void fill_bf16(bf16* d, int64_t n, float scale) {
   }
   CK(cudaMemcpy(d, h.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
 }
-static void fill_f32(float* d, int64_t n, float scale) {
-  std::vector<float> h(n);
-  for (int64_t i = 0; i < n; ++i) h[i] = scale * lcg_uniform();
-  CK(cudaMemcpy(d, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+// bf16 values and an fp32 copy of the same (rounded) values.
+static void fill_bf16_f32(bf16* d16, float* d32, int64_t n, float scale) {
+  std::vector<bf16> h(n);
+  std::vector<float> f(n);
+  for (int64_t i = 0; i < n; ++i) {
+    h[i] = __float2bfloat16(scale * lcg_uniform());
+    f[i] = __bfloat162float(h[i]);
+  }
+  CK(cudaMemcpy(d16, h.data(), n * sizeof(bf16), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(d32, f.data(), n * sizeof(float), cudaMemcpyHostToDevice));
 }
 
 static int g_reps = 50;
@@ -225,23 +231,26 @@ static void emit(const std::string& name, const Timing& tm, double bytes, double
   if (ck && !ck->ok()) g_all_ok = false;
 }
 
+// Kernels get bf16 weight / bias (w16, b16; their gradients dw, db bf16 too), as the benchmarks and bf16 models
+// pass them (the kernels' speed depends on it: see bench/NOTES.md); the references read fp32 copies (w, bias) of the
+// same bf16-rounded values.
 struct Bufs {
-  bf16 *x, *dy, *y, *dx;
-  float *w, *bias, *dw, *db, *dwp, *dbp, *ref_a, *ref_w, *ref_b;
+  bf16 *x, *dy, *y, *dx, *w16, *b16, *dw, *db;
+  float *w, *bias, *dwp, *dbp, *ref_a, *ref_w, *ref_b;
   int64_t nmax, npart_max;
 };
 
 static Conv1dParams make_params(const Bufs& B, const Shape& s) {
   Conv1dParams p;
   p.batch = s.b; p.dim = s.d; p.seqlen = s.l; p.width = kW; p.nseq = s.b; p.silu = true;
-  p.x_dtype = DType::kBFloat16; p.w_dtype = DType::kFloat32; p.b_dtype = DType::kFloat32;
+  p.x_dtype = DType::kBFloat16; p.w_dtype = DType::kBFloat16; p.b_dtype = DType::kBFloat16;
   const int64_t sb = s.d * s.l, sc = s.cl ? 1 : s.l, sl = s.cl ? s.d : 1;
   p.x = B.x; p.y = B.y; p.dy = B.dy; p.dx = B.dx;
   p.x_batch_stride = p.y_batch_stride = p.dy_batch_stride = p.dx_batch_stride = sb;
   p.x_c_stride = p.y_c_stride = p.dy_c_stride = p.dx_c_stride = sc;
   p.x_l_stride = p.y_l_stride = p.dy_l_stride = p.dx_l_stride = sl;
-  p.weight = B.w; p.w_c_stride = kW; p.w_w_stride = 1;
-  p.bias = B.bias; p.bias_stride = 1;
+  p.weight = B.w16; p.w_c_stride = kW; p.w_w_stride = 1;
+  p.bias = B.b16; p.bias_stride = 1;
   p.dweight = B.dw; p.dbias = B.db;
   p.dweight_partial = B.dwp; p.dbias_partial = B.dbp;
   return p;
@@ -277,8 +286,8 @@ static void run_shape(Bufs& B, int64_t b, int64_t d, int64_t l, double t_fwd, do
     }
     if (want(filter, "bwd_" + lay + tag)) {
       CK(cudaMemset(B.dx, 0xff, n * sizeof(bf16)));
-      CK(cudaMemset(B.dw, 0xff, d * kW * sizeof(float)));
-      CK(cudaMemset(B.db, 0xff, d * sizeof(float)));
+      CK(cudaMemset(B.dw, 0xff, d * kW * sizeof(bf16)));
+      CK(cudaMemset(B.db, 0xff, d * sizeof(bf16)));
       bwd();
       ref_dx<<<grid, 256>>>(B.x, B.dy, B.w, B.bias, B.ref_a, s);
       ref_dw<<<static_cast<unsigned>(d), 256>>>(B.x, B.dy, B.w, B.bias, B.ref_w, B.ref_b, s);
@@ -308,8 +317,8 @@ static void run_update(Bufs& B, int64_t batch, int64_t d, double target, const c
   CK(cudaMemcpy(st, st0, 3 * n * sizeof(bf16), cudaMemcpyDeviceToDevice));
   Conv1dUpdateParams p;
   p.batch = batch; p.dim = d; p.k = 1; p.width = kW; p.state_len = 3; p.nslots = batch; p.silu = true;
-  p.x_dtype = DType::kBFloat16; p.w_dtype = DType::kFloat32; p.b_dtype = DType::kFloat32;
-  p.x = x; p.weight = B.w; p.bias = B.bias; p.conv_state = st; p.out = out;
+  p.x_dtype = DType::kBFloat16; p.w_dtype = DType::kBFloat16; p.b_dtype = DType::kBFloat16;
+  p.x = x; p.weight = B.w16; p.bias = B.b16; p.conv_state = st; p.out = out;
   p.x_batch_stride = d; p.x_c_stride = 1; p.x_l_stride = 1;
   p.out_batch_stride = d; p.out_c_stride = 1; p.out_l_stride = 1;
   p.state_n_stride = 3 * d; p.state_c_stride = 3; p.state_l_stride = 1;
@@ -346,16 +355,18 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&B.ref_a, B.nmax * sizeof(float)));
   CK(cudaMalloc(&B.w, dmax * kW * sizeof(float)));
   CK(cudaMalloc(&B.bias, dmax * sizeof(float)));
-  CK(cudaMalloc(&B.dw, dmax * kW * sizeof(float)));
-  CK(cudaMalloc(&B.db, dmax * sizeof(float)));
+  CK(cudaMalloc(&B.w16, dmax * kW * sizeof(bf16)));
+  CK(cudaMalloc(&B.b16, dmax * sizeof(bf16)));
+  CK(cudaMalloc(&B.dw, dmax * kW * sizeof(bf16)));
+  CK(cudaMalloc(&B.db, dmax * sizeof(bf16)));
   CK(cudaMalloc(&B.ref_w, (dmax * kW + 16 + 3 * 64 * dmax) * sizeof(float)));  // + update state reference
   CK(cudaMalloc(&B.ref_b, dmax * sizeof(float)));
   CK(cudaMalloc(&B.dwp, B.npart_max * dmax * kW * sizeof(float)));
   CK(cudaMalloc(&B.dbp, B.npart_max * dmax * sizeof(float)));
   fill_bf16(B.x, B.nmax, 1.f);
   fill_bf16(B.dy, B.nmax, 1.f);
-  fill_f32(B.w, dmax * kW, 0.5f);
-  fill_f32(B.bias, dmax, 0.5f);
+  fill_bf16_f32(B.w16, B.w, dmax * kW, 0.5f);
+  fill_bf16_f32(B.b16, B.bias, dmax, 0.5f);
 
   run_shape(B, 4, 6144, 4096, 0.107, 0.30, filter);
   run_shape(B, 8, 4096, 2048, 0.077, 0.27, filter);
