@@ -277,6 +277,17 @@ def test_mixed_parameter_dtypes(backend):
 
 
 @pytest.mark.parametrize("cl", LAYOUTS, ids=_lid)
+@pytest.mark.parametrize("wdtype", [torch.float16, torch.bfloat16, torch.float32], ids=["w16", "wbf16", "w32"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameter_dtypes_full_width(backend, dtype, wdtype, cl):
+    """Every weight / bias dtype with 16-bit x at full width (the CUDA kernels' fast instantiations decode the
+    weight dtype at run time): forward and all gradients, aligned rows of several tiles."""
+    dev = _skip_unless(backend)
+    check_conv(make_case(2, 16, [1040], 4, dtype, device=dev, init=True, wdtype=wdtype, channel_last=cl), backend)
+
+
+@pytest.mark.parametrize("cl", LAYOUTS, ids=_lid)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_strided_and_misaligned_inputs(backend, cl):
     """Non-contiguous x (a slice; base pointer off by one element) and a strided dy take the scalar paths."""
