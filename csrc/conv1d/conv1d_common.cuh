@@ -45,8 +45,6 @@
 // flat cf forward G 8 0.106 ms (95% of copy bandwidth; persistent 0.156), cl forward prefetch off and 4 blocks/SM
 // 0.114 ms (prefetch 3: 0.148; a flat cl grid measured 0.140), flat cf backward 6 blocks/SM 0.199 ms (1: 0.208;
 // segments 0.262), update b64 vectorised 6.0 us back-to-back (scalar 256 x 2: 8.0).
-//   MK_CONV1D_WFIRST             weight / bias loads before the x loads (0): bit 0 the flat cf forward, bit 1 the
-//                                cl forward (the flat cf backward always loads them first)
 //   MK_CONV1D_LAB_MIN_INST       speed-lab builds only (0): instantiate the tiled fwd / bwd kernels for bf16 and
 //                                the width-4 bucket alone (6x faster builds; other inputs launch nothing)
 #ifndef MK_CONV1D_FWD_CF_IMPL
@@ -117,9 +115,6 @@
 #endif
 #ifndef MK_CONV1D_LAB_MIN_INST
 #define MK_CONV1D_LAB_MIN_INST 0
-#endif
-#ifndef MK_CONV1D_WFIRST
-#define MK_CONV1D_WFIRST 0
 #endif
 
 namespace mamba_kernels {

@@ -314,8 +314,8 @@ __global__ void __launch_bounds__(fwd_cf::kThreads, fwd_cf::fwd_min_blocks<T, kW
 // kFast: x and y vectorisable, dim a multiple of kC, width == kW (the launcher checks): the per-load vector /
 // partial-lane branches and the absent-tap predicates are compiled out.
 template <typename T, int kW, bool kFast>
-__device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec_arg, bool y_vec_arg, int64_t b,
-                                            int64_t c0, int64_t tb, int64_t te) {
+__device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec_arg, bool y_vec_arg, bool w_vec,
+                                            int64_t b, int64_t c0, int64_t tb, int64_t te) {
   using namespace fwd_cl;
   constexpr int C = kC;
   constexpr int U = group<T>();
@@ -339,19 +339,31 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec_ar
     for (int u = 0; u < U; ++u) load_raw<T, C>(xg + u * xls, u < r ? nc : 0, x_vec, dst[u]);
     xg += U * xls;
   };
+  // Weights and bias before the first x loads (~1% faster than after, lab 2026-11-29). w_vec (fast variant only;
+  // weight (dim, kW) contiguous, weight and bias of dtype T, aligned: checked on the host): the lane's C rows of
+  // weights and C biases are consecutive, so two or three vector loads instead of 2 C (kW + 1) 16-bit ones.
   float w[C][kW], bias[C];
-  auto load_params = [&] {
+  if (kFast && w_vec) {
+    Raw<T, C * kW> wr;
+    load_raw<T, C * kW>(static_cast<const T*>(p.weight) + c0 * kW, C * kW, true, wr);
+    Raw<T, C> br;
+    if (p.bias) load_raw<T, C>(static_cast<const T*>(p.bias) + c0, C, true, br);
+#pragma unroll
+    for (int ch = 0; ch < C; ++ch) {
+#pragma unroll
+      for (int i = 0; i < kW; ++i) w[ch][i] = to_f(wr.e[ch * kW + i]);
+      bias[ch] = p.bias ? to_f(br.e[ch]) : 0.f;
+    }
+  } else {
 #pragma unroll
     for (int ch = 0; ch < C; ++ch) {
       const int64_t cc = ch < nc ? c0 + ch : c0;  // lanes past the end reuse a valid channel (never stored)
       load_weights<kW>(p, cc, pad, w[ch]);
       bias[ch] = load_bias(p, cc);
     }
-  };
+  }
   Raw<T, C> cur[U], nxt[U];
-  if (MK_CONV1D_WFIRST & 2) load_params();
   load_group(n, cur);
-  if (!(MK_CONV1D_WFIRST & 2)) load_params();
   float win[H][C];  // inputs at t - H .. t - 1 (the w-1 steps before the tile are re-read: L2)
 #pragma unroll
   for (int j = 0; j < H; ++j) {
@@ -417,7 +429,7 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec_ar
 
 template <typename T, int kW, bool kFast>
 __global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<kW>())
-    conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec, int64_t tl) {
+    conv1d_fwd_cl_kernel(Conv1dParams p, bool x_vec, bool y_vec, bool w_vec, int64_t tl) {
   using namespace fwd_cl;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t tb = (static_cast<int64_t>(blockIdx.x) * kWarps + warp) * tl;
@@ -425,7 +437,7 @@ __global__ void __launch_bounds__(fwd_cl::kThreads, fwd_cl::min_blocks<kW>())
   const int64_t b = blockIdx.z;
   if (tb >= p.seqlen || c0 >= p.dim) return;  // no shuffles or barriers in this kernel
   const int64_t te = tb + tl < p.seqlen ? tb + tl : p.seqlen;
-  fwd_cl_tile<T, kW, kFast>(p, x_vec, y_vec, b, c0, tb, te);
+  fwd_cl_tile<T, kW, kFast>(p, x_vec, y_vec, w_vec, b, c0, tb, te);
 }
 
 }  // namespace conv1d

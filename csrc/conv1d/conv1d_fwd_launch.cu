@@ -49,7 +49,12 @@ void fwd_main(const Conv1dParams& p, bool channel_last, cudaStream_t stream) {
                     static_cast<unsigned>(p.batch));
     const auto kernel = x_vec && y_vec && p.dim % kC == 0 && p.width == kW ? conv1d_fwd_cl_kernel<T, kW, true>
                                                                           : conv1d_fwd_cl_kernel<T, kW, false>;
-    if (grid.x > 0 && grid.y > 0 && grid.z > 0) kernel<<<grid, kThreads, 0, stream>>>(p, x_vec, y_vec, tl);
+    // Vector loads of the lane's kC weight rows (kC * kW * es bytes at c0 * kW * es) and kC biases.
+    const DType xt = p.x_dtype;
+    const bool w_vec = p.w_dtype == xt && p.w_c_stride == kW && p.w_w_stride == 1 && aligned16(p.weight) &&
+                       (p.bias == nullptr ||
+                        (p.b_dtype == xt && p.bias_stride == 1 && reinterpret_cast<uintptr_t>(p.bias) % (kC * es) == 0));
+    if (grid.x > 0 && grid.y > 0 && grid.z > 0) kernel<<<grid, kThreads, 0, stream>>>(p, x_vec, y_vec, w_vec, tl);
   }
 }
 

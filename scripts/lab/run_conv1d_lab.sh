@@ -39,8 +39,6 @@ VARIANTS=(
   "cl_mb5|${P}FWD_CL_MIN_BLOCKS=5"
   "bwd_mb5|${P}BWD_FLAT_MIN_BLOCKS=5"
   "bwd_mb8|${P}BWD_FLAT_MIN_BLOCKS=8"
-  "wfirst_fwd|${P}WFIRST=1"
-  "wfirst_cl|${P}WFIRST=2"
 )
 
 # One compile job per (variant, source), at most $LAB_JOBS (default: the core count) at a time; then one link per
