@@ -25,6 +25,24 @@ def batch_time_us(fn, n=20, rounds=7, spin_cycles=0):
     return statistics.median(ts)
 
 
+def call_time_us(fn, reps=200, warmup=20, sync=False):
+    """Median (µs) of `reps` calls, each between its own pair of CUDA events, after `warmup` calls. With sync the
+    device is idle before each call (as a binary that synchronises per call times it)."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        if sync:
+            torch.cuda.synchronize()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        ts.append(s.elapsed_time(e) * 1e3)
+    return statistics.median(ts)
+
+
 def kernel_table(fn, n=20, warmup=5):
     """[(kernel name, launches per call, mean device µs per launch)] of n calls under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile

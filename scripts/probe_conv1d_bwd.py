@@ -7,12 +7,11 @@ allocates). Run it again under PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True 
 Usage: python scripts/probe_conv1d_bwd.py
 """
 import os
-import statistics
 
 import torch
 
 import mamba_kernels._cuda  # noqa: F401
-from _gpu_timing import batch_time_us
+from _gpu_timing import batch_time_us, call_time_us
 
 BF16 = torch.bfloat16
 OP = torch.ops.mamba_kernels._conv1d_bwd_cuda
@@ -33,18 +32,8 @@ def main():
         print(f"{tag:60s} {t:7.1f} us", flush=True)
 
     def run_synced(x, dy, dx, tag, reps=50):
-        fn = call(x, dy, dx)
-        fn()
-        ts = []
-        for _ in range(reps):
-            torch.cuda.synchronize()
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            e.synchronize()
-            ts.append(s.elapsed_time(e) * 1e3)
-        print(f"{tag:60s} {statistics.median(ts):7.1f} us (one call per event pair, synced)", flush=True)
+        t = call_time_us(call(x, dy, dx), reps, warmup=1, sync=True)
+        print(f"{tag:60s} {t:7.1f} us (one call per event pair, synced)", flush=True)
 
     print("PYTORCH_CUDA_ALLOC_CONF =", os.environ.get("PYTORCH_CUDA_ALLOC_CONF"), flush=True)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 
 import torch
@@ -21,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness  # noqa: E402
-from _gpu_timing import kernel_table  # noqa: E402
+from _gpu_timing import call_time_us, kernel_table  # noqa: E402
 import bench_verify as bv  # noqa: E402
 
 import mamba_kernels as mk  # noqa: E402
@@ -33,17 +32,7 @@ def _call(L, impl, acc, out):
 
 
 def _time(fn, reps=200):
-    for _ in range(20):
-        fn()
-    ts = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) * 1e3)
-    return statistics.median(ts)
+    return call_time_us(fn, reps)
 
 
 def _graph_time(fn, reps=200):
