@@ -3,8 +3,6 @@
 // Every launch is followed by cudaGetLastError; errors go back to the binding as a message.
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-
 #include "conv1d/conv1d_bwd_kernel.cuh"
 #include "conv1d/conv1d_launch.h"
 #include "conv1d/conv1d_states_kernel.cuh"
@@ -59,13 +57,10 @@ bool update_vec_ok(const Conv1dUpdateParams& p) {
 template <typename T>
 void update_dtype(const Conv1dUpdateParams& p, cudaStream_t stream) {
   if (update_vec_ok<T>(p)) {
-    int threads = kUpdateVecThreads;
-    if (const char* e = getenv("MK_CONV1D_UPD_VEC_BLOCK")) threads = atoi(e);  // EXPERIMENT (session 4), removed after
-    const int64_t per_block = int64_t(threads) * upd_vec_channels<T>();
+    const int64_t per_block = int64_t(kUpdateVecThreads) * upd_vec_channels<T>();
     const dim3 vgrid(static_cast<unsigned>((p.dim + per_block - 1) / per_block), static_cast<unsigned>(p.batch));
-    const bool b_vec = p.bias != nullptr && p.b_dtype == p.x_dtype && p.bias_stride == 1 && aligned16(p.bias);
-    if (p.state_len == 3) conv1d_update_vec_kernel<T, 3><<<vgrid, threads, 0, stream>>>(p, b_vec);
-    else conv1d_update_vec_kernel<T, 4><<<vgrid, threads, 0, stream>>>(p, b_vec);
+    if (p.state_len == 3) conv1d_update_vec_kernel<T, 3><<<vgrid, kUpdateVecThreads, 0, stream>>>(p);
+    else conv1d_update_vec_kernel<T, 4><<<vgrid, kUpdateVecThreads, 0, stream>>>(p);
     return;
   }
   const dim3 grid(static_cast<unsigned>((p.dim + kUpdateChannels - 1) / kUpdateChannels), static_cast<unsigned>(p.batch));

@@ -187,10 +187,10 @@ __device__ __forceinline__ float word_elem(const uint32_t* u, DType dt, int j) {
 }
 
 template <typename T, int kLs>
-__global__ void __launch_bounds__(kUpdateVecThreads) conv1d_update_vec_kernel(Conv1dUpdateParams p, bool b_vec) {
+__global__ void __launch_bounds__(kUpdateVecThreads) conv1d_update_vec_kernel(Conv1dUpdateParams p) {
   constexpr int kV = upd_vec_channels<T>(), kW = 4, H = kW - 1;
   constexpr int kWWords = kV * kW * 4 / 16;  // weight words when fp32 (16-bit weights use half of them)
-  const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kV;
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * kUpdateVecThreads + threadIdx.x) * kV;
   const int64_t b = blockIdx.y;
   if (c0 >= p.dim) return;
   T* out = static_cast<T*>(p.out) + b * p.out_batch_stride + c0;
@@ -207,17 +207,9 @@ __global__ void __launch_bounds__(kUpdateVecThreads) conv1d_update_vec_kernel(Co
 #pragma unroll
   for (int i = 0; i < kWWords; ++i)
     ww[i] = (wbytes == 4 || i < kWWords / 2) ? __ldg(wsrc + i) : make_uint4(0u, 0u, 0u, 0u);
-  // Bias of x's dtype, contiguous and aligned (b_vec, checked on the host): one 16-byte word; else per channel.
   float bias[kV];
-  if (b_vec) {
-    const uint4 bw = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.bias) + c0));
-    const uint32_t* bu = reinterpret_cast<const uint32_t*>(&bw);
 #pragma unroll
-    for (int ch = 0; ch < kV; ++ch) bias[ch] = bits_to_f<T>(elem_bits<sizeof(T)>(bu, ch));
-  } else {
-#pragma unroll
-    for (int ch = 0; ch < kV; ++ch) bias[ch] = p.bias ? load_any(p.bias, p.b_dtype, (c0 + ch) * p.bias_stride) : 0.f;
-  }
+  for (int ch = 0; ch < kV; ++ch) bias[ch] = p.bias ? load_any(p.bias, p.b_dtype, (c0 + ch) * p.bias_stride) : 0.f;
   T* st = static_cast<T*>(p.conv_state) + slot * p.state_n_stride + c0 * kLs;
   uint4 sw[kLs];
 #pragma unroll
