@@ -8,6 +8,7 @@
 
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
+#include "verify/verify_m2tcp_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
 namespace mamba_kernels {
@@ -19,18 +20,21 @@ struct SsmLaunch {
   bool fused = false, m1 = false;
   bool lean = false;  // verify_m2_kernel (Mamba-2 layout, tile fits one pass) instead of verify_ssm_kernel
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
+  bool tcp = false;   // verify_m2tcp_kernel (experimental, MK_VERIFY_KERNEL=tcp): grid = units, capped by the launcher
+  int buf_words = 0;  // tcp: one unit buffer's 32-bit words
   int64_t grid = 0;
   int threads = 0;
   size_t smem = 0;
 };
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general".
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "tcp" (experimental: not chosen
+// automatically until measured).
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : 0));
+    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : (s == "tcp" ? 4 : 0)));
   }();
   return v;
 }
@@ -71,6 +75,10 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
   size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
   if (c.fused || c.m1 || forced == 3) {
+  } else if (forced == 4 && m2tcp_fits<T>(p, &smem, &c.buf_words)) {
+    c.tcp = true;
+    c.threads = 256;
+    c.smem = smem;
   } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
     c.tc = true;
     c.threads = 32 * m2tc_warps(p.P);
@@ -88,6 +96,11 @@ template <typename T, typename TI>
 inline void (*tc_kernel_in(int64_t N, int nw))(VerifyStepParams) {
   if (N == 64) return nw == 8 ? verify_m2tc_kernel<T, TI, 64, 8> : verify_m2tc_kernel<T, TI, 64, 4>;
   return nw == 8 ? verify_m2tc_kernel<T, TI, 128, 8> : verify_m2tc_kernel<T, TI, 128, 4>;
+}
+template <typename T>
+inline void (*tcp_kernel(DType in))(VerifyStepParams, int) {
+  return in == DType::kBFloat16 ? verify_m2tcp_kernel<T, __nv_bfloat16, 128, 8>
+         : (in == DType::kFloat16 ? verify_m2tcp_kernel<T, __half, 128, 8> : verify_m2tcp_kernel<T, float, 128, 8>);
 }
 template <typename T>
 inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
@@ -117,6 +130,18 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   cudaError_t err;
+  if (c.tcp) {  // one block an SM (at most one unit a block)
+    void (*pk)(VerifyStepParams, int) = tcp_kernel<T>(p.in_dtype);
+    err = cudaFuncSetAttribute(pk, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+    int dev = 0, sms = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    const int64_t grid = c.grid < sms ? c.grid : (sms > 0 ? sms : 1);
+    pk<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.buf_words);
+    err = cudaGetLastError();
+    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  }
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);

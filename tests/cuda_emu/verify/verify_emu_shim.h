@@ -34,6 +34,7 @@ struct Warp {
 inline thread_local Dim tl_thread{0, 0, 0};
 inline thread_local Dim tl_block{0, 0, 0};
 inline Dim g_blockDim{0, 0, 0};
+inline Dim g_gridDim{0, 0, 0};
 inline std::unique_ptr<std::barrier<>> g_bar;
 inline std::vector<Warp> g_warps;
 inline float4* g_dyn = nullptr;
@@ -67,9 +68,11 @@ inline float shfl(float v, int src) {
 #undef threadIdx
 #undef blockIdx
 #undef blockDim
+#undef gridDim
 #define threadIdx (emu::tl_thread)
 #define blockIdx (emu::tl_block)
 #define blockDim (emu::g_blockDim)
+#define gridDim (emu::g_gridDim)
 #define MK_VERIFY_DYN_SMEM(name) float4* name = emu::g_dyn
 
 inline void __syncthreads() { emu::g_bar->arrive_and_wait(); }
@@ -143,6 +146,7 @@ void launch(int64_t grid, int threads, size_t smem, F&& body) {
   if (grid <= 0) return;
   std::vector<float4> dyn(smem / 16 + 2);
   g_blockDim = {static_cast<unsigned>(threads), 1, 1};
+  g_gridDim = {static_cast<unsigned>(grid), 1, 1};
   g_dyn = dyn.data();
   std::barrier<> launch_bar(threads);
   g_warps = std::vector<Warp>(threads / 32);
