@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Verify family only, on the GPU machine: build, GPU tests (automatic choice and MK_VERIFY_KERNEL=tc), per-kernel
-# timings (scripts/profile_verify.py) of the tensor-core and the lean kernel, the verify benchmarks. Files under $OUT.
+# Verify family only, on the GPU machine: build, GPU tests (automatic choice, MK_VERIFY_KERNEL=tc and, for the
+# experimental pipelined kernel, MK_VERIFY_KERNEL=tcp), per-kernel timings (scripts/profile_verify.py) of the
+# tensor-core, pipelined tensor-core and lean kernels, the verify benchmarks. Files under $OUT.
 . scripts/gpu_common.sh
 build 16
 step 50 $T verify bash -c "$P $VT"
 step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
+step 60 $T verify_tcp bash -c "MK_VERIFY_KERNEL=tcp $P $VT"
 C=mamba2-1-4,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
-for kk in tc lean; do step 30 $OUT/prof.log prof_$kk env MK_VERIFY_KERNEL=$kk python3 scripts/profile_verify.py --cases $C --impls cuda; done
+for kk in tc tcp lean; do step 30 $OUT/prof.log prof_$kk env MK_VERIFY_KERNEL=$kk python3 scripts/profile_verify.py --cases $C --impls cuda; done
 step 50 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L
