@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
     const int c0 = s * kChunkLen;
     float xc[kN], gc[kN];
 #pragma unroll
-    for (int e = 0; e < kN; ++e) { xc[e] = to_f(rx[s].e[e]); gc[e] = to_f(rg[s].e[e]); }
+    for (int e = 0; e < kN; ++e) { xc[e] = raw_f(rx[s], e); gc[e] = raw_f(rg[s], e); }
     float prev[H];  // inputs at the H positions before this lane's 8
 #pragma unroll
     for (int j = 0; j < H; ++j) {

@@ -257,12 +257,12 @@ __device__ __forceinline__ void bwd_cl_tile(const Conv1dParams& p, bool x_vec, b
         float xt[C], dp[C];
 #pragma unroll
         for (int ch = 0; ch < C; ++ch) {
-          xt[ch] = to_f(cx[u].e[ch]);
+          xt[ch] = raw_f(cx[u], ch);
           float z = bias[ch];
 #pragma unroll
           for (int i = 0; i < kW; ++i)
             if (i >= pad) z = fmaf(w[ch][i], i < H ? xw[i][ch] : xt[ch], z);
-          const float g = to_f(cg[u].e[ch]);
+          const float g = raw_f(cg[u], ch);
           dp[ch] = p.silu ? g * dsilu_f(z) : g;
         }
         if (ku < n) {

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/dtype.h"
 #include "common/mufu.h"
@@ -45,6 +46,7 @@
 // flat cf forward G 8 0.106 ms (95% of copy bandwidth; persistent 0.156), cl forward prefetch off and 4 blocks/SM
 // 0.114 ms (prefetch 3: 0.148; a flat cl grid measured 0.140), flat cf backward 6 blocks/SM 0.199 ms (1: 0.208;
 // segments 0.262), update b64 vectorised 6.0 us back-to-back (scalar 256 x 2: 8.0).
+//   MK_CONV1D_BF16_WORDS         bf16 tile values converted from 32-bit words (0; lab knob, not yet measured)
 //   MK_CONV1D_LAB_MIN_INST       speed-lab builds only (0): instantiate the tiled fwd / bwd kernels for bf16 and
 //                                the width-4 bucket alone (6x faster builds; other inputs launch nothing)
 #ifndef MK_CONV1D_FWD_CF_IMPL
@@ -115,6 +117,9 @@
 #endif
 #ifndef MK_CONV1D_LAB_MIN_INST
 #define MK_CONV1D_LAB_MIN_INST 0
+#endif
+#ifndef MK_CONV1D_BF16_WORDS
+#define MK_CONV1D_BF16_WORDS 0
 #endif
 
 namespace mamba_kernels {
@@ -258,6 +263,20 @@ template <typename T, int N>
 struct alignas(16) Raw {
   T e[N];
 };
+
+// Element e of r as float. MK_CONV1D_BF16_WORDS (lab knob, 0): 1 converts bf16 from the 32-bit words (the high
+// element by one AND, the low one by one shift), where the compiler otherwise extracts the high half first
+// (PRMT + shift: 1.5 instructions a value instead of 1).
+template <typename T, int N>
+__device__ __forceinline__ float raw_f(const Raw<T, N>& r, int e) {
+#if MK_CONV1D_BF16_WORDS
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const uint32_t w = reinterpret_cast<const uint32_t*>(&r)[e >> 1];
+    return __uint_as_float((e & 1) ? (w & 0xffff0000u) : (w << 16));
+  }
+#endif
+  return to_f(r.e[e]);
+}
 
 template <typename T, int N>
 __device__ __forceinline__ void load_raw(const T* __restrict__ p, int64_t n_valid, bool vec, Raw<T, N>& r) {

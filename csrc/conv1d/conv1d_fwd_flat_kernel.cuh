@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(fwd_flat::kThreads, MK_CONV1D_FLAT_MIN_BLOCKS)
     if (c0 >= len) break;  // warp-uniform
     float xc[kN];
 #pragma unroll
-    for (int e = 0; e < kN; ++e) xc[e] = to_f(r[s].e[e]);
+    for (int e = 0; e < kN; ++e) xc[e] = raw_f(r[s], e);
     float prev[H];
 #pragma unroll
     for (int j = 0; j < H; ++j) {

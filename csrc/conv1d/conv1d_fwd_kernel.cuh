@@ -394,7 +394,7 @@ __device__ __forceinline__ void fwd_cl_tile(const Conv1dParams& p, bool x_vec_ar
     for (int u = 0; u < U; ++u) {  // steps past the end (u >= r, the tile's last group) are computed, not stored
       float xt[C], out[C];
 #pragma unroll
-      for (int ch = 0; ch < C; ++ch) xt[ch] = to_f(g[u].e[ch]);
+      for (int ch = 0; ch < C; ++ch) xt[ch] = raw_f(g[u], ch);
 #pragma unroll
       for (int ch = 0; ch < C; ++ch) {
         float acc = bias[ch];

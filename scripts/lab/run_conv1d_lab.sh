@@ -39,6 +39,7 @@ VARIANTS=(
   "cl_mb5|${P}FWD_CL_MIN_BLOCKS=5"
   "bwd_mb5|${P}BWD_FLAT_MIN_BLOCKS=5"
   "bwd_mb8|${P}BWD_FLAT_MIN_BLOCKS=8"
+  "bf16_words|${P}BF16_WORDS=1"
 )
 
 # One compile job per (variant, source), at most $LAB_JOBS (default: the core count) at a time; then one link per
