@@ -42,13 +42,13 @@
 //   MK_CONV1D_UPD_THREADS        decode update: threads per block (256)
 //   MK_CONV1D_UPD_CPT            decode update: channels per thread (2); a block covers THREADS * CPT channels
 //   MK_CONV1D_UPD_VEC            decode update: 1 the vectorised one-token path where it applies (default), 0 never
+//   MK_CONV1D_BF16_WORDS         bf16 tile values converted from 32-bit words (0; lab knob, not yet measured)
+//   MK_CONV1D_LAB_MIN_INST       speed-lab builds only (0): instantiate the tiled fwd / bwd kernels for bf16 and
+//                                the width-4 bucket alone (6x faster builds; other inputs launch nothing)
 // Defaults from the lab runs on the H200 (2026-11-29, bf16 w4 silu, b4 d6144 l4096; bench/results/lab/README.md):
 // flat cf forward G 8 0.106 ms (95% of copy bandwidth; persistent 0.156), cl forward prefetch off and 4 blocks/SM
 // 0.114 ms (prefetch 3: 0.148; a flat cl grid measured 0.140), flat cf backward 6 blocks/SM 0.199 ms (1: 0.208;
 // segments 0.262), update b64 vectorised 6.0 us back-to-back (scalar 256 x 2: 8.0).
-//   MK_CONV1D_BF16_WORDS         bf16 tile values converted from 32-bit words (0; lab knob, not yet measured)
-//   MK_CONV1D_LAB_MIN_INST       speed-lab builds only (0): instantiate the tiled fwd / bwd kernels for bf16 and
-//                                the width-4 bucket alone (6x faster builds; other inputs launch nothing)
 #ifndef MK_CONV1D_FWD_CF_IMPL
 #define MK_CONV1D_FWD_CF_IMPL 1
 #endif

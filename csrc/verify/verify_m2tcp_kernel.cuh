@@ -56,11 +56,11 @@ __device__ __forceinline__ void m2tc_issue_tile(const VerifyStepParams& p, uint4
 
 // Unit (batch row b, head u) with slot s (a valid slot), its shared memory at smem_f4: verify_m2tc_kernel's body,
 // except that the inputs and the tile were copied into this buffer during the unit before (the only cp.async group
-// pending at entry), the scalars and D value come in registers (`pre`, `pre_d`), and issue_next() starts the next
+// pending at entry), the scalars and D value come in registers (`sc`, `dval`), and issue_next() starts the next
 // unit's copies right after this unit's ring copies (so the ring's group is the older one).
 template <typename T, typename TI, int N, int NW, typename NextFn>
 __device__ __forceinline__ void m2tc_unit(const VerifyStepParams& p, float4* smem_f4, int b, int u, int s,
-                                          const M2Scalars& pre, float pre_d, NextFn&& issue_next) {
+                                          const M2Scalars& sc, float dval, NextFn&& issue_next) {
   constexpr int NT = NW * 32;
   constexpr int VT = SV<T>::V, CPR = N / VT;  // state elements a chunk, chunks a row
   constexpr int VI = SV<TI>::V, NC = N / VI;  // input elements a chunk, chunks a B / C row
@@ -76,12 +76,11 @@ __device__ __forceinline__ void m2tc_unit(const VerifyStepParams& p, float4* sme
   const M2Smem sm = m2_smem(lay, smem_f4);
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
 
-  // ---- 1. new-token inputs (cp.async group 1), state tile (group 2), control words -----------------------------
+  // ---- 1. inputs and tile landed (copied during the unit before); scalars, x -> fp32 ------------------------------
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  const M2Scalars& sc = pre;
-  if (tid < P) Ds[tid] = pre_d;  // P <= NT (m2tcp_fits)
+  if (tid < P) Ds[tid] = dval;  // P <= NT (m2tcp_fits)
   cp_async_wait<0>();  // this thread's copies of this unit's inputs and tile (made during the unit before)
   const float Au = sc.Au;
   for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (z, B, C stay raw)
@@ -92,10 +91,7 @@ __device__ __forceinline__ void m2tc_unit(const VerifyStepParams& p, float4* sme
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   __syncthreads();  // 1
 
-  // ---- 2. control words, ring (cp.async group 3), state dots on tensor cores ---------------------------------
-  // (Reading the control words straight from global memory before barrier 1, so that the ring's copies start
-  // with the tile's, measured slower on the H200: b64 k4 83 vs 72 us; the dependent loads lengthen the path to
-  // barrier 1.)
+  // ---- 2. control words, ring (cp.async, then the next unit's group), state dots on tensor cores -------------
   const M2Ctl ct = m2_control(p, smeta, nm, sc.accv, R, k);
   const int c1 = ct.c1, nrx = c1 * PC;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
@@ -267,7 +263,7 @@ __global__ void __launch_bounds__(NW * 32, 1) verify_m2tcp_kernel(const VerifySt
   M2Scalars nsc{};
   float nd = 0.f;
   auto issue = [&](int unit, int sl, int j) {
-    if (unit < units && valid(sl)) {
+    if (valid(sl)) {  // slot_of gives -1 past the last unit
       const int bb = unit / H, uu = unit - bb * H;
       float* f = reinterpret_cast<float*>(buf(j));
       m2tc_issue_inputs<TI, N, NT>(p, reinterpret_cast<uint4*>(f + lay.raw_in), bb, uu, k, tid);
