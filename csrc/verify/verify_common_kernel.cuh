@@ -222,6 +222,22 @@ __device__ __forceinline__ void cp_async_wait_all() {
 #endif
 }
 
+// Thread-block cluster barrier (sm_90), split: arrive (release: this thread's earlier memory accesses are
+// ordered before the other blocks' accesses after their wait) and wait (acquire). Every thread of every block
+// of the cluster arrives once and then waits once. Called uniformly by whole warps (.aligned). Elsewhere (the CPU
+// emulation, which runs a cluster's blocks one after another, rank 0 last) no-ops; the launcher clusters only on
+// sm_90.
+__device__ __forceinline__ void cluster_arrive() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+
 // Rows [0, nrows) of `len` elements of dtype t (row r at element offset off(r) of src) -> fp32 dst[r * len + col],
 // in two steps by the same thread: issue() starts the copies (16-byte cp.async into the raw staging area when every
 // row is 16-byte aligned: nothing is held in registers, so many tensors and the state stream are in flight at

@@ -8,7 +8,6 @@
 
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
-#include "verify/verify_m2tcp_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
 namespace mamba_kernels {
@@ -20,27 +19,37 @@ struct SsmLaunch {
   bool fused = false, m1 = false;
   bool lean = false;  // verify_m2_kernel (Mamba-2 layout, tile fits one pass) instead of verify_ssm_kernel
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
-  bool tcp = false;   // verify_m2tcp_kernel (experimental, MK_VERIFY_KERNEL=tcp): grid = units, capped by the launcher
-  int buf_words = 0;  // tcp: one unit buffer's 32-bit words
+  int split = 1;      // tc: blocks (one thread-block cluster) a unit's rows are split over; grid = units * split
   int64_t grid = 0;
   int threads = 0;
   size_t smem = 0;
 };
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "tcp" (experimental: not chosen
-// automatically until measured).
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general".
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : (s == "tcp" ? 4 : 0)));
+    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : 0));
   }();
   return v;
 }
 
+// MK_VERIFY_TC_SPLIT=1|2|4 (environment, read once; benchmarks and tests): the tensor-core kernel's row split,
+// instead of the automatic choice (0).
+inline int tc_split_override() {
+  static const int v = [] {
+    const char* e = std::getenv("MK_VERIFY_TC_SPLIT");
+    const int x = e != nullptr ? std::atoi(e) : 0;
+    return x == 1 || x == 2 || x == 4 ? x : 0;
+  }();
+  return v;
+}
+
+// clusters: the device runs thread-block clusters (sm_90+), so verify_m2tc_kernel may split a unit's rows.
 template <typename T>
-inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
+inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters) {
   SsmLaunch c;
   c.fused = p.fused;
   c.m1 = !(p.Pa == 1 && p.Na == 1 && p.Pd == 1);
@@ -71,42 +80,47 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p) {
   // lean 82-87; k8 87 vs 146-172; k1 64 vs 58 (the tensor-core dots do not pay for one token); b16 k4 equal;
   // b1 lean 256 threads 7.0-9.3 us. MK_VERIFY_KERNEL=tc|lean|general (environment, read once) restricts the
   // choice (benchmarks and tests of each kernel).
+  // Small grids (under kM2SmallGrid units) on sm_90: the tensor-core kernel with each unit's rows split over a
+  // cluster of m2tc_auto_split blocks (more SMs stream the state), any k.
   const int forced = verify_kernel_override();
   size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
+  int split = tc_split_override();
+  if (split == 0) split = (clusters && c.grid < kM2SmallGrid) ? m2tc_auto_split(p.P) : 1;
+  if (!clusters) split = 1;
+  const bool tc_auto = c.grid >= kM2SmallGrid ? p.k >= 2 : split > 1;
   if (c.fused || c.m1 || forced == 3) {
-  } else if (forced == 4 && m2tcp_fits<T>(p, &smem, &c.buf_words)) {
-    c.tcp = true;
-    c.threads = 256;
-    c.smem = smem;
-  } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
+  } else if ((forced == 1 || (forced == 0 && tc_auto)) && m2tc_fits<T>(p, split, &smem)) {
     c.tc = true;
-    c.threads = 32 * m2tc_warps(p.P);
+    c.split = split;
+    c.threads = 32 * m2tc_warps(p.P / split);
     c.smem = smem;
   } else if (forced != 1 && m2_fits<T>(p, lean_nt, &smem)) {
     c.lean = true;
     c.threads = lean_nt;
     c.smem = smem;
   }
+  if (c.tc) c.grid *= c.split;
   if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
   return c;
 }
 
+// Instances: 8 warps unsplit; 4 warps unsplit or split over 2 / 4 blocks (m2tc_warps, m2tc_fits).
+template <typename T, typename TI, int N>
+inline void (*tc_kernel_n(int nw, int split))(VerifyStepParams) {
+  if (nw == 8) return verify_m2tc_kernel<T, TI, N, 8, 1>;
+  return split == 4 ? verify_m2tc_kernel<T, TI, N, 4, 4>
+         : (split == 2 ? verify_m2tc_kernel<T, TI, N, 4, 2> : verify_m2tc_kernel<T, TI, N, 4, 1>);
+}
 template <typename T, typename TI>
-inline void (*tc_kernel_in(int64_t N, int nw))(VerifyStepParams) {
-  if (N == 64) return nw == 8 ? verify_m2tc_kernel<T, TI, 64, 8> : verify_m2tc_kernel<T, TI, 64, 4>;
-  return nw == 8 ? verify_m2tc_kernel<T, TI, 128, 8> : verify_m2tc_kernel<T, TI, 128, 4>;
+inline void (*tc_kernel_in(int64_t N, int nw, int split))(VerifyStepParams) {
+  return N == 64 ? tc_kernel_n<T, TI, 64>(nw, split) : tc_kernel_n<T, TI, 128>(nw, split);
 }
 template <typename T>
-inline void (*tcp_kernel(DType in))(VerifyStepParams, int) {
-  return in == DType::kBFloat16 ? verify_m2tcp_kernel<T, __nv_bfloat16, 128, 8>
-         : (in == DType::kFloat16 ? verify_m2tcp_kernel<T, __half, 128, 8> : verify_m2tcp_kernel<T, float, 128, 8>);
-}
-template <typename T>
-inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
+inline void (*tc_kernel(DType in, int64_t N, int threads, int split))(VerifyStepParams) {
   const int nw = threads / 32;
-  return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
-         : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
+  return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw, split)
+         : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw, split) : tc_kernel_in<T, float>(N, nw, split));
 }
 
 #if defined(__CUDACC__)
@@ -120,33 +134,52 @@ inline void (*lean_kernel(DType in, int threads))(VerifyStepParams) {
   return threads == kM2ThreadsSmall ? lean_kernel_nt<T, kM2ThreadsSmall>(in) : lean_kernel_nt<T, kM2ThreadsBig>(in);
 }
 
+// Whether the current device runs thread-block clusters (compute capability 9+), asked once per device.
+inline bool device_has_clusters() {
+  static int cached[64] = {0};  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return false;
+  if (dev >= 64) return false;
+  if (cached[dev] == 0) {
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cached[dev] = major >= 9 ? 2 : 1;
+  }
+  return cached[dev] == 2;
+}
+
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
-  const SsmLaunch c = ssm_launch_config<T>(p);
+  const SsmLaunch c = ssm_launch_config<T>(p, device_has_clusters());
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
-  if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
+  if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads, c.split);
   cudaError_t err;
-  if (c.tcp) {  // one block an SM (at most one unit a block)
-    void (*pk)(VerifyStepParams, int) = tcp_kernel<T>(p.in_dtype);
-    err = cudaFuncSetAttribute(pk, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-    int dev = 0, sms = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    const int64_t grid = c.grid < sms ? c.grid : (sms > 0 ? sms : 1);
-    pk<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.buf_words);
-    err = cudaGetLastError();
-    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-  }
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  kern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p);
+  if (c.split > 1) {  // a cluster of `split` consecutive blocks per unit
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
+    cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
+    cfg.dynamicSmemBytes = c.smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = static_cast<unsigned>(c.split);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    err = cudaLaunchKernelEx(&cfg, kern, p);
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  } else {
+    kern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p);
+  }
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }

@@ -17,11 +17,11 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_tcp{0}, n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_tcs{0}, n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: tcp=%ld tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_tcp.load(), n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: tcs=%ld tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_tcs.load(), n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -39,7 +39,7 @@ void (*lean_for(DType in))(VerifyStepParams) {
 
 template <typename T>
 const char* emu_ssm(const VerifyStepParams& p) {
-  SsmLaunch c = ssm_launch_config<T>(p);
+  SsmLaunch c = ssm_launch_config<T>(p, /*clusters=*/true);
   if (c.err != nullptr) return c.err;
   if (c.lean) {
     if (const char* env = std::getenv("EMU_LEAN_NT")) {
@@ -63,21 +63,12 @@ const char* emu_ssm(const VerifyStepParams& p) {
     counter = &n_lean256;
   }
   if (c.tc) {
-    kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
-    counter = &n_tc;
+    kern = tc_kernel<T>(p.in_dtype, p.N, c.threads, c.split);
+    counter = c.split > 1 ? &n_tcs : &n_tc;
   }
   if (c.grid == 0) return nullptr;
-  if (c.tcp) {  // a small grid (EMU_TCP_GRID, default 3) so that every block walks several units
-    const char* env = std::getenv("EMU_TCP_GRID");
-    const int64_t cap = env != nullptr ? std::atoi(env) : 3;
-    const int64_t grid = c.grid < cap ? c.grid : cap;
-    void (*pk)(VerifyStepParams, int) = tcp_kernel<T>(p.in_dtype);
-    ++n_tcp;
-    emu::launch(grid, c.threads, c.smem, [&] { pk(p, c.buf_words); });
-    return nullptr;
-  }
   ++*counter;
-  emu::launch(c.grid, c.threads, c.smem, [&] { kern(p); });
+  emu::launch(c.grid, c.threads, c.smem, [&] { kern(p); }, c.tc ? c.split : 1);
   return nullptr;
 }
 }  // namespace

@@ -133,12 +133,15 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::g_warps[emu::tl_thread.x >> 5].bar->arrive_and_wait(); }
 
 namespace emu {
-// Runs `grid` blocks of `threads` CUDA threads one block after the other; `body` is the kernel call. The
-// std::threads live for the whole launch. A thread that leaves the kernel early drops out of its block's
+// Runs `grid` blocks of `threads` CUDA threads one block after the other; `body` is the kernel call. With
+// `cluster` > 1 the blocks of each cluster (`cluster` consecutive block indices) run in decreasing rank order:
+// rank 0, the one block that writes a split unit's shared cache rows after the cluster barrier, runs last, as
+// the barrier guarantees on the GPU (the barrier itself is a no-op here). The std::threads live for the whole
+// launch. A thread that leaves the kernel early drops out of its block's
 // barriers (as an exited CUDA thread no longer counts for __syncthreads); the block's barriers are rebuilt for
 // every block between two waits on a launch-wide barrier that no thread ever drops.
 template <class F>
-void launch(int64_t grid, int threads, size_t smem, F&& body) {
+void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
   if (threads <= 0 || threads % 32 != 0 || threads > 1024) {
     std::fprintf(stderr, "emu: blockDim %d must be a positive multiple of 32, at most 1024\n", threads);
     std::abort();
@@ -160,7 +163,8 @@ void launch(int64_t grid, int threads, size_t smem, F&& body) {
         for (auto& w : g_warps) w.bar = std::make_unique<std::barrier<>>(32);
       }
       launch_bar.arrive_and_wait();
-      tl_block = {static_cast<unsigned>(blk), 0, 0};
+      const int64_t run = cluster > 1 ? blk - blk % cluster + (cluster - 1 - blk % cluster) : blk;
+      tl_block = {static_cast<unsigned>(run), 0, 0};
       body();
       g_warps[t >> 5].bar->arrive_and_drop();
       g_bar->arrive_and_drop();

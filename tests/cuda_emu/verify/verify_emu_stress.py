@@ -247,8 +247,8 @@ CASES = {
     # P = 256 > the rows one 256-thread pass holds: the state tile's second pass goes through shared memory
     "tc_k16": dict(H=2, P=32, N=64, G=1, m1=False, S=3, R=32, Kmax=16, b=2, rounds=8, dt_in=F32, dt_st=F32, tree=True, accum=True),
     "lean_2pass": dict(H=1, P=256, N=128, G=1, m1=False, S=3, R=16, Kmax=4, b=2, rounds=8, dt_in=BF16, dt_st=BF16, tree=True, accum=True),
-    # fp32 inputs, fp16 state, three heads sharing one B / C group, 9 units (the pipelined tensor-core kernel's walk)
-    "tcp_mix": dict(H=3, P=128, N=128, G=1, m1=False, S=4, R=12, Kmax=4, b=3, rounds=6, dt_in=F32, dt_st=F16, tree=True, accum=True),
+    # fp32 inputs, fp16 state, three heads sharing one B / C group, 9 units
+    "tc_mix": dict(H=3, P=128, N=128, G=1, m1=False, S=4, R=12, Kmax=4, b=3, rounds=6, dt_in=F32, dt_st=F16, tree=True, accum=True),
     "hot_m1": dict(H=2, P=64, N=16, G=1, m1=True, S=3, R=8, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=False, accum=True),
     "hot_fused": dict(H=2, P=128, N=128, G=2, m1=False, S=3, R=16, Kmax=4, b=2, rounds=6, dt_in=BF16, dt_st=F32, tree=False, fused=True, accum=True),
 }
