@@ -42,6 +42,17 @@
 //                         shuffle-scan chains for latency hiding, at twice the per-state registers)
 //   MK_SS_FWD_POLY16      of every 16 per-token decays a_t = 2^x, how many are computed by poly_exp2 on the
 //                         FMA pipe instead of MUFU.EX2 (0 = all MUFU; 16 = all polynomial, run decay too)
+//   MK_SS_FWD_PSCAN       1: the cross-lane scan level is 2 SHFL + a predicated FFMA and FMUL (the shuffle's valid
+//                         predicate guards the update) instead of 2 SHFL + 2 SEL + FFMA + FMUL: 10 fewer
+//                         instructions a state (157 -> 147 per 16 tokens) and no SEL on the shuffle chain (0)
+//   MK_SS_FWD_PCHAIN      1: pass 1 keeps the run's cumulative decays P_i = a_0..a_i (an FMUL chain beside the
+//                         state chain) and the local states hl_i (from zero) instead of (a_i, b_i): the run decay
+//                         is P_last (no A sdt FMUL + MUFU: 16 MUFU a state, the floor) and pass 2 is
+//                         h_i = P_i h_in + hl_i, y_i += C_i h_i: 32 independent FFMAs, no 16-deep chain after the
+//                         scan; +13 instructions a state, same registers (0)
+//   MK_SS_FWD_PREFETCH    1: at each tile start, prefetch.global.L2 the next tile's delta, u, B, C rows and this
+//                         tile's z (one prefetch per lane a run, one per thread per 128-byte tile line), so the
+//                         loads at the next tile start (behind a __syncthreads) hit L2 instead of HBM (0)
 //   MK_SS_BWD_POLY16      the same for the backward's recomputation of a_t (0)
 //   MK_SS_POLY_DEG        degree of poly_exp2's polynomial: 5 (rel. err 1.9e-7), 4 (2.9e-6), 3 (1.0e-4)
 //   MK_SS_BWD_T           tokens per lane, backward (8; 4 and 16 are allowed by the fetch roles)
@@ -63,6 +74,15 @@
 #endif
 #ifndef MK_SS_FWD_POLY16
 #define MK_SS_FWD_POLY16 0
+#endif
+#ifndef MK_SS_FWD_PSCAN
+#define MK_SS_FWD_PSCAN 0
+#endif
+#ifndef MK_SS_FWD_PCHAIN
+#define MK_SS_FWD_PCHAIN 0
+#endif
+#ifndef MK_SS_FWD_PREFETCH
+#define MK_SS_FWD_PREFETCH 0
 #endif
 #ifndef MK_SS_BWD_POLY16
 #define MK_SS_BWD_POLY16 0
@@ -181,6 +201,38 @@ __device__ __forceinline__ float shfl_down_or(float v, unsigned o, float other) 
   return (threadIdx.x & 31) + o < 32 ? r : other;
 #endif
 }
+// One level of the inclusive (decay, state) scan, MK_SS_FWD_PSCAN: where lane - o >= 0,
+// (A, B) <- (A Ap, A Bp + B) with (Ap, Bp) lane - o's; elsewhere unchanged. The shuffle's valid predicate
+// guards the FFMA / FMUL (no SEL). kNeedA = false (last level): B only, A left as it was.
+template <bool kNeedA>
+__device__ __forceinline__ void scan_level_pred(float& A, float& B, unsigned o) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (kNeedA)
+    asm volatile("{\n .reg .pred p;\n .reg .f32 ap, bp;\n shfl.sync.up.b32 bp|p, %1, %2, 0, -1;\n"
+                 " shfl.sync.up.b32 ap, %0, %2, 0, -1;\n @p fma.rn.ftz.f32 %1, %0, bp, %1;\n"
+                 " @p mul.rn.ftz.f32 %0, %0, ap;\n}"
+        : "+f"(A), "+f"(B) : "r"(o));
+  else
+    asm volatile("{\n .reg .pred p;\n .reg .f32 bp;\n shfl.sync.up.b32 bp|p, %1, %2, 0, -1;\n"
+                 " @p fma.rn.ftz.f32 %1, %0, bp, %1;\n}"
+        : "+f"(A), "+f"(B) : "r"(o));
+#else
+  const float bp = __shfl_up_sync(0xffffffffu, B, o);
+  const float ap = kNeedA ? __shfl_up_sync(0xffffffffu, A, o) : 1.f;
+  if ((threadIdx.x & 31) >= o) {
+    B = fmaf(A, bp, B);
+    if (kNeedA) A *= ap;
+  }
+#endif
+}
+// L2 prefetch hint of the 128-byte line holding p (MK_SS_FWD_PREFETCH; nothing in the CPU emulation).
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("prefetch.global.L2 [%0];" :: "l"(p));
+#else
+  (void)p;
+#endif
+}
 constexpr float kLog2e = 1.4426950408889634f;
 // Tuning: kFwdT = 16 (126 registers, 2 blocks = 16 warps per SM) halves the scan's share per token against
 // kFwdT = 8 (79 registers, 3 blocks = 24 warps per SM, more latency hiding); both pass the emulation.
@@ -193,6 +245,9 @@ constexpr int kFwdNS = 16;                // states per B/C tile slice (n = 16: 
 constexpr int kFwdSP = MK_SS_FWD_SP;      // states per iteration (independent scans interleaved)
 constexpr int kFwdPoly16 = MK_SS_FWD_POLY16;
 constexpr int kFwdPolyN = kFwdPoly16 * kFwdT / 16;  // polynomial decays per run of kFwdT
+constexpr bool kFwdPScan = MK_SS_FWD_PSCAN != 0;
+constexpr bool kFwdPChain = MK_SS_FWD_PCHAIN != 0;
+constexpr bool kFwdPrefetch = MK_SS_FWD_PREFETCH != 0;
 static_assert(kFwdT == 8 || kFwdT == 16 || kFwdT == 32, "MK_SS_FWD_T: 8, 16 or 32");
 static_assert(kFwdSP >= 1 && kFwdSP <= 4, "MK_SS_FWD_SP: 1..4");
 static_assert(kFwdPoly16 >= 0 && kFwdPoly16 <= 16, "MK_SS_FWD_POLY16: 0..16");
@@ -348,6 +403,23 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
         y[i] = Dv * dtu[i];
         dtu[i] *= dt[i];
       }
+      if constexpr (kFwdPrefetch) {  // the next tile's inputs and this tile's z into L2 (hints only)
+        const int64_t tn = tr + kTile, t0n = t0 + kTile;
+        if (tn < s1) {
+          prefetch_l2(dl + tn);
+          prefetch_l2(u + tn);
+        }
+        if (zp && nv > 0) prefetch_l2(zp + tr);
+        if constexpr (kVarB || kVarC) {
+          constexpr int kLineT = 128 / int(sizeof(in_t)), kLines = kTile / kLineT;  // 128-byte lines a row
+          for (int idx = threadIdx.x; idx < n * kLines; idx += kFwdThreads) {
+            const int64_t tt = t0n + (idx % kLines) * kLineT;
+            if (tt >= s1) continue;
+            if constexpr (kVarB) prefetch_l2(Bv + (idx / kLines) * p.B_dstate_stride + tt);
+            if constexpr (kVarC) prefetch_l2(Cv + (idx / kLines) * p.C_dstate_stride + tt);
+          }
+        }
+      }
       const int64_t off = tr - s0;
       const bool save = states != nullptr && c_ok && nv > 0 && (off & ck_mask) == 0;
       float* st = save ? states + ((b * p.dim + c) * p.states_n_chunks + ck_base + (off >> p.ckpt_log2)) * n : nullptr;
@@ -380,10 +452,20 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
               a[j][i] = decay_exp2<kFwdPoly16>(dt[i] * A2, poly_token(i, kT, kFwdPolyN));
               bb[j][i] = sok ? dtu[i] * Bt[i] : 0.f;
             }
-            Al[j] = decay_exp2<kFwdPoly16>(A2 * sdt, kFwdPoly16 == 16);
-            Bl[j] = bb[j][0];
+            if constexpr (kFwdPChain) {  // (a, bb) become (cumulative decay P_i, local state hl_i)
 #pragma unroll
-            for (int i = 1; i < kT; ++i) Bl[j] = fmaf(a[j][i], Bl[j], bb[j][i]);
+              for (int i = 1; i < kT; ++i) {
+                bb[j][i] = fmaf(a[j][i], bb[j][i - 1], bb[j][i]);
+                a[j][i] *= a[j][i - 1];
+              }
+              Al[j] = a[j][kT - 1];
+              Bl[j] = bb[j][kT - 1];
+            } else {
+              Al[j] = decay_exp2<kFwdPoly16>(A2 * sdt, kFwdPoly16 == 16);
+              Bl[j] = bb[j][0];
+#pragma unroll
+              for (int i = 1; i < kT; ++i) Bl[j] = fmaf(a[j][i], Bl[j], bb[j][i]);
+            }
             cin[j] = 0.f;
             if (lane == 0 && sok) {
               cin[j] = carry[ns0 + sr];
@@ -394,9 +476,14 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
           for (int o = 1; o < 32; o <<= 1) {  // inclusive scans; out-of-range sources are the identity (1, 0)
 #pragma unroll
             for (int j = 0; j < kFwdSP; ++j) {
-              const float Ap = shfl_up_or(Al[j], o, 1.f), Bp = shfl_up_or(Bl[j], o, 0.f);
-              Bl[j] = fmaf(Al[j], Bp, Bl[j]);
-              Al[j] *= Ap;
+              if constexpr (kFwdPScan) {
+                if (o < 16) scan_level_pred<true>(Al[j], Bl[j], o);
+                else scan_level_pred<false>(Al[j], Bl[j], o);
+              } else {
+                const float Ap = shfl_up_or(Al[j], o, 1.f), Bp = shfl_up_or(Bl[j], o, 0.f);
+                Bl[j] = fmaf(Al[j], Bp, Bl[j]);
+                Al[j] *= Ap;
+              }
             }
           }
 #pragma unroll
@@ -416,10 +503,15 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
             else
 #pragma unroll
               for (int i = 0; i < kT; ++i) Ct[i] = wC[ns0 + sr];
+            if constexpr (kFwdPChain) {  // h_i = P_i h_in + hl_i: independent per token
 #pragma unroll
-            for (int i = 0; i < kT; ++i) {
-              h[j] = fmaf(a[j][i], h[j], bb[j][i]);
-              y[i] = fmaf(Ct[i], h[j], y[i]);
+              for (int i = 0; i < kT; ++i) y[i] = fmaf(Ct[i], fmaf(a[j][i], h[j], bb[j][i]), y[i]);
+            } else {
+#pragma unroll
+              for (int i = 0; i < kT; ++i) {
+                h[j] = fmaf(a[j][i], h[j], bb[j][i]);
+                y[i] = fmaf(Ct[i], h[j], y[i]);
+              }
             }
           }
         }
