@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# Verify family only, on the GPU machine: build, GPU tests (automatic choice; the tensor-core kernel unsplit and
-# with each unit split over a cluster of 2 blocks), per-kernel timings (scripts/profile_verify.py) of the
-# automatic choice, the tensor-core kernel split over 1 / 2 / 4 blocks and the lean kernel, the verify
-# benchmarks. Files under $OUT.
+# Verify family only, on the GPU machine: build, GPU tests (automatic choice; the tensor-core kernel forced; the
+# one-token decode kernel forced), per-kernel timings (scripts/profile_verify.py) of the automatic choice and
+# of each kernel forced, the verify benchmarks. Files under $OUT.
 . scripts/gpu_common.sh
 build 16
 step 50 $T verify bash -c "$P $VT"
-step 60 $T verify_tc1 bash -c "MK_VERIFY_KERNEL=tc MK_VERIFY_TC_SPLIT=1 $P $VT"
-step 60 $T verify_tc2 bash -c "MK_VERIFY_KERNEL=tc MK_VERIFY_TC_SPLIT=2 $P $VT"
+step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
+step 60 $T verify_decode bash -c "MK_VERIFY_KERNEL=decode $P $VT"
 C=mamba2-1-1,mamba2-1-4,mamba2-16-1,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
 step 30 $OUT/prof.log prof_auto python3 scripts/profile_verify.py --cases $C --impls cuda
-for sp in 1 2 4; do
-  step 30 $OUT/prof.log prof_tc$sp env MK_VERIFY_KERNEL=tc MK_VERIFY_TC_SPLIT=$sp python3 scripts/profile_verify.py --cases $C --impls cuda
+for kk in decode lean; do
+  step 30 $OUT/prof.log prof_$kk env MK_VERIFY_KERNEL=$kk python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-4-1,mamba2-16-1,mamba2-64-1 --impls cuda
 done
-step 30 $OUT/prof.log prof_lean env MK_VERIFY_KERNEL=lean python3 scripts/profile_verify.py --cases $C --impls cuda
 step 50 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L

@@ -33,19 +33,16 @@ GROUPS = {
     # verify_m2tc_kernel (MK_VERIFY_KERNEL=tc: taken for every shape it serves): fp32 state with bf16 / f16 / f32
     # inputs (split tf32 operands), bf16 state, P = 16 .. 256, N = 64 / 128, k up to 16 (two token tiles), tree
     # drafts, long rings (several B . C row tiles), folds on tensor cores
-    "tc": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_SPLIT": "1"},
+    "tc": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc"},
            ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"], ["tc"]),
     # verify_m2tc_kernel with 4 warps at P = 128 / 256 (two / four row tiles a warp; the launcher's choice is 8)
-    "tc4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_WARPS": "4", "MK_VERIFY_TC_SPLIT": "1"},
-            ["hot_m2", "lean_2pass"],
+    "tc4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_WARPS": "4"}, ["hot_m2", "lean_2pass"],
             ["tc"]),
-    # verify_m2tc_kernel with each unit's rows split over a cluster of 4 blocks (32 rows each at P = 128: the
-    # small-grid choice on sm_90) and of 2 (P = 64 with bf16 state, P = 128): padding rows, folds, trees,
-    # fp32 inputs with fp16 state
-    "tcs4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_SPLIT": "4"},
-             ["hot_m2", "hot_m2_k8", "tc_mix"], ["tcs"]),
-    "tcs2": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_SPLIT": "2"},
-             ["lean_bf16st", "hot_m2", "tc_mix"], ["tcs"]),
+    # verify_m2dec_kernel for every one-token call with an fp32 state (the reference folds on those calls too):
+    # clusters of 4 (P 128) / 2 (P 64) / 1 (P 32) blocks, bf16 / f16 / f32 inputs, trees, calls with other k in
+    # between (committed ring tokens left for its general replay), padding rows
+    "decode": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1"},
+               ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32"], ["decode"]),
     # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
     # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
     "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),
@@ -153,8 +150,6 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
-    if group in ("tcs4", "tcs2"):  # every SSM launch of these shapes is the split tensor-core kernel
-        assert counts["tc"] == counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group in ("tc", "tc4"):  # every SSM launch of these shapes is the tensor-core kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads

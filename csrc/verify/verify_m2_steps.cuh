@@ -210,7 +210,7 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
 template <typename TI>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
-                                           int64_t s, int64_t u, int tid, int nthreads, bool owner = true) {
+                                           int64_t s, int64_t u, int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0;
@@ -258,7 +258,6 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
     if (ct.base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
   }
-  if (!owner) return;  // a split unit's ring_B and ring_dt are written by its rank-0 block only
   for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
     const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
     if (ct.base + t < R)
@@ -273,7 +272,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
 template <typename TI>
 __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k, int P,
                                           int N, int64_t rx0, int64_t rb0, int64_t s, int64_t u, int tid,
-                                          int nthreads, bool owner = true) {
+                                          int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC;
   if (!ct.fold && !ct.prefix) {
@@ -283,18 +282,17 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
       const int jj = isx ? i : i - m * PC;
       const int e = ct.c + (isx ? (jj >> lPC) : (jj >> lNC));
       if (ct.qpos(e) == e) continue;
-      if (isx) {  // this block's rows of ring_x
+      if (isx) {
         *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rx0 + (int64_t)e * p.rx_r + (jj & (PC - 1)) * VI) =
             sm.raw_ring[e * PC + (jj & (PC - 1))];
-      } else if (owner) {
+      } else {
         *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + (int64_t)e * p.rB_r + (jj & (NC - 1)) * VI) =
             sm.raw_ring[nrx + e * NC + (jj & (NC - 1))];
       }
     }
-    if (owner && tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
+    if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
       p.ring_dt[s * p.rdt_s + (int64_t)(ct.c + tid) * p.rdt_r + u * p.rdt_h] = sm.dtq[ct.c + tid];
   }
-  if (!owner) return;
   int32_t* mrow = p.meta + s * p.meta_s + u * p.meta_h;
   if (tid == 0) {
     mrow[0] = ct.base;

@@ -146,20 +146,9 @@ __device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, i
   }
 }
 
-// CS > 1 (sm_90 only): a unit's P rows are split over the CS blocks of one thread-block cluster (docs/
-// verify_step_design.md, "small-batch latency"); block rank r owns rows [r P / CS, (r + 1) P / CS) of x, z, y,
-// D, ring_x and the state tile, and recomputes the unit's small shared terms (control words, ring weights, B . C
-// dots); only rank 0 writes the unit's meta row, ring_B and ring_dt, after every rank of the cluster has read
-// them (cluster barrier).
-template <typename T, typename TI, int N, int NW, int CS>
-__global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(const VerifyStepParams p) {
+template <typename T, typename TI, int N, int NW>
+__global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-  if constexpr (CS > 1) {  // clusters need sm_90; the launcher never takes this path below it
-    __trap();
-    return;
-  }
-#endif
   constexpr int VT = SV<T>::V, CPR = N / VT;  // state elements a chunk, chunks a row
   constexpr int VI = SV<TI>::V, NC = N / VI;  // input elements a chunk, chunks a B / C row
   constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
@@ -167,14 +156,12 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
   float* smf = reinterpret_cast<float*>(smem_f4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H);
-  const int unit = CS > 1 ? blockIdx.x / CS : blockIdx.x, rank = CS > 1 ? blockIdx.x % CS : 0;
-  const bool owner = rank == 0;  // writes the unit's meta row, ring_B and ring_dt
-  const int b = unit / H, u = unit - (unit / H) * H;
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int s = p.slots[b * p.slots_stride];
   const int k = static_cast<int>(p.k), K1 = k > 0 ? k : 1;
-  const int P = static_cast<int>(p.P) / CS, row0 = rank * P, R = static_cast<int>(p.R);  // this block's rows
+  const int P = static_cast<int>(p.P), R = static_cast<int>(p.R);
   const int PC = P / VI, lPC = ilog2(PC), MT = P / 16;
-  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + row0;
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
     for (int i = tid; i < k * PC; i += NT) {
       const int t = i >> lPC, c = i & (PC - 1);
@@ -191,10 +178,10 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
   // ---- 1. new-token inputs (cp.async group 1), state tile (group 2), control words -----------------------------
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
   {  // x, z: token rows of PC chunks; B, C: token rows of NC chunks (one loop per tensor: no per-chunk dispatch)
-    const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + row0;
+    const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
     for (int i = tid; i < nxc; i += NT) cp_async16(raw_in + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
     if (p.z != nullptr) {
-      const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + row0;
+      const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
       for (int i = tid; i < nzc; i += NT) cp_async16(raw_in + nxc + i, zb + (i >> lPC) * p.z_k + (i & (PC - 1)) * VI);
     }
     const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
@@ -205,7 +192,7 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
     }
   }
   cp_async_commit();
-  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row0 * p.st_p;
+  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   {  // warp mt % NW copies (and later reads) rows [16 mt, 16 mt + 16): lane = (row lr of RP, chunk lc)
     constexpr int RP = 32 / CPR;
     const int lc = lane % CPR, lr = lane / CPR;
@@ -223,7 +210,7 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
   const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
   const float Au = sc.Au;
-  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + (row0 + i) * p.D_p] : 0.f;
+  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
   cp_async_wait<1>();  // this thread's input chunks (the tile may still be in flight)
   for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (z, B, C stay raw)
     float o[VI];
@@ -239,7 +226,7 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
   // barrier 1.)
   const M2Ctl ct = m2_control(p, smeta, nm, sc.accv, R, k);
   const int c1 = ct.c1, nrx = c1 * PC;
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + row0, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
@@ -278,9 +265,6 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
   cp_async_wait<0>();  // the ring stays raw in shared memory
   if (tid < c1) dtq[tid] = dq;
   __syncthreads();  // 2
-  // Every read of the unit's meta row, ring_B and ring_dt is done (the ring's copies landed, dq is in shared
-  // memory): let rank 0 overwrite them (it waits below, the other ranks at the end).
-  if constexpr (CS > 1) cluster_arrive();
 
   // ---- 3. ring weights (warp 0); dots [B_ring; B_new] . C^T on tensor cores -----------------------------------
   if (warp == 0) m2_ring_weights(dtq, wq, scal, c1, Au, lane);
@@ -328,10 +312,7 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
   __syncthreads();  // 3
 
   // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
-  if constexpr (CS > 1) {
-    if (owner) cluster_wait();
-  }
-  m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT, owner);
+  m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
   if (ct.fold) {  // h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p]: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps
     const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
@@ -376,10 +357,7 @@ __global__ void __launch_bounds__(NW * 32, CS > 1 ? 4 : 2) verify_m2tc_kernel(co
       }
     }
   }
-  m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT, owner);
-  if constexpr (CS > 1) {
-    if (!owner) cluster_wait();  // every arrive is paired with a wait
-  }
+  m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 
 // Warps a block: one 16-row m-tile each up to 8 (P >= 128: 8 warps, P <= 64: 4). MK_VERIFY_TC_WARPS=4|8
@@ -393,23 +371,17 @@ inline int m2tc_warps(int64_t P) {
   return forced != 0 ? forced : (P >= 128 ? 8 : 4);
 }
 
-// Row split of a unit for small grids (clusters): 4 blocks of P / 4 >= 32 rows, else 2 of P / 2 >= 32, else 1.
-inline int m2tc_auto_split(int64_t P) { return P >= 128 ? 4 : (P >= 64 ? 2 : 1); }
-
-// Whether verify_m2tc_kernel serves these parameters with a unit's rows split over `split` blocks (see the
-// header comment); *smem: its shared memory bytes. A split block has 4 warps and at least 16 rows.
+// Whether verify_m2tc_kernel serves these parameters (see the header comment); *smem: its shared memory bytes.
 template <typename T>
-inline bool m2tc_fits(const VerifyStepParams& p, int split, size_t* smem) {
+inline bool m2tc_fits(const VerifyStepParams& p, size_t* smem) {
   constexpr int VT = SV<T>::V;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   if (!m2_io_fits(p, VT, VI)) return false;
   if (!(p.N == 64 || p.N == 128)) return false;
   if (p.P < 16 || p.P > 256 || (p.P & (p.P - 1)) != 0 || p.P < VI) return false;
-  const int64_t Pl = p.P / split;  // rows a block
-  if (split != 1 && (m2tc_warps(Pl) != 4 || Pl < 16 || Pl < VI)) return false;
   if (p.P * p.N * static_cast<int64_t>(sizeof(T)) > 64 * 1024) return false;
-  if (p.k > 32 || p.R > 32 * m2tc_warps(Pl)) return false;
-  const size_t bytes = static_cast<size_t>(m2tc_layout(p.k, Pl, p.N, p.R, VT, VI).words) * 4;
+  if (p.k > 32 || p.R > 32 * m2tc_warps(p.P)) return false;
+  const size_t bytes = static_cast<size_t>(m2tc_layout(p.k, p.P, p.N, p.R, VT, VI).words) * 4;
   if (bytes > 200 * 1024) return false;
   *smem = bytes;
   return true;

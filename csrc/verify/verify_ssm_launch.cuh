@@ -5,8 +5,10 @@
 #pragma once
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "verify/verify_m2_kernel.cuh"
+#include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
@@ -19,37 +21,29 @@ struct SsmLaunch {
   bool fused = false, m1 = false;
   bool lean = false;  // verify_m2_kernel (Mamba-2 layout, tile fits one pass) instead of verify_ssm_kernel
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
-  int split = 1;      // tc: blocks (one thread-block cluster) a unit's rows are split over; grid = units * split
+  bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
+  int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   int64_t grid = 0;
   int threads = 0;
   size_t smem = 0;
 };
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general".
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode".
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : 0));
+    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : (s == "decode" ? 4 : 0)));
   }();
   return v;
 }
 
-// MK_VERIFY_TC_SPLIT=1|2|4 (environment, read once; benchmarks and tests): the tensor-core kernel's row split,
-// instead of the automatic choice (0).
-inline int tc_split_override() {
-  static const int v = [] {
-    const char* e = std::getenv("MK_VERIFY_TC_SPLIT");
-    const int x = e != nullptr ? std::atoi(e) : 0;
-    return x == 1 || x == 2 || x == 4 ? x : 0;
-  }();
-  return v;
-}
-
-// clusters: the device runs thread-block clusters (sm_90+), so verify_m2tc_kernel may split a unit's rows.
+// clusters: the device runs thread-block clusters (sm_90+). decode_auto: the automatic choice may take
+// verify_m2dec_kernel (the GPU launcher; the CPU emulation only when forced, as its cache-tensor checks run the
+// reference with the matching fold policy there).
 template <typename T>
-inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters) {
+inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, bool decode_auto) {
   SsmLaunch c;
   c.fused = p.fused;
   c.m1 = !(p.Pa == 1 && p.Na == 1 && p.Pd == 1);
@@ -80,47 +74,52 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters) {
   // lean 82-87; k8 87 vs 146-172; k1 64 vs 58 (the tensor-core dots do not pay for one token); b16 k4 equal;
   // b1 lean 256 threads 7.0-9.3 us. MK_VERIFY_KERNEL=tc|lean|general (environment, read once) restricts the
   // choice (benchmarks and tests of each kernel).
-  // Small grids (under kM2SmallGrid units) on sm_90: the tensor-core kernel with each unit's rows split over a
-  // cluster of m2tc_auto_split blocks (more SMs stream the state), any k.
+  // One token at small grids (under kM2SmallGrid units), fp32 state: verify_m2dec_kernel (one memory round trip;
+  // it folds every call, which costs a state write a call that small grids have the bandwidth for).
   const int forced = verify_kernel_override();
   size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
-  int split = tc_split_override();
-  if (split == 0) split = (clusters && c.grid < kM2SmallGrid) ? m2tc_auto_split(p.P) : 1;
-  if (!clusters) split = 1;
-  const bool tc_auto = c.grid >= kM2SmallGrid ? p.k >= 2 : split > 1;
   if (c.fused || c.m1 || forced == 3) {
-  } else if ((forced == 1 || (forced == 0 && tc_auto)) && m2tc_fits<T>(p, split, &smem)) {
+  } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) && m2dec_fits(p, clusters)) {
+    c.dec = true;
+    c.threads = kDecThreads;
+    c.smem = 0;
+    c.cluster = static_cast<int>(p.P / kDecRows);
+    c.grid *= c.cluster;
+  } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
     c.tc = true;
-    c.split = split;
-    c.threads = 32 * m2tc_warps(p.P / split);
+    c.threads = 32 * m2tc_warps(p.P);
     c.smem = smem;
   } else if (forced != 1 && m2_fits<T>(p, lean_nt, &smem)) {
     c.lean = true;
     c.threads = lean_nt;
     c.smem = smem;
   }
-  if (c.tc) c.grid *= c.split;
   if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
   return c;
 }
 
-// Instances: 8 warps unsplit; 4 warps unsplit or split over 2 / 4 blocks (m2tc_warps, m2tc_fits).
-template <typename T, typename TI, int N>
-inline void (*tc_kernel_n(int nw, int split))(VerifyStepParams) {
-  if (nw == 8) return verify_m2tc_kernel<T, TI, N, 8, 1>;
-  return split == 4 ? verify_m2tc_kernel<T, TI, N, 4, 4>
-         : (split == 2 ? verify_m2tc_kernel<T, TI, N, 4, 2> : verify_m2tc_kernel<T, TI, N, 4, 1>);
-}
 template <typename T, typename TI>
-inline void (*tc_kernel_in(int64_t N, int nw, int split))(VerifyStepParams) {
-  return N == 64 ? tc_kernel_n<T, TI, 64>(nw, split) : tc_kernel_n<T, TI, 128>(nw, split);
+inline void (*tc_kernel_in(int64_t N, int nw))(VerifyStepParams) {
+  if (N == 64) return nw == 8 ? verify_m2tc_kernel<T, TI, 64, 8> : verify_m2tc_kernel<T, TI, 64, 4>;
+  return nw == 8 ? verify_m2tc_kernel<T, TI, 128, 8> : verify_m2tc_kernel<T, TI, 128, 4>;
 }
 template <typename T>
-inline void (*tc_kernel(DType in, int64_t N, int threads, int split))(VerifyStepParams) {
+inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   const int nw = threads / 32;
-  return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw, split)
-         : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw, split) : tc_kernel_in<T, float>(N, nw, split));
+  return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
+         : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
+}
+// verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
+template <typename T>
+inline void (*dec_kernel(DType in, int64_t N))(VerifyStepParams) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (in == DType::kBFloat16) return N == 64 ? verify_m2dec_kernel<__nv_bfloat16, 64> : verify_m2dec_kernel<__nv_bfloat16, 128>;
+    if (in == DType::kFloat16) return N == 64 ? verify_m2dec_kernel<__half, 64> : verify_m2dec_kernel<__half, 128>;
+    return N == 64 ? verify_m2dec_kernel<float, 64> : verify_m2dec_kernel<float, 128>;
+  } else {
+    return nullptr;
+  }
 }
 
 #if defined(__CUDACC__)
@@ -150,19 +149,22 @@ inline bool device_has_clusters() {
 
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
-  const SsmLaunch c = ssm_launch_config<T>(p, device_has_clusters());
+  const bool clusters = device_has_clusters();
+  const SsmLaunch c = ssm_launch_config<T>(p, clusters, true);
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
-  if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads, c.split);
+  if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
+  if (c.dec) kern = dec_kernel<T>(p.in_dtype, p.N);
+  if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   cudaError_t err;
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
-  if (c.split > 1) {  // a cluster of `split` consecutive blocks per unit
+  if (c.cluster > 1) {  // a cluster of `cluster` consecutive blocks per unit
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
     cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
@@ -170,7 +172,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = static_cast<unsigned>(c.split);
+    attr[0].val.clusterDim.x = static_cast<unsigned>(c.cluster);
     attr[0].val.clusterDim.y = 1;
     attr[0].val.clusterDim.z = 1;
     cfg.attrs = attr;

@@ -17,11 +17,11 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_tcs{0}, n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_dec{0}, n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: tcs=%ld tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_tcs.load(), n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: decode=%ld tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_dec.load(), n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -39,7 +39,7 @@ void (*lean_for(DType in))(VerifyStepParams) {
 
 template <typename T>
 const char* emu_ssm(const VerifyStepParams& p) {
-  SsmLaunch c = ssm_launch_config<T>(p, /*clusters=*/true);
+  SsmLaunch c = ssm_launch_config<T>(p, /*clusters=*/true, /*decode_auto=*/false);
   if (c.err != nullptr) return c.err;
   if (c.lean) {
     if (const char* env = std::getenv("EMU_LEAN_NT")) {
@@ -63,12 +63,17 @@ const char* emu_ssm(const VerifyStepParams& p) {
     counter = &n_lean256;
   }
   if (c.tc) {
-    kern = tc_kernel<T>(p.in_dtype, p.N, c.threads, c.split);
-    counter = c.split > 1 ? &n_tcs : &n_tc;
+    kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
+    counter = &n_tc;
   }
+  if (c.dec) {
+    kern = dec_kernel<T>(p.in_dtype, p.N);
+    counter = &n_dec;
+  }
+  if (kern == nullptr) return "emu: no kernel";
   if (c.grid == 0) return nullptr;
   ++*counter;
-  emu::launch(c.grid, c.threads, c.smem, [&] { kern(p); }, c.tc ? c.split : 1);
+  emu::launch(c.grid, c.threads, c.smem, [&] { kern(p); }, c.cluster);
   return nullptr;
 }
 }  // namespace

@@ -28,6 +28,7 @@ from python_ref.verify import conv_verify_step_ref, verify_step_cache_ref  # noq
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 TOL = {F32: 2e-4, F16: 2e-2, BF16: 6e-2}
 CONTIG = os.environ.get("STRESS_CONTIG") == "1"
+DECODE_FOLD = os.environ.get("STRESS_DECODE_FOLD") == "1"
 # How often the scenarios of interest happened (printed with PASS, to see that a case exercises them).
 STATS = dict(maxc1=0, fold=0, maxc1fold=0, compact=0)
 
@@ -100,6 +101,9 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
         flush = rng.random() < (0.03 if accum else 0.15)
         k = 0 if flush else rng.randint(1, Kmax)
         fold_all = flush or rng.random() < (0.03 if accum else 0.1)
+        # STRESS_DECODE_FOLD=1 (with MK_VERIFY_KERNEL=decode): one-token calls with an fp32 state run
+        # verify_m2dec_kernel, which folds on every call; the reference then folds too (same cache contents)
+        ref_fold = fold_all or (DECODE_FOLD and k == 1 and dt_st == F32 and not fused)
         if not accum or r == 0:  # accum keeps the same batch -> slot map for the whole session
             rng.shuffle(perm)
         # slots: S means padding (-1), S + 1 an out-of-range slot (skipped like padding)
@@ -133,7 +137,7 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
                 path = (int(m[2 + a]) & ((1 << kp0) - 1)) if a >= 0 else 0
                 c1 = c0 + bin(path).count("1")
                 STATS["maxc1"] = max(STATS["maxc1"], c1)
-                if fold_all or c1 + k > R:
+                if ref_fold or c1 + k > R:
                     STATS["fold"] += 1
                     STATS["maxc1fold"] = max(STATS["maxc1fold"], c1)
                 elif path != (1 << bin(path).count("1")) - 1:
@@ -153,7 +157,7 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
         else:
             verify_step_cache_ref(x, dt, A, Bm, Cm, D, z, dt_bias, ref["state"], ref["ring_x"], ref["ring_B"],
                                   ref["ring_dt"], ref["meta"], slots, accepted, is_node, parents, y_ref, soft, dmin,
-                                  dmax, fold_all)
+                                  dmax, ref_fold)
             ops._verify_step_cuda(x, dt, A, Bm, Cm, D, z, dt_bias, cache["state"], cache["ring_x"], cache["ring_B"],
                                   cache["ring_dt"], cache["meta"], slots, accepted, is_node, parents, y, soft, dmin,
                                   dmax, fold_all)
@@ -247,6 +251,9 @@ CASES = {
     # P = 256 > the rows one 256-thread pass holds: the state tile's second pass goes through shared memory
     "tc_k16": dict(H=2, P=32, N=64, G=1, m1=False, S=3, R=32, Kmax=16, b=2, rounds=8, dt_in=F32, dt_st=F32, tree=True, accum=True),
     "lean_2pass": dict(H=1, P=256, N=128, G=1, m1=False, S=3, R=16, Kmax=4, b=2, rounds=8, dt_in=BF16, dt_st=BF16, tree=True, accum=True),
+    # fp32 inputs and state, P = N = 64 (a cluster of 2 blocks a unit in the decode kernel), tree drafts of at most 2
+    # nodes (half the calls are one-token calls)
+    "dec_f32": dict(H=3, P=64, N=64, G=1, m1=False, S=4, R=8, Kmax=2, b=3, rounds=12, dt_in=F32, dt_st=F32, tree=True, accum=False),
     # fp32 inputs, fp16 state, three heads sharing one B / C group, 9 units
     "tc_mix": dict(H=3, P=128, N=128, G=1, m1=False, S=4, R=12, Kmax=4, b=3, rounds=6, dt_in=F32, dt_st=F16, tree=True, accum=True),
     "hot_m1": dict(H=2, P=64, N=16, G=1, m1=True, S=3, R=8, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=False, accum=True),

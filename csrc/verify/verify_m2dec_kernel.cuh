@@ -1,0 +1,181 @@
+// Mamba-2 SSM verify step for one draft token (k = 1) at small batch, fp32 state: a decode kernel (CUDA headers
+// only, no torch). Same contract and cache format as the other verify kernels (docs/verify_step_design.md), with
+// one policy difference that the format allows: it folds on every call (write-back is not deferred: the committed
+// tokens are folded into `state` now and the new token is left pending at ring position 0), so the next call finds
+// at most one pending token at ring position 0 and no committed ring tokens, and every input it needs, that
+// token's ring row included, is known before any control word is read.
+//
+// Why: at batch 1 the deferred-fold kernels spend ~7 us a call in their dependent chain (control words -> ring
+// rows -> dots -> three block barriers -> epilogue), against ~2.5 us of kernel for mamba_ssm's decode. Here a
+// thread issues all its loads at once (one memory round trip), then folds, scores and writes: a handful of
+// FMAs an element, two shuffles a row, no block barrier. The state is read and (when a token was committed)
+// written once a call, which at small batch costs nothing (the grid does not fill the GPU's bandwidth).
+//
+// Block = 128 threads = 32 rows of one unit, 4 lanes a row, lane q holding the row's 16-byte state chunks q,
+// q + 4, ... (the 4 lanes of a row read 64 contiguous bytes); B, C and the ring's B at the same columns. A unit's
+// P / 32 blocks form one thread-block cluster (sm_90): every block reads the unit's control words, ring_B row and
+// ring_dt, only rank 0 writes them, after a cluster barrier. The general replay (committed ring tokens left by a
+// deferred-fold call, or a path of several pending nodes) loads those ring rows one after another: correct, slower,
+// once.
+#pragma once
+#include "verify/verify_m2_steps.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+constexpr int kDecThreads = 128, kDecRows = 32;  // rows a block (4 lanes a row)
+
+// 4 consecutive input elements (8 or 16 bytes, aligned) -> fp32.
+template <typename TI>
+__device__ __forceinline__ void ld4(const TI* ptr, float (&o)[4]) {
+  if constexpr (sizeof(TI) == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(ptr);
+    o[0] = v.x; o[1] = v.y; o[2] = v.z; o[3] = v.w;
+  } else {
+    const uint2 w = *reinterpret_cast<const uint2*>(ptr);
+    const float2 a = SV<TI>::up(w.x), b = SV<TI>::up(w.y);
+    o[0] = a.x; o[1] = a.y; o[2] = b.x; o[3] = b.y;
+  }
+}
+template <typename TI>
+__device__ __forceinline__ void st4(TI* ptr, const float (&o)[4]) {
+  if constexpr (sizeof(TI) == 4) {
+    *reinterpret_cast<float4*>(ptr) = make_float4(o[0], o[1], o[2], o[3]);
+  } else {
+    TI v[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v[i] = SV<TI>::from_f(o[i]);
+    *reinterpret_cast<uint2*>(ptr) = *reinterpret_cast<const uint2*>(v);
+  }
+}
+
+// Grid: batch * H * (P / 32) blocks; clusters of P / 32 blocks when P > 32 (the launcher's job).
+template <typename TI, int N>
+__global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyStepParams p) {
+  constexpr int J = N / 16;  // 16-byte state chunks a lane: columns (j * 4 + q) * 4 + [0, 4)
+  const int tid = threadIdx.x, q = tid & 3;
+  const int CS = static_cast<int>(p.P) / kDecRows;
+  const int unit = blockIdx.x / CS, rank = blockIdx.x - unit * CS;
+  const bool owner = rank == 0;  // writes the unit's meta row, ring_B and ring_dt
+  const int H = static_cast<int>(p.H), R = static_cast<int>(p.R);
+  const int b = unit / H, u = unit - b * H;
+  const int row = rank * kDecRows + (tid >> 2);
+  const int s = p.slots[b * p.slots_stride];
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + row;
+  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (every block of the cluster returns here)
+    if (q == 0) *y = SV<TI>::from_f(0.f);
+    return;
+  }
+  const int gi = u / (H / static_cast<int>(p.G));
+  auto col = [q](int j) { return (j * 4 + q) * 4; };
+
+  // ---- every load at once: control words, pending ring token 0, state row, the new token ------------------
+  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
+  const int accv = p.accepted[b * p.accepted_stride];
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h;
+  const TI* rxp = static_cast<const TI*>(p.ring_x) + rx0 + row;
+  const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
+  float* st = static_cast<float*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row * p.st_p;
+  const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+  const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  float h[J][4], Bn[J][4], Cn[J][4], Br[J][4];
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const float4 v = *reinterpret_cast<const float4*>(st + col(j));
+    h[j][0] = v.x; h[j][1] = v.y; h[j][2] = v.z; h[j][3] = v.w;
+    ld4<TI>(Bp + col(j), Bn[j]);
+    ld4<TI>(Cp + col(j), Cn[j]);
+    ld4<TI>(rbp + col(j), Br[j]);
+  }
+  const float xr0 = SV<TI>::to_f(*rxp), dtr0 = p.ring_dt[rd0];
+  const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + row]);
+  const float zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + row]) : 0.f;
+  const float dv = p.D != nullptr ? p.D[u * p.D_h + row * p.D_p] : 0.f;
+  const float dtraw = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + u * p.dt_h]);
+  const float Au = p.A[u * p.A_h], dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+
+  // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
+  const int c = m0 < 0 ? 0 : (m0 > R ? R : m0);
+  int kp_max = static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  if (kp_max > R - c) kp_max = R - c;
+  const int kp = m1 < 0 ? 0 : (m1 > kp_max ? kp_max : m1);
+  int a = p.accepted_is_node ? accv : accv - 1;
+  if (a > kp - 1) a = kp - 1;
+  unsigned path = 0u;
+  if (a == 0) path = static_cast<unsigned>(m2) & low_mask(kp);
+  else if (a > 0) path = static_cast<unsigned>(mrow[(2 + a) * p.meta_i]) & low_mask(kp);
+  const int c1 = c + __popc(path);
+  auto commit = [&](float dte, float xe, const float (&Be)[J][4]) {  // h = exp(dt A) h + dt x B
+    const float da = __expf(dte * Au), w = dte * xe;
+#pragma unroll
+    for (int j = 0; j < J; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) h[j][e] = fmaf(da, h[j][e], w * Be[j][e]);
+  };
+  if (c == 0 && (path & ~1u) == 0u) {  // the common case: at most pending token 0, already loaded
+    if (path != 0u) commit(dtr0, xr0, Br);
+  } else {  // committed ring tokens [0, c), then the path's nodes at c + node, read one after another
+    for (int e = 0; e < c1; ++e) {
+      const int pos = e < c ? e : c + nth_set_bit(path, e - c);
+      float Be[J][4];
+#pragma unroll
+      for (int j = 0; j < J; ++j) ld4<TI>(rbp + (int64_t)pos * p.rB_r + col(j), Be[j]);
+      commit(p.ring_dt[rd0 + (int64_t)pos * p.rdt_r], SV<TI>::to_f(rxp[(int64_t)pos * p.rx_r]), Be);
+    }
+  }
+  // Every read of the unit's meta row, ring_B and ring_dt is done: rank 0 may overwrite them after its wait.
+  if (CS > 1) cluster_arrive();
+
+  // ---- fold (the committed state), score the new token -----------------------------------------------------
+  if (c1 > 0) {
+#pragma unroll
+    for (int j = 0; j < J; ++j) *reinterpret_cast<float4*>(st + col(j)) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
+  }
+  const float dtn = process_dt(dtraw + dtb, p);
+  float hc = 0.f, bc = 0.f;  // h . C and B . C over this lane's columns
+#pragma unroll
+  for (int j = 0; j < J; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      hc = fmaf(h[j][e], Cn[j][e], hc);
+      bc = fmaf(Bn[j][e], Cn[j][e], bc);
+    }
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    hc += __shfl_xor_sync(0xffffffffu, hc, off);
+    bc += __shfl_xor_sync(0xffffffffu, bc, off);
+  }
+  float out = fmaf(__expf(dtn * Au), hc, fmaf(dtn * xv, bc, dv * xv));
+  if (p.z != nullptr) out *= silu_f(zv);
+  if (q == 0) {
+    *y = SV<TI>::from_f(out);
+    *const_cast<TI*>(rxp) = SV<TI>::from_f(xv);  // new token -> ring position 0 (x is exact in TI)
+  }
+  if (CS > 1) cluster_wait();
+  if (owner && tid < 4) {  // row 0's lanes: the new token's B row, dt, and the meta row [0, 1, mask 1]
+#pragma unroll
+    for (int j = 0; j < J; ++j) st4<TI>(const_cast<TI*>(rbp) + col(j), Bn[j]);
+    if (q == 0) {
+      p.ring_dt[rd0] = dtn;
+      int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+      mw[0] = 0;
+      mw[p.meta_i] = 1;
+      mw[2 * p.meta_i] = 1;
+    }
+  }
+}
+
+// Whether verify_m2dec_kernel serves these parameters: one token, fp32 state, the Mamba-2 layout with 16-byte
+// aligned rows (m2_io_fits), N 64 or 128, P = 32 blocks x {1, 2, 4, 8}; clusters (sm_90) unless P = 32.
+inline bool m2dec_fits(const VerifyStepParams& p, bool clusters) {
+  const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m2_io_fits(p, 4, VI)) return false;
+  if (!(p.N == 64 || p.N == 128)) return false;
+  if (!(p.P == 32 || p.P == 64 || p.P == 128 || p.P == 256)) return false;
+  return clusters || p.P == kDecRows;
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
