@@ -18,12 +18,14 @@
 // deferred-fold call, or a path of several pending nodes) loads those ring rows one after another: correct, slower,
 // once.
 #pragma once
+#include <cstdlib>
+
 #include "verify/verify_m2_steps.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
 
-constexpr int kDecThreads = 128, kDecRows = 32;  // rows a block (4 lanes a row)
+constexpr int kDecThreads = 128;  // a block: kDecThreads / LPR rows, LPR lanes a row
 
 // 4 consecutive input elements (8 or 16 bytes, aligned) -> fp32.
 template <typename TI>
@@ -49,17 +51,17 @@ __device__ __forceinline__ void st4(TI* ptr, const float (&o)[4]) {
   }
 }
 
-// Grid: batch * H * (P / 32) blocks; clusters of P / 32 blocks when P > 32 (the launcher's job).
-template <typename TI, int N>
+// Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS (the launcher's job).
+template <typename TI, int N, int LPR>
 __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyStepParams p) {
-  constexpr int J = N / 16;  // 16-byte state chunks a lane: columns (j * 4 + q) * 4 + [0, 4)
-  const int tid = threadIdx.x, q = tid & 3;
-  const int CS = static_cast<int>(p.P) / kDecRows;
+  constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR;  // lane q: columns (j * LPR + q) * 4 + [0, 4)
+  const int tid = threadIdx.x, q = tid & (LPR - 1);
+  const int CS = static_cast<int>(p.P) / ROWS;
   const int unit = blockIdx.x / CS, rank = blockIdx.x - unit * CS;
   const bool owner = rank == 0;  // writes the unit's meta row, ring_B and ring_dt
   const int H = static_cast<int>(p.H), R = static_cast<int>(p.R);
   const int b = unit / H, u = unit - b * H;
-  const int row = rank * kDecRows + (tid >> 2);
+  const int row = rank * ROWS + tid / LPR;
   const int s = p.slots[b * p.slots_stride];
   TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + row;
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (every block of the cluster returns here)
@@ -67,7 +69,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
     return;
   }
   const int gi = u / (H / static_cast<int>(p.G));
-  auto col = [q](int j) { return (j * 4 + q) * 4; };
+  auto col = [q](int j) { return (j * LPR + q) * 4; };
 
   // ---- every load at once: control words, pending ring token 0, state row, the new token ------------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
@@ -143,7 +145,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
       bc = fmaf(Bn[j][e], Cn[j][e], bc);
     }
 #pragma unroll
-  for (int off = 1; off < 4; off <<= 1) {
+  for (int off = 1; off < LPR; off <<= 1) {
     hc += __shfl_xor_sync(0xffffffffu, hc, off);
     bc += __shfl_xor_sync(0xffffffffu, bc, off);
   }
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
     *const_cast<TI*>(rxp) = SV<TI>::from_f(xv);  // new token -> ring position 0 (x is exact in TI)
   }
   if (CS > 1) cluster_wait();
-  if (owner && tid < 4) {  // row 0's lanes: the new token's B row, dt, and the meta row [0, 1, mask 1]
+  if (owner && tid < LPR) {  // row 0's lanes: the new token's B row, dt, and the meta row [0, 1, mask 1]
 #pragma unroll
     for (int j = 0; j < J; ++j) st4<TI>(const_cast<TI*>(rbp) + col(j), Bn[j]);
     if (q == 0) {
@@ -168,13 +170,26 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
 }
 
 // Whether verify_m2dec_kernel serves these parameters: one token, fp32 state, the Mamba-2 layout with 16-byte
-// aligned rows (m2_io_fits), N 64 or 128, P = 32 blocks x {1, 2, 4, 8}; clusters (sm_90) unless P = 32.
-inline bool m2dec_fits(const VerifyStepParams& p, bool clusters) {
+// aligned rows (m2_io_fits), N 64 or 128, P = (128 / lpr rows a block) x {1, 2, 4, 8} blocks; clusters (sm_90)
+// unless one block holds P.
+inline bool m2dec_fits(const VerifyStepParams& p, bool clusters, int lpr) {
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m2_io_fits(p, 4, VI)) return false;
-  if (!(p.N == 64 || p.N == 128)) return false;
-  if (!(p.P == 32 || p.P == 64 || p.P == 128 || p.P == 256)) return false;
-  return clusters || p.P == kDecRows;
+  if (!(p.N == 64 || p.N == 128) || p.N < 4 * lpr) return false;
+  const int64_t rows = kDecThreads / lpr;
+  if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows)) return false;
+  return clusters || p.P == rows;
+}
+
+// Lanes a row: 4 (32 rows a block), or 8 (16 rows) where a unit's P / 16 blocks fit one cluster (P <= 128).
+// MK_VERIFY_DEC_LANES=4|8 (environment, read once) forces it (benchmarks).
+inline int m2dec_lanes(int64_t P) {
+  static const int forced = [] {
+    const char* e = std::getenv("MK_VERIFY_DEC_LANES");
+    const int v = e != nullptr ? std::atoi(e) : 0;
+    return v == 4 || v == 8 ? v : 0;
+  }();
+  return forced != 0 ? forced : 4;
 }
 
 }  // namespace verify_kernels

@@ -23,6 +23,7 @@ struct SsmLaunch {
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
+  int dec_lanes = 4;  // dec: lanes a state row
   int64_t grid = 0;
   int threads = 0;
   size_t smem = 0;
@@ -80,11 +81,13 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
   if (c.fused || c.m1 || forced == 3) {
-  } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) && m2dec_fits(p, clusters)) {
+  } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
+             m2dec_fits(p, clusters, m2dec_lanes(p.P))) {
     c.dec = true;
     c.threads = kDecThreads;
     c.smem = 0;
-    c.cluster = static_cast<int>(p.P / kDecRows);
+    c.dec_lanes = m2dec_lanes(p.P);
+    c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
   } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
     c.tc = true;
@@ -111,12 +114,20 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
          : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
+template <typename TI, int LPR>
+inline void (*dec_kernel_in(int64_t N))(VerifyStepParams) {
+  return N == 64 ? verify_m2dec_kernel<TI, 64, LPR> : verify_m2dec_kernel<TI, 128, LPR>;
+}
+template <typename TI>
+inline void (*dec_kernel_l(int64_t N, int lanes))(VerifyStepParams) {
+  return lanes == 8 ? dec_kernel_in<TI, 8>(N) : dec_kernel_in<TI, 4>(N);
+}
 template <typename T>
-inline void (*dec_kernel(DType in, int64_t N))(VerifyStepParams) {
+inline void (*dec_kernel(DType in, int64_t N, int lanes))(VerifyStepParams) {
   if constexpr (std::is_same<T, float>::value) {
-    if (in == DType::kBFloat16) return N == 64 ? verify_m2dec_kernel<__nv_bfloat16, 64> : verify_m2dec_kernel<__nv_bfloat16, 128>;
-    if (in == DType::kFloat16) return N == 64 ? verify_m2dec_kernel<__half, 64> : verify_m2dec_kernel<__half, 128>;
-    return N == 64 ? verify_m2dec_kernel<float, 64> : verify_m2dec_kernel<float, 128>;
+    if (in == DType::kBFloat16) return dec_kernel_l<__nv_bfloat16>(N, lanes);
+    if (in == DType::kFloat16) return dec_kernel_l<__half>(N, lanes);
+    return dec_kernel_l<float>(N, lanes);
   } else {
     return nullptr;
   }
@@ -157,7 +168,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
-  if (c.dec) kern = dec_kernel<T>(p.in_dtype, p.N);
+  if (c.dec) kern = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   cudaError_t err;
   if (c.smem > 48 * 1024) {

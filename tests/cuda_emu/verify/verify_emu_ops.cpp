@@ -67,7 +67,7 @@ const char* emu_ssm(const VerifyStepParams& p) {
     counter = &n_tc;
   }
   if (c.dec) {
-    kern = dec_kernel<T>(p.in_dtype, p.N);
+    kern = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
     counter = &n_dec;
   }
   if (kern == nullptr) return "emu: no kernel";
