@@ -29,7 +29,10 @@ namespace ss {
 //   MK_SS_BWD_CLUSTER  variable dB/dC flush (selective_scan_bwd_variants.cuh): 0 production (per block, dB then
 //                      dC); 1 both variables in one pass; 2..8 sm_90 thread-block clusters of that many blocks
 //                      summing their block sums through distributed shared memory before the atomics (CL times
-//                      fewer dB/dC atomics, the ~0.45 ms share of the b2 d4096 n16 l4096 backward)
+//                      fewer dB/dC atomics, the ~0.45 ms share of the b2 d4096 n16 l4096 backward). Default 1:
+//                      H200 lab run 12 (94ff8e8), bwd ms at b2 d4096 / b8 d2048 / b1 d8192: 1 1.844 / 1.843 /
+//                      3.597, 0 1.987 / 2.001 / 3.924; clusters are slower: 4 2.50 / 2.27 / 4.94, 8 2.66 / 2.42 /
+//                      5.27, 8 warps x 2 blocks with 4 / 8: 2.40 / 2.20 / 4.76, 2.56 / 2.38 / 5.06
 #ifndef MK_SS_BWD_T
 #define MK_SS_BWD_T 8
 #endif
@@ -46,7 +49,7 @@ namespace ss {
 #define MK_SS_BWD_NO_DBC_FLUSH 0
 #endif
 #ifndef MK_SS_BWD_CLUSTER
-#define MK_SS_BWD_CLUSTER 0
+#define MK_SS_BWD_CLUSTER 1
 #endif
 constexpr int kBwdT = MK_SS_BWD_T;       // tokens per lane (backward: more live per-token values than forward)
 constexpr int kBwdTile = 32 * kBwdT;     // tokens per warp per tile

@@ -24,7 +24,7 @@ namespace mamba_kernels {
 namespace ss {
 
 #ifndef MK_SS_BWD_CLUSTER
-#define MK_SS_BWD_CLUSTER 0
+#define MK_SS_BWD_CLUSTER 1
 #endif
 constexpr int kBwdCluster = MK_SS_BWD_CLUSTER;
 static_assert(kBwdCluster >= 0 && kBwdCluster <= 8, "MK_SS_BWD_CLUSTER: 0 (production), 1, 2..8 (cluster size)");

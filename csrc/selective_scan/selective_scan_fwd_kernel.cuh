@@ -44,15 +44,19 @@
 //                         FMA pipe instead of MUFU.EX2 (0 = all MUFU; 16 = all polynomial, run decay too)
 //   MK_SS_FWD_PSCAN       1: the cross-lane scan level is 2 SHFL + a predicated FFMA and FMUL (the shuffle's valid
 //                         predicate guards the update) instead of 2 SHFL + 2 SEL + FFMA + FMUL: 10 fewer
-//                         instructions a state (157 -> 147 per 16 tokens) and no SEL on the shuffle chain (0)
+//                         instructions a state (157 -> 147 per 16 tokens) and no SEL on the shuffle chain (1)
 //   MK_SS_FWD_PCHAIN      1: pass 1 keeps the run's cumulative decays P_i = a_0..a_i (an FMUL chain beside the
 //                         state chain) and the local states hl_i (from zero) instead of (a_i, b_i): the run decay
 //                         is P_last (no A sdt FMUL + MUFU: 16 MUFU a state, the floor) and pass 2 is
 //                         h_i = P_i h_in + hl_i, y_i += C_i h_i: 32 independent FFMAs, no 16-deep chain after the
-//                         scan; +13 instructions a state, same registers (0)
+//                         scan; +13 instructions a state, same registers (1)
 //   MK_SS_FWD_PREFETCH    1: at each tile start, prefetch.global.L2 the next tile's delta, u, B, C rows and this
 //                         tile's z (one prefetch per lane a run, one per thread per 128-byte tile line), so the
-//                         loads at the next tile start (behind a __syncthreads) hit L2 instead of HBM (0)
+//                         loads at the next tile start (behind a __syncthreads) hit L2 instead of HBM (1)
+//                         (H200 lab run 12, 94ff8e8, fwd ms at b2 d4096 / b8 d2048 / b1 d8192: all three 0.389 /
+//                         0.393 / 0.764 against 0.417 / 0.407 / 0.822 with all three 0; PSCAN alone 0.407 /
+//                         0.398 / 0.810, PCHAIN alone 0.411 / 0.406 / 0.810, PREFETCH alone 0.391 / 0.400 / 0.765)
+//   MK_SS_BWD_CLUSTER     see selective_scan_bwd_kernel.cuh (1)
 //   MK_SS_BWD_POLY16      the same for the backward's recomputation of a_t (0)
 //   MK_SS_POLY_DEG        degree of poly_exp2's polynomial: 5 (rel. err 1.9e-7), 4 (2.9e-6), 3 (1.0e-4)
 //   MK_SS_BWD_T           tokens per lane, backward (8; 4 and 16 are allowed by the fetch roles)
@@ -76,13 +80,13 @@
 #define MK_SS_FWD_POLY16 0
 #endif
 #ifndef MK_SS_FWD_PSCAN
-#define MK_SS_FWD_PSCAN 0
+#define MK_SS_FWD_PSCAN 1
 #endif
 #ifndef MK_SS_FWD_PCHAIN
-#define MK_SS_FWD_PCHAIN 0
+#define MK_SS_FWD_PCHAIN 1
 #endif
 #ifndef MK_SS_FWD_PREFETCH
-#define MK_SS_FWD_PREFETCH 0
+#define MK_SS_FWD_PREFETCH 1
 #endif
 #ifndef MK_SS_BWD_POLY16
 #define MK_SS_BWD_POLY16 0

@@ -112,7 +112,7 @@ __global__ void ref_bwd(const bf16* u, const bf16* dl, const float* A, const bf1
     dAacc += g * hprev * a * dt;
     g *= a;
   }
-  dA[c * n + s] = dAacc;
+  atomicAdd(dA + c * n + s, dAacc);  // summed over the batch (a plain store raced: dA failed its check at b > 1)
 }
 
 // ddelta = ddt softplus'(delta + bias); dbias per channel.
@@ -283,7 +283,7 @@ bool run_case(const char* variant, const Case& cs, int reps) {
   float *rddt = dalloc<float>(size_t(bdl)), *rdA = dalloc<float>(size_t(d * n)), *rdD = dalloc<float>(size_t(d));
   float *rdB = dalloc<float>(size_t(bnl)), *rdC = dalloc<float>(size_t(bnl)), *rdbias = dalloc<float>(size_t(d));
   CK(cudaMemset(y, 0, size_t(bdl) * 4)); CK(cudaMemset(rddt, 0, size_t(bdl) * 4));
-  CK(cudaMemset(rdD, 0, size_t(d) * 4)); CK(cudaMemset(rdbias, 0, size_t(d) * 4));
+  CK(cudaMemset(rdD, 0, size_t(d) * 4)); CK(cudaMemset(rdbias, 0, size_t(d) * 4)); CK(cudaMemset(rdA, 0, size_t(d * n) * 4));
   CK(cudaMemset(rdB, 0, size_t(bnl) * 4)); CK(cudaMemset(rdC, 0, size_t(bnl) * 4));
   const int64_t nt = b * d * n;
   ref_fwd<<<unsigned((nt + 127) / 128), 128>>>(u, dl, A, B, C, bias, b, d, n, L, H, y, rlast);
