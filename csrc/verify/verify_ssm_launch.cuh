@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "verify/verify_m2_kernel.cuh"
+#include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
@@ -22,6 +23,7 @@ struct SsmLaunch {
   bool lean = false;  // verify_m2_kernel (Mamba-2 layout, tile fits one pass) instead of verify_ssm_kernel
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
+  bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   int dec_lanes = 4;  // dec: lanes a state row
   int64_t grid = 0;
@@ -80,7 +82,13 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   const int forced = verify_kernel_override();
   size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
-  if (c.fused || c.m1 || forced == 3) {
+  if (c.fused || forced == 3) {
+  } else if (c.m1) {
+    if (m1_fits(p)) {
+      c.m1lean = true;
+      c.threads = static_cast<int>((p.P + 31) / 32 * 32);
+      c.smem = 0;
+    }
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
              m2dec_fits(p, clusters, m2dec_lanes(p.P))) {
     c.dec = true;
@@ -112,6 +120,12 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   const int nw = threads / 32;
   return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
+}
+template <typename T>
+inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
+  if (in == DType::kBFloat16) return N == 8 ? verify_m1_kernel<T, __nv_bfloat16, 8> : verify_m1_kernel<T, __nv_bfloat16, 16>;
+  if (in == DType::kFloat16) return N == 8 ? verify_m1_kernel<T, __half, 8> : verify_m1_kernel<T, __half, 16>;
+  return N == 8 ? verify_m1_kernel<T, float, 8> : verify_m1_kernel<T, float, 16>;
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
 template <typename TI, int LPR>
@@ -169,6 +183,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   if (c.dec) kern = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
+  if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   cudaError_t err;
   if (c.smem > 48 * 1024) {

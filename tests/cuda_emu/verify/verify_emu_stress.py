@@ -256,6 +256,10 @@ CASES = {
     "dec_f32": dict(H=3, P=64, N=64, G=1, m1=False, S=4, R=8, Kmax=2, b=3, rounds=12, dt_in=F32, dt_st=F32, tree=True, accum=False),
     # fp32 inputs, fp16 state, three heads sharing one B / C group, 9 units
     "tc_mix": dict(H=3, P=128, N=128, G=1, m1=False, S=4, R=12, Kmax=4, b=3, rounds=6, dt_in=F32, dt_st=F16, tree=True, accum=True),
+    # Mamba-1 lean kernel shapes (N 8 / 16, 16-byte rows): bf16 state with G = H, tree drafts; f16 inputs with
+    # P not a multiple of 32 (idle lanes), long rings
+    "m1_lean_bf16st": dict(H=3, P=32, N=16, G=3, m1=True, S=4, R=12, Kmax=5, b=3, rounds=10, dt_in=BF16, dt_st=BF16, tree=True),
+    "m1_lean_f16": dict(H=2, P=40, N=8, G=1, m1=True, S=4, R=24, Kmax=6, b=3, rounds=12, dt_in=F16, dt_st=F32, tree=True, accum=True),
     "hot_m1": dict(H=2, P=64, N=16, G=1, m1=True, S=3, R=8, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=False, accum=True),
     "hot_fused": dict(H=2, P=128, N=128, G=2, m1=False, S=3, R=16, Kmax=4, b=2, rounds=6, dt_in=BF16, dt_st=F32, tree=False, fused=True, accum=True),
 }

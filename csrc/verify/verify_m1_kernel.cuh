@@ -1,0 +1,215 @@
+// Mamba-1 SSM verify step, lean kernel (CUDA headers only, no torch). Same contract, cache format and algorithm
+// as verify_ssm_kernel (docs/verify_step_design.md); launch_verify_ssm takes it for the Mamba-1 layout (A (H, P, N),
+// dt per channel) with N 8 or 16, at most 256 channels a unit, 16-byte aligned state / B / C / ring_B rows.
+//
+// Why: a Mamba-1 channel's state is only N = 16 values, so one thread can own a channel: its state row, its
+// A row and its per-token exps stay in registers, and the per-unit work that the general kernel spreads over a
+// block (staging, column passes, lane reductions) disappears. The unit's B / C rows and ring B rows are the same
+// for every thread of the block (broadcast loads, L1 hits).
+//
+// Block = (batch row, unit), one thread a channel (P rounded up to a warp). Per thread:
+//   1. control words (every thread reads the unit's meta row), the accepted path, h = state row (fp32);
+//   2. commit: h = exp(dt_e A) h + dt_e x_e B_e for the committed ring tokens e (ring [0, c) then the path's nodes);
+//   3. score: chain drafts advance h itself; trees replay each node's path from the committed state
+//      (node t: its ancestors in increasing order, then t), y_t = h_t . C_t + D x_t, times silu(z_t);
+//   4. the fold (state = h, the thread's own row) right after the commit; one block barrier after scoring (every
+//      read of the unit's shared ring_B rows and meta row is done), then the rest of the write-back as m2_finish:
+//      the tree path compacted into the ring, the new tokens at ring [base, base + k), the meta row.
+#pragma once
+#include "verify/verify_m2_steps.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+// N consecutive elements of a 16-byte aligned row -> fp32.
+template <typename E, int N>
+__device__ __forceinline__ void ld_row(const E* ptr, float (&o)[N]) {
+  constexpr int V = SV<E>::V;
+  static_assert(N % V == 0, "ld_row: the row must be whole 16-byte chunks");
+#pragma unroll
+  for (int i = 0; i < N / V; ++i) {
+    float t[V];
+    SV<E>::unpack(reinterpret_cast<const uint4*>(ptr)[i], t);
+#pragma unroll
+    for (int e = 0; e < V; ++e) o[i * V + e] = t[e];
+  }
+}
+template <typename E, int N>
+__device__ __forceinline__ void st_row(E* ptr, const float (&o)[N]) {
+  constexpr int V = SV<E>::V;
+#pragma unroll
+  for (int i = 0; i < N / V; ++i) {
+    float t[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) t[e] = o[i * V + e];
+    reinterpret_cast<uint4*>(ptr)[i] = SV<E>::pack(t);
+  }
+}
+
+template <typename T, typename TI, int N>
+__global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p) {
+  const int tid = threadIdx.x;
+  const int H = static_cast<int>(p.H), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
+  const int k = static_cast<int>(p.k);
+  const bool act = tid < P;  // this thread owns channel tid
+  const int s = p.slots[b * p.slots_stride];
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + tid;
+  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
+    if (act)
+      for (int t = 0; t < k; ++t) y[t * p.y_k] = SV<TI>::from_f(0.f);
+    return;
+  }
+  const int gi = u / (H / static_cast<int>(p.G));
+
+  // ---- 1. control words, state row, A row ------------------------------------------------------------------
+  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  int c = mrow[0];
+  c = c < 0 ? 0 : (c > R ? R : c);
+  int kp_max = nm - 2;
+  if (kp_max > R - c) kp_max = R - c;
+  const int m1v = mrow[p.meta_i];
+  const int kp = m1v < 0 ? 0 : (m1v > kp_max ? kp_max : m1v);
+  const int accv = p.accepted[b * p.accepted_stride];
+  int a = p.accepted_is_node ? accv : accv - 1;
+  if (a > kp - 1) a = kp - 1;
+  M2Ctl ct;
+  ct.c = c;
+  ct.path = a >= 0 ? (static_cast<unsigned>(mrow[(2 + a) * p.meta_i]) & low_mask(kp)) : 0u;
+  ct.c1 = c + __popc(ct.path);
+  ct.fold = p.fold_all || ct.c1 + k > R;
+  ct.base = ct.fold ? 0 : ct.c1;
+  ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
+  const int c1 = ct.c1;
+
+  const int ch = act ? tid : 0;  // idle lanes compute on channel 0 and write nothing
+  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p;
+  float h[N], Ar[N];
+  ld_row<T, N>(st, h);
+  const float* Ap = p.A + u * p.A_h + ch * p.A_p;
+#pragma unroll
+  for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n];
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
+  const TI* rx = static_cast<const TI*>(p.ring_x);
+  const TI* rB = static_cast<const TI*>(p.ring_B);
+  auto step = [&](float (&hh)[N], float dte, float xe, const TI* Brow) {  // hh = exp(dt A) hh + dt x B
+    float Bv[N];
+    ld_row<TI, N>(Brow, Bv);
+    const float w = dte * xe;
+#pragma unroll
+    for (int n = 0; n < N; ++n) hh[n] = fmaf(__expf(dte * Ar[n]), hh[n], w * Bv[n]);
+  };
+
+  // ---- 2. commit the committed ring tokens -----------------------------------------------------------------
+  for (int e = 0; e < c1; ++e) {
+    const int pos = ct.qpos(e);
+    step(h, p.ring_dt[rd0 + (int64_t)pos * p.rdt_r], SV<TI>::to_f(rx[rx0 + (int64_t)pos * p.rx_r]),
+         rB + rb0 + (int64_t)pos * p.rB_r);
+  }
+  const int m = c1 - c;
+  if (ct.fold && act) st_row<T, N>(st, h);  // the state row is this thread's alone: fold now
+
+  // ---- 3. score the draft ----------------------------------------------------------------------------------
+  const float dbias = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h + ch * p.dtb_p] : 0.f;
+  const float dv = p.D != nullptr ? p.D[u * p.D_h + ch * p.D_p] : 0.f;
+  const TI* xin = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + ch;
+  const TI* dtin = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p;
+  const TI* Bin = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+  const TI* Cin = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  auto dt_of = [&](int t) { return process_dt(SV<TI>::to_f(dtin[t * p.dt_k]) + dbias, p); };
+  auto parent_of = [&](int t) {  // parents before the node, else -1 (as m2_store_scalars)
+    if (p.parents == nullptr) return t - 1;
+    const int q = p.parents[b * p.par_b + t * p.par_k];
+    return (q < 0 || q >= t) ? -1 : q;
+  };
+  const bool chain = p.parents == nullptr;  // chain: h itself is the running state (the fold is written)
+  for (int t = 0; t < k; ++t) {
+    float ht[N];
+    if (chain) {
+      step(h, dt_of(t), SV<TI>::to_f(xin[t * p.x_k]), Bin + t * p.B_k);
+#pragma unroll
+      for (int n = 0; n < N; ++n) ht[n] = h[n];
+    } else {  // replay node t's path (its ancestors in increasing order, then t) from the committed state
+      unsigned mask = 1u << t;
+      for (int q = parent_of(t); q >= 0; q = parent_of(q)) mask |= 1u << q;
+#pragma unroll
+      for (int n = 0; n < N; ++n) ht[n] = h[n];
+      for (unsigned rem = mask; rem != 0u; rem &= rem - 1u) {
+        const int sn = __ffs(static_cast<int>(rem)) - 1;
+        step(ht, dt_of(sn), SV<TI>::to_f(xin[sn * p.x_k]), Bin + sn * p.B_k);
+      }
+    }
+    float Cv[N];
+    ld_row<TI, N>(Cin + t * p.C_k, Cv);
+    float out = 0.f;
+#pragma unroll
+    for (int n = 0; n < N; ++n) out = fmaf(ht[n], Cv[n], out);
+    const float xt = SV<TI>::to_f(xin[t * p.x_k]);
+    out = fmaf(dv, xt, out);
+    if (p.z != nullptr)
+      out *= silu_f(SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch + t * p.z_k]));
+    if (act) y[t * p.y_k] = SV<TI>::from_f(out);
+  }
+  __syncthreads();  // every read of the unit's ring rows and meta row is done
+
+  // ---- 4. write-back -----------------------------------------------------------------------------------------
+  TI* rxw = static_cast<TI*>(p.ring_x);
+  TI* rBw = static_cast<TI*>(p.ring_B);
+  if (!ct.fold && !ct.prefix) {
+    // Compact the path's nodes to ring [c, c1): destination c + i <= source qpos(c + i), in increasing i, so no
+    // source is overwritten before it is read; every thread moves its own ring_x / ring_dt column, threads
+    // n < N the ring_B column n.
+    for (int i = 0; i < m; ++i) {
+      const int pos = ct.qpos(c + i);
+      if (pos == c + i) continue;
+      if (act) {
+        rxw[rx0 + (int64_t)(c + i) * p.rx_r] = rxw[rx0 + (int64_t)pos * p.rx_r];
+        p.ring_dt[rd0 + (int64_t)(c + i) * p.rdt_r] = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
+      }
+      if (tid < N) rBw[rb0 + (int64_t)(c + i) * p.rB_r + tid] = rBw[rb0 + (int64_t)pos * p.rB_r + tid];
+    }
+  }
+  for (int t = 0; t < k; ++t) {  // the new tokens at ring [base, base + k) (positions < R)
+    if (ct.base + t >= R) break;
+    if (act) {
+      rxw[rx0 + (int64_t)(ct.base + t) * p.rx_r] = xin[t * p.x_k];
+      p.ring_dt[rd0 + (int64_t)(ct.base + t) * p.rdt_r] = dt_of(t);
+    }
+    if (tid < N) rBw[rb0 + (int64_t)(ct.base + t) * p.rB_r + tid] = Bin[t * p.B_k + tid];
+  }
+  if (tid == 0) {
+    int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+    mw[0] = ct.base;
+    mw[p.meta_i] = k;
+  }
+  if (tid < k && tid < p.Kmax) {
+    unsigned mk = 1u << tid;
+    for (int q = parent_of(tid); q >= 0; q = parent_of(q)) mk |= 1u << q;
+    p.meta[(int64_t)s * p.meta_s + (int64_t)u * p.meta_h + (2 + tid) * p.meta_i] = static_cast<int>(mk);
+  }
+}
+
+// Whether verify_m1_kernel serves these parameters: the Mamba-1 layout (not fused), N 8 or 16, at most 256 channels
+// a unit, fp32 / fp16 / bf16, 16-byte aligned rows of state, B, C and ring_B, dt and D per channel.
+inline bool m1_fits(const VerifyStepParams& p) {
+  if (p.fused || p.Pa != p.P || p.Na != p.N || p.Pd != p.P) return false;
+  if (!(p.N == 8 || p.N == 16) || p.P < 1 || p.P > 256) return false;
+  if (p.in_dtype == DType::kFloat64 || p.state_dtype == DType::kFloat64) return false;
+  const int VT = p.state_dtype == DType::kFloat32 ? 4 : 8, VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  auto al = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  auto mult = [](int64_t a, int64_t b, int64_t c, int m) { return a % m == 0 && b % m == 0 && c % m == 0; };
+  if (!al(p.state) || !mult(p.st_s, p.st_h, p.st_p, VT)) return false;
+  if (!al(p.B) || !mult(p.B_b, p.B_k, p.B_g, VI) || !al(p.C) || !mult(p.C_b, p.C_k, p.C_g, VI)) return false;
+  if (!al(p.ring_B) || !mult(p.rB_s, p.rB_r, p.rB_h, VI)) return false;
+  const int64_t lim = int64_t(1) << 30;  // per-row offset terms stay in 32 bits (the per-slot / batch ones are 64)
+  return !(p.S > lim || p.batch > lim || p.k * (p.x_k + p.y_k + p.z_k + p.B_k + p.C_k + p.dt_k) > lim ||
+           p.R * (p.rx_r + p.rB_r + p.rdt_r) > lim || p.P * (p.st_p + p.A_p + p.D_p + p.dtb_p + p.rdt_p + p.dt_p) > lim ||
+           p.H * (p.A_h + p.D_h + p.dtb_h) > lim || p.meta_i * (2 + p.Kmax) > lim || p.N * p.A_n > lim ||
+           p.slots_stride * p.batch > lim || p.accepted_stride * p.batch > lim || p.par_b * p.batch > lim ||
+           p.par_k * p.k > lim);
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
