@@ -98,12 +98,12 @@ GRAD_NAMES = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states")
 
 
 def _skip_unavailable(backend, device):
-    if backend == "cuda":
-        pytest.skip("ssd has no CUDA C++ backend yet (triton is the GPU backend)")
     if not _backend.available(backend):
         pytest.skip(f"backend {backend} unavailable: {_backend.backends()[backend]['reason']}")
     if backend == "cpu" and device != "cpu":
         pytest.skip("cpu backend runs on CPU tensors")
+    if backend == "cuda" and device != "cuda":
+        pytest.skip("cuda backend runs on CUDA tensors")
     if backend == "cpu":
         from mamba_kernels.ssd.interface import _cpu_available
         if not _cpu_available():
@@ -536,7 +536,7 @@ def test_gpu_vs_ref(backend, case, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["ref", "triton"])
+@pytest.mark.parametrize("backend", ["ref", "triton", "cuda"])
 def test_gpu_opcheck_fwd(backend):
     args = _op_args(backend, device="cuda", dtype=torch.bfloat16, cu=[0, 7, 20])
     for t in args[:9]:
@@ -607,3 +607,34 @@ def test_gpu_backward_sync_free():
     for k, a, b_ in zip(inp, g0, g1):
         assert_close(b_, a.float(), a.dtype if a.dtype != torch.float32 else torch.bfloat16, name=f"d{k} rerun")
 
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_forward_kernel_is_built():
+    """backend="cuda" falls back to the Triton forward where the CUDA kernel does not serve a call (and when the
+    extension lacks the op): the kernel itself must be there, or every cuda test above timed Triton."""
+    _skip_unavailable("cuda", "cuda")
+    from mamba_kernels.ssd import cuda as ssd_cuda
+    assert ssd_cuda.available(), "mamba_kernels._cuda has no _ssd_fwd_cuda op: rebuild the extension"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_gpu_cuda_forward_strided_inputs(dtype):
+    """Non-contiguous x / z / B / C / dt views (the kernel takes their strides) give the contiguous result."""
+    _skip_unavailable("cuda", "cuda")
+    inp = make_inputs(2, 300, 4, 64, 128, 2, dtype=dtype, device="cuda", init=True)
+    strided = dict(inp)
+    for k in ("x", "z", "B", "C", "dt"):
+        t = inp[k]
+        big = torch.empty(*t.shape[:-1], t.shape[-1] + 8, dtype=t.dtype, device=t.device) if k != "dt" else \
+            torch.empty(t.shape[0], t.shape[1], t.shape[2] * 3, dtype=t.dtype, device=t.device)
+        view = big[..., :t.shape[-1]] if k != "dt" else big[..., ::3]
+        view.copy_(t)
+        strided[k] = view
+    kw = dict(chunk_size=128, dt_softplus=True, return_final_states=True, return_chunk_states=True, backend="cuda")
+    with torch.no_grad():
+        got = ssd_chunked_scan(**strided, **kw)
+        exp = ssd_chunked_scan(**inp, **kw)
+    for a, e, name in zip(got, exp, ("out", "final", "chunk_states")):
+        assert torch.equal(a, e), name

@@ -34,4 +34,50 @@ struct SsdFwdParams {
 // C++ OpenMP CPU forward (csrc/ssd/ssd_cpu.cpp). Returns 0, or a nonzero code for an unsupported dtype.
 int ssd_fwd_cpu(const SsdFwdParams& params);
 
+// CUDA forward (csrc/ssd/ssd_fwd_kernel.cuh, launched by csrc/ssd/ssd_launch.cu). Strides are in elements; the
+// last dimension of every tensor (p for x / z / out / ypre, n for B / C) is contiguous.
+//   x, z (b, l, h, p) of in_dtype; out, ypre (b, l, h, p) of in_dtype (ypre: pre-gate y, nullable)
+//   dt (b, l, h) of in_dtype or fp32 (dt_f32); A, dt_bias (h) fp32; D (h) or (h, p) fp32 contiguous
+//   B, C (b, l, g, n) of in_dtype
+//   initial_states, final_states (nseq, h, p, n) fp32 contiguous (nullable); states_in (n_slots, h, p, n) fp32
+//   contiguous (nullable): the state entering every chunk, sequence i's chunks from slot chunk_offsets[i] (without
+//   cu_seqlens: row * ceil(l / chunk_size))
+//   cu_seqlens, chunk_offsets (nseq + 1) int64 (nullable: nseq = batch, one sequence a row)
+struct SsdFwdCudaParams {
+  int64_t batch = 0, seqlen = 0, nheads = 0, headdim = 0, dstate = 0, ngroups = 1, chunk_size = 256, nseq = 0;
+  DType in_dtype = DType::kBFloat16;
+  bool dt_f32 = false;
+  bool dt_softplus = false, has_dt_limit = false;
+  float dt_min = 0.f, dt_max = 0.f;
+  bool D_per_channel = false;
+  const void* x = nullptr;
+  const void* dt = nullptr;
+  const float* A = nullptr;
+  const void* B = nullptr;
+  const void* C = nullptr;
+  const float* D = nullptr;
+  const void* z = nullptr;
+  const float* dt_bias = nullptr;
+  const float* initial_states = nullptr;
+  const int64_t* cu_seqlens = nullptr;
+  const int64_t* chunk_offsets = nullptr;
+  void* out = nullptr;
+  void* ypre = nullptr;
+  float* states_in = nullptr;
+  float* final_states = nullptr;
+  int64_t x_batch_stride = 0, x_l_stride = 0, x_head_stride = 0;
+  int64_t z_batch_stride = 0, z_l_stride = 0, z_head_stride = 0;
+  int64_t out_batch_stride = 0, out_l_stride = 0, out_head_stride = 0;  // ypre: the same strides
+  int64_t dt_batch_stride = 0, dt_l_stride = 0, dt_head_stride = 0;
+  int64_t B_batch_stride = 0, B_l_stride = 0, B_group_stride = 0;
+  int64_t C_batch_stride = 0, C_l_stride = 0, C_group_stride = 0;
+};
+
+// Limits of the CUDA forward: chunk_size a multiple of 64, dstate <= 128 (the caller falls back otherwise).
+constexpr int64_t kSsdCudaMaxDstate = 128;
+constexpr int64_t kSsdCudaChunkMultiple = 64;
+
+// Returns an error string or nullptr. stream: a cudaStream_t.
+const char* ssd_fwd_cuda(const SsdFwdCudaParams& p, void* stream);
+
 }  // namespace mamba_kernels

@@ -1,13 +1,16 @@
 """Public chunked SSD scan: input checks, backend dispatch, torch.library custom ops, autograd.
 
 Custom ops (namespace mamba_kernels):
-  ssd_chunked_fwd  -> (out, ypre, states_in, final_states)   backends ref / cpu / triton
+  ssd_chunked_fwd  -> (out, ypre, states_in, final_states)   backends ref / cpu / triton / cuda
   ssd_chunked_bwd  -> gradients                               backend triton
-`ypre` (pre-gate output, x.dtype) is kept only when z is given, the backend's backward needs it (triton) and the
-caller asks for it (keep_ypre: a backward will run); `states_in` holds the state entering every chunk
+`ypre` (pre-gate output, x.dtype) is kept only when z is given, the backend's backward needs it (triton, cuda) and
+the caller asks for it (keep_ypre: a backward will run); `states_in` holds the state entering every chunk
 (n_slots, h, p, n), from which the public function gathers the prefix-caching chunk states: fp32 (fp64 for fp64 x),
 except that the triton backend keeps it in bf16 for bf16 x unless fp32_states (set when chunk states are returned).
-The ref and cpu backends differentiate through python_ref (torch autograd).
+The ref and cpu backends differentiate through python_ref (torch autograd). The cuda backend's forward is the CUDA
+kernel (csrc/ssd/ssd_fwd_kernel.cuh; chunk_size a multiple of 64, n <= 128, else the Triton forward) and its
+backward the Triton backward (it reads the cuda forward's ypre and fp32 states_in). cuda is opt-in
+(backend="cuda") until it is timed on the H200: the default on CUDA tensors stays triton.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from python_ref.ssd import ssd_chunked_ref
 from .. import _backend, _checks
 from .layout import chunk_layout, n_chunk_slots
 
-SUPPORTED = ("ref", "cpu", "triton")
+SUPPORTED = ("ref", "cpu", "triton", "cuda")
 _INT_DTYPES = (torch.int32, torch.int64)
 
 
@@ -30,7 +33,7 @@ def _state_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _keeps_ypre(backend: str, z, keep_ypre: bool) -> bool:
-    return z is not None and backend == "triton" and keep_ypre
+    return z is not None and backend in ("triton", "cuda") and keep_ypre
 
 
 def _states_in_dtype(x: torch.Tensor, backend: str, fp32_states: bool) -> torch.dtype:
@@ -58,6 +61,13 @@ def ssd_chunked_fwd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch
         out, ypre, states_in, final = tri.ssd_fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit,
                                                   initial_states, cu_seqlens, need_ypre=keep_ypre,
                                                   states_fp32=fp32_states)
+        if ypre.numel() == 0:
+            ypre = x.new_empty(0, dtype=torch.float32)
+        return out, ypre, states_in.to(_states_in_dtype(x, backend, fp32_states)), final.to(sdt)
+    if backend == "cuda":
+        from .cuda import ssd_fwd_cuda
+        out, ypre, states_in, final = ssd_fwd_cuda(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit,
+                                                   initial_states, cu_seqlens, need_ypre=keep_ypre)
         if ypre.numel() == 0:
             ypre = x.new_empty(0, dtype=torch.float32)
         return out, ypre, states_in.to(_states_in_dtype(x, backend, fp32_states)), final.to(sdt)
@@ -145,10 +155,10 @@ def _backward(ctx, dout, d_ypre, d_states_in, d_final):
     ins = (x, dt, A, B, C, D, z, dt_bias, initial_states)
     if dout is None:
         dout = torch.zeros_like(x)
-    if backend == "triton":
+    if backend in ("triton", "cuda"):  # cuda: the Triton backward on the cuda forward's ypre / states_in
         grads = ssd_chunked_bwd(dout, d_states_in, d_final, x, dt, A, B, C, D, z, dt_bias, initial_states,
                                 cu_seqlens, ypre, states_in, chunk_size, dt_softplus, has_limit, dt_lo, dt_hi,
-                                backend)
+                                "triton")
         grads = [g if t is not None else None for g, t in zip(grads, ins)]
     else:
         # ref / cpu: differentiate the reference (recomputed) with torch autograd
@@ -238,7 +248,8 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
         cu_seqlens (nseq + 1,) int32/int64: b == 1, sequence i = tokens cu_seqlens[i]:cu_seqlens[i+1]; chunks
             restart at each sequence.
         backend: None (fastest available), "ref", "cpu" (CPU tensors; its backward is the reference's),
-            "triton" (CUDA, or CPU under TRITON_INTERPRET=1).
+            "triton" (CUDA, or CPU under TRITON_INTERPRET=1), "cuda" (CUDA tensors, opt-in: CUDA kernel forward
+            for chunk_size a multiple of 64 and n <= 128, else Triton; Triton backward).
     Returns:
         out (b, l, h, p) in x.dtype; with return_final_states also final_states ((b|nseq), h, p, n); with
         return_chunk_states also the state after every chunk: (b, ceil(l/Q), h, p, n), or (total_chunks, h, p, n)
@@ -258,6 +269,8 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     """
     device = _check(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_limit, initial_states, cu_seqlens)
     supported = SUPPORTED if _cpu_available() else tuple(s for s in SUPPORTED if s != "cpu")
+    if backend is None:  # cuda is opt-in until timed on the H200
+        supported = tuple(s for s in supported if s != "cuda")
     be = _backend.resolve(backend, device, supported=supported)
     has_limit = dt_limit is not None
     lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, math.inf)

@@ -111,10 +111,12 @@ struct Barrier {
 struct Warp {
   Barrier bar{32};
   float xch[2][32];  // double-buffered: one barrier per shuffle (see shfl_exchange)
+  float mma_a[2][32][8], mma_b[2][32][4];  // mma fragments of the lanes, double-buffered like xch (see mma_*)
 };
 struct Fiber {
   ucontext_t uc;
   unsigned shfl_parity = 0;  // every lane of a warp runs the same sequence of shuffles
+  unsigned mma_parity = 0;   // and of mma.sync
   bool done = false;
   bool parked = false;  // waiting at the cluster barrier
   unsigned cgen = 0;    // cluster barrier generation of this fiber's last arrive
@@ -126,6 +128,10 @@ inline unsigned cl_rank = 0, cl_size = 1;
 inline int cl_live = -1;                                // block (rank) whose shared memory is in kernel_smem
 inline std::vector<std::vector<unsigned char>>* cl_smem = nullptr;  // per-rank copies while not running
 inline void* kernel_smem = nullptr;  // the kernels' extern __shared__ array (set by the test driver)
+// When set, NaN-filled before every block of a launch without clusters (reads of unwritten shared memory then
+// show up in the outputs); the test driver of a kernel whose shared array is not smem_buf sets it.
+inline void* poison_smem = nullptr;
+inline size_t poison_smem_bytes = 0;
 inline size_t cl_smem_bytes = 0;
 inline Warp* warps = nullptr;
 inline Fiber* fibers = nullptr;
@@ -156,6 +162,18 @@ inline void fiber_entry() {
   fibers[cur].done = true;  // then returns to sched_uc (uc_link)
 }
 
+// Fresh fibers 0..n-1 of fs (stack t at stacks + t kStack) that start at fiber_entry.
+inline void start_fibers(Fiber* fs, unsigned n, char* stacks) {
+  for (unsigned t = 0; t < n; ++t) {
+    fs[t] = Fiber{};
+    getcontext(&fs[t].uc);
+    fs[t].uc.uc_stack.ss_sp = stacks + kStack * t;
+    fs[t].uc.uc_stack.ss_size = kStack;
+    fs[t].uc.uc_link = &sched_uc;
+    makecontext(&fs[t].uc, fiber_entry, 0);
+  }
+}
+
 // The grid in clusters of ncl blocks along x (fiber_body / fiber_arg, gridDim, blockDim already set).
 inline cudaError_t launch_clusters(const cudaLaunchConfig_t& cfg, unsigned ncl, unsigned nthr, size_t smem) {
   if (smem > 0 && kernel_smem == nullptr) fail("cluster launch: cuda_emu::kernel_smem (the kernels' shared array) not set");
@@ -179,14 +197,7 @@ inline cudaError_t launch_clusters(const cudaLaunchConfig_t& cfg, unsigned ncl, 
         }
         cluster_bar = Barrier{nf};
         cl_live = -1;
-        for (unsigned t = 0; t < nf; ++t) {
-          fs[t] = Fiber{};
-          getcontext(&fs[t].uc);
-          fs[t].uc.uc_stack.ss_sp = stacks.get() + kStack * t;
-          fs[t].uc.uc_stack.ss_size = kStack;
-          fs[t].uc.uc_link = &sched_uc;
-          makecontext(&fs[t].uc, fiber_entry, 0);
-        }
+        start_fibers(fs.data(), nf, stacks.get());
         for (unsigned left = nf; left > 0;) {
           bool progress = false;
           for (unsigned k = 0; k < ncl && left > 0; ++k) {  // block k runs until each fiber is done or parked
@@ -264,19 +275,14 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
         blockIdx.x = bx; blockIdx.y = by; blockIdx.z = bz;
         const float nan = std::nanf("");
         for (size_t i = 0; i < sizeof(smem_buf) / 4; ++i) std::memcpy(smem_buf + 4 * i, &nan, 4);
+        for (size_t i = 0; poison_smem && i < poison_smem_bytes / 4; ++i)
+          std::memcpy(static_cast<unsigned char*>(poison_smem) + 4 * i, &nan, 4);
         block_bar = Barrier{nthr};
         cluster_bar = Barrier{nthr};  // a cluster of one
         std::vector<Warp> ws(nthr / 32);
         warps = ws.data();
         fibers = fs.data();
-        for (unsigned t = 0; t < nthr; ++t) {
-          fs[t] = Fiber{};
-          getcontext(&fs[t].uc);
-          fs[t].uc.uc_stack.ss_sp = stacks.get() + kStack * t;
-          fs[t].uc.uc_stack.ss_size = kStack;
-          fs[t].uc.uc_link = &sched_uc;
-          makecontext(&fs[t].uc, fiber_entry, 0);
-        }
+        start_fibers(fs.data(), nthr, stacks.get());
         for (unsigned left = nthr; left > 0;) {
           for (unsigned t = 0; t < nthr; ++t) {
             if (fs[t].done) continue;
@@ -355,6 +361,67 @@ inline float __shfl_down_sync(unsigned mask, float v, unsigned delta) {
 inline float __shfl_sync(unsigned mask, float v, int src_lane) {
   return cuda_emu::shfl_exchange(mask, v, unsigned(src_lane) & 31u, "__shfl_sync: only the full-warp mask is emulated");
 }
+namespace cuda_emu {
+// One warp's mma.sync: every lane publishes its fragments (as floats), one warp barrier, each lane computes its
+// four outputs in k order with fma (the GPU's summation order is unspecified). The buffers alternate as in
+// shfl_exchange. Fragment layouts as in the PTX ISA (g = lane / 4, q = lane % 4); see csrc/ssd/ssd_fwd_kernel.cuh.
+inline float bf16_bits_to_float(uint32_t bits16) {
+  const uint32_t u = bits16 << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float tf32_trunc(float v) {  // the tensor core reads the upper 19 bits of a tf32 operand
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u &= 0xffffe000u;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+template <int K>
+inline void mma_exchange(float (&d)[4], const float* a, const float* b) {
+  Warp& w = warps[threadIdx.x >> 5];
+  unsigned& parity = fibers[threadIdx.x].mma_parity;
+  const unsigned lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  float(*ma)[8] = w.mma_a[parity];
+  float(*mb)[4] = w.mma_b[parity];
+  parity ^= 1u;
+  for (int i = 0; i < K / 2; ++i) ma[lane][i] = a[i];
+  for (int i = 0; i < K / 4; ++i) mb[lane][i] = b[i];
+  arrive_and_wait(w.bar);
+  // element (row, k) of A and (k, col) of B: the lane holding it and its register index
+  auto A = [&](unsigned r, unsigned k) {
+    if (K == 16) {  // regs: (g,2q) (g,2q+1) (g+8,2q) (g+8,2q+1) (g,2q+8) (g,2q+9) (g+8,2q+8) (g+8,2q+9)
+      const unsigned kq = (k & 7) >> 1, hi = k >> 3, lo = k & 1, rh = r >> 3;
+      return ma[(r & 7) * 4 + kq][hi * 4 + rh * 2 + lo];
+    }
+    return ma[(r & 7) * 4 + (k & 3)][(k >> 2) * 2 + (r >> 3)];  // tf32: (g,q) (g+8,q) (g,q+4) (g+8,q+4)
+  };
+  auto B = [&](unsigned k, unsigned c) {
+    if (K == 16) return mb[c * 4 + ((k & 7) >> 1)][(k >> 3) * 2 + (k & 1)];  // (2q,g) (2q+1,g) (2q+8,g) (2q+9,g)
+    return mb[c * 4 + (k & 3)][k >> 2];                                        // tf32: (q,g) (q+4,g)
+  };
+  for (unsigned k = 0; k < unsigned(K); ++k)
+    for (unsigned e = 0; e < 4; ++e) d[e] = std::fma(A(g + 8 * (e >> 1), k), B(k, 2 * q + (e & 1)), d[e]);
+}
+inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  float af[8], bf[4];
+  for (int i = 0; i < 4; ++i) {
+    af[2 * i] = bf16_bits_to_float(a[i] & 0xffffu);
+    af[2 * i + 1] = bf16_bits_to_float(a[i] >> 16);
+  }
+  for (int i = 0; i < 2; ++i) {
+    bf[2 * i] = bf16_bits_to_float(b[i] & 0xffffu);
+    bf[2 * i + 1] = bf16_bits_to_float(b[i] >> 16);
+  }
+  mma_exchange<16>(d, af, bf);
+}
+inline void mma_m16n8k8_tf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
+  const float af[4] = {tf32_trunc(a[0]), tf32_trunc(a[1]), tf32_trunc(a[2]), tf32_trunc(a[3])};
+  const float bf[2] = {tf32_trunc(b[0]), tf32_trunc(b[1])};
+  mma_exchange<8>(d, af, bf);
+}
+}  // namespace cuda_emu
 inline float atomicAdd(float* addr, float v) {
   const float old = *addr;
   *addr = old + v;

@@ -1,0 +1,8 @@
+// CUDA SSD forward for bf16 inputs (one file per dtype so they compile in parallel).
+#include "ssd/ssd_fwd_kernel.cuh"
+
+namespace mamba_kernels {
+namespace ssd_cuda {
+template cudaError_t launch_ssd_fwd<__nv_bfloat16>(const SsdFwdCudaParams& p, cudaStream_t stream);
+}  // namespace ssd_cuda
+}  // namespace mamba_kernels

@@ -1,0 +1,75 @@
+"""Launcher for the CUDA forward (csrc/ssd/ssd_fwd_kernel.cuh via torch.ops.mamba_kernels._ssd_fwd_cuda).
+
+The CUDA kernel serves chunk_size a multiple of 64, n <= 128 and fp32 / fp16 / bf16 inputs; other calls run the
+Triton forward (same outputs). Its backward is the Triton backward (interface.py), which reads the pre-gate output
+and the fp32 chunk-entry states written here.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .layout import n_chunk_slots
+
+MAX_DSTATE = 128
+CHUNK_MULTIPLE = 64
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    """True when mamba_kernels._cuda is importable and contains the ssd op."""
+    try:
+        import mamba_kernels._cuda  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(torch.ops.mamba_kernels, "_ssd_fwd_cuda")
+
+
+def kernel_serves(x: torch.Tensor, B: torch.Tensor, chunk_size: int) -> bool:
+    return (x.dtype in (torch.float32, torch.float16, torch.bfloat16) and B.shape[-1] <= MAX_DSTATE
+            and chunk_size % CHUNK_MULTIPLE == 0 and x.shape[2] <= 65535)
+
+
+def ssd_fwd_cuda(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
+                 initial_states=None, cu_seqlens=None, need_ypre=True):
+    """Same outputs as triton.ssd_fwd(..., states_fp32=True): out (x.dtype), ypre (pre-gate y in x.dtype when z is
+    given and need_ypre, else empty), states_in (n_slots, h, p, n) fp32 (unused varlen slots zero), final
+    (nseq, h, p, n) fp32."""
+    if not kernel_serves(x, B, chunk_size) or not available():
+        from . import triton as tri
+        return tri.ssd_fwd(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit, initial_states,
+                           cu_seqlens, need_ypre=need_ypre, states_fp32=True)
+    b, l, h, p = x.shape
+    n = B.shape[-1]
+    f32 = torch.float32
+
+    def act(t):  # x's dtype, contiguous last dimension (any other strides)
+        if t is None:
+            return None
+        t = t.detach().to(x.dtype)
+        return t if t.stride(-1) == 1 else t.contiguous()
+
+    def w(t):
+        return None if t is None else t.detach().to(f32).contiguous()
+    xx, BB, CC, zz = act(x), act(B), act(C), act(z)
+    dtt = dt.detach()
+    if dtt.dtype not in (x.dtype, f32):
+        dtt = dtt.to(f32)
+    nseq = b
+    cu = offs = None
+    if cu_seqlens is not None:
+        nseq = cu_seqlens.shape[0] - 1
+        cu = cu_seqlens.detach().to(torch.int64).contiguous()
+        nck = torch.div(cu[1:] - cu[:-1] + chunk_size - 1, chunk_size, rounding_mode="floor")
+        offs = torch.cat([cu.new_zeros(1), torch.cumsum(nck, 0)])  # first chunk slot of each sequence, on device
+    n_slots = n_chunk_slots(b, l, chunk_size, None if cu_seqlens is None else nseq)
+    out = torch.empty(b, l, h, p, device=x.device, dtype=x.dtype)
+    ypre = torch.empty(x.shape if (z is not None and need_ypre) else (0,), device=x.device, dtype=x.dtype)
+    states_in = (torch.zeros if cu_seqlens is not None else torch.empty)(n_slots, h, p, n, device=x.device, dtype=f32)
+    final = torch.empty(nseq, h, p, n, device=x.device, dtype=f32)
+    lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if dt_limit is not None else (0.0, 0.0)
+    torch.ops.mamba_kernels._ssd_fwd_cuda(
+        xx, dtt, w(A), BB, CC, w(D), zz, w(dt_bias), w(initial_states), cu, offs, int(chunk_size),
+        bool(dt_softplus), dt_limit is not None, lo, hi, out, ypre, states_in, final)
+    return out, ypre, states_in, final
