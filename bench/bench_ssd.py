@@ -70,6 +70,12 @@ def _ours(backend):
     return fn
 
 
+def _need_cuda_kernel():
+    from mamba_kernels.ssd import cuda as ssd_cuda
+    if not ssd_cuda.available():
+        pytest.skip("mamba_kernels._cuda lacks _ssd_fwd_cuda (CUDA extension not built with the ssd kernel)")
+
+
 def _mamba(ms):
     def fn(inp):
         return ms.mamba_chunk_scan_combined(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], Q, D=inp["D"],
@@ -93,8 +99,9 @@ def _fwd_bwd(fn, inp):
 def bench_ssd(benchmark, harness, mode, impl, shape):
     s = SHAPES[shape]
     if impl == "mamba_kernels:cuda":
-        pytest.skip("ssd has no CUDA C++ backend yet")
-    if impl == "mamba_kernels:triton":
+        _need_cuda_kernel()
+        fn = _ours("cuda")  # CUDA forward kernel; fwd_bwd: + the Triton backward
+    elif impl == "mamba_kernels:triton":
         fn = _ours("triton")
     else:
         fn = _mamba(anchors.mamba_ssm_triton())
@@ -297,3 +304,34 @@ def bench_ssd_bwd_configs(benchmark, harness, shape, cfg):
     dB / dC block configs)."""
     key, over, variant, names = BWD_CONFIGS[cfg]
     _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=True, variant=variant)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("chunk", [64, 256])
+@pytest.mark.parametrize("states", ["states", "nostates"])
+def bench_ssd_cuda_fwd_kernel(benchmark, harness, shape, chunk, states):
+    """The CUDA forward kernel alone (torch.ops.mamba_kernels._ssd_fwd_cuda, outputs preallocated, no ypre): with
+    the fp32 chunk-entry states (what the public op writes: b * l / chunk * h * p * n * 4 bytes, 168 MB at shape 1
+    and chunk 256) or without them (inference). The kernel tiles by 64 tokens whatever the chunk: chunk only sets
+    how often states are written."""
+    _need_cuda_kernel()
+    s = SHAPES[shape]
+    b, l, h, p, n, g = (s[k] for k in ("b", "l", "h", "p", "n", "g"))
+    inp = _inputs(**s)
+    out = torch.empty_like(inp["x"])
+    nslots = b * (-(-l // chunk))
+    sin = torch.empty(nslots if states == "states" else 0, h, p, n, device="cuda", dtype=torch.float32)
+    fin = torch.empty(b, h, p, n, device="cuda", dtype=torch.float32)
+    empty = torch.empty(0, device="cuda", dtype=BF16)
+    op = torch.ops.mamba_kernels._ssd_fwd_cuda
+
+    def run():
+        op(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"], inp["dt_bias"], None, None, None,
+           chunk, True, False, 0.0, 0.0, out, empty, sin, fin)
+    extra = sin.numel() * 4
+    # executed FLOPs of the 64-token tiles (C B^T and S x on the causal 16-row blocks: 5/8 of the square,
+    # per head and p block) + C h^T + state update
+    flops = b * l * h * (2 * 64 * n * 5 / 8 * -(-p // 64) + 2 * 64 * p * 5 / 8 + 4 * p * n)
+    harness.measure(benchmark, kernel="ssd_fwd_kernel", impl="mamba_kernels:cuda", shape=dict(s, chunk=chunk),
+                    dtype="bfloat16", fn=run, bytes=_bytes(**s) + extra, flops=int(flops),
+                    note=f"kernel only, {states}; flops = executed (64-token tiles)")

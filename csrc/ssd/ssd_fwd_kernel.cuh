@@ -23,7 +23,11 @@
 // (C B^T is recomputed per head and p block: with g = 1 every head pays it) while the state part (2 p n FLOPs a
 // token for C h^T and as much for the update) does not depend on the tile. The one CTA per (sequence, head, p
 // block) has no chunk-state round trip through HBM (x, B, C, dt, z read once, out written once); its cost is a
-// serial walk over the sequence: b4 h80 p64 gives 320 CTAs, b2 h32 p128 256 CTAs (see bench/bench_ssd.py).
+// serial walk over the sequence, and few CTAs: b4 h80 p64 gives 320 CTAs (2 an SM by registers: 1.2 waves on 132
+// SMs), b2 h32 p128 only 128 (one an SM, 4 warps). If the H200 shows it latency-bound, split each sequence into
+// segments walked by separate CTAs (segment states combined by a short second pass, the exp(a_t) C h^T correction
+// applied before the gate) or overlap tiles inside the CTA (warp-specialised C B^T / S x of tile i+1 while tile i
+// updates the state). Timings: bench/bench_ssd.py (bench_ssd, bench_ssd_cuda_fwd_kernel).
 //
 // Operand types. bf16 inputs: bf16 tiles, mma m16n8k16 bf16 with fp32 accumulation (S, x o w and the state are
 // rounded to bf16 as operands, as in the Triton kernels). fp32 and fp16 inputs: fp32 tiles and 3xTF32 (each
