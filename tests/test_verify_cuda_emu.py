@@ -57,6 +57,10 @@ GROUPS = {
     # N = 600 (column passes), k = 31, strided state view, no D / z / dt_bias, f16 and bf16 states, long rings
     "general_m2": ({}, ["m2_basic", "m2_n128", "m2_N5", "m2_bigP", "m2_colpass", "m2_k32", "m2_view", "m2_nopt",
                         "m2_bf16st", "m2_f16st_N64", "m2_n128_tree", "acc_m2_tree", "acc_m2_bigP"], ["general_m2"]),
+    # verify_m2prep_kernel + verify_m2str_kernel (experimental, MK_VERIFY_KERNEL=split): bf16 / f16 / f32 inputs,
+    # f32 / bf16 / f16 states, P 32 / 64 / 128 (clusters of 2 / 4 / 8), trees (path compaction), k up to 16, folds
+    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
+              ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "dec_f32", "tc_mix", "tc_k16"], ["split"]),
     # verify_m1_kernel (Mamba-1 layout, N 8 / 16, a thread a channel): fp32 / bf16 / f16 inputs, fp32 and bf16
     # states, chain and tree drafts (path compaction), G = H, idle lanes, long rings
     "m1lean": ({"STRESS_CONTIG": "1"}, ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16"],
@@ -157,6 +161,8 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
+    if group == "split":  # every SSM launch of these shapes is the split pair
+        assert counts["tc"] == counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "m1lean":  # every SSM launch of these contiguous shapes is the Mamba-1 lean kernel
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
     if group in ("tc", "tc4"):  # every SSM launch of these shapes is the tensor-core kernel
