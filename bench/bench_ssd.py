@@ -94,13 +94,18 @@ def _fwd_bwd(fn, inp):
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("impl", ["mamba_kernels:triton", "mamba_kernels:cuda", "mamba_ssm"])
+@pytest.mark.parametrize("impl", ["mamba_kernels:triton", "mamba_kernels:cuda", "mamba_kernels:cuda_fused",
+                                  "mamba_ssm"])
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
-def bench_ssd(benchmark, harness, mode, impl, shape):
+def bench_ssd(benchmark, harness, mode, impl, shape, monkeypatch):
     s = SHAPES[shape]
-    if impl == "mamba_kernels:cuda":
+    if impl.startswith("mamba_kernels:cuda"):
+        # CUDA forward (mamba_kernels:cuda: the chunk-parallel pipeline, unless MK_SSD_CUDA_FUSED=1;
+        # mamba_kernels:cuda_fused: the fused kernel); fwd_bwd: + the Triton backward
         _need_cuda_kernel()
-        fn = _ours("cuda")  # CUDA forward kernel; fwd_bwd: + the Triton backward
+        from mamba_kernels.ssd import cuda as ssd_cuda
+        monkeypatch.setattr(ssd_cuda, "FORCE_FUSED", impl == "mamba_kernels:cuda_fused")
+        fn = _ours("cuda")
     elif impl == "mamba_kernels:triton":
         fn = _ours("triton")
     else:
@@ -309,11 +314,14 @@ def bench_ssd_bwd_configs(benchmark, harness, shape, cfg):
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("chunk", [64, 256])
 @pytest.mark.parametrize("states", ["states", "nostates"])
-def bench_ssd_cuda_fwd_kernel(benchmark, harness, shape, chunk, states):
-    """The CUDA forward kernel alone (torch.ops.mamba_kernels._ssd_fwd_cuda, outputs preallocated, no ypre): with
-    the fp32 chunk-entry states (what the public op writes: b * l / chunk * h * p * n * 4 bytes, 168 MB at shape 1
-    and chunk 256) or without them (inference). The kernel tiles by 64 tokens whatever the chunk: chunk only sets
-    how often states are written."""
+@pytest.mark.parametrize("impl", ["mamba_kernels:cuda", "mamba_kernels:cuda_fused"])
+def bench_ssd_cuda_fwd_kernel(benchmark, harness, shape, chunk, states, impl):
+    """The CUDA forward alone (outputs preallocated, no ypre). impl mamba_kernels:cuda: the default path of
+    torch.ops.mamba_kernels._ssd_fwd_cuda, the chunk-parallel pipeline (3 kernels; nostates: the binding then
+    allocates the chunk-state scratch itself, the pipeline needs it either way), unless MK_SSD_CUDA_FUSED=1 is set;
+    mamba_kernels:cuda_fused: torch.ops.mamba_kernels._ssd_fwd_cuda_fused, the fused kernel (tiles of 64 tokens
+    whatever the chunk: chunk only sets how often it writes states). With the fp32 chunk-entry states (what the
+    public op writes: b * l / chunk * h * p * n * 4 bytes, 168 MB at shape 1 and chunk 256) or without them."""
     _need_cuda_kernel()
     s = SHAPES[shape]
     b, l, h, p, n, g = (s[k] for k in ("b", "l", "h", "p", "n", "g"))
@@ -323,15 +331,19 @@ def bench_ssd_cuda_fwd_kernel(benchmark, harness, shape, chunk, states):
     sin = torch.empty(nslots if states == "states" else 0, h, p, n, device="cuda", dtype=torch.float32)
     fin = torch.empty(b, h, p, n, device="cuda", dtype=torch.float32)
     empty = torch.empty(0, device="cuda", dtype=BF16)
-    op = torch.ops.mamba_kernels._ssd_fwd_cuda
+    fused = impl == "mamba_kernels:cuda_fused"
+    op = torch.ops.mamba_kernels._ssd_fwd_cuda_fused if fused else torch.ops.mamba_kernels._ssd_fwd_cuda
 
     def run():
         op(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"], inp["dt_bias"], None, None, None,
            chunk, True, False, 0.0, 0.0, out, empty, sin, fin)
     extra = sin.numel() * 4
     # executed FLOPs of the 64-token tiles (C B^T and S x on the causal 16-row blocks: 5/8 of the square,
-    # per head and p block) + C h^T + state update
+    # per head and p block) + C h^T + state update (the pipeline: + the chunk-state pass, 2 p n a token)
     flops = b * l * h * (2 * 64 * n * 5 / 8 * -(-p // 64) + 2 * 64 * p * 5 / 8 + 4 * p * n)
-    harness.measure(benchmark, kernel="ssd_fwd_kernel", impl="mamba_kernels:cuda", shape=dict(s, chunk=chunk),
+    if not fused:
+        flops += b * l * h * 2 * p * n
+        extra = 4 * nslots * h * p * n * 4  # chunk states written, read + entering states written, read
+    harness.measure(benchmark, kernel="ssd_fwd_kernel", impl=impl, shape=dict(s, chunk=chunk),
                     dtype="bfloat16", fn=run, bytes=_bytes(**s) + extra, flops=int(flops),
                     note=f"kernel only, {states}; flops = executed (64-token tiles)")

@@ -1,12 +1,13 @@
-"""The CUDA SSD forward kernel (csrc/ssd/ssd_fwd_kernel.cuh), checked on CPU through the fiber emulation of the
-CUDA execution model in tests/cuda_emu/ (cuda_runtime.h: lanes as fibers, warp barriers for shuffles and
-mma.sync, NaN-poisoned shared memory). tests/cuda_emu/ssd_emu.cpp runs the kernel, unmodified, through its real
-launcher (csrc/ssd/ssd_launch.cu) and compares out, the pre-gate y, the final states and the chunk-entry states
-with the C++ CPU forward in double (csrc/ssd/ssd_cpu.cpp, checked against python_ref by tests/test_ssd.py).
-Cases: l = 1, l not a multiple of the chunk, chunk 64 / 128 / 256, g in {1, 2, h}, p in {32, 48, 64, 128}, n in
-{16, 40, 64, 128}, varlen with 1-token and long sequences, initial states, z on / off, D (h) / (h, p) / none,
-dt in fp32, padded strides, steep decays; bf16 (tensor-core bf16 path), fp32 and fp16 (3xTF32 path) inputs.
-No GPU needed.
+"""The CUDA SSD forward (csrc/ssd/: the chunk-parallel pipeline ssd_chunk_kernel.cuh, default, and the fused kernel
+ssd_fwd_kernel.cuh, MK_SSD_CUDA_FUSED=1), checked on CPU through the fiber emulation of the CUDA execution model in
+tests/cuda_emu/ (cuda_runtime.h: lanes as fibers, warp barriers for shuffles and mma.sync, NaN-poisoned shared
+memory). tests/cuda_emu/ssd_emu.cpp runs both paths of every case, unmodified, through the real launcher
+(csrc/ssd/ssd_launch.cu, params.path = 2 / 1) and compares out, the pre-gate y, the final states and the
+chunk-entry states with the C++ CPU forward in double (csrc/ssd/ssd_cpu.cpp, checked against python_ref by
+tests/test_ssd.py). Cases: l = 1, l not a multiple of the chunk, chunk 64 / 128 / 256, g in {1, 2, h}, p in
+{32, 33, 48, 64, 128}, n in {16, 17, 32, 40, 64, 128}, varlen with empty, 1-token and long sequences, initial
+states, z on / off, D (h) / (h, p) / none, dt in fp32, padded strides (scalar loads) and 16-byte rows (cp.async),
+steep decays; bf16 (tensor-core bf16 path), fp32 and fp16 (3xTF32 path) inputs. No GPU needed.
 """
 import os
 import shutil
@@ -31,4 +32,4 @@ def test_ssd_cuda_forward_emulated_on_cpu(tmp_path):
     print(run_.stdout)
     assert run_.returncode == 0, f"the emulated CUDA SSD forward disagrees with the CPU forward:\n{run_.stdout}" \
                                  f"{run_.stderr[-2000:]}"
-    assert run_.stdout.count("ok  ") >= 14
+    assert run_.stdout.count("ok   chunked ") >= 19 and run_.stdout.count("ok   fused ") >= 19

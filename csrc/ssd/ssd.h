@@ -43,6 +43,10 @@ int ssd_fwd_cpu(const SsdFwdParams& params);
 //   contiguous (nullable): the state entering every chunk, sequence i's chunks from slot chunk_offsets[i] (without
 //   cu_seqlens: row * ceil(l / chunk_size))
 //   cu_seqlens, chunk_offsets (nseq + 1) int64 (nullable: nseq = batch, one sequence a row)
+// Paths (path; 0: the launcher's default, MK_SSD_CUDA_FUSED=1 read once makes it the fused kernel):
+//   1 fused kernel (ssd_fwd_kernel.cuh): states_in nullable.
+//   2 chunk-parallel pipeline (ssd_chunk_kernel.cuh): needs states_in (it holds the chunk states before it holds the
+//     entering states) with n_slots slots (a bound for varlen: grid size) and chunk_decay (n_slots, h) fp32 scratch.
 struct SsdFwdCudaParams {
   int64_t batch = 0, seqlen = 0, nheads = 0, headdim = 0, dstate = 0, ngroups = 1, chunk_size = 256, nseq = 0;
   DType in_dtype = DType::kBFloat16;
@@ -65,6 +69,10 @@ struct SsdFwdCudaParams {
   void* ypre = nullptr;
   float* states_in = nullptr;
   float* final_states = nullptr;
+  int path = 0;
+  int64_t n_slots = 0;
+  float* chunk_decay = nullptr;
+  bool vec16 = false;  // set by the launcher: x / z / B / C rows in 16-byte pieces (cp.async)
   int64_t x_batch_stride = 0, x_l_stride = 0, x_head_stride = 0;
   int64_t z_batch_stride = 0, z_l_stride = 0, z_head_stride = 0;
   int64_t out_batch_stride = 0, out_l_stride = 0, out_head_stride = 0;  // ypre: the same strides
@@ -79,5 +87,7 @@ constexpr int64_t kSsdCudaChunkMultiple = 64;
 
 // Returns an error string or nullptr. stream: a cudaStream_t.
 const char* ssd_fwd_cuda(const SsdFwdCudaParams& p, void* stream);
+// True when ssd_fwd_cuda runs the chunk-parallel pipeline for this path value (0 / 1 / 2, see above).
+bool ssd_fwd_cuda_chunked(int path);
 
 }  // namespace mamba_kernels

@@ -1,6 +1,11 @@
 // Torch binding of the CUDA SSD forward (goes into mamba_kernels._cuda). Thin: checks + params struct.
 //   torch.ops.mamba_kernels._ssd_fwd_cuda(...) writes out, ypre (when not empty), states_in (when not empty) and
-//   final_states (when not empty) in place.
+//   final_states (when not empty) in place: the chunk-parallel pipeline (csrc/ssd/ssd_chunk_kernel.cuh), or the
+//   fused kernel when MK_SSD_CUDA_FUSED=1 (read once by the launcher).
+//   torch.ops.mamba_kernels._ssd_fwd_cuda_fused(...): same arguments, always the fused kernel (ssd_fwd_kernel.cuh).
+// The pipeline needs (allocated here, stream-ordered by the caching allocator): chunk_decay (n_slots, h) fp32
+// (n_slots * h * 4 bytes), and, only when states_in is empty, a scratch (n_slots, h, p, n) fp32 for the chunk
+// states (n_slots: states_in.size(0), else b * ceil(l / Q), varlen ceil(l / Q) + nseq - 1).
 // Called only from mamba_kernels/ssd/cuda.py, which has cast B, C, z to x's dtype, dt to x's dtype or fp32, A, D,
 // dt_bias, initial_states to contiguous fp32, cu_seqlens / chunk_offsets to int64, and zero-filled states_in for
 // varlen (unused chunk slots stay zero).
@@ -9,6 +14,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "common/bind_utils.h"
@@ -42,7 +48,7 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
                      const std::optional<at::Tensor>& dt_bias, const std::optional<at::Tensor>& initial_states,
                      const std::optional<at::Tensor>& cu_seqlens, const std::optional<at::Tensor>& chunk_offsets,
                      int64_t chunk_size, bool dt_softplus, bool has_dt_limit, double dt_min, double dt_max,
-                     at::Tensor& out, at::Tensor& ypre, at::Tensor& states_in, at::Tensor& final_states) {
+                     at::Tensor& out, at::Tensor& ypre, at::Tensor& states_in, at::Tensor& final_states, int path) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x: expected a CUDA (b, l, h, p) tensor");
   const auto st = x.scalar_type();
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, "x: expected fp32 / fp16 / bf16, got ",
@@ -136,8 +142,42 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
     p.final_states = final_states.mutable_data_ptr<float>();
   }
   c10::cuda::CUDAGuard guard(x.device());
+  p.path = path;
+  at::Tensor scratch, decay;
+  if (ssd_fwd_cuda_chunked(path)) {
+    const int64_t nck = (p.seqlen + chunk_size - 1) / chunk_size;
+    p.n_slots = states_in.numel() > 0 ? states_in.size(0)
+                : (p.cu_seqlens ? std::max<int64_t>(nck + p.nseq - 1, 0) : p.batch * nck);
+    const auto f32 = x.options().dtype(at::kFloat);
+    decay = x.new_empty({std::max<int64_t>(p.n_slots * p.nheads, 1)}, f32);
+    p.chunk_decay = decay.mutable_data_ptr<float>();
+    if (p.states_in == nullptr) {
+      scratch = x.new_empty({std::max<int64_t>(p.n_slots, 1), p.nheads, p.headdim, p.dstate}, f32);
+      p.states_in = scratch.mutable_data_ptr<float>();
+    }
+  }
   const char* err = ssd_fwd_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == nullptr, "ssd_fwd_cuda: ", err ? err : "");
+}
+
+void ssd_fwd_cuda_default(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                          const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+                          const std::optional<at::Tensor>& dt_bias, const std::optional<at::Tensor>& initial_states,
+                          const std::optional<at::Tensor>& cu_seqlens, const std::optional<at::Tensor>& chunk_offsets,
+                          int64_t chunk_size, bool dt_softplus, bool has_dt_limit, double dt_min, double dt_max,
+                          at::Tensor& out, at::Tensor& ypre, at::Tensor& states_in, at::Tensor& final_states) {
+  ssd_fwd_cuda_op(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, chunk_offsets, chunk_size, dt_softplus,
+                  has_dt_limit, dt_min, dt_max, out, ypre, states_in, final_states, 0);
+}
+
+void ssd_fwd_cuda_fused(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                        const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+                        const std::optional<at::Tensor>& dt_bias, const std::optional<at::Tensor>& initial_states,
+                        const std::optional<at::Tensor>& cu_seqlens, const std::optional<at::Tensor>& chunk_offsets,
+                        int64_t chunk_size, bool dt_softplus, bool has_dt_limit, double dt_min, double dt_max,
+                        at::Tensor& out, at::Tensor& ypre, at::Tensor& states_in, at::Tensor& final_states) {
+  ssd_fwd_cuda_op(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, chunk_offsets, chunk_size, dt_softplus,
+                  has_dt_limit, dt_min, dt_max, out, ypre, states_in, final_states, 1);
 }
 
 }  // namespace
@@ -149,5 +189,11 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
       "Tensor? initial_states, Tensor? cu_seqlens, Tensor? chunk_offsets, int chunk_size, bool dt_softplus, "
       "bool has_dt_limit, float dt_min, float dt_max, Tensor(a!) out, Tensor(b!) ypre, Tensor(c!) states_in, "
       "Tensor(d!) final_states) -> ()",
-      &mamba_kernels::ssd_fwd_cuda_op);
+      &mamba_kernels::ssd_fwd_cuda_default);
+  m.def(
+      "_ssd_fwd_cuda_fused(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? dt_bias, "
+      "Tensor? initial_states, Tensor? cu_seqlens, Tensor? chunk_offsets, int chunk_size, bool dt_softplus, "
+      "bool has_dt_limit, float dt_min, float dt_max, Tensor(a!) out, Tensor(b!) ypre, Tensor(c!) states_in, "
+      "Tensor(d!) final_states) -> ()",
+      &mamba_kernels::ssd_fwd_cuda_fused);
 }

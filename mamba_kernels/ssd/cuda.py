@@ -1,6 +1,9 @@
-"""Launcher for the CUDA forward (csrc/ssd/ssd_fwd_kernel.cuh via torch.ops.mamba_kernels._ssd_fwd_cuda).
+"""Launcher for the CUDA forward (torch.ops.mamba_kernels._ssd_fwd_cuda).
 
-The CUDA kernel serves chunk_size a multiple of 64, n <= 128 and fp32 / fp16 / bf16 inputs; other calls run the
+Default path: the chunk-parallel pipeline (csrc/ssd/ssd_chunk_kernel.cuh: chunk states, state passing, chunk scan;
+the binding also allocates a (n_slots, h) fp32 chunk-decay scratch). MK_SSD_CUDA_FUSED=1 in the environment (read
+once per process) selects the fused kernel (csrc/ssd/ssd_fwd_kernel.cuh) instead; torch.ops.mamba_kernels.
+_ssd_fwd_cuda_fused always runs the fused kernel (same arguments). The CUDA forward serves chunk_size a multiple of 64, n <= 128 and fp32 / fp16 / bf16 inputs; other calls run the
 Triton forward (same outputs). Its backward is the Triton backward (interface.py), which reads the pre-gate output
 and the fp32 chunk-entry states written here.
 """
@@ -14,6 +17,9 @@ from .layout import n_chunk_slots
 
 MAX_DSTATE = 128
 CHUNK_MULTIPLE = 64
+# Benchmark switch (bench/bench_ssd.py, impl mamba_kernels:cuda_fused): True runs the fused kernel through
+# _ssd_fwd_cuda_fused in this process whatever MK_SSD_CUDA_FUSED says.
+FORCE_FUSED = False
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,7 +75,8 @@ def ssd_fwd_cuda(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_so
     states_in = (torch.zeros if cu_seqlens is not None else torch.empty)(n_slots, h, p, n, device=x.device, dtype=f32)
     final = torch.empty(nseq, h, p, n, device=x.device, dtype=f32)
     lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if dt_limit is not None else (0.0, 0.0)
-    torch.ops.mamba_kernels._ssd_fwd_cuda(
+    op = torch.ops.mamba_kernels._ssd_fwd_cuda_fused if FORCE_FUSED else torch.ops.mamba_kernels._ssd_fwd_cuda
+    op(
         xx, dtt, w(A), BB, CC, w(D), zz, w(dt_bias), w(initial_states), cu, offs, int(chunk_size),
         bool(dt_softplus), dt_limit is not None, lo, hi, out, ypre, states_in, final)
     return out, ypre, states_in, final

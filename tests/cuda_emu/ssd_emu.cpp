@@ -1,10 +1,13 @@
-// Runs the CUDA SSD forward kernel (csrc/ssd/ssd_fwd_kernel.cuh, unmodified, through its launcher) on the CPU with
-// the emulation headers of this folder (fibers for lanes, warp barriers for mma.sync and shuffles, NaN-poisoned
-// shared memory) and compares out, the pre-gate y, the final states and the chunk-entry states with the C++ CPU
-// forward (csrc/ssd/ssd_cpu.cpp, sequential form, in double; itself checked against python_ref by
-// tests/test_ssd.py). Driven by tests/test_ssd_cuda_emu.py:
+// Runs the CUDA SSD forward (csrc/ssd/: the chunk-parallel pipeline ssd_chunk_kernel.cuh and the fused kernel
+// ssd_fwd_kernel.cuh, unmodified, through their launcher with params.path = 2 and 1) on the CPU with the emulation
+// headers of this folder (fibers for lanes, warp barriers for mma.sync and shuffles, NaN-poisoned shared memory) and
+// compares out, the pre-gate y, the final states and the chunk-entry states of both paths with the C++ CPU forward
+// (csrc/ssd/ssd_cpu.cpp, sequential form, in double; itself checked against python_ref by tests/test_ssd.py).
+// Every case runs both paths (one line each: "ok   chunked <case>", "ok   fused <case>"). Driven by
+// tests/test_ssd_cuda_emu.py:
 //   g++ -std=c++20 -O1 -I tests/cuda_emu -I csrc tests/cuda_emu/ssd_emu.cpp csrc/ssd/ssd_cpu.cpp -o emu && ./emu [i..]
 // Prints one line per case; exit status 1 if any comparison fails.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "ssd/ssd_chunk_kernel.cuh"
 #include "ssd/ssd_fwd_kernel.cuh"
 #include "ssd/ssd_launch.cu"  // the real dispatch (plain C++ under the emulation headers)
 
@@ -20,6 +24,9 @@ namespace ssd_cuda {
 template cudaError_t launch_ssd_fwd<float>(const SsdFwdCudaParams&, cudaStream_t);  // as ssd_fwd_<dtype>.cu
 template cudaError_t launch_ssd_fwd<__half>(const SsdFwdCudaParams&, cudaStream_t);
 template cudaError_t launch_ssd_fwd<__nv_bfloat16>(const SsdFwdCudaParams&, cudaStream_t);
+template cudaError_t launch_ssd_fwd_chunked<float>(const SsdFwdCudaParams&, cudaStream_t);
+template cudaError_t launch_ssd_fwd_chunked<__half>(const SsdFwdCudaParams&, cudaStream_t);
+template cudaError_t launch_ssd_fwd_chunked<__nv_bfloat16>(const SsdFwdCudaParams&, cudaStream_t);
 alignas(16) float4 ssd_smem[sizeof(cuda_emu::smem_buf) / sizeof(float4)];  // the kernel's extern __shared__
 }  // namespace ssd_cuda
 }  // namespace mamba_kernels
@@ -75,6 +82,21 @@ std::vector<Case> cases() {
   c.dt = Dt::f16;
   c.padded = true;
   add(c);
+  // 16-byte rows with a partial p block (48 of 64 channels) and n = 40 (48 columns in the tile): cp.async path
+  add({"b3-l333-h2-p48-n40-g1-Q128", 3, 333, 2, 48, 40, 1, 128});
+  // p n odd: the state passing runs one float a thread; rows not in 16-byte pieces (scalar loads)
+  add({"b2-l200-h2-p33-n17-g2-Q64", 2, 200, 2, 33, 17, 2, 64});
+  c = {"b1-l520-varlen-h2-p64-n32-g1-Q64-fp32-steep", 1, 520, 2, 64, 32, 1, 64, {0, 200, 200, 201, 520}};
+  c.dt = Dt::f32;
+  c.A_scale = 8.0;
+  add(c);
+  // gentle decays (A ~ -0.005): states carry across chunks of 256 (the cases above forget them within a tile)
+  add({"b2-l600-h2-p64-n64-g1-Q256-gentle", 2, 600, 2, 64, 64, 1, 256, {}, Dt::bf16, true, true, true, true, true, 1,
+       false, false, 0.005});
+  c = {"b1-l450-varlen-h2-p32-n32-g2-Q128-fp32-gentle", 1, 450, 2, 32, 32, 2, 128, {0, 130, 131, 450}};
+  c.dt = Dt::f32;
+  c.A_scale = 0.005;
+  add(c);
   return cs;
 }
 
@@ -113,7 +135,7 @@ struct Report {
 };
 
 template <typename T>
-bool run_case(const Case& cs) {
+bool run_case(const Case& cs, int path) {
   const int64_t b = cs.b, l = cs.l, h = cs.h, p = cs.p, n = cs.n, g = cs.g, Q = cs.Q;
   const bool varlen = !cs.cu.empty();
   const int64_t nseq = varlen ? int64_t(cs.cu.size()) - 1 : b;
@@ -214,6 +236,14 @@ bool run_case(const Case& cs) {
   std::vector<float> fin(size_t(nseq * h * p * n), std::nanf(""));
   P.states_in = states_in.data();
   P.final_states = fin.data();
+  P.path = path;
+  P.n_slots = varlen ? std::max<int64_t>((l + Q - 1) / Q + nseq - 1, 0) : slots;  // the binding's bound
+  std::vector<float> decay(size_t(std::max<int64_t>(P.n_slots * h, 1)), std::nanf(""));
+  P.chunk_decay = decay.data();
+  // the chunked path's grid covers every slot of the bound (slots past the last chunk are neither read nor written;
+  // the real ones start NaN: every chunk state must be written before it is read)
+  if (path == 2 && varlen) states_in.resize(size_t(std::max<int64_t>(P.n_slots * h * p * n, 1)), std::nanf(""));
+  P.states_in = states_in.data();
   cuda_emu::poison_smem = ssd_cuda::ssd_smem;
   cuda_emu::poison_smem_bytes = size_t(ssd_cuda::smem_layout<typename ssd_cuda::TileType<T>::E>(n).bytes);
   if (const char* e = ssd_fwd_cuda(P, nullptr)) { std::printf("FAIL %s: launch: %s\n", cs.name, e); return false; }
@@ -262,7 +292,7 @@ bool run_case(const Case& cs) {
     rsin.resize(s.size());
     rep.check("states_in", s, rsin, st_rt, st_mt);
   }
-  std::printf("%s %s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name, rep.msg.c_str());
+  std::printf("%s %-7s %s:%s\n", rep.ok ? "ok  " : "FAIL", path == 2 ? "chunked" : "fused", cs.name, rep.msg.c_str());
   return rep.ok;
 }
 
@@ -278,8 +308,10 @@ int main(int argc, char** argv) {
   for (size_t i : which) {
     if (i >= cs.size()) { std::printf("no case %zu\n", i); return 2; }
     const auto t0 = std::chrono::steady_clock::now();
-    const bool ok = cs[i].dt == Dt::f32 ? run_case<float>(cs[i])
-                    : cs[i].dt == Dt::bf16 ? run_case<__nv_bfloat16>(cs[i]) : run_case<__half>(cs[i]);
+    bool ok = true;
+    for (int path : {2, 1})
+      ok = (cs[i].dt == Dt::f32 ? run_case<float>(cs[i], path)
+            : cs[i].dt == Dt::bf16 ? run_case<__nv_bfloat16>(cs[i], path) : run_case<__half>(cs[i], path)) && ok;
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("     (%.1f s)\n", sec);
     std::fflush(stdout);
