@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
@@ -202,6 +203,25 @@ inline bool device_has_clusters() {
   return cached[dev] == 2;
 }
 
+// c.grid blocks of c.threads in clusters of c.cluster consecutive blocks (x).
+template <typename... Params, typename... Args>
+cudaError_t launch_in_clusters(const SsmLaunch& c, size_t smem, cudaStream_t stream, void (*kern)(Params...),
+                               Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
+  cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(c.cluster);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kern, std::forward<Args>(args)...);
+}
+
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   const bool clusters = device_has_clusters();
@@ -229,18 +249,8 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     pk<<<static_cast<unsigned>(units), 128, c.prep_smem, stream>>>(p, work, c.work_words);
     err = cudaGetLastError();
     if (err != cudaSuccess) return cudaGetErrorString(err);
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
-    cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = static_cast<unsigned>(c.cluster);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    err = cudaLaunchKernelEx(&cfg, str_kernel<T>(p.in_dtype, p.N), p, static_cast<const float*>(work), c.work_words);
+    err = launch_in_clusters(c, 0, stream, str_kernel<T>(p.in_dtype, p.N), p, static_cast<const float*>(work),
+                             c.work_words);
     if (err != cudaSuccess) return cudaGetErrorString(err);
     err = cudaFreeAsync(work, stream);
     return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
@@ -250,19 +260,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     if (err != cudaSuccess) return cudaGetErrorString(err);
   }
   if (c.cluster > 1) {  // a cluster of `cluster` consecutive blocks per unit
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
-    cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
-    cfg.dynamicSmemBytes = c.smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = static_cast<unsigned>(c.cluster);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    err = cudaLaunchKernelEx(&cfg, kern, p);
+    err = launch_in_clusters(c, c.smem, stream, kern, p);
     if (err != cudaSuccess) return cudaGetErrorString(err);
   } else {
     kern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p);
