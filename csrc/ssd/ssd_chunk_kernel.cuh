@@ -29,9 +29,12 @@
 // = 5120 CTAs (1 p block), kernel 2 16 x 80 x 4 = 5120 CTAs of 16 chunk steps; b2 l4096 h32 p128 n128 g32: kernels
 // 1 and 3 have 32 slots x 2 p blocks x 32 heads = 2048 CTAs, kernel 2 32 x 32 x 2 = 2048 CTAs of 16 steps.
 //
+// Resources (sm_90a, bf16, n <= 128): kernel 1 at most 128 registers (__launch_bounds__(128, 4)) and 27 KB of shared
+// memory (x, B, dt' only: 4 CTAs an SM); kernel 3 the fused kernel's budget (state + S + Y accumulators: 255
+// registers, 72 KB: 2 CTAs an SM); kernel 2 30 registers, no shared memory.
+//
 // Known gaps: fragments from shared memory by 32-bit / scalar loads (no ldmatrix); no double buffering across the
-// tiles of a chunk (other CTAs of the SM overlap instead); kernel 1 allocates the full tile layout (C / h / z unused);
-// kernel 3 keeps the fused kernel's register budget (state + S + Y accumulators).
+// tiles of a chunk (other CTAs of the SM overlap instead).
 #pragma once
 #include "ssd/ssd_common.cuh"
 
@@ -75,7 +78,7 @@ __device__ __forceinline__ void decode_block(const SsdFwdCudaParams& p, int64_t&
 
 // ------------------------------------------------------------------------------------------ 1. chunk states
 template <typename in_t>
-__global__ void __launch_bounds__(kThreads) ssd_chunk_state_kernel(const SsdFwdCudaParams p) {
+__global__ void __launch_bounds__(kThreads, 4) ssd_chunk_state_kernel(const SsdFwdCudaParams p) {
   extern __shared__ float4 ssd_smem[];
   int64_t head, slot, row, t0, clen;
   int ch0;
@@ -194,10 +197,11 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
   cfg.blockDim = dim3(kThreads);
   cfg.stream = stream;
   if (nblk > 0) {
+    const int64_t smem1 = smem_layout<E>(p.dstate).bytes_xb;  // x, B, dt' only
     cfg.gridDim = dim3(unsigned(nblk));
-    cfg.dynamicSmemBytes = size_t(smem);
+    cfg.dynamicSmemBytes = size_t(smem1);
     auto k1 = ssd_chunk_state_kernel<in_t>;
-    if (smem > 48 * 1024) e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (smem1 > 48 * 1024) e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem1));
     if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, k1, p);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess) return e;

@@ -166,6 +166,53 @@ __device__ __forceinline__ typename Frag<E>::B b_rows(const E* base, int ld, int
   return Frag<E>::b_from(v);
 }
 
+// ldmatrix.x4.trans of four 8 x 8 bf16 matrices: lane 8m + r gives the address of row r of matrix m (16 bytes,
+// 16-byte aligned); lane (g, q) receives r[m] = (row 2q, col g) | (row 2q + 1, col g) << 16 of matrix m. The CPU
+// emulation gathers the lanes' row addresses through a per-warp table (two warp barriers), so a wrong lane address
+// shows up as a wrong fragment.
+#if !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
+inline const void* emu_ldsm_rows[32][32];
+#endif
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* row_addr) {
+#if defined(__CUDA_ARCH__)
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+#elif defined(MK_CUDA_EMU)
+  const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+  emu_ldsm_rows[w][lane] = row_addr;
+  __syncwarp();
+  for (unsigned m = 0; m < 4; ++m) {
+    const uint16_t* r0 = static_cast<const uint16_t*>(emu_ldsm_rows[w][8 * m + 2 * q]);
+    const uint16_t* r1 = static_cast<const uint16_t*>(emu_ldsm_rows[w][8 * m + 2 * q + 1]);
+    r[m] = uint32_t(r0[g]) | (uint32_t(r1[g]) << 16);
+  }
+  __syncwarp();
+#endif
+}
+
+// B fragments of two neighbouring n-tiles, B[k][c] = base[k * ld + c] (k strided), c in 0..15: b0 for c 0..7, b1
+// for c 8..15. bf16: one ldmatrix.x4.trans (rows 16 bytes apart in banks: ld * 2 a multiple of 16, base 16-byte
+// aligned); fp32: scalar loads.
+template <typename E>
+__device__ __forceinline__ void b_rows2(typename Frag<E>::B& b0, typename Frag<E>::B& b1, const E* base, int ld, int g,
+                                        int q) {
+  b0 = b_rows<E>(base, ld, g, q);
+  b1 = b_rows<E>(base + 8, ld, g, q);
+}
+template <>
+__device__ __forceinline__ void b_rows2<__nv_bfloat16>(Frag<__nv_bfloat16>::B& b0, Frag<__nv_bfloat16>::B& b1,
+                                                       const __nv_bfloat16* base, int ld, int g, int q) {
+  const int lane = 4 * g + q, m = lane >> 3;  // matrices: (k 0-7, c 0-7) (k 8-15, c 0-7) (k 0-7, c 8-15) (k 8-15, ..)
+  uint32_t r[4];
+  ldsm_x4_trans(r, base + ((lane & 7) + 8 * (m & 1)) * ld + 8 * (m >> 1));
+  b0.r[0] = r[0];
+  b0.r[1] = r[1];
+  b1.r[0] = r[2];
+  b1.r[1] = r[3];
+}
+
 // ------------------------------------------------------------------------------------------ shared memory
 // Element type of the shared tiles: bf16 for bf16 inputs, fp32 otherwise.
 template <typename in_t> struct TileType { using E = float; };
@@ -173,7 +220,8 @@ template <> struct TileType<__nv_bfloat16> { using E = __nv_bfloat16; };
 
 struct SmemLayout {
   int ldx, ldn, nk;  // row lengths (elements) of the x / z tiles and of the B / C / h tiles; k16 steps over n
-  int64_t off_b, off_c, off_h, off_z, off_f, bytes;  // byte offsets (all multiples of 16)
+  int64_t off_b, off_f, off_c, off_h, off_z, bytes;  // byte offsets (all multiples of 16)
+  int64_t bytes_xb;  // x, B, dt' / cumsum only (the chunk-state kernel): off_c
 };
 
 template <typename E>
@@ -185,11 +233,12 @@ __host__ __device__ inline SmemLayout smem_layout(int64_t n) {
   s.ldn = 16 * s.nk + pad;
   const int64_t es = int64_t(sizeof(E));
   s.off_b = int64_t(kTile) * s.ldx * es;
-  s.off_c = s.off_b + int64_t(kTile) * s.ldn * es;
+  s.off_f = s.off_b + int64_t(kTile) * s.ldn * es;
+  s.off_c = s.off_f + 2 * kTile * int64_t(sizeof(float));
   s.off_h = s.off_c + int64_t(kTile) * s.ldn * es;
   s.off_z = s.off_h + int64_t(kBP) * s.ldn * es;
-  s.off_f = s.off_z + int64_t(kTile) * s.ldx * es;
-  s.bytes = s.off_f + 2 * kTile * int64_t(sizeof(float));
+  s.bytes = s.off_z + int64_t(kTile) * s.ldx * es;
+  s.bytes_xb = s.off_c;
   return s;
 }
 
@@ -445,7 +494,12 @@ __device__ __forceinline__ void tile_output(const SsdFwdCudaParams& p, const Til
                            s[2 * kk + 1][0], s[2 * kk + 1][1], s[2 * kk + 1][2], s[2 * kk + 1][3]};
       const typename F::A fa = F::a_from(av);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) F::mma(y[j], fa, b_rows<E>(c.xs + 16 * kk * ldx + 8 * j, ldx, g, q));
+      for (int j = 0; j < 8; j += 2) {
+        typename F::B b0, b1;
+        b_rows2<E>(b0, b1, c.xs + 16 * kk * ldx + 8 * j, ldx, g, q);
+        F::mma(y[j], fa, b0);
+        F::mma(y[j + 1], fa, b1);
+      }
     }
   }
   // epilogue: + D x, ypre, gate, store
@@ -497,8 +551,14 @@ __device__ __forceinline__ float tile_update(float (&hacc)[kNT][4], const TileCt
                            to_f(xr[9 * ldx + 8]) * w9};
       const typename F::A fa = F::a_from(av);
 #pragma unroll
-      for (int j = 0; j < kNT; ++j)
-        if (j < 2 * c.nk) F::mma(hacc[j], fa, b_rows<E>(c.bs + 16 * kk * ldn + 8 * j, ldn, g, q));
+      for (int j = 0; j < kNT; j += 2) {
+        if (j < 2 * c.nk) {
+          typename F::B b0, b1;
+          b_rows2<E>(b0, b1, c.bs + 16 * kk * ldn + 8 * j, ldn, g, q);
+          F::mma(hacc[j], fa, b0);
+          F::mma(hacc[j + 1], fa, b1);
+        }
+      }
     }
   }
   return a_last;
