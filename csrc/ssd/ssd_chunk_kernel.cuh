@@ -33,7 +33,8 @@
 // memory (x, B, dt' only: 4 CTAs an SM); kernel 3 the fused kernel's budget (state + S + Y accumulators: 255
 // registers, 72 KB: 2 CTAs an SM); kernel 2 30 registers, no shared memory.
 //
-// Known gaps: fragments from shared memory by 32-bit / scalar loads (no ldmatrix); no double buffering across the
+// Known gaps: only the bf16 k-strided B fragments (S x, state update) use ldmatrix; C / B / h fragments are 32-bit
+// loads, fp32 tiles scalar loads; no double buffering across the
 // tiles of a chunk (other CTAs of the SM overlap instead).
 #pragma once
 #include "ssd/ssd_common.cuh"

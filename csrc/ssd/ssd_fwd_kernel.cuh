@@ -42,8 +42,9 @@
 //
 // Measured on the H200 (f3c7f7c, scalar synchronous global loads): 6.29 ms at b4 l4096 h80 p64 n128 g1, 3.36 ms at
 // b2 l4096 h32 p128 n128 g32: latency-bound (320 / 128 CTAs walking 64 tiles each, 249 registers). Since then the
-// tiles load by 16-byte cp.async where rows allow (load_tile, shared with the pipeline), z included.
-// Known gaps: fragments are read from shared memory with 32-bit (bf16 pairs) or scalar loads, not ldmatrix; no
+// tiles load by 16-byte cp.async where rows allow (load_tile, shared with the pipeline), z included, and the bf16
+// k-strided B fragments come from ldmatrix.x4.trans.
+// Known gaps: the other fragments are read from shared memory with 32-bit (bf16 pairs) or scalar loads; no
 // double buffering of the next tile's loads; one CTA serialises its tiles.
 #pragma once
 #include "ssd/ssd_common.cuh"
