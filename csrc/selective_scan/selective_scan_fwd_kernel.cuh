@@ -60,6 +60,7 @@
 //                         and MK_SS_FWD_SEQ_S states and walks time sequentially; no cross-lane scan) wherever
 //                         n / MK_SS_FWD_SEQ_S is a power of two <= 32; the kernel above elsewhere (0)
 //   MK_SS_FWD_SEQ_S       states per thread of that kernel: 2, 4 or 8 (4)
+//   MK_SS_FWD_SEQ_PREFETCH  that kernel's L2 prefetch of each row's next 128-byte line (1)
 //   MK_SS_BWD_CLUSTER     see selective_scan_bwd_kernel.cuh (1)
 //   MK_SS_BWD_POLY16      the same for the backward's recomputation of a_t (0)
 //   MK_SS_POLY_DEG        degree of poly_exp2's polynomial: 5 (rel. err 1.9e-7), 4 (2.9e-6), 3 (1.0e-4)

@@ -20,11 +20,23 @@
 // training checkpoints (p.states: the state entering every chunk of 2^ckpt_log2 >= 8 steps: block starts),
 // delta_bias, softplus, D, z, fp32 / fp16 / bf16, any l (tail blocks: masked scalar loads, dt = 0 past the
 // end: decay 1, input 0), any d (threads past the last channel compute on it and store nothing).
+// MK_SS_FWD_SEQ_PREFETCH (1): every 128 bytes of a row, an L2 prefetch of the row's next 128-byte line (u,
+// delta, z, the slice's B / C rows), so that with only ~8 warps an SM the next loads hit L2, not HBM.
+// Static cost (sm_90a, nvcc 13.0, bf16, variable B/C, n = 16; hot path of the time loop, one lane, one
+// aligned 8-token block, prefetch block excluded (+29 every 8th block)): S = 4: 451 instructions per 8 x 4
+// (token, state) = 14.1 (221 registers); S = 8: 12.0 (254); S = 2: 16.6 (144); no spills. Of the 14.1:
+// FMUL dt A, MUFU.EX2, FMUL dtu B, FFMA h, FFMA y = 5, the bf16 -> fp32 unpack of B and C (one LOP3 or SHF a
+// value, done by every lane that reads it) = 2, and the per-lane work per 8 tokens spread over only S
+// states: softplus (2 tokens ~28), 16 SHFL of (dt, dt u), the y reduction (6 SHFL + 12 FSEL + 6 FADD), the
+// epilogue (~18), 11 loads, addressing / loop / branches (~60). The production kernel measures ~9.3.
 // Blocks of kSeqThreads = 128 threads (128 / kL channels of one batch row); grid (ceil(d kL / 128), batch).
 #pragma once
 
 #ifndef MK_SS_FWD_SEQ_S
 #define MK_SS_FWD_SEQ_S 4
+#endif
+#ifndef MK_SS_FWD_SEQ_PREFETCH
+#define MK_SS_FWD_SEQ_PREFETCH 1
 #endif
 #ifndef MK_SS_FWD_SEQ_MIN_BLOCKS
 #define MK_SS_FWD_SEQ_MIN_BLOCKS 2
@@ -35,6 +47,7 @@ namespace ss {
 
 constexpr int kSeqS = MK_SS_FWD_SEQ_S;          // states per thread
 constexpr int kSeqThreads = 128;
+constexpr bool kSeqPrefetch = MK_SS_FWD_SEQ_PREFETCH != 0;  // L2 prefetch of the next 128-byte lines
 constexpr int kSeqMinBlocks = MK_SS_FWD_SEQ_MIN_BLOCKS;  // 2 x 4 warps = 8 warps an SM: <= 255 registers
 static_assert(kSeqS == 2 || kSeqS == 4 || kSeqS == 8, "MK_SS_FWD_SEQ_S: 2, 4 or 8");
 
@@ -44,13 +57,14 @@ template <> struct RawVec<8> { using T = unsigned long long; };
 template <> struct RawVec<4> { using T = unsigned; };
 template <> struct RawVec<2> { using T = unsigned short; };
 
-// v[0..kN) = p[0..nv) as floats, zeros beyond; vector loads (<= 16 bytes each) when whole and aligned.
-template <int kN, typename in_t>
+// v[0..kN) = p[0..nv) as floats, zeros beyond. kVec: nv == kN and p aligned to min(16, kN * sizeof(in_t))
+// bytes (vector loads of <= 16 bytes); else masked scalar loads.
+template <bool kVec, int kN, typename in_t>
 __device__ __forceinline__ void seq_load(const in_t* __restrict__ p, int nv, float (&v)[kN]) {
   constexpr int kBytes = kN * int(sizeof(in_t)), kChunk = kBytes < 16 ? kBytes : 16;
   constexpr int kPer = kChunk / int(sizeof(in_t));
   using V = typename RawVec<kChunk>::T;
-  if (nv == kN && (reinterpret_cast<uintptr_t>(p) & (kChunk - 1)) == 0) {
+  if constexpr (kVec) {
 #pragma unroll
     for (int k = 0; k < kN / kPer; ++k) {
       const V raw = reinterpret_cast<const V*>(p)[k];
@@ -63,25 +77,13 @@ __device__ __forceinline__ void seq_load(const in_t* __restrict__ p, int nv, flo
     for (int i = 0; i < kN; ++i) v[i] = i < nv ? to_f(p[i]) : 0.f;
   }
 }
-// v[0..kN) = p[0..kN) as floats, p 16-byte aligned, kN * sizeof(in_t) a multiple of 16.
-template <int kN, typename in_t>
-__device__ __forceinline__ void seq_load_vec(const in_t* __restrict__ p, float (&v)[kN]) {
-  constexpr int kPer = 16 / int(sizeof(in_t));
-  static_assert(kN % kPer == 0, "whole 16-byte vectors");
-#pragma unroll
-  for (int k = 0; k < kN / kPer; ++k) {
-    const uint4 raw = reinterpret_cast<const uint4*>(p)[k];
-    const in_t* e = reinterpret_cast<const in_t*>(&raw);
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) v[k * kPer + i] = to_f(e[i]);
-  }
-}
-template <int kN, typename in_t>
+// p[0..nv) = v[0..nv), same conditions.
+template <bool kVec, int kN, typename in_t>
 __device__ __forceinline__ void seq_store(in_t* __restrict__ p, int nv, const float (&v)[kN]) {
   constexpr int kBytes = kN * int(sizeof(in_t)), kChunk = kBytes < 16 ? kBytes : 16;
   constexpr int kPer = kChunk / int(sizeof(in_t));
   using V = typename RawVec<kChunk>::T;
-  if (nv == kN && (reinterpret_cast<uintptr_t>(p) & (kChunk - 1)) == 0) {
+  if constexpr (kVec) {
 #pragma unroll
     for (int k = 0; k < kN / kPer; ++k) {
       V raw;
@@ -208,11 +210,13 @@ selective_scan_fwd_seq_kernel(const SelectiveScanParams p) {
     Bc[j] = kVarB ? 0.f : static_cast<const float*>(p.B)[c * p.B_d_stride + s0st + j];
     Cc[j] = kVarC ? 0.f : static_cast<const float*>(p.C)[c * p.C_d_stride + s0st + j];
   }
-  // every B / C row of the slice 16-byte aligned at token 0 (then at every token multiple of kVecT)
+  // every row this thread reads or writes 16-byte aligned at token 0 (then whole 8-token blocks starting at
+  // a token multiple of kVecT take the vector loads: one decision per block)
   constexpr int kVecT = 16 / int(sizeof(in_t));
-  bool row_vec = true;
-  if constexpr (kVarB) row_vec = row_vec && (reinterpret_cast<uintptr_t>(Bv) & 15) == 0 && p.B_dstate_stride % kVecT == 0;
-  if constexpr (kVarC) row_vec = row_vec && (reinterpret_cast<uintptr_t>(Cv) & 15) == 0 && p.C_dstate_stride % kVecT == 0;
+  auto al16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
+  bool row_vec = al16(u) && al16(dl) && al16(out) && (zp == nullptr || al16(zp));
+  if constexpr (kVarB) row_vec = row_vec && al16(Bv) && p.B_dstate_stride % kVecT == 0;
+  if constexpr (kVarC) row_vec = row_vec && al16(Cv) && p.C_dstate_stride % kVecT == 0;
   const float Dv = p.D ? static_cast<const float*>(p.D)[c] : 0.f;
   const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c] : 0.f;
 
@@ -227,6 +231,14 @@ selective_scan_fwd_seq_kernel(const SelectiveScanParams p) {
 #pragma unroll
     for (int j = 0; j < kS; ++j)
       h[j] = p.initial_state ? static_cast<const float*>(p.initial_state)[(slot * p.dim + c) * n + s0st + j] : 0.f;
+    // this lane's own tokens (rw kTok .. + kTok of each block) and the slice's B / C rows, advanced per block
+    const int64_t ow = s0 + rw * kTok;
+    const in_t* __restrict__ dq = dl + ow;
+    const in_t* __restrict__ uq = u + ow;
+    const in_t* __restrict__ zq = zp ? zp + ow : nullptr;
+    in_t* __restrict__ oq = out + ow;
+    const in_t* __restrict__ Bq = kVarB ? Bv + s0 : Bv;
+    const in_t* __restrict__ Cq = kVarC ? Cv + s0 : Cv;
 #pragma unroll 1
     for (int64_t t0 = s0; t0 < s1; t0 += kTT) {
       const int nv = int(s1 - t0 < kTT ? s1 - t0 : kTT);
@@ -236,12 +248,30 @@ selective_scan_fwd_seq_kernel(const SelectiveScanParams p) {
 #pragma unroll
         for (int j = 0; j < kS; ++j) st[j] = h[j];
       }
+      if constexpr (kSeqPrefetch) {  // once per 128-byte line of a row: the next line of every row (hints)
+        constexpr int kLineT = 128 / int(sizeof(in_t));
+        if ((off & (kLineT - 1)) == 0 && t0 + kLineT < s1) {
+          prefetch_l2(dq + kLineT);
+          prefetch_l2(uq + kLineT);
+          if (zq) prefetch_l2(zq + kLineT);
+#pragma unroll
+          for (int j = 0; j < kS; ++j) {
+            if constexpr (kVarB) prefetch_l2(Bq + j * p.B_dstate_stride + kLineT);
+            if constexpr (kVarC) prefetch_l2(Cq + j * p.C_dstate_stride + kLineT);
+          }
+        }
+      }
+      const bool vec = row_vec && nv == kTT && (t0 & (kVecT - 1)) == 0;
       // own tokens: dt = softplus(delta + bias), dt u; zero past the end
-      const int64_t tw = t0 + rw * kTok;
-      const int nw = int(s1 - tw <= 0 ? 0 : (s1 - tw < kTok ? s1 - tw : kTok));
+      const int nw = nv - rw * kTok <= 0 ? 0 : (nv - rw * kTok < kTok ? nv - rw * kTok : kTok);
       float dtw[kTok], uw[kTok], dtuw[kTok];
-      seq_load<kTok>(dl + tw, nw, dtw);
-      seq_load<kTok>(u + tw, nw, uw);
+      if (vec) {
+        seq_load<true>(dq, kTok, dtw);
+        seq_load<true>(uq, kTok, uw);
+      } else {
+        seq_load<false>(dq, nw, dtw);
+        seq_load<false>(uq, nw, uw);
+      }
 #pragma unroll
       for (int i = 0; i < kTok; ++i) {
         float x = dtw[i] + bias;
@@ -259,9 +289,7 @@ selective_scan_fwd_seq_kernel(const SelectiveScanParams p) {
       }
       // the 8 steps of the slice's states: vector B/C loads for a whole aligned block (one decision per
       // block, no shuffles inside the branch), masked scalar loads otherwise
-      seq_steps<kVarB, kVarC, kS>(row_vec && nv == kTT && (t0 & (kVecT - 1)) == 0, kVarB ? Bv + t0 : Bv,
-                                  kVarC ? Cv + t0 : Cv, p.B_dstate_stride, p.C_dstate_stride, nv, dt, dtu, A2, Bc,
-                                  Cc, h, y);
+      seq_steps<kVarB, kVarC, kS>(vec, Bq, Cq, p.B_dstate_stride, p.C_dstate_stride, nv, dt, dtu, A2, Bc, Cc, h, y);
       // reduce-scatter over the channel's lanes: lane r keeps tokens rw kTok .. + kTok in y[0 .. kTok)
       int m = kTT;
 #pragma unroll
@@ -283,14 +311,22 @@ selective_scan_fwd_seq_kernel(const SelectiveScanParams p) {
         float ov[kTok];
 #pragma unroll
         for (int i = 0; i < kTok; ++i) ov[i] = fmaf(Dv, uw[i], y[i]);
-        if (zp) {
+        if (zq) {
           float zz[kTok];
-          seq_load<kTok>(zp + tw, nw, zz);
+          if (vec) seq_load<true>(zq, kTok, zz);
+          else seq_load<false>(zq, nw, zz);
 #pragma unroll
           for (int i = 0; i < kTok; ++i) ov[i] *= silu_f(zz[i]);
         }
-        seq_store<kTok>(out + tw, nw, ov);
+        if (vec) seq_store<true>(oq, kTok, ov);
+        else seq_store<false>(oq, nw, ov);
       }
+      dq += kTT;
+      uq += kTT;
+      oq += kTT;
+      if (zq) zq += kTT;
+      if constexpr (kVarB) Bq += kTT;
+      if constexpr (kVarC) Cq += kTT;
     }
     ck_base += (s1 - s0 + ck_mask) >> p.ckpt_log2;
     if (p.last_state && c_ok) {

@@ -50,6 +50,7 @@ std::vector<Case> cases() {
   add({"b1-d8-l40-n64-g2", 1, 8, 40, 64, 2, true, true, true, true, true, true, true, true, {}, 16});
   add({"b1-d4-l19-n128-g1", 1, 4, 19, 128, 1, true, true, false, true, true, true, true, true, {}, 16});
   add({"b1-d4-l20-n256-g2", 1, 4, 20, 256, 2, true, true, true, true, true, true, true, true, {}, 256});
+  add({"b1-d10-l37-n16-constBC", 1, 10, 37, 16, 1, false, false, true, true, true, true, true, true, {}, 16});
   add({"b1-d3-l9-n140-const", 1, 3, 9, 140, 1, false, false, true, true, false, true, true, true, {}, 64});
   add({"b1-d24-varlen-n16-g4", 1, 24, 100, 16, 4, true, true, true, true, true, true, true, true, {0, 30, 30, 31, 100}, 256});
   add({"b1-d6-varlen-n8-g2", 1, 6, 50, 8, 2, true, true, false, true, true, true, true, true, {0, 17, 50}, 32});
