@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "emu_check.h"
 #include "ssd/ssd_chunk_kernel.cuh"
 #include "ssd/ssd_fwd_kernel.cuh"
 #include "ssd/ssd_launch.cu"  // the real dispatch (plain C++ under the emulation headers)
@@ -100,39 +101,7 @@ std::vector<Case> cases() {
   return cs;
 }
 
-template <typename T> T cvt(double x);
-template <> float cvt<float>(double x) { return float(x); }
-template <> __nv_bfloat16 cvt<__nv_bfloat16>(double x) { return __float2bfloat16_rn(float(x)); }
-template <> __half cvt<__half>(double x) { return __float2half_rn(float(x)); }
-double back(float x) { return x; }
-double back(__nv_bfloat16 x) { return __bfloat162float(x); }
-double back(__half x) { return __half2float(x); }
 
-struct Report {
-  bool ok = true;
-  std::string msg;
-  void check(const char* what, const std::vector<double>& a, const std::vector<double>& e, double rms_tol,
-             double max_tol) {
-    if (a.size() != e.size()) { ok = false; msg += std::string(" ") + what + ":size"; return; }
-    if (a.empty()) return;
-    double num = 0, den = 0, mx = 0, scale = 0;
-    bool nan = false;
-    for (size_t i = 0; i < a.size(); ++i) {
-      if (!std::isfinite(a[i])) nan = true;
-      num += (a[i] - e[i]) * (a[i] - e[i]);
-      den += e[i] * e[i];
-      mx = std::max(mx, std::fabs(a[i] - e[i]));
-      scale = std::max(scale, std::fabs(e[i]));
-    }
-    const double rel = std::sqrt(num / std::max(den, 1e-300));
-    const bool good = !nan && rel <= rms_tol && mx <= max_tol * std::max(scale, 1e-30);
-    char buf[200];
-    std::snprintf(buf, sizeof buf, " %s=%.1e/%.1e%s", what, nan ? NAN : rel, mx / std::max(scale, 1e-30),
-                  good ? "" : "(FAIL)");
-    msg += buf;
-    ok = ok && good;
-  }
-};
 
 template <typename T>
 bool run_case(const Case& cs, int path) {
