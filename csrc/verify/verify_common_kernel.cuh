@@ -224,9 +224,9 @@ __device__ __forceinline__ void cp_async_wait_all() {
 
 // Thread-block cluster barrier (sm_90), split: arrive (release: this thread's earlier memory accesses are
 // ordered before the other blocks' accesses after their wait) and wait (acquire). Every thread of every block
-// of the cluster arrives once and then waits once. Called uniformly by whole warps (.aligned). Elsewhere (the CPU
-// emulation, which runs a cluster's blocks one after another, rank 0 last) no-ops; the launcher clusters only on
-// sm_90.
+// of the cluster arrives once and then waits once. Called uniformly by whole warps (.aligned). The launcher clusters
+// only on sm_90. The CPU emulation runs a cluster's blocks one after another, rank 0 last, and makes the wait a
+// block barrier (what the cluster barrier guarantees among one block's threads).
 __device__ __forceinline__ void cluster_arrive() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
@@ -235,6 +235,8 @@ __device__ __forceinline__ void cluster_arrive() {
 __device__ __forceinline__ void cluster_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#elif defined(MK_EMU_CLUSTER_WAIT)
+  MK_EMU_CLUSTER_WAIT();
 #endif
 }
 

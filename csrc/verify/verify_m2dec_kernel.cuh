@@ -155,7 +155,8 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
     *y = SV<TI>::from_f(out);
     *const_cast<TI*>(rxp) = SV<TI>::from_f(xv);  // new token -> ring position 0 (x is exact in TI)
   }
-  if (CS > 1) cluster_wait();
+  if (CS > 1) cluster_wait();  // a lone block (no cluster launch): its own threads' reads before row 0's writes
+  else __syncthreads();
   if (owner && tid < LPR) {  // row 0's lanes: the new token's B row, dt, and the meta row [0, 1, mask 1]
 #pragma unroll
     for (int j = 0; j < J; ++j) st4<TI>(const_cast<TI*>(rbp) + col(j), Bn[j]);

@@ -130,6 +130,7 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
   w.bar->arrive_and_wait();
 }
 #define MK_EMU_MMA_TF32 emu_mma_tf32
+#define MK_EMU_CLUSTER_WAIT __syncthreads  // cluster_wait: a block barrier (blocks of a cluster run in turn)
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::g_warps[emu::tl_thread.x >> 5].bar->arrive_and_wait(); }
 
 namespace emu {
