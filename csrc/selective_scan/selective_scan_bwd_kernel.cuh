@@ -91,21 +91,32 @@ __device__ __forceinline__ void atomic_add4(float* dst, int cnt, float4 v) {
   if (cnt > 3) atomicAdd(dst + 3, v.w);
 }
 
-// Sums the dB or dC partials of the block's first nw warps (its valid channels) for states ns0 .. ns0 + nsl
-// and adds them to dst (n, L) rows.
+// Token of float4 j (0 .. kBwdTile / 4) of a tile row (read_run layout), relative to the tile start.
+__device__ __forceinline__ int bwd_f4_token(int j) {
+  return kBwdT == 8 ? (j < 32 ? 8 * j : 8 * (j - 32) + 4) : (j & 31) * kBwdT + 4 * (j >> 5);
+}
+
+// Float4 j of state row s of the dB or dC partials, summed over the block's first nw warps (its valid channels).
+__device__ __forceinline__ float4 warp_partials_sum4(const float* part, int s, int j, int nw) {
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int w = 0; w < kBwdWarps; ++w) {
+    if (w >= nw) break;
+    const float4 v = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kBwdTile)[j];
+    acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+  }
+  return acc;
+}
+
+// Sums the dB or dC partials of the block's warps for states ns0 .. ns0 + nsl and adds them to dst (n, L) rows
+// (MK_SS_BWD_CLUSTER = 0: one variable at a time).
 __device__ __forceinline__ void flush_partials(const float* part, float* __restrict__ dst, int64_t L, int ns0,
                                               int nsl, int64_t t0, int64_t s1, int nw) {
-  constexpr int kF4 = kBwdTile / 4;  // float4s per row; float4 j holds tokens (j & 31) kBwdT + 4 (j >> 5)
+  constexpr int kF4 = kBwdTile / 4;  // float4s per row
   for (int idx = threadIdx.x; idx < nsl * kF4; idx += kBwdThreads) {
     const int s = int(unsigned(idx) / kF4), j = int(unsigned(idx) % kF4);
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-    for (int w = 0; w < kBwdWarps; ++w) {
-      if (w >= nw) break;
-      const float4 v = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kBwdTile)[j];
-      acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
-    }
-    const int64_t t = t0 + (kBwdT == 8 ? (j < 32 ? 8 * j : 8 * (j - 32) + 4) : (j & 31) * kBwdT + 4 * (j >> 5));
+    const float4 acc = warp_partials_sum4(part, s, j, nw);
+    const int64_t t = t0 + bwd_f4_token(j);
     const int64_t cnt = s1 - t < 0 ? 0 : (s1 - t < 4 ? s1 - t : 4);
     atomic_add4(dst + (ns0 + s) * L + t, int(cnt), acc);
   }

@@ -89,11 +89,6 @@ __device__ __forceinline__ float4 ss_ld_cluster_f4(const float* local, unsigned 
 #endif
 }
 
-// Token of float4 j (0 .. kBwdTile / 4) of a tile row (read_run layout), relative to the tile start.
-__device__ __forceinline__ int bwd_f4_token(int j) {
-  return kBwdT == 8 ? (j < 32 ? 8 * j : 8 * (j - 32) + 4) : (j & 31) * kBwdT + 4 * (j >> 5);
-}
-
 // The variable dB/dC of one slice (states ns0 .. ns0 + nsl of the tile at t0): float4 f of [nvar][kBwdNS][64]
 // (variable v: dB first when variable, then dC), its destination row and token.
 struct BwdDbcSlice {
@@ -121,14 +116,7 @@ __device__ __forceinline__ void bwd_block_sum(const float* s_dB, const float* s_
   for (int f = threadIdx.x; f < kNv * kRows; f += kBwdThreads) {
     const int v = f / kRows, s = (f % kRows) / kF4, j = f % kF4;
     if (s >= sl.nsl) continue;
-    const float* part = (kVarB && v == 0) ? s_dB : s_dC;
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-    for (int w = 0; w < kBwdWarps; ++w) {
-      if (w >= nw) break;
-      const float4 x = reinterpret_cast<const float4*>(part + (w * kBwdNS + s) * kBwdTile)[j];
-      acc.x += x.x; acc.y += x.y; acc.z += x.z; acc.w += x.w;
-    }
+    const float4 acc = warp_partials_sum4((kVarB && v == 0) ? s_dB : s_dC, s, j, nw);
     if constexpr (kBwdCluster == 1) bwd_dbc_add<kVarB, kVarC>(dBv, dCv, L, s1, sl, f, acc);
     else reinterpret_cast<float4*>(red)[f] = acc;
   }

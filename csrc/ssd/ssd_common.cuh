@@ -2,7 +2,7 @@
 // chunk-parallel pipeline (ssd_chunk_kernel.cuh). Semantics and the fragment conventions: see the header comment of
 // ssd_fwd_kernel.cuh. What lives here:
 //   - element conversions, the mma.sync wrappers (bf16 m16n8k16; 3xTF32 for fp32 tiles), fragment loaders (Frag),
-//   - cp.async (16-byte global -> shared, a plain copy in the CPU emulation),
+//   - zero16 (cp.async itself: common/cp_async.h),
 //   - the shared-memory tile layout of one 64-token tile (x, B, C, h, z, dt', in-tile cumsum),
 //   - the three steps of a tile, used by every kernel that walks tiles:
 //       load_tile    x / B / C / z of 64 tokens by 16-byte cp.async where rows allow (vec16, set by the launcher),
@@ -16,6 +16,7 @@
 
 #include <cstdint>
 
+#include "common/cp_async.h"
 #include "ssd/ssd.h"
 
 namespace mamba_kernels {
@@ -246,21 +247,6 @@ __device__ __forceinline__ float silu_f(float v) { return v / (1.f + expf(-v)); 
 
 
 // ------------------------------------------------------------------------------------------ cp.async
-// 16-byte asynchronous global -> shared copy (sm_80+); a plain 16-byte copy in the CPU emulation.
-__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gsrc) : "memory");
-#else
-  *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
-#endif
-}
-// This thread's cp.async copies have landed (a __syncthreads after it publishes them to the block).
-__device__ __forceinline__ void cp_async_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
-}
 __device__ __forceinline__ void zero16(void* smem_dst) { *reinterpret_cast<uint4*>(smem_dst) = uint4{0u, 0u, 0u, 0u}; }
 
 template <typename A, typename B> struct SameT { static constexpr bool value = false; };

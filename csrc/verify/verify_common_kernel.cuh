@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "common/cp_async.h"
 #include "common/dtype.h"
 #include "verify/verify.h"
 
@@ -204,22 +205,6 @@ __device__ __forceinline__ void unpack16(const uint4& r, DType t, float (&o)[8])
   } else {
     SV<__half>::unpack(r, o);
   }
-}
-
-// 16-byte asynchronous global -> shared copy (sm_80+: cp.async, no register holds the data); a plain copy where
-// there is no cp.async (the CPU emulation of these kernels). cp_async_wait_all: this thread's copies have landed.
-__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gsrc) : "memory");
-#else
-  *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
-#endif
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
 }
 
 // Thread-block cluster barrier (sm_90), split: arrive (release: this thread's earlier memory accesses are

@@ -64,23 +64,9 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
 
   // ---- 1. control words, state row, A row ------------------------------------------------------------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  int c = mrow[0];
-  c = c < 0 ? 0 : (c > R ? R : c);
-  int kp_max = nm - 2;
-  if (kp_max > R - c) kp_max = R - c;
-  const int m1v = mrow[p.meta_i];
-  const int kp = m1v < 0 ? 0 : (m1v > kp_max ? kp_max : m1v);
-  const int accv = p.accepted[b * p.accepted_stride];
-  int a = p.accepted_is_node ? accv : accv - 1;
-  if (a > kp - 1) a = kp - 1;
-  M2Ctl ct;
-  ct.c = c;
-  ct.path = a >= 0 ? (static_cast<unsigned>(mrow[(2 + a) * p.meta_i]) & low_mask(kp)) : 0u;
-  ct.c1 = c + __popc(ct.path);
-  ct.fold = p.fold_all || ct.c1 + k > R;
-  ct.base = ct.fold ? 0 : ct.c1;
-  ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
+  const M2Ctl ct = m2_control_words(p, mrow[0], mrow[p.meta_i], [&](int a) { return mrow[(2 + a) * p.meta_i]; },
+                                    p.accepted[b * p.accepted_stride], R, k);
+  const int c = ct.c;
   const int c1 = ct.c1;
 
   const int ch = act ? tid : 0;  // idle lanes compute on channel 0 and write nothing

@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   __syncthreads();  // 1
 
   // ---- 2. control words; ring in flight during the state dots ---------------------------------------------
-  const M2Ctl ct = m2_control(p, smeta, nm, sc.accv, R, k);
+  const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int c1 = ct.c1, nrx = c1 * PC;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);

@@ -136,23 +136,30 @@ struct M2Ctl {
   __device__ __forceinline__ int qpos(int e) const { return (e < c || prefix) ? e : c + nth_set_bit(path, e - c); }
 };
 
-__device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int* smeta, int nm, int accv, int R,
-                                            int k) {
+// From the meta row's words: m0 = c, m1 = kp as stored (clamped here: a corrupt row never indexes out of the ring),
+// mask_at(a) = the mask word of pending node a (read only for the accepted node, 0 <= a < kp).
+template <typename MaskAt>
+__device__ __forceinline__ M2Ctl m2_control_words(const VerifyStepParams& p, int m0, int m1, MaskAt&& mask_at,
+                                                  int accv, int R, int k) {
   M2Ctl t;
-  int c = smeta[0];
-  c = c < 0 ? 0 : (c > R ? R : c);
-  int kp_max = nm - 2;
+  const int c = m0 < 0 ? 0 : (m0 > R ? R : m0);
+  int kp_max = static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
   if (kp_max > R - c) kp_max = R - c;
-  const int kp = smeta[1] < 0 ? 0 : (smeta[1] > kp_max ? kp_max : smeta[1]);
+  const int kp = m1 < 0 ? 0 : (m1 > kp_max ? kp_max : m1);
   int a = p.accepted_is_node ? accv : accv - 1;
   if (a > kp - 1) a = kp - 1;
   t.c = c;
-  t.path = a >= 0 ? (static_cast<unsigned>(smeta[2 + a]) & low_mask(kp)) : 0u;
+  t.path = a >= 0 ? (static_cast<unsigned>(mask_at(a)) & low_mask(kp)) : 0u;
   t.c1 = c + __popc(t.path);
   t.fold = p.fold_all || t.c1 + k > R;
   t.base = t.fold ? 0 : t.c1;
   t.prefix = (t.path & (t.path + 1u)) == 0u;  // path = nodes 0..m-1: ring positions need no compaction
   return t;
+}
+
+// The same from the meta row staged in shared memory (smeta[0, nm), nm = 2 + min(Kmax, kMaxK)).
+__device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int* smeta, int accv, int R, int k) {
+  return m2_control_words(p, smeta[0], smeta[1], [smeta](int a) { return smeta[2 + a]; }, accv, R, k);
 }
 
 // Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:

@@ -99,16 +99,10 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
   const float Au = p.A[u * p.A_h], dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
-  const int c = m0 < 0 ? 0 : (m0 > R ? R : m0);
-  int kp_max = static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  if (kp_max > R - c) kp_max = R - c;
-  const int kp = m1 < 0 ? 0 : (m1 > kp_max ? kp_max : m1);
-  int a = p.accepted_is_node ? accv : accv - 1;
-  if (a > kp - 1) a = kp - 1;
-  unsigned path = 0u;
-  if (a == 0) path = static_cast<unsigned>(m2) & low_mask(kp);
-  else if (a > 0) path = static_cast<unsigned>(mrow[(2 + a) * p.meta_i]) & low_mask(kp);
-  const int c1 = c + __popc(path);
+  const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
+      p, m0, m1, [&](int a) { return a == 0 ? m2 : mrow[(2 + a) * p.meta_i]; }, accv, R, 1);
+  const int c = ct.c, c1 = ct.c1;
+  const unsigned path = ct.path;
   auto commit = [&](float dte, float xe, const float (&Be)[J][4]) {  // h = exp(dt A) h + dt x B
     const float da = __expf(dte * Au), w = dte * xe;
 #pragma unroll

@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(NT) verify_m2prep_kernel(const VerifyStepParam
   m2_store_scalars(p, sc, sm.smeta, sm.spar, sm.dts, tid, k, nm);
   __syncthreads();  // 1
 
-  const M2Ctl ct = m2_control(p, sm.smeta, nm, sc.accv, R, k);
+  const M2Ctl ct = m2_control(p, sm.smeta, sc.accv, R, k);
   const int c1 = ct.c1;
   const int64_t rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   for (int i = tid; i < c1 * NC; i += NT)

@@ -98,19 +98,6 @@ __device__ __forceinline__ void mma_acc(float (&d)[4], float a0, float a1, float
   }
 }
 
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-// This thread's copies except the newest `n` committed groups have landed.
-template <int n>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
-#endif
-}
-
 // Shared memory: the state tile (P rows of N / VT 16-byte chunks; chunk c of row r sits at c ^ tc_swz(r), so that
 // rows g and g + 1 of a fragment load hit different banks), then the common arrays (M2CommonLayout).
 struct M2TcLayout : M2CommonLayout {
@@ -224,7 +211,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   // (Reading the control words straight from global memory before barrier 1, so that the ring's copies start
   // with the tile's, measured slower on the H200: b64 k4 83 vs 72 us; the dependent loads lengthen the path to
   // barrier 1.)
-  const M2Ctl ct = m2_control(p, smeta, nm, sc.accv, R, k);
+  const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int c1 = ct.c1, nrx = c1 * PC;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);

@@ -1,0 +1,37 @@
+// 16-byte asynchronous global -> shared copies (sm_80+: cp.async, no register holds the data) for the CUDA
+// kernels; a plain 16-byte copy, and no-op waits, where a kernel source is compiled without cp.async (archs below
+// sm_80, the CPU emulations in tests/cuda_emu).
+#pragma once
+#include <cuda_runtime.h>
+
+namespace mamba_kernels {
+
+__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(gsrc) : "memory");
+#else
+  *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
+#endif
+}
+// This thread's copies have landed (a __syncthreads after it publishes them to the block).
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+// Closes this thread's current group of copies.
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+// This thread's copies except the newest `n` committed groups have landed.
+template <int n>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
+#endif
+}
+
+}  // namespace mamba_kernels
