@@ -56,11 +56,6 @@
 //                         (H200 lab run 12, 94ff8e8, fwd ms at b2 d4096 / b8 d2048 / b1 d8192: all three 0.389 /
 //                         0.393 / 0.764 against 0.417 / 0.407 / 0.822 with all three 0; PSCAN alone 0.407 /
 //                         0.398 / 0.810, PCHAIN alone 0.411 / 0.406 / 0.810, PREFETCH alone 0.391 / 0.400 / 0.765)
-//   MK_SS_FWD_SEQ         1: the "sequential slices" forward (selective_scan_fwd_seq.cuh: a thread owns a channel
-//                         and MK_SS_FWD_SEQ_S states and walks time sequentially; no cross-lane scan) wherever
-//                         n / MK_SS_FWD_SEQ_S is a power of two <= 32; the kernel above elsewhere (0)
-//   MK_SS_FWD_SEQ_S       states per thread of that kernel: 2, 4 or 8 (4)
-//   MK_SS_FWD_SEQ_PREFETCH  that kernel's L2 prefetch of each row's next 128-byte line (1)
 //   MK_SS_BWD_CLUSTER     see selective_scan_bwd_kernel.cuh (1)
 //   MK_SS_BWD_POLY16      the same for the backward's recomputation of a_t (0)
 //   MK_SS_POLY_DEG        degree of poly_exp2's polynomial: 5 (rel. err 1.9e-7), 4 (2.9e-6), 3 (1.0e-4)
@@ -541,21 +536,7 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
   }
 }
 
-}  // namespace ss
-}  // namespace mamba_kernels
-
-#ifndef MK_SS_FWD_SEQ
-#define MK_SS_FWD_SEQ 0
-#endif
-#if MK_SS_FWD_SEQ
-#include "selective_scan/selective_scan_fwd_seq.cuh"
-#endif
-
-namespace mamba_kernels {
-namespace ss {
-
-// Launch for one input dtype: 2 x 2 kernels (variable B, variable C); with MK_SS_FWD_SEQ=1 the sequential
-// kernel (selective_scan_fwd_seq.cuh) where it applies (n / MK_SS_FWD_SEQ_S a power of two <= 32).
+// Launch for one input dtype: 2 x 2 kernels (variable B, variable C).
 template <typename in_t>
 cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t stream) {
   const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
@@ -564,14 +545,6 @@ cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t
   if (p.batch == 0 || p.dim == 0) return cudaSuccess;
   if (p.batch > 65535 || groups > 65535 || p.dstate < 1 || p.dstate > 256) return cudaErrorInvalidConfiguration;
   if (p.states != nullptr && (int64_t(1) << p.ckpt_log2) < kFwdT) return cudaErrorInvalidValue;  // on run starts
-#if MK_SS_FWD_SEQ
-  if (const int L = fwd_seq_lanes(p.dstate)) {
-    cudaError_t e = MK_BOOL_SWITCH(var_b, kVarB, [&] {
-      return MK_BOOL_SWITCH(var_c, kVarC, [&] { return launch_selective_scan_fwd_seq<in_t, kVarB, kVarC>(p, L, stream); });
-    });
-    return e != cudaSuccess ? e : cudaGetLastError();
-  }
-#endif
   const int smem = int(fwd_smem_bytes(p.dstate, var_b, var_c));  // <= 80 KB
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned((dpg + kFwdWarps - 1) / kFwdWarps), unsigned(groups), unsigned(p.batch));

@@ -22,10 +22,6 @@ declare -gA VARIANTS=(
   [fwd_pscan_pchain]="-DMK_SS_FWD_PSCAN=1 -DMK_SS_FWD_PCHAIN=1"
   [fwd_pscan_pchain_prefetch]="-DMK_SS_FWD_PSCAN=1 -DMK_SS_FWD_PCHAIN=1 -DMK_SS_FWD_PREFETCH=1"
   [fwd_t8_pscan_prefetch]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_PSCAN=1 -DMK_SS_FWD_PREFETCH=1"
-  [fwd_seq]="-DMK_SS_FWD_SEQ=1"
-  [fwd_seq_s2]="-DMK_SS_FWD_SEQ=1 -DMK_SS_FWD_SEQ_S=2"
-  [fwd_seq_s8]="-DMK_SS_FWD_SEQ=1 -DMK_SS_FWD_SEQ_S=8"
-  [fwd_seq_nopf]="-DMK_SS_FWD_SEQ=1 -DMK_SS_FWD_SEQ_PREFETCH=0"
   [bwd_nodbc_diag]="-DMK_SS_BWD_NO_DBC_FLUSH=1"
   [bwd_poly4]="-DMK_SS_BWD_POLY16=4"
   [bwd_ns2]="-DMK_SS_BWD_NS=2"
@@ -43,7 +39,7 @@ declare -gA VARIANTS=(
 # run order (default first; the runner repeats it last as a drift check)
 VARIANT_NAMES=(default fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
                fwd_t8_poly4 fwd_t8_sp2_poly4 fwd_w4_mb4 fwd_pscan fwd_pchain fwd_prefetch fwd_pscan_prefetch fwd_pscan_pchain
-               fwd_pscan_pchain_prefetch fwd_t8_pscan_prefetch fwd_seq fwd_seq_s2 fwd_seq_s8 fwd_seq_nopf
+               fwd_pscan_pchain_prefetch fwd_t8_pscan_prefetch
                bwd_nodbc_diag bwd_poly4 bwd_ns2 bwd_w8 bwd_w8_mb2
                bwd_t16_w8
                bwd_fl0 bwd_fl1 bwd_cl2 bwd_cl4 bwd_cl8 bwd_w8_mb2_cl4 bwd_w8_mb2_cl8)

@@ -1,0 +1,64 @@
+"""Per-kernel GPU times of one chunked-SSD forward (torch.profiler), for the CUDA and Triton backends.
+
+  python3 scripts/profile_ssd.py [--impls cuda,triton,cuda_fused] [--chunks 256] [--reps 20] [--one SHAPE]
+Shapes are bench/bench_ssd.py's (bf16, z, D, softplus). --one runs SHAPE's CUDA forward a few times (for ncu).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+from bench_ssd import SHAPES, _inputs  # noqa: E402
+
+from mamba_kernels.ssd import ssd_chunked_scan  # noqa: E402
+
+
+def _run(inp, impl, chunk):
+    from mamba_kernels.ssd import cuda as ssd_cuda
+    ssd_cuda.FORCE_FUSED = impl == "cuda_fused"
+    backend = "triton" if impl == "triton" else "cuda"
+    return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], chunk, D=inp["D"], z=inp["z"],
+                            dt_bias=inp["dt_bias"], dt_softplus=True, backend=backend)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--impls", default="cuda,triton")
+    ap.add_argument("--chunks", default="256")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--one", default=None)
+    a = ap.parse_args()
+    if a.one:
+        inp = _inputs(**SHAPES[a.one])
+        for _ in range(8):
+            _run(inp, a.impls.split(",")[0], int(a.chunks.split(",")[0]))
+        torch.cuda.synchronize()
+        return
+    for shape, s in SHAPES.items():
+        inp = _inputs(**s)
+        for chunk in map(int, a.chunks.split(",")):
+            for impl in a.impls.split(","):
+                for _ in range(3):
+                    _run(inp, impl, chunk)
+                torch.cuda.synchronize()
+                with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                    for _ in range(a.reps):
+                        _run(inp, impl, chunk)
+                    torch.cuda.synchronize()
+                tot = {}
+                for e in prof.events():
+                    if e.device_type == torch.autograd.DeviceType.CUDA:
+                        tot.setdefault(e.name, []).append(e.device_time)
+                total = sum(sum(v) for v in tot.values()) / a.reps
+                print(f"{shape} chunk {chunk} {impl}: {total:8.1f} us of kernels a forward")
+                for name, v in sorted(tot.items(), key=lambda kv: -sum(kv[1])):
+                    print(f"   {len(v) / a.reps:4.1f}x {sum(v) / a.reps:9.1f} us  {name[:110]}")
+                sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
