@@ -8,6 +8,8 @@ For a few layer/batch/k cases and both GPU backends it prints:
   - a plain read of the same state bytes (the floor).
 Usage: python scripts/profile_verify.py [--cases mamba2-64-4,mamba2-1-4,...] [--impls cuda,triton]
        python scripts/profile_verify.py --one mamba2-64-4 --impls cuda   (a few calls only: for ncu)
+Impl mamba_ssm_decode (k = 1 Mamba-2 cases only): mamba_ssm's selective_state_update, as bench_verify.py's
+bench_decode_mamba_ssm calls it (needs the anchors), for the kernel time of a dedicated decode kernel.
 """
 from __future__ import annotations
 
@@ -27,8 +29,20 @@ import mamba_kernels as mk  # noqa: E402
 
 
 def _call(L, impl, acc, out):
+    if impl == "mamba_ssm_decode":
+        return _anchor_decode(L)
     mk.verify_step(L["x"], L["dt"], L["A"], L["B"], L["C"], L["cache"], L["slots"], acc, z=L["z"], D=L["D"],
                    dt_bias=L["dt_bias"], dt_softplus=True, out=out, backend=impl)
+
+
+def _anchor_decode(L):
+    import anchors
+    ssu = anchors.mamba_ssm_triton().selective_state_update
+    h, p, n = bv.M2["h"], bv.M2["p"], bv.M2["n"]
+    b = L["x"].shape[0]
+    ssu(L["cache"].state, L["x"][:, 0], L["dt"][:, 0, :, None].expand(b, h, p), L["A"][:, None, None].expand(h, p, n),
+        L["B"][:, 0], L["C"][:, 0], D=L["D"][:, None].expand(h, p), z=L["z"][:, 0],
+        dt_bias=L["dt_bias"][:, None].expand(h, p), dt_softplus=True, state_batch_indices=L["slots"])
 
 
 def _time(fn, reps=200):
@@ -61,7 +75,10 @@ def main():
         b, k = int(b), int(k)
         for impl in impls:
             L = bv._layer(kind, b, k)
-            bv._prime(L, impl)
+            if impl == "mamba_ssm_decode" and (kind != "mamba2" or k != 1):
+                continue
+            if impl != "mamba_ssm_decode":
+                bv._prime(L, impl)
             out = torch.empty_like(L["x"])
             zero = torch.zeros_like(L["acc"])
             t_acc = _time(lambda: _call(L, impl, L["acc"], out))
