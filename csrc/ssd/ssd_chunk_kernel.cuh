@@ -37,7 +37,7 @@
 // loads, fp32 tiles scalar loads; no double buffering across the
 // tiles of a chunk (other CTAs of the SM overlap instead).
 #pragma once
-#include "ssd/ssd_common.cuh"
+#include "ssd/ssd_chunk_tile.cuh"
 
 namespace mamba_kernels {
 namespace ssd_cuda {
@@ -78,26 +78,40 @@ __device__ __forceinline__ void decode_block(const SsdFwdCudaParams& p, int64_t&
 }
 
 // ------------------------------------------------------------------------------------------ 1. chunk states
+// S_c from a zero state over the chunk's tiles (c_update), x / B / dt' of tile i + 1 copied (cp.async) while tile i
+// is multiplied (two shared buffers). 8 warps, 3 CTAs an SM.
 template <typename in_t>
-__global__ void __launch_bounds__(kThreads, 4) ssd_chunk_state_kernel(const SsdFwdCudaParams p) {
+__global__ void __launch_bounds__(kCThreads, 2) ssd_chunk_state_kernel(const SsdFwdCudaParams p) {
   extern __shared__ float4 ssd_smem[];
   int64_t head, slot, row, t0, clen;
   int ch0;
   decode_block(p, head, ch0, slot);
   if (!chunk_of_slot(p, slot, row, t0, clen)) return;
-  const TileCtx<in_t> c = make_ctx<in_t>(p, ssd_smem, row, head, ch0);
-  float hacc[kNT][4];
-  state_load(hacc, nullptr, c.nch, c.n);
+  CCtx<in_t> c = make_cctx<in_t>(p, ssd_smem, row, head, ch0);
+  float hacc[8][4];
+  c_state_load(hacc, nullptr, c.nch, c.n);
   float dsum = 0.f;
   const int ntiles = int((clen + kTile - 1) / kTile);
+  auto tlen = [&](int it) { return int(clen - int64_t(it) * kTile < kTile ? clen - int64_t(it) * kTile : kTile); };
+  cctx_state_buf(c, ssd_smem, 0);
+  c_issue_tile(p, c, row, t0, tlen(0), false);
+  cp_async_commit();
   for (int it = 0; it < ntiles; ++it) {
-    const int tl = int(clen - int64_t(it) * kTile < kTile ? clen - int64_t(it) * kTile : kTile);
-    load_tile(p, c, row, t0 + int64_t(it) * kTile, tl, false, false);
-    dsum += tile_update(hacc, c, tl);
+    if (it + 1 < ntiles) {  // the other buffer was last read before the previous iteration's closing barrier
+      cctx_state_buf(c, ssd_smem, (it + 1) & 1);
+      c_issue_tile(p, c, row, t0 + int64_t(it + 1) * kTile, tlen(it + 1), false);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    cctx_state_buf(c, ssd_smem, it & 1);
+    dsum += c_update(hacc, c, tlen(it));
     __syncthreads();
   }
   const int64_t pn = p.headdim * p.dstate;
-  state_store(hacc, p.states_in + (slot * p.nheads + head) * pn + int64_t(ch0) * p.dstate, c.nch, c.n);
+  c_state_store(hacc, p.states_in + (slot * p.nheads + head) * pn + int64_t(ch0) * p.dstate, c.nch, c.n);
   if (ch0 == 0 && threadIdx.x == 0) p.chunk_decay[slot * p.nheads + head] = dsum;
 }
 
@@ -156,25 +170,45 @@ __global__ void __launch_bounds__(kThreads) ssd_state_pass_kernel(const SsdFwdCu
 }
 
 // ------------------------------------------------------------------------------------------ 3. chunk scan
+// Per 64-token tile of the chunk: S phase, Y phase, epilogue, state update (not after the chunk's last tile). Four
+// barriers a tile: tiles loaded / S in shared memory / Y staged / all reads of x, B, C, Y done before the next
+// tile's copies (the operand copy of the state is rewritten after the third: every Y phase has read it).
 template <typename in_t>
-__global__ void __launch_bounds__(kThreads) ssd_chunk_scan_kernel(const SsdFwdCudaParams p) {
+__global__ void __launch_bounds__(kCThreads, 2) ssd_chunk_scan_kernel(const SsdFwdCudaParams p) {
   extern __shared__ float4 ssd_smem[];
   int64_t head, slot, row, t0, clen;
   int ch0;
   decode_block(p, head, ch0, slot);
   if (!chunk_of_slot(p, slot, row, t0, clen)) return;
-  const TileCtx<in_t> c = make_ctx<in_t>(p, ssd_smem, row, head, ch0);
+  const CCtx<in_t> c = make_cctx<in_t>(p, ssd_smem, row, head, ch0);
   const int64_t pn = p.headdim * p.dstate;
-  float hacc[kNT][4];
-  state_load(hacc, p.states_in + (slot * p.nheads + head) * pn + int64_t(ch0) * p.dstate, c.nch, c.n);
+  float hacc[8][4];
+  c_state_load(hacc, p.states_in + (slot * p.nheads + head) * pn + int64_t(ch0) * p.dstate, c.nch, c.n);
+  c_state_to_smem(hacc, c);
+  // 16-byte epilogue accesses: rows of out / ypre / z in whole 8-element pieces at 16-byte aligned addresses
+  auto al = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15u) == 0; };
+  const bool vec = p.vec16 && p.headdim % 8 == 0 && al(p.out) && (!p.ypre || al(p.ypre)) &&
+                   p.out_batch_stride % 8 == 0 && p.out_l_stride % 8 == 0 && p.out_head_stride % 8 == 0 &&
+                   (!p.z || (p.z_batch_stride % 8 == 0 && p.z_l_stride % 8 == 0 && p.z_head_stride % 8 == 0));
   const int ntiles = int((clen + kTile - 1) / kTile);
   for (int it = 0; it < ntiles; ++it) {
     const int64_t tt = t0 + int64_t(it) * kTile;
     const int tl = int(clen - int64_t(it) * kTile < kTile ? clen - int64_t(it) * kTile : kTile);
-    state_to_smem(hacc, c, nullptr);
-    load_tile(p, c, row, tt, tl, true, p.z != nullptr);
-    tile_output(p, c, row, tt, tl);
-    if (it + 1 < ntiles) tile_update(hacc, c, tl);
+    c_issue_tile(p, c, row, tt, tl, true);
+    cp_async_commit();
+    V8<in_t> zr[2];
+    c_prefetch_z(p, c, tt, tl, vec, zr);  // in flight through the S and Y phases
+    cp_async_wait<0>();
+    __syncthreads();
+    c_s_phase(c);
+    __syncthreads();
+    c_y_phase(c);
+    __syncthreads();
+    c_out_pass(p, c, row, tt, tl, vec, zr);
+    if (it + 1 < ntiles) {
+      c_update(hacc, c, tl);
+      c_state_to_smem(hacc, c);
+    }
     __syncthreads();
   }
 }
@@ -189,16 +223,17 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
       p.ngroups < 1 || p.nheads % p.ngroups != 0 || p.nheads > 65535 || p.nseq > 65535 || p.n_slots < 0)
     return cudaErrorInvalidValue;
   using E = typename TileType<in_t>::E;
-  const int64_t smem = smem_layout<E>(p.dstate).bytes;
+  const CLayout L = chunk_layout<E>(p.dstate);
+  const int64_t smem = L.bytes;
   const int64_t npb = (p.headdim + kBP - 1) / kBP;
   const int64_t nblk = p.n_slots * npb * p.nheads;
   if (nblk > 0x7fffffffLL) return cudaErrorInvalidValue;
   cudaError_t e = cudaSuccess;
   cudaLaunchConfig_t cfg = {};
-  cfg.blockDim = dim3(kThreads);
+  cfg.blockDim = dim3(kCThreads);
   cfg.stream = stream;
   if (nblk > 0) {
-    const int64_t smem1 = smem_layout<E>(p.dstate).bytes_xb;  // x, B, dt' only
+    const int64_t smem1 = L.st_bytes;  // two buffers of x, B, dt' only
     cfg.gridDim = dim3(unsigned(nblk));
     cfg.dynamicSmemBytes = size_t(smem1);
     auto k1 = ssd_chunk_state_kernel<in_t>;
@@ -209,6 +244,7 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
   }
   const int64_t pn = p.headdim * p.dstate;
   cfg.dynamicSmemBytes = 0;
+  cfg.blockDim = dim3(kThreads);
   if (pn % 4 == 0) {
     cfg.gridDim = dim3(unsigned((pn + 4 * kThreads - 1) / (4 * kThreads)), unsigned(p.nheads), unsigned(p.nseq));
     e = cudaLaunchKernelEx(&cfg, ssd_state_pass_kernel<4>, p);
@@ -219,6 +255,7 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
   if (e == cudaSuccess) e = cudaGetLastError();
   if (e != cudaSuccess || nblk == 0) return e;
   cfg.gridDim = dim3(unsigned(nblk));
+  cfg.blockDim = dim3(kCThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   auto k3 = ssd_chunk_scan_kernel<in_t>;
   if (smem > 48 * 1024) e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));

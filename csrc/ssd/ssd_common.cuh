@@ -193,6 +193,26 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* row_
 #endif
 }
 
+// ldmatrix.x4 (no transpose): lane 8m + r gives the address of row r of matrix m; lane (g, q) receives r[m] =
+// (row g, col 2q) | (row g, col 2q + 1) << 16 of matrix m. Emulated as ldsm_x4_trans.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* row_addr) {
+#if defined(__CUDA_ARCH__)
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+#elif defined(MK_CUDA_EMU)
+  const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+  emu_ldsm_rows[w][lane] = row_addr;
+  __syncwarp();
+  for (unsigned m = 0; m < 4; ++m) {
+    const uint16_t* r0 = static_cast<const uint16_t*>(emu_ldsm_rows[w][8 * m + g]);
+    r[m] = uint32_t(r0[2 * q]) | (uint32_t(r0[2 * q + 1]) << 16);
+  }
+  __syncwarp();
+#endif
+}
+
 // B fragments of two neighbouring n-tiles, B[k][c] = base[k * ld + c] (k strided), c in 0..15: b0 for c 0..7, b1
 // for c 8..15. bf16: one ldmatrix.x4.trans (rows 16 bytes apart in banks: ld * 2 a multiple of 16, base 16-byte
 // aligned); fp32: scalar loads.

@@ -214,7 +214,12 @@ bool run_case(const Case& cs, int path) {
   if (path == 2 && varlen) states_in.resize(size_t(std::max<int64_t>(P.n_slots * h * p * n, 1)), std::nanf(""));
   P.states_in = states_in.data();
   cuda_emu::poison_smem = ssd_cuda::ssd_smem;
-  cuda_emu::poison_smem_bytes = size_t(ssd_cuda::smem_layout<typename ssd_cuda::TileType<T>::E>(n).bytes);
+  {  // the largest layout of the kernels that run (fused kernel; chunk-state and chunk-scan kernels)
+    using E = typename ssd_cuda::TileType<T>::E;
+    const auto cl = ssd_cuda::chunk_layout<E>(n);
+    cuda_emu::poison_smem_bytes =
+        size_t(std::max({ssd_cuda::smem_layout<E>(n).bytes, cl.bytes, cl.st_bytes}));
+  }
   if (const char* e = ssd_fwd_cuda(P, nullptr)) { std::printf("FAIL %s: launch: %s\n", cs.name, e); return false; }
 
   // ---- reference: the CPU forward in double (with and without the gate)
