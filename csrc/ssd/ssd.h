@@ -91,3 +91,66 @@ const char* ssd_fwd_cuda(const SsdFwdCudaParams& p, void* stream);
 bool ssd_fwd_cuda_chunked(int path);
 
 }  // namespace mamba_kernels
+
+namespace mamba_kernels {
+
+// CUDA backward of the chunked SSD (csrc/ssd/ssd_bwd_kernel.cuh, launched by csrc/ssd/ssd_bwd_launch.cu). Every tensor
+// contiguous (the Python launcher mamba_kernels/ssd/cuda_bwd.py makes them so):
+//   x, z, dout, ypre (b, l, h, p) of in_dtype (z, ypre nullable: no gate); B, C (b, l, g, n) of in_dtype
+//   dt (b, l, h) fp32 (raw, before bias / softplus / limit); A, dt_bias (h) fp32; D (h) or (h, p) fp32 (nullable)
+//   states_in (n_slots, h, p, n) fp32: the forward's chunk-entry states (sequence i's chunks from slot
+//   chunk_offsets[i]; without cu_seqlens row * ceil(l / Q)); d_final (nseq, h, p, n), d_states_in (n_slots, h, p, n)
+//   fp32 (nullable: zero)
+// Outputs: dx, dz (dz nullable without z), dB, dC of in_dtype; ddt (b, l, h) fp32 (w.r.t. the raw dt); dA, ddt_bias
+// (h) fp32; dD (h, p) fp32 whatever D's shape (the caller sums over p for D (h); nullable without D); dinit
+// (nseq, h, p, n) fp32. Every output is written in full (the kernels zero their accumulators first).
+// Scratch (fp32 unless said): dtp, a, ddtp, da (b, h, l) head-major; dy (b, l, h, p) of the tile type (bf16 for bf16
+// inputs, else fp32); dS (n_slots, h, p, n); dalast (n_slots, h); cb, dcb (n_slots, g, Q, Q) of the tile type.
+struct SsdBwdCudaParams {
+  int64_t batch = 0, seqlen = 0, nheads = 0, headdim = 0, dstate = 0, ngroups = 1, chunk_size = 256, nseq = 0;
+  int64_t n_slots = 0;
+  DType in_dtype = DType::kBFloat16;
+  bool dt_softplus = false, has_dt_limit = false;
+  float dt_min = 0.f, dt_max = 0.f;
+  bool D_per_channel = false;
+  const void* x = nullptr;
+  const void* z = nullptr;
+  const void* dout = nullptr;
+  const void* ypre = nullptr;
+  const void* B = nullptr;
+  const void* C = nullptr;
+  const float* dt = nullptr;
+  const float* A = nullptr;
+  const float* dt_bias = nullptr;
+  const float* D = nullptr;
+  const float* states_in = nullptr;
+  const float* d_final = nullptr;
+  const float* d_states_in = nullptr;
+  const int64_t* cu_seqlens = nullptr;
+  const int64_t* chunk_offsets = nullptr;
+  void* dx = nullptr;
+  void* dz = nullptr;
+  void* dB = nullptr;
+  void* dC = nullptr;
+  float* ddt = nullptr;
+  float* dA = nullptr;
+  float* ddt_bias = nullptr;
+  float* dD = nullptr;
+  float* dinit = nullptr;
+  float *dtp = nullptr, *a = nullptr, *ddtp = nullptr, *da = nullptr;
+  void* dy = nullptr;
+  float* dS = nullptr;
+  float* dalast = nullptr;
+  void *cb = nullptr, *dcb = nullptr;
+};
+
+// Limits of the CUDA backward (the Python launcher falls back to the Triton backward outside them).
+constexpr int64_t kSsdBwdMaxHeaddim = 128;
+
+// Bytes of one scratch element of dy / cb / dcb for an input dtype (2 for bf16, else 4).
+inline int64_t ssd_bwd_tile_bytes(DType t) { return t == DType::kBFloat16 ? 2 : 4; }
+
+// Returns an error string or nullptr. stream: a cudaStream_t.
+const char* ssd_bwd_cuda(const SsdBwdCudaParams& p, void* stream);
+
+}  // namespace mamba_kernels

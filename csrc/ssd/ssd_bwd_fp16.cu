@@ -1,0 +1,8 @@
+// CUDA SSD backward for fp16 inputs (one file per dtype so they compile in parallel).
+#include "ssd/ssd_bwd_chunk_kernel.cuh"
+
+namespace mamba_kernels {
+namespace ssd_bwd {
+template cudaError_t launch_ssd_bwd<__half>(const SsdBwdCudaParams& p, cudaStream_t stream);
+}  // namespace ssd_bwd
+}  // namespace mamba_kernels
