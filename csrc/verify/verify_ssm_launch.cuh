@@ -13,6 +13,7 @@
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2split_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
+#include "verify/verify_m2tco_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
 namespace mamba_kernels {
@@ -27,6 +28,8 @@ struct SsmLaunch {
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
   bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (experimental, MK_VERIFY_KERNEL=split)
+  bool tco = false;     // verify_m2tco_kernel (experimental, MK_VERIFY_KERNEL=tco)
+  int tco_rows = 0;     // tco: rows a block (cluster = P / tco_rows)
   size_t prep_smem = 0;   // split: the prep kernel's shared memory
   int64_t work_words = 0;  // split: table words a (batch row, unit)
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
@@ -36,14 +39,17 @@ struct SsmLaunch {
   size_t smem = 0;
 };
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split" (experimental: not
-// chosen automatically until measured).
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split", 6 "tco" (5, 6:
+// experimental, not chosen automatically until measured).
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    return s == "tc" ? 1 : (s == "lean" ? 2 : (s == "general" ? 3 : (s == "decode" ? 4 : (s == "split" ? 5 : 0))));
+    const char* names[] = {"tc", "lean", "general", "decode", "split", "tco"};
+    for (int i = 0; i < 6; ++i)
+      if (s == names[i]) return i + 1;
+    return 0;
   }();
   return v;
 }
@@ -102,6 +108,12 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.cluster = static_cast<int>(p.P / kStrRows);
     c.grid *= c.cluster;
     c.work_words = m2split_tab(p.k, p.R).words;
+  } else if (forced == 6 && m2tco_fits<T>(p, clusters, m2tco_warps(), &c.tco_rows, &smem)) {
+    c.tco = true;
+    c.threads = 32 * m2tco_warps();
+    c.smem = smem;
+    c.cluster = static_cast<int>(p.P / c.tco_rows);
+    c.grid *= c.cluster;
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
              m2dec_fits(p, clusters, m2dec_lanes(p.P))) {
     c.dec = true;
@@ -133,6 +145,17 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   const int nw = threads / 32;
   return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
+}
+template <typename T, typename TI>
+inline void (*tco_kernel_in(int64_t N, int nw))(VerifyStepParams, int) {
+  if (N == 64) return nw == 8 ? verify_m2tco_kernel<T, TI, 64, 8> : verify_m2tco_kernel<T, TI, 64, 4>;
+  return nw == 8 ? verify_m2tco_kernel<T, TI, 128, 8> : verify_m2tco_kernel<T, TI, 128, 4>;
+}
+template <typename T>
+inline void (*tco_kernel(DType in, int64_t N, int threads))(VerifyStepParams, int) {
+  const int nw = threads / 32;
+  return in == DType::kBFloat16 ? tco_kernel_in<T, __nv_bfloat16>(N, nw)
+         : (in == DType::kFloat16 ? tco_kernel_in<T, __half>(N, nw) : tco_kernel_in<T, float>(N, nw));
 }
 template <typename T, typename TI>
 inline void (*prep_kernel_in(int64_t N))(VerifyStepParams, float*, int64_t) {
@@ -253,6 +276,21 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
                              c.work_words);
     if (err != cudaSuccess) return cudaGetErrorString(err);
     err = cudaFreeAsync(work, stream);
+    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  }
+  if (c.tco) {  // (p, rows a block), in clusters of P / rows blocks where that is > 1
+    void (*tk)(VerifyStepParams, int) = tco_kernel<T>(p.in_dtype, p.N, c.threads);
+    if (c.smem > 48 * 1024) {
+      err = cudaFuncSetAttribute(tk, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
+      if (err != cudaSuccess) return cudaGetErrorString(err);
+    }
+    if (c.cluster > 1) {
+      err = launch_in_clusters(c, c.smem, stream, tk, p, c.tco_rows);
+      if (err != cudaSuccess) return cudaGetErrorString(err);
+    } else {
+      tk<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.tco_rows);
+    }
+    err = cudaGetLastError();
     return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
   }
   if (c.smem > 48 * 1024) {
