@@ -406,6 +406,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 5 : 2) verify_m2tco_kernel(
     }
   }
   if (CS > 1) {  // every block of the unit has read the shared rows (arrived after barrier 1): rank 0 writes them
+    __syncwarp();  // the barrier is .aligned: the warp reconverged after its row loops
     cluster_wait();
     if (rank == 0) shared_writes();
   }
