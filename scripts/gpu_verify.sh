@@ -14,9 +14,10 @@ step 60 $T verify_tco8 bash -c "MK_VERIFY_KERNEL=tco MK_VERIFY_TCO_WARPS=8 $P $V
 C=mamba2-1-1,mamba2-1-4,mamba2-16-1,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
 step 30 $OUT/prof.log prof_auto python3 scripts/profile_verify.py --cases $C --impls cuda
 step 30 $OUT/prof.log prof_split env MK_VERIFY_KERNEL=split python3 scripts/profile_verify.py --cases $C --impls cuda
-CT=mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8  # the tco kernel: 4 warps (64 rows, clusters of 2), then 8 warps
-step 30 $OUT/prof.log prof_tco env MK_VERIFY_KERNEL=tco python3 scripts/profile_verify.py --cases $CT --impls cuda
-step 30 $OUT/prof.log prof_tco8 env MK_VERIFY_KERNEL=tco MK_VERIFY_TCO_WARPS=8 python3 scripts/profile_verify.py --cases $CT --impls cuda
+# the tco kernel: 4 warps (64 rows a block, clusters of 2), then 8 warps (128 rows)
+CT="scripts/profile_verify.py --cases mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8 --impls cuda"
+step 30 $OUT/prof.log prof_tco env MK_VERIFY_KERNEL=tco python3 $CT
+step 30 $OUT/prof.log prof_tco8 env MK_VERIFY_KERNEL=tco MK_VERIFY_TCO_WARPS=8 python3 $CT
 step 50 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L

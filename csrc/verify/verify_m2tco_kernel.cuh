@@ -128,7 +128,8 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 5 : 2) verify_m2tco_kernel(
   }
   const int accv = p.accepted[b * p.accepted_stride];
   const int par = tid < k ? (p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1) : -1;
-  const float dtv = tid < k ? SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]) : 0.f;
+  const TI* dtp = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h;
+  const float dtv = tid < k ? SV<TI>::to_f(dtp[tid * p.dt_k]) : 0.f;
   const float Au = p.A[u * p.A_h], dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
   // D of rows tid and tid + NT of this block (RB <= 2 NT: the launcher's check)
   const float dva = tid < RB && p.D != nullptr ? p.D[u * p.D_h + (row0 + tid) * p.D_p] : 0.f;
