@@ -95,16 +95,18 @@ def _fwd_bwd(fn, inp):
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("impl", ["mamba_kernels:triton", "mamba_kernels:cuda", "mamba_kernels:cuda_fused",
-                                  "mamba_ssm"])
+                                  "mamba_kernels:cuda_tbwd", "mamba_ssm"])
 @pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
 def bench_ssd(benchmark, harness, mode, impl, shape, monkeypatch):
     s = SHAPES[shape]
     if impl.startswith("mamba_kernels:cuda"):
         # CUDA forward (mamba_kernels:cuda: the chunk-parallel pipeline, unless MK_SSD_CUDA_FUSED=1;
-        # mamba_kernels:cuda_fused: the fused kernel); fwd_bwd: + the Triton backward
+        # mamba_kernels:cuda_fused: the fused kernel); fwd_bwd: + the CUDA backward (cuda_tbwd: + the Triton
+        # backward, MK_SSD_CUDA_BWD=0)
         _need_cuda_kernel()
         from mamba_kernels.ssd import cuda as ssd_cuda
         monkeypatch.setattr(ssd_cuda, "FORCE_FUSED", impl == "mamba_kernels:cuda_fused")
+        monkeypatch.setenv("MK_SSD_CUDA_BWD", "0" if impl == "mamba_kernels:cuda_tbwd" else "1")
         fn = _ours("cuda")
     elif impl == "mamba_kernels:triton":
         fn = _ours("triton")
@@ -117,6 +119,24 @@ def bench_ssd(benchmark, harness, mode, impl, shape, monkeypatch):
     harness.measure(benchmark, kernel=f"ssd_{mode}", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
                     fn=call, bytes=_bytes(**s, bwd=bwd), flops=flops,
                     note="D, z, dt_bias, softplus; grads of all inputs" if bwd else "D, z, dt_bias, softplus")
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("impl", ["mamba_kernels:cuda", "mamba_kernels:cuda_tbwd"])
+def bench_ssd_cuda_bwd(benchmark, harness, impl, shape, monkeypatch):
+    """The backward alone, after one CUDA forward whose graph is kept: the CUDA backward (mamba_kernels:cuda) or the
+    Triton backward on the same saved tensors (mamba_kernels:cuda_tbwd, MK_SSD_CUDA_BWD=0)."""
+    _need_cuda_kernel()
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "0" if impl == "mamba_kernels:cuda_tbwd" else "1")
+    s = SHAPES[shape]
+    inp = _inputs(**s, grad=True)
+    leaves = [v for v in inp.values() if v.requires_grad]
+    y = _ours("cuda")(inp)
+    gout = torch.randn_like(y)
+    harness.measure(benchmark, kernel="ssd_bwd", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
+                    fn=lambda: torch.autograd.grad(y, leaves, gout, retain_graph=True),
+                    bytes=_bytes(**s, bwd=True) - _bytes(**s), flops=2 * _flops(**s),
+                    note="D, z, dt_bias, softplus; grads of all inputs")
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

@@ -638,3 +638,50 @@ def test_gpu_cuda_forward_strided_inputs(dtype):
         exp = ssd_chunked_scan(**inp, **kw)
     for a, e, name in zip(got, exp, ("out", "final", "chunk_states")):
         assert torch.equal(a, e), name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 600]], ids=["dense", "varlen"])
+def test_gpu_cuda_backward_runs_the_kernel(dtype, cu, monkeypatch):
+    """backend="cuda" takes the CUDA backward (mamba_kernels/ssd/cuda_bwd.py) where it serves (op built, p, n <= 128,
+    chunk a multiple of 64): its call counter moves, and its gradients match the Triton backward's on the same
+    inputs; MK_SSD_CUDA_BWD=0 takes the Triton one. (test_gpu_vs_ref[cuda-*] compares both with the reference.)"""
+    _skip_unavailable("cuda", "cuda")
+    from mamba_kernels.ssd import cuda_bwd
+    assert cuda_bwd.available(), "mamba_kernels._cuda has no _ssd_bwd_cuda op: rebuild the extension"
+    nseq = None if cu is None else len(cu) - 1
+    b, l = (2, 300) if cu is None else (1, 600)
+    inp = make_inputs(b, l, 4, 64, 128, 2, dtype=dtype, device="cuda", init=True, nseq=nseq, requires_grad=True)
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device="cuda")
+    names = list(inp)
+
+    def grads():
+        y, fin, cs = ssd_chunked_scan(**inp, chunk_size=128, dt_softplus=True, dt_limit=(0.01, 3.0),
+                                      cu_seqlens=cu_t, return_final_states=True, return_chunk_states=True,
+                                      backend="cuda")
+        loss = y.float().square().sum() + fin.sum() + cs.square().sum()
+        return torch.autograd.grad(loss, [inp[k] for k in names])
+    before = dict(cuda_bwd.CALLS)
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")
+    g_cuda = grads()
+    assert cuda_bwd.CALLS["cuda"] == before["cuda"] + 1 and cuda_bwd.CALLS["triton"] == before["triton"]
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "0")
+    g_tri = grads()
+    assert cuda_bwd.CALLS["triton"] == before["triton"] + 1
+    for k, a, e in zip(names, g_cuda, g_tri):
+        assert a.dtype == inp[k].dtype and a.shape == inp[k].shape, k
+        assert_close(a, e.float(), a.dtype if a.dtype != torch.float32 or dtype == torch.float32 else dtype,
+                     factor=5.0, name=f"d{k} cuda vs triton backward")
+
+
+@pytest.mark.gpu
+def test_gpu_opcheck_bwd_cuda():
+    _skip_unavailable("cuda", "cuda")
+    inp = make_inputs(1, 150, 2, 64, 32, 1, dtype=torch.bfloat16, device="cuda", D_shape="hp", init=True)
+    args = (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"], inp["dt_bias"],
+            inp["initial_states"], None, 64, True, True, 0.01, 3.0, "cuda")
+    out, ypre, states_in, final = ssd_chunked_fwd(*args)
+    bargs = (torch.randn_like(out), torch.randn_like(states_in), torch.randn_like(final), *args[:10], ypre,
+             states_in, *args[10:])
+    torch.library.opcheck(ssd_chunked_bwd, bargs)

@@ -2,14 +2,15 @@
 
 Custom ops (namespace mamba_kernels):
   ssd_chunked_fwd  -> (out, ypre, states_in, final_states)   backends ref / cpu / triton / cuda
-  ssd_chunked_bwd  -> gradients                               backend triton
+  ssd_chunked_bwd  -> gradients                               backends triton / cuda
 `ypre` (pre-gate output, x.dtype) is kept only when z is given, the backend's backward needs it (triton, cuda) and
 the caller asks for it (keep_ypre: a backward will run); `states_in` holds the state entering every chunk
 (n_slots, h, p, n), from which the public function gathers the prefix-caching chunk states: fp32 (fp64 for fp64 x),
 except that the triton backend keeps it in bf16 for bf16 x unless fp32_states (set when chunk states are returned).
 The ref and cpu backends differentiate through python_ref (torch autograd). The cuda backend's forward is the CUDA
 kernel (csrc/ssd/ssd_fwd_kernel.cuh; chunk_size a multiple of 64, n <= 128, else the Triton forward) and its
-backward the Triton backward (it reads the cuda forward's ypre and fp32 states_in). cuda is opt-in
+backward the CUDA backward (cuda_bwd.py, csrc/ssd/ssd_bwd_kernel.cuh; p <= 128 too, else -- or with
+MK_SSD_CUDA_BWD=0 -- the Triton backward), reading the cuda forward's ypre and fp32 states_in. cuda is opt-in
 (backend="cuda") until it is timed on the H200: the default on CUDA tensors stays triton.
 """
 from __future__ import annotations
@@ -122,10 +123,11 @@ def ssd_chunked_bwd(dout: torch.Tensor, d_states_in: Optional[torch.Tensor], d_f
                     ypre: torch.Tensor, states_in: torch.Tensor, chunk_size: int, dt_softplus: bool,
                     has_limit: bool, dt_lo: float, dt_hi: float, backend: str) -> list[torch.Tensor]:
     """Gradients [dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinitial_states]; an empty tensor for an absent input."""
-    if backend != "triton":
+    if backend not in ("triton", "cuda"):
         raise ValueError(f"ssd_chunked_bwd: backend {backend!r} has no kernel backward (it uses autograd)")
     from . import triton as tri
-    grads = tri.ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus,
+    from .cuda_bwd import ssd_bwd_cuda
+    grads = (ssd_bwd_cuda if backend == "cuda" else tri.ssd_bwd)(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus,
                         _limit(has_limit, dt_lo, dt_hi), initial_states, cu_seqlens, ypre, states_in)
     return [g if g is not None else x.new_empty(0) for g in grads]
 
@@ -155,10 +157,10 @@ def _backward(ctx, dout, d_ypre, d_states_in, d_final):
     ins = (x, dt, A, B, C, D, z, dt_bias, initial_states)
     if dout is None:
         dout = torch.zeros_like(x)
-    if backend in ("triton", "cuda"):  # cuda: the Triton backward on the cuda forward's ypre / states_in
+    if backend in ("triton", "cuda"):  # cuda: the CUDA backward (Triton where it does not serve) on ypre / states_in
         grads = ssd_chunked_bwd(dout, d_states_in, d_final, x, dt, A, B, C, D, z, dt_bias, initial_states,
                                 cu_seqlens, ypre, states_in, chunk_size, dt_softplus, has_limit, dt_lo, dt_hi,
-                                "triton")
+                                backend)
         grads = [g if t is not None else None for g, t in zip(grads, ins)]
     else:
         # ref / cpu: differentiate the reference (recomputed) with torch autograd
@@ -249,7 +251,8 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
             restart at each sequence.
         backend: None (fastest available), "ref", "cpu" (CPU tensors; its backward is the reference's),
             "triton" (CUDA, or CPU under TRITON_INTERPRET=1), "cuda" (CUDA tensors, opt-in: CUDA kernel forward
-            for chunk_size a multiple of 64 and n <= 128, else Triton; Triton backward).
+            for chunk_size a multiple of 64 and n <= 128, else Triton; CUDA backward where also p <= 128, else
+            Triton; MK_SSD_CUDA_BWD=0 takes the Triton backward).
     Returns:
         out (b, l, h, p) in x.dtype; with return_final_states also final_states ((b|nseq), h, p, n); with
         return_chunk_states also the state after every chunk: (b, ceil(l/Q), h, p, n), or (total_chunks, h, p, n)
