@@ -3,8 +3,8 @@
 //   final_states (when not empty) in place: the chunk-parallel pipeline (csrc/ssd/ssd_chunk_kernel.cuh), or the
 //   fused kernel when MK_SSD_CUDA_FUSED=1 (read once by the launcher).
 //   torch.ops.mamba_kernels._ssd_fwd_cuda_fused(...): same arguments, always the fused kernel (ssd_fwd_kernel.cuh).
-// The pipeline needs (allocated here, stream-ordered by the caching allocator): chunk_decay (n_slots, h) fp32
-// (n_slots * h * 4 bytes), and, only when states_in is empty, a scratch (n_slots, h, p, n) fp32 for the chunk
+// The pipeline needs (allocated here, stream-ordered by the caching allocator): a workspace passed as chunk_decay
+// (n_slots * h * ceil(p / 64) + 1 32-bit words: the chunk-state kernel's hand-over flags and ticket counter), and, only when states_in is empty, a scratch (n_slots, h, p, n) fp32 for the chunk
 // states (n_slots: states_in.size(0), else b * ceil(l / Q), varlen ceil(l / Q) + nseq - 1).
 // Called only from mamba_kernels/ssd/cuda.py, which has cast B, C, z to x's dtype, dt to x's dtype or fp32, A, D,
 // dt_bias, initial_states to contiguous fp32, cu_seqlens / chunk_offsets to int64, and zero-filled states_in for
@@ -149,7 +149,10 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
     p.n_slots = states_in.numel() > 0 ? states_in.size(0)
                 : (p.cu_seqlens ? std::max<int64_t>(nck + p.nseq - 1, 0) : p.batch * nck);
     const auto f32 = x.options().dtype(at::kFloat);
-    decay = x.new_empty({std::max<int64_t>(p.n_slots * p.nheads, 1)}, f32);
+    // workspace of the pipeline (ssd_chunk_kernel.cuh, chunk_flag_words): a flag per (slot, head, 64-channel p
+    // block) and a ticket counter, zeroed by the launcher on the stream
+    const int64_t npb = (p.headdim + 63) / 64;
+    decay = x.new_empty({std::max<int64_t>(p.n_slots * p.nheads * npb + 1, 1)}, f32);
     p.chunk_decay = decay.mutable_data_ptr<float>();
     if (p.states_in == nullptr) {
       scratch = x.new_empty({std::max<int64_t>(p.n_slots, 1), p.nheads, p.headdim, p.dstate}, f32);

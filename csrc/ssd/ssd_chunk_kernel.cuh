@@ -1,42 +1,58 @@
 // CUDA forward of the chunked SSD (Mamba-2) scan, chunk-parallel pipeline (the default path of _ssd_fwd_cuda; the
 // fused kernel of ssd_fwd_kernel.cuh is selected by MK_SSD_CUDA_FUSED=1 or the op _ssd_fwd_cuda_fused). No torch.
 //
-// Semantics: python_ref/ssd.py::ssd_chunked_ref, as the fused kernel (see its header for the equations, operand
-// types and fragment conventions). The standard SSD decomposition, in three kernels (the dt processing -- bias,
-// softplus, limits, cumsum of dt' A -- is recomputed by kernels 1 and 3 per 64-token tile, from dt, in load_tile):
+// Semantics: python_ref/ssd.py::ssd_chunked_ref, as the fused kernel (see its header for the equations and operand
+// types). The SSD decomposition in two kernels after a memset of the hand-over flags (the dt processing -- bias,
+// softplus, limits, in-tile cumsum of dt' A -- is recomputed by both per 64-token tile, from dt, in c_issue_tile):
 //
-//   1. ssd_chunk_state_kernel   one CTA (4 warps) per (head, 64-channel p block, chunk slot), heads fastest (B / C
-//      tiles of a group are read by neighbouring CTAs: L2 reuse at g = 1). Walks the chunk's Q / 64 tiles with a
-//      zero state in the mma accumulators (tile_update): S_c = sum_t exp(a_last - a_t) dt'_t x_t^T B_t, written
-//      fp32 into states_in[slot] (the slot that later receives the state entering chunk c), and the chunk's total
-//      dt' A into chunk_decay[slot, head] (p block 0).
-//   2. ssd_state_pass_kernel    one CTA per (4 x 128 elements of the (p, n) state, head, sequence): serial over the
-//      sequence's chunks, element-parallel: h_in[0] = initial (or 0); h_in[c + 1] = exp(decay_c) h_in[c] + S_c,
-//      overwriting S_c in place by h_in[c] (the next S is loaded before the store: one load in flight ahead);
-//      final_states = the state after the last chunk.
-//   3. ssd_chunk_scan_kernel    one CTA per (head, p block, chunk slot): the fused kernel's tile walk restricted to
-//      one chunk, starting from h_in[c] (states_in[slot]): per 64-token tile, y = exp(a_t) C h^T + (C B^T o L) x
-//      + D x, ypre, * silu(z) (tile_output), then the state carried to the next tile of the chunk in registers
-//      (tile_update; skipped after the chunk's last tile). Q = 64: no update at all.
+//   1. ssd_chunk_state_kernel   one CTA (8 warps) per (head, 64-channel p block, chunk), by ticket (heads and p
+//      blocks fastest, then batch rows, then the chunk index; varlen: slot order). Walks the chunk's Q / 64 tiles
+//      from a zero state (c_update, x / B double-buffered by cp.async): S_c = sum_t exp(a_last - a_t) dt'_t x_t^T
+//      B_t in registers; then the state passing of its chain link: waits for the flag of slot c, reads h_in[c]
+//      (L2: written moments before by the CTA of chunk c - 1), writes h_in[c + 1] = exp(sum dt' A) h_in[c] + S_c
+//      into states_in[slot + 1] (final_states after the last chunk) and sets the flag of slot c + 1. The first chunk
+//      of a sequence writes states_in[slot] = initial (or 0). Extra finisher CTAs write final = initial for
+//      sequences without chunks (varlen, l = 0). This replaces the old chunk-state -> state-pass kernels (S_c
+//      written, read, overwritten: 3 fp32 state passes through HBM, 88 us of state pass at shape 1).
+//   2. ssd_chunk_scan_kernel    one CTA (8 warps) per (head, p block, chunk slot), heads fastest, from h_in[c]
+//      (states_in[slot]): per 64-token tile S = C B^T (masked, decayed) to shared memory, Y = exp(a_t) C h^T + S x
+//      staged fp32, epilogue + D x, ypre, * silu(z) with 16-byte accesses, then the state carried to the next tile
+//      of the chunk in registers (c_update; not after the chunk's last tile, so Q = 64 has none).
+// Device pieces, warp roles and fragment loaders: ssd_chunk_tile.cuh.
 //
 // Why 64-token tiles inside a chunk of Q in {64, 128, 256}: the quadratic part per tile is 64 x 64 (C B^T costs
-// per head 5/8 of 2 * 64 * 64 * n a tile), a chunk of 256 done as one 256 x 256 block would cost 4x the C B^T and
-// S x FLOPs of the tile walk (or 2x with block-triangular 64-tiles); the walk's state update (2 p n FLOPs a token)
-// is cheaper than either. Q only sets the number of chunk states (HBM traffic: S written, read + h_in written,
-// read: 4 x 4 b (l / Q) h p n bytes).
+// per head 10 / 16 of 2 * 64 * 64 * n a tile), a chunk of 256 done as one 256 x 256 block would cost 4x the C B^T
+// and S x FLOPs of the tile walk; the walk's state update (2 p n FLOPs a token) is cheaper. Q only sets the number
+// of chunk states (HBM: states_in written once by kernel 1 and read once by kernel 2: 2 x 4 b (l / Q) h p n bytes).
 //
-// Geometry at the issue shapes (Q = 256, bf16): b4 l4096 h80 p64 n128 g1: kernels 1 and 3 have 64 slots x 80 heads
-// = 5120 CTAs (1 p block), kernel 2 16 x 80 x 4 = 5120 CTAs of 16 chunk steps; b2 l4096 h32 p128 n128 g32: kernels
-// 1 and 3 have 32 slots x 2 p blocks x 32 heads = 2048 CTAs, kernel 2 32 x 32 x 2 = 2048 CTAs of 16 steps.
+// Geometry, bytes, FLOPs and expected H200 times (bf16, z, D, chunk 256; 4 TB/s, mma.sync at ~300 TFLOP/s
+// sustained with 16 warps an SM; a kernel costs about max(bytes, FLOPs) plus a tail):
+//   shape 1, b4 l4096 h80 p64 n128 g1: 5120 CTAs a kernel (1 p block), 2 an SM, ~19 waves.
+//     kernel 1: x 168 MB + states_in 168 MB written (hand-over reads hit L2; B 4 MB, L2-shared by the 80 heads)
+//       = 336 MB, 84 us; 21.5 GFLOP, ~70 us. Expected 100-130 us (was 279 + 88 us of state pass).
+//     kernel 2: x, z, states_in, out = 672 MB (+168 with ypre), 168 us; 57 GFLOP (C h^T 1.05, update 0.79, C B^T
+//       0.66, S x 0.33 MFLOP a tile and head), ~190 us. Expected 220-280 us (was 1317 us).
+//     Whole forward expected ~330-400 us (was 1683 us; Triton 758 us). The 300 us target needs the C B^T shared
+//     across the heads of a group (g = 1 here) and overlap of loads and mma inside the CTA (gaps below).
+//   shape 2, b2 l4096 h32 p128 n128 g32: 2048 CTAs a kernel (2 p blocks).
+//     kernel 1: x 67 + B 67 + states_in 67 MB = 201 MB, 50 us; 8.6 GFLOP. Expected 55-70 us (was 121 + 35).
+//     kernel 2: x, z, B, C, states_in, out = 402 MB, 100 us; 23 GFLOP, ~75 us. Expected 110-140 us (was 528).
+//     Whole forward expected ~170-210 us (was 683 us; target 280 us).
 //
-// Resources (sm_90a, bf16, n <= 128): kernel 1 at most 128 registers (__launch_bounds__(128, 4)) and 27 KB of shared
-// memory (x, B, dt' only: 4 CTAs an SM); kernel 3 the fused kernel's budget (state + S + Y accumulators: 255
-// registers, 72 KB: 2 CTAs an SM); kernel 2 30 registers, no shared memory.
+// Resources (sm_90a, bf16, n = 128): kernel 1 128 registers (__launch_bounds__(256, 2)), no spill, 53 KB of shared
+// memory (two x / B / dt' buffers); kernel 2 128 registers, no spill, 86.5 KB (2 CTAs an SM: 16 warps). fp32 / fp16
+// inputs (3xTF32): kernel 2 spills 8-38 bytes (fp16 / fp32) at sm_90a.
 //
-// Known gaps: only the bf16 k-strided B fragments (S x, state update) use ldmatrix; C / B / h fragments are 32-bit
-// loads, fp32 tiles scalar loads; no double buffering across the
-// tiles of a chunk (other CTAs of the SM overlap instead).
+// Known gaps (NOTES): unmeasured on the GPU; the hand-over relies on tickets for forward progress (a CTA spins
+// only on a lower ticket, which has started); kernel 2 has no double buffering of the next tile (the second CTA of
+// the SM overlaps instead) and recomputes C B^T per head (at g = 1 it could be computed once per group and chunk
+// and shared by the heads: 0.66 of 2.8 MFLOP a tile); kernel 2 reads the fp32 states (a bf16 copy written by
+// kernel 1 would save 84 MB at shape 1); fp32 tiles (fp32 / fp16 inputs) use scalar fragment loads.
 #pragma once
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
 #include "ssd/ssd_chunk_tile.cuh"
 
 namespace mamba_kernels {
@@ -78,15 +94,105 @@ __device__ __forceinline__ void decode_block(const SsdFwdCudaParams& p, int64_t&
 }
 
 // ------------------------------------------------------------------------------------------ 1. chunk states
-// S_c from a zero state over the chunk's tiles (c_update), x / B / dt' of tile i + 1 copied (cp.async) while tile i
-// is multiplied (two shared buffers). 8 warps, 3 CTAs an SM.
+// Order and hand-over between the CTAs of one (head, p block) chain. The CTAs take tickets from an atomic counter
+// and work on the chunk of their ticket, so every chunk's predecessor has started before it (forward progress for
+// the spin below whatever order the hardware dispatches blocks in). Tickets run heads and p blocks fastest, then
+// (dense) batch rows, then the chunk index: the chains of all rows advance together.
+__device__ __forceinline__ unsigned take_ticket(unsigned* ctr) {
+#if defined(__CUDA_ARCH__)
+  return atomicAdd(ctr, 1u);
+#else  // CPU emulation: blocks run one after another, thread 0 alone calls this
+  return (*ctr)++;
+#endif
+}
+__device__ __forceinline__ void wait_flag(const unsigned* f) {
+#if defined(__CUDA_ARCH__)
+  unsigned v;
+  do {
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(f) : "memory");
+  } while (v == 0u);
+#else  // CPU emulation: the predecessor (lower ticket) has run to its end
+  if (*f == 0u) {
+    std::fprintf(stderr, "ssd_chunk_state_kernel: predecessor flag not set (ticket order broken)\n");
+    std::abort();
+  }
+#endif
+}
+__device__ __forceinline__ void set_flag(unsigned* f) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(f), "r"(1u) : "memory");
+#else
+  *f = 1u;
+#endif
+}
+__device__ __forceinline__ void fence_gpu() {
+#if defined(__CUDA_ARCH__)
+  __threadfence();
+#endif
+}
+// fp32 state rows read past L1 (written by another CTA during this kernel)
+__device__ __forceinline__ float ld_cg(const float* q) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(q);
+#else
+  return *q;
+#endif
+}
+
+// S_c from a zero state over the chunk's tiles (c_update; x / B / dt' of tile i + 1 copied by cp.async while tile i
+// is multiplied, two shared buffers), then the state passing of chunk c in the same CTA: wait for h_in[c] (flag of
+// slot c, set by the CTA of chunk c - 1), write h_in[c + 1] = exp(sum dt' A) h_in[c] + S_c (or final_states after
+// the sequence's last chunk) and set the flag of slot c + 1. The first chunk of a sequence writes h_in = initial
+// (or 0) itself. Tickets past the chunks (varlen, l = 0): one CTA per (sequence, head, p block) writes final =
+// initial (or 0) for a sequence without chunks. S_c never goes through HBM; the chain's latency (one 32 KB fp32
+// state read from L2 and written a link) overlaps the tiles of the CTAs behind it.
+// flags (p.chunk_decay, as words): n_slots * h * npb flags, then the ticket counter; zeroed before the launch.
 template <typename in_t>
 __global__ void __launch_bounds__(kCThreads, 2) ssd_chunk_state_kernel(const SsdFwdCudaParams p) {
   extern __shared__ float4 ssd_smem[];
-  int64_t head, slot, row, t0, clen;
-  int ch0;
-  decode_block(p, head, ch0, slot);
-  if (!chunk_of_slot(p, slot, row, t0, clen)) return;
+  // the ticket's shared word after the two tile buffers (dynamic shared memory: the emulation has no static one)
+  unsigned* s_ticket = reinterpret_cast<unsigned*>(reinterpret_cast<char*>(ssd_smem) +
+                                                   chunk_layout<typename TileType<in_t>::E>(p.dstate).st_bytes);
+  unsigned* flags = reinterpret_cast<unsigned*>(p.chunk_decay);
+  const int64_t npb = (p.headdim + kBP - 1) / kBP, hp = p.nheads * npb, nflags = p.n_slots * hp;
+  if (threadIdx.x == 0) *s_ticket = take_ticket(flags + nflags);
+  __syncthreads();
+  const int64_t ticket = *s_ticket, head = ticket % p.nheads, rest = ticket / hp;
+  const int ch0 = int((ticket / p.nheads) % npb) * kBP;
+  const int64_t pn = p.headdim * p.dstate, st_off = head * pn + int64_t(ch0) * p.dstate;
+  const int64_t nck = p.cu_seqlens ? 0 : (p.seqlen + p.chunk_size - 1) / p.chunk_size;
+  const int64_t nchunk = p.cu_seqlens ? p.chunk_offsets[p.nseq] : p.batch * nck;
+  if (rest >= nchunk) {  // finisher of a sequence without chunks
+    const int64_t seq = rest - nchunk;
+    if (seq >= p.nseq || !p.final_states) return;
+    if (p.cu_seqlens ? p.chunk_offsets[seq + 1] > p.chunk_offsets[seq] : nck > 0) return;
+    float* dst = p.final_states + seq * p.nheads * pn + st_off;
+    const float* src = p.initial_states ? p.initial_states + seq * p.nheads * pn + st_off : nullptr;
+    const int nch = int(p.headdim - ch0 < kBP ? p.headdim - ch0 : kBP);
+    for (int64_t i = threadIdx.x; i < int64_t(nch) * p.dstate; i += kCThreads) dst[i] = src ? src[i] : 0.f;
+    return;
+  }
+  int64_t slot, seq;
+  bool first, last;
+  if (p.cu_seqlens) {
+    slot = rest;
+    int64_t lo = 0, hi = p.nseq - 1;  // the last sequence s with chunk_offsets[s] <= slot
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) >> 1;
+      if (p.chunk_offsets[mid] <= slot) lo = mid; else hi = mid - 1;
+    }
+    seq = lo;
+    first = slot == p.chunk_offsets[seq];
+    last = slot + 1 == p.chunk_offsets[seq + 1];
+  } else {
+    seq = rest % p.batch;
+    const int64_t ci = rest / p.batch;
+    slot = seq * nck + ci;
+    first = ci == 0;
+    last = ci + 1 == nck;
+  }
+  int64_t row, t0, clen;
+  if (!chunk_of_slot(p, slot, row, t0, clen)) return;  // (never: every slot below nchunk has tokens)
   CCtx<in_t> c = make_cctx<in_t>(p, ssd_smem, row, head, ch0);
   float hacc[8][4];
   c_state_load(hacc, nullptr, c.nch, c.n);
@@ -110,63 +216,45 @@ __global__ void __launch_bounds__(kCThreads, 2) ssd_chunk_state_kernel(const Ssd
     dsum += c_update(hacc, c, tlen(it));
     __syncthreads();
   }
-  const int64_t pn = p.headdim * p.dstate;
-  c_state_store(hacc, p.states_in + (slot * p.nheads + head) * pn + int64_t(ch0) * p.dstate, c.nch, c.n);
-  if (ch0 == 0 && threadIdx.x == 0) p.chunk_decay[slot * p.nheads + head] = dsum;
+  // ---- state passing: h_in[c] of this chain link
+  const int64_t fidx = slot * hp + head * npb + ch0 / kBP;  // flag of (slot, head, p block)
+  const float* hin;
+  if (first) {
+    hin = p.initial_states ? p.initial_states + seq * p.nheads * pn + st_off : nullptr;
+  } else {
+    if (threadIdx.x == 0) wait_flag(flags + fidx);  // h_in[c] (slot c) written by chunk c - 1
+    __syncthreads();
+    hin = p.states_in + slot * p.nheads * pn + st_off;
+  }
+  const float dl = expf(dsum);
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  const int r0 = 16 * (w & 3) + g, c0 = 64 * (w >> 2) + 2 * q;
+  float* dst = last ? (p.final_states ? p.final_states + seq * p.nheads * pn + st_off : nullptr)
+                    : p.states_in + (slot + 1) * p.nheads * pn + st_off;
+  float* own = p.states_in + slot * p.nheads * pn + st_off;  // first chunk: h_in[c] = initial (or 0)
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = r0 + 8 * (e >> 1), cc = c0 + 8 * j + (e & 1);
+      if (r < c.nch && cc < c.n) {
+        const int64_t o = int64_t(r) * c.n + cc;
+        const float h = hin ? (first ? hin[o] : ld_cg(hin + o)) : 0.f;
+        if (first) own[o] = h;
+        if (dst) dst[o] = dl * h + hacc[j][e];
+      }
+    }
+  }
+  if (!last) {  // publish h_in[c + 1]: every thread's stores, a fence, the barrier, then the flag
+    fence_gpu();
+    __syncthreads();
+    if (threadIdx.x == 0) set_flag(flags + fidx + hp);
+  }
 }
 
-// ------------------------------------------------------------------------------------------ 2. state passing
-template <int V> struct VecF;
-template <> struct VecF<1> {
-  float v[1];
-  __device__ __forceinline__ void load(const float* s) { v[0] = *s; }
-  __device__ __forceinline__ void store(float* d) const { *d = v[0]; }
-};
-template <> struct VecF<4> {
-  float v[4];
-  __device__ __forceinline__ void load(const float* s) {
-    const float4 t = *reinterpret_cast<const float4*>(s);
-    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
-  }
-  __device__ __forceinline__ void store(float* d) const {
-    *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
-  }
-};
-
-// V floats a thread (V = 4 when p n % 4 == 0: 16-byte rows). grid (ceil(p n / (128 V)), h, nseq).
-template <int V>
-__global__ void __launch_bounds__(kThreads) ssd_state_pass_kernel(const SsdFwdCudaParams p) {
-  const int64_t pn = p.headdim * p.dstate, head = blockIdx.y, seq = blockIdx.z;
-  const int64_t e0 = (int64_t(blockIdx.x) * kThreads + threadIdx.x) * V;
-  if (e0 >= pn) return;
-  int64_t slot0, nck;
-  if (p.cu_seqlens) {
-    slot0 = p.chunk_offsets[seq];
-    nck = p.chunk_offsets[seq + 1] - slot0;
-  } else {
-    nck = (p.seqlen + p.chunk_size - 1) / p.chunk_size;
-    slot0 = seq * nck;
-  }
-  VecF<V> h;
-  if (p.initial_states) h.load(p.initial_states + (seq * p.nheads + head) * pn + e0);
-  else {
-#pragma unroll
-    for (int i = 0; i < V; ++i) h.v[i] = 0.f;
-  }
-  const int64_t sstride = p.nheads * pn;
-  float* base = p.states_in + slot0 * sstride + head * pn + e0;
-  const float* dec = p.chunk_decay + slot0 * p.nheads + head;
-  VecF<V> nxt;
-  if (nck > 0) nxt.load(base);
-  for (int64_t ci = 0; ci < nck; ++ci) {
-    const VecF<V> s = nxt;  // S_c (read before this slot is overwritten)
-    if (ci + 1 < nck) nxt.load(base + (ci + 1) * sstride);
-    const float d = expf(dec[ci * p.nheads]);
-    h.store(base + ci * sstride);  // the state entering chunk c
-#pragma unroll
-    for (int i = 0; i < V; ++i) h.v[i] = d * h.v[i] + s.v[i];
-  }
-  if (p.final_states) h.store(p.final_states + (seq * p.nheads + head) * pn + e0);
+// Words of the pipeline's workspace (p.chunk_decay): the flags and the ticket counter.
+inline int64_t chunk_flag_words(const SsdFwdCudaParams& p) {
+  return p.n_slots * p.nheads * ((p.headdim + kBP - 1) / kBP) + 1;
 }
 
 // ------------------------------------------------------------------------------------------ 3. chunk scan
@@ -214,8 +302,9 @@ __global__ void __launch_bounds__(kCThreads, 2) ssd_chunk_scan_kernel(const SsdF
 }
 
 // ------------------------------------------------------------------------------------------ launch
-// The three kernels on one stream (instantiated in ssd_fwd_{bf16,fp16,fp32}.cu). Needs p.states_in, p.chunk_decay
-// and p.n_slots (checked by the launcher).
+// The workspace memset and the two kernels on one stream (instantiated in ssd_fwd_{bf16,fp16,fp32}.cu). Needs
+// p.states_in, p.n_slots and p.chunk_decay as a workspace of chunk_flag_words(p) 32-bit words (checked by the
+// launcher; allocated by the binding).
 template <typename in_t>
 cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t stream) {
   if (p.nseq == 0 || p.nheads == 0 || p.headdim == 0) return cudaSuccess;
@@ -227,14 +316,24 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
   const int64_t smem = L.bytes;
   const int64_t npb = (p.headdim + kBP - 1) / kBP;
   const int64_t nblk = p.n_slots * npb * p.nheads;
-  if (nblk > 0x7fffffffLL) return cudaErrorInvalidValue;
+  // kernel 1 also covers one finisher CTA per (sequence, head, p block) where a sequence may have no chunk
+  const bool finishers = p.cu_seqlens != nullptr || p.seqlen == 0;
+  const int64_t nblk1 = (p.n_slots + (finishers ? p.nseq : 0)) * npb * p.nheads;
+  if (nblk1 > 0x7fffffffLL) return cudaErrorInvalidValue;
   cudaError_t e = cudaSuccess;
+  const size_t wbytes = size_t(chunk_flag_words(p)) * sizeof(unsigned);  // flags + ticket counter, zeroed
+#if defined(MK_CUDA_EMU)
+  std::memset(p.chunk_decay, 0, wbytes);
+#else
+  e = cudaMemsetAsync(p.chunk_decay, 0, wbytes, stream);
+  if (e != cudaSuccess) return e;
+#endif
   cudaLaunchConfig_t cfg = {};
   cfg.blockDim = dim3(kCThreads);
   cfg.stream = stream;
-  if (nblk > 0) {
-    const int64_t smem1 = L.st_bytes;  // two buffers of x, B, dt' only
-    cfg.gridDim = dim3(unsigned(nblk));
+  if (nblk1 > 0) {
+    const int64_t smem1 = L.st_bytes + 16;  // two buffers of x, B, dt' only; the ticket
+    cfg.gridDim = dim3(unsigned(nblk1));
     cfg.dynamicSmemBytes = size_t(smem1);
     auto k1 = ssd_chunk_state_kernel<in_t>;
     if (smem1 > 48 * 1024) e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem1));
@@ -242,20 +341,8 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
-  const int64_t pn = p.headdim * p.dstate;
-  cfg.dynamicSmemBytes = 0;
-  cfg.blockDim = dim3(kThreads);
-  if (pn % 4 == 0) {
-    cfg.gridDim = dim3(unsigned((pn + 4 * kThreads - 1) / (4 * kThreads)), unsigned(p.nheads), unsigned(p.nseq));
-    e = cudaLaunchKernelEx(&cfg, ssd_state_pass_kernel<4>, p);
-  } else {
-    cfg.gridDim = dim3(unsigned((pn + kThreads - 1) / kThreads), unsigned(p.nheads), unsigned(p.nseq));
-    e = cudaLaunchKernelEx(&cfg, ssd_state_pass_kernel<1>, p);
-  }
-  if (e == cudaSuccess) e = cudaGetLastError();
-  if (e != cudaSuccess || nblk == 0) return e;
+  if (nblk == 0) return cudaSuccess;
   cfg.gridDim = dim3(unsigned(nblk));
-  cfg.blockDim = dim3(kCThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   auto k3 = ssd_chunk_scan_kernel<in_t>;
   if (smem > 48 * 1024) e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));

@@ -1,6 +1,7 @@
-// Device pieces shared by the CUDA SSD forward kernels (no torch): the fused kernel (ssd_fwd_kernel.cuh) and the
-// chunk-parallel pipeline (ssd_chunk_kernel.cuh). Semantics and the fragment conventions: see the header comment of
-// ssd_fwd_kernel.cuh. What lives here:
+// Device pieces of the CUDA SSD forward kernels (no torch): the fused kernel (ssd_fwd_kernel.cuh) uses all of them;
+// the chunk-parallel pipeline (ssd_chunk_kernel.cuh, 8-warp tile steps in ssd_chunk_tile.cuh) the conversions, mma
+// wrappers, Frag, ldmatrix (ldsm_x4, ldsm_x4_trans, b_rows2) and TileType. Semantics and the fragment conventions:
+// see the header comment of ssd_fwd_kernel.cuh. What lives here:
 //   - element conversions, the mma.sync wrappers (bf16 m16n8k16; 3xTF32 for fp32 tiles), fragment loaders (Frag),
 //   - zero16 (cp.async itself: common/cp_async.h),
 //   - the shared-memory tile layout of one 64-token tile (x, B, C, h, z, dt', in-tile cumsum),
@@ -242,7 +243,6 @@ template <> struct TileType<__nv_bfloat16> { using E = __nv_bfloat16; };
 struct SmemLayout {
   int ldx, ldn, nk;  // row lengths (elements) of the x / z tiles and of the B / C / h tiles; k16 steps over n
   int64_t off_b, off_f, off_c, off_h, off_z, bytes;  // byte offsets (all multiples of 16)
-  int64_t bytes_xb;  // x, B, dt' / cumsum only (the chunk-state kernel): off_c
 };
 
 template <typename E>
@@ -259,7 +259,6 @@ __host__ __device__ inline SmemLayout smem_layout(int64_t n) {
   s.off_h = s.off_c + int64_t(kTile) * s.ldn * es;
   s.off_z = s.off_h + int64_t(kBP) * s.ldn * es;
   s.bytes = s.off_z + int64_t(kTile) * s.ldx * es;
-  s.bytes_xb = s.off_c;
   return s;
 }
 

@@ -1,7 +1,7 @@
 """Launcher for the CUDA forward (torch.ops.mamba_kernels._ssd_fwd_cuda).
 
-Default path: the chunk-parallel pipeline (csrc/ssd/ssd_chunk_kernel.cuh: chunk states, state passing, chunk scan;
-the binding also allocates a (n_slots, h) fp32 chunk-decay scratch). MK_SSD_CUDA_FUSED=1 in the environment (read
+Default path: the chunk-parallel pipeline (csrc/ssd/ssd_chunk_kernel.cuh: chunk states with the state passing
+handed from chunk to chunk, then the chunk scan; the binding also allocates a small workspace of hand-over flags). MK_SSD_CUDA_FUSED=1 in the environment (read
 once per process) selects the fused kernel (csrc/ssd/ssd_fwd_kernel.cuh) instead; torch.ops.mamba_kernels.
 _ssd_fwd_cuda_fused always runs the fused kernel (same arguments). The CUDA forward serves chunk_size a multiple of 64, n <= 128 and fp32 / fp16 / bf16 inputs; other calls run the
 Triton forward (same outputs). Its backward is the Triton backward (interface.py), which reads the pre-gate output

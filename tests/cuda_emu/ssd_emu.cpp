@@ -98,6 +98,19 @@ std::vector<Case> cases() {
   c.dt = Dt::f32;
   c.A_scale = 0.005;
   add(c);
+  // the 8-warp chunk pipeline and its chunk hand-over: p 32 with g = h; several p blocks and batch rows (ticket
+  // order chunk-major over rows); varlen of sequences shorter than a tile with an empty one last; l = 0 (final =
+  // initial, written by the finisher CTAs); fp32 p 128 n 128 across chunks of 256
+  add({"b2-l300-h4-p32-n128-g4-Q128-gentle", 2, 300, 4, 32, 128, 4, 128, {}, Dt::bf16, true, true, true, true, true,
+       1, false, false, 0.005});
+  add({"b3-l300-h2-p128-n128-g1-Q64-gentle", 3, 300, 2, 128, 128, 1, 64, {}, Dt::bf16, true, true, true, true, true,
+       2, false, false, 0.005});
+  add({"b1-l63-varlen-short-h3-p64-n128-g1-Q64", 1, 63, 3, 64, 128, 1, 64, {0, 5, 5, 40, 63, 63}});
+  add({"b2-l0-h2-p64-n32-g1-Q64", 2, 0, 2, 64, 32, 1, 64});
+  c = {"b1-l600-h2-p128-n128-g2-Q256-fp32-gentle", 1, 600, 2, 128, 128, 2, 256};
+  c.dt = Dt::f32;
+  c.A_scale = 0.005;
+  add(c);
   return cs;
 }
 
@@ -207,7 +220,8 @@ bool run_case(const Case& cs, int path) {
   P.final_states = fin.data();
   P.path = path;
   P.n_slots = varlen ? std::max<int64_t>((l + Q - 1) / Q + nseq - 1, 0) : slots;  // the binding's bound
-  std::vector<float> decay(size_t(std::max<int64_t>(P.n_slots * h, 1)), std::nanf(""));
+  // the chunked path's workspace (flags + ticket counter, zeroed by the launcher; NaN here: it must zero them)
+  std::vector<float> decay(size_t(std::max<int64_t>(P.n_slots * h * ((p + 63) / 64) + 1, 1)), std::nanf(""));
   P.chunk_decay = decay.data();
   // the chunked path's grid covers every slot of the bound (slots past the last chunk are neither read nor written;
   // the real ones start NaN: every chunk state must be written before it is read)
