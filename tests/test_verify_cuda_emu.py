@@ -57,10 +57,6 @@ GROUPS = {
     # N = 600 (column passes), k = 31, strided state view, no D / z / dt_bias, f16 and bf16 states, long rings
     "general_m2": ({}, ["m2_basic", "m2_n128", "m2_N5", "m2_bigP", "m2_colpass", "m2_k32", "m2_view", "m2_nopt",
                         "m2_bf16st", "m2_f16st_N64", "m2_n128_tree", "acc_m2_tree", "acc_m2_bigP"], ["general_m2"]),
-    # verify_m2prep_kernel + verify_m2str_kernel (experimental, MK_VERIFY_KERNEL=split): bf16 / f16 / f32 inputs,
-    # f32 / bf16 / f16 states, P 32 / 64 / 128 (clusters of 2 / 4 / 8), trees (path compaction), k up to 16, folds
-    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
-              ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "dec_f32", "tc_mix", "tc_k16"], ["split"]),
     # verify_m2tco_kernel (experimental, MK_VERIFY_KERNEL=tco), 4 warps: 64 rows a block, so P = 128 / 256 run as
     # clusters of 2 / 4 blocks (rank 0 last: it writes ring_B / ring_dt / meta) and P <= 64 as one block; bf16 / f16
     # / f32 inputs, f32 / bf16 / f16 states, N 64 / 128, chain and tree drafts (path compaction), k 0 (flush) .. 16,
@@ -172,8 +168,6 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
-    if group == "split":  # every SSM launch of these shapes is the split pair
-        assert counts["tc"] == counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group in ("tco", "tco8"):  # every SSM launch of these shapes is the tco kernel
         assert counts["tc"] == counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "m1lean":  # every SSM launch of these contiguous shapes is the Mamba-1 lean kernel

@@ -11,7 +11,6 @@
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
-#include "verify/verify_m2split_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_m2tco_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
@@ -27,11 +26,8 @@ struct SsmLaunch {
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
-  bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (experimental, MK_VERIFY_KERNEL=split)
   bool tco = false;     // verify_m2tco_kernel (experimental, MK_VERIFY_KERNEL=tco)
   int tco_rows = 0;     // tco: rows a block (cluster = P / tco_rows)
-  size_t prep_smem = 0;   // split: the prep kernel's shared memory
-  int64_t work_words = 0;  // split: table words a (batch row, unit)
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   int dec_lanes = 4;  // dec: lanes a state row
   int64_t grid = 0;
@@ -39,15 +35,15 @@ struct SsmLaunch {
   size_t smem = 0;
 };
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split", 6 "tco" (5, 6:
-// experimental, not chosen automatically until measured).
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "tco" (experimental, not
+// chosen automatically until measured).
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    const char* names[] = {"tc", "lean", "general", "decode", "split", "tco"};
-    for (int i = 0; i < 6; ++i)
+    const char* names[] = {"tc", "lean", "general", "decode", "tco"};
+    for (int i = 0; i < 5; ++i)
       if (s == names[i]) return i + 1;
     return 0;
   }();
@@ -101,14 +97,7 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
       c.threads = static_cast<int>((p.P + 31) / 32 * 32);
       c.smem = 0;
     }
-  } else if (forced == 5 && m2split_fits(p, SV<T>::V, clusters, &c.prep_smem)) {
-    c.split = true;
-    c.threads = kStrThreads;
-    c.smem = 0;
-    c.cluster = static_cast<int>(p.P / kStrRows);
-    c.grid *= c.cluster;
-    c.work_words = m2split_tab(p.k, p.R).words;
-  } else if (forced == 6 && m2tco_fits<T>(p, clusters, m2tco_warps(), &c.tco_rows, &smem)) {
+  } else if (forced == 5 && m2tco_fits<T>(p, clusters, m2tco_warps(), &c.tco_rows, &smem)) {
     c.tco = true;
     c.threads = 32 * m2tco_warps();
     c.smem = smem;
@@ -156,24 +145,6 @@ inline void (*tco_kernel(DType in, int64_t N, int threads))(VerifyStepParams, in
   const int nw = threads / 32;
   return in == DType::kBFloat16 ? tco_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? tco_kernel_in<T, __half>(N, nw) : tco_kernel_in<T, float>(N, nw));
-}
-template <typename T, typename TI>
-inline void (*prep_kernel_in(int64_t N))(VerifyStepParams, float*, int64_t) {
-  return N == 64 ? verify_m2prep_kernel<TI, 64, 128> : verify_m2prep_kernel<TI, 128, 128>;
-}
-template <typename T>
-inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams, float*, int64_t) {
-  return in == DType::kBFloat16 ? prep_kernel_in<T, __nv_bfloat16>(N)
-         : (in == DType::kFloat16 ? prep_kernel_in<T, __half>(N) : prep_kernel_in<T, float>(N));
-}
-template <typename T, typename TI>
-inline void (*str_kernel_in(int64_t N))(VerifyStepParams, const float*, int64_t) {
-  return N == 64 ? verify_m2str_kernel<T, TI, 64> : verify_m2str_kernel<T, TI, 128>;
-}
-template <typename T>
-inline void (*str_kernel(DType in, int64_t N))(VerifyStepParams, const float*, int64_t) {
-  return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N)
-         : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N) : str_kernel_in<T, float>(N));
 }
 template <typename T>
 inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
@@ -259,25 +230,6 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   cudaError_t err;
-  if (c.split) {  // the per-unit table in stream-ordered memory (graph-capturable), then the two kernels
-    const int64_t units = c.grid / c.cluster;
-    float* work = nullptr;
-    err = cudaMallocAsync(reinterpret_cast<void**>(&work), static_cast<size_t>(units * c.work_words) * 4, stream);
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-    void (*pk)(VerifyStepParams, float*, int64_t) = prep_kernel<T>(p.in_dtype, p.N);
-    if (c.prep_smem > 48 * 1024) {
-      err = cudaFuncSetAttribute(pk, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.prep_smem));
-      if (err != cudaSuccess) return cudaGetErrorString(err);
-    }
-    pk<<<static_cast<unsigned>(units), 128, c.prep_smem, stream>>>(p, work, c.work_words);
-    err = cudaGetLastError();
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-    err = launch_in_clusters(c, 0, stream, str_kernel<T>(p.in_dtype, p.N), p, static_cast<const float*>(work),
-                             c.work_words);
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-    err = cudaFreeAsync(work, stream);
-    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-  }
   if (c.tco) {  // (p, rows a block), in clusters of P / rows blocks where that is > 1
     void (*tk)(VerifyStepParams, int) = tco_kernel<T>(p.in_dtype, p.N, c.threads);
     if (c.smem > 48 * 1024) {
