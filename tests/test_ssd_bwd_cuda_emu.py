@@ -45,6 +45,9 @@ CASES = {
     "b1-l700-varlen-h2-p64-n64-g1-Q256-fp32": (1, 700, 2, 64, 64, 1, 256, "fp32",
                                               dict(cu=[0, 1, 600, 601, 700], A_scale=0.02)),
     "b1-l70-h4-p16-n8-g2-Q64-fp32-nosp": (1, 70, 4, 16, 8, 2, 64, "fp32", dict(softplus=False)),
+    # l a multiple of the chunk (no short chunk); 4 heads a group (the group kernels' head loops)
+    "b2-l128-h8-p64-n64-g2-Q64-bf16": (2, 128, 8, 64, 64, 2, 64, "bf16", {}),
+    "b1-l192-h8-p32-n32-g2-Q192-fp32": (1, 192, 8, 32, 32, 2, 192, "fp32", dict(A_scale=0.05)),
 }
 
 

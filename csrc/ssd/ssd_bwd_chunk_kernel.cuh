@@ -10,6 +10,17 @@
 // tokens is (Q / 64)^2 / 2 block pairs; dCB and CB live in (slot, group, Q, Q) scratch so that the per-head kernel K4
 // and the per-group kernel K5 read them instead of recomputing C B^T per head (h / g = 80 heads share it at the
 // issue shape b4 l4096 h80 p64 n128 g1).
+//
+// Resources (nvcc -O3 --use_fast_math, registers; no spills except fp32 / fp16 dx: ~100 bytes):
+//   sm_90a bf16: K1 126, K3 168, K4 248, K5 159, K0 / K2 / K6 <= 48.  fp32 tiles: K3 234, K4 255, K5 158.
+//   sm_80  bf16: K1 126, K3 168, K4 255, K5 160.
+// Shared memory (bf16, p 64 / 128, n 128): K1 26 KB, K3 54 / 70 KB, K4 71 KB, K5 52 / 77 KB; fp32 tiles up to
+// 149 KB (K5 at p = n = 128: fits sm_80's 163 KB).
+// Known gaps (untimed when written): plain global -> register -> shared tile loads (no cp.async, no double
+// buffering): every k loop waits for its loads, latency is hidden only by other CTAs of the SM. At g = 1 the group
+// kernels K3 / K5 walk all h heads serially in few CTAs (issue shape: 640 / 512 CTAs of 80 heads each): the first
+// candidates for splitting the head loop (fp32 atomics on dCB / dB / dC partials) or for cp.async prefetch of the
+// next head's tiles. K4 re-reads dy_t / CB blocks per source block (10 block pairs a chunk at Q = 256).
 #pragma once
 #include "ssd/ssd_bwd_kernel.cuh"
 
