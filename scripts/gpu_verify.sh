@@ -2,9 +2,9 @@
 # Verify family only, on the GPU machine: build, GPU tests (automatic choice; the tensor-core kernel, the one-token
 # decode kernel and the experimental tco kernel forced), per-kernel timings (scripts/profile_verify.py) of the
 # automatic choice, of mamba_ssm's decode kernel and of the tco kernel (MK_VERIFY_KERNEL=tco, 4 and 8 warps), the
-# verify benchmarks. Files under $OUT.
+# verify benchmarks. Files under $OUT. NOBUILD=1: the library is already built in this tree.
 . scripts/gpu_common.sh
-build 16
+[ "${NOBUILD:-0}" = 1 ] || build 16
 step 50 $T verify bash -c "$P $VT"
 step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
 step 60 $T verify_decode bash -c "MK_VERIFY_KERNEL=decode $P $VT"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# SSD family only, on the GPU machine: build, the CUDA backend's GPU tests (forward + backward against the
+# reference, the CUDA backward's own tests, opcheck), a compute-sanitizer pass over a few CUDA calls, per-kernel
+# times of one forward (scripts/profile_ssd.py, CUDA vs Triton) and the SSD benches of the CUDA path against Triton
+# and mamba_ssm (forward kernel alone, backward alone, forward, forward+backward). Files under $OUT.
+# NOBUILD=1: the library is already built in this tree (a second script in the same call).
+. scripts/gpu_common.sh
+[ "${NOBUILD:-0}" = 1 ] || build 16
+step 75 $T ssd_cuda_bwd $P tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
+step 180 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
+step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q \
+  -p no:cacheprovider tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel and bfloat16"
+step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
+step 200 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
+  "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
+echo "ssd total $(( $(date +%s) - t0 ))s" >> $L
