@@ -1,22 +1,15 @@
 #!/usr/bin/env bash
 # Verify family only, on the GPU machine: build, GPU tests (automatic choice; the tensor-core kernel, the one-token
-# decode kernel and the experimental tco kernel forced), per-kernel timings (scripts/profile_verify.py) of the
-# automatic choice, of mamba_ssm's decode kernel and of the tco kernel (MK_VERIFY_KERNEL=tco, 4 and 8 warps), the
-# verify benchmarks. Files under $OUT. NOBUILD=1: the library is already built in this tree.
+# decode kernel forced), per-kernel timings (scripts/profile_verify.py) of the automatic choice and of mamba_ssm's
+# decode kernel, the verify benchmarks. Files under $OUT. NOBUILD=1: the library is already built in this tree.
 . scripts/gpu_common.sh
 [ "${NOBUILD:-0}" = 1 ] || build 16
 step 50 $T verify bash -c "$P $VT"
 step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
 step 60 $T verify_decode bash -c "MK_VERIFY_KERNEL=decode $P $VT"
-step 60 $T verify_tco bash -c "MK_VERIFY_KERNEL=tco $P $VT"
-step 60 $T verify_tco8 bash -c "MK_VERIFY_KERNEL=tco MK_VERIFY_TCO_WARPS=8 $P $VT"
 C=mamba2-1-1,mamba2-1-4,mamba2-16-1,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
 step 30 $OUT/prof.log prof_auto python3 scripts/profile_verify.py --cases $C --impls cuda
 step 30 $OUT/prof.log prof_decode_anchor python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-16-1,mamba2-64-1 --impls mamba_ssm_decode
-# the tco kernel: 4 warps (64 rows a block, clusters of 2), then 8 warps (128 rows)
-CT="scripts/profile_verify.py --cases mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8 --impls cuda"
-step 30 $OUT/prof.log prof_tco env MK_VERIFY_KERNEL=tco python3 $CT
-step 30 $OUT/prof.log prof_tco8 env MK_VERIFY_KERNEL=tco MK_VERIFY_TCO_WARPS=8 python3 $CT
 step 50 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L

@@ -529,8 +529,9 @@ GPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 @pytest.mark.parametrize("dtype", list(GPU_DTYPES))
 @pytest.mark.parametrize("case", list(GPU_CASES))
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
-def test_gpu_vs_ref(backend, case, dtype):
+def test_gpu_vs_ref(backend, case, dtype, monkeypatch):
     _skip_unavailable(backend, "cuda")
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")  # backend cuda: the CUDA backward (opt-in) against the reference
     b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
     check_against_ref(backend, "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
 
@@ -644,9 +645,10 @@ def test_gpu_cuda_forward_strided_inputs(dtype):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 600]], ids=["dense", "varlen"])
 def test_gpu_cuda_backward_runs_the_kernel(dtype, cu, monkeypatch):
-    """backend="cuda" takes the CUDA backward (mamba_kernels/ssd/cuda_bwd.py) where it serves (op built, p, n <= 128,
-    chunk a multiple of 64): its call counter moves, and its gradients match the Triton backward's on the same
-    inputs; MK_SSD_CUDA_BWD=0 takes the Triton one. (test_gpu_vs_ref[cuda-*] compares both with the reference.)"""
+    """backend="cuda" with MK_SSD_CUDA_BWD=1 takes the CUDA backward (mamba_kernels/ssd/cuda_bwd.py) where it serves
+    (op built, p, n <= 128, chunk a multiple of 64): its call counter moves, and its gradients match the Triton
+    backward's on the same inputs; MK_SSD_CUDA_BWD=0 (the default) takes the Triton one. (test_gpu_vs_ref[cuda-*]
+    compares the CUDA backward with the reference.)"""
     _skip_unavailable("cuda", "cuda")
     from mamba_kernels.ssd import cuda_bwd
     assert cuda_bwd.available(), "mamba_kernels._cuda has no _ssd_bwd_cuda op: rebuild the extension"
@@ -676,8 +678,9 @@ def test_gpu_cuda_backward_runs_the_kernel(dtype, cu, monkeypatch):
 
 
 @pytest.mark.gpu
-def test_gpu_opcheck_bwd_cuda():
+def test_gpu_opcheck_bwd_cuda(monkeypatch):
     _skip_unavailable("cuda", "cuda")
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")
     inp = make_inputs(1, 150, 2, 64, 32, 1, dtype=torch.bfloat16, device="cuda", D_shape="hp", init=True)
     args = (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"], inp["dt_bias"],
             inp["initial_states"], None, 64, True, True, 0.01, 3.0, "cuda")

@@ -57,16 +57,6 @@ GROUPS = {
     # N = 600 (column passes), k = 31, strided state view, no D / z / dt_bias, f16 and bf16 states, long rings
     "general_m2": ({}, ["m2_basic", "m2_n128", "m2_N5", "m2_bigP", "m2_colpass", "m2_k32", "m2_view", "m2_nopt",
                         "m2_bf16st", "m2_f16st_N64", "m2_n128_tree", "acc_m2_tree", "acc_m2_bigP"], ["general_m2"]),
-    # verify_m2tco_kernel (experimental, MK_VERIFY_KERNEL=tco), 4 warps: 64 rows a block, so P = 128 / 256 run as
-    # clusters of 2 / 4 blocks (rank 0 last: it writes ring_B / ring_dt / meta) and P <= 64 as one block; bf16 / f16
-    # / f32 inputs, f32 / bf16 / f16 states, N 64 / 128, chain and tree drafts (path compaction), k 0 (flush) .. 16,
-    # accepted counts 0 .. k, padding and out-of-range slots, long rings, folds
-    "tco": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tco"},
-            ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "dec_f32", "tc_mix", "tc_k16", "lean_2pass", "acc_m2"],
-            ["tco"]),
-    # the same kernel with 8 warps (128 rows a block: one block a unit up to P = 128, clusters of 2 at P = 256)
-    "tco8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tco", "MK_VERIFY_TCO_WARPS": "8"},
-             ["hot_m2", "hot_m2_k8", "tc_mix", "lean_2pass"], ["tco"]),
     # verify_m1_kernel (Mamba-1 layout, N 8 / 16, a thread a channel): fp32 / bf16 / f16 inputs, fp32 and bf16
     # states, chain and tree drafts (path compaction), G = H, idle lanes, long rings
     "m1lean": ({"STRESS_CONTIG": "1"}, ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16"],
@@ -130,7 +120,7 @@ def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
-                "STRESS_DECODE_FOLD", "MK_VERIFY_TCO_WARPS"):
+                "STRESS_DECODE_FOLD"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -168,8 +158,6 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
-    if group in ("tco", "tco8"):  # every SSM launch of these shapes is the tco kernel
-        assert counts["tc"] == counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "m1lean":  # every SSM launch of these contiguous shapes is the Mamba-1 lean kernel
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
     if group in ("tc", "tc4"):  # every SSM launch of these shapes is the tensor-core kernel

@@ -46,7 +46,8 @@ int ssd_fwd_cpu(const SsdFwdParams& params);
 // Paths (path; 0: the launcher's default, MK_SSD_CUDA_FUSED=1 read once makes it the fused kernel):
 //   1 fused kernel (ssd_fwd_kernel.cuh): states_in nullable.
 //   2 chunk-parallel pipeline (ssd_chunk_kernel.cuh): needs states_in (it holds the chunk states before it holds the
-//     entering states) with n_slots slots (a bound for varlen: grid size) and chunk_decay (n_slots, h) fp32 scratch.
+//     entering states) with n_slots slots (a bound for varlen: grid size) and chunk_decay, a zeroed workspace of
+//     n_slots * h * ceil(p / 64) + 1 32-bit words (the chunk-state kernel's hand-over flags and ticket counter).
 struct SsdFwdCudaParams {
   int64_t batch = 0, seqlen = 0, nheads = 0, headdim = 0, dstate = 0, ngroups = 1, chunk_size = 256, nseq = 0;
   DType in_dtype = DType::kBFloat16;
@@ -71,7 +72,7 @@ struct SsdFwdCudaParams {
   float* final_states = nullptr;
   int path = 0;
   int64_t n_slots = 0;
-  float* chunk_decay = nullptr;
+  float* chunk_decay = nullptr;  // path 2: the hand-over workspace (flags, ticket counter; not decays any more)
   bool vec16 = false;  // set by the launcher: x / z / B / C rows in 16-byte pieces (cp.async)
   int64_t x_batch_stride = 0, x_l_stride = 0, x_head_stride = 0;
   int64_t z_batch_stride = 0, z_l_stride = 0, z_head_stride = 0;

@@ -4,8 +4,9 @@
 //   fused kernel when MK_SSD_CUDA_FUSED=1 (read once by the launcher).
 //   torch.ops.mamba_kernels._ssd_fwd_cuda_fused(...): same arguments, always the fused kernel (ssd_fwd_kernel.cuh).
 // The pipeline needs (allocated here, stream-ordered by the caching allocator): a workspace passed as chunk_decay
-// (n_slots * h * ceil(p / 64) + 1 32-bit words: the chunk-state kernel's hand-over flags and ticket counter), and, only when states_in is empty, a scratch (n_slots, h, p, n) fp32 for the chunk
-// states (n_slots: states_in.size(0), else b * ceil(l / Q), varlen ceil(l / Q) + nseq - 1).
+// (n_slots * h * ceil(p / 64) + 1 32-bit words: the chunk-state kernel's hand-over flags and ticket counter),
+// and, only when states_in is empty, a scratch (n_slots, h, p, n) fp32 for the chunk states (n_slots:
+// states_in.size(0), else b * ceil(l / Q), varlen ceil(l / Q) + nseq - 1).
 // Called only from mamba_kernels/ssd/cuda.py, which has cast B, C, z to x's dtype, dt to x's dtype or fp32, A, D,
 // dt_bias, initial_states to contiguous fp32, cu_seqlens / chunk_offsets to int64, and zero-filled states_in for
 // varlen (unused chunk slots stay zero).

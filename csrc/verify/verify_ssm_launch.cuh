@@ -12,7 +12,6 @@
 #include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
-#include "verify/verify_m2tco_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
 namespace mamba_kernels {
@@ -26,8 +25,6 @@ struct SsmLaunch {
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
-  bool tco = false;     // verify_m2tco_kernel (experimental, MK_VERIFY_KERNEL=tco)
-  int tco_rows = 0;     // tco: rows a block (cluster = P / tco_rows)
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   int dec_lanes = 4;  // dec: lanes a state row
   int64_t grid = 0;
@@ -35,15 +32,14 @@ struct SsmLaunch {
   size_t smem = 0;
 };
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "tco" (experimental, not
-// chosen automatically until measured).
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode".
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    const char* names[] = {"tc", "lean", "general", "decode", "tco"};
-    for (int i = 0; i < 5; ++i)
+    const char* names[] = {"tc", "lean", "general", "decode"};
+    for (int i = 0; i < 4; ++i)
       if (s == names[i]) return i + 1;
     return 0;
   }();
@@ -97,12 +93,6 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
       c.threads = static_cast<int>((p.P + 31) / 32 * 32);
       c.smem = 0;
     }
-  } else if (forced == 5 && m2tco_fits<T>(p, clusters, m2tco_warps(), &c.tco_rows, &smem)) {
-    c.tco = true;
-    c.threads = 32 * m2tco_warps();
-    c.smem = smem;
-    c.cluster = static_cast<int>(p.P / c.tco_rows);
-    c.grid *= c.cluster;
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
              m2dec_fits(p, clusters, m2dec_lanes(p.P))) {
     c.dec = true;
@@ -134,17 +124,6 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   const int nw = threads / 32;
   return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
-}
-template <typename T, typename TI>
-inline void (*tco_kernel_in(int64_t N, int nw))(VerifyStepParams, int) {
-  if (N == 64) return nw == 8 ? verify_m2tco_kernel<T, TI, 64, 8> : verify_m2tco_kernel<T, TI, 64, 4>;
-  return nw == 8 ? verify_m2tco_kernel<T, TI, 128, 8> : verify_m2tco_kernel<T, TI, 128, 4>;
-}
-template <typename T>
-inline void (*tco_kernel(DType in, int64_t N, int threads))(VerifyStepParams, int) {
-  const int nw = threads / 32;
-  return in == DType::kBFloat16 ? tco_kernel_in<T, __nv_bfloat16>(N, nw)
-         : (in == DType::kFloat16 ? tco_kernel_in<T, __half>(N, nw) : tco_kernel_in<T, float>(N, nw));
 }
 template <typename T>
 inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
@@ -230,21 +209,6 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   cudaError_t err;
-  if (c.tco) {  // (p, rows a block), in clusters of P / rows blocks where that is > 1
-    void (*tk)(VerifyStepParams, int) = tco_kernel<T>(p.in_dtype, p.N, c.threads);
-    if (c.smem > 48 * 1024) {
-      err = cudaFuncSetAttribute(tk, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
-      if (err != cudaSuccess) return cudaGetErrorString(err);
-    }
-    if (c.cluster > 1) {
-      err = launch_in_clusters(c, c.smem, stream, tk, p, c.tco_rows);
-      if (err != cudaSuccess) return cudaGetErrorString(err);
-    } else {
-      tk<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.tco_rows);
-    }
-    err = cudaGetLastError();
-    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-  }
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);

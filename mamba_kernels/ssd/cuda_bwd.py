@@ -4,7 +4,10 @@ csrc/ssd/ssd_bwd_kernel.cuh and ssd_bwd_chunk_kernel.cuh).
 The backward of backend="cuda" (interface.py). It reads what the CUDA forward saved: the pre-gate output ypre (x's
 dtype, when z is given) and the fp32 chunk-entry states states_in. It serves fp32 / fp16 / bf16 inputs with
 chunk_size a multiple of 64, n <= 128 and p <= 128, and runs the Triton backward (same gradients) elsewhere, when the
-extension lacks the op, or when MK_SSD_CUDA_BWD=0 is set in the environment (read at each call: A/B timing).
+extension lacks the op, or unless MK_SSD_CUDA_BWD=1 is set in the environment (read at each call: A/B timing).
+Opt-in because it is slow: H200, bf16, chunk 256 (2026-11-29, 7fadbba): 15.7 ms at b4 l4096 h80 p64 n128 g1 and
+8.1 ms at b2 l4096 h32 p128 n128 g32, against 2.59 / 1.35 ms for the Triton backward on the same saved tensors
+(correct: the GPU tests against the reference pass).
 CALLS counts which backward ran (tests assert the CUDA one did).
 """
 from __future__ import annotations
@@ -33,7 +36,7 @@ def available() -> bool:
 
 
 def enabled() -> bool:
-    return os.environ.get("MK_SSD_CUDA_BWD", "1") != "0"
+    return os.environ.get("MK_SSD_CUDA_BWD", "0") == "1"
 
 
 def kernel_serves(x: torch.Tensor, B: torch.Tensor, chunk_size: int, states_in: torch.Tensor) -> bool:

@@ -9,9 +9,10 @@ the caller asks for it (keep_ypre: a backward will run); `states_in` holds the s
 except that the triton backend keeps it in bf16 for bf16 x unless fp32_states (set when chunk states are returned).
 The ref and cpu backends differentiate through python_ref (torch autograd). The cuda backend's forward is the CUDA
 kernel (csrc/ssd/ssd_fwd_kernel.cuh; chunk_size a multiple of 64, n <= 128, else the Triton forward) and its
-backward the CUDA backward (cuda_bwd.py, csrc/ssd/ssd_bwd_kernel.cuh; p <= 128 too, else -- or with
-MK_SSD_CUDA_BWD=0 -- the Triton backward), reading the cuda forward's ypre and fp32 states_in. cuda is opt-in
-(backend="cuda") until it is timed on the H200: the default on CUDA tensors stays triton.
+backward the Triton backward, or with MK_SSD_CUDA_BWD=1 the CUDA backward (cuda_bwd.py,
+csrc/ssd/ssd_bwd_kernel.cuh; p <= 128 too, else Triton: it measured 6x slower than Triton's), reading the cuda
+forward's ypre and fp32 states_in. cuda is opt-in (backend="cuda"): its forward measured slower than Triton's on
+the H200 (1.21 / 0.50 ms against 0.76 / 0.40 at the two issue shapes), so the default on CUDA tensors stays triton.
 """
 from __future__ import annotations
 
@@ -251,8 +252,8 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
             restart at each sequence.
         backend: None (fastest available), "ref", "cpu" (CPU tensors; its backward is the reference's),
             "triton" (CUDA, or CPU under TRITON_INTERPRET=1), "cuda" (CUDA tensors, opt-in: CUDA kernel forward
-            for chunk_size a multiple of 64 and n <= 128, else Triton; CUDA backward where also p <= 128, else
-            Triton; MK_SSD_CUDA_BWD=0 takes the Triton backward).
+            for chunk_size a multiple of 64 and n <= 128, else Triton; Triton backward, or with MK_SSD_CUDA_BWD=1 the
+            CUDA backward where also p <= 128).
     Returns:
         out (b, l, h, p) in x.dtype; with return_final_states also final_states ((b|nseq), h, p, n); with
         return_chunk_states also the state after every chunk: (b, ceil(l/Q), h, p, n), or (total_chunks, h, p, n)

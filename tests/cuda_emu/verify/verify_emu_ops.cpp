@@ -17,11 +17,11 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_tco{0}, n_m1lean{0}, n_dec{0}, n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_m1lean{0}, n_dec{0}, n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: tco=%ld m1lean=%ld decode=%ld tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_tco.load(), n_m1lean.load(), n_dec.load(), n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: m1lean=%ld decode=%ld tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_m1lean.load(), n_dec.load(), n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -73,13 +73,6 @@ const char* emu_ssm(const VerifyStepParams& p) {
   if (c.m1lean) {
     kern = m1_kernel<T>(p.in_dtype, p.N);
     counter = &n_m1lean;
-  }
-  if (c.tco) {  // (p, rows a block); a cluster's blocks run rank 0 last (emu::launch)
-    if (c.grid == 0) return nullptr;
-    ++n_tco;
-    void (*tk)(VerifyStepParams, int) = tco_kernel<T>(p.in_dtype, p.N, c.threads);
-    emu::launch(c.grid, c.threads, c.smem, [&] { tk(p, c.tco_rows); }, c.cluster);
-    return nullptr;
   }
   if (kern == nullptr) return "emu: no kernel";
   if (c.grid == 0) return nullptr;
