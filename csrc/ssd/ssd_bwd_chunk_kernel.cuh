@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
   int tb = 0, sb = int(rest % npairs);
   while (sb > tb) { sb -= tb + 1; ++tb; }
   int64_t row, t0, clen;
-  if (!bwd_chunk(p, slot, row, t0, clen) || int64_t(tb) * kT >= clen) return;
+  if (!ssd_cuda::chunk_of_slot(p, slot, row, t0, clen) || int64_t(tb) * kT >= clen) return;
   const int tl = int(clen - int64_t(tb) * kT < kT ? clen - int64_t(tb) * kT : kT);
   const int sl = int(clen - int64_t(sb) * kT < kT ? clen - int64_t(sb) * kT : kT);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3, r0 = 16 * warp + g;
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dx_kernel(const SsdBwdCudaParams
   int64_t head, slot, row, t0, clen;
   int ch0;
   decode_head_block(p, head, ch0, slot);
-  if (!bwd_chunk(p, slot, row, t0, clen)) return;
+  if (!ssd_cuda::chunk_of_slot(p, slot, row, t0, clen)) return;
   const int64_t NG = p.ngroups, H = p.nheads, P = p.headdim, Q = p.chunk_size, L = p.seqlen, n = p.dstate;
   const int64_t grp = head / (H / NG), ab = (row * H + head) * L + t0;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3, r0 = 16 * warp + g;
@@ -338,7 +338,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
   const bool is_dc = rest % 2 == 1;
   const int64_t slot = rest / 2;
   int64_t row, t0, clen;
-  if (!bwd_chunk(p, slot, row, t0, clen) || int64_t(jb) * kT >= clen) return;
+  if (!ssd_cuda::chunk_of_slot(p, slot, row, t0, clen) || int64_t(jb) * kT >= clen) return;
   const int jl = int(clen - int64_t(jb) * kT < kT ? clen - int64_t(jb) * kT : kT);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3, r0 = 16 * warp + g;
   const BwdSmem<E> S(n, P);

@@ -54,31 +54,6 @@ __host__ __device__ inline int tile_ld(int64_t cols) {
   return int(16 * ((cols + 15) / 16)) + 16 / int(sizeof(E));
 }
 
-// Chunk slot -> batch row, first token, length; false for slots past the last chunk (varlen grids cover a bound).
-__device__ __forceinline__ bool bwd_chunk(const SsdBwdCudaParams& p, int64_t slot, int64_t& row, int64_t& t0,
-                                          int64_t& clen) {
-  const int64_t Q = p.chunk_size;
-  if (p.cu_seqlens) {
-    if (slot >= p.chunk_offsets[p.nseq]) return false;
-    int64_t lo = 0, hi = p.nseq - 1;  // the last sequence with chunk_offsets[s] <= slot (skips empty ones)
-    while (lo < hi) {
-      const int64_t mid = (lo + hi + 1) >> 1;
-      if (p.chunk_offsets[mid] <= slot) lo = mid; else hi = mid - 1;
-    }
-    row = 0;
-    t0 = p.cu_seqlens[lo] + (slot - p.chunk_offsets[lo]) * Q;
-    clen = p.cu_seqlens[lo + 1] - t0;
-  } else {
-    const int64_t nck = (p.seqlen + Q - 1) / Q;
-    if (nck == 0 || slot >= p.batch * nck) return false;
-    row = slot / nck;
-    t0 = (slot % nck) * Q;
-    clen = p.seqlen - t0;
-  }
-  if (clen > Q) clen = Q;
-  return clen > 0;
-}
-
 // blockIdx.x -> (head, channel block, slot), heads fastest (neighbouring CTAs share the B / C rows of a group).
 __device__ __forceinline__ void decode_head_block(const SsdBwdCudaParams& p, int64_t& head, int& ch0, int64_t& slot) {
   const int64_t npb = (p.headdim + kC - 1) / kC;
@@ -147,7 +122,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_cumsum_kernel(const SsdBwdCudaPa
       for (int64_t c = lane; c < p.headdim; c += 32) p.dD[head * p.headdim + c] = 0.f;
   }
   int64_t row, t0, clen;
-  if (!bwd_chunk(p, slot, row, t0, clen)) return;
+  if (!ssd_cuda::chunk_of_slot(p, slot, row, t0, clen)) return;
   const float A = p.A[head], bias = p.dt_bias ? p.dt_bias[head] : 0.f;
   const int64_t ab = (row * p.nheads + head) * p.seqlen + t0;
   float carry = 0.f;
@@ -183,7 +158,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dstate_kernel(const SsdBwdCudaPa
   int64_t head, slot, row, t0, clen;
   int ch0;
   decode_head_block(p, head, ch0, slot);
-  if (!bwd_chunk(p, slot, row, t0, clen)) return;
+  if (!ssd_cuda::chunk_of_slot(p, slot, row, t0, clen)) return;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
   const int n = int(p.dstate), nk = (n + 15) / 16, ldn = tile_ld<E>(n), ldx = tile_ld<E>(kC);
   const int nch = int(p.headdim - ch0 < kC ? p.headdim - ch0 : kC);
@@ -314,7 +289,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dt_kernel(const SsdBwdCudaParams
   if (pair >= p.n_slots * p.nheads) return;
   const int64_t slot = pair / p.nheads, head = pair % p.nheads;
   int64_t row, t0, clen;
-  if (!bwd_chunk(p, slot, row, t0, clen)) return;
+  if (!ssd_cuda::chunk_of_slot(p, slot, row, t0, clen)) return;
   const float A = p.A[head], bias = p.dt_bias ? p.dt_bias[head] : 0.f, dal = p.dalast[slot * p.nheads + head];
   const int64_t ab = (row * p.nheads + head) * p.seqlen + t0;
   float carry = 0.f, dA = 0.f, db = 0.f;

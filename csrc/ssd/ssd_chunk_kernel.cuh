@@ -58,32 +58,6 @@
 namespace mamba_kernels {
 namespace ssd_cuda {
 
-// Chunk slot -> its sequence, batch row, first token and length. False for slots past the last chunk (varlen: the
-// grid covers a bound on the number of chunks).
-__device__ __forceinline__ bool chunk_of_slot(const SsdFwdCudaParams& p, int64_t slot, int64_t& row, int64_t& t0,
-                                              int64_t& clen) {
-  const int64_t Q = p.chunk_size;
-  if (p.cu_seqlens) {
-    if (slot >= p.chunk_offsets[p.nseq]) return false;
-    int64_t lo = 0, hi = p.nseq - 1;  // the last sequence s with chunk_offsets[s] <= slot (skips empty ones)
-    while (lo < hi) {
-      const int64_t mid = (lo + hi + 1) >> 1;
-      if (p.chunk_offsets[mid] <= slot) lo = mid; else hi = mid - 1;
-    }
-    row = 0;
-    t0 = p.cu_seqlens[lo] + (slot - p.chunk_offsets[lo]) * Q;
-    clen = p.cu_seqlens[lo + 1] - t0;
-  } else {
-    const int64_t nck = (p.seqlen + Q - 1) / Q;
-    if (nck == 0 || slot >= p.batch * nck) return false;
-    row = slot / nck;
-    t0 = (slot % nck) * Q;
-    clen = p.seqlen - t0;
-  }
-  if (clen > Q) clen = Q;
-  return clen > 0;
-}
-
 // blockIdx.x -> (head, p block, slot), heads fastest.
 __device__ __forceinline__ void decode_block(const SsdFwdCudaParams& p, int64_t& head, int& ch0, int64_t& slot) {
   const int64_t npb = (p.headdim + kBP - 1) / kBP;

@@ -179,17 +179,7 @@ __device__ __forceinline__ CCtx<in_t> make_cctx(const SsdFwdCudaParams& p, void*
   c.ldn = L.ldn;
   c.ldy = L.ldy;
   c.nk = L.nk;
-  c.n = int(p.dstate);
-  c.ch0 = ch0;
-  c.nch = int(p.headdim - ch0 < kBP ? p.headdim - ch0 : kBP);
-  c.head = head;
-  c.A = p.A[head];
-  c.bias = p.dt_bias ? p.dt_bias[head] : 0.f;
-  const int64_t grp = head / (p.nheads / p.ngroups);
-  c.xg = static_cast<const in_t*>(p.x) + row * p.x_batch_stride + head * p.x_head_stride + ch0;
-  c.bg = static_cast<const in_t*>(p.B) + row * p.B_batch_stride + grp * p.B_group_stride;
-  c.cg = static_cast<const in_t*>(p.C) + row * p.C_batch_stride + grp * p.C_group_stride;
-  c.zg = p.z ? static_cast<const in_t*>(p.z) + row * p.z_batch_stride + head * p.z_head_stride + ch0 : nullptr;
+  set_head_fields<in_t>(c, p, row, head, ch0);
   return c;
 }
 

@@ -37,6 +37,32 @@ template <> __device__ __forceinline__ float from_f<float>(float v) { return v; 
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 
+// Chunk slot -> its sequence, batch row, first token and length. False for slots past the last chunk (varlen: the
+// grid covers a bound on the number of chunks).
+template <typename Params>  // SsdFwdCudaParams or SsdBwdCudaParams (the forward and backward chunk kernels)
+__device__ __forceinline__ bool chunk_of_slot(const Params& p, int64_t slot, int64_t& row, int64_t& t0, int64_t& clen) {
+  const int64_t Q = p.chunk_size;
+  if (p.cu_seqlens) {
+    if (slot >= p.chunk_offsets[p.nseq]) return false;
+    int64_t lo = 0, hi = p.nseq - 1;  // the last sequence s with chunk_offsets[s] <= slot (skips empty ones)
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) >> 1;
+      if (p.chunk_offsets[mid] <= slot) lo = mid; else hi = mid - 1;
+    }
+    row = 0;
+    t0 = p.cu_seqlens[lo] + (slot - p.chunk_offsets[lo]) * Q;
+    clen = p.cu_seqlens[lo + 1] - t0;
+  } else {
+    const int64_t nck = (p.seqlen + Q - 1) / Q;
+    if (nck == 0 || slot >= p.batch * nck) return false;
+    row = slot / nck;
+    t0 = (slot % nck) * Q;
+    clen = p.seqlen - t0;
+  }
+  if (clen > Q) clen = Q;
+  return clen > 0;
+}
+
 // ------------------------------------------------------------------------------------------ mma primitives
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 #if defined(__CUDA_ARCH__)
@@ -175,44 +201,40 @@ __device__ __forceinline__ typename Frag<E>::B b_rows(const E* base, int ld, int
 #if !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
 inline const void* emu_ldsm_rows[32][32];
 #endif
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* row_addr) {
+template <bool kTrans>
+__device__ __forceinline__ void ldsm_x4_any(uint32_t (&r)[4], const void* row_addr) {
 #if defined(__CUDA_ARCH__)
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+  if constexpr (kTrans)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
 #elif defined(MK_CUDA_EMU)
   const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
   emu_ldsm_rows[w][lane] = row_addr;
   __syncwarp();
   for (unsigned m = 0; m < 4; ++m) {
-    const uint16_t* r0 = static_cast<const uint16_t*>(emu_ldsm_rows[w][8 * m + 2 * q]);
-    const uint16_t* r1 = static_cast<const uint16_t*>(emu_ldsm_rows[w][8 * m + 2 * q + 1]);
-    r[m] = uint32_t(r0[g]) | (uint32_t(r1[g]) << 16);
+    const void* const* rows = emu_ldsm_rows[w] + 8 * m;
+    // trans: (row 2q, col g) | (row 2q + 1, col g) << 16; else (row g, col 2q) | (row g, col 2q + 1) << 16
+    const uint16_t* r0 = static_cast<const uint16_t*>(rows[kTrans ? 2 * q : g]);
+    const uint16_t* r1 = kTrans ? static_cast<const uint16_t*>(rows[2 * q + 1]) : r0 + 1;
+    const unsigned col = kTrans ? g : 2 * q;
+    r[m] = uint32_t(r0[col]) | (uint32_t(r1[col]) << 16);
   }
   __syncwarp();
 #endif
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* row_addr) {
+  ldsm_x4_any<true>(r, row_addr);
 }
 
 // ldmatrix.x4 (no transpose): lane 8m + r gives the address of row r of matrix m; lane (g, q) receives r[m] =
-// (row g, col 2q) | (row g, col 2q + 1) << 16 of matrix m. Emulated as ldsm_x4_trans.
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* row_addr) {
-#if defined(__CUDA_ARCH__)
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-#elif defined(MK_CUDA_EMU)
-  const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-  emu_ldsm_rows[w][lane] = row_addr;
-  __syncwarp();
-  for (unsigned m = 0; m < 4; ++m) {
-    const uint16_t* r0 = static_cast<const uint16_t*>(emu_ldsm_rows[w][8 * m + g]);
-    r[m] = uint32_t(r0[2 * q]) | (uint32_t(r0[2 * q + 1]) << 16);
-  }
-  __syncwarp();
-#endif
-}
+// (row g, col 2q) | (row g, col 2q + 1) << 16 of matrix m.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* row_addr) { ldsm_x4_any<false>(r, row_addr); }
 
 // B fragments of two neighbouring n-tiles, B[k][c] = base[k * ld + c] (k strided), c in 0..15: b0 for c 0..7, b1
 // for c 8..15. bf16: one ldmatrix.x4.trans (rows 16 bytes apart in banks: ld * 2 a multiple of 16, base 16-byte
@@ -285,6 +307,23 @@ struct TileCtx {
   const in_t *xg, *bg, *cg, *zg;
 };
 
+// The per-(row, head, p block) fields every tile context has (the fused kernel's TileCtx, the chunk kernels' CCtx):
+// n, channel block, head scalars and the x / B / C / z global row pointers.
+template <typename in_t, typename Ctx>
+__device__ __forceinline__ void set_head_fields(Ctx& c, const SsdFwdCudaParams& p, int64_t row, int64_t head, int ch0) {
+  c.n = int(p.dstate);
+  c.ch0 = ch0;
+  c.nch = int(p.headdim - ch0 < kBP ? p.headdim - ch0 : kBP);
+  c.head = head;
+  c.A = p.A[head];
+  c.bias = p.dt_bias ? p.dt_bias[head] : 0.f;
+  const int64_t grp = head / (p.nheads / p.ngroups);
+  c.xg = static_cast<const in_t*>(p.x) + row * p.x_batch_stride + head * p.x_head_stride + ch0;
+  c.bg = static_cast<const in_t*>(p.B) + row * p.B_batch_stride + grp * p.B_group_stride;
+  c.cg = static_cast<const in_t*>(p.C) + row * p.C_batch_stride + grp * p.C_group_stride;
+  c.zg = p.z ? static_cast<const in_t*>(p.z) + row * p.z_batch_stride + head * p.z_head_stride + ch0 : nullptr;
+}
+
 template <typename in_t>
 __device__ __forceinline__ TileCtx<in_t> make_ctx(const SsdFwdCudaParams& p, void* smem_v, int64_t row, int64_t head,
                                                   int ch0) {
@@ -302,17 +341,7 @@ __device__ __forceinline__ TileCtx<in_t> make_ctx(const SsdFwdCudaParams& p, voi
   c.ldx = L.ldx;
   c.ldn = L.ldn;
   c.nk = L.nk;
-  c.n = int(p.dstate);
-  c.ch0 = ch0;
-  c.nch = int(p.headdim - ch0 < kBP ? p.headdim - ch0 : kBP);
-  c.head = head;
-  c.A = p.A[head];
-  c.bias = p.dt_bias ? p.dt_bias[head] : 0.f;
-  const int64_t grp = head / (p.nheads / p.ngroups);
-  c.xg = static_cast<const in_t*>(p.x) + row * p.x_batch_stride + head * p.x_head_stride + ch0;
-  c.bg = static_cast<const in_t*>(p.B) + row * p.B_batch_stride + grp * p.B_group_stride;
-  c.cg = static_cast<const in_t*>(p.C) + row * p.C_batch_stride + grp * p.C_group_stride;
-  c.zg = p.z ? static_cast<const in_t*>(p.z) + row * p.z_batch_stride + head * p.z_head_stride + ch0 : nullptr;
+  set_head_fields<in_t>(c, p, row, head, ch0);
   return c;
 }
 

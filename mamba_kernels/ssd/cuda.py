@@ -23,18 +23,35 @@ FORCE_FUSED = False
 
 
 @functools.lru_cache(maxsize=None)
-def available() -> bool:
-    """True when mamba_kernels._cuda is importable and contains the ssd op."""
+def has_cuda_op(name: str) -> bool:
+    """True when mamba_kernels._cuda is importable and registers torch.ops.mamba_kernels.<name>."""
     try:
         import mamba_kernels._cuda  # noqa: F401
     except ImportError:
         return False
-    return hasattr(torch.ops.mamba_kernels, "_ssd_fwd_cuda")
+    return hasattr(torch.ops.mamba_kernels, name)
+
+
+def available() -> bool:
+    """True when the CUDA extension contains the ssd forward op."""
+    return has_cuda_op("_ssd_fwd_cuda")
 
 
 def kernel_serves(x: torch.Tensor, B: torch.Tensor, chunk_size: int) -> bool:
     return (x.dtype in (torch.float32, torch.float16, torch.bfloat16) and B.shape[-1] <= MAX_DSTATE
             and chunk_size % CHUNK_MULTIPLE == 0 and x.shape[2] <= 65535)
+
+
+def chunk_slots(b, l, chunk_size, cu_seqlens):
+    """The chunk-slot layout of a call: (nseq, cu_seqlens as int64 or None, chunk_offsets (nseq + 1,) int64 on the
+    device -- the first chunk slot of each sequence -- or None, n_slots). No host sync."""
+    nseq, cu, offs = b, None, None
+    if cu_seqlens is not None:
+        nseq = cu_seqlens.shape[0] - 1
+        cu = cu_seqlens.detach().to(torch.int64).contiguous()
+        nck = torch.div(cu[1:] - cu[:-1] + chunk_size - 1, chunk_size, rounding_mode="floor")
+        offs = torch.cat([cu.new_zeros(1), torch.cumsum(nck, 0)])
+    return nseq, cu, offs, n_chunk_slots(b, l, chunk_size, None if cu_seqlens is None else nseq)
 
 
 def ssd_fwd_cuda(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
@@ -62,14 +79,7 @@ def ssd_fwd_cuda(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_so
     dtt = dt.detach()
     if dtt.dtype not in (x.dtype, f32):
         dtt = dtt.to(f32)
-    nseq = b
-    cu = offs = None
-    if cu_seqlens is not None:
-        nseq = cu_seqlens.shape[0] - 1
-        cu = cu_seqlens.detach().to(torch.int64).contiguous()
-        nck = torch.div(cu[1:] - cu[:-1] + chunk_size - 1, chunk_size, rounding_mode="floor")
-        offs = torch.cat([cu.new_zeros(1), torch.cumsum(nck, 0)])  # first chunk slot of each sequence, on device
-    n_slots = n_chunk_slots(b, l, chunk_size, None if cu_seqlens is None else nseq)
+    nseq, cu, offs, n_slots = chunk_slots(b, l, chunk_size, cu_seqlens)
     out = torch.empty(b, l, h, p, device=x.device, dtype=x.dtype)
     ypre = torch.empty(x.shape if (z is not None and need_ypre) else (0,), device=x.device, dtype=x.dtype)
     states_in = (torch.zeros if cu_seqlens is not None else torch.empty)(n_slots, h, p, n, device=x.device, dtype=f32)

@@ -12,12 +12,11 @@ CALLS counts which backward ran (tests assert the CUDA one did).
 """
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
 
-from .layout import n_chunk_slots
+from .cuda import chunk_slots, has_cuda_op
 
 MAX_DSTATE = 128
 MAX_HEADDIM = 128
@@ -25,14 +24,9 @@ CHUNK_MULTIPLE = 64
 CALLS = {"cuda": 0, "triton": 0}
 
 
-@functools.lru_cache(maxsize=None)
 def available() -> bool:
-    """True when mamba_kernels._cuda is importable and contains the ssd backward op."""
-    try:
-        import mamba_kernels._cuda  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(torch.ops.mamba_kernels, "_ssd_bwd_cuda")
+    """True when the CUDA extension contains the ssd backward op."""
+    return has_cuda_op("_ssd_bwd_cuda")
 
 
 def enabled() -> bool:
@@ -66,14 +60,7 @@ def ssd_bwd_cuda(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, d
     def w(t):
         return None if t is None else t.detach().to(f32).contiguous()
     xx, BB, CC, zz, yp, go = act(x), act(B), act(C), act(z), act(ypre) if z is not None else None, act(dout)
-    nseq = b
-    cu = offs = None
-    if cu_seqlens is not None:
-        nseq = cu_seqlens.shape[0] - 1
-        cu = cu_seqlens.detach().to(torch.int64).contiguous()
-        nck = torch.div(cu[1:] - cu[:-1] + chunk_size - 1, chunk_size, rounding_mode="floor")
-        offs = torch.cat([cu.new_zeros(1), torch.cumsum(nck, 0)])  # first chunk slot of each sequence, on device
-    n_slots = n_chunk_slots(b, l, chunk_size, None if cu_seqlens is None else nseq)
+    nseq, cu, offs, n_slots = chunk_slots(b, l, chunk_size, cu_seqlens)
     sin = states_in.detach().contiguous()
     if sin.shape[0] != n_slots:
         raise ValueError(f"states_in: expected {n_slots} chunk slots, got {sin.shape[0]}")
