@@ -143,7 +143,23 @@ struct SsdBwdCudaParams {
   float* dS = nullptr;
   float* dalast = nullptr;
   void *cb = nullptr, *dcb = nullptr;
+  // Head-split scratch of the group kernels K3 / K5 (ssd_bwd_group_split > 1, else nullable and unused): dcb32
+  // (n_slots, g, Q, Q) and dbc32 (2, b, l, g, n) (dB then dC), fp32, zeroed by the launcher, summed by atomics.
+  float* dcb32 = nullptr;
+  float* dbc32 = nullptr;
 };
+
+// Heads a CTA of the group kernels K3 / K5 walks, and so the number of head blocks a group is split into
+// (ceil(h / g / heads)). Why: at g = 1 a group holds all h heads (80 at the issue shape b4 l4096 h80 p64 n128), and
+// walking them in one CTA left 640 / 512 CTAs of 80 serial steps; 8 heads a CTA gives 6400 / 5120 CTAs, and each
+// extra CTA of K3 recomputes one C B^T block (the cost of 2 heads' dy x^T at p 64). Small groups still split in two
+// (2 -> 1 + 1, 4 -> 2 + 2): the emulation cases exercise the atomic path.
+constexpr int64_t ssd_bwd_group_heads(int64_t heads_per_group) {  // constexpr: callable from kernels too
+  return heads_per_group <= 1 ? 1 : ((heads_per_group + 1) / 2 < 8 ? (heads_per_group + 1) / 2 : 8);
+}
+constexpr int64_t ssd_bwd_group_split(int64_t nheads, int64_t ngroups) {
+  return (nheads / ngroups + ssd_bwd_group_heads(nheads / ngroups) - 1) / ssd_bwd_group_heads(nheads / ngroups);
+}
 
 // Limits of the CUDA backward (the Python launcher falls back to the Triton backward outside them).
 constexpr int64_t kSsdBwdMaxHeaddim = 128;

@@ -3,7 +3,8 @@
 //   dz may be empty when D / z are absent; dD is (h, p) whatever D's shape).
 // Scratch, allocated here (stream-ordered by the caching allocator): dtp, a, ddtp, da (b, h, l) fp32; dy (b, l, h, p)
 // bf16 for bf16 inputs, else fp32; dS (n_slots, h, p, n) fp32; dalast (n_slots, h) fp32; cb, dcb (n_slots, g, Q, Q)
-// bf16 / fp32.
+// bf16 / fp32; with the group kernels' heads split (ssd_bwd_group_split > 1) also dcb32 (n_slots, g, Q, Q) and dbc32
+// (2, b, l, g, n) fp32.
 // Called only from mamba_kernels/ssd/cuda_bwd.py, which has made every tensor contiguous, cast dt / A / D / dt_bias /
 // states / state gradients to fp32, B / C / z / dout / ypre to x's dtype, cu_seqlens / chunk_offsets to int64.
 #include <ATen/core/Tensor.h>
@@ -128,7 +129,9 @@ void ssd_bwd_cuda_op(const at::Tensor& dout, const at::Tensor& x, const at::Tens
   at::Tensor da = x.new_empty({hl}, o32);
   at::Tensor dy = x.new_empty({std::max<int64_t>(b * l * h * P, 1)}, ot);
   at::Tensor dS = x.new_empty({slots * hpn}, o32), dalast = x.new_empty({slots * h}, o32);
-  at::Tensor cb = x.new_empty({slots * g * chunk_size * chunk_size}, ot), dcb = x.new_empty({slots * g * chunk_size * chunk_size}, ot);
+  const bool split = ssd_bwd_group_split(h, g) > 1;  // then dcb32 replaces dcb
+  at::Tensor cb = x.new_empty({slots * g * chunk_size * chunk_size}, ot);
+  at::Tensor dcb = x.new_empty({split ? 1 : slots * g * chunk_size * chunk_size}, ot);
   p.dtp = dtp.mutable_data_ptr<float>();
   p.a = a.mutable_data_ptr<float>();
   p.ddtp = ddtp.mutable_data_ptr<float>();
@@ -138,6 +141,13 @@ void ssd_bwd_cuda_op(const at::Tensor& dout, const at::Tensor& x, const at::Tens
   p.dalast = dalast.mutable_data_ptr<float>();
   p.cb = cb.mutable_data_ptr();
   p.dcb = dcb.mutable_data_ptr();
+  at::Tensor dcb32, dbc32;  // head-split sums of the group kernels (zeroed by the launcher)
+  if (split) {
+    dcb32 = x.new_empty({slots * g * chunk_size * chunk_size}, o32);
+    dbc32 = x.new_empty({std::max<int64_t>(2 * b * l * g * n, 1)}, o32);
+    p.dcb32 = dcb32.mutable_data_ptr<float>();
+    p.dbc32 = dbc32.mutable_data_ptr<float>();
+  }
   const char* err = ssd_bwd_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == nullptr, "ssd_bwd_cuda: ", err ? err : "");
 }

@@ -11,16 +11,26 @@
 // and the per-group kernel K5 read them instead of recomputing C B^T per head (h / g = 80 heads share it at the
 // issue shape b4 l4096 h80 p64 n128 g1).
 //
-// Resources (nvcc -O3 --use_fast_math, registers; no spills except fp32 / fp16 dx: ~100 bytes):
-//   sm_90a bf16: K1 126, K3 168, K4 248, K5 159, K0 / K2 / K6 <= 48.  fp32 tiles: K3 234, K4 255, K5 158.
-//   sm_80  bf16: K1 126, K3 168, K4 255, K5 160.
+// Resources (nvcc -O3 --use_fast_math -Xptxas -v, sm_90a, registers; no spills except fp32 / fp16 K4: 108 bytes):
+//   bf16: K1 142, K3 168, K4 253, K5 160, K0 / K2 / K6 / zero / cvt <= 48.  fp32 tiles: K1 136, K3 188, K4 255, K5 160.
 // Shared memory (bf16, p 64 / 128, n 128): K1 26 KB, K3 54 / 70 KB, K4 71 KB, K5 52 / 77 KB; fp32 tiles up to
 // 149 KB (K5 at p = n = 128: fits sm_80's 163 KB).
-// Known gaps (untimed when written): plain global -> register -> shared tile loads (no cp.async, no double
-// buffering): every k loop waits for its loads, latency is hidden only by other CTAs of the SM. At g = 1 the group
-// kernels K3 / K5 walk all h heads serially in few CTAs (issue shape: 640 / 512 CTAs of 80 heads each): the first
-// candidates for splitting the head loop (fp32 atomics on dCB / dB / dC partials) or for cp.async prefetch of the
-// next head's tiles. K4 re-reads dy_t / CB blocks per source block (10 block pairs a chunk at Q = 256).
+// Where the time goes, estimated (no per-kernel profile yet) at the issue shape b4 l4096 h80 p64 n128 g1 Q256, bf16,
+// H200 (4.8 TB/s, 132 SMs); "first" is the first version (15.7 ms measured in all), "now" this one:
+//   K1  1.0 GB HBM (dout, z, ypre in; dz, dy, G_c out) >= 0.21 ms. first ~1 ms: one element in flight a thread (the
+//       global stores between loads serialise them); now 16-byte pieces, 4 in flight: ~0.3 ms.
+//   K2  ~0.7 GB (dS r/w, h_in, d h_in, dinit), element-parallel: ~0.15-0.2 ms either way.
+//   K3  840 MB of L2 tile reads (dy, x per head and block pair), 27 GFLOP: first ~3-5 ms (640 CTAs, <= 3 an SM, each
+//       80 heads of two element-serial 8 KB tile loads); now 6400 CTAs of 8 heads, 16-byte batched loads, plus 26 M
+//       fp32 atomics for dCB: ~0.3-0.5 ms.
+//   K4  5120 CTAs at 2 an SM (253 registers), ~420 KB of tiles a CTA (2.1 GB from L2, 0.84 GB from HBM) >= 0.2 ms:
+//       first ~6-8 ms (element-serial loads); now ~0.6-0.9 ms, the heaviest kernel: every tile load still waits
+//       (the next candidate for cp.async double buffering).
+//   K5  st (dS or h_in, 32 KB fp32 a head) + uw tiles: first ~3 ms (512 CTAs x 80 serial heads); now 5120 CTAs of 8
+//       heads plus 42 M fp32 atomics into dbc32: ~0.3-0.5 ms.
+//   K0 / K6 / zero (50 MB) / cvt: ~0.05 ms together.  Sum now ~1.8-2.5 ms against the first 15.7 (estimate).
+// Known gaps: K4 re-reads dy_t / CB blocks per source block (10 block pairs a chunk at Q = 256) and holds 253
+// registers (2 CTAs an SM); K3 / K5 atomics could be 2-wide (red.global.add.v2.f32, sm_90).
 #pragma once
 #include "ssd/ssd_bwd_kernel.cuh"
 
@@ -52,7 +62,10 @@ template <typename E> struct BwdSmem {
 // A fragment register i: row offset 8 ((i >> 1) & 1), k offset (i & 1) + 8 (i >> 2) (ssd_common.cuh's Frag order).
 
 // ------------------------------------------------------------------------------------------ K3: CB, dCB, d a intra
-// grid: n_slots x (nb (nb + 1) / 2) x g, groups fastest; block pair (tb, sb), tb >= sb, of 64-token blocks.
+// grid: n_slots x (nb (nb + 1) / 2) x head blocks x g, groups fastest; block pair (tb, sb), tb >= sb, of 64-token
+// blocks. A CTA walks the heads of one head block (ssd_bwd_group_heads); with more than one block a group, the dCB
+// partials go by fp32 atomics into the zeroed dcb32 (the tile-type dcb is then unused), and only head block 0
+// stores CB (every block computes it: it weights the intra-chunk d a of its own heads).
 template <typename in_t>
 __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParams p) {
   using E = typename TileType<in_t>::E;
@@ -60,7 +73,8 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
   extern __shared__ float4 ssd_bwd_smem[];
   const int64_t NG = p.ngroups, H = p.nheads, P = p.headdim, Q = p.chunk_size, L = p.seqlen, n = p.dstate;
   const int nb = int(Q / kT), npairs = nb * (nb + 1) / 2;
-  const int64_t bid = blockIdx.x, grp = bid % NG, rest = bid / NG, slot = rest / npairs;
+  const int64_t hpg = H / NG, hc = ssd_bwd_group_heads(hpg), nhb = (hpg + hc - 1) / hc;
+  const int64_t bid = blockIdx.x, grp = bid % NG, hb = (bid / NG) % nhb, rest = bid / NG / nhb, slot = rest / npairs;
   int tb = 0, sb = int(rest % npairs);
   while (sb > tb) { sb -= tb + 1; ++tb; }
   int64_t row, t0, clen;
@@ -103,14 +117,14 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
       const int t = r0 + 8 * (e >> 1), s = 8 * j + 2 * q + (e & 1);
       ok[j][e] = t < tl && s < sl && (tb > sb || s <= t);
       const E v = from_f<E>(ok[j][e] ? cbv[j][e] : 0.f);
-      cbg[int64_t(t) * Q + s] = v;
+      if (hb == 0) cbg[int64_t(t) * Q + s] = v;
       cbv[j][e] = to_f(v);
     }
   float acc[8][4];
 #pragma unroll
   for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-  const int64_t hpg = H / NG;
-  for (int64_t jh = 0; jh < hpg; ++jh) {
+  const int64_t h_end = (hb + 1) * hc < hpg ? (hb + 1) * hc : hpg;
+  for (int64_t jh = hb * hc; jh < h_end; ++jh) {
     const int64_t head = grp * hpg + jh, ab = (row * H + head) * L + t0;
     tile_load(dyt, ldp, static_cast<const E*>(p.dy) + ((row * L + t0 + int64_t(tb) * kT) * H + head) * P, H * P, tl,
               int(P), kT, 16 * kp);
@@ -159,6 +173,15 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
     __syncthreads();  // red complete; every warp is done with dyt / xs / at / as / dts of this head
     if (tid < sl) atomicAdd(p.da + ab + int64_t(sb) * kT + tid, -(red[tid] + red[kT + tid] + red[2 * kT + tid] +
                                                                  red[3 * kT + tid]));
+  }
+  if (nhb > 1) {  // partial sum over this block's heads; zero outside the triangle / chunk: no add needed there
+    float* d32 = p.dcb32 + blk;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (ok[j][e]) atomicAdd(d32 + int64_t(r0 + 8 * (e >> 1)) * Q + 8 * j + 2 * q + (e & 1), acc[j][e]);
+    return;
   }
   E* dcbg = static_cast<E*>(p.dcb) + blk;
 #pragma unroll
@@ -322,8 +345,10 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dx_kernel(const SsdBwdCudaParams
 }
 
 // ------------------------------------------------------------------------------------------ K5: dB, dC
-// grid: n_slots x 2 (dB, dC) x nb x g, groups fastest. One (64 rows x n) fp32 accumulator; the group's heads are the
-// k loop of the second term (uw = x or dy scaled per row, st = dS or h_in per head).
+// grid: n_slots x 2 (dB, dC) x nb x head blocks x g, groups fastest. One (64 rows x n) fp32 accumulator; the heads
+// of the CTA's head block are the k loop of the second term (uw = x or dy scaled per row, st = dS or h_in per head).
+// With more than one head block a group (ssd_bwd_group_split), block 0 adds the first (dCB) term too, every block
+// adds its fp32 partial into the zeroed dbc32 by atomics, and ssd_bwd_dbc_cvt_kernel writes dB / dC from it.
 template <typename in_t>
 __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParams p) {
   using E = typename TileType<in_t>::E;
@@ -331,8 +356,9 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
   extern __shared__ float4 ssd_bwd_smem[];
   const int64_t NG = p.ngroups, H = p.nheads, P = p.headdim, Q = p.chunk_size, L = p.seqlen, n = p.dstate;
   const int nb = int(Q / kT);
-  const int64_t bid = blockIdx.x, grp = bid % NG;
-  int64_t rest = bid / NG;
+  const int64_t hpg = H / NG, hc = ssd_bwd_group_heads(hpg), nhb = (hpg + hc - 1) / hc;
+  const int64_t bid = blockIdx.x, grp = bid % NG, hb = (bid / NG) % nhb;
+  int64_t rest = bid / NG / nhb;
   const int jb = int(rest % nb);
   rest /= nb;
   const bool is_dc = rest % 2 == 1;
@@ -354,14 +380,15 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
 #pragma unroll
   for (int j = 0; j < kMaxNT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
   // first term: dCB (stored by K3, zero outside the causal triangle and the chunk) times C_t (dB) or B_s (dC)
-  const int b_lo = is_dc ? 0 : jb, b_hi = is_dc ? jb : nbv - 1;
+  const int b_lo = is_dc ? 0 : jb, b_hi = hb > 0 ? b_lo - 1 : (is_dc ? jb : nbv - 1);
   const in_t* bcg = static_cast<const in_t*>(is_dc ? p.B : p.C) + ((row * L + t0) * NG + grp) * n;
   for (int ob = b_lo; ob <= b_hi; ++ob) {
     const int ol = int(clen - int64_t(ob) * kT < kT ? clen - int64_t(ob) * kT : kT);
     tile_load(tile, ldn, bcg + int64_t(ob) * kT * NG * n, NG * n, ol, int(n), kT, 16 * nk);
     // dB: dcbs[t][j] = dCB block (ob, jb); dC: dcbs[j][s] = dCB block (jb, ob)
     const int64_t bo = is_dc ? int64_t(jb) * kT * Q + int64_t(ob) * kT : int64_t(ob) * kT * Q + int64_t(jb) * kT;
-    tile_load(dcbs, ldq, dcbg + bo, Q, kT, kT, kT, kT);
+    if (nhb > 1) tile_load(dcbs, ldq, p.dcb32 + (slot * NG + grp) * Q * Q + bo, Q, kT, kT, kT, kT);
+    else tile_load(dcbs, ldq, dcbg + bo, Q, kT, kT, kT, kT);
     __syncthreads();
 #pragma unroll
     for (int kt = 0; kt < 4; ++kt) {
@@ -390,8 +417,8 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
     __syncthreads();
   }
   // second term, over the group's heads: (u_j w_j) st, K = p
-  const int64_t hpg = H / NG, j0 = int64_t(jb) * kT;
-  for (int64_t jh = 0; jh < hpg; ++jh) {
+  const int64_t j0 = int64_t(jb) * kT, h_end = (hb + 1) * hc < hpg ? (hb + 1) * hc : hpg;
+  for (int64_t jh = hb * hc; jh < h_end; ++jh) {
     const int64_t head = grp * hpg + jh, ab = (row * H + head) * L + t0;
     if (tid < kT) {
       float w = 0.f;
@@ -418,6 +445,17 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
       }
     }
     __syncthreads();
+  }
+  if (nhb > 1) {
+    float* o32 = p.dbc32 + (is_dc ? p.batch * L * NG * n : 0) + ((row * L + t0 + j0) * NG + grp) * n;
+#pragma unroll
+    for (int j = 0; j < kMaxNT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = r0 + 8 * (e >> 1), c = 8 * j + 2 * q + (e & 1);
+        if (r < jl && c < n) atomicAdd(o32 + int64_t(r) * NG * n + c, acc[j][e]);
+      }
+    return;
   }
   in_t* out = static_cast<in_t*>(is_dc ? p.dC : p.dB) + ((row * L + t0 + j0) * NG + grp) * n;
 #pragma unroll
@@ -451,11 +489,17 @@ cudaError_t launch_ssd_bwd(const SsdBwdCudaParams& p, cudaStream_t stream) {
   const BwdSmem<E> S(p.dstate, p.headdim);
   const int64_t H = p.nheads, npb = (p.headdim + kC - 1) / kC, nb = p.chunk_size / kT;
   const int64_t pairs = (p.n_slots > 0 ? p.n_slots : 1) * H;
-  const int64_t nhead_blk = p.n_slots * npb * H, ndcb = p.n_slots * (nb * (nb + 1) / 2) * p.ngroups;
-  const int64_t ndbc = p.n_slots * 2 * nb * p.ngroups;
+  const int64_t nsplit = ssd_bwd_group_split(H, p.ngroups);
+  if (nsplit > 1 && (p.dcb32 == nullptr || p.dbc32 == nullptr)) return cudaErrorInvalidValue;
+  const int64_t nhead_blk = p.n_slots * npb * H, ndcb = p.n_slots * (nb * (nb + 1) / 2) * nsplit * p.ngroups;
+  const int64_t ndbc = p.n_slots * 2 * nb * nsplit * p.ngroups;
   if (nhead_blk > 0x7fffffffLL || ndcb > 0x7fffffffLL || ndbc > 0x7fffffffLL || pairs / kWarps + 1 > 0x7fffffffLL)
     return cudaErrorInvalidValue;
   cudaError_t e = bwd_launch(ssd_bwd_cumsum_kernel<in_t>, dim3(unsigned((pairs + kWarps - 1) / kWarps)), 0, stream, p);
+  // grid-stride kernels: a few waves of 8 CTAs an SM on the largest GPUs are enough to stream the scratch
+  const int64_t zn = p.n_slots * p.ngroups * p.chunk_size * p.chunk_size + 2 * p.batch * p.seqlen * p.ngroups * p.dstate;
+  const unsigned zgrid = unsigned(std::min<int64_t>((zn + kThr - 1) / kThr, 132 * 8 * 4));
+  if (e == cudaSuccess && nsplit > 1 && zn > 0) e = bwd_launch(ssd_bwd_zero_kernel<in_t>, dim3(zgrid), 0, stream, p);
   if (e == cudaSuccess && nhead_blk > 0)
     e = bwd_launch(ssd_bwd_dstate_kernel<in_t>, dim3(unsigned(nhead_blk)), S.k1, stream, p);
   const int64_t pn = p.headdim * p.dstate;
@@ -471,6 +515,11 @@ cudaError_t launch_ssd_bwd(const SsdBwdCudaParams& p, cudaStream_t stream) {
   e = bwd_launch(ssd_bwd_dcb_kernel<in_t>, dim3(unsigned(ndcb)), S.k3, stream, p);
   if (e == cudaSuccess) e = bwd_launch(ssd_bwd_dx_kernel<in_t>, dim3(unsigned(nhead_blk)), S.k4, stream, p);
   if (e == cudaSuccess) e = bwd_launch(ssd_bwd_dbc_kernel<in_t>, dim3(unsigned(ndbc)), S.k5, stream, p);
+  if (e == cudaSuccess && nsplit > 1 && p.batch * p.seqlen > 0) {
+    const int64_t cn = 2 * p.batch * p.seqlen * p.ngroups * p.dstate;
+    e = bwd_launch(ssd_bwd_dbc_cvt_kernel<in_t>, dim3(unsigned(std::min<int64_t>((cn + kThr - 1) / kThr, 132 * 8 * 4))),
+                   0, stream, p);
+  }
   if (e == cudaSuccess)
     e = bwd_launch(ssd_bwd_dt_kernel<in_t>, dim3(unsigned((p.n_slots * H + kWarps - 1) / kWarps)), 0, stream, p);
   return e;

@@ -14,15 +14,17 @@
 //   K2 ssd_bwd_pass_kernel     serial over a sequence's chunks, element-parallel (reverse of the forward's state
 //                              passing): dS[c] = g (gradient w.r.t. the state after chunk c, starting from d_final);
 //                              d a_L[c] += exp(a_L) <g, h_in[c]>; g <- exp(a_L) g + d states_in[c] + G_c; dinit = g
-//   K3 ssd_bwd_dcb_kernel      per (slot, 64 x 64 block pair tb >= sb, group): CB = C_t B_s^T (stored), then over the
-//                              group's heads dCB = sum_h (dy_t x_s^T) o exp(a_t - a_s) dt'_s (stored) and the intra-chunk
-//                              d a: d a_t += rowsum(G o CB), d a_s -= colsum(G o CB)
+//   K3 ssd_bwd_dcb_kernel      per (slot, 64 x 64 block pair tb >= sb, head block, group): CB = C_t B_s^T (stored),
+//                              then over the block's heads (ssd_bwd_group_heads) dCB = sum_h (dy_t x_s^T) o
+//                              exp(a_t - a_s) dt'_s (stored; head-block partials summed by fp32 atomics into dcb32)
+//                              and the intra-chunk d a: d a_t += rowsum(G o CB), d a_s -= colsum(G o CB)
 //   K4 ssd_bwd_dx_kernel       per (head, channel block, slot), source blocks s, target blocks t >= s:
 //                              du_s = sum_t (CB o L)^T_st dy_t + exp(a_L - a_s) B_s dS^T; dx = dt' du + D dy;
 //                              d dt'_s += x_s.du_s; d a_s += exp(a_s) dy_s.(h_in C_s) - dt'_s q_s,
 //                              d a_L += sum_s dt'_s q_s (q_s = x_s.(state-in part of du_s)); dD
-//   K5 ssd_bwd_dbc_kernel      per (slot, 64-row block, group, dB | dC): dB_j = sum_{t>=j} dCB_tj C_t +
+//   K5 ssd_bwd_dbc_kernel      per (slot, 64-row block, head block, group, dB | dC): dB_j = sum_{t>=j} dCB_tj C_t +
 //                              sum_h exp(a_L - a_j) dt'_j x_j dS;  dC_j = sum_{s<=j} dCB_js B_s + sum_h exp(a_j) dy_j h_in
+//      (split heads: ssd_bwd_zero_kernel zeroes dcb32 / dbc32 before K1, ssd_bwd_dbc_cvt_kernel writes dB / dC after K5)
 //   K6 ssd_bwd_dt_kernel       a warp per (slot, head): d a (+ d a_L on the last token) -> reverse cumsum ->
 //                              d dt' += A rc, dA += dt' rc, then back through clamp / softplus to the raw dt; dt_bias
 // Operands: bf16 inputs take bf16 tiles (mma m16n8k16, fp32 accumulation; dy / CB / dCB scratch in bf16, as the Triton
@@ -30,6 +32,10 @@
 // tests/test_ssd.py do not survive bf16 operands). Decays, cumsums and the element-wise chain stay fp32.
 // The mma wrappers, fragment loaders (Frag, b_rows2) and element conversions come from ssd_common.cuh.
 #pragma once
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
 #include "ssd/ssd_common.cuh"
 
 namespace mamba_kernels {
@@ -66,17 +72,61 @@ __device__ __forceinline__ void decode_head_block(const SsdBwdCudaParams& p, int
 // Cooperative tile load with conversion: dst[r * ld + c] = src[r * ld_src + c] * (scale ? scale[r] : 1) for r < rows,
 // c < cols; zero elsewhere for r < R, c < Cn (every element a fragment may read is written: the CPU emulation
 // poisons shared memory with NaN).
+// Why two paths, both batched: a load whose shared store follows it at once keeps one global load in flight a
+// thread, so a 64 x 128 tile cost ~64 serial L2 latencies a thread (the main cost of the first version). The vector
+// path moves 16-byte pieces (rows of a multiple of 16 bytes, 16-byte aligned: every tile at p, n multiples of 8),
+// kU pieces loaded before any is stored; the scalar path (odd p / n) batches kU elements the same way.
+constexpr int kU = 4;
 template <typename E, typename S>
 __device__ __forceinline__ void tile_load(E* dst, int ld, const S* src, int64_t ld_src, int rows, int cols, int R,
                                           int Cn, const float* scale = nullptr) {
-  for (int i = threadIdx.x; i < R * Cn; i += kThr) {
-    const int r = i / Cn, c = i % Cn;
-    float v = 0.f;
-    if (r < rows && c < cols) {
-      v = to_f(src[int64_t(r) * ld_src + c]);
-      if (scale) v *= scale[r];
+  constexpr int V = 16 / int(sizeof(S));
+  const bool vec = cols % V == 0 && Cn % V == 0 && ld_src % V == 0 &&
+                   (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+  if (vec) {
+    const int cv = Cn / V, nv = R * cv;
+    for (int i0 = threadIdx.x; i0 < nv; i0 += kU * kThr) {
+      uint4 raw[kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int i = i0 + u * kThr, r = i / cv, c = (i % cv) * V;
+        raw[u] = uint4{0u, 0u, 0u, 0u};
+        if (i < nv && r < rows && c < cols) raw[u] = *reinterpret_cast<const uint4*>(src + int64_t(r) * ld_src + c);
+      }
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int i = i0 + u * kThr, r = i / cv, c = (i % cv) * V;
+        if (i >= nv) break;
+        const S* sv = reinterpret_cast<const S*>(&raw[u]);
+        E* d = dst + r * ld + c;
+        bool copied = false;
+        if constexpr (std::is_same<E, S>::value) {
+          if (scale == nullptr) {  // zero bits are 0.0 in every element type
+            *reinterpret_cast<uint4*>(d) = raw[u];
+            copied = true;
+          }
+        }
+        if (!copied) {
+          const float sc = (scale && r < rows) ? scale[r] : 1.f;
+#pragma unroll
+          for (int e = 0; e < V; ++e) d[e] = from_f<E>(to_f(sv[e]) * sc);
+        }
+      }
     }
-    dst[r * ld + c] = from_f<E>(v);
+    return;
+  }
+  for (int i0 = threadIdx.x; i0 < R * Cn; i0 += kU * kThr) {
+    float v[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int i = i0 + u * kThr, r = i / Cn, c = i % Cn;
+      v[u] = (i < R * Cn && r < rows && c < cols) ? to_f(src[int64_t(r) * ld_src + c]) : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int i = i0 + u * kThr, r = i / Cn, c = i % Cn;
+      if (i < R * Cn) dst[r * ld + c] = from_f<E>(scale && r < rows ? v[u] * scale[r] : v[u]);
+    }
   }
 }
 
@@ -171,6 +221,10 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dstate_kernel(const SsdBwdCudaPa
   const in_t* yp = static_cast<const in_t*>(p.ypre);
   in_t* dz = static_cast<in_t*>(p.dz);
   E* dy = static_cast<E*>(p.dy);
+  constexpr int V = 16 / int(sizeof(in_t));
+  const bool vec = P % V == 0 && ((reinterpret_cast<uintptr_t>(dout) | reinterpret_cast<uintptr_t>(zz) |
+                                   reinterpret_cast<uintptr_t>(yp) | reinterpret_cast<uintptr_t>(dz) |
+                                   reinterpret_cast<uintptr_t>(dy)) & 15) == 0;
   float G[kMaxNT][4];
 #pragma unroll
   for (int j = 0; j < kMaxNT; ++j) G[j][0] = G[j][1] = G[j][2] = G[j][3] = 0.f;
@@ -178,21 +232,70 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dstate_kernel(const SsdBwdCudaPa
   for (int it = 0; it < ntiles; ++it) {
     const int64_t tt = t0 + int64_t(it) * kT;
     const int tl = int(clen - int64_t(it) * kT < kT ? clen - int64_t(it) * kT : kT);
-    for (int i = tid; i < kT * kC; i += kThr) {
-      const int t = i / kC, c = i % kC;
-      float v = 0.f;
-      if (t < tl && c < nch) {
-        const int64_t o = ((row * p.seqlen + tt + t) * H + head) * P + ch0 + c;
-        v = to_f(dout[o]);
-        if (zz) {  // out = y silu(z): dy = dout silu(z), dz = dout y sigma(z) (1 + z (1 - sigma(z)))
-          const float zv = to_f(zz[o]), sg = 1.f / (1.f + expf(-zv));
-          dz[o] = from_f<in_t>(v * to_f(yp[o]) * sg * (1.f + zv * (1.f - sg)));
-          v *= zv * sg;
+    if (vec) {  // 16-byte pieces of V channels, kU pieces in flight a thread (see tile_load for why)
+      constexpr int NI = kT * kC / V, CV = kC / V;
+      for (int i0 = tid; i0 < NI; i0 += kU * kThr) {
+        uint4 rd[kU], rz[kU], ry[kU];
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+          const int i = i0 + u * kThr, t = i / CV, c = (i % CV) * V;
+          rd[u] = rz[u] = ry[u] = uint4{0u, 0u, 0u, 0u};
+          if (i < NI && t < tl && c < nch) {
+            const int64_t o = ((row * p.seqlen + tt + t) * H + head) * P + ch0 + c;
+            rd[u] = *reinterpret_cast<const uint4*>(dout + o);
+            if (zz) {
+              rz[u] = *reinterpret_cast<const uint4*>(zz + o);
+              ry[u] = *reinterpret_cast<const uint4*>(yp + o);
+            }
+          }
         }
-        const E e = from_f<E>(v);
-        dy[o] = e;
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+          const int i = i0 + u * kThr, t = i / CV, c = (i % CV) * V;
+          if (i >= NI) break;
+          const in_t* dv = reinterpret_cast<const in_t*>(&rd[u]);
+          const in_t* zv = reinterpret_cast<const in_t*>(&rz[u]);
+          const in_t* yv = reinterpret_cast<const in_t*>(&ry[u]);
+          alignas(16) in_t dzv[V];
+          alignas(16) E dyv[V];
+#pragma unroll
+          for (int e = 0; e < V; ++e) {
+            float v = to_f(dv[e]);
+            if (zz) {  // as the scalar path below
+              const float z = to_f(zv[e]), sg = 1.f / (1.f + expf(-z));
+              dzv[e] = from_f<in_t>(v * to_f(yv[e]) * sg * (1.f + z * (1.f - sg)));
+              v *= z * sg;
+            }
+            dyv[e] = from_f<E>(v);
+          }
+          constexpr int NE = int(sizeof(E)) * V / 16;  // 16-byte pieces of V tile elements (1, or 2 for fp16 -> fp32)
+          if (t < tl && c < nch) {
+            const int64_t o = ((row * p.seqlen + tt + t) * H + head) * P + ch0 + c;
+            if (zz) *reinterpret_cast<uint4*>(dz + o) = *reinterpret_cast<const uint4*>(dzv);
+#pragma unroll
+            for (int k = 0; k < NE; ++k) reinterpret_cast<uint4*>(dy + o)[k] = reinterpret_cast<const uint4*>(dyv)[k];
+          }
+#pragma unroll
+          for (int k = 0; k < NE; ++k)
+            reinterpret_cast<uint4*>(dys + t * ldx + c)[k] = reinterpret_cast<const uint4*>(dyv)[k];
+        }
       }
-      dys[t * ldx + c] = from_f<E>(v);
+    } else {
+      for (int i = tid; i < kT * kC; i += kThr) {
+        const int t = i / kC, c = i % kC;
+        float v = 0.f;
+        if (t < tl && c < nch) {
+          const int64_t o = ((row * p.seqlen + tt + t) * H + head) * P + ch0 + c;
+          v = to_f(dout[o]);
+          if (zz) {  // out = y silu(z): dy = dout silu(z), dz = dout y sigma(z) (1 + z (1 - sigma(z)))
+            const float zv = to_f(zz[o]), sg = 1.f / (1.f + expf(-zv));
+            dz[o] = from_f<in_t>(v * to_f(yp[o]) * sg * (1.f + zv * (1.f - sg)));
+            v *= zv * sg;
+          }
+          dy[o] = from_f<E>(v);
+        }
+        dys[t * ldx + c] = from_f<E>(v);
+      }
     }
     tile_load(cs, ldn, static_cast<const in_t*>(p.C) + ((row * p.seqlen + tt) * p.ngroups + grp) * n,
               p.ngroups * n, tl, n, kT, 16 * nk);
@@ -278,6 +381,29 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_pass_kernel(const SsdBwdCudaPara
   if (act)
 #pragma unroll
     for (int i = 0; i < V; ++i) p.dinit[(seq * H + head) * pn + e0 + i] = g[i];
+}
+
+// ------------------------------------------------------------------------------------------ head-split scratch
+// Only when ssd_bwd_group_split > 1. Grid-stride over dcb32 then dbc32 (one launch for both, before K3).
+template <typename in_t>
+__global__ void __launch_bounds__(kThr) ssd_bwd_zero_kernel(const SsdBwdCudaParams p) {
+  const int64_t n1 = p.n_slots * p.ngroups * p.chunk_size * p.chunk_size;
+  const int64_t n2 = 2 * p.batch * p.seqlen * p.ngroups * p.dstate;
+  for (int64_t i = int64_t(blockIdx.x) * kThr + threadIdx.x; i < n1 + n2; i += int64_t(gridDim.x) * kThr) {
+    if (i < n1) p.dcb32[i] = 0.f;
+    else p.dbc32[i - n1] = 0.f;
+  }
+}
+// After K5: dB, dC (input dtype) from their fp32 sums over the head blocks.
+template <typename in_t>
+__global__ void __launch_bounds__(kThr) ssd_bwd_dbc_cvt_kernel(const SsdBwdCudaParams p) {
+  const int64_t bs = p.batch * p.seqlen * p.ngroups * p.dstate;
+  in_t* dB = static_cast<in_t*>(p.dB);
+  in_t* dC = static_cast<in_t*>(p.dC);
+  for (int64_t i = int64_t(blockIdx.x) * kThr + threadIdx.x; i < 2 * bs; i += int64_t(gridDim.x) * kThr) {
+    if (i < bs) dB[i] = from_f<in_t>(p.dbc32[i]);
+    else dC[i - bs] = from_f<in_t>(p.dbc32[i]);
+  }
 }
 
 // ------------------------------------------------------------------------------------------ K6: dt chain

@@ -99,6 +99,12 @@ int run() {
   P.dinit = dinit.data();
   P.dtp = dtp.data(); P.a = a.data(); P.ddtp = ddtp.data(); P.da = da.data(); P.dy = dy.data(); P.dS = dS.data();
   P.dalast = dalast.data(); P.cb = cb.data(); P.dcb = dcb.data();
+  // head-split scratch, NaN like the rest: the launcher must zero it
+  const bool split = ssd_bwd_group_split(h, g) > 1;
+  std::vector<float> dcb32(split ? size_t(std::max<int64_t>(slots * g * Q * Q, 1)) : 0, fnan);
+  std::vector<float> dbc32(split ? size_t(std::max<int64_t>(2 * b * l * g * n, 1)) : 0, fnan);
+  P.dcb32 = split ? dcb32.data() : nullptr; P.dbc32 = split ? dbc32.data() : nullptr;
+  std::printf("group split %lld\n", static_cast<long long>(ssd_bwd_group_split(h, g)));
   cuda_emu::poison_smem = ssd_bwd::ssd_bwd_smem;
   cuda_emu::poison_smem_bytes = sizeof(ssd_bwd::ssd_bwd_smem);
   if (const char* e = ssd_bwd_cuda(P, nullptr)) {
