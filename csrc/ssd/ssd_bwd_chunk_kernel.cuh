@@ -11,10 +11,10 @@
 // and the per-group kernel K5 read them instead of recomputing C B^T per head (h / g = 80 heads share it at the
 // issue shape b4 l4096 h80 p64 n128 g1).
 //
-// Resources (nvcc -O3 --use_fast_math -Xptxas -v, sm_90a, registers; no spills except fp32 / fp16 K4: 108 bytes):
-//   bf16: K1 142, K3 168, K4 253, K5 160, K0 / K2 / K6 / zero / cvt <= 48.  fp32 tiles: K1 136, K3 188, K4 255, K5 160.
-// Shared memory (bf16, p 64 / 128, n 128): K1 26 KB, K3 54 / 70 KB, K4 71 KB, K5 52 / 77 KB; fp32 tiles up to
-// 149 KB (K5 at p = n = 128: fits sm_80's 163 KB).
+// Resources (nvcc -O3 --use_fast_math -Xptxas -v, sm_90a, registers; no spills except fp32 / fp16 K4: 88 bytes):
+//   bf16: K1 142, K3 168, K4 255, K5 160, K0 / K2 / K6 / zero / cvt <= 48.  fp32 tiles: K1 136, K3 188, K4 255, K5 160.
+// Shared memory (bf16, p 64 / 128, n 128): K1 26 KB, K3 54 / 70 KB, K4 89 KB (two stages), K5 52 / 77 KB; fp32
+// tiles up to 149 KB (K5 at p = n = 128: fits sm_80's 163 KB).
 // Where the time goes, estimated (no per-kernel profile yet) at the issue shape b4 l4096 h80 p64 n128 g1 Q256, bf16,
 // H200 (4.8 TB/s, 132 SMs); "first" is the first version (15.7 ms measured in all), "now" this one:
 //   K1  1.0 GB HBM (dout, z, ypre in; dz, dy, G_c out) >= 0.21 ms. first ~1 ms: one element in flight a thread (the
@@ -24,8 +24,9 @@
 //       80 heads of two element-serial 8 KB tile loads); now 6400 CTAs of 8 heads, 16-byte batched loads, plus 26 M
 //       fp32 atomics for dCB: ~0.3-0.5 ms.
 //   K4  5120 CTAs at 2 an SM (253 registers), ~420 KB of tiles a CTA (2.1 GB from L2, 0.84 GB from HBM) >= 0.2 ms:
-//       first ~6-8 ms (element-serial loads); now ~0.6-0.9 ms, the heaviest kernel: every tile load still waits
-//       (the next candidate for cp.async double buffering).
+//       first ~6-8 ms (element-serial loads); now ~0.5-0.8 ms, the heaviest kernel: the (dy_t, CB) block-pair tiles
+//       (10 of the 14 tile pairs a CTA) are prefetched by cp.async one pair ahead (bf16); the per-source-block x, dy,
+//       B, C tiles and dS / h_in still wait.
 //   K5  st (dS or h_in, 32 KB fp32 a head) + uw tiles: first ~3 ms (512 CTAs x 80 serial heads); now 5120 CTAs of 8
 //       heads plus 42 M fp32 atomics into dbc32: ~0.3-0.5 ms.
 //   K0 / K6 / zero (50 MB) / cvt: ~0.05 ms together.  Sum now ~1.8-2.5 ms against the first 15.7 (estimate).
@@ -36,6 +37,10 @@
 
 namespace mamba_kernels {
 namespace ssd_bwd {
+
+// Buffers of K4's (dy_t, CB) block-pair tiles: two (cp.async prefetch of the next pair while this one is in the
+// mma) for 2-byte tiles; one for fp32 tiles, whose second stage would take K4 to 172 KB (over sm_80's 163 KB).
+template <typename E> constexpr int k4_stages() { return sizeof(E) == 2 ? 2 : 1; }
 
 // Shared-memory sizes (bytes) of the chunk kernels; E is the tile element type.
 template <typename E> struct BwdSmem {
@@ -51,9 +56,9 @@ template <typename E> struct BwdSmem {
     const int64_t es = int64_t(sizeof(E));
     k1 = (int64_t(kT) * ldx + int64_t(kT) * ldn) * es + kT * 4;
     k3 = (2 * int64_t(kT) * ldn + 2 * int64_t(kT) * ldp) * es + (3 * kT + kWarps * kT) * 4;
-    const int64_t u1 = int64_t(kT) * ldx + int64_t(kT) * ldq, u2 = int64_t(kT) * ldn;
+    const int64_t u1 = k4_stages<E>() * (int64_t(kT) * ldx + int64_t(kT) * ldq), u2 = int64_t(kT) * ldn;
     k4_union = u1 > u2 ? u1 : u2;
-    k4 = (2 * int64_t(kC) * ldn + 2 * int64_t(kT) * ldx + k4_union) * es + 3 * kT * 4;
+    k4 = (2 * int64_t(kC) * ldn + 2 * int64_t(kT) * ldx + k4_union) * es + (2 + k4_stages<E>()) * kT * 4;
     k5 = (int64_t(kT) * ldn + int64_t(kT) * ldq + int64_t(kT) * ldp + 16 * int64_t(kp) * ldn) * es + kT * 4;
   }
 };
@@ -211,13 +216,16 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dx_kernel(const SsdBwdCudaParams
   E* hins = dSs + kC * ldn;
   E* xsm = hins + kC * ldn;
   E* dys = xsm + kT * ldx;
-  E* un = dys + kT * ldx;  // union: (dy_t tile, CB block) while du is accumulated, then the B_s / C_s tile
-  E* dyt = un;
-  E* cbt = un + kT * ldx;
+  E* un = dys + kT * ldx;  // union: stages of (dy_t tile, CB block) while du is accumulated, then the B_s / C_s tile
   E* bc = un;
+  constexpr int kSt = k4_stages<E>();
   float* as = reinterpret_cast<float*>(un + S.k4_union);
   float* dts = as + kT;
-  float* at = dts + kT;
+  float* at_st = dts + kT;  // exp argument a_t of the stage's target block, kSt x kT
+  // 16-byte cp.async pieces for the dy_t tile need whole 8-channel pieces (P, nch multiples of 16 / sizeof(E)); the CB
+  // block always qualifies (Q a multiple of 64). Otherwise the (synchronous) tile_load fills the stage.
+  const bool dy_async = P % (16 / int(sizeof(E))) == 0 && (reinterpret_cast<uintptr_t>(p.dy) & 15) == 0 &&
+                        (reinterpret_cast<uintptr_t>(p.cb) & 15) == 0;
   const int64_t so = (slot * H + head) * P * n + int64_t(ch0) * n;
   tile_load(dSs, ldn, p.dS + so, n, nch, int(n), kC, 16 * nk);
   tile_load(hins, ldn, p.states_in + so, n, nch, int(n), kC, 16 * nk);
@@ -250,12 +258,40 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dx_kernel(const SsdBwdCudaParams
     float du[8][4];
 #pragma unroll
     for (int j = 0; j < 8; ++j) du[j][0] = du[j][1] = du[j][2] = du[j][3] = 0.f;
+    // stage `buf` <- target block tb's dy_t tile, CB block (K3 wrote the whole block) and a_t
+    auto issue = [&](int tb, int buf) {
+      const int tl = int(clen - int64_t(tb) * kT < kT ? clen - int64_t(tb) * kT : kT);
+      E* dyt = un + buf * (kT * ldx + kT * ldq);
+      E* cbt = dyt + kT * ldx;
+      if (dy_async) {
+        tile_copy_async(dyt, ldx, dyg + int64_t(tb) * kT * H * P, H * P, tl, nch, kT, kC);
+        tile_copy_async(cbt, ldq, cbg + int64_t(tb) * kT * Q + s0, Q, kT, kT, kT, kT);
+      } else {
+        tile_load(dyt, ldx, dyg + int64_t(tb) * kT * H * P, H * P, tl, nch, kT, kC);
+        tile_load(cbt, ldq, cbg + int64_t(tb) * kT * Q + s0, Q, kT, kT, kT, kT);
+      }
+      if (tid < kT) at_st[buf * kT + tid] = tid < tl ? p.a[ab + int64_t(tb) * kT + tid] : 0.f;
+    };
+    if (kSt == 2) {
+      issue(sb, 0);
+      cp_async_commit();
+    }
     for (int tb = sb; tb < nbv; ++tb) {  // du_s += sum_t (CB_ts exp(a_t - a_s)) dy_t, t >= s
       const int tl = int(clen - int64_t(tb) * kT < kT ? clen - int64_t(tb) * kT : kT);
-      tile_load(dyt, ldx, dyg + int64_t(tb) * kT * H * P, H * P, tl, nch, kT, kC);
-      tile_load(cbt, ldq, cbg + int64_t(tb) * kT * Q + s0, Q, kT, kT, kT, kT);  // K3 wrote the whole block
-      if (tid < kT) at[tid] = tid < tl ? p.a[ab + int64_t(tb) * kT + tid] : 0.f;
+      const int buf = kSt == 2 ? (tb - sb) & 1 : 0;
+      if (kSt == 2) {  // prefetch the next pair into the other stage (freed by the previous iteration's barrier)
+        if (tb + 1 < nbv) issue(tb + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();  // this pair's group has landed (the newest one may still be in flight)
+      } else {
+        issue(tb, 0);
+        cp_async_commit();
+        cp_async_wait<0>();
+      }
       __syncthreads();
+      const E* dyt = un + buf * (kT * ldx + kT * ldq);
+      const E* cbt = dyt + kT * ldx;
+      const float* at = at_st + buf * kT;
 #pragma unroll
       for (int kt = 0; kt < 4; ++kt) {
         if (16 * kt < tl) {

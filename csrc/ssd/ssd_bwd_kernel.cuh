@@ -130,6 +130,22 @@ __device__ __forceinline__ void tile_load(E* dst, int ld, const S* src, int64_t 
   }
 }
 
+// The same tile as tile_load for S == E without scale, by 16-byte cp.async pieces (no register holds the data, so the
+// copy overlaps the caller's mma until cp_async_wait): the caller commits the group and has checked 16-byte alignment
+// of src and ld_src, and that cols and Cn are multiples of 16 / sizeof(E). Pieces past rows / cols get zeros (plain
+// stores): the mma multiplies them by zero weights, and 0 * NaN would poison the sums.
+template <typename E>
+__device__ __forceinline__ void tile_copy_async(E* dst, int ld, const E* src, int64_t ld_src, int rows, int cols,
+                                                int R, int Cn) {
+  constexpr int V = 16 / int(sizeof(E));
+  const int cv = Cn / V, nv = R * cv;
+  for (int i = threadIdx.x; i < nv; i += kThr) {
+    const int r = i / cv, c = (i % cv) * V;
+    if (r < rows && c < cols) cp_async16(dst + r * ld + c, src + int64_t(r) * ld_src + c);
+    else *reinterpret_cast<uint4*>(dst + r * ld + c) = uint4{0u, 0u, 0u, 0u};
+  }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
