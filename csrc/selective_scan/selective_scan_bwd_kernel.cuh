@@ -26,13 +26,10 @@ namespace mamba_kernels {
 namespace ss {
 
 // Knobs (MK_SS_BWD_*): see the block in selective_scan_fwd_kernel.cuh, and
-//   MK_SS_BWD_CLUSTER  variable dB/dC flush (selective_scan_bwd_variants.cuh): 0 production (per block, dB then
-//                      dC); 1 both variables in one pass; 2..8 sm_90 thread-block clusters of that many blocks
-//                      summing their block sums through distributed shared memory before the atomics (CL times
-//                      fewer dB/dC atomics, the ~0.45 ms share of the b2 d4096 n16 l4096 backward). Default 1:
-//                      H200 lab run 12 (94ff8e8), bwd ms at b2 d4096 / b8 d2048 / b1 d8192: 1 1.844 / 1.843 /
-//                      3.597, 0 1.987 / 2.001 / 3.924; clusters are slower: 4 2.50 / 2.27 / 4.94, 8 2.66 / 2.42 /
-//                      5.27, 8 warps x 2 blocks with 4 / 8: 2.40 / 2.20 / 4.76, 2.56 / 2.38 / 5.06
+//   MK_SS_BWD_CLUSTER  variable dB/dC flush (selective_scan_bwd_variants.cuh): 0 per block, dB then dC
+//                      (flush_partials); 1 both variables in one pass. Default 1: H200 lab run 12 (94ff8e8), bwd
+//                      ms at b2 d4096 / b8 d2048 / b1 d8192: 1 1.844 / 1.843 / 3.597, 0 1.987 / 2.001 / 3.924
+//                      (cluster reductions, 2..8, were slower: 2.2-2.7 ms at b2 d4096; removed)
 #ifndef MK_SS_BWD_T
 #define MK_SS_BWD_T 8
 #endif
@@ -65,10 +62,9 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 // Shared-memory bytes: B/C tiles [kBwdNS][kBwdTile] and dB/dC partials [kBwdWarps][kBwdNS][kBwdTile] for each
 // variable one; per warp [n]: the adjoint carry.
-// MK_SS_BWD_CLUSTER > 1 adds the cluster flush's s_red tiles [2][nvar][kBwdNS][kBwdTile] (after s_q).
 inline int64_t bwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
   const int64_t nv = int64_t(var_b) + int64_t(var_c);
-  return 4 * (nv * kBwdNS * kBwdTile * (1 + kBwdWarps + (MK_SS_BWD_CLUSTER > 1 ? 2 : 0)) + kBwdWarps * n);
+  return 4 * (nv * kBwdNS * kBwdTile * (1 + kBwdWarps) + kBwdWarps * n);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -156,17 +152,13 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
   float* s_dB = s_C + (kVarC ? kBwdNS * kBwdTile : 0);     // [kBwdWarps][kBwdNS][kBwdTile]
   float* s_dC = s_dB + (kVarB ? kPart : 0);             // [kBwdWarps][kBwdNS][kBwdTile]
   float* s_q = s_dC + (kVarC ? kPart : 0);              // [kBwdWarps][n]
-  float* s_red = s_q + kBwdWarps * p.dstate;            // MK_SS_BWD_CLUSTER > 1: [2][nvar][kBwdNS][kBwdTile]
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
   const int64_t cblk = int64_t(blockIdx.x) * kBwdWarps;
   const bool c_ok = cblk + warp < dpg;
-  int64_t cbase = cblk;
-  if constexpr (kBwdCluster > 1)
-    if (cbase >= dpg) cbase = 0;  // a cluster's padding block: the group's first channel, adds nothing
-  const int64_t c = grp * dpg + cbase + (c_ok ? warp : 0);  // idle warps compute on channel c0, add nothing
+  const int64_t c = grp * dpg + cblk + (c_ok ? warp : 0);  // idle warps compute on channel c0, add nothing
   const int nw = int(dpg - cblk < kBwdWarps ? dpg - cblk : kBwdWarps);  // valid channels (warps)
   const int n = int(p.dstate);
   const int64_t L = p.seqlen;
@@ -204,7 +196,6 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       for (int s = 0; s < n; ++s)
         qc[s] = p.dlast_state ? static_cast<const float*>(p.dlast_state)[(slot * p.dim + c) * n + s] : 0.f;
     const int64_t ntiles = (s1 - s0 + kBwdTile - 1) / kBwdTile;
-    [[maybe_unused]] BwdClusterFlush cflush;  // MK_SS_BWD_CLUSTER > 1: the delayed cluster flush
     // B/C fetch role of this thread (see fetch_run): 0 none, 1 B, 2 C; idx its run in the slice
     const int tid = int(threadIdx.x);
     const int role = (kVarB && tid < kBwdNS * 32) ? 1
@@ -355,7 +346,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           if (kn >= 0 && role != 0)  // in flight during the flush
             fetch_run(role == 1 ? Bv : Cv, role == 1 ? p.B_dstate_stride : p.C_dstate_stride, fidx, nn0, nnsl, tn, s1, v);
           if constexpr (kBwdCluster > 0 && !MK_SS_BWD_NO_DBC_FLUSH) {
-            bwd_flush_variant<kVarB, kVarC>(s_dB, s_dC, s_red, cflush, dBv, dCv, L, s1, BwdDbcSlice{ns0, nsl, t0}, nw);
+            bwd_flush_variant<kVarB, kVarC>(s_dB, s_dC, dBv, dCv, L, s1, BwdDbcSlice{ns0, nsl, t0}, nw);
           } else {
             if constexpr (kVarB && !MK_SS_BWD_NO_DBC_FLUSH) flush_partials(s_dB, dBv, L, ns0, nsl, t0, s1, nw);
             if constexpr (kVarC && !MK_SS_BWD_NO_DBC_FLUSH) flush_partials(s_dC, dCv, L, ns0, nsl, t0, s1, nw);
@@ -391,8 +382,6 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
         }
       }
     }
-    if constexpr ((kVarB || kVarC) && kBwdCluster > 1 && !MK_SS_BWD_NO_DBC_FLUSH)
-      bwd_flush_drain<kVarB, kVarC>(s_red, cflush, dBv, dCv, L, s1);
     if (p.dinitial_state && c_ok && lane == 31)
       for (int s = 0; s < n; ++s) static_cast<float*>(p.dinitial_state)[(slot * p.dim + c) * n + s] = qc[s];
     ck_base += (s1 - s0 + ck_mask) >> p.ckpt_log2;
@@ -422,23 +411,7 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
   if (err != cudaSuccess) return cudaGetErrorString(err);
   if (smem > max_smem) return "selective_scan_bwd_cuda: needs more shared memory per block than this GPU has";
   cudaLaunchConfig_t cfg = {};
-  int64_t gx = (dpg + kBwdWarps - 1) / kBwdWarps;
-  cudaLaunchAttribute attr[1];
-  if constexpr (kBwdCluster > 1) {  // clusters of kBwdCluster blocks along x (sm_90+, variable B/C only)
-    int major = 0;
-    err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-    if (major >= 9 && (var_b || var_c)) {
-      constexpr int kCl = kBwdCluster > 1 ? kBwdCluster : 1;
-      gx = (gx + kCl - 1) / kCl * kCl;
-      attr[0].id = cudaLaunchAttributeClusterDimension;
-      attr[0].val.clusterDim.x = unsigned(kCl);
-      attr[0].val.clusterDim.y = 1;
-      attr[0].val.clusterDim.z = 1;
-      cfg.attrs = attr;
-      cfg.numAttrs = 1;
-    }
-  }
+  const int64_t gx = (dpg + kBwdWarps - 1) / kBwdWarps;
   cfg.gridDim = dim3(unsigned(gx), unsigned(groups), unsigned(p.batch));
   cfg.blockDim = dim3(kBwdThreads);
   cfg.dynamicSmemBytes = size_t(smem);

@@ -30,11 +30,6 @@ declare -gA VARIANTS=(
   [bwd_t16_w8]="-DMK_SS_BWD_T=16 -DMK_SS_BWD_WARPS=8"
   [bwd_fl0]="-DMK_SS_BWD_CLUSTER=0"
   [bwd_fl1]="-DMK_SS_BWD_CLUSTER=1"
-  [bwd_cl2]="-DMK_SS_BWD_CLUSTER=2"
-  [bwd_cl4]="-DMK_SS_BWD_CLUSTER=4"
-  [bwd_cl8]="-DMK_SS_BWD_CLUSTER=8"
-  [bwd_w8_mb2_cl4]="-DMK_SS_BWD_WARPS=8 -DMK_SS_BWD_MIN_BLOCKS=2 -DMK_SS_BWD_CLUSTER=4"
-  [bwd_w8_mb2_cl8]="-DMK_SS_BWD_WARPS=8 -DMK_SS_BWD_MIN_BLOCKS=2 -DMK_SS_BWD_CLUSTER=8"
 )
 # run order (default first; the runner repeats it last as a drift check)
 VARIANT_NAMES=(default fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
@@ -42,4 +37,4 @@ VARIANT_NAMES=(default fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fw
                fwd_pscan_pchain_prefetch fwd_t8_pscan_prefetch
                bwd_nodbc_diag bwd_poly4 bwd_ns2 bwd_w8 bwd_w8_mb2
                bwd_t16_w8
-               bwd_fl0 bwd_fl1 bwd_cl2 bwd_cl4 bwd_cl8 bwd_w8_mb2_cl4 bwd_w8_mb2_cl8)
+               bwd_fl0 bwd_fl1)

@@ -11,11 +11,8 @@
 // cudaFuncSetAttribute, as on the GPU, and may not exceed cuda_emu::max_smem_optin (H100: 227 KB). It checks
 // logic and indexing, not performance, and not the GPU's weaker memory ordering (lanes interleave only at
 // barriers, so a missing barrier between a write and another lane's read can go unnoticed).
-// Thread-block clusters (cudaLaunchAttributeClusterDimension, x only): the blocks of one cluster run as
-// concurrent groups of fibers, one block at a time until each of its fibers is done or waits at the cluster
-// barrier (cuda_emu::cluster_arrive / cluster_wait, used by the kernels in place of barrier.cluster); each
-// block has its own copy of the kernel's shared-memory array (registered in cuda_emu::kernel_smem), swapped
-// in while the block runs; cluster_map gives another block's copy (distributed shared memory reads).
+// Thread-block clusters are not emulated here (a launch with a cluster dimension > 1 fails); the verify family's
+// shim (verify/verify_emu_shim.h) runs a cluster's blocks in turn.
 #pragma once
 #define MK_CUDA_EMU 1
 #include <atomic>
@@ -118,21 +115,13 @@ struct Fiber {
   unsigned shfl_parity = 0;  // every lane of a warp runs the same sequence of shuffles
   unsigned mma_parity = 0;   // and of mma.sync
   bool done = false;
-  bool parked = false;  // waiting at the cluster barrier
-  unsigned cgen = 0;    // cluster barrier generation of this fiber's last arrive
 };
 inline Barrier block_bar;
 inline Barrier* block_bar_p = &block_bar;  // the running block's
-inline Barrier cluster_bar;
-inline unsigned cl_rank = 0, cl_size = 1;
-inline int cl_live = -1;                                // block (rank) whose shared memory is in kernel_smem
-inline std::vector<std::vector<unsigned char>>* cl_smem = nullptr;  // per-rank copies while not running
-inline void* kernel_smem = nullptr;  // the kernels' extern __shared__ array (set by the test driver)
-// When set, NaN-filled before every block of a launch without clusters (reads of unwritten shared memory then
-// show up in the outputs); the test driver of a kernel whose shared array is not smem_buf sets it.
+// When set, NaN-filled before every block of a launch (reads of unwritten shared memory then show up in the
+// outputs); the test driver of a kernel whose shared array is not smem_buf sets it.
 inline void* poison_smem = nullptr;
 inline size_t poison_smem_bytes = 0;
-inline size_t cl_smem_bytes = 0;
 inline Warp* warps = nullptr;
 inline Fiber* fibers = nullptr;
 inline ucontext_t sched_uc;
@@ -174,67 +163,6 @@ inline void start_fibers(Fiber* fs, unsigned n, char* stacks) {
   }
 }
 
-// The grid in clusters of ncl blocks along x (fiber_body / fiber_arg, gridDim, blockDim already set).
-inline cudaError_t launch_clusters(const cudaLaunchConfig_t& cfg, unsigned ncl, unsigned nthr, size_t smem) {
-  if (smem > 0 && kernel_smem == nullptr) fail("cluster launch: cuda_emu::kernel_smem (the kernels' shared array) not set");
-  const unsigned nf = ncl * nthr;
-  std::vector<Fiber> fs(nf);
-  std::unique_ptr<char[]> stacks(new char[kStack * nf]);
-  std::vector<std::vector<unsigned char>> copies(ncl);
-  std::vector<Barrier> bars(ncl);
-  std::vector<std::vector<Warp>> ws(ncl);
-  cl_smem = &copies;
-  cl_smem_bytes = smem;
-  const float nan = std::nanf("");
-  for (unsigned bz = 0; bz < cfg.gridDim.z; ++bz)
-    for (unsigned by = 0; by < cfg.gridDim.y; ++by)
-      for (unsigned bx0 = 0; bx0 < cfg.gridDim.x; bx0 += ncl) {
-        for (unsigned k = 0; k < ncl; ++k) {
-          copies[k].resize(smem);
-          for (size_t i = 0; i + 4 <= smem; i += 4) std::memcpy(copies[k].data() + i, &nan, 4);
-          bars[k] = Barrier{nthr};
-          ws[k].assign(nthr / 32, Warp{});
-        }
-        cluster_bar = Barrier{nf};
-        cl_live = -1;
-        start_fibers(fs.data(), nf, stacks.get());
-        for (unsigned left = nf; left > 0;) {
-          bool progress = false;
-          for (unsigned k = 0; k < ncl && left > 0; ++k) {  // block k runs until each fiber is done or parked
-            if (cl_live != int(k)) {
-              if (cl_live >= 0) std::memcpy(copies[size_t(cl_live)].data(), kernel_smem, smem);
-              if (smem) std::memcpy(kernel_smem, copies[k].data(), smem);
-              cl_live = int(k);
-            }
-            blockIdx.x = bx0 + k; blockIdx.y = by; blockIdx.z = bz;
-            cl_rank = k;
-            block_bar_p = &bars[k];
-            warps = ws[k].data();
-            fibers = fs.data() + size_t(k) * nthr;
-            for (bool ran = true; ran;) {
-              ran = false;
-              for (unsigned t = 0; t < nthr; ++t) {
-                Fiber& f = fibers[t];
-                if (f.done || (f.parked && cluster_bar.gen == f.cgen)) continue;
-                cur = t;
-                threadIdx.x = t;
-                swapcontext(&sched_uc, &f.uc);
-                ran = progress = true;
-                if (f.done) --left;
-              }
-            }
-          }
-          if (!progress && left > 0) fail("cluster launch: deadlock (every fiber waits at the cluster barrier)");
-        }
-      }
-  cl_smem = nullptr;
-  cl_live = -1;
-  cl_size = 1;
-  cl_rank = 0;
-  block_bar_p = &block_bar;
-  return cudaSuccess;
-}
-
 template <typename F>
 cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) {
   const unsigned nthr = cfg.blockDim.x * cfg.blockDim.y * cfg.blockDim.z;
@@ -250,13 +178,10 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
       fail("launch needs > 48 KB of dynamic shared memory without cudaFuncSetAttribute opt-in");
   }
   if (smem > size_t(max_smem_optin) || smem > sizeof(smem_buf)) return cudaErrorInvalidValue;
-  unsigned ncl = 1;
   for (unsigned i = 0; i < cfg.numAttrs && cfg.attrs; ++i)
-    if (cfg.attrs[i].id == cudaLaunchAttributeClusterDimension) {
-      const auto& cd = cfg.attrs[i].val.clusterDim;
-      if (cd.y != 1 || cd.z != 1 || cd.x == 0 || cd.x > 8 || cfg.gridDim.x % cd.x != 0) return cudaErrorInvalidConfiguration;
-      ncl = cd.x;
-    }
+    if (cfg.attrs[i].id == cudaLaunchAttributeClusterDimension &&
+        cfg.attrs[i].val.clusterDim.x * cfg.attrs[i].val.clusterDim.y * cfg.attrs[i].val.clusterDim.z > 1)
+      fail("thread-block clusters are not emulated by cuda_runtime.h");
   ++launches;
   gridDim = cfg.gridDim;
   blockDim = cfg.blockDim;
@@ -264,9 +189,6 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
   fiber_body = [](void* a) { (*static_cast<Body*>(a))(); };
   fiber_arg = const_cast<void*>(static_cast<const void*>(&body));
   block_bar_p = &block_bar;
-  cl_rank = 0;
-  cl_size = ncl;
-  if (ncl > 1) return launch_clusters(cfg, ncl, nthr, smem);
   std::vector<Fiber> fs(nthr);
   std::unique_ptr<char[]> stacks(new char[kStack * nthr]);
   for (unsigned bz = 0; bz < cfg.gridDim.z; ++bz)
@@ -278,7 +200,6 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
         for (size_t i = 0; poison_smem && i < poison_smem_bytes / 4; ++i)
           std::memcpy(static_cast<unsigned char*>(poison_smem) + 4 * i, &nan, 4);
         block_bar = Barrier{nthr};
-        cluster_bar = Barrier{nthr};  // a cluster of one
         std::vector<Warp> ws(nthr / 32);
         warps = ws.data();
         fibers = fs.data();
@@ -299,35 +220,6 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
 }  // namespace cuda_emu
 
 inline void __syncthreads() { cuda_emu::arrive_and_wait(*cuda_emu::block_bar_p); }
-namespace cuda_emu {
-inline unsigned cluster_rank() { return cl_rank; }
-inline unsigned cluster_size() { return cl_size; }
-// barrier.cluster.arrive / wait: every thread of the cluster alternates them.
-inline void cluster_arrive() {
-  Fiber& f = fibers[cur];
-  f.cgen = cluster_bar.gen;
-  if (++cluster_bar.count == cluster_bar.n) {
-    cluster_bar.count = 0;
-    ++cluster_bar.gen;
-  }
-}
-inline void cluster_wait() {
-  Fiber& f = fibers[cur];
-  while (cluster_bar.gen == f.cgen) {
-    f.parked = true;
-    yield();
-  }
-  f.parked = false;
-}
-// p (in the kernels' shared array) as seen in the block of cluster rank `rank` (mapa).
-inline const void* cluster_map(const void* p, unsigned rank) {
-  if (cl_size == 1 || int(rank) == cl_live) return p;
-  if (rank >= cl_size || cl_smem == nullptr) fail("cluster_map: rank out of range");
-  const ptrdiff_t off = static_cast<const char*>(p) - static_cast<const char*>(kernel_smem);
-  if (off < 0 || size_t(off) >= cl_smem_bytes) fail("cluster_map: not an address in the dynamic shared memory");
-  return (*cl_smem)[rank].data() + off;
-}
-}  // namespace cuda_emu
 inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emu::arrive_and_wait(cuda_emu::warps[threadIdx.x >> 5].bar); }
 namespace cuda_emu {
 // Publishes v, waits for the warp, returns lane src's value (own value if src >= 32). Buffer p of shuffle k

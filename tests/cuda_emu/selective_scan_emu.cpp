@@ -259,7 +259,6 @@ bool run_case(const Case& cs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  cuda_emu::kernel_smem = ss::smem_f4;  // per-block copies for cluster launches (MK_SS_BWD_CLUSTER > 1)
   const auto cs = cases();
   std::vector<size_t> which;
   for (int i = 1; i < argc; ++i) which.push_back(size_t(std::atoi(argv[i])));
