@@ -11,6 +11,18 @@ step 180 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref an
 step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q \
   -p no:cacheprovider tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel and bfloat16"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
+# A/B of the chunk pipeline's run-time variants (ssd_chunk_kernel.cuh, chunk_knobs(); read once a process): the
+# separate state pass instead of the hand-over, and 2 / 4 heads of a group a scan CTA (C B^T shared); then the GPU
+# tests forced to each non-default variant.
+step 30 $OUT/prof.log ssd_prof_default python3 scripts/profile_ssd.py --impls cuda --chunks 256
+step 30 $OUT/prof.log ssd_prof_ho0 env MK_SSD_HANDOVER=0 python3 scripts/profile_ssd.py --impls cuda --chunks 256
+step 30 $OUT/prof.log ssd_prof_sh2 env MK_SSD_SCAN_HEADS=2 python3 scripts/profile_ssd.py --impls cuda --chunks 256
+step 30 $OUT/prof.log ssd_prof_sh4 env MK_SSD_SCAN_HEADS=4 python3 scripts/profile_ssd.py --impls cuda --chunks 256
+step 30 $OUT/prof.log ssd_prof_ho0_sh4 env MK_SSD_HANDOVER=0 MK_SSD_SCAN_HEADS=4 python3 scripts/profile_ssd.py \
+  --impls cuda --chunks 256
+step 90 $T ssd_cuda_ho0 env MK_SSD_HANDOVER=0 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 90 $T ssd_cuda_sh2 env MK_SSD_SCAN_HEADS=2 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 90 $T ssd_cuda_sh4 env MK_SSD_SCAN_HEADS=4 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
 step 200 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L

@@ -10,7 +10,12 @@ states, z on / off, D (h) / (h, p) / none, dt in fp32, padded strides (scalar lo
 steep decays; bf16 (tensor-core bf16 path), fp32 and fp16 (3xTF32 path) inputs; for the pipeline's 8-warp kernels
 and their ticket-ordered chunk hand-over also p 32 with g = h, several p blocks and batch rows, varlen sequences
 all shorter than a tile, l = 0 (finisher CTAs) and fp32 p 128 n 128 across chunks of 256 (the emulation aborts if
-a chunk finds its predecessor's flag unset). No GPU needed.
+a chunk finds its predecessor's flag unset). Every case also runs the pipeline's run-time variants (chunk_knobs(),
+set by the driver as MK_SSD_HANDOVER / MK_SSD_SCAN_HEADS would): "chunked" = hand-over on, one head a scan CTA
+(default); "chunked-ho0" = MK_SSD_HANDOVER=0 (chunk states S_c + the separate state-pass kernel); "chunked-sh2" /
+"chunked-sh4" = MK_SSD_SCAN_HEADS=2 / 4 (C B^T shared by the heads of a group in one scan CTA; g = h cases check
+the launcher's fallback to one head), with cases of g = 1 and 8 / 4 heads a group, varlen, 2 p blocks and fp32
+tiles. No GPU needed.
 """
 import os
 import shutil
@@ -31,8 +36,9 @@ def test_ssd_cuda_forward_emulated_on_cpu(tmp_path):
            os.path.join(EMU_DIR, "ssd_emu.cpp"), os.path.join(REPO, "csrc", "ssd", "ssd_cpu.cpp"), "-o", exe]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
-    run_ = subprocess.run([exe], capture_output=True, text=True, timeout=600)
+    run_ = subprocess.run([exe], capture_output=True, text=True, timeout=1200)
     print(run_.stdout)
     assert run_.returncode == 0, f"the emulated CUDA SSD forward disagrees with the CPU forward:\n{run_.stdout}" \
                                  f"{run_.stderr[-2000:]}"
-    assert run_.stdout.count("ok   chunked ") >= 24 and run_.stdout.count("ok   fused ") >= 24
+    for label in ("chunked", "chunked-ho0", "chunked-sh2", "chunked-sh4", "fused  "):
+        assert run_.stdout.count(f"ok   {label} ") >= 29, label

@@ -363,9 +363,35 @@ __device__ __forceinline__ float c_update(float (&hacc)[8][4], const CCtx<in_t>&
 }
 
 // ------------------------------------------------------------------------------------------ output pieces
+// Raw C B^T cache of the head-group scan (MK_SSD_SCAN_HEADS = H > 1: one CTA walks H heads of one group over the
+// same chunk, and C B^T does not depend on the head, only its decay mask does). Each lane keeps its own accumulator
+// values of the warp's causal blocks (10 of the 16 16 x 16 blocks of a 64 x 64 tile), one word a value pair in the
+// tile type (bf16 pair in 32 bits, fp32 pair in 64), lane-consecutive: conflict-free, and a lane only ever reads
+// what it wrote itself (no barrier needed between the write and the reads of later heads beyond the tile barriers).
+// Size a tile: 10 blocks x 4 pairs x 32 lanes words = 5 KB (bf16) / 10 KB (fp32); at Q = 256, 20 / 40 KB.
+template <typename E> struct CbWord { using T = uint32_t; };
+template <> struct CbWord<float> { using T = F2; };
+constexpr int kCbBlocks = 10;
+__device__ __forceinline__ void cb_put(uint32_t* d, float& a, float& b) {  // stores and rounds a, b as stored
+  *d = pack_bf16(a, b);
+  a = bits_f(*d << 16);
+  b = bits_f(*d & 0xffff0000u);
+}
+__device__ __forceinline__ void cb_put(F2* d, float& a, float& b) { *d = F2{a, b}; }
+__device__ __forceinline__ void cb_get(const uint32_t* s, float& a, float& b) {
+  a = bits_f(*s << 16);
+  b = bits_f(*s & 0xffff0000u);
+}
+__device__ __forceinline__ void cb_get(const F2* s, float& a, float& b) { a = s->x; b = s->y; }
+
 // S = C B^T on the warp's causal 16-column blocks, masked (s <= t) and scaled by exp(a_t - a_s) dt'_s, into c.ss.
-template <typename in_t>
-__device__ __forceinline__ void c_s_phase(const CCtx<in_t>& c) {
+// kCache false: plain. kCache (head-group scan), first: C B^T by mma, stored to cb (this tile's cache), then used
+// rounded as stored (so every head of the group sees the same values); not first: C B^T read from cb. first is a
+// run-time value so the scan kernel's head loop holds one copy of the tile walk (two copies spill more).
+template <typename in_t, bool kCache = false>
+__device__ __forceinline__ void c_s_phase(const CCtx<in_t>& c,
+                                          typename CbWord<typename TileType<in_t>::E>::T* cb = nullptr,
+                                          bool first = true) {
   using E = typename TileType<in_t>::E;
   using L = CLd<E>;
   const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3, r = w & 3, hh = w >> 2;
@@ -374,16 +400,33 @@ __device__ __forceinline__ void c_s_phase(const CCtx<in_t>& c) {
   for (int u = 0; u < 2; ++u)
 #pragma unroll
     for (int i = 0; i < 2; ++i) s[u][i][0] = s[u][i][1] = s[u][i][2] = s[u][i][3] = 0.f;
-  for (int kk = 0; kk < c.nk; ++kk) {
-    const typename L::A fa = L::a(c.cs + 16 * r * c.ldn + 16 * kk, c.ldn);
+  if (!kCache || first) {
+    for (int kk = 0; kk < c.nk; ++kk) {
+      const typename L::A fa = L::a(c.cs + 16 * r * c.ldn + 16 * kk, c.ldn);
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int kb = hh + 2 * u;
+        if (kb <= r) {
+          typename L::B b0, b1;
+          L::b_nk(b0, b1, c.bs + 16 * kb * c.ldn + 16 * kk, c.ldn);
+          Frag<E>::mma(s[u][0], fa, b0);
+          Frag<E>::mma(s[u][1], fa, b1);
+        }
+      }
+    }
+  }
+  if constexpr (kCache) {
+    // block slot of (warp, u): warps' causal block counts 1 1 2 2 0 1 1 2, prefix sums 0 1 2 4 6 6 7 8 (nibbles)
+    const int pre = int((0x87664210u >> (4 * w)) & 15u);
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
-      const int kb = hh + 2 * u;
-      if (kb <= r) {
-        typename L::B b0, b1;
-        L::b_nk(b0, b1, c.bs + 16 * kb * c.ldn + 16 * kk, c.ldn);
-        Frag<E>::mma(s[u][0], fa, b0);
-        Frag<E>::mma(s[u][1], fa, b1);
+      if (hh + 2 * u <= r) {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {  // (i, h2) pairs
+          auto* d = cb + (int64_t(pre + u) * 4 + k) * 32 + lane;
+          if (first) cb_put(d, s[u][k >> 1][2 * (k & 1)], s[u][k >> 1][2 * (k & 1) + 1]);
+          else cb_get(d, s[u][k >> 1][2 * (k & 1)], s[u][k >> 1][2 * (k & 1) + 1]);
+        }
       }
     }
   }
