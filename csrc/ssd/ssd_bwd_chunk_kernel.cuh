@@ -1,5 +1,6 @@
-// CUDA backward of the chunked SSD: the chunk-parallel tensor-core kernels K3 (CB, dCB, intra-chunk d a), K4 (dx, d dt',
-// state-path d a, dD) and K5 (dB, dC), and the launch sequence of K0..K6. Overview and equations: ssd_bwd_kernel.cuh.
+// CUDA backward of the chunked SSD: the chunk-parallel tensor-core kernels K3 (CB, dCB, intra-chunk d a), K4 (dx,
+// d dt', state-path d a, dD) and K5 (dB, dC); their launch sequence with K0..K6 is in ssd_bwd_launch.cuh. Overview
+// and equations: ssd_bwd_kernel.cuh.
 //
 // Fragment conventions (mma.m16n8k16 via ssd_common.cuh's Frag<E>): warp w owns accumulator rows 16 w .. 16 w + 15; a
 // lane (g = lane / 4, q = lane % 4) holds rows g, g + 8 at columns 8 j + 2 q, + 1 of n-tile j. A operands come from
@@ -12,8 +13,10 @@
 // issue shape b4 l4096 h80 p64 n128 g1).
 //
 // Resources (nvcc -O3 --use_fast_math -Xptxas -v, sm_90a, registers; no spills except fp32 / fp16 K4: 88 bytes):
-//   bf16: K1 142, K3 168, K4 255, K5 160, K0 / K2 / K6 / zero / cvt <= 48.  fp32 tiles: K1 136, K3 188, K4 255, K5 160.
-// Shared memory (bf16, p 64 / 128, n 128): K1 26 KB, K3 54 / 70 KB, K4 89 KB (two stages), K5 52 / 77 KB; fp32
+//   bf16: K1 142, K3 168 (capped: 3 CTAs an SM), K4 255, K5 160, K0 / K2 / K6 / zero / cvt <= 48.
+//   fp32 tiles: K1 136, K3 188, K4 255, K5 160 (fp16 inputs: K3 255, no spills).
+// Shared memory (bf16, p 64 / 128, n 128): K1 26 KB, K3 72 (two stages) / 70 KB (one: g = h), K4 89 KB (two
+// stages), K5 52 / 77 KB; fp32
 // tiles up to 149 KB (K5 at p = n = 128: fits sm_80's 163 KB).
 // Where the time goes, estimated (no per-kernel profile yet) at the issue shape b4 l4096 h80 p64 n128 g1 Q256, bf16,
 // H200 (4.8 TB/s, 132 SMs); "first" is the first version (15.7 ms measured in all), "now" this one:
@@ -21,17 +24,18 @@
 //       global stores between loads serialise them); now 16-byte pieces, 4 in flight: ~0.3 ms.
 //   K2  ~0.7 GB (dS r/w, h_in, d h_in, dinit), element-parallel: ~0.15-0.2 ms either way.
 //   K3  840 MB of L2 tile reads (dy, x per head and block pair), 27 GFLOP: first ~3-5 ms (640 CTAs, <= 3 an SM, each
-//       80 heads of two element-serial 8 KB tile loads); now 6400 CTAs of 8 heads, 16-byte batched loads, plus 26 M
-//       fp32 atomics for dCB: ~0.3-0.5 ms.
+//       80 heads of two element-serial 8 KB tile loads); now 6400 CTAs of 8 heads, the next head's (dy_t, x_s) tiles
+//       prefetched by cp.async, plus 13 M 2-wide fp32 atomics for dCB: ~0.2-0.4 ms.
 //   K4  5120 CTAs at 2 an SM (253 registers), ~420 KB of tiles a CTA (2.1 GB from L2, 0.84 GB from HBM) >= 0.2 ms:
 //       first ~6-8 ms (element-serial loads); now ~0.5-0.8 ms, the heaviest kernel: the (dy_t, CB) block-pair tiles
 //       (10 of the 14 tile pairs a CTA) are prefetched by cp.async one pair ahead (bf16); the per-source-block x, dy,
 //       B, C tiles and dS / h_in still wait.
 //   K5  st (dS or h_in, 32 KB fp32 a head) + uw tiles: first ~3 ms (512 CTAs x 80 serial heads); now 5120 CTAs of 8
-//       heads plus 42 M fp32 atomics into dbc32: ~0.3-0.5 ms.
-//   K0 / K6 / zero (50 MB) / cvt: ~0.05 ms together.  Sum now ~1.8-2.5 ms against the first 15.7 (estimate).
+//       heads (16-byte batched loads; st converts fp32 -> bf16, so no cp.async) plus 21 M 2-wide fp32 atomics into
+//       dbc32: ~0.3-0.5 ms.
+//   K0 / K6 / zero (33 MB) / cvt: ~0.05 ms together.  Sum now ~1.6-2.4 ms against the first 15.7 (estimate).
 // Known gaps: K4 re-reads dy_t / CB blocks per source block (10 block pairs a chunk at Q = 256) and holds 253
-// registers (2 CTAs an SM); K3 / K5 atomics could be 2-wide (red.global.add.v2.f32, sm_90).
+// registers (2 CTAs an SM); the head-split atomics are 2-wide on sm_90 only (atomic_add2).
 #pragma once
 #include "ssd/ssd_bwd_kernel.cuh"
 
@@ -42,10 +46,31 @@ namespace ssd_bwd {
 // mma) for 2-byte tiles; one for fp32 tiles, whose second stage would take K4 to 172 KB (over sm_80's 163 KB).
 template <typename E> constexpr int k4_stages() { return sizeof(E) == 2 ? 2 : 1; }
 
+// Buffers of K3's per-head (dy_t, x_s) tiles: two (cp.async prefetch of the next head while this one is in the mma)
+// when a CTA walks more than one head and both tiles are plain 16-byte copies of 2-byte tiles (bf16 x; p a multiple
+// of 8; aligned pointers; fp32 tiles would spill under the extra registers); else one, as at g = h where a CTA has
+// a single head and the
+// second stage would only cost occupancy (K3 at p 128: 104 KB against 70).
+template <typename in_t>
+__host__ __device__ inline int k3_stages(const SsdBwdCudaParams& p) {
+  using E = typename TileType<in_t>::E;
+  constexpr int V = 16 / int(sizeof(E));
+  return (sizeof(E) == 2 && ssd_bwd_group_heads(p.nheads / p.ngroups) > 1 && std::is_same<in_t, E>::value &&
+          p.headdim % V == 0 &&
+          ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.dy)) & 15) == 0) ? 2 : 1;
+}
+
+// K3's minimum CTAs an SM (register cap 168): 3 for bf16 tiles, which fit without spills (12 warps an SM to hide the
+// tile loads; uncapped, the two-stage version took 216). fp32 tiles (3xTF32 fragments) spill ~100 bytes under that
+// cap, and even under an explicit minimum of 1 (255 registers, 20 bytes): 0 leaves ptxas its own choice (no spills).
+template <typename in_t> constexpr int k3_min_ctas() {
+  return sizeof(typename TileType<in_t>::E) == 2 ? 3 : 0;
+}
+
 // Shared-memory sizes (bytes) of the chunk kernels; E is the tile element type.
 template <typename E> struct BwdSmem {
   int ldn, ldx, ldq, ldp, kp, nk;
-  int64_t k1, k3, k4_union, k4, k5;
+  int64_t k1, k3, k3_stage, k4_union, k4, k5;
   __host__ __device__ explicit BwdSmem(int64_t n, int64_t P) {
     nk = int((n + 15) / 16);
     kp = int((P + 15) / 16);
@@ -55,7 +80,8 @@ template <typename E> struct BwdSmem {
     ldp = tile_ld<E>(P);
     const int64_t es = int64_t(sizeof(E));
     k1 = (int64_t(kT) * ldx + int64_t(kT) * ldn) * es + kT * 4;
-    k3 = (2 * int64_t(kT) * ldn + 2 * int64_t(kT) * ldp) * es + (3 * kT + kWarps * kT) * 4;
+    k3 = (2 * int64_t(kT) * ldn + 2 * int64_t(kT) * ldp) * es + (3 * kT + kWarps * kT) * 4;  // one stage
+    k3_stage = 2 * int64_t(kT) * ldp * es + 3 * kT * 4;  // what a second stage adds
     const int64_t u1 = k4_stages<E>() * (int64_t(kT) * ldx + int64_t(kT) * ldq), u2 = int64_t(kT) * ldn;
     k4_union = u1 > u2 ? u1 : u2;
     k4 = (2 * int64_t(kC) * ldn + 2 * int64_t(kT) * ldx + k4_union) * es + (2 + k4_stages<E>()) * kT * 4;
@@ -72,7 +98,7 @@ template <typename E> struct BwdSmem {
 // partials go by fp32 atomics into the zeroed dcb32 (the tile-type dcb is then unused), and only head block 0
 // stores CB (every block computes it: it weights the intra-chunk d a of its own heads).
 template <typename in_t>
-__global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParams p) {
+__global__ void __launch_bounds__(kThr, k3_min_ctas<in_t>()) ssd_bwd_dcb_kernel(const SsdBwdCudaParams p) {
   using E = typename TileType<in_t>::E;
   using F = Frag<E>;
   extern __shared__ float4 ssd_bwd_smem[];
@@ -89,14 +115,12 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3, r0 = 16 * warp + g;
   const BwdSmem<E> S(n, P);
   const int ldn = S.ldn, ldp = S.ldp, nk = S.nk, kp = S.kp;
+  const int nst = k3_stages<in_t>(p);
   E* ct = reinterpret_cast<E*>(ssd_bwd_smem);
   E* bs = ct + kT * ldn;
-  E* dyt = bs + kT * ldn;
-  E* xs = dyt + kT * ldp;
-  float* at = reinterpret_cast<float*>(xs + kT * ldp);
-  float* as = at + kT;
-  float* dts = as + kT;
-  float* red = dts + kT;
+  E* tiles = bs + kT * ldn;  // stage b: dy_t tile at tiles + 2 b kT ldp, x_s tile kT ldp after it
+  float* vecs = reinterpret_cast<float*>(tiles + 2 * nst * kT * ldp);  // stage b: a_t, a_s, dt'_s at vecs + 3 b kT
+  float* red = vecs + 3 * nst * kT;
   const in_t* Cg = static_cast<const in_t*>(p.C) + ((row * L + t0) * NG + grp) * n;
   const in_t* Bg = static_cast<const in_t*>(p.B) + ((row * L + t0) * NG + grp) * n;
   tile_load(ct, ldn, Cg + int64_t(tb) * kT * NG * n, NG * n, tl, int(n), kT, 16 * nk);
@@ -114,14 +138,17 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
   }
   const int64_t blk = ((slot * NG + grp) * Q + int64_t(tb) * kT) * Q + int64_t(sb) * kT;
   E* cbg = static_cast<E*>(p.cb) + blk;
-  bool ok[8][4];
+  // inside the chunk and the causal triangle (recomputed where needed: an ok[8][4] array held 32 registers)
+  auto okf = [&](int j, int e) {
+    const int t = r0 + 8 * (e >> 1), s = 8 * j + 2 * q + (e & 1);
+    return t < tl && s < sl && (tb > sb || s <= t);
+  };
 #pragma unroll
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int t = r0 + 8 * (e >> 1), s = 8 * j + 2 * q + (e & 1);
-      ok[j][e] = t < tl && s < sl && (tb > sb || s <= t);
-      const E v = from_f<E>(ok[j][e] ? cbv[j][e] : 0.f);
+      const E v = from_f<E>(okf(j, e) ? cbv[j][e] : 0.f);
       if (hb == 0) cbg[int64_t(t) * Q + s] = v;
       cbv[j][e] = to_f(v);
     }
@@ -129,18 +156,51 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
 #pragma unroll
   for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
   const int64_t h_end = (hb + 1) * hc < hpg ? (hb + 1) * hc : hpg;
+  auto issue = [&](int64_t jh, int buf) {  // stage buf <- head jh's tiles and per-token vectors
+    const int64_t head = grp * hpg + jh, ab = (row * H + head) * L + t0;
+    E* dyt = tiles + 2 * buf * kT * ldp;
+    E* xs = dyt + kT * ldp;
+    const E* dysrc = static_cast<const E*>(p.dy) + ((row * L + t0 + int64_t(tb) * kT) * H + head) * P;
+    const in_t* xsrc = static_cast<const in_t*>(p.x) + ((row * L + t0 + int64_t(sb) * kT) * H + head) * P;
+    bool done = false;
+    if constexpr (std::is_same<in_t, E>::value) {
+      if (nst == 2) {
+        tile_copy_async(dyt, ldp, dysrc, H * P, tl, int(P), kT, 16 * kp);
+        tile_copy_async(xs, ldp, xsrc, H * P, sl, int(P), kT, 16 * kp);
+        done = true;
+      }
+    }
+    if (!done) {
+      tile_load(dyt, ldp, dysrc, H * P, tl, int(P), kT, 16 * kp);
+      tile_load(xs, ldp, xsrc, H * P, sl, int(P), kT, 16 * kp);
+    }
+    if (tid < kT) {
+      float* v = vecs + 3 * buf * kT;
+      v[tid] = tid < tl ? p.a[ab + int64_t(tb) * kT + tid] : 0.f;
+      v[kT + tid] = tid < sl ? p.a[ab + int64_t(sb) * kT + tid] : 0.f;
+      v[2 * kT + tid] = tid < sl ? p.dtp[ab + int64_t(sb) * kT + tid] : 0.f;
+    }
+  };
+  if (nst == 2 && hb * hc < h_end) {
+    issue(hb * hc, 0);
+    cp_async_commit();
+  }
   for (int64_t jh = hb * hc; jh < h_end; ++jh) {
     const int64_t head = grp * hpg + jh, ab = (row * H + head) * L + t0;
-    tile_load(dyt, ldp, static_cast<const E*>(p.dy) + ((row * L + t0 + int64_t(tb) * kT) * H + head) * P, H * P, tl,
-              int(P), kT, 16 * kp);
-    tile_load(xs, ldp, static_cast<const in_t*>(p.x) + ((row * L + t0 + int64_t(sb) * kT) * H + head) * P, H * P, sl,
-              int(P), kT, 16 * kp);
-    if (tid < kT) {
-      at[tid] = tid < tl ? p.a[ab + int64_t(tb) * kT + tid] : 0.f;
-      as[tid] = tid < sl ? p.a[ab + int64_t(sb) * kT + tid] : 0.f;
-      dts[tid] = tid < sl ? p.dtp[ab + int64_t(sb) * kT + tid] : 0.f;
+    const int buf = nst == 2 ? int((jh - hb * hc) & 1) : 0;
+    if (nst == 2) {  // prefetch the next head into the other stage (freed by the previous iteration's barrier)
+      if (jh + 1 < h_end) issue(jh + 1, buf ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();  // this head's group has landed
+    } else {
+      issue(jh, 0);
     }
     __syncthreads();
+    const E* dyt = tiles + 2 * buf * kT * ldp;
+    const E* xs = dyt + kT * ldp;
+    const float* at = vecs + 3 * buf * kT;
+    const float* as = at + kT;
+    const float* dts = as + kT;
     float dm[8][4];  // dy_t . x_s over p
 #pragma unroll
     for (int j = 0; j < 8; ++j) dm[j][0] = dm[j][1] = dm[j][2] = dm[j][3] = 0.f;
@@ -156,7 +216,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int t = r0 + 8 * (e >> 1), s = 8 * j + 2 * q + (e & 1);
-        const float gv = ok[j][e] ? dm[j][e] * expf(at[t] - as[s]) * dts[s] : 0.f;
+        const float gv = okf(j, e) ? dm[j][e] * expf(at[t] - as[s]) * dts[s] : 0.f;
         acc[j][e] += gv;
         const float gc = gv * cbv[j][e];
         rs[e >> 1] += gc;
@@ -180,12 +240,13 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dcb_kernel(const SsdBwdCudaParam
                                                                  red[3 * kT + tid]));
   }
   if (nhb > 1) {  // partial sum over this block's heads; zero outside the triangle / chunk: no add needed there
-    float* d32 = p.dcb32 + blk;
+    float* d32 = p.dcb32 + blk;  // column pairs 8 j + 2 q, + 1: even offsets (Q, blk even), acc 0 where !ok
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (ok[j][e]) atomicAdd(d32 + int64_t(r0 + 8 * (e >> 1)) * Q + 8 * j + 2 * q + (e & 1), acc[j][e]);
+      for (int e = 0; e < 4; e += 2)
+        if (okf(j, e) || okf(j, e + 1))
+          atomic_add2(d32 + int64_t(r0 + 8 * (e >> 1)) * Q + 8 * j + 2 * q, acc[j][e], acc[j][e + 1]);
     return;
   }
   E* dcbg = static_cast<E*>(p.dcb) + blk;
@@ -484,6 +545,16 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
   }
   if (nhb > 1) {
     float* o32 = p.dbc32 + (is_dc ? p.batch * L * NG * n : 0) + ((row * L + t0 + j0) * NG + grp) * n;
+    if (n % 2 == 0) {  // column pairs at even offsets: 2-wide atomics
+#pragma unroll
+      for (int j = 0; j < kMaxNT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; e += 2) {
+          const int r = r0 + 8 * (e >> 1), c = 8 * j + 2 * q;
+          if (r < jl && c < n) atomic_add2(o32 + int64_t(r) * NG * n + c, acc[j][e], acc[j][e + 1]);
+        }
+      return;
+    }
 #pragma unroll
     for (int j = 0; j < kMaxNT; ++j)
 #pragma unroll
@@ -501,64 +572,6 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
       const int r = r0 + 8 * (e >> 1), c = 8 * j + 2 * q + (e & 1);
       if (r < jl && c < n) out[int64_t(r) * NG * n + c] = from_f<in_t>(acc[j][e]);
     }
-}
-
-// ------------------------------------------------------------------------------------------ launch
-template <typename K>
-inline cudaError_t bwd_launch(K kernel, dim3 grid, int64_t smem, cudaStream_t stream, const SsdBwdCudaParams& p) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.blockDim = dim3(kThr);
-  cfg.gridDim = grid;
-  cfg.dynamicSmemBytes = size_t(smem);
-  cfg.stream = stream;
-  cudaError_t e = cudaSuccess;
-  if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
-  return e == cudaSuccess ? cudaGetLastError() : e;
-}
-
-// K0..K6 on one stream (instantiated in ssd_bwd_{bf16,fp16,fp32}.cu); checked by ssd_bwd_cuda (ssd_bwd_launch.cu).
-template <typename in_t>
-cudaError_t launch_ssd_bwd(const SsdBwdCudaParams& p, cudaStream_t stream) {
-  using E = typename TileType<in_t>::E;
-  if (p.nseq == 0 || p.nheads == 0 || p.headdim == 0) return cudaSuccess;
-  const BwdSmem<E> S(p.dstate, p.headdim);
-  const int64_t H = p.nheads, npb = (p.headdim + kC - 1) / kC, nb = p.chunk_size / kT;
-  const int64_t pairs = (p.n_slots > 0 ? p.n_slots : 1) * H;
-  const int64_t nsplit = ssd_bwd_group_split(H, p.ngroups);
-  if (nsplit > 1 && (p.dcb32 == nullptr || p.dbc32 == nullptr)) return cudaErrorInvalidValue;
-  const int64_t nhead_blk = p.n_slots * npb * H, ndcb = p.n_slots * (nb * (nb + 1) / 2) * nsplit * p.ngroups;
-  const int64_t ndbc = p.n_slots * 2 * nb * nsplit * p.ngroups;
-  if (nhead_blk > 0x7fffffffLL || ndcb > 0x7fffffffLL || ndbc > 0x7fffffffLL || pairs / kWarps + 1 > 0x7fffffffLL)
-    return cudaErrorInvalidValue;
-  cudaError_t e = bwd_launch(ssd_bwd_cumsum_kernel<in_t>, dim3(unsigned((pairs + kWarps - 1) / kWarps)), 0, stream, p);
-  // grid-stride kernels: a few waves of 8 CTAs an SM on the largest GPUs are enough to stream the scratch
-  const int64_t zn = p.n_slots * p.ngroups * p.chunk_size * p.chunk_size + 2 * p.batch * p.seqlen * p.ngroups * p.dstate;
-  const unsigned zgrid = unsigned(std::min<int64_t>((zn + kThr - 1) / kThr, 132 * 8 * 4));
-  if (e == cudaSuccess && nsplit > 1 && zn > 0) e = bwd_launch(ssd_bwd_zero_kernel<in_t>, dim3(zgrid), 0, stream, p);
-  if (e == cudaSuccess && nhead_blk > 0)
-    e = bwd_launch(ssd_bwd_dstate_kernel<in_t>, dim3(unsigned(nhead_blk)), S.k1, stream, p);
-  const int64_t pn = p.headdim * p.dstate;
-  if (e == cudaSuccess) {
-    if (pn % 4 == 0)
-      e = bwd_launch(ssd_bwd_pass_kernel<in_t, 4>, dim3(unsigned((pn + 4 * kThr - 1) / (4 * kThr)), unsigned(H),
-                                                  unsigned(p.nseq)), 0, stream, p);
-    else
-      e = bwd_launch(ssd_bwd_pass_kernel<in_t, 1>, dim3(unsigned((pn + kThr - 1) / kThr), unsigned(H), unsigned(p.nseq)),
-                     0, stream, p);
-  }
-  if (e != cudaSuccess || p.n_slots == 0) return e;
-  e = bwd_launch(ssd_bwd_dcb_kernel<in_t>, dim3(unsigned(ndcb)), S.k3, stream, p);
-  if (e == cudaSuccess) e = bwd_launch(ssd_bwd_dx_kernel<in_t>, dim3(unsigned(nhead_blk)), S.k4, stream, p);
-  if (e == cudaSuccess) e = bwd_launch(ssd_bwd_dbc_kernel<in_t>, dim3(unsigned(ndbc)), S.k5, stream, p);
-  if (e == cudaSuccess && nsplit > 1 && p.batch * p.seqlen > 0) {
-    const int64_t cn = 2 * p.batch * p.seqlen * p.ngroups * p.dstate;
-    e = bwd_launch(ssd_bwd_dbc_cvt_kernel<in_t>, dim3(unsigned(std::min<int64_t>((cn + kThr - 1) / kThr, 132 * 8 * 4))),
-                   0, stream, p);
-  }
-  if (e == cudaSuccess)
-    e = bwd_launch(ssd_bwd_dt_kernel<in_t>, dim3(unsigned((p.n_slots * H + kWarps - 1) / kWarps)), 0, stream, p);
-  return e;
 }
 
 }  // namespace ssd_bwd

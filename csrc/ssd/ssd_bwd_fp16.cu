@@ -1,5 +1,5 @@
 // CUDA SSD backward for fp16 inputs (one file per dtype so they compile in parallel).
-#include "ssd/ssd_bwd_chunk_kernel.cuh"
+#include "ssd/ssd_bwd_launch.cuh"
 
 namespace mamba_kernels {
 namespace ssd_bwd {

@@ -146,6 +146,17 @@ __device__ __forceinline__ void tile_copy_async(E* dst, int ld, const E* src, in
   }
 }
 
+// p[0] += a, p[1] += b (p 8-byte aligned): one 2-wide reduction on sm_90 (half the atomic operations of the
+// head-split sums of K3 / K5), two scalar atomics below sm_90 and in the CPU emulation.
+__device__ __forceinline__ void atomic_add2(float* p, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(p), make_float2(a, b));
+#else
+  atomicAdd(p, a);
+  atomicAdd(p + 1, b);
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

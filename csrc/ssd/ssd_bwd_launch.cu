@@ -1,5 +1,6 @@
 // CUDA dispatch of the SSD backward by input dtype (no torch). The kernels: ssd_bwd_kernel.cuh and
-// ssd_bwd_chunk_kernel.cuh, instantiated in ssd_bwd_{bf16,fp16,fp32}.cu.
+// ssd_bwd_chunk_kernel.cuh, launched in order by ssd_bwd_launch.cuh's launch_ssd_bwd, instantiated in
+// ssd_bwd_{bf16,fp16,fp32}.cu.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

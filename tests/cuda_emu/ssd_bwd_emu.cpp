@@ -1,6 +1,6 @@
-// Runs the CUDA SSD backward (csrc/ssd/ssd_bwd_kernel.cuh + ssd_bwd_chunk_kernel.cuh, unmodified, through the real
-// dispatch ssd_bwd_cuda of csrc/ssd/ssd_bwd_launch.cu) on the CPU with the emulation headers of this folder (fibers
-// for lanes, warp barriers for mma.sync / ldmatrix / shuffles, NaN-poisoned shared memory). Driven by
+// Runs the CUDA SSD backward (csrc/ssd/ssd_bwd_kernel.cuh, ssd_bwd_chunk_kernel.cuh, ssd_bwd_launch.cuh, unmodified,
+// through the real dispatch ssd_bwd_cuda of csrc/ssd/ssd_bwd_launch.cu) on the CPU with the emulation headers of this
+// folder (fibers for lanes, warp barriers for mma.sync / ldmatrix / shuffles, NaN-poisoned shared memory). Driven by
 // tests/test_ssd_bwd_cuda_emu.py, which writes a case folder and compares what this program writes back with the
 // float64 gradients of python_ref (torch autograd):
 //   g++ -std=c++20 -O1 -I tests/cuda_emu -I csrc tests/cuda_emu/ssd_bwd_emu.cpp -o emu && ./emu DIR
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "emu_check.h"
-#include "ssd/ssd_bwd_chunk_kernel.cuh"
+#include "ssd/ssd_bwd_launch.cuh"
 #include "ssd/ssd_bwd_launch.cu"  // the real dispatch (plain C++ under the emulation headers)
 
 namespace mamba_kernels {
