@@ -48,6 +48,8 @@ CASES = {
     # l a multiple of the chunk (no short chunk); 4 heads a group (the group kernels' head loops)
     "b2-l128-h8-p64-n64-g2-Q64-bf16": (2, 128, 8, 64, 64, 2, 64, "bf16", {}),
     "b1-l192-h8-p32-n32-g2-Q192-fp32": (1, 192, 8, 32, 32, 2, 192, "fp32", dict(A_scale=0.05)),
+    # fp16 with p, n multiples of 8: the 16-byte load paths that convert (half -> fp32 tiles), split heads of g = 1
+    "b1-l150-h4-p64-n32-g1-Q64-fp16": (1, 150, 4, 64, 32, 1, 64, "fp16", {}),
 }
 
 
