@@ -13,8 +13,9 @@
 // issue shape b4 l4096 h80 p64 n128 g1).
 //
 // Resources (nvcc -O3 --use_fast_math -Xptxas -v, sm_90a, registers; no spills except fp32 / fp16 K4: 88 bytes):
-//   bf16: K1 142, K3 168 (capped: 3 CTAs an SM), K4 255, K5 160, K0 / K2 / K6 / zero / cvt <= 48.
+//   bf16: K1 142, K3 168 (capped: 3 CTAs an SM), K4 244, K5 160, K0 / K2 / K6 / zero / cvt <= 48.
 //   fp32 tiles: K1 136, K3 188, K4 255, K5 160 (fp16 inputs: K3 255, no spills).
+//   sm_80 bf16: K1 156, K3 168 + 8 bytes spill (the cap), K4 255 + 8 bytes, K5 164.
 // Shared memory (bf16, p 64 / 128, n 128): K1 26 KB, K3 72 (two stages) / 70 KB (one: g = h), K4 89 KB (two
 // stages), K5 52 / 77 KB; fp32
 // tiles up to 149 KB (K5 at p = n = 128: fits sm_80's 163 KB).
@@ -28,8 +29,8 @@
 //       prefetched by cp.async, plus 13 M 2-wide fp32 atomics for dCB: ~0.2-0.4 ms.
 //   K4  5120 CTAs at 2 an SM (253 registers), ~420 KB of tiles a CTA (2.1 GB from L2, 0.84 GB from HBM) >= 0.2 ms:
 //       first ~6-8 ms (element-serial loads); now ~0.5-0.8 ms, the heaviest kernel: the (dy_t, CB) block-pair tiles
-//       (10 of the 14 tile pairs a CTA) are prefetched by cp.async one pair ahead (bf16); the per-source-block x, dy,
-//       B, C tiles and dS / h_in still wait.
+//       (10 of the 14 tile pairs a CTA) are prefetched by cp.async one pair ahead (bf16), x_s / dy_s ride in the
+//       first pair's group; the B, C tiles and dS / h_in (converted from fp32) still wait.
 //   K5  st (dS or h_in, 32 KB fp32 a head) + uw tiles: first ~3 ms (512 CTAs x 80 serial heads); now 5120 CTAs of 8
 //       heads (16-byte batched loads; st converts fp32 -> bf16, so no cp.async) plus 21 M 2-wide fp32 atomics into
 //       dbc32: ~0.3-0.5 ms.
@@ -310,8 +311,21 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dx_kernel(const SsdBwdCudaParams
   for (int sb = 0; sb < nbv; ++sb) {
     const int sl = int(clen - int64_t(sb) * kT < kT ? clen - int64_t(sb) * kT : kT);
     const int64_t s0 = int64_t(sb) * kT;
-    tile_load(xsm, ldx, xg + s0 * H * P, H * P, sl, nch, kT, kC);
-    tile_load(dys, ldx, dyg + s0 * H * P, H * P, sl, nch, kT, kC);
+    // x_s, dy_s: by cp.async in the group of the first block pair's stage (one wait covers all four tiles, in
+    // flight together) for bf16 (x already in the tile type); else loaded here (fp32 tiles: the async path cost 16
+    // more bytes of spill)
+    bool xdy_async = false;
+    if constexpr (std::is_same<in_t, E>::value && sizeof(E) == 2) {
+      if (dy_async && (reinterpret_cast<uintptr_t>(p.x) & 15) == 0) {
+        tile_copy_async(xsm, ldx, xg + s0 * H * P, H * P, sl, nch, kT, kC);
+        tile_copy_async(dys, ldx, dyg + s0 * H * P, H * P, sl, nch, kT, kC);
+        xdy_async = true;
+      }
+    }
+    if (!xdy_async) {
+      tile_load(xsm, ldx, xg + s0 * H * P, H * P, sl, nch, kT, kC);
+      tile_load(dys, ldx, dyg + s0 * H * P, H * P, sl, nch, kT, kC);
+    }
     if (tid < kT) {
       as[tid] = tid < sl ? p.a[ab + s0 + tid] : 0.f;
       dts[tid] = tid < sl ? p.dtp[ab + s0 + tid] : 0.f;
