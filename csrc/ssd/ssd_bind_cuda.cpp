@@ -164,24 +164,16 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
   TORCH_CHECK(err == nullptr, "ssd_fwd_cuda: ", err ? err : "");
 }
 
-void ssd_fwd_cuda_default(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
-                          const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-                          const std::optional<at::Tensor>& dt_bias, const std::optional<at::Tensor>& initial_states,
-                          const std::optional<at::Tensor>& cu_seqlens, const std::optional<at::Tensor>& chunk_offsets,
-                          int64_t chunk_size, bool dt_softplus, bool has_dt_limit, double dt_min, double dt_max,
-                          at::Tensor& out, at::Tensor& ypre, at::Tensor& states_in, at::Tensor& final_states) {
+// The registered ops: kPath 0 = the launcher's default (chunk-parallel unless MK_SSD_CUDA_FUSED=1), 1 = fused.
+template <int kPath>
+void ssd_fwd_cuda_path(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                       const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+                       const std::optional<at::Tensor>& dt_bias, const std::optional<at::Tensor>& initial_states,
+                       const std::optional<at::Tensor>& cu_seqlens, const std::optional<at::Tensor>& chunk_offsets,
+                       int64_t chunk_size, bool dt_softplus, bool has_dt_limit, double dt_min, double dt_max,
+                       at::Tensor& out, at::Tensor& ypre, at::Tensor& states_in, at::Tensor& final_states) {
   ssd_fwd_cuda_op(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, chunk_offsets, chunk_size, dt_softplus,
-                  has_dt_limit, dt_min, dt_max, out, ypre, states_in, final_states, 0);
-}
-
-void ssd_fwd_cuda_fused(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
-                        const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-                        const std::optional<at::Tensor>& dt_bias, const std::optional<at::Tensor>& initial_states,
-                        const std::optional<at::Tensor>& cu_seqlens, const std::optional<at::Tensor>& chunk_offsets,
-                        int64_t chunk_size, bool dt_softplus, bool has_dt_limit, double dt_min, double dt_max,
-                        at::Tensor& out, at::Tensor& ypre, at::Tensor& states_in, at::Tensor& final_states) {
-  ssd_fwd_cuda_op(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, chunk_offsets, chunk_size, dt_softplus,
-                  has_dt_limit, dt_min, dt_max, out, ypre, states_in, final_states, 1);
+                  has_dt_limit, dt_min, dt_max, out, ypre, states_in, final_states, kPath);
 }
 
 }  // namespace
@@ -193,11 +185,11 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
       "Tensor? initial_states, Tensor? cu_seqlens, Tensor? chunk_offsets, int chunk_size, bool dt_softplus, "
       "bool has_dt_limit, float dt_min, float dt_max, Tensor(a!) out, Tensor(b!) ypre, Tensor(c!) states_in, "
       "Tensor(d!) final_states) -> ()",
-      &mamba_kernels::ssd_fwd_cuda_default);
+      &mamba_kernels::ssd_fwd_cuda_path<0>);
   m.def(
       "_ssd_fwd_cuda_fused(Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? dt_bias, "
       "Tensor? initial_states, Tensor? cu_seqlens, Tensor? chunk_offsets, int chunk_size, bool dt_softplus, "
       "bool has_dt_limit, float dt_min, float dt_max, Tensor(a!) out, Tensor(b!) ypre, Tensor(c!) states_in, "
       "Tensor(d!) final_states) -> ()",
-      &mamba_kernels::ssd_fwd_cuda_fused);
+      &mamba_kernels::ssd_fwd_cuda_path<1>);
 }

@@ -377,13 +377,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dx_kernel(const SsdBwdCudaParams
             av[i] = (t < tl && s < sl && (tb > sb || t >= s)) ? to_f(cbt[t * ldq + s]) * expf(at[t] - as[s]) : 0.f;
           }
           const typename F::A fa = F::a_from(av);
-#pragma unroll
-          for (int j = 0; j < 8; j += 2) {
-            typename F::B b0, b1;
-            b_rows2<E>(b0, b1, dyt + 16 * kt * ldx + 8 * j, ldx, g, q);
-            F::mma(du[j], fa, b0);
-            F::mma(du[j + 1], fa, b1);
-          }
+          mma_row_tiles<E>(du, fa, dyt + 16 * kt * ldx, ldx, 8, g, q);
         }
       }
       __syncthreads();
@@ -514,15 +508,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
             av[i] = to_f(dcbs[(16 * kt + 2 * q + (i & 1) + 8 * (i >> 2)) * ldq + r0 + 8 * ((i >> 1) & 1)]);
           fa = F::a_from(av);
         }
-#pragma unroll
-        for (int j = 0; j < kMaxNT; j += 2) {
-          if (j < 2 * nk) {
-            typename F::B b0, b1;
-            b_rows2<E>(b0, b1, tile + 16 * kt * ldn + 8 * j, ldn, g, q);
-            F::mma(acc[j], fa, b0);
-            F::mma(acc[j + 1], fa, b1);
-          }
-        }
+        mma_row_tiles<E>(acc, fa, tile + 16 * kt * ldn, ldn, 2 * nk, g, q);
       }
     }
     __syncthreads();
@@ -545,15 +531,7 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dbc_kernel(const SsdBwdCudaParam
     __syncthreads();
     for (int kk = 0; kk < kp; ++kk) {
       const typename F::A fa = F::a_rows(uw + 16 * warp * ldp + 16 * kk, ldp, g, q);
-#pragma unroll
-      for (int j = 0; j < kMaxNT; j += 2) {
-        if (j < 2 * nk) {
-          typename F::B b0, b1;
-          b_rows2<E>(b0, b1, st + 16 * kk * ldn + 8 * j, ldn, g, q);
-          F::mma(acc[j], fa, b0);
-          F::mma(acc[j + 1], fa, b1);
-        }
-      }
+      mma_row_tiles<E>(acc, fa, st + 16 * kk * ldn, ldn, 2 * nk, g, q);
     }
     __syncthreads();
   }

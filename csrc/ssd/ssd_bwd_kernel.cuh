@@ -30,7 +30,7 @@
 // Operands: bf16 inputs take bf16 tiles (mma m16n8k16, fp32 accumulation; dy / CB / dCB scratch in bf16, as the Triton
 // backward); fp32 and fp16 inputs take fp32 tiles and 3xTF32 (fp32-level products: the fp32 tolerances of
 // tests/test_ssd.py do not survive bf16 operands). Decays, cumsums and the element-wise chain stay fp32.
-// The mma wrappers, fragment loaders (Frag, b_rows2) and element conversions come from ssd_common.cuh.
+// The mma wrappers, fragment loaders (Frag, mma_row_tiles, a_t_weighted) and element conversions come from ssd_common.cuh.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -43,8 +43,9 @@ namespace ssd_bwd {
 
 using ssd_cuda::Frag;
 using ssd_cuda::TileType;
-using ssd_cuda::b_rows2;
+using ssd_cuda::a_t_weighted;
 using ssd_cuda::from_f;
+using ssd_cuda::mma_row_tiles;
 using ssd_cuda::to_f;
 
 constexpr int kT = 64;      // tokens a block (rows of every tile)
@@ -333,20 +334,9 @@ __global__ void __launch_bounds__(kThr) ssd_bwd_dstate_kernel(const SsdBwdCudaPa
       if (16 * kk < tl) {
         const int s0 = 16 * kk + 2 * q;
         const float w0 = w[s0], w1 = w[s0 + 1], w8 = w[s0 + 8], w9 = w[s0 + 9];
-        const E* xr = dys + s0 * ldx + 16 * warp + g;  // A[ch][t] = dy[t][ch] exp(a_t)
-        const float av[8] = {to_f(xr[0]) * w0, to_f(xr[ldx]) * w1, to_f(xr[8]) * w0, to_f(xr[ldx + 8]) * w1,
-                             to_f(xr[8 * ldx]) * w8, to_f(xr[9 * ldx]) * w9, to_f(xr[8 * ldx + 8]) * w8,
-                             to_f(xr[9 * ldx + 8]) * w9};
-        const typename F::A fa = F::a_from(av);
-#pragma unroll
-        for (int j = 0; j < kMaxNT; j += 2) {
-          if (j < 2 * nk) {
-            typename F::B b0, b1;
-            b_rows2<E>(b0, b1, cs + 16 * kk * ldn + 8 * j, ldn, g, q);
-            F::mma(G[j], fa, b0);
-            F::mma(G[j + 1], fa, b1);
-          }
-        }
+        const typename F::A fa =  // A[ch][t] = dy[t][ch] exp(a_t)
+            a_t_weighted<E>(dys + s0 * ldx + 16 * warp + g, ldx, w0, w1, w8, w9);
+        mma_row_tiles<E>(G, fa, cs + 16 * kk * ldn, ldn, 2 * nk, g, q);
       }
     }
     __syncthreads();

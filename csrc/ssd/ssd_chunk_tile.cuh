@@ -61,12 +61,8 @@ template <typename E> struct CLd {
     b_rows2<E>(b0, b1, base, ld, lane >> 2, lane & 3);
   }
   static __device__ __forceinline__ A at_w(const E* base, int ld, const float (&w)[4]) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-    const E* xr = base + 2 * q * ld + g;
-    const float av[8] = {to_f(xr[0]) * w[0],      to_f(xr[ld]) * w[1],     to_f(xr[8]) * w[0],
-                         to_f(xr[ld + 8]) * w[1], to_f(xr[8 * ld]) * w[2], to_f(xr[9 * ld]) * w[3],
-                         to_f(xr[8 * ld + 8]) * w[2], to_f(xr[9 * ld + 8]) * w[3]};
-    return F::a_from(av);
+    const int lane = threadIdx.x & 31;
+    return a_t_weighted<E>(base + 2 * (lane & 3) * ld + (lane >> 2), ld, w[0], w[1], w[2], w[3]);
   }
 };
 

@@ -257,6 +257,33 @@ __device__ __forceinline__ void b_rows2<__nv_bfloat16>(Frag<__nv_bfloat16>::B& b
   b1.r[1] = r[3];
 }
 
+// acc[j] += A B_j over the n8 tiles j < ntiles (in pairs), B_j[k][c] = base[k * ld + 8 j + c]: one k16 step of a
+// row of accumulator tiles (NMAX: the accumulator's tile count, a compile-time bound for full unrolling).
+template <typename E, int NMAX>
+__device__ __forceinline__ void mma_row_tiles(float (&acc)[NMAX][4], const typename Frag<E>::A& fa, const E* base,
+                                              int ld, int ntiles, int g, int q) {
+#pragma unroll
+  for (int j = 0; j < NMAX; j += 2) {
+    if (j < ntiles) {
+      typename Frag<E>::B b0, b1;
+      b_rows2<E>(b0, b1, base + 8 * j, ld, g, q);
+      Frag<E>::mma(acc[j], fa, b0);
+      Frag<E>::mma(acc[j + 1], fa, b1);
+    }
+  }
+}
+
+// A (16 x 16) of a transposed, per-k weighted tile: A[m][k] = xr[(k - 2q) * ld + m - g] * w(k) for this lane's
+// k in (2q, 2q + 1, 2q + 8, 2q + 9) with weights (w0, w1, w8, w9); xr = base + 2q * ld + g.
+template <typename E>
+__device__ __forceinline__ typename Frag<E>::A a_t_weighted(const E* xr, int ld, float w0, float w1, float w8,
+                                                            float w9) {
+  const float av[8] = {to_f(xr[0]) * w0,      to_f(xr[ld]) * w1,     to_f(xr[8]) * w0,
+                       to_f(xr[ld + 8]) * w1, to_f(xr[8 * ld]) * w8, to_f(xr[9 * ld]) * w9,
+                       to_f(xr[8 * ld + 8]) * w8, to_f(xr[9 * ld + 8]) * w9};
+  return Frag<E>::a_from(av);
+}
+
 // ------------------------------------------------------------------------------------------ shared memory
 // Element type of the shared tiles: bf16 for bf16 inputs, fp32 otherwise.
 template <typename in_t> struct TileType { using E = float; };
@@ -527,13 +554,7 @@ __device__ __forceinline__ void tile_output(const SsdFwdCudaParams& p, const Til
       const float av[8] = {s[2 * kk][0], s[2 * kk][1], s[2 * kk][2], s[2 * kk][3],
                            s[2 * kk + 1][0], s[2 * kk + 1][1], s[2 * kk + 1][2], s[2 * kk + 1][3]};
       const typename F::A fa = F::a_from(av);
-#pragma unroll
-      for (int j = 0; j < 8; j += 2) {
-        typename F::B b0, b1;
-        b_rows2<E>(b0, b1, c.xs + 16 * kk * ldx + 8 * j, ldx, g, q);
-        F::mma(y[j], fa, b0);
-        F::mma(y[j + 1], fa, b1);
-      }
+      mma_row_tiles<E>(y, fa, c.xs + 16 * kk * ldx, ldx, 8, g, q);
     }
   }
   // epilogue: + D x, ypre, gate, store
@@ -579,20 +600,9 @@ __device__ __forceinline__ float tile_update(float (&hacc)[kNT][4], const TileCt
       const float w0 = expf(a_last - cum_at(c, s0)) * c.dts[s0], w1 = expf(a_last - cum_at(c, s0 + 1)) * c.dts[s0 + 1];
       const float w8 = expf(a_last - cum_at(c, s0 + 8)) * c.dts[s0 + 8];
       const float w9 = expf(a_last - cum_at(c, s0 + 9)) * c.dts[s0 + 9];
-      const E* xr = c.xs + s0 * ldx + 16 * warp + g;  // A[ch][s] = x[s][ch] w_s
-      const float av[8] = {to_f(xr[0]) * w0, to_f(xr[ldx]) * w1, to_f(xr[8]) * w0, to_f(xr[ldx + 8]) * w1,
-                           to_f(xr[8 * ldx]) * w8, to_f(xr[9 * ldx]) * w9, to_f(xr[8 * ldx + 8]) * w8,
-                           to_f(xr[9 * ldx + 8]) * w9};
-      const typename F::A fa = F::a_from(av);
-#pragma unroll
-      for (int j = 0; j < kNT; j += 2) {
-        if (j < 2 * c.nk) {
-          typename F::B b0, b1;
-          b_rows2<E>(b0, b1, c.bs + 16 * kk * ldn + 8 * j, ldn, g, q);
-          F::mma(hacc[j], fa, b0);
-          F::mma(hacc[j + 1], fa, b1);
-        }
-      }
+      const typename F::A fa =  // A[ch][s] = x[s][ch] w_s
+          a_t_weighted<E>(c.xs + s0 * ldx + 16 * warp + g, ldx, w0, w1, w8, w9);
+      mma_row_tiles<E>(hacc, fa, c.bs + 16 * kk * ldn, ldn, 2 * c.nk, g, q);
     }
   }
   return a_last;
