@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# SSD family only, on the GPU machine: build, the CUDA backend's GPU tests (forward + backward against the
-# reference, the CUDA backward's own tests, opcheck), a compute-sanitizer pass over a few CUDA calls, per-kernel
-# times of one forward (scripts/profile_ssd.py, CUDA vs Triton) and the SSD benches of the CUDA path against Triton
-# and mamba_ssm (forward kernel alone, backward alone, forward, forward+backward). Files under $OUT.
+# SSD family only, on the GPU machine, in two parts that each fit one 10-minute device call (files under $OUT).
+#   SSD_PART=time (default): build, the CUDA backward's own GPU tests, per-kernel times of one forward
+#     (scripts/profile_ssd.py, CUDA vs Triton, then each run-time variant of the chunk pipeline) and the SSD benches
+#     of the CUDA path against Triton and mamba_ssm (forward kernel alone, backward alone, forward, forward+backward).
+#   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
+#     and a compute-sanitizer memcheck of one forward and one backward call.
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 [ "${NOBUILD:-0}" = 1 ] || build 16
+if [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
-step 180 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
-step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q \
-  -p no:cacheprovider tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel and bfloat16"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
 # A/B of the chunk pipeline's run-time variants (ssd_chunk_kernel.cuh, chunk_knobs(); read once a process): the
-# separate state pass instead of the hand-over, and 2 / 4 heads of a group a scan CTA (C B^T shared); then the GPU
-# tests forced to each non-default variant.
-step 30 $OUT/prof.log ssd_prof_default python3 scripts/profile_ssd.py --impls cuda --chunks 256
+# separate state pass instead of the hand-over, and 2 / 4 heads of a group a scan CTA (C B^T shared).
 step 30 $OUT/prof.log ssd_prof_ho0 env MK_SSD_HANDOVER=0 python3 scripts/profile_ssd.py --impls cuda --chunks 256
 step 30 $OUT/prof.log ssd_prof_sh2 env MK_SSD_SCAN_HEADS=2 python3 scripts/profile_ssd.py --impls cuda --chunks 256
 step 30 $OUT/prof.log ssd_prof_sh4 env MK_SSD_SCAN_HEADS=4 python3 scripts/profile_ssd.py --impls cuda --chunks 256
 step 30 $OUT/prof.log ssd_prof_ho0_sh4 env MK_SSD_HANDOVER=0 MK_SSD_SCAN_HEADS=4 python3 scripts/profile_ssd.py \
   --impls cuda --chunks 256
-step 90 $T ssd_cuda_ho0 env MK_SSD_HANDOVER=0 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
-step 90 $T ssd_cuda_sh2 env MK_SSD_SCAN_HEADS=2 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
-step 90 $T ssd_cuda_sh4 env MK_SSD_SCAN_HEADS=4 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
-step 200 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
+step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
+else
+step 200 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
+step 60 $T ssd_cuda_ho0 env MK_SSD_HANDOVER=0 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 60 $T ssd_cuda_sh2 env MK_SSD_SCAN_HEADS=2 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 60 $T ssd_cuda_sh4 env MK_SSD_SCAN_HEADS=4 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+# Test ids are e.g. [dense-bf16] / [bf16]: select by those, or the sanitizer runs nothing.
+step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q \
+  -p no:cacheprovider tests/test_ssd.py -m gpu -k "(gpu_cuda_backward_runs_the_kernel and dense-bf16) or (strided_inputs and bf16)"
+fi
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L
