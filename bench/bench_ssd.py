@@ -192,13 +192,14 @@ def bench_ssd_fwd_legacy_scan(benchmark, harness, shape):
     s = SHAPES[shape]
     fn = _ours("triton")
     inp = _inputs(**s)
+    old = tri._FWD["scan"]
     tri._FWD["scan"] = "legacy"
     try:
         harness.measure(benchmark, kernel="ssd_fwd", impl="mamba_kernels:triton[legacy-scan]",
                         shape=dict(s, chunk=Q), dtype="bfloat16", fn=lambda: fn(inp), bytes=_bytes(**s),
                         flops=_flops(**s), note="D, z, dt_bias, softplus; _FWD['scan'] = 'legacy'")
     finally:
-        tri._FWD["scan"] = "heads"
+        tri._FWD["scan"] = old
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -242,6 +243,20 @@ SCAN_CONFIGS = {
     "HB4-BP32-w8": dict(HB=4, BP=32, num_warps=8),
     "splitM": dict(SPLIT_M=True),
     "splitM-HB1-w4": dict(SPLIT_M=True, HB=1, num_warps=4),
+}
+# The one-head chunk scan (_ssd_chunk_scan_kernel, the default forward scan; key "chunk_scan").
+CHUNK_SCAN_CONFIGS = {
+    "default": {},
+    "w8": dict(num_warps=8),
+    "st2": dict(num_stages=2),
+    "BM32-w4": dict(BM=32, num_warps=4),
+    "BM128-w8-st2": dict(BM=128, num_warps=8, num_stages=2),
+    "BP32-w4": dict(BP=32, num_warps=4),
+    "BP32-w2": dict(BP=32, num_warps=2),
+    "BP64-w4": dict(BP=64, num_warps=4),
+    "BP64-w8": dict(BP=64, num_warps=8),
+    "BM128-BP32-w4": dict(BM=128, BP=32, num_warps=4, num_stages=2),
+    "BM128-BP64-w4-st2": dict(BM=128, BP=64, num_warps=4, num_stages=2),
 }
 STATE_CONFIGS = {
     "default": {},  # n in two blocks of 64 when there are < 512 (sequence, head, p block) walks
@@ -295,6 +310,33 @@ def bench_ssd_scan_configs(benchmark, harness, shape, cfg):
     block config."""
     _time_fwd_kernel(benchmark, harness, shape, "scan", SCAN_CONFIGS[cfg],
                      ("_ssd_scan_heads_kernel", "_ssd_cb_kernel"))
+
+
+@pytest.mark.parametrize("cfg", list(CHUNK_SCAN_CONFIGS))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_ssd_chunk_scan_configs(benchmark, harness, shape, cfg):
+    """The one-head forward chunk scan (and the CB kernel it reads at g < h) alone, per block config."""
+    _time_fwd_kernel(benchmark, harness, shape, "chunk_scan", CHUNK_SCAN_CONFIGS[cfg],
+                     ("_ssd_chunk_scan_kernel", "_ssd_cb_kernel"))
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("chunk", [64, 128])
+@pytest.mark.parametrize("mode", ["fwd", "fwd_bwd"])
+def bench_ssd_triton_chunk(benchmark, harness, mode, chunk, shape):
+    """The Triton forward / forward+backward at other chunk sizes than 256 (the same scan up to rounding: chunk
+    size trades the quadratic intra-chunk work against the number of chunk states)."""
+    s = SHAPES[shape]
+    inp = _inputs(**s, grad=mode == "fwd_bwd")
+
+    def fn(inp):
+        return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], chunk, D=inp["D"], z=inp["z"],
+                                dt_bias=inp["dt_bias"], dt_softplus=True, backend="triton")
+    run = _fwd_bwd(fn, inp) if mode == "fwd_bwd" else (lambda: fn(inp))
+    harness.measure(benchmark, kernel="ssd_" + mode, impl="mamba_kernels:triton", shape=dict(s, chunk=chunk),
+                    dtype="bfloat16", fn=run, bytes=_bytes(**s, bwd=mode == "fwd_bwd"),
+                    flops=(3 if mode == "fwd_bwd" else 1) * _flops(**s, chunk=chunk),
+                    note="D, z, dt_bias, softplus" + ("; grads of all inputs" if mode == "fwd_bwd" else ""))
 
 
 @pytest.mark.parametrize("cfg", list(STATE_CONFIGS))

@@ -3,6 +3,8 @@
 #   SSD_PART=time (default): build, the CUDA backward's own GPU tests, per-kernel times of one forward
 #     (scripts/profile_ssd.py, CUDA vs Triton, then each run-time variant of the chunk pipeline) and the SSD benches
 #     of the CUDA path against Triton and mamba_ssm (forward kernel alone, backward alone, forward, forward+backward).
+#   SSD_PART=sweep: build, the Triton block-config sweeps (one kernel alone per config), the Triton forward and
+#     forward+backward at chunk 64 / 128, and every Triton kernel of one forward / backward alone.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
@@ -20,6 +22,10 @@ step 30 $OUT/prof.log ssd_prof_ho0_sh4 env MK_SSD_HANDOVER=0 MK_SSD_SCAN_HEADS=4
   --impls cuda --chunks 256
 step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
+elif [ "${SSD_PART}" = sweep ]; then
+step 150 $B ssd_sweep_fwd $P bench/bench_ssd.py --benchmark-only -k "chunk_scan_configs or state_fwd_configs"
+step 90 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k "triton_chunk or bench_ssd_kernels"
+step 180 $B ssd_sweep_bwd $P bench/bench_ssd.py --benchmark-only -k "bwd_configs"
 else
 step 200 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
 step 60 $T ssd_cuda_ho0 env MK_SSD_HANDOVER=0 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
