@@ -247,17 +247,20 @@ SCAN_CONFIGS = {
 # The one-head chunk scan (_ssd_chunk_scan_kernel, the default forward scan; key "chunk_scan").
 CHUNK_SCAN_CONFIGS = {
     "default": {},
-    "w8": dict(num_warps=8),
-    "st2": dict(num_stages=2),
-    "BM32-w4": dict(BM=32, num_warps=4),
+    "BM64-w4-st3": dict(BM=64, num_warps=4, num_stages=3),  # the default before 2026-11-30 (p 64 still)
+    "BM64-w4-st4": dict(BM=64, num_warps=4, num_stages=4),
+    "BM32-w4": dict(BM=32, num_warps=4),  # p 128 default since 2026-11-30 (270 vs 318 us at shape 2)
+    "BM32-w2": dict(BM=32, num_warps=2),
+    "BM32-w4-st2": dict(BM=32, num_warps=4, num_stages=2),
+    "BM32-w4-st4": dict(BM=32, num_warps=4, num_stages=4),
+    "BM16-w4": dict(BM=16, num_warps=4),
+    "BM16-w2": dict(BM=16, num_warps=2),
     "BM128-w8-st2": dict(BM=128, num_warps=8, num_stages=2),
-    "BP32-w4": dict(BP=32, num_warps=4),
-    "BP32-w2": dict(BP=32, num_warps=2),
-    "BP64-w4": dict(BP=64, num_warps=4),
-    "BP64-w8": dict(BP=64, num_warps=8),
-    "BM128-BP32-w4": dict(BM=128, BP=32, num_warps=4, num_stages=2),
-    "BM128-BP64-w4-st2": dict(BM=128, BP=64, num_warps=4, num_stages=2),
 }
+# Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
+# shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an
+# illegal memory access on the H200 (Triton 3.6) although the interpreter's result is right: p blocks below p are
+# never chosen by the library for p <= 128).
 STATE_CONFIGS = {
     "default": {},  # n in two blocks of 64 when there are < 512 (sequence, head, p block) walks
     "BN128-w8": dict(BN=128, num_warps=8),  # one n block (the previous default)

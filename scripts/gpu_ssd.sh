@@ -14,11 +14,11 @@ if [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
 # A/B of the chunk pipeline's run-time variants (ssd_chunk_kernel.cuh, chunk_knobs(); read once a process): the
-# separate state pass instead of the hand-over, and 2 / 4 heads of a group a scan CTA (C B^T shared).
-step 30 $OUT/prof.log ssd_prof_ho0 env MK_SSD_HANDOVER=0 python3 scripts/profile_ssd.py --impls cuda --chunks 256
+# state hand-over instead of the separate state pass, and 2 / 4 heads of a group a scan CTA (C B^T shared).
+step 30 $OUT/prof.log ssd_prof_ho1 env MK_SSD_HANDOVER=1 python3 scripts/profile_ssd.py --impls cuda --chunks 256
 step 30 $OUT/prof.log ssd_prof_sh2 env MK_SSD_SCAN_HEADS=2 python3 scripts/profile_ssd.py --impls cuda --chunks 256
 step 30 $OUT/prof.log ssd_prof_sh4 env MK_SSD_SCAN_HEADS=4 python3 scripts/profile_ssd.py --impls cuda --chunks 256
-step 30 $OUT/prof.log ssd_prof_ho0_sh4 env MK_SSD_HANDOVER=0 MK_SSD_SCAN_HEADS=4 python3 scripts/profile_ssd.py \
+step 30 $OUT/prof.log ssd_prof_sh4_ho1 env MK_SSD_HANDOVER=1 MK_SSD_SCAN_HEADS=4 python3 scripts/profile_ssd.py \
   --impls cuda --chunks 256
 step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
@@ -28,7 +28,7 @@ step 90 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k "triton_chunk or
 step 180 $B ssd_sweep_bwd $P bench/bench_ssd.py --benchmark-only -k "bwd_configs"
 else
 step 200 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
-step 60 $T ssd_cuda_ho0 env MK_SSD_HANDOVER=0 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 60 $T ssd_cuda_ho1 env MK_SSD_HANDOVER=1 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
 step 60 $T ssd_cuda_sh2 env MK_SSD_SCAN_HEADS=2 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
 step 60 $T ssd_cuda_sh4 env MK_SSD_SCAN_HEADS=4 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
 # Test ids are e.g. [dense-bf16] / [bf16]: select by those, or the sanitizer runs nothing.

@@ -4,7 +4,7 @@
 Shapes are bench/bench_ssd.py's (bf16, z, D, softplus). --one runs SHAPE's CUDA forward a few times (for ncu).
 Variants of the CUDA chunk pipeline (csrc/ssd/ssd_chunk_kernel.cuh, chunk_knobs(); read once a process, so set
 them on the command line, one process per variant):
-  MK_SSD_HANDOVER=0 python3 scripts/profile_ssd.py --impls cuda      # S_c + separate state pass (default 1)
+  MK_SSD_HANDOVER=1 python3 scripts/profile_ssd.py --impls cuda      # state hand-over (default 0: S_c + state pass)
   MK_SSD_SCAN_HEADS=2 python3 scripts/profile_ssd.py --impls cuda    # heads of a group a scan CTA: 1 (default), 2, 4
 The variant in force is printed first.
 """
@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--one", default=None)
     a = ap.parse_args()
-    print("MK_SSD_HANDOVER=%s MK_SSD_SCAN_HEADS=%s" % (os.environ.get("MK_SSD_HANDOVER", "1 (default)"),
+    print("MK_SSD_HANDOVER=%s MK_SSD_SCAN_HEADS=%s" % (os.environ.get("MK_SSD_HANDOVER", "0 (default)"),
                                                     os.environ.get("MK_SSD_SCAN_HEADS", "1 (default)")))
     if a.one:
         inp = _inputs(**SHAPES[a.one])

@@ -11,8 +11,9 @@ steep decays; bf16 (tensor-core bf16 path), fp32 and fp16 (3xTF32 path) inputs; 
 and their ticket-ordered chunk hand-over also p 32 with g = h, several p blocks and batch rows, varlen sequences
 all shorter than a tile, l = 0 (finisher CTAs) and fp32 p 128 n 128 across chunks of 256 (the emulation aborts if
 a chunk finds its predecessor's flag unset). Every case also runs the pipeline's run-time variants (chunk_knobs(),
-set by the driver as MK_SSD_HANDOVER / MK_SSD_SCAN_HEADS would): "chunked" = hand-over on, one head a scan CTA
-(default); "chunked-ho0" = MK_SSD_HANDOVER=0 (chunk states S_c + the separate state-pass kernel); "chunked-sh2" /
+set by the driver as MK_SSD_HANDOVER / MK_SSD_SCAN_HEADS would): "chunked" = hand-over on (MK_SSD_HANDOVER=1),
+one head a scan CTA; "chunked-ho0" = MK_SSD_HANDOVER=0 (chunk states S_c + the separate state-pass kernel: the
+library's default); "chunked-sh2" /
 "chunked-sh4" = MK_SSD_SCAN_HEADS=2 / 4 (C B^T shared by the heads of a group in one scan CTA; g = h cases check
 the launcher's fallback to one head), with cases of g = 1 and 8 / 4 heads a group, varlen, 2 p blocks and fp32
 tiles. No GPU needed.

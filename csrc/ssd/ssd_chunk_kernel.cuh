@@ -1,5 +1,7 @@
 // CUDA forward of the chunked SSD (Mamba-2) scan, chunk-parallel pipeline (the default path of _ssd_fwd_cuda; the
 // fused kernel of ssd_fwd_kernel.cuh is selected by MK_SSD_CUDA_FUSED=1 or the op _ssd_fwd_cuda_fused). No torch.
+// The default since 2026-11-30 is MK_SSD_HANDOVER=0 (below: chunk states S_c, then ssd_state_pass_kernel); the
+// hand-over pipeline described next is MK_SSD_HANDOVER=1.
 //
 // Semantics: python_ref/ssd.py::ssd_chunked_ref, as the fused kernel (see its header for the equations and operand
 // types). The SSD decomposition in two kernels after a memset of the hand-over flags (the dt processing -- bias,
@@ -20,10 +22,10 @@
 //      of the chunk in registers (c_update; not after the chunk's last tile, so Q = 64 has none).
 // Device pieces, warp roles and fragment loaders: ssd_chunk_tile.cuh.
 // Run-time variants for A/B timing (chunk_knobs(): MK_SSD_HANDOVER, MK_SSD_SCAN_HEADS, read once a process):
-//   MK_SSD_HANDOVER=0      kernel 1 without the hand-over (ssd_chunk_state_nh_kernel: S_c and the chunk decays to
-//                          HBM, no CTA waits on another) + ssd_state_pass_kernel (the 3c9faac pipeline). Measured
-//                          before the hand-over: 279 (4-warp state kernel) + 88 us of pass at shape 1; the hand-over
-//                          kernel measured 525 us there (its chain is serial), so 0 should win; untimed, default 1.
+//   MK_SSD_HANDOVER=0      (default) kernel 1 without the hand-over (ssd_chunk_state_nh_kernel: S_c and the chunk
+//                          decays to HBM, no CTA waits on another) + ssd_state_pass_kernel. H200 2026-11-30, shape 1:
+//                          321 + 87 us against 529 us for the hand-over kernel (its chain is serial); shape 2: 134 +
+//                          34 against 212. MK_SSD_HANDOVER=1: the hand-over kernel.
 //   MK_SSD_SCAN_HEADS=2/4  kernel 2 walks 2 / 4 heads of one group a CTA (grid / 2, / 4): C B^T once a tile for
 //                          them (0.66 of 2.8 MFLOP a tile and head at shape 1), stored rounded to the tile type.
 //
@@ -81,13 +83,13 @@ __device__ __forceinline__ void decode_block(const SsdFwdCudaParams& p, int nh, 
 
 // Run-time choices of the pipeline, read once from the environment at the first launch (A/B timing on the GPU; the
 // CPU emulation rewrites them between runs):
-//   MK_SSD_HANDOVER    1 (default): the chunk-state kernel hands the state over chunk to chunk (ticket / flag chain);
-//                      0: ssd_chunk_state_nh_kernel writes S_c and the chunk decays, ssd_state_pass_kernel chains
-//                      them (the 3c9faac pipeline: no serial chain inside the big kernel, one more fp32 state pass)
+//   MK_SSD_HANDOVER    0 (default): ssd_chunk_state_nh_kernel writes S_c and the chunk decays, ssd_state_pass_kernel
+//                      chains them (no serial chain inside the big kernel, one more fp32 state pass; faster on the
+//                      H200); 1: the chunk-state kernel hands the state over chunk to chunk (ticket / flag chain)
 //   MK_SSD_SCAN_HEADS  1 (default), 2 or 4: heads of one group a scan CTA walks (C B^T computed by the first, read
 //                      back by the others); lowered to a divisor of the heads a group (and to what shared memory holds)
 struct ChunkKnobs {
-  int handover = 1, scan_heads = 1;
+  int handover = 0, scan_heads = 1;
 };
 inline ChunkKnobs& chunk_knobs() {
   static ChunkKnobs k = [] {
@@ -460,9 +462,9 @@ inline int scan_heads_for(const SsdFwdCudaParams& p, int want) {
 }
 
 // ------------------------------------------------------------------------------------------ launch
-// The kernels on one stream (instantiated in ssd_fwd_{bf16,fp16,fp32}.cu), chosen by chunk_knobs(). Hand-over
-// (default): the workspace memset, chunk states with hand-over, chunk scan. MK_SSD_HANDOVER=0: chunk states
-// (S_c), state pass, chunk scan. Needs p.states_in, p.n_slots and p.chunk_decay as a workspace of
+// The kernels on one stream (instantiated in ssd_fwd_{bf16,fp16,fp32}.cu), chosen by chunk_knobs(). Default
+// (MK_SSD_HANDOVER=0): chunk states (S_c), state pass, chunk scan. MK_SSD_HANDOVER=1: the workspace memset, chunk
+// states with hand-over, chunk scan. Needs p.states_in, p.n_slots and p.chunk_decay as a workspace of
 // chunk_flag_words(p) 32-bit words (checked by the launcher; allocated by the binding).
 template <typename in_t>
 cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t stream) {

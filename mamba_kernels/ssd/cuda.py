@@ -1,11 +1,12 @@
 """Launcher for the CUDA forward (torch.ops.mamba_kernels._ssd_fwd_cuda).
 
-Default path: the chunk-parallel pipeline (csrc/ssd/ssd_chunk_kernel.cuh: chunk states with the state passing
-handed from chunk to chunk, then the chunk scan; the binding also allocates a small workspace of hand-over flags). MK_SSD_CUDA_FUSED=1 in the environment (read
+Default path: the chunk-parallel pipeline (csrc/ssd/ssd_chunk_kernel.cuh: chunk states, a state-passing kernel, then
+the chunk scan; the binding also allocates a small workspace of chunk decays / hand-over flags). MK_SSD_CUDA_FUSED=1 in the environment (read
 once per process) selects the fused kernel (csrc/ssd/ssd_fwd_kernel.cuh) instead; torch.ops.mamba_kernels.
 _ssd_fwd_cuda_fused always runs the fused kernel (same arguments).
 Variants of the pipeline for A/B timing, read once per process by the launcher (csrc/ssd/ssd_chunk_kernel.cuh,
-chunk_knobs()): MK_SSD_HANDOVER=0 (chunk states + a separate state-pass kernel instead of the hand-over; default 1)
+chunk_knobs()): MK_SSD_HANDOVER=1 (the chunk-state kernel hands the state from chunk to chunk instead of the separate
+state-pass kernel; default 0: measured faster on the H200)
 and MK_SSD_SCAN_HEADS=2 / 4 (heads of one group a chunk-scan CTA, C B^T shared; default 1).
 The CUDA forward serves chunk_size a multiple of 64, n <= 128 and fp32 / fp16 / bf16 inputs; other calls run the
 Triton forward (same outputs). Its backward is the Triton backward (interface.py), which reads the pre-gate output
