@@ -521,6 +521,7 @@ GPU_CASES["b1-l1100-varlen-Q64-noz-noinit"] = (1, 1100, 8, 128, 128, 8, 64,
 GPU_CASES["b2-l513-h32-p128-n128-g32-Q256-llama"] = (2, 513, 32, 128, 128, 32, 256, {})
 GPU_CASES["b1-l400-h4-p64-n128-g1-Q100-odd-chunk"] = (1, 400, 4, 64, 128, 1, 100, {})
 GPU_CASES["b1-l600-h80-p64-n128-g1-Q256-hpg80"] = (1, 600, 80, 64, 128, 1, 256, {})  # issue shape's head grouping
+GPU_CASES["b2-l300-h80-p64-n128-g1-Q256"] = (2, 300, 80, 64, 128, 1, 256, {})  # 160 state walks (n split)
 GPU_CASES["b1-l300-h2-p256-n64-g2-Q128"] = (1, 300, 2, 256, 64, 2, 128, {})  # p in two blocks of 128 (Triton scan)
 
 GPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
