@@ -7,8 +7,8 @@ chunk_size a multiple of 64, n <= 128 and p <= 128, and runs the Triton backward
 extension lacks the op, or unless MK_SSD_CUDA_BWD=1 is set in the environment (read at each call: A/B timing).
 Opt-in because it is slow: H200, bf16, chunk 256 (2026-11-29, 7fadbba): 15.7 ms at b4 l4096 h80 p64 n128 g1 and
 8.1 ms at b2 l4096 h32 p128 n128 g32, against 2.59 / 1.35 ms for the Triton backward on the same saved tensors
-(correct: the GPU tests against the reference pass). Since then (untimed): the group kernels' head loops split
-across CTAs (ssd_bwd_group_split) and 16-byte batched tile loads; per-kernel estimates in ssd_bwd_chunk_kernel.cuh.
+(correct: the GPU tests against the reference pass). With the group kernels' head loops split across CTAs
+(ssd_bwd_group_split) and 16-byte batched tile loads: 4.61 / 2.68 ms (2026-11-30, 4a0a73b; Triton 2.60 / 1.36).
 CALLS counts which backward ran (tests assert the CUDA one did).
 """
 from __future__ import annotations
