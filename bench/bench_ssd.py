@@ -256,6 +256,12 @@ CHUNK_SCAN_CONFIGS = {
     "BM16-w4": dict(BM=16, num_warps=4),
     "BM16-w2": dict(BM=16, num_warps=2),
     "BM128-w8-st2": dict(BM=128, num_warps=8, num_stages=2),
+    # one row block a program (SPLIT_M; sm_90 AOT at shape 1: BM 64 250 registers / 81 KB, st2 242 / 64 KB, BM 32
+    # 128 registers / 30 KB: 4 CTAs an SM instead of 2)
+    "splitM": dict(SPLIT_M=True),
+    "splitM-st2": dict(SPLIT_M=True, num_stages=2),
+    "splitM-BM32-w4": dict(SPLIT_M=True, BM=32, num_warps=4),
+    "splitM-BM32-w2": dict(SPLIT_M=True, BM=32, num_warps=2),
 }
 # Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
 # shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an

@@ -213,6 +213,18 @@ def test_triton_cpu_kernel_variants(case, monkeypatch):
     check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
 
 
+def test_triton_cpu_chunk_scan_split_rows(monkeypatch):
+    """The one-head chunk scan with one row block a program (SPLIT_M, a config of the bench sweeps), through
+    partial last chunks, varlen slots and steep decay."""
+    _skip_unavailable("triton", "cpu")
+    from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._FWD, "scan", "legacy")
+    monkeypatch.setitem(tri._CFG_OVERRIDE, "chunk_scan", dict(SPLIT_M=True))
+    for case in ("b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l60-h4-p16-n16-g1-Q32-steep"):
+        b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
+        check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
+
+
 def test_triton_cpu_head_blocks_with_p_blocks(monkeypatch):
     """Head-block kernels with each head's p split over programs (a config override of the bench sweeps)."""
     _skip_unavailable("triton", "cpu")
@@ -442,13 +454,14 @@ def launches(b, l, h, p, n, g, Q, arch):
     C = torch.empty_like(B)
     with tri.record_launches(arch) as rf:
         _, _, s_in, _ = tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
-    tri._FWD["scan"] = "legacy"  # the A/B alternative of the forward chunk scan
+    old = tri._FWD["scan"]
+    tri._FWD["scan"] = "heads" if old == "legacy" else "legacy"  # the A/B alternative of the forward chunk scan
     try:
         with tri.record_launches(arch) as rl:
             tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
     finally:
-        tri._FWD["scan"] = "heads"
-    rf.launches += [r for r in rl.launches if r[0] is tri._ssd_chunk_scan_kernel]
+        tri._FWD["scan"] = old
+    rf.launches += [r for r in rl.launches if r[0] in (tri._ssd_chunk_scan_kernel, tri._ssd_scan_heads_kernel)]
     with tri.record_launches(arch) as rb:
         tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
     tri._FWD["bwd_dx"] = "heads" if tri._FWD["bwd_dx"] == "legacy" else "legacy"  # the other dx kernel

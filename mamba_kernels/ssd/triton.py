@@ -240,9 +240,10 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         # p = 128 (16-bit, n <= 128): 32-row blocks, 4 warps (H200, shape 2: 270 us against 318 for 64 rows and 8
         # warps; bench_ssd_chunk_scan_configs)
-        "chunk_scan": (dict(BM=32, BP=BP, BN=BN, num_warps=4, num_stages=st3) if BP >= 128 and st3 == 3 and
-                       not _small_blocks() else
-                       dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3)),
+        "chunk_scan": (dict(BM=32, BP=BP, BN=BN, num_warps=4, num_stages=st3, SPLIT_M=False) if BP >= 128 and
+                       st3 == 3 and not _small_blocks() else
+                       dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3,
+                            SPLIT_M=False)),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3),
@@ -396,9 +397,10 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
         c, o = _launch_opts(cfg["chunk_scan"])
         npb = triton.cdiv(p, c["BP"])
-        _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h,),
+        nmb = triton.cdiv(Q, c["BM"]) if c["SPLIT_M"] else 1
+        _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h * nmb,),
             x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
-            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
+            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb, nmb,
             Q=Q, VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     return out, ypre, states_in, final
