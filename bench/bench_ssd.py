@@ -366,7 +366,15 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "state-BS64-w4": ("state_bwd", dict(BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-BS64-w4": ("state_bwd", dict(BN=64, BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-w4-st2": ("state_bwd", dict(BN=64, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
+    # one source block a program (sm_90 AOT: 228 registers / 80 KB as the default; BP 32 with 4 warps 242 / 48 KB)
+    "dx-splitS": ("bwd_dx", dict(SPLIT_S=True), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-splitS-BP32-w4": ("bwd_dx", dict(SPLIT_S=True, BP=32, num_warps=4), {"bwd_dx": "legacy"},
+                          ("_ssd_bwd_dx_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
+    # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads)
+    "dcb-hs2": ("bwd_dcb", dict(HSPLIT=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-hs4": ("bwd_dcb", dict(HSPLIT=4), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-hs8": ("bwd_dcb", dict(HSPLIT=8), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-st2": ("bwd_dcb", dict(num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     "dbc-default": ("bwd_dbc", {}, {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-BPK32": ("bwd_dbc", dict(BPK=32), {}, ("_ssd_bwd_dbc_kernel",)),

@@ -75,21 +75,37 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
 @triton.jit
 def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, dS_ptr, D_ptr,
                        dx_ptr, ddtp_ptr, da_ptr, dalast_ptr, dD_ptr, tab_ptr,
-                       l, h, p, n, hpg, ng, ncr, npb,
+                       l, h, p, n, hpg, ng, ncr, npb, nmb,
                        Q, VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
                        BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
-                       PREC: tl.constexpr):
+                       PREC: tl.constexpr, SPLIT_S: tl.constexpr = False):
     """Chunk k, head hh, p block pb, all source blocks sb (dS and h_in read once); u_s = dt'_s x_s,
     e_s = exp(a_L - a_s):
       du_s = sum_{t>=s} CB_ts exp(a_t - a_s) dy_t + e_s B_s dS^T;  dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s
       state-in path:  d a_s -= dt'_s q_s,  d a_L += sum_s dt'_s q_s,  q_s = e_s x_s.(dS B_s)
       state-out path: d a_s += exp(a_s) dy_s.(h_in C_s)
     Off-diagonal blocks (t block > s block) factor exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), a_r = a at the
-    source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk."""
-    hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(tl.program_id(0),
-        h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
-    if ln <= 0:
-        return
+    source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk.
+    SPLIT_S: one source block a program (nmb a chunk, the grid nmb times larger, the first (heaviest) source blocks
+    first; dD partials by atomic adds into the zeroed buffer): short programs, more of them in flight."""
+    pid = tl.program_id(0)
+    if SPLIT_S:
+        per = tl.num_programs(0) // nmb
+        sb_lo = pid // per
+        pid = pid % per
+    hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
+        pid, h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
+    if SPLIT_S:
+        ntb = tl.cdiv(ln, BM)
+        sb_hi = tl.minimum(sb_lo + 1, ntb)
+        if sb_lo >= sb_hi:
+            return
+    else:
+        if ln <= 0:
+            return
+        ntb = tl.cdiv(ln, BM)
+        sb_lo = 0
+        sb_hi = ntb
     offs_p = pb * BP + tl.arange(0, BP)
     mp = offs_p < p
     offs_n = tl.arange(0, BN)
@@ -106,8 +122,7 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
             Dv = tl.load(D_ptr + hh).to(tl.float32)
     dD = tl.zeros((BP,), dtype=tl.float32)
     dal = tl.zeros((BM,), dtype=tl.float32)
-    ntb = tl.cdiv(ln, BM)
-    for sb in range(0, ntb):
+    for sb in range(sb_lo, sb_hi):
         s0 = sb * BM
         offs_s = s0 + tl.arange(0, BM)
         ms = offs_s < ln
@@ -158,7 +173,10 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
         dal += dt_s * q
     tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dal, axis=0), sem="relaxed")
     if HAS_D:
-        tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
+        if SPLIT_S:
+            tl.atomic_add(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp, sem="relaxed")
+        else:
+            tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
 
 
 # --------------------------------------------------------------------------------------------- B2h: dx, head blocks
@@ -296,10 +314,14 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
 def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, tab_ptr,
                         l, h, p, hpg, ng, ncr, nmb,
                         Q, VARLEN: tl.constexpr, NPK: tl.constexpr, BM: tl.constexpr,
-                        BPK: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
+                        BPK: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr, HSPLIT: tl.constexpr = 1):
     """Block (tb, sb), tb >= sb, of chunk k, group gg: G_h = (dy_t u_s^T) o exp(a_t - a_s) [s <= t] per head of the
-    group; dCB = sum_h G_h (stored, feeds dB / dC); d a_t += rowsum(G_h o CB), d a_s -= colsum(G_h o CB)."""
-    gg, k, tb, sb = _block_pair_program(ng, nmb)
+    group; dCB = sum_h G_h (stored, feeds dB / dC); d a_t += rowsum(G_h o CB), d a_s -= colsum(G_h o CB).
+    HSPLIT > 1: the group's heads split over HSPLIT programs (heads hs, hs + HSPLIT, ...; adjacent programs), their
+    dCB partial sums added atomically into a zeroed fp32 dcb: more programs in flight where g is small."""
+    pid = tl.program_id(0)
+    hs = pid % HSPLIT
+    gg, k, tb, sb = _block_pair_program(pid // HSPLIT, ng, nmb)
     if sb > tb:
         return
     row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
@@ -314,7 +336,7 @@ def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, 
     cb = tl.load(cb_ptr + cbb + offs_t[:, None] * Q + offs_s[None, :], mask=causal, other=0.0).to(tl.float32)
     tok0 = row * l + start
     acc = tl.zeros((BM, BM), dtype=tl.float32)
-    for j in range(0, hpg):
+    for j in range(hs, hpg, HSPLIT):
         hh = gg * hpg + j
         ab = (row * h + hh) * l + start
         a_t = tl.load(a_ptr + ab + offs_t, mask=mt, other=0.0)
@@ -350,8 +372,11 @@ def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, 
         G = Gd * cb
         tl.atomic_add(da_ptr + ab + offs_t, tl.sum(G, axis=1), mask=mt, sem="relaxed")
         tl.atomic_add(da_ptr + ab + offs_s, -tl.sum(G, axis=0), mask=ms, sem="relaxed")
-    tl.store(dcb_ptr + cbb + offs_t[:, None] * Q + offs_s[None, :], acc.to(dcb_ptr.dtype.element_ty),
-             mask=(offs_t < Q)[:, None] & (offs_s < Q)[None, :])
+    if HSPLIT > 1:
+        tl.atomic_add(dcb_ptr + cbb + offs_t[:, None] * Q + offs_s[None, :], acc, mask=causal, sem="relaxed")
+    else:
+        tl.store(dcb_ptr + cbb + offs_t[:, None] * Q + offs_s[None, :], acc.to(dcb_ptr.dtype.element_ty),
+                 mask=(offs_t < Q)[:, None] & (offs_s < Q)[None, :])
 
 
 # --------------------------------------------------------------------------------------------- B4: dB, dC

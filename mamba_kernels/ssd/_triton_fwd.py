@@ -44,7 +44,7 @@ def _ssd_cb_kernel(C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
                    Q, VARLEN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
                    KIND: tl.constexpr, PREC: tl.constexpr):
     """cb[k, g] (Q, Q) = C B^T of chunk k, group g; only blocks (t block >= s block) of valid rows are written."""
-    gg, k, tb, sb = _block_pair_program(ng, nmb)
+    gg, k, tb, sb = _block_pair_program(tl.program_id(0), ng, nmb)
     if sb > tb:
         return
     row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)

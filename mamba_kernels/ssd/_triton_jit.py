@@ -61,10 +61,9 @@ def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
 
 
 @triton.jit
-def _block_pair_program(ng, nmb):
-    """Program of a (chunk, row-block pair, group) kernel (CB forward, dCB backward): group fastest, then the
+def _block_pair_program(pid, ng, nmb):
+    """Program pid of a (chunk, row-block pair, group) kernel (CB forward, dCB backward): group fastest, then the
     nmb x nmb pairs (t block tb, s block sb). Returns (group, chunk, tb, sb); pairs with sb > tb have no work."""
-    pid = tl.program_id(0)
     gg = pid % ng
     rest = pid // ng
     pair = rest % (nmb * nmb)

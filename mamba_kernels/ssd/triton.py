@@ -245,8 +245,8 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
                        dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3,
                             SPLIT_M=False)),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
-        "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
-        "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3),
+        "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3, SPLIT_S=False),
+        "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
         "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
         "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
     }
@@ -461,16 +461,20 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         else:
             c, o = _launch_opts(cfg["bwd_dx"])
             npb = triton.cdiv(p, c["BP"])
-            _launch(_ssd_bwd_dx_kernel, (nk * npb * h,),
+            nsb = nmb if c["SPLIT_S"] else 1
+            _launch(_ssd_bwd_dx_kernel, (nk * npb * h * nsb,),
                 x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
-                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
+                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb, nsb,
                 Q=Q, VARLEN=lay.varlen, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
                 KIND=kind, PREC=prec, **c, **o)
         # B3: dCB per group + intra-chunk d a
         c, o = _launch_opts(cfg["bwd_dcb"])
         assert c["BM"] == cfg["bwd_dx"]["BM"]
-        dcb = torch.empty(nk, g, Q, Q, device=dev, dtype=sdt)
-        _launch(_ssd_bwd_dcb_kernel, (nk * nmb * nmb * g,),
+        c["HSPLIT"] = max(1, min(c["HSPLIT"], hpg))
+        # split heads: fp32 partial sums added atomically (masked to the causal triangle, which is all B4 reads)
+        dcb = (torch.zeros(nk, g, Q, Q, device=dev, dtype=f32) if c["HSPLIT"] > 1 else
+               torch.empty(nk, g, Q, Q, device=dev, dtype=sdt))
+        _launch(_ssd_bwd_dcb_kernel, (nk * nmb * nmb * g * c["HSPLIT"],),
             x, dy, cb, dtp, a, dcb, da, lay.tab, l, h, p, hpg, g, lay.ncr, nmb,
             Q=Q, VARLEN=lay.varlen, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec, **c, **o)
         # B4: dB, dC
