@@ -3,8 +3,9 @@
 #   SSD_PART=time (default): build, the CUDA backward's own GPU tests, per-kernel times of one forward
 #     (scripts/profile_ssd.py, CUDA vs Triton, then each run-time variant of the chunk pipeline) and the SSD benches
 #     of the CUDA path against Triton and mamba_ssm (forward kernel alone, backward alone, forward, forward+backward).
-#   SSD_PART=sweep: build, the Triton block-config sweeps (one kernel alone per config), the Triton forward and
-#     forward+backward at chunk 64 / 128, and every Triton kernel of one forward / backward alone.
+#   SSD_PART=sweep: build, the Triton block-config sweeps not yet measured (split-program options; one kernel alone
+#     per config), the Triton forward and forward+backward at chunk 256 / 128 (defaults), every Triton kernel of one
+#     forward / backward alone. SWEEP_ALL=1: every sweep entry.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
@@ -23,9 +24,12 @@ step 30 $OUT/prof.log ssd_prof_sh4_ho1 env MK_SSD_HANDOVER=1 MK_SSD_SCAN_HEADS=4
 step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
 elif [ "${SSD_PART}" = sweep ]; then
-step 150 $B ssd_sweep_fwd $P bench/bench_ssd.py --benchmark-only -k "chunk_scan_configs or state_fwd_configs"
-step 90 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k "triton_chunk or bench_ssd_kernels"
-step 180 $B ssd_sweep_bwd $P bench/bench_ssd.py --benchmark-only -k "bwd_configs"
+if [ "${SWEEP_ALL:-0}" = 1 ]; then F="chunk_scan_configs or state_fwd_configs"; W="bwd_configs"
+else F="chunk_scan_configs and (default or splitM)"; W="bwd_configs and (default or splitS or hs)"; fi
+step 150 $B ssd_sweep_fwd $P bench/bench_ssd.py --benchmark-only -k "$F"
+step 180 $B ssd_sweep_bwd $P bench/bench_ssd.py --benchmark-only -k "$W"
+step 120 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k \
+  "(triton_chunk and 128) or (bench_ssd[ and triton) or bench_ssd_kernels"
 else
 step 200 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
 step 60 $T ssd_cuda_ho1 env MK_SSD_HANDOVER=1 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
