@@ -72,11 +72,14 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
     ~0.6-0.8 ms, fwd+bwd ~0.9-1.1 ms (target 2.0; mamba_ssm 4.49 ms). Shape 2: fwd+bwd ~0.5-0.8 ms (target 1.8).
     Measured at 220d8a0: fwd+bwd 3.37 / 1.73 ms, i.e. backward ~2.6 / 1.3 ms, 2-3x these estimates (so was the
     forward): bench_ssd_kernels[bwd-*] gives the per-kernel split.
-  * Resources at the issue shapes (AOT, Triton 3.7; tests/test_ssd.py::test_triton_kernels_compile_for_sm90 prints
+  * Resources at the issue shapes (AOT, Triton 3.7; tests/test_ssd_triton_aot.py prints
     them), sm_90 [sm_80]: shared KB / registers, no spills on sm_90:
       shape 1  F1 90/189 (n split, 4 warps)  K1 64/96  F2 65/255 (HB 2, 8 warps)  B1 177/198  B2 80/225  B3 49/238
                B4 128/231,204   (one-head scan: 81/252, 4 warps)
       shape 2  F1 90/189  F2 80/246 (HB 1, p 128, 8 warps)  B2 (p in 2 blocks) 80/225  B3 97/245  B4 128/235,202.
+    Since 2026-11-30 (the sm_90 16-bit configs above were re-chosen on the H200): F1 65/139 at shape 1 (n split,
+    64-token steps, 4 stages), 146/180 at shape 2 (n whole, 8 warps); one-head scan at shape 2 75/255 (32-row
+    blocks, 4 warps).
     Triton lays a dot whose result feeds another dot with all warps along M ([8, 1] for 8 warps): at BM = 64 that
     computes it twice. The scan's state dot is therefore added after its loop (not its initial accumulator); the
     CB dot recomputed per head at g = h (shape 2) is still duplicated (so it was in the one-head scan).
@@ -188,7 +191,7 @@ def _arch(device) -> int:
 
 def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: int = 1) -> dict:
     """Block sizes, warps and pipeline stages per kernel, chosen from sm_90 / sm_80 AOT compiles (shared memory,
-    registers, spills; see tests/test_ssd.py). Returns {kernel: dict(constexprs..., num_warps=, num_stages=)}."""
+    registers, spills; see tests/test_ssd_triton_aot.py). Returns {kernel: dict(constexprs..., num_warps=, num_stages=)}."""
     big_smem = arch >= 90
     BN = _np2(n)
     BP_all = _np2(p)
