@@ -5,7 +5,7 @@
 #     of the CUDA path against Triton and mamba_ssm (forward kernel alone, backward alone, forward, forward+backward).
 #   SSD_PART=sweep: build, the Triton block-config sweeps not yet measured (split-program options; one kernel alone
 #     per config), the Triton forward and forward+backward at chunk 256 / 128 (defaults), every Triton kernel of one
-#     forward / backward alone. SWEEP_ALL=1: every sweep entry.
+#     forward / backward alone, and a profile of one Triton forward + backward. SWEEP_ALL=1: every sweep entry.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
@@ -14,6 +14,7 @@
 if [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
+step 60 $OUT/prof.log ssd_prof_bwd python3 scripts/profile_ssd.py --impls triton --chunks 256 --bwd --reps 5
 # A/B of the chunk pipeline's run-time variants (ssd_chunk_kernel.cuh, chunk_knobs(); read once a process): the
 # state hand-over instead of the separate state pass, and 2 / 4 heads of a group a scan CTA (C B^T shared).
 step 30 $OUT/prof.log ssd_prof_ho1 env MK_SSD_HANDOVER=1 python3 scripts/profile_ssd.py --impls cuda --chunks 256
@@ -30,6 +31,8 @@ step 150 $B ssd_sweep_fwd $P bench/bench_ssd.py --benchmark-only -k "$F"
 step 180 $B ssd_sweep_bwd $P bench/bench_ssd.py --benchmark-only -k "$W"
 step 120 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k \
   "(triton_chunk and 128) or (bench_ssd[ and triton) or bench_ssd_kernels"
+# every kernel of one Triton forward + backward through autograd (torch's zero fills / sums / casts included)
+step 60 $OUT/prof.log ssd_prof_bwd python3 scripts/profile_ssd.py --impls triton --chunks 256 --bwd --reps 5
 else
 step 200 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
 step 60 $T ssd_cuda_ho1 env MK_SSD_HANDOVER=1 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"

@@ -1,7 +1,9 @@
 """Per-kernel GPU times of one chunked-SSD forward (torch.profiler), for the CUDA and Triton backends.
 
-  python3 scripts/profile_ssd.py [--impls cuda,triton,cuda_fused] [--chunks 256] [--reps 20] [--one SHAPE]
+  python3 scripts/profile_ssd.py [--impls cuda,triton,cuda_fused] [--chunks 256] [--reps 20] [--one SHAPE] [--bwd]
 Shapes are bench/bench_ssd.py's (bf16, z, D, softplus). --one runs SHAPE's CUDA forward a few times (for ncu).
+--bwd: one forward + backward through autograd (gradients of every input, as bench_ssd's fwd_bwd), every kernel of
+it listed, torch's own (zero fills, sums, casts) included: where the time outside the SSD kernels goes.
 Variants of the CUDA chunk pipeline (csrc/ssd/ssd_chunk_kernel.cuh, chunk_knobs(); read once a process, so set
 them on the command line, one process per variant):
   MK_SSD_HANDOVER=1 python3 scripts/profile_ssd.py --impls cuda      # state hand-over (default 0: S_c + state pass)
@@ -22,12 +24,15 @@ from bench_ssd import SHAPES, _inputs  # noqa: E402
 from mamba_kernels.ssd import ssd_chunked_scan  # noqa: E402
 
 
-def _run(inp, impl, chunk):
+def _run(inp, impl, chunk, gout=None):
     from mamba_kernels.ssd import cuda as ssd_cuda
     ssd_cuda.FORCE_FUSED = impl == "cuda_fused"
     backend = "triton" if impl == "triton" else "cuda"
-    return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], chunk, D=inp["D"], z=inp["z"],
-                            dt_bias=inp["dt_bias"], dt_softplus=True, backend=backend)
+    y = ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], chunk, D=inp["D"], z=inp["z"],
+                         dt_bias=inp["dt_bias"], dt_softplus=True, backend=backend)
+    if gout is None:
+        return y
+    return torch.autograd.grad(y, [v for v in inp.values() if v.requires_grad], gout)
 
 
 def main():
@@ -36,6 +41,7 @@ def main():
     ap.add_argument("--chunks", default="256")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--one", default=None)
+    ap.add_argument("--bwd", action="store_true")
     a = ap.parse_args()
     print("MK_SSD_HANDOVER=%s MK_SSD_SCAN_HEADS=%s" % (os.environ.get("MK_SSD_HANDOVER", "0 (default)"),
                                                     os.environ.get("MK_SSD_SCAN_HEADS", "1 (default)")))
@@ -46,22 +52,24 @@ def main():
         torch.cuda.synchronize()
         return
     for shape, s in SHAPES.items():
-        inp = _inputs(**s)
+        inp = _inputs(**s, grad=a.bwd)
+        gout = torch.randn_like(inp["x"]) if a.bwd else None
         for chunk in map(int, a.chunks.split(",")):
             for impl in a.impls.split(","):
                 for _ in range(3):
-                    _run(inp, impl, chunk)
+                    _run(inp, impl, chunk, gout)
                 torch.cuda.synchronize()
                 with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                     for _ in range(a.reps):
-                        _run(inp, impl, chunk)
+                        _run(inp, impl, chunk, gout)
                     torch.cuda.synchronize()
                 tot = {}
                 for e in prof.events():
                     if e.device_type == torch.autograd.DeviceType.CUDA:
                         tot.setdefault(e.name, []).append(e.device_time)
                 total = sum(sum(v) for v in tot.values()) / a.reps
-                print(f"{shape} chunk {chunk} {impl}: {total:8.1f} us of kernels a forward")
+                what = "forward + backward" if a.bwd else "forward"
+                print(f"{shape} chunk {chunk} {impl}: {total:8.1f} us of kernels a {what}")
                 for name, v in sorted(tot.items(), key=lambda kv: -sum(kv[1])):
                     print(f"   {len(v) / a.reps:4.1f}x {sum(v) / a.reps:9.1f} us  {name[:110]}")
                 sys.stdout.flush()
