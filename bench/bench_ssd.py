@@ -63,9 +63,9 @@ def _bytes(b, l, h, p, n, g, bwd=False):
     return fwd + (2 * (5 * b * l * h * p + 2 * b * l * h + 4 * b * l * g * n) if bwd else 0)
 
 
-def _ours(backend):
+def _ours(backend, chunk=Q):
     def fn(inp):
-        return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], Q, D=inp["D"], z=inp["z"],
+        return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], chunk, D=inp["D"], z=inp["z"],
                                 dt_bias=inp["dt_bias"], dt_softplus=True, backend=backend)
     return fn
 
@@ -268,7 +268,7 @@ CHUNK_SCAN_CONFIGS = {
 # illegal memory access on the H200 (Triton 3.6) although the interpreter's result is right: p blocks below p are
 # never chosen by the library for p <= 128).
 STATE_CONFIGS = {
-    "default": {},  # n in two blocks of 64 when there are < 512 (sequence, head, p block) walks
+    "default": {},  # n in two blocks of 64 at 129-511 (sequence, head, p block) walks (sm_90 16-bit; triton.py)
     "BN128-w8": dict(BN=128, num_warps=8),  # one n block (the previous default)
     "BN128-BP32-w4": dict(BN=128, BP=32, num_warps=4),
     "BN64-w4-st4": dict(BN=64, num_warps=4, num_stages=4),
@@ -337,10 +337,7 @@ def bench_ssd_triton_chunk(benchmark, harness, mode, chunk, shape):
     size trades the quadratic intra-chunk work against the number of chunk states)."""
     s = SHAPES[shape]
     inp = _inputs(**s, grad=mode == "fwd_bwd")
-
-    def fn(inp):
-        return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], chunk, D=inp["D"], z=inp["z"],
-                                dt_bias=inp["dt_bias"], dt_softplus=True, backend="triton")
+    fn = _ours("triton", chunk)
     run = _fwd_bwd(fn, inp) if mode == "fwd_bwd" else (lambda: fn(inp))
     harness.measure(benchmark, kernel="ssd_" + mode, impl="mamba_kernels:triton", shape=dict(s, chunk=chunk),
                     dtype="bfloat16", fn=run, bytes=_bytes(**s, bwd=mode == "fwd_bwd"),

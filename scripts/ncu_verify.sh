@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# ncu of the verify decode path at small batch against mamba_ssm's decode kernel (GPU machine, library built):
-# speed of light, occupancy, launch stats (cluster shape), warp stall reasons, scheduler and memory workload of the
-# last of a few calls per case. Writes $OUT/ncu_verify.txt.
-# Usage: OUT=dir bash scripts/ncu_verify.sh [cases="mamba2-1-1 mamba2-64-4"]
+# ncu profile of one verify kernel launch per (case, impl) (GPU machine; after the library is built): our kernel
+# (impl cuda) and, at k = 1, mamba_ssm's decode kernel (impl mamba_ssm_decode) for comparison. Writes to $OUT:
+#   ncu_<case>_<impl>_summary.txt  (speed of light, occupancy, launch stats incl. cluster shape, warp stall
+#                                   reasons, instruction counts, scheduler, memory workload)
+#   ncu_<case>_<impl>_sass.csv     (per-SASS-instruction executed counts, for where the instructions go)
+# Usage: bash scripts/ncu_verify.sh [cases="mamba2-1-1 mamba2-64-4"] [impls="cuda mamba_ssm_decode"]
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/mk_out}; mkdir -p "$OUT"
-F=$OUT/ncu_verify.txt
-for c in ${1:-"mamba2-1-1 mamba2-64-4"}; do
-  for impl in cuda mamba_ssm_decode; do
-    case "$impl" in cuda) re=regex:verify;; *) re=regex:selective;; esac
-    [ "$impl" = mamba_ssm_decode ] && [ "${c##*-}" != 1 ] && continue
-    echo "######## $c $impl" >>"$F"
-    timeout 120 ncu --clock-control none -k "$re" --launch-skip 6 --launch-count 1 \
-      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-      --section SchedulerStats --section MemoryWorkloadAnalysis \
-      python3 scripts/profile_verify.py --one "$c" --impls "$impl" >>"$F" 2>&1
-    echo "ncu $c $impl rc=$?" >>"$F"
+for c in ${1:-mamba2-1-1 mamba2-64-4}; do
+  for impl in ${2:-cuda mamba_ssm_decode}; do
+    [ "$impl" = mamba_ssm_decode ] && [ "${c##*-}" != 1 ] && continue  # its decode kernel is one token
+    case "$impl" in cuda) kre=verify;; *) kre=selective;; esac
+    N="ncu --clock-control none -k regex:$kre --launch-skip 5 --launch-count 1"
+    P="python3 scripts/profile_verify.py --one $c --impls $impl"
+    timeout 120 $N --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+      --section InstructionStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+      $P > "$OUT/ncu_${c}_${impl}_summary.txt" 2>&1
+    echo "ncu $c $impl summary rc=$?"
+    timeout 120 $N --section SourceCounters --page source --print-source sass --csv \
+      $P > "$OUT/ncu_${c}_${impl}_sass.csv" 2>&1
+    echo "ncu $c $impl sass rc=$?"
   done
 done

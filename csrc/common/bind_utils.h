@@ -18,6 +18,15 @@ inline DType to_dtype_code(const at::Tensor& t, const char* name) {
   }
 }
 
+// t: a contiguous tensor of dtype st with numel elements on the CUDA device of `like` (the op's main input).
+inline void check_cuda_dense(const at::Tensor& t, const at::Tensor& like, const char* name, at::ScalarType st,
+                             int64_t numel) {
+  TORCH_CHECK(t.is_cuda() && t.device() == like.device(), name, ": expected a CUDA tensor on ", like.device());
+  TORCH_CHECK_TYPE(t.scalar_type() == st, name, ": expected ", st, ", got ", t.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor");
+  TORCH_CHECK(t.numel() == numel, name, ": expected ", numel, " elements, got ", t.numel());
+}
+
 // Optional tensor -> raw pointer (nullptr when absent).
 inline const void* opt_ptr(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->const_data_ptr() : nullptr;

@@ -46,8 +46,8 @@ int ssd_fwd_cpu(const SsdFwdParams& params);
 // Paths (path; 0: the launcher's default, MK_SSD_CUDA_FUSED=1 read once makes it the fused kernel):
 //   1 fused kernel (ssd_fwd_kernel.cuh): states_in nullable.
 //   2 chunk-parallel pipeline (ssd_chunk_kernel.cuh): needs states_in (it holds the chunk states before it holds the
-//     entering states) with n_slots slots (a bound for varlen: grid size) and chunk_decay, a zeroed workspace of
-//     n_slots * h * ceil(p / 64) + 1 32-bit words (the chunk-state kernel's hand-over flags and ticket counter).
+//     entering states) with n_slots slots (a bound for varlen: grid size) and chunk_decay, a workspace of
+//     ssd_chunk_workspace_words() 32-bit words (below).
 struct SsdFwdCudaParams {
   int64_t batch = 0, seqlen = 0, nheads = 0, headdim = 0, dstate = 0, ngroups = 1, chunk_size = 256, nseq = 0;
   DType in_dtype = DType::kBFloat16;
@@ -72,7 +72,7 @@ struct SsdFwdCudaParams {
   float* final_states = nullptr;
   int path = 0;
   int64_t n_slots = 0;
-  float* chunk_decay = nullptr;  // path 2: the hand-over workspace (flags, ticket counter; not decays any more)
+  float* chunk_decay = nullptr;  // path 2: the pipeline's workspace (ssd_chunk_workspace_words)
   bool vec16 = false;  // set by the launcher: x / z / B / C rows in 16-byte pieces (cp.async)
   int64_t x_batch_stride = 0, x_l_stride = 0, x_head_stride = 0;
   int64_t z_batch_stride = 0, z_l_stride = 0, z_head_stride = 0;
@@ -81,6 +81,13 @@ struct SsdFwdCudaParams {
   int64_t B_batch_stride = 0, B_l_stride = 0, B_group_stride = 0;
   int64_t C_batch_stride = 0, C_l_stride = 0, C_group_stride = 0;
 };
+
+// 32-bit words of the chunk-parallel pipeline's workspace (SsdFwdCudaParams::chunk_decay), allocated by the caller:
+// the chunk decays sum dt' A per (slot, head) as floats (MK_SSD_HANDOVER=0, the default), or a hand-over flag per
+// (slot, head, 64-channel p block) and a ticket counter (MK_SSD_HANDOVER=1, zeroed by the launcher): the larger.
+inline int64_t ssd_chunk_workspace_words(int64_t n_slots, int64_t nheads, int64_t headdim) {
+  return n_slots * nheads * ((headdim + 63) / 64) + 1;
+}
 
 // Limits of the CUDA forward: chunk_size a multiple of 64, dstate <= 128 (the caller falls back otherwise).
 constexpr int64_t kSsdCudaMaxDstate = 128;

@@ -4,7 +4,7 @@
 //   fused kernel when MK_SSD_CUDA_FUSED=1 (read once by the launcher).
 //   torch.ops.mamba_kernels._ssd_fwd_cuda_fused(...): same arguments, always the fused kernel (ssd_fwd_kernel.cuh).
 // The pipeline needs (allocated here, stream-ordered by the caching allocator): a workspace passed as chunk_decay
-// (n_slots * h * ceil(p / 64) + 1 32-bit words: the chunk-state kernel's hand-over flags and ticket counter),
+// (ssd_chunk_workspace_words: chunk decays, or the hand-over flags and ticket counter),
 // and, only when states_in is empty, a scratch (n_slots, h, p, n) fp32 for the chunk states (n_slots:
 // states_in.size(0), else b * ceil(l / Q), varlen ceil(l / Q) + nseq - 1).
 // Called only from mamba_kernels/ssd/cuda.py, which has cast B, C, z to x's dtype, dt to x's dtype or fp32, A, D,
@@ -26,13 +26,6 @@ namespace {
 
 void check_on(const at::Tensor& t, const at::Tensor& x, const char* name) {
   TORCH_CHECK(t.is_cuda() && t.device() == x.device(), name, ": expected a CUDA tensor on ", x.device());
-}
-
-void check_f32(const at::Tensor& t, const at::Tensor& x, const char* name, int64_t numel) {
-  check_on(t, x, name);
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, name, ": expected float32, got ", t.scalar_type());
-  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor");
-  TORCH_CHECK(t.numel() == numel, name, ": expected ", numel, " elements, got ", t.numel());
 }
 
 // (b, l, m, k) tensor of x's dtype with a contiguous last dimension
@@ -77,7 +70,7 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
               "dt: expected (b, l, h)");
   TORCH_CHECK_TYPE(dt.scalar_type() == st || dt.scalar_type() == at::kFloat, "dt: expected x's dtype or float32");
   p.dt_f32 = dt.scalar_type() == at::kFloat;
-  check_f32(A, x, "A", p.nheads);
+  check_cuda_dense(A, x, "A", at::kFloat, p.nheads);
   p.nseq = p.batch;
   if (cu_seqlens) {
     TORCH_CHECK(chunk_offsets.has_value(), "cu_seqlens needs chunk_offsets");
@@ -95,7 +88,7 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
   const int64_t hpn = p.nheads * p.headdim * p.dstate;
   if (D) {
     TORCH_CHECK(D->numel() == p.nheads || D->numel() == p.nheads * p.headdim, "D: expected (h) or (h, p)");
-    check_f32(*D, x, "D", D->numel());
+    check_cuda_dense(*D, x, "D", at::kFloat, D->numel());
     p.D = D->const_data_ptr<float>();
     p.D_per_channel = D->dim() == 2;
   }
@@ -104,9 +97,12 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
     p.z = z->const_data_ptr();
     p.z_batch_stride = z->stride(0); p.z_l_stride = z->stride(1); p.z_head_stride = z->stride(2);
   }
-  if (dt_bias) { check_f32(*dt_bias, x, "dt_bias", p.nheads); p.dt_bias = dt_bias->const_data_ptr<float>(); }
+  if (dt_bias) {
+    check_cuda_dense(*dt_bias, x, "dt_bias", at::kFloat, p.nheads);
+    p.dt_bias = dt_bias->const_data_ptr<float>();
+  }
   if (initial_states) {
-    check_f32(*initial_states, x, "initial_states", p.nseq * hpn);
+    check_cuda_dense(*initial_states, x, "initial_states", at::kFloat, p.nseq * hpn);
     p.initial_states = initial_states->const_data_ptr<float>();
   }
   p.dt_softplus = dt_softplus;
@@ -139,7 +135,7 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
     p.states_in = states_in.mutable_data_ptr<float>();
   }
   if (final_states.numel() > 0) {
-    check_f32(final_states, x, "final_states", p.nseq * hpn);
+    check_cuda_dense(final_states, x, "final_states", at::kFloat, p.nseq * hpn);
     p.final_states = final_states.mutable_data_ptr<float>();
   }
   c10::cuda::CUDAGuard guard(x.device());
@@ -150,10 +146,8 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
     p.n_slots = states_in.numel() > 0 ? states_in.size(0)
                 : (p.cu_seqlens ? std::max<int64_t>(nck + p.nseq - 1, 0) : p.batch * nck);
     const auto f32 = x.options().dtype(at::kFloat);
-    // workspace of the pipeline (ssd_chunk_kernel.cuh, chunk_flag_words): a flag per (slot, head, 64-channel p
-    // block) and a ticket counter, zeroed by the launcher on the stream
-    const int64_t npb = (p.headdim + 63) / 64;
-    decay = x.new_empty({std::max<int64_t>(p.n_slots * p.nheads * npb + 1, 1)}, f32);
+    // workspace of the pipeline (ssd.h): chunk decays, or hand-over flags zeroed by the launcher on the stream
+    decay = x.new_empty({ssd_chunk_workspace_words(p.n_slots, p.nheads, p.headdim)}, f32);
     p.chunk_decay = decay.mutable_data_ptr<float>();
     if (p.states_in == nullptr) {
       scratch = x.new_empty({std::max<int64_t>(p.n_slots, 1), p.nheads, p.headdim, p.dstate}, f32);

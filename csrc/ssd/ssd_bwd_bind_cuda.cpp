@@ -21,13 +21,6 @@
 namespace mamba_kernels {
 namespace {
 
-void check_t(const at::Tensor& t, const at::Tensor& x, const char* name, at::ScalarType st, int64_t numel) {
-  TORCH_CHECK(t.is_cuda() && t.device() == x.device(), name, ": expected a CUDA tensor on ", x.device());
-  TORCH_CHECK_TYPE(t.scalar_type() == st, name, ": expected ", st, ", got ", t.scalar_type());
-  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor");
-  TORCH_CHECK(t.numel() == numel, name, ": expected ", numel, " elements, got ", t.numel());
-}
-
 void ssd_bwd_cuda_op(const at::Tensor& dout, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                      const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
                      const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& dt_bias,
@@ -53,18 +46,18 @@ void ssd_bwd_cuda_op(const at::Tensor& dout, const at::Tensor& x, const at::Tens
   const int64_t b = p.batch, l = p.seqlen, h = p.nheads, P = p.headdim, n = p.dstate, g = p.ngroups;
   TORCH_CHECK(g >= 1 && h % g == 0, "B: g must divide h");
   const auto f32 = at::kFloat;
-  check_t(x, x, "x", st, b * l * h * P);
-  check_t(dout, x, "dout", st, b * l * h * P);
-  check_t(B, x, "B", st, b * l * g * n);
-  check_t(C, x, "C", st, b * l * g * n);
-  check_t(dt, x, "dt", f32, b * l * h);
-  check_t(A, x, "A", f32, h);
+  check_cuda_dense(x, x, "x", st, b * l * h * P);
+  check_cuda_dense(dout, x, "dout", st, b * l * h * P);
+  check_cuda_dense(B, x, "B", st, b * l * g * n);
+  check_cuda_dense(C, x, "C", st, b * l * g * n);
+  check_cuda_dense(dt, x, "dt", f32, b * l * h);
+  check_cuda_dense(A, x, "A", f32, h);
   p.nseq = b;
   if (cu_seqlens) {
     TORCH_CHECK(chunk_offsets.has_value() && b == 1, "cu_seqlens needs chunk_offsets and batch size 1");
     const int64_t m = cu_seqlens->numel();
-    check_t(*cu_seqlens, x, "cu_seqlens", at::kLong, m);
-    check_t(*chunk_offsets, x, "chunk_offsets", at::kLong, m);
+    check_cuda_dense(*cu_seqlens, x, "cu_seqlens", at::kLong, m);
+    check_cuda_dense(*chunk_offsets, x, "chunk_offsets", at::kLong, m);
     p.nseq = m - 1;
     p.cu_seqlens = cu_seqlens->const_data_ptr<int64_t>();
     p.chunk_offsets = chunk_offsets->const_data_ptr<int64_t>();
@@ -72,38 +65,41 @@ void ssd_bwd_cuda_op(const at::Tensor& dout, const at::Tensor& x, const at::Tens
   const int64_t nck = (l + chunk_size - 1) / chunk_size;
   p.n_slots = cu_seqlens ? std::max<int64_t>(nck + p.nseq - 1, 0) : b * nck;
   const int64_t hpn = h * P * n;
-  check_t(states_in, x, "states_in", f32, p.n_slots * hpn);
+  check_cuda_dense(states_in, x, "states_in", f32, p.n_slots * hpn);
   p.states_in = states_in.const_data_ptr<float>();
-  if (d_final) { check_t(*d_final, x, "d_final", f32, p.nseq * hpn); p.d_final = d_final->const_data_ptr<float>(); }
+  if (d_final) {
+    check_cuda_dense(*d_final, x, "d_final", f32, p.nseq * hpn);
+    p.d_final = d_final->const_data_ptr<float>();
+  }
   if (d_states_in) {
-    check_t(*d_states_in, x, "d_states_in", f32, p.n_slots * hpn);
+    check_cuda_dense(*d_states_in, x, "d_states_in", f32, p.n_slots * hpn);
     p.d_states_in = d_states_in->const_data_ptr<float>();
   }
   if (D) {
     TORCH_CHECK(D->numel() == h || D->numel() == h * P, "D: expected (h) or (h, p)");
-    check_t(*D, x, "D", f32, D->numel());
+    check_cuda_dense(*D, x, "D", f32, D->numel());
     p.D = D->const_data_ptr<float>();
     p.D_per_channel = D->dim() == 2;
-    check_t(dD, x, "dD", f32, h * P);
+    check_cuda_dense(dD, x, "dD", f32, h * P);
     p.dD = dD.mutable_data_ptr<float>();
   }
   if (z) {
     TORCH_CHECK(ypre.has_value(), "z needs ypre");
-    check_t(*z, x, "z", st, b * l * h * P);
-    check_t(*ypre, x, "ypre", st, b * l * h * P);
-    check_t(dz, x, "dz", st, b * l * h * P);
+    check_cuda_dense(*z, x, "z", st, b * l * h * P);
+    check_cuda_dense(*ypre, x, "ypre", st, b * l * h * P);
+    check_cuda_dense(dz, x, "dz", st, b * l * h * P);
     p.z = z->const_data_ptr();
     p.ypre = ypre->const_data_ptr();
     p.dz = dz.mutable_data_ptr();
   }
-  if (dt_bias) { check_t(*dt_bias, x, "dt_bias", f32, h); p.dt_bias = dt_bias->const_data_ptr<float>(); }
-  check_t(dx, x, "dx", st, b * l * h * P);
-  check_t(ddt, x, "ddt", f32, b * l * h);
-  check_t(dA, x, "dA", f32, h);
-  check_t(dB, x, "dB", st, b * l * g * n);
-  check_t(dC, x, "dC", st, b * l * g * n);
-  check_t(ddt_bias, x, "ddt_bias", f32, h);
-  check_t(dinit, x, "dinit", f32, p.nseq * hpn);
+  if (dt_bias) { check_cuda_dense(*dt_bias, x, "dt_bias", f32, h); p.dt_bias = dt_bias->const_data_ptr<float>(); }
+  check_cuda_dense(dx, x, "dx", st, b * l * h * P);
+  check_cuda_dense(ddt, x, "ddt", f32, b * l * h);
+  check_cuda_dense(dA, x, "dA", f32, h);
+  check_cuda_dense(dB, x, "dB", st, b * l * g * n);
+  check_cuda_dense(dC, x, "dC", st, b * l * g * n);
+  check_cuda_dense(ddt_bias, x, "ddt_bias", f32, h);
+  check_cuda_dense(dinit, x, "dinit", f32, p.nseq * hpn);
   p.dt_softplus = dt_softplus;
   p.has_dt_limit = has_dt_limit;
   p.dt_min = float(dt_min);

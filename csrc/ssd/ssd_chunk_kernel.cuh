@@ -272,9 +272,10 @@ __global__ void __launch_bounds__(kCThreads, 2) ssd_chunk_state_kernel(const Ssd
   }
 }
 
-// Words of the pipeline's workspace (p.chunk_decay): the flags and the ticket counter.
+// Words of the pipeline's workspace (p.chunk_decay; kBP = 64 channels a flag).
 inline int64_t chunk_flag_words(const SsdFwdCudaParams& p) {
-  return p.n_slots * p.nheads * ((p.headdim + kBP - 1) / kBP) + 1;
+  static_assert(kBP == 64, "ssd_chunk_workspace_words counts flags of 64-channel p blocks");
+  return ssd_chunk_workspace_words(p.n_slots, p.nheads, p.headdim);
 }
 
 // ------------------------------------------------------------------------------------------ 1b/2. separate pass

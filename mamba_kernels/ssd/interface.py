@@ -8,11 +8,12 @@ the caller asks for it (keep_ypre: a backward will run); `states_in` holds the s
 (n_slots, h, p, n), from which the public function gathers the prefix-caching chunk states: fp32 (fp64 for fp64 x),
 except that the triton backend keeps it in bf16 for bf16 x unless fp32_states (set when chunk states are returned).
 The ref and cpu backends differentiate through python_ref (torch autograd). The cuda backend's forward is the CUDA
-kernel (csrc/ssd/ssd_fwd_kernel.cuh; chunk_size a multiple of 64, n <= 128, else the Triton forward) and its
-backward the Triton backward, or with MK_SSD_CUDA_BWD=1 the CUDA backward (cuda_bwd.py,
-csrc/ssd/ssd_bwd_kernel.cuh; p <= 128 too, else Triton: it measured 6x slower than Triton's), reading the cuda
+chunk pipeline (cuda.py, csrc/ssd/ssd_chunk_kernel.cuh; chunk_size a multiple of 64, n <= 128, else the Triton
+forward) and its backward the Triton backward, or with MK_SSD_CUDA_BWD=1 the CUDA backward (cuda_bwd.py,
+csrc/ssd/ssd_bwd_kernel.cuh; p <= 128 too, else Triton; it measured 1.8-2x slower than Triton's), reading the cuda
 forward's ypre and fp32 states_in. cuda is opt-in (backend="cuda"): its forward measured slower than Triton's on
-the H200 (1.21 / 0.50 ms against 0.76 / 0.40 at the two issue shapes), so the default on CUDA tensors stays triton.
+the H200 (kernels 1.09 / 0.45 ms against 0.73 / 0.35 at the two issue shapes), so the default on CUDA tensors stays
+triton.
 """
 from __future__ import annotations
 
@@ -128,8 +129,9 @@ def ssd_chunked_bwd(dout: torch.Tensor, d_states_in: Optional[torch.Tensor], d_f
         raise ValueError(f"ssd_chunked_bwd: backend {backend!r} has no kernel backward (it uses autograd)")
     from . import triton as tri
     from .cuda_bwd import ssd_bwd_cuda
-    grads = (ssd_bwd_cuda if backend == "cuda" else tri.ssd_bwd)(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus,
-                        _limit(has_limit, dt_lo, dt_hi), initial_states, cu_seqlens, ypre, states_in)
+    bwd = ssd_bwd_cuda if backend == "cuda" else tri.ssd_bwd
+    grads = bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus,
+                _limit(has_limit, dt_lo, dt_hi), initial_states, cu_seqlens, ypre, states_in)
     return [g if g is not None else x.new_empty(0) for g in grads]
 
 

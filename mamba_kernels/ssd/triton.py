@@ -367,7 +367,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     c, o = _launch_opts(cfg["state_fwd"])
     npb = triton.cdiv(p, c["BP"])
     walks = lay.nseq * h * npb
-    sm90_16 = o["num_stages"] == 3  # sm_90, 16-bit inputs, n <= 128 (_configs' st3)
+    sm90_16 = _arch(dev) >= 90 and kind in (1, 2) and n <= 128
     if "BN" not in _CFG_OVERRIDE.get("state_fwd", {}) and walks < 512 and c["BN"] >= 128 and not (
             sm90_16 and walks <= 128):
         c["BN"], o["num_warps"] = c["BN"] // 2, 4  # few (sequence, head) walks: n in two blocks, 2 CTAs / SM

@@ -242,8 +242,9 @@ bool run_case(const Case& cs, int path, const Variant& var = kVariants[0]) {
   P.final_states = fin.data();
   P.path = path;
   P.n_slots = varlen ? std::max<int64_t>((l + Q - 1) / Q + nseq - 1, 0) : slots;  // the binding's bound
-  // the chunked path's workspace (flags + ticket counter, zeroed by the launcher; NaN here: it must zero them)
-  std::vector<float> decay(size_t(std::max<int64_t>(P.n_slots * h * ((p + 63) / 64) + 1, 1)), std::nanf(""));
+  // the chunked path's workspace (chunk decays, or flags + ticket counter zeroed by the launcher; NaN here: every
+  // word is written before it is read)
+  std::vector<float> decay(size_t(ssd_chunk_workspace_words(P.n_slots, h, p)), std::nanf(""));
   P.chunk_decay = decay.data();
   // the chunked path's grid covers every slot of the bound (slots past the last chunk are neither read nor written;
   // the real ones start NaN: every chunk state must be written before it is read)
