@@ -232,6 +232,9 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         hpg = max(int(hpg), 1)
         while HB * 2 * BPh <= nmax and hpg % (HB * 2) == 0:
             HB *= 2
+    # one-head scan at p = 128 (sm_90 16-bit, n <= 128): 32-row blocks, so 4 warps (H200, shape 2: 270 us against
+    # 318 for 64 rows and 8 warps; bench_ssd_chunk_scan_configs)
+    BMs = 32 if BP >= 128 and st3 == 3 and not _small_blocks() else BM
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
@@ -241,12 +244,8 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
-        # p = 128 (16-bit, n <= 128): 32-row blocks, 4 warps (H200, shape 2: 270 us against 318 for 64 rows and 8
-        # warps; bench_ssd_chunk_scan_configs)
-        "chunk_scan": (dict(BM=32, BP=BP, BN=BN, num_warps=4, num_stages=st3, SPLIT_M=False) if BP >= 128 and
-                       st3 == 3 and not _small_blocks() else
-                       dict(BM=BM, BP=BP, BN=BN, num_warps=4 if BM * BP <= 64 * 64 else 8, num_stages=st3,
-                            SPLIT_M=False)),
+        "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=4 if BMs * BP <= 64 * 64 else 8, num_stages=st3,
+                           SPLIT_M=False),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3, SPLIT_S=False),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
