@@ -9,6 +9,7 @@
 
 #include "common/bind_utils.h"
 #include "ssd/ssd.h"
+#include "ssd/ssd_bind_sizes.h"
 
 namespace mamba_kernels {
 namespace {
@@ -37,18 +38,10 @@ void ssd_fwd_cpu_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor&
     check(*t, name, st);
   }
   check(seq_info, "seq_info", at::kLong);
-  TORCH_CHECK(x.dim() == 4 && B.dim() == 4 && seq_info.dim() == 2 && seq_info.size(1) == 4, "bad ranks");
-  TORCH_CHECK(chunk_size > 0, "chunk_size must be positive");
+  TORCH_CHECK(seq_info.dim() == 2 && seq_info.size(1) == 4, "seq_info: expected (nseq, 4)");
   SsdFwdParams p{};
-  p.batch = x.size(0);
-  p.seqlen = x.size(1);
-  p.nheads = x.size(2);
-  p.headdim = x.size(3);
-  p.ngroups = B.size(2);
-  p.dstate = B.size(3);
-  p.chunk_size = chunk_size;
+  ssd_read_sizes(p, x, B, chunk_size);
   p.nseq = seq_info.size(0);
-  TORCH_CHECK(p.nheads % p.ngroups == 0, "h must be divisible by g");
   TORCH_CHECK(final_states.size(0) == p.nseq, "final_states: expected nseq rows");
   p.dtype = to_dtype_code(x, "x");
   p.x = x.const_data_ptr();

@@ -20,6 +20,7 @@
 
 #include "common/bind_utils.h"
 #include "ssd/ssd.h"
+#include "ssd/ssd_bind_sizes.h"
 
 namespace mamba_kernels {
 namespace {
@@ -49,18 +50,9 @@ void ssd_fwd_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Tensor
                    st);
   TORCH_CHECK(x.stride(3) == 1 || x.size(3) == 1, "x: the last dimension must be contiguous");
   SsdFwdCudaParams p;
-  p.batch = x.size(0);
-  p.seqlen = x.size(1);
-  p.nheads = x.size(2);
-  p.headdim = x.size(3);
-  TORCH_CHECK(B.dim() == 4, "B: expected (b, l, g, n)");
-  p.ngroups = B.size(2);
-  p.dstate = B.size(3);
-  TORCH_CHECK(p.ngroups >= 1 && p.nheads % p.ngroups == 0, "B: g must divide h");
+  ssd_read_sizes(p, x, B, chunk_size);
   TORCH_CHECK(p.dstate >= 1 && p.dstate <= kSsdCudaMaxDstate, "B: n must be in [1, ", kSsdCudaMaxDstate, "]");
-  TORCH_CHECK(chunk_size > 0 && chunk_size % kSsdCudaChunkMultiple == 0, "chunk_size must be a multiple of ",
-              kSsdCudaChunkMultiple);
-  p.chunk_size = chunk_size;
+  TORCH_CHECK(chunk_size % kSsdCudaChunkMultiple == 0, "chunk_size must be a multiple of ", kSsdCudaChunkMultiple);
   p.in_dtype = to_dtype_code(x, "x");
   check_act(B, x, "B", p.ngroups, p.dstate);
   check_act(C, x, "C", p.ngroups, p.dstate);

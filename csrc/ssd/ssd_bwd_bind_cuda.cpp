@@ -17,6 +17,7 @@
 
 #include "common/bind_utils.h"
 #include "ssd/ssd.h"
+#include "ssd/ssd_bind_sizes.h"
 
 namespace mamba_kernels {
 namespace {
@@ -33,18 +34,10 @@ void ssd_bwd_cuda_op(const at::Tensor& dout, const at::Tensor& x, const at::Tens
   TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x: expected a CUDA (b, l, h, p) tensor");
   const auto st = x.scalar_type();
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kHalf || st == at::kBFloat16, "x: expected fp32 / fp16 / bf16");
-  TORCH_CHECK(B.dim() == 4, "B: expected (b, l, g, n)");
   SsdBwdCudaParams p;
-  p.batch = x.size(0);
-  p.seqlen = x.size(1);
-  p.nheads = x.size(2);
-  p.headdim = x.size(3);
-  p.ngroups = B.size(2);
-  p.dstate = B.size(3);
-  p.chunk_size = chunk_size;
+  ssd_read_sizes(p, x, B, chunk_size);
   p.in_dtype = to_dtype_code(x, "x");
   const int64_t b = p.batch, l = p.seqlen, h = p.nheads, P = p.headdim, n = p.dstate, g = p.ngroups;
-  TORCH_CHECK(g >= 1 && h % g == 0, "B: g must divide h");
   const auto f32 = at::kFloat;
   check_cuda_dense(x, x, "x", st, b * l * h * P);
   check_cuda_dense(dout, x, "dout", st, b * l * h * P);
