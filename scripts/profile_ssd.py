@@ -1,7 +1,7 @@
 """Per-kernel GPU times of one chunked-SSD forward (torch.profiler), for the CUDA and Triton backends.
 
   python3 scripts/profile_ssd.py [--impls cuda,triton,cuda_fused] [--chunks 256] [--reps 20] [--one SHAPE] [--bwd]
-Shapes are bench/bench_ssd.py's (bf16, z, D, softplus). --one runs SHAPE's CUDA forward a few times (for ncu).
+Shapes are bench/bench_ssd.py's (bf16, z, D, softplus). --one runs SHAPE's forward (with --bwd: forward + backward) of the first impl 8 times (for ncu).
 --bwd: one forward + backward through autograd (gradients of every input, as bench_ssd's fwd_bwd), every kernel of
 it listed, torch's own (zero fills, sums, casts) included: where the time outside the SSD kernels goes.
 Variants of the CUDA chunk pipeline (csrc/ssd/ssd_chunk_kernel.cuh, chunk_knobs(); read once a process, so set
@@ -46,9 +46,10 @@ def main():
     print("MK_SSD_HANDOVER=%s MK_SSD_SCAN_HEADS=%s" % (os.environ.get("MK_SSD_HANDOVER", "0 (default)"),
                                                     os.environ.get("MK_SSD_SCAN_HEADS", "1 (default)")))
     if a.one:
-        inp = _inputs(**SHAPES[a.one])
+        inp = _inputs(**SHAPES[a.one], grad=a.bwd)
+        gout = torch.randn_like(inp["x"]) if a.bwd else None
         for _ in range(8):
-            _run(inp, a.impls.split(",")[0], int(a.chunks.split(",")[0]))
+            _run(inp, a.impls.split(",")[0], int(a.chunks.split(",")[0]), gout)
         torch.cuda.synchronize()
         return
     for shape, s in SHAPES.items():
