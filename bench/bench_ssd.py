@@ -262,6 +262,19 @@ CHUNK_SCAN_CONFIGS = {
     "splitM-st2": dict(SPLIT_M=True, num_stages=2),
     "splitM-BM32-w4": dict(SPLIT_M=True, BM=32, num_warps=4),
     "splitM-BM32-w2": dict(SPLIT_M=True, BM=32, num_warps=2),
+    # register cap (ptxas .maxnreg) on the nested kernel: 3 CTAs an SM instead of 2 (ncu at shape 2: 8 warps an SM,
+    # register-limited, 73% of cycles with no eligible warp)
+    "r168": dict(maxnreg=168),
+    # the flat kernel (_ssd_chunk_scan_flat_kernel: one pipelined loop over (row block, source block) steps; sm_90
+    # AOT at shape 1: 254 registers / 76 KB, r168 48 bytes of spill, BM 32 168 registers / 40 KB; shape 2 255 / 85 KB)
+    "flat": dict(FLAT=True),
+    "flat-r168": dict(FLAT=True, maxnreg=168),
+    "flat-st2": dict(FLAT=True, num_stages=2),
+    "flat-st4": dict(FLAT=True, num_stages=4),
+    "flat-w8": dict(FLAT=True, num_warps=8),
+    "flat-BM32-w4": dict(FLAT=True, BM=32, num_warps=4),
+    "flat-BM32-w2": dict(FLAT=True, BM=32, num_warps=2),
+    "flat-BM64-w4": dict(FLAT=True, BM=64, num_warps=4),
 }
 # Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
 # shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an
@@ -304,7 +317,7 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
     picked = [i for i, r in enumerate(rec.launches) if r[0].__name__ in names]
     for j, i in enumerate(picked):
         kernel, _, kw, grid = rec.launches[i]
-        cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN") or k.startswith("num_")}
+        cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN", "maxnreg") or k.startswith("num_")}
         harness.measure(benchmark if j == 0 else None, kernel="ssd_bwd_part" if bwd else "ssd_fwd_part",
                         impl=f"mamba_kernels:triton:{kernel.__name__}{'#%d' % j if len(picked) > 1 else ''}:"
                              f"{key}={over}", shape=dict(s, chunk=Q),
@@ -326,7 +339,7 @@ def bench_ssd_scan_configs(benchmark, harness, shape, cfg):
 def bench_ssd_chunk_scan_configs(benchmark, harness, shape, cfg):
     """The one-head forward chunk scan (and the CB kernel it reads at g < h) alone, per block config."""
     _time_fwd_kernel(benchmark, harness, shape, "chunk_scan", CHUNK_SCAN_CONFIGS[cfg],
-                     ("_ssd_chunk_scan_kernel", "_ssd_cb_kernel"))
+                     ("_ssd_chunk_scan_kernel", "_ssd_chunk_scan_flat_kernel", "_ssd_cb_kernel"))
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

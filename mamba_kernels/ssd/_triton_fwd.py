@@ -331,3 +331,91 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
             zm = tl.load(z_ptr + xyb + xy, mask=mxy, other=0.0).to(tl.float32)
             acc3 = acc3 * zm * tl.sigmoid(zm)
         tl.store(out_ptr + xyb + xy, acc3.to(out_ptr.dtype.element_ty), mask=mxy)
+
+
+# --------------------------------------------------------------------------------------------- F2f: chunk scan, flat
+@triton.jit
+def _ssd_chunk_scan_flat_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, D_ptr, out_ptr, ypre_ptr,
+                                tab_ptr, l, h, p, n, hpg, ng, ncr, npb,
+                                Q: tl.constexpr, VARLEN: tl.constexpr, CB_MEM: tl.constexpr, HAS_D: tl.constexpr,
+                                D_HP: tl.constexpr, HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr,
+                                BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
+                                PREC: tl.constexpr):
+    """_ssd_chunk_scan_kernel's work (chunk k, head hh, p block pb; same program order and formulas) as one flat loop
+    over the chunk's (row block mb, source block sb <= mb) pairs in order (mb = 0: s 0; mb = 1: s 0, 1; ...), the
+    diagonal pair last for each row block. Every tile a step needs is loaded at the top of the step, unconditionally
+    (masked by the step kind where only the diagonal step uses it: C rows when CB comes from memory, z), so the
+    pipeliner keeps the next steps' tiles in flight across row-block boundaries; the nested kernel waits for
+    C / the diagonal tiles / z at every row block (ncu on the H200: 33% of its stalls on those loads at 8 warps an
+    SM). On the diagonal step x_s = x_t, a_s = a_t, dt_s = dt_t (the same block), which also gives the D term.
+      y_t = exp(a_t) C_t h_in^T + sum_{s<=t} CB_ts exp(a_t - a_s) dt'_s x_s + D x_t;  out = y silu(z)."""
+    hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
+        tl.program_id(0), h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
+    if ln <= 0:
+        return
+    nmb = tl.cdiv(ln, BM)
+    offs_p = pb * BP + tl.arange(0, BP)
+    mp = offs_p < p
+    offs_n = tl.arange(0, BN)
+    mn = offs_n < n
+    hin = tl.load(hin_ptr + (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :],
+                  mask=mp[:, None] & mn[None, :], other=0.0).to(tl.float32)
+    hinT = tl.trans(_cast(hin, KIND))                                                       # (n, p)
+    if HAS_D:
+        if D_HP:
+            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
+        else:
+            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    acc = tl.zeros((BM, BP), dtype=tl.float32)
+    for i in range(0, nmb * (nmb + 1) // 2):
+        # step i -> (mb, sb): mb = floor((sqrt(8 i + 1) - 1) / 2), corrected for rounding
+        mb = ((tl.sqrt(tl.zeros((), dtype=tl.float32) + (8 * i + 1)) - 1.0) * 0.5).to(tl.int32)
+        mb = tl.where((mb + 1) * (mb + 2) // 2 <= i, mb + 1, mb)
+        mb = tl.where(mb * (mb + 1) // 2 > i, mb - 1, mb)
+        sb = i - mb * (mb + 1) // 2
+        diag = sb == mb
+        m0 = mb * BM
+        offs_m = m0 + tl.arange(0, BM)
+        mm = offs_m < ln
+        offs_s = sb * BM + tl.arange(0, BM)
+        ms = offs_s < ln
+        a_r = tl.load(a_ptr + ab + m0)
+        a_s = tl.load(a_ptr + ab + offs_s, mask=ms, other=0.0)
+        dt_s = tl.load(dtp_ptr + ab + offs_s, mask=ms, other=0.0)
+        if CB_MEM:
+            cb = tl.load(cb_ptr + cbb + offs_m[:, None] * Q + offs_s[None, :], mask=mm[:, None] & ms[None, :],
+                         other=0.0).to(tl.float32)
+            Cm = tl.load(C_ptr + bc + offs_m[:, None] * (ng * n) + offs_n[None, :],
+                         mask=(mm[:, None] & mn[None, :]) & diag, other=0.0).to(tl.float32)
+        else:
+            Cm = tl.load(C_ptr + bc + offs_m[:, None] * (ng * n) + offs_n[None, :], mask=mm[:, None] & mn[None, :],
+                         other=0.0).to(tl.float32)
+            Bs = tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=ms[:, None] & mn[None, :],
+                         other=0.0).to(tl.float32)
+            cb = tl.dot(_cast(Cm, KIND), tl.trans(_cast(Bs, KIND)), input_precision=PREC)
+        xy_s = xyb + offs_s[:, None] * (h * p) + offs_p[None, :]
+        mxy = ms[:, None] & mp[None, :]
+        xs = tl.load(x_ptr + xy_s, mask=mxy, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zm = tl.load(z_ptr + xy_s, mask=mxy & diag, other=0.0).to(tl.float32)
+        if diag:
+            # row factor of the off-diagonal sum; the diagonal block's exact decays
+            acc = acc * tl.where(mm, tl.exp(a_s - a_r), 0.0)[:, None]
+            causal = (offs_m[:, None] >= offs_s[None, :]) & ms[None, :] & mm[:, None]
+            w = tl.exp(tl.where(causal, a_s[:, None] - a_s[None, :], float("-inf"))) * dt_s[None, :]
+        else:
+            # every s < m0 <= t: exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), the row factor on the diagonal step
+            w = tl.broadcast_to((tl.exp(a_r - a_s) * dt_s)[None, :], (BM, BM))
+        # the step's dot at the loop's top level (a dot inside the branches stops Triton's pipeliner)
+        acc += tl.dot(_cast(cb * w, KIND), _cast(xs, KIND), input_precision=PREC)
+        if diag:
+            # the state term exp(a_t) C_t h_in^T, D, the gate; the row block is done
+            acc += tl.dot(_cast(Cm, KIND), hinT, input_precision=PREC) * tl.where(mm, tl.exp(a_s), 0.0)[:, None]
+            if HAS_D:
+                acc += xs * Dv
+            if HAS_Z:
+                if STORE_YPRE:
+                    tl.store(ypre_ptr + xy_s, acc.to(ypre_ptr.dtype.element_ty), mask=mxy)
+                acc = acc * zm * tl.sigmoid(zm)
+            tl.store(out_ptr + xy_s, acc.to(out_ptr.dtype.element_ty), mask=mxy)
+            acc = tl.zeros((BM, BP), dtype=tl.float32)
