@@ -262,24 +262,13 @@ CHUNK_SCAN_CONFIGS = {
     "splitM-st2": dict(SPLIT_M=True, num_stages=2),
     "splitM-BM32-w4": dict(SPLIT_M=True, BM=32, num_warps=4),
     "splitM-BM32-w2": dict(SPLIT_M=True, BM=32, num_warps=2),
-    # register cap (ptxas .maxnreg) on the nested kernel: 3 CTAs an SM instead of 2 (ncu at shape 2: 8 warps an SM,
-    # register-limited, 73% of cycles with no eligible warp)
-    "r168": dict(maxnreg=168),
-    # the flat kernel (_ssd_chunk_scan_flat_kernel: one pipelined loop over (row block, source block) steps; sm_90
-    # AOT at shape 1: 254 registers / 76 KB, r168 48 bytes of spill, BM 32 168 registers / 40 KB; shape 2 255 / 85 KB)
-    "flat": dict(FLAT=True),
-    "flat-r168": dict(FLAT=True, maxnreg=168),
-    "flat-st2": dict(FLAT=True, num_stages=2),
-    "flat-st4": dict(FLAT=True, num_stages=4),
-    "flat-w8": dict(FLAT=True, num_warps=8),
-    "flat-BM32-w4": dict(FLAT=True, BM=32, num_warps=4),
-    "flat-BM32-w2": dict(FLAT=True, BM=32, num_warps=2),
-    "flat-BM64-w4": dict(FLAT=True, BM=64, num_warps=4),
 }
 # Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
 # shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an
 # illegal memory access on the H200 (Triton 3.6) although the interpreter's result is right: p blocks below p are
-# never chosen by the library for p <= 128).
+# never chosen by the library for p <= 128). Session 8 (2026-11-30): a register cap (maxnreg 168: 3 CTAs an SM) 608 /
+# 325 us against 526 / 269; a flat kernel (one pipelined loop over the chunk's (row block, source block) steps, the
+# per-row-block loads in flight across row blocks) 564-1028 / 295-648 us over 8 configs: removed (bench/NOTES.md).
 STATE_CONFIGS = {
     "default": {},  # n in two blocks of 64 at 129-511 (sequence, head, p block) walks (sm_90 16-bit; triton.py)
     "BN128-w8": dict(BN=128, num_warps=8),  # one n block (the previous default)
@@ -339,7 +328,7 @@ def bench_ssd_scan_configs(benchmark, harness, shape, cfg):
 def bench_ssd_chunk_scan_configs(benchmark, harness, shape, cfg):
     """The one-head forward chunk scan (and the CB kernel it reads at g < h) alone, per block config."""
     _time_fwd_kernel(benchmark, harness, shape, "chunk_scan", CHUNK_SCAN_CONFIGS[cfg],
-                     ("_ssd_chunk_scan_kernel", "_ssd_chunk_scan_flat_kernel", "_ssd_cb_kernel"))
+                     ("_ssd_chunk_scan_kernel", "_ssd_cb_kernel"))
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

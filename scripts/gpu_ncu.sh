@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call of ncu diagnostics (files under $OUT): build, then the SSD Triton kernels that dominate the
 # issue-4 shapes (scripts/ncu_ssd.sh) and the verify decode path at b1 k1 against mamba_ssm's decode kernel
-# (scripts/ncu_verify.sh). NCU_PARTS picks: "ssd verify" (default).
+# (scripts/ncu_verify.sh), packed into $OUT/ncu.tgz. NCU_PARTS picks: "ssd verify" (default).
 . scripts/gpu_common.sh
 [ "${NOBUILD:-0}" = 1 ] || build 16
 for part in ${NCU_PARTS:-ssd verify}; do
@@ -11,4 +11,6 @@ for part in ${NCU_PARTS:-ssd verify}; do
     verify) step 200 $L ncu_verify bash scripts/ncu_verify.sh mamba2-1-1;;
   esac
 done
+# at most 8 files come back from a device call: the ncu files travel as one archive
+(cd $OUT && tar czf ncu.tgz ncu_* && rm -f ncu_*)
 echo "ncu total $(( $(date +%s) - t0 ))s" >> $L

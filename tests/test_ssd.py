@@ -231,24 +231,6 @@ def test_triton_cpu_split_programs(hsplit, monkeypatch):
         check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
 
 
-FLAT_CASES = ["b2-l37-h4-p16-n16-g2-Q16", "b1-l1-h2-p8-n5-g1-Q16", "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit",
-              "b1-l40-varlen-empty-seqs", "b1-l100-h4-p32-n16-g2-Q48", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp",
-              "b1-l60-h4-p16-n16-g1-Q32-steep"]
-
-
-@pytest.mark.parametrize("case", FLAT_CASES)
-def test_triton_cpu_flat_chunk_scan(case, monkeypatch):
-    """The one-head chunk scan as one flat loop over (row block, source block) steps (chunk_scan FLAT=True): CB
-    from memory (g < h) and recomputed (g = h), several row blocks a chunk, a partial last chunk, varlen with empty
-    sequences, steep decay, no z / D (h, p); forward and every gradient (the backward reads its pre-gate output)."""
-    _skip_unavailable("triton", "cpu")
-    from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "scan", "legacy")
-    monkeypatch.setitem(tri._CFG_OVERRIDE, "chunk_scan", dict(FLAT=True))
-    b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
-    check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
-
-
 def test_triton_cpu_head_blocks_with_p_blocks(monkeypatch):
     """Head-block kernels with each head's p split over programs (a config override of the bench sweeps)."""
     _skip_unavailable("triton", "cpu")
@@ -437,27 +419,6 @@ def test_gpu_vs_ref(backend, case, dtype, monkeypatch):
     monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")  # backend cuda: the CUDA backward (opt-in) against the reference
     b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
     check_against_ref(backend, "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
-
-
-FLAT_GPU_CASES = [(c, "bf16") for c in ("b2-l1000-h4-p64-n128-g1-Q256", "b2-l255-h4-p64-n128-g1-Q64",
-                                        "b1-l777-h4-p128-n256-g2-Q256", "b1-l777-h4-p32-n16-g2-Q256",
-                                        "b1-l2050-varlen-short-long-Q256", "b1-l1100-varlen-Q64-noz-noinit",
-                                        "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l400-h4-p64-n128-g1-Q100-odd-chunk",
-                                        "b1-l300-h2-p256-n64-g2-Q128")] + [
-    (c, d) for c in ("b2-l1000-h4-p64-n128-g1-Q256", "b2-l513-h32-p128-n128-g32-Q256-llama") for d in ("fp32", "fp16")]
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("case,dtype", FLAT_GPU_CASES)
-def test_gpu_triton_flat_chunk_scan(case, dtype, monkeypatch):
-    """The flat one-head chunk scan (chunk_scan FLAT=True) on the GPU against the reference, forward and every
-    gradient."""
-    _skip_unavailable("triton", "cuda")
-    from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "scan", "legacy")
-    monkeypatch.setitem(tri._CFG_OVERRIDE, "chunk_scan", dict(FLAT=True))
-    b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
-    check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
 
 
 @pytest.mark.gpu

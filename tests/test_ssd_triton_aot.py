@@ -1,5 +1,5 @@
 """Chunked SSD (Mamba-2) Triton kernels compiled ahead of time for sm_90 (CI has no GPU): every kernel at the
-launchers' configs for the issue-4 shapes, and the split-program options and the flat chunk scan of the bench sweeps."""
+launchers' configs for the issue-4 shapes, and the split-program options of the bench sweeps."""
 from __future__ import annotations
 
 # Every Triton kernel at the configs the launchers pick for the issue-4 shapes, compiled ahead of time for sm_90
@@ -105,16 +105,6 @@ def launches(b, l, h, p, n, g, Q, arch):
         tri._FWD.update(old)
     split = [r for r in rs.launches if r[0] in (tri._ssd_chunk_scan_kernel, tri._ssd_bwd_dx_kernel,
                                                    tri._ssd_bwd_dcb_kernel)]
-    # the flat one-head chunk scan (chunk_scan FLAT=True), with a register cap as in the bench sweep
-    tri._CFG_OVERRIDE.update(chunk_scan=dict(FLAT=True, maxnreg=168))
-    tri._FWD.update(scan="legacy")
-    try:
-        with tri.record_launches(arch) as rs:
-            tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
-    finally:
-        tri._CFG_OVERRIDE.clear()
-        tri._FWD.update(old)
-    split += [r for r in rs.launches if r[0] is tri._ssd_chunk_scan_flat_kernel]
     return ([("fwd",) + r for r in rf.launches] + [("bwd",) + r for r in rb.launches] +
             [("split",) + r for r in split])
 

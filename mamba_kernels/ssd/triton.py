@@ -245,7 +245,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=4 if BMs * BP <= 64 * 64 else 8, num_stages=st3,
-                           SPLIT_M=False, FLAT=False),
+                           SPLIT_M=False),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3, SPLIT_S=False),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
@@ -273,8 +273,8 @@ def _launch_opts(c: dict):
 # --------------------------------------------------------------------------------------------- kernels
 from ._triton_bwd import (_ssd_bwd_dbc_kernel, _ssd_bwd_dcb_kernel, _ssd_bwd_dx_heads_kernel,  # noqa: E402
                           _ssd_bwd_dx_kernel, _ssd_cumsum_bwd_kernel, _ssd_state_bwd_kernel)
-from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_flat_kernel, _ssd_chunk_scan_kernel,  # noqa: E402
-                          _ssd_cumsum_fwd_kernel, _ssd_scan_heads_kernel, _ssd_state_fwd_kernel)
+from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_kernel, _ssd_cumsum_fwd_kernel,  # noqa: E402
+                          _ssd_scan_heads_kernel, _ssd_state_fwd_kernel)
 
 
 # --------------------------------------------------------------------------------------------- launchers
@@ -401,14 +401,6 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
         c, o = _launch_opts(cfg["chunk_scan"])
         npb = triton.cdiv(p, c["BP"])
-        if c.pop("FLAT"):
-            c.pop("SPLIT_M")
-            _launch(_ssd_chunk_scan_flat_kernel, (lay.nk * npb * h,),
-                x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
-                ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
-                Q=Q, VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
-                HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
-            return out, ypre, states_in, final
         nmb = triton.cdiv(Q, c["BM"]) if c["SPLIT_M"] else 1
         _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h * nmb,),
             x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
