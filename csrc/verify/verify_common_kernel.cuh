@@ -66,7 +66,9 @@ __host__ __device__ __forceinline__ int lanes_per_row(int64_t N, int V, int SPL)
 
 __host__ __device__ __forceinline__ int up4(int64_t x) { return static_cast<int>((x + 3) & ~int64_t(3)); }
 
-__device__ __forceinline__ float process_dt(float v, const VerifyStepParams& p) {
+// PP: VerifyStepParams, or a kernel's compact parameter struct with dt_softplus, dt_min, dt_max.
+template <typename PP>
+__device__ __forceinline__ float process_dt(float v, const PP& p) {
   if (p.dt_softplus) v = v > 20.f ? v : log1pf(__expf(v));
   const float lo = static_cast<float>(p.dt_min), hi = static_cast<float>(p.dt_max);
   v = v < lo ? lo : v;  // NaN stays NaN, as torch.clamp

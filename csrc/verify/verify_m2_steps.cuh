@@ -138,8 +138,9 @@ struct M2Ctl {
 
 // From the meta row's words: m0 = c, m1 = kp as stored (clamped here: a corrupt row never indexes out of the ring),
 // mask_at(a) = the mask word of pending node a (read only for the accepted node, 0 <= a < kp).
-template <typename MaskAt>
-__device__ __forceinline__ M2Ctl m2_control_words(const VerifyStepParams& p, int m0, int m1, MaskAt&& mask_at,
+// PP: VerifyStepParams, or a kernel's compact parameter struct with Kmax, accepted_is_node, fold_all.
+template <typename PP, typename MaskAt>
+__device__ __forceinline__ M2Ctl m2_control_words(const PP& p, int m0, int m1, MaskAt&& mask_at,
                                                   int accv, int R, int k) {
   M2Ctl t;
   const int c = m0 < 0 ? 0 : (m0 > R ? R : m0);

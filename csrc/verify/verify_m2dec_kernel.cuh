@@ -18,6 +18,7 @@
 // deferred-fold call, or a path of several pending nodes) loads those ring rows one after another: correct, slower,
 // once.
 #pragma once
+#include <cstdint>
 #include <cstdlib>
 
 #include "verify/verify_m2_steps.cuh"
@@ -26,6 +27,79 @@ namespace mamba_kernels {
 namespace verify_kernels {
 
 constexpr int kDecThreads = 128;  // a block: kDecThreads / LPR rows, LPR lanes a row
+
+// The kernel's parameters, in first-use order. Why not VerifyStepParams: kernel parameters are read through the
+// constant cache, and the fields this kernel reads span 608 of its 776 bytes (~10 cache lines); on the H200 at b1 k1
+// ~40% of the kernel's warp samples waited on those misses in the prologue (ncu, 2026-11-30). Here they are 432
+// bytes, and what the slot check and the first loads need comes first.
+struct M2DecParams {  // the first 64 bytes: all the slot check and the first load need
+  const int32_t* slots;
+  int64_t slots_stride;
+  int32_t H, S, P;
+  int32_t lcs;  // log2 of the blocks a unit (a unit's blocks are consecutive: unit = block >> lcs)
+  void* y;
+  int64_t y_b, y_h;
+  int32_t R, G, Kmax;
+  int32_t* meta;
+  int64_t meta_s, meta_h, meta_i;
+  const int32_t* accepted;
+  int64_t accepted_stride;
+  float* state;
+  int64_t st_s, st_h, st_p;
+  const void* B;
+  int64_t B_b, B_g;
+  const void* C;
+  int64_t C_b, C_g;
+  void* ring_x;
+  int64_t rx_s, rx_h, rx_r;
+  void* ring_B;
+  int64_t rB_s, rB_h, rB_r;
+  float* ring_dt;
+  int64_t rdt_s, rdt_h, rdt_r;
+  const void* x;
+  int64_t x_b, x_h;
+  const void* z;
+  int64_t z_b, z_h;
+  const float* D;
+  int64_t D_h, D_p;
+  const void* dt;
+  int64_t dt_b, dt_h;
+  const float* A;
+  int64_t A_h;
+  const float* dt_bias;
+  int64_t dtb_h;
+  float dt_min, dt_max;  // process_dt rounds VerifyStepParams' doubles to float too
+  bool accepted_is_node, fold_all, dt_softplus;
+};
+
+// Host side: the compact copy of p (m2dec_fits(p, ...) holds, so the sizes fit int32).
+inline M2DecParams m2dec_params(const VerifyStepParams& p, int lanes) {
+  M2DecParams d;
+  const int64_t blocks = p.P / (kDecThreads / lanes);  // 1, 2, 4 or 8 (m2dec_fits)
+  d.lcs = 0;
+  while ((int64_t{1} << d.lcs) < blocks) ++d.lcs;
+  d.slots = p.slots; d.slots_stride = p.slots_stride;
+  d.y = p.y; d.y_b = p.y_b; d.y_h = p.y_h;
+  d.P = static_cast<int32_t>(p.P); d.H = static_cast<int32_t>(p.H); d.S = static_cast<int32_t>(p.S);
+  d.R = static_cast<int32_t>(p.R); d.G = static_cast<int32_t>(p.G); d.Kmax = static_cast<int32_t>(p.Kmax);
+  d.meta = p.meta; d.meta_s = p.meta_s; d.meta_h = p.meta_h; d.meta_i = p.meta_i;
+  d.accepted = p.accepted; d.accepted_stride = p.accepted_stride;
+  d.state = static_cast<float*>(p.state); d.st_s = p.st_s; d.st_h = p.st_h; d.st_p = p.st_p;
+  d.B = p.B; d.B_b = p.B_b; d.B_g = p.B_g;
+  d.C = p.C; d.C_b = p.C_b; d.C_g = p.C_g;
+  d.ring_x = p.ring_x; d.rx_s = p.rx_s; d.rx_h = p.rx_h; d.rx_r = p.rx_r;
+  d.ring_B = p.ring_B; d.rB_s = p.rB_s; d.rB_h = p.rB_h; d.rB_r = p.rB_r;
+  d.ring_dt = p.ring_dt; d.rdt_s = p.rdt_s; d.rdt_h = p.rdt_h; d.rdt_r = p.rdt_r;
+  d.x = p.x; d.x_b = p.x_b; d.x_h = p.x_h;
+  d.z = p.z; d.z_b = p.z_b; d.z_h = p.z_h;
+  d.D = p.D; d.D_h = p.D_h; d.D_p = p.D_p;
+  d.dt = p.dt; d.dt_b = p.dt_b; d.dt_h = p.dt_h;
+  d.A = p.A; d.A_h = p.A_h;
+  d.dt_bias = p.dt_bias; d.dtb_h = p.dtb_h;
+  d.dt_min = static_cast<float>(p.dt_min); d.dt_max = static_cast<float>(p.dt_max);
+  d.accepted_is_node = p.accepted_is_node; d.fold_all = p.fold_all; d.dt_softplus = p.dt_softplus;
+  return d;
+}
 
 // 4 consecutive input elements (8 or 16 bytes, aligned) -> fp32.
 template <typename TI>
@@ -53,14 +127,16 @@ __device__ __forceinline__ void st4(TI* ptr, const float (&o)[4]) {
 
 // Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS (the launcher's job).
 template <typename TI, int N, int LPR>
-__global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyStepParams p) {
+__global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecParams p) {
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR;  // lane q: columns (j * LPR + q) * 4 + [0, 4)
   const int tid = threadIdx.x, q = tid & (LPR - 1);
-  const int CS = static_cast<int>(p.P) / ROWS;
-  const int unit = blockIdx.x / CS, rank = blockIdx.x - unit * CS;
+  // shifts and one unsigned division: this index math is on the path to the first load (the slot)
+  const int CS = 1 << p.lcs;
+  const unsigned unit = blockIdx.x >> p.lcs;
+  const int rank = static_cast<int>(blockIdx.x & (CS - 1));
   const bool owner = rank == 0;  // writes the unit's meta row, ring_B and ring_dt
-  const int H = static_cast<int>(p.H), R = static_cast<int>(p.R);
-  const int b = unit / H, u = unit - b * H;
+  const int H = p.H, R = p.R;
+  const int b = static_cast<int>(unit / static_cast<unsigned>(H)), u = static_cast<int>(unit) - b * H;
   const int row = rank * ROWS + tid / LPR;
   const int s = p.slots[b * p.slots_stride];
   TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + row;
@@ -68,7 +144,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
     if (q == 0) *y = SV<TI>::from_f(0.f);
     return;
   }
-  const int gi = u / (H / static_cast<int>(p.G));
+  const int gi = u / (H / p.G);
   auto col = [q](int j) { return (j * LPR + q) * 4; };
 
   // ---- every load at once: control words, pending ring token 0, state row, the new token ------------------
@@ -79,7 +155,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const VerifyS
   const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h;
   const TI* rxp = static_cast<const TI*>(p.ring_x) + rx0 + row;
   const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
-  float* st = static_cast<float*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row * p.st_p;
+  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row * p.st_p;
   const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
   const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
   float h[J][4], Bn[J][4], Cn[J][4], Br[J][4];
@@ -171,6 +247,7 @@ inline bool m2dec_fits(const VerifyStepParams& p, bool clusters, int lpr) {
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m2_io_fits(p, 4, VI)) return false;
   if (!(p.N == 64 || p.N == 128) || p.N < 4 * lpr) return false;
+  if (p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX) return false;  // M2DecParams' int32
   const int64_t rows = kDecThreads / lpr;
   if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows)) return false;
   return clusters || p.P == rows;

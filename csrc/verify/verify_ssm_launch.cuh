@@ -133,15 +133,15 @@ inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
 template <typename TI, int LPR>
-inline void (*dec_kernel_in(int64_t N))(VerifyStepParams) {
+inline void (*dec_kernel_in(int64_t N))(M2DecParams) {
   return N == 64 ? verify_m2dec_kernel<TI, 64, LPR> : verify_m2dec_kernel<TI, 128, LPR>;
 }
 template <typename TI>
-inline void (*dec_kernel_l(int64_t N, int lanes))(VerifyStepParams) {
+inline void (*dec_kernel_l(int64_t N, int lanes))(M2DecParams) {
   return lanes == 8 ? dec_kernel_in<TI, 8>(N) : dec_kernel_in<TI, 4>(N);
 }
 template <typename T>
-inline void (*dec_kernel(DType in, int64_t N, int lanes))(VerifyStepParams) {
+inline void (*dec_kernel(DType in, int64_t N, int lanes))(M2DecParams) {
   if constexpr (std::is_same<T, float>::value) {
     if (in == DType::kBFloat16) return dec_kernel_l<__nv_bfloat16>(N, lanes);
     if (in == DType::kFloat16) return dec_kernel_l<__half>(N, lanes);
@@ -205,10 +205,22 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
-  if (c.dec) kern = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   cudaError_t err;
+  if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
+    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
+    if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
+    const M2DecParams d = m2dec_params(p, c.dec_lanes);
+    if (c.cluster > 1) {
+      err = launch_in_clusters(c, c.smem, stream, dkern, d);
+      if (err != cudaSuccess) return cudaGetErrorString(err);
+    } else {
+      dkern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(d);
+    }
+    err = cudaGetLastError();
+    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  }
   if (c.smem > 48 * 1024) {
     err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
     if (err != cudaSuccess) return cudaGetErrorString(err);

@@ -66,9 +66,14 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
     counter = &n_tc;
   }
-  if (c.dec) {
-    kern = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
-    counter = &n_dec;
+  if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
+    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
+    if (dkern == nullptr) return "emu: no decode kernel";
+    if (c.grid == 0) return nullptr;
+    ++n_dec;
+    const M2DecParams d = m2dec_params(p, c.dec_lanes);
+    emu::launch(c.grid, c.threads, c.smem, [&] { dkern(d); }, c.cluster);
+    return nullptr;
   }
   if (c.m1lean) {
     kern = m1_kernel<T>(p.in_dtype, p.N);
