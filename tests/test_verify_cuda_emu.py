@@ -46,9 +46,6 @@ GROUPS = {
     # the same with 8 lanes a state row (16 rows a block: clusters of 8 / 4 / 2 blocks; the launcher's choice)
     "decode8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1"},
                 ["hot_m2", "lean_f16", "dec_f32"], ["decode"]),
-    # 16 lanes a state row (8 rows a block: clusters of 16 / 8 / 4 blocks at P 128 / 64 / 32; only when forced)
-    "decode16": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
-                  "MK_VERIFY_DEC_LANES": "16"}, ["hot_m2", "lean_f16", "dec_f32"], ["decode"]),
     # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
     # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
     "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),

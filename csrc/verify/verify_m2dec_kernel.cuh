@@ -249,20 +249,18 @@ inline bool m2dec_fits(const VerifyStepParams& p, bool clusters, int lpr) {
   if (!(p.N == 64 || p.N == 128) || p.N < 4 * lpr) return false;
   if (p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX) return false;  // M2DecParams' int32
   const int64_t rows = kDecThreads / lpr;
-  if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows || (lpr == 16 && p.P == 16 * rows)))
-    return false;  // clusters of up to 8 blocks (16 with 16 lanes: a non-portable cluster size, sm_90)
+  if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows)) return false;
   return clusters || p.P == rows;
 }
 
 // Lanes a row: 8 (16 rows a block) where a unit's P / 16 blocks fit one cluster (P <= 128), else 4 (32 rows).
 // H200, h 32 p 128 n 128, b1: 3.41 us kernel time with 8 lanes, 3.64 with 4 (b4: 7.58 / 7.79).
-// MK_VERIFY_DEC_LANES=4|8|16 (environment, read once) forces it (benchmarks, tests); 16 lanes (8 rows a block, a
-// cluster of 16 at P 128) only when forced.
+// MK_VERIFY_DEC_LANES=4|8 (environment, read once) forces it (benchmarks, tests).
 inline int m2dec_lanes(int64_t P) {
   static const int forced = [] {
     const char* e = std::getenv("MK_VERIFY_DEC_LANES");
     const int v = e != nullptr ? std::atoi(e) : 0;
-    return v == 4 || v == 8 || v == 16 ? v : 0;
+    return v == 4 || v == 8 ? v : 0;
   }();
   return forced != 0 ? forced : (P <= 128 ? 8 : 4);
 }

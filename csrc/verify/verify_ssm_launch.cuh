@@ -138,7 +138,7 @@ inline void (*dec_kernel_in(int64_t N))(M2DecParams) {
 }
 template <typename TI>
 inline void (*dec_kernel_l(int64_t N, int lanes))(M2DecParams) {
-  return lanes == 16 ? dec_kernel_in<TI, 16>(N) : (lanes == 8 ? dec_kernel_in<TI, 8>(N) : dec_kernel_in<TI, 4>(N));
+  return lanes == 8 ? dec_kernel_in<TI, 8>(N) : dec_kernel_in<TI, 4>(N);
 }
 template <typename T>
 inline void (*dec_kernel(DType in, int64_t N, int lanes))(M2DecParams) {
@@ -212,10 +212,6 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
     const M2DecParams d = m2dec_params(p, c.dec_lanes);
-    if (c.cluster > 8) {  // 16 blocks: a non-portable cluster size (sm_90 allows it when asked)
-      err = cudaFuncSetAttribute(dkern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-      if (err != cudaSuccess) return cudaGetErrorString(err);
-    }
     if (c.cluster > 1) {
       err = launch_in_clusters(c, c.smem, stream, dkern, d);
       if (err != cudaSuccess) return cudaGetErrorString(err);
