@@ -118,7 +118,16 @@ def bench_ssd(benchmark, harness, mode, impl, shape, monkeypatch):
     flops = _flops(**s) * (3 if bwd else 1)
     harness.measure(benchmark, kernel=f"ssd_{mode}", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
                     fn=call, bytes=_bytes(**s, bwd=bwd), flops=flops,
-                    note="D, z, dt_bias, softplus; grads of all inputs" if bwd else "D, z, dt_bias, softplus")
+                    note=("D, z, dt_bias, softplus; grads of all inputs" if bwd else "D, z, dt_bias, softplus")
+                    + _run_chunk_note("triton" if impl == "mamba_kernels:triton" else None))
+
+
+def _run_chunk_note(backend):
+    """The chunk size our kernels run at when it differs from the requested Q (no chunk states are returned:
+    mamba_kernels.ssd.interface.compute_chunk_size)."""
+    from mamba_kernels.ssd.interface import compute_chunk_size
+    q = compute_chunk_size(backend, Q, False, "cuda") if backend else Q
+    return "" if q == Q else f"; kernels run at chunk {q}"
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -147,7 +156,7 @@ def bench_ssd_fwd_graph(benchmark, harness, shape):
     inp = _inputs(**s)
     harness.measure(benchmark, kernel="ssd_fwd", impl="mamba_kernels:triton", shape=dict(s, chunk=Q),
                     dtype="bfloat16", fn=lambda: fn(inp), bytes=_bytes(**s), flops=_flops(**s), graph=True,
-                    note="D, z, dt_bias, softplus")
+                    note="D, z, dt_bias, softplus" + _run_chunk_note("triton"))
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

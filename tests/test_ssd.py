@@ -112,17 +112,22 @@ def _skip_unavailable(backend, device):
 
 def check_against_ref(backend, device, dtype, b, l, h, p, n, g, chunk, *, cu=None, D_shape="h", z=True, bias=True,
                       init=True, softplus=True, dt_limit=(0.01, 3.0), grads=True, factor=1.0, grad_factor=4.0,
-                      A_scale=None):
-    """Forward outputs (y, final states, chunk states) and every gradient vs the float64 reference."""
+                      A_scale=None, chunk_states=True):
+    """Forward outputs (y, final states, chunk states unless chunk_states=False) and every gradient vs the float64
+    reference."""
     nseq = None if cu is None else len(cu) - 1
     inp = make_inputs(b, l, h, p, n, g, dtype=dtype, device=device, D_shape=D_shape, z=z, bias=bias, init=init,
                       nseq=nseq, requires_grad=grads, A_scale=A_scale)
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device=device)
     kw = dict(dt_softplus=softplus, dt_limit=dt_limit, cu_seqlens=cu_t, return_final_states=True,
               return_chunk_states=True)
-    y, fin, cs = ssd_chunked_scan(**inp, chunk_size=chunk, backend=backend, **kw)
     ref_inp = {k: v.detach().to(F64).requires_grad_(grads) for k, v in inp.items()}
     yr, finr, csr = ssd_chunked_ref(**ref_inp, chunk_size=chunk, **kw)
+    if chunk_states:
+        y, fin, cs = ssd_chunked_scan(**inp, chunk_size=chunk, backend=backend, **kw)
+    else:  # the kernels may run at another chunk size then (compute_chunk_size); compare what is returned
+        y, fin = ssd_chunked_scan(**inp, chunk_size=chunk, backend=backend, **dict(kw, return_chunk_states=False))
+        cs, csr = torch.zeros(1, dtype=F64), torch.zeros(1, dtype=F64)
     assert y.dtype == dtype and y.shape == (b, l, h, p)
     assert_close(y, yr, dtype, factor=factor, name="out")
     assert_close(fin, finr, dtype, factor=factor, name="final_states")
@@ -229,6 +234,28 @@ def test_triton_cpu_split_programs(hsplit, monkeypatch):
     for case in ("b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l60-h4-p16-n16-g1-Q32-steep"):
         b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
         check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
+
+
+def test_compute_chunk_size():
+    """Without returned chunk states the Triton backend on CUDA tensors runs at 128 for chunk_size > 128; everything
+    else runs at the requested size."""
+    from mamba_kernels.ssd.interface import compute_chunk_size
+    assert compute_chunk_size("triton", 256, False, "cuda") == 128
+    assert compute_chunk_size("triton", 200, False, torch.device("cuda", 0)) == 128
+    assert compute_chunk_size("triton", 256, True, "cuda") == 256
+    assert compute_chunk_size("triton", 128, False, "cuda") == 128
+    assert compute_chunk_size("triton", 64, False, "cuda") == 64
+    assert compute_chunk_size("triton", 256, False, "cpu") == 256
+    for be in ("cuda", "cpu", "ref"):
+        assert compute_chunk_size(be, 256, False, "cuda") == 256
+
+
+def test_chunk_size_without_chunk_states_cpu():
+    """chunk_size without return_chunk_states (the path where a backend may pick its own chunk size): outputs and
+    every gradient still match the reference at the requested chunk size."""
+    for backend in ("cpu", "triton"):
+        _skip_unavailable(backend, "cpu")
+        check_against_ref(backend, "cpu", torch.float32, 1, 70, 2, 16, 16, 1, 32, chunk_states=False)
 
 
 def test_triton_cpu_head_blocks_with_p_blocks(monkeypatch):
@@ -419,6 +446,19 @@ def test_gpu_vs_ref(backend, case, dtype, monkeypatch):
     monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")  # backend cuda: the CUDA backward (opt-in) against the reference
     b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
     check_against_ref(backend, "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", list(GPU_DTYPES))
+@pytest.mark.parametrize("case", ["b2-l1000-h4-p64-n128-g1-Q256", "b1-l2050-varlen-short-long-Q256",
+                                  "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l300-h2-p256-n64-g2-Q128"])
+def test_gpu_triton_without_chunk_states(case, dtype):
+    """chunk_size 256 without return_chunk_states: the Triton kernels run at 128 (compute_chunk_size); outputs,
+    final states and every gradient match the reference at 256."""
+    _skip_unavailable("triton", "cuda")
+    b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
+    check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0,
+                      chunk_states=False, **opts)
 
 
 @pytest.mark.gpu

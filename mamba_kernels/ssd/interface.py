@@ -246,7 +246,10 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     """Mamba-2 chunked SSD scan (python_ref/ssd.py::ssd_chunked_ref), forward and backward.
 
     Args:
-        x (b, l, h, p); dt (b, l, h); A (h,); B, C (b, l, g, n) with h % g == 0; chunk_size Q.
+        x (b, l, h, p); dt (b, l, h); A (h,); B, C (b, l, g, n) with h % g == 0; chunk_size Q: where the
+            returned chunk states lie. The output does not depend on it (up to rounding): without
+            return_chunk_states the Triton backend on the GPU computes in 128-token chunks when Q > 128 (faster
+            there; compute_chunk_size).
         D (h,) or (h, p); z (b, l, h, p) gate (out = (y + D x) * silu(z)); dt_bias (h,);
         dt_softplus: dt <- softplus(dt + dt_bias); dt_limit (lo, hi): then clamp dt.
         initial_states (b, h, p, n), or (nseq, h, p, n) with cu_seqlens.
@@ -278,13 +281,14 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     if backend is None:  # cuda is opt-in until timed on the H200
         supported = tuple(s for s in supported if s != "cuda")
     be = _backend.resolve(backend, device, supported=supported)
+    Q = compute_chunk_size(be, chunk_size, bool(return_chunk_states), device)
     has_limit = dt_limit is not None
     lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, math.inf)
     # pre-gate output only when a backward can run; fp32 chunk-entry states only when they are returned
     keep_ypre = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, dt, A, B, C, D, z, dt_bias, initial_states))
     out, _, states_in, final = ssd_chunked_fwd(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens,
-                                               chunk_size, bool(dt_softplus), has_limit, lo, hi, be,
+                                               Q, bool(dt_softplus), has_limit, lo, hi, be,
                                                keep_ypre, bool(return_chunk_states))
     res = (out,)
     if return_final_states:
@@ -292,6 +296,21 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     if return_chunk_states:
         res = res + (_gather_chunk_states(states_in, final, x.shape[0], x.shape[1], chunk_size, cu_seqlens),)
     return res[0] if len(res) == 1 else res
+
+
+# H200, bf16, Triton, the issue-4 shapes (b4 l4096 h80 p64 n128 g1 / b2 l4096 h32 p128 n128 g32), chunk 128 against
+# 256: forward 0.712 / 0.303 ms against 0.731 / 0.348, forward + backward 3.40 / 1.57 against 3.40 / 1.68 (chunk 64:
+# 0.717 / 0.314, 3.97 / 1.73); bench/NOTES.md.
+_TRITON_GPU_CHUNK = 128
+
+
+def compute_chunk_size(backend: str, chunk_size: int, return_chunk_states: bool, device) -> int:
+    """The chunk size the kernels run at. The scan's output does not depend on it (up to rounding); only returned
+    chunk states do. So without them the Triton backend on CUDA tensors runs at 128 when chunk_size > 128."""
+    if backend == "triton" and not return_chunk_states and torch.device(device).type == "cuda" \
+            and chunk_size > _TRITON_GPU_CHUNK:
+        return _TRITON_GPU_CHUNK
+    return chunk_size
 
 
 def _gather_chunk_states(states_in, final, b, l, chunk_size, cu_seqlens):
