@@ -250,12 +250,22 @@ def test_compute_chunk_size():
         assert compute_chunk_size(be, 256, False, "cuda") == 256
 
 
-def test_chunk_size_without_chunk_states_cpu():
+def test_chunk_size_without_chunk_states_cpu(monkeypatch):
     """chunk_size without return_chunk_states (the path where a backend may pick its own chunk size): outputs and
-    every gradient still match the reference at the requested chunk size."""
+    every gradient still match the reference at the requested chunk size, also when the kernels run at a smaller
+    one (the GPU rule of compute_chunk_size applied on the CPU here: chunk 32 requested, 16 run)."""
+    from mamba_kernels.ssd import interface
     for backend in ("cpu", "triton"):
         _skip_unavailable(backend, "cpu")
         check_against_ref(backend, "cpu", torch.float32, 1, 70, 2, 16, 16, 1, 32, chunk_states=False)
+    _skip_unavailable("triton", "cpu")
+    ran = []
+    monkeypatch.setattr(interface, "compute_chunk_size",
+                        lambda be, q, states, dev: ran.append(q) or (16 if not states and q > 16 else q))
+    check_against_ref("triton", "cpu", torch.float32, 1, 70, 2, 16, 16, 1, 32, chunk_states=False)
+    check_against_ref("triton", "cpu", torch.float32, 1, 50, 4, 8, 16, 2, 32, chunk_states=False,
+                      cu=[0, 1, 3, 20, 50])
+    assert ran == [32, 32]
 
 
 def test_triton_cpu_head_blocks_with_p_blocks(monkeypatch):
