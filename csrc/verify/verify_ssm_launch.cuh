@@ -195,6 +195,24 @@ cudaError_t launch_in_clusters(const SsmLaunch& c, size_t smem, cudaStream_t str
   return cudaLaunchKernelEx(&cfg, kern, std::forward<Args>(args)...);
 }
 
+// kern(arg) on c's grid: in clusters of c.cluster blocks when > 1, with c.smem bytes of dynamic shared memory.
+template <typename Arg>
+const char* launch_one(const SsmLaunch& c, cudaStream_t stream, void (*kern)(Arg), const Arg& arg) {
+  cudaError_t err;
+  if (c.smem > 48 * 1024) {
+    err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  }
+  if (c.cluster > 1) {  // a cluster of `cluster` consecutive blocks per unit
+    err = launch_in_clusters(c, c.smem, stream, kern, arg);
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  } else {
+    kern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(arg);
+  }
+  err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   const bool clusters = device_has_clusters();
@@ -207,32 +225,12 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
-  cudaError_t err;
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
     void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
-    const M2DecParams d = m2dec_params(p, c.dec_lanes);
-    if (c.cluster > 1) {
-      err = launch_in_clusters(c, c.smem, stream, dkern, d);
-      if (err != cudaSuccess) return cudaGetErrorString(err);
-    } else {
-      dkern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(d);
-    }
-    err = cudaGetLastError();
-    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+    return launch_one(c, stream, dkern, m2dec_params(p, c.dec_lanes));
   }
-  if (c.smem > 48 * 1024) {
-    err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-  }
-  if (c.cluster > 1) {  // a cluster of `cluster` consecutive blocks per unit
-    err = launch_in_clusters(c, c.smem, stream, kern, p);
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-  } else {
-    kern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p);
-  }
-  err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return launch_one(c, stream, kern, p);
 }
 #endif
 
