@@ -324,6 +324,32 @@ def test_ref_backend_float64_gradcheck():
     assert torch.autograd.gradcheck(f, tuple(inp[k] for k in GRAD_NAMES))
 
 
+@pytest.mark.parametrize("used", ["out", "final", "chunk_states", "final+chunk_states"])
+@pytest.mark.parametrize("backend", ["ref", "cpu", "triton"])
+def test_gradients_when_outputs_are_unused(backend, used):
+    """Outputs left out of the loss reach the backward as None (no zero gradients are materialised): every input's
+    gradient still matches the reference's when the loss uses only y, only the final states, or only the chunk
+    states."""
+    _skip_unavailable(backend, "cpu")
+    inp = make_inputs(1, 40, 2, 16, 16, 1, D_shape="h", init=True, requires_grad=True)
+    kw = dict(dt_softplus=True, return_final_states=True, return_chunk_states=True)
+    ref_inp = {k: v.detach().to(F64).requires_grad_(True) for k, v in inp.items()}
+    outs = ssd_chunked_scan(**inp, chunk_size=16, backend=backend, **kw)
+    outs_r = ssd_chunked_ref(**ref_inp, chunk_size=16, **kw)
+    pick = {"out": [0], "final": [1], "chunk_states": [2], "final+chunk_states": [1, 2]}[used]
+    torch.manual_seed(1)
+    gs = [torch.randn_like(outs_r[i]) for i in pick]
+    loss = sum((outs[i].to(F64) * g).sum() for i, g in zip(pick, gs))
+    loss_r = sum((outs_r[i] * g).sum() for i, g in zip(pick, gs))
+    names = [k for k in GRAD_NAMES if k in inp]
+    got = torch.autograd.grad(loss, [inp[k] for k in names], allow_unused=True)
+    exp = torch.autograd.grad(loss_r, [ref_inp[k] for k in names], allow_unused=True)
+    for k, a, e in zip(names, got, exp):
+        a = torch.zeros_like(inp[k]) if a is None else a
+        e = torch.zeros_like(ref_inp[k]) if e is None else e
+        assert_close(a, e, torch.float32, factor=4.0, name=f"d{k} ({used})")
+
+
 def test_triton_float64_inputs_gradcheck_loose():
     """Triton backend's autograd wiring with fp64 tensors (fp32 math inside, so loose tolerances)."""
     _skip_unavailable("triton", "cpu")

@@ -231,6 +231,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, weight, bias, initial_states, cu_seqlens)
     ctx.activation, ctx.channel_last, ctx.backend = activation, channel_last, backend
     ctx.return_final_states = return_final_states
+    ctx.set_materialize_grads(False)  # unused outputs' gradients arrive as None (handled below), not zero fills
 
 
 def _backward(ctx, dy, dfinal):

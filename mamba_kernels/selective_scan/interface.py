@@ -307,6 +307,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, states)
     ctx.delta_softplus = delta_softplus
     ctx.backend = backend
+    ctx.set_materialize_grads(False)  # unused outputs' gradients arrive as None (handled below), not zero fills
 
 
 def _backward(ctx, dout, dlast, _dstates):
