@@ -25,7 +25,7 @@ want verify && step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
 want conv && step 70 $T conv_cuda $P tests/test_conv1d.py -m gpu -k "cuda"
 want ss && step 60 $T ss_cuda $P tests/test_selective_scan.py -m gpu -k "cuda"
 want ss && step 80 $T ss_triton $P tests/test_selective_scan.py -m gpu -k "triton"
-want ssd && step 80 $T ssd $P tests/test_ssd.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
+want ssd && step 80 $T ssd $P tests/test_ssd_gpu.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
 [ -n "${APID:-}" ] && wait "$APID"  # the benches below compare with the anchor
 want verify && step 30 $OUT/prof.log verify_prof python3 scripts/profile_verify.py --cases mamba2-1-4,mamba2-64-4 --impls cuda
 want verify && step 50 $B verify $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"

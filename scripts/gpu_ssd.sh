@@ -8,13 +8,13 @@
 #     forward / backward alone, and a profile of one Triton forward + backward. SWEEP_ALL=1: every sweep entry.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
-#   SSD_PART=select: build, bench_ssd.py entries matching $BENCH_K, then tests/test_ssd.py GPU tests matching $TEST_K
+#   SSD_PART=select: build, bench_ssd.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 [ "${NOBUILD:-0}" = 1 ] || build 16
 if [ "${SSD_PART:-time}" = time ]; then
-step 75 $T ssd_cuda_bwd $P tests/test_ssd.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
+step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
 step 60 $OUT/prof.log ssd_prof_bwd python3 scripts/profile_ssd.py --impls triton --chunks 256 --bwd --reps 5
 # A/B of the chunk pipeline's run-time variants (ssd_chunk_kernel.cuh, chunk_knobs(); read once a process): the
@@ -28,7 +28,7 @@ step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
 elif [ "${SSD_PART}" = select ]; then
 [ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py --benchmark-only -k "$BENCH_K"
-[ -n "${TEST_K:-}" ] && step ${TEST_S:-200} $T ssd_select_tests $P -v tests/test_ssd.py -m gpu -k "$TEST_K"
+[ -n "${TEST_K:-}" ] && step ${TEST_S:-200} $T ssd_select_tests $P -v tests/test_ssd_gpu.py -m gpu -k "$TEST_K"
 elif [ "${SSD_PART}" = sweep ]; then
 if [ "${SWEEP_ALL:-0}" = 1 ]; then F="chunk_scan_configs or state_fwd_configs"; W="bwd_configs"
 else F="chunk_scan_configs and (default or splitM)"; W="bwd_configs and (default or splitS or hs)"; fi
@@ -39,12 +39,12 @@ step 120 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k \
 # every kernel of one Triton forward + backward through autograd (torch's zero fills / sums / casts included)
 step 60 $OUT/prof.log ssd_prof_bwd python3 scripts/profile_ssd.py --impls triton --chunks 256 --bwd --reps 5
 else
-step 200 $T ssd_cuda $P --durations=8 tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda"
-step 60 $T ssd_cuda_ho1 env MK_SSD_HANDOVER=1 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
-step 60 $T ssd_cuda_sh2 env MK_SSD_SCAN_HEADS=2 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
-step 60 $T ssd_cuda_sh4 env MK_SSD_SCAN_HEADS=4 $P tests/test_ssd.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 200 $T ssd_cuda $P --durations=8 tests/test_ssd_gpu.py -m gpu -k "gpu_vs_ref and cuda"
+step 60 $T ssd_cuda_ho1 env MK_SSD_HANDOVER=1 $P tests/test_ssd_gpu.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 60 $T ssd_cuda_sh2 env MK_SSD_SCAN_HEADS=2 $P tests/test_ssd_gpu.py -m gpu -k "gpu_vs_ref and cuda and bf16"
+step 60 $T ssd_cuda_sh4 env MK_SSD_SCAN_HEADS=4 $P tests/test_ssd_gpu.py -m gpu -k "gpu_vs_ref and cuda and bf16"
 # Test ids are e.g. [dense-bf16] / [bf16]: select by those, or the sanitizer runs nothing.
 step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q \
-  -p no:cacheprovider tests/test_ssd.py -m gpu -k "(gpu_cuda_backward_runs_the_kernel and dense-bf16) or (strided_inputs and bf16)"
+  -p no:cacheprovider tests/test_ssd_gpu.py -m gpu -k "(gpu_cuda_backward_runs_the_kernel and dense-bf16) or (strided_inputs and bf16)"
 fi
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L

@@ -5,7 +5,7 @@ unmodified on inputs written here; every gradient (dx, ddt, dA, dB, dC, dD, dz, 
 compared with torch autograd through python_ref/ssd.py::ssd_chunked_ref in float64, with the gradients of the final
 states and of the chunk-entry states (the forward's states_in output) included in the loss. The saved forward
 tensors the kernels read (ypre in x's dtype, states_in in fp32) come from the reference too. Tolerances: the repo's
-(mamba_kernels.testing) for the input dtype, widened 5x for gradients as in tests/test_ssd.py's GPU tests. No GPU.
+(mamba_kernels.testing) for the input dtype, widened 5x for gradients as in tests/test_ssd_gpu.py. No GPU.
 """
 import math
 import os

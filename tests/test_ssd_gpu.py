@@ -1,0 +1,214 @@
+"""GPU tests of the chunked SSD (Mamba-2) scan (pytest -m gpu on a CUDA machine): the Triton and CUDA backends
+against the float64 reference on the issue's awkward shapes and every dtype, opcheck, torch.compile, CUDA graphs,
+the CUDA kernels' own checks. Helpers and the CPU tests: tests/test_ssd.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mamba_kernels.ssd import ssd_chunked_scan
+from mamba_kernels.ssd.interface import ssd_chunked_bwd, ssd_chunked_fwd
+from mamba_kernels.testing import assert_close
+from test_ssd import _op_args, _skip_unavailable, check_against_ref, make_inputs
+
+
+# --------------------------------------------------------------------------------------------- GPU
+# (b, l, h, p, n, g, chunk, options); every case checks the forward outputs and every gradient.
+GPU_CASES = {}
+for _q in (64, 128, 256):
+    for _l in (1, 255, 1000):
+        GPU_CASES[f"b2-l{_l}-h4-p64-n128-g1-Q{_q}"] = (2, _l, 4, 64, 128, 1, _q, {})
+for _p in (32, 64, 128):
+    for _n in (16, 64, 128, 256):
+        GPU_CASES[f"b1-l777-h4-p{_p}-n{_n}-g2-Q256"] = (1, 777, 4, _p, _n, 2, 256, dict(D_shape="hp"))
+for _g in (1, 8, 16):
+    GPU_CASES[f"b2-l300-h16-p64-n64-g{_g}-Q128"] = (2, 300, 16, 64, 64, _g, 128, {})
+GPU_CASES["b1-l2050-varlen-short-long-Q256"] = (1, 2050, 4, 64, 128, 1, 256,
+                                                dict(cu=[0, 1, 2, 5, 300, 301, 2000, 2000, 2050]))
+GPU_CASES["b1-l1100-varlen-Q64-noz-noinit"] = (1, 1100, 8, 128, 128, 8, 64,
+                                               dict(cu=[0, 3, 64, 65, 1100], z=False, init=False, dt_limit=None))
+GPU_CASES["b2-l513-h32-p128-n128-g32-Q256-llama"] = (2, 513, 32, 128, 128, 32, 256, {})
+GPU_CASES["b1-l400-h4-p64-n128-g1-Q100-odd-chunk"] = (1, 400, 4, 64, 128, 1, 100, {})
+GPU_CASES["b1-l600-h80-p64-n128-g1-Q256-hpg80"] = (1, 600, 80, 64, 128, 1, 256, {})  # issue shape's head grouping
+GPU_CASES["b2-l300-h80-p64-n128-g1-Q256"] = (2, 300, 80, 64, 128, 1, 256, {})  # 160 state walks (n split)
+GPU_CASES["b1-l300-h2-p256-n64-g2-Q128"] = (1, 300, 2, 256, 64, 2, 128, {})  # p in two blocks of 128 (Triton scan)
+
+GPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", list(GPU_DTYPES))
+@pytest.mark.parametrize("case", list(GPU_CASES))
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_vs_ref(backend, case, dtype, monkeypatch):
+    _skip_unavailable(backend, "cuda")
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")  # backend cuda: the CUDA backward (opt-in) against the reference
+    b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
+    check_against_ref(backend, "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", list(GPU_DTYPES))
+@pytest.mark.parametrize("case", ["b2-l1000-h4-p64-n128-g1-Q256", "b1-l2050-varlen-short-long-Q256",
+                                  "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l300-h2-p256-n64-g2-Q128"])
+def test_gpu_triton_without_chunk_states(case, dtype):
+    """chunk_size 256 without return_chunk_states: the Triton kernels run at 128 (compute_chunk_size); outputs,
+    final states and every gradient match the reference at 256."""
+    _skip_unavailable("triton", "cuda")
+    b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
+    check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0,
+                      chunk_states=False, **opts)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["ref", "triton", "cuda"])
+def test_gpu_opcheck_fwd(backend):
+    args = _op_args(backend, device="cuda", dtype=torch.bfloat16, cu=[0, 7, 20])
+    for t in args[:9]:
+        t.requires_grad_(True)
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    torch.library.opcheck(ssd_chunked_fwd, args, test_utils=utils + (("test_aot_dispatch_dynamic",)
+                                                                     if backend == "triton" else ()))
+
+
+@pytest.mark.gpu
+def test_gpu_torch_compile_triton():
+    inp = make_inputs(2, 300, 4, 64, 64, 2, dtype=torch.bfloat16, device="cuda", init=True, requires_grad=True)
+
+    def f(**kw):
+        return ssd_chunked_scan(**kw, chunk_size=128, dt_softplus=True, return_final_states=True,
+                                backend="triton")
+    y, fin = torch.compile(f)(**inp)
+    y2, fin2 = f(**inp)
+    assert_close(y, y2.float(), torch.bfloat16, name="compiled out")
+    assert_close(fin, fin2, torch.float32, name="compiled final")
+    (y.float().sum() + fin.sum()).backward()
+    assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in inp.values())
+
+
+@pytest.mark.gpu
+def test_gpu_forward_sync_free_and_cuda_graph():
+    """Without cu_seqlens the Triton forward does no host sync and replays from a CUDA graph bitwise."""
+    inp = make_inputs(2, 700, 8, 64, 128, 2, dtype=torch.bfloat16, device="cuda", init=True)
+    kw = dict(chunk_size=256, dt_softplus=True, return_final_states=True, backend="triton")
+    with torch.no_grad():
+        y_ref, f_ref = ssd_chunked_scan(**inp, **kw)  # compiles the kernels
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            ssd_chunked_scan(**inp, **kw)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            ssd_chunked_scan(**inp, **kw)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            y, f = ssd_chunked_scan(**inp, **kw)
+        graph.replay()
+        torch.cuda.synchronize()
+    assert torch.equal(y, y_ref) and torch.equal(f, f_ref)
+
+
+@pytest.mark.gpu
+def test_gpu_backward_sync_free():
+    """Forward + backward without cu_seqlens: no host sync anywhere (kernels compiled by a first call)."""
+    inp = make_inputs(2, 300, 8, 64, 64, 2, dtype=torch.bfloat16, device="cuda", init=True, requires_grad=True)
+    leaves = list(inp.values())
+
+    def step():
+        y, fin = ssd_chunked_scan(**inp, chunk_size=128, dt_softplus=True, return_final_states=True,
+                                  backend="triton")
+        return torch.autograd.grad((y.float().square().sum() + fin.sum()), leaves)
+    g0 = step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        g1 = step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for k, a, b_ in zip(inp, g0, g1):
+        assert_close(b_, a.float(), a.dtype if a.dtype != torch.float32 else torch.bfloat16, name=f"d{k} rerun")
+
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_forward_kernel_is_built():
+    """backend="cuda" falls back to the Triton forward where the CUDA kernel does not serve a call (and when the
+    extension lacks the op): the kernel itself must be there, or every cuda test above timed Triton."""
+    _skip_unavailable("cuda", "cuda")
+    from mamba_kernels.ssd import cuda as ssd_cuda
+    assert ssd_cuda.available(), "mamba_kernels._cuda has no _ssd_fwd_cuda op: rebuild the extension"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_gpu_cuda_forward_strided_inputs(dtype):
+    """Non-contiguous x / z / B / C / dt views (the kernel takes their strides) give the contiguous result."""
+    _skip_unavailable("cuda", "cuda")
+    inp = make_inputs(2, 300, 4, 64, 128, 2, dtype=dtype, device="cuda", init=True)
+    strided = dict(inp)
+    for k in ("x", "z", "B", "C", "dt"):
+        t = inp[k]
+        big = torch.empty(*t.shape[:-1], t.shape[-1] + 8, dtype=t.dtype, device=t.device) if k != "dt" else \
+            torch.empty(t.shape[0], t.shape[1], t.shape[2] * 3, dtype=t.dtype, device=t.device)
+        view = big[..., :t.shape[-1]] if k != "dt" else big[..., ::3]
+        view.copy_(t)
+        strided[k] = view
+    kw = dict(chunk_size=128, dt_softplus=True, return_final_states=True, return_chunk_states=True, backend="cuda")
+    with torch.no_grad():
+        got = ssd_chunked_scan(**strided, **kw)
+        exp = ssd_chunked_scan(**inp, **kw)
+    for a, e, name in zip(got, exp, ("out", "final", "chunk_states")):
+        assert torch.equal(a, e), name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 600]], ids=["dense", "varlen"])
+def test_gpu_cuda_backward_runs_the_kernel(dtype, cu, monkeypatch):
+    """backend="cuda" with MK_SSD_CUDA_BWD=1 takes the CUDA backward (mamba_kernels/ssd/cuda_bwd.py) where it serves
+    (op built, p, n <= 128, chunk a multiple of 64): its call counter moves, and its gradients match the Triton
+    backward's on the same inputs; MK_SSD_CUDA_BWD=0 (the default) takes the Triton one. (test_gpu_vs_ref[cuda-*]
+    compares the CUDA backward with the reference.)"""
+    _skip_unavailable("cuda", "cuda")
+    from mamba_kernels.ssd import cuda_bwd
+    assert cuda_bwd.available(), "mamba_kernels._cuda has no _ssd_bwd_cuda op: rebuild the extension"
+    nseq = None if cu is None else len(cu) - 1
+    b, l = (2, 300) if cu is None else (1, 600)
+    inp = make_inputs(b, l, 4, 64, 128, 2, dtype=dtype, device="cuda", init=True, nseq=nseq, requires_grad=True)
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device="cuda")
+    names = list(inp)
+
+    def grads():
+        y, fin, cs = ssd_chunked_scan(**inp, chunk_size=128, dt_softplus=True, dt_limit=(0.01, 3.0),
+                                      cu_seqlens=cu_t, return_final_states=True, return_chunk_states=True,
+                                      backend="cuda")
+        loss = y.float().square().sum() + fin.sum() + cs.square().sum()
+        return torch.autograd.grad(loss, [inp[k] for k in names])
+    before = dict(cuda_bwd.CALLS)
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")
+    g_cuda = grads()
+    assert cuda_bwd.CALLS["cuda"] == before["cuda"] + 1 and cuda_bwd.CALLS["triton"] == before["triton"]
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "0")
+    g_tri = grads()
+    assert cuda_bwd.CALLS["triton"] == before["triton"] + 1
+    for k, a, e in zip(names, g_cuda, g_tri):
+        assert a.dtype == inp[k].dtype and a.shape == inp[k].shape, k
+        assert_close(a, e.float(), a.dtype if a.dtype != torch.float32 or dtype == torch.float32 else dtype,
+                     factor=5.0, name=f"d{k} cuda vs triton backward")
+
+
+@pytest.mark.gpu
+def test_gpu_opcheck_bwd_cuda(monkeypatch):
+    _skip_unavailable("cuda", "cuda")
+    monkeypatch.setenv("MK_SSD_CUDA_BWD", "1")
+    inp = make_inputs(1, 150, 2, 64, 32, 1, dtype=torch.bfloat16, device="cuda", D_shape="hp", init=True)
+    args = (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], inp["D"], inp["z"], inp["dt_bias"],
+            inp["initial_states"], None, 64, True, True, 0.01, 3.0, "cuda")
+    out, ypre, states_in, final = ssd_chunked_fwd(*args)
+    bargs = (torch.randn_like(out), torch.randn_like(states_in), torch.randn_like(final), *args[:10], ypre,
+             states_in, *args[10:])
+    torch.library.opcheck(ssd_chunked_bwd, bargs)
