@@ -119,14 +119,14 @@ def bench_ssd(benchmark, harness, mode, impl, shape, monkeypatch):
     harness.measure(benchmark, kernel=f"ssd_{mode}", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
                     fn=call, bytes=_bytes(**s, bwd=bwd), flops=flops,
                     note=("D, z, dt_bias, softplus; grads of all inputs" if bwd else "D, z, dt_bias, softplus")
-                    + _run_chunk_note("triton" if impl == "mamba_kernels:triton" else None))
+                    + _run_chunk_note("triton" if impl == "mamba_kernels:triton" else None, bwd))
 
 
-def _run_chunk_note(backend):
+def _run_chunk_note(backend, bwd=False):
     """The chunk size our kernels run at when it differs from the requested Q (no chunk states are returned:
     mamba_kernels.ssd.interface.compute_chunk_size)."""
     from mamba_kernels.ssd.interface import compute_chunk_size
-    q = compute_chunk_size(backend, Q, False, "cuda") if backend else Q
+    q = compute_chunk_size(backend, Q, False, bwd, "cuda") if backend else Q
     return "" if q == Q else f"; kernels run at chunk {q}"
 
 

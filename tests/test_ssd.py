@@ -237,17 +237,18 @@ def test_triton_cpu_split_programs(hsplit, monkeypatch):
 
 
 def test_compute_chunk_size():
-    """Without returned chunk states the Triton backend on CUDA tensors runs at 128 for chunk_size > 128; everything
-    else runs at the requested size."""
+    """A forward without autograd and without returned chunk states runs at 128 on the Triton backend on CUDA tensors
+    for chunk_size > 128; everything else runs at the requested size."""
     from mamba_kernels.ssd.interface import compute_chunk_size
-    assert compute_chunk_size("triton", 256, False, "cuda") == 128
-    assert compute_chunk_size("triton", 200, False, torch.device("cuda", 0)) == 128
-    assert compute_chunk_size("triton", 256, True, "cuda") == 256
-    assert compute_chunk_size("triton", 128, False, "cuda") == 128
-    assert compute_chunk_size("triton", 64, False, "cuda") == 64
-    assert compute_chunk_size("triton", 256, False, "cpu") == 256
+    assert compute_chunk_size("triton", 256, False, False, "cuda") == 128
+    assert compute_chunk_size("triton", 200, False, False, torch.device("cuda", 0)) == 128
+    assert compute_chunk_size("triton", 256, True, False, "cuda") == 256
+    assert compute_chunk_size("triton", 256, False, True, "cuda") == 256
+    assert compute_chunk_size("triton", 128, False, False, "cuda") == 128
+    assert compute_chunk_size("triton", 64, False, False, "cuda") == 64
+    assert compute_chunk_size("triton", 256, False, False, "cpu") == 256
     for be in ("cuda", "cpu", "ref"):
-        assert compute_chunk_size(be, 256, False, "cuda") == 256
+        assert compute_chunk_size(be, 256, False, False, "cuda") == 256
 
 
 def test_chunk_size_without_chunk_states_cpu(monkeypatch):
@@ -261,7 +262,7 @@ def test_chunk_size_without_chunk_states_cpu(monkeypatch):
     _skip_unavailable("triton", "cpu")
     ran = []
     monkeypatch.setattr(interface, "compute_chunk_size",
-                        lambda be, q, states, dev: ran.append(q) or (16 if not states and q > 16 else q))
+                        lambda be, q, states, grad, dev: ran.append(q) or (16 if not states and q > 16 else q))
     check_against_ref("triton", "cpu", torch.float32, 1, 70, 2, 16, 16, 1, 32, chunk_states=False)
     check_against_ref("triton", "cpu", torch.float32, 1, 50, 4, 8, 16, 2, 32, chunk_states=False,
                       cu=[0, 1, 3, 20, 50])

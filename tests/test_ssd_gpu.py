@@ -52,10 +52,14 @@ def test_gpu_vs_ref(backend, case, dtype, monkeypatch):
 @pytest.mark.parametrize("case", ["b2-l1000-h4-p64-n128-g1-Q256", "b1-l2050-varlen-short-long-Q256",
                                   "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l300-h2-p256-n64-g2-Q128"])
 def test_gpu_triton_without_chunk_states(case, dtype):
-    """chunk_size 256 without return_chunk_states: the Triton kernels run at 128 (compute_chunk_size); outputs,
-    final states and every gradient match the reference at 256."""
+    """chunk_size 256, a forward without autograd and without return_chunk_states: the Triton kernels run at 128
+    (compute_chunk_size); outputs and final states match the reference at 256. With gradients (kernels at 256, the
+    chunk-states output unused): every gradient too."""
     _skip_unavailable("triton", "cuda")
     b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
+    with torch.no_grad():
+        check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grads=False,
+                          chunk_states=False, **opts)
     check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0,
                       chunk_states=False, **opts)
 

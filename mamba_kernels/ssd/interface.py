@@ -251,9 +251,9 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
 
     Args:
         x (b, l, h, p); dt (b, l, h); A (h,); B, C (b, l, g, n) with h % g == 0; chunk_size Q: where the
-            returned chunk states lie. The output does not depend on it (up to rounding): without
-            return_chunk_states the Triton backend on the GPU computes in 128-token chunks when Q > 128 (faster
-            there; compute_chunk_size).
+            returned chunk states lie. The output does not depend on it (up to rounding): a forward without
+            autograd and without return_chunk_states on the Triton backend on the GPU computes in 128-token chunks
+            when Q > 128 (faster there; compute_chunk_size).
         D (h,) or (h, p); z (b, l, h, p) gate (out = (y + D x) * silu(z)); dt_bias (h,);
         dt_softplus: dt <- softplus(dt + dt_bias); dt_limit (lo, hi): then clamp dt.
         initial_states (b, h, p, n), or (nseq, h, p, n) with cu_seqlens.
@@ -285,12 +285,12 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     if backend is None:  # cuda is opt-in until timed on the H200
         supported = tuple(s for s in supported if s != "cuda")
     be = _backend.resolve(backend, device, supported=supported)
-    Q = compute_chunk_size(be, chunk_size, bool(return_chunk_states), device)
     has_limit = dt_limit is not None
     lo, hi = (float(dt_limit[0]), float(dt_limit[1])) if has_limit else (0.0, math.inf)
     # pre-gate output only when a backward can run; fp32 chunk-entry states only when they are returned
     keep_ypre = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, dt, A, B, C, D, z, dt_bias, initial_states))
+    Q = compute_chunk_size(be, chunk_size, bool(return_chunk_states), keep_ypre, device)
     out, _, states_in, final = ssd_chunked_fwd(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens,
                                                Q, bool(dt_softplus), has_limit, lo, hi, be,
                                                keep_ypre, bool(return_chunk_states))
@@ -303,16 +303,17 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
 
 
 # H200, bf16, Triton, the issue-4 shapes (b4 l4096 h80 p64 n128 g1 / b2 l4096 h32 p128 n128 g32), chunk 128 against
-# 256: forward 0.712 / 0.303 ms against 0.731 / 0.348, forward + backward 3.40 / 1.57 against 3.40 / 1.68 (chunk 64:
-# 0.717 / 0.314, 3.97 / 1.73); bench/NOTES.md.
+# 256: forward 0.707-0.712 / 0.300-0.303 ms against 0.731 / 0.348 (chunk 64: 0.717 / 0.314); forward + backward
+# 3.37 / 1.55 against 3.40 / 1.68, but at twice the saved chunk states: with autograd the requested size is kept.
 _TRITON_GPU_CHUNK = 128
 
 
-def compute_chunk_size(backend: str, chunk_size: int, return_chunk_states: bool, device) -> int:
+def compute_chunk_size(backend: str, chunk_size: int, return_chunk_states: bool, needs_grad: bool, device) -> int:
     """The chunk size the kernels run at. The scan's output does not depend on it (up to rounding); only returned
-    chunk states do. So without them the Triton backend on CUDA tensors runs at 128 when chunk_size > 128."""
-    if backend == "triton" and not return_chunk_states and torch.device(device).type == "cuda" \
-            and chunk_size > _TRITON_GPU_CHUNK:
+    chunk states do, and the memory of the states saved for a backward. So a forward that returns no chunk states
+    and records no autograd graph runs at 128 on the Triton backend on CUDA tensors when chunk_size > 128."""
+    if backend == "triton" and not return_chunk_states and not needs_grad \
+            and torch.device(device).type == "cuda" and chunk_size > _TRITON_GPU_CHUNK:
         return _TRITON_GPU_CHUNK
     return chunk_size
 
