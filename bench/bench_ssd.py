@@ -288,12 +288,12 @@ STATE_CONFIGS = {
 }
 
 
-def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, variant=None):
+def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, variant=None, chunk=Q):
     from mamba_kernels.ssd import triton as tri
     s = SHAPES[shape]
     inp = _inputs(**s)
     x, dt, A, B, C, D, z, bias = (inp[k] for k in ("x", "dt", "A", "B", "C", "D", "z", "dt_bias"))
-    args = (x, dt, A, B, C, Q, D, z, bias, True, None, None, None)
+    args = (x, dt, A, B, C, chunk, D, z, bias, True, None, None, None)
     major, minor = torch.cuda.get_device_capability()
     _, ypre, s_in, _ = tri.ssd_fwd(*args, need_ypre=True)
     tri._CFG_OVERRIDE[key] = dict(over)
@@ -302,8 +302,8 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
     try:
         with tri.record_launches(10 * major + minor) as rec:
             if bwd:
-                tri.ssd_bwd(torch.randn_like(x), None, None, x, dt, A, B, C, Q, D, z, bias, True, None, None, None,
-                            ypre, s_in)
+                tri.ssd_bwd(torch.randn_like(x), None, None, x, dt, A, B, C, chunk, D, z, bias, True, None, None,
+                            None, ypre, s_in)
             else:
                 tri.ssd_fwd(*args, need_ypre=False)
     finally:
@@ -318,7 +318,7 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
         cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN", "maxnreg") or k.startswith("num_")}
         harness.measure(benchmark if j == 0 else None, kernel="ssd_bwd_part" if bwd else "ssd_fwd_part",
                         impl=f"mamba_kernels:triton:{kernel.__name__}{'#%d' % j if len(picked) > 1 else ''}:"
-                             f"{key}={over}", shape=dict(s, chunk=Q),
+                             f"{key}={over}", shape=dict(s, chunk=chunk),
                         dtype="bfloat16", fn=lambda i=i: rec.replay(i), bytes=0, flops=0,
                         note=f"config sweep; resolved {cfg}, grid {grid}")
 
@@ -332,12 +332,18 @@ def bench_ssd_scan_configs(benchmark, harness, shape, cfg):
                      ("_ssd_scan_heads_kernel", "_ssd_cb_kernel"))
 
 
+# The forward without autograd runs at chunk 128 for a requested 256 (interface.compute_chunk_size): its configs
+# were chosen at 256, so the forward sweeps run at both.
+SWEEP_CHUNKS = {"Q256": 256, "Q128": 128}
+
+
+@pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
 @pytest.mark.parametrize("cfg", list(CHUNK_SCAN_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
-def bench_ssd_chunk_scan_configs(benchmark, harness, shape, cfg):
+def bench_ssd_chunk_scan_configs(benchmark, harness, shape, cfg, chunk):
     """The one-head forward chunk scan (and the CB kernel it reads at g < h) alone, per block config."""
     _time_fwd_kernel(benchmark, harness, shape, "chunk_scan", CHUNK_SCAN_CONFIGS[cfg],
-                     ("_ssd_chunk_scan_kernel", "_ssd_cb_kernel"))
+                     ("_ssd_chunk_scan_kernel", "_ssd_cb_kernel"), chunk=SWEEP_CHUNKS[chunk])
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -356,11 +362,13 @@ def bench_ssd_triton_chunk(benchmark, harness, mode, chunk, shape):
                     note="D, z, dt_bias, softplus" + ("; grads of all inputs" if mode == "fwd_bwd" else ""))
 
 
+@pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
 @pytest.mark.parametrize("cfg", list(STATE_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
-def bench_ssd_state_fwd_configs(benchmark, harness, shape, cfg):
+def bench_ssd_state_fwd_configs(benchmark, harness, shape, cfg, chunk):
     """The forward chunk-state + state-passing kernel alone, per block config."""
-    _time_fwd_kernel(benchmark, harness, shape, "state_fwd", STATE_CONFIGS[cfg], ("_ssd_state_fwd_kernel",))
+    _time_fwd_kernel(benchmark, harness, shape, "state_fwd", STATE_CONFIGS[cfg], ("_ssd_state_fwd_kernel",),
+                     chunk=SWEEP_CHUNKS[chunk])
 
 
 BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
