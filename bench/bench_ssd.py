@@ -265,19 +265,14 @@ CHUNK_SCAN_CONFIGS = {
     "BM16-w4": dict(BM=16, num_warps=4),
     "BM16-w2": dict(BM=16, num_warps=2),
     "BM128-w8-st2": dict(BM=128, num_warps=8, num_stages=2),
-    # one row block a program (SPLIT_M; sm_90 AOT at shape 1: BM 64 250 registers / 81 KB, st2 242 / 64 KB, BM 32
-    # 128 registers / 30 KB: 4 CTAs an SM instead of 2)
-    "splitM": dict(SPLIT_M=True),
-    "splitM-st2": dict(SPLIT_M=True, num_stages=2),
-    "splitM-BM32-w4": dict(SPLIT_M=True, BM=32, num_warps=4),
-    "splitM-BM32-w2": dict(SPLIT_M=True, BM=32, num_warps=2),
 }
 # Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
 # shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an
 # illegal memory access on the H200 (Triton 3.6) although the interpreter's result is right: p blocks below p are
 # never chosen by the library for p <= 128). Session 8 (2026-11-30): a register cap (maxnreg 168: 3 CTAs an SM) 608 /
 # 325 us against 526 / 269; a flat kernel (one pipelined loop over the chunk's (row block, source block) steps, the
-# per-row-block loads in flight across row blocks) 564-1028 / 295-648 us over 8 configs: removed (bench/NOTES.md).
+# per-row-block loads in flight across row blocks) 564-1028 / 295-648 us over 8 configs; one row block a program
+# (SPLIT_M) 588-825 / 356-404 us: all removed (bench/NOTES.md).
 STATE_CONFIGS = {
     "default": {},  # n in two blocks of 64 at 129-511 (sequence, head, p block) walks (sm_90 16-bit; triton.py)
     "BN128-w8": dict(BN=128, num_warps=8),  # one n block (the previous default)
@@ -315,7 +310,7 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
     picked = [i for i, r in enumerate(rec.launches) if r[0].__name__ in names]
     for j, i in enumerate(picked):
         kernel, _, kw, grid = rec.launches[i]
-        cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN", "maxnreg") or k.startswith("num_")}
+        cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN") or k.startswith("num_")}
         harness.measure(benchmark if j == 0 else None, kernel="ssd_bwd_part" if bwd else "ssd_fwd_part",
                         impl=f"mamba_kernels:triton:{kernel.__name__}{'#%d' % j if len(picked) > 1 else ''}:"
                              f"{key}={over}", shape=dict(s, chunk=chunk),
@@ -382,12 +377,10 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "state-BS64-w4": ("state_bwd", dict(BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-BS64-w4": ("state_bwd", dict(BN=64, BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-w4-st2": ("state_bwd", dict(BN=64, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
-    # one source block a program (sm_90 AOT: 228 registers / 80 KB as the default; BP 32 with 4 warps 242 / 48 KB)
-    "dx-splitS": ("bwd_dx", dict(SPLIT_S=True), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
-    "dx-splitS-BP32-w4": ("bwd_dx", dict(SPLIT_S=True, BP=32, num_warps=4), {"bwd_dx": "legacy"},
-                          ("_ssd_bwd_dx_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
-    # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads)
+    # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads;
+    # H200 2026-11-30: 466 / 472 / 503 us against 520 at shape 1, equal at shape 2; one source block a dx program
+    # (SPLIT_S) measured 1343-1393 against 1113 us and was removed)
     "dcb-hs2": ("bwd_dcb", dict(HSPLIT=2), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-hs4": ("bwd_dcb", dict(HSPLIT=4), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-hs8": ("bwd_dcb", dict(HSPLIT=8), {}, ("_ssd_bwd_dcb_kernel",)),

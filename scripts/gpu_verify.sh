@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Verify family only, on the GPU machine: build, GPU tests (automatic choice; the tensor-core kernel, the one-token
 # decode kernel forced), per-kernel timings (scripts/profile_verify.py) of the automatic choice and of mamba_ssm's
-# decode kernel, the verify benchmarks, ncu of the decode path at b1 k1 against mamba_ssm's decode kernel
-# (scripts/ncu_verify.sh). Files under $OUT. NOBUILD=1: the library is already built in this tree.
+# decode kernel, the verify benchmarks. Files under $OUT. NOBUILD=1: the library is already built in this tree.
+# ncu of the decode path: NCU_PARTS=verify bash scripts/gpu_ncu.sh (its files packed into one archive).
 . scripts/gpu_common.sh
 [ "${NOBUILD:-0}" = 1 ] || build 16
 step 50 $T verify bash -c "$P $VT"
@@ -12,8 +12,6 @@ C=mamba2-1-1,mamba2-1-4,mamba2-16-1,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-6
 step 30 $OUT/prof.log prof_auto python3 scripts/profile_verify.py --cases $C --impls cuda
 step 30 $OUT/prof.log prof_decode_anchor python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-16-1,mamba2-64-1 --impls mamba_ssm_decode
 step 50 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
-# NCU=0 skips it (its 4 files + the others exceed the 8 files a device call brings back)
-[ "${NCU:-1}" = 1 ] && step 200 $OUT/ncu.log verify_ncu bash scripts/ncu_verify.sh mamba2-1-1
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L
 cat $L; grep -E "passed|failed" $T | tail -4

@@ -220,16 +220,13 @@ def test_triton_cpu_kernel_variants(case, monkeypatch):
 
 @pytest.mark.parametrize("hsplit", [2, 3])
 def test_triton_cpu_split_programs(hsplit, monkeypatch):
-    """The split-program configs of the bench sweeps (not defaults): the one-head chunk scan with one row block a
-    program (SPLIT_M), the one-head dx kernel with one source block a program (SPLIT_S, dD by atomics), the dCB
-    kernel with a group's heads over hsplit programs (fp32 atomics; 3 does not divide the 4 heads a group), through
-    partial last chunks, varlen slots and steep decay, forward and every gradient."""
+    """The split-program config of the bench sweeps (not a default): the dCB kernel with a group's heads over hsplit
+    programs (fp32 atomics; 3 does not divide the 4 heads a group), through partial last chunks, varlen slots and
+    steep decay, forward and every gradient."""
     _skip_unavailable("triton", "cpu")
     from mamba_kernels.ssd import triton as tri
     monkeypatch.setitem(tri._FWD, "scan", "legacy")
     monkeypatch.setitem(tri._FWD, "bwd_dx", "legacy")
-    monkeypatch.setitem(tri._CFG_OVERRIDE, "chunk_scan", dict(SPLIT_M=True))
-    monkeypatch.setitem(tri._CFG_OVERRIDE, "bwd_dx", dict(SPLIT_S=True))
     monkeypatch.setitem(tri._CFG_OVERRIDE, "bwd_dcb", dict(HSPLIT=hsplit))
     for case in ("b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l60-h4-p16-n16-g1-Q32-steep"):
         b, l, h, p, n, g, chunk, opts = CPU_CASES[case]

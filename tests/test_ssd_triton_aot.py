@@ -40,7 +40,7 @@ def ptxas_usage(ptx, arch):
 
 
 def compile_one(kernel, args, kw, arch):
-    opts = {k: kw[k] for k in ("num_warps", "num_stages", "maxnreg") if k in kw}
+    opts = {k: kw[k] for k in ("num_warps", "num_stages")}
     cnames = {q.name for q in kernel.params if q.is_constexpr}
     consts = {k: v for k, v in kw.items() if k in cnames}
     vals = dict(zip(kernel.arg_names, args))
@@ -92,19 +92,17 @@ def launches(b, l, h, p, n, g, Q, arch):
     finally:
         tri._FWD["bwd_dx"] = "heads" if tri._FWD["bwd_dx"] == "legacy" else "legacy"
     rb.launches += [r for r in rl.launches if "dx" in r[0].__name__]
-    # the split-program options of the bench sweeps (one row / source block a program, a group's heads split)
-    tri._CFG_OVERRIDE.update(chunk_scan=dict(SPLIT_M=True), bwd_dx=dict(SPLIT_S=True), bwd_dcb=dict(HSPLIT=4))
+    # the split-program option of the bench sweeps (a group's heads over several dCB programs)
+    tri._CFG_OVERRIDE.update(bwd_dcb=dict(HSPLIT=4))
     old = dict(tri._FWD)
     tri._FWD.update(scan="legacy", bwd_dx="legacy")
     try:
         with tri.record_launches(arch) as rs:
-            tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
             tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
     finally:
         tri._CFG_OVERRIDE.clear()
         tri._FWD.update(old)
-    split = [r for r in rs.launches if r[0] in (tri._ssd_chunk_scan_kernel, tri._ssd_bwd_dx_kernel,
-                                                   tri._ssd_bwd_dcb_kernel)]
+    split = [r for r in rs.launches if r[0] is tri._ssd_bwd_dcb_kernel]
     return ([("fwd",) + r for r in rf.launches] + [("bwd",) + r for r in rb.launches] +
             [("split",) + r for r in split])
 

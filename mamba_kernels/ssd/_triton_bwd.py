@@ -75,37 +75,21 @@ def _ssd_state_bwd_kernel(dout_ptr, z_ptr, ypre_ptr, C_ptr, a_ptr, hin_ptr, dfin
 @triton.jit
 def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, dS_ptr, D_ptr,
                        dx_ptr, ddtp_ptr, da_ptr, dalast_ptr, dD_ptr, tab_ptr,
-                       l, h, p, n, hpg, ng, ncr, npb, nmb,
+                       l, h, p, n, hpg, ng, ncr, npb,
                        Q, VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
                        BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
-                       PREC: tl.constexpr, SPLIT_S: tl.constexpr = False):
+                       PREC: tl.constexpr):
     """Chunk k, head hh, p block pb, all source blocks sb (dS and h_in read once); u_s = dt'_s x_s,
     e_s = exp(a_L - a_s):
       du_s = sum_{t>=s} CB_ts exp(a_t - a_s) dy_t + e_s B_s dS^T;  dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s
       state-in path:  d a_s -= dt'_s q_s,  d a_L += sum_s dt'_s q_s,  q_s = e_s x_s.(dS B_s)
       state-out path: d a_s += exp(a_s) dy_s.(h_in C_s)
     Off-diagonal blocks (t block > s block) factor exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), a_r = a at the
-    source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk.
-    SPLIT_S: one source block a program (nmb a chunk, the grid nmb times larger, the first (heaviest) source blocks
-    first; dD partials by atomic adds into the zeroed buffer): short programs, more of them in flight."""
-    pid = tl.program_id(0)
-    if SPLIT_S:
-        per = tl.num_programs(0) // nmb
-        sb_lo = pid // per
-        pid = pid % per
+    source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk."""
     hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
-        pid, h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
-    if SPLIT_S:
-        ntb = tl.cdiv(ln, BM)
-        sb_hi = tl.minimum(sb_lo + 1, ntb)
-        if sb_lo >= sb_hi:
-            return
-    else:
-        if ln <= 0:
-            return
-        ntb = tl.cdiv(ln, BM)
-        sb_lo = 0
-        sb_hi = ntb
+        h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
+    if ln <= 0:
+        return
     offs_p = pb * BP + tl.arange(0, BP)
     mp = offs_p < p
     offs_n = tl.arange(0, BN)
@@ -122,7 +106,8 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
             Dv = tl.load(D_ptr + hh).to(tl.float32)
     dD = tl.zeros((BP,), dtype=tl.float32)
     dal = tl.zeros((BM,), dtype=tl.float32)
-    for sb in range(sb_lo, sb_hi):
+    ntb = tl.cdiv(ln, BM)
+    for sb in range(0, ntb):
         s0 = sb * BM
         offs_s = s0 + tl.arange(0, BM)
         ms = offs_s < ln
@@ -173,10 +158,7 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
         dal += dt_s * q
     tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dal, axis=0), sem="relaxed")
     if HAS_D:
-        if SPLIT_S:
-            tl.atomic_add(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp, sem="relaxed")
-        else:
-            tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
+        tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
 
 
 # --------------------------------------------------------------------------------------------- B2h: dx, head blocks

@@ -112,34 +112,20 @@ def _ssd_state_fwd_kernel(x_ptr, B_ptr, dtp_ptr, a_ptr, init_ptr, hin_ptr, final
 # --------------------------------------------------------------------------------------------- F2: chunk scan
 @triton.jit
 def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_ptr, D_ptr, out_ptr, ypre_ptr,
-                           tab_ptr, l, h, p, n, hpg, ng, ncr, npb, nmb,
+                           tab_ptr, l, h, p, n, hpg, ng, ncr, npb,
                            Q: tl.constexpr, VARLEN: tl.constexpr, CB_MEM: tl.constexpr, HAS_D: tl.constexpr,
                            D_HP: tl.constexpr, HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr,
                            BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
-                           PREC: tl.constexpr, SPLIT_M: tl.constexpr = False):
+                           PREC: tl.constexpr):
     """Chunk k, head hh, p block pb, all row blocks mb (h_in read once):
       y_t = exp(a_t) C_t h_in^T + sum_{s<=t} CB_ts exp(a_t - a_s) dt'_s x_s + D x_t;  out = y silu(z).
     Off-diagonal blocks (s block < t block) use exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s) with a_r = a at the
     row block's first token (2 BM exps per block instead of BM^2); the diagonal block is exact. CB comes from cb_ptr
-    (CB_MEM: shared by a group's heads) or is recomputed from C and B. SPLIT_M: one row block a program (nmb row
-    blocks a chunk, the grid nmb times larger, the last (heaviest) row blocks first): short programs, more of
-    them in flight to hide load latency (the row-block loop's inner loop is too short for the pipeliner)."""
-    pid = tl.program_id(0)
-    if SPLIT_M:
-        per = tl.num_programs(0) // nmb
-        mb_lo = nmb - 1 - pid // per
-        pid = pid % per
+    (CB_MEM: shared by a group's heads) or is recomputed from C and B."""
     hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
-        pid, h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
-    if SPLIT_M:
-        mb_hi = tl.minimum(mb_lo + 1, tl.cdiv(ln, BM))
-        if mb_lo >= mb_hi:
-            return
-    else:
-        if ln <= 0:
-            return
-        mb_lo = 0
-        mb_hi = tl.cdiv(ln, BM)
+        h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
+    if ln <= 0:
+        return
     offs_p = pb * BP + tl.arange(0, BP)
     mp = offs_p < p
     offs_n = tl.arange(0, BN)
@@ -152,7 +138,7 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
             Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
         else:
             Dv = tl.load(D_ptr + hh).to(tl.float32)
-    for mb in range(mb_lo, mb_hi):
+    for mb in range(0, tl.cdiv(ln, BM)):
         m0 = mb * BM
         offs_m = m0 + tl.arange(0, BM)
         mm = offs_m < ln
@@ -331,4 +317,3 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
             zm = tl.load(z_ptr + xyb + xy, mask=mxy, other=0.0).to(tl.float32)
             acc3 = acc3 * zm * tl.sigmoid(zm)
         tl.store(out_ptr + xyb + xy, acc3.to(out_ptr.dtype.element_ty), mask=mxy)
-

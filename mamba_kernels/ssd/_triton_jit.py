@@ -71,10 +71,11 @@ def _block_pair_program(pid, ng, nmb):
 
 
 @triton.jit
-def _chunk_head_program(pid, h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q: tl.constexpr, VARLEN: tl.constexpr):
-    """Program pid of a one-head chunk kernel (forward scan, backward dx): programs are ordered (chunk, p block,
-    head), head fastest. Returns the head, p block, chunk, its (row, first token, length), the group, and the element
+def _chunk_head_program(h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q: tl.constexpr, VARLEN: tl.constexpr):
+    """Program of a one-head chunk kernel (forward scan, backward dx): programs are ordered (chunk, p block, head),
+    head fastest. Returns the head, p block, chunk, its (row, first token, length), the group, and the element
     offsets of the chunk's first token in x / y (xyb), B / C (bc), the decay cumsum (ab) and CB (cbb)."""
+    pid = tl.program_id(0)
     hh = pid % h
     rest = pid // h
     pb = rest % npb

@@ -244,10 +244,9 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
-        "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=4 if BMs * BP <= 64 * 64 else 8, num_stages=st3,
-                           SPLIT_M=False),
+        "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=4 if BMs * BP <= 64 * 64 else 8, num_stages=st3),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
-        "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3, SPLIT_S=False),
+        "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
         "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
         "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
@@ -264,10 +263,8 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
 def _launch_opts(c: dict):
     """Split a config into (constexprs, launch options)."""
     c = dict(c)
-    opts = dict(num_warps=c.get("num_warps", 4), num_stages=c.get("num_stages", 2))
-    if c.get("maxnreg"):  # register cap (ptxas .maxnreg): more CTAs an SM for latency-bound kernels
-        opts["maxnreg"] = c["maxnreg"]
-    return {k: v for k, v in c.items() if k not in ("num_warps", "num_stages", "maxnreg")}, opts
+    return {k: v for k, v in c.items() if k not in ("num_warps", "num_stages")}, dict(
+        num_warps=c.get("num_warps", 4), num_stages=c.get("num_stages", 2))
 
 
 # --------------------------------------------------------------------------------------------- kernels
@@ -401,10 +398,9 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
         c, o = _launch_opts(cfg["chunk_scan"])
         npb = triton.cdiv(p, c["BP"])
-        nmb = triton.cdiv(Q, c["BM"]) if c["SPLIT_M"] else 1
-        _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h * nmb,),
+        _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h,),
             x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
-            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb, nmb,
+            ypre if store_ypre else out, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
             Q=Q, VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     return out, ypre, states_in, final
@@ -465,10 +461,9 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         else:
             c, o = _launch_opts(cfg["bwd_dx"])
             npb = triton.cdiv(p, c["BP"])
-            nsb = nmb if c["SPLIT_S"] else 1
-            _launch(_ssd_bwd_dx_kernel, (nk * npb * h * nsb,),
+            _launch(_ssd_bwd_dx_kernel, (nk * npb * h,),
                 x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
-                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb, nsb,
+                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
                 Q=Q, VARLEN=lay.varlen, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
                 KIND=kind, PREC=prec, **c, **o)
         # B3: dCB per group + intra-chunk d a
