@@ -265,6 +265,11 @@ CHUNK_SCAN_CONFIGS = {
     "BM16-w4": dict(BM=16, num_warps=4),
     "BM16-w2": dict(BM=16, num_warps=2),
     "BM128-w8-st2": dict(BM=128, num_warps=8, num_stages=2),
+    # p 128 in two programs of 64 columns (shape 2; at shape 1 p is 64 and these equal BM32-w2 / BM32-w4 /
+    # BM64-w4-st3): half the h_in tile in registers, so more CTAs an SM, at twice the C B^T dots (g = h)
+    "BP64-BM32-w2": dict(BP=64, BM=32, num_warps=2),
+    "BP64-BM32-w4": dict(BP=64, BM=32, num_warps=4),
+    "BP64-BM64-w4-st3": dict(BP=64, BM=64, num_warps=4, num_stages=3),
 }
 # Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
 # shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an

@@ -8,7 +8,10 @@ from __future__ import annotations
 # tensors inside mamba_kernels.ssd.triton.record_launches, which records (kernel, args, constexprs, warps, stages)
 # instead of launching; pointer and int-multiple-of-16 arguments get the divisibility hints the JIT would give.
 AOT_SHAPES = {"b4-l4096-h80-p64-n128-g1": (4, 4096, 80, 64, 128, 1, 256),
-              "b2-l4096-h32-p128-n128-g32": (2, 4096, 32, 128, 128, 32, 256)}
+              "b2-l4096-h32-p128-n128-g32": (2, 4096, 32, 128, 128, 32, 256),
+              # chunk 128: where a forward without autograd runs (mamba_kernels.ssd.interface.compute_chunk_size)
+              "b4-l4096-h80-p64-n128-g1-Q128": (4, 4096, 80, 64, 128, 1, 128),
+              "b2-l4096-h32-p128-n128-g32-Q128": (2, 4096, 32, 128, 128, 32, 128)}
 SMEM_LIMIT = {90: 227 * 1024, 80: 163 * 1024}
 
 _AOT_SCRIPT = r"""

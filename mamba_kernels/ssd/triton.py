@@ -235,6 +235,14 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # one-head scan at p = 128 (sm_90 16-bit, n <= 128): 32-row blocks, so 4 warps (H200, shape 2: 270 us against
     # 318 for 64 rows and 8 warps; bench_ssd_chunk_scan_configs)
     BMs = 32 if BP >= 128 and st3 == 3 and not _small_blocks() else BM
+    scan_w, scan_st = 4 if BMs * BP <= 64 * 64 else 8, st3
+    if st3 == 3 and Q <= 128 and not _small_blocks():
+        # chunk 128 (the forward without autograd; H200 bench_ssd_chunk_scan_configs Q128, 2026-11-30): p 64 in
+        # 32-row blocks with 2 warps 478 us against 499 (shape 1); p 128 with 2 stages 218.5 against 227.0 (shape 2)
+        if BP == 64:
+            BMs, scan_w = 32, 2
+        elif BP >= 128:
+            scan_st = 2
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
@@ -244,7 +252,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
-        "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=4 if BMs * BP <= 64 * 64 else 8, num_stages=st3),
+        "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=scan_w, num_stages=scan_st),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
@@ -367,11 +375,12 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     walks = lay.nseq * h * npb
     sm90_16 = _arch(dev) >= 90 and kind in (1, 2) and n <= 128
     if "BN" not in _CFG_OVERRIDE.get("state_fwd", {}) and walks < 512 and c["BN"] >= 128 and not (
-            sm90_16 and walks <= 128):
+            sm90_16 and (walks <= 128 or Q <= 128)):
         c["BN"], o["num_warps"] = c["BN"] // 2, 4  # few (sequence, head) walks: n in two blocks, 2 CTAs / SM
-        if sm90_16:  # H200, b4 h80 p64 n128 (320 walks): 64-token steps, 4 stages: 181 us against 222
+        if sm90_16:  # H200, b4 h80 p64 n128 (320 walks), chunk 256: 64-token steps, 4 stages: 181 us against 222
             c["BS"], o["num_stages"] = min(c["BS"], 64), 4
-    # (sm_90, 16-bit, <= 128 walks: n whole, 8 warps; H200 b2 h32 p128 n128 (128 walks): 68.6 us against 75.7 split)
+    # (sm_90, 16-bit: n whole, 8 warps at <= 128 walks (H200 b2 h32 p128 n128, 128 walks: 68.6 us against 75.7
+    # split) and at chunk 128 (b4 h80 p64 n128, 320 walks: 181.8 us against 191.2 split; state_fwd_configs Q128))
     nnb = triton.cdiv(n, c["BN"])
     SB = triton.cdiv(Q, c["BS"])
     if lay.nseq and h:
