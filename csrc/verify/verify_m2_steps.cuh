@@ -213,30 +213,6 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
   if (lane == 0) scal[0] = __expf(Au * carry);
 }
 
-// The new tokens' B rows and dt (and their x rows when with_x) into the ring at base (positions < R), raw chunks.
-template <typename TI>
-__device__ __forceinline__ void m2_ring_append(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k,
-                                               int P, int N, int R, int64_t rx0, int64_t rb0, int64_t s, int64_t u,
-                                               int tid, int nthreads, bool with_x) {
-  constexpr int VI = SV<TI>::V;
-  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC);
-  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0;
-  const int64_t rxw = rx0 + (int64_t)ct.base * p.rx_r, rbw = rb0 + (int64_t)ct.base * p.rB_r;
-  if (with_x) {
-    for (int i = tid; i < k * PC; i += nthreads) {
-      const int t = i >> lPC, p0 = (i & (PC - 1)) * VI;
-      if (ct.base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
-    }
-  }
-  for (int i = tid; i < k * NC; i += nthreads) {
-    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
-    if (ct.base + t < R)
-      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + t * p.rB_r + n0) = sm.raw_in[nxc + nzc + i];
-  }
-  if (tid < k && ct.base + tid < R)
-    p.ring_dt[s * p.rdt_s + (int64_t)(ct.base + tid) * p.rdt_r + u * p.rdt_h] = sm.dts[tid];
-}
-
 // y of every (token t, VI channels from p0) by the closed form, times silu(z); the new tokens' x, B and dt into the
 // ring at base (positions < R). y: this unit's output (b, u applied). Thread tid of nthreads.
 template <typename TI>
@@ -244,10 +220,10 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
                                            int64_t s, int64_t u, int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
-  const int PC = P / VI, lPC = ilog2(PC), K1 = k > 0 ? k : 1;
-  const int nxc = k * PC;
+  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
+  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0;
   const float eSQ = sm.scal[0];
-  const int64_t rxw = rx0 + (int64_t)ct.base * p.rx_r;
+  const int64_t rxw = rx0 + (int64_t)ct.base * p.rx_r, rbw = rb0 + (int64_t)ct.base * p.rB_r;
   for (int i = tid; i < k * PC; i += nthreads) {
     const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
     float hc[VI], ws[VI], xv[VI];
@@ -290,7 +266,13 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
     if (ct.base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
   }
-  m2_ring_append<TI>(p, ct, sm, k, P, N, R, rx0, rb0, s, u, tid, nthreads, false);
+  for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
+    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
+    if (ct.base + t < R)
+      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + t * p.rB_r + n0) = sm.raw_in[nxc + nzc + i];
+  }
+  if (tid < k && ct.base + tid < R)
+    p.ring_dt[s * p.rdt_s + (int64_t)(ct.base + tid) * p.rdt_r + u * p.rdt_h] = sm.dts[tid];
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the

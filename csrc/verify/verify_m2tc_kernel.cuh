@@ -101,18 +101,15 @@ __device__ __forceinline__ void mma_acc(float (&d)[4], float a0, float a1, float
 // Shared memory: the state tile (P rows of N / VT 16-byte chunks; chunk c of row r sits at c ^ tc_swz(r), so that
 // rows g and g + 1 of a fragment load hit different banks), then the common arrays (M2CommonLayout).
 struct M2TcLayout : M2CommonLayout {
-  int tile, M, Msc, words;  // M ((R + k) x k) and Msc (k): the y coefficients (m2tc_coefs)
+  int tile, words;
 };
 __host__ __device__ __forceinline__ int tc_swz(int row) { return (row & 1) << 2; }
 
 __host__ __device__ __forceinline__ M2TcLayout m2tc_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT,
                                                            int VI) {
   M2TcLayout l;
-  const int64_t K1 = k > 0 ? k : 1;
   l.tile = 0;
-  l.M = m2_place_common(l, static_cast<int>(P * (N / VT) * 4), k, P, N, R, VI);
-  l.Msc = l.M + up4((R + K1) * K1);
-  l.words = l.Msc + up4(K1);
+  l.words = m2_place_common(l, static_cast<int>(P * (N / VT) * 4), k, P, N, R, VI);
   return l;
 }
 
@@ -132,114 +129,6 @@ __device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, i
       const float h = SPLIT ? tf32_hi(x) : x;
       c[gc * E + e] = h;
       cl[gc * E + e] = SPLIT ? x - h : 0.f;
-    }
-  }
-}
-
-// G[e][t] = B_e . C_t (ring rows e < c1) and BC[t][s] = B_s . C_t (new tokens) on the CUDA cores of every warp,
-// 8 lanes a dot (each a strided eighth of the N / VI chunks, then a 3-step xor reduction). These (c1 + k) x k dots
-// ran on one warp's tensor cores before: ~400 dependent instructions on every block's path between two barriers.
-template <typename TI, int N>
-__device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Bnew, const uint4* Craw, int c1, int nrx,
-                                             int k, int tid, int NT) {
-  constexpr int VI = SV<TI>::V, NC = N / VI, CPL = NC / 8;  // input chunks a row, chunks a lane
-  static_assert(NC % 8 == 0, "m2tc_bc_dots: N / VI must be a multiple of 8");
-  const int K1 = k > 0 ? k : 1, ndots = (c1 + k) * k, sub = tid & 7, per = NT / 8;
-  const int iters = (ndots + per - 1) / per;  // the same count for every lane: the shuffles need the whole warp
-  for (int it = 0; it < iters; ++it) {
-    const int dd = it * per + (tid >> 3);
-    const bool live = dd < ndots;
-    const int r = live ? dd / k : 0, t = live ? dd - r * k : 0;
-    const uint4* brow = r < c1 ? sm.raw_ring + nrx + r * NC : Bnew + (r - c1) * NC;
-    const uint4* crow = Craw + t * NC;
-    float acc = 0.f;
-#pragma unroll
-    for (int j = 0; j < CPL; ++j) {
-      float bv[VI], cv[VI];
-      SV<TI>::unpack(brow[sub + 8 * j], bv);
-      SV<TI>::unpack(crow[sub + 8 * j], cv);
-#pragma unroll
-      for (int e = 0; e < VI; ++e) acc = fmaf(bv[e], cv[e], acc);
-    }
-    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-    if (live && sub == 0) {
-      if (r < c1) sm.G[r * K1 + t] = acc;
-      else sm.BC[t * K1 + (r - c1)] = acc;
-    }
-  }
-}
-
-// The closed form of y as coefficients (after the ring weights and the B . C dots): for token t with draft path
-// path(t) (smask[t]: t and its ancestors), rho_t = exp(A sum_{s in path(t)} dt_s),
-//   y_t = Msc[t] S_t + sum_e M[e][t] X_e + D x_t,   X = [ring x_0 .. x_{c1-1}; new x_0 .. x_{k-1}],
-//   Msc[t] = rho_t eSQ,  M[e < c1][t] = rho_t wq_e G[e][t],
-//   M[c1 + s][t] = dt_s exp(A sum_{s' in path(t), s' > s} dt_s') BC[t][s] for s in path(t), else 0
-// (the same terms verify_m2_kernel's epilogue m2_outputs sums per thread).
-__device__ __forceinline__ void m2tc_coefs(const M2Smem& sm, float* M, float* Msc, int c1, int k, float Au, int tid,
-                                           int NT) {
-  const int K1 = k > 0 ? k : 1, nrow = c1 + k;
-  const float eSQ = sm.scal[0];
-  for (int i = tid; i < nrow * k; i += NT) {
-    const int e = i / k, t = i - e * k, sn = e - c1;
-    const unsigned mt = static_cast<unsigned>(sm.smask[t]);
-    float tot = 0.f, above = 0.f;
-    for (int j = t; j >= 0; --j) {
-      if ((mt >> j) & 1u) {
-        if (j == sn) above = tot;
-        tot += sm.dts[j];
-      }
-    }
-    const float rho = __expf(Au * tot);
-    float v;
-    if (e < c1) v = rho * sm.wq[e] * sm.G[e * K1 + t];
-    else v = (sn <= t && ((mt >> sn) & 1u)) ? sm.dts[sn] * __expf(Au * above) * sm.BC[t * K1 + sn] : 0.f;
-    M[e * K1 + t] = v;
-    if (e == 0) Msc[t] = rho * eSQ;
-  }
-}
-
-// y on tensor cores: per (16-row m-tile of warp, 8-token n-tile), D = Msc_t S (the state dots, from Sd) + X^T M
-// (ceil((c1 + k) / 8) k-steps; M split into tf32 + remainder), then + D x, times silu(z), stored.
-template <typename TI>
-__device__ __forceinline__ void m2tc_outputs(const VerifyStepParams& p, const M2Smem& sm, const float* M,
-                                             const float* Msc, TI* y, int c1, int k, int P, int MT, int warp, int NW,
-                                             int lane) {
-  constexpr int VI = SV<TI>::V;
-  constexpr bool kSplitI = sizeof(TI) == 4;
-  const int g = lane >> 2, q = lane & 3, K1 = k > 0 ? k : 1, nrow = c1 + k, PC = P / VI;
-  const TI* xr = reinterpret_cast<const TI*>(sm.raw_ring);             // ring x_e[p] at e * P + p
-  const TI* zr = reinterpret_cast<const TI*>(sm.raw_in + k * PC);      // z_t[p] at t * P + p (when z)
-  auto xval = [&](int e, int r) -> float {
-    return e < c1 ? SV<TI>::to_f(xr[e * P + r]) : (e < nrow ? sm.xs[(e - c1) * P + r] : 0.f);
-  };
-  for (int mt = warp; mt < MT; mt += NW) {
-    const int r0 = mt * 16 + g, r1 = r0 + 8;
-    for (int nt = 0; nt * 8 < k; ++nt) {
-      const int t0 = nt * 8 + 2 * q, tb = nt * 8 + g;
-      float d[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int t = t0 + (i & 1), r = i < 2 ? r0 : r1;
-        d[i] = t < k ? Msc[t] * sm.Sd[t * P + r] : 0.f;
-      }
-      for (int ks = 0; ks * 8 < nrow; ++ks) {
-        const int e0 = ks * 8 + q, e1 = e0 + 4;
-        const float b0 = e0 < nrow && tb < k ? M[e0 * K1 + tb] : 0.f, b1 = e1 < nrow && tb < k ? M[e1 * K1 + tb] : 0.f;
-        const float bh0 = tf32_hi(b0), bh1 = tf32_hi(b1);
-        mma_acc<kSplitI, true>(d, xval(e0, r0), xval(e0, r1), xval(e1, r0), xval(e1, r1), bh0, bh1, b0 - bh0,
-                               b1 - bh1);
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int t = t0 + (i & 1), r = i < 2 ? r0 : r1;
-        if (t < k) {
-          float o = fmaf(sm.Ds[r], sm.xs[t * P + r], d[i]);
-          if (p.z != nullptr) o *= silu_f(SV<TI>::to_f(zr[t * P + r]));
-          y[t * p.y_k + r] = SV<TI>::from_f(o);
-        }
-      }
     }
   }
 }
@@ -364,18 +253,53 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   if (tid < c1) dtq[tid] = dq;
   __syncthreads();  // 2
 
-  // ---- 3. ring weights (last warp); B . C dots on the CUDA cores of every warp; y coefficients ----------------
-  if (warp == NW - 1) m2_ring_weights(dtq, wq, scal, c1, Au, lane);
-  m2tc_bc_dots<TI, N>(sm, Bnew, Craw, c1, nrx, k, tid, NT);
+  // ---- 3. ring weights (warp 0); dots [B_ring; B_new] . C^T on tensor cores -----------------------------------
+  if (warp == 0) m2_ring_weights(dtq, wq, scal, c1, Au, lane);
+  {  // rows e < c1: G[e][t] = B_e . C_t (ring); rows c1 + s: BC[t][s] = B_s . C_t (new tokens)
+    const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
+    for (int nt = 0; nt < nnt; ++nt) {
+      if (warp >= nmt) break;
+      float cf[N / 4], cfl[N / 4];
+      load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
+      for (int mt = warp; mt < nmt; mt += NW) {
+        const int r0 = mt * 16 + g, r1 = r0 + 8;
+        auto brow = [&sm, c1, nrx, Bnew](int r) -> const uint4* {
+          return r < c1 ? sm.raw_ring + nrx + r * NC : Bnew + (r - c1) * NC;
+        };
+        const uint4* b0 = brow(r0 < nrow ? r0 : 0);
+        const uint4* b1 = brow(r1 < nrow ? r1 : 0);
+        float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int gc = 0; gc < N / (4 * VI); ++gc) {
+          float v0[VI], v1[VI];
+          SV<TI>::unpack(b0[gc * 4 + q], v0);
+          SV<TI>::unpack(b1[gc * 4 + q], v1);
+#pragma unroll
+          for (int e = 0; e < VI; ++e) {  // rows past the end: zeros (shared memory there is not data)
+            v0[e] = r0 < nrow ? v0[e] : 0.f;
+            v1[e] = r1 < nrow ? v1[e] : 0.f;
+          }
+#pragma unroll
+          for (int e = 0; e < VI; e += 2)
+            mma_acc<kSplitI, kSplitI>(d, v0[e], v1[e], v0[e + 1], v1[e + 1], cf[gc * VI + e], cf[gc * VI + e + 1],
+                                      cfl[gc * VI + e], cfl[gc * VI + e + 1]);
+        }
+        const int t0 = nt * 8 + 2 * q;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int r = i < 2 ? r0 : r1, t = t0 + (i & 1);
+          if (r < nrow && t < k) {
+            if (r < c1) G[r * K1 + t] = d[i];
+            else BC[t * K1 + (r - c1)] = d[i];
+          }
+        }
+      }
+    }
+  }
   __syncthreads();  // 3
-  float* Mco = smf + lay.M;
-  float* Msc = smf + lay.Msc;
-  m2tc_coefs(sm, Mco, Msc, c1, k, Au, tid, NT);
-  __syncthreads();  // 4
 
-  // ---- 4. y on tensor cores, ring writes, fold, tree compaction, meta ------------------------------------------
-  m2tc_outputs<TI>(p, sm, Mco, Msc, y, c1, k, P, MT, warp, NW, lane);
-  m2_ring_append<TI>(p, ct, sm, k, P, N, R, rx0, rb0, s, u, tid, NT, true);
+  // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
+  m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
   if (ct.fold) {  // h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p]: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps
     const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
