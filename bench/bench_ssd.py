@@ -270,10 +270,15 @@ CHUNK_SCAN_CONFIGS = {
     "BP64-BM32-w2": dict(BP=64, BM=32, num_warps=2),
     "BP64-BM32-w4": dict(BP=64, BM=32, num_warps=4),
     "BP64-BM64-w4-st3": dict(BP=64, BM=64, num_warps=4, num_stages=3),
-    # around the chunk-128 default at p 64 (BM 32, 2 warps, 3 stages: 168 registers, 30.5 KB, 6 CTAs an SM)
-    "BM32-w2-st2": dict(BM=32, num_warps=2, num_stages=2),
+    # around the chunk-128 default at p 64 (BM 32, 2 warps, 2 stages since 2026-11-30: 382 us against 484 with 3)
+    "BM32-w2-st3": dict(BM=32, num_warps=2, num_stages=3),
     "BM32-w2-st4": dict(BM=32, num_warps=2, num_stages=4),
+    "BM32-w2-st1": dict(BM=32, num_warps=2, num_stages=1),
     "BM16-w1": dict(BM=16, num_warps=1),
+    "BM16-w1-st2": dict(BM=16, num_warps=1, num_stages=2),
+    "BM16-w2-st2": dict(BM=16, num_warps=2, num_stages=2),
+    "BM64-w4-st2": dict(BM=64, num_warps=4, num_stages=2),
+    "BM32-w2-st2": dict(BM=32, num_warps=2, num_stages=2),
 }
 # Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
 # shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an

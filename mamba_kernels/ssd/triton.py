@@ -238,9 +238,10 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     scan_w, scan_st = 4 if BMs * BP <= 64 * 64 else 8, st3
     if st3 == 3 and Q <= 128 and not _small_blocks():
         # chunk 128 (the forward without autograd; H200 bench_ssd_chunk_scan_configs Q128, 2026-11-30): p 64 in
-        # 32-row blocks with 2 warps 478 us against 499 (shape 1); p 128 with 2 stages 218.5 against 227.0 (shape 2)
+        # 32-row blocks with 2 warps and 2 stages 382 us against 484 with 3 stages and 499 for 64-row blocks with 4
+        # warps (shape 1); p 128 with 2 stages 218.5 against 227.0 (shape 2)
         if BP == 64:
-            BMs, scan_w = 32, 2
+            BMs, scan_w, scan_st = 32, 2, 2
         elif BP >= 128:
             scan_st = 2
     cfg = {
