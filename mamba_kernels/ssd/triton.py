@@ -236,13 +236,14 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # 318 for 64 rows and 8 warps; bench_ssd_chunk_scan_configs)
     BMs = 32 if BP >= 128 and st3 == 3 and not _small_blocks() else BM
     scan_w, scan_st = 4 if BMs * BP <= 64 * 64 else 8, st3
-    if st3 == 3 and Q <= 128 and not _small_blocks():
-        # chunk 128 (the forward without autograd; H200 bench_ssd_chunk_scan_configs Q128, 2026-11-30): p 64 in
-        # 32-row blocks with 2 warps and 2 stages 382 us against 484 with 3 stages and 499 for 64-row blocks with 4
-        # warps (shape 1); p 128 with 2 stages 218.5 against 227.0 (shape 2)
+    if st3 == 3 and Q <= 256 and not _small_blocks():
+        # H200 bench_ssd_chunk_scan_configs, 2026-11-30, shape 1 (p 64): 32-row blocks with 2 warps, 1 stage at
+        # chunk 128 (the forward without autograd) 342 us against 376 with 2 stages, 476 with 3 and 495 for 64-row
+        # blocks with 4 warps; at chunk 256 (the forward with autograd) 2 stages 483 against 524 for 64-row blocks.
+        # Shape 2 (p 128) at chunk 128: 2 stages 218.5 against 227.0
         if BP == 64:
-            BMs, scan_w, scan_st = 32, 2, 2
-        elif BP >= 128:
+            BMs, scan_w, scan_st = 32, 2, 1 if Q <= 128 else 2
+        elif BP >= 128 and Q <= 128:
             scan_st = 2
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
