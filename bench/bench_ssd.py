@@ -389,6 +389,15 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dx-legacy": ("bwd_dx", {}, {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-BP32-w4": ("bwd_dx", dict(BP=32, num_warps=4), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-st2": ("bwd_dx", dict(num_stages=2), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    # fewer pipeline stages / warps: the forward one-head scan (the same nested row-block / source-block loops) ran
+    # 30% faster at 2 warps and 1-2 stages than at its 3-stage defaults (H200, 2026-11-30)
+    "dx-legacy-st1": ("bwd_dx", dict(num_stages=1), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-w4-st1": ("bwd_dx", dict(num_warps=4, num_stages=1), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-w4-st2": ("bwd_dx", dict(num_warps=4, num_stages=2), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-BP32-w2-st1": ("bwd_dx", dict(BP=32, num_warps=2, num_stages=1), {"bwd_dx": "legacy"},
+                              ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-BP32-w4-st1": ("bwd_dx", dict(BP=32, num_warps=4, num_stages=1), {"bwd_dx": "legacy"},
+                              ("_ssd_bwd_dx_kernel",)),
     "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-HB2-BP32": ("bwd_dx_h", dict(HB=2, BP=32), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "state-default": ("state_bwd", {}, {}, ("_ssd_state_bwd_kernel",)),
@@ -404,8 +413,11 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dcb-hs4": ("bwd_dcb", dict(HSPLIT=4), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-hs8": ("bwd_dcb", dict(HSPLIT=8), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-st2": ("bwd_dcb", dict(num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-st1": ("bwd_dcb", dict(num_stages=1), {}, ("_ssd_bwd_dcb_kernel",)),
     "dbc-default": ("bwd_dbc", {}, {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-BPK32": ("bwd_dbc", dict(BPK=32), {}, ("_ssd_bwd_dbc_kernel",)),
+    "dbc-st1": ("bwd_dbc", dict(num_stages=1), {}, ("_ssd_bwd_dbc_kernel",)),
+    "dbc-w4-st2": ("bwd_dbc", dict(num_warps=4, num_stages=2), {}, ("_ssd_bwd_dbc_kernel",)),
 }
 
 

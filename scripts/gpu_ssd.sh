@@ -3,8 +3,8 @@
 #   SSD_PART=time (default): build, the CUDA backward's own GPU tests, per-kernel times of one forward
 #     (scripts/profile_ssd.py, CUDA vs Triton, then each run-time variant of the chunk pipeline) and the SSD benches
 #     of the CUDA path against Triton and mamba_ssm (forward kernel alone, backward alone, forward, forward+backward).
-#   SSD_PART=sweep: build, the Triton block-config sweeps not yet measured (the forward's at chunk 128, the dCB
-#     head split; one kernel alone per config), the Triton forward and forward+backward at chunk 256 / 128 (defaults), every Triton kernel of one
+#   SSD_PART=sweep: build, the Triton block-config sweeps not yet measured (the forward scan at chunk 256 with 2
+#     warps, the backward kernels with fewer stages / warps; one kernel alone per config), the Triton forward and forward+backward at chunk 256 / 128 (defaults), every Triton kernel of one
 #     forward / backward alone, and a profile of one Triton forward + backward. SWEEP_ALL=1: every sweep entry.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
@@ -31,7 +31,7 @@ elif [ "${SSD_PART}" = select ]; then
 [ -n "${TEST_K:-}" ] && step ${TEST_S:-200} $T ssd_select_tests $P -v tests/test_ssd_gpu.py -m gpu -k "$TEST_K"
 elif [ "${SSD_PART}" = sweep ]; then
 if [ "${SWEEP_ALL:-0}" = 1 ]; then F="chunk_scan_configs or state_fwd_configs"; W="bwd_configs"
-else F="(chunk_scan_configs or state_fwd_configs) and Q128"; W="bwd_configs and (default or hs)"; fi
+else F="chunk_scan_configs and Q256 and (default or w2)"; W="bwd_configs and (default or st1 or st2)"; fi
 step 150 $B ssd_sweep_fwd $P bench/bench_ssd.py --benchmark-only -k "$F"
 step 180 $B ssd_sweep_bwd $P bench/bench_ssd.py --benchmark-only -k "$W"
 step 120 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k \
