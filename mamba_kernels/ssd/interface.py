@@ -305,6 +305,7 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
 # H200, bf16, Triton, the issue-4 shapes (b4 l4096 h80 p64 n128 g1 / b2 l4096 h32 p128 n128 g32), chunk 128 against
 # 256: forward 0.707-0.712 / 0.300-0.303 ms against 0.731 / 0.348 (chunk 64: 0.717 / 0.314); forward + backward
 # 3.37 / 1.55 against 3.40 / 1.68, but at twice the saved chunk states: with autograd the requested size is kept.
+# (Session 9, with configs chosen at chunk 128: forward 0.539 / 0.289 ms; bench/NOTES.md.)
 _TRITON_GPU_CHUNK = 128
 
 
