@@ -317,3 +317,73 @@ def _ssd_scan_heads_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
             zm = tl.load(z_ptr + xyb + xy, mask=mxy, other=0.0).to(tl.float32)
             acc3 = acc3 * zm * tl.sigmoid(zm)
         tl.store(out_ptr + xyb + xy, acc3.to(out_ptr.dtype.element_ty), mask=mxy)
+
+
+# --------------------------------------------------------------------------------------------- F12: fused walk
+@triton.jit
+def _ssd_fused_fwd_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, init_ptr, D_ptr, out_ptr, ypre_ptr,
+                          hin_ptr, final_ptr, cu_ptr, first_ptr, l, h, p, n, hpg, ng, ncr, npb, Q,
+                          VARLEN: tl.constexpr, HAS_INIT: tl.constexpr, CB_MEM: tl.constexpr, HAS_D: tl.constexpr,
+                          D_HP: tl.constexpr, HAS_Z: tl.constexpr, STORE_YPRE: tl.constexpr,
+                          STORE_HIN: tl.constexpr, BQ: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr,
+                          KIND: tl.constexpr, PREC: tl.constexpr):
+    """F1 and F2 in one walk (an A/B alternative, _FWD["fwd"] = "fused"): one program per (sequence, head, p block)
+    walks its chunks in order, a whole chunk (BQ >= Q tokens) an iteration, the state (BP x BN, fp32) in registers:
+      y_c = exp(a) C_c h^T + (CB o L) (dt' x_c) + D x_c,  out = y silu(z);  h <- exp(a_L) h + (w x_c)^T B_c.
+    x is read once and the chunk-entry states never go to memory (stored only when STORE_HIN); every dot sits at
+    the loop's top level, so the next chunk's tiles are loaded while this one computes. CB comes from cb_ptr
+    (CB_MEM: shared by a group's heads) or is recomputed."""
+    hh, seq, grp, row, s0, L, first, offs_p, offs_n, mp, mn = _walk_program(
+        1, npb, h, hpg, p, n, cu_ptr, first_ptr, l, ncr, VARLEN, BP, BN)
+    nck = tl.cdiv(L, Q)
+    mpn, st, PN, acc = _walk_state_tile(init_ptr, HAS_INIT, seq, h, hh, p, n, offs_p, offs_n, mp, mn, BP, BN)
+    xo = ((row * l + s0) * h + hh) * p  # element offset of the sequence's first token in x / z / out / ypre
+    bc = ((row * l + s0) * ng + grp) * n
+    ab = (row * h + hh) * l + s0
+    if HAS_D:
+        if D_HP:
+            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
+        else:
+            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    offs_q = tl.arange(0, BQ)
+    for c in range(0, nck):
+        cst = c * Q
+        clen = tl.minimum(L - cst, Q)
+        c64 = cst.to(tl.int64)  # int64 chunk base, int32 offsets inside the chunk
+        mq = offs_q < clen
+        a_q = tl.load(a_ptr + ab + cst + offs_q, mask=mq, other=0.0)
+        dt_q = tl.load(dtp_ptr + ab + cst + offs_q, mask=mq, other=0.0)
+        a_last = tl.load(a_ptr + ab + cst + clen - 1)
+        mqn = mq[:, None] & mn[None, :]
+        Cq = tl.load(C_ptr + bc + c64 * (ng * n) + offs_q[:, None] * (ng * n) + offs_n[None, :], mask=mqn,
+                     other=0.0).to(tl.float32)
+        Bq = tl.load(B_ptr + bc + c64 * (ng * n) + offs_q[:, None] * (ng * n) + offs_n[None, :], mask=mqn,
+                     other=0.0).to(tl.float32)
+        xy = xo + c64 * (h * p) + offs_q[:, None] * (h * p) + offs_p[None, :]
+        mxy = mq[:, None] & mp[None, :]
+        xq = tl.load(x_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+        if STORE_HIN:
+            tl.store(hin_ptr + ((first + c) * h + hh) * PN + st, acc.to(hin_ptr.dtype.element_ty), mask=mpn)
+        # state -> output, then the intra-chunk (causal) part
+        y = tl.dot(_cast(Cq, KIND), tl.trans(_cast(acc, KIND)), input_precision=PREC) * tl.exp(a_q)[:, None]
+        causal = (offs_q[:, None] >= offs_q[None, :]) & mq[:, None] & mq[None, :]
+        if CB_MEM:
+            cb = tl.load(cb_ptr + ((first + c).to(tl.int64) * ng + grp) * Q * Q + offs_q[:, None] * Q
+                         + offs_q[None, :], mask=causal, other=0.0).to(tl.float32)
+        else:
+            cb = tl.dot(_cast(Cq, KIND), tl.trans(_cast(Bq, KIND)), input_precision=PREC)
+        dec = tl.exp(tl.where(causal, a_q[:, None] - a_q[None, :], float("-inf")))
+        y += tl.dot(_cast(cb * dec * dt_q[None, :], KIND), _cast(xq, KIND), input_precision=PREC)
+        if HAS_D:
+            y += xq * Dv
+        if HAS_Z:
+            if STORE_YPRE:
+                tl.store(ypre_ptr + xy, y.to(ypre_ptr.dtype.element_ty), mask=mxy)
+            zq = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+            y = y * zq * tl.sigmoid(zq)
+        tl.store(out_ptr + xy, y.to(out_ptr.dtype.element_ty), mask=mxy)
+        # the state entering the next chunk
+        w = tl.where(mq, tl.exp(a_last - a_q) * dt_q, 0.0)
+        acc = acc * tl.exp(a_last) + tl.dot(tl.trans(_cast(xq * w[:, None], KIND)), _cast(Bq, KIND),
+                                            input_precision=PREC)
+    tl.store(final_ptr + (seq.to(tl.int64) * h + hh) * PN + st, acc, mask=mpn)
