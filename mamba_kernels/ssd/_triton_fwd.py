@@ -5,8 +5,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._triton_jit import (_block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _walk_state_tile,
-                          _seq, _softplus)
+from ._triton_jit import (_block_pair_program, _cast, _causal_block_dot, _chunk, _chunk_head_program, _seq,
+                          _softplus, _head_D, _store_outputs, _walk_program, _walk_state_tile)
 
 
 # --------------------------------------------------------------------------------------------- K0: dt, cumsum
@@ -133,11 +133,7 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
     hin = tl.load(hin_ptr + (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :],
                   mask=mp[:, None] & mn[None, :], other=0.0).to(tl.float32)
     hinT = tl.trans(_cast(hin, KIND))                                                       # (n, p)
-    if HAS_D:
-        if D_HP:
-            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
-        else:
-            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    Dv = _head_D(D_ptr, hh, p, offs_p, mp, HAS_D, D_HP)
     for mb in range(0, tl.cdiv(ln, BM)):
         m0 = mb * BM
         offs_m = m0 + tl.arange(0, BM)
@@ -177,16 +173,8 @@ def _ssd_chunk_scan_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, h
         mxy = mm[:, None] & mp[None, :]
         xm = tl.load(x_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
         causal = (offs_m[:, None] >= offs_m[None, :]) & mm[None, :] & mm[:, None]
-        dec = tl.exp(tl.where(causal, a_m[:, None] - a_m[None, :], float("-inf")))
-        acc += tl.dot(_cast(cb * dec * dt_m[None, :], KIND), _cast(xm, KIND), input_precision=PREC)
-        if HAS_D:
-            acc += xm * Dv
-        if HAS_Z:
-            if STORE_YPRE:
-                tl.store(ypre_ptr + xy, acc.to(ypre_ptr.dtype.element_ty), mask=mxy)
-            zm = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
-            acc = acc * zm * tl.sigmoid(zm)
-        tl.store(out_ptr + xy, acc.to(out_ptr.dtype.element_ty), mask=mxy)
+        acc += _causal_block_dot(cb, a_m, dt_m, causal, xm, KIND, PREC)
+        _store_outputs(acc, xm, Dv, xy, mxy, z_ptr, out_ptr, ypre_ptr, HAS_D, HAS_Z, STORE_YPRE)
 
 
 # --------------------------------------------------------------------------------------------- F2h: chunk scan, head blocks
@@ -340,11 +328,7 @@ def _ssd_fused_fwd_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, in
     xo = ((row * l + s0) * h + hh) * p  # element offset of the sequence's first token in x / z / out / ypre
     bc = ((row * l + s0) * ng + grp) * n
     ab = (row * h + hh) * l + s0
-    if HAS_D:
-        if D_HP:
-            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
-        else:
-            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    Dv = _head_D(D_ptr, hh, p, offs_p, mp, HAS_D, D_HP)
     offs_q = tl.arange(0, BQ)
     for c in range(0, nck):
         cst = c * Q
@@ -372,16 +356,8 @@ def _ssd_fused_fwd_kernel(x_ptr, z_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, in
                          + offs_q[None, :], mask=causal, other=0.0).to(tl.float32)
         else:
             cb = tl.dot(_cast(Cq, KIND), tl.trans(_cast(Bq, KIND)), input_precision=PREC)
-        dec = tl.exp(tl.where(causal, a_q[:, None] - a_q[None, :], float("-inf")))
-        y += tl.dot(_cast(cb * dec * dt_q[None, :], KIND), _cast(xq, KIND), input_precision=PREC)
-        if HAS_D:
-            y += xq * Dv
-        if HAS_Z:
-            if STORE_YPRE:
-                tl.store(ypre_ptr + xy, y.to(ypre_ptr.dtype.element_ty), mask=mxy)
-            zq = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
-            y = y * zq * tl.sigmoid(zq)
-        tl.store(out_ptr + xy, y.to(out_ptr.dtype.element_ty), mask=mxy)
+        y += _causal_block_dot(cb, a_q, dt_q, causal, xq, KIND, PREC)
+        _store_outputs(y, xq, Dv, xy, mxy, z_ptr, out_ptr, ypre_ptr, HAS_D, HAS_Z, STORE_YPRE)
         # the state entering the next chunk
         w = tl.where(mq, tl.exp(a_last - a_q) * dt_q, 0.0)
         acc = acc * tl.exp(a_last) + tl.dot(tl.trans(_cast(xq * w[:, None], KIND)), _cast(Bq, KIND),

@@ -61,6 +61,40 @@ def _seq(seq, cu_ptr, first_ptr, l, ncr, VARLEN: tl.constexpr):
 
 
 @triton.jit
+def _causal_block_dot(cb, a_m, dt_m, causal, xm, KIND: tl.constexpr, PREC: tl.constexpr):
+    """A chunk's diagonal (causal) block of the intra-chunk term: (CB o exp(a_t - a_s) dt'_s, t >= s) x, fp32."""
+    dec = tl.exp(tl.where(causal, a_m[:, None] - a_m[None, :], float("-inf")))
+    return tl.dot(_cast(cb * dec * dt_m[None, :], KIND), _cast(xm, KIND), input_precision=PREC)
+
+
+@triton.jit
+def _head_D(D_ptr, hh, p, offs_p, mp, HAS_D: tl.constexpr, D_HP: tl.constexpr):
+    """The D skip weights of head hh: (1, BP) for D (h, p) (D_HP), a scalar for D (h,), 0 without D."""
+    if HAS_D:
+        if D_HP:
+            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
+        else:
+            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    else:
+        Dv = 0.0
+    return Dv
+
+
+@triton.jit
+def _store_outputs(y, xm, Dv, xy, mxy, z_ptr, out_ptr, ypre_ptr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                   STORE_YPRE: tl.constexpr):
+    """y += D x; the pre-gate y (STORE_YPRE, with z); out = y silu(z) (or y), at element offsets xy (mask mxy)."""
+    if HAS_D:
+        y += xm * Dv
+    if HAS_Z:
+        if STORE_YPRE:
+            tl.store(ypre_ptr + xy, y.to(ypre_ptr.dtype.element_ty), mask=mxy)
+        zm = tl.load(z_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
+        y = y * zm * tl.sigmoid(zm)
+    tl.store(out_ptr + xy, y.to(out_ptr.dtype.element_ty), mask=mxy)
+
+
+@triton.jit
 def _block_pair_program(pid, ng, nmb):
     """Program pid of a (chunk, row-block pair, group) kernel (CB forward, dCB backward): group fastest, then the
     nmb x nmb pairs (t block tb, s block sb). Returns (group, chunk, tb, sb); pairs with sb > tb have no work."""
