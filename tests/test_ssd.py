@@ -219,7 +219,8 @@ def test_triton_cpu_kernel_variants(case, monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp",
-                                  "b1-l60-h4-p16-n16-g1-Q32-steep", "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit"])
+                                  "b1-l60-h4-p16-n16-g1-Q32-steep", "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit",
+                                  "b1-l40-varlen-empty-seqs", "b1-l1-h2-p8-n5-g1-Q16"])
 def test_triton_cpu_fused_forward(case, monkeypatch):
     """The fused forward walk (_FWD["fwd"] = "fused", an A/B alternative): outputs, final and chunk states (stored by
     the walk) and every gradient (the backward reads the walk's chunk states); then a forward without autograd or
