@@ -3,7 +3,13 @@
 # decode kernel forced), per-kernel timings (scripts/profile_verify.py) of the automatic choice and of mamba_ssm's
 # decode kernel, the verify benchmarks. Files under $OUT. NOBUILD=1: the library is already built in this tree.
 # ncu of the decode path: NCU_PARTS=verify bash scripts/gpu_ncu.sh (its files packed into one archive).
+# VERIFY_PROBE=1: first the block-structure streaming probe (scripts/lab/verify_stream_probe.cu: how fast 2048
+# 64 KB tiles stream by block structure alone, no library) into $OUT/probe.log.
 . scripts/gpu_common.sh
+if [ "${VERIFY_PROBE:-0}" = 1 ]; then
+  step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
+    scripts/lab/verify_stream_probe.cu && /tmp/verify_stream_probe 2048 50"
+fi
 [ "${NOBUILD:-0}" = 1 ] || build 16
 step 50 $T verify bash -c "$P $VT"
 step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
