@@ -444,6 +444,8 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "state-BS64-w4": ("state_bwd", dict(BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-BS64-w4": ("state_bwd", dict(BN=64, BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-w4-st2": ("state_bwd", dict(BN=64, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
+    "state-st1": ("state_bwd", dict(num_stages=1), {}, ("_ssd_state_bwd_kernel",)),
+    "state-BN64-w4-st1": ("state_bwd", dict(BN=64, num_warps=4, num_stages=1), {}, ("_ssd_state_bwd_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
     # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads;
     # H200 2026-11-30: 466 / 472 / 503 us against 520 at shape 1, equal at shape 2; one source block a dx program
