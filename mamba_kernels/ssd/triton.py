@@ -243,19 +243,17 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         hpg = max(int(hpg), 1)
         while HB * 2 * BPh <= nmax and hpg % (HB * 2) == 0:
             HB *= 2
-    # one-head scan at p = 128 (sm_90 16-bit, n <= 128): 32-row blocks, so 4 warps (H200, shape 2: 270 us against
-    # 318 for 64 rows and 8 warps; bench_ssd_chunk_scan_configs)
-    BMs = 32 if BP >= 128 and st3 == 3 and not _small_blocks() else BM
-    scan_w, scan_st = 4 if BMs * BP <= 64 * 64 else 8, st3
-    if st3 == 3 and Q <= 256 and not _small_blocks():
-        # H200 bench_ssd_chunk_scan_configs, 2026-11-30, shape 1 (p 64): 32-row blocks with 2 warps, 1 stage at
-        # chunk 128 (the forward without autograd) 342 us against 376 with 2 stages, 476 with 3 and 495 for 64-row
-        # blocks with 4 warps; at chunk 256 (the forward with autograd) 2 stages 483 against 524 for 64-row blocks.
-        # Shape 2 (p 128) at chunk 128: 2 stages 218.5 against 227.0
-        if BP == 64:
+    # one-head scan: (row block, warps, stages). On sm_90 16-bit, n <= 128 (H200 bench_ssd_chunk_scan_configs,
+    # 2026-11-30): p 128 (shape 2) in 32-row blocks with 4 warps, 270 us against 318 for 64 rows and 8 warps at
+    # chunk 256, and 2 stages at chunk 128, 218.5 against 227.0; p 64 (shape 1) in 32-row blocks with 2 warps, 1 stage
+    # at chunk 128 (the forward without autograd) 342 us against 376 with 2 stages, 476 with 3 and 495 for 64-row
+    # blocks with 4 warps, 2 stages at chunk 256 (the forward with autograd) 483 against 524 for 64-row blocks.
+    BMs, scan_w, scan_st = BM, 4 if BM * BP <= 64 * 64 else 8, st3
+    if st3 == 3 and not _small_blocks():
+        if BP >= 128:
+            BMs, scan_w, scan_st = 32, 4, 2 if Q <= 128 else 3
+        elif BP == 64 and Q <= 256:
             BMs, scan_w, scan_st = 32, 2, 1 if Q <= 128 else 2
-        elif BP >= 128 and Q <= 128:
-            scan_st = 2
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),

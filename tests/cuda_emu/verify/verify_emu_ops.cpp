@@ -37,6 +37,16 @@ void (*lean_for(DType in))(VerifyStepParams) {
          : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT> : verify_m2_kernel<T, float, NT>);
 }
 
+// kern(arg) emulated on c's grid (nothing for an empty grid), counted in *counter.
+template <typename Arg>
+const char* emu_launch(const SsmLaunch& c, std::atomic<long>* counter, void (*kern)(Arg), const Arg& arg) {
+  if (kern == nullptr) return "emu: no kernel";
+  if (c.grid == 0) return nullptr;
+  ++*counter;
+  emu::launch(c.grid, c.threads, c.smem, [&] { kern(arg); }, c.cluster);
+  return nullptr;
+}
+
 template <typename T>
 const char* emu_ssm(const VerifyStepParams& p) {
   SsmLaunch c = ssm_launch_config<T>(p, /*clusters=*/true, /*decode_auto=*/false);
@@ -66,24 +76,13 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
     counter = &n_tc;
   }
-  if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
-    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
-    if (dkern == nullptr) return "emu: no decode kernel";
-    if (c.grid == 0) return nullptr;
-    ++n_dec;
-    const M2DecParams d = m2dec_params(p, c.dec_lanes);
-    emu::launch(c.grid, c.threads, c.smem, [&] { dkern(d); }, c.cluster);
-    return nullptr;
-  }
+  if (c.dec)  // the decode kernel takes its compact parameters (M2DecParams)
+    return emu_launch(c, &n_dec, dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2dec_params(p, c.dec_lanes));
   if (c.m1lean) {
     kern = m1_kernel<T>(p.in_dtype, p.N);
     counter = &n_m1lean;
   }
-  if (kern == nullptr) return "emu: no kernel";
-  if (c.grid == 0) return nullptr;
-  ++*counter;
-  emu::launch(c.grid, c.threads, c.smem, [&] { kern(p); }, c.cluster);
-  return nullptr;
+  return emu_launch(c, counter, kern, p);
 }
 }  // namespace
 
