@@ -266,6 +266,13 @@ CHUNK_SCAN_CONFIGS = {
     "BM16-w4": dict(BM=16, num_warps=4),
     "BM16-w2": dict(BM=16, num_warps=2),
     "BM128-w8-st2": dict(BM=128, num_warps=8, num_stages=2),
+    # second sweep (2026-11-30): 64 / 128-row blocks with 1-2 stages (p 128 at chunk 256: BM64-w4-st2 189.7 us
+    # against 272.6 for BM32-w4-st3)
+    "BM64-w4-st1": dict(BM=64, num_warps=4, num_stages=1),
+    "BM64-w8-st2": dict(BM=64, num_warps=8, num_stages=2),
+    "BM64-w2-st1": dict(BM=64, num_warps=2, num_stages=1),
+    "BM128-w4-st2": dict(BM=128, num_warps=4, num_stages=2),
+    "BM128-w8-st1": dict(BM=128, num_warps=8, num_stages=1),
     # p 128 in two programs of 64 columns (shape 2; at shape 1 p is 64 and these equal BM32-w2 / BM32-w4 /
     # BM64-w4-st3): half the h_in tile in registers, so more CTAs an SM, at twice the C B^T dots (g = h)
     "BP64-BM32-w2": dict(BP=64, BM=32, num_warps=2),
@@ -437,6 +444,8 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
                               ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-BP32-w4-st1": ("bwd_dx", dict(BP=32, num_warps=4, num_stages=1), {"bwd_dx": "legacy"},
                               ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-w2-st1": ("bwd_dx", dict(num_warps=2, num_stages=1), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-w8-st3": ("bwd_dx", dict(num_warps=8, num_stages=3), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-HB2-BP32": ("bwd_dx_h", dict(HB=2, BP=32), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "state-default": ("state_bwd", {}, {}, ("_ssd_state_bwd_kernel",)),
@@ -446,7 +455,11 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "state-BN64-w4-st2": ("state_bwd", dict(BN=64, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
     "state-st1": ("state_bwd", dict(num_stages=1), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-w4-st1": ("state_bwd", dict(BN=64, num_warps=4, num_stages=1), {}, ("_ssd_state_bwd_kernel",)),
+    "state-BS64-w4-st2": ("state_bwd", dict(BS=64, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
+    "state-BS64-w8": ("state_bwd", dict(BS=64, num_warps=8), {}, ("_ssd_state_bwd_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-w8": ("bwd_dcb", dict(num_warps=8), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-w2-st2": ("bwd_dcb", dict(num_warps=2, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads;
     # H200 2026-11-30: 466 / 472 / 503 us against 520 at shape 1, equal at shape 2; one source block a dx program
     # (SPLIT_S) measured 1343-1393 against 1113 us and was removed)

@@ -248,12 +248,18 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # chunk 256, and 2 stages at chunk 128, 218.5 against 227.0; p 64 (shape 1) in 32-row blocks with 2 warps, 1 stage
     # at chunk 128 (the forward without autograd) 342 us against 376 with 2 stages, 476 with 3 and 495 for 64-row
     # blocks with 4 warps, 2 stages at chunk 256 (the forward with autograd) 483 against 524 for 64-row blocks.
+    # Chunk 256 (2026-11-30, second sweep): p 128 in 64-row blocks with 4 warps and 2 stages 189.7 us against 272.6;
+    # p 64 with 1 stage 445.4 against 491.0 with 2.
     BMs, scan_w, scan_st = BM, 4 if BM * BP <= 64 * 64 else 8, st3
     if st3 == 3 and not _small_blocks():
         if BP >= 128:
-            BMs, scan_w, scan_st = 32, 4, 2 if Q <= 128 else 3
+            BMs, scan_w, scan_st = (32, 4, 2) if Q <= 128 else (64, 4, 2)
         elif BP == 64 and Q <= 256:
-            BMs, scan_w, scan_st = 32, 2, 1 if Q <= 128 else 2
+            BMs, scan_w, scan_st = 32, 2, 1
+    # B2 (dx, the same nested row-block / source-block loops as the scan) on sm_90 16-bit, n <= 128: 4 warps and no
+    # software pipelining, 713.7 / 319.6 us against 1110.8 / 490.0 for 8 warps and 3 stages at shapes 1 / 2
+    # (H200, bench_ssd_bwd_configs, 2026-11-30).
+    dx_w, dx_st = (4, 1) if st3 == 3 and not _small_blocks() else (8, st3)
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
@@ -270,7 +276,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "fused": dict(BQ=_np2(Q, 16), BP=min(BP_all, 16 if _small_blocks() else 32), BN=BN, num_warps=8,
                       num_stages=1),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
-        "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=8, num_stages=st3),
+        "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=dx_w, num_stages=dx_st),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
         "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
         "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
