@@ -248,14 +248,16 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # chunk 256, and 2 stages at chunk 128, 218.5 against 227.0; p 64 (shape 1) in 32-row blocks with 2 warps, 1 stage
     # at chunk 128 (the forward without autograd) 342 us against 376 with 2 stages, 476 with 3 and 495 for 64-row
     # blocks with 4 warps, 2 stages at chunk 256 (the forward with autograd) 483 against 524 for 64-row blocks.
-    # Chunk 256 (2026-11-30, second sweep): p 128 in 64-row blocks with 4 warps and 2 stages 189.7 us against 272.6;
-    # p 64 with 1 stage 445.4 against 491.0 with 2.
+    # Second and third sweeps (2026-11-30), 64-row blocks with 4 warps: p 128 at chunk 128 with 1 stage 163.7 us
+    # against 217.5 (32 rows, 2 stages), at chunk 256 with 2 stages 187-190 against 272.6 (1 stage: 215.5); p 64 at
+    # chunk 256 with 1 stage 390.8 against 438.2 (32 rows, 2 warps, 1 stage) and 491.0 (2 stages); p 64 at chunk
+    # 128 keeps 32-row blocks with 2 warps and 1 stage (342 against 461 for 64 rows, 4 warps, 1 stage).
     BMs, scan_w, scan_st = BM, 4 if BM * BP <= 64 * 64 else 8, st3
     if st3 == 3 and not _small_blocks():
         if BP >= 128:
-            BMs, scan_w, scan_st = (32, 4, 2) if Q <= 128 else (64, 4, 2)
+            BMs, scan_w, scan_st = 64, 4, 1 if Q <= 128 else 2
         elif BP == 64 and Q <= 256:
-            BMs, scan_w, scan_st = 32, 2, 1
+            BMs, scan_w, scan_st = (32, 2, 1) if Q <= 128 else (64, 4, 1)
     # B2 (dx, the same nested row-block / source-block loops as the scan) on sm_90 16-bit, n <= 128: 4 warps and no
     # software pipelining, 713.7 / 319.6 us against 1110.8 / 490.0 for 8 warps and 3 stages at shapes 1 / 2
     # (H200, bench_ssd_bwd_configs, 2026-11-30).
