@@ -22,8 +22,7 @@ performance notes in mamba_kernels/ssd/triton.py; the one-head scan's estimates 
 Diagnostics: bench_ssd_kernels times every kernel of one forward / backward alone; bench_ssd_scan_configs,
 bench_ssd_state_fwd_configs and bench_ssd_bwd_configs sweep block configs / kernel variants one kernel at a time
 (mamba_kernels.ssd.triton._CFG_OVERRIDE / _FWD), bench_ssd_fwd_legacy_scan is the whole forward with the one-head
-scan. bench_ssd_fused_fwd_configs / bench_ssd_triton_fused: the fused forward walk (one pass, x read once, no
-chunk-entry state round trip: ~0.51 GB at shape 1), its kernel per config and the whole forward at chunk 64 / 128.
+scan.
 The forward is also timed as a CUDA-graph replay (the non-varlen path is sync-free and capturable), which removes
 the host launch overhead of its 4 kernels.
 """
@@ -391,44 +390,6 @@ def bench_ssd_state_fwd_configs(benchmark, harness, shape, cfg, chunk):
     """The forward chunk-state + state-passing kernel alone, per block config."""
     _time_fwd_kernel(benchmark, harness, shape, "state_fwd", STATE_CONFIGS[cfg], ("_ssd_state_fwd_kernel",),
                      chunk=SWEEP_CHUNKS[chunk])
-
-
-# The fused forward walk (_FWD["fwd"] = "fused": one walk a (sequence, head, p block) forming the outputs too; the
-# CB kernel it reads at g < h is timed with it), per block config, at chunk 64 and 128 (it takes a whole chunk a tile).
-FUSED_CONFIGS = {
-    "default": {},  # p in blocks of 32, 8 warps, 1 stage
-    "BP32-w4-st1": dict(BP=32, num_warps=4, num_stages=1),
-    "BP32-w4-st2": dict(BP=32, num_warps=4, num_stages=2),
-    "BP32-w8-st2": dict(BP=32, num_warps=8, num_stages=2),
-    "BP64-w8-st1": dict(BP=64, num_warps=8, num_stages=1),
-    "BP16-w4-st1": dict(BP=16, num_warps=4, num_stages=1),
-}
-FUSED_CHUNKS = {"Q64": 64, "Q128": 128}
-
-
-@pytest.mark.parametrize("chunk", list(FUSED_CHUNKS))
-@pytest.mark.parametrize("cfg", list(FUSED_CONFIGS))
-@pytest.mark.parametrize("shape", list(SHAPES))
-def bench_ssd_fused_fwd_configs(benchmark, harness, shape, cfg, chunk):
-    """The fused forward walk alone (and the CB kernel it reads), per block config."""
-    _time_fwd_kernel(benchmark, harness, shape, "fused", FUSED_CONFIGS[cfg],
-                     ("_ssd_fused_fwd_kernel", "_ssd_cb_kernel"), variant={"fwd": "fused"}, chunk=FUSED_CHUNKS[chunk])
-
-
-@pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("chunk", list(FUSED_CHUNKS))
-def bench_ssd_triton_fused(benchmark, harness, chunk, shape, monkeypatch):
-    """The whole Triton forward (no autograd, no chunk states) with the fused walk at its default config, at chunk
-    64 / 128 (against bench_ssd's two-pass forward, which runs at 128)."""
-    from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "fwd", "fused")
-    s = SHAPES[shape]
-    inp = _inputs(**s)
-    fn = _ours("triton", FUSED_CHUNKS[chunk])
-    harness.measure(benchmark, kernel="ssd_fwd", impl="mamba_kernels:triton_fused",
-                    shape=dict(s, chunk=FUSED_CHUNKS[chunk]), dtype="bfloat16", fn=lambda: fn(inp),
-                    bytes=_bytes(**s), flops=_flops(**s, chunk=FUSED_CHUNKS[chunk]),
-                    note="D, z, dt_bias, softplus; fused walk (_FWD['fwd'] = 'fused')")
 
 
 BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)

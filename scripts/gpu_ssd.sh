@@ -8,8 +8,6 @@
 #     forward / backward alone, and a profile of one Triton forward + backward. SWEEP_ALL=1: every sweep entry.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
-#   (Next session's first run: SSD_PART=select TEST_K="triton_fused_forward and not fp32" BENCH_K="fused" — the fused
-#   forward walk, written 2026-11-30 and not yet run on the GPU; then SSD_PART=sweep.)
 #   SSD_PART=select: build, bench_ssd.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).

@@ -218,33 +218,6 @@ def test_triton_cpu_kernel_variants(case, monkeypatch):
     check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
 
 
-@pytest.mark.parametrize("case", ["b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp",
-                                  "b1-l60-h4-p16-n16-g1-Q32-steep", "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit",
-                                  "b1-l40-varlen-empty-seqs", "b1-l1-h2-p8-n5-g1-Q16"])
-def test_triton_cpu_fused_forward(case, monkeypatch):
-    """The fused forward walk (_FWD["fwd"] = "fused", an A/B alternative): outputs, final and chunk states (stored by
-    the walk) and every gradient (the backward reads the walk's chunk states); then a forward without autograd or
-    chunk states (nothing stored but outputs and final states)."""
-    _skip_unavailable("triton", "cpu")
-    from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "fwd", "fused")
-    b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
-    check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
-    with torch.no_grad():
-        check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, grads=False, chunk_states=False,
-                          **opts)
-
-
-def test_triton_cpu_fused_forward_gpu_config_bf16_emulation(monkeypatch):
-    """The fused walk at its GPU config (whole 64-token chunks, p in blocks of 64, n 128) with dot operands rounded
-    to bf16 as on the GPU."""
-    _skip_unavailable("triton", "cpu")
-    from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "fwd", "fused")
-    monkeypatch.setitem(tri._EMULATE, "half_dots", True)
-    check_against_ref("triton", "cpu", torch.bfloat16, 1, 150, 8, 64, 128, 1, 64, grad_factor=5.0)
-
-
 @pytest.mark.parametrize("hsplit", [2, 3])
 def test_triton_cpu_split_programs(hsplit, monkeypatch):
     """The split-program config of the bench sweeps (not a default): the dCB kernel with a group's heads over hsplit

@@ -65,24 +65,6 @@ def test_gpu_triton_without_chunk_states(case, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", list(GPU_DTYPES))
-@pytest.mark.parametrize("case", ["b2-l1000-h4-p64-n128-g1-Q64", "b2-l1000-h4-p64-n128-g1-Q128",
-                                  "b2-l300-h16-p64-n64-g8-Q128", "b1-l1100-varlen-Q64-noz-noinit",
-                                  "b1-l300-h2-p256-n64-g2-Q128"])
-def test_gpu_triton_fused_forward(case, dtype, monkeypatch):
-    """The fused forward walk (_FWD["fwd"] = "fused", an A/B alternative): outputs, final and chunk states and every
-    gradient (the backward reads the walk's chunk states), then a forward without autograd or chunk states."""
-    _skip_unavailable("triton", "cuda")
-    from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "fwd", "fused")
-    b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
-    check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
-    with torch.no_grad():
-        check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grads=False,
-                          chunk_states=False, **opts)
-
-
-@pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["ref", "triton", "cuda"])
 def test_gpu_opcheck_fwd(backend):
     args = _op_args(backend, device="cuda", dtype=torch.bfloat16, cu=[0, 7, 20])

@@ -12,7 +12,7 @@ AOT_SHAPES = {"b4-l4096-h80-p64-n128-g1": (4, 4096, 80, 64, 128, 1, 256),
               # chunk 128: where a forward without autograd runs (mamba_kernels.ssd.interface.compute_chunk_size)
               "b4-l4096-h80-p64-n128-g1-Q128": (4, 4096, 80, 64, 128, 1, 128),
               "b2-l4096-h32-p128-n128-g32-Q128": (2, 4096, 32, 128, 128, 32, 128),
-              # chunk 64: the fused walk's smaller tiles (bench sweep alternative)
+              # chunk 64: the smallest chunk size of the tests (smaller tiles)
               "b4-l4096-h80-p64-n128-g1-Q64": (4, 4096, 80, 64, 128, 1, 64),
               "b2-l4096-h32-p128-n128-g32-Q64": (2, 4096, 32, 128, 128, 32, 64)}
 SMEM_LIMIT = {90: 227 * 1024, 80: 163 * 1024}
@@ -89,13 +89,6 @@ def launches(b, l, h, p, n, g, Q, arch):
     finally:
         tri._FWD["scan"] = old
     rf.launches += [r for r in rl.launches if r[0] in (tri._ssd_chunk_scan_kernel, tri._ssd_scan_heads_kernel)]
-    tri._FWD["fwd"] = "fused"  # the A/B alternative of the whole forward: one walk
-    try:
-        with tri.record_launches(arch) as rl:
-            tri.ssd_fwd(x, dt, A, B, C, Q, D, x, bias, True, None, None, None, need_ypre=False)
-    finally:
-        tri._FWD["fwd"] = "two_pass"
-    rf.launches += [r for r in rl.launches if r[0] is tri._ssd_fused_fwd_kernel]
     with tri.record_launches(arch) as rb:
         tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
     tri._FWD["bwd_dx"] = "heads" if tri._FWD["bwd_dx"] == "legacy" else "legacy"  # the other dx kernel

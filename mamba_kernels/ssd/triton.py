@@ -28,9 +28,9 @@ Forward, 3 launches (4 when a group's heads span several scan programs):
                               included (exact per-head fallback for steep decay); D, z gate; the pre-gate y (x
                               dtype) is stored only when a backward will run. HB * p <= 128 (shape 1: HB = 2).
                               (measured slower on the H200: 1.08 vs 0.74 ms at shape 1).
-  F12 _ssd_fused_fwd_kernel   (A/B alternative, _FWD["fwd"] = "fused", chunks <= 128) F1 and F2 as one walk a
-                              (sequence, head, p block), a whole chunk a loop iteration: x read once, chunk-entry
-                              states stored only when returned or saved for a backward.
+  (Tried and removed 2026-11-30: F1 and F2 as one walk a (sequence, head, p block), a whole chunk an iteration, x
+  read once: 0.73 / 0.35 ms alone at shapes 1 / 2 against 0.54 / 0.29 for the whole two-pass forward; too few
+  programs walking chunks one after another.)
 Backward, 8 launches (+ tiny torch sums of per-chunk dA / dt_bias / D partials):
   K0, K1 recomputed (cheap; K1 always)
   B1 _ssd_state_bwd_kernel    reverse walk per (sequence, head, p block): dy = dout silu(z) and dz (stored),
@@ -118,15 +118,13 @@ _EMULATE = {"half_dots": False}
 _CFG_OVERRIDE: dict = {}
 # Kernel variants, switchable for A/B timing (bench/bench_ssd.py). "scan": "heads" (_ssd_scan_heads_kernel: heads
 # of a group share the CB / C dots) or "legacy" (_ssd_chunk_scan_kernel: one head per program). "bwd_dx": "legacy"
-# (_ssd_bwd_dx_kernel) or "heads" (_ssd_bwd_dx_heads_kernel, same idea as the scan; not the default: unmeasured on
-# the GPU, and without spills only at 64 columns, i.e. one head of p 64 at the issue shapes).
+# (_ssd_bwd_dx_kernel) or "heads" (_ssd_bwd_dx_heads_kernel, same idea as the scan; not the default: H200
+# 2026-11-30, 1275 / 574 us at shapes 1 / 2 against 705 / 316 for the one-head kernel, and without spills only at
+# 64 columns, i.e. one head of p 64 at the issue shapes).
 # Default scan "legacy": measured on the H200 (bf16, b4 l4096 h80 p64 n128 g1) the whole forward took 1.08-1.13 ms
 # with "heads" (runs at 0e43d62 and 7583a89) against 0.741 ms with the one-head scan (220d8a0); "heads" stays as
 # the A/B alternative until a sweep (bench_ssd_scan_configs) finds it a faster config.
-# "fwd": "two_pass" (F1 state walk + F2 chunk scan, the default) or "fused" (_ssd_fused_fwd_kernel: one walk a
-# (sequence, head, p block) that also forms the outputs; x read once, no chunk-entry state round trip unless the
-# states are stored; written 2026-11-30, not yet timed on the GPU).
-_FWD = {"scan": "legacy", "bwd_dx": "legacy", "fwd": "two_pass"}
+_FWD = {"scan": "legacy", "bwd_dx": "legacy"}
 
 
 class record_launches:
@@ -272,11 +270,6 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=scan_w, num_stages=scan_st),
-        # fused walk: a whole chunk an iteration (BQ >= Q rows), p in blocks of 32, 8 warps, no software pipelining
-        # (sm_90 AOT, b4 h80 p64 n128 / b2 h32 p128 n128, bf16: 174 / 216 registers, 44 / 60 KB at chunk 64, no
-        # spills; at chunk 128 251 registers / spills; 64-column p blocks or 2 stages spill or need 240+ registers)
-        "fused": dict(BQ=_np2(Q, 16), BP=min(BP_all, 16 if _small_blocks() else 32), BN=BN, num_warps=8,
-                      num_stages=1),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=dx_w, num_stages=dx_st),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
@@ -303,7 +296,7 @@ def _launch_opts(c: dict):
 from ._triton_bwd import (_ssd_bwd_dbc_kernel, _ssd_bwd_dcb_kernel, _ssd_bwd_dx_heads_kernel,  # noqa: E402
                           _ssd_bwd_dx_kernel, _ssd_cumsum_bwd_kernel, _ssd_state_bwd_kernel)
 from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_kernel, _ssd_cumsum_fwd_kernel,  # noqa: E402
-                          _ssd_fused_fwd_kernel, _ssd_scan_heads_kernel, _ssd_state_fwd_kernel)
+                          _ssd_scan_heads_kernel, _ssd_state_fwd_kernel)
 
 
 # --------------------------------------------------------------------------------------------- launchers
@@ -393,10 +386,6 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     out = torch.empty_like(x)
     store_ypre = z is not None and need_ypre
     ypre = torch.empty(x.shape if store_ypre else (0,), device=dev, dtype=x.dtype)
-    if _FWD["fwd"] == "fused" and Q <= 128:  # (a whole chunk a tile: 256-token chunks need 418 KB, sm_90 AOT)
-        _fused_fwd(x, z, B, C, D, dtp, a, initial_states, out, ypre, store_ypre, states_in, final,
-                   states_fp32 or need_ypre, lay, l, h, p, n, hpg, g, Q, kind, prec, sdt, cfg)
-        return out, ypre, states_in, final
     # F1: chunk states + state passing
     c, o = _launch_opts(cfg["state_fwd"])
     npb = triton.cdiv(p, c["BP"])
@@ -441,25 +430,6 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             Q=Q, VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     return out, ypre, states_in, final
-
-
-def _fused_fwd(x, z, B, C, D, dtp, a, initial_states, out, ypre, store_ypre, states_in, final, store_hin, lay, l, h,
-               p, n, hpg, g, Q, kind, prec, sdt, cfg):
-    """F1 + F2 as one walk (_ssd_fused_fwd_kernel; K1 first when a group's heads share CB). states_in is written
-    only when store_hin (the caller returns chunk states, or a backward will read them); else it is left as
-    allocated."""
-    if not (lay.nseq and h):
-        return
-    cb_mem = hpg > 1
-    cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem and lay.nk else dtp
-    c, o = _launch_opts(cfg["fused"])
-    npb = triton.cdiv(p, c["BP"])
-    _launch(_ssd_fused_fwd_kernel, (lay.nseq * h * npb,),
-        x, z if z is not None else x, B, C, cb, dtp, a, initial_states if initial_states is not None else final,
-        D if D is not None else a, out, ypre if store_ypre else out, states_in, final, lay.cu, lay.first,
-        l, h, p, n, hpg, g, lay.ncr, npb, Q, VARLEN=lay.varlen, HAS_INIT=initial_states is not None,
-        CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2, HAS_Z=z is not None,
-        STORE_YPRE=store_ypre, STORE_HIN=bool(store_hin), KIND=kind, PREC=prec, **c, **o)
 
 
 def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit,
