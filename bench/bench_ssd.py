@@ -252,6 +252,13 @@ SCAN_CONFIGS = {
     "HB4-BP32-w8": dict(HB=4, BP=32, num_warps=8),
     "splitM": dict(SPLIT_M=True),
     "splitM-HB1-w4": dict(SPLIT_M=True, HB=1, num_warps=4),
+    # without software pipelining / with fewer warps (what made the one-head scan and dx 25-40% faster, 2026-11-30)
+    "HB2-w4-st1": dict(HB=2, num_warps=4, num_stages=1),
+    "HB2-w8-st1": dict(HB=2, num_warps=8, num_stages=1),
+    "HB2-BP32-w4-st1": dict(HB=2, BP=32, num_warps=4, num_stages=1),
+    "HB2-BP32-w2-st1": dict(HB=2, BP=32, num_warps=2, num_stages=1),
+    "HB4-BP32-w4-st1": dict(HB=4, BP=32, num_warps=4, num_stages=1),
+    "HB1-w4-st1": dict(HB=1, num_warps=4, num_stages=1),
 }
 # The one-head chunk scan (_ssd_chunk_scan_kernel, the default forward scan; key "chunk_scan").
 CHUNK_SCAN_CONFIGS = {
@@ -344,13 +351,15 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
                         note=f"config sweep; resolved {cfg}, grid {grid}")
 
 
+@pytest.mark.parametrize("chunk", ["Q256", "Q128"])
 @pytest.mark.parametrize("cfg", list(SCAN_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
-def bench_ssd_scan_configs(benchmark, harness, shape, cfg):
-    """The forward chunk-scan kernel (and the CB kernel it reads, when heads of a group span programs) alone, per
-    block config."""
+def bench_ssd_scan_configs(benchmark, harness, shape, cfg, chunk):
+    """The head-block forward chunk-scan kernel (the A/B alternative, _FWD["scan"] = "heads"; and the CB kernel it
+    reads, when heads of a group span programs) alone, per block config, at chunk 256 and 128."""
     _time_fwd_kernel(benchmark, harness, shape, "scan", SCAN_CONFIGS[cfg],
-                     ("_ssd_scan_heads_kernel", "_ssd_cb_kernel"))
+                     ("_ssd_scan_heads_kernel", "_ssd_cb_kernel"), variant={"scan": "heads"},
+                     chunk={"Q256": 256, "Q128": 128}[chunk])
 
 
 # The forward without autograd runs at chunk 128 for a requested 256 (interface.compute_chunk_size): its configs
@@ -409,6 +418,10 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dx-legacy-w8-st3": ("bwd_dx", dict(num_warps=8, num_stages=3), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-HB2-BP32": ("bwd_dx_h", dict(HB=2, BP=32), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
+    "dx-heads-w4-st1": ("bwd_dx_h", dict(num_warps=4, num_stages=1), {"bwd_dx": "heads"},
+                        ("_ssd_bwd_dx_heads_kernel",)),
+    "dx-heads-HB2-BP32-w4-st1": ("bwd_dx_h", dict(HB=2, BP=32, num_warps=4, num_stages=1), {"bwd_dx": "heads"},
+                                 ("_ssd_bwd_dx_heads_kernel",)),
     "state-default": ("state_bwd", {}, {}, ("_ssd_state_bwd_kernel",)),
     "state-BP32-w4-st2": ("state_bwd", dict(BP=32, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
     "state-BS64-w4": ("state_bwd", dict(BS=64, num_warps=4), {}, ("_ssd_state_bwd_kernel",)),
@@ -436,13 +449,16 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
 }
 
 
+# Q128: a forward+backward at chunk 128 (bench_ssd_triton_chunk) is the candidate for the autograd path as well.
+@pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
 @pytest.mark.parametrize("cfg", list(BWD_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
-def bench_ssd_bwd_configs(benchmark, harness, shape, cfg):
+def bench_ssd_bwd_configs(benchmark, harness, shape, cfg, chunk):
     """One backward kernel alone per config / variant (dx: one head per program vs head blocks; state walk, dCB,
-    dB / dC block configs)."""
+    dB / dC block configs), at chunk 256 (the autograd default) and 128."""
     key, over, variant, names = BWD_CONFIGS[cfg]
-    _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=True, variant=variant)
+    _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=True, variant=variant,
+                     chunk=SWEEP_CHUNKS[chunk])
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

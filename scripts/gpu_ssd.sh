@@ -8,6 +8,7 @@
 #     forward / backward alone, and a profile of one Triton forward + backward. SWEEP_ALL=1: every sweep entry.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
+#   (Next: SSD_PART=select with the BENCH_K of bench/NOTES.md, SSD "Session 10 ... Next".)
 #   SSD_PART=select: build, bench_ssd.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
