@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One device call of ncu diagnostics (files under $OUT): build, then the SSD Triton kernels that dominate the
 # issue-4 shapes (scripts/ncu_ssd.sh) and the verify decode path at b1 k1 against mamba_ssm's decode kernel
-# (scripts/ncu_verify.sh), packed into $OUT/ncu.tgz. NCU_PARTS picks: "ssd verify" (default).
+# (scripts/ncu_verify.sh), packed into $OUT/ncu.tgz. NCU_PARTS picks: "ssd verify" (default); NCU_VERIFY_CASES the
+# verify cases (default "mamba2-1-1"; "mamba2-64-4" for the tensor-core kernel at b64 k4).
 . scripts/gpu_common.sh
 [ "${NOBUILD:-0}" = 1 ] || build 16
 for part in ${NCU_PARTS:-ssd verify}; do
   case $part in
     ssd) step 330 $L ncu_ssd bash scripts/ncu_ssd.sh b4-l4096-h80-p64-n128-g1
          step 80 $L ncu_ssd2 bash scripts/ncu_ssd.sh b2-l4096-h32-p128-n128-g32 _ssd_chunk_scan_kernel;;
-    verify) step 200 $L ncu_verify bash scripts/ncu_verify.sh mamba2-1-1;;
+    verify) step 200 $L ncu_verify bash scripts/ncu_verify.sh "${NCU_VERIFY_CASES:-mamba2-1-1}";;
   esac
 done
 # at most 8 files come back from a device call: the ncu files travel as one archive
