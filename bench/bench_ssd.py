@@ -313,6 +313,11 @@ STATE_CONFIGS = {
     "BN128-w8-st2": dict(BN=128, num_warps=8, num_stages=2),
     "BN128-BS64-w8-st4": dict(BN=128, BS=64, num_warps=8, num_stages=4),
     "BN128-BS64-w4-st4": dict(BN=128, BS=64, num_warps=4, num_stages=4),
+    # 3+ CTAs an SM: shape 1 has 320 (sequence, head) walks, 2.4 waves of 1 CTA an SM on 132 SMs (its walk takes
+    # 182 us at chunk 128 against 65.5 for shape 2's 128 walks of the same length and width: 3 waves against 1)
+    "BN128-BS64-w4-st2-r168": dict(BN=128, BS=64, num_warps=4, num_stages=2, maxnreg=168),
+    "BN128-BS64-w4-st3-r168": dict(BN=128, BS=64, num_warps=4, num_stages=3, maxnreg=168),
+    "BN128-BS64-w4-st2-r128": dict(BN=128, BS=64, num_warps=4, num_stages=2, maxnreg=128),
 }
 
 
@@ -430,6 +435,13 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "state-st1": ("state_bwd", dict(num_stages=1), {}, ("_ssd_state_bwd_kernel",)),
     "state-BN64-w4-st1": ("state_bwd", dict(BN=64, num_warps=4, num_stages=1), {}, ("_ssd_state_bwd_kernel",)),
     "state-BS64-w4-st2": ("state_bwd", dict(BS=64, num_warps=4, num_stages=2), {}, ("_ssd_state_bwd_kernel",)),
+    # 3+ CTAs an SM (register caps): the walk is wave-quantised at shape 1 (320 walks of the per-walk time of shape
+    # 2's 128: 544 us against 190, i.e. 3 waves of 1 CTA an SM against 1)
+    "state-BS64-w4-r168": ("state_bwd", dict(BS=64, num_warps=4, maxnreg=168), {}, ("_ssd_state_bwd_kernel",)),
+    "state-BS64-w4-st2-r168": ("state_bwd", dict(BS=64, num_warps=4, num_stages=2, maxnreg=168), {},
+                               ("_ssd_state_bwd_kernel",)),
+    "state-BS64-w4-st2-r128": ("state_bwd", dict(BS=64, num_warps=4, num_stages=2, maxnreg=128), {},
+                               ("_ssd_state_bwd_kernel",)),
     "state-BS64-w8": ("state_bwd", dict(BS=64, num_warps=8), {}, ("_ssd_state_bwd_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-w8": ("bwd_dcb", dict(num_warps=8), {}, ("_ssd_bwd_dcb_kernel",)),

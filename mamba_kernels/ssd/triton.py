@@ -288,8 +288,10 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
 def _launch_opts(c: dict):
     """Split a config into (constexprs, launch options)."""
     c = dict(c)
-    return {k: v for k, v in c.items() if k not in ("num_warps", "num_stages")}, dict(
-        num_warps=c.get("num_warps", 4), num_stages=c.get("num_stages", 2))
+    opts = dict(num_warps=c.get("num_warps", 4), num_stages=c.get("num_stages", 2))
+    if c.get("maxnreg"):  # register cap (ptxas .maxnreg; bench sweeps only): more CTAs an SM
+        opts["maxnreg"] = c["maxnreg"]
+    return {k: v for k, v in c.items() if k not in ("num_warps", "num_stages", "maxnreg")}, opts
 
 
 # --------------------------------------------------------------------------------------------- kernels
