@@ -397,6 +397,22 @@ def bench_ssd_triton_chunk(benchmark, harness, mode, chunk, shape):
                     note="D, z, dt_bias, softplus" + ("; grads of all inputs" if mode == "fwd_bwd" else ""))
 
 
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("chunk", [256, 128])
+def bench_ssd_triton_da_out_dc(benchmark, harness, chunk, shape, monkeypatch):
+    """The Triton forward+backward with the state-out path's d a in B4's dC launch (_FWD["da_out"] = "dc") instead
+    of the dx kernel (against bench_ssd / bench_ssd_triton_chunk at the default)."""
+    from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._FWD, "da_out", "dc")
+    s = SHAPES[shape]
+    inp = _inputs(**s, grad=True)
+    fn = _ours("triton", chunk)
+    harness.measure(benchmark, kernel="ssd_fwd_bwd", impl="mamba_kernels:triton_da_out_dc",
+                    shape=dict(s, chunk=chunk), dtype="bfloat16", fn=_fwd_bwd(fn, inp), bytes=_bytes(**s, bwd=True),
+                    flops=3 * _flops(**s, chunk=chunk),
+                    note="D, z, dt_bias, softplus; grads of all inputs; _FWD['da_out'] = 'dc'")
+
+
 @pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
 @pytest.mark.parametrize("cfg", list(STATE_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -421,6 +437,9 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
                               ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-w2-st1": ("bwd_dx", dict(num_warps=2, num_stages=1), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-w8-st3": ("bwd_dx", dict(num_warps=8, num_stages=3), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    # the state-out path's d a in B4's dC launch instead (_FWD["da_out"] = "dc"): dx without it, dC with it
+    "dx-legacy-dcda": ("bwd_dx", {}, {"bwd_dx": "legacy", "da_out": "dc"}, ("_ssd_bwd_dx_kernel",)),
+    "dbc-dcda": ("bwd_dbc", {}, {"da_out": "dc"}, ("_ssd_bwd_dbc_kernel",)),
     "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-HB2-BP32": ("bwd_dx_h", dict(HB=2, BP=32), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-w4-st1": ("bwd_dx_h", dict(num_warps=4, num_stages=1), {"bwd_dx": "heads"},
@@ -446,6 +465,9 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-w8": ("bwd_dcb", dict(num_warps=8), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-w2-st2": ("bwd_dcb", dict(num_warps=2, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    # register caps: shape 1's 640 live programs are 2.4 waves at 2 CTAs an SM (238 registers, 4 warps)
+    "dcb-r168": ("bwd_dcb", dict(maxnreg=168), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-r128-st2": ("bwd_dcb", dict(maxnreg=128, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads;
     # H200 2026-11-30: 466 / 472 / 503 us against 520 at shape 1, equal at shape 2; one source block a dx program
     # (SPLIT_S) measured 1343-1393 against 1113 us and was removed)

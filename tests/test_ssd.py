@@ -218,6 +218,20 @@ def test_triton_cpu_kernel_variants(case, monkeypatch):
     check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
 
 
+@pytest.mark.parametrize("bwd_dx", ["legacy", "heads"])
+@pytest.mark.parametrize("case", ["b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp",
+                                  "b1-l60-h4-p16-n16-g1-Q32-steep", "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit"])
+def test_triton_cpu_state_out_da_in_dc_kernel(case, bwd_dx, monkeypatch):
+    """_FWD["da_out"] = "dc": the state-out path's d a formed by the dC launch of B4 instead of the dx kernel (both
+    dx kernels; p in two B4 blocks at p 32; no initial state; varlen; steep decay): every gradient."""
+    _skip_unavailable("triton", "cpu")
+    from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._FWD, "da_out", "dc")
+    monkeypatch.setitem(tri._FWD, "bwd_dx", bwd_dx)
+    b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
+    check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
+
+
 @pytest.mark.parametrize("hsplit", [2, 3])
 def test_triton_cpu_split_programs(hsplit, monkeypatch):
     """The split-program config of the bench sweeps (not a default): the dCB kernel with a group's heads over hsplit

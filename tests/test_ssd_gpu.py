@@ -65,6 +65,22 @@ def test_gpu_triton_without_chunk_states(case, dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", list(GPU_DTYPES))
+@pytest.mark.parametrize("bwd_dx", ["legacy", "heads"])
+@pytest.mark.parametrize("case", ["b2-l1000-h4-p64-n128-g1-Q256", "b1-l2050-varlen-short-long-Q256",
+                                  "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l1100-varlen-Q64-noz-noinit"])
+def test_gpu_triton_state_out_da_in_dc_kernel(case, bwd_dx, dtype, monkeypatch):
+    """_FWD["da_out"] = "dc" (the A/B alternative: the state-out path's d a formed by B4's dC launch): every
+    gradient, with both dx kernels."""
+    _skip_unavailable("triton", "cuda")
+    from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._FWD, "da_out", "dc")
+    monkeypatch.setitem(tri._FWD, "bwd_dx", bwd_dx)
+    b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
+    check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["ref", "triton", "cuda"])
 def test_gpu_opcheck_fwd(backend):
     args = _op_args(backend, device="cuda", dtype=torch.bfloat16, cu=[0, 7, 20])

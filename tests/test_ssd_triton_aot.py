@@ -1,5 +1,6 @@
 """Chunked SSD (Mamba-2) Triton kernels compiled ahead of time for sm_90 (CI has no GPU): every kernel at the
-launchers' configs for the issue-4 shapes, and the split-program options of the bench sweeps."""
+launchers' configs for the issue-4 shapes, and the non-default options of the bench sweeps (split dCB programs;
+the state-out d a in B4's dC launch)."""
 from __future__ import annotations
 
 # Every Triton kernel at the configs the launchers pick for the issue-4 shapes, compiled ahead of time for sm_90
@@ -108,9 +109,20 @@ def launches(b, l, h, p, n, g, Q, arch):
     finally:
         tri._CFG_OVERRIDE.clear()
         tri._FWD.update(old)
-    split = [r for r in rs.launches if r[0] is tri._ssd_bwd_dcb_kernel]
+    alt = [r for r in rs.launches if r[0] is tri._ssd_bwd_dcb_kernel]
+    # the state-out d a in B4's dC launch (_FWD["da_out"] = "dc"): both dx kernels without it, dC with it
+    old = dict(tri._FWD)
+    try:
+        for dx_kind in ("legacy", "heads"):
+            tri._FWD.update(da_out="dc", bwd_dx=dx_kind)
+            with tri.record_launches(arch) as rd:
+                tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
+            alt += [r for r in rd.launches if "dx" in r[0].__name__ or (
+                r[0] is tri._ssd_bwd_dbc_kernel and r[2]["DC_DA"])]
+    finally:
+        tri._FWD.update(old)
     return ([("fwd",) + r for r in rf.launches] + [("bwd",) + r for r in rb.launches] +
-            [("split",) + r for r in split])
+            [("alt",) + r for r in alt])
 
 
 res = []

@@ -78,12 +78,12 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
                        l, h, p, n, hpg, ng, ncr, npb,
                        Q, VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr,
                        BM: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
-                       PREC: tl.constexpr):
+                       PREC: tl.constexpr, DA_OUT: tl.constexpr = True):
     """Chunk k, head hh, p block pb, all source blocks sb (dS and h_in read once); u_s = dt'_s x_s,
     e_s = exp(a_L - a_s):
       du_s = sum_{t>=s} CB_ts exp(a_t - a_s) dy_t + e_s B_s dS^T;  dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s
       state-in path:  d a_s -= dt'_s q_s,  d a_L += sum_s dt'_s q_s,  q_s = e_s x_s.(dS B_s)
-      state-out path: d a_s += exp(a_s) dy_s.(h_in C_s)
+      state-out path (DA_OUT; else the dC kernel adds it): d a_s += exp(a_s) dy_s.(h_in C_s)
     Off-diagonal blocks (t block > s block) factor exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), a_r = a at the
     source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk."""
     hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
@@ -98,7 +98,8 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
     mpn = mp[:, None] & mn[None, :]
     slot = (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :]
     dST = tl.trans(_cast(tl.load(dS_ptr + slot, mask=mpn, other=0.0).to(tl.float32), KIND))     # (n, p)
-    hinT = tl.trans(_cast(tl.load(hin_ptr + slot, mask=mpn, other=0.0).to(tl.float32), KIND))   # (n, p)
+    if DA_OUT:
+        hinT = tl.trans(_cast(tl.load(hin_ptr + slot, mask=mpn, other=0.0).to(tl.float32), KIND))   # (n, p)
     if HAS_D:
         if D_HP:
             Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
@@ -135,12 +136,13 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
         causal = (offs_s[None, :] >= offs_s[:, None]) & ms[None, :] & ms[:, None]
         dec = tl.exp(tl.where(causal, a_s[None, :] - a_s[:, None], float("-inf")))
         du += tl.dot(_cast(cbT * dec, KIND), _cast(dys, KIND), input_precision=PREC)
-        # state-out path (d a only): exp(a_s) dy_s.(h_in C_s)
         msn = ms[:, None] & mn[None, :]
-        Cs = _cast(tl.load(C_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn,
-                           other=0.0).to(tl.float32), KIND)
-        yo = tl.dot(Cs, hinT, input_precision=PREC)                                         # (s, p)
-        dat = tl.where(ms, tl.exp(a_s), 0.0) * tl.sum(dys * yo, axis=1)
+        dat = tl.zeros((BM,), dtype=tl.float32)
+        if DA_OUT:  # state-out path (d a only): exp(a_s) dy_s.(h_in C_s)
+            Cs = _cast(tl.load(C_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn,
+                               other=0.0).to(tl.float32), KIND)
+            yo = tl.dot(Cs, hinT, input_precision=PREC)                                     # (s, p)
+            dat = tl.where(ms, tl.exp(a_s), 0.0) * tl.sum(dys * yo, axis=1)
         # state-in path: e_s B_s dS^T
         Bs = _cast(tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn,
                            other=0.0).to(tl.float32), KIND)
@@ -168,14 +170,15 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
                              l, h, p, n, hpg, ng, ncr, nhb, npb, Q, span_max,
                              VARLEN: tl.constexpr, HAS_D: tl.constexpr, D_HP: tl.constexpr, BM: tl.constexpr,
                              HB: tl.constexpr, BP: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
-                             PREC: tl.constexpr):
+                             PREC: tl.constexpr, DA_OUT: tl.constexpr = True):
     """_ssd_bwd_dx_kernel for HB heads of one group at once (columns j = (head j // BP, p) of (rows, HP = HB * BP)
     tiles, as in _ssd_scan_heads_kernel): the group's CB^T, B and C are shared by the heads' dots. Per source
     block s (a_r = a at the block's last token):
       du_s = exp(a_r - a_s) [ B_s (exp(a_L - a_r) dS)^T + sum_{t>=s} CB_ts (exp(a_t - a_r) dy_t) ]
     with the diagonal block inside the sum when its decay span max |a - a_r| <= span_max, else exactly per head.
-    dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s;  d a_s += exp(a_s) dy_s.(h_in C_s) - dt'_s q_s;
-    d a_L += sum_s dt'_s q_s with q_s = x_s.(state-in part of du_s); dD partials per chunk."""
+    dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s;  d a_s += exp(a_s) dy_s.(h_in C_s) - dt'_s q_s (the first
+    term only when DA_OUT, else the dC kernel adds it); d a_L += sum_s dt'_s q_s with q_s = x_s.(state-in part of
+    du_s); dD partials per chunk."""
     pid = tl.program_id(0)
     pb = pid % npb
     rest = pid // npb
@@ -231,13 +234,14 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
         xy = offs_s[:, None] * (h * p) + colj[None, :]
         mxy = ms[:, None] & mj[None, :]
         msn = ms[:, None] & mn[None, :]
-        # state-out path (d a only): exp(a_s) dy_s.(h_in C_s)
-        Cs = _cast(tl.load(Cb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn, other=0.0).to(tl.float32),
-                   KIND)
-        hinT = tl.trans(_cast(tl.load(hin_ptr + slot, mask=mslot, other=0.0).to(tl.float32), KIND))
-        yo = tl.dot(Cs, hinT, input_precision=PREC)                                         # (BM, HP)
-        dys = tl.load(dyb + xy, mask=mxy, other=0.0).to(tl.float32)
-        dat = tl.where(ms[:, None], tl.exp(a_s), 0.0) * _head_sums(dys * yo, head_hp, HB)   # (BM, HB)
+        dat = tl.zeros((BM, HB), dtype=tl.float32)
+        if DA_OUT:  # state-out path (d a only): exp(a_s) dy_s.(h_in C_s)
+            Cs = _cast(tl.load(Cb + offs_s[:, None] * (ng * n) + offs_n[None, :], mask=msn,
+                               other=0.0).to(tl.float32), KIND)
+            hinT = tl.trans(_cast(tl.load(hin_ptr + slot, mask=mslot, other=0.0).to(tl.float32), KIND))
+            yo = tl.dot(Cs, hinT, input_precision=PREC)                                     # (BM, HP)
+            dys = tl.load(dyb + xy, mask=mxy, other=0.0).to(tl.float32)
+            dat = tl.where(ms[:, None], tl.exp(a_s), 0.0) * _head_sums(dys * yo, head_hp, HB)   # (BM, HB)
         # state-in path, before the row factor exp(a_r - a_s): B_s (exp(a_L - a_r) dS)^T
         rowf = tl.where(ms[:, None], tl.exp(-dlt), 0.0)
         a_r_hp = tl.load(ap + head_hp * l + last)
@@ -363,16 +367,19 @@ def _ssd_bwd_dcb_kernel(x_ptr, dy_ptr, cb_ptr, dtp_ptr, a_ptr, dcb_ptr, da_ptr, 
 
 # --------------------------------------------------------------------------------------------- B4: dB, dC
 @triton.jit
-def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr, tab_ptr,
+def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr, cs_ptr, da_ptr, tab_ptr,
                         l, h, p, n, hpg, ng, ncr, nmb,
                         Q, VARLEN: tl.constexpr, IS_DC: tl.constexpr, NPK: tl.constexpr,
                         BM: tl.constexpr, BPK: tl.constexpr, BN: tl.constexpr, KIND: tl.constexpr,
-                        PREC: tl.constexpr):
+                        PREC: tl.constexpr, DC_DA: tl.constexpr = False):
     """Rows jb of chunk k, group gg; launched twice:
       dB (IS_DC False; u = x, bc = C, st = dS):     dB_j = sum_{t>=j} dCB_tj C_t + sum_heads exp(a_L - a_j) dt'_j x_j dS
       dC (IS_DC True;  u = dy, bc = B, st = h_in):  dC_j = sum_{s<=j} dCB_js B_s + sum_heads exp(a_j) dy_j h_in
-    One (BM, n) fp32 accumulator per program, so BM can be large and dS / h_in are read by few row blocks. dCB
-    loads are masked to the causal triangle (any block grid of _ssd_bwd_dcb_kernel works)."""
+    DC_DA (dC launch, when the dx kernel runs without DA_OUT): also the state-out path's d a_j += exp(a_j)
+    C_j.(dy_j h_in) per head (cs = C), from the dot dy_j h_in formed here anyway, so that the dx kernel needs no
+    (rows, n) x (n, p) dot for it. One (BM, n) fp32 accumulator per program, so BM can be large and dS / h_in are
+    read by few row blocks. dCB loads are masked to the causal triangle (any block grid of _ssd_bwd_dcb_kernel
+    works)."""
     pid = tl.program_id(0)
     gg = pid % ng
     rest = pid // ng
@@ -390,6 +397,9 @@ def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr,
     cbb = (k.to(tl.int64) * ng + gg) * Q * Q
     acc = tl.zeros((BM, BN), dtype=tl.float32)
     if IS_DC:
+        if DC_DA:
+            Cj = tl.load(cs_ptr + bcb + offs_j[:, None] * (ng * n) + offs_n[None, :],
+                         mask=mj[:, None] & mn[None, :], other=0.0).to(tl.float32)
         for sb in range(0, jb + 1):
             offs_s = sb * BM + tl.arange(0, BM)
             ms = offs_s < ln
@@ -426,7 +436,12 @@ def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr,
                      mask=mj[:, None] & mp[None, :], other=0.0).to(tl.float32)
         st = tl.load(st_ptr + (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :],
                      mask=mp[:, None] & mn[None, :], other=0.0).to(tl.float32)
-        acc += tl.dot(_cast(uj * wj[:, None], KIND), _cast(st, KIND), input_precision=PREC)
+        if IS_DC and DC_DA:
+            t = tl.dot(_cast(uj, KIND), _cast(st, KIND), input_precision=PREC)              # dy_j h_in: (BM, n)
+            acc += t * wj[:, None]
+            tl.atomic_add(da_ptr + ab + offs_j, wj * tl.sum(t * Cj, axis=1), mask=mj, sem="relaxed")
+        else:
+            acc += tl.dot(_cast(uj * wj[:, None], KIND), _cast(st, KIND), input_precision=PREC)
     tl.store(out_ptr + bcb + offs_j[:, None] * (ng * n) + offs_n[None, :], acc.to(out_ptr.dtype.element_ty),
              mask=mj[:, None] & mn[None, :])
 

@@ -37,7 +37,8 @@ Backward, 8 launches (+ tiny torch sums of per-chunk dA / dt_bias / D partials):
                               dS_c (gradient w.r.t. the state after chunk c, stored), d a_L through the decay,
                               d initial_states
   B2 _ssd_bwd_dx_kernel       per (chunk, head, p block), looping over source blocks: du_s = sum_{t>=s} M_ts dy_t +
-                              exp(a_L-a_s) B_s dS^T -> dx, d dt' (direct), d a of the state-in / state-out paths, dD
+                              exp(a_L-a_s) B_s dS^T -> dx, d dt' (direct), d a of the state-in / state-out paths
+                              (the latter in B4 with _FWD["da_out"] = "dc"), dD
   B3 _ssd_bwd_dcb_kernel      per (chunk, t block, s block, group), looping over the group's heads:
                               dCB = sum_h (dy_t u_s^T) o exp(a_t - a_s) (stored), intra-chunk d a (row / column sums)
   B4 _ssd_bwd_dbc_kernel x2   per (chunk, row block, group), looping over the group's heads: dB = dCB^T C +
@@ -124,7 +125,11 @@ _CFG_OVERRIDE: dict = {}
 # Default scan "legacy": measured on the H200 (bf16, b4 l4096 h80 p64 n128 g1) the whole forward took 1.08-1.13 ms
 # with "heads" (runs at 0e43d62 and 7583a89) against 0.741 ms with the one-head scan (220d8a0); "heads" stays as
 # the A/B alternative until a sweep (bench_ssd_scan_configs) finds it a faster config.
-_FWD = {"scan": "legacy", "bwd_dx": "legacy"}
+# "da_out": where the state-out path's d a_s = exp(a_s) dy_s.(h_in C_s) is formed: "dx" (a (rows, n) x (n, p) dot
+# per source block in B2, the measured default) or "dc" (from the dot dy h_in that B4's dC launch forms anyway, plus
+# a row sum against C and an atomic per head and row; B2 loses a dot, its h_in tile and its C loads: 255 registers
+# with 8 bytes of spills instead of 40 at sm_90 AOT; written 2026-11-30, not yet timed on the GPU).
+_FWD = {"scan": "legacy", "bwd_dx": "legacy", "da_out": "dx"}
 
 
 class record_launches:
@@ -476,6 +481,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     dD_part = torch.zeros(max(nk, 1), h, p, device=dev, dtype=f32) if D is not None else None
     if nk:
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
+        da_in_dx = _FWD["da_out"] == "dx"
         # B2: dx, d dt' (direct), state-path d a terms (head blocks for bf16 / fp16, as the forward scan)
         if _FWD["bwd_dx"] == "heads" and (kind in (1, 2) or _interpreted()):
             c, o = _launch_opts(cfg["bwd_dx_h"])
@@ -485,7 +491,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
                 x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
                 dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, nhb, npb, Q,
                 5.0 if x.dtype == torch.float16 else 60.0, VARLEN=lay.varlen, HAS_D=D is not None,
-                D_HP=D is not None and D.dim() == 2, KIND=kind, PREC=prec, **c, **o)
+                D_HP=D is not None and D.dim() == 2, KIND=kind, PREC=prec, DA_OUT=da_in_dx, **c, **o)
         else:
             c, o = _launch_opts(cfg["bwd_dx"])
             npb = triton.cdiv(p, c["BP"])
@@ -493,7 +499,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
                 x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
                 dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
                 Q=Q, VARLEN=lay.varlen, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
-                KIND=kind, PREC=prec, **c, **o)
+                KIND=kind, PREC=prec, DA_OUT=da_in_dx, **c, **o)
         # B3: dCB per group + intra-chunk d a
         c, o = _launch_opts(cfg["bwd_dcb"])
         assert c["BM"] == cfg["bwd_dx"]["BM"]
@@ -509,8 +515,9 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         nmb4 = triton.cdiv(Q, c["BM"])
         for is_dc, u, bc, st, out_ in ((False, x, C, dS, dB), (True, dy, B, states_in, dC)):
             _launch(_ssd_bwd_dbc_kernel, (nk * nmb4 * g,),
-                u, bc, dcb, dtp, a, st, out_, lay.tab, l, h, p, n, hpg, g, lay.ncr, nmb4,
-                Q=Q, VARLEN=lay.varlen, IS_DC=is_dc, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec, **c, **o)
+                u, bc, dcb, dtp, a, st, out_, C, da, lay.tab, l, h, p, n, hpg, g, lay.ncr, nmb4,
+                Q=Q, VARLEN=lay.varlen, IS_DC=is_dc, NPK=triton.cdiv(p, c["BPK"]), KIND=kind, PREC=prec,
+                DC_DA=is_dc and not da_in_dx, **c, **o)
         # B5: dt chain
         c, o = _launch_opts(cfg["cumsum_bwd"])
         lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
