@@ -348,7 +348,7 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
     picked = [i for i, r in enumerate(rec.launches) if r[0].__name__ in names]
     for j, i in enumerate(picked):
         kernel, _, kw, grid = rec.launches[i]
-        cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN") or k.startswith("num_")}
+        cfg = {k: v for k, v in kw.items() if k in ("BM", "HB", "BP", "BS", "BN", "maxnreg") or k.startswith("num_")}
         harness.measure(benchmark if j == 0 else None, kernel="ssd_bwd_part" if bwd else "ssd_fwd_part",
                         impl=f"mamba_kernels:triton:{kernel.__name__}{'#%d' % j if len(picked) > 1 else ''}:"
                              f"{key}={over}", shape=dict(s, chunk=chunk),
@@ -356,7 +356,12 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
                         note=f"config sweep; resolved {cfg}, grid {grid}")
 
 
-@pytest.mark.parametrize("chunk", ["Q256", "Q128"])
+# The forward without autograd runs at chunk 128 for a requested 256 (interface.compute_chunk_size): its configs
+# were chosen at 256, so the forward sweeps run at both.
+SWEEP_CHUNKS = {"Q256": 256, "Q128": 128}
+
+
+@pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
 @pytest.mark.parametrize("cfg", list(SCAN_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
 def bench_ssd_scan_configs(benchmark, harness, shape, cfg, chunk):
@@ -364,12 +369,7 @@ def bench_ssd_scan_configs(benchmark, harness, shape, cfg, chunk):
     reads, when heads of a group span programs) alone, per block config, at chunk 256 and 128."""
     _time_fwd_kernel(benchmark, harness, shape, "scan", SCAN_CONFIGS[cfg],
                      ("_ssd_scan_heads_kernel", "_ssd_cb_kernel"), variant={"scan": "heads"},
-                     chunk={"Q256": 256, "Q128": 128}[chunk])
-
-
-# The forward without autograd runs at chunk 128 for a requested 256 (interface.compute_chunk_size): its configs
-# were chosen at 256, so the forward sweeps run at both.
-SWEEP_CHUNKS = {"Q256": 256, "Q128": 128}
+                     chunk=SWEEP_CHUNKS[chunk])
 
 
 @pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
@@ -387,14 +387,19 @@ def bench_ssd_chunk_scan_configs(benchmark, harness, shape, cfg, chunk):
 def bench_ssd_triton_chunk(benchmark, harness, mode, chunk, shape):
     """The Triton forward / forward+backward at other chunk sizes than 256 (the same scan up to rounding: chunk
     size trades the quadratic intra-chunk work against the number of chunk states)."""
+    _time_triton_op(benchmark, harness, mode, chunk, shape, "mamba_kernels:triton", "")
+
+
+def _time_triton_op(benchmark, harness, mode, chunk, shape, impl, note):
+    """The Triton op (forward, or forward+backward through autograd) at chunk size `chunk`."""
     s = SHAPES[shape]
     inp = _inputs(**s, grad=mode == "fwd_bwd")
     fn = _ours("triton", chunk)
     run = _fwd_bwd(fn, inp) if mode == "fwd_bwd" else (lambda: fn(inp))
-    harness.measure(benchmark, kernel="ssd_" + mode, impl="mamba_kernels:triton", shape=dict(s, chunk=chunk),
+    harness.measure(benchmark, kernel="ssd_" + mode, impl=impl, shape=dict(s, chunk=chunk),
                     dtype="bfloat16", fn=run, bytes=_bytes(**s, bwd=mode == "fwd_bwd"),
                     flops=(3 if mode == "fwd_bwd" else 1) * _flops(**s, chunk=chunk),
-                    note="D, z, dt_bias, softplus" + ("; grads of all inputs" if mode == "fwd_bwd" else ""))
+                    note="D, z, dt_bias, softplus" + ("; grads of all inputs" if mode == "fwd_bwd" else "") + note)
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -404,13 +409,8 @@ def bench_ssd_triton_da_out_dc(benchmark, harness, chunk, shape, monkeypatch):
     of the dx kernel (against bench_ssd / bench_ssd_triton_chunk at the default)."""
     from mamba_kernels.ssd import triton as tri
     monkeypatch.setitem(tri._FWD, "da_out", "dc")
-    s = SHAPES[shape]
-    inp = _inputs(**s, grad=True)
-    fn = _ours("triton", chunk)
-    harness.measure(benchmark, kernel="ssd_fwd_bwd", impl="mamba_kernels:triton_da_out_dc",
-                    shape=dict(s, chunk=chunk), dtype="bfloat16", fn=_fwd_bwd(fn, inp), bytes=_bytes(**s, bwd=True),
-                    flops=3 * _flops(**s, chunk=chunk),
-                    note="D, z, dt_bias, softplus; grads of all inputs; _FWD['da_out'] = 'dc'")
+    _time_triton_op(benchmark, harness, "fwd_bwd", chunk, shape, "mamba_kernels:triton_da_out_dc",
+                    "; _FWD['da_out'] = 'dc'")
 
 
 @pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))

@@ -47,7 +47,7 @@ def ptxas_usage(ptx, arch):
 
 
 def compile_one(kernel, args, kw, arch):
-    opts = {k: kw[k] for k in ("num_warps", "num_stages")}
+    opts = {k: kw[k] for k in ("num_warps", "num_stages", "maxnreg") if k in kw}
     cnames = {q.name for q in kernel.params if q.is_constexpr}
     consts = {k: v for k, v in kw.items() if k in cnames}
     vals = dict(zip(kernel.arg_names, args))

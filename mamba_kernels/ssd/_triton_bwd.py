@@ -6,7 +6,7 @@ import triton
 import triton.language as tl
 
 from ._triton_jit import (_block_pair_program, _cast, _chunk, _chunk_head_program, _walk_program, _walk_state_tile,
-                          _head_expand, _head_sums, _seq, _softplus)
+                          _head_D, _head_expand, _head_sums, _seq, _softplus)
 
 
 # --------------------------------------------------------------------------------------------- B1: states bwd
@@ -100,11 +100,7 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
     dST = tl.trans(_cast(tl.load(dS_ptr + slot, mask=mpn, other=0.0).to(tl.float32), KIND))     # (n, p)
     if DA_OUT:
         hinT = tl.trans(_cast(tl.load(hin_ptr + slot, mask=mpn, other=0.0).to(tl.float32), KIND))   # (n, p)
-    if HAS_D:
-        if D_HP:
-            Dv = tl.load(D_ptr + hh * p + offs_p, mask=mp, other=0.0).to(tl.float32)[None, :]
-        else:
-            Dv = tl.load(D_ptr + hh).to(tl.float32)
+    Dv = _head_D(D_ptr, hh, p, offs_p, mp, HAS_D, D_HP)
     dD = tl.zeros((BP,), dtype=tl.float32)
     dal = tl.zeros((BM,), dtype=tl.float32)
     ntb = tl.cdiv(ln, BM)
@@ -396,10 +392,10 @@ def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr,
     bcb = (tok0 * ng + gg) * n
     cbb = (k.to(tl.int64) * ng + gg) * Q * Q
     acc = tl.zeros((BM, BN), dtype=tl.float32)
+    if DC_DA:
+        Cj = tl.load(cs_ptr + bcb + offs_j[:, None] * (ng * n) + offs_n[None, :], mask=mj[:, None] & mn[None, :],
+                     other=0.0).to(tl.float32)
     if IS_DC:
-        if DC_DA:
-            Cj = tl.load(cs_ptr + bcb + offs_j[:, None] * (ng * n) + offs_n[None, :],
-                         mask=mj[:, None] & mn[None, :], other=0.0).to(tl.float32)
         for sb in range(0, jb + 1):
             offs_s = sb * BM + tl.arange(0, BM)
             ms = offs_s < ln
@@ -436,7 +432,7 @@ def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr,
                      mask=mj[:, None] & mp[None, :], other=0.0).to(tl.float32)
         st = tl.load(st_ptr + (k.to(tl.int64) * h + hh) * p * n + offs_p[:, None] * n + offs_n[None, :],
                      mask=mp[:, None] & mn[None, :], other=0.0).to(tl.float32)
-        if IS_DC and DC_DA:
+        if DC_DA:
             t = tl.dot(_cast(uj, KIND), _cast(st, KIND), input_precision=PREC)              # dy_j h_in: (BM, n)
             acc += t * wj[:, None]
             tl.atomic_add(da_ptr + ab + offs_j, wj * tl.sum(t * Cj, axis=1), mask=mj, sem="relaxed")
