@@ -318,6 +318,9 @@ STATE_CONFIGS = {
     "BN128-BS64-w4-st2-r168": dict(BN=128, BS=64, num_warps=4, num_stages=2, maxnreg=168),
     "BN128-BS64-w4-st3-r168": dict(BN=128, BS=64, num_warps=4, num_stages=3, maxnreg=168),
     "BN128-BS64-w4-st2-r128": dict(BN=128, BS=64, num_warps=4, num_stages=2, maxnreg=128),
+    # around the best of those (st3-r168: 171.7 / 151.2 us at shape 1, chunk 128 / 256, against ~182 / ~181)
+    "BN128-BS64-w4-st4-r168": dict(BN=128, BS=64, num_warps=4, num_stages=4, maxnreg=168),
+    "BN128-BS32-w4-st3-r168": dict(BN=128, BS=32, num_warps=4, num_stages=3, maxnreg=168),
 }
 
 
@@ -461,6 +464,11 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
                                ("_ssd_state_bwd_kernel",)),
     "state-BS64-w4-st2-r128": ("state_bwd", dict(BS=64, num_warps=4, num_stages=2, maxnreg=128), {},
                                ("_ssd_state_bwd_kernel",)),
+    # around the best of those (st2-r168: 484.5 / 426.5 us at shape 1, chunk 128 / 256, against 605 / 544)
+    "state-BS64-w4-st1-r168": ("state_bwd", dict(BS=64, num_warps=4, num_stages=1, maxnreg=168), {},
+                               ("_ssd_state_bwd_kernel",)),
+    "state-BS32-w4-st2-r168": ("state_bwd", dict(BS=32, num_warps=4, num_stages=2, maxnreg=168), {},
+                               ("_ssd_state_bwd_kernel",)),
     "state-BS64-w8": ("state_bwd", dict(BS=64, num_warps=8), {}, ("_ssd_state_bwd_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-w8": ("bwd_dcb", dict(num_warps=8), {}, ("_ssd_bwd_dcb_kernel",)),
@@ -468,6 +476,9 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     # register caps: shape 1's 640 live programs are 2.4 waves at 2 CTAs an SM (238 registers, 4 warps)
     "dcb-r168": ("bwd_dcb", dict(maxnreg=168), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-r128-st2": ("bwd_dcb", dict(maxnreg=128, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    # (r168 at 3 stages: 260.9 / 466.0 us at shape 1, chunk 128 / 256, against 379.8 / 515)
+    "dcb-r168-st2": ("bwd_dcb", dict(maxnreg=168, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-r168-st4": ("bwd_dcb", dict(maxnreg=168, num_stages=4), {}, ("_ssd_bwd_dcb_kernel",)),
     # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads;
     # H200 2026-11-30: 466 / 472 / 503 us against 520 at shape 1, equal at shape 2; one source block a dx program
     # (SPLIT_S) measured 1343-1393 against 1113 us and was removed)
