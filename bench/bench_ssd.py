@@ -407,13 +407,13 @@ def _time_triton_op(benchmark, harness, mode, chunk, shape, impl, note):
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("chunk", [256, 128])
-def bench_ssd_triton_da_out_dc(benchmark, harness, chunk, shape, monkeypatch):
-    """The Triton forward+backward with the state-out path's d a in B4's dC launch (_FWD["da_out"] = "dc") instead
-    of the dx kernel (against bench_ssd / bench_ssd_triton_chunk at the default)."""
+def bench_ssd_triton_da_out_dx(benchmark, harness, chunk, shape, monkeypatch):
+    """The Triton forward+backward with the state-out path's d a in the dx kernel (_FWD["da_out"] = "dx", the
+    default before 2026-11-30) instead of B4's dC launch (against bench_ssd / bench_ssd_triton_chunk)."""
     from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "da_out", "dc")
-    _time_triton_op(benchmark, harness, "fwd_bwd", chunk, shape, "mamba_kernels:triton_da_out_dc",
-                    "; _FWD['da_out'] = 'dc'")
+    monkeypatch.setitem(tri._FWD, "da_out", "dx")
+    _time_triton_op(benchmark, harness, "fwd_bwd", chunk, shape, "mamba_kernels:triton_da_out_dx",
+                    "; _FWD['da_out'] = 'dx'")
 
 
 @pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
@@ -440,9 +440,14 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
                               ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-w2-st1": ("bwd_dx", dict(num_warps=2, num_stages=1), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-w8-st3": ("bwd_dx", dict(num_warps=8, num_stages=3), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
-    # the state-out path's d a in B4's dC launch instead (_FWD["da_out"] = "dc"): dx without it, dC with it
-    "dx-legacy-dcda": ("bwd_dx", {}, {"bwd_dx": "legacy", "da_out": "dc"}, ("_ssd_bwd_dx_kernel",)),
-    "dbc-dcda": ("bwd_dbc", {}, {"da_out": "dc"}, ("_ssd_bwd_dbc_kernel",)),
+    # register caps (3 / 4 CTAs of 4 warps an SM; without its state-out d a dot since 2026-11-30 the kernel needs
+    # fewer registers)
+    "dx-legacy-r168": ("bwd_dx", dict(maxnreg=168), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-r128": ("bwd_dx", dict(maxnreg=128), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    # the state-out path's d a in the dx kernel (_FWD["da_out"] = "dx"; the default is "dc", B4's dC launch): dx
+    # with it (656 against 550 us at shape 1, chunk 128), dC without it
+    "dx-legacy-dxda": ("bwd_dx", {}, {"bwd_dx": "legacy", "da_out": "dx"}, ("_ssd_bwd_dx_kernel",)),
+    "dbc-dxda": ("bwd_dbc", {}, {"da_out": "dx"}, ("_ssd_bwd_dbc_kernel",)),
     "dx-heads": ("bwd_dx_h", {}, {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-HB2-BP32": ("bwd_dx_h", dict(HB=2, BP=32), {"bwd_dx": "heads"}, ("_ssd_bwd_dx_heads_kernel",)),
     "dx-heads-w4-st1": ("bwd_dx_h", dict(num_warps=4, num_stages=1), {"bwd_dx": "heads"},
@@ -491,6 +496,13 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dbc-BPK32": ("bwd_dbc", dict(BPK=32), {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-st1": ("bwd_dbc", dict(num_stages=1), {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-w4-st2": ("bwd_dbc", dict(num_warps=4, num_stages=2), {}, ("_ssd_bwd_dbc_kernel",)),
+    # smaller row blocks: shape 1 (g = 1) launches only 128 programs of 128 rows at chunk 128 (one per chunk, each
+    # summing over all 80 heads: ~100 us a launch on fewer programs than SMs)
+    "dbc-BM64": ("bwd_dbc", dict(BM=64), {}, ("_ssd_bwd_dbc_kernel",)),
+    "dbc-BM64-w4": ("bwd_dbc", dict(BM=64, num_warps=4), {}, ("_ssd_bwd_dbc_kernel",)),
+    "dbc-BM32-w4": ("bwd_dbc", dict(BM=32, num_warps=4), {}, ("_ssd_bwd_dbc_kernel",)),
+    "dbc-BM32-w2": ("bwd_dbc", dict(BM=32, num_warps=2), {}, ("_ssd_bwd_dbc_kernel",)),
+    "dbc-BM16-w2": ("bwd_dbc", dict(BM=16, num_warps=2), {}, ("_ssd_bwd_dbc_kernel",)),
 }
 
 

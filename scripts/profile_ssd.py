@@ -2,7 +2,7 @@
 
   python3 scripts/profile_ssd.py [--impls cuda,triton,cuda_fused] [--chunks 256] [--reps 20] [--one SHAPE] [--bwd]
 Shapes are bench/bench_ssd.py's (bf16, z, D, softplus). A forward-only Triton profile runs at the chunk size
-mamba_kernels.ssd.interface.compute_chunk_size picks (128 for a requested 256: no autograd, no chunk states). --one runs SHAPE's forward (with --bwd: forward + backward) of the first impl 8 times (for ncu).
+mamba_kernels.ssd.interface.compute_chunk_size picks (128 for a requested 256 when no chunk states are returned). --one runs SHAPE's forward (with --bwd: forward + backward) of the first impl 8 times (for ncu).
 --bwd: one forward + backward through autograd (gradients of every input, as bench_ssd's fwd_bwd), every kernel of
 it listed, torch's own (zero fills, sums, casts) included: where the time outside the SSD kernels goes.
 Variants of the CUDA chunk pipeline (csrc/ssd/ssd_chunk_kernel.cuh, chunk_knobs(); read once a process, so set

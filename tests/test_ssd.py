@@ -221,12 +221,13 @@ def test_triton_cpu_kernel_variants(case, monkeypatch):
 @pytest.mark.parametrize("bwd_dx", ["legacy", "heads"])
 @pytest.mark.parametrize("case", ["b1-l90-h4-p16-n16-g1-varlen-Q32", "b1-l70-h2-p32-n24-g2-Q32-hpg1-Dhp",
                                   "b1-l60-h4-p16-n16-g1-Q32-steep", "b2-l50-h4-p8-n16-g4-Q16-Dhp-noz-noinit"])
-def test_triton_cpu_state_out_da_in_dc_kernel(case, bwd_dx, monkeypatch):
-    """_FWD["da_out"] = "dc": the state-out path's d a formed by the dC launch of B4 instead of the dx kernel (both
-    dx kernels; p in two B4 blocks at p 32; no initial state; varlen; steep decay): every gradient."""
+def test_triton_cpu_state_out_da_in_dx_kernel(case, bwd_dx, monkeypatch):
+    """_FWD["da_out"] = "dx" (the A/B alternative; the default forms the state-out path's d a in B4's dC launch):
+    that d a formed by the dx kernel instead (both dx kernels; p in two B4 blocks at p 32; no initial state;
+    varlen; steep decay): every gradient."""
     _skip_unavailable("triton", "cpu")
     from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "da_out", "dc")
+    monkeypatch.setitem(tri._FWD, "da_out", "dx")
     monkeypatch.setitem(tri._FWD, "bwd_dx", bwd_dx)
     b, l, h, p, n, g, chunk, opts = CPU_CASES[case]
     check_against_ref("triton", "cpu", torch.float32, b, l, h, p, n, g, chunk, **opts)
@@ -248,18 +249,17 @@ def test_triton_cpu_split_programs(hsplit, monkeypatch):
 
 
 def test_compute_chunk_size():
-    """A forward without autograd and without returned chunk states runs at 128 on the Triton backend on CUDA tensors
-    for chunk_size > 128; everything else runs at the requested size."""
+    """A call without returned chunk states (with or without autograd) runs at 128 on the Triton backend on CUDA
+    tensors for chunk_size > 128; everything else runs at the requested size."""
     from mamba_kernels.ssd.interface import compute_chunk_size
-    assert compute_chunk_size("triton", 256, False, False, "cuda") == 128
-    assert compute_chunk_size("triton", 200, False, False, torch.device("cuda", 0)) == 128
-    assert compute_chunk_size("triton", 256, True, False, "cuda") == 256
-    assert compute_chunk_size("triton", 256, False, True, "cuda") == 256
-    assert compute_chunk_size("triton", 128, False, False, "cuda") == 128
-    assert compute_chunk_size("triton", 64, False, False, "cuda") == 64
-    assert compute_chunk_size("triton", 256, False, False, "cpu") == 256
+    assert compute_chunk_size("triton", 256, False, "cuda") == 128
+    assert compute_chunk_size("triton", 200, False, torch.device("cuda", 0)) == 128
+    assert compute_chunk_size("triton", 256, True, "cuda") == 256
+    assert compute_chunk_size("triton", 128, False, "cuda") == 128
+    assert compute_chunk_size("triton", 64, False, "cuda") == 64
+    assert compute_chunk_size("triton", 256, False, "cpu") == 256
     for be in ("cuda", "cpu", "ref"):
-        assert compute_chunk_size(be, 256, False, False, "cuda") == 256
+        assert compute_chunk_size(be, 256, False, "cuda") == 256
 
 
 def test_chunk_size_without_chunk_states_cpu(monkeypatch):
@@ -273,7 +273,7 @@ def test_chunk_size_without_chunk_states_cpu(monkeypatch):
     _skip_unavailable("triton", "cpu")
     ran = []
     monkeypatch.setattr(interface, "compute_chunk_size",
-                        lambda be, q, states, grad, dev: ran.append(q) or (16 if not states and q > 16 else q))
+                        lambda be, q, states, dev: ran.append(q) or (16 if not states and q > 16 else q))
     check_against_ref("triton", "cpu", torch.float32, 1, 70, 2, 16, 16, 1, 32, chunk_states=False)
     check_against_ref("triton", "cpu", torch.float32, 1, 50, 4, 8, 16, 2, 32, chunk_states=False,
                       cu=[0, 1, 3, 20, 50])

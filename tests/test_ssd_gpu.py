@@ -30,7 +30,9 @@ GPU_CASES["b1-l1100-varlen-Q64-noz-noinit"] = (1, 1100, 8, 128, 128, 8, 64,
 GPU_CASES["b2-l513-h32-p128-n128-g32-Q256-llama"] = (2, 513, 32, 128, 128, 32, 256, {})
 GPU_CASES["b1-l400-h4-p64-n128-g1-Q100-odd-chunk"] = (1, 400, 4, 64, 128, 1, 100, {})
 GPU_CASES["b1-l600-h80-p64-n128-g1-Q256-hpg80"] = (1, 600, 80, 64, 128, 1, 256, {})  # issue shape's head grouping
-GPU_CASES["b2-l300-h80-p64-n128-g1-Q256"] = (2, 300, 80, 64, 128, 1, 256, {})  # 160 state walks (n split)
+GPU_CASES["b2-l300-h80-p64-n128-g1-Q256"] = (2, 300, 80, 64, 128, 1, 256, {})  # 160 state walks (> SMs: capped)
+GPU_CASES["b1-l1500-h48-p64-n128-g1-Q256-varlen-walks"] = (1, 1500, 48, 64, 128, 1, 256,  # 192 varlen walks
+                                                           dict(cu=[0, 7, 700, 701, 1500]))
 GPU_CASES["b1-l300-h2-p256-n64-g2-Q128"] = (1, 300, 2, 256, 64, 2, 128, {})  # p in two blocks of 128 (Triton scan)
 
 GPU_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -50,11 +52,12 @@ def test_gpu_vs_ref(backend, case, dtype, monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", list(GPU_DTYPES))
 @pytest.mark.parametrize("case", ["b2-l1000-h4-p64-n128-g1-Q256", "b1-l2050-varlen-short-long-Q256",
-                                  "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l300-h2-p256-n64-g2-Q128"])
+                                  "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l300-h2-p256-n64-g2-Q128",
+                                  "b2-l300-h80-p64-n128-g1-Q256"])
 def test_gpu_triton_without_chunk_states(case, dtype):
-    """chunk_size 256, a forward without autograd and without return_chunk_states: the Triton kernels run at 128
-    (compute_chunk_size); outputs and final states match the reference at 256. With gradients (kernels at 256, the
-    chunk-states output unused): every gradient too."""
+    """chunk_size 256 without return_chunk_states: the Triton kernels run at 128 (compute_chunk_size), forward alone
+    and forward + backward; outputs, final states and every gradient match the reference at 256 (b2 h80: 160 state
+    walks, the register-capped walk configs)."""
     _skip_unavailable("triton", "cuda")
     b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
     with torch.no_grad():
@@ -69,12 +72,12 @@ def test_gpu_triton_without_chunk_states(case, dtype):
 @pytest.mark.parametrize("bwd_dx", ["legacy", "heads"])
 @pytest.mark.parametrize("case", ["b2-l1000-h4-p64-n128-g1-Q256", "b1-l2050-varlen-short-long-Q256",
                                   "b2-l513-h32-p128-n128-g32-Q256-llama", "b1-l1100-varlen-Q64-noz-noinit"])
-def test_gpu_triton_state_out_da_in_dc_kernel(case, bwd_dx, dtype, monkeypatch):
-    """_FWD["da_out"] = "dc" (the A/B alternative: the state-out path's d a formed by B4's dC launch): every
-    gradient, with both dx kernels."""
+def test_gpu_triton_state_out_da_in_dx_kernel(case, bwd_dx, dtype, monkeypatch):
+    """_FWD["da_out"] = "dx" (the A/B alternative: the state-out path's d a formed by the dx kernel instead of B4's
+    dC launch): every gradient, with both dx kernels."""
     _skip_unavailable("triton", "cuda")
     from mamba_kernels.ssd import triton as tri
-    monkeypatch.setitem(tri._FWD, "da_out", "dc")
+    monkeypatch.setitem(tri._FWD, "da_out", "dx")
     monkeypatch.setitem(tri._FWD, "bwd_dx", bwd_dx)
     b, l, h, p, n, g, chunk, opts = GPU_CASES[case]
     check_against_ref("triton", "cuda", GPU_DTYPES[dtype], b, l, h, p, n, g, chunk, grad_factor=5.0, **opts)

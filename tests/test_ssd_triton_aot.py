@@ -10,7 +10,7 @@ from __future__ import annotations
 # instead of launching; pointer and int-multiple-of-16 arguments get the divisibility hints the JIT would give.
 AOT_SHAPES = {"b4-l4096-h80-p64-n128-g1": (4, 4096, 80, 64, 128, 1, 256),
               "b2-l4096-h32-p128-n128-g32": (2, 4096, 32, 128, 128, 32, 256),
-              # chunk 128: where a forward without autograd runs (mamba_kernels.ssd.interface.compute_chunk_size)
+              # chunk 128: where the GPU path runs a requested 256 (mamba_kernels.ssd.interface.compute_chunk_size)
               "b4-l4096-h80-p64-n128-g1-Q128": (4, 4096, 80, 64, 128, 1, 128),
               "b2-l4096-h32-p128-n128-g32-Q128": (2, 4096, 32, 128, 128, 32, 128),
               # chunk 64: the smallest chunk size of the tests (smaller tiles)
@@ -110,15 +110,14 @@ def launches(b, l, h, p, n, g, Q, arch):
         tri._CFG_OVERRIDE.clear()
         tri._FWD.update(old)
     alt = [r for r in rs.launches if r[0] is tri._ssd_bwd_dcb_kernel]
-    # the state-out d a in B4's dC launch (_FWD["da_out"] = "dc"): both dx kernels without it, dC with it
+    # the state-out d a in the dx kernels (_FWD["da_out"] = "dx", the A/B alternative): both dx kernels with it
     old = dict(tri._FWD)
     try:
         for dx_kind in ("legacy", "heads"):
-            tri._FWD.update(da_out="dc", bwd_dx=dx_kind)
+            tri._FWD.update(da_out="dx", bwd_dx=dx_kind)
             with tri.record_launches(arch) as rd:
                 tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
-            alt += [r for r in rd.launches if "dx" in r[0].__name__ or (
-                r[0] is tri._ssd_bwd_dbc_kernel and r[2]["DC_DA"])]
+            alt += [r for r in rd.launches if "dx" in r[0].__name__]
     finally:
         tri._FWD.update(old)
     return ([("fwd",) + r for r in rf.launches] + [("bwd",) + r for r in rb.launches] +

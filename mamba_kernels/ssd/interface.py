@@ -251,9 +251,9 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
 
     Args:
         x (b, l, h, p); dt (b, l, h); A (h,); B, C (b, l, g, n) with h % g == 0; chunk_size Q: where the
-            returned chunk states lie. The output does not depend on it (up to rounding): a forward without
-            autograd and without return_chunk_states on the Triton backend on the GPU computes in 128-token chunks
-            when Q > 128 (faster there; compute_chunk_size).
+            returned chunk states lie. The output does not depend on it (up to rounding): without
+            return_chunk_states the Triton backend on the GPU computes in 128-token chunks when Q > 128 (faster
+            there, forward and backward; compute_chunk_size).
         D (h,) or (h, p); z (b, l, h, p) gate (out = (y + D x) * silu(z)); dt_bias (h,);
         dt_softplus: dt <- softplus(dt + dt_bias); dt_limit (lo, hi): then clamp dt.
         initial_states (b, h, p, n), or (nseq, h, p, n) with cu_seqlens.
@@ -290,7 +290,7 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     # pre-gate output only when a backward can run; fp32 chunk-entry states only when they are returned
     keep_ypre = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, dt, A, B, C, D, z, dt_bias, initial_states))
-    Q = compute_chunk_size(be, chunk_size, bool(return_chunk_states), keep_ypre, device)
+    Q = compute_chunk_size(be, chunk_size, bool(return_chunk_states), device)
     out, _, states_in, final = ssd_chunked_fwd(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens,
                                                Q, bool(dt_softplus), has_limit, lo, hi, be,
                                                keep_ypre, bool(return_chunk_states))
@@ -303,17 +303,19 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
 
 
 # H200, bf16, Triton, the issue-4 shapes (b4 l4096 h80 p64 n128 g1 / b2 l4096 h32 p128 n128 g32), chunk 128 against
-# 256: forward 0.707-0.712 / 0.300-0.303 ms against 0.731 / 0.348 (chunk 64: 0.717 / 0.314); forward + backward
-# 3.37 / 1.55 against 3.40 / 1.68, but at twice the saved chunk states: with autograd the requested size is kept.
-# (Session 9, with configs chosen at chunk 128: forward 0.539 / 0.289 ms; bench/NOTES.md.)
+# 256: forward 0.707-0.712 / 0.300-0.303 ms against 0.731 / 0.348 (chunk 64: 0.717 / 0.314). Session 9, with configs
+# chosen at chunk 128: forward 0.539 / 0.289 ms. Session 11 (2026-11-30), forward + backward at the session-10
+# configs: 2.50 / 1.22 ms against 2.65 / 1.35 at 256 (chunk 64: 2.77 / 1.27), so the autograd path runs at 128 too.
+# The states saved for the backward then double (bf16 states_in: p * n * 2 / 128 bytes a token and head, as much as
+# x at p 64, n 128).
 _TRITON_GPU_CHUNK = 128
 
 
-def compute_chunk_size(backend: str, chunk_size: int, return_chunk_states: bool, needs_grad: bool, device) -> int:
-    """The chunk size the kernels run at. The scan's output does not depend on it (up to rounding); only returned
-    chunk states do, and the memory of the states saved for a backward. So a forward that returns no chunk states
-    and records no autograd graph runs at 128 on the Triton backend on CUDA tensors when chunk_size > 128."""
-    if backend == "triton" and not return_chunk_states and not needs_grad \
+def compute_chunk_size(backend: str, chunk_size: int, return_chunk_states: bool, device) -> int:
+    """The chunk size the kernels run at. The scan's output and gradients do not depend on it (up to rounding);
+    only returned chunk states do. So a call that returns no chunk states runs at 128 on the Triton backend on
+    CUDA tensors when chunk_size > 128 (with or without autograd)."""
+    if backend == "triton" and not return_chunk_states \
             and torch.device(device).type == "cuda" and chunk_size > _TRITON_GPU_CHUNK:
         return _TRITON_GPU_CHUNK
     return chunk_size

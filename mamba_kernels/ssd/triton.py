@@ -20,7 +20,7 @@ Forward, 3 launches (4 when a group's heads span several scan programs):
   F2 _ssd_chunk_scan_kernel   the default scan (_FWD["scan"] = "legacy"): one program per (chunk, head, p block),
                               looping over its row blocks and, inside, the earlier source blocks; configs by chunk
                               size (_configs: 1 / 2 pipeline stages and 2 warps measured fastest on the H200).
-                              A forward without autograd or returned chunk states runs at chunk 128
+                              A call without returned chunk states runs at chunk 128
                               (interface.compute_chunk_size). The A/B alternative:
      _ssd_scan_heads_kernel   one program per (chunk, block of HB heads of one group), looping over its row blocks:
                               every dot is shared by the HB heads ((BM, K) x (K, HB * p): C_m h_in^T, CB x); per-head
@@ -125,11 +125,11 @@ _CFG_OVERRIDE: dict = {}
 # Default scan "legacy": measured on the H200 (bf16, b4 l4096 h80 p64 n128 g1) the whole forward took 1.08-1.13 ms
 # with "heads" (runs at 0e43d62 and 7583a89) against 0.741 ms with the one-head scan (220d8a0); "heads" stays as
 # the A/B alternative until a sweep (bench_ssd_scan_configs) finds it a faster config.
-# "da_out": where the state-out path's d a_s = exp(a_s) dy_s.(h_in C_s) is formed: "dx" (a (rows, n) x (n, p) dot
-# per source block in B2, the measured default) or "dc" (from the dot dy h_in that B4's dC launch forms anyway, plus
-# a row sum against C and an atomic per head and row; B2 loses a dot, its h_in tile and its C loads: 255 registers
-# with 8 bytes of spills instead of 40 at sm_90 AOT; written 2026-11-30, not yet timed on the GPU).
-_FWD = {"scan": "legacy", "bwd_dx": "legacy", "da_out": "dx"}
+# "da_out": where the state-out path's d a_s = exp(a_s) dy_s.(h_in C_s) is formed: "dc" (the default: from the dot
+# dy h_in that B4's dC launch forms anyway, plus a row sum against C and an atomic per head and row; B2 loses a
+# (rows, n) x (n, p) dot per source block, its h_in tile and its C loads) or "dx" (that dot in B2). H200 2026-11-30,
+# chunk 128: dx 550 against 656 us at shape 1, dB / dC unchanged; forward + backward 2.42 / 1.21 against 2.50 / 1.22 ms.
+_FWD = {"scan": "legacy", "bwd_dx": "legacy", "da_out": "dc"}
 
 
 class record_launches:
@@ -265,6 +265,9 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # software pipelining, 713.7 / 319.6 us against 1110.8 / 490.0 for 8 warps and 3 stages at shapes 1 / 2
     # (H200, bench_ssd_bwd_configs, 2026-11-30).
     dx_w, dx_st = (4, 1) if st3 == 3 and not _small_blocks() else (8, st3)
+    # B3 (dCB) on sm_90 16-bit, n <= 128: a 168-register cap (3 CTAs of 4 warps an SM) and 2 stages, 245.7 us against
+    # 379.8 at shape 1 (chunk 128; 443 against 515 at 256), 90.6 against 91.9 at shape 2 (H200, 2026-11-30)
+    dcb_opt = dict(num_stages=2, maxnreg=168) if st3 == 3 and not _small_blocks() else dict(num_stages=st3)
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
@@ -277,7 +280,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=scan_w, num_stages=scan_st),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=dx_w, num_stages=dx_st),
-        "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, num_stages=st3, HSPLIT=1),
+        "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, HSPLIT=1, **dcb_opt),
         "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
         "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
     }
@@ -354,6 +357,30 @@ def _setup(x, B, chunk_size, cu_seqlens):
             _configs(p, n, Q, x.dtype, _arch(dev), hpg), _Layout(b, l, Q, cu_seqlens, dev))
 
 
+def _sm90_16(dev, kind: int, n: int) -> bool:
+    return _arch(dev) >= 90 and kind in (1, 2) and n <= 128
+
+
+def _num_sms(dev) -> int:
+    if _REC["launches"] is not None or dev.type != "cuda":
+        return 132  # H100 / H200 SXM (AOT compiles and the interpreter)
+    return torch.cuda.get_device_properties(dev).multi_processor_count
+
+
+def _many_walks(c: dict, o: dict, walks: int, dev, kind: int, n: int, key: str, stages: int) -> bool:
+    """State walks (F1 / B1: one program a (sequence, head, p block) walking its chunks): more walks than SMs at
+    sm_90 16-bit, n <= 128 run in 64-token steps with 4 warps under a 168-register cap, 3 CTAs an SM, instead of
+    8 warps at 1 CTA an SM. Shape 1 (320 walks), H200 2026-11-30: F1 171.7 / 151.2 us at chunk 128 / 256 against
+    ~182 / ~181 (3 stages); B1 469.9 / 407.6 against 605 / 544 (1 stage). At shape 2's 128 walks (one wave) the cap
+    is slower (131.6 against 65.4 us for F1, 359 against 221 for B1): not taken there. Updates c / o in place;
+    False (nothing changed) under a sweep override of `key`, elsewhere, or for few walks."""
+    if _CFG_OVERRIDE.get(key) or _small_blocks() or not _sm90_16(dev, kind, n) or walks <= _num_sms(dev):
+        return False
+    c["BS"] = min(c["BS"], 64)
+    o.update(num_warps=4, num_stages=stages, maxnreg=168)
+    return True
+
+
 def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
     dtp = torch.empty(b, h, l, device=dt.device, dtype=torch.float32)
     a = torch.empty_like(dtp)
@@ -397,14 +424,11 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     c, o = _launch_opts(cfg["state_fwd"])
     npb = triton.cdiv(p, c["BP"])
     walks = lay.nseq * h * npb
-    sm90_16 = _arch(dev) >= 90 and kind in (1, 2) and n <= 128
-    if "BN" not in _CFG_OVERRIDE.get("state_fwd", {}) and walks < 512 and c["BN"] >= 128 and not (
-            sm90_16 and (walks <= 128 or Q <= 128)):
+    if not _many_walks(c, o, walks, dev, kind, n, "state_fwd", 3) and "BN" not in _CFG_OVERRIDE.get(
+            "state_fwd", {}) and walks < 512 and c["BN"] >= 128 and not _sm90_16(dev, kind, n):
         c["BN"], o["num_warps"] = c["BN"] // 2, 4  # few (sequence, head) walks: n in two blocks, 2 CTAs / SM
-        if sm90_16:  # H200, b4 h80 p64 n128 (320 walks), chunk 256: 64-token steps, 4 stages: 181 us against 222
-            c["BS"], o["num_stages"] = min(c["BS"], 64), 4
-    # (sm_90, 16-bit: n whole, 8 warps at <= 128 walks (H200 b2 h32 p128 n128, 128 walks: 68.6 us against 75.7
-    # split) and at chunk 128 (b4 h80 p64 n128, 320 walks: 181.8 us against 191.2 split; state_fwd_configs Q128))
+    # (sm_90, 16-bit, up to one walk an SM: n whole, 8 warps; H200 b2 h32 p128 n128, 128 walks: 68.6 us against 75.7
+    # split)
     nnb = triton.cdiv(n, c["BN"])
     SB = triton.cdiv(Q, c["BS"])
     if lay.nseq and h:
@@ -460,6 +484,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     dsin = d_states_in.contiguous() if d_states_in is not None else None
     c, o = _launch_opts(cfg["state_bwd"])
     npb = triton.cdiv(p, c["BP"])
+    _many_walks(c, o, lay.nseq * h * npb, dev, kind, n, "state_bwd", 1)
     nnb = triton.cdiv(n, c["BN"])
     if lay.nseq and h:
         _launch(_ssd_state_bwd_kernel, (lay.nseq * h * npb * nnb,),
