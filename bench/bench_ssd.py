@@ -126,7 +126,7 @@ def _run_chunk_note(backend, bwd=False):
     """The chunk size our kernels run at when it differs from the requested Q (no chunk states are returned:
     mamba_kernels.ssd.interface.compute_chunk_size)."""
     from mamba_kernels.ssd.interface import compute_chunk_size
-    q = compute_chunk_size(backend, Q, False, bwd, "cuda") if backend else Q
+    q = compute_chunk_size(backend, Q, False, "cuda") if backend else Q
     return "" if q == Q else f"; kernels run at chunk {q}"
 
 
