@@ -498,6 +498,7 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dbc-w4-st2": ("bwd_dbc", dict(num_warps=4, num_stages=2), {}, ("_ssd_bwd_dbc_kernel",)),
     # smaller row blocks: shape 1 (g = 1) launches only 128 programs of 128 rows at chunk 128 (one per chunk, each
     # summing over all 80 heads: ~100 us a launch on fewer programs than SMs)
+    "dbc-BM128-w8": ("bwd_dbc", dict(BM=128, num_warps=8), {}, ("_ssd_bwd_dbc_kernel",)),  # default until 11-30
     "dbc-BM64": ("bwd_dbc", dict(BM=64), {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-BM64-w4": ("bwd_dbc", dict(BM=64, num_warps=4), {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-BM32-w4": ("bwd_dbc", dict(BM=32, num_warps=4), {}, ("_ssd_bwd_dbc_kernel",)),

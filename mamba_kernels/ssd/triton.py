@@ -268,6 +268,11 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # B3 (dCB) on sm_90 16-bit, n <= 128: a 168-register cap (3 CTAs of 4 warps an SM) and 2 stages, 245.7 us against
     # 379.8 at shape 1 (chunk 128; 443 against 515 at 256), 90.6 against 91.9 at shape 2 (H200, 2026-11-30)
     dcb_opt = dict(num_stages=2, maxnreg=168) if st3 == 3 and not _small_blocks() else dict(num_stages=st3)
+    # B4 (dB, dC) on sm_90 16-bit, n <= 128: 64-row blocks with 4 warps, 117 + 129 us against ~308 for the two
+    # launches at shape 2 (128 rows, 8 warps), equal at shape 1 (99 + 136 against 109 + 126; H200 2026-11-30)
+    dbc_w = 8
+    if st3 == 3 and not _small_blocks():
+        BM4, dbc_w = min(BM4, 64), 4
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
@@ -281,7 +286,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=dx_w, num_stages=dx_st),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, HSPLIT=1, **dcb_opt),
-        "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=8, num_stages=st3),
+        "bwd_dbc": dict(BM=BM4, BPK=BPK4, BN=BN, num_warps=dbc_w, num_stages=st3),
         "cumsum_bwd": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
     }
     for name, over in _CFG_OVERRIDE.items():
