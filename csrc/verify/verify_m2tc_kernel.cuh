@@ -162,11 +162,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   const M2Smem sm = m2_smem(lay, smem_f4);
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
 
-  // ---- 1. control words and scalars (plain loads, issued first), new-token inputs (cp.async group 1), state tile
-  // (group 2). ncu at b64 k4 (2026-11-30): with the scalar loads issued after the tile's copies, 15% of the warp
-  // samples waited on them (long scoreboard) and another 11% at barrier 1 for the warps that did.
-  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
+  // ---- 1. new-token inputs (cp.async group 1), state tile (group 2), control words -----------------------------
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
   {  // x, z: token rows of PC chunks; B, C: token rows of NC chunks (one loop per tensor: no per-chunk dispatch)
     const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
@@ -198,6 +194,8 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
     }
   }
   cp_async_commit();
+  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
   const float Au = sc.Au;
   for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
   cp_async_wait<1>();  // this thread's input chunks (the tile may still be in flight)
