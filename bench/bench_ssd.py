@@ -119,10 +119,10 @@ def bench_ssd(benchmark, harness, mode, impl, shape, monkeypatch):
     harness.measure(benchmark, kernel=f"ssd_{mode}", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
                     fn=call, bytes=_bytes(**s, bwd=bwd), flops=flops,
                     note=("D, z, dt_bias, softplus; grads of all inputs" if bwd else "D, z, dt_bias, softplus")
-                    + _run_chunk_note("triton" if impl == "mamba_kernels:triton" else None, bwd))
+                    + _run_chunk_note("triton" if impl == "mamba_kernels:triton" else None))
 
 
-def _run_chunk_note(backend, bwd=False):
+def _run_chunk_note(backend):
     """The chunk size our kernels run at when it differs from the requested Q (no chunk states are returned:
     mamba_kernels.ssd.interface.compute_chunk_size)."""
     from mamba_kernels.ssd.interface import compute_chunk_size
@@ -359,8 +359,8 @@ def _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=False, var
                         note=f"config sweep; resolved {cfg}, grid {grid}")
 
 
-# The forward without autograd runs at chunk 128 for a requested 256 (interface.compute_chunk_size): its configs
-# were chosen at 256, so the forward sweeps run at both.
+# The Triton op runs at chunk 128 for a requested 256 when no chunk states are returned (interface.compute_chunk_size;
+# with autograd too since 2026-11-30); the sweeps run at both (256: calls that return chunk states).
 SWEEP_CHUNKS = {"Q256": 256, "Q128": 128}
 
 
@@ -507,13 +507,12 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
 }
 
 
-# Q128: a forward+backward at chunk 128 (bench_ssd_triton_chunk) is the candidate for the autograd path as well.
 @pytest.mark.parametrize("chunk", list(SWEEP_CHUNKS))
 @pytest.mark.parametrize("cfg", list(BWD_CONFIGS))
 @pytest.mark.parametrize("shape", list(SHAPES))
 def bench_ssd_bwd_configs(benchmark, harness, shape, cfg, chunk):
     """One backward kernel alone per config / variant (dx: one head per program vs head blocks; state walk, dCB,
-    dB / dC block configs), at chunk 256 (the autograd default) and 128."""
+    dB / dC block configs), at chunk 128 (where the op runs a requested 256) and 256."""
     key, over, variant, names = BWD_CONFIGS[cfg]
     _time_fwd_kernel(benchmark, harness, shape, key, over, names, bwd=True, variant=variant,
                      chunk=SWEEP_CHUNKS[chunk])

@@ -302,7 +302,7 @@ def _launch_opts(c: dict):
     """Split a config into (constexprs, launch options)."""
     c = dict(c)
     opts = dict(num_warps=c.get("num_warps", 4), num_stages=c.get("num_stages", 2))
-    if c.get("maxnreg"):  # register cap (ptxas .maxnreg; bench sweeps only): more CTAs an SM
+    if c.get("maxnreg"):  # register cap (ptxas .maxnreg): more CTAs an SM (dCB, the state walks; sweeps)
         opts["maxnreg"] = c["maxnreg"]
     return {k: v for k, v in c.items() if k not in ("num_warps", "num_stages", "maxnreg")}, opts
 
