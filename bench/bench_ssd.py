@@ -293,6 +293,10 @@ CHUNK_SCAN_CONFIGS = {
     "BM16-w2-st2": dict(BM=16, num_warps=2, num_stages=2),
     "BM64-w4-st2": dict(BM=64, num_warps=4, num_stages=2),
     "BM32-w2-st2": dict(BM=32, num_warps=2, num_stages=2),
+    # register caps on the p 64 chunk-128 default (168 registers, 2 warps: 6 CTAs an SM by registers; 128 / 96: 8 /
+    # 10); the 4-warp cap at 168 measured slower in session 8 (above), these not yet
+    "BM32-w2-st1-r128": dict(BM=32, num_warps=2, num_stages=1, maxnreg=128),
+    "BM32-w2-st1-r96": dict(BM=32, num_warps=2, num_stages=1, maxnreg=96),
 }
 # Measured 2026-11-30 and dropped from the sweep: w8 at BM 64 (878 / 318 us), BM 128 with 4 warps (983-1175 us at
 # shape 1), p in blocks (BP 32 / 64: 523-808 us at shape 1; at shape 2 (p 128, g = h) BP 32 with 4 warps hit an
@@ -474,6 +478,11 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
                                ("_ssd_state_bwd_kernel",)),
     "state-BS32-w4-st2-r168": ("state_bwd", dict(BS=32, num_warps=4, num_stages=2, maxnreg=168), {},
                                ("_ssd_state_bwd_kernel",)),
+    # n in two blocks (640 walks at shape 1) under caps: 4-5 CTAs an SM
+    "state-BN64-BS64-w4-st1-r128": ("state_bwd", dict(BN=64, BS=64, num_warps=4, num_stages=1, maxnreg=128), {},
+                                    ("_ssd_state_bwd_kernel",)),
+    "state-BN64-BS64-w4-st2-r96": ("state_bwd", dict(BN=64, BS=64, num_warps=4, num_stages=2, maxnreg=96), {},
+                                   ("_ssd_state_bwd_kernel",)),
     "state-BS64-w8": ("state_bwd", dict(BS=64, num_warps=8), {}, ("_ssd_state_bwd_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-w8": ("bwd_dcb", dict(num_warps=8), {}, ("_ssd_bwd_dcb_kernel",)),
@@ -484,6 +493,7 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     # (r168 at 3 stages: 260.9 / 466.0 us at shape 1, chunk 128 / 256, against 379.8 / 515)
     "dcb-r168-st2": ("bwd_dcb", dict(maxnreg=168, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-r168-st4": ("bwd_dcb", dict(maxnreg=168, num_stages=4), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-hs2-r168-st2": ("bwd_dcb", dict(HSPLIT=2, maxnreg=168, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     # a group's heads over 2 / 4 / 8 programs (fp32 atomics into a zeroed dCB; shape 1 has 640 programs of 80 heads;
     # H200 2026-11-30: 466 / 472 / 503 us against 520 at shape 1, equal at shape 2; one source block a dx program
     # (SPLIT_S) measured 1343-1393 against 1113 us and was removed)

@@ -164,3 +164,37 @@ def test_triton_kernels_compile_for_sm90():
               f"{r['regs']} regs, spills {r['spills']}, {r['num_warps']} warps, {r['num_stages']} stages")
         assert r["cubin"], r
         assert r["shared"] <= SMEM_LIMIT[90], r
+
+
+
+def _default_launch_options(b, l, h, p, n, g, Q, arch):
+    """{kernel name: constexprs + launch options} of one bf16 forward + backward at the default variants, recorded
+    on meta tensors for sm_<arch> (in this process: recording does not use the interpreter)."""
+    import torch
+    from mamba_kernels.ssd import triton as tri
+    x = torch.empty(b, l, h, p, dtype=torch.bfloat16, device="meta")
+    dt = torch.empty(b, l, h, dtype=torch.bfloat16, device="meta")
+    A, D, bias = (torch.empty(h, device="meta") for _ in range(3))
+    B = torch.empty(b, l, g, n, dtype=torch.bfloat16, device="meta")
+    with tri.record_launches(arch) as rec:
+        _, _, s_in, _ = tri.ssd_fwd(x, dt, A, B, B, Q, D, x, bias, True, None, None, None)
+        tri.ssd_bwd(x, None, None, x, dt, A, B, B, Q, D, x, bias, True, None, None, None, x, s_in)
+    return {kernel.__name__: kw for kernel, _, kw, _ in rec.launches}
+
+
+def test_state_walk_and_dcb_configs_by_walk_count():
+    """The launch configs the H200 sweeps chose (sm_90, bf16, n 128; recorded, not compiled): more state walks than
+    SMs (shape 1: 320) run the walks F1 / B1 with 4 warps in 64-token steps under a 168-register cap; one wave of
+    walks (shape 2: 128) keeps 8 warps, the whole chunk a step and no cap; dCB is capped at both; sm_80 caps nothing."""
+    many = _default_launch_options(*AOT_SHAPES["b4-l4096-h80-p64-n128-g1-Q128"], 90)
+    for name, stages in (("_ssd_state_fwd_kernel", 3), ("_ssd_state_bwd_kernel", 1)):
+        kw = many[name]
+        assert (kw["num_warps"], kw["num_stages"], kw["BS"], kw.get("maxnreg")) == (4, stages, 64, 168), (name, kw)
+    assert many["_ssd_bwd_dcb_kernel"].get("maxnreg") == 168
+    one_wave = _default_launch_options(*AOT_SHAPES["b2-l4096-h32-p128-n128-g32-Q128"], 90)
+    for name in ("_ssd_state_fwd_kernel", "_ssd_state_bwd_kernel"):
+        kw = one_wave[name]
+        assert (kw["num_warps"], kw["BS"], kw.get("maxnreg")) == (8, 128, None), (name, kw)
+    assert one_wave["_ssd_bwd_dcb_kernel"].get("maxnreg") == 168
+    sm80 = _default_launch_options(*AOT_SHAPES["b4-l4096-h80-p64-n128-g1-Q128"], 80)
+    assert all(kw.get("maxnreg") is None for kw in sm80.values()), sm80
