@@ -101,6 +101,7 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -246,17 +247,19 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         hpg = max(int(hpg), 1)
         while HB * 2 * BPh <= nmax and hpg % (HB * 2) == 0:
             HB *= 2
+    # h200: the configs below were swept on the H200 (sm_90 16-bit, n <= 128; not the CPU tests' small blocks)
+    h200 = st3 == 3 and not _small_blocks()
     # one-head scan: (row block, warps, stages). On sm_90 16-bit, n <= 128 (H200 bench_ssd_chunk_scan_configs,
     # 2026-11-30): p 128 (shape 2) in 32-row blocks with 4 warps, 270 us against 318 for 64 rows and 8 warps at
     # chunk 256, and 2 stages at chunk 128, 218.5 against 227.0; p 64 (shape 1) in 32-row blocks with 2 warps, 1 stage
-    # at chunk 128 (the forward without autograd) 342 us against 376 with 2 stages, 476 with 3 and 495 for 64-row
-    # blocks with 4 warps, 2 stages at chunk 256 (the forward with autograd) 483 against 524 for 64-row blocks.
+    # at chunk 128 342 us against 376 with 2 stages, 476 with 3 and 495 for 64-row
+    # blocks with 4 warps, 2 stages at chunk 256 483 against 524 for 64-row blocks.
     # Second and third sweeps (2026-11-30), 64-row blocks with 4 warps: p 128 at chunk 128 with 1 stage 163.7 us
     # against 217.5 (32 rows, 2 stages), at chunk 256 with 2 stages 187-190 against 272.6 (1 stage: 215.5); p 64 at
     # chunk 256 with 1 stage 390.8 against 438.2 (32 rows, 2 warps, 1 stage) and 491.0 (2 stages); p 64 at chunk
     # 128 keeps 32-row blocks with 2 warps and 1 stage (342 against 461 for 64 rows, 4 warps, 1 stage).
     BMs, scan_w, scan_st = BM, 4 if BM * BP <= 64 * 64 else 8, st3
-    if st3 == 3 and not _small_blocks():
+    if h200:
         if BP >= 128:
             BMs, scan_w, scan_st = 64, 4, 1 if Q <= 128 else 2
         elif BP == 64 and Q <= 256:
@@ -264,15 +267,13 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # B2 (dx, the same nested row-block / source-block loops as the scan) on sm_90 16-bit, n <= 128: 4 warps and no
     # software pipelining, 713.7 / 319.6 us against 1110.8 / 490.0 for 8 warps and 3 stages at shapes 1 / 2
     # (H200, bench_ssd_bwd_configs, 2026-11-30).
-    dx_w, dx_st = (4, 1) if st3 == 3 and not _small_blocks() else (8, st3)
+    dx_w, dx_st = (4, 1) if h200 else (8, st3)
     # B3 (dCB) on sm_90 16-bit, n <= 128: a 168-register cap (3 CTAs of 4 warps an SM) and 2 stages, 245.7 us against
     # 379.8 at shape 1 (chunk 128; 443 against 515 at 256), 90.6 against 91.9 at shape 2 (H200, 2026-11-30)
-    dcb_opt = dict(num_stages=2, maxnreg=168) if st3 == 3 and not _small_blocks() else dict(num_stages=st3)
+    dcb_opt = dict(num_stages=2, maxnreg=168) if h200 else dict(num_stages=st3)
     # B4 (dB, dC) on sm_90 16-bit, n <= 128: 64-row blocks with 4 warps, 117 + 129 us against ~308 for the two
     # launches at shape 2 (128 rows, 8 warps), equal at shape 1 (99 + 136 against 109 + 126; H200 2026-11-30)
-    dbc_w = 8
-    if st3 == 3 and not _small_blocks():
-        BM4, dbc_w = min(BM4, 64), 4
+    BM4, dbc_w = (min(BM4, 64), 4) if h200 else (BM4, 8)
     cfg = {
         "scan": dict(BM=BM, HB=HB, BP=BPh, BN=BN, SPLIT_M=False,
                      num_warps=8 if BM * HB * BPh >= 64 * 128 else 4, num_stages=2),
@@ -369,21 +370,25 @@ def _sm90_16(dev, kind: int, n: int) -> bool:
 def _num_sms(dev) -> int:
     if _REC["launches"] is not None or dev.type != "cuda":
         return 132  # H100 / H200 SXM (AOT compiles and the interpreter)
-    return torch.cuda.get_device_properties(dev).multi_processor_count
+    return _sm_count(dev.index if dev.index is not None else torch.cuda.current_device())
 
 
-def _many_walks(c: dict, o: dict, walks: int, dev, kind: int, n: int, key: str, stages: int) -> bool:
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _many_walks(c: dict, o: dict, walks: int, dev, kind: int, n: int, key: str, stages: int) -> None:
     """State walks (F1 / B1: one program a (sequence, head, p block) walking its chunks): more walks than SMs at
     sm_90 16-bit, n <= 128 run in 64-token steps with 4 warps under a 168-register cap, 3 CTAs an SM, instead of
     8 warps at 1 CTA an SM. Shape 1 (320 walks), H200 2026-11-30: F1 171.7 / 151.2 us at chunk 128 / 256 against
     ~182 / ~181 (3 stages); B1 469.9 / 407.6 against 605 / 544 (1 stage). At shape 2's 128 walks (one wave) the cap
     is slower (131.6 against 65.4 us for F1, 359 against 221 for B1): not taken there. Updates c / o in place;
-    False (nothing changed) under a sweep override of `key`, elsewhere, or for few walks."""
+    nothing changes under a sweep override of `key`, elsewhere, or for few walks."""
     if _CFG_OVERRIDE.get(key) or _small_blocks() or not _sm90_16(dev, kind, n) or walks <= _num_sms(dev):
-        return False
+        return
     c["BS"] = min(c["BS"], 64)
     o.update(num_warps=4, num_stages=stages, maxnreg=168)
-    return True
 
 
 def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
@@ -429,8 +434,9 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     c, o = _launch_opts(cfg["state_fwd"])
     npb = triton.cdiv(p, c["BP"])
     walks = lay.nseq * h * npb
-    if not _many_walks(c, o, walks, dev, kind, n, "state_fwd", 3) and "BN" not in _CFG_OVERRIDE.get(
-            "state_fwd", {}) and walks < 512 and c["BN"] >= 128 and not _sm90_16(dev, kind, n):
+    _many_walks(c, o, walks, dev, kind, n, "state_fwd", 3)
+    if not _sm90_16(dev, kind, n) and "BN" not in _CFG_OVERRIDE.get("state_fwd", {}) and walks < 512 \
+            and c["BN"] >= 128:
         c["BN"], o["num_warps"] = c["BN"] // 2, 4  # few (sequence, head) walks: n in two blocks, 2 CTAs / SM
     # (sm_90, 16-bit, up to one walk an SM: n whole, 8 warps; H200 b2 h32 p128 n128, 128 walks: 68.6 us against 75.7
     # split)
