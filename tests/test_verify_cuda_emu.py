@@ -38,6 +38,14 @@ GROUPS = {
     # verify_m2tc_kernel with 4 warps at P = 128 / 256 (two / four row tiles a warp; the launcher's choice is 8)
     "tc4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_WARPS": "4"}, ["hot_m2", "lean_2pass"],
             ["tc"]),
+    # verify_m2prep_kernel + verify_m2str_kernel (MK_VERIFY_KERNEL=split: taken for every shape tc serves): the
+    # same shapes as tc (stream blocks of 4 warps), padding rows, folds (ring rows staged after the epilogue), trees
+    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
+              ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
+              ["split"]),
+    # the stream kernel with 8 warps (one m-tile a warp at P = 128)
+    "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
+               ["hot_m2", "lean_2pass"], ["split"]),
     # verify_m2dec_kernel for every one-token call with an fp32 state (the reference folds on those calls too),
     # 4 lanes a state row: clusters of 4 (P 128) / 2 (P 64) / 1 (P 32) blocks, bf16 / f16 / f32 inputs, trees, calls with other k in
     # between (committed ring tokens left for its general replay), padding rows
@@ -120,7 +128,7 @@ def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
-                "STRESS_DECODE_FOLD"):
+                "STRESS_DECODE_FOLD", "MK_VERIFY_SPLIT_WARPS"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -160,7 +168,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
     if group == "m1lean":  # every SSM launch of these contiguous shapes is the Mamba-1 lean kernel
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
-    if group in ("tc", "tc4"):  # every SSM launch of these shapes is the tensor-core kernel
+    if group in ("tc", "tc4", "split", "split8"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

@@ -70,6 +70,11 @@ struct VerifyStepParams {
   int64_t par_b = 0, par_k = 0;
   int64_t y_b = 0, y_k = 0, y_h = 0;
 
+  // Per-call scratch of the split kernel pair (verify_m2split_kernel.cuh): work_unit fp32 words per (batch row,
+  // unit), batch * H * work_unit in all; sized by verify_step_cuda_workspace, allocated by the caller.
+  float* work = nullptr;
+  int64_t work_unit = 0;
+
   // Fused Mamba-2 step only.
   bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then
   const void* xBC = nullptr;
@@ -117,6 +122,8 @@ struct ConvVerifyParams {
 // verify_step_cuda runs the fused Mamba-2 step when p.fused. (Pointers of empty tensors may be null: k = 0.)
 const char* verify_step_cuda(const VerifyStepParams& p, void* stream);
 const char* conv_verify_step_cuda(const ConvVerifyParams& p, void* stream);
+// fp32 words of scratch a (batch row, unit) that verify_step_cuda needs in p.work for these parameters (0: none).
+int64_t verify_step_cuda_workspace(const VerifyStepParams& p);
 
 // Internal: the SSM / fused launcher for one state dtype (verify_ssm_{f32,f16,bf16}.cu, compiled in parallel).
 const char* verify_ssm_cuda_f32(const VerifyStepParams& p, void* stream);

@@ -220,6 +220,13 @@ void verify_step_cuda_op(const at::Tensor& x, const at::Tensor& dt, const at::Te
   p.x = in(x, p.x_b, p.x_k, p.x_h);
   p.B = in(B, p.B_b, p.B_k, p.B_g);
   p.C = in(C, p.C_b, p.C_k, p.C_g);
+  // Scratch of the split kernel pair (from the caching allocator: no sync; a CUDA graph keeps it in its pool).
+  at::Tensor work;
+  if (const int64_t unit = verify_step_cuda_workspace(p); unit > 0) {
+    work = state.new_empty({p.batch * p.H * unit}, state.options().dtype(at::kFloat));
+    p.work = work.data_ptr<float>();
+    p.work_unit = unit;
+  }
   run(verify_step_cuda(p, scope.stream));
 }
 

@@ -1,6 +1,7 @@
 // CUDA dispatch of the verify family (no torch): state dtype -> verify_ssm_<dtype>.cu; the conv step here.
 #include "verify/verify.h"
 #include "verify/verify_conv_kernel.cuh"
+#include "verify/verify_ssm_launch.cuh"
 
 namespace mamba_kernels {
 
@@ -10,6 +11,17 @@ const char* verify_step_cuda(const VerifyStepParams& p, void* stream) {
     case DType::kFloat16: return verify_ssm_cuda_f16(p, stream);
     case DType::kBFloat16: return verify_ssm_cuda_bf16(p, stream);
     default: return "verify_step_cuda: state dtype must be float32, float16 or bfloat16";
+  }
+}
+
+int64_t verify_step_cuda_workspace(const VerifyStepParams& p) {
+  using namespace verify_kernels;
+  const bool clusters = device_has_clusters();
+  switch (p.state_dtype) {
+    case DType::kFloat32: return split_workspace_words<float>(p, clusters, true);
+    case DType::kFloat16: return split_workspace_words<__half>(p, clusters, true);
+    case DType::kBFloat16: return split_workspace_words<__nv_bfloat16>(p, clusters, true);
+    default: return 0;
   }
 }
 

@@ -215,10 +215,15 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
 
 // y of every (token t, VI channels from p0) by the closed form, times silu(z); the new tokens' x, B and dt into the
 // ring at base (positions < R). y: this unit's output (b, u applied). Thread tid of nthreads.
-template <typename TI>
+// kPrep (verify_m2prep_kernel, no state tile): instead of y, the state-free part yx_t = rho_t (ring term) + path
+// term + D x_t (fp32, (k, P) at yx) and scale_t = rho_t eSQ (at scale), so that y_t = silu(z_t) (scale_t S_t + yx_t)
+// (z is applied by the stream kernel); the ring writes are skipped when the unit folds (the stream kernel's fold
+// reads the committed ring rows first, then writes the new tokens).
+template <typename TI, bool kPrep = false>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
-                                           int64_t s, int64_t u, int tid, int nthreads) {
+                                           int64_t s, int64_t u, int tid, int nthreads, float* yx = nullptr,
+                                           float* scale = nullptr) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0;
@@ -227,12 +232,16 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
   for (int i = tid; i < k * PC; i += nthreads) {
     const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
     float hc[VI], ws[VI], xv[VI];
-    lds_vec<VI>(sm.Sd + t * P + p0, hc);
+    if constexpr (kPrep) {
 #pragma unroll
-    for (int e = 0; e < VI; ++e) {
-      hc[e] *= eSQ;
-      ws[e] = 0.f;
+      for (int e = 0; e < VI; ++e) hc[e] = 0.f;
+    } else {
+      lds_vec<VI>(sm.Sd + t * P + p0, hc);
+#pragma unroll
+      for (int e = 0; e < VI; ++e) hc[e] *= eSQ;
     }
+#pragma unroll
+    for (int e = 0; e < VI; ++e) ws[e] = 0.f;
     for (int e = 0; e < ct.c1; ++e) {
       const float coef = sm.wq[e] * sm.G[e * K1 + t];
       SV<TI>::unpack(sm.raw_ring[e * PC + pc], xv);
@@ -257,6 +266,13 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     lds_vec<VI>(sm.Ds + p0, dv);
 #pragma unroll
     for (int v = 0; v < VI; ++v) out[v] = fmaf(dv[v], xv[v], fmaf(rho, hc[v], ws[v]));
+    if constexpr (kPrep) {
+      sts_vec<VI>(yx + t * P + p0, out);  // global memory (16-byte aligned: the layout rounds to 4 words)
+      if (pc == 0) scale[t] = rho * eSQ;
+      if (!ct.fold && ct.base + t < R)
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
+      continue;
+    }
     if (p.z != nullptr) {
       float zv[VI];
       SV<TI>::unpack(sm.raw_in[nxc + i], zv);
@@ -266,6 +282,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
     if (ct.base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
   }
+  if (kPrep && ct.fold) return;
   for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
     const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
     if (ct.base + t < R)

@@ -133,21 +133,180 @@ __device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, i
   }
 }
 
+// The state tile (P rows of N, row stride st_p) -> shared memory by cp.async (uncommitted): warp mt % NW copies
+// (and later reads) rows [16 mt, 16 mt + 16); lane = (row lr of RP, 16-byte chunk lc); chunk c of row r at
+// c ^ tc_swz(r).
+template <typename T, int N, int NW>
+__device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_t st_p, int P, int warp, int lane) {
+  constexpr int VT = SV<T>::V, CPR = N / VT, RP = 32 / CPR;
+  const int lc = lane % CPR, lr = lane / CPR, MT = P / 16;
+  for (int mt = warp; mt < MT; mt += NW) {
+    const T* src = st + (mt * 16 + lr) * st_p + lc * VT;
+    uint4* dst = tile + (mt * 16 + lr) * CPR;
+#pragma unroll
+    for (int i = 0; i < 16 / RP; ++i) {
+      const int r = lr + i * RP;  // row parity = r's parity (16 mt is even)
+      cp_async16(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * st_p);
+    }
+  }
+}
+
+// ---- the kernel's tensor-core steps (verify_m2tc_kernel; the split pair of verify_m2split_kernel.cuh too) -----
+// State dots S_t[row] = h0[row] . C_t of this warp's m-tiles (rows [16 mt, 16 mt + 16), mt = warp, warp + NW, ..),
+// from the swizzled tile, into Sd[t * P + row]. Craw: the C rows of the k new tokens (raw input chunks).
+template <typename T, typename TI, int N, int NW>
+__device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* Craw, float* Sd, int k, int P,
+                                                int warp, int g, int q) {
+  constexpr int VT = SV<T>::V, CPR = N / VT;
+  constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
+  const int MT = P / 16;
+  // per (16-row m-tile, 8-token n-tile), N / 8 mma k-steps (x2 / x3 with splits)
+  for (int nt = 0; nt * 8 < k; ++nt) {
+    float cf[N / 4], cfl[N / 4];
+    load_c_frag<TI, N, VT, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
+    for (int mt = warp; mt < MT; mt += NW) {
+      const int r0 = mt * 16 + g, r1 = r0 + 8;
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int gc = 0; gc < N / (4 * VT); ++gc) {
+        float h0[VT], h1[VT];
+        SV<T>::unpack(tile[r0 * CPR + ((gc * 4 + q) ^ tc_swz(r0))], h0);
+        SV<T>::unpack(tile[r1 * CPR + ((gc * 4 + q) ^ tc_swz(r1))], h1);
+#pragma unroll
+        for (int e = 0; e < VT; e += 2)
+          mma_acc<kSplitS, kSplitI>(d, h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e], cf[gc * VT + e + 1],
+                                    cfl[gc * VT + e], cfl[gc * VT + e + 1]);
+      }
+      const int t0 = nt * 8 + 2 * q;
+      if (t0 < k) {
+        Sd[t0 * P + r0] = d[0];
+        Sd[t0 * P + r1] = d[2];
+      }
+      if (t0 + 1 < k) {
+        Sd[(t0 + 1) * P + r0] = d[1];
+        Sd[(t0 + 1) * P + r1] = d[3];
+      }
+    }
+  }
+}
+
+// Dots of the ring's and the new tokens' B rows with the new C rows: rows e < c1: G[e][t] = B_e . C_t (ring, raw
+// rows after the c1 x rows of sm.raw_ring); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
+template <typename TI, int N, int NW>
+__device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw, const uint4* Bnew, int c1, int k,
+                                             int P, int warp, int g, int q) {
+  constexpr int VI = SV<TI>::V, NC = N / VI;
+  constexpr bool kSplitI = sizeof(TI) == 4;
+  const int K1 = k > 0 ? k : 1, nrx = c1 * (P / VI);
+  float* G = sm.G;
+  float* BC = sm.BC;
+  const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
+  for (int nt = 0; nt < nnt; ++nt) {
+    if (warp >= nmt) break;
+    float cf[N / 4], cfl[N / 4];
+    load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
+    for (int mt = warp; mt < nmt; mt += NW) {
+      const int r0 = mt * 16 + g, r1 = r0 + 8;
+      auto brow = [&sm, c1, nrx, Bnew](int r) -> const uint4* {
+        return r < c1 ? sm.raw_ring + nrx + r * NC : Bnew + (r - c1) * NC;
+      };
+      const uint4* b0 = brow(r0 < nrow ? r0 : 0);
+      const uint4* b1 = brow(r1 < nrow ? r1 : 0);
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int gc = 0; gc < N / (4 * VI); ++gc) {
+        float v0[VI], v1[VI];
+        SV<TI>::unpack(b0[gc * 4 + q], v0);
+        SV<TI>::unpack(b1[gc * 4 + q], v1);
+#pragma unroll
+        for (int e = 0; e < VI; ++e) {  // rows past the end: zeros (shared memory there is not data)
+          v0[e] = r0 < nrow ? v0[e] : 0.f;
+          v1[e] = r1 < nrow ? v1[e] : 0.f;
+        }
+#pragma unroll
+        for (int e = 0; e < VI; e += 2)
+          mma_acc<kSplitI, kSplitI>(d, v0[e], v1[e], v0[e + 1], v1[e + 1], cf[gc * VI + e], cf[gc * VI + e + 1],
+                                    cfl[gc * VI + e], cfl[gc * VI + e + 1]);
+      }
+      const int t0 = nt * 8 + 2 * q;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = i < 2 ? r0 : r1, t = t0 + (i & 1);
+        if (r < nrow && t < k) {
+          if (r < c1) G[r * K1 + t] = d[i];
+          else BC[t * K1 + (r - c1)] = d[i];
+        }
+      }
+    }
+  }
+}
+
+// The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
+// then their B rows), written to the state rows st (row stride st_p) of this warp's m-tiles: per m-tile, all N / 8
+// n-tiles, ceil(c1 / 8) k-steps.
+template <typename T, typename TI, int N, int NW>
+__device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
+                                          int64_t st_p, int c1, int P, int warp, int g, int q) {
+  constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
+  constexpr bool kSplitI = sizeof(TI) == 4;
+  const int MT = P / 16, nrx = c1 * (P / VI);
+  const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
+  const TI* br = reinterpret_cast<const TI*>(raw_ring + nrx);      // B_e[n] at e * N + n
+  for (int mt = warp; mt < MT; mt += NW) {
+    const int r0 = mt * 16 + g, r1 = r0 + 8;
+    float d[N / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < N / 8; ++nt) d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
+    for (int ks = 0; ks * 8 < c1; ++ks) {
+      const int e0 = ks * 8 + q, e1 = e0 + 4;
+      const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
+      const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
+      const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
+      const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
+      const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
+#pragma unroll
+      for (int nt = 0; nt < N / 8; ++nt) {
+        const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
+        const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
+        const float bh0 = kSplitI ? tf32_hi(bv0) : bv0, bh1 = kSplitI ? tf32_hi(bv1) : bv1;
+        mma_acc<true, kSplitI>(d[nt], a0, a1, a2, a3, bh0, bh1, bv0 - bh0, bv1 - bh1);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < N / 8; ++nt) {
+      const int col = nt * 8 + 2 * q, ch = col / VT, w = col % VT;  // the pair (col, col + 1) is in one chunk
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int r = hf ? r1 : r0;
+        const T* hp = reinterpret_cast<const T*>(tile + r * CPR + (ch ^ tc_swz(r))) + w;
+        const float v0 = fmaf(eSQ, SV<T>::to_f(hp[0]), d[nt][2 * hf]);
+        const float v1 = fmaf(eSQ, SV<T>::to_f(hp[1]), d[nt][2 * hf + 1]);
+        T* dst = st + r * st_p + col;
+        if constexpr (sizeof(T) == 4) {
+          *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+        } else {
+          dst[0] = SV<T>::from_f(v0);
+          dst[1] = SV<T>::from_f(v1);
+        }
+      }
+    }
+  }
+}
+
 template <typename T, typename TI, int N, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
-  constexpr int VT = SV<T>::V, CPR = N / VT;  // state elements a chunk, chunks a row
+  constexpr int VT = SV<T>::V;  // state elements a chunk
   constexpr int VI = SV<TI>::V, NC = N / VI;  // input elements a chunk, chunks a B / C row
-  constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
   MK_VERIFY_DYN_SMEM(smem_f4);
   float* smf = reinterpret_cast<float*>(smem_f4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int s = p.slots[b * p.slots_stride];
-  const int k = static_cast<int>(p.k), K1 = k > 0 ? k : 1;
+  const int k = static_cast<int>(p.k);
   const int P = static_cast<int>(p.P), R = static_cast<int>(p.R);
-  const int PC = P / VI, lPC = ilog2(PC), MT = P / 16;
+  const int PC = P / VI, lPC = ilog2(PC);
   TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
     for (int i = tid; i < k * PC; i += NT) {
@@ -180,19 +339,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   }
   cp_async_commit();
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
-  {  // warp mt % NW copies (and later reads) rows [16 mt, 16 mt + 16): lane = (row lr of RP, chunk lc)
-    constexpr int RP = 32 / CPR;
-    const int lc = lane % CPR, lr = lane / CPR;
-    for (int mt = warp; mt < MT; mt += NW) {
-      const T* src = st + (mt * 16 + lr) * p.st_p + lc * VT;
-      uint4* dst = tile + (mt * 16 + lr) * CPR;
-#pragma unroll
-      for (int i = 0; i < 16 / RP; ++i) {
-        const int r = lr + i * RP;  // row parity = r's parity (16 mt is even)
-        cp_async16(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * p.st_p);
-      }
-    }
-  }
+  m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane);
   cp_async_commit();
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
   const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
@@ -212,7 +359,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   // with the tile's, measured slower on the H200: b64 k4 83 vs 72 us; the dependent loads lengthen the path to
   // barrier 1.)
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
-  const int c1 = ct.c1, nrx = c1 * PC;
+  const int c1 = ct.c1;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
@@ -221,129 +368,20 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   const uint4* Bnew = raw_in + nxc + nzc;
   cp_async_wait<1>();  // this thread's tile chunks (the ring may still be in flight)
   __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
-  // S_t[row] = h0[row] . C_t: per (16-row m-tile, 8-token n-tile), N / 8 mma k-steps (x2 / x3 with splits).
-  for (int nt = 0; nt * 8 < k; ++nt) {
-    float cf[N / 4], cfl[N / 4];
-    load_c_frag<TI, N, VT, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
-    for (int mt = warp; mt < MT; mt += NW) {
-      const int r0 = mt * 16 + g, r1 = r0 + 8;
-      float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int gc = 0; gc < N / (4 * VT); ++gc) {
-        float h0[VT], h1[VT];
-        SV<T>::unpack(tile[r0 * CPR + ((gc * 4 + q) ^ tc_swz(r0))], h0);
-        SV<T>::unpack(tile[r1 * CPR + ((gc * 4 + q) ^ tc_swz(r1))], h1);
-#pragma unroll
-        for (int e = 0; e < VT; e += 2)
-          mma_acc<kSplitS, kSplitI>(d, h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e], cf[gc * VT + e + 1],
-                                    cfl[gc * VT + e], cfl[gc * VT + e + 1]);
-      }
-      const int t0 = nt * 8 + 2 * q;
-      if (t0 < k) {
-        Sd[t0 * P + r0] = d[0];
-        Sd[t0 * P + r1] = d[2];
-      }
-      if (t0 + 1 < k) {
-        Sd[(t0 + 1) * P + r0] = d[1];
-        Sd[(t0 + 1) * P + r1] = d[3];
-      }
-    }
-  }
+  m2tc_state_dots<T, TI, N, NW>(tile, Craw, Sd, k, P, warp, g, q);
   cp_async_wait<0>();  // the ring stays raw in shared memory
   if (tid < c1) dtq[tid] = dq;
   __syncthreads();  // 2
 
   // ---- 3. ring weights (warp 0); dots [B_ring; B_new] . C^T on tensor cores -----------------------------------
   if (warp == 0) m2_ring_weights(dtq, wq, scal, c1, Au, lane);
-  {  // rows e < c1: G[e][t] = B_e . C_t (ring); rows c1 + s: BC[t][s] = B_s . C_t (new tokens)
-    const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
-    for (int nt = 0; nt < nnt; ++nt) {
-      if (warp >= nmt) break;
-      float cf[N / 4], cfl[N / 4];
-      load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
-      for (int mt = warp; mt < nmt; mt += NW) {
-        const int r0 = mt * 16 + g, r1 = r0 + 8;
-        auto brow = [&sm, c1, nrx, Bnew](int r) -> const uint4* {
-          return r < c1 ? sm.raw_ring + nrx + r * NC : Bnew + (r - c1) * NC;
-        };
-        const uint4* b0 = brow(r0 < nrow ? r0 : 0);
-        const uint4* b1 = brow(r1 < nrow ? r1 : 0);
-        float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-        for (int gc = 0; gc < N / (4 * VI); ++gc) {
-          float v0[VI], v1[VI];
-          SV<TI>::unpack(b0[gc * 4 + q], v0);
-          SV<TI>::unpack(b1[gc * 4 + q], v1);
-#pragma unroll
-          for (int e = 0; e < VI; ++e) {  // rows past the end: zeros (shared memory there is not data)
-            v0[e] = r0 < nrow ? v0[e] : 0.f;
-            v1[e] = r1 < nrow ? v1[e] : 0.f;
-          }
-#pragma unroll
-          for (int e = 0; e < VI; e += 2)
-            mma_acc<kSplitI, kSplitI>(d, v0[e], v1[e], v0[e + 1], v1[e + 1], cf[gc * VI + e], cf[gc * VI + e + 1],
-                                      cfl[gc * VI + e], cfl[gc * VI + e + 1]);
-        }
-        const int t0 = nt * 8 + 2 * q;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int r = i < 2 ? r0 : r1, t = t0 + (i & 1);
-          if (r < nrow && t < k) {
-            if (r < c1) G[r * K1 + t] = d[i];
-            else BC[t * K1 + (r - c1)] = d[i];
-          }
-        }
-      }
-    }
-  }
+  m2tc_bc_dots<TI, N, NW>(sm, Craw, Bnew, c1, k, P, warp, g, q);
   __syncthreads();  // 3
 
   // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
   m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
-  if (ct.fold) {  // h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p]: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps
-    const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
-    const TI* br = reinterpret_cast<const TI*>(raw_ring + nrx);      // B_e[n] at e * N + n
-    for (int mt = warp; mt < MT; mt += NW) {
-      const int r0 = mt * 16 + g, r1 = r0 + 8;
-      float d[N / 8][4];
-#pragma unroll
-      for (int nt = 0; nt < N / 8; ++nt) d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
-      for (int ks = 0; ks * 8 < c1; ++ks) {
-        const int e0 = ks * 8 + q, e1 = e0 + 4;
-        const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
-        const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
-        const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
-        const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
-        const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
-#pragma unroll
-        for (int nt = 0; nt < N / 8; ++nt) {
-          const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
-          const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
-          const float bh0 = kSplitI ? tf32_hi(bv0) : bv0, bh1 = kSplitI ? tf32_hi(bv1) : bv1;
-          mma_acc<true, kSplitI>(d[nt], a0, a1, a2, a3, bh0, bh1, bv0 - bh0, bv1 - bh1);
-        }
-      }
-#pragma unroll
-      for (int nt = 0; nt < N / 8; ++nt) {
-        const int col = nt * 8 + 2 * q, ch = col / VT, w = col % VT;  // the pair (col, col + 1) is in one chunk
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-          const int r = hf ? r1 : r0;
-          const T* hp = reinterpret_cast<const T*>(tile + r * CPR + (ch ^ tc_swz(r))) + w;
-          const float v0 = fmaf(eSQ, SV<T>::to_f(hp[0]), d[nt][2 * hf]);
-          const float v1 = fmaf(eSQ, SV<T>::to_f(hp[1]), d[nt][2 * hf + 1]);
-          T* dst = st + r * p.st_p + col;
-          if constexpr (sizeof(T) == 4) {
-            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
-          } else {
-            dst[0] = SV<T>::from_f(v0);
-            dst[1] = SV<T>::from_f(v1);
-          }
-        }
-      }
-    }
-  }
+  if (ct.fold) m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, c1, P, warp, g, q);
   m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 

@@ -11,6 +11,7 @@
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
+#include "verify/verify_m2split_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
@@ -25,6 +26,9 @@ struct SsmLaunch {
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
+  bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (tc's shapes): threads / smem are the stream
+                        // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
+  size_t prep_smem = 0;
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   int dec_lanes = 4;  // dec: lanes a state row
   int64_t grid = 0;
@@ -32,14 +36,14 @@ struct SsmLaunch {
   size_t smem = 0;
 };
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode".
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split".
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    const char* names[] = {"tc", "lean", "general", "decode"};
-    for (int i = 0; i < 4; ++i)
+    const char* names[] = {"tc", "lean", "general", "decode", "split"};
+    for (int i = 0; i < 5; ++i)
       if (s == names[i]) return i + 1;
     return 0;
   }();
@@ -101,11 +105,15 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.dec_lanes = m2dec_lanes(p.P);
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
+  } else if (forced == 5 && m2split_fits<T>(p, &smem, &c.prep_smem)) {
+    c.split = true;
+    c.threads = 32 * m2split_warps();
+    c.smem = smem;
   } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
     c.tc = true;
     c.threads = 32 * m2tc_warps(p.P);
     c.smem = smem;
-  } else if (forced != 1 && m2_fits<T>(p, lean_nt, &smem)) {
+  } else if (forced != 1 && forced != 5 && m2_fits<T>(p, lean_nt, &smem)) {
     c.lean = true;
     c.threads = lean_nt;
     c.smem = smem;
@@ -124,6 +132,28 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   const int nw = threads / 32;
   return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
+}
+template <typename T, typename TI>
+inline void (*str_kernel_in(int64_t N, int nw))(VerifyStepParams) {
+  if (N == 64) return nw == 8 ? verify_m2str_kernel<T, TI, 64, 8> : verify_m2str_kernel<T, TI, 64, 4>;
+  return nw == 8 ? verify_m2str_kernel<T, TI, 128, 8> : verify_m2str_kernel<T, TI, 128, 4>;
+}
+template <typename T>
+inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
+  const int nw = threads / 32;
+  return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
+         : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
+}
+inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
+  if (in == DType::kBFloat16) return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
+  if (in == DType::kFloat16) return N == 64 ? verify_m2prep_kernel<__half, 64> : verify_m2prep_kernel<__half, 128>;
+  return N == 64 ? verify_m2prep_kernel<float, 64> : verify_m2prep_kernel<float, 128>;
+}
+// Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
+template <typename T>
+inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, bool decode_auto) {
+  const SsmLaunch c = ssm_launch_config<T>(p, clusters, decode_auto);
+  return c.err == nullptr && c.split ? m2split_ws(p.k, p.R, p.P).words : 0;
 }
 template <typename T>
 inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
@@ -213,12 +243,55 @@ const char* launch_one(const SsmLaunch& c, cudaStream_t stream, void (*kern)(Arg
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
+// MK_VERIFY_PDL=0 (environment, read once): launch the split pair's stream kernel without programmatic
+// serialization (A/B timing of the overlap).
+inline bool verify_pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("MK_VERIFY_PDL");
+    return !(e != nullptr && e[0] == '0');
+  }();
+  return on;
+}
+
+// The split pair: the prep kernel, then the stream kernel as its programmatic dependent (sm_90: its blocks start
+// streaming the state while the prep grid finishes; griddepcontrol.wait orders its reads of the scratch).
+template <typename T>
+const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStream_t stream, bool pdl) {
+  if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words)
+    return "verify_step_cuda: the split kernels need p.work (verify_step_cuda_workspace words a unit)";
+  SsmLaunch cp = c;
+  cp.threads = kSplitPrepThreads;
+  cp.smem = c.prep_smem;
+  cp.cluster = 1;
+  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N), p)) return err;
+  void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
+  cudaError_t err;
+  if (c.smem > 48 * 1024) {
+    err = cudaFuncSetAttribute(skern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
+    if (err != cudaSuccess) return cudaGetErrorString(err);
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
+  cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
+  cfg.dynamicSmemBytes = c.smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  err = cudaLaunchKernelEx(&cfg, skern, p);
+  if (err == cudaSuccess) err = cudaGetLastError();
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   const bool clusters = device_has_clusters();
   const SsmLaunch c = ssm_launch_config<T>(p, clusters, true);
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
+  if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);

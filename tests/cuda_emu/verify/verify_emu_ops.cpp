@@ -17,11 +17,11 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_m1lean{0}, n_dec{0}, n_tc{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_m1lean{0}, n_dec{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld decode=%ld tc=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_m1lean.load(), n_dec.load(), n_tc.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: m1lean=%ld decode=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_m1lean.load(), n_dec.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -76,6 +76,15 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
     counter = &n_tc;
   }
+  if (c.split) {  // the prep kernel, then the stream kernel (in order: griddepcontrol is a no-op here)
+    if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words) return "emu: split without p.work";
+    SsmLaunch cp = c;
+    cp.threads = kSplitPrepThreads;
+    cp.smem = c.prep_smem;
+    std::atomic<long> unused{0};
+    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N), p)) return err;
+    return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
+  }
   if (c.dec)  // the decode kernel takes its compact parameters (M2DecParams)
     return emu_launch(c, &n_dec, dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2dec_params(p, c.dec_lanes));
   if (c.m1lean) {
@@ -92,6 +101,15 @@ const char* verify_step_cuda(const VerifyStepParams& p, void*) {
     case DType::kFloat16: return emu_ssm<__half>(p);
     case DType::kBFloat16: return emu_ssm<__nv_bfloat16>(p);
     default: return "verify_step_cuda: state dtype must be float32, float16 or bfloat16";
+  }
+}
+
+int64_t verify_step_cuda_workspace(const VerifyStepParams& p) {
+  switch (p.state_dtype) {  // the geometry emu_ssm takes
+    case DType::kFloat32: return verify_kernels::split_workspace_words<float>(p, true, false);
+    case DType::kFloat16: return verify_kernels::split_workspace_words<__half>(p, true, false);
+    case DType::kBFloat16: return verify_kernels::split_workspace_words<__nv_bfloat16>(p, true, false);
+    default: return 0;
   }
 }
 

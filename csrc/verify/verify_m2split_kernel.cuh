@@ -1,0 +1,308 @@
+// Mamba-2 SSM verify step as a kernel pair (CUDA headers only, no torch): the same contract, cache format and
+// closed form as verify_m2tc_kernel (docs/verify_step_design.md), for the same shapes (m2tc_fits), split so that the
+// state stream does not wait on the per-unit bookkeeping.
+//
+// Why: verify_m2tc_kernel streams its 64 KB tiles at b64 k4 (h 32, p = n = 128, fp32 state) in ~72 us against ~38
+// for the same block structure with nothing after the tile lands (bench/results/lab, session 10 probe): each unit's
+// control words, ring staging (loads that depend on them), ring weights and B . C dots form a chain of dependent
+// latencies behind three block barriers, and at 2 blocks an SM nothing streams while both blocks walk it.
+//   - verify_m2prep_kernel (a small block a unit, no state access): everything that does not need the state:
+//     control words, ring rows, ring weights, B . C dots, and per new token t the state-free part of y,
+//     yx_t = rho_t (sum_e wq_e (B_e . C_t) x_e) + (path term) + D x_t and scale_t = rho_t eSQ, written to the per-call
+//     scratch p.work; the new tokens' ring writes, the tree compaction and the meta row of every unit that does not
+//     fold. It triggers the dependent launch at its start.
+//   - verify_m2str_kernel (a unit a block, launched as a programmatic dependent of the prep kernel on sm_90): the
+//     state tile by cp.async and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots) before it waits on the
+//     prep grid (griddepcontrol.wait); then y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold
+//     (m2tc_fold, ring rows staged after the epilogue), then its new tokens' ring writes and meta row.
+// Shared memory of the stream kernel: the tile and the dots (the fold's ring rows reuse the dots' space), so 3
+// blocks of 4 warps fit an SM at P = N = 128, fp32 state.
+#pragma once
+#include "verify/verify_m2tc_kernel.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+constexpr int kSplitPrepThreads = 128;
+
+// Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), then scale (k),
+// dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P). dts, masks, wq are written for folding units
+// only (the stream kernel finishes those); every offset a multiple of 4 words.
+struct M2SplitWs {
+  int scale, dts, masks, wq, yx, words;
+};
+__host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, int64_t P) {
+  const int64_t K1 = k > 0 ? k : 1;
+  M2SplitWs w;
+  int o = 8;
+  w.scale = o; o += up4(K1);
+  w.dts = o; o += up4(K1);
+  w.masks = o; o += up4(K1);
+  w.wq = o; o += up4(R);
+  w.yx = o; o += up4(K1 * P);
+  w.words = o;
+  return w;
+}
+
+// The stream kernel's shared memory (words): the swizzled tile, then max(dots (k, P) fp32, the fold's raw ring rows
+// (c1 <= R tokens of P + N inputs)), the raw z and C rows of the new tokens, wq (R).
+struct M2StrLayout {
+  int tile, dots, raw_z, raw_c, wq, words;
+};
+__host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
+                                                             bool has_z) {
+  const int64_t K1 = k > 0 ? k : 1;
+  M2StrLayout l;
+  int o = 0;
+  l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
+  l.dots = o;
+  const int dots = up4(K1 * P), ring = static_cast<int>(R * (P + N) / VI * 4);
+  o += dots > ring ? dots : ring;
+  l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
+  l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
+  l.wq = o; o += up4(R);
+  l.words = o;
+  return l;
+}
+
+__device__ __forceinline__ void griddep_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// Waits until the grid this one depends on (launched before it with programmatic serialization) has completed and
+// its memory is visible; returns at once for a normal launch.
+__device__ __forceinline__ void griddep_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+template <typename TI, int N>
+__global__ void __launch_bounds__(kSplitPrepThreads) verify_m2prep_kernel(const VerifyStepParams p) {
+  constexpr int NT = kSplitPrepThreads, NW = NT / 32;
+  constexpr int VI = SV<TI>::V, NC = N / VI;
+  griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
+  MK_VERIFY_DYN_SMEM(smem_f4);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
+  const int H = static_cast<int>(p.H);
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
+  const int s = p.slots[b * p.slots_stride];
+  if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
+  const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
+  const int PC = P / VI, lPC = ilog2(PC);
+  const int gi = u / (H / static_cast<int>(p.G));
+  M2CommonLayout lay;
+  m2_place_common(lay, 0, k, P, N, R, VI);
+  const M2Smem sm = m2_smem(lay, smem_f4);
+  const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
+
+  // new x, B, C (raw_in as verify_m2tc_kernel lays it out; the z rows' place stays unused)
+  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
+  {
+    const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+    for (int i = tid; i < nxc; i += NT) cp_async16(raw_in + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
+    const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+    const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+    for (int i = tid; i < nbc; i += NT) {
+      cp_async16(raw_in + nxc + nzc + i, Bb + (i / NC) * p.B_k + (i % NC) * VI);
+      cp_async16(raw_in + nxc + nzc + nbc + i, Cb + (i / NC) * p.C_k + (i % NC) * VI);
+    }
+  }
+  cp_async_commit();
+  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
+  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
+  cp_async_wait<0>();
+  for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (B, C stay raw)
+    float o[VI];
+    SV<TI>::unpack(raw_in[i], o);
+    sts_vec<VI>(xs + i * VI, o);
+  }
+  m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
+  __syncthreads();
+
+  const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+  cp_async_commit();
+  m2_masks(spar, smask, tid, k);
+  cp_async_wait<0>();
+  if (tid < ct.c1) dtq[tid] = dq;
+  __syncthreads();
+
+  if (warp == 0) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
+  m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nzc + nbc, raw_in + nxc + nzc, ct.c1, k, P, warp, g, q);
+  __syncthreads();
+
+  const M2SplitWs W = m2split_ws(k, R, P);
+  float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
+  m2_outputs<TI, true>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx, wsu + W.scale);
+  if (tid == 0) {
+    int* wi = reinterpret_cast<int*>(wsu);
+    wi[0] = ct.fold ? 1 : 0;
+    wi[1] = ct.c;
+    wi[2] = ct.c1;
+    wi[3] = static_cast<int>(ct.path);
+    wsu[4] = scal[0];
+  }
+  if (ct.fold) {  // what the stream kernel needs to finish the unit
+    if (tid < k) {
+      wsu[W.dts + tid] = dts[tid];
+      reinterpret_cast<int*>(wsu)[W.masks + tid] = smask[tid];
+    }
+    if (tid < ct.c1) wsu[W.wq + tid] = wq[tid];
+  } else {
+    m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
+  }
+}
+
+template <typename T, typename TI, int N, int NW>
+__global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(const VerifyStepParams p) {
+  constexpr int NT = NW * 32;
+  constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
+  MK_VERIFY_DYN_SMEM(smem_f4);
+  float* smf = reinterpret_cast<float*>(smem_f4);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
+  const int H = static_cast<int>(p.H);
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
+  const int s = p.slots[b * p.slots_stride];
+  const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
+  const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
+  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
+    for (int i = tid; i < k * PC; i += NT) {
+      const int t = i >> lPC, c = i & (PC - 1);
+      *reinterpret_cast<uint4*>(y + t * p.y_k + c * VI) = make_uint4(0u, 0u, 0u, 0u);
+    }
+    return;
+  }
+  const int gi = u / (H / static_cast<int>(p.G));
+  const M2StrLayout lay = m2str_layout(k, P, N, R, VT, VI, p.z != nullptr);
+  uint4* tile = reinterpret_cast<uint4*>(smf + lay.tile);
+  float* Sd = smf + lay.dots;
+  uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.dots);  // the fold's ring rows, after the epilogue
+  uint4* raw_z = reinterpret_cast<uint4*>(smf + lay.raw_z);
+  uint4* raw_c = reinterpret_cast<uint4*>(smf + lay.raw_c);
+  float* wq = smf + lay.wq;
+
+  // ---- the new C (and z) rows (group 1), the state tile (group 2), the state dots: nothing here reads the scratch
+  const int nzc = p.z != nullptr ? k * PC : 0, ncc = k * NC;
+  if (p.z != nullptr) {
+    const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
+    for (int i = tid; i < nzc; i += NT) cp_async16(raw_z + i, zb + (i >> lPC) * p.z_k + (i & (PC - 1)) * VI);
+  }
+  const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  for (int i = tid; i < ncc; i += NT) cp_async16(raw_c + i, Cb + (i >> lNC) * p.C_k + (i & (NC - 1)) * VI);
+  cp_async_commit();
+  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+  m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane);
+  cp_async_commit();
+  cp_async_wait<1>();
+  __syncthreads();     // the C and z rows, from every thread's copies
+  cp_async_wait<0>();  // this thread's tile chunks
+  __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
+  m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+  griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
+  const M2SplitWs W = m2split_ws(k, R, P);
+  const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
+  const int* wi = reinterpret_cast<const int*>(wsu);
+  const bool fold = wi[0] != 0;
+  __syncthreads();  // every warp's dots
+
+  // ---- y_t = silu(z_t) (scale_t S_t + yx_t)
+  for (int i = tid; i < k * PC; i += NT) {
+    const int t = i >> lPC, p0 = (i & (PC - 1)) * VI;
+    float sd[VI], yx[VI], out[VI];
+    lds_vec<VI>(Sd + t * P + p0, sd);
+#pragma unroll
+    for (int v = 0; v < VI; v += 4) {
+      const float4 f = *reinterpret_cast<const float4*>(wsu + W.yx + t * P + p0 + v);
+      yx[v] = f.x;
+      yx[v + 1] = f.y;
+      yx[v + 2] = f.z;
+      yx[v + 3] = f.w;
+    }
+    const float sc = wsu[W.scale + t];
+#pragma unroll
+    for (int v = 0; v < VI; ++v) out[v] = fmaf(sc, sd[v], yx[v]);
+    if (p.z != nullptr) {
+      float zv[VI];
+      SV<TI>::unpack(raw_z[i], zv);
+#pragma unroll
+      for (int v = 0; v < VI; ++v) out[v] *= silu_f(zv[v]);
+    }
+    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
+  }
+  if (!fold) return;  // the prep kernel wrote this unit's ring and meta
+
+  // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
+  M2Ctl ct;
+  ct.c = wi[1];
+  ct.c1 = wi[2];
+  ct.path = static_cast<unsigned>(wi[3]);
+  ct.fold = true;
+  ct.base = 0;
+  ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
+  const float eSQ = wsu[4];
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  __syncthreads();  // every thread is past its reads of the dots (the ring rows take their place)
+  m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+  cp_async_commit();
+  if (tid < ct.c1) wq[tid] = wsu[W.wq + tid];
+  cp_async_wait<0>();
+  __syncthreads();  // the ring rows and wq; from here on the ring may be rewritten
+  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
+  const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+  const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+  TI* rx = static_cast<TI*>(p.ring_x) + rx0;
+  TI* rB = static_cast<TI*>(p.ring_B) + rb0;
+  for (int i = tid; i < k * PC; i += NT) {  // base 0: k <= Kmax <= R, every new token has a ring row
+    const int t = i >> lPC, c = i & (PC - 1);
+    *reinterpret_cast<uint4*>(rx + t * p.rx_r + c * VI) = *reinterpret_cast<const uint4*>(xb + t * p.x_k + c * VI);
+  }
+  for (int i = tid; i < k * NC; i += NT) {
+    const int t = i >> lNC, c = i & (NC - 1);
+    *reinterpret_cast<uint4*>(rB + t * p.rB_r + c * VI) = *reinterpret_cast<const uint4*>(Bb + t * p.B_k + c * VI);
+  }
+  int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  if (tid < k) {
+    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = wsu[W.dts + tid];
+    if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = wi[W.masks + tid];
+  }
+  if (tid == 0) {
+    mrow[0] = 0;
+    mrow[p.meta_i] = k;
+  }
+}
+
+// Warps of a stream block: MK_VERIFY_SPLIT_WARPS=4|8 (environment, read once), else 4 (3 blocks an SM at
+// P = N = 128 with an fp32 state).
+inline int m2split_warps() {
+  static const int forced = [] {
+    const char* e = std::getenv("MK_VERIFY_SPLIT_WARPS");
+    const int v = e != nullptr ? std::atoi(e) : 0;
+    return v == 4 || v == 8 ? v : 0;
+  }();
+  return forced != 0 ? forced : 4;
+}
+
+// Whether the pair serves these parameters (m2tc_fits, P at least 16 rows a warp); *str_smem / *prep_smem: the two
+// kernels' shared memory bytes.
+template <typename T>
+inline bool m2split_fits(const VerifyStepParams& p, size_t* str_smem, size_t* prep_smem) {
+  size_t tc_smem = 0;
+  if (!m2tc_fits<T>(p, &tc_smem)) return false;
+  constexpr int VT = SV<T>::V;
+  const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  const size_t str = static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr).words) * 4;
+  M2CommonLayout l;
+  const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI)) * 4;
+  if (str > 200 * 1024 || prep > 200 * 1024) return false;
+  *str_smem = str;
+  *prep_smem = prep;
+  return true;
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
