@@ -41,14 +41,15 @@ struct M2CommonLayout {
   int meta, par, mask;                               // int
 };
 
-// Places the common arrays from word o; returns the next free word.
+// Places the common arrays from word o; returns the next free word. dots = false: no space for S (the split pair's
+// prep kernel, which has no state tile).
 __host__ __device__ __forceinline__ int m2_place_common(M2CommonLayout& l, int o, int64_t k, int64_t P, int64_t N,
-                                                        int64_t R, int VI) {
+                                                        int64_t R, int VI, bool dots = true) {
   const int64_t K1 = k > 0 ? k : 1;
   l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
   l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.xs = o; o += up4(K1 * P);
-  l.S = o; o += up4(K1 * P);
+  l.S = o; o += dots ? up4(K1 * P) : 0;
   l.Ds = o; o += up4(P);
   l.dts = o; o += up4(K1);
   l.dtq = o; o += up4(R);

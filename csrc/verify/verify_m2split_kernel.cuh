@@ -23,7 +23,7 @@
 namespace mamba_kernels {
 namespace verify_kernels {
 
-constexpr int kSplitPrepThreads = 128;
+constexpr int kSplitPrepThreads = 64;  // 2 warps a unit: ~14 blocks an SM (registers), one wave at b64 h32
 
 // Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), then scale (k),
 // dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P). dts, masks, wq are written for folding units
@@ -44,10 +44,12 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
   return w;
 }
 
-// The stream kernel's shared memory (words): the swizzled tile, then max(dots (k, P) fp32, the fold's raw ring rows
-// (c1 <= R tokens of P + N inputs)), the raw z and C rows of the new tokens, wq (R).
+// The stream kernel's shared memory (words): the swizzled tile; then the dots (k, P) fp32, the unit's scratch record
+// up to its yx (copied after griddepcontrol.wait, before the dots) and yx (k, P), all three dead after the epilogue,
+// where the fold's raw ring rows (c1 <= R tokens of P + N inputs) take their place; the raw z and C rows of the new
+// tokens, wq (R).
 struct M2StrLayout {
-  int tile, dots, raw_z, raw_c, wq, words;
+  int tile, dots, rec, yx, raw_z, raw_c, wq, words;
 };
 __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
                                                              bool has_z) {
@@ -56,8 +58,11 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   int o = 0;
   l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
   l.dots = o;
-  const int dots = up4(K1 * P), ring = static_cast<int>(R * (P + N) / VI * 4);
-  o += dots > ring ? dots : ring;
+  const M2SplitWs w = m2split_ws(k, R, P);
+  l.rec = l.dots + up4(K1 * P);
+  l.yx = l.rec + w.yx;
+  const int epi = up4(K1 * P) + w.words, ring = static_cast<int>(R * (P + N) / VI * 4);
+  o += epi > ring ? epi : ring;
   l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
   l.wq = o; o += up4(R);
@@ -93,7 +98,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads) verify_m2prep_kernel(const 
   const int PC = P / VI, lPC = ilog2(PC);
   const int gi = u / (H / static_cast<int>(p.G));
   M2CommonLayout lay;
-  m2_place_common(lay, 0, k, P, N, R, VI);
+  m2_place_common(lay, 0, k, P, N, R, VI, false);
   const M2Smem sm = m2_smem(lay, smem_f4);
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
 
@@ -182,6 +187,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   uint4* tile = reinterpret_cast<uint4*>(smf + lay.tile);
   float* Sd = smf + lay.dots;
   uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.dots);  // the fold's ring rows, after the epilogue
+  float* rec = smf + lay.rec;  // the scratch record, yx at rec + W.yx (= smf + lay.yx)
   uint4* raw_z = reinterpret_cast<uint4*>(smf + lay.raw_z);
   uint4* raw_c = reinterpret_cast<uint4*>(smf + lay.raw_c);
   float* wq = smf + lay.wq;
@@ -198,32 +204,30 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane);
   cp_async_commit();
-  cp_async_wait<1>();
-  __syncthreads();     // the C and z rows, from every thread's copies
-  cp_async_wait<0>();  // this thread's tile chunks
-  __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
-  m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+  // The unit's scratch record (header, scale, yx) by cp.async (group 3) while the tile is in flight: blocks of the
+  // first wave wait here for the prep grid; later ones find it complete.
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
-  const int* wi = reinterpret_cast<const int*>(wsu);
+  for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
+  cp_async_commit();
+  cp_async_wait<2>();
+  __syncthreads();     // the C and z rows, from every thread's copies
+  cp_async_wait<1>();  // this thread's tile chunks
+  __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
+  m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+  cp_async_wait<0>();
+  __syncthreads();  // every warp's dots, the record
+  const int* wi = reinterpret_cast<const int*>(rec);
   const bool fold = wi[0] != 0;
-  __syncthreads();  // every warp's dots
 
   // ---- y_t = silu(z_t) (scale_t S_t + yx_t)
   for (int i = tid; i < k * PC; i += NT) {
     const int t = i >> lPC, p0 = (i & (PC - 1)) * VI;
     float sd[VI], yx[VI], out[VI];
     lds_vec<VI>(Sd + t * P + p0, sd);
-#pragma unroll
-    for (int v = 0; v < VI; v += 4) {
-      const float4 f = *reinterpret_cast<const float4*>(wsu + W.yx + t * P + p0 + v);
-      yx[v] = f.x;
-      yx[v + 1] = f.y;
-      yx[v + 2] = f.z;
-      yx[v + 3] = f.w;
-    }
-    const float sc = wsu[W.scale + t];
+    lds_vec<VI>(rec + W.yx + t * P + p0, yx);
+    const float sc = rec[W.scale + t];
 #pragma unroll
     for (int v = 0; v < VI; ++v) out[v] = fmaf(sc, sd[v], yx[v]);
     if (p.z != nullptr) {
@@ -244,9 +248,9 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   ct.fold = true;
   ct.base = 0;
   ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
-  const float eSQ = wsu[4];
+  const float eSQ = rec[4];
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  __syncthreads();  // every thread is past its reads of the dots (the ring rows take their place)
+  __syncthreads();  // every thread is past its reads of the dots and the record (the ring rows take their place)
   m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   if (tid < ct.c1) wq[tid] = wsu[W.wq + tid];
@@ -268,7 +272,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   if (tid < k) {
     p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = wsu[W.dts + tid];
-    if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = wi[W.masks + tid];
+    if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = reinterpret_cast<const int*>(wsu)[W.masks + tid];
   }
   if (tid == 0) {
     mrow[0] = 0;
@@ -287,17 +291,18 @@ inline int m2split_warps() {
   return forced != 0 ? forced : 4;
 }
 
-// Whether the pair serves these parameters (m2tc_fits, P at least 16 rows a warp); *str_smem / *prep_smem: the two
+// Whether the pair serves these parameters (m2tc_fits, R <= kSplitPrepThreads); *str_smem / *prep_smem: the two
 // kernels' shared memory bytes.
 template <typename T>
 inline bool m2split_fits(const VerifyStepParams& p, size_t* str_smem, size_t* prep_smem) {
   size_t tc_smem = 0;
   if (!m2tc_fits<T>(p, &tc_smem)) return false;
+  if (p.R > kSplitPrepThreads) return false;  // a thread a committed ring token (prep: ring dt; stream: wq)
   constexpr int VT = SV<T>::V;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   const size_t str = static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr).words) * 4;
   M2CommonLayout l;
-  const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI)) * 4;
+  const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI, false)) * 4;
   if (str > 200 * 1024 || prep > 200 * 1024) return false;
   *str_smem = str;
   *prep_smem = prep;
