@@ -36,6 +36,8 @@ struct SsmLaunch {
   size_t smem = 0;
 };
 
+constexpr int64_t kSplitMinGrid = 1024;  // units (batch * heads) from which the split pair is taken
+
 // MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split".
 inline int verify_kernel_override() {
   static const int v = [] {
@@ -80,7 +82,10 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   c.threads = static_cast<int>(threads);
   c.smem = static_cast<size_t>(ssm_layout(p.k, p.P, p.N, p.Pd, p.R, V).words) * 4;
   c.grid = c.fused ? p.batch * p.G : p.batch * p.H;
-  // Kernel choice: verify_m2tc_kernel where it fits, the grid fills the GPU and k >= 2, else verify_m2_kernel
+  // Kernel choice: the split pair (verify_m2prep_kernel + verify_m2str_kernel) for large grids (kSplitMinGrid units)
+  // and k >= 2 where tc's shapes fit: H200, b64 h32 p = n = 128, fp32 state, CUDA-graph call times k2 / k4 / k8
+  // 60.7 / 57.9 / 71.9 us against tc's 69.4 / 70.6 / 79.4; at b16 (512 units) tc stays ahead (25.8 vs 27.2 at k4).
+  // Else verify_m2tc_kernel where it fits, the grid fills the GPU and k >= 2, else verify_m2_kernel
   // where it fits, else the general kernel. H200, h 32 p 128 n 128, fp32 state (kernel times): b64 k4 tc 72 us,
   // lean 82-87; k8 87 vs 146-172; k1 64 vs 58 (the tensor-core dots do not pay for one token); b16 k4 equal;
   // b1 lean 256 threads 7.0-9.3 us. MK_VERIFY_KERNEL=tc|lean|general (environment, read once) restricts the
@@ -105,9 +110,10 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.dec_lanes = m2dec_lanes(p.P);
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
-  } else if (forced == 5 && m2split_fits<T>(p, &smem, &c.prep_smem)) {
+  } else if ((forced == 5 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
+             m2split_fits<T>(p, &smem, &c.prep_smem)) {
     c.split = true;
-    c.threads = 32 * m2split_warps();
+    c.threads = 32 * m2split_warps(p.P);
     c.smem = smem;
   } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
     c.tc = true;

@@ -243,7 +243,9 @@ def verify_step(x, dt, A, B, C, cache: VerifyCache, slots, num_accepted=None, *,
       A:      (h,) | (d, n) fp32                D: (h,) or (h, p) | (d,) fp32    dt_bias: (h,) | (d,) fp32
       B, C:   (b, k, g, n), dtype of x          cache: VerifyCache.allocate(..., nheads=h, headdim=p | d=d)
       slots, num_accepted / accepted_node: (b,) int32; parents: (b, k) int32 (tree drafts) or None
-      returns y like x (written into `out` when given; nothing is allocated then).
+      returns y like x (written into `out` when given; nothing is allocated then, except that the CUDA backend's
+      split kernel pair, taken from b * h >= 1024 with k >= 2, takes a per-call scratch of about
+      b * h * (k * p + ring_len + 3 * k + 8) fp32 from the caching allocator: no sync, capturable).
     No host synchronisation (debug=True or MAMBA_KERNELS_DEBUG=1 adds a synchronising validation of
     slots, num_accepted <= pending count and parents); capturable in a CUDA graph for a fixed k.
     DLPack arrays (e.g. CuPy) are accepted; y is returned as the same kind as x.
