@@ -41,15 +41,15 @@ struct M2CommonLayout {
   int meta, par, mask;                               // int
 };
 
-// Places the common arrays from word o; returns the next free word. dots = false: no space for S (the split pair's
-// prep kernel, which has no state tile).
+// Places the common arrays from word o; returns the next free word. prep (the split pair's prep kernel: no state
+// tile, no gate): no space for S or xs (it reads x raw), raw_in without the z rows.
 __host__ __device__ __forceinline__ int m2_place_common(M2CommonLayout& l, int o, int64_t k, int64_t P, int64_t N,
-                                                        int64_t R, int VI, bool dots = true) {
+                                                        int64_t R, int VI, bool prep = false) {
   const int64_t K1 = k > 0 ? k : 1;
-  l.raw_in = o; o += static_cast<int>(K1 * (2 * P + 2 * N) / VI * 4);
+  l.raw_in = o; o += static_cast<int>(K1 * ((prep ? 1 : 2) * P + 2 * N) / VI * 4);
   l.raw_ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
-  l.xs = o; o += up4(K1 * P);
-  l.S = o; o += dots ? up4(K1 * P) : 0;
+  l.xs = o; o += prep ? 0 : up4(K1 * P);
+  l.S = o; o += prep ? 0 : up4(K1 * P);
   l.Ds = o; o += up4(P);
   l.dts = o; o += up4(K1);
   l.dtq = o; o += up4(R);
@@ -218,8 +218,8 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
 // ring at base (positions < R). y: this unit's output (b, u applied). Thread tid of nthreads.
 // kPrep (verify_m2prep_kernel, no state tile): instead of y, the state-free part yx_t = rho_t (ring term) + path
 // term + D x_t (fp32, (k, P) at yx) and scale_t = rho_t eSQ (at scale), so that y_t = silu(z_t) (scale_t S_t + yx_t)
-// (z is applied by the stream kernel); the ring writes are skipped when the unit folds (the stream kernel's fold
-// reads the committed ring rows first, then writes the new tokens).
+// (z is applied by the stream kernel; raw_in holds x, B, C only, x read raw); the ring writes are skipped when the
+// unit folds (the stream kernel's fold reads the committed ring rows first, then writes the new tokens).
 template <typename TI, bool kPrep = false>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
@@ -227,7 +227,12 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
                                            float* scale = nullptr) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
-  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0;
+  const int nxc = k * PC, nzc = !kPrep && p.z != nullptr ? k * PC : 0;
+  // x chunk (token sn, chunk pc) as fp32: staged as fp32 (xs), or raw (prep)
+  auto load_x = [&sm, P, PC](int sn, int pc, float (&xv)[VI]) {
+    if constexpr (kPrep) SV<TI>::unpack(sm.raw_in[sn * PC + pc], xv);
+    else lds_vec<VI>(sm.xs + sn * P + pc * VI, xv);
+  };
   const float eSQ = sm.scal[0];
   const int64_t rxw = rx0 + (int64_t)ct.base * p.rx_r, rbw = rb0 + (int64_t)ct.base * p.rB_r;
   for (int i = tid; i < k * PC; i += nthreads) {
@@ -255,7 +260,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     for (int sn = t; sn >= 0; --sn) {
       if ((mt >> sn) & 1u) {
         const float w = sm.dts[sn] * __expf(Au * suf) * sm.BC[t * K1 + sn];
-        lds_vec<VI>(sm.xs + sn * P + p0, xv);
+        load_x(sn, pc, xv);
 #pragma unroll
         for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
         suf += sm.dts[sn];
@@ -263,7 +268,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     }
     const float rho = __expf(Au * suf);
     float dv[VI], out[VI];
-    lds_vec<VI>(sm.xs + t * P + p0, xv);
+    load_x(t, pc, xv);
     lds_vec<VI>(sm.Ds + p0, dv);
 #pragma unroll
     for (int v = 0; v < VI; ++v) out[v] = fmaf(dv[v], xv[v], fmaf(rho, hc[v], ws[v]));

@@ -14,9 +14,9 @@
 //   - verify_m2str_kernel (a unit a block, launched as a programmatic dependent of the prep kernel on sm_90): the
 //     state tile by cp.async and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots) before it waits on the
 //     prep grid (griddepcontrol.wait); then y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold
-//     (m2tc_fold, ring rows staged after the epilogue), then its new tokens' ring writes and meta row.
-// Shared memory of the stream kernel: the tile and the dots (the fold's ring rows reuse the dots' space), so 3
-// blocks of 4 warps fit an SM at P = N = 128, fp32 state.
+//     (m2tc_fold; its ring rows staged with the record, while the tile is in flight), then its new tokens' ring
+//     writes and meta row.
+// Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
 #pragma once
 #include "verify/verify_m2tc_kernel.cuh"
 
@@ -46,12 +46,11 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
   return w;
 }
 
-// The stream kernel's shared memory (words): the swizzled tile; then the dots (k, P) fp32, the unit's scratch record
-// up to its yx (copied after griddepcontrol.wait, before the dots) and yx (k, P), all three dead after the epilogue,
-// where the fold's raw ring rows (c1 <= R tokens of P + N inputs) take their place; the raw z and C rows of the new
-// tokens, wq (R).
+// The stream kernel's shared memory (words): the swizzled tile; the dots (k, P) fp32; the unit's scratch record
+// (copied after griddepcontrol.wait, while the tile is in flight; yx at rec + yx); a folding unit's committed ring rows
+// (raw: c1 <= R tokens of P + N inputs, staged with the record); the raw z and C rows of the new tokens.
 struct M2StrLayout {
-  int tile, dots, rec, yx, raw_z, raw_c, wq, words;
+  int tile, dots, rec, ring, raw_z, raw_c, words;
 };
 __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
                                                              bool has_z) {
@@ -59,15 +58,11 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   M2StrLayout l;
   int o = 0;
   l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
-  l.dots = o;
-  const M2SplitWs w = m2split_ws(k, R, P);
-  l.rec = l.dots + up4(K1 * P);
-  l.yx = l.rec + w.yx;
-  const int epi = up4(K1 * P) + w.words, ring = static_cast<int>(R * (P + N) / VI * 4);
-  o += epi > ring ? epi : ring;
+  l.dots = o; o += up4(K1 * P);
+  l.rec = o; o += m2split_ws(k, R, P).words;
+  l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
-  l.wq = o; o += up4(R);
   l.words = o;
   return l;
 }
@@ -100,12 +95,12 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   const int PC = P / VI, lPC = ilog2(PC);
   const int gi = u / (H / static_cast<int>(p.G));
   M2CommonLayout lay;
-  m2_place_common(lay, 0, k, P, N, R, VI, false);
+  m2_place_common(lay, 0, k, P, N, R, VI, true);
   const M2Smem sm = m2_smem(lay, smem_f4);
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
 
-  // new x, B, C (raw_in as verify_m2tc_kernel lays it out; the z rows' place stays unused)
-  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
+  // new x, B, C (raw, in that order; x is read raw by the outputs)
+  const int nxc = k * PC, nzc = 0, nbc = k * NC;
   {
     const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
     for (int i = tid; i < nxc; i += NT) cp_async16(raw_in + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
@@ -121,11 +116,6 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
   for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
   cp_async_wait<0>();
-  for (int i = tid; i < nxc; i += NT) {  // x -> fp32 (B, C stay raw)
-    float o[VI];
-    SV<TI>::unpack(raw_in[i], o);
-    sts_vec<VI>(xs + i * VI, o);
-  }
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   __syncthreads();
 
@@ -165,7 +155,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
 }
 
 template <typename T, typename TI, int N, int NW>
-__global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(const VerifyStepParams p) {
+__global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
   MK_VERIFY_DYN_SMEM(smem_f4);
@@ -188,11 +178,10 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   const M2StrLayout lay = m2str_layout(k, P, N, R, VT, VI, p.z != nullptr);
   uint4* tile = reinterpret_cast<uint4*>(smf + lay.tile);
   float* Sd = smf + lay.dots;
-  uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.dots);  // the fold's ring rows, after the epilogue
-  float* rec = smf + lay.rec;  // the scratch record, yx at rec + W.yx (= smf + lay.yx)
+  float* rec = smf + lay.rec;  // the scratch record (m2split_ws offsets)
+  uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
   uint4* raw_z = reinterpret_cast<uint4*>(smf + lay.raw_z);
   uint4* raw_c = reinterpret_cast<uint4*>(smf + lay.raw_c);
-  float* wq = smf + lay.wq;
 
   // ---- the new C (and z) rows (group 1), the state tile (group 2), the state dots: nothing here reads the scratch
   const int nzc = p.z != nullptr ? k * PC : 0, ncc = k * NC;
@@ -206,12 +195,23 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane);
   cp_async_commit();
-  // The unit's scratch record (header, scale, yx) by cp.async (group 3) while the tile is in flight: blocks of the
-  // first wave wait here for the prep grid; later ones find it complete.
+  // The unit's scratch record by cp.async (group 3) while the tile is in flight (blocks of the first wave wait here for
+  // the prep grid; later ones find it complete), and, for a unit that folds, its committed ring rows too: the header
+  // words straight from global memory say which (the load waits, the copies stay in flight).
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
   for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
+  const int4 hdr = *reinterpret_cast<const int4*>(wsu);  // fold, c, c1, path
+  M2Ctl ct;
+  ct.fold = hdr.x != 0;
+  ct.c = hdr.y;
+  ct.c1 = hdr.z;
+  ct.path = static_cast<unsigned>(hdr.w);
+  ct.base = 0;
+  ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  if (ct.fold) m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   cp_async_wait<2>();
   __syncthreads();     // the C and z rows, from every thread's copies
@@ -219,9 +219,7 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
   m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
   cp_async_wait<0>();
-  __syncthreads();  // every warp's dots, the record
-  const int* wi = reinterpret_cast<const int*>(rec);
-  const bool fold = wi[0] != 0;
+  __syncthreads();  // every warp's dots, the record, the ring rows
 
   // ---- y_t = silu(z_t) (scale_t S_t + yx_t)
   for (int i = tid; i < k * PC; i += NT) {
@@ -240,24 +238,11 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
     }
     *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
   }
-  if (!fold) return;  // the prep kernel wrote this unit's ring and meta
+  if (!ct.fold) return;  // the prep kernel wrote this unit's ring and meta
 
   // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
-  M2Ctl ct;
-  ct.c = wi[1];
-  ct.c1 = wi[2];
-  ct.path = static_cast<unsigned>(wi[3]);
-  ct.fold = true;
-  ct.base = 0;
-  ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
   const float eSQ = rec[4];
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  __syncthreads();  // every thread is past its reads of the dots and the record (the ring rows take their place)
-  m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
-  cp_async_commit();
-  if (tid < ct.c1) wq[tid] = wsu[W.wq + tid];
-  cp_async_wait<0>();
-  __syncthreads();  // the ring rows and wq; from here on the ring may be rewritten
+  const float* wq = rec + W.wq;
   m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
   const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
   const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
@@ -273,8 +258,8 @@ __global__ void __launch_bounds__(NW * 32, NW == 4 ? 3 : 2) verify_m2str_kernel(
   }
   int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   if (tid < k) {
-    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = wsu[W.dts + tid];
-    if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = reinterpret_cast<const int*>(wsu)[W.masks + tid];
+    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = rec[W.dts + tid];
+    if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = reinterpret_cast<const int*>(rec)[W.masks + tid];
   }
   if (tid == 0) {
     mrow[0] = 0;
@@ -304,7 +289,7 @@ inline bool m2split_fits(const VerifyStepParams& p, size_t* str_smem, size_t* pr
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   const size_t str = static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr).words) * 4;
   M2CommonLayout l;
-  const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI, false)) * 4;
+  const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI, true)) * 4;
   if (str > 200 * 1024 || prep > 200 * 1024) return false;
   *str_smem = str;
   *prep_smem = prep;
