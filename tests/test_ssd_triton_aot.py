@@ -185,16 +185,21 @@ def _default_launch_options(b, l, h, p, n, g, Q, arch):
 def test_state_walk_and_dcb_configs_by_walk_count():
     """The launch configs the H200 sweeps chose (sm_90, bf16, n 128; recorded, not compiled): more state walks than
     SMs (shape 1: 320) run the walks F1 / B1 with 4 warps in 64-token steps under a 168-register cap; one wave of
-    walks (shape 2: 128) keeps 8 warps, the whole chunk a step and no cap; dCB is capped at both; sm_80 caps nothing."""
+    walks (shape 2: 128) keeps 8 warps, the whole chunk a step and no cap; dCB is capped at both, the forward scan at
+    shape 1 (p 64, chunk 128) only; sm_80 caps nothing."""
     many = _default_launch_options(*AOT_SHAPES["b4-l4096-h80-p64-n128-g1-Q128"], 90)
     for name, stages in (("_ssd_state_fwd_kernel", 3), ("_ssd_state_bwd_kernel", 1)):
         kw = many[name]
         assert (kw["num_warps"], kw["num_stages"], kw["BS"], kw.get("maxnreg")) == (4, stages, 64, 168), (name, kw)
     assert many["_ssd_bwd_dcb_kernel"].get("maxnreg") == 168
+    # the forward scan at p 64, chunk 128: 32-row blocks, 2 warps, 1 stage, 128-register cap (session-12 sweep)
+    kw = many["_ssd_chunk_scan_kernel"]
+    assert (kw["BM"], kw["num_warps"], kw["num_stages"], kw.get("maxnreg")) == (32, 2, 1, 128), kw
     one_wave = _default_launch_options(*AOT_SHAPES["b2-l4096-h32-p128-n128-g32-Q128"], 90)
     for name in ("_ssd_state_fwd_kernel", "_ssd_state_bwd_kernel"):
         kw = one_wave[name]
         assert (kw["num_warps"], kw["BS"], kw.get("maxnreg")) == (8, 128, None), (name, kw)
     assert one_wave["_ssd_bwd_dcb_kernel"].get("maxnreg") == 168
+    assert one_wave["_ssd_chunk_scan_kernel"].get("maxnreg") is None  # p 128: 64-row blocks, no cap
     sm80 = _default_launch_options(*AOT_SHAPES["b4-l4096-h80-p64-n128-g1-Q128"], 80)
     assert all(kw.get("maxnreg") is None for kw in sm80.values()), sm80

@@ -258,12 +258,16 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     # against 217.5 (32 rows, 2 stages), at chunk 256 with 2 stages 187-190 against 272.6 (1 stage: 215.5); p 64 at
     # chunk 256 with 1 stage 390.8 against 438.2 (32 rows, 2 warps, 1 stage) and 491.0 (2 stages); p 64 at chunk
     # 128 keeps 32-row blocks with 2 warps and 1 stage (342 against 461 for 64 rows, 4 warps, 1 stage).
-    BMs, scan_w, scan_st = BM, 4 if BM * BP <= 64 * 64 else 8, st3
+    # Fourth sweep (session 12): p 64 at chunk 128 under a 128-register cap (more CTAs of 2 warps an SM) 336.6 us
+    # against 347.6 (96: 388.5).
+    BMs, scan_w, scan_st, scan_opt = BM, 4 if BM * BP <= 64 * 64 else 8, st3, {}
     if h200:
         if BP >= 128:
             BMs, scan_w, scan_st = 64, 4, 1 if Q <= 128 else 2
         elif BP == 64 and Q <= 256:
             BMs, scan_w, scan_st = (32, 2, 1) if Q <= 128 else (64, 4, 1)
+            if Q <= 128:
+                scan_opt = dict(maxnreg=128)
     # B2 (dx, the same nested row-block / source-block loops as the scan) on sm_90 16-bit, n <= 128: 4 warps and no
     # software pipelining, 713.7 / 319.6 us against 1110.8 / 490.0 for 8 warps and 3 stages at shapes 1 / 2
     # (H200, bench_ssd_bwd_configs, 2026-11-30).
@@ -283,7 +287,7 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
         "cumsum": dict(BLOCK_Q=_np2(Q, 2), BLOCK_H=16, num_warps=4, num_stages=1),
         "cb": dict(BM=BM, BK=min(BN, 32 if f32 else 128), num_warps=4, num_stages=2),
         "state_fwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
-        "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=scan_w, num_stages=scan_st),
+        "chunk_scan": dict(BM=BMs, BP=BP, BN=BN, num_warps=scan_w, num_stages=scan_st, **scan_opt),
         "state_bwd": dict(BS=BS, BP=BPs, BN=16 if _small_blocks() else BN, num_warps=8, num_stages=st3),
         "bwd_dx": dict(BM=BM, BP=min(BP, 32 if f32 else 64), BN=BN, num_warps=dx_w, num_stages=dx_st),
         "bwd_dcb": dict(BM=BM, BPK=BPK, num_warps=4, HSPLIT=1, **dcb_opt),
