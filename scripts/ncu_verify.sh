@@ -5,7 +5,8 @@
 #                                   reasons, instruction counts, scheduler, memory workload)
 #   ncu_<case>_<impl>_sass.csv     (per-SASS-instruction executed counts, for where the instructions go)
 # Usage: bash scripts/ncu_verify.sh [cases="mamba2-1-1 mamba2-64-4"] [impls="cuda mamba_ssm_decode"]
-# NCU_VERIFY_LAUNCHES=2: two consecutive launches (the split pair: prep and stream kernel of one call).
+# NCU_VERIFY_LAUNCHES=2: two consecutive launches (the split pair: prep and stream kernel of one call);
+# NCU_VERIFY_SKIP (default 6): launches skipped first (14 with the pair at k 4: the 7th call, where every unit folds).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/mk_out}; mkdir -p "$OUT"
@@ -13,7 +14,7 @@ for c in ${1:-mamba2-1-1 mamba2-64-4}; do
   for impl in ${2:-cuda mamba_ssm_decode}; do
     [ "$impl" = mamba_ssm_decode ] && [ "${c##*-}" != 1 ] && continue  # its decode kernel is one token
     case "$impl" in cuda) kre=verify;; *) kre=selective;; esac
-    N="ncu --clock-control none -k regex:$kre --launch-skip 6 --launch-count ${NCU_VERIFY_LAUNCHES:-1}"
+    N="ncu --clock-control none -k regex:$kre --launch-skip ${NCU_VERIFY_SKIP:-6} --launch-count ${NCU_VERIFY_LAUNCHES:-1}"
     P="python3 scripts/profile_verify.py --one $c --impls $impl"
     timeout 120 $N --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
       --section InstructionStats --section SchedulerStats --section MemoryWorkloadAnalysis \
