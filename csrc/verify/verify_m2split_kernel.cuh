@@ -192,17 +192,19 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
   for (int i = tid; i < ncc; i += NT) cp_async16(raw_c + i, Cb + (i >> lNC) * p.C_k + (i & (NC - 1)) * VI);
   cp_async_commit();
-  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
-  m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane);
-  cp_async_commit();
-  // The unit's scratch record by cp.async (group 3) while the tile is in flight (blocks of the first wave wait here for
-  // the prep grid; later ones find it complete), and, for a unit that folds, its committed ring rows too: the header
-  // words straight from global memory say which (the load waits, the copies stay in flight).
+  // The record's header words straight from global memory (fold, c, c1, path) before the tile's copies, so that this
+  // load does not queue behind 64 KB (ncu of a folding call: 18% of the stream's stall samples waited on it there);
+  // blocks of the first wave wait here for the prep grid, later ones find it complete.
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
+  const int4 hdr = *reinterpret_cast<const int4*>(wsu);
+  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+  m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane);
+  cp_async_commit();
+  // The unit's scratch record by cp.async (group 3) while the tile is in flight, and, for a unit that folds, its
+  // committed ring rows too.
   for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
-  const int4 hdr = *reinterpret_cast<const int4*>(wsu);  // fold, c, c1, path
   M2Ctl ct;
   ct.fold = hdr.x != 0;
   ct.c = hdr.y;
@@ -243,19 +245,24 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
   const float eSQ = rec[4];
   const float* wq = rec + W.wq;
-  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
+  // The new tokens' x and B rows for ring [0, k): this thread's first chunk of each loaded before the fold (its
+  // latency under the fold's work; ncu of a folding call: the copies after it waited on these loads), any rest after.
   const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
   const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
   TI* rx = static_cast<TI*>(p.ring_x) + rx0;
   TI* rB = static_cast<TI*>(p.ring_B) + rb0;
-  for (int i = tid; i < k * PC; i += NT) {  // base 0: k <= Kmax <= R, every new token has a ring row
-    const int t = i >> lPC, c = i & (PC - 1);
-    *reinterpret_cast<uint4*>(rx + t * p.rx_r + c * VI) = *reinterpret_cast<const uint4*>(xb + t * p.x_k + c * VI);
-  }
-  for (int i = tid; i < k * NC; i += NT) {
-    const int t = i >> lNC, c = i & (NC - 1);
-    *reinterpret_cast<uint4*>(rB + t * p.rB_r + c * VI) = *reinterpret_cast<const uint4*>(Bb + t * p.B_k + c * VI);
-  }
+  auto x_src = [&](int i) { return reinterpret_cast<const uint4*>(xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI); };
+  auto b_src = [&](int i) { return reinterpret_cast<const uint4*>(Bb + (i >> lNC) * p.B_k + (i & (NC - 1)) * VI); };
+  auto x_dst = [&](int i) { return reinterpret_cast<uint4*>(rx + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI); };
+  auto b_dst = [&](int i) { return reinterpret_cast<uint4*>(rB + (i >> lNC) * p.rB_r + (i & (NC - 1)) * VI); };
+  const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
+  const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
+  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
+  // base 0: k <= Kmax <= R, every new token has a ring row
+  if (tid < k * PC) *x_dst(tid) = x0;
+  if (tid < k * NC) *b_dst(tid) = b0;
+  for (int i = tid + NT; i < k * PC; i += NT) *x_dst(i) = *x_src(i);
+  for (int i = tid + NT; i < k * NC; i += NT) *b_dst(i) = *b_src(i);
   int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   if (tid < k) {
     p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = rec[W.dts + tid];
