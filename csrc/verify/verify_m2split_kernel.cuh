@@ -277,12 +277,8 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
 // Warps of a stream block: MK_VERIFY_SPLIT_WARPS=4|8 (environment, read once), else 8 at P >= 128 (H200, b64 h32
 // p = n = 128, fp32 state, CUDA-graph call times: k4 57.9 us with 8 warps vs 60.7 with 4, k8 71.9 vs 78.8), else 4.
 inline int m2split_warps(int64_t P) {
-  static const int forced = [] {
-    const char* e = std::getenv("MK_VERIFY_SPLIT_WARPS");
-    const int v = e != nullptr ? std::atoi(e) : 0;
-    return v == 4 || v == 8 ? v : 0;
-  }();
-  return forced != 0 ? forced : (P >= 128 ? 8 : 4);
+  static const int forced = warps_from_env("MK_VERIFY_SPLIT_WARPS");
+  return tc_block_warps(forced, P);
 }
 
 // Whether the pair serves these parameters (m2tc_fits, R <= kSplitPrepThreads); *str_smem / *prep_smem: the two

@@ -385,15 +385,20 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 
-// Warps a block: one 16-row m-tile each up to 8 (P >= 128: 8 warps, P <= 64: 4). MK_VERIFY_TC_WARPS=4|8
-// (environment, read once) overrides it (benchmarks).
+// A block-size override from the environment variable `name`: 4 or 8 warps, else 0 (unset or another value).
+inline int warps_from_env(const char* name) {
+  const char* e = std::getenv(name);
+  const int v = e != nullptr ? std::atoi(e) : 0;
+  return v == 4 || v == 8 ? v : 0;
+}
+// Warps a block of the tensor-core kernels: `forced` if set, else one 16-row m-tile each up to 8 (P >= 128: 8
+// warps, P <= 64: 4).
+inline int tc_block_warps(int forced, int64_t P) { return forced != 0 ? forced : (P >= 128 ? 8 : 4); }
+
+// verify_m2tc_kernel's warps; MK_VERIFY_TC_WARPS=4|8 (environment, read once) overrides them (benchmarks).
 inline int m2tc_warps(int64_t P) {
-  static const int forced = [] {
-    const char* e = std::getenv("MK_VERIFY_TC_WARPS");
-    const int v = e != nullptr ? std::atoi(e) : 0;
-    return v == 4 || v == 8 ? v : 0;
-  }();
-  return forced != 0 ? forced : (P >= 128 ? 8 : 4);
+  static const int forced = warps_from_env("MK_VERIFY_TC_WARPS");
+  return tc_block_warps(forced, P);
 }
 
 // Whether verify_m2tc_kernel serves these parameters (see the header comment); *smem: its shared memory bytes.

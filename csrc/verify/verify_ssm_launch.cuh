@@ -231,14 +231,20 @@ cudaError_t launch_in_clusters(const SsmLaunch& c, size_t smem, cudaStream_t str
   return cudaLaunchKernelEx(&cfg, kern, std::forward<Args>(args)...);
 }
 
+// Lets kern take smem bytes of dynamic shared memory (above the default 48 KB: an opt-in attribute).
+template <typename Arg>
+const char* allow_smem(void (*kern)(Arg), size_t smem) {
+  if (smem <= 48 * 1024) return nullptr;
+  const cudaError_t err =
+      cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
 // kern(arg) on c's grid: in clusters of c.cluster blocks when > 1, with c.smem bytes of dynamic shared memory.
 template <typename Arg>
 const char* launch_one(const SsmLaunch& c, cudaStream_t stream, void (*kern)(Arg), const Arg& arg) {
   cudaError_t err;
-  if (c.smem > 48 * 1024) {
-    err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-  }
+  if (const char* e = allow_smem(kern, c.smem)) return e;
   if (c.cluster > 1) {  // a cluster of `cluster` consecutive blocks per unit
     err = launch_in_clusters(c, c.smem, stream, kern, arg);
     if (err != cudaSuccess) return cudaGetErrorString(err);
@@ -271,11 +277,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   cp.cluster = 1;
   if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
-  cudaError_t err;
-  if (c.smem > 48 * 1024) {
-    err = cudaFuncSetAttribute(skern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(c.smem));
-    if (err != cudaSuccess) return cudaGetErrorString(err);
-  }
+  if (const char* e = allow_smem(skern, c.smem)) return e;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
   cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
@@ -286,7 +288,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  err = cudaLaunchKernelEx(&cfg, skern, p);
+  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, p);
   if (err == cudaSuccess) err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
