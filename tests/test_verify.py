@@ -258,6 +258,18 @@ def test_wide_k_and_batch(backend):
     run_session(backend, layer, b=b, S=b + 8, kmax=16, rounds=len(ks), ks=ks, ring_len=24, n_pad=3, seed=7)
 
 
+def test_large_grid_cuda():
+    """CUDA at b * h >= 1024 units with k >= 2, where the automatic choice is the split kernel pair
+    (verify_m2prep_kernel + verify_m2str_kernel, docs/verify_step_design.md): k 2 to 4, a ring of 16 that folds
+    every few calls, tree drafts half the rounds, padding rows, untouched slots."""
+    dev = device_for("cuda")
+    for tree in (False, True):
+        layer = Layer("mamba2", device=dev, h=32, p=32, n=64, g=32, dtype=torch.bfloat16)
+        ks = [2, 4, 4, 3, 4, 4, 2, 4, 4]
+        run_session("cuda", layer, b=40, S=48, kmax=4, rounds=len(ks), ks=ks, tree=tree, ring_len=16, n_pad=3,
+                    seed=11 + tree)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Conv step and fused Mamba-2 step
 # --------------------------------------------------------------------------------------------------------
