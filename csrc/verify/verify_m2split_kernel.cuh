@@ -100,15 +100,15 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
 
   // new x, B, C (raw, in that order; x is read raw by the outputs)
-  const int nxc = k * PC, nzc = 0, nbc = k * NC;
+  const int nxc = k * PC, nbc = k * NC;
   {
     const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
     for (int i = tid; i < nxc; i += NT) cp_async16(raw_in + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
     const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
     const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
     for (int i = tid; i < nbc; i += NT) {
-      cp_async16(raw_in + nxc + nzc + i, Bb + (i / NC) * p.B_k + (i % NC) * VI);
-      cp_async16(raw_in + nxc + nzc + nbc + i, Cb + (i / NC) * p.C_k + (i % NC) * VI);
+      cp_async16(raw_in + nxc + i, Bb + (i / NC) * p.B_k + (i % NC) * VI);
+      cp_async16(raw_in + nxc + nbc + i, Cb + (i / NC) * p.C_k + (i % NC) * VI);
     }
   }
   cp_async_commit();
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   __syncthreads();
 
   if (warp == 0) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
-  m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nzc + nbc, raw_in + nxc + nzc, ct.c1, k, P, warp, g, q);
+  m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, warp, g, q);
   __syncthreads();
 
   const M2SplitWs W = m2split_ws(k, R, P);
@@ -168,10 +168,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
-    for (int i = tid; i < k * PC; i += NT) {
-      const int t = i >> lPC, c = i & (PC - 1);
-      *reinterpret_cast<uint4*>(y + t * p.y_k + c * VI) = make_uint4(0u, 0u, 0u, 0u);
-    }
+    m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
     return;
   }
   const int gi = u / (H / static_cast<int>(p.G));

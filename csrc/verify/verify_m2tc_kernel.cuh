@@ -241,6 +241,17 @@ __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw
   }
 }
 
+// y rows of a padding batch row (slot < 0 or >= S): k token rows of PC 16-byte chunks set to zero.
+template <typename TI>
+__device__ __forceinline__ void m2_zero_y(TI* y, int64_t y_k, int k, int PC, int tid, int NT) {
+  constexpr int VI = SV<TI>::V;
+  const int lPC = ilog2(PC);
+  for (int i = tid; i < k * PC; i += NT) {
+    const int t = i >> lPC, c = i & (PC - 1);
+    *reinterpret_cast<uint4*>(y + t * y_k + c * VI) = make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
 // The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
 // then their B rows), written to the state rows st (row stride st_p) of this warp's m-tiles: per m-tile, all N / 8
 // n-tiles, ceil(c1 / 8) k-steps.
@@ -309,10 +320,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
   const int PC = P / VI, lPC = ilog2(PC);
   TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
-    for (int i = tid; i < k * PC; i += NT) {
-      const int t = i >> lPC, c = i & (PC - 1);
-      *reinterpret_cast<uint4*>(y + t * p.y_k + c * VI) = make_uint4(0u, 0u, 0u, 0u);
-    }
+    m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
     return;
   }
   const int gi = u / (H / static_cast<int>(p.G));
