@@ -66,8 +66,10 @@ GROUPS = {
     "general_m2": ({}, ["m2_basic", "m2_n128", "m2_N5", "m2_bigP", "m2_colpass", "m2_k32", "m2_view", "m2_nopt",
                         "m2_bf16st", "m2_f16st_N64", "m2_n128_tree", "acc_m2_tree", "acc_m2_bigP"], ["general_m2"]),
     # verify_m1_kernel (Mamba-1 layout, N 8 / 16, a thread a channel): fp32 / bf16 / f16 inputs, fp32 and bf16
-    # states, chain and tree drafts (path compaction), G = H, idle lanes, long rings
-    "m1lean": ({"STRESS_CONTIG": "1"}, ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16"],
+    # states, chain and tree drafts (path compaction), G = H, idle lanes, long rings (several staged batches of ring
+    # tokens), drafts longer than the 8 staged tokens
+    "m1lean": ({"STRESS_CONTIG": "1"}, ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16",
+                                         "m1_k12"],
                ["m1lean"]),
     # verify_ssm_kernel<T, true> (Mamba-1 layout: A (d, n), dt per channel): P = 600, bf16 state, long rings
     "mamba1": ({}, ["m1_basic", "m1_tree", "m1_bf16st", "m1_bigP", "acc_m1", "acc_m1_bigP", "hot_m1"],

@@ -8,11 +8,14 @@
 // for every thread of the block (broadcast loads, L1 hits).
 //
 // Block = (batch row, unit), one thread a channel (P rounded up to a warp). Per thread:
-//   1. control words (every thread reads the unit's meta row), the accepted path, h = state row (fp32);
-//   2. commit: h = exp(dt_e A) h + dt_e x_e B_e for the committed ring tokens e (ring [0, c) then the path's nodes);
-//   3. score: chain drafts advance h itself; trees replay each node's path from the committed state
+//   1. control words (every thread reads the unit's meta row), the accepted path;
+//   2. staging: the new tokens' inputs and the first kM1Stage committed ring tokens into shared memory, all loads
+//      in flight at once; h = state row (fp32), the A row;
+//   3. commit: h = exp(dt_e A) h + dt_e x_e B_e for the committed ring tokens e (ring [0, c) then the path's nodes),
+//      a staged batch at a time;
+//   4. score: chain drafts advance h itself; trees replay each node's path from the committed state
 //      (node t: its ancestors in increasing order, then t), y_t = h_t . C_t + D x_t, times silu(z_t);
-//   4. the fold (state = h, the thread's own row) right after the commit; one block barrier after scoring (every
+//   5. the fold (state = h, the thread's own row) right after the commit; one block barrier after scoring (every
 //      read of the unit's shared ring_B rows and meta row is done), then the rest of the write-back as m2_finish:
 //      the tree path compacted into the ring, the new tokens at ring [base, base + k), the meta row.
 #pragma once
@@ -46,10 +49,42 @@ __device__ __forceinline__ void st_row(E* ptr, const float (&o)[N]) {
   }
 }
 
+// Tokens staged at once: ring rows a batch (this thread's x and dt in registers, the block's B rows in shared memory)
+// and new tokens (x, processed dt, z of this thread's channel, the block's B and C rows; tokens past the first
+// kM1Stage are read from global memory where used).
+constexpr int kM1Stage = 8;
+
+// Shared memory (32-bit words) of verify_m1_kernel: PT threads (P rounded up to a warp), input elements of esz bytes:
+// dt (KS, PT) fp32; x, z (KS, PT) raw; Bn, Cn (KS, N) raw; the ring batch: xr, dtr (kM1Stage, PT) fp32, Br
+// (kM1Stage, N) raw; KS = min(k, kM1Stage). Every thread's own columns go through shared memory too, so that the
+// commit and score loops index them at run time without register arrays (ptxas: 147-165 registers with the batch
+// in registers and its loop unrolled).
+struct M1Layout {
+  int dt, x, z, Bn, Cn, xr, dtr, Br, words;
+};
+__host__ __device__ __forceinline__ M1Layout m1_layout(int64_t PT, int64_t N, int64_t k, int64_t esz) {
+  const int64_t KS = k < 1 ? 1 : (k < kM1Stage ? k : kM1Stage);
+  auto words = [esz](int64_t elems) { return up4((elems * esz + 3) / 4); };
+  M1Layout l;
+  int o = 0;
+  l.dt = o; o += up4(KS * PT);
+  l.x = o; o += words(KS * PT);
+  l.z = o; o += words(KS * PT);
+  l.Bn = o; o += words(KS * N);
+  l.Cn = o; o += words(KS * N);
+  l.xr = o; o += up4(kM1Stage * PT);
+  l.dtr = o; o += up4(kM1Stage * PT);
+  l.Br = o; o += words(kM1Stage * N);
+  l.words = o;
+  return l;
+}
+
 template <typename T, typename TI, int N>
 __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p) {
+  MK_VERIFY_DYN_SMEM(smem_f4);
   const int tid = threadIdx.x;
   const int H = static_cast<int>(p.H), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
+  const int PT = (P + 31) / 32 * 32;  // the block size (launch_verify_ssm)
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int k = static_cast<int>(p.k);
   const bool act = tid < P;  // this thread owns channel tid
@@ -61,8 +96,19 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
     return;
   }
   const int gi = u / (H / static_cast<int>(p.G));
+  const int ks = k < kM1Stage ? k : kM1Stage;
+  const M1Layout lay = m1_layout(PT, N, k, sizeof(TI));
+  float* smf = reinterpret_cast<float*>(smem_f4);
+  float* sdt = smf + lay.dt;
+  TI* sx = reinterpret_cast<TI*>(smf + lay.x);
+  TI* sz = reinterpret_cast<TI*>(smf + lay.z);
+  TI* sBn = reinterpret_cast<TI*>(smf + lay.Bn);
+  TI* sCn = reinterpret_cast<TI*>(smf + lay.Cn);
+  TI* sBr = reinterpret_cast<TI*>(smf + lay.Br);
+  float* sxr = smf + lay.xr;
+  float* sdtr = smf + lay.dtr;
 
-  // ---- 1. control words, state row, A row ------------------------------------------------------------------
+  // ---- 1. control words -----------------------------------------------------------------------------------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const M2Ctl ct = m2_control_words(p, mrow[0], mrow[p.meta_i], [&](int a) { return mrow[(2 + a) * p.meta_i]; },
                                     p.accepted[b * p.accepted_stride], R, k);
@@ -70,41 +116,104 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   const int c1 = ct.c1;
 
   const int ch = act ? tid : 0;  // idle lanes compute on channel 0 and write nothing
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
+  const TI* rx = static_cast<const TI*>(p.ring_x);
+  const TI* rB = static_cast<const TI*>(p.ring_B);
+  const float dbias = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h + ch * p.dtb_p] : 0.f;
+  const float dv = p.D != nullptr ? p.D[u * p.D_h + ch * p.D_p] : 0.f;
+  const TI* xin = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + ch;
+  const TI* dtin = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p;
+  const TI* zin = p.z != nullptr ? static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + ch : nullptr;
+  const TI* Bin = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+  const TI* Cin = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  auto dt_of = [&](int t) { return process_dt(SV<TI>::to_f(dtin[t * p.dt_k]) + dbias, p); };
+
+  // ---- 2. staging: every load of a batch issued before any is used (a block's loads no longer wait one after
+  // another: the ring walk of the unstaged kernel took a memory latency a ring token, ~62 us at b64 k4 on the H200)
+  auto load_ring = [&](int e0) {  // ring tokens [e0, e0 + nb): this thread's x, dt; the block's B rows
+    const int nb = c1 - e0 < kM1Stage ? c1 - e0 : kM1Stage;
+    TI xr[kM1Stage];
+    float dr[kM1Stage];
+#pragma unroll
+    for (int j = 0; j < kM1Stage; ++j) {
+      if (j < nb) {
+        const int pos = ct.qpos(e0 + j);
+        xr[j] = rx[rx0 + (int64_t)pos * p.rx_r];
+        dr[j] = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
+      }
+    }
+    for (int i = tid; i < nb * N; i += PT) sBr[i] = rB[rb0 + (int64_t)ct.qpos(e0 + i / N) * p.rB_r + i % N];
+#pragma unroll
+    for (int j = 0; j < kM1Stage; ++j) {
+      if (j < nb) {
+        sxr[j * PT + tid] = SV<TI>::to_f(xr[j]);
+        sdtr[j * PT + tid] = dr[j];
+      }
+    }
+  };
+  if (c1 > 0) load_ring(0);
+  {  // the new tokens: this thread's x, dt, z (through registers, so the loads are all in flight at once); B, C rows
+    TI xv[kM1Stage], dtv[kM1Stage], zv[kM1Stage];
+#pragma unroll
+    for (int t = 0; t < kM1Stage; ++t) {
+      if (t < ks) {
+        xv[t] = xin[t * p.x_k];
+        dtv[t] = dtin[t * p.dt_k];
+        if (zin != nullptr) zv[t] = zin[t * p.z_k];
+      }
+    }
+    for (int i = tid; i < ks * N; i += PT) {
+      sBn[i] = Bin[(i / N) * p.B_k + i % N];
+      sCn[i] = Cin[(i / N) * p.C_k + i % N];
+    }
+#pragma unroll
+    for (int t = 0; t < kM1Stage; ++t) {
+      if (t < ks) {
+        sx[t * PT + tid] = xv[t];
+        sdt[t * PT + tid] = process_dt(SV<TI>::to_f(dtv[t]) + dbias, p);
+        if (zin != nullptr) sz[t * PT + tid] = zv[t];
+      }
+    }
+  }
+  // the state row and A row after the staging (their loads in flight under the barrier; before it, their 2 N
+  // registers would be live across the staging's)
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p;
   float h[N], Ar[N];
   ld_row<T, N>(st, h);
   const float* Ap = p.A + u * p.A_h + ch * p.A_p;
 #pragma unroll
   for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n];
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
-  const TI* rx = static_cast<const TI*>(p.ring_x);
-  const TI* rB = static_cast<const TI*>(p.ring_B);
-  auto step = [&](float (&hh)[N], float dte, float xe, const TI* Brow) {  // hh = exp(dt A) hh + dt x B
+  __syncthreads();  // sBr (first batch), sBn, sCn
+  // token t's inputs: staged (t < ks) or from global memory
+  auto x_raw = [&](int t) -> TI { return t < ks ? sx[t * PT + tid] : xin[t * p.x_k]; };
+  auto dt_at = [&](int t) { return t < ks ? sdt[t * PT + tid] : dt_of(t); };
+  auto B_row = [&](int t) -> const TI* { return t < ks ? sBn + t * N : Bin + t * p.B_k; };
+  auto C_row = [&](int t) -> const TI* { return t < ks ? sCn + t * N : Cin + t * p.C_k; };
+
+  auto step = [&](float (&hh)[N], float dte, float xv, const TI* Brow) {  // hh = exp(dt A) hh + dt x B
     float Bv[N];
     ld_row<TI, N>(Brow, Bv);
-    const float w = dte * xe;
+    const float w = dte * xv;
 #pragma unroll
     for (int n = 0; n < N; ++n) hh[n] = fmaf(__expf(dte * Ar[n]), hh[n], w * Bv[n]);
   };
 
-  // ---- 2. commit the committed ring tokens -----------------------------------------------------------------
-  for (int e = 0; e < c1; ++e) {
-    const int pos = ct.qpos(e);
-    step(h, p.ring_dt[rd0 + (int64_t)pos * p.rdt_r], SV<TI>::to_f(rx[rx0 + (int64_t)pos * p.rx_r]),
-         rB + rb0 + (int64_t)pos * p.rB_r);
+  // ---- 3. commit the committed ring tokens (ring [0, c) then the path's nodes), a staged batch at a time -------
+  for (int e0 = 0; e0 < c1; e0 += kM1Stage) {
+    if (e0 > 0) {
+      __syncthreads();  // every thread's reads of the previous batch's B rows
+      load_ring(e0);
+      __syncthreads();
+    }
+    const int nb = c1 - e0 < kM1Stage ? c1 - e0 : kM1Stage;
+#pragma unroll 1
+    for (int j = 0; j < nb; ++j) step(h, sdtr[j * PT + tid], sxr[j * PT + tid], sBr + j * N);
   }
   const int m = c1 - c;
   if (ct.fold && act) st_row<T, N>(st, h);  // the state row is this thread's alone: fold now
 
-  // ---- 3. score the draft ----------------------------------------------------------------------------------
-  const float dbias = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h + ch * p.dtb_p] : 0.f;
-  const float dv = p.D != nullptr ? p.D[u * p.D_h + ch * p.D_p] : 0.f;
-  const TI* xin = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + ch;
-  const TI* dtin = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p;
-  const TI* Bin = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
-  const TI* Cin = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
-  auto dt_of = [&](int t) { return process_dt(SV<TI>::to_f(dtin[t * p.dt_k]) + dbias, p); };
+  // ---- 4. score the draft ----------------------------------------------------------------------------------
   auto parent_of = [&](int t) {  // parents before the node, else -1 (as m2_store_scalars)
     if (p.parents == nullptr) return t - 1;
     const int q = p.parents[b * p.par_b + t * p.par_k];
@@ -114,7 +223,7 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   for (int t = 0; t < k; ++t) {
     float ht[N];
     if (chain) {
-      step(h, dt_of(t), SV<TI>::to_f(xin[t * p.x_k]), Bin + t * p.B_k);
+      step(h, dt_at(t), SV<TI>::to_f(x_raw(t)), B_row(t));
 #pragma unroll
       for (int n = 0; n < N; ++n) ht[n] = h[n];
     } else {  // replay node t's path (its ancestors in increasing order, then t) from the committed state
@@ -124,23 +233,21 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
       for (int n = 0; n < N; ++n) ht[n] = h[n];
       for (unsigned rem = mask; rem != 0u; rem &= rem - 1u) {
         const int sn = __ffs(static_cast<int>(rem)) - 1;
-        step(ht, dt_of(sn), SV<TI>::to_f(xin[sn * p.x_k]), Bin + sn * p.B_k);
+        step(ht, dt_at(sn), SV<TI>::to_f(x_raw(sn)), B_row(sn));
       }
     }
     float Cv[N];
-    ld_row<TI, N>(Cin + t * p.C_k, Cv);
+    ld_row<TI, N>(C_row(t), Cv);
     float out = 0.f;
 #pragma unroll
     for (int n = 0; n < N; ++n) out = fmaf(ht[n], Cv[n], out);
-    const float xt = SV<TI>::to_f(xin[t * p.x_k]);
-    out = fmaf(dv, xt, out);
-    if (p.z != nullptr)
-      out *= silu_f(SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch + t * p.z_k]));
+    out = fmaf(dv, SV<TI>::to_f(x_raw(t)), out);
+    if (zin != nullptr) out *= silu_f(SV<TI>::to_f(t < ks ? sz[t * PT + tid] : zin[t * p.z_k]));
     if (act) y[t * p.y_k] = SV<TI>::from_f(out);
   }
   __syncthreads();  // every read of the unit's ring rows and meta row is done
 
-  // ---- 4. write-back -----------------------------------------------------------------------------------------
+  // ---- 5. write-back -----------------------------------------------------------------------------------------
   TI* rxw = static_cast<TI*>(p.ring_x);
   TI* rBw = static_cast<TI*>(p.ring_B);
   if (!ct.fold && !ct.prefix) {
@@ -160,10 +267,10 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   for (int t = 0; t < k; ++t) {  // the new tokens at ring [base, base + k) (positions < R)
     if (ct.base + t >= R) break;
     if (act) {
-      rxw[rx0 + (int64_t)(ct.base + t) * p.rx_r] = xin[t * p.x_k];
-      p.ring_dt[rd0 + (int64_t)(ct.base + t) * p.rdt_r] = dt_of(t);
+      rxw[rx0 + (int64_t)(ct.base + t) * p.rx_r] = x_raw(t);
+      p.ring_dt[rd0 + (int64_t)(ct.base + t) * p.rdt_r] = dt_at(t);
     }
-    if (tid < N) rBw[rb0 + (int64_t)(ct.base + t) * p.rB_r + tid] = Bin[t * p.B_k + tid];
+    if (tid < N) rBw[rb0 + (int64_t)(ct.base + t) * p.rB_r + tid] = B_row(t)[tid];
   }
   if (tid == 0) {
     int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;

@@ -100,7 +100,7 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     if (m1_fits(p)) {
       c.m1lean = true;
       c.threads = static_cast<int>((p.P + 31) / 32 * 32);
-      c.smem = 0;
+      c.smem = static_cast<size_t>(m1_layout(c.threads, p.N, p.k, p.in_dtype == DType::kFloat32 ? 4 : 2).words) * 4;
     }
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
              m2dec_fits(p, clusters, m2dec_lanes(p.P))) {

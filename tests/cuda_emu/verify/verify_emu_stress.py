@@ -260,6 +260,9 @@ CASES = {
     # P not a multiple of 32 (idle lanes), long rings
     "m1_lean_bf16st": dict(H=3, P=32, N=16, G=3, m1=True, S=4, R=12, Kmax=5, b=3, rounds=10, dt_in=BF16, dt_st=BF16, tree=True),
     "m1_lean_f16": dict(H=2, P=40, N=8, G=1, m1=True, S=4, R=24, Kmax=6, b=3, rounds=12, dt_in=F16, dt_st=F32, tree=True, accum=True),
+    # drafts of up to 12 tokens (tokens past the Mamba-1 lean kernel's 8 staged ones), long rings (several staged
+    # batches of ring tokens), idle lanes (P 48 in blocks of 64)
+    "m1_k12": dict(H=2, P=48, N=16, G=1, m1=True, S=3, R=30, Kmax=12, b=3, rounds=10, dt_in=BF16, dt_st=F32, tree=True, accum=True),
     "hot_m1": dict(H=2, P=64, N=16, G=1, m1=True, S=3, R=8, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=False, accum=True),
     "hot_fused": dict(H=2, P=128, N=128, G=2, m1=False, S=3, R=16, Kmax=4, b=2, rounds=6, dt_in=BF16, dt_st=F32, tree=False, fused=True, accum=True),
 }
