@@ -7,9 +7,7 @@
 // block (staging, column passes, lane reductions) disappears. The unit's B / C rows and ring B rows are the same
 // for every thread of the block (broadcast loads, L1 hits).
 //
-// Block = (batch row, unit), one thread a channel (P rounded up to a warp), or two at N = 16 (each 8 of the
-// channel's states; twice the warps to hide the per-token chains: H200 b64 k4 d 4096, one thread a channel: 52.6 us
-// at 16 warps an SM). Per thread:
+// Block = (batch row, unit), one thread a channel (P rounded up to a warp). Per thread:
 //   1. control words (every thread reads the unit's meta row), the accepted path;
 //   2. staging: the new tokens' inputs and the first kM1Stage committed ring tokens into shared memory, all loads
 //      in flight at once; h = state row (fp32), the A row;
@@ -56,7 +54,7 @@ __device__ __forceinline__ void st_row(E* ptr, const float (&o)[N]) {
 // kM1Stage are read from global memory where used).
 constexpr int kM1Stage = 8;
 
-// Shared memory (32-bit words) of verify_m1_kernel: PT channel columns (its threads / L), input elements of esz bytes:
+// Shared memory (32-bit words) of verify_m1_kernel: PT threads (P rounded up to a warp), input elements of esz bytes:
 // dt (KS, PT) fp32; x, z (KS, PT) raw; Bn, Cn (KS, N) raw; the ring batch: xr, dtr (kM1Stage, PT) fp32, Br
 // (kM1Stage, N) raw; KS = min(k, kM1Stage). Every thread's own columns go through shared memory too, so that the
 // commit and score loops index them at run time without register arrays (ptxas: 147-165 registers with the batch
@@ -81,26 +79,19 @@ __host__ __device__ __forceinline__ M1Layout m1_layout(int64_t PT, int64_t N, in
   return l;
 }
 
-// Threads of a block: L a channel, P channels, rounded up to a warp.
-__host__ __device__ __forceinline__ int m1_threads(int64_t P, int L) { return static_cast<int>((L * P + 31) / 32 * 32); }
-
-// L threads a channel (1, or 2 at N = 16: each owns N / L of the channel's states; y by one shuffle).
-template <typename T, typename TI, int N, int L>
-__global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p) {
-  static_assert(L == 1 || L == 2, "verify_m1_kernel: 1 or 2 threads a channel");
-  constexpr int NS = N / L;  // states of this thread: [hf * NS, hf * NS + NS) of its channel's row
+template <typename T, typename TI, int N>
+__global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p) {
   MK_VERIFY_DYN_SMEM(smem_f4);
-  const int tid = threadIdx.x, lc = tid / L, hf = tid % L;
+  const int tid = threadIdx.x;
   const int H = static_cast<int>(p.H), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
-  const int NT = m1_threads(P, L), PT = NT / L;  // block size (launch_verify_ssm); channel columns of shared arrays
+  const int PT = (P + 31) / 32 * 32;  // the block size (launch_verify_ssm)
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int k = static_cast<int>(p.k);
-  const bool act = lc < P;  // this thread works on channel lc
-  const bool lead = act && hf == 0;  // ... and writes its per-channel outputs
+  const bool act = tid < P;  // this thread owns channel tid
   const int s = p.slots[b * p.slots_stride];
-  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + lc;
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + tid;
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
-    if (lead)
+    if (act)
       for (int t = 0; t < k; ++t) y[t * p.y_k] = SV<TI>::from_f(0.f);
     return;
   }
@@ -124,7 +115,7 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
   const int c = ct.c;
   const int c1 = ct.c1;
 
-  const int ch = act ? lc : 0;  // idle lanes compute on channel 0 and write nothing
+  const int ch = act ? tid : 0;  // idle lanes compute on channel 0 and write nothing
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
   const TI* rx = static_cast<const TI*>(p.ring_x);
@@ -152,12 +143,12 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
         dr[j] = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
       }
     }
-    for (int i = tid; i < nb * N; i += NT) sBr[i] = rB[rb0 + (int64_t)ct.qpos(e0 + i / N) * p.rB_r + i % N];
+    for (int i = tid; i < nb * N; i += PT) sBr[i] = rB[rb0 + (int64_t)ct.qpos(e0 + i / N) * p.rB_r + i % N];
 #pragma unroll
     for (int j = 0; j < kM1Stage; ++j) {
-      if (j < nb && hf == 0) {
-        sxr[j * PT + lc] = SV<TI>::to_f(xr[j]);
-        sdtr[j * PT + lc] = dr[j];
+      if (j < nb) {
+        sxr[j * PT + tid] = SV<TI>::to_f(xr[j]);
+        sdtr[j * PT + tid] = dr[j];
       }
     }
   };
@@ -172,40 +163,40 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
         if (zin != nullptr) zv[t] = zin[t * p.z_k];
       }
     }
-    for (int i = tid; i < ks * N; i += NT) {
+    for (int i = tid; i < ks * N; i += PT) {
       sBn[i] = Bin[(i / N) * p.B_k + i % N];
       sCn[i] = Cin[(i / N) * p.C_k + i % N];
     }
 #pragma unroll
     for (int t = 0; t < kM1Stage; ++t) {
-      if (t < ks && hf == 0) {
-        sx[t * PT + lc] = xv[t];
-        sdt[t * PT + lc] = process_dt(SV<TI>::to_f(dtv[t]) + dbias, p);
-        if (zin != nullptr) sz[t * PT + lc] = zv[t];
+      if (t < ks) {
+        sx[t * PT + tid] = xv[t];
+        sdt[t * PT + tid] = process_dt(SV<TI>::to_f(dtv[t]) + dbias, p);
+        if (zin != nullptr) sz[t * PT + tid] = zv[t];
       }
     }
   }
   // the state row and A row after the staging (their loads in flight under the barrier; before it, their 2 N
   // registers would be live across the staging's)
-  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p + hf * NS;
-  float h[NS], Ar[NS];
-  ld_row<T, NS>(st, h);
-  const float* Ap = p.A + u * p.A_h + ch * p.A_p + (int64_t)(hf * NS) * p.A_n;
+  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p;
+  float h[N], Ar[N];
+  ld_row<T, N>(st, h);
+  const float* Ap = p.A + u * p.A_h + ch * p.A_p;
 #pragma unroll
-  for (int n = 0; n < NS; ++n) Ar[n] = Ap[n * p.A_n];
-  __syncthreads();  // sBr (first batch), sBn, sCn, the per-channel columns
+  for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n];
+  __syncthreads();  // sBr (first batch), sBn, sCn
   // token t's inputs: staged (t < ks) or from global memory
-  auto x_raw = [&](int t) -> TI { return t < ks ? sx[t * PT + lc] : xin[t * p.x_k]; };
-  auto dt_at = [&](int t) { return t < ks ? sdt[t * PT + lc] : dt_of(t); };
+  auto x_raw = [&](int t) -> TI { return t < ks ? sx[t * PT + tid] : xin[t * p.x_k]; };
+  auto dt_at = [&](int t) { return t < ks ? sdt[t * PT + tid] : dt_of(t); };
   auto B_row = [&](int t) -> const TI* { return t < ks ? sBn + t * N : Bin + t * p.B_k; };
   auto C_row = [&](int t) -> const TI* { return t < ks ? sCn + t * N : Cin + t * p.C_k; };
 
-  auto step = [&](float (&hh)[NS], float dte, float xv, const TI* Brow) {  // hh = exp(dt A) hh + dt x B (own states)
-    float Bv[NS];
-    ld_row<TI, NS>(Brow + hf * NS, Bv);
+  auto step = [&](float (&hh)[N], float dte, float xv, const TI* Brow) {  // hh = exp(dt A) hh + dt x B
+    float Bv[N];
+    ld_row<TI, N>(Brow, Bv);
     const float w = dte * xv;
 #pragma unroll
-    for (int n = 0; n < NS; ++n) hh[n] = fmaf(__expf(dte * Ar[n]), hh[n], w * Bv[n]);
+    for (int n = 0; n < N; ++n) hh[n] = fmaf(__expf(dte * Ar[n]), hh[n], w * Bv[n]);
   };
 
   // ---- 3. commit the committed ring tokens (ring [0, c) then the path's nodes), a staged batch at a time -------
@@ -217,10 +208,10 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
     }
     const int nb = c1 - e0 < kM1Stage ? c1 - e0 : kM1Stage;
 #pragma unroll 1
-    for (int j = 0; j < nb; ++j) step(h, sdtr[j * PT + lc], sxr[j * PT + lc], sBr + j * N);
+    for (int j = 0; j < nb; ++j) step(h, sdtr[j * PT + tid], sxr[j * PT + tid], sBr + j * N);
   }
   const int m = c1 - c;
-  if (ct.fold && act) st_row<T, NS>(st, h);  // the state row is this thread's alone: fold now
+  if (ct.fold && act) st_row<T, N>(st, h);  // the state row is this thread's alone: fold now
 
   // ---- 4. score the draft ----------------------------------------------------------------------------------
   auto parent_of = [&](int t) {  // parents before the node, else -1 (as m2_store_scalars)
@@ -230,30 +221,29 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
   };
   const bool chain = p.parents == nullptr;  // chain: h itself is the running state (the fold is written)
   for (int t = 0; t < k; ++t) {
-    float ht[NS];
+    float ht[N];
     if (chain) {
       step(h, dt_at(t), SV<TI>::to_f(x_raw(t)), B_row(t));
 #pragma unroll
-      for (int n = 0; n < NS; ++n) ht[n] = h[n];
+      for (int n = 0; n < N; ++n) ht[n] = h[n];
     } else {  // replay node t's path (its ancestors in increasing order, then t) from the committed state
       unsigned mask = 1u << t;
       for (int q = parent_of(t); q >= 0; q = parent_of(q)) mask |= 1u << q;
 #pragma unroll
-      for (int n = 0; n < NS; ++n) ht[n] = h[n];
+      for (int n = 0; n < N; ++n) ht[n] = h[n];
       for (unsigned rem = mask; rem != 0u; rem &= rem - 1u) {
         const int sn = __ffs(static_cast<int>(rem)) - 1;
         step(ht, dt_at(sn), SV<TI>::to_f(x_raw(sn)), B_row(sn));
       }
     }
-    float Cv[NS];
-    ld_row<TI, NS>(C_row(t) + hf * NS, Cv);
+    float Cv[N];
+    ld_row<TI, N>(C_row(t), Cv);
     float out = 0.f;
 #pragma unroll
-    for (int n = 0; n < NS; ++n) out = fmaf(ht[n], Cv[n], out);
-    if constexpr (L == 2) out += __shfl_xor_sync(0xffffffffu, out, 1);  // every lane reaches this (uniform loops)
+    for (int n = 0; n < N; ++n) out = fmaf(ht[n], Cv[n], out);
     out = fmaf(dv, SV<TI>::to_f(x_raw(t)), out);
-    if (zin != nullptr) out *= silu_f(SV<TI>::to_f(t < ks ? sz[t * PT + lc] : zin[t * p.z_k]));
-    if (lead) y[t * p.y_k] = SV<TI>::from_f(out);
+    if (zin != nullptr) out *= silu_f(SV<TI>::to_f(t < ks ? sz[t * PT + tid] : zin[t * p.z_k]));
+    if (act) y[t * p.y_k] = SV<TI>::from_f(out);
   }
   __syncthreads();  // every read of the unit's ring rows and meta row is done
 
@@ -267,7 +257,7 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
     for (int i = 0; i < m; ++i) {
       const int pos = ct.qpos(c + i);
       if (pos == c + i) continue;
-      if (lead) {
+      if (act) {
         rxw[rx0 + (int64_t)(c + i) * p.rx_r] = rxw[rx0 + (int64_t)pos * p.rx_r];
         p.ring_dt[rd0 + (int64_t)(c + i) * p.rdt_r] = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
       }
@@ -276,7 +266,7 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
   }
   for (int t = 0; t < k; ++t) {  // the new tokens at ring [base, base + k) (positions < R)
     if (ct.base + t >= R) break;
-    if (lead) {
+    if (act) {
       rxw[rx0 + (int64_t)(ct.base + t) * p.rx_r] = x_raw(t);
       p.ring_dt[rd0 + (int64_t)(ct.base + t) * p.rdt_r] = dt_at(t);
     }
@@ -293,9 +283,6 @@ __global__ void __launch_bounds__(512) verify_m1_kernel(const VerifyStepParams p
     p.meta[(int64_t)s * p.meta_s + (int64_t)u * p.meta_h + (2 + tid) * p.meta_i] = static_cast<int>(mk);
   }
 }
-
-// Threads a channel of the kernel the launcher takes for N (N = 16: 2, each 8 states; N = 8: 1).
-__host__ __device__ __forceinline__ int m1_lanes(int64_t N) { return N == 16 ? 2 : 1; }
 
 // Whether verify_m1_kernel serves these parameters: the Mamba-1 layout (not fused), N 8 or 16, at most 256 channels
 // a unit, fp32 / fp16 / bf16, 16-byte aligned rows of state, B, C and ring_B, dt and D per channel.

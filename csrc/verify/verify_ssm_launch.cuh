@@ -99,9 +99,8 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   } else if (c.m1) {
     if (m1_fits(p)) {
       c.m1lean = true;
-      const int L = m1_lanes(p.N);
-      c.threads = m1_threads(p.P, L);
-      c.smem = static_cast<size_t>(m1_layout(c.threads / L, p.N, p.k, p.in_dtype == DType::kFloat32 ? 4 : 2).words) * 4;
+      c.threads = static_cast<int>((p.P + 31) / 32 * 32);
+      c.smem = static_cast<size_t>(m1_layout(c.threads, p.N, p.k, p.in_dtype == DType::kFloat32 ? 4 : 2).words) * 4;
     }
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
              m2dec_fits(p, clusters, m2dec_lanes(p.P))) {
@@ -164,10 +163,9 @@ inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, b
 }
 template <typename T>
 inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16)
-    return N == 8 ? verify_m1_kernel<T, __nv_bfloat16, 8, 1> : verify_m1_kernel<T, __nv_bfloat16, 16, 2>;
-  if (in == DType::kFloat16) return N == 8 ? verify_m1_kernel<T, __half, 8, 1> : verify_m1_kernel<T, __half, 16, 2>;
-  return N == 8 ? verify_m1_kernel<T, float, 8, 1> : verify_m1_kernel<T, float, 16, 2>;
+  if (in == DType::kBFloat16) return N == 8 ? verify_m1_kernel<T, __nv_bfloat16, 8> : verify_m1_kernel<T, __nv_bfloat16, 16>;
+  if (in == DType::kFloat16) return N == 8 ? verify_m1_kernel<T, __half, 8> : verify_m1_kernel<T, __half, 16>;
+  return N == 8 ? verify_m1_kernel<T, float, 8> : verify_m1_kernel<T, float, 16>;
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
 template <typename TI, int LPR>
