@@ -165,28 +165,23 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
 }
 
 // Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:
-// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. pad: chunks after every row (the x rows
-// at a stride of PC + pad chunks, then the B rows at NC + pad; 0: contiguous, as m2_outputs reads them). Returns the
-// ring dt of committed token tid (0 past c1), for dtq.
+// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt of committed
+// token tid (0 past c1), for dtq.
 template <typename TI>
 __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
                                                int64_t rx0, int64_t rb0, int64_t s, int64_t u, int PC, int NC,
-                                               int tid, int nthreads, int pad = 0) {
+                                               int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
   for (int i = tid; i < n_ring; i += nthreads) {
     const TI* src;
-    uint4* dst;
     if (i < nrx) {
-      const int e = i >> lPC, col = i & (PC - 1);
-      src = static_cast<const TI*>(p.ring_x) + rx0 + ct.qpos(e) * p.rx_r + col * VI;
-      dst = raw_ring + e * (PC + pad) + col;
+      src = static_cast<const TI*>(p.ring_x) + rx0 + ct.qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
     } else {
-      const int j = i - nrx, e = j >> lNC, col = j & (NC - 1);
-      src = static_cast<const TI*>(p.ring_B) + rb0 + ct.qpos(e) * p.rB_r + col * VI;
-      dst = raw_ring + ct.c1 * (PC + pad) + e * (NC + pad) + col;
+      const int j = i - nrx;
+      src = static_cast<const TI*>(p.ring_B) + rb0 + ct.qpos(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
     }
-    cp_async16(dst, src);
+    cp_async16(raw_ring + i, src);
   }
   return tid < ct.c1 ? p.ring_dt[s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + u * p.rdt_h] : 0.f;
 }

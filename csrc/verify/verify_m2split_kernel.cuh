@@ -46,13 +46,9 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
   return w;
 }
 
-// Chunks of padding after each staged ring row of the stream kernel's fold (m2tc_fold: conflict-free fragment loads).
-__host__ __device__ __forceinline__ int m2str_ring_pad(int VI) { return VI == 8 ? 1 : 2; }
-
 // The stream kernel's shared memory (words): the swizzled tile; the dots (k, P) fp32; the unit's scratch record
 // (copied after griddepcontrol.wait, while the tile is in flight; yx at rec + yx); a folding unit's committed ring rows
-// (raw: c1 <= R tokens of P + N inputs, each row padded by m2str_ring_pad chunks, staged with the record); the raw z
-// and C rows of the new tokens.
+// (raw: c1 <= R tokens of P + N inputs, staged with the record); the raw z and C rows of the new tokens.
 struct M2StrLayout {
   int tile, dots, rec, ring, raw_z, raw_c, words;
 };
@@ -64,7 +60,7 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
   l.dots = o; o += up4(K1 * P);
   l.rec = o; o += m2split_ws(k, R, P).words;
-  l.ring = o; o += static_cast<int>(R * ((P + N) / VI + 2 * m2str_ring_pad(VI)) * 4);
+  l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
   l.words = o;
@@ -214,8 +210,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   ct.base = 0;
   ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  const int ring_pad = m2str_ring_pad(VI);
-  if (ct.fold) m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, ring_pad);
+  if (ct.fold) m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   cp_async_wait<2>();
   __syncthreads();     // the C and z rows, from every thread's copies
@@ -259,7 +254,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   auto b_dst = [&](int i) { return reinterpret_cast<uint4*>(rB + (i >> lNC) * p.rB_r + (i & (NC - 1)) * VI); };
   const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
   const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
-  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q, ring_pad);
+  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
   // base 0: k <= Kmax <= R, every new token has a ring row
   if (tid < k * PC) *x_dst(tid) = x0;
   if (tid < k * NC) *b_dst(tid) = b0;

@@ -253,18 +253,16 @@ __device__ __forceinline__ void m2_zero_y(TI* y, int64_t y_k, int k, int PC, int
 }
 
 // The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
-// then their B rows, pad chunks after each: m2_stage_ring), written to the state rows st (row stride st_p) of this
-// warp's m-tiles: per m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps. A fragment's lanes read 4 rows (e = q) at
-// one column offset, so unpadded rows of 64 words put them in one bank (4-way conflicts); a pad of 4 (16-bit) / 8
-// (fp32) words a row spreads them.
+// then their B rows), written to the state rows st (row stride st_p) of this warp's m-tiles: per m-tile, all N / 8
+// n-tiles, ceil(c1 / 8) k-steps.
 template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int64_t st_p, int c1, int P, int warp, int g, int q, int pad = 0) {
+                                          int64_t st_p, int c1, int P, int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
   constexpr bool kSplitI = sizeof(TI) == 4;
-  const int MT = P / 16, XE = P + pad * VI, BE = N + pad * VI;      // row strides (elements)
-  const TI* xr = reinterpret_cast<const TI*>(raw_ring);             // x_e[p] at e * XE + p
-  const TI* br = reinterpret_cast<const TI*>(raw_ring + c1 * (P / VI + pad));  // B_e[n] at e * BE + n
+  const int MT = P / 16, nrx = c1 * (P / VI);
+  const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
+  const TI* br = reinterpret_cast<const TI*>(raw_ring + nrx);      // B_e[n] at e * N + n
   for (int mt = warp; mt < MT; mt += NW) {
     const int r0 = mt * 16 + g, r1 = r0 + 8;
     float d[N / 8][4];
@@ -273,14 +271,14 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
     for (int ks = 0; ks * 8 < c1; ++ks) {
       const int e0 = ks * 8 + q, e1 = e0 + 4;
       const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
-      const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * XE + r0]) : 0.f;
-      const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * XE + r1]) : 0.f;
-      const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * XE + r0]) : 0.f;
-      const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * XE + r1]) : 0.f;
+      const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
+      const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
+      const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
+      const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
 #pragma unroll
       for (int nt = 0; nt < N / 8; ++nt) {
-        const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * BE + nt * 8 + g]) : 0.f;
-        const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * BE + nt * 8 + g]) : 0.f;
+        const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
+        const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
         const float bh0 = kSplitI ? tf32_hi(bv0) : bv0, bh1 = kSplitI ? tf32_hi(bv1) : bv1;
         mma_acc<true, kSplitI>(d[nt], a0, a1, a2, a3, bh0, bh1, bv0 - bh0, bv1 - bh1);
       }
