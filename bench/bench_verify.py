@@ -123,12 +123,14 @@ def bench_verify_naive_mamba_ssm(benchmark, harness, case, graph):
         A = L["A"][:, None, None].expand(h, p, n)
         D, bias = L["D"][:, None].expand(h, p), L["dt_bias"][:, None].expand(h, p)
         dt = L["dt"][..., None].expand(*L["dt"].shape, p)
+        Bk, Ck = L["B"], L["C"]  # (b, k, g, n): the head layout's groups
     else:
         A, D, bias, dt = L["A"], L["D"], L["dt_bias"], L["dt"]
+        Bk, Ck = L["B"][:, :, 0], L["C"][:, :, 0]  # (b, k, n): the channel layout (state (S, d, n)) takes one group
 
     def fn():
         for t in range(k):
-            ssu(state, L["x"][:, t], dt[:, t], A, L["B"][:, t], L["C"][:, t], D=D, z=L["z"][:, t], dt_bias=bias,
+            ssu(state, L["x"][:, t], dt[:, t], A, Bk[:, t], Ck[:, t], D=D, z=L["z"][:, t], dt_bias=bias,
                 dt_softplus=True, state_batch_indices=idx)
             snaps[t].copy_(state[idx])
 
