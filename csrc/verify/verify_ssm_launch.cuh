@@ -26,6 +26,7 @@ struct SsmLaunch {
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
+  bool fold_every = false;  // m1lean with an fp32 state: launched with fold_all set (fold on every call)
   bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (tc's shapes): threads / smem are the stream
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
   size_t prep_smem = 0;
@@ -35,6 +36,9 @@ struct SsmLaunch {
   int threads = 0;
   size_t smem = 0;
 };
+
+// The Mamba-1 fold-every-call policy covers calls that score tokens (k = 0 is verify_flush, which folds anyway).
+inline bool k_fold_every_ok(const VerifyStepParams& p) { return p.k >= 1; }
 
 constexpr int64_t kSplitMinGrid = 1024;  // units (batch * heads) from which the split pair is taken
 
@@ -99,6 +103,12 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   } else if (c.m1) {
     if (m1_fits(p)) {
       c.m1lean = true;
+      // Fold on every call (an fp32 state: results identical to fp32 rounding, as the decode kernel's). A Mamba-1
+      // channel's state is 16 values, so the deferred fold saves little traffic (H200 b64 d 4096: 16.8 MB a write)
+      // and costs the replay of the ring's committed tokens on every call, 16 exps a channel and token: b64 k1
+      // 41.9 us a graph call against 32.7 for mamba_ssm's selective_state_update with a state snapshot. Automatic
+      // on the GPU (decode_auto), forced by MK_VERIFY_KERNEL=decode (the CPU emulation's reference then folds too).
+      c.fold_every = p.state_dtype == DType::kFloat32 && k_fold_every_ok(p) && (forced == 4 || (forced == 0 && decode_auto));
       c.threads = static_cast<int>((p.P + 31) / 32 * 32);
       c.smem = static_cast<size_t>(m1_layout(c.threads, p.N, p.k, p.in_dtype == DType::kFloat32 ? 4 : 2).words) * 4;
     }
@@ -306,6 +316,11 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
+  if (c.fold_every) {
+    VerifyStepParams q = p;
+    q.fold_all = true;
+    return launch_one(c, stream, kern, q);
+  }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
     void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";

@@ -91,6 +91,11 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = m1_kernel<T>(p.in_dtype, p.N);
     counter = &n_m1lean;
   }
+  if (c.fold_every) {
+    VerifyStepParams q = p;
+    q.fold_all = true;
+    return emu_launch(c, counter, kern, q);
+  }
   return emu_launch(c, counter, kern, p);
 }
 }  // namespace

@@ -29,6 +29,7 @@ F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 TOL = {F32: 2e-4, F16: 2e-2, BF16: 6e-2}
 CONTIG = os.environ.get("STRESS_CONTIG") == "1"
 DECODE_FOLD = os.environ.get("STRESS_DECODE_FOLD") == "1"
+FOLD_EVERY = os.environ.get("STRESS_FOLD_EVERY") == "1"
 # How often the scenarios of interest happened (printed with PASS, to see that a case exercises them).
 STATS = dict(maxc1=0, fold=0, maxc1fold=0, compact=0)
 
@@ -103,7 +104,10 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
         fold_all = flush or rng.random() < (0.03 if accum else 0.1)
         # STRESS_DECODE_FOLD=1 (with MK_VERIFY_KERNEL=decode): one-token calls with an fp32 state run
         # verify_m2dec_kernel, which folds on every call; the reference then folds too (same cache contents)
-        ref_fold = fold_all or (DECODE_FOLD and k == 1 and dt_st == F32 and not fused)
+        # STRESS_FOLD_EVERY=1 (Mamba-1 layout, MK_VERIFY_KERNEL=decode): verify_m1_kernel folds on every call with
+        # an fp32 state, and so does the reference
+        ref_fold = (fold_all or (DECODE_FOLD and k == 1 and dt_st == F32 and not fused)
+                    or (FOLD_EVERY and m1 and dt_st == F32 and k >= 1))
         if not accum or r == 0:  # accum keeps the same batch -> slot map for the whole session
             rng.shuffle(perm)
         # slots: S means padding (-1), S + 1 an out-of-range slot (skipped like padding)
