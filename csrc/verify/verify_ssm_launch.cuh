@@ -37,9 +37,6 @@ struct SsmLaunch {
   size_t smem = 0;
 };
 
-// The Mamba-1 fold-every-call policy covers calls that score tokens (k = 0 is verify_flush, which folds anyway).
-inline bool k_fold_every_ok(const VerifyStepParams& p) { return p.k >= 1; }
-
 constexpr int64_t kSplitMinGrid = 1024;  // units (batch * heads) from which the split pair is taken
 
 // MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split".
@@ -108,7 +105,8 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
       // and costs the replay of the ring's committed tokens on every call, 16 exps a channel and token: b64 k1
       // 41.9 us a graph call against 32.7 for mamba_ssm's selective_state_update with a state snapshot. Automatic
       // on the GPU (decode_auto), forced by MK_VERIFY_KERNEL=decode (the CPU emulation's reference then folds too).
-      c.fold_every = p.state_dtype == DType::kFloat32 && k_fold_every_ok(p) && (forced == 4 || (forced == 0 && decode_auto));
+      // (k = 0 is verify_flush, which folds anyway.)
+      c.fold_every = p.state_dtype == DType::kFloat32 && p.k >= 1 && (forced == 4 || (forced == 0 && decode_auto));
       c.threads = static_cast<int>((p.P + 31) / 32 * 32);
       c.smem = static_cast<size_t>(m1_layout(c.threads, p.N, p.k, p.in_dtype == DType::kFloat32 ? 4 : 2).words) * 4;
     }
