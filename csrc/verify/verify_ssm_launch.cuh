@@ -37,6 +37,13 @@ struct SsmLaunch {
   size_t smem = 0;
 };
 
+// The parameters a kernel of launch c runs with: p, with fold_all set under the fold-every policy (c.fold_every).
+inline VerifyStepParams ssm_kernel_params(const SsmLaunch& c, const VerifyStepParams& p) {
+  VerifyStepParams q = p;
+  q.fold_all = p.fold_all || c.fold_every;
+  return q;
+}
+
 constexpr int64_t kSplitMinGrid = 1024;  // units (batch * heads) from which the split pair is taken
 
 // MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split".
@@ -314,17 +321,12 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
-  if (c.fold_every) {
-    VerifyStepParams q = p;
-    q.fold_all = true;
-    return launch_one(c, stream, kern, q);
-  }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
     void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
     return launch_one(c, stream, dkern, m2dec_params(p, c.dec_lanes));
   }
-  return launch_one(c, stream, kern, p);
+  return launch_one(c, stream, kern, ssm_kernel_params(c, p));
 }
 #endif
 

@@ -91,12 +91,7 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = m1_kernel<T>(p.in_dtype, p.N);
     counter = &n_m1lean;
   }
-  if (c.fold_every) {
-    VerifyStepParams q = p;
-    q.fold_all = true;
-    return emu_launch(c, counter, kern, q);
-  }
-  return emu_launch(c, counter, kern, p);
+  return emu_launch(c, counter, kern, ssm_kernel_params(c, p));
 }
 }  // namespace
 
