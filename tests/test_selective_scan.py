@@ -642,11 +642,22 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
     if res.returncode != 0 and ("<barrier>" in res.stderr or "c++20" in res.stderr):
         pytest.skip(f"{cxx} lacks C++20 <barrier>/<atomic_ref>: {res.stderr[-300:]}")
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
-    run_ = subprocess.run([exe], capture_output=True, text=True, timeout=900)
-    print(run_.stdout)
-    assert run_.returncode == 0, f"emulated CUDA kernels disagree with the CPU implementation:\n{run_.stdout}" \
-                                 f"{run_.stderr[-2000:]}"
-    assert run_.stdout.count("ok  ") >= 23
+    n_cases = None
+    # twice: the launcher's own choice (the state-lane forward where it applies, marked [lane]), then the
+    # time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
+    for forced in (None, "scan"):
+        env = dict(os.environ)
+        env.pop("MK_SS_FWD_KERNEL", None)
+        if forced:
+            env["MK_SS_FWD_KERNEL"] = forced
+        run_ = subprocess.run([exe], capture_output=True, text=True, timeout=900, env=env)
+        print(run_.stdout)
+        assert run_.returncode == 0, f"emulated CUDA kernels disagree with the CPU implementation " \
+                                     f"(MK_SS_FWD_KERNEL={forced}):\n{run_.stdout}{run_.stderr[-2000:]}"
+        n_ok, n_lane = run_.stdout.count("ok  "), run_.stdout.count(" [lane]")
+        assert n_ok >= 30 and (n_cases is None or n_ok == n_cases)
+        n_cases = n_ok
+        assert (n_lane == 0) if forced else (n_lane >= 10), f"{n_lane} cases ran the state-lane forward"
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -536,13 +536,20 @@ selective_scan_fwd_kernel(const SelectiveScanParams p) {
   }
 }
 
-// Launch for one input dtype: 2 x 2 kernels (variable B, variable C).
+// The state-lane forward (selective_scan_fwd_lane_kernel.cuh, included at the end of this file).
+inline bool lane_fwd_applies(const SelectiveScanParams& p);
+template <typename in_t>
+cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream);
+
+// Launch for one input dtype: the state-lane kernel where it applies, else one of 2 x 2 time-parallel kernels
+// (variable B, variable C).
 template <typename in_t>
 cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t stream) {
   const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
   const int64_t groups = (var_b || var_c) ? p.n_groups : 1;
   const int64_t dpg = p.dim / groups;
   if (p.batch == 0 || p.dim == 0) return cudaSuccess;
+  if (lane_fwd_applies(p)) return launch_selective_scan_fwd_lane<in_t>(p, stream);
   if (p.batch > 65535 || groups > 65535 || p.dstate < 1 || p.dstate > 256) return cudaErrorInvalidConfiguration;
   if (p.states != nullptr && (int64_t(1) << p.ckpt_log2) < kFwdT) return cudaErrorInvalidValue;  // on run starts
   const int smem = int(fwd_smem_bytes(p.dstate, var_b, var_c));  // <= 80 KB
@@ -564,3 +571,5 @@ cudaError_t launch_selective_scan_fwd(const SelectiveScanParams& p, cudaStream_t
 
 }  // namespace ss
 }  // namespace mamba_kernels
+
+#include "selective_scan/selective_scan_fwd_lane_kernel.cuh"  // uses the helpers above

@@ -76,6 +76,22 @@ std::vector<Case> cases() {
   c = {"b2-d12-l45-n16-g2-padded-ckpt16", 2, 12, 45, 16, 2, true, true, true, true, true, true, true, true, {}, 16};
   c.padded = true;
   add(c);
+  // the state-lane forward (n 16, variable B and C, not packed, checkpoints a multiple of its 64-token tile):
+  // several tiles, a last partial tile, partial channel blocks, groups, misaligned rows, l 1 and 0
+  add({"lane-b2-d12-l70-n16-g3", 2, 12, 70, 16, 3, true, true, true, true, true, true, true, true, {}, 64});
+  add({"lane-b1-d40-l200-n16-g2-plain", 1, 40, 200, 16, 2, true, true, false, false, false, true, false, false, {}, 128});
+  add({"lane-b3-d5-l1-n16", 3, 5, 1, 16, 1, true, true, true, true, true, true, true, true, {}, 64});
+  add({"lane-b2-d5-l0-n16", 2, 5, 0, 16, 1, true, true, true, true, true, true, true, true, {}, 64});
+  c = {"lane-b2-d36-l136-n16-g2-bf16", 2, 36, 136, 16, 2, true, true, true, true, true, true, true, true, {}, 64};
+  c.dt = Dt::bf16;
+  add(c);
+  c = {"lane-b1-d20-l130-n16-g2-f16-nosp", 1, 20, 130, 16, 2, true, true, true, true, false, false, true, true, {}, 256};
+  c.dt = Dt::f16;
+  add(c);
+  c = {"lane-b2-d12-l77-n16-g2-bf16-padded", 2, 12, 77, 16, 2, true, true, true, true, true, true, true, true, {}, 256};
+  c.dt = Dt::bf16;
+  c.padded = true;
+  add(c);
   return cs;
 }
 
@@ -168,6 +184,7 @@ bool run_case(const Case& cs) {
   std::vector<float> states(size_t(std::max<int64_t>(b * d * n_ck * n, 1)), std::nanf(""));
   p.states = states.data(); p.states_n_chunks = n_ck; p.ckpt_log2 = ck_log2;
   if (ss::launch_selective_scan_fwd<T>(p, nullptr) != cudaSuccess) { std::printf("FAIL %s: fwd launch\n", cs.name); return false; }
+  const bool lane = ss::lane_fwd_applies(p);  // which forward ran (reported: the test counts them)
 
   SelectiveScanParams pb = p;
   pb.out = nullptr; pb.last_state = nullptr;
@@ -252,7 +269,7 @@ bool run_case(const Case& cs) {
   if (cs.D) rep.check("dD", vec(dD), rdD, 4 * rt, 4 * mt);
   if (cs.bias) rep.check("dbias", vec(dbias), rdbias, 4 * rt, 4 * mt);
   if (cs.init) rep.check("dinit", vec(dinit), rdinit, 4 * rt, 4 * mt);
-  std::printf("%s %s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name, rep.msg.c_str());
+  std::printf("%s %s%s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name, lane ? " [lane]" : "", rep.msg.c_str());
   return rep.ok;
 }
 

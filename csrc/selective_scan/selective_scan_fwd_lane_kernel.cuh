@@ -1,0 +1,304 @@
+// Mamba-1 selective scan forward, "state-lane" kernel (CUDA headers only): the fast path for n = 16 with
+// variable B and C and no varlen packing (the Mamba-1 layers of the distilled hybrids). Included at the end of
+// selective_scan_fwd_kernel.cuh (it uses that file's helpers); launch_selective_scan_fwd picks it.
+//
+// Why a second forward: the time-parallel kernel (selective_scan_fwd_kernel) spends ~9.3 instructions a
+// (token, state) and a 5-level shuffle scan a state and a 512-token tile, and measured 0.39 ms at b2 d4096 l4096
+// (39% issue efficiency: its scan chains leave the schedulers idle). Here no scan: each lane owns kS states of
+// one channel and walks time in order (h_t = a_t h_{t-1} + b_t: a 4-cycle FFMA chain a state), so a (token,
+// state) costs one MUFU.EX2 and four FP32 ops; what a scan did for parallelism comes from the b * d * 16 / kS
+// lanes. A block of kLaneWarps warps holds kLaneCh channels of one (batch row, B/C group) and walks the
+// sequence in tiles of kLaneTT tokens, in two phases separated by block barriers:
+//   P2 (recurrence): lane (channel, j) runs its kS states over the tile from fp32 tiles in shared memory
+//       (steps dt, dt u of its channel; B and C rows of its states: float4 reads, conflict-free) and writes
+//       its partial y (sum over its kS states of C h) to a [lane][token] tile;
+//   P3 + P1: every thread sums the kLaneL partials of 8 tokens of one channel, adds D u, gates by silu(z) and
+//       stores out; then converts the NEXT tile's inputs, whose global loads it issued before P2 (so their
+//       latency hides behind the recurrence), into the step / B / C tiles (softplus once per (token, channel)).
+// Tokens past the sequence end get dt = 0 (a = 1, b = 0: the state is unchanged, so after the last tile the
+// lanes hold the last state). The training checkpoints (the state entering each 2^ckpt_log2-step chunk) are
+// written at tile starts: the launcher takes this kernel only when 2^ckpt_log2 is a multiple of kLaneTT.
+#pragma once
+
+// ---- Tuning knobs (preprocessor, -D...; defaults = the production build; timed by the lab variants lane_*)
+//   MK_SS_FWD_LANE         1: launch_selective_scan_fwd takes this kernel where it applies (1); 0: never
+//   MK_SS_LANE_S           states per lane: 1, 2 or 4 (2: 8 lanes a channel)
+//   MK_SS_LANE_TT          tokens per tile: 32 or 64 (64)
+//   MK_SS_LANE_WARPS       warps per block (8)
+//   MK_SS_LANE_MIN_BLOCKS  __launch_bounds__ min blocks per SM (2: <= 128 registers; the default's shared
+//                          memory, 96 KB a block, allows 2)
+// Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel.
+#ifndef MK_SS_FWD_LANE
+#define MK_SS_FWD_LANE 1
+#endif
+#ifndef MK_SS_LANE_S
+#define MK_SS_LANE_S 2
+#endif
+#ifndef MK_SS_LANE_TT
+#define MK_SS_LANE_TT 64
+#endif
+#ifndef MK_SS_LANE_WARPS
+#define MK_SS_LANE_WARPS 8
+#endif
+#ifndef MK_SS_LANE_MIN_BLOCKS
+#define MK_SS_LANE_MIN_BLOCKS 2
+#endif
+
+#include <cstdlib>
+#include <cstring>
+
+namespace mamba_kernels {
+namespace ss {
+
+constexpr int kLaneN = 16;                       // states (the kernel's only n)
+constexpr int kLaneS = MK_SS_LANE_S;             // states per lane
+constexpr int kLaneL = kLaneN / kLaneS;          // lanes per channel
+constexpr int kLaneTT = MK_SS_LANE_TT;           // tokens per tile
+constexpr int kLaneTP = kLaneTT + 4;             // row pitch (floats): rows r and r+1 start 4 banks apart
+constexpr int kLaneWarps = MK_SS_LANE_WARPS;
+constexpr int kLaneThreads = 32 * kLaneWarps;
+constexpr int kLaneCh = kLaneThreads / kLaneL;   // channels per block
+constexpr int kLaneVecs = kLaneCh * kLaneTT / 8;  // (channel, 8-token) items a tile
+constexpr int kLaneItems = (kLaneVecs + kLaneThreads - 1) / kLaneThreads;  // per thread
+constexpr int kLaneBCVecs = 2 * kLaneN * kLaneTT / 8;                       // B and C 8-token items a tile
+constexpr int kLaneBCItems = (kLaneBCVecs + kLaneThreads - 1) / kLaneThreads;
+static_assert(kLaneS == 1 || kLaneS == 2 || kLaneS == 4, "MK_SS_LANE_S: 1, 2 or 4");
+static_assert(kLaneTT == 32 || kLaneTT == 64, "MK_SS_LANE_TT: 32 or 64");
+static_assert(kLaneWarps >= 2 && kLaneWarps <= 16, "MK_SS_LANE_WARPS: 2..16");
+
+// Shared memory (floats): B and C tiles [16][TP] (state n at row (n % S) L + n / S: the kS rows a lane reads
+// are L apart, so the 8 lanes of a quarter-warp read 8 consecutive rows), steps dt and dt u [kLaneCh][TP],
+// partial y [kLaneThreads][TP] (row = thread).
+constexpr int kLaneSmemFloats = (2 * kLaneN + 2 * kLaneCh + kLaneThreads) * kLaneTP;
+constexpr int lane_bc_row(int n) { return (n % kLaneS) * kLaneL + n / kLaneS; }
+
+// Eight consecutive inputs, raw (converted when used): 16-byte loads when whole and aligned, else scalar with
+// zeros past nv.
+template <typename in_t>
+struct Raw8 {
+  alignas(16) in_t e[8];
+  __device__ __forceinline__ void load(const in_t* __restrict__ p, int nv) {
+    constexpr int kVec = 16 / int(sizeof(in_t));
+    if (nv == 8 && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
+#pragma unroll
+      for (int k = 0; k < 8 / kVec; ++k) reinterpret_cast<uint4*>(e)[k] = reinterpret_cast<const uint4*>(p)[k];
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) e[i] = i < nv ? p[i] : from_f<in_t>(0.f);
+    }
+  }
+  __device__ __forceinline__ float operator[](int i) const { return to_f(e[i]); }
+};
+
+__device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 : (rem < 8 ? rem : 8)); }
+
+template <typename in_t>
+__global__ void __launch_bounds__(kLaneThreads, MK_SS_LANE_MIN_BLOCKS)
+selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
+  extern __shared__ float4 smem_f4[];
+  float* sBC = reinterpret_cast<float*>(smem_f4);  // B rows 0..15, C rows 16..31
+  float* sDt = sBC + 2 * kLaneN * kLaneTP;         // [kLaneCh][TP]
+  float* sDu = sDt + kLaneCh * kLaneTP;            // [kLaneCh][TP]
+  float* sY = sDu + kLaneCh * kLaneTP;             // [kLaneThreads][TP]
+
+  const int tid = threadIdx.x;
+  const int64_t b = blockIdx.z, grp = blockIdx.y;
+  const int64_t dpg = p.dim / gridDim.y;
+  const int64_t cbase = grp * dpg, cblk = int64_t(blockIdx.x) * kLaneCh;
+  const int64_t L = p.seqlen;
+  const int n = kLaneN;
+  // channel of block-local index ch (idle ones past the group compute on its first channel, store nothing)
+  auto chan = [&](int ch) { return cbase + (cblk + ch < dpg ? cblk + ch : 0); };
+
+  // ---- recurrence role: lane (ch2, j) owns states j*S .. j*S + S - 1 of channel ch2
+  const int ch2 = tid / kLaneL, j = tid % kLaneL;
+  const int64_t c2 = chan(ch2);
+  const bool c2_ok = cblk + ch2 < dpg;
+  float A2[kLaneS], h[kLaneS];
+#pragma unroll
+  for (int s = 0; s < kLaneS; ++s) {
+    const int st = j * kLaneS + s;
+    A2[s] = static_cast<const float*>(p.A)[c2 * p.A_d_stride + st] * kLog2e;
+    h[s] = p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + c2) * n + st] : 0.f;
+  }
+
+  // ---- load / epilogue role: item it = (ch, v): channel ch, tokens 8 v .. 8 v + 7 of the tile
+  const in_t* __restrict__ Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride;
+  const in_t* __restrict__ Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride;
+  Raw8<in_t> rdt[kLaneItems], ru[kLaneItems], rz[kLaneItems], rbc[kLaneBCItems];  // the next tile's inputs
+  float Du_cur[kLaneItems][8], z_cur[kLaneItems][8];                               // the tile's D u, z
+  auto issue_loads = [&](int64_t t0) {
+#pragma unroll
+    for (int it = 0; it < kLaneItems; ++it) {
+      const int idx = tid + it * kLaneThreads;
+      if (idx >= kLaneVecs) break;
+      const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
+      const int64_t c = chan(ch), t = t0 + 8 * v;
+      const int nv = clamp_nv(L - t);
+      rdt[it].load(static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c * p.delta_d_stride + t, nv);
+      ru[it].load(static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c * p.u_d_stride + t, nv);
+      if (p.z) rz[it].load(static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c * p.z_d_stride + t, nv);
+    }
+#pragma unroll
+    for (int it = 0; it < kLaneBCItems; ++it) {
+      const int idx = tid + it * kLaneThreads;
+      if (idx >= kLaneBCVecs) break;
+      const int row = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);  // row < 16: B state row, else C
+      const int64_t t = t0 + 8 * v;
+      const in_t* src = row < kLaneN ? Bg + row * p.B_dstate_stride : Cg + (row - kLaneN) * p.C_dstate_stride;
+      rbc[it].load(src + t, clamp_nv(L - t));
+    }
+  };
+  // The loaded inputs -> step tiles (dt, dt u), B / C tiles; D u and z kept in registers for the epilogue.
+  auto convert = [&](int64_t t0) {
+#pragma unroll
+    for (int it = 0; it < kLaneItems; ++it) {
+      const int idx = tid + it * kLaneThreads;
+      if (idx >= kLaneVecs) break;
+      const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
+      const int64_t c = chan(ch);
+      const int nv = clamp_nv(L - (t0 + 8 * v));
+      const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c] : 0.f;
+      const float Dv = p.D ? static_cast<const float*>(p.D)[c] : 0.f;
+      float dt[8], dtu[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        float x = rdt[it][i] + bias;
+        if (p.delta_softplus) x = softplus_f(x);
+        dt[i] = i < nv ? x : 0.f;  // past the end: a = 1, b = 0
+        const float uu = ru[it][i];
+        dtu[i] = dt[i] * uu;
+        Du_cur[it][i] = Dv * uu;
+        z_cur[it][i] = p.z ? rz[it][i] : 0.f;
+      }
+      float4* pd = reinterpret_cast<float4*>(sDt + ch * kLaneTP + 8 * v);
+      float4* pu = reinterpret_cast<float4*>(sDu + ch * kLaneTP + 8 * v);
+      pd[0] = make_float4(dt[0], dt[1], dt[2], dt[3]);
+      pd[1] = make_float4(dt[4], dt[5], dt[6], dt[7]);
+      pu[0] = make_float4(dtu[0], dtu[1], dtu[2], dtu[3]);
+      pu[1] = make_float4(dtu[4], dtu[5], dtu[6], dtu[7]);
+    }
+#pragma unroll
+    for (int it = 0; it < kLaneBCItems; ++it) {
+      const int idx = tid + it * kLaneThreads;
+      if (idx >= kLaneBCVecs) break;
+      const int row = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
+      const int prow = row < kLaneN ? lane_bc_row(row) : kLaneN + lane_bc_row(row - kLaneN);
+      float4* pr = reinterpret_cast<float4*>(sBC + prow * kLaneTP + 8 * v);
+      pr[0] = make_float4(rbc[it][0], rbc[it][1], rbc[it][2], rbc[it][3]);
+      pr[1] = make_float4(rbc[it][4], rbc[it][5], rbc[it][6], rbc[it][7]);
+    }
+  };
+  auto epilogue = [&](int64_t t0) {
+#pragma unroll
+    for (int it = 0; it < kLaneItems; ++it) {
+      const int idx = tid + it * kLaneThreads;
+      if (idx >= kLaneVecs) break;
+      const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
+      const int64_t t = t0 + 8 * v;
+      const int nv = clamp_nv(L - t);
+      if (cblk + ch >= dpg || nv == 0) continue;
+      float y[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) y[i] = Du_cur[it][i];
+#pragma unroll
+      for (int q = 0; q < kLaneL; ++q) {  // the channel's lanes in order: a fixed summation order
+        const float4* pr = reinterpret_cast<const float4*>(sY + (ch * kLaneL + q) * kLaneTP + 8 * v);
+        const float4 a = pr[0], e = pr[1];
+        y[0] += a.x; y[1] += a.y; y[2] += a.z; y[3] += a.w;
+        y[4] += e.x; y[5] += e.y; y[6] += e.z; y[7] += e.w;
+      }
+      if (p.z)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) y[i] *= silu_f(z_cur[it][i]);
+      store_run<8>(static_cast<in_t*>(p.out) + b * p.out_batch_stride + chan(ch) * p.out_d_stride + t, nv, y);
+    }
+  };
+
+  float* __restrict__ states = static_cast<float*>(p.states);
+  const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
+  const float* dtr = sDt + ch2 * kLaneTP;
+  const float* dur = sDu + ch2 * kLaneTP;
+  float* yr = sY + tid * kLaneTP;
+  if (L > 0) {
+    issue_loads(0);
+    convert(0);
+  }
+  __syncthreads();
+  for (int64_t t0 = 0; t0 < L; t0 += kLaneTT) {
+    const bool more = t0 + kLaneTT < L;
+    if (more) issue_loads(t0 + kLaneTT);  // in flight during the recurrence
+    if (states != nullptr && c2_ok && (t0 & ck_mask) == 0) {
+      float* st = states + ((b * p.dim + c2) * p.states_n_chunks + (t0 >> p.ckpt_log2)) * n + j * kLaneS;
+#pragma unroll
+      for (int s = 0; s < kLaneS; ++s) st[s] = h[s];
+    }
+    // P2: the recurrence over the tile, 4 tokens a step (float4 reads of the step and B / C tiles)
+#pragma unroll 4
+    for (int tq = 0; tq < kLaneTT; tq += 4) {
+      const float4 dt4 = *reinterpret_cast<const float4*>(dtr + tq);
+      const float4 du4 = *reinterpret_cast<const float4*>(dur + tq);
+      const float dt[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, du[4] = {du4.x, du4.y, du4.z, du4.w};
+      float Bt[kLaneS][4], Ct[kLaneS][4];
+#pragma unroll
+      for (int s = 0; s < kLaneS; ++s) {
+        const float4 bq = *reinterpret_cast<const float4*>(sBC + (s * kLaneL + j) * kLaneTP + tq);
+        const float4 cq = *reinterpret_cast<const float4*>(sBC + (kLaneN + s * kLaneL + j) * kLaneTP + tq);
+        Bt[s][0] = bq.x; Bt[s][1] = bq.y; Bt[s][2] = bq.z; Bt[s][3] = bq.w;
+        Ct[s][0] = cq.x; Ct[s][1] = cq.y; Ct[s][2] = cq.z; Ct[s][3] = cq.w;
+      }
+      float yp[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        yp[k] = 0.f;
+#pragma unroll
+        for (int s = 0; s < kLaneS; ++s) {
+          const float a = fast_exp2(dt[k] * A2[s]);
+          h[s] = fmaf(a, h[s], du[k] * Bt[s][k]);
+          yp[k] = fmaf(Ct[s][k], h[s], yp[k]);
+        }
+      }
+      *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
+    }
+    __syncthreads();  // partial y complete; the step / B / C tiles free
+    epilogue(t0);
+    if (more) convert(t0 + kLaneTT);
+    __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
+  }
+  if (p.last_state && c2_ok) {
+    float* ls = static_cast<float*>(p.last_state) + (b * p.dim + c2) * n + j * kLaneS;
+#pragma unroll
+    for (int s = 0; s < kLaneS; ++s) ls[s] = h[s];
+  }
+}
+
+// Whether the state-lane kernel serves p: n = 16, variable B and C, not packed, checkpoints (if saved) on
+// tile starts, and not turned off (MK_SS_FWD_LANE = 0 at build time, MK_SS_FWD_KERNEL=scan at run time).
+inline bool lane_fwd_applies(const SelectiveScanParams& p) {
+  static const bool forced_scan = [] {
+    const char* e = std::getenv("MK_SS_FWD_KERNEL");
+    return e != nullptr && std::strcmp(e, "scan") == 0;
+  }();
+  return MK_SS_FWD_LANE != 0 && !forced_scan && p.dstate == kLaneN && p.is_variable_B && p.is_variable_C &&
+         p.cu_seqlens == nullptr && (p.states == nullptr || (int64_t(1) << p.ckpt_log2) % kLaneTT == 0);
+}
+
+template <typename in_t>
+cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
+  const int64_t dpg = p.dim / p.n_groups;
+  if (p.batch > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
+  const int smem = kLaneSmemFloats * 4;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned((dpg + kLaneCh - 1) / kLaneCh), unsigned(p.n_groups), unsigned(p.batch));
+  cfg.blockDim = dim3(kLaneThreads);
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = stream;
+  auto kernel = selective_scan_fwd_lane_kernel<in_t>;
+  cudaError_t e = cudaSuccess;
+  if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+}  // namespace ss
+}  // namespace mamba_kernels
