@@ -7,14 +7,16 @@
 // (39% issue efficiency: its scan chains leave the schedulers idle). Here no scan: each lane owns kS states of
 // one channel and walks time in order (h_t = a_t h_{t-1} + b_t: a 4-cycle FFMA chain a state), so a (token,
 // state) costs one MUFU.EX2 and four FP32 ops; what a scan did for parallelism comes from the b * d * 16 / kS
-// lanes. A block of kLaneWarps warps holds kLaneCh channels of one (batch row, B/C group) and walks the
-// sequence in tiles of kLaneTT tokens, in two phases separated by block barriers:
-//   P2 (recurrence): lane (channel, j) runs its kS states over the tile from fp32 tiles in shared memory
-//       (steps dt, dt u of its channel; B and C rows of its states: float4 reads, conflict-free) and writes
-//       its partial y (sum over its kS states of C h) to a [lane][token] tile;
-//   P3 + P1: every thread sums the kLaneL partials of 8 tokens of one channel, adds D u, gates by silu(z) and
+// lanes. Each warp holds kLaneCpw channels of one (batch row, B/C group) and walks the sequence in tiles of
+// kLaneTT tokens with warp-private shared-memory tiles (no block barrier: the warps' phases drift apart, so the
+// MUFU pipe always has a warp in its recurrence), in two phases separated by __syncwarp:
+//   P2 (recurrence): lane (channel, j) runs its kS states over the tile from fp32 tiles (steps dt, dt u of its
+//       channel; B and C rows of its states: float4 reads, conflict-free) and writes its partial y (sum over
+//       its kS states of C h) to a [lane][token] tile;
+//   P3 + P1: every lane sums the kLaneL partials of 8 tokens of one channel, adds D u, gates by silu(z) and
 //       stores out; then converts the NEXT tile's inputs, whose global loads it issued before P2 (so their
 //       latency hides behind the recurrence), into the step / B / C tiles (softplus once per (token, channel)).
+//       Every warp loads its own B / C tiles (the same rows for all warps of a group: L1 / L2 hits).
 // Tokens past the sequence end get dt = 0 (a = 1, b = 0: the state is unchanged, so after the last tile the
 // lanes hold the last state). The training checkpoints (the state entering each 2^ckpt_log2-step chunk) are
 // written at tile starts: the launcher takes this kernel only when 2^ckpt_log2 is a multiple of kLaneTT.
@@ -22,26 +24,35 @@
 
 // ---- Tuning knobs (preprocessor, -D...; defaults = the production build; timed by the lab variants lane_*)
 //   MK_SS_FWD_LANE         1: launch_selective_scan_fwd takes this kernel where it applies (1); 0: never
-//   MK_SS_LANE_S           states per lane: 1, 2 or 4 (2: 8 lanes a channel)
-//   MK_SS_LANE_TT          tokens per tile: 32 or 64 (64)
-//   MK_SS_LANE_WARPS       warps per block (8)
-//   MK_SS_LANE_MIN_BLOCKS  __launch_bounds__ min blocks per SM (2: <= 128 registers; the default's shared
-//                          memory, 96 KB a block, allows 2)
+//   MK_SS_LANE_S           states per lane: 1, 2 or 4 (4: 4 lanes a channel, 8 channels a warp)
+//   MK_SS_LANE_TT          tokens per tile: 32 or 64 (32)
+//   MK_SS_LANE_WARPS       warps per block (4; the warps share nothing, the block only packs them)
+//   MK_SS_LANE_MIN_BLOCKS  __launch_bounds__ min blocks per SM (0 = 16 warps an SM: <= 128 registers)
+//   MK_SS_LANE_POLY4       of every 4 tokens, how many have their first state's decay by poly_exp2 on the FMA
+//                          pipe instead of MUFU.EX2 (0; offloads the MUFU pipe by POLY4 / (4 S))
 // Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel.
+// (H200 lab, b2 d4096 / b8 d2048 l2048 fwd ms, a first version with BLOCK-wide tiles and barriers: 2 states a
+// lane, 64-token tiles, 8 warps 0.363 / 0.362; 4 warps 0.356 / 0.355; 4 states a lane, 32-token tiles 0.397 /
+// 0.304 (one 8-warp block an SM at b2 d4096: every barrier drained the SM); time-parallel kernel 0.388 / 0.393.
+// The MUFU pipe, the binding one (1.25 MUFU ops a (token, state) at 1/8 of the issue rate), idled while a whole
+// block sat in the load / epilogue phase; with warp-private tiles the warps' phases drift apart.)
 #ifndef MK_SS_FWD_LANE
 #define MK_SS_FWD_LANE 1
 #endif
 #ifndef MK_SS_LANE_S
-#define MK_SS_LANE_S 2
+#define MK_SS_LANE_S 4
 #endif
 #ifndef MK_SS_LANE_TT
-#define MK_SS_LANE_TT 64
+#define MK_SS_LANE_TT 32
 #endif
 #ifndef MK_SS_LANE_WARPS
-#define MK_SS_LANE_WARPS 8
+#define MK_SS_LANE_WARPS 4
 #endif
 #ifndef MK_SS_LANE_MIN_BLOCKS
-#define MK_SS_LANE_MIN_BLOCKS 2
+#define MK_SS_LANE_MIN_BLOCKS 0
+#endif
+#ifndef MK_SS_LANE_POLY4
+#define MK_SS_LANE_POLY4 0
 #endif
 
 #include <cstdlib>
@@ -57,19 +68,21 @@ constexpr int kLaneTT = MK_SS_LANE_TT;           // tokens per tile
 constexpr int kLaneTP = kLaneTT + 4;             // row pitch (floats): rows r and r+1 start 4 banks apart
 constexpr int kLaneWarps = MK_SS_LANE_WARPS;
 constexpr int kLaneThreads = 32 * kLaneWarps;
-constexpr int kLaneCh = kLaneThreads / kLaneL;   // channels per block
-constexpr int kLaneVecs = kLaneCh * kLaneTT / 8;  // (channel, 8-token) items a tile
-constexpr int kLaneItems = (kLaneVecs + kLaneThreads - 1) / kLaneThreads;  // per thread
-constexpr int kLaneBCVecs = 2 * kLaneN * kLaneTT / 8;                       // B and C 8-token items a tile
-constexpr int kLaneBCItems = (kLaneBCVecs + kLaneThreads - 1) / kLaneThreads;
+constexpr int kLaneMinBlocks = MK_SS_LANE_MIN_BLOCKS > 0 ? MK_SS_LANE_MIN_BLOCKS : 16 / kLaneWarps;
+constexpr int kLaneCpw = 32 / kLaneL;             // channels per warp
+constexpr int kLaneCh = kLaneWarps * kLaneCpw;    // channels per block
+constexpr int kLaneVecs = kLaneCpw * kLaneTT / 8;  // (channel, 8-token) items of a warp's tile
+constexpr int kLaneItems = (kLaneVecs + 31) / 32;  // per lane
+constexpr int kLaneBCVecs = 2 * kLaneN * kLaneTT / 8;  // B and C 8-token items of a tile
+constexpr int kLaneBCItems = kLaneBCVecs / 32;
 static_assert(kLaneS == 1 || kLaneS == 2 || kLaneS == 4, "MK_SS_LANE_S: 1, 2 or 4");
 static_assert(kLaneTT == 32 || kLaneTT == 64, "MK_SS_LANE_TT: 32 or 64");
-static_assert(kLaneWarps >= 2 && kLaneWarps <= 16, "MK_SS_LANE_WARPS: 2..16");
+static_assert(kLaneWarps >= 1 && kLaneWarps <= 16 && 16 % kLaneWarps == 0, "MK_SS_LANE_WARPS: 1, 2, 4, 8, 16");
 
-// Shared memory (floats): B and C tiles [16][TP] (state n at row (n % S) L + n / S: the kS rows a lane reads
-// are L apart, so the 8 lanes of a quarter-warp read 8 consecutive rows), steps dt and dt u [kLaneCh][TP],
-// partial y [kLaneThreads][TP] (row = thread).
-constexpr int kLaneSmemFloats = (2 * kLaneN + 2 * kLaneCh + kLaneThreads) * kLaneTP;
+// Shared memory of a warp (floats): B and C tiles [16][TP] each (state n at row (n % S) L + n / S: the kS rows
+// a lane reads are L apart, so the 8 lanes of a quarter-warp read 8 consecutive rows), steps dt and dt u
+// [kLaneCpw][TP], partial y [32][TP] (row = lane).
+constexpr int kLaneWarpFloats = (2 * kLaneN + 2 * kLaneCpw + 32) * kLaneTP;
 constexpr int lane_bc_row(int n) { return (n % kLaneS) * kLaneL + n / kLaneS; }
 
 // Eight consecutive inputs, raw (converted when used): 16-byte loads when whole and aligned, else scalar with
@@ -93,27 +106,28 @@ struct Raw8 {
 __device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 : (rem < 8 ? rem : 8)); }
 
 template <typename in_t>
-__global__ void __launch_bounds__(kLaneThreads, MK_SS_LANE_MIN_BLOCKS)
+__global__ void __launch_bounds__(kLaneThreads, kLaneMinBlocks)
 selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
-  float* sBC = reinterpret_cast<float*>(smem_f4);  // B rows 0..15, C rows 16..31
-  float* sDt = sBC + 2 * kLaneN * kLaneTP;         // [kLaneCh][TP]
-  float* sDu = sDt + kLaneCh * kLaneTP;            // [kLaneCh][TP]
-  float* sY = sDu + kLaneCh * kLaneTP;             // [kLaneThreads][TP]
-
-  const int tid = threadIdx.x;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
-  const int64_t cbase = grp * dpg, cblk = int64_t(blockIdx.x) * kLaneCh;
+  const int64_t cw0 = (int64_t(blockIdx.x) * kLaneWarps + warp) * kLaneCpw;  // the warp's first channel
+  if (cw0 >= dpg) return;  // no barrier below spans warps
+  float* sBC = reinterpret_cast<float*>(smem_f4) + warp * kLaneWarpFloats;  // B rows 0..15, C rows 16..31
+  float* sDt = sBC + 2 * kLaneN * kLaneTP;                                  // [kLaneCpw][TP]
+  float* sDu = sDt + kLaneCpw * kLaneTP;                                    // [kLaneCpw][TP]
+  float* sY = sDu + kLaneCpw * kLaneTP;                                     // [32][TP]
+  const int64_t cbase = grp * dpg;
   const int64_t L = p.seqlen;
   const int n = kLaneN;
-  // channel of block-local index ch (idle ones past the group compute on its first channel, store nothing)
-  auto chan = [&](int ch) { return cbase + (cblk + ch < dpg ? cblk + ch : 0); };
+  // channel of warp-local index ch (idle ones past the group compute on the warp's first, store nothing)
+  auto chan = [&](int ch) { return cbase + (cw0 + ch < dpg ? cw0 + ch : cw0); };
 
   // ---- recurrence role: lane (ch2, j) owns states j*S .. j*S + S - 1 of channel ch2
-  const int ch2 = tid / kLaneL, j = tid % kLaneL;
+  const int ch2 = lane / kLaneL, j = lane % kLaneL;
   const int64_t c2 = chan(ch2);
-  const bool c2_ok = cblk + ch2 < dpg;
+  const bool c2_ok = cw0 + ch2 < dpg;
   float A2[kLaneS], h[kLaneS];
 #pragma unroll
   for (int s = 0; s < kLaneS; ++s) {
@@ -130,7 +144,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   auto issue_loads = [&](int64_t t0) {
 #pragma unroll
     for (int it = 0; it < kLaneItems; ++it) {
-      const int idx = tid + it * kLaneThreads;
+      const int idx = lane + it * 32;
       if (idx >= kLaneVecs) break;
       const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
       const int64_t c = chan(ch), t = t0 + 8 * v;
@@ -141,8 +155,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     }
 #pragma unroll
     for (int it = 0; it < kLaneBCItems; ++it) {
-      const int idx = tid + it * kLaneThreads;
-      if (idx >= kLaneBCVecs) break;
+      const int idx = lane + it * 32;
       const int row = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);  // row < 16: B state row, else C
       const int64_t t = t0 + 8 * v;
       const in_t* src = row < kLaneN ? Bg + row * p.B_dstate_stride : Cg + (row - kLaneN) * p.C_dstate_stride;
@@ -153,7 +166,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   auto convert = [&](int64_t t0) {
 #pragma unroll
     for (int it = 0; it < kLaneItems; ++it) {
-      const int idx = tid + it * kLaneThreads;
+      const int idx = lane + it * 32;
       if (idx >= kLaneVecs) break;
       const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
       const int64_t c = chan(ch);
@@ -180,8 +193,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     }
 #pragma unroll
     for (int it = 0; it < kLaneBCItems; ++it) {
-      const int idx = tid + it * kLaneThreads;
-      if (idx >= kLaneBCVecs) break;
+      const int idx = lane + it * 32;
       const int row = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
       const int prow = row < kLaneN ? lane_bc_row(row) : kLaneN + lane_bc_row(row - kLaneN);
       float4* pr = reinterpret_cast<float4*>(sBC + prow * kLaneTP + 8 * v);
@@ -192,12 +204,12 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   auto epilogue = [&](int64_t t0) {
 #pragma unroll
     for (int it = 0; it < kLaneItems; ++it) {
-      const int idx = tid + it * kLaneThreads;
+      const int idx = lane + it * 32;
       if (idx >= kLaneVecs) break;
       const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
       const int64_t t = t0 + 8 * v;
       const int nv = clamp_nv(L - t);
-      if (cblk + ch >= dpg || nv == 0) continue;
+      if (cw0 + ch >= dpg || nv == 0) continue;
       float y[8];
 #pragma unroll
       for (int i = 0; i < 8; ++i) y[i] = Du_cur[it][i];
@@ -219,12 +231,12 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
   const float* dtr = sDt + ch2 * kLaneTP;
   const float* dur = sDu + ch2 * kLaneTP;
-  float* yr = sY + tid * kLaneTP;
+  float* yr = sY + lane * kLaneTP;
   if (L > 0) {
     issue_loads(0);
     convert(0);
   }
-  __syncthreads();
+  __syncwarp();
   for (int64_t t0 = 0; t0 < L; t0 += kLaneTT) {
     const bool more = t0 + kLaneTT < L;
     if (more) issue_loads(t0 + kLaneTT);  // in flight during the recurrence
@@ -234,7 +246,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       for (int s = 0; s < kLaneS; ++s) st[s] = h[s];
     }
     // P2: the recurrence over the tile, 4 tokens a step (float4 reads of the step and B / C tiles)
-#pragma unroll 4
+#pragma unroll 2
     for (int tq = 0; tq < kLaneTT; tq += 4) {
       const float4 dt4 = *reinterpret_cast<const float4*>(dtr + tq);
       const float4 du4 = *reinterpret_cast<const float4*>(dur + tq);
@@ -253,17 +265,17 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
         yp[k] = 0.f;
 #pragma unroll
         for (int s = 0; s < kLaneS; ++s) {
-          const float a = fast_exp2(dt[k] * A2[s]);
+          const float a = (s == 0 && k < MK_SS_LANE_POLY4) ? poly_exp2(dt[k] * A2[s]) : fast_exp2(dt[k] * A2[s]);
           h[s] = fmaf(a, h[s], du[k] * Bt[s][k]);
           yp[k] = fmaf(Ct[s][k], h[s], yp[k]);
         }
       }
       *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
     }
-    __syncthreads();  // partial y complete; the step / B / C tiles free
+    __syncwarp();  // partial y complete; the step / B / C tiles free
     epilogue(t0);
     if (more) convert(t0 + kLaneTT);
-    __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
+    __syncwarp();  // the next tile's step / B / C tiles ready; partial y consumed
   }
   if (p.last_state && c2_ok) {
     float* ls = static_cast<float*>(p.last_state) + (b * p.dim + c2) * n + j * kLaneS;
@@ -287,7 +299,7 @@ template <typename in_t>
 cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   const int64_t dpg = p.dim / p.n_groups;
   if (p.batch > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
-  const int smem = kLaneSmemFloats * 4;
+  const int smem = kLaneWarps * kLaneWarpFloats * 4;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned((dpg + kLaneCh - 1) / kLaneCh), unsigned(p.n_groups), unsigned(p.batch));
   cfg.blockDim = dim3(kLaneThreads);

@@ -5,12 +5,13 @@
 declare -gA VARIANTS=(
   [default]=""
   [scan]="-DMK_SS_FWD_LANE=0"
-  [lane_s1]="-DMK_SS_LANE_S=1"
-  [lane_s1_t32]="-DMK_SS_LANE_S=1 -DMK_SS_LANE_TT=32"
-  [lane_s4_t32]="-DMK_SS_LANE_S=4 -DMK_SS_LANE_TT=32"
-  [lane_t32]="-DMK_SS_LANE_TT=32"
-  [lane_w4]="-DMK_SS_LANE_WARPS=4 -DMK_SS_LANE_MIN_BLOCKS=4"
-  [lane_t32_w4]="-DMK_SS_LANE_TT=32 -DMK_SS_LANE_WARPS=4 -DMK_SS_LANE_MIN_BLOCKS=4"
+  [lane_s2]="-DMK_SS_LANE_S=2"
+  [lane_s2_t64]="-DMK_SS_LANE_S=2 -DMK_SS_LANE_TT=64"
+  [lane_t64]="-DMK_SS_LANE_TT=64"
+  [lane_w2]="-DMK_SS_LANE_WARPS=2"
+  [lane_w8]="-DMK_SS_LANE_WARPS=8"
+  [lane_poly1]="-DMK_SS_LANE_POLY4=1"
+  [lane_poly2]="-DMK_SS_LANE_POLY4=2"
   [fwd_t8]="-DMK_SS_FWD_T=8"
   [fwd_t8_sp2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2"
   [fwd_t8_sp2_mb2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2 -DMK_SS_FWD_MIN_BLOCKS=2"
@@ -39,7 +40,7 @@ declare -gA VARIANTS=(
   [bwd_fl1]="-DMK_SS_BWD_CLUSTER=1"
 )
 # run order (default first; the runner repeats it last as a drift check)
-VARIANT_NAMES=(default scan lane_s1 lane_s1_t32 lane_s4_t32 lane_t32 lane_w4 lane_t32_w4 fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
+VARIANT_NAMES=(default scan lane_s2 lane_s2_t64 lane_t64 lane_w2 lane_w8 lane_poly1 lane_poly2 fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
                fwd_t8_poly4 fwd_t8_sp2_poly4 fwd_w4_mb4 fwd_pscan fwd_pchain fwd_prefetch fwd_pscan_prefetch fwd_pscan_pchain
                fwd_pscan_pchain_prefetch fwd_t8_pscan_prefetch
                bwd_nodbc_diag bwd_poly4 bwd_ns2 bwd_w8 bwd_w8_mb2
