@@ -643,21 +643,22 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
         pytest.skip(f"{cxx} lacks C++20 <barrier>/<atomic_ref>: {res.stderr[-300:]}")
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
     n_cases = None
-    # twice: the launcher's own choice (the state-lane forward where it applies, marked [lane]), then the
+    # three times: the launcher's own choice (the state-lane forward where it applies, 2 states a lane at these
+    # sizes: marked [lane S2]), the state-lane forward with 4 states a lane (MK_SS_LANE_S=4), and the
     # time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
-    for forced in (None, "scan"):
-        env = dict(os.environ)
-        env.pop("MK_SS_FWD_KERNEL", None)
+    for forced, marker, want in ((None, " [lane S2]", 10), (("MK_SS_LANE_S", "4"), " [lane S4]", 10),
+                                 (("MK_SS_FWD_KERNEL", "scan"), " [lane", 0)):
+        env = {k: v for k, v in os.environ.items() if k not in ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S")}
         if forced:
-            env["MK_SS_FWD_KERNEL"] = forced
+            env[forced[0]] = forced[1]
         run_ = subprocess.run([exe], capture_output=True, text=True, timeout=900, env=env)
         print(run_.stdout)
         assert run_.returncode == 0, f"emulated CUDA kernels disagree with the CPU implementation " \
-                                     f"(MK_SS_FWD_KERNEL={forced}):\n{run_.stdout}{run_.stderr[-2000:]}"
-        n_ok, n_lane = run_.stdout.count("ok  "), run_.stdout.count(" [lane]")
+                                     f"({forced}):\n{run_.stdout}{run_.stderr[-2000:]}"
+        n_ok, n_lane = run_.stdout.count("ok  "), run_.stdout.count(marker)
         assert n_ok >= 30 and (n_cases is None or n_ok == n_cases)
         n_cases = n_ok
-        assert (n_lane == 0) if forced else (n_lane >= 10), f"{n_lane} cases ran the state-lane forward"
+        assert (n_lane >= want) if want else (n_lane == 0), f"{forced}: {n_lane} cases ran{marker}]"
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -7,52 +7,42 @@
 // (39% issue efficiency: its scan chains leave the schedulers idle). Here no scan: each lane owns kS states of
 // one channel and walks time in order (h_t = a_t h_{t-1} + b_t: a 4-cycle FFMA chain a state), so a (token,
 // state) costs one MUFU.EX2 and four FP32 ops; what a scan did for parallelism comes from the b * d * 16 / kS
-// lanes. Each warp holds kLaneCpw channels of one (batch row, B/C group) and walks the sequence in tiles of
-// kLaneTT tokens with warp-private shared-memory tiles (no block barrier: the warps' phases drift apart, so the
-// MUFU pipe always has a warp in its recurrence), in two phases separated by __syncwarp:
-//   P2 (recurrence): lane (channel, j) runs its kS states over the tile from fp32 tiles (steps dt, dt u of its
-//       channel; B and C rows of its states: float4 reads, conflict-free) and writes its partial y (sum over
-//       its kS states of C h) to a [lane][token] tile;
-//   P3 + P1: every lane sums the kLaneL partials of 8 tokens of one channel, adds D u, gates by silu(z) and
+// lanes. A block holds kCh channels of one (batch row, B/C group) and walks the sequence in tiles of kTT = 8 kL
+// tokens (kL = 16 / kS lanes a channel), in two phases separated by block barriers:
+//   P2 (recurrence): lane (channel, j) runs its kS states over the tile from fp32 tiles in shared memory
+//       (steps dt, dt u of its channel; B and C rows of its states: float4 reads, conflict-free) and writes
+//       its partial y (sum over its kS states of C h) to a [lane][token] tile;
+//   P3 + P1: every thread sums the kL partials of 8 tokens of one channel, adds D u, gates by silu(z) and
 //       stores out; then converts the NEXT tile's inputs, whose global loads it issued before P2 (so their
 //       latency hides behind the recurrence), into the step / B / C tiles (softplus once per (token, channel)).
-//       Every warp loads its own B / C tiles (the same rows for all warps of a group: L1 / L2 hits).
 // Tokens past the sequence end get dt = 0 (a = 1, b = 0: the state is unchanged, so after the last tile the
 // lanes hold the last state). The training checkpoints (the state entering each 2^ckpt_log2-step chunk) are
-// written at tile starts: the launcher takes this kernel only when 2^ckpt_log2 is a multiple of kLaneTT.
+// written at tile starts: the launcher takes this kernel only when 2^ckpt_log2 is a multiple of 64.
+// H200 lab (fwd ms, b2 d4096 l4096 / b8 d2048 l2048 / b1 d8192 l8192; the time-parallel kernel 0.388 / 0.393 /
+// 0.763): 2 states a lane in 4-warp blocks 0.356 / 0.355 / 0.704 (8 warps: 0.363 / 0.362 / 0.718); 4 states a
+// lane in 8-warp blocks 0.397 / 0.304 / 0.784 (at b2 d4096 one block an SM: too few lanes to hide latency);
+// 1 state a lane 0.496 / 0.492. Warp-private tiles (each warp loading its own B / C, no block barrier): slower
+// (4 states 0.379 / 0.321, 2 states 0.458 / 0.456): B / C conversion per warp costs more than the barriers.
 #pragma once
 
 // ---- Tuning knobs (preprocessor, -D...; defaults = the production build; timed by the lab variants lane_*)
-//   MK_SS_FWD_LANE         1: launch_selective_scan_fwd takes this kernel where it applies (1); 0: never
-//   MK_SS_LANE_S           states per lane: 1, 2 or 4 (4: 4 lanes a channel, 8 channels a warp)
-//   MK_SS_LANE_TT          tokens per tile: 32 or 64 (32)
-//   MK_SS_LANE_WARPS       warps per block (4; the warps share nothing, the block only packs them)
-//   MK_SS_LANE_MIN_BLOCKS  __launch_bounds__ min blocks per SM (0 = 16 warps an SM: <= 128 registers)
-//   MK_SS_LANE_POLY4       of every 4 tokens, how many have their first state's decay by poly_exp2 on the FMA
-//                          pipe instead of MUFU.EX2 (0; offloads the MUFU pipe by POLY4 / (4 S))
-// Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel.
-// (H200 lab, b2 d4096 / b8 d2048 l2048 fwd ms, a first version with BLOCK-wide tiles and barriers: 2 states a
-// lane, 64-token tiles, 8 warps 0.363 / 0.362; 4 warps 0.356 / 0.355; 4 states a lane, 32-token tiles 0.397 /
-// 0.304 (one 8-warp block an SM at b2 d4096: every barrier drained the SM); time-parallel kernel 0.388 / 0.393.
-// The MUFU pipe, the binding one (1.25 MUFU ops a (token, state) at 1/8 of the issue rate), idled while a whole
-// block sat in the load / epilogue phase; with warp-private tiles the warps' phases drift apart.)
+//   MK_SS_FWD_LANE          1: launch_selective_scan_fwd takes this kernel where it applies (1); 0: never
+//   MK_SS_LANE_WARPS2       warps per block with 2 states a lane (4)
+//   MK_SS_LANE_WARPS4       warps per block with 4 states a lane (8)
+//   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 256 blocks of 64 channels)
+// Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel,
+// MK_SS_LANE_S=2|4 the states per lane.
 #ifndef MK_SS_FWD_LANE
 #define MK_SS_FWD_LANE 1
 #endif
-#ifndef MK_SS_LANE_S
-#define MK_SS_LANE_S 4
+#ifndef MK_SS_LANE_WARPS2
+#define MK_SS_LANE_WARPS2 4
 #endif
-#ifndef MK_SS_LANE_TT
-#define MK_SS_LANE_TT 32
+#ifndef MK_SS_LANE_WARPS4
+#define MK_SS_LANE_WARPS4 8
 #endif
-#ifndef MK_SS_LANE_WARPS
-#define MK_SS_LANE_WARPS 4
-#endif
-#ifndef MK_SS_LANE_MIN_BLOCKS
-#define MK_SS_LANE_MIN_BLOCKS 0
-#endif
-#ifndef MK_SS_LANE_POLY4
-#define MK_SS_LANE_POLY4 0
+#ifndef MK_SS_LANE_S4_MIN_BD
+#define MK_SS_LANE_S4_MIN_BD 16384
 #endif
 
 #include <cstdlib>
@@ -61,29 +51,31 @@
 namespace mamba_kernels {
 namespace ss {
 
-constexpr int kLaneN = 16;                       // states (the kernel's only n)
-constexpr int kLaneS = MK_SS_LANE_S;             // states per lane
-constexpr int kLaneL = kLaneN / kLaneS;          // lanes per channel
-constexpr int kLaneTT = MK_SS_LANE_TT;           // tokens per tile
-constexpr int kLaneTP = kLaneTT + 4;             // row pitch (floats): rows r and r+1 start 4 banks apart
-constexpr int kLaneWarps = MK_SS_LANE_WARPS;
-constexpr int kLaneThreads = 32 * kLaneWarps;
-constexpr int kLaneMinBlocks = MK_SS_LANE_MIN_BLOCKS > 0 ? MK_SS_LANE_MIN_BLOCKS : 16 / kLaneWarps;
-constexpr int kLaneCpw = 32 / kLaneL;             // channels per warp
-constexpr int kLaneCh = kLaneWarps * kLaneCpw;    // channels per block
-constexpr int kLaneVecs = kLaneCpw * kLaneTT / 8;  // (channel, 8-token) items of a warp's tile
-constexpr int kLaneItems = (kLaneVecs + 31) / 32;  // per lane
-constexpr int kLaneBCVecs = 2 * kLaneN * kLaneTT / 8;  // B and C 8-token items of a tile
-constexpr int kLaneBCItems = kLaneBCVecs / 32;
-static_assert(kLaneS == 1 || kLaneS == 2 || kLaneS == 4, "MK_SS_LANE_S: 1, 2 or 4");
-static_assert(kLaneTT == 32 || kLaneTT == 64, "MK_SS_LANE_TT: 32 or 64");
-static_assert(kLaneWarps >= 1 && kLaneWarps <= 16 && 16 % kLaneWarps == 0, "MK_SS_LANE_WARPS: 1, 2, 4, 8, 16");
+constexpr int kLaneN = 16;  // states (the kernel's only n)
 
-// Shared memory of a warp (floats): B and C tiles [16][TP] each (state n at row (n % S) L + n / S: the kS rows
-// a lane reads are L apart, so the 8 lanes of a quarter-warp read 8 consecutive rows), steps dt and dt u
-// [kLaneCpw][TP], partial y [32][TP] (row = lane).
-constexpr int kLaneWarpFloats = (2 * kLaneN + 2 * kLaneCpw + 32) * kLaneTP;
-constexpr int lane_bc_row(int n) { return (n % kLaneS) * kLaneL + n / kLaneS; }
+// Shape of the kernel with kS states a lane. Shared memory (floats): B and C tiles [16][kTP] each (state n at
+// row (n % kS) kL + n / kS: the kS rows a lane reads are kL apart, so a quarter-warp's lanes read consecutive
+// rows, 4 banks apart: conflict-free float4 reads), steps dt and dt u [kCh][kTP], partial y [kThreads][kTP]
+// (row = thread). kTT = 8 kL: the epilogue's 8-token items of a channel are its own lanes' (same warp).
+template <int kS_>
+struct LaneCfg {
+  static constexpr int kS = kS_;
+  static constexpr int kL = kLaneN / kS;            // lanes per channel
+  static constexpr int kTT = 8 * kL;                // tokens per tile
+  static constexpr int kTP = kTT + 4;               // row pitch (floats): rows r and r+1 start 4 banks apart
+  static constexpr int kWarps = kS == 4 ? MK_SS_LANE_WARPS4 : MK_SS_LANE_WARPS2;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kMinBlocks = 16 / kWarps > 0 ? 16 / kWarps : 1;  // 16 warps an SM: <= 128 registers
+  static constexpr int kCh = kThreads / kL;         // channels per block
+  static constexpr int kVecs = kCh * kTT / 8;       // (channel, 8-token) items a tile
+  static constexpr int kItems = (kVecs + kThreads - 1) / kThreads;
+  static constexpr int kBCVecs = 2 * kLaneN * kTT / 8;  // B and C 8-token items a tile
+  static constexpr int kBCItems = (kBCVecs + kThreads - 1) / kThreads;
+  static constexpr int kSmemFloats = (2 * kLaneN + 2 * kCh + kThreads) * kTP;
+  static constexpr int bc_row(int n) { return (n % kS) * kL + n / kS; }
+  static_assert(kS == 2 || kS == 4, "2 or 4 states a lane");
+  static_assert(kWarps >= 1 && kWarps <= 16, "MK_SS_LANE_WARPS*: 1..16");
+};
 
 // Eight consecutive inputs, raw (converted when used): 16-byte loads when whole and aligned, else scalar with
 // zeros past nv.
@@ -105,33 +97,33 @@ struct Raw8 {
 
 __device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 : (rem < 8 ? rem : 8)); }
 
-template <typename in_t>
-__global__ void __launch_bounds__(kLaneThreads, kLaneMinBlocks)
+template <typename in_t, int kS>
+__global__ void __launch_bounds__(LaneCfg<kS>::kThreads, LaneCfg<kS>::kMinBlocks)
 selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
+  using Cfg = LaneCfg<kS>;
   extern __shared__ float4 smem_f4[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* sBC = reinterpret_cast<float*>(smem_f4);  // B rows 0..15, C rows 16..31
+  float* sDt = sBC + 2 * kLaneN * Cfg::kTP;         // [Cfg::kCh][TP]
+  float* sDu = sDt + Cfg::kCh * Cfg::kTP;            // [Cfg::kCh][TP]
+  float* sY = sDu + Cfg::kCh * Cfg::kTP;             // [Cfg::kThreads][TP]
+
+  const int tid = threadIdx.x;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
-  const int64_t cw0 = (int64_t(blockIdx.x) * kLaneWarps + warp) * kLaneCpw;  // the warp's first channel
-  if (cw0 >= dpg) return;  // no barrier below spans warps
-  float* sBC = reinterpret_cast<float*>(smem_f4) + warp * kLaneWarpFloats;  // B rows 0..15, C rows 16..31
-  float* sDt = sBC + 2 * kLaneN * kLaneTP;                                  // [kLaneCpw][TP]
-  float* sDu = sDt + kLaneCpw * kLaneTP;                                    // [kLaneCpw][TP]
-  float* sY = sDu + kLaneCpw * kLaneTP;                                     // [32][TP]
-  const int64_t cbase = grp * dpg;
+  const int64_t cbase = grp * dpg, cblk = int64_t(blockIdx.x) * Cfg::kCh;
   const int64_t L = p.seqlen;
   const int n = kLaneN;
-  // channel of warp-local index ch (idle ones past the group compute on the warp's first, store nothing)
-  auto chan = [&](int ch) { return cbase + (cw0 + ch < dpg ? cw0 + ch : cw0); };
+  // channel of block-local index ch (idle ones past the group compute on its first channel, store nothing)
+  auto chan = [&](int ch) { return cbase + (cblk + ch < dpg ? cblk + ch : 0); };
 
   // ---- recurrence role: lane (ch2, j) owns states j*S .. j*S + S - 1 of channel ch2
-  const int ch2 = lane / kLaneL, j = lane % kLaneL;
+  const int ch2 = tid / Cfg::kL, j = tid % Cfg::kL;
   const int64_t c2 = chan(ch2);
-  const bool c2_ok = cw0 + ch2 < dpg;
-  float A2[kLaneS], h[kLaneS];
+  const bool c2_ok = cblk + ch2 < dpg;
+  float A2[Cfg::kS], h[Cfg::kS];
 #pragma unroll
-  for (int s = 0; s < kLaneS; ++s) {
-    const int st = j * kLaneS + s;
+  for (int s = 0; s < Cfg::kS; ++s) {
+    const int st = j * Cfg::kS + s;
     A2[s] = static_cast<const float*>(p.A)[c2 * p.A_d_stride + st] * kLog2e;
     h[s] = p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + c2) * n + st] : 0.f;
   }
@@ -139,14 +131,14 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   // ---- load / epilogue role: item it = (ch, v): channel ch, tokens 8 v .. 8 v + 7 of the tile
   const in_t* __restrict__ Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride;
   const in_t* __restrict__ Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride;
-  Raw8<in_t> rdt[kLaneItems], ru[kLaneItems], rz[kLaneItems], rbc[kLaneBCItems];  // the next tile's inputs
-  float Du_cur[kLaneItems][8], z_cur[kLaneItems][8];                               // the tile's D u, z
+  Raw8<in_t> rdt[Cfg::kItems], ru[Cfg::kItems], rz[Cfg::kItems], rbc[Cfg::kBCItems];  // the next tile's inputs
+  float Du_cur[Cfg::kItems][8], z_cur[Cfg::kItems][8];                               // the tile's D u, z
   auto issue_loads = [&](int64_t t0) {
 #pragma unroll
-    for (int it = 0; it < kLaneItems; ++it) {
-      const int idx = lane + it * 32;
-      if (idx >= kLaneVecs) break;
-      const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
+    for (int it = 0; it < Cfg::kItems; ++it) {
+      const int idx = tid + it * Cfg::kThreads;
+      if (idx >= Cfg::kVecs) break;
+      const int ch = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
       const int64_t c = chan(ch), t = t0 + 8 * v;
       const int nv = clamp_nv(L - t);
       rdt[it].load(static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c * p.delta_d_stride + t, nv);
@@ -154,9 +146,10 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       if (p.z) rz[it].load(static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c * p.z_d_stride + t, nv);
     }
 #pragma unroll
-    for (int it = 0; it < kLaneBCItems; ++it) {
-      const int idx = lane + it * 32;
-      const int row = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);  // row < 16: B state row, else C
+    for (int it = 0; it < Cfg::kBCItems; ++it) {
+      const int idx = tid + it * Cfg::kThreads;
+      if (idx >= Cfg::kBCVecs) break;
+      const int row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);  // row < 16: B state row, else C
       const int64_t t = t0 + 8 * v;
       const in_t* src = row < kLaneN ? Bg + row * p.B_dstate_stride : Cg + (row - kLaneN) * p.C_dstate_stride;
       rbc[it].load(src + t, clamp_nv(L - t));
@@ -165,10 +158,10 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   // The loaded inputs -> step tiles (dt, dt u), B / C tiles; D u and z kept in registers for the epilogue.
   auto convert = [&](int64_t t0) {
 #pragma unroll
-    for (int it = 0; it < kLaneItems; ++it) {
-      const int idx = lane + it * 32;
-      if (idx >= kLaneVecs) break;
-      const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
+    for (int it = 0; it < Cfg::kItems; ++it) {
+      const int idx = tid + it * Cfg::kThreads;
+      if (idx >= Cfg::kVecs) break;
+      const int ch = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
       const int64_t c = chan(ch);
       const int nv = clamp_nv(L - (t0 + 8 * v));
       const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c] : 0.f;
@@ -184,38 +177,39 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
         Du_cur[it][i] = Dv * uu;
         z_cur[it][i] = p.z ? rz[it][i] : 0.f;
       }
-      float4* pd = reinterpret_cast<float4*>(sDt + ch * kLaneTP + 8 * v);
-      float4* pu = reinterpret_cast<float4*>(sDu + ch * kLaneTP + 8 * v);
+      float4* pd = reinterpret_cast<float4*>(sDt + ch * Cfg::kTP + 8 * v);
+      float4* pu = reinterpret_cast<float4*>(sDu + ch * Cfg::kTP + 8 * v);
       pd[0] = make_float4(dt[0], dt[1], dt[2], dt[3]);
       pd[1] = make_float4(dt[4], dt[5], dt[6], dt[7]);
       pu[0] = make_float4(dtu[0], dtu[1], dtu[2], dtu[3]);
       pu[1] = make_float4(dtu[4], dtu[5], dtu[6], dtu[7]);
     }
 #pragma unroll
-    for (int it = 0; it < kLaneBCItems; ++it) {
-      const int idx = lane + it * 32;
-      const int row = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
-      const int prow = row < kLaneN ? lane_bc_row(row) : kLaneN + lane_bc_row(row - kLaneN);
-      float4* pr = reinterpret_cast<float4*>(sBC + prow * kLaneTP + 8 * v);
+    for (int it = 0; it < Cfg::kBCItems; ++it) {
+      const int idx = tid + it * Cfg::kThreads;
+      if (idx >= Cfg::kBCVecs) break;
+      const int row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
+      const int prow = row < kLaneN ? Cfg::bc_row(row) : kLaneN + Cfg::bc_row(row - kLaneN);
+      float4* pr = reinterpret_cast<float4*>(sBC + prow * Cfg::kTP + 8 * v);
       pr[0] = make_float4(rbc[it][0], rbc[it][1], rbc[it][2], rbc[it][3]);
       pr[1] = make_float4(rbc[it][4], rbc[it][5], rbc[it][6], rbc[it][7]);
     }
   };
   auto epilogue = [&](int64_t t0) {
 #pragma unroll
-    for (int it = 0; it < kLaneItems; ++it) {
-      const int idx = lane + it * 32;
-      if (idx >= kLaneVecs) break;
-      const int ch = idx / (kLaneTT / 8), v = idx % (kLaneTT / 8);
+    for (int it = 0; it < Cfg::kItems; ++it) {
+      const int idx = tid + it * Cfg::kThreads;
+      if (idx >= Cfg::kVecs) break;
+      const int ch = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
       const int64_t t = t0 + 8 * v;
       const int nv = clamp_nv(L - t);
-      if (cw0 + ch >= dpg || nv == 0) continue;
+      if (cblk + ch >= dpg || nv == 0) continue;
       float y[8];
 #pragma unroll
       for (int i = 0; i < 8; ++i) y[i] = Du_cur[it][i];
 #pragma unroll
-      for (int q = 0; q < kLaneL; ++q) {  // the channel's lanes in order: a fixed summation order
-        const float4* pr = reinterpret_cast<const float4*>(sY + (ch * kLaneL + q) * kLaneTP + 8 * v);
+      for (int q = 0; q < Cfg::kL; ++q) {  // the channel's lanes in order: a fixed summation order
+        const float4* pr = reinterpret_cast<const float4*>(sY + (ch * Cfg::kL + q) * Cfg::kTP + 8 * v);
         const float4 a = pr[0], e = pr[1];
         y[0] += a.x; y[1] += a.y; y[2] += a.z; y[3] += a.w;
         y[4] += e.x; y[5] += e.y; y[6] += e.z; y[7] += e.w;
@@ -229,33 +223,33 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
 
   float* __restrict__ states = static_cast<float*>(p.states);
   const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
-  const float* dtr = sDt + ch2 * kLaneTP;
-  const float* dur = sDu + ch2 * kLaneTP;
-  float* yr = sY + lane * kLaneTP;
+  const float* dtr = sDt + ch2 * Cfg::kTP;
+  const float* dur = sDu + ch2 * Cfg::kTP;
+  float* yr = sY + tid * Cfg::kTP;
   if (L > 0) {
     issue_loads(0);
     convert(0);
   }
-  __syncwarp();
-  for (int64_t t0 = 0; t0 < L; t0 += kLaneTT) {
-    const bool more = t0 + kLaneTT < L;
-    if (more) issue_loads(t0 + kLaneTT);  // in flight during the recurrence
+  __syncthreads();
+  for (int64_t t0 = 0; t0 < L; t0 += Cfg::kTT) {
+    const bool more = t0 + Cfg::kTT < L;
+    if (more) issue_loads(t0 + Cfg::kTT);  // in flight during the recurrence
     if (states != nullptr && c2_ok && (t0 & ck_mask) == 0) {
-      float* st = states + ((b * p.dim + c2) * p.states_n_chunks + (t0 >> p.ckpt_log2)) * n + j * kLaneS;
+      float* st = states + ((b * p.dim + c2) * p.states_n_chunks + (t0 >> p.ckpt_log2)) * n + j * Cfg::kS;
 #pragma unroll
-      for (int s = 0; s < kLaneS; ++s) st[s] = h[s];
+      for (int s = 0; s < Cfg::kS; ++s) st[s] = h[s];
     }
     // P2: the recurrence over the tile, 4 tokens a step (float4 reads of the step and B / C tiles)
-#pragma unroll 2
-    for (int tq = 0; tq < kLaneTT; tq += 4) {
+#pragma unroll 4
+    for (int tq = 0; tq < Cfg::kTT; tq += 4) {
       const float4 dt4 = *reinterpret_cast<const float4*>(dtr + tq);
       const float4 du4 = *reinterpret_cast<const float4*>(dur + tq);
       const float dt[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, du[4] = {du4.x, du4.y, du4.z, du4.w};
-      float Bt[kLaneS][4], Ct[kLaneS][4];
+      float Bt[Cfg::kS][4], Ct[Cfg::kS][4];
 #pragma unroll
-      for (int s = 0; s < kLaneS; ++s) {
-        const float4 bq = *reinterpret_cast<const float4*>(sBC + (s * kLaneL + j) * kLaneTP + tq);
-        const float4 cq = *reinterpret_cast<const float4*>(sBC + (kLaneN + s * kLaneL + j) * kLaneTP + tq);
+      for (int s = 0; s < Cfg::kS; ++s) {
+        const float4 bq = *reinterpret_cast<const float4*>(sBC + (s * Cfg::kL + j) * Cfg::kTP + tq);
+        const float4 cq = *reinterpret_cast<const float4*>(sBC + (kLaneN + s * Cfg::kL + j) * Cfg::kTP + tq);
         Bt[s][0] = bq.x; Bt[s][1] = bq.y; Bt[s][2] = bq.z; Bt[s][3] = bq.w;
         Ct[s][0] = cq.x; Ct[s][1] = cq.y; Ct[s][2] = cq.z; Ct[s][3] = cq.w;
       }
@@ -264,52 +258,70 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       for (int k = 0; k < 4; ++k) {
         yp[k] = 0.f;
 #pragma unroll
-        for (int s = 0; s < kLaneS; ++s) {
-          const float a = (s == 0 && k < MK_SS_LANE_POLY4) ? poly_exp2(dt[k] * A2[s]) : fast_exp2(dt[k] * A2[s]);
+        for (int s = 0; s < Cfg::kS; ++s) {
+          const float a = fast_exp2(dt[k] * A2[s]);
           h[s] = fmaf(a, h[s], du[k] * Bt[s][k]);
           yp[k] = fmaf(Ct[s][k], h[s], yp[k]);
         }
       }
       *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
     }
-    __syncwarp();  // partial y complete; the step / B / C tiles free
+    __syncthreads();  // partial y complete; the step / B / C tiles free
     epilogue(t0);
-    if (more) convert(t0 + kLaneTT);
-    __syncwarp();  // the next tile's step / B / C tiles ready; partial y consumed
+    if (more) convert(t0 + Cfg::kTT);
+    __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
   }
   if (p.last_state && c2_ok) {
-    float* ls = static_cast<float*>(p.last_state) + (b * p.dim + c2) * n + j * kLaneS;
+    float* ls = static_cast<float*>(p.last_state) + (b * p.dim + c2) * n + j * Cfg::kS;
 #pragma unroll
-    for (int s = 0; s < kLaneS; ++s) ls[s] = h[s];
+    for (int s = 0; s < Cfg::kS; ++s) ls[s] = h[s];
   }
 }
 
 // Whether the state-lane kernel serves p: n = 16, variable B and C, not packed, checkpoints (if saved) on
-// tile starts, and not turned off (MK_SS_FWD_LANE = 0 at build time, MK_SS_FWD_KERNEL=scan at run time).
+// tile starts (64-token multiples), and not turned off (MK_SS_FWD_LANE = 0 at build time, MK_SS_FWD_KERNEL=scan
+// at run time).
 inline bool lane_fwd_applies(const SelectiveScanParams& p) {
   static const bool forced_scan = [] {
     const char* e = std::getenv("MK_SS_FWD_KERNEL");
     return e != nullptr && std::strcmp(e, "scan") == 0;
   }();
   return MK_SS_FWD_LANE != 0 && !forced_scan && p.dstate == kLaneN && p.is_variable_B && p.is_variable_C &&
-         p.cu_seqlens == nullptr && (p.states == nullptr || (int64_t(1) << p.ckpt_log2) % kLaneTT == 0);
+         p.cu_seqlens == nullptr && (p.states == nullptr || (int64_t(1) << p.ckpt_log2) % 64 == 0);
 }
 
-template <typename in_t>
-cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
+// States per lane: 4 (fewer instructions a (token, state)) once b * d fills the GPU with them, else 2 (twice
+// the lanes). MK_SS_LANE_S=2|4 in the environment (read once per process) forces one.
+inline int lane_states_per_lane(const SelectiveScanParams& p) {
+  static const int forced = [] {
+    const char* e = std::getenv("MK_SS_LANE_S");
+    return e != nullptr ? std::atoi(e) : 0;
+  }();
+  if (forced == 2 || forced == 4) return forced;
+  return p.batch * p.dim >= MK_SS_LANE_S4_MIN_BD ? 4 : 2;
+}
+
+template <typename in_t, int kS>
+cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
+  using Cfg = LaneCfg<kS>;
   const int64_t dpg = p.dim / p.n_groups;
   if (p.batch > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
-  const int smem = kLaneWarps * kLaneWarpFloats * 4;
+  const int smem = Cfg::kSmemFloats * 4;
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + kLaneCh - 1) / kLaneCh), unsigned(p.n_groups), unsigned(p.batch));
-  cfg.blockDim = dim3(kLaneThreads);
+  cfg.gridDim = dim3(unsigned((dpg + Cfg::kCh - 1) / Cfg::kCh), unsigned(p.n_groups), unsigned(p.batch));
+  cfg.blockDim = dim3(Cfg::kThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
-  auto kernel = selective_scan_fwd_lane_kernel<in_t>;
+  auto kernel = selective_scan_fwd_lane_kernel<in_t, kS>;
   cudaError_t e = cudaSuccess;
   if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
   return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+template <typename in_t>
+cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
+  return lane_states_per_lane(p) == 4 ? launch_lane<in_t, 4>(p, stream) : launch_lane<in_t, 2>(p, stream);
 }
 
 }  // namespace ss

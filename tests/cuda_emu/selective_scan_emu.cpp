@@ -184,7 +184,8 @@ bool run_case(const Case& cs) {
   std::vector<float> states(size_t(std::max<int64_t>(b * d * n_ck * n, 1)), std::nanf(""));
   p.states = states.data(); p.states_n_chunks = n_ck; p.ckpt_log2 = ck_log2;
   if (ss::launch_selective_scan_fwd<T>(p, nullptr) != cudaSuccess) { std::printf("FAIL %s: fwd launch\n", cs.name); return false; }
-  const bool lane = ss::lane_fwd_applies(p);  // which forward ran (reported: the test counts them)
+  // which forward ran (reported: the test counts them)
+  const int lane = ss::lane_fwd_applies(p) ? ss::lane_states_per_lane(p) : 0;
 
   SelectiveScanParams pb = p;
   pb.out = nullptr; pb.last_state = nullptr;
@@ -269,7 +270,8 @@ bool run_case(const Case& cs) {
   if (cs.D) rep.check("dD", vec(dD), rdD, 4 * rt, 4 * mt);
   if (cs.bias) rep.check("dbias", vec(dbias), rdbias, 4 * rt, 4 * mt);
   if (cs.init) rep.check("dinit", vec(dinit), rdinit, 4 * rt, 4 * mt);
-  std::printf("%s %s%s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name, lane ? " [lane]" : "", rep.msg.c_str());
+  std::printf("%s %s%s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name,
+              lane == 4 ? " [lane S4]" : lane == 2 ? " [lane S2]" : "", rep.msg.c_str());
   return rep.ok;
 }
 
