@@ -18,18 +18,20 @@
 // Tokens past the sequence end get dt = 0 (a = 1, b = 0: the state is unchanged, so after the last tile the
 // lanes hold the last state). The training checkpoints (the state entering each 2^ckpt_log2-step chunk) are
 // written at tile starts: the launcher takes this kernel only when 2^ckpt_log2 is a multiple of 64.
-// H200 lab (fwd ms, b2 d4096 l4096 / b8 d2048 l2048 / b1 d8192 l8192; the time-parallel kernel 0.388 / 0.393 /
-// 0.763): 2 states a lane in 4-warp blocks 0.356 / 0.355 / 0.704 (8 warps: 0.363 / 0.362 / 0.718); 4 states a
-// lane in 8-warp blocks 0.397 / 0.304 / 0.784 (at b2 d4096 one block an SM: too few lanes to hide latency);
-// 1 state a lane 0.496 / 0.492. Warp-private tiles (each warp loading its own B / C, no block barrier): slower
-// (4 states 0.379 / 0.321, 2 states 0.458 / 0.456): B / C conversion per warp costs more than the barriers.
+// H200 lab (fwd ms, b2 d4096 l4096 / b8 d2048 l2048 / b1 d8192 l8192; the time-parallel kernel 0.389 / 0.392 /
+// 0.763; lab runs at 64b31e5 .. 96f0c45): 2 states a lane in 4-warp blocks 0.357 / 0.354 / 0.703 (2 warps 0.477 /
+// 0.412 / 0.944, 8 warps 0.365 / 0.362 / 0.717); 4 states a lane in 4-warp blocks 0.370 / 0.296 / 0.724 (8 warps
+// 0.396 / 0.307 / 0.784, 16 warps 0.660 / 0.334 / 1.305): 4 states a lane cost fewer instructions a (token,
+// state) but leave too few lanes to hide latency below b * d = 16384. 1 state a lane 0.496 / 0.492. Warp-private
+// tiles (each warp loading its own B / C, no block barrier): slower (4 states 0.379 / 0.321, 2 states 0.458 /
+// 0.456): the B / C conversion per warp costs more than the barriers.
 #pragma once
 
 // ---- Tuning knobs (preprocessor, -D...; defaults = the production build; timed by the lab variants lane_*)
 //   MK_SS_FWD_LANE          1: launch_selective_scan_fwd takes this kernel where it applies (1); 0: never
 //   MK_SS_LANE_WARPS2       warps per block with 2 states a lane (4)
-//   MK_SS_LANE_WARPS4       warps per block with 4 states a lane (8)
-//   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 256 blocks of 64 channels)
+//   MK_SS_LANE_WARPS4       warps per block with 4 states a lane (4)
+//   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 512 blocks of 32 channels)
 // Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel,
 // MK_SS_LANE_S=2|4 the states per lane.
 #ifndef MK_SS_FWD_LANE
@@ -39,7 +41,7 @@
 #define MK_SS_LANE_WARPS2 4
 #endif
 #ifndef MK_SS_LANE_WARPS4
-#define MK_SS_LANE_WARPS4 8
+#define MK_SS_LANE_WARPS4 4
 #endif
 #ifndef MK_SS_LANE_S4_MIN_BD
 #define MK_SS_LANE_S4_MIN_BD 16384
