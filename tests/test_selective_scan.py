@@ -682,10 +682,15 @@ def _check_varlen(backend, device, dtype, cu, d=12, n=8, g=3, grads=False, facto
         if backend == "triton" and out.is_cuda and s1 > s0:
             # The packed call runs the VARLEN=True build of the Triton kernel, the lone one VARLEN=False: two
             # compilations may contract multiply-adds differently (seen on the H200: an fp32 ulp), so equality
-            # is checked to one rounding step of the output dtype there; everywhere else they must be identical.
+            # is checked to one rounding step of the output dtype there.
             tol = 2e-6 if out.dtype == torch.float32 else 2.0 ** -7
             torch.testing.assert_close(out[..., s0:s1], o, rtol=tol, atol=tol,
                                        msg=lambda m: f"packed != alone for seq {i}: {m}")
+        elif backend == "cuda" and s1 > s0:
+            # With n = 16 and variable B / C the lone call takes the state-lane forward, the packed one the
+            # time-parallel kernel: two summation orders, so the dtype's tolerance (both are checked against
+            # the reference above). On the CPU the two calls must be identical.
+            assert_close(out[..., s0:s1], o, dtype, factor=factor, name=f"packed vs alone seq{i}")
         else:
             assert torch.equal(out[..., s0:s1], o) or s1 == s0, f"packed != alone for seq {i}"
     if grads:
