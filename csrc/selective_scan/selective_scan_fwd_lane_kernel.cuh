@@ -77,7 +77,6 @@ struct LaneCfg {
   static constexpr int kMinBlocks = 16 / kWarps > 0 ? 16 / kWarps : 1;  // 16 warps an SM: <= 128 registers
   static constexpr int kCh = kThreads / kL;         // channels per block
   static constexpr int kVecs = kCh * kTT / 8;       // (channel, 8-token) items a tile
-  static constexpr int kItems = (kVecs + kThreads - 1) / kThreads;
   static constexpr int kBCVecs = 2 * kLaneN * kTT / 8;  // B and C 8-token items a tile
   static constexpr int kBCItems = (kBCVecs + kThreads - 1) / kThreads;
   static constexpr int kBCBufs = MK_SS_LANE_SYNC == 2 ? 2 : 1;  // B / C tile buffers
@@ -126,13 +125,10 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   const int64_t cbase = grp * dpg, cblk = int64_t(blockIdx.x) * Cfg::kCh;
   const int64_t L = p.seqlen;
   const int n = kLaneN;
-  // channel of block-local index ch (idle ones past the group compute on its first channel, store nothing)
-  auto chan = [&](int ch) { return cbase + (cblk + ch < dpg ? cblk + ch : 0); };
-
   // ---- recurrence role: lane (ch2, j) owns states j*S .. j*S + S - 1 of channel ch2
   const int ch2 = tid / Cfg::kL, j = tid % Cfg::kL;
-  const int64_t c2 = chan(ch2);
   const bool c2_ok = cblk + ch2 < dpg;
+  const int64_t c2 = cbase + (c2_ok ? cblk + ch2 : 0);  // idle lanes past the group compute on its first channel
   float A2[Cfg::kS], h[Cfg::kS];
 #pragma unroll
   for (int s = 0; s < Cfg::kS; ++s) {
@@ -141,100 +137,101 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     h[s] = p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + c2) * n + st] : 0.f;
   }
 
-  // ---- load / epilogue role: item it = (ch, v): channel ch, tokens 8 v .. 8 v + 7 of the tile
+  // ---- load / epilogue role: the thread's item is tokens 8 j .. 8 j + 7 of every tile of its own channel c2
+  // (kTT = 8 kL), and kBCItems 8-token pieces of B / C rows; pointers, per-channel constants and alignment are
+  // fixed for the whole walk (only t0 moves), so they are set up once here.
+  const int64_t tj = 8 * j;
+  const in_t* __restrict__ dl_row = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c2 * p.delta_d_stride + tj;
+  const in_t* __restrict__ u_row = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c2 * p.u_d_stride + tj;
+  const in_t* __restrict__ z_row = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c2 * p.z_d_stride + tj : nullptr;
+  in_t* __restrict__ out_row = static_cast<in_t*>(p.out) + b * p.out_batch_stride + c2 * p.out_d_stride + tj;
+  const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c2] : 0.f;
+  const float Dv = p.D ? static_cast<const float*>(p.D)[c2] : 0.f;
   const in_t* __restrict__ Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride;
   const in_t* __restrict__ Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride;
-  Raw8<in_t> rdt[Cfg::kItems], ru[Cfg::kItems], rz[Cfg::kItems], rbc[Cfg::kBCItems];  // the next tile's inputs
-  float Du_cur[Cfg::kItems][8], z_cur[Cfg::kItems][8];                               // the tile's D u, z
+  const in_t* bc_src[Cfg::kBCItems];  // row start + 8 v of each B / C piece (nullptr: none)
+  int bc_dst[Cfg::kBCItems];          // its float offset in a B / C tile buffer
+  int bc_t[Cfg::kBCItems];            // its first token within the tile
+#pragma unroll
+  for (int it = 0; it < Cfg::kBCItems; ++it) {
+    const int idx = tid + it * Cfg::kThreads;
+    const int row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);  // row < 16: B state row, else C
+    const bool ok = idx < Cfg::kBCVecs;
+    bc_src[it] = !ok ? nullptr : row < kLaneN ? Bg + row * p.B_dstate_stride + 8 * v
+                                              : Cg + (row - kLaneN) * p.C_dstate_stride + 8 * v;
+    bc_dst[it] = (row < kLaneN ? Cfg::bc_row(row) : kLaneN + Cfg::bc_row(row - kLaneN)) * Cfg::kTP + 8 * v;
+    bc_t[it] = 8 * v;
+  }
+  Raw8<in_t> rdt, ru, rz, rbc[Cfg::kBCItems];  // the next tile's inputs
+  float Du_cur[8], z_cur[8];                   // the tile's D u, z
   auto issue_loads = [&](int64_t t0) {
+    const int nv = clamp_nv(L - t0 - tj);
+    rdt.load(dl_row + t0, nv);
+    ru.load(u_row + t0, nv);
+    if (z_row) rz.load(z_row + t0, nv);
 #pragma unroll
-    for (int it = 0; it < Cfg::kItems; ++it) {
-      const int idx = tid + it * Cfg::kThreads;
-      if (idx >= Cfg::kVecs) break;
-      const int ch = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
-      const int64_t c = chan(ch), t = t0 + 8 * v;
-      const int nv = clamp_nv(L - t);
-      rdt[it].load(static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c * p.delta_d_stride + t, nv);
-      ru[it].load(static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c * p.u_d_stride + t, nv);
-      if (p.z) rz[it].load(static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c * p.z_d_stride + t, nv);
-    }
-#pragma unroll
-    for (int it = 0; it < Cfg::kBCItems; ++it) {
-      const int idx = tid + it * Cfg::kThreads;
-      if (idx >= Cfg::kBCVecs) break;
-      const int row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);  // row < 16: B state row, else C
-      const int64_t t = t0 + 8 * v;
-      const in_t* src = row < kLaneN ? Bg + row * p.B_dstate_stride : Cg + (row - kLaneN) * p.C_dstate_stride;
-      rbc[it].load(src + t, clamp_nv(L - t));
-    }
+    for (int it = 0; it < Cfg::kBCItems; ++it)
+      if (bc_src[it]) rbc[it].load(bc_src[it] + t0, clamp_nv(L - t0 - bc_t[it]));
   };
-  // The loaded inputs -> step tiles (dt, dt u); D u and z kept in registers for the epilogue.
+  // The loaded inputs -> this thread's piece of its channel's step tiles (dt, dt u); D u and z kept in
+  // registers for the epilogue. Tokens past the end (last tile only) get dt = 0: a = 1, b = 0.
   auto convert_steps = [&](int64_t t0) {
+    float dt[8], dtu[8];
 #pragma unroll
-    for (int it = 0; it < Cfg::kItems; ++it) {
-      const int idx = tid + it * Cfg::kThreads;
-      if (idx >= Cfg::kVecs) break;
-      const int ch = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
-      const int64_t c = chan(ch);
-      const int nv = clamp_nv(L - (t0 + 8 * v));
-      const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c] : 0.f;
-      const float Dv = p.D ? static_cast<const float*>(p.D)[c] : 0.f;
-      float dt[8], dtu[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        float x = rdt[it][i] + bias;
-        if (p.delta_softplus) x = softplus_f(x);
-        dt[i] = i < nv ? x : 0.f;  // past the end: a = 1, b = 0
-        const float uu = ru[it][i];
-        dtu[i] = dt[i] * uu;
-        Du_cur[it][i] = Dv * uu;
-        z_cur[it][i] = p.z ? rz[it][i] : 0.f;
-      }
-      float4* pd = reinterpret_cast<float4*>(sDt + ch * Cfg::kTP + 8 * v);
-      float4* pu = reinterpret_cast<float4*>(sDu + ch * Cfg::kTP + 8 * v);
-      pd[0] = make_float4(dt[0], dt[1], dt[2], dt[3]);
-      pd[1] = make_float4(dt[4], dt[5], dt[6], dt[7]);
-      pu[0] = make_float4(dtu[0], dtu[1], dtu[2], dtu[3]);
-      pu[1] = make_float4(dtu[4], dtu[5], dtu[6], dtu[7]);
+    for (int i = 0; i < 8; ++i) {
+      float x = rdt[i] + bias;
+      if (p.delta_softplus) x = softplus_f(x);
+      dt[i] = x;
     }
+    if (t0 + Cfg::kTT > L) {
+      const int nv = clamp_nv(L - t0 - tj);
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+        if (i >= nv) dt[i] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const float uu = ru[i];
+      dtu[i] = dt[i] * uu;
+      Du_cur[i] = Dv * uu;
+      z_cur[i] = z_row ? rz[i] : 0.f;
+    }
+    float4* pd = reinterpret_cast<float4*>(sDt + ch2 * Cfg::kTP + tj);
+    float4* pu = reinterpret_cast<float4*>(sDu + ch2 * Cfg::kTP + tj);
+    pd[0] = make_float4(dt[0], dt[1], dt[2], dt[3]);
+    pd[1] = make_float4(dt[4], dt[5], dt[6], dt[7]);
+    pu[0] = make_float4(dtu[0], dtu[1], dtu[2], dtu[3]);
+    pu[1] = make_float4(dtu[4], dtu[5], dtu[6], dtu[7]);
   };
-  // The loaded B / C rows -> the B / C tile buffer bc.
+  // The loaded B / C pieces -> the B / C tile buffer bc.
   auto convert_bc = [&](float* bc) {
 #pragma unroll
     for (int it = 0; it < Cfg::kBCItems; ++it) {
-      const int idx = tid + it * Cfg::kThreads;
-      if (idx >= Cfg::kBCVecs) break;
-      const int row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
-      const int prow = row < kLaneN ? Cfg::bc_row(row) : kLaneN + Cfg::bc_row(row - kLaneN);
-      float4* pr = reinterpret_cast<float4*>(bc + prow * Cfg::kTP + 8 * v);
+      if (!bc_src[it]) continue;
+      float4* pr = reinterpret_cast<float4*>(bc + bc_dst[it]);
       pr[0] = make_float4(rbc[it][0], rbc[it][1], rbc[it][2], rbc[it][3]);
       pr[1] = make_float4(rbc[it][4], rbc[it][5], rbc[it][6], rbc[it][7]);
     }
   };
+  // y of the thread's 8 tokens: the sum of its channel's kL partials (in lane order: a fixed summation order)
+  // + D u, gated by silu(z).
   auto epilogue = [&](int64_t t0) {
+    const int nv = clamp_nv(L - t0 - tj);
+    if (!c2_ok || nv == 0) return;
+    float y[8];
 #pragma unroll
-    for (int it = 0; it < Cfg::kItems; ++it) {
-      const int idx = tid + it * Cfg::kThreads;
-      if (idx >= Cfg::kVecs) break;
-      const int ch = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
-      const int64_t t = t0 + 8 * v;
-      const int nv = clamp_nv(L - t);
-      if (cblk + ch >= dpg || nv == 0) continue;
-      float y[8];
+    for (int i = 0; i < 8; ++i) y[i] = Du_cur[i];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) y[i] = Du_cur[it][i];
-#pragma unroll
-      for (int q = 0; q < Cfg::kL; ++q) {  // the channel's lanes in order: a fixed summation order
-        const float4* pr = reinterpret_cast<const float4*>(sY + (ch * Cfg::kL + q) * Cfg::kTP + 8 * v);
-        const float4 a = pr[0], e = pr[1];
-        y[0] += a.x; y[1] += a.y; y[2] += a.z; y[3] += a.w;
-        y[4] += e.x; y[5] += e.y; y[6] += e.z; y[7] += e.w;
-      }
-      if (p.z)
-#pragma unroll
-        for (int i = 0; i < 8; ++i) y[i] *= silu_f(z_cur[it][i]);
-      store_run<8>(static_cast<in_t*>(p.out) + b * p.out_batch_stride + chan(ch) * p.out_d_stride + t, nv, y);
+    for (int q = 0; q < Cfg::kL; ++q) {
+      const float4* pr = reinterpret_cast<const float4*>(sY + (ch2 * Cfg::kL + q) * Cfg::kTP + tj);
+      const float4 a = pr[0], e = pr[1];
+      y[0] += a.x; y[1] += a.y; y[2] += a.z; y[3] += a.w;
+      y[4] += e.x; y[5] += e.y; y[6] += e.z; y[7] += e.w;
     }
+    if (z_row)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) y[i] *= silu_f(z_cur[i]);
+    store_run<8>(out_row + t0, nv, y);
   };
 
   float* __restrict__ states = static_cast<float*>(p.states);
