@@ -107,19 +107,6 @@ struct Raw8 {
   __device__ __forceinline__ float operator[](int i) const { return to_f(e[i]); }
 };
 
-// Shared-memory float4 store that the compiler does not treat as touching other shared data (an asm without a
-// memory clobber): the recurrence's partial-y store of one 4-token step then does not pin the next step's tile
-// loads behind it (ncu at f14b0a3: the step's first FMUL waiting on its dt load was the top stall). Ordering
-// against the readers comes from the barriers (__syncwarp / __syncthreads), which are memory clobbers.
-__device__ __forceinline__ void st_shared_unordered(float* p, float4 v) {
-#if defined(__CUDA_ARCH__)
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};" :: "r"(a), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w));
-#else
-  *reinterpret_cast<float4*>(p) = v;
-#endif
-}
-
 __device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 : (rem < 8 ? rem : 8)); }
 
 template <typename in_t, int kS>
@@ -294,7 +281,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
           yp[k] = fmaf(Ct[s][k], h[s], yp[k]);
         }
       }
-      st_shared_unordered(yr + tq, make_float4(yp[0], yp[1], yp[2], yp[3]));
+      *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
     }
     if constexpr (MK_SS_LANE_SYNC == 0) {
       __syncthreads();  // partial y complete; the step / B / C tiles free
