@@ -22,7 +22,8 @@
 // 0.763; lab runs at 64b31e5 .. 96f0c45): 2 states a lane in 4-warp blocks 0.357 / 0.354 / 0.703 (2 warps 0.477 /
 // 0.412 / 0.944, 8 warps 0.365 / 0.362 / 0.717); 4 states a lane in 4-warp blocks 0.370 / 0.296 / 0.724 (8 warps
 // 0.396 / 0.307 / 0.784, 16 warps 0.660 / 0.334 / 1.305): 4 states a lane cost fewer instructions a (token,
-// state) but leave too few lanes to hide latency below b * d = 16384. 1 state a lane 0.496 / 0.492. Warp-private
+// state) but leave too few lanes to hide latency below b * d = 16384. 1 state a lane 0.496 / 0.492. Bench after the
+// load / epilogue set-up moved out of the tile loop (56c96c6): 0.356 / 0.285 / 0.698. Warp-private
 // tiles (each warp loading its own B / C, no block barrier): slower (4 states 0.379 / 0.321, 2 states 0.458 /
 // 0.456): the B / C conversion per warp costs more than the barriers.
 #pragma once
