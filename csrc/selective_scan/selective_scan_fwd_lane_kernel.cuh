@@ -25,7 +25,8 @@
 // state) but leave too few lanes to hide latency below b * d = 16384. 1 state a lane 0.496 / 0.492. Bench after the
 // load / epilogue set-up moved out of the tile loop (56c96c6): 0.356 / 0.285 / 0.698. Warp-private
 // tiles (each warp loading its own B / C, no block barrier): slower (4 states 0.379 / 0.321, 2 states 0.458 /
-// 0.456): the B / C conversion per warp costs more than the barriers.
+// 0.456): the B / C conversion per warp costs more than the barriers. Barrier placement (the epilogue before the
+// first barrier; double-buffered B / C tiles with one barrier a tile): within 2% (lab run 4, 47c2498), removed.
 #pragma once
 
 // ---- Tuning knobs (preprocessor, -D...; defaults = the production build; timed by the lab variants lane_*)
@@ -33,10 +34,6 @@
 //   MK_SS_LANE_WARPS2       warps per block with 2 states a lane (4)
 //   MK_SS_LANE_WARPS4       warps per block with 4 states a lane (4)
 //   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 512 blocks of 32 channels)
-//   MK_SS_LANE_SYNC         barriers of a tile: 0 = after the recurrence and after the next tile's conversion;
-//                           1 = the epilogue and the next tile's steps (warp-local data) before the first
-//                           barrier, only the B / C conversion between the two; 2 = B / C tiles double-buffered:
-//                           one barrier a tile (more shared memory) (0)
 // Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel,
 // MK_SS_LANE_S=2|4 the states per lane.
 #ifndef MK_SS_FWD_LANE
@@ -47,9 +44,6 @@
 #endif
 #ifndef MK_SS_LANE_WARPS4
 #define MK_SS_LANE_WARPS4 4
-#endif
-#ifndef MK_SS_LANE_SYNC
-#define MK_SS_LANE_SYNC 0
 #endif
 #ifndef MK_SS_LANE_S4_MIN_BD
 #define MK_SS_LANE_S4_MIN_BD 16384
@@ -80,13 +74,11 @@ struct LaneCfg {
   static constexpr int kVecs = kCh * kTT / 8;       // (channel, 8-token) items a tile
   static constexpr int kBCVecs = 2 * kLaneN * kTT / 8;  // B and C 8-token items a tile
   static constexpr int kBCItems = (kBCVecs + kThreads - 1) / kThreads;
-  static constexpr int kBCBufs = MK_SS_LANE_SYNC == 2 ? 2 : 1;  // B / C tile buffers
-  static constexpr int kSmemFloats = (2 * kLaneN * kBCBufs + 2 * kCh + kThreads) * kTP;
+  static constexpr int kSmemFloats = (2 * kLaneN + 2 * kCh + kThreads) * kTP;
   static constexpr int bc_row(int n) { return (n % kS) * kL + n / kS; }
   static_assert(kS == 2 || kS == 4, "2 or 4 states a lane");
   static_assert(kWarps >= 1 && kWarps <= 16, "MK_SS_LANE_WARPS*: 1..16");
-  // one (channel, 8-token) item a thread, and thread ch kL + v's item is channel ch's: the step tiles and the
-  // partial y a warp's lanes use are written and read by that warp only (MK_SS_LANE_SYNC 1 / 2 rely on it)
+  // one (channel, 8-token) item a thread: thread ch kL + v's item is tokens 8 v .. 8 v + 7 of channel ch
   static_assert(kVecs == kThreads, "one item a thread");
 };
 
@@ -116,9 +108,9 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   using Cfg = LaneCfg<kS>;
   extern __shared__ float4 smem_f4[];
   float* sBC = reinterpret_cast<float*>(smem_f4);  // B rows 0..15, C rows 16..31
-  float* sDt = sBC + 2 * kLaneN * Cfg::kBCBufs * Cfg::kTP;  // [Cfg::kCh][TP]
-  float* sDu = sDt + Cfg::kCh * Cfg::kTP;            // [Cfg::kCh][TP]
-  float* sY = sDu + Cfg::kCh * Cfg::kTP;             // [Cfg::kThreads][TP]
+  float* sDt = sBC + 2 * kLaneN * Cfg::kTP;                 // [kCh][kTP]
+  float* sDu = sDt + Cfg::kCh * Cfg::kTP;                   // [kCh][kTP]
+  float* sY = sDu + Cfg::kCh * Cfg::kTP;                    // [kThreads][kTP]
 
   const int tid = threadIdx.x;
   const int64_t b = blockIdx.z, grp = blockIdx.y;
@@ -151,7 +143,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   const in_t* __restrict__ Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride;
   const in_t* __restrict__ Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride;
   const in_t* bc_src[Cfg::kBCItems];  // row start + 8 v of each B / C piece (nullptr: none)
-  int bc_dst[Cfg::kBCItems];          // its float offset in a B / C tile buffer
+  int bc_dst[Cfg::kBCItems];          // its float offset in the B / C tiles
   int bc_t[Cfg::kBCItems];            // its first token within the tile
 #pragma unroll
   for (int it = 0; it < Cfg::kBCItems; ++it) {
@@ -204,12 +196,12 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     pu[0] = make_float4(dtu[0], dtu[1], dtu[2], dtu[3]);
     pu[1] = make_float4(dtu[4], dtu[5], dtu[6], dtu[7]);
   };
-  // The loaded B / C pieces -> the B / C tile buffer bc.
-  auto convert_bc = [&](float* bc) {
+  // The loaded B / C pieces -> the B / C tiles.
+  auto convert_bc = [&]() {
 #pragma unroll
     for (int it = 0; it < Cfg::kBCItems; ++it) {
       if (!bc_src[it]) continue;
-      float4* pr = reinterpret_cast<float4*>(bc + bc_dst[it]);
+      float4* pr = reinterpret_cast<float4*>(sBC + bc_dst[it]);
       pr[0] = make_float4(rbc[it][0], rbc[it][1], rbc[it][2], rbc[it][3]);
       pr[1] = make_float4(rbc[it][4], rbc[it][5], rbc[it][6], rbc[it][7]);
     }
@@ -240,14 +232,12 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   const float* dtr = sDt + ch2 * Cfg::kTP;
   const float* dur = sDu + ch2 * Cfg::kTP;
   float* yr = sY + tid * Cfg::kTP;
-  constexpr int kBCFloats = 2 * kLaneN * Cfg::kTP;
   if (L > 0) {
     issue_loads(0);
     convert_steps(0);
-    convert_bc(sBC);
+    convert_bc();
   }
   __syncthreads();
-  int buf = 0;  // the B / C buffer of this tile (MK_SS_LANE_SYNC 2)
   for (int64_t t0 = 0; t0 < L; t0 += Cfg::kTT) {
     const bool more = t0 + Cfg::kTT < L;
     if (more) issue_loads(t0 + Cfg::kTT);  // in flight during the recurrence
@@ -257,7 +247,6 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       for (int s = 0; s < Cfg::kS; ++s) st[s] = h[s];
     }
     // P2: the recurrence over the tile, 4 tokens a step (float4 reads of the step and B / C tiles)
-    const float* bct = sBC + buf * kBCFloats;
 #pragma unroll 4
     for (int tq = 0; tq < Cfg::kTT; tq += 4) {
       const float4 dt4 = *reinterpret_cast<const float4*>(dtr + tq);
@@ -266,8 +255,8 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       float Bt[Cfg::kS][4], Ct[Cfg::kS][4];
 #pragma unroll
       for (int s = 0; s < Cfg::kS; ++s) {
-        const float4 bq = *reinterpret_cast<const float4*>(bct + (s * Cfg::kL + j) * Cfg::kTP + tq);
-        const float4 cq = *reinterpret_cast<const float4*>(bct + (kLaneN + s * Cfg::kL + j) * Cfg::kTP + tq);
+        const float4 bq = *reinterpret_cast<const float4*>(sBC + (s * Cfg::kL + j) * Cfg::kTP + tq);
+        const float4 cq = *reinterpret_cast<const float4*>(sBC + (kLaneN + s * Cfg::kL + j) * Cfg::kTP + tq);
         Bt[s][0] = bq.x; Bt[s][1] = bq.y; Bt[s][2] = bq.z; Bt[s][3] = bq.w;
         Ct[s][0] = cq.x; Ct[s][1] = cq.y; Ct[s][2] = cq.z; Ct[s][3] = cq.w;
       }
@@ -284,31 +273,13 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       }
       *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
     }
-    if constexpr (MK_SS_LANE_SYNC == 0) {
-      __syncthreads();  // partial y complete; the step / B / C tiles free
-      epilogue(t0);
-      if (more) {
-        convert_steps(t0 + Cfg::kTT);
-        convert_bc(sBC);
-      }
-      __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
-    } else if constexpr (MK_SS_LANE_SYNC == 1) {
-      __syncwarp();  // the warp's partial y complete, its step tiles free
-      epilogue(t0);
-      if (more) convert_steps(t0 + Cfg::kTT);
-      __syncthreads();  // every warp is done with the B / C tiles
-      if (more) convert_bc(sBC);
-      __syncthreads();  // the next tile's B / C tiles ready
-    } else {
-      __syncwarp();  // the warp's partial y complete, its step tiles free
-      epilogue(t0);
-      if (more) {
-        convert_steps(t0 + Cfg::kTT);
-        convert_bc(sBC + (buf ^ 1) * kBCFloats);  // last read by the previous tile's recurrence
-      }
-      buf ^= 1;
-      __syncthreads();  // the next tile's B / C buffer ready
+    __syncthreads();  // partial y complete; the step / B / C tiles free
+    epilogue(t0);
+    if (more) {
+      convert_steps(t0 + Cfg::kTT);
+      convert_bc();
     }
+    __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
   }
   if (p.last_state && c2_ok) {
     float* ls = static_cast<float*>(p.last_state) + (b * p.dim + c2) * n + j * Cfg::kS;
