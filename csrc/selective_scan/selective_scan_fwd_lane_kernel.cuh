@@ -34,6 +34,9 @@
 //   MK_SS_LANE_WARPS2       warps per block with 2 states a lane (4)
 //   MK_SS_LANE_WARPS4       warps per block with 4 states a lane (4)
 //   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 512 blocks of 32 channels)
+//   MK_SS_LANE_PF           1: the recurrence reads the next 4-token step's dt / dt u before the current step's
+//                           math (software pipelining; ncu: the step's first FMUL waiting on its dt load was the
+//                           top stall) (0; untimed)
 // Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel,
 // MK_SS_LANE_S=2|4 the states per lane.
 #ifndef MK_SS_FWD_LANE
@@ -44,6 +47,9 @@
 #endif
 #ifndef MK_SS_LANE_WARPS4
 #define MK_SS_LANE_WARPS4 4
+#endif
+#ifndef MK_SS_LANE_PF
+#define MK_SS_LANE_PF 0
 #endif
 #ifndef MK_SS_LANE_S4_MIN_BD
 #define MK_SS_LANE_S4_MIN_BD 16384
@@ -247,10 +253,22 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       for (int s = 0; s < Cfg::kS; ++s) st[s] = h[s];
     }
     // P2: the recurrence over the tile, 4 tokens a step (float4 reads of the step and B / C tiles)
+    float4 dt4, du4;
+    if constexpr (MK_SS_LANE_PF != 0) {
+      dt4 = *reinterpret_cast<const float4*>(dtr);
+      du4 = *reinterpret_cast<const float4*>(dur);
+    }
 #pragma unroll 4
     for (int tq = 0; tq < Cfg::kTT; tq += 4) {
-      const float4 dt4 = *reinterpret_cast<const float4*>(dtr + tq);
-      const float4 du4 = *reinterpret_cast<const float4*>(dur + tq);
+      float4 dt4n, du4n;  // the next step's (MK_SS_LANE_PF), or this step's read here
+      if constexpr (MK_SS_LANE_PF != 0) {
+        const int tn = tq + 4 < Cfg::kTT ? tq + 4 : tq;
+        dt4n = *reinterpret_cast<const float4*>(dtr + tn);
+        du4n = *reinterpret_cast<const float4*>(dur + tn);
+      } else {
+        dt4 = *reinterpret_cast<const float4*>(dtr + tq);
+        du4 = *reinterpret_cast<const float4*>(dur + tq);
+      }
       const float dt[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, du[4] = {du4.x, du4.y, du4.z, du4.w};
       float Bt[Cfg::kS][4], Ct[Cfg::kS][4];
 #pragma unroll
@@ -272,6 +290,10 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
         }
       }
       *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
+      if constexpr (MK_SS_LANE_PF != 0) {
+        dt4 = dt4n;
+        du4 = du4n;
+      }
     }
     __syncthreads();  // partial y complete; the step / B / C tiles free
     epilogue(t0);

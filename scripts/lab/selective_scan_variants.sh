@@ -11,6 +11,7 @@ declare -gA VARIANTS=(
   [lane_s2_w8]="-DMK_SS_LANE_S4_MIN_BD=1000000000 -DMK_SS_LANE_WARPS2=8"
   [lane_s4_w4]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_WARPS4=4"
   [lane_s4_w16]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_WARPS4=16"
+  [lane_pf]="-DMK_SS_LANE_PF=1"
   [fwd_t8]="-DMK_SS_FWD_T=8"
   [fwd_t8_sp2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2"
   [fwd_t8_sp2_mb2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2 -DMK_SS_FWD_MIN_BLOCKS=2"
@@ -39,7 +40,7 @@ declare -gA VARIANTS=(
   [bwd_fl1]="-DMK_SS_BWD_CLUSTER=1"
 )
 # run order (default first; the runner repeats it last as a drift check)
-VARIANT_NAMES=(default scan lane_s2 lane_s4 lane_s2_w2 lane_s2_w8 lane_s4_w4 lane_s4_w16 fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
+VARIANT_NAMES=(default scan lane_s2 lane_s4 lane_s2_w2 lane_s2_w8 lane_s4_w4 lane_s4_w16 lane_pf fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
                fwd_t8_poly4 fwd_t8_sp2_poly4 fwd_w4_mb4 fwd_pscan fwd_pchain fwd_prefetch fwd_pscan_prefetch fwd_pscan_pchain
                fwd_pscan_pchain_prefetch fwd_t8_pscan_prefetch
                bwd_nodbc_diag bwd_poly4 bwd_ns2 bwd_w8 bwd_w8_mb2
