@@ -18,7 +18,9 @@
 // states the block sums its 16 channels and adds them to the fp32 (b, g, n, l) buffers with atomicAdd
 // (float4 on sm_90): b g n l d / (16 g) / 4 vector atomics in all. dA and constant dB/dC: warp sums per tile,
 // atomicAdd by lane 0; dD, ddelta_bias: per lane, summed at the end. dinitial_state = q at the start.
-// Issue per (t, n): 1 MUFU, ~18 FP32 ops, ~3.5 shuffles (two scans + the dA sum), ~1 LDS/STS.128: ~35.
+// Issue per (t, n): 1 MUFU, ~18 FP32 ops, ~3.5 shuffles (two scans + the dA sum), ~1 LDS/STS.128: ~35 by count;
+// ncu (H200, b2 d4096 l4096, 2026-11-30, before MK_SS_BWD_PSCAN): 49 a (t, n) executed (the state loop 38, the
+// dB / dC flush 8, the per-token tail 3) at IPC 1.84, 1.78 ms.
 #pragma once
 #include "selective_scan/selective_scan_fwd_kernel.cuh"
 
@@ -48,6 +50,14 @@ namespace ss {
 #ifndef MK_SS_BWD_CLUSTER
 #define MK_SS_BWD_CLUSTER 1
 #endif
+#ifndef MK_SS_BWD_PSCAN
+#define MK_SS_BWD_PSCAN 1
+#endif
+//   MK_SS_BWD_PSCAN    1: both scans by the forward's predicated levels (scan_level_pred*: 2 SHFL and a predicated
+//                      FFMA / FMUL a level, no SEL; ncu had the SELs of shfl_*_or among the top stalls) (1; H200
+//                      lab 2026-11-30 run 3, bwd ms at b2 d4096 / b8 d2048 / b1 d8192: 1.725 / 1.718 / 3.367, 0:
+//                      1.824 / 1.839 / 3.594)
+constexpr bool kBwdPScan = MK_SS_BWD_PSCAN != 0;
 constexpr int kBwdT = MK_SS_BWD_T;       // tokens per lane (backward: more live per-token values than forward)
 constexpr int kBwdTile = 32 * kBwdT;     // tokens per warp per tile
 constexpr int kBwdNS = MK_SS_BWD_NS;     // states per slice (bounds the per-warp dB/dC buffers)
@@ -270,11 +280,17 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           for (int i = 1; i < kBwdT; ++i) Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
           const float Arun = Al;
           if (lane == 0) Bl = fmaf(Al, h0, Bl);
+          if constexpr (kBwdPScan) {
 #pragma unroll
-          for (int o = 1; o < 32; o <<= 1) {
-            const float Ap = shfl_up_or(Al, o, 1.f), Bp = shfl_up_or(Bl, o, 0.f);
-            Bl = fmaf(Al, Bp, Bl);
-            Al *= Ap;
+            for (int o = 1; o < 16; o <<= 1) scan_level_pred<true>(Al, Bl, o);
+            scan_level_pred<false>(Al, Bl, 16);  // (Al is not used after the scan)
+          } else {
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+              const float Ap = shfl_up_or(Al, o, 1.f), Bp = shfl_up_or(Bl, o, 0.f);
+              Bl = fmaf(Al, Bp, Bl);
+              Al *= Ap;
+            }
           }
           float h = __shfl_up_sync(kFullMask, Bl, 1);
           if (lane == 0) h = h0;
@@ -298,11 +314,17 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
             qin = qc[sn];
             Ql = fmaf(Al, qin, Ql);
           }
+          if constexpr (kBwdPScan) {
 #pragma unroll
-          for (int o = 1; o < 32; o <<= 1) {
-            const float Ap = shfl_down_or(Al, o, 1.f), Qp = shfl_down_or(Ql, o, 0.f);
-            Ql = fmaf(Al, Qp, Ql);
-            Al *= Ap;
+            for (int o = 1; o < 16; o <<= 1) scan_level_pred_down<true>(Al, Ql, o);
+            scan_level_pred_down<false>(Al, Ql, 16);
+          } else {
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+              const float Ap = shfl_down_or(Al, o, 1.f), Qp = shfl_down_or(Ql, o, 0.f);
+              Ql = fmaf(Al, Qp, Ql);
+              Al *= Ap;
+            }
           }
           float qv = __shfl_down_sync(kFullMask, Ql, 1);
           const float qtot = __shfl_sync(kFullMask, Ql, 0);
@@ -394,7 +416,13 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
   }
 }
 
-// Launch for one input dtype: 2 x 2 kernels (variable B, variable C). Returns an error or nullptr.
+// The state-lane backward (selective_scan_bwd_lane_kernel.cuh, included at the end of this file).
+inline bool lane_bwd_applies(const SelectiveScanParams& p);
+template <typename in_t>
+const char* launch_selective_scan_bwd_lane(const SelectiveScanParams& p, cudaStream_t stream);
+
+// Launch for one input dtype: the state-lane kernel where it applies, else one of 2 x 2 time-parallel kernels
+// (variable B, variable C). Returns an error or nullptr.
 template <typename in_t>
 const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t stream) {
   const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
@@ -403,6 +431,7 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
   if (p.ckpt_log2 < 3 || p.ckpt_log2 > 8) return "selective_scan_bwd_cuda: ckpt_chunk must be in [8, 256]";
   if (p.dstate < 1 || p.dstate > 256) return "selective_scan_bwd_cuda: dstate must be in [1, 256]";
   if (p.batch == 0 || p.dim == 0) return nullptr;
+  if (lane_bwd_applies(p)) return launch_selective_scan_bwd_lane<in_t>(p, stream);
   if (p.batch > 65535 || groups > 65535) return "selective_scan_bwd_cuda: batch and groups must be <= 65535";
   const int64_t smem = bwd_smem_bytes(p.dstate, var_b, var_c);  // <= 106 KB
   int dev = 0, max_smem = 0;
@@ -429,3 +458,5 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
 
 }  // namespace ss
 }  // namespace mamba_kernels
+
+#include "selective_scan/selective_scan_bwd_lane_kernel.cuh"  // uses the helpers above

@@ -229,6 +229,29 @@ __device__ __forceinline__ void scan_level_pred(float& A, float& B, unsigned o) 
   }
 #endif
 }
+// The same level right to left (the backward's adjoint scan): where lane + o < 32, (A, B) <- (A An, A Bn + B)
+// with (An, Bn) lane + o's.
+template <bool kNeedA>
+__device__ __forceinline__ void scan_level_pred_down(float& A, float& B, unsigned o) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (kNeedA)
+    asm volatile("{\n .reg .pred p;\n .reg .f32 ap, bp;\n shfl.sync.down.b32 bp|p, %1, %2, 31, -1;\n"
+                 " shfl.sync.down.b32 ap, %0, %2, 31, -1;\n @p fma.rn.ftz.f32 %1, %0, bp, %1;\n"
+                 " @p mul.rn.ftz.f32 %0, %0, ap;\n}"
+        : "+f"(A), "+f"(B) : "r"(o));
+  else
+    asm volatile("{\n .reg .pred p;\n .reg .f32 bp;\n shfl.sync.down.b32 bp|p, %1, %2, 31, -1;\n"
+                 " @p fma.rn.ftz.f32 %1, %0, bp, %1;\n}"
+        : "+f"(A), "+f"(B) : "r"(o));
+#else
+  const float bp = __shfl_down_sync(0xffffffffu, B, o);
+  const float ap = kNeedA ? __shfl_down_sync(0xffffffffu, A, o) : 1.f;
+  if ((threadIdx.x & 31) + o < 32) {
+    B = fmaf(A, bp, B);
+    if (kNeedA) A *= ap;
+  }
+#endif
+}
 // L2 prefetch hint of the 128-byte line holding p (MK_SS_FWD_PREFETCH; nothing in the CPU emulation).
 __device__ __forceinline__ void prefetch_l2(const void* p) {
 #if defined(__CUDA_ARCH__)

@@ -36,7 +36,8 @@
 //   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 512 blocks of 32 channels)
 //   MK_SS_LANE_PF           1: the recurrence reads the next 4-token step's dt / dt u before the current step's
 //                           math (software pipelining; ncu: the step's first FMUL waiting on its dt load was the
-//                           top stall) (0; untimed)
+//                           top stall) (1; H200 lab 2026-11-30 run 1: 0.348 / 0.281 / 0.688 ms against 0.356 /
+//                           0.285 / 0.701 with 0)
 // Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel,
 // MK_SS_LANE_S=2|4 the states per lane.
 #ifndef MK_SS_FWD_LANE
@@ -49,7 +50,7 @@
 #define MK_SS_LANE_WARPS4 4
 #endif
 #ifndef MK_SS_LANE_PF
-#define MK_SS_LANE_PF 0
+#define MK_SS_LANE_PF 1
 #endif
 #ifndef MK_SS_LANE_S4_MIN_BD
 #define MK_SS_LANE_S4_MIN_BD 16384
