@@ -58,6 +58,15 @@ namespace ss {
 //                      lab 2026-11-30 run 3, bwd ms at b2 d4096 / b8 d2048 / b1 d8192: 1.725 / 1.718 / 3.367, 0:
 //                      1.824 / 1.839 / 3.594)
 constexpr bool kBwdPScan = MK_SS_BWD_PSCAN != 0;
+#ifndef MK_SS_BWD_PREFETCH
+#define MK_SS_BWD_PREFETCH 1
+#endif
+//   MK_SS_BWD_PREFETCH 1: at each tile start, prefetch.global.L2 the previous tile's delta, u, dout, z runs (ncu:
+//                      the tile-start loads were ~7% of the stall samples) (1; H200 lab 2026-11-30 run 4, bwd ms
+//                      at b2 d4096 / b8 d2048 / b1 d8192: 1.666 / 1.665 / 3.274, 0: 1.709 / 1.709 / 3.361. Keeping
+//                      each lane's dA partials in shared memory over the whole walk instead of a warp sum a (tile,
+//                      state) gained 0.7% more: not kept, its 32 KB would not fit an A100's 163 KB with the rest)
+constexpr bool kBwdPrefetch = MK_SS_BWD_PREFETCH != 0;
 constexpr int kBwdT = MK_SS_BWD_T;       // tokens per lane (backward: more live per-token values than forward)
 constexpr int kBwdTile = 32 * kBwdT;     // tokens per warp per tile
 constexpr int kBwdNS = MK_SS_BWD_NS;     // states per slice (bounds the per-warp dB/dC buffers)
@@ -225,6 +234,12 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
     for (int64_t k = ntiles - 1; k >= 0; --k) {
       const int64_t t0 = s0 + k * kBwdTile;
       const int64_t tr = t0 + lane * kBwdT;
+      if (kBwdPrefetch && k > 0) {  // the previous tile's runs (read at its start), into L2 meanwhile
+        prefetch_l2(dl + tr - kBwdTile);
+        prefetch_l2(u + tr - kBwdTile);
+        prefetch_l2(dout + tr - kBwdTile);
+        if (zp) prefetch_l2(zp + tr - kBwdTile);
+      }
       const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kBwdT ? s1 - tr : kBwdT));
       const float* __restrict__ st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((k * kBwdTile) >> p.ckpt_log2)) * n;
       float dt[kBwdT], uu[kBwdT], dtu[kBwdT], dy[kBwdT], sdt = 0.f;
