@@ -86,6 +86,32 @@ inline int64_t bwd_smem_bytes(int64_t n, bool var_b, bool var_c) {
   return 4 * (nv * kBwdNS * kBwdTile * (1 + kBwdWarps) + kBwdWarps * n);
 }
 
+// The inclusive scan of the warp's run composites (Al, Bl) = (decay, value from zero): left to right (kDown =
+// false: the states entering the runs) or right to left (the adjoints). Al is not used after either scan, so the
+// last level leaves it as it was.
+template <bool kDown>
+__device__ __forceinline__ void bwd_lane_scan(float& Al, float& Bl) {
+  if constexpr (kBwdPScan) {
+#pragma unroll
+    for (int o = 1; o < 16; o <<= 1) scan_level_pred<true, kDown>(Al, Bl, o);
+    scan_level_pred<false, kDown>(Al, Bl, 16);
+  } else {
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      float Ap, Bp;
+      if constexpr (kDown) {
+        Ap = shfl_down_or(Al, o, 1.f);
+        Bp = shfl_down_or(Bl, o, 0.f);
+      } else {
+        Ap = shfl_up_or(Al, o, 1.f);
+        Bp = shfl_up_or(Bl, o, 0.f);
+      }
+      Bl = fmaf(Al, Bp, Bl);
+      Al *= Ap;
+    }
+  }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
@@ -277,9 +303,9 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       for (int i = 0; i < kBwdT; ++i) sgb[i] = sda[i] = yv[i] = 0.f;
       for (int ns0 = 0; ns0 < n; ns0 += kBwdNS) {
         const int nsl = n - ns0 < kBwdNS ? n - ns0 : kBwdNS;
-#pragma unroll 1
         // A and the saved entering state of the next state are loaded one iteration ahead (global loads
-        // that would otherwise stall the start of each iteration's chain)
+        // that would otherwise stall the start of each iteration's chain). The state loop is left to the
+        // compiler's unrolling (unroll 2 / 4 measured equal: lab 2026-11-30 run 7)
         float A_next = Arow[ns0], h0_next = lane == 0 ? st[ns0] : 0.f;
         for (int s = 0; s < nsl; ++s) {
           const int sn = ns0 + s;
@@ -306,18 +332,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           for (int i = 1; i < kBwdT; ++i) Bl = fmaf(a[i], Bl, dtu[i] * Bt[i]);
           const float Arun = Al;
           if (lane == 0) Bl = fmaf(Al, h0, Bl);
-          if constexpr (kBwdPScan) {
-#pragma unroll
-            for (int o = 1; o < 16; o <<= 1) scan_level_pred<true>(Al, Bl, o);
-            scan_level_pred<false>(Al, Bl, 16);  // (Al is not used after the scan)
-          } else {
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-              const float Ap = shfl_up_or(Al, o, 1.f), Bp = shfl_up_or(Bl, o, 0.f);
-              Bl = fmaf(Al, Bp, Bl);
-              Al *= Ap;
-            }
-          }
+          bwd_lane_scan<false>(Al, Bl);
           float h = __shfl_up_sync(kFullMask, Bl, 1);
           if (lane == 0) h = h0;
           float dCl = 0.f, vC[kBwdT];
@@ -340,18 +355,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
             qin = qc[sn];
             Ql = fmaf(Al, qin, Ql);
           }
-          if constexpr (kBwdPScan) {
-#pragma unroll
-            for (int o = 1; o < 16; o <<= 1) scan_level_pred_down<true>(Al, Ql, o);
-            scan_level_pred_down<false>(Al, Ql, 16);
-          } else {
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-              const float Ap = shfl_down_or(Al, o, 1.f), Qp = shfl_down_or(Ql, o, 0.f);
-              Ql = fmaf(Al, Qp, Ql);
-              Al *= Ap;
-            }
-          }
+          bwd_lane_scan<true>(Al, Ql);
           float qv = __shfl_down_sync(kFullMask, Ql, 1);
           const float qtot = __shfl_sync(kFullMask, Ql, 0);
           if (lane == 31) {
@@ -442,13 +446,7 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
   }
 }
 
-// The state-lane backward (selective_scan_bwd_lane_kernel.cuh, included at the end of this file).
-inline bool lane_bwd_applies(const SelectiveScanParams& p);
-template <typename in_t>
-const char* launch_selective_scan_bwd_lane(const SelectiveScanParams& p, cudaStream_t stream);
-
-// Launch for one input dtype: the state-lane kernel where it applies, else one of 2 x 2 time-parallel kernels
-// (variable B, variable C). Returns an error or nullptr.
+// Launch for one input dtype: 2 x 2 kernels (variable B, variable C). Returns an error or nullptr.
 template <typename in_t>
 const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t stream) {
   const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
@@ -457,7 +455,6 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
   if (p.ckpt_log2 < 3 || p.ckpt_log2 > 8) return "selective_scan_bwd_cuda: ckpt_chunk must be in [8, 256]";
   if (p.dstate < 1 || p.dstate > 256) return "selective_scan_bwd_cuda: dstate must be in [1, 256]";
   if (p.batch == 0 || p.dim == 0) return nullptr;
-  if (lane_bwd_applies(p)) return launch_selective_scan_bwd_lane<in_t>(p, stream);
   if (p.batch > 65535 || groups > 65535) return "selective_scan_bwd_cuda: batch and groups must be <= 65535";
   const int64_t smem = bwd_smem_bytes(p.dstate, var_b, var_c);  // <= 106 KB
   int dev = 0, max_smem = 0;
@@ -484,5 +481,3 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
 
 }  // namespace ss
 }  // namespace mamba_kernels
-
-#include "selective_scan/selective_scan_bwd_lane_kernel.cuh"  // uses the helpers above

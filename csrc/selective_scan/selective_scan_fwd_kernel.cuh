@@ -207,51 +207,41 @@ __device__ __forceinline__ float shfl_down_or(float v, unsigned o, float other) 
 }
 // One level of the inclusive (decay, state) scan, MK_SS_FWD_PSCAN: where lane - o >= 0,
 // (A, B) <- (A Ap, A Bp + B) with (Ap, Bp) lane - o's; elsewhere unchanged. The shuffle's valid predicate
-// guards the FFMA / FMUL (no SEL). kNeedA = false (last level): B only, A left as it was.
-template <bool kNeedA>
+// guards the FFMA / FMUL (no SEL). kNeedA = false (last level): B only, A left as it was. kDown: the same level
+// right to left (the backward's adjoint scan): where lane + o < 32, with lane + o's values.
+// PTX of a level: DIR "up" or "down", CLAMP its shuffle's clamp ("0" up, "31" down).
+#define MK_SS_SCAN_LEVEL_AB(DIR, CLAMP)                                                                   \
+  "{\n .reg .pred p;\n .reg .f32 ap, bp;\n shfl.sync." DIR ".b32 bp|p, %1, %2, " CLAMP ", -1;\n"       \
+  " shfl.sync." DIR ".b32 ap, %0, %2, " CLAMP ", -1;\n @p fma.rn.ftz.f32 %1, %0, bp, %1;\n"             \
+  " @p mul.rn.ftz.f32 %0, %0, ap;\n}"
+#define MK_SS_SCAN_LEVEL_B(DIR, CLAMP)                                                                    \
+  "{\n .reg .pred p;\n .reg .f32 bp;\n shfl.sync." DIR ".b32 bp|p, %1, %2, " CLAMP ", -1;\n"                 \
+  " @p fma.rn.ftz.f32 %1, %0, bp, %1;\n}"
+template <bool kNeedA, bool kDown = false>
 __device__ __forceinline__ void scan_level_pred(float& A, float& B, unsigned o) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (kNeedA)
-    asm volatile("{\n .reg .pred p;\n .reg .f32 ap, bp;\n shfl.sync.up.b32 bp|p, %1, %2, 0, -1;\n"
-                 " shfl.sync.up.b32 ap, %0, %2, 0, -1;\n @p fma.rn.ftz.f32 %1, %0, bp, %1;\n"
-                 " @p mul.rn.ftz.f32 %0, %0, ap;\n}"
-        : "+f"(A), "+f"(B) : "r"(o));
-  else
-    asm volatile("{\n .reg .pred p;\n .reg .f32 bp;\n shfl.sync.up.b32 bp|p, %1, %2, 0, -1;\n"
-                 " @p fma.rn.ftz.f32 %1, %0, bp, %1;\n}"
-        : "+f"(A), "+f"(B) : "r"(o));
+  if constexpr (kDown && kNeedA) asm volatile(MK_SS_SCAN_LEVEL_AB("down", "31") : "+f"(A), "+f"(B) : "r"(o));
+  else if constexpr (kDown) asm volatile(MK_SS_SCAN_LEVEL_B("down", "31") : "+f"(A), "+f"(B) : "r"(o));
+  else if constexpr (kNeedA) asm volatile(MK_SS_SCAN_LEVEL_AB("up", "0") : "+f"(A), "+f"(B) : "r"(o));
+  else asm volatile(MK_SS_SCAN_LEVEL_B("up", "0") : "+f"(A), "+f"(B) : "r"(o));
 #else
-  const float bp = __shfl_up_sync(0xffffffffu, B, o);
-  const float ap = kNeedA ? __shfl_up_sync(0xffffffffu, A, o) : 1.f;
-  if ((threadIdx.x & 31) >= o) {
+  float bp, ap = 1.f;
+  if constexpr (kDown) {
+    bp = __shfl_down_sync(0xffffffffu, B, o);
+    if (kNeedA) ap = __shfl_down_sync(0xffffffffu, A, o);
+  } else {
+    bp = __shfl_up_sync(0xffffffffu, B, o);
+    if (kNeedA) ap = __shfl_up_sync(0xffffffffu, A, o);
+  }
+  const unsigned lane = threadIdx.x & 31;
+  if (kDown ? lane + o < 32 : lane >= o) {
     B = fmaf(A, bp, B);
     if (kNeedA) A *= ap;
   }
 #endif
 }
-// The same level right to left (the backward's adjoint scan): where lane + o < 32, (A, B) <- (A An, A Bn + B)
-// with (An, Bn) lane + o's.
-template <bool kNeedA>
-__device__ __forceinline__ void scan_level_pred_down(float& A, float& B, unsigned o) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (kNeedA)
-    asm volatile("{\n .reg .pred p;\n .reg .f32 ap, bp;\n shfl.sync.down.b32 bp|p, %1, %2, 31, -1;\n"
-                 " shfl.sync.down.b32 ap, %0, %2, 31, -1;\n @p fma.rn.ftz.f32 %1, %0, bp, %1;\n"
-                 " @p mul.rn.ftz.f32 %0, %0, ap;\n}"
-        : "+f"(A), "+f"(B) : "r"(o));
-  else
-    asm volatile("{\n .reg .pred p;\n .reg .f32 bp;\n shfl.sync.down.b32 bp|p, %1, %2, 31, -1;\n"
-                 " @p fma.rn.ftz.f32 %1, %0, bp, %1;\n}"
-        : "+f"(A), "+f"(B) : "r"(o));
-#else
-  const float bp = __shfl_down_sync(0xffffffffu, B, o);
-  const float ap = kNeedA ? __shfl_down_sync(0xffffffffu, A, o) : 1.f;
-  if ((threadIdx.x & 31) + o < 32) {
-    B = fmaf(A, bp, B);
-    if (kNeedA) A *= ap;
-  }
-#endif
-}
+#undef MK_SS_SCAN_LEVEL_AB
+#undef MK_SS_SCAN_LEVEL_B
 // L2 prefetch hint of the 128-byte line holding p (MK_SS_FWD_PREFETCH; nothing in the CPU emulation).
 __device__ __forceinline__ void prefetch_l2(const void* p) {
 #if defined(__CUDA_ARCH__)

@@ -38,12 +38,9 @@ declare -gA VARIANTS=(
   [bwd_t16_w8]="-DMK_SS_BWD_T=16 -DMK_SS_BWD_WARPS=8"
   [bwd_fl0]="-DMK_SS_BWD_CLUSTER=0"
   [bwd_fl1]="-DMK_SS_BWD_CLUSTER=1"
-  [bwd_lane]="-DMK_SS_BWD_LANE=1"
   [bwd_pscan0]="-DMK_SS_BWD_PSCAN=0"
   [bwd_pf0]="-DMK_SS_BWD_PREFETCH=0"
   [bwd_w12]="-DMK_SS_BWD_WARPS=12"
-  [bwd_lane_s4]="-DMK_SS_BWD_LANE=1 -DMK_SS_BWD_LANE_S=4"
-  [bwd_lane_w8]="-DMK_SS_BWD_LANE=1 -DMK_SS_BWD_LANE_WARPS=8"
 )
 # run order (default first; the runner repeats it last as a drift check)
 VARIANT_NAMES=(default scan lane_s2 lane_s4 lane_s2_w2 lane_s2_w8 lane_s4_w4 lane_s4_w16 lane_pf fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
@@ -51,4 +48,4 @@ VARIANT_NAMES=(default scan lane_s2 lane_s4 lane_s2_w2 lane_s2_w8 lane_s4_w4 lan
                fwd_pscan_pchain_prefetch fwd_t8_pscan_prefetch
                bwd_nodbc_diag bwd_poly4 bwd_ns2 bwd_w8 bwd_w8_mb2
                bwd_t16_w8
-               bwd_fl0 bwd_fl1 bwd_lane bwd_lane_s4 bwd_lane_w8 bwd_pscan0 bwd_pf0 bwd_w12)
+               bwd_fl0 bwd_fl1 bwd_pscan0 bwd_pf0 bwd_w12)
