@@ -138,26 +138,23 @@ __device__ __forceinline__ int bwd_f4_token(int j) {
 }
 
 // Float4 j of state row s of the dB or dC partials, summed over the block's first nw warps (its valid channels).
-__device__ __forceinline__ float4 warp_partials_sum4(const float* part, int s, int j, int nw) {
-  const float4* p4 = reinterpret_cast<const float4*>(part + s * kBwdTile) + j;
+// A whole block (all but the last of a group) sums without the per-warp bound test (H200 lab 2026-11-30 run 6:
+// bwd 1.669 -> 1.61 ms at b2 d4096).
+template <bool kWhole>
+__device__ __forceinline__ float4 sum_warp_partials4(const float4* p4, int nw) {
   constexpr int kWarpStep = kBwdNS * kBwdTile / 4;  // float4s between two warps' partials
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-  if (nw == kBwdWarps) {  // a whole block (all but the last of a group): no per-warp test (H200 lab 2026-11-30
-                          // run 6: bwd 1.669 -> 1.61 ms at b2 d4096)
-#pragma unroll
-    for (int w = 0; w < kBwdWarps; ++w) {
-      const float4 v = p4[w * kWarpStep];
-      acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
-    }
-    return acc;
-  }
 #pragma unroll
   for (int w = 0; w < kBwdWarps; ++w) {
-    if (w >= nw) break;
+    if (!kWhole && w >= nw) break;
     const float4 v = p4[w * kWarpStep];
     acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
   }
   return acc;
+}
+__device__ __forceinline__ float4 warp_partials_sum4(const float* part, int s, int j, int nw) {
+  const float4* p4 = reinterpret_cast<const float4*>(part + s * kBwdTile) + j;
+  return nw == kBwdWarps ? sum_warp_partials4<true>(p4, nw) : sum_warp_partials4<false>(p4, nw);
 }
 
 // Sums the dB or dC partials of the block's warps for states ns0 .. ns0 + nsl and adds them to dst (n, L) rows

@@ -2,8 +2,9 @@
 # ncu of the selective-scan kernels (GPU machine, no torch): builds the lab binary (scripts/lab/selective_scan_lab.cu,
 # production knobs unless NVFLAGS_EXTRA) and profiles one launch of each kernel in KERNELS (default: the state-lane
 # forward and the time-parallel forward; also selective_scan_bwd_kernel) at one case, writing to $OUT:
-# ncu_ss_<kernel>_summary.txt (speed of light, occupancy, warp stall reasons, instruction and scheduler stats) and ncu_ss_<kernel>_sass.csv (per-SASS samples; read with
-# scripts/ncu_phases.py). Usage: bash scripts/lab/ncu_selective_scan_lane.sh [case, default b2-d4096-n16-l4096]
+# ncu_ss_<kernel>_summary.txt (speed of light, occupancy, warp stall reasons, instruction and scheduler stats) and
+# ncu_ss_<kernel>_sass.csv (per-SASS samples; read with scripts/ncu_phases.py).
+# Usage: [KERNELS="..."] bash scripts/lab/ncu_selective_scan_lane.sh [case, default b2-d4096-n16-l4096]
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mk_out}; mkdir -p "$OUT"
