@@ -449,6 +449,20 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     # fewer registers)
     "dx-legacy-r168": ("bwd_dx", dict(maxnreg=168), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-r128": ("bwd_dx", dict(maxnreg=128), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    # a whole chunk of 128 rows a program (one diagonal block, no source-block loop: every load of the program in
+    # one round) and the forward scan's smaller blocks; the CB kernel's blocks stay 64. H200 2026-12-01, chunk 128,
+    # shape 1 / 2: 799 / 326 (BM128 w8), 2175 / 1039 (w4), 2387 / 1075 (w8 r128), 558 / 243 (BM32 w2), 711 / 305
+    # (BM32 w4) us against 560 / 238 for the default (64 rows, 4 warps)
+    "dx-legacy-BM128-w8-st1": ("bwd_dx", dict(BM=128, num_warps=8, num_stages=1), {"bwd_dx": "legacy"},
+                               ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-BM128-w4-st1": ("bwd_dx", dict(BM=128, num_warps=4, num_stages=1), {"bwd_dx": "legacy"},
+                               ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-BM128-w8-st1-r128": ("bwd_dx", dict(BM=128, num_warps=8, num_stages=1, maxnreg=128),
+                                    {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-BM32-w2-st1": ("bwd_dx", dict(BM=32, num_warps=2, num_stages=1), {"bwd_dx": "legacy"},
+                              ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-BM32-w4-st1": ("bwd_dx", dict(BM=32, num_warps=4, num_stages=1), {"bwd_dx": "legacy"},
+                              ("_ssd_bwd_dx_kernel",)),
     # the state-out path's d a in the dx kernel (_FWD["da_out"] = "dx"; the default is "dc", B4's dC launch): dx
     # with it (656 against 550 us at shape 1, chunk 128), dC without it
     "dx-legacy-dxda": ("bwd_dx", {}, {"bwd_dx": "legacy", "da_out": "dx"}, ("_ssd_bwd_dx_kernel",)),
@@ -502,6 +516,11 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dcb-hs4": ("bwd_dcb", dict(HSPLIT=4), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-hs8": ("bwd_dcb", dict(HSPLIT=8), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-st2": ("bwd_dcb", dict(num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    # block pairs of 128 (one a chunk: 128 programs at shape 1) / 32 (10 a chunk) instead of 64 (3 a chunk). H200
+    # 2026-12-01, chunk 128, shape 1 / 2: 897 / 159, 458 / 141, 282 / 113 us against 247 / 91 for the default
+    "dcb-BM128-w8-st2": ("bwd_dcb", dict(BM=128, num_warps=8, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-BM32-r168-st2": ("bwd_dcb", dict(BM=32, maxnreg=168, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    "dcb-BM32-w2-st2": ("bwd_dcb", dict(BM=32, num_warps=2, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-st1": ("bwd_dcb", dict(num_stages=1), {}, ("_ssd_bwd_dcb_kernel",)),
     "dbc-default": ("bwd_dbc", {}, {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-BPK32": ("bwd_dbc", dict(BPK=32), {}, ("_ssd_bwd_dbc_kernel",)),

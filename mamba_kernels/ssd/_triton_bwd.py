@@ -127,9 +127,10 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
         xy = xyb + offs_s[:, None] * (h * p) + offs_p[None, :]
         mxy = ms[:, None] & mp[None, :]
         dys = tl.load(dy_ptr + xy, mask=mxy, other=0.0).to(tl.float32)
-        cbT = tl.load(cb_ptr + cbb + offs_s[None, :] * Q + offs_s[:, None], mask=ms[:, None] & ms[None, :],
-                      other=0.0).to(tl.float32)                                            # (s, t)
         causal = (offs_s[None, :] >= offs_s[:, None]) & ms[None, :] & ms[:, None]
+        # causal mask on the load: CB above the diagonal is never written (B2's blocks need not be the CB kernel's)
+        cbT = tl.load(cb_ptr + cbb + offs_s[None, :] * Q + offs_s[:, None], mask=causal,
+                      other=0.0).to(tl.float32)                                            # (s, t)
         dec = tl.exp(tl.where(causal, a_s[None, :] - a_s[:, None], float("-inf")))
         du += tl.dot(_cast(cbT * dec, KIND), _cast(dys, KIND), input_precision=PREC)
         msn = ms[:, None] & mn[None, :]
@@ -266,9 +267,9 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
         du = (acc + dus) * _head_expand(rowf, head_hp, HB)
         if fast == 0:  # steep decay inside the diagonal block: exact exp(a_t - a_s), one head at a time (dy masked
             # to the head's columns, so the dot adds to those only)
-            cbd = tl.load(cbp + offs_s[None, :] * Q + offs_s[:, None], mask=ms[:, None] & ms[None, :],
-                          other=0.0).to(tl.float32)                                        # (s, t)
             causal = (offs_s[None, :] >= offs_s[:, None]) & ms[None, :] & ms[:, None]
+            cbd = tl.load(cbp + offs_s[None, :] * Q + offs_s[:, None], mask=causal,
+                          other=0.0).to(tl.float32)                                        # (s, t)
             dys = tl.load(dyb + xy, mask=mxy, other=0.0).to(tl.float32)
             for j in tl.static_range(HB):
                 a_j = tl.load(ap + j * l + offs_s, mask=ms, other=0.0)

@@ -299,7 +299,6 @@ def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: in
     for s in (cfg["scan"], cfg["bwd_dx_h"]):
         while s["HB"] > 1 and hpg % s["HB"]:  # an override's HB must divide h / g
             s["HB"] //= 2
-    assert cfg["bwd_dx_h"]["BM"] == cfg["bwd_dx"]["BM"] == cfg["cb"]["BM"]  # backward CB blocks
     return cfg
 
 
@@ -414,6 +413,8 @@ def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None):
         c["BM"] = BM
     nmb = triton.cdiv(Q, c["BM"])
     cb = torch.empty(max(lay.nk, 1), g, Q, Q, device=C.device, dtype=sdt)
+    if _interpreted():  # CPU tests: blocks above the diagonal are never written; a kernel reading them must fail
+        cb.fill_(float("nan"))
     if lay.nk:
         _launch(_ssd_cb_kernel, (lay.nk * nmb * nmb * g,),
             C, B, cb, lay.tab, l, g, n, lay.ncr, nmb, Q=Q, VARLEN=lay.varlen, KIND=kind, PREC=_prec(kind), **c, **o)
@@ -517,7 +518,6 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     da = torch.zeros(b, h, l, device=dev, dtype=f32)
     dA_part = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
     dbias_part = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
-    nmb = triton.cdiv(Q, cfg["bwd_dx"]["BM"])
     dD_part = torch.zeros(max(nk, 1), h, p, device=dev, dtype=f32) if D is not None else None
     if nk:
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
@@ -542,7 +542,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
                 KIND=kind, PREC=prec, DA_OUT=da_in_dx, **c, **o)
         # B3: dCB per group + intra-chunk d a
         c, o = _launch_opts(cfg["bwd_dcb"])
-        assert c["BM"] == cfg["bwd_dx"]["BM"]
+        nmb = triton.cdiv(Q, c["BM"])
         c["HSPLIT"] = max(1, min(c["HSPLIT"], hpg))
         # split heads: fp32 partial sums added atomically (masked to the causal triangle, which is all B4 reads)
         dcb = (torch.zeros(nk, g, Q, Q, device=dev, dtype=f32) if c["HSPLIT"] > 1 else
