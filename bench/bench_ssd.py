@@ -463,6 +463,11 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
                               ("_ssd_bwd_dx_kernel",)),
     "dx-legacy-BM32-w4-st1": ("bwd_dx", dict(BM=32, num_warps=4, num_stages=1), {"bwd_dx": "legacy"},
                               ("_ssd_bwd_dx_kernel",)),
+    # 8 warps without pipelining: half the registers a thread of the 4-warp default (253 at shape 1, 2 CTAs an SM).
+    # H200 2026-12-01, chunk 128, shape 1 / 2: 893 / 368 us (r128: 615 / 265) against 560 / 238
+    "dx-legacy-w8-st1": ("bwd_dx", dict(num_warps=8, num_stages=1), {"bwd_dx": "legacy"}, ("_ssd_bwd_dx_kernel",)),
+    "dx-legacy-w8-st1-r128": ("bwd_dx", dict(num_warps=8, num_stages=1, maxnreg=128), {"bwd_dx": "legacy"},
+                              ("_ssd_bwd_dx_kernel",)),
     # the state-out path's d a in the dx kernel (_FWD["da_out"] = "dx"; the default is "dc", B4's dC launch): dx
     # with it (656 against 550 us at shape 1, chunk 128), dC without it
     "dx-legacy-dxda": ("bwd_dx", {}, {"bwd_dx": "legacy", "da_out": "dx"}, ("_ssd_bwd_dx_kernel",)),
@@ -521,6 +526,8 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "dcb-BM128-w8-st2": ("bwd_dcb", dict(BM=128, num_warps=8, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-BM32-r168-st2": ("bwd_dcb", dict(BM=32, maxnreg=168, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-BM32-w2-st2": ("bwd_dcb", dict(BM=32, num_warps=2, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
+    # 8 warps under a 128 cap (2 CTAs an SM; the default spills at its 168 cap): 339 / 117 us against 247 / 91
+    "dcb-w8-st2-r128": ("bwd_dcb", dict(num_warps=8, num_stages=2, maxnreg=128), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-st1": ("bwd_dcb", dict(num_stages=1), {}, ("_ssd_bwd_dcb_kernel",)),
     "dbc-default": ("bwd_dbc", {}, {}, ("_ssd_bwd_dbc_kernel",)),
     "dbc-BPK32": ("bwd_dbc", dict(BPK=32), {}, ("_ssd_bwd_dbc_kernel",)),
