@@ -498,6 +498,15 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
                                ("_ssd_state_bwd_kernel",)),
     "state-BS32-w4-st2-r168": ("state_bwd", dict(BS=32, num_warps=4, num_stages=2, maxnreg=168), {},
                                ("_ssd_state_bwd_kernel",)),
+    # 32-token steps without pipelining: half the gating tiles a step (ncu 2026-12-01: the 64-token walk spills under
+    # its 168 cap), and a 128 cap for 4 CTAs an SM. H200 2026-12-01, shape 1, chunk 128: 589 / 642 / 958 (2 warps) us
+    # against 472
+    "state-BS32-w4-st1-r168": ("state_bwd", dict(BS=32, num_warps=4, num_stages=1, maxnreg=168), {},
+                               ("_ssd_state_bwd_kernel",)),
+    "state-BS32-w4-st1-r128": ("state_bwd", dict(BS=32, num_warps=4, num_stages=1, maxnreg=128), {},
+                               ("_ssd_state_bwd_kernel",)),
+    "state-BS32-w2-st1-r168": ("state_bwd", dict(BS=32, num_warps=2, num_stages=1, maxnreg=168), {},
+                               ("_ssd_state_bwd_kernel",)),
     # n in two blocks (640 walks at shape 1) under caps: 4-5 CTAs an SM
     "state-BN64-BS64-w4-st1-r128": ("state_bwd", dict(BN=64, BS=64, num_warps=4, num_stages=1, maxnreg=128), {},
                                     ("_ssd_state_bwd_kernel",)),
