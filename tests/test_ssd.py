@@ -234,13 +234,16 @@ def test_triton_cpu_state_out_da_in_dx_kernel(case, bwd_dx, monkeypatch):
 
 
 @pytest.mark.parametrize("bwd_dx, over", [("legacy", dict(bwd_dx=dict(BM=32))), ("heads", dict(bwd_dx_h=dict(BM=32))),
-                                          ("legacy", dict(bwd_dcb=dict(BM=32)))], ids=["dx-BM32", "dxh-BM32", "dcb-BM32"])
-def test_triton_cpu_backward_blocks_unlike_cb_blocks(bwd_dx, over, monkeypatch):
-    """Backward row blocks other than the CB kernel's (sweep configs; the interpreter's CB blocks are 16 and its
-    unwritten blocks above the diagonal NaN): a dx / dCB block of a whole 32-token chunk reads CB only on and below
-    the diagonal. Partial last chunk, varlen slots, steep decay; forward and every gradient."""
+                                          ("legacy", dict(bwd_dcb=dict(BM=32))), ("legacy", dict(chunk_scan=dict(BM=32)))],
+                         ids=["dx-BM32", "dxh-BM32", "dcb-BM32", "scan-BM32"])
+def test_triton_cpu_blocks_unlike_cb_blocks(bwd_dx, over, monkeypatch):
+    """Row blocks other than the CB kernel's (sweep configs; the interpreter's CB blocks are 16 and its unwritten
+    blocks above the diagonal NaN): a dx / dCB block of a whole 32-token chunk reads CB only on and below the
+    diagonal, and the one-head forward scan at 32-row blocks gets CB in 32-blocks. Partial last chunk, varlen slots,
+    steep decay; forward and every gradient."""
     _skip_unavailable("triton", "cpu")
     from mamba_kernels.ssd import triton as tri
+    monkeypatch.setitem(tri._FWD, "scan", "legacy")
     monkeypatch.setitem(tri._FWD, "bwd_dx", bwd_dx)
     for k, v in over.items():
         monkeypatch.setitem(tri._CFG_OVERRIDE, k, v)

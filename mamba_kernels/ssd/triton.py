@@ -116,7 +116,8 @@ _REC = {"launches": None, "arch": 90}
 # dots), to check the GPU tests' tolerances on CPU. Off by default; nothing in the library sets it.
 _EMULATE = {"half_dots": False}
 # Config overrides {kernel key of _configs: {name: value}} for A/B timing on the GPU (bench/bench_ssd.py); the
-# library never sets it. The forward's CB kernel follows the scan's BM.
+# library never sets it. The forward's CB kernel follows the head-block scan's BM and is at least the one-head
+# scan's BM (their diagonal CB loads read whole blocks); the backward kernels mask theirs to the causal triangle.
 _CFG_OVERRIDE: dict = {}
 # Kernel variants, switchable for A/B timing (bench/bench_ssd.py). "scan": "heads" (_ssd_scan_heads_kernel: heads
 # of a group share the CB / C dots) or "legacy" (_ssd_chunk_scan_kernel: one head per program). "bwd_dx": "legacy"
@@ -468,8 +469,9 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     elif lay.nk:
         cb_mem = hpg > 1
-        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg) if cb_mem else dtp
         c, o = _launch_opts(cfg["chunk_scan"])
+        # the scan reads whole diagonal blocks of CB (no causal mask on that load): CB blocks a multiple of its rows
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, max(cfg["cb"]["BM"], c["BM"])) if cb_mem else dtp
         npb = triton.cdiv(p, c["BP"])
         _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h,),
             x, z if z is not None else x, B, C, cb, dtp, a, states_in, D if D is not None else A, out,
