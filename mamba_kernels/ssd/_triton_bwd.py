@@ -85,7 +85,7 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
       state-in path:  d a_s -= dt'_s q_s,  d a_L += sum_s dt'_s q_s,  q_s = e_s x_s.(dS B_s)
       state-out path (DA_OUT; else the dC kernel adds it): d a_s += exp(a_s) dy_s.(h_in C_s)
     Off-diagonal blocks (t block > s block) factor exp(a_t - a_s) = exp(a_t - a_r) exp(a_r - a_s), a_r = a at the
-    source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD partials per chunk."""
+    source block's last token. The intra-chunk d a terms come from _ssd_bwd_dcb_kernel; dD added atomically."""
     hh, pb, k, row, start, ln, grp, tok0, xyb, bc, ab, cbb = _chunk_head_program(
         h, npb, hpg, ng, p, n, tab_ptr, l, ncr, Q, VARLEN)
     if ln <= 0:
@@ -157,7 +157,7 @@ def _ssd_bwd_dx_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr, hin_
         dal += dt_s * q
     tl.atomic_add(dalast_ptr + k * h + hh, tl.sum(dal, axis=0), sem="relaxed")
     if HAS_D:
-        tl.store(dD_ptr + (k.to(tl.int64) * h + hh) * p + offs_p, dD, mask=mp)
+        tl.atomic_add(dD_ptr + hh * p + offs_p, dD, mask=mp, sem="relaxed")  # (h, p), also for D (h,)
 
 
 # --------------------------------------------------------------------------------------------- B2h: dx, head blocks
@@ -175,7 +175,7 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
     with the diagonal block inside the sum when its decay span max |a - a_r| <= span_max, else exactly per head.
     dx_s = dt'_s du_s + D dy_s;  d dt'_s += x_s.du_s;  d a_s += exp(a_s) dy_s.(h_in C_s) - dt'_s q_s (the first
     term only when DA_OUT, else the dC kernel adds it); d a_L += sum_s dt'_s q_s with q_s = x_s.(state-in part of
-    du_s); dD partials per chunk."""
+    du_s); dD added atomically."""
     pid = tl.program_id(0)
     pb = pid % npb
     rest = pid // npb
@@ -289,7 +289,7 @@ def _ssd_bwd_dx_heads_kernel(x_ptr, dy_ptr, B_ptr, C_ptr, cb_ptr, dtp_ptr, a_ptr
         dal += tl.sum(dt_s * q, axis=0)
     tl.atomic_add(dalast_ptr + k * h + hh0 + offs_h, dal, sem="relaxed")
     if HAS_D:
-        tl.store(dD_ptr + (k.to(tl.int64) * h + hh0) * p + colj, dD, mask=mj)
+        tl.atomic_add(dD_ptr + hh0 * p + colj, dD, mask=mj, sem="relaxed")  # (h, p), also for D (h,)
 
 
 # --------------------------------------------------------------------------------------------- B3: dCB
@@ -445,12 +445,12 @@ def _ssd_bwd_dbc_kernel(u_ptr, bc_ptr, dcb_ptr, dtp_ptr, a_ptr, st_ptr, out_ptr,
 
 # --------------------------------------------------------------------------------------------- B5: dt chain
 @triton.jit
-def _ssd_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalast_ptr, ddtp_ptr, ddt_ptr, dA_part_ptr,
-                           dbias_part_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
+def _ssd_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalast_ptr, ddtp_ptr, ddt_ptr, dA_ptr,
+                           dbias_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
                            Q, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                            HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
     """d a (per token, plus the chunk's d a_L on its last token) -> d(dt' A)_j = sum_{t>=j} d a_t; d dt' += A d(dt' A),
-    dA += sum dt' d(dt' A); then back through clamp and softplus to the raw dt. Per-chunk dA / d dt_bias partials."""
+    dA += sum dt' d(dt' A); then back through clamp and softplus to the raw dt. dA and d dt_bias added atomically."""
     k = tl.program_id(0)
     hb = tl.program_id(1)
     row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
@@ -467,7 +467,7 @@ def _ssd_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalast_ptr,
     A = tl.load(A_ptr + offs_h, mask=mh, other=0.0).to(tl.float32)
     dtp = tl.load(dtp_ptr + hl, mask=mask, other=0.0)
     ddt = tl.load(ddtp_ptr + hl, mask=mask, other=0.0) + A[None, :] * rc
-    tl.store(dA_part_ptr + k * h + offs_h, tl.sum(dtp * rc, axis=0), mask=mh)
+    tl.atomic_add(dA_ptr + offs_h, tl.sum(dtp * rc, axis=0), mask=mh, sem="relaxed")
     lh = (row * l + start + offs_q[:, None]) * h + offs_h[None, :]
     v = tl.load(dt_ptr + lh, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -481,4 +481,5 @@ def _ssd_cumsum_bwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, da_ptr, dalast_ptr,
         ddt = ddt * tl.where(v <= 20.0, tl.sigmoid(v), 1.0)
     ddt = tl.where(mask, ddt, 0.0)
     tl.store(ddt_ptr + lh, ddt.to(ddt_ptr.dtype.element_ty), mask=mask)
-    tl.store(dbias_part_ptr + k * h + offs_h, tl.sum(ddt, axis=0), mask=mh)
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_h, tl.sum(ddt, axis=0), mask=mh, sem="relaxed")

@@ -31,7 +31,7 @@ Forward, 3 launches (4 when a group's heads span several scan programs):
   (Tried and removed 2026-11-30: F1 and F2 as one walk a (sequence, head, p block), a whole chunk an iteration, x
   read once: 0.73 / 0.35 ms alone at shapes 1 / 2 against 0.54 / 0.29 for the whole two-pass forward; too few
   programs walking chunks one after another.)
-Backward, 8 launches (+ tiny torch sums of per-chunk dA / dt_bias / D partials):
+Backward, 8 launches (+ 2 zero fills of the fp32 accumulators and casts of dA / d dt_bias / dD to their dtypes):
   K0, K1 recomputed (cheap; K1 always)
   B1 _ssd_state_bwd_kernel    reverse walk per (sequence, head, p block): dy = dout silu(z) and dz (stored),
                               dS_c (gradient w.r.t. the state after chunk c, stored), d a_L through the decay,
@@ -102,6 +102,7 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import torch
@@ -470,7 +471,8 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     elif lay.nk:
         cb_mem = hpg > 1
         c, o = _launch_opts(cfg["chunk_scan"])
-        # the scan reads whole diagonal blocks of CB (no causal mask on that load): CB blocks a multiple of its rows
+        # the scan reads whole diagonal blocks of CB (no causal mask on that load): CB blocks a multiple of its rows.
+        # (Masking that load instead measured 25 us slower at shape 1 on the H200, 2026-12-01: 0.548 against 0.523 ms.)
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, max(cfg["cb"]["BM"], c["BM"])) if cb_mem else dtp
         npb = triton.cdiv(p, c["BP"])
         _launch(_ssd_chunk_scan_kernel, (lay.nk * npb * h,),
@@ -479,6 +481,19 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             Q=Q, VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     return out, ypre, states_in, final
+
+
+def _zeroed(dev, *shapes):
+    """fp32 zero tensors of the given shapes, views of one buffer zeroed by a single fill (each view starts on a
+    16-byte boundary, as a tensor of its own would for the kernels' alignment hints)."""
+    sizes = [math.prod(s) for s in shapes]
+    padded = [-(-k // 4) * 4 for k in sizes]
+    buf = torch.zeros(max(sum(padded), 1), device=dev, dtype=torch.float32)
+    out, off = [], 0
+    for s, k, kp in zip(shapes, sizes, padded):
+        out.append(buf[off:off + k].view(s))
+        off += kp
+    return out
 
 
 def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit,
@@ -497,7 +512,13 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     dy = torch.empty(x.shape, device=dev, dtype=sdt) if z is not None else dout
     dS = torch.empty(max(nk, 1), h, p, n, device=dev, dtype=sdt)
     dinit = torch.empty(lay.nseq, h, p, n, device=dev, dtype=f32)
-    dalast = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
+    # fp32 accumulators that kernels add into atomically: the internal d a_L per chunk (B1, B2) and d dt' / d a per
+    # token (B2, B3, B4) share one zero fill; the returned dA, d dt_bias, dD (B2, B5) must not alias each other (a
+    # custom op's outputs), so they are tensors of their own
+    dalast, ddtp, da = _zeroed(dev, (max(nk, 1), h), (b, h, l), (b, h, l))
+    dA32 = torch.zeros(h, device=dev, dtype=f32)
+    dbias32 = torch.zeros(h, device=dev, dtype=f32) if dt_bias is not None else dA32
+    dD32 = torch.zeros(h, p, device=dev, dtype=f32) if D is not None else dA32  # (h, p) also for D (h,)
     dfin = d_final.contiguous() if d_final is not None else None
     dsin = d_states_in.contiguous() if d_states_in is not None else None
     c, o = _launch_opts(cfg["state_bwd"])
@@ -516,11 +537,6 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     ddt = torch.empty_like(dt)
     dB = torch.empty_like(B)
     dC = torch.empty_like(C)
-    ddtp = torch.zeros(b, h, l, device=dev, dtype=f32)
-    da = torch.zeros(b, h, l, device=dev, dtype=f32)
-    dA_part = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
-    dbias_part = torch.zeros(max(nk, 1), h, device=dev, dtype=f32)
-    dD_part = torch.zeros(max(nk, 1), h, p, device=dev, dtype=f32) if D is not None else None
     if nk:
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
         da_in_dx = _FWD["da_out"] == "dx"
@@ -531,7 +547,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
             nhb = h // c["HB"]
             _launch(_ssd_bwd_dx_heads_kernel, (nk * nhb * npb,),
                 x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
-                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, nhb, npb, Q,
+                dD32, lay.tab, l, h, p, n, hpg, g, lay.ncr, nhb, npb, Q,
                 5.0 if x.dtype == torch.float16 else 60.0, VARLEN=lay.varlen, HAS_D=D is not None,
                 D_HP=D is not None and D.dim() == 2, KIND=kind, PREC=prec, DA_OUT=da_in_dx, **c, **o)
         else:
@@ -539,7 +555,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
             npb = triton.cdiv(p, c["BP"])
             _launch(_ssd_bwd_dx_kernel, (nk * npb * h,),
                 x, dy, B, C, cb, dtp, a, states_in, dS, D if D is not None else A, dx, ddtp, da, dalast,
-                dD_part if dD_part is not None else da, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
+                dD32, lay.tab, l, h, p, n, hpg, g, lay.ncr, npb,
                 Q=Q, VARLEN=lay.varlen, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
                 KIND=kind, PREC=prec, DA_OUT=da_in_dx, **c, **o)
         # B3: dCB per group + intra-chunk d a
@@ -564,7 +580,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         c, o = _launch_opts(cfg["cumsum_bwd"])
         lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
         _launch(_ssd_cumsum_bwd_kernel, (nk, triton.cdiv(h, c["BLOCK_H"])),
-            dt, A, dt_bias if dt_bias is not None else A, dtp, da, dalast, ddtp, ddt, dA_part, dbias_part, lay.tab,
+            dt, A, dt_bias if dt_bias is not None else A, dtp, da, dalast, ddtp, ddt, dA32, dbias32, lay.tab,
             l, h, lay.ncr, float(lo), float(hi), Q=Q, VARLEN=lay.varlen, HAS_BIAS=dt_bias is not None,
             SOFTPLUS=bool(dt_softplus), HAS_LIMIT=dt_limit is not None, **c, **o)
     else:
@@ -574,11 +590,8 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         dC.zero_()
         if dz is not None:
             dz.zero_()
-    dA = dA_part.sum(0).to(A.dtype)
-    ddt_bias = dbias_part.sum(0).to(dt_bias.dtype) if dt_bias is not None else None
-    dD = None
-    if D is not None:
-        dDhp = dD_part.sum(0)
-        dD = (dDhp if D.dim() == 2 else dDhp.sum(-1)).to(D.dtype)
+    dA = dA32.to(A.dtype)
+    ddt_bias = dbias32.to(dt_bias.dtype) if dt_bias is not None else None
+    dD = (dD32 if D.dim() == 2 else dD32.sum(-1)).to(D.dtype) if D is not None else None
     dinit = dinit.to(initial_states.dtype) if initial_states is not None else None
     return dx, ddt, dA, dB, dC, dD, dz, ddt_bias, dinit
