@@ -325,6 +325,13 @@ STATE_CONFIGS = {
     # around the best of those (st3-r168: 171.7 / 151.2 us at shape 1, chunk 128 / 256, against ~182 / ~181)
     "BN128-BS64-w4-st4-r168": dict(BN=128, BS=64, num_warps=4, num_stages=4, maxnreg=168),
     "BN128-BS32-w4-st3-r168": dict(BN=128, BS=32, num_warps=4, num_stages=3, maxnreg=168),
+    # p in blocks of 32: twice the walks (640 at shape 1), each with half the state, at 5 CTAs of 4 warps an SM (93-96
+    # registers; 660 slots on 132 SMs: one wave) instead of 3 (sm_90 AOT). H200 2026-12-01, chunk 128, shape 1 / 2:
+    # 210 / 153, 217 / 163, 172.7 / 117, 177.9 / 83.6 us (in this order) against 173.5 / 65.4 for the defaults
+    "BN128-BP32-BS32-w4-st1-r96": dict(BN=128, BP=32, BS=32, num_warps=4, num_stages=1, maxnreg=96),
+    "BN128-BP32-BS32-w4-st2-r96": dict(BN=128, BP=32, BS=32, num_warps=4, num_stages=2, maxnreg=96),
+    "BN128-BP32-BS64-w4-st2-r96": dict(BN=128, BP=32, BS=64, num_warps=4, num_stages=2, maxnreg=96),
+    "BN128-BP32-BS64-w4-st3-r128": dict(BN=128, BP=32, BS=64, num_warps=4, num_stages=3, maxnreg=128),
 }
 
 
@@ -513,6 +520,17 @@ BWD_CONFIGS = {  # name: (_configs key, override, _FWD variants, kernels timed)
     "state-BN64-BS64-w4-st2-r96": ("state_bwd", dict(BN=64, BS=64, num_warps=4, num_stages=2, maxnreg=96), {},
                                    ("_ssd_state_bwd_kernel",)),
     "state-BS64-w8": ("state_bwd", dict(BS=64, num_warps=8), {}, ("_ssd_state_bwd_kernel",)),
+    # p in blocks of 32: 640 walks at shape 1 at 5 CTAs of 4 warps an SM (96 registers, 8 bytes of spills at 32-token
+    # steps; sm_90 AOT) instead of 320 at 3; 8 warps in 32-token steps under a 128 cap (no spills). H200 2026-12-01,
+    # chunk 128, shape 1 / 2: 461.8 / 375, 703 / 323, 579 / 505, 754 / 400 us (in this order) against 465.5 / 217.3
+    "state-BP32-BS32-w4-st1-r96": ("state_bwd", dict(BP=32, BS=32, num_warps=4, num_stages=1, maxnreg=96), {},
+                                   ("_ssd_state_bwd_kernel",)),
+    "state-BP32-BS64-w4-st1-r104": ("state_bwd", dict(BP=32, BS=64, num_warps=4, num_stages=1, maxnreg=104), {},
+                                    ("_ssd_state_bwd_kernel",)),
+    "state-BP32-BS32-w2-st1-r168": ("state_bwd", dict(BP=32, BS=32, num_warps=2, num_stages=1, maxnreg=168), {},
+                                    ("_ssd_state_bwd_kernel",)),
+    "state-BS32-w8-st1-r128": ("state_bwd", dict(BS=32, num_warps=8, num_stages=1, maxnreg=128), {},
+                               ("_ssd_state_bwd_kernel",)),
     "dcb-default": ("bwd_dcb", {}, {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-w8": ("bwd_dcb", dict(num_warps=8), {}, ("_ssd_bwd_dcb_kernel",)),
     "dcb-w2-st2": ("bwd_dcb", dict(num_warps=2, num_stages=2), {}, ("_ssd_bwd_dcb_kernel",)),
