@@ -31,7 +31,8 @@ Forward, 3 launches (4 when a group's heads span several scan programs):
   (Tried and removed 2026-11-30: F1 and F2 as one walk a (sequence, head, p block), a whole chunk an iteration, x
   read once: 0.73 / 0.35 ms alone at shapes 1 / 2 against 0.54 / 0.29 for the whole two-pass forward; too few
   programs walking chunks one after another.)
-Backward, 8 launches (+ 2 zero fills of the fp32 accumulators and casts of dA / d dt_bias / dD to their dtypes):
+Backward, 8 launches (+ zero fills of the fp32 accumulators: one for the internal ones, one each for dA / d dt_bias /
+dD; their casts to the parameters' dtypes; for D of shape (h,) a sum of dD over p):
   K0, K1 recomputed (cheap; K1 always)
   B1 _ssd_state_bwd_kernel    reverse walk per (sequence, head, p block): dy = dout silu(z) and dz (stored),
                               dS_c (gradient w.r.t. the state after chunk c, stored), d a_L through the decay,
