@@ -235,3 +235,39 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
     bargs = (torch.randn_like(out), torch.randn_like(states_in), torch.randn_like(final), *args[:10], ypre,
              states_in, *args[10:])
     torch.library.opcheck(ssd_chunked_bwd, bargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
+@pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
+def test_gpu_triton_backward_cuda_dx_stage(cu, D_shape, monkeypatch):
+    """The Triton backward's dx stage runs the CUDA kernel (mamba_kernels/ssd/cuda_dx.py) for bf16, p 64, n 128,
+    chunk 128 with >= 8 heads a group: its counter moves; every gradient matches the float64 reference and the
+    all-Triton backward (MK_SSD_CUDA_DX=0) on the same inputs."""
+    _skip_unavailable("triton", "cuda")
+    from mamba_kernels.ssd import cuda_dx
+    assert cuda_dx.serves(torch.empty(1, device="cuda", dtype=torch.bfloat16), 64, 128, 128, 8, False), \
+        "mamba_kernels._cuda has no _ssd_dx_cuda op (or MK_SSD_CUDA_DX=0): rebuild the extension"
+    nseq = None if cu is None else len(cu) - 1
+    b, l, h = (2, 300, 16) if cu is None else (1, 1000, 24)
+    before = cuda_dx.CALLS["cuda"]
+    check_against_ref("triton", "cuda", torch.bfloat16, b, l, h, 64, 128, 1 if cu is None else 3, 128,
+                      grad_factor=5.0, cu=cu, D_shape=D_shape)
+    assert cuda_dx.CALLS["cuda"] == before + 1
+    inp = make_inputs(b, l, h, 64, 128, 2, dtype=torch.bfloat16, device="cuda", init=True, nseq=nseq,
+                      requires_grad=True, D_shape=D_shape)
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device="cuda")
+    names = list(inp)
+
+    def grads():
+        y, fin = ssd_chunked_scan(**inp, chunk_size=128, dt_softplus=True, dt_limit=(0.01, 3.0), cu_seqlens=cu_t,
+                                  return_final_states=True, backend="triton")
+        loss = y.float().square().sum() + fin.sum()
+        return torch.autograd.grad(loss, [inp[k] for k in names])
+    g_cuda = grads()
+    assert cuda_dx.CALLS["cuda"] == before + 2
+    monkeypatch.setenv("MK_SSD_CUDA_DX", "0")
+    g_tri = grads()
+    assert cuda_dx.CALLS["cuda"] == before + 2
+    for k, a, e in zip(names, g_cuda, g_tri):
+        assert_close(a, e.float(), torch.bfloat16, factor=2.0, name=f"d{k} cuda dx vs triton dx")

@@ -14,6 +14,16 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
   *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
 #endif
 }
+// 4-byte asynchronous copy (cp.async.ca: 4 and 8 bytes go through L1), for arrays whose rows need not be
+// 16-byte aligned.
+__device__ __forceinline__ void cp_async4(void* smem_dst, const void* gsrc) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(gsrc) : "memory");
+#else
+  *reinterpret_cast<unsigned*>(smem_dst) = *reinterpret_cast<const unsigned*>(gsrc);
+#endif
+}
 // This thread's copies have landed (a __syncthreads after it publishes them to the block).
 __device__ __forceinline__ void cp_async_wait_all() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

@@ -177,4 +177,33 @@ inline int64_t ssd_bwd_tile_bytes(DType t) { return t == DType::kBFloat16 ? 2 : 
 // Returns an error string or nullptr. stream: a cudaStream_t.
 const char* ssd_bwd_cuda(const SsdBwdCudaParams& p, void* stream);
 
+// CUDA dx stage of the Triton backward (csrc/ssd/ssd_dx_kernel.cuh; bf16, p 64, n 128, chunk 128): for every
+// (chunk slot k, head): du = (CB o exp(a_t - a_s), s <= t)^T dy + exp(a_L - a_s) B dS^T, dx = dt' du + D dy, and
+// atomically ddtp[s] += x_s.du_s, da[s] -= dt'_s q_s, dalast[k, head] += sum_s dt'_s q_s (q_s = exp(a_L - a_s)
+// x_s.(dS B_s)), dD[head, :] += sum_s dy_s x_s. Layouts: x, dy, dx (b, l, h, p); B (b, l, g, n); cb (n_slots, g,
+// Q, Q) as cb[t][s] (only s <= t read); dtp, a, ddtp, da (b, h, l) fp32; dS (n_slots, h, p, n); dalast (n_slots,
+// h); D (h) or (h, p) fp32, dD (h, p) fp32; tab (n_slots, 2) int32 (start, length) with cu_seqlens, else null.
+struct SsdDxParams {
+  int64_t batch, seqlen, nheads, ngroups, n_slots, chunks_per_row;
+  int64_t num_ctas;  // persistent grid: one CTA an SM
+  const void* x;
+  const void* dy;
+  const void* B;
+  const void* cb;
+  const void* dS;
+  const float* dtp;
+  const float* a;
+  const float* D;  // nullable
+  bool D_per_channel;
+  const int32_t* tab;  // nullable (no cu_seqlens)
+  void* dx;
+  float* ddtp;
+  float* da;
+  float* dalast;
+  float* dD;  // nullable with D
+};
+constexpr int64_t kSsdDxHeaddim = 64, kSsdDxDstate = 128, kSsdDxChunk = 128;
+// Returns an error string or nullptr (input dtype bf16 only). stream: a cudaStream_t.
+const char* ssd_dx_cuda(const SsdDxParams& p, void* stream);
+
 }  // namespace mamba_kernels

@@ -315,6 +315,7 @@ def _launch_opts(c: dict):
 
 
 # --------------------------------------------------------------------------------------------- kernels
+from . import cuda_dx  # noqa: E402
 from ._triton_bwd import (_ssd_bwd_dbc_kernel, _ssd_bwd_dcb_kernel, _ssd_bwd_dx_heads_kernel,  # noqa: E402
                           _ssd_bwd_dx_kernel, _ssd_cumsum_bwd_kernel, _ssd_state_bwd_kernel)
 from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_kernel, _ssd_cumsum_fwd_kernel,  # noqa: E402
@@ -541,8 +542,11 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     if nk:
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
         da_in_dx = _FWD["da_out"] == "dx"
-        # B2: dx, d dt' (direct), state-path d a terms (head blocks for bf16 / fp16, as the forward scan)
-        if _FWD["bwd_dx"] == "heads" and (kind in (1, 2) or _interpreted()):
+        # B2: dx, d dt' (direct), state-path d a terms (CUDA where it serves; else Triton)
+        if cuda_dx.serves(x, p, n, Q, hpg, da_in_dx):
+            cuda_dx.run(x, dy, B, cb, dtp, a, dS, D, lay.tab if lay.varlen else None, nk, _num_sms(dev), dx, ddtp,
+                        da, dalast, dD32)
+        elif _FWD["bwd_dx"] == "heads" and (kind in (1, 2) or _interpreted()):
             c, o = _launch_opts(cfg["bwd_dx_h"])
             npb = triton.cdiv(p, c["BP"])
             nhb = h // c["HB"]

@@ -1,0 +1,155 @@
+"""The CUDA dx stage of the SSD backward (csrc/ssd/ssd_dx_kernel.cuh through csrc/ssd/ssd_dx.cu's dispatch; bf16,
+p 64, n 128, chunk 128), checked on CPU through the fiber emulation of the CUDA execution model in tests/cuda_emu/
+(mma.sync, ldmatrix, cp.async as plain copies, NaN-poisoned shared memory). tests/cuda_emu/ssd_dx_emu.cpp runs the
+kernel unmodified on inputs written here; dx (poisoned with NaN) and what the stage adds into its fp32
+accumulators (d dt', d a, d a_L, dD, which start at random values) are compared with a float64 evaluation of its
+formulas on the same bf16 inputs (SsdDxParams in csrc/ssd/ssd.h; the Triton twin is _ssd_bwd_dx_kernel without
+DA_OUT). C B^T's upper triangle and its rows past a chunk's end are NaN, as unwritten memory may be: the kernel must
+never read them into a result. Cases: a short last chunk, grids whose CTAs start and end inside a chunk's heads,
+g = 1 / 2 / h (C B^T and B reloaded when the group changes), varlen packing with 1-token and empty slots, D (h) /
+(h, p) / none. The whole backward with this stage runs on the H200 in tests/test_ssd_gpu.py. No GPU needed.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from mamba_kernels.testing import assert_close
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMU_DIR = os.path.join(REPO, "tests", "cuda_emu")
+F64, BF = torch.float64, torch.bfloat16
+P, N, Q = 64, 128, 128
+
+# name: (b, l, h, g, cu_seqlens or None, D mode (0 none, 1 (h), 2 (h, p)), num_ctas)
+CASES = {
+    "b2-l200-h4-g1-D": (2, 200, 4, 1, None, 1, 3),
+    "b1-l300-varlen-h4-g2-Dhp": (1, 300, 4, 2, [0, 5, 140, 140, 300], 2, 4),
+    "b1-l128-h2-g2-noD-1cta": (1, 128, 2, 2, None, 0, 1),
+    "b1-l257-h3-g3-D-5ctas": (1, 257, 3, 3, None, 1, 5),
+}
+
+
+@pytest.fixture(scope="module")
+def emu_exe(tmp_path_factory):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
+    exe = str(tmp_path_factory.mktemp("emu") / "ssd_dx_emu")
+    cmd = [cxx, "-std=c++20", "-O1", "-I", EMU_DIR, "-I", os.path.join(REPO, "csrc"),
+           os.path.join(EMU_DIR, "ssd_dx_emu.cpp"), "-o", exe]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
+    return exe
+
+
+def _slots(b, l, cu):
+    """[(slot, batch row, first token, length)] in the library's chunk-slot order (layout.py)."""
+    if cu is None:
+        ncr = -(-l // Q)
+        return [(r * ncr + c, r, c * Q, min(Q, l - c * Q)) for r in range(b) for c in range(ncr)]
+    out, k = [], 0
+    for s in range(len(cu) - 1):
+        for t0 in range(cu[s], cu[s + 1], Q):
+            out.append((k, 0, t0, min(Q, cu[s + 1] - t0)))
+            k += 1
+    return out
+
+
+def _write(d, name, t):
+    t = t.contiguous()
+    (t.view(torch.int16) if t.dtype == BF else t).numpy().tofile(os.path.join(d, name + ".bin"))
+
+
+def _read(d, name, dtype, shape):
+    raw = bytearray(open(os.path.join(d, "out_" + name + ".bin"), "rb").read())
+    if dtype == BF:
+        return torch.frombuffer(raw, dtype=torch.int16).view(BF).reshape(shape)
+    return torch.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _expected(x, dy, B, cb, dtp, a, dS, D, slots, h, g, acc):
+    """float64 formulas of the stage; acc: the accumulators' start values (ddtp, da, dalast, dD), updated."""
+    ddtp, da, dalast, dD = (t.clone() for t in acc)
+    dx = torch.full(x.shape, float("nan"), dtype=F64)
+    hpg = h // g
+    for k, row, t0, ln in slots:
+        if ln <= 0:
+            continue
+        sl = slice(t0, t0 + ln)
+        tt = torch.arange(ln)
+        for hh in range(h):
+            grp = hh // hpg
+            X, DY = x[row, sl, hh], dy[row, sl, hh]
+            av, dt = a[row, hh, sl], dtp[row, hh, sl]
+            causal = tt[:, None] >= tt[None, :]
+            M = torch.where(causal, cb[k, grp, :ln, :ln] * torch.exp(av[:, None] - av[None, :]), 0.0)
+            e = torch.exp(av[-1] - av)
+            dus = e[:, None] * (B[row, sl, grp] @ dS[k, hh].T)
+            du = M.T @ DY + dus
+            Dv = 0.0 if D is None else (D[hh] if D.dim() == 1 else D[hh][None, :])
+            dx[row, sl, hh] = du * dt[:, None] + Dv * DY
+            ddtp[row, hh, sl] += (X * du).sum(1)
+            q = (X * dus).sum(1)
+            da[row, hh, sl] -= dt * q
+            dalast[k, hh] += (dt * q).sum()
+            dD[hh] += (DY * X).sum(0)
+    return dx, ddtp, da, dalast, dD
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ssd_dx_stage_emulated_on_cpu(case, emu_exe, tmp_path):
+    b, l, h, g, cu, dmode, ctas = CASES[case]
+    gen = torch.Generator().manual_seed(77 + l + 11 * h + g)
+    slots = _slots(b, l, cu)
+    nk = len(slots) if cu is None else (-(-l // Q)) + len(cu) - 2  # the library's varlen slot bound
+    slots += [(k, 0, 0, 0) for k in range(len(slots), nk)]  # bound slots past the last chunk: length 0
+
+    def r(*s, scale=1.0):
+        return (torch.randn(*s, generator=gen, dtype=F64) * scale).to(BF)
+    x, dy, B = r(b, l, h, P), r(b, l, h, P), r(b, l, g, N, scale=0.5)
+    dS = r(nk, h, P, N, scale=0.5)
+    cb = r(nk, g, Q, Q, scale=0.3).to(F64)
+    dtp = (torch.rand(b, h, l, generator=gen, dtype=F64) * 0.5 + 0.01).float()
+    steps = -(torch.rand(b, h, l, generator=gen, dtype=F64) * 0.2)
+    a = torch.zeros(b, h, l, dtype=F64)
+    for k, row, t0, ln in slots:  # the in-chunk decay cumsum
+        if ln > 0:
+            a[row, :, t0:t0 + ln] = torch.cumsum(steps[row, :, t0:t0 + ln], -1)
+        cb[k, :, :, :] = torch.where(torch.ones(Q, Q).tril().bool(), cb[k], float("nan"))
+        cb[k, :, ln:, :] = float("nan")  # rows past the chunk: never written by the C B^T kernel
+    a = a.float()
+    cb = cb.to(BF)
+    D = None if dmode == 0 else torch.randn(*((h,) if dmode == 1 else (h, P)), generator=gen).float()
+    acc = [torch.randn(b, h, l, generator=gen).float(), torch.randn(b, h, l, generator=gen).float(),
+           torch.randn(nk, h, generator=gen).float(), torch.randn(h, P, generator=gen).float()]
+    d = str(tmp_path)
+    with open(os.path.join(d, "meta.txt"), "w") as f:
+        f.write(f"b {b}\nl {l}\nh {h}\ng {g}\nn_slots {nk}\nnum_ctas {ctas}\nvarlen {int(cu is not None)}\nD {dmode}\n")
+    for name, t in dict(x=x, dy=dy, B=B, cb=cb, dS=dS, dtp=dtp, a=a, ddtp=acc[0], da=acc[1], dalast=acc[2],
+                        dD=acc[3]).items():
+        _write(d, name, t)
+    if D is not None:
+        _write(d, "D", D)
+    if cu is not None:
+        _write(d, "tab", torch.tensor([[t0, ln] for _, _, t0, ln in slots], dtype=torch.int32))
+    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    f64 = [t.to(F64) for t in (x, dy, B, cb, dtp, a, dS)]
+    exp = _expected(*f64, None if D is None else D.to(F64), slots, h, g, [t.to(F64) for t in acc])
+    got = [_read(d, "dx", BF, x.shape), _read(d, "ddtp", torch.float32, (b, h, l)),
+           _read(d, "da", torch.float32, (b, h, l)), _read(d, "dalast", torch.float32, (nk, h)),
+           _read(d, "dD", torch.float32, (h, P))]
+    for name, gt, ex, base in zip(("dx", "ddtp", "da", "dalast", "dD"), got, exp, [None] + acc):
+        if name == "dD" and D is None:
+            assert torch.equal(gt, base), "dD changed without D"
+            continue
+        # compare what the stage added (the accumulators' start values are large next to some increments)
+        delta_got = gt.to(F64) - (0 if base is None else base.to(F64))
+        delta_exp = ex - (0 if base is None else base.to(F64))
+        # dx and d dt' carry the bf16 rounding of the decay-weighted C B^T operand (measured ~2e-3 relative RMS):
+        # a quarter of the bf16 bounds; the state-path sums (d a, d a_L) and dD take bf16 inputs exactly, fp32 sums
+        dtype, factor = (BF, 0.25) if name in ("dx", "ddtp") else (torch.float32, 10.0)
+        assert_close(delta_got, delta_exp, dtype, factor=factor, name=f"{case} {name}")
