@@ -240,34 +240,41 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
-def test_gpu_triton_backward_cuda_dx_stage(cu, D_shape, monkeypatch):
-    """The Triton backward's dx stage runs the CUDA kernel (mamba_kernels/ssd/cuda_dx.py) for bf16, p 64, n 128,
-    chunk 128 with >= 8 heads a group: its counter moves; every gradient matches the float64 reference and the
-    all-Triton backward (MK_SSD_CUDA_DX=0) on the same inputs."""
+def test_gpu_triton_cuda_walk_stages(cu, D_shape, monkeypatch):
+    """The Triton pipeline's forward output stage and backward dx stage run the CUDA head-walk kernels
+    (mamba_kernels/ssd/cuda_walk.py) for bf16, p 64, n 128, chunk 128 with >= 8 heads a group: their counters move;
+    outputs and every gradient match the float64 reference, and the all-Triton pipeline (MK_SSD_CUDA_WALK=0) on the
+    same inputs (also without z, and inference without ypre)."""
     _skip_unavailable("triton", "cuda")
-    from mamba_kernels.ssd import cuda_dx
-    assert cuda_dx.serves(torch.empty(1, device="cuda", dtype=torch.bfloat16), 64, 128, 128, 8, False), \
-        "mamba_kernels._cuda has no _ssd_dx_cuda op (or MK_SSD_CUDA_DX=0): rebuild the extension"
+    from mamba_kernels.ssd import cuda_walk
+    probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
+    assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda")), \
+        "mamba_kernels._cuda lacks the head-walk ops (or MK_SSD_CUDA_WALK=0): rebuild the extension"
     nseq = None if cu is None else len(cu) - 1
     b, l, h = (2, 300, 16) if cu is None else (1, 1000, 24)
-    before = cuda_dx.CALLS["cuda"]
+    before = dict(cuda_walk.CALLS)
     check_against_ref("triton", "cuda", torch.bfloat16, b, l, h, 64, 128, 1 if cu is None else 3, 128,
-                      grad_factor=5.0, cu=cu, D_shape=D_shape)
-    assert cuda_dx.CALLS["cuda"] == before + 1
+                      grad_factor=5.0, cu=cu, D_shape=D_shape, z=D_shape != "hp")
+    # (returned chunk states keep fp32 chunk-entry states: the forward stage stays Triton there, the dx stage runs)
+    assert cuda_walk.CALLS == {"dx": before["dx"] + 1, "scan": before["scan"]}
     inp = make_inputs(b, l, h, 64, 128, 2, dtype=torch.bfloat16, device="cuda", init=True, nseq=nseq,
                       requires_grad=True, D_shape=D_shape)
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device="cuda")
     names = list(inp)
 
-    def grads():
-        y, fin = ssd_chunked_scan(**inp, chunk_size=128, dt_softplus=True, dt_limit=(0.01, 3.0), cu_seqlens=cu_t,
-                                  return_final_states=True, backend="triton")
+    def run():
+        kw = dict(chunk_size=128, dt_softplus=True, dt_limit=(0.01, 3.0), cu_seqlens=cu_t, return_final_states=True,
+                  backend="triton")
+        with torch.no_grad():
+            y_inf, _ = ssd_chunked_scan(**inp, **kw)
+        y, fin = ssd_chunked_scan(**inp, **kw)
         loss = y.float().square().sum() + fin.sum()
-        return torch.autograd.grad(loss, [inp[k] for k in names])
-    g_cuda = grads()
-    assert cuda_dx.CALLS["cuda"] == before + 2
-    monkeypatch.setenv("MK_SSD_CUDA_DX", "0")
-    g_tri = grads()
-    assert cuda_dx.CALLS["cuda"] == before + 2
-    for k, a, e in zip(names, g_cuda, g_tri):
-        assert_close(a, e.float(), torch.bfloat16, factor=2.0, name=f"d{k} cuda dx vs triton dx")
+        return [y_inf, y] + list(torch.autograd.grad(loss, [inp[k] for k in names]))
+    mid = dict(cuda_walk.CALLS)
+    got = run()
+    assert cuda_walk.CALLS["dx"] == mid["dx"] + 1 and cuda_walk.CALLS["scan"] == mid["scan"] + 2
+    monkeypatch.setenv("MK_SSD_CUDA_WALK", "0")
+    exp = run()
+    assert cuda_walk.CALLS == {"dx": mid["dx"] + 1, "scan": mid["scan"] + 2}
+    for k, a, e in zip(["y (no grad)", "y"] + names, got, exp):
+        assert_close(a, e.float(), torch.bfloat16, factor=2.0, name=f"{k}: cuda walk stages vs triton")

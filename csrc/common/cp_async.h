@@ -14,6 +14,16 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
   *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
 #endif
 }
+// 16-byte copy of gsrc when `valid`, else 16 zero bytes (cp.async's source size 0: no branch, nothing read).
+__device__ __forceinline__ void cp_async16_zfill(void* smem_dst, const void* gsrc, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gsrc), "r"(valid ? 16 : 0) : "memory");
+#else
+  if (valid) *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
+  else *reinterpret_cast<uint4*>(smem_dst) = uint4{0u, 0u, 0u, 0u};
+#endif
+}
 // 4-byte asynchronous copy (cp.async.ca: 4 and 8 bytes go through L1), for arrays whose rows need not be
 // 16-byte aligned.
 __device__ __forceinline__ void cp_async4(void* smem_dst, const void* gsrc) {

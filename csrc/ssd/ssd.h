@@ -177,33 +177,52 @@ inline int64_t ssd_bwd_tile_bytes(DType t) { return t == DType::kBFloat16 ? 2 : 
 // Returns an error string or nullptr. stream: a cudaStream_t.
 const char* ssd_bwd_cuda(const SsdBwdCudaParams& p, void* stream);
 
-// CUDA dx stage of the Triton backward (csrc/ssd/ssd_dx_kernel.cuh; bf16, p 64, n 128, chunk 128): for every
-// (chunk slot k, head): du = (CB o exp(a_t - a_s), s <= t)^T dy + exp(a_L - a_s) B dS^T, dx = dt' du + D dy, and
-// atomically ddtp[s] += x_s.du_s, da[s] -= dt'_s q_s, dalast[k, head] += sum_s dt'_s q_s (q_s = exp(a_L - a_s)
-// x_s.(dS B_s)), dD[head, :] += sum_s dy_s x_s. Layouts: x, dy, dx (b, l, h, p); B (b, l, g, n); cb (n_slots, g,
-// Q, Q) as cb[t][s] (only s <= t read); dtp, a, ddtp, da (b, h, l) fp32; dS (n_slots, h, p, n); dalast (n_slots,
-// h); D (h) or (h, p) fp32, dD (h, p) fp32; tab (n_slots, 2) int32 (start, length) with cu_seqlens, else null.
-struct SsdDxParams {
+// Head-walk CUDA stages of the Triton SSD pipeline (csrc/ssd/ssd_walk.cuh; bf16, p 64, n 128, chunk 128): one
+// persistent CTA an SM walks (chunk slot, head) items head fastest. Fields both stages read:
+//   cb (n_slots, g, Q, Q) as cb[t][s] (C_t . B_s; only s <= t is used); rows: B (dx) or C (scan), (b, l, g, n);
+//   dtp, a (b, h, l) fp32: dt' and the chunk-local inclusive cumsum of dt' A; D (h) or (h, p) fp32, nullable;
+//   tab (n_slots, 2) int32 (first token, length) with cu_seqlens, else null (chunk k of batch row k / ncr).
+struct SsdWalkParams {
   int64_t batch, seqlen, nheads, ngroups, n_slots, chunks_per_row;
   int64_t num_ctas;  // persistent grid: one CTA an SM
-  const void* x;
-  const void* dy;
-  const void* B;
   const void* cb;
-  const void* dS;
+  const void* rows;
   const float* dtp;
   const float* a;
-  const float* D;  // nullable
+  const float* D;
   bool D_per_channel;
-  const int32_t* tab;  // nullable (no cu_seqlens)
+  const int32_t* tab;
+};
+
+// dx stage (B2) of the backward (ssd_dx_kernel.cuh): for every item, du = (CB o exp(a_t - a_s), s <= t)^T dy +
+// exp(a_L - a_s) B dS^T, dx = dt' du + D dy, and atomically ddtp[s] += x_s.du_s, da[s] -= dt'_s q_s,
+// dalast[k, head] += sum_s dt'_s q_s (q_s = exp(a_L - a_s) x_s.(dS B_s)), dD[head, :] += sum_s dy_s x_s.
+// x, dy, dx (b, l, h, p); dS (n_slots, h, p, n); ddtp, da (b, h, l), dalast (n_slots, h), dD (h, p) fp32.
+struct SsdDxParams {
+  SsdWalkParams w;  // w.rows = B
+  const void* x;
+  const void* dy;
+  const void* dS;
   void* dx;
   float* ddtp;
   float* da;
   float* dalast;
   float* dD;  // nullable with D
 };
+
+// Forward output stage (F2, ssd_scan_kernel.cuh): y_t = exp(a_t) C_t h_in^T + sum_{s <= t} CB_ts exp(a_t - a_s) dt'_s
+// x_s + D x_t; out = y silu(z) (or y); ypre = y when given. x, z, out, ypre (b, l, h, p); hin (n_slots, h, p, n).
+struct SsdScanParams {
+  SsdWalkParams w;  // w.rows = C
+  const void* x;
+  const void* z;  // nullable
+  const void* hin;
+  void* out;
+  void* ypre;  // nullable
+};
 constexpr int64_t kSsdDxHeaddim = 64, kSsdDxDstate = 128, kSsdDxChunk = 128;
-// Returns an error string or nullptr (input dtype bf16 only). stream: a cudaStream_t.
+// Return an error string or nullptr (input dtype bf16 only). stream: a cudaStream_t.
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream);
+const char* ssd_scan_cuda(const SsdScanParams& p, void* stream);
 
 }  // namespace mamba_kernels

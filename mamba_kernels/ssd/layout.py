@@ -1,6 +1,8 @@
 """How a (batched or cu_seqlens-packed) input is cut into chunks; shared by every backend."""
 from __future__ import annotations
 
+import torch
+
 
 def chunk_layout(b: int, l: int, chunk_size: int, cu_seqlens):
     """Sequences and chunks. Returns (chunks [(row, start, len)], seqs [(first_chunk, n_chunks)], n_slots).
@@ -29,3 +31,36 @@ def n_chunk_slots(b: int, l: int, chunk_size: int, nseq: int | None) -> int:
     if nseq is None:
         return b * (-(-l // chunk_size))
     return max(-(-l // chunk_size) + nseq - 1, 0)
+
+
+class DeviceLayout:
+    """Chunk slots of a call for the GPU kernels (Triton, CUDA head-walk stages): nk slots (grid size), nseq sequences,
+    device tables for cu_seqlens (else dummies): tab (nk, 2) int32 (first token, length), cu, first (first chunk slot
+    of each sequence) int32."""
+
+    def __init__(self, b, l, Q, cu_seqlens, device):
+        self.varlen = cu_seqlens is not None
+        self.ncr = -(-l // Q) if l > 0 else 0
+        if not self.varlen:
+            self.nseq = b
+            self.nk = b * self.ncr
+            dummy = torch.zeros(2, dtype=torch.int32, device=device)
+            self.tab = self.cu = self.first = dummy
+            return
+        nseq = cu_seqlens.shape[0] - 1
+        self.nseq = nseq
+        self.nk = max(self.ncr + nseq - 1, 0)  # same bound as layout.n_chunk_slots
+        cu = cu_seqlens.to(device=device, dtype=torch.int64)
+        lens = cu[1:] - cu[:-1]
+        nck = (lens + Q - 1) // Q
+        cum = torch.cumsum(nck, 0)
+        first = cum - nck
+        slots = torch.arange(self.nk, device=device, dtype=torch.int64)
+        seq = torch.searchsorted(cum, slots, right=True).clamp_(max=nseq - 1)
+        start = cu[seq] + (slots - first[seq]) * Q
+        ln = torch.minimum(cu[seq + 1] - start, torch.full_like(start, Q)).clamp_(min=0)
+        ln = torch.where(slots < cum[-1], ln, torch.zeros_like(ln))
+        self.tab = torch.stack([start, ln], 1).to(torch.int32).contiguous() if self.nk else \
+            torch.zeros(2, dtype=torch.int32, device=device)
+        self.cu = cu.to(torch.int32).contiguous()
+        self.first = first.to(torch.int32).contiguous()

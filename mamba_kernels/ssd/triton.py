@@ -1,7 +1,8 @@
 """Triton kernels for the chunked SSD scan (forward and backward) and their launchers.
 
 The kernels live in _triton_fwd.py / _triton_bwd.py (jit helpers in _triton_jit.py), imported here; this module
-holds the block configs, the launchers and the notes below.
+holds the block configs, the launchers and the notes below. Where the CUDA extension serves them (cuda_walk.py: bf16,
+p 64, n 128, chunk 128, >= 8 heads a group), stages F2 and B2 run as persistent CUDA head-walk kernels instead.
 
 Algorithm (python_ref/ssd.py::ssd_chunked_ref): chunks of Q tokens that never straddle a sequence; a_t is the
 chunk-local cumulative sum of dt'*A (dt' = clamp(softplus(dt + dt_bias))); per chunk and head, with u_s = dt'_s x_s:
@@ -315,7 +316,8 @@ def _launch_opts(c: dict):
 
 
 # --------------------------------------------------------------------------------------------- kernels
-from . import cuda_dx  # noqa: E402
+from . import cuda_walk  # noqa: E402
+from .layout import DeviceLayout as _Layout  # noqa: E402
 from ._triton_bwd import (_ssd_bwd_dbc_kernel, _ssd_bwd_dcb_kernel, _ssd_bwd_dx_heads_kernel,  # noqa: E402
                           _ssd_bwd_dx_kernel, _ssd_cumsum_bwd_kernel, _ssd_state_bwd_kernel)
 from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_kernel, _ssd_cumsum_fwd_kernel,  # noqa: E402
@@ -325,37 +327,6 @@ from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_kernel, _ssd_cumsum_fw
 # --------------------------------------------------------------------------------------------- launchers
 def _contig(*ts):
     return [t.contiguous() if t is not None else None for t in ts]
-
-
-class _Layout:
-    """Chunk slots of a call: nk slots (grid size), nseq sequences, device tables for cu_seqlens (else dummies)."""
-
-    def __init__(self, b, l, Q, cu_seqlens, device):
-        self.varlen = cu_seqlens is not None
-        self.ncr = -(-l // Q) if l > 0 else 0
-        if not self.varlen:
-            self.nseq = b
-            self.nk = b * self.ncr
-            dummy = torch.zeros(2, dtype=torch.int32, device=device)
-            self.tab = self.cu = self.first = dummy
-            return
-        nseq = cu_seqlens.shape[0] - 1
-        self.nseq = nseq
-        self.nk = max(self.ncr + nseq - 1, 0)  # same bound as layout.n_chunk_slots
-        cu = cu_seqlens.to(device=device, dtype=torch.int64)
-        lens = cu[1:] - cu[:-1]
-        nck = (lens + Q - 1) // Q
-        cum = torch.cumsum(nck, 0)
-        first = cum - nck
-        slots = torch.arange(self.nk, device=device, dtype=torch.int64)
-        seq = torch.searchsorted(cum, slots, right=True).clamp_(max=nseq - 1)
-        start = cu[seq] + (slots - first[seq]) * Q
-        ln = torch.minimum(cu[seq + 1] - start, torch.full_like(start, Q)).clamp_(min=0)
-        ln = torch.where(slots < cum[-1], ln, torch.zeros_like(ln))
-        self.tab = torch.stack([start, ln], 1).to(torch.int32).contiguous() if self.nk else \
-            torch.zeros(2, dtype=torch.int32, device=device)
-        self.cu = cu.to(torch.int32).contiguous()
-        self.first = first.to(torch.int32).contiguous()
 
 
 def _setup(x, B, chunk_size, cu_seqlens):
@@ -470,6 +441,10 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             5.0 if x.dtype == torch.float16 else 60.0,
             VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
+    elif lay.nk and hin_dt == sdt and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda"):  # CUDA where it serves
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
+        cuda_walk.scan(x, z, C, cb, dtp, a, states_in, D, lay.tab if lay.varlen else None, lay.nk, _num_sms(dev), out,
+                       ypre if store_ypre else None)
     elif lay.nk:
         cb_mem = hpg > 1
         c, o = _launch_opts(cfg["chunk_scan"])
@@ -543,9 +518,9 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
         da_in_dx = _FWD["da_out"] == "dx"
         # B2: dx, d dt' (direct), state-path d a terms (CUDA where it serves; else Triton)
-        if cuda_dx.serves(x, p, n, Q, hpg, da_in_dx):
-            cuda_dx.run(x, dy, B, cb, dtp, a, dS, D, lay.tab if lay.varlen else None, nk, _num_sms(dev), dx, ddtp,
-                        da, dalast, dD32)
+        if not da_in_dx and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_dx_cuda"):
+            cuda_walk.dx(x, dy, B, cb, dtp, a, dS, D, lay.tab if lay.varlen else None, nk, _num_sms(dev), dx, ddtp,
+                         da, dalast, dD32)
         elif _FWD["bwd_dx"] == "heads" and (kind in (1, 2) or _interpreted()):
             c, o = _launch_opts(cfg["bwd_dx_h"])
             npb = triton.cdiv(p, c["BP"])

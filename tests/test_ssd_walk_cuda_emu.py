@@ -1,13 +1,15 @@
-"""The CUDA dx stage of the SSD backward (csrc/ssd/ssd_dx_kernel.cuh through csrc/ssd/ssd_dx.cu's dispatch; bf16,
-p 64, n 128, chunk 128), checked on CPU through the fiber emulation of the CUDA execution model in tests/cuda_emu/
-(mma.sync, ldmatrix, cp.async as plain copies, NaN-poisoned shared memory). tests/cuda_emu/ssd_dx_emu.cpp runs the
-kernel unmodified on inputs written here; dx (poisoned with NaN) and what the stage adds into its fp32
-accumulators (d dt', d a, d a_L, dD, which start at random values) are compared with a float64 evaluation of its
-formulas on the same bf16 inputs (SsdDxParams in csrc/ssd/ssd.h; the Triton twin is _ssd_bwd_dx_kernel without
-DA_OUT). C B^T's upper triangle and its rows past a chunk's end are NaN, as unwritten memory may be: the kernel must
-never read them into a result. Cases: a short last chunk, grids whose CTAs start and end inside a chunk's heads,
-g = 1 / 2 / h (C B^T and B reloaded when the group changes), varlen packing with 1-token and empty slots, D (h) /
-(h, p) / none. The whole backward with this stage runs on the H200 in tests/test_ssd_gpu.py. No GPU needed.
+"""The SSD head-walk CUDA stages (csrc/ssd/ssd_walk.cuh: the backward's dx stage, ssd_dx_kernel.cuh, and the
+forward's output stage, ssd_scan_kernel.cuh, through csrc/ssd/ssd_walk.cu's dispatch; bf16, p 64, n 128, chunk 128),
+checked on CPU through the fiber emulation of the CUDA execution model in tests/cuda_emu/ (mma.sync, ldmatrix,
+cp.async as plain copies, NaN-poisoned shared memory). tests/cuda_emu/ssd_walk_emu.cpp runs the kernels unmodified
+on inputs written here. dx / out / ypre start NaN; what the dx stage adds into its fp32 accumulators (d dt', d a,
+d a_L, dD, which start at random values) is compared too; all against a float64 evaluation of the stage's formulas
+on the same bf16 inputs (SsdDxParams / SsdScanParams in csrc/ssd/ssd.h; the Triton twins are _ssd_bwd_dx_kernel
+without DA_OUT and _ssd_chunk_scan_kernel). C B^T's upper triangle and its rows past a chunk's end are NaN, as
+unwritten memory may be: the kernels must never read them into a result. Cases: a short last chunk, grids whose CTAs
+start and end inside a chunk's heads, g = 1 / 2 / h (C B^T and B / C reloaded when the group changes), varlen packing
+with 1-token and empty slots, D (h) / (h, p) / none, with and without z and ypre. The whole forward and backward
+with these stages run on the H200 in tests/test_ssd_gpu.py. No GPU needed.
 """
 import os
 import shutil
@@ -23,12 +25,16 @@ EMU_DIR = os.path.join(REPO, "tests", "cuda_emu")
 F64, BF = torch.float64, torch.bfloat16
 P, N, Q = 64, 128, 128
 
-# name: (b, l, h, g, cu_seqlens or None, D mode (0 none, 1 (h), 2 (h, p)), num_ctas)
+# name: (stage, b, l, h, g, cu_seqlens or None, D mode (0 none, 1 (h), 2 (h, p)), num_ctas, z, ypre)
 CASES = {
-    "b2-l200-h4-g1-D": (2, 200, 4, 1, None, 1, 3),
-    "b1-l300-varlen-h4-g2-Dhp": (1, 300, 4, 2, [0, 5, 140, 140, 300], 2, 4),
-    "b1-l128-h2-g2-noD-1cta": (1, 128, 2, 2, None, 0, 1),
-    "b1-l257-h3-g3-D-5ctas": (1, 257, 3, 3, None, 1, 5),
+    "dx-b2-l200-h4-g1-D": ("dx", 2, 200, 4, 1, None, 1, 3, False, False),
+    "dx-b1-l300-varlen-h4-g2-Dhp": ("dx", 1, 300, 4, 2, [0, 5, 140, 140, 300], 2, 4, False, False),
+    "dx-b1-l128-h2-g2-noD-1cta": ("dx", 1, 128, 2, 2, None, 0, 1, False, False),
+    "dx-b1-l257-h3-g3-D-5ctas": ("dx", 1, 257, 3, 3, None, 1, 5, False, False),
+    "scan-b2-l200-h4-g1-D-z-ypre": ("scan", 2, 200, 4, 1, None, 1, 3, True, True),
+    "scan-b1-l300-varlen-h4-g2-Dhp-z": ("scan", 1, 300, 4, 2, [0, 5, 140, 140, 300], 2, 4, True, False),
+    "scan-b1-l128-h2-g2-noD-noz-1cta": ("scan", 1, 128, 2, 2, None, 0, 1, False, False),
+    "scan-b1-l257-h3-g3-D-ypre-5ctas": ("scan", 1, 257, 3, 3, None, 1, 5, False, True),
 }
 
 
@@ -37,9 +43,9 @@ def emu_exe(tmp_path_factory):
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
-    exe = str(tmp_path_factory.mktemp("emu") / "ssd_dx_emu")
+    exe = str(tmp_path_factory.mktemp("emu") / "ssd_walk_emu")
     cmd = [cxx, "-std=c++20", "-O1", "-I", EMU_DIR, "-I", os.path.join(REPO, "csrc"),
-           os.path.join(EMU_DIR, "ssd_dx_emu.cpp"), "-o", exe]
+           os.path.join(EMU_DIR, "ssd_walk_emu.cpp"), "-o", exe]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
     return exe
@@ -68,6 +74,27 @@ def _read(d, name, dtype, shape):
     if dtype == BF:
         return torch.frombuffer(raw, dtype=torch.int16).view(BF).reshape(shape)
     return torch.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _expected_scan(x, z, C, cb, dtp, a, hin, D, slots, h, g):
+    """float64 formulas of the forward output stage: (out, ypre)."""
+    y = torch.full(x.shape, float("nan"), dtype=F64)
+    hpg = h // g
+    for k, row, t0, ln in slots:
+        if ln <= 0:
+            continue
+        sl = slice(t0, t0 + ln)
+        tt = torch.arange(ln)
+        for hh in range(h):
+            grp = hh // hpg
+            X = x[row, sl, hh]
+            av, dt = a[row, hh, sl], dtp[row, hh, sl]
+            causal = tt[:, None] >= tt[None, :]
+            M = torch.where(causal, cb[k, grp, :ln, :ln] * torch.exp(av[:, None] - av[None, :]), 0.0) * dt[None, :]
+            Dv = 0.0 if D is None else (D[hh] if D.dim() == 1 else D[hh][None, :])
+            y[row, sl, hh] = torch.exp(av)[:, None] * (C[row, sl, grp] @ hin[k, hh].T) + M @ X + Dv * X
+    out = y if z is None else y * z * torch.sigmoid(z)
+    return out, y
 
 
 def _expected(x, dy, B, cb, dtp, a, dS, D, slots, h, g, acc):
@@ -100,8 +127,8 @@ def _expected(x, dy, B, cb, dtp, a, dS, D, slots, h, g, acc):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_ssd_dx_stage_emulated_on_cpu(case, emu_exe, tmp_path):
-    b, l, h, g, cu, dmode, ctas = CASES[case]
+def test_ssd_walk_stage_emulated_on_cpu(case, emu_exe, tmp_path):
+    stage, b, l, h, g, cu, dmode, ctas, use_z, use_ypre = CASES[case]
     gen = torch.Generator().manual_seed(77 + l + 11 * h + g)
     slots = _slots(b, l, cu)
     nk = len(slots) if cu is None else (-(-l // Q)) + len(cu) - 2  # the library's varlen slot bound
@@ -109,8 +136,8 @@ def test_ssd_dx_stage_emulated_on_cpu(case, emu_exe, tmp_path):
 
     def r(*s, scale=1.0):
         return (torch.randn(*s, generator=gen, dtype=F64) * scale).to(BF)
-    x, dy, B = r(b, l, h, P), r(b, l, h, P), r(b, l, g, N, scale=0.5)
-    dS = r(nk, h, P, N, scale=0.5)
+    x, dy, z, rows = r(b, l, h, P), r(b, l, h, P), r(b, l, h, P), r(b, l, g, N, scale=0.5)
+    pn = r(nk, h, P, N, scale=0.5)  # dS (dx stage) or h_in (scan stage)
     cb = r(nk, g, Q, Q, scale=0.3).to(F64)
     dtp = (torch.rand(b, h, l, generator=gen, dtype=F64) * 0.5 + 0.01).float()
     steps = -(torch.rand(b, h, l, generator=gen, dtype=F64) * 0.2)
@@ -127,18 +154,35 @@ def test_ssd_dx_stage_emulated_on_cpu(case, emu_exe, tmp_path):
            torch.randn(nk, h, generator=gen).float(), torch.randn(h, P, generator=gen).float()]
     d = str(tmp_path)
     with open(os.path.join(d, "meta.txt"), "w") as f:
-        f.write(f"b {b}\nl {l}\nh {h}\ng {g}\nn_slots {nk}\nnum_ctas {ctas}\nvarlen {int(cu is not None)}\nD {dmode}\n")
-    for name, t in dict(x=x, dy=dy, B=B, cb=cb, dS=dS, dtp=dtp, a=a, ddtp=acc[0], da=acc[1], dalast=acc[2],
-                        dD=acc[3]).items():
-        _write(d, name, t)
+        f.write(f"stage {int(stage == 'scan')}\nb {b}\nl {l}\nh {h}\ng {g}\nn_slots {nk}\nnum_ctas {ctas}\n"
+                f"varlen {int(cu is not None)}\nD {dmode}\nz {int(use_z)}\nypre {int(use_ypre)}\n")
+    arrays = dict(x=x, rows=rows, cb=cb, pn=pn, dtp=dtp, a=a)
+    if stage == "dx":
+        arrays.update(dy=dy, ddtp=acc[0], da=acc[1], dalast=acc[2], dD=acc[3])
+    elif use_z:
+        arrays["z"] = z
     if D is not None:
-        _write(d, "D", D)
+        arrays["D"] = D
     if cu is not None:
-        _write(d, "tab", torch.tensor([[t0, ln] for _, _, t0, ln in slots], dtype=torch.int32))
+        arrays["tab"] = torch.tensor([[t0, ln] for _, _, t0, ln in slots], dtype=torch.int32)
+    for name, t in arrays.items():
+        _write(d, name, t)
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    f64 = [t.to(F64) for t in (x, dy, B, cb, dtp, a, dS)]
-    exp = _expected(*f64, None if D is None else D.to(F64), slots, h, g, [t.to(F64) for t in acc])
+    f64 = {k: t.to(F64) for k, t in dict(x=x, dy=dy, z=z, rows=rows, cb=cb, dtp=dtp, a=a, pn=pn).items()}
+    D64 = None if D is None else D.to(F64)
+    # outputs carry the bf16 rounding of the decay-weighted C B^T operand and of the bf16 store (measured ~2e-3
+    # relative RMS): a quarter of the bf16 bounds; the dx stage's state-path sums (d a, d a_L) and dD take bf16 inputs
+    # exactly into fp32 sums: fp32 bounds x 10
+    if stage == "scan":
+        out, ypre = _expected_scan(f64["x"], f64["z"] if use_z else None, f64["rows"], f64["cb"], f64["dtp"],
+                                   f64["a"], f64["pn"], D64, slots, h, g)
+        assert_close(_read(d, "out", BF, x.shape), out, BF, factor=0.25, name=f"{case} out")
+        if use_ypre:
+            assert_close(_read(d, "ypre", BF, x.shape), ypre, BF, factor=0.25, name=f"{case} ypre")
+        return
+    exp = _expected(f64["x"], f64["dy"], f64["rows"], f64["cb"], f64["dtp"], f64["a"], f64["pn"], D64, slots, h, g,
+                    [t.to(F64) for t in acc])
     got = [_read(d, "dx", BF, x.shape), _read(d, "ddtp", torch.float32, (b, h, l)),
            _read(d, "da", torch.float32, (b, h, l)), _read(d, "dalast", torch.float32, (nk, h)),
            _read(d, "dD", torch.float32, (h, P))]
@@ -149,7 +193,5 @@ def test_ssd_dx_stage_emulated_on_cpu(case, emu_exe, tmp_path):
         # compare what the stage added (the accumulators' start values are large next to some increments)
         delta_got = gt.to(F64) - (0 if base is None else base.to(F64))
         delta_exp = ex - (0 if base is None else base.to(F64))
-        # dx and d dt' carry the bf16 rounding of the decay-weighted C B^T operand (measured ~2e-3 relative RMS):
-        # a quarter of the bf16 bounds; the state-path sums (d a, d a_L) and dD take bf16 inputs exactly, fp32 sums
         dtype, factor = (BF, 0.25) if name in ("dx", "ddtp") else (torch.float32, 10.0)
         assert_close(delta_got, delta_exp, dtype, factor=factor, name=f"{case} {name}")

@@ -1,0 +1,123 @@
+// The forward output stage (F2) of the chunked SSD's Triton pipeline as a persistent head-walk CUDA kernel (sm_80+,
+// mma.sync, bf16; no torch). Semantics and layouts: SsdScanParams in ssd.h; the walk, the work split and why:
+// ssd_walk.cuh. The Triton twin is _ssd_chunk_scan_kernel (mamba_kernels/ssd/_triton_fwd.py). Stage tiles: x, z,
+// h_in; resident: C B^T, C.
+//
+// Warp w owns the 16 target rows t of block tb = warp_row_block(w). With a_m = a at the block's first token,
+// exp(a_t - a_s) = v_t u_s for s in earlier blocks (v_t = exp(a_t - a_m), u_s = exp(a_m - a_s), both <= 1 for
+// decaying a) and exp(a_t) = v_t exp(a_m), hence
+//   y_t = v_t (exp(a_m) (C h_in^T)_t + sum_{s < 16 tb} cb(t, s) u_s dt'_s x_s) + (diagonal block, exact decays) + D x_t
+// and out = y silu(z); 4 exps a lane an earlier block.
+#pragma once
+#include "ssd/ssd_walk.cuh"
+
+namespace mamba_kernels {
+namespace ssd_walk {
+
+// (cb(t, s), cb(t, s + 1)) of one A register times exp(a_t - a_s) dt'_s where s <= t < ln, else 0 (select, never
+// multiply: the upper triangle may hold anything). Diagonal blocks only.
+__device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float a_t, float a_s0, float a_s1, float d0,
+                                                float d1, int ln) {
+  float lo, hi;
+  unpack_bf16x2(w, lo, hi);
+  lo = (s <= t && t < ln) ? lo * __expf(a_t - a_s0) * d0 : 0.f;
+  hi = (s + 1 <= t && t < ln) ? hi * __expf(a_t - a_s1) * d1 : 0.f;
+  return ssd_cuda::pack_bf16(lo, hi);
+}
+
+template <typename E>
+__device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
+                                          const Stage<E>& st, int warp, int lane) {
+  const E* xs = st.tile0();
+  const E* zs = st.tile1();
+  const float* as = st.a();
+  const float* dts = st.dt();
+  const float* Ds = st.D();
+  const int ln = it.ln;
+  const int tb = warp_row_block(warp), t0 = 16 * tb;
+  if (t0 >= ln) return;  // no valid target row in this warp's block
+  const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
+  const int tA = t0 + g, tB = tA + 8;
+  const float a_m = as[t0];
+  float acc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
+  rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
+  const float w = __expf(a_m);
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] *= w;
+  // earlier source blocks: A(t, s) = cb(t, s) u_s dt'_s (matrices (t 0-7 / 8-15) x (s 0-7 / 8-15), t fastest)
+  for (int sb = 0; sb < tb; ++sb) {
+    uint32_t r[4];
+    ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
+    const int s = 16 * sb + 2 * q;
+    const float u0 = __expf(a_m - as[s]) * dts[s], u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
+    const float u8 = __expf(a_m - as[s + 8]) * dts[s + 8], u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
+    typename Frag<E>::A af;
+    af.r[0] = scale_pair(r[0], u0, u1);
+    af.r[1] = scale_pair(r[1], u0, u1);
+    af.r[2] = scale_pair(r[2], u8, u9);
+    af.r[3] = scale_pair(r[3], u8, u9);
+    a_times_tile<E>(acc, af, xs, 16 * sb, lane);
+  }
+  const float a_tA = as[tA], a_tB = as[tB];
+  const float v[2] = {tA < ln ? __expf(a_tA - a_m) : 0.f, tB < ln ? __expf(a_tB - a_m) : 0.f};
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] *= v[e >> 1];
+  {  // diagonal block: exact, masked decays
+    uint32_t r[4];
+    ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + t0 + 8 * (m >> 1));
+    const int s = t0 + 2 * q;
+    const float as0 = as[s], as1 = as[s + 1], as8 = as[s + 8], as9 = as[s + 9];
+    const float d0 = dts[s], d1 = dts[s + 1], d8 = dts[s + 8], d9 = dts[s + 9];
+    typename Frag<E>::A af;
+    af.r[0] = causal_pair(r[0], tA, s, a_tA, as0, as1, d0, d1, ln);
+    af.r[1] = causal_pair(r[1], tB, s, a_tB, as0, as1, d0, d1, ln);
+    af.r[2] = causal_pair(r[2], tA, s + 8, a_tA, as8, as9, d8, d9, ln);
+    af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
+    a_times_tile<E>(acc, af, xs, t0, lane);
+  }
+  // epilogue: y += D x; ypre = y; out = y silu(z)
+  const int64_t hp = p.w.nheads * kP, base = (it.tok0 * p.w.nheads + it.hh) * kP;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int t = tA + 8 * hf;
+    if (t >= ln) continue;
+    const int64_t row = base + t * hp + 2 * q;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = 8 * j + 2 * q;
+      float x0, x1;
+      unpack_bf16x2(*reinterpret_cast<const uint32_t*>(xs + t * kLdP + c), x0, x1);
+      float y0 = acc[j][2 * hf] + Ds[c] * x0, y1 = acc[j][2 * hf + 1] + Ds[c + 1] * x1;
+      if (p.ypre != nullptr) *reinterpret_cast<uint32_t*>(static_cast<E*>(p.ypre) + row + 8 * j) = ssd_cuda::pack_bf16(y0, y1);
+      if (p.z != nullptr) {
+        float z0, z1;
+        unpack_bf16x2(*reinterpret_cast<const uint32_t*>(zs + t * kLdP + c), z0, z1);
+        y0 *= __fdividef(z0, 1.f + __expf(-z0));
+        y1 *= __fdividef(z1, 1.f + __expf(-z1));
+      }
+      *reinterpret_cast<uint32_t*>(static_cast<E*>(p.out) + row + 8 * j) = ssd_cuda::pack_bf16(y0, y1);
+    }
+  }
+}
+
+template <typename E>
+__global__ void __launch_bounds__(kThreads, 1) ssd_scan_kernel(const SsdScanParams p) {
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  walk_items<E>(
+      p.w, reinterpret_cast<char*>(ssd_walk_smem),
+      [&](const Item& it, char* st) { load_stage<E>(p.w, it, st, p.x, p.z, p.hin, tid); },
+      [&](const Item& it, const E* cbs, const E* cs, const Stage<E>& st) {
+        scan_item<E>(p, it, cbs, cs, st, warp, lane);
+      });
+}
+
+}  // namespace ssd_walk
+}  // namespace mamba_kernels

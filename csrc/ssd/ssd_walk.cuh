@@ -1,0 +1,258 @@
+// Shared pieces of the head-walk CUDA stages of the chunked SSD (sm_80+, mma.sync, bf16; no torch): the forward
+// output stage (ssd_scan_kernel.cuh) and the backward's dx stage (ssd_dx_kernel.cuh). Parameters: SsdWalkParams in
+// ssd.h.
+//
+// Why: the Triton kernels of these stages hold ~250 registers of tiles a thread (2 CTAs of 2-4 warps an SM) and re-read
+// the chunk's C B^T and B / C tiles for every head. Here one CTA an SM walks a contiguous range of (chunk slot, head)
+// items, head fastest, so consecutive items share the chunk's C B^T and B (or C) rows, which stay in shared memory
+// until the (chunk, group) changes (a whole group at g = 1: 80 heads at b4 l4096 h80 p64 n128); each item's two
+// (token, p) tiles, its (p, n) state tile and its a / dt' / D rows come by cp.async into one of two stages while the
+// previous item computes (walk_items).
+//
+// Work split of an item (8 warps): warp w owns the 16 rows of block w (w < 4) or 11 - w and all 64 p columns (a
+// 16 x 64 fp32 accumulator, 8 n8 tiles), so that the two warps of a scheduler (w, w + 4) own blocks k and 7 - k and
+// meet 9 of the 36 causal 16 x 16 blocks of the chunk between them.
+#pragma once
+#include "ssd/ssd_common.cuh"
+
+namespace mamba_kernels {
+namespace ssd_walk {
+
+using ssd_cuda::Frag;
+constexpr int kQ = 128, kP = 64, kN = 128;
+constexpr int kWarps = 8, kThreads = 32 * kWarps;
+// shared rows padded by 16 bytes: consecutive rows start 4 banks apart (conflict-free ldmatrix and pair loads)
+constexpr int kLdQ = kQ + 8, kLdN = kN + 8, kLdP = kP + 8;
+constexpr int kCbBytes = kQ * kLdQ * 2, kRowsBytes = kQ * kLdN * 2;  // resident: C B^T, B or C rows
+constexpr int kTileBytes = kQ * kLdP * 2, kPnBytes = kP * kLdN * 2;
+constexpr int kStageBytes = 2 * kTileBytes + kPnBytes + (2 * kQ + kP) * 4;  // 2 tiles, (p, n) tile, a, dt', D
+constexpr int kSmemBytes = kCbBytes + kRowsBytes + 2 * kStageBytes;       // 176 KB: one CTA an SM
+
+// A stage's parts: tiles t0 / t1 (Q x p), the (p, n) tile, a / dt' / D rows.
+template <typename E> struct Stage {
+  const char* base;
+  __device__ __forceinline__ const E* tile0() const { return reinterpret_cast<const E*>(base); }
+  __device__ __forceinline__ const E* tile1() const { return reinterpret_cast<const E*>(base + kTileBytes); }
+  __device__ __forceinline__ const E* pn() const { return reinterpret_cast<const E*>(base + 2 * kTileBytes); }
+  __device__ __forceinline__ const float* a() const {
+    return reinterpret_cast<const float*>(base + 2 * kTileBytes + kPnBytes);
+  }
+  __device__ __forceinline__ const float* dt() const { return a() + kQ; }
+  __device__ __forceinline__ const float* D() const { return a() + 2 * kQ; }
+};
+
+// Warp w's row block (see the header).
+__device__ __forceinline__ int warp_row_block(int warp) { return warp < 4 ? warp : 11 - warp; }
+
+// One (chunk slot, head) item: chunk k, head hh of group grp, first token's offsets, valid length ln (0: nothing).
+struct Item {
+  int64_t k, tok0, ab;
+  int hh, grp, ln;
+};
+
+// Chunk fields of item `r` (slot r.k, head r.hh already set).
+__device__ __forceinline__ void set_chunk(const SsdWalkParams& p, Item& r) {
+  int64_t row, start, ln;
+  if (p.tab != nullptr) {
+    row = 0;
+    start = p.tab[2 * r.k];
+    ln = p.tab[2 * r.k + 1];
+  } else {
+    row = r.k / p.chunks_per_row;
+    start = (r.k - row * p.chunks_per_row) * kQ;
+    ln = p.seqlen - start;
+  }
+  r.ln = int(ln < 0 ? 0 : (ln > kQ ? kQ : ln));
+  r.tok0 = row * p.seqlen + start;
+  r.ab = (row * p.nheads + r.hh) * p.seqlen + start;
+}
+
+// The item after `r` (head fastest): a new chunk's fields only when the head wraps.
+__device__ __forceinline__ Item next_item(const SsdWalkParams& p, Item r) {
+  if (++r.hh == p.nheads) {
+    r.hh = 0;
+    ++r.k;
+    set_chunk(p, r);
+  } else {
+    r.ab += p.seqlen;
+  }
+  r.grp = int(r.hh / (p.nheads / p.ngroups));
+  return r;
+}
+
+__device__ __forceinline__ Item item_of(const SsdWalkParams& p, int64_t it) {
+  Item r;
+  r.k = it / p.nheads;
+  r.hh = int(it - r.k * p.nheads);
+  r.grp = int(r.hh / (p.nheads / p.ngroups));
+  set_chunk(p, r);
+  return r;
+}
+
+__device__ __forceinline__ void unpack_bf16x2(uint32_t w, float& lo, float& hi) {
+#if defined(__CUDA_ARCH__)
+  lo = __uint_as_float(w << 16);
+  hi = __uint_as_float(w & 0xffff0000u);
+#else
+  const uint32_t a = w << 16, b = w & 0xffff0000u;
+  __builtin_memcpy(&lo, &a, 4);
+  __builtin_memcpy(&hi, &b, 4);
+#endif
+}
+
+// (lo u0, hi u1) of a bf16 pair, repacked.
+__device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
+  float lo, hi;
+  unpack_bf16x2(w, lo, hi);
+  return ssd_cuda::pack_bf16(lo * u0, hi * u1);
+}
+
+// Stage loads of item `it`: tiles t0 / t1 of a (b, l, h, p) tensor each (rows >= ln zero; t1 may be null: not
+// loaded), the (p, n) tile of a (n_slots, h, p, n) tensor, a and dt' (rows >= ln zero), D's 64 values of the head
+// (D (h) broadcast; zero without D). Thread tid copies tile rows tid / 8 + 32 u and (p, n) rows tid / 16 + 16 u
+// (u = 0..3), 16 bytes each; 32-bit row offsets (h * p * Q < 2^31: checked by the dispatch).
+template <typename E>
+__device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& it, char* st, const void* t0,
+                                           const void* t1, const void* pn, int tid) {
+  E* s0 = reinterpret_cast<E*>(st);
+  E* s1 = reinterpret_cast<E*>(st + kTileBytes);
+  E* spn = reinterpret_cast<E*>(st + 2 * kTileBytes);
+  float* as = reinterpret_cast<float*>(st + 2 * kTileBytes + kPnBytes);
+  const int hp = int(p.nheads) * kP;
+  const int64_t base = (it.tok0 * p.nheads + it.hh) * kP;
+  const E* g0 = static_cast<const E*>(t0) + base;
+  const E* g1 = t1 != nullptr ? static_cast<const E*>(t1) + base : nullptr;
+  const int r0 = tid >> 3, c0 = (tid & 7) * 8;
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int r = r0 + 32 * u;
+    const bool ok = r < it.ln;
+    const int go = ok ? r * hp + c0 : 0;
+    cp_async16_zfill(s0 + r * kLdP + c0, g0 + go, ok);
+    if (g1 != nullptr) cp_async16_zfill(s1 + r * kLdP + c0, g1 + go, ok);
+  }
+  const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
+  const int r1 = tid >> 4, c1 = (tid & 15) * 8;
+#pragma unroll
+  for (int u = 0; u < 4; ++u) cp_async16(spn + (r1 + 16 * u) * kLdN + c1, gpn + (r1 + 16 * u) * kN + c1);
+  const int r = tid % kQ;
+  float* dst = as + tid;  // a in as[0 .. Q), dt' in as[Q .. 2Q)
+  if (r < it.ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + it.ab + r); else *dst = 0.f;
+  if (tid < kP) {  // D in as[2Q .. 2Q + 64)
+    if (p.D == nullptr) as[2 * kQ + tid] = 0.f;
+    else cp_async4(as + 2 * kQ + tid, p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh));
+  }
+}
+
+// The chunk's C B^T and B or C rows of the item's group, rows >= ln zero (they meet zero weights or no store; C B^T's
+// upper triangle is read but masked).
+template <typename E>
+__device__ __forceinline__ void load_resident(const SsdWalkParams& p, const Item& it, E* cbs, E* rs, int tid) {
+  const E* cbg = static_cast<const E*>(p.cb) + (it.k * p.ngroups + it.grp) * int64_t(kQ * kQ);
+  const E* rg = static_cast<const E*>(p.rows) + (it.tok0 * p.ngroups + it.grp) * kN;
+  const int gn = int(p.ngroups) * kN, r0 = tid >> 4, c0 = (tid & 15) * 8;
+#pragma unroll
+  for (int u = 0; u < 8; ++u) {
+    const int r = r0 + 16 * u;
+    const bool ok = r < it.ln;
+    cp_async16_zfill(cbs + r * kLdQ + c0, cbg + (ok ? r * kQ + c0 : 0), ok);
+    cp_async16_zfill(rs + r * kLdN + c0, rg + (ok ? r * gn + c0 : 0), ok);
+  }
+}
+
+// acc (16 x 64) += R[r0 .. r0 + 16) PN^T over n: A = R rows (rows 0-7 / 8-15 x k 0-7 / 8-15 by ldmatrix), B = PN rows
+// (p 0-7 / 8-15 x k 0-7 / 8-15).
+template <typename E>
+__device__ __forceinline__ void rows_times_pn(float (&acc)[8][4], const E* rs, int r0, const E* pn, int lane) {
+  const int m = lane >> 3, r8 = lane & 7;
+#pragma unroll
+  for (int kk = 0; kk < kN / 16; ++kk) {
+    typename Frag<E>::A af;
+    ssd_cuda::ldsm_x4(af.r, rs + (r0 + r8 + 8 * (m & 1)) * kLdN + 16 * kk + 8 * (m >> 1));
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+      uint32_t r[4];
+      ssd_cuda::ldsm_x4(r, pn + (16 * jj + r8 + 8 * (m >> 1)) * kLdN + 16 * kk + 8 * (m & 1));
+      const typename Frag<E>::B b0{{r[0], r[1]}}, b1{{r[2], r[3]}};
+      Frag<E>::mma(acc[2 * jj], af, b0);
+      Frag<E>::mma(acc[2 * jj + 1], af, b1);
+    }
+  }
+}
+
+// acc (16 x 64) += A tile (16 x 16) times rows [k0, k0 + 16) of a (Q x p) stage tile (ldmatrix.trans).
+template <typename E>
+__device__ __forceinline__ void a_times_tile(float (&acc)[8][4], const typename Frag<E>::A& af, const E* tile, int k0,
+                                             int lane) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int jj = 0; jj < 4; ++jj) {
+    typename Frag<E>::B b0, b1;
+    ssd_cuda::b_rows2<E>(b0, b1, tile + k0 * kLdP + 16 * jj, kLdP, g, q);
+    Frag<E>::mma(acc[2 * jj], af, b0);
+    Frag<E>::mma(acc[2 * jj + 1], af, b1);
+  }
+}
+
+// The persistent walk: CTA blockIdx.x takes items [i0, i1) of the n_slots * nheads (head fastest). Stage s of item
+// i + 1 is requested before item i computes; the resident tiles are reloaded after an item when the next one is in
+// another (chunk, group). load(item, stage) issues one item's stage copies; compute(item, stage) runs one item
+// (items of length 0 are skipped). smem: kSmemBytes of dynamic shared memory.
+template <typename E, typename Load, typename Compute>
+__device__ __forceinline__ void walk_items(const SsdWalkParams& p, char* smem, Load load, Compute compute) {
+  E* cbs = reinterpret_cast<E*>(smem);
+  E* rs = reinterpret_cast<E*>(smem + kCbBytes);
+  char* stage0 = smem + kCbBytes + kRowsBytes;
+  const int64_t total = p.n_slots * p.nheads;
+  const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
+  if (i0 >= i1) return;
+  const int tid = threadIdx.x;
+  Item cur = item_of(p, i0);
+  int64_t key = cur.k * p.ngroups + cur.grp;
+  load_resident<E>(p, cur, cbs, rs, tid);
+  load(cur, stage0);
+  cp_async_commit();
+  for (int64_t it = i0; it < i1; ++it) {
+    char* st = stage0 + ((it - i0) & 1) * kStageBytes;
+    char* st_next = stage0 + (((it - i0) & 1) ^ 1) * kStageBytes;
+    const bool has_next = it + 1 < i1;
+    Item nxt = cur;
+    if (has_next) {
+      nxt = next_item(p, cur);
+      load(nxt, st_next);  // its buffer's last reader (item it - 1) passed the barrier below
+    }
+    cp_async_commit();
+    cp_async_wait<1>();  // everything but the copies just issued
+    __syncthreads();
+    if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs), Stage<E>{st});
+    __syncthreads();
+    if (has_next) {
+      const int64_t nkey = nxt.k * p.ngroups + nxt.grp;
+      if (nkey != key) load_resident<E>(p, nxt, cbs, rs, tid);  // waited for at the next iteration's top
+      key = nkey;
+      cur = nxt;
+    }
+    cp_async_commit();
+  }
+  cp_async_wait<0>();
+}
+
+extern __shared__ float4 ssd_walk_smem[];  // the walk kernels' dynamic shared memory (kSmemBytes)
+
+// Launch helper: min(items, num_ctas) CTAs of kThreads with kSmemBytes of dynamic shared memory.
+template <typename K, typename P>
+cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaStream_t stream) {
+  const int64_t total = w.n_slots * w.nheads;
+  if (total == 0) return cudaSuccess;
+  cudaLaunchConfig_t cfg = {};
+  cfg.blockDim = dim3(kThreads);
+  cfg.gridDim = dim3(unsigned(total < w.num_ctas ? total : w.num_ctas));
+  cfg.dynamicSmemBytes = size_t(kSmemBytes);
+  cfg.stream = stream;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
+  return e == cudaSuccess ? cudaGetLastError() : e;
+}
+
+}  // namespace ssd_walk
+}  // namespace mamba_kernels

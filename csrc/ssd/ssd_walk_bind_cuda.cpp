@@ -1,0 +1,142 @@
+// Torch bindings of the SSD head-walk CUDA stages (go into mamba_kernels._cuda). Thin: checks and the params structs
+// (SsdWalkParams, SsdDxParams, SsdScanParams in ssd.h). Called only from mamba_kernels/ssd/cuda_walk.py inside the
+// Triton forward / backward (triton.py), which owns every tensor's layout:
+//   torch.ops.mamba_kernels._ssd_dx_cuda(...) writes dx and adds into the fp32 accumulators ddtp, da, dalast and dD
+//   (when D is given); torch.ops.mamba_kernels._ssd_scan_cuda(...) writes out (and ypre when given).
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "common/bind_utils.h"
+#include "ssd/ssd.h"
+
+namespace mamba_kernels {
+namespace {
+
+// The fields both stages share; x (b, l, h, p) bf16 gives the sizes, rows (B or C) the groups.
+SsdWalkParams walk_params(const at::Tensor& x, const at::Tensor& rows, const at::Tensor& cb, const at::Tensor& dtp,
+                          const at::Tensor& a, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& tab,
+                          int64_t n_slots, int64_t num_ctas) {
+  TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x: expected a CUDA (b, l, h, p) tensor");
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kBFloat16, "x: expected bf16");
+  TORCH_CHECK(rows.dim() == 4, "B / C: expected (b, l, g, n)");
+  const int64_t b = x.size(0), l = x.size(1), h = x.size(2), P = x.size(3), g = rows.size(2), n = rows.size(3);
+  const int64_t Q = kSsdDxChunk;
+  TORCH_CHECK(P == kSsdDxHeaddim && n == kSsdDxDstate, "expected p = 64 and n = 128, got p = ", P, ", n = ", n);
+  TORCH_CHECK(g >= 1 && h % g == 0, "B / C: the group count must divide the head count");
+  TORCH_CHECK(n_slots >= 0, "n_slots: expected >= 0");
+  const auto bf = at::kBFloat16, f32 = at::kFloat;
+  const int64_t hl = b * h * l;
+  check_cuda_dense(rows, x, "B / C", bf, b * l * g * n);
+  TORCH_CHECK(cb.numel() >= n_slots * g * Q * Q, "cb: expected (n_slots, g, 128, 128)");
+  check_cuda_dense(cb, x, "cb", bf, cb.numel());
+  check_cuda_dense(dtp, x, "dtp", f32, hl);
+  check_cuda_dense(a, x, "a", f32, hl);
+  SsdWalkParams w;
+  w.batch = b;
+  w.seqlen = l;
+  w.nheads = h;
+  w.ngroups = g;
+  w.n_slots = n_slots;
+  w.chunks_per_row = (l + Q - 1) / Q;
+  w.num_ctas = num_ctas;
+  w.cb = cb.const_data_ptr();
+  w.rows = rows.const_data_ptr();
+  w.dtp = dtp.const_data_ptr<float>();
+  w.a = a.const_data_ptr<float>();
+  w.D = nullptr;
+  w.D_per_channel = false;
+  if (D) {
+    TORCH_CHECK(D->numel() == h || D->numel() == h * P, "D: expected (h) or (h, p)");
+    check_cuda_dense(*D, x, "D", f32, D->numel());
+    w.D = D->const_data_ptr<float>();
+    w.D_per_channel = D->numel() == h * P;
+  }
+  w.tab = nullptr;
+  if (tab) {
+    TORCH_CHECK(b == 1, "tab (cu_seqlens): expected batch size 1");
+    check_cuda_dense(*tab, x, "tab", at::kInt, 2 * n_slots);
+    w.tab = tab->const_data_ptr<int32_t>();
+  } else {
+    TORCH_CHECK(n_slots == b * w.chunks_per_row, "n_slots: expected ", b * w.chunks_per_row);
+  }
+  return w;
+}
+
+void ssd_dx_cuda_op(const at::Tensor& x, const at::Tensor& dy, const at::Tensor& B, const at::Tensor& cb,
+                    const at::Tensor& dtp, const at::Tensor& a, const at::Tensor& dS, const std::optional<at::Tensor>& D,
+                    const std::optional<at::Tensor>& tab, int64_t n_slots, int64_t num_ctas, at::Tensor& dx,
+                    at::Tensor& ddtp, at::Tensor& da, at::Tensor& dalast, at::Tensor& dD) {
+  SsdDxParams p;
+  p.w = walk_params(x, B, cb, dtp, a, D, tab, n_slots, num_ctas);
+  const int64_t xs = x.numel(), hl = dtp.numel(), h = p.w.nheads, slots = std::max<int64_t>(n_slots, 1);
+  const auto bf = at::kBFloat16, f32 = at::kFloat;
+  check_cuda_dense(dy, x, "dy", bf, xs);
+  check_cuda_dense(dS, x, "dS", bf, slots * h * kSsdDxHeaddim * kSsdDxDstate);
+  check_cuda_dense(dx, x, "dx", bf, xs);
+  check_cuda_dense(ddtp, x, "ddtp", f32, hl);
+  check_cuda_dense(da, x, "da", f32, hl);
+  check_cuda_dense(dalast, x, "dalast", f32, slots * h);
+  p.dD = nullptr;
+  if (D) {
+    check_cuda_dense(dD, x, "dD", f32, h * kSsdDxHeaddim);
+    p.dD = dD.mutable_data_ptr<float>();
+  }
+  p.x = x.const_data_ptr();
+  p.dy = dy.const_data_ptr();
+  p.dS = dS.const_data_ptr();
+  p.dx = dx.mutable_data_ptr();
+  p.ddtp = ddtp.mutable_data_ptr<float>();
+  p.da = da.mutable_data_ptr<float>();
+  p.dalast = dalast.mutable_data_ptr<float>();
+  c10::cuda::CUDAGuard guard(x.device());
+  const char* err = ssd_dx_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == nullptr, "ssd_dx_cuda: ", err ? err : "");
+}
+
+void ssd_scan_cuda_op(const at::Tensor& x, const std::optional<at::Tensor>& z, const at::Tensor& C, const at::Tensor& cb,
+                      const at::Tensor& dtp, const at::Tensor& a, const at::Tensor& hin,
+                      const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& tab, int64_t n_slots,
+                      int64_t num_ctas, at::Tensor& out, const std::optional<at::Tensor>& ypre) {
+  SsdScanParams p;
+  p.w = walk_params(x, C, cb, dtp, a, D, tab, n_slots, num_ctas);
+  const int64_t xs = x.numel(), slots = std::max<int64_t>(n_slots, 1);
+  const auto bf = at::kBFloat16;
+  check_cuda_dense(hin, x, "states_in", bf, slots * p.w.nheads * kSsdDxHeaddim * kSsdDxDstate);
+  check_cuda_dense(out, x, "out", bf, xs);
+  p.x = x.const_data_ptr();
+  p.z = nullptr;
+  if (z) {
+    check_cuda_dense(*z, x, "z", bf, xs);
+    p.z = z->const_data_ptr();
+  }
+  p.ypre = nullptr;
+  if (ypre) {
+    check_cuda_dense(*ypre, x, "ypre", bf, xs);
+    p.ypre = const_cast<void*>(ypre->const_data_ptr());
+  }
+  p.hin = hin.const_data_ptr();
+  p.out = out.mutable_data_ptr();
+  c10::cuda::CUDAGuard guard(x.device());
+  const char* err = ssd_scan_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == nullptr, "ssd_scan_cuda: ", err ? err : "");
+}
+
+}  // namespace
+}  // namespace mamba_kernels
+
+TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
+  m.def(
+      "_ssd_dx_cuda(Tensor x, Tensor dy, Tensor B, Tensor cb, Tensor dtp, Tensor a, Tensor dS, Tensor? D, "
+      "Tensor? tab, int n_slots, int num_ctas, Tensor(a!) dx, Tensor(b!) ddtp, Tensor(c!) da, Tensor(d!) dalast, "
+      "Tensor(e!) dD) -> ()",
+      &mamba_kernels::ssd_dx_cuda_op);
+  m.def(
+      "_ssd_scan_cuda(Tensor x, Tensor? z, Tensor C, Tensor cb, Tensor dtp, Tensor a, Tensor states_in, Tensor? D, "
+      "Tensor? tab, int n_slots, int num_ctas, Tensor(a!) out, Tensor(b!)? ypre) -> ()",
+      &mamba_kernels::ssd_scan_cuda_op);
+}

@@ -1,0 +1,50 @@
+"""The head-walk CUDA stages of the Triton SSD pipeline (csrc/ssd/ssd_walk.cuh): the forward's output stage F2
+(torch.ops.mamba_kernels._ssd_scan_cuda, twin of _ssd_chunk_scan_kernel) and the backward's dx stage B2
+(torch.ops.mamba_kernels._ssd_dx_cuda, twin of _ssd_bwd_dx_kernel without DA_OUT). One persistent CTA an SM walks
+(chunk, head) items head-fastest, keeping the chunk's C B^T and B / C rows in shared memory across a group's heads and
+double-buffering each head's tiles by cp.async. Same results as the Triton kernels up to summation order.
+
+They serve bf16 inputs with p 64, n 128 and chunk 128 (the shape they were written for: Mamba-2's default head and
+state sizes, and the chunk the Triton path runs at) on sm_80+ when the extension was built with them and at least
+8 heads share a group (with fewer, C B^T and B / C are reloaded for nearly every item and nothing is shared); the
+forward stage also needs bf16 chunk-entry states. MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the
+Triton kernels: A/B timing. CALLS counts the CUDA launches per stage (tests assert that they happened).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .cuda import has_cuda_op
+
+CALLS = {"dx": 0, "scan": 0}
+HEADDIM, DSTATE, CHUNK, MIN_HEADS_PER_GROUP = 64, 128, 128, 8
+
+
+def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str) -> bool:
+    """True when the CUDA stage `op` ("_ssd_dx_cuda" / "_ssd_scan_cuda") runs this call (else the Triton kernel)."""
+    return (x.is_cuda and x.dtype == torch.bfloat16 and p == HEADDIM and n == DSTATE and Q == CHUNK
+            and hpg >= MIN_HEADS_PER_GROUP and os.environ.get("MK_SSD_CUDA_WALK", "1") != "0"
+            and torch.cuda.get_device_capability(x.device)[0] >= 8 and has_cuda_op(op))
+
+
+def dx(x, dy, B, cb, dtp, a, dS, D, tab, n_slots, num_ctas, dx_out, ddtp, da, dalast, dD32) -> None:
+    """dx = dt' du + D dy; adds d dt', d a, d a_L and dD (when D is given) into the fp32 accumulators (shapes as the
+    Triton backward's: x, dy, dx (b, l, h, p); B (b, l, g, n); cb (n_slots, g, Q, Q); dtp, a, ddtp, da (b, h, l);
+    dS (n_slots, h, p, n); dalast (n_slots, h); dD32 (h, p)). tab: the varlen chunk table (n_slots, 2) or None."""
+    CALLS["dx"] += 1
+    torch.ops.mamba_kernels._ssd_dx_cuda(x, dy, B, cb, dtp, a, dS, _fp32(D), tab, int(n_slots), int(num_ctas), dx_out,
+                                        ddtp, da, dalast, dD32)
+
+
+def scan(x, z, C, cb, dtp, a, states_in, D, tab, n_slots, num_ctas, out, ypre) -> None:
+    """out = y silu(z) (or y), ypre = y when given, y = exp(a) C h_in^T + (C B^T o decay o dt') x + D x (shapes as the
+    Triton forward's: x, z, out, ypre (b, l, h, p); C (b, l, g, n); states_in (n_slots, h, p, n) bf16)."""
+    CALLS["scan"] += 1
+    torch.ops.mamba_kernels._ssd_scan_cuda(x, z, C, cb, dtp, a, states_in, _fp32(D), tab, int(n_slots), int(num_ctas),
+                                          out, ypre)
+
+
+def _fp32(D):
+    return None if D is None else D.detach().float().contiguous()

@@ -1,0 +1,99 @@
+// Runs the SSD head-walk CUDA stages (csrc/ssd/ssd_dx_kernel.cuh and ssd_scan_kernel.cuh through the real dispatch of
+// csrc/ssd/ssd_walk.cu, unmodified) on the CPU with the emulation headers of this folder. Driven by
+// tests/test_ssd_walk_cuda_emu.py, which writes a case folder and compares what this program writes back with a
+// float64 evaluation of the stage's formulas:
+//   g++ -std=c++20 -O1 -I tests/cuda_emu -I csrc tests/cuda_emu/ssd_walk_emu.cpp -o emu && ./emu DIR
+// DIR/meta.txt: "key value" lines (stage 0 dx / 1 scan, b, l, h, g, n_slots, num_ctas, varlen, D: 0 none / 1 (h) /
+// 2 (h, p), z, ypre); DIR/<name>.bin: bf16 bits for x, dy, z, rows (B or C), cb, pn (dS or h_in); fp32 for dtp, a, D
+// and the dx stage's accumulators ddtp, da, dalast, dD (it adds into them); int32 tab. Outputs start NaN (dx, out,
+// ypre). Writes DIR/out_<name>.bin: dx, ddtp, da, dalast, dD (dx stage) or out, ypre (scan stage).
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ssd/ssd_walk.cu"  // the real dispatch (plain C++ under the emulation headers)
+
+namespace mamba_kernels {
+namespace ssd_walk {
+alignas(16) float4 ssd_walk_smem[232448 / sizeof(float4)];  // the kernels' extern __shared__ (H100 opt-in maximum)
+}  // namespace ssd_walk
+}  // namespace mamba_kernels
+
+using namespace mamba_kernels;
+
+namespace {
+
+std::string dir;
+std::map<std::string, double> meta;
+
+template <typename T> std::vector<T> read_arr(const std::string& name) {
+  std::ifstream f(dir + "/" + name + ".bin", std::ios::binary);
+  if (!f) return {};
+  const std::vector<char> raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<T> v(raw.size() / sizeof(T));
+  if (!v.empty()) std::memcpy(v.data(), raw.data(), v.size() * sizeof(T));
+  return v;
+}
+template <typename T> void write_arr(const std::string& name, const std::vector<T>& v) {
+  std::ofstream f(dir + "/out_" + name + ".bin", std::ios::binary);
+  f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(T)));
+}
+int64_t M(const char* k) { return int64_t(meta.at(k)); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) { std::fprintf(stderr, "usage: %s CASE_DIR\n", argv[0]); return 2; }
+  dir = argv[1];
+  std::ifstream mf(dir + "/meta.txt");
+  std::string k;
+  double v;
+  while (mf >> k >> v) meta[k] = v;
+  using E = __nv_bfloat16;
+  const auto x = read_arr<E>("x"), dy = read_arr<E>("dy"), z = read_arr<E>("z"), rows = read_arr<E>("rows");
+  const auto cb = read_arr<E>("cb"), pn = read_arr<E>("pn");
+  const auto dtp = read_arr<float>("dtp"), a = read_arr<float>("a"), D = read_arr<float>("D");
+  auto ddtp = read_arr<float>("ddtp"), da = read_arr<float>("da"), dalast = read_arr<float>("dalast");
+  auto dD = read_arr<float>("dD");
+  const auto tab = read_arr<int32_t>("tab");
+  const E nan = __float2bfloat16_rn(std::nanf(""));
+  SsdWalkParams w;
+  w.batch = M("b"); w.seqlen = M("l"); w.nheads = M("h"); w.ngroups = M("g"); w.n_slots = M("n_slots");
+  w.chunks_per_row = (w.seqlen + kSsdDxChunk - 1) / kSsdDxChunk;
+  w.num_ctas = M("num_ctas");
+  w.cb = cb.data(); w.rows = rows.data(); w.dtp = dtp.data(); w.a = a.data();
+  w.D = M("D") ? D.data() : nullptr;
+  w.D_per_channel = M("D") == 2;
+  w.tab = M("varlen") ? tab.data() : nullptr;
+  cuda_emu::poison_smem = ssd_walk::ssd_walk_smem;
+  cuda_emu::poison_smem_bytes = sizeof(ssd_walk::ssd_walk_smem);
+  const char* err = nullptr;
+  if (M("stage") == 0) {
+    std::vector<E> dx(x.size(), nan);
+    SsdDxParams P;
+    P.w = w;
+    P.x = x.data(); P.dy = dy.data(); P.dS = pn.data();
+    P.dx = dx.data(); P.ddtp = ddtp.data(); P.da = da.data(); P.dalast = dalast.data();
+    P.dD = M("D") ? dD.data() : nullptr;
+    err = ssd_dx_cuda(P, nullptr);
+    write_arr("dx", dx); write_arr("ddtp", ddtp); write_arr("da", da); write_arr("dalast", dalast);
+    write_arr("dD", dD);
+  } else {
+    std::vector<E> out(x.size(), nan), ypre(M("ypre") ? x.size() : 0, nan);
+    SsdScanParams P;
+    P.w = w;
+    P.x = x.data(); P.z = M("z") ? z.data() : nullptr; P.hin = pn.data();
+    P.out = out.data(); P.ypre = M("ypre") ? ypre.data() : nullptr;
+    err = ssd_scan_cuda(P, nullptr);
+    write_arr("out", out); write_arr("ypre", ypre);
+  }
+  if (err) {
+    std::printf("launch error: %s\n", err);
+    return 1;
+  }
+  std::printf("launches %lld\n", static_cast<long long>(cuda_emu::launches));
+  return 0;
+}
