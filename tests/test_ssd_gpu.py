@@ -244,7 +244,7 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, monkeypatch):
     """The Triton pipeline's forward output stage and backward dx stage run the CUDA head-walk kernels
     (mamba_kernels/ssd/cuda_walk.py) for bf16, p 64, n 128, chunk 128 with >= 8 heads a group: their counters move;
     outputs and every gradient match the float64 reference, and the all-Triton pipeline (MK_SSD_CUDA_WALK=0) on the
-    same inputs (also without z, and inference without ypre)."""
+    same inputs (also without z; the forward stage serves the no-grad call)."""
     _skip_unavailable("triton", "cuda")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
@@ -272,9 +272,10 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, monkeypatch):
         return [y_inf, y] + list(torch.autograd.grad(loss, [inp[k] for k in names]))
     mid = dict(cuda_walk.CALLS)
     got = run()
-    assert cuda_walk.CALLS["dx"] == mid["dx"] + 1 and cuda_walk.CALLS["scan"] == mid["scan"] + 2
+    # the forward stage serves the no-grad call (no pre-gate output kept); with autograd the Triton scan runs
+    assert cuda_walk.CALLS == {"dx": mid["dx"] + 1, "scan": mid["scan"] + 1}
     monkeypatch.setenv("MK_SSD_CUDA_WALK", "0")
     exp = run()
-    assert cuda_walk.CALLS == {"dx": mid["dx"] + 1, "scan": mid["scan"] + 2}
+    assert cuda_walk.CALLS == {"dx": mid["dx"] + 1, "scan": mid["scan"] + 1}
     for k, a, e in zip(["y (no grad)", "y"] + names, got, exp):
         assert_close(a, e.float(), torch.bfloat16, factor=2.0, name=f"{k}: cuda walk stages vs triton")

@@ -7,7 +7,9 @@ double-buffering each head's tiles by cp.async. Same results as the Triton kerne
 They serve bf16 inputs with p 64, n 128 and chunk 128 (the shape they were written for: Mamba-2's default head and
 state sizes, and the chunk the Triton path runs at) on sm_80+ when the extension was built with them and at least
 8 heads share a group (with fewer, C B^T and B / C are reloaded for nearly every item and nothing is shared); the
-forward stage also needs bf16 chunk-entry states. MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the
+forward stage also needs bf16 chunk-entry states and serves only calls that keep no pre-gate output (inference):
+H200, b4 l4096 h80 p64 n128 g1 (2026-12-01, 62b2482), F2 328.8 us without ypre against ~337-342 for the Triton
+kernel in earlier runs, but 383.7 against 376.7-378.9 with the ypre store; B2 307.7 us against 555.7. MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the
 Triton kernels: A/B timing. CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
