@@ -9,7 +9,6 @@ tensors the kernels read (ypre in x's dtype, states_in in fp32) come from the re
 """
 import math
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -20,8 +19,8 @@ from mamba_kernels.ssd.layout import chunk_layout
 from mamba_kernels.testing import assert_close
 from python_ref.ssd import ssd_chunked_ref
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMU_DIR = os.path.join(REPO, "tests", "cuda_emu")
+from emu_build import build_emu
+
 F64 = torch.float64
 DTYPES = {"fp32": (0, torch.float32), "fp16": (1, torch.float16), "bf16": (2, torch.bfloat16)}
 GRAD_FACTOR = 5.0
@@ -55,15 +54,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def emu_exe(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
-    exe = str(tmp_path_factory.mktemp("emu") / "ssd_bwd_emu")
-    cmd = [cxx, "-std=c++20", "-O1", "-I", EMU_DIR, "-I", os.path.join(REPO, "csrc"),
-           os.path.join(EMU_DIR, "ssd_bwd_emu.cpp"), "-o", exe]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
-    return exe
+    return build_emu(tmp_path_factory, "ssd_bwd_emu")
 
 
 def _inputs(b, l, h, p, n, g, dtype, o, gen):

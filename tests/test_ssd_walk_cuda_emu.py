@@ -12,7 +12,6 @@ with 1-token and empty slots, D (h) / (h, p) / none, with and without z and ypre
 with these stages run on the H200 in tests/test_ssd_gpu.py. No GPU needed.
 """
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -20,8 +19,8 @@ import torch
 
 from mamba_kernels.testing import assert_close
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMU_DIR = os.path.join(REPO, "tests", "cuda_emu")
+from emu_build import build_emu
+
 F64, BF = torch.float64, torch.bfloat16
 P, N, Q = 64, 128, 128
 
@@ -40,15 +39,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def emu_exe(tmp_path_factory):
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
-    exe = str(tmp_path_factory.mktemp("emu") / "ssd_walk_emu")
-    cmd = [cxx, "-std=c++20", "-O1", "-I", EMU_DIR, "-I", os.path.join(REPO, "csrc"),
-           os.path.join(EMU_DIR, "ssd_walk_emu.cpp"), "-o", exe]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
-    return exe
+    return build_emu(tmp_path_factory, "ssd_walk_emu")
 
 
 def _slots(b, l, cu):
@@ -76,53 +67,47 @@ def _read(d, name, dtype, shape):
     return torch.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def _expected_scan(x, z, C, cb, dtp, a, hin, D, slots, h, g):
-    """float64 formulas of the forward output stage: (out, ypre)."""
-    y = torch.full(x.shape, float("nan"), dtype=F64)
-    hpg = h // g
+def _items(slots, h, g, cb, a, dtp, D):
+    """Per (chunk, head) of the stage: (k, row, token slice, head, group, the decay-masked C B^T
+    M[t, s] = cb(t, s) exp(a_t - a_s) for s <= t, a, dt', the head's D (0, a scalar or a (1, p) row))."""
     for k, row, t0, ln in slots:
         if ln <= 0:
             continue
         sl = slice(t0, t0 + ln)
         tt = torch.arange(ln)
+        causal = tt[:, None] >= tt[None, :]
         for hh in range(h):
-            grp = hh // hpg
-            X = x[row, sl, hh]
+            grp = hh // (h // g)
             av, dt = a[row, hh, sl], dtp[row, hh, sl]
-            causal = tt[:, None] >= tt[None, :]
-            M = torch.where(causal, cb[k, grp, :ln, :ln] * torch.exp(av[:, None] - av[None, :]), 0.0) * dt[None, :]
+            M = torch.where(causal, cb[k, grp, :ln, :ln] * torch.exp(av[:, None] - av[None, :]), 0.0)
             Dv = 0.0 if D is None else (D[hh] if D.dim() == 1 else D[hh][None, :])
-            y[row, sl, hh] = torch.exp(av)[:, None] * (C[row, sl, grp] @ hin[k, hh].T) + M @ X + Dv * X
+            yield k, row, sl, hh, grp, M, av, dt, Dv
+
+
+def _expected_scan(x, z, C, cb, dtp, a, hin, D, slots, h, g):
+    """float64 formulas of the forward output stage: (out, ypre)."""
+    y = torch.full(x.shape, float("nan"), dtype=F64)
+    for k, row, sl, hh, grp, M, av, dt, Dv in _items(slots, h, g, cb, a, dtp, D):
+        X = x[row, sl, hh]
+        y[row, sl, hh] = torch.exp(av)[:, None] * (C[row, sl, grp] @ hin[k, hh].T) + (M * dt[None, :]) @ X + Dv * X
     out = y if z is None else y * z * torch.sigmoid(z)
     return out, y
 
 
 def _expected(x, dy, B, cb, dtp, a, dS, D, slots, h, g, acc):
-    """float64 formulas of the stage; acc: the accumulators' start values (ddtp, da, dalast, dD), updated."""
+    """float64 formulas of the dx stage; acc: the accumulators' start values (ddtp, da, dalast, dD), updated."""
     ddtp, da, dalast, dD = (t.clone() for t in acc)
     dx = torch.full(x.shape, float("nan"), dtype=F64)
-    hpg = h // g
-    for k, row, t0, ln in slots:
-        if ln <= 0:
-            continue
-        sl = slice(t0, t0 + ln)
-        tt = torch.arange(ln)
-        for hh in range(h):
-            grp = hh // hpg
-            X, DY = x[row, sl, hh], dy[row, sl, hh]
-            av, dt = a[row, hh, sl], dtp[row, hh, sl]
-            causal = tt[:, None] >= tt[None, :]
-            M = torch.where(causal, cb[k, grp, :ln, :ln] * torch.exp(av[:, None] - av[None, :]), 0.0)
-            e = torch.exp(av[-1] - av)
-            dus = e[:, None] * (B[row, sl, grp] @ dS[k, hh].T)
-            du = M.T @ DY + dus
-            Dv = 0.0 if D is None else (D[hh] if D.dim() == 1 else D[hh][None, :])
-            dx[row, sl, hh] = du * dt[:, None] + Dv * DY
-            ddtp[row, hh, sl] += (X * du).sum(1)
-            q = (X * dus).sum(1)
-            da[row, hh, sl] -= dt * q
-            dalast[k, hh] += (dt * q).sum()
-            dD[hh] += (DY * X).sum(0)
+    for k, row, sl, hh, grp, M, av, dt, Dv in _items(slots, h, g, cb, a, dtp, D):
+        X, DY = x[row, sl, hh], dy[row, sl, hh]
+        dus = torch.exp(av[-1] - av)[:, None] * (B[row, sl, grp] @ dS[k, hh].T)
+        du = M.T @ DY + dus
+        dx[row, sl, hh] = du * dt[:, None] + Dv * DY
+        ddtp[row, hh, sl] += (X * du).sum(1)
+        q = (X * dus).sum(1)
+        da[row, hh, sl] -= dt * q
+        dalast[k, hh] += (dt * q).sum()
+        dD[hh] += (DY * X).sum(0)
     return dx, ddtp, da, dalast, dD
 
 

@@ -49,10 +49,6 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   const int sA = s0 + g, sB = sA + 8;
   const float a_r = as[s0 + 15 < ln ? s0 + 15 : ln - 1], a_last = as[ln - 1];
   float acc[8][4];
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
   rows_times_pn<E>(acc, bs, s0, st.pn(), lane);  // P = B dS^T over n
   // x rows sA / sB in registers (also for the epilogue); q_s = x_s . P_s, scaled by e_s below
   uint32_t xw[8][2];
@@ -67,10 +63,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
       qv[hf] += x0 * acc[j][2 * hf] + x1 * acc[j][2 * hf + 1];
     }
   const float w_r = __expf(a_last - a_r);
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] *= w_r;
+  scale_acc(acc, w_r);
   // later target blocks: A(s, t) = cb(t, s) u_t (CB rows >= ln are zero in shared memory, u_t = 0 there)
   for (int tb = rb + 1; tb < kQ / 16 && 16 * tb < ln; ++tb) {
     uint32_t r[4];  // matrices (t 0-7, s 0-7) (t 0-7, s 8-15) (t 8-15, s 0-7) (t 8-15, s 8-15), transposed
@@ -88,10 +81,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   }
   const float a_sA = as[sA], a_sB = as[sB];
   const float v[2] = {sA < ln ? __expf(a_r - a_sA) : 0.f, sB < ln ? __expf(a_r - a_sB) : 0.f};
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] *= v[e >> 1];
+  scale_acc_rows(acc, v[0], v[1]);
   qv[0] *= w_r * v[0];
   qv[1] *= w_r * v[1];
   {  // diagonal block: exact, masked decays

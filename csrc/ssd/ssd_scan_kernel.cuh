@@ -40,16 +40,8 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   const int tA = t0 + g, tB = tA + 8;
   const float a_m = as[t0];
   float acc[8][4];
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
   rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
-  const float w = __expf(a_m);
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] *= w;
+  scale_acc(acc, __expf(a_m));
   // earlier source blocks: A(t, s) = cb(t, s) u_s dt'_s (matrices (t 0-7 / 8-15) x (s 0-7 / 8-15), t fastest)
   for (int sb = 0; sb < tb; ++sb) {
     uint32_t r[4];
@@ -65,11 +57,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     a_times_tile<E>(acc, af, xs, 16 * sb, lane);
   }
   const float a_tA = as[tA], a_tB = as[tB];
-  const float v[2] = {tA < ln ? __expf(a_tA - a_m) : 0.f, tB < ln ? __expf(a_tB - a_m) : 0.f};
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] *= v[e >> 1];
+  scale_acc_rows(acc, tA < ln ? __expf(a_tA - a_m) : 0.f, tB < ln ? __expf(a_tB - a_m) : 0.f);
   {  // diagonal block: exact, masked decays
     uint32_t r[4];
     ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + t0 + 8 * (m >> 1));

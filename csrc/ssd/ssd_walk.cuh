@@ -160,11 +160,15 @@ __device__ __forceinline__ void load_resident(const SsdWalkParams& p, const Item
   }
 }
 
-// acc (16 x 64) += R[r0 .. r0 + 16) PN^T over n: A = R rows (rows 0-7 / 8-15 x k 0-7 / 8-15 by ldmatrix), B = PN rows
+// acc (16 x 64) = R[r0 .. r0 + 16) PN^T over n: A = R rows (rows 0-7 / 8-15 x k 0-7 / 8-15 by ldmatrix), B = PN rows
 // (p 0-7 / 8-15 x k 0-7 / 8-15).
 template <typename E>
 __device__ __forceinline__ void rows_times_pn(float (&acc)[8][4], const E* rs, int r0, const E* pn, int lane) {
   const int m = lane >> 3, r8 = lane & 7;
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] = 0.f;
 #pragma unroll
   for (int kk = 0; kk < kN / 16; ++kk) {
     typename Frag<E>::A af;
@@ -178,6 +182,20 @@ __device__ __forceinline__ void rows_times_pn(float (&acc)[8][4], const E* rs, i
       Frag<E>::mma(acc[2 * jj + 1], af, b1);
     }
   }
+}
+
+// acc *= f (all), and acc rows g / g + 8 *= v0 / v1.
+__device__ __forceinline__ void scale_acc(float (&acc)[8][4], float f) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] *= f;
+}
+__device__ __forceinline__ void scale_acc_rows(float (&acc)[8][4], float v0, float v1) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] *= e < 2 ? v0 : v1;
 }
 
 // acc (16 x 64) += A tile (16 x 16) times rows [k0, k0 + 16) of a (Q x p) stage tile (ldmatrix.trans).

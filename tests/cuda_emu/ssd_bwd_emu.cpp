@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "emu_case_io.h"
 #include "emu_check.h"
 #include "ssd/ssd_bwd_launch.cuh"
 #include "ssd/ssd_bwd_launch.cu"  // the real dispatch (plain C++ under the emulation headers)
@@ -35,27 +36,12 @@ alignas(16) float4 ssd_bwd_smem[232448 / sizeof(float4)];  // the kernels' exter
 
 using namespace mamba_kernels;
 
+using emu_case::M;
+using emu_case::read_arr;
+using emu_case::write_arr;
+
 namespace {
 
-std::string dir;
-std::map<std::string, double> meta;
-
-std::vector<char> read_raw(const std::string& name) {
-  std::ifstream f(dir + "/" + name + ".bin", std::ios::binary);
-  if (!f) return {};
-  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-template <typename T> std::vector<T> read_arr(const std::string& name) {
-  const std::vector<char> raw = read_raw(name);
-  std::vector<T> v(raw.size() / sizeof(T));
-  if (!v.empty()) std::memcpy(v.data(), raw.data(), v.size() * sizeof(T));
-  return v;
-}
-template <typename T> void write_arr(const std::string& name, const std::vector<T>& v) {
-  std::ofstream f(dir + "/out_" + name + ".bin", std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(T)));
-}
-int64_t M(const char* k) { return int64_t(meta.at(k)); }
 template <typename T> const T* ptr(const std::vector<T>& v) { return v.empty() ? nullptr : v.data(); }
 
 template <typename T>
@@ -88,7 +74,7 @@ int run() {
                : (std::is_same_v<T, __half> ? DType::kFloat16 : DType::kBFloat16);
   P.dt_softplus = M("softplus") != 0;
   P.has_dt_limit = M("limit") != 0;
-  P.dt_min = float(meta.at("lo")); P.dt_max = float(meta.at("hi"));
+  P.dt_min = float(emu_case::meta.at("lo")); P.dt_max = float(emu_case::meta.at("hi"));
   P.D_per_channel = M("D") == 2;
   P.x = x.data(); P.z = ptr(z); P.dout = dout.data(); P.ypre = ptr(ypre); P.B = Bm.data(); P.C = Cm.data();
   P.dt = dt.data(); P.A = A.data(); P.dt_bias = ptr(bias); P.D = ptr(D);
@@ -121,11 +107,7 @@ int run() {
 
 int main(int argc, char** argv) {
   if (argc != 2) { std::fprintf(stderr, "usage: %s CASE_DIR\n", argv[0]); return 2; }
-  dir = argv[1];
-  std::ifstream mf(dir + "/meta.txt");
-  std::string k;
-  double v;
-  while (mf >> k >> v) meta[k] = v;
+  emu_case::read_meta(argv[1]);
   switch (M("dtype")) {
     case 0: return run<float>();
     case 1: return run<__half>();

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "emu_case_io.h"
 #include "ssd/ssd_walk.cu"  // the real dispatch (plain C++ under the emulation headers)
 
 namespace mamba_kernels {
@@ -24,34 +25,13 @@ alignas(16) float4 ssd_walk_smem[232448 / sizeof(float4)];  // the kernels' exte
 
 using namespace mamba_kernels;
 
-namespace {
-
-std::string dir;
-std::map<std::string, double> meta;
-
-template <typename T> std::vector<T> read_arr(const std::string& name) {
-  std::ifstream f(dir + "/" + name + ".bin", std::ios::binary);
-  if (!f) return {};
-  const std::vector<char> raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  std::vector<T> v(raw.size() / sizeof(T));
-  if (!v.empty()) std::memcpy(v.data(), raw.data(), v.size() * sizeof(T));
-  return v;
-}
-template <typename T> void write_arr(const std::string& name, const std::vector<T>& v) {
-  std::ofstream f(dir + "/out_" + name + ".bin", std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(T)));
-}
-int64_t M(const char* k) { return int64_t(meta.at(k)); }
-
-}  // namespace
+using emu_case::M;
+using emu_case::read_arr;
+using emu_case::write_arr;
 
 int main(int argc, char** argv) {
   if (argc != 2) { std::fprintf(stderr, "usage: %s CASE_DIR\n", argv[0]); return 2; }
-  dir = argv[1];
-  std::ifstream mf(dir + "/meta.txt");
-  std::string k;
-  double v;
-  while (mf >> k >> v) meta[k] = v;
+  emu_case::read_meta(argv[1]);
   using E = __nv_bfloat16;
   const auto x = read_arr<E>("x"), dy = read_arr<E>("dy"), z = read_arr<E>("z"), rows = read_arr<E>("rows");
   const auto cb = read_arr<E>("cb"), pn = read_arr<E>("pn");
