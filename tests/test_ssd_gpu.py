@@ -279,3 +279,24 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, monkeypatch):
     assert cuda_walk.CALLS == {"dx": mid["dx"] + 1, "scan": mid["scan"] + 1}
     for k, a, e in zip(["y (no grad)", "y"] + names, got, exp):
         assert_close(a, e.float(), torch.bfloat16, factor=2.0, name=f"{k}: cuda walk stages vs triton")
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_walk_misaligned_input_runs_triton():
+    """x as a contiguous view 2 bytes past a 16-byte boundary: the CUDA head-walk stages (16-byte copies) do not serve
+    it (cuda_walk.tiles_aligned); the Triton kernels do, and the outputs match the same call on an aligned copy."""
+    _skip_unavailable("triton", "cuda")
+    from mamba_kernels.ssd import cuda_walk
+    inp = make_inputs(1, 300, 16, 64, 128, 1, dtype=torch.bfloat16, device="cuda", init=True)
+    buf = torch.empty(inp["x"].numel() + 8, device="cuda", dtype=torch.bfloat16)
+    x_odd = buf[1:1 + inp["x"].numel()].view(inp["x"].shape)
+    x_odd.copy_(inp["x"])
+    assert x_odd.is_contiguous() and x_odd.data_ptr() % 16 != 0
+    kw = dict(chunk_size=128, dt_softplus=True, backend="triton")
+    before = dict(cuda_walk.CALLS)
+    with torch.no_grad():
+        y_odd = ssd_chunked_scan(**{**inp, "x": x_odd}, **kw)
+        assert cuda_walk.CALLS == before
+        y = ssd_chunked_scan(**inp, **kw)
+    assert cuda_walk.CALLS["scan"] == before["scan"] + 1
+    assert_close(y_odd, y.float(), torch.bfloat16, name="misaligned x (Triton) vs aligned x (CUDA stage)")

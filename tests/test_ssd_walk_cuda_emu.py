@@ -180,3 +180,17 @@ def test_ssd_walk_stage_emulated_on_cpu(case, emu_exe, tmp_path):
         delta_exp = ex - (0 if base is None else base.to(F64))
         dtype, factor = (BF, 0.25) if name in ("dx", "ddtp") else (torch.float32, 10.0)
         assert_close(delta_got, delta_exp, dtype, factor=factor, name=f"{case} {name}")
+
+
+def test_walk_stages_need_16_byte_aligned_tiles():
+    """The CUDA stages copy x / z / B / C / dy 16 bytes at a time: cuda_walk.serves sends a call whose tensors do not
+    all start on a 16-byte boundary (a contiguous view at an odd offset) to the Triton kernels (tiles_aligned; the
+    GPU side: tests/test_ssd_gpu.py::test_gpu_cuda_walk_misaligned_input_runs_triton)."""
+    from mamba_kernels.ssd.cuda_walk import tiles_aligned
+    buf = torch.zeros(2 * 64 + 8, dtype=BF)
+    aligned, odd = buf[:128].view(2, 64), buf[1:129].view(2, 64)
+    assert aligned.data_ptr() % 16 == 0 and odd.data_ptr() % 16 != 0 and odd.is_contiguous()
+    assert tiles_aligned((aligned, None, aligned))
+    assert not tiles_aligned((aligned, odd))
+    assert tiles_aligned((None, buf[8:136]))  # 8 bf16 = 16 bytes in
+    assert not tiles_aligned((None, buf[4:132]))  # 8 bytes in

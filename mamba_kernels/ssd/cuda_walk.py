@@ -9,8 +9,9 @@ state sizes, and the chunk the Triton path runs at) on sm_80+ when the extension
 8 heads share a group (with fewer, C B^T and B / C are reloaded for nearly every item and nothing is shared); the
 forward stage also needs bf16 chunk-entry states and serves only calls that keep no pre-gate output (inference):
 H200, b4 l4096 h80 p64 n128 g1 (2026-12-01, 62b2482), F2 328.8 us without ypre against ~337-342 for the Triton
-kernel in earlier runs, but 383.7 against 376.7-378.9 with the ypre store; B2 307.7 us against 555.7. MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the
-Triton kernels: A/B timing. CALLS counts the CUDA launches per stage (tests assert that they happened).
+kernel in earlier runs, but 383.7 against 376.7-378.9 with the ypre store; B2 307.7 us against 555.7.
+MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the Triton kernels: A/B timing. CALLS counts the CUDA
+launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
@@ -24,11 +25,18 @@ CALLS = {"dx": 0, "scan": 0}
 HEADDIM, DSTATE, CHUNK, MIN_HEADS_PER_GROUP = 64, 128, 128, 8
 
 
-def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str) -> bool:
-    """True when the CUDA stage `op` ("_ssd_dx_cuda" / "_ssd_scan_cuda") runs this call (else the Triton kernel)."""
+def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str, tiles=()) -> bool:
+    """True when the CUDA stage `op` ("_ssd_dx_cuda" / "_ssd_scan_cuda") runs this call (else the Triton kernel).
+    tiles: the caller's tensors that the kernel copies 16 bytes at a time (x, z, B / C, dy): each must start on a
+    16-byte boundary (a contiguous view at an odd offset goes to Triton, which has no such need)."""
     return (x.is_cuda and x.dtype == torch.bfloat16 and p == HEADDIM and n == DSTATE and Q == CHUNK
-            and hpg >= MIN_HEADS_PER_GROUP and os.environ.get("MK_SSD_CUDA_WALK", "1") != "0"
+            and hpg >= MIN_HEADS_PER_GROUP and os.environ.get("MK_SSD_CUDA_WALK", "1") != "0" and tiles_aligned(tiles)
             and torch.cuda.get_device_capability(x.device)[0] >= 8 and has_cuda_op(op))
+
+
+def tiles_aligned(tiles) -> bool:
+    """Every tensor given (None skipped) starts on a 16-byte boundary."""
+    return all(t is None or t.data_ptr() % 16 == 0 for t in tiles)
 
 
 def dx(x, dy, B, cb, dtp, a, dS, D, tab, n_slots, num_ctas, dx_out, ddtp, da, dalast, dD32) -> None:

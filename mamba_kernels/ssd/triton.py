@@ -441,7 +441,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             5.0 if x.dtype == torch.float16 else 60.0,
             VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
-    elif lay.nk and hin_dt == sdt and not store_ypre and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda"):
+    elif lay.nk and hin_dt == sdt and not store_ypre and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)):
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)  # CUDA stage (cuda_walk.py: inference calls only)
         cuda_walk.scan(x, z, C, cb, dtp, a, states_in, D, lay.tab if lay.varlen else None, lay.nk, _num_sms(dev), out,
                        None)
@@ -518,7 +518,7 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
         da_in_dx = _FWD["da_out"] == "dx"
         # B2: dx, d dt' (direct), state-path d a terms (CUDA where it serves; else Triton)
-        if not da_in_dx and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_dx_cuda"):
+        if not da_in_dx and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_dx_cuda", (x, dy, B)):
             cuda_walk.dx(x, dy, B, cb, dtp, a, dS, D, lay.tab if lay.varlen else None, nk, _num_sms(dev), dx, ddtp,
                          da, dalast, dD32)
         elif _FWD["bwd_dx"] == "heads" and (kind in (1, 2) or _interpreted()):
