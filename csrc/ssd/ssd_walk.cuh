@@ -13,7 +13,8 @@
 // 16 x 64 fp32 accumulator, 8 n8 tiles), so that the two warps of a scheduler (w, w + 4) own blocks k and 7 - k and
 // meet 9 of the 36 causal 16 x 16 blocks of the chunk between them.
 #pragma once
-#include "ssd/ssd_common.cuh"
+#include "ssd/ssd.h"
+#include "ssd/ssd_mma.cuh"
 
 namespace mamba_kernels {
 namespace ssd_walk {
