@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(bwd_flat::kThreads, bwd_flat::min_blocks<kW>()
   T* __restrict__ dxs = static_cast<T*>(p.dx) + b * p.dx_batch_stride + c * p.dx_c_stride + t0;
 
   // Weight and bias first: issued after the 2G x / dy loads they cost 35 us more at b4 d6144 l4096 with 16-bit
-  // weights (228 vs 190 us; fp32 weights 193 either way; bench/NOTES.md).
+  // weights (228 vs 190 us; fp32 weights 193 either way; bench/notes/causal_conv1d.md).
   float w[kW];
   load_weights<kW>(p, c, pad, w);
   const float bias = load_bias(p, c);

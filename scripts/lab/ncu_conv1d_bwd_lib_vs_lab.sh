@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The open question of bench/NOTES.md (conv1d): the same channel-first backward kernel (identical SASS) runs
+# The open question of bench/notes/causal_conv1d.md: the same channel-first backward kernel (identical SASS) runs
 # 222-229 us in the torch process and 189-198 us in the lab binary, at the same instruction count and SM clock,
 # with DRAM throughput 55% vs 65%. This profiles one launch of each with the memory sections side by side.
 # GPU machine, after the library is built and run_conv1d_lab.sh built the `default` variant.

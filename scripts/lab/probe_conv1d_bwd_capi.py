@@ -1,4 +1,4 @@
-"""The open conv1d backward question (bench/NOTES.md: the channel-first backward, same SASS, runs ~190 us in the
+"""The open conv1d backward question (bench/notes/causal_conv1d.md: the channel-first backward, same SASS, runs ~190 us in the
 lab binary and ~228 us in the torch process), one step further. Uses the lab's build of the backward behind a C
 entry point (scripts/lab/conv1d_bwd_capi.cu, loaded by ctypes):
   --no-torch  a Python process that never imports torch: the C side allocates (cudaMalloc), fills and times;
