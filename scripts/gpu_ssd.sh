@@ -8,8 +8,8 @@
 #     forward / backward alone, and a profile of one Triton forward + backward. SWEEP_ALL=1: every sweep entry.
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
-#   (Next: SSD_PART=select with the BENCH_K of bench/NOTES.md, SSD "Session 10 ... Next".)
-#   SSD_PART=select: build, bench_ssd.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
+#   (Next: SSD_PART=select with the BENCH_K of bench/notes/chunked_ssd.md, "Session 10 ... Next".)
+#   SSD_PART=select: build, bench_ssd.py / bench_ssd_configs.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
@@ -28,14 +28,15 @@ step 30 $OUT/prof.log ssd_prof_sh4_ho1 env MK_SSD_HANDOVER=1 MK_SSD_SCAN_HEADS=4
 step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
 elif [ "${SSD_PART}" = select ]; then
-[ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py --benchmark-only -k "$BENCH_K"
+[ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py bench/bench_ssd_configs.py --benchmark-only \
+  -k "$BENCH_K"
 [ -n "${TEST_K:-}" ] && step ${TEST_S:-200} $T ssd_select_tests $P -v tests/test_ssd_gpu.py -m gpu -k "$TEST_K"
 elif [ "${SSD_PART}" = sweep ]; then
 if [ "${SWEEP_ALL:-0}" = 1 ]; then F="chunk_scan_configs or state_fwd_configs"; W="bwd_configs"
 else F="chunk_scan_configs and Q256 and (default or w2)"; W="bwd_configs and (default or st1 or st2)"; fi
-step 150 $B ssd_sweep_fwd $P bench/bench_ssd.py --benchmark-only -k "$F"
-step 180 $B ssd_sweep_bwd $P bench/bench_ssd.py --benchmark-only -k "$W"
-step 120 $B ssd_chunks $P bench/bench_ssd.py --benchmark-only -k \
+step 150 $B ssd_sweep_fwd $P bench/bench_ssd_configs.py --benchmark-only -k "$F"
+step 180 $B ssd_sweep_bwd $P bench/bench_ssd_configs.py --benchmark-only -k "$W"
+step 120 $B ssd_chunks $P bench/bench_ssd.py bench/bench_ssd_configs.py --benchmark-only -k \
   "(triton_chunk and 128) or (bench_ssd[ and triton) or bench_ssd_kernels"
 # every kernel of one Triton forward + backward through autograd (torch's zero fills / sums / casts included)
 step 60 $OUT/prof.log ssd_prof_bwd python3 scripts/profile_ssd.py --impls triton --chunks 256 --bwd --reps 5
