@@ -220,7 +220,8 @@ struct SsdScanParams {
   void* out;
   void* ypre;  // nullable
 };
-constexpr int64_t kSsdDxHeaddim = 64, kSsdDxDstate = 128, kSsdDxChunk = 128;
+// The sizes the head-walk stages are built for (ssd_walk.cuh derives its tile constants from them).
+constexpr int64_t kSsdWalkHeaddim = 64, kSsdWalkDstate = 128, kSsdWalkChunk = 128;
 // Return an error string or nullptr (input dtype bf16 only). stream: a cudaStream_t.
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream);
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream);

@@ -8,9 +8,9 @@ namespace {
 
 const char* check_walk(const SsdWalkParams& p) {
   if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return "ngroups must divide nheads";
-  if (p.nheads * kSsdDxHeaddim * kSsdDxChunk >= (int64_t(1) << 31))  // the tile loads' 32-bit row offsets
+  if (p.nheads * kSsdWalkHeaddim * kSsdWalkChunk >= (int64_t(1) << 31))  // the tile loads' 32-bit row offsets
     return "nheads * 64 * 128 must be below 2^31";
-  if (p.ngroups * kSsdDxDstate * kSsdDxChunk >= (int64_t(1) << 31)) return "ngroups * 128 * 128 must be below 2^31";
+  if (p.ngroups * kSsdWalkDstate * kSsdWalkChunk >= (int64_t(1) << 31)) return "ngroups * 128 * 128 must be below 2^31";
   if (p.num_ctas < 1) return "num_ctas must be positive";
   if (p.n_slots < 0 || p.seqlen < 0 || p.batch < 0) return "negative size";
   if (p.tab == nullptr && p.n_slots > p.batch * p.chunks_per_row) return "n_slots exceeds the batch's chunks";

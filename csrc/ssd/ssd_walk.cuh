@@ -20,7 +20,7 @@ namespace mamba_kernels {
 namespace ssd_walk {
 
 using ssd_cuda::Frag;
-constexpr int kQ = 128, kP = 64, kN = 128;
+constexpr int kQ = int(kSsdWalkChunk), kP = int(kSsdWalkHeaddim), kN = int(kSsdWalkDstate);
 constexpr int kWarps = 8, kThreads = 32 * kWarps;
 // shared rows padded by 16 bytes: consecutive rows start 4 banks apart (conflict-free ldmatrix and pair loads)
 constexpr int kLdQ = kQ + 8, kLdN = kN + 8, kLdP = kP + 8;

@@ -25,8 +25,8 @@ SsdWalkParams walk_params(const at::Tensor& x, const at::Tensor& rows, const at:
   TORCH_CHECK_TYPE(x.scalar_type() == at::kBFloat16, "x: expected bf16");
   TORCH_CHECK(rows.dim() == 4, "B / C: expected (b, l, g, n)");
   const int64_t b = x.size(0), l = x.size(1), h = x.size(2), P = x.size(3), g = rows.size(2), n = rows.size(3);
-  const int64_t Q = kSsdDxChunk;
-  TORCH_CHECK(P == kSsdDxHeaddim && n == kSsdDxDstate, "expected p = 64 and n = 128, got p = ", P, ", n = ", n);
+  const int64_t Q = kSsdWalkChunk;
+  TORCH_CHECK(P == kSsdWalkHeaddim && n == kSsdWalkDstate, "expected p = 64 and n = 128, got p = ", P, ", n = ", n);
   TORCH_CHECK(g >= 1 && h % g == 0, "B / C: the group count must divide the head count");
   TORCH_CHECK(n_slots >= 0, "n_slots: expected >= 0");
   const auto bf = at::kBFloat16, f32 = at::kFloat;
@@ -76,14 +76,14 @@ void ssd_dx_cuda_op(const at::Tensor& x, const at::Tensor& dy, const at::Tensor&
   const int64_t xs = x.numel(), hl = dtp.numel(), h = p.w.nheads, slots = std::max<int64_t>(n_slots, 1);
   const auto bf = at::kBFloat16, f32 = at::kFloat;
   check_cuda_dense(dy, x, "dy", bf, xs);
-  check_cuda_dense(dS, x, "dS", bf, slots * h * kSsdDxHeaddim * kSsdDxDstate);
+  check_cuda_dense(dS, x, "dS", bf, slots * h * kSsdWalkHeaddim * kSsdWalkDstate);
   check_cuda_dense(dx, x, "dx", bf, xs);
   check_cuda_dense(ddtp, x, "ddtp", f32, hl);
   check_cuda_dense(da, x, "da", f32, hl);
   check_cuda_dense(dalast, x, "dalast", f32, slots * h);
   p.dD = nullptr;
   if (D) {
-    check_cuda_dense(dD, x, "dD", f32, h * kSsdDxHeaddim);
+    check_cuda_dense(dD, x, "dD", f32, h * kSsdWalkHeaddim);
     p.dD = dD.mutable_data_ptr<float>();
   }
   p.x = x.const_data_ptr();
@@ -106,7 +106,7 @@ void ssd_scan_cuda_op(const at::Tensor& x, const std::optional<at::Tensor>& z, c
   p.w = walk_params(x, C, cb, dtp, a, D, tab, n_slots, num_ctas);
   const int64_t xs = x.numel(), slots = std::max<int64_t>(n_slots, 1);
   const auto bf = at::kBFloat16;
-  check_cuda_dense(hin, x, "states_in", bf, slots * p.w.nheads * kSsdDxHeaddim * kSsdDxDstate);
+  check_cuda_dense(hin, x, "states_in", bf, slots * p.w.nheads * kSsdWalkHeaddim * kSsdWalkDstate);
   check_cuda_dense(out, x, "out", bf, xs);
   p.x = x.const_data_ptr();
   p.z = nullptr;
@@ -117,7 +117,7 @@ void ssd_scan_cuda_op(const at::Tensor& x, const std::optional<at::Tensor>& z, c
   p.ypre = nullptr;
   if (ypre) {
     check_cuda_dense(*ypre, x, "ypre", bf, xs);
-    p.ypre = const_cast<void*>(ypre->const_data_ptr());
+    p.ypre = ypre->mutable_data_ptr();
   }
   p.hin = hin.const_data_ptr();
   p.out = out.mutable_data_ptr();

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   const E nan = __float2bfloat16_rn(std::nanf(""));
   SsdWalkParams w;
   w.batch = M("b"); w.seqlen = M("l"); w.nheads = M("h"); w.ngroups = M("g"); w.n_slots = M("n_slots");
-  w.chunks_per_row = (w.seqlen + kSsdDxChunk - 1) / kSsdDxChunk;
+  w.chunks_per_row = (w.seqlen + kSsdWalkChunk - 1) / kSsdWalkChunk;
   w.num_ctas = M("num_ctas");
   w.cb = cb.data(); w.rows = rows.data(); w.dtp = dtp.data(); w.a = a.data();
   w.D = M("D") ? D.data() : nullptr;
