@@ -139,16 +139,23 @@ def bench_verify_naive_mamba_ssm(benchmark, harness, case, graph):
                     extra={"layer": kind})
 
 
+@pytest.mark.parametrize("kind", ["mamba2", "mamba1"])
 @pytest.mark.parametrize("b", [1, 16, 64])
-def bench_decode_mamba_ssm(benchmark, harness, b):
-    """k = 1 reference point: one mamba_ssm selective_state_update (fp32 state, tied dt/A), no rollback."""
+def bench_decode_mamba_ssm(benchmark, harness, b, kind):
+    """k = 1 reference point: one mamba_ssm selective_state_update (fp32 state), no rollback. Mamba-2: tied dt / A
+    over a head's channels; Mamba-1: the channel layout (state (S, d, n), B / C (b, n))."""
     ssu = anchors.mamba_ssm_triton().selective_state_update
-    L = _layer("mamba2", b, 1)
-    h, p, n = M2["h"], M2["p"], M2["n"]
-    A = L["A"][:, None, None].expand(h, p, n)
-    D, bias = L["D"][:, None].expand(h, p), L["dt_bias"][:, None].expand(h, p)
-    dt = L["dt"][:, 0, :, None].expand(b, h, p)
-    fn = lambda: ssu(L["cache"].state, L["x"][:, 0], dt, A, L["B"][:, 0], L["C"][:, 0], D=D,  # noqa: E731
+    L = _layer(kind, b, 1)
+    if kind == "mamba2":
+        h, p, n = M2["h"], M2["p"], M2["n"]
+        A = L["A"][:, None, None].expand(h, p, n)
+        D, bias = L["D"][:, None].expand(h, p), L["dt_bias"][:, None].expand(h, p)
+        dt = L["dt"][:, 0, :, None].expand(b, h, p)
+        Bk, Ck = L["B"][:, 0], L["C"][:, 0]
+    else:
+        A, D, bias, dt = L["A"], L["D"], L["dt_bias"], L["dt"][:, 0]
+        Bk, Ck = L["B"][:, 0, 0], L["C"][:, 0, 0]
+    fn = lambda: ssu(L["cache"].state, L["x"][:, 0], dt, A, Bk, Ck, D=D,  # noqa: E731
                      z=L["z"][:, 0], dt_bias=bias, dt_softplus=True, state_batch_indices=L["slots"])
-    harness.measure(benchmark, kernel="verify", impl="mamba_ssm:decode", shape=_shape("mamba2", b, 1),
-                    dtype="bfloat16", fn=fn, bytes=L["bytes"], graph=True, extra={"layer": "mamba2"})
+    harness.measure(benchmark, kernel="verify", impl="mamba_ssm:decode", shape=_shape(kind, b, 1),
+                    dtype="bfloat16", fn=fn, bytes=L["bytes"], graph=True, extra={"layer": kind})

@@ -258,6 +258,19 @@ def test_wide_k_and_batch(backend):
     run_session(backend, layer, b=b, S=b + 8, kmax=16, rounds=len(ks), ks=ks, ring_len=24, n_pad=3, seed=7)
 
 
+@pytest.mark.parametrize("tree", [False, True])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mamba1_one_token_session(backend, tree):
+    """Mamba-1 layout, one-token calls most rounds: on CUDA verify_m1dec_kernel (k = 1, fp32 state, 4 states a lane)
+    with verify_m1_kernel's longer drafts in between (both fold on every call); N 16 and 8, G 2, padding rows."""
+    dev = device_for(backend)
+    ks = [1, 1, 3, 1, 1, 2, 1, 4, 1, 1]
+    for n, d in ((16, 256), (8, 160)):
+        layer = Layer("mamba1", device=dev, d=d, n=n, g=2, dtype=torch.bfloat16)
+        run_session(backend, layer, b=6, S=10, kmax=4, rounds=len(ks), ks=ks, tree=tree, ring_len=8, n_pad=2,
+                    seed=21 + tree + n)
+
+
 def test_large_grid_cuda():
     """CUDA at b * h >= 1024 units with k >= 2, where the automatic choice is the split kernel pair
     (verify_m2prep_kernel + verify_m2str_kernel, docs/verify_step_design.md): k 2 to 4, a ring of 16 that folds

@@ -71,11 +71,13 @@ GROUPS = {
     "m1lean": ({"STRESS_CONTIG": "1"}, ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16",
                                          "m1_k12"],
                ["m1lean"]),
-    # verify_m1_kernel folding on every call (fp32 state; the GPU's automatic choice, MK_VERIFY_KERNEL=decode here;
-    # the reference folds on those calls too): chain and tree drafts, drafts past the staged tokens; the bf16-state
-    # case keeps the deferred fold
+    # the GPU's automatic choice for the Mamba-1 layout with an fp32 state (MK_VERIFY_KERNEL=decode here; the
+    # reference folds on those calls too): one-token calls run verify_m1dec_kernel, longer drafts verify_m1_kernel
+    # folding on every call; chain and tree drafts, drafts past the staged tokens; the bf16-state case keeps the
+    # deferred fold
     "m1fold": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1"},
-               ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16", "m1_k12"], ["m1lean"]),
+               ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16", "m1_k12", "m1_dec",
+                "m1_dec_n8", "m1_dec_f32"], ["m1lean", "m1dec"]),
     # verify_ssm_kernel<T, true> (Mamba-1 layout: A (d, n), dt per channel): P = 600, bf16 state, long rings
     "mamba1": ({}, ["m1_basic", "m1_tree", "m1_bf16st", "m1_bigP", "acc_m1", "acc_m1_bigP", "hot_m1"],
                ["general_m1"]),
@@ -173,8 +175,10 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
-    if group in ("m1lean", "m1fold"):  # every SSM launch of these contiguous shapes is the Mamba-1 lean kernel
+    if group in ("m1lean", "m1fold"):  # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
+    if group == "m1lean":  # the one-token kernel only when forced (it folds every call)
+        assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group in ("tc", "tc4", "split", "split8"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads

@@ -10,6 +10,7 @@
 
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
+#include "verify/verify_m1dec_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2split_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
@@ -26,6 +27,7 @@ struct SsmLaunch {
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
+  bool m1dec = false;   // verify_m1dec_kernel (Mamba-1 layout, k = 1, fp32 state): folds every call
   bool fold_every = false;  // m1lean with an fp32 state: launched with fold_all set (fold on every call)
   bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (tc's shapes): threads / smem are the stream
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
@@ -105,7 +107,13 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
   if (c.fused || forced == 3) {
   } else if (c.m1) {
-    if (m1_fits(p)) {
+    if ((forced == 4 || (forced == 0 && decode_auto)) && m1dec_fits(p)) {
+      // One token, fp32 state: verify_m1dec_kernel (4 states a lane, every load at once; the same fold-every
+      // policy as m1lean's below).
+      c.m1dec = true;
+      c.threads = m1dec_threads(p.P, p.N);
+      c.smem = 0;
+    } else if (m1_fits(p)) {
       c.m1lean = true;
       // Fold on every call (an fp32 state: results identical to fp32 rounding, as the decode kernel's). A Mamba-1
       // channel's state is 16 values, so the deferred fold saves little traffic (H200 b64 d 4096: 16.8 MB a write)
@@ -181,6 +189,17 @@ inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
   if (in == DType::kBFloat16) return N == 8 ? verify_m1_kernel<T, __nv_bfloat16, 8> : verify_m1_kernel<T, __nv_bfloat16, 16>;
   if (in == DType::kFloat16) return N == 8 ? verify_m1_kernel<T, __half, 8> : verify_m1_kernel<T, __half, 16>;
   return N == 8 ? verify_m1_kernel<T, float, 8> : verify_m1_kernel<T, float, 16>;
+}
+// verify_m1dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
+template <typename T>
+inline void (*m1dec_kernel(DType in, int64_t N))(M1DecParams) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (in == DType::kBFloat16) return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8> : verify_m1dec_kernel<__nv_bfloat16, 16>;
+    if (in == DType::kFloat16) return N == 8 ? verify_m1dec_kernel<__half, 8> : verify_m1dec_kernel<__half, 16>;
+    return N == 8 ? verify_m1dec_kernel<float, 8> : verify_m1dec_kernel<float, 16>;
+  } else {
+    return nullptr;
+  }
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
 template <typename TI, int LPR>
@@ -321,6 +340,11 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
+  if (c.m1dec) {  // compact parameters (M1DecParams)
+    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N);
+    if (mkern == nullptr) return "verify_step_cuda: no Mamba-1 decode kernel for these parameters";
+    return launch_one(c, stream, mkern, m1dec_params(p));
+  }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
     void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";

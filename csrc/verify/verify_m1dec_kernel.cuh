@@ -1,0 +1,202 @@
+// Mamba-1 SSM verify step for one draft token (k = 1), fp32 state: a decode kernel (CUDA headers only, no torch).
+// Same contract and cache format as the other verify kernels (docs/verify_step_design.md) and the same fold policy
+// as verify_m2dec_kernel: it folds on every call (the committed tokens go into `state` now and the new token is left
+// pending at ring position 0), so the next call finds at most one pending token at ring position 0 and no
+// committed ring tokens, and every load it needs is known before any control word is read.
+//
+// Why: verify_m1_kernel (a thread a channel, ~128 registers, 2 warps a block) takes ~27 us at b64 d4096 for a
+// one-token call whose bytes (the 16.8 MB state read and written) need ~8 us: its chain of dependent steps
+// (control words -> staged ring rows -> barrier -> state row -> 2 x 16 exps in one thread) runs at 16 warps an SM
+// over ~4 waves. Here a channel's 16 states are spread over 4 lanes (4 states, one float4 of state and of A each),
+// every load is issued at once, and a block needs ~40 registers a thread.
+//
+// Block = one unit (P channels), N / 4 lanes a channel (lane q: states 4q .. 4q + 3), P * N / 4 threads rounded up
+// to a warp (at most 256). Idle lanes (channel >= P) compute on channel 0 and write nothing. One block barrier,
+// between the last read of the unit's ring row 0 / meta row and their overwrite. The general replay (committed
+// ring tokens left by a deferred-fold call, or a path of several pending nodes) loads those ring rows one after
+// another: correct, slower, once.
+#pragma once
+#include <cstdint>
+
+#include "verify/verify_m2dec_kernel.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+constexpr int kM1DecMaxThreads = 256;
+
+// The kernel's parameters (compact, in first-use order: kernel parameters are read through the constant cache;
+// see M2DecParams). Mamba-1 layout: per-channel A rows, dt, dt_bias, D and ring dt.
+struct M1DecParams {
+  const int32_t* slots;
+  int64_t slots_stride;
+  int32_t H, S, P, R;
+  void* y;
+  int64_t y_b, y_h;
+  int32_t G, Kmax;
+  int32_t* meta;
+  int64_t meta_s, meta_h, meta_i;
+  const int32_t* accepted;
+  int64_t accepted_stride;
+  float* state;
+  int64_t st_s, st_h, st_p;
+  const float* A;
+  int64_t A_h, A_p;
+  const void* ring_B;
+  int64_t rB_s, rB_h, rB_r;
+  void* ring_x;
+  int64_t rx_s, rx_h, rx_r;
+  float* ring_dt;
+  int64_t rdt_s, rdt_h, rdt_r, rdt_p;
+  const void* B;
+  int64_t B_b, B_g;
+  const void* C;
+  int64_t C_b, C_g;
+  const void* x;
+  int64_t x_b, x_h;
+  const void* dt;
+  int64_t dt_b, dt_h, dt_p;
+  const void* z;
+  int64_t z_b, z_h;
+  const float* D;
+  int64_t D_h, D_p;
+  const float* dt_bias;
+  int64_t dtb_h, dtb_p;
+  float dt_min, dt_max;  // process_dt rounds VerifyStepParams' doubles to float too
+  bool accepted_is_node, fold_all, dt_softplus;
+};
+
+// Host side: the compact copy of p (m1dec_fits(p) holds, so the sizes fit int32). fold_all is set: this kernel
+// always folds.
+inline M1DecParams m1dec_params(const VerifyStepParams& p) {
+  M1DecParams d;
+  d.slots = p.slots; d.slots_stride = p.slots_stride;
+  d.H = static_cast<int32_t>(p.H); d.S = static_cast<int32_t>(p.S); d.P = static_cast<int32_t>(p.P);
+  d.R = static_cast<int32_t>(p.R);
+  d.y = p.y; d.y_b = p.y_b; d.y_h = p.y_h;
+  d.G = static_cast<int32_t>(p.G); d.Kmax = static_cast<int32_t>(p.Kmax);
+  d.meta = p.meta; d.meta_s = p.meta_s; d.meta_h = p.meta_h; d.meta_i = p.meta_i;
+  d.accepted = p.accepted; d.accepted_stride = p.accepted_stride;
+  d.state = static_cast<float*>(p.state); d.st_s = p.st_s; d.st_h = p.st_h; d.st_p = p.st_p;
+  d.A = p.A; d.A_h = p.A_h; d.A_p = p.A_p;
+  d.ring_B = p.ring_B; d.rB_s = p.rB_s; d.rB_h = p.rB_h; d.rB_r = p.rB_r;
+  d.ring_x = p.ring_x; d.rx_s = p.rx_s; d.rx_h = p.rx_h; d.rx_r = p.rx_r;
+  d.ring_dt = p.ring_dt; d.rdt_s = p.rdt_s; d.rdt_h = p.rdt_h; d.rdt_r = p.rdt_r; d.rdt_p = p.rdt_p;
+  d.B = p.B; d.B_b = p.B_b; d.B_g = p.B_g;
+  d.C = p.C; d.C_b = p.C_b; d.C_g = p.C_g;
+  d.x = p.x; d.x_b = p.x_b; d.x_h = p.x_h;
+  d.dt = p.dt; d.dt_b = p.dt_b; d.dt_h = p.dt_h; d.dt_p = p.dt_p;
+  d.z = p.z; d.z_b = p.z_b; d.z_h = p.z_h;
+  d.D = p.D; d.D_h = p.D_h; d.D_p = p.D_p;
+  d.dt_bias = p.dt_bias; d.dtb_h = p.dtb_h; d.dtb_p = p.dtb_p;
+  d.dt_min = static_cast<float>(p.dt_min); d.dt_max = static_cast<float>(p.dt_max);
+  d.accepted_is_node = p.accepted_is_node; d.fold_all = true; d.dt_softplus = p.dt_softplus;
+  return d;
+}
+
+// Threads a block: P channels of N / 4 lanes, rounded up to a warp.
+inline int m1dec_threads(int64_t P, int64_t N) { return static_cast<int>((P * (N / 4) + 31) / 32 * 32); }
+
+// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads.
+template <typename TI, int N>
+__global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
+  constexpr int LPR = N / 4;  // lanes a channel; lane q holds states 4q .. 4q + 3
+  const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
+  const int H = p.H;
+  const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(H)), u = static_cast<int>(blockIdx.x) - b * H;
+  const bool act = chan < p.P;
+  const int ch = act ? chan : 0;
+  const int s = p.slots[b * p.slots_stride];
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + ch;
+  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (the whole block returns here)
+    if (act && q == 0) *y = SV<TI>::from_f(0.f);
+    return;
+  }
+  const int gi = u / (H / p.G);
+  const int col = 4 * q;
+
+  // ---- every load at once: control words, pending ring token 0, state and A, the new token ----------------
+  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
+  const int accv = p.accepted[b * p.accepted_stride];
+  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p + col;
+  const float4 hv = *reinterpret_cast<const float4*>(st);
+  const float4 av = *reinterpret_cast<const float4*>(p.A + (int64_t)u * p.A_h + (int64_t)ch * p.A_p + col);
+  const TI* rbp = static_cast<const TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h + col;
+  TI* rxp = static_cast<TI*>(p.ring_x) + (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch;
+  float* rdp = p.ring_dt + (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
+  float Br[4], Bn[4], Cn[4];
+  ld4<TI>(rbp, Br);
+  ld4<TI>(static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g + col, Bn);
+  ld4<TI>(static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g + col, Cn);
+  const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
+  const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + ch]);
+  const float dtraw =
+      SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p]);
+  const float zv =
+      p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch]) : 0.f;
+  const float dv = p.D != nullptr ? p.D[(int64_t)u * p.D_h + (int64_t)ch * p.D_p] : 0.f;
+  const float dtb = p.dt_bias != nullptr ? p.dt_bias[(int64_t)u * p.dtb_h + (int64_t)ch * p.dtb_p] : 0.f;
+  float h[4] = {hv.x, hv.y, hv.z, hv.w};
+  const float Ar[4] = {av.x, av.y, av.z, av.w};
+
+  // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
+  const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
+      p, m0, m1, [&](int a) { return a == 0 ? m2 : mrow[(2 + a) * p.meta_i]; }, accv, p.R, 1);
+  const int c = ct.c, c1 = ct.c1;
+  auto commit = [&](float dte, float xe, const float (&Be)[4]) {  // h = exp(dt A) h + dt x B
+    const float w = dte * xe;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) h[e] = fmaf(__expf(dte * Ar[e]), h[e], w * Be[e]);
+  };
+  if (c == 0 && (ct.path & ~1u) == 0u) {  // the common case: at most pending token 0, already loaded
+    if (ct.path != 0u) commit(dtr0, xr0, Br);
+  } else {  // committed ring tokens [0, c), then the path's nodes, read one after another
+    for (int e = 0; e < c1; ++e) {
+      const int pos = ct.qpos(e);
+      float Be[4];
+      ld4<TI>(rbp + (int64_t)pos * p.rB_r, Be);
+      commit(rdp[(int64_t)pos * p.rdt_r], SV<TI>::to_f(rxp[(int64_t)pos * p.rx_r]), Be);
+    }
+  }
+
+  // ---- fold (the committed state: this lane's own 4 values), score the new token -------------------------
+  if (c1 > 0 && act) *reinterpret_cast<float4*>(st) = make_float4(h[0], h[1], h[2], h[3]);
+  const float dtn = process_dt(dtraw + dtb, p);
+  const float w = dtn * xv;
+  float hc = 0.f;  // C . h_new over this lane's 4 states
+#pragma unroll
+  for (int e = 0; e < 4; ++e) hc = fmaf(Cn[e], fmaf(__expf(dtn * Ar[e]), h[e], w * Bn[e]), hc);
+#pragma unroll
+  for (int off = 1; off < LPR; off <<= 1) hc += __shfl_xor_sync(0xffffffffu, hc, off);
+  float out = fmaf(dv, xv, hc);
+  if (p.z != nullptr) out *= silu_f(zv);
+  if (act && q == 0) *y = SV<TI>::from_f(out);
+  __syncthreads();  // every read of the unit's ring rows and meta row is done
+
+  // ---- the new token -> ring position 0; meta row [0, 1, mask 1] ---------------------------------------------
+  if (act && q == 0) {
+    *rxp = SV<TI>::from_f(xv);  // x is exact in TI
+    *rdp = dtn;
+  }
+  if (tid < LPR) st4<TI>(const_cast<TI*>(rbp), Bn);  // channel 0's lanes: the unit's B row
+  if (tid == 0) {
+    int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+    mw[0] = 0;
+    mw[p.meta_i] = 1;
+    mw[2 * p.meta_i] = 1;
+  }
+}
+
+// Whether verify_m1dec_kernel serves these parameters: one token, fp32 state, what verify_m1_kernel serves (the
+// Mamba-1 layout, N 8 / 16, 16-byte aligned state / B / C / ring_B rows), A rows of 16-byte aligned contiguous
+// states, at most 256 threads a block (P * N / 4), sizes within int32 (M1DecParams).
+inline bool m1dec_fits(const VerifyStepParams& p) {
+  if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m1_fits(p)) return false;
+  if (p.P * (p.N / 4) > kM1DecMaxThreads) return false;
+  if (p.A_n != 1 || reinterpret_cast<uintptr_t>(p.A) % 16 != 0 || p.A_p % 4 != 0 || p.A_h % 4 != 0) return false;
+  return !(p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX || p.P > INT32_MAX);
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
