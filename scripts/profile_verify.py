@@ -8,7 +8,7 @@ For a few layer/batch/k cases and both GPU backends it prints:
   - a plain read of the same state bytes (the floor).
 Usage: python scripts/profile_verify.py [--cases mamba2-64-4,mamba2-1-4,...] [--impls cuda,triton]
        python scripts/profile_verify.py --one mamba2-64-4 --impls cuda   (a few calls only: for ncu)
-Impl mamba_ssm_decode (k = 1 Mamba-2 cases only): mamba_ssm's selective_state_update, as bench_verify.py's
+Impl mamba_ssm_decode (k = 1 cases only): mamba_ssm's selective_state_update, as bench_verify.py's
 bench_decode_mamba_ssm calls it (needs the anchors), for the kernel time of a dedicated decode kernel.
 """
 from __future__ import annotations
@@ -38,8 +38,12 @@ def _call(L, impl, acc, out):
 def _anchor_decode(L):
     import anchors
     ssu = anchors.mamba_ssm_triton().selective_state_update
-    h, p, n = bv.M2["h"], bv.M2["p"], bv.M2["n"]
     b = L["x"].shape[0]
+    if L["A"].dim() == 2:  # Mamba-1: the channel layout (state (S, d, n), B / C (b, n))
+        ssu(L["cache"].state, L["x"][:, 0], L["dt"][:, 0], L["A"], L["B"][:, 0, 0], L["C"][:, 0, 0], D=L["D"],
+            z=L["z"][:, 0], dt_bias=L["dt_bias"], dt_softplus=True, state_batch_indices=L["slots"])
+        return
+    h, p, n = bv.M2["h"], bv.M2["p"], bv.M2["n"]
     ssu(L["cache"].state, L["x"][:, 0], L["dt"][:, 0, :, None].expand(b, h, p), L["A"][:, None, None].expand(h, p, n),
         L["B"][:, 0], L["C"][:, 0], D=L["D"][:, None].expand(h, p), z=L["z"][:, 0],
         dt_bias=L["dt_bias"][:, None].expand(h, p), dt_softplus=True, state_batch_indices=L["slots"])
@@ -76,7 +80,7 @@ def main():
         b, k = int(b), int(k)
         for impl in impls:
             L = bv._layer(kind, b, k)
-            if impl == "mamba_ssm_decode" and (kind != "mamba2" or k != 1):
+            if impl == "mamba_ssm_decode" and k != 1:
                 continue
             if impl != "mamba_ssm_decode":
                 bv._prime(L, impl)

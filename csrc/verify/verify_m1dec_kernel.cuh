@@ -30,7 +30,7 @@ constexpr int kM1DecMaxThreads = 256;
 struct M1DecParams {
   const int32_t* slots;
   int64_t slots_stride;
-  int32_t H, S, P, R, batch;
+  int32_t H, S, P, R;
   void* y;
   int64_t y_b, y_h;
   int32_t G, Kmax;
@@ -72,7 +72,7 @@ inline M1DecParams m1dec_params(const VerifyStepParams& p) {
   M1DecParams d;
   d.slots = p.slots; d.slots_stride = p.slots_stride;
   d.H = static_cast<int32_t>(p.H); d.S = static_cast<int32_t>(p.S); d.P = static_cast<int32_t>(p.P);
-  d.R = static_cast<int32_t>(p.R); d.batch = static_cast<int32_t>(p.batch);
+  d.R = static_cast<int32_t>(p.R);
   d.y = p.y; d.y_b = p.y_b; d.y_h = p.y_h;
   d.G = static_cast<int32_t>(p.G); d.Kmax = static_cast<int32_t>(p.Kmax);
   d.meta = p.meta; d.meta_s = p.meta_s; d.meta_h = p.meta_h; d.meta_i = p.meta_i;
@@ -97,65 +97,52 @@ inline M1DecParams m1dec_params(const VerifyStepParams& p) {
 // Threads a block: P channels of N / 4 lanes, rounded up to a warp.
 inline int m1dec_threads(int64_t P, int64_t N) { return static_cast<int>((P * (N / 4) + 31) / 32 * 32); }
 
-// One (batch row, unit)'s loads, all issued before any is used (m1dec_load); the slot s < 0 marks a padding row.
-template <typename TI>
-struct M1DecLoads {
-  int s, m0, m1, m2, accv;
-  float4 hv, av;
-  float Br[4], Bn[4], Cn[4];
-  float xr0, dtr0, xv, dtraw, zv, dv, dtb;
-};
-
-template <typename TI>
-__device__ __forceinline__ void m1dec_load(const M1DecParams& p, int b, int u, int ch, int col, M1DecLoads<TI>& L) {
-  L.s = p.slots[b * p.slots_stride];
-  if (L.s < 0 || L.s >= p.S) {
-    L.s = -1;
-    return;
-  }
-  const int s = L.s, gi = u / (p.H / p.G);
-  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  L.m0 = mrow[0];
-  L.m1 = mrow[p.meta_i];
-  L.m2 = mrow[2 * p.meta_i];
-  L.accv = p.accepted[b * p.accepted_stride];
-  L.hv = *reinterpret_cast<const float4*>(p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p + col);
-  L.av = *reinterpret_cast<const float4*>(p.A + (int64_t)u * p.A_h + (int64_t)ch * p.A_p + col);
-  ld4<TI>(static_cast<const TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h + col, L.Br);
-  ld4<TI>(static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g + col, L.Bn);
-  ld4<TI>(static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g + col, L.Cn);
-  L.xr0 = SV<TI>::to_f(static_cast<const TI*>(p.ring_x)[(int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch]);
-  L.dtr0 = p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p];
-  L.xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + ch]);
-  L.dtraw =
-      SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p]);
-  L.zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch]) : 0.f;
-  L.dv = p.D != nullptr ? p.D[(int64_t)u * p.D_h + (int64_t)ch * p.D_p] : 0.f;
-  L.dtb = p.dt_bias != nullptr ? p.dt_bias[(int64_t)u * p.dtb_h + (int64_t)ch * p.dtb_p] : 0.f;
-}
-
-// Commit, fold, score and write back one (batch row, unit) from its loads. Block-uniform (one barrier).
+// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads.
 template <typename TI, int N>
-__device__ __forceinline__ void m1dec_unit(const M1DecParams& p, int b, int u, int ch, int col, bool act, int tid,
-                                           int q, const M1DecLoads<TI>& L) {
-  constexpr int LPR = N / 4;
+__global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
+  constexpr int LPR = N / 4;  // lanes a channel; lane q holds states 4q .. 4q + 3
+  const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
+  const int H = p.H;
+  const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(H)), u = static_cast<int>(blockIdx.x) - b * H;
+  const bool act = chan < p.P;
+  const int ch = act ? chan : 0;
+  const int s = p.slots[b * p.slots_stride];
   TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + ch;
-  if (L.s < 0) {  // padding row: y = 0, cache untouched
+  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (the whole block returns here)
     if (act && q == 0) *y = SV<TI>::from_f(0.f);
     return;
   }
-  const int s = L.s;
+  const int gi = u / (H / p.G);
+  const int col = 4 * q;
+
+  // ---- every load at once: control words, pending ring token 0, state and A, the new token ----------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
+  const int accv = p.accepted[b * p.accepted_stride];
   float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p + col;
+  const float4 hv = *reinterpret_cast<const float4*>(st);
+  const float4 av = *reinterpret_cast<const float4*>(p.A + (int64_t)u * p.A_h + (int64_t)ch * p.A_p + col);
   const TI* rbp = static_cast<const TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h + col;
   TI* rxp = static_cast<TI*>(p.ring_x) + (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch;
   float* rdp = p.ring_dt + (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
-  float h[4] = {L.hv.x, L.hv.y, L.hv.z, L.hv.w};
-  const float Ar[4] = {L.av.x, L.av.y, L.av.z, L.av.w};
+  float Br[4], Bn[4], Cn[4];
+  ld4<TI>(rbp, Br);
+  ld4<TI>(static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g + col, Bn);
+  ld4<TI>(static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g + col, Cn);
+  const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
+  const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + ch]);
+  const float dtraw =
+      SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p]);
+  const float zv =
+      p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch]) : 0.f;
+  const float dv = p.D != nullptr ? p.D[(int64_t)u * p.D_h + (int64_t)ch * p.D_p] : 0.f;
+  const float dtb = p.dt_bias != nullptr ? p.dt_bias[(int64_t)u * p.dtb_h + (int64_t)ch * p.dtb_p] : 0.f;
+  float h[4] = {hv.x, hv.y, hv.z, hv.w};
+  const float Ar[4] = {av.x, av.y, av.z, av.w};
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
   const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
-      p, L.m0, L.m1, [&](int a) { return a == 0 ? L.m2 : mrow[(2 + a) * p.meta_i]; }, L.accv, p.R, 1);
+      p, m0, m1, [&](int a) { return a == 0 ? m2 : mrow[(2 + a) * p.meta_i]; }, accv, p.R, 1);
   const int c = ct.c, c1 = ct.c1;
   auto commit = [&](float dte, float xe, const float (&Be)[4]) {  // h = exp(dt A) h + dt x B
     const float w = dte * xe;
@@ -163,7 +150,7 @@ __device__ __forceinline__ void m1dec_unit(const M1DecParams& p, int b, int u, i
     for (int e = 0; e < 4; ++e) h[e] = fmaf(__expf(dte * Ar[e]), h[e], w * Be[e]);
   };
   if (c == 0 && (ct.path & ~1u) == 0u) {  // the common case: at most pending token 0, already loaded
-    if (ct.path != 0u) commit(L.dtr0, L.xr0, L.Br);
+    if (ct.path != 0u) commit(dtr0, xr0, Br);
   } else {  // committed ring tokens [0, c), then the path's nodes, read one after another
     for (int e = 0; e < c1; ++e) {
       const int pos = ct.qpos(e);
@@ -175,60 +162,29 @@ __device__ __forceinline__ void m1dec_unit(const M1DecParams& p, int b, int u, i
 
   // ---- fold (the committed state: this lane's own 4 values), score the new token -------------------------
   if (c1 > 0 && act) *reinterpret_cast<float4*>(st) = make_float4(h[0], h[1], h[2], h[3]);
-  const float dtn = process_dt(L.dtraw + L.dtb, p);
-  const float w = dtn * L.xv;
+  const float dtn = process_dt(dtraw + dtb, p);
+  const float w = dtn * xv;
   float hc = 0.f;  // C . h_new over this lane's 4 states
 #pragma unroll
-  for (int e = 0; e < 4; ++e) hc = fmaf(L.Cn[e], fmaf(__expf(dtn * Ar[e]), h[e], w * L.Bn[e]), hc);
+  for (int e = 0; e < 4; ++e) hc = fmaf(Cn[e], fmaf(__expf(dtn * Ar[e]), h[e], w * Bn[e]), hc);
 #pragma unroll
   for (int off = 1; off < LPR; off <<= 1) hc += __shfl_xor_sync(0xffffffffu, hc, off);
-  float out = fmaf(L.dv, L.xv, hc);
-  if (p.z != nullptr) out *= silu_f(L.zv);
+  float out = fmaf(dv, xv, hc);
+  if (p.z != nullptr) out *= silu_f(zv);
   if (act && q == 0) *y = SV<TI>::from_f(out);
   __syncthreads();  // every read of the unit's ring rows and meta row is done
 
   // ---- the new token -> ring position 0; meta row [0, 1, mask 1] ---------------------------------------------
   if (act && q == 0) {
-    *rxp = SV<TI>::from_f(L.xv);  // x is exact in TI
+    *rxp = SV<TI>::from_f(xv);  // x is exact in TI
     *rdp = dtn;
   }
-  if (tid < LPR) st4<TI>(const_cast<TI*>(rbp), L.Bn);  // channel 0's lanes: the unit's B row
+  if (tid < LPR) st4<TI>(const_cast<TI*>(rbp), Bn);  // channel 0's lanes: the unit's B row
   if (tid == 0) {
     int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
     mw[0] = 0;
     mw[p.meta_i] = 1;
     mw[2 * p.meta_i] = 1;
-  }
-}
-
-// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads; PERSIST: fewer blocks, each
-// walking units blockIdx.x + i gridDim.x with the next unit's loads in flight while it processes the current one.
-// MINB: the launch bound's minimum blocks an SM.
-template <typename TI, int N, int MINB, bool PERSIST>
-__global__ void __launch_bounds__(kM1DecMaxThreads, MINB) verify_m1dec_kernel(const M1DecParams p) {
-  constexpr int LPR = N / 4;  // lanes a channel; lane q holds states 4q .. 4q + 3
-  const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
-  const bool act = chan < p.P;
-  const int ch = act ? chan : 0, col = 4 * q;
-  const unsigned H = static_cast<unsigned>(p.H);
-  if constexpr (!PERSIST) {
-    const int b = static_cast<int>(blockIdx.x / H), u = static_cast<int>(blockIdx.x - b * H);
-    M1DecLoads<TI> L;
-    m1dec_load<TI>(p, b, u, ch, col, L);
-    m1dec_unit<TI, N>(p, b, u, ch, col, act, tid, q, L);
-  } else {
-    const unsigned total = H * static_cast<unsigned>(p.batch);
-    unsigned it = blockIdx.x;
-    if (it >= total) return;
-    M1DecLoads<TI> cur;
-    m1dec_load<TI>(p, static_cast<int>(it / H), static_cast<int>(it % H), ch, col, cur);
-    for (; it < total; it += gridDim.x) {
-      const unsigned nx = it + gridDim.x;
-      M1DecLoads<TI> nxt;
-      if (nx < total) m1dec_load<TI>(p, static_cast<int>(nx / H), static_cast<int>(nx % H), ch, col, nxt);
-      m1dec_unit<TI, N>(p, static_cast<int>(it / H), static_cast<int>(it % H), ch, col, act, tid, q, cur);
-      if (nx < total) cur = nxt;
-    }
   }
 }
 
@@ -239,8 +195,7 @@ inline bool m1dec_fits(const VerifyStepParams& p) {
   if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m1_fits(p)) return false;
   if (p.P * (p.N / 4) > kM1DecMaxThreads) return false;
   if (p.A_n != 1 || reinterpret_cast<uintptr_t>(p.A) % 16 != 0 || p.A_p % 4 != 0 || p.A_h % 4 != 0) return false;
-  return !(p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX || p.P > INT32_MAX ||
-           p.batch * p.H > INT32_MAX);
+  return !(p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX || p.P > INT32_MAX);
 }
 
 }  // namespace verify_kernels

@@ -190,30 +190,13 @@ inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
   if (in == DType::kFloat16) return N == 8 ? verify_m1_kernel<T, __half, 8> : verify_m1_kernel<T, __half, 16>;
   return N == 8 ? verify_m1_kernel<T, float, 8> : verify_m1_kernel<T, float, 16>;
 }
-// MK_VERIFY_M1DEC (environment, read once): "minb8" / "minb5" (launch bound of 8 / 5 blocks an SM) or "persist" (blocks walking
-// several units, the next one's loads in flight) pick a variant of verify_m1dec_kernel: A/B timing.
-inline int m1dec_variant() {
-  static const int v = [] {
-    const char* e = std::getenv("MK_VERIFY_M1DEC");
-    if (e == nullptr) return 0;
-    const std::string s(e);
-    return s == "minb8" ? 1 : (s == "persist" ? 2 : (s == "minb5" ? 3 : 0));
-  }();
-  return v;
-}
-template <typename TI, int N>
-inline void (*m1dec_kernel_v(int v))(M1DecParams) {
-  return v == 1 ? verify_m1dec_kernel<TI, N, 8, false>
-                : (v == 2 ? verify_m1dec_kernel<TI, N, 4, true>
-                          : (v == 3 ? verify_m1dec_kernel<TI, N, 5, false> : verify_m1dec_kernel<TI, N, 1, false>));
-}
 // verify_m1dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
 template <typename T>
-inline void (*m1dec_kernel(DType in, int64_t N, int v))(M1DecParams) {
+inline void (*m1dec_kernel(DType in, int64_t N))(M1DecParams) {
   if constexpr (std::is_same<T, float>::value) {
-    if (in == DType::kBFloat16) return N == 8 ? m1dec_kernel_v<__nv_bfloat16, 8>(v) : m1dec_kernel_v<__nv_bfloat16, 16>(v);
-    if (in == DType::kFloat16) return N == 8 ? m1dec_kernel_v<__half, 8>(v) : m1dec_kernel_v<__half, 16>(v);
-    return N == 8 ? m1dec_kernel_v<float, 8>(v) : m1dec_kernel_v<float, 16>(v);
+    if (in == DType::kBFloat16) return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8> : verify_m1dec_kernel<__nv_bfloat16, 16>;
+    if (in == DType::kFloat16) return N == 8 ? verify_m1dec_kernel<__half, 8> : verify_m1dec_kernel<__half, 16>;
+    return N == 8 ? verify_m1dec_kernel<float, 8> : verify_m1dec_kernel<float, 16>;
   } else {
     return nullptr;
   }
@@ -358,19 +341,9 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   if (c.m1dec) {  // compact parameters (M1DecParams)
-    const int v = m1dec_variant();
-    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N, v);
+    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N);
     if (mkern == nullptr) return "verify_step_cuda: no Mamba-1 decode kernel for these parameters";
-    SsmLaunch cm = c;
-    if (v == 2) {  // persistent: the resident blocks only
-      int dev = 0, nsm = 0, occ = 0;
-      cudaGetDevice(&dev);
-      cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev);
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, mkern, c.threads, 0);
-      const int64_t g = int64_t(nsm > 0 ? nsm : 1) * (occ > 0 ? occ : 1);
-      if (g < cm.grid) cm.grid = g;
-    }
-    return launch_one(cm, stream, mkern, m1dec_params(p));
+    return launch_one(c, stream, mkern, m1dec_params(p));
   }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
     void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);

@@ -85,11 +85,8 @@ const char* emu_ssm(const VerifyStepParams& p) {
     if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N), p)) return err;
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
   }
-  if (c.m1dec) {  // compact parameters (M1DecParams); the persistent variant on 2 blocks (several units each)
-    SsmLaunch cm = c;
-    if (m1dec_variant() == 2 && cm.grid > 2) cm.grid = 2;
-    return emu_launch(cm, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, m1dec_variant()), m1dec_params(p));
-  }
+  if (c.m1dec)  // compact parameters (M1DecParams)
+    return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N), m1dec_params(p));
   if (c.dec)  // the decode kernel takes its compact parameters (M2DecParams)
     return emu_launch(c, &n_dec, dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2dec_params(p, c.dec_lanes));
   if (c.m1lean) {
