@@ -261,7 +261,7 @@ def test_wide_k_and_batch(backend):
 @pytest.mark.parametrize("tree", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mamba1_one_token_session(backend, tree):
-    """Mamba-1 layout, one-token calls most rounds: on CUDA verify_m1dec_kernel (k = 1, fp32 state, 4 states a lane)
+    """Mamba-1 layout, one-token calls most rounds: on CUDA verify_m1dec_kernel (k = 1, fp32 state, 8 states a lane)
     with verify_m1_kernel's longer drafts in between (both fold on every call); N 16 and 8, G 2, padding rows."""
     dev = device_for(backend)
     ks = [1, 1, 3, 1, 1, 2, 1, 4, 1, 1]

@@ -33,7 +33,7 @@ struct M1DecParams {
   int32_t H, S, P, R;
   void* y;
   int64_t y_b, y_h;
-  int32_t G, Kmax;
+  int32_t G, hpg, Kmax;  // hpg = H / G
   int32_t* meta;
   int64_t meta_s, meta_h, meta_i;
   const int32_t* accepted;
@@ -74,7 +74,7 @@ inline M1DecParams m1dec_params(const VerifyStepParams& p) {
   d.H = static_cast<int32_t>(p.H); d.S = static_cast<int32_t>(p.S); d.P = static_cast<int32_t>(p.P);
   d.R = static_cast<int32_t>(p.R);
   d.y = p.y; d.y_b = p.y_b; d.y_h = p.y_h;
-  d.G = static_cast<int32_t>(p.G); d.Kmax = static_cast<int32_t>(p.Kmax);
+  d.G = static_cast<int32_t>(p.G); d.hpg = static_cast<int32_t>(p.H / p.G); d.Kmax = static_cast<int32_t>(p.Kmax);
   d.meta = p.meta; d.meta_s = p.meta_s; d.meta_h = p.meta_h; d.meta_i = p.meta_i;
   d.accepted = p.accepted; d.accepted_stride = p.accepted_stride;
   d.state = static_cast<float*>(p.state); d.st_s = p.st_s; d.st_h = p.st_h; d.st_p = p.st_p;
@@ -94,13 +94,18 @@ inline M1DecParams m1dec_params(const VerifyStepParams& p) {
   return d;
 }
 
-// Threads a block: P channels of N / 4 lanes, rounded up to a warp.
-inline int m1dec_threads(int64_t P, int64_t N) { return static_cast<int>((P * (N / 4) + 31) / 32 * 32); }
+constexpr int kM1DecStates = 8;  // states a lane
+
+// Threads a block: P channels of N / 8 lanes (one lane at N 8), rounded up to a warp.
+inline int m1dec_threads(int64_t P, int64_t N) {
+  return static_cast<int>((P * (N / kM1DecStates) + 31) / 32 * 32);
+}
 
 // Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads.
 template <typename TI, int N>
 __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
-  constexpr int LPR = N / 4;  // lanes a channel; lane q holds states 4q .. 4q + 3
+  constexpr int LPR = N / kM1DecStates;  // lanes a channel; lane q holds the 16-byte chunks q and q + LPR
+  constexpr int J = kM1DecStates / 4;
   const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
   const int H = p.H;
   const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(H)), u = static_cast<int>(blockIdx.x) - b * H;
@@ -112,23 +117,31 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
     if (act && q == 0) *y = SV<TI>::from_f(0.f);
     return;
   }
-  const int gi = u / (H / p.G);
-  const int col = 4 * q;
+  const int gi = p.G == 1 ? 0 : u / p.hpg;
+  auto col = [q](int j) { return (j * LPR + q) * 4; };
 
   // ---- every load at once: control words, pending ring token 0, state and A, the new token ----------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
   const int accv = p.accepted[b * p.accepted_stride];
-  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p + col;
-  const float4 hv = *reinterpret_cast<const float4*>(st);
-  const float4 av = *reinterpret_cast<const float4*>(p.A + (int64_t)u * p.A_h + (int64_t)ch * p.A_p + col);
-  const TI* rbp = static_cast<const TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h + col;
+  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p;
+  const float* Ap = p.A + (int64_t)u * p.A_h + (int64_t)ch * p.A_p;
+  const TI* rbp = static_cast<const TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+  const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  float h[J][4], Ar[J][4], Br[J][4], Bn[J][4], Cn[J][4];
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const float4 hv = *reinterpret_cast<const float4*>(st + col(j));
+    const float4 av = *reinterpret_cast<const float4*>(Ap + col(j));
+    h[j][0] = hv.x; h[j][1] = hv.y; h[j][2] = hv.z; h[j][3] = hv.w;
+    Ar[j][0] = av.x; Ar[j][1] = av.y; Ar[j][2] = av.z; Ar[j][3] = av.w;
+    ld4<TI>(rbp + col(j), Br[j]);
+    ld4<TI>(Bp + col(j), Bn[j]);
+    ld4<TI>(Cp + col(j), Cn[j]);
+  }
   TI* rxp = static_cast<TI*>(p.ring_x) + (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch;
   float* rdp = p.ring_dt + (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
-  float Br[4], Bn[4], Cn[4];
-  ld4<TI>(rbp, Br);
-  ld4<TI>(static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g + col, Bn);
-  ld4<TI>(static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g + col, Cn);
   const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
   const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + ch]);
   const float dtraw =
@@ -137,36 +150,42 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
       p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch]) : 0.f;
   const float dv = p.D != nullptr ? p.D[(int64_t)u * p.D_h + (int64_t)ch * p.D_p] : 0.f;
   const float dtb = p.dt_bias != nullptr ? p.dt_bias[(int64_t)u * p.dtb_h + (int64_t)ch * p.dtb_p] : 0.f;
-  float h[4] = {hv.x, hv.y, hv.z, hv.w};
-  const float Ar[4] = {av.x, av.y, av.z, av.w};
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
   const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
       p, m0, m1, [&](int a) { return a == 0 ? m2 : mrow[(2 + a) * p.meta_i]; }, accv, p.R, 1);
   const int c = ct.c, c1 = ct.c1;
-  auto commit = [&](float dte, float xe, const float (&Be)[4]) {  // h = exp(dt A) h + dt x B
+  auto commit = [&](float dte, float xe, const float (&Be)[J][4]) {  // h = exp(dt A) h + dt x B
     const float w = dte * xe;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) h[e] = fmaf(__expf(dte * Ar[e]), h[e], w * Be[e]);
+    for (int j = 0; j < J; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) h[j][e] = fmaf(__expf(dte * Ar[j][e]), h[j][e], w * Be[j][e]);
   };
   if (c == 0 && (ct.path & ~1u) == 0u) {  // the common case: at most pending token 0, already loaded
     if (ct.path != 0u) commit(dtr0, xr0, Br);
   } else {  // committed ring tokens [0, c), then the path's nodes, read one after another
     for (int e = 0; e < c1; ++e) {
       const int pos = ct.qpos(e);
-      float Be[4];
-      ld4<TI>(rbp + (int64_t)pos * p.rB_r, Be);
+      float Be[J][4];
+#pragma unroll
+      for (int j = 0; j < J; ++j) ld4<TI>(rbp + (int64_t)pos * p.rB_r + col(j), Be[j]);
       commit(rdp[(int64_t)pos * p.rdt_r], SV<TI>::to_f(rxp[(int64_t)pos * p.rx_r]), Be);
     }
   }
 
-  // ---- fold (the committed state: this lane's own 4 values), score the new token -------------------------
-  if (c1 > 0 && act) *reinterpret_cast<float4*>(st) = make_float4(h[0], h[1], h[2], h[3]);
+  // ---- fold (the committed state: this lane's own chunks), score the new token ----------------------------
+  if (c1 > 0 && act) {
+#pragma unroll
+    for (int j = 0; j < J; ++j) *reinterpret_cast<float4*>(st + col(j)) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
+  }
   const float dtn = process_dt(dtraw + dtb, p);
   const float w = dtn * xv;
-  float hc = 0.f;  // C . h_new over this lane's 4 states
+  float hc = 0.f;  // C . h_new over this lane's states
 #pragma unroll
-  for (int e = 0; e < 4; ++e) hc = fmaf(Cn[e], fmaf(__expf(dtn * Ar[e]), h[e], w * Bn[e]), hc);
+  for (int j = 0; j < J; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) hc = fmaf(Cn[j][e], fmaf(__expf(dtn * Ar[j][e]), h[j][e], w * Bn[j][e]), hc);
 #pragma unroll
   for (int off = 1; off < LPR; off <<= 1) hc += __shfl_xor_sync(0xffffffffu, hc, off);
   float out = fmaf(dv, xv, hc);
@@ -179,7 +198,10 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
     *rxp = SV<TI>::from_f(xv);  // x is exact in TI
     *rdp = dtn;
   }
-  if (tid < LPR) st4<TI>(const_cast<TI*>(rbp), Bn);  // channel 0's lanes: the unit's B row
+  if (tid < LPR) {  // channel 0's lanes: the unit's B row
+#pragma unroll
+    for (int j = 0; j < J; ++j) st4<TI>(const_cast<TI*>(rbp) + col(j), Bn[j]);
+  }
   if (tid == 0) {
     int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
     mw[0] = 0;
@@ -193,7 +215,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
 // states, at most 256 threads a block (P * N / 4), sizes within int32 (M1DecParams).
 inline bool m1dec_fits(const VerifyStepParams& p) {
   if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m1_fits(p)) return false;
-  if (p.P * (p.N / 4) > kM1DecMaxThreads) return false;
+  if (p.P * (p.N / kM1DecStates) > kM1DecMaxThreads) return false;
   if (p.A_n != 1 || reinterpret_cast<uintptr_t>(p.A) % 16 != 0 || p.A_p % 4 != 0 || p.A_h % 4 != 0) return false;
   return !(p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX || p.P > INT32_MAX);
 }

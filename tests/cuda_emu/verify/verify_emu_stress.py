@@ -267,9 +267,9 @@ CASES = {
     # drafts of up to 12 tokens (tokens past the Mamba-1 lean kernel's 8 staged ones), long rings (several staged
     # batches of ring tokens), idle lanes (P 48 in blocks of 64)
     "m1_k12": dict(H=2, P=48, N=16, G=1, m1=True, S=3, R=30, Kmax=12, b=3, rounds=10, dt_in=BF16, dt_st=F32, tree=True, accum=True),
-    # one-token calls half the time (Kmax 2): verify_m1dec_kernel under MK_VERIFY_KERNEL=decode (4 states a lane),
+    # one-token calls half the time (Kmax 2): verify_m1dec_kernel under MK_VERIFY_KERNEL=decode (8 states a lane),
     # after two-token tree drafts (its general replay of a multi-node path); G = H; N 8 with idle lanes (P 40 at
-    # 2 lanes a channel: 80 threads in a block of 96); fp32 inputs (float4 rows)
+    # one lane a channel: 40 threads in a block of 64); fp32 inputs (float4 rows)
     "m1_dec": dict(H=3, P=64, N=16, G=3, m1=True, S=4, R=8, Kmax=2, b=3, rounds=12, dt_in=BF16, dt_st=F32, tree=True),
     "m1_dec_n8": dict(H=2, P=40, N=8, G=1, m1=True, S=4, R=6, Kmax=2, b=3, rounds=12, dt_in=F16, dt_st=F32, tree=True),
     "m1_dec_f32": dict(H=2, P=16, N=16, G=1, m1=True, S=3, R=6, Kmax=2, b=3, rounds=12, dt_in=F32, dt_st=F32, tree=False),
