@@ -94,18 +94,25 @@ inline M1DecParams m1dec_params(const VerifyStepParams& p) {
   return d;
 }
 
-constexpr int kM1DecStates = 8;  // states a lane
+constexpr int kM1DecStates = 8;  // states a lane (at most)
 
-// Threads a block: P channels of N / 8 lanes (one lane at N 8), rounded up to a warp.
-inline int m1dec_threads(int64_t P, int64_t N) {
-  return static_cast<int>((P * (N / kM1DecStates) + 31) / 32 * 32);
+// States a lane for N: min(N, 8); MK_VERIFY_M1DEC_STATES=16 (environment, read once) takes 16 at N 16 (A/B timing).
+inline int m1dec_states(int64_t N) {
+  static const int forced = [] {
+    const char* e = std::getenv("MK_VERIFY_M1DEC_STATES");
+    return e != nullptr && std::atoi(e) == 16 ? 16 : 0;
+  }();
+  return N == 16 && forced == 16 ? 16 : (N < kM1DecStates ? static_cast<int>(N) : kM1DecStates);
 }
 
-// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads.
-template <typename TI, int N>
+// Threads a block: P channels of N / S lanes, rounded up to a warp.
+inline int m1dec_threads(int64_t P, int64_t N, int S) { return static_cast<int>((P * (N / S) + 31) / 32 * 32); }
+
+// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N, S) threads.
+template <typename TI, int N, int S>
 __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
-  constexpr int LPR = N / kM1DecStates;  // lanes a channel; lane q holds the 16-byte chunks q and q + LPR
-  constexpr int J = kM1DecStates / 4;
+  constexpr int LPR = N / S;  // lanes a channel; lane q holds the 16-byte chunks q, q + LPR, ...
+  constexpr int J = S / 4;
   const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
   const int H = p.H;
   const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(H)), u = static_cast<int>(blockIdx.x) - b * H;
