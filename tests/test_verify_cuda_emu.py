@@ -65,9 +65,6 @@ GROUPS = {
     # N = 600 (column passes), k = 31, strided state view, no D / z / dt_bias, f16 and bf16 states, long rings
     "general_m2": ({}, ["m2_basic", "m2_n128", "m2_N5", "m2_bigP", "m2_colpass", "m2_k32", "m2_view", "m2_nopt",
                         "m2_bf16st", "m2_f16st_N64", "m2_n128_tree", "acc_m2_tree", "acc_m2_bigP"], ["general_m2"]),
-    # verify_m1dec_kernel with 16 states a lane at N 16 (MK_VERIFY_M1DEC_STATES=16: one lane a channel)
-    "m1dec16": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1",
-                 "MK_VERIFY_M1DEC_STATES": "16"}, ["m1_dec", "m1_dec_f32", "hot_m1"], ["m1dec"]),
     # verify_m1_kernel (Mamba-1 layout, N 8 / 16, a thread a channel): fp32 / bf16 / f16 inputs, fp32 and bf16
     # states, chain and tree drafts (path compaction), G = H, idle lanes, long rings (several staged batches of ring
     # tokens), drafts longer than the 8 staged tokens
@@ -140,7 +137,7 @@ def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
-                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "MK_VERIFY_M1DEC_STATES"):
+                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))

@@ -4,17 +4,20 @@
 // pending at ring position 0), so the next call finds at most one pending token at ring position 0 and no
 // committed ring tokens, and every load it needs is known before any control word is read.
 //
-// Why: verify_m1_kernel (a thread a channel, ~128 registers, 2 warps a block) takes ~27 us at b64 d4096 for a
-// one-token call whose bytes (the 16.8 MB state read and written) need ~8 us: its chain of dependent steps
-// (control words -> staged ring rows -> barrier -> state row -> 2 x 16 exps in one thread) runs at 16 warps an SM
-// over ~4 waves. Here a channel's 16 states are spread over 4 lanes (4 states, one float4 of state and of A each),
-// every load is issued at once, and a block needs ~40 registers a thread.
+// Why: verify_m1_kernel (a thread a channel, ~128 registers, 2 warps a block, the loads staged in batches behind
+// the control words) took 27-29 us at b64 d4096 for a one-token call against 14 us for mamba_ssm's decode kernel
+// (selective_state_update), whose bytes (the 16.8 MB state read and written) need ~8 us. Here every load is issued
+// at once, a channel's 16 states are spread over 2 lanes (8 states: two float4 of state and of A each), and a block
+// needs ~75 registers a thread. What a lane does besides its states (the slot, control words, per-channel scalars,
+// softplus, silu, addresses) is fixed, so the states a lane set the instructions a state: ncu at b64 (2026-12-01),
+// 4 states a lane issued 564 instructions a warp at 0.79 issued warps a scheduler (issue-bound), twice mamba_ssm's
+// decode a state.
 //
-// Block = one unit (P channels), N / 4 lanes a channel (lane q: states 4q .. 4q + 3), P * N / 4 threads rounded up
-// to a warp (at most 256). Idle lanes (channel >= P) compute on channel 0 and write nothing. One block barrier,
-// between the last read of the unit's ring row 0 / meta row and their overwrite. The general replay (committed
-// ring tokens left by a deferred-fold call, or a path of several pending nodes) loads those ring rows one after
-// another: correct, slower, once.
+// Block = one unit (P channels), N / 8 lanes a channel (lane q: the 16-byte state chunks q and q + N / 8), P * N / 8
+// threads rounded up to a warp (at most 256). Idle lanes (channel >= P) compute on channel 0 and write nothing. One
+// block barrier, between the last read of the unit's ring row 0 / meta row and their overwrite. The general replay
+// (committed ring tokens left by a deferred-fold call, or a path of several pending nodes) loads those ring rows one
+// after another: correct, slower, once.
 #pragma once
 #include <cstdint>
 
@@ -94,25 +97,18 @@ inline M1DecParams m1dec_params(const VerifyStepParams& p) {
   return d;
 }
 
-constexpr int kM1DecStates = 8;  // states a lane (at most)
+// States a lane: 8 (H200 b1 / b16 / b64 d4096 k1, CUDA-graph calls: 4.45 / 6.98 / 15.9 us; 16 states, one lane a
+// channel: 4.48 / 7.87 / 16.6; 4 states: 4.90 / 9.63 / 26.0, issue-bound at 564 instructions a warp).
+constexpr int kM1DecStates = 8;
 
-// States a lane for N: min(N, 8); MK_VERIFY_M1DEC_STATES=16 (environment, read once) takes 16 at N 16 (A/B timing).
-inline int m1dec_states(int64_t N) {
-  static const int forced = [] {
-    const char* e = std::getenv("MK_VERIFY_M1DEC_STATES");
-    return e != nullptr && std::atoi(e) == 16 ? 16 : 0;
-  }();
-  return N == 16 && forced == 16 ? 16 : (N < kM1DecStates ? static_cast<int>(N) : kM1DecStates);
-}
+// Threads a block: P channels of N / 8 lanes, rounded up to a warp.
+inline int m1dec_threads(int64_t P, int64_t N) { return static_cast<int>((P * (N / kM1DecStates) + 31) / 32 * 32); }
 
-// Threads a block: P channels of N / S lanes, rounded up to a warp.
-inline int m1dec_threads(int64_t P, int64_t N, int S) { return static_cast<int>((P * (N / S) + 31) / 32 * 32); }
-
-// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N, S) threads.
-template <typename TI, int N, int S>
+// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads.
+template <typename TI, int N>
 __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
-  constexpr int LPR = N / S;  // lanes a channel; lane q holds the 16-byte chunks q, q + LPR, ...
-  constexpr int J = S / 4;
+  constexpr int LPR = N / kM1DecStates;  // lanes a channel; lane q holds the 16-byte chunks q and q + LPR
+  constexpr int J = kM1DecStates / 4;
   const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
   const int H = p.H;
   const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(H)), u = static_cast<int>(blockIdx.x) - b * H;
@@ -219,7 +215,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
 
 // Whether verify_m1dec_kernel serves these parameters: one token, fp32 state, what verify_m1_kernel serves (the
 // Mamba-1 layout, N 8 / 16, 16-byte aligned state / B / C / ring_B rows), A rows of 16-byte aligned contiguous
-// states, at most 256 threads a block (P * N / 4), sizes within int32 (M1DecParams).
+// states, at most 256 threads a block (P * N / 8), sizes within int32 (M1DecParams).
 inline bool m1dec_fits(const VerifyStepParams& p) {
   if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m1_fits(p)) return false;
   if (p.P * (p.N / kM1DecStates) > kM1DecMaxThreads) return false;

@@ -108,10 +108,10 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   if (c.fused || forced == 3) {
   } else if (c.m1) {
     if ((forced == 4 || (forced == 0 && decode_auto)) && m1dec_fits(p)) {
-      // One token, fp32 state: verify_m1dec_kernel (4 states a lane, every load at once; the same fold-every
+      // One token, fp32 state: verify_m1dec_kernel (8 states a lane, every load at once; the same fold-every
       // policy as m1lean's below).
       c.m1dec = true;
-      c.threads = m1dec_threads(p.P, p.N, m1dec_states(p.N));
+      c.threads = m1dec_threads(p.P, p.N);
       c.smem = 0;
     } else if (m1_fits(p)) {
       c.m1lean = true;
@@ -194,15 +194,9 @@ inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
 template <typename T>
 inline void (*m1dec_kernel(DType in, int64_t N))(M1DecParams) {
   if constexpr (std::is_same<T, float>::value) {
-    const bool s16 = m1dec_states(N) == 16;
-    if (in == DType::kBFloat16)
-      return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8, 8>
-                    : (s16 ? verify_m1dec_kernel<__nv_bfloat16, 16, 16> : verify_m1dec_kernel<__nv_bfloat16, 16, 8>);
-    if (in == DType::kFloat16)
-      return N == 8 ? verify_m1dec_kernel<__half, 8, 8>
-                    : (s16 ? verify_m1dec_kernel<__half, 16, 16> : verify_m1dec_kernel<__half, 16, 8>);
-    return N == 8 ? verify_m1dec_kernel<float, 8, 8>
-                  : (s16 ? verify_m1dec_kernel<float, 16, 16> : verify_m1dec_kernel<float, 16, 8>);
+    if (in == DType::kBFloat16) return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8> : verify_m1dec_kernel<__nv_bfloat16, 16>;
+    if (in == DType::kFloat16) return N == 8 ? verify_m1dec_kernel<__half, 8> : verify_m1dec_kernel<__half, 16>;
+    return N == 8 ? verify_m1dec_kernel<float, 8> : verify_m1dec_kernel<float, 16>;
   } else {
     return nullptr;
   }
