@@ -21,12 +21,14 @@
 #pragma once
 #include <cstdint>
 
+#include "common/mufu.h"
 #include "verify/verify_m2dec_kernel.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
 
 constexpr int kM1DecMaxThreads = 256;
+constexpr float kLog2E = 1.4426950408889634f;
 
 // The kernel's parameters (compact, in first-use order: kernel parameters are read through the constant cache;
 // see M2DecParams). Mamba-1 layout: per-channel A rows, dt, dt_bias, D and ring dt.
@@ -42,15 +44,17 @@ struct M1DecParams {
   const int32_t* accepted;
   int64_t accepted_stride;
   float* state;
-  int64_t st_s, st_h, st_p;
+  int64_t st_s, st_h;
+  int32_t st_p, A_p;  // per-channel strides: int32 (m1_fits bounds P times each by 2^30)
   const float* A;
-  int64_t A_h, A_p;
+  int64_t A_h;
   const void* ring_B;
   int64_t rB_s, rB_h, rB_r;
   void* ring_x;
   int64_t rx_s, rx_h, rx_r;
   float* ring_dt;
-  int64_t rdt_s, rdt_h, rdt_r, rdt_p;
+  int64_t rdt_s, rdt_h, rdt_r;
+  int32_t rdt_p, dt_p, D_p, dtb_p;
   const void* B;
   int64_t B_b, B_g;
   const void* C;
@@ -58,13 +62,13 @@ struct M1DecParams {
   const void* x;
   int64_t x_b, x_h;
   const void* dt;
-  int64_t dt_b, dt_h, dt_p;
+  int64_t dt_b, dt_h;
   const void* z;
   int64_t z_b, z_h;
   const float* D;
-  int64_t D_h, D_p;
+  int64_t D_h;
   const float* dt_bias;
-  int64_t dtb_h, dtb_p;
+  int64_t dtb_h;
   float dt_min, dt_max;  // process_dt rounds VerifyStepParams' doubles to float too
   bool accepted_is_node, fold_all, dt_softplus;
 };
@@ -80,18 +84,18 @@ inline M1DecParams m1dec_params(const VerifyStepParams& p) {
   d.G = static_cast<int32_t>(p.G); d.hpg = static_cast<int32_t>(p.H / p.G); d.Kmax = static_cast<int32_t>(p.Kmax);
   d.meta = p.meta; d.meta_s = p.meta_s; d.meta_h = p.meta_h; d.meta_i = p.meta_i;
   d.accepted = p.accepted; d.accepted_stride = p.accepted_stride;
-  d.state = static_cast<float*>(p.state); d.st_s = p.st_s; d.st_h = p.st_h; d.st_p = p.st_p;
-  d.A = p.A; d.A_h = p.A_h; d.A_p = p.A_p;
+  d.state = static_cast<float*>(p.state); d.st_s = p.st_s; d.st_h = p.st_h; d.st_p = static_cast<int32_t>(p.st_p);
+  d.A = p.A; d.A_h = p.A_h; d.A_p = static_cast<int32_t>(p.A_p);
   d.ring_B = p.ring_B; d.rB_s = p.rB_s; d.rB_h = p.rB_h; d.rB_r = p.rB_r;
   d.ring_x = p.ring_x; d.rx_s = p.rx_s; d.rx_h = p.rx_h; d.rx_r = p.rx_r;
-  d.ring_dt = p.ring_dt; d.rdt_s = p.rdt_s; d.rdt_h = p.rdt_h; d.rdt_r = p.rdt_r; d.rdt_p = p.rdt_p;
+  d.ring_dt = p.ring_dt; d.rdt_s = p.rdt_s; d.rdt_h = p.rdt_h; d.rdt_r = p.rdt_r; d.rdt_p = static_cast<int32_t>(p.rdt_p);
   d.B = p.B; d.B_b = p.B_b; d.B_g = p.B_g;
   d.C = p.C; d.C_b = p.C_b; d.C_g = p.C_g;
   d.x = p.x; d.x_b = p.x_b; d.x_h = p.x_h;
-  d.dt = p.dt; d.dt_b = p.dt_b; d.dt_h = p.dt_h; d.dt_p = p.dt_p;
+  d.dt = p.dt; d.dt_b = p.dt_b; d.dt_h = p.dt_h; d.dt_p = static_cast<int32_t>(p.dt_p);
   d.z = p.z; d.z_b = p.z_b; d.z_h = p.z_h;
-  d.D = p.D; d.D_h = p.D_h; d.D_p = p.D_p;
-  d.dt_bias = p.dt_bias; d.dtb_h = p.dtb_h; d.dtb_p = p.dtb_p;
+  d.D = p.D; d.D_h = p.D_h; d.D_p = static_cast<int32_t>(p.D_p);
+  d.dt_bias = p.dt_bias; d.dtb_h = p.dtb_h; d.dtb_p = static_cast<int32_t>(p.dtb_p);
   d.dt_min = static_cast<float>(p.dt_min); d.dt_max = static_cast<float>(p.dt_max);
   d.accepted_is_node = p.accepted_is_node; d.fold_all = true; d.dt_softplus = p.dt_softplus;
   return d;
@@ -127,8 +131,8 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
   const int accv = p.accepted[b * p.accepted_stride];
-  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p;
-  const float* Ap = p.A + (int64_t)u * p.A_h + (int64_t)ch * p.A_p;
+  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + ch * p.st_p;
+  const float* Ap = p.A + (int64_t)u * p.A_h + ch * p.A_p;
   const TI* rbp = static_cast<const TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
   const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
@@ -144,26 +148,27 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
     ld4<TI>(Cp + col(j), Cn[j]);
   }
   TI* rxp = static_cast<TI*>(p.ring_x) + (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch;
-  float* rdp = p.ring_dt + (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
+  float* rdp = p.ring_dt + (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + ch * p.rdt_p;
   const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
   const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + ch]);
   const float dtraw =
-      SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p]);
+      SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + (int64_t)u * p.dt_h + ch * p.dt_p]);
   const float zv =
       p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch]) : 0.f;
-  const float dv = p.D != nullptr ? p.D[(int64_t)u * p.D_h + (int64_t)ch * p.D_p] : 0.f;
-  const float dtb = p.dt_bias != nullptr ? p.dt_bias[(int64_t)u * p.dtb_h + (int64_t)ch * p.dtb_p] : 0.f;
+  const float dv = p.D != nullptr ? p.D[(int64_t)u * p.D_h + ch * p.D_p] : 0.f;
+  const float dtb = p.dt_bias != nullptr ? p.dt_bias[(int64_t)u * p.dtb_h + ch * p.dtb_p] : 0.f;
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
   const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
       p, m0, m1, [&](int a) { return a == 0 ? m2 : mrow[(2 + a) * p.meta_i]; }, accv, p.R, 1);
   const int c = ct.c, c1 = ct.c1;
+  // exp(dt A) = 2^((dt log2 e) A): one FMUL and one MUFU.EX2 (ftz; no range-check instructions) a state
   auto commit = [&](float dte, float xe, const float (&Be)[J][4]) {  // h = exp(dt A) h + dt x B
-    const float w = dte * xe;
+    const float w = dte * xe, dl = dte * kLog2E;
 #pragma unroll
     for (int j = 0; j < J; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) h[j][e] = fmaf(__expf(dte * Ar[j][e]), h[j][e], w * Be[j][e]);
+      for (int e = 0; e < 4; ++e) h[j][e] = fmaf(fast_exp2(dl * Ar[j][e]), h[j][e], w * Be[j][e]);
   };
   if (c == 0 && (ct.path & ~1u) == 0u) {  // the common case: at most pending token 0, already loaded
     if (ct.path != 0u) commit(dtr0, xr0, Br);
@@ -183,12 +188,12 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
     for (int j = 0; j < J; ++j) *reinterpret_cast<float4*>(st + col(j)) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
   }
   const float dtn = process_dt(dtraw + dtb, p);
-  const float w = dtn * xv;
+  const float w = dtn * xv, dln = dtn * kLog2E;
   float hc = 0.f;  // C . h_new over this lane's states
 #pragma unroll
   for (int j = 0; j < J; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) hc = fmaf(Cn[j][e], fmaf(__expf(dtn * Ar[j][e]), h[j][e], w * Bn[j][e]), hc);
+    for (int e = 0; e < 4; ++e) hc = fmaf(Cn[j][e], fmaf(fast_exp2(dln * Ar[j][e]), h[j][e], w * Bn[j][e]), hc);
 #pragma unroll
   for (int off = 1; off < LPR; off <<= 1) hc += __shfl_xor_sync(0xffffffffu, hc, off);
   float out = fmaf(dv, xv, hc);
