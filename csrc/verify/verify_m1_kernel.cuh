@@ -19,6 +19,7 @@
 //      read of the unit's shared ring_B rows and meta row is done), then the rest of the write-back as m2_finish:
 //      the tree path compacted into the ring, the new tokens at ring [base, base + k), the meta row.
 #pragma once
+#include "common/mufu.h"
 #include "verify/verify_m2_steps.cuh"
 
 namespace mamba_kernels {
@@ -48,6 +49,8 @@ __device__ __forceinline__ void st_row(E* ptr, const float (&o)[N]) {
     reinterpret_cast<uint4*>(ptr)[i] = SV<E>::pack(t);
   }
 }
+
+constexpr float kLog2E = 1.4426950408889634f;  // exp(v) = 2^(v log2 e): one MUFU.EX2 (common/mufu.h fast_exp2)
 
 // Tokens staged at once into shared memory: committed ring tokens a batch (this thread's x and dt, the block's B
 // rows) and the new tokens (x, processed dt, z of this thread's channel, the block's B and C rows; tokens past the
@@ -187,7 +190,7 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   float h[N], Ar[N];
   ld_row<T, N>(st, h);
 #pragma unroll
-  for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n];
+  for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n] * kLog2E;  // A in log2 units: exp(dt A) = 2^(dt Ar)
   __syncthreads();  // sBr (first batch), sBn, sCn
   // token t's inputs: staged (t < ks) or from global memory
   auto x_raw = [&](int t) -> TI { return t < ks ? sx[t * PT + tid] : xin[t * p.x_k]; };
@@ -200,7 +203,7 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
     ld_row<TI, N>(Brow, Bv);
     const float w = dte * xv;
 #pragma unroll
-    for (int n = 0; n < N; ++n) hh[n] = fmaf(__expf(dte * Ar[n]), hh[n], w * Bv[n]);
+    for (int n = 0; n < N; ++n) hh[n] = fmaf(fast_exp2(dte * Ar[n]), hh[n], w * Bv[n]);  // MUFU.EX2, no range checks
   };
 
   // ---- 3. commit the committed ring tokens (ring [0, c) then the path's nodes), a staged batch at a time -------

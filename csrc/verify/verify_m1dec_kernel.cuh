@@ -21,14 +21,13 @@
 #pragma once
 #include <cstdint>
 
-#include "common/mufu.h"
+#include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
 
 constexpr int kM1DecMaxThreads = 256;
-constexpr float kLog2E = 1.4426950408889634f;
 
 // The kernel's parameters (compact, in first-use order: kernel parameters are read through the constant cache;
 // see M2DecParams). Mamba-1 layout: per-channel A rows, dt, dt_bias, D and ring dt.
