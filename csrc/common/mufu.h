@@ -7,6 +7,9 @@
 
 namespace mamba_kernels {
 
+// log2(e): exp(v) = 2^(v log2 e), one MUFU.EX2 by fast_exp2 (the operand pre-scaled once where it is reused).
+constexpr float kLog2e = 1.4426950408889634f;
+
 // 2^x: one MUFU.EX2 (ex2.approx.ftz, ~2 ulp).
 __device__ __forceinline__ float fast_exp2(float x) {
 #if defined(__CUDA_ARCH__)

@@ -250,7 +250,6 @@ __device__ __forceinline__ void prefetch_l2(const void* p) {
   (void)p;
 #endif
 }
-constexpr float kLog2e = 1.4426950408889634f;
 // Tuning: kFwdT = 16 (126 registers, 2 blocks = 16 warps per SM) halves the scan's share per token against
 // kFwdT = 8 (79 registers, 3 blocks = 24 warps per SM, more latency hiding); both pass the emulation.
 constexpr int kFwdT = MK_SS_FWD_T;        // tokens per lane (forward)

@@ -50,8 +50,6 @@ __device__ __forceinline__ void st_row(E* ptr, const float (&o)[N]) {
   }
 }
 
-constexpr float kLog2E = 1.4426950408889634f;  // exp(v) = 2^(v log2 e): one MUFU.EX2 (common/mufu.h fast_exp2)
-
 // Tokens staged at once into shared memory: committed ring tokens a batch (this thread's x and dt, the block's B
 // rows) and the new tokens (x, processed dt, z of this thread's channel, the block's B and C rows; tokens past the
 // first kM1Stage are read from global memory where used).
@@ -190,7 +188,7 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   float h[N], Ar[N];
   ld_row<T, N>(st, h);
 #pragma unroll
-  for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n] * kLog2E;  // A in log2 units: exp(dt A) = 2^(dt Ar)
+  for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n] * kLog2e;  // A in log2 units: exp(dt A) = 2^(dt Ar)
   __syncthreads();  // sBr (first batch), sBn, sCn
   // token t's inputs: staged (t < ks) or from global memory
   auto x_raw = [&](int t) -> TI { return t < ks ? sx[t * PT + tid] : xin[t * p.x_k]; };

@@ -164,7 +164,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   const int c = ct.c, c1 = ct.c1;
   // exp(dt A) = 2^((dt log2 e) A): one FMUL and one MUFU.EX2 (ftz; no range-check instructions) a state
   auto commit = [&](float dte, float xe, const float (&Be)[J][4]) {  // h = exp(dt A) h + dt x B
-    const float w = dte * xe, dl = dte * kLog2E;
+    const float w = dte * xe, dl = dte * kLog2e;
 #pragma unroll
     for (int j = 0; j < J; ++j)
 #pragma unroll
@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
     for (int j = 0; j < J; ++j) *reinterpret_cast<float4*>(st + col(j)) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
   }
   const float dtn = process_dt(dtraw + dtb, p);
-  const float w = dtn * xv, dln = dtn * kLog2E;
+  const float w = dtn * xv, dln = dtn * kLog2e;
   float hc = 0.f;  // C . h_new over this lane's states
 #pragma unroll
   for (int j = 0; j < J; ++j)
