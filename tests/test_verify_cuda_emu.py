@@ -73,11 +73,11 @@ GROUPS = {
                ["m1lean"]),
     # the GPU's automatic choice for the Mamba-1 layout with an fp32 state (MK_VERIFY_KERNEL=decode here; the
     # reference folds on those calls too): one-token calls run verify_m1dec_kernel, longer drafts verify_m1_kernel
-    # folding on every call; chain and tree drafts, drafts past the staged tokens; the bf16-state case keeps the
-    # deferred fold
+    # folding on every call; chain and tree drafts, drafts past the staged tokens; an A view with unaligned rows
+    # (one-token calls then take verify_m1_kernel); the bf16-state case keeps the deferred fold
     "m1fold": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1"},
                ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16", "m1_k12", "m1_dec",
-                "m1_dec_n8", "m1_dec_f32"], ["m1lean", "m1dec"]),
+                "m1_dec_n8", "m1_dec_aview", "m1_dec_f32"], ["m1lean", "m1dec"]),
     # verify_ssm_kernel<T, true> (Mamba-1 layout: A (d, n), dt per channel): P = 600, bf16 state, long rings
     "mamba1": ({}, ["m1_basic", "m1_tree", "m1_bf16st", "m1_bigP", "acc_m1", "acc_m1_bigP", "hot_m1"],
                ["general_m1"]),

@@ -68,12 +68,13 @@ def draft_args(rng, acc, b, k, tree):
 
 
 def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree, fused=False, width=4,
-             cache_view=False, nopt=False, accum=False):
+             cache_view=False, nopt=False, accum=False, a_view=False):
     """One session of `rounds` verify steps on S slots (Mamba-1 layout if m1; fused conv + SSM if fused).
 
     accum: few flushes / fold-alls and mostly full acceptance, so the ring fills up (long unfolded histories).
     cache_view: the state is a strided view into a bigger buffer (state vector loads off).
     nopt: no D, z, dt_bias.
+    a_view: A (Mamba-1) is a view with rows of N + 1 (not 16-byte aligned: verify_m1dec_kernel declines it).
     """
     ops = torch.ops.mamba_kernels
     rng = random.Random(seed)
@@ -81,6 +82,8 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
     rn = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     Pd = P if m1 else 1
     A = (-torch.rand(H, P, N, generator=g) * 2 - 0.1) if m1 else (-torch.rand(H, 1, 1, generator=g) * 2 - 0.1)
+    if a_view:
+        A = torch.cat([A, torch.zeros(H, P, 1)], dim=-1)[..., :N]
     D = None if nopt else (rn(H, P) if m1 else rn(H, 1).expand(H, P))
     dt_bias = None if nopt else rn(H, Pd) * 0.5
     dc = H * P + 2 * G * N
@@ -272,6 +275,7 @@ CASES = {
     # one lane a channel: 40 threads in a block of 64); fp32 inputs (float4 rows)
     "m1_dec": dict(H=3, P=64, N=16, G=3, m1=True, S=4, R=8, Kmax=2, b=3, rounds=12, dt_in=BF16, dt_st=F32, tree=True),
     "m1_dec_n8": dict(H=2, P=40, N=8, G=1, m1=True, S=4, R=6, Kmax=2, b=3, rounds=12, dt_in=F16, dt_st=F32, tree=True),
+    "m1_dec_aview": dict(H=2, P=64, N=16, G=1, m1=True, S=3, R=6, Kmax=2, b=3, rounds=8, dt_in=BF16, dt_st=F32, tree=False, a_view=True),
     "m1_dec_f32": dict(H=2, P=16, N=16, G=1, m1=True, S=3, R=6, Kmax=2, b=3, rounds=12, dt_in=F32, dt_st=F32, tree=False),
     "hot_m1": dict(H=2, P=64, N=16, G=1, m1=True, S=3, R=8, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=False, accum=True),
     "hot_fused": dict(H=2, P=128, N=128, G=2, m1=False, S=3, R=16, Kmax=4, b=2, rounds=6, dt_in=BF16, dt_st=F32, tree=False, fused=True, accum=True),
