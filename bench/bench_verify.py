@@ -54,7 +54,7 @@ def _layer(kind, b, k):
     slots = torch.randperm(S, device=dev, generator=gen)[:b].to(I32)
     acc = torch.full((b,), math.ceil(k / 2), dtype=I32, device=dev)
     nbytes = b * (state_elems * 4 + io_elems * 2)
-    return dict(cache=cache, x=x, z=z, dt=dt, A=A, B=B, C=C, D=D, dt_bias=dt_bias, slots=slots, acc=acc,
+    return dict(kind=kind, cache=cache, x=x, z=z, dt=dt, A=A, B=B, C=C, D=D, dt_bias=dt_bias, slots=slots, acc=acc,
                 bytes=nbytes, state_elems=state_elems)
 
 
@@ -70,6 +70,28 @@ def _prime(L, backend):
     first = torch.zeros_like(L["acc"])
     mk.verify_step(L["x"], L["dt"], L["A"], L["B"], L["C"], L["cache"], L["slots"], first, z=L["z"], D=L["D"],
                    dt_bias=L["dt_bias"], dt_softplus=True, backend=backend)
+
+
+def _ssu_args(L):
+    """Layer L's inputs as mamba_ssm's selective_state_update takes them, per token t via [:, t]: A, D, dt_bias,
+    dt (b, k, ...), B and C (b, k, ...). Mamba-2: tied dt / A over a head's channels, B / C (b, k, g, n); Mamba-1:
+    the channel layout (state (S, d, n)) takes one group, B / C (b, k, n)."""
+    if L["kind"] == "mamba2":
+        h, p, n = M2["h"], M2["p"], M2["n"]
+        return dict(A=L["A"][:, None, None].expand(h, p, n), D=L["D"][:, None].expand(h, p),
+                    dt_bias=L["dt_bias"][:, None].expand(h, p), dt=L["dt"][..., None].expand(*L["dt"].shape, p),
+                    B=L["B"], C=L["C"])
+    return dict(A=L["A"], D=L["D"], dt_bias=L["dt_bias"], dt=L["dt"], B=L["B"][:, :, 0], C=L["C"][:, :, 0])
+
+
+def decode_call(L):
+    """One mamba_ssm selective_state_update of L's first token (fp32 state), no rollback: the dedicated decode
+    kernel that k = 1 is compared with (also scripts/profile_verify.py)."""
+    ssu = anchors.mamba_ssm_triton().selective_state_update
+    a = _ssu_args(L)
+    return lambda: ssu(L["cache"].state, L["x"][:, 0], a["dt"][:, 0], a["A"], a["B"][:, 0], a["C"][:, 0],  # noqa: E731
+                       D=a["D"], z=L["z"][:, 0], dt_bias=a["dt_bias"], dt_softplus=True,
+                       state_batch_indices=L["slots"])
 
 
 def _shape(kind, b, k):
@@ -118,20 +140,12 @@ def bench_verify_naive_mamba_ssm(benchmark, harness, case, graph):
     state = L["cache"].state
     idx = L["slots"]
     snaps = torch.empty(k, b, *state.shape[1:], device="cuda", dtype=state.dtype)
-    if kind == "mamba2":
-        h, p, n = M2["h"], M2["p"], M2["n"]
-        A = L["A"][:, None, None].expand(h, p, n)
-        D, bias = L["D"][:, None].expand(h, p), L["dt_bias"][:, None].expand(h, p)
-        dt = L["dt"][..., None].expand(*L["dt"].shape, p)
-        Bk, Ck = L["B"], L["C"]  # (b, k, g, n): the head layout's groups
-    else:
-        A, D, bias, dt = L["A"], L["D"], L["dt_bias"], L["dt"]
-        Bk, Ck = L["B"][:, :, 0], L["C"][:, :, 0]  # (b, k, n): the channel layout (state (S, d, n)) takes one group
+    a = _ssu_args(L)
 
     def fn():
         for t in range(k):
-            ssu(state, L["x"][:, t], dt[:, t], A, Bk[:, t], Ck[:, t], D=D, z=L["z"][:, t], dt_bias=bias,
-                dt_softplus=True, state_batch_indices=idx)
+            ssu(state, L["x"][:, t], a["dt"][:, t], a["A"], a["B"][:, t], a["C"][:, t], D=a["D"], z=L["z"][:, t],
+                dt_bias=a["dt_bias"], dt_softplus=True, state_batch_indices=idx)
             snaps[t].copy_(state[idx])
 
     harness.measure(benchmark, kernel="verify", impl="mamba_ssm:naive", shape=_shape(kind, b, k), dtype="bfloat16",
@@ -142,20 +156,7 @@ def bench_verify_naive_mamba_ssm(benchmark, harness, case, graph):
 @pytest.mark.parametrize("kind", ["mamba2", "mamba1"])
 @pytest.mark.parametrize("b", [1, 16, 64])
 def bench_decode_mamba_ssm(benchmark, harness, b, kind):
-    """k = 1 reference point: one mamba_ssm selective_state_update (fp32 state), no rollback. Mamba-2: tied dt / A
-    over a head's channels; Mamba-1: the channel layout (state (S, d, n), B / C (b, n))."""
-    ssu = anchors.mamba_ssm_triton().selective_state_update
+    """k = 1 reference point: one mamba_ssm selective_state_update (fp32 state), no rollback (decode_call)."""
     L = _layer(kind, b, 1)
-    if kind == "mamba2":
-        h, p, n = M2["h"], M2["p"], M2["n"]
-        A = L["A"][:, None, None].expand(h, p, n)
-        D, bias = L["D"][:, None].expand(h, p), L["dt_bias"][:, None].expand(h, p)
-        dt = L["dt"][:, 0, :, None].expand(b, h, p)
-        Bk, Ck = L["B"][:, 0], L["C"][:, 0]
-    else:
-        A, D, bias, dt = L["A"], L["D"], L["dt_bias"], L["dt"][:, 0]
-        Bk, Ck = L["B"][:, 0, 0], L["C"][:, 0, 0]
-    fn = lambda: ssu(L["cache"].state, L["x"][:, 0], dt, A, Bk, Ck, D=D,  # noqa: E731
-                     z=L["z"][:, 0], dt_bias=bias, dt_softplus=True, state_batch_indices=L["slots"])
     harness.measure(benchmark, kernel="verify", impl="mamba_ssm:decode", shape=_shape(kind, b, 1),
-                    dtype="bfloat16", fn=fn, bytes=L["bytes"], graph=True, extra={"layer": kind})
+                    dtype="bfloat16", fn=decode_call(L), bytes=L["bytes"], graph=True, extra={"layer": kind})

@@ -30,23 +30,9 @@ import mamba_kernels as mk  # noqa: E402
 
 def _call(L, impl, acc, out):
     if impl == "mamba_ssm_decode":
-        return _anchor_decode(L)
+        return bv.decode_call(L)()
     mk.verify_step(L["x"], L["dt"], L["A"], L["B"], L["C"], L["cache"], L["slots"], acc, z=L["z"], D=L["D"],
                    dt_bias=L["dt_bias"], dt_softplus=True, out=out, backend=impl)
-
-
-def _anchor_decode(L):
-    import anchors
-    ssu = anchors.mamba_ssm_triton().selective_state_update
-    b = L["x"].shape[0]
-    if L["A"].dim() == 2:  # Mamba-1: the channel layout (state (S, d, n), B / C (b, n))
-        ssu(L["cache"].state, L["x"][:, 0], L["dt"][:, 0], L["A"], L["B"][:, 0, 0], L["C"][:, 0, 0], D=L["D"],
-            z=L["z"][:, 0], dt_bias=L["dt_bias"], dt_softplus=True, state_batch_indices=L["slots"])
-        return
-    h, p, n = bv.M2["h"], bv.M2["p"], bv.M2["n"]
-    ssu(L["cache"].state, L["x"][:, 0], L["dt"][:, 0, :, None].expand(b, h, p), L["A"][:, None, None].expand(h, p, n),
-        L["B"][:, 0], L["C"][:, 0], D=L["D"][:, None].expand(h, p), z=L["z"][:, 0],
-        dt_bias=L["dt_bias"][:, None].expand(h, p), dt_softplus=True, state_batch_indices=L["slots"])
 
 
 def _time(fn, reps=200):
