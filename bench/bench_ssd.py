@@ -275,3 +275,32 @@ def bench_ssd_cuda_fwd_kernel(benchmark, harness, shape, chunk, states, impl):
     harness.measure(benchmark, kernel="ssd_fwd_kernel", impl=impl, shape=dict(s, chunk=chunk),
                     dtype="bfloat16", fn=run, bytes=_bytes(**s) + extra, flops=int(flops),
                     note=f"kernel only, {states}; flops = executed (64-token tiles)")
+
+
+@pytest.mark.parametrize("impl", ["mamba_kernels:cuda_state", "mamba_kernels:triton"])
+def bench_ssd_state_stage(benchmark, harness, impl):
+    """The forward's state stage F1 alone at b4 l4096 h80 p64 n128 g1, chunk 128 (what the library's forward runs):
+    the CUDA stage (csrc/ssd/ssd_state_kernel.cuh, W (head, p half) walks a CTA) against the Triton walk
+    (_ssd_state_fwd_kernel) on the same dt' / a. Bytes: x and B read once, the bf16 chunk-entry states and the fp32
+    final states written (the stage's floor)."""
+    from mamba_kernels.ssd import cuda_walk
+    from mamba_kernels.ssd import triton as tri
+    s = SHAPES["b4-l4096-h80-p64-n128-g1"]
+    b, l, h, p, n, g = (s[k] for k in ("b", "l", "h", "p", "n", "g"))
+    q = 128
+    inp = _inputs(**s)
+    x, B = inp["x"], inp["B"]
+    _, _, _, _, _, _, hpg, _, dev, kind, prec, sdt, cfg, lay = tri._setup(x, B, q, None)
+    dtp, a = tri._cumsum_fwd(inp["dt"], inp["A"], inp["dt_bias"], True, None, lay, b, l, h, q, cfg)
+    states_in = torch.empty(lay.nk, h, p, n, device=dev, dtype=sdt)
+    final = torch.empty(b, h, p, n, device=dev, dtype=torch.float32)
+    if impl == "mamba_kernels:cuda_state":
+        if not cuda_walk.serves(x, p, n, q, hpg, "_ssd_state_cuda", (x, B)):
+            pytest.skip("the CUDA state stage is not built or does not serve this GPU")
+        fn = lambda: cuda_walk.state(x, B, dtp, a, None, lay, tri._num_sms(dev), states_in, final)  # noqa: E731
+    else:
+        fn = lambda: tri._state_fwd_triton(x, B, dtp, a, None, states_in, final, lay, l, h, p, n, hpg, g, q,  # noqa
+                                           dev, kind, prec, cfg)
+    nbytes = 2 * b * l * h * p + 2 * b * l * g * n + 2 * lay.nk * h * p * n + 4 * b * h * p * n
+    harness.measure(benchmark, kernel="ssd_state_stage", impl=impl, shape=dict(s, chunk=q), dtype="bfloat16",
+                    fn=fn, bytes=nbytes, flops=2 * b * l * h * p * n, note="F1 alone, chunk 128")

@@ -248,15 +248,16 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, monkeypatch):
     _skip_unavailable("triton", "cuda")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
-    assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda")), \
+    assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
+                                                                       "_ssd_state_cuda")), \
         "mamba_kernels._cuda lacks the head-walk ops (or MK_SSD_CUDA_WALK=0): rebuild the extension"
     nseq = None if cu is None else len(cu) - 1
     b, l, h = (2, 300, 16) if cu is None else (1, 1000, 24)
     before = dict(cuda_walk.CALLS)
     check_against_ref("triton", "cuda", torch.bfloat16, b, l, h, 64, 128, 1 if cu is None else 3, 128,
                       grad_factor=5.0, cu=cu, D_shape=D_shape, z=D_shape != "hp")
-    # (returned chunk states keep fp32 chunk-entry states: the forward stage stays Triton there, the dx stage runs)
-    assert cuda_walk.CALLS == {"dx": before["dx"] + 1, "scan": before["scan"]}
+    # (returned chunk states keep fp32 chunk-entry states: the forward stages stay Triton there, the dx stage runs)
+    assert _walk_calls(cuda_walk) == {"dx": before["dx"] + 1, "scan": before["scan"], "state": before["state"]}
     inp = make_inputs(b, l, h, 64, 128, 2, dtype=torch.bfloat16, device="cuda", init=True, nseq=nseq,
                       requires_grad=True, D_shape=D_shape)
     cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device="cuda")
@@ -272,11 +273,13 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, monkeypatch):
         return [y_inf, y] + list(torch.autograd.grad(loss, [inp[k] for k in names]))
     mid = dict(cuda_walk.CALLS)
     got = run()
-    # the forward stage serves the no-grad call (no pre-gate output kept); with autograd the Triton scan runs
-    assert cuda_walk.CALLS == {"dx": mid["dx"] + 1, "scan": mid["scan"] + 1}
+    # the output stage serves the no-grad call (no pre-gate output kept; with autograd the Triton scan runs), the
+    # state stage both forwards
+    done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + 1, "state": mid["state"] + 2}
+    assert _walk_calls(cuda_walk) == done
     monkeypatch.setenv("MK_SSD_CUDA_WALK", "0")
     exp = run()
-    assert cuda_walk.CALLS == {"dx": mid["dx"] + 1, "scan": mid["scan"] + 1}
+    assert _walk_calls(cuda_walk) == done
     for k, a, e in zip(["y (no grad)", "y"] + names, got, exp):
         assert_close(a, e.float(), torch.bfloat16, factor=2.0, name=f"{k}: cuda walk stages vs triton")
 
@@ -298,5 +301,57 @@ def test_gpu_cuda_walk_misaligned_input_runs_triton():
         y_odd = ssd_chunked_scan(**{**inp, "x": x_odd}, **kw)
         assert cuda_walk.CALLS == before
         y = ssd_chunked_scan(**inp, **kw)
-    assert cuda_walk.CALLS["scan"] == before["scan"] + 1
+    assert cuda_walk.CALLS["scan"] == before["scan"] + 1 and cuda_walk.CALLS["state"] == before["state"] + 1
     assert_close(y_odd, y.float(), torch.bfloat16, name="misaligned x (Triton) vs aligned x (CUDA stage)")
+
+
+def _walk_calls(cuda_walk):
+    return {k: cuda_walk.CALLS[k] for k in ("dx", "scan", "state")}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", ["b2-l300-h16-g1", "b3-l1000-h80-g1-init", "varlen-h24-g3-init"])
+def test_gpu_cuda_state_stage(case):
+    """The forward's CUDA state stage (cuda_walk.state, csrc/ssd/ssd_state_kernel.cuh) against a float64 evaluation of
+    its formula on the same dt' / a: every chunk-entry state (bf16; the stage's slots of no chunk keep their poison)
+    and the final states (fp32). b3 h80 g1: 480 (head, p half) walks, several a CTA."""
+    _skip_unavailable("triton", "cuda")
+    from mamba_kernels.ssd import cuda_walk
+    from mamba_kernels.ssd import triton as tri
+    b, l, h, g, init = {"b2-l300-h16-g1": (2, 300, 16, 1, False), "b3-l1000-h80-g1-init": (3, 1000, 80, 1, True),
+                        "varlen-h24-g3-init": (1, 1000, 24, 3, True)}[case]
+    cu = [0, 1, 130, 130, 1000] if case.startswith("varlen") else None
+    inp = make_inputs(b, l, h, 64, 128, g, dtype=torch.bfloat16, device="cuda", init=init,
+                      nseq=None if cu is None else len(cu) - 1)
+    x, B = inp["x"], inp["B"]
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32, device="cuda")
+    *_, hpg, q, dev, kind, prec, sdt, cfg, lay = tri._setup(x, B, 128, cu_t)
+    assert cuda_walk.serves(x, 64, 128, q, hpg, "_ssd_state_cuda", (x, B)), "the CUDA state stage is not built"
+    dtp, a = tri._cumsum_fwd(inp["dt"], inp["A"], inp["dt_bias"], True, None, lay, b, l, h, q, cfg)
+    states_in = torch.full((lay.nk, h, 64, 128), float("nan"), device=dev, dtype=torch.bfloat16)
+    final = torch.full((lay.nseq, h, 64, 128), float("nan"), device=dev, dtype=torch.float32)
+    init_t = inp.get("initial_states") if init else None
+    cuda_walk.state(x, B, dtp, a, init_t, lay, tri._num_sms(dev), states_in, final)
+    torch.cuda.synchronize()
+    spans = [(r, 0, l) for r in range(b)] if cu is None else [(0, cu[i], cu[i + 1]) for i in range(len(cu) - 1)]
+    X, Bd, dt64, a64 = x.double(), B.double(), dtp.double(), a.double()
+    exp_in = torch.full(states_in.shape, float("nan"), dtype=torch.float64)
+    exp_fin = torch.zeros(final.shape, dtype=torch.float64)
+    slot = 0
+    for seq, (row, s0, s1) in enumerate(spans):
+        S = init_t[seq].double().cpu() if init else torch.zeros(h, 64, 128, dtype=torch.float64)
+        for t0 in range(s0, s1, q):
+            t1 = min(t0 + q, s1)
+            exp_in[slot] = S
+            av, dv = a64[row, :, t0:t1].cpu(), dt64[row, :, t0:t1].cpu()
+            w = torch.exp(av[:, -1:] - av) * dv                                   # (h, len)
+            xs = X[row, t0:t1].cpu()                                              # (len, h, p)
+            bs = Bd[row, t0:t1].cpu().repeat_interleave(hpg, dim=1)              # (len, h, n)
+            S = torch.exp(av[:, -1])[:, None, None] * S + torch.einsum("th,thp,thn->hpn", w.T, xs, bs)
+            slot += 1
+        exp_fin[seq] = S
+    got_in = states_in.cpu()
+    filled = ~torch.isnan(exp_in)
+    assert torch.isnan(got_in[~filled]).all(), "slots of no chunk were written"
+    assert_close(got_in[filled], exp_in[filled], torch.bfloat16, name=f"{case} states_in")
+    assert_close(final.cpu(), exp_fin, torch.bfloat16, name=f"{case} final")

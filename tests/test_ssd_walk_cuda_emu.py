@@ -8,8 +8,12 @@ on the same bf16 inputs (SsdDxParams / SsdScanParams in csrc/ssd/ssd.h; the Trit
 without DA_OUT and _ssd_chunk_scan_kernel). C B^T's upper triangle and its rows past a chunk's end are NaN, as
 unwritten memory may be: the kernels must never read them into a result. Cases: a short last chunk, grids whose CTAs
 start and end inside a chunk's heads, g = 1 / 2 / h (C B^T and B / C reloaded when the group changes), varlen packing
-with 1-token and empty slots, D (h) / (h, p) / none, with and without z and ypre. The whole forward and backward
-with these stages run on the H200 in tests/test_ssd_gpu.py. No GPU needed.
+with 1-token and empty slots, D (h) / (h, p) / none, with and without z and ypre. The forward's state stage F1
+(ssd_state_kernel.cuh, SsdStateParams; twin of _ssd_state_fwd_kernel) has its own cases (test_ssd_state_stage_*):
+h_in (bf16) and the final states (fp32) start NaN, are compared with a float64 walk of the chunk recurrence, and the
+slots of no chunk must stay NaN; cases with and without initial states, varlen packing with 5-token and empty
+sequences, one or several CTAs. The whole forward and backward with these stages run on the H200 in
+tests/test_ssd_gpu.py. No GPU needed.
 """
 import os
 import subprocess
@@ -180,6 +184,109 @@ def test_ssd_walk_stage_emulated_on_cpu(case, emu_exe, tmp_path):
         delta_exp = ex - (0 if base is None else base.to(F64))
         dtype, factor = (BF, 0.25) if name in ("dx", "ddtp") else (torch.float32, 10.0)
         assert_close(delta_got, delta_exp, dtype, factor=factor, name=f"{case} {name}")
+
+
+# name: (b, l, h, g, cu_seqlens or None, initial states, num_ctas). The stage walks (sequence, head, p half) in order
+# over the sequence's chunks; the cases hold a short last chunk, a 5-token sequence, an empty sequence (its final is
+# its initial state; its `first` equals the next sequence's) and a slot bound past the last chunk (never written),
+# g = 1 / 2 / h, a single CTA, and 96 walks over 7 CTAs (each CTA several walks, its range crossing heads and
+# sequences).
+STATE_CASES = {
+    "state-b2-l200-h4-g1": (2, 200, 4, 1, None, False, 3),
+    "state-b1-l300-varlen-h4-g2": (1, 300, 4, 2, [0, 5, 140, 140, 300], False, 4),
+    "state-b1-l300-varlen-h4-g2-init": (1, 300, 4, 2, [0, 5, 140, 140, 300], True, 5),
+    "state-b1-l128-h2-g2-init-1cta": (1, 128, 2, 2, None, True, 1),
+    "state-b1-l257-h3-g3-init": (1, 257, 3, 3, None, True, 5),
+    "state-b3-l384-h16-g1-init-7ctas": (3, 384, 16, 1, None, True, 7),
+}
+
+
+def _seqs(b, l, cu):
+    """[(batch row, first token, length, first chunk slot)] per sequence, slots as layout.DeviceLayout numbers them
+    (row * ceil(l / Q) without cu_seqlens; with it the cumulative chunk counts of the sequences before)."""
+    if cu is None:
+        return [(r, 0, l, r * -(-l // Q)) for r in range(b)]
+    out, k = [], 0
+    for s in range(len(cu) - 1):
+        ln = cu[s + 1] - cu[s]
+        out.append((0, cu[s], ln, k))
+        k += -(-ln // Q)
+    return out
+
+
+def _expected_state(x, B, dtp, a, init, seqs, h, g):
+    """float64 formulas of the forward state stage: ({slot: h_in (h, p, n)}, final (nseq, h, p, n)). Per sequence,
+    all heads at once: h_in[slot of chunk c] = S; S = exp(a_L) S + sum_s exp(a_L - a_s) dt'_s x_s^T B_s."""
+    hin, final = {}, torch.zeros(len(seqs), h, P, N, dtype=F64)
+    grp = torch.arange(h) // (h // g)
+    for i, (row, t0, ln, first) in enumerate(seqs):
+        S = init[i].clone() if init is not None else torch.zeros(h, P, N, dtype=F64)
+        for c, c0 in enumerate(range(t0, t0 + ln, Q)):
+            sl = slice(c0, min(c0 + Q, t0 + ln))
+            hin[first + c] = S.clone()
+            av = a[row, :, sl]  # (h, tokens)
+            aL = av[:, -1]
+            w = torch.exp(aL[:, None] - av) * dtp[row, :, sl]
+            xw = x[row, sl].permute(1, 2, 0) * w[:, None, :]  # (h, p, tokens)
+            Bh = B[row, sl][:, grp].permute(1, 0, 2)  # (h, tokens, n)
+            S = torch.exp(aL)[:, None, None] * S + xw @ Bh
+        final[i] = S
+    return hin, final
+
+
+@pytest.mark.parametrize("case", list(STATE_CASES))
+def test_ssd_state_stage_emulated_on_cpu(case, emu_exe, tmp_path):
+    b, l, h, g, cu, use_init, ctas = STATE_CASES[case]
+    gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
+    seqs = _seqs(b, l, cu)
+    nseq = len(seqs)
+    nk = b * -(-l // Q) if cu is None else -(-l // Q) + nseq - 1  # layout.n_chunk_slots
+    chunk_slots = [k for k, _, _, ln in _slots(b, l, cu) if ln > 0]
+    assert chunk_slots == [first + c for _, _, ln, first in seqs for c in range(-(-ln // Q))]
+
+    def r(*s, scale=1.0):
+        return (torch.randn(*s, generator=gen, dtype=F64) * scale).to(BF)
+    x, B = r(b, l, h, P), r(b, l, g, N, scale=0.5)
+    dtp = (torch.rand(b, h, l, generator=gen, dtype=F64) * 0.5 + 0.01).float()
+    # steps 10x smaller than the other stages' (a_L ~ -1.3 over a whole chunk): every token of a chunk and the state
+    # carried in weigh in, so a kernel that drops a token block or the carried state fails (with the others' steps the
+    # weights of a chunk's first ~60 tokens and of exp(a_L) S fall below 1e-4)
+    steps = -(torch.rand(b, h, l, generator=gen, dtype=F64) * 0.02)
+    a = torch.zeros(b, h, l, dtype=F64)
+    for _, row, t0, ln in _slots(b, l, cu):  # the in-chunk decay cumsum
+        if ln > 0:
+            a[row, :, t0:t0 + ln] = torch.cumsum(steps[row, :, t0:t0 + ln], -1)
+    a = a.float()
+    init = torch.randn(nseq, h, P, N, generator=gen).float() if use_init else None
+    d = str(tmp_path)
+    with open(os.path.join(d, "meta.txt"), "w") as f:
+        f.write(f"stage 2\nb {b}\nl {l}\nh {h}\ng {g}\nnseq {nseq}\nn_slots {nk}\nnum_ctas {ctas}\n"
+                f"varlen {int(cu is not None)}\ninit {int(use_init)}\n")
+    arrays = dict(x=x, rows=B, dtp=dtp, a=a)
+    if use_init:
+        arrays["init"] = init
+    if cu is not None:
+        arrays["cu"] = torch.tensor(cu, dtype=torch.int32)
+        arrays["first"] = torch.tensor([first for _, _, _, first in seqs], dtype=torch.int32)
+    for name, t in arrays.items():
+        _write(d, name, t)
+    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    hin_got = _read(d, "hin", BF, (nk, h, P, N))
+    final_got = _read(d, "final", torch.float32, (nseq, h, P, N))
+    hin_exp, final_exp = _expected_state(x.to(F64), B.to(F64), dtp.to(F64), a.to(F64),
+                                         None if init is None else init.to(F64), seqs, h, g)
+    assert sorted(hin_exp) == chunk_slots
+    untouched = [k for k in range(nk) if k not in hin_exp]
+    assert all(torch.isnan(hin_got[k].float()).all() for k in untouched), f"{case}: wrote a slot of no chunk"
+    assert torch.isfinite(hin_got[chunk_slots].float()).all(), f"{case}: hin slot of a chunk left unwritten"
+    assert torch.isfinite(final_got).all(), f"{case}: final left unwritten"
+    # the dot's operands are bf16 (x dt' exp(a_L - a_s) rounded once, B exact) into fp32 sums, and h_in is stored as
+    # bf16: about 2e-3 relative RMS each, a quarter of the bf16 bounds (final is fp32 but carries the same operand
+    # rounding, so bf16 bounds too)
+    assert_close(hin_got[chunk_slots], torch.stack([hin_exp[k] for k in chunk_slots]), BF, factor=0.25,
+                 name=f"{case} hin")
+    assert_close(final_got, final_exp, BF, factor=0.25, name=f"{case} final")
 
 
 def test_walk_stages_need_16_byte_aligned_tiles():

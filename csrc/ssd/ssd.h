@@ -226,4 +226,27 @@ constexpr int64_t kSsdWalkHeaddim = 64, kSsdWalkDstate = 128, kSsdWalkChunk = 12
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream);
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream);
 
+// Forward state stage (F1, ssd_state_kernel.cuh; twin of _ssd_state_fwd_kernel): per (sequence, head) the chunks in
+// order, h_in[slot of chunk c] = S (bf16), S = exp(a_L) S + sum_s exp(a_L - a_s) dt'_s x_s^T B_s (a_L: a at the
+// chunk's last token), S starting at init (or 0); final[seq, head] = S after the last chunk (fp32).
+// x (b, l, h, p = 64), B (b, l, g, n = 128) bf16; dtp, a (b, h, l) fp32; init, final (nseq, h, p, n) fp32;
+// hin (n_slots, h, p, n) bf16 (slots of no chunk untouched). Without cu_seqlens (cu == nullptr) sequence r is batch row
+// r and its chunk c is slot r * chunks_per_row + c; with it (batch 1) sequence i covers tokens [cu[i], cu[i + 1]) and
+// its chunk c is slot first[i] + c; an empty sequence writes no slot and final = init (or 0). a restarts in every
+// chunk (the chunk-local cumsum). num_ctas: the SM count (the launcher sizes its grid from it).
+struct SsdStateParams {
+  int64_t batch, seqlen, nheads, ngroups, nseq, n_slots, chunks_per_row;
+  int64_t num_ctas;
+  const void* x;
+  const void* B;
+  const float* dtp;
+  const float* a;
+  const float* init;     // nullable: zero initial states
+  const int32_t* cu;     // nullable (no cu_seqlens)
+  const int32_t* first;  // with cu
+  void* hin;
+  float* final_states;
+};
+const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
+
 }  // namespace mamba_kernels

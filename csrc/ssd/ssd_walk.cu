@@ -1,7 +1,9 @@
-// CUDA dispatch of the SSD head-walk stages (ssd_dx_kernel.cuh, ssd_scan_kernel.cuh; no torch): checks the sizes the
-// kernels are built for (p 64, n 128, chunk 128) and launches them for bf16 inputs.
+// CUDA dispatch of the SSD head-walk stages (ssd_dx_kernel.cuh, ssd_scan_kernel.cuh) and the forward state stage
+// (ssd_state_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128, chunk 128) and launches
+// them for bf16 inputs.
 #include "ssd/ssd_dx_kernel.cuh"
 #include "ssd/ssd_scan_kernel.cuh"
+#include "ssd/ssd_state_kernel.cuh"
 
 namespace mamba_kernels {
 namespace {
@@ -18,7 +20,40 @@ const char* check_walk(const SsdWalkParams& p) {
   return nullptr;
 }
 
+const char* check_state(const SsdStateParams& p) {
+  if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return "ngroups must divide nheads";
+  if (p.num_ctas < 1) return "num_ctas must be positive";
+  if (p.nseq < 0 || p.n_slots < 0 || p.seqlen < 0 || p.batch < 0) return "negative size";
+  if (p.seqlen > INT32_MAX) return "seqlen must fit int32";
+  if (p.cu == nullptr && (p.nseq != p.batch || p.n_slots != p.batch * p.chunks_per_row))
+    return "without cu_seqlens: nseq must be the batch and n_slots batch * ceil(l / 128)";
+  if (p.cu != nullptr && (p.batch != 1 || p.first == nullptr)) return "cu_seqlens: expected batch 1 and first";
+  if (p.x == nullptr || p.B == nullptr || p.a == nullptr || p.dtp == nullptr || p.hin == nullptr ||
+      p.final_states == nullptr)
+    return "missing input";
+  return nullptr;
+}
+
 }  // namespace
+
+const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
+  if (const char* e = check_state(p)) return e;
+  int dev = 0, optin = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (e != cudaSuccess) return cudaGetErrorString(e);
+  if (optin < ssd_walk::state_smem_bytes(1)) return "not enough shared memory for the state stage";
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (ssd_walk::state_walks_per_cta(p, optin)) {
+    case 1: e = ssd_walk::launch_state<1>(p, s); break;
+    case 2: e = ssd_walk::launch_state<2>(p, s); break;
+    case 3: e = ssd_walk::launch_state<3>(p, s); break;
+    case 4: e = ssd_walk::launch_state<4>(p, s); break;
+    case 5: e = ssd_walk::launch_state<5>(p, s); break;
+    default: e = ssd_walk::launch_state<6>(p, s); break;
+  }
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
 
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
   if (const char* e = check_walk(p.w)) return e;

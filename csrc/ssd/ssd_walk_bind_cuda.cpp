@@ -2,7 +2,8 @@
 // (SsdWalkParams, SsdDxParams, SsdScanParams in ssd.h). Called only from mamba_kernels/ssd/cuda_walk.py inside the
 // Triton forward / backward (triton.py), which owns every tensor's layout:
 //   torch.ops.mamba_kernels._ssd_dx_cuda(...) writes dx and adds into the fp32 accumulators ddtp, da, dalast and dD
-//   (when D is given); torch.ops.mamba_kernels._ssd_scan_cuda(...) writes out (and ypre when given).
+//   (when D is given); torch.ops.mamba_kernels._ssd_scan_cuda(...) writes out (and ypre when given);
+//   torch.ops.mamba_kernels._ssd_state_cuda(...) writes states_in (the slots that hold a chunk) and final.
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -126,6 +127,59 @@ void ssd_scan_cuda_op(const at::Tensor& x, const std::optional<at::Tensor>& z, c
   TORCH_CHECK(err == nullptr, "ssd_scan_cuda: ", err ? err : "");
 }
 
+void ssd_state_cuda_op(const at::Tensor& x, const at::Tensor& B, const at::Tensor& dtp, const at::Tensor& a,
+                       const std::optional<at::Tensor>& init, const std::optional<at::Tensor>& cu,
+                       const std::optional<at::Tensor>& first, int64_t nseq, int64_t n_slots, int64_t num_ctas,
+                       at::Tensor& states_in, at::Tensor& final_states) {
+  TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x: expected a CUDA (b, l, h, p) tensor");
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kBFloat16, "x: expected bf16");
+  TORCH_CHECK(B.dim() == 4, "B: expected (b, l, g, n)");
+  const int64_t b = x.size(0), l = x.size(1), h = x.size(2), P = x.size(3), g = B.size(2), n = B.size(3);
+  TORCH_CHECK(P == kSsdWalkHeaddim && n == kSsdWalkDstate, "expected p = 64 and n = 128, got p = ", P, ", n = ", n);
+  TORCH_CHECK(g >= 1 && h % g == 0, "B: the group count must divide the head count");
+  TORCH_CHECK(nseq >= 0 && n_slots >= 0, "nseq, n_slots: expected >= 0");
+  const auto bf = at::kBFloat16, f32 = at::kFloat;
+  const int64_t hl = b * h * l, pn = h * P * n;
+  check_cuda_dense(B, x, "B", bf, b * l * g * n);
+  check_cuda_dense(dtp, x, "dtp", f32, hl);
+  check_cuda_dense(a, x, "a", f32, hl);
+  check_cuda_dense(states_in, x, "states_in", bf, n_slots * pn);
+  check_cuda_dense(final_states, x, "final", f32, nseq * pn);
+  SsdStateParams p;
+  p.batch = b;
+  p.seqlen = l;
+  p.nheads = h;
+  p.ngroups = g;
+  p.nseq = nseq;
+  p.n_slots = n_slots;
+  p.chunks_per_row = (l + kSsdWalkChunk - 1) / kSsdWalkChunk;
+  p.num_ctas = num_ctas;
+  p.x = x.const_data_ptr();
+  p.B = B.const_data_ptr();
+  p.dtp = dtp.const_data_ptr<float>();
+  p.a = a.const_data_ptr<float>();
+  p.init = nullptr;
+  if (init) {
+    check_cuda_dense(*init, x, "initial_states", f32, nseq * pn);
+    p.init = init->const_data_ptr<float>();
+  }
+  p.cu = nullptr;
+  p.first = nullptr;
+  TORCH_CHECK(cu.has_value() == first.has_value(), "cu and first: expected both or neither");
+  if (cu) {
+    TORCH_CHECK(b == 1, "cu (cu_seqlens): expected batch size 1");
+    check_cuda_dense(*cu, x, "cu", at::kInt, nseq + 1);
+    check_cuda_dense(*first, x, "first", at::kInt, nseq);
+    p.cu = cu->const_data_ptr<int32_t>();
+    p.first = first->const_data_ptr<int32_t>();
+  }
+  p.hin = states_in.mutable_data_ptr();
+  p.final_states = final_states.mutable_data_ptr<float>();
+  c10::cuda::CUDAGuard guard(x.device());
+  const char* err = ssd_state_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == nullptr, "ssd_state_cuda: ", err ? err : "");
+}
+
 }  // namespace
 }  // namespace mamba_kernels
 
@@ -139,4 +193,8 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
       "_ssd_scan_cuda(Tensor x, Tensor? z, Tensor C, Tensor cb, Tensor dtp, Tensor a, Tensor states_in, Tensor? D, "
       "Tensor? tab, int n_slots, int num_ctas, Tensor(a!) out, Tensor(b!)? ypre) -> ()",
       &mamba_kernels::ssd_scan_cuda_op);
+  m.def(
+      "_ssd_state_cuda(Tensor x, Tensor B, Tensor dtp, Tensor a, Tensor? init, Tensor? cu, Tensor? first, int nseq, "
+      "int n_slots, int num_ctas, Tensor(a!) states_in, Tensor(b!) final) -> ()",
+      &mamba_kernels::ssd_state_cuda_op);
 }

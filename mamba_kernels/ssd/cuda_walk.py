@@ -1,6 +1,8 @@
-"""The head-walk CUDA stages of the Triton SSD pipeline (csrc/ssd/ssd_walk.cuh): the forward's output stage F2
+"""The CUDA stages of the Triton SSD pipeline (csrc/ssd/ssd_walk.cuh, ssd_state_kernel.cuh): the forward's state stage
+F1 (torch.ops.mamba_kernels._ssd_state_cuda, twin of _ssd_state_fwd_kernel: a CTA walks several (head, p half) state
+walks of one (sequence, group) chunk by chunk, sharing each chunk's B tile), the forward's output stage F2
 (torch.ops.mamba_kernels._ssd_scan_cuda, twin of _ssd_chunk_scan_kernel) and the backward's dx stage B2
-(torch.ops.mamba_kernels._ssd_dx_cuda, twin of _ssd_bwd_dx_kernel without DA_OUT). One persistent CTA an SM walks
+(torch.ops.mamba_kernels._ssd_dx_cuda, twin of _ssd_bwd_dx_kernel without DA_OUT). F2 and B2: one persistent CTA an SM walks
 (chunk, head) items head-fastest, keeping the chunk's C B^T and B / C rows in shared memory across a group's heads and
 double-buffering each head's tiles by cp.async. Same results as the Triton kernels up to summation order.
 
@@ -21,12 +23,12 @@ import torch
 
 from .cuda import has_cuda_op
 
-CALLS = {"dx": 0, "scan": 0}
+CALLS = {"dx": 0, "scan": 0, "state": 0}
 HEADDIM, DSTATE, CHUNK, MIN_HEADS_PER_GROUP = 64, 128, 128, 8
 
 
 def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str, tiles=()) -> bool:
-    """True when the CUDA stage `op` ("_ssd_dx_cuda" / "_ssd_scan_cuda") runs this call (else the Triton kernel).
+    """True when the CUDA stage `op` ("_ssd_dx_cuda" / "_ssd_scan_cuda" / "_ssd_state_cuda") runs this call (else the Triton kernel).
     tiles: the caller's tensors that the kernel copies 16 bytes at a time (x, z, B / C, dy): each must start on a
     16-byte boundary (a contiguous view at an odd offset goes to Triton, which has no such need)."""
     return (x.is_cuda and x.dtype == torch.bfloat16 and p == HEADDIM and n == DSTATE and Q == CHUNK
@@ -54,6 +56,18 @@ def scan(x, z, C, cb, dtp, a, states_in, D, tab, n_slots, num_ctas, out, ypre) -
     CALLS["scan"] += 1
     torch.ops.mamba_kernels._ssd_scan_cuda(x, z, C, cb, dtp, a, states_in, _fp32(D), tab, int(n_slots), int(num_ctas),
                                           out, ypre)
+
+
+def state(x, B, dtp, a, initial_states, lay, num_ctas, states_in, final) -> None:
+    """states_in[slot of chunk c] = the state entering chunk c (bf16), final = the state after each sequence (fp32):
+    S = exp(a_L) S + sum_s exp(a_L - a_s) dt'_s x_s^T B_s from initial_states (or 0). x (b, l, h, p), B (b, l, g, n)
+    bf16; dtp, a (b, h, l) fp32; initial_states, final (nseq, h, p, n) fp32; states_in (lay.nk, h, p, n) bf16;
+    lay: the call's DeviceLayout (its cu / first tables with cu_seqlens)."""
+    CALLS["state"] += 1
+    init = None if initial_states is None else initial_states.float().contiguous()
+    cu, first = (lay.cu, lay.first) if lay.varlen else (None, None)
+    torch.ops.mamba_kernels._ssd_state_cuda(x, B, dtp, a, init, cu, first, int(lay.nseq), int(lay.nk), int(num_ctas),
+                                           states_in, final)
 
 
 def _fp32(D):

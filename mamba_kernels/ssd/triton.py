@@ -411,22 +411,11 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     store_ypre = z is not None and need_ypre
     ypre = torch.empty(x.shape if store_ypre else (0,), device=dev, dtype=x.dtype)
     # F1: chunk states + state passing
-    c, o = _launch_opts(cfg["state_fwd"])
-    npb = triton.cdiv(p, c["BP"])
-    walks = lay.nseq * h * npb
-    _many_walks(c, o, walks, dev, kind, n, "state_fwd", 3)
-    if not _sm90_16(dev, kind, n) and "BN" not in _CFG_OVERRIDE.get("state_fwd", {}) and walks < 512 \
-            and c["BN"] >= 128:
-        c["BN"], o["num_warps"] = c["BN"] // 2, 4  # few (sequence, head) walks: n in two blocks, 2 CTAs / SM
-    # (sm_90, 16-bit, up to one walk an SM: n whole, 8 warps; H200 b2 h32 p128 n128, 128 walks: 68.6 us against 75.7
-    # split)
-    nnb = triton.cdiv(n, c["BN"])
-    SB = triton.cdiv(Q, c["BS"])
-    if lay.nseq and h:
-        _launch(_ssd_state_fwd_kernel, (lay.nseq * h * npb * nnb,),
-            x, B, dtp, a, initial_states if initial_states is not None else final, states_in, final, lay.cu,
-            lay.first, l, h, p, n, hpg, g, lay.ncr, npb, nnb, Q=Q, VARLEN=lay.varlen,
-            HAS_INIT=initial_states is not None, SB=SB, KIND=kind, PREC=prec, **c, **o)
+    if hin_dt == sdt and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_state_cuda", (x, B)):
+        cuda_walk.state(x, B, dtp, a, initial_states, lay, _num_sms(dev), states_in, final)
+    else:
+        _state_fwd_triton(x, B, dtp, a, initial_states, states_in, final, lay, l, h, p, n, hpg, g, Q, dev, kind, prec,
+                          cfg)
     # head-block scan for bf16 / fp16 (fp32 operands' 3xTF32 splits spill there: the one-head kernel on the GPU)
     if lay.nk and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted()):
         c, o = _launch_opts(cfg["scan"])
@@ -458,6 +447,27 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             Q=Q, VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     return out, ypre, states_in, final
+
+
+def _state_fwd_triton(x, B, dtp, a, initial_states, states_in, final, lay, l, h, p, n, hpg, g, Q, dev, kind, prec,
+                      cfg):
+    """F1 by the Triton walk (_ssd_state_fwd_kernel): states_in and final, as cuda_walk.state."""
+    c, o = _launch_opts(cfg["state_fwd"])
+    npb = triton.cdiv(p, c["BP"])
+    walks = lay.nseq * h * npb
+    _many_walks(c, o, walks, dev, kind, n, "state_fwd", 3)
+    if not _sm90_16(dev, kind, n) and "BN" not in _CFG_OVERRIDE.get("state_fwd", {}) and walks < 512 \
+            and c["BN"] >= 128:
+        c["BN"], o["num_warps"] = c["BN"] // 2, 4  # few (sequence, head) walks: n in two blocks, 2 CTAs / SM
+    # (sm_90, 16-bit, up to one walk an SM: n whole, 8 warps; H200 b2 h32 p128 n128, 128 walks: 68.6 us against 75.7
+    # split)
+    nnb = triton.cdiv(n, c["BN"])
+    SB = triton.cdiv(Q, c["BS"])
+    if lay.nseq and h:
+        _launch(_ssd_state_fwd_kernel, (lay.nseq * h * npb * nnb,),
+            x, B, dtp, a, initial_states if initial_states is not None else final, states_in, final, lay.cu,
+            lay.first, l, h, p, n, hpg, g, lay.ncr, npb, nnb, Q=Q, VARLEN=lay.varlen,
+            HAS_INIT=initial_states is not None, SB=SB, KIND=kind, PREC=prec, **c, **o)
 
 
 def _zeroed(dev, *shapes):

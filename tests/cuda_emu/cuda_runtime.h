@@ -49,6 +49,10 @@ struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
 inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
+struct alignas(8) float2 {
+  float x, y;
+};
+inline float2 make_float2(float a, float b) { return float2{a, b}; }
 
 inline uint3 threadIdx;  // of the running fiber
 inline uint3 blockIdx;

@@ -1,12 +1,14 @@
-// Runs the SSD head-walk CUDA stages (csrc/ssd/ssd_dx_kernel.cuh and ssd_scan_kernel.cuh through the real dispatch of
-// csrc/ssd/ssd_walk.cu, unmodified) on the CPU with the emulation headers of this folder. Driven by
-// tests/test_ssd_walk_cuda_emu.py, which writes a case folder and compares what this program writes back with a
+// Runs the SSD head-walk CUDA stages (csrc/ssd/ssd_dx_kernel.cuh, ssd_scan_kernel.cuh and ssd_state_kernel.cuh through
+// the real dispatch of csrc/ssd/ssd_walk.cu, unmodified) on the CPU with the emulation headers of this folder. Driven
+// by tests/test_ssd_walk_cuda_emu.py, which writes a case folder and compares what this program writes back with a
 // float64 evaluation of the stage's formulas:
 //   g++ -std=c++20 -O1 -I tests/cuda_emu -I csrc tests/cuda_emu/ssd_walk_emu.cpp -o emu && ./emu DIR
-// DIR/meta.txt: "key value" lines (stage 0 dx / 1 scan, b, l, h, g, n_slots, num_ctas, varlen, D: 0 none / 1 (h) /
-// 2 (h, p), z, ypre); DIR/<name>.bin: bf16 bits for x, dy, z, rows (B or C), cb, pn (dS or h_in); fp32 for dtp, a, D
-// and the dx stage's accumulators ddtp, da, dalast, dD (it adds into them); int32 tab. Outputs start NaN (dx, out,
-// ypre). Writes DIR/out_<name>.bin: dx, ddtp, da, dalast, dD (dx stage) or out, ypre (scan stage).
+// DIR/meta.txt: "key value" lines (stage 0 dx / 1 scan / 2 state, b, l, h, g, n_slots, num_ctas, varlen; dx and scan:
+// D: 0 none / 1 (h) / 2 (h, p), z, ypre; state: nseq, init 0 / 1); DIR/<name>.bin: bf16 bits for x, dy, z, rows (B or
+// C), cb, pn (dS or h_in); fp32 for dtp, a, D, init and the dx stage's accumulators ddtp, da, dalast, dD (it adds into
+// them); int32 tab (dx, scan) or cu, first (state) with varlen. Outputs start NaN (dx, out, ypre, hin, final). Writes
+// DIR/out_<name>.bin: dx, ddtp, da, dalast, dD (dx stage), out, ypre (scan stage) or hin (bf16), final (state stage).
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -29,10 +31,60 @@ using emu_case::M;
 using emu_case::read_arr;
 using emu_case::write_arr;
 
+// Prints the launch error, or the number of launches (the exit status says which).
+int report(const char* err) {
+  if (err) {
+    std::printf("launch error: %s\n", err);
+    return 1;
+  }
+  std::printf("launches %lld\n", static_cast<long long>(cuda_emu::launches));
+  return 0;
+}
+
+// Forward state stage (F1): hin (n_slots, h, 64, 128) bf16 and final (nseq, h, 64, 128) fp32 start NaN everywhere, so
+// a chunk's slot the kernel skips and a slot of no chunk it writes both show; the test checks which slots stay NaN.
+int run_state_stage() {
+  using E = __nv_bfloat16;
+  const auto x = read_arr<E>("x"), B = read_arr<E>("rows");
+  const auto dtp = read_arr<float>("dtp"), a = read_arr<float>("a"), init = read_arr<float>("init");
+  const auto cu = read_arr<int32_t>("cu"), first = read_arr<int32_t>("first");
+  SsdStateParams P;
+  P.batch = M("b"); P.seqlen = M("l"); P.nheads = M("h"); P.ngroups = M("g"); P.nseq = M("nseq");
+  P.n_slots = M("n_slots");
+  P.chunks_per_row = (P.seqlen + kSsdWalkChunk - 1) / kSsdWalkChunk;
+  P.num_ctas = M("num_ctas");
+  const size_t state = size_t(P.nheads) * kSsdWalkHeaddim * kSsdWalkDstate;  // one slot's (h, p, n) elements
+  // one more NaN slot past each output's end: a store past n_slots / nseq lands there instead of in the heap
+  std::vector<E> hin(size_t(P.n_slots + 1) * state, __float2bfloat16_rn(std::nanf("")));
+  std::vector<float> fin(size_t(P.nseq + 1) * state, std::nanf(""));
+  P.x = x.data(); P.B = B.data(); P.dtp = dtp.data(); P.a = a.data();
+  P.init = M("init") ? init.data() : nullptr;
+  P.cu = M("varlen") ? cu.data() : nullptr;
+  P.first = M("varlen") ? first.data() : nullptr;
+  P.hin = hin.data(); P.final_states = fin.data();
+  const char* err = ssd_state_cuda(P, nullptr);
+  if (err) return report(err);
+  const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
+  for (size_t i = 0; i < state; ++i) {
+    if (!std::isnan(__bfloat162float(hin[hin_end + i])) || !std::isnan(fin[fin_end + i])) {
+      std::printf("stored past the end of hin (n_slots %lld) or final (nseq %lld)\n",
+                  static_cast<long long>(P.n_slots), static_cast<long long>(P.nseq));
+      return 1;
+    }
+  }
+  hin.resize(hin_end);
+  fin.resize(fin_end);
+  write_arr("hin", hin); write_arr("final", fin);
+  return report(err);
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) { std::fprintf(stderr, "usage: %s CASE_DIR\n", argv[0]); return 2; }
   emu_case::read_meta(argv[1]);
   using E = __nv_bfloat16;
+  cuda_emu::poison_smem = ssd_walk::ssd_walk_smem;
+  cuda_emu::poison_smem_bytes = sizeof(ssd_walk::ssd_walk_smem);
+  if (M("stage") == 2) return run_state_stage();
   const auto x = read_arr<E>("x"), dy = read_arr<E>("dy"), z = read_arr<E>("z"), rows = read_arr<E>("rows");
   const auto cb = read_arr<E>("cb"), pn = read_arr<E>("pn");
   const auto dtp = read_arr<float>("dtp"), a = read_arr<float>("a"), D = read_arr<float>("D");
@@ -48,8 +100,6 @@ int main(int argc, char** argv) {
   w.D = M("D") ? D.data() : nullptr;
   w.D_per_channel = M("D") == 2;
   w.tab = M("varlen") ? tab.data() : nullptr;
-  cuda_emu::poison_smem = ssd_walk::ssd_walk_smem;
-  cuda_emu::poison_smem_bytes = sizeof(ssd_walk::ssd_walk_smem);
   const char* err = nullptr;
   if (M("stage") == 0) {
     std::vector<E> dx(x.size(), nan);
@@ -70,10 +120,5 @@ int main(int argc, char** argv) {
     err = ssd_scan_cuda(P, nullptr);
     write_arr("out", out); write_arr("ypre", ypre);
   }
-  if (err) {
-    std::printf("launch error: %s\n", err);
-    return 1;
-  }
-  std::printf("launches %lld\n", static_cast<long long>(cuda_emu::launches));
-  return 0;
+  return report(err);
 }

@@ -1,0 +1,244 @@
+// The forward state stage (F1) of the chunked SSD's Triton pipeline as a CUDA kernel (sm_80+, mma.sync, bf16; no
+// torch). Semantics and layouts: SsdStateParams in ssd.h; the Triton twin is _ssd_state_fwd_kernel
+// (mamba_kernels/ssd/_triton_fwd.py).
+//
+// Why: the Triton walk (one program a (sequence, head), 4 warps under a 168-register cap, 3 CTAs an SM) took ~172 us
+// at b4 l4096 h80 p64 n128 g1 on the H200 against a memory floor of ~80 us (x read once, the bf16 chunk-entry states
+// written once): 320 walks on 132 SMs, each walk re-reading the chunk's B rows that all 80 heads of the group share.
+// Here a CTA walks W (head, p half) walks of one (sequence, group) together, chunk by chunk: the chunk's B tile
+// (128 x 128) comes once for the W walks, the x half tiles (128 x 32) of the W walks with it, all by cp.async into
+// one of two stages while the previous chunk computes. Halves of p = 64 give 2 h / g walks a (sequence, group), so
+// the launcher can pick W with grid = nseq * g * ceil(2 h / g / W) close to the SM count (shape above: W = 5, 128 CTAs
+// on 132 SMs).
+//
+// Work split (8 warps): warp w owns rows 16 (w & 1) .. + 16 of every walk's 32 p rows and the n columns
+// 32 (w >> 1) .. + 32: W accumulators of 16 x 32 fp32 (16 registers each), the running states S. A chunk: S goes to
+// h_in (bf16), S *= exp(a_L), then S += (x o w)^T B over the chunk's tokens (w_s = exp(a_L - a_s) dt'_s, computed
+// once a chunk into shared memory; the x fragments are weighted after ldmatrix.trans and rounded to bf16, as the
+// Triton kernel rounds its weighted tile before tl.dot). The B fragments of a k step serve all W walks.
+#pragma once
+#include "ssd/ssd_walk.cuh"
+
+namespace mamba_kernels {
+namespace ssd_walk {
+
+constexpr int kHalfP = kP / 2;                                  // p rows of a walk
+constexpr int kLdH = kHalfP + 8;                                // x half-tile row (80 bytes: conflict-free ldmatrix)
+constexpr int kHalfTileBytes = kQ * kLdH * 2;                   // 10 KB
+constexpr int kStateWalkBytes = kHalfTileBytes + 2 * kQ * 4;    // x half tile, a row, w (dt') row
+constexpr int kStateMaxWalks = 6;                               // W a CTA: at most 6 (16 W accumulator registers)
+constexpr int state_stage_bytes(int W) { return kRowsBytes + W * kStateWalkBytes; }
+constexpr int state_smem_bytes(int W) { return 2 * state_stage_bytes(W); }
+
+// The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
+struct StateCta {
+  int64_t row, s0, first, seq;
+  int len, grp, i0, nw;
+};
+
+__device__ __forceinline__ StateCta state_cta(const SsdStateParams& p, int W) {
+  const int64_t hpg = p.nheads / p.ngroups, halves = 2 * hpg, nsl = (halves + W - 1) / W;
+  const int64_t id = blockIdx.x;
+  StateCta c;
+  c.seq = id / (p.ngroups * nsl);
+  c.grp = int((id / nsl) % p.ngroups);
+  c.i0 = int((id % nsl) * W);
+  c.nw = int(halves - c.i0 < W ? halves - c.i0 : W);
+  if (p.cu != nullptr) {
+    c.row = 0;
+    c.s0 = p.cu[c.seq];
+    c.len = p.cu[c.seq + 1] - p.cu[c.seq];
+    c.first = p.first[c.seq];
+  } else {
+    c.row = c.seq;
+    c.s0 = 0;
+    c.len = int(p.seqlen);
+    c.first = c.seq * p.chunks_per_row;
+  }
+  return c;
+}
+
+// Stage loads of chunk c: the B tile (rows >= ln zero) and, per walk, its x half tile (rows >= ln zero), a and dt'
+// rows (past ln zero). Thread tid copies B rows tid / 16 + 16 u (u < 8), x rows tid / 4 + 64 u (u < 2), 16 bytes
+// each, and a or dt' entry tid % 128.
+template <typename E, int W>
+__device__ __forceinline__ void state_load(const SsdStateParams& p, const StateCta& c, int chunk, char* st, int tid) {
+  const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
+  const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
+  const int64_t h = p.nheads, hpg = h / p.ngroups;
+  {
+    E* bs = reinterpret_cast<E*>(st);
+    const E* bg = static_cast<const E*>(p.B) + ((c.row * p.seqlen + t0) * p.ngroups + c.grp) * kN;
+    const int64_t gn = p.ngroups * kN;
+    const int r0 = tid >> 4, c0 = (tid & 15) * 8;
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      const int r = r0 + 16 * u;
+      const bool ok = r < ln;
+      cp_async16_zfill(bs + r * kLdN + c0, bg + (ok ? r * gn + c0 : 0), ok);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+    char* wb = st + kRowsBytes + i * kStateWalkBytes;
+    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
+    const int ph = (c.i0 + i) & 1;
+    E* xs = reinterpret_cast<E*>(wb);
+    const E* xg = static_cast<const E*>(p.x) + ((c.row * p.seqlen + t0) * h + hh) * kP + ph * kHalfP;
+    const int64_t hp = h * kP;
+    const int r0 = tid >> 2, c0 = (tid & 3) * 8;
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int r = r0 + 64 * u;
+      const bool ok = r < ln;
+      cp_async16_zfill(xs + r * kLdH + c0, xg + (ok ? r * hp + c0 : 0), ok);
+    }
+    float* rowsf = reinterpret_cast<float*>(wb + kHalfTileBytes);  // a in [0, Q), dt' in [Q, 2Q)
+    const int r = tid & (kQ - 1);
+    float* dst = rowsf + tid;
+    if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
+    else *dst = 0.f;
+  }
+}
+
+template <typename E, int W>
+__global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p) {
+  char* smem = reinterpret_cast<char*>(ssd_walk_smem);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
+  const int mb = warp & 1, nq = warp >> 1;
+  const StateCta c = state_cta(p, W);
+  if (c.nw <= 0) return;
+  const int64_t h = p.nheads, hpg = h / p.ngroups;
+  const int nck = (c.len + kQ - 1) / kQ;
+
+  // this lane's (row, column) pairs of walk i's (p, n) state: rows 32 ph + 16 mb + g (+ 8), columns 32 nq + 8 j + 2q
+  auto state_off = [&](int i, int j, int half) -> int64_t {
+    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
+    const int prow = 32 * ((c.i0 + i) & 1) + 16 * mb + g + 8 * half;
+    return (hh * kP + prow) * kN + 32 * nq + 8 * j + 2 * q;
+  };
+  float acc[W][4][4];
+#pragma unroll
+  for (int i = 0; i < W; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float v0 = 0.f, v1 = 0.f;
+        if (p.init != nullptr && i < c.nw) {
+          const float2 v = *reinterpret_cast<const float2*>(p.init + c.seq * h * kP * kN + state_off(i, j, half));
+          v0 = v.x;
+          v1 = v.y;
+        }
+        acc[i][j][2 * half] = v0;
+        acc[i][j][2 * half + 1] = v1;
+      }
+
+  if (nck > 0) state_load<E, W>(p, c, 0, smem, tid);
+  cp_async_commit();
+  for (int k = 0; k < nck; ++k) {
+    char* st = smem + (k & 1) * state_stage_bytes(W);
+    if (k + 1 < nck) state_load<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_stage_bytes(W), tid);
+    cp_async_commit();
+    cp_async_wait<1>();  // everything but the copies just issued
+    __syncthreads();
+    const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
+    // w_s = exp(a_L - a_s) dt'_s into the dt' row (rows past ln hold a = dt' = 0: w = 0)
+    for (int idx = tid; idx < c.nw * kQ; idx += kThreads) {
+      float* rowsf = reinterpret_cast<float*>(st + kRowsBytes + (idx / kQ) * kStateWalkBytes + kHalfTileBytes);
+      const int s = idx % kQ;
+      rowsf[kQ + s] = s < ln ? __expf(rowsf[ln - 1] - rowsf[s]) * rowsf[kQ + s] : 0.f;
+    }
+    __syncthreads();
+    // h_in of chunk k = S (bf16), then S *= exp(a_L)
+    E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
+#pragma unroll
+    for (int i = 0; i < W; ++i) {
+      if (i >= c.nw) break;
+      const float* rowsf = reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes);
+      const float decay = __expf(rowsf[ln - 1]);
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          *reinterpret_cast<uint32_t*>(hin + state_off(i, j, half)) =
+              ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+          acc[i][j][2 * half] *= decay;
+          acc[i][j][2 * half + 1] *= decay;
+        }
+    }
+    // S += (x o w)^T B, k steps of 16 tokens up to the chunk's end
+    const E* bs = reinterpret_cast<const E*>(st);
+    const int ksteps = (ln + 15) / 16;
+    for (int kk = 0; kk < ksteps; ++kk) {
+      typename Frag<E>::B b[4];
+      ssd_cuda::b_rows2<E>(b[0], b[1], bs + 16 * kk * kLdN + 32 * nq, kLdN, g, q);
+      ssd_cuda::b_rows2<E>(b[2], b[3], bs + 16 * kk * kLdN + 32 * nq + 16, kLdN, g, q);
+#pragma unroll
+      for (int i = 0; i < W; ++i) {
+        if (i >= c.nw) break;
+        const char* wb = st + kRowsBytes + i * kStateWalkBytes;
+        const E* xs = reinterpret_cast<const E*>(wb);
+        const float* wv = reinterpret_cast<const float*>(wb + kHalfTileBytes) + kQ + 16 * kk + 2 * q;
+        // A (p x token) = x^T: matrices (p 0-7, k 0-7) (p 8-15, k 0-7) (p 0-7, k 8-15) (p 8-15, k 8-15) from the
+        // (token, p) tile by ldmatrix.trans
+        uint32_t r[4];
+        ssd_cuda::ldsm_x4_trans(r, xs + (16 * kk + r8 + 8 * (m >> 1)) * kLdH + 16 * mb + 8 * (m & 1));
+        const float2 w01 = *reinterpret_cast<const float2*>(wv), w89 = *reinterpret_cast<const float2*>(wv + 8);
+        typename Frag<E>::A af;
+        af.r[0] = scale_pair(r[0], w01.x, w01.y);
+        af.r[1] = scale_pair(r[1], w01.x, w01.y);
+        af.r[2] = scale_pair(r[2], w89.x, w89.y);
+        af.r[3] = scale_pair(r[3], w89.x, w89.y);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) Frag<E>::mma(acc[i][j], af, b[j]);
+      }
+    }
+    __syncthreads();  // this stage's last reader: the next iteration loads into it
+  }
+  cp_async_wait<0>();
+  // the final state (fp32)
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        *reinterpret_cast<float2*>(p.final_states + c.seq * h * kP * kN + state_off(i, j, half)) =
+            make_float2(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+  }
+}
+
+// Walks a CTA for this call: the fewest (so the most CTAs) whose grid fits on num_ctas SMs, at most what the
+// shared memory of one CTA holds (smem_optin bytes) and kStateMaxWalks; the largest allowed when even that needs
+// more CTAs than SMs (several waves).
+inline int state_walks_per_cta(const SsdStateParams& p, int smem_optin) {
+  int wmax = kStateMaxWalks;
+  while (wmax > 1 && state_smem_bytes(wmax) > smem_optin) --wmax;
+  const int64_t halves = 2 * (p.nheads / p.ngroups);
+  for (int w = 1; w <= wmax; ++w)
+    if (p.nseq * p.ngroups * ((halves + w - 1) / w) <= p.num_ctas) return w;
+  return wmax;
+}
+
+template <int W>
+cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {
+  const int64_t halves = 2 * (p.nheads / p.ngroups);
+  const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
+  if (grid == 0) return cudaSuccess;
+  auto kernel = ssd_state_kernel<__nv_bfloat16, W>;
+  cudaLaunchConfig_t cfg = {};
+  cfg.blockDim = dim3(kThreads);
+  cfg.gridDim = dim3(unsigned(grid));
+  cfg.dynamicSmemBytes = size_t(state_smem_bytes(W));
+  cfg.stream = stream;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem_bytes(W));
+  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
+  return e == cudaSuccess ? cudaGetLastError() : e;
+}
+
+}  // namespace ssd_walk
+}  // namespace mamba_kernels
