@@ -17,6 +17,8 @@
 // once a chunk into shared memory; the x fragments are weighted after ldmatrix.trans and rounded to bf16, as the
 // Triton kernel rounds its weighted tile before tl.dot). The B fragments of a k step serve all W walks.
 #pragma once
+#include <cstdlib>
+
 #include "ssd/ssd_walk.cuh"
 
 namespace mamba_kernels {
@@ -103,7 +105,7 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
 }
 
 template <typename E, int W>
-__global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p) {
+__global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p, int lab) {
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
@@ -145,11 +147,28 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    // w_s = exp(a_L - a_s) dt'_s into the dt' row (rows past ln hold a = dt' = 0: w = 0)
-    for (int idx = tid; idx < c.nw * kQ; idx += kThreads) {
-      float* rowsf = reinterpret_cast<float*>(st + kRowsBytes + (idx / kQ) * kStateWalkBytes + kHalfTileBytes);
-      const int s = idx % kQ;
-      rowsf[kQ + s] = s < ln ? __expf(rowsf[ln - 1] - rowsf[s]) * rowsf[kQ + s] : 0.f;
+    // x_s *= w_s = exp(a_L - a_s) dt'_s in place, each thread on the 16-byte chunks it copied (rows past ln are zero)
+    if (!(lab & 4)) {
+#pragma unroll
+      for (int i = 0; i < W; ++i) {
+        if (i >= c.nw) break;
+        char* wb = st + kRowsBytes + i * kStateWalkBytes;
+        const float* rowsf = reinterpret_cast<const float*>(wb + kHalfTileBytes);
+        const float aL = rowsf[ln - 1];
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const int r = (tid >> 2) + 64 * u;
+          if (r >= ln) continue;
+          const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
+          uint4* v = reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
+          uint4 t = *v;
+          t.x = scale_pair(t.x, w, w);
+          t.y = scale_pair(t.y, w, w);
+          t.z = scale_pair(t.z, w, w);
+          t.w = scale_pair(t.w, w, w);
+          *v = t;
+        }
+      }
     }
     __syncthreads();
     // h_in of chunk k = S (bf16), then S *= exp(a_L)
@@ -163,35 +182,28 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          *reinterpret_cast<uint32_t*>(hin + state_off(i, j, half)) =
-              ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+          if (!(lab & 2))
+            *reinterpret_cast<uint32_t*>(hin + state_off(i, j, half)) =
+                ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
           acc[i][j][2 * half] *= decay;
           acc[i][j][2 * half + 1] *= decay;
         }
     }
-    // S += (x o w)^T B, k steps of 16 tokens up to the chunk's end
+    // S += x'^T B, k steps of 16 tokens up to the chunk's end. Every walk slot runs (no exit: the W walks' loads
+    // interleave); slots past nw compute on stale shared memory and are never stored.
     const E* bs = reinterpret_cast<const E*>(st);
-    const int ksteps = (ln + 15) / 16;
+    const int ksteps = (lab & 1) ? 0 : (ln + 15) / 16;
     for (int kk = 0; kk < ksteps; ++kk) {
       typename Frag<E>::B b[4];
       ssd_cuda::b_rows2<E>(b[0], b[1], bs + 16 * kk * kLdN + 32 * nq, kLdN, g, q);
       ssd_cuda::b_rows2<E>(b[2], b[3], bs + 16 * kk * kLdN + 32 * nq + 16, kLdN, g, q);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
-        if (i >= c.nw) break;
-        const char* wb = st + kRowsBytes + i * kStateWalkBytes;
-        const E* xs = reinterpret_cast<const E*>(wb);
-        const float* wv = reinterpret_cast<const float*>(wb + kHalfTileBytes) + kQ + 16 * kk + 2 * q;
-        // A (p x token) = x^T: matrices (p 0-7, k 0-7) (p 8-15, k 0-7) (p 0-7, k 8-15) (p 8-15, k 8-15) from the
+        const E* xs = reinterpret_cast<const E*>(st + kRowsBytes + i * kStateWalkBytes);
+        // A (p x token) = x'^T: matrices (p 0-7, k 0-7) (p 8-15, k 0-7) (p 0-7, k 8-15) (p 8-15, k 8-15) from the
         // (token, p) tile by ldmatrix.trans
-        uint32_t r[4];
-        ssd_cuda::ldsm_x4_trans(r, xs + (16 * kk + r8 + 8 * (m >> 1)) * kLdH + 16 * mb + 8 * (m & 1));
-        const float2 w01 = *reinterpret_cast<const float2*>(wv), w89 = *reinterpret_cast<const float2*>(wv + 8);
         typename Frag<E>::A af;
-        af.r[0] = scale_pair(r[0], w01.x, w01.y);
-        af.r[1] = scale_pair(r[1], w01.x, w01.y);
-        af.r[2] = scale_pair(r[2], w89.x, w89.y);
-        af.r[3] = scale_pair(r[3], w89.x, w89.y);
+        ssd_cuda::ldsm_x4_trans(af.r, xs + (16 * kk + r8 + 8 * (m >> 1)) * kLdH + 16 * mb + 8 * (m & 1));
 #pragma unroll
         for (int j = 0; j < 4; ++j) Frag<E>::mma(acc[i][j], af, b[j]);
       }
@@ -236,7 +248,8 @@ cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {
   cfg.dynamicSmemBytes = size_t(state_smem_bytes(W));
   cfg.stream = stream;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem_bytes(W));
-  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
+  const char* labv = std::getenv("MK_SSD_STATE_LAB");  // lab only: 1 no mma, 2 no h_in stores, 4 no x scaling
+  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p, labv ? std::atoi(labv) : 0);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }
 
