@@ -30,7 +30,8 @@ constexpr int kHalfTileBytes = kQ * kLdH * 2;                   // 10 KB
 constexpr int kStateWalkBytes = kHalfTileBytes + 2 * kQ * 4;    // x half tile, a row, w (dt') row
 constexpr int kStateMaxWalks = 6;                               // W a CTA: at most 6 (16 W accumulator registers)
 constexpr int state_stage_bytes(int W) { return kRowsBytes + W * kStateWalkBytes; }
-constexpr int state_smem_bytes(int W) { return 2 * state_stage_bytes(W); }
+constexpr int kStateStoreBytes = kWarps * 16 * kLdH * 2;     // a warp's 16 staging rows for the h_in stores
+constexpr int state_smem_bytes(int W) { return 2 * state_stage_bytes(W) + kStateStoreBytes; }
 
 // The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
 struct StateCta {
@@ -116,11 +117,11 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
   const int nck = (c.len + kQ - 1) / kQ;
 
   // this lane's (row, column) pairs of walk i's (p, n) state: rows 32 ph + 16 mb + g (+ 8), columns 32 nq + 8 j + 2q
-  auto state_off = [&](int i, int j, int half) -> int64_t {
+  auto block_off = [&](int i) -> int64_t {  // the warp's 16 x 32 block of walk i's (p, n) state
     const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
-    const int prow = 32 * ((c.i0 + i) & 1) + 16 * mb + g + 8 * half;
-    return (hh * kP + prow) * kN + 32 * nq + 8 * j + 2 * q;
+    return (hh * kP + 32 * ((c.i0 + i) & 1) + 16 * mb) * kN + 32 * nq;
   };
+  auto state_off = [&](int i, int j, int half) -> int64_t { return block_off(i) + (g + 8 * half) * kN + 8 * j + 2 * q; };
   float acc[W][4][4];
 #pragma unroll
   for (int i = 0; i < W; ++i)
@@ -171,23 +172,40 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
       }
     }
     __syncthreads();
-    // h_in of chunk k = S (bf16), then S *= exp(a_L)
-    E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
+    // h_in of chunk k = S (bf16), then S *= exp(a_L). The warp's 16 x 32 bf16 block goes through its shared staging
+    // rows so that a lane stores 16 bytes (4-byte stores of the fragments directly: ncu showed the stores' source
+    // registers holding up the next instructions, and 16-byte pieces of 32-byte sectors at L2).
+    {
+      E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
+      float decay[W];
 #pragma unroll
-    for (int i = 0; i < W; ++i) {
-      if (i >= c.nw) break;
-      const float* rowsf = reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes);
-      const float decay = __expf(rowsf[ln - 1]);
+      for (int i = 0; i < W; ++i)
+        decay[i] = __expf(reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes)[ln - 1]);
+      E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdH);
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < W; ++i) {
+        if (i >= c.nw) break;
+        if (!(lab & 2)) {
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          if (!(lab & 2))
-            *reinterpret_cast<uint32_t*>(hin + state_off(i, j, half)) =
-                ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
-          acc[i][j][2 * half] *= decay;
-          acc[i][j][2 * half + 1] *= decay;
+          for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int half = 0; half < 2; ++half)
+              *reinterpret_cast<uint32_t*>(sw + (g + 8 * half) * kLdH + 8 * j + 2 * q) =
+                  ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+          __syncwarp();
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int r = (lane >> 2) + 8 * half, cc = (lane & 3) * 8;
+            const uint4 v = *reinterpret_cast<const uint4*>(sw + r * kLdH + cc);
+            *reinterpret_cast<uint4*>(hin + block_off(i) + r * kN + cc) = v;
+          }
+          __syncwarp();
         }
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[i][j][e] *= decay[i];
+      }
     }
     // S += x'^T B, k steps of 16 tokens up to the chunk's end. Every walk slot runs (no exit: the W walks' loads
     // interleave); slots past nw compute on stale shared memory and are never stored.

@@ -26,6 +26,8 @@ def median_us(fn, reps=50):
 
 
 def main():
+    from mamba_kernels.ssd.cuda import has_cuda_op
+    assert has_cuda_op("_ssd_state_cuda"), "mamba_kernels._cuda lacks _ssd_state_cuda"
     b, l, h, p, n, g, q = 4, 4096, 80, 64, 128, 1, 128
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(b, l, h, p, device="cuda", generator=gen).bfloat16()
