@@ -36,9 +36,7 @@ constexpr int kHalfTileBytes = kQ * kLdH * 2;                   // 10 KB
 constexpr int kStateWalkBytes = kHalfTileBytes + 2 * kQ * 4;    // x half tile, a row, w (dt') row
 constexpr int kStateMaxWalks = 6;                               // W a CTA: at most 6 (16 W accumulator registers)
 constexpr int state_stage_bytes(int W) { return kRowsBytes + W * kStateWalkBytes; }
-constexpr int kStateWarps = 16, kStateThreads = 32 * kStateWarps;
-constexpr int kLdS = 16 + 8;                                    // staging row (48 bytes: conflict-free)
-constexpr int kStateStoreBytes = kStateWarps * 16 * kLdS * 2;  // a warp's 16 staging rows for the h_in stores
+constexpr int kStateStoreBytes = kWarps * 16 * kLdH * 2;     // a warp's 16 staging rows for the h_in stores
 constexpr int state_smem_bytes(int W) { return 2 * state_stage_bytes(W) + kStateStoreBytes; }
 
 // The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
@@ -83,8 +81,8 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     const int64_t gn = p.ngroups * kN;
     const int r0 = tid >> 4, c0 = (tid & 15) * 8;
 #pragma unroll
-    for (int u = 0; u < kQ * 16 / kStateThreads; ++u) {
-      const int r = r0 + kStateThreads / 16 * u;
+    for (int u = 0; u < 8; ++u) {
+      const int r = r0 + 16 * u;
       const bool ok = r < ln;
       cp_async16_zfill(bs + r * kLdN + c0, bg + (ok ? r * gn + c0 : 0), ok);
     }
@@ -98,23 +96,23 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     E* xs = reinterpret_cast<E*>(wb);
     const E* xg = static_cast<const E*>(p.x) + ((c.row * p.seqlen + t0) * h + hh) * kP + ph * kHalfP;
     const int64_t hp = h * kP;
-    {
-      const int r = tid >> 2, c0 = (tid & 3) * 8;  // one 16-byte piece a thread (kStateThreads = 4 kQ)
+    const int r0 = tid >> 2, c0 = (tid & 3) * 8;
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int r = r0 + 64 * u;
       const bool ok = r < ln;
       cp_async16_zfill(xs + r * kLdH + c0, xg + (ok ? r * hp + c0 : 0), ok);
     }
-    if (tid < 2 * kQ) {
-      float* rowsf = reinterpret_cast<float*>(wb + kHalfTileBytes);  // a in [0, Q), dt' in [Q, 2Q)
-      const int r = tid & (kQ - 1);
-      float* dst = rowsf + tid;
-      if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
-      else *dst = 0.f;
-    }
+    float* rowsf = reinterpret_cast<float*>(wb + kHalfTileBytes);  // a in [0, Q), dt' in [Q, 2Q)
+    const int r = tid & (kQ - 1);
+    float* dst = rowsf + tid;
+    if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
+    else *dst = 0.f;
   }
 }
 
 template <typename E, int W>
-__global__ void __launch_bounds__(kStateThreads, 1) ssd_state_kernel(const SsdStateParams p) {
+__global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p) {
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
@@ -127,14 +125,14 @@ __global__ void __launch_bounds__(kStateThreads, 1) ssd_state_kernel(const SsdSt
   // this lane's (row, column) pairs of walk i's (p, n) state: rows 32 ph + 16 mb + g (+ 8), columns 32 nq + 8 j + 2q
   auto block_off = [&](int i) -> int64_t {  // the warp's 16 x 32 block of walk i's (p, n) state
     const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
-    return (hh * kP + 32 * ((c.i0 + i) & 1) + 16 * mb) * kN + 16 * nq;
+    return (hh * kP + 32 * ((c.i0 + i) & 1) + 16 * mb) * kN + 32 * nq;
   };
   auto state_off = [&](int i, int j, int half) -> int64_t { return block_off(i) + (g + 8 * half) * kN + 8 * j + 2 * q; };
-  float acc[W][2][4];
+  float acc[W][4][4];
 #pragma unroll
   for (int i = 0; i < W; ++i)
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         float v0 = 0.f, v1 = 0.f;
@@ -163,8 +161,9 @@ __global__ void __launch_bounds__(kStateThreads, 1) ssd_state_kernel(const SsdSt
       char* wb = st + kRowsBytes + i * kStateWalkBytes;
       const float* rowsf = reinterpret_cast<const float*>(wb + kHalfTileBytes);
       const float aL = rowsf[ln - 1];
-      {
-        const int r = tid >> 2;
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int r = (tid >> 2) + 64 * u;
         if (r >= ln) continue;
         const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
         uint4* v = reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
@@ -186,25 +185,26 @@ __global__ void __launch_bounds__(kStateThreads, 1) ssd_state_kernel(const SsdSt
 #pragma unroll
       for (int i = 0; i < W; ++i)
         decay[i] = __expf(reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes)[ln - 1]);
-      E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdS);
+      E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdH);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
         if (i >= c.nw) break;
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
           for (int half = 0; half < 2; ++half)
-            *reinterpret_cast<uint32_t*>(sw + (g + 8 * half) * kLdS + 8 * j + 2 * q) =
+            *reinterpret_cast<uint32_t*>(sw + (g + 8 * half) * kLdH + 8 * j + 2 * q) =
                 ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
         __syncwarp();
-        {
-          const int r = lane >> 1, cc = (lane & 1) * 8;
-          const uint4 v = *reinterpret_cast<const uint4*>(sw + r * kLdS + cc);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int r = (lane >> 2) + 8 * half, cc = (lane & 3) * 8;
+          const uint4 v = *reinterpret_cast<const uint4*>(sw + r * kLdH + cc);
           *reinterpret_cast<uint4*>(hin + block_off(i) + r * kN + cc) = v;
         }
         __syncwarp();
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[i][j][e] *= decay[i];
       }
@@ -214,8 +214,9 @@ __global__ void __launch_bounds__(kStateThreads, 1) ssd_state_kernel(const SsdSt
     const E* bs = reinterpret_cast<const E*>(st);
     const int ksteps = (ln + 15) / 16;
     for (int kk = 0; kk < ksteps; ++kk) {
-      typename Frag<E>::B b[2];
-      ssd_cuda::b_rows2<E>(b[0], b[1], bs + 16 * kk * kLdN + 16 * nq, kLdN, g, q);
+      typename Frag<E>::B b[4];
+      ssd_cuda::b_rows2<E>(b[0], b[1], bs + 16 * kk * kLdN + 32 * nq, kLdN, g, q);
+      ssd_cuda::b_rows2<E>(b[2], b[3], bs + 16 * kk * kLdN + 32 * nq + 16, kLdN, g, q);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
         const E* xs = reinterpret_cast<const E*>(st + kRowsBytes + i * kStateWalkBytes);
@@ -224,7 +225,7 @@ __global__ void __launch_bounds__(kStateThreads, 1) ssd_state_kernel(const SsdSt
         typename Frag<E>::A af;
         ssd_cuda::ldsm_x4_trans(af.r, xs + (16 * kk + r8 + 8 * (m >> 1)) * kLdH + 16 * mb + 8 * (m & 1));
 #pragma unroll
-        for (int j = 0; j < 2; ++j) Frag<E>::mma(acc[i][j], af, b[j]);
+        for (int j = 0; j < 4; ++j) Frag<E>::mma(acc[i][j], af, b[j]);
       }
     }
     __syncthreads();  // this stage's last reader: the next iteration loads into it
@@ -235,7 +236,7 @@ __global__ void __launch_bounds__(kStateThreads, 1) ssd_state_kernel(const SsdSt
   for (int i = 0; i < W; ++i) {
     if (i >= c.nw) break;
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int half = 0; half < 2; ++half)
         *reinterpret_cast<float2*>(p.final_states + c.seq * h * kP * kN + state_off(i, j, half)) =
@@ -262,7 +263,7 @@ cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {
   if (grid == 0) return cudaSuccess;
   auto kernel = ssd_state_kernel<__nv_bfloat16, W>;
   cudaLaunchConfig_t cfg = {};
-  cfg.blockDim = dim3(kStateThreads);
+  cfg.blockDim = dim3(kThreads);
   cfg.gridDim = dim3(unsigned(grid));
   cfg.dynamicSmemBytes = size_t(state_smem_bytes(W));
   cfg.stream = stream;
