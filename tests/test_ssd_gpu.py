@@ -238,14 +238,17 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("stores", ["direct", "staged"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
-def test_gpu_triton_cuda_walk_stages(cu, D_shape, monkeypatch):
+def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     """The Triton pipeline's forward output stage and backward dx stage run the CUDA head-walk kernels
     (mamba_kernels/ssd/cuda_walk.py) for bf16, p 64, n 128, chunk 128 with >= 8 heads a group: their counters move;
     outputs and every gradient match the float64 reference, and the all-Triton pipeline (MK_SSD_CUDA_WALK=0) on the
-    same inputs (also without z; the forward stage serves the no-grad call)."""
+    same inputs (also without z; the forward stage serves the no-grad call). stores "staged": MK_SSD_WALK_STAGED=1
+    (the stages' outputs through the warps' staging rows)."""
     _skip_unavailable("triton", "cuda")
+    monkeypatch.setenv("MK_SSD_WALK_STAGED", "1" if stores == "staged" else "0")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",

@@ -115,8 +115,10 @@ def _expected(x, dy, B, cb, dtp, a, dS, D, slots, h, g, acc):
     return dx, ddtp, da, dalast, dD
 
 
+@pytest.mark.parametrize("stores", ["direct", "staged"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_ssd_walk_stage_emulated_on_cpu(case, emu_exe, tmp_path):
+def test_ssd_walk_stage_emulated_on_cpu(case, stores, emu_exe, tmp_path):
+    """stores "staged": MK_SSD_WALK_STAGED=1, the outputs (out / ypre, dx) through the warps' staging rows."""
     stage, b, l, h, g, cu, dmode, ctas, use_z, use_ypre = CASES[case]
     gen = torch.Generator().manual_seed(77 + l + 11 * h + g)
     slots = _slots(b, l, cu)
@@ -156,7 +158,8 @@ def test_ssd_walk_stage_emulated_on_cpu(case, emu_exe, tmp_path):
         arrays["tab"] = torch.tensor([[t0, ln] for _, _, t0, ln in slots], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "MK_SSD_WALK_STAGED": "1" if stores == "staged" else "0"}
+    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     f64 = {k: t.to(F64) for k, t in dict(x=x, dy=dy, z=z, rows=rows, cb=cb, dtp=dtp, a=a, pn=pn).items()}
     D64 = None if D is None else D.to(F64)

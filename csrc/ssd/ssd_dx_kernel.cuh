@@ -103,11 +103,11 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   float dal = 0.f;
   const int64_t hp = p.w.nheads * kP;
   E* dxg = static_cast<E*>(p.dx) + (it.tok0 * p.w.nheads + it.hh) * kP;
+  uint32_t dv[2][8];  // dx pairs (rows sA / sB, columns 8 j + 2 q)
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const int s = sA + 8 * hf;
     const float dt_s = dts[s];
-    E* dxr = dxg + s * hp + 2 * q;
     float ddt = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -118,9 +118,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
       ddt += x0 * du0 + x1 * du1;
       dDp[2 * j] += y0 * x0;
       dDp[2 * j + 1] += y1 * x1;
-      if (s < ln)
-        *reinterpret_cast<uint32_t*>(dxr + 8 * j) =
-            ssd_cuda::pack_bf16(du0 * dt_s + Ds[8 * j + 2 * q] * y0, du1 * dt_s + Ds[8 * j + 2 * q + 1] * y1);
+      dv[hf][j] = ssd_cuda::pack_bf16(du0 * dt_s + Ds[8 * j + 2 * q] * y0, du1 * dt_s + Ds[8 * j + 2 * q + 1] * y1);
     }
     float qs = qv[hf];
     ddt += __shfl_xor_sync(0xffffffffu, ddt, 1);
@@ -131,6 +129,17 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
       atomicAdd(p.ddtp + it.ab + s, ddt);
       atomicAdd(p.da + it.ab + s, -dt_s * qs);
       dal += dt_s * qs;
+    }
+  }
+  if (p.w.staged_stores) {
+    store_block_staged<E>(warp_staging<E>(warp), dv, dxg + s0 * hp, hp, ln - s0, lane);
+  } else {
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int s = sA + 8 * hf;
+      if (s >= ln) continue;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(dxg + s * hp + 8 * j + 2 * q) = dv[hf][j];
     }
   }
 #pragma unroll

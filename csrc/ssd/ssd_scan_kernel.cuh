@@ -71,27 +71,44 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
     a_times_tile<E>(acc, af, xs, t0, lane);
   }
-  // epilogue: y += D x; ypre = y; out = y silu(z)
+  // epilogue: y += D x; ypre = y; out = y silu(z) (rows >= ln: computed on the zero rows, not stored)
   const int64_t hp = p.w.nheads * kP, base = (it.tok0 * p.w.nheads + it.hh) * kP;
+  uint32_t yv[2][8], ov[2][8];
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const int t = tA + 8 * hf;
-    if (t >= ln) continue;
-    const int64_t row = base + t * hp + 2 * q;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int c = 8 * j + 2 * q;
       float x0, x1;
       unpack_bf16x2(*reinterpret_cast<const uint32_t*>(xs + t * kLdP + c), x0, x1);
       float y0 = acc[j][2 * hf] + Ds[c] * x0, y1 = acc[j][2 * hf + 1] + Ds[c + 1] * x1;
-      if (p.ypre != nullptr) *reinterpret_cast<uint32_t*>(static_cast<E*>(p.ypre) + row + 8 * j) = ssd_cuda::pack_bf16(y0, y1);
+      yv[hf][j] = ssd_cuda::pack_bf16(y0, y1);
       if (p.z != nullptr) {
         float z0, z1;
         unpack_bf16x2(*reinterpret_cast<const uint32_t*>(zs + t * kLdP + c), z0, z1);
         y0 *= __fdividef(z0, 1.f + __expf(-z0));
         y1 *= __fdividef(z1, 1.f + __expf(-z1));
       }
-      *reinterpret_cast<uint32_t*>(static_cast<E*>(p.out) + row + 8 * j) = ssd_cuda::pack_bf16(y0, y1);
+      ov[hf][j] = ssd_cuda::pack_bf16(y0, y1);
+    }
+  }
+  E* const outg = static_cast<E*>(p.out) + base + t0 * hp;
+  E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
+  if (p.w.staged_stores) {
+    E* sw = warp_staging<E>(warp);
+    if (ypreg != nullptr) store_block_staged<E>(sw, yv, ypreg, hp, ln - t0, lane);
+    store_block_staged<E>(sw, ov, outg, hp, ln - t0, lane);
+    return;
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int r = g + 8 * hf;
+    if (t0 + r >= ln) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (ypreg != nullptr) *reinterpret_cast<uint32_t*>(ypreg + r * hp + 8 * j + 2 * q) = yv[hf][j];
+      *reinterpret_cast<uint32_t*>(outg + r * hp + 8 * j + 2 * q) = ov[hf][j];
     }
   }
 }

@@ -1,6 +1,8 @@
 // CUDA dispatch of the SSD head-walk stages (ssd_dx_kernel.cuh, ssd_scan_kernel.cuh) and the forward state stage
 // (ssd_state_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128, chunk 128) and launches
 // them for bf16 inputs.
+#include <cstdlib>
+
 #include "ssd/ssd_dx_kernel.cuh"
 #include "ssd/ssd_scan_kernel.cuh"
 #include "ssd/ssd_state_kernel.cuh"
@@ -18,6 +20,12 @@ const char* check_walk(const SsdWalkParams& p) {
   if (p.tab == nullptr && p.n_slots > p.batch * p.chunks_per_row) return "n_slots exceeds the batch's chunks";
   if (p.cb == nullptr || p.rows == nullptr || p.a == nullptr || p.dtp == nullptr) return "missing input";
   return nullptr;
+}
+
+// MK_SSD_WALK_STAGED=1: the stages' outputs through the warps' staging rows (SsdWalkParams::staged_stores).
+bool staged_stores_knob() {
+  const char* v = std::getenv("MK_SSD_WALK_STAGED");
+  return v != nullptr && v[0] == '1';
 }
 
 const char* check_state(const SsdStateParams& p) {
@@ -57,14 +65,18 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
 
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
   if (const char* e = check_walk(p.w)) return e;
-  const cudaError_t e = ssd_walk::launch_walk(ssd_walk::ssd_dx_kernel<__nv_bfloat16>, p, p.w,
+  SsdDxParams q = p;
+  q.w.staged_stores = staged_stores_knob();
+  const cudaError_t e = ssd_walk::launch_walk(ssd_walk::ssd_dx_kernel<__nv_bfloat16>, q, q.w,
                                               static_cast<cudaStream_t>(stream));
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   if (const char* e = check_walk(p.w)) return e;
-  const cudaError_t e = ssd_walk::launch_walk(ssd_walk::ssd_scan_kernel<__nv_bfloat16>, p, p.w,
+  SsdScanParams q = p;
+  q.w.staged_stores = staged_stores_knob();
+  const cudaError_t e = ssd_walk::launch_walk(ssd_walk::ssd_scan_kernel<__nv_bfloat16>, q, q.w,
                                               static_cast<cudaStream_t>(stream));
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }

@@ -28,6 +28,7 @@ constexpr int kCbBytes = kQ * kLdQ * 2, kRowsBytes = kQ * kLdN * 2;  // resident
 constexpr int kTileBytes = kQ * kLdP * 2, kPnBytes = kP * kLdN * 2;
 constexpr int kStageBytes = 2 * kTileBytes + kPnBytes + (2 * kQ + kP) * 4;  // 2 tiles, (p, n) tile, a, dt', D
 constexpr int kSmemBytes = kCbBytes + kRowsBytes + 2 * kStageBytes;       // 176 KB: one CTA an SM
+constexpr int kStagingBytes = kWarps * 16 * kLdP * 2;                    // a warp's 16 output staging rows (18 KB)
 
 // A stage's parts: tiles t0 / t1 (Q x p), the (p, n) tile, a / dt' / D rows.
 template <typename E> struct Stage {
@@ -213,6 +214,32 @@ __device__ __forceinline__ void a_times_tile(float (&acc)[8][4], const typename 
   }
 }
 
+// A warp's 16 x 64 bf16 output block to global rows dst + r * ld (r < nrows; r = g / g + 8 for v[0] / v[1], columns
+// 8 j + 2 q (+1) in v[.][j]), 16 bytes a lane through the warp's staging rows sw (16 x kLdP): each store instruction
+// covers 4 rows x 128 contiguous bytes. Why: the fragments' own 4-byte stores reach L2 as 16-byte pieces of 32-byte
+// sectors; the forward state stage (ssd_state_kernel.cuh) went from 206 to 167.6 us under ncu when its stores were
+// staged like this (session 20). Conflict-free: staging rows are 144 bytes (36 words) apart.
+template <typename E>
+__device__ __forceinline__ void store_block_staged(E* sw, const uint32_t (&v)[2][8], E* dst, int64_t ld, int nrows,
+                                                   int lane) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(sw + (g + 8 * hf) * kLdP + 8 * j + 2 * q) = v[hf][j];
+  __syncwarp();
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int r = (lane >> 3) + 4 * u, c = (lane & 7) * 8;
+    if (r < nrows) *reinterpret_cast<uint4*>(dst + r * ld + c) = *reinterpret_cast<const uint4*>(sw + r * kLdP + c);
+  }
+  __syncwarp();
+}
+
+// Warp `warp`'s staging rows (after the walk's kSmemBytes).
+template <typename E>
+__device__ __forceinline__ E* warp_staging(int warp);
+
 // The persistent walk: CTA blockIdx.x takes items [i0, i1) of the n_slots * nheads (head fastest). Stage s of item
 // i + 1 is requested before item i computes; the resident tiles are reloaded after an item when the next one is in
 // another (chunk, group). load(item, stage) issues one item's stage copies; compute(item, stage) runs one item
@@ -256,9 +283,14 @@ __device__ __forceinline__ void walk_items(const SsdWalkParams& p, char* smem, L
   cp_async_wait<0>();
 }
 
-extern __shared__ float4 ssd_walk_smem[];  // the walk kernels' dynamic shared memory (kSmemBytes)
+extern __shared__ float4 ssd_walk_smem[];  // the walk kernels' dynamic shared memory (kSmemBytes + kStagingBytes)
 
-// Launch helper: min(items, num_ctas) CTAs of kThreads with kSmemBytes of dynamic shared memory.
+template <typename E>
+__device__ __forceinline__ E* warp_staging(int warp) {
+  return reinterpret_cast<E*>(reinterpret_cast<char*>(ssd_walk_smem) + kSmemBytes) + warp * (16 * kLdP);
+}
+
+// Launch helper: min(items, num_ctas) CTAs of kThreads with kSmemBytes + kStagingBytes of dynamic shared memory.
 template <typename K, typename P>
 cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaStream_t stream) {
   const int64_t total = w.n_slots * w.nheads;
@@ -266,9 +298,9 @@ cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaS
   cudaLaunchConfig_t cfg = {};
   cfg.blockDim = dim3(kThreads);
   cfg.gridDim = dim3(unsigned(total < w.num_ctas ? total : w.num_ctas));
-  cfg.dynamicSmemBytes = size_t(kSmemBytes);
+  cfg.dynamicSmemBytes = size_t(kSmemBytes + kStagingBytes);
   cfg.stream = stream;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes + kStagingBytes);
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }
