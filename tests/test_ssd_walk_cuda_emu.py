@@ -201,6 +201,8 @@ STATE_CASES = {
     "state-b1-l128-h2-g2-init-1cta": (1, 128, 2, 2, None, True, 1),
     "state-b1-l257-h3-g3-init": (1, 257, 3, 3, None, True, 5),
     "state-b3-l384-h16-g1-init-7ctas": (3, 384, 16, 1, None, True, 7),
+    # an A100's 163 KB a block: at most 3 walks a CTA (6 with 227 KB), 33 CTAs on the "7 SMs"
+    "state-b3-l384-h16-g1-init-7ctas-a100smem": (3, 384, 16, 1, None, True, 7, 166912),
 }
 
 
@@ -239,7 +241,7 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
 
 @pytest.mark.parametrize("case", list(STATE_CASES))
 def test_ssd_state_stage_emulated_on_cpu(case, emu_exe, tmp_path):
-    b, l, h, g, cu, use_init, ctas = STATE_CASES[case]
+    b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
     nseq = len(seqs)
@@ -264,7 +266,7 @@ def test_ssd_state_stage_emulated_on_cpu(case, emu_exe, tmp_path):
     d = str(tmp_path)
     with open(os.path.join(d, "meta.txt"), "w") as f:
         f.write(f"stage 2\nb {b}\nl {l}\nh {h}\ng {g}\nnseq {nseq}\nn_slots {nk}\nnum_ctas {ctas}\n"
-                f"varlen {int(cu is not None)}\ninit {int(use_init)}\n")
+                f"varlen {int(cu is not None)}\ninit {int(use_init)}\n" + (f"optin {optin[0]}\n" if optin else ""))
     arrays = dict(x=x, rows=B, dtp=dtp, a=a)
     if use_init:
         arrays["init"] = init
@@ -304,3 +306,16 @@ def test_walk_stages_need_16_byte_aligned_tiles():
     assert not tiles_aligned((aligned, odd))
     assert tiles_aligned((None, buf[8:136]))  # 8 bf16 = 16 bytes in
     assert not tiles_aligned((None, buf[4:132]))  # 8 bytes in
+
+
+@pytest.mark.parametrize("optin,fits", [(232448, "1 1 1"), (166912, "0 0 1"), (101376, "0 0 0")],
+                         ids=["h100", "a100", "rtx4090"])
+def test_walk_stages_fit_the_device_shared_memory(optin, fits, emu_exe, tmp_path):
+    """ssd_walk_fits (what cuda_walk.serves asks before taking a CUDA stage): the dx and scan walks need ~195 KB of
+    shared memory a block (H100 / H200 only), the state stage 100 KB at one walk a CTA (not an RTX 4090's 99 KB);
+    elsewhere the Triton kernels run instead of a launch error."""
+    with open(os.path.join(str(tmp_path), "meta.txt"), "w") as f:
+        f.write(f"stage 3\noptin {optin}\n")
+    res = subprocess.run([emu_exe, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == f"fits {fits}", res.stdout

@@ -251,5 +251,9 @@ struct SsdStateParams {
   float* final_states;
 };
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
+// Whether CUDA device `device` gives a CTA the dynamic shared memory a stage needs (stage 0: dx, 1: scan, 2: state at
+// one walk a CTA): the walk stages need ~195 KB (sm_90's 227 KB, not sm_80's 163 or sm_86 / sm_89's 99), the state
+// stage 100 KB.
+bool ssd_walk_fits(int stage, int device);
 
 }  // namespace mamba_kernels

@@ -127,7 +127,9 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
     const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
     return (hh * kP + 32 * ((c.i0 + i) & 1) + 16 * mb) * kN + 32 * nq;
   };
-  auto state_off = [&](int i, int j, int half) -> int64_t { return block_off(i) + (g + 8 * half) * kN + 8 * j + 2 * q; };
+  auto state_off = [&](int i, int j, int half) -> int64_t {
+    return block_off(i) + (g + 8 * half) * kN + 8 * j + 2 * q;
+  };
   float acc[W][4][4];
 #pragma unroll
   for (int i = 0; i < W; ++i)
@@ -184,7 +186,8 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
       float decay[W];
 #pragma unroll
       for (int i = 0; i < W; ++i)
-        decay[i] = __expf(reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes)[ln - 1]);
+        decay[i] = __expf(
+            reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes)[ln - 1]);
       E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdH);
 #pragma unroll
       for (int i = 0; i < W; ++i) {

@@ -44,6 +44,13 @@ const char* check_state(const SsdStateParams& p) {
 
 }  // namespace
 
+bool ssd_walk_fits(int stage, int device) {
+  int optin = 0;
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
+  const int need = stage == 2 ? ssd_walk::state_smem_bytes(1) : ssd_walk::kSmemBytes + ssd_walk::kStagingBytes;
+  return optin >= need;
+}
+
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (const char* e = check_state(p)) return e;
   int dev = 0, optin = 0;

@@ -180,6 +180,11 @@ void ssd_state_cuda_op(const at::Tensor& x, const at::Tensor& B, const at::Tenso
   TORCH_CHECK(err == nullptr, "ssd_state_cuda: ", err ? err : "");
 }
 
+bool ssd_walk_fits_op(int64_t stage, int64_t device) {
+  TORCH_CHECK(stage >= 0 && stage <= 2, "stage: expected 0 (dx), 1 (scan) or 2 (state)");
+  return ssd_walk_fits(static_cast<int>(stage), static_cast<int>(device));
+}
+
 }  // namespace
 }  // namespace mamba_kernels
 
@@ -197,4 +202,5 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
       "_ssd_state_cuda(Tensor x, Tensor B, Tensor dtp, Tensor a, Tensor? init, Tensor? cu, Tensor? first, int nseq, "
       "int n_slots, int num_ctas, Tensor(a!) states_in, Tensor(b!) final) -> ()",
       &mamba_kernels::ssd_state_cuda_op);
+  m.def("_ssd_walk_fits(int stage, int device) -> bool", &mamba_kernels::ssd_walk_fits_op);
 }

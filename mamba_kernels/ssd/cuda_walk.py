@@ -2,21 +2,24 @@
 F1 (torch.ops.mamba_kernels._ssd_state_cuda, twin of _ssd_state_fwd_kernel: a CTA walks several (head, p half) state
 walks of one (sequence, group) chunk by chunk, sharing each chunk's B tile), the forward's output stage F2
 (torch.ops.mamba_kernels._ssd_scan_cuda, twin of _ssd_chunk_scan_kernel) and the backward's dx stage B2
-(torch.ops.mamba_kernels._ssd_dx_cuda, twin of _ssd_bwd_dx_kernel without DA_OUT). F2 and B2: one persistent CTA an SM walks
-(chunk, head) items head-fastest, keeping the chunk's C B^T and B / C rows in shared memory across a group's heads and
-double-buffering each head's tiles by cp.async. Same results as the Triton kernels up to summation order.
+(torch.ops.mamba_kernels._ssd_dx_cuda, twin of _ssd_bwd_dx_kernel without DA_OUT). F2 and B2: one persistent CTA an
+SM walks (chunk, head) items head-fastest, keeping the chunk's C B^T and B / C rows in shared memory across a group's
+heads and double-buffering each head's tiles by cp.async. Same results as the Triton kernels up to summation order.
 
 They serve bf16 inputs with p 64, n 128 and chunk 128 (the shape they were written for: Mamba-2's default head and
-state sizes, and the chunk the Triton path runs at) on sm_80+ when the extension was built with them and at least
-8 heads share a group (with fewer, C B^T and B / C are reloaded for nearly every item and nothing is shared); the
-forward stage also needs bf16 chunk-entry states and serves only calls that keep no pre-gate output (inference):
-H200, b4 l4096 h80 p64 n128 g1 (2026-12-01, 62b2482), F2 328.8 us without ypre against ~337-342 for the Triton
-kernel in earlier runs, but 383.7 against 376.7-378.9 with the ypre store; B2 307.7 us against 555.7.
-MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the Triton kernels: A/B timing. CALLS counts the CUDA
-launches per stage (tests assert that they happened).
+state sizes, and the chunk the Triton path runs at) on sm_80+ devices that give a CTA the shared memory the stage
+needs (F2 / B2 ~195 KB: H100 / H200; F1 100 KB: also A100, not RTX 40xx; `_fits`) when the extension was built with
+them and at least 8 heads share a group (with fewer, C B^T and B / C are reloaded for nearly every item and nothing
+is shared); the forward stages also need bf16 chunk-entry states, and F2 serves only calls that keep no pre-gate
+output (inference). H200, b4 l4096 h80 p64 n128 g1: F1 163 us against 171 for the Triton walk (2026-12-01, 4a98a62);
+F2 328.8 us without ypre against ~337-342 for the Triton kernel, 383.7 against 376.7-378.9 with the ypre store; B2
+307.7 us against 555.7 (62b2482). MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the Triton kernels:
+A/B timing; MK_SSD_WALK_STAGED=1 stores F2's and B2's outputs through staging rows (ssd_walk.cuh; untimed). CALLS
+counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -28,12 +31,24 @@ HEADDIM, DSTATE, CHUNK, MIN_HEADS_PER_GROUP = 64, 128, 128, 8
 
 
 def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str, tiles=()) -> bool:
-    """True when the CUDA stage `op` ("_ssd_dx_cuda" / "_ssd_scan_cuda" / "_ssd_state_cuda") runs this call (else the Triton kernel).
-    tiles: the caller's tensors that the kernel copies 16 bytes at a time (x, z, B / C, dy): each must start on a
-    16-byte boundary (a contiguous view at an odd offset goes to Triton, which has no such need)."""
+    """True when the CUDA stage `op` ("_ssd_dx_cuda" / "_ssd_scan_cuda" / "_ssd_state_cuda") runs this call (else
+    the Triton kernel). tiles: the caller's tensors that the kernel copies 16 bytes at a time (x, z, B / C, dy): each
+    must start on a 16-byte boundary (a contiguous view at an odd offset goes to Triton, which has no such need)."""
     return (x.is_cuda and x.dtype == torch.bfloat16 and p == HEADDIM and n == DSTATE and Q == CHUNK
             and hpg >= MIN_HEADS_PER_GROUP and os.environ.get("MK_SSD_CUDA_WALK", "1") != "0" and tiles_aligned(tiles)
-            and torch.cuda.get_device_capability(x.device)[0] >= 8 and has_cuda_op(op))
+            and torch.cuda.get_device_capability(x.device)[0] >= 8 and has_cuda_op(op)
+            and _fits(op, x.device.index if x.device.index is not None else torch.cuda.current_device()))
+
+
+_STAGE = {"_ssd_dx_cuda": 0, "_ssd_scan_cuda": 1, "_ssd_state_cuda": 2}
+
+
+@functools.lru_cache(maxsize=None)
+def _fits(op: str, device: int) -> bool:
+    """Whether the device gives a CTA the shared memory the stage needs (the walk stages ~195 KB: sm_90 only; the
+    state stage 100 KB). Else the Triton kernel runs (before this check an A100 or RTX GPU got a launch error)."""
+    return hasattr(torch.ops.mamba_kernels, "_ssd_walk_fits") and \
+        bool(torch.ops.mamba_kernels._ssd_walk_fits(_STAGE[op], device))
 
 
 def tiles_aligned(tiles) -> bool:

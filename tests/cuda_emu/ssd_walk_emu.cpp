@@ -8,6 +8,8 @@
 // C), cb, pn (dS or h_in); fp32 for dtp, a, D, init and the dx stage's accumulators ddtp, da, dalast, dD (it adds into
 // them); int32 tab (dx, scan) or cu, first (state) with varlen. Outputs start NaN (dx, out, ypre, hin, final). Writes
 // DIR/out_<name>.bin: dx, ddtp, da, dalast, dD (dx stage), out, ypre (scan stage) or hin (bf16), final (state stage).
+// Optional "optin": the shared memory a block may opt into (emulates A100 / RTX devices); stage 3 prints which stages
+// fit it ("fits dx scan state", ssd_walk_fits) and runs nothing.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -84,6 +86,12 @@ int main(int argc, char** argv) {
   using E = __nv_bfloat16;
   cuda_emu::poison_smem = ssd_walk::ssd_walk_smem;
   cuda_emu::poison_smem_bytes = sizeof(ssd_walk::ssd_walk_smem);
+  // optional "optin": the device's shared memory a block may opt into (A100 166912, RTX 4090 101376; default H100's)
+  if (emu_case::meta.count("optin")) cuda_emu::max_smem_optin = int(M("optin"));
+  if (M("stage") == 3) {  // which stages fit that device (ssd_walk_fits: 0 dx, 1 scan, 2 state)
+    std::printf("fits %d %d %d\n", int(ssd_walk_fits(0, 0)), int(ssd_walk_fits(1, 0)), int(ssd_walk_fits(2, 0)));
+    return 0;
+  }
   if (M("stage") == 2) return run_state_stage();
   const auto x = read_arr<E>("x"), dy = read_arr<E>("dy"), z = read_arr<E>("z"), rows = read_arr<E>("rows");
   const auto cb = read_arr<E>("cb"), pn = read_arr<E>("pn");
