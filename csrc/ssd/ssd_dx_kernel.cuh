@@ -132,7 +132,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
     }
   }
   if (p.w.staged_stores) {
-    store_block_staged<E>(warp_staging<E>(warp), dv, dxg + s0 * hp, hp, ln - s0, lane);
+    store_block_staged<E, 8, kLdP>(warp_staging<E>(warp), dv, dxg + s0 * hp, hp, ln - s0, lane);
   } else {
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {

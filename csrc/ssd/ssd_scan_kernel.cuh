@@ -97,8 +97,8 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
   if (p.w.staged_stores) {
     E* sw = warp_staging<E>(warp);
-    if (ypreg != nullptr) store_block_staged<E>(sw, yv, ypreg, hp, ln - t0, lane);
-    store_block_staged<E>(sw, ov, outg, hp, ln - t0, lane);
+    if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
+    store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
     return;
   }
 #pragma unroll

@@ -214,24 +214,25 @@ __device__ __forceinline__ void a_times_tile(float (&acc)[8][4], const typename 
   }
 }
 
-// A warp's 16 x 64 bf16 output block to global rows dst + r * ld (r < nrows; r = g / g + 8 for v[0] / v[1], columns
-// 8 j + 2 q (+1) in v[.][j]), 16 bytes a lane through the warp's staging rows sw (16 x kLdP): each store instruction
-// covers 4 rows x 128 contiguous bytes. Why: the fragments' own 4-byte stores reach L2 as 16-byte pieces of 32-byte
-// sectors; the forward state stage (ssd_state_kernel.cuh) went from 206 to 167.6 us under ncu when its stores were
-// staged like this (session 20). Conflict-free: staging rows are 144 bytes (36 words) apart.
-template <typename E>
-__device__ __forceinline__ void store_block_staged(E* sw, const uint32_t (&v)[2][8], E* dst, int64_t ld, int nrows,
+// A warp's 16 x 8J bf16 output block to global rows dst + r * ld (r < nrows; r = g / g + 8 for v[0] / v[1], columns
+// 8 j + 2 q (+1) in v[.][j]), 16 bytes a lane through the warp's staging rows sw (16 rows, LD elements apart): each
+// store instruction covers 32 / J rows x 16 J contiguous bytes. Why: the fragments' own 4-byte stores reach L2 as
+// 16-byte pieces of 32-byte sectors; the forward state stage (ssd_state_kernel.cuh) went from 206 to 167.6 us under
+// ncu when its stores were staged like this (session 20). LD = 72 (here) or 40 (the state stage): conflict-free.
+template <typename E, int J, int LD>
+__device__ __forceinline__ void store_block_staged(E* sw, const uint32_t (&v)[2][J], E* dst, int64_t ld, int nrows,
                                                    int lane) {
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(sw + (g + 8 * hf) * kLdP + 8 * j + 2 * q) = v[hf][j];
+    for (int j = 0; j < J; ++j) *reinterpret_cast<uint32_t*>(sw + (g + 8 * hf) * LD + 8 * j + 2 * q) = v[hf][j];
   __syncwarp();
+  constexpr int kRowsPer = 32 / J;  // rows a store instruction (J lanes a row)
 #pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int r = (lane >> 3) + 4 * u, c = (lane & 7) * 8;
-    if (r < nrows) *reinterpret_cast<uint4*>(dst + r * ld + c) = *reinterpret_cast<const uint4*>(sw + r * kLdP + c);
+  for (int u = 0; u < 16 / kRowsPer; ++u) {
+    const int r = lane / J + kRowsPer * u, c = (lane % J) * 8;
+    if (r < nrows) *reinterpret_cast<uint4*>(dst + r * ld + c) = *reinterpret_cast<const uint4*>(sw + r * LD + c);
   }
   __syncwarp();
 }
