@@ -43,6 +43,11 @@ GROUPS = {
     "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
               ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
               ["split"]),
+    # a device with 64 KB of shared memory a block (EMU_SMEM_OPTIN; the launch choice compares each kernel's layout
+    # with the device's limit, as on an RTX GPU's 99 KB): the forced tensor-core kernel does not fit the P = N = 128
+    # shapes, so the choice passes over it (to the general kernel, as MK_VERIFY_KERNEL=tc excludes the lean one)
+    "small_smem": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "EMU_SMEM_OPTIN": "65536"}, ["hot_m2", "hot_m2_k8"],
+                   ["general_m2"]),
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
@@ -137,7 +142,7 @@ def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
-                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS"):
+                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -179,6 +184,8 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
     if group == "m1lean":  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
+    if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
+        assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
     if group in ("tc", "tc4", "split", "split8"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads

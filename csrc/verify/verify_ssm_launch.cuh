@@ -64,9 +64,12 @@ inline int verify_kernel_override() {
 
 // clusters: the device runs thread-block clusters (sm_90+). decode_auto: the automatic choice may take
 // verify_m2dec_kernel (the GPU launcher; the CPU emulation only when forced, as its cache-tensor checks run the
-// reference with the matching fold policy there).
+// reference with the matching fold policy there). smem_optin: the dynamic shared memory a block may opt into on the
+// device (H100 / H200 232448 bytes, A100 166912, RTX 30xx / 40xx 101376): a kernel whose layout needs more is passed
+// over for the next one (the tensor-core and split kernels reach ~190 KB at p = n = 128 with long drafts, the lean
+// kernel 100 KB), and a call that not even the general kernel fits gets an error naming the sizes to reduce.
 template <typename T>
-inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, bool decode_auto) {
+inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, bool decode_auto, size_t smem_optin) {
   SsmLaunch c;
   c.fused = p.fused;
   c.m1 = !(p.Pa == 1 && p.Na == 1 && p.Pd == 1);
@@ -107,13 +110,16 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
   if (c.fused || forced == 3) {
   } else if (c.m1) {
+    const int m1_threads = static_cast<int>((p.P + 31) / 32 * 32);  // verify_m1_kernel: a thread a channel
+    const size_t m1_smem =
+        static_cast<size_t>(m1_layout(m1_threads, p.N, p.k, p.in_dtype == DType::kFloat32 ? 4 : 2).words) * 4;
     if ((forced == 4 || (forced == 0 && decode_auto)) && m1dec_fits(p)) {
       // One token, fp32 state: verify_m1dec_kernel (8 states a lane, every load at once; the same fold-every
       // policy as m1lean's below).
       c.m1dec = true;
       c.threads = m1dec_threads(p.P, p.N);
       c.smem = 0;
-    } else if (m1_fits(p)) {
+    } else if (m1_fits(p) && m1_smem <= smem_optin) {
       c.m1lean = true;
       // Fold on every call (an fp32 state: results identical to fp32 rounding, as the decode kernel's). A Mamba-1
       // channel's state is 16 values, so the deferred fold saves little traffic (H200 b64 d 4096: 16.8 MB a write)
@@ -122,8 +128,8 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
       // on the GPU (decode_auto), forced by MK_VERIFY_KERNEL=decode (the CPU emulation's reference then folds too).
       // (k = 0 is verify_flush, which folds anyway.)
       c.fold_every = p.state_dtype == DType::kFloat32 && p.k >= 1 && (forced == 4 || (forced == 0 && decode_auto));
-      c.threads = static_cast<int>((p.P + 31) / 32 * 32);
-      c.smem = static_cast<size_t>(m1_layout(c.threads, p.N, p.k, p.in_dtype == DType::kFloat32 ? 4 : 2).words) * 4;
+      c.threads = m1_threads;
+      c.smem = m1_smem;
     }
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
              m2dec_fits(p, clusters, m2dec_lanes(p.P))) {
@@ -134,19 +140,24 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
   } else if ((forced == 5 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
-             m2split_fits<T>(p, &smem, &c.prep_smem)) {
+             m2split_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin && c.prep_smem <= smem_optin) {
     c.split = true;
     c.threads = 32 * m2split_warps(p.P);
     c.smem = smem;
-  } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem)) {
+  } else if ((forced == 1 || (forced == 0 && c.grid >= kM2SmallGrid && p.k >= 2)) && m2tc_fits<T>(p, &smem) &&
+             smem <= smem_optin) {
     c.tc = true;
     c.threads = 32 * m2tc_warps(p.P);
     c.smem = smem;
-  } else if (forced != 1 && forced != 5 && m2_fits<T>(p, lean_nt, &smem)) {
+  } else if (forced != 1 && forced != 5 && m2_fits<T>(p, lean_nt, &smem) && smem <= smem_optin) {
     c.lean = true;
     c.threads = lean_nt;
     c.smem = smem;
   }
+  if (!c.split) c.prep_smem = 0;  // (m2split_fits may have set it for a split pair not taken)
+  if (c.smem > smem_optin)  // the general / fused kernel: no smaller kernel left
+    c.err = "verify_step_cuda: this call needs more shared memory a block than the GPU allows (the general kernel's "
+            "tiles grow with k, max_draft, ring_len, headdim and d_state: reduce max_draft or ring_len)";
   if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
   return c;
 }
@@ -180,8 +191,8 @@ inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
-inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, bool decode_auto) {
-  const SsmLaunch c = ssm_launch_config<T>(p, clusters, decode_auto);
+inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, bool decode_auto, size_t smem_optin) {
+  const SsmLaunch c = ssm_launch_config<T>(p, clusters, decode_auto, smem_optin);
   return c.err == nullptr && c.split ? m2split_ws(p.k, p.R, p.P).words : 0;
 }
 template <typename T>
@@ -244,6 +255,16 @@ inline bool device_has_clusters() {
     cached[dev] = major >= 9 ? 2 : 1;
   }
   return cached[dev] == 2;
+}
+
+// The current device's opt-in dynamic shared memory a block (bytes), asked once per device.
+inline size_t device_smem_optin() {
+  static int cached[64] = {0};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 48 * 1024;
+  if (cached[dev] == 0 && cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+    cached[dev] = 48 * 1024;
+  return static_cast<size_t>(cached[dev]);
 }
 
 // c.grid blocks of c.threads in clusters of c.cluster consecutive blocks (x).
@@ -330,7 +351,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   const bool clusters = device_has_clusters();
-  const SsmLaunch c = ssm_launch_config<T>(p, clusters, true);
+  const SsmLaunch c = ssm_launch_config<T>(p, clusters, true, device_smem_optin());
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());

@@ -5,7 +5,8 @@
 // so torch.ops.mamba_kernels._verify_step_cuda etc. accept CPU tensors. Built and driven by
 // tests/test_verify_cuda_emu.py (see verify_emu_stress.py).
 //
-// EMU_LEAN_NT=128|256 forces the lean kernel's block size when the lean kernel is taken and fits that size (the
+// EMU_SMEM_OPTIN=<bytes> sets the shared memory a block that the launch choice may use (an A100's 166912, an RTX
+// 4090's 101376; default an H100's). EMU_LEAN_NT=128|256 forces the lean kernel's block size when the lean kernel is taken and fits that size (the
 // GPU launcher picks it by grid size; the small test grids would otherwise always get 256). At exit one line on
 // stderr counts the launches per kernel: "emu launches: lean128=.. lean256=.. general_m2=.. general_m1=.. fused=..
 // conv=..".
@@ -31,6 +32,13 @@ namespace mamba_kernels {
 namespace {
 using namespace verify_kernels;
 
+// The device's opt-in shared memory a block that the launch choice sees: EMU_SMEM_OPTIN (bytes) when set, else an
+// H100's 232448 (the emulation itself runs any size).
+size_t emu_smem_optin() {
+  const char* e = std::getenv("EMU_SMEM_OPTIN");
+  return e != nullptr ? static_cast<size_t>(std::atoll(e)) : size_t(232448);
+}
+
 template <typename T, int NT>
 void (*lean_for(DType in))(VerifyStepParams) {
   return in == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16, NT>
@@ -49,7 +57,7 @@ const char* emu_launch(const SsmLaunch& c, std::atomic<long>* counter, void (*ke
 
 template <typename T>
 const char* emu_ssm(const VerifyStepParams& p) {
-  SsmLaunch c = ssm_launch_config<T>(p, /*clusters=*/true, /*decode_auto=*/false);
+  SsmLaunch c = ssm_launch_config<T>(p, /*clusters=*/true, /*decode_auto=*/false, emu_smem_optin());
   if (c.err != nullptr) return c.err;
   if (c.lean) {
     if (const char* env = std::getenv("EMU_LEAN_NT")) {
@@ -108,9 +116,9 @@ const char* verify_step_cuda(const VerifyStepParams& p, void*) {
 
 int64_t verify_step_cuda_workspace(const VerifyStepParams& p) {
   switch (p.state_dtype) {  // the geometry emu_ssm takes
-    case DType::kFloat32: return verify_kernels::split_workspace_words<float>(p, true, false);
-    case DType::kFloat16: return verify_kernels::split_workspace_words<__half>(p, true, false);
-    case DType::kBFloat16: return verify_kernels::split_workspace_words<__nv_bfloat16>(p, true, false);
+    case DType::kFloat32: return verify_kernels::split_workspace_words<float>(p, true, false, emu_smem_optin());
+    case DType::kFloat16: return verify_kernels::split_workspace_words<__half>(p, true, false, emu_smem_optin());
+    case DType::kBFloat16: return verify_kernels::split_workspace_words<__nv_bfloat16>(p, true, false, emu_smem_optin());
     default: return 0;
   }
 }
