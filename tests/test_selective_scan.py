@@ -540,3 +540,34 @@ def test_bad_backend():
     t = _good()
     with pytest.raises(ValueError, match="backend"):
         run(t, "nope")
+
+
+def test_auto_backend_with_a_gradient_avoids_a_cuda_backward_that_does_not_fit(monkeypatch):
+    """backend=None on a GPU whose shared memory the CUDA backward does not fit (variable B and C need ~137-155 KB a
+    block; an RTX 30xx / 40xx gives 99 KB): a call that needs a gradient runs the fallback backend for its forward and
+    backward (Triton where available) instead of the CUDA forward whose backward would fail; a call without a gradient
+    keeps the CUDA choice. Simulated on CPU: the choice functions are replaced, the fallback is ref."""
+    seen = []
+    real_fwd = ss_interface.selective_scan_fwd
+
+    def recording_fwd(*args):
+        seen.append(args[11])  # the backend argument
+        if args[11] == "cuda":
+            return args[0].clone(), None, None
+        return real_fwd(*args)
+    monkeypatch.setattr(ss_interface._backend, "resolve", lambda *a, **k: "cuda")
+    monkeypatch.setattr(ss_interface, "_cuda_bwd_fits", lambda *a: False)
+    monkeypatch.setattr(ss_interface, "_training_fallback", lambda: "ref")
+    monkeypatch.setattr(ss_interface, "selective_scan_fwd", recording_fwd)
+    inp = make_inputs(1, 8, 20, 4, var_B=True, var_C=True, dtype=torch.float32)
+    u = inp["u"].clone().requires_grad_(True)
+    kw = {k: inp[k] for k in ("D", "z", "delta_bias")}
+    out = selective_scan(u, inp["delta"], inp["A"], inp["B"], inp["C"], **kw, delta_softplus=True)
+    out.sum().backward()
+    assert seen == ["ref"] and u.grad is not None and torch.isfinite(u.grad).all()
+    with torch.no_grad():
+        selective_scan(u, inp["delta"], inp["A"], inp["B"], inp["C"], **kw, delta_softplus=True)
+    assert seen == ["ref", "cuda"]
+    monkeypatch.setattr(ss_interface, "_cuda_bwd_fits", lambda *a: True)
+    selective_scan(u, inp["delta"], inp["A"], inp["B"], inp["C"], **kw, delta_softplus=True)
+    assert seen == ["ref", "cuda", "cuda"]

@@ -84,5 +84,8 @@ void selective_scan_bwd_cpu(const SelectiveScanParams& p);
 const char* selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream);
 // Needs p.states from a forward run with the same p.ckpt_log2, dout, and the gradient buffers above.
 const char* selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream);
+// Whether CUDA device `device` gives a block the shared memory the backward needs for this state size and variable
+// B / C: with both variable ~137-155 KB (H100 / H200 and A100, not RTX 30xx / 40xx's 99 KB).
+bool selective_scan_bwd_fits(int64_t dstate, bool var_b, bool var_c, int device);
 
 }  // namespace mamba_kernels

@@ -185,10 +185,16 @@ void selective_scan_bwd_cuda_op(const at::Tensor& u, const at::Tensor& delta, co
   TORCH_CHECK(err == nullptr, "selective_scan_bwd_cuda: ", err ? err : "");
 }
 
+bool selective_scan_bwd_fits_op(int64_t dstate, bool var_b, bool var_c, int64_t device) {
+  return selective_scan_bwd_fits(dstate, var_b, var_c, static_cast<int>(device));
+}
+
 }  // namespace
 }  // namespace mamba_kernels
 
 TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
+  m.def("_selective_scan_bwd_fits(int dstate, bool var_B, bool var_C, int device) -> bool",
+        &mamba_kernels::selective_scan_bwd_fits_op);
   m.def("_selective_scan_fwd_cuda(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
         "Tensor? delta_bias, Tensor? initial_state, Tensor? cu_seqlens, bool delta_softplus, Tensor(a!) out, "
         "Tensor(b!) last_state, Tensor(c!) states, int ckpt_chunk) -> ()",

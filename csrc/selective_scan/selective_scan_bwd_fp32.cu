@@ -5,4 +5,11 @@ namespace mamba_kernels {
 namespace ss {
 template const char* launch_selective_scan_bwd<float>(const SelectiveScanParams& p, cudaStream_t stream);
 }  // namespace ss
+
+// (here rather than in selective_scan_launch.cu: the backward's shared-memory layout lives in its kernel header)
+bool selective_scan_bwd_fits(int64_t dstate, bool var_b, bool var_c, int device) {
+  int optin = 0;
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
+  return ss::bwd_smem_bytes(dstate, var_b, var_c) <= optin;
+}
 }  // namespace mamba_kernels

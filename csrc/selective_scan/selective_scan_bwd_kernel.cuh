@@ -453,7 +453,7 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
   if (p.dstate < 1 || p.dstate > 256) return "selective_scan_bwd_cuda: dstate must be in [1, 256]";
   if (p.batch == 0 || p.dim == 0) return nullptr;
   if (p.batch > 65535 || groups > 65535) return "selective_scan_bwd_cuda: batch and groups must be <= 65535";
-  const int64_t smem = bwd_smem_bytes(p.dstate, var_b, var_c);  // <= 106 KB
+  const int64_t smem = bwd_smem_bytes(p.dstate, var_b, var_c);  // <= 152 KB (n 256, variable B and C)
   int dev = 0, max_smem = 0;
   cudaError_t err = cudaGetDevice(&dev);
   if (err == cudaSuccess) err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);

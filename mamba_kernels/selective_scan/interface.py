@@ -14,6 +14,7 @@ reference (python_ref) with autograd.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -385,6 +386,27 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta
                         initial_state=initial_state, cu_seqlens=cu_seqlens)
 
 
+def _cuda_bwd_fits(u, A, B, C) -> bool:
+    """Whether the CUDA backward's shared memory fits u's GPU for this state size and variable B / C (both variable:
+    ~137-155 KB a block, more than an RTX 30xx / 40xx gives; csrc selective_scan_bwd_fits)."""
+    if not hasattr(torch.ops.mamba_kernels, "_selective_scan_bwd_fits"):
+        return True  # an extension built before the check: its backward reports the limit itself
+    dev = u.device.index if u.device.index is not None else torch.cuda.current_device()
+    return _bwd_fits_cached(int(A.shape[1]), B.dim() == 4, C.dim() == 4, dev)
+
+
+@functools.lru_cache(maxsize=None)
+def _bwd_fits_cached(n: int, var_b: bool, var_c: bool, dev: int) -> bool:
+    return bool(torch.ops.mamba_kernels._selective_scan_bwd_fits(n, var_b, var_c, dev))
+
+
+def _training_fallback() -> str:
+    """The backend an automatic choice takes for a call that needs a gradient when the CUDA backward does not fit the
+    GPU: Triton (forward and backward: the backward restarts from states its own forward saves), else the
+    reference."""
+    return "triton" if _backend.available("triton") else "ref"
+
+
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
                    z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, *,
                    delta_softplus: bool = False, initial_state: Optional[Tensor] = None,
@@ -404,8 +426,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     float32 (float64 for float64 inputs). Gradients flow to every tensor input, and through last_state:
     backward kernels on cpu, cuda and triton (the cuda / triton forwards then also save float32 states,
     b*d*n*l/32 values at n = 16, for their backward); ref differentiates through the reference.
-    `backend`: None (fastest available: cuda > triton > ref on GPU, cpu > ref on CPU) or one of
-    "ref", "cpu", "triton", "cuda".
+    `backend`: None (fastest available: cuda > triton > ref on GPU, cpu > ref on CPU; a call that needs a gradient
+    on a GPU whose shared memory the CUDA backward does not fit, e.g. variable B and C on an RTX 30xx / 40xx, runs
+    on triton) or one of "ref", "cpu", "triton", "cuda".
 
     Example:
         >>> import torch, mamba_kernels
@@ -422,10 +445,13 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     be = _backend.resolve(backend, u.device, supported=_SUPPORTED)
     if u.dtype == torch.float64 and be in ("cuda", "triton"):
         raise TypeError(f"u: float64 inputs are supported by the ref and cpu backends, not {be!r}")
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
+    if needs_grad and backend is None and be == "cuda" and not _cuda_bwd_fits(u, A, B, C):
+        be = _training_fallback()
     # The cuda / triton backwards restart from states their forward saves: save them when a gradient will be
     # needed.
-    save = be in _SAVES_STATES and torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
+    save = be in _SAVES_STATES and needs_grad
     out, last, _ = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
                                       delta_softplus, be, save)
     return (out, last) if return_last_state else out
