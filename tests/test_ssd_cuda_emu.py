@@ -43,3 +43,8 @@ def test_ssd_cuda_forward_emulated_on_cpu(tmp_path):
                                  f"{run_.stderr[-2000:]}"
     for label in ("chunked", "chunked-ho0", "chunked-sh2", "chunked-sh4", "fused  "):
         assert run_.stdout.count(f"ok   {label} ") >= 29, label
+    # an RTX 30xx / 40xx gives a block 101376 bytes: fp32 tiles at n 128 need more (chunk states 103 KB, fused 137
+    # KB): the launcher says so instead of cudaFuncSetAttribute's "invalid argument"
+    rtx = subprocess.run([exe, "optin", "101376", "b1-l600-h2-p128-n128-g2-Q256-fp32-gentle"], capture_output=True,
+                         text=True, timeout=600)
+    assert rtx.returncode == 1 and "bytes of shared memory a block; this GPU allows 101376" in rtx.stdout, rtx.stdout

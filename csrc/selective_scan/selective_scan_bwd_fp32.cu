@@ -1,4 +1,5 @@
 // Backward kernels for fp32 inputs (one file per dtype so they compile in parallel).
+#include "common/smem_optin.h"
 #include "selective_scan/selective_scan_bwd_kernel.cuh"
 
 namespace mamba_kernels {
@@ -8,8 +9,6 @@ template const char* launch_selective_scan_bwd<float>(const SelectiveScanParams&
 
 // (here rather than in selective_scan_launch.cu: the backward's shared-memory layout lives in its kernel header)
 bool selective_scan_bwd_fits(int64_t dstate, bool var_b, bool var_c, int device) {
-  int optin = 0;
-  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
-  return ss::bwd_smem_bytes(dstate, var_b, var_c) <= optin;
+  return ss::bwd_smem_bytes(dstate, var_b, var_c) <= smem_optin_of(device);
 }
 }  // namespace mamba_kernels

@@ -22,6 +22,7 @@
 // ncu (H200, b2 d4096 l4096, 2026-11-30, before MK_SS_BWD_PSCAN): 49 a (t, n) executed (the state loop 38, the
 // dB / dC flush 8, the per-token tail 3) at IPC 1.84, 1.78 ms.
 #pragma once
+#include "common/smem_optin.h"
 #include "selective_scan/selective_scan_fwd_kernel.cuh"
 
 namespace mamba_kernels {
@@ -454,11 +455,8 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
   if (p.batch == 0 || p.dim == 0) return nullptr;
   if (p.batch > 65535 || groups > 65535) return "selective_scan_bwd_cuda: batch and groups must be <= 65535";
   const int64_t smem = bwd_smem_bytes(p.dstate, var_b, var_c);  // <= 152 KB (n 256, variable B and C)
-  int dev = 0, max_smem = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (err != cudaSuccess) return cudaGetErrorString(err);
-  if (smem > max_smem) return "selective_scan_bwd_cuda: needs more shared memory per block than this GPU has";
+  if (smem > device_smem_optin()) return "needs more shared memory a block than this GPU gives (use the triton backend)";
+  cudaError_t err;
   cudaLaunchConfig_t cfg = {};
   const int64_t gx = (dpg + kBwdWarps - 1) / kBwdWarps;
   cfg.gridDim = dim3(unsigned(gx), unsigned(groups), unsigned(p.batch));

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "common/smem_optin.h"
 #include "ssd/ssd.h"
 
 namespace mamba_kernels {
@@ -40,7 +41,7 @@ const char* ssd_bwd_cuda(const SsdBwdCudaParams& p, void* stream) {
     case DType::kBFloat16: err = ssd_bwd::launch_ssd_bwd<__nv_bfloat16>(p, s); break;
     default: return "ssd_bwd_cuda: unsupported input dtype (fp32, fp16, bf16)";
   }
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return err == cudaSuccess ? nullptr : launch_error_string(err);
 }
 
 }  // namespace mamba_kernels

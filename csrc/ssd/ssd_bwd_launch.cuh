@@ -17,7 +17,7 @@ inline cudaError_t bwd_launch(K kernel, dim3 grid, int64_t smem, cudaStream_t st
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
   cudaError_t e = cudaSuccess;
-  if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  e = opt_in_smem(kernel, smem, "ssd_bwd_cuda");
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }

@@ -453,12 +453,12 @@ inline int64_t scan_smem_bytes(int64_t n, int64_t chunk_size, int nh) {
   return chunk_layout<E>(n).bytes + cache;
 }
 
-// Heads a scan CTA walks: the knob, halved until it divides the heads of a group and the cache fits (227 KB a CTA).
+// Heads a scan CTA walks: the knob, halved until it divides the heads of a group and the cache fits the device.
 template <typename E>
 inline int scan_heads_for(const SsdFwdCudaParams& p, int want) {
   const int64_t hpg = p.nheads / p.ngroups;
   int nh = want;
-  while (nh > 1 && (hpg % nh != 0 || scan_smem_bytes<E>(p.dstate, p.chunk_size, nh) > 227 * 1024)) nh >>= 1;
+  while (nh > 1 && (hpg % nh != 0 || scan_smem_bytes<E>(p.dstate, p.chunk_size, nh) > device_smem_optin())) nh >>= 1;
   return nh;
 }
 
@@ -501,7 +501,7 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
     cfg.gridDim = dim3(unsigned(nblk1));
     cfg.dynamicSmemBytes = size_t(smem1);
     auto k1 = kn.handover ? ssd_chunk_state_kernel<in_t> : ssd_chunk_state_nh_kernel<in_t>;
-    if (smem1 > 48 * 1024) e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem1));
+    e = opt_in_smem(k1, smem1, "ssd_fwd_cuda (chunk states)");
     if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, k1, p);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess) return e;
@@ -525,7 +525,7 @@ cudaError_t launch_ssd_fwd_chunked(const SsdFwdCudaParams& p, cudaStream_t strea
   cfg.dynamicSmemBytes = size_t(smem);
   auto k3 = nh == 4 ? ssd_chunk_scan_kernel<in_t, 4>
                     : (nh == 2 ? ssd_chunk_scan_kernel<in_t, 2> : ssd_chunk_scan_kernel<in_t, 1>);
-  if (smem > 48 * 1024) e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  e = opt_in_smem(k3, smem, "ssd_fwd_cuda (chunk scan)");
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, k3, p);
   return e != cudaSuccess ? e : cudaGetLastError();
 }

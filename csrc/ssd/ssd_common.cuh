@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "common/cp_async.h"
+#include "common/smem_optin.h"
 #include "ssd/ssd.h"
 #include "ssd/ssd_mma.cuh"
 

@@ -109,8 +109,7 @@ cudaError_t launch_ssd_fwd(const SsdFwdCudaParams& p, cudaStream_t stream) {
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
   auto kernel = ssd_fwd_kernel<in_t>;
-  cudaError_t e = cudaSuccess;
-  if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  cudaError_t e = opt_in_smem(kernel, smem, "ssd_fwd_cuda (fused)");
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
   return e != cudaSuccess ? e : cudaGetLastError();
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "common/smem_optin.h"
 #include "ssd/ssd.h"
 
 namespace mamba_kernels {
@@ -74,7 +75,7 @@ const char* ssd_fwd_cuda(const SsdFwdCudaParams& params, void* stream) {
       break;
     default: return "ssd_fwd_cuda: unsupported input dtype (fp32, fp16, bf16)";
   }
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  return err == cudaSuccess ? nullptr : launch_error_string(err);
 }
 
 }  // namespace mamba_kernels

@@ -3,6 +3,7 @@
 // them for bf16 inputs.
 #include <cstdlib>
 
+#include "common/smem_optin.h"
 #include "ssd/ssd_dx_kernel.cuh"
 #include "ssd/ssd_scan_kernel.cuh"
 #include "ssd/ssd_state_kernel.cuh"
@@ -45,21 +46,18 @@ const char* check_state(const SsdStateParams& p) {
 }  // namespace
 
 bool ssd_walk_fits(int stage, int device) {
-  int optin = 0;
-  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
+  const int64_t optin = smem_optin_of(device);
   const int need = stage == 2 ? ssd_walk::state_smem_bytes(1) : ssd_walk::kSmemBytes + ssd_walk::kStagingBytes;
   return optin >= need;
 }
 
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (const char* e = check_state(p)) return e;
-  int dev = 0, optin = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (e != cudaSuccess) return cudaGetErrorString(e);
-  if (optin < ssd_walk::state_smem_bytes(1)) return "not enough shared memory for the state stage";
+  const int64_t optin = device_smem_optin();
+  if (optin < ssd_walk::state_smem_bytes(1)) return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  switch (ssd_walk::state_walks_per_cta(p, optin)) {
+  cudaError_t e;
+  switch (ssd_walk::state_walks_per_cta(p, static_cast<int>(optin))) {
     case 1: e = ssd_walk::launch_state<1>(p, s); break;
     case 2: e = ssd_walk::launch_state<2>(p, s); break;
     case 3: e = ssd_walk::launch_state<3>(p, s); break;

@@ -17,7 +17,7 @@ const char* verify_step_cuda(const VerifyStepParams& p, void* stream) {
 int64_t verify_step_cuda_workspace(const VerifyStepParams& p) {
   using namespace verify_kernels;
   const bool clusters = device_has_clusters();
-  const size_t optin = device_smem_optin();  // as launch_verify_ssm's choice
+  const size_t optin = static_cast<size_t>(device_smem_optin());  // as launch_verify_ssm's choice
   switch (p.state_dtype) {
     case DType::kFloat32: return split_workspace_words<float>(p, clusters, true, optin);
     case DType::kFloat16: return split_workspace_words<__half>(p, clusters, true, optin);

@@ -8,6 +8,9 @@
 #include <type_traits>
 #include <utility>
 
+#if defined(__CUDACC__)
+#include "common/smem_optin.h"  // device_smem_optin (the GPU launcher)
+#endif
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m1dec_kernel.cuh"
@@ -257,16 +260,6 @@ inline bool device_has_clusters() {
   return cached[dev] == 2;
 }
 
-// The current device's opt-in dynamic shared memory a block (bytes), asked once per device.
-inline size_t device_smem_optin() {
-  static int cached[64] = {0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 48 * 1024;
-  if (cached[dev] == 0 && cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-    cached[dev] = 48 * 1024;
-  return static_cast<size_t>(cached[dev]);
-}
-
 // c.grid blocks of c.threads in clusters of c.cluster consecutive blocks (x).
 template <typename... Params, typename... Args>
 cudaError_t launch_in_clusters(const SsmLaunch& c, size_t smem, cudaStream_t stream, void (*kern)(Params...),
@@ -351,7 +344,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   const bool clusters = device_has_clusters();
-  const SsmLaunch c = ssm_launch_config<T>(p, clusters, true, device_smem_optin());
+  const SsmLaunch c = ssm_launch_config<T>(p, clusters, true, static_cast<size_t>(device_smem_optin()));
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());

@@ -6,7 +6,8 @@
 // Every case runs both paths (one line each: "ok   chunked <case>", "ok   fused <case>"). Driven by
 // tests/test_ssd_cuda_emu.py:
 //   g++ -std=c++20 -O1 -I tests/cuda_emu -I csrc tests/cuda_emu/ssd_emu.cpp csrc/ssd/ssd_cpu.cpp -o emu && ./emu [i..]
-// Prints one line per case; exit status 1 if any comparison fails.
+// Prints one line per case; exit status 1 if any comparison fails. "./emu optin BYTES NAME" runs case NAME with the
+// device's opt-in shared memory a block set to BYTES (the launcher's refusal message when a kernel needs more).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -313,7 +314,14 @@ bool run_case(const Case& cs, int path, const Variant& var = kVariants[0]) {
 int main(int argc, char** argv) {
   const auto cs = cases();
   std::vector<size_t> which;
-  for (int i = 1; i < argc; ++i) which.push_back(size_t(std::atoi(argv[i])));
+  int a0 = 1;
+  if (argc > 3 && std::string(argv[1]) == "optin") {  // "optin BYTES NAME": case NAME on a device with BYTES a block
+    cuda_emu::max_smem_optin = std::atoi(argv[2]);
+    for (size_t i = 0; i < cs.size(); ++i)
+      if (std::string(cs[i].name) == argv[3]) which.push_back(i);
+    a0 = argc;
+  }
+  for (int i = a0; i < argc; ++i) which.push_back(size_t(std::atoi(argv[i])));
   if (which.empty())
     for (size_t i = 0; i < cs.size(); ++i) which.push_back(i);
   bool all = true;
