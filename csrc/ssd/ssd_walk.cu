@@ -54,7 +54,8 @@ bool ssd_walk_fits(int stage, int device) {
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (const char* e = check_state(p)) return e;
   const int64_t optin = device_smem_optin();
-  if (optin < ssd_walk::state_smem_bytes(1)) return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
+  if (optin < ssd_walk::state_smem_bytes(1))
+    return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
   cudaError_t e;
   switch (ssd_walk::state_walks_per_cta(p, static_cast<int>(optin))) {
