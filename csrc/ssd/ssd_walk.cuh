@@ -237,10 +237,6 @@ __device__ __forceinline__ void store_block_staged(E* sw, const uint32_t (&v)[2]
   __syncwarp();
 }
 
-// Warp `warp`'s staging rows (after the walk's kSmemBytes).
-template <typename E>
-__device__ __forceinline__ E* warp_staging(int warp);
-
 // The persistent walk: CTA blockIdx.x takes items [i0, i1) of the n_slots * nheads (head fastest). Stage s of item
 // i + 1 is requested before item i computes; the resident tiles are reloaded after an item when the next one is in
 // another (chunk, group). load(item, stage) issues one item's stage copies; compute(item, stage) runs one item
@@ -286,6 +282,7 @@ __device__ __forceinline__ void walk_items(const SsdWalkParams& p, char* smem, L
 
 extern __shared__ float4 ssd_walk_smem[];  // the walk kernels' dynamic shared memory (kSmemBytes + kStagingBytes)
 
+// Warp `warp`'s staging rows (after the walk's kSmemBytes).
 template <typename E>
 __device__ __forceinline__ E* warp_staging(int warp) {
   return reinterpret_cast<E*>(reinterpret_cast<char*>(ssd_walk_smem) + kSmemBytes) + warp * (16 * kLdP);
