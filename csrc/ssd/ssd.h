@@ -193,8 +193,8 @@ struct SsdWalkParams {
   bool D_per_channel;
   const int32_t* tab;
   // Outputs (F2's out / ypre, B2's dx) stored 16 bytes a lane through per-warp staging rows instead of 4-byte pieces
-  // from the fragments. Set by the dispatch from MK_SSD_WALK_STAGED=1 (A/B until measured; ssd_walk.cuh).
-  bool staged_stores = false;
+  // from the fragments (partial-sector writes). The dispatch sets it unless MK_SSD_WALK_STAGED=0 (ssd_walk.cu).
+  bool staged_stores = true;
 };
 
 // dx stage (B2) of the backward (ssd_dx_kernel.cuh): for every item, du = (CB o exp(a_t - a_s), s <= t)^T dy +
