@@ -238,17 +238,19 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("stores", ["direct", "staged"])
+@pytest.mark.parametrize("stores", ["direct", "staged", "pingpong"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     """The Triton pipeline's forward output stage and backward dx stage run the CUDA head-walk kernels
     (mamba_kernels/ssd/cuda_walk.py) for bf16, p 64, n 128, chunk 128 with >= 8 heads a group: their counters move;
     outputs and every gradient match the float64 reference, and the all-Triton pipeline (MK_SSD_CUDA_WALK=0) on the
-    same inputs (also without z; the forward stage serves the no-grad call). stores "staged": MK_SSD_WALK_STAGED=1
-    (the stages' outputs through the warps' staging rows)."""
+    same inputs (also without z; the forward stage serves the no-grad call). stores "direct": MK_SSD_WALK_STAGED=0
+    (4-byte stores from the fragments); "staged" (the default): through the warps' staging rows; "pingpong": also
+    MK_SSD_WALK_PINGPONG=1 (the forward output stage as two teams of 8 warps a CTA)."""
     _skip_unavailable("triton", "cuda")
-    monkeypatch.setenv("MK_SSD_WALK_STAGED", "1" if stores == "staged" else "0")
+    monkeypatch.setenv("MK_SSD_WALK_STAGED", "0" if stores == "direct" else "1")
+    monkeypatch.setenv("MK_SSD_WALK_PINGPONG", "1" if stores == "pingpong" else "0")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",

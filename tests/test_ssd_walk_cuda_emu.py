@@ -38,7 +38,14 @@ CASES = {
     "scan-b1-l300-varlen-h4-g2-Dhp-z": ("scan", 1, 300, 4, 2, [0, 5, 140, 140, 300], 2, 4, True, False),
     "scan-b1-l128-h2-g2-noD-noz-1cta": ("scan", 1, 128, 2, 2, None, 0, 1, False, False),
     "scan-b1-l257-h3-g3-D-ypre-5ctas": ("scan", 1, 257, 3, 3, None, 1, 5, False, True),
+    "scan-b1-l300-h5-g1-D-z-2ctas": ("scan", 1, 300, 5, 1, None, 1, 2, True, False),
+    "dx-b1-l300-h5-g1-Dhp-2ctas": ("dx", 1, 300, 5, 1, None, 2, 2, False, False),
 }
+# How the stage stores and walks: "direct" (MK_SSD_WALK_STAGED=0: 4-byte stores from the fragments), "staged" (the
+# default: through the warps' staging rows), "pingpong" (MK_SSD_WALK_PINGPONG=1: two teams of 8 warps a CTA taking
+# alternate items, walk_items_pingpong; odd segments of a (chunk, group)'s heads, a team with no item in a segment,
+# segments cut by CTA ranges).
+WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong")]
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +122,9 @@ def _expected(x, dy, B, cb, dtp, a, dS, D, slots, h, g, acc):
     return dx, ddtp, da, dalast, dD
 
 
-@pytest.mark.parametrize("stores", ["direct", "staged"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_ssd_walk_stage_emulated_on_cpu(case, stores, emu_exe, tmp_path):
-    """stores "staged": MK_SSD_WALK_STAGED=1, the outputs (out / ypre, dx) through the warps' staging rows."""
+@pytest.mark.parametrize("case,walk", WALKS, ids=[f"{c}-{w}" for c, w in WALKS])
+def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
+    """walk: see WALKS."""
     stage, b, l, h, g, cu, dmode, ctas, use_z, use_ypre = CASES[case]
     gen = torch.Generator().manual_seed(77 + l + 11 * h + g)
     slots = _slots(b, l, cu)
@@ -158,9 +164,11 @@ def test_ssd_walk_stage_emulated_on_cpu(case, stores, emu_exe, tmp_path):
         arrays["tab"] = torch.tensor([[t0, ln] for _, _, t0, ln in slots], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    env = {**os.environ, "MK_SSD_WALK_STAGED": "1" if stores == "staged" else "0"}
+    env = {**os.environ, "MK_SSD_WALK_STAGED": "0" if walk == "direct" else "1",
+           "MK_SSD_WALK_PINGPONG": "1" if walk == "pingpong" else "0"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert f"threads {512 if walk == 'pingpong' else 256}" in res.stdout, res.stdout  # the walk asked for ran
     f64 = {k: t.to(F64) for k, t in dict(x=x, dy=dy, z=z, rows=rows, cb=cb, dtp=dtp, a=a, pn=pn).items()}
     D64 = None if D is None else D.to(F64)
     # outputs carry the bf16 rounding of the decay-weighted C B^T operand and of the bf16 store (measured ~2e-3

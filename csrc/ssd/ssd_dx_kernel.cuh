@@ -36,7 +36,7 @@ __device__ __forceinline__ void swap_halves_sum(float (&v)[16], bool upper, int 
 // P = B dS^T: 4 exps a lane a later block instead of 8 masked ones.
 template <typename E>
 __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, const E* cbs, const E* bs,
-                                        const Stage<E>& st, int warp, int lane) {
+                                        const Stage<E>& st, int warp, int lane, E* sw) {
   const E* dys = st.tile0();
   const E* xs = st.tile1();
   const float* as = st.a();
@@ -132,7 +132,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
     }
   }
   if (p.w.staged_stores) {
-    store_block_staged<E, 8, kLdP>(warp_staging<E>(warp), dv, dxg + s0 * hp, hp, ln - s0, lane);
+    store_block_staged<E, 8, kLdP>(sw, dv, dxg + s0 * hp, hp, ln - s0, lane);
   } else {
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
@@ -157,13 +157,19 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   }
 }
 
-template <typename E>
-__global__ void __launch_bounds__(kThreads, 1) ssd_dx_kernel(const SsdDxParams p) {
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  walk_items<E>(
-      p.w, reinterpret_cast<char*>(ssd_walk_smem),
-      [&](const Item& it, char* st) { load_stage<E>(p.w, it, st, p.dy, p.x, p.dS, tid); },
-      [&](const Item& it, const E* cbs, const E* bs, const Stage<E>& st) { dx_item<E>(p, it, cbs, bs, st, warp, lane); });
+// kTeams 1: walk_items (8 warps); 2: walk_items_pingpong (16 warps, 128 registers a thread). warp: the warp's index
+// in its team (its row block); sw: its own staging rows.
+template <typename E, int kTeams>
+__global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_dx_kernel(const SsdDxParams p) {
+  const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
+  E* const sw = warp_staging<E>(tid >> 5);
+  char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
+  const auto load = [&](const Item& it, char* st) { load_stage<E>(p.w, it, st, p.dy, p.x, p.dS, ttid); };
+  const auto compute = [&](const Item& it, const E* cbs, const E* bs, const Stage<E>& st) {
+    dx_item<E>(p, it, cbs, bs, st, warp, lane, sw);
+  };
+  if constexpr (kTeams == 1) walk_items<E>(p.w, smem, load, compute);
+  else walk_items_pingpong<E>(p.w, smem, load, compute);
 }
 
 }  // namespace ssd_walk

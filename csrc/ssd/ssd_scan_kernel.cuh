@@ -27,7 +27,7 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
 
 template <typename E>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
-                                          const Stage<E>& st, int warp, int lane) {
+                                          const Stage<E>& st, int warp, int lane, E* sw) {
   const E* xs = st.tile0();
   const E* zs = st.tile1();
   const float* as = st.a();
@@ -96,7 +96,6 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   E* const outg = static_cast<E*>(p.out) + base + t0 * hp;
   E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
   if (p.w.staged_stores) {
-    E* sw = warp_staging<E>(warp);
     if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
     store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
     return;
@@ -113,15 +112,19 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   }
 }
 
-template <typename E>
-__global__ void __launch_bounds__(kThreads, 1) ssd_scan_kernel(const SsdScanParams p) {
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  walk_items<E>(
-      p.w, reinterpret_cast<char*>(ssd_walk_smem),
-      [&](const Item& it, char* st) { load_stage<E>(p.w, it, st, p.x, p.z, p.hin, tid); },
-      [&](const Item& it, const E* cbs, const E* cs, const Stage<E>& st) {
-        scan_item<E>(p, it, cbs, cs, st, warp, lane);
-      });
+// kTeams 1: walk_items (8 warps); 2: walk_items_pingpong (16 warps, 128 registers a thread). warp: the warp's index
+// in its team (its row block); sw: its own staging rows.
+template <typename E, int kTeams>
+__global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const SsdScanParams p) {
+  const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
+  E* const sw = warp_staging<E>(tid >> 5);
+  char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
+  const auto load = [&](const Item& it, char* st) { load_stage<E>(p.w, it, st, p.x, p.z, p.hin, ttid); };
+  const auto compute = [&](const Item& it, const E* cbs, const E* cs, const Stage<E>& st) {
+    scan_item<E>(p, it, cbs, cs, st, warp, lane, sw);
+  };
+  if constexpr (kTeams == 1) walk_items<E>(p.w, smem, load, compute);
+  else walk_items_pingpong<E>(p.w, smem, load, compute);
 }
 
 }  // namespace ssd_walk

@@ -192,20 +192,13 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 #pragma unroll
       for (int i = 0; i < W; ++i) {
         if (i >= c.nw) break;
+        uint32_t v[2][4];
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll
           for (int half = 0; half < 2; ++half)
-            *reinterpret_cast<uint32_t*>(sw + (g + 8 * half) * kLdH + 8 * j + 2 * q) =
-                ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
-        __syncwarp();
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = (lane >> 2) + 8 * half, cc = (lane & 3) * 8;
-          const uint4 v = *reinterpret_cast<const uint4*>(sw + r * kLdH + cc);
-          *reinterpret_cast<uint4*>(hin + block_off(i) + r * kN + cc) = v;
-        }
-        __syncwarp();
+            v[half][j] = ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+        store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll

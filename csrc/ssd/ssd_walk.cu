@@ -30,6 +30,13 @@ bool staged_stores_knob() {
   return !(v != nullptr && v[0] == '0');
 }
 
+// MK_SSD_WALK_PINGPONG=1: F2 and B2 (ssd_scan_kernel, ssd_dx_kernel) as two teams of 8 warps a CTA
+// (walk_items_pingpong; A/B until measured). Read at every launch, as staged_stores_knob.
+bool pingpong_knob() {
+  const char* v = std::getenv("MK_SSD_WALK_PINGPONG");
+  return v != nullptr && v[0] == '1';
+}
+
 const char* check_state(const SsdStateParams& p) {
   if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return "ngroups must divide nheads";
   if (p.num_ctas < 1) return "num_ctas must be positive";
@@ -74,8 +81,10 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
   if (const char* e = check_walk(p.w)) return e;
   SsdDxParams q = p;
   q.w.staged_stores = staged_stores_knob();
-  const cudaError_t e = ssd_walk::launch_walk(ssd_walk::ssd_dx_kernel<__nv_bfloat16>, q, q.w,
-                                              static_cast<cudaStream_t>(stream));
+  const auto s = static_cast<cudaStream_t>(stream);
+  const cudaError_t e = pingpong_knob() && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
+                            ? ssd_walk::launch_walk<2>(ssd_walk::ssd_dx_kernel<__nv_bfloat16, 2>, q, q.w, s)
+                            : ssd_walk::launch_walk<1>(ssd_walk::ssd_dx_kernel<__nv_bfloat16, 1>, q, q.w, s);
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
@@ -83,8 +92,10 @@ const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   if (const char* e = check_walk(p.w)) return e;
   SsdScanParams q = p;
   q.w.staged_stores = staged_stores_knob();
-  const cudaError_t e = ssd_walk::launch_walk(ssd_walk::ssd_scan_kernel<__nv_bfloat16>, q, q.w,
-                                              static_cast<cudaStream_t>(stream));
+  const auto s = static_cast<cudaStream_t>(stream);
+  const cudaError_t e = pingpong_knob() && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
+                            ? ssd_walk::launch_walk<2>(ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>, q, q.w, s)
+                            : ssd_walk::launch_walk<1>(ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, q, q.w, s);
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 

@@ -280,6 +280,60 @@ __device__ __forceinline__ void walk_items(const SsdWalkParams& p, char* smem, L
   cp_async_wait<0>();
 }
 
+// Barrier of the 256 threads of team `team` (named barrier 1 + team; 0 is __syncthreads).
+__device__ __forceinline__ void team_barrier(int team) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + team), "n"(kThreads) : "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::named_barrier(1 + team, kThreads);
+#endif
+}
+
+// The ping-pong walk (MK_SSD_WALK_PINGPONG=1): two teams of 8 warps in one CTA (16 warps an SM) share the resident
+// tiles and take alternate items of the CTA's range, one stage each, synchronising by their own named barrier, so
+// that one team's mma runs while the other waits for its loads or stores its outputs. Why: with one team (walk_items)
+// the 8 warps go through the same phases together, and the phases add up (F1's lab: loads 73, + scaling 82, + stores
+// 114, + mma 168 us); a scheduler has 2 warps to switch between. The cost: no stage ahead within a team (the other
+// team's work hides the load), 128 registers a thread, and a CTA barrier where the resident tiles change (the range
+// is cut into segments of one (chunk, group): item / (nheads / ngroups) is their key). load / compute as for
+// walk_items, called with the team's thread index (0..255) by the caller's lambdas. smem: kSmemBytes (the two stages
+// are the teams') + 2 kStagingBytes.
+template <typename E, typename Load, typename Compute>
+__device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute) {
+  E* cbs = reinterpret_cast<E*>(smem);
+  E* rs = reinterpret_cast<E*>(smem + kCbBytes);
+  const int tid = threadIdx.x, team = tid / kThreads;
+  char* st = smem + kCbBytes + kRowsBytes + team * kStageBytes;
+  const int64_t total = p.n_slots * p.nheads, hpg = p.nheads / p.ngroups;
+  const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
+  for (int64_t s0 = i0; s0 < i1;) {
+    const int64_t s1 = (s0 / hpg + 1) * hpg < i1 ? (s0 / hpg + 1) * hpg : i1;  // this (chunk, group)'s items
+    __syncthreads();  // both teams are done with the previous segment's resident tiles
+    if (team == 0) load_resident<E>(p, item_of(p, s0), cbs, rs, tid);
+    int64_t it = s0 + team;
+    Item cur{};
+    if (it < s1) {
+      cur = item_of(p, it);
+      load(cur, st);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();  // the resident tiles (team 0's copies) and each team's first stage have landed
+    while (it < s1) {
+      if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs), Stage<E>{st});
+      team_barrier(team);  // the team is done reading its stage
+      it += 2;
+      if (it >= s1) break;
+      cur = next_item(p, next_item(p, cur));
+      load(cur, st);
+      cp_async_commit();
+      cp_async_wait<0>();
+      team_barrier(team);
+    }
+    s0 = s1;
+  }
+}
+
 extern __shared__ float4 ssd_walk_smem[];  // the walk kernels' dynamic shared memory (kSmemBytes + kStagingBytes)
 
 // Warp `warp`'s staging rows (after the walk's kSmemBytes).
@@ -288,17 +342,20 @@ __device__ __forceinline__ E* warp_staging(int warp) {
   return reinterpret_cast<E*>(reinterpret_cast<char*>(ssd_walk_smem) + kSmemBytes) + warp * (16 * kLdP);
 }
 
-// Launch helper: min(items, num_ctas) CTAs of kThreads with kSmemBytes + kStagingBytes of dynamic shared memory.
-template <typename K, typename P>
+// Dynamic shared memory of a walk kernel with `teams` teams of 8 warps (1: walk_items, 2: walk_items_pingpong).
+constexpr int walk_smem_bytes(int teams) { return kSmemBytes + teams * kStagingBytes; }
+
+// Launch helper: min(items, num_ctas) CTAs of kTeams * kThreads with walk_smem_bytes(kTeams) of dynamic shared memory.
+template <int kTeams, typename K, typename P>
 cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaStream_t stream) {
   const int64_t total = w.n_slots * w.nheads;
   if (total == 0) return cudaSuccess;
   cudaLaunchConfig_t cfg = {};
-  cfg.blockDim = dim3(kThreads);
+  cfg.blockDim = dim3(kTeams * kThreads);
   cfg.gridDim = dim3(unsigned(total < w.num_ctas ? total : w.num_ctas));
-  cfg.dynamicSmemBytes = size_t(kSmemBytes + kStagingBytes);
+  cfg.dynamicSmemBytes = size_t(walk_smem_bytes(kTeams));
   cfg.stream = stream;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes + kStagingBytes);
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, walk_smem_bytes(kTeams));
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }

@@ -122,6 +122,7 @@ struct Fiber {
 };
 inline Barrier block_bar;
 inline Barrier* block_bar_p = &block_bar;  // the running block's
+inline Barrier named_bars[16];             // bar.sync id, n (id 1..15; 0 is block_bar): reset for every block
 // When set, NaN-filled before every block of a launch (reads of unwritten shared memory then show up in the
 // outputs); the test driver of a kernel whose shared array is not smem_buf sets it.
 inline void* poison_smem = nullptr;
@@ -204,6 +205,7 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
         for (size_t i = 0; poison_smem && i < poison_smem_bytes / 4; ++i)
           std::memcpy(static_cast<unsigned char*>(poison_smem) + 4 * i, &nan, 4);
         block_bar = Barrier{nthr};
+        for (Barrier& nb : named_bars) nb = Barrier{};
         std::vector<Warp> ws(nthr / 32);
         warps = ws.data();
         fibers = fs.data();
@@ -224,6 +226,17 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
 }  // namespace cuda_emu
 
 inline void __syncthreads() { cuda_emu::arrive_and_wait(*cuda_emu::block_bar_p); }
+namespace cuda_emu {
+// bar.sync id, n: the first n threads to arrive at barrier id (1..15) pass together; every use of an id in a block
+// must name the same n.
+inline void named_barrier(unsigned id, unsigned n) {
+  if (id == 0 || id >= 16 || n == 0 || n % 32 != 0) fail("named_barrier: id 1..15 and a whole number of warps");
+  Barrier& b = named_bars[id];
+  if (b.n == 0) b.n = n;
+  if (b.n != n) fail("named_barrier: one id used with two thread counts");
+  arrive_and_wait(b);
+}
+}  // namespace cuda_emu
 inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emu::arrive_and_wait(cuda_emu::warps[threadIdx.x >> 5].bar); }
 namespace cuda_emu {
 // Publishes v, waits for the warp, returns lane src's value (own value if src >= 32). Buffer p of shuffle k

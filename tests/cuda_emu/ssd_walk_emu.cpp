@@ -33,13 +33,13 @@ using emu_case::M;
 using emu_case::read_arr;
 using emu_case::write_arr;
 
-// Prints the launch error, or the number of launches (the exit status says which).
+// Prints the launch error, or the number of launches and the last one's threads a block (the exit status says which).
 int report(const char* err) {
   if (err) {
     std::printf("launch error: %s\n", err);
     return 1;
   }
-  std::printf("launches %lld\n", static_cast<long long>(cuda_emu::launches));
+  std::printf("launches %lld threads %u\n", static_cast<long long>(cuda_emu::launches), blockDim.x);
   return 0;
 }
 
