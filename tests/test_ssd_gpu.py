@@ -246,8 +246,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     (mamba_kernels/ssd/cuda_walk.py) for bf16, p 64, n 128, chunk 128 with >= 8 heads a group: their counters move;
     outputs and every gradient match the float64 reference, and the all-Triton pipeline (MK_SSD_CUDA_WALK=0) on the
     same inputs (also without z; the forward stage serves the no-grad call). stores "direct": MK_SSD_WALK_STAGED=0
-    (4-byte stores from the fragments); "staged" (the default): through the warps' staging rows; "pingpong": also
-    MK_SSD_WALK_PINGPONG=1 (the forward output stage as two teams of 8 warps a CTA)."""
+    (4-byte stores from the fragments, one team of 8 warps a CTA); "staged": through the warps' staging rows, one
+    team (MK_SSD_WALK_PINGPONG=0); "pingpong" (the default): staged, two teams of 8 warps a CTA on alternate items."""
     _skip_unavailable("triton", "cuda")
     monkeypatch.setenv("MK_SSD_WALK_STAGED", "0" if stores == "direct" else "1")
     monkeypatch.setenv("MK_SSD_WALK_PINGPONG", "1" if stores == "pingpong" else "0")

@@ -41,10 +41,10 @@ CASES = {
     "scan-b1-l300-h5-g1-D-z-2ctas": ("scan", 1, 300, 5, 1, None, 1, 2, True, False),
     "dx-b1-l300-h5-g1-Dhp-2ctas": ("dx", 1, 300, 5, 1, None, 2, 2, False, False),
 }
-# How the stage stores and walks: "direct" (MK_SSD_WALK_STAGED=0: 4-byte stores from the fragments), "staged" (the
-# default: through the warps' staging rows), "pingpong" (MK_SSD_WALK_PINGPONG=1: two teams of 8 warps a CTA taking
-# alternate items, walk_items_pingpong; odd segments of a (chunk, group)'s heads, a team with no item in a segment,
-# segments cut by CTA ranges).
+# How the stage stores and walks: "direct" (MK_SSD_WALK_STAGED=0: 4-byte stores from the fragments; one team of 8
+# warps a CTA, MK_SSD_WALK_PINGPONG=0), "staged" (through the warps' staging rows; one team), "pingpong" (the default:
+# staged, two teams of 8 warps a CTA taking alternate items, walk_items_pingpong; the cases hold odd segments of a
+# (chunk, group)'s heads, a team with no item in a segment, segments cut by CTA ranges).
 WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong")]
 
 

@@ -7,7 +7,8 @@
 // items, head fastest, so consecutive items share the chunk's C B^T and B (or C) rows, which stay in shared memory
 // until the (chunk, group) changes (a whole group at g = 1: 80 heads at b4 l4096 h80 p64 n128); each item's two
 // (token, p) tiles, its (p, n) state tile and its a / dt' / D rows come by cp.async into one of two stages while the
-// previous item computes (walk_items).
+// previous item computes (walk_items), or, the default where the device has the shared memory, two teams of 8 warps
+// take alternate items with a stage each (walk_items_pingpong).
 //
 // Work split of an item (8 warps): warp w owns the 16 rows of block w (w < 4) or 11 - w and all 64 p columns (a
 // 16 x 64 fp32 accumulator, 8 n8 tiles), so that the two warps of a scheduler (w, w + 4) own blocks k and 7 - k and
@@ -289,15 +290,16 @@ __device__ __forceinline__ void team_barrier(int team) {
 #endif
 }
 
-// The ping-pong walk (MK_SSD_WALK_PINGPONG=1): two teams of 8 warps in one CTA (16 warps an SM) share the resident
-// tiles and take alternate items of the CTA's range, one stage each, synchronising by their own named barrier, so
-// that one team's mma runs while the other waits for its loads or stores its outputs. Why: with one team (walk_items)
-// the 8 warps go through the same phases together, and the phases add up (F1's lab: loads 73, + scaling 82, + stores
-// 114, + mma 168 us); a scheduler has 2 warps to switch between. The cost: no stage ahead within a team (the other
-// team's work hides the load), 128 registers a thread, and a CTA barrier where the resident tiles change (the range
-// is cut into segments of one (chunk, group): item / (nheads / ngroups) is their key). load / compute as for
-// walk_items, called with the team's thread index (0..255) by the caller's lambdas. smem: kSmemBytes (the two stages
-// are the teams') + 2 kStagingBytes.
+// The ping-pong walk (the default where it fits; MK_SSD_WALK_PINGPONG=0: walk_items): two teams of 8 warps in one
+// CTA (16 warps an SM) share the resident tiles and take alternate items of the CTA's range, one stage each,
+// synchronising by their own named barrier, so that one team's mma runs while the other waits for its loads or
+// stores its outputs. Why: with one team (walk_items) the 8 warps go through the same phases together, and the
+// phases add up (F1's lab: loads 73, + scaling 82, + stores 114, + mma 168 us); a scheduler has 2 warps to switch
+// between. H200, b4 l4096 h80 p64 n128 g1 (768cb6a): F2 271.8 us against 325.1 with one team, B2 289.5 against
+// 310.3. The cost: no stage ahead within a team (the other team's work hides the load), 128 registers a thread (no
+// spills at sm_90a), and a CTA barrier where the resident tiles change (the range is cut into segments of one (chunk,
+// group): item / (nheads / ngroups) is their key). load / compute as for walk_items, called with the team's thread
+// index (0..255) by the caller's lambdas. smem: kSmemBytes (the two stages are the teams') + 2 kStagingBytes.
 template <typename E, typename Load, typename Compute>
 __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute) {
   E* cbs = reinterpret_cast<E*>(smem);

@@ -15,7 +15,8 @@ output (inference). H200, b4 l4096 h80 p64 n128 g1: F1 163 us against 171 for th
 F2 328.8 us without ypre against ~337-342 for the Triton kernel, 383.7 against 376.7-378.9 with the ypre store; B2
 307.7 us against 555.7 (62b2482). MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the Triton kernels:
 A/B timing; F2's and B2's outputs go through staging rows (ssd_walk.cuh; F2 328 against 339 us stored from the
-fragments, 03b0e07) unless MK_SSD_WALK_STAGED=0. CALLS
+fragments, 03b0e07) unless MK_SSD_WALK_STAGED=0, and F2 / B2 run as two teams of 8 warps a CTA (F2 271.8 against
+325.1 us, B2 289.5 against 310.3, 768cb6a) unless MK_SSD_WALK_PINGPONG=0. CALLS
 counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
