@@ -36,11 +36,8 @@ constexpr int kHalfTileBytes = kQ * kLdH * 2;                   // 10 KB
 constexpr int kStateWalkBytes = kHalfTileBytes + 2 * kQ * 4;    // x half tile, a row, w (dt') row
 constexpr int kStateMaxWalks = 6;                               // W a CTA: at most 6 (16 W accumulator registers)
 constexpr int state_stage_bytes(int W) { return kRowsBytes + W * kStateWalkBytes; }
-// A CTA of SW = 8 or 16 warps (MK_SSD_STATE_WARPS): warp w owns p rows 16 (w & 1) .. + 16 of every walk and n columns
-// kStateCols(SW) (w >> 1) .. + kStateCols(SW), i.e. 4 (8 warps) or 2 (16 warps) n8 tiles.
-constexpr int state_cols(int SW) { return 2 * kN / SW; }
-constexpr int state_store_bytes(int SW) { return SW * 16 * kLdH * 2; }  // a warp's 16 staging rows for the h_in stores
-constexpr int state_smem_bytes(int W, int SW = kWarps) { return 2 * state_stage_bytes(W) + state_store_bytes(SW); }
+constexpr int kStateStoreBytes = kWarps * 16 * kLdH * 2;     // a warp's 16 staging rows for the h_in stores
+constexpr int state_smem_bytes(int W) { return 2 * state_stage_bytes(W) + kStateStoreBytes; }
 
 // The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
 struct StateCta {
@@ -70,10 +67,10 @@ __device__ __forceinline__ StateCta state_cta(const SsdStateParams& p, int W) {
   return c;
 }
 
-// Stage loads of chunk c by T threads: the B tile (rows >= ln zero) and, per walk, its x half tile (rows >= ln zero),
-// a and dt' rows (past ln zero). Thread tid copies B rows tid / 16 + T / 16 u, x rows tid / 4 + T / 4 u, 16 bytes
-// each, and (tid < 256) a or dt' entry tid % 128.
-template <typename E, int W, int T>
+// Stage loads of chunk c: the B tile (rows >= ln zero) and, per walk, its x half tile (rows >= ln zero), a and dt'
+// rows (past ln zero). Thread tid copies B rows tid / 16 + 16 u (u < 8), x rows tid / 4 + 64 u (u < 2), 16 bytes
+// each, and a or dt' entry tid % 128.
+template <typename E, int W>
 __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateCta& c, int chunk, char* st, int tid) {
   const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
   const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
@@ -84,8 +81,8 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     const int64_t gn = p.ngroups * kN;
     const int r0 = tid >> 4, c0 = (tid & 15) * 8;
 #pragma unroll
-    for (int u = 0; u < kQ / (T / 16); ++u) {
-      const int r = r0 + (T / 16) * u;
+    for (int u = 0; u < 8; ++u) {
+      const int r = r0 + 16 * u;
       const bool ok = r < ln;
       cp_async16_zfill(bs + r * kLdN + c0, bg + (ok ? r * gn + c0 : 0), ok);
     }
@@ -101,24 +98,21 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     const int64_t hp = h * kP;
     const int r0 = tid >> 2, c0 = (tid & 3) * 8;
 #pragma unroll
-    for (int u = 0; u < kQ / (T / 4); ++u) {
-      const int r = r0 + (T / 4) * u;
+    for (int u = 0; u < 2; ++u) {
+      const int r = r0 + 64 * u;
       const bool ok = r < ln;
       cp_async16_zfill(xs + r * kLdH + c0, xg + (ok ? r * hp + c0 : 0), ok);
     }
-    if (tid < 2 * kQ) {
-      float* rowsf = reinterpret_cast<float*>(wb + kHalfTileBytes);  // a in [0, Q), dt' in [Q, 2Q)
-      const int r = tid & (kQ - 1);
-      float* dst = rowsf + tid;
-      if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
-      else *dst = 0.f;
-    }
+    float* rowsf = reinterpret_cast<float*>(wb + kHalfTileBytes);  // a in [0, Q), dt' in [Q, 2Q)
+    const int r = tid & (kQ - 1);
+    float* dst = rowsf + tid;
+    if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
+    else *dst = 0.f;
   }
 }
 
-template <typename E, int W, int SW>
-__global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStateParams p) {
-  constexpr int T = 32 * SW, NC = state_cols(SW), J = NC / 8;  // threads; n columns and n8 tiles a warp
+template <typename E, int W>
+__global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p) {
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
@@ -131,16 +125,16 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
   // this lane's (row, column) pairs of walk i's (p, n) state: rows 32 ph + 16 mb + g (+ 8), columns 32 nq + 8 j + 2q
   auto block_off = [&](int i) -> int64_t {  // the warp's 16 x 32 block of walk i's (p, n) state
     const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
-    return (hh * kP + 32 * ((c.i0 + i) & 1) + 16 * mb) * kN + NC * nq;
+    return (hh * kP + 32 * ((c.i0 + i) & 1) + 16 * mb) * kN + 32 * nq;
   };
   auto state_off = [&](int i, int j, int half) -> int64_t {
     return block_off(i) + (g + 8 * half) * kN + 8 * j + 2 * q;
   };
-  float acc[W][J][4];
+  float acc[W][4][4];
 #pragma unroll
   for (int i = 0; i < W; ++i)
 #pragma unroll
-    for (int j = 0; j < J; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         float v0 = 0.f, v1 = 0.f;
@@ -153,11 +147,11 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
         acc[i][j][2 * half + 1] = v1;
       }
 
-  if (nck > 0) state_load<E, W, T>(p, c, 0, smem, tid);
+  if (nck > 0) state_load<E, W>(p, c, 0, smem, tid);
   cp_async_commit();
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * state_stage_bytes(W);
-    if (k + 1 < nck) state_load<E, W, T>(p, c, k + 1, smem + ((k + 1) & 1) * state_stage_bytes(W), tid);
+    if (k + 1 < nck) state_load<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_stage_bytes(W), tid);
     cp_async_commit();
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();
@@ -170,8 +164,8 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
       const float* rowsf = reinterpret_cast<const float*>(wb + kHalfTileBytes);
       const float aL = rowsf[ln - 1];
 #pragma unroll
-      for (int u = 0; u < kQ / (T / 4); ++u) {
-        const int r = (tid >> 2) + (T / 4) * u;
+      for (int u = 0; u < 2; ++u) {
+        const int r = (tid >> 2) + 64 * u;
         if (r >= ln) continue;
         const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
         uint4* v = reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
@@ -198,15 +192,15 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
 #pragma unroll
       for (int i = 0; i < W; ++i) {
         if (i >= c.nw) break;
-        uint32_t v[2][J];
+        uint32_t v[2][4];
 #pragma unroll
-        for (int j = 0; j < J; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
           for (int half = 0; half < 2; ++half)
             v[half][j] = ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
-        store_block_staged<E, J, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
+        store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
 #pragma unroll
-        for (int j = 0; j < J; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[i][j][e] *= decay[i];
       }
@@ -216,10 +210,9 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
     const E* bs = reinterpret_cast<const E*>(st);
     const int ksteps = (ln + 15) / 16;
     for (int kk = 0; kk < ksteps; ++kk) {
-      typename Frag<E>::B b[J];
-#pragma unroll
-      for (int jj = 0; jj < J / 2; ++jj)
-        ssd_cuda::b_rows2<E>(b[2 * jj], b[2 * jj + 1], bs + 16 * kk * kLdN + NC * nq + 16 * jj, kLdN, g, q);
+      typename Frag<E>::B b[4];
+      ssd_cuda::b_rows2<E>(b[0], b[1], bs + 16 * kk * kLdN + 32 * nq, kLdN, g, q);
+      ssd_cuda::b_rows2<E>(b[2], b[3], bs + 16 * kk * kLdN + 32 * nq + 16, kLdN, g, q);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
         const E* xs = reinterpret_cast<const E*>(st + kRowsBytes + i * kStateWalkBytes);
@@ -228,7 +221,7 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
         typename Frag<E>::A af;
         ssd_cuda::ldsm_x4_trans(af.r, xs + (16 * kk + r8 + 8 * (m >> 1)) * kLdH + 16 * mb + 8 * (m & 1));
 #pragma unroll
-        for (int j = 0; j < J; ++j) Frag<E>::mma(acc[i][j], af, b[j]);
+        for (int j = 0; j < 4; ++j) Frag<E>::mma(acc[i][j], af, b[j]);
       }
     }
     __syncthreads();  // this stage's last reader: the next iteration loads into it
@@ -239,7 +232,7 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
   for (int i = 0; i < W; ++i) {
     if (i >= c.nw) break;
 #pragma unroll
-    for (int j = 0; j < J; ++j)
+    for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int half = 0; half < 2; ++half)
         *reinterpret_cast<float2*>(p.final_states + c.seq * h * kP * kN + state_off(i, j, half)) =
@@ -250,27 +243,27 @@ __global__ void __launch_bounds__(32 * SW, 1) ssd_state_kernel(const SsdStatePar
 // Walks a CTA for this call: the fewest (so the most CTAs) whose grid fits on num_ctas SMs, at most what the
 // shared memory of one CTA holds (smem_optin bytes) and kStateMaxWalks; the largest allowed when even that needs
 // more CTAs than SMs (several waves).
-inline int state_walks_per_cta(const SsdStateParams& p, int smem_optin, int SW = kWarps) {
+inline int state_walks_per_cta(const SsdStateParams& p, int smem_optin) {
   int wmax = kStateMaxWalks;
-  while (wmax > 1 && state_smem_bytes(wmax, SW) > smem_optin) --wmax;
+  while (wmax > 1 && state_smem_bytes(wmax) > smem_optin) --wmax;
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   for (int w = 1; w <= wmax; ++w)
     if (p.nseq * p.ngroups * ((halves + w - 1) / w) <= p.num_ctas) return w;
   return wmax;
 }
 
-template <int W, int SW>
+template <int W>
 cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
   if (grid == 0) return cudaSuccess;
-  auto kernel = ssd_state_kernel<__nv_bfloat16, W, SW>;
+  auto kernel = ssd_state_kernel<__nv_bfloat16, W>;
   cudaLaunchConfig_t cfg = {};
-  cfg.blockDim = dim3(32 * SW);
+  cfg.blockDim = dim3(kThreads);
   cfg.gridDim = dim3(unsigned(grid));
-  cfg.dynamicSmemBytes = size_t(state_smem_bytes(W, SW));
+  cfg.dynamicSmemBytes = size_t(state_smem_bytes(W));
   cfg.stream = stream;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem_bytes(W, SW));
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem_bytes(W));
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }

@@ -2,7 +2,6 @@
 // (ssd_state_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128, chunk 128) and launches
 // them for bf16 inputs.
 #include <cstdlib>
-#include <cstring>
 
 #include "common/smem_optin.h"
 #include "ssd/ssd_dx_kernel.cuh"
@@ -39,25 +38,6 @@ bool pingpong_knob() {
   return !(v != nullptr && v[0] == '0');
 }
 
-// MK_SSD_STATE_WARPS=16: F1 (ssd_state_kernel) with 16 warps a CTA, each on half the n columns of the 8-warp split
-// (A/B until measured). Read at every launch.
-int state_warps_knob() {
-  const char* v = std::getenv("MK_SSD_STATE_WARPS");
-  return v != nullptr && std::strcmp(v, "16") == 0 ? 16 : 8;
-}
-
-template <int SW>
-cudaError_t launch_state_w(const SsdStateParams& p, int optin, cudaStream_t s) {
-  switch (ssd_walk::state_walks_per_cta(p, optin, SW)) {
-    case 1: return ssd_walk::launch_state<1, SW>(p, s);
-    case 2: return ssd_walk::launch_state<2, SW>(p, s);
-    case 3: return ssd_walk::launch_state<3, SW>(p, s);
-    case 4: return ssd_walk::launch_state<4, SW>(p, s);
-    case 5: return ssd_walk::launch_state<5, SW>(p, s);
-    default: return ssd_walk::launch_state<6, SW>(p, s);
-  }
-}
-
 const char* check_state(const SsdStateParams& p) {
   if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return "ngroups must divide nheads";
   if (p.num_ctas < 1) return "num_ctas must be positive";
@@ -86,9 +66,15 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  const cudaError_t e = state_warps_knob() == 16 && optin >= ssd_walk::state_smem_bytes(1, 16)
-                            ? launch_state_w<16>(p, static_cast<int>(optin), s)
-                            : launch_state_w<8>(p, static_cast<int>(optin), s);
+  cudaError_t e;
+  switch (ssd_walk::state_walks_per_cta(p, static_cast<int>(optin))) {
+    case 1: e = ssd_walk::launch_state<1>(p, s); break;
+    case 2: e = ssd_walk::launch_state<2>(p, s); break;
+    case 3: e = ssd_walk::launch_state<3>(p, s); break;
+    case 4: e = ssd_walk::launch_state<4>(p, s); break;
+    case 5: e = ssd_walk::launch_state<5>(p, s); break;
+    default: e = ssd_walk::launch_state<6>(p, s); break;
+  }
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
