@@ -10,7 +10,7 @@ them on the command line, one process per variant):
   MK_SSD_HANDOVER=1 python3 scripts/profile_ssd.py --impls cuda      # state hand-over (default 0: S_c + state pass)
   MK_SSD_SCAN_HEADS=2 python3 scripts/profile_ssd.py --impls cuda    # heads of a group a scan CTA: 1 (default), 2, 4
 Variants of the head-walk stages (read at every launch): MK_SSD_WALK_STAGED=0 (outputs stored from the fragments),
-MK_SSD_WALK_PINGPONG=1 (F2 / B2 as two teams of 8 warps a CTA); use --impls triton (the pipeline that runs them).
+MK_SSD_WALK_PINGPONG=0 (F2 / B2 as one team of 8 warps a CTA); use --impls triton (the pipeline that runs them).
 The variant in force is printed first.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main():
     a = ap.parse_args()
     print("MK_SSD_HANDOVER=%s MK_SSD_SCAN_HEADS=%s MK_SSD_WALK_STAGED=%s MK_SSD_WALK_PINGPONG=%s" % (
         os.environ.get("MK_SSD_HANDOVER", "0 (default)"), os.environ.get("MK_SSD_SCAN_HEADS", "1 (default)"),
-        os.environ.get("MK_SSD_WALK_STAGED", "1 (default)"), os.environ.get("MK_SSD_WALK_PINGPONG", "0 (default)")))
+        os.environ.get("MK_SSD_WALK_STAGED", "1 (default)"), os.environ.get("MK_SSD_WALK_PINGPONG", "1 (default)")))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)
         gout = torch.randn_like(inp["x"]) if a.bwd else None

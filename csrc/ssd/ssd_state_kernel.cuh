@@ -22,8 +22,10 @@
 // issue every ~6 cycles; the mma.sync work alone is ~43 us at Hopper's mma.sync rate). Measured and not kept: the
 // fragments weighted after ldmatrix (238 us), 4-byte h_in stores straight from the fragments (206 us under ncu: 10 M
 // partial-sector writes at L2), 64-token steps in 4 stages with the next step's scaling behind this step's mma (183
-// us), smaller W for more CTAs (223-243 us). What would make it faster: wgmma (asynchronous, at the full tensor rate)
-// so that the mma overlaps the scaling and the stores, or more warps an SM.
+// us), smaller W for more CTAs (223-243 us), 16 warps each on half the n columns (196-199 us against 163-167 in the
+// same run, session 21: the warps stay in lockstep and re-load the x fragments). What would make it faster: wgmma
+// (asynchronous, at the full tensor rate) so that the mma overlaps the scaling and the stores, or warps in different
+// phases (the head walk's two teams on different items: ssd_walk.cuh, walk_items_pingpong).
 #pragma once
 #include "ssd/ssd_walk.cuh"
 
