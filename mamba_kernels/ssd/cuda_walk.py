@@ -42,6 +42,13 @@ def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str, tiles=())
             and _fits(op, x.device.index if x.device.index is not None else torch.cuda.current_device()))
 
 
+def scan_serves_ypre() -> bool:
+    """Whether F2 also serves forward calls that keep the pre-gate output for a backward (MK_SSD_WALK_YPRE=1, read
+    at each call; A/B until measured: with one team and fragment stores F2 with the ypre store was slower than the
+    Triton kernel, 383.7 against ~378 us)."""
+    return os.environ.get("MK_SSD_WALK_YPRE", "0") == "1"
+
+
 _STAGE = {"_ssd_dx_cuda": 0, "_ssd_scan_cuda": 1, "_ssd_state_cuda": 2}
 
 

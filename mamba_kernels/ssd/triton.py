@@ -430,10 +430,11 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             5.0 if x.dtype == torch.float16 else 60.0,
             VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
-    elif lay.nk and hin_dt == sdt and not store_ypre and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)):
-        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)  # CUDA stage (cuda_walk.py: inference calls only)
+    elif lay.nk and hin_dt == sdt and (not store_ypre or cuda_walk.scan_serves_ypre()) and \
+            cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)):
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)  # CUDA stage (cuda_walk.py: inference calls by default)
         cuda_walk.scan(x, z, C, cb, dtp, a, states_in, D, lay.tab if lay.varlen else None, lay.nk, _num_sms(dev), out,
-                       None)
+                       ypre if store_ypre else None)
     elif lay.nk:
         cb_mem = hpg > 1
         c, o = _launch_opts(cfg["chunk_scan"])
