@@ -238,21 +238,22 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-ypre"])
+@pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     """The Triton pipeline's forward output stage and backward dx stage run the CUDA head-walk kernels
     (mamba_kernels/ssd/cuda_walk.py) for bf16, p 64, n 128, chunk 128 with >= 8 heads a group: their counters move;
     outputs and every gradient match the float64 reference, and the all-Triton pipeline (MK_SSD_CUDA_WALK=0) on the
-    same inputs (also without z; the forward stage serves the no-grad call). stores "direct": MK_SSD_WALK_STAGED=0
+    same inputs (also without z; the forward stage serves the no-grad and the autograd call). stores "direct": MK_SSD_WALK_STAGED=0
     (4-byte stores from the fragments, one team of 8 warps a CTA); "staged": through the warps' staging rows, one
-    team (MK_SSD_WALK_PINGPONG=0); "pingpong" (the default): staged, two teams of 8 warps a CTA on alternate items;
-    "pingpong-ypre": also MK_SSD_WALK_YPRE=1, the output stage serving the autograd call too (storing ypre)."""
+    team (MK_SSD_WALK_PINGPONG=0); "pingpong" (the default): staged, two teams of 8 warps a CTA on alternate items,
+    the output stage serving the autograd call too (storing ypre); "pingpong-noypre": MK_SSD_WALK_YPRE=0, the Triton
+    scan kernel for the autograd call."""
     _skip_unavailable("triton", "cuda")
     monkeypatch.setenv("MK_SSD_WALK_STAGED", "0" if stores == "direct" else "1")
     monkeypatch.setenv("MK_SSD_WALK_PINGPONG", "1" if stores.startswith("pingpong") else "0")
-    monkeypatch.setenv("MK_SSD_WALK_YPRE", "1" if stores == "pingpong-ypre" else "0")
+    monkeypatch.setenv("MK_SSD_WALK_YPRE", "0" if stores == "pingpong-noypre" else "1")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
@@ -280,9 +281,9 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
         return [y_inf, y] + list(torch.autograd.grad(loss, [inp[k] for k in names]))
     mid = dict(cuda_walk.CALLS)
     got = run()
-    # the output stage serves the no-grad call (no pre-gate output kept; with autograd the Triton scan runs, unless
-    # MK_SSD_WALK_YPRE=1), the state stage both forwards
-    done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + (2 if stores == "pingpong-ypre" else 1),
+    # the output stage serves both forwards (with autograd storing ypre; with MK_SSD_WALK_YPRE=0 the Triton scan
+    # runs that one), the state stage both forwards
+    done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + (1 if stores == "pingpong-noypre" else 2),
             "state": mid["state"] + 2}
     assert _walk_calls(cuda_walk) == done
     monkeypatch.setenv("MK_SSD_CUDA_WALK", "0")

@@ -10,13 +10,14 @@ They serve bf16 inputs with p 64, n 128 and chunk 128 (the shape they were writt
 state sizes, and the chunk the Triton path runs at) on sm_80+ devices that give a CTA the shared memory the stage
 needs (F2 / B2 ~195 KB: H100 / H200; F1 100 KB: also A100, not RTX 40xx; `_fits`) when the extension was built with
 them and at least 8 heads share a group (with fewer, C B^T and B / C are reloaded for nearly every item and nothing
-is shared); the forward stages also need bf16 chunk-entry states, and F2 serves only calls that keep no pre-gate
-output (inference). H200, b4 l4096 h80 p64 n128 g1: F1 163 us against 171 for the Triton walk (2026-12-01, 4a98a62);
-F2 328.8 us without ypre against ~337-342 for the Triton kernel, 383.7 against 376.7-378.9 with the ypre store; B2
-307.7 us against 555.7 (62b2482). MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the Triton kernels:
+is shared); the forward stages also need bf16 chunk-entry states. H200, b4 l4096 h80 p64 n128 g1: F1 163 us against
+171 for the Triton walk (2026-12-01, 4a98a62); F2 271.8 us without ypre (768cb6a; ~337-342 for the Triton kernel);
+B2 289.5 us (555.7 for the Triton kernel at 62b2482); forward 0.452 ms, forward + backward 1.771 ms (5f4458b with
+MK_SSD_WALK_YPRE=1, now the default). MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the Triton kernels:
 A/B timing; F2's and B2's outputs go through staging rows (ssd_walk.cuh; F2 328 against 339 us stored from the
-fragments, 03b0e07) unless MK_SSD_WALK_STAGED=0, and F2 / B2 run as two teams of 8 warps a CTA (F2 271.8 against
-325.1 us, B2 289.5 against 310.3, 768cb6a) unless MK_SSD_WALK_PINGPONG=0. CALLS
+fragments, 03b0e07) unless MK_SSD_WALK_STAGED=0, F2 / B2 run as two teams of 8 warps a CTA (F2 271.8 against
+325.1 us, B2 289.5 against 310.3, 768cb6a) unless MK_SSD_WALK_PINGPONG=0, and F2 also serves forwards that keep
+ypre for a backward unless MK_SSD_WALK_YPRE=0 (scan_serves_ypre). CALLS
 counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
@@ -43,10 +44,11 @@ def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str, tiles=())
 
 
 def scan_serves_ypre() -> bool:
-    """Whether F2 also serves forward calls that keep the pre-gate output for a backward (MK_SSD_WALK_YPRE=1, read
-    at each call; A/B until measured: with one team and fragment stores F2 with the ypre store was slower than the
-    Triton kernel, 383.7 against ~378 us)."""
-    return os.environ.get("MK_SSD_WALK_YPRE", "0") == "1"
+    """Whether F2 also serves forward calls that keep the pre-gate output for a backward: yes unless
+    MK_SSD_WALK_YPRE=0 (read at each call; A/B timing). With one team and fragment stores it was slower than the
+    Triton kernel there (383.7 against ~378 us); with two teams and staged stores the forward + backward's kernels
+    take 1738.9 us against 1815.1 (H200, b4 l4096 h80 p64 n128 g1, 5f4458b)."""
+    return os.environ.get("MK_SSD_WALK_YPRE", "1") != "0"
 
 
 _STAGE = {"_ssd_dx_cuda": 0, "_ssd_scan_cuda": 1, "_ssd_state_cuda": 2}

@@ -432,7 +432,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
     elif lay.nk and hin_dt == sdt and (not store_ypre or cuda_walk.scan_serves_ypre()) and \
             cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)):
-        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)  # CUDA stage (cuda_walk.py: inference calls by default)
+        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)  # CUDA stage (cuda_walk.py)
         cuda_walk.scan(x, z, C, cb, dtp, a, states_in, D, lay.tab if lay.varlen else None, lay.nk, _num_sms(dev), out,
                        ypre if store_ypre else None)
     elif lay.nk:
