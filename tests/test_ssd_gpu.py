@@ -245,8 +245,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     """The Triton pipeline's forward output stage and backward dx stage run the CUDA head-walk kernels
     (mamba_kernels/ssd/cuda_walk.py) for bf16, p 64, n 128, chunk 128 with >= 8 heads a group: their counters move;
     outputs and every gradient match the float64 reference, and the all-Triton pipeline (MK_SSD_CUDA_WALK=0) on the
-    same inputs (also without z; the forward stage serves the no-grad and the autograd call). stores "direct": MK_SSD_WALK_STAGED=0
-    (4-byte stores from the fragments, one team of 8 warps a CTA); "staged": through the warps' staging rows, one
+    same inputs (also without z; the forward stage serves the no-grad and the autograd call). stores "direct":
+    MK_SSD_WALK_STAGED=0 (4-byte stores from the fragments, one team of 8 warps a CTA); "staged": through the warps' staging rows, one
     team (MK_SSD_WALK_PINGPONG=0); "pingpong" (the default): staged, two teams of 8 warps a CTA on alternate items,
     the output stage serving the autograd call too (storing ypre); "pingpong-noypre": MK_SSD_WALK_YPRE=0, the Triton
     scan kernel for the autograd call."""

@@ -157,19 +157,11 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   }
 }
 
-// kTeams 1: walk_items (8 warps); 2: walk_items_pingpong (16 warps, 128 registers a thread). warp: the warp's index
-// in its team (its row block); sw: its own staging rows.
+// kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
 template <typename E, int kTeams>
 __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_dx_kernel(const SsdDxParams p) {
-  const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
-  E* const sw = warp_staging<E>(tid >> 5);
-  char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
-  const auto load = [&](const Item& it, char* st) { load_stage<E>(p.w, it, st, p.dy, p.x, p.dS, ttid); };
-  const auto compute = [&](const Item& it, const E* cbs, const E* bs, const Stage<E>& st) {
-    dx_item<E>(p, it, cbs, bs, st, warp, lane, sw);
-  };
-  if constexpr (kTeams == 1) walk_items<E>(p.w, smem, load, compute);
-  else walk_items_pingpong<E>(p.w, smem, load, compute);
+  run_walk<E, kTeams>(p.w, p.dy, p.x, p.dS, [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp,
+                                         int lane, E* sw) { dx_item<E>(p, it, cbs, rs, st, warp, lane, sw); });
 }
 
 }  // namespace ssd_walk

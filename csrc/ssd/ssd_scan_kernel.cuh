@@ -112,19 +112,11 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   }
 }
 
-// kTeams 1: walk_items (8 warps); 2: walk_items_pingpong (16 warps, 128 registers a thread). warp: the warp's index
-// in its team (its row block); sw: its own staging rows.
+// kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
 template <typename E, int kTeams>
 __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const SsdScanParams p) {
-  const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
-  E* const sw = warp_staging<E>(tid >> 5);
-  char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
-  const auto load = [&](const Item& it, char* st) { load_stage<E>(p.w, it, st, p.x, p.z, p.hin, ttid); };
-  const auto compute = [&](const Item& it, const E* cbs, const E* cs, const Stage<E>& st) {
-    scan_item<E>(p, it, cbs, cs, st, warp, lane, sw);
-  };
-  if constexpr (kTeams == 1) walk_items<E>(p.w, smem, load, compute);
-  else walk_items_pingpong<E>(p.w, smem, load, compute);
+  run_walk<E, kTeams>(p.w, p.x, p.z, p.hin, [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp,
+                                         int lane, E* sw) { scan_item<E>(p, it, cbs, rs, st, warp, lane, sw); });
 }
 
 }  // namespace ssd_walk

@@ -344,6 +344,23 @@ __device__ __forceinline__ E* warp_staging(int warp) {
   return reinterpret_cast<E*>(reinterpret_cast<char*>(ssd_walk_smem) + kSmemBytes) + warp * (16 * kLdP);
 }
 
+// The body of a walk kernel of kTeams teams (1: walk_items, 8 warps; 2: walk_items_pingpong, 16 warps): each item's
+// stage holds tiles t0 / t1 and the (p, n) tile pn (load_stage); item(it, cbs, rows, stage, warp, lane, sw) computes
+// one item, warp being the warp's index in its team (its row block) and sw its own staging rows.
+template <typename E, int kTeams, typename ItemFn>
+__device__ __forceinline__ void run_walk(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
+                                         ItemFn item) {
+  const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
+  E* const sw = warp_staging<E>(tid >> 5);
+  char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
+  const auto load = [&](const Item& it, char* st) { load_stage<E>(w, it, st, t0, t1, pn, ttid); };
+  const auto compute = [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st) {
+    item(it, cbs, rs, st, warp, lane, sw);
+  };
+  if constexpr (kTeams == 1) walk_items<E>(w, smem, load, compute);
+  else walk_items_pingpong<E>(w, smem, load, compute);
+}
+
 // Dynamic shared memory of a walk kernel with `teams` teams of 8 warps (1: walk_items, 2: walk_items_pingpong).
 constexpr int walk_smem_bytes(int teams) { return kSmemBytes + teams * kStagingBytes; }
 

@@ -8,17 +8,17 @@ heads and double-buffering each head's tiles by cp.async. Same results as the Tr
 
 They serve bf16 inputs with p 64, n 128 and chunk 128 (the shape they were written for: Mamba-2's default head and
 state sizes, and the chunk the Triton path runs at) on sm_80+ devices that give a CTA the shared memory the stage
-needs (F2 / B2 ~195 KB: H100 / H200; F1 100 KB: also A100, not RTX 40xx; `_fits`) when the extension was built with
-them and at least 8 heads share a group (with fewer, C B^T and B / C are reloaded for nearly every item and nothing
-is shared); the forward stages also need bf16 chunk-entry states. H200, b4 l4096 h80 p64 n128 g1: F1 163 us against
-171 for the Triton walk (2026-12-01, 4a98a62); F2 271.8 us without ypre (768cb6a; ~337-342 for the Triton kernel);
-B2 289.5 us (555.7 for the Triton kernel at 62b2482); forward 0.452 ms, forward + backward 1.771 ms (5f4458b with
-MK_SSD_WALK_YPRE=1, now the default). MK_SSD_CUDA_WALK=0 in the environment (read at each call) keeps the Triton kernels:
-A/B timing; F2's and B2's outputs go through staging rows (ssd_walk.cuh; F2 328 against 339 us stored from the
-fragments, 03b0e07) unless MK_SSD_WALK_STAGED=0, F2 / B2 run as two teams of 8 warps a CTA (F2 271.8 against
-325.1 us, B2 289.5 against 310.3, 768cb6a) unless MK_SSD_WALK_PINGPONG=0, and F2 also serves forwards that keep
-ypre for a backward unless MK_SSD_WALK_YPRE=0 (scan_serves_ypre). CALLS
-counts the CUDA launches per stage (tests assert that they happened).
+needs (F2 / B2 ~195 KB with one team of 8 warps, ~213 KB with two: H100 / H200; F1 100 KB: also A100, not RTX 40xx;
+`_fits`) when the extension was built with them and at least 8 heads share a group (with fewer, C B^T and B / C are
+reloaded for nearly every item and nothing is shared); the forward stages also need bf16 chunk-entry states. H200,
+b4 l4096 h80 p64 n128 g1: F1 163 us against 171 for the Triton walk (2026-12-01, 4a98a62); F2 271.8 us without ypre
+(768cb6a; ~337-342 for the Triton kernel); B2 289.5 us (555.7 for the Triton kernel at 62b2482); forward 0.452 ms,
+forward + backward 1.771 ms (5f4458b with MK_SSD_WALK_YPRE=1, now the default). MK_SSD_CUDA_WALK=0 in the
+environment (read at each call) keeps the Triton kernels: A/B timing; F2's and B2's outputs go through staging rows
+(ssd_walk.cuh; F2 328 against 339 us stored from the fragments, 03b0e07) unless MK_SSD_WALK_STAGED=0, F2 / B2 run as
+two teams of 8 warps a CTA (F2 271.8 against 325.1 us, B2 289.5 against 310.3, 768cb6a) unless
+MK_SSD_WALK_PINGPONG=0, and F2 also serves forwards that keep ypre for a backward unless MK_SSD_WALK_YPRE=0
+(scan_serves_ypre). CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
