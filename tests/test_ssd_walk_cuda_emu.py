@@ -247,8 +247,10 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
     return hin, final
 
 
+@pytest.mark.parametrize("skew", [0, 1], ids=["noskew", "skew"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
-def test_ssd_state_stage_emulated_on_cpu(case, emu_exe, tmp_path):
+def test_ssd_state_stage_emulated_on_cpu(case, skew, emu_exe, tmp_path):
+    """skew: MK_SSD_STATE_SKEW (warps 4-7 store their h_in blocks after the chunk's mma)."""
     b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
@@ -283,8 +285,10 @@ def test_ssd_state_stage_emulated_on_cpu(case, emu_exe, tmp_path):
         arrays["first"] = torch.tensor([first for _, _, _, first in seqs], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew)}
+    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert f"skew {skew} smem_match 1" in res.stdout, res.stdout  # the kernel asked for ran
     hin_got = _read(d, "hin", BF, (nk, h, P, N))
     final_got = _read(d, "final", torch.float32, (nseq, h, P, N))
     hin_exp, final_exp = _expected_state(x.to(F64), B.to(F64), dtp.to(F64), a.to(F64),

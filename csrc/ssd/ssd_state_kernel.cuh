@@ -25,7 +25,7 @@
 // us), smaller W for more CTAs (223-243 us), 16 warps each on half the n columns (196-199 us against 163-167 in the
 // same run, session 21: the warps stay in lockstep and re-load the x fragments). What would make it faster: wgmma
 // (asynchronous, at the full tensor rate) so that the mma overlaps the scaling and the stores, or warps in different
-// phases (the head walk's two teams on different items: ssd_walk.cuh, walk_items_pingpong).
+// phases (the head walk's two teams on different items: ssd_walk.cuh, walk_items_pingpong; here kSkew, below).
 #pragma once
 #include "ssd/ssd_walk.cuh"
 
@@ -38,8 +38,13 @@ constexpr int kHalfTileBytes = kQ * kLdH * 2;                   // 10 KB
 constexpr int kStateWalkBytes = kHalfTileBytes + 2 * kQ * 4;    // x half tile, a row, w (dt') row
 constexpr int kStateMaxWalks = 6;                               // W a CTA: at most 6 (16 W accumulator registers)
 constexpr int state_stage_bytes(int W) { return kRowsBytes + W * kStateWalkBytes; }
-constexpr int kStateStoreBytes = kWarps * 16 * kLdH * 2;     // a warp's 16 staging rows for the h_in stores
-constexpr int state_smem_bytes(int W) { return 2 * state_stage_bytes(W) + kStateStoreBytes; }
+constexpr int kStateBlockBytes = 16 * kLdH * 2;  // a warp's 16 staging rows for one walk's h_in block
+// Staging: a block a warp; with the skew (MK_SSD_STATE_SKEW=1) warps 4-7 keep all their W walks' blocks until after
+// the mma, so they hold W blocks each.
+constexpr int state_store_bytes(int W, bool skew) { return (skew ? 4 + 4 * W : kWarps) * kStateBlockBytes; }
+constexpr int state_smem_bytes(int W, bool skew = false) {
+  return 2 * state_stage_bytes(W) + state_store_bytes(W, skew);
+}
 
 // The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
 struct StateCta {
@@ -113,7 +118,18 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
   }
 }
 
+// The skew's late warp `warp` (4-7) stages walk i's h_in block in its own block i; the other warps use one block each
+// (block `warp`), reused for every walk.
 template <typename E, int W>
+__device__ __forceinline__ E* late_staging(char* smem, int warp, int i) {
+  return reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W) + (4 + (warp - 4) * W + i) * kStateBlockBytes);
+}
+
+// kSkew (MK_SSD_STATE_SKEW=1): warps 4-7 (one a scheduler) write their h_in blocks of a chunk to global memory after
+// the chunk's mma instead of before it, so that on each scheduler one warp stores while the other runs its mma (the
+// phases add up when the two warps do the same thing at once: see the header). Untimed (written after session 21's
+// last GPU run).
+template <typename E, int W, bool kSkew>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p) {
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -200,7 +216,12 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 #pragma unroll
           for (int half = 0; half < 2; ++half)
             v[half][j] = ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
-        store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
+        if constexpr (kSkew) {
+          if (warp >= 4) stage_block<E, 4, kLdH>(late_staging<E, W>(smem, warp, i), v, lane);  // flushed after the mma
+          else store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
+        } else {
+          store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
+        }
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -226,6 +247,16 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
         for (int j = 0; j < 4; ++j) Frag<E>::mma(acc[i][j], af, b[j]);
       }
     }
+    if constexpr (kSkew) {
+      if (warp >= 4) {  // the skew's late warps: chunk k's h_in blocks, staged before the mma
+        E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
+#pragma unroll
+        for (int i = 0; i < W; ++i) {
+          if (i >= c.nw) break;
+          flush_block<E, 4, kLdH>(late_staging<E, W>(smem, warp, i), hin + block_off(i), kN, 16, lane);
+        }
+      }
+    }
     __syncthreads();  // this stage's last reader: the next iteration loads into it
   }
   cp_async_wait<0>();
@@ -245,27 +276,28 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 // Walks a CTA for this call: the fewest (so the most CTAs) whose grid fits on num_ctas SMs, at most what the
 // shared memory of one CTA holds (smem_optin bytes) and kStateMaxWalks; the largest allowed when even that needs
 // more CTAs than SMs (several waves).
-inline int state_walks_per_cta(const SsdStateParams& p, int smem_optin) {
+inline int state_walks_per_cta(const SsdStateParams& p, int smem_optin, bool skew = false) {
   int wmax = kStateMaxWalks;
-  while (wmax > 1 && state_smem_bytes(wmax) > smem_optin) --wmax;
+  while (wmax > 1 && state_smem_bytes(wmax, skew) > smem_optin) --wmax;
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   for (int w = 1; w <= wmax; ++w)
     if (p.nseq * p.ngroups * ((halves + w - 1) / w) <= p.num_ctas) return w;
   return wmax;
 }
 
-template <int W>
+template <int W, bool kSkew>
 cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
   if (grid == 0) return cudaSuccess;
-  auto kernel = ssd_state_kernel<__nv_bfloat16, W>;
+  auto kernel = ssd_state_kernel<__nv_bfloat16, W, kSkew>;
   cudaLaunchConfig_t cfg = {};
   cfg.blockDim = dim3(kThreads);
   cfg.gridDim = dim3(unsigned(grid));
-  cfg.dynamicSmemBytes = size_t(state_smem_bytes(W));
+  cfg.dynamicSmemBytes = size_t(state_smem_bytes(W, kSkew));
   cfg.stream = stream;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem_bytes(W));
+  cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem_bytes(W, kSkew));
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }

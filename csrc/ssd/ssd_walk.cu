@@ -38,6 +38,25 @@ bool pingpong_knob() {
   return !(v != nullptr && v[0] == '0');
 }
 
+// MK_SSD_STATE_SKEW=1: F1's warps 4-7 store their h_in blocks after the chunk's mma (ssd_state_kernel's kSkew; off
+// until timed on a GPU: written after session 21's last run). Read at every launch.
+bool state_skew_knob() {
+  const char* v = std::getenv("MK_SSD_STATE_SKEW");
+  return v != nullptr && v[0] == '1';
+}
+
+template <bool kSkew>
+cudaError_t launch_state_w(const SsdStateParams& p, int optin, cudaStream_t s) {
+  switch (ssd_walk::state_walks_per_cta(p, optin, kSkew)) {
+    case 1: return ssd_walk::launch_state<1, kSkew>(p, s);
+    case 2: return ssd_walk::launch_state<2, kSkew>(p, s);
+    case 3: return ssd_walk::launch_state<3, kSkew>(p, s);
+    case 4: return ssd_walk::launch_state<4, kSkew>(p, s);
+    case 5: return ssd_walk::launch_state<5, kSkew>(p, s);
+    default: return ssd_walk::launch_state<6, kSkew>(p, s);
+  }
+}
+
 const char* check_state(const SsdStateParams& p) {
   if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return "ngroups must divide nheads";
   if (p.num_ctas < 1) return "num_ctas must be positive";
@@ -66,15 +85,9 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  cudaError_t e;
-  switch (ssd_walk::state_walks_per_cta(p, static_cast<int>(optin))) {
-    case 1: e = ssd_walk::launch_state<1>(p, s); break;
-    case 2: e = ssd_walk::launch_state<2>(p, s); break;
-    case 3: e = ssd_walk::launch_state<3>(p, s); break;
-    case 4: e = ssd_walk::launch_state<4>(p, s); break;
-    case 5: e = ssd_walk::launch_state<5>(p, s); break;
-    default: e = ssd_walk::launch_state<6>(p, s); break;
-  }
+  const cudaError_t e = state_skew_knob() && optin >= ssd_walk::state_smem_bytes(1, true)
+                            ? launch_state_w<true>(p, static_cast<int>(optin), s)
+                            : launch_state_w<false>(p, static_cast<int>(optin), s);
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 

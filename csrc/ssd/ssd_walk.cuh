@@ -220,15 +220,19 @@ __device__ __forceinline__ void a_times_tile(float (&acc)[8][4], const typename 
 // store instruction covers 32 / J rows x 16 J contiguous bytes. Why: the fragments' own 4-byte stores reach L2 as
 // 16-byte pieces of 32-byte sectors; the forward state stage (ssd_state_kernel.cuh) went from 206 to 167.6 us under
 // ncu when its stores were staged like this (session 20). LD = 72 (here) or 40 (the state stage): conflict-free.
+// Its two halves: stage_block (fragments -> staging rows) and flush_block (staging rows -> global), for a caller that
+// does other work between them (the state stage's MK_SSD_STATE_SKEW).
 template <typename E, int J, int LD>
-__device__ __forceinline__ void store_block_staged(E* sw, const uint32_t (&v)[2][J], E* dst, int64_t ld, int nrows,
-                                                   int lane) {
+__device__ __forceinline__ void stage_block(E* sw, const uint32_t (&v)[2][J], int lane) {
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf)
 #pragma unroll
     for (int j = 0; j < J; ++j) *reinterpret_cast<uint32_t*>(sw + (g + 8 * hf) * LD + 8 * j + 2 * q) = v[hf][j];
   __syncwarp();
+}
+template <typename E, int J, int LD>
+__device__ __forceinline__ void flush_block(const E* sw, E* dst, int64_t ld, int nrows, int lane) {
   constexpr int kRowsPer = 32 / J;  // rows a store instruction (J lanes a row)
 #pragma unroll
   for (int u = 0; u < 16 / kRowsPer; ++u) {
@@ -236,6 +240,12 @@ __device__ __forceinline__ void store_block_staged(E* sw, const uint32_t (&v)[2]
     if (r < nrows) *reinterpret_cast<uint4*>(dst + r * ld + c) = *reinterpret_cast<const uint4*>(sw + r * LD + c);
   }
   __syncwarp();
+}
+template <typename E, int J, int LD>
+__device__ __forceinline__ void store_block_staged(E* sw, const uint32_t (&v)[2][J], E* dst, int64_t ld, int nrows,
+                                                   int lane) {
+  stage_block<E, J, LD>(sw, v, lane);
+  flush_block<E, J, LD>(sw, dst, ld, nrows, lane);
 }
 
 // The persistent walk: CTA blockIdx.x takes items [i0, i1) of the n_slots * nheads (head fastest). Stage s of item

@@ -2,7 +2,8 @@
 several grid sizes (num_ctas sets the walks a CTA) against the Triton walk, at b4 l4096 h80 p64 n128 g1, chunk 128,
 with the CUDA results' relative difference from the Triton walk's (outputs NaN-poisoned before each check).
 CUDA-event medians of 50 launches after warm-up; one line a variant. (Session 20 also timed lab knobs that dropped one
-phase each; their figures are in csrc/ssd/ssd_state_kernel.cuh.)"""
+phase each; their figures are in csrc/ssd/ssd_state_kernel.cuh.) Variants read at every launch, so run once a
+variant: MK_SSD_STATE_SKEW=1 (warps 4-7 store h_in after the chunk's mma)."""
 import os
 import sys
 

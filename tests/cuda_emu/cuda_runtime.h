@@ -104,6 +104,7 @@ inline int max_smem_optin = 232448;           // bytes per block (H100/H200; A10
 inline std::map<const void*, int> opted_smem;  // kernel -> cudaFuncAttributeMaxDynamicSharedMemorySize
 alignas(16) inline unsigned char smem_buf[256 * 1024];
 inline int64_t launches = 0;
+inline size_t last_smem = 0;  // the last launch's dynamic shared memory (bytes)
 
 // A barrier of `n` fibers: arrivals count up; the last one opens the next generation.
 struct Barrier {
@@ -188,6 +189,7 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
         cfg.attrs[i].val.clusterDim.x * cfg.attrs[i].val.clusterDim.y * cfg.attrs[i].val.clusterDim.z > 1)
       fail("thread-block clusters are not emulated by cuda_runtime.h");
   ++launches;
+  last_smem = smem;
   gridDim = cfg.gridDim;
   blockDim = cfg.blockDim;
   using Body = std::remove_reference_t<F>;

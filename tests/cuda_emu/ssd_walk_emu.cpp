@@ -66,6 +66,12 @@ int run_state_stage() {
   P.hin = hin.data(); P.final_states = fin.data();
   const char* err = ssd_state_cuda(P, nullptr);
   if (err) return report(err);
+  {  // which kernel ran: its shared memory is the one of the walks a CTA and skew the dispatch asked for
+    const bool skew = std::getenv("MK_SSD_STATE_SKEW") && std::getenv("MK_SSD_STATE_SKEW")[0] == '1';
+    const int W = ssd_walk::state_walks_per_cta(P, cuda_emu::max_smem_optin, skew);
+    std::printf("state walks %d skew %d smem_match %d\n", W, int(skew),
+                int(P.n_slots == 0 || cuda_emu::last_smem == size_t(ssd_walk::state_smem_bytes(W, skew))));
+  }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
   for (size_t i = 0; i < state; ++i) {
     if (!std::isnan(__bfloat162float(hin[hin_end + i])) || !std::isnan(fin[fin_end + i])) {
