@@ -296,8 +296,7 @@ cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {
   cfg.gridDim = dim3(unsigned(grid));
   cfg.dynamicSmemBytes = size_t(state_smem_bytes(W, kSkew));
   cfg.stream = stream;
-  cudaError_t e =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, state_smem_bytes(W, kSkew));
+  cudaError_t e = opt_in_smem(kernel, state_smem_bytes(W, kSkew), "the SSD state stage");
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }

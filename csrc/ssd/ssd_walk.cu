@@ -23,26 +23,31 @@ const char* check_walk(const SsdWalkParams& p) {
   return nullptr;
 }
 
-// The stages' outputs go through the warps' staging rows (SsdWalkParams::staged_stores) unless MK_SSD_WALK_STAGED=0
-// (A/B timing: H200, shape 1, F2 328 us staged against 339 direct, B2 313.5 against 315; 2026-12-01, 03b0e07).
-bool staged_stores_knob() {
-  const char* v = std::getenv("MK_SSD_WALK_STAGED");
-  return !(v != nullptr && v[0] == '0');
+// The stages' A/B switches, read at every launch (a test flips them within one process; one getenv is nothing next
+// to a ~300 us kernel): unset or empty -> the default, "0" -> off, anything else -> on.
+//   MK_SSD_WALK_STAGED (on): the outputs go through the warps' staging rows (SsdWalkParams::staged_stores). H200,
+//     shape 1 (03b0e07): F2 328 us staged against 339 direct, B2 313.5 against 315.
+//   MK_SSD_WALK_PINGPONG (on): F2 and B2 (ssd_scan_kernel, ssd_dx_kernel) run as two teams of 8 warps a CTA
+//     (walk_items_pingpong) where the device gives a block walk_smem_bytes(2); off: one team (walk_items). H200,
+//     shape 1 (768cb6a): F2 271.8 us against 325.1, B2 289.5 against 310.3.
+//   MK_SSD_STATE_SKEW (off): F1's warps 4-7 store their h_in blocks after the chunk's mma (ssd_state_kernel's kSkew;
+//     off until timed on a GPU: written after session 21's last run).
+bool env_switch(const char* name, bool dflt) {
+  const char* v = std::getenv(name);
+  return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
 }
 
-// F2 and B2 (ssd_scan_kernel, ssd_dx_kernel) run as two teams of 8 warps a CTA (walk_items_pingpong) where the device
-// gives a block walk_smem_bytes(2), unless MK_SSD_WALK_PINGPONG=0 (one team, walk_items; A/B timing). H200, shape 1
-// (768cb6a): F2 271.8 us against 325.1, B2 289.5 against 310.3. Read at every launch, as staged_stores_knob.
-bool pingpong_knob() {
-  const char* v = std::getenv("MK_SSD_WALK_PINGPONG");
-  return !(v != nullptr && v[0] == '0');
-}
-
-// MK_SSD_STATE_SKEW=1: F1's warps 4-7 store their h_in blocks after the chunk's mma (ssd_state_kernel's kSkew; off
-// until timed on a GPU: written after session 21's last run). Read at every launch.
-bool state_skew_knob() {
-  const char* v = std::getenv("MK_SSD_STATE_SKEW");
-  return v != nullptr && v[0] == '1';
+// F2 / B2 (the walk kernel K, one or two teams) with the switches applied.
+template <typename P, typename K1, typename K2>
+const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream) {
+  if (const char* e = check_walk(p.w)) return e;
+  P q = p;
+  q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
+  const auto s = static_cast<cudaStream_t>(stream);
+  const cudaError_t e = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
+                            ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s)
+                            : ssd_walk::launch_walk<1>(one_team, q, q.w, s);
+  return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
 template <bool kSkew>
@@ -75,7 +80,7 @@ const char* check_state(const SsdStateParams& p) {
 
 bool ssd_walk_fits(int stage, int device) {
   const int64_t optin = smem_optin_of(device);
-  const int need = stage == 2 ? ssd_walk::state_smem_bytes(1) : ssd_walk::kSmemBytes + ssd_walk::kStagingBytes;
+  const int need = stage == 2 ? ssd_walk::state_smem_bytes(1) : ssd_walk::walk_smem_bytes(1);
   return optin >= need;
 }
 
@@ -85,32 +90,20 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  const cudaError_t e = state_skew_knob() && optin >= ssd_walk::state_smem_bytes(1, true)
-                            ? launch_state_w<true>(p, static_cast<int>(optin), s)
-                            : launch_state_w<false>(p, static_cast<int>(optin), s);
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+  // (the skew's one-walk layout is the same size: state_walks_per_cta caps its walks a CTA by the device)
+  const cudaError_t e = env_switch("MK_SSD_STATE_SKEW", false) ? launch_state_w<true>(p, static_cast<int>(optin), s)
+                                                               : launch_state_w<false>(p, static_cast<int>(optin), s);
+  return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
-  if (const char* e = check_walk(p.w)) return e;
-  SsdDxParams q = p;
-  q.w.staged_stores = staged_stores_knob();
-  const auto s = static_cast<cudaStream_t>(stream);
-  const cudaError_t e = pingpong_knob() && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
-                            ? ssd_walk::launch_walk<2>(ssd_walk::ssd_dx_kernel<__nv_bfloat16, 2>, q, q.w, s)
-                            : ssd_walk::launch_walk<1>(ssd_walk::ssd_dx_kernel<__nv_bfloat16, 1>, q, q.w, s);
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+  return launch_walk_stage(p, ssd_walk::ssd_dx_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_dx_kernel<__nv_bfloat16, 2>,
+                           stream);
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
-  if (const char* e = check_walk(p.w)) return e;
-  SsdScanParams q = p;
-  q.w.staged_stores = staged_stores_knob();
-  const auto s = static_cast<cudaStream_t>(stream);
-  const cudaError_t e = pingpong_knob() && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
-                            ? ssd_walk::launch_walk<2>(ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>, q, q.w, s)
-                            : ssd_walk::launch_walk<1>(ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, q, q.w, s);
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+  return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>,
+                           ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>, stream);
 }
 
 }  // namespace mamba_kernels

@@ -14,6 +14,7 @@
 // 16 x 64 fp32 accumulator, 8 n8 tiles), so that the two warps of a scheduler (w, w + 4) own blocks k and 7 - k and
 // meet 9 of the 36 causal 16 x 16 blocks of the chunk between them.
 #pragma once
+#include "common/smem_optin.h"
 #include "ssd/ssd.h"
 #include "ssd/ssd_mma.cuh"
 
@@ -384,7 +385,7 @@ cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaS
   cfg.gridDim = dim3(unsigned(total < w.num_ctas ? total : w.num_ctas));
   cfg.dynamicSmemBytes = size_t(walk_smem_bytes(kTeams));
   cfg.stream = stream;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, walk_smem_bytes(kTeams));
+  cudaError_t e = opt_in_smem(kernel, walk_smem_bytes(kTeams), "the SSD head-walk stage");
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }
