@@ -16,6 +16,7 @@ sequences, one or several CTAs. The whole forward and backward with these stages
 tests/test_ssd_gpu.py. No GPU needed.
 """
 import os
+import re
 import subprocess
 
 import pytest
@@ -214,6 +215,13 @@ STATE_CASES = {
 }
 
 
+def _state_smem(walks, skew):
+    """ssd_state_kernel.cuh's state_smem_bytes: two stages (B tile 128 x 136, per walk an x half tile 128 x 40 and the
+    a / dt' rows) and the h_in staging blocks (16 x 40 bf16; 8, or 4 + 4 W with the skew)."""
+    stage = 128 * 136 * 2 + walks * (128 * 40 * 2 + 2 * 128 * 4)
+    return 2 * stage + ((4 + 4 * walks) if skew else 8) * 16 * 40 * 2
+
+
 def _seqs(b, l, cu):
     """[(batch row, first token, length, first chunk slot)] per sequence, slots as layout.DeviceLayout numbers them
     (row * ceil(l / Q) without cu_seqlens; with it the cumulative chunk counts of the sequences before)."""
@@ -288,7 +296,10 @@ def test_ssd_state_stage_emulated_on_cpu(case, skew, emu_exe, tmp_path):
     env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew)}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"skew {skew} smem_match 1" in res.stdout, res.stdout  # the kernel asked for ran
+    # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes
+    walks = int(re.search(r"state walks (\d+)", res.stdout).group(1))
+    assert f"skew {int(skew and _state_smem(walks, True) <= (optin[0] if optin else 232448))} smem_match 1" \
+        in res.stdout, res.stdout
     hin_got = _read(d, "hin", BF, (nk, h, P, N))
     final_got = _read(d, "final", torch.float32, (nseq, h, P, N))
     hin_exp, final_exp = _expected_state(x.to(F64), B.to(F64), dtp.to(F64), a.to(F64),

@@ -30,8 +30,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_PINGPONG (on): F2 and B2 (ssd_scan_kernel, ssd_dx_kernel) run as two teams of 8 warps a CTA
 //     (walk_items_pingpong) where the device gives a block walk_smem_bytes(2); off: one team (walk_items). H200,
 //     shape 1 (768cb6a): F2 271.8 us against 325.1, B2 289.5 against 310.3.
-//   MK_SSD_STATE_SKEW (off): F1's warps 4-7 store their h_in blocks after the chunk's mma (ssd_state_kernel's kSkew;
-//     off until timed on a GPU: written after session 21's last run).
+//   MK_SSD_STATE_SKEW (on): F1's warps 4-7 store their h_in blocks after the chunk's mma (ssd_state_kernel's kSkew)
+//     where the device holds the skew's staging at the walks a CTA that the plain kernel takes (never fewer walks for
+//     it). H200, shape 1 (9bd9062, 4 timings each): 159.0-160.0 us against 161.4-162.1.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -51,8 +52,8 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
 }
 
 template <bool kSkew>
-cudaError_t launch_state_w(const SsdStateParams& p, int optin, cudaStream_t s) {
-  switch (ssd_walk::state_walks_per_cta(p, optin, kSkew)) {
+cudaError_t launch_state_w(const SsdStateParams& p, int walks, cudaStream_t s) {
+  switch (walks) {
     case 1: return ssd_walk::launch_state<1, kSkew>(p, s);
     case 2: return ssd_walk::launch_state<2, kSkew>(p, s);
     case 3: return ssd_walk::launch_state<3, kSkew>(p, s);
@@ -90,9 +91,9 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  // (the skew's one-walk layout is the same size: state_walks_per_cta caps its walks a CTA by the device)
-  const cudaError_t e = env_switch("MK_SSD_STATE_SKEW", false) ? launch_state_w<true>(p, static_cast<int>(optin), s)
-                                                               : launch_state_w<false>(p, static_cast<int>(optin), s);
+  const int walks = ssd_walk::state_walks_per_cta(p, optin);
+  const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin);
+  const cudaError_t e = skew ? launch_state_w<true>(p, walks, s) : launch_state_w<false>(p, walks, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
