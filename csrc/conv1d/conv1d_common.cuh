@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/cp_async.h"
 #include "common/dtype.h"
 #include "common/mufu.h"
 #include "conv1d/conv1d.h"
@@ -319,16 +320,6 @@ __device__ __forceinline__ float cf_pre(const float (&w)[kW], int pad, float bia
   return acc;
 }
 
-// L2 prefetch of the 128-byte line that holds p: a hint that costs no register, so the loads one group later
-// hit L2 while the register double buffer only has to cover L2 latency; it doubles the HBM bytes in flight
-// per warp. Callers keep p inside the tensor.
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-#if defined(__CUDA_ARCH__)
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-#else
-  (void)*static_cast<const volatile char*>(p);  // CPU emulation: touch it, so AddressSanitizer checks the bounds
-#endif
-}
 
 // Varlen: the sequence that contains position t (0 <= t < total): the largest n with cu[n] <= t. Empty
 // sequences are never returned (their start equals the next start, and the largest index wins).

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/cp_async.h"
 #include "common/mufu.h"
 #include "common/static_switch.h"
 #include "selective_scan/selective_scan.h"
@@ -242,14 +243,6 @@ __device__ __forceinline__ void scan_level_pred(float& A, float& B, unsigned o) 
 }
 #undef MK_SS_SCAN_LEVEL_AB
 #undef MK_SS_SCAN_LEVEL_B
-// L2 prefetch hint of the 128-byte line holding p (MK_SS_FWD_PREFETCH; nothing in the CPU emulation).
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-#if defined(__CUDA_ARCH__)
-  asm volatile("prefetch.global.L2 [%0];" :: "l"(p));
-#else
-  (void)p;
-#endif
-}
 // Tuning: kFwdT = 16 (126 registers, 2 blocks = 16 warps per SM) halves the scan's share per token against
 // kFwdT = 8 (79 registers, 3 blocks = 24 warps per SM, more latency hiding); both pass the emulation.
 constexpr int kFwdT = MK_SS_FWD_T;        // tokens per lane (forward)

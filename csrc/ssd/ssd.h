@@ -195,6 +195,9 @@ struct SsdWalkParams {
   // Outputs (F2's out / ypre, B2's dx) stored 16 bytes a lane through per-warp staging rows instead of 4-byte pieces
   // from the fragments (partial-sector writes). The dispatch sets it unless MK_SSD_WALK_STAGED=0 (ssd_walk.cu).
   bool staged_stores = true;
+  // Two teams (walk_items_pingpong): a team prefetches its next item's stage rows into L2 while this item computes.
+  // The dispatch sets it unless MK_SSD_WALK_PREFETCH=0.
+  bool prefetch = true;
 };
 
 // dx stage (B2) of the backward (ssd_dx_kernel.cuh): for every item, du = (CB o exp(a_t - a_s), s <= t)^T dy +
@@ -249,6 +252,8 @@ struct SsdStateParams {
   const int32_t* first;  // with cu
   void* hin;
   float* final_states;
+  // x rows of the chunk after next prefetched into L2 while a chunk computes (unless MK_SSD_STATE_PREFETCH=0).
+  bool prefetch = true;
 };
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
 // Whether CUDA device `device` gives a CTA the dynamic shared memory a stage needs (stage 0: dx, 1: scan, 2: state at

@@ -118,6 +118,21 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
   }
 }
 
+// L2 prefetch of the x half-tile rows that state_load copies for chunk `chunk` (SsdStateParams::prefetch), issued two
+// chunks ahead so that the cp.async stage of that chunk waits for L2 rather than DRAM.
+template <typename E, int W>
+__device__ __forceinline__ void state_prefetch(const SsdStateParams& p, const StateCta& c, int chunk, int tid) {
+  const int64_t t0 = c.s0 + int64_t(chunk) * kQ, h = p.nheads, hpg = h / p.ngroups;
+  const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
+#pragma unroll
+  for (int u = 0; u < (W * kQ + kThreads - 1) / kThreads; ++u) {
+    const int idx = tid + kThreads * u, i = idx / kQ, r = idx % kQ;
+    if (i >= c.nw || r >= ln) continue;
+    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
+    prefetch_l2(static_cast<const E*>(p.x) + ((c.row * p.seqlen + t0 + r) * h + hh) * kP + ((c.i0 + i) & 1) * kHalfP);
+  }
+}
+
 // The skew's late warp `warp` (4-7) stages walk i's h_in block in its own block i; the other warps use one block each
 // (block `warp`), reused for every walk.
 template <typename E, int W>
@@ -170,6 +185,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * state_stage_bytes(W);
     if (k + 1 < nck) state_load<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_stage_bytes(W), tid);
+    if (p.prefetch && k + 2 < nck) state_prefetch<E, W>(p, c, k + 2, tid);
     cp_async_commit();
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();

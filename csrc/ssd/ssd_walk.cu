@@ -33,6 +33,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_STATE_SKEW (on): F1's warps 4-7 store their h_in blocks after the chunk's mma (ssd_state_kernel's kSkew)
 //     where the device holds the skew's staging at the walks a CTA that the plain kernel takes (never fewer walks for
 //     it). H200, shape 1 (9bd9062, 4 timings each): 159.0-160.0 us against 161.4-162.1.
+//   MK_SSD_WALK_PREFETCH / MK_SSD_STATE_PREFETCH (on): L2 prefetch of a team's next item (F2 / B2 with two teams) and
+//     of F1's chunk after next (SsdWalkParams::prefetch, SsdStateParams::prefetch). Untimed (written 2026-12-01,
+//     session 22, before its GPU run).
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -44,6 +47,7 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   if (const char* e = check_walk(p.w)) return e;
   P q = p;
   q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
+  q.w.prefetch = env_switch("MK_SSD_WALK_PREFETCH", true);
   const auto s = static_cast<cudaStream_t>(stream);
   const cudaError_t e = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
                             ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s)
@@ -91,9 +95,11 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  const int walks = ssd_walk::state_walks_per_cta(p, optin);
+  SsdStateParams q = p;
+  q.prefetch = env_switch("MK_SSD_STATE_PREFETCH", true);
+  const int walks = ssd_walk::state_walks_per_cta(q, optin);
   const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin);
-  const cudaError_t e = skew ? launch_state_w<true>(p, walks, s) : launch_state_w<false>(p, walks, s);
+  const cudaError_t e = skew ? launch_state_w<true>(q, walks, s) : launch_state_w<false>(q, walks, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 

@@ -148,6 +148,20 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
   }
 }
 
+// L2 prefetch of what load_stage copies for item `it` (tiles t0 / t1: a 128-byte line a row; the (p, n) tile: 128
+// lines), one or two lines a thread of the team (tid 0..255), so that the team's load_stage of that item one item
+// later waits for L2, not for DRAM (SsdWalkParams::prefetch).
+template <typename E>
+__device__ __forceinline__ void prefetch_stage(const SsdWalkParams& p, const Item& it, const void* t0, const void* t1,
+                                               const void* pn, int tid) {
+  static_assert(kP * 2 == 128 && kThreads == 2 * kQ && kP * kN == kQ * 64, "a line a tile row, a pn line a thread");
+  const int r = tid & (kQ - 1);
+  const void* t = tid < kQ ? t0 : t1;
+  if (t != nullptr && r < it.ln)
+    prefetch_l2(static_cast<const E*>(t) + (it.tok0 * p.nheads + it.hh) * kP + int64_t(r) * p.nheads * kP);
+  if (tid < kQ) prefetch_l2(static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN) + tid * 64);
+}
+
 // The chunk's C B^T and B or C rows of the item's group, rows >= ln zero (they meet zero weights or no store; C B^T's
 // upper triangle is read but masked).
 template <typename E>
@@ -310,9 +324,11 @@ __device__ __forceinline__ void team_barrier(int team) {
 // 310.3. The cost: no stage ahead within a team (the other team's work hides the load), 128 registers a thread (no
 // spills at sm_90a), and a CTA barrier where the resident tiles change (the range is cut into segments of one (chunk,
 // group): item / (nheads / ngroups) is their key). load / compute as for walk_items, called with the team's thread
-// index (0..255) by the caller's lambdas. smem: kSmemBytes (the two stages are the teams') + 2 kStagingBytes.
-template <typename E, typename Load, typename Compute>
-__device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute) {
+// index (0..255) by the caller's lambdas; prefetch(item) (with p.prefetch) warms L2 for the team's next item while
+// this one computes. smem: kSmemBytes (the two stages are the teams') + 2 kStagingBytes.
+template <typename E, typename Load, typename Compute, typename Prefetch>
+__device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute,
+                                                    Prefetch prefetch) {
   E* cbs = reinterpret_cast<E*>(smem);
   E* rs = reinterpret_cast<E*>(smem + kCbBytes);
   const int tid = threadIdx.x, team = tid / kThreads;
@@ -328,6 +344,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
     if (it < s1) {
       cur = item_of(p, it);
       load(cur, st);
+      if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
     }
     cp_async_commit();
     cp_async_wait<0>();
@@ -339,6 +356,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       if (it >= s1) break;
       cur = next_item(p, next_item(p, cur));
       load(cur, st);
+      if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
       cp_async_commit();
       cp_async_wait<0>();
       team_barrier(team);
@@ -368,8 +386,9 @@ __device__ __forceinline__ void run_walk(const SsdWalkParams& w, const void* t0,
   const auto compute = [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st) {
     item(it, cbs, rs, st, warp, lane, sw);
   };
+  const auto prefetch = [&](const Item& it) { prefetch_stage<E>(w, it, t0, t1, pn, ttid); };
   if constexpr (kTeams == 1) walk_items<E>(w, smem, load, compute);
-  else walk_items_pingpong<E>(w, smem, load, compute);
+  else walk_items_pingpong<E>(w, smem, load, compute, prefetch);
 }
 
 // Dynamic shared memory of a walk kernel with `teams` teams of 8 warps (1: walk_items, 2: walk_items_pingpong).
