@@ -252,8 +252,6 @@ struct SsdStateParams {
   const int32_t* first;  // with cu
   void* hin;
   float* final_states;
-  // x rows of the chunk after next prefetched into L2 while a chunk computes (unless MK_SSD_STATE_PREFETCH=0).
-  bool prefetch = true;
 };
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
 // Whether CUDA device `device` gives a CTA the dynamic shared memory a stage needs (stage 0: dx, 1: scan, 2: state at

@@ -118,21 +118,6 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
   }
 }
 
-// L2 prefetch of the x half-tile rows that state_load copies for chunk `chunk` (SsdStateParams::prefetch), issued two
-// chunks ahead so that the cp.async stage of that chunk waits for L2 rather than DRAM.
-template <typename E, int W>
-__device__ __forceinline__ void state_prefetch(const SsdStateParams& p, const StateCta& c, int chunk, int tid) {
-  const int64_t t0 = c.s0 + int64_t(chunk) * kQ, h = p.nheads, hpg = h / p.ngroups;
-  const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
-#pragma unroll
-  for (int u = 0; u < (W * kQ + kThreads - 1) / kThreads; ++u) {
-    const int idx = tid + kThreads * u, i = idx / kQ, r = idx % kQ;
-    if (i >= c.nw || r >= ln) continue;
-    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
-    prefetch_l2(static_cast<const E*>(p.x) + ((c.row * p.seqlen + t0 + r) * h + hh) * kP + ((c.i0 + i) & 1) * kHalfP);
-  }
-}
-
 // The skew's late warp `warp` (4-7) stages walk i's h_in block in its own block i; the other warps use one block each
 // (block `warp`), reused for every walk.
 template <typename E, int W>
@@ -143,7 +128,8 @@ __device__ __forceinline__ E* late_staging(char* smem, int warp, int i) {
 // kSkew (MK_SSD_STATE_SKEW=1): warps 4-7 (one a scheduler) write their h_in blocks of a chunk to global memory after
 // the chunk's mma instead of before it, so that on each scheduler one warp stores while the other runs its mma (the
 // phases add up when the two warps do the same thing at once: see the header). H200, shape 1 (9bd9062): 159.0-160.0 us
-// against 161.4-162.1 (4 timings each); the default where state_skew_fits.
+// against 161.4-162.1 (4 timings each); the default where state_skew_fits. Measured and removed (9b5c72a): x rows of
+// the chunk after next prefetched into L2 (prefetch.global.L2): 170.5-173.8 us against 164.2-164.7.
 template <typename E, int W, bool kSkew>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p) {
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
@@ -185,7 +171,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * state_stage_bytes(W);
     if (k + 1 < nck) state_load<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_stage_bytes(W), tid);
-    if (p.prefetch && k + 2 < nck) state_prefetch<E, W>(p, c, k + 2, tid);
     cp_async_commit();
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();

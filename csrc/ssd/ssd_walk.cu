@@ -33,9 +33,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_STATE_SKEW (on): F1's warps 4-7 store their h_in blocks after the chunk's mma (ssd_state_kernel's kSkew)
 //     where the device holds the skew's staging at the walks a CTA that the plain kernel takes (never fewer walks for
 //     it). H200, shape 1 (9bd9062, 4 timings each): 159.0-160.0 us against 161.4-162.1.
-//   MK_SSD_WALK_PREFETCH / MK_SSD_STATE_PREFETCH (on): L2 prefetch of a team's next item (F2 / B2 with two teams) and
-//     of F1's chunk after next (SsdWalkParams::prefetch, SsdStateParams::prefetch). Untimed (written 2026-12-01,
-//     session 22, before its GPU run).
+//   MK_SSD_WALK_PREFETCH (on): with two teams, a team prefetches its next item's stage rows into L2
+//     (SsdWalkParams::prefetch). H200, shape 1 (9b5c72a, twice each): F2 271.6-272.5 us against 274.0-274.7, F2 with
+//     ypre 306.5 against 311.4, B2 286.6 against 288.0.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -95,11 +95,9 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  SsdStateParams q = p;
-  q.prefetch = env_switch("MK_SSD_STATE_PREFETCH", true);
-  const int walks = ssd_walk::state_walks_per_cta(q, optin);
+  const int walks = ssd_walk::state_walks_per_cta(p, optin);
   const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin);
-  const cudaError_t e = skew ? launch_state_w<true>(q, walks, s) : launch_state_w<false>(q, walks, s);
+  const cudaError_t e = skew ? launch_state_w<true>(p, walks, s) : launch_state_w<false>(p, walks, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
