@@ -25,9 +25,9 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
   return ssd_cuda::pack_bf16(lo, hi);
 }
 
-template <typename E>
+template <typename E, typename WaitRest>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
-                                          const Stage<E>& st, int warp, int lane, E* sw) {
+                                          const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest) {
   const E* xs = st.tile0();
   const E* zs = st.tile1();
   const float* as = st.a();
@@ -35,13 +35,17 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   const float* Ds = st.D();
   const int ln = it.ln;
   const int tb = warp_row_block(warp), t0 = 16 * tb;
-  if (t0 >= ln) return;  // no valid target row in this warp's block
+  if (t0 >= ln) {  // no valid target row in this warp's block
+    wait_rest();
+    return;
+  }
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
   const int tA = t0 + g, tB = tA + 8;
   const float a_m = as[t0];
   float acc[8][4];
   rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
   scale_acc(acc, __expf(a_m));
+  wait_rest();  // x and z (the stage's second cp.async group with split_wait)
   // earlier source blocks: A(t, s) = cb(t, s) u_s dt'_s (matrices (t 0-7 / 8-15) x (s 0-7 / 8-15), t fastest)
   for (int sb = 0; sb < tb; ++sb) {
     uint32_t r[4];
@@ -115,8 +119,11 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
 template <typename E, int kTeams>
 __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const SsdScanParams p) {
-  run_walk<E, kTeams>(p.w, p.x, p.z, p.hin, [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp,
-                                         int lane, E* sw) { scan_item<E>(p, it, cbs, rs, st, warp, lane, sw); });
+  run_walk<E, kTeams, false>(p.w, p.x, p.z, p.hin,
+                             [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane,
+                                 E* sw, const auto& wait_rest) {
+                               scan_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest);
+                             });
 }
 
 }  // namespace ssd_walk
