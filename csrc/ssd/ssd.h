@@ -199,8 +199,8 @@ struct SsdWalkParams {
   // The dispatch sets it unless MK_SSD_WALK_PREFETCH=0.
   bool prefetch = true;
   // Two teams: an item starts when its (p, n) tile and rows have landed; the tiles it reads later are waited for
-  // after its first phase (walk_items_pingpong). The dispatch sets it with MK_SSD_WALK_SPLITWAIT=1.
-  bool split_wait = false;
+  // after its first phase (walk_items_pingpong). The dispatch sets it unless MK_SSD_WALK_SPLITWAIT=0.
+  bool split_wait = true;
 };
 
 // dx stage (B2) of the backward (ssd_dx_kernel.cuh): for every item, du = (CB o exp(a_t - a_s), s <= t)^T dy +

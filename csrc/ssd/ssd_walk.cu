@@ -36,8 +36,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_PREFETCH (on): with two teams, a team prefetches its next item's stage rows into L2
 //     (SsdWalkParams::prefetch). H200, shape 1 (9b5c72a, twice each): F2 271.6-272.5 us against 274.0-274.7, F2 with
 //     ypre 306.5 against 311.4, B2 286.6 against 288.0.
-//   MK_SSD_WALK_SPLITWAIT (off): with two teams, an item starts when its (p, n) tile has landed; x / z (F2) or dy
-//     (B2) are waited for after the item's first phase (SsdWalkParams::split_wait). Untimed.
+//   MK_SSD_WALK_SPLITWAIT (on): with two teams, an item starts when its (p, n) tile has landed; x / z (F2) or dy
+//     (B2) are waited for after the item's first phase (SsdWalkParams::split_wait). H200, shape 1 (86fa7a3, twice
+//     each): F2 264.7-264.9 us against 271.6-272.0, F2 with ypre 291.4 against 309.9, B2 283.1 against 290.9.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -50,7 +51,7 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   P q = p;
   q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
   q.w.prefetch = env_switch("MK_SSD_WALK_PREFETCH", true);
-  q.w.split_wait = env_switch("MK_SSD_WALK_SPLITWAIT", false);
+  q.w.split_wait = env_switch("MK_SSD_WALK_SPLITWAIT", true);
   const auto s = static_cast<cudaStream_t>(stream);
   const cudaError_t e = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
                             ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s)

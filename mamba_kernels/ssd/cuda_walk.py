@@ -18,7 +18,10 @@ environment (read at each call) keeps the Triton kernels: A/B timing; F2's and B
 (ssd_walk.cuh; F2 328 against 339 us stored from the fragments, 03b0e07) unless MK_SSD_WALK_STAGED=0, F2 / B2 run as
 two teams of 8 warps a CTA (F2 271.8 against 325.1 us, B2 289.5 against 310.3, 768cb6a) unless
 MK_SSD_WALK_PINGPONG=0, and F2 also serves forwards that keep ypre for a backward unless MK_SSD_WALK_YPRE=0
-(scan_serves_ypre). CALLS counts the CUDA launches per stage (tests assert that they happened).
+(scan_serves_ypre). Session 22 (2026-12-01): with two teams an item starts when its (p, n) tile has landed
+(MK_SSD_WALK_SPLITWAIT; F2 264.8 against 271.8 us, with ypre 291.4 against 309.9, B2 283.1 against 290.9), a team
+prefetches its next item into L2 (MK_SSD_WALK_PREFETCH), F1's warps 4-7 store h_in after the chunk's mma
+(MK_SSD_STATE_SKEW; 159-160 against 161-162 us): all three on by default, "0" turns one off. CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
