@@ -129,7 +129,8 @@ __device__ __forceinline__ E* late_staging(char* smem, int warp, int i) {
 // the chunk's mma instead of before it, so that on each scheduler one warp stores while the other runs its mma (the
 // phases add up when the two warps do the same thing at once: see the header). H200, shape 1 (9bd9062): 159.0-160.0 us
 // against 161.4-162.1 (4 timings each); the default where state_skew_fits. Measured and removed (9b5c72a): x rows of
-// the chunk after next prefetched into L2 (prefetch.global.L2): 170.5-173.8 us against 164.2-164.7.
+// the chunk after next prefetched into L2 (prefetch.global.L2): 170.5-173.8 us against 164.2-164.7; warps 0-3 storing
+// their h_in blocks before waiting for the chunk's stage (d7ec0f0): 174.9-176.3 us against 160.7-166.2.
 template <typename E, int W, bool kSkew>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStateParams p) {
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
