@@ -321,17 +321,14 @@ def _walk_calls(cuda_walk):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("early", ["0", "1"], ids=["late", "early"])
 @pytest.mark.parametrize("skew", ["0", "1"], ids=["noskew", "skew"])
 @pytest.mark.parametrize("case", ["b2-l300-h16-g1", "b3-l1000-h80-g1-init", "varlen-h24-g3-init"])
-def test_gpu_cuda_state_stage(case, skew, early, monkeypatch):
+def test_gpu_cuda_state_stage(case, skew, monkeypatch):
     """The forward's CUDA state stage (cuda_walk.state, csrc/ssd/ssd_state_kernel.cuh) against a float64 evaluation of
     its formula on the same dt' / a: every chunk-entry state (bf16; the stage's slots of no chunk keep their poison)
-    and the final states (fp32). b3 h80 g1: 480 (head, p half) walks, several a CTA. skew: MK_SSD_STATE_SKEW; early:
-    MK_SSD_STATE_EARLY."""
+    and the final states (fp32). b3 h80 g1: 480 (head, p half) walks, several a CTA. skew: MK_SSD_STATE_SKEW."""
     _skip_unavailable("triton", "cuda")
     monkeypatch.setenv("MK_SSD_STATE_SKEW", skew)
-    monkeypatch.setenv("MK_SSD_STATE_EARLY", early)
     from mamba_kernels.ssd import cuda_walk
     from mamba_kernels.ssd import triton as tri
     b, l, h, g, init = {"b2-l300-h16-g1": (2, 300, 16, 1, False), "b3-l1000-h80-g1-init": (3, 1000, 80, 1, True),

@@ -258,12 +258,10 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
     return hin, final
 
 
-@pytest.mark.parametrize("early", [0, 1], ids=["late", "early"])
 @pytest.mark.parametrize("skew", [0, 1], ids=["noskew", "skew"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
-def test_ssd_state_stage_emulated_on_cpu(case, skew, early, emu_exe, tmp_path):
-    """skew: MK_SSD_STATE_SKEW (warps 4-7 store their h_in blocks after the chunk's mma); early: MK_SSD_STATE_EARLY (the
-    other warps store theirs before waiting for the chunk's stage)."""
+def test_ssd_state_stage_emulated_on_cpu(case, skew, emu_exe, tmp_path):
+    """skew: MK_SSD_STATE_SKEW (warps 4-7 store their h_in blocks after the chunk's mma)."""
     b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
@@ -298,7 +296,7 @@ def test_ssd_state_stage_emulated_on_cpu(case, skew, early, emu_exe, tmp_path):
         arrays["first"] = torch.tensor([first for _, _, _, first in seqs], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_EARLY": str(early)}
+    env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew)}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes

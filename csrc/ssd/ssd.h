@@ -255,9 +255,6 @@ struct SsdStateParams {
   const int32_t* first;  // with cu
   void* hin;
   float* final_states;
-  // h_in of a chunk stored before waiting for the chunk's stage (by the warps the skew does not delay). The dispatch
-  // sets it with MK_SSD_STATE_EARLY=1.
-  bool early_stores = false;
 };
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
 // Whether CUDA device `device` gives a CTA the dynamic shared memory a stage needs (stage 0: dx, 1: scan, 2: state at

@@ -173,31 +173,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
     char* st = smem + (k & 1) * state_stage_bytes(W);
     if (k + 1 < nck) state_load<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_stage_bytes(W), tid);
     cp_async_commit();
-    // h_in of chunk k = S (bf16). The warp's 16 x 32 bf16 block goes through its shared staging rows so that a lane
-    // stores 16 bytes (4-byte stores straight from the fragments: their source registers held up the next
-    // instructions, and L2 took 16-byte pieces of 32-byte sectors). With the skew warps 4-7 only stage it here and
-    // write it after the mma; with p.early_stores the other warps store before waiting for the chunk's stage.
-    E* const hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
-    const bool early = p.early_stores && !(kSkew && warp >= 4);
-    const auto store_hin = [&](int i) {
-      uint32_t v[2][4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int half = 0; half < 2; ++half)
-          v[half][j] = ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
-      if (kSkew && warp >= 4) {
-        stage_block<E, 4, kLdH>(late_staging<E, W>(smem, warp, i), v, lane);  // flushed after the mma
-      } else {
-        E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdH);
-        store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
-      }
-    };
-    if (early) {
-#pragma unroll
-      for (int i = 0; i < W; ++i)
-        if (i < c.nw) store_hin(i);
-    }
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
@@ -223,16 +198,32 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
       }
     }
     __syncthreads();
-    {  // h_in of chunk k (unless stored early), then S *= exp(a_L)
+    // h_in of chunk k = S (bf16), then S *= exp(a_L). The warp's 16 x 32 bf16 block goes through its shared staging
+    // rows so that a lane stores 16 bytes (4-byte stores straight from the fragments: their source registers held up
+    // the next instructions, and L2 took 16-byte pieces of 32-byte sectors).
+    {
+      E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
       float decay[W];
 #pragma unroll
       for (int i = 0; i < W; ++i)
         decay[i] = __expf(
             reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes)[ln - 1]);
+      E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdH);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
         if (i >= c.nw) break;
-        if (!early) store_hin(i);
+        uint32_t v[2][4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int half = 0; half < 2; ++half)
+            v[half][j] = ssd_cuda::pack_bf16(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+        if constexpr (kSkew) {
+          if (warp >= 4) stage_block<E, 4, kLdH>(late_staging<E, W>(smem, warp, i), v, lane);  // flushed after the mma
+          else store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
+        } else {
+          store_block_staged<E, 4, kLdH>(sw, v, hin + block_off(i), kN, 16, lane);
+        }
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -260,6 +251,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
     }
     if constexpr (kSkew) {
       if (warp >= 4) {  // the skew's late warps: chunk k's h_in blocks, staged before the mma
+        E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
 #pragma unroll
         for (int i = 0; i < W; ++i) {
           if (i >= c.nw) break;

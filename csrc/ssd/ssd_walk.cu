@@ -39,8 +39,6 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_SPLITWAIT (on): with two teams, an item starts when its (p, n) tile has landed; x / z (F2) or dy
 //     (B2) are waited for after the item's first phase (SsdWalkParams::split_wait). H200, shape 1 (86fa7a3, twice
 //     each): F2 264.7-264.9 us against 271.6-272.0, F2 with ypre 291.4 against 309.9, B2 283.1 against 290.9.
-//   MK_SSD_STATE_EARLY (off): F1's h_in of a chunk stored before waiting for the chunk's stage, by the warps the skew
-//     does not delay (SsdStateParams::early_stores). Untimed.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -101,11 +99,9 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  SsdStateParams q = p;
-  q.early_stores = env_switch("MK_SSD_STATE_EARLY", false);
-  const int walks = ssd_walk::state_walks_per_cta(q, optin);
+  const int walks = ssd_walk::state_walks_per_cta(p, optin);
   const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin);
-  const cudaError_t e = skew ? launch_state_w<true>(q, walks, s) : launch_state_w<false>(q, walks, s);
+  const cudaError_t e = skew ? launch_state_w<true>(p, walks, s) : launch_state_w<false>(p, walks, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
