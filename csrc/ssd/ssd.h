@@ -201,6 +201,9 @@ struct SsdWalkParams {
   // Two teams: an item starts when its (p, n) tile and rows have landed; the tiles it reads later are waited for
   // after its first phase (walk_items_pingpong). The dispatch sets it unless MK_SSD_WALK_SPLITWAIT=0.
   bool split_wait = true;
+  // With split_wait, F2's z rows are loaded by the warp that reads them, waited for by that warp alone before its
+  // epilogue. The dispatch sets it with MK_SSD_WALK_OWNROWS=1.
+  bool own_rows = false;
 };
 
 // dx stage (B2) of the backward (ssd_dx_kernel.cuh): for every item, du = (CB o exp(a_t - a_s), s <= t)^T dy +

@@ -34,9 +34,10 @@ __device__ __forceinline__ void swap_halves_sum(float (&v)[16], bool upper, int 
 // exp(a_t - a_s) = u_t v_s for t in later blocks (u_t = exp(a_t - a_r), v_s = exp(a_r - a_s)) and e_s = w_r v_s
 // (w_r = exp(a_L - a_r)), hence  du_s = v_s (w_r P_s + sum_t cb(t, s) u_t dy_t) + (diagonal block, exact decays),
 // P = B dS^T: 4 exps a lane a later block instead of 8 masked ones.
-template <typename E, typename WaitRest>
+template <typename E, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, const E* cbs, const E* bs,
-                                        const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest) {
+                                        const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
+                                        const WaitOwn& wait_own) {
   const E* dys = st.tile0();
   const E* xs = st.tile1();
   const float* as = st.a();
@@ -46,6 +47,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   const int rb = warp_row_block(warp), s0 = 16 * rb;
   if (s0 >= ln) {  // no valid source row in this warp's block
     wait_rest();
+    wait_own();
     return;
   }
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
@@ -68,6 +70,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   const float w_r = __expf(a_last - a_r);
   scale_acc(acc, w_r);
   wait_rest();  // dy (the stage's second cp.async group with split_wait)
+  wait_own();   // (the third group is empty here)
   // later target blocks: A(s, t) = cb(t, s) u_t (CB rows >= ln are zero in shared memory, u_t = 0 there)
   for (int tb = rb + 1; tb < kQ / 16 && 16 * tb < ln; ++tb) {
     uint32_t r[4];  // matrices (t 0-7, s 0-7) (t 0-7, s 8-15) (t 8-15, s 0-7) (t 8-15, s 8-15), transposed
@@ -164,11 +167,11 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
 template <typename E, int kTeams>
 __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_dx_kernel(const SsdDxParams p) {
-  run_walk<E, kTeams, true>(p.w, p.dy, p.x, p.dS,
-                            [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane,
-                                E* sw, const auto& wait_rest) {
-                              dx_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest);
-                            });
+  run_walk<E, kTeams>(p.w, p.dy, p.x, p.dS, 1,
+                      [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
+                          const auto& wait_rest, const auto& wait_own) {
+                        dx_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                      });
 }
 
 }  // namespace ssd_walk

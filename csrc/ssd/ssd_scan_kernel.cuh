@@ -25,9 +25,10 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
   return ssd_cuda::pack_bf16(lo, hi);
 }
 
-template <typename E, typename WaitRest>
+template <typename E, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
-                                          const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest) {
+                                          const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
+                                          const WaitOwn& wait_own) {
   const E* xs = st.tile0();
   const E* zs = st.tile1();
   const float* as = st.a();
@@ -37,6 +38,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   const int tb = warp_row_block(warp), t0 = 16 * tb;
   if (t0 >= ln) {  // no valid target row in this warp's block
     wait_rest();
+    wait_own();
     return;
   }
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
@@ -45,7 +47,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   float acc[8][4];
   rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
   scale_acc(acc, __expf(a_m));
-  wait_rest();  // x and z (the stage's second cp.async group with split_wait)
+  wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   // earlier source blocks: A(t, s) = cb(t, s) u_s dt'_s (matrices (t 0-7 / 8-15) x (s 0-7 / 8-15), t fastest)
   for (int sb = 0; sb < tb; ++sb) {
     uint32_t r[4];
@@ -75,6 +77,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
     a_times_tile<E>(acc, af, xs, t0, lane);
   }
+  wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
   // epilogue: y += D x; ypre = y; out = y silu(z) (rows >= ln: computed on the zero rows, not stored)
   const int64_t hp = p.w.nheads * kP, base = (it.tok0 * p.w.nheads + it.hh) * kP;
   uint32_t yv[2][8], ov[2][8];
@@ -119,11 +122,11 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
 template <typename E, int kTeams>
 __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const SsdScanParams p) {
-  run_walk<E, kTeams, false>(p.w, p.x, p.z, p.hin,
-                             [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane,
-                                 E* sw, const auto& wait_rest) {
-                               scan_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest);
-                             });
+  run_walk<E, kTeams>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
+                      [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
+                          const auto& wait_rest, const auto& wait_own) {
+                        scan_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                      });
 }
 
 }  // namespace ssd_walk

@@ -114,12 +114,13 @@ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
 // Stage loads of item `it`: tiles t0 / t1 of a (b, l, h, p) tensor each (rows >= ln zero; t1 may be null: not
 // loaded), the (p, n) tile of a (n_slots, h, p, n) tensor, a and dt' (rows >= ln zero), D's 64 values of the head
 // (D (h) broadcast; zero without D). Thread tid copies tile rows tid / 8 + 32 u and (p, n) rows tid / 16 + 16 u
-// (u = 0..3), 16 bytes each; 32-bit row offsets (h * p * Q < 2^31: checked by the dispatch). With `split` the copies
-// form two cp.async groups: first the (p, n) tile, a / dt' / D (and t1 when t1_first), committed here, then the
-// rest, committed by the caller (SsdWalkParams::split_wait).
+// (u = 0..3), 16 bytes each; 32-bit row offsets (h * p * Q < 2^31: checked by the dispatch). With `split`
+// (SsdWalkParams::split_wait) the copies form three cp.async groups, the first two committed here, the third by the
+// caller: (1) the (p, n) tile, a / dt' / D, and t1 when t1_group is 1; (2) t0, and t1 when t1_group is 2; (3) t1 when
+// t1_group is 3, each warp copying the rows of its own row block (warp_row_block), which only it reads.
 template <typename E>
 __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& it, char* st, const void* t0,
-                                           const void* t1, const void* pn, int tid, bool split, bool t1_first) {
+                                           const void* t1, const void* pn, int tid, bool split, int t1_group) {
   E* spn = reinterpret_cast<E*>(st + 2 * kTileBytes);
   float* as = reinterpret_cast<float*>(st + 2 * kTileBytes + kPnBytes);
   const int hp = int(p.nheads) * kP;
@@ -135,21 +136,24 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
     if (p.D == nullptr) as[2 * kQ + tid] = 0.f;
     else cp_async4(as + 2 * kQ + tid, p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh));
   }
-  const auto copy_tile = [&](E* s, const void* t) {
+  // rows r0 + rstep u (u < 4) of a tile, 16-byte column chunk c0
+  const auto copy_rows = [&](E* s, const void* t, int r0, int rstep, int c0) {
     const E* g = static_cast<const E*>(t) + base;
-    const int r0 = tid >> 3, c0 = (tid & 7) * 8;
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
-      const int rr = r0 + 32 * u;
+      const int rr = r0 + rstep * u;
       const bool ok = rr < it.ln;
       cp_async16_zfill(s + rr * kLdP + c0, g + (ok ? rr * hp + c0 : 0), ok);
     }
   };
   E* s1 = reinterpret_cast<E*>(st + kTileBytes);
-  if (t1_first && t1 != nullptr) copy_tile(s1, t1);
+  const int tg = split ? t1_group : 2;
+  if (tg == 1 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8);
   if (split) cp_async_commit();
-  copy_tile(reinterpret_cast<E*>(st), t0);
-  if (!t1_first && t1 != nullptr) copy_tile(s1, t1);
+  copy_rows(reinterpret_cast<E*>(st), t0, tid >> 3, 32, (tid & 7) * 8);
+  if (tg == 2 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8);
+  if (split) cp_async_commit();
+  if (tg == 3 && t1 != nullptr) copy_rows(s1, t1, 16 * warp_row_block(tid >> 5) + ((tid & 31) >> 3), 4, (tid & 7) * 8);
 }
 
 // L2 prefetch of what load_stage copies for item `it` (tiles t0 / t1: a 128-byte line a row; the (p, n) tile: 128
@@ -297,7 +301,7 @@ __device__ __forceinline__ void walk_items(const SsdWalkParams& p, char* smem, L
     cp_async_commit();
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();
-    if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs), Stage<E>{st}, [] {});
+    if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs), Stage<E>{st}, [] {}, [] {});
     __syncthreads();
     if (has_next) {
       const int64_t nkey = nxt.k * p.ngroups + nxt.grp;
@@ -329,9 +333,10 @@ __device__ __forceinline__ void team_barrier(int team) {
 // spills at sm_90a), and a CTA barrier where the resident tiles change (the range is cut into segments of one (chunk,
 // group): item / (nheads / ngroups) is their key). load / compute as for walk_items, called with the team's thread
 // index (0..255) by the caller's lambdas; prefetch(item) (with p.prefetch) warms L2 for the team's next item while
-// this one computes. With p.split_wait, load issues two cp.async groups (load_stage) and the team starts an item when
-// the first has landed: compute's wait_rest() (called by every thread of the team once per item) waits for the
-// second. smem: kSmemBytes (the two stages are the teams') + 2 kStagingBytes.
+// this one computes. With p.split_wait, load issues three cp.async groups (load_stage) and the team starts an item
+// when the first has landed: compute's wait_rest() (called by every thread of the team once per item) waits for the
+// second, wait_own() (each warp, once per item, after wait_rest) for the third. smem: kSmemBytes (the two stages are
+// the teams') + 2 kStagingBytes.
 template <typename E, typename Load, typename Compute, typename Prefetch>
 __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute,
                                                     Prefetch prefetch) {
@@ -342,10 +347,16 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
   const int64_t total = p.n_slots * p.nheads, hpg = p.nheads / p.ngroups;
   const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
   const bool split = p.split_wait;
-  const auto wait_rest = [&] {
+  const auto wait_rest = [&] {  // load_stage's group 2, visible to the team
+    if (split) {
+      cp_async_wait<1>();
+      team_barrier(team);
+    }
+  };
+  const auto wait_own = [&] {  // group 3: the warp's own rows
     if (split) {
       cp_async_wait<0>();
-      team_barrier(team);
+      __syncwarp();
     }
   };
   for (int64_t s0 = i0; s0 < i1;) {
@@ -360,11 +371,14 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
     }
     cp_async_commit();
-    if (split && it < s1) cp_async_wait<1>(); else cp_async_wait<0>();
+    if (split && it < s1) cp_async_wait<2>(); else cp_async_wait<0>();
     __syncthreads();  // the resident tiles (team 0's copies) and each team's first stage (group) have landed
     while (it < s1) {
-      if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs), Stage<E>{st}, wait_rest);
-      else if (split) cp_async_wait<0>();  // its second group lands before the next load reuses the stage
+      if (cur.ln > 0) {
+        compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs), Stage<E>{st}, wait_rest, wait_own);
+      } else if (split) {
+        cp_async_wait<0>();  // its other groups land before the next load reuses the stage
+      }
       team_barrier(team);  // the team is done reading its stage
       it += 2;
       if (it >= s1) break;
@@ -372,7 +386,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       load(cur, st);
       if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
       cp_async_commit();
-      if (split) cp_async_wait<1>(); else cp_async_wait<0>();
+      if (split) cp_async_wait<2>(); else cp_async_wait<0>();
       team_barrier(team);
     }
     s0 = s1;
@@ -388,21 +402,21 @@ __device__ __forceinline__ E* warp_staging(int warp) {
 }
 
 // The body of a walk kernel of kTeams teams (1: walk_items, 8 warps; 2: walk_items_pingpong, 16 warps): each item's
-// stage holds tiles t0 / t1 and the (p, n) tile pn (load_stage; t1_first: t1 is in the first cp.async group with
-// split_wait); item(it, cbs, rows, stage, warp, lane, sw, wait_rest) computes one item, warp being the warp's index in
-// its team (its row block) and sw its own staging rows; it reads only pn, a / dt' / D (and t1 when t1_first) before
-// calling wait_rest(), which every thread of the team calls once (early-returning warps too).
-template <typename E, int kTeams, bool kT1First, typename ItemFn>
+// stage holds tiles t0 / t1 and the (p, n) tile pn (load_stage; t1_group: t1's cp.async group with split_wait);
+// item(it, cbs, rows, stage, warp, lane, sw, wait_rest, wait_own) computes one item, warp being the warp's index in
+// its team (its row block) and sw its own staging rows; it reads only pn, a / dt' / D (and t1 in group 1) before
+// calling wait_rest(), which every thread of the team calls once (early-returning warps too), and t1 in group 3 only
+// after wait_own() (every warp, once, after wait_rest).
+template <typename E, int kTeams, typename ItemFn>
 __device__ __forceinline__ void run_walk(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
-                                         ItemFn item) {
+                                         int t1_group, ItemFn item) {
   const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
   E* const sw = warp_staging<E>(tid >> 5);
   char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
   const bool split = kTeams == 2 && w.split_wait;
-  const auto load = [&](const Item& it, char* st) { load_stage<E>(w, it, st, t0, t1, pn, ttid, split, kT1First); };
-  const auto compute = [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, const auto& wait_rest) {
-    item(it, cbs, rs, st, warp, lane, sw, wait_rest);
-  };
+  const auto load = [&](const Item& it, char* st) { load_stage<E>(w, it, st, t0, t1, pn, ttid, split, t1_group); };
+  const auto compute = [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, const auto& wait_rest,
+                           const auto& wait_own) { item(it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own); };
   const auto prefetch = [&](const Item& it) { prefetch_stage<E>(w, it, t0, t1, pn, ttid); };
   if constexpr (kTeams == 1) walk_items<E>(w, smem, load, compute);
   else walk_items_pingpong<E>(w, smem, load, compute, prefetch);
