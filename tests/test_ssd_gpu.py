@@ -239,7 +239,7 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
-                                    "pingpong-ownrows"])
+                                    "pingpong-noown"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -251,14 +251,14 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     team (MK_SSD_WALK_PINGPONG=0); "pingpong" (the default): staged, two teams of 8 warps a CTA on alternate items,
     the output stage serving the autograd call too (storing ypre); "pingpong-noypre": MK_SSD_WALK_YPRE=0, the Triton
     scan kernel for the autograd call; "pingpong-nosplit": MK_SSD_WALK_SPLITWAIT=0 (an item starts when its whole
-    stage has landed; the default starts on its first cp.async group); "pingpong-ownrows": MK_SSD_WALK_OWNROWS=1 (F2's
-    z rows come by the warp that reads them)."""
+    stage has landed; the default starts on its first cp.async group); "pingpong-noown": MK_SSD_WALK_OWNROWS=0 (F2's z
+    rows with x in the second cp.async group; the default: by the warp that reads them)."""
     _skip_unavailable("triton", "cuda")
     monkeypatch.setenv("MK_SSD_WALK_STAGED", "0" if stores == "direct" else "1")
     monkeypatch.setenv("MK_SSD_WALK_PINGPONG", "1" if stores.startswith("pingpong") else "0")
     monkeypatch.setenv("MK_SSD_WALK_YPRE", "0" if stores == "pingpong-noypre" else "1")
     monkeypatch.setenv("MK_SSD_WALK_SPLITWAIT", "0" if stores == "pingpong-nosplit" else "1")
-    monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "1" if stores == "pingpong-ownrows" else "0")
+    monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",

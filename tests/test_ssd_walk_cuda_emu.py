@@ -46,11 +46,11 @@ CASES = {
 # warps a CTA, MK_SSD_WALK_PINGPONG=0), "staged" (through the warps' staging rows; one team), "pingpong" (the default:
 # staged, two teams of 8 warps a CTA taking alternate items, walk_items_pingpong; the cases hold odd segments of a
 # (chunk, group)'s heads, a team with no item in a segment, segments cut by CTA ranges; an item starts on its first
-# cp.async group and waits for the rest after its first phase), "nosplit" (pingpong with MK_SSD_WALK_SPLITWAIT=0: an
-# item starts when its whole stage has landed), "ownrows" (pingpong with MK_SSD_WALK_OWNROWS=1: F2's z rows come by
-# the warp that reads them; the emulation's copies are synchronous, so it checks the rows each warp copies, not that
-# the reader is the copier: the GPU test's variant does).
-WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong", "nosplit", "ownrows")]
+# cp.async group and waits for the rest after its first phase; F2's z rows come by the warp that reads them: the
+# emulation's copies are synchronous, so it checks the rows each warp copies, not that the reader is the copier, which
+# the GPU tests do), "nosplit" (pingpong with MK_SSD_WALK_SPLITWAIT=0: an item starts when its whole stage has
+# landed), "noown" (pingpong with MK_SSD_WALK_OWNROWS=0: z with x in the second group).
+WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong", "nosplit", "noown")]
 
 
 @pytest.fixture(scope="module")
@@ -169,10 +169,10 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
         arrays["tab"] = torch.tensor([[t0, ln] for _, _, t0, ln in slots], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    two_teams = walk in ("pingpong", "nosplit", "ownrows")
+    two_teams = walk in ("pingpong", "nosplit", "noown")
     env = {**os.environ, "MK_SSD_WALK_STAGED": "0" if walk == "direct" else "1",
            "MK_SSD_WALK_PINGPONG": "1" if two_teams else "0", "MK_SSD_WALK_SPLITWAIT": "0" if walk == "nosplit" else "1",
-           "MK_SSD_WALK_OWNROWS": "1" if walk == "ownrows" else "0"}
+           "MK_SSD_WALK_OWNROWS": "0" if walk == "noown" else "1"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran

@@ -202,8 +202,8 @@ struct SsdWalkParams {
   // after its first phase (walk_items_pingpong). The dispatch sets it unless MK_SSD_WALK_SPLITWAIT=0.
   bool split_wait = true;
   // With split_wait, F2's z rows are loaded by the warp that reads them, waited for by that warp alone before its
-  // epilogue. The dispatch sets it with MK_SSD_WALK_OWNROWS=1.
-  bool own_rows = false;
+  // epilogue. The dispatch sets it unless MK_SSD_WALK_OWNROWS=0.
+  bool own_rows = true;
 };
 
 // dx stage (B2) of the backward (ssd_dx_kernel.cuh): for every item, du = (CB o exp(a_t - a_s), s <= t)^T dy +

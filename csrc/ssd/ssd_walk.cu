@@ -39,8 +39,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_SPLITWAIT (on): with two teams, an item starts when its (p, n) tile has landed; x / z (F2) or dy
 //     (B2) are waited for after the item's first phase (SsdWalkParams::split_wait). H200, shape 1 (86fa7a3, twice
 //     each): F2 264.7-264.9 us against 271.6-272.0, F2 with ypre 291.4 against 309.9, B2 283.1 against 290.9.
-//   MK_SSD_WALK_OWNROWS (off): with the split wait, F2's z rows come by the warp that reads them, in a third cp.async
-//     group that only that warp waits for (SsdWalkParams::own_rows). Untimed.
+//   MK_SSD_WALK_OWNROWS (on): with the split wait, F2's z rows come by the warp that reads them, in a third cp.async
+//     group that only that warp waits for (SsdWalkParams::own_rows). H200, shape 1 (428e5ba, twice each): F2 267.4 /
+//     267.8 us against 270.8 / 269.0; with ypre 295.3 against 295.7.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -54,7 +55,7 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
   q.w.prefetch = env_switch("MK_SSD_WALK_PREFETCH", true);
   q.w.split_wait = env_switch("MK_SSD_WALK_SPLITWAIT", true);
-  q.w.own_rows = env_switch("MK_SSD_WALK_OWNROWS", false);
+  q.w.own_rows = env_switch("MK_SSD_WALK_OWNROWS", true);
   const auto s = static_cast<cudaStream_t>(stream);
   const cudaError_t e = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
                             ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s)
