@@ -21,7 +21,9 @@ MK_SSD_WALK_PINGPONG=0, and F2 also serves forwards that keep ypre for a backwar
 (scan_serves_ypre). Session 22 (2026-12-01): with two teams an item starts when its (p, n) tile has landed
 (MK_SSD_WALK_SPLITWAIT; F2 264.8 against 271.8 us, with ypre 291.4 against 309.9, B2 283.1 against 290.9), a team
 prefetches its next item into L2 (MK_SSD_WALK_PREFETCH), F1's warps 4-7 store h_in after the chunk's mma
-(MK_SSD_STATE_SKEW; 159-160 against 161-162 us): all three on by default, "0" turns one off. CALLS counts the CUDA launches per stage (tests assert that they happened).
+(MK_SSD_STATE_SKEW; 159-160 against 161-162 us), F2's z rows come by the warp that reads them (MK_SSD_WALK_OWNROWS;
+F2 267.6 against 269.9 us): all on by default, "0" turns one off; forward 0.448 ms, forward + backward 1.744 ms
+(428e5ba). CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
