@@ -54,15 +54,19 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
-// L2 prefetch of the 128-byte line that holds p: a hint that costs no register, so that a load issued later (a
-// cp.async stage, a register double buffer) finds the line in L2 and only has to cover L2 latency. Callers keep p
-// inside the tensor: the CPU emulation touches it, so that AddressSanitizer checks the bounds.
-__device__ __forceinline__ void prefetch_l2(const void* p) {
+// L2 (prefetch_l2) or L1 (prefetch_l1) prefetch of the line that holds p: a hint that costs no register, so that a
+// load issued later (a cp.async stage, a register double buffer) finds the line in the cache and only has to cover its
+// latency. Callers keep p inside the tensor: the CPU emulation touches it, so that AddressSanitizer checks the bounds.
+template <bool kL1>
+__device__ __forceinline__ void prefetch_line(const void* p) {
 #if defined(__CUDA_ARCH__)
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+  if constexpr (kL1) asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+  else asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 #else
   (void)*static_cast<const volatile char*>(p);
 #endif
 }
+__device__ __forceinline__ void prefetch_l2(const void* p) { prefetch_line<false>(p); }
+__device__ __forceinline__ void prefetch_l1(const void* p) { prefetch_line<true>(p); }
 
 }  // namespace mamba_kernels

@@ -209,16 +209,6 @@ __device__ __forceinline__ void unpack16(const uint4& r, DType t, float (&o)[8])
   }
 }
 
-// Brings the line holding p into L1 without a register (the load that needs it comes later). CPU emulation: touches
-// the byte, so that AddressSanitizer checks the bound.
-__device__ __forceinline__ void prefetch_l1(const void* p) {
-#if defined(__CUDA_ARCH__)
-  asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
-#else
-  (void)*static_cast<const volatile char*>(p);
-#endif
-}
-
 // Thread-block cluster barrier (sm_90), split: arrive (release: this thread's earlier memory accesses are
 // ordered before the other blocks' accesses after their wait) and wait (acquire). Every thread of every block
 // of the cluster arrives once and then waits once. Called uniformly by whole warps (.aligned). The launcher clusters
