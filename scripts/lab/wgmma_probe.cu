@@ -6,11 +6,17 @@
 // register layouts are checked here, once, on the GPU.
 //
 // B is a (K = 128 tokens) x (N = 64 p) bf16 tile like F2's x tile: a product over the chunk's tokens, 8 k16 steps.
-// Layouts written into shared memory (one thread a 16-byte chunk, as cp.async would):
-//   sw128: MN-major (a token row of 64 p = 128 bytes), 16-byte chunk c of row k at chunk c ^ (k & 7) (128-byte swizzle,
-//          the layout TMA's SWIZZLE_128B writes): trans-b 1, swizzle 1;
-//   kmaj:  K-major without swizzle (the tile transposed, 8 x 8 core matrices of 128 contiguous bytes: core (n / 8,
-//          k / 8) at (n / 8) * 2048 + (k / 8) * 128): trans-b 0, swizzle 0.
+// Layouts written into shared memory (element by element; a kernel would write 16-byte chunks by cp.async):
+//   sw128:  MN-major (a token row of 64 p = 128 bytes), 16-byte chunk c of row k at chunk c ^ (k & 7) (128-byte
+//           swizzle, the layout TMA's SWIZZLE_128B writes): trans-b 0 / 1, swizzle 1; a k16 step starts 2048 bytes on.
+//           H200, 2026-12-01 (session 22): LBO 0, SBO 1024, trans-b 1 is exact (max err 4.8e-7), which also confirms
+//           the A-register and accumulator orders above.
+//   ksw128: K-major with the 128-byte swizzle (the layout of C h_in^T's B = h_in (p, n) rows: K = n contiguous), two
+//           64-wide K blocks of 64 rows x 128 bytes: element (k, n) at (k / 64) 8192 + n 128 + (((k % 64) / 8) ^ (n & 7))
+//           16 + (k % 8) 2; a k16 step starts 32 bytes on within a K block; trans-b 0.
+//   kmaj:   K-major without swizzle (8 x 8 core matrices of 128 contiguous bytes: core (n / 8, k / 8) at (n / 8) 2048 +
+//           (k / 8) 128); a k16 step starts 256 bytes on; trans-b 0, swizzle 0.
+// The tile sits at the start of a 64 KB buffer, so that a wrong offset reads garbage instead of faulting.
 // A (64 x 128) comes from registers in mma.sync's m16n8k16 A-fragment order, warp w of the warpgroup holding rows
 // 16 w .. 16 w + 15; D is read back in mma.sync's accumulator order per n8 tile (d[4 j + e]: row 16 w + g + 8 (e / 2),
 // column 8 j + 2 q + e % 2). For each layout the probe tries a grid of (LBO, SBO) byte offsets and prints each one's
@@ -64,19 +70,30 @@ __device__ __forceinline__ uint32_t pack2(const __nv_bfloat16* p) {
   return uint32_t(__bfloat16_as_ushort(p[0])) | (uint32_t(__bfloat16_as_ushort(p[1])) << 16);
 }
 
-// layout 0: sw128 (MN-major), 1: kmaj. Byte offset of element (k, n) of B in shared memory.
+// layout 0: sw128 (MN-major), 1: ksw128, 2: kmaj. Byte offset of element (k, n) of B in shared memory, and where
+// k16 step ks starts.
 __device__ __forceinline__ int b_offset(int layout, int k, int n) {
   if (layout == 0) return k * 128 + (((n >> 3) ^ (k & 7)) << 4) + (n & 7) * 2;
+  if (layout == 1) return (k >> 6) * 8192 + n * 128 + ((((k & 63) >> 3) ^ (n & 7)) << 4) + (k & 7) * 2;
   return (n >> 3) * 2048 + (k >> 3) * 128 + (n & 7) * 16 + (k & 7) * 2;
 }
+__device__ __forceinline__ int kstep_offset(int layout, int ks) {
+  if (layout == 0) return ks * 2048;
+  if (layout == 1) return (ks >> 2) * 8192 + (ks & 3) * 32;
+  return ks * 256;
+}
 
-// One warpgroup: D (64 x 64) = A (64 x 128) B (128 x 64); kstep_bytes: the descriptor start's advance per k16 step.
+constexpr int kSmem = 64 * 1024;
+extern __shared__ __align__(1024) unsigned char probe_smem[];
+
+// One warpgroup: D (64 x 64) = A (64 x 128) B (128 x 64).
 template <int kTransB>
 __global__ void __launch_bounds__(128) probe_kernel(const __nv_bfloat16* A, const __nv_bfloat16* B, float* D,
-                                                   int layout, uint32_t lbo, uint32_t sbo, uint32_t swizzle,
-                                                   uint32_t kstep_bytes) {
-  __shared__ alignas(1024) __nv_bfloat16 bs[kK * kN];
+                                                   int layout, uint32_t lbo, uint32_t sbo, uint32_t swizzle) {
+  __nv_bfloat16* bs = reinterpret_cast<__nv_bfloat16*>(probe_smem);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+  for (int i = tid; i < kSmem / 2; i += 128) bs[i] = __float2bfloat16(0.f);
+  __syncthreads();
   for (int i = tid; i < kK * kN; i += 128) {
     const int k = i / kN, n = i % kN;
     *reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<char*>(bs) + b_offset(layout, k, n)) = B[k * kN + n];
@@ -89,7 +106,7 @@ __global__ void __launch_bounds__(128) probe_kernel(const __nv_bfloat16* A, cons
   for (int ks = 0; ks < kK / 16; ++ks) {
     const __nv_bfloat16* ar = A + (16 * warp + g) * kK + 16 * ks + 2 * q;
     const uint32_t a[4] = {pack2(ar), pack2(ar + 8 * kK), pack2(ar + 8), pack2(ar + 8 * kK + 8)};
-    const uint64_t desc = make_desc(reinterpret_cast<const char*>(bs) + ks * kstep_bytes, lbo, sbo, swizzle);
+    const uint64_t desc = make_desc(reinterpret_cast<const char*>(bs) + kstep_offset(layout, ks), lbo, sbo, swizzle);
     wgmma_m64n64k16<kTransB>(d, a, desc);
   }
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
@@ -124,17 +141,18 @@ int main() {
   cudaMemcpy(dA, hA.data(), hA.size() * 2, cudaMemcpyHostToDevice);
   cudaMemcpy(dB, hB.data(), hB.size() * 2, cudaMemcpyHostToDevice);
   const uint32_t offs[] = {0, 16, 128, 256, 1024, 2048, 4096, 8192};
-  struct L { const char* name; int layout, trans; uint32_t swizzle, kstep; };
-  // k16 step advance: sw128 16 rows of 128 bytes; kmaj 2 core matrices along K
-  const L layouts[] = {{"sw128", 0, 1, 1, 2048}, {"kmaj", 1, 0, 0, 256}};
+  struct L { const char* name; int layout, trans; uint32_t swizzle; };
+  const L layouts[] = {{"sw128", 0, 1, 1}, {"sw128", 0, 0, 1}, {"ksw128", 1, 0, 1}, {"kmaj", 2, 0, 0}};
+  cudaFuncSetAttribute(probe_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  cudaFuncSetAttribute(probe_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   std::vector<float> hD(ref.size());
   int found = 0;
   for (const L& l : layouts)
     for (uint32_t lbo : offs)
       for (uint32_t sbo : offs) {
         cudaMemset(dD, 0xff, ref.size() * 4);  // NaN poison
-        if (l.trans) probe_kernel<1><<<1, 128>>>(dA, dB, dD, l.layout, lbo, sbo, l.swizzle, l.kstep);
-        else probe_kernel<0><<<1, 128>>>(dA, dB, dD, l.layout, lbo, sbo, l.swizzle, l.kstep);
+        if (l.trans) probe_kernel<1><<<1, 128, kSmem>>>(dA, dB, dD, l.layout, lbo, sbo, l.swizzle);
+        else probe_kernel<0><<<1, 128, kSmem>>>(dA, dB, dD, l.layout, lbo, sbo, l.swizzle);
         const cudaError_t e = cudaDeviceSynchronize();
         if (e != cudaSuccess) {
           std::printf("%s lbo %u sbo %u: %s\n", l.name, lbo, sbo, cudaGetErrorString(e));
