@@ -10,7 +10,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q torch==2.13.0
 fi
 need=()
-for mod_pkg in triton:triton==3.7.0 pytest:pytest pytest_benchmark:pytest-benchmark ninja:ninja \
+for mod_pkg in triton:triton==3.7.0 pytest:pytest pytest_benchmark:pytest-benchmark xdist:pytest-xdist ninja:ninja \
                pybind11:pybind11 numpy:numpy einops:einops setuptools:setuptools wheel:wheel; do
   mod=${mod_pkg%%:*}; pkg=${mod_pkg#*:}
   "$PY" -c "import $mod" 2>/dev/null || need+=("$pkg")
