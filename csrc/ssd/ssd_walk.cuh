@@ -382,6 +382,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       team_barrier(team);  // the team is done reading its stage
       it += 2;
       if (it >= s1) break;
+      // (found again rather than kept from the prefetch: an Item live across compute spills in B2 at 128 registers)
       cur = next_item(p, next_item(p, cur));
       load(cur, st);
       if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));

@@ -67,9 +67,8 @@ int run_state_stage() {
   const char* err = ssd_state_cuda(P, nullptr);
   if (err) return report(err);
   {  // which kernel ran: its shared memory is the one of the walks a CTA and skew the dispatch asked for
-    const char* sw = std::getenv("MK_SSD_STATE_SKEW");  // unset: on, as in the launcher
     const int W = ssd_walk::state_walks_per_cta(P, cuda_emu::max_smem_optin);
-    const bool skew = (sw == nullptr || sw[0] != '0') && ssd_walk::state_skew_fits(W, cuda_emu::max_smem_optin);
+    const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(W, cuda_emu::max_smem_optin);
     std::printf("state walks %d skew %d smem_match %d\n", W, int(skew),
                 int(P.n_slots == 0 || cuda_emu::last_smem == size_t(ssd_walk::state_smem_bytes(W, skew))));
   }
