@@ -34,6 +34,10 @@
 //   MK_SS_LANE_WARPS2       warps per block with 2 states a lane (4)
 //   MK_SS_LANE_WARPS4       warps per block with 4 states a lane (4)
 //   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 512 blocks of 32 channels)
+//   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
+//                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
+//                           then pair-uniform, which the shared-memory pipe serves in half the wavefronts
+//                           (ncu at 56c96c6: L1 / shared 90% busy, the kernel's limit); 0: lane = channel kL + j
 //   MK_SS_LANE_PF           1: the recurrence reads the next 4-token step's dt / dt u before the current step's
 //                           math (software pipelining; ncu: the step's first FMUL waiting on its dt load was the
 //                           top stall) (1; H200 lab 2026-11-30 run 1: 0.348 / 0.281 / 0.688 ms against 0.356 /
@@ -54,6 +58,9 @@
 #endif
 #ifndef MK_SS_LANE_S4_MIN_BD
 #define MK_SS_LANE_S4_MIN_BD 16384
+#endif
+#ifndef MK_SS_LANE_PAIRMAP
+#define MK_SS_LANE_PAIRMAP 1
 #endif
 
 #include <cstdlib>
@@ -83,6 +90,30 @@ struct LaneCfg {
   static constexpr int kBCItems = (kBCVecs + kThreads - 1) / kThreads;
   static constexpr int kSmemFloats = (2 * kLaneN + 2 * kCh + kThreads) * kTP;
   static constexpr int bc_row(int n) { return (n % kS) * kL + n / kS; }
+  static constexpr int kLog2L = kL == 8 ? 3 : 2;
+  // Lane bits of (channel-in-warp c, j) with MK_SS_LANE_PAIRMAP: bit 0 = j's bit 0, bit 1 = c's bit 0, then j's
+  // other bits, then c's. A 16-byte shared-memory read whose addresses agree for every lane pair (n, n^1), or
+  // for every pair (n, n^2), costs 2 wavefronts a warp instead of 4: the step tiles (dt, dt u: one row a channel)
+  // pair by n^1, the B / C tiles (one row a j) by n^2.
+  static __device__ __forceinline__ void role(int tid, int& ch, int& j) {
+    if constexpr (MK_SS_LANE_PAIRMAP != 0) {
+      const int lane = tid & 31;
+      j = (lane & 1) | (((lane >> 2) & (kL / 2 - 1)) << 1);
+      ch = (tid >> 5) * (32 / kL) + (((lane >> 1) & 1) | ((lane >> (1 + kLog2L)) << 1));
+    } else {
+      ch = tid / kL;
+      j = tid % kL;
+    }
+  }
+  // The thread holding (channel ch, j) (inverse of role).
+  static __device__ __forceinline__ int thread_of(int ch, int j) {
+    if constexpr (MK_SS_LANE_PAIRMAP != 0) {
+      const int c = ch % (32 / kL);
+      return (ch / (32 / kL)) * 32 + (j & 1) + ((c & 1) << 1) + ((j >> 1) << 2) + ((c >> 1) << (1 + kLog2L));
+    } else {
+      return ch * kL + j;
+    }
+  }
   static_assert(kS == 2 || kS == 4, "2 or 4 states a lane");
   static_assert(kWarps >= 1 && kWarps <= 16, "MK_SS_LANE_WARPS*: 1..16");
   // one (channel, 8-token) item a thread: thread ch kL + v's item is tokens 8 v .. 8 v + 7 of channel ch
@@ -126,7 +157,8 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   const int64_t L = p.seqlen;
   const int n = kLaneN;
   // ---- recurrence role: lane (ch2, j) owns states j*S .. j*S + S - 1 of channel ch2
-  const int ch2 = tid / Cfg::kL, j = tid % Cfg::kL;
+  int ch2, j;
+  Cfg::role(tid, ch2, j);
   const bool c2_ok = cblk + ch2 < dpg;
   const int64_t c2 = cbase + (c2_ok ? cblk + ch2 : 0);  // idle lanes past the group compute on its first channel
   float A2[Cfg::kS], h[Cfg::kS];
@@ -213,7 +245,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       pr[1] = make_float4(rbc[it][4], rbc[it][5], rbc[it][6], rbc[it][7]);
     }
   };
-  // y of the thread's 8 tokens: the sum of its channel's kL partials (in lane order: a fixed summation order)
+  // y of the thread's 8 tokens: the sum of its channel's kL partials (in a fixed summation order)
   // + D u, gated by silu(z).
   auto epilogue = [&](int64_t t0) {
     const int nv = clamp_nv(L - t0 - tj);
@@ -221,9 +253,12 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     float y[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) y[i] = Du_cur[i];
+    // with MK_SS_LANE_PAIRMAP the channels of lane bit 1 = 1 read their partials in the order q ^ 1: the two
+    // channels of a quarter-warp then read rows of opposite bank parity (else 2-way conflicts)
+    const int q_flip = MK_SS_LANE_PAIRMAP != 0 ? (tid >> 1) & 1 : 0;
 #pragma unroll
     for (int q = 0; q < Cfg::kL; ++q) {
-      const float4* pr = reinterpret_cast<const float4*>(sY + (ch2 * Cfg::kL + q) * Cfg::kTP + tj);
+      const float4* pr = reinterpret_cast<const float4*>(sY + Cfg::thread_of(ch2, q ^ q_flip) * Cfg::kTP + tj);
       const float4 a = pr[0], e = pr[1];
       y[0] += a.x; y[1] += a.y; y[2] += a.z; y[3] += a.w;
       y[4] += e.x; y[5] += e.y; y[6] += e.z; y[7] += e.w;
