@@ -59,6 +59,12 @@
 #ifndef MK_SS_LANE_S4_MIN_BD
 #define MK_SS_LANE_S4_MIN_BD 16384
 #endif
+#ifndef MK_SS_LANE_FASTLOAD
+#define MK_SS_LANE_FASTLOAD 1
+#endif
+#ifndef MK_SS_LANE_BCMAP
+#define MK_SS_LANE_BCMAP 1
+#endif
 #ifndef MK_SS_LANE_PAIRMAP
 #define MK_SS_LANE_PAIRMAP 1
 #endif
@@ -135,6 +141,12 @@ struct Raw8 {
       for (int i = 0; i < 8; ++i) e[i] = i < nv ? p[i] : from_f<in_t>(0.f);
     }
   }
+  // 16-byte loads, no checks (the caller knows p is aligned and 8 elements are in range)
+  __device__ __forceinline__ void load_vec(const in_t* __restrict__ p) {
+#pragma unroll
+    for (int k = 0; k < 8 / (16 / int(sizeof(in_t))); ++k)
+      reinterpret_cast<uint4*>(e)[k] = reinterpret_cast<const uint4*>(p)[k];
+  }
   __device__ __forceinline__ float operator[](int i) const { return to_f(e[i]); }
 };
 
@@ -187,7 +199,13 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
 #pragma unroll
   for (int it = 0; it < Cfg::kBCItems; ++it) {
     const int idx = tid + it * Cfg::kThreads;
-    const int row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);  // row < 16: B state row, else C
+    // item idx -> (row, v): row < 16 is B's state row, else C's. A quarter-warp's 8 items are 4 v of each of
+    // two rows n and n + kS, whose tile rows (bc_row) are adjacent: their 16-byte stores then fall on 8
+    // distinct 4-bank groups (row-major items, 8 v of one row, had 2-way conflicts).
+    const int pair = idx / (2 * Cfg::kL), r = idx % (2 * Cfg::kL), pp = pair % 8;
+    int v = (r / 8) * 4 + r % 4;
+    int row = (pair / 8) * kLaneN + (pp / Cfg::kS) * 2 * Cfg::kS + pp % Cfg::kS + ((r / 4) % 2) * Cfg::kS;
+    if (MK_SS_LANE_BCMAP == 0) row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
     const bool ok = idx < Cfg::kBCVecs;
     bc_src[it] = !ok ? nullptr : row < kLaneN ? Bg + row * p.B_dstate_stride + 8 * v
                                               : Cg + (row - kLaneN) * p.C_dstate_stride + 8 * v;
@@ -196,7 +214,22 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   }
   Raw8<in_t> rdt, ru, rz, rbc[Cfg::kBCItems];  // the next tile's inputs
   float Du_cur[8], z_cur[8];                   // the tile's D u, z
+  // Whether every input row of this thread starts 16-byte aligned (tiles move by kTT elements, a multiple of 16
+  // bytes, so it holds at every tile): whole tiles then load without per-load range and alignment tests.
+  bool rows_aligned = ((reinterpret_cast<uintptr_t>(dl_row) | reinterpret_cast<uintptr_t>(u_row) |
+                        reinterpret_cast<uintptr_t>(z_row)) & 15) == 0;
+#pragma unroll
+  for (int it = 0; it < Cfg::kBCItems; ++it) rows_aligned &= (reinterpret_cast<uintptr_t>(bc_src[it]) & 15) == 0;
   auto issue_loads = [&](int64_t t0) {
+    if (MK_SS_LANE_FASTLOAD != 0 && rows_aligned && t0 + Cfg::kTT <= L) {
+      rdt.load_vec(dl_row + t0);
+      ru.load_vec(u_row + t0);
+      if (z_row) rz.load_vec(z_row + t0);
+#pragma unroll
+      for (int it = 0; it < Cfg::kBCItems; ++it)
+        if (bc_src[it]) rbc[it].load_vec(bc_src[it] + t0);
+      return;
+    }
     const int nv = clamp_nv(L - t0 - tj);
     rdt.load(dl_row + t0, nv);
     ru.load(u_row + t0, nv);

@@ -23,11 +23,12 @@
 // maximum error against a host fp32 product; the usable encodings print "ok".
 //
 //   nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -o /tmp/wgmma_probe scripts/lab/wgmma_probe.cu
-//   /tmp/wgmma_probe
+//   /tmp/wgmma_probe [sw128|ksw128|kmaj]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -115,7 +116,9 @@ __global__ void __launch_bounds__(128) probe_kernel(const __nv_bfloat16* A, cons
     for (int e = 0; e < 4; ++e) D[(16 * warp + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q + (e & 1)] = d[4 * j + e];
 }
 
-int main() {
+int main(int argc, char** argv) {
+  // optional argument: only the layouts of that name (a trap ends the process, so each layout can get its own)
+  const char* only = argc > 1 ? argv[1] : nullptr;
   std::vector<__nv_bfloat16> hA(kM * kK), hB(kK * kN);
   std::vector<float> fA(kM * kK), fB(kK * kN), ref(kM * kN, 0.f);
   srand(1);
@@ -147,7 +150,8 @@ int main() {
   cudaFuncSetAttribute(probe_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   std::vector<float> hD(ref.size());
   int found = 0;
-  for (const L& l : layouts)
+  for (const L& l : layouts) {
+    if (only != nullptr && std::strcmp(only, l.name) != 0) continue;
     for (uint32_t lbo : offs)
       for (uint32_t sbo : offs) {
         cudaMemset(dD, 0xff, ref.size() * 4);  // NaN poison
@@ -166,6 +170,7 @@ int main() {
         std::printf("%s lbo %u sbo %u trans-b %d swizzle %u: max err %.3g%s\n", l.name, lbo, sbo, l.trans, l.swizzle,
                     err, ok ? "  ok" : "");
       }
+  }
   std::printf("%d usable encodings\n", found);
   return found > 0 ? 0 : 2;
 }
