@@ -27,13 +27,20 @@
 // tiles (each warp loading its own B / C, no block barrier): slower (4 states 0.379 / 0.321, 2 states 0.458 /
 // 0.456): the B / C conversion per warp costs more than the barriers. Barrier placement (the epilogue before the
 // first barrier; double-buffered B / C tiles with one barrier a tile): within 2% (lab run 4, 47c2498), removed.
+// Session 23 (H200 lab 2026-12-02; ncu at 56c96c6 had L1 / shared memory 90% busy, the kernel's limit): lanes placed
+// for pair-uniform shared reads (MK_SS_LANE_PAIRMAP) 0.350 / 0.281 / 0.688 -> 0.310 / 0.265 / 0.608 (ncu: L1 73%,
+// IPC 2.07 -> 2.40); whole aligned tiles loaded without per-load tests 0.310 / 0.267 / 0.616 -> 0.303 / 0.260 /
+// 0.595; conflict-free B / C tile stores: equal within noise (kept); 4 states a lane from b * d = 8192: 0.297 at
+// b2 d4096, 0.586 at b1 d8192.
 #pragma once
 
 // ---- Tuning knobs (preprocessor, -D...; defaults = the production build; timed by the lab variants lane_*)
 //   MK_SS_FWD_LANE          1: launch_selective_scan_fwd takes this kernel where it applies (1); 0: never
 //   MK_SS_LANE_WARPS2       warps per block with 2 states a lane (4)
 //   MK_SS_LANE_WARPS4       warps per block with 4 states a lane (4)
-//   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (16384: 512 blocks of 32 channels)
+//   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (8192: 256 blocks of 32 channels; 16384
+//                           before the pair map: H200 lab 2026-12-02 run 2, b2 d4096 0.297 ms with 4 states a
+//                           lane against 0.303 with 2, b1 d8192 0.586 against 0.595)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
 //                           then pair-uniform, which the shared-memory pipe serves in half the wavefronts
@@ -57,13 +64,7 @@
 #define MK_SS_LANE_PF 1
 #endif
 #ifndef MK_SS_LANE_S4_MIN_BD
-#define MK_SS_LANE_S4_MIN_BD 16384
-#endif
-#ifndef MK_SS_LANE_FASTLOAD
-#define MK_SS_LANE_FASTLOAD 1
-#endif
-#ifndef MK_SS_LANE_BCMAP
-#define MK_SS_LANE_BCMAP 1
+#define MK_SS_LANE_S4_MIN_BD 8192
 #endif
 #ifndef MK_SS_LANE_PAIRMAP
 #define MK_SS_LANE_PAIRMAP 1
@@ -203,9 +204,8 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     // two rows n and n + kS, whose tile rows (bc_row) are adjacent: their 16-byte stores then fall on 8
     // distinct 4-bank groups (row-major items, 8 v of one row, had 2-way conflicts).
     const int pair = idx / (2 * Cfg::kL), r = idx % (2 * Cfg::kL), pp = pair % 8;
-    int v = (r / 8) * 4 + r % 4;
-    int row = (pair / 8) * kLaneN + (pp / Cfg::kS) * 2 * Cfg::kS + pp % Cfg::kS + ((r / 4) % 2) * Cfg::kS;
-    if (MK_SS_LANE_BCMAP == 0) row = idx / (Cfg::kTT / 8), v = idx % (Cfg::kTT / 8);
+    const int v = (r / 8) * 4 + r % 4;
+    const int row = (pair / 8) * kLaneN + (pp / Cfg::kS) * 2 * Cfg::kS + pp % Cfg::kS + ((r / 4) % 2) * Cfg::kS;
     const bool ok = idx < Cfg::kBCVecs;
     bc_src[it] = !ok ? nullptr : row < kLaneN ? Bg + row * p.B_dstate_stride + 8 * v
                                               : Cg + (row - kLaneN) * p.C_dstate_stride + 8 * v;
@@ -221,7 +221,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
 #pragma unroll
   for (int it = 0; it < Cfg::kBCItems; ++it) rows_aligned &= (reinterpret_cast<uintptr_t>(bc_src[it]) & 15) == 0;
   auto issue_loads = [&](int64_t t0) {
-    if (MK_SS_LANE_FASTLOAD != 0 && rows_aligned && t0 + Cfg::kTT <= L) {
+    if (rows_aligned && t0 + Cfg::kTT <= L) {
       rdt.load_vec(dl_row + t0);
       ru.load_vec(u_row + t0);
       if (z_row) rz.load_vec(z_row + t0);
