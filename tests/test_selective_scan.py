@@ -401,14 +401,16 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
         pytest.skip(f"{cxx} lacks C++20 <barrier>/<atomic_ref>: {res.stderr[-300:]}")
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
     n_cases = None
-    # three times: the launcher's own choice (the state-lane forward where it applies, 2 states a lane at these
-    # sizes: marked [lane S2]), the state-lane forward with 4 states a lane (MK_SS_LANE_S=4), and the
-    # time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
-    for forced, marker, want in ((None, " [lane S2]", 14), (("MK_SS_LANE_S", "4"), " [lane S4]", 14),
-                                 (("MK_SS_FWD_KERNEL", "scan"), " [lane", 0)):
-        env = {k: v for k, v in os.environ.items() if k not in ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S")}
-        if forced:
-            env[forced[0]] = forced[1]
+    # four times: the launcher's own choice (the state-lane forward where it applies, 2 states a lane at these
+    # sizes: marked [lane S2]), the state-lane forward with 4 states a lane (MK_SS_LANE_S=4), the same
+    # warp-specialised (MK_SS_LANE_SPEC=1), and the time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
+    knobs = ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S", "MK_SS_LANE_SPEC")
+    for forced, marker, want in ((None, " [lane S2]", 14),
+                                 ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "0"}, " [lane S4]", 14),
+                                 ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "1"}, " [lane S4 spec]", 14),
+                                 ({"MK_SS_FWD_KERNEL": "scan"}, " [lane", 0)):
+        env = {k: v for k, v in os.environ.items() if k not in knobs}
+        env.update(forced or {})
         run_ = subprocess.run([exe], capture_output=True, text=True, timeout=900, env=env)
         print(run_.stdout)
         assert run_.returncode == 0, f"emulated CUDA kernels disagree with the CPU implementation " \

@@ -41,6 +41,8 @@
 //   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (8192: 256 blocks of 32 channels; 16384
 //                           before the pair map: H200 lab 2026-12-02 run 2, b2 d4096 0.297 ms with 4 states a
 //                           lane against 0.303 with 2, b1 d8192 0.586 against 0.595)
+//   MK_SS_LANE_SPEC         1: with 4 states a lane, the warp-specialised kernel (LaneBuf: recurrence warps and load /
+//                           epilogue warps on two buffers of tiles) (0: untimed)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
 //                           then pair-uniform, which the shared-memory pipe serves in half the wavefronts
@@ -50,7 +52,7 @@
 //                           top stall) (1; H200 lab 2026-11-30 run 1: 0.348 / 0.281 / 0.688 ms against 0.356 /
 //                           0.285 / 0.701 with 0)
 // Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel,
-// MK_SS_LANE_S=2|4 the states per lane.
+// MK_SS_LANE_S=2|4 the states per lane, MK_SS_LANE_SPEC=0|1 the warp-specialised kernel at 4 states a lane.
 #ifndef MK_SS_FWD_LANE
 #define MK_SS_FWD_LANE 1
 #endif
@@ -69,9 +71,14 @@
 #ifndef MK_SS_LANE_PAIRMAP
 #define MK_SS_LANE_PAIRMAP 1
 #endif
+#ifndef MK_SS_LANE_SPEC
+#define MK_SS_LANE_SPEC 0
+#endif
 
 #include <cstdlib>
 #include <cstring>
+
+#include "common/named_barrier.h"
 
 namespace mamba_kernels {
 namespace ss {
@@ -153,17 +160,55 @@ struct Raw8 {
 
 __device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 : (rem < 8 ? rem : 8)); }
 
-template <typename in_t, int kS>
-__global__ void __launch_bounds__(LaneCfg<kS>::kThreads, LaneCfg<kS>::kMinBlocks)
+// kSpec (warp-specialised): the block has kThreads recurrence threads (R) and kThreads load / epilogue threads
+// (E); E converts tile t + 1 and finishes tile t - 1 while R runs tile t, through two buffers of tiles and the
+// named barriers kFull + buffer (E -> R: the buffer's inputs are in, its partial y read) and kDone + buffer
+// (R -> E: its inputs read, its partial y written). Why: the recurrence is MUFU-bound (one MUFU.EX2 a (token,
+// state), the XU pipe's 16 a cycle an SM) and the epilogue FP32 / integer bound; in one role per warp the two
+// phases alternate behind block barriers and add up (ncu at b2 d4096, 4 states a lane: XU 56% of peak, 1.9
+// warps a scheduler). A buffer: the B / C tiles, steps dt and dt u, partial y, and (kSpec) D u and z.
+template <int kS, bool kSpec>
+struct LaneBuf {
+  using Cfg = LaneCfg<kS>;
+  static constexpr int kFloats = (2 * kLaneN + (kSpec ? 4 : 2) * Cfg::kCh + Cfg::kThreads) * Cfg::kTP;
+  static constexpr int kBlockThreads = (kSpec ? 2 : 1) * Cfg::kThreads;
+  static constexpr int kFull = 1, kDone = 3;  // named barrier ids (+ buffer 0 / 1)
+  float *bc, *dt, *du, *y, *dv, *z;
+  __device__ __forceinline__ explicit LaneBuf(float* base) {
+    bc = base;                             // B rows 0..15, C rows 16..31: [32][kTP]
+    dt = bc + 2 * kLaneN * Cfg::kTP;       // [kCh][kTP]
+    du = dt + Cfg::kCh * Cfg::kTP;         // [kCh][kTP]
+    y = du + Cfg::kCh * Cfg::kTP;          // [kThreads][kTP]
+    dv = y + Cfg::kThreads * Cfg::kTP;     // [kCh][kTP] (kSpec)
+    z = dv + Cfg::kCh * Cfg::kTP;          // [kCh][kTP] (kSpec)
+  }
+};
+
+template <typename in_t, int kS, bool kSpec>
+__global__ void __launch_bounds__(LaneBuf<kS, kSpec>::kBlockThreads, LaneCfg<kS>::kMinBlocks / (kSpec ? 2 : 1))
 selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   using Cfg = LaneCfg<kS>;
+  using Buf = LaneBuf<kS, kSpec>;
   extern __shared__ float4 smem_f4[];
-  float* sBC = reinterpret_cast<float*>(smem_f4);  // B rows 0..15, C rows 16..31
-  float* sDt = sBC + 2 * kLaneN * Cfg::kTP;                 // [kCh][kTP]
-  float* sDu = sDt + Cfg::kCh * Cfg::kTP;                   // [kCh][kTP]
-  float* sY = sDu + Cfg::kCh * Cfg::kTP;                    // [kThreads][kTP]
+  float* const smem = reinterpret_cast<float*>(smem_f4);
+  auto bufs = [&](int bi) { return Buf(smem + bi * Buf::kFloats); };
+  // the named barriers with immediate ids (a register id makes ptxas reserve all 16 of the block's barriers)
+  auto bar_sync = [](int id) {
+    if (id == Buf::kFull) named_bar_sync<Buf::kBlockThreads>(Buf::kFull);
+    else if (id == Buf::kFull + 1) named_bar_sync<Buf::kBlockThreads>(Buf::kFull + 1);
+    else if (id == Buf::kDone) named_bar_sync<Buf::kBlockThreads>(Buf::kDone);
+    else named_bar_sync<Buf::kBlockThreads>(Buf::kDone + 1);
+  };
+  auto bar_arrive = [](int id) {
+    if (id == Buf::kFull) named_bar_arrive<Buf::kBlockThreads>(Buf::kFull);
+    else if (id == Buf::kFull + 1) named_bar_arrive<Buf::kBlockThreads>(Buf::kFull + 1);
+    else if (id == Buf::kDone) named_bar_arrive<Buf::kBlockThreads>(Buf::kDone);
+    else named_bar_arrive<Buf::kBlockThreads>(Buf::kDone + 1);
+  };
 
-  const int tid = threadIdx.x;
+  // kSpec: threads kThreads.. are E; a role's thread index rt is the same 0..kThreads-1 in both groups
+  const bool is_e = kSpec && int(threadIdx.x) >= Cfg::kThreads;
+  const int tid = is_e ? int(threadIdx.x) - Cfg::kThreads : int(threadIdx.x);
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
   const int64_t cbase = grp * dpg, cblk = int64_t(blockIdx.x) * Cfg::kCh;
@@ -240,7 +285,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   };
   // The loaded inputs -> this thread's piece of its channel's step tiles (dt, dt u); D u and z kept in
   // registers for the epilogue. Tokens past the end (last tile only) get dt = 0: a = 1, b = 0.
-  auto convert_steps = [&](int64_t t0) {
+  auto convert_steps = [&](int64_t t0, const Buf& bf) {
     float dt[8], dtu[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -261,28 +306,45 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       Du_cur[i] = Dv * uu;
       z_cur[i] = z_row ? rz[i] : 0.f;
     }
-    float4* pd = reinterpret_cast<float4*>(sDt + ch2 * Cfg::kTP + tj);
-    float4* pu = reinterpret_cast<float4*>(sDu + ch2 * Cfg::kTP + tj);
+    if constexpr (kSpec) {  // kept for the epilogue two tiles later: in the buffer, by the same thread
+      float4* pv = reinterpret_cast<float4*>(bf.dv + ch2 * Cfg::kTP + tj);
+      float4* pz = reinterpret_cast<float4*>(bf.z + ch2 * Cfg::kTP + tj);
+      pv[0] = make_float4(Du_cur[0], Du_cur[1], Du_cur[2], Du_cur[3]);
+      pv[1] = make_float4(Du_cur[4], Du_cur[5], Du_cur[6], Du_cur[7]);
+      pz[0] = make_float4(z_cur[0], z_cur[1], z_cur[2], z_cur[3]);
+      pz[1] = make_float4(z_cur[4], z_cur[5], z_cur[6], z_cur[7]);
+    }
+    float4* pd = reinterpret_cast<float4*>(bf.dt + ch2 * Cfg::kTP + tj);
+    float4* pu = reinterpret_cast<float4*>(bf.du + ch2 * Cfg::kTP + tj);
     pd[0] = make_float4(dt[0], dt[1], dt[2], dt[3]);
     pd[1] = make_float4(dt[4], dt[5], dt[6], dt[7]);
     pu[0] = make_float4(dtu[0], dtu[1], dtu[2], dtu[3]);
     pu[1] = make_float4(dtu[4], dtu[5], dtu[6], dtu[7]);
   };
   // The loaded B / C pieces -> the B / C tiles.
-  auto convert_bc = [&]() {
+  auto convert_bc = [&](const Buf& bf) {
 #pragma unroll
     for (int it = 0; it < Cfg::kBCItems; ++it) {
       if (!bc_src[it]) continue;
-      float4* pr = reinterpret_cast<float4*>(sBC + bc_dst[it]);
+      float4* pr = reinterpret_cast<float4*>(bf.bc + bc_dst[it]);
       pr[0] = make_float4(rbc[it][0], rbc[it][1], rbc[it][2], rbc[it][3]);
       pr[1] = make_float4(rbc[it][4], rbc[it][5], rbc[it][6], rbc[it][7]);
     }
   };
   // y of the thread's 8 tokens: the sum of its channel's kL partials (in a fixed summation order)
   // + D u, gated by silu(z).
-  auto epilogue = [&](int64_t t0) {
+  auto epilogue = [&](int64_t t0, const Buf& bf) {
     const int nv = clamp_nv(L - t0 - tj);
     if (!c2_ok || nv == 0) return;
+    if constexpr (kSpec) {
+      const float4* pv = reinterpret_cast<const float4*>(bf.dv + ch2 * Cfg::kTP + tj);
+      const float4* pz = reinterpret_cast<const float4*>(bf.z + ch2 * Cfg::kTP + tj);
+      const float4 v0 = pv[0], v1 = pv[1], z0 = pz[0], z1 = pz[1];
+      Du_cur[0] = v0.x; Du_cur[1] = v0.y; Du_cur[2] = v0.z; Du_cur[3] = v0.w;
+      Du_cur[4] = v1.x; Du_cur[5] = v1.y; Du_cur[6] = v1.z; Du_cur[7] = v1.w;
+      z_cur[0] = z0.x; z_cur[1] = z0.y; z_cur[2] = z0.z; z_cur[3] = z0.w;
+      z_cur[4] = z1.x; z_cur[5] = z1.y; z_cur[6] = z1.z; z_cur[7] = z1.w;
+    }
     float y[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) y[i] = Du_cur[i];
@@ -291,7 +353,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     const int q_flip = MK_SS_LANE_PAIRMAP != 0 ? (tid >> 1) & 1 : 0;
 #pragma unroll
     for (int q = 0; q < Cfg::kL; ++q) {
-      const float4* pr = reinterpret_cast<const float4*>(sY + Cfg::thread_of(ch2, q ^ q_flip) * Cfg::kTP + tj);
+      const float4* pr = reinterpret_cast<const float4*>(bf.y + Cfg::thread_of(ch2, q ^ q_flip) * Cfg::kTP + tj);
       const float4 a = pr[0], e = pr[1];
       y[0] += a.x; y[1] += a.y; y[2] += a.z; y[3] += a.w;
       y[4] += e.x; y[5] += e.y; y[6] += e.z; y[7] += e.w;
@@ -304,24 +366,17 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
 
   float* __restrict__ states = static_cast<float*>(p.states);
   const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
-  const float* dtr = sDt + ch2 * Cfg::kTP;
-  const float* dur = sDu + ch2 * Cfg::kTP;
-  float* yr = sY + tid * Cfg::kTP;
-  if (L > 0) {
-    issue_loads(0);
-    convert_steps(0);
-    convert_bc();
-  }
-  __syncthreads();
-  for (int64_t t0 = 0; t0 < L; t0 += Cfg::kTT) {
-    const bool more = t0 + Cfg::kTT < L;
-    if (more) issue_loads(t0 + Cfg::kTT);  // in flight during the recurrence
+  // P2 on one tile: the checkpoint (if due), then the recurrence, 4 tokens a step (float4 reads of the step and
+  // B / C tiles), the lane's partial y into the buffer's row tid.
+  auto recurrence = [&](int64_t t0, const Buf& bf) {
     if (states != nullptr && c2_ok && (t0 & ck_mask) == 0) {
       float* st = states + ((b * p.dim + c2) * p.states_n_chunks + (t0 >> p.ckpt_log2)) * n + j * Cfg::kS;
 #pragma unroll
       for (int s = 0; s < Cfg::kS; ++s) st[s] = h[s];
     }
-    // P2: the recurrence over the tile, 4 tokens a step (float4 reads of the step and B / C tiles)
+    const float* dtr = bf.dt + ch2 * Cfg::kTP;
+    const float* dur = bf.du + ch2 * Cfg::kTP;
+    float* yr = bf.y + tid * Cfg::kTP;
     float4 dt4, du4;
     if constexpr (MK_SS_LANE_PF != 0) {
       dt4 = *reinterpret_cast<const float4*>(dtr);
@@ -342,8 +397,8 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       float Bt[Cfg::kS][4], Ct[Cfg::kS][4];
 #pragma unroll
       for (int s = 0; s < Cfg::kS; ++s) {
-        const float4 bq = *reinterpret_cast<const float4*>(sBC + (s * Cfg::kL + j) * Cfg::kTP + tq);
-        const float4 cq = *reinterpret_cast<const float4*>(sBC + (kLaneN + s * Cfg::kL + j) * Cfg::kTP + tq);
+        const float4 bq = *reinterpret_cast<const float4*>(bf.bc + (s * Cfg::kL + j) * Cfg::kTP + tq);
+        const float4 cq = *reinterpret_cast<const float4*>(bf.bc + (kLaneN + s * Cfg::kL + j) * Cfg::kTP + tq);
         Bt[s][0] = bq.x; Bt[s][1] = bq.y; Bt[s][2] = bq.z; Bt[s][3] = bq.w;
         Ct[s][0] = cq.x; Ct[s][1] = cq.y; Ct[s][2] = cq.z; Ct[s][3] = cq.w;
       }
@@ -364,13 +419,56 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
         du4 = du4n;
       }
     }
-    __syncthreads();  // partial y complete; the step / B / C tiles free
-    epilogue(t0);
-    if (more) {
-      convert_steps(t0 + Cfg::kTT);
-      convert_bc();
+  };
+
+  if constexpr (!kSpec) {
+    if (L > 0) {
+      issue_loads(0);
+      convert_steps(0, bufs(0));
+      convert_bc(bufs(0));
     }
-    __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
+    __syncthreads();
+    for (int64_t t0 = 0; t0 < L; t0 += Cfg::kTT) {
+      const bool more = t0 + Cfg::kTT < L;
+      if (more) issue_loads(t0 + Cfg::kTT);  // in flight during the recurrence
+      recurrence(t0, bufs(0));
+      __syncthreads();  // partial y complete; the step / B / C tiles free
+      epilogue(t0, bufs(0));
+      if (more) {
+        convert_steps(t0 + Cfg::kTT, bufs(0));
+        convert_bc(bufs(0));
+      }
+      __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
+    }
+  } else if (is_e) {
+    const int64_t n_tiles = (L + Cfg::kTT - 1) / Cfg::kTT;
+    for (int64_t t = 0; t < 2 && t < n_tiles; ++t) {
+      issue_loads(t * Cfg::kTT);
+      convert_steps(t * Cfg::kTT, bufs(int(t)));
+      convert_bc(bufs(int(t)));
+      bar_arrive(Buf::kFull + int(t));
+    }
+    for (int64_t t = 0; t < n_tiles; ++t) {
+      const int bi = int(t & 1);
+      const bool more = t + 2 < n_tiles;
+      if (more) issue_loads((t + 2) * Cfg::kTT);  // in flight while R finishes tile t
+      bar_sync(Buf::kDone + bi);
+      epilogue(t * Cfg::kTT, bufs(bi));
+      if (more) {
+        convert_steps((t + 2) * Cfg::kTT, bufs(bi));
+        convert_bc(bufs(bi));
+        bar_arrive(Buf::kFull + bi);
+      }
+    }
+    return;
+  } else {
+    const int64_t n_tiles = (L + Cfg::kTT - 1) / Cfg::kTT;
+    for (int64_t t = 0; t < n_tiles; ++t) {
+      const int bi = int(t & 1);
+      bar_sync(Buf::kFull + bi);
+      recurrence(t * Cfg::kTT, bufs(bi));
+      bar_arrive(Buf::kDone + bi);
+    }
   }
   if (p.last_state && c2_ok) {
     float* ls = static_cast<float*>(p.last_state) + (b * p.dim + c2) * n + j * Cfg::kS;
@@ -402,18 +500,29 @@ inline int lane_states_per_lane(const SelectiveScanParams& p) {
   return p.batch * p.dim >= MK_SS_LANE_S4_MIN_BD ? 4 : 2;
 }
 
-template <typename in_t, int kS>
+// Whether 4 states a lane take the warp-specialised kernel: MK_SS_LANE_SPEC=0|1 in the environment (read once per
+// process), else the build's MK_SS_LANE_SPEC.
+inline bool lane_spec_on() {
+  static const bool on = [] {
+    const char* e = std::getenv("MK_SS_LANE_SPEC");
+    return e != nullptr && *e != 0 ? std::strcmp(e, "0") != 0 : MK_SS_LANE_SPEC != 0;
+  }();
+  return on;
+}
+
+template <typename in_t, int kS, bool kSpec>
 cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   using Cfg = LaneCfg<kS>;
+  using Buf = LaneBuf<kS, kSpec>;
   const int64_t dpg = p.dim / p.n_groups;
   if (p.batch > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
-  const int smem = Cfg::kSmemFloats * 4;
+  const int smem = (kSpec ? 2 : 1) * Buf::kFloats * 4;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned((dpg + Cfg::kCh - 1) / Cfg::kCh), unsigned(p.n_groups), unsigned(p.batch));
-  cfg.blockDim = dim3(Cfg::kThreads);
+  cfg.blockDim = dim3(Buf::kBlockThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
-  auto kernel = selective_scan_fwd_lane_kernel<in_t, kS>;
+  auto kernel = selective_scan_fwd_lane_kernel<in_t, kS, kSpec>;
   cudaError_t e = cudaSuccess;
   if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
@@ -422,7 +531,9 @@ cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
 
 template <typename in_t>
 cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
-  return lane_states_per_lane(p) == 4 ? launch_lane<in_t, 4>(p, stream) : launch_lane<in_t, 2>(p, stream);
+  if (lane_states_per_lane(p) == 4)
+    return lane_spec_on() ? launch_lane<in_t, 4, true>(p, stream) : launch_lane<in_t, 4, false>(p, stream);
+  return launch_lane<in_t, 2, false>(p, stream);
 }
 
 }  // namespace ss

@@ -14,6 +14,8 @@ declare -gA VARIANTS=(
   [lane_pf]="-DMK_SS_LANE_PF=1"
   [lane_nopairmap]="-DMK_SS_LANE_PAIRMAP=0"
   [lane_s4_nopairmap]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_PAIRMAP=0"
+  [lane_spec]="-DMK_SS_LANE_SPEC=1"
+  [lane_s4_spec]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_SPEC=1"
   [fwd_t8]="-DMK_SS_FWD_T=8"
   [fwd_t8_sp2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2"
   [fwd_t8_sp2_mb2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2 -DMK_SS_FWD_MIN_BLOCKS=2"

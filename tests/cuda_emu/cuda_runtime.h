@@ -238,6 +238,17 @@ inline void named_barrier(unsigned id, unsigned n) {
   if (b.n != n) fail("named_barrier: one id used with two thread counts");
   arrive_and_wait(b);
 }
+// bar.arrive id, n: counts the thread at barrier id without waiting (the generation opens when the n-th arrives).
+inline void named_barrier_arrive(unsigned id, unsigned n) {
+  if (id == 0 || id >= 16 || n == 0 || n % 32 != 0) fail("named_barrier_arrive: id 1..15 and a whole number of warps");
+  Barrier& b = named_bars[id];
+  if (b.n == 0) b.n = n;
+  if (b.n != n) fail("named_barrier_arrive: one id used with two thread counts");
+  if (++b.count == b.n) {
+    b.count = 0;
+    ++b.gen;
+  }
+}
 }  // namespace cuda_emu
 inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emu::arrive_and_wait(cuda_emu::warps[threadIdx.x >> 5].bar); }
 namespace cuda_emu {
