@@ -42,7 +42,9 @@
 //                           before the pair map: H200 lab 2026-12-02 run 2, b2 d4096 0.297 ms with 4 states a
 //                           lane against 0.303 with 2, b1 d8192 0.586 against 0.595)
 //   MK_SS_LANE_SPEC         1: with 4 states a lane, the warp-specialised kernel (LaneBuf: recurrence warps and load /
-//                           epilogue warps on two buffers of tiles) (0: untimed)
+//                           epilogue warps on two buffers of tiles) (1; H200 bench 2026-12-02 at e9d3475: fwd
+//                           0.258 / 0.257 / 0.503 ms against 0.298 / 0.257 / 0.583)
+//   MK_SS_LANE_UNROLL       unroll of the recurrence's 4-token steps (4)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
 //                           then pair-uniform, which the shared-memory pipe serves in half the wavefronts
@@ -72,7 +74,10 @@
 #define MK_SS_LANE_PAIRMAP 1
 #endif
 #ifndef MK_SS_LANE_SPEC
-#define MK_SS_LANE_SPEC 0
+#define MK_SS_LANE_SPEC 1
+#endif
+#ifndef MK_SS_LANE_UNROLL
+#define MK_SS_LANE_UNROLL 4
 #endif
 
 #include <cstdlib>
@@ -84,6 +89,7 @@ namespace mamba_kernels {
 namespace ss {
 
 constexpr int kLaneN = 16;  // states (the kernel's only n)
+constexpr int kLaneUnroll = MK_SS_LANE_UNROLL;  // (a macro is not expanded in #pragma unroll)
 
 // Shape of the kernel with kS states a lane. Shared memory (floats): B and C tiles [16][kTP] each (state n at
 // row (n % kS) kL + n / kS: the kS rows a lane reads are kL apart, so a quarter-warp's lanes read consecutive
@@ -382,7 +388,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       dt4 = *reinterpret_cast<const float4*>(dtr);
       du4 = *reinterpret_cast<const float4*>(dur);
     }
-#pragma unroll 4
+#pragma unroll kLaneUnroll
     for (int tq = 0; tq < Cfg::kTT; tq += 4) {
       float4 dt4n, du4n;  // the next step's (MK_SS_LANE_PF), or this step's read here
       if constexpr (MK_SS_LANE_PF != 0) {
