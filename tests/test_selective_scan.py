@@ -402,14 +402,12 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
     n_cases = None
     # four times: the launcher's own choice (the state-lane forward where it applies, 2 states a lane at these
-    # sizes: marked [lane S2]), the state-lane forward with 4 states a lane (MK_SS_LANE_S=4) unspecialised
-    # (MK_SS_LANE_SPEC=0) and warp-specialised (2, the default there; form 1 differs only in where a channel's
-    # lane partials are summed: scripts/lab/selective_scan_emu_variants.sh lane_s4_spec1), and the time-parallel
-    # forward everywhere (MK_SS_FWD_KERNEL=scan)
+    # sizes: marked [lane S2]), the state-lane forward with 4 states a lane (MK_SS_LANE_S=4), the same
+    # warp-specialised (MK_SS_LANE_SPEC=1), and the time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
     knobs = ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S", "MK_SS_LANE_SPEC")
     for forced, marker, want in ((None, " [lane S2]", 14),
                                  ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "0"}, " [lane S4]", 14),
-                                 ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "2"}, " [lane S4 spec2]", 14),
+                                 ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "1"}, " [lane S4 spec]", 14),
                                  ({"MK_SS_FWD_KERNEL": "scan"}, " [lane", 0)):
         env = {k: v for k, v in os.environ.items() if k not in knobs}
         env.update(forced or {})

@@ -41,11 +41,9 @@
 //   MK_SS_LANE_S4_MIN_BD    4 states a lane when batch * dim >= this (8192: 256 blocks of 32 channels; 16384
 //                           before the pair map: H200 lab 2026-12-02 run 2, b2 d4096 0.297 ms with 4 states a
 //                           lane against 0.303 with 2, b1 d8192 0.586 against 0.595)
-//   MK_SS_LANE_SPEC         with 4 states a lane, 1: the warp-specialised kernel (LaneBuf: recurrence warps and load /
-//                           epilogue warps on two buffers of tiles; H200 bench 2026-12-02 at e9d3475: fwd 0.258 /
-//                           0.257 / 0.503 ms against 0.298 / 0.257 / 0.583 with 0); 2: the same with each channel's
-//                           lane partials summed by the recurrence warps (shuffles), E reading one y row a channel
-//                           (ncu at 510f627: R waited on E's FULL barrier in ~23% of its samples) (2: untimed)
+//   MK_SS_LANE_SPEC         1: with 4 states a lane, the warp-specialised kernel (LaneBuf: recurrence warps and load /
+//                           epilogue warps on two buffers of tiles) (1; H200 bench 2026-12-02 at e9d3475: fwd
+//                           0.258 / 0.257 / 0.503 ms against 0.298 / 0.257 / 0.583)
 //   MK_SS_LANE_UNROLL       unroll of the recurrence's 4-token steps (4)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
@@ -56,7 +54,7 @@
 //                           top stall) (1; H200 lab 2026-11-30 run 1: 0.348 / 0.281 / 0.688 ms against 0.356 /
 //                           0.285 / 0.701 with 0)
 // Environment (read once per process by the launcher): MK_SS_FWD_KERNEL=scan forces the time-parallel kernel,
-// MK_SS_LANE_S=2|4 the states per lane, MK_SS_LANE_SPEC=0|1|2 the kernel at 4 states a lane.
+// MK_SS_LANE_S=2|4 the states per lane, MK_SS_LANE_SPEC=0|1 the warp-specialised kernel at 4 states a lane.
 #ifndef MK_SS_FWD_LANE
 #define MK_SS_FWD_LANE 1
 #endif
@@ -76,7 +74,7 @@
 #define MK_SS_LANE_PAIRMAP 1
 #endif
 #ifndef MK_SS_LANE_SPEC
-#define MK_SS_LANE_SPEC 2
+#define MK_SS_LANE_SPEC 1
 #endif
 #ifndef MK_SS_LANE_UNROLL
 #define MK_SS_LANE_UNROLL 4
@@ -175,7 +173,7 @@ __device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 :
 // state), the XU pipe's 16 a cycle an SM) and the epilogue FP32 / integer bound; in one role per warp the two
 // phases alternate behind block barriers and add up (ncu at b2 d4096, 4 states a lane: XU 56% of peak, 1.9
 // warps a scheduler). A buffer: the B / C tiles, steps dt and dt u, partial y, and (kSpec) D u and z.
-template <int kS, int kSpec>
+template <int kS, bool kSpec>
 struct LaneBuf {
   using Cfg = LaneCfg<kS>;
   static constexpr int kFloats = (2 * kLaneN + (kSpec ? 4 : 2) * Cfg::kCh + Cfg::kThreads) * Cfg::kTP;
@@ -192,12 +190,11 @@ struct LaneBuf {
   }
 };
 
-template <typename in_t, int kS, int kSpec>
+template <typename in_t, int kS, bool kSpec>
 __global__ void __launch_bounds__(LaneBuf<kS, kSpec>::kBlockThreads, LaneCfg<kS>::kMinBlocks / (kSpec ? 2 : 1))
 selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   using Cfg = LaneCfg<kS>;
   using Buf = LaneBuf<kS, kSpec>;
-  static_assert(!kSpec || kS == 4, "the specialised kernel's channel sum is over 4 lanes");
   extern __shared__ float4 smem_f4[];
   float* const smem = reinterpret_cast<float*>(smem_f4);
   auto bufs = [&](int bi) { return Buf(smem + bi * Buf::kFloats); };
@@ -216,7 +213,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   };
 
   // kSpec: threads kThreads.. are E; a role's thread index rt is the same 0..kThreads-1 in both groups
-  const bool is_e = kSpec != 0 && int(threadIdx.x) >= Cfg::kThreads;
+  const bool is_e = kSpec && int(threadIdx.x) >= Cfg::kThreads;
   const int tid = is_e ? int(threadIdx.x) - Cfg::kThreads : int(threadIdx.x);
   const int64_t b = blockIdx.z, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
@@ -360,11 +357,9 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     // with MK_SS_LANE_PAIRMAP the channels of lane bit 1 = 1 read their partials in the order q ^ 1: the two
     // channels of a quarter-warp then read rows of opposite bank parity (else 2-way conflicts)
     const int q_flip = MK_SS_LANE_PAIRMAP != 0 ? (tid >> 1) & 1 : 0;
-    constexpr int kRows = kSpec == 2 ? 1 : Cfg::kL;  // R summed the channel's lanes
 #pragma unroll
-    for (int q = 0; q < kRows; ++q) {
-      const int row = kRows == 1 ? ch2 : Cfg::thread_of(ch2, q ^ q_flip);
-      const float4* pr = reinterpret_cast<const float4*>(bf.y + row * Cfg::kTP + tj);
+    for (int q = 0; q < Cfg::kL; ++q) {
+      const float4* pr = reinterpret_cast<const float4*>(bf.y + Cfg::thread_of(ch2, q ^ q_flip) * Cfg::kTP + tj);
       const float4 a = pr[0], e = pr[1];
       y[0] += a.x; y[1] += a.y; y[2] += a.z; y[3] += a.w;
       y[4] += e.x; y[5] += e.y; y[6] += e.z; y[7] += e.w;
@@ -387,8 +382,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     }
     const float* dtr = bf.dt + ch2 * Cfg::kTP;
     const float* dur = bf.du + ch2 * Cfg::kTP;
-    // the lane's partial y row (kSpec 2: the channel's y row)
-    float* yr = bf.y + (kSpec == 2 ? ch2 : tid) * Cfg::kTP;
+    float* yr = bf.y + tid * Cfg::kTP;
     float4 dt4, du4;
     if constexpr (MK_SS_LANE_PF != 0) {
       dt4 = *reinterpret_cast<const float4*>(dtr);
@@ -425,20 +419,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
           yp[k] = fmaf(Ct[s][k], h[s], yp[k]);
         }
       }
-      if constexpr (kSpec == 2) {
-        // The channel's sum here, not in E's epilogue (R is XU-bound with issue slots to spare; E was R's
-        // wait): a reduce-scatter over the channel's 4 lanes (j's bits 0 / 1 at lane bits kJ0 / kJ1), after
-        // which lane j holds token 2 j0 + j1's sum of the step.
-        constexpr int kJ0 = 1, kJ1 = MK_SS_LANE_PAIRMAP != 0 ? 4 : 2;
-        const bool j0 = (j & 1) != 0, j1 = (j & 2) != 0;
-        float k0 = j0 ? yp[2] : yp[0], k1 = j0 ? yp[3] : yp[1];
-        k0 += __shfl_xor_sync(kFullMask, j0 ? yp[0] : yp[2], kJ0);
-        k1 += __shfl_xor_sync(kFullMask, j0 ? yp[1] : yp[3], kJ0);
-        const float ks = j1 ? k1 : k0;
-        yr[tq + 2 * int(j0) + int(j1)] = ks + __shfl_xor_sync(kFullMask, j1 ? k0 : k1, kJ1);
-      } else {
-        *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
-      }
+      *reinterpret_cast<float4*>(yr + tq) = make_float4(yp[0], yp[1], yp[2], yp[3]);
       if constexpr (MK_SS_LANE_PF != 0) {
         dt4 = dt4n;
         du4 = du4n;
@@ -525,18 +506,17 @@ inline int lane_states_per_lane(const SelectiveScanParams& p) {
   return p.batch * p.dim >= MK_SS_LANE_S4_MIN_BD ? 4 : 2;
 }
 
-// Which kernel 4 states a lane take (MK_SS_LANE_SPEC's 0 / 1 / 2): MK_SS_LANE_SPEC=0|1|2 in the environment (read
-// once per process), else the build's.
-inline int lane_spec_mode() {
-  static const int mode = [] {
+// Whether 4 states a lane take the warp-specialised kernel: MK_SS_LANE_SPEC=0|1 in the environment (read once per
+// process), else the build's MK_SS_LANE_SPEC.
+inline bool lane_spec_on() {
+  static const bool on = [] {
     const char* e = std::getenv("MK_SS_LANE_SPEC");
-    const int v = e != nullptr && *e != 0 ? std::atoi(e) : MK_SS_LANE_SPEC;
-    return v < 0 || v > 2 ? MK_SS_LANE_SPEC : v;
+    return e != nullptr && *e != 0 ? std::strcmp(e, "0") != 0 : MK_SS_LANE_SPEC != 0;
   }();
-  return mode;
+  return on;
 }
 
-template <typename in_t, int kS, int kSpec>
+template <typename in_t, int kS, bool kSpec>
 cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   using Cfg = LaneCfg<kS>;
   using Buf = LaneBuf<kS, kSpec>;
@@ -558,12 +538,8 @@ cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
 template <typename in_t>
 cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   if (lane_states_per_lane(p) == 4)
-    switch (lane_spec_mode()) {
-      case 0: return launch_lane<in_t, 4, 0>(p, stream);
-      case 1: return launch_lane<in_t, 4, 1>(p, stream);
-      default: return launch_lane<in_t, 4, 2>(p, stream);
-    }
-  return launch_lane<in_t, 2, 0>(p, stream);
+    return lane_spec_on() ? launch_lane<in_t, 4, true>(p, stream) : launch_lane<in_t, 4, false>(p, stream);
+  return launch_lane<in_t, 2, false>(p, stream);
 }
 
 }  // namespace ss

@@ -15,8 +15,6 @@ declare -gA VARIANTS=(
   [lane_nopairmap]="-DMK_SS_LANE_PAIRMAP=0"
   [lane_s4_nopairmap]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_PAIRMAP=0"
   [lane_nospec]="-DMK_SS_LANE_SPEC=0"
-  [lane_spec1]="-DMK_SS_LANE_SPEC=1"
-  [lane_s4_spec1]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_SPEC=1"
   [lane_u8]="-DMK_SS_LANE_UNROLL=8"
   [lane_u2]="-DMK_SS_LANE_UNROLL=2"
   [lane_s4_nospec]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_SPEC=0"
