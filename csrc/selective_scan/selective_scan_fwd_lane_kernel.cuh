@@ -31,7 +31,8 @@
 // for pair-uniform shared reads (MK_SS_LANE_PAIRMAP) 0.350 / 0.281 / 0.688 -> 0.310 / 0.265 / 0.608 (ncu: L1 73%,
 // IPC 2.07 -> 2.40); whole aligned tiles loaded without per-load tests 0.310 / 0.267 / 0.616 -> 0.303 / 0.260 /
 // 0.595; conflict-free B / C tile stores: equal within noise (kept); 4 states a lane from b * d = 8192: 0.297 at
-// b2 d4096, 0.586 at b1 d8192.
+// b2 d4096, 0.586 at b1 d8192. The warp-specialised kernel at 4 states a lane (kSpec, below): 0.258 / 0.257 / 0.503
+// (bench).
 #pragma once
 
 // ---- Tuning knobs (preprocessor, -D...; defaults = the production build; timed by the lab variants lane_*)
@@ -43,7 +44,10 @@
 //                           lane against 0.303 with 2, b1 d8192 0.586 against 0.595)
 //   MK_SS_LANE_SPEC         1: with 4 states a lane, the warp-specialised kernel (LaneBuf: recurrence warps and load /
 //                           epilogue warps on two buffers of tiles) (1; H200 bench 2026-12-02 at e9d3475: fwd
-//                           0.258 / 0.257 / 0.503 ms against 0.298 / 0.257 / 0.583)
+//                           0.258 / 0.257 / 0.503 ms against 0.298 / 0.257 / 0.583). Measured and reverted
+//                           (d39a1c5): the recurrence warps summing each channel's lane partials by shuffles,
+//                           E reading one y row a channel: 0.271 / 0.268 / 0.529 (the recurrence warps are the
+//                           limit, the XU pipe's; E's extra work is not)
 //   MK_SS_LANE_UNROLL       unroll of the recurrence's 4-token steps (4)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
