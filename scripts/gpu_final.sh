@@ -24,7 +24,7 @@ want verify && step 50 $T verify bash -c "$P $VT"
 want verify && step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
 want conv && step 70 $T conv_cuda $P tests/test_conv1d.py tests/test_conv1d_gpu.py -m gpu -k "cuda"
 want ss && step 150 $T ss_cuda $P tests/test_selective_scan.py tests/test_selective_scan_gpu.py -m gpu -k "cuda"
-want ss && step 90 $T ss_cuda_spec env MK_SS_LANE_SPEC=1 $P tests/test_selective_scan_gpu.py -m gpu -k "cuda and forward"
+want ss && step 90 $T ss_cuda_nospec env MK_SS_LANE_SPEC=0 $P tests/test_selective_scan_gpu.py -m gpu -k "cuda and forward"
 want ss && step 150 $T ss_triton $P tests/test_selective_scan.py tests/test_selective_scan_gpu.py -m gpu -k "triton"
 want ssd && step 80 $T ssd $P tests/test_ssd_gpu.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
 [ -n "${APID:-}" ] && wait "$APID"  # the benches below compare with the anchor

@@ -403,7 +403,7 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
     n_cases = None
     # four times: the launcher's own choice (the state-lane forward where it applies, 2 states a lane at these
     # sizes: marked [lane S2]), the state-lane forward with 4 states a lane (MK_SS_LANE_S=4), the same
-    # warp-specialised (MK_SS_LANE_SPEC=1), and the time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
+    # warp-specialised (MK_SS_LANE_SPEC=1, the default there) or not (0), and the time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
     knobs = ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S", "MK_SS_LANE_SPEC")
     for forced, marker, want in ((None, " [lane S2]", 14),
                                  ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "0"}, " [lane S4]", 14),

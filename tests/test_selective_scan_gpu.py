@@ -29,8 +29,8 @@ def test_gpu_forward(backend, case, dtype):
     _check_fwd(case, backend, "cuda", dtype, factor=5 if dtype == torch.float32 else 1)
 
 
-# b * d >= 8192: the CUDA state-lane forward with 4 states a lane (GPU_CASES take 2 states a lane); with
-# MK_SS_LANE_SPEC=1 in the environment, its warp-specialised form (scripts/gpu_final.sh runs both).
+# b * d >= 8192: the CUDA state-lane forward with 4 states a lane (GPU_CASES take 2 states a lane), warp-specialised;
+# with MK_SS_LANE_SPEC=0 in the environment, unspecialised (scripts/gpu_final.sh runs both).
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("case", [(2, 4096, 131, 16, 1, True, True, True, True),

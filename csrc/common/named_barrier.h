@@ -6,25 +6,20 @@
 
 namespace mamba_kernels {
 
-// Waits until `count` threads (a multiple of 32, this one included) have reached barrier `id` (1..15; 0 is
-// __syncthreads) by named_bar_sync or named_bar_arrive. Also orders this block's shared-memory accesses.
-template <int kCount>
-__device__ __forceinline__ void named_bar_sync(int id) {
+// Barrier `id` (1..15; 0 is __syncthreads) of `kCount` threads (a multiple of 32): with kWait (bar.sync) this thread
+// waits until kCount threads have reached it, by either form, and the block's shared-memory accesses are ordered
+// across it; without (bar.arrive) it is counted and goes on (a producer announcing that its writes are done: the
+// memory clobber keeps them before the arrival).
+template <int kCount, bool kWait>
+__device__ __forceinline__ void named_bar(int id) {
 #if defined(__CUDA_ARCH__)
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kCount) : "memory");
+  if constexpr (kWait) asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kCount) : "memory");
+  else asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kCount) : "memory");
 #elif defined(MK_CUDA_EMU)
-  cuda_emu::named_barrier(unsigned(id), kCount);
+  cuda_emu::named_barrier(unsigned(id), kCount, kWait);
 #endif
 }
-// Counts this thread at barrier `id` without waiting (a producer announcing that its writes are done: the memory
-// clobber keeps them before the arrival).
-template <int kCount>
-__device__ __forceinline__ void named_bar_arrive(int id) {
-#if defined(__CUDA_ARCH__)
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kCount) : "memory");
-#elif defined(MK_CUDA_EMU)
-  cuda_emu::named_barrier_arrive(unsigned(id), kCount);
-#endif
-}
+template <int kCount> __device__ __forceinline__ void named_bar_sync(int id) { named_bar<kCount, true>(id); }
+template <int kCount> __device__ __forceinline__ void named_bar_arrive(int id) { named_bar<kCount, false>(id); }
 
 }  // namespace mamba_kernels

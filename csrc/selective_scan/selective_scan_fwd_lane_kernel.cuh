@@ -88,6 +88,7 @@
 #include <cstring>
 
 #include "common/named_barrier.h"
+#include "common/smem_optin.h"
 
 namespace mamba_kernels {
 namespace ss {
@@ -203,18 +204,16 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   float* const smem = reinterpret_cast<float*>(smem_f4);
   auto bufs = [&](int bi) { return Buf(smem + bi * Buf::kFloats); };
   // the named barriers with immediate ids (a register id makes ptxas reserve all 16 of the block's barriers)
-  auto bar_sync = [](int id) {
-    if (id == Buf::kFull) named_bar_sync<Buf::kBlockThreads>(Buf::kFull);
-    else if (id == Buf::kFull + 1) named_bar_sync<Buf::kBlockThreads>(Buf::kFull + 1);
-    else if (id == Buf::kDone) named_bar_sync<Buf::kBlockThreads>(Buf::kDone);
-    else named_bar_sync<Buf::kBlockThreads>(Buf::kDone + 1);
+  auto bar = [](int id, auto wait) {
+    constexpr int kN = Buf::kBlockThreads;
+    constexpr bool kWait = decltype(wait)::value;
+    if (id == Buf::kFull) named_bar<kN, kWait>(Buf::kFull);
+    else if (id == Buf::kFull + 1) named_bar<kN, kWait>(Buf::kFull + 1);
+    else if (id == Buf::kDone) named_bar<kN, kWait>(Buf::kDone);
+    else named_bar<kN, kWait>(Buf::kDone + 1);
   };
-  auto bar_arrive = [](int id) {
-    if (id == Buf::kFull) named_bar_arrive<Buf::kBlockThreads>(Buf::kFull);
-    else if (id == Buf::kFull + 1) named_bar_arrive<Buf::kBlockThreads>(Buf::kFull + 1);
-    else if (id == Buf::kDone) named_bar_arrive<Buf::kBlockThreads>(Buf::kDone);
-    else named_bar_arrive<Buf::kBlockThreads>(Buf::kDone + 1);
-  };
+  auto bar_sync = [&](int id) { bar(id, std::true_type{}); };
+  auto bar_arrive = [&](int id) { bar(id, std::false_type{}); };
 
   // kSpec: threads kThreads.. are E; a role's thread index rt is the same 0..kThreads-1 in both groups
   const bool is_e = kSpec && int(threadIdx.x) >= Cfg::kThreads;
@@ -542,7 +541,11 @@ cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
 template <typename in_t>
 cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   if (lane_states_per_lane(p) == 4)
-    return lane_spec_on() ? launch_lane<in_t, 4, true>(p, stream) : launch_lane<in_t, 4, false>(p, stream);
+    // the specialised kernel's two buffers (83 KB) where the device gives a block that much (every arch the build
+    // targets by default does: sm_80+ gives >= 99 KB)
+    return lane_spec_on() && device_smem_optin() >= 2 * LaneBuf<4, true>::kFloats * 4
+               ? launch_lane<in_t, 4, true>(p, stream)
+               : launch_lane<in_t, 4, false>(p, stream);
   return launch_lane<in_t, 2, false>(p, stream);
 }
 

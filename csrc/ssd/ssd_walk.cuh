@@ -14,6 +14,7 @@
 // 16 x 64 fp32 accumulator, 8 n8 tiles), so that the two warps of a scheduler (w, w + 4) own blocks k and 7 - k and
 // meet 9 of the 36 causal 16 x 16 blocks of the chunk between them.
 #pragma once
+#include "common/named_barrier.h"
 #include "common/smem_optin.h"
 #include "ssd/ssd.h"
 #include "ssd/ssd_mma.cuh"
@@ -315,13 +316,7 @@ __device__ __forceinline__ void walk_items(const SsdWalkParams& p, char* smem, L
 }
 
 // Barrier of the 256 threads of team `team` (named barrier 1 + team; 0 is __syncthreads).
-__device__ __forceinline__ void team_barrier(int team) {
-#if defined(__CUDA_ARCH__)
-  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + team), "n"(kThreads) : "memory");
-#elif defined(MK_CUDA_EMU)
-  cuda_emu::named_barrier(1 + team, kThreads);
-#endif
-}
+__device__ __forceinline__ void team_barrier(int team) { named_bar_sync<kThreads>(1 + team); }
 
 // The ping-pong walk (the default where it fits; MK_SSD_WALK_PINGPONG=0: walk_items): two teams of 8 warps in one
 // CTA (16 warps an SM) share the resident tiles and take alternate items of the CTA's range, one stage each,

@@ -229,22 +229,16 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
 
 inline void __syncthreads() { cuda_emu::arrive_and_wait(*cuda_emu::block_bar_p); }
 namespace cuda_emu {
-// bar.sync id, n: the first n threads to arrive at barrier id (1..15) pass together; every use of an id in a block
-// must name the same n.
-inline void named_barrier(unsigned id, unsigned n) {
+// bar.sync id, n (wait) / bar.arrive id, n (!wait: counted, no wait): the n-th thread to reach barrier id (1..15)
+// opens it for the waiting ones; every use of an id in a block must name the same n.
+inline void named_barrier(unsigned id, unsigned n, bool wait = true) {
   if (id == 0 || id >= 16 || n == 0 || n % 32 != 0) fail("named_barrier: id 1..15 and a whole number of warps");
   Barrier& b = named_bars[id];
   if (b.n == 0) b.n = n;
   if (b.n != n) fail("named_barrier: one id used with two thread counts");
-  arrive_and_wait(b);
-}
-// bar.arrive id, n: counts the thread at barrier id without waiting (the generation opens when the n-th arrives).
-inline void named_barrier_arrive(unsigned id, unsigned n) {
-  if (id == 0 || id >= 16 || n == 0 || n % 32 != 0) fail("named_barrier_arrive: id 1..15 and a whole number of warps");
-  Barrier& b = named_bars[id];
-  if (b.n == 0) b.n = n;
-  if (b.n != n) fail("named_barrier_arrive: one id used with two thread counts");
-  if (++b.count == b.n) {
+  if (wait) {
+    arrive_and_wait(b);
+  } else if (++b.count == b.n) {
     b.count = 0;
     ++b.gen;
   }
