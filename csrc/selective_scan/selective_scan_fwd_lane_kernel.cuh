@@ -315,20 +315,18 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       Du_cur[i] = Dv * uu;
       z_cur[i] = z_row ? rz[i] : 0.f;
     }
+    // 8 floats of the thread's channel row at tokens tj.. of a [kCh][kTP] tile: two 16-byte stores
+    auto store8 = [&](float* tile, const float (&v)[8]) {
+      float4* pr = reinterpret_cast<float4*>(tile + ch2 * Cfg::kTP + tj);
+      pr[0] = make_float4(v[0], v[1], v[2], v[3]);
+      pr[1] = make_float4(v[4], v[5], v[6], v[7]);
+    };
     if constexpr (kSpec) {  // kept for the epilogue two tiles later: in the buffer, by the same thread
-      float4* pv = reinterpret_cast<float4*>(bf.dv + ch2 * Cfg::kTP + tj);
-      float4* pz = reinterpret_cast<float4*>(bf.z + ch2 * Cfg::kTP + tj);
-      pv[0] = make_float4(Du_cur[0], Du_cur[1], Du_cur[2], Du_cur[3]);
-      pv[1] = make_float4(Du_cur[4], Du_cur[5], Du_cur[6], Du_cur[7]);
-      pz[0] = make_float4(z_cur[0], z_cur[1], z_cur[2], z_cur[3]);
-      pz[1] = make_float4(z_cur[4], z_cur[5], z_cur[6], z_cur[7]);
+      store8(bf.dv, Du_cur);
+      store8(bf.z, z_cur);
     }
-    float4* pd = reinterpret_cast<float4*>(bf.dt + ch2 * Cfg::kTP + tj);
-    float4* pu = reinterpret_cast<float4*>(bf.du + ch2 * Cfg::kTP + tj);
-    pd[0] = make_float4(dt[0], dt[1], dt[2], dt[3]);
-    pd[1] = make_float4(dt[4], dt[5], dt[6], dt[7]);
-    pu[0] = make_float4(dtu[0], dtu[1], dtu[2], dtu[3]);
-    pu[1] = make_float4(dtu[4], dtu[5], dtu[6], dtu[7]);
+    store8(bf.dt, dt);
+    store8(bf.du, dtu);
   };
   // The loaded B / C pieces -> the B / C tiles.
   auto convert_bc = [&](const Buf& bf) {
