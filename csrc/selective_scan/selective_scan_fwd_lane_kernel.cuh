@@ -99,7 +99,8 @@ constexpr int kLaneUnroll = MK_SS_LANE_UNROLL;  // (a macro is not expanded in #
 // Shape of the kernel with kS states a lane. Shared memory (floats): B and C tiles [16][kTP] each (state n at
 // row (n % kS) kL + n / kS: the kS rows a lane reads are kL apart, so a quarter-warp's lanes read consecutive
 // rows, 4 banks apart: conflict-free float4 reads), steps dt and dt u [kCh][kTP], partial y [kThreads][kTP]
-// (row = thread). kTT = 8 kL: the epilogue's 8-token items of a channel are its own lanes' (same warp).
+// (row = thread; layout and buffers: LaneBuf). kTT = 8 kL: the epilogue's 8-token items of a channel are its own
+// lanes' (same warp).
 template <int kS_>
 struct LaneCfg {
   static constexpr int kS = kS_;
@@ -113,7 +114,6 @@ struct LaneCfg {
   static constexpr int kVecs = kCh * kTT / 8;       // (channel, 8-token) items a tile
   static constexpr int kBCVecs = 2 * kLaneN * kTT / 8;  // B and C 8-token items a tile
   static constexpr int kBCItems = (kBCVecs + kThreads - 1) / kThreads;
-  static constexpr int kSmemFloats = (2 * kLaneN + 2 * kCh + kThreads) * kTP;
   static constexpr int bc_row(int n) { return (n % kS) * kL + n / kS; }
   static constexpr int kLog2L = kL == 8 ? 3 : 2;
   // Lane bits of (channel-in-warp c, j) with MK_SS_LANE_PAIRMAP: bit 0 = j's bit 0, bit 1 = c's bit 0, then j's
@@ -215,7 +215,8 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   auto bar_sync = [&](int id) { bar(id, std::true_type{}); };
   auto bar_arrive = [&](int id) { bar(id, std::false_type{}); };
 
-  // kSpec: threads kThreads.. are E; a role's thread index rt is the same 0..kThreads-1 in both groups
+  // kSpec: threads kThreads.. are E; tid is the thread's index in its group (0..kThreads-1 in both), which sets its
+  // (channel, j) role
   const bool is_e = kSpec && int(threadIdx.x) >= Cfg::kThreads;
   const int tid = is_e ? int(threadIdx.x) - Cfg::kThreads : int(threadIdx.x);
   const int64_t b = blockIdx.z, grp = blockIdx.y;
@@ -292,8 +293,8 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     for (int it = 0; it < Cfg::kBCItems; ++it)
       if (bc_src[it]) rbc[it].load(bc_src[it] + t0, clamp_nv(L - t0 - bc_t[it]));
   };
-  // The loaded inputs -> this thread's piece of its channel's step tiles (dt, dt u); D u and z kept in
-  // registers for the epilogue. Tokens past the end (last tile only) get dt = 0: a = 1, b = 0.
+  // The loaded inputs -> this thread's piece of its channel's step tiles (dt, dt u); D u and z kept for the
+  // epilogue (in registers; kSpec: in the buffer). Tokens past the end (last tile only) get dt = 0: a = 1, b = 0.
   auto convert_steps = [&](int64_t t0, const Buf& bf) {
     float dt[8], dtu[8];
 #pragma unroll
