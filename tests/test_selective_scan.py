@@ -4,6 +4,7 @@ CPU runs: the reference's own cross-checks, the C++ cpu backend (fwd + bwd), Tri
 (tiny shapes). GPU runs (@pytest.mark.gpu): cuda and triton on CUDA tensors, long and awkward shapes, every dtype;
 most of them in tests/test_selective_scan_gpu.py (GPU_CASES and the helpers are here).
 """
+import concurrent.futures
 import os
 
 import pytest
@@ -400,18 +401,25 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
     if res.returncode != 0 and ("<barrier>" in res.stderr or "c++20" in res.stderr):
         pytest.skip(f"{cxx} lacks C++20 <barrier>/<atomic_ref>: {res.stderr[-300:]}")
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
-    n_cases = None
-    # four times: the launcher's own choice (the state-lane forward where it applies, 2 states a lane at these
-    # sizes: marked [lane S2]), the state-lane forward with 4 states a lane (MK_SS_LANE_S=4), the same
-    # warp-specialised (MK_SS_LANE_SPEC=1, the default there) or not (0), and the time-parallel forward everywhere (MK_SS_FWD_KERNEL=scan)
+    # four runs, two processes at a time (one thread each): the launcher's own choice (the state-lane forward where
+    # it applies, 2 states a lane at these sizes: marked [lane S2]), the state-lane forward with 4 states a lane
+    # (MK_SS_LANE_S=4) warp-specialised (MK_SS_LANE_SPEC=1, the default there) or not (0), and the time-parallel
+    # forward everywhere (MK_SS_FWD_KERNEL=scan)
     knobs = ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S", "MK_SS_LANE_SPEC")
-    for forced, marker, want in ((None, " [lane S2]", 14),
-                                 ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "0"}, " [lane S4]", 14),
-                                 ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "1"}, " [lane S4 spec]", 14),
-                                 ({"MK_SS_FWD_KERNEL": "scan"}, " [lane", 0)):
+    passes = ((None, " [lane S2]", 14),
+              ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "0"}, " [lane S4]", 14),
+              ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "1"}, " [lane S4 spec]", 14),
+              ({"MK_SS_FWD_KERNEL": "scan"}, " [lane", 0))
+
+    def run_pass(forced):
         env = {k: v for k, v in os.environ.items() if k not in knobs}
         env.update(forced or {})
-        run_ = subprocess.run([exe], capture_output=True, text=True, timeout=900, env=env)
+        return subprocess.run([exe], capture_output=True, text=True, timeout=900, env=env)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(run_pass, [forced for forced, _, _ in passes]))
+    n_cases = None
+    for (forced, marker, want), run_ in zip(passes, runs):
         print(run_.stdout)
         assert run_.returncode == 0, f"emulated CUDA kernels disagree with the CPU implementation " \
                                      f"({forced}):\n{run_.stdout}{run_.stderr[-2000:]}"

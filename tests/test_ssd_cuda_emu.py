@@ -18,6 +18,7 @@ library's default); "chunked-sh2" /
 the launcher's fallback to one head), with cases of g = 1 and 8 / 4 heads a group, varlen, 2 p blocks and fp32
 tiles. No GPU needed.
 """
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -37,12 +38,19 @@ def test_ssd_cuda_forward_emulated_on_cpu(tmp_path):
            os.path.join(EMU_DIR, "ssd_emu.cpp"), os.path.join(REPO, "csrc", "ssd", "ssd_cpu.cpp"), "-o", exe]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
-    run_ = subprocess.run([exe], capture_output=True, text=True, timeout=1200)
-    print(run_.stdout)
-    assert run_.returncode == 0, f"the emulated CUDA SSD forward disagrees with the CPU forward:\n{run_.stdout}" \
-                                 f"{run_.stderr[-2000:]}"
+    # the cases in two processes at once (one thread each; the suite's slowest test, ~3 minutes in one)
+    n_cases = int(subprocess.run([exe, "count"], capture_output=True, text=True, timeout=60).stdout)
+    shards = [[exe] + [str(i) for i in range(r, n_cases, 2)] for r in range(2)]
+    with concurrent.futures.ThreadPoolExecutor(len(shards)) as pool:
+        runs = list(pool.map(lambda cmd: subprocess.run(cmd, capture_output=True, text=True, timeout=1200), shards))
+    out = "".join(r.stdout for r in runs)
+    print(out)
+    for r in runs:
+        assert r.returncode == 0, f"the emulated CUDA SSD forward disagrees with the CPU forward:\n{r.stdout}" \
+                                  f"{r.stderr[-2000:]}"
+    assert sum(int(line.split()[1]) for line in out.splitlines() if line.startswith("cases: ")) == n_cases
     for label in ("chunked", "chunked-ho0", "chunked-sh2", "chunked-sh4", "fused  "):
-        assert run_.stdout.count(f"ok   {label} ") >= 29, label
+        assert out.count(f"ok   {label} ") >= 29, label
     # an RTX 30xx / 40xx gives a block 101376 bytes: fp32 tiles at n 128 need more (chunk states 103 KB, fused 137
     # KB): the launcher says so instead of cudaFuncSetAttribute's "invalid argument"
     rtx = subprocess.run([exe, "optin", "101376", "b1-l600-h2-p128-n128-g2-Q256-fp32-gentle"], capture_output=True,

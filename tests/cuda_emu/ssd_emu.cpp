@@ -315,6 +315,10 @@ int main(int argc, char** argv) {
   const auto cs = cases();
   std::vector<size_t> which;
   int a0 = 1;
+  if (argc == 2 && std::string(argv[1]) == "count") {  // the number of cases (for a driver that shards them)
+    std::printf("%zu\n", cs.size());
+    return 0;
+  }
   if (argc > 3 && std::string(argv[1]) == "optin") {  // "optin BYTES NAME": case NAME on a device with BYTES a block
     cuda_emu::max_smem_optin = std::atoi(argv[2]);
     for (size_t i = 0; i < cs.size(); ++i)
