@@ -4,7 +4,6 @@ CPU runs: the reference's own cross-checks, the C++ cpu backend (fwd + bwd), Tri
 (tiny shapes). GPU runs (@pytest.mark.gpu): cuda and triton on CUDA tensors, long and awkward shapes, every dtype;
 most of them in tests/test_selective_scan_gpu.py (GPU_CASES and the helpers are here).
 """
-import concurrent.futures
 import os
 
 import pytest
@@ -390,6 +389,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_cuda_kernels_emulated_on_cpu(tmp_path):
     import shutil
     import subprocess
+
+    from emu_build import run_processes
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
@@ -410,14 +411,8 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
               ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "0"}, " [lane S4]", 14),
               ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "1"}, " [lane S4 spec]", 14),
               ({"MK_SS_FWD_KERNEL": "scan"}, " [lane", 0))
-
-    def run_pass(forced):
-        env = {k: v for k, v in os.environ.items() if k not in knobs}
-        env.update(forced or {})
-        return subprocess.run([exe], capture_output=True, text=True, timeout=900, env=env)
-
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(run_pass, [forced for forced, _, _ in passes]))
+    base_env = {k: v for k, v in os.environ.items() if k not in knobs}
+    runs = run_processes([[exe]] * len(passes), [{**base_env, **(forced or {})} for forced, _, _ in passes], timeout=900)
     n_cases = None
     for (forced, marker, want), run_ in zip(passes, runs):
         print(run_.stdout)

@@ -18,12 +18,13 @@ library's default); "chunked-sh2" /
 the launcher's fallback to one head), with cases of g = 1 and 8 / 4 heads a group, varlen, 2 p blocks and fp32
 tiles. No GPU needed.
 """
-import concurrent.futures
 import os
 import shutil
 import subprocess
 
 import pytest
+
+from emu_build import run_processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMU_DIR = os.path.join(REPO, "tests", "cuda_emu")
@@ -40,9 +41,7 @@ def test_ssd_cuda_forward_emulated_on_cpu(tmp_path):
     assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
     # the cases in two processes at once (one thread each; the suite's slowest test, ~3 minutes in one)
     n_cases = int(subprocess.run([exe, "count"], capture_output=True, text=True, timeout=60).stdout)
-    shards = [[exe] + [str(i) for i in range(r, n_cases, 2)] for r in range(2)]
-    with concurrent.futures.ThreadPoolExecutor(len(shards)) as pool:
-        runs = list(pool.map(lambda cmd: subprocess.run(cmd, capture_output=True, text=True, timeout=1200), shards))
+    runs = run_processes([[exe] + [str(i) for i in range(r, n_cases, 2)] for r in range(2)])
     out = "".join(r.stdout for r in runs)
     print(out)
     for r in runs:

@@ -183,6 +183,7 @@ struct LaneBuf {
   using Cfg = LaneCfg<kS>;
   static constexpr int kFloats = (2 * kLaneN + (kSpec ? 4 : 2) * Cfg::kCh + Cfg::kThreads) * Cfg::kTP;
   static constexpr int kBlockThreads = (kSpec ? 2 : 1) * Cfg::kThreads;
+  static constexpr int kSmemBytes = (kSpec ? 2 : 1) * kFloats * 4;  // the kernel's buffers (kSpec: two)
   static constexpr int kFull = 1, kDone = 3;  // named barrier ids (+ buffer 0 / 1)
   float *bc, *dt, *du, *y, *dv, *z;
   __device__ __forceinline__ explicit LaneBuf(float* base) {
@@ -509,13 +510,14 @@ inline int lane_states_per_lane(const SelectiveScanParams& p) {
 }
 
 // Whether 4 states a lane take the warp-specialised kernel: MK_SS_LANE_SPEC=0|1 in the environment (read once per
-// process), else the build's MK_SS_LANE_SPEC.
-inline bool lane_spec_on() {
+// process), else the build's MK_SS_LANE_SPEC; and only where the device gives a block its two buffers (83 KB:
+// every arch the build targets by default does, sm_80+ gives >= 99 KB).
+inline bool lane_spec_taken() {
   static const bool on = [] {
     const char* e = std::getenv("MK_SS_LANE_SPEC");
     return e != nullptr && *e != 0 ? std::strcmp(e, "0") != 0 : MK_SS_LANE_SPEC != 0;
   }();
-  return on;
+  return on && device_smem_optin() >= LaneBuf<4, true>::kSmemBytes;
 }
 
 template <typename in_t, int kS, bool kSpec>
@@ -524,7 +526,7 @@ cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   using Buf = LaneBuf<kS, kSpec>;
   const int64_t dpg = p.dim / p.n_groups;
   if (p.batch > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
-  const int smem = (kSpec ? 2 : 1) * Buf::kFloats * 4;
+  const int smem = Buf::kSmemBytes;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned((dpg + Cfg::kCh - 1) / Cfg::kCh), unsigned(p.n_groups), unsigned(p.batch));
   cfg.blockDim = dim3(Buf::kBlockThreads);
@@ -540,11 +542,7 @@ cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
 template <typename in_t>
 cudaError_t launch_selective_scan_fwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   if (lane_states_per_lane(p) == 4)
-    // the specialised kernel's two buffers (83 KB) where the device gives a block that much (every arch the build
-    // targets by default does: sm_80+ gives >= 99 KB)
-    return lane_spec_on() && device_smem_optin() >= 2 * LaneBuf<4, true>::kFloats * 4
-               ? launch_lane<in_t, 4, true>(p, stream)
-               : launch_lane<in_t, 4, false>(p, stream);
+    return lane_spec_taken() ? launch_lane<in_t, 4, true>(p, stream) : launch_lane<in_t, 4, false>(p, stream);
   return launch_lane<in_t, 2, false>(p, stream);
 }
 

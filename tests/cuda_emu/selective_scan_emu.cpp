@@ -282,7 +282,7 @@ bool run_case(const Case& cs) {
   if (cs.bias) rep.check("dbias", vec(dbias), rdbias, 4 * rt, 4 * mt);
   if (cs.init) rep.check("dinit", vec(dinit), rdinit, 4 * rt, 4 * mt);
   std::printf("%s %s%s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name,
-              lane == 4 ? (ss::lane_spec_on() ? " [lane S4 spec]" : " [lane S4]") : lane == 2 ? " [lane S2]" : "",
+              lane == 4 ? (ss::lane_spec_taken() ? " [lane S4 spec]" : " [lane S4]") : lane == 2 ? " [lane S2]" : "",
               rep.msg.c_str());
   return rep.ok;
 }
