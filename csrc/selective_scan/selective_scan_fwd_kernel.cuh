@@ -58,7 +58,10 @@
 //                         0.393 / 0.764 against 0.417 / 0.407 / 0.822 with all three 0; PSCAN alone 0.407 /
 //                         0.398 / 0.810, PCHAIN alone 0.411 / 0.406 / 0.810, PREFETCH alone 0.391 / 0.400 / 0.765)
 //   MK_SS_SOFTPLUS_POLY   1: softplus_f's log1p(e^-|x|) by a degree-8 polynomial in e (one MUFU); 0: by the atanh
-//                         series (two MUFU: exp and rcp). Both ~1e-6 relative (see softplus_f) (1)
+//                         series (two MUFU: exp and rcp). Both ~1e-6 relative (see softplus_f) (1; H200 lab
+//                         2026-12-02 run 1 at 8656332, state-lane forward: 0.247 / 0.243 / 0.483 ms at b2 d4096 /
+//                         b8 d2048 / b1 d8192 against 0.262 / 0.258 / 0.508: the lane kernel's XU pipe is shared
+//                         by the recurrence's exps and E's softplus / silu)
 //   MK_SS_BWD_CLUSTER     see selective_scan_bwd_kernel.cuh (1)
 //   MK_SS_BWD_POLY16      the same for the backward's recomputation of a_t (0)
 //   MK_SS_POLY_DEG        degree of poly_exp2's polynomial: 5 (rel. err 1.9e-7), 4 (2.9e-6), 3 (1.0e-4)

@@ -47,14 +47,11 @@
 //                           0.258 / 0.257 / 0.503 ms against 0.298 / 0.257 / 0.583). Measured and reverted
 //                           (d39a1c5): the recurrence warps summing each channel's lane partials by shuffles,
 //                           E reading one y row a channel: 0.271 / 0.268 / 0.529 (the recurrence warps are the
-//                           limit, the XU pipe's; E's extra work is not)
-//   MK_SS_LANE_EARLY        the specialised kernel's E threads: 0: issue tile t + 2's global loads just before
-//                           waiting for R to finish tile t, convert them after the epilogue of tile t; 1: issue
-//                           tile t + 3's loads right after handing tile t + 2 to R (in flight through the wait and
-//                           the next epilogue; ncu at 510f627: E's first use of the loads was its top stall after
-//                           the barrier waits); 2: as 1, and tile t + 2's steps computed (softplus etc.) before
-//                           the wait, stored after the epilogue: only the epilogue and the stores lie between R's
-//                           DONE and the next FULL (R waited for FULL in ~24% of its samples at 510f627) (2)
+//                           limit, the XU pipe's; E's extra work is not). Measured and not kept (lab 2026-12-02
+//                           run 1 at 8656332, with the one-MUFU softplus): E issuing tile t + 3's loads right
+//                           after handing over t + 2: 0.246 / 0.246 / 0.479 against 0.247 / 0.243 / 0.483 (equal);
+//                           and also computing t + 2's steps before waiting for R (128 registers): 0.250 /
+//                           0.251 / 0.487 (slower)
 //   MK_SS_LANE_UNROLL       unroll of the recurrence's 4-token steps (4)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
@@ -86,9 +83,6 @@
 #endif
 #ifndef MK_SS_LANE_SPEC
 #define MK_SS_LANE_SPEC 1
-#endif
-#ifndef MK_SS_LANE_EARLY
-#define MK_SS_LANE_EARLY 2
 #endif
 #ifndef MK_SS_LANE_UNROLL
 #define MK_SS_LANE_UNROLL 4
@@ -279,7 +273,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     bc_t[it] = 8 * v;
   }
   Raw8<in_t> rdt, ru, rz, rbc[Cfg::kBCItems];  // the next tile's inputs
-  float dt_nx[8], dtu_nx[8], Du_nx[8], z_nx[8];  // converted steps of the tile to come (and its D u, z)
+  float Du_cur[8], z_cur[8];                   // the tile's D u, z
   // Whether every input row of this thread starts 16-byte aligned (tiles move by kTT elements, a multiple of 16
   // bytes, so it holds at every tile): whole tiles then load without per-load range and alignment tests.
   bool rows_aligned = ((reinterpret_cast<uintptr_t>(dl_row) | reinterpret_cast<uintptr_t>(u_row) |
@@ -304,46 +298,43 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     for (int it = 0; it < Cfg::kBCItems; ++it)
       if (bc_src[it]) rbc[it].load(bc_src[it] + t0, clamp_nv(L - t0 - bc_t[it]));
   };
-  // The loaded inputs -> this thread's piece of its channel's steps (dt, dt u), D u and z, in registers
-  // (compute_steps); then into the buffer's step tiles (store_steps; kSpec: D u and z too, for the epilogue two
-  // tiles later; else they stay in registers until the epilogue). Tokens past the end (last tile only) get
-  // dt = 0: a = 1, b = 0.
-  auto compute_steps = [&](int64_t t0) {
+  // The loaded inputs -> this thread's piece of its channel's step tiles (dt, dt u); D u and z kept for the
+  // epilogue (in registers; kSpec: in the buffer). Tokens past the end (last tile only) get dt = 0: a = 1, b = 0.
+  auto convert_steps = [&](int64_t t0, const Buf& bf) {
+    float dt[8], dtu[8];
     // the softplus test outside the loop (tested per element, it cost a branch and a constant move each)
     if (p.delta_softplus) {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) dt_nx[i] = softplus_f(rdt[i] + bias);
+      for (int i = 0; i < 8; ++i) dt[i] = softplus_f(rdt[i] + bias);
     } else {
 #pragma unroll
-      for (int i = 0; i < 8; ++i) dt_nx[i] = rdt[i] + bias;
+      for (int i = 0; i < 8; ++i) dt[i] = rdt[i] + bias;
     }
     if (t0 + Cfg::kTT > L) {
       const int nv = clamp_nv(L - t0 - tj);
 #pragma unroll
       for (int i = 0; i < 8; ++i)
-        if (i >= nv) dt_nx[i] = 0.f;
+        if (i >= nv) dt[i] = 0.f;
     }
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const float uu = ru[i];
-      dtu_nx[i] = dt_nx[i] * uu;
-      Du_nx[i] = Dv * uu;
-      z_nx[i] = z_row ? rz[i] : 0.f;
+      dtu[i] = dt[i] * uu;
+      Du_cur[i] = Dv * uu;
+      z_cur[i] = z_row ? rz[i] : 0.f;
     }
-  };
-  auto store_steps = [&](const Buf& bf) {
     // 8 floats of the thread's channel row at tokens tj.. of a [kCh][kTP] tile: two 16-byte stores
     auto store8 = [&](float* tile, const float (&v)[8]) {
       float4* pr = reinterpret_cast<float4*>(tile + ch2 * Cfg::kTP + tj);
       pr[0] = make_float4(v[0], v[1], v[2], v[3]);
       pr[1] = make_float4(v[4], v[5], v[6], v[7]);
     };
-    if constexpr (kSpec) {
-      store8(bf.dv, Du_nx);
-      store8(bf.z, z_nx);
+    if constexpr (kSpec) {  // kept for the epilogue two tiles later: in the buffer, by the same thread
+      store8(bf.dv, Du_cur);
+      store8(bf.z, z_cur);
     }
-    store8(bf.dt, dt_nx);
-    store8(bf.du, dtu_nx);
+    store8(bf.dt, dt);
+    store8(bf.du, dtu);
   };
   // The loaded B / C pieces -> the B / C tiles.
   auto convert_bc = [&](const Buf& bf) {
@@ -360,22 +351,18 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   auto epilogue = [&](int64_t t0, const Buf& bf) {
     const int nv = clamp_nv(L - t0 - tj);
     if (!c2_ok || nv == 0) return;
-    float y[8], z_cur[8];  // D u, then y; z (non-kSpec: this tile's, still in the *_nx registers)
     if constexpr (kSpec) {
       const float4* pv = reinterpret_cast<const float4*>(bf.dv + ch2 * Cfg::kTP + tj);
       const float4* pz = reinterpret_cast<const float4*>(bf.z + ch2 * Cfg::kTP + tj);
       const float4 v0 = pv[0], v1 = pv[1], z0 = pz[0], z1 = pz[1];
-      y[0] = v0.x; y[1] = v0.y; y[2] = v0.z; y[3] = v0.w;
-      y[4] = v1.x; y[5] = v1.y; y[6] = v1.z; y[7] = v1.w;
+      Du_cur[0] = v0.x; Du_cur[1] = v0.y; Du_cur[2] = v0.z; Du_cur[3] = v0.w;
+      Du_cur[4] = v1.x; Du_cur[5] = v1.y; Du_cur[6] = v1.z; Du_cur[7] = v1.w;
       z_cur[0] = z0.x; z_cur[1] = z0.y; z_cur[2] = z0.z; z_cur[3] = z0.w;
       z_cur[4] = z1.x; z_cur[5] = z1.y; z_cur[6] = z1.z; z_cur[7] = z1.w;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        y[i] = Du_nx[i];
-        z_cur[i] = z_nx[i];
-      }
     }
+    float y[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) y[i] = Du_cur[i];
     // with MK_SS_LANE_PAIRMAP the channels of lane bit 1 = 1 read their partials in the order q ^ 1: the two
     // channels of a quarter-warp then read rows of opposite bank parity (else 2-way conflicts)
     const int q_flip = MK_SS_LANE_PAIRMAP != 0 ? (tid >> 1) & 1 : 0;
@@ -452,8 +439,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   if constexpr (!kSpec) {
     if (L > 0) {
       issue_loads(0);
-      compute_steps(0);
-      store_steps(bufs(0));
+      convert_steps(0, bufs(0));
       convert_bc(bufs(0));
     }
     __syncthreads();
@@ -464,8 +450,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       __syncthreads();  // partial y complete; the step / B / C tiles free
       epilogue(t0, bufs(0));
       if (more) {
-        compute_steps(t0 + Cfg::kTT);
-        store_steps(bufs(0));
+        convert_steps(t0 + Cfg::kTT, bufs(0));
         convert_bc(bufs(0));
       }
       __syncthreads();  // the next tile's step / B / C tiles ready; partial y consumed
@@ -474,29 +459,20 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     const int64_t n_tiles = (L + Cfg::kTT - 1) / Cfg::kTT;
     for (int64_t t = 0; t < 2 && t < n_tiles; ++t) {
       issue_loads(t * Cfg::kTT);
-      compute_steps(t * Cfg::kTT);
-      store_steps(bufs(int(t)));
+      convert_steps(t * Cfg::kTT, bufs(int(t)));
       convert_bc(bufs(int(t)));
       bar_arrive(Buf::kFull + int(t));
     }
-    // MK_SS_LANE_EARLY >= 1: the loads of tile t + 3 are issued as soon as tile t + 2 is handed over (in flight
-    // through E's wait for R and the epilogue of tile t + 1), else just before that wait; 2: tile t + 2's steps
-    // are computed before the wait (off the path from R's DONE to the next FULL), only stored after it
-    constexpr int kEarly = MK_SS_LANE_EARLY;
-    if (kEarly >= 1 && n_tiles > 2) issue_loads(2 * Cfg::kTT);
     for (int64_t t = 0; t < n_tiles; ++t) {
       const int bi = int(t & 1);
       const bool more = t + 2 < n_tiles;
-      if (kEarly == 0 && more) issue_loads((t + 2) * Cfg::kTT);  // in flight while R finishes tile t
-      if (kEarly >= 2 && more) compute_steps((t + 2) * Cfg::kTT);
+      if (more) issue_loads((t + 2) * Cfg::kTT);  // in flight while R finishes tile t
       bar_sync(Buf::kDone + bi);
       epilogue(t * Cfg::kTT, bufs(bi));
       if (more) {
-        if (kEarly < 2) compute_steps((t + 2) * Cfg::kTT);
-        store_steps(bufs(bi));
+        convert_steps((t + 2) * Cfg::kTT, bufs(bi));
         convert_bc(bufs(bi));
         bar_arrive(Buf::kFull + bi);
-        if (kEarly >= 1 && t + 3 < n_tiles) issue_loads((t + 3) * Cfg::kTT);
       }
     }
     return;
