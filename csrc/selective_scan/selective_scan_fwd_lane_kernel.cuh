@@ -52,6 +52,8 @@
 //                           after handing over t + 2: 0.246 / 0.246 / 0.479 against 0.247 / 0.243 / 0.483 (equal);
 //                           and also computing t + 2's steps before waiting for R (128 registers): 0.250 /
 //                           0.251 / 0.487 (slower)
+//   MK_SS_LANE_POLY         of the 4 kS decays of a recurrence step, how many by poly_exp2 (FMA pipe) instead of
+//                           MUFU.EX2 (0)
 //   MK_SS_LANE_UNROLL       unroll of the recurrence's 4-token steps (4)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
@@ -83,6 +85,9 @@
 #endif
 #ifndef MK_SS_LANE_SPEC
 #define MK_SS_LANE_SPEC 1
+#endif
+#ifndef MK_SS_LANE_POLY
+#define MK_SS_LANE_POLY 0
 #endif
 #ifndef MK_SS_LANE_UNROLL
 #define MK_SS_LANE_UNROLL 4
@@ -423,7 +428,9 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
         yp[k] = 0.f;
 #pragma unroll
         for (int s = 0; s < Cfg::kS; ++s) {
-          const float a = fast_exp2(dt[k] * A2[s]);
+          // MK_SS_LANE_POLY of a step's 4 kS decays on the FMA pipe (poly_exp2), the rest one MUFU.EX2 each
+          const float a = decay_exp2<MK_SS_LANE_POLY>(dt[k] * A2[s], poly_token(k * Cfg::kS + s, 4 * Cfg::kS,
+                                                                                  MK_SS_LANE_POLY));
           h[s] = fmaf(a, h[s], du[k] * Bt[s][k]);
           yp[k] = fmaf(Ct[s][k], h[s], yp[k]);
         }
