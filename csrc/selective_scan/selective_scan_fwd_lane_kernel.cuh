@@ -51,9 +51,9 @@
 //                           run 1 at 8656332, with the one-MUFU softplus): E issuing tile t + 3's loads right
 //                           after handing over t + 2: 0.246 / 0.246 / 0.479 against 0.247 / 0.243 / 0.483 (equal);
 //                           and also computing t + 2's steps before waiting for R (128 registers): 0.250 /
-//                           0.251 / 0.487 (slower)
-//   MK_SS_LANE_POLY         of the 4 kS decays of a recurrence step, how many by poly_exp2 (FMA pipe) instead of
-//                           MUFU.EX2 (0)
+//                           0.251 / 0.487 (slower). Decays on the FMA pipe (poly_exp2) for 1 or 2 of a recurrence
+//                           step's 16 (run 2 at 96d9c93, knob since removed): 0.250 / 0.248 / 0.488 and 0.257 /
+//                           0.261 / 0.501 against 0.246 / 0.245 / 0.483 (slower: issue is as busy as the XU pipe)
 //   MK_SS_LANE_UNROLL       unroll of the recurrence's 4-token steps (4)
 //   MK_SS_LANE_PAIRMAP      1: lanes (channel, j) placed so that lanes n and n^1 share a channel and lanes n and
 //                           n^2 share j (LaneCfg::role): the step tiles' and the B / C tiles' 16-byte reads are
@@ -85,9 +85,6 @@
 #endif
 #ifndef MK_SS_LANE_SPEC
 #define MK_SS_LANE_SPEC 1
-#endif
-#ifndef MK_SS_LANE_POLY
-#define MK_SS_LANE_POLY 0
 #endif
 #ifndef MK_SS_LANE_UNROLL
 #define MK_SS_LANE_UNROLL 4
@@ -428,9 +425,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
         yp[k] = 0.f;
 #pragma unroll
         for (int s = 0; s < Cfg::kS; ++s) {
-          // MK_SS_LANE_POLY of a step's 4 kS decays on the FMA pipe (poly_exp2), the rest one MUFU.EX2 each
-          const float a = decay_exp2<MK_SS_LANE_POLY>(dt[k] * A2[s], poly_token(k * Cfg::kS + s, 4 * Cfg::kS,
-                                                                                  MK_SS_LANE_POLY));
+          const float a = fast_exp2(dt[k] * A2[s]);
           h[s] = fmaf(a, h[s], du[k] * Bt[s][k]);
           yp[k] = fmaf(Ct[s][k], h[s], yp[k]);
         }
