@@ -67,16 +67,12 @@ constexpr bool kBwdPScan = MK_SS_BWD_PSCAN != 0;
 //                      at b2 d4096 / b8 d2048 / b1 d8192: 1.666 / 1.665 / 3.274, 0: 1.709 / 1.709 / 3.361. Keeping
 //                      each lane's dA partials in shared memory over the whole walk instead of a warp sum a (tile,
 //                      state) gained 0.7% more: not kept, its 32 KB would not fit an A100's 163 KB with the rest)
+//                      Measured and removed (8c6c39a, MK_SS_BWD_BATCH): a tile's delta / u / dout / z runs issued
+//                      together before the first use (ncu at 96d9c93 had those first uses, the A / saved-state
+//                      loads at each slice start and the B / C fetch among the long-scoreboard stalls, 14% of
+//                      the samples), the next slice's A / state / B / C fetched before its barrier: lab 2026-12-02
+//                      run 3 1.597 / 1.614 / 3.098 ms against 1.597 / 1.596 / 3.146 (equal: other warps hid it)
 constexpr bool kBwdPrefetch = MK_SS_BWD_PREFETCH != 0;
-#ifndef MK_SS_BWD_BATCH
-#define MK_SS_BWD_BATCH 1
-#endif
-//   MK_SS_BWD_BATCH    1: a tile's delta / u / dout / z runs loaded together (load_runs: every 16-byte load issued
-//                      before the first is used; likewise the per-token tail's re-reads), the next state's A and
-//                      saved entering state loaded across slices (and the tile's first before its runs), the next
-//                      slice's B / C runs fetched before the slice's barrier; 0: one after another, each used at
-//                      once (ncu at 96d9c93: long-scoreboard stalls on those first uses, 14% of the samples) (1)
-constexpr bool kBwdBatch = MK_SS_BWD_BATCH != 0;
 constexpr int kBwdT = MK_SS_BWD_T;       // tokens per lane (backward: more live per-token values than forward)
 constexpr int kBwdTile = 32 * kBwdT;     // tokens per warp per tile
 constexpr int kBwdNS = MK_SS_BWD_NS;     // states per slice (bounds the per-warp dB/dC buffers)
@@ -286,31 +282,15 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       }
       const int nv = int(s1 - tr < 0 ? 0 : (s1 - tr < kBwdT ? s1 - tr : kBwdT));
       const float* __restrict__ st = states + ((b * p.dim + c) * p.states_n_chunks + ck_base + ((k * kBwdTile) >> p.ckpt_log2)) * n;
-      // the tile's first A and saved entering state: loaded before the runs (in flight behind their conversion);
-      // then each state loads the next one's, across slices (MK_SS_BWD_BATCH)
-      float A_next = 0.f, h0_next = 0.f;
-      if constexpr (kBwdBatch) {
-        A_next = Arow[0];
-        if (lane == 0) h0_next = st[0];
-      }
       float dt[kBwdT], uu[kBwdT], dtu[kBwdT], dy[kBwdT], sdt = 0.f;
-      if (kBwdBatch && zp) {
+      load_run<kBwdT>(dl + tr, nv, dt);
+      load_run<kBwdT>(u + tr, nv, uu);
+      load_run<kBwdT>(dout + tr, nv, dy);
+      if (zp) {
         float zz[kBwdT];
-        load_runs<kBwdT, 4>({dl + tr, u + tr, dout + tr, zp + tr}, nv, {dt, uu, dy, zz});
+        load_run<kBwdT>(zp + tr, nv, zz);
 #pragma unroll
         for (int i = 0; i < kBwdT; ++i) dy[i] *= silu_f(zz[i]);
-      } else if (kBwdBatch) {
-        load_runs<kBwdT, 3>({dl + tr, u + tr, dout + tr}, nv, {dt, uu, dy});
-      } else {
-        load_run<kBwdT>(dl + tr, nv, dt);
-        load_run<kBwdT>(u + tr, nv, uu);
-        load_run<kBwdT>(dout + tr, nv, dy);
-        if (zp) {
-          float zz[kBwdT];
-          load_run<kBwdT>(zp + tr, nv, zz);
-#pragma unroll
-          for (int i = 0; i < kBwdT; ++i) dy[i] *= silu_f(zz[i]);
-        }
       }
 #pragma unroll
       for (int i = 0; i < kBwdT; ++i) {
@@ -329,14 +309,11 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
         // A and the saved entering state of the next state are loaded one iteration ahead (global loads
         // that would otherwise stall the start of each iteration's chain). The state loop is left to the
         // compiler's unrolling (unroll 2 / 4 measured equal: lab 2026-11-30 run 7)
-        if constexpr (!kBwdBatch) {
-          A_next = Arow[ns0];
-          h0_next = lane == 0 ? st[ns0] : 0.f;
-        }
+        float A_next = Arow[ns0], h0_next = lane == 0 ? st[ns0] : 0.f;
         for (int s = 0; s < nsl; ++s) {
           const int sn = ns0 + s;
           const float A2 = A_next * kLog2e, h0 = h0_next;
-          if (kBwdBatch ? sn + 1 < n : s + 1 < nsl) {
+          if (s + 1 < nsl) {
             A_next = Arow[sn + 1];
             if (lane == 0) h0_next = st[sn + 1];
           }
@@ -414,18 +391,14 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
           }
         }
         if constexpr (kVarB || kVarC) {
+          __syncthreads();  // every warp's partials are in and the tiles are consumed
           // the next (tile, slice): this tile's next slice, else the previous tile's first
           int64_t kn = k, tn = t0;
           int nn0 = ns0 + kBwdNS;
           if (nn0 >= n) { kn = k - 1; tn = t0 - kBwdTile; nn0 = 0; }
           const int nnsl = n - nn0 < kBwdNS ? n - nn0 : kBwdNS;
           float v[kBwdT];
-          // its B / C runs: in flight during the barrier and the flush (MK_SS_BWD_BATCH; else issued after the
-          // barrier)
-          if (kBwdBatch && kn >= 0 && role != 0)
-            fetch_run(role == 1 ? Bv : Cv, role == 1 ? p.B_dstate_stride : p.C_dstate_stride, fidx, nn0, nnsl, tn, s1, v);
-          __syncthreads();  // every warp's partials are in and the tiles are consumed
-          if (!kBwdBatch && kn >= 0 && role != 0)  // in flight during the flush
+          if (kn >= 0 && role != 0)  // in flight during the flush
             fetch_run(role == 1 ? Bv : Cv, role == 1 ? p.B_dstate_stride : p.C_dstate_stride, fidx, nn0, nnsl, tn, s1, v);
           if constexpr (kBwdCluster > 0 && !MK_SS_BWD_NO_DBC_FLUSH) {
             bwd_flush_variant<kVarB, kVarC>(s_dB, s_dC, dBv, dCv, L, s1, BwdDbcSlice{ns0, nsl, t0}, nw);
@@ -439,13 +412,8 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
       }
       // per-token gradients
       float dov[kBwdT], zz[kBwdT], du[kBwdT], ddt[kBwdT];
-      // u and the raw delta (for softplus') re-read (L1 / L2) rather than held across the state loop
-      if (kBwdBatch && p.delta_softplus) {
-        load_runs<kBwdT, 2>({u + tr, dl + tr}, nv, {uu, zz});  // zz: the raw delta here
-      } else {
-        load_run<kBwdT>(u + tr, nv, uu);
-        if (p.delta_softplus) load_run<kBwdT>(dl + tr, nv, zz);
-      }
+      load_run<kBwdT>(u + tr, nv, uu);  // re-read (L1/L2) rather than held across the state loop
+      if (p.delta_softplus) load_run<kBwdT>(dl + tr, nv, zz);  // raw delta, for softplus' (zz reused)
 #pragma unroll
       for (int i = 0; i < kBwdT; ++i) {
         du[i] = fmaf(Dv, dy[i], dt[i] * sgb[i]);
@@ -458,12 +426,8 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
         store_run<kBwdT>(du_out + tr, nv, du);
         store_run<kBwdT>(ddelta_out + tr, nv, ddt);
         if (zp) {  // out = (y + D u) silu(z):  dz = dout (y + D u) silu'(z)
-          if constexpr (kBwdBatch) {
-            load_runs<kBwdT, 2>({dout + tr, zp + tr}, nv, {dov, zz});
-          } else {
-            load_run<kBwdT>(dout + tr, nv, dov);
-            load_run<kBwdT>(zp + tr, nv, zz);
-          }
+          load_run<kBwdT>(dout + tr, nv, dov);
+          load_run<kBwdT>(zp + tr, nv, zz);
 #pragma unroll
           for (int i = 0; i < kBwdT; ++i) {
             const float sz = __fdividef(1.f, 1.f + __expf(-zz[i]));

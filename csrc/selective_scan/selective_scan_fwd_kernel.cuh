@@ -304,39 +304,6 @@ __device__ __forceinline__ void load_run(const in_t* __restrict__ p, int nv, flo
   }
 }
 
-// load_run of kR rows at once (same nv): when every run is whole and aligned, all 16-byte loads are issued before
-// any is converted, so their latencies overlap (load_run after load_run waits for each in turn: the branches
-// between them keep the compiler from hoisting the loads; ncu of the backward at 96d9c93 had each tile load's
-// first use among its top long-scoreboard stalls).
-template <int kT, int kR, typename in_t>
-__device__ __forceinline__ void load_runs(const in_t* const (&ps)[kR], int nv, float* const (&vs)[kR]) {
-  constexpr int kVec = 16 / int(sizeof(in_t));
-  static_assert(kT % kVec == 0, "whole 16-byte vectors per run");
-  bool whole = nv == kT;
-#pragma unroll
-  for (int r = 0; r < kR; ++r) whole &= (reinterpret_cast<uintptr_t>(ps[r]) & 15) == 0;
-  if (whole) {
-    uint4 raw[kR][kT / kVec];
-#pragma unroll
-    for (int r = 0; r < kR; ++r)
-#pragma unroll
-      for (int k = 0; k < kT / kVec; ++k) raw[r][k] = reinterpret_cast<const uint4*>(ps[r])[k];
-#pragma unroll
-    for (int r = 0; r < kR; ++r)
-#pragma unroll
-      for (int k = 0; k < kT / kVec; ++k) {
-        const in_t* e = reinterpret_cast<const in_t*>(&raw[r][k]);
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) vs[r][k * kVec + i] = to_f(e[i]);
-      }
-  } else {
-#pragma unroll
-    for (int r = 0; r < kR; ++r)
-#pragma unroll
-      for (int i = 0; i < kT; ++i) vs[r][i] = i < nv ? to_f(ps[r][i]) : 0.f;
-  }
-}
-
 // p[0..nv) = v[0..nv) (16-byte stores when the run is whole and aligned).
 template <int kT, typename in_t>
 __device__ __forceinline__ void store_run(in_t* __restrict__ p, int nv, const float (&v)[kT]) {

@@ -48,7 +48,6 @@ declare -gA VARIANTS=(
   [bwd_pscan0]="-DMK_SS_BWD_PSCAN=0"
   [bwd_pf0]="-DMK_SS_BWD_PREFETCH=0"
   [bwd_w12]="-DMK_SS_BWD_WARPS=12"
-  [bwd_batch0]="-DMK_SS_BWD_BATCH=0"
 )
 # run order (default first; the runner repeats it last as a drift check)
 VARIANT_NAMES=(default scan lane_s2 lane_s4 lane_s2_w2 lane_s2_w8 lane_s4_w4 lane_s4_w16 lane_pf fwd_t8 fwd_t8_sp2 fwd_t8_sp2_mb2 fwd_sp2_mb1 fwd_poly2 fwd_poly4 fwd_poly6 fwd_poly4_deg4
