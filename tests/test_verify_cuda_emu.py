@@ -1,6 +1,7 @@
 """The verify family's CUDA kernels (csrc/verify/*.cuh), checked on CPU through an emulation of the CUDA execution
-model: tests/cuda_emu/verify/verify_emu_shim.h runs every CUDA thread as a std::thread (barriers for
-__syncthreads and warp shuffles, NaN-poisoned dynamic shared memory, 16-byte alignment checks) and
+model: tests/cuda_emu/verify/verify_emu_shim.h runs a block's CUDA threads as cooperative fibers on one OS thread
+(tests/cuda_emu/emu_fibers.h; barriers for __syncthreads and warp shuffles, NaN-poisoned dynamic shared memory,
+16-byte alignment checks) and
 verify_emu_ops.cpp puts the real launch geometry, kernels and torch binding (csrc/verify/verify_bind_cuda.cpp)
 behind torch.ops.mamba_kernels._verify_step_cuda / _verify_step_fused_cuda / _conv_verify_step_cuda for CPU
 tensors. verify_emu_stress.py then runs randomized multi-round sessions and compares every output and every

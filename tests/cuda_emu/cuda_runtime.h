@@ -26,7 +26,7 @@
 #include <memory>
 #include <vector>
 
-#include <ucontext.h>
+#include "emu_fibers.h"
 
 #define __global__
 #define __device__
@@ -106,20 +106,15 @@ alignas(16) inline unsigned char smem_buf[256 * 1024];
 inline int64_t launches = 0;
 inline size_t last_smem = 0;  // the last launch's dynamic shared memory (bytes)
 
-// A barrier of `n` fibers: arrivals count up; the last one opens the next generation.
-struct Barrier {
-  unsigned n = 0, count = 0, gen = 0;
-};
+using emu_fiber::Barrier;
+using emu_fiber::Fiber;
+using emu_fiber::arrive_and_wait;
+using emu_fiber::fibers;
+using emu_fiber::yield;
 struct Warp {
   Barrier bar{32};
   float xch[2][32];  // double-buffered: one barrier per shuffle (see shfl_exchange)
   float mma_a[2][32][8], mma_b[2][32][4];  // mma fragments of the lanes, double-buffered like xch (see mma_*)
-};
-struct Fiber {
-  ucontext_t uc;
-  unsigned shfl_parity = 0;  // every lane of a warp runs the same sequence of shuffles
-  unsigned mma_parity = 0;   // and of mma.sync
-  bool done = false;
 };
 inline Barrier block_bar;
 inline Barrier* block_bar_p = &block_bar;  // the running block's
@@ -129,44 +124,10 @@ inline Barrier named_bars[16];             // bar.sync id, n (id 1..15; 0 is blo
 inline void* poison_smem = nullptr;
 inline size_t poison_smem_bytes = 0;
 inline Warp* warps = nullptr;
-inline Fiber* fibers = nullptr;
-inline ucontext_t sched_uc;
-inline unsigned cur = 0;
-constexpr size_t kStack = 256 * 1024;
 
 [[noreturn]] inline void fail(const char* what) {
   std::fprintf(stderr, "cuda_emu: %s\n", what);
   std::abort();
-}
-
-inline void yield() { swapcontext(&fibers[cur].uc, &sched_uc); }
-inline void arrive_and_wait(Barrier& b) {
-  const unsigned g = b.gen;
-  if (++b.count == b.n) {
-    b.count = 0;
-    ++b.gen;
-    return;
-  }
-  while (b.gen == g) yield();
-}
-
-inline void (*fiber_body)(void*) = nullptr;
-inline void* fiber_arg = nullptr;
-inline void fiber_entry() {
-  fiber_body(fiber_arg);
-  fibers[cur].done = true;  // then returns to sched_uc (uc_link)
-}
-
-// Fresh fibers 0..n-1 of fs (stack t at stacks + t kStack) that start at fiber_entry.
-inline void start_fibers(Fiber* fs, unsigned n, char* stacks) {
-  for (unsigned t = 0; t < n; ++t) {
-    fs[t] = Fiber{};
-    getcontext(&fs[t].uc);
-    fs[t].uc.uc_stack.ss_sp = stacks + kStack * t;
-    fs[t].uc.uc_stack.ss_size = kStack;
-    fs[t].uc.uc_link = &sched_uc;
-    makecontext(&fs[t].uc, fiber_entry, 0);
-  }
 }
 
 template <typename F>
@@ -192,12 +153,11 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
   last_smem = smem;
   gridDim = cfg.gridDim;
   blockDim = cfg.blockDim;
-  using Body = std::remove_reference_t<F>;
-  fiber_body = [](void* a) { (*static_cast<Body*>(a))(); };
-  fiber_arg = const_cast<void*>(static_cast<const void*>(&body));
+  emu_fiber::set_body(body);
+  emu_fiber::fiber_exit = nullptr;
   block_bar_p = &block_bar;
   std::vector<Fiber> fs(nthr);
-  std::unique_ptr<char[]> stacks(new char[kStack * nthr]);
+  std::unique_ptr<char[]> stacks(new char[emu_fiber::kStack * nthr]);
   for (unsigned bz = 0; bz < cfg.gridDim.z; ++bz)
     for (unsigned by = 0; by < cfg.gridDim.y; ++by)
       for (unsigned bx = 0; bx < cfg.gridDim.x; ++bx) {
@@ -210,17 +170,7 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
         for (Barrier& nb : named_bars) nb = Barrier{};
         std::vector<Warp> ws(nthr / 32);
         warps = ws.data();
-        fibers = fs.data();
-        start_fibers(fs.data(), nthr, stacks.get());
-        for (unsigned left = nthr; left > 0;) {
-          for (unsigned t = 0; t < nthr; ++t) {
-            if (fs[t].done) continue;
-            cur = t;
-            threadIdx.x = t;
-            swapcontext(&sched_uc, &fs[t].uc);
-            if (fs[t].done) --left;
-          }
-        }
+        emu_fiber::run_block(fs.data(), nthr, stacks.get(), [](unsigned t) { threadIdx.x = t; });
       }
   return cudaSuccess;
 }

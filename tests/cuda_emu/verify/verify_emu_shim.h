@@ -1,7 +1,8 @@
-// CPU emulation of the CUDA execution model, just enough for the csrc/verify kernels: one std::thread per CUDA
-// thread, std::barrier for __syncthreads and for warp shuffles, blocks run one after the other. Dynamic shared
-// memory is poisoned with NaN bytes before every block (reads of unwritten shared memory show up in the outputs)
-// and 16-byte vector accesses are checked for alignment. Used by tests/test_verify_cuda_emu.py (no GPU needed).
+// CPU emulation of the CUDA execution model, just enough for the csrc/verify kernels: a block's CUDA threads run as
+// cooperative fibers on one OS thread (../emu_fibers.h: ucontext, round robin, a fiber runs until it waits at a
+// barrier), barriers for __syncthreads and for warp shuffles, blocks run one after the other. Dynamic shared memory
+// is poisoned with NaN bytes before every block (reads of unwritten shared memory show up in the outputs) and
+// 16-byte vector accesses are checked for alignment. Used by tests/test_verify_cuda_emu.py (no GPU needed).
 //
 // Include order matters: this header first (it redefines the CUDA keywords), then the kernel headers. It needs the
 // real CUDA headers (cuda_runtime.h, cuda_fp16.h, cuda_bf16.h: host-side types and conversions only), NOT the fake
@@ -11,42 +12,45 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <vector>
 
+#include "../emu_fibers.h"
+
 namespace emu {
+using emu_fiber::Barrier;
 struct Dim {
   unsigned x, y, z;
 };
 struct Warp {
-  std::unique_ptr<std::barrier<>> bar;
+  Barrier bar{32};
   unsigned slots[32];
   float ma[32][4], mb[32][2];  // mma fragments of the lanes (mma_tf32)
 };
-// Per CUDA thread: its index and block index. Per block (rebuilt between blocks): block barrier and warps.
-inline thread_local Dim tl_thread{0, 0, 0};
-inline thread_local Dim tl_block{0, 0, 0};
+// The running fiber's thread index and the running block's index; per block (rebuilt between blocks): the block
+// barrier and the warps.
+inline Dim tl_thread{0, 0, 0};
+inline Dim tl_block{0, 0, 0};
 inline Dim g_blockDim{0, 0, 0};
 inline Dim g_gridDim{0, 0, 0};
-inline std::unique_ptr<std::barrier<>> g_bar;
+inline Barrier g_bar;
 inline std::vector<Warp> g_warps;
 inline float4* g_dyn = nullptr;
 
+inline void warp_wait() { emu_fiber::arrive_and_wait(g_warps[tl_thread.x >> 5].bar); }
 // All lanes of the warp publish their value, wait, read the source lane's value, wait (so the slot can be reused).
 inline unsigned shfl_bits(unsigned v, int src) {
   const int tid = static_cast<int>(tl_thread.x), lane = tid & 31;
   Warp& w = g_warps[tid >> 5];
   w.slots[lane] = v;
-  w.bar->arrive_and_wait();
+  warp_wait();
   const unsigned r = w.slots[src & 31];
-  w.bar->arrive_and_wait();
+  warp_wait();
   return r;
 }
 inline float shfl(float v, int src) {
@@ -75,7 +79,7 @@ inline float shfl(float v, int src) {
 #define gridDim (emu::g_gridDim)
 #define MK_VERIFY_DYN_SMEM(name) float4* name = emu::g_dyn
 
-inline void __syncthreads() { emu::g_bar->arrive_and_wait(); }
+inline void __syncthreads() { emu_fiber::arrive_and_wait(emu::g_bar); }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(int v) { return __builtin_ffs(v); }
 inline float __expf(float x) { return std::exp(x); }
@@ -116,7 +120,7 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
   emu::Warp& w = emu::g_warps[tid >> 5];
   w.ma[lane][0] = a0; w.ma[lane][1] = a1; w.ma[lane][2] = a2; w.ma[lane][3] = a3;
   w.mb[lane][0] = b0; w.mb[lane][1] = b1;
-  w.bar->arrive_and_wait();
+  emu::warp_wait();
   auto tr = [](float v) { return __uint_as_float(__float_as_uint(v) & 0xffffe000u); };
   for (int kk = 0; kk < 8; ++kk) {
     const int hi = kk < 4 ? 0 : 1;
@@ -127,20 +131,18 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
     d[2] = std::fma(ag8, bc0, d[2]);
     d[3] = std::fma(ag8, bc1, d[3]);
   }
-  w.bar->arrive_and_wait();
+  emu::warp_wait();
 }
 #define MK_EMU_MMA_TF32 emu_mma_tf32
 #define MK_EMU_CLUSTER_WAIT __syncthreads  // cluster_wait: a block barrier (blocks of a cluster run in turn)
-inline void __syncwarp(unsigned = 0xffffffffu) { emu::g_warps[emu::tl_thread.x >> 5].bar->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_wait(); }
 
 namespace emu {
 // Runs `grid` blocks of `threads` CUDA threads one block after the other; `body` is the kernel call. With
 // `cluster` > 1 the blocks of each cluster (`cluster` consecutive block indices) run in decreasing rank order:
 // rank 0, the one block that writes a split unit's shared cache rows after the cluster barrier, runs last, as
-// the barrier guarantees on the GPU (the barrier itself is a no-op here). The std::threads live for the whole
-// launch. A thread that leaves the kernel early drops out of its block's
-// barriers (as an exited CUDA thread no longer counts for __syncthreads); the block's barriers are rebuilt for
-// every block between two waits on a launch-wide barrier that no thread ever drops.
+// the barrier guarantees on the GPU (the barrier itself is a no-op here). A thread that leaves the kernel early
+// drops out of its block's and its warp's barriers (an exited CUDA thread no longer counts for __syncthreads).
 template <class F>
 void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
   if (threads <= 0 || threads % 32 != 0 || threads > 1024) {
@@ -152,30 +154,23 @@ void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
   g_blockDim = {static_cast<unsigned>(threads), 1, 1};
   g_gridDim = {static_cast<unsigned>(grid), 1, 1};
   g_dyn = dyn.data();
-  std::barrier<> launch_bar(threads);
-  g_warps = std::vector<Warp>(threads / 32);
-  auto worker = [&](int t) {
-    tl_thread = {static_cast<unsigned>(t), 0, 0};
-    for (int64_t blk = 0; blk < grid; ++blk) {
-      launch_bar.arrive_and_wait();  // previous block finished by every thread
-      if (t == 0) {
-        std::memset(dyn.data(), 0xff, dyn.size() * sizeof(float4));  // NaN poison
-        g_bar = std::make_unique<std::barrier<>>(threads);
-        for (auto& w : g_warps) w.bar = std::make_unique<std::barrier<>>(32);
-      }
-      launch_bar.arrive_and_wait();
-      const int64_t run = cluster > 1 ? blk - blk % cluster + (cluster - 1 - blk % cluster) : blk;
-      tl_block = {static_cast<unsigned>(run), 0, 0};
-      body();
-      g_warps[t >> 5].bar->arrive_and_drop();
-      g_bar->arrive_and_drop();
-    }
+  const unsigned n = static_cast<unsigned>(threads);
+  std::vector<emu_fiber::Fiber> fs(n);
+  std::unique_ptr<char[]> stacks(new char[emu_fiber::kStack * n]);
+  emu_fiber::set_body(body);
+  emu_fiber::fiber_exit = [](unsigned t) {
+    emu_fiber::drop(g_warps[t >> 5].bar);
+    emu_fiber::drop(g_bar);
   };
-  std::vector<std::thread> ts;
-  ts.reserve(threads);
-  for (int t = 0; t < threads; ++t) ts.emplace_back(worker, t);
-  for (auto& th : ts) th.join();
-  g_bar.reset();
+  for (int64_t blk = 0; blk < grid; ++blk) {
+    std::memset(dyn.data(), 0xff, dyn.size() * sizeof(float4));  // NaN poison
+    g_bar = Barrier{n};
+    g_warps = std::vector<Warp>(n / 32);
+    const int64_t run = cluster > 1 ? blk - blk % cluster + (cluster - 1 - blk % cluster) : blk;
+    tl_block = {static_cast<unsigned>(run), 0, 0};
+    emu_fiber::run_block(fs.data(), n, stacks.get(), [](unsigned t) { tl_thread = {t, 0, 0}; });
+  }
+  emu_fiber::fiber_exit = nullptr;
   g_warps.clear();
   g_dyn = nullptr;
 }
