@@ -2,8 +2,8 @@
 // the CPU in tests (this machine has nvcc but no GPU). Put this folder FIRST on the include path of a host
 // compiler (g++ -std=c++20): `#include <cuda_runtime.h>` in a kernel header then lands here.
 //
-// Model: a launch runs its blocks one after the other; a block runs blockDim.x cooperative fibers (ucontext,
-// one OS thread: no futex storms with 256 lanes on a 2-core machine), scheduled round robin; a fiber runs
+// Model: a launch runs its blocks one after the other; a block runs blockDim.x cooperative fibers (emu_fibers.h:
+// ucontext, one OS thread: no futex storms with 256 lanes on a 2-core machine), round robin; a fiber runs
 // until it reaches a barrier. __syncthreads is a barrier over the block, __syncwarp / __shfl_*_sync a barrier
 // over the 32 lanes of the warp (every lane must take part, as with the full mask on the GPU); atomicAdd is
 // a plain add (one OS thread). Dynamic shared memory is one NaN-filled buffer per block (a read of an
@@ -110,7 +110,6 @@ using emu_fiber::Barrier;
 using emu_fiber::Fiber;
 using emu_fiber::arrive_and_wait;
 using emu_fiber::fibers;
-using emu_fiber::yield;
 struct Warp {
   Barrier bar{32};
   float xch[2][32];  // double-buffered: one barrier per shuffle (see shfl_exchange)
