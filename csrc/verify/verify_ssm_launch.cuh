@@ -313,18 +313,6 @@ inline bool verify_pdl_enabled() {
   return on;
 }
 
-// MK_VERIFY_PREP_BLOCKS=n (environment, read once; A/B timing, 0 = off): the prep kernel's shared memory padded so
-// that at most n of its blocks share an SM (left as is where it already needs more). Why: 16 prep blocks fill an
-// SM's registers, so no stream block starts its tile before half of them retire.
-inline int verify_prep_blocks_cap() {
-  static const int cap = [] {
-    const char* e = std::getenv("MK_VERIFY_PREP_BLOCKS");
-    const int v = e != nullptr ? std::atoi(e) : 0;
-    return v >= 5 && v <= 32 ? v : 0;  // >= 5: the padded size stays under 48 KB (no opt-in)
-  }();
-  return cap;
-}
-
 // The split pair: the prep kernel, then the stream kernel as its programmatic dependent (sm_90: its blocks start
 // streaming the state while the prep grid finishes; griddepcontrol.wait orders its reads of the scratch).
 template <typename T>
@@ -334,10 +322,6 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   SsmLaunch cp = c;
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
-  if (const int cap = verify_prep_blocks_cap()) {  // an SM's shared memory = the opt-in limit + 1 KB
-    const size_t padded = (static_cast<size_t>(device_smem_optin()) + 1024) / cap - 1024;
-    if (padded > cp.smem) cp.smem = padded;
-  }
   cp.cluster = 1;
   if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
