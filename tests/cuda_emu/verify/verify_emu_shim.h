@@ -34,18 +34,18 @@ struct Warp {
 };
 // The running fiber's thread index and the running block's index; per block (rebuilt between blocks): the block
 // barrier and the warps.
-inline Dim tl_thread{0, 0, 0};
-inline Dim tl_block{0, 0, 0};
+inline Dim cur_thread{0, 0, 0};
+inline Dim cur_block{0, 0, 0};
 inline Dim g_blockDim{0, 0, 0};
 inline Dim g_gridDim{0, 0, 0};
 inline Barrier g_bar;
 inline std::vector<Warp> g_warps;
 inline float4* g_dyn = nullptr;
 
-inline void warp_wait() { emu_fiber::arrive_and_wait(g_warps[tl_thread.x >> 5].bar); }
+inline void warp_wait() { emu_fiber::arrive_and_wait(g_warps[cur_thread.x >> 5].bar); }
 // All lanes of the warp publish their value, wait, read the source lane's value, wait (so the slot can be reused).
 inline unsigned shfl_bits(unsigned v, int src) {
-  const int tid = static_cast<int>(tl_thread.x), lane = tid & 31;
+  const int tid = static_cast<int>(cur_thread.x), lane = tid & 31;
   Warp& w = g_warps[tid >> 5];
   w.slots[lane] = v;
   warp_wait();
@@ -73,8 +73,8 @@ inline float shfl(float v, int src) {
 #undef blockIdx
 #undef blockDim
 #undef gridDim
-#define threadIdx (emu::tl_thread)
-#define blockIdx (emu::tl_block)
+#define threadIdx (emu::cur_thread)
+#define blockIdx (emu::cur_block)
 #define blockDim (emu::g_blockDim)
 #define gridDim (emu::g_gridDim)
 #define MK_VERIFY_DYN_SMEM(name) float4* name = emu::g_dyn
@@ -107,16 +107,16 @@ inline void __stcs(uint4* p, uint4 v) {
   emu_check_align16(p);
   *p = v;
 }
-inline float __shfl_xor_sync(unsigned, float v, int off) { return emu::shfl(v, (emu::tl_thread.x & 31) ^ off); }
+inline float __shfl_xor_sync(unsigned, float v, int off) { return emu::shfl(v, (emu::cur_thread.x & 31) ^ off); }
 inline float __shfl_down_sync(unsigned, float v, int off) {
-  const int lane = emu::tl_thread.x & 31;
+  const int lane = emu::cur_thread.x & 31;
   return emu::shfl(v, lane + off < 32 ? lane + off : lane);
 }
 inline float __shfl_sync(unsigned, float v, int src) { return emu::shfl(v, src); }
 // m16n8k8 tf32 mma of one warp (fragments as in verify_m2tc_kernel.cuh), operands truncated to tf32 as the
 // hardware does; all lanes publish their fragments, one barrier, each computes its outputs, one barrier.
 inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, float b0, float b1) {
-  const int tid = static_cast<int>(emu::tl_thread.x), lane = tid & 31, g = lane >> 2, q = lane & 3;
+  const int tid = static_cast<int>(emu::cur_thread.x), lane = tid & 31, g = lane >> 2, q = lane & 3;
   emu::Warp& w = emu::g_warps[tid >> 5];
   w.ma[lane][0] = a0; w.ma[lane][1] = a1; w.ma[lane][2] = a2; w.ma[lane][3] = a3;
   w.mb[lane][0] = b0; w.mb[lane][1] = b1;
@@ -167,8 +167,8 @@ void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
     g_bar = Barrier{n};
     g_warps = std::vector<Warp>(n / 32);
     const int64_t run = cluster > 1 ? blk - blk % cluster + (cluster - 1 - blk % cluster) : blk;
-    tl_block = {static_cast<unsigned>(run), 0, 0};
-    emu_fiber::run_block(fs.data(), n, stacks.get(), [](unsigned t) { tl_thread = {t, 0, 0}; });
+    cur_block = {static_cast<unsigned>(run), 0, 0};
+    emu_fiber::run_block(fs.data(), n, stacks.get(), [](unsigned t) { cur_thread = {t, 0, 0}; });
   }
   emu_fiber::fiber_exit = nullptr;
   g_warps.clear();
