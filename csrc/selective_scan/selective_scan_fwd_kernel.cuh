@@ -31,6 +31,7 @@
 
 #include "common/cp_async.h"
 #include "common/mufu.h"
+#include "common/softplus.h"
 #include "common/static_switch.h"
 #include "selective_scan/selective_scan.h"
 
@@ -57,11 +58,6 @@
 //                         (H200 lab run 12, 94ff8e8, fwd ms at b2 d4096 / b8 d2048 / b1 d8192: all three 0.389 /
 //                         0.393 / 0.764 against 0.417 / 0.407 / 0.822 with all three 0; PSCAN alone 0.407 /
 //                         0.398 / 0.810, PCHAIN alone 0.411 / 0.406 / 0.810, PREFETCH alone 0.391 / 0.400 / 0.765)
-//   MK_SS_SOFTPLUS_POLY   1: softplus_f's log1p(e^-|x|) by a degree-8 polynomial in e (one MUFU); 0: by the atanh
-//                         series (two MUFU: exp and rcp). Both ~1e-6 relative (see softplus_f) (1; H200 lab
-//                         2026-12-02 run 1 at 8656332, state-lane forward: 0.247 / 0.243 / 0.483 ms at b2 d4096 /
-//                         b8 d2048 / b1 d8192 against 0.262 / 0.258 / 0.508: the lane kernel's XU pipe is shared
-//                         by the recurrence's exps and E's softplus / silu)
 //   MK_SS_BWD_CLUSTER     see selective_scan_bwd_kernel.cuh (1)
 //   MK_SS_BWD_POLY16      the same for the backward's recomputation of a_t (0)
 //   MK_SS_POLY_DEG        degree of poly_exp2's polynomial: 5 (rel. err 1.9e-7), 4 (2.9e-6), 3 (1.0e-4)
@@ -94,9 +90,6 @@
 #ifndef MK_SS_FWD_PREFETCH
 #define MK_SS_FWD_PREFETCH 1
 #endif
-#ifndef MK_SS_SOFTPLUS_POLY
-#define MK_SS_SOFTPLUS_POLY 1
-#endif
 #ifndef MK_SS_BWD_POLY16
 #define MK_SS_BWD_POLY16 0
 #endif
@@ -115,35 +108,6 @@ template <> __device__ __forceinline__ float from_f<float>(float x) { return x; 
 template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
-// log(1 + e^x) = max(x, 0) + log1p(e), e = e^-|x| in (0, 1]. Runs once per (token, channel) in both
-// directions (log1pf costs ~40 instructions). MK_SS_SOFTPLUS_POLY = 1: log1p(e) = e P(e), P the degree-8
-// minimax fit of log1p(e) / e on (0, 1] (Lawson iterations in float64, coefficients rounded to float): one
-// MUFU (the exp) and 10 FP32 ops, max relative error 1.8e-6 on [-40, 40] (5.1e-7 on |x| < 10; the float
-// exponent's rounding dominates at large |x|). 0: log1p(e) = 2 atanh(s), s = e / (2 + e) <= 1/3, by its
-// series to s^13: two MUFU (exp, rcp) and ~13 FP32 ops, 1.9e-6 (6.3e-7).
-__device__ __forceinline__ float softplus_f(float x) {
-  const float e = __expf(-fabsf(x));
-#if MK_SS_SOFTPLUS_POLY
-  float q = fmaf(e, 0.00523269223f, -0.0295052305f);
-  q = fmaf(q, e, 0.0782259405f);
-  q = fmaf(q, e, -0.136632442f);
-  q = fmaf(q, e, 0.191060066f);
-  q = fmaf(q, e, -0.24842982f);
-  q = fmaf(q, e, 0.333190978f);
-  q = fmaf(q, e, -0.499994934f);
-  q = fmaf(q, e, 0.99999994f);
-  return fmaf(e, q, fmaxf(x, 0.f));
-#else
-  const float s = __fdividef(e, 2.f + e), s2 = s * s;
-  float q = fmaf(s2, 1.f / 13, 1.f / 11);
-  q = fmaf(q, s2, 1.f / 9);
-  q = fmaf(q, s2, 1.f / 7);
-  q = fmaf(q, s2, 1.f / 5);
-  q = fmaf(q, s2, 1.f / 3);
-  q = fmaf(q, s2, 1.f);
-  return fmaf(2.f * s, q, fmaxf(x, 0.f));
-#endif
-}
 __device__ __forceinline__ float silu_f(float x) { return __fdividef(x, 1.f + __expf(-x)); }
 
 // Bit copies between float and int (the intrinsics on the GPU; memcpy in the CPU emulation of these kernels).

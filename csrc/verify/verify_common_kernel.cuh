@@ -13,6 +13,7 @@
 
 #include "common/cp_async.h"
 #include "common/dtype.h"
+#include "common/softplus.h"
 #include "verify/verify.h"
 
 namespace mamba_kernels {
@@ -69,7 +70,7 @@ __host__ __device__ __forceinline__ int up4(int64_t x) { return static_cast<int>
 // PP: VerifyStepParams, or a kernel's compact parameter struct with dt_softplus, dt_min, dt_max.
 template <typename PP>
 __device__ __forceinline__ float process_dt(float v, const PP& p) {
-  if (p.dt_softplus) v = v > 20.f ? v : log1pf(__expf(v));
+  if (p.dt_softplus) v = softplus_f(v);  // x above 20 returned as is (torch's threshold), see common/softplus.h
   const float lo = static_cast<float>(p.dt_min), hi = static_cast<float>(p.dt_max);
   v = v < lo ? lo : v;  // NaN stays NaN, as torch.clamp
   v = v > hi ? hi : v;

@@ -18,7 +18,6 @@ declare -gA VARIANTS=(
   [lane_u8]="-DMK_SS_LANE_UNROLL=8"
   [lane_u2]="-DMK_SS_LANE_UNROLL=2"
   [lane_s4_nospec]="-DMK_SS_LANE_S4_MIN_BD=1 -DMK_SS_LANE_SPEC=0"
-  [sp_atanh]="-DMK_SS_SOFTPLUS_POLY=0"
   [fwd_t8]="-DMK_SS_FWD_T=8"
   [fwd_t8_sp2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2"
   [fwd_t8_sp2_mb2]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_SP=2 -DMK_SS_FWD_MIN_BLOCKS=2"
