@@ -20,6 +20,5 @@ __device__ __forceinline__ void named_bar(int id) {
 #endif
 }
 template <int kCount> __device__ __forceinline__ void named_bar_sync(int id) { named_bar<kCount, true>(id); }
-template <int kCount> __device__ __forceinline__ void named_bar_arrive(int id) { named_bar<kCount, false>(id); }
 
 }  // namespace mamba_kernels

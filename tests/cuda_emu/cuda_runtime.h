@@ -153,7 +153,6 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
   gridDim = cfg.gridDim;
   blockDim = cfg.blockDim;
   emu_fiber::set_body(body);
-  emu_fiber::fiber_exit = nullptr;
   block_bar_p = &block_bar;
   std::vector<Fiber> fs(nthr);
   std::unique_ptr<char[]> stacks(new char[emu_fiber::kStack * nthr]);
@@ -185,12 +184,8 @@ inline void named_barrier(unsigned id, unsigned n, bool wait = true) {
   Barrier& b = named_bars[id];
   if (b.n == 0) b.n = n;
   if (b.n != n) fail("named_barrier: one id used with two thread counts");
-  if (wait) {
-    arrive_and_wait(b);
-  } else if (++b.count == b.n) {
-    b.count = 0;
-    ++b.gen;
-  }
+  if (wait) arrive_and_wait(b);
+  else emu_fiber::arrive(b);
 }
 }  // namespace cuda_emu
 inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emu::arrive_and_wait(cuda_emu::warps[threadIdx.x >> 5].bar); }

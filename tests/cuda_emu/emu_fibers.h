@@ -26,23 +26,29 @@ inline ucontext_t sched_uc;
 constexpr size_t kStack = 256 * 1024;
 
 inline void yield() { swapcontext(&fibers[cur].uc, &sched_uc); }
+// Opens b's next generation once `count` arrivals (count > 0) cover its n fibers; whether it did.
+inline bool open_if_full(Barrier& b) {
+  if (b.count == 0 || b.count < b.n) return false;
+  b.count = 0;
+  ++b.gen;
+  return true;
+}
+// Counts this fiber at b without waiting (bar.arrive).
+inline void arrive(Barrier& b) {
+  ++b.count;
+  open_if_full(b);
+}
 inline void arrive_and_wait(Barrier& b) {
   const unsigned g = b.gen;
-  if (++b.count >= b.n) {
-    b.count = 0;
-    ++b.gen;
-    return;
-  }
+  ++b.count;
+  if (open_if_full(b)) return;
   while (b.gen == g) yield();
 }
 // A fiber that leaves the kernel no longer counts for b (as an exited CUDA thread for __syncthreads): the others
 // waiting there go on once the rest have arrived.
 inline void drop(Barrier& b) {
   if (b.n > 0) --b.n;
-  if (b.count > 0 && b.count >= b.n) {
-    b.count = 0;
-    ++b.gen;
-  }
+  open_if_full(b);
 }
 
 inline void (*fiber_body)(void*) = nullptr;
