@@ -406,11 +406,13 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
     # it applies, 2 states a lane at these sizes: marked [lane S2]), the state-lane forward with 4 states a lane
     # (MK_SS_LANE_S=4) warp-specialised (MK_SS_LANE_SPEC=1, the default there) or not (0), and the time-parallel
     # forward everywhere (MK_SS_FWD_KERNEL=scan)
-    knobs = ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S", "MK_SS_LANE_SPEC")
+    # (the state-lane backward runs in the first three wherever the checkpoints are 32 steps apart: [lane bwd]; the
+    # fourth also forces the time-parallel backward, MK_SS_BWD_KERNEL=scan)
+    knobs = ("MK_SS_FWD_KERNEL", "MK_SS_LANE_S", "MK_SS_LANE_SPEC", "MK_SS_BWD_KERNEL")
     passes = ((None, " [lane S2]", 14),
               ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "0"}, " [lane S4]", 14),
               ({"MK_SS_LANE_S": "4", "MK_SS_LANE_SPEC": "1"}, " [lane S4 spec]", 14),
-              ({"MK_SS_FWD_KERNEL": "scan"}, " [lane", 0))
+              ({"MK_SS_FWD_KERNEL": "scan", "MK_SS_BWD_KERNEL": "scan"}, " [lane", 0))
     base_env = {k: v for k, v in os.environ.items() if k not in knobs}
     runs = run_processes([[exe]] * len(passes), [{**base_env, **(forced or {})} for forced, _, _ in passes], timeout=900)
     n_cases = None
@@ -422,6 +424,8 @@ def test_cuda_kernels_emulated_on_cpu(tmp_path):
         assert n_ok >= 30 and (n_cases is None or n_ok == n_cases)
         n_cases = n_ok
         assert (n_lane >= want) if want else (n_lane == 0), f"{forced}: {n_lane} cases ran{marker}]"
+        n_lane_bwd = run_.stdout.count(" [lane bwd]")
+        assert (n_lane_bwd >= 10) if want else (n_lane_bwd == 0), f"{forced}: {n_lane_bwd} cases ran [lane bwd]"
 
 
 # ------------------------------------------------------------------------------------------------------

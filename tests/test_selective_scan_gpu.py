@@ -104,7 +104,9 @@ def test_gpu_opcheck(backend):
                                                                   "test_faketensor"))
     torch.library.opcheck(selective_scan_fwd, (*args, True))  # saving states for the backward
     _, _, states = selective_scan_fwd(*args, True)
-    n_ck = -(-70 // ss_interface._ckpt_chunk(16, backend))  # cuda: one state per 256 steps; triton: per 32
+    # cuda: one state per 32 steps here (the state-lane backward; 256 elsewhere); triton: per 32
+    n_ck = -(-70 // ss_interface._saved_chunk(backend, t["A"], t["B"], t["C"], None))
+    assert ss_interface._saved_chunk(backend, t["A"], t["B"], t["C"], None) == 32
     assert states.shape == (2, 40, n_ck, 16) and states.dtype == torch.float32
     dout, dlast = torch.randn_like(t["u"]), torch.randn(2, 40, 16, device="cuda")
     torch.library.opcheck(selective_scan_bwd, (*args[:11], dout, dlast, backend, states))
@@ -134,6 +136,7 @@ CUDA_BWD_CASES = [
     (1, 20, 300, 256, 2, True, True, True, True),       # n = 256 (cuda backward: 156 KB of shared memory)
     (2, 36, 515, 16, 1, False, False, True, True),      # constant B and C
     (1, 288, 127, 4, 18, True, True, True, True),       # n = 4 with g = d/16 = 18 groups
+    (2, 4100, 200, 16, 2, True, True, True, True),      # b d >= 8192: the 4-states-a-lane forward saves every 32
 ]
 # fp32: ex2.approx in the exps and fp32 sums over thousands of steps (dA, dD, ...): factor 8 (as the fp32
 # forward's 5, plus the sums over l). bf16 / fp16: the kernel sees dout rounded, the reference does not: 2.

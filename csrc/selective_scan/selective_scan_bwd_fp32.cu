@@ -11,4 +11,8 @@ template const char* launch_selective_scan_bwd<float>(const SelectiveScanParams&
 bool selective_scan_bwd_fits(int64_t dstate, bool var_b, bool var_c, int device) {
   return ss::bwd_smem_bytes(dstate, var_b, var_c) <= smem_optin_of(device);
 }
+
+int selective_scan_cuda_ckpt_chunk(int64_t dstate, bool var_b, bool var_c, bool varlen) {
+  return ss::bwd_lane_shape(dstate, var_b, var_c, varlen) ? ss::BwdLane::kTT : 256;
+}
 }  // namespace mamba_kernels

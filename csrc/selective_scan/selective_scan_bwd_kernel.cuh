@@ -449,7 +449,13 @@ selective_scan_bwd_kernel(const SelectiveScanParams p) {
   }
 }
 
-// Launch for one input dtype: 2 x 2 kernels (variable B, variable C). Returns an error or nullptr.
+// The state-lane backward (selective_scan_bwd_lane_kernel.cuh, included at the end of this file).
+inline bool bwd_lane_applies(const SelectiveScanParams& p);
+template <typename in_t>
+cudaError_t launch_selective_scan_bwd_lane(const SelectiveScanParams& p, cudaStream_t stream);
+
+// Launch for one input dtype: the state-lane kernel where it applies, else one of 2 x 2 time-parallel kernels
+// (variable B, variable C). Returns an error or nullptr.
 template <typename in_t>
 const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t stream) {
   const bool var_b = p.is_variable_B, var_c = p.is_variable_C;
@@ -459,6 +465,10 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
   if (p.dstate < 1 || p.dstate > 256) return "selective_scan_bwd_cuda: dstate must be in [1, 256]";
   if (p.batch == 0 || p.dim == 0) return nullptr;
   if (p.batch > 65535 || groups > 65535) return "selective_scan_bwd_cuda: batch and groups must be <= 65535";
+  if (bwd_lane_applies(p)) {
+    const cudaError_t e = launch_selective_scan_bwd_lane<in_t>(p, stream);
+    return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+  }
   const int64_t smem = bwd_smem_bytes(p.dstate, var_b, var_c);  // <= 152 KB (n 256, variable B and C)
   if (smem > device_smem_optin()) return "needs more shared memory a block than this GPU gives (use the triton backend)";
   cudaError_t err;
@@ -481,3 +491,5 @@ const char* launch_selective_scan_bwd(const SelectiveScanParams& p, cudaStream_t
 
 }  // namespace ss
 }  // namespace mamba_kernels
+
+#include "selective_scan/selective_scan_bwd_lane_kernel.cuh"  // uses the helpers above

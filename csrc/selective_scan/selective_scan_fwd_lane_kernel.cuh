@@ -202,6 +202,56 @@ struct LaneBuf {
   }
 };
 
+// A thread's share of a tile's B and C rows (kBCItems 8-token pieces of the (b, g, n, l) inputs), loaded raw and
+// stored into a buffer's fp32 B / C tiles; pointers and destinations are fixed for the walk (only t0 moves). Used by
+// the state-lane backward's load warps (selective_scan_bwd_lane_kernel.cuh).
+template <typename in_t, typename Cfg>
+struct LaneBCPieces {
+  const in_t* src[Cfg::kBCItems];  // row start + 8 v of each piece (nullptr: none)
+  int dst[Cfg::kBCItems];          // its float offset in the B / C tiles
+  int t8[Cfg::kBCItems];           // its first token within the tile
+  Raw8<in_t> raw[Cfg::kBCItems];
+  bool aligned;                    // every piece's row 16-byte aligned
+  __device__ __forceinline__ void init(const SelectiveScanParams& p, int64_t b, int64_t grp, int tid) {
+    const in_t* Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride;
+    const in_t* Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride;
+    aligned = true;
+#pragma unroll
+    for (int it = 0; it < Cfg::kBCItems; ++it) {
+      const int idx = tid + it * Cfg::kThreads;
+      // item idx -> (row, v): row < 16 is B's state row, else C's; a quarter-warp's 8 items are 4 v of each of two
+      // rows n and n + kS, whose tile rows (bc_row) are adjacent: conflict-free 16-byte stores
+      const int pair = idx / (2 * Cfg::kL), r = idx % (2 * Cfg::kL), pp = pair % 8;
+      const int v = (r / 8) * 4 + r % 4;
+      const int row = (pair / 8) * kLaneN + (pp / Cfg::kS) * 2 * Cfg::kS + pp % Cfg::kS + ((r / 4) % 2) * Cfg::kS;
+      const bool ok = idx < Cfg::kBCVecs;
+      src[it] = !ok ? nullptr : row < kLaneN ? Bg + row * p.B_dstate_stride + 8 * v
+                                             : Cg + (row - kLaneN) * p.C_dstate_stride + 8 * v;
+      dst[it] = (row < kLaneN ? Cfg::bc_row(row) : kLaneN + Cfg::bc_row(row - kLaneN)) * Cfg::kTP + 8 * v;
+      t8[it] = 8 * v;
+      aligned &= (reinterpret_cast<uintptr_t>(src[it]) & 15) == 0;
+    }
+  }
+  // the pieces at tile start t0 into registers; `fast`: the caller knows the tile whole and every row aligned
+  __device__ __forceinline__ void issue(int64_t t0, int64_t L, bool fast) {
+#pragma unroll
+    for (int it = 0; it < Cfg::kBCItems; ++it) {
+      if (!src[it]) continue;
+      if (fast) raw[it].load_vec(src[it] + t0);
+      else raw[it].load(src[it] + t0, clamp_nv(L - t0 - t8[it]));
+    }
+  }
+  __device__ __forceinline__ void store(float* bc) const {
+#pragma unroll
+    for (int it = 0; it < Cfg::kBCItems; ++it) {
+      if (!src[it]) continue;
+      float4* pr = reinterpret_cast<float4*>(bc + dst[it]);
+      pr[0] = make_float4(raw[it][0], raw[it][1], raw[it][2], raw[it][3]);
+      pr[1] = make_float4(raw[it][4], raw[it][5], raw[it][6], raw[it][7]);
+    }
+  }
+};
+
 template <typename in_t, int kS, bool kSpec>
 __global__ void __launch_bounds__(LaneBuf<kS, kSpec>::kBlockThreads, LaneCfg<kS>::kMinBlocks / (kSpec ? 2 : 1))
 selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
@@ -494,16 +544,19 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   }
 }
 
+inline int lane_states_per_lane(const SelectiveScanParams& p);
+
 // Whether the state-lane kernel serves p: n = 16, variable B and C, not packed, checkpoints (if saved) on
-// tile starts (64-token multiples), and not turned off (MK_SS_FWD_LANE = 0 at build time, MK_SS_FWD_KERNEL=scan
-// at run time).
+// tile starts (multiples of its tile, 8 * 16 / S tokens at S states a lane), and not turned off (MK_SS_FWD_LANE = 0
+// at build time, MK_SS_FWD_KERNEL=scan at run time).
 inline bool lane_fwd_applies(const SelectiveScanParams& p) {
   static const bool forced_scan = [] {
     const char* e = std::getenv("MK_SS_FWD_KERNEL");
     return e != nullptr && std::strcmp(e, "scan") == 0;
   }();
   return MK_SS_FWD_LANE != 0 && !forced_scan && p.dstate == kLaneN && p.is_variable_B && p.is_variable_C &&
-         p.cu_seqlens == nullptr && (p.states == nullptr || (int64_t(1) << p.ckpt_log2) % 64 == 0);
+         p.cu_seqlens == nullptr &&
+         (p.states == nullptr || (int64_t(1) << p.ckpt_log2) % (8 * kLaneN / lane_states_per_lane(p)) == 0);
 }
 
 // States per lane: 4 (fewer instructions a (token, state)) once b * d fills the GPU with them, else 2 (twice

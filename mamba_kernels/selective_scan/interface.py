@@ -7,7 +7,7 @@ Ops registered here:
                                        dB, dC, dD, dz, ddelta_bias, dinitial_state]  (empty for absent inputs)
 `states` are the chunk-entry states the cuda and triton forwards save for their backward when save_states is
 set (the public function sets it when a gradient will be needed): float32 (b, d, n_chunks, n), one every
-_ckpt_chunk(n, backend) steps of every sequence; an empty tensor on the other backends or when not saved.
+_saved_chunk(backend, ...) steps of every sequence; an empty tensor on the other backends or when not saved.
 Backward kernels: cpu (C++), cuda (CUDA) and triton, the last two recomputing each chunk from its saved state
 (a backward without saved states first reruns the forward to save them). ref differentiates through the
 reference (python_ref) with autograd.
@@ -66,14 +66,30 @@ def _fwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
     return out.to(u.dtype), last
 
 
-def _ckpt_chunk(n: int, backend: str = "triton") -> int:
+def _ckpt_chunk(n: int, backend: str = "triton", var_b: bool = True, var_c: bool = True,
+                varlen: bool = False) -> int:
     """Steps between the states the cuda / triton forwards save for their backward (a power of two).
-    cuda: 256, the backward's time tile (one warp per channel, 8 steps per lane; it restarts each tile from
-    the saved state: csrc/selective_scan/selective_scan_bwd_kernel.cuh). triton: its backward's time tile,
-    sized by n."""
+    cuda: the CUDA backward's time tile, which it restarts from the saved state: 32 where the state-lane backward
+    serves the call (n 16, variable B and C, not packed), else 256 (csrc selective_scan_cuda_ckpt_chunk decides).
+    triton: its backward's time tile, sized by n."""
     if backend == "cuda":
-        return 256
+        return _cuda_ckpt_chunk(n, var_b, var_c, varlen)
     return 16 if n <= 4 else 32 if n <= 32 else 16 if n <= 64 else 8
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_ckpt_chunk(n: int, var_b: bool, var_c: bool, varlen: bool) -> int:
+    import mamba_kernels._cuda  # noqa: F401  (registers the op)
+    return int(torch.ops.mamba_kernels._selective_scan_ckpt_chunk(n, var_b, var_c, varlen))
+
+
+def _cuda_ckpt(A, B, C, cu_seqlens) -> int:
+    return _ckpt_chunk(A.shape[1], "cuda", B.dim() == 4, C.dim() == 4, cu_seqlens is not None)
+
+
+def _saved_chunk(backend, A, B, C, cu_seqlens) -> int:
+    """_ckpt_chunk of the states `backend`'s forward saves for these inputs."""
+    return _cuda_ckpt(A, B, C, cu_seqlens) if backend == "cuda" else _ckpt_chunk(A.shape[1])
 
 
 def _n_ckpt(l, nseq: int, chunk: int):
@@ -82,10 +98,9 @@ def _n_ckpt(l, nseq: int, chunk: int):
     return -(-l // chunk) + nseq
 
 
-def _states_shape(u, A, cu_seqlens, backend):
-    n = A.shape[1]
+def _states_shape(u, A, cu_seqlens, chunk):
     nseq = 0 if cu_seqlens is None else cu_seqlens.shape[0] - 1
-    return (u.shape[0], u.shape[1], _n_ckpt(u.shape[2], nseq, _ckpt_chunk(n, backend)), n)
+    return (u.shape[0], u.shape[1], _n_ckpt(u.shape[2], nseq, chunk), A.shape[1])
 
 
 def _lastc(t, dtype):  # dtype, time (last) axis contiguous
@@ -113,13 +128,14 @@ def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
     f32 = torch.float32
     out = _empty(u.shape, dtype=u.dtype, device=u.device)
     last = _empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=f32, device=u.device)
+    chunk = _cuda_ckpt(A, B, C, cu_seqlens)
     if save_states:
-        states = _empty(_states_shape(u, A, cu_seqlens, "cuda"), dtype=f32, device=u.device)
+        states = _empty(_states_shape(u, A, cu_seqlens, chunk), dtype=f32, device=u.device)
     else:
         states = torch.empty(0, dtype=f32, device=u.device)
     torch.ops.mamba_kernels._selective_scan_fwd_cuda(
         *_cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens), delta_softplus, out, last,
-        states, _ckpt_chunk(A.shape[1], "cuda"))
+        states, chunk)
     return out, last, states
 
 
@@ -128,7 +144,7 @@ def _fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, 
     from .triton import selective_scan_fwd_triton
     f32 = torch.float32
     if save_states:
-        states = _empty(_states_shape(u, A, cu_seqlens, "triton"), dtype=f32, device=u.device)
+        states = _empty(_states_shape(u, A, cu_seqlens, _ckpt_chunk(A.shape[1])), dtype=f32, device=u.device)
     else:
         states = torch.empty(0, dtype=f32, device=u.device)
     out, last = selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
@@ -196,7 +212,7 @@ def _bwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
              else torch.empty(0, dtype=f32, device=dev))
     torch.ops.mamba_kernels._selective_scan_bwd_cuda(
         *_cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens), delta_softplus, states,
-        _ckpt_chunk(n, "cuda"), _lastc(dout, ud), None if dlast is None else dlast.to(f32).contiguous(),
+        _cuda_ckpt(A, B, C, cu_seqlens), _lastc(dout, ud), None if dlast is None else dlast.to(f32).contiguous(),
         du, ddelta, dA, dB, dC, dD, dz, dbias, dinit)
     return [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit]
 
@@ -264,7 +280,8 @@ def _saves_states(backend, save_states):
 @selective_scan_fwd.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, backend, save_states=False):
     last = u.new_empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=_compute_dtype(u))
-    states = u.new_empty(_states_shape(u, A, cu_seqlens, backend) if _saves_states(backend, save_states) else (0,),
+    states = u.new_empty(_states_shape(u, A, cu_seqlens, _saved_chunk(backend, A, B, C, cu_seqlens))
+                         if _saves_states(backend, save_states) else (0,),
                          dtype=torch.float32)
     return torch.empty_like(u), last, states
 

@@ -1,6 +1,6 @@
 // Framework-free speed lab of the Mamba-1 selective scan CUDA kernels (csrc/selective_scan), no torch.
 // Calls the launchers exactly as csrc/selective_scan/selective_scan_bind_cuda.cpp does (forward: out,
-// last_state, and the chunk states (ckpt 256) when training; backward: zeroed fp32 dA/dB/dC/dD/ddelta_bias,
+// last_state, and the chunk states (every 32 or 256 steps) when training; backward: zeroed fp32 dA/dB/dC/dD/ddelta_bias,
 // then the kernel), for bf16 u/delta/z/dout and variable B/C (b, 1, n, l), fp32 A, D, delta_bias, softplus.
 // Knob macros (MK_SS_*, see selective_scan_fwd_kernel.cuh) select the variant at compile time.
 //   nvcc -O3 -std=c++17 -arch=sm_90a --use_fast_math --expt-relaxed-constexpr -I csrc [-DMK_SS_...] \
@@ -203,7 +203,10 @@ struct Case {
 
 bool run_case(const char* variant, const Case& cs, int reps) {
   const int64_t b = cs.b, d = cs.d, n = cs.n, L = cs.l, bdl = b * d * L, bnl = b * n * L;
-  const int ckpt = 256, ck_log2 = 8;
+  // the chunk the binding's caller asks for (selective_scan_cuda_ckpt_chunk): 32 where the state-lane backward serves
+  const int ckpt = ss::bwd_lane_shape(n, true, true, false) ? ss::BwdLane::kTT : 256;
+  int ck_log2 = 0;
+  while ((1 << ck_log2) < ckpt) ++ck_log2;
   const int64_t nck = (L + ckpt - 1) / ckpt;
   Lcg r(uint64_t(b * 1000003 + d * 101 + L));
   auto hu = rand_bf16(r, size_t(bdl), 0, 0, true), hz = rand_bf16(r, size_t(bdl), 0, 0, true);

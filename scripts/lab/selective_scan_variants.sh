@@ -36,6 +36,7 @@ declare -gA VARIANTS=(
   [fwd_pscan_pchain]="-DMK_SS_FWD_PSCAN=1 -DMK_SS_FWD_PCHAIN=1"
   [fwd_pscan_pchain_prefetch]="-DMK_SS_FWD_PSCAN=1 -DMK_SS_FWD_PCHAIN=1 -DMK_SS_FWD_PREFETCH=1"
   [fwd_t8_pscan_prefetch]="-DMK_SS_FWD_T=8 -DMK_SS_FWD_PSCAN=1 -DMK_SS_FWD_PREFETCH=1"
+  [bwd_scan]="-DMK_SS_BWD_LANE=0"
   [bwd_nodbc_diag]="-DMK_SS_BWD_NO_DBC_FLUSH=1"
   [bwd_poly4]="-DMK_SS_BWD_POLY16=4"
   [bwd_ns2]="-DMK_SS_BWD_NS=2"
@@ -54,4 +55,4 @@ VARIANT_NAMES=(default scan lane_s2 lane_s4 lane_s2_w2 lane_s2_w8 lane_s4_w4 lan
                fwd_pscan_pchain_prefetch fwd_t8_pscan_prefetch
                bwd_nodbc_diag bwd_poly4 bwd_ns2 bwd_w8 bwd_w8_mb2
                bwd_t16_w8
-               bwd_fl0 bwd_fl1 bwd_pscan0 bwd_pf0 bwd_w12)
+               bwd_fl0 bwd_fl1 bwd_pscan0 bwd_pf0 bwd_w12 bwd_scan)

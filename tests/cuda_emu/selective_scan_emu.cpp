@@ -103,6 +103,18 @@ std::vector<Case> cases() {
   c.dt = Dt::bf16;
   c.padded = true;
   add(c);
+  // the state-lane backward (n 16, variable B and C, not packed, checkpoints every 32 steps): several 32-token tiles
+  // with a last partial one, several blocks of 32 channels with a partial last one, groups, no z / D / bias /
+  // softplus / initial state / dlast, fp16 / bf16, misaligned rows
+  add({"lane-ck32-b1-d40-l200-n16-g1", 1, 40, 200, 16, 1, true, true, true, true, true, true, true, true, {}, 32});
+  add({"lane-ck32-b2-d64-l96-n16-g1-plain", 2, 64, 96, 16, 1, true, true, false, false, false, false, false, false, {}, 32});
+  c = {"lane-ck32-b2-d36-l131-n16-g2-bf16", 2, 36, 131, 16, 2, true, true, true, true, true, true, true, true, {}, 32};
+  c.dt = Dt::bf16;
+  add(c);
+  c = {"lane-ck32-b1-d20-l33-n16-g2-f16-padded", 1, 20, 33, 16, 2, true, true, true, true, false, true, true, true, {}, 32};
+  c.dt = Dt::f16;
+  c.padded = true;
+  add(c);
   return cs;
 }
 
@@ -212,6 +224,7 @@ bool run_case(const Case& cs) {
   if (cs.D) pb.dD = dD.data();
   if (cs.bias) pb.ddelta_bias = dbias.data();
   if (cs.init) pb.dinitial_state = dinit.data();
+  const bool lane_bwd = ss::bwd_lane_applies(pb);
   if (const char* e = ss::launch_selective_scan_bwd<T>(pb, nullptr)) { std::printf("FAIL %s: bwd launch: %s\n", cs.name, e); return false; }
 
   // ---- reference: the CPU implementation in double
@@ -281,9 +294,9 @@ bool run_case(const Case& cs) {
   if (cs.D) rep.check("dD", vec(dD), rdD, 4 * rt, 4 * mt);
   if (cs.bias) rep.check("dbias", vec(dbias), rdbias, 4 * rt, 4 * mt);
   if (cs.init) rep.check("dinit", vec(dinit), rdinit, 4 * rt, 4 * mt);
-  std::printf("%s %s%s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name,
+  std::printf("%s %s%s%s:%s\n", rep.ok ? "ok  " : "FAIL", cs.name,
               lane == 4 ? (ss::lane_spec_taken() ? " [lane S4 spec]" : " [lane S4]") : lane == 2 ? " [lane S2]" : "",
-              rep.msg.c_str());
+              lane_bwd ? " [lane bwd]" : "", rep.msg.c_str());
   return rep.ok;
 }
 
