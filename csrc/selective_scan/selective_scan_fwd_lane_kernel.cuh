@@ -17,7 +17,8 @@
 //       latency hides behind the recurrence), into the step / B / C tiles (softplus once per (token, channel)).
 // Tokens past the sequence end get dt = 0 (a = 1, b = 0: the state is unchanged, so after the last tile the
 // lanes hold the last state). The training checkpoints (the state entering each 2^ckpt_log2-step chunk) are
-// written at tile starts: the launcher takes this kernel only when 2^ckpt_log2 is a multiple of 64.
+// written at tile starts, and with 64-token tiles (2 states a lane) also at token 32: the launcher takes this kernel
+// when 2^ckpt_log2 is a multiple of 32 (32 where the state-lane backward serves, else 256).
 // H200 lab (fwd ms, b2 d4096 l4096 / b8 d2048 l2048 / b1 d8192 l8192; the time-parallel kernel 0.389 / 0.392 /
 // 0.763; lab runs at 64b31e5 .. 96f0c45): 2 states a lane in 4-warp blocks 0.357 / 0.354 / 0.703 (2 warps 0.477 /
 // 0.412 / 0.944, 8 warps 0.365 / 0.362 / 0.717); 4 states a lane in 4-warp blocks 0.370 / 0.296 / 0.724 (8 warps
@@ -449,8 +450,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
       dt4 = *reinterpret_cast<const float4*>(dtr);
       du4 = *reinterpret_cast<const float4*>(dur);
     }
-#pragma unroll kLaneUnroll
-    for (int tq = 0; tq < Cfg::kTT; tq += 4) {
+    auto step = [&](int tq) {
       float4 dt4n, du4n;  // the next step's (MK_SS_LANE_PF), or this step's read here
       if constexpr (MK_SS_LANE_PF != 0) {
         const int tn = tq + 4 < Cfg::kTT ? tq + 4 : tq;
@@ -485,6 +485,20 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
         dt4 = dt4n;
         du4 = du4n;
       }
+    };
+    if constexpr (Cfg::kTT > 32) {  // 64-token tiles: the state at token 32 is a checkpoint too when they are 32 apart
+#pragma unroll kLaneUnroll
+      for (int tq = 0; tq < 32; tq += 4) step(tq);
+      if (states != nullptr && c2_ok && ((t0 + 32) & ck_mask) == 0 && t0 + 32 < L) {
+        float* st = states + ((b * p.dim + c2) * p.states_n_chunks + ((t0 + 32) >> p.ckpt_log2)) * n + j * Cfg::kS;
+#pragma unroll
+        for (int s = 0; s < Cfg::kS; ++s) st[s] = h[s];
+      }
+#pragma unroll kLaneUnroll
+      for (int tq = 32; tq < Cfg::kTT; tq += 4) step(tq);
+    } else {
+#pragma unroll kLaneUnroll
+      for (int tq = 0; tq < Cfg::kTT; tq += 4) step(tq);
     }
   };
 
@@ -544,11 +558,9 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   }
 }
 
-inline int lane_states_per_lane(const SelectiveScanParams& p);
-
-// Whether the state-lane kernel serves p: n = 16, variable B and C, not packed, checkpoints (if saved) on
-// tile starts (multiples of its tile, 8 * 16 / S tokens at S states a lane), and not turned off (MK_SS_FWD_LANE = 0
-// at build time, MK_SS_FWD_KERNEL=scan at run time).
+// Whether the state-lane kernel serves p: n = 16, variable B and C, not packed, checkpoints (if saved) a multiple of
+// 32 steps apart (it saves them at tile starts, and with 64-token tiles also at token 32), and not turned off
+// (MK_SS_FWD_LANE = 0 at build time, MK_SS_FWD_KERNEL=scan at run time).
 inline bool lane_fwd_applies(const SelectiveScanParams& p) {
   static const bool forced_scan = [] {
     const char* e = std::getenv("MK_SS_FWD_KERNEL");
@@ -556,7 +568,7 @@ inline bool lane_fwd_applies(const SelectiveScanParams& p) {
   }();
   return MK_SS_FWD_LANE != 0 && !forced_scan && p.dstate == kLaneN && p.is_variable_B && p.is_variable_C &&
          p.cu_seqlens == nullptr &&
-         (p.states == nullptr || (int64_t(1) << p.ckpt_log2) % (8 * kLaneN / lane_states_per_lane(p)) == 0);
+         (p.states == nullptr || p.ckpt_log2 >= 5);
 }
 
 // States per lane: 4 (fewer instructions a (token, state)) once b * d fills the GPU with them, else 2 (twice

@@ -84,7 +84,8 @@ def _cuda_ckpt_chunk(n: int, var_b: bool, var_c: bool, varlen: bool) -> int:
 
 
 def _cuda_ckpt(A, B, C, cu_seqlens) -> int:
-    return _ckpt_chunk(A.shape[1], "cuda", B.dim() == 4, C.dim() == 4, cu_seqlens is not None)
+    # int(): under fake tensors the shape is a SymInt, which the lru_cache below cannot hash
+    return _ckpt_chunk(int(A.shape[1]), "cuda", B.dim() == 4, C.dim() == 4, cu_seqlens is not None)
 
 
 def _saved_chunk(backend, A, B, C, cu_seqlens) -> int:
@@ -403,18 +404,19 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta
                         initial_state=initial_state, cu_seqlens=cu_seqlens)
 
 
-def _cuda_bwd_fits(u, A, B, C) -> bool:
-    """Whether the CUDA backward's shared memory fits u's GPU for this state size and variable B / C (both variable:
-    ~137-155 KB a block, more than an RTX 30xx / 40xx gives; csrc selective_scan_bwd_fits)."""
+def _cuda_bwd_fits(u, A, B, C, cu_seqlens=None) -> bool:
+    """Whether the CUDA backward's shared memory fits u's GPU for this call (the time-parallel kernel with both B and C
+    variable: ~137-155 KB a block, more than an RTX 30xx / 40xx gives; the state-lane kernel, n 16 unpacked: 88 KB;
+    csrc selective_scan_bwd_fits)."""
     if not hasattr(torch.ops.mamba_kernels, "_selective_scan_bwd_fits"):
         return True  # an extension built before the check: its backward reports the limit itself
     dev = u.device.index if u.device.index is not None else torch.cuda.current_device()
-    return _bwd_fits_cached(int(A.shape[1]), B.dim() == 4, C.dim() == 4, dev)
+    return _bwd_fits_cached(int(A.shape[1]), B.dim() == 4, C.dim() == 4, cu_seqlens is not None, dev)
 
 
 @functools.lru_cache(maxsize=None)
-def _bwd_fits_cached(n: int, var_b: bool, var_c: bool, dev: int) -> bool:
-    return bool(torch.ops.mamba_kernels._selective_scan_bwd_fits(n, var_b, var_c, dev))
+def _bwd_fits_cached(n: int, var_b: bool, var_c: bool, varlen: bool, dev: int) -> bool:
+    return bool(torch.ops.mamba_kernels._selective_scan_bwd_fits(n, var_b, var_c, varlen, dev))
 
 
 def _training_fallback() -> str:
@@ -464,7 +466,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
         raise TypeError(f"u: float64 inputs are supported by the ref and cpu backends, not {be!r}")
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
-    if needs_grad and backend is None and be == "cuda" and not _cuda_bwd_fits(u, A, B, C):
+    if needs_grad and backend is None and be == "cuda" and not _cuda_bwd_fits(u, A, B, C, cu_seqlens):
         be = _training_fallback()
     # The cuda / triton backwards restart from states their forward saves: save them when a gradient will be
     # needed.
