@@ -389,9 +389,14 @@ def read_rows(jsonl_path) -> list[dict]:
 
 
 def latest_rows(rows: list[dict]) -> list[dict]:
-    """Keep the last row per (kernel, impl, shape, dtype, graph, flush_l2, note), in first-seen order."""
+    """Keep the last row per (kernel, impl, shape, dtype, graph, flush_l2, note), in first-seen order. A row of an A/B
+    variant (commit "<sha>+<tag>", MAMBA_KERNELS_COMMIT set by a run script) counts as the impl "<impl> [<tag>]", so
+    that it does not replace the default build's row."""
     by_key = {}
     for r in rows:
+        commit = str(r.get("commit", ""))
+        if "+" in commit:
+            r = {**r, "impl": f"{r.get('impl')} [{commit.split('+', 1)[1]}]"}
         key = (r.get("kernel"), r.get("impl"), json.dumps(r.get("shape", {}), sort_keys=True), r.get("dtype"),
                bool(r.get("graph")), bool(r.get("flush_l2")), r.get("note", ""))
         by_key[key] = r  # a dict keeps the first insertion's position; the value becomes the latest row

@@ -11,8 +11,9 @@
 //   states (CUDA)              (batch, dim, states_n_chunks, dstate) fp32 contiguous: the forward, when given
 //                              it, saves the state entering every chunk of 2^ckpt_log2 steps of every sequence
 //                              (chunk index running over the packed sequences with varlen); the backward
-//                              restarts each 256-step tile from them. 16 <= 2^ckpt_log2 <= 256 (the
-//                              interface uses 256).
+//                              restarts each of its tiles from them (the time-parallel kernel's 256-step
+//                              tiles, the state-lane kernel's 32-step ones). 16 <= 2^ckpt_log2 <= 256 (the
+//                              interface uses selective_scan_cuda_ckpt_chunk: 32 or 256).
 // Backward outputs (gradients) follow the same layouts, except:
 //   CPU:  dB/dC for variable B/C are written per channel, (batch, dim, dstate, seqlen) contiguous, and summed
 //         over the channels of a group by the caller; every gradient is of the compute type.
