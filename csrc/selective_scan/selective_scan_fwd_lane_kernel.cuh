@@ -205,7 +205,7 @@ struct LaneBuf {
 
 // A thread's share of a tile's B and C rows (kBCItems 8-token pieces of the (b, g, n, l) inputs), loaded raw and
 // stored into a buffer's fp32 B / C tiles; pointers and destinations are fixed for the walk (only t0 moves). Used by
-// the state-lane backward's load warps (selective_scan_bwd_lane_kernel.cuh).
+// the forward's and the state-lane backward's (selective_scan_bwd_lane_kernel.cuh) load roles.
 template <typename in_t, typename Cfg>
 struct LaneBCPieces {
   const in_t* src[Cfg::kBCItems];  // row start + 8 v of each piece (nullptr: none)
@@ -305,51 +305,27 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   in_t* __restrict__ out_row = static_cast<in_t*>(p.out) + b * p.out_batch_stride + c2 * p.out_d_stride + tj;
   const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c2] : 0.f;
   const float Dv = p.D ? static_cast<const float*>(p.D)[c2] : 0.f;
-  const in_t* __restrict__ Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride;
-  const in_t* __restrict__ Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride;
-  const in_t* bc_src[Cfg::kBCItems];  // row start + 8 v of each B / C piece (nullptr: none)
-  int bc_dst[Cfg::kBCItems];          // its float offset in the B / C tiles
-  int bc_t[Cfg::kBCItems];            // its first token within the tile
-#pragma unroll
-  for (int it = 0; it < Cfg::kBCItems; ++it) {
-    const int idx = tid + it * Cfg::kThreads;
-    // item idx -> (row, v): row < 16 is B's state row, else C's. A quarter-warp's 8 items are 4 v of each of
-    // two rows n and n + kS, whose tile rows (bc_row) are adjacent: their 16-byte stores then fall on 8
-    // distinct 4-bank groups (row-major items, 8 v of one row, had 2-way conflicts).
-    const int pair = idx / (2 * Cfg::kL), r = idx % (2 * Cfg::kL), pp = pair % 8;
-    const int v = (r / 8) * 4 + r % 4;
-    const int row = (pair / 8) * kLaneN + (pp / Cfg::kS) * 2 * Cfg::kS + pp % Cfg::kS + ((r / 4) % 2) * Cfg::kS;
-    const bool ok = idx < Cfg::kBCVecs;
-    bc_src[it] = !ok ? nullptr : row < kLaneN ? Bg + row * p.B_dstate_stride + 8 * v
-                                              : Cg + (row - kLaneN) * p.C_dstate_stride + 8 * v;
-    bc_dst[it] = (row < kLaneN ? Cfg::bc_row(row) : kLaneN + Cfg::bc_row(row - kLaneN)) * Cfg::kTP + 8 * v;
-    bc_t[it] = 8 * v;
-  }
-  Raw8<in_t> rdt, ru, rz, rbc[Cfg::kBCItems];  // the next tile's inputs
+  LaneBCPieces<in_t, Cfg> bcp;  // the thread's kBCItems 8-token pieces of B / C rows
+  bcp.init(p, b, grp, tid);
+  Raw8<in_t> rdt, ru, rz;                      // the next tile's inputs (and bcp's)
   float Du_cur[8], z_cur[8];                   // the tile's D u, z
   // Whether every input row of this thread starts 16-byte aligned (tiles move by kTT elements, a multiple of 16
   // bytes, so it holds at every tile): whole tiles then load without per-load range and alignment tests.
-  bool rows_aligned = ((reinterpret_cast<uintptr_t>(dl_row) | reinterpret_cast<uintptr_t>(u_row) |
-                        reinterpret_cast<uintptr_t>(z_row)) & 15) == 0;
-#pragma unroll
-  for (int it = 0; it < Cfg::kBCItems; ++it) rows_aligned &= (reinterpret_cast<uintptr_t>(bc_src[it]) & 15) == 0;
+  const bool rows_aligned = bcp.aligned && ((reinterpret_cast<uintptr_t>(dl_row) | reinterpret_cast<uintptr_t>(u_row) |
+                                             reinterpret_cast<uintptr_t>(z_row)) & 15) == 0;
   auto issue_loads = [&](int64_t t0) {
-    if (rows_aligned && t0 + Cfg::kTT <= L) {
+    const bool fast = rows_aligned && t0 + Cfg::kTT <= L;
+    if (fast) {
       rdt.load_vec(dl_row + t0);
       ru.load_vec(u_row + t0);
       if (z_row) rz.load_vec(z_row + t0);
-#pragma unroll
-      for (int it = 0; it < Cfg::kBCItems; ++it)
-        if (bc_src[it]) rbc[it].load_vec(bc_src[it] + t0);
-      return;
+    } else {
+      const int nv = clamp_nv(L - t0 - tj);
+      rdt.load(dl_row + t0, nv);
+      ru.load(u_row + t0, nv);
+      if (z_row) rz.load(z_row + t0, nv);
     }
-    const int nv = clamp_nv(L - t0 - tj);
-    rdt.load(dl_row + t0, nv);
-    ru.load(u_row + t0, nv);
-    if (z_row) rz.load(z_row + t0, nv);
-#pragma unroll
-    for (int it = 0; it < Cfg::kBCItems; ++it)
-      if (bc_src[it]) rbc[it].load(bc_src[it] + t0, clamp_nv(L - t0 - bc_t[it]));
+    bcp.issue(t0, L, fast);
   };
   // The loaded inputs -> this thread's piece of its channel's step tiles (dt, dt u); D u and z kept for the
   // epilogue (in registers; kSpec: in the buffer). Tokens past the end (last tile only) get dt = 0: a = 1, b = 0.
@@ -390,15 +366,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     store8(bf.du, dtu);
   };
   // The loaded B / C pieces -> the B / C tiles.
-  auto convert_bc = [&](const Buf& bf) {
-#pragma unroll
-    for (int it = 0; it < Cfg::kBCItems; ++it) {
-      if (!bc_src[it]) continue;
-      float4* pr = reinterpret_cast<float4*>(bf.bc + bc_dst[it]);
-      pr[0] = make_float4(rbc[it][0], rbc[it][1], rbc[it][2], rbc[it][3]);
-      pr[1] = make_float4(rbc[it][4], rbc[it][5], rbc[it][6], rbc[it][7]);
-    }
-  };
+  auto convert_bc = [&](const Buf& bf) { bcp.store(bf.bc); };
   // y of the thread's 8 tokens: the sum of its channel's kL partials (in a fixed summation order)
   // + D u, gated by silu(z).
   auto epilogue = [&](int64_t t0, const Buf& bf) {
