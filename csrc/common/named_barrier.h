@@ -20,5 +20,15 @@ __device__ __forceinline__ void named_bar(int id) {
 #endif
 }
 template <int kCount> __device__ __forceinline__ void named_bar_sync(int id) { named_bar<kCount, true>(id); }
+// named_bar for ids 1..4 passed on as constants: after inlining each call site has its id as an immediate (a run-time
+// id in a register makes ptxas reserve all 16 of the block's barriers). The selective scan's state-lane kernels use ids
+// 1..4 (two buffers x FULL / DONE).
+template <int kCount, bool kWait>
+__device__ __forceinline__ void named_bar_1to4(int id) {
+  if (id == 1) named_bar<kCount, kWait>(1);
+  else if (id == 2) named_bar<kCount, kWait>(2);
+  else if (id == 3) named_bar<kCount, kWait>(3);
+  else named_bar<kCount, kWait>(4);
+}
 
 }  // namespace mamba_kernels

@@ -75,6 +75,19 @@ __device__ __forceinline__ void rs_level_sel(float (&v)[2 * kN], int off, bool h
   }
 }
 
+// v[token][slot] (a lane's 4 tokens x its 4 state slots) summed over the warp's 8 channels (lanes ^16, ^8, ^2) into
+// r[token] for the state of slot 0: slots {0, 1} + the ^16 partner's {2, 3}, slot 0 + the ^8 partner's 1 (the same
+// states, by the lane-dependent slot order: no selects), then summed with the ^2 partner, both keeping the result.
+__device__ __forceinline__ void warp_channel_sum(const float (&v)[4][4], float (&r)[4]) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float s0 = v[k][0] + __shfl_xor_sync(kFullMask, v[k][2], 16);
+    const float s1 = v[k][1] + __shfl_xor_sync(kFullMask, v[k][3], 16);
+    r[k] = s0 + __shfl_xor_sync(kFullMask, s1, 8);
+    r[k] += __shfl_xor_sync(kFullMask, r[k], 2);
+  }
+}
+
 template <typename in_t>
 __global__ void __launch_bounds__(BwdLane::kBlockThreads, 2)
 selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
@@ -83,17 +96,9 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
   float* const smem = reinterpret_cast<float*>(smem_f4);
   auto bufs = [&](int bi) { return BwdLane(smem + bi * BwdLane::kBufFloats); };
-  // the named barriers with immediate ids (a register id makes ptxas reserve all 16 of the block's barriers)
-  auto bar = [](int id, auto wait) {
-    constexpr int kNT = BwdLane::kBlockThreads;
-    constexpr bool kWait = decltype(wait)::value;
-    if (id == BwdLane::kFull) named_bar<kNT, kWait>(BwdLane::kFull);
-    else if (id == BwdLane::kFull + 1) named_bar<kNT, kWait>(BwdLane::kFull + 1);
-    else if (id == BwdLane::kDone) named_bar<kNT, kWait>(BwdLane::kDone);
-    else named_bar<kNT, kWait>(BwdLane::kDone + 1);
-  };
-  auto bar_sync = [&](int id) { bar(id, std::true_type{}); };
-  auto bar_arrive = [&](int id) { bar(id, std::false_type{}); };
+  static_assert(BwdLane::kFull == 1 && BwdLane::kDone == 3, "barrier ids 1..4 (named_bar_1to4)");
+  auto bar_sync = [](int id) { named_bar_1to4<BwdLane::kBlockThreads, true>(id); };
+  auto bar_arrive = [](int id) { named_bar_1to4<BwdLane::kBlockThreads, false>(id); };
 
   const bool is_e = int(threadIdx.x) >= BwdLane::kRThreads;
   const int tid = is_e ? int(threadIdx.x) - BwdLane::kRThreads : int(threadIdx.x);
@@ -342,16 +347,9 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
           dC[k][i] = dy[k] * hh[i];
         }
       }
-      // dC over the warp's 8 channels (lanes ^16, ^8, ^2): slots {0, 1} + the partner's {2, 3}, slot 0 + the
-      // partner's 1 (same states by the slot order), then the 4 tokens summed both ways
+      // dC over the warp's 8 channels
       float rc[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float s0 = dC[k][0] + __shfl_xor_sync(kFullMask, dC[k][2], 16);
-        const float s1 = dC[k][1] + __shfl_xor_sync(kFullMask, dC[k][3], 16);
-        rc[k] = s0 + __shfl_xor_sync(kFullMask, s1, 8);
-        rc[k] += __shfl_xor_sync(kFullMask, rc[k], 2);
-      }
+      warp_channel_sum(dC, rc);
       // backward over the group
       float sgb[4], saw[4], dB[4][4];
 #pragma unroll
@@ -369,13 +367,7 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
         }
       }
       float rb[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float s0 = dB[k][0] + __shfl_xor_sync(kFullMask, dB[k][2], 16);
-        const float s1 = dB[k][1] + __shfl_xor_sync(kFullMask, dB[k][3], 16);
-        rb[k] = s0 + __shfl_xor_sync(kFullMask, s1, 8);
-        rb[k] += __shfl_xor_sync(kFullMask, rb[k], 2);
-      }
+      warp_channel_sum(dB, rb);
       // the warp's dB / dC rows of state 4 j + perm (slot 0): lanes with channel bit 0 clear write dB, set dC
       {
         const bool wc = (lane & 2) != 0;

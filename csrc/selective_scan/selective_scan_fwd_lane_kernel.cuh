@@ -261,17 +261,9 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   extern __shared__ float4 smem_f4[];
   float* const smem = reinterpret_cast<float*>(smem_f4);
   auto bufs = [&](int bi) { return Buf(smem + bi * Buf::kFloats); };
-  // the named barriers with immediate ids (a register id makes ptxas reserve all 16 of the block's barriers)
-  auto bar = [](int id, auto wait) {
-    constexpr int kN = Buf::kBlockThreads;
-    constexpr bool kWait = decltype(wait)::value;
-    if (id == Buf::kFull) named_bar<kN, kWait>(Buf::kFull);
-    else if (id == Buf::kFull + 1) named_bar<kN, kWait>(Buf::kFull + 1);
-    else if (id == Buf::kDone) named_bar<kN, kWait>(Buf::kDone);
-    else named_bar<kN, kWait>(Buf::kDone + 1);
-  };
-  auto bar_sync = [&](int id) { bar(id, std::true_type{}); };
-  auto bar_arrive = [&](int id) { bar(id, std::false_type{}); };
+  static_assert(Buf::kFull == 1 && Buf::kDone == 3, "barrier ids 1..4 (named_bar_1to4)");
+  auto bar_sync = [](int id) { named_bar_1to4<Buf::kBlockThreads, true>(id); };
+  auto bar_arrive = [](int id) { named_bar_1to4<Buf::kBlockThreads, false>(id); };
 
   // kSpec: threads kThreads.. are E; tid is the thread's index in its group (0..kThreads-1 in both), which sets its
   // (channel, j) role
