@@ -1,5 +1,5 @@
 // Mamba-1 selective scan backward, "state-lane" kernel (CUDA headers only): the fast path for n = 16 with variable B
-// and C, no varlen packing, and checkpoints every 32 steps (the tile). Included at the end of
+// and C (packed sequences too: a block walks one sequence, LaneSeq), and checkpoints every 32 steps (the tile). Included at the end of
 // selective_scan_bwd_kernel.cuh (it uses that file's helpers and the state-lane forward's LaneCfg / Raw8);
 // launch_selective_scan_bwd picks it.
 //
@@ -102,10 +102,11 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
 
   const bool is_e = int(threadIdx.x) >= BwdLane::kRThreads;
   const int tid = is_e ? int(threadIdx.x) - BwdLane::kRThreads : int(threadIdx.x);
-  const int64_t b = blockIdx.z, grp = blockIdx.y, G = gridDim.y;
+  const LaneSeq sq(p);
+  const int64_t b = sq.b, grp = blockIdx.y, G = gridDim.y;
   const int64_t dpg = p.dim / G;
   const int64_t cblk = int64_t(blockIdx.x) * kCh;
-  const int64_t L = p.seqlen;
+  const int64_t L = sq.len, s0 = sq.s0, Lrow = p.seqlen;  // the walk's tokens; its rows start at s0
   const int64_t n_tiles = (L + kTT - 1) / kTT;
   auto tile_t0 = [&](int64_t it) { return (n_tiles - 1 - it) * kTT; };  // tiles from the last
   int ch2, j;
@@ -115,19 +116,19 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
 
   if (is_e) {
     // ---- load / epilogue role: tokens 8 j .. 8 j + 7 of each tile of channel c2, and kBCItems B / C pieces
-    const int64_t tj = 8 * j;
-    const in_t* __restrict__ dl_row = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c2 * p.delta_d_stride + tj;
-    const in_t* __restrict__ u_row = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c2 * p.u_d_stride + tj;
-    const in_t* __restrict__ do_row = static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride + c2 * p.dout_d_stride + tj;
-    const in_t* __restrict__ z_row = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c2 * p.z_d_stride + tj : nullptr;
-    const int64_t orow = (b * p.dim + c2) * L + tj;  // du, ddelta, dz: (b, d, l) contiguous
+    const int64_t tj = 8 * j, ts = s0 + tj;  // the item's first token in a tile, in its row
+    const in_t* __restrict__ dl_row = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c2 * p.delta_d_stride + ts;
+    const in_t* __restrict__ u_row = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c2 * p.u_d_stride + ts;
+    const in_t* __restrict__ do_row = static_cast<const in_t*>(p.dout) + b * p.dout_batch_stride + c2 * p.dout_d_stride + ts;
+    const in_t* __restrict__ z_row = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c2 * p.z_d_stride + ts : nullptr;
+    const int64_t orow = (b * p.dim + c2) * Lrow + ts;  // du, ddelta, dz: (b, d, l) contiguous
     in_t* __restrict__ du_out = static_cast<in_t*>(p.du) + orow;
     in_t* __restrict__ dd_out = static_cast<in_t*>(p.ddelta) + orow;
     in_t* __restrict__ dz_out = p.z ? static_cast<in_t*>(p.dz) + orow : nullptr;
     const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c2] : 0.f;
     const float Dv = p.D ? static_cast<const float*>(p.D)[c2] : 0.f;
     LaneBCPieces<in_t, Cfg> bcp;
-    bcp.init(p, b, grp, tid);
+    bcp.init(p, b, s0, grp, tid);
     bool rows_aligned = bcp.aligned && ((reinterpret_cast<uintptr_t>(dl_row) | reinterpret_cast<uintptr_t>(u_row) |
                                          reinterpret_cast<uintptr_t>(do_row) | reinterpret_cast<uintptr_t>(z_row)) & 15) == 0;
     struct Raw {
@@ -178,8 +179,8 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
       bcp.store(bf.bc);
     };
     float dD_acc = 0.f, dbias_acc = 0.f;
-    float* __restrict__ dBg = static_cast<float*>(p.dB) + (b * G + grp) * kN * L;
-    float* __restrict__ dCg = static_cast<float*>(p.dC) + (b * G + grp) * kN * L;
+    float* __restrict__ dBg = static_cast<float*>(p.dB) + (b * G + grp) * kN * Lrow + s0;
+    float* __restrict__ dCg = static_cast<float*>(p.dC) + (b * G + grp) * kN * Lrow + s0;
     // A finished tile: the per-token gradients of the thread's 8 tokens, and 2 of the tile's 256 dB / dC float4s.
     auto epilogue = [&](const Raw& r, int64_t t0, const BwdLane& bf) {
       const int nv = c2_ok ? clamp_nv(L - t0 - tj) : 0;
@@ -232,7 +233,7 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
         }
         const int64_t t = t0 + 4 * q;
         const int64_t cnt = L - t < 0 ? 0 : (L - t < 4 ? L - t : 4);
-        atomic_add4((kind ? dCg : dBg) + n * L + t, int(cnt), acc);
+        atomic_add4((kind ? dCg : dBg) + n * Lrow + t, int(cnt), acc);
       }
     };
 
@@ -270,12 +271,12 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
   float A2[4], q[4], dA[4], h[4], hck[4];
   int boff[4];  // the slots' B rows in a buffer (C: + kN kTP)
   const float* __restrict__ states = static_cast<const float*>(p.states);
-  const float* __restrict__ ck_row = states + (b * p.dim + c2) * p.states_n_chunks * kN + 4 * j;
+  const float* __restrict__ ck_row = states + ((b * p.dim + c2) * p.states_n_chunks + sq.ck_base) * kN + 4 * j;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int st = 4 * j + (i ^ perm);
     A2[i] = static_cast<const float*>(p.A)[c2 * p.A_d_stride + st] * kLog2e;
-    q[i] = (p.dlast_state && c2_ok) ? static_cast<const float*>(p.dlast_state)[(b * p.dim + c2) * kN + st] : 0.f;
+    q[i] = (p.dlast_state && c2_ok) ? static_cast<const float*>(p.dlast_state)[(sq.slot * p.dim + c2) * kN + st] : 0.f;
     dA[i] = 0.f;
     boff[i] = Cfg::bc_row(st) * kTP;
     hck[i] = n_tiles > 0 ? ck_row[(n_tiles - 1) * kN + (i ^ perm)] : 0.f;
@@ -405,12 +406,12 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
     for (int i = 0; i < 4; ++i) {
       const int st = 4 * j + (i ^ perm);
       atomicAdd(static_cast<float*>(p.dA) + c2 * kN + st, dA[i]);
-      if (p.dinitial_state) static_cast<float*>(p.dinitial_state)[(b * p.dim + c2) * kN + st] = q[i];
+      if (p.dinitial_state) static_cast<float*>(p.dinitial_state)[(sq.slot * p.dim + c2) * kN + st] = q[i];
     }
   }
 }
 
-// Whether the state-lane backward serves p: n = 16, variable B and C, not packed, checkpoints every 32 steps (the
+// Whether the state-lane backward serves p: n = 16, variable B and C, checkpoints every 32 steps (the
 // forward saved them: selective_scan_cuda_ckpt_chunk asks for that where this kernel applies), not turned off
 // (MK_SS_BWD_LANE = 0 at build time, MK_SS_BWD_KERNEL=scan at run time), and the device gives a block its 88 KB.
 inline bool bwd_lane_forced_off() {
@@ -420,8 +421,8 @@ inline bool bwd_lane_forced_off() {
   }();
   return MK_SS_BWD_LANE == 0 || off;
 }
-inline bool bwd_lane_shape(int64_t dstate, bool var_b, bool var_c, bool varlen) {
-  return !bwd_lane_forced_off() && dstate == kLaneN && var_b && var_c && !varlen;
+inline bool bwd_lane_shape(int64_t dstate, bool var_b, bool var_c, bool /*varlen: packed calls are served too*/) {
+  return !bwd_lane_forced_off() && dstate == kLaneN && var_b && var_c;
 }
 inline bool bwd_lane_applies(const SelectiveScanParams& p) {
   return bwd_lane_shape(p.dstate, p.is_variable_B, p.is_variable_C, p.cu_seqlens != nullptr) &&
@@ -431,10 +432,12 @@ inline bool bwd_lane_applies(const SelectiveScanParams& p) {
 template <typename in_t>
 cudaError_t launch_selective_scan_bwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   const int64_t dpg = p.dim / p.n_groups;
-  if (p.batch > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
+  const int64_t walks = p.cu_seqlens ? p.n_seqs : p.batch;  // grid z: batch rows, or packed sequences
+  if (walks > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
+  if (walks == 0) return cudaSuccess;
   constexpr int smem = BwdLane::kSmemBytes;
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + BwdLane::kCh - 1) / BwdLane::kCh), unsigned(p.n_groups), unsigned(p.batch));
+  cfg.gridDim = dim3(unsigned((dpg + BwdLane::kCh - 1) / BwdLane::kCh), unsigned(p.n_groups), unsigned(walks));
   cfg.blockDim = dim3(BwdLane::kBlockThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;

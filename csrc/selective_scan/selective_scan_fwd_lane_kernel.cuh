@@ -1,5 +1,6 @@
 // Mamba-1 selective scan forward, "state-lane" kernel (CUDA headers only): the fast path for n = 16 with
-// variable B and C and no varlen packing (the Mamba-1 layers of the distilled hybrids). Included at the end of
+// variable B and C, packed sequences too (the Mamba-1 layers of the distilled hybrids; a block walks one batch row
+// or one packed sequence: LaneSeq). Included at the end of
 // selective_scan_fwd_kernel.cuh (it uses that file's helpers); launch_selective_scan_fwd picks it.
 //
 // Why a second forward: the time-parallel kernel (selective_scan_fwd_kernel) spends ~9.3 instructions a
@@ -96,87 +97,12 @@
 
 #include "common/named_barrier.h"
 #include "common/smem_optin.h"
+#include "selective_scan/selective_scan_lane_common.cuh"  // LaneCfg, Raw8, LaneSeq, LaneBCPieces (uses the knobs above)
 
 namespace mamba_kernels {
 namespace ss {
 
-constexpr int kLaneN = 16;  // states (the kernel's only n)
 constexpr int kLaneUnroll = MK_SS_LANE_UNROLL;  // (a macro is not expanded in #pragma unroll)
-
-// Shape of the kernel with kS states a lane. Shared memory (floats): B and C tiles [16][kTP] each (state n at
-// row (n % kS) kL + n / kS: the kS rows a lane reads are kL apart, so a quarter-warp's lanes read consecutive
-// rows, 4 banks apart: conflict-free float4 reads), steps dt and dt u [kCh][kTP], partial y [kThreads][kTP]
-// (row = thread; layout and buffers: LaneBuf). kTT = 8 kL: the epilogue's 8-token items of a channel are its own
-// lanes' (same warp).
-template <int kS_>
-struct LaneCfg {
-  static constexpr int kS = kS_;
-  static constexpr int kL = kLaneN / kS;            // lanes per channel
-  static constexpr int kTT = 8 * kL;                // tokens per tile
-  static constexpr int kTP = kTT + 4;               // row pitch (floats): rows r and r+1 start 4 banks apart
-  static constexpr int kWarps = kS == 4 ? MK_SS_LANE_WARPS4 : MK_SS_LANE_WARPS2;
-  static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kMinBlocks = 16 / kWarps > 0 ? 16 / kWarps : 1;  // 16 warps an SM: <= 128 registers
-  static constexpr int kCh = kThreads / kL;         // channels per block
-  static constexpr int kVecs = kCh * kTT / 8;       // (channel, 8-token) items a tile
-  static constexpr int kBCVecs = 2 * kLaneN * kTT / 8;  // B and C 8-token items a tile
-  static constexpr int kBCItems = (kBCVecs + kThreads - 1) / kThreads;
-  static constexpr int bc_row(int n) { return (n % kS) * kL + n / kS; }
-  static constexpr int kLog2L = kL == 8 ? 3 : 2;
-  // Lane bits of (channel-in-warp c, j) with MK_SS_LANE_PAIRMAP: bit 0 = j's bit 0, bit 1 = c's bit 0, then j's
-  // other bits, then c's. A 16-byte shared-memory read whose addresses agree for every lane pair (n, n^1), or
-  // for every pair (n, n^2), costs 2 wavefronts a warp instead of 4: the step tiles (dt, dt u: one row a channel)
-  // pair by n^1, the B / C tiles (one row a j) by n^2.
-  static __device__ __forceinline__ void role(int tid, int& ch, int& j) {
-    if constexpr (MK_SS_LANE_PAIRMAP != 0) {
-      const int lane = tid & 31;
-      j = (lane & 1) | (((lane >> 2) & (kL / 2 - 1)) << 1);
-      ch = (tid >> 5) * (32 / kL) + (((lane >> 1) & 1) | ((lane >> (1 + kLog2L)) << 1));
-    } else {
-      ch = tid / kL;
-      j = tid % kL;
-    }
-  }
-  // The thread holding (channel ch, j) (inverse of role).
-  static __device__ __forceinline__ int thread_of(int ch, int j) {
-    if constexpr (MK_SS_LANE_PAIRMAP != 0) {
-      const int c = ch % (32 / kL);
-      return (ch / (32 / kL)) * 32 + (j & 1) + ((c & 1) << 1) + ((j >> 1) << 2) + ((c >> 1) << (1 + kLog2L));
-    } else {
-      return ch * kL + j;
-    }
-  }
-  static_assert(kS == 2 || kS == 4, "2 or 4 states a lane");
-  static_assert(kWarps >= 1 && kWarps <= 16, "MK_SS_LANE_WARPS*: 1..16");
-  // one (channel, 8-token) item a thread: thread ch kL + v's item is tokens 8 v .. 8 v + 7 of channel ch
-  static_assert(kVecs == kThreads, "one item a thread");
-};
-
-// Eight consecutive inputs, raw (converted when used): 16-byte loads when whole and aligned, else scalar with
-// zeros past nv.
-template <typename in_t>
-struct Raw8 {
-  alignas(16) in_t e[8];
-  __device__ __forceinline__ void load(const in_t* __restrict__ p, int nv) {
-    constexpr int kVec = 16 / int(sizeof(in_t));
-    if (nv == 8 && (reinterpret_cast<uintptr_t>(p) & 15) == 0) {
-#pragma unroll
-      for (int k = 0; k < 8 / kVec; ++k) reinterpret_cast<uint4*>(e)[k] = reinterpret_cast<const uint4*>(p)[k];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) e[i] = i < nv ? p[i] : from_f<in_t>(0.f);
-    }
-  }
-  // 16-byte loads, no checks (the caller knows p is aligned and 8 elements are in range)
-  __device__ __forceinline__ void load_vec(const in_t* __restrict__ p) {
-#pragma unroll
-    for (int k = 0; k < 8 / (16 / int(sizeof(in_t))); ++k)
-      reinterpret_cast<uint4*>(e)[k] = reinterpret_cast<const uint4*>(p)[k];
-  }
-  __device__ __forceinline__ float operator[](int i) const { return to_f(e[i]); }
-};
-
-__device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 : (rem < 8 ? rem : 8)); }
 
 // kSpec (warp-specialised): the block has kThreads recurrence threads (R) and kThreads load / epilogue threads
 // (E); E converts tile t + 1 and finishes tile t - 1 while R runs tile t, through two buffers of tiles and the
@@ -203,56 +129,6 @@ struct LaneBuf {
   }
 };
 
-// A thread's share of a tile's B and C rows (kBCItems 8-token pieces of the (b, g, n, l) inputs), loaded raw and
-// stored into a buffer's fp32 B / C tiles; pointers and destinations are fixed for the walk (only t0 moves). Used by
-// the forward's and the state-lane backward's (selective_scan_bwd_lane_kernel.cuh) load roles.
-template <typename in_t, typename Cfg>
-struct LaneBCPieces {
-  const in_t* src[Cfg::kBCItems];  // row start + 8 v of each piece (nullptr: none)
-  int dst[Cfg::kBCItems];          // its float offset in the B / C tiles
-  int t8[Cfg::kBCItems];           // its first token within the tile
-  Raw8<in_t> raw[Cfg::kBCItems];
-  bool aligned;                    // every piece's row 16-byte aligned
-  __device__ __forceinline__ void init(const SelectiveScanParams& p, int64_t b, int64_t grp, int tid) {
-    const in_t* Bg = static_cast<const in_t*>(p.B) + b * p.B_batch_stride + grp * p.B_group_stride;
-    const in_t* Cg = static_cast<const in_t*>(p.C) + b * p.C_batch_stride + grp * p.C_group_stride;
-    aligned = true;
-#pragma unroll
-    for (int it = 0; it < Cfg::kBCItems; ++it) {
-      const int idx = tid + it * Cfg::kThreads;
-      // item idx -> (row, v): row < 16 is B's state row, else C's; a quarter-warp's 8 items are 4 v of each of two
-      // rows n and n + kS, whose tile rows (bc_row) are adjacent: conflict-free 16-byte stores
-      const int pair = idx / (2 * Cfg::kL), r = idx % (2 * Cfg::kL), pp = pair % 8;
-      const int v = (r / 8) * 4 + r % 4;
-      const int row = (pair / 8) * kLaneN + (pp / Cfg::kS) * 2 * Cfg::kS + pp % Cfg::kS + ((r / 4) % 2) * Cfg::kS;
-      const bool ok = idx < Cfg::kBCVecs;
-      src[it] = !ok ? nullptr : row < kLaneN ? Bg + row * p.B_dstate_stride + 8 * v
-                                             : Cg + (row - kLaneN) * p.C_dstate_stride + 8 * v;
-      dst[it] = (row < kLaneN ? Cfg::bc_row(row) : kLaneN + Cfg::bc_row(row - kLaneN)) * Cfg::kTP + 8 * v;
-      t8[it] = 8 * v;
-      aligned &= (reinterpret_cast<uintptr_t>(src[it]) & 15) == 0;
-    }
-  }
-  // the pieces at tile start t0 into registers; `fast`: the caller knows the tile whole and every row aligned
-  __device__ __forceinline__ void issue(int64_t t0, int64_t L, bool fast) {
-#pragma unroll
-    for (int it = 0; it < Cfg::kBCItems; ++it) {
-      if (!src[it]) continue;
-      if (fast) raw[it].load_vec(src[it] + t0);
-      else raw[it].load(src[it] + t0, clamp_nv(L - t0 - t8[it]));
-    }
-  }
-  __device__ __forceinline__ void store(float* bc) const {
-#pragma unroll
-    for (int it = 0; it < Cfg::kBCItems; ++it) {
-      if (!src[it]) continue;
-      float4* pr = reinterpret_cast<float4*>(bc + dst[it]);
-      pr[0] = make_float4(raw[it][0], raw[it][1], raw[it][2], raw[it][3]);
-      pr[1] = make_float4(raw[it][4], raw[it][5], raw[it][6], raw[it][7]);
-    }
-  }
-};
-
 template <typename in_t, int kS, bool kSpec>
 __global__ void __launch_bounds__(LaneBuf<kS, kSpec>::kBlockThreads, LaneCfg<kS>::kMinBlocks / (kSpec ? 2 : 1))
 selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
@@ -269,10 +145,11 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   // (channel, j) role
   const bool is_e = kSpec && int(threadIdx.x) >= Cfg::kThreads;
   const int tid = is_e ? int(threadIdx.x) - Cfg::kThreads : int(threadIdx.x);
-  const int64_t b = blockIdx.z, grp = blockIdx.y;
+  const LaneSeq sq(p);
+  const int64_t b = sq.b, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
   const int64_t cbase = grp * dpg, cblk = int64_t(blockIdx.x) * Cfg::kCh;
-  const int64_t L = p.seqlen;
+  const int64_t L = sq.len;  // the walk's tokens; rows are offset by sq.s0
   const int n = kLaneN;
   // ---- recurrence role: lane (ch2, j) owns states j*S .. j*S + S - 1 of channel ch2
   int ch2, j;
@@ -284,21 +161,21 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   for (int s = 0; s < Cfg::kS; ++s) {
     const int st = j * Cfg::kS + s;
     A2[s] = static_cast<const float*>(p.A)[c2 * p.A_d_stride + st] * kLog2e;
-    h[s] = p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + c2) * n + st] : 0.f;
+    h[s] = p.initial_state ? static_cast<const float*>(p.initial_state)[(sq.slot * p.dim + c2) * n + st] : 0.f;
   }
 
   // ---- load / epilogue role: the thread's item is tokens 8 j .. 8 j + 7 of every tile of its own channel c2
   // (kTT = 8 kL), and kBCItems 8-token pieces of B / C rows; pointers, per-channel constants and alignment are
   // fixed for the whole walk (only t0 moves), so they are set up once here.
-  const int64_t tj = 8 * j;
-  const in_t* __restrict__ dl_row = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c2 * p.delta_d_stride + tj;
-  const in_t* __restrict__ u_row = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c2 * p.u_d_stride + tj;
-  const in_t* __restrict__ z_row = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c2 * p.z_d_stride + tj : nullptr;
-  in_t* __restrict__ out_row = static_cast<in_t*>(p.out) + b * p.out_batch_stride + c2 * p.out_d_stride + tj;
+  const int64_t tj = 8 * j, s0 = sq.s0;
+  const in_t* __restrict__ dl_row = static_cast<const in_t*>(p.delta) + b * p.delta_batch_stride + c2 * p.delta_d_stride + s0 + tj;
+  const in_t* __restrict__ u_row = static_cast<const in_t*>(p.u) + b * p.u_batch_stride + c2 * p.u_d_stride + s0 + tj;
+  const in_t* __restrict__ z_row = p.z ? static_cast<const in_t*>(p.z) + b * p.z_batch_stride + c2 * p.z_d_stride + s0 + tj : nullptr;
+  in_t* __restrict__ out_row = static_cast<in_t*>(p.out) + b * p.out_batch_stride + c2 * p.out_d_stride + s0 + tj;
   const float bias = p.delta_bias ? static_cast<const float*>(p.delta_bias)[c2] : 0.f;
   const float Dv = p.D ? static_cast<const float*>(p.D)[c2] : 0.f;
   LaneBCPieces<in_t, Cfg> bcp;  // the thread's kBCItems 8-token pieces of B / C rows
-  bcp.init(p, b, grp, tid);
+  bcp.init(p, b, s0, grp, tid);
   Raw8<in_t> rdt, ru, rz;                      // the next tile's inputs (and bcp's)
   float Du_cur[8], z_cur[8];                   // the tile's D u, z
   // Whether every input row of this thread starts 16-byte aligned (tiles move by kTT elements, a multiple of 16
@@ -398,7 +275,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   // B / C tiles), the lane's partial y into the buffer's row tid.
   auto recurrence = [&](int64_t t0, const Buf& bf) {
     if (states != nullptr && c2_ok && (t0 & ck_mask) == 0) {
-      float* st = states + ((b * p.dim + c2) * p.states_n_chunks + (t0 >> p.ckpt_log2)) * n + j * Cfg::kS;
+      float* st = states + ((b * p.dim + c2) * p.states_n_chunks + sq.ck_base + (t0 >> p.ckpt_log2)) * n + j * Cfg::kS;
 #pragma unroll
       for (int s = 0; s < Cfg::kS; ++s) st[s] = h[s];
     }
@@ -450,7 +327,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
 #pragma unroll kLaneUnroll
       for (int tq = 0; tq < 32; tq += 4) step(tq);
       if (states != nullptr && c2_ok && ((t0 + 32) & ck_mask) == 0 && t0 + 32 < L) {
-        float* st = states + ((b * p.dim + c2) * p.states_n_chunks + ((t0 + 32) >> p.ckpt_log2)) * n + j * Cfg::kS;
+        float* st = states + ((b * p.dim + c2) * p.states_n_chunks + sq.ck_base + ((t0 + 32) >> p.ckpt_log2)) * n + j * Cfg::kS;
 #pragma unroll
         for (int s = 0; s < Cfg::kS; ++s) st[s] = h[s];
       }
@@ -512,13 +389,13 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
     }
   }
   if (p.last_state && c2_ok) {
-    float* ls = static_cast<float*>(p.last_state) + (b * p.dim + c2) * n + j * Cfg::kS;
+    float* ls = static_cast<float*>(p.last_state) + (sq.slot * p.dim + c2) * n + j * Cfg::kS;
 #pragma unroll
     for (int s = 0; s < Cfg::kS; ++s) ls[s] = h[s];
   }
 }
 
-// Whether the state-lane kernel serves p: n = 16, variable B and C, not packed, checkpoints (if saved) a multiple of
+// Whether the state-lane kernel serves p: n = 16, variable B and C (packed or not), checkpoints (if saved) a multiple of
 // 32 steps apart (it saves them at tile starts, and with 64-token tiles also at token 32), and not turned off
 // (MK_SS_FWD_LANE = 0 at build time, MK_SS_FWD_KERNEL=scan at run time).
 inline bool lane_fwd_applies(const SelectiveScanParams& p) {
@@ -527,7 +404,6 @@ inline bool lane_fwd_applies(const SelectiveScanParams& p) {
     return e != nullptr && std::strcmp(e, "scan") == 0;
   }();
   return MK_SS_FWD_LANE != 0 && !forced_scan && p.dstate == kLaneN && p.is_variable_B && p.is_variable_C &&
-         p.cu_seqlens == nullptr &&
          (p.states == nullptr || p.ckpt_log2 >= 5);
 }
 
@@ -558,10 +434,12 @@ cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
   using Cfg = LaneCfg<kS>;
   using Buf = LaneBuf<kS, kSpec>;
   const int64_t dpg = p.dim / p.n_groups;
-  if (p.batch > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
+  const int64_t walks = p.cu_seqlens ? p.n_seqs : p.batch;  // grid z: batch rows, or packed sequences
+  if (walks > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
+  if (walks == 0) return cudaSuccess;
   const int smem = Buf::kSmemBytes;
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + Cfg::kCh - 1) / Cfg::kCh), unsigned(p.n_groups), unsigned(p.batch));
+  cfg.gridDim = dim3(unsigned((dpg + Cfg::kCh - 1) / Cfg::kCh), unsigned(p.n_groups), unsigned(walks));
   cfg.blockDim = dim3(Buf::kBlockThreads);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;

@@ -70,7 +70,7 @@ def _ckpt_chunk(n: int, backend: str = "triton", var_b: bool = True, var_c: bool
                 varlen: bool = False) -> int:
     """Steps between the states the cuda / triton forwards save for their backward (a power of two).
     cuda: the CUDA backward's time tile, which it restarts from the saved state: 32 where the state-lane backward
-    serves the call (n 16, variable B and C, not packed), else 256 (csrc selective_scan_cuda_ckpt_chunk decides).
+    serves the call (n 16, variable B and C), else 256 (csrc selective_scan_cuda_ckpt_chunk decides).
     triton: its backward's time tile, sized by n."""
     if backend == "cuda":
         return _cuda_ckpt_chunk(n, var_b, var_c, varlen)
@@ -406,7 +406,7 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta
 
 def _cuda_bwd_fits(u, A, B, C, cu_seqlens=None) -> bool:
     """Whether the CUDA backward's shared memory fits u's GPU for this call (the time-parallel kernel with both B and C
-    variable: ~137-155 KB a block, more than an RTX 30xx / 40xx gives; the state-lane kernel, n 16 unpacked: 88 KB;
+    variable: ~137-155 KB a block, more than an RTX 30xx / 40xx gives; the state-lane kernel, n 16: 88 KB;
     csrc selective_scan_bwd_fits)."""
     if not hasattr(torch.ops.mamba_kernels, "_selective_scan_bwd_fits"):
         return True  # an extension built before the check: its backward reports the limit itself

@@ -115,6 +115,15 @@ std::vector<Case> cases() {
   c.dt = Dt::f16;
   c.padded = true;
   add(c);
+  // packed sequences through the state-lane kernels (a block walks one sequence): empty and 1-token sequences, starts
+  // off the 16-byte grid, several 32-token tiles and blocks, checkpoints every 32 steps (and every 256: the lane
+  // forward with the time-parallel backward)
+  add({"lane-ck32-varlen-d40-n16-g2", 1, 40, 100, 16, 2, true, true, true, true, true, true, true, true, {0, 30, 30, 31, 100}, 32});
+  c = {"lane-ck32-varlen-d36-n16-g1-bf16-padded", 1, 36, 200, 16, 1, true, true, true, true, true, true, true, true, {0, 70, 133, 200}, 32};
+  c.dt = Dt::bf16;
+  c.padded = true;
+  add(c);
+  add({"lane-ck256-varlen-d24-n16-g4", 1, 24, 300, 16, 4, true, true, true, true, true, true, false, true, {0, 1, 258, 300}, 256});
   return cs;
 }
 
