@@ -184,7 +184,8 @@ def test_gpu_backward_kernel_no_softplus_no_bias(backend, case, dtype, monkeypat
     ([0, 50, 300], 20, 256, 1),
     ([0, 0, 0], 24, 16, 2),                             # every sequence empty
     ([0, 100, 101, 333], 8200, 16, 2),                  # d >= 8192: the 4-states-a-lane forward, packed
-], ids=["5seq-n16", "chunk-edges-n4", "3seq-n64", "2seq-n256", "all-empty", "3seq-n16-d8200"])
+    ([sum(q % 5 for q in range(i)) for i in range(301)], 40, 16, 2),  # 300 sequences: more than a block's threads
+], ids=["5seq-n16", "chunk-edges-n4", "3seq-n64", "2seq-n256", "all-empty", "3seq-n16-d8200", "300seq-n16"])
 def test_gpu_backward_kernel_varlen(cu, d, n, g, backend, dtype, monkeypatch):
     _skip_unless(backend, "cuda")
     _no_ref_autograd(monkeypatch)

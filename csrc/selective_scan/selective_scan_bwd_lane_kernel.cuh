@@ -102,7 +102,7 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
 
   const bool is_e = int(threadIdx.x) >= BwdLane::kRThreads;
   const int tid = is_e ? int(threadIdx.x) - BwdLane::kRThreads : int(threadIdx.x);
-  const LaneSeq sq(p);
+  const LaneSeq sq(p, reinterpret_cast<int*>(smem));
   const int64_t b = sq.b, grp = blockIdx.y, G = gridDim.y;
   const int64_t dpg = p.dim / G;
   const int64_t cblk = int64_t(blockIdx.x) * kCh;

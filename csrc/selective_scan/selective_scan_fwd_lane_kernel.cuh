@@ -145,7 +145,7 @@ selective_scan_fwd_lane_kernel(const SelectiveScanParams p) {
   // (channel, j) role
   const bool is_e = kSpec && int(threadIdx.x) >= Cfg::kThreads;
   const int tid = is_e ? int(threadIdx.x) - Cfg::kThreads : int(threadIdx.x);
-  const LaneSeq sq(p);
+  const LaneSeq sq(p, reinterpret_cast<int*>(smem));
   const int64_t b = sq.b, grp = blockIdx.y;
   const int64_t dpg = p.dim / gridDim.y;
   const int64_t cbase = grp * dpg, cblk = int64_t(blockIdx.x) * Cfg::kCh;

@@ -87,10 +87,13 @@ __device__ __forceinline__ int clamp_nv(int64_t rem) { return int(rem <= 0 ? 0 :
 // The sequence a block of a state-lane kernel walks: without varlen batch row b = blockIdx.z (tokens 0 .. seqlen);
 // with cu_seqlens (batch 1) packed sequence q = blockIdx.z: tokens s0 .. s0 + len of row 0, initial / last states of
 // slot q, and (when checkpoints are saved) its chunks from ck_base on (the chunks restart at each sequence: the
-// sequences before it take ceil(len / 2^ckpt_log2) each, as in the time-parallel kernels).
+// sequences before it take ceil(len / 2^ckpt_log2) each, as in the time-parallel kernels). Constructed by every thread
+// of the block before the kernel's first use of shared memory, whose first blockDim.x ints it uses as scratch: the block
+// sums ck_base over the earlier sequences together (thread i takes sequences i, i + blockDim.x, ...), so that a pack of
+// thousands of short sequences does not cost each block a walk over all of them.
 struct LaneSeq {
   int64_t b, slot, s0, len, ck_base;
-  __device__ __forceinline__ explicit LaneSeq(const SelectiveScanParams& p) {
+  __device__ __forceinline__ LaneSeq(const SelectiveScanParams& p, int* scratch) {
     const int64_t z = blockIdx.z;
     if (p.cu_seqlens == nullptr) {
       b = slot = z;
@@ -105,7 +108,14 @@ struct LaneSeq {
     ck_base = 0;
     if (p.states != nullptr) {
       const int64_t ck_mask = (int64_t(1) << p.ckpt_log2) - 1;
-      for (int64_t q = 0; q < z; ++q) ck_base += (p.cu_seqlens[q + 1] - p.cu_seqlens[q] + ck_mask) >> p.ckpt_log2;
+      const int nt = int(blockDim.x), t = int(threadIdx.x);
+      int part = 0;  // an int: the chunks of a pack number at most states_n_chunks, far below 2^31
+      for (int64_t q = t; q < z; q += nt) part += int((p.cu_seqlens[q + 1] - p.cu_seqlens[q] + ck_mask) >> p.ckpt_log2);
+      scratch[t] = part;
+      __syncthreads();
+      const int used = z < nt ? int(z) : nt;  // threads past z added nothing
+      for (int i = 0; i < used; ++i) ck_base += scratch[i];
+      __syncthreads();  // the scratch is the kernel's shared memory
     }
   }
 };

@@ -124,6 +124,11 @@ std::vector<Case> cases() {
   c.padded = true;
   add(c);
   add({"lane-ck256-varlen-d24-n16-g4", 1, 24, 300, 16, 4, true, true, true, true, true, true, false, true, {0, 1, 258, 300}, 256});
+  {  // more packed sequences than a block has threads (the block sums the earlier sequences' chunks together)
+    std::vector<int64_t> cu = {0};
+    for (int q = 0; q < 260; ++q) cu.push_back(cu.back() + (q % 2 == 0 ? 0 : q % 4 == 1 ? 1 : 33));
+    add({"lane-ck32-varlen-260seqs-d4-n16-g1", 1, 4, cu.back(), 16, 1, true, true, true, true, true, true, true, true, cu, 32});
+  }
   return cs;
 }
 
