@@ -431,20 +431,8 @@ inline bool bwd_lane_applies(const SelectiveScanParams& p) {
 
 template <typename in_t>
 cudaError_t launch_selective_scan_bwd_lane(const SelectiveScanParams& p, cudaStream_t stream) {
-  const int64_t dpg = p.dim / p.n_groups;
-  const int64_t walks = p.cu_seqlens ? p.n_seqs : p.batch;  // grid z: batch rows, or packed sequences
-  if (walks > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
-  if (walks == 0) return cudaSuccess;
-  constexpr int smem = BwdLane::kSmemBytes;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + BwdLane::kCh - 1) / BwdLane::kCh), unsigned(p.n_groups), unsigned(walks));
-  cfg.blockDim = dim3(BwdLane::kBlockThreads);
-  cfg.dynamicSmemBytes = size_t(smem);
-  cfg.stream = stream;
-  auto kernel = selective_scan_bwd_lane_kernel<in_t>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
-  return e != cudaSuccess ? e : cudaGetLastError();
+  return launch_lane_grid(selective_scan_bwd_lane_kernel<in_t>, p, BwdLane::kCh, BwdLane::kBlockThreads,
+                          BwdLane::kSmemBytes, stream);
 }
 
 }  // namespace ss

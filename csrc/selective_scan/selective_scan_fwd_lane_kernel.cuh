@@ -431,23 +431,8 @@ inline bool lane_spec_taken() {
 
 template <typename in_t, int kS, bool kSpec>
 cudaError_t launch_lane(const SelectiveScanParams& p, cudaStream_t stream) {
-  using Cfg = LaneCfg<kS>;
-  using Buf = LaneBuf<kS, kSpec>;
-  const int64_t dpg = p.dim / p.n_groups;
-  const int64_t walks = p.cu_seqlens ? p.n_seqs : p.batch;  // grid z: batch rows, or packed sequences
-  if (walks > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
-  if (walks == 0) return cudaSuccess;
-  const int smem = Buf::kSmemBytes;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((dpg + Cfg::kCh - 1) / Cfg::kCh), unsigned(p.n_groups), unsigned(walks));
-  cfg.blockDim = dim3(Buf::kBlockThreads);
-  cfg.dynamicSmemBytes = size_t(smem);
-  cfg.stream = stream;
-  auto kernel = selective_scan_fwd_lane_kernel<in_t, kS, kSpec>;
-  cudaError_t e = cudaSuccess;
-  if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
-  return e != cudaSuccess ? e : cudaGetLastError();
+  return launch_lane_grid(selective_scan_fwd_lane_kernel<in_t, kS, kSpec>, p, LaneCfg<kS>::kCh,
+                          LaneBuf<kS, kSpec>::kBlockThreads, LaneBuf<kS, kSpec>::kSmemBytes, stream);
 }
 
 template <typename in_t>

@@ -171,5 +171,24 @@ struct LaneBCPieces {
   }
 };
 
+// Launches a state-lane kernel over (blocks of ch_per_block channels, groups, batch rows or packed sequences).
+template <typename Kernel>
+cudaError_t launch_lane_grid(Kernel kernel, const SelectiveScanParams& p, int ch_per_block, int threads, int smem,
+                             cudaStream_t stream) {
+  const int64_t dpg = p.dim / p.n_groups;
+  const int64_t walks = p.cu_seqlens ? p.n_seqs : p.batch;  // grid z: batch rows, or packed sequences
+  if (walks > 65535 || p.n_groups > 65535) return cudaErrorInvalidConfiguration;
+  if (walks == 0) return cudaSuccess;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned((dpg + ch_per_block - 1) / ch_per_block), unsigned(p.n_groups), unsigned(walks));
+  cfg.blockDim = dim3(unsigned(threads));
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = stream;
+  cudaError_t e = cudaSuccess;
+  if (smem > 48 * 1024) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 }  // namespace ss
 }  // namespace mamba_kernels
