@@ -106,10 +106,10 @@ def test_gpu_opcheck(backend):
     torch.library.opcheck(selective_scan_fwd, (*args, True))  # saving states for the backward
     _, _, states = selective_scan_fwd(*args, True)
     # cuda: one state per 32 steps here (the state-lane backward; 256 elsewhere); triton: per 32
-    n_ck = -(-70 // ss_interface._saved_chunk(backend, t["A"], t["B"], t["C"], None))
+    n_ck = -(-70 // ss_interface._saved_chunk(backend, t["A"], t["B"], t["C"]))
     # (MK_SS_BWD_KERNEL=scan in the environment forces the time-parallel backward: 256 for cuda)
     want = 256 if backend == "cuda" and os.environ.get("MK_SS_BWD_KERNEL") == "scan" else 32
-    assert ss_interface._saved_chunk(backend, t["A"], t["B"], t["C"], None) == want
+    assert ss_interface._saved_chunk(backend, t["A"], t["B"], t["C"]) == want
     assert states.shape == (2, 40, n_ck, 16) and states.dtype == torch.float32
     dout, dlast = torch.randn_like(t["u"]), torch.randn(2, 40, 16, device="cuda")
     torch.library.opcheck(selective_scan_bwd, (*args[:11], dout, dlast, backend, states))

@@ -88,10 +88,10 @@ const char* selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream);
 // Whether CUDA device `device` gives a block the shared memory the backward needs for this call: the time-parallel
 // kernel with both B and C variable ~137-155 KB (H100 / H200 and A100, not RTX 30xx / 40xx's 99 KB); the state-lane
 // kernel (n 16, variable B and C, packed or not) 88 KB.
-bool selective_scan_bwd_fits(int64_t dstate, bool var_b, bool var_c, bool varlen, int device);
+bool selective_scan_bwd_fits(int64_t dstate, bool var_b, bool var_c, int device);
 // Steps between the states a CUDA forward saves for the CUDA backward: 32 where the state-lane backward serves the
 // call (n 16, variable B and C, packed or not: it restarts every 32-step tile from a saved state), else 256 (the
 // time-parallel backward's tile).
-int selective_scan_cuda_ckpt_chunk(int64_t dstate, bool var_b, bool var_c, bool varlen);
+int selective_scan_cuda_ckpt_chunk(int64_t dstate, bool var_b, bool var_c);
 
 }  // namespace mamba_kernels

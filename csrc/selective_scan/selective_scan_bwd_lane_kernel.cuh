@@ -1,7 +1,7 @@
 // Mamba-1 selective scan backward, "state-lane" kernel (CUDA headers only): the fast path for n = 16 with variable B
-// and C (packed sequences too: a block walks one sequence, LaneSeq), and checkpoints every 32 steps (the tile). Included at the end of
-// selective_scan_bwd_kernel.cuh (it uses that file's helpers and the state-lane forward's LaneCfg / Raw8);
-// launch_selective_scan_bwd picks it.
+// and C (packed sequences too: a block walks one sequence, LaneSeq), and checkpoints every 32 steps (the tile).
+// Included at the end of selective_scan_bwd_kernel.cuh (it uses that file's helpers and
+// selective_scan_lane_common.cuh); launch_selective_scan_bwd picks it.
 //
 // Why: the time-parallel backward (selective_scan_bwd_kernel) spends 45.6 instructions a (token, state) (ncu at
 // 96d9c93: two 5-level shuffle scans a state and a 256-token tile, the dB / dC flush through shared memory) and
@@ -64,15 +64,17 @@ struct BwdLane {
   }
 };
 
-// One butterfly level of a reduce-scatter over the lanes `off` apart: keeps v[0..kN) + the partner's v[kN..2kN) when
-// `hi` is false, v[kN..2kN) + the partner's v[0..kN) when true, into v[0..kN).
-template <int kN>
-__device__ __forceinline__ void rs_level_sel(float (&v)[2 * kN], int off, bool hi) {
-#pragma unroll
-  for (int m = 0; m < kN; ++m) {
-    const float send = hi ? v[m] : v[m + kN], keep = hi ? v[m + kN] : v[m];
-    v[m] = keep + __shfl_xor_sync(kFullMask, send, off);
-  }
+// One butterfly level of a reduce-scatter over the lanes `off` apart: lo + the partner's lo when `hi` is false, hi +
+// the partner's hi when true.
+__device__ __forceinline__ float rs_pair(float lo, float hi_v, int off, bool hi) {
+  return (hi ? hi_v : lo) + __shfl_xor_sync(kFullMask, hi ? lo : hi_v, off);
+}
+
+// s[token] (a lane's 4 tokens of a per-(channel, token) sum over its states) summed over the channel's 4 lanes (^1: j
+// bit 0, ^4: j bit 1): the lane keeps token 2 a_hi + c_hi.
+__device__ __forceinline__ float channel_token_sum(const float (&s)[4], bool a_hi, bool c_hi) {
+  const float t0 = rs_pair(s[0], s[2], 1, a_hi), t1 = rs_pair(s[1], s[3], 1, a_hi);  // tokens {0,1} or {2,3}
+  return rs_pair(t0, t1, 4, c_hi);
 }
 
 // v[token][slot] (a lane's 4 tokens x its 4 state slots) summed over the warp's 8 channels (lanes ^16, ^8, ^2) into
@@ -129,7 +131,7 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
     const float Dv = p.D ? static_cast<const float*>(p.D)[c2] : 0.f;
     LaneBCPieces<in_t, Cfg> bcp;
     bcp.init(p, b, s0, grp, tid);
-    bool rows_aligned = bcp.aligned && ((reinterpret_cast<uintptr_t>(dl_row) | reinterpret_cast<uintptr_t>(u_row) |
+    const bool rows_aligned = bcp.aligned && ((reinterpret_cast<uintptr_t>(dl_row) | reinterpret_cast<uintptr_t>(u_row) |
                                          reinterpret_cast<uintptr_t>(do_row) | reinterpret_cast<uintptr_t>(z_row)) & 15) == 0;
     struct Raw {
       Raw8<in_t> dl, u, dout, z;
@@ -376,28 +378,13 @@ selective_scan_bwd_lane_kernel(const SelectiveScanParams p) {
         *reinterpret_cast<float4*>(dbw + row + 4 * g) =
             wc ? make_float4(rc[0], rc[1], rc[2], rc[3]) : make_float4(rb[0], rb[1], rb[2], rb[3]);
       }
-      // y, sum g B, sum A2 w over the channel's 4 lanes (^1, ^4), one token a lane, in place of dt, dt u, dy
-      float v[12] = {ysum[0], ysum[1], ysum[2], ysum[3], sgb[0], sgb[1], sgb[2], sgb[3],
-                     saw[0], saw[1], saw[2], saw[3]};
-      float w6[6] = {v[0], v[1], v[4], v[5], v[8], v[9]};  // tokens {0, 1} of each sum
-      float x6[6] = {v[2], v[3], v[6], v[7], v[10], v[11]};  // tokens {2, 3}
-      float r3[3];
-#pragma unroll
-      for (int m = 0; m < 3; ++m) {
-        float two[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float pr[2] = {w6[2 * m + e], x6[2 * m + e]};
-          rs_level_sel<1>(pr, 1, a_hi);
-          two[e] = pr[0];
-        }
-        rs_level_sel<1>(two, 4, c_hi);
-        r3[m] = two[0];
-      }
+      // y, sum g B, sum A2 w over the channel's 4 lanes, one token a lane, in place of dt, dt u, dy
+      const float ys = channel_token_sum(ysum, a_hi, c_hi), gbs = channel_token_sum(sgb, a_hi, c_hi);
+      const float aws = channel_token_sum(saw, a_hi, c_hi);
       __syncwarp();  // every lane of the channel has read the group's dt / dt u / dy
-      dtr[4 * g + tt] = r3[0];
-      dur[4 * g + tt] = r3[1];
-      dyr[4 * g + tt] = r3[2];
+      dtr[4 * g + tt] = ys;
+      dur[4 * g + tt] = gbs;
+      dyr[4 * g + tt] = aws;
     }
     bar_arrive(BwdLane::kDone + bi);
   }
@@ -421,11 +408,11 @@ inline bool bwd_lane_forced_off() {
   }();
   return MK_SS_BWD_LANE == 0 || off;
 }
-inline bool bwd_lane_shape(int64_t dstate, bool var_b, bool var_c, bool /*varlen: packed calls are served too*/) {
+inline bool bwd_lane_shape(int64_t dstate, bool var_b, bool var_c) {  // packed or not
   return !bwd_lane_forced_off() && dstate == kLaneN && var_b && var_c;
 }
 inline bool bwd_lane_applies(const SelectiveScanParams& p) {
-  return bwd_lane_shape(p.dstate, p.is_variable_B, p.is_variable_C, p.cu_seqlens != nullptr) &&
+  return bwd_lane_shape(p.dstate, p.is_variable_B, p.is_variable_C) &&
          p.ckpt_log2 == BwdLane::kCkptLog2 && device_smem_optin() >= BwdLane::kSmemBytes;
 }
 

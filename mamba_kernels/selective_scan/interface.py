@@ -66,31 +66,24 @@ def _fwd_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, del
     return out.to(u.dtype), last
 
 
-def _ckpt_chunk(n: int, backend: str = "triton", var_b: bool = True, var_c: bool = True,
-                varlen: bool = False) -> int:
-    """Steps between the states the cuda / triton forwards save for their backward (a power of two).
-    cuda: the CUDA backward's time tile, which it restarts from the saved state: 32 where the state-lane backward
-    serves the call (n 16, variable B and C), else 256 (csrc selective_scan_cuda_ckpt_chunk decides).
-    triton: its backward's time tile, sized by n."""
-    if backend == "cuda":
-        return _cuda_ckpt_chunk(n, var_b, var_c, varlen)
+def _ckpt_chunk(n: int) -> int:
+    """Steps between the states the triton forward saves for its backward: its backward's time tile, sized by n."""
     return 16 if n <= 4 else 32 if n <= 32 else 16 if n <= 64 else 8
 
 
 @functools.lru_cache(maxsize=None)
-def _cuda_ckpt_chunk(n: int, var_b: bool, var_c: bool, varlen: bool) -> int:
+def _cuda_ckpt_chunk(n: int, var_b: bool, var_c: bool) -> int:
     import mamba_kernels._cuda  # noqa: F401  (registers the op)
-    return int(torch.ops.mamba_kernels._selective_scan_ckpt_chunk(n, var_b, var_c, varlen))
+    return int(torch.ops.mamba_kernels._selective_scan_ckpt_chunk(n, var_b, var_c))
 
 
-def _cuda_ckpt(A, B, C, cu_seqlens) -> int:
-    # int(): under fake tensors the shape is a SymInt, which the lru_cache below cannot hash
-    return _ckpt_chunk(int(A.shape[1]), "cuda", B.dim() == 4, C.dim() == 4, cu_seqlens is not None)
-
-
-def _saved_chunk(backend, A, B, C, cu_seqlens) -> int:
-    """_ckpt_chunk of the states `backend`'s forward saves for these inputs."""
-    return _cuda_ckpt(A, B, C, cu_seqlens) if backend == "cuda" else _ckpt_chunk(A.shape[1])
+def _saved_chunk(backend, A, B, C) -> int:
+    """Steps between the states `backend`'s forward saves for these inputs (a power of two). cuda: the CUDA
+    backward's time tile, which it restarts from the saved state: 32 where the state-lane backward serves the call
+    (n 16, variable B and C), else 256 (csrc selective_scan_cuda_ckpt_chunk decides); triton: _ckpt_chunk(n)."""
+    if backend == "cuda":  # int(): under fake tensors the shape is a SymInt, which the lru_cache cannot hash
+        return _cuda_ckpt_chunk(int(A.shape[1]), B.dim() == 4, C.dim() == 4)
+    return _ckpt_chunk(A.shape[1])
 
 
 def _n_ckpt(l, nseq: int, chunk: int):
@@ -129,7 +122,7 @@ def _fwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
     f32 = torch.float32
     out = _empty(u.shape, dtype=u.dtype, device=u.device)
     last = _empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=f32, device=u.device)
-    chunk = _cuda_ckpt(A, B, C, cu_seqlens)
+    chunk = _saved_chunk("cuda", A, B, C)
     if save_states:
         states = _empty(_states_shape(u, A, cu_seqlens, chunk), dtype=f32, device=u.device)
     else:
@@ -213,7 +206,7 @@ def _bwd_cuda(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, de
              else torch.empty(0, dtype=f32, device=dev))
     torch.ops.mamba_kernels._selective_scan_bwd_cuda(
         *_cuda_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens), delta_softplus, states,
-        _cuda_ckpt(A, B, C, cu_seqlens), _lastc(dout, ud), None if dlast is None else dlast.to(f32).contiguous(),
+        _saved_chunk("cuda", A, B, C), _lastc(dout, ud), None if dlast is None else dlast.to(f32).contiguous(),
         du, ddelta, dA, dB, dC, dD, dz, dbias, dinit)
     return [du, ddelta, dA, dB, dC, dD, dz, dbias, dinit]
 
@@ -281,7 +274,7 @@ def _saves_states(backend, save_states):
 @selective_scan_fwd.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, backend, save_states=False):
     last = u.new_empty(_n_slots(u, cu_seqlens), u.shape[1], A.shape[1], dtype=_compute_dtype(u))
-    states = u.new_empty(_states_shape(u, A, cu_seqlens, _saved_chunk(backend, A, B, C, cu_seqlens))
+    states = u.new_empty(_states_shape(u, A, cu_seqlens, _saved_chunk(backend, A, B, C))
                          if _saves_states(backend, save_states) else (0,),
                          dtype=torch.float32)
     return torch.empty_like(u), last, states
@@ -404,19 +397,19 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta
                         initial_state=initial_state, cu_seqlens=cu_seqlens)
 
 
-def _cuda_bwd_fits(u, A, B, C, cu_seqlens=None) -> bool:
+def _cuda_bwd_fits(u, A, B, C) -> bool:
     """Whether the CUDA backward's shared memory fits u's GPU for this call (the time-parallel kernel with both B and C
     variable: ~137-155 KB a block, more than an RTX 30xx / 40xx gives; the state-lane kernel, n 16: 88 KB;
     csrc selective_scan_bwd_fits)."""
     if not hasattr(torch.ops.mamba_kernels, "_selective_scan_bwd_fits"):
         return True  # an extension built before the check: its backward reports the limit itself
     dev = u.device.index if u.device.index is not None else torch.cuda.current_device()
-    return _bwd_fits_cached(int(A.shape[1]), B.dim() == 4, C.dim() == 4, cu_seqlens is not None, dev)
+    return _bwd_fits_cached(int(A.shape[1]), B.dim() == 4, C.dim() == 4, dev)
 
 
 @functools.lru_cache(maxsize=None)
-def _bwd_fits_cached(n: int, var_b: bool, var_c: bool, varlen: bool, dev: int) -> bool:
-    return bool(torch.ops.mamba_kernels._selective_scan_bwd_fits(n, var_b, var_c, varlen, dev))
+def _bwd_fits_cached(n: int, var_b: bool, var_c: bool, dev: int) -> bool:
+    return bool(torch.ops.mamba_kernels._selective_scan_bwd_fits(n, var_b, var_c, dev))
 
 
 def _training_fallback() -> str:
@@ -466,7 +459,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
         raise TypeError(f"u: float64 inputs are supported by the ref and cpu backends, not {be!r}")
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
-    if needs_grad and backend is None and be == "cuda" and not _cuda_bwd_fits(u, A, B, C, cu_seqlens):
+    if needs_grad and backend is None and be == "cuda" and not _cuda_bwd_fits(u, A, B, C):
         be = _training_fallback()
     # The cuda / triton backwards restart from states their forward saves: save them when a gradient will be
     # needed.

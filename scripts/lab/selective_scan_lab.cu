@@ -204,7 +204,7 @@ struct Case {
 bool run_case(const char* variant, const Case& cs, int reps) {
   const int64_t b = cs.b, d = cs.d, n = cs.n, L = cs.l, bdl = b * d * L, bnl = b * n * L;
   // the chunk the binding's caller asks for (selective_scan_cuda_ckpt_chunk): 32 where the state-lane backward serves
-  const int ckpt = ss::bwd_lane_shape(n, true, true, false) ? ss::BwdLane::kTT : 256;
+  const int ckpt = ss::bwd_lane_shape(n, true, true) ? ss::BwdLane::kTT : 256;
   int ck_log2 = 0;
   while ((1 << ck_log2) < ckpt) ++ck_log2;
   const int64_t nck = (L + ckpt - 1) / ckpt;
