@@ -106,6 +106,8 @@ ext_modules = [
 
 if want_cuda():
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
+    # kernels with an sm_90a-only variant (wgmma) launch it only when the build holds sm_90a code
+    SM90A_FLAGS = ["-DMK_BUILT_SM90A"] if "9.0a" in os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";") else []
     ext_modules.append(
         CUDAExtension(
             "mamba_kernels._cuda",
@@ -117,7 +119,7 @@ if want_cuda():
                 "nvcc": ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo",
                          "--expt-relaxed-constexpr", "-U__CUDA_NO_HALF_OPERATORS__",
                          "-U__CUDA_NO_HALF_CONVERSIONS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
-                         "-U__CUDA_NO_HALF2_OPERATORS__"],
+                         "-U__CUDA_NO_HALF2_OPERATORS__"] + SM90A_FLAGS,
             },
         )
     )

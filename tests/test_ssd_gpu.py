@@ -239,7 +239,7 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
-                                    "pingpong-noown"])
+                                    "pingpong-noown", "pingpong-wgmma", "pingpong-wgmma-nosplit"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -252,12 +252,17 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     the output stage serving the autograd call too (storing ypre); "pingpong-noypre": MK_SSD_WALK_YPRE=0, the Triton
     scan kernel for the autograd call; "pingpong-nosplit": MK_SSD_WALK_SPLITWAIT=0 (an item starts when its whole
     stage has landed; the default starts on its first cp.async group); "pingpong-noown": MK_SSD_WALK_OWNROWS=0 (F2's z
-    rows with x in the second cp.async group; the default: by the warp that reads them)."""
+    rows with x in the second cp.async group; the default: by the warp that reads them); "pingpong-wgmma(-nosplit)":
+    MK_SSD_WALK_WGMMA=1, the output stage on wgmma (ssd_scan_wg_kernel, sm_90a; the profiler shows it ran)."""
     _skip_unavailable("triton", "cuda")
+    wgmma = "wgmma" in stores
+    if wgmma and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma variant runs on compute capability 9.0 only")
+    monkeypatch.setenv("MK_SSD_WALK_WGMMA", "1" if wgmma else "0")
     monkeypatch.setenv("MK_SSD_WALK_STAGED", "0" if stores == "direct" else "1")
     monkeypatch.setenv("MK_SSD_WALK_PINGPONG", "1" if stores.startswith("pingpong") else "0")
     monkeypatch.setenv("MK_SSD_WALK_YPRE", "0" if stores == "pingpong-noypre" else "1")
-    monkeypatch.setenv("MK_SSD_WALK_SPLITWAIT", "0" if stores == "pingpong-nosplit" else "1")
+    monkeypatch.setenv("MK_SSD_WALK_SPLITWAIT", "0" if stores.endswith("nosplit") else "1")
     monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
@@ -285,7 +290,11 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
         loss = y.float().square().sum() + fin.sum()
         return [y_inf, y] + list(torch.autograd.grad(loss, [inp[k] for k in names]))
     mid = dict(cuda_walk.CALLS)
-    got = run()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        got = run()
+        torch.cuda.synchronize()
+    ran_wg = any("ssd_scan_wg_kernel" in e.name for e in prof.events())
+    assert ran_wg == wgmma, f"ssd_scan_wg_kernel ran: {ran_wg}, asked for: {wgmma}"
     # the output stage serves both forwards (with autograd storing ypre; with MK_SSD_WALK_YPRE=0 the Triton scan
     # runs that one), the state stage both forwards
     done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + (1 if stores == "pingpong-noypre" else 2),

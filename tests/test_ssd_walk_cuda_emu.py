@@ -41,7 +41,11 @@ CASES = {
     "scan-b1-l257-h3-g3-D-ypre-5ctas": ("scan", 1, 257, 3, 3, None, 1, 5, False, True),
     "scan-b1-l300-h5-g1-D-z-2ctas": ("scan", 1, 300, 5, 1, None, 1, 2, True, False),
     "dx-b1-l300-h5-g1-Dhp-2ctas": ("dx", 1, 300, 5, 1, None, 2, 2, False, False),
+    # decays ten times slower (SLOW_DECAY): the C h_in^T term of a chunk's last rows stays large next to the causal
+    # sum (with the others' decays exp(a_t) is ~1e-5 there, below the tolerance)
+    "scan-b1-l256-h6-g1-D-z-slowdecay": ("scan", 1, 256, 6, 1, None, 1, 2, True, False),
 }
+SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay"}
 # How the stage stores and walks: "direct" (MK_SSD_WALK_STAGED=0: 4-byte stores from the fragments; one team of 8
 # warps a CTA, MK_SSD_WALK_PINGPONG=0), "staged" (through the warps' staging rows; one team), "pingpong" (the default:
 # staged, two teams of 8 warps a CTA taking alternate items, walk_items_pingpong; the cases hold odd segments of a
@@ -49,8 +53,11 @@ CASES = {
 # cp.async group and waits for the rest after its first phase; F2's z rows come by the warp that reads them: the
 # emulation's copies are synchronous, so it checks the rows each warp copies, not that the reader is the copier, which
 # the GPU tests do), "nosplit" (pingpong with MK_SSD_WALK_SPLITWAIT=0: an item starts when its whole stage has
-# landed), "noown" (pingpong with MK_SSD_WALK_OWNROWS=0: z with x in the second group).
+# landed), "noown" (pingpong with MK_SSD_WALK_OWNROWS=0: z with x in the second group). F2 only: "wgmma" (pingpong
+# with MK_SSD_WALK_WGMMA=1: ssd_scan_wg_kernel, the swizzled tiles read through the emulated wgmma's descriptors) and
+# "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0).
 WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong", "nosplit", "noown")]
+WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan" for walk in ("wgmma", "wgmma-nosplit")]
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +149,7 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
     pn = r(nk, h, P, N, scale=0.5)  # dS (dx stage) or h_in (scan stage)
     cb = r(nk, g, Q, Q, scale=0.3).to(F64)
     dtp = (torch.rand(b, h, l, generator=gen, dtype=F64) * 0.5 + 0.01).float()
-    steps = -(torch.rand(b, h, l, generator=gen, dtype=F64) * 0.2)
+    steps = -(torch.rand(b, h, l, generator=gen, dtype=F64) * (0.02 if case in SLOW_DECAY else 0.2))
     a = torch.zeros(b, h, l, dtype=F64)
     for k, row, t0, ln in slots:  # the in-chunk decay cumsum
         if ln > 0:
@@ -169,13 +176,17 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
         arrays["tab"] = torch.tensor([[t0, ln] for _, _, t0, ln in slots], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    two_teams = walk in ("pingpong", "nosplit", "noown")
+    two_teams = walk in ("pingpong", "nosplit", "noown", "wgmma", "wgmma-nosplit")
     env = {**os.environ, "MK_SSD_WALK_STAGED": "0" if walk == "direct" else "1",
-           "MK_SSD_WALK_PINGPONG": "1" if two_teams else "0", "MK_SSD_WALK_SPLITWAIT": "0" if walk == "nosplit" else "1",
-           "MK_SSD_WALK_OWNROWS": "0" if walk == "noown" else "1"}
+           "MK_SSD_WALK_PINGPONG": "1" if two_teams else "0",
+           "MK_SSD_WALK_SPLITWAIT": "0" if walk.endswith("nosplit") else "1",
+           "MK_SSD_WALK_OWNROWS": "0" if walk == "noown" else "1",
+           "MK_SSD_WALK_WGMMA": "1" if walk.startswith("wgmma") else "0"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran
+    # the wgmma variant ran (its emulated products counted) exactly when asked for
+    assert ("wgmma 0" in res.stdout) != walk.startswith("wgmma"), res.stdout
     f64 = {k: t.to(F64) for k, t in dict(x=x, dy=dy, z=z, rows=rows, cb=cb, dtp=dtp, a=a, pn=pn).items()}
     D64 = None if D is None else D.to(F64)
     # outputs carry the bf16 rounding of the decay-weighted C B^T operand and of the bf16 store (measured ~2e-3

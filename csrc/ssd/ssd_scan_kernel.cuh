@@ -1,5 +1,5 @@
 // The forward output stage (F2) of the chunked SSD's Triton pipeline as a persistent head-walk CUDA kernel (sm_80+,
-// mma.sync, bf16; no torch). Semantics and layouts: SsdScanParams in ssd.h; the walk, the work split and why:
+// mma.sync, bf16; no torch; ssd_scan_wg_kernel: the same on wgmma, sm_90a). Semantics and layouts: SsdScanParams in ssd.h; the walk, the work split and why:
 // ssd_walk.cuh. The Triton twin is _ssd_chunk_scan_kernel (mamba_kernels/ssd/_triton_fwd.py). Stage tiles: x, z,
 // h_in; resident: C B^T, C.
 //
@@ -25,15 +25,68 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
   return ssd_cuda::pack_bf16(lo, hi);
 }
 
+// The x pair (t, c), (t, c + 1) of the stage's x tile: padded rows, or (kSwzX) the wgmma variant's swizzled rows.
+template <typename E, bool kSwzX>
+__device__ __forceinline__ uint32_t x_pair(const E* xs, int t, int c) {
+  if constexpr (kSwzX) return *reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(xs) + sw128_offset(t, 2 * c));
+  else return *reinterpret_cast<const uint32_t*>(xs + t * kLdP + c);
+}
+
+// A warp's epilogue for its 16 rows t0 .. t0 + 15 (acc: y without D x, in the accumulator order): y += D x; ypre = y;
+// out = y silu(z) (rows >= ln: computed on the zero rows, not stored).
+template <typename E, bool kSwzX>
+__device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item& it, const float (&acc)[8][4],
+                                              const E* xs, const Stage<E>& st, int t0, int lane, E* sw) {
+  const E* zs = st.tile1();
+  const float* Ds = st.D();
+  const int ln = it.ln, g = lane >> 2, q = lane & 3, tA = t0 + g;
+  const int64_t hp = p.w.nheads * kP, base = (it.tok0 * p.w.nheads + it.hh) * kP;
+  uint32_t yv[2][8], ov[2][8];
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int t = tA + 8 * hf;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = 8 * j + 2 * q;
+      float x0, x1;
+      unpack_bf16x2(x_pair<E, kSwzX>(xs, t, c), x0, x1);
+      float y0 = acc[j][2 * hf] + Ds[c] * x0, y1 = acc[j][2 * hf + 1] + Ds[c + 1] * x1;
+      yv[hf][j] = ssd_cuda::pack_bf16(y0, y1);
+      if (p.z != nullptr) {
+        float z0, z1;
+        unpack_bf16x2(*reinterpret_cast<const uint32_t*>(zs + t * kLdP + c), z0, z1);
+        y0 *= __fdividef(z0, 1.f + __expf(-z0));
+        y1 *= __fdividef(z1, 1.f + __expf(-z1));
+      }
+      ov[hf][j] = ssd_cuda::pack_bf16(y0, y1);
+    }
+  }
+  E* const outg = static_cast<E*>(p.out) + base + t0 * hp;
+  E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
+  if (p.w.staged_stores) {
+    if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
+    store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
+    return;
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int r = g + 8 * hf;
+    if (t0 + r >= ln) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (ypreg != nullptr) *reinterpret_cast<uint32_t*>(ypreg + r * hp + 8 * j + 2 * q) = yv[hf][j];
+      *reinterpret_cast<uint32_t*>(outg + r * hp + 8 * j + 2 * q) = ov[hf][j];
+    }
+  }
+}
+
 template <typename E, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
   const E* xs = st.tile0();
-  const E* zs = st.tile1();
   const float* as = st.a();
   const float* dts = st.dt();
-  const float* Ds = st.D();
   const int ln = it.ln;
   const int tb = warp_row_block(warp), t0 = 16 * tb;
   if (t0 >= ln) {  // no valid target row in this warp's block
@@ -78,45 +131,81 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     a_times_tile<E>(acc, af, xs, t0, lane);
   }
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  // epilogue: y += D x; ypre = y; out = y silu(z) (rows >= ln: computed on the zero rows, not stored)
-  const int64_t hp = p.w.nheads * kP, base = (it.tok0 * p.w.nheads + it.hh) * kP;
-  uint32_t yv[2][8], ov[2][8];
+  scan_epilogue<E, false>(p, it, acc, xs, st, t0, lane, sw);
+}
+
+// The item on wgmma (sm_90a; the swizzled layouts of run_walk's kSwz): warpgroup wg of the team (warps 4 wg .. 4 wg +
+// 3) owns the 64 rows of blocks 0-3 (wg 0) or 7, 6, 5, 4 (wg 1: warp_row_block, so that each scheduler's two warps of
+// a team meet 9 causal blocks, as in scan_item). Phase 1: acc = C h_in^T over n, 8 k16 steps with A (the C rows) and B
+// (the (p, n) tile) from shared memory, asynchronously; meanwhile each warp builds its A fragments of the causal
+// product, with exact weights cb(t, s) exp(a_t - a_s) dt'_s = cb(t, s) v_t u_s dt'_s (v_t = exp(a_t - a_m), u_s =
+// exp(a_m - a_s), a_m at the warp's first row: both <= 1 for decaying a) for earlier blocks, the masked exact form on
+// the diagonal, zeros after it. Phase 2: acc rows *= exp(a_t), then acc += A x over the warpgroup's causal source
+// blocks (4 or 8 k16 steps, B = the swizzled x tile, MN-major). Why: scan_item's mma.sync products and their ldmatrix
+// loads of the (p, n) and x tiles take ~37% of F2's issue slots and stall on the MIO queue (ncu, session 22); here the
+// tensor work runs beside the fragment building and costs 12-16 wgmma a warp.
+template <typename E, typename WaitRest, typename WaitOwn>
+__device__ __forceinline__ void scan_item_wg(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
+                                             const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
+                                             const WaitOwn& wait_own) {
+  const E* xs = st.tile0();
+  const float* as = st.a();
+  const float* dts = st.dt();
+  const int ln = it.ln, wg = warp >> 2;
+  const int tb = warp_row_block(warp), t0 = 16 * tb;
+  const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
+  const int tA = t0 + g, tB = tA + 8;
+  const char* const csb = reinterpret_cast<const char*>(cs) + 8192 * wg;  // the warpgroup's 64 rows of each n block
+  const char* const pnb = reinterpret_cast<const char*>(st.pn());
+  float acc[8][4];
+  wgmma_fence();
 #pragma unroll
-  for (int hf = 0; hf < 2; ++hf) {
-    const int t = tA + 8 * hf;
+  for (int kk = 0; kk < kN / 16; ++kk) {
+    const int off = (kk >> 2) * 16384 + (kk & 3) * 32;  // rows: 16 KB n blocks; (p, n) tile: 8 KB n blocks
+    const WgDesc a = wg_desc_sw128(csb + off), b = wg_desc_sw128(pnb + (kk >> 2) * 8192 + (kk & 3) * 32);
+    if (kk == 0) wgmma_ss_m64n64k16_bf16<false>(acc, a, b);
+    else wgmma_ss_m64n64k16_bf16<true>(acc, a, b);
+  }
+  wgmma_commit();
+  const float a_m = as[t0], a_tA = as[tA], a_tB = as[tB];
+  const float vA = tA < ln ? __expf(a_tA - a_m) : 0.f, vB = tB < ln ? __expf(a_tB - a_m) : 0.f;
+  uint32_t cf[8][4];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int c = 8 * j + 2 * q;
-      float x0, x1;
-      unpack_bf16x2(*reinterpret_cast<const uint32_t*>(xs + t * kLdP + c), x0, x1);
-      float y0 = acc[j][2 * hf] + Ds[c] * x0, y1 = acc[j][2 * hf + 1] + Ds[c + 1] * x1;
-      yv[hf][j] = ssd_cuda::pack_bf16(y0, y1);
-      if (p.z != nullptr) {
-        float z0, z1;
-        unpack_bf16x2(*reinterpret_cast<const uint32_t*>(zs + t * kLdP + c), z0, z1);
-        y0 *= __fdividef(z0, 1.f + __expf(-z0));
-        y1 *= __fdividef(z1, 1.f + __expf(-z1));
-      }
-      ov[hf][j] = ssd_cuda::pack_bf16(y0, y1);
+  for (int sb = 0; sb < 8; ++sb) {
+    if (sb > tb) {
+      cf[sb][0] = cf[sb][1] = cf[sb][2] = cf[sb][3] = 0u;
+      continue;
+    }
+    uint32_t r[4];
+    ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
+    const int s = 16 * sb + 2 * q;
+    if (sb < tb) {
+      const float u0 = __expf(a_m - as[s]) * dts[s], u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
+      const float u8 = __expf(a_m - as[s + 8]) * dts[s + 8], u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
+      cf[sb][0] = scale_pair(r[0], vA * u0, vA * u1);
+      cf[sb][1] = scale_pair(r[1], vB * u0, vB * u1);
+      cf[sb][2] = scale_pair(r[2], vA * u8, vA * u9);
+      cf[sb][3] = scale_pair(r[3], vB * u8, vB * u9);
+    } else {  // diagonal block: exact, masked decays
+      const float as0 = as[s], as1 = as[s + 1], as8 = as[s + 8], as9 = as[s + 9];
+      const float d0 = dts[s], d1 = dts[s + 1], d8 = dts[s + 8], d9 = dts[s + 9];
+      cf[sb][0] = causal_pair(r[0], tA, s, a_tA, as0, as1, d0, d1, ln);
+      cf[sb][1] = causal_pair(r[1], tB, s, a_tB, as0, as1, d0, d1, ln);
+      cf[sb][2] = causal_pair(r[2], tA, s + 8, a_tA, as8, as9, d8, d9, ln);
+      cf[sb][3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
     }
   }
-  E* const outg = static_cast<E*>(p.out) + base + t0 * hp;
-  E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
-  if (p.w.staged_stores) {
-    if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
-    store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
-    return;
-  }
+  wait_rest();  // x (and z unless the warp loads its own z rows)
+  wgmma_wait<0>();
+  scale_acc_rows(acc, tA < ln ? __expf(a_tA) : 0.f, tB < ln ? __expf(a_tB) : 0.f);
+  wgmma_fence();
+  const char* const xsb = reinterpret_cast<const char*>(xs);
 #pragma unroll
-  for (int hf = 0; hf < 2; ++hf) {
-    const int r = g + 8 * hf;
-    if (t0 + r >= ln) continue;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      if (ypreg != nullptr) *reinterpret_cast<uint32_t*>(ypreg + r * hp + 8 * j + 2 * q) = yv[hf][j];
-      *reinterpret_cast<uint32_t*>(outg + r * hp + 8 * j + 2 * q) = ov[hf][j];
-    }
-  }
+  for (int sb = 0; sb < 8; ++sb) wgmma_rs_m64n64k16_bf16<true, true>(acc, cf[sb], wg_desc_sw128(xsb + 2048 * sb));
+  wgmma_commit();
+  wgmma_wait<0>();
+  wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
+  scan_epilogue<E, true>(p, it, acc, xs, st, t0, lane, sw);
 }
 
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
@@ -127,6 +216,20 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
                           const auto& wait_rest, const auto& wait_own) {
                         scan_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                       });
+}
+
+// The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there).
+template <typename E>
+__global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdScanParams p) {
+#if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
+  run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
+                       [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
+                           const auto& wait_rest, const auto& wait_own) {
+                         scan_item_wg<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                       });
+#else
+  __trap();
+#endif
 }
 
 }  // namespace ssd_walk

@@ -1,7 +1,9 @@
 // CUDA dispatch of the SSD head-walk stages (ssd_dx_kernel.cuh, ssd_scan_kernel.cuh) and the forward state stage
 // (ssd_state_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128, chunk 128) and launches
 // them for bf16 inputs.
+#include <cstddef>
 #include <cstdlib>
+#include <type_traits>
 
 #include "common/smem_optin.h"
 #include "ssd/ssd_dx_kernel.cuh"
@@ -42,14 +44,32 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_OWNROWS (on): with the split wait, F2's z rows come by the warp that reads them, in a third cp.async
 //     group that only that warp waits for (SsdWalkParams::own_rows). H200, shape 1 (428e5ba, twice each): F2 267.4 /
 //     267.8 us against 270.8 / 269.0; with ypre 295.3 against 295.7.
+//   MK_SSD_WALK_WGMMA (off): F2 on wgmma (ssd_scan_wg_kernel) where it can run: two teams, a build with sm_90a code
+//     (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a) and a compute capability 9.0 device.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
 }
 
-// F2 / B2 (the walk kernel K, one or two teams) with the switches applied.
-template <typename P, typename K1, typename K2>
-const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream) {
+#if defined(MK_BUILT_SM90A) || defined(MK_CUDA_EMU)
+constexpr bool kBuiltSm90a = true;
+#else
+constexpr bool kBuiltSm90a = false;
+#endif
+
+// Whether the current device runs sm_90a code (compute capability 9.0) and the build has it.
+bool device_runs_sm90a() {
+  int dev = 0, major = 0, minor = 0;
+  if (!kBuiltSm90a || cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;
+}
+
+// F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW, nullptr for none) with the switches applied.
+template <typename P, typename K1, typename K2, typename KW = std::nullptr_t>
+const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma = nullptr) {
   if (const char* e = check_walk(p.w)) return e;
   P q = p;
   q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
@@ -57,9 +77,15 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   q.w.split_wait = env_switch("MK_SSD_WALK_SPLITWAIT", true);
   q.w.own_rows = env_switch("MK_SSD_WALK_OWNROWS", true);
   const auto s = static_cast<cudaStream_t>(stream);
-  const cudaError_t e = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2)
-                            ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s)
-                            : ssd_walk::launch_walk<1>(one_team, q, q.w, s);
+  const bool pingpong = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2);
+  cudaError_t e;
+  if constexpr (!std::is_same_v<KW, std::nullptr_t>) {
+    if (pingpong && env_switch("MK_SSD_WALK_WGMMA", false) && device_runs_sm90a()) {
+      e = ssd_walk::launch_walk<2>(two_teams_wgmma, q, q.w, s);
+      return e == cudaSuccess ? nullptr : launch_error_string(e);
+    }
+  }
+  e = pingpong ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s) : ssd_walk::launch_walk<1>(one_team, q, q.w, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
@@ -115,8 +141,8 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
-  return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>,
-                           ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>, stream);
+  return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
+                           stream, ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16>);
 }
 
 }  // namespace mamba_kernels

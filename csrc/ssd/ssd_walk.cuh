@@ -16,6 +16,7 @@
 #pragma once
 #include "common/named_barrier.h"
 #include "common/smem_optin.h"
+#include "common/wgmma.h"
 #include "ssd/ssd.h"
 #include "ssd/ssd_mma.cuh"
 
@@ -29,8 +30,10 @@ constexpr int kWarps = 8, kThreads = 32 * kWarps;
 constexpr int kLdQ = kQ + 8, kLdN = kN + 8, kLdP = kP + 8;
 constexpr int kCbBytes = kQ * kLdQ * 2, kRowsBytes = kQ * kLdN * 2;  // resident: C B^T, B or C rows
 constexpr int kTileBytes = kQ * kLdP * 2, kPnBytes = kP * kLdN * 2;
-constexpr int kStageBytes = 2 * kTileBytes + kPnBytes + (2 * kQ + kP) * 4;  // 2 tiles, (p, n) tile, a, dt', D
-constexpr int kSmemBytes = kCbBytes + kRowsBytes + 2 * kStageBytes;       // 176 KB: one CTA an SM
+// 2 tiles, (p, n) tile, a, dt', D; a multiple of 1 KB, so that every tile starts 1024-byte aligned (the swizzled
+// layouts of the wgmma variant, kSwz below)
+constexpr int kStageBytes = (2 * kTileBytes + kPnBytes + (2 * kQ + kP) * 4 + 1023) / 1024 * 1024;
+constexpr int kSmemBytes = kCbBytes + kRowsBytes + 2 * kStageBytes;       // 178 KB: one CTA an SM
 constexpr int kStagingBytes = kWarps * 16 * kLdP * 2;                    // a warp's 16 output staging rows (18 KB)
 
 // A stage's parts: tiles t0 / t1 (Q x p), the (p, n) tile, a / dt' / D rows.
@@ -119,7 +122,10 @@ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
 // (SsdWalkParams::split_wait) the copies form three cp.async groups, the first two committed here, the third by the
 // caller: (1) the (p, n) tile, a / dt' / D, and t1 when t1_group is 1; (2) t0, and t1 when t1_group is 2; (3) t1 when
 // t1_group is 3, each warp copying the rows of its own row block (warp_row_block), which only it reads.
-template <typename E>
+// kSwz (the wgmma variant of F2): t0 and the (p, n) tile are written 128-byte-swizzled for wgmma's B operand: t0
+// MN-major (token row r, 16-byte chunk c at sw128_offset(r, 16 c)), the (p, n) tile K-major in two 64-wide n blocks
+// of 8 KB (row p, n chunk c at (c / 8) 8192 + sw128_offset(p, 16 (c % 8))); t1 keeps the padded rows.
+template <typename E, bool kSwz = false>
 __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& it, char* st, const void* t0,
                                            const void* t1, const void* pn, int tid, bool split, int t1_group) {
   E* spn = reinterpret_cast<E*>(st + 2 * kTileBytes);
@@ -129,7 +135,12 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
   const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
   const int r1 = tid >> 4, c1 = (tid & 15) * 8;
 #pragma unroll
-  for (int u = 0; u < 4; ++u) cp_async16(spn + (r1 + 16 * u) * kLdN + c1, gpn + (r1 + 16 * u) * kN + c1);
+  for (int u = 0; u < 4; ++u) {
+    const int r = r1 + 16 * u;
+    E* d = kSwz ? reinterpret_cast<E*>(reinterpret_cast<char*>(spn) + (c1 / 64) * 8192 + sw128_offset(r, 2 * (c1 % 64)))
+                : spn + r * kLdN + c1;
+    cp_async16(d, gpn + r * kN + c1);
+  }
   const int r = tid % kQ;
   float* dst = as + tid;  // a in as[0 .. Q), dt' in as[Q .. 2Q)
   if (r < it.ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + it.ab + r); else *dst = 0.f;
@@ -137,24 +148,26 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
     if (p.D == nullptr) as[2 * kQ + tid] = 0.f;
     else cp_async4(as + 2 * kQ + tid, p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh));
   }
-  // rows r0 + rstep u (u < 4) of a tile, 16-byte column chunk c0
-  const auto copy_rows = [&](E* s, const void* t, int r0, int rstep, int c0) {
+  // rows r0 + rstep u (u < 4) of a tile, the 16-byte chunk at column c0; swz: the swizzled layout
+  const auto copy_rows = [&](E* s, const void* t, int r0, int rstep, int c0, bool swz) {
     const E* g = static_cast<const E*>(t) + base;
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const int rr = r0 + rstep * u;
       const bool ok = rr < it.ln;
-      cp_async16_zfill(s + rr * kLdP + c0, g + (ok ? rr * hp + c0 : 0), ok);
+      E* d = swz ? reinterpret_cast<E*>(reinterpret_cast<char*>(s) + sw128_offset(rr, 2 * c0)) : s + rr * kLdP + c0;
+      cp_async16_zfill(d, g + (ok ? rr * hp + c0 : 0), ok);
     }
   };
   E* s1 = reinterpret_cast<E*>(st + kTileBytes);
   const int tg = split ? t1_group : 2;
-  if (tg == 1 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8);
+  if (tg == 1 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8, false);
   if (split) cp_async_commit();
-  copy_rows(reinterpret_cast<E*>(st), t0, tid >> 3, 32, (tid & 7) * 8);
-  if (tg == 2 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8);
+  copy_rows(reinterpret_cast<E*>(st), t0, tid >> 3, 32, (tid & 7) * 8, kSwz);
+  if (tg == 2 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8, false);
   if (split) cp_async_commit();
-  if (tg == 3 && t1 != nullptr) copy_rows(s1, t1, 16 * warp_row_block(tid >> 5) + ((tid & 31) >> 3), 4, (tid & 7) * 8);
+  if (tg == 3 && t1 != nullptr)
+    copy_rows(s1, t1, 16 * warp_row_block(tid >> 5) + ((tid & 31) >> 3), 4, (tid & 7) * 8, false);
 }
 
 // L2 prefetch of what load_stage copies for item `it` (tiles t0 / t1: a 128-byte line a row; the (p, n) tile: 128
@@ -172,8 +185,15 @@ __device__ __forceinline__ void prefetch_stage(const SsdWalkParams& p, const Ite
 }
 
 // The chunk's C B^T and B or C rows of the item's group, rows >= ln zero (they meet zero weights or no store; C B^T's
-// upper triangle is read but masked).
-template <typename E>
+// upper triangle is read but masked). kSwz (the wgmma variant of F2): the rows are wgmma's K-major A operand,
+// 128-byte-swizzled in two 64-wide n blocks of 16 KB, token t at row swz_row(t) (row blocks 4..7 reversed, so that
+// warp w of a warpgroup finds the rows of its warp_row_block), n chunk c at (c / 8) 16384 + sw128_offset(row, 16 (c %
+// 8)).
+__device__ __forceinline__ int swz_row(int t) {
+  const int b = t >> 4;
+  return 16 * (b < 4 ? b : 11 - b) + (t & 15);
+}
+template <typename E, bool kSwz = false>
 __device__ __forceinline__ void load_resident(const SsdWalkParams& p, const Item& it, E* cbs, E* rs, int tid) {
   const E* cbg = static_cast<const E*>(p.cb) + (it.k * p.ngroups + it.grp) * int64_t(kQ * kQ);
   const E* rg = static_cast<const E*>(p.rows) + (it.tok0 * p.ngroups + it.grp) * kN;
@@ -183,7 +203,10 @@ __device__ __forceinline__ void load_resident(const SsdWalkParams& p, const Item
     const int r = r0 + 16 * u;
     const bool ok = r < it.ln;
     cp_async16_zfill(cbs + r * kLdQ + c0, cbg + (ok ? r * kQ + c0 : 0), ok);
-    cp_async16_zfill(rs + r * kLdN + c0, rg + (ok ? r * gn + c0 : 0), ok);
+    E* d = kSwz ? reinterpret_cast<E*>(reinterpret_cast<char*>(rs) + (c0 / 64) * 16384 +
+                                       sw128_offset(swz_row(r), 2 * (c0 % 64)))
+                : rs + r * kLdN + c0;
+    cp_async16_zfill(d, rg + (ok ? r * gn + c0 : 0), ok);
   }
 }
 
@@ -332,7 +355,9 @@ __device__ __forceinline__ void team_barrier(int team) { named_bar_sync<kThreads
 // when the first has landed: compute's wait_rest() (called by every thread of the team once per item) waits for the
 // second, wait_own() (each warp, once per item, after wait_rest) for the third. smem: kSmemBytes (the two stages are
 // the teams') + 2 kStagingBytes.
-template <typename E, typename Load, typename Compute, typename Prefetch>
+// kSwz: the resident rows are written swizzled (load_resident), and every thread fences its landed copies into the
+// async proxy before the barrier that hands them to the team (wgmma reads the stage's t0 / (p, n) tiles and the rows).
+template <typename E, bool kSwz, typename Load, typename Compute, typename Prefetch>
 __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute,
                                                     Prefetch prefetch) {
   E* cbs = reinterpret_cast<E*>(smem);
@@ -342,9 +367,13 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
   const int64_t total = p.n_slots * p.nheads, hpg = p.nheads / p.ngroups;
   const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
   const bool split = p.split_wait;
+  const auto landed = [] {  // this thread's waited-for copies, for wgmma too
+    if constexpr (kSwz) fence_proxy_async();
+  };
   const auto wait_rest = [&] {  // load_stage's group 2, visible to the team
     if (split) {
       cp_async_wait<1>();
+      landed();
       team_barrier(team);
     }
   };
@@ -357,7 +386,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
   for (int64_t s0 = i0; s0 < i1;) {
     const int64_t s1 = (s0 / hpg + 1) * hpg < i1 ? (s0 / hpg + 1) * hpg : i1;  // this (chunk, group)'s items
     __syncthreads();  // both teams are done with the previous segment's resident tiles
-    if (team == 0) load_resident<E>(p, item_of(p, s0), cbs, rs, tid);
+    if (team == 0) load_resident<E, kSwz>(p, item_of(p, s0), cbs, rs, tid);
     int64_t it = s0 + team;
     Item cur{};
     if (it < s1) {
@@ -367,6 +396,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
     }
     cp_async_commit();
     if (split && it < s1) cp_async_wait<2>(); else cp_async_wait<0>();
+    landed();
     __syncthreads();  // the resident tiles (team 0's copies) and each team's first stage (group) have landed
     while (it < s1) {
       if (cur.ln > 0) {
@@ -383,13 +413,15 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
       cp_async_commit();
       if (split) cp_async_wait<2>(); else cp_async_wait<0>();
+      landed();
       team_barrier(team);
     }
     s0 = s1;
   }
 }
 
-extern __shared__ float4 ssd_walk_smem[];  // the walk kernels' dynamic shared memory (kSmemBytes + kStagingBytes)
+// the walk kernels' dynamic shared memory (kSmemBytes + kStagingBytes); 1024-byte aligned for the swizzled tiles
+extern __shared__ __align__(1024) float4 ssd_walk_smem[];
 
 // Warp `warp`'s staging rows (after the walk's kSmemBytes).
 template <typename E>
@@ -403,19 +435,23 @@ __device__ __forceinline__ E* warp_staging(int warp) {
 // its team (its row block) and sw its own staging rows; it reads only pn, a / dt' / D (and t1 in group 1) before
 // calling wait_rest(), which every thread of the team calls once (early-returning warps too), and t1 in group 3 only
 // after wait_own() (every warp, once, after wait_rest).
-template <typename E, int kTeams, typename ItemFn>
+// kSwz (two teams only): the swizzled layouts of the wgmma variant (load_stage, load_resident).
+template <typename E, int kTeams, bool kSwz = false, typename ItemFn>
 __device__ __forceinline__ void run_walk(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
                                          int t1_group, ItemFn item) {
+  static_assert(!kSwz || kTeams == 2, "the swizzled layouts are walked by two teams");
   const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
   E* const sw = warp_staging<E>(tid >> 5);
   char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
   const bool split = kTeams == 2 && w.split_wait;
-  const auto load = [&](const Item& it, char* st) { load_stage<E>(w, it, st, t0, t1, pn, ttid, split, t1_group); };
+  const auto load = [&](const Item& it, char* st) {
+    load_stage<E, kSwz>(w, it, st, t0, t1, pn, ttid, split, t1_group);
+  };
   const auto compute = [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, const auto& wait_rest,
                            const auto& wait_own) { item(it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own); };
   const auto prefetch = [&](const Item& it) { prefetch_stage<E>(w, it, t0, t1, pn, ttid); };
   if constexpr (kTeams == 1) walk_items<E>(w, smem, load, compute);
-  else walk_items_pingpong<E>(w, smem, load, compute, prefetch);
+  else walk_items_pingpong<E, kSwz>(w, smem, load, compute, prefetch);
 }
 
 // Dynamic shared memory of a walk kernel with `teams` teams of 8 warps (1: walk_items, 2: walk_items_pingpong).

@@ -34,6 +34,7 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__
+#define __align__(n) __attribute__((aligned(n)))
 
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
@@ -77,7 +78,11 @@ inline const char* cudaGetErrorString(cudaError_t e) {
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 typedef struct CUstream_st* cudaStream_t;
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+enum cudaDeviceAttr {
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97
+};
 enum cudaLaunchAttributeID { cudaLaunchAttributeClusterDimension = 4 };
 union cudaLaunchAttributeValue {
   struct {
@@ -293,8 +298,8 @@ inline cudaError_t cudaGetDevice(int* d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int) {
-  if (attr == cudaDevAttrComputeCapabilityMajor) {
-    *v = 9;  // H100/H200: thread-block clusters
+  if (attr == cudaDevAttrComputeCapabilityMajor || attr == cudaDevAttrComputeCapabilityMinor) {
+    *v = attr == cudaDevAttrComputeCapabilityMajor ? 9 : 0;  // H100/H200: thread-block clusters, wgmma
     return cudaSuccess;
   }
   if (attr != cudaDevAttrMaxSharedMemoryPerBlockOptin) return cudaErrorInvalidValue;

@@ -23,7 +23,8 @@
 
 namespace mamba_kernels {
 namespace ssd_walk {
-alignas(16) float4 ssd_walk_smem[232448 / sizeof(float4)];  // the kernels' extern __shared__ (H100 opt-in maximum)
+// the kernels' extern __shared__ (H100 opt-in maximum), 1024-byte aligned as on the GPU (the swizzled tiles)
+alignas(1024) float4 ssd_walk_smem[232448 / sizeof(float4)];
 }  // namespace ssd_walk
 }  // namespace mamba_kernels
 
@@ -39,7 +40,8 @@ int report(const char* err) {
     std::printf("launch error: %s\n", err);
     return 1;
   }
-  std::printf("launches %lld threads %u\n", static_cast<long long>(cuda_emu::launches), blockDim.x);
+  std::printf("launches %lld threads %u wgmma %lld\n", static_cast<long long>(cuda_emu::launches), blockDim.x,
+              wgmma_emu::calls);
   return 0;
 }
 
