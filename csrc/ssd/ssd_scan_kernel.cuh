@@ -25,16 +25,9 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
   return ssd_cuda::pack_bf16(lo, hi);
 }
 
-// The x pair (t, c), (t, c + 1) of the stage's x tile: padded rows, or (kSwzX) the wgmma variant's swizzled rows.
-template <typename E, bool kSwzX>
-__device__ __forceinline__ uint32_t x_pair(const E* xs, int t, int c) {
-  if constexpr (kSwzX) return *reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(xs) + sw128_offset(t, 2 * c));
-  else return *reinterpret_cast<const uint32_t*>(xs + t * kLdP + c);
-}
-
 // A warp's epilogue for its 16 rows t0 .. t0 + 15 (acc: y without D x, in the accumulator order): y += D x; ypre = y;
 // out = y silu(z) (rows >= ln: computed on the zero rows, not stored).
-template <typename E, bool kSwzX>
+template <typename E>
 __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item& it, const float (&acc)[8][4],
                                               const E* xs, const Stage<E>& st, int t0, int lane, E* sw) {
   const E* zs = st.tile1();
@@ -49,7 +42,7 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
     for (int j = 0; j < 8; ++j) {
       const int c = 8 * j + 2 * q;
       float x0, x1;
-      unpack_bf16x2(x_pair<E, kSwzX>(xs, t, c), x0, x1);
+      unpack_bf16x2(*reinterpret_cast<const uint32_t*>(xs + t * kLdP + c), x0, x1);
       float y0 = acc[j][2 * hf] + Ds[c] * x0, y1 = acc[j][2 * hf + 1] + Ds[c + 1] * x1;
       yv[hf][j] = ssd_cuda::pack_bf16(y0, y1);
       if (p.z != nullptr) {
@@ -80,27 +73,15 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
   }
 }
 
-template <typename E, typename WaitRest, typename WaitOwn>
-__device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
-                                          const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
-                                          const WaitOwn& wait_own) {
-  const E* xs = st.tile0();
-  const float* as = st.a();
-  const float* dts = st.dt();
-  const int ln = it.ln;
-  const int tb = warp_row_block(warp), t0 = 16 * tb;
-  if (t0 >= ln) {  // no valid target row in this warp's block
-    wait_rest();
-    wait_own();
-    return;
-  }
+// acc (16 x 64, C h_in^T of the warp's rows t0 .. t0 + 15 over n, unscaled) becomes y without D x: acc exp(a_t) plus
+// the causal sum over the chunk's earlier blocks (u-weighted, then v-scaled; see the header) and the diagonal block.
+template <typename E>
+__device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, const E* xs, const float* as,
+                                            const float* dts, int t0, int tb, int ln, int lane) {
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
   const int tA = t0 + g, tB = tA + 8;
   const float a_m = as[t0];
-  float acc[8][4];
-  rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
   scale_acc(acc, __expf(a_m));
-  wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   // earlier source blocks: A(t, s) = cb(t, s) u_s dt'_s (matrices (t 0-7 / 8-15) x (s 0-7 / 8-15), t fastest)
   for (int sb = 0; sb < tb; ++sb) {
     uint32_t r[4];
@@ -130,20 +111,37 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
     a_times_tile<E>(acc, af, xs, t0, lane);
   }
-  wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E, false>(p, it, acc, xs, st, t0, lane, sw);
 }
 
-// The item on wgmma (sm_90a; the swizzled layouts of run_walk's kSwz): warpgroup wg of the team (warps 4 wg .. 4 wg +
-// 3) owns the 64 rows of blocks 0-3 (wg 0) or 7, 6, 5, 4 (wg 1: warp_row_block, so that each scheduler's two warps of
-// a team meet 9 causal blocks, as in scan_item). Phase 1: acc = C h_in^T over n, 8 k16 steps with A (the C rows) and B
-// (the (p, n) tile) from shared memory, asynchronously; meanwhile each warp builds its A fragments of the causal
-// product, with exact weights cb(t, s) exp(a_t - a_s) dt'_s = cb(t, s) v_t u_s dt'_s (v_t = exp(a_t - a_m), u_s =
-// exp(a_m - a_s), a_m at the warp's first row: both <= 1 for decaying a) for earlier blocks, the masked exact form on
-// the diagonal, zeros after it. Phase 2: acc rows *= exp(a_t), then acc += A x over the warpgroup's causal source
-// blocks (4 or 8 k16 steps, B = the swizzled x tile, MN-major). Why: scan_item's mma.sync products and their ldmatrix
-// loads of the (p, n) and x tiles take ~37% of F2's issue slots and stall on the MIO queue (ncu, session 22); here the
-// tensor work runs beside the fragment building and costs 12-16 wgmma a warp.
+template <typename E, typename WaitRest, typename WaitOwn>
+__device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
+                                          const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
+                                          const WaitOwn& wait_own) {
+  const E* xs = st.tile0();
+  const float* as = st.a();
+  const float* dts = st.dt();
+  const int ln = it.ln;
+  const int tb = warp_row_block(warp), t0 = 16 * tb;
+  if (t0 >= ln) {  // no valid target row in this warp's block
+    wait_rest();
+    wait_own();
+    return;
+  }
+  float acc[8][4];
+  rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
+  wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
+  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
+  wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
+  scan_epilogue<E>(p, it, acc, xs, st, t0, lane, sw);
+}
+
+// The item with C h_in^T on wgmma (sm_90a; the swizzled layouts of run_walk's kSwz): the warpgroup's 64 rows of C
+// (warp w of the team owns the rows of warp_row_block(w), as in scan_item) times the (p, n) tile, 8 k16 steps with A
+// and B from shared memory, issued when the item starts (its team barrier has the warps together anyway) and waited
+// for after the stage's x rows; the causal product and the epilogue as in scan_item (mma.sync, each warp on its own).
+// Why: C h_in^T by mma.sync costs each warp 40 ldmatrix and 64 mma an item and stalls on the MIO queue (12% of F2's
+// samples, ncu session 22). Doing the causal product on wgmma as well (A fragments from registers) was slower, 317 us
+// against 270 at shape 1 (session 26): its four warps then wait for each other's fragments at every k16 step.
 template <typename E, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item_wg(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                              const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
@@ -153,8 +151,6 @@ __device__ __forceinline__ void scan_item_wg(const SsdScanParams& p, const Item&
   const float* dts = st.dt();
   const int ln = it.ln, wg = warp >> 2;
   const int tb = warp_row_block(warp), t0 = 16 * tb;
-  const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
-  const int tA = t0 + g, tB = tA + 8;
   const char* const csb = reinterpret_cast<const char*>(cs) + 8192 * wg;  // the warpgroup's 64 rows of each n block
   const char* const pnb = reinterpret_cast<const char*>(st.pn());
   float acc[8][4];
@@ -167,45 +163,15 @@ __device__ __forceinline__ void scan_item_wg(const SsdScanParams& p, const Item&
     else wgmma_ss_m64n64k16_bf16<true>(acc, a, b);
   }
   wgmma_commit();
-  const float a_m = as[t0], a_tA = as[tA], a_tB = as[tB];
-  const float vA = tA < ln ? __expf(a_tA - a_m) : 0.f, vB = tB < ln ? __expf(a_tB - a_m) : 0.f;
-  uint32_t cf[8][4];
-#pragma unroll
-  for (int sb = 0; sb < 8; ++sb) {
-    if (sb > tb) {
-      cf[sb][0] = cf[sb][1] = cf[sb][2] = cf[sb][3] = 0u;
-      continue;
-    }
-    uint32_t r[4];
-    ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
-    const int s = 16 * sb + 2 * q;
-    if (sb < tb) {
-      const float u0 = __expf(a_m - as[s]) * dts[s], u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
-      const float u8 = __expf(a_m - as[s + 8]) * dts[s + 8], u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
-      cf[sb][0] = scale_pair(r[0], vA * u0, vA * u1);
-      cf[sb][1] = scale_pair(r[1], vB * u0, vB * u1);
-      cf[sb][2] = scale_pair(r[2], vA * u8, vA * u9);
-      cf[sb][3] = scale_pair(r[3], vB * u8, vB * u9);
-    } else {  // diagonal block: exact, masked decays
-      const float as0 = as[s], as1 = as[s + 1], as8 = as[s + 8], as9 = as[s + 9];
-      const float d0 = dts[s], d1 = dts[s + 1], d8 = dts[s + 8], d9 = dts[s + 9];
-      cf[sb][0] = causal_pair(r[0], tA, s, a_tA, as0, as1, d0, d1, ln);
-      cf[sb][1] = causal_pair(r[1], tB, s, a_tB, as0, as1, d0, d1, ln);
-      cf[sb][2] = causal_pair(r[2], tA, s + 8, a_tA, as8, as9, d8, d9, ln);
-      cf[sb][3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
-    }
-  }
   wait_rest();  // x (and z unless the warp loads its own z rows)
   wgmma_wait<0>();
-  scale_acc_rows(acc, tA < ln ? __expf(a_tA) : 0.f, tB < ln ? __expf(a_tB) : 0.f);
-  wgmma_fence();
-  const char* const xsb = reinterpret_cast<const char*>(xs);
-#pragma unroll
-  for (int sb = 0; sb < 8; ++sb) wgmma_rs_m64n64k16_bf16<true, true>(acc, cf[sb], wg_desc_sw128(xsb + 2048 * sb));
-  wgmma_commit();
-  wgmma_wait<0>();
+  if (t0 >= ln) {  // no valid target row in this warp's block (after the warpgroup's products)
+    wait_own();
+    return;
+  }
+  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E, true>(p, it, acc, xs, st, t0, lane, sw);
+  scan_epilogue<E>(p, it, acc, xs, st, t0, lane, sw);
 }
 
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.

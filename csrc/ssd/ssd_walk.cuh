@@ -122,9 +122,8 @@ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
 // (SsdWalkParams::split_wait) the copies form three cp.async groups, the first two committed here, the third by the
 // caller: (1) the (p, n) tile, a / dt' / D, and t1 when t1_group is 1; (2) t0, and t1 when t1_group is 2; (3) t1 when
 // t1_group is 3, each warp copying the rows of its own row block (warp_row_block), which only it reads.
-// kSwz (the wgmma variant of F2): t0 and the (p, n) tile are written 128-byte-swizzled for wgmma's B operand: t0
-// MN-major (token row r, 16-byte chunk c at sw128_offset(r, 16 c)), the (p, n) tile K-major in two 64-wide n blocks
-// of 8 KB (row p, n chunk c at (c / 8) 8192 + sw128_offset(p, 16 (c % 8))); t1 keeps the padded rows.
+// kSwz (the wgmma variant of F2): the (p, n) tile is written 128-byte-swizzled for wgmma's B operand, K-major in two
+// 64-wide n blocks of 8 KB (row p, n chunk c at (c / 8) 8192 + sw128_offset(p, 16 (c % 8))).
 template <typename E, bool kSwz = false>
 __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& it, char* st, const void* t0,
                                            const void* t1, const void* pn, int tid, bool split, int t1_group) {
@@ -148,26 +147,24 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
     if (p.D == nullptr) as[2 * kQ + tid] = 0.f;
     else cp_async4(as + 2 * kQ + tid, p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh));
   }
-  // rows r0 + rstep u (u < 4) of a tile, the 16-byte chunk at column c0; swz: the swizzled layout
-  const auto copy_rows = [&](E* s, const void* t, int r0, int rstep, int c0, bool swz) {
+  // rows r0 + rstep u (u < 4) of a tile, 16-byte column chunk c0
+  const auto copy_rows = [&](E* s, const void* t, int r0, int rstep, int c0) {
     const E* g = static_cast<const E*>(t) + base;
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const int rr = r0 + rstep * u;
       const bool ok = rr < it.ln;
-      E* d = swz ? reinterpret_cast<E*>(reinterpret_cast<char*>(s) + sw128_offset(rr, 2 * c0)) : s + rr * kLdP + c0;
-      cp_async16_zfill(d, g + (ok ? rr * hp + c0 : 0), ok);
+      cp_async16_zfill(s + rr * kLdP + c0, g + (ok ? rr * hp + c0 : 0), ok);
     }
   };
   E* s1 = reinterpret_cast<E*>(st + kTileBytes);
   const int tg = split ? t1_group : 2;
-  if (tg == 1 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8, false);
+  if (tg == 1 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8);
   if (split) cp_async_commit();
-  copy_rows(reinterpret_cast<E*>(st), t0, tid >> 3, 32, (tid & 7) * 8, kSwz);
-  if (tg == 2 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8, false);
+  copy_rows(reinterpret_cast<E*>(st), t0, tid >> 3, 32, (tid & 7) * 8);
+  if (tg == 2 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8);
   if (split) cp_async_commit();
-  if (tg == 3 && t1 != nullptr)
-    copy_rows(s1, t1, 16 * warp_row_block(tid >> 5) + ((tid & 31) >> 3), 4, (tid & 7) * 8, false);
+  if (tg == 3 && t1 != nullptr) copy_rows(s1, t1, 16 * warp_row_block(tid >> 5) + ((tid & 31) >> 3), 4, (tid & 7) * 8);
 }
 
 // L2 prefetch of what load_stage copies for item `it` (tiles t0 / t1: a 128-byte line a row; the (p, n) tile: 128
@@ -355,8 +352,8 @@ __device__ __forceinline__ void team_barrier(int team) { named_bar_sync<kThreads
 // when the first has landed: compute's wait_rest() (called by every thread of the team once per item) waits for the
 // second, wait_own() (each warp, once per item, after wait_rest) for the third. smem: kSmemBytes (the two stages are
 // the teams') + 2 kStagingBytes.
-// kSwz: the resident rows are written swizzled (load_resident), and every thread fences its landed copies into the
-// async proxy before the barrier that hands them to the team (wgmma reads the stage's t0 / (p, n) tiles and the rows).
+// kSwz: the resident rows and the (p, n) tiles are written swizzled (load_resident, load_stage), and every thread
+// fences its landed copies into the async proxy before the barrier that hands them to the team (wgmma reads them).
 template <typename E, bool kSwz, typename Load, typename Compute, typename Prefetch>
 __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute,
                                                     Prefetch prefetch) {
