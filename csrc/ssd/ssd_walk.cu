@@ -44,8 +44,10 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_OWNROWS (on): with the split wait, F2's z rows come by the warp that reads them, in a third cp.async
 //     group that only that warp waits for (SsdWalkParams::own_rows). H200, shape 1 (428e5ba, twice each): F2 267.4 /
 //     267.8 us against 270.8 / 269.0; with ypre 295.3 against 295.7.
-//   MK_SSD_WALK_WGMMA (off): F2 on wgmma (ssd_scan_wg_kernel) where it can run: two teams, a build with sm_90a code
-//     (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a) and a compute capability 9.0 device.
+//   MK_SSD_WALK_WGMMA (on): F2's C h_in^T on wgmma (ssd_scan_wg_kernel) where it can run: two teams, a build with
+//     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
+//     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
+//     against 294.0.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -80,7 +82,7 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   const bool pingpong = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2);
   cudaError_t e;
   if constexpr (!std::is_same_v<KW, std::nullptr_t>) {
-    if (pingpong && env_switch("MK_SSD_WALK_WGMMA", false) && device_runs_sm90a()) {
+    if (pingpong && env_switch("MK_SSD_WALK_WGMMA", true) && device_runs_sm90a()) {
       e = ssd_walk::launch_walk<2>(two_teams_wgmma, q, q.w, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
