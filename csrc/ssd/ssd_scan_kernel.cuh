@@ -159,8 +159,8 @@ __device__ __forceinline__ void scan_item_wg(const SsdScanParams& p, const Item&
   for (int kk = 0; kk < kN / 16; ++kk) {
     const int off = (kk >> 2) * 16384 + (kk & 3) * 32;  // rows: 16 KB n blocks; (p, n) tile: 8 KB n blocks
     const WgDesc a = wg_desc_sw128(csb + off), b = wg_desc_sw128(pnb + (kk >> 2) * 8192 + (kk & 3) * 32);
-    if (kk == 0) wgmma_ss_m64n64k16_bf16<false>(acc, a, b);
-    else wgmma_ss_m64n64k16_bf16<true>(acc, a, b);
+    if (kk == 0) wgmma_ss_bf16<false, false, false>(acc, a, b);
+    else wgmma_ss_bf16<true, false, false>(acc, a, b);
   }
   wgmma_commit();
   wait_rest();  // x (and z unless the warp loads its own z rows)
