@@ -388,15 +388,16 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
 
   if (nck > 0) state_load_wg<E, W>(p, c, 0, smem, tid);
   cp_async_commit();
-  if (nck > 1) state_load_wg<E, W>(p, c, 1, smem + state_wg_stage_bytes(W), tid);
-  cp_async_commit();
-  cp_async_wait<1>();
-  __syncthreads();  // chunk 0's a / dt' rows, copied by other threads
-  if (nck > 0) state_scale_wg<E, W>(c, smem, c.len < kQ ? c.len : kQ, tid);
-  __syncthreads();
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * state_wg_stage_bytes(W);
+    // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
+    if (k + 1 < nck) state_load_wg<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_wg_stage_bytes(W), tid);
+    cp_async_commit();
+    cp_async_wait<1>();  // everything but the copies just issued
+    __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
+    state_scale_wg<E, W>(c, st, ln, tid);
+    __syncthreads();
     // h_in of chunk k = S (bf16, staged as (p, n) rows), then S *= exp(a_L)
 #pragma unroll
     for (int i = 0; i < W; ++i) {
@@ -434,16 +435,8 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
         dst[1] = src[1];
       }
     }
-    if (k + 1 < nck) {  // the next chunk's x tiles scaled while the products run
-      cp_async_wait<0>();
-      __syncthreads();  // its a / dt' rows, copied by other threads
-      const int ln1 = c.len - (k + 1) * kQ < kQ ? c.len - (k + 1) * kQ : kQ;
-      state_scale_wg<E, W>(c, smem + ((k + 1) & 1) * state_wg_stage_bytes(W), ln1, tid);
-    }
     wgmma_wait<0>();
-    __syncthreads();  // stage k's last readers (every warpgroup's products) are done; chunk k + 1 is scaled
-    if (k + 2 < nck) state_load_wg<E, W>(p, c, k + 2, st, tid);
-    cp_async_commit();
+    __syncthreads();  // stage k's last readers (every warpgroup's products) are done: the next iteration loads into it
   }
   cp_async_wait<0>();
   // the final state (fp32)
