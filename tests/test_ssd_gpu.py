@@ -253,12 +253,14 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     scan kernel for the autograd call; "pingpong-nosplit": MK_SSD_WALK_SPLITWAIT=0 (an item starts when its whole
     stage has landed; the default starts on its first cp.async group); "pingpong-noown": MK_SSD_WALK_OWNROWS=0 (F2's z
     rows with x in the second cp.async group; the default: by the warp that reads them); "pingpong-wgmma(-nosplit)":
-    MK_SSD_WALK_WGMMA=1, the output stage on wgmma (ssd_scan_wg_kernel, sm_90a; the profiler shows it ran)."""
+    MK_SSD_WALK_WGMMA=1 and MK_SSD_DX_WGMMA=1, both stages' (p, n) products on wgmma (ssd_scan_wg_kernel,
+    ssd_dx_wg_kernel, sm_90a; the profiler shows they ran; the other variants set both switches to 0)."""
     _skip_unavailable("triton", "cuda")
     wgmma = "wgmma" in stores
     if wgmma and torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the wgmma variant runs on compute capability 9.0 only")
     monkeypatch.setenv("MK_SSD_WALK_WGMMA", "1" if wgmma else "0")
+    monkeypatch.setenv("MK_SSD_DX_WGMMA", "1" if wgmma else "0")
     monkeypatch.setenv("MK_SSD_WALK_STAGED", "0" if stores == "direct" else "1")
     monkeypatch.setenv("MK_SSD_WALK_PINGPONG", "1" if stores.startswith("pingpong") else "0")
     monkeypatch.setenv("MK_SSD_WALK_YPRE", "0" if stores == "pingpong-noypre" else "1")
@@ -293,8 +295,9 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         got = run()
         torch.cuda.synchronize()
-    ran_wg = any("ssd_scan_wg_kernel" in e.name for e in prof.events())
-    assert ran_wg == wgmma, f"ssd_scan_wg_kernel ran: {ran_wg}, asked for: {wgmma}"
+    for kernel in ("ssd_scan_wg_kernel", "ssd_dx_wg_kernel"):
+        ran_wg = any(kernel in e.name for e in prof.events())
+        assert ran_wg == wgmma, f"{kernel} ran: {ran_wg}, asked for: {wgmma}"
     # the output stage serves both forwards (with autograd storing ypre; with MK_SSD_WALK_YPRE=0 the Triton scan
     # runs that one), the state stage both forwards
     done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + (1 if stores == "pingpong-noypre" else 2),
@@ -333,19 +336,14 @@ def _walk_calls(cuda_walk):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma"])
+@pytest.mark.parametrize("skew", ["0", "1"], ids=["noskew", "skew"])
 @pytest.mark.parametrize("case", ["b2-l300-h16-g1", "b3-l1000-h80-g1-init", "varlen-h24-g3-init"])
-def test_gpu_cuda_state_stage(case, variant, monkeypatch):
+def test_gpu_cuda_state_stage(case, skew, monkeypatch):
     """The forward's CUDA state stage (cuda_walk.state, csrc/ssd/ssd_state_kernel.cuh) against a float64 evaluation of
     its formula on the same dt' / a: every chunk-entry state (bf16; the stage's slots of no chunk keep their poison)
-    and the final states (fp32). b3 h80 g1: 480 (head, p half) walks, several a CTA. variant: MK_SSD_STATE_SKEW on /
-    off, or MK_SSD_STATE_WGMMA=1 (ssd_state_wg_kernel, sm_90a; the profiler shows it ran)."""
+    and the final states (fp32). b3 h80 g1: 480 (head, p half) walks, several a CTA. skew: MK_SSD_STATE_SKEW."""
     _skip_unavailable("triton", "cuda")
-    wgmma = variant == "wgmma"
-    if wgmma and torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("the wgmma variant runs on compute capability 9.0 only")
-    monkeypatch.setenv("MK_SSD_STATE_SKEW", "1" if variant == "skew" else "0")
-    monkeypatch.setenv("MK_SSD_STATE_WGMMA", "1" if wgmma else "0")
+    monkeypatch.setenv("MK_SSD_STATE_SKEW", skew)
     from mamba_kernels.ssd import cuda_walk
     from mamba_kernels.ssd import triton as tri
     b, l, h, g, init = {"b2-l300-h16-g1": (2, 300, 16, 1, False), "b3-l1000-h80-g1-init": (3, 1000, 80, 1, True),
@@ -361,11 +359,8 @@ def test_gpu_cuda_state_stage(case, variant, monkeypatch):
     states_in = torch.full((lay.nk, h, 64, 128), float("nan"), device=dev, dtype=torch.bfloat16)
     final = torch.full((lay.nseq, h, 64, 128), float("nan"), device=dev, dtype=torch.float32)
     init_t = inp.get("initial_states") if init else None
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        cuda_walk.state(x, B, dtp, a, init_t, lay, tri._num_sms(dev), states_in, final)
-        torch.cuda.synchronize()
-    ran_wg = any("ssd_state_wg_kernel" in e.name for e in prof.events())
-    assert ran_wg == wgmma, f"ssd_state_wg_kernel ran: {ran_wg}, asked for: {wgmma}"
+    cuda_walk.state(x, B, dtp, a, init_t, lay, tri._num_sms(dev), states_in, final)
+    torch.cuda.synchronize()
     spans = [(r, 0, l) for r in range(b)] if cu is None else [(0, cu[i], cu[i + 1]) for i in range(len(cu) - 1)]
     X, Bd, dt64, a64 = x.double(), B.double(), dtp.double(), a.double()
     exp_in = torch.full(states_in.shape, float("nan"), dtype=torch.float64)

@@ -56,7 +56,6 @@ __device__ __forceinline__ WgDesc wg_desc(const void* p) {
   return WgDesc{static_cast<const unsigned char*>(p), kRowBytes};
 #endif
 }
-__device__ __forceinline__ WgDesc wg_desc_sw128(const void* p) { return wg_desc<128>(p); }
 
 // Makes this thread's generic-proxy shared-memory writes (stores, cp.async once waited for) visible to wgmma's reads;
 // then a barrier hands them to the warpgroup.

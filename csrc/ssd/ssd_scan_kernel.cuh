@@ -149,20 +149,10 @@ __device__ __forceinline__ void scan_item_wg(const SsdScanParams& p, const Item&
   const E* xs = st.tile0();
   const float* as = st.a();
   const float* dts = st.dt();
-  const int ln = it.ln, wg = warp >> 2;
+  const int ln = it.ln;
   const int tb = warp_row_block(warp), t0 = 16 * tb;
-  const char* const csb = reinterpret_cast<const char*>(cs) + 8192 * wg;  // the warpgroup's 64 rows of each n block
-  const char* const pnb = reinterpret_cast<const char*>(st.pn());
   float acc[8][4];
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < kN / 16; ++kk) {
-    const int off = (kk >> 2) * 16384 + (kk & 3) * 32;  // rows: 16 KB n blocks; (p, n) tile: 8 KB n blocks
-    const WgDesc a = wg_desc_sw128(csb + off), b = wg_desc_sw128(pnb + (kk >> 2) * 8192 + (kk & 3) * 32);
-    if (kk == 0) wgmma_ss_bf16<false, false, false>(acc, a, b);
-    else wgmma_ss_bf16<true, false, false>(acc, a, b);
-  }
-  wgmma_commit();
+  rows_times_pn_wgmma<E>(acc, cs, st.pn(), warp);
   wait_rest();  // x (and z unless the warp loads its own z rows)
   wgmma_wait<0>();
   if (t0 >= ln) {  // no valid target row in this warp's block (after the warpgroup's products)

@@ -1,9 +1,7 @@
 // CUDA dispatch of the SSD head-walk stages (ssd_dx_kernel.cuh, ssd_scan_kernel.cuh) and the forward state stage
 // (ssd_state_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128, chunk 128) and launches
 // them for bf16 inputs.
-#include <cstddef>
 #include <cstdlib>
-#include <type_traits>
 
 #include "common/smem_optin.h"
 #include "ssd/ssd_dx_kernel.cuh"
@@ -44,11 +42,11 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_OWNROWS (on): with the split wait, F2's z rows come by the warp that reads them, in a third cp.async
 //     group that only that warp waits for (SsdWalkParams::own_rows). H200, shape 1 (428e5ba, twice each): F2 267.4 /
 //     267.8 us against 270.8 / 269.0; with ypre 295.3 against 295.7.
-//   MK_SSD_STATE_WGMMA (off): F1 on wgmma (ssd_state_wg_kernel), where F2's wgmma variant can run (sm_90a).
 //   MK_SSD_WALK_WGMMA (on): F2's C h_in^T on wgmma (ssd_scan_wg_kernel) where it can run: two teams, a build with
 //     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
 //     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
 //     against 294.0.
+//   MK_SSD_DX_WGMMA (on): B2's B dS^T on wgmma (ssd_dx_wg_kernel), where F2's wgmma variant can run.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -70,14 +68,11 @@ bool device_runs_sm90a() {
   return major == 9 && minor == 0;
 }
 
-// Whether F1 runs ssd_state_wg_kernel (MK_SSD_STATE_WGMMA) on this device, whose blocks may opt into `optin` bytes.
-bool state_wgmma(int64_t optin) {
-  return env_switch("MK_SSD_STATE_WGMMA", false) && device_runs_sm90a() && ssd_walk::state_wg_smem_bytes(1) <= optin;
-}
-
-// F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW, nullptr for none) with the switches applied.
-template <typename P, typename K1, typename K2, typename KW = std::nullptr_t>
-const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma = nullptr) {
+// F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW where the switch wgmma_switch (default on)
+// and the device allow it) with the switches applied.
+template <typename P, typename K1, typename K2, typename KW>
+const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma,
+                              const char* wgmma_switch) {
   if (const char* e = check_walk(p.w)) return e;
   P q = p;
   q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
@@ -87,11 +82,9 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   const auto s = static_cast<cudaStream_t>(stream);
   const bool pingpong = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2);
   cudaError_t e;
-  if constexpr (!std::is_same_v<KW, std::nullptr_t>) {
-    if (pingpong && env_switch("MK_SSD_WALK_WGMMA", true) && device_runs_sm90a()) {
-      e = ssd_walk::launch_walk<2>(two_teams_wgmma, q, q.w, s);
-      return e == cudaSuccess ? nullptr : launch_error_string(e);
-    }
+  if (pingpong && env_switch(wgmma_switch, true) && device_runs_sm90a()) {
+    e = ssd_walk::launch_walk<2>(two_teams_wgmma, q, q.w, s);
+    return e == cudaSuccess ? nullptr : launch_error_string(e);
   }
   e = pingpong ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s) : ssd_walk::launch_walk<1>(one_team, q, q.w, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
@@ -106,16 +99,6 @@ cudaError_t launch_state_w(const SsdStateParams& p, int walks, cudaStream_t s) {
     case 4: return ssd_walk::launch_state<4, kSkew>(p, s);
     case 5: return ssd_walk::launch_state<5, kSkew>(p, s);
     default: return ssd_walk::launch_state<6, kSkew>(p, s);
-  }
-}
-
-cudaError_t launch_state_wg_w(const SsdStateParams& p, int walks, cudaStream_t s) {
-  switch (walks) {
-    case 1: return ssd_walk::launch_state_wg<1>(p, s);
-    case 2: return ssd_walk::launch_state_wg<2>(p, s);
-    case 3: return ssd_walk::launch_state_wg<3>(p, s);
-    case 4: return ssd_walk::launch_state_wg<4>(p, s);
-    default: return ssd_walk::launch_state_wg<5>(p, s);
   }
 }
 
@@ -147,11 +130,6 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  if (state_wgmma(optin)) {
-    const int walks = ssd_walk::state_walks_per_cta(p, optin, true);
-    const cudaError_t e = launch_state_wg_w(p, walks, s);
-    return e == cudaSuccess ? nullptr : launch_error_string(e);
-  }
   const int walks = ssd_walk::state_walks_per_cta(p, optin);
   const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin);
   const cudaError_t e = skew ? launch_state_w<true>(p, walks, s) : launch_state_w<false>(p, walks, s);
@@ -160,12 +138,12 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
 
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_dx_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_dx_kernel<__nv_bfloat16, 2>,
-                           stream);
+                           stream, ssd_walk::ssd_dx_wg_kernel<__nv_bfloat16>, "MK_SSD_DX_WGMMA");
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
-                           stream, ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16>);
+                           stream, ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16>, "MK_SSD_WALK_WGMMA");
 }
 
 }  // namespace mamba_kernels
