@@ -53,12 +53,11 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay"}
 # cp.async group and waits for the rest after its first phase; F2's z rows come by the warp that reads them: the
 # emulation's copies are synchronous, so it checks the rows each warp copies, not that the reader is the copier, which
 # the GPU tests do), "nosplit" (pingpong with MK_SSD_WALK_SPLITWAIT=0: an item starts when its whole stage has
-# landed), "noown" (pingpong with MK_SSD_WALK_OWNROWS=0: z with x in the second group), "wgmma" (pingpong with
-# MK_SSD_WALK_WGMMA=1 / MK_SSD_DX_WGMMA=1: ssd_scan_wg_kernel / ssd_dx_wg_kernel, the swizzled tiles read through the
-# emulated wgmma's descriptors; the other walks set both to 0) and "wgmma-nosplit" (the same with
-# MK_SSD_WALK_SPLITWAIT=0).
-WALKS = [(case, walk) for case in CASES
-         for walk in ("direct", "staged", "pingpong", "nosplit", "noown", "wgmma", "wgmma-nosplit")]
+# landed), "noown" (pingpong with MK_SSD_WALK_OWNROWS=0: z with x in the second group). F2 only: "wgmma" (pingpong
+# with MK_SSD_WALK_WGMMA=1: ssd_scan_wg_kernel, the swizzled tiles read through the emulated wgmma's descriptors; the
+# other walks set it to 0) and "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0).
+WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong", "nosplit", "noown")]
+WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan" for walk in ("wgmma", "wgmma-nosplit")]
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +181,7 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
            "MK_SSD_WALK_PINGPONG": "1" if two_teams else "0",
            "MK_SSD_WALK_SPLITWAIT": "0" if walk.endswith("nosplit") else "1",
            "MK_SSD_WALK_OWNROWS": "0" if walk == "noown" else "1",
-           "MK_SSD_WALK_WGMMA": "1" if walk.startswith("wgmma") else "0",
-           "MK_SSD_DX_WGMMA": "1" if walk.startswith("wgmma") else "0"}
+           "MK_SSD_WALK_WGMMA": "1" if walk.startswith("wgmma") else "0"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran

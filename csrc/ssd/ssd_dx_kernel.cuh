@@ -1,5 +1,5 @@
 // The dx stage (B2) of the chunked SSD's Triton backward as a persistent head-walk CUDA kernel (sm_80+, mma.sync,
-// bf16; no torch; ssd_dx_wg_kernel: B dS^T on wgmma, sm_90a). Semantics and layouts: SsdDxParams in ssd.h; the walk, the work split and why: ssd_walk.cuh. The
+// bf16; no torch). Semantics and layouts: SsdDxParams in ssd.h; the walk, the work split and why: ssd_walk.cuh. The
 // Triton twin is _ssd_bwd_dx_kernel (mamba_kernels/ssd/_triton_bwd.py) with DA_OUT off (the state-out d a term is
 // the dC launch's). Stage tiles: dy, x, dS; resident: C B^T, B.
 #pragma once
@@ -33,10 +33,8 @@ __device__ __forceinline__ void swap_halves_sum(float (&v)[16], bool upper, int 
 // One item; warp w owns the source rows of block warp_row_block(w). With a_r = a at the block's last valid token,
 // exp(a_t - a_s) = u_t v_s for t in later blocks (u_t = exp(a_t - a_r), v_s = exp(a_r - a_s)) and e_s = w_r v_s
 // (w_r = exp(a_L - a_r)), hence  du_s = v_s (w_r P_s + sum_t cb(t, s) u_t dy_t) + (diagonal block, exact decays),
-// P = B dS^T: 4 exps a lane a later block instead of 8 masked ones. kWgmma (sm_90a; the swizzled B rows and dS tile
-// of run_walk's kSwz): P on wgmma (rows_times_pn_wgmma), every warp of the warpgroup taking part before a warp whose
-// block lies past ln leaves (as F2's scan_item_wg; same reason: the mma.sync product's ldmatrix loads).
-template <typename E, bool kWgmma, typename WaitRest, typename WaitOwn>
+// P = B dS^T: 4 exps a lane a later block instead of 8 masked ones.
+template <typename E, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, const E* cbs, const E* bs,
                                         const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                         const WaitOwn& wait_own) {
@@ -47,11 +45,6 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   const float* Ds = st.D();
   const int ln = it.ln;
   const int rb = warp_row_block(warp), s0 = 16 * rb;
-  float acc[8][4];
-  if constexpr (kWgmma) {
-    rows_times_pn_wgmma<E>(acc, bs, st.pn(), warp);  // P = B dS^T over n
-    wgmma_wait<0>();
-  }
   if (s0 >= ln) {  // no valid source row in this warp's block
     wait_rest();
     wait_own();
@@ -60,7 +53,8 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
   const int sA = s0 + g, sB = sA + 8;
   const float a_r = as[s0 + 15 < ln ? s0 + 15 : ln - 1], a_last = as[ln - 1];
-  if constexpr (!kWgmma) rows_times_pn<E>(acc, bs, s0, st.pn(), lane);  // P = B dS^T over n
+  float acc[8][4];
+  rows_times_pn<E>(acc, bs, s0, st.pn(), lane);  // P = B dS^T over n
   // x rows sA / sB in registers (also for the epilogue); q_s = x_s . P_s, scaled by e_s below
   uint32_t xw[8][2];
   float qv[2] = {0.f, 0.f};
@@ -176,22 +170,8 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_dx_kernel(const SsdD
   run_walk<E, kTeams>(p.w, p.dy, p.x, p.dS, 1,
                       [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                           const auto& wait_rest, const auto& wait_own) {
-                        dx_item<E, false>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                        dx_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                       });
-}
-
-// P on wgmma (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there).
-template <typename E>
-__global__ void __launch_bounds__(2 * kThreads, 1) ssd_dx_wg_kernel(const SsdDxParams p) {
-#if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
-  run_walk<E, 2, true>(p.w, p.dy, p.x, p.dS, 1,
-                       [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
-                           const auto& wait_rest, const auto& wait_own) {
-                         dx_item<E, true>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
-                       });
-#else
-  __trap();
-#endif
 }
 
 }  // namespace ssd_walk

@@ -1,7 +1,9 @@
 // CUDA dispatch of the SSD head-walk stages (ssd_dx_kernel.cuh, ssd_scan_kernel.cuh) and the forward state stage
 // (ssd_state_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128, chunk 128) and launches
 // them for bf16 inputs.
+#include <cstddef>
 #include <cstdlib>
+#include <type_traits>
 
 #include "common/smem_optin.h"
 #include "ssd/ssd_dx_kernel.cuh"
@@ -46,7 +48,6 @@ const char* check_walk(const SsdWalkParams& p) {
 //     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
 //     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
 //     against 294.0.
-//   MK_SSD_DX_WGMMA (on): B2's B dS^T on wgmma (ssd_dx_wg_kernel), where F2's wgmma variant can run.
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -68,11 +69,10 @@ bool device_runs_sm90a() {
   return major == 9 && minor == 0;
 }
 
-// F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW where the switch wgmma_switch (default on)
-// and the device allow it) with the switches applied.
-template <typename P, typename K1, typename K2, typename KW>
-const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma,
-                              const char* wgmma_switch) {
+// F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW, where MK_SSD_WALK_WGMMA and the device
+// allow it; nullptr: none) with the switches applied.
+template <typename P, typename K1, typename K2, typename KW = std::nullptr_t>
+const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma = nullptr) {
   if (const char* e = check_walk(p.w)) return e;
   P q = p;
   q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
@@ -82,9 +82,11 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   const auto s = static_cast<cudaStream_t>(stream);
   const bool pingpong = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2);
   cudaError_t e;
-  if (pingpong && env_switch(wgmma_switch, true) && device_runs_sm90a()) {
-    e = ssd_walk::launch_walk<2>(two_teams_wgmma, q, q.w, s);
-    return e == cudaSuccess ? nullptr : launch_error_string(e);
+  if constexpr (!std::is_same_v<KW, std::nullptr_t>) {
+    if (pingpong && env_switch("MK_SSD_WALK_WGMMA", true) && device_runs_sm90a()) {
+      e = ssd_walk::launch_walk<2>(two_teams_wgmma, q, q.w, s);
+      return e == cudaSuccess ? nullptr : launch_error_string(e);
+    }
   }
   e = pingpong ? ssd_walk::launch_walk<2>(two_teams, q, q.w, s) : ssd_walk::launch_walk<1>(one_team, q, q.w, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
@@ -138,12 +140,12 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
 
 const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_dx_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_dx_kernel<__nv_bfloat16, 2>,
-                           stream, ssd_walk::ssd_dx_wg_kernel<__nv_bfloat16>, "MK_SSD_DX_WGMMA");
+                           stream);
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
-                           stream, ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16>, "MK_SSD_WALK_WGMMA");
+                           stream, ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16>);
 }
 
 }  // namespace mamba_kernels
