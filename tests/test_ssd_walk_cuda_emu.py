@@ -41,11 +41,13 @@ CASES = {
     "scan-b1-l257-h3-g3-D-ypre-5ctas": ("scan", 1, 257, 3, 3, None, 1, 5, False, True),
     "scan-b1-l300-h5-g1-D-z-2ctas": ("scan", 1, 300, 5, 1, None, 1, 2, True, False),
     "dx-b1-l300-h5-g1-Dhp-2ctas": ("dx", 1, 300, 5, 1, None, 2, 2, False, False),
-    # decays ten times slower (SLOW_DECAY): the C h_in^T term of a chunk's last rows stays large next to the causal
-    # sum (with the others' decays exp(a_t) is ~1e-5 there, below the tolerance)
+    # decays ten times slower (SLOW_DECAY): the state terms stay large next to the causal sums where the others'
+    # decays make them ~1e-5 (below the tolerance): C h_in^T in a chunk's last rows (scan), exp(a_L - a_s) B dS^T in
+    # its first rows (dx)
     "scan-b1-l256-h6-g1-D-z-slowdecay": ("scan", 1, 256, 6, 1, None, 1, 2, True, False),
+    "dx-b1-l256-h6-g1-Dhp-slowdecay": ("dx", 1, 256, 6, 1, None, 2, 2, False, False),
 }
-SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay"}
+SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdecay"}
 # How the stage stores and walks: "direct" (MK_SSD_WALK_STAGED=0: 4-byte stores from the fragments; one team of 8
 # warps a CTA, MK_SSD_WALK_PINGPONG=0), "staged" (through the warps' staging rows; one team), "pingpong" (the default:
 # staged, two teams of 8 warps a CTA taking alternate items, walk_items_pingpong; the cases hold odd segments of a
