@@ -382,26 +382,10 @@ def _no_ref_autograd(monkeypatch):
 # __syncthreads and shuffles), against the C++ CPU implementation in double: catches logic and indexing
 # bugs of the CUDA forward-with-states and backward here, before a GPU run.
 
-EMU_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emu")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def test_cuda_kernels_emulated_on_cpu(tmp_path):
-    import shutil
-    import subprocess
-
-    from emu_build import run_processes
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
-    exe = str(tmp_path / "selective_scan_emu")
-    cmd = [cxx, "-std=c++20", "-O1", "-pthread", "-I", EMU_DIR, "-I", os.path.join(REPO, "csrc"),
-           os.path.join(EMU_DIR, "selective_scan_emu.cpp"),
-           os.path.join(REPO, "csrc", "selective_scan", "selective_scan_cpu.cpp"), "-o", exe]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if res.returncode != 0 and ("<barrier>" in res.stderr or "c++20" in res.stderr):
-        pytest.skip(f"{cxx} lacks C++20 <barrier>/<atomic_ref>: {res.stderr[-300:]}")
-    assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
+    from emu_build import build_emu, run_processes
+    exe = build_emu(tmp_path, "selective_scan_emu", sources=["csrc/selective_scan/selective_scan_cpu.cpp"],
+                    flags=["-pthread"], skip_if=("<barrier>", "c++20"), timeout=600)
     # four runs, two processes at a time (one thread each): the launcher's own choice (the state-lane forward where
     # it applies, 2 states a lane at these sizes: marked [lane S2]), the state-lane forward with 4 states a lane
     # (MK_SS_LANE_S=4) warp-specialised (MK_SS_LANE_SPEC=1, the default there) or not (0), and the time-parallel

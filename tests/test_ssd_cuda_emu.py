@@ -18,27 +18,13 @@ library's default); "chunked-sh2" /
 the launcher's fallback to one head), with cases of g = 1 and 8 / 4 heads a group, varlen, 2 p blocks and fp32
 tiles. No GPU needed.
 """
-import os
-import shutil
 import subprocess
 
-import pytest
-
-from emu_build import run_processes
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMU_DIR = os.path.join(REPO, "tests", "cuda_emu")
+from emu_build import build_emu, run_processes
 
 
 def test_ssd_cuda_forward_emulated_on_cpu(tmp_path):
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler (g++) to build the CPU emulation of the CUDA kernels")
-    exe = str(tmp_path / "ssd_emu")
-    cmd = [cxx, "-std=c++20", "-O1", "-I", EMU_DIR, "-I", os.path.join(REPO, "csrc"),
-           os.path.join(EMU_DIR, "ssd_emu.cpp"), os.path.join(REPO, "csrc", "ssd", "ssd_cpu.cpp"), "-o", exe]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"building the emulation failed:\n{res.stderr[-4000:]}"
+    exe = build_emu(tmp_path, "ssd_emu", sources=["csrc/ssd/ssd_cpu.cpp"], timeout=600)
     # the cases in two processes at once (one thread each; the suite's slowest test, ~3 minutes in one)
     n_cases = int(subprocess.run([exe, "count"], capture_output=True, text=True, timeout=60).stdout)
     runs = run_processes([[exe] + [str(i) for i in range(r, n_cases, 2)] for r in range(2)])
