@@ -107,7 +107,8 @@ ext_modules = [
 if want_cuda():
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
     # kernels with an sm_90a-only variant (wgmma) launch it only when the build holds sm_90a code
-    SM90A_FLAGS = ["-DMK_BUILT_SM90A"] if "9.0a" in os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";") else []
+    ARCHS = os.environ["TORCH_CUDA_ARCH_LIST"].replace(" ", ";").split(";")
+    SM90A_FLAGS = ["-DMK_BUILT_SM90A"] if "9.0a" in ARCHS else []
     ext_modules.append(
         CUDAExtension(
             "mamba_kernels._cuda",

@@ -1,6 +1,6 @@
 // The forward output stage (F2) of the chunked SSD's Triton pipeline as a persistent head-walk CUDA kernel (sm_80+,
-// mma.sync, bf16; no torch; ssd_scan_wg_kernel: the same on wgmma, sm_90a). Semantics and layouts: SsdScanParams in ssd.h; the walk, the work split and why:
-// ssd_walk.cuh. The Triton twin is _ssd_chunk_scan_kernel (mamba_kernels/ssd/_triton_fwd.py). Stage tiles: x, z,
+// mma.sync, bf16; no torch; ssd_scan_wg_kernel: C h_in^T on wgmma, sm_90a). Semantics and layouts: SsdScanParams in
+// ssd.h; the walk, the work split and why: ssd_walk.cuh. The Triton twin is _ssd_chunk_scan_kernel (mamba_kernels/ssd/_triton_fwd.py). Stage tiles: x, z,
 // h_in; resident: C B^T, C.
 //
 // Warp w owns the 16 target rows t of block tb = warp_row_block(w). With a_m = a at the block's first token,
@@ -113,7 +113,15 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
   }
 }
 
-template <typename E, typename WaitRest, typename WaitOwn>
+// One item; kWgmma (sm_90a; the swizzled layouts of run_walk's kSwz): C h_in^T on wgmma, the warpgroup's 64 rows of
+// C (warp w of the team owns the rows of warp_row_block(w)) times the (p, n) tile, 8 k16 steps with A and B from
+// shared memory, issued when the item starts (its team barrier has the warps together anyway; every warp takes part
+// before one whose block lies past ln leaves) and waited for after the stage's x rows; the causal product and the
+// epilogue stay per warp on mma.sync. Why: C h_in^T by mma.sync costs each warp 40 ldmatrix and 64 mma an item and
+// stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
+// fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
+// other's fragments at every k16 step.
+template <typename E, bool kWgmma, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
@@ -122,42 +130,23 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   const float* dts = st.dt();
   const int ln = it.ln;
   const int tb = warp_row_block(warp), t0 = 16 * tb;
-  if (t0 >= ln) {  // no valid target row in this warp's block
-    wait_rest();
-    wait_own();
-    return;
-  }
   float acc[8][4];
-  rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
-  wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
-  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
-  wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E>(p, it, acc, xs, st, t0, lane, sw);
-}
-
-// The item with C h_in^T on wgmma (sm_90a; the swizzled layouts of run_walk's kSwz): the warpgroup's 64 rows of C
-// (warp w of the team owns the rows of warp_row_block(w), as in scan_item) times the (p, n) tile, 8 k16 steps with A
-// and B from shared memory, issued when the item starts (its team barrier has the warps together anyway) and waited
-// for after the stage's x rows; the causal product and the epilogue as in scan_item (mma.sync, each warp on its own).
-// Why: C h_in^T by mma.sync costs each warp 40 ldmatrix and 64 mma an item and stalls on the MIO queue (12% of F2's
-// samples, ncu session 22). Doing the causal product on wgmma as well (A fragments from registers) was slower, 317 us
-// against 270 at shape 1 (session 26): its four warps then wait for each other's fragments at every k16 step.
-template <typename E, typename WaitRest, typename WaitOwn>
-__device__ __forceinline__ void scan_item_wg(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
-                                             const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
-                                             const WaitOwn& wait_own) {
-  const E* xs = st.tile0();
-  const float* as = st.a();
-  const float* dts = st.dt();
-  const int ln = it.ln;
-  const int tb = warp_row_block(warp), t0 = 16 * tb;
-  float acc[8][4];
-  rows_times_pn_wgmma<E>(acc, cs, st.pn(), warp);
-  wait_rest();  // x (and z unless the warp loads its own z rows)
-  wgmma_wait<0>();
-  if (t0 >= ln) {  // no valid target row in this warp's block (after the warpgroup's products)
-    wait_own();
-    return;
+  if constexpr (kWgmma) {
+    rows_times_pn_wgmma<E>(acc, cs, st.pn(), warp);
+    wait_rest();  // x (and z unless the warp loads its own z rows)
+    wgmma_wait<0>();
+    if (t0 >= ln) {  // no valid target row in this warp's block
+      wait_own();
+      return;
+    }
+  } else {
+    if (t0 >= ln) {  // no valid target row in this warp's block
+      wait_rest();
+      wait_own();
+      return;
+    }
+    rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
+    wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   }
   scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
@@ -170,7 +159,7 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
   run_walk<E, kTeams>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                       [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                           const auto& wait_rest, const auto& wait_own) {
-                        scan_item<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                        scan_item<E, false>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                       });
 }
 
@@ -181,7 +170,7 @@ __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdS
   run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                        [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                            const auto& wait_rest, const auto& wait_own) {
-                         scan_item_wg<E>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                         scan_item<E, true>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                        });
 #else
   __trap();
