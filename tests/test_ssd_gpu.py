@@ -334,14 +334,19 @@ def _walk_calls(cuda_walk):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("skew", ["0", "1"], ids=["noskew", "skew"])
+@pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma"])
 @pytest.mark.parametrize("case", ["b2-l300-h16-g1", "b3-l1000-h80-g1-init", "varlen-h24-g3-init"])
-def test_gpu_cuda_state_stage(case, skew, monkeypatch):
+def test_gpu_cuda_state_stage(case, variant, monkeypatch):
     """The forward's CUDA state stage (cuda_walk.state, csrc/ssd/ssd_state_kernel.cuh) against a float64 evaluation of
     its formula on the same dt' / a: every chunk-entry state (bf16; the stage's slots of no chunk keep their poison)
-    and the final states (fp32). b3 h80 g1: 480 (head, p half) walks, several a CTA. skew: MK_SSD_STATE_SKEW."""
+    and the final states (fp32). b3 h80 g1: 480 (head, p half) walks, several a CTA. variant: MK_SSD_STATE_SKEW on /
+    off, or MK_SSD_STATE_WGMMA=1 (ssd_state_wg_kernel, sm_90a; the profiler shows it ran)."""
     _skip_unavailable("triton", "cuda")
-    monkeypatch.setenv("MK_SSD_STATE_SKEW", skew)
+    wgmma = variant == "wgmma"
+    if wgmma and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma variant runs on compute capability 9.0 only")
+    monkeypatch.setenv("MK_SSD_STATE_SKEW", "1" if variant == "skew" else "0")
+    monkeypatch.setenv("MK_SSD_STATE_WGMMA", "1" if wgmma else "0")
     from mamba_kernels.ssd import cuda_walk
     from mamba_kernels.ssd import triton as tri
     b, l, h, g, init = {"b2-l300-h16-g1": (2, 300, 16, 1, False), "b3-l1000-h80-g1-init": (3, 1000, 80, 1, True),
@@ -357,8 +362,11 @@ def test_gpu_cuda_state_stage(case, skew, monkeypatch):
     states_in = torch.full((lay.nk, h, 64, 128), float("nan"), device=dev, dtype=torch.bfloat16)
     final = torch.full((lay.nseq, h, 64, 128), float("nan"), device=dev, dtype=torch.float32)
     init_t = inp.get("initial_states") if init else None
-    cuda_walk.state(x, B, dtp, a, init_t, lay, tri._num_sms(dev), states_in, final)
-    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        cuda_walk.state(x, B, dtp, a, init_t, lay, tri._num_sms(dev), states_in, final)
+        torch.cuda.synchronize()
+    ran_wg = any("ssd_state_wg_kernel" in e.name for e in prof.events())
+    assert ran_wg == wgmma, f"ssd_state_wg_kernel ran: {ran_wg}, asked for: {wgmma}"
     spans = [(r, 0, l) for r in range(b)] if cu is None else [(0, cu[i], cu[i + 1]) for i in range(len(cu) - 1)]
     X, Bd, dt64, a64 = x.double(), B.double(), dtp.double(), a.double()
     exp_in = torch.full(states_in.shape, float("nan"), dtype=torch.float64)

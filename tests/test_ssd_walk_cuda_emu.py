@@ -274,10 +274,12 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
     return hin, final
 
 
-@pytest.mark.parametrize("skew", [0, 1], ids=["noskew", "skew"])
+@pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
-def test_ssd_state_stage_emulated_on_cpu(case, skew, emu_exe, tmp_path):
-    """skew: MK_SSD_STATE_SKEW (warps 4-7 store their h_in blocks after the chunk's mma)."""
+def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
+    """variant: "skew" (MK_SSD_STATE_SKEW: warps 4-7 store their h_in blocks after the chunk's mma), "noskew", or
+    "wgmma" (MK_SSD_STATE_WGMMA: ssd_state_wg_kernel, the swizzled tiles read through the emulated wgmma)."""
+    skew, wgmma = int(variant == "skew"), variant == "wgmma"
     b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
@@ -312,13 +314,15 @@ def test_ssd_state_stage_emulated_on_cpu(case, skew, emu_exe, tmp_path):
         arrays["first"] = torch.tensor([first for _, _, _, first in seqs], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew)}
+    env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma))}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes
     walks = int(re.search(r"state walks (\d+)", res.stdout).group(1))
-    assert f"skew {int(skew and _state_smem(walks, True) <= (optin[0] if optin else 232448))} smem_match 1" \
-        in res.stdout, res.stdout
+    skew_ran = int(skew and _state_smem(walks, True) <= (optin[0] if optin else 232448))
+    assert f"skew {skew_ran} wgmma {int(wgmma)} smem_match 1" in res.stdout, res.stdout
+    calls = int(re.search(r"threads \d+ wgmma (\d+)", res.stdout).group(1))  # emulated wgmma
+    assert (calls > 0) == wgmma or "launches 0" in res.stdout, res.stdout
     hin_got = _read(d, "hin", BF, (nk, h, P, N))
     final_got = _read(d, "final", torch.float32, (nseq, h, P, N))
     hin_exp, final_exp = _expected_state(x.to(F64), B.to(F64), dtp.to(F64), a.to(F64),

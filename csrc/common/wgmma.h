@@ -10,8 +10,8 @@
 // shapes), SBO 8 S (8 rows), swizzle mode 1 (128 B) or 2 (64 B); a k16 step starts 32 bytes on inside a row (K-major)
 // or 16 rows on (MN-major). The 128-byte encodings (K-major and MN-major B) were found exact on the H200 by
 // scripts/lab/wgmma_probe.cu (bench/results/lab/wgmma-probe-2026-12-01/); MN-major A (128-byte) and MN-major B
-// (64-byte, n 32) by the GPU tests of the state stage's wgmma variant (session 26, git 9b7f175; since removed: in the
-// tree only F2's K-major m64n64 product uses this header).
+// (64-byte, n 32) by the GPU tests of the state stage's wgmma variant (ssd_state_wg_kernel, session 26). Users: F2's
+// C h_in^T (K-major m64n64) and that variant (MN-major m64n32, off by default).
 //
 // The accumulators come back in mma.sync's order per n8 tile: d[j][e] is row 16 w + g + 8 (e / 2), column 8 j + 2 q +
 // (e % 2) of the warpgroup's 64 x N tile (w = warp index % 4, g = lane / 4, q = lane % 4). Every thread of the

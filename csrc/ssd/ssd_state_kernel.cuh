@@ -275,12 +275,199 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
   }
 }
 
+// ------------------------------------------------------------------------------------------ the wgmma variant (sm_90a)
+// ssd_state_wg_kernel (MK_SSD_STATE_WGMMA, off: slower in its first form, 216-221 us against 159-165 at shape 1;
+// kept to be timed again now that its h_in stores write whole sectors): the same walks, the transposed product on
+// wgmma: warpgroup j (warps 4 j .. 4 j + 3) keeps S_i^T's n rows 64 j .. 64 j + 63 (all 32 p of walk i: m64n32
+// accumulators, 16 registers a walk) and adds B^T x'_i with A = the chunk's B tile (MN-major: its token rows, n block
+// j, 128-byte-swizzled) and B = walk i's weighted x half tile (MN-major, 64-byte-swizzled), both from shared memory.
+// A chunk's products run asynchronously while the warps store the chunk's h_in blocks (staged transposed: the
+// accumulator holds (n, p), h_in is (p, n)). Why: the phases of ssd_state_kernel add up at 8 warps an SM (loads 73,
+// + scaling 82, + stores 114, + mma 168 us in its lab); here the tensor work no longer takes issue slots from them.
+constexpr int kXSwzBytes = kQ * kHalfP * 2;                      // an x half tile: 128 rows of 64 bytes
+constexpr int kStateWgWalkBytes = kXSwzBytes + 2 * kQ * 4;       // + a, dt' rows: 9 KB (1 KB multiple)
+constexpr int kStateWgBlockLd = 16 + 8;                          // staging row: 16 n (+ 8: 48 bytes)
+constexpr int kStateWgBlockBytes = kHalfP * kStateWgBlockLd * 2;  // a warp's (32 p x 16 n) h_in block of a walk
+constexpr int state_wg_stage_bytes(int W) { return kQ * kN * 2 + W * kStateWgWalkBytes; }
+constexpr int state_wg_smem_bytes(int W) { return 2 * state_wg_stage_bytes(W) + kWarps * W * kStateWgBlockBytes; }
+
+// Stage loads of chunk c (state_load's, in the swizzled layouts): B row r's 16-byte chunk u at (u / 8) 16384 +
+// sw128_offset(r, 16 (u % 8)); walk i's x row r, chunk u at sw64_offset(r, 16 u); a / dt' rows as state_load's.
+template <typename E, int W>
+__device__ __forceinline__ void state_load_wg(const SsdStateParams& p, const StateCta& c, int chunk, char* st,
+                                              int tid) {
+  const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
+  const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
+  const int64_t h = p.nheads, hpg = h / p.ngroups;
+  {
+    const E* bg = static_cast<const E*>(p.B) + ((c.row * p.seqlen + t0) * p.ngroups + c.grp) * kN;
+    const int64_t gn = p.ngroups * kN;
+    const int r0 = tid >> 4, u = tid & 15;
+#pragma unroll
+    for (int v = 0; v < 8; ++v) {
+      const int r = r0 + 16 * v;
+      const bool ok = r < ln;
+      cp_async16_zfill(st + (u >> 3) * 16384 + sw128_offset(r, 16 * (u & 7)), bg + (ok ? r * gn + 8 * u : 0), ok);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+    char* wb = st + kQ * kN * 2 + i * kStateWgWalkBytes;
+    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
+    const E* xg = static_cast<const E*>(p.x) + ((c.row * p.seqlen + t0) * h + hh) * kP + ((c.i0 + i) & 1) * kHalfP;
+    const int64_t hp = h * kP;
+    const int r0 = tid >> 2, u = tid & 3;
+#pragma unroll
+    for (int v = 0; v < 2; ++v) {
+      const int r = r0 + 64 * v;
+      const bool ok = r < ln;
+      cp_async16_zfill(wb + sw64_offset(r, 16 * u), xg + (ok ? r * hp + 8 * u : 0), ok);
+    }
+    float* rowsf = reinterpret_cast<float*>(wb + kXSwzBytes);  // a in [0, Q), dt' in [Q, 2Q)
+    const int r = tid & (kQ - 1);
+    float* dst = rowsf + tid;
+    if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
+    else *dst = 0.f;
+  }
+}
+
+// x_s *= w_s = exp(a_L - a_s) dt'_s for the 16-byte pieces this thread copied (state_load_wg), then the fence that
+// hands them to wgmma (the caller's barrier follows).
+template <typename E, int W>
+__device__ __forceinline__ void state_scale_wg(const StateCta& c, char* st, int ln, int tid) {
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+    char* wb = st + kQ * kN * 2 + i * kStateWgWalkBytes;
+    const float* rowsf = reinterpret_cast<const float*>(wb + kXSwzBytes);
+    const float aL = rowsf[ln - 1];
+#pragma unroll
+    for (int v = 0; v < 2; ++v) {
+      const int r = (tid >> 2) + 64 * v;
+      if (r >= ln) continue;
+      const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
+      uint4* pv = reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)));
+      uint4 t = *pv;
+      t.x = scale_pair(t.x, w, w);
+      t.y = scale_pair(t.y, w, w);
+      t.z = scale_pair(t.z, w, w);
+      t.w = scale_pair(t.w, w, w);
+      *pv = t;
+    }
+  }
+  fence_proxy_async();
+}
+
+template <typename E, int W>
+__global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStateParams p) {
+#if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
+  char* smem = reinterpret_cast<char*>(ssd_walk_smem);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
+  const int wg = warp >> 2, nrow0 = 64 * wg + 16 * (warp & 3);  // the warp's first n row of every walk's S^T
+  const StateCta c = state_cta(p, W);
+  if (c.nw <= 0) return;
+  const int64_t h = p.nheads, hpg = h / p.ngroups;
+  const int nck = (c.len + kQ - 1) / kQ;
+  // walk i's (p, n) state: element (p, n) at state_base(i) + p kN + n, p within the walk's half
+  auto state_base = [&](int i) -> int64_t {
+    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
+    return (hh * kP + kHalfP * ((c.i0 + i) & 1)) * kN;
+  };
+  float acc[W][4][4];  // acc[i][j][e]: S_i^T (n nrow0 + g + 8 (e / 2), p 8 j + 2 q + e % 2)
+#pragma unroll
+  for (int i = 0; i < W; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[i][j][e] = p.init != nullptr && i < c.nw
+                           ? p.init[c.seq * h * kP * kN + state_base(i) + (8 * j + 2 * q + (e & 1)) * kN + nrow0 + g +
+                                    8 * (e >> 1)]
+                           : 0.f;
+  E* const blocks = reinterpret_cast<E*>(smem + 2 * state_wg_stage_bytes(W)) + warp * W * (kStateWgBlockBytes / 2);
+
+  if (nck > 0) state_load_wg<E, W>(p, c, 0, smem, tid);
+  cp_async_commit();
+  for (int k = 0; k < nck; ++k) {
+    char* st = smem + (k & 1) * state_wg_stage_bytes(W);
+    // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
+    if (k + 1 < nck) state_load_wg<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_wg_stage_bytes(W), tid);
+    cp_async_commit();
+    cp_async_wait<1>();  // everything but the copies just issued
+    __syncthreads();     // chunk k's a / dt' rows, copied by other threads
+    const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
+    state_scale_wg<E, W>(c, st, ln, tid);
+    __syncthreads();
+    // h_in of chunk k = S (bf16, staged as (p, n) rows), then S *= exp(a_L)
+#pragma unroll
+    for (int i = 0; i < W; ++i) {
+      if (i >= c.nw) break;
+      E* blk = blocks + i * (kStateWgBlockBytes / 2);
+      const float decay = __expf(reinterpret_cast<const float*>(st + kQ * kN * 2 + i * kStateWgWalkBytes +
+                                                                kXSwzBytes)[ln - 1]);
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          blk[(8 * j + 2 * q + (e & 1)) * kStateWgBlockLd + g + 8 * (e >> 1)] = ssd_cuda::from_f<E>(acc[i][j][e]);
+          acc[i][j][e] *= decay;
+        }
+    }
+    // S^T += B^T x' over the chunk's 8 k16 steps (rows past ln are zero), every walk slot (past nw: stale, unstored)
+    wgmma_fence();
+#pragma unroll
+    for (int i = 0; i < W; ++i) {
+      const char* xw = st + kQ * kN * 2 + i * kStateWgWalkBytes;
+#pragma unroll
+      for (int kk = 0; kk < kQ / 16; ++kk)
+        wgmma_ss_bf16<true, true, true>(acc[i], wg_desc<128>(st + 16384 * wg + 2048 * kk), wg_desc<64>(xw + 1024 * kk));
+    }
+    wgmma_commit();
+    __syncwarp();
+    {  // the staged h_in blocks to global memory while the products run: a block's p row holds 16 n (32 bytes, one
+       // sector); lanes 2 r and 2 r + 1 store its halves in the same instruction (rows r and 16 + r), so that every
+       // sector is written whole (9b7f175 stored a lane's row in two instructions, 16 bytes of 32 each: 216-221 us)
+      E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
+      const int hr = lane >> 1, hc = 8 * (lane & 1);
+#pragma unroll
+      for (int i = 0; i < W; ++i) {
+        if (i >= c.nw) break;
+        const E* blk = blocks + i * (kStateWgBlockBytes / 2);
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const int r = hr + 16 * u;
+          *reinterpret_cast<uint4*>(hin + state_base(i) + r * kN + nrow0 + hc) =
+              *reinterpret_cast<const uint4*>(blk + r * kStateWgBlockLd + hc);
+        }
+      }
+    }
+    wgmma_wait<0>();
+    __syncthreads();  // stage k's last readers (every warpgroup's products) are done: the next iteration loads into it
+  }
+  cp_async_wait<0>();
+  // the final state (fp32)
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        p.final_states[c.seq * h * kP * kN + state_base(i) + (8 * j + 2 * q + (e & 1)) * kN + nrow0 + g +
+                       8 * (e >> 1)] = acc[i][j][e];
+  }
+#else
+  __trap();
+#endif
+}
+
 // Walks a CTA for this call: the fewest (so the most CTAs) whose grid fits on num_ctas SMs, at most what the
-// shared memory of one CTA holds (smem_optin bytes) and kStateMaxWalks; the largest allowed when even that needs
-// more CTAs than SMs (several waves).
-inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin) {
+// shared memory of one CTA holds (smem_optin bytes; of ssd_state_wg_kernel with wgmma) and kStateMaxWalks; the
+// largest allowed when even that needs more CTAs than SMs (several waves).
+inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin, bool wgmma = false) {
   int wmax = kStateMaxWalks;
-  while (wmax > 1 && state_smem_bytes(wmax) > smem_optin) --wmax;
+  while (wmax > 1 && (wgmma ? state_wg_smem_bytes(wmax) : state_smem_bytes(wmax)) > smem_optin) --wmax;
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   for (int w = 1; w <= wmax; ++w)
     if (p.nseq * p.ngroups * ((halves + w - 1) / w) <= p.num_ctas) return w;
@@ -289,6 +476,22 @@ inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin) {
 
 // Whether the skew's staging (MK_SSD_STATE_SKEW) fits at W walks a CTA: it is taken only then, never at fewer walks.
 constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_bytes(W, true) <= smem_optin; }
+
+template <int W>
+cudaError_t launch_state_wg(const SsdStateParams& p, cudaStream_t stream) {
+  const int64_t halves = 2 * (p.nheads / p.ngroups);
+  const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
+  if (grid == 0) return cudaSuccess;
+  auto kernel = ssd_state_wg_kernel<__nv_bfloat16, W>;
+  cudaLaunchConfig_t cfg = {};
+  cfg.blockDim = dim3(kThreads);
+  cfg.gridDim = dim3(unsigned(grid));
+  cfg.dynamicSmemBytes = size_t(state_wg_smem_bytes(W));
+  cfg.stream = stream;
+  cudaError_t e = opt_in_smem(kernel, state_wg_smem_bytes(W), "the SSD state stage");
+  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
+  return e == cudaSuccess ? cudaGetLastError() : e;
+}
 
 template <int W, bool kSkew>
 cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {

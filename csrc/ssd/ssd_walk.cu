@@ -44,6 +44,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_OWNROWS (on): with the split wait, F2's z rows come by the warp that reads them, in a third cp.async
 //     group that only that warp waits for (SsdWalkParams::own_rows). H200, shape 1 (428e5ba, twice each): F2 267.4 /
 //     267.8 us against 270.8 / 269.0; with ypre 295.3 against 295.7.
+//   MK_SSD_STATE_WGMMA (off; CPU-emulated, not yet timed in this form): F1 on wgmma (ssd_state_wg_kernel) on a
+//     compute capability 9.0 device with an sm_90a build. H200, shape 1 (9b7f175, before its h_in stores wrote whole
+//     32-byte sectors): 216.5-221.4 us against 158.9-164.8.
 //   MK_SSD_WALK_WGMMA (on): F2's C h_in^T on wgmma (ssd_scan_wg_kernel) where it can run: two teams, a build with
 //     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
 //     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
@@ -67,6 +70,11 @@ bool device_runs_sm90a() {
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
     return false;
   return major == 9 && minor == 0;
+}
+
+// Whether F1 runs ssd_state_wg_kernel (MK_SSD_STATE_WGMMA) on this device, whose blocks may opt into `optin` bytes.
+bool state_wgmma(int64_t optin) {
+  return env_switch("MK_SSD_STATE_WGMMA", false) && device_runs_sm90a() && ssd_walk::state_wg_smem_bytes(1) <= optin;
 }
 
 // F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW, where MK_SSD_WALK_WGMMA and the device
@@ -104,6 +112,16 @@ cudaError_t launch_state_w(const SsdStateParams& p, int walks, cudaStream_t s) {
   }
 }
 
+cudaError_t launch_state_wg_w(const SsdStateParams& p, int walks, cudaStream_t s) {
+  switch (walks) {
+    case 1: return ssd_walk::launch_state_wg<1>(p, s);
+    case 2: return ssd_walk::launch_state_wg<2>(p, s);
+    case 3: return ssd_walk::launch_state_wg<3>(p, s);
+    case 4: return ssd_walk::launch_state_wg<4>(p, s);
+    default: return ssd_walk::launch_state_wg<5>(p, s);
+  }
+}
+
 const char* check_state(const SsdStateParams& p) {
   if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return "ngroups must divide nheads";
   if (p.num_ctas < 1) return "num_ctas must be positive";
@@ -132,6 +150,11 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
+  if (state_wgmma(optin)) {
+    const int walks = ssd_walk::state_walks_per_cta(p, optin, true);
+    const cudaError_t e = launch_state_wg_w(p, walks, s);
+    return e == cudaSuccess ? nullptr : launch_error_string(e);
+  }
   const int walks = ssd_walk::state_walks_per_cta(p, optin);
   const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin);
   const cudaError_t e = skew ? launch_state_w<true>(p, walks, s) : launch_state_w<false>(p, walks, s);

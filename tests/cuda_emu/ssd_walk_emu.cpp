@@ -68,11 +68,14 @@ int run_state_stage() {
   P.hin = hin.data(); P.final_states = fin.data();
   const char* err = ssd_state_cuda(P, nullptr);
   if (err) return report(err);
-  {  // which kernel ran: its shared memory is the one of the walks a CTA and skew the dispatch asked for
-    const int W = ssd_walk::state_walks_per_cta(P, cuda_emu::max_smem_optin);
-    const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(W, cuda_emu::max_smem_optin);
-    std::printf("state walks %d skew %d smem_match %d\n", W, int(skew),
-                int(P.n_slots == 0 || cuda_emu::last_smem == size_t(ssd_walk::state_smem_bytes(W, skew))));
+  {  // which kernel ran: its shared memory is the one of the walks a CTA, skew and wgmma the dispatch asked for
+    const int64_t optin = cuda_emu::max_smem_optin;
+    const bool wg = state_wgmma(optin);
+    const int W = ssd_walk::state_walks_per_cta(P, optin, wg);
+    const bool skew = !wg && env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(W, optin);
+    const size_t smem = wg ? ssd_walk::state_wg_smem_bytes(W) : ssd_walk::state_smem_bytes(W, skew);
+    std::printf("state walks %d skew %d wgmma %d smem_match %d\n", W, int(skew), int(wg),
+                int(P.n_slots == 0 || cuda_emu::last_smem == smem));
   }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
   for (size_t i = 0; i < state; ++i) {
