@@ -5,10 +5,10 @@
 //
 // The layouts (what TMA's SWIZZLE_128B / SWIZZLE_64B write): a tile of S-byte rows (S 128 or 64), 1024-byte aligned;
 // the 16-byte chunk c of row r sits at chunk c ^ ((r / (128 / S)) & (S / 16 - 1)): the swizzle XORs address bits 7..
-// into bits 4.. (sw128_offset, sw64_offset). An operand is K-major (the k of an m / n row contiguous: rows are m / n; 128-byte
-// rows here) or MN-major (S / 2 m / n contiguous in a row: rows are k; trans 1). Descriptor: LBO 0 (unused for these
-// shapes), SBO 8 S (8 rows), swizzle mode 1 (128 B) or 2 (64 B); a k16 step starts 32 bytes on inside a row (K-major)
-// or 16 rows on (MN-major). The 128-byte encodings (K-major and MN-major B) were found exact on the H200 by
+// into bits 4.. (sw128_offset, sw64_offset). An operand is K-major (the k of an m / n row contiguous: rows are m / n;
+// 128-byte rows here) or MN-major (S / 2 m / n contiguous in a row: rows are k; trans 1). Descriptor: LBO 0 (unused
+// for these shapes), SBO 8 S (8 rows), swizzle mode 1 (128 B) or 2 (64 B); a k16 step starts 32 bytes on inside a row
+// (K-major) or 16 rows on (MN-major). The 128-byte encodings (K-major and MN-major B) were found exact on the H200 by
 // scripts/lab/wgmma_probe.cu (bench/results/lab/wgmma-probe-2026-12-01/); MN-major A (128-byte) and MN-major B
 // (64-byte, n 32) by the GPU tests of the state stage's wgmma variant (ssd_state_wg_kernel, session 26). Users: F2's
 // C h_in^T (K-major m64n64) and that variant (MN-major m64n32, off by default).
