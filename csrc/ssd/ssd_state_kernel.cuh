@@ -46,6 +46,26 @@ constexpr int state_smem_bytes(int W, bool skew = false) {
   return 2 * state_stage_bytes(W) + state_store_bytes(W, skew);
 }
 
+// ssd_state_wg_kernel's stages (kSwz below): the B tile 128-byte-swizzled (two 16 KB n blocks), per walk an x half
+// tile 64-byte-swizzled (128 rows of 64 bytes) and the a / dt' rows; h_in staging: a (32 p x 16 n) block a warp and
+// walk.
+constexpr int kXSwzBytes = kQ * kHalfP * 2;
+constexpr int kStateWgWalkBytes = kXSwzBytes + 2 * kQ * 4;        // 9 KB (1 KB multiple: the tiles stay aligned)
+constexpr int kStateWgBlockLd = 16 + 8;                           // staging row: 16 n (+ 8: 48 bytes)
+constexpr int kStateWgBlockBytes = kHalfP * kStateWgBlockLd * 2;
+constexpr int state_wg_stage_bytes(int W) { return kQ * kN * 2 + W * kStateWgWalkBytes; }
+constexpr int state_wg_smem_bytes(int W) { return 2 * state_wg_stage_bytes(W) + kWarps * W * kStateWgBlockBytes; }
+
+// Walk i's part of stage st (its x half tile first), and that part's a / dt' rows (a in [0, Q), dt' in [Q, 2Q)).
+template <int W, bool kSwz>
+__device__ __forceinline__ char* state_walk_base(char* st, int i) {
+  return kSwz ? st + kQ * kN * 2 + i * kStateWgWalkBytes : st + kRowsBytes + i * kStateWalkBytes;
+}
+template <bool kSwz>
+__device__ __forceinline__ float* state_walk_rows(char* wb) {
+  return reinterpret_cast<float*>(wb + (kSwz ? kXSwzBytes : kHalfTileBytes));
+}
+
 // The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
 struct StateCta {
   int64_t row, s0, first, seq;
@@ -76,8 +96,9 @@ __device__ __forceinline__ StateCta state_cta(const SsdStateParams& p, int W) {
 
 // Stage loads of chunk c: the B tile (rows >= ln zero) and, per walk, its x half tile (rows >= ln zero), a and dt'
 // rows (past ln zero). Thread tid copies B rows tid / 16 + 16 u (u < 8), x rows tid / 4 + 64 u (u < 2), 16 bytes
-// each, and a or dt' entry tid % 128.
-template <typename E, int W>
+// each, and a or dt' entry tid % 128. kSwz (ssd_state_wg_kernel's swizzled layouts, below): B row r's 16-byte chunk v
+// at (v / 8) 16384 + sw128_offset(r, 16 (v % 8)), walk i's x row r, chunk v at sw64_offset(r, 16 v).
+template <typename E, int W, bool kSwz = false>
 __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateCta& c, int chunk, char* st, int tid) {
   const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
   const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
@@ -91,13 +112,14 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     for (int u = 0; u < 8; ++u) {
       const int r = r0 + 16 * u;
       const bool ok = r < ln;
-      cp_async16_zfill(bs + r * kLdN + c0, bg + (ok ? r * gn + c0 : 0), ok);
+      E* d = kSwz ? reinterpret_cast<E*>(st + (c0 / 64) * 16384 + sw128_offset(r, 2 * (c0 % 64))) : bs + r * kLdN + c0;
+      cp_async16_zfill(d, bg + (ok ? r * gn + c0 : 0), ok);
     }
   }
 #pragma unroll
   for (int i = 0; i < W; ++i) {
     if (i >= c.nw) break;
-    char* wb = st + kRowsBytes + i * kStateWalkBytes;
+    char* wb = state_walk_base<W, kSwz>(st, i);
     const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
     const int ph = (c.i0 + i) & 1;
     E* xs = reinterpret_cast<E*>(wb);
@@ -108,14 +130,43 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     for (int u = 0; u < 2; ++u) {
       const int r = r0 + 64 * u;
       const bool ok = r < ln;
-      cp_async16_zfill(xs + r * kLdH + c0, xg + (ok ? r * hp + c0 : 0), ok);
+      E* d = kSwz ? reinterpret_cast<E*>(wb + sw64_offset(r, 2 * c0)) : xs + r * kLdH + c0;
+      cp_async16_zfill(d, xg + (ok ? r * hp + c0 : 0), ok);
     }
-    float* rowsf = reinterpret_cast<float*>(wb + kHalfTileBytes);  // a in [0, Q), dt' in [Q, 2Q)
+    float* rowsf = state_walk_rows<kSwz>(wb);  // a in [0, Q), dt' in [Q, 2Q)
     const int r = tid & (kQ - 1);
     float* dst = rowsf + tid;
     if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
     else *dst = 0.f;
   }
+}
+
+// x_s *= w_s = exp(a_L - a_s) dt'_s in place, each thread on the 16-byte chunks it copied (state_load; rows past ln
+// are zero); kSwz: then the fence that hands them to wgmma (the caller's barrier follows).
+template <typename E, int W, bool kSwz = false>
+__device__ __forceinline__ void state_scale(const StateCta& c, char* st, int ln, int tid) {
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+    char* wb = state_walk_base<W, kSwz>(st, i);
+    const float* rowsf = state_walk_rows<kSwz>(wb);
+    const float aL = rowsf[ln - 1];
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int r = (tid >> 2) + 64 * u;
+      if (r >= ln) continue;
+      const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
+      uint4* v = kSwz ? reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)))
+                      : reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
+      uint4 t = *v;
+      t.x = scale_pair(t.x, w, w);
+      t.y = scale_pair(t.y, w, w);
+      t.z = scale_pair(t.z, w, w);
+      t.w = scale_pair(t.w, w, w);
+      *v = t;
+    }
+  }
+  if constexpr (kSwz) fence_proxy_async();
 }
 
 // The skew's late warp `warp` (4-7) stages walk i's h_in block in its own block i; the other warps use one block each
@@ -176,27 +227,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    // x_s *= w_s = exp(a_L - a_s) dt'_s in place, each thread on the 16-byte chunks it copied (rows past ln are zero)
-#pragma unroll
-    for (int i = 0; i < W; ++i) {
-      if (i >= c.nw) break;
-      char* wb = st + kRowsBytes + i * kStateWalkBytes;
-      const float* rowsf = reinterpret_cast<const float*>(wb + kHalfTileBytes);
-      const float aL = rowsf[ln - 1];
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int r = (tid >> 2) + 64 * u;
-        if (r >= ln) continue;
-        const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
-        uint4* v = reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
-        uint4 t = *v;
-        t.x = scale_pair(t.x, w, w);
-        t.y = scale_pair(t.y, w, w);
-        t.z = scale_pair(t.z, w, w);
-        t.w = scale_pair(t.w, w, w);
-        *v = t;
-      }
-    }
+    state_scale<E, W>(c, st, ln, tid);
     __syncthreads();
     // h_in of chunk k = S (bf16), then S *= exp(a_L). The warp's 16 x 32 bf16 block goes through its shared staging
     // rows so that a lane stores 16 bytes (4-byte stores straight from the fragments: their source registers held up
@@ -206,8 +237,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
       float decay[W];
 #pragma unroll
       for (int i = 0; i < W; ++i)
-        decay[i] = __expf(
-            reinterpret_cast<const float*>(st + kRowsBytes + i * kStateWalkBytes + kHalfTileBytes)[ln - 1]);
+        decay[i] = __expf(state_walk_rows<false>(state_walk_base<W, false>(st, i))[ln - 1]);
       E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdH);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
@@ -284,80 +314,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 // A chunk's products run asynchronously while the warps store the chunk's h_in blocks (staged transposed: the
 // accumulator holds (n, p), h_in is (p, n)). Why: the phases of ssd_state_kernel add up at 8 warps an SM (loads 73,
 // + scaling 82, + stores 114, + mma 168 us in its lab); here the tensor work no longer takes issue slots from them.
-constexpr int kXSwzBytes = kQ * kHalfP * 2;                      // an x half tile: 128 rows of 64 bytes
-constexpr int kStateWgWalkBytes = kXSwzBytes + 2 * kQ * 4;       // + a, dt' rows: 9 KB (1 KB multiple)
-constexpr int kStateWgBlockLd = 16 + 8;                          // staging row: 16 n (+ 8: 48 bytes)
-constexpr int kStateWgBlockBytes = kHalfP * kStateWgBlockLd * 2;  // a warp's (32 p x 16 n) h_in block of a walk
-constexpr int state_wg_stage_bytes(int W) { return kQ * kN * 2 + W * kStateWgWalkBytes; }
-constexpr int state_wg_smem_bytes(int W) { return 2 * state_wg_stage_bytes(W) + kWarps * W * kStateWgBlockBytes; }
-
-// Stage loads of chunk c (state_load's, in the swizzled layouts): B row r's 16-byte chunk u at (u / 8) 16384 +
-// sw128_offset(r, 16 (u % 8)); walk i's x row r, chunk u at sw64_offset(r, 16 u); a / dt' rows as state_load's.
-template <typename E, int W>
-__device__ __forceinline__ void state_load_wg(const SsdStateParams& p, const StateCta& c, int chunk, char* st,
-                                              int tid) {
-  const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
-  const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
-  const int64_t h = p.nheads, hpg = h / p.ngroups;
-  {
-    const E* bg = static_cast<const E*>(p.B) + ((c.row * p.seqlen + t0) * p.ngroups + c.grp) * kN;
-    const int64_t gn = p.ngroups * kN;
-    const int r0 = tid >> 4, u = tid & 15;
-#pragma unroll
-    for (int v = 0; v < 8; ++v) {
-      const int r = r0 + 16 * v;
-      const bool ok = r < ln;
-      cp_async16_zfill(st + (u >> 3) * 16384 + sw128_offset(r, 16 * (u & 7)), bg + (ok ? r * gn + 8 * u : 0), ok);
-    }
-  }
-#pragma unroll
-  for (int i = 0; i < W; ++i) {
-    if (i >= c.nw) break;
-    char* wb = st + kQ * kN * 2 + i * kStateWgWalkBytes;
-    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
-    const E* xg = static_cast<const E*>(p.x) + ((c.row * p.seqlen + t0) * h + hh) * kP + ((c.i0 + i) & 1) * kHalfP;
-    const int64_t hp = h * kP;
-    const int r0 = tid >> 2, u = tid & 3;
-#pragma unroll
-    for (int v = 0; v < 2; ++v) {
-      const int r = r0 + 64 * v;
-      const bool ok = r < ln;
-      cp_async16_zfill(wb + sw64_offset(r, 16 * u), xg + (ok ? r * hp + 8 * u : 0), ok);
-    }
-    float* rowsf = reinterpret_cast<float*>(wb + kXSwzBytes);  // a in [0, Q), dt' in [Q, 2Q)
-    const int r = tid & (kQ - 1);
-    float* dst = rowsf + tid;
-    if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
-    else *dst = 0.f;
-  }
-}
-
-// x_s *= w_s = exp(a_L - a_s) dt'_s for the 16-byte pieces this thread copied (state_load_wg), then the fence that
-// hands them to wgmma (the caller's barrier follows).
-template <typename E, int W>
-__device__ __forceinline__ void state_scale_wg(const StateCta& c, char* st, int ln, int tid) {
-#pragma unroll
-  for (int i = 0; i < W; ++i) {
-    if (i >= c.nw) break;
-    char* wb = st + kQ * kN * 2 + i * kStateWgWalkBytes;
-    const float* rowsf = reinterpret_cast<const float*>(wb + kXSwzBytes);
-    const float aL = rowsf[ln - 1];
-#pragma unroll
-    for (int v = 0; v < 2; ++v) {
-      const int r = (tid >> 2) + 64 * v;
-      if (r >= ln) continue;
-      const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
-      uint4* pv = reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)));
-      uint4 t = *pv;
-      t.x = scale_pair(t.x, w, w);
-      t.y = scale_pair(t.y, w, w);
-      t.z = scale_pair(t.z, w, w);
-      t.w = scale_pair(t.w, w, w);
-      *pv = t;
-    }
-  }
-  fence_proxy_async();
-}
 
 template <typename E, int W>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStateParams p) {
@@ -387,25 +343,24 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
                            : 0.f;
   E* const blocks = reinterpret_cast<E*>(smem + 2 * state_wg_stage_bytes(W)) + warp * W * (kStateWgBlockBytes / 2);
 
-  if (nck > 0) state_load_wg<E, W>(p, c, 0, smem, tid);
+  if (nck > 0) state_load<E, W, true>(p, c, 0, smem, tid);
   cp_async_commit();
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * state_wg_stage_bytes(W);
     // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
-    if (k + 1 < nck) state_load_wg<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * state_wg_stage_bytes(W), tid);
+    if (k + 1 < nck) state_load<E, W, true>(p, c, k + 1, smem + ((k + 1) & 1) * state_wg_stage_bytes(W), tid);
     cp_async_commit();
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    state_scale_wg<E, W>(c, st, ln, tid);
+    state_scale<E, W, true>(c, st, ln, tid);
     __syncthreads();
     // h_in of chunk k = S (bf16, staged as (p, n) rows), then S *= exp(a_L)
 #pragma unroll
     for (int i = 0; i < W; ++i) {
       if (i >= c.nw) break;
       E* blk = blocks + i * (kStateWgBlockBytes / 2);
-      const float decay = __expf(reinterpret_cast<const float*>(st + kQ * kN * 2 + i * kStateWgWalkBytes +
-                                                                kXSwzBytes)[ln - 1]);
+      const float decay = __expf(state_walk_rows<true>(state_walk_base<W, true>(st, i))[ln - 1]);
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -418,7 +373,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
     wgmma_fence();
 #pragma unroll
     for (int i = 0; i < W; ++i) {
-      const char* xw = st + kQ * kN * 2 + i * kStateWgWalkBytes;
+      const char* xw = state_walk_base<W, true>(st, i);
 #pragma unroll
       for (int kk = 0; kk < kQ / 16; ++kk)
         wgmma_ss_bf16<true, true, true>(acc[i], wg_desc<128>(st + 16384 * wg + 2048 * kk), wg_desc<64>(xw + 1024 * kk));
