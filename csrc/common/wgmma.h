@@ -27,6 +27,26 @@
 
 namespace mamba_kernels {
 
+// Host: whether the current device runs this build's sm_90a code (compute capability 9.0, and setup.py defined
+// MK_BUILT_SM90A because TORCH_CUDA_ARCH_LIST has 9.0a; the CPU emulation counts as such a device), cached per device:
+// launchers ask it on every call.
+inline bool device_runs_sm90a() {
+#if defined(MK_BUILT_SM90A) || defined(MK_CUDA_EMU)
+  static signed char cached[64] = {0};  // 0 unknown, 1 yes, -1 no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return false;
+  if (dev < 64 && cached[dev] != 0) return cached[dev] > 0;
+  int major = 0, minor = 0;
+  const bool yes = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+                   major == 9 && minor == 0;
+  if (dev < 64) cached[dev] = yes ? 1 : -1;
+  return yes;
+#else
+  return false;
+#endif
+}
+
 // Byte offset of byte `b` (< 128) of row `r` in a 128-byte-swizzled tile.
 __host__ __device__ __forceinline__ uint32_t sw128_offset(uint32_t r, uint32_t b) {
   return r * 128u + ((((b >> 4) ^ r) & 7u) << 4) + (b & 15u);

@@ -53,6 +53,7 @@ constexpr int kXSwzBytes = kQ * kHalfP * 2;
 constexpr int kStateWgWalkBytes = kXSwzBytes + 2 * kQ * 4;        // 9 KB (1 KB multiple: the tiles stay aligned)
 constexpr int kStateWgBlockLd = 16 + 8;                           // staging row: 16 n (+ 8: 48 bytes)
 constexpr int kStateWgBlockBytes = kHalfP * kStateWgBlockLd * 2;
+constexpr int kStateWgMaxWalks = 5;  // 214 KB; 6 walks would need 244 KB
 constexpr int state_wg_stage_bytes(int W) { return kQ * kN * 2 + W * kStateWgWalkBytes; }
 constexpr int state_wg_smem_bytes(int W) { return 2 * state_wg_stage_bytes(W) + kWarps * W * kStateWgBlockBytes; }
 
@@ -330,17 +331,18 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
     const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
     return (hh * kP + kHalfP * ((c.i0 + i) & 1)) * kN;
   };
-  float acc[W][4][4];  // acc[i][j][e]: S_i^T (n nrow0 + g + 8 (e / 2), p 8 j + 2 q + e % 2)
+  // acc[i][j][e]: S_i^T (n nrow0 + g + 8 (e / 2), p 8 j + 2 q + e % 2), at acc_off(i, j, e) of a sequence's states
+  auto acc_off = [&](int i, int j, int e) -> int64_t {
+    return state_base(i) + (8 * j + 2 * q + (e & 1)) * kN + nrow0 + g + 8 * (e >> 1);
+  };
+  float acc[W][4][4];
 #pragma unroll
   for (int i = 0; i < W; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
-        acc[i][j][e] = p.init != nullptr && i < c.nw
-                           ? p.init[c.seq * h * kP * kN + state_base(i) + (8 * j + 2 * q + (e & 1)) * kN + nrow0 + g +
-                                    8 * (e >> 1)]
-                           : 0.f;
+        acc[i][j][e] = p.init != nullptr && i < c.nw ? p.init[c.seq * h * kP * kN + acc_off(i, j, e)] : 0.f;
   E* const blocks = reinterpret_cast<E*>(smem + 2 * state_wg_stage_bytes(W)) + warp * W * (kStateWgBlockBytes / 2);
 
   if (nck > 0) state_load<E, W, true>(p, c, 0, smem, tid);
@@ -409,8 +411,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
-        p.final_states[c.seq * h * kP * kN + state_base(i) + (8 * j + 2 * q + (e & 1)) * kN + nrow0 + g +
-                       8 * (e >> 1)] = acc[i][j][e];
+        p.final_states[c.seq * h * kP * kN + acc_off(i, j, e)] = acc[i][j][e];
   }
 #else
   __trap();
@@ -421,7 +422,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
 // shared memory of one CTA holds (smem_optin bytes; of ssd_state_wg_kernel with wgmma) and kStateMaxWalks; the
 // largest allowed when even that needs more CTAs than SMs (several waves).
 inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin, bool wgmma = false) {
-  int wmax = kStateMaxWalks;
+  int wmax = wgmma ? kStateWgMaxWalks : kStateMaxWalks;
   while (wmax > 1 && (wgmma ? state_wg_smem_bytes(wmax) : state_smem_bytes(wmax)) > smem_optin) --wmax;
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   for (int w = 1; w <= wmax; ++w)
@@ -432,36 +433,31 @@ inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin, bool
 // Whether the skew's staging (MK_SSD_STATE_SKEW) fits at W walks a CTA: it is taken only then, never at fewer walks.
 constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_bytes(W, true) <= smem_optin; }
 
-template <int W>
-cudaError_t launch_state_wg(const SsdStateParams& p, cudaStream_t stream) {
-  const int64_t halves = 2 * (p.nheads / p.ngroups);
-  const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
-  if (grid == 0) return cudaSuccess;
-  auto kernel = ssd_state_wg_kernel<__nv_bfloat16, W>;
-  cudaLaunchConfig_t cfg = {};
-  cfg.blockDim = dim3(kThreads);
-  cfg.gridDim = dim3(unsigned(grid));
-  cfg.dynamicSmemBytes = size_t(state_wg_smem_bytes(W));
-  cfg.stream = stream;
-  cudaError_t e = opt_in_smem(kernel, state_wg_smem_bytes(W), "the SSD state stage");
-  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
-  return e == cudaSuccess ? cudaGetLastError() : e;
-}
+// Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel.
+enum class StateKernel { kPlain, kSkew, kWgmma };
 
-template <int W, bool kSkew>
-cudaError_t launch_state(const SsdStateParams& p, cudaStream_t stream) {
+// One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
+template <int W>
+cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
   if (grid == 0) return cudaSuccess;
-  auto kernel = ssd_state_kernel<__nv_bfloat16, W, kSkew>;
-  cudaLaunchConfig_t cfg = {};
-  cfg.blockDim = dim3(kThreads);
-  cfg.gridDim = dim3(unsigned(grid));
-  cfg.dynamicSmemBytes = size_t(state_smem_bytes(W, kSkew));
-  cfg.stream = stream;
-  cudaError_t e = opt_in_smem(kernel, state_smem_bytes(W, kSkew), "the SSD state stage");
-  if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
-  return e == cudaSuccess ? cudaGetLastError() : e;
+  const auto run = [&](auto kernel, int smem) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.blockDim = dim3(kThreads);
+    cfg.gridDim = dim3(unsigned(grid));
+    cfg.dynamicSmemBytes = size_t(smem);
+    cfg.stream = stream;
+    cudaError_t e = opt_in_smem(kernel, smem, "the SSD state stage");
+    if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
+    return e == cudaSuccess ? cudaGetLastError() : e;
+  };
+  if (which == StateKernel::kWgmma) {
+    if constexpr (W <= kStateWgMaxWalks) return run(ssd_state_wg_kernel<__nv_bfloat16, W>, state_wg_smem_bytes(W));
+    return cudaErrorInvalidValue;
+  }
+  return which == StateKernel::kSkew ? run(ssd_state_kernel<__nv_bfloat16, W, true>, state_smem_bytes(W, true))
+                                     : run(ssd_state_kernel<__nv_bfloat16, W, false>, state_smem_bytes(W, false));
 }
 
 }  // namespace ssd_walk

@@ -56,22 +56,6 @@ bool env_switch(const char* name, bool dflt) {
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
 }
 
-#if defined(MK_BUILT_SM90A) || defined(MK_CUDA_EMU)
-constexpr bool kBuiltSm90a = true;
-#else
-constexpr bool kBuiltSm90a = false;
-#endif
-
-// Whether the current device runs sm_90a code (compute capability 9.0) and the build has it.
-bool device_runs_sm90a() {
-  int dev = 0, major = 0, minor = 0;
-  if (!kBuiltSm90a || cudaGetDevice(&dev) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
-    return false;
-  return major == 9 && minor == 0;
-}
-
 // Whether F1 runs ssd_state_wg_kernel (MK_SSD_STATE_WGMMA) on this device, whose blocks may opt into `optin` bytes.
 bool state_wgmma(int64_t optin) {
   return env_switch("MK_SSD_STATE_WGMMA", false) && device_runs_sm90a() && ssd_walk::state_wg_smem_bytes(1) <= optin;
@@ -100,25 +84,14 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
-template <bool kSkew>
-cudaError_t launch_state_w(const SsdStateParams& p, int walks, cudaStream_t s) {
+cudaError_t launch_state_w(const SsdStateParams& p, int walks, ssd_walk::StateKernel which, cudaStream_t s) {
   switch (walks) {
-    case 1: return ssd_walk::launch_state<1, kSkew>(p, s);
-    case 2: return ssd_walk::launch_state<2, kSkew>(p, s);
-    case 3: return ssd_walk::launch_state<3, kSkew>(p, s);
-    case 4: return ssd_walk::launch_state<4, kSkew>(p, s);
-    case 5: return ssd_walk::launch_state<5, kSkew>(p, s);
-    default: return ssd_walk::launch_state<6, kSkew>(p, s);
-  }
-}
-
-cudaError_t launch_state_wg_w(const SsdStateParams& p, int walks, cudaStream_t s) {
-  switch (walks) {
-    case 1: return ssd_walk::launch_state_wg<1>(p, s);
-    case 2: return ssd_walk::launch_state_wg<2>(p, s);
-    case 3: return ssd_walk::launch_state_wg<3>(p, s);
-    case 4: return ssd_walk::launch_state_wg<4>(p, s);
-    default: return ssd_walk::launch_state_wg<5>(p, s);
+    case 1: return ssd_walk::launch_state<1>(p, which, s);
+    case 2: return ssd_walk::launch_state<2>(p, which, s);
+    case 3: return ssd_walk::launch_state<3>(p, which, s);
+    case 4: return ssd_walk::launch_state<4>(p, which, s);
+    case 5: return ssd_walk::launch_state<5>(p, which, s);
+    default: return ssd_walk::launch_state<6>(p, which, s);
   }
 }
 
@@ -150,14 +123,14 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (optin < ssd_walk::state_smem_bytes(1))
     return "ssd_state_cuda: this GPU gives a block less shared memory than the stage needs";
   const auto s = static_cast<cudaStream_t>(stream);
-  if (state_wgmma(optin)) {
-    const int walks = ssd_walk::state_walks_per_cta(p, optin, true);
-    const cudaError_t e = launch_state_wg_w(p, walks, s);
-    return e == cudaSuccess ? nullptr : launch_error_string(e);
-  }
-  const int walks = ssd_walk::state_walks_per_cta(p, optin);
-  const bool skew = env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin);
-  const cudaError_t e = skew ? launch_state_w<true>(p, walks, s) : launch_state_w<false>(p, walks, s);
+  using ssd_walk::StateKernel;
+  const bool wgmma = state_wgmma(optin);
+  const int walks = ssd_walk::state_walks_per_cta(p, optin, wgmma);
+  const StateKernel which = wgmma ? StateKernel::kWgmma
+                            : env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)
+                                ? StateKernel::kSkew
+                                : StateKernel::kPlain;
+  const cudaError_t e = launch_state_w(p, walks, which, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
