@@ -192,6 +192,31 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* row_
   ldsm_x4_any<true>(r, row_addr);
 }
 
+// stmatrix.x4.trans (sm_90 only) of four 8 x 8 16-bit matrices: lane (g, q) holds r[m] = (row g, col 2q) | (row g,
+// col 2q + 1) << 16 of matrix m (an mma accumulator's order); the matrix is stored transposed: memory row i of
+// matrix m, at the address lane 8m + i gives (16 bytes, 16-byte aligned), holds its column i. The CPU emulation
+// gathers the row addresses through ldsm_x4_any's per-warp table, so a wrong lane address misplaces elements.
+__device__ __forceinline__ void stsm_x4_trans(const uint32_t (&r)[4], void* row_addr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+#elif defined(__CUDA_ARCH__)
+  __trap();
+#elif defined(MK_CUDA_EMU)
+  const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
+  emu_ldsm_rows[w][lane] = row_addr;
+  __syncwarp();
+  for (unsigned m = 0; m < 4; ++m) {
+    const void* const* rows = emu_ldsm_rows[w] + 8 * m;
+    static_cast<uint16_t*>(const_cast<void*>(rows[2 * q]))[g] = uint16_t(r[m] & 0xffffu);
+    static_cast<uint16_t*>(const_cast<void*>(rows[2 * q + 1]))[g] = uint16_t(r[m] >> 16);
+  }
+  __syncwarp();
+#endif
+}
+
 // ldmatrix.x4 (no transpose): lane 8m + r gives the address of row r of matrix m; lane (g, q) receives r[m] =
 // (row g, col 2q) | (row g, col 2q + 1) << 16 of matrix m.
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* row_addr) { ldsm_x4_any<false>(r, row_addr); }

@@ -357,20 +357,41 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
     state_scale<E, W, true>(c, st, ln, tid);
     __syncthreads();
-    // h_in of chunk k = S (bf16, staged as (p, n) rows), then S *= exp(a_L)
+    // h_in of chunk k = S (bf16, staged as (p, n) rows by stmatrix.trans: the accumulator holds (n, p)), then
+    // S *= exp(a_L). Matrix m of a walk's two x4 stores: p rows 8 (2 u + m / 2) .., n columns 8 (m % 2) ..
 #pragma unroll
     for (int i = 0; i < W; ++i) {
       if (i >= c.nw) break;
       E* blk = blocks + i * (kStateWgBlockBytes / 2);
       const float decay = __expf(state_walk_rows<true>(state_walk_base<W, true>(st, i))[ln - 1]);
 #pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        uint32_t r[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m)
+          r[m] = ssd_cuda::pack_bf16(acc[i][2 * u + m / 2][2 * (m & 1)], acc[i][2 * u + m / 2][2 * (m & 1) + 1]);
+        const int mm = lane >> 3;
+        ssd_cuda::stsm_x4_trans(r, blk + (8 * (2 * u + mm / 2) + (lane & 7)) * kStateWgBlockLd + 8 * (mm & 1));
+      }
+#pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          blk[(8 * j + 2 * q + (e & 1)) * kStateWgBlockLd + g + 8 * (e >> 1)] = ssd_cuda::from_f<E>(acc[i][j][e]);
-          acc[i][j][e] *= decay;
-        }
+        for (int e = 0; e < 4; ++e) acc[i][j][e] *= decay;
     }
+    __syncwarp();
+    // the staged blocks into registers before the products are issued: one register set reused walk by walk made
+    // each shared load wait for the previous global store to release its source registers (a chain at the store
+    // queue's pace: 57% of the warps' stall samples under ncu, 154 us). A block's p row holds 16 n (32 bytes, one
+    // sector): lanes 2 r and 2 r + 1 store its halves in one instruction (rows r and 16 + r), so that every sector is
+    // written whole (9b7f175 stored a lane's row in two instructions, 16 bytes of 32 each: 216-221 us).
+    const int hr = lane >> 1, hc = 8 * (lane & 1);
+    uint4 v[W][2];
+#pragma unroll
+    for (int i = 0; i < W; ++i)
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+        v[i][u] = *reinterpret_cast<const uint4*>(blocks + i * (kStateWgBlockBytes / 2) +
+                                                  (hr + 16 * u) * kStateWgBlockLd + hc);
     // S^T += B^T x' over the chunk's 8 k16 steps (rows past ln are zero), every walk slot (past nw: stale, unstored)
     wgmma_fence();
 #pragma unroll
@@ -381,22 +402,14 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
         wgmma_ss_bf16<true, true, true>(acc[i], wg_desc<128>(st + 16384 * wg + 2048 * kk), wg_desc<64>(xw + 1024 * kk));
     }
     wgmma_commit();
-    __syncwarp();
-    {  // the staged h_in blocks to global memory while the products run: a block's p row holds 16 n (32 bytes, one
-       // sector); lanes 2 r and 2 r + 1 store its halves in the same instruction (rows r and 16 + r), so that every
-       // sector is written whole (9b7f175 stored a lane's row in two instructions, 16 bytes of 32 each: 216-221 us)
+    {  // chunk k's h_in to global memory while the products run
       E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
-      const int hr = lane >> 1, hc = 8 * (lane & 1);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
         if (i >= c.nw) break;
-        const E* blk = blocks + i * (kStateWgBlockBytes / 2);
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          const int r = hr + 16 * u;
-          *reinterpret_cast<uint4*>(hin + state_base(i) + r * kN + nrow0 + hc) =
-              *reinterpret_cast<const uint4*>(blk + r * kStateWgBlockLd + hc);
-        }
+        for (int u = 0; u < 2; ++u)
+          *reinterpret_cast<uint4*>(hin + state_base(i) + (hr + 16 * u) * kN + nrow0 + hc) = v[i][u];
       }
     }
     wgmma_wait<0>();
