@@ -297,16 +297,10 @@ __device__ __forceinline__ void stage_block(E* sw, const uint32_t (&v)[2][J], in
 template <typename E, int J, int LD>
 __device__ __forceinline__ void flush_block(const E* sw, E* dst, int64_t ld, int nrows, int lane) {
   constexpr int kRowsPer = 32 / J;  // rows a store instruction (J lanes a row)
-  // all rows into registers, then the stores: with one register set reused row by row each shared load waited for
-  // the previous global store to release its source registers (at the store queue's pace)
-  uint4 t[16 / kRowsPer];
-#pragma unroll
-  for (int u = 0; u < 16 / kRowsPer; ++u)
-    t[u] = *reinterpret_cast<const uint4*>(sw + (lane / J + kRowsPer * u) * LD + (lane % J) * 8);
 #pragma unroll
   for (int u = 0; u < 16 / kRowsPer; ++u) {
-    const int r = lane / J + kRowsPer * u;
-    if (r < nrows) *reinterpret_cast<uint4*>(dst + r * ld + (lane % J) * 8) = t[u];
+    const int r = lane / J + kRowsPer * u, c = (lane % J) * 8;
+    if (r < nrows) *reinterpret_cast<uint4*>(dst + r * ld + c) = *reinterpret_cast<const uint4*>(sw + r * LD + c);
   }
   __syncwarp();
 }
