@@ -53,7 +53,7 @@ def main():
               os.environ.get(k, d + " (default)") for k, d in (
                   ("MK_SSD_HANDOVER", "0"), ("MK_SSD_SCAN_HEADS", "1"), ("MK_SSD_WALK_STAGED", "1"),
                   ("MK_SSD_WALK_PINGPONG", "1"), ("MK_SSD_WALK_YPRE", "1"), ("MK_SSD_STATE_SKEW", "1"),
-                  ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "0"))))
+                  ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"))))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)
         gout = torch.randn_like(inp["x"]) if a.bwd else None
