@@ -27,7 +27,6 @@
 // (asynchronous, at the full tensor rate) so that the mma overlaps the scaling and the stores, or warps in different
 // phases (the head walk's two teams on different items: ssd_walk.cuh, walk_items_pingpong; here kSkew, below).
 #pragma once
-#include "common/bulk_copy.h"
 #include "ssd/ssd_walk.cuh"
 
 namespace mamba_kernels {
@@ -52,11 +51,11 @@ constexpr int state_smem_bytes(int W, bool skew = false) {
 // walk.
 constexpr int kXSwzBytes = kQ * kHalfP * 2;
 constexpr int kStateWgWalkBytes = kXSwzBytes + 2 * kQ * 4;        // 9 KB (1 KB multiple: the tiles stay aligned)
-constexpr int kStateWgStgLd = kN + 8;  // h_in staging row: a p row's 128 n (+ 8: stmatrix rows 4 banks apart)
-constexpr int kStateWgStgBytes = kHalfP * kStateWgStgLd * 2;  // a walk's (32 p x 128 n) block, 8.5 KB
-constexpr int kStateWgMaxWalks = 5;
+constexpr int kStateWgBlockLd = 16 + 8;                           // staging row: 16 n (+ 8: 48 bytes)
+constexpr int kStateWgBlockBytes = kHalfP * kStateWgBlockLd * 2;
+constexpr int kStateWgMaxWalks = 5;  // 214 KB; 6 walks would need 244 KB
 constexpr int state_wg_stage_bytes(int W) { return kQ * kN * 2 + W * kStateWgWalkBytes; }
-constexpr int state_wg_smem_bytes(int W) { return 2 * state_wg_stage_bytes(W) + W * kStateWgStgBytes; }  // 197 KB
+constexpr int state_wg_smem_bytes(int W) { return 2 * state_wg_stage_bytes(W) + kWarps * W * kStateWgBlockBytes; }
 
 // Walk i's part of stage st (its x half tile first), and that part's a / dt' rows (a in [0, Q), dt' in [Q, 2Q)).
 template <int W, bool kSwz>
@@ -308,14 +307,20 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 }
 
 // ------------------------------------------------------------------------------------------ the wgmma variant (sm_90a)
-// ssd_state_wg_kernel (MK_SSD_STATE_WGMMA, off: slower in its first form, 216-221 us against 159-165 at shape 1;
-// kept to be timed again now that its h_in stores write whole sectors): the same walks, the transposed product on
+// ssd_state_wg_kernel (MK_SSD_STATE_WGMMA, the default where it runs): the same walks, the transposed product on
 // wgmma: warpgroup j (warps 4 j .. 4 j + 3) keeps S_i^T's n rows 64 j .. 64 j + 63 (all 32 p of walk i: m64n32
 // accumulators, 16 registers a walk) and adds B^T x'_i with A = the chunk's B tile (MN-major: its token rows, n block
 // j, 128-byte-swizzled) and B = walk i's weighted x half tile (MN-major, 64-byte-swizzled), both from shared memory.
-// A chunk's products run asynchronously while the warps store the chunk's h_in blocks (staged transposed: the
-// accumulator holds (n, p), h_in is (p, n)). Why: the phases of ssd_state_kernel add up at 8 warps an SM (loads 73,
-// + scaling 82, + stores 114, + mma 168 us in its lab); here the tensor work no longer takes issue slots from them.
+// A chunk's products run asynchronously while the warps store the chunk's h_in blocks (staged transposed by
+// stmatrix: the accumulator holds (n, p), h_in is (p, n)). Why: the phases of ssd_state_kernel add up at 8 warps an SM
+// (loads 73, + scaling 82, + stores 114, + mma 168 us in its lab); here the tensor work no longer takes issue slots.
+// H200, shape 1: 216-221 us against 159-165 for ssd_state_kernel while a lane stored its 32-byte h_in row in two
+// 16-byte halves (9b7f175; half sectors at L2); 154.8 against 160.2-162.9 with whole sectors (6a9f91d); 150.5-150.9
+// against 164.8-165.0 with the staged rows loaded into registers before the products are issued (c9810a9: one
+// register set reused walk by walk had made every shared load wait for the previous global store, 57% of the stall
+// samples). Measured and removed (bbb6462): h_in by bulk copies (cp.async.bulk shared -> global, a 256-byte p row a
+// lane of warp 0, from one staging block a walk): 266.9 us: the copies' per-lane addresses make each one a
+// serialised warp loop (BRA.U.ANY), and every warp waited for warp 0 at the next barrier (52% of the samples).
 
 template <typename E, int W>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStateParams p) {
@@ -344,48 +349,12 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         acc[i][j][e] = p.init != nullptr && i < c.nw ? p.init[c.seq * h * kP * kN + acc_off(i, j, e)] : 0.f;
-  // The h_in staging: walk i's (p, n) block at stg + i kHalfP kStateWgStgLd, p rows kStateWgStgLd apart.
-  E* const stg = reinterpret_cast<E*>(smem + 2 * state_wg_stage_bytes(W));
-  // S (bf16) into the staging by stmatrix.trans (the accumulator holds (n, p)); matrix m of x4 store u: p rows
-  // 8 (2 u + m / 2) .., n columns nrow0 + 8 (m % 2) ..; then the fence that hands the rows to the bulk copies.
-  auto stage_state = [&]() {
-    const int mm = lane >> 3;
-#pragma unroll
-    for (int i = 0; i < W; ++i) {
-      if (i >= c.nw) break;
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        uint32_t r[4];
-#pragma unroll
-        for (int m = 0; m < 4; ++m)
-          r[m] = ssd_cuda::pack_bf16(acc[i][2 * u + m / 2][2 * (m & 1)], acc[i][2 * u + m / 2][2 * (m & 1) + 1]);
-        ssd_cuda::stsm_x4_trans(r, stg + (i * kHalfP + 8 * (2 * u + mm / 2) + (lane & 7)) * kStateWgStgLd + nrow0 +
-                                       8 * (mm & 1));
-      }
-    }
-    fence_proxy_async();
-  };
+  E* const blocks = reinterpret_cast<E*>(smem + 2 * state_wg_stage_bytes(W)) + warp * W * (kStateWgBlockBytes / 2);
 
-  if (nck > 0) {
-    state_load<E, W, true>(p, c, 0, smem, tid);
-    stage_state();  // h_in of chunk 0: the initial state
-  }
+  if (nck > 0) state_load<E, W, true>(p, c, 0, smem, tid);
   cp_async_commit();
-  __syncthreads();
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * state_wg_stage_bytes(W);
-    // h_in of chunk k (staged before the last barrier) to global memory by bulk copies, lane r a walk's p row r (256
-    // bytes): the copy engine reads the staging while the warps go on (the stores held registers and took 54% of
-    // the warps' stall samples when the warps issued them: 150 us)
-    if (warp == 0) {
-      E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
-#pragma unroll
-      for (int i = 0; i < W; ++i) {
-        if (i >= c.nw) break;
-        bulk_store(hin + state_base(i) + lane * kN, stg + (i * kHalfP + lane) * kStateWgStgLd, kN * 2);
-      }
-      bulk_commit();
-    }
     // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
     if (k + 1 < nck) state_load<E, W, true>(p, c, k + 1, smem + ((k + 1) & 1) * state_wg_stage_bytes(W), tid);
     cp_async_commit();
@@ -393,16 +362,42 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
     __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
     state_scale<E, W, true>(c, st, ln, tid);
+    __syncthreads();
+    // h_in of chunk k = S (bf16, staged as (p, n) rows by stmatrix.trans: the accumulator holds (n, p)), then
+    // S *= exp(a_L). Matrix m of a walk's two x4 stores: p rows 8 (2 u + m / 2) .., n columns 8 (m % 2) ..
 #pragma unroll
-    for (int i = 0; i < W; ++i) {  // S *= exp(a_L)
+    for (int i = 0; i < W; ++i) {
+      if (i >= c.nw) break;
+      E* blk = blocks + i * (kStateWgBlockBytes / 2);
       const float decay = __expf(state_walk_rows<true>(state_walk_base<W, true>(st, i))[ln - 1]);
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        uint32_t r[4];
+#pragma unroll
+        for (int m = 0; m < 4; ++m)
+          r[m] = ssd_cuda::pack_bf16(acc[i][2 * u + m / 2][2 * (m & 1)], acc[i][2 * u + m / 2][2 * (m & 1) + 1]);
+        const int mm = lane >> 3;
+        ssd_cuda::stsm_x4_trans(r, blk + (8 * (2 * u + mm / 2) + (lane & 7)) * kStateWgBlockLd + 8 * (mm & 1));
+      }
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[i][j][e] *= decay;
     }
-    if (warp == 0) bulk_wait_read<0>();  // the staging is free after the barrier
-    __syncthreads();
+    __syncwarp();
+    // the staged blocks into registers before the products are issued: one register set reused walk by walk made
+    // each shared load wait for the previous global store to release its source registers (a chain at the store
+    // queue's pace: 57% of the warps' stall samples under ncu, 154 us). A block's p row holds 16 n (32 bytes, one
+    // sector): lanes 2 r and 2 r + 1 store its halves in one instruction (rows r and 16 + r), so that every sector is
+    // written whole (9b7f175 stored a lane's row in two instructions, 16 bytes of 32 each: 216-221 us).
+    const int hr = lane >> 1, hc = 8 * (lane & 1);
+    uint4 v[W][2];
+#pragma unroll
+    for (int i = 0; i < W; ++i)
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+        v[i][u] = *reinterpret_cast<const uint4*>(blocks + i * (kStateWgBlockBytes / 2) +
+                                                  (hr + 16 * u) * kStateWgBlockLd + hc);
     // S^T += B^T x' over the chunk's 8 k16 steps (rows past ln are zero), every walk slot (past nw: stale, unstored)
     wgmma_fence();
 #pragma unroll
@@ -413,11 +408,19 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
         wgmma_ss_bf16<true, true, true>(acc[i], wg_desc<128>(st + 16384 * wg + 2048 * kk), wg_desc<64>(xw + 1024 * kk));
     }
     wgmma_commit();
+    {  // chunk k's h_in to global memory while the products run
+      E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
+#pragma unroll
+      for (int i = 0; i < W; ++i) {
+        if (i >= c.nw) break;
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+          *reinterpret_cast<uint4*>(hin + state_base(i) + (hr + 16 * u) * kN + nrow0 + hc) = v[i][u];
+      }
+    }
     wgmma_wait<0>();
-    if (k + 1 < nck) stage_state();  // h_in of chunk k + 1
     __syncthreads();  // stage k's last readers (every warpgroup's products) are done: the next iteration loads into it
   }
-  if (warp == 0) bulk_wait_all();
   cp_async_wait<0>();
   // the final state (fp32)
 #pragma unroll
