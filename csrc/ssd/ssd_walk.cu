@@ -47,7 +47,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_STATE_WGMMA (on): F1 on wgmma (ssd_state_wg_kernel) on a compute capability 9.0 device with an sm_90a
 //     build; off: ssd_state_kernel (mma.sync). H200, shape 1: 216.5-221.4 us against 158.9-164.8 when its h_in stores
 //     wrote half sectors (9b7f175); 154.8 against 160.2-162.9 with whole sectors (6a9f91d), 150.5-150.9 against
-//     164.8-165.0 with the flush's loads ahead of the products (c9810a9); h_in by bulk copies was slower (see the kernel).
+//     164.8-165.0 with the flush's loads ahead of the products (c9810a9); h_in by bulk copies was slower (see the
+//     kernel).
 //   MK_SSD_WALK_WGMMA (on): F2's C h_in^T on wgmma (ssd_scan_wg_kernel) where it can run: two teams, a build with
 //     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
 //     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
