@@ -332,11 +332,11 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
   if (c.nw <= 0) return;
   const int64_t h = p.nheads, hpg = h / p.ngroups;
   const int nck = (c.len + kQ - 1) / kQ;
-  // walk i's (p, n) state: element (p, n) at state_base(i) + p kN + n, p within the walk's half
-  auto state_base = [&](int i) -> int64_t {
-    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
-    return (hh * kP + kHalfP * ((c.i0 + i) & 1)) * kN;
-  };
+  // walk i's (p, n) state: element (p, n) at state_base(i) + p kN + n, p within the walk's half. Walk i0 + i is
+  // (head grp hpg + (i0 + i) / 2, half (i0 + i) % 2), i.e. p rows (i0 + i) kHalfP on from the group's first: linear
+  // in i, so that the h_in stores of a chunk take one address and immediate offsets (no address arithmetic waiting
+  // for an earlier store to release its registers)
+  auto state_base = [&](int i) -> int64_t { return (c.grp * hpg * kP + int64_t(c.i0 + i) * kHalfP) * kN; };
   // acc[i][j][e]: S_i^T (n nrow0 + g + 8 (e / 2), p 8 j + 2 q + e % 2), at acc_off(i, j, e) of a sequence's states
   auto acc_off = [&](int i, int j, int e) -> int64_t {
     return state_base(i) + (8 * j + 2 * q + (e & 1)) * kN + nrow0 + g + 8 * (e >> 1);
