@@ -160,6 +160,14 @@ __device__ __forceinline__ typename Frag<E>::B b_rows(const E* base, int ld, int
 // shows up as a wrong fragment.
 #if !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
 inline const void* emu_ldsm_rows[32][32];
+// Publishes this lane's row address and returns its warp's 32 (in lane order) after a warp barrier; the caller ends
+// with another __syncwarp before the table is reused.
+inline const void* const* emu_warp_rows(const void* row_addr) {
+  const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  emu_ldsm_rows[w][lane] = row_addr;
+  __syncwarp();
+  return emu_ldsm_rows[w];
+}
 #endif
 template <bool kTrans>
 __device__ __forceinline__ void ldsm_x4_any(uint32_t (&r)[4], const void* row_addr) {
@@ -174,11 +182,10 @@ __device__ __forceinline__ void ldsm_x4_any(uint32_t (&r)[4], const void* row_ad
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
 #elif defined(MK_CUDA_EMU)
-  const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-  emu_ldsm_rows[w][lane] = row_addr;
-  __syncwarp();
+  const unsigned lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  const void* const* warp_rows = emu_warp_rows(row_addr);
   for (unsigned m = 0; m < 4; ++m) {
-    const void* const* rows = emu_ldsm_rows[w] + 8 * m;
+    const void* const* rows = warp_rows + 8 * m;
     // trans: (row 2q, col g) | (row 2q + 1, col g) << 16; else (row g, col 2q) | (row g, col 2q + 1) << 16
     const uint16_t* r0 = static_cast<const uint16_t*>(rows[kTrans ? 2 * q : g]);
     const uint16_t* r1 = kTrans ? static_cast<const uint16_t*>(rows[2 * q + 1]) : r0 + 1;
@@ -195,7 +202,7 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* row_
 // stmatrix.x4.trans (sm_90 only) of four 8 x 8 16-bit matrices: lane (g, q) holds r[m] = (row g, col 2q) | (row g,
 // col 2q + 1) << 16 of matrix m (an mma accumulator's order); the matrix is stored transposed: memory row i of
 // matrix m, at the address lane 8m + i gives (16 bytes, 16-byte aligned), holds its column i. The CPU emulation
-// gathers the row addresses through ldsm_x4_any's per-warp table, so a wrong lane address misplaces elements.
+// gathers the row addresses as ldsm_x4_any does (emu_warp_rows), so a wrong lane address misplaces elements.
 __device__ __forceinline__ void stsm_x4_trans(const uint32_t (&r)[4], void* row_addr) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
@@ -205,11 +212,10 @@ __device__ __forceinline__ void stsm_x4_trans(const uint32_t (&r)[4], void* row_
 #elif defined(__CUDA_ARCH__)
   __trap();
 #elif defined(MK_CUDA_EMU)
-  const unsigned lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = lane & 3;
-  emu_ldsm_rows[w][lane] = row_addr;
-  __syncwarp();
+  const unsigned lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  const void* const* warp_rows = emu_warp_rows(row_addr);
   for (unsigned m = 0; m < 4; ++m) {
-    const void* const* rows = emu_ldsm_rows[w] + 8 * m;
+    const void* const* rows = warp_rows + 8 * m;
     static_cast<uint16_t*>(const_cast<void*>(rows[2 * q]))[g] = uint16_t(r[m] & 0xffffu);
     static_cast<uint16_t*>(const_cast<void*>(rows[2 * q + 1]))[g] = uint16_t(r[m] >> 16);
   }
