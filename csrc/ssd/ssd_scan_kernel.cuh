@@ -26,8 +26,11 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
 }
 
 // A warp's epilogue for its 16 rows t0 .. t0 + 15 (acc: y without D x, in the accumulator order): y += D x; ypre = y;
-// out = y silu(z) (rows >= ln: computed on the zero rows, not stored).
-template <typename E>
+// out = y silu(z) (rows >= ln: computed on the zero rows, not stored). kLdsm (MK_SSD_WALK_LDSM, off; written after
+// session 27's last GPU run, CPU-emulated only): a half's x and z pairs come by two ldmatrix.x4 each (the
+// accumulator's order is ldmatrix's) instead of 8 four-byte shared loads each (F2's epilogue stalls on those loads:
+// ncu, session 27).
+template <typename E, bool kLdsm = false>
 __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item& it, const float (&acc)[8][4],
                                               const E* xs, const Stage<E>& st, int t0, int lane, E* sw) {
   const E* zs = st.tile1();
@@ -38,16 +41,27 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const int t = tA + 8 * hf;
+    // (row t, columns 8 j + 2 q, + 1) of x and z: by ldmatrix, lane 8 m + r giving row t0 + 8 hf + r of matrix m
+    // (columns 8 (4 jj + m) ..)
+    uint32_t xw[8], zw[8];
+    if constexpr (kLdsm) {
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const int off = (t0 + 8 * hf + (lane & 7)) * kLdP + 8 * (4 * jj + (lane >> 3));
+        ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(xw + 4 * jj), xs + off);
+        if (p.z != nullptr) ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(zw + 4 * jj), zs + off);
+      }
+    }
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int c = 8 * j + 2 * q;
       float x0, x1;
-      unpack_bf16x2(*reinterpret_cast<const uint32_t*>(xs + t * kLdP + c), x0, x1);
+      unpack_bf16x2(kLdsm ? xw[j] : *reinterpret_cast<const uint32_t*>(xs + t * kLdP + c), x0, x1);
       float y0 = acc[j][2 * hf] + Ds[c] * x0, y1 = acc[j][2 * hf + 1] + Ds[c + 1] * x1;
       yv[hf][j] = ssd_cuda::pack_bf16(y0, y1);
       if (p.z != nullptr) {
         float z0, z1;
-        unpack_bf16x2(*reinterpret_cast<const uint32_t*>(zs + t * kLdP + c), z0, z1);
+        unpack_bf16x2(kLdsm ? zw[j] : *reinterpret_cast<const uint32_t*>(zs + t * kLdP + c), z0, z1);
         y0 *= __fdividef(z0, 1.f + __expf(-z0));
         y1 *= __fdividef(z1, 1.f + __expf(-z1));
       }
@@ -121,7 +135,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
 // stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
 // fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
 // other's fragments at every k16 step.
-template <typename E, bool kWgmma, typename WaitRest, typename WaitOwn>
+template <typename E, bool kWgmma, bool kLdsm, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
@@ -150,7 +164,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   }
   scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E>(p, it, acc, xs, st, t0, lane, sw);
+  scan_epilogue<E, kLdsm>(p, it, acc, xs, st, t0, lane, sw);
 }
 
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
@@ -159,18 +173,19 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
   run_walk<E, kTeams>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                       [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                           const auto& wait_rest, const auto& wait_own) {
-                        scan_item<E, false>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                        scan_item<E, false, false>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                       });
 }
 
-// The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there).
-template <typename E>
+// The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there);
+// kLdsm: scan_epilogue's ldmatrix loads.
+template <typename E, bool kLdsm = false>
 __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdScanParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                        [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                            const auto& wait_rest, const auto& wait_own) {
-                         scan_item<E, true>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                         scan_item<E, true, kLdsm>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                        });
 #else
   __trap();

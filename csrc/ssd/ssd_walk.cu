@@ -53,6 +53,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
 //     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
 //     against 294.0.
+//   MK_SSD_WALK_LDSM (off; written after session 27's last GPU run, CPU-emulated only): F2's wgmma kernel loads its
+//     epilogue's x / z pairs by ldmatrix (ssd_scan_kernel.cuh, scan_epilogue's kLdsm).
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -143,7 +145,9 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
-                           stream, ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16>);
+                           stream,
+                           env_switch("MK_SSD_WALK_LDSM", false) ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                                                                  : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
 }
 
 }  // namespace mamba_kernels
