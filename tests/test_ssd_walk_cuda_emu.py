@@ -232,6 +232,7 @@ STATE_CASES = {
     "state-b1-l128-h2-g2-init-1cta": (1, 128, 2, 2, None, True, 1),
     "state-b1-l257-h3-g3-init": (1, 257, 3, 3, None, True, 5),
     "state-b3-l384-h16-g1-init-7ctas": (3, 384, 16, 1, None, True, 7),
+    "state-b1-l300-h4-g1-init-2ctas": (1, 300, 4, 1, None, True, 2),  # 4 walks a CTA (wgmma-pairs: no single walk)
     # an A100's 163 KB a block: at most 3 walks a CTA (6 with 227 KB), 33 CTAs on the "7 SMs"
     "state-b3-l384-h16-g1-init-7ctas-a100smem": (3, 384, 16, 1, None, True, 7, 166912),
 }
@@ -277,12 +278,13 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
     return hin, final
 
 
-@pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma"])
+@pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma", "wgmma-pairs"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
 def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
-    """variant: "skew" (MK_SSD_STATE_SKEW: warps 4-7 store their h_in blocks after the chunk's mma), "noskew", or
-    "wgmma" (MK_SSD_STATE_WGMMA: ssd_state_wg_kernel, the swizzled tiles read through the emulated wgmma)."""
-    skew, wgmma = int(variant == "skew"), variant == "wgmma"
+    """variant: "skew" (MK_SSD_STATE_SKEW: warps 4-7 store their h_in blocks after the chunk's mma), "noskew",
+    "wgmma" (MK_SSD_STATE_WGMMA: ssd_state_wg_kernel, the swizzled tiles read through the emulated wgmma) or
+    "wgmma-pairs" (that with MK_SSD_STATE_PAIRS: two walks' x tiles side by side, one m64n64 product for both)."""
+    skew, wgmma, pairs = int(variant == "skew"), variant.startswith("wgmma"), int(variant == "wgmma-pairs")
     b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
@@ -317,13 +319,14 @@ def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
         arrays["first"] = torch.tensor([first for _, _, _, first in seqs], dtype=torch.int32)
     for name, t in arrays.items():
         _write(d, name, t)
-    env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma))}
+    env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma)),
+           "MK_SSD_STATE_PAIRS": str(pairs)}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes
     walks = int(re.search(r"state walks (\d+)", res.stdout).group(1))
     skew_ran = int(skew and _state_smem(walks, True) <= (optin[0] if optin else 232448))
-    assert f"skew {skew_ran} wgmma {int(wgmma)} smem_match 1" in res.stdout, res.stdout
+    assert f"skew {skew_ran} wgmma {int(wgmma)} pairs {pairs} smem_match 1" in res.stdout, res.stdout
     calls = int(re.search(r"threads \d+ wgmma (\d+)", res.stdout).group(1))  # emulated wgmma
     assert (calls > 0) == wgmma or "launches 0" in res.stdout, res.stdout
     hin_got = _read(d, "hin", BF, (nk, h, P, N))

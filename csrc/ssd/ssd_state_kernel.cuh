@@ -46,25 +46,46 @@ constexpr int state_smem_bytes(int W, bool skew = false) {
   return 2 * state_stage_bytes(W) + state_store_bytes(W, skew);
 }
 
-// ssd_state_wg_kernel's stages (kSwz below): the B tile 128-byte-swizzled (two 16 KB n blocks), per walk an x half
-// tile 64-byte-swizzled (128 rows of 64 bytes) and the a / dt' rows; h_in staging: a (32 p x 16 n) block a warp and
-// walk.
+// How a stage holds the B tile and the walks' x half tiles (the kX of the stage helpers below): kXPlain
+// (ssd_state_kernel: padded rows for ldmatrix), kXSwz64 (ssd_state_wg_kernel: the B tile 128-byte-swizzled in two
+// 16 KB n blocks, per walk an x half tile 64-byte-swizzled, 128 rows of 64 bytes, then its a / dt' rows), kXPairs
+// (ssd_state_wg_kernel's kPairs: walks 2 u and 2 u + 1 side by side in one 128-byte-swizzled tile of 128 rows of 128
+// bytes, so that one m64n64 product serves both; the a / dt' rows of every walk after the tiles).
+constexpr int kXPlain = 0, kXSwz64 = 1, kXPairs = 2;
 constexpr int kXSwzBytes = kQ * kHalfP * 2;
 constexpr int kStateWgWalkBytes = kXSwzBytes + 2 * kQ * 4;        // 9 KB (1 KB multiple: the tiles stay aligned)
+constexpr int kPairTileBytes = 2 * kXSwzBytes;                    // 16 KB
 constexpr int kStateWgBlockLd = 16 + 8;                           // staging row: 16 n (+ 8: 48 bytes)
 constexpr int kStateWgBlockBytes = kHalfP * kStateWgBlockLd * 2;
 constexpr int kStateWgMaxWalks = 5;  // 214 KB; 6 walks would need 244 KB
-constexpr int state_wg_stage_bytes(int W) { return kQ * kN * 2 + W * kStateWgWalkBytes; }
-constexpr int state_wg_smem_bytes(int W) { return 2 * state_wg_stage_bytes(W) + kWarps * W * kStateWgBlockBytes; }
-
-// Walk i's part of stage st (its x half tile first), and that part's a / dt' rows (a in [0, Q), dt' in [Q, 2Q)).
-template <int W, bool kSwz>
-__device__ __forceinline__ char* state_walk_base(char* st, int i) {
-  return kSwz ? st + kQ * kN * 2 + i * kStateWgWalkBytes : st + kRowsBytes + i * kStateWalkBytes;
+// h_in staging: a (32 p x 16 n) block a warp and walk, or (kPairs) one a warp, reused walk by walk.
+constexpr int state_wg_stage_bytes(int W, bool pairs = false) {
+  return kQ * kN * 2 + (pairs ? (W + 1) / 2 * kPairTileBytes + W * 2 * kQ * 4 : W * kStateWgWalkBytes);
 }
-template <bool kSwz>
-__device__ __forceinline__ float* state_walk_rows(char* wb) {
-  return reinterpret_cast<float*>(wb + (kSwz ? kXSwzBytes : kHalfTileBytes));
+constexpr int state_wg_smem_bytes(int W, bool pairs = false) {
+  return 2 * state_wg_stage_bytes(W, pairs) + kWarps * (pairs ? 1 : W) * kStateWgBlockBytes;
+}
+
+// Walk i's x tile in stage st (kXPairs: its pair's tile), its a / dt' rows (a in [0, Q), dt' in [Q, 2Q)), and the
+// byte offset of its row r's 16-byte chunk v (v < 4) from that tile.
+template <int W, int kX>
+__device__ __forceinline__ char* state_walk_base(char* st, int i) {
+  if constexpr (kX == kXPlain) return st + kRowsBytes + i * kStateWalkBytes;
+  else if constexpr (kX == kXSwz64) return st + kQ * kN * 2 + i * kStateWgWalkBytes;
+  else return st + kQ * kN * 2 + (i / 2) * kPairTileBytes;
+}
+template <int W, int kX>
+__device__ __forceinline__ float* state_walk_rows(char* st, int i) {
+  if constexpr (kX == kXPairs)
+    return reinterpret_cast<float*>(st + kQ * kN * 2 + (W + 1) / 2 * kPairTileBytes + i * 2 * kQ * 4);
+  else
+    return reinterpret_cast<float*>(state_walk_base<W, kX>(st, i) + (kX == kXSwz64 ? kXSwzBytes : kHalfTileBytes));
+}
+template <int kX>
+__device__ __forceinline__ int state_x_offset(int i, int r, int v) {
+  if constexpr (kX == kXPlain) return r * kLdH * 2 + 16 * v;
+  else if constexpr (kX == kXSwz64) return sw64_offset(r, 16 * v);
+  else return sw128_offset(r, 64 * (i & 1) + 16 * v);
 }
 
 // The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
@@ -97,9 +118,9 @@ __device__ __forceinline__ StateCta state_cta(const SsdStateParams& p, int W) {
 
 // Stage loads of chunk c: the B tile (rows >= ln zero) and, per walk, its x half tile (rows >= ln zero), a and dt'
 // rows (past ln zero). Thread tid copies B rows tid / 16 + 16 u (u < 8), x rows tid / 4 + 64 u (u < 2), 16 bytes
-// each, and a or dt' entry tid % 128. kSwz (ssd_state_wg_kernel's swizzled layouts, below): B row r's 16-byte chunk v
-// at (v / 8) 16384 + sw128_offset(r, 16 (v % 8)), walk i's x row r, chunk v at sw64_offset(r, 16 v).
-template <typename E, int W, bool kSwz = false>
+// each, and a or dt' entry tid % 128. Swizzled kX (ssd_state_wg_kernel's layouts): B row r's 16-byte chunk v at
+// (v / 8) 16384 + sw128_offset(r, 16 (v % 8)); walk i's x chunks at state_x_offset.
+template <typename E, int W, int kX = kXPlain>
 __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateCta& c, int chunk, char* st, int tid) {
   const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
   const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
@@ -113,14 +134,15 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     for (int u = 0; u < 8; ++u) {
       const int r = r0 + 16 * u;
       const bool ok = r < ln;
-      E* d = kSwz ? reinterpret_cast<E*>(st + (c0 / 64) * 16384 + sw128_offset(r, 2 * (c0 % 64))) : bs + r * kLdN + c0;
+      E* d = kX != kXPlain ? reinterpret_cast<E*>(st + (c0 / 64) * 16384 + sw128_offset(r, 2 * (c0 % 64)))
+                           : bs + r * kLdN + c0;
       cp_async16_zfill(d, bg + (ok ? r * gn + c0 : 0), ok);
     }
   }
 #pragma unroll
   for (int i = 0; i < W; ++i) {
     if (i >= c.nw) break;
-    char* wb = state_walk_base<W, kSwz>(st, i);
+    char* wb = state_walk_base<W, kX>(st, i);
     const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
     const int ph = (c.i0 + i) & 1;
     E* xs = reinterpret_cast<E*>(wb);
@@ -131,10 +153,12 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
     for (int u = 0; u < 2; ++u) {
       const int r = r0 + 64 * u;
       const bool ok = r < ln;
-      E* d = kSwz ? reinterpret_cast<E*>(wb + sw64_offset(r, 2 * c0)) : xs + r * kLdH + c0;
+      void* d;  // (the plain and 64-byte forms as written before kXPairs: the kernels' SASS stays the one timed)
+      if constexpr (kX == kXPairs) d = wb + state_x_offset<kX>(i, r, tid & 3);
+      else d = kX == kXSwz64 ? reinterpret_cast<E*>(wb + sw64_offset(r, 2 * c0)) : xs + r * kLdH + c0;
       cp_async16_zfill(d, xg + (ok ? r * hp + c0 : 0), ok);
     }
-    float* rowsf = state_walk_rows<kSwz>(wb);  // a in [0, Q), dt' in [Q, 2Q)
+    float* rowsf = state_walk_rows<W, kX>(st, i);  // a in [0, Q), dt' in [Q, 2Q)
     const int r = tid & (kQ - 1);
     float* dst = rowsf + tid;
     if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
@@ -143,22 +167,23 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
 }
 
 // x_s *= w_s = exp(a_L - a_s) dt'_s in place, each thread on the 16-byte chunks it copied (state_load; rows past ln
-// are zero); kSwz: then the fence that hands them to wgmma (the caller's barrier follows).
-template <typename E, int W, bool kSwz = false>
+// are zero); a swizzled kX: then the fence that hands them to wgmma (the caller's barrier follows).
+template <typename E, int W, int kX = kXPlain>
 __device__ __forceinline__ void state_scale(const StateCta& c, char* st, int ln, int tid) {
 #pragma unroll
   for (int i = 0; i < W; ++i) {
     if (i >= c.nw) break;
-    char* wb = state_walk_base<W, kSwz>(st, i);
-    const float* rowsf = state_walk_rows<kSwz>(wb);
+    char* wb = state_walk_base<W, kX>(st, i);
+    const float* rowsf = state_walk_rows<W, kX>(st, i);
     const float aL = rowsf[ln - 1];
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int r = (tid >> 2) + 64 * u;
       if (r >= ln) continue;
       const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
-      uint4* v = kSwz ? reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)))
-                      : reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
+      uint4* v = kX == kXPairs   ? reinterpret_cast<uint4*>(wb + state_x_offset<kX>(i, r, tid & 3))
+                 : kX == kXSwz64 ? reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)))
+                                 : reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
       uint4 t = *v;
       t.x = scale_pair(t.x, w, w);
       t.y = scale_pair(t.y, w, w);
@@ -167,7 +192,7 @@ __device__ __forceinline__ void state_scale(const StateCta& c, char* st, int ln,
       *v = t;
     }
   }
-  if constexpr (kSwz) fence_proxy_async();
+  if constexpr (kX != kXPlain) fence_proxy_async();
 }
 
 // The skew's late warp `warp` (4-7) stages walk i's h_in block in its own block i; the other warps use one block each
@@ -238,7 +263,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
       float decay[W];
 #pragma unroll
       for (int i = 0; i < W; ++i)
-        decay[i] = __expf(state_walk_rows<false>(state_walk_base<W, false>(st, i))[ln - 1]);
+        decay[i] = __expf(state_walk_rows<W, kXPlain>(st, i)[ln - 1]);
       E* sw = reinterpret_cast<E*>(smem + 2 * state_stage_bytes(W)) + warp * (16 * kLdH);
 #pragma unroll
       for (int i = 0; i < W; ++i) {
@@ -321,10 +346,16 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 // samples). Measured and removed (bbb6462): h_in by bulk copies (cp.async.bulk shared -> global, a 256-byte p row a
 // lane of warp 0, from one staging block a walk): 266.9 us: the copies' per-lane addresses make each one a
 // serialised warp loop (BRA.U.ANY), and every warp waited for warp 0 at the next barrier (52% of the samples).
+// kPairs (MK_SSD_STATE_PAIRS, off; written after session 27's last GPU run, CPU-emulated only): walks 2 u and 2 u + 1
+// share one 128-byte-swizzled x tile and one m64n64 product (kXPairs), so the B tile (the A operand, 16 KB a
+// warpgroup and walk) is read from shared memory once for two walks (shared memory was 76% busy under ncu); one
+// staging block a warp, reused walk by walk, keeps the stages within 227 KB.
 
-template <typename E, int W>
+template <typename E, int W, bool kPairs = false>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStateParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
+  constexpr int kX = kPairs ? kXPairs : kXSwz64;
+  constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
   const int wg = warp >> 2, nrow0 = 64 * wg + 16 * (warp & 3);  // the warp's first n row of every walk's S^T
@@ -349,27 +380,30 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         acc[i][j][e] = p.init != nullptr && i < c.nw ? p.init[c.seq * h * kP * kN + acc_off(i, j, e)] : 0.f;
-  E* const blocks = reinterpret_cast<E*>(smem + 2 * state_wg_stage_bytes(W)) + warp * W * (kStateWgBlockBytes / 2);
+  // the warp's staging blocks: one a walk, or (kPairs) one reused walk by walk
+  E* const blocks = reinterpret_cast<E*>(smem + 2 * kStageBytes) + warp * (kPairs ? 1 : W) * (kStateWgBlockBytes / 2);
+  const int hr = lane >> 1, hc = 8 * (lane & 1);  // the flush's row and column (see below)
+  uint4 v[W][2];
 
-  if (nck > 0) state_load<E, W, true>(p, c, 0, smem, tid);
+  if (nck > 0) state_load<E, W, kX>(p, c, 0, smem, tid);
   cp_async_commit();
   for (int k = 0; k < nck; ++k) {
-    char* st = smem + (k & 1) * state_wg_stage_bytes(W);
+    char* st = smem + (k & 1) * kStageBytes;
     // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
-    if (k + 1 < nck) state_load<E, W, true>(p, c, k + 1, smem + ((k + 1) & 1) * state_wg_stage_bytes(W), tid);
+    if (k + 1 < nck) state_load<E, W, kX>(p, c, k + 1, smem + ((k + 1) & 1) * kStageBytes, tid);
     cp_async_commit();
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    state_scale<E, W, true>(c, st, ln, tid);
+    state_scale<E, W, kX>(c, st, ln, tid);
     __syncthreads();
     // h_in of chunk k = S (bf16, staged as (p, n) rows by stmatrix.trans: the accumulator holds (n, p)), then
     // S *= exp(a_L). Matrix m of a walk's two x4 stores: p rows 8 (2 u + m / 2) .., n columns 8 (m % 2) ..
 #pragma unroll
     for (int i = 0; i < W; ++i) {
       if (i >= c.nw) break;
-      E* blk = blocks + i * (kStateWgBlockBytes / 2);
-      const float decay = __expf(state_walk_rows<true>(state_walk_base<W, true>(st, i))[ln - 1]);
+      E* blk = blocks + (kPairs ? 0 : i) * (kStateWgBlockBytes / 2);
+      const float decay = __expf(state_walk_rows<W, kX>(st, i)[ln - 1]);
 #pragma unroll
       for (int u = 0; u < 2; ++u) {
         uint32_t r[4];
@@ -383,29 +417,58 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[i][j][e] *= decay;
+      if constexpr (kPairs) {  // the block into registers before the next walk's staging reuses it
+        __syncwarp();
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+          v[i][u] = *reinterpret_cast<const uint4*>(blk + (hr + 16 * u) * kStateWgBlockLd + hc);
+        __syncwarp();
+      }
     }
-    __syncwarp();
     // the staged blocks into registers before the products are issued: one register set reused walk by walk made
     // each shared load wait for the previous global store to release its source registers (a chain at the store
     // queue's pace: 57% of the warps' stall samples under ncu, 154 us). A block's p row holds 16 n (32 bytes, one
     // sector): lanes 2 r and 2 r + 1 store its halves in one instruction (rows r and 16 + r), so that every sector is
     // written whole (9b7f175 stored a lane's row in two instructions, 16 bytes of 32 each: 216-221 us).
-    const int hr = lane >> 1, hc = 8 * (lane & 1);
-    uint4 v[W][2];
+    if constexpr (!kPairs) {
+      __syncwarp();
 #pragma unroll
-    for (int i = 0; i < W; ++i)
+      for (int i = 0; i < W; ++i)
 #pragma unroll
-      for (int u = 0; u < 2; ++u)
-        v[i][u] = *reinterpret_cast<const uint4*>(blocks + i * (kStateWgBlockBytes / 2) +
-                                                  (hr + 16 * u) * kStateWgBlockLd + hc);
-    // S^T += B^T x' over the chunk's 8 k16 steps (rows past ln are zero), every walk slot (past nw: stale, unstored)
+        for (int u = 0; u < 2; ++u)
+          v[i][u] = *reinterpret_cast<const uint4*>(blocks + i * (kStateWgBlockBytes / 2) +
+                                                    (hr + 16 * u) * kStateWgBlockLd + hc);
+    }
+    // S^T += B^T x' over the chunk's 8 k16 steps (rows past ln are zero), every walk slot (past nw: stale, unstored).
+    // kPairs: walks 2 u and 2 u + 1 as one m64n64 product (their accumulators side by side: n8 tiles 0-3 and 4-7),
+    // B = their pair tile (MN-major, 128-byte swizzle), so that the B tile is read once for both; an odd last walk
+    // takes the left half of its tile as m64n32.
     wgmma_fence();
+    if constexpr (kPairs) {
 #pragma unroll
-    for (int i = 0; i < W; ++i) {
-      const char* xw = state_walk_base<W, true>(st, i);
+      for (int u = 0; u < W / 2; ++u) {
+        const char* xw = state_walk_base<W, kX>(st, 2 * u);
+        float(&d)[8][4] = *reinterpret_cast<float(*)[8][4]>(&acc[2 * u][0][0]);
 #pragma unroll
-      for (int kk = 0; kk < kQ / 16; ++kk)
-        wgmma_ss_bf16<true, true, true>(acc[i], wg_desc<128>(st + 16384 * wg + 2048 * kk), wg_desc<64>(xw + 1024 * kk));
+        for (int kk = 0; kk < kQ / 16; ++kk)
+          wgmma_ss_bf16<true, true, true>(d, wg_desc<128>(st + 16384 * wg + 2048 * kk), wg_desc<128>(xw + 2048 * kk));
+      }
+      if constexpr (W % 2 == 1) {
+        const char* xw = state_walk_base<W, kX>(st, W - 1);
+#pragma unroll
+        for (int kk = 0; kk < kQ / 16; ++kk)
+          wgmma_ss_bf16<true, true, true>(acc[W - 1], wg_desc<128>(st + 16384 * wg + 2048 * kk),
+                                          wg_desc<128>(xw + 2048 * kk));
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < W; ++i) {
+        const char* xw = state_walk_base<W, kX>(st, i);
+#pragma unroll
+        for (int kk = 0; kk < kQ / 16; ++kk)
+          wgmma_ss_bf16<true, true, true>(acc[i], wg_desc<128>(st + 16384 * wg + 2048 * kk),
+                                          wg_desc<64>(xw + 1024 * kk));
+      }
     }
     wgmma_commit();
     {  // chunk k's h_in to global memory while the products run
@@ -452,8 +515,9 @@ inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin, bool
 // Whether the skew's staging (MK_SSD_STATE_SKEW) fits at W walks a CTA: it is taken only then, never at fewer walks.
 constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_bytes(W, true) <= smem_optin; }
 
-// Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel.
-enum class StateKernel { kPlain, kSkew, kWgmma };
+// Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
+// its paired products, MK_SSD_STATE_PAIRS).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 template <int W>
@@ -471,8 +535,12 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
-  if (which == StateKernel::kWgmma) {
-    if constexpr (W <= kStateWgMaxWalks) return run(ssd_state_wg_kernel<__nv_bfloat16, W>, state_wg_smem_bytes(W));
+  if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs) {
+    if constexpr (W <= kStateWgMaxWalks) {
+      if (which == StateKernel::kWgmmaPairs)
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true>, state_wg_smem_bytes(W, true));
+      return run(ssd_state_wg_kernel<__nv_bfloat16, W>, state_wg_smem_bytes(W));
+    }
     return cudaErrorInvalidValue;
   }
   return which == StateKernel::kSkew ? run(ssd_state_kernel<__nv_bfloat16, W, true>, state_smem_bytes(W, true))

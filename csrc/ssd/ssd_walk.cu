@@ -53,6 +53,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
 //     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
 //     against 294.0.
+//   MK_SSD_STATE_PAIRS (off; written after session 27's last GPU run, CPU-emulated only): F1's wgmma kernel keeps
+//     walks 2 u and 2 u + 1 in one 128-byte-swizzled x tile and adds their products as one m64n64 (the chunk's B tile
+//     read once for both; ssd_state_kernel.cuh, kPairs).
 //   MK_SSD_WALK_LDSM (off; written after session 27's last GPU run, CPU-emulated only): F2's wgmma kernel loads its
 //     epilogue's x / z pairs by ldmatrix (ssd_scan_kernel.cuh, scan_epilogue's kLdsm).
 bool env_switch(const char* name, bool dflt) {
@@ -130,7 +133,8 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   using ssd_walk::StateKernel;
   const bool wgmma = state_wgmma(optin);
   const int walks = ssd_walk::state_walks_per_cta(p, optin, wgmma);
-  const StateKernel which = wgmma ? StateKernel::kWgmma
+  const StateKernel which = wgmma ? (env_switch("MK_SSD_STATE_PAIRS", false) ? StateKernel::kWgmmaPairs
+                                                                            : StateKernel::kWgmma)
                             : env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)
                                 ? StateKernel::kSkew
                                 : StateKernel::kPlain;

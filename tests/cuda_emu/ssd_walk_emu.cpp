@@ -73,8 +73,9 @@ int run_state_stage() {
     const bool wg = state_wgmma(optin);
     const int W = ssd_walk::state_walks_per_cta(P, optin, wg);
     const bool skew = !wg && env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(W, optin);
-    const size_t smem = wg ? ssd_walk::state_wg_smem_bytes(W) : ssd_walk::state_smem_bytes(W, skew);
-    std::printf("state walks %d skew %d wgmma %d smem_match %d\n", W, int(skew), int(wg),
+    const bool pairs = wg && env_switch("MK_SSD_STATE_PAIRS", false);
+    const size_t smem = wg ? ssd_walk::state_wg_smem_bytes(W, pairs) : ssd_walk::state_smem_bytes(W, skew);
+    std::printf("state walks %d skew %d wgmma %d pairs %d smem_match %d\n", W, int(skew), int(wg), int(pairs),
                 int(P.n_slots == 0 || cuda_emu::last_smem == smem));
   }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
