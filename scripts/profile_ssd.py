@@ -49,11 +49,13 @@ def main():
     ap.add_argument("--bwd", action="store_true")
     a = ap.parse_args()
     print("MK_SSD_HANDOVER=%s MK_SSD_SCAN_HEADS=%s MK_SSD_WALK_STAGED=%s MK_SSD_WALK_PINGPONG=%s "
-          "MK_SSD_WALK_YPRE=%s MK_SSD_STATE_SKEW=%s MK_SSD_WALK_WGMMA=%s MK_SSD_STATE_WGMMA=%s" % tuple(
+          "MK_SSD_WALK_YPRE=%s MK_SSD_STATE_SKEW=%s MK_SSD_WALK_WGMMA=%s MK_SSD_STATE_WGMMA=%s "
+          "MK_SSD_STATE_PAIRS=%s MK_SSD_WALK_LDSM=%s" % tuple(
               os.environ.get(k, d + " (default)") for k, d in (
                   ("MK_SSD_HANDOVER", "0"), ("MK_SSD_SCAN_HEADS", "1"), ("MK_SSD_WALK_STAGED", "1"),
                   ("MK_SSD_WALK_PINGPONG", "1"), ("MK_SSD_WALK_YPRE", "1"), ("MK_SSD_STATE_SKEW", "1"),
-                  ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"))))
+                  ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"), ("MK_SSD_STATE_PAIRS", "0"),
+                  ("MK_SSD_WALK_LDSM", "0"))))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)
         gout = torch.randn_like(inp["x"]) if a.bwd else None
