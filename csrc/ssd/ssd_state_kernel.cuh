@@ -66,8 +66,8 @@ constexpr int state_wg_smem_bytes(int W, bool pairs = false) {
   return 2 * state_wg_stage_bytes(W, pairs) + kWarps * (pairs ? 1 : W) * kStateWgBlockBytes;
 }
 
-// Walk i's x tile in stage st (kXPairs: its pair's tile), its a / dt' rows (a in [0, Q), dt' in [Q, 2Q)), and the
-// byte offset of its row r's 16-byte chunk v (v < 4) from that tile.
+// Walk i's x tile in stage st (kXPairs: its pair's tile), its a / dt' rows (a in [0, Q), dt' in [Q, 2Q)), and
+// (kXPairs) the byte offset of its row r's 16-byte chunk v (v < 4) from its pair's tile.
 template <int W, int kX>
 __device__ __forceinline__ char* state_walk_base(char* st, int i) {
   if constexpr (kX == kXPlain) return st + kRowsBytes + i * kStateWalkBytes;
@@ -81,12 +81,7 @@ __device__ __forceinline__ float* state_walk_rows(char* st, int i) {
   else
     return reinterpret_cast<float*>(state_walk_base<W, kX>(st, i) + (kX == kXSwz64 ? kXSwzBytes : kHalfTileBytes));
 }
-template <int kX>
-__device__ __forceinline__ int state_x_offset(int i, int r, int v) {
-  if constexpr (kX == kXPlain) return r * kLdH * 2 + 16 * v;
-  else if constexpr (kX == kXSwz64) return sw64_offset(r, 16 * v);
-  else return sw128_offset(r, 64 * (i & 1) + 16 * v);
-}
+__device__ __forceinline__ int pair_x_offset(int i, int r, int v) { return sw128_offset(r, 64 * (i & 1) + 16 * v); }
 
 // The CTA's (sequence, group, walks): walks i in [0, nw) are (head grp * hpg + (i0 + i) / 2, p half (i0 + i) % 2).
 struct StateCta {
@@ -119,7 +114,8 @@ __device__ __forceinline__ StateCta state_cta(const SsdStateParams& p, int W) {
 // Stage loads of chunk c: the B tile (rows >= ln zero) and, per walk, its x half tile (rows >= ln zero), a and dt'
 // rows (past ln zero). Thread tid copies B rows tid / 16 + 16 u (u < 8), x rows tid / 4 + 64 u (u < 2), 16 bytes
 // each, and a or dt' entry tid % 128. Swizzled kX (ssd_state_wg_kernel's layouts): B row r's 16-byte chunk v at
-// (v / 8) 16384 + sw128_offset(r, 16 (v % 8)); walk i's x chunks at state_x_offset.
+// (v / 8) 16384 + sw128_offset(r, 16 (v % 8)); walk i's x row r, chunk v at sw64_offset(r, 16 v) or (kXPairs)
+// pair_x_offset.
 template <typename E, int W, int kX = kXPlain>
 __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateCta& c, int chunk, char* st, int tid) {
   const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
@@ -154,7 +150,7 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
       const int r = r0 + 64 * u;
       const bool ok = r < ln;
       void* d;  // (the plain and 64-byte forms as written before kXPairs: the kernels' SASS stays the one timed)
-      if constexpr (kX == kXPairs) d = wb + state_x_offset<kX>(i, r, tid & 3);
+      if constexpr (kX == kXPairs) d = wb + pair_x_offset(i, r, tid & 3);
       else d = kX == kXSwz64 ? reinterpret_cast<E*>(wb + sw64_offset(r, 2 * c0)) : xs + r * kLdH + c0;
       cp_async16_zfill(d, xg + (ok ? r * hp + c0 : 0), ok);
     }
@@ -181,7 +177,7 @@ __device__ __forceinline__ void state_scale(const StateCta& c, char* st, int ln,
       const int r = (tid >> 2) + 64 * u;
       if (r >= ln) continue;
       const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
-      uint4* v = kX == kXPairs   ? reinterpret_cast<uint4*>(wb + state_x_offset<kX>(i, r, tid & 3))
+      uint4* v = kX == kXPairs   ? reinterpret_cast<uint4*>(wb + pair_x_offset(i, r, tid & 3))
                  : kX == kXSwz64 ? reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)))
                                  : reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
       uint4 t = *v;
