@@ -133,11 +133,9 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   using ssd_walk::StateKernel;
   const bool wgmma = state_wgmma(optin);
   const int walks = ssd_walk::state_walks_per_cta(p, optin, wgmma);
-  const StateKernel which = wgmma ? (env_switch("MK_SSD_STATE_PAIRS", false) ? StateKernel::kWgmmaPairs
-                                                                            : StateKernel::kWgmma)
-                            : env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)
-                                ? StateKernel::kSkew
-                                : StateKernel::kPlain;
+  StateKernel which = StateKernel::kPlain;
+  if (wgmma) which = env_switch("MK_SSD_STATE_PAIRS", false) ? StateKernel::kWgmmaPairs : StateKernel::kWgmma;
+  else if (env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)) which = StateKernel::kSkew;
   const cudaError_t e = launch_state_w(p, walks, which, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
