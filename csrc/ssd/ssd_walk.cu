@@ -53,11 +53,13 @@ const char* check_walk(const SsdWalkParams& p) {
 //     sm_90a code (setup.py defines MK_BUILT_SM90A when TORCH_CUDA_ARCH_LIST has 9.0a), a compute capability 9.0
 //     device. H200, shape 1 (111d36c, twice each): F2 235.5 / 235.2 us against 269.2 / 271.4, with ypre 287.6
 //     against 294.0.
-//   MK_SSD_STATE_PAIRS (off; written after session 27's last GPU run, CPU-emulated only): F1's wgmma kernel keeps
-//     walks 2 u and 2 u + 1 in one 128-byte-swizzled x tile and adds their products as one m64n64 (the chunk's B tile
-//     read once for both; ssd_state_kernel.cuh, kPairs).
-//   MK_SSD_WALK_LDSM (off; written after session 27's last GPU run, CPU-emulated only): F2's wgmma kernel loads its
-//     epilogue's x / z pairs by ldmatrix (ssd_scan_kernel.cuh, scan_epilogue's kLdsm).
+//   MK_SSD_STATE_PAIRS (on, kStatePairsDefault): F1's wgmma kernel keeps walks 2 u and 2 u + 1 in one
+//     128-byte-swizzled x tile and adds their products as one m64n64 (the chunk's B tile read once for both;
+//     ssd_state_kernel.cuh, kPairs). H200, shape 1 (f7f90e8, twice each): 148.9 / 148.7 us against 151.2 / 150.6.
+//   MK_SSD_WALK_LDSM (on, kWalkLdsmDefault): F2's wgmma kernel loads its epilogue's x / z pairs by ldmatrix
+//     (ssd_scan_kernel.cuh, scan_epilogue's kLdsm). H200, shape 1 (f7f90e8, twice each): 231.4 / 234.7 us against
+//     236.3 / 237.5.
+constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -134,7 +136,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   const bool wgmma = state_wgmma(optin);
   const int walks = ssd_walk::state_walks_per_cta(p, optin, wgmma);
   StateKernel which = StateKernel::kPlain;
-  if (wgmma) which = env_switch("MK_SSD_STATE_PAIRS", false) ? StateKernel::kWgmmaPairs : StateKernel::kWgmma;
+  if (wgmma) which = env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault) ? StateKernel::kWgmmaPairs : StateKernel::kWgmma;
   else if (env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)) which = StateKernel::kSkew;
   const cudaError_t e = launch_state_w(p, walks, which, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
@@ -148,7 +150,7 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
-                           env_switch("MK_SSD_WALK_LDSM", false) ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault) ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
                                                                   : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
 }
 

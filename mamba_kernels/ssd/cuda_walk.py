@@ -25,7 +25,9 @@ prefetches its next item into L2 (MK_SSD_WALK_PREFETCH), F1's warps 4-7 store h_
 F2 267.6 against 269.9 us): all on by default, "0" turns one off; forward 0.448 ms, forward + backward 1.744 ms
 (428e5ba). Sessions 26-27: on a compute capability 9.0 device with an sm_90a build, F2's C h_in^T
 (MK_SSD_WALK_WGMMA; 235 against 270 us) and F1 (MK_SSD_STATE_WGMMA; 150.5 against 165 us) run on wgmma by default;
-forward 0.4066 ms, forward + backward 1.724 ms (1662b68). CALLS counts the CUDA launches per stage (tests assert that
+forward 0.4066 ms, forward + backward 1.724 ms (1662b68). Session 28: F1 adds two walks' products as one
+(MK_SSD_STATE_PAIRS; 148.8 against 150.9 us) and F2's epilogue loads x / z by ldmatrix (MK_SSD_WALK_LDSM; 233 against
+237 us), both on by default. CALLS counts the CUDA launches per stage (tests assert that
 they happened).
 """
 from __future__ import annotations

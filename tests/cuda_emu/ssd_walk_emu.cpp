@@ -73,7 +73,7 @@ int run_state_stage() {
     const bool wg = state_wgmma(optin);
     const int W = ssd_walk::state_walks_per_cta(P, optin, wg);
     const bool skew = !wg && env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(W, optin);
-    const bool pairs = wg && env_switch("MK_SSD_STATE_PAIRS", false);
+    const bool pairs = wg && env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault);
     const size_t smem = wg ? ssd_walk::state_wg_smem_bytes(W, pairs) : ssd_walk::state_smem_bytes(W, skew);
     std::printf("state walks %d skew %d wgmma %d pairs %d smem_match %d\n", W, int(skew), int(wg), int(pairs),
                 int(P.n_slots == 0 || cuda_emu::last_smem == smem));
