@@ -57,13 +57,11 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdeca
 # the GPU tests do), "nosplit" (pingpong with MK_SSD_WALK_SPLITWAIT=0: an item starts when its whole stage has
 # landed), "noown" (pingpong with MK_SSD_WALK_OWNROWS=0: z with x in the second group). F2 only: "wgmma" (pingpong
 # with MK_SSD_WALK_WGMMA=1: ssd_scan_wg_kernel, the swizzled tiles read through the emulated wgmma's descriptors; the
-# other walks set it to 0), "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0), "wgmma-ldsm" (wgmma with
-# MK_SSD_WALK_LDSM=1: the epilogue's x / z pairs by ldmatrix) and "wgmma-sharedu" / "wgmma-nosplit-sharedu" (that with
-# MK_SSD_WALK_SHAREDU=1: an earlier source block weighed through the weights its owner warp wrote; split and unsplit
-# stage, the latter with the variant's own team barrier).
+# other walks set it to 0), "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0) and "wgmma-ldsm" (wgmma with
+# MK_SSD_WALK_LDSM=1: the epilogue's x / z pairs by ldmatrix).
 WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong", "nosplit", "noown")]
 WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan"
-          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-sharedu", "wgmma-nosplit-sharedu")]
+          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm")]
 
 
 @pytest.fixture(scope="module")
@@ -185,11 +183,10 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
     two_teams = walk in ("pingpong", "nosplit", "noown") or walk.startswith("wgmma")
     env = {**os.environ, "MK_SSD_WALK_STAGED": "0" if walk == "direct" else "1",
            "MK_SSD_WALK_PINGPONG": "1" if two_teams else "0",
-           "MK_SSD_WALK_SPLITWAIT": "0" if "nosplit" in walk else "1",
+           "MK_SSD_WALK_SPLITWAIT": "0" if walk.endswith("nosplit") else "1",
            "MK_SSD_WALK_OWNROWS": "0" if walk == "noown" else "1",
            "MK_SSD_WALK_WGMMA": "1" if walk.startswith("wgmma") else "0",
-           "MK_SSD_WALK_LDSM": "1" if walk == "wgmma-ldsm" or walk.endswith("sharedu") else "0",
-           "MK_SSD_WALK_SHAREDU": "1" if walk.endswith("sharedu") else "0"}
+           "MK_SSD_WALK_LDSM": "1" if walk == "wgmma-ldsm" else "0"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran

@@ -7,11 +7,7 @@
 // exp(a_t - a_s) = v_t u_s for s in earlier blocks (v_t = exp(a_t - a_m), u_s = exp(a_m - a_s), both <= 1 for
 // decaying a) and exp(a_t) = v_t exp(a_m), hence
 //   y_t = v_t (exp(a_m) (C h_in^T)_t + sum_{s < 16 tb} cb(t, s) u_s dt'_s x_s) + (diagonal block, exact decays) + D x_t
-// and out = y silu(z); 4 exps a lane an earlier block. kSharedU (MK_SSD_WALK_SHAREDU, ssd_scan_wg_kernel only): with
-// e = 16 sb + 15 the last token of source block sb, u_s dt'_s = exp(a_m - a_e) w_s, w_s = exp(a_e - a_s) dt'_s (both
-// factors <= 1 for decaying a): each warp writes w of its own block once an item (Stage::u(), half a lane's exp),
-// and an earlier block then costs a lane one exp (warp-uniform) and two 8-byte loads instead of four exps and four
-// loads of a / dt' (a block's 16 weights were computed by each of its 8 lanes of a column pair).
+// and out = y silu(z); 4 exps a lane an earlier block.
 #pragma once
 #include "ssd/ssd_walk.cuh"
 
@@ -93,9 +89,9 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
 
 // acc (16 x 64, C h_in^T of the warp's rows t0 .. t0 + 15 over n, unscaled) becomes y without D x: acc exp(a_t) plus
 // the causal sum over the chunk's earlier blocks (u-weighted, then v-scaled; see the header) and the diagonal block.
-template <typename E, bool kSharedU = false>
+template <typename E>
 __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, const E* xs, const float* as,
-                                            const float* dts, const float* ws, int t0, int tb, int ln, int lane) {
+                                            const float* dts, int t0, int tb, int ln, int lane) {
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
   const int tA = t0 + g, tB = tA + 8;
   const float a_m = as[t0];
@@ -105,20 +101,8 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     uint32_t r[4];
     ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
     const int s = 16 * sb + 2 * q;
-    float u0, u1, u8, u9;
-    if constexpr (kSharedU) {  // ws: the source block's w_s (see the header); s even, so 8-byte aligned pairs
-      const float f = __expf(a_m - as[16 * sb + 15]);
-      const float2 w01 = *reinterpret_cast<const float2*>(ws + s), w89 = *reinterpret_cast<const float2*>(ws + s + 8);
-      u0 = f * w01.x;
-      u1 = f * w01.y;
-      u8 = f * w89.x;
-      u9 = f * w89.y;
-    } else {
-      u0 = __expf(a_m - as[s]) * dts[s];
-      u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
-      u8 = __expf(a_m - as[s + 8]) * dts[s + 8];
-      u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
-    }
+    const float u0 = __expf(a_m - as[s]) * dts[s], u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
+    const float u8 = __expf(a_m - as[s + 8]) * dts[s + 8], u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
     typename Frag<E>::A af;
     af.r[0] = scale_pair(r[0], u0, u1);
     af.r[1] = scale_pair(r[1], u0, u1);
@@ -151,9 +135,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
 // stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
 // fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
 // other's fragments at every k16 step.
-// kSharedU (kWgmma only): scan_causal's shared source weights; each warp writes its block's w before wait_rest, whose
-// team barrier (one more here when the stage is not split: p.w.split_wait off) makes them visible to the later blocks.
-template <typename E, bool kWgmma, bool kLdsm, bool kSharedU, typename WaitRest, typename WaitOwn>
+template <typename E, bool kWgmma, bool kLdsm, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
@@ -165,13 +147,6 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   float acc[8][4];
   if constexpr (kWgmma) {
     rows_times_pn_wgmma<E>(acc, cs, st.pn(), warp);
-    if constexpr (kSharedU) {
-      if (lane < 16 && t0 < ln) {  // (a block at or past ln: its w are never read; a / dt' have landed: group 1)
-        const int s = t0 + lane;
-        st.u()[s] = __expf(as[t0 + 15] - as[s]) * dts[s];
-      }
-      if (!p.w.split_wait) team_barrier(threadIdx.x / kThreads);
-    }
     wait_rest();  // x (and z unless the warp loads its own z rows)
     wgmma_wait<0>();
     if (t0 >= ln) {  // no valid target row in this warp's block
@@ -187,7 +162,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
     wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   }
-  scan_causal<E, kSharedU>(acc, cbs, xs, as, dts, st.u(), t0, tb, ln, lane);
+  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
   scan_epilogue<E, kLdsm>(p, it, acc, xs, st, t0, lane, sw);
 }
@@ -198,19 +173,19 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
   run_walk<E, kTeams>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                       [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                           const auto& wait_rest, const auto& wait_own) {
-                        scan_item<E, false, false, false>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                        scan_item<E, false, false>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                       });
 }
 
 // The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there);
-// kLdsm: scan_epilogue's ldmatrix loads; kSharedU: scan_causal's shared source weights.
-template <typename E, bool kLdsm = false, bool kSharedU = false>
+// kLdsm: scan_epilogue's ldmatrix loads.
+template <typename E, bool kLdsm = false>
 __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdScanParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                        [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                            const auto& wait_rest, const auto& wait_own) {
-                         scan_item<E, true, kLdsm, kSharedU>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                         scan_item<E, true, kLdsm>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                        });
 #else
   __trap();

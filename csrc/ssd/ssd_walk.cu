@@ -59,10 +59,7 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_LDSM (on, kWalkLdsmDefault): F2's wgmma kernel loads its epilogue's x / z pairs by ldmatrix
 //     (ssd_scan_kernel.cuh, scan_epilogue's kLdsm). H200, shape 1 (f7f90e8, twice each): 231.4 / 234.7 us against
 //     236.3 / 237.5.
-//   MK_SSD_WALK_SHAREDU (off; written in session 28, CPU-emulated only; with MK_SSD_WALK_LDSM only): F2's wgmma kernel
-//     weighs an earlier source block by one exp a lane and the block's weights that its owner warp wrote once an item
-//     (ssd_scan_kernel.cuh, kSharedU) instead of four exps a lane.
-constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kWalkSharedUDefault = false;  // (the CPU emulation's checks read them too)
+constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -153,11 +150,8 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
-                           !env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault)
-                               ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false, false>
-                           : env_switch("MK_SSD_WALK_SHAREDU", kWalkSharedUDefault)
-                               ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true, true>
-                               : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true, false>);
+                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault) ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                                                                  : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
 }
 
 }  // namespace mamba_kernels

@@ -47,11 +47,7 @@ template <typename E> struct Stage {
   }
   __device__ __forceinline__ const float* dt() const { return a() + kQ; }
   __device__ __forceinline__ const float* D() const { return a() + 2 * kQ; }
-  // F2's shared source weights (scan_item's kSharedU): kQ floats after D, in the stage's rounding slack, written by
-  // the team's warps once the stage has landed (load_stage never copies there)
-  __device__ __forceinline__ float* u() const { return const_cast<float*>(a() + 2 * kQ + kP); }
 };
-static_assert(2 * kTileBytes + kPnBytes + (3 * kQ + kP) * 4 <= kStageBytes, "Stage::u() within the stage");
 
 // Warp w's row block (see the header).
 __device__ __forceinline__ int warp_row_block(int warp) { return warp < 4 ? warp : 11 - warp; }
