@@ -28,7 +28,7 @@ What one ``measure`` does (about 0.3-0.5 s for kernels below a few ms):
 4. Append one JSON row to ``<results dir>/<gpu-slug>-<YYYY-MM-DD>.jsonl`` (flushed at once). The results dir is
    bench/results, or ``$MAMBA_KERNELS_BENCH_DIR``. bench/conftest.py writes ``<same stem>.md`` at session end.
 
-Row keys: kernel, impl, shape, dtype, ms, ms_min, ms_p90, reps, host_ms, floor_ms, mem_floor_ms,
+Row keys: kernel, impl, shape, dtype, ms, stat, ms_median, ms_mean, ms_min, ms_p90, reps, host_ms, floor_ms, mem_floor_ms,
 compute_floor_ms, frac_of_floor, gbps, tflops, bytes, flops, graph, flush_l2, note, gpu, commit, date, torch,
 triton, cuda, ceil_copy_gbps, ceil_gemm_tflops, test, plus the keys of ``extra``.
 """
@@ -202,7 +202,7 @@ class Harness:
         self._flush_buf.zero_()
 
     def _time(self, fn, *, target_ms=None, min_reps=None, max_reps=None, flush_l2=False):
-        """CUDA-event timing of fn(); returns dict(ms, ms_min, ms_p90, reps, host_ms)."""
+        """CUDA-event timing of fn(); returns dict(ms (the median), ms_mean, ms_min, ms_p90, reps, host_ms)."""
         target_ms = self.TARGET_MS if target_ms is None else target_ms
         min_reps = self.MIN_REPS if min_reps is None else min_reps
         max_reps = self.MAX_REPS if max_reps is None else max_reps
@@ -254,7 +254,8 @@ class Harness:
                 ends[i].record()
         torch.cuda.synchronize()
         times = [s.elapsed_time(e) for s, e in zip(starts, ends)]
-        return dict(ms=_median(times), ms_min=float(min(times)), ms_p90=_quantile(times, 0.9), reps=reps,
+        return dict(ms=_median(times), ms_mean=float(statistics.fmean(times)), ms_min=float(min(times)),
+                    ms_p90=_quantile(times, 0.9), reps=reps,
                     host_ms=host_ms)
 
     @staticmethod
@@ -276,7 +277,7 @@ class Harness:
     # ------------------------------------------------------------------------------------------- measure
     def measure(self, benchmark, *, kernel: str, impl: str, shape: dict, dtype, fn, bytes: int,  # noqa: A002
                 flops: int = 0, floor_ms: float | None = None, graph: bool = False, note: str = "",
-                extra: dict | None = None, flush_l2: bool = False) -> dict:
+                extra: dict | None = None, flush_l2: bool = False, stat: str = "median") -> dict:
         """Time ``fn`` and record one result row; returns the row.
 
         benchmark: the pytest-benchmark fixture (or None to skip pytest-benchmark's own timing, e.g. for a
@@ -291,17 +292,25 @@ class Harness:
             max(bytes / copy_bw, flops / gemm_rate).
         graph: time replays of a CUDA graph holding one call of fn.
         flush_l2: zero a 256 MiB buffer before each timed call (not timed) so inputs come from HBM.
+        stat: what the row's ``ms`` is: "median" of the timed calls (the default), or "mean" for calls of uneven
+            cost whose slow ones belong to the per-call cost (verify_step's periodic fold write-back: one call in
+            several folds, so the median would be a call without it). Both are kept (ms_median, ms_mean).
         """
         if not callable(fn):
             raise TypeError("fn must be a zero-argument callable")
         if not isinstance(shape, dict):
             raise TypeError("shape must be a dict such as dict(b=4, l=4096, d=6144)")
+        if stat not in ("median", "mean"):
+            raise ValueError(f"stat must be 'median' or 'mean', got {stat!r}")
         self.ensure_ceilings()
         nbytes, flops = int(bytes), int(flops)
 
         g = self._graph(fn) if graph else None
         timed = g.replay if graph else fn
         t = self._time(timed, flush_l2=flush_l2)
+        t.update(ms_median=t["ms"], stat=stat)
+        if stat == "mean":
+            t["ms"] = t["ms_mean"]
 
         mem_floor = nbytes / self.copy_bw * 1e3
         compute_floor = flops / self.gemm_rate * 1e3
@@ -424,7 +433,7 @@ def summarize(rows: list[dict], source: str = "") -> str:
     lines.append(f"- ceilings: copy {cc}; {cg}")
     lines.append("- floor = max(bytes / copy ceiling, FLOPs / GEMM ceiling) unless a bench sets it; "
                  "frac = floor / ms (1.0 = at the roofline); ms = median of CUDA-event timings "
-                 "(graph: CUDA-graph replays)")
+                 "(graph: CUDA-graph replays), or their mean where the note says \"mean per call\"")
     if source:
         lines.append(f"- source: {source} ({len(rows)} distinct measurements)")
     lines.append("")
