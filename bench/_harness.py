@@ -28,8 +28,8 @@ What one ``measure`` does (about 0.3-0.5 s for kernels below a few ms):
 4. Append one JSON row to ``<results dir>/<gpu-slug>-<YYYY-MM-DD>.jsonl`` (flushed at once). The results dir is
    bench/results, or ``$MAMBA_KERNELS_BENCH_DIR``. bench/conftest.py writes ``<same stem>.md`` at session end.
 
-Row keys: kernel, impl, shape, dtype, ms, stat, ms_median, ms_mean, ms_min, ms_p90, reps, host_ms, floor_ms, mem_floor_ms,
-compute_floor_ms, frac_of_floor, gbps, tflops, bytes, flops, graph, flush_l2, note, gpu, commit, date, torch,
+Row keys: kernel, impl, shape, dtype, ms, stat, ms_median, ms_mean, ms_min, ms_p90, reps, host_ms, floor_ms,
+mem_floor_ms, compute_floor_ms, frac_of_floor, gbps, tflops, bytes, flops, graph, flush_l2, note, gpu, commit, date, torch,
 triton, cuda, ceil_copy_gbps, ceil_gemm_tflops, test, plus the keys of ``extra``.
 """
 from __future__ import annotations

@@ -136,7 +136,8 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   const bool wgmma = state_wgmma(optin);
   const int walks = ssd_walk::state_walks_per_cta(p, optin, wgmma);
   StateKernel which = StateKernel::kPlain;
-  if (wgmma) which = env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault) ? StateKernel::kWgmmaPairs : StateKernel::kWgmma;
+  if (wgmma)
+    which = env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault) ? StateKernel::kWgmmaPairs : StateKernel::kWgmma;
   else if (env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)) which = StateKernel::kSkew;
   const cudaError_t e = launch_state_w(p, walks, which, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
@@ -150,8 +151,9 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
-                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault) ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
-                                                                  : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
+                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault)
+                               ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                               : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
 }
 
 }  // namespace mamba_kernels
