@@ -200,7 +200,17 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
+// MK_VERIFY_PREP_UNROLL=1 (environment, read once; an A/B knob, off): the bf16 N = 128 prep kernel with m2_outputs'
+// loops unrolled (kUnroll).
+inline bool prep_unroll_knob() {
+  static const bool v = [] {
+    const char* e = std::getenv("MK_VERIFY_PREP_UNROLL");
+    return e != nullptr && e[0] == '1';
+  }();
+  return v;
+}
 inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
+  if (in == DType::kBFloat16 && N == 128 && prep_unroll_knob()) return verify_m2prep_kernel<__nv_bfloat16, 128, true>;
   if (in == DType::kBFloat16) return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
   if (in == DType::kFloat16) return N == 64 ? verify_m2prep_kernel<__half, 64> : verify_m2prep_kernel<__half, 128>;
   return N == 64 ? verify_m2prep_kernel<float, 64> : verify_m2prep_kernel<float, 128>;
