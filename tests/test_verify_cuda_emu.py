@@ -44,9 +44,6 @@ GROUPS = {
     "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
               ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
               ["split"]),
-    # the split pair with the prep kernel's unrolled output loops (MK_VERIFY_PREP_UNROLL=1: the bf16 N = 128 cases)
-    "split_unroll": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_PREP_UNROLL": "1"},
-                     ["hot_m2", "hot_m2_k8", "m2_n128", "tc_k16", "lean_2pass"], ["split"]),
     # a device with 64 KB of shared memory a block (EMU_SMEM_OPTIN; the launch choice compares each kernel's layout
     # with the device's limit, as on an RTX GPU's 99 KB): the forced tensor-core kernel does not fit the P = N = 128
     # shapes, so the choice passes over it (to the general kernel, as MK_VERIFY_KERNEL=tc excludes the lean one)

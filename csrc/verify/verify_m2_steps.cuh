@@ -220,10 +220,7 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
 // term + D x_t (fp32, (k, P) at yx) and scale_t = rho_t eSQ (at scale), so that y_t = silu(z_t) (scale_t S_t + yx_t)
 // (z is applied by the stream kernel; raw_in holds x, B, C only, x read raw); the ring writes are skipped when the
 // unit folds (the stream kernel's fold reads the committed ring rows first, then writes the new tokens).
-// kUnroll (the prep kernel under MK_VERIFY_PREP_UNROLL, an A/B knob): the ring and path loops unrolled by 4 / 2, so
-// that a thread's shared loads of later ring rows issue before the earlier rows' FMAs (the loop had one LDS -> cvt ->
-// FFMA chain a row: 51% of the prep kernel's stall samples sat in this loop, ncu session 12).
-template <typename TI, bool kPrep = false, bool kUnroll = false>
+template <typename TI, bool kPrep = false>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
                                            int64_t s, int64_t u, int tid, int nthreads, float* yx = nullptr,
@@ -251,45 +248,22 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     }
 #pragma unroll
     for (int e = 0; e < VI; ++e) ws[e] = 0.f;
+    for (int e = 0; e < ct.c1; ++e) {
+      const float coef = sm.wq[e] * sm.G[e * K1 + t];
+      SV<TI>::unpack(sm.raw_ring[e * PC + pc], xv);
+#pragma unroll
+      for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, xv[v], hc[v]);
+    }
+    // Path of t from t down: W[t][s] = dt_s exp(A * (sum of the path's dt after s)) BC[t][s]; rho_t at the end.
+    const unsigned mt = static_cast<unsigned>(sm.smask[t]);
     float suf = 0.f;
-    if constexpr (kUnroll) {
-#pragma unroll 4
-      for (int e = 0; e < ct.c1; ++e) {
-        float rv[VI];
-        const float coef = sm.wq[e] * sm.G[e * K1 + t];
-        SV<TI>::unpack(sm.raw_ring[e * PC + pc], rv);
+    for (int sn = t; sn >= 0; --sn) {
+      if ((mt >> sn) & 1u) {
+        const float w = sm.dts[sn] * __expf(Au * suf) * sm.BC[t * K1 + sn];
+        load_x(sn, pc, xv);
 #pragma unroll
-        for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, rv[v], hc[v]);
-      }
-      const unsigned mt = static_cast<unsigned>(sm.smask[t]);
-#pragma unroll 2
-      for (int sn = t; sn >= 0; --sn) {  // the path, as below
-        if ((mt >> sn) & 1u) {
-          float pv[VI];
-          const float w = sm.dts[sn] * __expf(Au * suf) * sm.BC[t * K1 + sn];
-          load_x(sn, pc, pv);
-#pragma unroll
-          for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, pv[v], ws[v]);
-          suf += sm.dts[sn];
-        }
-      }
-    } else {
-      for (int e = 0; e < ct.c1; ++e) {
-        const float coef = sm.wq[e] * sm.G[e * K1 + t];
-        SV<TI>::unpack(sm.raw_ring[e * PC + pc], xv);
-#pragma unroll
-        for (int v = 0; v < VI; ++v) hc[v] = fmaf(coef, xv[v], hc[v]);
-      }
-      // Path of t from t down: W[t][s] = dt_s exp(A * (sum of the path's dt after s)) BC[t][s]; rho_t at the end.
-      const unsigned mt = static_cast<unsigned>(sm.smask[t]);
-      for (int sn = t; sn >= 0; --sn) {
-        if ((mt >> sn) & 1u) {
-          const float w = sm.dts[sn] * __expf(Au * suf) * sm.BC[t * K1 + sn];
-          load_x(sn, pc, xv);
-#pragma unroll
-          for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
-          suf += sm.dts[sn];
-        }
+        for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
+        suf += sm.dts[sn];
       }
     }
     const float rho = __expf(Au * suf);

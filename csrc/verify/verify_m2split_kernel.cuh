@@ -80,8 +80,7 @@ __device__ __forceinline__ void griddep_wait() {
 #endif
 }
 
-// kUnroll: m2_outputs' unrolled loops (MK_VERIFY_PREP_UNROLL=1; bf16, N = 128 only).
-template <typename TI, int N, bool kUnroll = false>
+template <typename TI, int N>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
@@ -135,7 +134,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
 
   const M2SplitWs W = m2split_ws(k, R, P);
   float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
-  m2_outputs<TI, true, kUnroll>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx, wsu + W.scale);
+  m2_outputs<TI, true>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx, wsu + W.scale);
   if (tid == 0) {
     int* wi = reinterpret_cast<int*>(wsu);
     wi[0] = ct.fold ? 1 : 0;

@@ -31,7 +31,7 @@ struct SsmLaunch {
   bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
   bool m1dec = false;   // verify_m1dec_kernel (Mamba-1 layout, k = 1, fp32 state): folds every call
-  bool fold_every = false;  // m1lean with an fp32 state (and m2 lean under MK_VERIFY_M2_FOLD_EVERY): fold_all set
+  bool fold_every = false;  // m1lean with an fp32 state: launched with fold_all set (fold on every call)
   bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (tc's shapes): threads / smem are the stream
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
   size_t prep_smem = 0;
@@ -61,17 +61,6 @@ inline int verify_kernel_override() {
     for (int i = 0; i < 5; ++i)
       if (s == names[i]) return i + 1;
     return 0;
-  }();
-  return v;
-}
-
-// MK_VERIFY_M2_FOLD_EVERY=1 (environment, read once; an A/B knob, off): the Mamba-2 lean kernel at small grids
-// (under kM2SmallGrid units) with an fp32 state folds on every call, as the decode kernels do, instead of when its
-// ring fills (H200 b1 k4: the call in about 6 that folds 12 committed tokens costs ~18 us against ~11.6).
-inline bool m2_lean_fold_every_knob() {
-  static const bool v = [] {
-    const char* e = std::getenv("MK_VERIFY_M2_FOLD_EVERY");
-    return e != nullptr && e[0] == '1';
   }();
   return v;
 }
@@ -167,8 +156,6 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.lean = true;
     c.threads = lean_nt;
     c.smem = smem;
-    c.fold_every = m2_lean_fold_every_knob() && forced == 0 && decode_auto && c.grid < kM2SmallGrid &&
-                   p.state_dtype == DType::kFloat32 && p.k >= 1;
   }
   if (!c.split) c.prep_smem = 0;  // (m2split_fits may have set it for a split pair not taken)
   if (c.smem > smem_optin)  // the general / fused kernel: no smaller kernel left
@@ -200,17 +187,7 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-// MK_VERIFY_PREP_UNROLL=1 (environment, read once; an A/B knob, off): the bf16 N = 128 prep kernel with m2_outputs'
-// loops unrolled (kUnroll).
-inline bool prep_unroll_knob() {
-  static const bool v = [] {
-    const char* e = std::getenv("MK_VERIFY_PREP_UNROLL");
-    return e != nullptr && e[0] == '1';
-  }();
-  return v;
-}
 inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16 && N == 128 && prep_unroll_knob()) return verify_m2prep_kernel<__nv_bfloat16, 128, true>;
   if (in == DType::kBFloat16) return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
   if (in == DType::kFloat16) return N == 64 ? verify_m2prep_kernel<__half, 64> : verify_m2prep_kernel<__half, 128>;
   return N == 64 ? verify_m2prep_kernel<float, 64> : verify_m2prep_kernel<float, 128>;
