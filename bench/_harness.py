@@ -29,8 +29,8 @@ What one ``measure`` does (about 0.3-0.5 s for kernels below a few ms):
    bench/results, or ``$MAMBA_KERNELS_BENCH_DIR``. bench/conftest.py writes ``<same stem>.md`` at session end.
 
 Row keys: kernel, impl, shape, dtype, ms, stat, ms_median, ms_mean, ms_min, ms_p90, reps, host_ms, floor_ms,
-mem_floor_ms, compute_floor_ms, frac_of_floor, gbps, tflops, bytes, flops, graph, flush_l2, note, gpu, commit, date, torch,
-triton, cuda, ceil_copy_gbps, ceil_gemm_tflops, test, plus the keys of ``extra``.
+mem_floor_ms, compute_floor_ms, frac_of_floor, gbps, tflops, bytes, flops, graph, flush_l2, note, gpu, commit, date,
+torch, triton, cuda, ceil_copy_gbps, ceil_gemm_tflops, test, plus the keys of ``extra``.
 """
 from __future__ import annotations
 
@@ -294,7 +294,8 @@ class Harness:
         flush_l2: zero a 256 MiB buffer before each timed call (not timed) so inputs come from HBM.
         stat: what the row's ``ms`` is: "median" of the timed calls (the default), or "mean" for calls of uneven
             cost whose slow ones belong to the per-call cost (verify_step's periodic fold write-back: one call in
-            several folds, so the median would be a call without it). Both are kept (ms_median, ms_mean).
+            several folds, so the median would be a call without it). Both are kept (ms_median, ms_mean); a mean
+            row's note starts with "mean per call", which the summary's header refers to.
         """
         if not callable(fn):
             raise TypeError("fn must be a zero-argument callable")
@@ -311,6 +312,7 @@ class Harness:
         t.update(ms_median=t["ms"], stat=stat)
         if stat == "mean":
             t["ms"] = t["ms_mean"]
+            note = "mean per call" + ("; " + note if note else "")
 
         mem_floor = nbytes / self.copy_bw * 1e3
         compute_floor = flops / self.gemm_rate * 1e3

@@ -121,7 +121,7 @@ def bench_verify_ours(benchmark, harness, case, impl, graph):
     out = torch.empty_like(L["x"])
     harness.measure(benchmark, kernel="verify", impl=f"mamba_kernels:{impl}", shape=_shape(kind, b, k),
                     dtype="bfloat16", fn=_ours(L, impl, out), bytes=L["bytes"], graph=graph,
-                    note=f"mean per call; accept ceil(k/2) per call, ring {L['cache'].ring_len}, fp32 state",
+                    note=f"accept ceil(k/2) per call, ring {L['cache'].ring_len}, fp32 state",
                     extra={"layer": kind}, stat="mean")
 
 
@@ -131,7 +131,7 @@ def bench_verify_ref(benchmark, harness, kind):
     _prime(L, "ref")
     harness.measure(benchmark, kernel="verify", impl="ref", shape=_shape(kind, 1, 1), dtype="bfloat16",
                     fn=_ours(L, "ref", torch.empty_like(L["x"])), bytes=L["bytes"], extra={"layer": kind},
-                    note="mean per call", stat="mean")
+                    stat="mean")
 
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
@@ -154,8 +154,7 @@ def bench_verify_naive_mamba_ssm(benchmark, harness, case, graph):
 
     harness.measure(benchmark, kernel="verify", impl="mamba_ssm:naive", shape=_shape(kind, b, k), dtype="bfloat16",
                     fn=fn, bytes=L["bytes"], graph=graph,
-                    note="mean per call; k x selective_state_update + per-token snapshot", extra={"layer": kind},
-                    stat="mean")
+                    note="k x selective_state_update + per-token snapshot", extra={"layer": kind}, stat="mean")
 
 
 @pytest.mark.parametrize("kind", ["mamba2", "mamba1"])
@@ -165,4 +164,4 @@ def bench_decode_mamba_ssm(benchmark, harness, b, kind):
     L = _layer(kind, b, 1)
     harness.measure(benchmark, kernel="verify", impl="mamba_ssm:decode", shape=_shape(kind, b, 1),
                     dtype="bfloat16", fn=decode_call(L), bytes=L["bytes"], graph=True, extra={"layer": kind},
-                    note="mean per call", stat="mean")
+                    stat="mean")
