@@ -52,14 +52,16 @@ GROUPS = {
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
-    # verify_m2dec_kernel for every one-token call with an fp32 state (the reference folds on those calls too),
-    # 4 lanes a state row: clusters of 4 (P 128) / 2 (P 64) / 1 (P 32) blocks, bf16 / f16 / f32 inputs, trees, calls with other k in
-    # between (committed ring tokens left for its general replay), padding rows
+    # verify_m2dec_kernel for every one-token call and verify_m2deck_kernel for drafts of 2 to 8 tokens, with an
+    # fp32 state (the reference folds on those calls too), 4 lanes a state row: clusters of 4 (P 128) / 2 (P 64) /
+    # 1 (P 32) blocks, bf16 / f16 / f32 inputs, chain and tree drafts, drafts of 9 to 16 tokens in between (the lean
+    # kernel: committed ring tokens and pending nodes past the staged rows, left for the general replay), padding rows
     "decode4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
-                 "MK_VERIFY_DEC_LANES": "4"}, ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32"], ["decode"]),
+                 "MK_VERIFY_DEC_LANES": "4"}, ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"],
+                ["decode", "deck"]),
     # the same with 8 lanes a state row (16 rows a block: clusters of 8 / 4 / 2 blocks; the launcher's choice)
     "decode8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1"},
-                ["hot_m2", "lean_f16", "dec_f32"], ["decode"]),
+                ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"], ["decode", "deck"]),
     # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
     # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
     "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),

@@ -240,17 +240,21 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
   }
 }
 
-// Whether verify_m2dec_kernel serves these parameters: one token, fp32 state, the Mamba-2 layout with 16-byte
+// Whether the decode kernels' geometry serves these parameters (any k): fp32 state, the Mamba-2 layout with 16-byte
 // aligned rows (m2_io_fits), N 64 or 128, P = (128 / lpr rows a block) x {1, 2, 4, 8} blocks; clusters (sm_90)
 // unless one block holds P.
-inline bool m2dec_fits(const VerifyStepParams& p, bool clusters, int lpr) {
+inline bool m2dec_shape_fits(const VerifyStepParams& p, bool clusters, int lpr) {
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
-  if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m2_io_fits(p, 4, VI)) return false;
+  if (p.state_dtype != DType::kFloat32 || !m2_io_fits(p, 4, VI)) return false;
   if (!(p.N == 64 || p.N == 128) || p.N < 4 * lpr) return false;
   if (p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX) return false;  // M2DecParams' int32
   const int64_t rows = kDecThreads / lpr;
   if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows)) return false;
   return clusters || p.P == rows;
+}
+// Whether verify_m2dec_kernel serves these parameters: one token, the decode geometry.
+inline bool m2dec_fits(const VerifyStepParams& p, bool clusters, int lpr) {
+  return p.k == 1 && m2dec_shape_fits(p, clusters, lpr);
 }
 
 // Lanes a row: 8 (16 rows a block) where a unit's P / 16 blocks fit one cluster (P <= 128), else 4 (32 rows).

@@ -15,6 +15,7 @@
 #include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m1dec_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
+#include "verify/verify_m2deck_kernel.cuh"
 #include "verify/verify_m2split_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
@@ -28,7 +29,8 @@ struct SsmLaunch {
   bool fused = false, m1 = false;
   bool lean = false;  // verify_m2_kernel (Mamba-2 layout, tile fits one pass) instead of verify_ssm_kernel
   bool tc = false;    // verify_m2tc_kernel (Mamba-2 layout, N 64 / 128, tile <= 64 KB): tensor-core dots
-  bool dec = false;   // verify_m2dec_kernel (k = 1, fp32 state, small grids): folds every call
+  bool dec = false;   // verify_m2dec_kernel (k = 1) / verify_m2deck_kernel (2 <= k <= 8): fp32 state, small grids,
+                      // folds every call
   bool m1lean = false;  // verify_m1_kernel (Mamba-1 layout, N 8 / 16): a thread a channel
   bool m1dec = false;   // verify_m1dec_kernel (Mamba-1 layout, k = 1, fp32 state): folds every call
   bool fold_every = false;  // m1lean with an fp32 state: launched with fold_all set (fold on every call)
@@ -107,7 +109,8 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   // b1 lean 256 threads 7.0-9.3 us. MK_VERIFY_KERNEL=tc|lean|general (environment, read once) restricts the
   // choice (benchmarks and tests of each kernel).
   // One token at small grids (under kM2SmallGrid units), fp32 state: verify_m2dec_kernel (one memory round trip;
-  // it folds every call, which costs a state write a call that small grids have the bandwidth for).
+  // it folds every call, which costs a state write a call that small grids have the bandwidth for); drafts of 2 to
+  // kDecKMax tokens there: verify_m2deck_kernel (the same structure and policy).
   const int forced = verify_kernel_override();
   size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
@@ -135,7 +138,7 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
       c.smem = m1_smem;
     }
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
-             m2dec_fits(p, clusters, m2dec_lanes(p.P))) {
+             (m2dec_fits(p, clusters, m2dec_lanes(p.P)) || m2deck_fits(p, clusters, m2dec_lanes(p.P)))) {
     c.dec = true;
     c.threads = kDecThreads;
     c.smem = 0;
@@ -230,6 +233,23 @@ inline void (*dec_kernel(DType in, int64_t N, int lanes))(M2DecParams) {
     if (in == DType::kBFloat16) return dec_kernel_l<__nv_bfloat16>(N, lanes);
     if (in == DType::kFloat16) return dec_kernel_l<__half>(N, lanes);
     return dec_kernel_l<float>(N, lanes);
+  } else {
+    return nullptr;
+  }
+}
+
+// verify_m2deck_kernel (fp32 state only: instantiated in the fp32 launcher alone).
+template <typename TI>
+inline void (*deck_kernel_l(int64_t N, int lanes))(M2DecKParams) {
+  if (lanes == 8) return N == 64 ? verify_m2deck_kernel<TI, 64, 8> : verify_m2deck_kernel<TI, 128, 8>;
+  return N == 64 ? verify_m2deck_kernel<TI, 64, 4> : verify_m2deck_kernel<TI, 128, 4>;
+}
+template <typename T>
+inline void (*deck_kernel(DType in, int64_t N, int lanes))(M2DecKParams) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (in == DType::kBFloat16) return deck_kernel_l<__nv_bfloat16>(N, lanes);
+    if (in == DType::kFloat16) return deck_kernel_l<__half>(N, lanes);
+    return deck_kernel_l<float>(N, lanes);
   } else {
     return nullptr;
   }
@@ -358,6 +378,11 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N);
     if (mkern == nullptr) return "verify_step_cuda: no Mamba-1 decode kernel for these parameters";
     return launch_one(c, stream, mkern, m1dec_params(p));
+  }
+  if (c.dec && p.k >= 2) {  // the short-draft decode kernel (M2DecKParams)
+    void (*kkern)(M2DecKParams) = deck_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
+    if (kkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
+    return launch_one(c, stream, kkern, m2deck_params(p, c.dec_lanes));
   }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
     void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);

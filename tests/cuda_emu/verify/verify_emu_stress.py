@@ -30,6 +30,7 @@ TOL = {F32: 2e-4, F16: 2e-2, BF16: 6e-2}
 CONTIG = os.environ.get("STRESS_CONTIG") == "1"
 DECODE_FOLD = os.environ.get("STRESS_DECODE_FOLD") == "1"
 FOLD_EVERY = os.environ.get("STRESS_FOLD_EVERY") == "1"
+DEC_KMAX = 8  # csrc/verify/verify_m2deck_kernel.cuh: kDecKMax
 # How often the scenarios of interest happened (printed with PASS, to see that a case exercises them).
 STATS = dict(maxc1=0, fold=0, maxc1fold=0, compact=0)
 
@@ -105,11 +106,12 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
         flush = rng.random() < (0.03 if accum else 0.15)
         k = 0 if flush else rng.randint(1, Kmax)
         fold_all = flush or rng.random() < (0.03 if accum else 0.1)
-        # STRESS_DECODE_FOLD=1 (with MK_VERIFY_KERNEL=decode): one-token calls with an fp32 state run
-        # verify_m2dec_kernel, which folds on every call; the reference then folds too (same cache contents)
+        # STRESS_DECODE_FOLD=1 (with MK_VERIFY_KERNEL=decode): calls of 1 to DEC_KMAX tokens with an fp32 state run
+        # verify_m2dec_kernel / verify_m2deck_kernel, which fold on every call; the reference then folds too (same
+        # cache contents). Longer drafts take the lean kernel, which defers the fold.
         # STRESS_FOLD_EVERY=1 (Mamba-1 layout, MK_VERIFY_KERNEL=decode): verify_m1_kernel folds on every call with
         # an fp32 state, and so does the reference
-        ref_fold = (fold_all or (DECODE_FOLD and k == 1 and dt_st == F32 and not fused)
+        ref_fold = (fold_all or (DECODE_FOLD and 1 <= k <= DEC_KMAX and dt_st == F32 and not fused)
                     or (FOLD_EVERY and m1 and dt_st == F32 and k >= 1))
         if not accum or r == 0:  # accum keeps the same batch -> slot map for the whole session
             rng.shuffle(perm)
@@ -262,6 +264,10 @@ CASES = {
     # nodes (half the calls are one-token calls)
     "dec_f32": dict(H=3, P=64, N=64, G=1, m1=False, S=4, R=8, Kmax=2, b=3, rounds=12, dt_in=F32, dt_st=F32, tree=True, accum=False),
     # fp32 inputs, fp16 state, three heads sharing one B / C group, 9 units
+    # drafts of up to 12 tokens, P 64, N 128, trees, long histories: under MK_VERIFY_KERNEL=decode the drafts past
+    # verify_m2deck_kernel's 8 tokens take the lean kernel (deferred fold), so the decode kernels then find committed
+    # ring tokens and pending nodes past their staged rows (their general replay)
+    "dec_k12": dict(H=2, P=64, N=128, G=1, m1=False, S=3, R=16, Kmax=12, b=2, rounds=14, dt_in=BF16, dt_st=F32, tree=True, accum=True),
     "tc_mix": dict(H=3, P=128, N=128, G=1, m1=False, S=4, R=12, Kmax=4, b=3, rounds=6, dt_in=F32, dt_st=F16, tree=True, accum=True),
     # Mamba-1 lean kernel shapes (N 8 / 16, 16-byte rows): bf16 state with G = H, tree drafts; f16 inputs with
     # P not a multiple of 32 (idle lanes), long rings

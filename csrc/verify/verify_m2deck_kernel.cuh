@@ -1,0 +1,243 @@
+// Mamba-2 SSM verify step for short drafts (2 <= k <= kDecKMax tokens) at small batch, fp32 state: the decode
+// kernel's structure (verify_m2dec_kernel.cuh) for several draft tokens (CUDA headers only, no torch). Same contract
+// and cache format as the other verify kernels (docs/verify_step_design.md), with the decode kernel's policy: it
+// folds on every call, so the next call finds no committed ring tokens and the pending draft at ring [0, kp).
+//
+// Why: at batch 1 the deferred-fold kernel (verify_m2_kernel, one block of 256 threads a head: 32 blocks at h 32)
+// takes ~11.7 us a call in its dependent chain, and its call that folds a full ring ~18 (H200, p = n = 128, k 4:
+// bench/notes/verify_step.md, session 28). Here a unit's rows are spread over a cluster of blocks as in the decode
+// kernel (256 blocks at b1), every load is issued at once (state row, control words, the ring's pending rows, the
+// draft's inputs; the row-independent B, C and ring_B rows by cp.async into shared memory), then one block barrier,
+// and the state is read and written once: at small grids the write costs no time the grid would otherwise use.
+//
+// Per thread (LPR lanes a row, lane q holding the row's 16-byte column chunks q, q + LPR, ...): the committed
+// state h (the pending path replayed on the state row), then the draft scored node by node from a running state
+// hr: hr = exp(dt_t A) hr + dt_t x_t B_t, y_t = hr . C_t (LPR-lane reduction) + D x_t, times silu(z_t). A tree node
+// whose parent is not the previous node restarts hr from h along its path (its ancestors, in increasing order).
+#pragma once
+#include <cstdint>
+
+#include "common/cp_async.h"
+#include "verify/verify_m2dec_kernel.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+constexpr int kDecKMax = 8;  // draft tokens this kernel takes (and pending ring rows it stages)
+
+// The decode kernel's parameters plus the draft's: token strides and parents.
+struct M2DecKParams : M2DecParams {
+  int32_t k;
+  int64_t x_k, dt_k, z_k, B_k, C_k, y_k;
+  const int32_t* parents;  // nullptr: chain
+  int64_t par_b, par_k;
+};
+
+inline M2DecKParams m2deck_params(const VerifyStepParams& p, int lanes) {
+  M2DecKParams d;
+  static_cast<M2DecParams&>(d) = m2dec_params(p, lanes);
+  d.k = static_cast<int32_t>(p.k);
+  d.x_k = p.x_k; d.dt_k = p.dt_k; d.z_k = p.z_k; d.B_k = p.B_k; d.C_k = p.C_k; d.y_k = p.y_k;
+  d.parents = p.parents; d.par_b = p.par_b; d.par_k = p.par_k;
+  return d;
+}
+
+// Grid: batch * H * (P / ROWS) blocks in clusters of P / ROWS (as verify_m2dec_kernel).
+template <typename TI, int N, int LPR>
+__global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecKParams p) {
+  constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR, KD = kDecKMax;
+  constexpr int NCH = N * static_cast<int>(sizeof(TI)) / 16;  // 16-byte chunks a B / C row
+  // The draft's B and C rows and the ring's first KD B rows (row-independent: staged once a block).
+  alignas(16) __shared__ TI sB[KD][N], sC[KD][N], sR[KD][N];
+  const int tid = threadIdx.x, q = tid & (LPR - 1);
+  const int CS = 1 << p.lcs;
+  const unsigned unit = blockIdx.x >> p.lcs;
+  const int rank = static_cast<int>(blockIdx.x & (CS - 1));
+  const int H = p.H, R = p.R, k = p.k;
+  const int b = static_cast<int>(unit / static_cast<unsigned>(H)), u = static_cast<int>(unit) - b * H;
+  const int row = rank * ROWS + tid / LPR;
+  const int s = p.slots[b * p.slots_stride];
+  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + row;
+  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (every block of the cluster returns here)
+#pragma unroll
+    for (int t = q; t < KD; t += LPR)
+      if (t < k) y[t * p.y_k] = SV<TI>::from_f(0.f);
+    return;
+  }
+  const int gi = u / (H / p.G);
+  auto col = [q](int j) { return (j * LPR + q) * 4; };
+  // Ring rows staged: [0, KR); a pending node past them, or committed ring tokens (a cache a deferred-fold call
+  // left), take the general replay below.
+  const int KR = p.Kmax < KD ? (p.Kmax < R ? p.Kmax : R) : (KD < R ? KD : R);
+
+  // ---- every load at once -----------------------------------------------------------------------------------
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h;
+  const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
+  const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+  const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  for (int i = tid; i < (2 * k + KR) * NCH; i += kDecThreads) {
+    const int r = i / NCH, ch = i - r * NCH;
+    const TI* src = r < k ? Bp + (int64_t)r * p.B_k : (r < 2 * k ? Cp + (int64_t)(r - k) * p.C_k : rbp + (int64_t)(r - 2 * k) * p.rB_r);
+    TI* dst = r < k ? sB[r] : (r < 2 * k ? sC[r - k] : sR[r - 2 * k]);
+    cp_async16(dst + ch * (16 / sizeof(TI)), src + ch * (16 / sizeof(TI)));
+  }
+  cp_async_commit();
+  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int m0 = mrow[0], m1 = mrow[p.meta_i];
+  int mk[KD];  // pending nodes' mask words
+#pragma unroll
+  for (int e = 0; e < KD; ++e) mk[e] = e < KR ? mrow[(2 + e) * p.meta_i] : 0;
+  const int accv = p.accepted[b * p.accepted_stride];
+  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row * p.st_p;
+  float h[J][4];
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const float4 v = *reinterpret_cast<const float4*>(st + col(j));
+    h[j][0] = v.x; h[j][1] = v.y; h[j][2] = v.z; h[j][3] = v.w;
+  }
+  TI* rxp = static_cast<TI*>(p.ring_x) + rx0 + row;
+  float rx[KD], rdt[KD], xv[KD], zv[KD], dtr[KD];
+  int par[KD];
+#pragma unroll
+  for (int e = 0; e < KD; ++e) {
+    rx[e] = e < KR ? SV<TI>::to_f(rxp[(int64_t)e * p.rx_r]) : 0.f;
+    rdt[e] = e < KR ? p.ring_dt[rd0 + (int64_t)e * p.rdt_r] : 0.f;
+  }
+  const TI* xp = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + row;
+  const TI* zp = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + row;
+  const TI* dtp = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h;
+#pragma unroll
+  for (int t = 0; t < KD; ++t) {
+    xv[t] = t < k ? SV<TI>::to_f(xp[t * p.x_k]) : 0.f;
+    zv[t] = t < k && p.z != nullptr ? SV<TI>::to_f(zp[t * p.z_k]) : 0.f;
+    dtr[t] = t < k ? SV<TI>::to_f(dtp[t * p.dt_k]) : 0.f;
+    par[t] = t - 1;
+    if (t < k && p.parents != nullptr) par[t] = p.parents[b * p.par_b + t * p.par_k];
+  }
+  const float dv = p.D != nullptr ? p.D[u * p.D_h + row * p.D_p] : 0.f;
+  const float Au = p.A[u * p.A_h], dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+
+  // ---- control words, commit the accepted path into h ------------------------------------------------------
+  const M2Ctl ct = m2_control_words(p, m0, m1, [&](int a) {
+    int w = 0;
+#pragma unroll
+    for (int e = 0; e < KD; ++e) w = e == a ? mk[e] : w;
+    return a < KR ? w : mrow[(2 + a) * p.meta_i];
+  }, accv, R, k);
+  const int c = ct.c, c1 = ct.c1;
+  const unsigned path = ct.path;
+  cp_async_wait_all();
+  __syncthreads();  // the staged rows
+  auto step = [&](float (&hh)[J][4], float da, float w, const TI* Brow) {  // hh = da hh + w B
+#pragma unroll
+    for (int j = 0; j < J; ++j) {
+      float Be[4];
+      ld4<TI>(Brow + col(j), Be);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) hh[j][e] = fmaf(da, hh[j][e], w * Be[e]);
+    }
+  };
+  if (c == 0 && (path >> KR) == 0u) {  // the common case: the path's nodes are staged rows
+#pragma unroll
+    for (int e = 0; e < KD; ++e)
+      if ((path >> e) & 1u) step(h, __expf(rdt[e] * Au), rdt[e] * rx[e], sR[e]);
+  } else {  // committed ring tokens [0, c), then the path's nodes at c + node, from global memory one after another
+    for (int e = 0; e < c1; ++e) {
+      const int pos = e < c ? e : c + nth_set_bit(path, e - c);
+      const float d = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
+      step(h, __expf(d * Au), d * SV<TI>::to_f(rxp[(int64_t)pos * p.rx_r]), rbp + (int64_t)pos * p.rB_r);
+    }
+  }
+  // Every read of the unit's meta row, ring_B and ring_dt is done: rank 0 may overwrite them after its wait.
+  if (CS > 1) cluster_arrive();
+
+  // ---- fold (the committed state), score the draft ----------------------------------------------------------
+  if (c1 > 0) {
+#pragma unroll
+    for (int j = 0; j < J; ++j) *reinterpret_cast<float4*>(st + col(j)) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
+  }
+  float dtn[KD], da[KD], yo[KD];
+  int nmk[KD];  // the new nodes' mask words (ancestor-or-self)
+#pragma unroll
+  for (int t = 0; t < KD; ++t) {
+    dtn[t] = process_dt(dtr[t] + dtb, p);
+    da[t] = __expf(dtn[t] * Au);
+    const int pt = (par[t] < 0 || par[t] >= t) ? -1 : par[t];
+    par[t] = pt;
+    int m = 1 << t;
+#pragma unroll
+    for (int e = 0; e < t; ++e) m |= e == pt ? nmk[e] : 0;
+    nmk[t] = m;
+  }
+  float hr[J][4];
+#pragma unroll
+  for (int j = 0; j < J; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) hr[j][e] = h[j][e];
+#pragma unroll
+  for (int t = 0; t < KD; ++t) {
+    yo[t] = 0.f;
+    if (t < k) {
+      if (par[t] != t - 1) {  // a tree node off the running path: replay its ancestors from h
+#pragma unroll
+        for (int j = 0; j < J; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) hr[j][e] = h[j][e];
+#pragma unroll
+        for (int e = 0; e < t; ++e)
+          if ((nmk[t] >> e) & 1) step(hr, da[e], dtn[e] * xv[e], sB[e]);
+      }
+      step(hr, da[t], dtn[t] * xv[t], sB[t]);
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < J; ++j) {
+        float Ce[4];
+        ld4<TI>(sC[t] + col(j), Ce);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc = fmaf(hr[j][e], Ce[e], acc);
+      }
+#pragma unroll
+      for (int off = 1; off < LPR; off <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+      float out = fmaf(dv, xv[t], acc);
+      if (p.z != nullptr) out *= silu_f(zv[t]);
+      yo[t] = out;
+    }
+  }
+  // lane q writes tokens q, q + LPR, ...: y and the row's new ring_x entries (x is exact in TI)
+#pragma unroll
+  for (int t = 0; t < KD; ++t)
+    if (t < k && t % LPR == q) {
+      y[t * p.y_k] = SV<TI>::from_f(yo[t]);
+      rxp[(int64_t)t * p.rx_r] = SV<TI>::from_f(xv[t]);
+    }
+  if (CS > 1) cluster_wait();  // a lone block (no cluster launch): its own threads' reads before the writes
+  else __syncthreads();
+  if (rank == 0) {  // the draft's B rows -> ring [0, k), its dt, and the meta row [0, k, masks]
+    TI* rbw = const_cast<TI*>(rbp);
+    for (int i = tid; i < k * NCH; i += kDecThreads) {
+      const int r = i / NCH, ch = i - r * NCH;
+      *reinterpret_cast<uint4*>(rbw + (int64_t)r * p.rB_r + ch * (16 / sizeof(TI))) =
+          *reinterpret_cast<const uint4*>(sB[r] + ch * (16 / sizeof(TI)));
+    }
+    if (tid == 0) {
+      int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+      mw[0] = 0;
+      mw[p.meta_i] = k;
+#pragma unroll
+      for (int t = 0; t < KD; ++t)
+        if (t < k) {
+          p.ring_dt[rd0 + (int64_t)t * p.rdt_r] = dtn[t];
+          mw[(2 + t) * p.meta_i] = nmk[t];
+        }
+    }
+  }
+}
+
+// Whether verify_m2deck_kernel serves these parameters: verify_m2dec_kernel's shapes with 2 <= k <= kDecKMax.
+inline bool m2deck_fits(const VerifyStepParams& p, bool clusters, int lpr) {
+  return p.k >= 2 && p.k <= kDecKMax && m2dec_shape_fits(p, clusters, lpr);
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
