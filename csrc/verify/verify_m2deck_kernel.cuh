@@ -7,7 +7,7 @@
 // takes ~11.7 us a call in its dependent chain, and its call that folds a full ring ~18 (H200, p = n = 128, k 4:
 // bench/notes/verify_step.md, session 28). Here a unit's rows are spread over a cluster of blocks as in the decode
 // kernel (256 blocks at b1), every load is issued at once (state row, control words, the ring's pending rows, the
-// draft's inputs; the row-independent B, C and ring_B rows by cp.async into shared memory), then one block barrier,
+// draft's inputs; the row-independent B, C and ring_B rows into registers, then shared memory), one block barrier,
 // and the state is read and written once: at small grids the write costs no time the grid would otherwise use.
 //
 // Per thread (LPR lanes a row, lane q holding the row's 16-byte column chunks q, q + LPR, ...): the committed
@@ -17,7 +17,6 @@
 #pragma once
 #include <cstdint>
 
-#include "common/cp_async.h"
 #include "verify/verify_m2dec_kernel.cuh"
 
 namespace mamba_kernels {
@@ -47,6 +46,7 @@ template <typename TI, int N, int LPR>
 __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecKParams p) {
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR, KD = kDecKMax;
   constexpr int NCH = N * static_cast<int>(sizeof(TI)) / 16;  // 16-byte chunks a B / C row
+  constexpr int NST = (3 * KD * NCH + kDecThreads - 1) / kDecThreads;  // staged chunks a thread, at most
   // The draft's B and C rows and the ring's first KD B rows (row-independent: staged once a block).
   alignas(16) __shared__ TI sB[KD][N], sC[KD][N], sR[KD][N];
   const int tid = threadIdx.x, q = tid & (LPR - 1);
@@ -76,18 +76,34 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
   const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
   const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
-  for (int i = tid; i < (2 * k + KR) * NCH; i += kDecThreads) {
+  // Staged rows by plain loads into registers (stored to shared memory just before the barrier), not cp.async:
+  // ptxas issues global loads after a cp.async wait, where they would cost a second memory round trip.
+  const int nst = (2 * k + KR) * NCH;  // 16-byte chunks: the draft's B rows, its C rows, ring_B rows [0, KR)
+  auto stage_src = [&](int i) {
     const int r = i / NCH, ch = i - r * NCH;
-    const TI* src = r < k ? Bp + (int64_t)r * p.B_k : (r < 2 * k ? Cp + (int64_t)(r - k) * p.C_k : rbp + (int64_t)(r - 2 * k) * p.rB_r);
+    const TI* src = r < k ? Bp + (int64_t)r * p.B_k
+                          : (r < 2 * k ? Cp + (int64_t)(r - k) * p.C_k : rbp + (int64_t)(r - 2 * k) * p.rB_r);
+    return reinterpret_cast<const uint4*>(src + ch * (16 / sizeof(TI)));
+  };
+  auto stage_dst = [&](int i) {
+    const int r = i / NCH, ch = i - r * NCH;
     TI* dst = r < k ? sB[r] : (r < 2 * k ? sC[r - k] : sR[r - 2 * k]);
-    cp_async16(dst + ch * (16 / sizeof(TI)), src + ch * (16 / sizeof(TI)));
+    return dst + ch * (16 / sizeof(TI));
+  };
+  uint4 stg[NST];
+#pragma unroll
+  for (int it = 0; it < NST; ++it) {
+    const int i = tid + it * kDecThreads;
+    stg[it] = *stage_src(i < nst ? i : nst - 1);  // unconditional (clamped): no load waits under a branch
   }
-  cp_async_commit();
+  // Unconditional loads (indices clamped into range, absent inputs read from a present one and dropped later),
+  // converted after the barrier: a load under a branch whose value is converted inside it waits there, and the
+  // prologue's ~50 loads then take one memory round trip each instead of one in all.
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int m0 = mrow[0], m1 = mrow[p.meta_i];
-  int mk[KD];  // pending nodes' mask words
+  int mk[KD];  // pending nodes' mask words (rows past KR: a copy of row KR - 1, unused)
 #pragma unroll
-  for (int e = 0; e < KD; ++e) mk[e] = e < KR ? mrow[(2 + e) * p.meta_i] : 0;
+  for (int e = 0; e < KD; ++e) mk[e] = mrow[(2 + (e < KR ? e : KR - 1)) * p.meta_i];
   const int accv = p.accepted[b * p.accepted_stride];
   float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row * p.st_p;
   float h[J][4];
@@ -97,28 +113,45 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
     h[j][0] = v.x; h[j][1] = v.y; h[j][2] = v.z; h[j][3] = v.w;
   }
   TI* rxp = static_cast<TI*>(p.ring_x) + rx0 + row;
-  float rx[KD], rdt[KD], xv[KD], zv[KD], dtr[KD];
+  const bool has_z = p.z != nullptr, has_par = p.parents != nullptr;
+  const TI* xp = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + row;
+  const TI* zp = has_z ? static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + row : xp;
+  const int64_t zk = has_z ? p.z_k : p.x_k;
+  const TI* dtp = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h;
+  const int32_t* pp = has_par ? p.parents + b * p.par_b : p.accepted + b * p.accepted_stride;
+  const int64_t pk = has_par ? p.par_k : 0;
+  TI rxr[KD], xr[KD], zr[KD], dtrr[KD];
+  float rdt[KD];
   int par[KD];
 #pragma unroll
   for (int e = 0; e < KD; ++e) {
-    rx[e] = e < KR ? SV<TI>::to_f(rxp[(int64_t)e * p.rx_r]) : 0.f;
-    rdt[e] = e < KR ? p.ring_dt[rd0 + (int64_t)e * p.rdt_r] : 0.f;
-  }
-  const TI* xp = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + row;
-  const TI* zp = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + row;
-  const TI* dtp = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h;
-#pragma unroll
-  for (int t = 0; t < KD; ++t) {
-    xv[t] = t < k ? SV<TI>::to_f(xp[t * p.x_k]) : 0.f;
-    zv[t] = t < k && p.z != nullptr ? SV<TI>::to_f(zp[t * p.z_k]) : 0.f;
-    dtr[t] = t < k ? SV<TI>::to_f(dtp[t * p.dt_k]) : 0.f;
-    par[t] = t - 1;
-    if (t < k && p.parents != nullptr) par[t] = p.parents[b * p.par_b + t * p.par_k];
+    const int ee = e < KR ? e : KR - 1, t = e < k ? e : k - 1;
+    rxr[e] = rxp[(int64_t)ee * p.rx_r];
+    rdt[e] = p.ring_dt[rd0 + (int64_t)ee * p.rdt_r];
+    xr[e] = xp[t * p.x_k];
+    zr[e] = zp[t * zk];
+    dtrr[e] = dtp[t * p.dt_k];
+    par[e] = pp[t * pk];
   }
   const float dv = p.D != nullptr ? p.D[u * p.D_h + row * p.D_p] : 0.f;
   const float Au = p.A[u * p.A_h], dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
-
-  // ---- control words, commit the accepted path into h ------------------------------------------------------
+  float rx[KD], xv[KD], zv[KD], dtr[KD];
+#pragma unroll
+  for (int e = 0; e < KD; ++e) {
+    rx[e] = SV<TI>::to_f(rxr[e]);
+    xv[e] = SV<TI>::to_f(xr[e]);
+    zv[e] = SV<TI>::to_f(zr[e]);
+    dtr[e] = SV<TI>::to_f(dtrr[e]);
+    if (!has_par) par[e] = e - 1;
+  }
+#pragma unroll
+  for (int it = 0; it < NST; ++it) {
+    const int i = tid + it * kDecThreads;
+    if (i < nst) *reinterpret_cast<uint4*>(stage_dst(i)) = stg[it];
+  }
+  __syncthreads();  // the staged rows
+  // ---- control words (after the barrier: computed before it, they would wait for the meta words ahead of the
+  // other loads' issue), commit the accepted path into h --------------------------------------------------------
   const M2Ctl ct = m2_control_words(p, m0, m1, [&](int a) {
     int w = 0;
 #pragma unroll
@@ -127,8 +160,6 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   }, accv, R, k);
   const int c = ct.c, c1 = ct.c1;
   const unsigned path = ct.path;
-  cp_async_wait_all();
-  __syncthreads();  // the staged rows
   auto step = [&](float (&hh)[J][4], float da, float w, const TI* Brow) {  // hh = da hh + w B
 #pragma unroll
     for (int j = 0; j < J; ++j) {
@@ -200,7 +231,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
 #pragma unroll
       for (int off = 1; off < LPR; off <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
       float out = fmaf(dv, xv[t], acc);
-      if (p.z != nullptr) out *= silu_f(zv[t]);
+      if (has_z) out *= silu_f(zv[t]);
       yo[t] = out;
     }
   }
