@@ -47,8 +47,13 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR, KD = kDecKMax;
   constexpr int NCH = N * static_cast<int>(sizeof(TI)) / 16;  // 16-byte chunks a B / C row
   constexpr int NST = (3 * KD * NCH + kDecThreads - 1) / kDecThreads;  // staged chunks a thread, at most
+  constexpr int CPR = ROWS * static_cast<int>(sizeof(TI)) / 16, NX = 3 * KD * CPR;  // x / z / ring_x chunks
+  constexpr int NXS = (NX + kDecThreads - 1) / kDecThreads;
   // The draft's B and C rows and the ring's first KD B rows (row-independent: staged once a block).
   alignas(16) __shared__ TI sB[KD][N], sC[KD][N], sR[KD][N];
+  alignas(16) __shared__ TI sRows[3][KD][ROWS];  // the block's rows of x, z (x when absent), ring_x [0, KR)
+  __shared__ float sDt[KD], sRdt[KD];             // raw dt of the draft's tokens; ring dt of the staged rows
+  __shared__ int sPar[KD], sMk[KD];               // parents of the draft's nodes; the staged nodes' mask words
   const int tid = threadIdx.x, q = tid & (LPR - 1);
   const int CS = 1 << p.lcs;
   const unsigned unit = blockIdx.x >> p.lcs;
@@ -71,13 +76,18 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   const int KR = p.Kmax < KD ? (p.Kmax < R ? p.Kmax : R) : (KD < R ? KD : R);
 
   // ---- every load at once -----------------------------------------------------------------------------------
+  // Loads are unconditional (indices clamped into range, an absent z read from x and dropped later) and their
+  // values are used only after the barrier: a load whose value is used under a branch waits there, and the
+  // prologue then takes one memory round trip a load instead of one in all. Row-independent rows and the block's
+  // x / z / ring_x rows are staged through shared memory by plain 16-byte loads stored just before the barrier (with
+  // cp.async, ptxas issues the other global loads after its wait: a second round trip); per-token scalars are
+  // loaded by one thread a token.
+  const int rib = tid / LPR;  // the thread's row in the block
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h;
   const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
   const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
   const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
-  // Staged rows by plain loads into registers (stored to shared memory just before the barrier), not cp.async:
-  // ptxas issues global loads after a cp.async wait, where they would cost a second memory round trip.
   const int nst = (2 * k + KR) * NCH;  // 16-byte chunks: the draft's B rows, its C rows, ring_B rows [0, KR)
   auto stage_src = [&](int i) {
     const int r = i / NCH, ch = i - r * NCH;
@@ -94,17 +104,35 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
 #pragma unroll
   for (int it = 0; it < NST; ++it) {
     const int i = tid + it * kDecThreads;
-    stg[it] = *stage_src(i < nst ? i : nst - 1);  // unconditional (clamped): no load waits under a branch
+    stg[it] = *stage_src(i < nst ? i : nst - 1);
   }
-  // Unconditional loads (indices clamped into range, absent inputs read from a present one and dropped later),
-  // converted after the barrier: a load under a branch whose value is converted inside it waits there, and the
-  // prologue's ~50 loads then take one memory round trip each instead of one in all.
+  const bool has_z = p.z != nullptr, has_par = p.parents != nullptr;
+  TI* rxp = static_cast<TI*>(p.ring_x) + rx0 + rank * ROWS;  // the block's rows
+  const TI* xp = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + rank * ROWS;
+  const TI* zp = has_z ? static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + rank * ROWS : xp;
+  const int64_t zk = has_z ? p.z_k : p.x_k;
+  auto rows_src = [&](int i) {  // chunk i of [x | z | ring_x] x KD tokens x CPR chunks
+    const int w = i / (KD * CPR), e = (i / CPR) % KD, ch = i % CPR;
+    const int t = e < k ? e : k - 1, ee = e < KR ? e : KR - 1;
+    const TI* src = w == 0 ? xp + t * p.x_k : (w == 1 ? zp + t * zk : rxp + (int64_t)ee * p.rx_r);
+    return reinterpret_cast<const uint4*>(src + ch * (16 / sizeof(TI)));
+  };
+  uint4 rstg[NXS];
+#pragma unroll
+  for (int it = 0; it < NXS; ++it) {
+    const int i = tid + it * kDecThreads;
+    rstg[it] = *rows_src(i < NX ? i : NX - 1);
+  }
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
   const int m0 = mrow[0], m1 = mrow[p.meta_i];
-  int mk[KD];  // pending nodes' mask words (rows past KR: a copy of row KR - 1, unused)
-#pragma unroll
-  for (int e = 0; e < KD; ++e) mk[e] = mrow[(2 + (e < KR ? e : KR - 1)) * p.meta_i];
   const int accv = p.accepted[b * p.accepted_stride];
+  // token scalars: thread e (< KD) loads node e's mask word and ring dt, token e's raw dt and parent
+  const int te = tid & (KD - 1), tk = te < k ? te : k - 1, tr = te < KR ? te : KR - 1;
+  const int mk_e = mrow[(2 + tr) * p.meta_i];
+  const float rdt_e = p.ring_dt[rd0 + (int64_t)tr * p.rdt_r];
+  const TI dt_e = static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + (int64_t)u * p.dt_h + tk * p.dt_k];
+  const int32_t* pp = has_par ? p.parents + b * p.par_b : p.accepted + b * p.accepted_stride;
+  const int par_e = pp[tk * (has_par ? p.par_k : 0)];
   float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row * p.st_p;
   float h[J][4];
 #pragma unroll
@@ -112,52 +140,40 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
     const float4 v = *reinterpret_cast<const float4*>(st + col(j));
     h[j][0] = v.x; h[j][1] = v.y; h[j][2] = v.z; h[j][3] = v.w;
   }
-  TI* rxp = static_cast<TI*>(p.ring_x) + rx0 + row;
-  const bool has_z = p.z != nullptr, has_par = p.parents != nullptr;
-  const TI* xp = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + row;
-  const TI* zp = has_z ? static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + row : xp;
-  const int64_t zk = has_z ? p.z_k : p.x_k;
-  const TI* dtp = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h;
-  const int32_t* pp = has_par ? p.parents + b * p.par_b : p.accepted + b * p.accepted_stride;
-  const int64_t pk = has_par ? p.par_k : 0;
-  TI rxr[KD], xr[KD], zr[KD], dtrr[KD];
-  float rdt[KD];
-  int par[KD];
-#pragma unroll
-  for (int e = 0; e < KD; ++e) {
-    const int ee = e < KR ? e : KR - 1, t = e < k ? e : k - 1;
-    rxr[e] = rxp[(int64_t)ee * p.rx_r];
-    rdt[e] = p.ring_dt[rd0 + (int64_t)ee * p.rdt_r];
-    xr[e] = xp[t * p.x_k];
-    zr[e] = zp[t * zk];
-    dtrr[e] = dtp[t * p.dt_k];
-    par[e] = pp[t * pk];
-  }
   const float dv = p.D != nullptr ? p.D[u * p.D_h + row * p.D_p] : 0.f;
   const float Au = p.A[u * p.A_h], dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
-  float rx[KD], xv[KD], zv[KD], dtr[KD];
-#pragma unroll
-  for (int e = 0; e < KD; ++e) {
-    rx[e] = SV<TI>::to_f(rxr[e]);
-    xv[e] = SV<TI>::to_f(xr[e]);
-    zv[e] = SV<TI>::to_f(zr[e]);
-    dtr[e] = SV<TI>::to_f(dtrr[e]);
-    if (!has_par) par[e] = e - 1;
-  }
 #pragma unroll
   for (int it = 0; it < NST; ++it) {
     const int i = tid + it * kDecThreads;
     if (i < nst) *reinterpret_cast<uint4*>(stage_dst(i)) = stg[it];
   }
-  __syncthreads();  // the staged rows
+#pragma unroll
+  for (int it = 0; it < NXS; ++it) {
+    const int i = tid + it * kDecThreads;
+    if (i < NX) reinterpret_cast<uint4*>(&sRows[0][0][0])[i] = rstg[it];
+  }
+  if (tid < KD) {
+    sMk[tid] = mk_e;
+    sRdt[tid] = rdt_e;
+    sDt[tid] = SV<TI>::to_f(dt_e);
+    sPar[tid] = has_par ? par_e : tid - 1;
+  }
+  __syncthreads();  // the staged rows and scalars
+  float rx[KD], xv[KD], zv[KD], dtr[KD], rdt[KD];
+  int par[KD];
+#pragma unroll
+  for (int e = 0; e < KD; ++e) {
+    xv[e] = SV<TI>::to_f(sRows[0][e][rib]);
+    zv[e] = SV<TI>::to_f(sRows[1][e][rib]);
+    rx[e] = SV<TI>::to_f(sRows[2][e][rib]);
+    dtr[e] = sDt[e];
+    rdt[e] = sRdt[e];
+    par[e] = sPar[e];
+  }
   // ---- control words (after the barrier: computed before it, they would wait for the meta words ahead of the
   // other loads' issue), commit the accepted path into h --------------------------------------------------------
-  const M2Ctl ct = m2_control_words(p, m0, m1, [&](int a) {
-    int w = 0;
-#pragma unroll
-    for (int e = 0; e < KD; ++e) w = e == a ? mk[e] : w;
-    return a < KR ? w : mrow[(2 + a) * p.meta_i];
-  }, accv, R, k);
+  const M2Ctl ct = m2_control_words(
+      p, m0, m1, [&](int a) { return a < KR ? sMk[a] : mrow[(2 + a) * p.meta_i]; }, accv, R, k);
   const int c = ct.c, c1 = ct.c1;
   const unsigned path = ct.path;
   auto step = [&](float (&hh)[J][4], float da, float w, const TI* Brow) {  // hh = da hh + w B
@@ -177,7 +193,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
     for (int e = 0; e < c1; ++e) {
       const int pos = e < c ? e : c + nth_set_bit(path, e - c);
       const float d = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
-      step(h, __expf(d * Au), d * SV<TI>::to_f(rxp[(int64_t)pos * p.rx_r]), rbp + (int64_t)pos * p.rB_r);
+      step(h, __expf(d * Au), d * SV<TI>::to_f(rxp[rib + (int64_t)pos * p.rx_r]), rbp + (int64_t)pos * p.rB_r);
     }
   }
   // Every read of the unit's meta row, ring_B and ring_dt is done: rank 0 may overwrite them after its wait.
@@ -240,7 +256,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   for (int t = 0; t < KD; ++t)
     if (t < k && t % LPR == q) {
       y[t * p.y_k] = SV<TI>::from_f(yo[t]);
-      rxp[(int64_t)t * p.rx_r] = SV<TI>::from_f(xv[t]);
+      rxp[rib + (int64_t)t * p.rx_r] = SV<TI>::from_f(xv[t]);
     }
   if (CS > 1) cluster_wait();  // a lone block (no cluster launch): its own threads' reads before the writes
   else __syncthreads();
