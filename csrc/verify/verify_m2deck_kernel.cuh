@@ -52,7 +52,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   // The draft's B and C rows and the ring's first KD B rows (row-independent: staged once a block).
   alignas(16) __shared__ TI sB[KD][N], sC[KD][N], sR[KD][N];
   alignas(16) __shared__ TI sRows[3][KD][ROWS];  // the block's rows of x, z (x when absent), ring_x [0, KR)
-  __shared__ float sDt[KD], sRdt[KD];             // raw dt of the draft's tokens; ring dt of the staged rows
+  __shared__ float sDtn[KD], sDa[KD], sRdt[KD];  // the draft's processed dt and exp(dt A); staged rows' ring dt
   __shared__ int sPar[KD], sMk[KD];               // parents of the draft's nodes; the staged nodes' mask words
   const int tid = threadIdx.x, q = tid & (LPR - 1);
   const int CS = 1 << p.lcs;
@@ -152,26 +152,19 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
     const int i = tid + it * kDecThreads;
     if (i < NX) reinterpret_cast<uint4*>(&sRows[0][0][0])[i] = rstg[it];
   }
-  if (tid < KD) {
+  if (tid < KD) {  // token tid's scalars; its processed dt and decay computed once a block
     sMk[tid] = mk_e;
     sRdt[tid] = rdt_e;
-    sDt[tid] = SV<TI>::to_f(dt_e);
-    sPar[tid] = has_par ? par_e : tid - 1;
+    const float dtn = process_dt(SV<TI>::to_f(dt_e) + dtb, p);
+    sDtn[tid] = dtn;
+    sDa[tid] = __expf(dtn * Au);
+    sPar[tid] = has_par ? ((par_e < 0 || par_e >= tid) ? -1 : par_e) : tid - 1;  // -1: the committed state
   }
   __syncthreads();  // the staged rows and scalars
-  float rx[KD], xv[KD], zv[KD], dtr[KD], rdt[KD];
-  int par[KD];
-#pragma unroll
-  for (int e = 0; e < KD; ++e) {
-    xv[e] = SV<TI>::to_f(sRows[0][e][rib]);
-    zv[e] = SV<TI>::to_f(sRows[1][e][rib]);
-    rx[e] = SV<TI>::to_f(sRows[2][e][rib]);
-    dtr[e] = sDt[e];
-    rdt[e] = sRdt[e];
-    par[e] = sPar[e];
-  }
+
   // ---- control words (after the barrier: computed before it, they would wait for the meta words ahead of the
-  // other loads' issue), commit the accepted path into h --------------------------------------------------------
+  // other loads' issue), commit the accepted path into h. The loops below are not unrolled: at small grids the
+  // kernel's time is mostly instruction fetch of a cold cache (ncu: stall_no_inst), so its code is kept short.
   const M2Ctl ct = m2_control_words(
       p, m0, m1, [&](int a) { return a < KR ? sMk[a] : mrow[(2 + a) * p.meta_i]; }, accv, R, k);
   const int c = ct.c, c1 = ct.c1;
@@ -185,79 +178,61 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
       for (int e = 0; e < 4; ++e) hh[j][e] = fmaf(da, hh[j][e], w * Be[e]);
     }
   };
-  if (c == 0 && (path >> KR) == 0u) {  // the common case: the path's nodes are staged rows
-#pragma unroll
-    for (int e = 0; e < KD; ++e)
-      if ((path >> e) & 1u) step(h, __expf(rdt[e] * Au), rdt[e] * rx[e], sR[e]);
-  } else {  // committed ring tokens [0, c), then the path's nodes at c + node, from global memory one after another
-    for (int e = 0; e < c1; ++e) {
-      const int pos = e < c ? e : c + nth_set_bit(path, e - c);
-      const float d = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
-      step(h, __expf(d * Au), d * SV<TI>::to_f(rxp[rib + (int64_t)pos * p.rx_r]), rbp + (int64_t)pos * p.rB_r);
-    }
+  // committed ring tokens [0, c) (a cache a deferred-fold call left), then the path's nodes at c + node: staged
+  // ring rows below KR, else from global memory
+  for (int e = 0; e < c1; ++e) {
+    const int pos = e < c ? e : c + nth_set_bit(path, e - c);
+    const bool staged = pos < KR;
+    const float d = staged ? sRdt[pos] : p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
+    const float xe = SV<TI>::to_f(staged ? sRows[2][pos][rib] : rxp[rib + (int64_t)pos * p.rx_r]);
+    step(h, __expf(d * Au), d * xe, staged ? sR[pos] : rbp + (int64_t)pos * p.rB_r);
   }
   // Every read of the unit's meta row, ring_B and ring_dt is done: rank 0 may overwrite them after its wait.
   if (CS > 1) cluster_arrive();
 
-  // ---- fold (the committed state), score the draft ----------------------------------------------------------
+  // ---- fold (the committed state), score the draft, write y and the row's new ring_x entries ---------------
   if (c1 > 0) {
 #pragma unroll
     for (int j = 0; j < J; ++j) *reinterpret_cast<float4*>(st + col(j)) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
-  }
-  float dtn[KD], da[KD], yo[KD];
-  int nmk[KD];  // the new nodes' mask words (ancestor-or-self)
-#pragma unroll
-  for (int t = 0; t < KD; ++t) {
-    dtn[t] = process_dt(dtr[t] + dtb, p);
-    da[t] = __expf(dtn[t] * Au);
-    const int pt = (par[t] < 0 || par[t] >= t) ? -1 : par[t];
-    par[t] = pt;
-    int m = 1 << t;
-#pragma unroll
-    for (int e = 0; e < t; ++e) m |= e == pt ? nmk[e] : 0;
-    nmk[t] = m;
   }
   float hr[J][4];
 #pragma unroll
   for (int j = 0; j < J; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) hr[j][e] = h[j][e];
+  for (int t = 0; t < k; ++t) {
+    const int pt = sPar[t];
+    if (pt != t - 1) {  // a tree node off the running path: replay its ancestors (increasing) from h
+      unsigned anc = 0u;
+      for (int a = pt; a >= 0; a = sPar[a]) anc |= 1u << a;
 #pragma unroll
-  for (int t = 0; t < KD; ++t) {
-    yo[t] = 0.f;
-    if (t < k) {
-      if (par[t] != t - 1) {  // a tree node off the running path: replay its ancestors from h
+      for (int j = 0; j < J; ++j)
 #pragma unroll
-        for (int j = 0; j < J; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) hr[j][e] = h[j][e];
-#pragma unroll
-        for (int e = 0; e < t; ++e)
-          if ((nmk[t] >> e) & 1) step(hr, da[e], dtn[e] * xv[e], sB[e]);
+        for (int e = 0; e < 4; ++e) hr[j][e] = h[j][e];
+      for (; anc != 0u; anc &= anc - 1u) {
+        const int a = __ffs(static_cast<int>(anc)) - 1;
+        step(hr, sDa[a], sDtn[a] * SV<TI>::to_f(sRows[0][a][rib]), sB[a]);
       }
-      step(hr, da[t], dtn[t] * xv[t], sB[t]);
-      float acc = 0.f;
+    }
+    const float xt = SV<TI>::to_f(sRows[0][t][rib]);
+    step(hr, sDa[t], sDtn[t] * xt, sB[t]);
+    float acc = 0.f;
 #pragma unroll
-      for (int j = 0; j < J; ++j) {
-        float Ce[4];
-        ld4<TI>(sC[t] + col(j), Ce);
+    for (int j = 0; j < J; ++j) {
+      float Ce[4];
+      ld4<TI>(sC[t] + col(j), Ce);
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc = fmaf(hr[j][e], Ce[e], acc);
-      }
+      for (int e = 0; e < 4; ++e) acc = fmaf(hr[j][e], Ce[e], acc);
+    }
 #pragma unroll
-      for (int off = 1; off < LPR; off <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-      float out = fmaf(dv, xv[t], acc);
-      if (has_z) out *= silu_f(zv[t]);
-      yo[t] = out;
+    for (int off = 1; off < LPR; off <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    float out = fmaf(dv, xt, acc);
+    if (has_z) out *= silu_f(SV<TI>::to_f(sRows[1][t][rib]));
+    if ((t & (LPR - 1)) == q) {  // lane t mod LPR writes token t (x is exact in TI)
+      y[t * p.y_k] = SV<TI>::from_f(out);
+      rxp[rib + (int64_t)t * p.rx_r] = SV<TI>::from_f(xt);
     }
   }
-  // lane q writes tokens q, q + LPR, ...: y and the row's new ring_x entries (x is exact in TI)
-#pragma unroll
-  for (int t = 0; t < KD; ++t)
-    if (t < k && t % LPR == q) {
-      y[t * p.y_k] = SV<TI>::from_f(yo[t]);
-      rxp[rib + (int64_t)t * p.rx_r] = SV<TI>::from_f(xv[t]);
-    }
   if (CS > 1) cluster_wait();  // a lone block (no cluster launch): its own threads' reads before the writes
   else __syncthreads();
   if (rank == 0) {  // the draft's B rows -> ring [0, k), its dt, and the meta row [0, k, masks]
@@ -267,16 +242,16 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
       *reinterpret_cast<uint4*>(rbw + (int64_t)r * p.rB_r + ch * (16 / sizeof(TI))) =
           *reinterpret_cast<const uint4*>(sB[r] + ch * (16 / sizeof(TI)));
     }
+    int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+    if (tid < k) {  // node tid: its dt and ancestor-or-self mask
+      unsigned m = 1u << tid;
+      for (int a = sPar[tid]; a >= 0; a = sPar[a]) m |= 1u << a;
+      p.ring_dt[rd0 + (int64_t)tid * p.rdt_r] = sDtn[tid];
+      mw[(2 + tid) * p.meta_i] = static_cast<int32_t>(m);
+    }
     if (tid == 0) {
-      int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
       mw[0] = 0;
       mw[p.meta_i] = k;
-#pragma unroll
-      for (int t = 0; t < KD; ++t)
-        if (t < k) {
-          p.ring_dt[rd0 + (int64_t)t * p.rdt_r] = dtn[t];
-          mw[(2 + t) * p.meta_i] = nmk[t];
-        }
     }
   }
 }
