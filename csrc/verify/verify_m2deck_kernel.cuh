@@ -53,6 +53,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   alignas(16) __shared__ TI sB[KD][N], sC[KD][N], sR[KD][N];
   alignas(16) __shared__ TI sRows[3][KD][ROWS];  // the block's rows of x, z (x when absent), ring_x [0, KR)
   __shared__ float sDtn[KD], sDa[KD], sRdt[KD];  // the draft's processed dt and exp(dt A); staged rows' ring dt
+  __shared__ float sAcc[KD][kDecThreads + 1];    // lanes' parts of y (+1: a warp's summing lanes in distinct banks)
   __shared__ int sPar[KD], sMk[KD];               // parents of the draft's nodes; the staged nodes' mask words
   const int tid = threadIdx.x, q = tid & (LPR - 1);
   const int CS = 1 << p.lcs;
@@ -214,24 +215,29 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
         step(hr, sDa[a], sDtn[a] * SV<TI>::to_f(sRows[0][a][rib]), sB[a]);
       }
     }
-    const float xt = SV<TI>::to_f(sRows[0][t][rib]);
-    step(hr, sDa[t], sDtn[t] * xt, sB[t]);
-    float acc = 0.f;
+    step(hr, sDa[t], sDtn[t] * SV<TI>::to_f(sRows[0][t][rib]), sB[t]);
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};  // this lane's part of hr . C_t, in four independent chains
 #pragma unroll
     for (int j = 0; j < J; ++j) {
       float Ce[4];
       ld4<TI>(sC[t] + col(j), Ce);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc = fmaf(hr[j][e], Ce[e], acc);
+      for (int e = 0; e < 4; ++e) acc[e] = fmaf(hr[j][e], Ce[e], acc[e]);
     }
+    sAcc[t][tid] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
+  // The row's lanes' parts summed by lane t mod LPR for token t, all tokens at once (a shuffle reduction a token
+  // inside the loop above would put its latency on every token's path); it writes y and the new ring_x entry.
+  __syncwarp();
+  for (int t = q; t < k; t += LPR) {
+    float acc = 0.f;
 #pragma unroll
-    for (int off = 1; off < LPR; off <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    for (int l = 0; l < LPR; ++l) acc += sAcc[t][rib * LPR + l];
+    const float xt = SV<TI>::to_f(sRows[0][t][rib]);
     float out = fmaf(dv, xt, acc);
     if (has_z) out *= silu_f(SV<TI>::to_f(sRows[1][t][rib]));
-    if ((t & (LPR - 1)) == q) {  // lane t mod LPR writes token t (x is exact in TI)
-      y[t * p.y_k] = SV<TI>::from_f(out);
-      rxp[rib + (int64_t)t * p.rx_r] = SV<TI>::from_f(xt);
-    }
+    y[t * p.y_k] = SV<TI>::from_f(out);
+    rxp[rib + (int64_t)t * p.rx_r] = SV<TI>::from_f(xt);  // x is exact in TI
   }
   if (CS > 1) cluster_wait();  // a lone block (no cluster launch): its own threads' reads before the writes
   else __syncthreads();
