@@ -7,13 +7,15 @@
 // takes ~11.7 us a call in its dependent chain, and its call that folds a full ring ~18 (H200, p = n = 128, k 4:
 // bench/notes/verify_step.md, session 28). Here a unit's rows are spread over a cluster of blocks as in the decode
 // kernel (256 blocks at b1), every load is issued at once (state row, control words, the ring's pending rows, the
-// draft's inputs; the row-independent B, C and ring_B rows into registers, then shared memory), one block barrier,
-// and the state is read and written once: at small grids the write costs no time the grid would otherwise use.
+// draft's inputs), one block barrier, and the state is read and written once: at small grids the write costs no
+// time the grid would otherwise use. H200 b1, h 32 p = n = 128: k2 / k4 / k8 7.9 / 8.9 / 10.9 us a graph call
+// (the lean kernel: 10.4 / 12.4 / 17.4); bench/notes/verify_step.md, session 29.
 //
 // Per thread (LPR lanes a row, lane q holding the row's 16-byte column chunks q, q + LPR, ...): the committed
 // state h (the pending path replayed on the state row), then the draft scored node by node from a running state
-// hr: hr = exp(dt_t A) hr + dt_t x_t B_t, y_t = hr . C_t (LPR-lane reduction) + D x_t, times silu(z_t). A tree node
-// whose parent is not the previous node restarts hr from h along its path (its ancestors, in increasing order).
+// hr: hr = exp(dt_t A) hr + dt_t x_t B_t, the lane's part of hr . C_t to shared memory; after the draft, lane
+// t mod LPR sums token t's parts: y_t = sum + D x_t, times silu(z_t). A tree node whose parent is not the previous
+// node restarts hr from h along its path (its ancestors, in increasing order).
 #pragma once
 #include <cstdint>
 
@@ -22,7 +24,7 @@
 namespace mamba_kernels {
 namespace verify_kernels {
 
-constexpr int kDecKMax = 8;  // draft tokens this kernel takes (and pending ring rows it stages)
+constexpr int kDecKMax = 8;  // draft tokens this kernel takes (and pending ring rows it stages, at most)
 
 // The decode kernel's parameters plus the draft's: token strides and parents.
 struct M2DecKParams : M2DecParams {
