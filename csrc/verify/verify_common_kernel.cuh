@@ -52,11 +52,6 @@ __device__ __forceinline__ void st_any(void* ptr, int64_t i, DType t, float v) {
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.f + __expf(-v)); }
 
-// *ptr by a volatile load: it executes where the source puts it. For a word that the decode kernels read at the top
-// (with all their other loads) but use only under a branch: ptxas sinks a plain load into that branch, where it is
-// issued after the words the branch condition waits for, a second memory round trip.
-__device__ __forceinline__ int32_t ld_unsunk(const int32_t* ptr) { return *static_cast<const volatile int32_t*>(ptr); }
-
 __host__ __device__ __forceinline__ unsigned low_mask(int kp) {
   return kp >= 32 ? 0xffffffffu : (kp <= 0 ? 0u : ((1u << kp) - 1u));
 }

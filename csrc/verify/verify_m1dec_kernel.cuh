@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
 
   // ---- every load at once: control words, pending ring token 0, state and A, the new token ----------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = ld_unsunk(mrow + 2 * p.meta_i);
+  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
   const int accv = p.accepted[b * p.accepted_stride];
   float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + ch * p.st_p;
   const float* Ap = p.A + (int64_t)u * p.A_h + ch * p.A_p;

@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
 
   // ---- every load at once: control words, pending ring token 0, state row, the new token ------------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = ld_unsunk(mrow + 2 * p.meta_i);
+  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
   const int accv = p.accepted[b * p.accepted_stride];
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h;
