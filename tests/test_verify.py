@@ -283,6 +283,25 @@ def test_large_grid_cuda():
                     seed=11 + tree)
 
 
+def test_small_batch_decode_cuda():
+    """CUDA at small grids (under 256 units) with an fp32 state, the Mamba-2 layout at p, n in {64, 128}: the decode
+    kernels (verify_m2dec_kernel for one token, verify_m2deck_kernel for 2 to 8; both fold on every call), drafts of
+    9 to 12 tokens in between (the lean kernel, deferring the fold: committed ring tokens and pending nodes past the
+    staged rows for the decode kernels' general replay), chain and tree drafts, padding rows, untouched slots; the
+    profiler confirms that both decode kernels ran."""
+    dev = device_for("cuda")
+    ks = [1, 4, 2, 8, 1, 3, 12, 5, 1, 7, 10, 2, 6, 1]
+    configs = [(False, 128, 128, 1, torch.bfloat16), (True, 64, 128, 4, torch.float32),
+               (True, 128, 64, 2, torch.bfloat16)]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for i, (tree, p, n, g, dtype) in enumerate(configs):
+            layer = Layer("mamba2", device=dev, h=4, p=p, n=n, g=g, dtype=dtype)
+            run_session("cuda", layer, b=3, S=8, kmax=12, rounds=len(ks), ks=ks, tree=tree, ring_len=16, n_pad=1,
+                        seed=31 + i)
+    names = " ".join(e.key for e in prof.key_averages())
+    assert "verify_m2dec_kernel" in names and "verify_m2deck_kernel" in names, names
+
+
 # --------------------------------------------------------------------------------------------------------
 # Conv step and fused Mamba-2 step
 # --------------------------------------------------------------------------------------------------------
