@@ -186,13 +186,16 @@ __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const 
   return tid < ct.c1 ? p.ring_dt[s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + u * p.rdt_h] : 0.f;
 }
 
-// Ancestor-or-self mask of draft node t (thread t < k; spar written before a barrier).
+// Ancestor-or-self mask of draft node t from its parents (spar: parent before the node, else -1).
+__device__ __forceinline__ unsigned node_mask(const int* spar, int t) {
+  unsigned m = 1u << t;
+  for (int q = spar[t]; q >= 0; q = spar[q]) m |= 1u << q;
+  return m;
+}
+
+// smask[t] = node_mask(spar, t) (thread t < k; spar written before a barrier).
 __device__ __forceinline__ void m2_masks(const int* spar, int* smask, int tid, int k) {
-  if (tid < k) {
-    unsigned m = 1u << tid;
-    for (int q = spar[tid]; q >= 0; q = spar[q]) m |= 1u << q;
-    smask[tid] = static_cast<int>(m);
-  }
+  if (tid < k) smask[tid] = static_cast<int>(node_mask(spar, tid));
 }
 
 // One warp: wq_e = dt_e exp(A sum_{e' > e} dt_e'), eSQ = exp(A sum_e dt_e) -> scal[0].

@@ -76,7 +76,8 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   auto col = [q](int j) { return (j * LPR + q) * 4; };
   // Ring rows staged: [0, KR); a pending node past them, or committed ring tokens (a cache a deferred-fold call
   // left), take the general replay below.
-  const int KR = p.Kmax < KD ? (p.Kmax < R ? p.Kmax : R) : (KD < R ? KD : R);
+  int KR = p.Kmax < KD ? p.Kmax : KD;
+  if (KR > R) KR = R;
 
   // ---- every load at once -----------------------------------------------------------------------------------
   // Loads are unconditional (indices clamped into range, an absent z read from x and dropped later) and their
@@ -204,10 +205,8 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
 #pragma unroll
     for (int e = 0; e < 4; ++e) hr[j][e] = h[j][e];
   for (int t = 0; t < k; ++t) {
-    const int pt = sPar[t];
-    if (pt != t - 1) {  // a tree node off the running path: replay its ancestors (increasing) from h
-      unsigned anc = 0u;
-      for (int a = pt; a >= 0; a = sPar[a]) anc |= 1u << a;
+    if (sPar[t] != t - 1) {  // a tree node off the running path: replay its ancestors (increasing) from h
+      unsigned anc = node_mask(sPar, t) & ~(1u << t);
 #pragma unroll
       for (int j = 0; j < J; ++j)
 #pragma unroll
@@ -252,10 +251,8 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
     }
     int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
     if (tid < k) {  // node tid: its dt and ancestor-or-self mask
-      unsigned m = 1u << tid;
-      for (int a = sPar[tid]; a >= 0; a = sPar[a]) m |= 1u << a;
       p.ring_dt[rd0 + (int64_t)tid * p.rdt_r] = sDtn[tid];
-      mw[(2 + tid) * p.meta_i] = static_cast<int32_t>(m);
+      mw[(2 + tid) * p.meta_i] = static_cast<int32_t>(node_mask(sPar, tid));
     }
     if (tid == 0) {
       mw[0] = 0;
