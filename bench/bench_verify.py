@@ -27,8 +27,9 @@ M2 = dict(h=32, p=128, n=128, g=32)
 M1 = dict(d=4096, n=16, g=1)
 
 
-def _layer(kind, b, k):
-    """Inputs, parameters and a cache holding b live sequences (slots permuted inside a larger pool)."""
+def _layer(kind, b, k, ring_len=None):
+    """Inputs, parameters and a cache holding b live sequences (slots permuted inside a larger pool); ring_len
+    None = the cache's default (scripts/sweep_verify.py passes others)."""
     dev = "cuda"
     S = b + 8
     gen = torch.Generator(device=dev).manual_seed(b * 100 + k)
@@ -36,7 +37,7 @@ def _layer(kind, b, k):
     if kind == "mamba2":
         h, p, n, g = M2["h"], M2["p"], M2["n"], M2["g"]
         cache = mk.VerifyCache.allocate(S, nheads=h, headdim=p, dstate=n, ngroups=g, max_draft=max(k, 1),
-                                        dtype=BF16, state_dtype=torch.float32, device=dev)
+                                        ring_len=ring_len, dtype=BF16, state_dtype=torch.float32, device=dev)
         x, z = rnd(b, k, h, p), rnd(b, k, h, p)
         dt = rnd(b, k, h)
         A = -torch.rand(h, device=dev, generator=gen) - 0.5
@@ -45,8 +46,8 @@ def _layer(kind, b, k):
         io_elems = 2 * k * h * p + k * h + 2 * k * g * n + k * h * p  # x, z, dt, B, C read; y written
     else:
         d, n, g = M1["d"], M1["n"], M1["g"]
-        cache = mk.VerifyCache.allocate(S, d=d, dstate=n, ngroups=g, max_draft=max(k, 1), dtype=BF16,
-                                        state_dtype=torch.float32, device=dev)
+        cache = mk.VerifyCache.allocate(S, d=d, dstate=n, ngroups=g, max_draft=max(k, 1),
+                                        ring_len=ring_len, dtype=BF16, state_dtype=torch.float32, device=dev)
         x, z, dt = rnd(b, k, d), rnd(b, k, d), rnd(b, k, d)
         A = -torch.rand(d, n, device=dev, generator=gen) - 0.5
         D, dt_bias = rnd(d, dtype=torch.float32), rnd(d, dtype=torch.float32) * 0.1

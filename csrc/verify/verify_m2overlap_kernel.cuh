@@ -280,8 +280,8 @@ __device__ __forceinline__ void m2oprep_tail(const VerifyStepParams& p, int b, i
   if (tid < k) p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = wsu[W.dts + tid];
 }
 
-template <typename TI, int N>
-__global__ void __launch_bounds__(kSplitPrepThreads, 8) verify_m2oprep_kernel(const VerifyStepParams p) {
+template <typename TI, int N, int MinBlocks>
+__global__ void __launch_bounds__(kSplitPrepThreads, MinBlocks) verify_m2oprep_kernel(const VerifyStepParams p) {
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int H = static_cast<int>(p.H);
   const int64_t units = p.batch * p.H;

@@ -208,10 +208,23 @@ inline void (*ostr_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? ostr_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? ostr_kernel_in<T, __half>(N, nw) : ostr_kernel_in<T, float>(N, nw));
 }
+// MK_VERIFY_OVL_PREP_REGS=64 (environment, read once; lab knob): the overlap's prep kernel at a 64-register cap
+// (16 blocks an SM alone) instead of 128, so that twice as many of its blocks fit beside the stream's.
+inline int ovl_prep_regs() {
+  static const int r = [] {
+    const char* e = std::getenv("MK_VERIFY_OVL_PREP_REGS");
+    return e != nullptr && std::string(e) == "64" ? 64 : 128;
+  }();
+  return r;
+}
+template <int MinB>
+inline void (*oprep_kernel_b(DType in, int64_t N))(VerifyStepParams) {
+  if (in == DType::kBFloat16) return N == 64 ? verify_m2oprep_kernel<__nv_bfloat16, 64, MinB> : verify_m2oprep_kernel<__nv_bfloat16, 128, MinB>;
+  if (in == DType::kFloat16) return N == 64 ? verify_m2oprep_kernel<__half, 64, MinB> : verify_m2oprep_kernel<__half, 128, MinB>;
+  return N == 64 ? verify_m2oprep_kernel<float, 64, MinB> : verify_m2oprep_kernel<float, 128, MinB>;
+}
 inline void (*oprep_kernel(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16) return N == 64 ? verify_m2oprep_kernel<__nv_bfloat16, 64> : verify_m2oprep_kernel<__nv_bfloat16, 128>;
-  if (in == DType::kFloat16) return N == 64 ? verify_m2oprep_kernel<__half, 64> : verify_m2oprep_kernel<__half, 128>;
-  return N == 64 ? verify_m2oprep_kernel<float, 64> : verify_m2oprep_kernel<float, 128>;
+  return ovl_prep_regs() == 64 ? oprep_kernel_b<16>(in, N) : oprep_kernel_b<8>(in, N);
 }
 // Grids of the overlapping pair on a device of `sms` SMs with smem_sm bytes of shared memory an SM: stream blocks an
 // SM (1, or 2 when two fit beside two prep blocks), then as many persistent prep blocks as the shared memory and
@@ -219,7 +232,7 @@ inline void (*oprep_kernel(DType in, int64_t N))(VerifyStepParams) {
 inline void ovl_grids(const SsmLaunch& c, int64_t units, int64_t sms, int64_t smem_sm, int64_t* str_grid,
                       int64_t* prep_grid) {
   const int64_t sb = static_cast<int64_t>(c.smem) + 1024, pb = static_cast<int64_t>(c.prep_smem) + 1024;
-  const int64_t sregs = int64_t(c.threads) * 128, pregs = int64_t(kSplitPrepThreads) * 128;
+  const int64_t sregs = int64_t(c.threads) * 128, pregs = int64_t(kSplitPrepThreads) * ovl_prep_regs();
   int64_t ns = (smem_sm - 2 * pb) / sb;
   if (ns > 65536 / sregs - 1) ns = 65536 / sregs - 1;  // room for prep blocks' registers
   ns = ns < 1 ? 1 : (ns > 2 ? 2 : ns);
