@@ -272,10 +272,10 @@ def test_mamba1_one_token_session(backend, tree):
 
 
 def test_large_grid_cuda():
-    """CUDA at b * h >= 1024 units with k >= 2, where the automatic choice is the overlapping kernel pair
-    (verify_m2ostr_kernel + verify_m2oprep_kernel, docs/verify_step_design.md): k 2 to 4, a ring of 16 that folds
-    every few calls, tree drafts half the rounds, padding rows, untouched slots; p 32 (4-warp stream blocks) and
-    p = n = 128 (8-warp stream blocks, the benchmark's head shape); the profiler confirms the pair ran."""
+    """CUDA at b * h >= 1024 units with k >= 2, where the automatic choice is the split kernel pair
+    (verify_m2prep_kernel + verify_m2str_kernel, docs/verify_step_design.md): k 2 to 4, a ring of 16 that folds
+    every few calls, tree drafts half the rounds, padding rows, untouched slots; p 32 and p = n = 128 (the
+    benchmark's head shape); the profiler confirms the pair ran."""
     dev = device_for("cuda")
     ks = [2, 4, 4, 3, 4, 4, 2, 4, 4]
     configs = [(False, 32, 64, 32), (True, 32, 64, 32), (False, 128, 128, 8)]
@@ -285,7 +285,7 @@ def test_large_grid_cuda():
             run_session("cuda", layer, b=40, S=48, kmax=4, rounds=len(ks), ks=ks, tree=tree, ring_len=16, n_pad=3,
                         seed=11 + i)
     names = " ".join(e.key for e in prof.key_averages())
-    assert "verify_m2ostr_kernel" in names and "verify_m2oprep_kernel" in names, names
+    assert "verify_m2prep_kernel" in names and "verify_m2str_kernel" in names, names
 
 
 def test_small_batch_decode_cuda():

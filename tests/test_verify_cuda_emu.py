@@ -44,16 +44,6 @@ GROUPS = {
     "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
               ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
               ["split"]),
-    # verify_m2ostr_kernel + verify_m2oprep_kernel (MK_VERIFY_KERNEL=overlap: taken for every shape the split pair
-    # serves), on one emulated SM (EMU_SMS): persistent blocks walking several units of different batch rows, two
-    # stages in flight, folds from the stream kernel's own control words and ring weights, the prep kernel's tail
-    # after the stream grid
-    "overlap": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "overlap", "EMU_SMS": "1"},
-                ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
-                ["overlap"]),
-    # the same with 8-warp stream blocks on two emulated SMs
-    "overlap8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "overlap", "MK_VERIFY_SPLIT_WARPS": "8", "EMU_SMS": "2"},
-                 ["hot_m2", "lean_2pass", "tc_k16"], ["overlap"]),
     # a device with 64 KB of shared memory a block (EMU_SMEM_OPTIN; the launch choice compares each kernel's layout
     # with the device's limit, as on an RTX GPU's 99 KB): the forced tensor-core kernel does not fit the P = N = 128
     # shapes, so the choice passes over it (to the general kernel, as MK_VERIFY_KERNEL=tc excludes the lean one)
@@ -155,7 +145,7 @@ def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
-                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN", "EMU_SMS"):
+                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -198,8 +188,8 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     if group == "m1lean":  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
-        assert counts["tc"] == 0 and counts["split"] == 0 and counts["overlap"] == 0, f"{counts}\n{msg}"
-    if group in ("tc", "tc4", "split", "split8", "overlap", "overlap8"):  # every SSM launch of these shapes is the forced kernel
+        assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
+    if group in ("tc", "tc4", "split", "split8"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

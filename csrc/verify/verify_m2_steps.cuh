@@ -302,8 +302,8 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the
-// meta row = [base, k, masks] (kMeta; verify_m2oprep_kernel writes it later).
-template <typename TI, bool kMeta = true>
+// meta row = [base, k, masks].
+template <typename TI>
 __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k, int P,
                                           int N, int64_t rx0, int64_t rb0, int64_t s, int64_t u, int tid,
                                           int nthreads) {
@@ -327,7 +327,6 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
     if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
       p.ring_dt[s * p.rdt_s + (int64_t)(ct.c + tid) * p.rdt_r + u * p.rdt_h] = sm.dtq[ct.c + tid];
   }
-  if (!kMeta) return;
   int32_t* mrow = p.meta + s * p.meta_s + u * p.meta_h;
   if (tid == 0) {
     mrow[0] = ct.base;

@@ -27,12 +27,11 @@ namespace verify_kernels {
 // once and the dependent stream grid may start when they retire.
 constexpr int kSplitPrepThreads = 64;
 
-// Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), [5] base, then
-// scale (k), dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P), sd (k, P: the state dots, written
-// by verify_m2ostr_kernel only). Here dts, masks, wq are written for folding units only (the stream kernel finishes
-// those); every offset a multiple of 4 words.
+// Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), then scale (k),
+// dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P). dts, masks, wq are written for folding units
+// only (the stream kernel finishes those); every offset a multiple of 4 words.
 struct M2SplitWs {
-  int scale, dts, masks, wq, yx, sd, words;
+  int scale, dts, masks, wq, yx, words;
 };
 __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, int64_t P) {
   const int64_t K1 = k > 0 ? k : 1;
@@ -43,7 +42,6 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
   w.masks = o; o += up4(K1);
   w.wq = o; o += up4(R);
   w.yx = o; o += up4(K1 * P);
-  w.sd = o; o += up4(K1 * P);
   w.words = o;
   return w;
 }

@@ -16,7 +16,7 @@
 #include "verify/verify_m1dec_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2deck_kernel.cuh"
-#include "verify/verify_m2overlap_kernel.cuh"
+#include "verify/verify_m2split_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
@@ -36,8 +36,6 @@ struct SsmLaunch {
   bool fold_every = false;  // m1lean with an fp32 state: launched with fold_all set (fold on every call)
   bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (tc's shapes): threads / smem are the stream
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
-  bool overlap = false;  // verify_m2ostr_kernel + verify_m2oprep_kernel (the split pair's shapes), side by side:
-                         // threads / smem are the stream kernel's, prep_smem the prep kernel's; p.work is required
   size_t prep_smem = 0;
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   int dec_lanes = 4;  // dec: lanes a state row
@@ -55,14 +53,14 @@ inline VerifyStepParams ssm_kernel_params(const SsmLaunch& c, const VerifyStepPa
 
 constexpr int64_t kSplitMinGrid = 1024;  // units (batch * heads) from which the split pair is taken
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split", 6 "overlap".
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split".
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    const char* names[] = {"tc", "lean", "general", "decode", "split", "overlap"};
-    for (int i = 0; i < 6; ++i)
+    const char* names[] = {"tc", "lean", "general", "decode", "split"};
+    for (int i = 0; i < 5; ++i)
       if (s == names[i]) return i + 1;
     return 0;
   }();
@@ -147,13 +145,8 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.dec_lanes = m2dec_lanes(p.P);
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
-  } else if ((forced == 6 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
-             m2ovl_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin && c.prep_smem <= smem_optin) {
-    c.overlap = true;
-    c.threads = 32 * m2split_warps(p.P);
-    c.smem = smem;
-  } else if (forced == 5 && m2split_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin &&
-             c.prep_smem <= smem_optin) {
+  } else if ((forced == 5 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
+             m2split_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin && c.prep_smem <= smem_optin) {
     c.split = true;
     c.threads = 32 * m2split_warps(p.P);
     c.smem = smem;
@@ -162,12 +155,12 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.tc = true;
     c.threads = 32 * m2tc_warps(p.P);
     c.smem = smem;
-  } else if (forced != 1 && forced != 5 && forced != 6 && m2_fits<T>(p, lean_nt, &smem) && smem <= smem_optin) {
+  } else if (forced != 1 && forced != 5 && m2_fits<T>(p, lean_nt, &smem) && smem <= smem_optin) {
     c.lean = true;
     c.threads = lean_nt;
     c.smem = smem;
   }
-  if (!c.split && !c.overlap) c.prep_smem = 0;  // (the fits checks may have set it for a pair not taken)
+  if (!c.split) c.prep_smem = 0;  // (m2split_fits may have set it for a split pair not taken)
   if (c.smem > smem_optin)  // the general / fused kernel: no smaller kernel left
     c.err = "verify_step_cuda: this call needs more shared memory a block than the GPU allows (the general kernel's "
             "tiles grow with k, max_draft, ring_len, headdim and d_state: reduce max_draft or ring_len)";
@@ -197,51 +190,6 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-template <typename T, typename TI>
-inline void (*ostr_kernel_in(int64_t N, int nw))(VerifyStepParams) {
-  if (N == 64) return nw == 8 ? verify_m2ostr_kernel<T, TI, 64, 8> : verify_m2ostr_kernel<T, TI, 64, 4>;
-  return nw == 8 ? verify_m2ostr_kernel<T, TI, 128, 8> : verify_m2ostr_kernel<T, TI, 128, 4>;
-}
-template <typename T>
-inline void (*ostr_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
-  const int nw = threads / 32;
-  return in == DType::kBFloat16 ? ostr_kernel_in<T, __nv_bfloat16>(N, nw)
-         : (in == DType::kFloat16 ? ostr_kernel_in<T, __half>(N, nw) : ostr_kernel_in<T, float>(N, nw));
-}
-// MK_VERIFY_OVL_PREP_REGS=64 (environment, read once; lab knob): the overlap's prep kernel at a 64-register cap
-// (16 blocks an SM alone) instead of 128, so that twice as many of its blocks fit beside the stream's.
-inline int ovl_prep_regs() {
-  static const int r = [] {
-    const char* e = std::getenv("MK_VERIFY_OVL_PREP_REGS");
-    return e != nullptr && std::string(e) == "64" ? 64 : 128;
-  }();
-  return r;
-}
-template <int MinB>
-inline void (*oprep_kernel_b(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16) return N == 64 ? verify_m2oprep_kernel<__nv_bfloat16, 64, MinB> : verify_m2oprep_kernel<__nv_bfloat16, 128, MinB>;
-  if (in == DType::kFloat16) return N == 64 ? verify_m2oprep_kernel<__half, 64, MinB> : verify_m2oprep_kernel<__half, 128, MinB>;
-  return N == 64 ? verify_m2oprep_kernel<float, 64, MinB> : verify_m2oprep_kernel<float, 128, MinB>;
-}
-inline void (*oprep_kernel(DType in, int64_t N))(VerifyStepParams) {
-  return ovl_prep_regs() == 64 ? oprep_kernel_b<16>(in, N) : oprep_kernel_b<8>(in, N);
-}
-// Grids of the overlapping pair on a device of `sms` SMs with smem_sm bytes of shared memory an SM: stream blocks an
-// SM (1, or 2 when two fit beside two prep blocks), then as many persistent prep blocks as the shared memory and
-// registers they leave allow (both kernels at a 128-register cap; 1 KB reserved a block), each at most the units.
-inline void ovl_grids(const SsmLaunch& c, int64_t units, int64_t sms, int64_t smem_sm, int64_t* str_grid,
-                      int64_t* prep_grid) {
-  const int64_t sb = static_cast<int64_t>(c.smem) + 1024, pb = static_cast<int64_t>(c.prep_smem) + 1024;
-  const int64_t sregs = int64_t(c.threads) * 128, pregs = int64_t(kSplitPrepThreads) * ovl_prep_regs();
-  int64_t ns = (smem_sm - 2 * pb) / sb;
-  if (ns > 65536 / sregs - 1) ns = 65536 / sregs - 1;  // room for prep blocks' registers
-  ns = ns < 1 ? 1 : (ns > 2 ? 2 : ns);
-  int64_t np = (smem_sm - ns * sb) / pb, npr = (65536 - ns * sregs) / pregs;
-  np = np < npr ? np : npr;
-  np = np < 1 ? 1 : (np > 16 ? 16 : np);
-  *str_grid = units < ns * sms ? units : ns * sms;
-  *prep_grid = units < np * sms ? units : np * sms;
-}
 inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
   if (in == DType::kBFloat16) return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
   if (in == DType::kFloat16) return N == 64 ? verify_m2prep_kernel<__half, 64> : verify_m2prep_kernel<__half, 128>;
@@ -251,7 +199,7 @@ inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
 template <typename T>
 inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, bool decode_auto, size_t smem_optin) {
   const SsmLaunch c = ssm_launch_config<T>(p, clusters, decode_auto, smem_optin);
-  return c.err == nullptr && (c.split || c.overlap) ? m2split_ws(p.k, p.R, p.P).words : 0;
+  return c.err == nullptr && c.split ? m2split_ws(p.k, p.R, p.P).words : 0;
 }
 template <typename T>
 inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
@@ -413,53 +361,6 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
-// The device's SM count and shared memory an SM, cached per device.
-inline void device_sms(int64_t* sms, int64_t* smem_sm) {
-  static int cached[64][2] = {{0, 0}};
-  int dev = 0;
-  *sms = 1;
-  *smem_sm = 48 * 1024;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return;
-  if (cached[dev][0] == 0) {
-    cudaDeviceGetAttribute(&cached[dev][0], cudaDevAttrMultiProcessorCount, dev);
-    cudaDeviceGetAttribute(&cached[dev][1], cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-    if (cached[dev][0] <= 0) cached[dev][0] = 1;
-  }
-  *sms = cached[dev][0];
-  *smem_sm = cached[dev][1] > 0 ? cached[dev][1] : 48 * 1024;
-}
-
-// The overlapping pair: the persistent stream kernel, then the prep kernel as its programmatic dependent (sm_90:
-// its blocks start beside the stream's; griddepcontrol.wait orders its tail after the whole stream grid). Without
-// the dependency (MK_VERIFY_PDL=0, no clusters) the prep kernel runs after it: the same results.
-template <typename T>
-const char* launch_overlap(const SsmLaunch& c, const VerifyStepParams& p, cudaStream_t stream, bool pdl) {
-  if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words)
-    return "verify_step_cuda: the overlap kernels need p.work (verify_step_cuda_workspace words a unit)";
-  int64_t sms = 1, smem_sm = 0, gs = 0, gp = 0;
-  device_sms(&sms, &smem_sm);
-  ovl_grids(c, p.batch * p.H, sms, smem_sm, &gs, &gp);
-  SsmLaunch cs = c;
-  cs.grid = gs;
-  cs.cluster = 1;
-  if (const char* err = launch_one(cs, stream, ostr_kernel<T>(p.in_dtype, p.N, c.threads), p)) return err;
-  void (*pkern)(VerifyStepParams) = oprep_kernel(p.in_dtype, p.N);
-  if (const char* e = allow_smem(pkern, c.prep_smem)) return e;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(gp), 1, 1);
-  cfg.blockDim = dim3(static_cast<unsigned>(kSplitPrepThreads), 1, 1);
-  cfg.dynamicSmemBytes = c.prep_smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
-  cudaError_t err = cudaLaunchKernelEx(&cfg, pkern, p);
-  if (err == cudaSuccess) err = cudaGetLastError();
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-}
-
 template <typename T>
 const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   const bool clusters = device_has_clusters();
@@ -467,7 +368,6 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());
-  if (c.overlap) return launch_overlap<T>(c, p, stream, clusters && verify_pdl_enabled());
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);

@@ -18,11 +18,11 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_deck{0}, n_tc{0}, n_split{0}, n_overlap{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld deck=%ld tc=%ld split=%ld overlap=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_deck.load(), n_tc.load(), n_split.load(), n_overlap.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -92,21 +92,6 @@ const char* emu_ssm(const VerifyStepParams& p) {
     std::atomic<long> unused{0};
     if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N), p)) return err;
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
-  }
-  if (c.overlap) {  // the stream kernel, then the prep kernel (griddepcontrol.wait: the stream grid ran before)
-    if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words) return "emu: overlap without p.work";
-    // EMU_SMS (default 3) SMs of an H100's shared memory: few persistent blocks, so that each walks several units
-    const char* e = std::getenv("EMU_SMS");
-    int64_t gs = 0, gp = 0;
-    ovl_grids(c, p.batch * p.H, e != nullptr ? std::atoll(e) : 3, 233472, &gs, &gp);
-    SsmLaunch cs = c, cp = c;
-    cs.grid = gs;
-    cp.grid = gp;
-    cp.threads = kSplitPrepThreads;
-    cp.smem = c.prep_smem;
-    std::atomic<long> unused{0};
-    if (const char* err = emu_launch(cs, &n_overlap, ostr_kernel<T>(p.in_dtype, p.N, c.threads), p)) return err;
-    return emu_launch(cp, &unused, oprep_kernel(p.in_dtype, p.N), p);
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
     return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N), m1dec_params(p));
