@@ -14,6 +14,40 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
   *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
 #endif
 }
+// An L2 policy that marks the lines it covers to be evicted first (createpolicy, sm_80+; 0 elsewhere): for bytes
+// read or written once per call (the verify stream's state tiles) so that they do not push out of L2 what the same
+// call or the next one reads again (ring rows, inputs, the per-call scratch).
+__device__ __forceinline__ unsigned long long l2_evict_first_policy() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned long long pol;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+  return pol;
+#else
+  return 0ull;
+#endif
+}
+// cp_async16 under an L2 policy (l2_evict_first_policy).
+__device__ __forceinline__ void cp_async16_hint(void* smem_dst, const void* gsrc, unsigned long long pol) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(d), "l"(gsrc), "l"(pol)
+               : "memory");
+#else
+  (void)pol;
+  *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
+#endif
+}
+// An 8-byte global store of two floats under an L2 policy.
+__device__ __forceinline__ void st_global_f2_hint(float* gdst, float a, float b, unsigned long long pol) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("st.global.L2::cache_hint.v2.f32 [%0], {%1, %2}, %3;\n" ::"l"(gdst), "f"(a), "f"(b), "l"(pol)
+               : "memory");
+#else
+  (void)pol;
+  gdst[0] = a;
+  gdst[1] = b;
+#endif
+}
 // 16-byte copy of gsrc when `valid`, else 16 zero bytes (cp.async's source size 0: no branch, nothing read).
 __device__ __forceinline__ void cp_async16_zfill(void* smem_dst, const void* gsrc, bool valid) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

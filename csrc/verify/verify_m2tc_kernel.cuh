@@ -137,7 +137,8 @@ __device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, i
 // (and later reads) rows [16 mt, 16 mt + 16); lane = (row lr of RP, 16-byte chunk lc); chunk c of row r at
 // c ^ tc_swz(r).
 template <typename T, int N, int NW>
-__device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_t st_p, int P, int warp, int lane) {
+__device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_t st_p, int P, int warp, int lane,
+                                                unsigned long long evict = 0ull) {
   constexpr int VT = SV<T>::V, CPR = N / VT, RP = 32 / CPR;
   const int lc = lane % CPR, lr = lane / CPR, MT = P / 16;
   for (int mt = warp; mt < MT; mt += NW) {
@@ -146,7 +147,8 @@ __device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_
 #pragma unroll
     for (int i = 0; i < 16 / RP; ++i) {
       const int r = lr + i * RP;  // row parity = r's parity (16 mt is even)
-      cp_async16(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * st_p);
+      if (evict != 0ull) cp_async16_hint(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * st_p, evict);
+      else cp_async16(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * st_p);
     }
   }
 }
@@ -257,7 +259,8 @@ __device__ __forceinline__ void m2_zero_y(TI* y, int64_t y_k, int k, int PC, int
 // n-tiles, ceil(c1 / 8) k-steps.
 template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int64_t st_p, int c1, int P, int warp, int g, int q) {
+                                          int64_t st_p, int c1, int P, int warp, int g, int q,
+                                          unsigned long long evict = 0ull) {
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
   constexpr bool kSplitI = sizeof(TI) == 4;
   const int MT = P / 16, nrx = c1 * (P / VI);
@@ -294,7 +297,8 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
         const float v1 = fmaf(eSQ, SV<T>::to_f(hp[1]), d[nt][2 * hf + 1]);
         T* dst = st + r * st_p + col;
         if constexpr (sizeof(T) == 4) {
-          *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+          if (evict != 0ull) st_global_f2_hint(reinterpret_cast<float*>(dst), v0, v1, evict);
+          else *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
         } else {
           dst[0] = SV<T>::from_f(v0);
           dst[1] = SV<T>::from_f(v1);
