@@ -15,8 +15,8 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* gsrc) {
 #endif
 }
 // An L2 policy that marks the lines it covers to be evicted first (createpolicy, sm_80+; 0 elsewhere): for bytes
-// read or written once per call (the verify stream's state tiles) so that they do not push out of L2 what the same
-// call or the next one reads again (ring rows, inputs, the per-call scratch).
+// read once per call (the verify stream's state tiles), so that they do not push out of L2 what the same call or the
+// next one reads again (ring rows, inputs, the per-call scratch).
 __device__ __forceinline__ unsigned long long l2_evict_first_policy() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   unsigned long long pol;
@@ -35,17 +35,6 @@ __device__ __forceinline__ void cp_async16_hint(void* smem_dst, const void* gsrc
 #else
   (void)pol;
   *reinterpret_cast<uint4*>(smem_dst) = *reinterpret_cast<const uint4*>(gsrc);
-#endif
-}
-// An 8-byte global store of two floats under an L2 policy.
-__device__ __forceinline__ void st_global_f2_hint(float* gdst, float a, float b, unsigned long long pol) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("st.global.L2::cache_hint.v2.f32 [%0], {%1, %2}, %3;\n" ::"l"(gdst), "f"(a), "f"(b), "l"(pol)
-               : "memory");
-#else
-  (void)pol;
-  gdst[0] = a;
-  gdst[1] = b;
 #endif
 }
 // 16-byte copy of gsrc when `valid`, else 16 zero bytes (cp.async's source size 0: no branch, nothing read).

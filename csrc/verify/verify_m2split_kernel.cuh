@@ -154,9 +154,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   }
 }
 
-// kEvict (lab knob MK_VERIFY_EVICT; N 128, 8 warps only): 1 the state tile's copies and the fold's write-back under
-// an L2 evict-first policy, 2 the copies only.
-template <typename T, typename TI, int N, int NW, int kEvict = 0>
+template <typename T, typename TI, int N, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
@@ -199,8 +197,11 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
   const int4 hdr = *reinterpret_cast<const int4*>(wsu);
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
-  const unsigned long long evict = kEvict != 0 ? l2_evict_first_policy() : 0ull;
-  m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane, evict);
+  // The tile's copies under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
+  // normal policy they push out of L2 what is read again (the ring rows and inputs of the next call's prep kernel,
+  // 13.9 us against 14.4, the scratch). H200, b64 mean per call k2 / k4 / k8 54.5 / 60.8 / 82.6 us against 56.9 /
+  // 63.0 / 83.5; the fold's write-back under the same policy lost at k8 (86.8).
+  m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane, l2_evict_first_policy());
   cp_async_commit();
   // The unit's scratch record by cp.async (group 3) while the tile is in flight, and, for a unit that folds, its
   // committed ring rows too.
@@ -257,7 +258,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   auto b_dst = [&](int i) { return reinterpret_cast<uint4*>(rB + (i >> lNC) * p.rB_r + (i & (NC - 1)) * VI); };
   const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
   const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
-  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q, kEvict == 1 ? evict : 0ull);
+  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
   // base 0: k <= Kmax <= R, every new token has a ring row
   if (tid < k * PC) *x_dst(tid) = x0;
   if (tid < k * NC) *b_dst(tid) = b0;

@@ -137,6 +137,7 @@ __device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, i
 // (and later reads) rows [16 mt, 16 mt + 16); lane = (row lr of RP, 16-byte chunk lc); chunk c of row r at
 // c ^ tc_swz(r).
 template <typename T, int N, int NW>
+// evict: an L2 policy for the copies (l2_evict_first_policy), 0 for none.
 __device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_t st_p, int P, int warp, int lane,
                                                 unsigned long long evict = 0ull) {
   constexpr int VT = SV<T>::V, CPR = N / VT, RP = 32 / CPR;
@@ -259,8 +260,7 @@ __device__ __forceinline__ void m2_zero_y(TI* y, int64_t y_k, int k, int PC, int
 // n-tiles, ceil(c1 / 8) k-steps.
 template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int64_t st_p, int c1, int P, int warp, int g, int q,
-                                          unsigned long long evict = 0ull) {
+                                          int64_t st_p, int c1, int P, int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
   constexpr bool kSplitI = sizeof(TI) == 4;
   const int MT = P / 16, nrx = c1 * (P / VI);
@@ -297,8 +297,7 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
         const float v1 = fmaf(eSQ, SV<T>::to_f(hp[1]), d[nt][2 * hf + 1]);
         T* dst = st + r * st_p + col;
         if constexpr (sizeof(T) == 4) {
-          if (evict != 0ull) st_global_f2_hint(reinterpret_cast<float*>(dst), v0, v1, evict);
-          else *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+          *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
         } else {
           dst[0] = SV<T>::from_f(v0);
           dst[1] = SV<T>::from_f(v1);

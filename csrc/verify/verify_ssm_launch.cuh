@@ -179,19 +179,8 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? tc_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? tc_kernel_in<T, __half>(N, nw) : tc_kernel_in<T, float>(N, nw));
 }
-// MK_VERIFY_EVICT=1|2 (environment, read once; lab knob): the split pair's stream kernel (N 128, 8 warps) reads its
-// state tiles (1, 2) and writes its folds (1) under an L2 evict-first policy; else 0.
-inline int verify_evict_mode() {
-  static const int mode = [] {
-    const char* e = std::getenv("MK_VERIFY_EVICT");
-    return e != nullptr && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
-  }();
-  return mode;
-}
 template <typename T, typename TI>
 inline void (*str_kernel_in(int64_t N, int nw))(VerifyStepParams) {
-  if (N == 128 && nw == 8 && verify_evict_mode() == 1) return verify_m2str_kernel<T, TI, 128, 8, 1>;
-  if (N == 128 && nw == 8 && verify_evict_mode() == 2) return verify_m2str_kernel<T, TI, 128, 8, 2>;
   if (N == 64) return nw == 8 ? verify_m2str_kernel<T, TI, 64, 8> : verify_m2str_kernel<T, TI, 64, 4>;
   return nw == 8 ? verify_m2str_kernel<T, TI, 128, 8> : verify_m2str_kernel<T, TI, 128, 4>;
 }
