@@ -2,9 +2,10 @@
 
 bench/bench_verify.py's protocol (ceil(k / 2) accepted a call, fp32 state), with the cache's ring length R as a
 parameter: a longer ring folds (writes the state back) less often but replays more committed rows a call.
-Prints, per case and ring, the mean per call over `--calls` back-to-back replays of a one-call CUDA graph (a
-multiple of every fold period swept, so that each ring's mean covers whole cycles), the median of single calls (a
-non-folding call) and the kernels of one call (torch.profiler means). The kernel choice is the environment's
+Prints, per case and ring, the mean per call over `--calls` back-to-back replays of a one-call CUDA graph (840 by
+default: whole fold cycles for periods dividing it, e.g. 7 at k 4 ring 16, 3 at k 8 ring 16, 15 at k 4 ring 32;
+otherwise a partial cycle moves the mean by less than (folding call - plain call) / calls), the median of single
+calls (a call without a fold) and the kernels' mean times over calls // 4 calls (torch.profiler). The kernel choice is the environment's
 (MK_VERIFY_KERNEL etc.): run one process per variant.
 Usage: python scripts/sweep_verify.py --cases mamba2-64-4,mamba2-64-8 --rings 16,32,64
 """
@@ -21,8 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _harness  # noqa: E402
 from _gpu_timing import batch_time_us, call_time_us, kernel_table  # noqa: E402
 import bench_verify as bv  # noqa: E402
-
-import mamba_kernels as mk  # noqa: E402
 
 
 def main():

@@ -135,9 +135,8 @@ __device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, i
 
 // The state tile (P rows of N, row stride st_p) -> shared memory by cp.async (uncommitted): warp mt % NW copies
 // (and later reads) rows [16 mt, 16 mt + 16); lane = (row lr of RP, 16-byte chunk lc); chunk c of row r at
-// c ^ tc_swz(r).
+// c ^ tc_swz(r). evict: an L2 policy for the copies (l2_evict_first_policy), 0 for none.
 template <typename T, int N, int NW>
-// evict: an L2 policy for the copies (l2_evict_first_policy), 0 for none.
 __device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_t st_p, int P, int warp, int lane,
                                                 unsigned long long evict = 0ull) {
   constexpr int VT = SV<T>::V, CPR = N / VT, RP = 32 / CPR;
