@@ -1,4 +1,4 @@
-# Sourced by scripts/gpu_final.sh and scripts/gpu_verify.sh (GPU machine): environment, $L/$T/$B logs, build(),
+# Sourced by scripts/gpu_final.sh and scripts/gpu_verify.sh (GPU machine): environment, $L/$T/$B logs, build(), pack_out(),
 # step() and the verify GPU test selection. Every step has its own timeout (INT first, so pytest reports) and
 # writes straight to files under $OUT: a pipe would buffer, and a timeout would then lose the output.
 set -u
@@ -18,3 +18,6 @@ build() {
 # step LIMIT LOG NAME CMD...: run CMD with its output appended to LOG, its status and time to $L.
 step() { local lim=$1 log=$2 name=$3; shift 3; local s=$(date +%s)
   echo "=== $name" >> $log; timeout -s INT $lim "$@" >> $log 2>&1; echo "$name rc=$? $(( $(date +%s) - s ))s" >> $L; }
+# pack_out: every file under $OUT into $OUT/all.tgz, for ad hoc run scripts whose files might pass the 8 that a device
+# call brings back (the ninth and later are dropped with no error: session 31 lost a bench run's rows that way).
+pack_out() { (cd "$OUT" && tar -czf all.tgz --remove-files $(ls | grep -v '^all.tgz$')); }
