@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // normal policy they push out of L2 what is read again (the ring rows and inputs of the next call's prep kernel,
   // 13.9 us against 14.4, the scratch). H200, b64 mean per call k2 / k4 / k8 54.5 / 60.8 / 82.6 us against 56.9 /
   // 63.0 / 83.5; the fold's write-back under the same policy lost at k8 (86.8).
-  m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane, l2_evict_first_policy());
+  m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
   cp_async_commit();
   // The unit's scratch record by cp.async (group 3) while the tile is in flight, and, for a unit that folds, its
   // committed ring rows too.
@@ -289,14 +289,15 @@ inline int m2split_warps(int64_t P) {
   return tc_block_warps(forced, P);
 }
 
-// MK_VERIFY_FOLD_PAIRS=1 (environment, read once; lab knob): the stream kernel's kPairs variant where it exists
-// (N 128, 8 warps, 16-bit inputs); the layout reserves its rows for every stream kernel while it is set.
-inline bool m2str_fold_pairs() {
+// Whether the stream kernel for N, nw warps and 16-bit inputs (or not) is the kPairs variant: with
+// MK_VERIFY_FOLD_PAIRS=1 (environment, read once; lab knob), at N 128, 8 warps, 16-bit inputs. The launcher's kernel
+// choice and the layout's smem both ask this.
+inline bool m2str_pairs(int64_t N, int nw, bool in16) {
   static const bool on = [] {
     const char* e = std::getenv("MK_VERIFY_FOLD_PAIRS");
     return e != nullptr && e[0] == '1';
   }();
-  return on;
+  return on && N == 128 && nw == 8 && in16;
 }
 
 // Whether the pair serves these parameters (m2tc_fits, R <= kSplitPrepThreads); *str_smem / *prep_smem: the two
@@ -309,7 +310,8 @@ inline bool m2split_fits(const VerifyStepParams& p, size_t* str_smem, size_t* pr
   constexpr int VT = SV<T>::V;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   const size_t str =
-      static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr, m2str_fold_pairs()).words) * 4;
+      static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr,
+                                       m2str_pairs(p.N, m2split_warps(p.P), VI == 8)).words) * 4;
   M2CommonLayout l;
   const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI, true)) * 4;
   if (str > 200 * 1024 || prep > 200 * 1024) return false;

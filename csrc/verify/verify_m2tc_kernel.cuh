@@ -135,11 +135,11 @@ __device__ __forceinline__ void load_c_frag(const uint4* Craw, int tok, int k, i
 
 // The state tile (P rows of N, row stride st_p) -> shared memory by cp.async (uncommitted): warp mt % NW copies
 // (and later reads) rows [16 mt, 16 mt + 16); lane = (row lr of RP, 16-byte chunk lc); chunk c of row r at
-// c ^ tc_swz(r). evict: an L2 policy for the copies (l2_evict_first_policy), 0 for none.
-template <typename T, int N, int NW>
-__device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_t st_p, int P, int warp, int lane,
-                                                unsigned long long evict = 0ull) {
+// c ^ tc_swz(r). kEvictFirst: the copies under an L2 evict-first policy (l2_evict_first_policy).
+template <typename T, int N, int NW, bool kEvictFirst = false>
+__device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_t st_p, int P, int warp, int lane) {
   constexpr int VT = SV<T>::V, CPR = N / VT, RP = 32 / CPR;
+  const unsigned long long evict = kEvictFirst ? l2_evict_first_policy() : 0ull;
   const int lc = lane % CPR, lr = lane / CPR, MT = P / 16;
   for (int mt = warp; mt < MT; mt += NW) {
     const T* src = st + (mt * 16 + lr) * st_p + lc * VT;
@@ -147,7 +147,7 @@ __device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_
 #pragma unroll
     for (int i = 0; i < 16 / RP; ++i) {
       const int r = lr + i * RP;  // row parity = r's parity (16 mt is even)
-      if (evict != 0ull) cp_async16_hint(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * st_p, evict);
+      if constexpr (kEvictFirst) cp_async16_hint(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * st_p, evict);
       else cp_async16(dst + i * RP * CPR + (lc ^ tc_swz(r)), src + i * RP * st_p);
     }
   }

@@ -182,7 +182,7 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
 template <typename T, typename TI>
 inline void (*str_kernel_in(int64_t N, int nw))(VerifyStepParams) {
   if constexpr (sizeof(TI) == 2)
-    if (N == 128 && nw == 8 && m2str_fold_pairs()) return verify_m2str_kernel<T, TI, 128, 8, true>;
+    if (m2str_pairs(N, nw, true)) return verify_m2str_kernel<T, TI, 128, 8, true>;
   if (N == 64) return nw == 8 ? verify_m2str_kernel<T, TI, 64, 8> : verify_m2str_kernel<T, TI, 64, 4>;
   return nw == 8 ? verify_m2str_kernel<T, TI, 128, 8> : verify_m2str_kernel<T, TI, 128, 4>;
 }
