@@ -52,11 +52,6 @@ GROUPS = {
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
-    # the same with the fold's B rows in the pair layout (MK_VERIFY_FOLD_PAIRS=1, N 128, 16-bit inputs; lab knob):
-    # bf16 inputs with fp32 / bf16 states, P 16 .. 256, rings of 16 and 40 (a last k-step of 8 rows past c1), trees
-    "split8pairs": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8",
-                     "MK_VERIFY_FOLD_PAIRS": "1"}, ["hot_m2", "hot_m2_k8", "acc_m2", "lean_bf16st", "lean_2pass"],
-                    ["split"]),
     # verify_m2dec_kernel for every one-token call and verify_m2deck_kernel for drafts of 2 to 8 tokens, with an
     # fp32 state (the reference folds on those calls too), 4 lanes a state row: clusters of 4 (P 128) / 2 (P 64) /
     # 1 (P 32) blocks, bf16 / f16 / f32 inputs, chain and tree drafts, drafts of 9 to 16 tokens in between (the lean

@@ -52,16 +52,15 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
 struct M2StrLayout {
   int tile, dots, rec, ring, raw_z, raw_c, words;
 };
-// pairs (the MK_VERIFY_FOLD_PAIRS variant): ring rows reserved up to up8(R) (m2tc_pair_ring_b's last k-step).
 __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
-                                                             bool has_z, bool pairs = false) {
+                                                             bool has_z) {
   const int64_t K1 = k > 0 ? k : 1;
   M2StrLayout l;
   int o = 0;
   l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
   l.dots = o; o += up4(K1 * P);
   l.rec = o; o += m2split_ws(k, R, P).words;
-  l.ring = o; o += static_cast<int>((pairs ? (R + 7) / 8 * 8 : R) * (P + N) / VI * 4);
+  l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
   l.words = o;
@@ -155,9 +154,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   }
 }
 
-// kPairs (lab knob MK_VERIFY_FOLD_PAIRS=1; N 128, 8 warps, 16-bit inputs): the fold reads the ring's B rows in
-// m2tc_pair_ring_b's pair layout (no bank conflicts).
-template <typename T, typename TI, int N, int NW, bool kPairs = false>
+template <typename T, typename TI, int N, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
@@ -175,7 +172,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
     return;
   }
   const int gi = u / (H / static_cast<int>(p.G));
-  const M2StrLayout lay = m2str_layout(k, P, N, R, VT, VI, p.z != nullptr, kPairs);
+  const M2StrLayout lay = m2str_layout(k, P, N, R, VT, VI, p.z != nullptr);
   uint4* tile = reinterpret_cast<uint4*>(smf + lay.tile);
   float* Sd = smf + lay.dots;
   float* rec = smf + lay.rec;  // the scratch record (m2split_ws offsets)
@@ -261,11 +258,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   auto b_dst = [&](int i) { return reinterpret_cast<uint4*>(rB + (i >> lNC) * p.rB_r + (i & (NC - 1)) * VI); };
   const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
   const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
-  if constexpr (kPairs) {
-    m2tc_pair_ring_b<TI, N, NT>(raw_ring, ct.c1, P, tid);
-    __syncthreads();  // the pairs, for every warp's fold
-  }
-  m2tc_fold<T, TI, N, NW, kPairs>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
+  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, warp, g, q);
   // base 0: k <= Kmax <= R, every new token has a ring row
   if (tid < k * PC) *x_dst(tid) = x0;
   if (tid < k * NC) *b_dst(tid) = b0;
@@ -289,17 +282,6 @@ inline int m2split_warps(int64_t P) {
   return tc_block_warps(forced, P);
 }
 
-// Whether the stream kernel for N, nw warps and 16-bit inputs (or not) is the kPairs variant: with
-// MK_VERIFY_FOLD_PAIRS=1 (environment, read once; lab knob), at N 128, 8 warps, 16-bit inputs. The launcher's kernel
-// choice and the layout's smem both ask this.
-inline bool m2str_pairs(int64_t N, int nw, bool in16) {
-  static const bool on = [] {
-    const char* e = std::getenv("MK_VERIFY_FOLD_PAIRS");
-    return e != nullptr && e[0] == '1';
-  }();
-  return on && N == 128 && nw == 8 && in16;
-}
-
 // Whether the pair serves these parameters (m2tc_fits, R <= kSplitPrepThreads); *str_smem / *prep_smem: the two
 // kernels' shared memory bytes.
 template <typename T>
@@ -309,9 +291,7 @@ inline bool m2split_fits(const VerifyStepParams& p, size_t* str_smem, size_t* pr
   if (p.R > kSplitPrepThreads) return false;  // a thread a committed ring token (prep: ring dt; stream: wq)
   constexpr int VT = SV<T>::V;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
-  const size_t str =
-      static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr,
-                                       m2str_pairs(p.N, m2split_warps(p.P), VI == 8)).words) * 4;
+  const size_t str = static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr).words) * 4;
   M2CommonLayout l;
   const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI, true)) * 4;
   if (str > 200 * 1024 || prep > 200 * 1024) return false;

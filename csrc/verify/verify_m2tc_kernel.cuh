@@ -254,43 +254,10 @@ __device__ __forceinline__ void m2_zero_y(TI* y, int64_t y_k, int k, int PC, int
   }
 }
 
-// The committed ring rows' B values (raw_ring after the c1 x rows: B_e[n] at e N + n) rewritten in place into the
-// pair layout that m2tc_fold<.., kPairs> reads: for k-step ks (rows 8 ks .. 8 ks + 7) and column n, pair
-// (ks N + n) 4 + q = (B[8 ks + q][n], B[8 ks + q + 4][n]), rows past c1 as zeros. A k-step's pairs fill exactly its 8
-// rows' bytes; the last one's may reach up to 7 rows past c1, which the caller's layout reserves (rows up to
-// up8(R)). Every thread of the block (tid of NT) takes part: it reads its values, a barrier, then writes them; the
-// caller's barrier must follow before the fold reads them.
-template <typename TI, int N, int NT>
-__device__ __forceinline__ void m2tc_pair_ring_b(uint4* raw_ring, int c1, int P, int tid) {
-  constexpr int kPer = 4 * N / NT;  // pairs a thread for one k-step (4 N pairs: N columns x 4 lanes q)
-  static_assert(kPer >= 1 && (4 * N) % NT == 0, "pairs a thread");
-  TI* br = reinterpret_cast<TI*>(raw_ring) + c1 * P;
-  const int nks = (c1 + 7) / 8;
-  for (int ks = 0; ks < nks; ++ks) {
-    TI v[kPer][2];
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {  // pair j = n 4 + q: rows 8 ks + q and 8 ks + q + 4, column n
-      const int j = tid + i * NT, n = j >> 2, e0 = 8 * ks + (j & 3), e1 = e0 + 4;
-      v[i][0] = e0 < c1 ? br[e0 * N + n] : SV<TI>::from_f(0.f);
-      v[i][1] = e1 < c1 ? br[e1 * N + n] : SV<TI>::from_f(0.f);
-    }
-    __syncthreads();  // every value of this k-step read before any pair is written over its rows
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      TI* pr = br + 2 * (ks * 4 * N + tid + i * NT);
-      pr[0] = v[i][0];
-      pr[1] = v[i][1];
-    }
-  }
-}
-
 // The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
 // then their B rows), written to the state rows st (row stride st_p) of this warp's m-tiles: per m-tile, all N / 8
 // n-tiles, ceil(c1 / 8) k-steps.
-// kPairs (the split stream kernel's MK_VERIFY_FOLD_PAIRS; 16-bit inputs; m2tc_pair_ring_b ran first): the B rows
-// in the pair layout, one conflict-free 4-byte shared load a lane and n-tile for both of its B values (the row
-// layout's two 2-byte loads a lane hit 4 rows in one bank: 4-way conflicts, ncu of a folding call at b64 k4).
-template <typename T, typename TI, int N, int NW, bool kPairs = false>
+template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
                                           int64_t st_p, int c1, int P, int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
@@ -312,17 +279,8 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
       const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
 #pragma unroll
       for (int nt = 0; nt < N / 8; ++nt) {
-        float bv0, bv1;
-        if constexpr (kPairs) {  // the pair (B[e0][n], B[e1][n]) of lane (g, q) at pair (ks N + n) 4 + q, zeros past c1
-          alignas(4) TI pr[2];  // one 4-byte shared load (16-bit inputs only)
-          const TI* src = br + 2 * ((ks * N + nt * 8 + g) * 4 + q);
-          *reinterpret_cast<uint32_t*>(pr) = *reinterpret_cast<const uint32_t*>(src);
-          bv0 = SV<TI>::to_f(pr[0]);
-          bv1 = SV<TI>::to_f(pr[1]);
-        } else {
-          bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
-          bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
-        }
+        const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
+        const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
         const float bh0 = kSplitI ? tf32_hi(bv0) : bv0, bh1 = kSplitI ? tf32_hi(bv1) : bv1;
         mma_acc<true, kSplitI>(d[nt], a0, a1, a2, a3, bh0, bh1, bv0 - bh0, bv1 - bh1);
       }

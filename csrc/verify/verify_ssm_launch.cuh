@@ -181,8 +181,6 @@ inline void (*tc_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
 }
 template <typename T, typename TI>
 inline void (*str_kernel_in(int64_t N, int nw))(VerifyStepParams) {
-  if constexpr (sizeof(TI) == 2)
-    if (m2str_pairs(N, nw, true)) return verify_m2str_kernel<T, TI, 128, 8, true>;
   if (N == 64) return nw == 8 ? verify_m2str_kernel<T, TI, 64, 8> : verify_m2str_kernel<T, TI, 64, 4>;
   return nw == 8 ? verify_m2str_kernel<T, TI, 128, 8> : verify_m2str_kernel<T, TI, 128, 4>;
 }
