@@ -245,6 +245,12 @@ def _state_smem(walks, skew):
     return 2 * stage + ((4 + 4 * walks) if skew else 8) * 16 * 40 * 2
 
 
+def _wg_pairs_stage(walks):
+    """ssd_state_kernel.cuh's state_wg_stage_bytes(W, pairs): the B tile (128 x 128 bf16), a 16 KB x tile a walk pair
+    (an odd last walk a whole one) and each walk's a / dt' rows."""
+    return 128 * 128 * 2 + (walks + 1) // 2 * 16384 + walks * 2 * 128 * 4
+
+
 def _seqs(b, l, cu):
     """[(batch row, first token, length, first chunk slot)] per sequence, slots as layout.DeviceLayout numbers them
     (row * ceil(l / Q) without cu_seqlens; with it the cumulative chunk counts of the sequences before)."""
@@ -278,13 +284,16 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
     return hin, final
 
 
-@pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma", "wgmma-pairs"])
+@pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma", "wgmma-pairs", "wgmma-pairs-tma"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
 def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     """variant: "skew" (MK_SSD_STATE_SKEW: warps 4-7 store their h_in blocks after the chunk's mma), "noskew",
-    "wgmma" (MK_SSD_STATE_WGMMA: ssd_state_wg_kernel, the swizzled tiles read through the emulated wgmma) or
-    "wgmma-pairs" (that with MK_SSD_STATE_PAIRS: two walks' x tiles side by side, one m64n64 product for both)."""
-    skew, wgmma, pairs = int(variant == "skew"), variant.startswith("wgmma"), int(variant == "wgmma-pairs")
+    "wgmma" (MK_SSD_STATE_WGMMA: ssd_state_wg_kernel, the swizzled tiles read through the emulated wgmma),
+    "wgmma-pairs" (that with MK_SSD_STATE_PAIRS: two walks' x tiles side by side, one m64n64 product for both) or
+    "wgmma-pairs-tma" (that with MK_SSD_STATE_TMA: h_in staged as 128-byte-swizzled boxes, stored by the emulated
+    tensor-map copies, which clip at the map's last row as the GPU's do)."""
+    skew, wgmma = int(variant == "skew"), variant.startswith("wgmma")
+    pairs, tma = int(variant.startswith("wgmma-pairs")), int(variant == "wgmma-pairs-tma")
     b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
@@ -320,13 +329,14 @@ def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     for name, t in arrays.items():
         _write(d, name, t)
     env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma)),
-           "MK_SSD_STATE_PAIRS": str(pairs)}
+           "MK_SSD_STATE_PAIRS": str(pairs), "MK_SSD_STATE_TMA": str(tma)}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes
     walks = int(re.search(r"state walks (\d+)", res.stdout).group(1))
     skew_ran = int(skew and _state_smem(walks, True) <= (optin[0] if optin else 232448))
-    assert f"skew {skew_ran} wgmma {int(wgmma)} pairs {pairs} smem_match 1" in res.stdout, res.stdout
+    tma_ran = int(tma and 2 * _wg_pairs_stage(walks) + walks * 2 * 4096 <= (optin[0] if optin else 232448))
+    assert f"skew {skew_ran} wgmma {int(wgmma)} pairs {pairs} tma {tma_ran} smem_match 1" in res.stdout, res.stdout
     calls = int(re.search(r"threads \d+ wgmma (\d+)", res.stdout).group(1))  # emulated wgmma
     assert (calls > 0) == wgmma or "launches 0" in res.stdout, res.stdout
     hin_got = _read(d, "hin", BF, (nk, h, P, N))

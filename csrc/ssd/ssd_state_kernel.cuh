@@ -27,6 +27,9 @@
 // (asynchronous, at the full tensor rate) so that the mma overlaps the scaling and the stores, or warps in different
 // phases (the head walk's two teams on different items: ssd_walk.cuh, walk_items_pingpong; here kSkew, below).
 #pragma once
+#include <type_traits>
+
+#include "common/tma_store.h"
 #include "ssd/ssd_walk.cuh"
 
 namespace mamba_kernels {
@@ -62,9 +65,18 @@ constexpr int kStateWgMaxWalks = 5;  // 214 KB; 6 walks would need 244 KB
 constexpr int state_wg_stage_bytes(int W, bool pairs = false) {
   return kQ * kN * 2 + (pairs ? (W + 1) / 2 * kPairTileBytes + W * 2 * kQ * 4 : W * kStateWgWalkBytes);
 }
-constexpr int state_wg_smem_bytes(int W, bool pairs = false) {
-  return 2 * state_wg_stage_bytes(W, pairs) + kWarps * (pairs ? 1 : W) * kStateWgBlockBytes;
+// kTma (MK_SSD_STATE_TMA, with kPairs): a walk's h_in staged as two 128-byte-swizzled (32 p x 64 n) boxes of 4 KB
+// (n halves: warpgroup j's), stored by the tensor memory accelerator.
+constexpr int kStateTmaBoxBytes = kHalfP * 128;
+constexpr int state_wg_smem_bytes(int W, bool pairs = false, bool tma = false) {
+  return 2 * state_wg_stage_bytes(W, pairs) + (tma ? W * 2 * kStateTmaBoxBytes : kWarps * (pairs ? 1 : W) * kStateWgBlockBytes);
 }
+
+// The TMA variant's parameters: the state stage's, and the tensor map of h_in as a (n_slots h kP) x kN bf16 matrix
+// (boxes of kHalfP rows x 64 n), passed as a __grid_constant__ kernel parameter (the copy engine reads it there).
+struct SsdStateTmaParams : SsdStateParams {
+  TmaDesc hin_map;
+};
 
 // Walk i's x tile in stage st (kXPairs: its pair's tile), its a / dt' rows (a in [0, Q), dt' in [Q, 2Q)), and
 // (kXPairs) the byte offset of its row r's 16-byte chunk v (v < 4) from its pair's tile.
@@ -347,9 +359,11 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 // warpgroup and walk) is read from shared memory once for two walks (shared memory was 76% busy under ncu); one
 // staging block a warp, reused walk by walk, keeps the stages within 227 KB.
 
-template <typename E, int W, bool kPairs = false>
-__global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStateParams p) {
+template <typename E, int W, bool kPairs = false, typename PP = SsdStateParams>
+__global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_constant__ PP p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
+  constexpr bool kTma = std::is_same_v<PP, SsdStateTmaParams>;
+  static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
@@ -378,6 +392,9 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
         acc[i][j][e] = p.init != nullptr && i < c.nw ? p.init[c.seq * h * kP * kN + acc_off(i, j, e)] : 0.f;
   // the warp's staging blocks: one a walk, or (kPairs) one reused walk by walk
   E* const blocks = reinterpret_cast<E*>(smem + 2 * kStageBytes) + warp * (kPairs ? 1 : W) * (kStateWgBlockBytes / 2);
+  // kTma: walk i's box of n half j at boxes + (2 i + j) kStateTmaBoxBytes (1 KB aligned: the stages are 1 KB multiples)
+  char* const boxes = smem + 2 * kStageBytes;
+  const bool tma_issuer = kTma && (warp & 3) == 0 && lane == 0;  // one thread a warpgroup stores its boxes
   const int hr = lane >> 1, hc = 8 * (lane & 1);  // the flush's row and column (see below)
   uint4 v[W][2];
 
@@ -407,13 +424,19 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
         for (int m = 0; m < 4; ++m)
           r[m] = ssd_cuda::pack_bf16(acc[i][2 * u + m / 2][2 * (m & 1)], acc[i][2 * u + m / 2][2 * (m & 1) + 1]);
         const int mm = lane >> 3;
-        ssd_cuda::stsm_x4_trans(r, blk + (8 * (2 * u + mm / 2) + (lane & 7)) * kStateWgBlockLd + 8 * (mm & 1));
+        if constexpr (kTma) {  // p row pr of the box, n chunk 2 (warp & 3) + (mm & 1) of its 128-byte row
+          const int pr = 8 * (2 * u + mm / 2) + (lane & 7);
+          ssd_cuda::stsm_x4_trans(r, boxes + (2 * i + wg) * kStateTmaBoxBytes +
+                                         sw128_offset(pr, 16 * (2 * (warp & 3) + (mm & 1))));
+        } else {
+          ssd_cuda::stsm_x4_trans(r, blk + (8 * (2 * u + mm / 2) + (lane & 7)) * kStateWgBlockLd + 8 * (mm & 1));
+        }
       }
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[i][j][e] *= decay;
-      if constexpr (kPairs) {  // the block into registers before the next walk's staging reuses it
+      if constexpr (kPairs && !kTma) {  // the block into registers before the next walk's staging reuses it
         __syncwarp();
 #pragma unroll
         for (int u = 0; u < 2; ++u)
@@ -439,6 +462,10 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
     // kPairs: walks 2 u and 2 u + 1 as one m64n64 product (their accumulators side by side: n8 tiles 0-3 and 4-7),
     // B = their pair tile (MN-major, 128-byte swizzle), so that the B tile is read once for both; an odd last walk
     // takes the left half of its tile as m64n32.
+    if constexpr (kTma) {  // the warpgroup's boxes to the copy engine: visible to the async proxy, all 4 warps staged
+      fence_proxy_async();
+      named_bar_sync<128>(1 + wg);
+    }
     wgmma_fence();
     if constexpr (kPairs) {
 #pragma unroll
@@ -467,7 +494,17 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
       }
     }
     wgmma_commit();
-    {  // chunk k's h_in to global memory while the products run
+    if constexpr (kTma) {  // chunk k's h_in: a box a walk and n half, rows of the (n_slots h kP) x kN matrix
+      if (tma_issuer) {
+        const int64_t row0 = (c.first + k) * h * kP + c.grp * hpg * kP + int64_t(c.i0) * kHalfP;
+#pragma unroll
+        for (int i = 0; i < W; ++i) {
+          if (i >= c.nw) break;
+          tma_store_box(&p.hin_map, boxes + (2 * i + wg) * kStateTmaBoxBytes, int(row0 + i * kHalfP), 64 * wg);
+        }
+        tma_commit();
+      }
+    } else {  // chunk k's h_in to global memory while the products run
       E* hin = static_cast<E*>(p.hin) + (c.first + k) * h * kP * kN;
 #pragma unroll
       for (int i = 0; i < W; ++i) {
@@ -478,8 +515,10 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const SsdStat
       }
     }
     wgmma_wait<0>();
+    if (tma_issuer) tma_wait_read<0>();  // the boxes are read: the next chunk's staging may rewrite them
     __syncthreads();  // stage k's last readers (every warpgroup's products) are done: the next iteration loads into it
   }
+  if (tma_issuer) tma_wait_all();
   cp_async_wait<0>();
   // the final state (fp32)
 #pragma unroll
@@ -512,35 +551,39 @@ inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin, bool
 constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_bytes(W, true) <= smem_optin; }
 
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
-// its paired products, MK_SSD_STATE_PAIRS).
-enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs };
+// its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
+// (kWgmmaPairsTma: p is an SsdStateTmaParams with its tensor map.)
 template <int W>
 cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
   if (grid == 0) return cudaSuccess;
-  const auto run = [&](auto kernel, int smem) {
+  const auto run = [&](auto kernel, int smem, const auto& params) {
     cudaLaunchConfig_t cfg = {};
     cfg.blockDim = dim3(kThreads);
     cfg.gridDim = dim3(unsigned(grid));
     cfg.dynamicSmemBytes = size_t(smem);
     cfg.stream = stream;
     cudaError_t e = opt_in_smem(kernel, smem, "the SSD state stage");
-    if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, p);
+    if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
-  if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs) {
+  if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma) {
     if constexpr (W <= kStateWgMaxWalks) {
+      if (which == StateKernel::kWgmmaPairsTma)
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateTmaParams>, state_wg_smem_bytes(W, true, true),
+                   static_cast<const SsdStateTmaParams&>(p));
       if (which == StateKernel::kWgmmaPairs)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true>, state_wg_smem_bytes(W, true));
-      return run(ssd_state_wg_kernel<__nv_bfloat16, W>, state_wg_smem_bytes(W));
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true>, state_wg_smem_bytes(W, true), p);
+      return run(ssd_state_wg_kernel<__nv_bfloat16, W>, state_wg_smem_bytes(W), p);
     }
     return cudaErrorInvalidValue;
   }
-  return which == StateKernel::kSkew ? run(ssd_state_kernel<__nv_bfloat16, W, true>, state_smem_bytes(W, true))
-                                     : run(ssd_state_kernel<__nv_bfloat16, W, false>, state_smem_bytes(W, false));
+  return which == StateKernel::kSkew ? run(ssd_state_kernel<__nv_bfloat16, W, true>, state_smem_bytes(W, true), p)
+                                     : run(ssd_state_kernel<__nv_bfloat16, W, false>, state_smem_bytes(W, false), p);
 }
 
 }  // namespace ssd_walk

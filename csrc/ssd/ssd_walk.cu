@@ -59,7 +59,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_LDSM (on, kWalkLdsmDefault): F2's wgmma kernel loads its epilogue's x / z pairs by ldmatrix
 //     (ssd_scan_kernel.cuh, scan_epilogue's kLdsm). H200, shape 1 (f7f90e8, twice each): 231.4 / 234.7 us against
 //     236.3 / 237.5.
-constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true;  // (the CPU emulation's checks read them too)
+//   MK_SSD_STATE_TMA (off, kStateTmaDefault; lab): with the paired products, F1's h_in staged as 128-byte-swizzled
+//     boxes and stored by the tensor memory accelerator (ssd_state_kernel.cuh, kTma) instead of from registers.
+constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = false;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -139,6 +141,18 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
   if (wgmma)
     which = env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault) ? StateKernel::kWgmmaPairs : StateKernel::kWgmma;
   else if (env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)) which = StateKernel::kSkew;
+  if (which == StateKernel::kWgmmaPairs && env_switch("MK_SSD_STATE_TMA", kStateTmaDefault) &&
+      ssd_walk::state_wg_smem_bytes(walks, true, true) <= optin) {
+    // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; a matrix the map cannot describe keeps the
+    // register stores
+    ssd_walk::SsdStateTmaParams q;
+    static_cast<SsdStateParams&>(q) = p;
+    if (tma_encode_store_bf16(&q.hin_map, p.hin, uint64_t(p.n_slots) * uint64_t(p.nheads) * ssd_walk::kP,
+                              ssd_walk::kN, ssd_walk::kN * 2, ssd_walk::kHalfP) == nullptr) {
+      const cudaError_t e = launch_state_w(q, walks, StateKernel::kWgmmaPairsTma, s);
+      return e == cudaSuccess ? nullptr : launch_error_string(e);
+    }
+  }
   const cudaError_t e = launch_state_w(p, walks, which, s);
   return e == cudaSuccess ? nullptr : launch_error_string(e);
 }

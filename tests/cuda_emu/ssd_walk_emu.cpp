@@ -74,9 +74,11 @@ int run_state_stage() {
     const int W = ssd_walk::state_walks_per_cta(P, optin, wg);
     const bool skew = !wg && env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(W, optin);
     const bool pairs = wg && env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault);
-    const size_t smem = wg ? ssd_walk::state_wg_smem_bytes(W, pairs) : ssd_walk::state_smem_bytes(W, skew);
-    std::printf("state walks %d skew %d wgmma %d pairs %d smem_match %d\n", W, int(skew), int(wg), int(pairs),
-                int(P.n_slots == 0 || cuda_emu::last_smem == smem));
+    const bool tma = pairs && env_switch("MK_SSD_STATE_TMA", kStateTmaDefault) &&
+                     ssd_walk::state_wg_smem_bytes(W, true, true) <= optin;
+    const size_t smem = wg ? ssd_walk::state_wg_smem_bytes(W, pairs, tma) : ssd_walk::state_smem_bytes(W, skew);
+    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d smem_match %d\n", W, int(skew), int(wg), int(pairs),
+                int(tma), int(P.n_slots == 0 || cuda_emu::last_smem == smem));
   }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
   for (size_t i = 0; i < state; ++i) {

@@ -1,0 +1,126 @@
+// Tensor-memory-accelerator stores (sm_90: cp.async.bulk.tensor, shared -> global) of 2-D bf16 boxes whose shared
+// copy is 128-byte-swizzled: one instruction of one thread writes a whole box, without registers, and the warps that
+// staged it go on. Why (the SSD forward state stage, F1): its h_in stores from registers held the data registers
+// until the store queue drained (ncu: 54% of the stall samples in the store phase), and a plain bulk copy needs the
+// global layout in shared memory, i.e. unswizzled rows of 256 bytes, where the stmatrix that stages them conflicts
+// 8 ways. The swizzled box takes stmatrix without conflicts and the copy engine un-swizzles it.
+//
+// TmaDesc is the 128-byte tensor map (CUtensorMap) a kernel reads from its parameters (the kernel's parameter must be
+// __grid_constant__ so that its address is the parameter's own). The CPU emulation (tests/cuda_emu, MK_CUDA_EMU)
+// keeps its own description in the same bytes and copies box by box.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+#if !defined(MK_CUDA_EMU)
+#include <cuda.h>
+#endif
+
+namespace mamba_kernels {
+
+struct alignas(64) TmaDesc {
+  unsigned char bytes[128];
+};
+
+#if defined(MK_CUDA_EMU)
+// The emulation's description: a row-major bf16 matrix of `rows` x `cols` (row stride in bytes), boxes of box_rows x
+// box_cols (box_cols * 2 == 128: one swizzle span a row).
+struct TmaEmuMap {
+  void* base;
+  uint64_t rows, cols, row_stride;
+  uint32_t box_rows, box_cols;
+};
+static_assert(sizeof(TmaEmuMap) <= sizeof(TmaDesc), "the emulation's map fits the descriptor");
+#endif
+
+// Host: `map` for stores of (box_rows x 64) bf16 boxes (128-byte rows, 128-byte swizzle) into the row-major matrix at
+// `base` (rows x cols, row_stride bytes apart; base and row_stride multiples of 16). Returns nullptr or an error.
+inline const char* tma_encode_store_bf16(TmaDesc* map, void* base, uint64_t rows, uint64_t cols, uint64_t row_stride,
+                                         uint32_t box_rows) {
+  constexpr uint32_t kBoxCols = 64;  // 128 bytes: the 128-byte swizzle's span
+  if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || row_stride % 16 != 0) return "tma: 16-byte alignment";
+  if (rows >= (uint64_t(1) << 31) || cols >= (uint64_t(1) << 31) || box_rows == 0 || box_rows > 256)
+    return "tma: sizes out of range";
+#if defined(MK_CUDA_EMU)
+  std::memset(map, 0, sizeof(TmaDesc));
+  TmaEmuMap m{base, rows, cols, row_stride, box_rows, kBoxCols};
+  std::memcpy(map->bytes, &m, sizeof(m));
+  return nullptr;
+#else
+  using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                              const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                              CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+  static Encode encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) !=
+            cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      fn = nullptr;
+    return reinterpret_cast<Encode>(fn);
+  }();
+  if (encode == nullptr) return "tma: cuTensorMapEncodeTiled is not available";
+  static_assert(sizeof(CUtensorMap) == sizeof(TmaDesc), "CUtensorMap is 128 bytes");
+  const cuuint64_t dims[2] = {cols, rows};
+  const cuuint64_t strides[1] = {row_stride};
+  const cuuint32_t box[2] = {kBoxCols, box_rows};
+  const cuuint32_t estr[2] = {1, 1};
+  const CUresult r = encode(reinterpret_cast<CUtensorMap*>(map), CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, base, dims,
+                            strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? nullptr : "tma: cuTensorMapEncodeTiled failed";
+#endif
+}
+
+// Device: the box at (row, col) of the matrix <- the 128-byte-swizzled box at `ssrc` (1024-byte aligned; row r's
+// 16-byte chunk j at r * 128 + ((j ^ r) & 7) * 16, as sw128_offset). The staging threads' shared-memory writes must
+// be made visible to the async proxy first (fence_proxy_async, then a barrier). Rows / columns past the matrix are
+// not written.
+__device__ __forceinline__ void tma_store_box(const TmaDesc* map, const void* ssrc, int row, int col) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(ssrc));
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(map), "r"(s),
+               "r"(col), "r"(row)
+               : "memory");
+#elif defined(MK_CUDA_EMU)
+  TmaEmuMap m;
+  std::memcpy(&m, map->bytes, sizeof(m));
+  const char* src = static_cast<const char*>(ssrc);
+  for (uint32_t r = 0; r < m.box_rows; ++r) {
+    if (row + int64_t(r) >= int64_t(m.rows)) break;
+    for (uint32_t j = 0; j < 8; ++j) {  // 16-byte chunks of the box row (8 bf16 each)
+      const int64_t c0 = col + int64_t(j) * 8;
+      if (c0 >= int64_t(m.cols)) break;
+      char* dst = static_cast<char*>(m.base) + (row + int64_t(r)) * m.row_stride + c0 * 2;
+      std::memcpy(dst, src + r * 128 + ((j ^ r) & 7) * 16, 16);
+    }
+  }
+#else
+  (void)map; (void)ssrc; (void)row; (void)col;
+  __trap();
+#endif
+}
+// Closes this thread's bulk stores issued since the last commit into one group.
+__device__ __forceinline__ void tma_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+// Waits until at most N of this thread's committed groups still read their shared sources (then the source may be
+// rewritten, after a barrier for the other writers).
+template <int N>
+__device__ __forceinline__ void tma_wait_read() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Waits until every committed group of this thread has completed: before the kernel exits.
+__device__ __forceinline__ void tma_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+}  // namespace mamba_kernels
