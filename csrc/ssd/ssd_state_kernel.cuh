@@ -358,6 +358,10 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 // share one 128-byte-swizzled x tile and one m64n64 product (kXPairs), so the B tile (the A operand, 16 KB a
 // warpgroup and walk) is read from shared memory once for two walks (shared memory was 76% busy under ncu); one
 // staging block a warp, reused walk by walk, keeps the stages within 227 KB.
+// kTma (MK_SSD_STATE_TMA, the default with kPairs; H200 shape 1: 133.0-135.8 us against 145.6-149.2): the h_in blocks
+// staged by stmatrix into 128-byte-swizzled boxes (a walk's n half, 32 p x 64 n) and stored by one thread a
+// warpgroup with tensor-map copies (common/tma_store.h) while the products run: no data registers held by stores,
+// no per-lane store instructions.
 
 template <typename E, int W, bool kPairs = false, typename PP = SsdStateParams>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_constant__ PP p) {

@@ -59,9 +59,10 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_LDSM (on, kWalkLdsmDefault): F2's wgmma kernel loads its epilogue's x / z pairs by ldmatrix
 //     (ssd_scan_kernel.cuh, scan_epilogue's kLdsm). H200, shape 1 (f7f90e8, twice each): 231.4 / 234.7 us against
 //     236.3 / 237.5.
-//   MK_SSD_STATE_TMA (off, kStateTmaDefault; lab): with the paired products, F1's h_in staged as 128-byte-swizzled
-//     boxes and stored by the tensor memory accelerator (ssd_state_kernel.cuh, kTma) instead of from registers.
-constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = false;  // (the CPU emulation's checks read them too)
+//   MK_SSD_STATE_TMA (on, kStateTmaDefault): with the paired products, F1's h_in staged as 128-byte-swizzled boxes
+//     and stored by the tensor memory accelerator (ssd_state_kernel.cuh, kTma) instead of from registers. H200, shape
+//     1 (5431b9a, three alternating profiles each): 133.0 / 135.8 / 133.5 us against 149.2 / 145.6 / 148.7.
+constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
