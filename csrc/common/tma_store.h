@@ -25,27 +25,32 @@ struct alignas(64) TmaDesc {
 };
 
 #if defined(MK_CUDA_EMU)
-// The emulation's description: a row-major bf16 matrix of `rows` x `cols` (row stride in bytes), boxes of box_rows x
-// box_cols (box_cols * 2 == 128: one swizzle span a row).
+// The emulation's description: a bf16 tensor of rows x mids x cols (mid and row strides in bytes), boxes of box_rows
+// x 1 x box_cols (box_cols * 2 == 128: one swizzle span a box row).
 struct TmaEmuMap {
   void* base;
-  uint64_t rows, cols, row_stride;
+  uint64_t rows, mids, cols, mid_stride, row_stride;
   uint32_t box_rows, box_cols;
 };
 static_assert(sizeof(TmaEmuMap) <= sizeof(TmaDesc), "the emulation's map fits the descriptor");
+inline long long tma_emu_stores = 0;  // emulated box stores (a driver reports them: the variant it asked for ran)
 #endif
 
-// Host: `map` for stores of (box_rows x 64) bf16 boxes (128-byte rows, 128-byte swizzle) into the row-major matrix at
-// `base` (rows x cols, row_stride bytes apart; base and row_stride multiples of 16). Returns nullptr or an error.
-inline const char* tma_encode_store_bf16(TmaDesc* map, void* base, uint64_t rows, uint64_t cols, uint64_t row_stride,
-                                         uint32_t box_rows) {
+// Host: `map` for stores of (box_rows x 1 x 64) bf16 boxes (128-byte box rows, 128-byte swizzle) into the tensor at
+// `base`: element (r, m, c) at base + r row_stride + m mid_stride + 2 c (r < rows, m < mids, c < cols; base and the
+// strides multiples of 16). A matrix is mids = 1. Returns nullptr or an error.
+inline const char* tma_encode_store_bf16(TmaDesc* map, void* base, uint64_t rows, uint64_t mids, uint64_t cols,
+                                         uint64_t mid_stride, uint64_t row_stride, uint32_t box_rows) {
   constexpr uint32_t kBoxCols = 64;  // 128 bytes: the 128-byte swizzle's span
-  if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || row_stride % 16 != 0) return "tma: 16-byte alignment";
-  if (rows >= (uint64_t(1) << 31) || cols >= (uint64_t(1) << 31) || box_rows == 0 || box_rows > 256)
+  if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || row_stride % 16 != 0 || mid_stride % 16 != 0)
+    return "tma: 16-byte alignment";
+  if (rows >= (uint64_t(1) << 31) || mids >= (uint64_t(1) << 31) || cols >= (uint64_t(1) << 31) || rows == 0 ||
+      mids == 0 || cols == 0 || box_rows == 0 || box_rows > 256 || row_stride >= (uint64_t(1) << 40) ||
+      mid_stride >= (uint64_t(1) << 40))
     return "tma: sizes out of range";
 #if defined(MK_CUDA_EMU)
   std::memset(map, 0, sizeof(TmaDesc));
-  TmaEmuMap m{base, rows, cols, row_stride, box_rows, kBoxCols};
+  TmaEmuMap m{base, rows, mids, cols, mid_stride, row_stride, box_rows, kBoxCols};
   std::memcpy(map->bytes, &m, sizeof(m));
   return nullptr;
 #else
@@ -63,42 +68,44 @@ inline const char* tma_encode_store_bf16(TmaDesc* map, void* base, uint64_t rows
   }();
   if (encode == nullptr) return "tma: cuTensorMapEncodeTiled is not available";
   static_assert(sizeof(CUtensorMap) == sizeof(TmaDesc), "CUtensorMap is 128 bytes");
-  const cuuint64_t dims[2] = {cols, rows};
-  const cuuint64_t strides[1] = {row_stride};
-  const cuuint32_t box[2] = {kBoxCols, box_rows};
-  const cuuint32_t estr[2] = {1, 1};
-  const CUresult r = encode(reinterpret_cast<CUtensorMap*>(map), CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, base, dims,
+  const cuuint64_t dims[3] = {cols, mids, rows};
+  const cuuint64_t strides[2] = {mid_stride, row_stride};
+  const cuuint32_t box[3] = {kBoxCols, 1, box_rows};
+  const cuuint32_t estr[3] = {1, 1, 1};
+  const CUresult r = encode(reinterpret_cast<CUtensorMap*>(map), CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, base, dims,
                             strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                             CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS ? nullptr : "tma: cuTensorMapEncodeTiled failed";
 #endif
 }
 
-// Device: the box at (row, col) of the matrix <- the 128-byte-swizzled box at `ssrc` (1024-byte aligned; row r's
-// 16-byte chunk j at r * 128 + ((j ^ r) & 7) * 16, as sw128_offset). The staging threads' shared-memory writes must
-// be made visible to the async proxy first (fence_proxy_async, then a barrier). Rows / columns past the matrix are
-// not written.
-__device__ __forceinline__ void tma_store_box(const TmaDesc* map, const void* ssrc, int row, int col) {
+// Device: the box at (row, mid, col) of the tensor <- the 128-byte-swizzled box at `ssrc` (1024-byte aligned; box row
+// r's 16-byte chunk j at r * 128 + ((j ^ r) & 7) * 16, as sw128_offset). The staging threads' shared-memory writes
+// must be made visible to the async proxy first (fence_proxy_async, then a barrier). Rows / columns past the tensor
+// are not written.
+__device__ __forceinline__ void tma_store_box(const TmaDesc* map, const void* ssrc, int row, int mid, int col) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(ssrc));
-  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(map), "r"(s),
-               "r"(col), "r"(row)
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(map),
+               "r"(s), "r"(col), "r"(mid), "r"(row)
                : "memory");
 #elif defined(MK_CUDA_EMU)
   TmaEmuMap m;
   std::memcpy(&m, map->bytes, sizeof(m));
+  ++tma_emu_stores;
   const char* src = static_cast<const char*>(ssrc);
+  if (mid < 0 || uint64_t(mid) >= m.mids) return;
   for (uint32_t r = 0; r < m.box_rows; ++r) {
     if (row + int64_t(r) >= int64_t(m.rows)) break;
     for (uint32_t j = 0; j < 8; ++j) {  // 16-byte chunks of the box row (8 bf16 each)
       const int64_t c0 = col + int64_t(j) * 8;
       if (c0 >= int64_t(m.cols)) break;
-      char* dst = static_cast<char*>(m.base) + (row + int64_t(r)) * m.row_stride + c0 * 2;
+      char* dst = static_cast<char*>(m.base) + (row + int64_t(r)) * m.row_stride + int64_t(mid) * m.mid_stride + c0 * 2;
       std::memcpy(dst, src + r * 128 + ((j ^ r) & 7) * 16, 16);
     }
   }
 #else
-  (void)map; (void)ssrc; (void)row; (void)col;
+  (void)map; (void)ssrc; (void)row; (void)mid; (void)col;
   __trap();
 #endif
 }

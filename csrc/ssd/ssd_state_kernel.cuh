@@ -504,7 +504,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
 #pragma unroll
         for (int i = 0; i < W; ++i) {
           if (i >= c.nw) break;
-          tma_store_box(&p.hin_map, boxes + (2 * i + wg) * kStateTmaBoxBytes, int(row0 + i * kHalfP), 64 * wg);
+          tma_store_box(&p.hin_map, boxes + (2 * i + wg) * kStateTmaBoxBytes, int(row0 + i * kHalfP), 0, 64 * wg);
         }
         tma_commit();
       }

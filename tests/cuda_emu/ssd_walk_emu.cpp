@@ -40,8 +40,8 @@ int report(const char* err) {
     std::printf("launch error: %s\n", err);
     return 1;
   }
-  std::printf("launches %lld threads %u wgmma %lld\n", static_cast<long long>(cuda_emu::launches), blockDim.x,
-              wgmma_emu::calls);
+  std::printf("launches %lld threads %u wgmma %lld tma %lld\n", static_cast<long long>(cuda_emu::launches),
+              blockDim.x, wgmma_emu::calls, tma_emu_stores);
   return 0;
 }
 
