@@ -9,22 +9,10 @@
 //   y_t = v_t (exp(a_m) (C h_in^T)_t + sum_{s < 16 tb} cb(t, s) u_s dt'_s x_s) + (diagonal block, exact decays) + D x_t
 // and out = y silu(z); 4 exps a lane an earlier block.
 #pragma once
-#include <type_traits>
-
-#include "common/tma_store.h"
 #include "ssd/ssd_walk.cuh"
 
 namespace mamba_kernels {
 namespace ssd_walk {
-
-// The TMA variant's parameters (MK_SSD_WALK_TMA; ssd_scan_wg_kernel): the stage's, and tensor maps of out and ypre
-// as (tokens, nheads, kP) bf16 tensors (boxes of 16 tokens x 1 head x 64 p), passed as a __grid_constant__ kernel
-// parameter: maps[0] out's, maps[1] ypre's (unused when ypre is null).
-struct SsdScanTmaParams : SsdScanParams {
-  TmaDesc maps[2];
-};
-constexpr int kScanTmaBoxBytes = 16 * 128;  // a warp's 16 rows of 64 p, 128-byte-swizzled
-static_assert(2 * kWarps * kScanTmaBoxBytes <= 2 * kStagingBytes, "the boxes fit the staging rows' space");
 
 // (cb(t, s), cb(t, s + 1)) of one A register times exp(a_t - a_s) dt'_s where s <= t < ln, else 0 (select, never
 // multiply: the upper triangle may hold anything). Diagonal blocks only.
@@ -42,13 +30,9 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
 // 1: F2 231.4-234.7 us against 236.3-237.5): a half's x and z pairs come by two ldmatrix.x4 each (the
 // accumulator's order is ldmatrix's) instead of 8 four-byte shared loads each (F2's epilogue stalls on those loads:
 // ncu, session 27).
-// kTma (MK_SSD_WALK_TMA; maps: out's and ypre's): a block of 16 valid rows goes to the warp's 128-byte-swizzled box
-// (2 KB, at kSmemBytes + 2 KB x the warp's index in the CTA, over the staging rows) and is stored by lane 0 with a
-// tensor-map copy; a block that ln cuts goes out from the fragments (the copy cannot stop at ln).
-template <typename E, bool kLdsm = false, bool kTma = false>
+template <typename E, bool kLdsm = false>
 __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item& it, const float (&acc)[8][4],
-                                              const E* xs, const Stage<E>& st, int t0, int lane, E* sw,
-                                              const TmaDesc* maps = nullptr) {
+                                              const E* xs, const Stage<E>& st, int t0, int lane, E* sw) {
   const E* zs = st.tile1();
   const float* Ds = st.D();
   const int ln = it.ln, g = lane >> 2, q = lane & 3, tA = t0 + g;
@@ -86,29 +70,7 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
   }
   E* const outg = static_cast<E*>(p.out) + base + t0 * hp;
   E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
-  if constexpr (kTma) {
-    if (t0 + 16 <= ln) {
-      char* const box = reinterpret_cast<char*>(ssd_walk_smem) + kSmemBytes + (threadIdx.x >> 5) * kScanTmaBoxBytes;
-      const int row = static_cast<int>(it.tok0 + t0);
-      const auto put = [&](const uint32_t(&v)[2][8], const TmaDesc* map) {
-        if (lane == 0) tma_wait_read<0>();  // the box's previous copy has read it
-        __syncwarp();
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf)
-#pragma unroll
-          for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(box + sw128_offset(g + 8 * hf, 16 * j + 4 * q)) = v[hf][j];
-        fence_proxy_async();
-        __syncwarp();
-        if (lane == 0) {
-          tma_store_box(map, box, row, it.hh, 0);
-          tma_commit();
-        }
-      };
-      if (ypreg != nullptr) put(yv, maps + 1);
-      put(ov, maps);
-      return;
-    }
-  } else if (p.w.staged_stores) {
+  if (p.w.staged_stores) {
     if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
     store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
     return;
@@ -173,10 +135,10 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
 // stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
 // fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
 // other's fragments at every k16 step.
-template <typename E, bool kWgmma, bool kLdsm, bool kTma = false, typename WaitRest, typename WaitOwn>
+template <typename E, bool kWgmma, bool kLdsm, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
-                                          const WaitOwn& wait_own, const TmaDesc* maps = nullptr) {
+                                          const WaitOwn& wait_own) {
   const E* xs = st.tile0();
   const float* as = st.a();
   const float* dts = st.dt();
@@ -202,7 +164,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   }
   scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E, kLdsm, kTma>(p, it, acc, xs, st, t0, lane, sw, maps);
+  scan_epilogue<E, kLdsm>(p, it, acc, xs, st, t0, lane, sw);
 }
 
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
@@ -216,21 +178,15 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
 }
 
 // The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there);
-// kLdsm: scan_epilogue's ldmatrix loads; PP = SsdScanTmaParams: its TMA stores (scan_epilogue's kTma).
-template <typename E, bool kLdsm = false, typename PP = SsdScanParams>
-__global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const __grid_constant__ PP p) {
+// kLdsm: scan_epilogue's ldmatrix loads.
+template <typename E, bool kLdsm = false>
+__global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdScanParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
-  constexpr bool kTma = std::is_same_v<PP, SsdScanTmaParams>;
-  const TmaDesc* maps = nullptr;
-  if constexpr (kTma) maps = p.maps;
   run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                        [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                            const auto& wait_rest, const auto& wait_own) {
-                         scan_item<E, true, kLdsm, kTma>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own, maps);
+                         scan_item<E, true, kLdsm>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                        });
-  if constexpr (kTma) {
-    if ((threadIdx.x & 31) == 0) tma_wait_all();  // the warp's copies are done before its shared memory goes
-  }
 #else
   __trap();
 #endif

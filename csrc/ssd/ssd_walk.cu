@@ -62,9 +62,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_STATE_TMA (on, kStateTmaDefault): with the paired products, F1's h_in staged as 128-byte-swizzled boxes
 //     and stored by the tensor memory accelerator (ssd_state_kernel.cuh, kTma) instead of from registers. H200, shape
 //     1 (5431b9a, three alternating profiles each): 133.0 / 135.8 / 133.5 us against 149.2 / 145.6 / 148.7.
-//   MK_SSD_WALK_TMA (off, kWalkTmaDefault; lab): with the ldmatrix epilogue, F2's wgmma kernel stores its output
-//     blocks of 16 valid rows by tensor-map copies from 128-byte-swizzled boxes (ssd_scan_kernel.cuh, kTma).
-constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true, kWalkTmaDefault = false;  // (the CPU emulation's checks read them too)
+//     F2's output blocks by the same kind of stores (a warp's 16 rows of 64 p as a 2 KB box, lane 0 issuing its
+//     copy) did not pay: 233.5-237.6 us against 231.8-234.5 (43a8ab5, three alternating profiles each; removed).
+constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -166,25 +166,11 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
-  const bool ldsm = env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault);
-  if (ldsm && env_switch("MK_SSD_WALK_TMA", kWalkTmaDefault)) {
-    // out / ypre as (tokens, nheads, kP) tensors for the wgmma kernel's TMA stores (the other kernels take the
-    // parameters without the maps); a tensor the maps cannot describe keeps the register stores
-    ssd_walk::SsdScanTmaParams q;
-    static_cast<SsdScanParams&>(q) = p;
-    const uint64_t T = uint64_t(p.w.batch) * uint64_t(p.w.seqlen), H = uint64_t(p.w.nheads);
-    const auto map = [&](TmaDesc* m, void* base) {
-      return tma_encode_store_bf16(m, base, T, H, ssd_walk::kP, ssd_walk::kP * 2, H * ssd_walk::kP * 2, 16);
-    };
-    if (T > 0 && map(&q.maps[0], p.out) == nullptr && (p.ypre == nullptr || map(&q.maps[1], p.ypre) == nullptr))
-      return launch_walk_stage(q, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>,
-                               ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>, stream,
-                               ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true, ssd_walk::SsdScanTmaParams>);
-  }
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
-                           ldsm ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
-                                : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
+                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault)
+                               ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                               : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
 }
 
 }  // namespace mamba_kernels
