@@ -29,7 +29,7 @@
 #pragma once
 #include <type_traits>
 
-#include "common/tma_store.h"
+#include "common/tma.h"
 #include "ssd/ssd_walk.cuh"
 
 namespace mamba_kernels {
@@ -68,8 +68,10 @@ constexpr int state_wg_stage_bytes(int W, bool pairs = false) {
 // kTma (MK_SSD_STATE_TMA, with kPairs): a walk's h_in staged as two 128-byte-swizzled (32 p x 64 n) boxes of 4 KB
 // (n halves: warpgroup j's), stored by the tensor memory accelerator.
 constexpr int kStateTmaBoxBytes = kHalfP * 128;
-constexpr int state_wg_smem_bytes(int W, bool pairs = false, bool tma = false) {
-  return 2 * state_wg_stage_bytes(W, pairs) + (tma ? W * 2 * kStateTmaBoxBytes : kWarps * (pairs ? 1 : W) * kStateWgBlockBytes);
+// (tma_load: the two stage barriers after the boxes.)
+constexpr int state_wg_smem_bytes(int W, bool pairs = false, bool tma = false, bool tma_load = false) {
+  return 2 * state_wg_stage_bytes(W, pairs) +
+         (tma ? W * 2 * kStateTmaBoxBytes + (tma_load ? 16 : 0) : kWarps * (pairs ? 1 : W) * kStateWgBlockBytes);
 }
 
 // The TMA variant's parameters: the state stage's, and the tensor map of h_in as a (n_slots h kP) x kN bf16 matrix
@@ -77,6 +79,13 @@ constexpr int state_wg_smem_bytes(int W, bool pairs = false, bool tma = false) {
 struct SsdStateTmaParams : SsdStateParams {
   TmaDesc hin_map;
 };
+// kTmaLoad (MK_SSD_STATE_TMA_LOAD, with kTma): the stage's tiles by tensor-map loads too: b_map = B as (tokens, g, kN)
+// (boxes of 128 tokens x 1 group x 64 n: an n block of the B tile), x_map = x as (tokens, 1, h kP) (boxes of 128
+// tokens x 64 p: a walk pair's tile, a head's p row when the pair is one head's halves).
+struct SsdStateTmaLoadParams : SsdStateTmaParams {
+  TmaDesc b_map, x_map;
+};
+
 
 // Walk i's x tile in stage st (kXPairs: its pair's tile), its a / dt' rows (a in [0, Q), dt' in [Q, 2Q)), and
 // (kXPairs) the byte offset of its row r's 16-byte chunk v (v < 4) from its pair's tile.
@@ -339,6 +348,50 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
   }
 }
 
+// kTmaLoad: the stage of chunk `chunk`: thread 0 expects the tiles' bytes on `bar` and issues their tensor-map loads
+// (the B tile's two n blocks, one box a walk pair; rows past the tensor come as zeros, rows past ln as whatever the
+// tensor holds there: state_zero_tail clears them); every thread copies its a / dt' entries as state_load does.
+template <typename E, int W>
+__device__ __forceinline__ void state_load_tma(const SsdStateTmaLoadParams& p, const StateCta& c, int chunk, char* st,
+                                               uint64_t* bar, int tid) {
+  constexpr int kPairsW = (W + 1) / 2;
+  const int64_t t0 = c.s0 + int64_t(chunk) * kQ;
+  const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
+  const int64_t h = p.nheads, hpg = h / p.ngroups;
+  if (tid == 0) {
+    const int row = int(c.row * p.seqlen + t0);
+    mbar_expect_tx(bar, (2 + kPairsW) * 16384);
+    tma_load_box(&p.b_map, st, bar, row, c.grp, 0);
+    tma_load_box(&p.b_map, st + 16384, bar, row, c.grp, 64);
+#pragma unroll
+    for (int u = 0; u < kPairsW; ++u)
+      tma_load_box(&p.x_map, state_walk_base<W, kXPairs>(st, 2 * u), bar, row, 0,
+                   int((c.grp * hpg * kP) + (c.i0 + 2 * u) * kHalfP));
+  }
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+    const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
+    float* rowsf = state_walk_rows<W, kXPairs>(st, i);  // a in [0, Q), dt' in [Q, 2Q)
+    const int r = tid & (kQ - 1);
+    float* dst = rowsf + tid;
+    if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
+    else *dst = 0.f;
+  }
+}
+
+// kTmaLoad, a chunk shorter than kQ: zeros over the B tile's and the pair tiles' rows [ln, kQ) (the tensor-map loads
+// brought the tensor's next rows there; the products must see zeros, as after state_load's zero-filled copies).
+template <int W>
+__device__ __forceinline__ void state_zero_tail(char* st, int ln, int tid) {
+  constexpr int kTiles = 2 + (W + 1) / 2;  // 16 KB tiles of 128 rows x 128 bytes from the stage's start
+  const int per = (kQ - ln) * 8;           // 16-byte chunks of a tile's rows past ln
+  for (int i = tid; i < kTiles * per; i += kThreads) {
+    const int t = i / per, r = ln + (i % per) / 8, v = i % 8;
+    *reinterpret_cast<uint4*>(st + t * 16384 + r * 128 + v * 16) = make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
 // ------------------------------------------------------------------------------------------ the wgmma variant (sm_90a)
 // ssd_state_wg_kernel (MK_SSD_STATE_WGMMA, the default where it runs): the same walks, the transposed product on
 // wgmma: warpgroup j (warps 4 j .. 4 j + 3) keeps S_i^T's n rows 64 j .. 64 j + 63 (all 32 p of walk i: m64n32
@@ -360,13 +413,14 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_kernel(const SsdStatePa
 // staging block a warp, reused walk by walk, keeps the stages within 227 KB.
 // kTma (MK_SSD_STATE_TMA, the default with kPairs; H200 shape 1: 133.0-135.8 us against 145.6-149.2): the h_in blocks
 // staged by stmatrix into 128-byte-swizzled boxes (a walk's n half, 32 p x 64 n) and stored by one thread a
-// warpgroup with tensor-map copies (common/tma_store.h) while the products run: no data registers held by stores,
+// warpgroup with tensor-map copies (common/tma.h) while the products run: no data registers held by stores,
 // no per-lane store instructions.
 
 template <typename E, int W, bool kPairs = false, typename PP = SsdStateParams>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_constant__ PP p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
-  constexpr bool kTma = std::is_same_v<PP, SsdStateTmaParams>;
+  constexpr bool kTma = std::is_base_of_v<SsdStateTmaParams, PP>;
+  constexpr bool kTmaLoad = std::is_same_v<PP, SsdStateTmaLoadParams>;
   static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
@@ -401,17 +455,35 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
   const bool tma_issuer = kTma && (warp & 3) == 0 && lane == 0;  // one thread a warpgroup stores its boxes
   const int hr = lane >> 1, hc = 8 * (lane & 1);  // the flush's row and column (see below)
   uint4 v[W][2];
+  // kTmaLoad: stage s's tiles complete on bars[s] (its n-th use: phase parity n & 1), after the h_in boxes
+  uint64_t* const bars = reinterpret_cast<uint64_t*>(boxes + W * 2 * kStateTmaBoxBytes);
+  const auto load = [&](int chunk) {
+    char* dst = smem + (chunk & 1) * kStageBytes;
+    if constexpr (kTmaLoad) state_load_tma<E, W>(p, c, chunk, dst, &bars[chunk & 1], tid);
+    else state_load<E, W, kX>(p, c, chunk, dst, tid);
+  };
+  if constexpr (kTmaLoad) {
+    if (tid == 0) {
+      mbar_init(&bars[0], 1);
+      mbar_init(&bars[1], 1);
+    }
+    __syncthreads();
+  }
 
-  if (nck > 0) state_load<E, W, kX>(p, c, 0, smem, tid);
+  if (nck > 0) load(0);
   cp_async_commit();
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * kStageBytes;
     // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
-    if (k + 1 < nck) state_load<E, W, kX>(p, c, k + 1, smem + ((k + 1) & 1) * kStageBytes, tid);
+    if (k + 1 < nck) load(k + 1);
     cp_async_commit();
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
+    if constexpr (kTmaLoad) {
+      mbar_wait(&bars[k & 1], (k >> 1) & 1);  // chunk k's tiles
+      if (ln < kQ) state_zero_tail<W>(st, ln, tid);
+    }
     state_scale<E, W, kX>(c, st, ln, tid);
     __syncthreads();
     // h_in of chunk k = S (bf16, staged as (p, n) rows by stmatrix.trans: the accumulator holds (n, p)), then
@@ -555,11 +627,12 @@ inline int state_walks_per_cta(const SsdStateParams& p, int64_t smem_optin, bool
 constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_bytes(W, true) <= smem_optin; }
 
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
-// its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA).
-enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma };
+// its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
+// kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
-// (kWgmmaPairsTma: p is an SsdStateTmaParams with its tensor map.)
+// (kWgmmaPairsTma / kWgmmaPairsTmaLoad: p is an SsdStateTmaParams / SsdStateTmaLoadParams with its tensor maps.)
 template <int W>
 cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
@@ -575,8 +648,12 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
-  if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma) {
+  if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
+      which == StateKernel::kWgmmaPairsTmaLoad) {
     if constexpr (W <= kStateWgMaxWalks) {
+      if (which == StateKernel::kWgmmaPairsTmaLoad)
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateTmaLoadParams>,
+                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateTmaLoadParams&>(p));
       if (which == StateKernel::kWgmmaPairsTma)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateTmaParams>, state_wg_smem_bytes(W, true, true),
                    static_cast<const SsdStateTmaParams&>(p));

@@ -64,7 +64,10 @@ const char* check_walk(const SsdWalkParams& p) {
 //     1 (5431b9a, three alternating profiles each): 133.0 / 135.8 / 133.5 us against 149.2 / 145.6 / 148.7.
 //     F2's output blocks by the same kind of stores (a warp's 16 rows of 64 p as a 2 KB box, lane 0 issuing its
 //     copy) did not pay: 233.5-237.6 us against 231.8-234.5 (43a8ab5, three alternating profiles each; removed).
-constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true;  // (the CPU emulation's checks read them too)
+//   MK_SSD_STATE_TMA_LOAD (off, kStateTmaLoadDefault; lab): with the TMA stores, F1's B and x tiles by tensor-map
+//     loads completing on an mbarrier a stage (ssd_state_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread.
+constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
+               kStateTmaLoadDefault = false;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -145,14 +148,23 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     which = env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault) ? StateKernel::kWgmmaPairs : StateKernel::kWgmma;
   else if (env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(walks, optin)) which = StateKernel::kSkew;
   if (which == StateKernel::kWgmmaPairs && env_switch("MK_SSD_STATE_TMA", kStateTmaDefault) &&
-      ssd_walk::state_wg_smem_bytes(walks, true, true) <= optin) {
-    // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; a matrix the map cannot describe keeps the
-    // register stores
-    ssd_walk::SsdStateTmaParams q;
+      ssd_walk::state_wg_smem_bytes(walks, true, true, true) <= optin) {
+    // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
+    // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
+    // cp.async copies
+    ssd_walk::SsdStateTmaLoadParams q;
     static_cast<SsdStateParams&>(q) = p;
-    if (tma_encode_store_bf16(&q.hin_map, p.hin, uint64_t(p.n_slots) * uint64_t(p.nheads) * ssd_walk::kP, 1,
-                              ssd_walk::kN, ssd_walk::kN * 2, ssd_walk::kN * 2, ssd_walk::kHalfP) == nullptr) {
-      const cudaError_t e = launch_state_w(q, walks, StateKernel::kWgmmaPairsTma, s);
+    const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
+    constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
+    if (tma_encode_bf16(&q.hin_map, p.hin, uint64_t(p.n_slots) * H * kP, 1, kN, kN * 2, kN * 2,
+                              ssd_walk::kHalfP) == nullptr) {
+      const bool loads = env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault) && T > 0 &&
+                         tma_encode_bf16(&q.b_map, const_cast<void*>(p.B), T, G, kN, kN * 2, G * kN * 2,
+                                               ssd_walk::kQ) == nullptr &&
+                         tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2,
+                                               H * kP * 2, ssd_walk::kQ) == nullptr;
+      const cudaError_t e =
+          launch_state_w(q, walks, loads ? StateKernel::kWgmmaPairsTmaLoad : StateKernel::kWgmmaPairsTma, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
   }

@@ -40,8 +40,8 @@ int report(const char* err) {
     std::printf("launch error: %s\n", err);
     return 1;
   }
-  std::printf("launches %lld threads %u wgmma %lld tma %lld\n", static_cast<long long>(cuda_emu::launches),
-              blockDim.x, wgmma_emu::calls, tma_emu_stores);
+  std::printf("launches %lld threads %u wgmma %lld tma %lld / %lld\n", static_cast<long long>(cuda_emu::launches),
+              blockDim.x, wgmma_emu::calls, tma_emu_stores, tma_emu_loads);
   return 0;
 }
 
@@ -75,10 +75,12 @@ int run_state_stage() {
     const bool skew = !wg && env_switch("MK_SSD_STATE_SKEW", true) && ssd_walk::state_skew_fits(W, optin);
     const bool pairs = wg && env_switch("MK_SSD_STATE_PAIRS", kStatePairsDefault);
     const bool tma = pairs && env_switch("MK_SSD_STATE_TMA", kStateTmaDefault) &&
-                     ssd_walk::state_wg_smem_bytes(W, true, true) <= optin;
-    const size_t smem = wg ? ssd_walk::state_wg_smem_bytes(W, pairs, tma) : ssd_walk::state_smem_bytes(W, skew);
-    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d smem_match %d\n", W, int(skew), int(wg), int(pairs),
-                int(tma), int(P.n_slots == 0 || cuda_emu::last_smem == smem));
+                     ssd_walk::state_wg_smem_bytes(W, true, true, true) <= optin;
+    const bool tma_load = tma && env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault);
+    const size_t smem =
+        wg ? ssd_walk::state_wg_smem_bytes(W, pairs, tma, tma_load) : ssd_walk::state_smem_bytes(W, skew);
+    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d tma_load %d smem_match %d\n", W, int(skew), int(wg),
+                int(pairs), int(tma), int(tma_load), int(P.n_slots == 0 || cuda_emu::last_smem == smem));
   }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
   for (size_t i = 0; i < state; ++i) {

@@ -1,9 +1,10 @@
-// Tensor-memory-accelerator stores (sm_90: cp.async.bulk.tensor, shared -> global) of 2-D bf16 boxes whose shared
-// copy is 128-byte-swizzled: one instruction of one thread writes a whole box, without registers, and the warps that
-// staged it go on. Why (the SSD forward state stage, F1): its h_in stores from registers held the data registers
-// until the store queue drained (ncu: 54% of the stall samples in the store phase), and a plain bulk copy needs the
-// global layout in shared memory, i.e. unswizzled rows of 256 bytes, where the stmatrix that stages them conflicts
-// 8 ways. The swizzled box takes stmatrix without conflicts and the copy engine un-swizzles it.
+// Tensor-memory-accelerator copies (sm_90: cp.async.bulk.tensor) of bf16 boxes whose shared copy is
+// 128-byte-swizzled: stores (shared -> global: one instruction of one thread writes a whole box, without registers,
+// and the warps that staged it go on) and loads (global -> shared, completing on an mbarrier). Why (the SSD forward
+// state stage, F1): its h_in stores from registers held the data registers until the store queue drained (ncu: 54% of
+// the stall samples in the store phase), and a plain bulk copy needs the global layout in shared memory, i.e.
+// unswizzled rows of 256 bytes, where the stmatrix that stages them conflicts 8 ways. The swizzled box takes stmatrix
+// without conflicts and the copy engine un-swizzles it.
 //
 // TmaDesc is the 128-byte tensor map (CUtensorMap) a kernel reads from its parameters (the kernel's parameter must be
 // __grid_constant__ so that its address is the parameter's own). The CPU emulation (tests/cuda_emu, MK_CUDA_EMU)
@@ -33,13 +34,13 @@ struct TmaEmuMap {
   uint32_t box_rows, box_cols;
 };
 static_assert(sizeof(TmaEmuMap) <= sizeof(TmaDesc), "the emulation's map fits the descriptor");
-inline long long tma_emu_stores = 0;  // emulated box stores (a driver reports them: the variant it asked for ran)
+inline long long tma_emu_stores = 0, tma_emu_loads = 0;  // emulated box copies (a driver reports them)
 #endif
 
-// Host: `map` for stores of (box_rows x 1 x 64) bf16 boxes (128-byte box rows, 128-byte swizzle) into the tensor at
-// `base`: element (r, m, c) at base + r row_stride + m mid_stride + 2 c (r < rows, m < mids, c < cols; base and the
-// strides multiples of 16). A matrix is mids = 1. Returns nullptr or an error.
-inline const char* tma_encode_store_bf16(TmaDesc* map, void* base, uint64_t rows, uint64_t mids, uint64_t cols,
+// Host: `map` for loads / stores of (box_rows x 1 x 64) bf16 boxes (128-byte box rows, 128-byte swizzle) of the
+// tensor at `base`: element (r, m, c) at base + r row_stride + m mid_stride + 2 c (r < rows, m < mids, c < cols; base
+// and the strides multiples of 16). A matrix is mids = 1. Returns nullptr or an error.
+inline const char* tma_encode_bf16(TmaDesc* map, void* base, uint64_t rows, uint64_t mids, uint64_t cols,
                                          uint64_t mid_stride, uint64_t row_stride, uint32_t box_rows) {
   constexpr uint32_t kBoxCols = 64;  // 128 bytes: the 128-byte swizzle's span
   if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || row_stride % 16 != 0 || mid_stride % 16 != 0)
@@ -109,6 +110,73 @@ __device__ __forceinline__ void tma_store_box(const TmaDesc* map, const void* ss
   __trap();
 #endif
 }
+// Device: the box at (row, mid, col) of the tensor -> the 128-byte-swizzled box at `sdst` (1024-byte aligned; the
+// layout tma_store_box reads), completing `box_bytes` of transactions on the shared-memory barrier `bar` (mbar_*
+// below); elements past the tensor are zeros (and count). Issued by one thread; readers wait on `bar`.
+__device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uint64_t* bar, int row, int mid,
+                                             int col) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(sdst));
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n"
+      ::"r"(d), "l"(map), "r"(b), "r"(col), "r"(mid), "r"(row)
+      : "memory");
+#elif defined(MK_CUDA_EMU)
+  (void)bar;
+  TmaEmuMap m;
+  std::memcpy(&m, map->bytes, sizeof(m));
+  ++tma_emu_loads;
+  char* dst = static_cast<char*>(sdst);
+  for (uint32_t r = 0; r < m.box_rows; ++r)
+    for (uint32_t j = 0; j < 8; ++j) {  // 16-byte chunks of the box row; past the tensor: zeros
+      const int64_t rr = row + int64_t(r), c0 = col + int64_t(j) * 8;
+      char* d = dst + r * 128 + ((j ^ r) & 7) * 16;
+      if (rr < 0 || rr >= int64_t(m.rows) || mid < 0 || uint64_t(mid) >= m.mids || c0 < 0 || c0 >= int64_t(m.cols))
+        std::memset(d, 0, 16);
+      else
+        std::memcpy(d, static_cast<const char*>(m.base) + rr * m.row_stride + int64_t(mid) * m.mid_stride + c0 * 2, 16);
+    }
+#else
+  (void)map; (void)sdst; (void)bar; (void)row; (void)mid; (void)col;
+  __trap();
+#endif
+}
+
+// Shared-memory transaction barriers (mbarrier) for the loads above: mbar_init by one thread (then a block barrier),
+// mbar_expect_tx by the issuing thread before its loads (its arrival plus the bytes they will complete), mbar_wait
+// by every reader (phase parity: 0 for a barrier's first completion, then alternating). The CPU emulation's loads
+// complete at once: no-ops there.
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(count) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#else
+  (void)bar; (void)count;
+#endif
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
+#else
+  (void)bar; (void)bytes;
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(b), "r"(parity)
+      : "memory");
+#else
+  (void)bar; (void)parity;
+#endif
+}
+
 // Closes this thread's bulk stores issued since the last commit into one group.
 __device__ __forceinline__ void tma_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
