@@ -414,7 +414,9 @@ __device__ __forceinline__ void state_zero_tail(char* st, int ln, int tid) {
 // kTma (MK_SSD_STATE_TMA, the default with kPairs; H200 shape 1: 133.0-135.8 us against 145.6-149.2): the h_in blocks
 // staged by stmatrix into 128-byte-swizzled boxes (a walk's n half, 32 p x 64 n) and stored by one thread a
 // warpgroup with tensor-map copies (common/tma.h) while the products run: no data registers held by stores,
-// no per-lane store instructions.
+// no per-lane store instructions. kTmaLoad (PP = SsdStateTmaLoadParams: MK_SSD_STATE_TMA_LOAD, the default with kTma;
+// 126.3 / 128.2 us against 137.5 / 136.2): the stage's B and x tiles by tensor-map loads on an mbarrier a stage
+// (state_load_tma), the rows past a short chunk cleared in shared memory (state_zero_tail).
 
 template <typename E, int W, bool kPairs = false, typename PP = SsdStateParams>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_constant__ PP p) {

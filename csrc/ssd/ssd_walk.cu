@@ -64,10 +64,11 @@ const char* check_walk(const SsdWalkParams& p) {
 //     1 (5431b9a, three alternating profiles each): 133.0 / 135.8 / 133.5 us against 149.2 / 145.6 / 148.7.
 //     F2's output blocks by the same kind of stores (a warp's 16 rows of 64 p as a 2 KB box, lane 0 issuing its
 //     copy) did not pay: 233.5-237.6 us against 231.8-234.5 (43a8ab5, three alternating profiles each; removed).
-//   MK_SSD_STATE_TMA_LOAD (off, kStateTmaLoadDefault; lab): with the TMA stores, F1's B and x tiles by tensor-map
-//     loads completing on an mbarrier a stage (ssd_state_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread.
+//   MK_SSD_STATE_TMA_LOAD (on, kStateTmaLoadDefault): with the TMA stores, F1's B and x tiles by tensor-map loads
+//     completing on an mbarrier a stage (ssd_state_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread. H200,
+//     shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
-               kStateTmaLoadDefault = false;  // (the CPU emulation's checks read them too)
+               kStateTmaLoadDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
