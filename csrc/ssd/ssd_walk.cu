@@ -1,6 +1,6 @@
 // CUDA dispatch of the SSD head-walk stages (ssd_dx_kernel.cuh, ssd_scan_kernel.cuh) and the forward state stage
-// (ssd_state_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128, chunk 128) and launches
-// them for bf16 inputs.
+// (ssd_state_kernel.cuh, ssd_state_wg_kernel.cuh; no torch): checks the sizes the kernels are built for (p 64, n 128,
+// chunk 128) and launches them for bf16 inputs.
 #include <cstddef>
 #include <cstdlib>
 #include <type_traits>
@@ -8,7 +8,7 @@
 #include "common/smem_optin.h"
 #include "ssd/ssd_dx_kernel.cuh"
 #include "ssd/ssd_scan_kernel.cuh"
-#include "ssd/ssd_state_kernel.cuh"
+#include "ssd/ssd_state_wg_kernel.cuh"
 
 namespace mamba_kernels {
 namespace {
@@ -55,18 +55,18 @@ const char* check_walk(const SsdWalkParams& p) {
 //     against 294.0.
 //   MK_SSD_STATE_PAIRS (on, kStatePairsDefault): F1's wgmma kernel keeps walks 2 u and 2 u + 1 in one
 //     128-byte-swizzled x tile and adds their products as one m64n64 (the chunk's B tile read once for both;
-//     ssd_state_kernel.cuh, kPairs). H200, shape 1 (f7f90e8, twice each): 148.9 / 148.7 us against 151.2 / 150.6.
+//     ssd_state_wg_kernel.cuh, kPairs). H200, shape 1 (f7f90e8, twice each): 148.9 / 148.7 us against 151.2 / 150.6.
 //   MK_SSD_WALK_LDSM (on, kWalkLdsmDefault): F2's wgmma kernel loads its epilogue's x / z pairs by ldmatrix
 //     (ssd_scan_kernel.cuh, scan_epilogue's kLdsm). H200, shape 1 (f7f90e8, twice each): 231.4 / 234.7 us against
 //     236.3 / 237.5.
 //   MK_SSD_STATE_TMA (on, kStateTmaDefault): with the paired products, F1's h_in staged as 128-byte-swizzled boxes
-//     and stored by the tensor memory accelerator (ssd_state_kernel.cuh, kTma) instead of from registers. H200, shape
-//     1 (5431b9a, three alternating profiles each): 133.0 / 135.8 / 133.5 us against 149.2 / 145.6 / 148.7.
+//     and stored by the tensor memory accelerator (ssd_state_wg_kernel.cuh, kTma) instead of from registers. H200,
+//     shape 1 (5431b9a, three alternating profiles each): 133.0 / 135.8 / 133.5 us against 149.2 / 145.6 / 148.7.
 //     F2's output blocks by the same kind of stores (a warp's 16 rows of 64 p as a 2 KB box, lane 0 issuing its
 //     copy) did not pay: 233.5-237.6 us against 231.8-234.5 (43a8ab5, three alternating profiles each; removed).
 //   MK_SSD_STATE_TMA_LOAD (on, kStateTmaLoadDefault): with the TMA stores, F1's B and x tiles by tensor-map loads
-//     completing on an mbarrier a stage (ssd_state_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread. H200,
-//     shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
+//     completing on an mbarrier a stage (ssd_state_wg_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread.
+//     H200, shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
                kStateTmaLoadDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
