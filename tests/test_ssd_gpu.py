@@ -242,7 +242,7 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
                                     "pingpong-noown", "pingpong-wgmma", "pingpong-wgmma-nosplit",
-                                    "pingpong-wgmma-ldsm"])
+                                    "pingpong-wgmma-ldsm", "pingpong-wgmma-ldsm-tmaload"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -258,7 +258,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     rows with x in the second cp.async group; the default: by the warp that reads them); "pingpong-wgmma(-nosplit)":
     MK_SSD_WALK_WGMMA=1, the output stage's C h_in^T on wgmma (ssd_scan_wg_kernel, sm_90a; the profiler shows it
     ran; the other variants set the switch to 0); "pingpong-wgmma-ldsm": that with MK_SSD_WALK_LDSM=1 (the epilogue's
-    x / z pairs by ldmatrix)."""
+    x / z pairs by ldmatrix); "pingpong-wgmma-ldsm-tmaload": that with MK_SSD_WALK_TMA_LOAD=1 (the stages by
+    tensor-map loads; SsdScanTmaLoadParams in the kernel's name)."""
     _skip_unavailable("triton", "cuda")
     wgmma = "wgmma" in stores
     if wgmma and torch.cuda.get_device_capability() != (9, 0):
@@ -269,7 +270,9 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     monkeypatch.setenv("MK_SSD_WALK_YPRE", "0" if stores == "pingpong-noypre" else "1")
     monkeypatch.setenv("MK_SSD_WALK_SPLITWAIT", "0" if stores.endswith("nosplit") else "1")
     monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
-    monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if stores.endswith("ldsm") else "0")
+    ldsm, tma_load = "ldsm" in stores, stores.endswith("tmaload")
+    monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if ldsm else "0")
+    monkeypatch.setenv("MK_SSD_WALK_TMA_LOAD", "1" if tma_load else "0")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
@@ -301,9 +304,10 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
         torch.cuda.synchronize()
     ran_wg = any("ssd_scan_wg_kernel" in e.name for e in prof.events())
     assert ran_wg == wgmma, f"ssd_scan_wg_kernel ran: {ran_wg}, asked for: {wgmma}"
-    ldsm = stores.endswith("ldsm")
-    ran_ldsm = any("ssd_scan_wg_kernel<__nv_bfloat16, true>" in e.name for e in prof.events())
+    ran_ldsm = any(re.search(r"ssd_scan_wg_kernel<__nv_bfloat16, true[,>]", e.name) for e in prof.events())
     assert ran_ldsm == ldsm, f"the ldmatrix epilogue ran: {ran_ldsm}, asked for: {ldsm}"
+    ran_load = any("SsdScanTmaLoadParams" in e.name for e in prof.events())
+    assert ran_load == tma_load, f"the TMA loads ran: {ran_load}, asked for: {tma_load}"
     # the output stage serves both forwards (with autograd storing ypre; with MK_SSD_WALK_YPRE=0 the Triton scan
     # runs that one), the state stage both forwards
     done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + (1 if stores == "pingpong-noypre" else 2),
