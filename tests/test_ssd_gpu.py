@@ -321,6 +321,36 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("walk_tma_load", [False, True], ids=["walk-cp-async", "walk-tmaload"])
+def test_gpu_cuda_walk_nan_sequence_stays_apart(walk_tma_load, monkeypatch):
+    """Packed sequences through the CUDA walk stages (the state stage's TMA loads by default; the output stage's with
+    MK_SSD_WALK_TMA_LOAD=1): x, B and C of the last sequence all NaN leave the other sequences' outputs and final
+    states bit for bit as without them. The chunk ending the sequence before it holds 1 row (that sequence is 129
+    tokens): the TMA loads bring the next sequence's rows into its tiles, and the stages must clear them
+    (tests/test_ssd_walk_cuda_emu.py checks the same on the CPU)."""
+    _skip_unavailable("triton", "cuda")
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the TMA variants run on compute capability 9.0 only")
+    monkeypatch.setenv("MK_SSD_WALK_TMA_LOAD", "1" if walk_tma_load else "0")
+    from mamba_kernels.ssd import cuda_walk
+    cu = [0, 1, 130, 130, 1000]
+    inp = make_inputs(1, 1000, 24, 64, 128, 3, dtype=torch.bfloat16, device="cuda", init=True, nseq=len(cu) - 1)
+    kw = dict(chunk_size=128, dt_softplus=True, cu_seqlens=torch.tensor(cu, dtype=torch.int32, device="cuda"),
+              return_final_states=True, backend="triton")
+    before = dict(cuda_walk.CALLS)
+    y0, f0 = ssd_chunked_scan(**inp, **kw)
+    assert cuda_walk.CALLS["state"] > before["state"] and cuda_walk.CALLS["scan"] > before["scan"], \
+        "the CUDA walk stages did not run"
+    for k in ("x", "B", "C"):
+        inp[k][:, cu[-2]:] = float("nan")
+    y1, f1 = ssd_chunked_scan(**inp, **kw)
+    torch.cuda.synchronize()
+    assert torch.isnan(y1[:, cu[-2]:]).any(), "the NaN sequence's outputs are finite: the inputs were not poisoned"
+    assert torch.isfinite(y1[:, :cu[-2]]).all(), "a NaN sequence reached the outputs of the sequences before it"
+    assert torch.equal(y1[:, :cu[-2]], y0[:, :cu[-2]]) and torch.equal(f1[:-1], f0[:-1])
+
+
 def test_gpu_cuda_walk_misaligned_input_runs_triton():
     """x as a contiguous view 2 bytes past a 16-byte boundary: the CUDA head-walk stages (16-byte copies) do not serve
     it (cuda_walk.tiles_aligned); the Triton kernels do, and the outputs match the same call on an aligned copy."""
