@@ -54,17 +54,22 @@ inline const char* tma_encode_bf16(TmaDesc* map, void* base, uint64_t rows, uint
   TmaEmuMap m{base, rows, mids, cols, mid_stride, row_stride, box_rows, kBoxCols};
   std::memcpy(map->bytes, &m, sizeof(m));
   return nullptr;
+#elif !defined(CUDART_VERSION) || CUDART_VERSION < 12000
+  (void)map; (void)base; (void)mids; (void)mid_stride;
+  return "tma: tensor maps need a CUDA 12 build";  // (the callers keep their cp.async / register paths)
 #else
   using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
                               const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
                               CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-  static Encode encode = [] {
+  static Encode encode = [] {  // the driver's function through the runtime (no libcuda link)
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) !=
-            cudaSuccess ||
-        q != cudaDriverEntryPointSuccess)
-      fn = nullptr;
+#if CUDART_VERSION >= 12050
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q);
+#else
+    const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &fn, cudaEnableDefault, &q);
+#endif
+    if (e != cudaSuccess || q != cudaDriverEntryPointSuccess) fn = nullptr;
     return reinterpret_cast<Encode>(fn);
   }();
   if (encode == nullptr) return "tma: cuTensorMapEncodeTiled is not available";
