@@ -1,4 +1,5 @@
-"""The CUDA stages of the Triton SSD pipeline (csrc/ssd/ssd_walk.cuh, ssd_state_kernel.cuh): the forward's state stage
+"""The CUDA stages of the Triton SSD pipeline (csrc/ssd/ssd_walk.cuh, ssd_state_kernel.cuh, ssd_state_wg_kernel.cuh,
+ssd_scan_kernel.cuh, ssd_dx_kernel.cuh): the forward's state stage
 F1 (torch.ops.mamba_kernels._ssd_state_cuda, twin of _ssd_state_fwd_kernel: a CTA walks several (head, p half) state
 walks of one (sequence, group) chunk by chunk, sharing each chunk's B tile), the forward's output stage F2
 (torch.ops.mamba_kernels._ssd_scan_cuda, twin of _ssd_chunk_scan_kernel) and the backward's dx stage B2
@@ -27,8 +28,10 @@ F2 267.6 against 269.9 us): all on by default, "0" turns one off; forward 0.448 
 (MK_SSD_WALK_WGMMA; 235 against 270 us) and F1 (MK_SSD_STATE_WGMMA; 150.5 against 165 us) run on wgmma by default;
 forward 0.4066 ms, forward + backward 1.724 ms (1662b68). Session 28: F1 adds two walks' products as one
 (MK_SSD_STATE_PAIRS; 148.8 against 150.9 us) and F2's epilogue loads x / z by ldmatrix (MK_SSD_WALK_LDSM; 233 against
-237 us), both on by default. CALLS counts the CUDA launches per stage (tests assert that
-they happened).
+237 us), both on by default. Session 32: F1 moves its tiles and chunk-entry states by the tensor memory accelerator
+(MK_SSD_STATE_TMA, MK_SSD_STATE_TMA_LOAD; csrc/common/tma.h; 126-128 against 146-149 us), on by default; forward
+0.3739 ms, forward + backward 1.697 ms (f06d819). MK_SSD_WALK_TMA_LOAD=1 (off; not yet timed) loads F2's stages the
+same way. CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
