@@ -321,7 +321,6 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.gpu
 @pytest.mark.parametrize("walk_tma_load", [False, True], ids=["walk-cp-async", "walk-tmaload"])
 def test_gpu_cuda_walk_nan_sequence_stays_apart(walk_tma_load, monkeypatch):
     """Packed sequences through the CUDA walk stages (the state stage's TMA loads by default; the output stage's with
@@ -351,6 +350,7 @@ def test_gpu_cuda_walk_nan_sequence_stays_apart(walk_tma_load, monkeypatch):
     assert torch.equal(y1[:, :cu[-2]], y0[:, :cu[-2]]) and torch.equal(f1[:-1], f0[:-1])
 
 
+@pytest.mark.gpu
 def test_gpu_cuda_walk_misaligned_input_runs_triton():
     """x as a contiguous view 2 bytes past a 16-byte boundary: the CUDA head-walk stages (16-byte copies) do not serve
     it (cuda_walk.tiles_aligned); the Triton kernels do, and the outputs match the same call on an aligned copy."""
