@@ -35,13 +35,19 @@ struct TmaEmuMap {
 };
 static_assert(sizeof(TmaEmuMap) <= sizeof(TmaDesc), "the emulation's map fits the descriptor");
 inline long long tma_emu_stores = 0, tma_emu_loads = 0;  // emulated box copies (a driver reports them)
+// Element (r, mid, c) of the emulated tensor, or nullptr past its end (where the GPU's copies clip or zero-fill).
+inline char* tma_emu_at(const TmaEmuMap& m, int64_t r, int64_t mid, int64_t c) {
+  if (r < 0 || r >= int64_t(m.rows) || mid < 0 || mid >= int64_t(m.mids) || c < 0 || c >= int64_t(m.cols))
+    return nullptr;
+  return static_cast<char*>(m.base) + r * int64_t(m.row_stride) + mid * int64_t(m.mid_stride) + c * 2;
+}
 #endif
 
 // Host: `map` for loads / stores of (box_rows x 1 x 64) bf16 boxes (128-byte box rows, 128-byte swizzle) of the
 // tensor at `base`: element (r, m, c) at base + r row_stride + m mid_stride + 2 c (r < rows, m < mids, c < cols; base
 // and the strides multiples of 16). A matrix is mids = 1. Returns nullptr or an error.
 inline const char* tma_encode_bf16(TmaDesc* map, void* base, uint64_t rows, uint64_t mids, uint64_t cols,
-                                         uint64_t mid_stride, uint64_t row_stride, uint32_t box_rows) {
+                                   uint64_t mid_stride, uint64_t row_stride, uint32_t box_rows) {
   constexpr uint32_t kBoxCols = 64;  // 128 bytes: the 128-byte swizzle's span
   if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || row_stride % 16 != 0 || mid_stride % 16 != 0)
     return "tma: 16-byte alignment";
@@ -100,23 +106,17 @@ __device__ __forceinline__ void tma_store_box(const TmaDesc* map, const void* ss
   std::memcpy(&m, map->bytes, sizeof(m));
   ++tma_emu_stores;
   const char* src = static_cast<const char*>(ssrc);
-  if (mid < 0 || uint64_t(mid) >= m.mids) return;
-  for (uint32_t r = 0; r < m.box_rows; ++r) {
-    if (row + int64_t(r) >= int64_t(m.rows)) break;
-    for (uint32_t j = 0; j < 8; ++j) {  // 16-byte chunks of the box row (8 bf16 each)
-      const int64_t c0 = col + int64_t(j) * 8;
-      if (c0 >= int64_t(m.cols)) break;
-      char* dst = static_cast<char*>(m.base) + (row + int64_t(r)) * m.row_stride + int64_t(mid) * m.mid_stride + c0 * 2;
-      std::memcpy(dst, src + r * 128 + ((j ^ r) & 7) * 16, 16);
-    }
-  }
+  for (uint32_t r = 0; r < m.box_rows; ++r)
+    for (uint32_t j = 0; j < 8; ++j)  // 16-byte chunks of the box row (8 bf16 each)
+      if (char* dst = tma_emu_at(m, row + int64_t(r), mid, col + int64_t(j) * 8))
+        std::memcpy(dst, src + r * 128 + ((j ^ r) & 7) * 16, 16);
 #else
   (void)map; (void)ssrc; (void)row; (void)mid; (void)col;
   __trap();
 #endif
 }
 // Device: the box at (row, mid, col) of the tensor -> the 128-byte-swizzled box at `sdst` (1024-byte aligned; the
-// layout tma_store_box reads), completing `box_bytes` of transactions on the shared-memory barrier `bar` (mbar_*
+// layout tma_store_box reads), completing the box's bytes as transactions on the shared-memory barrier `bar` (mbar_*
 // below); elements past the tensor are zeros (and count). Issued by one thread; readers wait on `bar`.
 __device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uint64_t* bar, int row, int mid,
                                              int col) {
@@ -135,12 +135,9 @@ __device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uin
   char* dst = static_cast<char*>(sdst);
   for (uint32_t r = 0; r < m.box_rows; ++r)
     for (uint32_t j = 0; j < 8; ++j) {  // 16-byte chunks of the box row; past the tensor: zeros
-      const int64_t rr = row + int64_t(r), c0 = col + int64_t(j) * 8;
       char* d = dst + r * 128 + ((j ^ r) & 7) * 16;
-      if (rr < 0 || rr >= int64_t(m.rows) || mid < 0 || uint64_t(mid) >= m.mids || c0 < 0 || c0 >= int64_t(m.cols))
-        std::memset(d, 0, 16);
-      else
-        std::memcpy(d, static_cast<const char*>(m.base) + rr * m.row_stride + int64_t(mid) * m.mid_stride + c0 * 2, 16);
+      if (const char* src = tma_emu_at(m, row + int64_t(r), mid, col + int64_t(j) * 8)) std::memcpy(d, src, 16);
+      else std::memset(d, 0, 16);
     }
 #else
   (void)map; (void)sdst; (void)bar; (void)row; (void)mid; (void)col;

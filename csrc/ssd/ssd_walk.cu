@@ -160,13 +160,13 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
-    if (tma_encode_bf16(&q.hin_map, p.hin, uint64_t(p.n_slots) * H * kP, 1, kN, kN * 2, kN * 2,
-                              ssd_walk::kHalfP) == nullptr) {
-      const bool loads = env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault) && T > 0 &&
-                         tma_encode_bf16(&q.b_map, const_cast<void*>(p.B), T, G, kN, kN * 2, G * kN * 2,
-                                               ssd_walk::kQ) == nullptr &&
-                         tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2,
-                                               H * kP * 2, ssd_walk::kQ) == nullptr;
+    if (tma_encode_bf16(&q.hin_map, p.hin, uint64_t(p.n_slots) * H * kP, 1, kN, kN * 2, kN * 2, ssd_walk::kHalfP) ==
+        nullptr) {
+      const bool loads =
+          env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault) && T > 0 &&
+          tma_encode_bf16(&q.b_map, const_cast<void*>(p.B), T, G, kN, kN * 2, G * kN * 2, ssd_walk::kQ) == nullptr &&
+          tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, ssd_walk::kQ) ==
+              nullptr;
       const cudaError_t e =
           launch_state_w(q, walks, loads ? StateKernel::kWgmmaPairsTmaLoad : StateKernel::kWgmmaPairsTma, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);

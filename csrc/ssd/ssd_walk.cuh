@@ -128,21 +128,25 @@ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
 // t1_group is 3, each warp copying the rows of its own row block (warp_row_block), which only it reads.
 // kSwz (the wgmma variant of F2): the (p, n) tile is written 128-byte-swizzled for wgmma's B operand, K-major in two
 // 64-wide n blocks of 8 KB (row p, n chunk c at (c / 8) 8192 + sw128_offset(p, 16 (c % 8))).
-template <typename E, bool kSwz = false>
+// kTiles false (load_stage_tma, whose tensor-map loads bring the tiles): only a / dt' / D, uncommitted.
+template <typename E, bool kSwz = false, bool kTiles = true>
 __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& it, char* st, const void* t0,
                                            const void* t1, const void* pn, int tid, bool split, int t1_group) {
   E* spn = reinterpret_cast<E*>(st + 2 * kTileBytes);
   float* as = reinterpret_cast<float*>(st + 2 * kTileBytes + kPnBytes);
   const int hp = int(p.nheads) * kP;
   const int64_t base = (it.tok0 * p.nheads + it.hh) * kP;
-  const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
-  const int r1 = tid >> 4, c1 = (tid & 15) * 8;
+  if constexpr (kTiles) {
+    const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
+    const int r1 = tid >> 4, c1 = (tid & 15) * 8;
 #pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int r = r1 + 16 * u;
-    E* d = kSwz ? reinterpret_cast<E*>(reinterpret_cast<char*>(spn) + (c1 / 64) * 8192 + sw128_offset(r, 2 * (c1 % 64)))
-                : spn + r * kLdN + c1;
-    cp_async16(d, gpn + r * kN + c1);
+    for (int u = 0; u < 4; ++u) {
+      const int r = r1 + 16 * u;
+      E* d = kSwz ? reinterpret_cast<E*>(reinterpret_cast<char*>(spn) + (c1 / 64) * 8192 +
+                                         sw128_offset(r, 2 * (c1 % 64)))
+                  : spn + r * kLdN + c1;
+      cp_async16(d, gpn + r * kN + c1);
+    }
   }
   const int r = tid % kQ;
   float* dst = as + tid;  // a in as[0 .. Q), dt' in as[Q .. 2Q)
@@ -151,6 +155,7 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
     if (p.D == nullptr) as[2 * kQ + tid] = 0.f;
     else cp_async4(as + 2 * kQ + tid, p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh));
   }
+  if constexpr (!kTiles) return;
   // rows r0 + rstep u (u < 4) of a tile, 16-byte column chunk c0
   const auto copy_rows = [&](E* s, const void* t, int r0, int rstep, int c0) {
     const E* g = static_cast<const E*>(t) + base;
@@ -192,14 +197,7 @@ __device__ __forceinline__ void load_stage_tma(const SsdWalkParams& p, const Ite
       tma_load_box(maps + 1, st + kTileBytes, bars + 2, trow, it.hh, 0);
     }
   }
-  float* as = reinterpret_cast<float*>(st + 2 * kTileBytes + kPnBytes);
-  const int r = tid % kQ;
-  float* dst = as + tid;  // a in as[0 .. Q), dt' in as[Q .. 2Q)
-  if (r < it.ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + it.ab + r); else *dst = 0.f;
-  if (tid < kP) {  // D in as[2Q .. 2Q + 64)
-    if (p.D == nullptr) as[2 * kQ + tid] = 0.f;
-    else cp_async4(as + 2 * kQ + tid, p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh));
-  }
+  load_stage<E, true, false>(p, it, st, nullptr, nullptr, nullptr, tid, false, 0);
 }
 
 // L2 prefetch of what load_stage copies for item `it` (tiles t0 / t1: a 128-byte line a row; the (p, n) tile: 128
