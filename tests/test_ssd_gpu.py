@@ -242,7 +242,7 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
                                     "pingpong-noown", "pingpong-wgmma", "pingpong-wgmma-nosplit",
-                                    "pingpong-wgmma-ldsm", "pingpong-wgmma-ldsm-tmaload"])
+                                    "pingpong-wgmma-ldsm"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -258,8 +258,7 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     rows with x in the second cp.async group; the default: by the warp that reads them); "pingpong-wgmma(-nosplit)":
     MK_SSD_WALK_WGMMA=1, the output stage's C h_in^T on wgmma (ssd_scan_wg_kernel, sm_90a; the profiler shows it
     ran; the other variants set the switch to 0); "pingpong-wgmma-ldsm": that with MK_SSD_WALK_LDSM=1 (the epilogue's
-    x / z pairs by ldmatrix); "pingpong-wgmma-ldsm-tmaload": that with MK_SSD_WALK_TMA_LOAD=1 (the stages by
-    tensor-map loads; SsdScanTmaLoadParams in the kernel's name)."""
+    x / z pairs by ldmatrix)."""
     _skip_unavailable("triton", "cuda")
     wgmma = "wgmma" in stores
     if wgmma and torch.cuda.get_device_capability() != (9, 0):
@@ -270,9 +269,7 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     monkeypatch.setenv("MK_SSD_WALK_YPRE", "0" if stores == "pingpong-noypre" else "1")
     monkeypatch.setenv("MK_SSD_WALK_SPLITWAIT", "0" if stores.endswith("nosplit") else "1")
     monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
-    ldsm, tma_load = "ldsm" in stores, stores.endswith("tmaload")
-    monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if ldsm else "0")
-    monkeypatch.setenv("MK_SSD_WALK_TMA_LOAD", "1" if tma_load else "0")
+    monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if stores.endswith("ldsm") else "0")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
@@ -304,10 +301,9 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
         torch.cuda.synchronize()
     ran_wg = any("ssd_scan_wg_kernel" in e.name for e in prof.events())
     assert ran_wg == wgmma, f"ssd_scan_wg_kernel ran: {ran_wg}, asked for: {wgmma}"
+    ldsm = stores.endswith("ldsm")
     ran_ldsm = any(re.search(r"ssd_scan_wg_kernel<__nv_bfloat16, true[,>]", e.name) for e in prof.events())
     assert ran_ldsm == ldsm, f"the ldmatrix epilogue ran: {ran_ldsm}, asked for: {ldsm}"
-    ran_load = any("SsdScanTmaLoadParams" in e.name for e in prof.events())
-    assert ran_load == tma_load, f"the TMA loads ran: {ran_load}, asked for: {tma_load}"
     # the output stage serves both forwards (with autograd storing ypre; with MK_SSD_WALK_YPRE=0 the Triton scan
     # runs that one), the state stage both forwards
     done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + (1 if stores == "pingpong-noypre" else 2),
@@ -321,17 +317,14 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("walk_tma_load", [False, True], ids=["walk-cp-async", "walk-tmaload"])
-def test_gpu_cuda_walk_nan_sequence_stays_apart(walk_tma_load, monkeypatch):
-    """Packed sequences through the CUDA walk stages (the state stage's TMA loads by default; the output stage's with
-    MK_SSD_WALK_TMA_LOAD=1): x, B and C of the last sequence all NaN leave the other sequences' outputs and final
-    states bit for bit as without them. The chunk ending the sequence before it holds 1 row (that sequence is 129
+def test_gpu_cuda_walk_nan_sequence_stays_apart():
+    """Packed sequences through the CUDA walk stages (the state stage's TMA loads, the default): x, B and C of the
+    last sequence all NaN leave the other sequences' outputs and final states bit for bit as without them. The chunk ending the sequence before it holds 1 row (that sequence is 129
     tokens): the TMA loads bring the next sequence's rows into its tiles, and the stages must clear them
     (tests/test_ssd_walk_cuda_emu.py checks the same on the CPU)."""
     _skip_unavailable("triton", "cuda")
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the TMA variants run on compute capability 9.0 only")
-    monkeypatch.setenv("MK_SSD_WALK_TMA_LOAD", "1" if walk_tma_load else "0")
     from mamba_kernels.ssd import cuda_walk
     cu = [0, 1, 130, 130, 1000]
     inp = make_inputs(1, 1000, 24, 64, 128, 3, dtype=torch.bfloat16, device="cuda", init=True, nseq=len(cu) - 1)

@@ -57,12 +57,11 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdeca
 # the GPU tests do), "nosplit" (pingpong with MK_SSD_WALK_SPLITWAIT=0: an item starts when its whole stage has
 # landed), "noown" (pingpong with MK_SSD_WALK_OWNROWS=0: z with x in the second group). F2 only: "wgmma" (pingpong
 # with MK_SSD_WALK_WGMMA=1: ssd_scan_wg_kernel, the swizzled tiles read through the emulated wgmma's descriptors; the
-# other walks set it to 0), "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0), "wgmma-ldsm" (wgmma with
-# MK_SSD_WALK_LDSM=1: the epilogue's x / z pairs by ldmatrix) and "wgmma-ldsm-tmaload" (that with
-# MK_SSD_WALK_TMA_LOAD=1: the stages by emulated tensor-map loads, x / z 128-byte-swizzled, zeros past the tensors).
+# other walks set it to 0), "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0) and "wgmma-ldsm" (wgmma with
+# MK_SSD_WALK_LDSM=1: the epilogue's x / z pairs by ldmatrix).
 WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong", "nosplit", "noown")]
 WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan"
-          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-tmaload")]
+          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm")]
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +144,11 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
     _check_walk_stage(case, walk, emu_exe, tmp_path)
 
 
-@pytest.mark.parametrize("walk", ["pingpong", "wgmma-ldsm", "wgmma-ldsm-tmaload"])
+@pytest.mark.parametrize("walk", ["pingpong", "wgmma-ldsm"])
 def test_ssd_scan_stage_keeps_a_nan_sequence_apart(walk, emu_exe, tmp_path):
     """Packed sequences: x of the last one all NaN; the other sequences' outputs stay finite and exact. The chunk
-    ending the sequence before it has 7 rows, so a stage that let the next sequence's rows into the products (the TMA
-    loads bring them into the tile: the team must clear them) would turn them into NaN."""
+    ending the sequence before it has 7 rows, so a stage that let the next sequence's rows into the products would
+    turn them into NaN."""
     _check_walk_stage("scan-b1-l300-varlen-h4-g2-Dhp-z", walk, emu_exe, tmp_path, nan_last=True)
 
 
@@ -203,15 +202,12 @@ def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False):
            "MK_SSD_WALK_SPLITWAIT": "0" if walk.endswith("nosplit") else "1",
            "MK_SSD_WALK_OWNROWS": "0" if walk == "noown" else "1",
            "MK_SSD_WALK_WGMMA": "1" if walk.startswith("wgmma") else "0",
-           "MK_SSD_WALK_LDSM": "1" if walk.startswith("wgmma-ldsm") else "0",
-           "MK_SSD_WALK_TMA_LOAD": "1" if walk == "wgmma-ldsm-tmaload" else "0"}
+           "MK_SSD_WALK_LDSM": "1" if walk == "wgmma-ldsm" else "0"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran
     # the wgmma variant ran (its emulated products counted) exactly when asked for
     assert ("wgmma 0" in res.stdout) != walk.startswith("wgmma"), res.stdout
-    # the TMA loads ran exactly when asked for
-    assert (re.search(r"tma \d+ / 0\n", res.stdout) is None) == (walk == "wgmma-ldsm-tmaload"), res.stdout
     f64 = {k: t.to(F64) for k, t in dict(x=x, dy=dy, z=z, rows=rows, cb=cb, dtp=dtp, a=a, pn=pn).items()}
     D64 = None if D is None else D.to(F64)
     # outputs carry the bf16 rounding of the decay-weighted C B^T operand and of the bf16 store (measured ~2e-3

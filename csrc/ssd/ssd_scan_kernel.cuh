@@ -9,20 +9,10 @@
 //   y_t = v_t (exp(a_m) (C h_in^T)_t + sum_{s < 16 tb} cb(t, s) u_s dt'_s x_s) + (diagonal block, exact decays) + D x_t
 // and out = y silu(z); 4 exps a lane an earlier block.
 #pragma once
-#include <type_traits>
-
 #include "ssd/ssd_walk.cuh"
 
 namespace mamba_kernels {
 namespace ssd_walk {
-
-// The TMA-load variant's parameters (MK_SSD_WALK_TMA_LOAD; ssd_scan_wg_kernel): the stage's, and tensor maps of x and
-// z as (tokens, nheads, 64) (boxes of 128 tokens x 1 head x 64 p) and of h_in as (n_slots nheads 64) rows x 1 x 128
-// (boxes of 64 rows x 64 n), passed as a __grid_constant__ kernel parameter: maps[0] x, maps[1] z (unused when z is
-// null), maps[2] h_in (run_walk's kTmaLoad).
-struct SsdScanTmaLoadParams : SsdScanParams {
-  TmaDesc maps[3];
-};
 
 // (cb(t, s), cb(t, s + 1)) of one A register times exp(a_t - a_s) dt'_s where s <= t < ln, else 0 (select, never
 // multiply: the upper triangle may hold anything). Diagonal blocks only.
@@ -40,11 +30,9 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
 // 1: F2 231.4-234.7 us against 236.3-237.5): a half's x and z pairs come by two ldmatrix.x4 each (the
 // accumulator's order is ldmatrix's) instead of 8 four-byte shared loads each (F2's epilogue stalls on those loads:
 // ncu, session 27).
-// kSwzT (with kLdsm; the TMA loads): x and z 128-byte-swizzled (a_times_tile's kSwzT) instead of padded rows.
-template <typename E, bool kLdsm = false, bool kSwzT = false>
+template <typename E, bool kLdsm = false>
 __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item& it, const float (&acc)[8][4],
                                               const E* xs, const Stage<E>& st, int t0, int lane, E* sw) {
-  static_assert(!kSwzT || kLdsm, "the swizzled tiles are read by ldmatrix");
   const E* zs = st.tile1();
   const float* Ds = st.D();
   const int ln = it.ln, g = lane >> 2, q = lane & 3, tA = t0 + g;
@@ -59,11 +47,9 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
     if constexpr (kLdsm) {
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj) {
-        const int r = t0 + 8 * hf + (lane & 7), c = 4 * jj + (lane >> 3);  // row, 16-byte chunk
-        const int off = kSwzT ? int(sw128_offset(r, 16 * c)) : 2 * (r * kLdP + 8 * c);  // bytes
-        ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(xw + 4 * jj), reinterpret_cast<const char*>(xs) + off);
-        if (p.z != nullptr)
-          ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(zw + 4 * jj), reinterpret_cast<const char*>(zs) + off);
+        const int off = (t0 + 8 * hf + (lane & 7)) * kLdP + 8 * (4 * jj + (lane >> 3));
+        ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(xw + 4 * jj), xs + off);
+        if (p.z != nullptr) ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(zw + 4 * jj), zs + off);
       }
     }
 #pragma unroll
@@ -103,7 +89,7 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
 
 // acc (16 x 64, C h_in^T of the warp's rows t0 .. t0 + 15 over n, unscaled) becomes y without D x: acc exp(a_t) plus
 // the causal sum over the chunk's earlier blocks (u-weighted, then v-scaled; see the header) and the diagonal block.
-template <typename E, bool kSwzT = false>
+template <typename E>
 __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, const E* xs, const float* as,
                                             const float* dts, int t0, int tb, int ln, int lane) {
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
@@ -122,7 +108,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     af.r[1] = scale_pair(r[1], u0, u1);
     af.r[2] = scale_pair(r[2], u8, u9);
     af.r[3] = scale_pair(r[3], u8, u9);
-    a_times_tile<E, kSwzT>(acc, af, xs, 16 * sb, lane);
+    a_times_tile<E>(acc, af, xs, 16 * sb, lane);
   }
   const float a_tA = as[tA], a_tB = as[tB];
   scale_acc_rows(acc, tA < ln ? __expf(a_tA - a_m) : 0.f, tB < ln ? __expf(a_tB - a_m) : 0.f);
@@ -137,7 +123,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     af.r[1] = causal_pair(r[1], tB, s, a_tB, as0, as1, d0, d1, ln);
     af.r[2] = causal_pair(r[2], tA, s + 8, a_tA, as8, as9, d8, d9, ln);
     af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
-    a_times_tile<E, kSwzT>(acc, af, xs, t0, lane);
+    a_times_tile<E>(acc, af, xs, t0, lane);
   }
 }
 
@@ -149,7 +135,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
 // stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
 // fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
 // other's fragments at every k16 step.
-template <typename E, bool kWgmma, bool kLdsm, bool kSwzT = false, typename WaitRest, typename WaitOwn>
+template <typename E, bool kWgmma, bool kLdsm, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
@@ -176,9 +162,9 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
     wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   }
-  scan_causal<E, kSwzT>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
+  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E, kLdsm, kSwzT>(p, it, acc, xs, st, t0, lane, sw);
+  scan_epilogue<E, kLdsm>(p, it, acc, xs, st, t0, lane, sw);
 }
 
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
@@ -192,22 +178,15 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
 }
 
 // The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there);
-// kLdsm: scan_epilogue's ldmatrix loads; PP = SsdScanTmaLoadParams (with kLdsm): the stages by tensor-map loads
-// (run_walk's kTmaLoad), x and z 128-byte-swizzled.
-template <typename E, bool kLdsm = false, typename PP = SsdScanParams>
-__global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const __grid_constant__ PP p) {
+// kLdsm: scan_epilogue's ldmatrix loads.
+template <typename E, bool kLdsm = false>
+__global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdScanParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
-  constexpr bool kTmaLoad = std::is_same_v<PP, SsdScanTmaLoadParams>;
-  static_assert(!kTmaLoad || kLdsm, "the TMA loads come with the ldmatrix epilogue");
-  const TmaDesc* maps = nullptr;
-  if constexpr (kTmaLoad) maps = p.maps;
-  run_walk<E, 2, true, kTmaLoad>(
-      p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
-      [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
-          const auto& wait_rest, const auto& wait_own) {
-        scan_item<E, true, kLdsm, kTmaLoad>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
-      },
-      maps);
+  run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
+                       [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
+                           const auto& wait_rest, const auto& wait_own) {
+                         scan_item<E, true, kLdsm>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                       });
 #else
   __trap();
 #endif

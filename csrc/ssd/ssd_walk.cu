@@ -67,11 +67,11 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_STATE_TMA_LOAD (on, kStateTmaLoadDefault): with the TMA stores, F1's B and x tiles by tensor-map loads
 //     completing on an mbarrier a stage (ssd_state_wg_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread.
 //     H200, shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
-//   MK_SSD_WALK_TMA_LOAD (off, kWalkTmaLoadDefault; lab, not GPU-timed): with the ldmatrix epilogue, F2's wgmma kernel
-//     loads its stages by tensor-map loads (the (p, n) tile, x and z on a barrier each; x / z 128-byte-swizzled;
-//     ssd_walk.cuh, load_stage_tma) instead of ~12 cp.async a thread and item.
+//     F2's stages by the same kind of loads (the (p, n) tile, x and z on three barriers a team, issued by the team's
+//     thread 0; x / z 128-byte-swizzled) did not pay: 243.5-245.3 us against 231.7-236.5 (1566722, three
+//     alternating profiles each; removed).
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
-               kStateTmaLoadDefault = true, kWalkTmaLoadDefault = false;  // (the CPU emulation's checks read them too)
+               kStateTmaLoadDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -182,28 +182,11 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
-  const bool ldsm = env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault);
-  if (ldsm && env_switch("MK_SSD_WALK_TMA_LOAD", kWalkTmaLoadDefault)) {
-    // x / z as (tokens, nheads, 64) and h_in as (n_slots nheads 64) x 1 x 128 for the wgmma kernel's TMA loads (the
-    // other kernels take the parameters without the maps); tensors the maps cannot describe keep cp.async
-    ssd_walk::SsdScanTmaLoadParams q;
-    static_cast<SsdScanParams&>(q) = p;
-    const uint64_t T = uint64_t(p.w.batch) * uint64_t(p.w.seqlen), H = uint64_t(p.w.nheads);
-    constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
-    const auto tile_map = [&](TmaDesc* m, const void* base) {
-      return tma_encode_bf16(m, const_cast<void*>(base), T, H, kP, kP * 2, H * kP * 2, ssd_walk::kQ) == nullptr;
-    };
-    if (T > 0 && tile_map(&q.maps[0], p.x) && (p.z == nullptr || tile_map(&q.maps[1], p.z)) &&
-        tma_encode_bf16(&q.maps[2], const_cast<void*>(p.hin), uint64_t(p.w.n_slots) * H * kP, 1, kN, kN * 2, kN * 2,
-                        kP) == nullptr)
-      return launch_walk_stage(q, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>,
-                               ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>, stream,
-                               ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true, ssd_walk::SsdScanTmaLoadParams>);
-  }
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
-                           ldsm ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
-                                : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
+                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault)
+                               ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                               : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
 }
 
 }  // namespace mamba_kernels

@@ -16,7 +16,6 @@
 #pragma once
 #include "common/named_barrier.h"
 #include "common/smem_optin.h"
-#include "common/tma.h"
 #include "common/wgmma.h"
 #include "ssd/ssd.h"
 #include "ssd/ssd_mma.cuh"
@@ -36,9 +35,6 @@ constexpr int kTileBytes = kQ * kLdP * 2, kPnBytes = kP * kLdN * 2;
 constexpr int kStageBytes = (2 * kTileBytes + kPnBytes + (2 * kQ + kP) * 4 + 1023) / 1024 * 1024;
 constexpr int kSmemBytes = kCbBytes + kRowsBytes + 2 * kStageBytes;       // 178 KB: one CTA an SM
 constexpr int kStagingBytes = kWarps * 16 * kLdP * 2;                    // a warp's 16 output staging rows (18 KB)
-// kTmaLoad (below): a team's three stage barriers (the (p, n) tile, t0, t1) in its stage's last 64 bytes
-constexpr int kStageBarOffset = kStageBytes - 64;
-static_assert(2 * kTileBytes + kPnBytes + (2 * kQ + kP) * 4 <= kStageBarOffset, "the barriers fit the stage's slack");
 
 // A stage's parts: tiles t0 / t1 (Q x p), the (p, n) tile, a / dt' / D rows.
 template <typename E> struct Stage {
@@ -128,25 +124,21 @@ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
 // t1_group is 3, each warp copying the rows of its own row block (warp_row_block), which only it reads.
 // kSwz (the wgmma variant of F2): the (p, n) tile is written 128-byte-swizzled for wgmma's B operand, K-major in two
 // 64-wide n blocks of 8 KB (row p, n chunk c at (c / 8) 8192 + sw128_offset(p, 16 (c % 8))).
-// kTiles false (load_stage_tma, whose tensor-map loads bring the tiles): only a / dt' / D, uncommitted.
-template <typename E, bool kSwz = false, bool kTiles = true>
+template <typename E, bool kSwz = false>
 __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& it, char* st, const void* t0,
                                            const void* t1, const void* pn, int tid, bool split, int t1_group) {
   E* spn = reinterpret_cast<E*>(st + 2 * kTileBytes);
   float* as = reinterpret_cast<float*>(st + 2 * kTileBytes + kPnBytes);
   const int hp = int(p.nheads) * kP;
   const int64_t base = (it.tok0 * p.nheads + it.hh) * kP;
-  if constexpr (kTiles) {
-    const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
-    const int r1 = tid >> 4, c1 = (tid & 15) * 8;
+  const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
+  const int r1 = tid >> 4, c1 = (tid & 15) * 8;
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int r = r1 + 16 * u;
-      E* d = kSwz ? reinterpret_cast<E*>(reinterpret_cast<char*>(spn) + (c1 / 64) * 8192 +
-                                         sw128_offset(r, 2 * (c1 % 64)))
-                  : spn + r * kLdN + c1;
-      cp_async16(d, gpn + r * kN + c1);
-    }
+  for (int u = 0; u < 4; ++u) {
+    const int r = r1 + 16 * u;
+    E* d = kSwz ? reinterpret_cast<E*>(reinterpret_cast<char*>(spn) + (c1 / 64) * 8192 + sw128_offset(r, 2 * (c1 % 64)))
+                : spn + r * kLdN + c1;
+    cp_async16(d, gpn + r * kN + c1);
   }
   const int r = tid % kQ;
   float* dst = as + tid;  // a in as[0 .. Q), dt' in as[Q .. 2Q)
@@ -155,7 +147,6 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
     if (p.D == nullptr) as[2 * kQ + tid] = 0.f;
     else cp_async4(as + 2 * kQ + tid, p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh));
   }
-  if constexpr (!kTiles) return;
   // rows r0 + rstep u (u < 4) of a tile, 16-byte column chunk c0
   const auto copy_rows = [&](E* s, const void* t, int r0, int rstep, int c0) {
     const E* g = static_cast<const E*>(t) + base;
@@ -174,30 +165,6 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
   if (tg == 2 && t1 != nullptr) copy_rows(s1, t1, tid >> 3, 32, (tid & 7) * 8);
   if (split) cp_async_commit();
   if (tg == 3 && t1 != nullptr) copy_rows(s1, t1, 16 * warp_row_block(tid >> 5) + ((tid & 31) >> 3), 4, (tid & 7) * 8);
-}
-
-// kTmaLoad (walk_items_pingpong's TMA variant; kSwz layouts): item `it`'s stage by tensor-map loads, issued by the
-// team's thread 0: the (p, n) tile's two n blocks on bars[0] (maps[2]: the (n_slots, h, p, n) tensor as
-// (n_slots h p) rows x 1 x n), tile t0 on bars[1] and t1 (when has_t1) on bars[2] (maps[0] / maps[1]: the (b, l, h, p)
-// tensors as (tokens, h, p); a tile 128-byte-swizzled, 128 token rows of 64 p: rows past ln hold the tensor's next
-// rows, zeros past its end); a / dt' / D by cp.async as load_stage copies them (uncommitted).
-template <typename E>
-__device__ __forceinline__ void load_stage_tma(const SsdWalkParams& p, const Item& it, char* st, const TmaDesc* maps,
-                                               bool has_t1, int tid) {
-  uint64_t* const bars = reinterpret_cast<uint64_t*>(st + kStageBarOffset);
-  if (tid == 0) {
-    const int prow = int((it.k * p.nheads + it.hh) * kP), trow = int(it.tok0);
-    mbar_expect_tx(bars, 2 * 8192);
-    tma_load_box(maps + 2, st + 2 * kTileBytes, bars, prow, 0, 0);
-    tma_load_box(maps + 2, st + 2 * kTileBytes + 8192, bars, prow, 0, 64);
-    mbar_expect_tx(bars + 1, kQ * 128);
-    tma_load_box(maps, st, bars + 1, trow, it.hh, 0);
-    if (has_t1) {
-      mbar_expect_tx(bars + 2, kQ * 128);
-      tma_load_box(maps + 1, st + kTileBytes, bars + 2, trow, it.hh, 0);
-    }
-  }
-  load_stage<E, true, false>(p, it, st, nullptr, nullptr, nullptr, tid, false, 0);
 }
 
 // L2 prefetch of what load_stage copies for item `it` (tiles t0 / t1: a 128-byte line a row; the (p, n) tile: 128
@@ -297,28 +264,15 @@ __device__ __forceinline__ void scale_acc_rows(float (&acc)[8][4], float v0, flo
     for (int e = 0; e < 4; ++e) acc[j][e] *= e < 2 ? v0 : v1;
 }
 
-// acc (16 x 64) += A tile (16 x 16) times rows [k0, k0 + 16) of a (Q x p) stage tile (ldmatrix.trans). kSwzT: the
-// tile is 128-byte-swizzled (row r's 16-byte chunk c at sw128_offset(r, 16 c): the TMA loads' layout, kTmaLoad)
-// instead of padded rows kLdP apart.
-template <typename E, bool kSwzT = false>
+// acc (16 x 64) += A tile (16 x 16) times rows [k0, k0 + 16) of a (Q x p) stage tile (ldmatrix.trans).
+template <typename E>
 __device__ __forceinline__ void a_times_tile(float (&acc)[8][4], const typename Frag<E>::A& af, const E* tile, int k0,
                                              int lane) {
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int jj = 0; jj < 4; ++jj) {
     typename Frag<E>::B b0, b1;
-    if constexpr (kSwzT) {  // as b_rows2: matrices (k 0-7, c 0-7) (k 8-15, c 0-7) (k 0-7, c 8-15) (k 8-15, c 8-15)
-      const int m = lane >> 3;
-      uint32_t r[4];
-      ssd_cuda::ldsm_x4_trans(r, reinterpret_cast<const char*>(tile) +
-                                     sw128_offset(k0 + (lane & 7) + 8 * (m & 1), 16 * (2 * jj + (m >> 1))));
-      b0.r[0] = r[0];
-      b0.r[1] = r[1];
-      b1.r[0] = r[2];
-      b1.r[1] = r[3];
-    } else {
-      ssd_cuda::b_rows2<E>(b0, b1, tile + k0 * kLdP + 16 * jj, kLdP, g, q);
-    }
+    ssd_cuda::b_rows2<E>(b0, b1, tile + k0 * kLdP + 16 * jj, kLdP, g, q);
     Frag<E>::mma(acc[2 * jj], af, b0);
     Frag<E>::mma(acc[2 * jj + 1], af, b1);
   }
@@ -419,14 +373,9 @@ __device__ __forceinline__ void team_barrier(int team) { named_bar_sync<kThreads
 // the teams') + 2 kStagingBytes.
 // kSwz: the resident rows and the (p, n) tiles are written swizzled (load_resident, load_stage), and every thread
 // fences its landed copies into the async proxy before the barrier that hands them to the team (wgmma reads them).
-// kTmaLoad (with kSwz; has_t1: t1 is loaded): load issues load_stage_tma, whose three barriers complete once an item
-// (parity: the team's items so far, mod 2); the team waits for the (p, n) tile before the item, wait_rest() for t0
-// (then the team clears t0's rows past ln: the products must see zeros there, as after load_stage's zero-filled
-// copies), wait_own() for t1 (its rows past ln reach only outputs that are not stored).
-template <typename E, bool kSwz, bool kTmaLoad = false, typename Load, typename Compute, typename Prefetch>
+template <typename E, bool kSwz, typename Load, typename Compute, typename Prefetch>
 __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char* smem, Load load, Compute compute,
-                                                    Prefetch prefetch, bool has_t1 = false) {
-  static_assert(!kTmaLoad || kSwz, "the TMA loads write the swizzled layouts");
+                                                    Prefetch prefetch) {
   E* cbs = reinterpret_cast<E*>(smem);
   E* rs = reinterpret_cast<E*>(smem + kCbBytes);
   const int tid = threadIdx.x, team = tid / kThreads;
@@ -434,47 +383,21 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
   const int64_t total = p.n_slots * p.nheads, hpg = p.nheads / p.ngroups;
   const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
   const bool split = p.split_wait;
-  uint64_t* const bars = reinterpret_cast<uint64_t*>(st + kStageBarOffset);  // kTmaLoad
-  unsigned phase = 0;  // kTmaLoad: the parity of the team's current item
-  int cur_ln = 0;      // kTmaLoad: the current item's length (wait_rest's clearing)
-  if constexpr (kTmaLoad) {
-    if (tid % kThreads == 0)
-      for (int b = 0; b < 3; ++b) mbar_init(bars + b, 1);
-    __syncthreads();
-  }
   const auto landed = [] {  // this thread's waited-for copies, for wgmma too
     if constexpr (kSwz) fence_proxy_async();
   };
   const auto wait_rest = [&] {  // load_stage's group 2, visible to the team
-    if constexpr (kTmaLoad) {
-      mbar_wait(bars + 1, phase);
-      for (int i = tid % kThreads + cur_ln * 8; i < kQ * 8; i += kThreads)  // t0's rows past ln: zeros
-        *reinterpret_cast<uint4*>(st + (i >> 3) * 128 + (i & 7) * 16) = make_uint4(0u, 0u, 0u, 0u);
-      fence_proxy_async();  // (before the next load_stage_tma writes the stage through the async proxy)
-      team_barrier(team);
-    } else if (split) {
+    if (split) {
       cp_async_wait<1>();
       landed();
       team_barrier(team);
     }
   };
   const auto wait_own = [&] {  // group 3: the warp's own rows
-    if constexpr (kTmaLoad) {
-      if (has_t1) mbar_wait(bars + 2, phase);
-    } else if (split) {
+    if (split) {
       cp_async_wait<0>();
       __syncwarp();
     }
-  };
-  // kTmaLoad: after an item's load, its rows (cp.async) and (p, n) tile; else load_stage's first group(s)
-  const auto wait_first = [&](bool has_item) {
-    if constexpr (kTmaLoad) {
-      cp_async_wait<0>();
-      if (has_item) mbar_wait(bars, phase);
-    } else {
-      if (split && has_item) cp_async_wait<2>(); else cp_async_wait<0>();
-    }
-    landed();
   };
   for (int64_t s0 = i0; s0 < i1;) {
     const int64_t s1 = (s0 / hpg + 1) * hpg < i1 ? (s0 / hpg + 1) * hpg : i1;  // this (chunk, group)'s items
@@ -488,20 +411,16 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
     }
     cp_async_commit();
-    wait_first(it < s1);
+    if (split && it < s1) cp_async_wait<2>(); else cp_async_wait<0>();
+    landed();
     __syncthreads();  // the resident tiles (team 0's copies) and each team's first stage (group) have landed
     while (it < s1) {
-      cur_ln = cur.ln;
       if (cur.ln > 0) {
         compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs), Stage<E>{st}, wait_rest, wait_own);
-      } else if constexpr (kTmaLoad) {
-        mbar_wait(bars + 1, phase);  // its tiles land before the next load reuses the stage
-        if (has_t1) mbar_wait(bars + 2, phase);
       } else if (split) {
         cp_async_wait<0>();  // its other groups land before the next load reuses the stage
       }
       team_barrier(team);  // the team is done reading its stage
-      phase ^= 1u;
       it += 2;
       if (it >= s1) break;
       // (found again rather than kept from the prefetch: an Item live across compute spills in B2 at 128 registers)
@@ -509,7 +428,8 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       load(cur, st);
       if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
       cp_async_commit();
-      wait_first(true);
+      if (split) cp_async_wait<2>(); else cp_async_wait<0>();
+      landed();
       team_barrier(team);
     }
     s0 = s1;
@@ -532,24 +452,22 @@ __device__ __forceinline__ E* warp_staging(int warp) {
 // calling wait_rest(), which every thread of the team calls once (early-returning warps too), and t1 in group 3 only
 // after wait_own() (every warp, once, after wait_rest).
 // kSwz (two teams only): the swizzled layouts of the wgmma variant (load_stage, load_resident).
-// kTmaLoad (with kSwz; maps: t0's, t1's and pn's tensor maps, load_stage_tma): the stages by tensor-map loads.
-template <typename E, int kTeams, bool kSwz = false, bool kTmaLoad = false, typename ItemFn>
+template <typename E, int kTeams, bool kSwz = false, typename ItemFn>
 __device__ __forceinline__ void run_walk(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
-                                         int t1_group, ItemFn item, const TmaDesc* maps = nullptr) {
+                                         int t1_group, ItemFn item) {
   static_assert(!kSwz || kTeams == 2, "the swizzled layouts are walked by two teams");
   const int tid = threadIdx.x, lane = tid & 31, ttid = tid % kThreads, warp = ttid >> 5;
   E* const sw = warp_staging<E>(tid >> 5);
   char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
   const bool split = kTeams == 2 && w.split_wait;
   const auto load = [&](const Item& it, char* st) {
-    if constexpr (kTmaLoad) load_stage_tma<E>(w, it, st, maps, t1 != nullptr, ttid);
-    else load_stage<E, kSwz>(w, it, st, t0, t1, pn, ttid, split, t1_group);
+    load_stage<E, kSwz>(w, it, st, t0, t1, pn, ttid, split, t1_group);
   };
   const auto compute = [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, const auto& wait_rest,
                            const auto& wait_own) { item(it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own); };
   const auto prefetch = [&](const Item& it) { prefetch_stage<E>(w, it, t0, t1, pn, ttid); };
   if constexpr (kTeams == 1) walk_items<E>(w, smem, load, compute);
-  else walk_items_pingpong<E, kSwz, kTmaLoad>(w, smem, load, compute, prefetch, t1 != nullptr);
+  else walk_items_pingpong<E, kSwz>(w, smem, load, compute, prefetch);
 }
 
 // Dynamic shared memory of a walk kernel with `teams` teams of 8 warps (1: walk_items, 2: walk_items_pingpong).

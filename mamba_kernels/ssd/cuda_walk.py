@@ -30,8 +30,8 @@ forward 0.4066 ms, forward + backward 1.724 ms (1662b68). Session 28: F1 adds tw
 (MK_SSD_STATE_PAIRS; 148.8 against 150.9 us) and F2's epilogue loads x / z by ldmatrix (MK_SSD_WALK_LDSM; 233 against
 237 us), both on by default. Session 32: F1 moves its tiles and chunk-entry states by the tensor memory accelerator
 (MK_SSD_STATE_TMA, MK_SSD_STATE_TMA_LOAD; csrc/common/tma.h; 126-128 against 146-149 us), on by default; forward
-0.3739 ms, forward + backward 1.697 ms (f06d819). MK_SSD_WALK_TMA_LOAD=1 (off; not yet timed) loads F2's stages the
-same way. CALLS counts the CUDA launches per stage (tests assert that they happened).
+0.3739 ms, forward + backward 1.697 ms (f06d819); F2's stages loaded the same way were slower (244 against 234 us;
+removed in session 33). CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
