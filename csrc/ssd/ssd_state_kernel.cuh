@@ -170,71 +170,28 @@ __device__ __forceinline__ void state_load(const SsdStateParams& p, const StateC
 
 // x_s *= w_s = exp(a_L - a_s) dt'_s in place, each thread on the 16-byte chunks it copied (state_load; rows past ln
 // are zero); a swizzled kX: then the fence that hands them to wgmma (the caller's barrier follows).
-// kBatch (MK_SSD_STATE_BATCH; ssd_state_wg_kernel): every walk's rows and chunks are loaded before any is stored. Why:
-// in the walk-by-walk loop each shared load follows the previous walk's store to the same stage, which the compiler
-// cannot move it above (it may alias), so the 2 W load -> exp -> scale -> store chains run one after another; ncu of
-// F1 at shape 1 (session 33) put 32% of its stall samples there, mostly short-scoreboard waits on those loads.
-template <typename E, int W, int kX = kXPlain, bool kBatch = false>
+template <typename E, int W, int kX = kXPlain>
 __device__ __forceinline__ void state_scale(const StateCta& c, char* st, int ln, int tid) {
-  const auto chunk = [&](int i, int r) -> uint4* {
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
     char* wb = state_walk_base<W, kX>(st, i);
-    return kX == kXPairs   ? reinterpret_cast<uint4*>(wb + pair_x_offset(i, r, tid & 3))
-           : kX == kXSwz64 ? reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)))
-                           : reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
-  };
-  const auto scaled = [](uint4 t, float w) {
-    t.x = scale_pair(t.x, w, w);
-    t.y = scale_pair(t.y, w, w);
-    t.z = scale_pair(t.z, w, w);
-    t.w = scale_pair(t.w, w, w);
-    return t;
-  };
-  if constexpr (kBatch) {
-    // every load first (walk slots past nw and rows past ln read in-stage memory and are not stored)
-    uint4 t[W][2];
-    float aL[W], ar[W][2], dr[W][2];
+    const float* rowsf = state_walk_rows<W, kX>(st, i);
+    const float aL = rowsf[ln - 1];
 #pragma unroll
-    for (int i = 0; i < W; ++i) {
-      const float* rowsf = state_walk_rows<W, kX>(st, i);
-      aL[i] = rowsf[ln - 1];
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int r = (tid >> 2) + 64 * u;
-        ar[i][u] = rowsf[r];
-        dr[i][u] = rowsf[kQ + r];
-        t[i][u] = *chunk(i, r);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < W; ++i) {
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int r = (tid >> 2) + 64 * u;
-        if (i < c.nw && r < ln) *chunk(i, r) = scaled(t[i][u], __expf(aL[i] - ar[i][u]) * dr[i][u]);
-      }
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < W; ++i) {
-      if (i >= c.nw) break;
-      char* wb = state_walk_base<W, kX>(st, i);
-      const float* rowsf = state_walk_rows<W, kX>(st, i);
-      const float aL = rowsf[ln - 1];
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int r = (tid >> 2) + 64 * u;
-        if (r >= ln) continue;
-        const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
-        uint4* v = kX == kXPairs   ? reinterpret_cast<uint4*>(wb + pair_x_offset(i, r, tid & 3))
-                   : kX == kXSwz64 ? reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)))
-                                   : reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
-        uint4 t = *v;
-        t.x = scale_pair(t.x, w, w);
-        t.y = scale_pair(t.y, w, w);
-        t.z = scale_pair(t.z, w, w);
-        t.w = scale_pair(t.w, w, w);
-        *v = t;
-      }
+    for (int u = 0; u < 2; ++u) {
+      const int r = (tid >> 2) + 64 * u;
+      if (r >= ln) continue;
+      const float w = __expf(aL - rowsf[r]) * rowsf[kQ + r];
+      uint4* v = kX == kXPairs   ? reinterpret_cast<uint4*>(wb + pair_x_offset(i, r, tid & 3))
+                 : kX == kXSwz64 ? reinterpret_cast<uint4*>(wb + sw64_offset(r, 16 * (tid & 3)))
+                                 : reinterpret_cast<uint4*>(reinterpret_cast<E*>(wb) + r * kLdH + (tid & 3) * 8);
+      uint4 t = *v;
+      t.x = scale_pair(t.x, w, w);
+      t.y = scale_pair(t.y, w, w);
+      t.z = scale_pair(t.z, w, w);
+      t.w = scale_pair(t.w, w, w);
+      *v = t;
     }
   }
   if constexpr (kX != kXPlain) fence_proxy_async();

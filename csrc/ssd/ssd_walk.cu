@@ -67,13 +67,13 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_STATE_TMA_LOAD (on, kStateTmaLoadDefault): with the TMA stores, F1's B and x tiles by tensor-map loads
 //     completing on an mbarrier a stage (ssd_state_wg_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread.
 //     H200, shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
+//     Measured and removed: the x scaling with every walk's loads issued before any store (ffe9dc4; ncu had 32% of
+//     F1's stall samples in that phase): 131.1-132.4 us against 125.3-127.9 (three alternating profiles each).
 //     F2's stages by the same kind of loads (the (p, n) tile, x and z on three barriers a team, issued by the team's
 //     thread 0; x / z 128-byte-swizzled) did not pay: 243.5-245.3 us against 231.7-236.5 (1566722, three
 //     alternating profiles each; removed).
-//   MK_SSD_STATE_BATCH (off, kStateBatchDefault; lab, not GPU-timed): with the TMA loads, F1's scaling loads every
-//     walk's rows before it stores any (ssd_state_kernel.cuh, state_scale's kBatch).
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
-               kStateTmaLoadDefault = true, kStateBatchDefault = false;  // (the CPU emulation's checks read them too)
+               kStateTmaLoadDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -158,7 +158,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
     // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
     // cp.async copies
-    ssd_walk::SsdStateBatchParams q;  // (an SsdStateTmaLoadParams and SsdStateTmaParams as well)
+    ssd_walk::SsdStateTmaLoadParams q;
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
@@ -169,10 +169,8 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
           tma_encode_bf16(&q.b_map, const_cast<void*>(p.B), T, G, kN, kN * 2, G * kN * 2, ssd_walk::kQ) == nullptr &&
           tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, ssd_walk::kQ) ==
               nullptr;
-      const StateKernel tk = !loads                                                     ? StateKernel::kWgmmaPairsTma
-                             : env_switch("MK_SSD_STATE_BATCH", kStateBatchDefault) ? StateKernel::kWgmmaPairsTmaLoadBatch
-                                                                                    : StateKernel::kWgmmaPairsTmaLoad;
-      const cudaError_t e = launch_state_w(q, walks, tk, s);
+      const cudaError_t e =
+          launch_state_w(q, walks, loads ? StateKernel::kWgmmaPairsTmaLoad : StateKernel::kWgmmaPairsTma, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
   }
