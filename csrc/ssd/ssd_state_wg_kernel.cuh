@@ -21,6 +21,9 @@ struct SsdStateTmaParams : SsdStateParams {
 struct SsdStateTmaLoadParams : SsdStateTmaParams {
   TmaDesc b_map, x_map;
 };
+// kLateWait (MK_SSD_STATE_LATE_WAIT, with kTmaLoad): the issuer waits for the copy engine to have read a chunk's h_in
+// boxes just before the next chunk's staging barrier, not before the chunk's last barrier.
+struct SsdStateLateWaitParams : SsdStateTmaLoadParams {};
 
 // kTmaLoad: the stage of chunk `chunk`: thread 0 expects the tiles' bytes on `bar` and issues their tensor-map loads
 // (the B tile's two n blocks, one box a walk pair; rows past the tensor come as zeros, rows past ln as whatever the
@@ -96,7 +99,8 @@ template <typename E, int W, bool kPairs = false, typename PP = SsdStateParams>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_constant__ PP p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   constexpr bool kTma = std::is_base_of_v<SsdStateTmaParams, PP>;
-  constexpr bool kTmaLoad = std::is_same_v<PP, SsdStateTmaLoadParams>;
+  constexpr bool kTmaLoad = std::is_base_of_v<SsdStateTmaLoadParams, PP>;
+  constexpr bool kLateWait = std::is_same_v<PP, SsdStateLateWaitParams>;
   static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
@@ -161,6 +165,9 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
       if (ln < kQ) state_zero_tail<W>(st, ln, tid);
     }
     state_scale<E, W, kX>(c, st, ln, tid);
+    if constexpr (kLateWait) {
+      if (tma_issuer) tma_wait_read<0>();  // the previous chunk's boxes are read: this chunk's staging may rewrite them
+    }
     __syncthreads();
     // h_in of chunk k = S (bf16, staged as (p, n) rows by stmatrix.trans: the accumulator holds (n, p)), then
     // S *= exp(a_L). Matrix m of a walk's two x4 stores: p rows 8 (2 u + m / 2) .., n columns 8 (m % 2) ..
@@ -267,7 +274,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
       }
     }
     wgmma_wait<0>();
-    if (tma_issuer) tma_wait_read<0>();  // the boxes are read: the next chunk's staging may rewrite them
+    if (!kLateWait && tma_issuer) tma_wait_read<0>();  // the boxes are read: the next chunk's staging may rewrite them
     __syncthreads();  // stage k's last readers (every warpgroup's products) are done: the next iteration loads into it
   }
   if (tma_issuer) tma_wait_all();
@@ -304,11 +311,13 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
-// kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD).
-enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad };
+// kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
+// for the boxes' reads, MK_SSD_STATE_LATE_WAIT).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
-// (kWgmmaPairsTma / kWgmmaPairsTmaLoad: p is an SsdStateTmaParams / SsdStateTmaLoadParams with its tensor maps.)
+// (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate: p is an SsdStateTmaParams / SsdStateTmaLoadParams /
+// SsdStateLateWaitParams with its tensor maps.)
 template <int W>
 cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
@@ -325,8 +334,11 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
-      which == StateKernel::kWgmmaPairsTmaLoad) {
+      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate) {
     if constexpr (W <= kStateWgMaxWalks) {
+      if (which == StateKernel::kWgmmaPairsTmaLoadLate)
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
+                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));
       if (which == StateKernel::kWgmmaPairsTmaLoad)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateTmaLoadParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateTmaLoadParams&>(p));

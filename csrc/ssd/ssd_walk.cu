@@ -69,11 +69,14 @@ const char* check_walk(const SsdWalkParams& p) {
 //     H200, shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
 //     Measured and removed: the x scaling with every walk's loads issued before any store (ffe9dc4; ncu had 32% of
 //     F1's stall samples in that phase): 131.1-132.4 us against 125.3-127.9 (three alternating profiles each).
+//   MK_SSD_STATE_LATE_WAIT (off, kStateLateWaitDefault; lab, not GPU-timed): with the TMA loads, the issuer waits for
+//     the copy engine's reads of a chunk's h_in boxes only before the next chunk's staging barrier (ncu: the loop-end
+//     barrier held 16% of F1's stall samples, behind the issuer's wait).
 //     F2's stages by the same kind of loads (the (p, n) tile, x and z on three barriers a team, issued by the team's
 //     thread 0; x / z 128-byte-swizzled) did not pay: 243.5-245.3 us against 231.7-236.5 (1566722, three
 //     alternating profiles each; removed).
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
-               kStateTmaLoadDefault = true;  // (the CPU emulation's checks read them too)
+               kStateTmaLoadDefault = true, kStateLateWaitDefault = false;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -158,7 +161,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
     // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
     // cp.async copies
-    ssd_walk::SsdStateTmaLoadParams q;
+    ssd_walk::SsdStateLateWaitParams q;  // (an SsdStateTmaLoadParams and SsdStateTmaParams as well)
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
@@ -169,8 +172,11 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
           tma_encode_bf16(&q.b_map, const_cast<void*>(p.B), T, G, kN, kN * 2, G * kN * 2, ssd_walk::kQ) == nullptr &&
           tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, ssd_walk::kQ) ==
               nullptr;
-      const cudaError_t e =
-          launch_state_w(q, walks, loads ? StateKernel::kWgmmaPairsTmaLoad : StateKernel::kWgmmaPairsTma, s);
+      const StateKernel tk = !loads ? StateKernel::kWgmmaPairsTma
+                             : env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault)
+                                 ? StateKernel::kWgmmaPairsTmaLoadLate
+                                 : StateKernel::kWgmmaPairsTmaLoad;
+      const cudaError_t e = launch_state_w(q, walks, tk, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
   }
