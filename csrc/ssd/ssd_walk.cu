@@ -69,14 +69,15 @@ const char* check_walk(const SsdWalkParams& p) {
 //     H200, shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
 //     Measured and removed: the x scaling with every walk's loads issued before any store (ffe9dc4; ncu had 32% of
 //     F1's stall samples in that phase): 131.1-132.4 us against 125.3-127.9 (three alternating profiles each).
-//   MK_SSD_STATE_LATE_WAIT (off, kStateLateWaitDefault; lab, not GPU-timed): with the TMA loads, the issuer waits for
-//     the copy engine's reads of a chunk's h_in boxes only before the next chunk's staging barrier (ncu: the loop-end
-//     barrier held 16% of F1's stall samples, behind the issuer's wait).
+//   MK_SSD_STATE_LATE_WAIT (on, kStateLateWaitDefault): with the TMA loads, the issuer waits for the copy engine's
+//     reads of a chunk's h_in boxes only before the next chunk's staging barrier, not before the chunk's last barrier
+//     (ncu: the loop-end barrier held 16% of F1's stall samples, behind the issuer's wait). H200, shape 1 (37075c1,
+//     two alternating profiles each): 116.7 us against 126.3.
 //     F2's stages by the same kind of loads (the (p, n) tile, x and z on three barriers a team, issued by the team's
 //     thread 0; x / z 128-byte-swizzled) did not pay: 243.5-245.3 us against 231.7-236.5 (1566722, three
 //     alternating profiles each; removed).
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
-               kStateTmaLoadDefault = true, kStateLateWaitDefault = false;  // (the CPU emulation's checks read them too)
+               kStateTmaLoadDefault = true, kStateLateWaitDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
