@@ -14,7 +14,8 @@ MK_SSD_WALK_PINGPONG=0 (F2 / B2 as one team of 8 warps a CTA), MK_SSD_WALK_YPRE=
 keep ypre), MK_SSD_STATE_SKEW=1 (F1's warps 4-7 store h_in after the mma), MK_SSD_WALK_WGMMA=0 (F2's C h_in^T
 by mma.sync instead of wgmma), MK_SSD_STATE_WGMMA=0 (F1 on mma.sync), MK_SSD_STATE_PAIRS=0 (F1 a walk a product),
 MK_SSD_STATE_TMA=0 (F1's h_in stored from registers), MK_SSD_STATE_TMA_LOAD=0 (F1's tiles by cp.async),
-MK_SSD_STATE_LATE_WAIT=0 (F1 waits for its h_in boxes' reads before the chunk's last barrier),
+MK_SSD_STATE_LATE_WAIT=0 (F1 waits for its h_in boxes' reads before the chunk's last barrier), MK_SSD_STATE_RS=1
+(F1 with the scaled x fragments in registers, lab),
 MK_SSD_WALK_LDSM=0 (F2's epilogue by 4-byte shared loads); use --impls triton (the pipeline that runs them).
 The variant in force is printed first.
 """
@@ -51,15 +52,12 @@ def main():
     ap.add_argument("--one", default=None)
     ap.add_argument("--bwd", action="store_true")
     a = ap.parse_args()
-    print("MK_SSD_HANDOVER=%s MK_SSD_SCAN_HEADS=%s MK_SSD_WALK_STAGED=%s MK_SSD_WALK_PINGPONG=%s "
-          "MK_SSD_WALK_YPRE=%s MK_SSD_STATE_SKEW=%s MK_SSD_WALK_WGMMA=%s MK_SSD_STATE_WGMMA=%s "
-          "MK_SSD_STATE_PAIRS=%s MK_SSD_STATE_TMA=%s MK_SSD_STATE_TMA_LOAD=%s MK_SSD_STATE_LATE_WAIT=%s MK_SSD_WALK_LDSM=%s" % tuple(
-              os.environ.get(k, d + " (default)") for k, d in (
-                  ("MK_SSD_HANDOVER", "0"), ("MK_SSD_SCAN_HEADS", "1"), ("MK_SSD_WALK_STAGED", "1"),
-                  ("MK_SSD_WALK_PINGPONG", "1"), ("MK_SSD_WALK_YPRE", "1"), ("MK_SSD_STATE_SKEW", "1"),
-                  ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"), ("MK_SSD_STATE_PAIRS", "1"),
-                  ("MK_SSD_STATE_TMA", "1"), ("MK_SSD_STATE_TMA_LOAD", "1"),
-                  ("MK_SSD_STATE_LATE_WAIT", "1"), ("MK_SSD_WALK_LDSM", "1"))))
+    knobs = (("MK_SSD_HANDOVER", "0"), ("MK_SSD_SCAN_HEADS", "1"), ("MK_SSD_WALK_STAGED", "1"),
+             ("MK_SSD_WALK_PINGPONG", "1"), ("MK_SSD_WALK_YPRE", "1"), ("MK_SSD_STATE_SKEW", "1"),
+             ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"), ("MK_SSD_STATE_PAIRS", "1"),
+             ("MK_SSD_STATE_TMA", "1"), ("MK_SSD_STATE_TMA_LOAD", "1"), ("MK_SSD_STATE_LATE_WAIT", "1"),
+             ("MK_SSD_STATE_RS", "0"), ("MK_SSD_WALK_LDSM", "1"))
+    print(" ".join(f"{k}={os.environ.get(k, d + ' (default)')}" for k, d in knobs))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)
         gout = torch.randn_like(inp["x"]) if a.bwd else None
