@@ -137,16 +137,6 @@ inline void run(float (&d)[NT][4], WgDesc a, bool a_mn_major, WgDesc b, bool b_m
     cuda_emu::mma_m16n8k16_bf16(d[j], af, bf);
   }
 }
-// The same with the lane's A fragment given (wgmma_rs_bf16: A from registers).
-template <int NT>
-inline void run_rs(float (&d)[NT][4], const uint32_t (&af)[4], WgDesc b, bool b_mn_major) {
-  ++calls;
-  const int lane = int(threadIdx.x & 31), g = lane >> 2, q = lane & 3;
-  for (int j = 0; j < NT; ++j) {
-    const uint32_t bf[2] = {pair(b, 8 * j + g, 2 * q, b_mn_major), pair(b, 8 * j + g, 2 * q + 8, b_mn_major)};
-    cuda_emu::mma_m16n8k16_bf16(d[j], af, bf);
-  }
-}
 }  // namespace wgmma_emu
 #endif
 
@@ -183,31 +173,6 @@ __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[NT][4], WgDesc a, WgDes
   }
 #elif !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
   wgmma_emu::run<NT>(d, a, kTransA, b, kTransB, kAccumulate);
-#else
-  (void)d, (void)a, (void)b;
-  __trap();
-#endif
-}
-// d (64 x 64 over the warpgroup) += A B, A (64 x 16) from registers: the lane's mma.sync m16n8k16 A fragment of its
-// warp's 16 rows (a[0] row g, k 2q / 2q + 1; a[1] row g + 8; a[2] / a[3] the same rows at k 2q + 8 / 2q + 9); B (16 x
-// 64) from shared memory through descriptor b (K-major, or MN-major with kTransB). The product reads a
-// asynchronously: a wgmma_fence between a's writes and the call, and a's registers kept until the wgmma_wait that
-// covers it (ptxas holds them; it serialises the products where it cannot).
-template <bool kTransB>
-__device__ __forceinline__ void wgmma_rs_bf16(float (&d)[8][4], const uint32_t (&a)[4], WgDesc b) {
-#if defined(MK_WGMMA_DEVICE)
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-      "{%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"
-      : MK_WGMMA_D16(d), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]),
-        "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]),
-        "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(kTransB ? 1 : 0));
-#elif !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
-  wgmma_emu::run_rs<8>(d, a, b, kTransB);
 #else
   (void)d, (void)a, (void)b;
   __trap();

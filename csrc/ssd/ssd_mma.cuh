@@ -223,28 +223,6 @@ __device__ __forceinline__ void stsm_x4_trans(const uint32_t (&r)[4], void* row_
 #endif
 }
 
-// stmatrix.x4 (sm_90 only, no transpose): lane (g, q) holds r[m] = (row g, col 2q) | (row g, col 2q + 1) << 16 of
-// matrix m; memory row i of matrix m (at the address lane 8m + i gives: 16 bytes, 16-byte aligned) holds its row i.
-__device__ __forceinline__ void stsm_x4(const uint32_t (&r)[4], void* row_addr) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
-  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(r[0]), "r"(r[1]),
-               "r"(r[2]), "r"(r[3])
-               : "memory");
-#elif defined(__CUDA_ARCH__)
-  __trap();
-#elif defined(MK_CUDA_EMU)
-  const unsigned lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
-  const void* const* warp_rows = emu_warp_rows(row_addr);
-  for (unsigned m = 0; m < 4; ++m) {
-    uint16_t* row = static_cast<uint16_t*>(const_cast<void*>(warp_rows[8 * m + g]));
-    row[2 * q] = uint16_t(r[m] & 0xffffu);
-    row[2 * q + 1] = uint16_t(r[m] >> 16);
-  }
-  __syncwarp();
-#endif
-}
-
 // ldmatrix.x4 (no transpose): lane 8m + r gives the address of row r of matrix m; lane (g, q) receives r[m] =
 // (row g, col 2q) | (row g, col 2q + 1) << 16 of matrix m.
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* row_addr) { ldsm_x4_any<false>(r, row_addr); }

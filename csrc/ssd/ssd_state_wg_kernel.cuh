@@ -294,153 +294,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
 #endif
 }
 
-// ------------------------------------------------------------------------------ the register-A variant (sm_90a, lab)
-// ssd_state_rs_kernel (MK_SSD_STATE_RS, with the TMA loads and stores): the products the other way round, S (p, n) +=
-// x'^T B, with A = x'^T from registers: each warp loads its 16 p rows of a pair's raw x tile by ldmatrix.trans,
-// scales them by its walk's token weights (computed once a chunk, in place of the stage's dt' rows) and issues wgmma
-// with B = the B tile's n block of its warpgroup (MN-major). Why: the x scaling was a phase of its own between the
-// tiles' arrival and the products (ncu at 1566722: 32% of F1's stall samples), a shared-memory round trip followed by
-// a barrier; here it runs between the products' issues and the scaled tile is never written back. Costs: both
-// warpgroups scale every pair (each owns an n half), and an odd last walk takes a whole m64 product (warps 2-3 give
-// zeros). Warp w of warpgroup j keeps S of walk 2 u + w / 2 (pair u), p rows 16 (w % 2) .. + 15, n 64 j .. + 63:
-// acc[u][jn][e] at (p 16 (w % 2) + g + 8 (e / 2), n 64 j + 8 jn + 2 q + e % 2), 32 registers a pair.
-struct SsdStateRsParams : SsdStateLateWaitParams {};
-
-template <int W>
-__global__ void __launch_bounds__(kThreads, 1) ssd_state_rs_kernel(const __grid_constant__ SsdStateRsParams p) {
-#if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
-  using E = __nv_bfloat16;
-  constexpr int kX = kXPairs, kPairsW = (W + 1) / 2, kStageBytes = state_wg_stage_bytes(W, true);
-  char* smem = reinterpret_cast<char*>(ssd_walk_smem);
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
-  const int wg = warp >> 2, wq = warp & 3, half = wq >> 1;  // warpgroup (n half), warp in it, its walk in a pair
-  const StateCta c = state_cta(p, W);
-  if (c.nw <= 0) return;
-  const int64_t h = p.nheads, hpg = h / p.ngroups;
-  const int nck = (c.len + kQ - 1) / kQ;
-  auto state_base = [&](int i) -> int64_t { return (c.grp * hpg * kP + int64_t(c.i0 + i) * kHalfP) * kN; };
-  auto acc_off = [&](int u, int j, int e) -> int64_t {
-    return state_base(2 * u + half) + (16 * (wq & 1) + g + 8 * (e >> 1)) * kN + 64 * wg + 8 * j + 2 * q + (e & 1);
-  };
-  float acc[kPairsW][8][4];
-#pragma unroll
-  for (int u = 0; u < kPairsW; ++u)
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        acc[u][j][e] = p.init != nullptr && 2 * u + half < c.nw ? p.init[c.seq * h * kP * kN + acc_off(u, j, e)] : 0.f;
-  // walk i's box of n half j at boxes + (2 i + j) kStateTmaBoxBytes; the stage barriers after the boxes
-  char* const boxes = smem + 2 * kStageBytes;
-  uint64_t* const bars = reinterpret_cast<uint64_t*>(boxes + W * 2 * kStateTmaBoxBytes);
-  const bool tma_issuer = wq == 0 && lane == 0;  // one thread a warpgroup stores its boxes
-  if (tid == 0) {
-    mbar_init(&bars[0], 1);
-    mbar_init(&bars[1], 1);
-  }
-  __syncthreads();
-  if (nck > 0) state_load_tma<E, W>(p, c, 0, smem, &bars[0], tid);
-  cp_async_commit();
-  for (int k = 0; k < nck; ++k) {
-    char* st = smem + (k & 1) * kStageBytes;
-    // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
-    if (k + 1 < nck) state_load_tma<E, W>(p, c, k + 1, smem + ((k + 1) & 1) * kStageBytes, &bars[(k + 1) & 1], tid);
-    cp_async_commit();
-    cp_async_wait<1>();  // everything but the copies just issued
-    __syncthreads();     // chunk k's a / dt' rows, copied by other threads
-    const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    mbar_wait(&bars[k & 1], (k >> 1) & 1);  // chunk k's tiles
-    if (ln < kQ) {
-      state_zero_tail<W>(st, ln, tid);
-      fence_proxy_async();  // the cleared B rows, read by wgmma
-    }
-    // the walks' token weights w_s = exp(a_L - a_s) dt'_s over their dt' rows (each entry read and written by one
-    // thread; the a rows stay: a_L is read by all). Rows past ln: dt' is zero there.
-    for (int e = tid; e < c.nw * kQ; e += kThreads) {
-      float* rows = state_walk_rows<W, kX>(st, e / kQ);
-      const int s = e % kQ;
-      rows[kQ + s] = __expf(rows[ln - 1] - rows[s]) * rows[kQ + s];
-    }
-    if (tma_issuer) tma_wait_read<0>();  // the previous chunk's boxes are read: this chunk's staging may rewrite them
-    __syncthreads();
-    // h_in of chunk k = S (bf16): the warp's 16 p rows of walk 2 u + half into the walk's box of n half wg (rows p,
-    // 128-byte-swizzled n: stmatrix x4 t holds n 16 t .. 16 t + 15), then S *= exp(a_L)
-#pragma unroll
-    for (int u = 0; u < kPairsW; ++u) {
-      const int i = 2 * u + half;
-      if (i >= c.nw) continue;  // (warp-uniform)
-      const float decay = __expf(state_walk_rows<W, kX>(st, i)[ln - 1]);
-      char* box = boxes + (2 * i + wg) * kStateTmaBoxBytes;
-      const int mm = lane >> 3;
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        uint32_t r[4];
-#pragma unroll
-        for (int m = 0; m < 4; ++m)
-          r[m] = ssd_cuda::pack_bf16(acc[u][2 * t + (m & 1)][2 * (m >> 1)], acc[u][2 * t + (m & 1)][2 * (m >> 1) + 1]);
-        ssd_cuda::stsm_x4(r, box + sw128_offset(16 * (wq & 1) + 8 * (mm >> 1) + (lane & 7), 16 * (2 * t + (mm & 1))));
-      }
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[u][j][e] *= decay;
-    }
-    fence_proxy_async();  // the boxes to the copy engine, all 4 warps of the warpgroup staged
-    named_bar_sync<128>(1 + wg);
-    if (tma_issuer) {  // chunk k's h_in: a box a walk and n half, rows of the (n_slots h kP) x kN matrix
-      const int64_t row0 = (c.first + k) * h * kP + c.grp * hpg * kP + int64_t(c.i0) * kHalfP;
-#pragma unroll
-      for (int i = 0; i < W; ++i) {
-        if (i >= c.nw) break;
-        tma_store_box(&p.hin_map, boxes + (2 * i + wg) * kStateTmaBoxBytes, int(row0 + i * kHalfP), 0, 64 * wg);
-      }
-      tma_commit();
-    }
-    // S += x'^T B a pair at a time: the pair's 8 A fragments (ldmatrix.trans of the raw tile: matrix m = tokens 8 (m /
-    // 2) .., p 8 (m % 2) .. of the warp's 16; scaled by the walk's weights of the lane's tokens), one fence, 8 products
-#pragma unroll
-    for (int u = 0; u < kPairsW; ++u) {
-      const int i = 2 * u + half;
-      const char* xt = state_walk_base<W, kX>(st, 2 * u);
-      uint32_t a[kQ / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kQ / 16; ++kk) {
-        a[kk][0] = a[kk][1] = a[kk][2] = a[kk][3] = 0u;
-        if (i < c.nw) {  // (warp-uniform; a walk of no walk: zeros)
-          const int mm = lane >> 3;
-          ssd_cuda::ldsm_x4_trans(a[kk], xt + sw128_offset(16 * kk + 8 * (mm >> 1) + (lane & 7), 16 * (2 * wq + (mm & 1))));
-          const float* wr = state_walk_rows<W, kX>(st, i) + kQ + 16 * kk + 2 * q;
-          const float2 w0 = *reinterpret_cast<const float2*>(wr), w1 = *reinterpret_cast<const float2*>(wr + 8);
-          a[kk][0] = scale_pair(a[kk][0], w0.x, w0.y);
-          a[kk][1] = scale_pair(a[kk][1], w0.x, w0.y);
-          a[kk][2] = scale_pair(a[kk][2], w1.x, w1.y);
-          a[kk][3] = scale_pair(a[kk][3], w1.x, w1.y);
-        }
-      }
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kQ / 16; ++kk) wgmma_rs_bf16<true>(acc[u], a[kk], wg_desc<128>(st + 16384 * wg + 2048 * kk));
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    __syncthreads();  // stage k's last readers are done: the next iteration loads into it
-  }
-  if (tma_issuer) tma_wait_all();
-  cp_async_wait<0>();
-  // the final state (fp32)
-#pragma unroll
-  for (int u = 0; u < kPairsW; ++u) {
-    if (2 * u + half >= c.nw) continue;
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) p.final_states[c.seq * h * kP * kN + acc_off(u, j, e)] = acc[u][j][e];
-  }
-#else
-  __trap();
-#endif
-}
-
 // Walks a CTA for this call: the fewest (so the most CTAs) whose grid fits on num_ctas SMs, at most what the
 // shared memory of one CTA holds (smem_optin bytes; of ssd_state_wg_kernel with wgmma) and kStateMaxWalks; the
 // largest allowed when even that needs more CTAs than SMs (several waves).
@@ -459,10 +312,8 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
-// for the boxes' reads, MK_SSD_STATE_LATE_WAIT), or ssd_state_rs_kernel (kRs, MK_SSD_STATE_RS).
-enum class StateKernel {
-  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kRs
-};
+// for the boxes' reads, MK_SSD_STATE_LATE_WAIT).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 // (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate: p is an SsdStateTmaParams / SsdStateTmaLoadParams /
@@ -483,12 +334,8 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
-      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
-      which == StateKernel::kRs) {
+      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate) {
     if constexpr (W <= kStateWgMaxWalks) {
-      if (which == StateKernel::kRs)
-        return run(ssd_state_rs_kernel<W>, state_wg_smem_bytes(W, true, true, true),
-                   static_cast<const SsdStateRsParams&>(p));
       if (which == StateKernel::kWgmmaPairsTmaLoadLate)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));
