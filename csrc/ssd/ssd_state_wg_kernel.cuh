@@ -24,10 +24,6 @@ struct SsdStateTmaLoadParams : SsdStateTmaParams {
 // kLateWait (MK_SSD_STATE_LATE_WAIT, with kTmaLoad): the issuer waits for the copy engine to have read a chunk's h_in
 // boxes just before the next chunk's staging barrier, not before the chunk's last barrier.
 struct SsdStateLateWaitParams : SsdStateTmaLoadParams {};
-// kAhead (MK_SSD_STATE_AHEAD, with kTmaLoad; lab): chunk k + 1's x is scaled while chunk k's products run (after
-// their issue, before their wait), not between chunk k's tiles and its products; the issuer waits for the boxes'
-// reads before the loop-end barrier (the scaling lies between the stores' issue and that wait).
-struct SsdStateAheadParams : SsdStateLateWaitParams {};  // (a separate type: the kernel's template argument)
 
 // kTmaLoad: the stage of chunk `chunk`: thread 0 expects the tiles' bytes on `bar` and issues their tensor-map loads
 // (the B tile's two n blocks, one box a walk pair; rows past the tensor come as zeros, rows past ln as whatever the
@@ -105,7 +101,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
   constexpr bool kTma = std::is_base_of_v<SsdStateTmaParams, PP>;
   constexpr bool kTmaLoad = std::is_base_of_v<SsdStateTmaLoadParams, PP>;
   constexpr bool kLateWait = std::is_same_v<PP, SsdStateLateWaitParams>;
-  constexpr bool kAhead = std::is_same_v<PP, SsdStateAheadParams>;
   static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
@@ -155,43 +150,25 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
     __syncthreads();
   }
 
-  // kAhead: chunk k's tiles waited for, cleared past ln and x scaled (stage k & 1)
-  const auto scale_chunk = [&](int k) {
-    char* sk = smem + (k & 1) * kStageBytes;
-    const int lk = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    mbar_wait(&bars[k & 1], (k >> 1) & 1);
-    if (lk < kQ) state_zero_tail<W>(sk, lk, tid);
-    state_scale<E, W, kX>(c, sk, lk, tid);
-  };
   if (nck > 0) load(0);
   cp_async_commit();
-  if constexpr (kAhead) {
-    if (nck > 0) {
-      cp_async_wait<0>();
-      __syncthreads();  // chunk 0's a / dt' rows
-      scale_chunk(0);
-      __syncthreads();  // its scaled x, read by both warpgroups' products
-    }
-  }
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * kStageBytes;
     // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
     if (k + 1 < nck) load(k + 1);
     cp_async_commit();
+    cp_async_wait<1>();  // everything but the copies just issued
+    __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    if constexpr (!kAhead) {
-      cp_async_wait<1>();  // everything but the copies just issued
-      __syncthreads();     // chunk k's a / dt' rows, copied by other threads
-      if constexpr (kTmaLoad) {
-        mbar_wait(&bars[k & 1], (k >> 1) & 1);  // chunk k's tiles
-        if (ln < kQ) state_zero_tail<W>(st, ln, tid);
-      }
-      state_scale<E, W, kX>(c, st, ln, tid);
-      if constexpr (kLateWait) {
-        if (tma_issuer) tma_wait_read<0>();  // the previous chunk's boxes are read: this chunk's staging may rewrite
-      }
-      __syncthreads();
+    if constexpr (kTmaLoad) {
+      mbar_wait(&bars[k & 1], (k >> 1) & 1);  // chunk k's tiles
+      if (ln < kQ) state_zero_tail<W>(st, ln, tid);
     }
+    state_scale<E, W, kX>(c, st, ln, tid);
+    if constexpr (kLateWait) {
+      if (tma_issuer) tma_wait_read<0>();  // the previous chunk's boxes are read: this chunk's staging may rewrite them
+    }
+    __syncthreads();
     // h_in of chunk k = S (bf16, staged as (p, n) rows by stmatrix.trans: the accumulator holds (n, p)), then
     // S *= exp(a_L). Matrix m of a walk's two x4 stores: p rows 8 (2 u + m / 2) .., n columns 8 (m % 2) ..
 #pragma unroll
@@ -296,13 +273,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
           *reinterpret_cast<uint4*>(hin + state_base(i) + (hr + 16 * u) * kN + nrow0 + hc) = v[i][u];
       }
     }
-    if constexpr (kAhead) {  // chunk k + 1's x while chunk k's products run (they read stage k & 1 only)
-      if (k + 1 < nck) {
-        cp_async_wait<0>();
-        __syncthreads();  // chunk k + 1's a / dt' rows
-        scale_chunk(k + 1);
-      }
-    }
     wgmma_wait<0>();
     if (!kLateWait && tma_issuer) tma_wait_read<0>();  // the boxes are read: the next chunk's staging may rewrite them
     __syncthreads();  // stage k's last readers (every warpgroup's products) are done: the next iteration loads into it
@@ -342,12 +312,8 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
-// for the boxes' reads, MK_SSD_STATE_LATE_WAIT; kWgmmaPairsTmaLoadAhead: instead the next chunk scaled while the
-// products run, MK_SSD_STATE_AHEAD).
-enum class StateKernel {
-  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate,
-  kWgmmaPairsTmaLoadAhead
-};
+// for the boxes' reads, MK_SSD_STATE_LATE_WAIT).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 // (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate: p is an SsdStateTmaParams / SsdStateTmaLoadParams /
@@ -368,12 +334,8 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
-      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
-      which == StateKernel::kWgmmaPairsTmaLoadAhead) {
+      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate) {
     if constexpr (W <= kStateWgMaxWalks) {
-      if (which == StateKernel::kWgmmaPairsTmaLoadAhead)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateAheadParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateAheadParams&>(p));
       if (which == StateKernel::kWgmmaPairsTmaLoadLate)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));
