@@ -302,7 +302,7 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
 
 
 @pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma", "wgmma-pairs", "wgmma-pairs-tma",
-                                     "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-late", "wgmma-pairs-tmaload-halves"])
+                                     "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-late"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
 def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     """variant: "skew" (MK_SSD_STATE_SKEW: warps 4-7 store their h_in blocks after the chunk's mma), "noskew",
@@ -313,13 +313,11 @@ def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     MK_SSD_STATE_TMA_LOAD: the B and x tiles by emulated tensor-map loads, zeros past the tensors, the rows past a
     chunk's end cleared by the kernel) or "wgmma-pairs-tmaload-late" (that with MK_SSD_STATE_LATE_WAIT: the issuer
     waits for the boxes' reads before the next chunk's staging; the emulated copies are synchronous, so only the GPU
-    test can see a race) or "wgmma-pairs-tmaload-halves" (MK_SSD_STATE_HALVES: ssd_state_halves_kernel, the tiles
-    in four stages of half a chunk, a chunk's rows in a ring of three; the a100smem case keeps the default kernel,
-    whose shared memory fits there)."""
+    test can see a race)."""
     _check_state_stage(case, variant, emu_exe, tmp_path)
 
 
-@pytest.mark.parametrize("variant", ["wgmma-pairs", "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-halves"])
+@pytest.mark.parametrize("variant", ["wgmma-pairs", "wgmma-pairs-tmaload"])
 def test_ssd_state_stage_keeps_a_nan_sequence_apart(variant, emu_exe, tmp_path):
     """Packed sequences: x and B of the last one all NaN; the other sequences' chunk states and final states stay
     finite and exact (the chunk ending the sequence before it has 7 rows: a stage that let the next sequence's rows
@@ -333,7 +331,6 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
     skew, wgmma = int(variant == "skew"), variant.startswith("wgmma")
     pairs, tma = int(variant.startswith("wgmma-pairs")), int(variant.startswith("wgmma-pairs-tma"))
     tma_load, late = int(variant.startswith("wgmma-pairs-tmaload")), int(variant.endswith("late"))
-    halves = int(variant.endswith("-halves"))
     b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
@@ -372,7 +369,7 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
         _write(d, name, t)
     env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma)),
            "MK_SSD_STATE_PAIRS": str(pairs), "MK_SSD_STATE_TMA": str(tma), "MK_SSD_STATE_TMA_LOAD": str(tma_load),
-           "MK_SSD_STATE_LATE_WAIT": str(late), "MK_SSD_STATE_HALVES": str(halves)}
+           "MK_SSD_STATE_LATE_WAIT": str(late)}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes
@@ -380,11 +377,8 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
     skew_ran = int(skew and _state_smem(walks, True) <= (optin[0] if optin else 232448))
     tma_ran = int(tma and 2 * _wg_pairs_stage(walks) + walks * 2 * 4096 + 16 <= (optin[0] if optin else 232448))
     load_ran = int(tma_ran and tma_load)
-    # the half-chunk stages: 4 of (2 + pairs) 8 KB tiles, the boxes, a ring of 3 chunks' rows, 4 barriers
-    halves_ran = int(load_ran and halves and 4 * (2 + (walks + 1) // 2) * 8192 + walks * 2 * 4096 +
-                     3 * walks * 1024 + 32 <= (optin[0] if optin else 232448))
     assert f"skew {skew_ran} wgmma {int(wgmma)} pairs {pairs} tma {tma_ran} tma_load {load_ran} " \
-        f"late_wait {int(load_ran and late)} halves {halves_ran} smem_match 1" in res.stdout, res.stdout
+        f"late_wait {int(load_ran and late)} smem_match 1" in res.stdout, res.stdout
     assert (re.search(r"tma \d+ / 0\n", res.stdout) is None) == bool(load_ran), res.stdout  # the loads ran if asked
     calls = int(re.search(r"threads \d+ wgmma (\d+)", res.stdout).group(1))  # emulated wgmma
     assert (calls > 0) == wgmma or "launches 0" in res.stdout, res.stdout

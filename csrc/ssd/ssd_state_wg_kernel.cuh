@@ -294,191 +294,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
 #endif
 }
 
-// --------------------------------------------------------------------------- half-chunk stages (sm_90a, lab)
-// ssd_state_halves_kernel (MK_SSD_STATE_HALVES, with the TMA loads and stores): ssd_state_wg_kernel's walks, paired
-// products and h_in boxes, with the tiles in four stages of half a chunk (64 tokens: the B tile's two n blocks and the
-// pair tiles, 8 KB each, 128-byte-swizzled) loaded three halves ahead, instead of two stages of a chunk loaded one
-// chunk ahead; a chunk's a / dt' rows come with its first half, into a ring of three. Why: F1's chunk step (~3.7 us for
-// ~80 KB of DRAM traffic a CTA) moved neither when its scaling overlapped the products (d81ba62) nor when the scaling
-// went (a4d0e3a); one 77 KB stage in flight a CTA at a time is what is left. Here up to three halves (~120 KB) are.
-struct SsdStateHalvesParams : SsdStateLateWaitParams {};  // (b_map / x_map with boxes of kQ / 2 rows)
-constexpr int kHalfQ = kQ / 2, kHalfBoxBytes = kHalfQ * 128;
-constexpr int state_halves_stage_bytes(int W) { return (2 + (W + 1) / 2) * kHalfBoxBytes; }
-constexpr int state_halves_rows_bytes(int W) { return W * 2 * kQ * 4; }
-constexpr int state_halves_smem_bytes(int W) {
-  return 4 * state_halves_stage_bytes(W) + W * 2 * kStateTmaBoxBytes + 3 * state_halves_rows_bytes(W) + 4 * 8;
-}
-
-template <int W>
-__global__ void __launch_bounds__(kThreads, 1) ssd_state_halves_kernel(const __grid_constant__ SsdStateHalvesParams p) {
-#if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
-  constexpr int kPairsW = (W + 1) / 2, kStage = state_halves_stage_bytes(W), kRows = state_halves_rows_bytes(W);
-  char* smem = reinterpret_cast<char*>(ssd_walk_smem);
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
-  const int wg = warp >> 2, nrow0 = 64 * wg + 16 * (warp & 3);
-  const StateCta c = state_cta(p, W);
-  if (c.nw <= 0) return;
-  const int64_t h = p.nheads, hpg = h / p.ngroups;
-  const int nh = (c.len + kHalfQ - 1) / kHalfQ;  // halves with a token
-  auto state_base = [&](int i) -> int64_t { return (c.grp * hpg * kP + int64_t(c.i0 + i) * kHalfP) * kN; };
-  auto acc_off = [&](int i, int j, int e) -> int64_t {  // as ssd_state_wg_kernel's
-    return state_base(i) + (8 * j + 2 * q + (e & 1)) * kN + nrow0 + g + 8 * (e >> 1);
-  };
-  float acc[W][4][4];
-#pragma unroll
-  for (int i = 0; i < W; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        acc[i][j][e] = p.init != nullptr && i < c.nw ? p.init[c.seq * h * kP * kN + acc_off(i, j, e)] : 0.f;
-  char* const boxes = smem + 4 * kStage;  // walk i's box of n half j at (2 i + j) kStateTmaBoxBytes
-  char* const rows0 = boxes + W * 2 * kStateTmaBoxBytes;
-  uint64_t* const bars = reinterpret_cast<uint64_t*>(rows0 + 3 * kRows);  // half j's tiles on bars[j & 3]
-  const bool tma_issuer = (warp & 3) == 0 && lane == 0;
-  // walk i's a / dt' rows of chunk k (a in [0, kQ), dt' in [kQ, 2 kQ))
-  auto rows_of = [&](int k, int i) { return reinterpret_cast<float*>(rows0 + (k % 3) * kRows) + i * 2 * kQ; };
-  // half j into stage j & 3: thread 0 issues its tile loads (the B tile's n blocks at 0 and 8 KB, pair u's tile at
-  // (2 + u) 8 KB); with a chunk's first half every thread copies its a / dt' entries of the chunk (state_load_tma's)
-  const auto load = [&](int j) {
-    char* st = smem + (j & 3) * kStage;
-    if (tid == 0) {
-      const int row = int(c.row * p.seqlen + c.s0 + int64_t(j) * kHalfQ);
-      mbar_expect_tx(&bars[j & 3], (2 + kPairsW) * kHalfBoxBytes);
-      tma_load_box(&p.b_map, st, &bars[j & 3], row, c.grp, 0);
-      tma_load_box(&p.b_map, st + kHalfBoxBytes, &bars[j & 3], row, c.grp, 64);
-#pragma unroll
-      for (int u = 0; u < kPairsW; ++u)
-        tma_load_box(&p.x_map, st + (2 + u) * kHalfBoxBytes, &bars[j & 3], row, 0,
-                     int((c.grp * hpg * kP) + (c.i0 + 2 * u) * kHalfP));
-    }
-    if ((j & 1) == 0) {
-      const int k = j >> 1, ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-      const int64_t t0 = c.s0 + int64_t(k) * kQ;
-#pragma unroll
-      for (int i = 0; i < W; ++i) {
-        if (i >= c.nw) break;
-        const int64_t hh = c.grp * hpg + (c.i0 + i) / 2;
-        const int r = tid & (kQ - 1);
-        float* dst = rows_of(k, i) + tid;
-        if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
-        else *dst = 0.f;
-      }
-    }
-  };
-  if (tid == 0)
-    for (int s = 0; s < 4; ++s) mbar_init(&bars[s], 1);
-  __syncthreads();
-  for (int j = 0; j < 3; ++j) {
-    if (j < nh) load(j);
-    cp_async_commit();
-  }
-  for (int j = 0; j < nh; ++j) {
-    const int k = j >> 1, hf = j & 1;
-    char* st = smem + (j & 3) * kStage;
-    // half j + 3's stage is half j - 1's: its products were waited for at the loop's end
-    if (j + 3 < nh) load(j + 3);
-    cp_async_commit();
-    cp_async_wait<3>();  // every group but the last three: half j's, with chunk k's rows
-    __syncthreads();     // chunk k's a / dt' rows, copied by other threads
-    const int lnk = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    const int lnh = c.len - j * kHalfQ < kHalfQ ? c.len - j * kHalfQ : kHalfQ;
-    mbar_wait(&bars[j & 3], (j >> 2) & 1);
-    if (lnh < kHalfQ) {  // zeros over every tile's rows [lnh, 64): the loads brought the tensor's next rows
-      const int per = (kHalfQ - lnh) * 8;
-      for (int e = tid; e < (2 + kPairsW) * per; e += kThreads) {
-        const int t = e / per, r = lnh + (e % per) / 8, v = e % 8;
-        *reinterpret_cast<uint4*>(st + t * kHalfBoxBytes + r * 128 + v * 16) = make_uint4(0u, 0u, 0u, 0u);
-      }
-    }
-    // x_s *= exp(a_L - a_s) dt'_s (a_L: the chunk's last token), a row and 16-byte chunk a thread and walk
-#pragma unroll
-    for (int i = 0; i < W; ++i) {
-      if (i >= c.nw) break;
-      const float* rw = rows_of(k, i);
-      const int r = tid >> 2;
-      if (r < lnh) {
-        const float w = __expf(rw[lnk - 1] - rw[kHalfQ * hf + r]) * rw[kQ + kHalfQ * hf + r];
-        uint4* v = reinterpret_cast<uint4*>(st + (2 + i / 2) * kHalfBoxBytes + pair_x_offset(i, r, tid & 3));
-        uint4 t = *v;
-        t.x = scale_pair(t.x, w, w);
-        t.y = scale_pair(t.y, w, w);
-        t.z = scale_pair(t.z, w, w);
-        t.w = scale_pair(t.w, w, w);
-        *v = t;
-      }
-    }
-    fence_proxy_async();  // the cleared and scaled tiles, read by wgmma
-    if (hf == 0 && tma_issuer) tma_wait_read<0>();  // the previous chunk's boxes are read: this one's may be staged
-    __syncthreads();
-    if (hf == 0) {  // h_in of chunk k = S (bf16, boxes as ssd_state_wg_kernel's), then S *= exp(a_L)
-#pragma unroll
-      for (int i = 0; i < W; ++i) {
-        if (i >= c.nw) break;
-        const float decay = __expf(rows_of(k, i)[lnk - 1]);
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          uint32_t r[4];
-#pragma unroll
-          for (int m = 0; m < 4; ++m)
-            r[m] = ssd_cuda::pack_bf16(acc[i][2 * u + m / 2][2 * (m & 1)], acc[i][2 * u + m / 2][2 * (m & 1) + 1]);
-          const int mm = lane >> 3, pr = 8 * (2 * u + mm / 2) + (lane & 7);
-          ssd_cuda::stsm_x4_trans(r, boxes + (2 * i + wg) * kStateTmaBoxBytes +
-                                         sw128_offset(pr, 16 * (2 * (warp & 3) + (mm & 1))));
-        }
-#pragma unroll
-        for (int j2 = 0; j2 < 4; ++j2)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) acc[i][j2][e] *= decay;
-      }
-      fence_proxy_async();  // the boxes to the copy engine, all 4 warps of the warpgroup staged
-      named_bar_sync<128>(1 + wg);
-    }
-    // S^T += B^T x' over the half's 4 k16 steps, pairs as m64n64, an odd last walk as m64n32 (ssd_state_wg_kernel's)
-    wgmma_fence();
-#pragma unroll
-    for (int u = 0; u < W / 2; ++u) {
-      float(&d)[8][4] = *reinterpret_cast<float(*)[8][4]>(&acc[2 * u][0][0]);
-#pragma unroll
-      for (int kk = 0; kk < kHalfQ / 16; ++kk)
-        wgmma_ss_bf16<true, true, true>(d, wg_desc<128>(st + kHalfBoxBytes * wg + 2048 * kk),
-                                        wg_desc<128>(st + (2 + u) * kHalfBoxBytes + 2048 * kk));
-    }
-    if constexpr (W % 2 == 1) {
-#pragma unroll
-      for (int kk = 0; kk < kHalfQ / 16; ++kk)
-        wgmma_ss_bf16<true, true, true>(acc[W - 1], wg_desc<128>(st + kHalfBoxBytes * wg + 2048 * kk),
-                                        wg_desc<128>(st + (2 + W / 2) * kHalfBoxBytes + 2048 * kk));
-    }
-    wgmma_commit();
-    if (hf == 0 && tma_issuer) {  // chunk k's h_in: a box a walk and n half
-      const int64_t row0 = (c.first + k) * h * kP + c.grp * hpg * kP + int64_t(c.i0) * kHalfP;
-#pragma unroll
-      for (int i = 0; i < W; ++i) {
-        if (i >= c.nw) break;
-        tma_store_box(&p.hin_map, boxes + (2 * i + wg) * kStateTmaBoxBytes, int(row0 + i * kHalfP), 0, 64 * wg);
-      }
-      tma_commit();
-    }
-    wgmma_wait<0>();
-    __syncthreads();  // half j's stage is free: the next iteration loads half j + 4 into it
-  }
-  if (tma_issuer) tma_wait_all();
-  cp_async_wait<0>();
-#pragma unroll
-  for (int i = 0; i < W; ++i) {
-    if (i >= c.nw) break;
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        p.final_states[c.seq * h * kP * kN + acc_off(i, j, e)] = acc[i][j][e];
-  }
-#else
-  __trap();
-#endif
-}
-
 // Walks a CTA for this call: the fewest (so the most CTAs) whose grid fits on num_ctas SMs, at most what the
 // shared memory of one CTA holds (smem_optin bytes; of ssd_state_wg_kernel with wgmma) and kStateMaxWalks; the
 // largest allowed when even that needs more CTAs than SMs (several waves).
@@ -497,10 +312,8 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
-// for the boxes' reads, MK_SSD_STATE_LATE_WAIT), or ssd_state_halves_kernel (kHalves, MK_SSD_STATE_HALVES).
-enum class StateKernel {
-  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kHalves
-};
+// for the boxes' reads, MK_SSD_STATE_LATE_WAIT).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 // (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate: p is an SsdStateTmaParams / SsdStateTmaLoadParams /
@@ -521,11 +334,8 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
-      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
-      which == StateKernel::kHalves) {
+      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate) {
     if constexpr (W <= kStateWgMaxWalks) {
-      if (which == StateKernel::kHalves)
-        return run(ssd_state_halves_kernel<W>, state_halves_smem_bytes(W), static_cast<const SsdStateHalvesParams&>(p));
       if (which == StateKernel::kWgmmaPairsTmaLoadLate)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));

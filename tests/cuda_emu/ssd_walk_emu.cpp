@@ -77,14 +77,11 @@ int run_state_stage() {
     const bool tma = pairs && env_switch("MK_SSD_STATE_TMA", kStateTmaDefault) &&
                      ssd_walk::state_wg_smem_bytes(W, true, true, true) <= optin;
     const bool tma_load = tma && env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault);
-    const bool halves = tma_load && env_switch("MK_SSD_STATE_HALVES", kStateHalvesDefault) &&
-                        ssd_walk::state_halves_smem_bytes(W) <= optin;
-    const bool late = tma_load && !halves && env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
-    const size_t smem = halves ? ssd_walk::state_halves_smem_bytes(W)
-                        : wg   ? ssd_walk::state_wg_smem_bytes(W, pairs, tma, tma_load)
-                               : ssd_walk::state_smem_bytes(W, skew);
-    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d tma_load %d late_wait %d halves %d smem_match %d\n",
-                W, int(skew), int(wg), int(pairs), int(tma), int(tma_load), int(late), int(halves),
+    const bool late = tma_load && env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
+    const size_t smem =
+        wg ? ssd_walk::state_wg_smem_bytes(W, pairs, tma, tma_load) : ssd_walk::state_smem_bytes(W, skew);
+    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d tma_load %d late_wait %d smem_match %d\n", W,
+                int(skew), int(wg), int(pairs), int(tma), int(tma_load), int(late),
                 int(P.n_slots == 0 || cuda_emu::last_smem == smem));
   }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
