@@ -55,7 +55,7 @@ def main():
              ("MK_SSD_WALK_PINGPONG", "1"), ("MK_SSD_WALK_YPRE", "1"), ("MK_SSD_STATE_SKEW", "1"),
              ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"), ("MK_SSD_STATE_PAIRS", "1"),
              ("MK_SSD_STATE_TMA", "1"), ("MK_SSD_STATE_TMA_LOAD", "1"), ("MK_SSD_STATE_LATE_WAIT", "1"),
-             ("MK_SSD_STATE_EARLY_ROWS", "0"), ("MK_SSD_WALK_LDSM", "1"))
+             ("MK_SSD_WALK_LDSM", "1"))
     print(" ".join(f"{k}={os.environ.get(k, d + ' (default)')}" for k, d in knobs))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)

@@ -24,10 +24,6 @@ struct SsdStateTmaLoadParams : SsdStateTmaParams {
 // kLateWait (MK_SSD_STATE_LATE_WAIT, with kTmaLoad): the issuer waits for the copy engine to have read a chunk's h_in
 // boxes just before the next chunk's staging barrier, not before the chunk's last barrier.
 struct SsdStateLateWaitParams : SsdStateTmaLoadParams {};
-// kEarlyRows (MK_SSD_STATE_EARLY_ROWS, with kLateWait; lab): the next chunk's a / dt' rows (the stage's only cp.async
-// copies with the TMA loads) are waited for before the loop-end barrier, which then publishes them: the barrier at the
-// top of the loop goes (one fewer a chunk step; F1's steps cost ~1 us each beyond their loads, 2fa77c0).
-struct SsdStateEarlyRowsParams : SsdStateLateWaitParams {};
 
 // kTmaLoad: the stage of chunk `chunk`: thread 0 expects the tiles' bytes on `bar` and issues their tensor-map loads
 // (the B tile's two n blocks, one box a walk pair; rows past the tensor come as zeros, rows past ln as whatever the
@@ -104,8 +100,7 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   constexpr bool kTma = std::is_base_of_v<SsdStateTmaParams, PP>;
   constexpr bool kTmaLoad = std::is_base_of_v<SsdStateTmaLoadParams, PP>;
-  constexpr bool kLateWait = std::is_base_of_v<SsdStateLateWaitParams, PP>;
-  constexpr bool kEarlyRows = std::is_same_v<PP, SsdStateEarlyRowsParams>;
+  constexpr bool kLateWait = std::is_same_v<PP, SsdStateLateWaitParams>;
   static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
@@ -157,19 +152,13 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
 
   if (nck > 0) load(0);
   cp_async_commit();
-  if constexpr (kEarlyRows) {
-    cp_async_wait<0>();
-    __syncthreads();  // chunk 0's a / dt' rows
-  }
   for (int k = 0; k < nck; ++k) {
     char* st = smem + (k & 1) * kStageBytes;
     // the next chunk's stage: its buffer's last readers (chunk k - 1's products) were waited for at the loop's end
     if (k + 1 < nck) load(k + 1);
     cp_async_commit();
-    if constexpr (!kEarlyRows) {
-      cp_async_wait<1>();  // everything but the copies just issued
-      __syncthreads();     // chunk k's a / dt' rows, copied by other threads
-    }
+    cp_async_wait<1>();  // everything but the copies just issued
+    __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
     if constexpr (kTmaLoad) {
       mbar_wait(&bars[k & 1], (k >> 1) & 1);  // chunk k's tiles
@@ -286,7 +275,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
     }
     wgmma_wait<0>();
     if (!kLateWait && tma_issuer) tma_wait_read<0>();  // the boxes are read: the next chunk's staging may rewrite them
-    if constexpr (kEarlyRows) cp_async_wait<0>();  // chunk k + 1's a / dt' rows: the barrier below publishes them
     __syncthreads();  // stage k's last readers (every warpgroup's products) are done: the next iteration loads into it
   }
   if (tma_issuer) tma_wait_all();
@@ -324,11 +312,8 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
-// for the boxes' reads, MK_SSD_STATE_LATE_WAIT; kEarlyRows: and the rows' wait at the loop's end,
-// MK_SSD_STATE_EARLY_ROWS).
-enum class StateKernel {
-  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kEarlyRows
-};
+// for the boxes' reads, MK_SSD_STATE_LATE_WAIT).
+enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 // (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate: p is an SsdStateTmaParams / SsdStateTmaLoadParams /
@@ -349,12 +334,8 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
-      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
-      which == StateKernel::kEarlyRows) {
+      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate) {
     if constexpr (W <= kStateWgMaxWalks) {
-      if (which == StateKernel::kEarlyRows)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateEarlyRowsParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateEarlyRowsParams&>(p));
       if (which == StateKernel::kWgmmaPairsTmaLoadLate)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));

@@ -76,15 +76,14 @@ const char* check_walk(const SsdWalkParams& p) {
 //     the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers; no scaling phase; a4d0e3a):
 //     154.7-157.3 us against 116.5-116.9 (three alternating profiles each); and chunk k + 1's x scaled while chunk
 //     k's products run (d81ba62): 117.8-118.1 us against 117.4-118.0 (three alternating profiles each); and four
-//     stages of half a chunk loaded three halves ahead (17dfd5d): 149.3-149.4 us against 116.9-120.2.
-//   MK_SSD_STATE_EARLY_ROWS (off, kStateEarlyRowsDefault; lab, not GPU-timed): with the late wait, F1 waits for the
-//     next chunk's a / dt' rows before the loop-end barrier, and the barrier at the loop's top goes.
+//     stages of half a chunk loaded three halves ahead (17dfd5d): 149.3-149.4 us against 116.9-120.2; and the next
+//     chunk's a / dt' rows waited for before the loop-end barrier, without the loop's top barrier (98140af):
+//     125.4-127.3 us against 119.3-119.9.
 //     F2's stages by the same kind of loads (the (p, n) tile, x and z on three barriers a team, issued by the team's
 //     thread 0; x / z 128-byte-swizzled) did not pay: 243.5-245.3 us against 231.7-236.5 (1566722, three
 //     alternating profiles each; removed).
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
-               kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
-               kStateEarlyRowsDefault = false;  // (the CPU emulation's checks read them too)
+               kStateTmaLoadDefault = true, kStateLateWaitDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -169,7 +168,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
     // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
     // cp.async copies
-    ssd_walk::SsdStateEarlyRowsParams q;  // (an SsdStateLateWaitParams, SsdStateTmaLoadParams, SsdStateTmaParams too)
+    ssd_walk::SsdStateLateWaitParams q;  // (an SsdStateTmaLoadParams and SsdStateTmaParams as well)
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
@@ -181,11 +180,9 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
           tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, ssd_walk::kQ) ==
               nullptr;
       const StateKernel tk = !loads ? StateKernel::kWgmmaPairsTma
-                             : !env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault)
-                                 ? StateKernel::kWgmmaPairsTmaLoad
-                             : env_switch("MK_SSD_STATE_EARLY_ROWS", kStateEarlyRowsDefault)
-                                 ? StateKernel::kEarlyRows
-                                 : StateKernel::kWgmmaPairsTmaLoadLate;
+                             : env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault)
+                                 ? StateKernel::kWgmmaPairsTmaLoadLate
+                                 : StateKernel::kWgmmaPairsTmaLoad;
       const cudaError_t e = launch_state_w(q, walks, tk, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
