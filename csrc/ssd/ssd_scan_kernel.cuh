@@ -1,7 +1,7 @@
 // The forward output stage (F2) of the chunked SSD's Triton pipeline as a persistent head-walk CUDA kernel (sm_80+,
 // mma.sync, bf16; no torch; ssd_scan_wg_kernel: C h_in^T on wgmma, sm_90a). Semantics and layouts: SsdScanParams in
-// ssd.h; the walk, the work split and why: ssd_walk.cuh. The Triton twin is _ssd_chunk_scan_kernel (mamba_kernels/ssd/_triton_fwd.py). Stage tiles: x, z,
-// h_in; resident: C B^T, C.
+// ssd.h; the walk, the work split and why: ssd_walk.cuh. The Triton twin is _ssd_chunk_scan_kernel
+// (mamba_kernels/ssd/_triton_fwd.py). Stage tiles: x, z, h_in; resident: C B^T, C.
 //
 // Warp w owns the 16 target rows t of block tb = warp_row_block(w). With a_m = a at the block's first token,
 // exp(a_t - a_s) = v_t u_s for s in earlier blocks (v_t = exp(a_t - a_m), u_s = exp(a_m - a_s), both <= 1 for

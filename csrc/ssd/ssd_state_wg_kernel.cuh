@@ -93,7 +93,9 @@ __device__ __forceinline__ void state_zero_tail(char* st, int ln, int tid) {
 // warpgroup with tensor-map copies (common/tma.h) while the products run: no data registers held by stores,
 // no per-lane store instructions. kTmaLoad (PP = SsdStateTmaLoadParams: MK_SSD_STATE_TMA_LOAD, the default with kTma;
 // 126.3 / 128.2 us against 137.5 / 136.2): the stage's B and x tiles by tensor-map loads on an mbarrier a stage
-// (state_load_tma), the rows past a short chunk cleared in shared memory (state_zero_tail).
+// (state_load_tma), the rows past a short chunk cleared in shared memory (state_zero_tail). kLateWait (PP =
+// SsdStateLateWaitParams: MK_SSD_STATE_LATE_WAIT, the default with kTmaLoad; 116.7-119.5 us against 125.3-127.8): the
+// issuer's wait for the boxes' reads moved from before the loop-end barrier to before the next staging barrier.
 
 template <typename E, int W, bool kPairs = false, typename PP = SsdStateParams>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_constant__ PP p) {
@@ -313,7 +315,9 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
 // for the boxes' reads, MK_SSD_STATE_LATE_WAIT).
-enum class StateKernel { kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate };
+enum class StateKernel {
+  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate
+};
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 // (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate: p is an SsdStateTmaParams / SsdStateTmaLoadParams /

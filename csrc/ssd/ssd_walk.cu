@@ -66,22 +66,21 @@ const char* check_walk(const SsdWalkParams& p) {
 //     copy) did not pay: 233.5-237.6 us against 231.8-234.5 (43a8ab5, three alternating profiles each; removed).
 //   MK_SSD_STATE_TMA_LOAD (on, kStateTmaLoadDefault): with the TMA stores, F1's B and x tiles by tensor-map loads
 //     completing on an mbarrier a stage (ssd_state_wg_kernel.cuh, kTmaLoad) instead of ~19 cp.async a thread.
-//     H200, shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2.
-//     Measured and removed: the x scaling with every walk's loads issued before any store (ffe9dc4; ncu had 32% of
-//     F1's stall samples in that phase): 131.1-132.4 us against 125.3-127.9 (three alternating profiles each).
+//     H200, shape 1 (f06d819, two alternating profiles each): 126.3 / 128.2 us against 137.5 / 136.2. F2's stages
+//     by the same kind of loads (the (p, n) tile, x and z on three barriers a team, issued by the team's thread 0;
+//     x / z 128-byte-swizzled) did not pay: 243.5-245.3 us against 231.7-236.5 (1566722, three alternating profiles
+//     each; removed).
 //   MK_SSD_STATE_LATE_WAIT (on, kStateLateWaitDefault): with the TMA loads, the issuer waits for the copy engine's
 //     reads of a chunk's h_in boxes only before the next chunk's staging barrier, not before the chunk's last barrier
-//     (ncu: the loop-end barrier held 16% of F1's stall samples, behind the issuer's wait). H200, shape 1 (37075c1,
-//     two alternating profiles each): 116.7 us against 126.3. Measured and removed: F1 as S (p, n) += x'^T B with
-//     the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers; no scaling phase; a4d0e3a):
-//     154.7-157.3 us against 116.5-116.9 (three alternating profiles each); and chunk k + 1's x scaled while chunk
-//     k's products run (d81ba62): 117.8-118.1 us against 117.4-118.0 (three alternating profiles each); and four
-//     stages of half a chunk loaded three halves ahead (17dfd5d): 149.3-149.4 us against 116.9-120.2; and the next
-//     chunk's a / dt' rows waited for before the loop-end barrier, without the loop's top barrier (98140af):
-//     125.4-127.3 us against 119.3-119.9.
-//     F2's stages by the same kind of loads (the (p, n) tile, x and z on three barriers a team, issued by the team's
-//     thread 0; x / z 128-byte-swizzled) did not pay: 243.5-245.3 us against 231.7-236.5 (1566722, three
-//     alternating profiles each; removed).
+//     (ncu: the loop-end barrier held 16% of F1's stall samples, behind the issuer's wait). H200, shape 1 (37075c1 /
+//     31aeccf, two alternating profiles each): 116.7 against 126.3 us, 119.5 / 119.3 against 125.3 / 127.8.
+//   F1 variants measured on the H200 at shape 1 and removed (alternating profiles; lab records in bench/results/lab/):
+//     the x scaling with every walk's loads issued before any store (ffe9dc4): 131.1-132.4 us against 125.3-127.9;
+//     S (p, n) += x'^T B with the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers, no
+//     scaling phase; a4d0e3a): 154.7-157.3 against 116.5-116.9; chunk k + 1's x scaled while chunk k's products run
+//     (d81ba62): 117.8-118.1 against 117.4-118.0; four stages of half a chunk loaded three halves ahead (17dfd5d):
+//     149.3-149.4 against 116.9-120.2; the next chunk's a / dt' rows waited for at the loop's end, without the
+//     barrier at its top (98140af): 125.4-127.3 against 119.3-119.9.
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
