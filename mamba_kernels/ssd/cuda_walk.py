@@ -32,7 +32,9 @@ forward 0.4066 ms, forward + backward 1.724 ms (1662b68). Session 28: F1 adds tw
 (MK_SSD_STATE_TMA, MK_SSD_STATE_TMA_LOAD; csrc/common/tma.h; 126-128 against 146-149 us), on by default; forward
 0.3739 ms, forward + backward 1.697 ms (f06d819); F2's stages loaded the same way were slower (244 against 234 us;
 removed in session 33). Session 33: F1's TMA store issuer waits for the copy engine's reads of a chunk's h_in boxes
-just before the next chunk's staging barrier (MK_SSD_STATE_LATE_WAIT; 116.7 against 126.3 us), on by default. CALLS counts the CUDA launches per stage (tests assert that they happened).
+just before the next chunk's staging barrier (MK_SSD_STATE_LATE_WAIT; 116.7 against 126.3 us), on by default; forward
+0.3658 ms, forward + backward 1.689 ms (31aeccf); four other F1 variants measured and removed in session 34 (see
+csrc/ssd/ssd_walk.cu). CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
