@@ -59,23 +59,25 @@ __host__ __device__ __forceinline__ uint32_t sw64_offset(uint32_t r, uint32_t b)
 #if defined(__CUDA_ARCH__)
 using WgDesc = uint64_t;
 #else
-struct WgDesc {  // the emulation keeps the start address and the row length
+struct WgDesc {  // the emulation keeps the start address, the row length and the LBO (bytes)
   const unsigned char* start;
   int row_bytes;
+  int lbo;
 };
 #endif
 
 // Descriptor of an operand starting at `p` (shared memory; a k16 step's start, see the header) in the layout with
-// kRowBytes-byte rows (128 or 64).
+// kRowBytes-byte rows (128 or 64). lbo: an MN-major operand wider than one swizzle atom (kRowBytes / 2 m / n): the
+// byte stride from one atom's tile (kRowBytes / 2 columns, all its k rows) to the next (a multiple of 16, < 256 KB).
 template <int kRowBytes>
-__device__ __forceinline__ WgDesc wg_desc(const void* p) {
+__device__ __forceinline__ WgDesc wg_desc(const void* p, uint32_t lbo = 0) {
   static_assert(kRowBytes == 128 || kRowBytes == 64, "128- or 64-byte swizzle");
 #if defined(__CUDA_ARCH__)
   const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  return uint64_t((addr >> 4) & 0x3fff) | (uint64_t((8 * kRowBytes) >> 4) << 32) |
-         (uint64_t(kRowBytes == 128 ? 1 : 2) << 62);
+  return uint64_t((addr >> 4) & 0x3fff) | (uint64_t((lbo >> 4) & 0x3fff) << 16) |
+         (uint64_t((8 * kRowBytes) >> 4) << 32) | (uint64_t(kRowBytes == 128 ? 1 : 2) << 62);
 #else
-  return WgDesc{static_cast<const unsigned char*>(p), kRowBytes};
+  return WgDesc{static_cast<const unsigned char*>(p), kRowBytes, static_cast<int>(lbo)};
 #endif
 }
 
@@ -112,8 +114,11 @@ inline long long calls = 0;  // emulated wgmma (a driver reports them: the varia
 // Bits of the bf16 element (mn, k) of a K-major or MN-major operand from descriptor d.
 inline uint32_t elem(WgDesc d, int mn, int k, bool mn_major) {
   const int S = d.row_bytes;
-  if (mn_major ? 2 * mn >= S : 2 * k >= S) cuda_emu::fail("wgmma emulation: an operand wider than its swizzle atom");
-  const uintptr_t a = reinterpret_cast<uintptr_t>(d.start) + (mn_major ? k * S + mn * 2 : mn * S + k * 2);
+  if (mn_major && 2 * mn >= S && d.lbo == 0) cuda_emu::fail("wgmma emulation: an MN-major operand past its atom, no LBO");
+  if (!mn_major && 2 * k >= S) cuda_emu::fail("wgmma emulation: an operand wider than its swizzle atom");
+  // MN-major: column mn of atom mn / (S / 2), d.lbo bytes apart (the swizzle is on each 1024-aligned atom tile's bits)
+  const uintptr_t a = reinterpret_cast<uintptr_t>(d.start) +
+                      (mn_major ? uintptr_t(2 * mn / S) * uintptr_t(d.lbo) + k * S + (mn % (S / 2)) * 2 : mn * S + k * 2);
   const uintptr_t phys = a ^ (((a >> 7) & uintptr_t(S / 16 - 1)) << 4);  // on the address bits (1024-aligned tiles)
   uint16_t v;
   std::memcpy(&v, reinterpret_cast<const void*>(phys), 2);
@@ -140,16 +145,25 @@ inline void run(float (&d)[NT][4], WgDesc a, bool a_mn_major, WgDesc b, bool b_m
 }  // namespace wgmma_emu
 #endif
 
+// The 4 accumulators of n8 tile j, and those of tiles 0 .. NT - 1 (NT 12, 16 or 20)
+#define MK_WGMMA_T(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+#define MK_WGMMA_T4(d, j) MK_WGMMA_T(d, j), MK_WGMMA_T(d, j + 1), MK_WGMMA_T(d, j + 2), MK_WGMMA_T(d, j + 3)
+#define MK_WGMMA_WIDE(d, NT)                                                                                        \
+  MK_WGMMA_T4(d, 0), MK_WGMMA_T4(d, 4), MK_WGMMA_T4(d, 8) MK_WGMMA_MORE_##NT(d)
+#define MK_WGMMA_MORE_12(d)
+#define MK_WGMMA_MORE_16(d) , MK_WGMMA_T4(d, 12)
+#define MK_WGMMA_MORE_20(d) , MK_WGMMA_T4(d, 12), MK_WGMMA_T4(d, 16)
 #define MK_WGMMA_D16(d)                                                                                             \
   "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),          \
       "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),      \
       "+f"(d[3][2]), "+f"(d[3][3])
 
-// d (64 x N over the warpgroup, N = 8 NT: 32 or 64) (+)= A B, A (64 x 16) and B (16 x N) from shared memory through
+// d (64 x N over the warpgroup, N = 8 NT: 32, 64, 96, 128 or 160; past 64 an MN-major B whose descriptor has the
+// LBO of its 64-column atoms) (+)= A B, A (64 x 16) and B (16 x N) from shared memory through
 // descriptors a / b: K-major, or MN-major with kTransA / kTransB. kAccumulate false: d = A B.
 template <bool kAccumulate, bool kTransA, bool kTransB, int NT>
 __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[NT][4], WgDesc a, WgDesc b) {
-  static_assert(NT == 4 || NT == 8, "N 32 or 64");
+  static_assert(NT == 4 || NT == 8 || NT == 12 || NT == 16 || NT == 20, "N 32, 64, 96, 128 or 160");
 #if defined(MK_WGMMA_DEVICE)
   if constexpr (NT == 8) {
     asm volatile(
@@ -162,13 +176,46 @@ __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[NT][4], WgDesc a, WgDes
           "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]),
           "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
         : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
-  } else {
+  } else if constexpr (NT == 4) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
         "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
         "%16, %17, p, 1, 1, %19, %20;\n}\n"
         : MK_WGMMA_D16(d)
+        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
+  } else if constexpr (NT == 12) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, "
+        "%48, %49, p, 1, 1, %51, %52;\n}\n"
+        : MK_WGMMA_WIDE(d, 12)
+        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
+  } else if constexpr (NT == 16) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, p, 1, 1, %67, %68;\n}\n"
+        : MK_WGMMA_WIDE(d, 16)
+        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
+  } else if constexpr (NT == 20) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n160k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79}, "
+        "%80, %81, p, 1, 1, %83, %84;\n}\n"
+        : MK_WGMMA_WIDE(d, 20)
         : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
   }
 #elif !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
@@ -179,5 +226,11 @@ __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[NT][4], WgDesc a, WgDes
 #endif
 }
 #undef MK_WGMMA_D16
+#undef MK_WGMMA_WIDE
+#undef MK_WGMMA_T4
+#undef MK_WGMMA_T
+#undef MK_WGMMA_MORE_12
+#undef MK_WGMMA_MORE_16
+#undef MK_WGMMA_MORE_20
 
 }  // namespace mamba_kernels

@@ -24,6 +24,10 @@ struct SsdStateTmaLoadParams : SsdStateTmaParams {
 // kLateWait (MK_SSD_STATE_LATE_WAIT, with kTmaLoad): the issuer waits for the copy engine to have read a chunk's h_in
 // boxes just before the next chunk's staging barrier, not before the chunk's last barrier.
 struct SsdStateLateWaitParams : SsdStateTmaLoadParams {};
+// kWide (MK_SSD_STATE_WIDE, with kLateWait): a chunk's products as one m64n(32 W)k16 wgmma a k16 step over every
+// walk's x (the pair tiles as one MN-major B operand, its 64-column atoms kPairTileBytes apart: the descriptor's LBO),
+// so that the B tile (the A operand) is read from shared memory once a k16 step instead of once a pair.
+struct SsdStateWideParams : SsdStateLateWaitParams {};
 
 // kTmaLoad: the stage of chunk `chunk`: thread 0 expects the tiles' bytes on `bar` and issues their tensor-map loads
 // (the B tile's two n blocks, one box a walk pair; rows past the tensor come as zeros, rows past ln as whatever the
@@ -102,7 +106,8 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   constexpr bool kTma = std::is_base_of_v<SsdStateTmaParams, PP>;
   constexpr bool kTmaLoad = std::is_base_of_v<SsdStateTmaLoadParams, PP>;
-  constexpr bool kLateWait = std::is_same_v<PP, SsdStateLateWaitParams>;
+  constexpr bool kLateWait = std::is_base_of_v<SsdStateLateWaitParams, PP>;
+  constexpr bool kWide = std::is_same_v<PP, SsdStateWideParams>;
   static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
@@ -228,7 +233,14 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
       named_bar_sync<128>(1 + wg);
     }
     wgmma_fence();
-    if constexpr (kPairs) {
+    if constexpr (kWide) {
+      float(&d)[4 * W][4] = *reinterpret_cast<float(*)[4 * W][4]>(&acc[0][0][0]);
+      const char* xw = state_walk_base<W, kX>(st, 0);
+#pragma unroll
+      for (int kk = 0; kk < kQ / 16; ++kk)
+        wgmma_ss_bf16<true, true, true>(d, wg_desc<128>(st + 16384 * wg + 2048 * kk),
+                                        wg_desc<128>(xw + 2048 * kk, kPairTileBytes));
+    } else if constexpr (kPairs) {
 #pragma unroll
       for (int u = 0; u < W / 2; ++u) {
         const char* xw = state_walk_base<W, kX>(st, 2 * u);
@@ -314,14 +326,14 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
-// for the boxes' reads, MK_SSD_STATE_LATE_WAIT).
+// for the boxes' reads, MK_SSD_STATE_LATE_WAIT; kWgmmaWide: and one wide product a k16 step, MK_SSD_STATE_WIDE).
 enum class StateKernel {
-  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate
+  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kWgmmaWide
 };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
-// (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate: p is an SsdStateTmaParams / SsdStateTmaLoadParams /
-// SsdStateLateWaitParams with its tensor maps.)
+// (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate / kWgmmaWide: p is an SsdStateTmaParams /
+// SsdStateTmaLoadParams / SsdStateLateWaitParams / SsdStateWideParams with its tensor maps.)
 template <int W>
 cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
@@ -338,8 +350,12 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
-      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate) {
+      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
+      which == StateKernel::kWgmmaWide) {
     if constexpr (W <= kStateWgMaxWalks) {
+      if (which == StateKernel::kWgmmaWide)
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateWideParams>,
+                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateWideParams&>(p));
       if (which == StateKernel::kWgmmaPairsTmaLoadLate)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));

@@ -74,6 +74,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     reads of a chunk's h_in boxes only before the next chunk's staging barrier, not before the chunk's last barrier
 //     (ncu: the loop-end barrier held 16% of F1's stall samples, behind the issuer's wait). H200, shape 1 (37075c1 /
 //     31aeccf, two alternating profiles each): 116.7 against 126.3 us, 119.5 / 119.3 against 125.3 / 127.8.
+//   MK_SSD_STATE_WIDE (off, kStateWideDefault; lab, not GPU-timed): with the late wait, F1's products of a k16 step as
+//     one m64n(32 W)k16 wgmma over every walk's x instead of one a pair (ssd_state_wg_kernel.cuh, kWide).
 //   F1 variants measured on the H200 at shape 1 and removed (alternating profiles; lab records in bench/results/lab/):
 //     the x scaling with every walk's loads issued before any store (ffe9dc4): 131.1-132.4 us against 125.3-127.9;
 //     S (p, n) += x'^T B with the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers, no
@@ -82,7 +84,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     149.3-149.4 against 116.9-120.2; the next chunk's a / dt' rows waited for at the loop's end, without the
 //     barrier at its top (98140af): 125.4-127.3 against 119.3-119.9.
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
-               kStateTmaLoadDefault = true, kStateLateWaitDefault = true;  // (the CPU emulation's checks read them too)
+               kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
+               kStateWideDefault = false;  // (the CPU emulation's checks read them too)
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -167,7 +170,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
     // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
     // cp.async copies
-    ssd_walk::SsdStateLateWaitParams q;  // (an SsdStateTmaLoadParams and SsdStateTmaParams as well)
+    ssd_walk::SsdStateWideParams q;  // (an SsdStateLateWaitParams, SsdStateTmaLoadParams, SsdStateTmaParams as well)
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
@@ -178,10 +181,11 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
           tma_encode_bf16(&q.b_map, const_cast<void*>(p.B), T, G, kN, kN * 2, G * kN * 2, ssd_walk::kQ) == nullptr &&
           tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, ssd_walk::kQ) ==
               nullptr;
+      const bool late = env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
       const StateKernel tk = !loads ? StateKernel::kWgmmaPairsTma
-                             : env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault)
-                                 ? StateKernel::kWgmmaPairsTmaLoadLate
-                                 : StateKernel::kWgmmaPairsTmaLoad;
+                             : !late ? StateKernel::kWgmmaPairsTmaLoad
+                             : env_switch("MK_SSD_STATE_WIDE", kStateWideDefault) ? StateKernel::kWgmmaWide
+                                                                                  : StateKernel::kWgmmaPairsTmaLoadLate;
       const cudaError_t e = launch_state_w(q, walks, tk, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }

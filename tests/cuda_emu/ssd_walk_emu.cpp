@@ -78,10 +78,11 @@ int run_state_stage() {
                      ssd_walk::state_wg_smem_bytes(W, true, true, true) <= optin;
     const bool tma_load = tma && env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault);
     const bool late = tma_load && env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
+    const bool wide = late && env_switch("MK_SSD_STATE_WIDE", kStateWideDefault);
     const size_t smem =
         wg ? ssd_walk::state_wg_smem_bytes(W, pairs, tma, tma_load) : ssd_walk::state_smem_bytes(W, skew);
-    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d tma_load %d late_wait %d smem_match %d\n", W,
-                int(skew), int(wg), int(pairs), int(tma), int(tma_load), int(late),
+    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d tma_load %d late_wait %d wide %d smem_match %d\n",
+                W, int(skew), int(wg), int(pairs), int(tma), int(tma_load), int(late), int(wide),
                 int(P.n_slots == 0 || cuda_emu::last_smem == smem));
   }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
