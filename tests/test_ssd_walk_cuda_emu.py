@@ -302,7 +302,8 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
 
 
 @pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma", "wgmma-pairs", "wgmma-pairs-tma",
-                                     "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-late", "wgmma-pairs-tmaload-wide"])
+                                     "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-late", "wgmma-pairs-tmaload-wide",
+                                     "wgmma-pairs-tmaload-wide-lean1", "wgmma-pairs-tmaload-wide-lean2"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
 def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     """variant: "skew" (MK_SSD_STATE_SKEW: warps 4-7 store their h_in blocks after the chunk's mma), "noskew",
@@ -314,11 +315,13 @@ def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     chunk's end cleared by the kernel) or "wgmma-pairs-tmaload-late" (that with MK_SSD_STATE_LATE_WAIT: the issuer
     waits for the boxes' reads before the next chunk's staging; the emulated copies are synchronous, so only the GPU
     test can see a race) or "wgmma-pairs-tmaload-wide" (that with MK_SSD_STATE_WIDE: one m64n(32 W)k16 product a k16
-    step over every walk, the pair tiles as one operand through the descriptor's LBO)."""
+    step over every walk, the pair tiles as one operand through the descriptor's LBO), "-lean1" (MK_SSD_STATE_LEAN=1:
+    its loads from addresses fixed once a CTA), "-lean2" (=2: and the x scaling a token row a thread)."""
     _check_state_stage(case, variant, emu_exe, tmp_path)
 
 
-@pytest.mark.parametrize("variant", ["wgmma-pairs", "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-wide"])
+@pytest.mark.parametrize("variant", ["wgmma-pairs", "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-wide",
+                                     "wgmma-pairs-tmaload-wide-lean2"])
 def test_ssd_state_stage_keeps_a_nan_sequence_apart(variant, emu_exe, tmp_path):
     """Packed sequences: x and B of the last one all NaN; the other sequences' chunk states and final states stay
     finite and exact (the chunk ending the sequence before it has 7 rows: a stage that let the next sequence's rows
@@ -331,8 +334,8 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
     float64 formulas. nan_last (varlen cases): x and B of the last sequence NaN, the other sequences compared."""
     skew, wgmma = int(variant == "skew"), variant.startswith("wgmma")
     pairs, tma = int(variant.startswith("wgmma-pairs")), int(variant.startswith("wgmma-pairs-tma"))
-    tma_load, wide = int(variant.startswith("wgmma-pairs-tmaload")), int(variant.endswith("-wide"))
-    late = int(variant.endswith("late") or wide)
+    tma_load, wide = int(variant.startswith("wgmma-pairs-tmaload")), int("-wide" in variant)
+    late, lean = int(variant.endswith("late") or wide), int(variant[-1]) if "-lean" in variant else 0
     b, l, h, g, cu, use_init, ctas, *optin = STATE_CASES[case]
     gen = torch.Generator().manual_seed(91 + l + 11 * h + g)
     seqs = _seqs(b, l, cu)
@@ -371,7 +374,7 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
         _write(d, name, t)
     env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma)),
            "MK_SSD_STATE_PAIRS": str(pairs), "MK_SSD_STATE_TMA": str(tma), "MK_SSD_STATE_TMA_LOAD": str(tma_load),
-           "MK_SSD_STATE_LATE_WAIT": str(late), "MK_SSD_STATE_WIDE": str(wide)}
+           "MK_SSD_STATE_LATE_WAIT": str(late), "MK_SSD_STATE_WIDE": str(wide), "MK_SSD_STATE_LEAN": str(lean)}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes
@@ -380,7 +383,8 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
     tma_ran = int(tma and 2 * _wg_pairs_stage(walks) + walks * 2 * 4096 + 16 <= (optin[0] if optin else 232448))
     load_ran = int(tma_ran and tma_load)
     assert f"skew {skew_ran} wgmma {int(wgmma)} pairs {pairs} tma {tma_ran} tma_load {load_ran} " \
-        f"late_wait {int(load_ran and late)} wide {int(load_ran and wide)} smem_match 1" in res.stdout, res.stdout
+        f"late_wait {int(load_ran and late)} wide {int(load_ran and wide)} lean {lean if load_ran and wide else 0} " \
+        "smem_match 1" in res.stdout, res.stdout
     assert (re.search(r"tma \d+ / 0\n", res.stdout) is None) == bool(load_ran), res.stdout  # the loads ran if asked
     calls = int(re.search(r"threads \d+ wgmma (\d+)", res.stdout).group(1))  # emulated wgmma
     assert (calls > 0) == wgmma or "launches 0" in res.stdout, res.stdout

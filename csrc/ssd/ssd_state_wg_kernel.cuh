@@ -28,6 +28,12 @@ struct SsdStateLateWaitParams : SsdStateTmaLoadParams {};
 // walk's x (the pair tiles as one MN-major B operand, its 64-column atoms kPairTileBytes apart: the descriptor's LBO),
 // so that the B tile (the A operand) is read from shared memory once a k16 step instead of once a pair.
 struct SsdStateWideParams : SsdStateLateWaitParams {};
+// kLeanRows (MK_SSD_STATE_LEAN >= 1, with kWide): the stage's loads from addresses fixed before the walk (state_load_lean:
+// no division and no 64-bit index products a chunk), and (MK_SSD_STATE_LEAN=2, kRowScale) the x scaling by
+// state_scale_rows: a thread a token row (two 16-byte chunks of it) instead of two rows (one chunk each), one exp a
+// walk instead of two.
+struct SsdStateLeanParams : SsdStateWideParams {};
+struct SsdStateRowScaleParams : SsdStateLeanParams {};
 
 // kTmaLoad: the stage of chunk `chunk`: thread 0 expects the tiles' bytes on `bar` and issues their tensor-map loads
 // (the B tile's two n blocks, one box a walk pair; rows past the tensor come as zeros, rows past ln as whatever the
@@ -59,6 +65,80 @@ __device__ __forceinline__ void state_load_tma(const SsdStateTmaLoadParams& p, c
     if (r < ln) cp_async4(dst, (tid < kQ ? p.a : p.dtp) + (c.row * h + hh) * p.seqlen + t0 + r);
     else *dst = 0.f;
   }
+}
+
+// kLeanRows: what state_load_tma computes for every chunk, once a CTA: the boxes' first x column, the B / x rows' and
+// the thread's a / dt' entry's positions at the sequence's first token.
+struct StateLoadBase {
+  const float* rows;  // thread tid's a (tid < kQ) or dt' entry tid % kQ of walk 0's head, at the sequence's first token
+  int64_t seqlen;     // walk i's head is ((i0 & 1) + i) / 2 heads on: its entries that many times seqlen on
+  int row0, xcol0;    // the sequence's first token row (B / x maps), walk 0's first x column
+};
+template <int W>
+__device__ __forceinline__ StateLoadBase state_load_base(const SsdStateTmaLoadParams& p, const StateCta& c, int tid) {
+  const int64_t h = p.nheads, hpg = h / p.ngroups;
+  StateLoadBase b;
+  b.rows = (tid < kQ ? p.a : p.dtp) + (c.row * h + c.grp * hpg + c.i0 / 2) * p.seqlen + c.s0 + (tid & (kQ - 1));
+  b.seqlen = p.seqlen;
+  b.row0 = int(c.row * p.seqlen + c.s0);
+  b.xcol0 = int(c.grp * hpg * kP + int64_t(c.i0) * kHalfP);
+  return b;
+}
+// state_load_tma from a StateLoadBase.
+template <typename E, int W>
+__device__ __forceinline__ void state_load_lean(const SsdStateTmaLoadParams& p, const StateCta& c,
+                                                const StateLoadBase& lb, int chunk, char* st, uint64_t* bar, int tid) {
+  constexpr int kPairsW = (W + 1) / 2;
+  const int ln = c.len - chunk * kQ < kQ ? c.len - chunk * kQ : kQ;
+  if (tid == 0) {
+    const int row = lb.row0 + chunk * kQ;
+    mbar_expect_tx(bar, (2 + kPairsW) * 16384);
+    tma_load_box(&p.b_map, st, bar, row, c.grp, 0);
+    tma_load_box(&p.b_map, st + 16384, bar, row, c.grp, 64);
+#pragma unroll
+    for (int u = 0; u < kPairsW; ++u)
+      tma_load_box(&p.x_map, state_walk_base<W, kXPairs>(st, 2 * u), bar, row, 0, lb.xcol0 + 2 * u * kHalfP);
+  }
+  const float* src = lb.rows + chunk * kQ;
+  const bool in = (tid & (kQ - 1)) < ln;
+#pragma unroll
+  for (int i = 0; i < W; ++i) {
+    if (i >= c.nw) break;
+    float* dst = state_walk_rows<W, kXPairs>(st, i) + tid;  // a in [0, Q), dt' in [Q, 2Q)
+    if (in) cp_async4(dst, src + ((c.i0 & 1) + i) / 2 * lb.seqlen);
+    else *dst = 0.f;
+  }
+}
+
+// kRowScale: x_s *= w_s = exp(a_L - a_s) dt'_s in place (kXPairs), thread tid on token row tid % kQ's 16-byte chunks
+// 2 (tid / kQ) and + 1 of every walk (rows past ln are left: zeros); then the fence that hands them to wgmma. A
+// quarter warp's 8 rows take 8 distinct chunk positions of the swizzle: conflict-free.
+template <int W>
+__device__ __forceinline__ void state_scale_rows(const StateCta& c, char* st, int ln, int tid) {
+  const int r = tid & (kQ - 1), v0 = 2 * (tid >> 7);
+  if (r < ln) {
+#pragma unroll
+    for (int i = 0; i < W; ++i) {
+      if (i >= c.nw) break;
+      const float* rowsf = state_walk_rows<W, kXPairs>(st, i);
+      const float w = __expf(rowsf[ln - 1] - rowsf[r]) * rowsf[kQ + r];
+      char* wb = state_walk_base<W, kXPairs>(st, i);
+      uint4* a = reinterpret_cast<uint4*>(wb + pair_x_offset(i, r, v0));
+      uint4* b = reinterpret_cast<uint4*>(wb + pair_x_offset(i, r, v0 + 1));
+      uint4 ta = *a, tb = *b;
+      ta.x = scale_pair(ta.x, w, w);
+      ta.y = scale_pair(ta.y, w, w);
+      ta.z = scale_pair(ta.z, w, w);
+      ta.w = scale_pair(ta.w, w, w);
+      tb.x = scale_pair(tb.x, w, w);
+      tb.y = scale_pair(tb.y, w, w);
+      tb.z = scale_pair(tb.z, w, w);
+      tb.w = scale_pair(tb.w, w, w);
+      *a = ta;
+      *b = tb;
+    }
+  }
+  fence_proxy_async();
 }
 
 // kTmaLoad, a chunk shorter than kQ: zeros over the B tile's and the pair tiles' rows [ln, kQ) (the tensor-map loads
@@ -107,7 +187,9 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
   constexpr bool kTma = std::is_base_of_v<SsdStateTmaParams, PP>;
   constexpr bool kTmaLoad = std::is_base_of_v<SsdStateTmaLoadParams, PP>;
   constexpr bool kLateWait = std::is_base_of_v<SsdStateLateWaitParams, PP>;
-  constexpr bool kWide = std::is_same_v<PP, SsdStateWideParams>;
+  constexpr bool kWide = std::is_base_of_v<SsdStateWideParams, PP>;
+  constexpr bool kLeanRows = std::is_base_of_v<SsdStateLeanParams, PP>;
+  constexpr bool kRowScale = std::is_same_v<PP, SsdStateRowScaleParams>;
   static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
@@ -144,9 +226,12 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
   uint4 v[W][2];
   // kTmaLoad: stage s's tiles complete on bars[s] (its n-th use: phase parity n & 1), after the h_in boxes
   uint64_t* const bars = reinterpret_cast<uint64_t*>(boxes + W * 2 * kStateTmaBoxBytes);
+  [[maybe_unused]] StateLoadBase lb;
+  if constexpr (kLeanRows) lb = state_load_base<W>(p, c, tid);
   const auto load = [&](int chunk) {
     char* dst = smem + (chunk & 1) * kStageBytes;
-    if constexpr (kTmaLoad) state_load_tma<E, W>(p, c, chunk, dst, &bars[chunk & 1], tid);
+    if constexpr (kLeanRows) state_load_lean<E, W>(p, c, lb, chunk, dst, &bars[chunk & 1], tid);
+    else if constexpr (kTmaLoad) state_load_tma<E, W>(p, c, chunk, dst, &bars[chunk & 1], tid);
     else state_load<E, W, kX>(p, c, chunk, dst, tid);
   };
   if constexpr (kTmaLoad) {
@@ -171,7 +256,8 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
       mbar_wait(&bars[k & 1], (k >> 1) & 1);  // chunk k's tiles
       if (ln < kQ) state_zero_tail<W>(st, ln, tid);
     }
-    state_scale<E, W, kX>(c, st, ln, tid);
+    if constexpr (kRowScale) state_scale_rows<W>(c, st, ln, tid);
+    else state_scale<E, W, kX>(c, st, ln, tid);
     if constexpr (kLateWait) {
       if (tma_issuer) tma_wait_read<0>();  // the previous chunk's boxes are read: this chunk's staging may rewrite them
     }
@@ -328,7 +414,8 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
 // for the boxes' reads, MK_SSD_STATE_LATE_WAIT; kWgmmaWide: and one wide product a k16 step, MK_SSD_STATE_WIDE).
 enum class StateKernel {
-  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kWgmmaWide
+  kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kWgmmaWide,
+  kWgmmaLean, kWgmmaRowScale
 };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
@@ -351,11 +438,17 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
       which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
-      which == StateKernel::kWgmmaWide) {
+      which == StateKernel::kWgmmaWide || which == StateKernel::kWgmmaLean || which == StateKernel::kWgmmaRowScale) {
     if constexpr (W <= kStateWgMaxWalks) {
       if (which == StateKernel::kWgmmaWide)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateWideParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateWideParams&>(p));
+      if (which == StateKernel::kWgmmaLean)
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLeanParams>,
+                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLeanParams&>(p));
+      if (which == StateKernel::kWgmmaRowScale)
+        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateRowScaleParams>,
+                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateRowScaleParams&>(p));
       if (which == StateKernel::kWgmmaPairsTmaLoadLate)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));

@@ -76,6 +76,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     31aeccf, two alternating profiles each): 116.7 against 126.3 us, 119.5 / 119.3 against 125.3 / 127.8.
 //   MK_SSD_STATE_WIDE (off, kStateWideDefault; lab, not GPU-timed): with the late wait, F1's products of a k16 step as
 //     one m64n(32 W)k16 wgmma over every walk's x instead of one a pair (ssd_state_wg_kernel.cuh, kWide).
+//   MK_SSD_STATE_LEAN (0, kStateLeanDefault; lab, not GPU-timed): with the wide products, 1: the stage's loads from
+//     addresses fixed once a CTA (kLeanRows), 2: that and the x scaling a token row a thread (kRowScale).
 //   F1 variants measured on the H200 at shape 1 and removed (alternating profiles; lab records in bench/results/lab/):
 //     the x scaling with every walk's loads issued before any store (ffe9dc4): 131.1-132.4 us against 125.3-127.9;
 //     S (p, n) += x'^T B with the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers, no
@@ -86,9 +88,17 @@ const char* check_walk(const SsdWalkParams& p) {
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = false;  // (the CPU emulation's checks read them too)
+constexpr int kStateLeanDefault = 0;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
+}
+
+// MK_SSD_STATE_LEAN (0, 1 or 2; kStateLeanDefault): with the wide products, the leaner loads (1) and the row scaling too
+// (2); see ssd_state_wg_kernel.cuh.
+int state_lean() {
+  const char* v = std::getenv("MK_SSD_STATE_LEAN");
+  return v == nullptr || v[0] == '\0' ? kStateLeanDefault : v[0] == '2' ? 2 : v[0] == '1' ? 1 : 0;
 }
 
 // Whether F1 runs ssd_state_wg_kernel (MK_SSD_STATE_WGMMA) on this device, whose blocks may opt into `optin` bytes.
@@ -170,7 +180,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
     // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
     // cp.async copies
-    ssd_walk::SsdStateWideParams q;  // (an SsdStateLateWaitParams, SsdStateTmaLoadParams, SsdStateTmaParams as well)
+    ssd_walk::SsdStateRowScaleParams q;  // (every other SsdState*Params of the TMA variants as well)
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
@@ -184,8 +194,10 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
       const bool late = env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
       const StateKernel tk = !loads ? StateKernel::kWgmmaPairsTma
                              : !late ? StateKernel::kWgmmaPairsTmaLoad
-                             : env_switch("MK_SSD_STATE_WIDE", kStateWideDefault) ? StateKernel::kWgmmaWide
-                                                                                  : StateKernel::kWgmmaPairsTmaLoadLate;
+                             : !env_switch("MK_SSD_STATE_WIDE", kStateWideDefault) ? StateKernel::kWgmmaPairsTmaLoadLate
+                             : state_lean() == 0 ? StateKernel::kWgmmaWide
+                             : state_lean() == 1 ? StateKernel::kWgmmaLean
+                                                 : StateKernel::kWgmmaRowScale;
       const cudaError_t e = launch_state_w(q, walks, tk, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }

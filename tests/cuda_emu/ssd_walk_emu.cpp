@@ -79,10 +79,12 @@ int run_state_stage() {
     const bool tma_load = tma && env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault);
     const bool late = tma_load && env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
     const bool wide = late && env_switch("MK_SSD_STATE_WIDE", kStateWideDefault);
+    const int lean = wide ? state_lean() : 0;
     const size_t smem =
         wg ? ssd_walk::state_wg_smem_bytes(W, pairs, tma, tma_load) : ssd_walk::state_smem_bytes(W, skew);
-    std::printf("state walks %d skew %d wgmma %d pairs %d tma %d tma_load %d late_wait %d wide %d smem_match %d\n",
-                W, int(skew), int(wg), int(pairs), int(tma), int(tma_load), int(late), int(wide),
+    std::printf(
+        "state walks %d skew %d wgmma %d pairs %d tma %d tma_load %d late_wait %d wide %d lean %d smem_match %d\n", W,
+        int(skew), int(wg), int(pairs), int(tma), int(tma_load), int(late), int(wide), lean,
                 int(P.n_slots == 0 || cuda_emu::last_smem == smem));
   }
   const size_t hin_end = size_t(P.n_slots) * state, fin_end = size_t(P.nseq) * state;
