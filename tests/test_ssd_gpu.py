@@ -242,7 +242,7 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
                                     "pingpong-noown", "pingpong-wgmma", "pingpong-wgmma-nosplit",
-                                    "pingpong-wgmma-ldsm"])
+                                    "pingpong-wgmma-ldsm", "pingpong-wgmma-ldsm-lean"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -258,7 +258,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     rows with x in the second cp.async group; the default: by the warp that reads them); "pingpong-wgmma(-nosplit)":
     MK_SSD_WALK_WGMMA=1, the output stage's C h_in^T on wgmma (ssd_scan_wg_kernel, sm_90a; the profiler shows it
     ran; the other variants set the switch to 0); "pingpong-wgmma-ldsm": that with MK_SSD_WALK_LDSM=1 (the epilogue's
-    x / z pairs by ldmatrix)."""
+    x / z pairs by ldmatrix); "-lean": MK_SSD_WALK_LEAN_NEXT=1 as well (a team's next item two heads on by
+    addition)."""
     _skip_unavailable("triton", "cuda")
     wgmma = "wgmma" in stores
     if wgmma and torch.cuda.get_device_capability() != (9, 0):
@@ -269,7 +270,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     monkeypatch.setenv("MK_SSD_WALK_YPRE", "0" if stores == "pingpong-noypre" else "1")
     monkeypatch.setenv("MK_SSD_WALK_SPLITWAIT", "0" if stores.endswith("nosplit") else "1")
     monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
-    monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if stores.endswith("ldsm") else "0")
+    monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if "ldsm" in stores else "0")
+    monkeypatch.setenv("MK_SSD_WALK_LEAN_NEXT", "1" if stores.endswith("-lean") else "0")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
@@ -320,7 +322,7 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
 @pytest.mark.parametrize("state_wide", ["0", "1", "lean2"])
 def test_gpu_cuda_walk_nan_sequence_stays_apart(state_wide, monkeypatch):
     """Packed sequences through the CUDA walk stages (the state stage's TMA loads, the default; state_wide "1":
-    MK_SSD_STATE_WIDE, "lean2": and MK_SSD_STATE_LEAN=2): x, B and C of the last sequence all NaN leave the other sequences' outputs and final states
+    MK_SSD_STATE_WIDE, "lean2": and MK_SSD_STATE_LEAN=2, MK_SSD_WALK_LEAN_NEXT=1): x, B and C of the last sequence all NaN leave the other sequences' outputs and final states
     bit for bit as without them. The chunk ending the sequence before it holds 1 row (that sequence is 129 tokens):
     the TMA loads bring the next sequence's rows into its tiles, and the stages must clear them
     (tests/test_ssd_walk_cuda_emu.py checks the same on the CPU)."""
@@ -329,6 +331,7 @@ def test_gpu_cuda_walk_nan_sequence_stays_apart(state_wide, monkeypatch):
         pytest.skip("the TMA variants run on compute capability 9.0 only")
     monkeypatch.setenv("MK_SSD_STATE_WIDE", "0" if state_wide == "0" else "1")
     monkeypatch.setenv("MK_SSD_STATE_LEAN", "2" if state_wide == "lean2" else "0")
+    monkeypatch.setenv("MK_SSD_WALK_LEAN_NEXT", "1" if state_wide == "lean2" else "0")
     from mamba_kernels.ssd import cuda_walk
     cu = [0, 1, 130, 130, 1000]
     inp = make_inputs(1, 1000, 24, 64, 128, 3, dtype=torch.bfloat16, device="cuda", init=True, nseq=len(cu) - 1)

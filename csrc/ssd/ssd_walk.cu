@@ -78,6 +78,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     one m64n(32 W)k16 wgmma over every walk's x instead of one a pair (ssd_state_wg_kernel.cuh, kWide).
 //   MK_SSD_STATE_LEAN (0, kStateLeanDefault; lab, not GPU-timed): with the wide products, 1: the stage's loads from
 //     addresses fixed once a CTA (kLeanRows), 2: that and the x scaling a token row a thread (kRowScale).
+//   MK_SSD_WALK_LEAN_NEXT (off, kWalkLeanNextDefault; lab, not GPU-timed): F2 / B2's ping-pong teams find their next
+//     item (and the prefetch's) by adding two heads within the chunk instead of next_item twice (SsdWalkParams).
 //   F1 variants measured on the H200 at shape 1 and removed (alternating profiles; lab records in bench/results/lab/):
 //     the x scaling with every walk's loads issued before any store (ffe9dc4): 131.1-132.4 us against 125.3-127.9;
 //     S (p, n) += x'^T B with the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers, no
@@ -89,6 +91,7 @@ constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefa
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = false;  // (the CPU emulation's checks read them too)
 constexpr int kStateLeanDefault = 0;
+constexpr bool kWalkLeanNextDefault = false;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -116,6 +119,7 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   q.w.prefetch = env_switch("MK_SSD_WALK_PREFETCH", true);
   q.w.split_wait = env_switch("MK_SSD_WALK_SPLITWAIT", true);
   q.w.own_rows = env_switch("MK_SSD_WALK_OWNROWS", true);
+  q.w.lean_next = env_switch("MK_SSD_WALK_LEAN_NEXT", kWalkLeanNextDefault);
   const auto s = static_cast<cudaStream_t>(stream);
   const bool pingpong = env_switch("MK_SSD_WALK_PINGPONG", true) && device_smem_optin() >= ssd_walk::walk_smem_bytes(2);
   cudaError_t e;

@@ -88,6 +88,18 @@ __device__ __forceinline__ Item next_item(const SsdWalkParams& p, Item r) {
   return r;
 }
 
+// The item two on from `r` (a ping-pong team's next): with p.lean_next, where it stays in r's chunk, by adding to the
+// head and its offsets, r.grp kept (the items a team computes stay in one segment, of one group; only the prefetch's
+// may leave it, and the prefetch does not read grp); else next_item twice.
+__device__ __forceinline__ Item skip2(const SsdWalkParams& p, Item r) {
+  if (p.lean_next && r.hh + 2 < p.nheads) {
+    r.hh += 2;
+    r.ab += 2 * p.seqlen;
+    return r;
+  }
+  return next_item(p, next_item(p, r));
+}
+
 __device__ __forceinline__ Item item_of(const SsdWalkParams& p, int64_t it) {
   Item r;
   r.k = it / p.nheads;
@@ -408,7 +420,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
     if (it < s1) {
       cur = item_of(p, it);
       load(cur, st);
-      if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
+      if (p.prefetch && it + 2 < i1) prefetch(skip2(p, cur));
     }
     cp_async_commit();
     if (split && it < s1) cp_async_wait<2>(); else cp_async_wait<0>();
@@ -424,9 +436,9 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       it += 2;
       if (it >= s1) break;
       // (found again rather than kept from the prefetch: an Item live across compute spills in B2 at 128 registers)
-      cur = next_item(p, next_item(p, cur));
+      cur = skip2(p, cur);
       load(cur, st);
-      if (p.prefetch && it + 2 < i1) prefetch(next_item(p, next_item(p, cur)));
+      if (p.prefetch && it + 2 < i1) prefetch(skip2(p, cur));
       cp_async_commit();
       if (split) cp_async_wait<2>(); else cp_async_wait<0>();
       landed();
