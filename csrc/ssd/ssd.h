@@ -205,9 +205,9 @@ struct SsdWalkParams {
   // epilogue. The dispatch sets it unless MK_SSD_WALK_OWNROWS=0.
   bool own_rows = true;
   // Two teams: a team's next item (two heads on) by adding to the item's head and offsets where it stays in the chunk,
-  // instead of next_item twice (two 64-bit divisions each: eight a team thread an item with the prefetch's). Lab
-  // switch MK_SSD_WALK_LEAN_NEXT (ssd_walk.cu).
-  bool lean_next = false;
+  // instead of next_item twice (two 64-bit divisions each: eight a team thread an item with the prefetch's). The
+  // dispatch sets it unless MK_SSD_WALK_LEAN_NEXT=0 (ssd_walk.cu).
+  bool lean_next = true;
 };
 
 // dx stage (B2) of the backward (ssd_dx_kernel.cuh): for every item, du = (CB o exp(a_t - a_s), s <= t)^T dy +

@@ -74,12 +74,18 @@ const char* check_walk(const SsdWalkParams& p) {
 //     reads of a chunk's h_in boxes only before the next chunk's staging barrier, not before the chunk's last barrier
 //     (ncu: the loop-end barrier held 16% of F1's stall samples, behind the issuer's wait). H200, shape 1 (37075c1 /
 //     31aeccf, two alternating profiles each): 116.7 against 126.3 us, 119.5 / 119.3 against 125.3 / 127.8.
-//   MK_SSD_STATE_WIDE (off, kStateWideDefault; lab, not GPU-timed): with the late wait, F1's products of a k16 step as
-//     one m64n(32 W)k16 wgmma over every walk's x instead of one a pair (ssd_state_wg_kernel.cuh, kWide).
-//   MK_SSD_STATE_LEAN (0, kStateLeanDefault; lab, not GPU-timed): with the wide products, 1: the stage's loads from
-//     addresses fixed once a CTA (kLeanRows), 2: that and the x scaling a token row a thread (kRowScale).
-//   MK_SSD_WALK_LEAN_NEXT (off, kWalkLeanNextDefault; lab, not GPU-timed): F2 / B2's ping-pong teams find their next
-//     item (and the prefetch's) by adding two heads within the chunk instead of next_item twice (SsdWalkParams).
+//   MK_SSD_STATE_WIDE (on, kStateWideDefault): with the late wait, F1's products of a k16 step as one m64n(32 W)k16
+//     wgmma over every walk's x instead of one a pair (ssd_state_wg_kernel.cuh, kWide): the B tile (the A operand) is
+//     read from shared memory once a k16 step. H200, shape 1 (17e34f6, three alternating profiles each): 107.1-107.6
+//     us against 116.6-117.1.
+//   MK_SSD_STATE_LEAN (2, kStateLeanDefault): with the wide products, 1: the stage's a / dt' copies and box coordinates
+//     from addresses fixed once a CTA (kLeanRows; no division and no 64-bit index products a chunk), 2: that and the
+//     x scaling a token row a thread (kRowScale; one exp a walk instead of two), 3 (lab, not GPU-timed): that and the
+//     chunk's entry state staged before the tiles' wait (kEarlyStage). H200, shape 1 (9d8297d, three alternating
+//     profiles each): 0 / 1 / 2: 107.6-110.3 / 104.7-107.8 / 99.4-100.8 us.
+//   MK_SSD_WALK_LEAN_NEXT (on, kWalkLeanNextDefault): F2 / B2's ping-pong teams find their next item (and the
+//     prefetch's) by adding two heads within the chunk instead of next_item twice (SsdWalkParams). H200, shape 1
+//     (e68a3d6, three alternating profiles each): F2 231.4-232.2 us against 234.0-234.9; B2 278.7 against 280.2.
 //   F1 variants measured on the H200 at shape 1 and removed (alternating profiles; lab records in bench/results/lab/):
 //     the x scaling with every walk's loads issued before any store (ffe9dc4): 131.1-132.4 us against 125.3-127.9;
 //     S (p, n) += x'^T B with the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers, no
@@ -89,19 +95,19 @@ const char* check_walk(const SsdWalkParams& p) {
 //     barrier at its top (98140af): 125.4-127.3 against 119.3-119.9.
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
-               kStateWideDefault = false;  // (the CPU emulation's checks read them too)
-constexpr int kStateLeanDefault = 0;
-constexpr bool kWalkLeanNextDefault = false;
+               kStateWideDefault = true;  // (the CPU emulation's checks read them too)
+constexpr int kStateLeanDefault = 2;
+constexpr bool kWalkLeanNextDefault = true;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
 }
 
-// MK_SSD_STATE_LEAN (0, 1 or 2; kStateLeanDefault): with the wide products, the leaner loads (1) and the row scaling too
-// (2); see ssd_state_wg_kernel.cuh.
+// MK_SSD_STATE_LEAN (0 to 3; kStateLeanDefault): with the wide products, the leaner loads (1), the row scaling too (2),
+// and the entry state staged before the tiles' wait (3); see ssd_state_wg_kernel.cuh.
 int state_lean() {
   const char* v = std::getenv("MK_SSD_STATE_LEAN");
-  return v == nullptr || v[0] == '\0' ? kStateLeanDefault : v[0] == '2' ? 2 : v[0] == '1' ? 1 : 0;
+  return v == nullptr || v[0] == '\0' ? kStateLeanDefault : v[0] >= '1' && v[0] <= '3' ? v[0] - '0' : 0;
 }
 
 // Whether F1 runs ssd_state_wg_kernel (MK_SSD_STATE_WGMMA) on this device, whose blocks may opt into `optin` bytes.
@@ -184,7 +190,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
     // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
     // cp.async copies
-    ssd_walk::SsdStateRowScaleParams q;  // (every other SsdState*Params of the TMA variants as well)
+    ssd_walk::SsdStateEarlyParams q;  // (every other SsdState*Params of the TMA variants as well)
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
@@ -201,7 +207,8 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
                              : !env_switch("MK_SSD_STATE_WIDE", kStateWideDefault) ? StateKernel::kWgmmaPairsTmaLoadLate
                              : state_lean() == 0 ? StateKernel::kWgmmaWide
                              : state_lean() == 1 ? StateKernel::kWgmmaLean
-                                                 : StateKernel::kWgmmaRowScale;
+                             : state_lean() == 2 ? StateKernel::kWgmmaRowScale
+                                                 : StateKernel::kWgmmaEarly;
       const cudaError_t e = launch_state_w(q, walks, tk, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
