@@ -15,9 +15,9 @@ keep ypre), MK_SSD_STATE_SKEW=1 (F1's warps 4-7 store h_in after the mma), MK_SS
 by mma.sync instead of wgmma), MK_SSD_STATE_WGMMA=0 (F1 on mma.sync), MK_SSD_STATE_PAIRS=0 (F1 a walk a product),
 MK_SSD_STATE_TMA=0 (F1's h_in stored from registers), MK_SSD_STATE_TMA_LOAD=0 (F1's tiles by cp.async),
 MK_SSD_STATE_LATE_WAIT=0 (F1 waits for its h_in boxes' reads before the chunk's last barrier),
-MK_SSD_STATE_WIDE=0 (F1's products a walk pair a wgmma, not one over every walk), MK_SSD_STATE_LEAN=0|1|3 (with
+MK_SSD_STATE_WIDE=0 (F1's products a walk pair a wgmma, not one over every walk), MK_SSD_STATE_LEAN=0|1 (with
 the wide products: F1's loads from per-chunk addresses and its scaling two rows a thread | the loads' addresses fixed
-| and the entry state staged before the tiles' wait), MK_SSD_WALK_LEAN_NEXT=0 (F2 / B2's next item by next_item
+only), MK_SSD_WALK_LEAN_NEXT=0 (F2 / B2's next item by next_item
 twice), MK_SSD_WALK_LDSM=0 (F2's epilogue by 4-byte shared loads); use --impls triton (the pipeline that runs them).
 The variant in force is printed first.
 """

@@ -319,10 +319,10 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("state_wide", ["0", "1", "lean2", "lean3"])
+@pytest.mark.parametrize("state_wide", ["0", "1", "lean2"])
 def test_gpu_cuda_walk_nan_sequence_stays_apart(state_wide, monkeypatch):
     """Packed sequences through the CUDA walk stages (the state stage's TMA loads, the default; state_wide "1":
-    MK_SSD_STATE_WIDE, "lean2" / "lean3": and MK_SSD_STATE_LEAN=2 / 3, MK_SSD_WALK_LEAN_NEXT=1): x, B and C of the
+    MK_SSD_STATE_WIDE, "lean2": and MK_SSD_STATE_LEAN=2, MK_SSD_WALK_LEAN_NEXT=1): x, B and C of the
     last sequence all NaN leave the other sequences' outputs and final states bit for bit as without them. The chunk
     ending the sequence before it holds 1 row (that sequence is 129 tokens): the TMA loads bring the next sequence's
     rows into its tiles, and the stages must clear them (tests/test_ssd_walk_cuda_emu.py checks the same on the
@@ -379,8 +379,7 @@ def _walk_calls(cuda_walk):
 @pytest.mark.gpu
 @pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma", "wgmma-pairs", "wgmma-pairs-tma",
                                      "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-late", "wgmma-pairs-tmaload-wide",
-                                     "wgmma-pairs-tmaload-wide-lean1", "wgmma-pairs-tmaload-wide-lean2",
-                                     "wgmma-pairs-tmaload-wide-lean3"])
+                                     "wgmma-pairs-tmaload-wide-lean1", "wgmma-pairs-tmaload-wide-lean2"])
 @pytest.mark.parametrize("case", ["b2-l300-h16-g1", "b3-l1000-h80-g1-init", "varlen-h24-g3-init"])
 def test_gpu_cuda_state_stage(case, variant, monkeypatch):
     """The forward's CUDA state stage (cuda_walk.state, csrc/ssd/ssd_state_kernel.cuh) against a float64 evaluation of
@@ -392,8 +391,8 @@ def test_gpu_cuda_state_stage(case, variant, monkeypatch):
     "wgmma-pairs-tmaload" with MK_SSD_STATE_TMA_LOAD=1 too (the tiles by tensor-map loads; SsdStateTmaLoadParams),
     "wgmma-pairs-tmaload-late" with MK_SSD_STATE_LATE_WAIT=1 too (the boxes' read wait moved; SsdStateLateWaitParams:
     a race there would show as wrong chunk-entry states), "wgmma-pairs-tmaload-wide" with MK_SSD_STATE_WIDE=1 as well
-    (one m64n(32 W)k16 product a k16 step over every walk; SsdStateWideParams), "-lean1" / "-lean2" / "-lean3" with
-    MK_SSD_STATE_LEAN=1 / 2 / 3 (SsdStateLeanParams / SsdStateRowScaleParams / SsdStateEarlyParams)."""
+    (one m64n(32 W)k16 product a k16 step over every walk; SsdStateWideParams), "-lean1" / "-lean2" with
+    MK_SSD_STATE_LEAN=1 / 2 (SsdStateLeanParams / SsdStateRowScaleParams)."""
     _skip_unavailable("triton", "cuda")
     wgmma, pairs, tma = variant.startswith("wgmma"), variant.startswith("wgmma-pairs"), "tma" in variant
     tma_load, wide = variant.startswith("wgmma-pairs-tmaload"), "-wide" in variant
@@ -430,15 +429,15 @@ def test_gpu_cuda_state_stage(case, variant, monkeypatch):
     assert ran_wg == wgmma, f"ssd_state_wg_kernel ran: {ran_wg}, asked for: {wgmma}"
     ran_pairs = any("ssd_state_wg_kernel" in e.name and re.search(r", true[,>]", e.name) for e in prof.events())
     assert ran_pairs == pairs, f"the paired products ran: {ran_pairs}, asked for: {pairs}"
-    ran_tma = any(re.search("SsdState(Tma|LateWait|Wide|Lean|RowScale|Early)", e.name) for e in prof.events())
+    ran_tma = any(re.search("SsdState(Tma|LateWait|Wide|Lean|RowScale)", e.name) for e in prof.events())
     assert ran_tma == tma, f"the TMA stores ran: {ran_tma}, asked for: {tma}"
-    ran_load = any(re.search("SsdState(TmaLoad|LateWait|Wide|Lean|RowScale|Early)Params", e.name) for e in prof.events())
+    ran_load = any(re.search("SsdState(TmaLoad|LateWait|Wide|Lean|RowScale)Params", e.name) for e in prof.events())
     assert ran_load == tma_load, f"the TMA loads ran: {ran_load}, asked for: {tma_load}"
-    ran_late = any(re.search("SsdState(LateWait|Wide|Lean|RowScale|Early)Params", e.name) for e in prof.events())
+    ran_late = any(re.search("SsdState(LateWait|Wide|Lean|RowScale)Params", e.name) for e in prof.events())
     assert ran_late == late, f"the late box wait ran: {ran_late}, asked for: {late}"
-    ran_wide = any(re.search("SsdState(Wide|Lean|RowScale|Early)Params", e.name) for e in prof.events())
+    ran_wide = any(re.search("SsdState(Wide|Lean|RowScale)Params", e.name) for e in prof.events())
     assert ran_wide == wide, f"the wide products ran: {ran_wide}, asked for: {wide}"
-    ran_lean = next((v for v, t in (("3", "Early"), ("2", "RowScale"), ("1", "Lean"))
+    ran_lean = next((v for v, t in (("2", "RowScale"), ("1", "Lean"))
                      if any(f"SsdState{t}Params" in e.name for e in prof.events())), "0")
     assert ran_lean == lean, f"MK_SSD_STATE_LEAN ran: {ran_lean}, asked for: {lean}"
     spans = [(r, 0, l) for r in range(b)] if cu is None else [(0, cu[i], cu[i + 1]) for i in range(len(cu) - 1)]

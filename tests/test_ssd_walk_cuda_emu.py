@@ -305,8 +305,7 @@ def _expected_state(x, B, dtp, a, init, seqs, h, g):
 
 @pytest.mark.parametrize("variant", ["noskew", "skew", "wgmma", "wgmma-pairs", "wgmma-pairs-tma",
                                      "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-late", "wgmma-pairs-tmaload-wide",
-                                     "wgmma-pairs-tmaload-wide-lean1", "wgmma-pairs-tmaload-wide-lean2",
-                                     "wgmma-pairs-tmaload-wide-lean3"])
+                                     "wgmma-pairs-tmaload-wide-lean1", "wgmma-pairs-tmaload-wide-lean2"])
 @pytest.mark.parametrize("case", list(STATE_CASES))
 def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     """variant: "skew" (MK_SSD_STATE_SKEW: warps 4-7 store their h_in blocks after the chunk's mma), "noskew",
@@ -319,13 +318,12 @@ def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     waits for the boxes' reads before the next chunk's staging; the emulated copies are synchronous, so only the GPU
     test can see a race) or "wgmma-pairs-tmaload-wide" (that with MK_SSD_STATE_WIDE: one m64n(32 W)k16 product a k16
     step over every walk, the pair tiles as one operand through the descriptor's LBO), "-lean1" (MK_SSD_STATE_LEAN=1:
-    its loads from addresses fixed once a CTA), "-lean2" (=2: and the x scaling a token row a thread), "-lean3" (=3: and
-    the entry state staged before the tiles' wait)."""
+    its loads from addresses fixed once a CTA), "-lean2" (=2: and the x scaling a token row a thread)."""
     _check_state_stage(case, variant, emu_exe, tmp_path)
 
 
 @pytest.mark.parametrize("variant", ["wgmma-pairs", "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-wide",
-                                     "wgmma-pairs-tmaload-wide-lean2", "wgmma-pairs-tmaload-wide-lean3"])
+                                     "wgmma-pairs-tmaload-wide-lean2"])
 def test_ssd_state_stage_keeps_a_nan_sequence_apart(variant, emu_exe, tmp_path):
     """Packed sequences: x and B of the last one all NaN; the other sequences' chunk states and final states stay
     finite and exact (the chunk ending the sequence before it has 7 rows: a stage that let the next sequence's rows

@@ -34,10 +34,6 @@ struct SsdStateWideParams : SsdStateLateWaitParams {};
 // walk instead of two.
 struct SsdStateLeanParams : SsdStateWideParams {};
 struct SsdStateRowScaleParams : SsdStateLeanParams {};
-// kEarlyStage (MK_SSD_STATE_LEAN=3, with kRowScale): a chunk's entry state staged into the boxes (and S *= exp(a_L))
-// right after the loop's top barrier, before the tiles' wait and the scaling, the warpgroup's boxes released by its
-// issuer's read wait and a warpgroup barrier (the staging reads only the accumulators and the chunk's a row).
-struct SsdStateEarlyParams : SsdStateRowScaleParams {};
 
 // kTmaLoad: the stage of chunk `chunk`: thread 0 expects the tiles' bytes on `bar` and issues their tensor-map loads
 // (the B tile's two n blocks, one box a walk pair; rows past the tensor come as zeros, rows past ln as whatever the
@@ -194,7 +190,6 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
   constexpr bool kWide = std::is_base_of_v<SsdStateWideParams, PP>;
   constexpr bool kLeanRows = std::is_base_of_v<SsdStateLeanParams, PP>;
   constexpr bool kRowScale = std::is_base_of_v<SsdStateRowScaleParams, PP>;
-  constexpr bool kEarlyStage = std::is_same_v<PP, SsdStateEarlyParams>;
   static_assert(!kTma || kPairs, "the TMA stores come with the paired products");
   constexpr int kX = kPairs ? kXPairs : kXSwz64;
   constexpr int kStageBytes = state_wg_stage_bytes(W, kPairs);
@@ -294,22 +289,17 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
     cp_async_wait<1>();  // everything but the copies just issued
     __syncthreads();     // chunk k's a / dt' rows, copied by other threads
     const int ln = c.len - k * kQ < kQ ? c.len - k * kQ : kQ;
-    if constexpr (kEarlyStage) {  // the warpgroup's boxes are read (its issuer's wait): stage while the tiles land
-      if (tma_issuer) tma_wait_read<0>();
-      named_bar_sync<128>(1 + wg);
-      stage_entry(st, ln);
-    }
     if constexpr (kTmaLoad) {
       mbar_wait(&bars[k & 1], (k >> 1) & 1);  // chunk k's tiles
       if (ln < kQ) state_zero_tail<W>(st, ln, tid);
     }
     if constexpr (kRowScale) state_scale_rows<W>(c, st, ln, tid);
     else state_scale<E, W, kX>(c, st, ln, tid);
-    if constexpr (kLateWait && !kEarlyStage) {
+    if constexpr (kLateWait) {
       if (tma_issuer) tma_wait_read<0>();  // the previous chunk's boxes are read: this chunk's staging may rewrite them
     }
     __syncthreads();
-    if constexpr (!kEarlyStage) stage_entry(st, ln);
+    stage_entry(st, ln);
     // the staged blocks into registers before the products are issued: one register set reused walk by walk made
     // each shared load wait for the previous global store to release its source registers (a chain at the store
     // queue's pace: 57% of the warps' stall samples under ncu, 154 us). A block's p row holds 16 n (32 bytes, one
@@ -429,7 +419,7 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // for the boxes' reads, MK_SSD_STATE_LATE_WAIT; kWgmmaWide: and one wide product a k16 step, MK_SSD_STATE_WIDE).
 enum class StateKernel {
   kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kWgmmaWide,
-  kWgmmaLean, kWgmmaRowScale, kWgmmaEarly
+  kWgmmaLean, kWgmmaRowScale
 };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
@@ -452,8 +442,7 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
   };
   if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
       which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
-      which == StateKernel::kWgmmaWide || which == StateKernel::kWgmmaLean || which == StateKernel::kWgmmaRowScale ||
-      which == StateKernel::kWgmmaEarly) {
+      which == StateKernel::kWgmmaWide || which == StateKernel::kWgmmaLean || which == StateKernel::kWgmmaRowScale) {
     if constexpr (W <= kStateWgMaxWalks) {
       if (which == StateKernel::kWgmmaWide)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateWideParams>,
@@ -461,9 +450,6 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
       if (which == StateKernel::kWgmmaLean)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLeanParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLeanParams&>(p));
-      if (which == StateKernel::kWgmmaEarly)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateEarlyParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateEarlyParams&>(p));
       if (which == StateKernel::kWgmmaRowScale)
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateRowScaleParams>,
                    state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateRowScaleParams&>(p));

@@ -80,9 +80,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     us against 116.6-117.1.
 //   MK_SSD_STATE_LEAN (2, kStateLeanDefault): with the wide products, 1: the stage's a / dt' copies and box coordinates
 //     from addresses fixed once a CTA (kLeanRows; no division and no 64-bit index products a chunk), 2: that and the
-//     x scaling a token row a thread (kRowScale; one exp a walk instead of two), 3 (lab, not GPU-timed): that and the
-//     chunk's entry state staged before the tiles' wait (kEarlyStage). H200, shape 1 (9d8297d, three alternating
-//     profiles each): 0 / 1 / 2: 107.6-110.3 / 104.7-107.8 / 99.4-100.8 us.
+//     x scaling a token row a thread (kRowScale; one exp a walk instead of two). H200, shape 1 (9d8297d, three
+//     alternating profiles each): 0 / 1 / 2: 107.6-110.3 / 104.7-107.8 / 99.4-100.8 us.
 //   MK_SSD_WALK_LEAN_NEXT (on, kWalkLeanNextDefault): F2 / B2's ping-pong teams find their next item (and the
 //     prefetch's) by adding two heads within the chunk instead of next_item twice (SsdWalkParams). H200, shape 1
 //     (e68a3d6, three alternating profiles each): F2 231.4-232.2 us against 234.0-234.9; B2 278.7 against 280.2.
@@ -92,7 +91,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //     scaling phase; a4d0e3a): 154.7-157.3 against 116.5-116.9; chunk k + 1's x scaled while chunk k's products run
 //     (d81ba62): 117.8-118.1 against 117.4-118.0; four stages of half a chunk loaded three halves ahead (17dfd5d):
 //     149.3-149.4 against 116.9-120.2; the next chunk's a / dt' rows waited for at the loop's end, without the
-//     barrier at its top (98140af): 125.4-127.3 against 119.3-119.9.
+//     barrier at its top (98140af): 125.4-127.3 against 119.3-119.9; with the wide products and lean loads, the
+//     chunk's entry state staged right after the loop's top barrier, before the tiles' wait (MK_SSD_STATE_LEAN=3,
+//     2964d58): 109.2-109.6 against 99.5-99.8.
 constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefault = true,
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = true;  // (the CPU emulation's checks read them too)
@@ -103,11 +104,11 @@ bool env_switch(const char* name, bool dflt) {
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
 }
 
-// MK_SSD_STATE_LEAN (0 to 3; kStateLeanDefault): with the wide products, the leaner loads (1), the row scaling too (2),
-// and the entry state staged before the tiles' wait (3); see ssd_state_wg_kernel.cuh.
+// MK_SSD_STATE_LEAN (0, 1 or 2; kStateLeanDefault): with the wide products, the leaner loads (1) and the row scaling
+// too (2); see ssd_state_wg_kernel.cuh.
 int state_lean() {
   const char* v = std::getenv("MK_SSD_STATE_LEAN");
-  return v == nullptr || v[0] == '\0' ? kStateLeanDefault : v[0] >= '1' && v[0] <= '3' ? v[0] - '0' : 0;
+  return v == nullptr || v[0] == '\0' ? kStateLeanDefault : v[0] == '2' ? 2 : v[0] == '1' ? 1 : 0;
 }
 
 // Whether F1 runs ssd_state_wg_kernel (MK_SSD_STATE_WGMMA) on this device, whose blocks may opt into `optin` bytes.
@@ -190,7 +191,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     // h_in as a (n_slots h kP) x kN bf16 matrix for the TMA stores; with MK_SSD_STATE_TMA_LOAD, B as (tokens, g, kN)
     // and x as (tokens, 1, h kP) for the tiles' loads; a tensor the maps cannot describe keeps the register stores /
     // cp.async copies
-    ssd_walk::SsdStateEarlyParams q;  // (every other SsdState*Params of the TMA variants as well)
+    ssd_walk::SsdStateRowScaleParams q;  // (every other SsdState*Params of the TMA variants as well)
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
     constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
@@ -207,8 +208,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
                              : !env_switch("MK_SSD_STATE_WIDE", kStateWideDefault) ? StateKernel::kWgmmaPairsTmaLoadLate
                              : state_lean() == 0 ? StateKernel::kWgmmaWide
                              : state_lean() == 1 ? StateKernel::kWgmmaLean
-                             : state_lean() == 2 ? StateKernel::kWgmmaRowScale
-                                                 : StateKernel::kWgmmaEarly;
+                                                 : StateKernel::kWgmmaRowScale;
       const cudaError_t e = launch_state_w(q, walks, tk, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }

@@ -34,7 +34,11 @@ forward 0.4066 ms, forward + backward 1.724 ms (1662b68). Session 28: F1 adds tw
 removed in session 33). Session 33: F1's TMA store issuer waits for the copy engine's reads of a chunk's h_in boxes
 just before the next chunk's staging barrier (MK_SSD_STATE_LATE_WAIT; 116.7 against 126.3 us), on by default; forward
 0.3658 ms, forward + backward 1.689 ms (31aeccf); four other F1 variants measured and removed in session 34 (see
-csrc/ssd/ssd_walk.cu). CALLS counts the CUDA launches per stage (tests assert that they happened).
+csrc/ssd/ssd_walk.cu). Session 35: F1's products as one wgmma a k16 step over every walk (MK_SSD_STATE_WIDE), its
+loads from addresses fixed once a CTA and its x scaling a token row a thread (MK_SSD_STATE_LEAN=2), F2 / B2's next
+item by addition (MK_SSD_WALK_LEAN_NEXT), all on by default: F1 99.5-99.8 against 116.6-117.1 us, F2 231-232 against
+234; forward 0.3496 ms, forward + backward 1.671 ms (2964d58). CALLS counts the CUDA launches per stage (tests assert
+that they happened).
 """
 from __future__ import annotations
 
