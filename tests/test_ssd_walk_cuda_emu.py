@@ -60,7 +60,8 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdeca
 # other walks set it to 0), "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0) and "wgmma-ldsm" (wgmma with
 # MK_SSD_WALK_LDSM=1: the epilogue's x / z pairs by ldmatrix). A "-lean" suffix: MK_SSD_WALK_LEAN_NEXT=1 too (a team's
 # next item by adding two heads within the chunk).
-WALKS = [(case, walk) for case in CASES for walk in ("direct", "staged", "pingpong", "nosplit", "noown", "pingpong-lean")]
+WALKS = [(case, walk) for case in CASES
+         for walk in ("direct", "staged", "pingpong", "nosplit", "noown", "pingpong-lean")]
 WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan"
           for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-lean")]
 

@@ -114,11 +114,12 @@ inline long long calls = 0;  // emulated wgmma (a driver reports them: the varia
 // Bits of the bf16 element (mn, k) of a K-major or MN-major operand from descriptor d.
 inline uint32_t elem(WgDesc d, int mn, int k, bool mn_major) {
   const int S = d.row_bytes;
-  if (mn_major && 2 * mn >= S && d.lbo == 0) cuda_emu::fail("wgmma emulation: an MN-major operand past its atom, no LBO");
+  if (mn_major && 2 * mn >= S && d.lbo == 0) cuda_emu::fail("wgmma emulation: an MN-major operand past its atom");
   if (!mn_major && 2 * k >= S) cuda_emu::fail("wgmma emulation: an operand wider than its swizzle atom");
   // MN-major: column mn of atom mn / (S / 2), d.lbo bytes apart (the swizzle is on each 1024-aligned atom tile's bits)
-  const uintptr_t a = reinterpret_cast<uintptr_t>(d.start) +
-                      (mn_major ? uintptr_t(2 * mn / S) * uintptr_t(d.lbo) + k * S + (mn % (S / 2)) * 2 : mn * S + k * 2);
+  const uintptr_t atom = mn_major ? uintptr_t(2 * mn / S) * uintptr_t(d.lbo) : 0;
+  const uintptr_t in_atom = mn_major ? k * S + (mn % (S / 2)) * 2 : mn * S + k * 2;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(d.start) + atom + in_atom;
   const uintptr_t phys = a ^ (((a >> 7) & uintptr_t(S / 16 - 1)) << 4);  // on the address bits (1024-aligned tiles)
   uint16_t v;
   std::memcpy(&v, reinterpret_cast<const void*>(phys), 2);

@@ -28,10 +28,10 @@ struct SsdStateLateWaitParams : SsdStateTmaLoadParams {};
 // walk's x (the pair tiles as one MN-major B operand, its 64-column atoms kPairTileBytes apart: the descriptor's LBO),
 // so that the B tile (the A operand) is read from shared memory once a k16 step instead of once a pair.
 struct SsdStateWideParams : SsdStateLateWaitParams {};
-// kLeanRows (MK_SSD_STATE_LEAN >= 1, with kWide): the stage's loads from addresses fixed before the walk (state_load_lean:
-// no division and no 64-bit index products a chunk), and (MK_SSD_STATE_LEAN=2, kRowScale) the x scaling by
-// state_scale_rows: a thread a token row (two 16-byte chunks of it) instead of two rows (one chunk each), one exp a
-// walk instead of two.
+// kLeanRows (MK_SSD_STATE_LEAN >= 1, with kWide): the stage's loads from addresses fixed before the walk
+// (state_load_lean: no division and no 64-bit index products a chunk), and (MK_SSD_STATE_LEAN=2, kRowScale) the x
+// scaling by state_scale_rows: a thread a token row (two 16-byte chunks of it) instead of two rows (one chunk each),
+// one exp a walk instead of two.
 struct SsdStateLeanParams : SsdStateWideParams {};
 struct SsdStateRowScaleParams : SsdStateLeanParams {};
 
@@ -180,6 +180,11 @@ __device__ __forceinline__ void state_zero_tail(char* st, int ln, int tid) {
 // (state_load_tma), the rows past a short chunk cleared in shared memory (state_zero_tail). kLateWait (PP =
 // SsdStateLateWaitParams: MK_SSD_STATE_LATE_WAIT, the default with kTmaLoad; 116.7-119.5 us against 125.3-127.8): the
 // issuer's wait for the boxes' reads moved from before the loop-end barrier to before the next staging barrier.
+// kWide (SsdStateWideParams: MK_SSD_STATE_WIDE, the default with kLateWait; 107.1-107.6 us against 116.6-117.1): one
+// m64n(32 W)k16 product a k16 step over every walk (an SS wgmma at N 64 reads 4 KB of shared memory for 32 clocks of
+// tensor work: the pair products were shared-memory bound). kLeanRows / kRowScale (SsdStateLeanParams /
+// SsdStateRowScaleParams: MK_SSD_STATE_LEAN=1 / 2, 2 the default; 104.7-107.8 / 99.4-100.8 us against 107.6-110.3 for
+// kWide alone): state_load_lean, state_scale_rows.
 
 template <typename E, int W, bool kPairs = false, typename PP = SsdStateParams>
 __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_constant__ PP p) {
@@ -416,15 +421,16 @@ constexpr bool state_skew_fits(int W, int64_t smem_optin) { return state_smem_by
 // Which state-stage kernel a launch runs: ssd_state_kernel without or with the skew, or ssd_state_wg_kernel (kPairs:
 // its paired products, MK_SSD_STATE_PAIRS; kWgmmaPairsTma: and its h_in by TMA stores, MK_SSD_STATE_TMA;
 // kWgmmaPairsTmaLoad: and its tiles by TMA loads, MK_SSD_STATE_TMA_LOAD; kWgmmaPairsTmaLoadLate: and the late wait
-// for the boxes' reads, MK_SSD_STATE_LATE_WAIT; kWgmmaWide: and one wide product a k16 step, MK_SSD_STATE_WIDE).
+// for the boxes' reads, MK_SSD_STATE_LATE_WAIT; kWgmmaWide: and one wide product a k16 step, MK_SSD_STATE_WIDE;
+// kWgmmaLean / kWgmmaRowScale: and the lean loads / and the row scaling, MK_SSD_STATE_LEAN=1 / 2).
 enum class StateKernel {
   kPlain, kSkew, kWgmma, kWgmmaPairs, kWgmmaPairsTma, kWgmmaPairsTmaLoad, kWgmmaPairsTmaLoadLate, kWgmmaWide,
   kWgmmaLean, kWgmmaRowScale
 };
 
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
-// (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate / kWgmmaWide: p is an SsdStateTmaParams /
-// SsdStateTmaLoadParams / SsdStateLateWaitParams / SsdStateWideParams with its tensor maps.)
+// (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate / kWgmmaWide / kWgmmaLean / kWgmmaRowScale: p is an
+// SsdStateTmaParams / ... / SsdStateRowScaleParams, the kernel's parameter type, with its tensor maps.)
 template <int W>
 cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
