@@ -242,7 +242,7 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
                                     "pingpong-noown", "pingpong-wgmma", "pingpong-wgmma-nosplit",
-                                    "pingpong-wgmma-ldsm", "pingpong-wgmma-ldsm-lean"])
+                                    "pingpong-wgmma-ldsm", "pingpong-wgmma-ldsm-lean", "pingpong-wgmma-ldsm-lean-ut"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -259,7 +259,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     MK_SSD_WALK_WGMMA=1, the output stage's C h_in^T on wgmma (ssd_scan_wg_kernel, sm_90a; the profiler shows it
     ran; the other variants set the switch to 0); "pingpong-wgmma-ldsm": that with MK_SSD_WALK_LDSM=1 (the epilogue's
     x / z pairs by ldmatrix); "-lean": MK_SSD_WALK_LEAN_NEXT=1 as well (a team's next item two heads on by
-    addition)."""
+    addition); "-lean-ut": and MK_SSD_WALK_UTABLE=1 (the earlier-block weights from the item's u table; its template
+    argument shows in the kernel's name)."""
     _skip_unavailable("triton", "cuda")
     wgmma = "wgmma" in stores
     if wgmma and torch.cuda.get_device_capability() != (9, 0):
@@ -271,7 +272,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     monkeypatch.setenv("MK_SSD_WALK_SPLITWAIT", "0" if stores.endswith("nosplit") else "1")
     monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
     monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if "ldsm" in stores else "0")
-    monkeypatch.setenv("MK_SSD_WALK_LEAN_NEXT", "1" if stores.endswith("-lean") else "0")
+    monkeypatch.setenv("MK_SSD_WALK_LEAN_NEXT", "1" if "-lean" in stores else "0")
+    monkeypatch.setenv("MK_SSD_WALK_UTABLE", "1" if stores.endswith("-ut") else "0")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
@@ -306,6 +308,9 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     ldsm = "ldsm" in stores
     ran_ldsm = any(re.search(r"ssd_scan_wg_kernel<__nv_bfloat16, true[,>]", e.name) for e in prof.events())
     assert ran_ldsm == ldsm, f"the ldmatrix epilogue ran: {ran_ldsm}, asked for: {ldsm}"
+    ut = stores.endswith("-ut")
+    ran_ut = any(re.search(r"ssd_scan_wg_kernel<__nv_bfloat16, true, true>", e.name) for e in prof.events())
+    assert ran_ut == ut, f"the u table ran: {ran_ut}, asked for: {ut}"
     # the output stage serves both forwards (with autograd storing ypre; with MK_SSD_WALK_YPRE=0 the Triton scan
     # runs that one), the state stage both forwards
     done = {"dx": mid["dx"] + 1, "scan": mid["scan"] + (1 if stores == "pingpong-noypre" else 2),

@@ -59,11 +59,12 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdeca
 # with MK_SSD_WALK_WGMMA=1: ssd_scan_wg_kernel, the swizzled tiles read through the emulated wgmma's descriptors; the
 # other walks set it to 0), "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0) and "wgmma-ldsm" (wgmma with
 # MK_SSD_WALK_LDSM=1: the epilogue's x / z pairs by ldmatrix). A "-lean" suffix: MK_SSD_WALK_LEAN_NEXT=1 too (a team's
-# next item by adding two heads within the chunk).
+# next item by adding two heads within the chunk); "-lean-ut": and MK_SSD_WALK_UTABLE=1 (F2's earlier-block weights from
+# the item's u table).
 WALKS = [(case, walk) for case in CASES
          for walk in ("direct", "staged", "pingpong", "nosplit", "noown", "pingpong-lean")]
 WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan"
-          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-lean")]
+          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ut")]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
     _check_walk_stage(case, walk, emu_exe, tmp_path)
 
 
-@pytest.mark.parametrize("walk", ["pingpong", "wgmma-ldsm", "wgmma-ldsm-lean"])
+@pytest.mark.parametrize("walk", ["pingpong", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ut"])
 def test_ssd_scan_stage_keeps_a_nan_sequence_apart(walk, emu_exe, tmp_path):
     """Packed sequences: x of the last one all NaN; the other sequences' outputs stay finite and exact. The chunk
     ending the sequence before it has 7 rows, so a stage that let the next sequence's rows into the products would
@@ -205,7 +206,8 @@ def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False):
            "MK_SSD_WALK_OWNROWS": "0" if walk == "noown" else "1",
            "MK_SSD_WALK_WGMMA": "1" if walk.startswith("wgmma") else "0",
            "MK_SSD_WALK_LDSM": "1" if walk.startswith("wgmma-ldsm") else "0",
-           "MK_SSD_WALK_LEAN_NEXT": "1" if walk.endswith("-lean") else "0"}
+           "MK_SSD_WALK_LEAN_NEXT": "1" if "-lean" in walk else "0",
+           "MK_SSD_WALK_UTABLE": "1" if walk.endswith("-ut") else "0"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran

@@ -89,9 +89,12 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
 
 // acc (16 x 64, C h_in^T of the warp's rows t0 .. t0 + 15 over n, unscaled) becomes y without D x: acc exp(a_t) plus
 // the causal sum over the chunk's earlier blocks (u-weighted, then v-scaled; see the header) and the diagonal block.
-template <typename E>
+// kUTable (ut: the item's u table, scan_u_table): u_s dt'_s of an earlier block sb as exp(a_m - a_e) ut[s] with e =
+// 16 sb + 15, its last token (one exp a block and lane instead of four; both factors <= 1 for decaying a).
+template <typename E, bool kUTable = false>
 __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, const E* xs, const float* as,
-                                            const float* dts, int t0, int tb, int ln, int lane) {
+                                            const float* dts, int t0, int tb, int ln, int lane,
+                                            const float* ut = nullptr) {
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
   const int tA = t0 + g, tB = tA + 8;
   const float a_m = as[t0];
@@ -101,8 +104,20 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     uint32_t r[4];
     ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
     const int s = 16 * sb + 2 * q;
-    const float u0 = __expf(a_m - as[s]) * dts[s], u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
-    const float u8 = __expf(a_m - as[s + 8]) * dts[s + 8], u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
+    float u0, u1, u8, u9;
+    if constexpr (kUTable) {
+      const float eb = __expf(a_m - as[16 * sb + 15]);
+      const float2 w0 = *reinterpret_cast<const float2*>(ut + s), w8 = *reinterpret_cast<const float2*>(ut + s + 8);
+      u0 = eb * w0.x;
+      u1 = eb * w0.y;
+      u8 = eb * w8.x;
+      u9 = eb * w8.y;
+    } else {
+      u0 = __expf(a_m - as[s]) * dts[s];
+      u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
+      u8 = __expf(a_m - as[s + 8]) * dts[s + 8];
+      u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
+    }
     typename Frag<E>::A af;
     af.r[0] = scale_pair(r[0], u0, u1);
     af.r[1] = scale_pair(r[1], u0, u1);
@@ -127,6 +142,16 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
   }
 }
 
+// kUTable: the item's u table, ut[s] = exp(a_e - a_s) dt'_s with e = min(16 (s / 16) + 15, ln - 1) (the last token of
+// s's block that the chunk holds: entries past ln stay finite, and no earlier block a warp reads reaches ln), one
+// entry a thread of the team's warps 0-3, before the team barrier of wait_rest publishes it.
+__device__ __forceinline__ void scan_u_table(float* ut, const float* as, const float* dts, int ln, int s) {
+  if (s < kQ) {
+    const int e = (s | 15) < ln ? (s | 15) : ln - 1;
+    ut[s] = __expf(as[e] - as[s]) * dts[s];
+  }
+}
+
 // One item; kWgmma (sm_90a; the swizzled layouts of run_walk's kSwz): C h_in^T on wgmma, the warpgroup's 64 rows of
 // C (warp w of the team owns the rows of warp_row_block(w)) times the (p, n) tile, 8 k16 steps with A and B from
 // shared memory, issued when the item starts (its team barrier has the warps together anyway; every warp takes part
@@ -135,7 +160,8 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
 // stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
 // fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
 // other's fragments at every k16 step.
-template <typename E, bool kWgmma, bool kLdsm, typename WaitRest, typename WaitOwn>
+// kUTable (with kWgmma and the split waits): the u table (scan_u_table) between the product's issue and wait_rest.
+template <typename E, bool kWgmma, bool kLdsm, bool kUTable = false, typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
@@ -147,6 +173,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   float acc[8][4];
   if constexpr (kWgmma) {
     rows_times_pn_wgmma<E>(acc, cs, st.pn(), warp);
+    if constexpr (kUTable) scan_u_table(st.ut(), as, dts, ln, 32 * warp + lane);
     wait_rest();  // x (and z unless the warp loads its own z rows)
     wgmma_wait<0>();
     if (t0 >= ln) {  // no valid target row in this warp's block
@@ -162,7 +189,7 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
     wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   }
-  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
+  scan_causal<E, kUTable>(acc, cbs, xs, as, dts, t0, tb, ln, lane, st.ut());
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
   scan_epilogue<E, kLdsm>(p, it, acc, xs, st, t0, lane, sw);
 }
@@ -178,14 +205,14 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
 }
 
 // The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there);
-// kLdsm: scan_epilogue's ldmatrix loads.
-template <typename E, bool kLdsm = false>
+// kLdsm: scan_epilogue's ldmatrix loads; kUTable (MK_SSD_WALK_UTABLE, with p.w.split_wait): the u table.
+template <typename E, bool kLdsm = false, bool kUTable = false>
 __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdScanParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                        [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                            const auto& wait_rest, const auto& wait_own) {
-                         scan_item<E, true, kLdsm>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                         scan_item<E, true, kLdsm, kUTable>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                        });
 #else
   __trap();

@@ -85,6 +85,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_LEAN_NEXT (on, kWalkLeanNextDefault): F2 / B2's ping-pong teams find their next item (and the
 //     prefetch's) by adding two heads within the chunk instead of next_item twice (SsdWalkParams). H200, shape 1
 //     (e68a3d6, three alternating profiles each): F2 231.4-232.2 us against 234.0-234.9; B2 278.7 against 280.2.
+//   MK_SSD_WALK_UTABLE (off, kWalkUTableDefault; lab, not GPU-timed): with the ldmatrix epilogue and the split waits,
+//     F2's earlier-block weights u_s dt'_s as exp(a_m - a_e) ut[s] from a per-item table the team writes (one exp a
+//     block and lane instead of four; ssd_scan_kernel.cuh, kUTable).
 //   F1 variants measured on the H200 at shape 1 and removed (alternating profiles; lab records in bench/results/lab/):
 //     the x scaling with every walk's loads issued before any store (ffe9dc4): 131.1-132.4 us against 125.3-127.9;
 //     S (p, n) += x'^T B with the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers, no
@@ -98,7 +101,7 @@ constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefa
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = true;  // (the CPU emulation's checks read them too)
 constexpr int kStateLeanDefault = 2;
-constexpr bool kWalkLeanNextDefault = true;
+constexpr bool kWalkLeanNextDefault = true, kWalkUTableDefault = false;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -223,11 +226,15 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
+  // the u table needs the split waits (its team barrier publishes the table) and the ldmatrix epilogue's kernel
+  const bool ldsm = env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault);
+  const bool ut = ldsm && env_switch("MK_SSD_WALK_UTABLE", kWalkUTableDefault) &&
+                  env_switch("MK_SSD_WALK_SPLITWAIT", true);
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
-                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault)
-                               ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
-                               : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
+                           ut     ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true, true>
+                           : ldsm ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                                  : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
 }
 
 }  // namespace mamba_kernels

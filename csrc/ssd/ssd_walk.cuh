@@ -47,7 +47,10 @@ template <typename E> struct Stage {
   }
   __device__ __forceinline__ const float* dt() const { return a() + kQ; }
   __device__ __forceinline__ const float* D() const { return a() + 2 * kQ; }
+  // F2's u table (kUTable, ssd_scan_kernel.cuh): written by the item's team after its start, not loaded
+  __device__ __forceinline__ float* ut() const { return const_cast<float*>(a()) + 2 * kQ + kP; }
 };
+static_assert(2 * kTileBytes + kPnBytes + (3 * kQ + kP) * 4 <= kStageBytes, "the u table fits the stage's padding");
 
 // Warp w's row block (see the header).
 __device__ __forceinline__ int warp_row_block(int warp) { return warp < 4 ? warp : 11 - warp; }
