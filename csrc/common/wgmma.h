@@ -1,5 +1,5 @@
 // Warpgroup tensor-core products (wgmma.mma_async, sm_90a) for kernels whose operands sit in shared memory in the
-// swizzled layouts: descriptors, the bf16 m64nNk16 product (N 32 or 64) with A and B from shared memory, and the
+// swizzled layouts: descriptors, the bf16 m64nNk16 product (N 32 to 160) with A and B from shared memory, and the
 // fences. Under the CPU emulation (tests/cuda_emu, MK_CUDA_EMU) each lane builds its mma.sync fragments from the same
 // layouts and runs the emulated m16n8k16 N / 8 times, synchronously.
 //
@@ -146,18 +146,21 @@ inline void run(float (&d)[NT][4], WgDesc a, bool a_mn_major, WgDesc b, bool b_m
 }  // namespace wgmma_emu
 #endif
 
-// The 4 accumulators of n8 tile j, and those of tiles 0 .. NT - 1 (NT 12, 16 or 20)
+// The accumulators of n8 tiles 0 .. NT - 1 as "+f" operands, and one wgmma statement: N, the accumulators' register
+// list, the operand numbers of a, b, the scale-d flag and the two transposes, the accumulator operands.
 #define MK_WGMMA_T(d, j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
 #define MK_WGMMA_T4(d, j) MK_WGMMA_T(d, j), MK_WGMMA_T(d, j + 1), MK_WGMMA_T(d, j + 2), MK_WGMMA_T(d, j + 3)
-#define MK_WGMMA_WIDE(d, NT)                                                                                        \
-  MK_WGMMA_T4(d, 0), MK_WGMMA_T4(d, 4), MK_WGMMA_T4(d, 8) MK_WGMMA_MORE_##NT(d)
-#define MK_WGMMA_MORE_12(d)
-#define MK_WGMMA_MORE_16(d) , MK_WGMMA_T4(d, 12)
-#define MK_WGMMA_MORE_20(d) , MK_WGMMA_T4(d, 12), MK_WGMMA_T4(d, 16)
-#define MK_WGMMA_D16(d)                                                                                             \
-  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),          \
-      "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),      \
-      "+f"(d[3][2]), "+f"(d[3][3])
+#define MK_WGMMA_OUT4(d) MK_WGMMA_T4(d, 0)
+#define MK_WGMMA_OUT8(d) MK_WGMMA_OUT4(d), MK_WGMMA_T4(d, 4)
+#define MK_WGMMA_OUT12(d) MK_WGMMA_OUT8(d), MK_WGMMA_T4(d, 8)
+#define MK_WGMMA_OUT16(d) MK_WGMMA_OUT12(d), MK_WGMMA_T4(d, 12)
+#define MK_WGMMA_OUT20(d) MK_WGMMA_OUT16(d), MK_WGMMA_T4(d, 16)
+#define MK_WGMMA_SS(N, REGS, IA, IB, IP, ITA, ITB, OUTS)                                                           \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" #IP ", 0;\n"                                                   \
+               "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32.bf16.bf16 " REGS ", %" #IA ", %" #IB                   \
+               ", p, 1, 1, %" #ITA ", %" #ITB ";\n}\n"                                                             \
+               : OUTS                                                                                               \
+               : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0))
 
 // d (64 x N over the warpgroup, N = 8 NT: 32, 64, 96, 128 or 160; past 64 an MN-major B whose descriptor has the
 // LBO of its 64-column atoms) (+)= A B, A (64 x 16) and B (16 x N) from shared memory through
@@ -166,58 +169,31 @@ template <bool kAccumulate, bool kTransA, bool kTransB, int NT>
 __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[NT][4], WgDesc a, WgDesc b) {
   static_assert(NT == 4 || NT == 8 || NT == 12 || NT == 16 || NT == 20, "N 32, 64, 96, 128 or 160");
 #if defined(MK_WGMMA_DEVICE)
-  if constexpr (NT == 8) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-        "%32, %33, p, 1, 1, %35, %36;\n}\n"
-        : MK_WGMMA_D16(d), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]),
-          "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]),
-          "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
-  } else if constexpr (NT == 4) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
-        "%16, %17, p, 1, 1, %19, %20;\n}\n"
-        : MK_WGMMA_D16(d)
-        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
+  if constexpr (NT == 4) {
+    MK_WGMMA_SS(32, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}",
+                16, 17, 18, 19, 20, MK_WGMMA_OUT4(d));
+  } else if constexpr (NT == 8) {
+    MK_WGMMA_SS(64, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}",
+                32, 33, 34, 35, 36, MK_WGMMA_OUT8(d));
   } else if constexpr (NT == 12) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, "
-        "%48, %49, p, 1, 1, %51, %52;\n}\n"
-        : MK_WGMMA_WIDE(d, 12)
-        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
+    MK_WGMMA_SS(96, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}",
+                48, 49, 50, 51, 52, MK_WGMMA_OUT12(d));
   } else if constexpr (NT == 16) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-        "%64, %65, p, 1, 1, %67, %68;\n}\n"
-        : MK_WGMMA_WIDE(d, 16)
-        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
+    MK_WGMMA_SS(128, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}",
+                64, 65, 66, 67, 68, MK_WGMMA_OUT16(d));
   } else if constexpr (NT == 20) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n160k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79}, "
-        "%80, %81, p, 1, 1, %83, %84;\n}\n"
-        : MK_WGMMA_WIDE(d, 20)
-        : "l"(a), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransA ? 1 : 0), "n"(kTransB ? 1 : 0));
+    MK_WGMMA_SS(160, "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+                "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79}",
+                80, 81, 82, 83, 84, MK_WGMMA_OUT20(d));
   }
 #elif !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
   wgmma_emu::run<NT>(d, a, kTransA, b, kTransB, kAccumulate);
@@ -226,12 +202,13 @@ __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[NT][4], WgDesc a, WgDes
   __trap();
 #endif
 }
-#undef MK_WGMMA_D16
-#undef MK_WGMMA_WIDE
+#undef MK_WGMMA_SS
+#undef MK_WGMMA_OUT20
+#undef MK_WGMMA_OUT16
+#undef MK_WGMMA_OUT12
+#undef MK_WGMMA_OUT8
+#undef MK_WGMMA_OUT4
 #undef MK_WGMMA_T4
 #undef MK_WGMMA_T
-#undef MK_WGMMA_MORE_12
-#undef MK_WGMMA_MORE_16
-#undef MK_WGMMA_MORE_20
 
 }  // namespace mamba_kernels

@@ -428,6 +428,9 @@ enum class StateKernel {
   kWgmmaLean, kWgmmaRowScale
 };
 
+// A parameter type as a value (launch_state picks the TMA variant's kernel by it; C++17: no std::type_identity).
+template <typename T> struct ParamsTag { using type = T; };
+
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 // (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate / kWgmmaWide / kWgmmaLean / kWgmmaRowScale: p is an
 // SsdStateTmaParams / ... / SsdStateRowScaleParams, the kernel's parameter type, with its tensor maps.)
@@ -446,32 +449,27 @@ cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_
     if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
     return e == cudaSuccess ? cudaGetLastError() : e;
   };
-  if (which == StateKernel::kWgmma || which == StateKernel::kWgmmaPairs || which == StateKernel::kWgmmaPairsTma ||
-      which == StateKernel::kWgmmaPairsTmaLoad || which == StateKernel::kWgmmaPairsTmaLoadLate ||
-      which == StateKernel::kWgmmaWide || which == StateKernel::kWgmmaLean || which == StateKernel::kWgmmaRowScale) {
-    if constexpr (W <= kStateWgMaxWalks) {
-      if (which == StateKernel::kWgmmaWide)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateWideParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateWideParams&>(p));
-      if (which == StateKernel::kWgmmaLean)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLeanParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLeanParams&>(p));
-      if (which == StateKernel::kWgmmaRowScale)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateRowScaleParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateRowScaleParams&>(p));
-      if (which == StateKernel::kWgmmaPairsTmaLoadLate)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateLateWaitParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateLateWaitParams&>(p));
-      if (which == StateKernel::kWgmmaPairsTmaLoad)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateTmaLoadParams>,
-                   state_wg_smem_bytes(W, true, true, true), static_cast<const SsdStateTmaLoadParams&>(p));
-      if (which == StateKernel::kWgmmaPairsTma)
-        return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, SsdStateTmaParams>, state_wg_smem_bytes(W, true, true),
-                   static_cast<const SsdStateTmaParams&>(p));
-      if (which == StateKernel::kWgmmaPairs)
+  // ssd_state_wg_kernel with the paired products and the TMA variant whose parameter type is PP (its tensor maps)
+  const auto run_tma = [&](auto pp) {
+    using PP = typename decltype(pp)::type;
+    constexpr bool kLoads = std::is_base_of_v<SsdStateTmaLoadParams, PP>;
+    return run(ssd_state_wg_kernel<__nv_bfloat16, W, true, PP>, state_wg_smem_bytes(W, true, true, kLoads),
+               static_cast<const PP&>(p));
+  };
+  if constexpr (W <= kStateWgMaxWalks) {
+    switch (which) {
+      case StateKernel::kWgmma: return run(ssd_state_wg_kernel<__nv_bfloat16, W>, state_wg_smem_bytes(W), p);
+      case StateKernel::kWgmmaPairs:
         return run(ssd_state_wg_kernel<__nv_bfloat16, W, true>, state_wg_smem_bytes(W, true), p);
-      return run(ssd_state_wg_kernel<__nv_bfloat16, W>, state_wg_smem_bytes(W), p);
+      case StateKernel::kWgmmaPairsTma: return run_tma(ParamsTag<SsdStateTmaParams>{});
+      case StateKernel::kWgmmaPairsTmaLoad: return run_tma(ParamsTag<SsdStateTmaLoadParams>{});
+      case StateKernel::kWgmmaPairsTmaLoadLate: return run_tma(ParamsTag<SsdStateLateWaitParams>{});
+      case StateKernel::kWgmmaWide: return run_tma(ParamsTag<SsdStateWideParams>{});
+      case StateKernel::kWgmmaLean: return run_tma(ParamsTag<SsdStateLeanParams>{});
+      case StateKernel::kWgmmaRowScale: return run_tma(ParamsTag<SsdStateRowScaleParams>{});
+      default: break;
     }
+  } else if (which != StateKernel::kPlain && which != StateKernel::kSkew) {
     return cudaErrorInvalidValue;
   }
   return which == StateKernel::kSkew ? run(ssd_state_kernel<__nv_bfloat16, W, true>, state_smem_bytes(W, true), p)

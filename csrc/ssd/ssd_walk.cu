@@ -206,12 +206,13 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
           tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, ssd_walk::kQ) ==
               nullptr;
       const bool late = env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
+      const int lean = state_lean();
       const StateKernel tk = !loads ? StateKernel::kWgmmaPairsTma
                              : !late ? StateKernel::kWgmmaPairsTmaLoad
                              : !env_switch("MK_SSD_STATE_WIDE", kStateWideDefault) ? StateKernel::kWgmmaPairsTmaLoadLate
-                             : state_lean() == 0 ? StateKernel::kWgmmaWide
-                             : state_lean() == 1 ? StateKernel::kWgmmaLean
-                                                 : StateKernel::kWgmmaRowScale;
+                             : lean == 0 ? StateKernel::kWgmmaWide
+                             : lean == 1 ? StateKernel::kWgmmaLean
+                                         : StateKernel::kWgmmaRowScale;
       const cudaError_t e = launch_state_w(q, walks, tk, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
