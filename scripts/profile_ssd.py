@@ -11,15 +11,14 @@ them on the command line, one process per variant):
   MK_SSD_SCAN_HEADS=2 python3 scripts/profile_ssd.py --impls cuda    # heads of a group a scan CTA: 1 (default), 2, 4
 Variants of the head-walk stages (read at every launch): MK_SSD_WALK_STAGED=0 (outputs stored from the fragments),
 MK_SSD_WALK_PINGPONG=0 (F2 / B2 as one team of 8 warps a CTA), MK_SSD_WALK_YPRE=0 (Triton's scan for forwards that
-keep ypre), MK_SSD_STATE_SKEW=1 (F1's warps 4-7 store h_in after the mma), MK_SSD_WALK_WGMMA=0 (F2's C h_in^T by
-mma.sync instead of wgmma), MK_SSD_STATE_WGMMA=0 (F1 on mma.sync), MK_SSD_STATE_PAIRS=0 (F1 a walk a product),
+keep ypre), MK_SSD_STATE_SKEW=1 (F1's warps 4-7 store h_in after the mma), MK_SSD_WALK_WGMMA=0 (F2's C h_in^T
+by mma.sync instead of wgmma), MK_SSD_STATE_WGMMA=0 (F1 on mma.sync), MK_SSD_STATE_PAIRS=0 (F1 a walk a product),
 MK_SSD_STATE_TMA=0 (F1's h_in stored from registers), MK_SSD_STATE_TMA_LOAD=0 (F1's tiles by cp.async),
-MK_SSD_STATE_LATE_WAIT=0 (F1 waits for its h_in boxes' reads before the chunk's last barrier), MK_SSD_STATE_WIDE=0
-(F1's products a walk pair a wgmma, not one over every walk), MK_SSD_STATE_LEAN=0|1 (with the wide products: F1's
-loads from per-chunk addresses and its scaling two rows a thread | the loads' addresses fixed only),
-MK_SSD_WALK_LEAN_NEXT=0 (F2 / B2's next item by next_item twice), MK_SSD_WALK_UTABLE=1 (F2's earlier-block weights
-from a per-item table), MK_SSD_WALK_LDSM=0 (F2's epilogue by 4-byte shared loads); use --impls triton (the pipeline
-that runs them).
+MK_SSD_STATE_LATE_WAIT=0 (F1 waits for its h_in boxes' reads before the chunk's last barrier),
+MK_SSD_STATE_WIDE=0 (F1's products a walk pair a wgmma, not one over every walk), MK_SSD_STATE_LEAN=0|1 (with
+the wide products: F1's loads from per-chunk addresses and its scaling two rows a thread | the loads' addresses fixed
+only), MK_SSD_WALK_LEAN_NEXT=0 (F2 / B2's next item by next_item twice), MK_SSD_WALK_LDSM=0 (F2's epilogue by
+4-byte shared loads), MK_SSD_WALK_RING=1 (F2's wgmma kernel on the three-stage ring); use --impls triton (the pipeline that runs them).
 The variant in force is printed first.
 """
 from __future__ import annotations
@@ -60,7 +59,7 @@ def main():
              ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"), ("MK_SSD_STATE_PAIRS", "1"),
              ("MK_SSD_STATE_TMA", "1"), ("MK_SSD_STATE_TMA_LOAD", "1"), ("MK_SSD_STATE_LATE_WAIT", "1"),
              ("MK_SSD_STATE_WIDE", "1"), ("MK_SSD_STATE_LEAN", "2"), ("MK_SSD_WALK_LEAN_NEXT", "1"),
-             ("MK_SSD_WALK_UTABLE", "0"), ("MK_SSD_WALK_LDSM", "1"))
+             ("MK_SSD_WALK_LDSM", "1"), ("MK_SSD_WALK_RING", "0"))
     print(" ".join(f"{k}={os.environ.get(k, d + ' (default)')}" for k, d in knobs))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)

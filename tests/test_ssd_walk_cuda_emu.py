@@ -47,6 +47,9 @@ CASES = {
     "scan-b1-l256-h6-g1-D-z-slowdecay": ("scan", 1, 256, 6, 1, None, 1, 2, True, False),
     "dx-b1-l256-h6-g1-Dhp-slowdecay": ("dx", 1, 256, 6, 1, None, 2, 2, False, False),
 }
+# the ring's dynamic shared memory (ssd_walk_ring.cuh, kRingSmemBytes): C B^T 34816 + rows 32768 + 3 x (stage 53248 +
+# a / dt' / D 1280) + 3 barriers of 8 bytes
+RING_SMEM_BYTES = 34816 + 32768 + 3 * (53248 + 1280) + 3 * 8
 SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdecay"}
 # How the stage stores and walks: "direct" (MK_SSD_WALK_STAGED=0: 4-byte stores from the fragments; one team of 8
 # warps a CTA, MK_SSD_WALK_PINGPONG=0), "staged" (through the warps' staging rows; one team), "pingpong" (the default:
@@ -59,12 +62,13 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdeca
 # with MK_SSD_WALK_WGMMA=1: ssd_scan_wg_kernel, the swizzled tiles read through the emulated wgmma's descriptors; the
 # other walks set it to 0), "wgmma-nosplit" (the same with MK_SSD_WALK_SPLITWAIT=0) and "wgmma-ldsm" (wgmma with
 # MK_SSD_WALK_LDSM=1: the epilogue's x / z pairs by ldmatrix). A "-lean" suffix: MK_SSD_WALK_LEAN_NEXT=1 too (a team's
-# next item by adding two heads within the chunk); "-lean-ut": and MK_SSD_WALK_UTABLE=1 (F2's earlier-block weights from
-# the item's u table).
+# next item by adding two heads within the chunk); "-ring": MK_SSD_WALK_RING=1 too (F2's wgmma kernel on the ring of
+# three stages, ssd_walk_ring.cuh: the other team's copies completing on emulated mbarriers; the launch's shared memory
+# shows that it ran).
 WALKS = [(case, walk) for case in CASES
          for walk in ("direct", "staged", "pingpong", "nosplit", "noown", "pingpong-lean")]
 WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan"
-          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ut")]
+          for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ring")]
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +151,7 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
     _check_walk_stage(case, walk, emu_exe, tmp_path)
 
 
-@pytest.mark.parametrize("walk", ["pingpong", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ut"])
+@pytest.mark.parametrize("walk", ["pingpong", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ring"])
 def test_ssd_scan_stage_keeps_a_nan_sequence_apart(walk, emu_exe, tmp_path):
     """Packed sequences: x of the last one all NaN; the other sequences' outputs stay finite and exact. The chunk
     ending the sequence before it has 7 rows, so a stage that let the next sequence's rows into the products would
@@ -207,12 +211,13 @@ def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False):
            "MK_SSD_WALK_WGMMA": "1" if walk.startswith("wgmma") else "0",
            "MK_SSD_WALK_LDSM": "1" if walk.startswith("wgmma-ldsm") else "0",
            "MK_SSD_WALK_LEAN_NEXT": "1" if "-lean" in walk else "0",
-           "MK_SSD_WALK_UTABLE": "1" if walk.endswith("-ut") else "0"}
+           "MK_SSD_WALK_RING": "1" if walk.endswith("-ring") else "0"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran
     # the wgmma variant ran (its emulated products counted) exactly when asked for
     assert ("wgmma 0" in res.stdout) != walk.startswith("wgmma"), res.stdout
+    assert (f"smem {RING_SMEM_BYTES} " in res.stdout) == walk.endswith("-ring"), res.stdout  # the ring ran when asked
     f64 = {k: t.to(F64) for k, t in dict(x=x, dy=dy, z=z, rows=rows, cb=cb, dtp=dtp, a=a, pn=pn).items()}
     D64 = None if D is None else D.to(F64)
     # outputs carry the bf16 rounding of the decay-weighted C B^T operand and of the bf16 store (measured ~2e-3
@@ -391,7 +396,7 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
         f"late_wait {int(load_ran and late)} wide {int(load_ran and wide)} lean {lean if load_ran and wide else 0} " \
         "smem_match 1" in res.stdout, res.stdout
     assert (re.search(r"tma \d+ / 0\n", res.stdout) is None) == bool(load_ran), res.stdout  # the loads ran if asked
-    calls = int(re.search(r"threads \d+ wgmma (\d+)", res.stdout).group(1))  # emulated wgmma
+    calls = int(re.search(r"threads \d+ smem \d+ wgmma (\d+)", res.stdout).group(1))  # emulated wgmma
     assert (calls > 0) == wgmma or "launches 0" in res.stdout, res.stdout
     hin_got = _read(d, "hin", BF, (nk, h, P, N))
     final_got = _read(d, "final", torch.float32, (nseq, h, P, N))

@@ -57,6 +57,30 @@ __device__ __forceinline__ void cp_async4(void* smem_dst, const void* gsrc) {
   *reinterpret_cast<unsigned*>(smem_dst) = *reinterpret_cast<const unsigned*>(gsrc);
 #endif
 }
+// cp_async4 of gsrc when `valid`, else 4 zero bytes (source size 0: nothing read; gsrc must still be a valid address).
+__device__ __forceinline__ void cp_async4_zfill(void* smem_dst, const void* gsrc, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(gsrc), "r"(valid ? 4 : 0) : "memory");
+#else
+  const unsigned v = valid ? *static_cast<const unsigned*>(gsrc) : 0u;
+  *static_cast<unsigned*>(smem_dst) = v;
+#endif
+}
+// The shared-memory barrier `bar` (mbarrier, common/tma.h) receives one arrival once every cp.async this thread has
+// issued so far has landed (cp.async.mbarrier.arrive.noinc: the arrival counts towards the barrier's count, so a
+// barrier initialised with the number of copying threads completes its phase when all their copies are in). For
+// stages that one group of threads fills and another reads.
+__device__ __forceinline__ void cp_async_mbar_arrive_noinc(uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(b) : "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::mbar_arrive(bar);  // the emulated copies have landed
+#else
+  (void)bar;
+#endif
+}
 // This thread's copies have landed (a __syncthreads after it publishes them to the block).
 __device__ __forceinline__ void cp_async_wait_all() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

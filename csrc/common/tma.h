@@ -147,13 +147,15 @@ __device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uin
 
 // Shared-memory transaction barriers (mbarrier) for the loads above: mbar_init by one thread (then a block barrier),
 // mbar_expect_tx by the issuing thread before its loads (its arrival plus the bytes they will complete), mbar_wait
-// by every reader (phase parity: 0 for a barrier's first completion, then alternating). The CPU emulation's loads
-// complete at once: no-ops there.
+// by every reader (phase parity: 0 for a barrier's first completion, then alternating). The CPU emulation
+// (cuda_emu::mbar_*) counts arrivals and phases; its loads complete at once.
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(count) : "memory");
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::mbar_init(bar, count);
 #else
   (void)bar; (void)count;
 #endif
@@ -162,6 +164,9 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
+#elif defined(MK_CUDA_EMU)
+  (void)bytes;
+  cuda_emu::mbar_arrive(bar);  // the emulated loads have completed their bytes already
 #else
   (void)bar; (void)bytes;
 #endif
@@ -174,6 +179,8 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
       "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
       "@!done bra wait_%=;\n}\n" ::"r"(b), "r"(parity)
       : "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::mbar_wait(bar, parity);
 #else
   (void)bar; (void)parity;
 #endif

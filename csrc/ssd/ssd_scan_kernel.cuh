@@ -10,6 +10,7 @@
 // and out = y silu(z); 4 exps a lane an earlier block.
 #pragma once
 #include "ssd/ssd_walk.cuh"
+#include "ssd/ssd_walk_ring.cuh"
 
 namespace mamba_kernels {
 namespace ssd_walk {
@@ -29,10 +30,11 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
 // out = y silu(z) (rows >= ln: computed on the zero rows, not stored). kLdsm (MK_SSD_WALK_LDSM, the default; H200 shape
 // 1: F2 231.4-234.7 us against 236.3-237.5): a half's x and z pairs come by two ldmatrix.x4 each (the
 // accumulator's order is ldmatrix's) instead of 8 four-byte shared loads each (F2's epilogue stalls on those loads:
-// ncu, session 27).
-template <typename E, bool kLdsm = false>
+// ncu, session 27). kStageInZ (the ring, ssd_walk_ring.cuh): sw is the warp's own z rows, rewritten only after every
+// lane has read them. St: Stage<E> or RingStage<E>.
+template <typename E, bool kLdsm = false, bool kStageInZ = false, typename St>
 __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item& it, const float (&acc)[8][4],
-                                              const E* xs, const Stage<E>& st, int t0, int lane, E* sw) {
+                                              const E* xs, const St& st, int t0, int lane, E* sw) {
   const E* zs = st.tile1();
   const float* Ds = st.D();
   const int ln = it.ln, g = lane >> 2, q = lane & 3, tA = t0 + g;
@@ -71,6 +73,7 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
   E* const outg = static_cast<E*>(p.out) + base + t0 * hp;
   E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
   if (p.w.staged_stores) {
+    if constexpr (kStageInZ) __syncwarp();  // the lanes' z reads before the staging writes over them
     if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
     store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
     return;
@@ -89,12 +92,9 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
 
 // acc (16 x 64, C h_in^T of the warp's rows t0 .. t0 + 15 over n, unscaled) becomes y without D x: acc exp(a_t) plus
 // the causal sum over the chunk's earlier blocks (u-weighted, then v-scaled; see the header) and the diagonal block.
-// kUTable (ut: the item's u table, scan_u_table): u_s dt'_s of an earlier block sb as exp(a_m - a_e) ut[s] with e =
-// 16 sb + 15, its last token (one exp a block and lane instead of four; both factors <= 1 for decaying a).
-template <typename E, bool kUTable = false>
+template <typename E>
 __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, const E* xs, const float* as,
-                                            const float* dts, int t0, int tb, int ln, int lane,
-                                            const float* ut = nullptr) {
+                                            const float* dts, int t0, int tb, int ln, int lane) {
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
   const int tA = t0 + g, tB = tA + 8;
   const float a_m = as[t0];
@@ -104,20 +104,8 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     uint32_t r[4];
     ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
     const int s = 16 * sb + 2 * q;
-    float u0, u1, u8, u9;
-    if constexpr (kUTable) {
-      const float eb = __expf(a_m - as[16 * sb + 15]);
-      const float2 w0 = *reinterpret_cast<const float2*>(ut + s), w8 = *reinterpret_cast<const float2*>(ut + s + 8);
-      u0 = eb * w0.x;
-      u1 = eb * w0.y;
-      u8 = eb * w8.x;
-      u9 = eb * w8.y;
-    } else {
-      u0 = __expf(a_m - as[s]) * dts[s];
-      u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
-      u8 = __expf(a_m - as[s + 8]) * dts[s + 8];
-      u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
-    }
+    const float u0 = __expf(a_m - as[s]) * dts[s], u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
+    const float u8 = __expf(a_m - as[s + 8]) * dts[s + 8], u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
     typename Frag<E>::A af;
     af.r[0] = scale_pair(r[0], u0, u1);
     af.r[1] = scale_pair(r[1], u0, u1);
@@ -142,16 +130,6 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
   }
 }
 
-// kUTable: the item's u table, ut[s] = exp(a_e - a_s) dt'_s with e = min(16 (s / 16) + 15, ln - 1) (the last token of
-// s's block that the chunk holds: entries past ln stay finite, and no earlier block a warp reads reaches ln), one
-// entry a thread of the team's warps 0-3, before the team barrier of wait_rest publishes it.
-__device__ __forceinline__ void scan_u_table(float* ut, const float* as, const float* dts, int ln, int s) {
-  if (s < kQ) {
-    const int e = (s | 15) < ln ? (s | 15) : ln - 1;
-    ut[s] = __expf(as[e] - as[s]) * dts[s];
-  }
-}
-
 // One item; kWgmma (sm_90a; the swizzled layouts of run_walk's kSwz): C h_in^T on wgmma, the warpgroup's 64 rows of
 // C (warp w of the team owns the rows of warp_row_block(w)) times the (p, n) tile, 8 k16 steps with A and B from
 // shared memory, issued when the item starts (its team barrier has the warps together anyway; every warp takes part
@@ -160,10 +138,10 @@ __device__ __forceinline__ void scan_u_table(float* ut, const float* as, const f
 // stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
 // fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
 // other's fragments at every k16 step.
-// kUTable (with kWgmma and the split waits): the u table (scan_u_table) between the product's issue and wait_rest.
-template <typename E, bool kWgmma, bool kLdsm, bool kUTable = false, typename WaitRest, typename WaitOwn>
+template <typename E, bool kWgmma, bool kLdsm, bool kStageInZ = false, typename St, typename WaitRest,
+          typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
-                                          const Stage<E>& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
+                                          const St& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
   const E* xs = st.tile0();
   const float* as = st.a();
@@ -173,7 +151,6 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
   float acc[8][4];
   if constexpr (kWgmma) {
     rows_times_pn_wgmma<E>(acc, cs, st.pn(), warp);
-    if constexpr (kUTable) scan_u_table(st.ut(), as, dts, ln, 32 * warp + lane);
     wait_rest();  // x (and z unless the warp loads its own z rows)
     wgmma_wait<0>();
     if (t0 >= ln) {  // no valid target row in this warp's block
@@ -189,9 +166,9 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
     wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   }
-  scan_causal<E, kUTable>(acc, cbs, xs, as, dts, t0, tb, ln, lane, st.ut());
+  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E, kLdsm>(p, it, acc, xs, st, t0, lane, sw);
+  scan_epilogue<E, kLdsm, kStageInZ>(p, it, acc, xs, st, t0, lane, sw);
 }
 
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
@@ -205,15 +182,30 @@ __global__ void __launch_bounds__(kTeams * kThreads, 1) ssd_scan_kernel(const Ss
 }
 
 // The wgmma variant (two teams; sm_90a device code only: elsewhere it traps, and the dispatch never launches it there);
-// kLdsm: scan_epilogue's ldmatrix loads; kUTable (MK_SSD_WALK_UTABLE, with p.w.split_wait): the u table.
-template <typename E, bool kLdsm = false, bool kUTable = false>
+// kLdsm: scan_epilogue's ldmatrix loads.
+template <typename E, bool kLdsm = false>
 __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdScanParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   run_walk<E, 2, true>(p.w, p.x, p.z, p.hin, p.w.own_rows ? 3 : 2,
                        [&](const Item& it, const E* cbs, const E* rs, const Stage<E>& st, int warp, int lane, E* sw,
                            const auto& wait_rest, const auto& wait_own) {
-                         scan_item<E, true, kLdsm, kUTable>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
+                         scan_item<E, true, kLdsm>(p, it, cbs, rs, st, warp, lane, sw, wait_rest, wait_own);
                        });
+#else
+  __trap();
+#endif
+}
+
+// The wgmma variant on the three-stage ring (MK_SSD_WALK_RING; ssd_walk_ring.cuh): the ldmatrix epilogue, the output
+// staged in the warp's own z rows; sm_90a device code only, as ssd_scan_wg_kernel.
+template <typename E>
+__global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_ring_kernel(const SsdScanParams p) {
+#if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
+  const auto none = [] {};
+  run_walk_ring<E>(p.w, p.x, p.z, p.hin,
+                   [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st, int warp, int lane, E* sw) {
+                     scan_item<E, true, true, true>(p, it, cbs, rs, st, warp, lane, sw, none, none);
+                   });
 #else
   __trap();
 #endif

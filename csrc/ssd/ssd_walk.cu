@@ -85,9 +85,13 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_LEAN_NEXT (on, kWalkLeanNextDefault): F2 / B2's ping-pong teams find their next item (and the
 //     prefetch's) by adding two heads within the chunk instead of next_item twice (SsdWalkParams). H200, shape 1
 //     (e68a3d6, three alternating profiles each): F2 231.4-232.2 us against 234.0-234.9; B2 278.7 against 280.2.
-//   MK_SSD_WALK_UTABLE (off, kWalkUTableDefault; lab, not GPU-timed): with the ldmatrix epilogue and the split waits,
-//     F2's earlier-block weights u_s dt'_s as exp(a_m - a_e) ut[s] from a per-item table the team writes (one exp a
-//     block and lane instead of four; ssd_scan_kernel.cuh, kUTable).
+//   MK_SSD_WALK_RING (on, kWalkRingDefault): F2's wgmma kernel on a ring of three stages for its two teams, the team
+//     that frees a stage filling it for the other team's item three on (ssd_walk_ring.cuh, ssd_scan_ring_kernel),
+//     where the device gives a block kRingSmemBytes. H200, shape 1 (session 36, two alternating profiles each): F2
+//     221.5 / 225.3 us against 235.1 / 233.8.
+//   F2 variants measured on the H200 at shape 1 and removed: the earlier-block weights u_s dt'_s as exp(a_m - a_e)
+//     ut[s] from a per-item table the team writes (one exp a block and lane instead of four; MK_SSD_WALK_UTABLE,
+//     24f8e82, three alternating profiles each): 233.0-237.2 us against 232.5-235.8.
 //   F1 variants measured on the H200 at shape 1 and removed (alternating profiles; lab records in bench/results/lab/):
 //     the x scaling with every walk's loads issued before any store (ffe9dc4): 131.1-132.4 us against 125.3-127.9;
 //     S (p, n) += x'^T B with the scaled x fragments in registers (ldmatrix.trans, wgmma with A from registers, no
@@ -101,7 +105,7 @@ constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefa
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = true;  // (the CPU emulation's checks read them too)
 constexpr int kStateLeanDefault = 2;
-constexpr bool kWalkLeanNextDefault = true, kWalkUTableDefault = false;
+constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -120,9 +124,11 @@ bool state_wgmma(int64_t optin) {
 }
 
 // F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW, where MK_SSD_WALK_WGMMA and the device
-// allow it; nullptr: none) with the switches applied.
-template <typename P, typename K1, typename K2, typename KW = std::nullptr_t>
-const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma = nullptr) {
+// allow it, on the three-stage ring: KR, where MK_SSD_WALK_RING and the device's shared memory allow that too;
+// nullptr: none) with the switches applied.
+template <typename P, typename K1, typename K2, typename KW = std::nullptr_t, typename KR = std::nullptr_t>
+const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma = nullptr,
+                              KR two_teams_ring = nullptr) {
   if (const char* e = check_walk(p.w)) return e;
   P q = p;
   q.w.staged_stores = env_switch("MK_SSD_WALK_STAGED", true);
@@ -135,6 +141,12 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
   cudaError_t e;
   if constexpr (!std::is_same_v<KW, std::nullptr_t>) {
     if (pingpong && env_switch("MK_SSD_WALK_WGMMA", true) && device_runs_sm90a()) {
+      if constexpr (!std::is_same_v<KR, std::nullptr_t>) {
+        if (env_switch("MK_SSD_WALK_RING", kWalkRingDefault) && device_smem_optin() >= ssd_walk::kRingSmemBytes) {
+          e = ssd_walk::launch_walk<2>(two_teams_ring, q, q.w, s, ssd_walk::kRingSmemBytes);
+          return e == cudaSuccess ? nullptr : launch_error_string(e);
+        }
+      }
       e = ssd_walk::launch_walk<2>(two_teams_wgmma, q, q.w, s);
       return e == cudaSuccess ? nullptr : launch_error_string(e);
     }
@@ -227,15 +239,12 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
-  // the u table needs the split waits (its team barrier publishes the table) and the ldmatrix epilogue's kernel
-  const bool ldsm = env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault);
-  const bool ut = ldsm && env_switch("MK_SSD_WALK_UTABLE", kWalkUTableDefault) &&
-                  env_switch("MK_SSD_WALK_SPLITWAIT", true);
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
-                           ut     ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true, true>
-                           : ldsm ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
-                                  : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>);
+                           env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault)
+                               ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
+                               : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>,
+                           ssd_walk::ssd_scan_ring_kernel<__nv_bfloat16>);
 }
 
 }  // namespace mamba_kernels

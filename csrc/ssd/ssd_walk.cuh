@@ -47,10 +47,7 @@ template <typename E> struct Stage {
   }
   __device__ __forceinline__ const float* dt() const { return a() + kQ; }
   __device__ __forceinline__ const float* D() const { return a() + 2 * kQ; }
-  // F2's u table (kUTable, ssd_scan_kernel.cuh): written by the item's team after its start, not loaded
-  __device__ __forceinline__ float* ut() const { return const_cast<float*>(a()) + 2 * kQ + kP; }
 };
-static_assert(2 * kTileBytes + kPnBytes + (3 * kQ + kP) * 4 <= kStageBytes, "the u table fits the stage's padding");
 
 // Warp w's row block (see the header).
 __device__ __forceinline__ int warp_row_block(int warp) { return warp < 4 ? warp : 11 - warp; }
@@ -488,17 +485,19 @@ __device__ __forceinline__ void run_walk(const SsdWalkParams& w, const void* t0,
 // Dynamic shared memory of a walk kernel with `teams` teams of 8 warps (1: walk_items, 2: walk_items_pingpong).
 constexpr int walk_smem_bytes(int teams) { return kSmemBytes + teams * kStagingBytes; }
 
-// Launch helper: min(items, num_ctas) CTAs of kTeams * kThreads with walk_smem_bytes(kTeams) of dynamic shared memory.
+// Launch helper: min(items, num_ctas) CTAs of kTeams * kThreads with `smem` bytes of dynamic shared memory
+// (walk_smem_bytes(kTeams) but for the ring: kRingSmemBytes).
 template <int kTeams, typename K, typename P>
-cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaStream_t stream) {
+cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaStream_t stream,
+                        int smem = walk_smem_bytes(kTeams)) {
   const int64_t total = w.n_slots * w.nheads;
   if (total == 0) return cudaSuccess;
   cudaLaunchConfig_t cfg = {};
   cfg.blockDim = dim3(kTeams * kThreads);
   cfg.gridDim = dim3(unsigned(total < w.num_ctas ? total : w.num_ctas));
-  cfg.dynamicSmemBytes = size_t(walk_smem_bytes(kTeams));
+  cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
-  cudaError_t e = opt_in_smem(kernel, walk_smem_bytes(kTeams), "the SSD head-walk stage");
+  cudaError_t e = opt_in_smem(kernel, smem, "the SSD head-walk stage");
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
   return e == cudaSuccess ? cudaGetLastError() : e;
 }

@@ -195,6 +195,38 @@ inline void named_barrier(unsigned id, unsigned n, bool wait = true) {
   else emu_fiber::arrive(b);
 }
 }  // namespace cuda_emu
+namespace cuda_emu {
+// mbarrier (mbarrier.init / try_wait.parity, cp.async.mbarrier.arrive.noinc, a TMA load's arrival) in the barrier's
+// own 8 bytes of shared memory: its arrival count, the arrivals its current phase still waits for, the phase. Copies
+// complete at once here, so the arrival a copy triggers on completion counts at once; a waiter yields until the phase
+// of the parity it names has completed (the kernels wait for a phase at most one ahead of the barrier's). A barrier
+// still holding the block's NaN poison (count 0) fails, and so does a wait that sees no progress.
+struct MbarEmu {
+  uint32_t pending;
+  uint16_t count, phase;
+};
+static_assert(sizeof(MbarEmu) == 8, "an mbarrier is 8 bytes");
+inline void mbar_init(void* bar, unsigned count) {
+  if (count == 0 || count > 65535) fail("mbarrier.init: count 1..65535");
+  *static_cast<MbarEmu*>(bar) = MbarEmu{count, uint16_t(count), 0};
+}
+inline void mbar_arrive(void* bar) {
+  MbarEmu& b = *static_cast<MbarEmu*>(bar);
+  if (b.count == 0 || b.pending == 0 || b.pending > b.count) fail("mbarrier arrival: barrier not initialised");
+  if (--b.pending == 0) {
+    b.pending = b.count;
+    ++b.phase;
+  }
+}
+inline void mbar_wait(const void* bar, unsigned parity) {
+  const MbarEmu& b = *static_cast<const MbarEmu*>(bar);
+  if (b.count == 0) fail("mbarrier wait: barrier not initialised");
+  for (long spins = 0; (b.phase & 1u) == (parity & 1u); ++spins) {
+    if (spins > 200000) fail("mbarrier wait: no progress (a phase nobody completes)");
+    emu_fiber::yield();
+  }
+}
+}  // namespace cuda_emu
 inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emu::arrive_and_wait(cuda_emu::warps[threadIdx.x >> 5].bar); }
 namespace cuda_emu {
 // Publishes v, waits for the warp, returns lane src's value (own value if src >= 32). Buffer p of shuffle k

@@ -34,14 +34,16 @@ using emu_case::M;
 using emu_case::read_arr;
 using emu_case::write_arr;
 
-// Prints the launch error, or the number of launches and the last one's threads a block (the exit status says which).
+// Prints the launch error, or the number of launches and the last one's threads and dynamic shared memory a block
+// (the exit status says which).
 int report(const char* err) {
   if (err) {
     std::printf("launch error: %s\n", err);
     return 1;
   }
-  std::printf("launches %lld threads %u wgmma %lld tma %lld / %lld\n", static_cast<long long>(cuda_emu::launches),
-              blockDim.x, wgmma_emu::calls, tma_emu_stores, tma_emu_loads);
+  std::printf("launches %lld threads %u smem %zu wgmma %lld tma %lld / %lld\n",
+              static_cast<long long>(cuda_emu::launches), blockDim.x, cuda_emu::last_smem, wgmma_emu::calls,
+              tma_emu_stores, tma_emu_loads);
   return 0;
 }
 

@@ -1,0 +1,199 @@
+// The three-stage ring of F2's wgmma walk (MK_SSD_WALK_RING; sm_90a, two teams of 8 warps; ssd_scan_ring_kernel in
+// ssd_scan_kernel.cuh). Shared pieces (items, resident tiles, the products): ssd_walk.cuh.
+//
+// Why: in walk_items_pingpong each team has one stage and loads its next item into it only after the current item is
+// done, so a team's cycle is load + compute (H200 shape 1: ~2.5 + ~3 us an item, F2 ~232 us; ncu, session 35: 30% of
+// the stall samples in the next item's loads and the team barrier), and the other team's compute hides only part of
+// the load. Here the CTA's items j = 0, 1, 2, ... (from its range's start) go round three stages, item j in stage j % 3,
+// computed by team j % 2; the team that finishes item j fills its freed stage with item j + 3 (the other team's), so an
+// item's copies have had about half of a team's cycle to land when its team reaches it, and a team's cycle is its
+// compute alone.
+// Completion across teams: stage s has a full barrier (mbarrier, count 256): each thread of the filling team issues its
+// copies, all by cp.async (zero-fill copies for the rows past ln and a missing D, so that they are covered too), then
+// cp.async.mbarrier.arrive.noinc; the team computing item j waits for phase j / 3 of barrier j % 3 (parity), then
+// fences into the async proxy (its wgmma reads the (p, n) tile that the other team's copies wrote). No empty barrier:
+// the filler is the team that has just read the stage, past its own team barrier.
+// Shared memory (231,192 bytes): C B^T (padded, 34 KB), the B or C rows (128-byte-swizzled, 32 KB), three stages of
+// 52 KB ((p, n) tile swizzled as load_stage's kSwz writes it, 16 KB; x and z padded, 18 KB each), three a / dt' / D
+// rows of 1,280 bytes, three barriers. The output staging (walk_items_pingpong's 2 x 18 KB) goes into the warp's own
+// z rows of the stage, which only that warp reads, after its epilogue has read them (scan_epilogue's kStageInZ).
+// The resident tiles change only at a segment's start (one (chunk, group)), where both teams meet at a block barrier
+// as in walk_items_pingpong; the ring's fills run on across segments (they read no resident tile).
+#pragma once
+#include "common/cp_async.h"
+#include "common/tma.h"
+#include "ssd/ssd_walk.cuh"
+
+namespace mamba_kernels {
+namespace ssd_walk {
+
+constexpr int kRingSlots = 3;
+constexpr int kPnSwzBytes = kP * kN * 2;     // the (p, n) tile, two 64-wide n blocks of 8 KB
+constexpr int kRowsSwzBytes = kQ * kN * 2;   // the swizzled resident rows (load_resident's kSwz)
+constexpr int kRingStageBytes = kPnSwzBytes + 2 * kTileBytes;
+constexpr int kRingRowFloats = 2 * kQ + kP;  // a, dt', D
+constexpr int kRingSmemBytes =
+    kCbBytes + kRowsSwzBytes + kRingSlots * (kRingStageBytes + kRingRowFloats * 4) + kRingSlots * 8;
+static_assert((kCbBytes + kRowsSwzBytes) % 1024 == 0 && kRingStageBytes % 1024 == 0,
+              "every stage and its (p, n) tile start 1024-byte aligned");
+static_assert(kRingSmemBytes <= 232448, "the ring fits a block of an H100 / H200");
+
+// A ring stage: the (p, n) tile at its start, tiles t0 / t1 after it; its a / dt' / D rows apart (same accessors as
+// Stage).
+template <typename E> struct RingStage {
+  const char* base;
+  const float* rows;
+  __device__ __forceinline__ const E* pn() const { return reinterpret_cast<const E*>(base); }
+  __device__ __forceinline__ const E* tile0() const { return reinterpret_cast<const E*>(base + kPnSwzBytes); }
+  __device__ __forceinline__ const E* tile1() const {
+    return reinterpret_cast<const E*>(base + kPnSwzBytes + kTileBytes);
+  }
+  __device__ __forceinline__ const float* a() const { return rows; }
+  __device__ __forceinline__ const float* dt() const { return rows + kQ; }
+  __device__ __forceinline__ const float* D() const { return rows + 2 * kQ; }
+};
+
+// The item `n` on from `r` (head fastest): by adding heads within r's chunk with p.lean_next (grp kept: the fills do
+// not read it), else next_item n times.
+__device__ __forceinline__ Item skip_n(const SsdWalkParams& p, Item r, int n) {
+  if (p.lean_next && r.hh + n < p.nheads) {
+    r.hh += n;
+    r.ab += n * p.seqlen;
+    return r;
+  }
+  for (int i = 0; i < n; ++i) r = next_item(p, r);
+  return r;
+}
+
+// One fill by the 256 threads of a team (tid 0..255): item `it`'s (p, n) tile (swizzled), tiles t0 / t1 (t1 may be
+// null), a / dt' (zero past ln) and D (zero without D) into stage `st` and its rows, all by cp.async, then each
+// thread's arrival on `full` once its copies have landed. Thread tid copies what load_stage's thread tid copies.
+template <typename E>
+__device__ __forceinline__ void load_stage_ring(const SsdWalkParams& p, const Item& it, char* st, float* rows,
+                                                uint64_t* full, const void* t0, const void* t1, const void* pn,
+                                                int tid) {
+  const int hp = int(p.nheads) * kP;
+  const int64_t base = (it.tok0 * p.nheads + it.hh) * kP;
+  const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
+  const int r1 = tid >> 4, c1 = (tid & 15) * 8;
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int r = r1 + 16 * u;
+    cp_async16(st + (c1 / 64) * 8192 + sw128_offset(r, 2 * (c1 % 64)), gpn + r * kN + c1);
+  }
+  const int r = tid % kQ;  // a in rows[0 .. Q), dt' in rows[Q .. 2Q)
+  const bool ok = r < it.ln;
+  cp_async4_zfill(rows + tid, (tid < kQ ? p.a : p.dtp) + (ok ? it.ab + r : 0), ok);
+  if (tid < kP) {  // D in rows[2Q .. 2Q + 64)
+    const bool has = p.D != nullptr;
+    cp_async4_zfill(rows + 2 * kQ + tid, has ? p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh) : p.a, has);
+  }
+  const auto copy_rows = [&](char* s, const void* t) {
+    const E* g = static_cast<const E*>(t) + base;
+    const int r0 = tid >> 3, c0 = (tid & 7) * 8;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int rr = r0 + 32 * u;
+      const bool in = rr < it.ln;
+      cp_async16_zfill(reinterpret_cast<E*>(s) + rr * kLdP + c0, g + (in ? rr * hp + c0 : 0), in);
+    }
+  };
+  copy_rows(st + kPnSwzBytes, t0);
+  if (t1 != nullptr) copy_rows(st + kPnSwzBytes + kTileBytes, t1);
+  cp_async_mbar_arrive_noinc(full);
+}
+
+// The ring walk: CTA blockIdx.x takes items [i0, i1) (as walk_items_pingpong's CTAs); load(item, stage, rows, full)
+// is a team's fill (load_stage_ring, called by all 256 threads of the team), compute(item, cbs, rs, RingStage) one
+// item (items of length 0 are skipped). smem: kRingSmemBytes. No L2 prefetch (SsdWalkParams::prefetch is not read):
+// a team's next fill warmed in L2 as it issues one (prefetch_stage) made F2 slower, 239.7-239.9 us against
+// 221.5-225.3 at shape 1 (H200, session 36, two alternating profiles each).
+template <typename E, typename Load, typename Compute>
+__device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* smem, Load load, Compute compute) {
+  E* const cbs = reinterpret_cast<E*>(smem);
+  E* const rs = reinterpret_cast<E*>(smem + kCbBytes);
+  char* const stages = smem + kCbBytes + kRowsSwzBytes;
+  float* const rows = reinterpret_cast<float*>(stages + kRingSlots * kRingStageBytes);
+  uint64_t* const full = reinterpret_cast<uint64_t*>(rows + kRingSlots * kRingRowFloats);
+  const int tid = threadIdx.x, team = tid / kThreads;
+  const int64_t total = p.n_slots * p.nheads, hpg = p.nheads / p.ngroups;
+  const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
+  if (i0 >= i1) return;
+  const auto fill = [&](const Item& r, int j) {  // item j (from i0) into stage j % 3
+    const int s = j % kRingSlots;
+    load(r, stages + s * kRingStageBytes, rows + s * kRingRowFloats, full + s);
+  };
+  if (tid == 0)
+    for (int s = 0; s < kRingSlots; ++s) mbar_init(full + s, kThreads);
+  __syncthreads();
+  if (team == 0) {  // the ring's first three items
+    Item r = item_of(p, i0);
+    for (int j = 0; j < kRingSlots && i0 + j < i1; ++j) {
+      if (j > 0) r = next_item(p, r);
+      fill(r, j);
+    }
+  }
+  const int n = int(i1 - i0);  // the CTA's items (j: an item's index from i0)
+  for (int j0 = 0; j0 < n;) {
+    const int64_t s0 = i0 + j0, s1 = (s0 / hpg + 1) * hpg;  // this (chunk, group)'s items
+    const int j1 = s1 < i1 ? int(s1 - i0) : n;
+    __syncthreads();  // both teams are done with the previous segment's resident tiles
+    if (team == 0) {
+      load_resident<E, true>(p, item_of(p, s0), cbs, rs, tid);
+      cp_async_wait_all();
+      fence_proxy_async();  // wgmma reads the rows
+    }
+    __syncthreads();  // the resident tiles have landed
+    int j = j0 + ((j0 + team) & 1);  // the team's first item here: j % 2 == team
+    if (j < j1) {
+      Item cur = item_of(p, i0 + j);
+      for (;;) {
+        const int s = j % kRingSlots;
+        mbar_wait(full + s, unsigned(j / kRingSlots) & 1u);  // the other team's copies of item j have landed
+        fence_proxy_async();                                 // for the (p, n) tile's wgmma
+        if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs),
+                                RingStage<E>{stages + s * kRingStageBytes, rows + s * kRingRowFloats});
+        team_barrier(team);  // the team is done reading stage s
+        if (j + kRingSlots < n) fill(skip_n(p, cur, kRingSlots), j + kRingSlots);
+        j += 2;
+        if (j >= j1) break;
+        cur = skip_n(p, cur, 2);
+      }
+    }
+    j0 = j1;
+  }
+  cp_async_wait_all();  // (every fill is some item's, waited for by its team; nothing is left in flight)
+}
+
+// This thread's index, read afresh (volatile: not hoisted out of the walk's loop). Why: the ring's stage changes
+// from item to item, so the per-thread shared-memory offsets of a fill and of an item's products that the compiler
+// would hoist out of the loop stay live next to the stage base, and spill at 128 registers (88-96 bytes: F2 305-331 us
+// against 232 at shape 1, H200, session 36); derived from a fresh index they are recomputed where used (no spill:
+// 221.5-225.3 against 233.8-235.1).
+__device__ __forceinline__ int fresh_tid() {
+#if defined(__CUDA_ARCH__)
+  int t;
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+  return t;
+#else
+  return int(threadIdx.x);
+#endif
+}
+
+// run_walk for the ring (two teams, the wgmma layouts): item(it, cbs, rows, stage, warp, lane, sw) as run_walk's
+// without the waits (an item's stage has landed when it starts), sw being the warp's own z rows of the stage.
+template <typename E, typename ItemFn>
+__device__ __forceinline__ void run_walk_ring(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
+                                              ItemFn item) {
+  const auto load = [&](const Item& it, char* st, float* rows, uint64_t* full) {
+    load_stage_ring<E>(w, it, st, rows, full, t0, t1, pn, fresh_tid() % kThreads);
+  };
+  const auto compute = [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st) {
+    const int tid = fresh_tid(), warp = (tid % kThreads) >> 5;
+    item(it, cbs, rs, st, warp, tid & 31, const_cast<E*>(st.tile1()) + 16 * warp_row_block(warp) * kLdP);
+  };
+  walk_items_ring<E>(w, reinterpret_cast<char*>(ssd_walk_smem), load, compute);
+}
+
+}  // namespace ssd_walk
+}  // namespace mamba_kernels
