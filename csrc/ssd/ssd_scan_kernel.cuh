@@ -74,6 +74,11 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
   E* const ypreg = p.ypre != nullptr ? static_cast<E*>(p.ypre) + base + t0 * hp : nullptr;
   if (p.w.staged_stores) {
     if constexpr (kStageInZ) __syncwarp();  // the lanes' z reads before the staging writes over them
+    if constexpr (kStageInZ && (MK_SSD_RING_LAB & 2) != 0) {  // lab: staged (kept by the compiler), not stored
+      if (ypreg != nullptr) stage_block<E, 8, kLdP>(sw, yv, lane);
+      stage_block<E, 8, kLdP>(sw, ov, lane);
+      return;
+    }
     if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
     store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
     return;

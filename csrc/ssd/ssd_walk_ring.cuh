@@ -24,6 +24,13 @@
 #include "common/tma.h"
 #include "ssd/ssd_walk.cuh"
 
+// Lab builds only (scripts/lab/ssd_ring_lab.cu; the library never defines it): MK_SSD_RING_LAB bit 0: a fill copies
+// nothing (its threads still arrive), bit 1: an item's outputs are staged but not stored (scan_epilogue). Wrong
+// results by design: for timing what is left of F2 without its loads / stores (the H200 lends no ncu).
+#ifndef MK_SSD_RING_LAB
+#define MK_SSD_RING_LAB 0
+#endif
+
 namespace mamba_kernels {
 namespace ssd_walk {
 
@@ -72,6 +79,10 @@ template <typename E>
 __device__ __forceinline__ void load_stage_ring(const SsdWalkParams& p, const Item& it, char* st, float* rows,
                                                 uint64_t* full, const void* t0, const void* t1, const void* pn,
                                                 int tid) {
+  if constexpr ((MK_SSD_RING_LAB & 1) != 0) {
+    cp_async_mbar_arrive_noinc(full);  // (tracks no copy: arrives at once)
+    return;
+  }
   const int hp = int(p.nheads) * kP;
   const int64_t base = (it.tok0 * p.nheads + it.hh) * kP;
   const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
