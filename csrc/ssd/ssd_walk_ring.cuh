@@ -160,7 +160,8 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
       Item cur = item_of(p, i0 + j);
       for (;;) {
         const int s = j % kRingSlots;
-        mbar_wait(full + s, unsigned(j / kRingSlots) & 1u);  // the other team's copies of item j have landed
+        mbar_wait(full + s, unsigned(j / kRingSlots) & 1u);  // item j's copies (the other team's; team 0's for
+                                                             // the first three) have landed
         fence_proxy_async();                                 // for the (p, n) tile's wgmma
         if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs),
                                 RingStage<E>{stages + s * kRingStageBytes, rows + s * kRingRowFloats});

@@ -37,7 +37,10 @@ just before the next chunk's staging barrier (MK_SSD_STATE_LATE_WAIT; 116.7 agai
 csrc/ssd/ssd_walk.cu). Session 35: F1's products as one wgmma a k16 step over every walk (MK_SSD_STATE_WIDE), its
 loads from addresses fixed once a CTA and its x scaling a token row a thread (MK_SSD_STATE_LEAN=2), F2 / B2's next
 item by addition (MK_SSD_WALK_LEAN_NEXT), all on by default: F1 99.5-99.8 against 116.6-117.1 us, F2 231-232 against
-234; forward 0.3496 ms, forward + backward 1.671 ms (2964d58). CALLS counts the CUDA launches per stage (tests assert
+234; forward 0.3496 ms, forward + backward 1.671 ms (2964d58). Session 36: F2's wgmma kernel runs its two teams on a
+ring of three stages, each team filling the stage it frees for the other team's item three on (MK_SSD_WALK_RING,
+csrc/ssd/ssd_walk_ring.cuh; needs 231,192 bytes of shared memory a CTA), on by default: F2 221.5-225.3 against
+233.8-235.1 us; forward 0.3426 ms, forward + backward 1.639 ms (ef45e38). CALLS counts the CUDA launches per stage (tests assert
 that they happened).
 """
 from __future__ import annotations
