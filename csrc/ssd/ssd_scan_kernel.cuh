@@ -31,10 +31,12 @@ __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float 
 // 1: F2 231.4-234.7 us against 236.3-237.5): a half's x and z pairs come by two ldmatrix.x4 each (the
 // accumulator's order is ldmatrix's) instead of 8 four-byte shared loads each (F2's epilogue stalls on those loads:
 // ncu, session 27). kStageInZ (the ring, ssd_walk_ring.cuh): sw is the warp's own z rows, rewritten only after every
-// lane has read them. St: Stage<E> or RingStage<E>.
-template <typename E, bool kLdsm = false, bool kStageInZ = false, typename St>
+// lane has read them. kSwzXZ (with kLdsm and kStageInZ: the TMA-filled ring): x and z 128-byte-swizzled, unpadded
+// (a_times_tile's kSwz), the staging too (store_block_staged_sw). St: Stage<E> or RingStage<E>.
+template <typename E, bool kLdsm = false, bool kStageInZ = false, bool kSwzXZ = false, typename St>
 __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item& it, const float (&acc)[8][4],
                                               const E* xs, const St& st, int t0, int lane, E* sw) {
+  static_assert(!kSwzXZ || (kLdsm && kStageInZ), "the swizzled tiles are read by ldmatrix and staged in z's rows");
   const E* zs = st.tile1();
   const float* Ds = st.D();
   const int ln = it.ln, g = lane >> 2, q = lane & 3, tA = t0 + g;
@@ -49,9 +51,11 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
     if constexpr (kLdsm) {
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj) {
-        const int off = (t0 + 8 * hf + (lane & 7)) * kLdP + 8 * (4 * jj + (lane >> 3));
-        ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(xw + 4 * jj), xs + off);
-        if (p.z != nullptr) ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(zw + 4 * jj), zs + off);
+        const int r = t0 + 8 * hf + (lane & 7), c = 4 * jj + (lane >> 3);  // row, 16-byte chunk
+        const int off = kSwzXZ ? int(sw128_offset(r, 16 * c)) : 2 * (r * kLdP + 8 * c);  // bytes
+        ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(xw + 4 * jj), reinterpret_cast<const char*>(xs) + off);
+        if (p.z != nullptr)
+          ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(zw + 4 * jj), reinterpret_cast<const char*>(zs) + off);
       }
     }
 #pragma unroll
@@ -79,6 +83,11 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
       stage_block<E, 8, kLdP>(sw, ov, lane);
       return;
     }
+    if constexpr (kSwzXZ) {
+      if (ypreg != nullptr) store_block_staged_sw<E>(reinterpret_cast<char*>(sw), yv, ypreg, hp, ln - t0, lane);
+      store_block_staged_sw<E>(reinterpret_cast<char*>(sw), ov, outg, hp, ln - t0, lane);
+      return;
+    }
     if (ypreg != nullptr) store_block_staged<E, 8, kLdP>(sw, yv, ypreg, hp, ln - t0, lane);
     store_block_staged<E, 8, kLdP>(sw, ov, outg, hp, ln - t0, lane);
     return;
@@ -97,7 +106,7 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
 
 // acc (16 x 64, C h_in^T of the warp's rows t0 .. t0 + 15 over n, unscaled) becomes y without D x: acc exp(a_t) plus
 // the causal sum over the chunk's earlier blocks (u-weighted, then v-scaled; see the header) and the diagonal block.
-template <typename E>
+template <typename E, bool kSwzX = false>
 __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, const E* xs, const float* as,
                                             const float* dts, int t0, int tb, int ln, int lane) {
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
@@ -116,7 +125,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     af.r[1] = scale_pair(r[1], u0, u1);
     af.r[2] = scale_pair(r[2], u8, u9);
     af.r[3] = scale_pair(r[3], u8, u9);
-    a_times_tile<E>(acc, af, xs, 16 * sb, lane);
+    a_times_tile<E, kSwzX>(acc, af, xs, 16 * sb, lane);
   }
   const float a_tA = as[tA], a_tB = as[tB];
   scale_acc_rows(acc, tA < ln ? __expf(a_tA - a_m) : 0.f, tB < ln ? __expf(a_tB - a_m) : 0.f);
@@ -131,7 +140,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     af.r[1] = causal_pair(r[1], tB, s, a_tB, as0, as1, d0, d1, ln);
     af.r[2] = causal_pair(r[2], tA, s + 8, a_tA, as8, as9, d8, d9, ln);
     af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
-    a_times_tile<E>(acc, af, xs, t0, lane);
+    a_times_tile<E, kSwzX>(acc, af, xs, t0, lane);
   }
 }
 
@@ -143,8 +152,8 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
 // stalls on the MIO queue (12% of F2's samples, ncu session 22). Doing the causal product on wgmma as well (A
 // fragments from registers) was slower, 317 us against 270 at shape 1 (session 26): its four warps then wait for each
 // other's fragments at every k16 step.
-template <typename E, bool kWgmma, bool kLdsm, bool kStageInZ = false, typename St, typename WaitRest,
-          typename WaitOwn>
+template <typename E, bool kWgmma, bool kLdsm, bool kStageInZ = false, bool kSwzXZ = false, typename St,
+          typename WaitRest, typename WaitOwn>
 __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it, const E* cbs, const E* cs,
                                           const St& st, int warp, int lane, E* sw, const WaitRest& wait_rest,
                                           const WaitOwn& wait_own) {
@@ -171,9 +180,9 @@ __device__ __forceinline__ void scan_item(const SsdScanParams& p, const Item& it
     rows_times_pn<E>(acc, cs, t0, st.pn(), lane);  // C h_in^T over n
     wait_rest();  // x (and z unless the warp loads its own z rows: the stage's second cp.async group)
   }
-  scan_causal<E>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
+  scan_causal<E, kSwzXZ>(acc, cbs, xs, as, dts, t0, tb, ln, lane);
   wait_own();  // z rows of this warp's block (SsdWalkParams::own_rows)
-  scan_epilogue<E, kLdsm, kStageInZ>(p, it, acc, xs, st, t0, lane, sw);
+  scan_epilogue<E, kLdsm, kStageInZ, kSwzXZ>(p, it, acc, xs, st, t0, lane, sw);
 }
 
 // kTeams 1: one team of 8 warps; 2: two teams (16 warps, 128 registers a thread). See run_walk.
@@ -211,6 +220,23 @@ __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_ring_kernel(const Ss
                    [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st, int warp, int lane, E* sw) {
                      scan_item<E, true, true, true>(p, it, cbs, rs, st, warp, lane, sw, none, none);
                    });
+#else
+  __trap();
+#endif
+}
+
+// The ring filled by the copy engine (MK_SSD_WALK_RING_TMA; load_stage_ring_tma): x / z 128-byte-swizzled.
+template <typename E>
+__global__ void __launch_bounds__(2 * kThreads, 1)
+    ssd_scan_ring_tma_kernel(const __grid_constant__ SsdScanTmaParams p) {
+#if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
+  const auto none = [] {};
+  run_walk_ring<E, true>(
+      p.w, p.x, p.z, p.hin,
+      [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st, int warp, int lane, E* sw) {
+        scan_item<E, true, true, true, true>(p, it, cbs, rs, st, warp, lane, sw, none, none);
+      },
+      &p);
 #else
   __trap();
 #endif

@@ -89,6 +89,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     that frees a stage filling it for the other team's item three on (ssd_walk_ring.cuh, ssd_scan_ring_kernel),
 //     where the device gives a block kRingSmemBytes. H200, shape 1 (session 36, two alternating profiles each): F2
 //     221.5 / 225.3 us against 235.1 / 233.8.
+//   MK_SSD_WALK_RING_TMA (off, kWalkRingTmaDefault; lab, not GPU-timed): the ring's fills by the copy engine, one
+//     thread issuing the item's boxes, x / z 128-byte-swizzled (ssd_walk_ring.cuh, load_stage_ring_tma).
 //   F2 variants measured on the H200 at shape 1 and removed: the earlier-block weights u_s dt'_s as exp(a_m - a_e)
 //     ut[s] from a per-item table the team writes (one exp a block and lane instead of four; MK_SSD_WALK_UTABLE,
 //     24f8e82, three alternating profiles each): 233.0-237.2 us against 232.5-235.8.
@@ -105,7 +107,7 @@ constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefa
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = true;  // (the CPU emulation's checks read them too)
 constexpr int kStateLeanDefault = 2;
-constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true;
+constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true, kWalkRingTmaDefault = false;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -124,8 +126,8 @@ bool state_wgmma(int64_t optin) {
 }
 
 // F2 / B2 (the walk kernel K, one or two teams, or two teams on wgmma: KW, where MK_SSD_WALK_WGMMA and the device
-// allow it, on the three-stage ring: KR, where MK_SSD_WALK_RING and the device's shared memory allow that too;
-// nullptr: none) with the switches applied.
+// allow it, on the three-stage ring: KR, where MK_SSD_WALK_RING and the device's shared memory allow that too, a
+// callable launching it: (params, stream) -> cudaError_t; nullptr: none) with the switches applied.
 template <typename P, typename K1, typename K2, typename KW = std::nullptr_t, typename KR = std::nullptr_t>
 const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* stream, KW two_teams_wgmma = nullptr,
                               KR two_teams_ring = nullptr) {
@@ -143,7 +145,7 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
     if (pingpong && env_switch("MK_SSD_WALK_WGMMA", true) && device_runs_sm90a()) {
       if constexpr (!std::is_same_v<KR, std::nullptr_t>) {
         if (env_switch("MK_SSD_WALK_RING", kWalkRingDefault) && device_smem_optin() >= ssd_walk::kRingSmemBytes) {
-          e = ssd_walk::launch_walk<2>(two_teams_ring, q, q.w, s, ssd_walk::kRingSmemBytes);
+          e = two_teams_ring(q, s);
           return e == cudaSuccess ? nullptr : launch_error_string(e);
         }
       }
@@ -238,13 +240,34 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
                            stream);
 }
 
+// F2 on the ring (launch_walk_stage's KR): with MK_SSD_WALK_RING_TMA (off, kWalkRingTmaDefault) and tensor maps of x, z
+// and h_in that the driver encodes, the TMA-filled kernel (ssd_scan_ring_tma_kernel); else the cp.async one.
+cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {
+  namespace sw = ssd_walk;
+  if (env_switch("MK_SSD_WALK_RING_TMA", kWalkRingTmaDefault)) {
+    sw::SsdScanTmaParams q;
+    static_cast<SsdScanParams&>(q) = p;
+    const uint64_t T = uint64_t(p.w.batch) * uint64_t(p.w.seqlen), H = uint64_t(p.w.nheads);
+    constexpr uint64_t kP = sw::kP, kN = sw::kN;
+    const bool maps =
+        T > 0 && tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, sw::kQ) ==
+                     nullptr &&
+        (p.z == nullptr ||
+         tma_encode_bf16(&q.z_map, const_cast<void*>(p.z), T, 1, H * kP, H * kP * 2, H * kP * 2, sw::kQ) == nullptr) &&
+        tma_encode_bf16(&q.hin_map, const_cast<void*>(p.hin), uint64_t(p.w.n_slots) * H * kP, 1, kN, kN * 2, kN * 2,
+                        kP) == nullptr;
+    if (maps) return sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16>, q, q.w, s, sw::kRingSmemBytes);
+  }
+  return sw::launch_walk<2>(sw::ssd_scan_ring_kernel<__nv_bfloat16>, p, p.w, s, sw::kRingSmemBytes);
+}
+
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
   return launch_walk_stage(p, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 1>, ssd_walk::ssd_scan_kernel<__nv_bfloat16, 2>,
                            stream,
                            env_switch("MK_SSD_WALK_LDSM", kWalkLdsmDefault)
                                ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
                                : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>,
-                           ssd_walk::ssd_scan_ring_kernel<__nv_bfloat16>);
+                           launch_scan_ring);
 }
 
 }  // namespace mamba_kernels

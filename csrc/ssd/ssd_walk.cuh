@@ -276,15 +276,27 @@ __device__ __forceinline__ void scale_acc_rows(float (&acc)[8][4], float v0, flo
     for (int e = 0; e < 4; ++e) acc[j][e] *= e < 2 ? v0 : v1;
 }
 
-// acc (16 x 64) += A tile (16 x 16) times rows [k0, k0 + 16) of a (Q x p) stage tile (ldmatrix.trans).
-template <typename E>
+// acc (16 x 64) += A tile (16 x 16) times rows [k0, k0 + 16) of a (Q x p) stage tile (ldmatrix.trans). kSwz (bf16:
+// the TMA-filled ring, ssd_walk_ring.cuh): the tile's rows are 128 bytes, 128-byte-swizzled (16-byte chunk c of row r
+// at r 128 + ((c ^ r) & 7) 16), not padded.
+template <typename E, bool kSwz = false>
 __device__ __forceinline__ void a_times_tile(float (&acc)[8][4], const typename Frag<E>::A& af, const E* tile, int k0,
                                              int lane) {
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int jj = 0; jj < 4; ++jj) {
     typename Frag<E>::B b0, b1;
-    ssd_cuda::b_rows2<E>(b0, b1, tile + k0 * kLdP + 16 * jj, kLdP, g, q);
+    if constexpr (kSwz) {  // b_rows2's matrices: lane 8 m + i gives row k0 + i + 8 (m & 1), chunk 2 jj + (m >> 1)
+      const int m = lane >> 3, r = k0 + (lane & 7) + 8 * (m & 1);
+      uint32_t v[4];
+      ssd_cuda::ldsm_x4_trans(v, reinterpret_cast<const char*>(tile) + sw128_offset(r, 16 * (2 * jj + (m >> 1))));
+      b0.r[0] = v[0];
+      b0.r[1] = v[1];
+      b1.r[0] = v[2];
+      b1.r[1] = v[3];
+    } else {
+      ssd_cuda::b_rows2<E>(b0, b1, tile + k0 * kLdP + 16 * jj, kLdP, g, q);
+    }
     Frag<E>::mma(acc[2 * jj], af, b0);
     Frag<E>::mma(acc[2 * jj + 1], af, b1);
   }

@@ -4,10 +4,10 @@
 // Why: in walk_items_pingpong each team has one stage and loads its next item into it only after the current item is
 // done, so a team's cycle is load + compute (H200 shape 1: ~2.5 + ~3 us an item, F2 ~232 us; ncu, session 35: 30% of
 // the stall samples in the next item's loads and the team barrier), and the other team's compute hides only part of
-// the load. Here the CTA's items j = 0, 1, 2, ... (from its range's start) go round three stages, item j in stage j % 3,
-// computed by team j % 2; the team that finishes item j fills its freed stage with item j + 3 (the other team's), so an
-// item's copies have had about half of a team's cycle to land when its team reaches it, and a team's cycle is its
-// compute alone.
+// the load. Here the CTA's items j = 0, 1, 2, ... (from its range's start) go round three stages, item j in stage
+// j % 3, computed by team j % 2; the team that finishes item j fills its freed stage with item j + 3 (the other
+// team's), so an item's copies have had about half of a team's cycle to land when its team reaches it, and a team's
+// cycle is its compute alone.
 // Completion across teams: stage s has a full barrier (mbarrier, count 256): each thread of the filling team issues its
 // copies, all by cp.async (zero-fill copies for the rows past ln and a missing D, so that they are covered too), then
 // cp.async.mbarrier.arrive.noinc; the team computing item j waits for phase j / 3 of barrier j % 3 (parity), then
@@ -59,6 +59,49 @@ template <typename E> struct RingStage {
   __device__ __forceinline__ const float* dt() const { return rows + kQ; }
   __device__ __forceinline__ const float* D() const { return rows + 2 * kQ; }
 };
+
+// The TMA-filled ring (MK_SSD_WALK_RING_TMA): the kernel's parameters with the tensor maps of its boxes (tma.h:
+// 64-column boxes, 128-byte swizzle): x and z as (b l, 1, h 64) with 128-row boxes, h_in as (n_slots h 64, 1, 128)
+// with 64-row boxes (two an item, columns 0 / 64: load_stage's kSwz layout of the (p, n) tile).
+struct SsdScanTmaParams : SsdScanParams {
+  TmaDesc x_map, z_map, hin_map;
+};
+
+// store_block_staged (J = 8) through the warp's 16 rows of a 128-byte-swizzled tile (sw: their start; the rows' index
+// within the tile a multiple of 8 there, so that row r's chunks swizzle by r): the fragments' 4-byte pieces and the
+// 16-byte copies out are both conflict-free.
+template <typename E>
+__device__ __forceinline__ void store_block_staged_sw(char* sw, const uint32_t (&v)[2][8], E* dst, int64_t ld,
+                                                      int nrows, int lane) {
+  const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(sw + sw128_offset(g + 8 * hf, 16 * j + 4 * q)) = v[hf][j];
+  __syncwarp();
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {  // 8 lanes a row, 4 rows an instruction
+    const int r = (lane >> 3) + 4 * u, c = lane & 7;
+    if (r < nrows)
+      *reinterpret_cast<uint4*>(dst + r * ld + 8 * c) = *reinterpret_cast<const uint4*>(sw + sw128_offset(r, 16 * c));
+  }
+  __syncwarp();
+}
+
+// This thread's index, read afresh (volatile: not hoisted out of the walk's loop). Why: the ring's stage changes
+// from item to item, so the per-thread shared-memory offsets of a fill and of an item's products that the compiler
+// would hoist out of the loop stay live next to the stage base, and spill at 128 registers (88-96 bytes: F2 305-331 us
+// against 232 at shape 1, H200, session 36); derived from a fresh index they are recomputed where used (no spill:
+// 221.5-225.3 against 233.8-235.1).
+__device__ __forceinline__ int fresh_tid() {
+#if defined(__CUDA_ARCH__)
+  int t;
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+  return t;
+#else
+  return int(threadIdx.x);
+#endif
+}
 
 // The item `n` on from `r` (head fastest): by adding heads within r's chunk with p.lean_next (grp kept: the fills do
 // not read it), else next_item n times.
@@ -114,12 +157,49 @@ __device__ __forceinline__ void load_stage_ring(const SsdWalkParams& p, const It
   cp_async_mbar_arrive_noinc(full);
 }
 
+// load_stage_ring by the copy engine (MK_SSD_WALK_RING_TMA): the team's thread 0 announces the boxes' bytes on
+// `full` (its arrival, and the (p, n) tile's two boxes, x's and z's: 48 KB, 32 without z) and issues them into the
+// 128-byte-swizzled layouts (x / z rows of 128 bytes: a_times_tile's kSwz); every thread copies a / dt' / D as
+// load_stage_ring does and arrives after them (the barrier's count: 257). Rows past the tensor come as zeros; rows past
+// ln but inside it (a chunk that ends a sequence) bring the next chunk's tokens, which the consumer clears in x
+// (walk_items_ring's kClearX) and z feeds no store. Why: in the ring a fill is off the consumer's critical path, so
+// what the cp.async fill costs is its instructions (~260 warp instructions a warp an item of ~1300, session 35).
+template <typename E>
+__device__ __forceinline__ void load_stage_ring_tma(const SsdScanTmaParams& p, const Item& it, char* st, float* rows,
+                                                    uint64_t* full, int tid) {
+  const SsdWalkParams& w = p.w;
+  if constexpr ((MK_SSD_RING_LAB & 1) != 0) {  // lab: nothing copied, the 257 arrivals only
+    if (tid == 0) mbar_expect_tx(full, 0);
+    cp_async_mbar_arrive_noinc(full);
+    return;
+  }
+  if (tid == 0) {
+    fence_proxy_async();  // the team's generic reads / writes of the stage (ordered by its barrier) before the boxes
+    mbar_expect_tx(full, unsigned(2 * 8192 + kQ * 128 + (p.z != nullptr ? kQ * 128 : 0)));
+    const int pr = int((it.k * w.nheads + it.hh) * kP), tok = int(it.tok0), col = it.hh * kP;
+    tma_load_box(&p.hin_map, st, full, pr, 0, 0);
+    tma_load_box(&p.hin_map, st + 8192, full, pr, 0, 64);
+    tma_load_box(&p.x_map, st + kPnSwzBytes, full, tok, 0, col);
+    if (p.z != nullptr) tma_load_box(&p.z_map, st + kPnSwzBytes + kTileBytes, full, tok, 0, col);
+  }
+  const int r = tid % kQ;
+  const bool ok = r < it.ln;
+  cp_async4_zfill(rows + tid, (tid < kQ ? w.a : w.dtp) + (ok ? it.ab + r : 0), ok);
+  if (tid < kP) {
+    const bool has = w.D != nullptr;
+    cp_async4_zfill(rows + 2 * kQ + tid, has ? w.D + (w.D_per_channel ? it.hh * kP + tid : it.hh) : w.a, has);
+  }
+  cp_async_mbar_arrive_noinc(full);
+}
+
 // The ring walk: CTA blockIdx.x takes items [i0, i1) (as walk_items_pingpong's CTAs); load(item, stage, rows, full)
 // is a team's fill (load_stage_ring, called by all 256 threads of the team), compute(item, cbs, rs, RingStage) one
 // item (items of length 0 are skipped). smem: kRingSmemBytes. No L2 prefetch (SsdWalkParams::prefetch is not read):
 // a team's next fill warmed in L2 as it issues one (prefetch_stage) made F2 slower, 239.7-239.9 us against
 // 221.5-225.3 at shape 1 (H200, session 36, two alternating profiles each).
-template <typename E, typename Load, typename Compute>
+// kClearX (the TMA fills): a stage's full barrier counts 257 arrivals (load_stage_ring_tma), and an item shorter than
+// the chunk has its x rows [ln, Q) cleared by its team after the wait (then a team barrier).
+template <typename E, bool kClearX, typename Load, typename Compute>
 __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* smem, Load load, Compute compute) {
   E* const cbs = reinterpret_cast<E*>(smem);
   E* const rs = reinterpret_cast<E*>(smem + kCbBytes);
@@ -135,7 +215,7 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
     load(r, stages + s * kRingStageBytes, rows + s * kRingRowFloats, full + s);
   };
   if (tid == 0)
-    for (int s = 0; s < kRingSlots; ++s) mbar_init(full + s, kThreads);
+    for (int s = 0; s < kRingSlots; ++s) mbar_init(full + s, kClearX ? kThreads + 1 : kThreads);
   __syncthreads();
   if (team == 0) {  // the ring's first three items
     Item r = item_of(p, i0);
@@ -163,6 +243,11 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
         mbar_wait(full + s, unsigned(j / kRingSlots) & 1u);  // item j's copies (the other team's; team 0's for
                                                              // the first three) have landed
         fence_proxy_async();                                 // for the (p, n) tile's wgmma
+        if (kClearX && cur.ln > 0 && cur.ln < kQ) {          // rows the box brought past the chunk's end
+          uint4* x = reinterpret_cast<uint4*>(stages + s * kRingStageBytes + kPnSwzBytes);
+          for (int i = cur.ln * 8 + fresh_tid() % kThreads; i < kQ * 8; i += kThreads) x[i] = uint4{0u, 0u, 0u, 0u};
+          team_barrier(team);
+        }
         if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs),
                                 RingStage<E>{stages + s * kRingStageBytes, rows + s * kRingRowFloats});
         team_barrier(team);  // the team is done reading stage s
@@ -177,34 +262,23 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
   cp_async_wait_all();  // (every fill is some item's, waited for by its team; nothing is left in flight)
 }
 
-// This thread's index, read afresh (volatile: not hoisted out of the walk's loop). Why: the ring's stage changes
-// from item to item, so the per-thread shared-memory offsets of a fill and of an item's products that the compiler
-// would hoist out of the loop stay live next to the stage base, and spill at 128 registers (88-96 bytes: F2 305-331 us
-// against 232 at shape 1, H200, session 36); derived from a fresh index they are recomputed where used (no spill:
-// 221.5-225.3 against 233.8-235.1).
-__device__ __forceinline__ int fresh_tid() {
-#if defined(__CUDA_ARCH__)
-  int t;
-  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
-  return t;
-#else
-  return int(threadIdx.x);
-#endif
-}
-
 // run_walk for the ring (two teams, the wgmma layouts): item(it, cbs, rows, stage, warp, lane, sw) as run_walk's
 // without the waits (an item's stage has landed when it starts), sw being the warp's own z rows of the stage.
-template <typename E, typename ItemFn>
+// kTma: the fills by load_stage_ring_tma (tp: the kernel's parameters with the maps; t0 / t1 / pn unread).
+template <typename E, bool kTma = false, typename ItemFn>
 __device__ __forceinline__ void run_walk_ring(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
-                                              ItemFn item) {
+                                              ItemFn item, const SsdScanTmaParams* tp = nullptr) {
   const auto load = [&](const Item& it, char* st, float* rows, uint64_t* full) {
-    load_stage_ring<E>(w, it, st, rows, full, t0, t1, pn, fresh_tid() % kThreads);
+    if constexpr (kTma) load_stage_ring_tma<E>(*tp, it, st, rows, full, fresh_tid() % kThreads);
+    else load_stage_ring<E>(w, it, st, rows, full, t0, t1, pn, fresh_tid() % kThreads);
   };
   const auto compute = [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st) {
     const int tid = fresh_tid(), warp = (tid % kThreads) >> 5;
-    item(it, cbs, rs, st, warp, tid & 31, const_cast<E*>(st.tile1()) + 16 * warp_row_block(warp) * kLdP);
+    const int t0 = 16 * warp_row_block(warp);  // its z rows: 128 bytes each with the TMA fills, kLdP elements else
+    char* const z = reinterpret_cast<char*>(const_cast<E*>(st.tile1()));
+    item(it, cbs, rs, st, warp, tid & 31, reinterpret_cast<E*>(z + t0 * (kTma ? 128 : 2 * kLdP)));
   };
-  walk_items_ring<E>(w, reinterpret_cast<char*>(ssd_walk_smem), load, compute);
+  walk_items_ring<E, kTma>(w, reinterpret_cast<char*>(ssd_walk_smem), load, compute);
 }
 
 }  // namespace ssd_walk

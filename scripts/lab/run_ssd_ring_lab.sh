@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # F2 speed lab (GPU machine, no torch needed): builds scripts/lab/ssd_ring_lab.cu once a variant of MK_SSD_RING_LAB
 # (0 the library's kernel, 1 no fill copies, 2 no output stores, 3 neither; see the .cu) in parallel, then runs the
-# variants in alternating rounds: the ring (and, for variant 0, the one-stage ping-pong) at shape 1.
+# variants in alternating rounds: the ring with cp.async and with TMA fills (and, for variant 0, the one-stage
+# ping-pong) at shape 1.
 #   OUT=/some/dir bash scripts/lab/run_ssd_ring_lab.sh [rounds=2]
-# Output: $OUT/ssd_ring_lab.txt (one line a run: "lab <N> ring <R>: F2 <us> us"; variant 0 first checks that the two
-# walks agree), $OUT/ssd_ring_lab_build.log (ptxas registers / spills of the ring kernel per variant).
+# Output: $OUT/ssd_ring_lab.txt (one line a run: "lab <N> ring <R> tma <T>: F2 <us> us"; variant 0 first checks
+# that the ring agrees with the ping-pong), $OUT/ssd_ring_lab_build.log (ptxas registers / spills of the ring
+# kernels per variant).
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/ssd_ring_lab_out}; BUILD=${LAB_BUILD:-/tmp/ssd_ring_lab_build}
@@ -17,10 +19,12 @@ for v in 0 1 2 3; do
 done
 wait
 for v in 0 1 2 3; do
-  { grep "variant $v " "$BUILD/status.log"; grep -A2 "ssd_scan_ring_kernel" "$BUILD/build$v.log" | grep -E "spill|registers"; } \
-    >> "$OUT/ssd_ring_lab_build.log"
+  { grep "variant $v " "$BUILD/status.log"
+    grep -A2 "ssd_scan_ring" "$BUILD/build$v.log" | grep -E "spill|registers"; } >> "$OUT/ssd_ring_lab_build.log"
 done
 for r in $(seq "${1:-2}"); do
   timeout 60 "$BUILD/lab0" 0 >> "$OUT/ssd_ring_lab.txt" 2>&1
-  for v in 0 1 2 3; do timeout 60 "$BUILD/lab$v" 1 >> "$OUT/ssd_ring_lab.txt" 2>&1; done
+  for v in 0 1 2 3; do
+    for t in 0 1; do timeout 60 "$BUILD/lab$v" 1 $t >> "$OUT/ssd_ring_lab.txt" 2>&1; done
+  done
 done

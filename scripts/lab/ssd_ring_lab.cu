@@ -9,7 +9,8 @@
 //   -DMK_SSD_RING_LAB=3  both: the ring's compute and synchronisation alone
 // Variants 1-3 give wrong outputs by design: they place F2's time between its loads, its stores and its compute where
 // the machine has no hardware counters (H200.md: time variants that leave one stage out and take differences).
-// Usage: ./ssd_ring_lab [ring: 1 (default) or 0]; prints "lab <N> ring <R>: F2 <us> us".
+// Usage: ./ssd_ring_lab [ring: 1 (default) or 0] [tma: 0 (default) or 1: the ring's fills by the copy engine,
+// MK_SSD_WALK_RING_TMA]; prints "lab <N> ring <R> tma <T>: F2 <us> us".
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -53,7 +54,7 @@ static T* upload(const std::vector<T>& h) {
 }
 
 int main(int argc, char** argv) {
-  const bool ring = argc < 2 || std::atoi(argv[1]) != 0;
+  const bool ring = argc < 2 || std::atoi(argv[1]) != 0, tma = argc >= 3 && std::atoi(argv[2]) != 0;
   const int64_t b = 4, l = 4096, h = 80, g = 1, P = 64, N = 128, Q = 128, nk = (l + Q - 1) / Q, slots = b * nk;
   const size_t tok = size_t(b * l);
   auto x = upload(random_bf16(tok * h * P, 1.f, 1)), z = upload(random_bf16(tok * h * P, 2.f, 2));
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
   p.x = x; p.z = z; p.hin = hin; p.out = out; p.ypre = nullptr;
   const auto run = [&](bool use_ring, void* dst) {
     setenv("MK_SSD_WALK_RING", use_ring ? "1" : "0", 1);
+    setenv("MK_SSD_WALK_RING_TMA", tma ? "1" : "0", 1);
     SsdScanParams q = p;
     q.out = dst;
     if (const char* err = ssd_scan_cuda(q, nullptr)) {
@@ -92,7 +94,7 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
   };
-  if (MK_SSD_RING_LAB == 0) {  // the two walks agree
+  if (MK_SSD_RING_LAB == 0 && ring) {  // the ring agrees with the ping-pong
     CHECK(cudaMemset(out, 0xff, tok * h * P * 2));  // NaN poison
     CHECK(cudaMemset(out_ref, 0xff, tok * h * P * 2));
     run(true, out);
@@ -134,6 +136,6 @@ int main(int argc, char** argv) {
     ms.push_back(t);
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("lab %d ring %d: F2 %.1f us\n", MK_SSD_RING_LAB, int(ring), 1000.f * ms[ms.size() / 2]);
+  std::printf("lab %d ring %d tma %d: F2 %.1f us\n", MK_SSD_RING_LAB, int(ring), int(tma), 1000.f * ms[ms.size() / 2]);
   return 0;
 }
