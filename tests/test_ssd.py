@@ -478,3 +478,38 @@ def test_cu_seqlens_needs_batch_1():
     d = make_inputs(2, 8, 4, 4, 4, 2)
     with pytest.raises(ValueError, match="cu_seqlens"):
         ssd_chunked_scan(**d, chunk_size=4, cu_seqlens=torch.tensor([0, 8]))
+
+
+@pytest.mark.parametrize("cu", [None, [0, 1, 3, 20, 50]], ids=["dense", "varlen"])
+@pytest.mark.parametrize("g", [1, 2])
+def test_triton_cpu_prep_one_launch_matches_two(cu, g):
+    """_ssd_cumsum_cb_fwd_kernel (K0 and K1 as one launch, MK_SSD_PREP_ONE_LAUNCH) writes what _ssd_cumsum_fwd_kernel
+    and _ssd_cb_kernel write, bit for bit (the CB blocks above the diagonal stay unwritten, NaN, in both)."""
+    _skip_unavailable("triton", "cpu")
+    from mamba_kernels.ssd import triton as tri
+    b = 1 if cu is not None else 2
+    d = make_inputs(b, 50, 4, 8, 16, g, dtype=torch.float32, nseq=None if cu is None else len(cu) - 1)
+    cu_t = None if cu is None else torch.tensor(cu, dtype=torch.int32)
+    x, dt, B, C = d["x"], d["dt"], d["B"], d["C"]
+    _, l, h, p, g_, n, _, Q, _, kind, _, sdt, cfg, lay = tri._setup(x, B, 16, cu_t)
+    lim = (0.01, 3.0)
+    dtp, a = tri._cumsum_fwd(dt, d["A"], d["dt_bias"], True, lim, lay, b, l, h, Q, cfg)
+    cb = tri._cb(C, B, lay, l, g_, n, Q, kind, sdt, cfg)
+    dtp1, a1, cb1 = tri._cumsum_cb_fwd(dt, d["A"], d["dt_bias"], True, lim, C, B, lay, b, l, h, g_, n, Q, kind, sdt,
+                                       cfg)
+    assert torch.equal(dtp1, dtp) and torch.equal(a1, a)
+    assert torch.equal(cb1.isnan(), cb.isnan()) and torch.equal(cb1.nan_to_num(), cb.nan_to_num())
+    assert not cb.isnan().all() and torch.isfinite(a).all()  # something was written
+
+
+def test_triton_cpu_backward_with_prep_one_launch(monkeypatch):
+    """MK_SSD_PREP_ONE_LAUNCH=1: the backward's K0 and K1 as one launch (_cumsum_cb_fwd); outputs and every gradient
+    still match the float64 reference (varlen, groups, D per channel)."""
+    _skip_unavailable("triton", "cpu")
+    monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", "1")
+    from mamba_kernels.ssd import triton as tri
+    calls = []
+    real = tri._cumsum_cb_fwd
+    monkeypatch.setattr(tri, "_cumsum_cb_fwd", lambda *a, **k: calls.append(1) or real(*a, **k))
+    check_against_ref("triton", "cpu", torch.float32, 1, 50, 4, 8, 16, 2, 16, cu=[0, 1, 3, 20, 50], D_shape="hp")
+    assert calls, "the one-launch K0 + K1 did not run"

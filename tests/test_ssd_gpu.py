@@ -366,6 +366,43 @@ def test_gpu_cuda_walk_nan_sequence_stays_apart(state_wide, monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
+def test_gpu_prep_one_launch(cu, monkeypatch):
+    """MK_SSD_PREP_ONE_LAUNCH=1: where the CUDA output stage serves (bf16, p 64, n 128, >= 8 heads a group), K0 and
+    K1 run as one launch (_ssd_cumsum_cb_fwd_kernel, seen by the profiler), and the forward's outputs equal the
+    two-launch forward's bit for bit (and the ypre-keeping autograd forward's too)."""
+    _skip_unavailable("triton", "cuda")
+    from mamba_kernels.ssd import cuda_walk
+    nseq = None if cu is None else len(cu) - 1
+    b, l, h = (2, 300, 16) if cu is None else (1, 1000, 24)
+    inp = make_inputs(b, l, h, 64, 128, 2, dtype=torch.bfloat16, device="cuda", init=True, nseq=nseq,
+                      requires_grad=True)
+    kw = dict(chunk_size=128, dt_softplus=True, dt_limit=(0.01, 3.0), return_final_states=True, backend="triton",
+              cu_seqlens=None if cu is None else torch.tensor(cu, dtype=torch.int32, device="cuda"))
+
+    def run():
+        with torch.no_grad():
+            y0, f0 = ssd_chunked_scan(**inp, **kw)
+        y1, f1 = ssd_chunked_scan(**inp, **kw)
+        return [t.detach() for t in (y0, f0, y1, f1)]
+    monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", "0")
+    before = cuda_walk.CALLS["scan"]
+    exp = run()
+    assert cuda_walk.CALLS["scan"] == before + 2, "the CUDA output stage did not serve these inputs"
+    monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", "1")
+    for t in exp:
+        assert torch.isfinite(t.float()).all()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        got = run()
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events()]
+    assert any("_ssd_cumsum_cb_fwd_kernel" in n for n in names), "the one-launch K0 + K1 did not run"
+    assert not any(n.startswith("_ssd_cb_kernel") for n in names), "K1 still ran on its own"
+    for k, a, e in zip(("y (no grad)", "final (no grad)", "y", "final"), got, exp):
+        assert torch.equal(a, e), k
+
+
+@pytest.mark.gpu
 def test_gpu_cuda_walk_misaligned_input_runs_triton():
     """x as a contiguous view 2 bytes past a 16-byte boundary: the CUDA head-walk stages (16-byte copies) do not serve
     it (cuda_walk.tiles_aligned); the Triton kernels do, and the outputs match the same call on an aligned copy."""

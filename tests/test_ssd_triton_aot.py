@@ -90,6 +90,11 @@ def launches(b, l, h, p, n, g, Q, arch):
     finally:
         tri._FWD["scan"] = old
     rf.launches += [r for r in rl.launches if r[0] in (tri._ssd_chunk_scan_kernel, tri._ssd_scan_heads_kernel)]
+    # K0 and K1 as one launch (MK_SSD_PREP_ONE_LAUNCH, where the CUDA output stage runs: not on meta tensors)
+    with tri.record_launches(arch) as rp:
+        *_, Qs, _, kind, _, sdt, cfg, lay = tri._setup(x, B, Q, None)
+        tri._cumsum_cb_fwd(dt, A, bias, True, None, C, B, lay, b, l, h, g, n, Qs, kind, sdt, cfg)
+    rf.launches += rp.launches
     with tri.record_launches(arch) as rb:
         tri.ssd_bwd(x, None, None, x, dt, A, B, C, Q, D, x, bias, True, None, None, None, x, s_in)
     tri._FWD["bwd_dx"] = "heads" if tri._FWD["bwd_dx"] == "legacy" else "legacy"  # the other dx kernel

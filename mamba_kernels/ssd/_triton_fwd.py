@@ -11,12 +11,11 @@ from ._triton_jit import (_block_pair_program, _cast, _causal_block_dot, _chunk,
 
 # --------------------------------------------------------------------------------------------- K0: dt, cumsum
 @triton.jit
-def _ssd_cumsum_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
-                           Q, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                           HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
-    """dt' = clamp(softplus(dt + bias)) and a = chunk-local cumsum(dt' A); reads dt (b, l, h), writes (b, h, l)."""
-    k = tl.program_id(0)
-    hb = tl.program_id(1)
+def _cumsum_program(k, hb, dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
+                    Q, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                    HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
+    """Chunk slot k, head block hb of K0: dt' = clamp(softplus(dt + bias)) and a = chunk-local cumsum(dt' A); reads
+    dt (b, l, h), writes (b, h, l)."""
     row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
     offs_q = tl.arange(0, BLOCK_Q)
     offs_h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -38,33 +37,64 @@ def _ssd_cumsum_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, 
     tl.store(a_ptr + out, a, mask=mask)
 
 
+@triton.jit
+def _ssd_cumsum_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, h, ncr, dt_lo, dt_hi,
+                           Q, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                           HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr):
+    """K0: one program per (chunk slot, head block) (_cumsum_program)."""
+    _cumsum_program(tl.program_id(0), tl.program_id(1), dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, h, ncr,
+                    dt_lo, dt_hi, Q, VARLEN, HAS_BIAS, SOFTPLUS, HAS_LIMIT, BLOCK_Q, BLOCK_H)
+
+
 # --------------------------------------------------------------------------------------------- K1: CB per group
+@triton.jit
+def _cb_program(pid, C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
+                Q, VARLEN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
+    """Program pid of K1: cb[k, g] (Q, Q) = C B^T of chunk k, group g; only blocks (t block >= s block) of valid rows
+    are written."""
+    gg, k, tb, sb = _block_pair_program(pid, ng, nmb)
+    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
+    if (sb <= tb) & (tb * BM < ln):
+        offs_t = tb * BM + tl.arange(0, BM)
+        offs_s = sb * BM + tl.arange(0, BM)
+        bc = ((row * l + start) * ng + gg) * n
+        cb = tl.zeros((BM, BM), dtype=tl.float32)
+        for k0 in range(0, n, BK):  # K = n in steps of BK (fp32 operands: short steps keep 3xTF32 in registers)
+            offs_n = k0 + tl.arange(0, BK)
+            mn = offs_n < n
+            Ct = tl.load(C_ptr + bc + offs_t[:, None] * (ng * n) + offs_n[None, :],
+                         mask=(offs_t < ln)[:, None] & mn[None, :], other=0.0).to(tl.float32)
+            Bs = tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :],
+                         mask=(offs_s < ln)[:, None] & mn[None, :], other=0.0).to(tl.float32)
+            cb += tl.dot(_cast(Ct, KIND), tl.trans(_cast(Bs, KIND)), input_precision=PREC)
+        out = (k.to(tl.int64) * ng + gg) * Q * Q
+        tl.store(cb_ptr + out + offs_t[:, None] * Q + offs_s[None, :], cb.to(cb_ptr.dtype.element_ty),
+                 mask=(offs_t < Q)[:, None] & (offs_s < Q)[None, :])
+
+
 @triton.jit
 def _ssd_cb_kernel(C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb,
                    Q, VARLEN: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
                    KIND: tl.constexpr, PREC: tl.constexpr):
-    """cb[k, g] (Q, Q) = C B^T of chunk k, group g; only blocks (t block >= s block) of valid rows are written."""
-    gg, k, tb, sb = _block_pair_program(tl.program_id(0), ng, nmb)
-    if sb > tb:
-        return
-    row, start, ln = _chunk(k, tab_ptr, l, ncr, Q, VARLEN)
-    if tb * BM >= ln:
-        return
-    offs_t = tb * BM + tl.arange(0, BM)
-    offs_s = sb * BM + tl.arange(0, BM)
-    bc = ((row * l + start) * ng + gg) * n
-    cb = tl.zeros((BM, BM), dtype=tl.float32)
-    for k0 in range(0, n, BK):  # K = n in steps of BK (fp32 operands: short steps keep 3xTF32 in registers)
-        offs_n = k0 + tl.arange(0, BK)
-        mn = offs_n < n
-        Ct = tl.load(C_ptr + bc + offs_t[:, None] * (ng * n) + offs_n[None, :],
-                     mask=(offs_t < ln)[:, None] & mn[None, :], other=0.0).to(tl.float32)
-        Bs = tl.load(B_ptr + bc + offs_s[:, None] * (ng * n) + offs_n[None, :],
-                     mask=(offs_s < ln)[:, None] & mn[None, :], other=0.0).to(tl.float32)
-        cb += tl.dot(_cast(Ct, KIND), tl.trans(_cast(Bs, KIND)), input_precision=PREC)
-    out = (k.to(tl.int64) * ng + gg) * Q * Q
-    tl.store(cb_ptr + out + offs_t[:, None] * Q + offs_s[None, :], cb.to(cb_ptr.dtype.element_ty),
-             mask=(offs_t < Q)[:, None] & (offs_s < Q)[None, :])
+    """K1: one program per (chunk, row-block pair, group) (_cb_program)."""
+    _cb_program(tl.program_id(0), C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb, Q, VARLEN, BM, BK, KIND, PREC)
+
+
+@triton.jit
+def _ssd_cumsum_cb_fwd_kernel(dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, C_ptr, B_ptr, cb_ptr, tab_ptr, l, h, ng, n,
+                              ncr, nmb, nhb, ncs, dt_lo, dt_hi,
+                              Q, VARLEN: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                              HAS_LIMIT: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_H: tl.constexpr,
+                              BM: tl.constexpr, BK: tl.constexpr, KIND: tl.constexpr, PREC: tl.constexpr):
+    """K0 and K1 in one launch (they are independent): programs [0, ncs) are K0's (chunk slot, head block), head block
+    fastest (nhb of them), the rest K1's. Why: two small kernels (~6 us each at shape 1, ~3 us of bytes each) pay
+    two ramp-ups and tails and a launch gap."""
+    pid = tl.program_id(0)
+    if pid < ncs:
+        _cumsum_program(pid // nhb, pid % nhb, dt_ptr, A_ptr, bias_ptr, dtp_ptr, a_ptr, tab_ptr, l, h, ncr,
+                        dt_lo, dt_hi, Q, VARLEN, HAS_BIAS, SOFTPLUS, HAS_LIMIT, BLOCK_Q, BLOCK_H)
+    else:
+        _cb_program(pid - ncs, C_ptr, B_ptr, cb_ptr, tab_ptr, l, ng, n, ncr, nmb, Q, VARLEN, BM, BK, KIND, PREC)
 
 
 # --------------------------------------------------------------------------------------------- F1: states fwd

@@ -14,6 +14,7 @@ Forward, 3 launches (4 when a group's heads span several scan programs):
   K1 _ssd_cb_kernel           CB = C B^T per (chunk, group), lower block triangle; only when a group's heads span
                               several scan programs (h / g > 1 for the one-head scan, > HB for the head-block one),
                               so the scan programs read it instead of recomputing it
+     _ssd_cumsum_cb_fwd_kernel  K0 and K1 as one launch (MK_SSD_PREP_ONE_LAUNCH=1, off by default: _one_prep_launch)
   F1 _ssd_state_fwd_kernel    chunk states fused with state passing: one program per (sequence, head, p block,
                               n block) walks its chunks in order with the running state (fp32) in registers and
                               stores the state entering each chunk (states_in) and the final state: no fp32
@@ -320,8 +321,8 @@ from . import cuda_walk  # noqa: E402
 from .layout import DeviceLayout as _Layout  # noqa: E402
 from ._triton_bwd import (_ssd_bwd_dbc_kernel, _ssd_bwd_dcb_kernel, _ssd_bwd_dx_heads_kernel,  # noqa: E402
                           _ssd_bwd_dx_kernel, _ssd_cumsum_bwd_kernel, _ssd_state_bwd_kernel)
-from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_kernel, _ssd_cumsum_fwd_kernel,  # noqa: E402
-                          _ssd_scan_heads_kernel, _ssd_state_fwd_kernel)
+from ._triton_fwd import (_ssd_cb_kernel, _ssd_chunk_scan_kernel, _ssd_cumsum_cb_fwd_kernel,  # noqa: E402
+                          _ssd_cumsum_fwd_kernel, _ssd_scan_heads_kernel, _ssd_state_fwd_kernel)
 
 
 # --------------------------------------------------------------------------------------------- launchers
@@ -382,6 +383,32 @@ def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
     return dtp, a
 
 
+def _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g, n, Q, kind, sdt, cfg):
+    """K0 and K1 (as _cumsum_fwd and _cb with cfg's blocks) in one launch (_ssd_cumsum_cb_fwd_kernel): dtp, a, cb."""
+    dtp = torch.empty(b, h, l, device=dt.device, dtype=torch.float32)
+    a = torch.empty_like(dtp)
+    cb = torch.empty(max(lay.nk, 1), g, Q, Q, device=C.device, dtype=sdt)
+    if _interpreted():  # as _cb: the unwritten upper blocks must fail a kernel that reads them
+        cb.fill_(float("nan"))
+    c0, _ = _launch_opts(cfg["cumsum"])
+    c1, o = _launch_opts(cfg["cb"])  # (both 4 warps; the CB dot's pipeline stages)
+    nhb, nmb = triton.cdiv(h, c0["BLOCK_H"]), triton.cdiv(Q, c1["BM"])
+    lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
+    if lay.nk:
+        _launch(_ssd_cumsum_cb_fwd_kernel, (lay.nk * nhb + lay.nk * nmb * nmb * g,),
+            dt, A, dt_bias if dt_bias is not None else A, dtp, a, C, B, cb, lay.tab, l, h, g, n, lay.ncr, nmb, nhb,
+            lay.nk * nhb, float(lo), float(hi), Q=Q, VARLEN=lay.varlen, HAS_BIAS=dt_bias is not None,
+            SOFTPLUS=bool(dt_softplus), HAS_LIMIT=dt_limit is not None, KIND=kind, PREC=_prec(kind), **c0, **c1, **o)
+    return dtp, a, cb
+
+
+def _one_prep_launch() -> bool:
+    """MK_SSD_PREP_ONE_LAUNCH=1 (read at every call; off by default, not GPU-timed yet): K0 and K1 as one launch
+    (_cumsum_cb_fwd) in the forward where the CUDA output stage runs (it reads CB; ahead of F1) and in every backward
+    with chunks (B2 reads CB)."""
+    return os.environ.get("MK_SSD_PREP_ONE_LAUNCH", "0") == "1"
+
+
 def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None):
     c, o = _launch_opts(cfg["cb"])
     if BM is not None:
@@ -403,12 +430,20 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     states_fp32, else fp32; final (nseq, h, p, n) fp32."""
     x, dt, A, B, C, D, z, dt_bias, initial_states = _contig(x, dt, A, B, C, D, z, dt_bias, initial_states)
     b, l, h, p, g, n, hpg, Q, dev, kind, prec, sdt, cfg, lay = _setup(x, B, chunk_size, cu_seqlens)
-    dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
     hin_dt = torch.float32 if states_fp32 else sdt
+    store_ypre = z is not None and need_ypre
+    heads_scan = bool(lay.nk) and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted())
+    walk_scan = (bool(lay.nk) and not heads_scan and hin_dt == sdt and (not store_ypre or cuda_walk.scan_serves_ypre())
+                 and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)))
+    cb_walk = None
+    if walk_scan and _one_prep_launch():
+        dtp, a, cb_walk = _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g, n, Q, kind, sdt,
+                                         cfg)
+    else:
+        dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
     states_in = (torch.zeros if lay.varlen else torch.empty)(lay.nk, h, p, n, device=dev, dtype=hin_dt)
     final = torch.empty(lay.nseq, h, p, n, device=dev, dtype=torch.float32)
     out = torch.empty_like(x)
-    store_ypre = z is not None and need_ypre
     ypre = torch.empty(x.shape if store_ypre else (0,), device=dev, dtype=x.dtype)
     # F1: chunk states + state passing
     if hin_dt == sdt and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_state_cuda", (x, B)):
@@ -417,7 +452,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
         _state_fwd_triton(x, B, dtp, a, initial_states, states_in, final, lay, l, h, p, n, hpg, g, Q, dev, kind, prec,
                           cfg)
     # head-block scan for bf16 / fp16 (fp32 operands' 3xTF32 splits spill there: the one-head kernel on the GPU)
-    if lay.nk and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted()):
+    if heads_scan:
         c, o = _launch_opts(cfg["scan"])
         cb_mem = hpg > c["HB"]
         cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, c["BM"]) if cb_mem else dtp
@@ -430,9 +465,8 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
             5.0 if x.dtype == torch.float16 else 60.0,
             VARLEN=lay.varlen, CB_MEM=cb_mem, HAS_D=D is not None, D_HP=D is not None and D.dim() == 2,
             HAS_Z=z is not None, STORE_YPRE=store_ypre, KIND=kind, PREC=prec, **c, **o)
-    elif lay.nk and hin_dt == sdt and (not store_ypre or cuda_walk.scan_serves_ypre()) and \
-            cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)):
-        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)  # CUDA stage (cuda_walk.py)
+    elif walk_scan:
+        cb = cb_walk if cb_walk is not None else _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)  # CUDA stage
         cuda_walk.scan(x, z, C, cb, dtp, a, states_in, D, lay.tab if lay.varlen else None, lay.nk, _num_sms(dev), out,
                        ypre if store_ypre else None)
     elif lay.nk:
@@ -493,7 +527,11 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
         x, dt, A, B, C, D, z, dt_bias, initial_states, dout, states_in, ypre)
     b, l, h, p, g, n, hpg, Q, dev, kind, prec, sdt, cfg, lay = _setup(x, B, chunk_size, cu_seqlens)
     f32 = torch.float32
-    dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
+    cb = None
+    if lay.nk and _one_prep_launch():
+        dtp, a, cb = _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g, n, Q, kind, sdt, cfg)
+    else:
+        dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
     nk = lay.nk
     # B1: reverse state passing, dy, dz
     dz = torch.empty_like(z) if z is not None else None
@@ -526,7 +564,8 @@ def ssd_bwd(dout, d_states_in, d_final, x, dt, A, B, C, chunk_size, D, z, dt_bia
     dB = torch.empty_like(B)
     dC = torch.empty_like(C)
     if nk:
-        cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
+        if cb is None:
+            cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
         da_in_dx = _FWD["da_out"] == "dx"
         # B2: dx, d dt' (direct), state-path d a terms (CUDA where it serves; else Triton)
         if not da_in_dx and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_dx_cuda", (x, dy, B)):
