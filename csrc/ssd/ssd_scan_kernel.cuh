@@ -79,8 +79,13 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
   if (p.w.staged_stores) {
     if constexpr (kStageInZ) __syncwarp();  // the lanes' z reads before the staging writes over them
     if constexpr (kStageInZ && (MK_SSD_RING_LAB & 2) != 0) {  // lab: staged (kept by the compiler), not stored
-      if (ypreg != nullptr) stage_block<E, 8, kLdP>(sw, yv, lane);
-      stage_block<E, 8, kLdP>(sw, ov, lane);
+      if constexpr (kSwzXZ) {
+        if (ypreg != nullptr) stage_block_sw(reinterpret_cast<char*>(sw), yv, lane);
+        stage_block_sw(reinterpret_cast<char*>(sw), ov, lane);
+      } else {
+        if (ypreg != nullptr) stage_block<E, 8, kLdP>(sw, yv, lane);
+        stage_block<E, 8, kLdP>(sw, ov, lane);
+      }
       return;
     }
     if constexpr (kSwzXZ) {

@@ -69,16 +69,17 @@ struct SsdScanTmaParams : SsdScanParams {
 
 // store_block_staged (J = 8) through the warp's 16 rows of a 128-byte-swizzled tile (sw: their start; the rows' index
 // within the tile a multiple of 8 there, so that row r's chunks swizzle by r): the fragments' 4-byte pieces and the
-// 16-byte copies out are both conflict-free.
-template <typename E>
-__device__ __forceinline__ void store_block_staged_sw(char* sw, const uint32_t (&v)[2][8], E* dst, int64_t ld,
-                                                      int nrows, int lane) {
+// 16-byte copies out are both conflict-free. Its halves as stage_block / flush_block.
+__device__ __forceinline__ void stage_block_sw(char* sw, const uint32_t (&v)[2][8], int lane) {
   const int g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf)
 #pragma unroll
     for (int j = 0; j < 8; ++j) *reinterpret_cast<uint32_t*>(sw + sw128_offset(g + 8 * hf, 16 * j + 4 * q)) = v[hf][j];
   __syncwarp();
+}
+template <typename E>
+__device__ __forceinline__ void flush_block_sw(const char* sw, E* dst, int64_t ld, int nrows, int lane) {
 #pragma unroll
   for (int u = 0; u < 4; ++u) {  // 8 lanes a row, 4 rows an instruction
     const int r = (lane >> 3) + 4 * u, c = lane & 7;
@@ -87,12 +88,18 @@ __device__ __forceinline__ void store_block_staged_sw(char* sw, const uint32_t (
   }
   __syncwarp();
 }
+template <typename E>
+__device__ __forceinline__ void store_block_staged_sw(char* sw, const uint32_t (&v)[2][8], E* dst, int64_t ld,
+                                                      int nrows, int lane) {
+  stage_block_sw(sw, v, lane);
+  flush_block_sw<E>(sw, dst, ld, nrows, lane);
+}
 
 // This thread's index, read afresh (volatile: not hoisted out of the walk's loop). Why: the ring's stage changes
 // from item to item, so the per-thread shared-memory offsets of a fill and of an item's products that the compiler
 // would hoist out of the loop stay live next to the stage base, and spill at 128 registers (88-96 bytes: F2 305-331 us
 // against 232 at shape 1, H200, session 36); derived from a fresh index they are recomputed where used (no spill:
-// 221.5-225.3 against 233.8-235.1).
+// 221.5-225.3 against 233.8-235.1). (The same trick as ssd_chunk_kernel.cuh's opaque_zero.)
 __device__ __forceinline__ int fresh_tid() {
 #if defined(__CUDA_ARCH__)
   int t;
