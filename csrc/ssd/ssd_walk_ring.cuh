@@ -19,13 +19,17 @@
 // z rows of the stage, which only that warp reads, after its epilogue has read them (scan_epilogue's kStageInZ).
 // The resident tiles change only at a segment's start (one (chunk, group)), where both teams meet at a block barrier
 // as in walk_items_pingpong; the ring's fills run on across segments (they read no resident tile).
+// MK_SSD_WALK_RING_TMA (off by default; ssd_scan_ring_tma_kernel): the fills' tiles by the copy engine
+// (load_stage_ring_tma; the full barrier counts 257: the issuer's expect_tx too), the same stage slots, x and z in
+// them 128-byte-swizzled without padding (16 KB of each 18 KB slot).
 #pragma once
 #include "common/cp_async.h"
 #include "common/tma.h"
 #include "ssd/ssd_walk.cuh"
 
 // Lab builds only (scripts/lab/ssd_ring_lab.cu; the library never defines it): MK_SSD_RING_LAB bit 0: a fill copies
-// nothing (its threads still arrive), bit 1: an item's outputs are staged but not stored (scan_epilogue). Wrong
+// nothing, by cp.async or TMA (its threads still arrive), bit 1: an item's outputs are staged but not stored
+// (scan_epilogue). Wrong
 // results by design: for timing what is left of F2 without its loads / stores (the H200 lends no ncu).
 #ifndef MK_SSD_RING_LAB
 #define MK_SSD_RING_LAB 0
