@@ -11,10 +11,32 @@
 #   (Next: SSD_PART=select with the BENCH_K of bench/notes/chunked_ssd.md, "Session 10 ... Next".)
 #   SSD_PART=select: build, bench_ssd.py / bench_ssd_configs.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
+#   SSD_PART=walk (written in session 36 for the next one, ~300 s): the F2 speed lab's four builds in the background
+#     (scripts/lab/run_ssd_ring_lab.sh) while the library builds; the head-walk GPU tests (walk stages in every
+#     variant, the ring with cp.async and TMA fills, NaN sequences, the one-launch K0 + K1); the lab's runs (F2 with
+#     its fills / stores left out, cp.async and TMA rings); profiles of MK_SSD_PREP_ONE_LAUNCH 0 / 1 alternating.
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
+if [ "${SSD_PART:-time}" = walk ]; then
+  ( LAB_PHASE=build OUT=$OUT timeout 240 bash scripts/lab/run_ssd_ring_lab.sh
+    echo "ring lab build rc=$? $(( $(date +%s) - t0 ))s" >> $L ) &
+  LPID=$!
+fi
 [ "${NOBUILD:-0}" = 1 ] || build 16
-if [ "${SSD_PART:-time}" = time ]; then
+if [ "${SSD_PART:-time}" = walk ]; then
+step 240 $T ssd_walk_tests $P tests/test_ssd_gpu.py -m gpu -k "walk_stages or nan_sequence or prep_one"
+tail -3 $T >> $L
+wait "$LPID"
+step 120 $L ring_lab env LAB_PHASE=run OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2
+cat $OUT/ssd_ring_lab.txt >> $L
+for i in 1 2; do
+  for v in 0 1; do
+    step 40 $OUT/prof_prep$v.log prof_prep$v env MK_SSD_PREP_ONE_LAUNCH=$v python3 scripts/profile_ssd.py \
+      --impls triton --chunks 256 --reps 10
+  done
+done
+grep -h "us of kernels" $OUT/prof_prep0.log $OUT/prof_prep1.log >> $L
+elif [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
 step 60 $OUT/prof.log ssd_prof_bwd python3 scripts/profile_ssd.py --impls triton --chunks 256 --bwd --reps 5
@@ -50,3 +72,4 @@ step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --pri
   -p no:cacheprovider tests/test_ssd_gpu.py -m gpu -k "(gpu_cuda_backward_runs_the_kernel and dense-bf16) or (strided_inputs and bf16)"
 fi
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L
+if [ "${SSD_PART:-time}" = walk ]; then pack_out; fi  # (all files as $OUT/all.tgz: run.log inside)
