@@ -109,7 +109,7 @@ __device__ __forceinline__ void dx_item(const SsdDxParams& p, const Item& it, co
   for (int i = 0; i < 16; ++i) dDp[i] = 0.f;
   float dal = 0.f;
   const int64_t hp = p.w.nheads * kP;
-  E* dxg = static_cast<E*>(p.dx) + (it.tok0 * p.w.nheads + it.hh) * kP;
+  E* dxg = static_cast<E*>(p.dx) + item_tile_offset(p.w, it);
   uint32_t dv[2][8];  // dx pairs (rows sA / sB, columns 8 j + 2 q)
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {

@@ -40,7 +40,7 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
   const E* zs = st.tile1();
   const float* Ds = st.D();
   const int ln = it.ln, g = lane >> 2, q = lane & 3, tA = t0 + g;
-  const int64_t hp = p.w.nheads * kP, base = (it.tok0 * p.w.nheads + it.hh) * kP;
+  const int64_t hp = p.w.nheads * kP, base = item_tile_offset(p.w, it);
   uint32_t yv[2][8], ov[2][8];
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {

@@ -168,6 +168,21 @@ cudaError_t launch_state_w(const SsdStateParams& p, int walks, ssd_walk::StateKe
   }
 }
 
+// A tensor map (common/tma.h: 64-column boxes, 128-byte swizzle) of a (tokens, h 64) bf16 tensor (x or z: (b, l, h,
+// p) with p 64) whose boxes are a chunk's 128 token rows of one head: F1's x loads, the TMA ring's x / z fills.
+const char* encode_token_rows(TmaDesc* map, const void* t, uint64_t tokens, uint64_t nheads) {
+  constexpr uint64_t kP = ssd_walk::kP;
+  return tma_encode_bf16(map, const_cast<void*>(t), tokens, 1, nheads * kP, nheads * kP * 2, nheads * kP * 2,
+                         ssd_walk::kQ);
+}
+
+// A tensor map of the chunk-entry states h_in (n_slots, h, p 64, n 128) bf16 as (n_slots h 64) rows of n, boxes of
+// box_rows p rows x 64 n: F1's stores (32 rows), the TMA ring's (p, n) tile fills (64).
+const char* encode_state_rows(TmaDesc* map, void* hin, int64_t n_slots, uint64_t nheads, uint32_t box_rows) {
+  constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
+  return tma_encode_bf16(map, hin, uint64_t(n_slots) * nheads * kP, 1, kN, kN * 2, kN * 2, box_rows);
+}
+
 const char* check_state(const SsdStateParams& p) {
   if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return "ngroups must divide nheads";
   if (p.num_ctas < 1) return "num_ctas must be positive";
@@ -211,14 +226,12 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream) {
     ssd_walk::SsdStateRowScaleParams q;  // (every other SsdState*Params of the TMA variants as well)
     static_cast<SsdStateParams&>(q) = p;
     const uint64_t T = uint64_t(p.batch) * uint64_t(p.seqlen), H = uint64_t(p.nheads), G = uint64_t(p.ngroups);
-    constexpr uint64_t kP = ssd_walk::kP, kN = ssd_walk::kN;
-    if (tma_encode_bf16(&q.hin_map, p.hin, uint64_t(p.n_slots) * H * kP, 1, kN, kN * 2, kN * 2, ssd_walk::kHalfP) ==
-        nullptr) {
+    constexpr uint64_t kN = ssd_walk::kN;
+    if (encode_state_rows(&q.hin_map, p.hin, p.n_slots, H, ssd_walk::kHalfP) == nullptr) {
       const bool loads =
           env_switch("MK_SSD_STATE_TMA_LOAD", kStateTmaLoadDefault) && T > 0 &&
           tma_encode_bf16(&q.b_map, const_cast<void*>(p.B), T, G, kN, kN * 2, G * kN * 2, ssd_walk::kQ) == nullptr &&
-          tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, ssd_walk::kQ) ==
-              nullptr;
+          encode_token_rows(&q.x_map, p.x, T, H) == nullptr;
       const bool late = env_switch("MK_SSD_STATE_LATE_WAIT", kStateLateWaitDefault);
       const int lean = state_lean();
       const StateKernel tk = !loads ? StateKernel::kWgmmaPairsTma
@@ -248,14 +261,10 @@ cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {
     sw::SsdScanTmaParams q;
     static_cast<SsdScanParams&>(q) = p;
     const uint64_t T = uint64_t(p.w.batch) * uint64_t(p.w.seqlen), H = uint64_t(p.w.nheads);
-    constexpr uint64_t kP = sw::kP, kN = sw::kN;
     const bool maps =
-        T > 0 && tma_encode_bf16(&q.x_map, const_cast<void*>(p.x), T, 1, H * kP, H * kP * 2, H * kP * 2, sw::kQ) ==
-                     nullptr &&
-        (p.z == nullptr ||
-         tma_encode_bf16(&q.z_map, const_cast<void*>(p.z), T, 1, H * kP, H * kP * 2, H * kP * 2, sw::kQ) == nullptr) &&
-        tma_encode_bf16(&q.hin_map, const_cast<void*>(p.hin), uint64_t(p.w.n_slots) * H * kP, 1, kN, kN * 2, kN * 2,
-                        kP) == nullptr;
+        T > 0 && encode_token_rows(&q.x_map, p.x, T, H) == nullptr &&
+        (p.z == nullptr || encode_token_rows(&q.z_map, p.z, T, H) == nullptr) &&
+        encode_state_rows(&q.hin_map, const_cast<void*>(p.hin), p.w.n_slots, H, sw::kP) == nullptr;
     if (maps) return sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16>, q, q.w, s, sw::kRingSmemBytes);
   }
   return sw::launch_walk<2>(sw::ssd_scan_ring_kernel<__nv_bfloat16>, p, p.w, s, sw::kRingSmemBytes);

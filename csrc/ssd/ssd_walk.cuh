@@ -88,16 +88,32 @@ __device__ __forceinline__ Item next_item(const SsdWalkParams& p, Item r) {
   return r;
 }
 
-// The item two on from `r` (a ping-pong team's next): with p.lean_next, where it stays in r's chunk, by adding to the
-// head and its offsets, r.grp kept (the items a team computes stay in one segment, of one group; only the prefetch's
-// may leave it, and the prefetch does not read grp); else next_item twice.
-__device__ __forceinline__ Item skip2(const SsdWalkParams& p, Item r) {
-  if (p.lean_next && r.hh + 2 < p.nheads) {
-    r.hh += 2;
-    r.ab += 2 * p.seqlen;
+// The item `n` on from `r` (head fastest; a ping-pong team's next: n = 2, the ring's fill: n = 3): with p.lean_next,
+// where it stays in r's chunk, by adding to the head and its offsets, r.grp kept (the items a team computes stay in
+// one segment, of one group; only a prefetch's or a fill's may leave it, and those do not read grp); else next_item
+// n times.
+template <int N>
+__device__ __forceinline__ Item next_items(const SsdWalkParams& p, Item r) {
+  if constexpr (N == 1) return next_item(p, r);
+  else return next_item(p, next_items<N - 1>(p, r));
+}
+template <int N>
+__device__ __forceinline__ Item skip_n(const SsdWalkParams& p, Item r) {
+  if (p.lean_next && r.hh + N < p.nheads) {
+    r.hh += N;
+    r.ab += N * p.seqlen;
     return r;
   }
-  return next_item(p, next_item(p, r));
+  return next_items<N>(p, r);
+}
+
+// Element offsets of item `it`: its first token and head in a (b, l, h, p) tensor, its (p, n) tile in a
+// (n_slots, h, p, n) one.
+__device__ __forceinline__ int64_t item_tile_offset(const SsdWalkParams& p, const Item& it) {
+  return (it.tok0 * p.nheads + it.hh) * kP;
+}
+__device__ __forceinline__ int64_t item_pn_offset(const SsdWalkParams& p, const Item& it) {
+  return (it.k * p.nheads + it.hh) * int64_t(kP * kN);
 }
 
 __device__ __forceinline__ Item item_of(const SsdWalkParams& p, int64_t it) {
@@ -127,6 +143,12 @@ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
   return ssd_cuda::pack_bf16(lo * u0, hi * u1);
 }
 
+// Element (r, c) (c a multiple of 8) of a (p, n) tile at `tile` written 128-byte-swizzled for wgmma's B operand,
+// K-major in two 64-wide n blocks of 8 KB (load_stage's kSwz, the ring's fills).
+__device__ __forceinline__ char* pn_swz_at(char* tile, int r, int c) {
+  return tile + (c / 64) * 8192 + sw128_offset(r, 2 * (c % 64));
+}
+
 // Stage loads of item `it`: tiles t0 / t1 of a (b, l, h, p) tensor each (rows >= ln zero; t1 may be null: not
 // loaded), the (p, n) tile of a (n_slots, h, p, n) tensor, a and dt' (rows >= ln zero), D's 64 values of the head
 // (D (h) broadcast; zero without D). Thread tid copies tile rows tid / 8 + 32 u and (p, n) rows tid / 16 + 16 u
@@ -142,14 +164,13 @@ __device__ __forceinline__ void load_stage(const SsdWalkParams& p, const Item& i
   E* spn = reinterpret_cast<E*>(st + 2 * kTileBytes);
   float* as = reinterpret_cast<float*>(st + 2 * kTileBytes + kPnBytes);
   const int hp = int(p.nheads) * kP;
-  const int64_t base = (it.tok0 * p.nheads + it.hh) * kP;
-  const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
+  const int64_t base = item_tile_offset(p, it);
+  const E* gpn = static_cast<const E*>(pn) + item_pn_offset(p, it);
   const int r1 = tid >> 4, c1 = (tid & 15) * 8;
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
     const int r = r1 + 16 * u;
-    E* d = kSwz ? reinterpret_cast<E*>(reinterpret_cast<char*>(spn) + (c1 / 64) * 8192 + sw128_offset(r, 2 * (c1 % 64)))
-                : spn + r * kLdN + c1;
+    E* d = kSwz ? reinterpret_cast<E*>(pn_swz_at(reinterpret_cast<char*>(spn), r, c1)) : spn + r * kLdN + c1;
     cp_async16(d, gpn + r * kN + c1);
   }
   const int r = tid % kQ;
@@ -189,8 +210,8 @@ __device__ __forceinline__ void prefetch_stage(const SsdWalkParams& p, const Ite
   const int r = tid & (kQ - 1);
   const void* t = tid < kQ ? t0 : t1;
   if (t != nullptr && r < it.ln)
-    prefetch_l2(static_cast<const E*>(t) + (it.tok0 * p.nheads + it.hh) * kP + int64_t(r) * p.nheads * kP);
-  if (tid < kQ) prefetch_l2(static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN) + tid * 64);
+    prefetch_l2(static_cast<const E*>(t) + item_tile_offset(p, it) + int64_t(r) * p.nheads * kP);
+  if (tid < kQ) prefetch_l2(static_cast<const E*>(pn) + item_pn_offset(p, it) + tid * 64);
 }
 
 // The chunk's C B^T and B or C rows of the item's group, rows >= ln zero (they meet zero weights or no store; C B^T's
@@ -432,7 +453,7 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
     if (it < s1) {
       cur = item_of(p, it);
       load(cur, st);
-      if (p.prefetch && it + 2 < i1) prefetch(skip2(p, cur));
+      if (p.prefetch && it + 2 < i1) prefetch(skip_n<2>(p, cur));
     }
     cp_async_commit();
     if (split && it < s1) cp_async_wait<2>(); else cp_async_wait<0>();
@@ -448,9 +469,9 @@ __device__ __forceinline__ void walk_items_pingpong(const SsdWalkParams& p, char
       it += 2;
       if (it >= s1) break;
       // (found again rather than kept from the prefetch: an Item live across compute spills in B2 at 128 registers)
-      cur = skip2(p, cur);
+      cur = skip_n<2>(p, cur);
       load(cur, st);
-      if (p.prefetch && it + 2 < i1) prefetch(skip2(p, cur));
+      if (p.prefetch && it + 2 < i1) prefetch(skip_n<2>(p, cur));
       cp_async_commit();
       if (split) cp_async_wait<2>(); else cp_async_wait<0>();
       landed();

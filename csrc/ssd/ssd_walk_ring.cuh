@@ -114,16 +114,16 @@ __device__ __forceinline__ int fresh_tid() {
 #endif
 }
 
-// The item `n` on from `r` (head fastest): by adding heads within r's chunk with p.lean_next (grp kept: the fills do
-// not read it), else next_item n times.
-__device__ __forceinline__ Item skip_n(const SsdWalkParams& p, Item r, int n) {
-  if (p.lean_next && r.hh + n < p.nheads) {
-    r.hh += n;
-    r.ab += n * p.seqlen;
-    return r;
+// A fill's a / dt' (zero past ln) and D (zero without D) rows by cp.async, thread tid (0..255) copying what
+// load_stage's thread tid copies: both ring fills.
+__device__ __forceinline__ void load_rows_ring(const SsdWalkParams& p, const Item& it, float* rows, int tid) {
+  const int r = tid % kQ;  // a in rows[0 .. Q), dt' in rows[Q .. 2Q)
+  const bool ok = r < it.ln;
+  cp_async4_zfill(rows + tid, (tid < kQ ? p.a : p.dtp) + (ok ? it.ab + r : 0), ok);
+  if (tid < kP) {  // D in rows[2Q .. 2Q + 64)
+    const bool has = p.D != nullptr;
+    cp_async4_zfill(rows + 2 * kQ + tid, has ? p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh) : p.a, has);
   }
-  for (int i = 0; i < n; ++i) r = next_item(p, r);
-  return r;
 }
 
 // One fill by the 256 threads of a team (tid 0..255): item `it`'s (p, n) tile (swizzled), tiles t0 / t1 (t1 may be
@@ -138,21 +138,15 @@ __device__ __forceinline__ void load_stage_ring(const SsdWalkParams& p, const It
     return;
   }
   const int hp = int(p.nheads) * kP;
-  const int64_t base = (it.tok0 * p.nheads + it.hh) * kP;
-  const E* gpn = static_cast<const E*>(pn) + (it.k * p.nheads + it.hh) * int64_t(kP * kN);
+  const int64_t base = item_tile_offset(p, it);
+  const E* gpn = static_cast<const E*>(pn) + item_pn_offset(p, it);
   const int r1 = tid >> 4, c1 = (tid & 15) * 8;
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
     const int r = r1 + 16 * u;
-    cp_async16(st + (c1 / 64) * 8192 + sw128_offset(r, 2 * (c1 % 64)), gpn + r * kN + c1);
+    cp_async16(pn_swz_at(st, r, c1), gpn + r * kN + c1);
   }
-  const int r = tid % kQ;  // a in rows[0 .. Q), dt' in rows[Q .. 2Q)
-  const bool ok = r < it.ln;
-  cp_async4_zfill(rows + tid, (tid < kQ ? p.a : p.dtp) + (ok ? it.ab + r : 0), ok);
-  if (tid < kP) {  // D in rows[2Q .. 2Q + 64)
-    const bool has = p.D != nullptr;
-    cp_async4_zfill(rows + 2 * kQ + tid, has ? p.D + (p.D_per_channel ? it.hh * kP + tid : it.hh) : p.a, has);
-  }
+  load_rows_ring(p, it, rows, tid);
   const auto copy_rows = [&](char* s, const void* t) {
     const E* g = static_cast<const E*>(t) + base;
     const int r0 = tid >> 3, c0 = (tid & 7) * 8;
@@ -193,13 +187,7 @@ __device__ __forceinline__ void load_stage_ring_tma(const SsdScanTmaParams& p, c
     tma_load_box(&p.x_map, st + kPnSwzBytes, full, tok, 0, col);
     if (p.z != nullptr) tma_load_box(&p.z_map, st + kPnSwzBytes + kTileBytes, full, tok, 0, col);
   }
-  const int r = tid % kQ;
-  const bool ok = r < it.ln;
-  cp_async4_zfill(rows + tid, (tid < kQ ? w.a : w.dtp) + (ok ? it.ab + r : 0), ok);
-  if (tid < kP) {
-    const bool has = w.D != nullptr;
-    cp_async4_zfill(rows + 2 * kQ + tid, has ? w.D + (w.D_per_channel ? it.hh * kP + tid : it.hh) : w.a, has);
-  }
+  load_rows_ring(w, it, rows, tid);
   cp_async_mbar_arrive_noinc(full);
 }
 
@@ -262,10 +250,10 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
         if (cur.ln > 0) compute(cur, static_cast<const E*>(cbs), static_cast<const E*>(rs),
                                 RingStage<E>{stages + s * kRingStageBytes, rows + s * kRingRowFloats});
         team_barrier(team);  // the team is done reading stage s
-        if (j + kRingSlots < n) fill(skip_n(p, cur, kRingSlots), j + kRingSlots);
+        if (j + kRingSlots < n) fill(skip_n<kRingSlots>(p, cur), j + kRingSlots);
         j += 2;
         if (j >= j1) break;
-        cur = skip_n(p, cur, 2);
+        cur = skip_n<2>(p, cur);
       }
     }
     j0 = j1;

@@ -370,9 +370,23 @@ def _many_walks(c: dict, o: dict, walks: int, dev, kind: int, n: int, key: str, 
     o.update(num_warps=4, num_stages=stages, maxnreg=168)
 
 
-def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
+def _cumsum_outputs(dt, b, h, l):
+    """K0's outputs dt' and a: (b, h, l) fp32."""
     dtp = torch.empty(b, h, l, device=dt.device, dtype=torch.float32)
-    a = torch.empty_like(dtp)
+    return dtp, torch.empty_like(dtp)
+
+
+def _cb_output(C, lay, g, Q, sdt):
+    """K1's output (chunk slots, g, Q, Q). Under the interpreter (CPU tests) NaN: the blocks above the diagonal are
+    never written, and a kernel reading them must fail."""
+    cb = torch.empty(max(lay.nk, 1), g, Q, Q, device=C.device, dtype=sdt)
+    if _interpreted():
+        cb.fill_(float("nan"))
+    return cb
+
+
+def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
+    dtp, a = _cumsum_outputs(dt, b, h, l)
     c, o = _launch_opts(cfg["cumsum"])
     lo, hi = dt_limit if dt_limit is not None else (0.0, 0.0)
     if lay.nk:
@@ -385,11 +399,7 @@ def _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg):
 
 def _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g, n, Q, kind, sdt, cfg):
     """K0 and K1 (as _cumsum_fwd and _cb with cfg's blocks) in one launch (_ssd_cumsum_cb_fwd_kernel): dtp, a, cb."""
-    dtp = torch.empty(b, h, l, device=dt.device, dtype=torch.float32)
-    a = torch.empty_like(dtp)
-    cb = torch.empty(max(lay.nk, 1), g, Q, Q, device=C.device, dtype=sdt)
-    if _interpreted():  # as _cb: the unwritten upper blocks must fail a kernel that reads them
-        cb.fill_(float("nan"))
+    (dtp, a), cb = _cumsum_outputs(dt, b, h, l), _cb_output(C, lay, g, Q, sdt)
     c0, _ = _launch_opts(cfg["cumsum"])
     c1, o = _launch_opts(cfg["cb"])  # (both 4 warps; the CB dot's pipeline stages)
     nhb, nmb = triton.cdiv(h, c0["BLOCK_H"]), triton.cdiv(Q, c1["BM"])
@@ -414,9 +424,7 @@ def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None):
     if BM is not None:
         c["BM"] = BM
     nmb = triton.cdiv(Q, c["BM"])
-    cb = torch.empty(max(lay.nk, 1), g, Q, Q, device=C.device, dtype=sdt)
-    if _interpreted():  # CPU tests: blocks above the diagonal are never written; a kernel reading them must fail
-        cb.fill_(float("nan"))
+    cb = _cb_output(C, lay, g, Q, sdt)
     if lay.nk:
         _launch(_ssd_cb_kernel, (lay.nk * nmb * nmb * g,),
             C, B, cb, lay.tab, l, g, n, lay.ncr, nmb, Q=Q, VARLEN=lay.varlen, KIND=kind, PREC=_prec(kind), **c, **o)
