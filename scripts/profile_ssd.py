@@ -18,7 +18,9 @@ MK_SSD_STATE_LATE_WAIT=0 (F1 waits for its h_in boxes' reads before the chunk's 
 MK_SSD_STATE_WIDE=0 (F1's products a walk pair a wgmma, not one over every walk), MK_SSD_STATE_LEAN=0|1 (with
 the wide products: F1's loads from per-chunk addresses and its scaling two rows a thread | the loads' addresses fixed
 only), MK_SSD_WALK_LEAN_NEXT=0 (F2 / B2's next item by next_item twice), MK_SSD_WALK_LDSM=0 (F2's epilogue by
-4-byte shared loads), MK_SSD_WALK_RING=1 (F2's wgmma kernel on the three-stage ring); use --impls triton (the pipeline that runs them).
+4-byte shared loads), MK_SSD_WALK_RING=0 (F2's wgmma kernel on the ping-pong, not the three-stage ring),
+MK_SSD_WALK_RING_TMA=0 (the ring's fills by cp.async), MK_SSD_WALK_PDL=0 (F2 not a programmatic dependent of F1),
+MK_SSD_PREP_ONE_LAUNCH=0 (K0 and K1 as two launches); use --impls triton (the pipeline that runs them).
 The variant in force is printed first.
 """
 from __future__ import annotations
@@ -52,6 +54,8 @@ def main():
     ap.add_argument("--chunks", default="256")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--one", default=None)
+    ap.add_argument("--wall", action="store_true",
+                    help="also the median time of a call between its own CUDA events (launch gaps and overlaps in)")
     ap.add_argument("--bwd", action="store_true")
     a = ap.parse_args()
     knobs = (("MK_SSD_HANDOVER", "0"), ("MK_SSD_SCAN_HEADS", "1"), ("MK_SSD_WALK_STAGED", "1"),
@@ -59,7 +63,8 @@ def main():
              ("MK_SSD_WALK_WGMMA", "1"), ("MK_SSD_STATE_WGMMA", "1"), ("MK_SSD_STATE_PAIRS", "1"),
              ("MK_SSD_STATE_TMA", "1"), ("MK_SSD_STATE_TMA_LOAD", "1"), ("MK_SSD_STATE_LATE_WAIT", "1"),
              ("MK_SSD_STATE_WIDE", "1"), ("MK_SSD_STATE_LEAN", "2"), ("MK_SSD_WALK_LEAN_NEXT", "1"),
-             ("MK_SSD_WALK_LDSM", "1"), ("MK_SSD_WALK_RING", "0"))
+             ("MK_SSD_WALK_LDSM", "1"), ("MK_SSD_WALK_RING", "1"),
+             ("MK_SSD_WALK_RING_TMA", "1"), ("MK_SSD_WALK_PDL", "1"), ("MK_SSD_PREP_ONE_LAUNCH", "1"))
     print(" ".join(f"{k}={os.environ.get(k, d + ' (default)')}" for k, d in knobs))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)
@@ -89,6 +94,10 @@ def main():
                 print(f"{shape} chunk {chunk} {impl}: {total:8.1f} us of kernels a {what}")
                 for name, v in sorted(tot.items(), key=lambda kv: -sum(kv[1])):
                     print(f"   {len(v) / a.reps:4.1f}x {sum(v) / a.reps:9.1f} us  {name[:110]}")
+                if a.wall:
+                    from _gpu_timing import call_time_us
+                    t = call_time_us(lambda: _run(inp, impl, chunk, gout), reps=100, warmup=10)
+                    print(f"{shape} chunk {chunk} {impl}: {t:8.1f} us a {what} call (CUDA events, median)")
                 sys.stdout.flush()
 
 

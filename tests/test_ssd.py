@@ -502,14 +502,15 @@ def test_triton_cpu_prep_one_launch_matches_two(cu, g):
     assert not cb.isnan().all() and torch.isfinite(a).all()  # something was written
 
 
-def test_triton_cpu_backward_with_prep_one_launch(monkeypatch):
-    """MK_SSD_PREP_ONE_LAUNCH=1: the backward's K0 and K1 as one launch (_cumsum_cb_fwd); outputs and every gradient
-    still match the float64 reference (varlen, groups, D per channel)."""
+@pytest.mark.parametrize("one_launch", ["1", "0"])
+def test_triton_cpu_backward_with_prep_one_launch(monkeypatch, one_launch):
+    """MK_SSD_PREP_ONE_LAUNCH=1 (the default): the backward's K0 and K1 as one launch (_cumsum_cb_fwd); =0: as two.
+    Outputs and every gradient match the float64 reference either way (varlen, groups, D per channel)."""
     _skip_unavailable("triton", "cpu")
-    monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", "1")
+    monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", one_launch)
     from mamba_kernels.ssd import triton as tri
     calls = []
     real = tri._cumsum_cb_fwd
     monkeypatch.setattr(tri, "_cumsum_cb_fwd", lambda *a, **k: calls.append(1) or real(*a, **k))
     check_against_ref("triton", "cpu", torch.float32, 1, 50, 4, 8, 16, 2, 16, cu=[0, 1, 3, 20, 50], D_shape="hp")
-    assert calls, "the one-launch K0 + K1 did not run"
+    assert bool(calls) == (one_launch == "1"), f"one-launch K0 + K1 ran {len(calls)} times with {one_launch}"

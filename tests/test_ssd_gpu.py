@@ -370,7 +370,8 @@ def test_gpu_cuda_walk_nan_sequence_stays_apart(state_wide, monkeypatch):
 def test_gpu_prep_one_launch(cu, monkeypatch):
     """MK_SSD_PREP_ONE_LAUNCH=1: where the CUDA output stage serves (bf16, p 64, n 128, >= 8 heads a group), K0 and
     K1 run as one launch (_ssd_cumsum_cb_fwd_kernel, seen by the profiler), and the forward's outputs equal the
-    two-launch forward's bit for bit (and the ypre-keeping autograd forward's too)."""
+    two-launch forward's bit for bit (and the ypre-keeping autograd forward's too); F2 then follows F1 directly, as
+    its programmatic dependent (MK_SSD_WALK_PDL, on), against the two-launch forward with it off."""
     _skip_unavailable("triton", "cuda")
     from mamba_kernels.ssd import cuda_walk
     nseq = None if cu is None else len(cu) - 1
@@ -386,10 +387,12 @@ def test_gpu_prep_one_launch(cu, monkeypatch):
         y1, f1 = ssd_chunked_scan(**inp, **kw)
         return [t.detach() for t in (y0, f0, y1, f1)]
     monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", "0")
+    monkeypatch.setenv("MK_SSD_WALK_PDL", "0")
     before = cuda_walk.CALLS["scan"]
     exp = run()
     assert cuda_walk.CALLS["scan"] == before + 2, "the CUDA output stage did not serve these inputs"
     monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", "1")
+    monkeypatch.setenv("MK_SSD_WALK_PDL", "1")
     for t in exp:
         assert torch.isfinite(t.float()).all()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:

@@ -119,7 +119,9 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
   const float a_m = as[t0];
   scale_acc(acc, __expf(a_m));
   // earlier source blocks: A(t, s) = cb(t, s) u_s dt'_s (matrices (t 0-7 / 8-15) x (s 0-7 / 8-15), t fastest)
-  for (int sb = 0; sb < tb; ++sb) {
+  // (lab bit 2: 3 or 4 blocks a warp, the team's 28 in all, as if the work were balanced across its warps)
+  const int nsb = (MK_SSD_RING_LAB & 4) != 0 ? 3 + (tb & 1) : tb;
+  for (int sb = 0; sb < nsb; ++sb) {
     uint32_t r[4];
     ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
     const int s = 16 * sb + 2 * q;

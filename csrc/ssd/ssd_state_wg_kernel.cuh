@@ -201,6 +201,9 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
   char* smem = reinterpret_cast<char*>(ssd_walk_smem);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
   const int wg = warp >> 2, nrow0 = 64 * wg + 16 * (warp & 3);  // the warp's first n row of every walk's S^T
+  // F2 (the ring, MK_SSD_WALK_PDL) may launch now: its CTAs take the SMs that F1's leave and wait for F1's end
+  // (griddep_wait) before they read h_in; what overlaps is the launch and F1's tail
+  griddep_launch_dependents();
   const StateCta c = state_cta(p, W);
   if (c.nw <= 0) return;
   const int64_t h = p.nheads, hpg = h / p.ngroups;

@@ -89,8 +89,12 @@ const char* check_walk(const SsdWalkParams& p) {
 //     that frees a stage filling it for the other team's item three on (ssd_walk_ring.cuh, ssd_scan_ring_kernel),
 //     where the device gives a block kRingSmemBytes. H200, shape 1 (session 36, two alternating profiles each): F2
 //     221.5 / 225.3 us against 235.1 / 233.8.
-//   MK_SSD_WALK_RING_TMA (off, kWalkRingTmaDefault; lab, not GPU-timed): the ring's fills by the copy engine, one
-//     thread issuing the item's boxes, x / z 128-byte-swizzled (ssd_walk_ring.cuh, load_stage_ring_tma).
+//   MK_SSD_WALK_RING_TMA (on, kWalkRingTmaDefault): the ring's fills by the copy engine, one thread issuing the
+//     item's boxes, x / z 128-byte-swizzled (ssd_walk_ring.cuh, load_stage_ring_tma). H200, shape 1, the F2 lab
+//     (session 37, two rounds): 213.3 / 212.6 us against 229.4 / 229.0 with the cp.async fills.
+//   MK_SSD_WALK_PDL (on, kWalkPdlDefault): the ring kernels launched as programmatic dependents of the kernel before
+//     them on the stream (F1 where the forward runs K0 + K1 as one launch, MK_SSD_PREP_ONE_LAUNCH): F1 lets them
+//     launch at its start, they wait for its end before their first fill.
 //   F2 variants measured on the H200 at shape 1 and removed: the earlier-block weights u_s dt'_s as exp(a_m - a_e)
 //     ut[s] from a per-item table the team writes (one exp a block and lane instead of four; MK_SSD_WALK_UTABLE,
 //     24f8e82, three alternating profiles each): 233.0-237.2 us against 232.5-235.8.
@@ -107,7 +111,8 @@ constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefa
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = true;  // (the CPU emulation's checks read them too)
 constexpr int kStateLeanDefault = 2;
-constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true, kWalkRingTmaDefault = false;
+constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true, kWalkRingTmaDefault = true,
+               kWalkPdlDefault = true;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -253,10 +258,12 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
                            stream);
 }
 
-// F2 on the ring (launch_walk_stage's KR): with MK_SSD_WALK_RING_TMA (off, kWalkRingTmaDefault) and tensor maps of x, z
-// and h_in that the driver encodes, the TMA-filled kernel (ssd_scan_ring_tma_kernel); else the cp.async one.
+// F2 on the ring (launch_walk_stage's KR): with MK_SSD_WALK_RING_TMA (on, kWalkRingTmaDefault) and tensor maps of x, z
+// and h_in that the driver encodes, the TMA-filled kernel (ssd_scan_ring_tma_kernel); else the cp.async one. Either
+// as a programmatic dependent of the kernel before it (MK_SSD_WALK_PDL).
 cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {
   namespace sw = ssd_walk;
+  const bool pdl = env_switch("MK_SSD_WALK_PDL", kWalkPdlDefault);
   if (env_switch("MK_SSD_WALK_RING_TMA", kWalkRingTmaDefault)) {
     sw::SsdScanTmaParams q;
     static_cast<SsdScanParams&>(q) = p;
@@ -265,9 +272,10 @@ cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {
         T > 0 && encode_token_rows(&q.x_map, p.x, T, H) == nullptr &&
         (p.z == nullptr || encode_token_rows(&q.z_map, p.z, T, H) == nullptr) &&
         encode_state_rows(&q.hin_map, const_cast<void*>(p.hin), p.w.n_slots, H, sw::kP) == nullptr;
-    if (maps) return sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16>, q, q.w, s, sw::kRingSmemBytes);
+    if (maps)
+      return sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16>, q, q.w, s, sw::kRingSmemBytes, pdl);
   }
-  return sw::launch_walk<2>(sw::ssd_scan_ring_kernel<__nv_bfloat16>, p, p.w, s, sw::kRingSmemBytes);
+  return sw::launch_walk<2>(sw::ssd_scan_ring_kernel<__nv_bfloat16>, p, p.w, s, sw::kRingSmemBytes, pdl);
 }
 
 const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {

@@ -14,6 +14,7 @@
 // 16 x 64 fp32 accumulator, 8 n8 tiles), so that the two warps of a scheduler (w, w + 4) own blocks k and 7 - k and
 // meet 9 of the 36 causal 16 x 16 blocks of the chunk between them.
 #pragma once
+#include "common/griddep.h"
 #include "common/named_barrier.h"
 #include "common/smem_optin.h"
 #include "common/wgmma.h"
@@ -519,10 +520,11 @@ __device__ __forceinline__ void run_walk(const SsdWalkParams& w, const void* t0,
 constexpr int walk_smem_bytes(int teams) { return kSmemBytes + teams * kStagingBytes; }
 
 // Launch helper: min(items, num_ctas) CTAs of kTeams * kThreads with `smem` bytes of dynamic shared memory
-// (walk_smem_bytes(kTeams) but for the ring: kRingSmemBytes).
+// (walk_smem_bytes(kTeams) but for the ring: kRingSmemBytes); with `pdl`, as a programmatic dependent of the kernel
+// launched before it on the stream (the kernel then calls griddep_wait before it reads that kernel's outputs).
 template <int kTeams, typename K, typename P>
 cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaStream_t stream,
-                        int smem = walk_smem_bytes(kTeams)) {
+                        int smem = walk_smem_bytes(kTeams), bool pdl = false) {
   const int64_t total = w.n_slots * w.nheads;
   if (total == 0) return cudaSuccess;
   cudaLaunchConfig_t cfg = {};
@@ -530,6 +532,11 @@ cudaError_t launch_walk(K kernel, const P& params, const SsdWalkParams& w, cudaS
   cfg.gridDim = dim3(unsigned(total < w.num_ctas ? total : w.num_ctas));
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
   cudaError_t e = opt_in_smem(kernel, smem, "the SSD head-walk stage");
   if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
   return e == cudaSuccess ? cudaGetLastError() : e;

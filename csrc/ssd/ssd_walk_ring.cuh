@@ -29,8 +29,9 @@
 
 // Lab builds only (scripts/lab/ssd_ring_lab.cu; the library never defines it): MK_SSD_RING_LAB bit 0: a fill copies
 // nothing, by cp.async or TMA (its threads still arrive), bit 1: an item's outputs are staged but not stored
-// (scan_epilogue). Wrong
-// results by design: for timing what is left of F2 without its loads / stores (the H200 lends no ncu).
+// (scan_epilogue), bit 2: every warp's causal product over 3 or 4 earlier blocks (tb odd: 4), the team's 28 as
+// before but balanced across its warps (ssd_scan_kernel.cuh's scan_causal). Wrong results by design: for timing what
+// is left of F2 without its loads / stores / imbalance (the H200 lends no ncu).
 #ifndef MK_SSD_RING_LAB
 #define MK_SSD_RING_LAB 0
 #endif
@@ -209,6 +210,7 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
   const int64_t total = p.n_slots * p.nheads, hpg = p.nheads / p.ngroups;
   const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
   if (i0 >= i1) return;
+  griddep_wait();  // launched as F1's programmatic dependent (MK_SSD_WALK_PDL): its h_in are complete from here on
   const auto fill = [&](const Item& r, int j) {  // item j (from i0) into stage j % 3
     const int s = j % kRingSlots;
     load(r, stages + s * kRingStageBytes, rows + s * kRingRowFloats, full + s);

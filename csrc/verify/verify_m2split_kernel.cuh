@@ -18,6 +18,7 @@
 //     writes and meta row.
 // Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
 #pragma once
+#include "common/griddep.h"
 #include "verify/verify_m2tc_kernel.cuh"
 
 namespace mamba_kernels {
@@ -65,19 +66,6 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
   l.words = o;
   return l;
-}
-
-__device__ __forceinline__ void griddep_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-// Waits until the grid this one depends on (launched before it with programmatic serialization) has completed and
-// its memory is visible; returns at once for a normal launch.
-__device__ __forceinline__ void griddep_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
 }
 
 template <typename TI, int N>

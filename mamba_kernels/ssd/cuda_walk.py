@@ -95,7 +95,7 @@ def dx(x, dy, B, cb, dtp, a, dS, D, tab, n_slots, num_ctas, dx_out, ddtp, da, da
     Triton backward's: x, dy, dx (b, l, h, p); B (b, l, g, n); cb (n_slots, g, Q, Q); dtp, a, ddtp, da (b, h, l);
     dS (n_slots, h, p, n); dalast (n_slots, h); dD32 (h, p)). tab: the varlen chunk table (n_slots, 2) or None."""
     CALLS["dx"] += 1
-    torch.ops.mamba_kernels._ssd_dx_cuda(x, dy, B, cb, dtp, a, dS, _fp32(D), tab, int(n_slots), int(num_ctas), dx_out,
+    torch.ops.mamba_kernels._ssd_dx_cuda(x, dy, B, cb, dtp, a, dS, d_fp32(D), tab, int(n_slots), int(num_ctas), dx_out,
                                         ddtp, da, dalast, dD32)
 
 
@@ -103,7 +103,7 @@ def scan(x, z, C, cb, dtp, a, states_in, D, tab, n_slots, num_ctas, out, ypre) -
     """out = y silu(z) (or y), ypre = y when given, y = exp(a) C h_in^T + (C B^T o decay o dt') x + D x (shapes as the
     Triton forward's: x, z, out, ypre (b, l, h, p); C (b, l, g, n); states_in (n_slots, h, p, n) bf16)."""
     CALLS["scan"] += 1
-    torch.ops.mamba_kernels._ssd_scan_cuda(x, z, C, cb, dtp, a, states_in, _fp32(D), tab, int(n_slots), int(num_ctas),
+    torch.ops.mamba_kernels._ssd_scan_cuda(x, z, C, cb, dtp, a, states_in, d_fp32(D), tab, int(n_slots), int(num_ctas),
                                           out, ypre)
 
 
@@ -119,5 +119,5 @@ def state(x, B, dtp, a, initial_states, lay, num_ctas, states_in, final) -> None
                                            states_in, final)
 
 
-def _fp32(D):
+def d_fp32(D):
     return None if D is None else D.detach().float().contiguous()

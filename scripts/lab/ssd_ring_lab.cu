@@ -7,6 +7,8 @@
 //   -DMK_SSD_RING_LAB=1  the ring's fills copy nothing (the items compute on whatever the stages hold)
 //   -DMK_SSD_RING_LAB=2  the ring's outputs are staged, not stored
 //   -DMK_SSD_RING_LAB=3  both: the ring's compute and synchronisation alone
+//   -DMK_SSD_RING_LAB=4 | N  (N above) with the causal product balanced across a team's warps (3 or 4 earlier
+//                        blocks each instead of 0..7)
 // Variants 1-3 give wrong outputs by design: they place F2's time between its loads, its stores and its compute where
 // the machine has no hardware counters (H200.md: time variants that leave one stage out and take differences).
 // Usage: ./ssd_ring_lab [ring: 1 (default) or 0] [tma: 0 (default) or 1: the ring's fills by the copy engine,

@@ -85,11 +85,16 @@ enum cudaDeviceAttr {
   cudaDevAttrComputeCapabilityMinor = 76,
   cudaDevAttrMaxSharedMemoryPerBlockOptin = 97
 };
-enum cudaLaunchAttributeID { cudaLaunchAttributeClusterDimension = 4 };
+// (programmatic stream serialization: accepted and ignored; the emulation runs grids one after the other)
+enum cudaLaunchAttributeID {
+  cudaLaunchAttributeClusterDimension = 4,
+  cudaLaunchAttributeProgrammaticStreamSerialization = 6
+};
 union cudaLaunchAttributeValue {
   struct {
     unsigned x, y, z;
   } clusterDim;
+  int programmaticStreamSerializationAllowed;
   char pad[64];
 };
 struct cudaLaunchAttribute {
