@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--one", default=None)
     ap.add_argument("--wall", action="store_true",
-                    help="also the median time of a call between its own CUDA events (launch gaps and overlaps in)")
+                    help="also the time a call of 20 enqueued back to back (launch gaps and overlaps in)")
     ap.add_argument("--bwd", action="store_true")
     a = ap.parse_args()
     knobs = (("MK_SSD_HANDOVER", "0"), ("MK_SSD_SCAN_HEADS", "1"), ("MK_SSD_WALK_STAGED", "1"),
@@ -95,9 +95,10 @@ def main():
                 for name, v in sorted(tot.items(), key=lambda kv: -sum(kv[1])):
                     print(f"   {len(v) / a.reps:4.1f}x {sum(v) / a.reps:9.1f} us  {name[:110]}")
                 if a.wall:
-                    from _gpu_timing import call_time_us
-                    t = call_time_us(lambda: _run(inp, impl, chunk, gout), reps=100, warmup=10)
-                    print(f"{shape} chunk {chunk} {impl}: {t:8.1f} us a {what} call (CUDA events, median)")
+                    from _gpu_timing import batch_time_us
+                    t = batch_time_us(lambda: _run(inp, impl, chunk, gout), n=20, rounds=9, spin_cycles=40_000_000)
+                    print(f"{shape} chunk {chunk} {impl}: {t:8.1f} us a {what} call (20 back to back behind a GPU "
+                          "spin, CUDA events, median of 9)")
                 sys.stdout.flush()
 
 
