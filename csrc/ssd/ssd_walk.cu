@@ -90,11 +90,14 @@ const char* check_walk(const SsdWalkParams& p) {
 //     where the device gives a block kRingSmemBytes. H200, shape 1 (session 36, two alternating profiles each): F2
 //     221.5 / 225.3 us against 235.1 / 233.8.
 //   MK_SSD_WALK_RING_TMA (on, kWalkRingTmaDefault): the ring's fills by the copy engine, one thread issuing the
-//     item's boxes, x / z 128-byte-swizzled (ssd_walk_ring.cuh, load_stage_ring_tma). H200, shape 1, the F2 lab
-//     (session 37, two rounds): 213.3 / 212.6 us against 229.4 / 229.0 with the cp.async fills.
+//     item's boxes, x / z 128-byte-swizzled (ssd_walk_ring.cuh, load_stage_ring_tma). H200, shape 1 (session 37): the
+//     F2 lab 212.6-213.9 us against 229.0-229.4 with the cp.async fills; in the forward 205.5-207.4 against ~224.
+//     With MK_SSD_PREP_ONE_LAUNCH=1 (F2 right after F1) repeated forwards failed now and then ("unspecified launch
+//     failure", 3 in ~40,000 calls; not with the default two-launch prep: 45,000 calls clean). Cause not found yet.
 //   MK_SSD_WALK_PDL (on, kWalkPdlDefault): the ring kernels launched as programmatic dependents of the kernel before
-//     them on the stream (F1 where the forward runs K0 + K1 as one launch, MK_SSD_PREP_ONE_LAUNCH): F1 lets them
-//     launch at its start, they wait for its end before their first fill.
+//     them on the stream: F1 where the forward runs K0 + K1 as one launch (MK_SSD_PREP_ONE_LAUNCH=1; ~1.3 us of a
+//     forward's wall time at shape 1); F1 lets them launch at its start, they wait for its end before their first
+//     fill. With the default two-launch prep the kernel before F2 is K1, which never triggers: a plain launch.
 //   F2 variants measured on the H200 at shape 1 and removed: the earlier-block weights u_s dt'_s as exp(a_m - a_e)
 //     ut[s] from a per-item table the team writes (one exp a block and lane instead of four; MK_SSD_WALK_UTABLE,
 //     24f8e82, three alternating profiles each): 233.0-237.2 us against 232.5-235.8.
