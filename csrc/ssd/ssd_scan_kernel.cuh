@@ -17,13 +17,44 @@ namespace ssd_walk {
 
 // (cb(t, s), cb(t, s + 1)) of one A register times exp(a_t - a_s) dt'_s where s <= t < ln, else 0 (select, never
 // multiply: the upper triangle may hold anything). Diagonal blocks only.
+// exp(a - b) for decays; lab bit 3: as exp2 of one fma, a2 = a log2(e) given (the diet's form).
+constexpr float kLog2e = 1.4426950408889634f;
+__device__ __forceinline__ float decay_exp(float a, float a2, float b) {
+  if constexpr ((MK_SSD_RING_LAB & 8) != 0) return exp2f(fmaf(b, -kLog2e, a2));
+  else return __expf(a - b);
+}
+
 __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float a_t, float a_s0, float a_s1, float d0,
-                                                float d1, int ln) {
+                                                float d1, int ln, float a_t2 = 0.f) {
   float lo, hi;
   unpack_bf16x2(w, lo, hi);
-  lo = (s <= t && t < ln) ? lo * __expf(a_t - a_s0) * d0 : 0.f;
-  hi = (s + 1 <= t && t < ln) ? hi * __expf(a_t - a_s1) * d1 : 0.f;
+  lo = (s <= t && t < ln) ? lo * decay_exp(a_t, a_t2, a_s0) * d0 : 0.f;
+  hi = (s + 1 <= t && t < ln) ? hi * decay_exp(a_t, a_t2, a_s1) * d1 : 0.f;
   return ssd_cuda::pack_bf16(lo, hi);
+}
+
+// scale_pair for the causal product's earlier blocks; lab bit 5: one bf16x2 multiply by the rounded (u0, u1).
+__device__ __forceinline__ uint32_t scale_pair_lab(uint32_t w, float u0, float u1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr ((MK_SSD_RING_LAB & 32) != 0) {
+    uint32_t d;
+    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(w), "r"(ssd_cuda::pack_bf16(u0, u1)));
+    return d;
+  }
+#endif
+  return scale_pair(w, u0, u1);
+}
+
+// silu(z); lab bit 4: z (1 + tanh(z / 2)) / 2 by one tanh.approx.
+__device__ __forceinline__ float silu_lab(float z) {
+#if defined(__CUDA_ARCH__)
+  if constexpr ((MK_SSD_RING_LAB & 16) != 0) {
+    float t;
+    asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(0.5f * z));
+    return 0.5f * z * (1.f + t);
+  }
+#endif
+  return __fdividef(z, 1.f + __expf(-z));
 }
 
 // A warp's epilogue for its 16 rows t0 .. t0 + 15 (acc: y without D x, in the accumulator order): y += D x; ypre = y;
@@ -52,7 +83,9 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj) {
         const int r = t0 + 8 * hf + (lane & 7), c = 4 * jj + (lane >> 3);  // row, 16-byte chunk
-        const int off = kSwzXZ ? int(sw128_offset(r, 16 * c)) : 2 * (r * kLdP + 8 * c);  // bytes
+        const int off = !kSwzXZ                       ? 2 * (r * kLdP + 8 * c)  // bytes
+                        : (MK_SSD_RING_LAB & 8) != 0 ? int(sw128_chunk(r, c, lane & 7))
+                                                     : int(sw128_offset(r, 16 * c));
         ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(xw + 4 * jj), reinterpret_cast<const char*>(xs) + off);
         if (p.z != nullptr)
           ssd_cuda::ldsm_x4(*reinterpret_cast<uint32_t(*)[4]>(zw + 4 * jj), reinterpret_cast<const char*>(zs) + off);
@@ -68,8 +101,8 @@ __device__ __forceinline__ void scan_epilogue(const SsdScanParams& p, const Item
       if (p.z != nullptr) {
         float z0, z1;
         unpack_bf16x2(kLdsm ? zw[j] : *reinterpret_cast<const uint32_t*>(zs + t * kLdP + c), z0, z1);
-        y0 *= __fdividef(z0, 1.f + __expf(-z0));
-        y1 *= __fdividef(z1, 1.f + __expf(-z1));
+        y0 *= silu_lab(z0);
+        y1 *= silu_lab(z1);
       }
       ov[hf][j] = ssd_cuda::pack_bf16(y0, y1);
     }
@@ -116,7 +149,7 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
                                             const float* dts, int t0, int tb, int ln, int lane) {
   const int g = lane >> 2, q = lane & 3, m = lane >> 3, r8 = lane & 7;
   const int tA = t0 + g, tB = tA + 8;
-  const float a_m = as[t0];
+  const float a_m = as[t0], a_m2 = a_m * kLog2e;
   scale_acc(acc, __expf(a_m));
   // earlier source blocks: A(t, s) = cb(t, s) u_s dt'_s (matrices (t 0-7 / 8-15) x (s 0-7 / 8-15), t fastest)
   // (lab bit 2: 3 or 4 blocks a warp, the team's 28 in all, as if the work were balanced across its warps)
@@ -125,13 +158,13 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     uint32_t r[4];
     ssd_cuda::ldsm_x4(r, cbs + (t0 + r8 + 8 * (m & 1)) * kLdQ + 16 * sb + 8 * (m >> 1));
     const int s = 16 * sb + 2 * q;
-    const float u0 = __expf(a_m - as[s]) * dts[s], u1 = __expf(a_m - as[s + 1]) * dts[s + 1];
-    const float u8 = __expf(a_m - as[s + 8]) * dts[s + 8], u9 = __expf(a_m - as[s + 9]) * dts[s + 9];
+    const float u0 = decay_exp(a_m, a_m2, as[s]) * dts[s], u1 = decay_exp(a_m, a_m2, as[s + 1]) * dts[s + 1];
+    const float u8 = decay_exp(a_m, a_m2, as[s + 8]) * dts[s + 8], u9 = decay_exp(a_m, a_m2, as[s + 9]) * dts[s + 9];
     typename Frag<E>::A af;
-    af.r[0] = scale_pair(r[0], u0, u1);
-    af.r[1] = scale_pair(r[1], u0, u1);
-    af.r[2] = scale_pair(r[2], u8, u9);
-    af.r[3] = scale_pair(r[3], u8, u9);
+    af.r[0] = scale_pair_lab(r[0], u0, u1);
+    af.r[1] = scale_pair_lab(r[1], u0, u1);
+    af.r[2] = scale_pair_lab(r[2], u8, u9);
+    af.r[3] = scale_pair_lab(r[3], u8, u9);
     a_times_tile<E, kSwzX>(acc, af, xs, 16 * sb, lane);
   }
   const float a_tA = as[tA], a_tB = as[tB];
@@ -143,10 +176,11 @@ __device__ __forceinline__ void scan_causal(float (&acc)[8][4], const E* cbs, co
     const float as0 = as[s], as1 = as[s + 1], as8 = as[s + 8], as9 = as[s + 9];
     const float d0 = dts[s], d1 = dts[s + 1], d8 = dts[s + 8], d9 = dts[s + 9];
     typename Frag<E>::A af;
-    af.r[0] = causal_pair(r[0], tA, s, a_tA, as0, as1, d0, d1, ln);
-    af.r[1] = causal_pair(r[1], tB, s, a_tB, as0, as1, d0, d1, ln);
-    af.r[2] = causal_pair(r[2], tA, s + 8, a_tA, as8, as9, d8, d9, ln);
-    af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln);
+    const float a_tA2 = a_tA * kLog2e, a_tB2 = a_tB * kLog2e;
+    af.r[0] = causal_pair(r[0], tA, s, a_tA, as0, as1, d0, d1, ln, a_tA2);
+    af.r[1] = causal_pair(r[1], tB, s, a_tB, as0, as1, d0, d1, ln, a_tB2);
+    af.r[2] = causal_pair(r[2], tA, s + 8, a_tA, as8, as9, d8, d9, ln, a_tA2);
+    af.r[3] = causal_pair(r[3], tB, s + 8, a_tB, as8, as9, d8, d9, ln, a_tB2);
     a_times_tile<E, kSwzX>(acc, af, xs, t0, lane);
   }
 }

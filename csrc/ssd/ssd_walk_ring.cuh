@@ -27,14 +27,6 @@
 #include "common/tma.h"
 #include "ssd/ssd_walk.cuh"
 
-// Lab builds only (scripts/lab/ssd_ring_lab.cu; the library never defines it): MK_SSD_RING_LAB bit 0: a fill copies
-// nothing, by cp.async or TMA (its threads still arrive), bit 1: an item's outputs are staged but not stored
-// (scan_epilogue), bit 2: every warp's causal product over 3 or 4 earlier blocks (tb odd: 4), the team's 28 as
-// before but balanced across its warps (ssd_scan_kernel.cuh's scan_causal). Wrong results by design: for timing what
-// is left of F2 without its loads / stores / imbalance (the H200 lends no ncu).
-#ifndef MK_SSD_RING_LAB
-#define MK_SSD_RING_LAB 0
-#endif
 
 namespace mamba_kernels {
 namespace ssd_walk {

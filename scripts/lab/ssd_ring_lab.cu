@@ -9,6 +9,9 @@
 //   -DMK_SSD_RING_LAB=3  both: the ring's compute and synchronisation alone
 //   -DMK_SSD_RING_LAB=4 | N  (N above) with the causal product balanced across a team's warps (3 or 4 earlier
 //                        blocks each instead of 0..7)
+//   -DMK_SSD_RING_LAB=8, 24, 56  instruction diets of the item (ssd_walk.cuh: 8 the swizzled addresses by
+//                        sw128_chunk and the decays as exp2 of an fma, 16 silu by tanh.approx, 32 the A fragments
+//                        scaled by bf16x2 multiplies); their outputs are checked ring against ping-pong as variant 0's
 // Variants 1-3 give wrong outputs by design: they place F2's time between its loads, its stores and its compute where
 // the machine has no hardware counters (H200.md: time variants that leave one stage out and take differences).
 // Usage: ./ssd_ring_lab [ring: 1 (default) or 0] [tma: 0 (default) or 1: the ring's fills by the copy engine,
@@ -96,7 +99,7 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
   };
-  if (MK_SSD_RING_LAB == 0 && ring) {  // the ring agrees with the ping-pong
+  if ((MK_SSD_RING_LAB & 7) == 0 && ring) {  // the ring agrees with the ping-pong (same per-item code: the diets too)
     CHECK(cudaMemset(out, 0xff, tok * h * P * 2));  // NaN poison
     CHECK(cudaMemset(out_ref, 0xff, tok * h * P * 2));
     run(true, out);
