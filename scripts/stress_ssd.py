@@ -13,8 +13,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
 from bench_ssd import SHAPES, _inputs  # noqa: E402
-
-from mamba_kernels.ssd import ssd_chunked_scan  # noqa: E402
+from profile_ssd import _run  # noqa: E402  (the forward as profile_ssd.py times it)
 
 
 def main():
@@ -27,8 +26,7 @@ def main():
     env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MK_SSD")) or "defaults"
 
     def run():
-        return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], 256, D=inp["D"], z=inp["z"],
-                                dt_bias=inp["dt_bias"], dt_softplus=True, backend="triton")
+        return _run(inp, "triton", 256)
     with torch.no_grad():
         ref = run().clone()
         assert torch.isfinite(ref.float()).all(), "the first output holds a non-finite value"

@@ -15,8 +15,6 @@
 namespace mamba_kernels {
 namespace ssd_walk {
 
-// (cb(t, s), cb(t, s + 1)) of one A register times exp(a_t - a_s) dt'_s where s <= t < ln, else 0 (select, never
-// multiply: the upper triangle may hold anything). Diagonal blocks only.
 // exp(a - b) for decays; lab bit 3: as exp2 of one fma, a2 = a log2(e) given (the diet's form).
 constexpr float kLog2e = 1.4426950408889634f;
 __device__ __forceinline__ float decay_exp(float a, float a2, float b) {
@@ -24,6 +22,8 @@ __device__ __forceinline__ float decay_exp(float a, float a2, float b) {
   else return __expf(a - b);
 }
 
+// (cb(t, s), cb(t, s + 1)) of one A register times exp(a_t - a_s) dt'_s where s <= t < ln, else 0 (select, never
+// multiply: the upper triangle may hold anything). Diagonal blocks only. a_t2 = a_t log2(e): read by lab bit 3 only.
 __device__ __forceinline__ uint32_t causal_pair(uint32_t w, int t, int s, float a_t, float a_s0, float a_s1, float d0,
                                                 float d1, int ln, float a_t2 = 0.f) {
   float lo, hi;

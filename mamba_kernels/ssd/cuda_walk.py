@@ -124,4 +124,5 @@ def state(x, B, dtp, a, initial_states, lay, num_ctas, states_in, final) -> None
 
 
 def d_fp32(D):
+    """D as the walk kernels read it (fp32, contiguous; None stays None): no copy for such a D."""
     return None if D is None else D.detach().float().contiguous()

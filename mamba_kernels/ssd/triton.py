@@ -1,8 +1,9 @@
 """Triton kernels for the chunked SSD scan (forward and backward) and their launchers.
 
 The kernels live in _triton_fwd.py / _triton_bwd.py (jit helpers in _triton_jit.py), imported here, their block
-configs in _triton_configs.py; this module holds the launchers and the notes below. Where the CUDA extension serves them (cuda_walk.py: bf16,
-p 64, n 128, chunk 128, >= 8 heads a group), stages F2 and B2 run as persistent CUDA head-walk kernels instead.
+configs in _triton_configs.py; this module holds the launchers and the notes below. Where the CUDA extension serves
+them (cuda_walk.py: bf16, p 64, n 128, chunk 128, >= 8 heads a group), stages F1, F2 and B2 run as persistent CUDA
+head-walk kernels instead.
 
 Algorithm (python_ref/ssd.py::ssd_chunked_ref): chunks of Q tokens that never straddle a sequence; a_t is the
 chunk-local cumulative sum of dt'*A (dt' = clamp(softplus(dt + dt_bias))); per chunk and head, with u_s = dt'_s x_s:
