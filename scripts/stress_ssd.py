@@ -21,25 +21,48 @@ def main():
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--shape", default="b4-l4096-h80-p64-n128-g1")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="enqueue the calls in batches of this many behind a GPU spin (back to back, as "
+                         "profile_ssd.py --wall times them); each batch's last output is checked")
+    ap.add_argument("--spin", type=int, default=40_000_000,
+                    help="GPU cycles spun ahead of a batch (long enough for the host to enqueue the batch)")
     a = ap.parse_args()
     inp = _inputs(**SHAPES[a.shape])
     env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MK_SSD")) or "defaults"
 
     def run():
         return _run(inp, "triton", 256)
+    done = 0
     with torch.no_grad():
         ref = run().clone()
         assert torch.isfinite(ref.float()).all(), "the first output holds a non-finite value"
         bad, first = 0, None
-        for i in range(1, a.calls + 1):
-            y = run()
-            if i % a.every == 0:
-                if not torch.equal(y, ref):
-                    bad += 1
-                    first = i if first is None else first
-        torch.cuda.synchronize()
-    print(f"stress {a.shape} {env}: {a.calls} calls, {bad} mismatching checks (every {a.every}), first at {first}",
-          flush=True)
+        try:
+            if a.batch:
+                while done < a.calls:
+                    torch.cuda.synchronize()
+                    torch.cuda._sleep(a.spin)  # the host enqueues the batch meanwhile: no gap between calls
+                    for _ in range(a.batch):
+                        y = run()
+                    done += a.batch
+                    if not torch.equal(y, ref):
+                        bad += 1
+                        first = done if first is None else first
+            else:
+                for i in range(1, a.calls + 1):
+                    y = run()
+                    if i % a.every == 0:
+                        if not torch.equal(y, ref):
+                            bad += 1
+                            first = i if first is None else first
+                    done = i
+            torch.cuda.synchronize()
+        except Exception as e:  # a CUDA error: say after how many calls (it is sticky: the process ends here)
+            print(f"stress {a.shape} {env} batch {a.batch}: failed after {done} calls: {str(e).splitlines()[0]}",
+                  flush=True)
+            raise
+    print(f"stress {a.shape} {env} batch {a.batch}: {done} calls, {bad} mismatching checks "
+          f"({'every batch' if a.batch else f'every {a.every}'}), first at {first}", flush=True)
 
 
 if __name__ == "__main__":

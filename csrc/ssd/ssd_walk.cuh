@@ -26,9 +26,11 @@
 // staged but not stored (scan_epilogue), bit 2: every warp's causal product over 3 or 4 earlier blocks (tb odd: 4),
 // the team's 28 as before but balanced across its warps (scan_causal). Wrong results by design: for timing what is
 // left of F2 without its loads / stores / imbalance (the H200 lends no ncu). Instruction diets of F2's item, to time
-// before any is adopted: bit 3: the swizzled x / z addresses by sw128_chunk and the decays as one exp2 of an fma
-// (the same results up to rounding), bit 4: silu(z) by one tanh.approx (approximate), bit 5: the causal product's
-// A fragments scaled by bf16x2 multiplies (one more rounding).
+// before any is adopted: bit 4: silu(z) by one tanh.approx (approximate), bit 5: the causal product's A fragments
+// scaled by bf16x2 multiplies (one more rounding). (Bit 3, the swizzled addresses by sw128_chunk and the decays as
+// exp2 of an fma, was adopted in session 38. Measured and removed there: D added on the diagonal block's diagonal
+// with an mma over the pairs' rounding residuals, so that the epilogue reads no x: 34 instructions fewer an item,
+// F2 213.0-215.6 us against 208.5-209.5, the extra 8 mma a warp cost more than they saved.)
 #ifndef MK_SSD_RING_LAB
 #define MK_SSD_RING_LAB 0
 #endif
@@ -158,8 +160,8 @@ __device__ __forceinline__ uint32_t scale_pair(uint32_t w, float u0, float u1) {
 
 // sw128_offset(r, 16 c) (16-byte chunk c < 8 of row r of a 128-byte-swizzled tile) where r % 8 == r7 is known apart
 // (a lane's row within a block of 8 rows whose first row is a run-time multiple of 8): the chunk's xor is then the
-// lane's, c ^ r7, which the compiler can hoist out of the walk's loops (lab bit 3; from r it is recomputed a block:
-// the TMA ring's causal product, 79 -> 70 instructions a block at sm_90a with bit 3's exp2 too).
+// lane's, c ^ r7, which the compiler can hoist out of the walk's loops (from r it is recomputed a block: the TMA
+// ring's causal product, 79 -> 70 instructions a block at sm_90a with decay_exp's exp2; session 38).
 __device__ __forceinline__ uint32_t sw128_chunk(int r, int c, int r7) {
   return uint32_t(r) * 128u + (uint32_t((c ^ r7) & 7) << 4);
 }
@@ -332,9 +334,7 @@ __device__ __forceinline__ void a_times_tile(float (&acc)[8][4], const typename 
       const int m = lane >> 3, r = k0 + (lane & 7) + 8 * (m & 1);
       uint32_t v[4];
       const int c = 2 * jj + (m >> 1);  // (k0 a multiple of 8: r % 8 == lane % 8)
-      ssd_cuda::ldsm_x4_trans(v, reinterpret_cast<const char*>(tile) + ((MK_SSD_RING_LAB & 8) != 0
-                                                                            ? sw128_chunk(r, c, lane & 7)
-                                                                            : sw128_offset(r, 16 * c)));
+      ssd_cuda::ldsm_x4_trans(v, reinterpret_cast<const char*>(tile) + sw128_chunk(r, c, lane & 7));
       b0.r[0] = v[0];
       b0.r[1] = v[1];
       b1.r[0] = v[2];

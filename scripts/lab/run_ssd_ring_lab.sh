@@ -29,6 +29,8 @@ for v in ${LAB_VARIANTS:-0 1 2 3}; do
 done
 fi
 [ "$PHASE" = build ] && exit 0
+export LAB_REF="$BUILD/ref_out.bin"  # variant 0's TMA-ring output: the diets' outputs are compared with it
+rm -f "$LAB_REF"
 for r in $(seq "${1:-2}"); do
   [ -x "$BUILD/lab0" ] && timeout 60 "$BUILD/lab0" 0 >> "$OUT/ssd_ring_lab.txt" 2>&1
   for v in ${LAB_VARIANTS:-0 1 2 3}; do

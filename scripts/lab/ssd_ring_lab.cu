@@ -9,9 +9,10 @@
 //   -DMK_SSD_RING_LAB=3  both: the ring's compute and synchronisation alone
 //   -DMK_SSD_RING_LAB=4 | N  (N above) with the causal product balanced across a team's warps (3 or 4 earlier
 //                        blocks each instead of 0..7)
-//   -DMK_SSD_RING_LAB=8, 24, 56  instruction diets of the item (ssd_walk.cuh: 8 the swizzled addresses by
-//                        sw128_chunk and the decays as exp2 of an fma, 16 silu by tanh.approx, 32 the A fragments
-//                        scaled by bf16x2 multiplies); their outputs are checked ring against ping-pong as variant 0's
+//   -DMK_SSD_RING_LAB=16, 32  instruction diets of the item (ssd_walk.cuh: 16 silu by tanh.approx, 32 the A
+//                        fragments scaled by bf16x2 multiplies); their outputs are checked ring against ping-pong as
+//                        variant 0's, and against variant 0's output when LAB_REF names a file (variant 0 writes it,
+//                        the others read it; run_ssd_ring_lab.sh sets it)
 // Variants 1-3 give wrong outputs by design: they place F2's time between its loads, its stores and its compute where
 // the machine has no hardware counters (H200.md: time variants that leave one stage out and take differences).
 // Usage: ./ssd_ring_lab [ring: 1 (default) or 0] [tma: 0 (default) or 1: the ring's fills by the copy engine,
@@ -139,6 +140,38 @@ int main(int argc, char** argv) {
     float t = 0.f;
     CHECK(cudaEventElapsedTime(&t, e0, e1));
     ms.push_back(t);
+  }
+  if (const char* ref_path = std::getenv("LAB_REF"); ref_path != nullptr && ring && tma) {
+    // the last timed run's output against variant 0's (written by variant 0, read by the others)
+    std::vector<uint16_t> o(tok * h * P);
+    CHECK(cudaMemcpy(o.data(), out, o.size() * 2, cudaMemcpyDeviceToHost));
+    if (MK_SSD_RING_LAB == 0) {
+      if (FILE* f = std::fopen(ref_path, "wb")) {
+        std::fwrite(o.data(), 2, o.size(), f);
+        std::fclose(f);
+      }
+    } else if (FILE* f = std::fopen(ref_path, "rb")) {
+      std::vector<uint16_t> r(o.size());
+      const size_t got = std::fread(r.data(), 2, r.size(), f);
+      std::fclose(f);
+      if (got == r.size()) {
+        size_t diff = 0, nan = 0;
+        double worst = 0.0, sum2 = 0.0;  // |v - v0| / (1 + |v0|): largest and root mean square
+        for (size_t i = 0; i < o.size(); ++i) {
+          uint32_t w1 = uint32_t(o[i]) << 16, w0 = uint32_t(r[i]) << 16;
+          float f1, f0;
+          std::memcpy(&f1, &w1, 4);
+          std::memcpy(&f0, &w0, 4);
+          diff += o[i] != r[i];
+          nan += std::isnan(f1);
+          const double e = std::fabs(double(f1) - double(f0)) / (1.0 + std::fabs(double(f0)));
+          worst = std::max(worst, e);
+          sum2 += e * e;
+        }
+        std::printf("lab %d vs lab 0: %zu of %zu outputs differ (worst %.3g, rms %.3g relative), %zu NaN\n",
+                    MK_SSD_RING_LAB, diff, o.size(), worst, std::sqrt(sum2 / double(o.size())), nan);
+      }
+    }
   }
   std::sort(ms.begin(), ms.end());
   std::printf("lab %d ring %d tma %d: F2 %.1f us\n", MK_SSD_RING_LAB, int(ring), int(tma), 1000.f * ms[ms.size() / 2]);
