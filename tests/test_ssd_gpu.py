@@ -371,7 +371,7 @@ def test_gpu_prep_one_launch(cu, monkeypatch):
     """MK_SSD_PREP_ONE_LAUNCH=1: where the CUDA output stage serves (bf16, p 64, n 128, >= 8 heads a group), K0 and
     K1 run as one launch (_ssd_cumsum_cb_fwd_kernel, seen by the profiler), and the forward's outputs equal the
     two-launch forward's bit for bit (and the ypre-keeping autograd forward's too); F2 then follows F1 directly, as
-    its programmatic dependent (MK_SSD_WALK_PDL, on), against the two-launch forward with it off."""
+    its programmatic dependent (MK_SSD_WALK_PDL=1), against the two-launch forward without it."""
     _skip_unavailable("triton", "cuda")
     from mamba_kernels.ssd import cuda_walk
     nseq = None if cu is None else len(cu) - 1

@@ -44,7 +44,11 @@ csrc/ssd/ssd_walk_ring.cuh; needs 231,192 bytes of shared memory a CTA), on by d
 engine (MK_SSD_WALK_RING_TMA) and F2 as a programmatic dependent of the kernel before it (MK_SSD_WALK_PDL), both on by
 default: F2 205.5-207.4 against ~224 us; forward 0.3220 ms, forward + backward 1.636 ms (e4646e9 with K0 + K1 as two
 launches, MK_SSD_PREP_ONE_LAUNCH=0, the default since 92c8018: as one launch, with the TMA ring, repeated forwards
-failed now and then; bench/notes/chunked_ssd_2.md). CALLS counts the CUDA launches per stage (tests assert that they
+failed now and then; bench/notes/chunked_ssd_2.md). Session 38: F2's decays as exp2 of an fma and its swizzled
+addresses from the lane (F2 lab 208.5-209.5 against 212.5-213.7 us; forward 0.3173 ms with the TMA ring, d86ef82's
+kernels); then the TMA ring and the dependent launch off by default again: forwards back to back with them failed
+once ("unspecified launch failure"; csrc/ssd/ssd_walk.cu says where else it was seen), so the default is session
+36's cp.async ring again until that is understood. CALLS counts the CUDA launches per stage (tests assert that they
 happened).
 """
 from __future__ import annotations

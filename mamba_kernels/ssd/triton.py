@@ -290,10 +290,9 @@ def _one_prep_launch() -> bool:
     forward where the CUDA output stage runs (it reads CB; ahead of F1, so that F1 and F2 are adjacent launches: F2 is
     F1's programmatic dependent, MK_SSD_WALK_PDL) and in every backward with chunks (B2 reads CB). H200, shape 1
     (session 37): 335.0 / 337.3 us of forward kernels against 339.2 / 337.7, and ~1.3 us of wall time from the
-    dependent launch. Off because, with F2's TMA-filled ring (the default), repeated forwards at shape 1 failed with
-    "unspecified launch failure" three times in ~40,000 calls (scripts/stress_ssd.py; cause not found yet), while each
-    alone (one launch with the cp.async ring, the TMA ring after the two launches) ran 45,000 calls clean; see
-    bench/notes/chunked_ssd_2.md, session 37."""
+    dependent launch. Off because, with F2's TMA-filled ring (MK_SSD_WALK_RING_TMA, off by default since session
+    38), repeated forwards at shape 1 failed with "unspecified launch failure" (scripts/stress_ssd.py; cause not
+    found yet); with the cp.async ring it ran 45,000 calls clean. See bench/notes/chunked_ssd_2.md, sessions 37-38."""
     return os.environ.get("MK_SSD_PREP_ONE_LAUNCH", "0") == "1"
 
 
