@@ -15,15 +15,15 @@
 #     (scripts/lab/run_ssd_ring_lab.sh) while the library builds; the head-walk GPU tests (walk stages in every
 #     variant, the ring with cp.async and TMA fills, NaN sequences, the one-launch K0 + K1); the lab's runs (F2 with
 #     its fills / stores left out, cp.async and TMA rings); profiles of MK_SSD_PREP_ONE_LAUNCH 0 / 1 alternating.
-#   SSD_PART=failure (written in session 37, ~400 s): the intermittent "unspecified launch failure" of the forward with
-#     MK_SSD_PREP_ONE_LAUNCH=1 and the TMA-filled ring (bench/notes/chunked_ssd_2.md, session 37): scripts/stress_ssd.py
-#     30,000 forwards at shape 1 with F1's TMA loads off, with F1's TMA stores (and loads) off, as is, and as is with
-#     CUDA_LAUNCH_BLOCKING=1 (its traceback names the failing launch); beside it the F2 lab's instruction diets
-#     (variants 0 / 8 / 24 / 56 with TMA fills, built during the library's build, run after the stress).
+#   SSD_PART=failure (rewritten in session 38, ~330 s): the intermittent "unspecified launch failure" with F2's
+#     TMA-filled ring (bench/notes/chunked_ssd_2.md, sessions 37-38): scripts/stress_ssd.py --batch 20 (forwards back
+#     to back behind a GPU spin, as profile_ssd.py --wall runs them, where the two-launch default of session 37 failed
+#     once) up to 10,000 calls each: the session-37 defaults (TMA ring + PDL), TMA ring without PDL, the cp.async ring
+#     with and without PDL, the TMA ring with F1's TMA off, and with F1's TMA loads off; then the defaults (cp.async
+#     ring, PDL off). Each line says "N calls" or "failed after N calls".
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
-[ "${SSD_PART:-time}" = failure ] && export LAB_VARIANTS="0 8 24 56" LAB_TMA=1
-if [ "${SSD_PART:-time}" = walk ] || [ "${SSD_PART:-time}" = failure ]; then
+if [ "${SSD_PART:-time}" = walk ]; then
   ( LAB_PHASE=build OUT=$OUT timeout 240 bash scripts/lab/run_ssd_ring_lab.sh
     echo "ring lab build rc=$? $(( $(date +%s) - t0 ))s" >> $L ) &
   LPID=$!
@@ -43,15 +43,15 @@ for i in 1 2; do
 done
 grep -h "us of kernels" $OUT/prof_prep0.log $OUT/prof_prep1.log >> $L
 elif [ "${SSD_PART:-time}" = failure ]; then
-S="python3 scripts/stress_ssd.py --calls 30000"
-step 80 $OUT/stress.log st_f1_noload env MK_SSD_PREP_ONE_LAUNCH=1 MK_SSD_STATE_TMA_LOAD=0 $S
-step 80 $OUT/stress.log st_f1_notma env MK_SSD_PREP_ONE_LAUNCH=1 MK_SSD_STATE_TMA=0 MK_SSD_STATE_TMA_LOAD=0 $S
-step 80 $OUT/stress.log st_as_is env MK_SSD_PREP_ONE_LAUNCH=1 $S
-step 120 $OUT/stress.log st_blocking env MK_SSD_PREP_ONE_LAUNCH=1 CUDA_LAUNCH_BLOCKING=1 $S
-grep -h "^stress\|Error\|error\|File" $OUT/stress.log >> $L
-wait "$LPID"
-step 120 $L diet_lab env LAB_PHASE=run OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2
-cat $OUT/ssd_ring_lab.txt >> $L
+S="python3 scripts/stress_ssd.py --calls 10000 --batch 20"
+T1="MK_SSD_WALK_RING_TMA=1"
+step 60 $OUT/stress.log s37_defaults env $T1 MK_SSD_WALK_PDL=1 $S
+step 60 $OUT/stress.log tma_ring_pdl0 env $T1 MK_SSD_WALK_PDL=0 $S
+step 60 $OUT/stress.log cp_ring_pdl1 env MK_SSD_WALK_RING_TMA=0 MK_SSD_WALK_PDL=1 $S
+step 60 $OUT/stress.log tma_ring_f1_notma env $T1 MK_SSD_STATE_TMA=0 $S
+step 60 $OUT/stress.log tma_ring_f1_noload env $T1 MK_SSD_STATE_TMA_LOAD=0 $S
+step 60 $OUT/stress.log defaults $S
+grep -h "^stress" $OUT/stress.log >> $L
 elif [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
