@@ -20,7 +20,7 @@
 #     to back behind a GPU spin, as profile_ssd.py --wall runs them, where the two-launch default of session 37 failed
 #     once) up to 10,000 calls each: the session-37 defaults (TMA ring + PDL), TMA ring without PDL, the cp.async ring
 #     with and without PDL, the TMA ring with F1's TMA off, and with F1's TMA loads off; then the defaults (cp.async
-#     ring, PDL off). Each line says "N calls" or "failed after N calls".
+#     ring, PDL off). Each line says "N calls" or "failed, seen after N calls".
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 if [ "${SSD_PART:-time}" = walk ]; then
