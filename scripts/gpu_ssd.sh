@@ -15,12 +15,15 @@
 #     (scripts/lab/run_ssd_ring_lab.sh) while the library builds; the head-walk GPU tests (walk stages in every
 #     variant, the ring with cp.async and TMA fills, NaN sequences, the one-launch K0 + K1); the lab's runs (F2 with
 #     its fills / stores left out, cp.async and TMA rings); profiles of MK_SSD_PREP_ONE_LAUNCH 0 / 1 alternating.
-#   SSD_PART=failure (rewritten in session 38, ~330 s): the intermittent "unspecified launch failure" with F2's
-#     TMA-filled ring (bench/notes/chunked_ssd_2.md, sessions 37-38): scripts/stress_ssd.py --batch 20 (forwards back
-#     to back behind a GPU spin, as profile_ssd.py --wall runs them, where the two-launch default of session 37 failed
-#     once) up to 10,000 calls each: the session-37 defaults (TMA ring + PDL), TMA ring without PDL, the cp.async ring
-#     with and without PDL, the TMA ring with F1's TMA off, and with F1's TMA loads off; then the defaults (cp.async
-#     ring, PDL off). Each line says "N calls" or "failed, seen after N calls".
+#   SSD_PART=failure (rewritten in session 38, ~400 s): the intermittent "unspecified launch failure" with F2's
+#     TMA-filled ring (bench/notes/chunked_ssd_2.md, sessions 37-38), scripts/stress_ssd.py: first the one-launch
+#     prep with the TMA ring (F2 right after F1: failed within ~10,000 calls three times in session 38) without and
+#     with MK_SSD_TMA_MAP_FENCE=1 (F2's issuers invalidate the copy engine's cached tensor maps, UTMACCTL.IV, before
+#     their first copy: if that run is clean, a stale cached map was the cause); then --batch 20 (forwards back to back
+#     behind a GPU spin, as profile_ssd.py --wall ran them when session 37's defaults failed) up to 10,000 calls each:
+#     session 37's defaults (TMA ring + PDL) without and with the map fence, the TMA ring without PDL, the cp.async
+#     ring with PDL, the TMA ring with F1's TMA off, and the current defaults (cp.async ring, PDL off). Each line says
+#     "N calls" or "failed, seen after N calls".
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 if [ "${SSD_PART:-time}" = walk ]; then
@@ -43,14 +46,17 @@ for i in 1 2; do
 done
 grep -h "us of kernels" $OUT/prof_prep0.log $OUT/prof_prep1.log >> $L
 elif [ "${SSD_PART:-time}" = failure ]; then
+S1="python3 scripts/stress_ssd.py --calls 15000"
 S="python3 scripts/stress_ssd.py --calls 10000 --batch 20"
 T1="MK_SSD_WALK_RING_TMA=1"
-step 60 $OUT/stress.log s37_defaults env $T1 MK_SSD_WALK_PDL=1 $S
-step 60 $OUT/stress.log tma_ring_pdl0 env $T1 MK_SSD_WALK_PDL=0 $S
-step 60 $OUT/stress.log cp_ring_pdl1 env MK_SSD_WALK_RING_TMA=0 MK_SSD_WALK_PDL=1 $S
-step 60 $OUT/stress.log tma_ring_f1_notma env $T1 MK_SSD_STATE_TMA=0 $S
-step 60 $OUT/stress.log tma_ring_f1_noload env $T1 MK_SSD_STATE_TMA_LOAD=0 $S
-step 60 $OUT/stress.log defaults $S
+step 50 $OUT/stress.log one_launch_tma env MK_SSD_PREP_ONE_LAUNCH=1 $T1 $S1
+step 50 $OUT/stress.log one_launch_tma_fence env MK_SSD_PREP_ONE_LAUNCH=1 $T1 MK_SSD_TMA_MAP_FENCE=1 $S1
+step 50 $OUT/stress.log s37_defaults env $T1 MK_SSD_WALK_PDL=1 $S
+step 50 $OUT/stress.log s37_defaults_fence env $T1 MK_SSD_WALK_PDL=1 MK_SSD_TMA_MAP_FENCE=1 $S
+step 50 $OUT/stress.log tma_ring_pdl0 env $T1 MK_SSD_WALK_PDL=0 $S
+step 50 $OUT/stress.log cp_ring_pdl1 env MK_SSD_WALK_RING_TMA=0 MK_SSD_WALK_PDL=1 $S
+step 50 $OUT/stress.log tma_ring_f1_notma env $T1 MK_SSD_STATE_TMA=0 $S
+step 50 $OUT/stress.log defaults $S
 grep -h "^stress" $OUT/stress.log >> $L
 elif [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"

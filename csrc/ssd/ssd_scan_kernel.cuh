@@ -268,6 +268,11 @@ template <typename E>
 __global__ void __launch_bounds__(2 * kThreads, 1)
     ssd_scan_ring_tma_kernel(const __grid_constant__ SsdScanTmaParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
+  if (p.map_fence != 0 && threadIdx.x % kThreads == 0) {  // the two teams' issuers (load_stage_ring_tma)
+    tma_map_acquire(&p.x_map);
+    tma_map_acquire(&p.z_map);
+    tma_map_acquire(&p.hin_map);
+  }
   const auto none = [] {};
   run_walk_ring<E, true>(
       p.w, p.x, p.z, p.hin,

@@ -99,6 +99,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //     prep when forwards run back to back (profile_ssd.py --wall: once within ~200 calls), though 45,000 calls with
 //     gaps between them ran clean. Cause not found (bench/notes/chunked_ssd_2.md, session 38); the cp.async ring,
 //     the default before session 37, has failed in none of these runs.
+//   MK_SSD_TMA_MAP_FENCE (off; a diagnostic): with the TMA ring, its two issuing threads fence the ring's tensor maps
+//     (fence.proxy.tensormap acquire, tma_map_acquire) before their first copy. If the failure above goes away with
+//     it, the copy engine used a map it held from an earlier launch at the same parameter address.
 //   MK_SSD_WALK_PDL (off, kWalkPdlDefault): the ring kernels launched as programmatic dependents of the kernel before
 //     them on the stream: F1 where the forward runs K0 + K1 as one launch (MK_SSD_PREP_ONE_LAUNCH=1; ~1.3 us of a
 //     forward's wall time at shape 1); F1 lets them launch at its start, they wait for its end before their first
@@ -277,6 +280,7 @@ cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {
   if (env_switch("MK_SSD_WALK_RING_TMA", kWalkRingTmaDefault)) {
     sw::SsdScanTmaParams q;
     static_cast<SsdScanParams&>(q) = p;
+    q.map_fence = env_switch("MK_SSD_TMA_MAP_FENCE", false) ? 1 : 0;
     const uint64_t T = uint64_t(p.w.batch) * uint64_t(p.w.seqlen), H = uint64_t(p.w.nheads);
     const bool maps =
         T > 0 && encode_token_rows(&q.x_map, p.x, T, H) == nullptr &&

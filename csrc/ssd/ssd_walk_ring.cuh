@@ -62,6 +62,7 @@ template <typename E> struct RingStage {
 // with 64-row boxes (two an item, columns 0 / 64: load_stage's kSwz layout of the (p, n) tile).
 struct SsdScanTmaParams : SsdScanParams {
   TmaDesc x_map, z_map, hin_map;
+  int map_fence;  // MK_SSD_TMA_MAP_FENCE (off): each issuing thread fences the maps before its first copy
 };
 
 // store_block_staged (J = 8) through the warp's 16 rows of a 128-byte-swizzled tile (sw: their start; the rows' index
