@@ -19,8 +19,9 @@
 #     TMA-filled ring (bench/notes/chunked_ssd_2.md, sessions 37-38), scripts/stress_ssd.py: first the one-launch
 #     prep with the TMA ring (F2 right after F1: failed within ~10,000 calls three times in session 38) without and
 #     with MK_SSD_TMA_MAP_FENCE=1 (F2's issuers invalidate the copy engine's cached tensor maps, UTMACCTL.IV, before
-#     their first copy: if that run is clean, a stale cached map was the cause); then --batch 20 (forwards back to back
-#     behind a GPU spin, as profile_ssd.py --wall ran them when session 37's defaults failed) up to 10,000 calls each:
+#     their first copy: if that run is clean, a stale cached map was the cause), and with a tiny kernel before each F2
+#     (--gap: does any kernel between F1 and F2 do?); then --batch 20 (forwards back to back behind a GPU spin, as
+#     profile_ssd.py --wall ran them when session 37's defaults failed) up to 8,000 calls each:
 #     session 37's defaults (TMA ring + PDL) without and with the map fence, the TMA ring without PDL, the cp.async
 #     ring with PDL, the TMA ring with F1's TMA off, and the current defaults (cp.async ring, PDL off). Each line says
 #     "N calls" or "failed, seen after N calls".
@@ -47,10 +48,11 @@ done
 grep -h "us of kernels" $OUT/prof_prep0.log $OUT/prof_prep1.log >> $L
 elif [ "${SSD_PART:-time}" = failure ]; then
 S1="python3 scripts/stress_ssd.py --calls 15000"
-S="python3 scripts/stress_ssd.py --calls 10000 --batch 20"
+S="python3 scripts/stress_ssd.py --calls 8000 --batch 20"
 T1="MK_SSD_WALK_RING_TMA=1"
 step 50 $OUT/stress.log one_launch_tma env MK_SSD_PREP_ONE_LAUNCH=1 $T1 $S1
 step 50 $OUT/stress.log one_launch_tma_fence env MK_SSD_PREP_ONE_LAUNCH=1 $T1 MK_SSD_TMA_MAP_FENCE=1 $S1
+step 50 $OUT/stress.log one_launch_tma_gap env MK_SSD_PREP_ONE_LAUNCH=1 $T1 $S1 --gap
 step 50 $OUT/stress.log s37_defaults env $T1 MK_SSD_WALK_PDL=1 $S
 step 50 $OUT/stress.log s37_defaults_fence env $T1 MK_SSD_WALK_PDL=1 MK_SSD_TMA_MAP_FENCE=1 $S
 step 50 $OUT/stress.log tma_ring_pdl0 env $T1 MK_SSD_WALK_PDL=0 $S

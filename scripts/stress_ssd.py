@@ -29,9 +29,21 @@ def main():
                          "profile_ssd.py --wall times them); each batch's last output is checked")
     ap.add_argument("--spin", type=int, default=40_000_000,
                     help="GPU cycles spun ahead of a batch (long enough for the host to enqueue the batch)")
+    ap.add_argument("--gap", action="store_true",
+                    help="a tiny kernel (a 100-cycle spin) right before every F2 launch, so that F2 never follows "
+                         "F1 directly (a diagnostic of the TMA ring's failure)")
     a = ap.parse_args()
+    if a.gap:
+        from mamba_kernels.ssd import cuda_walk
+        scan = cuda_walk.scan
+
+        def scan_after_gap(*args, **kwargs):
+            torch.cuda._sleep(100)
+            return scan(*args, **kwargs)
+        cuda_walk.scan = scan_after_gap  # triton.ssd_fwd calls it through the module
     inp = _inputs(**SHAPES[a.shape])
     env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MK_SSD")) or "defaults"
+    env += " gap" if a.gap else ""
 
     def run():
         return _run(inp, "triton", 256)
