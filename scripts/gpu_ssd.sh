@@ -34,7 +34,7 @@ if [ "${SSD_PART:-time}" = walk ]; then
 fi
 [ "${NOBUILD:-0}" = 1 ] || build 16
 if [ "${SSD_PART:-time}" = walk ]; then
-step 240 $T ssd_walk_tests $P tests/test_ssd_gpu.py -m gpu -k "walk_stages or nan_sequence or prep_one"
+step 240 $T ssd_walk_tests $P tests/test_ssd_gpu.py -m gpu -k "walk_stages or nan_sequence or prep_one or back_to_back"
 tail -3 $T >> $L
 wait "$LPID"
 step 120 $L ring_lab env LAB_PHASE=run OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2

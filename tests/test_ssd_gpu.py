@@ -406,6 +406,29 @@ def test_gpu_prep_one_launch(cu, monkeypatch):
 
 
 @pytest.mark.gpu
+def test_gpu_forward_back_to_back_stays_put():
+    """The Triton forward with its CUDA head-walk stages (the defaults), 400 calls back to back (batches of 20
+    enqueued behind a GPU spin, as training loops and benchmarks run them): no CUDA error, and each batch's last output
+    equal bit for bit to the first call's (the kernels are deterministic). Session 37's defaults (F2's TMA-filled
+    ring) failed like this now and then ("unspecified launch failure"); scripts/stress_ssd.py --batch runs longer."""
+    _skip_unavailable("triton", "cuda")
+    from mamba_kernels.ssd import cuda_walk
+    inp = make_inputs(2, 2048, 80, 64, 128, 1, dtype=torch.bfloat16, device="cuda")
+    kw = dict(chunk_size=128, dt_softplus=True, backend="triton")
+    before = cuda_walk.CALLS["scan"]
+    with torch.no_grad():
+        ref = ssd_chunked_scan(**inp, **kw).clone()
+        assert cuda_walk.CALLS["scan"] == before + 1, "the CUDA output stage did not serve these inputs"
+        assert torch.isfinite(ref.float()).all()
+        for _ in range(20):
+            torch.cuda.synchronize()
+            torch.cuda._sleep(30_000_000)  # ~16 ms: the host enqueues the 20 calls meanwhile (no gap between them)
+            for _ in range(20):
+                y = ssd_chunked_scan(**inp, **kw)
+            assert torch.equal(y, ref)
+
+
+@pytest.mark.gpu
 def test_gpu_cuda_walk_misaligned_input_runs_triton():
     """x as a contiguous view 2 bytes past a 16-byte boundary: the CUDA head-walk stages (16-byte copies) do not serve
     it (cuda_walk.tiles_aligned); the Triton kernels do, and the outputs match the same call on an aligned copy."""
