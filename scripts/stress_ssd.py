@@ -53,24 +53,19 @@ def main():
         assert torch.isfinite(ref.float()).all(), "the first output holds a non-finite value"
         bad, first = 0, None
         try:
-            if a.batch:
-                while done < a.calls:
+            # groups of calls, the last of each checked: --batch calls enqueued behind a spin, or --every calls
+            group = a.batch or a.every
+            while done < a.calls:
+                if a.batch:
                     torch.cuda.synchronize()
                     torch.cuda._sleep(a.spin)  # the host enqueues the batch meanwhile: no gap between calls
-                    for _ in range(a.batch):
-                        y = run()
-                    done += a.batch
-                    if not torch.equal(y, ref):
-                        bad += 1
-                        first = done if first is None else first
-            else:
-                for i in range(1, a.calls + 1):
+                n = min(group, a.calls - done)
+                for _ in range(n):
                     y = run()
-                    if i % a.every == 0:
-                        if not torch.equal(y, ref):
-                            bad += 1
-                            first = i if first is None else first
-                    done = i
+                done += n
+                if not torch.equal(y, ref):
+                    bad += 1
+                    first = done if first is None else first
             torch.cuda.synchronize()
         except Exception as e:  # a CUDA error: say after how many calls (it is sticky: the process ends here)
             print(f"stress {a.shape} {env} batch {a.batch}: failed, seen after {done} calls: "

@@ -59,6 +59,40 @@ static T* upload(const std::vector<T>& h) {
   return d;
 }
 
+// A device bf16 buffer of n values, on the host (as raw bits).
+static std::vector<uint16_t> download(const void* d, size_t n) {
+  std::vector<uint16_t> h(n);
+  CHECK(cudaMemcpy(h.data(), d, n * 2, cudaMemcpyDeviceToHost));
+  return h;
+}
+
+// got against ref (bf16 bits): how many differ, how many are NaN in either, and |got - ref| / (1 + |ref|) at its
+// largest and as a root mean square.
+struct OutputDiff {
+  size_t differ = 0, nan = 0;
+  double worst = 0.0, rms = 0.0;
+};
+static OutputDiff compare_bf16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& ref) {
+  const auto as_float = [](uint16_t u) {
+    const uint32_t w = uint32_t(u) << 16;
+    float f;
+    std::memcpy(&f, &w, 4);
+    return double(f);
+  };
+  OutputDiff d;
+  double sum2 = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = as_float(got[i]), r = as_float(ref[i]);
+    d.differ += got[i] != ref[i];
+    d.nan += std::isnan(g) || std::isnan(r);
+    const double e = std::fabs(g - r) / (1.0 + std::fabs(r));
+    d.worst = std::max(d.worst, e);
+    sum2 += e * e;
+  }
+  d.rms = std::sqrt(sum2 / double(got.size()));
+  return d;
+}
+
 int main(int argc, char** argv) {
   const bool ring = argc < 2 || std::atoi(argv[1]) != 0, tma = argc >= 3 && std::atoi(argv[2]) != 0;
   const int64_t b = 4, l = 4096, h = 80, g = 1, P = 64, N = 128, Q = 128, nk = (l + Q - 1) / Q, slots = b * nk;
@@ -106,26 +140,10 @@ int main(int argc, char** argv) {
     run(true, out);
     run(false, out_ref);
     CHECK(cudaDeviceSynchronize());
-    std::vector<uint16_t> o1(tok * h * P), o2(o1.size());
-    CHECK(cudaMemcpy(o1.data(), out, o1.size() * 2, cudaMemcpyDeviceToHost));
-    CHECK(cudaMemcpy(o2.data(), out_ref, o2.size() * 2, cudaMemcpyDeviceToHost));
-    const auto as_float = [](uint16_t u) {
-      const uint32_t w = uint32_t(u) << 16;
-      float f;
-      std::memcpy(&f, &w, 4);
-      return f;
-    };
-    size_t diff = 0, nan = 0;
-    float worst = 0.f;  // largest |ring - ping-pong| / (1 + |ping-pong|)
-    for (size_t i = 0; i < o1.size(); ++i) {
-      const float f1 = as_float(o1[i]), f2 = as_float(o2[i]);
-      diff += o1[i] != o2[i];
-      nan += std::isnan(f1) || std::isnan(f2);
-      worst = std::max(worst, std::fabs(f1 - f2) / (1.f + std::fabs(f2)));
-    }
-    std::printf("ring vs ping-pong: %zu of %zu outputs differ (worst %.3g relative), %zu NaN\n", diff, o1.size(),
-                double(worst), nan);
-    if (nan != 0 || worst > 1e-2f) return 1;  // (an fma contracted differently may move a last bit)
+    const OutputDiff d = compare_bf16(download(out, tok * h * P), download(out_ref, tok * h * P));
+    std::printf("ring vs ping-pong: %zu of %zu outputs differ (worst %.3g relative), %zu NaN\n", d.differ,
+                size_t(tok * h * P), d.worst, d.nan);
+    if (d.nan != 0 || d.worst > 1e-2) return 1;  // (an fma contracted differently may move a last bit)
   }
   cudaEvent_t e0, e1;
   CHECK(cudaEventCreate(&e0));
@@ -143,8 +161,7 @@ int main(int argc, char** argv) {
   }
   if (const char* ref_path = std::getenv("LAB_REF"); ref_path != nullptr && ring && tma) {
     // the last timed run's output against variant 0's (written by variant 0, read by the others)
-    std::vector<uint16_t> o(tok * h * P);
-    CHECK(cudaMemcpy(o.data(), out, o.size() * 2, cudaMemcpyDeviceToHost));
+    const std::vector<uint16_t> o = download(out, tok * h * P);
     if (MK_SSD_RING_LAB == 0) {
       if (FILE* f = std::fopen(ref_path, "wb")) {
         std::fwrite(o.data(), 2, o.size(), f);
@@ -155,21 +172,9 @@ int main(int argc, char** argv) {
       const size_t got = std::fread(r.data(), 2, r.size(), f);
       std::fclose(f);
       if (got == r.size()) {
-        size_t diff = 0, nan = 0;
-        double worst = 0.0, sum2 = 0.0;  // |v - v0| / (1 + |v0|): largest and root mean square
-        for (size_t i = 0; i < o.size(); ++i) {
-          uint32_t w1 = uint32_t(o[i]) << 16, w0 = uint32_t(r[i]) << 16;
-          float f1, f0;
-          std::memcpy(&f1, &w1, 4);
-          std::memcpy(&f0, &w0, 4);
-          diff += o[i] != r[i];
-          nan += std::isnan(f1);
-          const double e = std::fabs(double(f1) - double(f0)) / (1.0 + std::fabs(double(f0)));
-          worst = std::max(worst, e);
-          sum2 += e * e;
-        }
+        const OutputDiff d = compare_bf16(o, r);
         std::printf("lab %d vs lab 0: %zu of %zu outputs differ (worst %.3g, rms %.3g relative), %zu NaN\n",
-                    MK_SSD_RING_LAB, diff, o.size(), worst, std::sqrt(sum2 / double(o.size())), nan);
+                    MK_SSD_RING_LAB, d.differ, o.size(), d.worst, d.rms, d.nan);
       }
     }
   }
