@@ -186,18 +186,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
 #endif
 }
 
-// Makes this thread's later copies through `map` read the tensor map afresh from memory (fence.proxy.tensormap: the
-// copy engine may hold a map in a cache; this orders the map's bytes in memory, as the generic proxy sees them,
-// before them). A __grid_constant__ parameter's address is a global one (the parameter block's copy in memory), so
-// the fence applies to it. A diagnostic for the SSD ring's intermittent launch failure (MK_SSD_TMA_MAP_FENCE).
-__device__ __forceinline__ void tma_map_acquire(const TmaDesc* map) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" ::"l"(map) : "memory");
-#else
-  (void)map;
-#endif
-}
-
 // Closes this thread's bulk stores issued since the last commit into one group.
 __device__ __forceinline__ void tma_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
