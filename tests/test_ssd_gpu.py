@@ -243,8 +243,7 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
                                     "pingpong-noown", "pingpong-wgmma", "pingpong-wgmma-nosplit",
                                     "pingpong-wgmma-ldsm", "pingpong-wgmma-ldsm-lean",
-                                    "pingpong-wgmma-ldsm-lean-ring", "pingpong-wgmma-ldsm-lean-ring-tma",
-                                    "pingpong-wgmma-ldsm-lean-ring-tma-hincp"])
+                                    "pingpong-wgmma-ldsm-lean-ring", "pingpong-wgmma-ldsm-lean-ring-tma"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -262,8 +261,7 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     ran; the other variants set the switch to 0); "pingpong-wgmma-ldsm": that with MK_SSD_WALK_LDSM=1 (the epilogue's
     x / z pairs by ldmatrix); "-lean": MK_SSD_WALK_LEAN_NEXT=1 as well (a team's next item two heads on by
     addition); "-ring": and MK_SSD_WALK_RING=1 (ssd_scan_ring_kernel: the three-stage ring, ssd_walk_ring.cuh);
-    "-ring-tma": and MK_SSD_WALK_RING_TMA=1 (ssd_scan_ring_tma_kernel: its fills by the copy engine); "-hincp": and
-    MK_SSD_WALK_RING_TMA_HIN=0 (its (p, n) tiles by cp.async, x / z by the copy engine)."""
+    "-ring-tma": and MK_SSD_WALK_RING_TMA=1 (ssd_scan_ring_tma_kernel: its fills by the copy engine)."""
     _skip_unavailable("triton", "cuda")
     wgmma = "wgmma" in stores
     if wgmma and torch.cuda.get_device_capability() != (9, 0):
@@ -276,10 +274,9 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
     monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if "ldsm" in stores else "0")
     monkeypatch.setenv("MK_SSD_WALK_LEAN_NEXT", "1" if "-lean" in stores else "0")
-    ring, ring_tma = stores.endswith("-ring"), "-ring-tma" in stores
+    ring, ring_tma = stores.endswith("-ring"), stores.endswith("-ring-tma")
     monkeypatch.setenv("MK_SSD_WALK_RING", "1" if ring or ring_tma else "0")
     monkeypatch.setenv("MK_SSD_WALK_RING_TMA", "1" if ring_tma else "0")
-    monkeypatch.setenv("MK_SSD_WALK_RING_TMA_HIN", "0" if stores.endswith("-hincp") else "1")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
@@ -313,8 +310,6 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     assert ran_ring == ring, f"ssd_scan_ring_kernel ran: {ran_ring}, asked for: {ring}"
     ran_ring_tma = any("ssd_scan_ring_tma_kernel" in e.name for e in prof.events())
     assert ran_ring_tma == ring_tma, f"ssd_scan_ring_tma_kernel ran: {ran_ring_tma}, asked for: {ring_tma}"
-    hincp = any(re.search(r"ssd_scan_ring_tma_kernel<__nv_bfloat16, false>", e.name) for e in prof.events())
-    assert hincp == stores.endswith("-hincp"), f"the ring's (p, n) tiles by cp.async: {hincp}, asked: {stores}"
     any_ring = ring or ring_tma
     ran_wg = any("ssd_scan_wg_kernel" in e.name for e in prof.events())
     assert ran_wg == (wgmma and not any_ring), f"ssd_scan_wg_kernel ran: {ran_wg}, asked for: {wgmma and not any_ring}"
@@ -334,12 +329,11 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("state_wide", ["0", "1", "lean2", "lean2-ring", "lean2-ring-tma", "lean2-ring-tma-hincp"])
+@pytest.mark.parametrize("state_wide", ["0", "1", "lean2", "lean2-ring", "lean2-ring-tma"])
 def test_gpu_cuda_walk_nan_sequence_stays_apart(state_wide, monkeypatch):
     """Packed sequences through the CUDA walk stages (the state stage's TMA loads, the default; state_wide "1":
     MK_SSD_STATE_WIDE, "lean2": and MK_SSD_STATE_LEAN=2, MK_SSD_WALK_LEAN_NEXT=1, "-ring": and MK_SSD_WALK_RING=1,
-    F2 on the three-stage ring, "-ring-tma": its fills by TMA, the rows past a chunk's end cleared by F2, "-hincp":
-    its (p, n) tiles by cp.async): x, B and
+    F2 on the three-stage ring, "-ring-tma": its fills by TMA, the rows past a chunk's end cleared by F2): x, B and
     C of the
     last sequence all NaN leave the other sequences' outputs and final states bit for bit as without them. The chunk
     ending the sequence before it holds 1 row (that sequence is 129 tokens): the TMA loads bring the next sequence's
@@ -351,8 +345,7 @@ def test_gpu_cuda_walk_nan_sequence_stays_apart(state_wide, monkeypatch):
     monkeypatch.setenv("MK_SSD_STATE_WIDE", "0" if state_wide == "0" else "1")
     monkeypatch.setenv("MK_SSD_STATE_LEAN", state_wide[4] if state_wide.startswith("lean") else "0")
     monkeypatch.setenv("MK_SSD_WALK_RING", "1" if "-ring" in state_wide else "0")
-    monkeypatch.setenv("MK_SSD_WALK_RING_TMA", "1" if "-ring-tma" in state_wide else "0")
-    monkeypatch.setenv("MK_SSD_WALK_RING_TMA_HIN", "0" if state_wide.endswith("-hincp") else "1")
+    monkeypatch.setenv("MK_SSD_WALK_RING_TMA", "1" if state_wide.endswith("-ring-tma") else "0")
     monkeypatch.setenv("MK_SSD_WALK_LEAN_NEXT", "1" if state_wide.startswith("lean") else "0")
     from mamba_kernels.ssd import cuda_walk
     cu = [0, 1, 130, 130, 1000]

@@ -264,14 +264,13 @@ __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_ring_kernel(const Ss
 #endif
 }
 
-// The ring filled by the copy engine (MK_SSD_WALK_RING_TMA; load_stage_ring_tma): x / z 128-byte-swizzled; the
-// (p, n) tile by the copy engine too (kHinTma) or by the team's cp.async copies (MK_SSD_WALK_RING_TMA_HIN=0).
-template <typename E, bool kHinTma>
+// The ring filled by the copy engine (MK_SSD_WALK_RING_TMA; load_stage_ring_tma): x / z 128-byte-swizzled.
+template <typename E>
 __global__ void __launch_bounds__(2 * kThreads, 1)
     ssd_scan_ring_tma_kernel(const __grid_constant__ SsdScanTmaParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   const auto none = [] {};
-  run_walk_ring<E, true, kHinTma>(
+  run_walk_ring<E, true>(
       p.w, p.x, p.z, p.hin,
       [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st, int warp, int lane, E* sw) {
         scan_item<E, true, true, true, true>(p, it, cbs, rs, st, warp, lane, sw, none, none);

@@ -101,9 +101,8 @@ const char* check_walk(const SsdWalkParams& p) {
 //     the default before session 37, has failed in none of these runs.
 //     Session 39: not a stale tensor map (the issuers' fence.proxy.tensormap acquire on the three maps before their
 //     first copy, UTMACCTL.IV, failed as well, after 2,950 and 340 calls) and not PDL (without it: failed after 3,940).
-//   MK_SSD_WALK_RING_TMA_HIN (on; with the TMA ring): 0 copies the (p, n) tile by the team's cp.async copies
-//     (load_stage_ring's), x and z still by the copy engine (ssd_scan_ring_tma_kernel<E, false>): a diagnostic of the
-//     failure above, which needs F1's tensor-map stores of h_in before it (is it the h_in boxes' loads?).
+//     Nor the h_in boxes: with the (p, n) tiles by cp.async and only x / z by the copy engine (a variant removed
+//     again) it failed after 10,400 and 2,480 calls.
 //   MK_SSD_WALK_PDL (off, kWalkPdlDefault): the ring kernels launched as programmatic dependents of the kernel before
 //     them on the stream: F1 where the forward runs K0 + K1 as one launch (MK_SSD_PREP_ONE_LAUNCH=1; ~1.3 us of a
 //     forward's wall time at shape 1); F1 lets them launch at its start, they wait for its end before their first
@@ -288,11 +287,7 @@ cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {
         (p.z == nullptr || encode_token_rows(&q.z_map, p.z, T, H) == nullptr) &&
         encode_state_rows(&q.hin_map, const_cast<void*>(p.hin), p.w.n_slots, H, sw::kP) == nullptr;
     if (maps)
-      return env_switch("MK_SSD_WALK_RING_TMA_HIN", true)
-                 ? sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16, true>, q, q.w, s,
-                                      sw::kRingSmemBytes, pdl)
-                 : sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16, false>, q, q.w, s,
-                                      sw::kRingSmemBytes, pdl);
+      return sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16>, q, q.w, s, sw::kRingSmemBytes, pdl);
   }
   return sw::launch_walk<2>(sw::ssd_scan_ring_kernel<__nv_bfloat16>, p, p.w, s, sw::kRingSmemBytes, pdl);
 }

@@ -119,19 +119,6 @@ __device__ __forceinline__ void load_rows_ring(const SsdWalkParams& p, const Ite
   }
 }
 
-// A fill's (p, n) tile (64 p rows of 128 n, swizzled as load_stage's kSwz) by cp.async, thread tid (0..255) copying
-// four 16-byte pieces: both ring fills (the TMA one with MK_SSD_WALK_RING_TMA_HIN=0).
-template <typename E>
-__device__ __forceinline__ void load_pn_ring(const SsdWalkParams& p, const Item& it, char* st, const void* pn, int tid) {
-  const E* gpn = static_cast<const E*>(pn) + item_pn_offset(p, it);
-  const int r1 = tid >> 4, c1 = (tid & 15) * 8;
-#pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int r = r1 + 16 * u;
-    cp_async16(pn_swz_at(st, r, c1), gpn + r * kN + c1);
-  }
-}
-
 // One fill by the 256 threads of a team (tid 0..255): item `it`'s (p, n) tile (swizzled), tiles t0 / t1 (t1 may be
 // null), a / dt' (zero past ln) and D (zero without D) into stage `st` and its rows, all by cp.async, then each
 // thread's arrival on `full` once its copies have landed. Thread tid copies what load_stage's thread tid copies.
@@ -145,7 +132,13 @@ __device__ __forceinline__ void load_stage_ring(const SsdWalkParams& p, const It
   }
   const int hp = int(p.nheads) * kP;
   const int64_t base = item_tile_offset(p, it);
-  load_pn_ring<E>(p, it, st, pn, tid);
+  const E* gpn = static_cast<const E*>(pn) + item_pn_offset(p, it);
+  const int r1 = tid >> 4, c1 = (tid & 15) * 8;
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int r = r1 + 16 * u;
+    cp_async16(pn_swz_at(st, r, c1), gpn + r * kN + c1);
+  }
   load_rows_ring(p, it, rows, tid);
   const auto copy_rows = [&](char* s, const void* t) {
     const E* g = static_cast<const E*>(t) + base;
@@ -169,10 +162,7 @@ __device__ __forceinline__ void load_stage_ring(const SsdWalkParams& p, const It
 // ln but inside it (a chunk that ends a sequence) bring the next chunk's tokens, which the consumer clears in x
 // (walk_items_ring's kClearX) and z feeds no store. Why: in the ring a fill is off the consumer's critical path, so
 // what the cp.async fill costs is its instructions (~260 warp instructions a warp an item of ~1300, session 35).
-// kHinTma false (MK_SSD_WALK_RING_TMA_HIN=0): the (p, n) tile by the team's cp.async copies as load_stage_ring's
-// (same swizzled layout), only x and z by the copy engine (a diagnostic of the TMA ring's launch failure, which
-// needs F1's tensor-map stores of h_in before it: bench/notes/chunked_ssd_2.md, session 39).
-template <typename E, bool kHinTma>
+template <typename E>
 __device__ __forceinline__ void load_stage_ring_tma(const SsdScanTmaParams& p, const Item& it, char* st, float* rows,
                                                     uint64_t* full, int tid) {
   const SsdWalkParams& w = p.w;
@@ -183,17 +173,13 @@ __device__ __forceinline__ void load_stage_ring_tma(const SsdScanTmaParams& p, c
   }
   if (tid == 0) {
     fence_proxy_async();  // the team's generic reads / writes of the stage (ordered by its barrier) before the boxes
-    mbar_expect_tx(full, unsigned((kHinTma ? 2 * 8192 : 0) + kQ * 128 + (p.z != nullptr ? kQ * 128 : 0)));
-    const int tok = int(it.tok0), col = it.hh * kP;
-    if constexpr (kHinTma) {
-      const int pr = int((it.k * w.nheads + it.hh) * kP);
-      tma_load_box(&p.hin_map, st, full, pr, 0, 0);
-      tma_load_box(&p.hin_map, st + 8192, full, pr, 0, 64);
-    }
+    mbar_expect_tx(full, unsigned(2 * 8192 + kQ * 128 + (p.z != nullptr ? kQ * 128 : 0)));
+    const int pr = int((it.k * w.nheads + it.hh) * kP), tok = int(it.tok0), col = it.hh * kP;
+    tma_load_box(&p.hin_map, st, full, pr, 0, 0);
+    tma_load_box(&p.hin_map, st + 8192, full, pr, 0, 64);
     tma_load_box(&p.x_map, st + kPnSwzBytes, full, tok, 0, col);
     if (p.z != nullptr) tma_load_box(&p.z_map, st + kPnSwzBytes + kTileBytes, full, tok, 0, col);
   }
-  if constexpr (!kHinTma) load_pn_ring<E>(w, it, st, p.hin, tid);
   load_rows_ring(w, it, rows, tid);
   cp_async_mbar_arrive_noinc(full);
 }
@@ -272,11 +258,11 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
 // run_walk for the ring (two teams, the wgmma layouts): item(it, cbs, rows, stage, warp, lane, sw) as run_walk's
 // without the waits (an item's stage has landed when it starts), sw being the warp's own z rows of the stage.
 // kTma: the fills by load_stage_ring_tma (tp: the kernel's parameters with the maps; t0 / t1 / pn unread).
-template <typename E, bool kTma = false, bool kHinTma = true, typename ItemFn>
+template <typename E, bool kTma = false, typename ItemFn>
 __device__ __forceinline__ void run_walk_ring(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
                                               ItemFn item, const SsdScanTmaParams* tp = nullptr) {
   const auto load = [&](const Item& it, char* st, float* rows, uint64_t* full) {
-    if constexpr (kTma) load_stage_ring_tma<E, kHinTma>(*tp, it, st, rows, full, fresh_tid() % kThreads);
+    if constexpr (kTma) load_stage_ring_tma<E>(*tp, it, st, rows, full, fresh_tid() % kThreads);
     else load_stage_ring<E>(w, it, st, rows, full, t0, t1, pn, fresh_tid() % kThreads);
   };
   const auto compute = [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st) {
