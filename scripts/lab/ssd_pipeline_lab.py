@@ -12,13 +12,14 @@ calls, then times (CUDA events, back-to-back calls behind a GPU spin, median of 
 Every variant's outputs are checked bit for bit against serial's (the kernels are deterministic per item / walk).
 Prints one line a variant."""
 import os
-import statistics
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from _gpu_timing import batch_time_us  # noqa: E402
 from bench_ssd import SHAPES, _inputs  # noqa: E402
 
 from mamba_kernels.ssd import cuda_walk, ssd_chunked_scan  # noqa: E402
@@ -48,20 +49,8 @@ def capture(inp):
     return got["state"], got["scan"]
 
 
-def batch_us(fn, n=10, rounds=9):
-    fn()
-    ts = []
-    for _ in range(rounds):
-        torch.cuda.synchronize()
-        torch.cuda._sleep(40_000_000)
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        for _ in range(n):
-            fn()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) * 1e3 / n)
-    return statistics.median(ts)
+def batch_us(fn):
+    return batch_time_us(fn, n=10, rounds=9, spin_cycles=40_000_000)
 
 
 def main():
