@@ -19,6 +19,9 @@
 #     bench/notes/chunked_ssd_2.md, sessions 37-39), scripts/stress_ssd.py --batch 20 (forwards back to back behind
 #     a GPU spin: the mode that fails soonest) up to 12,000 calls each: the TMA ring (failed after 340-4,020 calls in
 #     session 39), the defaults, the cp.async ring with PDL. Each line says "N calls" or "failed, seen after N calls".
+#   SSD_PART=oneteam (~120 s): the lab of the fused design's output team (MK_SSD_WALK_RING_TEAMS=1: F2's ring with
+#     one team of 8 warps, docs/ssd_fused_walk_design.md): its GPU walk tests, then F2 profiled with it and without,
+#     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 if [ "${SSD_PART:-time}" = walk ]; then
@@ -46,6 +49,16 @@ step 50 $OUT/stress.log tma_ring env MK_SSD_WALK_RING_TMA=1 $S
 step 50 $OUT/stress.log defaults $S
 step 50 $OUT/stress.log cp_ring_pdl env MK_SSD_WALK_PDL=1 $S
 grep -h "^stress" $OUT/stress.log >> $L
+elif [ "${SSD_PART:-time}" = oneteam ]; then
+step 60 $T oneteam_tests $P tests/test_ssd_gpu.py -m gpu -k "1team"
+tail -3 $T >> $L
+for i in 1 2; do
+  for v in 2 1; do
+    step 25 $OUT/prof_teams$v.log prof_teams$v env MK_SSD_WALK_RING_TEAMS=$v python3 scripts/profile_ssd.py \
+      --impls triton --chunks 256 --reps 10
+  done
+done
+grep -h "ssd_scan_ring_kernel\|us of kernels" $OUT/prof_teams2.log $OUT/prof_teams1.log >> $L
 elif [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
@@ -82,4 +95,4 @@ step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --pri
   -p no:cacheprovider tests/test_ssd_gpu.py -m gpu -k "(gpu_cuda_backward_runs_the_kernel and dense-bf16) or (strided_inputs and bf16)"
 fi
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L
-if [ "${SSD_PART:-time}" = walk ] || [ "${SSD_PART:-time}" = failure ]; then pack_out; fi  # (all files as $OUT/all.tgz: run.log inside)
+if [ "${SSD_PART:-time}" = walk ] || [ "${SSD_PART:-time}" = failure ] || [ "${SSD_PART:-time}" = oneteam ]; then pack_out; fi  # (all files as $OUT/all.tgz: run.log inside)

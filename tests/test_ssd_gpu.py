@@ -243,7 +243,8 @@ def test_gpu_opcheck_bwd_cuda(monkeypatch):
 @pytest.mark.parametrize("stores", ["direct", "staged", "pingpong", "pingpong-noypre", "pingpong-nosplit",
                                     "pingpong-noown", "pingpong-wgmma", "pingpong-wgmma-nosplit",
                                     "pingpong-wgmma-ldsm", "pingpong-wgmma-ldsm-lean",
-                                    "pingpong-wgmma-ldsm-lean-ring", "pingpong-wgmma-ldsm-lean-ring-tma"])
+                                    "pingpong-wgmma-ldsm-lean-ring", "pingpong-wgmma-ldsm-lean-ring-tma",
+                                    "pingpong-wgmma-ldsm-lean-ring-1team"])
 @pytest.mark.parametrize("D_shape", ["h", "hp", None], ids=["Dh", "Dhp", "noD"])
 @pytest.mark.parametrize("cu", [None, [0, 1, 130, 130, 1000]], ids=["dense", "varlen"])
 def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
@@ -261,7 +262,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     ran; the other variants set the switch to 0); "pingpong-wgmma-ldsm": that with MK_SSD_WALK_LDSM=1 (the epilogue's
     x / z pairs by ldmatrix); "-lean": MK_SSD_WALK_LEAN_NEXT=1 as well (a team's next item two heads on by
     addition); "-ring": and MK_SSD_WALK_RING=1 (ssd_scan_ring_kernel: the three-stage ring, ssd_walk_ring.cuh);
-    "-ring-tma": and MK_SSD_WALK_RING_TMA=1 (ssd_scan_ring_tma_kernel: its fills by the copy engine)."""
+    "-ring-tma": and MK_SSD_WALK_RING_TMA=1 (ssd_scan_ring_tma_kernel: its fills by the copy engine); "-ring-1team":
+    MK_SSD_WALK_RING=1 with MK_SSD_WALK_RING_TEAMS=1 (the ring with one team of 8 warps: a lab of the fused design)."""
     _skip_unavailable("triton", "cuda")
     wgmma = "wgmma" in stores
     if wgmma and torch.cuda.get_device_capability() != (9, 0):
@@ -274,9 +276,10 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     monkeypatch.setenv("MK_SSD_WALK_OWNROWS", "0" if stores == "pingpong-noown" else "1")
     monkeypatch.setenv("MK_SSD_WALK_LDSM", "1" if "ldsm" in stores else "0")
     monkeypatch.setenv("MK_SSD_WALK_LEAN_NEXT", "1" if "-lean" in stores else "0")
-    ring, ring_tma = stores.endswith("-ring"), stores.endswith("-ring-tma")
+    ring, ring_tma = stores.endswith("-ring") or stores.endswith("-ring-1team"), stores.endswith("-ring-tma")
     monkeypatch.setenv("MK_SSD_WALK_RING", "1" if ring or ring_tma else "0")
     monkeypatch.setenv("MK_SSD_WALK_RING_TMA", "1" if ring_tma else "0")
+    monkeypatch.setenv("MK_SSD_WALK_RING_TEAMS", "1" if stores.endswith("-1team") else "2")
     from mamba_kernels.ssd import cuda_walk
     probe = torch.empty(1, device="cuda", dtype=torch.bfloat16)
     assert all(cuda_walk.serves(probe, 64, 128, 128, 8, op) for op in ("_ssd_dx_cuda", "_ssd_scan_cuda",
@@ -310,6 +313,8 @@ def test_gpu_triton_cuda_walk_stages(cu, D_shape, stores, monkeypatch):
     assert ran_ring == ring, f"ssd_scan_ring_kernel ran: {ran_ring}, asked for: {ring}"
     ran_ring_tma = any("ssd_scan_ring_tma_kernel" in e.name for e in prof.events())
     assert ran_ring_tma == ring_tma, f"ssd_scan_ring_tma_kernel ran: {ran_ring_tma}, asked for: {ring_tma}"
+    one_team = any(re.search(r"ssd_scan_ring_kernel<__nv_bfloat16, 1>", e.name) for e in prof.events())
+    assert one_team == stores.endswith("-1team"), f"the one-team ring ran: {one_team}, asked for: {stores}"
     any_ring = ring or ring_tma
     ran_wg = any("ssd_scan_wg_kernel" in e.name for e in prof.events())
     assert ran_wg == (wgmma and not any_ring), f"ssd_scan_wg_kernel ran: {ran_wg}, asked for: {wgmma and not any_ring}"

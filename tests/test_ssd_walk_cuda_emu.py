@@ -65,12 +65,13 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdeca
 # next item by adding two heads within the chunk); "-ring": MK_SSD_WALK_RING=1 too (F2's wgmma kernel on the ring of
 # three stages, ssd_walk_ring.cuh: the other team's copies completing on emulated mbarriers; the launch's shared memory
 # shows that it ran); "-ring-tma": and MK_SSD_WALK_RING_TMA=1 (the ring's fills by emulated tensor-map loads, x / z
-# 128-byte-swizzled; the loads' count shows that it ran).
+# 128-byte-swizzled; the loads' count shows that it ran); "-ring-1team": MK_SSD_WALK_RING_TEAMS=1 (the cp.async ring
+# with one team of 8 warps doing every item: a lab of the fused design; 256 threads).
 WALKS = [(case, walk) for case in CASES
          for walk in ("direct", "staged", "pingpong", "nosplit", "noown", "pingpong-lean")]
 WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan"
           for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ring",
-                       "wgmma-ldsm-lean-ring-tma")]
+                       "wgmma-ldsm-lean-ring-tma", "wgmma-ldsm-lean-ring-1team")]
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_ssd_walk_stage_emulated_on_cpu(case, walk, emu_exe, tmp_path):
 
 
 @pytest.mark.parametrize("walk", ["pingpong", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ring",
-                                  "wgmma-ldsm-lean-ring-tma"])
+                                  "wgmma-ldsm-lean-ring-tma", "wgmma-ldsm-lean-ring-1team"])
 def test_ssd_scan_stage_keeps_a_nan_sequence_apart(walk, emu_exe, tmp_path):
     """Packed sequences: x of the last one all NaN; the other sequences' outputs stay finite and exact. The chunk
     ending the sequence before it has 7 rows, so a stage that let the next sequence's rows into the products would
@@ -215,10 +216,12 @@ def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False):
            "MK_SSD_WALK_LDSM": "1" if walk.startswith("wgmma-ldsm") else "0",
            "MK_SSD_WALK_LEAN_NEXT": "1" if "-lean" in walk else "0",
            "MK_SSD_WALK_RING": "1" if "-ring" in walk else "0",
-           "MK_SSD_WALK_RING_TMA": "1" if walk.endswith("-ring-tma") else "0"}
+           "MK_SSD_WALK_RING_TMA": "1" if walk.endswith("-ring-tma") else "0",
+           "MK_SSD_WALK_RING_TEAMS": "1" if walk.endswith("-1team") else "2"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"threads {512 if two_teams else 256}" in res.stdout, res.stdout  # the walk asked for ran
+    threads = 512 if two_teams and not walk.endswith("-1team") else 256
+    assert f"threads {threads}" in res.stdout, res.stdout  # the walk asked for ran
     # the wgmma variant ran (its emulated products counted) exactly when asked for
     assert ("wgmma 0" in res.stdout) != walk.startswith("wgmma"), res.stdout
     assert (f"smem {RING_SMEM_BYTES} " in res.stdout) == ("-ring" in walk), res.stdout  # the ring ran when asked

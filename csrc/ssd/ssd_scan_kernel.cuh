@@ -250,12 +250,14 @@ __global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_wg_kernel(const SsdS
 }
 
 // The wgmma variant on the three-stage ring (MK_SSD_WALK_RING; ssd_walk_ring.cuh): the ldmatrix epilogue, the output
-// staged in the warp's own z rows; sm_90a device code only, as ssd_scan_wg_kernel.
-template <typename E>
-__global__ void __launch_bounds__(2 * kThreads, 1) ssd_scan_ring_kernel(const SsdScanParams p) {
+// staged in the warp's own z rows; sm_90a device code only, as ssd_scan_wg_kernel. kTeams 1 (MK_SSD_WALK_RING_TEAMS=1,
+// a lab): one team of 8 warps, launched with 256 threads but bounded as if 384 ran (at most 168 registers a thread),
+// the budget of the fused design's output team beside its state warpgroup.
+template <typename E, int kTeams = 2>
+__global__ void __launch_bounds__((kTeams == 1 ? 3 : 4) * kThreads / 2, 1) ssd_scan_ring_kernel(const SsdScanParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   const auto none = [] {};
-  run_walk_ring<E>(p.w, p.x, p.z, p.hin,
+  run_walk_ring<E, false, kTeams>(p.w, p.x, p.z, p.hin,
                    [&](const Item& it, const E* cbs, const E* rs, const RingStage<E>& st, int warp, int lane, E* sw) {
                      scan_item<E, true, true, true>(p, it, cbs, rs, st, warp, lane, sw, none, none);
                    });

@@ -103,6 +103,10 @@ const char* check_walk(const SsdWalkParams& p) {
 //     first copy, UTMACCTL.IV, failed as well, after 2,950 and 340 calls) and not PDL (without it: failed after 3,940).
 //     Nor the h_in boxes: with the (p, n) tiles by cp.async and only x / z by the copy engine (a variant removed
 //     again) it failed after 10,400 and 2,480 calls.
+//   MK_SSD_WALK_RING_TEAMS=1 (a lab, without MK_SSD_WALK_RING_TMA): the cp.async ring with one team of 8 warps doing
+//     every item (ssd_scan_ring_kernel<E, 1>, at most 168 registers a thread): how fast F2's items run with one output
+//     team, as the fused F1 + F2 design's would beside its state warpgroup (docs/ssd_fused_walk_design.md, decision
+//     1). Written in session 39 without a GPU (CPU emulation only); F2's time with it against the default is the lab.
 //   MK_SSD_WALK_PDL (off, kWalkPdlDefault): the ring kernels launched as programmatic dependents of the kernel before
 //     them on the stream: F1 where the forward runs K0 + K1 as one launch (MK_SSD_PREP_ONE_LAUNCH=1; ~1.3 us of a
 //     forward's wall time at shape 1); F1 lets them launch at its start, they wait for its end before their first
@@ -289,6 +293,9 @@ cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {
     if (maps)
       return sw::launch_walk<2>(sw::ssd_scan_ring_tma_kernel<__nv_bfloat16>, q, q.w, s, sw::kRingSmemBytes, pdl);
   }
+  const char* teams = std::getenv("MK_SSD_WALK_RING_TEAMS");
+  if (teams != nullptr && teams[0] == '1')
+    return sw::launch_walk<1>(sw::ssd_scan_ring_kernel<__nv_bfloat16, 1>, p, p.w, s, sw::kRingSmemBytes, pdl);
   return sw::launch_walk<2>(sw::ssd_scan_ring_kernel<__nv_bfloat16>, p, p.w, s, sw::kRingSmemBytes, pdl);
 }
 

@@ -191,7 +191,9 @@ __device__ __forceinline__ void load_stage_ring_tma(const SsdScanTmaParams& p, c
 // 221.5-225.3 at shape 1 (H200, session 36, two alternating profiles each).
 // kClearX (the TMA fills): a stage's full barrier counts 257 arrivals (load_stage_ring_tma), and an item shorter than
 // the chunk has its x rows [ln, Q) cleared by its team after the wait (then a team barrier).
-template <typename E, bool kClearX, typename Load, typename Compute>
+// kTeams 1 (MK_SSD_WALK_RING_TEAMS=1, a lab of the fused F1 + F2 design, docs/ssd_fused_walk_design.md: one output
+// team beside a state warpgroup): one team of 8 warps computes every item, filling item j + 3 after item j.
+template <typename E, bool kClearX, int kTeams = 2, typename Load, typename Compute>
 __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* smem, Load load, Compute compute) {
   E* const cbs = reinterpret_cast<E*>(smem);
   E* const rs = reinterpret_cast<E*>(smem + kCbBytes);
@@ -228,7 +230,7 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
       fence_proxy_async();  // wgmma reads the rows
     }
     __syncthreads();  // the resident tiles have landed
-    int j = j0 + ((j0 + team) & 1);  // the team's first item here: j % 2 == team
+    int j = kTeams == 1 ? j0 : j0 + ((j0 + team) & 1);  // the team's first item here: j % 2 == team
     if (j < j1) {
       Item cur = item_of(p, i0 + j);
       for (;;) {
@@ -245,9 +247,9 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
                                 RingStage<E>{stages + s * kRingStageBytes, rows + s * kRingRowFloats});
         team_barrier(team);  // the team is done reading stage s
         if (j + kRingSlots < n) fill(skip_n<kRingSlots>(p, cur), j + kRingSlots);
-        j += 2;
+        j += kTeams;
         if (j >= j1) break;
-        cur = skip_n<2>(p, cur);
+        cur = skip_n<kTeams>(p, cur);
       }
     }
     j0 = j1;
@@ -258,7 +260,7 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
 // run_walk for the ring (two teams, the wgmma layouts): item(it, cbs, rows, stage, warp, lane, sw) as run_walk's
 // without the waits (an item's stage has landed when it starts), sw being the warp's own z rows of the stage.
 // kTma: the fills by load_stage_ring_tma (tp: the kernel's parameters with the maps; t0 / t1 / pn unread).
-template <typename E, bool kTma = false, typename ItemFn>
+template <typename E, bool kTma = false, int kTeams = 2, typename ItemFn>
 __device__ __forceinline__ void run_walk_ring(const SsdWalkParams& w, const void* t0, const void* t1, const void* pn,
                                               ItemFn item, const SsdScanTmaParams* tp = nullptr) {
   const auto load = [&](const Item& it, char* st, float* rows, uint64_t* full) {
@@ -271,7 +273,7 @@ __device__ __forceinline__ void run_walk_ring(const SsdWalkParams& w, const void
     char* const z = reinterpret_cast<char*>(const_cast<E*>(st.tile1()));
     item(it, cbs, rs, st, warp, tid & 31, reinterpret_cast<E*>(z + t0 * (kTma ? 128 : 2 * kLdP)));
   };
-  walk_items_ring<E, kTma>(w, reinterpret_cast<char*>(ssd_walk_smem), load, compute);
+  walk_items_ring<E, kTma, kTeams>(w, reinterpret_cast<char*>(ssd_walk_smem), load, compute);
 }
 
 }  // namespace ssd_walk
