@@ -24,6 +24,15 @@
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
+# ab_prof NAME VAR LIMIT V...: profile_ssd.py (Triton pipeline, chunk 256) with VAR=V for each V in alternating
+# processes, two rounds, each limited to LIMIT s; logs $OUT/prof_NAME<V>.log.
+ab_prof() { local name=$1 var=$2 lim=$3; shift 3
+  for i in 1 2; do
+    for v in "$@"; do
+      step $lim $OUT/prof_$name$v.log prof_$name$v env $var=$v python3 scripts/profile_ssd.py --impls triton \
+        --chunks 256 --reps 10
+    done
+  done; }
 if [ "${SSD_PART:-time}" = walk ]; then
   ( LAB_PHASE=build OUT=$OUT timeout 240 bash scripts/lab/run_ssd_ring_lab.sh
     echo "ring lab build rc=$? $(( $(date +%s) - t0 ))s" >> $L ) &
@@ -36,12 +45,7 @@ tail -3 $T >> $L
 wait "$LPID"
 step 120 $L ring_lab env LAB_PHASE=run OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2
 cat $OUT/ssd_ring_lab.txt >> $L
-for i in 1 2; do
-  for v in 0 1; do
-    step 40 $OUT/prof_prep$v.log prof_prep$v env MK_SSD_PREP_ONE_LAUNCH=$v python3 scripts/profile_ssd.py \
-      --impls triton --chunks 256 --reps 10
-  done
-done
+ab_prof prep MK_SSD_PREP_ONE_LAUNCH 40 0 1
 grep -h "us of kernels" $OUT/prof_prep0.log $OUT/prof_prep1.log >> $L
 elif [ "${SSD_PART:-time}" = failure ]; then
 S="python3 scripts/stress_ssd.py --calls 12000 --batch 20"
@@ -52,12 +56,7 @@ grep -h "^stress" $OUT/stress.log >> $L
 elif [ "${SSD_PART:-time}" = oneteam ]; then
 step 60 $T oneteam_tests $P tests/test_ssd_gpu.py -m gpu -k "1team"
 tail -3 $T >> $L
-for i in 1 2; do
-  for v in 2 1; do
-    step 25 $OUT/prof_teams$v.log prof_teams$v env MK_SSD_WALK_RING_TEAMS=$v python3 scripts/profile_ssd.py \
-      --impls triton --chunks 256 --reps 10
-  done
-done
+ab_prof teams MK_SSD_WALK_RING_TEAMS 25 2 1
 grep -h "ssd_scan_ring_kernel\|us of kernels" $OUT/prof_teams2.log $OUT/prof_teams1.log >> $L
 elif [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"

@@ -92,17 +92,10 @@ const char* check_walk(const SsdWalkParams& p) {
 //   MK_SSD_WALK_RING_TMA (off, kWalkRingTmaDefault): the ring's fills by the copy engine, one thread issuing the
 //     item's boxes, x / z 128-byte-swizzled (ssd_walk_ring.cuh, load_stage_ring_tma). H200, shape 1 (session 37): the
 //     F2 lab 212.6-213.9 us against 229.0-229.4 with the cp.async fills; in the forward 205.5-207.4 against ~224.
-//     Off again since session 38 because forwards with it fail now and then with "unspecified launch failure", F2
-//     the failing kernel (CUDA_LAUNCH_BLOCKING=1 names it): where F2 follows F1 directly (MK_SSD_PREP_ONE_LAUNCH=1)
-//     within ~10,000 calls in each of three runs, also with F1's TMA loads off (its TMA stores on), but not with F1's
-//     TMA off altogether (30,000 calls clean) nor with the cp.async ring (45,000); and with the default two-launch
-//     prep when forwards run back to back (profile_ssd.py --wall: once within ~200 calls), though 45,000 calls with
-//     gaps between them ran clean. Cause not found (bench/notes/chunked_ssd_2.md, session 38); the cp.async ring,
-//     the default before session 37, has failed in none of these runs.
-//     Session 39: not a stale tensor map (the issuers' fence.proxy.tensormap acquire on the three maps before their
-//     first copy, UTMACCTL.IV, failed as well, after 2,950 and 340 calls) and not PDL (without it: failed after 3,940).
-//     Nor the h_in boxes: with the (p, n) tiles by cp.async and only x / z by the copy engine (a variant removed
-//     again) it failed after 10,400 and 2,480 calls.
+//     Off since session 38, a lab switch: forwards with it fail now and then with "unspecified launch failure" in
+//     F2 (every few hundred to ~10,000 calls back to back, with or without PDL, with the maps fenced, with only x / z
+//     by the copy engine), while the cp.async ring has failed in no stress run. Cause not found; the runs and the
+//     hypotheses ruled out: bench/notes/chunked_ssd_2.md, sessions 37-39.
 //   MK_SSD_WALK_RING_TEAMS=1 (a lab, without MK_SSD_WALK_RING_TMA): the cp.async ring with one team of 8 warps doing
 //     every item (ssd_scan_ring_kernel<E, 1>, at most 168 registers a thread): how fast F2's items run with one output
 //     team, as the fused F1 + F2 design's would beside its state warpgroup (docs/ssd_fused_walk_design.md, decision

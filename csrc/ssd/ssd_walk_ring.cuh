@@ -257,7 +257,7 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
   cp_async_wait_all();  // (every fill is some item's, waited for by its team; nothing is left in flight)
 }
 
-// run_walk for the ring (two teams, the wgmma layouts): item(it, cbs, rows, stage, warp, lane, sw) as run_walk's
+// run_walk for the ring (kTeams teams, the wgmma layouts): item(it, cbs, rows, stage, warp, lane, sw) as run_walk's
 // without the waits (an item's stage has landed when it starts), sw being the warp's own z rows of the stage.
 // kTma: the fills by load_stage_ring_tma (tp: the kernel's parameters with the maps; t0 / t1 / pn unread).
 template <typename E, bool kTma = false, int kTeams = 2, typename ItemFn>
