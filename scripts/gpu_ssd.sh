@@ -22,6 +22,9 @@
 #   SSD_PART=oneteam (~120 s): the lab of the fused design's output team (MK_SSD_WALK_RING_TEAMS=1: F2's ring with
 #     one team of 8 warps, docs/ssd_fused_walk_design.md): its GPU walk tests, then F2 profiled with it and without,
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
+#   SSD_PART=fused (~330 s with the build): the fused F1 + F2 walk lab (csrc/ssd/ssd_fused_walk_kernel.cuh, chunk 64,
+#     docs/ssd_fused_walk_design.md lab step 1): its GPU tests against the reference, scripts/lab/ssd_fused_lab.py
+#     (checks against the library's forward, times both alternating, kernel tables), then SSD_PART=oneteam's steps.
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 # ab_prof NAME VAR LIMIT V...: profile_ssd.py (Triton pipeline, chunk 256) with VAR=V for each V in alternating
@@ -53,7 +56,13 @@ step 50 $OUT/stress.log tma_ring env MK_SSD_WALK_RING_TMA=1 $S
 step 50 $OUT/stress.log defaults $S
 step 50 $OUT/stress.log cp_ring_pdl env MK_SSD_WALK_PDL=1 $S
 grep -h "^stress" $OUT/stress.log >> $L
-elif [ "${SSD_PART:-time}" = oneteam ]; then
+elif [ "${SSD_PART:-time}" = oneteam ] || [ "${SSD_PART:-time}" = fused ]; then
+if [ "${SSD_PART:-time}" = fused ]; then
+step 90 $T fused_tests $P tests/test_ssd_gpu.py -m gpu -k "fused_walk_lab"
+tail -3 $T >> $L
+step 90 $OUT/fused_lab.log fused_lab python3 scripts/lab/ssd_fused_lab.py
+grep -h "^check\|^time\|^kernels" $OUT/fused_lab.log >> $L
+fi
 step 60 $T oneteam_tests $P tests/test_ssd_gpu.py -m gpu -k "1team"
 tail -3 $T >> $L
 ab_prof teams MK_SSD_WALK_RING_TEAMS 25 2 1
@@ -94,4 +103,5 @@ step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --pri
   -p no:cacheprovider tests/test_ssd_gpu.py -m gpu -k "(gpu_cuda_backward_runs_the_kernel and dense-bf16) or (strided_inputs and bf16)"
 fi
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L
-if [ "${SSD_PART:-time}" = walk ] || [ "${SSD_PART:-time}" = failure ] || [ "${SSD_PART:-time}" = oneteam ]; then pack_out; fi  # (all files as $OUT/all.tgz: run.log inside)
+if [ "${SSD_PART:-time}" = walk ] || [ "${SSD_PART:-time}" = failure ] || [ "${SSD_PART:-time}" = oneteam ] ||
+   [ "${SSD_PART:-time}" = fused ]; then pack_out; fi  # (all files as $OUT/all.tgz: run.log inside)

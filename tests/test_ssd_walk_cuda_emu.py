@@ -454,3 +454,91 @@ def test_walk_stages_fit_the_device_shared_memory(optin, fits, emu_exe, tmp_path
     res = subprocess.run([emu_exe, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == f"fits {fits}", res.stdout
+
+
+# The fused walk (a lab, ssd_fused_walk_kernel.cuh: F1 and F2 as one walk a (sequence, head) at chunk 64, stage 4 of
+# the driver). name: (b, l, h, g, D mode, z, initial states, slow decay). The cases hold a short last chunk (l 200:
+# 8 tokens; l 130: 2), a single chunk and a single token, walks of five chunks (the two stages reused, the state
+# carried through them), g = 1 / 2 / h, D (h) / (h, p) / none.
+FQ = 64
+FUSED_CASES = {
+    "fused-b2-l200-h4-g1-D-z-init": (2, 200, 4, 1, 1, True, True, False),
+    "fused-b1-l64-h2-g2-noD-noz": (1, 64, 2, 2, 0, False, False, False),
+    "fused-b1-l1-h3-g3-Dhp-z-init": (1, 1, 3, 3, 2, True, True, False),
+    "fused-b1-l300-h6-g2-D-z-init-slowdecay": (1, 300, 6, 2, 1, True, True, True),
+    "fused-b2-l130-h2-g1-Dhp-noz": (2, 130, 2, 1, 2, False, False, False),
+}
+
+
+def _expected_fused(x, z, B, C, cb, dtp, a, D, init, h, g):
+    """float64 formulas of the fused walk: (out, final). Per (sequence, head) over chunks of 64: h_in = S as bf16;
+    y = exp(a_t) C h_in^T + (C B^T o exp(a_t - a_s), s <= t) dt' x + D x, out = y silu(z); S = exp(a_L) S +
+    sum_s exp(a_L - a_s) dt'_s x_s^T B_s."""
+    b, l = x.shape[:2]
+    nch = -(-l // FQ)
+    out = torch.full(x.shape, float("nan"), dtype=F64)
+    final = torch.zeros(b, h, P, N, dtype=F64)
+    for row in range(b):
+        for hh in range(h):
+            grp = hh // (h // g)
+            S = init[row, hh].clone() if init is not None else torch.zeros(P, N, dtype=F64)
+            for c in range(nch):
+                sl = slice(c * FQ, min(l, (c + 1) * FQ))
+                ln = sl.stop - sl.start
+                av, dt, X = a[row, hh, sl], dtp[row, hh, sl], x[row, sl, hh]
+                causal = torch.arange(ln)[:, None] >= torch.arange(ln)[None, :]
+                M = torch.where(causal, cb[row * nch + c, grp, :ln, :ln] * torch.exp(av[:, None] - av[None, :]), 0.0)
+                hin = S.to(BF).to(F64)
+                Dv = 0.0 if D is None else (D[hh] if D.dim() == 1 else D[hh][None, :])
+                y = torch.exp(av)[:, None] * (C[row, sl, grp] @ hin.T) + (M * dt[None, :]) @ X + Dv * X
+                out[row, sl, hh] = y if z is None else y * z[row, sl, hh] * torch.sigmoid(z[row, sl, hh])
+                w = torch.exp(av[-1] - av) * dt
+                S = torch.exp(av[-1]) * S + (X * w[:, None]).T @ B[row, sl, grp]
+            final[row, hh] = S
+    return out, final
+
+
+@pytest.mark.parametrize("case", list(FUSED_CASES))
+def test_ssd_fused_walk_emulated_on_cpu(case, emu_exe, tmp_path):
+    """The fused walk lab against the float64 formulas: out and the final states start NaN; C B^T's upper triangle
+    and its rows past a chunk's end are NaN (never read into a result)."""
+    b, l, h, g, dmode, use_z, use_init, slow = FUSED_CASES[case]
+    gen = torch.Generator().manual_seed(5 + l + 7 * h + g)
+    nch = -(-l // FQ)
+
+    def r(*s, scale=1.0):
+        return (torch.randn(*s, generator=gen, dtype=F64) * scale).to(BF)
+    x, z, B, C = r(b, l, h, P), r(b, l, h, P), r(b, l, g, N, scale=0.5), r(b, l, g, N, scale=0.5)
+    dtp = (torch.rand(b, h, l, generator=gen, dtype=F64) * 0.5 + 0.01).float()
+    # slow decay: the carried state and every token of a chunk weigh in (a_L ~ -0.6 over a chunk of 64)
+    steps = -(torch.rand(b, h, l, generator=gen, dtype=F64) * (0.02 if slow else 0.2))
+    a = torch.zeros(b, h, l, dtype=F64)
+    cb = torch.full((b * nch, g, FQ, FQ), float("nan"), dtype=F64)
+    for row in range(b):
+        for c in range(nch):
+            sl = slice(c * FQ, min(l, (c + 1) * FQ))
+            ln = sl.stop - sl.start
+            a[row, :, sl] = torch.cumsum(steps[row, :, sl], -1)
+            cbc = (C[row, sl].to(F64).transpose(0, 1) @ B[row, sl].to(F64).permute(1, 2, 0))  # (g, ln, ln)
+            cb[row * nch + c, :, :ln, :ln] = torch.where(torch.ones(ln, ln).tril().bool(), cbc, float("nan"))
+    a, cb = a.float(), cb.to(BF)
+    D = None if dmode == 0 else torch.randn(*((h,) if dmode == 1 else (h, P)), generator=gen).float()
+    init = torch.randn(b, h, P, N, generator=gen).float() if use_init else None
+    d = str(tmp_path)
+    with open(os.path.join(d, "meta.txt"), "w") as f:
+        f.write(f"stage 4\nb {b}\nl {l}\nh {h}\ng {g}\nD {dmode}\nz {int(use_z)}\ninit {int(use_init)}\n")
+    arrays = dict(x=x, B=B, C=C, cb=cb, dtp=dtp, a=a)
+    arrays.update({k: t for k, t in dict(z=z if use_z else None, D=D, init=init).items() if t is not None})
+    for name, t in arrays.items():
+        _write(d, name, t)
+    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "launches 1 threads 256 smem 108848 " in res.stdout, res.stdout  # one launch of the lab kernel
+    f64 = {k: t.to(F64) for k, t in dict(x=x, z=z, B=B, C=C, cb=cb, dtp=dtp, a=a).items()}
+    out, final = _expected_fused(f64["x"], f64["z"] if use_z else None, f64["B"], f64["C"], f64["cb"], f64["dtp"],
+                                 f64["a"], None if D is None else D.to(F64), None if init is None else init.to(F64),
+                                 h, g)
+    # as the state and output stages' own tests: bf16 operands (x' rounded once, h_in, the weighted C B^T) into fp32
+    # sums, bf16 stores: a quarter of the bf16 bounds
+    assert_close(_read(d, "out", BF, x.shape), out, BF, factor=0.25, name=f"{case} out")
+    assert_close(_read(d, "final", torch.float32, (b, h, P, N)), final, BF, factor=0.25, name=f"{case} final")

@@ -264,6 +264,29 @@ struct SsdStateParams {
   float* final_states;
 };
 const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
+
+// A lab, not called by the library (ssd_fused_walk_kernel.cuh, docs/ssd_fused_walk_design.md): F1 and F2 as one walk
+// a (sequence, head) at chunk 64 (sm_90a): out = F2's output, final = F1's final state (nullable), h_in not written.
+// x, z (nullable), out (b, l, h, p = 64), B, C (b, l, g, n = 128) bf16; cb (b ceil(l / 64), g, 64, 64) bf16 (C B^T of
+// each chunk, K1 at chunk 64; its upper triangle is never read); dtp, a (b, h, l) fp32 (a: the cumsum of dt' A within
+// each chunk of 64); D (h) or (h, p) fp32 (nullable); init, final (b, h, p, n) fp32 (nullable).
+constexpr int64_t kSsdFusedChunk = 64;
+struct SsdFusedWalkParams {
+  int64_t batch, seqlen, nheads, ngroups;
+  const void* x;
+  const void* z;  // nullable
+  const void* B;
+  const void* C;
+  const void* cb;
+  const float* dtp;
+  const float* a;
+  const float* D;  // nullable
+  bool D_per_channel;
+  const float* init;  // nullable: zero initial states
+  void* out;
+  float* final_states;  // nullable
+};
+const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream);
 // Whether CUDA device `device` gives a CTA the dynamic shared memory a stage needs (stage 0: dx, 1: scan, 2: state at
 // one walk a CTA): the walk stages need ~195 KB (sm_90's 227 KB, not sm_80's 163 or sm_86 / sm_89's 99), the state
 // stage 100 KB.

@@ -7,6 +7,7 @@
 
 #include "common/smem_optin.h"
 #include "ssd/ssd_dx_kernel.cuh"
+#include "ssd/ssd_fused_walk_kernel.cuh"
 #include "ssd/ssd_scan_kernel.cuh"
 #include "ssd/ssd_state_wg_kernel.cuh"
 
@@ -299,6 +300,31 @@ const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
                                ? ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, true>
                                : ssd_walk::ssd_scan_wg_kernel<__nv_bfloat16, false>,
                            launch_scan_ring);
+}
+
+// The fused walk (a lab; ssd_fused_walk_kernel.cuh): a CTA of 256 threads a (sequence, head), two CTAs an SM.
+const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
+  if (p.batch < 0 || p.seqlen < 0 || p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0)
+    return "ssd_fused_walk_cuda: bad sizes (ngroups must divide nheads)";
+  if (p.x == nullptr || p.B == nullptr || p.C == nullptr || p.cb == nullptr || p.a == nullptr || p.dtp == nullptr ||
+      p.out == nullptr)
+    return "ssd_fused_walk_cuda: missing input";
+  if (!device_runs_sm90a()) return "ssd_fused_walk_cuda: needs an sm_90a build on a compute capability 9.0 device";
+  const int64_t ctas = p.batch * p.nheads;
+  if (ctas == 0 || p.seqlen == 0) return nullptr;
+  if (ctas >= (int64_t(1) << 31)) return "ssd_fused_walk_cuda: batch * nheads must be below 2^31";
+  const auto kernel = ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16>;
+  cudaError_t e = opt_in_smem(kernel, ssd_walk::kFSmemBytes, "the fused SSD walk (lab)");
+  if (e == cudaSuccess) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.blockDim = dim3(256);
+    cfg.gridDim = dim3(unsigned(ctas));
+    cfg.dynamicSmemBytes = size_t(ssd_walk::kFSmemBytes);
+    cfg.stream = static_cast<cudaStream_t>(stream);
+    e = cudaLaunchKernelEx(&cfg, kernel, p);
+    if (e == cudaSuccess) e = cudaGetLastError();
+  }
+  return e == cudaSuccess ? nullptr : launch_error_string(e);
 }
 
 }  // namespace mamba_kernels

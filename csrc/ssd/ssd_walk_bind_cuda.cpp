@@ -3,7 +3,8 @@
 // Triton forward / backward (triton.py), which owns every tensor's layout:
 //   torch.ops.mamba_kernels._ssd_dx_cuda(...) writes dx and adds into the fp32 accumulators ddtp, da, dalast and dD
 //   (when D is given); torch.ops.mamba_kernels._ssd_scan_cuda(...) writes out (and ypre when given);
-//   torch.ops.mamba_kernels._ssd_state_cuda(...) writes states_in (the slots that hold a chunk) and final.
+//   torch.ops.mamba_kernels._ssd_state_cuda(...) writes states_in (the slots that hold a chunk) and final;
+//   torch.ops.mamba_kernels._ssd_fused_walk_lab(...) (a lab, scripts/lab/ssd_fused_lab.py) writes out and final.
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -180,6 +181,65 @@ void ssd_state_cuda_op(const at::Tensor& x, const at::Tensor& B, const at::Tenso
   TORCH_CHECK(err == nullptr, "ssd_state_cuda: ", err ? err : "");
 }
 
+// The fused walk (a lab: ssd_fused_walk_kernel.cuh; mamba_kernels/ssd/cuda_walk.py's fused_walk_lab).
+void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>& z, const at::Tensor& B,
+                           const at::Tensor& C, const at::Tensor& cb, const at::Tensor& dtp, const at::Tensor& a,
+                           const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& init, at::Tensor& out,
+                           const std::optional<at::Tensor>& final_states) {
+  TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x: expected a CUDA (b, l, h, p) tensor");
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kBFloat16, "x: expected bf16");
+  TORCH_CHECK(B.dim() == 4 && C.dim() == 4, "B / C: expected (b, l, g, n)");
+  const int64_t b = x.size(0), l = x.size(1), h = x.size(2), P = x.size(3), g = B.size(2), n = B.size(3);
+  TORCH_CHECK(P == kSsdWalkHeaddim && n == kSsdWalkDstate, "expected p = 64 and n = 128, got p = ", P, ", n = ", n);
+  TORCH_CHECK(g >= 1 && h % g == 0, "B / C: the group count must divide the head count");
+  const auto bf = at::kBFloat16, f32 = at::kFloat;
+  const int64_t xs = x.numel(), hl = b * h * l, nch = (l + kSsdFusedChunk - 1) / kSsdFusedChunk, pn = h * P * n;
+  check_cuda_dense(B, x, "B", bf, b * l * g * n);
+  check_cuda_dense(C, x, "C", bf, b * l * g * n);
+  check_cuda_dense(cb, x, "cb", bf, b * nch * g * kSsdFusedChunk * kSsdFusedChunk);
+  check_cuda_dense(dtp, x, "dtp", f32, hl);
+  check_cuda_dense(a, x, "a", f32, hl);
+  check_cuda_dense(out, x, "out", bf, xs);
+  SsdFusedWalkParams p;
+  p.batch = b;
+  p.seqlen = l;
+  p.nheads = h;
+  p.ngroups = g;
+  p.x = x.const_data_ptr();
+  p.z = nullptr;
+  if (z) {
+    check_cuda_dense(*z, x, "z", bf, xs);
+    p.z = z->const_data_ptr();
+  }
+  p.B = B.const_data_ptr();
+  p.C = C.const_data_ptr();
+  p.cb = cb.const_data_ptr();
+  p.dtp = dtp.const_data_ptr<float>();
+  p.a = a.const_data_ptr<float>();
+  p.D = nullptr;
+  p.D_per_channel = false;
+  if (D) {
+    TORCH_CHECK(D->numel() == h || D->numel() == h * P, "D: expected (h) or (h, p)");
+    check_cuda_dense(*D, x, "D", f32, D->numel());
+    p.D = D->const_data_ptr<float>();
+    p.D_per_channel = D->numel() == h * P;
+  }
+  p.init = nullptr;
+  if (init) {
+    check_cuda_dense(*init, x, "initial_states", f32, b * pn);
+    p.init = init->const_data_ptr<float>();
+  }
+  p.out = out.mutable_data_ptr();
+  p.final_states = nullptr;
+  if (final_states) {
+    check_cuda_dense(*final_states, x, "final", f32, b * pn);
+    p.final_states = final_states->mutable_data_ptr<float>();
+  }
+  c10::cuda::CUDAGuard guard(x.device());
+  const char* err = ssd_fused_walk_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == nullptr, "ssd_fused_walk_cuda: ", err ? err : "");
+}
+
 bool ssd_walk_fits_op(int64_t stage, int64_t device) {
   TORCH_CHECK(stage >= 0 && stage <= 2, "stage: expected 0 (dx), 1 (scan) or 2 (state)");
   return ssd_walk_fits(static_cast<int>(stage), static_cast<int>(device));
@@ -203,4 +263,8 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
       "int n_slots, int num_ctas, Tensor(a!) states_in, Tensor(b!) final) -> ()",
       &mamba_kernels::ssd_state_cuda_op);
   m.def("_ssd_walk_fits(int stage, int device) -> bool", &mamba_kernels::ssd_walk_fits_op);
+  m.def(
+      "_ssd_fused_walk_lab(Tensor x, Tensor? z, Tensor B, Tensor C, Tensor cb, Tensor dtp, Tensor a, Tensor? D, "
+      "Tensor? init, Tensor(a!) out, Tensor(b!)? final) -> ()",
+      &mamba_kernels::ssd_fused_walk_lab_op);
 }

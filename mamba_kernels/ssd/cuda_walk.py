@@ -130,3 +130,27 @@ def state(x, B, dtp, a, initial_states, lay, num_ctas, states_in, final) -> None
 def d_fp32(D):
     """D as the walk kernels read it (fp32, contiguous; None stays None): no copy for such a D."""
     return None if D is None else D.detach().float().contiguous()
+
+
+def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
+                   initial_states=None, return_final_states=False, out=None, final_states=None):
+    """A lab, not part of the API (csrc/ssd/ssd_fused_walk_kernel.cuh, docs/ssd_fused_walk_design.md): the chunked SSD
+    forward without autograd as K0 and K1 at chunk 64 (the Triton kernels: dt' and the in-chunk cumsum a, C B^T) and
+    one fused CUDA walk a (sequence, head) (F1 + F2, h_in kept on chip). x, z (b, l, h, 64), B, C (b, l, g, 128) bf16;
+    dt (b, l, h); A, dt_bias (h); D (h) or (h, 64); initial_states (b, h, 64, 128). Returns out (and the final states,
+    fp32), written into `out` / `final_states` when given. Needs an sm_90a build on an H100 / H200
+    (scripts/lab/ssd_fused_lab.py times it)."""
+    from .triton import _cb, _contig, _cumsum_fwd, _setup
+    if not has_cuda_op("_ssd_fused_walk_lab"):
+        raise RuntimeError("fused_walk_lab: the CUDA extension was built without the fused walk")
+    x, dt, A, B, C, z, dt_bias = _contig(x, dt, A, B, C, z, dt_bias)
+    b, l, h, p, g, n, hpg, Q, dev, kind, prec, sdt, cfg, lay = _setup(x, B, 64, None)
+    dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
+    cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
+    out = torch.empty_like(x) if out is None else out
+    final = None
+    if return_final_states:
+        final = torch.empty(b, h, p, n, device=x.device, dtype=torch.float32) if final_states is None else final_states
+    init = None if initial_states is None else initial_states.detach().float().contiguous()
+    torch.ops.mamba_kernels._ssd_fused_walk_lab(x, z, B, C, cb, dtp, a, d_fp32(D), init, out, final)
+    return (out, final) if return_final_states else out

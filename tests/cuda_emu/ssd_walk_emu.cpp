@@ -9,7 +9,7 @@
 // them); int32 tab (dx, scan) or cu, first (state) with varlen. Outputs start NaN (dx, out, ypre, hin, final). Writes
 // DIR/out_<name>.bin: dx, ddtp, da, dalast, dD (dx stage), out, ypre (scan stage) or hin (bf16), final (state stage).
 // Optional "optin": the shared memory a block may opt into (emulates A100 / RTX devices); stage 3 prints which stages
-// fit it ("fits dx scan state", ssd_walk_fits) and runs nothing.
+// fit it ("fits dx scan state", ssd_walk_fits) and runs nothing. Stage 4: the fused walk (a lab; run_fused_stage).
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -103,6 +103,30 @@ int run_state_stage() {
   return report(err);
 }
 
+// The fused walk (stage 4, a lab: ssd_fused_walk_kernel.cuh, chunk 64): out (b, l, h, 64) bf16 and final (b, h, 64,
+// 128) fp32 start NaN; inputs x, z (with "z"), B, C, cb (b ceil(l / 64), g, 64, 64) bf16, dtp, a, D (with "D": 1 (h),
+// 2 (h, p)), init (with "init"). Writes out, final.
+int run_fused_stage() {
+  using E = __nv_bfloat16;
+  const auto x = read_arr<E>("x"), z = read_arr<E>("z"), B = read_arr<E>("B"), C = read_arr<E>("C");
+  const auto cb = read_arr<E>("cb");
+  const auto dtp = read_arr<float>("dtp"), a = read_arr<float>("a"), D = read_arr<float>("D");
+  const auto init = read_arr<float>("init");
+  SsdFusedWalkParams P;
+  P.batch = M("b"); P.seqlen = M("l"); P.nheads = M("h"); P.ngroups = M("g");
+  std::vector<E> out(x.size(), __float2bfloat16_rn(std::nanf("")));
+  std::vector<float> fin(size_t(P.batch * P.nheads) * kSsdWalkHeaddim * kSsdWalkDstate, std::nanf(""));
+  P.x = x.data(); P.z = M("z") ? z.data() : nullptr; P.B = B.data(); P.C = C.data(); P.cb = cb.data();
+  P.dtp = dtp.data(); P.a = a.data();
+  P.D = M("D") ? D.data() : nullptr;
+  P.D_per_channel = M("D") == 2;
+  P.init = M("init") ? init.data() : nullptr;
+  P.out = out.data(); P.final_states = fin.data();
+  const char* err = ssd_fused_walk_cuda(P, nullptr);
+  write_arr("out", out); write_arr("final", fin);
+  return report(err);
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) { std::fprintf(stderr, "usage: %s CASE_DIR\n", argv[0]); return 2; }
   emu_case::read_meta(argv[1]);
@@ -116,6 +140,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (M("stage") == 2) return run_state_stage();
+  if (M("stage") == 4) return run_fused_stage();
   const auto x = read_arr<E>("x"), dy = read_arr<E>("dy"), z = read_arr<E>("z"), rows = read_arr<E>("rows");
   const auto cb = read_arr<E>("cb"), pn = read_arr<E>("pn");
   const auto dtp = read_arr<float>("dtp"), a = read_arr<float>("a"), D = read_arr<float>("D");

@@ -1,0 +1,81 @@
+"""Lab (GPU: an H100 / H200, the library built with sm_90a): the fused F1 + F2 walk at chunk 64
+(csrc/ssd/ssd_fused_walk_kernel.cuh; docs/ssd_fused_walk_design.md, lab step 1) against the library's forward.
+
+At bench shape 1 (b 4, l 4096, h 80, p 64, n 128, g 1; or --shape) and at b 4, h 66 (264 walks: one wave of two
+CTAs an SM on 132 SMs, the fused walk's pace without its uneven last wave: shape 1's 320 walks leave 56 for a second
+wave), without autograd:
+  check   the fused call's out and final states against the library's forward (Triton pipeline, chunk 128 inside),
+          relative RMS and max abs error over max |ref| (both bf16 computations: expect ~1e-3 RMS); a short
+          sequence (l 300, h 8, initial states) as well;
+  time    per-call time of n calls back to back behind a GPU spin (median of rounds; _gpu_timing.batch_time_us):
+          the library's forward, the fused lab call (K0 + K1 at chunk 64, then the fused walk), alternating, two rounds;
+  kernels the kernels of each call under torch.profiler (the fused walk alone, and its prep).
+Prints one line a measurement."""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from _gpu_timing import batch_time_us, kernel_table  # noqa: E402
+from bench_ssd import SHAPES, _inputs  # noqa: E402
+
+from mamba_kernels.ssd import cuda_walk, ssd_chunked_scan  # noqa: E402
+
+
+def library(inp, init=None):
+    return ssd_chunked_scan(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], 256, D=inp["D"], z=inp["z"],
+                            dt_bias=inp["dt_bias"], dt_softplus=True, initial_states=init, return_final_states=True,
+                            backend="triton")
+
+
+def fused(inp, init=None):
+    return cuda_walk.fused_walk_lab(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], D=inp["D"], z=inp["z"],
+                                    dt_bias=inp["dt_bias"], dt_softplus=True, initial_states=init,
+                                    return_final_states=True)
+
+
+def errors(got, ref):
+    got, ref = got.double(), ref.double()
+    rms = ((got - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+    return rms, ((got - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+def check(name, inp, init=None):
+    with torch.no_grad():
+        out_r, fin_r = library(inp, init)
+        out_f, fin_f = fused(inp, init)
+    torch.cuda.synchronize()
+    (r1, m1), (r2, m2) = errors(out_f, out_r), errors(fin_f, fin_r)
+    finite = bool(torch.isfinite(out_f).all() and torch.isfinite(fin_f).all())
+    print(f"check {name}: out rms {r1:.2e} max {m1:.2e}; final rms {r2:.2e} max {m2:.2e}; finite {finite}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="b4-l4096-h80-p64-n128-g1")
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    inp = _inputs(**SHAPES[args.shape])
+    small = _inputs(b=2, l=300, h=8, p=64, n=128, g=1)
+    init = torch.randn(2, 8, 64, 128, device="cuda")
+    check("b2-l300-h8-init", small, init)
+    check(args.shape, inp)
+    even = _inputs(b=4, l=4096, h=66, p=64, n=128, g=1)
+    spin = int(2e7)
+    with torch.no_grad():
+        for rnd in range(args.rounds):
+            for label, x in ((args.shape, inp), ("b4-l4096-h66 (264 walks)", even)):
+                for name, fn in (("library", library), ("fused", fused)):
+                    us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
+                    print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)
+        for name, fn in (("library", library), ("fused", fused)):
+            for kname, per_call, us in kernel_table(lambda: fn(inp), n=10):
+                print(f"kernels {name}: {us:8.1f} us x {per_call:.0f}  {kname}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
