@@ -457,16 +457,19 @@ def test_walk_stages_fit_the_device_shared_memory(optin, fits, emu_exe, tmp_path
 
 
 # The fused walk (a lab, ssd_fused_walk_kernel.cuh: F1 and F2 as one walk a (sequence, head) at chunk 64, stage 4 of
-# the driver). name: (b, l, h, g, D mode, z, initial states, slow decay). The cases hold a short last chunk (l 200:
-# 8 tokens; l 130: 2), a single chunk and a single token, walks of five chunks (the two stages reused, the state
-# carried through them), g = 1 / 2 / h, D (h) / (h, p) / none.
+# the driver). name: (b, l, h, g, D mode, z, initial states, slow decay, CTAs sharing the walks). The cases hold a
+# short last chunk (l 200: 8 tokens; l 130: 2), a single chunk and a single token, walks of five chunks (the two
+# stages reused, the state carried through them), g = 1 / 2 / h, D (h) / (h, p) / none. Each runs with a CTA a walk
+# and with its CTA count sharing the walks' steps: ranges that end inside a walk (its head piece first, the state
+# handed on), whole walks, ranges inside one walk (l 300: 4.3 steps a CTA for walks of 5: hand-off chains), more CTAs
+# than steps (l 64).
 FQ = 64
 FUSED_CASES = {
-    "fused-b2-l200-h4-g1-D-z-init": (2, 200, 4, 1, 1, True, True, False),
-    "fused-b1-l64-h2-g2-noD-noz": (1, 64, 2, 2, 0, False, False, False),
-    "fused-b1-l1-h3-g3-Dhp-z-init": (1, 1, 3, 3, 2, True, True, False),
-    "fused-b1-l300-h6-g2-D-z-init-slowdecay": (1, 300, 6, 2, 1, True, True, True),
-    "fused-b2-l130-h2-g1-Dhp-noz": (2, 130, 2, 1, 2, False, False, False),
+    "fused-b2-l200-h4-g1-D-z-init": (2, 200, 4, 1, 1, True, True, False, 5),
+    "fused-b1-l64-h2-g2-noD-noz": (1, 64, 2, 2, 0, False, False, False, 3),
+    "fused-b1-l1-h3-g3-Dhp-z-init": (1, 1, 3, 3, 2, True, True, False, 2),
+    "fused-b1-l300-h6-g2-D-z-init-slowdecay": (1, 300, 6, 2, 1, True, True, True, 7),
+    "fused-b2-l130-h2-g1-Dhp-noz": (2, 130, 2, 1, 2, False, False, False, 5),
 }
 
 
@@ -498,11 +501,14 @@ def _expected_fused(x, z, B, C, cb, dtp, a, D, init, h, g):
     return out, final
 
 
+@pytest.mark.parametrize("split", ["walk", "shared"])
 @pytest.mark.parametrize("case", list(FUSED_CASES))
-def test_ssd_fused_walk_emulated_on_cpu(case, emu_exe, tmp_path):
-    """The fused walk lab against the float64 formulas: out and the final states start NaN; C B^T's upper triangle
-    and its rows past a chunk's end are NaN (never read into a result)."""
-    b, l, h, g, dmode, use_z, use_init, slow = FUSED_CASES[case]
+def test_ssd_fused_walk_emulated_on_cpu(case, split, emu_exe, tmp_path):
+    """The fused walk lab against the float64 formulas, a CTA a walk or the case's CTAs sharing the walks: out, the
+    final states and the hand-off scratch start NaN; C B^T's upper triangle and its rows past a chunk's end are NaN
+    (never read into a result)."""
+    b, l, h, g, dmode, use_z, use_init, slow, ctas = FUSED_CASES[case]
+    ctas = 0 if split == "walk" else ctas
     gen = torch.Generator().manual_seed(5 + l + 7 * h + g)
     nch = -(-l // FQ)
 
@@ -526,14 +532,14 @@ def test_ssd_fused_walk_emulated_on_cpu(case, emu_exe, tmp_path):
     init = torch.randn(b, h, P, N, generator=gen).float() if use_init else None
     d = str(tmp_path)
     with open(os.path.join(d, "meta.txt"), "w") as f:
-        f.write(f"stage 4\nb {b}\nl {l}\nh {h}\ng {g}\nD {dmode}\nz {int(use_z)}\ninit {int(use_init)}\n")
+        f.write(f"stage 4\nb {b}\nl {l}\nh {h}\ng {g}\nD {dmode}\nz {int(use_z)}\ninit {int(use_init)}\nctas {ctas}\n")
     arrays = dict(x=x, B=B, C=C, cb=cb, dtp=dtp, a=a)
     arrays.update({k: t for k, t in dict(z=z if use_z else None, D=D, init=init).items() if t is not None})
     for name, t in arrays.items():
         _write(d, name, t)
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "launches 1 threads 256 smem 108848 " in res.stdout, res.stdout  # one launch of the lab kernel
+    assert "launches 1 threads 256 smem 108896 " in res.stdout, res.stdout  # one launch of the lab kernel
     f64 = {k: t.to(F64) for k, t in dict(x=x, z=z, B=B, C=C, cb=cb, dtp=dtp, a=a).items()}
     out, final = _expected_fused(f64["x"], f64["z"] if use_z else None, f64["B"], f64["C"], f64["cb"], f64["dtp"],
                                  f64["a"], None if D is None else D.to(F64), None if init is None else init.to(F64),

@@ -1,26 +1,28 @@
-// A lab, not called by the library (docs/ssd_fused_walk_design.md, lab step 1): the chunked SSD forward's state stage
-// (F1) and output stage (F2) as one walk a (sequence, head), chunk 64, sm_90a, bf16, p 64, n 128, no varlen, h_in not
-// written (a forward without autograd). Parameters: SsdFusedWalkParams in ssd.h; launcher ssd_fused_walk_cuda
-// (ssd_walk.cu); Python: mamba_kernels/ssd/cuda_walk.py's fused_walk_lab.
+// A lab, not called by the library (docs/ssd_fused_walk_design.md, lab steps 1 and 2): the chunked SSD forward's
+// state stage (F1) and output stage (F2) as one walk a (sequence, head), chunk 64, sm_90a, bf16, p 64, n 128, no
+// varlen, h_in not written (a forward without autograd). Parameters: SsdFusedWalkParams in ssd.h; launcher
+// ssd_fused_walk_cuda (ssd_walk.cu); Python: mamba_kernels/ssd/cuda_walk.py's fused_walk_lab.
 //
 // Why: F1 + F2 move ~1,010 MB at shape 1 (x read twice, h_in written and read back); a walk that computes a chunk's
 // outputs from the state it carries and then advances the state reads x and z once and keeps h_in on chip (504 MB).
-// This lab measures that structure's pace before anything else is built on it (one walk a CTA, no hand-off between
-// CTAs: the grid's last wave is uneven).
+// This lab measures that structure's pace before anything else is built on it.
 //
-// A CTA walks sequence r, head hh (blockIdx.x = r h + hh): 256 threads, warps 0-3 the output warpgroup, warps 4-7 the
-// state warpgroup.
+// A CTA has 256 threads, warps 0-3 the output warpgroup, warps 4-7 the state warpgroup, and walks either one
+// (sequence, head) (num_ctas 0: blockIdx.x = r h + hh; shape 1's 320 walks then leave an uneven last wave) or an even
+// share of all walks' chunk steps (FusedPieces: a walk split between two CTAs hands its state on through global
+// memory, without a wait in the common case). Per step (a chunk of a walk):
 // - The state warpgroup keeps S (64 p x 128 n, fp32) as wgmma accumulators (d[j][e]: p 16 w + g + 8 (e / 2), n 8 j +
-//   2 q + e % 2). For chunk c (S = h_in of chunk c, already staged as bf16 in `pn`, F2's (p, n) tile layout): it scales
+//   2 q + e % 2). For step c (S = h_in of chunk c, already staged as bf16 in `pn`, F2's (p, n) tile layout): it scales
 //   x_c into x' (row t times w_t = exp(a_L - a_t) dt'_t, a_L = a at the chunk's last token), S = exp(a_L) S + x'^T B_c
 //   (wgmma m64n128k16, A = x' and B = B_c both MN-major), then, once the output warpgroup's C h_in^T of chunk c has
-//   read `pn`, stages S as h_in of chunk c + 1, and once chunk c's outputs are done, fills the freed stage with chunk
-//   c + 2 (cp.async). After the last chunk S is the final state.
+//   read `pn`, stages S as h_in of step c + 1 (after a piece's last chunk: the next piece's start state), and once
+//   step c's outputs are done, fills the freed stage with step c + 2 (cp.async). After a walk's last chunk S is its
+//   final state; after a piece that ends inside a walk, the state the next CTA takes.
 // - The output warpgroup computes chunk c's 64 x 64 outputs as F2's item does (scan_causal's factored decays, warp w
 //   owning rows 16 w ..): C h_in^T on wgmma (m64n64k16, A = C_c K-major, B = `pn`), the chunk's C B^T (K1's, chunk 64)
 //   and z as fragments loaded from global memory into registers while that product runs, outputs stored from the
 //   fragments.
-// Shared memory (108,848 bytes: two CTAs an SM): two stages of C_c and B_c (64 t x 128 n, two 64-n blocks of 8 KB,
+// Shared memory (108,896 bytes: two CTAs an SM): two stages of C_c and B_c (64 t x 128 n, two 64-n blocks of 8 KB,
 // 128-byte swizzled), x_c (64 t x 64 p, 128-byte rows, swizzled) and a / dt' (64 floats each); `pn` (16 KB); x'
 // (8 KB); D (64 floats); six mbarriers: full[2] (the state warpgroup's 128 cp.async arrivals), empty[2] (the output
 // warpgroup's 128 arrivals after a chunk), pn_full (128: h_in staged), pn_empty (128: C h_in^T has read it).
@@ -37,27 +39,148 @@ constexpr int kFTileBytes = kFQ * kN * 2;  // C or B of a chunk
 constexpr int kFXBytes = kFQ * kP * 2;     // x of a chunk (and x')
 constexpr int kFStageBytes = (2 * kFTileBytes + kFXBytes + 2 * kFQ * 4 + 1023) / 1024 * 1024;
 constexpr int kFPnOff = 2 * kFStageBytes, kFXpOff = kFPnOff + kPnSwzBytes, kFDOff = kFXpOff + kFXBytes;
-constexpr int kFBarOff = kFDOff + kP * 4;
-constexpr int kFSmemBytes = kFBarOff + 6 * 8;
+constexpr int kFBarOff = kFDOff + kP * 4, kFPiecesOff = kFBarOff + 6 * 8;
+constexpr int kFSmemBytes = kFPiecesOff + 48;  // + FusedPieces
 static_assert(kFStageBytes % 1024 == 0 && kFPnOff % 1024 == 0 && kFXpOff % 1024 == 0, "swizzled tiles 1 KB aligned");
 static_assert(2 * (kFSmemBytes + 1024) <= 233472, "two CTAs an SM (228 KB, 1 KB reserved a CTA)");
 
-// The fields of chunk c of sequence r, head hh.
+// Chunk c of walk w (sequence r = w / h, head hh = w % h): its first token (b l index), its offset in the (b, h, l)
+// rows, its valid tokens (1..64), the head and its group, the chunk's C B^T slot (r nch + c).
 struct FusedChunk {
-  int64_t tok0, ab;  // first token (b l index), its offset in the (b, h, l) rows
-  int ln;            // valid tokens (1..64)
+  int64_t tok0, ab, slot;
+  int ln, hh, grp;
 };
-__device__ __forceinline__ FusedChunk fused_chunk(const SsdFusedWalkParams& p, int64_t r, int hh, int c) {
-  const int64_t start = int64_t(c) * kFQ, left = p.seqlen - start;
-  return FusedChunk{r * p.seqlen + start, (r * p.nheads + hh) * p.seqlen + start, int(left < kFQ ? left : kFQ)};
+__device__ __forceinline__ FusedChunk fused_chunk(const SsdFusedWalkParams& p, int64_t w, int c, int nch) {
+  const int64_t r = w / p.nheads, start = int64_t(c) * kFQ, left = p.seqlen - start;
+  const int hh = int(w - r * p.nheads);
+  return FusedChunk{r * p.seqlen + start, w * p.seqlen + start, r * nch + c, int(left < kFQ ? left : kFQ), hh,
+                    int(hh / (p.nheads / p.ngroups))};
+}
+
+// The CTA's share of the steps (walk, chunk) of every walk in walk-then-chunk order, [k T / G, (k + 1) T / G) for
+// CTA k of G (T = walks x nch: even shares, lab step 2), as pieces of walks: the range's first walk wa from chunk ca,
+// whole walks, its last walk wb up to chunk cb. Processing order: wb's head piece first when the range ends inside
+// wb (it starts from the walk's initial state and publishes the state at chunk cb for CTA k + 1), then the whole
+// walks, then wa's piece (from chunk ca: CTA k - 1 published that state when it started, long before). A range
+// inside one walk is one piece that waits for its predecessor (walks longer than a share: a chain of hand-offs).
+struct FusedPieces {
+  int64_t wa, wb;
+  int ca, cb, nch, n;
+  bool head_first;
+  __device__ __forceinline__ void get(int i, int64_t& w, int& c0, int& c1) const {
+    if (wa == wb) {
+      w = wa, c0 = ca, c1 = cb;
+      return;
+    }
+    if (head_first) {
+      if (i == 0) {
+        w = wb, c0 = 0, c1 = cb;
+        return;
+      }
+      --i;
+    }
+    const int64_t whole = wb - wa - (head_first ? 1 : 0);  // wa + 1 .., wb too when it ends whole
+    if (i < whole) w = wa + 1 + i, c0 = 0, c1 = nch;
+    else w = wa, c0 = ca, c1 = nch;
+  }
+};
+static_assert(sizeof(FusedPieces) <= 48, "the pieces' slot in shared memory");
+__device__ __forceinline__ FusedPieces fused_pieces(int64_t walks, int nch, int64_t k, int64_t G) {
+  const int64_t T = walks * nch, s0 = k * T / G, s1 = (k + 1) * T / G;
+  FusedPieces P{0, 0, 0, 0, nch, 0, false};
+  if (s0 >= s1) return P;
+  P.wa = s0 / nch, P.ca = int(s0 % nch), P.wb = (s1 - 1) / nch, P.cb = int((s1 - 1) % nch) + 1;
+  P.head_first = P.wa != P.wb && P.cb < nch;
+  P.n = P.wa == P.wb ? 1 : int(P.wb - P.wa) + 1;
+  return P;
+}
+// A position in the pieces: piece i, walk w, chunk c of [c0, c1).
+struct FusedCursor {
+  int i, c, c0, c1;
+  int64_t w;
+};
+__device__ __forceinline__ FusedCursor fused_first(const FusedPieces& P) {
+  FusedCursor u{0, 0, 0, 0, 0};
+  P.get(0, u.w, u.c0, u.c1);
+  u.c = u.c0;
+  return u;
+}
+__device__ __forceinline__ void fused_next(const FusedPieces& P, FusedCursor& u) {
+  if (++u.c < u.c1 || u.i + 1 >= P.n) return;
+  P.get(++u.i, u.w, u.c0, u.c1);
+  u.c = u.c0;
+}
+
+// The state hand-off between CTAs (scratch (walks, 64, 128) fp32, flags (walks) int32 = the call's epoch once the
+// walk's state at the end of a head piece is there): the state warpgroup's 128 threads, named barrier 2.
+__device__ __forceinline__ void fused_publish(const SsdFusedWalkParams& p, int64_t w, const float (&S)[16][4], int t) {
+  const int wq = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
+  float* dst = p.scratch + w * int64_t(kP * kN);
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dst[(16 * wq + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q + (e & 1)] = S[j][e];
+#if defined(__CUDA_ARCH__)
+  __threadfence();
+#endif
+  named_bar_sync<128>(2);
+  if (t == 0) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(p.flags + w), "r"(p.epoch) : "memory");
+#else
+    p.flags[w] = p.epoch;
+#endif
+  }
+}
+__device__ __forceinline__ void fused_take(const SsdFusedWalkParams& p, int64_t w, float (&S)[16][4], int t) {
+  if (t == 0) {
+#if defined(__CUDA_ARCH__)
+    int v;
+    do {
+      asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(v) : "l"(p.flags + w) : "memory");
+    } while (v != p.epoch);
+#elif defined(MK_CUDA_EMU)  // CTAs run one after another: the predecessor has published already
+    if (p.flags[w] != p.epoch) cuda_emu::fail("fused walk: a hand-off read before its predecessor published it");
+#endif
+  }
+  named_bar_sync<128>(2);
+  const int wq = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
+  const float* src = p.scratch + w * int64_t(kP * kN);
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float* a = src + (16 * wq + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q + (e & 1);
+#if defined(__CUDA_ARCH__)
+      S[j][e] = __ldcg(a);
+#else
+      S[j][e] = *a;
+#endif
+    }
+}
+// S at the start of a piece of walk w at chunk c0: the initial state (or 0) at chunk 0, else the hand-off.
+__device__ __forceinline__ void fused_start(const SsdFusedWalkParams& p, int64_t w, int c0, float (&S)[16][4], int t) {
+  if (c0 > 0) {
+    fused_take(p, w, S, t);
+    return;
+  }
+  const int wq = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      S[j][e] = p.init == nullptr ? 0.f
+                                  : p.init[w * int64_t(kP * kN) + (16 * wq + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q +
+                                           (e & 1)];
 }
 
 // Stage fill by the state warpgroup's thread t (0..127, read afresh: fresh_tid, so that the fill's addresses are not
 // kept live beside S across the walk's loop, where they spilled): C and B rows (64 x 16 chunks of 16 bytes each), x
 // rows (64 x 8), a / dt'; rows past ln as zeros; then the thread's arrival on `full` once its copies have landed.
 template <typename E>
-__device__ __forceinline__ void fused_fill(const SsdFusedWalkParams& p, const FusedChunk& ch, int grp, int hh,
-                                           char* st, uint64_t* full) {
+__device__ __forceinline__ void fused_fill(const SsdFusedWalkParams& p, const FusedChunk& ch, char* st,
+                                           uint64_t* full) {
+  const int grp = ch.grp, hh = ch.hh;
   const int t = fresh_tid() - 128;
   const int64_t gn = p.ngroups * kN, hp = p.nheads * kP;
   const E* C = static_cast<const E*>(p.C) + ch.tok0 * gn + grp * kN;
@@ -85,9 +208,10 @@ __device__ __forceinline__ void fused_fill(const SsdFusedWalkParams& p, const Fu
   cp_async_mbar_arrive_noinc(full);
 }
 
-// S (the state warpgroup's accumulators, warp w of it) as bf16 into the (p, n) tile `pn` (pn_swz_at's layout).
-__device__ __forceinline__ void fused_stage_pn(char* pn, const float (&S)[16][4], int w, int lane) {
-  const int g = lane >> 2, q = lane & 3;
+// S (the state warpgroup's accumulators) as bf16 into the (p, n) tile `pn` (pn_swz_at's layout); the thread's warp
+// and lane read afresh (fresh_tid: their addresses, hoisted out of the walk's loop, spilled beside S).
+__device__ __forceinline__ void fused_stage_pn(char* pn, const float (&S)[16][4]) {
+  const int tid = fresh_tid(), w = (tid >> 5) & 3, g = (tid & 31) >> 2, q = tid & 3;
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -96,10 +220,10 @@ __device__ __forceinline__ void fused_stage_pn(char* pn, const float (&S)[16][4]
           ssd_cuda::pack_bf16(S[j][2 * hf], S[j][2 * hf + 1]);
 }
 
-// x' = x_c row t times exp(a_L - a_t) dt'_t (thread t of the state warpgroup: half a row, four 16-byte chunks).
-__device__ __forceinline__ void fused_scale_x(char* xp, const char* xs, const float* as, const float* dts, float aL,
-                                              int t) {
-  const int r = t >> 1, c0 = (t & 1) * 4;
+// x' = x_c row t times exp(a_L - a_t) dt'_t (thread t of the state warpgroup, read afresh: half a row, four 16-byte
+// chunks).
+__device__ __forceinline__ void fused_scale_x(char* xp, const char* xs, const float* as, const float* dts, float aL) {
+  const int t = fresh_tid() - 128, r = t >> 1, c0 = (t & 1) * 4;
   const float w = decay_exp(aL * kLog2e, as[r]) * dts[r];
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
@@ -194,45 +318,47 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
   uint64_t* const bars = reinterpret_cast<uint64_t*>(smem + kFBarOff);
   uint64_t *const full = bars, *const empty = bars + 2, *const pn_full = bars + 4, *const pn_empty = bars + 5;
   const int tid = threadIdx.x, lane = tid & 31;
-  const int64_t r = blockIdx.x / p.nheads;
-  const int hh = int(blockIdx.x - r * p.nheads), grp = int(hh / (p.nheads / p.ngroups));
   const int nch = int((p.seqlen + kFQ - 1) / kFQ);
+  // the CTA's pieces, kept in shared memory: read where used rather than held in registers beside S (they spilled)
+  FusedPieces& P = *reinterpret_cast<FusedPieces*>(smem + kFPiecesOff);
+  if (tid == 0) P = fused_pieces(p.batch * p.nheads, nch, blockIdx.x, gridDim.x);
+  __syncthreads();
+  if (P.n == 0) return;
+  const int J = int(((int64_t(blockIdx.x) + 1) * (p.batch * p.nheads * nch)) / gridDim.x -
+                    (int64_t(blockIdx.x) * (p.batch * p.nheads * nch)) / gridDim.x);  // the CTA's steps
   const int64_t hp = p.nheads * kP;
-  const auto stage = [&](int c) { return smem + (c & 1) * kFStageBytes; };
+  const auto stage = [&](int j) { return smem + (j & 1) * kFStageBytes; };
   if (tid == 0)
     for (int i = 0; i < 6; ++i) mbar_init(bars + i, 128);
-  if (tid < kP)
-    Ds[tid] = p.D == nullptr ? 0.f : p.D[p.D_per_channel ? hh * kP + tid : hh];
   __syncthreads();
   if (tid >= 128) {  // the state warpgroup
-    const int t = tid - 128, w = t >> 5, g = lane >> 2, q = lane & 3;
-    const int64_t sbase = (r * p.nheads + hh) * int64_t(kP * kN);
+    const int t = tid - 128, w = t >> 5;
     float S[16][4];
-#pragma unroll
-    for (int j = 0; j < 16; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        S[j][e] = p.init == nullptr ? 0.f : p.init[sbase + (16 * w + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q + (e & 1)];
-    for (int c = 0; c < 2 && c < nch; ++c) fused_fill<E>(p, fused_chunk(p, r, hh, c), grp, hh, stage(c), full + c);
-    if (nch > 0) {
-      fused_stage_pn(pn, S, w, lane);
-      fence_proxy_async();
-      mbar_arrive(pn_full);
+    FusedCursor u = fused_first(P);
+    fused_start(p, u.w, u.c0, S, t);
+    fused_fill<E>(p, fused_chunk(p, u.w, u.c, nch), stage(0), full);
+    if (J > 1) {
+      FusedCursor f = u;
+      fused_next(P, f);
+      fused_fill<E>(p, fused_chunk(p, f.w, f.c, nch), stage(1), full + 1);
     }
-    for (int c = 0; c < nch; ++c) {
-      const FusedChunk ch = fused_chunk(p, r, hh, c);
-      char* const st = stage(c);
+    fused_stage_pn(pn, S);
+    fence_proxy_async();
+    mbar_arrive(pn_full);
+    for (int j = 0; j < J; ++j) {
+      const FusedChunk ch = fused_chunk(p, u.w, u.c, nch);
+      char* const st = stage(j);
       const float* as = reinterpret_cast<const float*>(st + 2 * kFTileBytes + kFXBytes);
-      mbar_wait(full + (c & 1), unsigned(c >> 1) & 1u);  // chunk c's tiles (this warpgroup's copies)
+      mbar_wait(full + (j & 1), unsigned(j >> 1) & 1u);  // step j's tiles (this warpgroup's copies)
       const float aL = as[ch.ln - 1];
-      fused_scale_x(xp, st + 2 * kFTileBytes, as, as + kFQ, aL, t);
+      fused_scale_x(xp, st + 2 * kFTileBytes, as, as + kFQ, aL);
       fence_proxy_async();  // x' and the landed B tile, for wgmma
       named_bar_sync<128>(2);
       const float fL = __expf(aL);
 #pragma unroll
-      for (int j = 0; j < 16; ++j)
+      for (int jj = 0; jj < 16; ++jj)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) S[j][e] *= fL;
+        for (int e = 0; e < 4; ++e) S[jj][e] *= fL;
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kFQ / 16; ++kk)
@@ -241,36 +367,55 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       wgmma_commit();
       wgmma_wait<0>();
       named_bar_sync<128>(2);  // every warp's part of the product is done: x' may be rewritten
-      if (c + 1 < nch) {       // h_in of chunk c + 1, once chunk c's C h_in^T has read pn
-        mbar_wait(pn_empty, unsigned(c) & 1u);
-        fused_stage_pn(pn, S, w, lane);
+      if (u.c + 1 == u.c1) {   // the piece's last chunk: its state to the next CTA, or the walk's final state
+        if (u.c1 < nch) fused_publish(p, u.w, S, t);
+        else if (p.final_states != nullptr)
+#pragma unroll
+          for (int jj = 0; jj < 16; ++jj)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              p.final_states[u.w * int64_t(kP * kN) + (16 * w + (lane >> 2) + 8 * (e >> 1)) * kN + 8 * jj +
+                             2 * (lane & 3) + (e & 1)] = S[jj][e];
+        if (j + 1 < J) {
+          fused_next(P, u);
+          fused_start(p, u.w, u.c0, S, t);
+        }
+      } else {
+        fused_next(P, u);
+      }
+      if (j + 1 < J) {  // h_in of step j + 1, once step j's C h_in^T has read pn
+        mbar_wait(pn_empty, unsigned(j) & 1u);
+        fused_stage_pn(pn, S);
         fence_proxy_async();
         mbar_arrive(pn_full);
       }
-      if (c + 2 < nch) {  // chunk c + 2 into this stage, once chunk c's outputs are done
-        mbar_wait(empty + (c & 1), unsigned(c >> 1) & 1u);
-        fused_fill<E>(p, fused_chunk(p, r, hh, c + 2), grp, hh, st, full + (c & 1));
+      if (j + 2 < J) {  // step j + 2 (u is at j + 1 now) into this stage, once step j's outputs are done
+        mbar_wait(empty + (j & 1), unsigned(j >> 1) & 1u);
+        FusedCursor f = u;
+        fused_next(P, f);
+        fused_fill<E>(p, fused_chunk(p, f.w, f.c, nch), st, full + (j & 1));
       }
     }
-    if (p.final_states != nullptr)
-#pragma unroll
-      for (int j = 0; j < 16; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          p.final_states[sbase + (16 * w + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q + (e & 1)] = S[j][e];
     cp_async_wait_all();
   } else {  // the output warpgroup: warp w owns rows 16 w .. 16 w + 15 of a chunk
     const int w = tid >> 5, t0 = 16 * w, g = lane >> 2, q = lane & 3;
     const E* const zg = static_cast<const E*>(p.z);
-    const int64_t cb_stride = int64_t(p.ngroups) * kFQ * kFQ;
-    for (int c = 0; c < nch; ++c) {
-      const FusedChunk ch = fused_chunk(p, r, hh, c);
-      const char* const st = stage(c);
-      mbar_wait(full + (c & 1), unsigned(c >> 1) & 1u);
-      mbar_wait(pn_full, unsigned(c) & 1u);
+    FusedCursor u = fused_first(P);
+    int dhead = -1;  // the head whose D the warpgroup holds
+    for (int j = 0; j < J; ++j, fused_next(P, u)) {
+      const FusedChunk ch = fused_chunk(p, u.w, u.c, nch);
+      const char* const st = stage(j);
+      if (ch.hh != dhead) {  // a new walk: its head's D (the warpgroup's own barrier: every reader is past the last)
+        named_bar_sync<128>(1);
+        if (tid < kP) Ds[tid] = p.D == nullptr ? 0.f : p.D[p.D_per_channel ? ch.hh * kP + tid : ch.hh];
+        named_bar_sync<128>(1);
+        dhead = ch.hh;
+      }
+      mbar_wait(full + (j & 1), unsigned(j >> 1) & 1u);
+      mbar_wait(pn_full, unsigned(j) & 1u);
       fence_proxy_async();  // the stage's copies and the staged pn, for wgmma
-      // C B^T (chunk slot r nch + c, group grp) and z fragments, loaded while C h_in^T runs
-      const E* cbg = static_cast<const E*>(p.cb) + (r * nch + c) * cb_stride + int64_t(grp) * kFQ * kFQ;
+      // C B^T (the chunk's slot, group grp) and z fragments, loaded while C h_in^T runs
+      const E* cbg = static_cast<const E*>(p.cb) + (ch.slot * p.ngroups + ch.grp) * int64_t(kFQ * kFQ);
       const int tA = t0 + g, tB = tA + 8;
       const bool okA = tA < ch.ln, okB = tB < ch.ln;
       uint32_t cbf[3][4], diag[4], zr[2][8];
@@ -287,14 +432,14 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       diag[1] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q) : 0u;
       diag[2] = okA ? fused_ld32(cbg + tA * kFQ + t0 + 2 * q + 8) : 0u;
       diag[3] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q + 8) : 0u;
-      const int64_t orow = ch.tok0 * hp + hh * kP;  // the chunk's first row of x / z / out
+      const int64_t orow = ch.tok0 * hp + ch.hh * kP;  // the chunk's first row of x / z / out
 #pragma unroll
       for (int hf = 0; hf < 2; ++hf)
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-          zr[hf][j] = zg != nullptr && (hf == 0 ? okA : okB)
-                          ? fused_ld32(zg + orow + (tA + 8 * hf) * hp + 8 * j + 2 * q)
-                          : 0u;
+        for (int jj = 0; jj < 8; ++jj)
+          zr[hf][jj] = zg != nullptr && (hf == 0 ? okA : okB)
+                           ? fused_ld32(zg + orow + (tA + 8 * hf) * hp + 8 * jj + 2 * q)
+                           : 0u;
       float acc[8][4];
       wgmma_fence();
 #pragma unroll
@@ -314,7 +459,7 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
         fused_epilogue<E>(acc, xs, Ds, zr, zg != nullptr, static_cast<E*>(p.out) + orow + t0 * hp, hp, t0, ch.ln,
                           lane);
       }
-      mbar_arrive(empty + (c & 1));
+      mbar_arrive(empty + (j & 1));
     }
   }
 #else

@@ -302,7 +302,8 @@ const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
                            launch_scan_ring);
 }
 
-// The fused walk (a lab; ssd_fused_walk_kernel.cuh): a CTA of 256 threads a (sequence, head), two CTAs an SM.
+// The fused walk (a lab; ssd_fused_walk_kernel.cuh): CTAs of 256 threads, two an SM; a CTA a (sequence, head) walk,
+// or num_ctas CTAs sharing the walks' chunks evenly (hand-offs through scratch / flags).
 const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
   if (p.batch < 0 || p.seqlen < 0 || p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0)
     return "ssd_fused_walk_cuda: bad sizes (ngroups must divide nheads)";
@@ -310,9 +311,12 @@ const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
       p.out == nullptr)
     return "ssd_fused_walk_cuda: missing input";
   if (!device_runs_sm90a()) return "ssd_fused_walk_cuda: needs an sm_90a build on a compute capability 9.0 device";
-  const int64_t ctas = p.batch * p.nheads;
-  if (ctas == 0 || p.seqlen == 0) return nullptr;
-  if (ctas >= (int64_t(1) << 31)) return "ssd_fused_walk_cuda: batch * nheads must be below 2^31";
+  const int64_t walks = p.batch * p.nheads, steps = walks * ((p.seqlen + kSsdFusedChunk - 1) / kSsdFusedChunk);
+  if (walks == 0 || p.seqlen == 0) return nullptr;
+  if (walks >= (int64_t(1) << 31) || steps >= (int64_t(1) << 40)) return "ssd_fused_walk_cuda: too many walks";
+  const int64_t ctas = p.num_ctas > 0 ? (p.num_ctas < steps ? p.num_ctas : steps) : walks;
+  if (ctas != walks && (p.scratch == nullptr || p.flags == nullptr))
+    return "ssd_fused_walk_cuda: shared walks need scratch and flags";
   const auto kernel = ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16>;
   cudaError_t e = opt_in_smem(kernel, ssd_walk::kFSmemBytes, "the fused SSD walk (lab)");
   if (e == cudaSuccess) {

@@ -185,7 +185,9 @@ void ssd_state_cuda_op(const at::Tensor& x, const at::Tensor& B, const at::Tenso
 void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>& z, const at::Tensor& B,
                            const at::Tensor& C, const at::Tensor& cb, const at::Tensor& dtp, const at::Tensor& a,
                            const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& init, at::Tensor& out,
-                           const std::optional<at::Tensor>& final_states) {
+                           const std::optional<at::Tensor>& final_states, int64_t num_ctas,
+                           const std::optional<at::Tensor>& scratch, const std::optional<at::Tensor>& flags,
+                           int64_t epoch) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x: expected a CUDA (b, l, h, p) tensor");
   TORCH_CHECK_TYPE(x.scalar_type() == at::kBFloat16, "x: expected bf16");
   TORCH_CHECK(B.dim() == 4 && C.dim() == 4, "B / C: expected (b, l, g, n)");
@@ -235,6 +237,18 @@ void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>&
     check_cuda_dense(*final_states, x, "final", f32, b * pn);
     p.final_states = final_states->mutable_data_ptr<float>();
   }
+  TORCH_CHECK(num_ctas >= 0 && epoch > 0 && epoch < (int64_t(1) << 31), "num_ctas >= 0, 0 < epoch < 2^31 expected");
+  p.num_ctas = num_ctas;
+  p.epoch = static_cast<int32_t>(epoch);
+  p.scratch = nullptr;
+  p.flags = nullptr;
+  TORCH_CHECK(scratch.has_value() == flags.has_value(), "scratch and flags: expected both or neither");
+  if (scratch) {
+    check_cuda_dense(*scratch, x, "scratch", f32, b * pn);
+    check_cuda_dense(*flags, x, "flags", at::kInt, b * h);
+    p.scratch = scratch->mutable_data_ptr<float>();
+    p.flags = flags->mutable_data_ptr<int32_t>();
+  }
   c10::cuda::CUDAGuard guard(x.device());
   const char* err = ssd_fused_walk_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == nullptr, "ssd_fused_walk_cuda: ", err ? err : "");
@@ -265,6 +279,7 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
   m.def("_ssd_walk_fits(int stage, int device) -> bool", &mamba_kernels::ssd_walk_fits_op);
   m.def(
       "_ssd_fused_walk_lab(Tensor x, Tensor? z, Tensor B, Tensor C, Tensor cb, Tensor dtp, Tensor a, Tensor? D, "
-      "Tensor? init, Tensor(a!) out, Tensor(b!)? final) -> ()",
+      "Tensor? init, Tensor(a!) out, Tensor(b!)? final, int num_ctas, Tensor(c!)? scratch, Tensor(d!)? flags, "
+      "int epoch) -> ()",
       &mamba_kernels::ssd_fused_walk_lab_op);
 }

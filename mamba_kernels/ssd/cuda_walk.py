@@ -132,14 +132,29 @@ def d_fp32(D):
     return None if D is None else D.detach().float().contiguous()
 
 
+_FUSED_FLAGS = {}  # device index -> [flags (int32, never cleared), the last epoch used]
+
+
+def _fused_handoff(dev, walks):
+    """The fused walk's hand-off flags for `walks` walks on `dev` (kept across calls, grown as needed) and a fresh
+    epoch: a flag equal to it marks a state written in this call, so the flags need no clearing between calls."""
+    idx = dev.index if dev.index is not None else torch.cuda.current_device()
+    ent = _FUSED_FLAGS.get(idx)
+    if ent is None or ent[0].numel() < walks:
+        ent = _FUSED_FLAGS[idx] = [torch.zeros(max(walks, 1024), device=dev, dtype=torch.int32), 0]
+    ent[1] = ent[1] % (2 ** 31 - 2) + 1
+    return ent[0], ent[1]
+
+
 def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
-                   initial_states=None, return_final_states=False, out=None, final_states=None):
+                   initial_states=None, return_final_states=False, out=None, final_states=None, num_ctas=None):
     """A lab, not part of the API (csrc/ssd/ssd_fused_walk_kernel.cuh, docs/ssd_fused_walk_design.md): the chunked SSD
     forward without autograd as K0 and K1 at chunk 64 (the Triton kernels: dt' and the in-chunk cumsum a, C B^T) and
     one fused CUDA walk a (sequence, head) (F1 + F2, h_in kept on chip). x, z (b, l, h, 64), B, C (b, l, g, 128) bf16;
     dt (b, l, h); A, dt_bias (h); D (h) or (h, 64); initial_states (b, h, 64, 128). Returns out (and the final states,
-    fp32), written into `out` / `final_states` when given. Needs an sm_90a build on an H100 / H200
-    (scripts/lab/ssd_fused_lab.py times it)."""
+    fp32), written into `out` / `final_states` when given. num_ctas: None = two CTAs an SM sharing the walks' chunks
+    evenly (lab step 2: states handed on between CTAs), 0 = a CTA a walk (lab step 1), else that many CTAs. Needs an
+    sm_90a build on an H100 / H200 (scripts/lab/ssd_fused_lab.py times it)."""
     from .triton import _cb, _contig, _cumsum_fwd, _setup
     if not has_cuda_op("_ssd_fused_walk_lab"):
         raise RuntimeError("fused_walk_lab: the CUDA extension was built without the fused walk")
@@ -152,5 +167,14 @@ def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
     if return_final_states:
         final = torch.empty(b, h, p, n, device=x.device, dtype=torch.float32) if final_states is None else final_states
     init = None if initial_states is None else initial_states.detach().float().contiguous()
-    torch.ops.mamba_kernels._ssd_fused_walk_lab(x, z, B, C, cb, dtp, a, d_fp32(D), init, out, final)
+    if num_ctas is None:
+        num_ctas = 2 * torch.cuda.get_device_properties(x.device).multi_processor_count
+    scratch = flags = None
+    epoch = 1
+    if num_ctas > 0:
+        scratch = torch.empty(b * h * p * n, device=x.device, dtype=torch.float32)
+        flags, epoch = _fused_handoff(x.device, b * h)
+        flags = flags[:b * h]
+    torch.ops.mamba_kernels._ssd_fused_walk_lab(x, z, B, C, cb, dtp, a, d_fp32(D), init, out, final, num_ctas,
+                                                scratch, flags, epoch)
     return (out, final) if return_final_states else out

@@ -8,7 +8,8 @@ wave), without autograd:
           relative RMS and max abs error over max |ref| (both bf16 computations: expect ~1e-3 RMS); a short
           sequence (l 300, h 8, initial states) as well;
   time    per-call time of n calls back to back behind a GPU spin (median of rounds; _gpu_timing.batch_time_us):
-          the library's forward, the fused lab call (K0 + K1 at chunk 64, then the fused walk), alternating, two rounds;
+          the library's forward, the fused lab call (K0 + K1 at chunk 64, then the fused walk: two CTAs an SM sharing
+          the walks' chunks, and a CTA a walk), alternating, two rounds;
   kernels the kernels of each call under torch.profiler (the fused walk alone, and its prep).
 Prints one line a measurement."""
 import argparse
@@ -32,10 +33,14 @@ def library(inp, init=None):
                             backend="triton")
 
 
-def fused(inp, init=None):
+def fused(inp, init=None, num_ctas=None):
     return cuda_walk.fused_walk_lab(inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], D=inp["D"], z=inp["z"],
                                     dt_bias=inp["dt_bias"], dt_softplus=True, initial_states=init,
-                                    return_final_states=True)
+                                    return_final_states=True, num_ctas=num_ctas)
+
+
+def fused_per_walk(inp, init=None):
+    return fused(inp, init, num_ctas=0)
 
 
 def errors(got, ref):
@@ -47,11 +52,13 @@ def errors(got, ref):
 def check(name, inp, init=None):
     with torch.no_grad():
         out_r, fin_r = library(inp, init)
-        out_f, fin_f = fused(inp, init)
-    torch.cuda.synchronize()
-    (r1, m1), (r2, m2) = errors(out_f, out_r), errors(fin_f, fin_r)
-    finite = bool(torch.isfinite(out_f).all() and torch.isfinite(fin_f).all())
-    print(f"check {name}: out rms {r1:.2e} max {m1:.2e}; final rms {r2:.2e} max {m2:.2e}; finite {finite}", flush=True)
+        for label, fn in (("shared", fused), ("per-walk", fused_per_walk)):
+            out_f, fin_f = fn(inp, init)
+            torch.cuda.synchronize()
+            (r1, m1), (r2, m2) = errors(out_f, out_r), errors(fin_f, fin_r)
+            finite = bool(torch.isfinite(out_f).all() and torch.isfinite(fin_f).all())
+            print(f"check {name} {label}: out rms {r1:.2e} max {m1:.2e}; final rms {r2:.2e} max {m2:.2e}; "
+                  f"finite {finite}", flush=True)
 
 
 def main():
@@ -69,10 +76,10 @@ def main():
     with torch.no_grad():
         for rnd in range(args.rounds):
             for label, x in ((args.shape, inp), ("b4-l4096-h66 (264 walks)", even)):
-                for name, fn in (("library", library), ("fused", fused)):
+                for name, fn in (("library", library), ("fused", fused), ("fused per-walk", fused_per_walk)):
                     us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
                     print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)
-        for name, fn in (("library", library), ("fused", fused)):
+        for name, fn in (("library", library), ("fused", fused), ("fused per-walk", fused_per_walk)):
             for kname, per_call, us in kernel_table(lambda: fn(inp), n=10):
                 print(f"kernels {name}: {us:8.1f} us x {per_call:.0f}  {kname}", flush=True)
 

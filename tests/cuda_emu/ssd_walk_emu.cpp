@@ -105,7 +105,7 @@ int run_state_stage() {
 
 // The fused walk (stage 4, a lab: ssd_fused_walk_kernel.cuh, chunk 64): out (b, l, h, 64) bf16 and final (b, h, 64,
 // 128) fp32 start NaN; inputs x, z (with "z"), B, C, cb (b ceil(l / 64), g, 64, 64) bf16, dtp, a, D (with "D": 1 (h),
-// 2 (h, p)), init (with "init"). Writes out, final.
+// 2 (h, p)), init (with "init"); "ctas": CTAs sharing the walks' chunks (0: a CTA a walk). Writes out, final.
 int run_fused_stage() {
   using E = __nv_bfloat16;
   const auto x = read_arr<E>("x"), z = read_arr<E>("z"), B = read_arr<E>("B"), C = read_arr<E>("C");
@@ -122,6 +122,11 @@ int run_fused_stage() {
   P.D_per_channel = M("D") == 2;
   P.init = M("init") ? init.data() : nullptr;
   P.out = out.data(); P.final_states = fin.data();
+  // "ctas": the CTAs sharing the walks (0: a CTA a walk); the hand-off scratch starts NaN, the flags at 0, epoch 7
+  P.num_ctas = M("ctas");
+  std::vector<float> scratch(fin.size(), std::nanf(""));
+  std::vector<int32_t> flags(size_t(P.batch * P.nheads), 0);
+  P.scratch = scratch.data(); P.flags = flags.data(); P.epoch = 7;
   const char* err = ssd_fused_walk_cuda(P, nullptr);
   write_arr("out", out); write_arr("final", fin);
   return report(err);
