@@ -308,7 +308,10 @@ __device__ __forceinline__ void fused_epilogue(const float (&acc)[8][4], const c
   }
 }
 
-template <typename E>
+// kLab (MK_SSD_FUSED_LAB, timing only, wrong results by design): bit 0: the state warpgroup skips the x scaling and
+// the update (S stays its piece's start state; the staging, fills and hand-offs run), bit 1: the output warpgroup
+// skips the causal part and the epilogue (C h_in^T, the loads and the barriers run): the pace of each side alone.
+template <typename E, int kLab = 0>
 __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWalkParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
@@ -350,23 +353,25 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       char* const st = stage(j);
       const float* as = reinterpret_cast<const float*>(st + 2 * kFTileBytes + kFXBytes);
       mbar_wait(full + (j & 1), unsigned(j >> 1) & 1u);  // step j's tiles (this warpgroup's copies)
-      const float aL = as[ch.ln - 1];
-      fused_scale_x(xp, st + 2 * kFTileBytes, as, as + kFQ, aL);
-      fence_proxy_async();  // x' and the landed B tile, for wgmma
-      named_bar_sync<128>(2);
-      const float fL = __expf(aL);
+      if constexpr ((kLab & 1) == 0) {
+        const float aL = as[ch.ln - 1];
+        fused_scale_x(xp, st + 2 * kFTileBytes, as, as + kFQ, aL);
+        fence_proxy_async();  // x' and the landed B tile, for wgmma
+        named_bar_sync<128>(2);
+        const float fL = __expf(aL);
 #pragma unroll
-      for (int jj = 0; jj < 16; ++jj)
+        for (int jj = 0; jj < 16; ++jj)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) S[jj][e] *= fL;
-      wgmma_fence();
+          for (int e = 0; e < 4; ++e) S[jj][e] *= fL;
+        wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < kFQ / 16; ++kk)
-        wgmma_ss_bf16<true, true, true>(S, wg_desc<128>(xp + 2048 * kk),
-                                        wg_desc<128>(st + kFTileBytes + 2048 * kk, 8192));
-      wgmma_commit();
-      wgmma_wait<0>();
-      named_bar_sync<128>(2);  // every warp's part of the product is done: x' may be rewritten
+        for (int kk = 0; kk < kFQ / 16; ++kk)
+          wgmma_ss_bf16<true, true, true>(S, wg_desc<128>(xp + 2048 * kk),
+                                          wg_desc<128>(st + kFTileBytes + 2048 * kk, 8192));
+        wgmma_commit();
+        wgmma_wait<0>();
+        named_bar_sync<128>(2);  // every warp's part of the product is done: x' may be rewritten
+      }
       if (u.c + 1 == u.c1) {   // the piece's last chunk: its state to the next CTA, or the walk's final state
         if (u.c1 < nch) fused_publish(p, u.w, S, t);
         else if (p.final_states != nullptr)
@@ -452,7 +457,7 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       wgmma_commit();
       wgmma_wait<0>();
       mbar_arrive(pn_empty);
-      if (t0 < ch.ln) {
+      if ((kLab & 2) == 0 && t0 < ch.ln) {
         const char* xs = st + 2 * kFTileBytes;
         const float* as = reinterpret_cast<const float*>(xs + kFXBytes);
         fused_causal<E>(acc, cbf, diag, xs, as, as + kFQ, t0, w, ch.ln, lane);

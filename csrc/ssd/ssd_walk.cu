@@ -317,7 +317,11 @@ const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
   const int64_t ctas = p.num_ctas > 0 ? (p.num_ctas < steps ? p.num_ctas : steps) : walks;
   if (ctas != walks && (p.scratch == nullptr || p.flags == nullptr))
     return "ssd_fused_walk_cuda: shared walks need scratch and flags";
-  const auto kernel = ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16>;
+  const char* lab = std::getenv("MK_SSD_FUSED_LAB");  // (timing only: ssd_fused_walk_kernel's kLab)
+  const int lab_bits = lab == nullptr ? 0 : std::atoi(lab);
+  const auto kernel = lab_bits == 1   ? ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16, 1>
+                      : lab_bits == 2 ? ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16, 2>
+                                      : ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16, 0>;
   cudaError_t e = opt_in_smem(kernel, ssd_walk::kFSmemBytes, "the fused SSD walk (lab)");
   if (e == cudaSuccess) {
     cudaLaunchConfig_t cfg = {};

@@ -10,6 +10,8 @@ wave), without autograd:
   time    per-call time of n calls back to back behind a GPU spin (median of rounds; _gpu_timing.batch_time_us):
           the library's forward, the fused lab call (K0 + K1 at chunk 64, then the fused walk: two CTAs an SM sharing
           the walks' chunks, and a CTA a walk), alternating, two rounds;
+  lab     the fused call with MK_SSD_FUSED_LAB=1 (the state warpgroup's update left out) and =2 (the output
+          warpgroup's causal part and epilogue left out): wrong results, each side's pace alone;
   kernels the kernels of each call under torch.profiler (the fused walk alone, and its prep).
 Prints one line a measurement."""
 import argparse
@@ -79,6 +81,14 @@ def main():
                 for name, fn in (("library", library), ("fused", fused), ("fused per-walk", fused_per_walk)):
                     us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
                     print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)
+        for lab in ("1", "2"):  # MK_SSD_FUSED_LAB (wrong results by design): each warpgroup's side alone
+            os.environ["MK_SSD_FUSED_LAB"] = lab
+            for rnd in range(args.rounds):
+                us = batch_time_us(lambda: fused(inp), n=20, rounds=5, spin_cycles=spin)
+                print(f"time round {rnd} {args.shape} fused lab {lab} "
+                      f"({'no state update' if lab == '1' else 'no causal part / epilogue'}): {us:.1f} us a call",
+                      flush=True)
+        os.environ.pop("MK_SSD_FUSED_LAB")
         for name, fn in (("library", library), ("fused", fused), ("fused per-walk", fused_per_walk)):
             for kname, per_call, us in kernel_table(lambda: fn(inp), n=10):
                 print(f"kernels {name}: {us:8.1f} us x {per_call:.0f}  {kname}", flush=True)
