@@ -20,8 +20,8 @@
 //   final state; after a piece that ends inside a walk, the state the next CTA takes.
 // - The output warpgroup computes chunk c's 64 x 64 outputs as F2's item does (scan_causal's factored decays, warp w
 //   owning rows 16 w ..): C h_in^T on wgmma (m64n64k16, A = C_c K-major, B = `pn`), the chunk's C B^T (K1's, chunk 64)
-//   and z as fragments loaded from global memory into registers while that product runs, outputs stored from the
-//   fragments.
+//   and z as fragments loaded from global memory into registers while that product runs (the next step's z rows
+//   prefetched into L2 a step ahead), outputs stored from the fragments.
 // Shared memory (108,896 bytes: two CTAs an SM): two stages of C_c and B_c (64 t x 128 n, two 64-n blocks of 8 KB,
 // 128-byte swizzled), x_c (64 t x 64 p, 128-byte rows, swizzled) and a / dt' (64 floats each); `pn` (16 KB); x'
 // (8 KB); D (64 floats); six mbarriers: full[2] (the state warpgroup's 128 cp.async arrivals), empty[2] (the output
@@ -438,6 +438,12 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       diag[2] = okA ? fused_ld32(cbg + tA * kFQ + t0 + 2 * q + 8) : 0u;
       diag[3] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q + 8) : 0u;
       const int64_t orow = ch.tok0 * hp + ch.hh * kP;  // the chunk's first row of x / z / out
+      if (zg != nullptr && tid < kFQ && j + 1 < J) {  // the next step's z rows into L2 (a 128-byte line a thread)
+        FusedCursor v = u;
+        fused_next(P, v);
+        const FusedChunk nx = fused_chunk(p, v.w, v.c, nch);
+        if (tid < nx.ln) prefetch_l2(zg + (nx.tok0 + tid) * hp + nx.hh * kP);
+      }
 #pragma unroll
       for (int hf = 0; hf < 2; ++hf)
 #pragma unroll
