@@ -268,8 +268,8 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
 // A lab, not called by the library (ssd_fused_walk_kernel.cuh, docs/ssd_fused_walk_design.md): F1 and F2 as one walk
 // a (sequence, head) at chunk 64 (sm_90a): out = F2's output, final = F1's final state (nullable), h_in not written.
 // num_ctas 0: a CTA a walk; else that many CTAs share the walks' chunks evenly, handing states on through scratch
-// (walks, p, n) fp32 and flags (walks) int32, which a walk's flag set to `epoch` marks as written (a value no earlier
-// call used: the flags need no clearing between calls).
+// (walks, p, n) fp32 and flags (walks) int32: all 0 before a call (the kernel leaves them so), a walk's flag set to
+// `epoch` (nonzero) while its handed-on state waits in scratch for the next CTA.
 // x, z (nullable), out (b, l, h, p = 64), B, C (b, l, g, n = 128) bf16; cb (b ceil(l / 64), g, 64, 64) bf16 (C B^T of
 // each chunk, K1 at chunk 64; its upper triangle is never read); dtp, a (b, h, l) fp32 (a: the cumsum of dt' A within
 // each chunk of 64); D (h) or (h, p) fp32 (nullable); init, final (b, h, p, n) fp32 (nullable).

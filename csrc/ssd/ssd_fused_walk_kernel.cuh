@@ -111,8 +111,9 @@ __device__ __forceinline__ void fused_next(const FusedPieces& P, FusedCursor& u)
   u.c = u.c0;
 }
 
-// The state hand-off between CTAs (scratch (walks, 64, 128) fp32, flags (walks) int32 = the call's epoch once the
-// walk's state at the end of a head piece is there): the state warpgroup's 128 threads, named barrier 2.
+// The state hand-off between CTAs (scratch (walks, 64, 128) fp32; flags (walks) int32, 0 between calls, = epoch once
+// the walk's state at the end of a head piece is there, 0 again once its reader has it): the state warpgroup's 128
+// threads, named barrier 2.
 __device__ __forceinline__ void fused_publish(const SsdFusedWalkParams& p, int64_t w, const float (&S)[16][4], int t) {
   const int wq = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
   float* dst = p.scratch + w * int64_t(kP * kN);
@@ -157,6 +158,10 @@ __device__ __forceinline__ void fused_take(const SsdFusedWalkParams& p, int64_t 
       S[j][e] = *a;
 #endif
     }
+  // the flag back to 0 (this CTA is the state's only reader): the flags are all 0 again when the kernel ends, so a
+  // call (a CUDA graph's replay too) starts from cleared flags without a memset
+  named_bar_sync<128>(2);
+  if (t == 0) p.flags[w] = 0;
 }
 // S at the start of a piece of walk w at chunk c0: the initial state (or 0) at chunk 0, else the hand-off.
 __device__ __forceinline__ void fused_start(const SsdFusedWalkParams& p, int64_t w, int c0, float (&S)[16][4], int t) {

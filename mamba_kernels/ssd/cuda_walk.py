@@ -132,18 +132,18 @@ def d_fp32(D):
     return None if D is None else D.detach().float().contiguous()
 
 
-_FUSED_FLAGS = {}  # device index -> [flags (int32, never cleared), the last epoch used]
+_FUSED_FLAGS = {}  # device index -> the fused walk's hand-off flags (int32 zeros; every call leaves them 0)
 
 
-def _fused_handoff(dev, walks):
-    """The fused walk's hand-off flags for `walks` walks on `dev` (kept across calls, grown as needed) and a fresh
-    epoch: a flag equal to it marks a state written in this call, so the flags need no clearing between calls."""
+def _fused_flags(dev, walks):
+    """The fused walk's hand-off flags for `walks` walks on `dev`: zeros, kept across calls (grown as needed), since
+    the kernel clears each flag after its reader has taken the state (a CUDA graph's replays find them cleared too).
+    One buffer a device: calls on two streams at once would share it (a lab)."""
     idx = dev.index if dev.index is not None else torch.cuda.current_device()
-    ent = _FUSED_FLAGS.get(idx)
-    if ent is None or ent[0].numel() < walks:
-        ent = _FUSED_FLAGS[idx] = [torch.zeros(max(walks, 1024), device=dev, dtype=torch.int32), 0]
-    ent[1] = ent[1] % (2 ** 31 - 2) + 1
-    return ent[0], ent[1]
+    flags = _FUSED_FLAGS.get(idx)
+    if flags is None or flags.numel() < walks:
+        flags = _FUSED_FLAGS[idx] = torch.zeros(max(walks, 1024), device=dev, dtype=torch.int32)
+    return flags[:walks]
 
 
 def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
@@ -170,11 +170,9 @@ def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
     if num_ctas is None:
         num_ctas = 2 * torch.cuda.get_device_properties(x.device).multi_processor_count
     scratch = flags = None
-    epoch = 1
     if num_ctas > 0:
         scratch = torch.empty(b * h * p * n, device=x.device, dtype=torch.float32)
-        flags, epoch = _fused_handoff(x.device, b * h)
-        flags = flags[:b * h]
+        flags = _fused_flags(x.device, b * h)
     torch.ops.mamba_kernels._ssd_fused_walk_lab(x, z, B, C, cb, dtp, a, d_fp32(D), init, out, final, num_ctas,
-                                                scratch, flags, epoch)
+                                                scratch, flags, 1)
     return (out, final) if return_final_states else out

@@ -128,6 +128,11 @@ int run_fused_stage() {
   std::vector<int32_t> flags(size_t(P.batch * P.nheads), 0);
   P.scratch = scratch.data(); P.flags = flags.data(); P.epoch = 7;
   const char* err = ssd_fused_walk_cuda(P, nullptr);
+  for (const int32_t f : flags)
+    if (f != 0) {
+      std::printf("a hand-off flag left set\n");
+      return 1;
+    }
   write_arr("out", out); write_arr("final", fin);
   return report(err);
 }
