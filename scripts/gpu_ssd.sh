@@ -60,7 +60,7 @@ step 50 $OUT/stress.log one_launch_prep env MK_SSD_PREP_ONE_LAUNCH=1 $S
 grep -h "^stress" $OUT/stress.log >> $L
 elif [ "${SSD_PART:-time}" = oneteam ] || [ "${SSD_PART:-time}" = fused ]; then
 if [ "${SSD_PART:-time}" = fused ]; then
-step 90 $T fused_tests $P tests/test_ssd_gpu.py -m gpu -k "fused_walk_lab"
+step 120 $T fused_tests $P tests/test_ssd_fused_gpu.py -m gpu
 tail -3 $T >> $L
 step 90 $OUT/fused_lab.log fused_lab python3 scripts/lab/ssd_fused_lab.py
 grep -h "^check\|^time\|^kernels" $OUT/fused_lab.log >> $L

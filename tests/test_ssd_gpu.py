@@ -544,30 +544,3 @@ def test_gpu_cuda_state_stage(case, variant, monkeypatch):
     assert torch.isnan(got_in[~filled]).all(), "slots of no chunk were written"
     assert_close(got_in[filled], exp_in[filled], torch.bfloat16, name=f"{case} states_in")
     assert_close(final.cpu(), exp_fin, torch.bfloat16, name=f"{case} final")
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("ctas", [None, 0, 7], ids=["shared", "per-walk", "7ctas"])
-@pytest.mark.parametrize("case", ["b2-l300-h8-g1-D-z-init", "b1-l1000-h16-g4-Dhp-noz", "b1-l1-h4-g4-D-z-init",
-                                  "b1-l4096-h80-g1-D-z"])
-def test_gpu_fused_walk_lab(case, ctas):
-    """The fused F1 + F2 walk (a lab at chunk 64: csrc/ssd/ssd_fused_walk_kernel.cuh, cuda_walk.fused_walk_lab)
-    against the float64 reference, out and final states (poisoned first); two CTAs an SM sharing the walks' chunks
-    (hand-offs), a CTA a walk, or 7 CTAs (hand-off chains through walks longer than a share)."""
-    _skip_unavailable("triton", "cuda")
-    from mamba_kernels.ssd import cuda_walk
-    if not cuda_walk.has_cuda_op("_ssd_fused_walk_lab") or torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("the fused walk lab needs an sm_90a build on an H100 / H200")
-    b, l, h, g = (int(v[1:]) for v in case.split("-")[:4])
-    inp = make_inputs(b, l, h, 64, 128, g, dtype=torch.bfloat16, device="cuda", D_shape="hp" if "Dhp" in case else "h",
-                      z="noz" not in case, init="init" in case)
-    out = torch.full_like(inp["x"], float("nan"))
-    final = torch.full((b, h, 64, 128), float("nan"), device="cuda")
-    cuda_walk.fused_walk_lab(**inp, dt_softplus=True, return_final_states=True, out=out, final_states=final,
-                             num_ctas=ctas)
-    ref = {k: (v.double() if v.is_floating_point() else v) for k, v in inp.items()}
-    exp, exp_final = ssd_chunked_scan(**ref, chunk_size=64, dt_softplus=True, return_final_states=True, backend="ref")
-    assert_close(out, exp, torch.bfloat16, name=f"{case} out")
-    assert_close(final, exp_final, torch.bfloat16, name=f"{case} final")
-    again = cuda_walk.fused_walk_lab(**inp, dt_softplus=True, num_ctas=ctas)  # deterministic: the same bits
-    assert torch.equal(again, out)

@@ -48,8 +48,9 @@ failed now and then; bench/notes/chunked_ssd_2.md). Session 38: F2's decays as e
 addresses from the lane (F2 lab 208.5-209.5 against 212.5-213.7 us; forward 0.3173 ms with the TMA ring, d86ef82's
 kernels); then the TMA ring and the dependent launch off by default again: forwards back to back with them failed
 once ("unspecified launch failure"; csrc/ssd/ssd_walk.cu says where else it was seen), so the default is session
-36's cp.async ring again until that is understood. CALLS counts the CUDA launches per stage (tests assert that they
-happened).
+36's cp.async ring again until that is understood. Session 40 (no GPU): a lab of F1 and F2 fused into one walk at
+chunk 64 (fused_walk_lab; MK_SSD_FUSED_WALK=1 hands the forward's calls without a backward to it; not yet timed).
+CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ import torch
 
 from .cuda import has_cuda_op
 
-CALLS = {"dx": 0, "scan": 0, "state": 0}
+CALLS = {"dx": 0, "scan": 0, "state": 0, "fused": 0}
 HEADDIM, DSTATE, CHUNK, MIN_HEADS_PER_GROUP = 64, 128, 128, 8
 
 
@@ -146,6 +147,15 @@ def _fused_flags(dev, walks):
     return flags[:walks]
 
 
+def fused_serves(x, z, B, C, cu_seqlens) -> bool:
+    """Whether the Triton forward hands a call without a backward to the fused walk (fused_walk_lab): only with
+    MK_SSD_FUSED_WALK=1 (read at each call; off by default: a lab until timed on the H200), bf16, p 64, n 128, no
+    cu_seqlens, 16-byte aligned tiles, on a compute capability 9.0 device with the op built (sm_90a)."""
+    return (os.environ.get("MK_SSD_FUSED_WALK", "0") == "1" and x.is_cuda and x.dtype == torch.bfloat16
+            and cu_seqlens is None and x.shape[-1] == HEADDIM and B.shape[-1] == DSTATE and tiles_aligned((x, z, B, C))
+            and torch.cuda.get_device_capability(x.device) == (9, 0) and has_cuda_op("_ssd_fused_walk_lab"))
+
+
 def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,
                    initial_states=None, return_final_states=False, out=None, final_states=None, num_ctas=None):
     """A lab, not part of the API (csrc/ssd/ssd_fused_walk_kernel.cuh, docs/ssd_fused_walk_design.md): the chunked SSD
@@ -175,4 +185,5 @@ def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
         flags = _fused_flags(x.device, b * h)
     torch.ops.mamba_kernels._ssd_fused_walk_lab(x, z, B, C, cb, dtp, a, d_fp32(D), init, out, final, num_ctas,
                                                 scratch, flags, 1)
+    CALLS["fused"] += 1
     return (out, final) if return_final_states else out

@@ -316,6 +316,13 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     x, dt, A, B, C, D, z, dt_bias, initial_states = _contig(x, dt, A, B, C, D, z, dt_bias, initial_states)
     b, l, h, p, g, n, hpg, Q, dev, kind, prec, sdt, cfg, lay = _setup(x, B, chunk_size, cu_seqlens)
     hin_dt = torch.float32 if states_fp32 else sdt
+    if not need_ypre and not states_fp32 and cuda_walk.fused_serves(x, z, B, C, cu_seqlens):
+        # the fused walk (a lab, opt-in: MK_SSD_FUSED_WALK=1): no backward and no returned chunk states, so
+        # states_in is never read (left unwritten)
+        out, final = cuda_walk.fused_walk_lab(x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_limit, initial_states,
+                                              return_final_states=True)
+        states_in = torch.empty(lay.nk, h, p, n, device=dev, dtype=hin_dt)
+        return out, torch.empty((0,), device=dev, dtype=x.dtype), states_in, final
     store_ypre = z is not None and need_ypre
     heads_scan = bool(lay.nk) and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted())
     walk_scan = (bool(lay.nk) and not heads_scan and hin_dt == sdt and (not store_ypre or cuda_walk.scan_serves_ypre())

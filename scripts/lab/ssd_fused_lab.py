@@ -81,6 +81,11 @@ def main():
                 for name, fn in (("library", library), ("fused", fused), ("fused per-walk", fused_per_walk)):
                     us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
                     print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)
+        os.environ["MK_SSD_FUSED_WALK"] = "1"  # the library's forward with the fused walk (the bench's path)
+        for rnd in range(args.rounds):
+            us = batch_time_us(lambda: library(inp), n=20, rounds=5, spin_cycles=spin)
+            print(f"time round {rnd} {args.shape} library with MK_SSD_FUSED_WALK=1: {us:.1f} us a call", flush=True)
+        os.environ.pop("MK_SSD_FUSED_WALK")
         for lab in ("1", "2"):  # MK_SSD_FUSED_LAB (wrong results by design): each warpgroup's side alone
             os.environ["MK_SSD_FUSED_LAB"] = lab
             for rnd in range(args.rounds):
