@@ -244,10 +244,12 @@ __device__ __forceinline__ void fused_scale_x(char* xp, const char* xs, const fl
 
 __device__ __forceinline__ uint32_t fused_ld32(const void* p) { return *static_cast<const uint32_t*>(p); }
 
-// The output warp's causal part, scan_causal with the chunk's C B^T fragments from registers: cbf[sb] the earlier
-// blocks sb < tb (rows g / g + 8, columns 2 q / 2 q + 8 of block sb: mma's A order), diag the diagonal block's.
-template <typename E>
-__device__ __forceinline__ void fused_causal(float (&acc)[8][4], const uint32_t (&cbf)[3][4], const uint32_t (&diag)[4],
+// The output warp's causal part (scan_causal's factored decays) with the chunk's C B^T in registers:
+// earlier(sb, u0, u1, u8, u9) gives block sb's A fragment (sb < tb) with its columns 2 q, 2 q + 1, 2 q + 8, 2 q + 9
+// weighted by u0, u1, u8, u9; diag(k, t, s, a_t2, a_s0, a_s1, d0, d1) register k of the diagonal block's (rows g /
+// g + 8 for k 0 / 1 and 2 / 3, columns 2 q / 2 q + 8 for k 0, 1 / 2, 3), masked to s <= t < ln and decayed.
+template <typename E, typename Earlier, typename Diag>
+__device__ __forceinline__ void fused_causal(float (&acc)[8][4], const Earlier& earlier, const Diag& diag,
                                              const char* xs, const float* as, const float* dts, int t0, int tb, int ln,
                                              int lane) {
   const E* x = reinterpret_cast<const E*>(xs);
@@ -260,12 +262,7 @@ __device__ __forceinline__ void fused_causal(float (&acc)[8][4], const uint32_t 
     const int s = 16 * sb + 2 * q;
     const float u0 = decay_exp(a_m2, as[s]) * dts[s], u1 = decay_exp(a_m2, as[s + 1]) * dts[s + 1];
     const float u8 = decay_exp(a_m2, as[s + 8]) * dts[s + 8], u9 = decay_exp(a_m2, as[s + 9]) * dts[s + 9];
-    typename Frag<E>::A af;
-    af.r[0] = scale_pair(cbf[sb][0], u0, u1);
-    af.r[1] = scale_pair(cbf[sb][1], u0, u1);
-    af.r[2] = scale_pair(cbf[sb][2], u8, u9);
-    af.r[3] = scale_pair(cbf[sb][3], u8, u9);
-    a_times_tile<E, true>(acc, af, x, 16 * sb, lane);
+    a_times_tile<E, true>(acc, earlier(sb, u0, u1, u8, u9), x, 16 * sb, lane);
   }
   const float a_tA = as[tA], a_tB = as[tB];
   scale_acc_rows(acc, tA < ln ? __expf(a_tA - a_m) : 0.f, tB < ln ? __expf(a_tB - a_m) : 0.f);
@@ -274,11 +271,20 @@ __device__ __forceinline__ void fused_causal(float (&acc)[8][4], const uint32_t 
   const float d0 = dts[s], d1 = dts[s + 1], d8 = dts[s + 8], d9 = dts[s + 9];
   const float a_tA2 = a_tA * kLog2e, a_tB2 = a_tB * kLog2e;
   typename Frag<E>::A af;
-  af.r[0] = causal_pair(diag[0], tA, s, a_tA2, as0, as1, d0, d1, ln);
-  af.r[1] = causal_pair(diag[1], tB, s, a_tB2, as0, as1, d0, d1, ln);
-  af.r[2] = causal_pair(diag[2], tA, s + 8, a_tA2, as8, as9, d8, d9, ln);
-  af.r[3] = causal_pair(diag[3], tB, s + 8, a_tB2, as8, as9, d8, d9, ln);
+  af.r[0] = diag(0, tA, s, a_tA2, as0, as1, d0, d1);
+  af.r[1] = diag(1, tB, s, a_tB2, as0, as1, d0, d1);
+  af.r[2] = diag(2, tA, s + 8, a_tA2, as8, as9, d8, d9);
+  af.r[3] = diag(3, tB, s + 8, a_tB2, as8, as9, d8, d9);
   a_times_tile<E, true>(acc, af, x, t0, lane);
+}
+
+// causal_pair on fp32 values (the in-kernel C B^T's accumulators): (lo, hi) at columns s, s + 1 of row t times
+// exp(a_t - a_s) dt'_s where s <= t < ln, else 0 (a select: the values above the diagonal are never multiplied in).
+__device__ __forceinline__ uint32_t causal_pair_f32(float lo, float hi, int t, int s, float a_t2, float a_s0,
+                                                    float a_s1, float d0, float d1, int ln) {
+  lo = (s <= t && t < ln) ? lo * decay_exp(a_t2, a_s0) * d0 : 0.f;
+  hi = (s + 1 <= t && t < ln) ? hi * decay_exp(a_t2, a_s1) * d1 : 0.f;
+  return ssd_cuda::pack_bf16(lo, hi);
 }
 
 // The output warp's epilogue: y += D x (x pairs by ldmatrix from the swizzled tile), out = y silu(z) (z fragments
@@ -316,7 +322,8 @@ __device__ __forceinline__ void fused_epilogue(const float (&acc)[8][4], const c
 // kLab (MK_SSD_FUSED_LAB, timing only, wrong results by design): bit 0: the state warpgroup skips the x scaling and
 // the update (S stays its piece's start state; the staging, fills and hand-offs run), bit 1: the output warpgroup
 // skips the causal part and the epilogue (C h_in^T, the loads and the barriers run): the pace of each side alone.
-template <typename E, int kLab = 0>
+// kCbIn (p.cb null): the chunk's C B^T on wgmma in the kernel instead of K1's from global memory.
+template <typename E, int kLab = 0, bool kCbIn = false>
 __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWalkParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
@@ -424,24 +431,28 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       mbar_wait(full + (j & 1), unsigned(j >> 1) & 1u);
       mbar_wait(pn_full, unsigned(j) & 1u);
       fence_proxy_async();  // the stage's copies and the staged pn, for wgmma
-      // C B^T (the chunk's slot, group grp) and z fragments, loaded while C h_in^T runs
+      // C B^T: K1's (the chunk's slot, group grp) as fragments loaded while C h_in^T runs, or (kCbIn) on wgmma from
+      // the stage's C and B tiles beside C h_in^T (no loads, fp32 values weighted before their bf16 rounding)
       const E* cbg = static_cast<const E*>(p.cb) + (ch.slot * p.ngroups + ch.grp) * int64_t(kFQ * kFQ);
       const int tA = t0 + g, tB = tA + 8;
       const bool okA = tA < ch.ln, okB = tB < ch.ln;
       uint32_t cbf[3][4], diag[4], zr[2][8];
+      float cba[kCbIn ? 8 : 1][4];
+      if constexpr (!kCbIn) {
 #pragma unroll
-      for (int sb = 0; sb < 3; ++sb) {
-        const bool on = sb < w;
-        const int s = 16 * sb + 2 * q;
-        cbf[sb][0] = on && okA ? fused_ld32(cbg + tA * kFQ + s) : 0u;
-        cbf[sb][1] = on && okB ? fused_ld32(cbg + tB * kFQ + s) : 0u;
-        cbf[sb][2] = on && okA ? fused_ld32(cbg + tA * kFQ + s + 8) : 0u;
-        cbf[sb][3] = on && okB ? fused_ld32(cbg + tB * kFQ + s + 8) : 0u;
+        for (int sb = 0; sb < 3; ++sb) {
+          const bool on = sb < w;
+          const int s = 16 * sb + 2 * q;
+          cbf[sb][0] = on && okA ? fused_ld32(cbg + tA * kFQ + s) : 0u;
+          cbf[sb][1] = on && okB ? fused_ld32(cbg + tB * kFQ + s) : 0u;
+          cbf[sb][2] = on && okA ? fused_ld32(cbg + tA * kFQ + s + 8) : 0u;
+          cbf[sb][3] = on && okB ? fused_ld32(cbg + tB * kFQ + s + 8) : 0u;
+        }
+        diag[0] = okA ? fused_ld32(cbg + tA * kFQ + t0 + 2 * q) : 0u;
+        diag[1] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q) : 0u;
+        diag[2] = okA ? fused_ld32(cbg + tA * kFQ + t0 + 2 * q + 8) : 0u;
+        diag[3] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q + 8) : 0u;
       }
-      diag[0] = okA ? fused_ld32(cbg + tA * kFQ + t0 + 2 * q) : 0u;
-      diag[1] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q) : 0u;
-      diag[2] = okA ? fused_ld32(cbg + tA * kFQ + t0 + 2 * q + 8) : 0u;
-      diag[3] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q + 8) : 0u;
       const int64_t orow = ch.tok0 * hp + ch.hh * kP;  // the chunk's first row of x / z / out
       if (zg != nullptr && tid < kFQ && j + 1 < J) {  // the next step's z rows into L2 (a 128-byte line a thread)
         FusedCursor v = u;
@@ -465,13 +476,54 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
         if (kk == 0) wgmma_ss_bf16<false, false, false>(acc, a, b);
         else wgmma_ss_bf16<true, false, false>(acc, a, b);
       }
+      if constexpr (kCbIn) {  // C B^T (t, s) = C_t . B_s: the B tile as a K-major B operand (rows s, n contiguous)
+#pragma unroll
+        for (int kk = 0; kk < kN / 16; ++kk) {
+          const WgDesc a = wg_desc<128>(st + (kk >> 2) * 8192 + (kk & 3) * 32);
+          const WgDesc b = wg_desc<128>(st + kFTileBytes + (kk >> 2) * 8192 + (kk & 3) * 32);
+          if (kk == 0) wgmma_ss_bf16<false, false, false>(cba, a, b);
+          else wgmma_ss_bf16<true, false, false>(cba, a, b);
+        }
+      }
       wgmma_commit();
       wgmma_wait<0>();
       mbar_arrive(pn_empty);
       if ((kLab & 2) == 0 && t0 < ch.ln) {
         const char* xs = st + 2 * kFTileBytes;
         const float* as = reinterpret_cast<const float*>(xs + kFXBytes);
-        fused_causal<E>(acc, cbf, diag, xs, as, as + kFQ, t0, w, ch.ln, lane);
+        if constexpr (kCbIn) {
+          float dv[8];  // the diagonal block's accumulators (block w: tiles 2 w, 2 w + 1)
+#pragma unroll
+          for (int sb = 0; sb < 4; ++sb)
+            if (sb == w)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) dv[e] = cba[2 * sb][e], dv[4 + e] = cba[2 * sb + 1][e];
+          const auto earlier = [&](int sb, float u0, float u1, float u8, float u9) {
+            typename Frag<E>::A af;
+            af.r[0] = ssd_cuda::pack_bf16(cba[2 * sb][0] * u0, cba[2 * sb][1] * u1);
+            af.r[1] = ssd_cuda::pack_bf16(cba[2 * sb][2] * u0, cba[2 * sb][3] * u1);
+            af.r[2] = ssd_cuda::pack_bf16(cba[2 * sb + 1][0] * u8, cba[2 * sb + 1][1] * u9);
+            af.r[3] = ssd_cuda::pack_bf16(cba[2 * sb + 1][2] * u8, cba[2 * sb + 1][3] * u9);
+            return af;
+          };
+          const auto diagf = [&](int k, int t, int s, float a_t2, float a0, float a1, float d0, float d1) {
+            return causal_pair_f32(dv[2 * k], dv[2 * k + 1], t, s, a_t2, a0, a1, d0, d1, ch.ln);  // k: dv 2 k, + 1
+          };
+          fused_causal<E>(acc, earlier, diagf, xs, as, as + kFQ, t0, w, ch.ln, lane);
+        } else {
+          const auto earlier = [&](int sb, float u0, float u1, float u8, float u9) {
+            typename Frag<E>::A af;
+            af.r[0] = scale_pair(cbf[sb][0], u0, u1);
+            af.r[1] = scale_pair(cbf[sb][1], u0, u1);
+            af.r[2] = scale_pair(cbf[sb][2], u8, u9);
+            af.r[3] = scale_pair(cbf[sb][3], u8, u9);
+            return af;
+          };
+          const auto diagf = [&](int k, int t, int s, float a_t2, float a0, float a1, float d0, float d1) {
+            return causal_pair(diag[k], t, s, a_t2, a0, a1, d0, d1, ch.ln);
+          };
+          fused_causal<E>(acc, earlier, diagf, xs, as, as + kFQ, t0, w, ch.ln, lane);
+        }
         fused_epilogue<E>(acc, xs, Ds, zr, zg != nullptr, static_cast<E*>(p.out) + orow + t0 * hp, hp, t0, ch.ln,
                           lane);
       }

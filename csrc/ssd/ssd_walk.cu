@@ -307,8 +307,7 @@ const char* ssd_scan_cuda(const SsdScanParams& p, void* stream) {
 const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
   if (p.batch < 0 || p.seqlen < 0 || p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0)
     return "ssd_fused_walk_cuda: bad sizes (ngroups must divide nheads)";
-  if (p.x == nullptr || p.B == nullptr || p.C == nullptr || p.cb == nullptr || p.a == nullptr || p.dtp == nullptr ||
-      p.out == nullptr)
+  if (p.x == nullptr || p.B == nullptr || p.C == nullptr || p.a == nullptr || p.dtp == nullptr || p.out == nullptr)
     return "ssd_fused_walk_cuda: missing input";
   if (!device_runs_sm90a()) return "ssd_fused_walk_cuda: needs an sm_90a build on a compute capability 9.0 device";
   const int64_t walks = p.batch * p.nheads, steps = walks * ((p.seqlen + kSsdFusedChunk - 1) / kSsdFusedChunk);
@@ -319,9 +318,13 @@ const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
     return "ssd_fused_walk_cuda: shared walks need scratch and flags";
   const char* lab = std::getenv("MK_SSD_FUSED_LAB");  // (timing only: ssd_fused_walk_kernel's kLab)
   const int lab_bits = lab == nullptr ? 0 : std::atoi(lab);
-  const auto kernel = lab_bits == 1   ? ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16, 1>
-                      : lab_bits == 2 ? ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16, 2>
-                                      : ssd_walk::ssd_fused_walk_kernel<__nv_bfloat16, 0>;
+  using E = __nv_bfloat16;
+  namespace sw = ssd_walk;
+  const bool cb_in = p.cb == nullptr;  // C B^T computed in the kernel (kCbIn)
+  const auto kernel = lab_bits == 1   ? (cb_in ? sw::ssd_fused_walk_kernel<E, 1, true> : sw::ssd_fused_walk_kernel<E, 1>)
+                      : lab_bits == 2 ? (cb_in ? sw::ssd_fused_walk_kernel<E, 2, true> : sw::ssd_fused_walk_kernel<E, 2>)
+                      : cb_in         ? sw::ssd_fused_walk_kernel<E, 0, true>
+                                      : sw::ssd_fused_walk_kernel<E, 0>;
   cudaError_t e = opt_in_smem(kernel, ssd_walk::kFSmemBytes, "the fused SSD walk (lab)");
   if (e == cudaSuccess) {
     cudaLaunchConfig_t cfg = {};

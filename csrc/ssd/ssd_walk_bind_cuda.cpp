@@ -183,7 +183,8 @@ void ssd_state_cuda_op(const at::Tensor& x, const at::Tensor& B, const at::Tenso
 
 // The fused walk (a lab: ssd_fused_walk_kernel.cuh; mamba_kernels/ssd/cuda_walk.py's fused_walk_lab).
 void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>& z, const at::Tensor& B,
-                           const at::Tensor& C, const at::Tensor& cb, const at::Tensor& dtp, const at::Tensor& a,
+                           const at::Tensor& C, const std::optional<at::Tensor>& cb, const at::Tensor& dtp,
+                           const at::Tensor& a,
                            const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& init, at::Tensor& out,
                            const std::optional<at::Tensor>& final_states, int64_t num_ctas,
                            const std::optional<at::Tensor>& scratch, const std::optional<at::Tensor>& flags,
@@ -198,7 +199,7 @@ void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>&
   const int64_t xs = x.numel(), hl = b * h * l, nch = (l + kSsdFusedChunk - 1) / kSsdFusedChunk, pn = h * P * n;
   check_cuda_dense(B, x, "B", bf, b * l * g * n);
   check_cuda_dense(C, x, "C", bf, b * l * g * n);
-  check_cuda_dense(cb, x, "cb", bf, b * nch * g * kSsdFusedChunk * kSsdFusedChunk);
+  if (cb) check_cuda_dense(*cb, x, "cb", bf, b * nch * g * kSsdFusedChunk * kSsdFusedChunk);
   check_cuda_dense(dtp, x, "dtp", f32, hl);
   check_cuda_dense(a, x, "a", f32, hl);
   check_cuda_dense(out, x, "out", bf, xs);
@@ -215,7 +216,7 @@ void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>&
   }
   p.B = B.const_data_ptr();
   p.C = C.const_data_ptr();
-  p.cb = cb.const_data_ptr();
+  p.cb = cb ? cb->const_data_ptr() : nullptr;
   p.dtp = dtp.const_data_ptr<float>();
   p.a = a.const_data_ptr<float>();
   p.D = nullptr;
@@ -278,7 +279,7 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
       &mamba_kernels::ssd_state_cuda_op);
   m.def("_ssd_walk_fits(int stage, int device) -> bool", &mamba_kernels::ssd_walk_fits_op);
   m.def(
-      "_ssd_fused_walk_lab(Tensor x, Tensor? z, Tensor B, Tensor C, Tensor cb, Tensor dtp, Tensor a, Tensor? D, "
+      "_ssd_fused_walk_lab(Tensor x, Tensor? z, Tensor B, Tensor C, Tensor? cb, Tensor dtp, Tensor a, Tensor? D, "
       "Tensor? init, Tensor(a!) out, Tensor(b!)? final, int num_ctas, Tensor(c!)? scratch, Tensor(d!)? flags, "
       "int epoch) -> ()",
       &mamba_kernels::ssd_fused_walk_lab_op);

@@ -163,15 +163,17 @@ def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
     one fused CUDA walk a (sequence, head) (F1 + F2, h_in kept on chip). x, z (b, l, h, 64), B, C (b, l, g, 128) bf16;
     dt (b, l, h); A, dt_bias (h); D (h) or (h, 64); initial_states (b, h, 64, 128). Returns out (and the final states,
     fp32), written into `out` / `final_states` when given. num_ctas: None = two CTAs an SM sharing the walks' chunks
-    evenly (lab step 2: states handed on between CTAs), 0 = a CTA a walk (lab step 1), else that many CTAs. Needs an
-    sm_90a build on an H100 / H200 (scripts/lab/ssd_fused_lab.py times it)."""
+    evenly (lab step 2: states handed on between CTAs), 0 = a CTA a walk (lab step 1), else that many CTAs. With
+    MK_SSD_FUSED_CB=1 the walk computes each chunk's C B^T itself (wgmma, fp32 values weighted before rounding) and
+    K1 does not run. Needs an sm_90a build on an H100 / H200 (scripts/lab/ssd_fused_lab.py times it)."""
     from .triton import _cb, _contig, _cumsum_fwd, _setup
     if not has_cuda_op("_ssd_fused_walk_lab"):
         raise RuntimeError("fused_walk_lab: the CUDA extension was built without the fused walk")
     x, dt, A, B, C, z, dt_bias = _contig(x, dt, A, B, C, z, dt_bias)
     b, l, h, p, g, n, hpg, Q, dev, kind, prec, sdt, cfg, lay = _setup(x, B, 64, None)
     dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
-    cb = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
+    # MK_SSD_FUSED_CB=1 (read at each call): C B^T on wgmma inside the walk instead of K1's (no K1 launch)
+    cb = None if os.environ.get("MK_SSD_FUSED_CB", "0") == "1" else _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
     out = torch.empty_like(x) if out is None else out
     final = None
     if return_final_states:

@@ -9,7 +9,8 @@ wave), without autograd:
           sequence (l 300, h 8, initial states) as well;
   time    per-call time of n calls back to back behind a GPU spin (median of rounds; _gpu_timing.batch_time_us):
           the library's forward, the fused lab call (K0 + K1 at chunk 64, then the fused walk: two CTAs an SM sharing
-          the walks' chunks, and a CTA a walk), alternating, two rounds;
+          the walks' chunks, a CTA a walk, and shared with C B^T computed in the walk: MK_SSD_FUSED_CB=1),
+          alternating, two rounds;
   lab     the fused call with MK_SSD_FUSED_LAB=1 (the state warpgroup's update left out) and =2 (the output
           warpgroup's causal part and epilogue left out): wrong results, each side's pace alone;
   kernels the kernels of each call under torch.profiler (the fused walk alone, and its prep).
@@ -54,7 +55,9 @@ def errors(got, ref):
 def check(name, inp, init=None):
     with torch.no_grad():
         out_r, fin_r = library(inp, init)
-        for label, fn in (("shared", fused), ("per-walk", fused_per_walk)):
+        for label, fn, cbin in (("shared", fused, "0"), ("per-walk", fused_per_walk, "0"),
+                                ("shared, C B^T inside", fused, "1")):
+            os.environ["MK_SSD_FUSED_CB"] = cbin
             out_f, fin_f = fn(inp, init)
             torch.cuda.synchronize()
             (r1, m1), (r2, m2) = errors(out_f, out_r), errors(fin_f, fin_r)
@@ -78,9 +81,12 @@ def main():
     with torch.no_grad():
         for rnd in range(args.rounds):
             for label, x in ((args.shape, inp), ("b4-l4096-h66 (264 walks)", even)):
-                for name, fn in (("library", library), ("fused", fused), ("fused per-walk", fused_per_walk)):
+                for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"),
+                                       ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1")):
+                    os.environ["MK_SSD_FUSED_CB"] = cbin
                     us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
                     print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)
+        os.environ["MK_SSD_FUSED_CB"] = "0"
         os.environ["MK_SSD_FUSED_WALK"] = "1"  # the library's forward with the fused walk (the bench's path)
         for rnd in range(args.rounds):
             us = batch_time_us(lambda: library(inp), n=20, rounds=5, spin_cycles=spin)
@@ -94,7 +100,9 @@ def main():
                       f"({'no state update' if lab == '1' else 'no causal part / epilogue'}): {us:.1f} us a call",
                       flush=True)
         os.environ.pop("MK_SSD_FUSED_LAB")
-        for name, fn in (("library", library), ("fused", fused), ("fused per-walk", fused_per_walk)):
+        for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"), ("fused per-walk", fused_per_walk, "0"),
+                               ("fused, C B^T inside", fused, "1")):
+            os.environ["MK_SSD_FUSED_CB"] = cbin
             for kname, per_call, us in kernel_table(lambda: fn(inp), n=10):
                 print(f"kernels {name}: {us:8.1f} us x {per_call:.0f}  {kname}", flush=True)
 

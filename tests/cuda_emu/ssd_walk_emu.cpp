@@ -116,7 +116,8 @@ int run_fused_stage() {
   P.batch = M("b"); P.seqlen = M("l"); P.nheads = M("h"); P.ngroups = M("g");
   std::vector<E> out(x.size(), __float2bfloat16_rn(std::nanf("")));
   std::vector<float> fin(size_t(P.batch * P.nheads) * kSsdWalkHeaddim * kSsdWalkDstate, std::nanf(""));
-  P.x = x.data(); P.z = M("z") ? z.data() : nullptr; P.B = B.data(); P.C = C.data(); P.cb = cb.data();
+  P.x = x.data(); P.z = M("z") ? z.data() : nullptr; P.B = B.data(); P.C = C.data();
+  P.cb = M("cbin") ? nullptr : cb.data();  // "cbin": C B^T computed in the kernel
   P.dtp = dtp.data(); P.a = a.data();
   P.D = M("D") ? D.data() : nullptr;
   P.D_per_channel = M("D") == 2;
