@@ -20,8 +20,8 @@
 //   final state; after a piece that ends inside a walk, the state the next CTA takes.
 // - The output warpgroup computes chunk c's 64 x 64 outputs as F2's item does (scan_causal's factored decays, warp w
 //   owning rows 16 w ..): C h_in^T on wgmma (m64n64k16, A = C_c K-major, B = `pn`), the chunk's C B^T (K1's, chunk 64)
-//   and z as fragments loaded from global memory into registers while that product runs (the next step's z rows
-//   prefetched into L2 a step ahead), outputs stored from the fragments.
+//   and z as fragments loaded from global memory into registers while that product runs (z prefetched into L2 with
+//   the step's stage fill, two steps ahead), outputs stored from the fragments.
 // Shared memory (108,896 bytes: two CTAs an SM): two stages of C_c and B_c (64 t x 128 n, two 64-n blocks of 8 KB,
 // 128-byte swizzled), x_c (64 t x 64 p, 128-byte rows, swizzled) and a / dt' (64 floats each); `pn` (16 KB); x'
 // (8 KB); D (64 floats); six mbarriers: full[2] (the state warpgroup's 128 cp.async arrivals), empty[2] (the output
@@ -44,18 +44,12 @@ constexpr int kFSmemBytes = kFPiecesOff + 48;  // + FusedPieces
 static_assert(kFStageBytes % 1024 == 0 && kFPnOff % 1024 == 0 && kFXpOff % 1024 == 0, "swizzled tiles 1 KB aligned");
 static_assert(2 * (kFSmemBytes + 1024) <= 233472, "two CTAs an SM (228 KB, 1 KB reserved a CTA)");
 
-// Chunk c of walk w (sequence r = w / h, head hh = w % h): its first token (b l index), its offset in the (b, h, l)
-// rows, its valid tokens (1..64), the head and its group, the chunk's C B^T slot (r nch + c).
+// Chunk c of a walk: its first token (b l index), its offset in the (b, h, l) rows, its valid tokens (1..64), the head
+// and its group, the chunk's C B^T slot (r nch + c).
 struct FusedChunk {
   int64_t tok0, ab, slot;
   int ln, hh, grp;
 };
-__device__ __forceinline__ FusedChunk fused_chunk(const SsdFusedWalkParams& p, int64_t w, int c, int nch) {
-  const int64_t r = w / p.nheads, start = int64_t(c) * kFQ, left = p.seqlen - start;
-  const int hh = int(w - r * p.nheads);
-  return FusedChunk{r * p.seqlen + start, w * p.seqlen + start, r * nch + c, int(left < kFQ ? left : kFQ), hh,
-                    int(hh / (p.nheads / p.ngroups))};
-}
 
 // The CTA's share of the steps (walk, chunk) of every walk in walk-then-chunk order, [k T / G, (k + 1) T / G) for
 // CTA k of G (T = walks x nch: even shares, lab step 2), as pieces of walks: the range's first walk wa from chunk ca,
@@ -94,21 +88,34 @@ __device__ __forceinline__ FusedPieces fused_pieces(int64_t walks, int nch, int6
   P.n = P.wa == P.wb ? 1 : int(P.wb - P.wa) + 1;
   return P;
 }
-// A position in the pieces: piece i, walk w, chunk c of [c0, c1).
+// A position in the pieces: piece i, walk w (sequence r, head hh of group grp), chunk c of [c0, c1). The walk's
+// fields are divided out once a piece (fused_walk_fields), not once a step: 64-bit divisions are subroutine calls.
 struct FusedCursor {
-  int i, c, c0, c1;
   int64_t w;
+  int i, c, c0, c1, r, hh, grp;
 };
-__device__ __forceinline__ FusedCursor fused_first(const FusedPieces& P) {
-  FusedCursor u{0, 0, 0, 0, 0};
+__device__ __forceinline__ void fused_walk_fields(const SsdFusedWalkParams& p, FusedCursor& u) {
+  u.r = int(u.w / p.nheads);
+  u.hh = int(u.w - int64_t(u.r) * p.nheads);
+  u.grp = int(u.hh / (p.nheads / p.ngroups));
+}
+__device__ __forceinline__ FusedCursor fused_first(const SsdFusedWalkParams& p, const FusedPieces& P) {
+  FusedCursor u{0, 0, 0, 0, 0, 0, 0, 0};
   P.get(0, u.w, u.c0, u.c1);
   u.c = u.c0;
+  fused_walk_fields(p, u);
   return u;
 }
-__device__ __forceinline__ void fused_next(const FusedPieces& P, FusedCursor& u) {
+__device__ __forceinline__ void fused_next(const SsdFusedWalkParams& p, const FusedPieces& P, FusedCursor& u) {
   if (++u.c < u.c1 || u.i + 1 >= P.n) return;
   P.get(++u.i, u.w, u.c0, u.c1);
   u.c = u.c0;
+  fused_walk_fields(p, u);
+}
+__device__ __forceinline__ FusedChunk fused_chunk(const SsdFusedWalkParams& p, const FusedCursor& u, int nch) {
+  const int64_t start = int64_t(u.c) * kFQ, left = p.seqlen - start;
+  return FusedChunk{int64_t(u.r) * p.seqlen + start, u.w * p.seqlen + start, int64_t(u.r) * nch + u.c,
+                    int(left < kFQ ? left : kFQ), u.hh, u.grp};
 }
 
 // The state hand-off between CTAs (scratch (walks, 64, 128) fp32; flags (walks) int32, 0 between calls, = epoch once
@@ -181,7 +188,8 @@ __device__ __forceinline__ void fused_start(const SsdFusedWalkParams& p, int64_t
 
 // Stage fill by the state warpgroup's thread t (0..127, read afresh: fresh_tid, so that the fill's addresses are not
 // kept live beside S across the walk's loop, where they spilled): C and B rows (64 x 16 chunks of 16 bytes each), x
-// rows (64 x 8), a / dt'; rows past ln as zeros; then the thread's arrival on `full` once its copies have landed.
+// rows (64 x 8), a / dt'; rows past ln as zeros; then the thread's arrival on `full` once its copies have landed, and
+// an L2 prefetch of the step's z rows.
 template <typename E>
 __device__ __forceinline__ void fused_fill(const SsdFusedWalkParams& p, const FusedChunk& ch, char* st,
                                            uint64_t* full) {
@@ -211,6 +219,8 @@ __device__ __forceinline__ void fused_fill(const SsdFusedWalkParams& p, const Fu
   float* const rows = reinterpret_cast<float*>(st + 2 * kFTileBytes + kFXBytes);  // a, then dt'
   cp_async4_zfill(rows + t, (t < kFQ ? p.a : p.dtp) + (ok ? ch.ab + r : 0), ok);
   cp_async_mbar_arrive_noinc(full);
+  // the step's z rows into L2 (a 128-byte line a thread): the output warpgroup loads them straight into registers
+  if (p.z != nullptr && t < ch.ln) prefetch_l2(static_cast<const E*>(p.z) + (ch.tok0 + t) * hp + hh * kP);
 }
 
 // S (the state warpgroup's accumulators) as bf16 into the (p, n) tile `pn` (pn_swz_at's layout); the thread's warp
@@ -349,19 +359,19 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
   if (tid >= 128) {  // the state warpgroup
     const int t = tid - 128, w = t >> 5;
     float S[16][4];
-    FusedCursor u = fused_first(P);
+    FusedCursor u = fused_first(p, P);
     fused_start(p, u.w, u.c0, S, t);
-    fused_fill<E>(p, fused_chunk(p, u.w, u.c, nch), stage(0), full);
+    fused_fill<E>(p, fused_chunk(p, u, nch), stage(0), full);
     if (J > 1) {
       FusedCursor f = u;
-      fused_next(P, f);
-      fused_fill<E>(p, fused_chunk(p, f.w, f.c, nch), stage(1), full + 1);
+      fused_next(p, P, f);
+      fused_fill<E>(p, fused_chunk(p, f, nch), stage(1), full + 1);
     }
     fused_stage_pn(pn, S);
     fence_proxy_async();
     mbar_arrive(pn_full);
     for (int j = 0; j < J; ++j) {
-      const FusedChunk ch = fused_chunk(p, u.w, u.c, nch);
+      const FusedChunk ch = fused_chunk(p, u, nch);
       char* const st = stage(j);
       const float* as = reinterpret_cast<const float*>(st + 2 * kFTileBytes + kFXBytes);
       mbar_wait(full + (j & 1), unsigned(j >> 1) & 1u);  // step j's tiles (this warpgroup's copies)
@@ -394,11 +404,11 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
               p.final_states[u.w * int64_t(kP * kN) + (16 * w + (lane >> 2) + 8 * (e >> 1)) * kN + 8 * jj +
                              2 * (lane & 3) + (e & 1)] = S[jj][e];
         if (j + 1 < J) {
-          fused_next(P, u);
+          fused_next(p, P, u);
           fused_start(p, u.w, u.c0, S, t);
         }
       } else {
-        fused_next(P, u);
+        fused_next(p, P, u);
       }
       if (j + 1 < J) {  // h_in of step j + 1, once step j's C h_in^T has read pn
         mbar_wait(pn_empty, unsigned(j) & 1u);
@@ -409,18 +419,18 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       if (j + 2 < J) {  // step j + 2 (u is at j + 1 now) into this stage, once step j's outputs are done
         mbar_wait(empty + (j & 1), unsigned(j >> 1) & 1u);
         FusedCursor f = u;
-        fused_next(P, f);
-        fused_fill<E>(p, fused_chunk(p, f.w, f.c, nch), st, full + (j & 1));
+        fused_next(p, P, f);
+        fused_fill<E>(p, fused_chunk(p, f, nch), st, full + (j & 1));
       }
     }
     cp_async_wait_all();
   } else {  // the output warpgroup: warp w owns rows 16 w .. 16 w + 15 of a chunk
     const int w = tid >> 5, t0 = 16 * w, g = lane >> 2, q = lane & 3;
     const E* const zg = static_cast<const E*>(p.z);
-    FusedCursor u = fused_first(P);
+    FusedCursor u = fused_first(p, P);
     int dhead = -1;  // the head whose D the warpgroup holds
-    for (int j = 0; j < J; ++j, fused_next(P, u)) {
-      const FusedChunk ch = fused_chunk(p, u.w, u.c, nch);
+    for (int j = 0; j < J; ++j, fused_next(p, P, u)) {
+      const FusedChunk ch = fused_chunk(p, u, nch);
       const char* const st = stage(j);
       if (ch.hh != dhead) {  // a new walk: its head's D (the warpgroup's own barrier: every reader is past the last)
         named_bar_sync<128>(1);
@@ -454,12 +464,6 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
         diag[3] = okB ? fused_ld32(cbg + tB * kFQ + t0 + 2 * q + 8) : 0u;
       }
       const int64_t orow = ch.tok0 * hp + ch.hh * kP;  // the chunk's first row of x / z / out
-      if (zg != nullptr && tid < kFQ && j + 1 < J) {  // the next step's z rows into L2 (a 128-byte line a thread)
-        FusedCursor v = u;
-        fused_next(P, v);
-        const FusedChunk nx = fused_chunk(p, v.w, v.c, nch);
-        if (tid < nx.ln) prefetch_l2(zg + (nx.tok0 + tid) * hp + nx.hh * kP);
-      }
 #pragma unroll
       for (int hf = 0; hf < 2; ++hf)
 #pragma unroll
