@@ -18,8 +18,8 @@
 #   SSD_PART=failure (~150 s): the intermittent "unspecified launch failure" of F2's TMA-filled ring (opt-in;
 #     bench/notes/chunked_ssd_2.md, sessions 37-39), scripts/stress_ssd.py --batch 20 (forwards back to back behind
 #     a GPU spin: the mode that fails soonest) up to 12,000 calls each: the TMA ring (failed after 340-4,020 calls in
-#     session 39), the defaults, the cp.async ring with PDL, the one-launch K0 + K1 (MK_SSD_PREP_ONE_LAUNCH=1, ~2-4 us of
-#     a forward; off since it failed beside the TMA ring). Each line says "N calls" or "failed, seen after N calls".
+#     session 39), the defaults, the cp.async ring with PDL, the one-launch K0 + K1 (MK_SSD_PREP_ONE_LAUNCH=1, ~2-4 us
+#     of a forward; off since it failed beside the TMA ring). Each line says "N calls" or "failed, seen after N calls".
 #   SSD_PART=oneteam (~120 s): the lab of the fused design's output team (MK_SSD_WALK_RING_TEAMS=1: F2's ring with
 #     one team of 8 warps, docs/ssd_fused_walk_design.md): its GPU walk tests, then F2 profiled with it and without,
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).

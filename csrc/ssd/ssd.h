@@ -271,8 +271,9 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
 // (walks, p, n) fp32 and flags (walks) int32: all 0 before a call (the kernel leaves them so), a walk's flag set to
 // `epoch` (nonzero) while its handed-on state waits in scratch for the next CTA.
 // x, z (nullable), out (b, l, h, p = 64), B, C (b, l, g, n = 128) bf16; cb (b ceil(l / 64), g, 64, 64) bf16 (C B^T of
-// each chunk, K1 at chunk 64; its upper triangle is never read; nullable: computed in the kernel); dtp, a (b, h, l) fp32 (a: the cumsum of dt' A within
-// each chunk of 64); D (h) or (h, p) fp32 (nullable); init, final (b, h, p, n) fp32 (nullable).
+// each chunk, K1 at chunk 64; its upper triangle is never read; nullable: computed in the kernel); dtp, a (b, h, l)
+// fp32 (a: the cumsum of dt' A within each chunk of 64); D (h) or (h, p) fp32 (nullable); init, final (b, h, p, n)
+// fp32 (nullable).
 constexpr int64_t kSsdFusedChunk = 64;
 struct SsdFusedWalkParams {
   int64_t batch, seqlen, nheads, ngroups;

@@ -321,10 +321,12 @@ const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
   using E = __nv_bfloat16;
   namespace sw = ssd_walk;
   const bool cb_in = p.cb == nullptr;  // C B^T computed in the kernel (kCbIn)
-  const auto kernel = lab_bits == 1   ? (cb_in ? sw::ssd_fused_walk_kernel<E, 1, true> : sw::ssd_fused_walk_kernel<E, 1>)
-                      : lab_bits == 2 ? (cb_in ? sw::ssd_fused_walk_kernel<E, 2, true> : sw::ssd_fused_walk_kernel<E, 2>)
-                      : cb_in         ? sw::ssd_fused_walk_kernel<E, 0, true>
-                                      : sw::ssd_fused_walk_kernel<E, 0>;
+  using K = void (*)(SsdFusedWalkParams);
+  const K in[3] = {sw::ssd_fused_walk_kernel<E, 0, true>, sw::ssd_fused_walk_kernel<E, 1, true>,
+                   sw::ssd_fused_walk_kernel<E, 2, true>};
+  const K k1[3] = {sw::ssd_fused_walk_kernel<E, 0>, sw::ssd_fused_walk_kernel<E, 1>, sw::ssd_fused_walk_kernel<E, 2>};
+  const int li = lab_bits == 1 || lab_bits == 2 ? lab_bits : 0;
+  const K kernel = cb_in ? in[li] : k1[li];
   cudaError_t e = opt_in_smem(kernel, ssd_walk::kFSmemBytes, "the fused SSD walk (lab)");
   if (e == cudaSuccess) {
     cudaLaunchConfig_t cfg = {};

@@ -100,8 +100,8 @@ def main():
                       f"({'no state update' if lab == '1' else 'no causal part / epilogue'}): {us:.1f} us a call",
                       flush=True)
         os.environ.pop("MK_SSD_FUSED_LAB")
-        for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"), ("fused per-walk", fused_per_walk, "0"),
-                               ("fused, C B^T inside", fused, "1")):
+        for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"),
+                               ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1")):
             os.environ["MK_SSD_FUSED_CB"] = cbin
             for kname, per_call, us in kernel_table(lambda: fn(inp), n=10):
                 print(f"kernels {name}: {us:8.1f} us x {per_call:.0f}  {kname}", flush=True)
