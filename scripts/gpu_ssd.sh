@@ -25,7 +25,9 @@
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
 #   SSD_PART=fused (~330 s with the build): the fused F1 + F2 walk lab (csrc/ssd/ssd_fused_walk_kernel.cuh, chunk 64,
 #     docs/ssd_fused_walk_design.md lab step 1): its GPU tests against the reference, scripts/lab/ssd_fused_lab.py
-#     (checks against the library's forward, times both alternating, kernel tables), then SSD_PART=oneteam's steps.
+#     (checks against the library's forward, times both alternating, kernel tables), 4,000 forwards back to back through
+#     the fused walk (scripts/stress_ssd.py with MK_SSD_FUSED_WALK=1: its hand-off spins must never hang or differ),
+#     then SSD_PART=oneteam's steps.
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 # ab_prof NAME VAR LIMIT V...: profile_ssd.py (Triton pipeline, chunk 256) with VAR=V for each V in alternating
@@ -64,6 +66,8 @@ step 120 $T fused_tests $P tests/test_ssd_fused_gpu.py -m gpu
 tail -3 $T >> $L
 step 90 $OUT/fused_lab.log fused_lab python3 scripts/lab/ssd_fused_lab.py
 grep -h "^check\|^time\|^kernels" $OUT/fused_lab.log >> $L
+step 60 $OUT/stress.log fused_stress env MK_SSD_FUSED_WALK=1 python3 scripts/stress_ssd.py --calls 4000 --batch 20
+grep -h "^stress" $OUT/stress.log >> $L
 fi
 step 60 $T oneteam_tests $P tests/test_ssd_gpu.py -m gpu -k "1team"
 tail -3 $T >> $L
