@@ -118,16 +118,24 @@ __device__ __forceinline__ FusedChunk fused_chunk(const SsdFusedWalkParams& p, c
                     int(left < kFQ ? left : kFQ), u.hh, u.grp};
 }
 
+// Element (p, n) of a (64, 128) state, p n-major, that this thread of the state warpgroup holds as S[j][e]
+// (wgmma's accumulator order: p = 16 (t / 32) + g + 8 (e / 2), n = 8 j + 2 q + e % 2).
+// The thread's index is read afresh (fresh_tid): offsets derived from a kept one were hoisted out of the walk's loop
+// beside S and spilled.
+__device__ __forceinline__ int fused_s_off(int j, int e) {
+  const int t = fresh_tid() - 128;
+  return (16 * (t >> 5) + ((t & 31) >> 2) + 8 * (e >> 1)) * kN + 8 * j + 2 * (t & 3) + (e & 1);
+}
+
 // The state hand-off between CTAs (scratch (walks, 64, 128) fp32; flags (walks) int32, 0 between calls, = epoch once
 // the walk's state at the end of a head piece is there, 0 again once its reader has it): the state warpgroup's 128
 // threads, named barrier 2.
 __device__ __forceinline__ void fused_publish(const SsdFusedWalkParams& p, int64_t w, const float (&S)[16][4], int t) {
-  const int wq = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
   float* dst = p.scratch + w * int64_t(kP * kN);
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) dst[(16 * wq + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q + (e & 1)] = S[j][e];
+    for (int e = 0; e < 4; ++e) dst[fused_s_off(j, e)] = S[j][e];
 #if defined(__CUDA_ARCH__)
   __threadfence();
 #endif
@@ -152,13 +160,12 @@ __device__ __forceinline__ void fused_take(const SsdFusedWalkParams& p, int64_t 
 #endif
   }
   named_bar_sync<128>(2);
-  const int wq = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
   const float* src = p.scratch + w * int64_t(kP * kN);
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const float* a = src + (16 * wq + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q + (e & 1);
+      const float* a = src + fused_s_off(j, e);
 #if defined(__CUDA_ARCH__)
       S[j][e] = __ldcg(a);
 #else
@@ -176,14 +183,11 @@ __device__ __forceinline__ void fused_start(const SsdFusedWalkParams& p, int64_t
     fused_take(p, w, S, t);
     return;
   }
-  const int wq = t >> 5, lane = t & 31, g = lane >> 2, q = lane & 3;
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e)
-      S[j][e] = p.init == nullptr ? 0.f
-                                  : p.init[w * int64_t(kP * kN) + (16 * wq + g + 8 * (e >> 1)) * kN + 8 * j + 2 * q +
-                                           (e & 1)];
+      S[j][e] = p.init == nullptr ? 0.f : p.init[w * int64_t(kP * kN) + fused_s_off(j, e)];
 }
 
 // Stage fill by the state warpgroup's thread t (0..127, read afresh: fresh_tid, so that the fill's addresses are not
@@ -401,8 +405,7 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
           for (int jj = 0; jj < 16; ++jj)
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-              p.final_states[u.w * int64_t(kP * kN) + (16 * w + (lane >> 2) + 8 * (e >> 1)) * kN + 8 * jj +
-                             2 * (lane & 3) + (e & 1)] = S[jj][e];
+              p.final_states[u.w * int64_t(kP * kN) + fused_s_off(jj, e)] = S[jj][e];
         if (j + 1 < J) {
           fused_next(p, P, u);
           fused_start(p, u.w, u.c0, S, t);
@@ -471,25 +474,12 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
           zr[hf][jj] = zg != nullptr && (hf == 0 ? okA : okB)
                            ? fused_ld32(zg + orow + (tA + 8 * hf) * hp + 8 * jj + 2 * q)
                            : 0u;
+      // C h_in^T, and (kCbIn) C B^T (t, s) = C_t . B_s with the B tile as the K-major B operand (rows s, n
+      // contiguous): F2's product on the 64-row tiles (8 KB n blocks); both groups waited for together
+      const E* const ct = reinterpret_cast<const E*>(st);
       float acc[8][4];
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kN / 16; ++kk) {
-        const WgDesc a = wg_desc<128>(st + (kk >> 2) * 8192 + (kk & 3) * 32);
-        const WgDesc b = wg_desc<128>(pn + (kk >> 2) * 8192 + (kk & 3) * 32);
-        if (kk == 0) wgmma_ss_bf16<false, false, false>(acc, a, b);
-        else wgmma_ss_bf16<true, false, false>(acc, a, b);
-      }
-      if constexpr (kCbIn) {  // C B^T (t, s) = C_t . B_s: the B tile as a K-major B operand (rows s, n contiguous)
-#pragma unroll
-        for (int kk = 0; kk < kN / 16; ++kk) {
-          const WgDesc a = wg_desc<128>(st + (kk >> 2) * 8192 + (kk & 3) * 32);
-          const WgDesc b = wg_desc<128>(st + kFTileBytes + (kk >> 2) * 8192 + (kk & 3) * 32);
-          if (kk == 0) wgmma_ss_bf16<false, false, false>(cba, a, b);
-          else wgmma_ss_bf16<true, false, false>(cba, a, b);
-        }
-      }
-      wgmma_commit();
+      rows_times_pn_wgmma<E, 8192>(acc, ct, reinterpret_cast<const E*>(pn), w);
+      if constexpr (kCbIn) rows_times_pn_wgmma<E, 8192>(cba, ct, reinterpret_cast<const E*>(st + kFTileBytes), w);
       wgmma_wait<0>();
       mbar_arrive(pn_empty);
       if ((kLab & 2) == 0 && t0 < ch.ln) {

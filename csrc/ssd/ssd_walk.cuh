@@ -291,14 +291,16 @@ __device__ __forceinline__ void rows_times_pn(float (&acc)[8][4], const E* rs, i
 // acc (16 x 64 a warp) = the rows of warp_row_block(warp) times PN^T over n, the team's warpgroup wg = warp / 4
 // taking its 64 rows (warp_row_block's blocks 0-3 or 7, 6, 5, 4: swz_row) of each 16 KB n block of the resident rows
 // and the (p, n) tile's 8 KB n blocks, A and B from shared memory, K-major. Every warp of the warpgroup calls it.
-template <typename E>
+// kRowsBlock: the byte stride of the rows' n blocks (16 KB: 128 rows; the fused walk's 64-row tiles: 8 KB, also for
+// C B^T with its B tile in the (p, n) tile's place).
+template <typename E, int kRowsBlock = 16384>
 __device__ __forceinline__ void rows_times_pn_wgmma(float (&acc)[8][4], const E* rs, const E* pn, int warp) {
   const char* const rb = reinterpret_cast<const char*>(rs) + 8192 * (warp >> 2);
   const char* const pb = reinterpret_cast<const char*>(pn);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kN / 16; ++kk) {
-    const WgDesc a = wg_desc<128>(rb + (kk >> 2) * 16384 + (kk & 3) * 32);
+    const WgDesc a = wg_desc<128>(rb + (kk >> 2) * kRowsBlock + (kk & 3) * 32);
     const WgDesc b = wg_desc<128>(pb + (kk >> 2) * 8192 + (kk & 3) * 32);
     if (kk == 0) wgmma_ss_bf16<false, false, false>(acc, a, b);
     else wgmma_ss_bf16<true, false, false>(acc, a, b);
