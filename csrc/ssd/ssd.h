@@ -269,7 +269,7 @@ const char* ssd_state_cuda(const SsdStateParams& p, void* stream);
 // a (sequence, head) at chunk 64 (sm_90a): out = F2's output, final = F1's final state (nullable), h_in not written.
 // num_ctas 0: a CTA a walk; else that many CTAs share the walks' chunks evenly, handing states on through scratch
 // (walks, p, n) fp32 and flags (walks) int32: all 0 before a call (the kernel leaves them so), a walk's flag set to
-// `epoch` (nonzero) while its handed-on state waits in scratch for the next CTA.
+// the chunk c (> 0) while its state at chunk c waits in scratch for the next CTA.
 // x, z (nullable), out (b, l, h, p = 64), B, C (b, l, g, n = 128) bf16; cb (b ceil(l / 64), g, 64, 64) bf16 (C B^T of
 // each chunk, K1 at chunk 64; its upper triangle is never read; nullable: computed in the kernel); dtp, a (b, h, l)
 // fp32 (a: the cumsum of dt' A within each chunk of 64); D (h) or (h, p) fp32 (nullable); init, final (b, h, p, n)
@@ -292,7 +292,6 @@ struct SsdFusedWalkParams {
   int64_t num_ctas;
   float* scratch;   // with num_ctas
   int32_t* flags;   // with num_ctas
-  int32_t epoch;
 };
 const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream);
 // Whether CUDA device `device` gives a CTA the dynamic shared memory a stage needs (stage 0: dx, 1: scan, 2: state at

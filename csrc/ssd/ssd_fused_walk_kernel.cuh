@@ -127,10 +127,13 @@ __device__ __forceinline__ int fused_s_off(int j, int e) {
   return (16 * (t >> 5) + ((t & 31) >> 2) + 8 * (e >> 1)) * kN + 8 * j + 2 * (t & 3) + (e & 1);
 }
 
-// The state hand-off between CTAs (scratch (walks, 64, 128) fp32; flags (walks) int32, 0 between calls, = epoch once
-// the walk's state at the end of a head piece is there, 0 again once its reader has it): the state warpgroup's 128
+// The state hand-off between CTAs (scratch (walks, 64, 128) fp32; flags (walks) int32, 0 between calls, = c (> 0) once
+// the walk's state at chunk c, the end of a piece, is there, 0 again once its reader has it). The flag's value names
+// the chunk because a walk longer than a share is a chain of hand-offs through one slot: a reader waiting on "set"
+// alone could take the state its predecessor has not yet taken (meant for that predecessor): the state warpgroup's 128
 // threads, named barrier 2.
-__device__ __forceinline__ void fused_publish(const SsdFusedWalkParams& p, int64_t w, const float (&S)[16][4], int t) {
+__device__ __forceinline__ void fused_publish(const SsdFusedWalkParams& p, int64_t w, int c, const float (&S)[16][4],
+                                              int t) {
   float* dst = p.scratch + w * int64_t(kP * kN);
 #pragma unroll
   for (int j = 0; j < 16; ++j)
@@ -142,21 +145,24 @@ __device__ __forceinline__ void fused_publish(const SsdFusedWalkParams& p, int64
   named_bar_sync<128>(2);
   if (t == 0) {
 #if defined(__CUDA_ARCH__)
-    asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(p.flags + w), "r"(p.epoch) : "memory");
+    asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(p.flags + w), "r"(c) : "memory");
 #else
-    p.flags[w] = p.epoch;
+#if defined(MK_CUDA_EMU)
+    if (p.flags[w] != 0) cuda_emu::fail("fused walk: a hand-off published over one not yet taken");
+#endif
+    p.flags[w] = c;
 #endif
   }
 }
-__device__ __forceinline__ void fused_take(const SsdFusedWalkParams& p, int64_t w, float (&S)[16][4], int t) {
+__device__ __forceinline__ void fused_take(const SsdFusedWalkParams& p, int64_t w, int c, float (&S)[16][4], int t) {
   if (t == 0) {
 #if defined(__CUDA_ARCH__)
     int v;
     do {
       asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(v) : "l"(p.flags + w) : "memory");
-    } while (v != p.epoch);
+    } while (v != c);
 #elif defined(MK_CUDA_EMU)  // CTAs run one after another: the predecessor has published already
-    if (p.flags[w] != p.epoch) cuda_emu::fail("fused walk: a hand-off read before its predecessor published it");
+    if (p.flags[w] != c) cuda_emu::fail("fused walk: a hand-off read before its predecessor published it");
 #endif
   }
   named_bar_sync<128>(2);
@@ -180,7 +186,7 @@ __device__ __forceinline__ void fused_take(const SsdFusedWalkParams& p, int64_t 
 // S at the start of a piece of walk w at chunk c0: the initial state (or 0) at chunk 0, else the hand-off.
 __device__ __forceinline__ void fused_start(const SsdFusedWalkParams& p, int64_t w, int c0, float (&S)[16][4], int t) {
   if (c0 > 0) {
-    fused_take(p, w, S, t);
+    fused_take(p, w, c0, S, t);
     return;
   }
 #pragma unroll
@@ -399,7 +405,7 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
         named_bar_sync<128>(2);  // every warp's part of the product is done: x' may be rewritten
       }
       if (u.c + 1 == u.c1) {   // the piece's last chunk: its state to the next CTA, or the walk's final state
-        if (u.c1 < nch) fused_publish(p, u.w, S, t);
+        if (u.c1 < nch) fused_publish(p, u.w, u.c1, S, t);
         else if (p.final_states != nullptr)
 #pragma unroll
           for (int jj = 0; jj < 16; ++jj)

@@ -187,8 +187,7 @@ void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>&
                            const at::Tensor& a,
                            const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& init, at::Tensor& out,
                            const std::optional<at::Tensor>& final_states, int64_t num_ctas,
-                           const std::optional<at::Tensor>& scratch, const std::optional<at::Tensor>& flags,
-                           int64_t epoch) {
+                           const std::optional<at::Tensor>& scratch, const std::optional<at::Tensor>& flags) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x: expected a CUDA (b, l, h, p) tensor");
   TORCH_CHECK_TYPE(x.scalar_type() == at::kBFloat16, "x: expected bf16");
   TORCH_CHECK(B.dim() == 4 && C.dim() == 4, "B / C: expected (b, l, g, n)");
@@ -197,6 +196,7 @@ void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>&
   TORCH_CHECK(g >= 1 && h % g == 0, "B / C: the group count must divide the head count");
   const auto bf = at::kBFloat16, f32 = at::kFloat;
   const int64_t xs = x.numel(), hl = b * h * l, nch = (l + kSsdFusedChunk - 1) / kSsdFusedChunk, pn = h * P * n;
+  TORCH_CHECK(nch < (int64_t(1) << 31), "x: the sequence length must have fewer than 2^31 chunks of 64");
   check_cuda_dense(B, x, "B", bf, b * l * g * n);
   check_cuda_dense(C, x, "C", bf, b * l * g * n);
   if (cb) check_cuda_dense(*cb, x, "cb", bf, b * nch * g * kSsdFusedChunk * kSsdFusedChunk);
@@ -238,9 +238,8 @@ void ssd_fused_walk_lab_op(const at::Tensor& x, const std::optional<at::Tensor>&
     check_cuda_dense(*final_states, x, "final", f32, b * pn);
     p.final_states = final_states->mutable_data_ptr<float>();
   }
-  TORCH_CHECK(num_ctas >= 0 && epoch > 0 && epoch < (int64_t(1) << 31), "num_ctas >= 0, 0 < epoch < 2^31 expected");
+  TORCH_CHECK(num_ctas >= 0, "num_ctas >= 0 expected");
   p.num_ctas = num_ctas;
-  p.epoch = static_cast<int32_t>(epoch);
   p.scratch = nullptr;
   p.flags = nullptr;
   TORCH_CHECK(scratch.has_value() == flags.has_value(), "scratch and flags: expected both or neither");
@@ -280,7 +279,6 @@ TORCH_LIBRARY_FRAGMENT(mamba_kernels, m) {
   m.def("_ssd_walk_fits(int stage, int device) -> bool", &mamba_kernels::ssd_walk_fits_op);
   m.def(
       "_ssd_fused_walk_lab(Tensor x, Tensor? z, Tensor B, Tensor C, Tensor? cb, Tensor dtp, Tensor a, Tensor? D, "
-      "Tensor? init, Tensor(a!) out, Tensor(b!)? final, int num_ctas, Tensor(c!)? scratch, Tensor(d!)? flags, "
-      "int epoch) -> ()",
+      "Tensor? init, Tensor(a!) out, Tensor(b!)? final, int num_ctas, Tensor(c!)? scratch, Tensor(d!)? flags) -> ()",
       &mamba_kernels::ssd_fused_walk_lab_op);
 }

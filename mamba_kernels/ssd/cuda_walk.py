@@ -186,6 +186,6 @@ def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
         scratch = torch.empty(b * h * p * n, device=x.device, dtype=torch.float32)
         flags = _fused_flags(x.device, b * h)
     torch.ops.mamba_kernels._ssd_fused_walk_lab(x, z, B, C, cb, dtp, a, d_fp32(D), init, out, final, num_ctas,
-                                                scratch, flags, 1)
+                                                scratch, flags)
     CALLS["fused"] += 1
     return (out, final) if return_final_states else out

@@ -10,7 +10,7 @@ wave), without autograd:
   time    per-call time of n calls back to back behind a GPU spin (median of rounds; _gpu_timing.batch_time_us):
           the library's forward, the fused lab call (K0 + K1 at chunk 64, then the fused walk: two CTAs an SM sharing
           the walks' chunks, a CTA a walk, and shared with C B^T computed in the walk: MK_SSD_FUSED_CB=1),
-          alternating, two rounds;
+          and the last without the gate (z None: what loading z costs), alternating, two rounds;
   lab     the fused call with MK_SSD_FUSED_LAB=1 (the state warpgroup's update left out) and =2 (the output
           warpgroup's causal part and epilogue left out): wrong results, each side's pace alone;
   kernels the kernels of each call under torch.profiler (the fused walk alone, and its prep).
@@ -44,6 +44,10 @@ def fused(inp, init=None, num_ctas=None):
 
 def fused_per_walk(inp, init=None):
     return fused(inp, init, num_ctas=0)
+
+
+def fused_noz(inp, init=None):
+    return fused({**inp, "z": None}, init)
 
 
 def errors(got, ref):
@@ -82,7 +86,8 @@ def main():
         for rnd in range(args.rounds):
             for label, x in ((args.shape, inp), ("b4-l4096-h66 (264 walks)", even)):
                 for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"),
-                                       ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1")):
+                                       ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1"),
+                                       ("fused, C B^T inside, no z", fused_noz, "1")):
                     os.environ["MK_SSD_FUSED_CB"] = cbin
                     us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
                     print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)

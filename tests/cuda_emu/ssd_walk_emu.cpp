@@ -123,11 +123,11 @@ int run_fused_stage() {
   P.D_per_channel = M("D") == 2;
   P.init = M("init") ? init.data() : nullptr;
   P.out = out.data(); P.final_states = fin.data();
-  // "ctas": the CTAs sharing the walks (0: a CTA a walk); the hand-off scratch starts NaN, the flags at 0, epoch 7
+  // "ctas": the CTAs sharing the walks (0: a CTA a walk); the hand-off scratch starts NaN, the flags at 0
   P.num_ctas = M("ctas");
   std::vector<float> scratch(fin.size(), std::nanf(""));
   std::vector<int32_t> flags(size_t(P.batch * P.nheads), 0);
-  P.scratch = scratch.data(); P.flags = flags.data(); P.epoch = 7;
+  P.scratch = scratch.data(); P.flags = flags.data();
   const char* err = ssd_fused_walk_cuda(P, nullptr);
   for (const int32_t f : flags)
     if (f != 0) {
