@@ -60,6 +60,7 @@ struct FusedChunk {
 struct FusedPieces {
   int64_t wa, wb;
   int ca, cb, nch, n;
+  int steps;  // the CTA's steps, s1 - s0
   bool head_first;
   __device__ __forceinline__ void get(int i, int64_t& w, int& c0, int& c1) const {
     if (wa == wb) {
@@ -81,7 +82,7 @@ struct FusedPieces {
 static_assert(sizeof(FusedPieces) <= 48, "the pieces' slot in shared memory");
 __device__ __forceinline__ FusedPieces fused_pieces(int64_t walks, int nch, int64_t k, int64_t G) {
   const int64_t T = walks * nch, s0 = k * T / G, s1 = (k + 1) * T / G;
-  FusedPieces P{0, 0, 0, 0, nch, 0, false};
+  FusedPieces P{0, 0, 0, 0, nch, 0, int(s1 - s0), false};
   if (s0 >= s1) return P;
   P.wa = s0 / nch, P.ca = int(s0 % nch), P.wb = (s1 - 1) / nch, P.cb = int((s1 - 1) % nch) + 1;
   P.head_first = P.wa != P.wb && P.cb < nch;
@@ -359,8 +360,9 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
   if (tid == 0) P = fused_pieces(p.batch * p.nheads, nch, blockIdx.x, gridDim.x);
   __syncthreads();
   if (P.n == 0) return;
-  const int J = int(((int64_t(blockIdx.x) + 1) * (p.batch * p.nheads * nch)) / gridDim.x -
-                    (int64_t(blockIdx.x) * (p.batch * p.nheads * nch)) / gridDim.x);  // the CTA's steps
+  // the CTA's step count, read from shared memory where used (kept in a register beside S, it spilled: a local load
+  // a step on the loop's exit test, ncu session 41)
+  const int& J = P.steps;
   const int64_t hp = p.nheads * kP;
   const auto stage = [&](int j) { return smem + (j & 1) * kFStageBytes; };
   if (tid == 0)
@@ -447,11 +449,9 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
         named_bar_sync<128>(1);
         dhead = ch.hh;
       }
-      mbar_wait(full + (j & 1), unsigned(j >> 1) & 1u);
-      mbar_wait(pn_full, unsigned(j) & 1u);
-      fence_proxy_async();  // the stage's copies and the staged pn, for wgmma
-      // C B^T: K1's (the chunk's slot, group grp) as fragments loaded while C h_in^T runs, or (kCbIn) on wgmma from
-      // the stage's C and B tiles beside C h_in^T (no loads, fp32 values weighted before their bf16 rounding)
+      // The step's global loads first, their latency behind the waits below (issued after the waits, they stalled the
+      // epilogue: ncu, session 41): C B^T, K1's (the chunk's slot, group grp) as fragments, or (kCbIn) on wgmma from
+      // the stage's C and B tiles beside C h_in^T (no loads, fp32 values weighted before their bf16 rounding); z.
       const E* cbg = static_cast<const E*>(p.cb) + (ch.slot * p.ngroups + ch.grp) * int64_t(kFQ * kFQ);
       const int tA = t0 + g, tB = tA + 8;
       const bool okA = tA < ch.ln, okB = tB < ch.ln;
@@ -480,6 +480,9 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
           zr[hf][jj] = zg != nullptr && (hf == 0 ? okA : okB)
                            ? fused_ld32(zg + orow + (tA + 8 * hf) * hp + 8 * jj + 2 * q)
                            : 0u;
+      mbar_wait(full + (j & 1), unsigned(j >> 1) & 1u);
+      mbar_wait(pn_full, unsigned(j) & 1u);
+      fence_proxy_async();  // the stage's copies and the staged pn, for wgmma
       // C h_in^T, and (kCbIn) C B^T (t, s) = C_t . B_s with the B tile as the K-major B operand (rows s, n
       // contiguous): F2's product on the 64-row tiles (8 KB n blocks); both groups waited for together
       const E* const ct = reinterpret_cast<const E*>(st);
