@@ -27,8 +27,8 @@
 #     docs/ssd_fused_walk_design.md lab step 1): its GPU tests against the reference, scripts/lab/ssd_fused_lab.py
 #     (checks against the library's forward, times both alternating, kernel tables), 4,000 forwards back to back through
 #     the fused walk (scripts/stress_ssd.py with MK_SSD_FUSED_WALK=1: its hand-off spins must never hang or differ),
-#     then ncu of one fused walk launch (summary and per-SASS samples, read with scripts/ncu_phases.py) with K1's
-#     C B^T and with the in-walk one (~150 s more).
+#     then ncu of one fused walk launch (summary and per-SASS samples, read with scripts/ncu_phases.py) with the
+#     in-walk C B^T and with its causal part on wgmma too (~150 s more).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 # ab_prof NAME VAR LIMIT V...: profile_ssd.py (Triton pipeline, chunk 256) with VAR=V for each V in alternating
@@ -69,14 +69,16 @@ step 90 $OUT/fused_lab.log fused_lab python3 scripts/lab/ssd_fused_lab.py
 grep -h "^check\|^time\|^kernels" $OUT/fused_lab.log >> $L
 step 60 $OUT/stress.log fused_stress env MK_SSD_FUSED_WALK=1 python3 scripts/stress_ssd.py --calls 4000 --batch 20
 grep -h "^stress" $OUT/stress.log >> $L
-# ncu of one fused walk launch at shape 1: K1's C B^T (cb0) and the in-walk one (cb1): summary, per-SASS samples
-for cb in 0 1; do
+# ncu of one fused walk launch at shape 1, the in-walk C B^T (cb1) and with its causal part on wgmma (wg): summary,
+# per-SASS samples
+for cb in 1 wg; do
   N="ncu --clock-control none -k regex:ssd_fused_walk_kernel --launch-skip 2 --launch-count 1"
-  step 100 $OUT/ncu_fused_cb${cb}_summary.txt ncu_fused_cb$cb env MK_SSD_FUSED_CB=$cb $N --section SpeedOfLight \
+  E="env MK_SSD_FUSED_CB=1 MK_SSD_FUSED_CAUSAL_WG=$([ $cb = wg ] && echo 1 || echo 0)"
+  step 100 $OUT/ncu_fused_cb${cb}_summary.txt ncu_fused_cb$cb $E $N --section SpeedOfLight \
     --section Occupancy --section LaunchStats --section WarpStateStats --section InstructionStats \
     --section SchedulerStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
     python3 scripts/lab/ssd_fused_one.py
-  step 100 $OUT/ncu_fused_cb${cb}_sass.csv ncu_fused_sass_cb$cb env MK_SSD_FUSED_CB=$cb $N --section SourceCounters \
+  step 100 $OUT/ncu_fused_cb${cb}_sass.csv ncu_fused_sass_cb$cb $E $N --section SourceCounters \
     --section WarpStateStats --page source --print-source sass --csv python3 scripts/lab/ssd_fused_one.py
 done
 else

@@ -19,7 +19,7 @@ def _skip_without_lab():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cb_src", ["k1", "in"])
+@pytest.mark.parametrize("cb_src", ["k1", "in", "wg"])
 @pytest.mark.parametrize("ctas", [None, 0, 7], ids=["shared", "per-walk", "7ctas"])
 @pytest.mark.parametrize("case", ["b2-l300-h8-g1-D-z-init", "b1-l1000-h16-g4-Dhp-noz", "b1-l1-h4-g4-D-z-init",
                                   "b1-l4096-h80-g1-D-z"])
@@ -27,9 +27,10 @@ def test_gpu_fused_walk_lab(case, ctas, cb_src, monkeypatch):
     """The fused F1 + F2 walk (a lab at chunk 64: csrc/ssd/ssd_fused_walk_kernel.cuh, cuda_walk.fused_walk_lab)
     against the float64 reference, out and final states (poisoned first); two CTAs an SM sharing the walks' chunks
     (hand-offs), a CTA a walk, or 7 CTAs (hand-off chains through walks longer than a share); C B^T from K1 or
-    computed in the walk (MK_SSD_FUSED_CB=1)."""
+    computed in the walk (MK_SSD_FUSED_CB=1; "wg": its causal part on wgmma too, MK_SSD_FUSED_CAUSAL_WG=1)."""
     _skip_without_lab()
-    monkeypatch.setenv("MK_SSD_FUSED_CB", "1" if cb_src == "in" else "0")
+    monkeypatch.setenv("MK_SSD_FUSED_CB", "0" if cb_src == "k1" else "1")
+    monkeypatch.setenv("MK_SSD_FUSED_CAUSAL_WG", "1" if cb_src == "wg" else "0")
     b, l, h, g = (int(v[1:]) for v in case.split("-")[:4])
     inp = make_inputs(b, l, h, 64, 128, g, dtype=torch.bfloat16, device="cuda", D_shape="hp" if "Dhp" in case else "h",
                       z="noz" not in case, init="init" in case)

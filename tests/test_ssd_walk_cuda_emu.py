@@ -501,13 +501,14 @@ def _expected_fused(x, z, B, C, cb, dtp, a, D, init, h, g):
     return out, final
 
 
-@pytest.mark.parametrize("cb_src", ["k1", "in"])
+@pytest.mark.parametrize("cb_src", ["k1", "in", "wg"])
 @pytest.mark.parametrize("split", ["walk", "shared"])
 @pytest.mark.parametrize("case", list(FUSED_CASES))
 def test_ssd_fused_walk_emulated_on_cpu(case, split, cb_src, emu_exe, tmp_path):
     """The fused walk lab against the float64 formulas, a CTA a walk or the case's CTAs sharing the walks, C B^T from
     K1 ("k1": its upper triangle and its rows past a chunk's end NaN, never read into a result) or computed in the
-    kernel ("in": kCbIn); out, the final states and the hand-off scratch start NaN."""
+    kernel ("in": kCbIn; "wg": and its causal part on wgmma, MK_SSD_FUSED_CAUSAL_WG=1); out, the final states and the
+    hand-off scratch start NaN."""
     b, l, h, g, dmode, use_z, use_init, slow, ctas = FUSED_CASES[case]
     ctas = 0 if split == "walk" else ctas
     gen = torch.Generator().manual_seed(5 + l + 7 * h + g)
@@ -534,18 +535,20 @@ def test_ssd_fused_walk_emulated_on_cpu(case, split, cb_src, emu_exe, tmp_path):
     d = str(tmp_path)
     with open(os.path.join(d, "meta.txt"), "w") as f:
         f.write(f"stage 4\nb {b}\nl {l}\nh {h}\ng {g}\nD {dmode}\nz {int(use_z)}\ninit {int(use_init)}\nctas {ctas}\n"
-                f"cbin {int(cb_src == 'in')}\n")
+                f"cbin {int(cb_src != 'k1')}\n")
     arrays = dict(x=x, B=B, C=C, cb=cb, dtp=dtp, a=a)
     arrays.update({k: t for k, t in dict(z=z if use_z else None, D=D, init=init).items() if t is not None})
     for name, t in arrays.items():
         _write(d, name, t)
-    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, MK_SSD_FUSED_CAUSAL_WG="1" if cb_src == "wg" else "0")
+    res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
-    # one launch of the lab kernel, whose emulated wgmma (a lane's call each) show that the C B^T source asked for ran:
-    # a step's 8 k16 products of C h_in^T (+ 8 of C B^T with "in") by the output warpgroup, 4 of the update
+    # one launch of the lab kernel, whose emulated wgmma (a lane's call each) show that the variant asked for ran: a
+    # step's 8 k16 products of C h_in^T (+ 8 of C B^T with "in" / "wg", + 4 of the causal part with "wg") by the
+    # output warpgroup, 4 of the update
     steps = b * h * nch
-    assert f"launches 1 threads 256 smem 108896 wgmma {steps * 128 * (12 + (8 if cb_src == 'in' else 0))} " \
-        in res.stdout, res.stdout
+    per_step = 12 + {"k1": 0, "in": 8, "wg": 12}[cb_src]
+    assert f"launches 1 threads 256 smem 108896 wgmma {steps * 128 * per_step} " in res.stdout, res.stdout
     f64 = {k: t.to(F64) for k, t in dict(x=x, z=z, B=B, C=C, cb=cb, dtp=dtp, a=a).items()}
     out, final = _expected_fused(f64["x"], f64["z"] if use_z else None, f64["B"], f64["C"], f64["cb"], f64["dtp"],
                                  f64["a"], None if D is None else D.to(F64), None if init is None else init.to(F64),

@@ -1,7 +1,7 @@
 // Warpgroup tensor-core products (wgmma.mma_async, sm_90a) for kernels whose operands sit in shared memory in the
-// swizzled layouts: descriptors, the bf16 m64nNk16 product (N 32 to 160) with A and B from shared memory, and the
-// fences. Under the CPU emulation (tests/cuda_emu, MK_CUDA_EMU) each lane builds its mma.sync fragments from the same
-// layouts and runs the emulated m16n8k16 N / 8 times, synchronously.
+// swizzled layouts: descriptors, the bf16 m64nNk16 product (N 32 to 160) with A and B from shared memory, the m64n64k16
+// one with A from registers, and the fences. Under the CPU emulation (tests/cuda_emu, MK_CUDA_EMU) each lane builds its
+// mma.sync fragments from the same layouts and runs the emulated m16n8k16 N / 8 times, synchronously.
 //
 // The layouts (what TMA's SWIZZLE_128B / SWIZZLE_64B write): a tile of S-byte rows (S 128 or 64), 1024-byte aligned;
 // the 16-byte chunk c of row r sits at chunk c ^ ((r / (128 / S)) & (S / 16 - 1)): the swizzle XORs address bits 7..
@@ -202,6 +202,37 @@ __device__ __forceinline__ void wgmma_ss_bf16(float (&d)[NT][4], WgDesc a, WgDes
   __trap();
 #endif
 }
+// d (64 x 64 over the warpgroup) (+)= A B with A (64 x 16) from registers, each warp's 16 rows as an mma.sync
+// m16n8k16 A fragment (a[0]: row g, k 2 q, 2 q + 1; a[1]: row g + 8; a[2], a[3]: k + 8), and B (16 x 64) from shared
+// memory through descriptor b (K-major, or MN-major with kTransB). A's registers must be written before a
+// wgmma_fence.
+template <bool kAccumulate, bool kTransB>
+__device__ __forceinline__ void wgmma_rs_bf16_n64(float (&d)[8][4], const uint32_t (&a)[4], WgDesc b) {
+#if defined(MK_WGMMA_DEVICE)
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+               "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+               "{%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+               : MK_WGMMA_OUT8(d)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(kAccumulate ? 1 : 0), "n"(kTransB ? 1 : 0));
+#elif !defined(__CUDA_ARCH__) && defined(MK_CUDA_EMU)
+  ++wgmma_emu::calls;
+  const int lane = int(threadIdx.x & 31), g = lane >> 2, q = lane & 3;
+  if (!kAccumulate)
+    for (auto& t : d)
+      for (float& v : t) v = 0.f;
+  for (int j = 0; j < 8; ++j) {
+    const uint32_t bf[2] = {wgmma_emu::pair(b, 8 * j + g, 2 * q, kTransB),
+                            wgmma_emu::pair(b, 8 * j + g, 2 * q + 8, kTransB)};
+    cuda_emu::mma_m16n8k16_bf16(d[j], a, bf);
+  }
+#else
+  (void)d, (void)a, (void)b;
+  __trap();
+#endif
+}
+
 #undef MK_WGMMA_SS
 #undef MK_WGMMA_OUT20
 #undef MK_WGMMA_OUT16

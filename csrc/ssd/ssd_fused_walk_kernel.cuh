@@ -308,6 +308,52 @@ __device__ __forceinline__ uint32_t causal_pair_f32(float lo, float hi, int t, i
   return ssd_cuda::pack_bf16(lo, hi);
 }
 
+// kCausalWg: the causal part on wgmma with A from registers, every warp's rows at once (the per-warp mma.sync of
+// fused_causal gives warp 3 three earlier blocks and warp 0 none; the warpgroup waits for the slowest). acc: C h_in^T;
+// cba: the chunk's C B^T (fp32 accumulators). y_t = exp(a_t) (C h_in^T)_t + sum_{s <= t} exp(a_t - a_s) dt'_s
+// (C B^T)_ts x_s: the weights go into the A fragments before their bf16 rounding, for earlier blocks factored as
+// exp(a_t - a_m) exp(a_m - a_s) dt'_s (m: the warp's first row; both factors <= 1 / dt'), exact and masked on the
+// diagonal block, zeros above it. Rows past ln get zeros (their outputs are not stored). Warpgroup-wide: every
+// warp calls it.
+template <typename E>
+__device__ __forceinline__ void fused_causal_wg(float (&acc)[8][4], const float (&cba)[8][4], const char* xs,
+                                                const float* as, const float* dts, int t0, int tb, int ln, int lane) {
+  const int q = lane & 3, tA = t0 + (lane >> 2), tB = tA + 8;
+  const float a_m = as[t0], a_m2 = a_m * kLog2e, a_tA = as[tA], a_tB = as[tB];
+  const float rA = tA < ln ? __expf(a_tA - a_m) : 0.f, rB = tB < ln ? __expf(a_tB - a_m) : 0.f;
+  scale_acc_rows(acc, tA < ln ? __expf(a_tA) : 0.f, tB < ln ? __expf(a_tB) : 0.f);
+  const float a_tA2 = a_tA * kLog2e, a_tB2 = a_tB * kLog2e;
+  uint32_t af[4][4];
+#pragma unroll
+  for (int sb = 0; sb < 4; ++sb) {
+    const int s = 16 * sb + 2 * q;
+    const float* lo = cba[2 * sb];
+    const float* hi = cba[2 * sb + 1];
+    if (sb < tb) {
+      const float u0 = decay_exp(a_m2, as[s]) * dts[s], u1 = decay_exp(a_m2, as[s + 1]) * dts[s + 1];
+      const float u8 = decay_exp(a_m2, as[s + 8]) * dts[s + 8], u9 = decay_exp(a_m2, as[s + 9]) * dts[s + 9];
+      af[sb][0] = ssd_cuda::pack_bf16(lo[0] * (u0 * rA), lo[1] * (u1 * rA));
+      af[sb][1] = ssd_cuda::pack_bf16(lo[2] * (u0 * rB), lo[3] * (u1 * rB));
+      af[sb][2] = ssd_cuda::pack_bf16(hi[0] * (u8 * rA), hi[1] * (u9 * rA));
+      af[sb][3] = ssd_cuda::pack_bf16(hi[2] * (u8 * rB), hi[3] * (u9 * rB));
+    } else if (sb == tb) {
+      const float as0 = as[s], as1 = as[s + 1], as8 = as[s + 8], as9 = as[s + 9];
+      const float d0 = dts[s], d1 = dts[s + 1], d8 = dts[s + 8], d9 = dts[s + 9];
+      af[sb][0] = causal_pair_f32(lo[0], lo[1], tA, s, a_tA2, as0, as1, d0, d1, ln);
+      af[sb][1] = causal_pair_f32(lo[2], lo[3], tB, s, a_tB2, as0, as1, d0, d1, ln);
+      af[sb][2] = causal_pair_f32(hi[0], hi[1], tA, s + 8, a_tA2, as8, as9, d8, d9, ln);
+      af[sb][3] = causal_pair_f32(hi[2], hi[3], tB, s + 8, a_tB2, as8, as9, d8, d9, ln);
+    } else {
+      af[sb][0] = af[sb][1] = af[sb][2] = af[sb][3] = 0u;
+    }
+  }
+  wgmma_fence();  // acc rescaled and af written by ordinary instructions
+#pragma unroll
+  for (int sb = 0; sb < 4; ++sb) wgmma_rs_bf16_n64<true, true>(acc, af[sb], wg_desc<128>(xs + 2048 * sb));
+  wgmma_commit();
+  wgmma_wait<0>();
+}
+
 // The output warp's epilogue: y += D x (x pairs by ldmatrix from the swizzled tile), out = y silu(z) (z fragments
 // zr[half][j]), rows < ln stored from the fragments (out: the warp's first row).
 template <typename E>
@@ -343,8 +389,9 @@ __device__ __forceinline__ void fused_epilogue(const float (&acc)[8][4], const c
 // kLab (MK_SSD_FUSED_LAB, timing only, wrong results by design): bit 0: the state warpgroup skips the x scaling and
 // the update (S stays its piece's start state; the staging, fills and hand-offs run), bit 1: the output warpgroup
 // skips the causal part and the epilogue (C h_in^T, the loads and the barriers run): the pace of each side alone.
-// kCbIn (p.cb null): the chunk's C B^T on wgmma in the kernel instead of K1's from global memory.
-template <typename E, int kLab = 0, bool kCbIn = false>
+// kCbIn (p.cb null): the chunk's C B^T on wgmma in the kernel instead of K1's from global memory; kCausalWg (with
+// kCbIn; MK_SSD_FUSED_CAUSAL_WG=1): its causal part on wgmma (fused_causal_wg).
+template <typename E, int kLab = 0, bool kCbIn = false, bool kCausalWg = false>
 __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWalkParams p) {
 #if defined(MK_WGMMA_DEVICE) || !defined(__CUDA_ARCH__)
   char* const smem = reinterpret_cast<char*>(ssd_walk_smem);
@@ -369,7 +416,7 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
     for (int i = 0; i < 6; ++i) mbar_init(bars + i, 128);
   __syncthreads();
   if (tid >= 128) {  // the state warpgroup
-    const int t = tid - 128, w = t >> 5;
+    const int t = tid - 128;
     float S[16][4];
     FusedCursor u = fused_first(p, P);
     fused_start(p, u.w, u.c0, S, t);
@@ -491,7 +538,17 @@ __global__ void __launch_bounds__(256, 2) ssd_fused_walk_kernel(const SsdFusedWa
       if constexpr (kCbIn) rows_times_pn_wgmma<E, 8192>(cba, ct, reinterpret_cast<const E*>(st + kFTileBytes), w);
       wgmma_wait<0>();
       mbar_arrive(pn_empty);
-      if ((kLab & 2) == 0 && t0 < ch.ln) {
+      if constexpr (kCausalWg) {
+        static_assert(kCbIn, "the causal part on wgmma takes the in-walk C B^T");
+        if constexpr ((kLab & 2) == 0) {
+          const char* xs = st + 2 * kFTileBytes;
+          const float* as = reinterpret_cast<const float*>(xs + kFXBytes);
+          fused_causal_wg<E>(acc, cba, xs, as, as + kFQ, t0, w, ch.ln, lane);
+          if (t0 < ch.ln)
+            fused_epilogue<E>(acc, xs, Ds, zr, zg != nullptr, static_cast<E*>(p.out) + orow + t0 * hp, hp, t0, ch.ln,
+                              lane);
+        }
+      } else if ((kLab & 2) == 0 && t0 < ch.ln) {
         const char* xs = st + 2 * kFTileBytes;
         const float* as = reinterpret_cast<const float*>(xs + kFXBytes);
         if constexpr (kCbIn) {

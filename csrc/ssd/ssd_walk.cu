@@ -326,7 +326,9 @@ const char* ssd_fused_walk_cuda(const SsdFusedWalkParams& p, void* stream) {
                    sw::ssd_fused_walk_kernel<E, 2, true>};
   const K k1[3] = {sw::ssd_fused_walk_kernel<E, 0>, sw::ssd_fused_walk_kernel<E, 1>, sw::ssd_fused_walk_kernel<E, 2>};
   const int li = lab_bits == 1 || lab_bits == 2 ? lab_bits : 0;
-  const K kernel = cb_in ? in[li] : k1[li];
+  const char* cwg = std::getenv("MK_SSD_FUSED_CAUSAL_WG");  // the in-walk C B^T's causal part on wgmma (a lab)
+  const bool causal_wg = cb_in && li == 0 && cwg != nullptr && cwg[0] == '1';
+  const K kernel = causal_wg ? sw::ssd_fused_walk_kernel<E, 0, true, true> : cb_in ? in[li] : k1[li];
   cudaError_t e = opt_in_smem(kernel, ssd_walk::kFSmemBytes, "the fused SSD walk (lab)");
   if (e == cudaSuccess) {
     cudaLaunchConfig_t cfg = {};

@@ -10,7 +10,8 @@ wave), without autograd:
   time    per-call time of n calls back to back behind a GPU spin (median of rounds; _gpu_timing.batch_time_us):
           the library's forward, the fused lab call (K0 + K1 at chunk 64, then the fused walk: two CTAs an SM sharing
           the walks' chunks, a CTA a walk, and shared with C B^T computed in the walk: MK_SSD_FUSED_CB=1),
-          and the last without the gate (z None: what loading z costs), alternating, two rounds;
+          the same with its causal part on wgmma (MK_SSD_FUSED_CAUSAL_WG=1), each also without the gate (z None:
+          what z costs), alternating, two rounds;
   lab     the fused call with MK_SSD_FUSED_LAB=1 (the state warpgroup's update left out) and =2 (the output
           warpgroup's causal part and epilogue left out): wrong results, each side's pace alone;
   kernels the kernels of each call under torch.profiler (the fused walk alone, and its prep).
@@ -50,6 +51,13 @@ def fused_noz(inp, init=None):
     return fused({**inp, "z": None}, init)
 
 
+def set_cb(cbin):
+    """MK_SSD_FUSED_CB / MK_SSD_FUSED_CAUSAL_WG for a C B^T source: "0" K1's, "1" in the walk, "wg" in the walk and
+    the causal part on wgmma."""
+    os.environ["MK_SSD_FUSED_CB"] = "0" if cbin == "0" else "1"
+    os.environ["MK_SSD_FUSED_CAUSAL_WG"] = "1" if cbin == "wg" else "0"
+
+
 def errors(got, ref):
     got, ref = got.double(), ref.double()
     rms = ((got - ref).norm() / ref.norm().clamp_min(1e-30)).item()
@@ -60,8 +68,8 @@ def check(name, inp, init=None):
     with torch.no_grad():
         out_r, fin_r = library(inp, init)
         for label, fn, cbin in (("shared", fused, "0"), ("per-walk", fused_per_walk, "0"),
-                                ("shared, C B^T inside", fused, "1")):
-            os.environ["MK_SSD_FUSED_CB"] = cbin
+                                ("shared, C B^T inside", fused, "1"), ("shared, causal on wgmma", fused, "wg")):
+            set_cb(cbin)
             out_f, fin_f = fn(inp, init)
             torch.cuda.synchronize()
             (r1, m1), (r2, m2) = errors(out_f, out_r), errors(fin_f, fin_r)
@@ -87,11 +95,13 @@ def main():
             for label, x in ((args.shape, inp), ("b4-l4096-h66 (264 walks)", even)):
                 for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"),
                                        ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1"),
-                                       ("fused, C B^T inside, no z", fused_noz, "1")):
-                    os.environ["MK_SSD_FUSED_CB"] = cbin
+                                       ("fused, C B^T inside, no z", fused_noz, "1"),
+                                       ("fused, causal on wgmma", fused, "wg"),
+                                       ("fused, causal on wgmma, no z", fused_noz, "wg")):
+                    set_cb(cbin)
                     us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
                     print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)
-        os.environ["MK_SSD_FUSED_CB"] = "0"
+        set_cb("0")
         os.environ["MK_SSD_FUSED_WALK"] = "1"  # the library's forward with the fused walk (the bench's path)
         for rnd in range(args.rounds):
             us = batch_time_us(lambda: library(inp), n=20, rounds=5, spin_cycles=spin)
@@ -106,8 +116,9 @@ def main():
                       flush=True)
         os.environ.pop("MK_SSD_FUSED_LAB")
         for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"),
-                               ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1")):
-            os.environ["MK_SSD_FUSED_CB"] = cbin
+                               ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1"),
+                               ("fused, causal on wgmma", fused, "wg")):
+            set_cb(cbin)
             for kname, per_call, us in kernel_table(lambda: fn(inp), n=10):
                 print(f"kernels {name}: {us:8.1f} us x {per_call:.0f}  {kname}", flush=True)
 
