@@ -28,7 +28,8 @@
 #     (checks against the library's forward, times both alternating, kernel tables), 4,000 forwards back to back through
 #     the fused walk (scripts/stress_ssd.py with MK_SSD_FUSED_WALK=1: its hand-off spins must never hang or differ),
 #     then ncu of one fused walk launch (summary and per-SASS samples, read with scripts/ncu_phases.py) with the
-#     in-walk C B^T and with its causal part on wgmma too (~150 s more).
+#     in-walk C B^T and with its causal part on wgmma too (~150 s more). FUSED_STRESS=0: no stress run; FUSED_NCU:
+#     the ncu variants (default "1 wg"; empty: none).
 # NOBUILD=1: the library is already built in this tree (a second script in the same call).
 . scripts/gpu_common.sh
 # ab_prof NAME VAR LIMIT V...: profile_ssd.py (Triton pipeline, chunk 256) with VAR=V for each V in alternating
@@ -67,11 +68,13 @@ step 120 $T fused_tests $P tests/test_ssd_fused_gpu.py -m gpu
 tail -3 $T >> $L
 step 90 $OUT/fused_lab.log fused_lab python3 scripts/lab/ssd_fused_lab.py
 grep -h "^check\|^time\|^kernels" $OUT/fused_lab.log >> $L
+if [ "${FUSED_STRESS:-1}" = 1 ]; then
 step 60 $OUT/stress.log fused_stress env MK_SSD_FUSED_WALK=1 python3 scripts/stress_ssd.py --calls 4000 --batch 20
 grep -h "^stress" $OUT/stress.log >> $L
+fi
 # ncu of one fused walk launch at shape 1, the in-walk C B^T (cb1) and with its causal part on wgmma (wg): summary,
 # per-SASS samples
-for cb in 1 wg; do
+for cb in ${FUSED_NCU-1 wg}; do
   N="ncu --clock-control none -k regex:ssd_fused_walk_kernel --launch-skip 2 --launch-count 1"
   E="env MK_SSD_FUSED_CB=1 MK_SSD_FUSED_CAUSAL_WG=$([ $cb = wg ] && echo 1 || echo 0)"
   step 100 $OUT/ncu_fused_cb${cb}_summary.txt ncu_fused_cb$cb $E $N --section SpeedOfLight \
