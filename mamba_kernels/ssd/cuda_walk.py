@@ -49,7 +49,8 @@ addresses from the lane (F2 lab 208.5-209.5 against 212.5-213.7 us; forward 0.31
 kernels); then the TMA ring and the dependent launch off by default again: forwards back to back with them failed
 once ("unspecified launch failure"; csrc/ssd/ssd_walk.cu says where else it was seen), so the default is session
 36's cp.async ring again until that is understood. Session 40 (no GPU): a lab of F1 and F2 fused into one walk at
-chunk 64 (fused_walk_lab; MK_SSD_FUSED_WALK=1 hands the forward's calls without a backward to it; not yet timed).
+chunk 64 (fused_walk_lab; MK_SSD_FUSED_WALK=1 hands the forward's calls without a backward to it). Session 41: timed,
+0.345 ms at shape 1 in the bench against the default's 0.337 (output-bound): stays opt-in.
 CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _fused_flags(dev, walks):
 
 def fused_serves(x, z, B, C, cu_seqlens) -> bool:
     """Whether the Triton forward hands a call without a backward to the fused walk (fused_walk_lab): only with
-    MK_SSD_FUSED_WALK=1 (read at each call; off by default: a lab until timed on the H200), bf16, p 64, n 128, no
+    MK_SSD_FUSED_WALK=1 (read at each call; off by default: a lab, slower than the default at shape 1), bf16, p 64, n 128, no
     cu_seqlens, 16-byte aligned tiles, on a compute capability 9.0 device with the op built (sm_90a)."""
     return (os.environ.get("MK_SSD_FUSED_WALK", "0") == "1" and x.is_cuda and x.dtype == torch.bfloat16
             and cu_seqlens is None and x.shape[-1] == HEADDIM and B.shape[-1] == DSTATE and tiles_aligned((x, z, B, C))
@@ -165,7 +166,7 @@ def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
     fp32), written into `out` / `final_states` when given. num_ctas: None = two CTAs an SM sharing the walks' chunks
     evenly (lab step 2: states handed on between CTAs), 0 = a CTA a walk (lab step 1), else that many CTAs. With
     MK_SSD_FUSED_CB=1 the walk computes each chunk's C B^T itself (wgmma, fp32 values weighted before rounding) and
-    K1 does not run. Needs an sm_90a build on an H100 / H200 (scripts/lab/ssd_fused_lab.py times it)."""
+    K1 does not run; with MK_SSD_FUSED_CAUSAL_WG=1 as well, its causal part runs on wgmma (A from registers). Needs an sm_90a build on an H100 / H200 (scripts/lab/ssd_fused_lab.py times it)."""
     from .triton import _cb, _contig, _cumsum_fwd, _setup
     if not has_cuda_op("_ssd_fused_walk_lab"):
         raise RuntimeError("fused_walk_lab: the CUDA extension was built without the fused walk")
