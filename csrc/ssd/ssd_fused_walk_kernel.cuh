@@ -129,10 +129,9 @@ __device__ __forceinline__ int fused_s_off(int j, int e) {
 }
 
 // The state hand-off between CTAs (scratch (walks, 64, 128) fp32; flags (walks) int32, 0 between calls, = c (> 0) once
-// the walk's state at chunk c, the end of a piece, is there, 0 again once its reader has it). The flag's value names
-// the chunk because a walk longer than a share is a chain of hand-offs through one slot: a reader waiting on "set"
-// alone could take the state its predecessor has not yet taken (meant for that predecessor): the state warpgroup's 128
-// threads, named barrier 2.
+// the walk's state at chunk c, the end of a piece, is there, 0 again once its reader has it): the state warpgroup's 128
+// threads, named barrier 2. The flag names the chunk because a walk longer than a share is a chain of hand-offs
+// through one slot: with a bare "set" flag, CTA k + 2 could take the state CTA k published for CTA k + 1 (session 41).
 __device__ __forceinline__ void fused_publish(const SsdFusedWalkParams& p, int64_t w, int c, const float (&S)[16][4],
                                               int t) {
   float* dst = p.scratch + w * int64_t(kP * kN);
