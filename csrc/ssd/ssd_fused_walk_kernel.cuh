@@ -264,6 +264,15 @@ __device__ __forceinline__ void fused_scale_x(char* xp, const char* xs, const fl
 
 __device__ __forceinline__ uint32_t fused_ld32(const void* p) { return *static_cast<const uint32_t*>(p); }
 
+// The factored column weights of an earlier block's columns s, s + 1, s + 8, s + 9 against row m (a_m2 = a_m log2 e):
+// exp(a_m - a_s) dt'_s (<= dt'_s: s < m).
+__device__ __forceinline__ void fused_col_weights(float (&u)[4], const float* as, const float* dts, float a_m2, int s) {
+  u[0] = decay_exp(a_m2, as[s]) * dts[s];
+  u[1] = decay_exp(a_m2, as[s + 1]) * dts[s + 1];
+  u[2] = decay_exp(a_m2, as[s + 8]) * dts[s + 8];
+  u[3] = decay_exp(a_m2, as[s + 9]) * dts[s + 9];
+}
+
 // The output warp's causal part (scan_causal's factored decays) with the chunk's C B^T in registers:
 // earlier(sb, u0, u1, u8, u9) gives block sb's A fragment (sb < tb) with its columns 2 q, 2 q + 1, 2 q + 8, 2 q + 9
 // weighted by u0, u1, u8, u9; diag(k, t, s, a_t2, a_s0, a_s1, d0, d1) register k of the diagonal block's (rows g /
@@ -279,10 +288,9 @@ __device__ __forceinline__ void fused_causal(float (&acc)[8][4], const Earlier& 
 #pragma unroll
   for (int sb = 0; sb < 3; ++sb) {
     if (sb >= tb) break;
-    const int s = 16 * sb + 2 * q;
-    const float u0 = decay_exp(a_m2, as[s]) * dts[s], u1 = decay_exp(a_m2, as[s + 1]) * dts[s + 1];
-    const float u8 = decay_exp(a_m2, as[s + 8]) * dts[s + 8], u9 = decay_exp(a_m2, as[s + 9]) * dts[s + 9];
-    a_times_tile<E, true>(acc, earlier(sb, u0, u1, u8, u9), x, 16 * sb, lane);
+    float u[4];
+    fused_col_weights(u, as, dts, a_m2, 16 * sb + 2 * q);
+    a_times_tile<E, true>(acc, earlier(sb, u[0], u[1], u[2], u[3]), x, 16 * sb, lane);
   }
   const float a_tA = as[tA], a_tB = as[tB];
   scale_acc_rows(acc, tA < ln ? __expf(a_tA - a_m) : 0.f, tB < ln ? __expf(a_tB - a_m) : 0.f);
@@ -329,12 +337,12 @@ __device__ __forceinline__ void fused_causal_wg(float (&acc)[8][4], const float 
     const float* lo = cba[2 * sb];
     const float* hi = cba[2 * sb + 1];
     if (sb < tb) {
-      const float u0 = decay_exp(a_m2, as[s]) * dts[s], u1 = decay_exp(a_m2, as[s + 1]) * dts[s + 1];
-      const float u8 = decay_exp(a_m2, as[s + 8]) * dts[s + 8], u9 = decay_exp(a_m2, as[s + 9]) * dts[s + 9];
-      af[sb][0] = ssd_cuda::pack_bf16(lo[0] * (u0 * rA), lo[1] * (u1 * rA));
-      af[sb][1] = ssd_cuda::pack_bf16(lo[2] * (u0 * rB), lo[3] * (u1 * rB));
-      af[sb][2] = ssd_cuda::pack_bf16(hi[0] * (u8 * rA), hi[1] * (u9 * rA));
-      af[sb][3] = ssd_cuda::pack_bf16(hi[2] * (u8 * rB), hi[3] * (u9 * rB));
+      float u[4];
+      fused_col_weights(u, as, dts, a_m2, s);
+      af[sb][0] = ssd_cuda::pack_bf16(lo[0] * (u[0] * rA), lo[1] * (u[1] * rA));
+      af[sb][1] = ssd_cuda::pack_bf16(lo[2] * (u[0] * rB), lo[3] * (u[1] * rB));
+      af[sb][2] = ssd_cuda::pack_bf16(hi[0] * (u[2] * rA), hi[1] * (u[3] * rA));
+      af[sb][3] = ssd_cuda::pack_bf16(hi[2] * (u[2] * rB), hi[3] * (u[3] * rB));
     } else if (sb == tb) {
       const float as0 = as[s], as1 = as[s + 1], as8 = as[s + 8], as9 = as[s + 9];
       const float d0 = dts[s], d1 = dts[s + 1], d8 = dts[s + 8], d9 = dts[s + 9];

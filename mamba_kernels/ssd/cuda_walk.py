@@ -150,8 +150,8 @@ def _fused_flags(dev, walks):
 
 def fused_serves(x, z, B, C, cu_seqlens) -> bool:
     """Whether the Triton forward hands a call without a backward to the fused walk (fused_walk_lab): only with
-    MK_SSD_FUSED_WALK=1 (read at each call; off by default: a lab, slower than the default at shape 1), bf16, p 64, n 128, no
-    cu_seqlens, 16-byte aligned tiles, on a compute capability 9.0 device with the op built (sm_90a)."""
+    MK_SSD_FUSED_WALK=1 (read at each call; off by default: a lab, slower than the default at shape 1), bf16, p 64,
+    n 128, no cu_seqlens, 16-byte aligned tiles, on a compute capability 9.0 device with the op built (sm_90a)."""
     return (os.environ.get("MK_SSD_FUSED_WALK", "0") == "1" and x.is_cuda and x.dtype == torch.bfloat16
             and cu_seqlens is None and x.shape[-1] == HEADDIM and B.shape[-1] == DSTATE and tiles_aligned((x, z, B, C))
             and torch.cuda.get_device_capability(x.device) == (9, 0) and has_cuda_op("_ssd_fused_walk_lab"))
@@ -166,7 +166,8 @@ def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fal
     fp32), written into `out` / `final_states` when given. num_ctas: None = two CTAs an SM sharing the walks' chunks
     evenly (lab step 2: states handed on between CTAs), 0 = a CTA a walk (lab step 1), else that many CTAs. With
     MK_SSD_FUSED_CB=1 the walk computes each chunk's C B^T itself (wgmma, fp32 values weighted before rounding) and
-    K1 does not run; with MK_SSD_FUSED_CAUSAL_WG=1 as well, its causal part runs on wgmma (A from registers). Needs an sm_90a build on an H100 / H200 (scripts/lab/ssd_fused_lab.py times it)."""
+    K1 does not run; with MK_SSD_FUSED_CAUSAL_WG=1 as well, its causal part runs on wgmma (A from registers). Needs
+    an sm_90a build on an H100 / H200 (scripts/lab/ssd_fused_lab.py times it)."""
     from .triton import _cb, _contig, _cumsum_fwd, _setup
     if not has_cuda_op("_ssd_fused_walk_lab"):
         raise RuntimeError("fused_walk_lab: the CUDA extension was built without the fused walk")

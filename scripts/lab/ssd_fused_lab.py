@@ -58,6 +58,12 @@ def set_cb(cbin):
     os.environ["MK_SSD_FUSED_CAUSAL_WG"] = "1" if cbin == "wg" else "0"
 
 
+# The timed calls: (name, function, C B^T source for set_cb); the kernel tables leave out the no-z ones.
+TIMED = (("library", library, "0"), ("fused", fused, "0"), ("fused per-walk", fused_per_walk, "0"),
+         ("fused, C B^T inside", fused, "1"), ("fused, C B^T inside, no z", fused_noz, "1"),
+         ("fused, causal on wgmma", fused, "wg"), ("fused, causal on wgmma, no z", fused_noz, "wg"))
+
+
 def errors(got, ref):
     got, ref = got.double(), ref.double()
     rms = ((got - ref).norm() / ref.norm().clamp_min(1e-30)).item()
@@ -93,11 +99,7 @@ def main():
     with torch.no_grad():
         for rnd in range(args.rounds):
             for label, x in ((args.shape, inp), ("b4-l4096-h66 (264 walks)", even)):
-                for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"),
-                                       ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1"),
-                                       ("fused, C B^T inside, no z", fused_noz, "1"),
-                                       ("fused, causal on wgmma", fused, "wg"),
-                                       ("fused, causal on wgmma, no z", fused_noz, "wg")):
+                for name, fn, cbin in TIMED:
                     set_cb(cbin)
                     us = batch_time_us(lambda: fn(x), n=20, rounds=5, spin_cycles=spin)
                     print(f"time round {rnd} {label} {name}: {us:.1f} us a call", flush=True)
@@ -115,9 +117,7 @@ def main():
                       f"({'no state update' if lab == '1' else 'no causal part / epilogue'}): {us:.1f} us a call",
                       flush=True)
         os.environ.pop("MK_SSD_FUSED_LAB")
-        for name, fn, cbin in (("library", library, "0"), ("fused", fused, "0"),
-                               ("fused per-walk", fused_per_walk, "0"), ("fused, C B^T inside", fused, "1"),
-                               ("fused, causal on wgmma", fused, "wg")):
+        for name, fn, cbin in (c for c in TIMED if c[1] is not fused_noz):
             set_cb(cbin)
             for kname, per_call, us in kernel_table(lambda: fn(inp), n=10):
                 print(f"kernels {name}: {us:8.1f} us x {per_call:.0f}  {kname}", flush=True)
