@@ -15,11 +15,13 @@
 #     (scripts/lab/run_ssd_ring_lab.sh) while the library builds; the head-walk GPU tests (walk stages in every
 #     variant, the ring with cp.async and TMA fills, NaN sequences, the one-launch K0 + K1); the lab's runs (F2 with
 #     its fills / stores left out, cp.async and TMA rings); profiles of MK_SSD_PREP_ONE_LAUNCH 0 / 1 alternating.
-#   SSD_PART=failure (~150 s): the intermittent "unspecified launch failure" of F2's TMA-filled ring (opt-in;
-#     bench/notes/chunked_ssd_2.md, sessions 37-39), scripts/stress_ssd.py --batch 20 (forwards back to back behind
-#     a GPU spin: the mode that fails soonest) up to 12,000 calls each: the TMA ring (failed after 340-4,020 calls in
-#     session 39), the defaults, the cp.async ring with PDL, the one-launch K0 + K1 (MK_SSD_PREP_ONE_LAUNCH=1, ~2-4 us
-#     of a forward; off since it failed beside the TMA ring). Each line says "N calls" or "failed, seen after N calls".
+#   SSD_PART=failure (~400 s with the build): the intermittent "unspecified launch failure" of F2's TMA-filled ring
+#     (bench/notes/chunked_ssd_2.md, sessions 37-39; session 42: a parity wait aliasing a phase two behind, fixed by
+#     two barriers a stage): the head-walk GPU tests, then scripts/stress_ssd.py --batch 20 (forwards back to back
+#     behind a GPU spin: the mode that failed soonest) up to $STRESS_CALLS (12,000) calls each: session 37's defaults
+#     (TMA ring, PDL, one-launch K0 + K1: failed after 340-4,020 calls in session 39), the TMA ring alone and with
+#     PDL, the defaults; then F2 profiled with the cp.async / TMA ring alternating. Each stress line says "N calls" or
+#     "failed, seen after N calls".
 #   SSD_PART=oneteam (~120 s): the lab of the fused design's output team (MK_SSD_WALK_RING_TEAMS=1: F2's ring with
 #     one team of 8 warps, docs/ssd_fused_walk_design.md): its GPU walk tests, then F2 profiled with it and without,
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
@@ -56,12 +58,18 @@ cat $OUT/ssd_ring_lab.txt >> $L
 ab_prof prep MK_SSD_PREP_ONE_LAUNCH 40 0 1
 grep -h "us of kernels" $OUT/prof_prep0.log $OUT/prof_prep1.log >> $L
 elif [ "${SSD_PART:-time}" = failure ]; then
-S="python3 scripts/stress_ssd.py --calls 12000 --batch 20"
+step 240 $T ssd_walk_tests $P tests/test_ssd_gpu.py -m gpu -k "walk_stages or nan_sequence or prep_one or back_to_back"
+tail -3 $T >> $L
+S="python3 scripts/stress_ssd.py --calls ${STRESS_CALLS:-12000} --batch 20"
+T37="MK_SSD_WALK_RING_TMA=1 MK_SSD_WALK_PDL=1 MK_SSD_PREP_ONE_LAUNCH=1"
+step 70 $OUT/stress.log tma_ring_s37 env $T37 $S
 step 50 $OUT/stress.log tma_ring env MK_SSD_WALK_RING_TMA=1 $S
+step 50 $OUT/stress.log tma_ring_pdl env MK_SSD_WALK_RING_TMA=1 MK_SSD_WALK_PDL=1 $S
 step 50 $OUT/stress.log defaults $S
-step 50 $OUT/stress.log cp_ring_pdl env MK_SSD_WALK_PDL=1 $S
-step 50 $OUT/stress.log one_launch_prep env MK_SSD_PREP_ONE_LAUNCH=1 $S
+step 70 $OUT/stress.log tma_ring_s37_again env $T37 $S
 grep -h "^stress" $OUT/stress.log >> $L
+ab_prof ringtma MK_SSD_WALK_RING_TMA 40 0 1
+grep -h "ssd_scan_ring\|us of kernels" $OUT/prof_ringtma0.log $OUT/prof_ringtma1.log >> $L
 elif [ "${SSD_PART:-time}" = oneteam ] || [ "${SSD_PART:-time}" = fused ]; then
 if [ "${SSD_PART:-time}" = fused ]; then
 step 120 $T fused_tests $P tests/test_ssd_fused_gpu.py -m gpu

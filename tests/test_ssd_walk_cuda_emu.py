@@ -48,8 +48,8 @@ CASES = {
     "dx-b1-l256-h6-g1-Dhp-slowdecay": ("dx", 1, 256, 6, 1, None, 2, 2, False, False),
 }
 # the ring's dynamic shared memory (ssd_walk_ring.cuh, kRingSmemBytes): C B^T 34816 + rows 32768 + 3 x (stage 53248 +
-# a / dt' / D 1280) + 3 barriers of 8 bytes
-RING_SMEM_BYTES = 34816 + 32768 + 3 * (53248 + 1280) + 3 * 8
+# a / dt' / D 1280) + 6 barriers of 8 bytes (two a stage)
+RING_SMEM_BYTES = 34816 + 32768 + 3 * (53248 + 1280) + 6 * 8
 SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdecay"}
 # How the stage stores and walks: "direct" (MK_SSD_WALK_STAGED=0: 4-byte stores from the fragments; one team of 8
 # warps a CTA, MK_SSD_WALK_PINGPONG=0), "staged" (through the warps' staging rows; one team), "pingpong" (the default:

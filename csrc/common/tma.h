@@ -128,17 +128,19 @@ __device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uin
       ::"r"(d), "l"(map), "r"(b), "r"(col), "r"(mid), "r"(row)
       : "memory");
 #elif defined(MK_CUDA_EMU)
-  (void)bar;
   TmaEmuMap m;
   std::memcpy(&m, map->bytes, sizeof(m));
   ++tma_emu_loads;
   char* dst = static_cast<char*>(sdst);
-  for (uint32_t r = 0; r < m.box_rows; ++r)
-    for (uint32_t j = 0; j < 8; ++j) {  // 16-byte chunks of the box row; past the tensor: zeros
-      char* d = dst + r * 128 + ((j ^ r) & 7) * 16;
-      if (const char* src = tma_emu_at(m, row + int64_t(r), mid, col + int64_t(j) * 8)) std::memcpy(d, src, 16);
-      else std::memset(d, 0, 16);
-    }
+  cuda_emu::defer_copy([m, dst, bar, row, mid, col] {  // lands later, out of order (cuda_emu::mbar_wait)
+    for (uint32_t r = 0; r < m.box_rows; ++r)
+      for (uint32_t j = 0; j < 8; ++j) {  // 16-byte chunks of the box row; past the tensor: zeros
+        char* d = dst + r * 128 + ((j ^ r) & 7) * 16;
+        if (const char* src = tma_emu_at(m, row + int64_t(r), mid, col + int64_t(j) * 8)) std::memcpy(d, src, 16);
+        else std::memset(d, 0, 16);
+      }
+    cuda_emu::mbar_complete_tx(bar, m.box_rows * 128u);
+  });
 #else
   (void)map; (void)sdst; (void)bar; (void)row; (void)mid; (void)col;
   __trap();
@@ -148,7 +150,7 @@ __device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uin
 // Shared-memory transaction barriers (mbarrier) for the loads above: mbar_init by one thread (then a block barrier),
 // mbar_expect_tx by the issuing thread before its loads (its arrival plus the bytes they will complete), mbar_wait
 // by every reader (phase parity: 0 for a barrier's first completion, then alternating). The CPU emulation
-// (cuda_emu::mbar_*) counts arrivals and phases; its loads complete at once.
+// (cuda_emu::mbar_*) counts arrivals, bytes and phases; its loads land late and out of order (cuda_runtime.h).
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
@@ -165,8 +167,7 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
   const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
 #elif defined(MK_CUDA_EMU)
-  (void)bytes;
-  cuda_emu::mbar_arrive(bar);  // the emulated loads have completed their bytes already
+  cuda_emu::mbar_expect_tx(bar, bytes);
 #else
   (void)bar; (void)bytes;
 #endif

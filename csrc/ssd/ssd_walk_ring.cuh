@@ -8,14 +8,23 @@
 // j % 3, computed by team j % 2; the team that finishes item j fills its freed stage with item j + 3 (the other
 // team's), so an item's copies have had about half of a team's cycle to land when its team reaches it, and a team's
 // cycle is its compute alone.
-// Completion across teams: stage s has a full barrier (mbarrier, count 256): each thread of the filling team issues its
-// copies, all by cp.async (zero-fill copies for the rows past ln and a missing D, so that they are covered too), then
-// cp.async.mbarrier.arrive.noinc; the team computing item j waits for phase j / 3 of barrier j % 3 (parity), then
-// fences into the async proxy (its wgmma reads the (p, n) tile that the other team's copies wrote). No empty barrier:
-// the filler is the team that has just read the stage, past its own team barrier.
-// Shared memory (231,192 bytes): C B^T (padded, 34 KB), the B or C rows (128-byte-swizzled, 32 KB), three stages of
+// Completion across teams: item j's fill completes on full barrier j % 6 (mbarrier, count 256), two barriers a stage:
+// each thread of the filling team issues its copies, all by cp.async (zero-fill copies for the rows past ln and a
+// missing D, so that they are covered too), then cp.async.mbarrier.arrive.noinc; the team computing item j waits for
+// phase j / 6 of barrier j % 6 (parity), then fences into the async proxy (its wgmma reads the (p, n) tile that the
+// other team's copies wrote). No empty barrier: the filler is the team that has just read the stage, past its own
+// team barrier. Why two barriers a stage: a parity wait cannot tell the phase it names from the one two phases
+// earlier. With one barrier a stage (j % 3, until session 42) the team that waits for item j + 3 is the team that
+// issued item j's fill (after its item j - 3), and if that fill had not landed yet when the team reached item j + 3
+// (two of its items later), its wait for the parity of phase (j + 3) / 3 passed at once on phase j / 3 - 1: it read
+// a stage still being written, and its own fill of item j + 6 then added arrivals and bytes to the incomplete phase.
+// Copy-engine fills complete out of order, so the TMA ring met it now and then ("unspecified launch failure", back to
+// back forwards, sessions 37-39); the CPU emulation lands TMA loads late and newest first and showed it (a block
+// exiting with loads in flight, an arrival on a phase that had all its arrivals). With barrier j % 6, the phase
+// before the one item j's team waits for is item j - 6's, which that same team waited for already.
+// Shared memory (231,216 bytes): C B^T (padded, 34 KB), the B or C rows (128-byte-swizzled, 32 KB), three stages of
 // 52 KB ((p, n) tile swizzled as load_stage's kSwz writes it, 16 KB; x and z padded, 18 KB each), three a / dt' / D
-// rows of 1,280 bytes, three barriers. The output staging (walk_items_pingpong's 2 x 18 KB) goes into the warp's own
+// rows of 1,280 bytes, six barriers. The output staging (walk_items_pingpong's 2 x 18 KB) goes into the warp's own
 // z rows of the stage, which only that warp reads, after its epilogue has read them (scan_epilogue's kStageInZ).
 // The resident tiles change only at a segment's start (one (chunk, group)), where both teams meet at a block barrier
 // as in walk_items_pingpong; the ring's fills run on across segments (they read no resident tile).
@@ -32,12 +41,13 @@ namespace mamba_kernels {
 namespace ssd_walk {
 
 constexpr int kRingSlots = 3;
+constexpr int kRingBars = 2 * kRingSlots;  // item j's full barrier: j % 6 (walk_items_ring says why two a stage)
 constexpr int kPnSwzBytes = kP * kN * 2;     // the (p, n) tile, two 64-wide n blocks of 8 KB
 constexpr int kRowsSwzBytes = kQ * kN * 2;   // the swizzled resident rows (load_resident's kSwz)
 constexpr int kRingStageBytes = kPnSwzBytes + 2 * kTileBytes;
 constexpr int kRingRowFloats = 2 * kQ + kP;  // a, dt', D
 constexpr int kRingSmemBytes =
-    kCbBytes + kRowsSwzBytes + kRingSlots * (kRingStageBytes + kRingRowFloats * 4) + kRingSlots * 8;
+    kCbBytes + kRowsSwzBytes + kRingSlots * (kRingStageBytes + kRingRowFloats * 4) + kRingBars * 8;
 static_assert((kCbBytes + kRowsSwzBytes) % 1024 == 0 && kRingStageBytes % 1024 == 0,
               "every stage and its (p, n) tile start 1024-byte aligned");
 static_assert(kRingSmemBytes <= 232448, "the ring fits a block of an H100 / H200");
@@ -205,12 +215,12 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
   const int64_t i0 = int64_t(blockIdx.x) * total / gridDim.x, i1 = int64_t(blockIdx.x + 1) * total / gridDim.x;
   if (i0 >= i1) return;
   griddep_wait();  // launched as F1's programmatic dependent (MK_SSD_WALK_PDL): its h_in are complete from here on
-  const auto fill = [&](const Item& r, int j) {  // item j (from i0) into stage j % 3
+  const auto fill = [&](const Item& r, int j) {  // item j (from i0) into stage j % 3, completing on barrier j % 6
     const int s = j % kRingSlots;
-    load(r, stages + s * kRingStageBytes, rows + s * kRingRowFloats, full + s);
+    load(r, stages + s * kRingStageBytes, rows + s * kRingRowFloats, full + j % kRingBars);
   };
   if (tid == 0)
-    for (int s = 0; s < kRingSlots; ++s) mbar_init(full + s, kClearX ? kThreads + 1 : kThreads);
+    for (int b = 0; b < kRingBars; ++b) mbar_init(full + b, kClearX ? kThreads + 1 : kThreads);
   __syncthreads();
   if (team == 0) {  // the ring's first three items
     Item r = item_of(p, i0);
@@ -235,8 +245,8 @@ __device__ __forceinline__ void walk_items_ring(const SsdWalkParams& p, char* sm
       Item cur = item_of(p, i0 + j);
       for (;;) {
         const int s = j % kRingSlots;
-        mbar_wait(full + s, unsigned(j / kRingSlots) & 1u);  // item j's copies (the other team's; team 0's for
-                                                             // the first three) have landed
+        mbar_wait(full + j % kRingBars, unsigned(j / kRingBars) & 1u);  // item j's copies (the other team's; team
+                                                                        // 0's for the first three) have landed
         fence_proxy_async();                                 // for the (p, n) tile's wgmma
         if (kClearX && cur.ln > 0 && cur.ln < kQ) {          // rows the box brought past the chunk's end
           uint4* x = reinterpret_cast<uint4*>(stages + s * kRingStageBytes + kPnSwzBytes);

@@ -39,7 +39,7 @@ loads from addresses fixed once a CTA and its x scaling a token row a thread (MK
 item by addition (MK_SSD_WALK_LEAN_NEXT), all on by default: F1 99.5-99.8 against 116.6-117.1 us, F2 231-232 against
 234; forward 0.3496 ms, forward + backward 1.671 ms (2964d58). Session 36: F2's wgmma kernel runs its two teams on a
 ring of three stages, each team filling the stage it frees for the other team's item three on (MK_SSD_WALK_RING,
-csrc/ssd/ssd_walk_ring.cuh; needs 231,192 bytes of shared memory a CTA), on by default: F2 221.5-225.3 against
+csrc/ssd/ssd_walk_ring.cuh; needs 231,216 bytes of shared memory a CTA), on by default: F2 221.5-225.3 against
 233.8-235.1 us; forward 0.3426 ms, forward + backward 1.639 ms (ef45e38). Session 37: the ring's fills by the copy
 engine (MK_SSD_WALK_RING_TMA) and F2 as a programmatic dependent of the kernel before it (MK_SSD_WALK_PDL), both on by
 default: F2 205.5-207.4 against ~224 us; forward 0.3220 ms, forward + backward 1.636 ms (e4646e9 with K0 + K1 as two

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -141,6 +142,8 @@ inline Warp* warps = nullptr;
   std::abort();
 }
 
+inline std::vector<std::function<void()>> deferred_copies;  // tensor-map loads in flight (mbar_* below)
+
 template <typename F>
 cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) {
   const unsigned nthr = cfg.blockDim.x * cfg.blockDim.y * cfg.blockDim.z;
@@ -181,6 +184,7 @@ cudaError_t launch(const void* kernel, const cudaLaunchConfig_t& cfg, F&& body) 
         std::vector<Warp> ws(nthr / 32);
         warps = ws.data();
         emu_fiber::run_block(fs.data(), nthr, stacks.get(), [](unsigned t) { threadIdx.x = t; });
+        if (!deferred_copies.empty()) fail("a block exited with tensor-map loads in flight");
       }
   return cudaSuccess;
 }
@@ -201,33 +205,75 @@ inline void named_barrier(unsigned id, unsigned n, bool wait = true) {
 }
 }  // namespace cuda_emu
 namespace cuda_emu {
-// mbarrier (mbarrier.init / try_wait.parity, cp.async.mbarrier.arrive.noinc, a TMA load's arrival) in the barrier's
-// own 8 bytes of shared memory: its arrival count, the arrivals its current phase still waits for, the phase. Copies
-// complete at once here, so the arrival a copy triggers on completion counts at once; a waiter yields until the phase
-// of the parity it names has completed (the kernels wait for a phase at most one ahead of the barrier's). A barrier
-// still holding the block's NaN poison (count 0) fails, and so does a wait that sees no progress.
+// mbarrier (mbarrier.init / arrive.expect_tx / try_wait.parity, cp.async.mbarrier.arrive.noinc, a TMA load's
+// complete_tx) in the barrier's own 8 bytes of shared memory: its arrival count, the arrivals its current phase still
+// waits for, the phase; the phase's transaction bytes still due in a side table. A phase completes when both are
+// zero. cp.async copies complete at once here, so the arrival one triggers on completion counts at once. Tensor-map
+// loads do not: they are queued (defer_copy) and land only when every fiber of the block is waiting (a whole round of
+// the scheduler without progress), one at a time, newest first. So a fill issued before another can land after it,
+// and after its reader's team has computed other items, as the GPU's copy engine allows; a parity wait then can alias
+// a phase two behind (try_wait.parity returns at once for the parity of the phase before the current one, as on the
+// GPU) where a kernel's protocol allows it, and that shows as outputs from stale stages or as an arrival on a phase
+// that has all its arrivals (which fails here; on the GPU it is undefined). A barrier still holding the block's NaN
+// poison (count 0) fails, so does a wait that sees no progress, and so does a block that exits with loads in flight.
 struct MbarEmu {
   uint32_t pending;
   uint16_t count, phase;
 };
 static_assert(sizeof(MbarEmu) == 8, "an mbarrier is 8 bytes");
+inline std::map<const void*, long long> mbar_tx;          // transaction bytes the current phase still waits for
 inline void mbar_init(void* bar, unsigned count) {
   if (count == 0 || count > 65535) fail("mbarrier.init: count 1..65535");
   *static_cast<MbarEmu*>(bar) = MbarEmu{count, uint16_t(count), 0};
+  mbar_tx[bar] = 0;
 }
-inline void mbar_arrive(void* bar) {
+inline MbarEmu& mbar_checked(void* bar, const char* what) {
   MbarEmu& b = *static_cast<MbarEmu*>(bar);
-  if (b.count == 0 || b.pending == 0 || b.pending > b.count) fail("mbarrier arrival: barrier not initialised");
-  if (--b.pending == 0) {
+  if (b.count == 0 || b.pending > b.count) fail(what);
+  return b;
+}
+inline void mbar_complete_if_done(void* bar) {
+  MbarEmu& b = *static_cast<MbarEmu*>(bar);
+  ++emu_fiber::progress;
+  if (b.pending == 0 && mbar_tx[bar] == 0) {
     b.pending = b.count;
     ++b.phase;
   }
 }
+inline void mbar_arrive(void* bar) {
+  MbarEmu& b = mbar_checked(bar, "mbarrier arrival: barrier not initialised");
+  if (b.pending == 0) fail("mbarrier arrival: the phase has all its arrivals (an arrival meant for a later phase)");
+  --b.pending;
+  mbar_complete_if_done(bar);
+}
+// mbarrier.arrive.expect_tx: the phase waits for `bytes` more, then this thread's arrival.
+inline void mbar_expect_tx(void* bar, unsigned bytes) {
+  MbarEmu& b = mbar_checked(bar, "mbarrier expect_tx: barrier not initialised");
+  if (b.pending == 0) fail("mbarrier expect_tx: the phase has all its arrivals (an arrival meant for a later phase)");
+  mbar_tx[bar] += bytes;
+  mbar_arrive(bar);
+}
+// A copy's complete_tx of `bytes` on bar.
+inline void mbar_complete_tx(void* bar, unsigned bytes) {
+  mbar_checked(bar, "mbarrier complete_tx: barrier not initialised");
+  mbar_tx[bar] -= bytes;
+  mbar_complete_if_done(bar);
+}
+// Queues a copy (a tensor-map load): `land` writes its bytes and completes them on its barrier, later.
+inline void defer_copy(std::function<void()> land) { deferred_copies.push_back(std::move(land)); }
+inline void land_newest_copy() {
+  std::function<void()> f = std::move(deferred_copies.back());
+  deferred_copies.pop_back();
+  f();
+}
 inline void mbar_wait(const void* bar, unsigned parity) {
   const MbarEmu& b = *static_cast<const MbarEmu*>(bar);
   if (b.count == 0) fail("mbarrier wait: barrier not initialised");
+  unsigned long long seen = emu_fiber::progress;
   for (long spins = 0; (b.phase & 1u) == (parity & 1u); ++spins) {
     if (spins > 200000) fail("mbarrier wait: no progress (a phase nobody completes)");
+    if (spins > 0 && emu_fiber::progress == seen && !deferred_copies.empty()) land_newest_copy();  // all wait
+    seen = emu_fiber::progress;
     emu_fiber::yield();
   }
 }

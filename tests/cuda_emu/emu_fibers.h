@@ -21,6 +21,9 @@ struct Fiber {
   bool done = false;
 };
 inline Fiber* fibers = nullptr;  // the running block's
+// Counts events by which some fiber got on (an arrival at a barrier, a barrier or an mbarrier phase opening, a fiber
+// finishing): a waiter that sees it unchanged over a whole round knows that every fiber is waiting.
+inline unsigned long long progress = 0;
 inline unsigned cur = 0;         // the running fiber
 inline ucontext_t sched_uc;
 constexpr size_t kStack = 256 * 1024;
@@ -28,6 +31,7 @@ constexpr size_t kStack = 256 * 1024;
 inline void yield() { swapcontext(&fibers[cur].uc, &sched_uc); }
 // Opens b's next generation once `count` arrivals (count > 0) cover its n fibers; whether it did.
 inline bool open_if_full(Barrier& b) {
+  ++progress;
   if (b.count == 0 || b.count < b.n) return false;
   b.count = 0;
   ++b.gen;
@@ -58,6 +62,7 @@ inline void fiber_entry() {
   fiber_body(fiber_arg);
   if (fiber_exit) fiber_exit(cur);
   fibers[cur].done = true;  // then returns to sched_uc (uc_link)
+  ++progress;
 }
 
 // Body f (a callable without arguments) for the fibers started next; it must outlive their run.
