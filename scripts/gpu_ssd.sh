@@ -20,8 +20,9 @@
 #     two barriers a stage): the head-walk GPU tests, then scripts/stress_ssd.py --batch 20 (forwards back to back
 #     behind a GPU spin: the mode that failed soonest) up to $STRESS_CALLS (12,000) calls each: session 37's defaults
 #     (TMA ring, PDL, one-launch K0 + K1: failed after 340-4,020 calls in session 39), the TMA ring alone and with
-#     PDL, the defaults; then F2 profiled with the cp.async / TMA ring alternating. Each stress line says "N calls" or
-#     "failed, seen after N calls".
+#     PDL, the defaults; then F2 profiled with the cp.async / TMA ring alternating (STRESS_SHORT=1: session 37's
+#     defaults twice and the TMA ring alone, no profiles). Each stress line says "N calls" or "failed, seen after N
+#     calls".
 #   SSD_PART=oneteam (~120 s): the lab of the fused design's output team (MK_SSD_WALK_RING_TEAMS=1: F2's ring with
 #     one team of 8 warps, docs/ssd_fused_walk_design.md): its GPU walk tests, then F2 profiled with it and without,
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
@@ -64,12 +65,16 @@ S="python3 scripts/stress_ssd.py --calls ${STRESS_CALLS:-12000} --batch 20"
 T37="MK_SSD_WALK_RING_TMA=1 MK_SSD_WALK_PDL=1 MK_SSD_PREP_ONE_LAUNCH=1"
 step 70 $OUT/stress.log tma_ring_s37 env $T37 $S
 step 50 $OUT/stress.log tma_ring env MK_SSD_WALK_RING_TMA=1 $S
+if [ "${STRESS_SHORT:-0}" = 0 ]; then
 step 50 $OUT/stress.log tma_ring_pdl env MK_SSD_WALK_RING_TMA=1 MK_SSD_WALK_PDL=1 $S
 step 50 $OUT/stress.log defaults $S
+fi
 step 70 $OUT/stress.log tma_ring_s37_again env $T37 $S
 grep -h "^stress" $OUT/stress.log >> $L
+if [ "${STRESS_SHORT:-0}" = 0 ]; then
 ab_prof ringtma MK_SSD_WALK_RING_TMA 40 0 1
 grep -h "ssd_scan_ring\|us of kernels" $OUT/prof_ringtma0.log $OUT/prof_ringtma1.log >> $L
+fi
 elif [ "${SSD_PART:-time}" = oneteam ] || [ "${SSD_PART:-time}" = fused ]; then
 if [ "${SSD_PART:-time}" = fused ]; then
 step 120 $T fused_tests $P tests/test_ssd_fused_gpu.py -m gpu
