@@ -504,7 +504,7 @@ def test_triton_cpu_prep_one_launch_matches_two(cu, g):
 
 @pytest.mark.parametrize("one_launch", ["1", "0"])
 def test_triton_cpu_backward_with_prep_one_launch(monkeypatch, one_launch):
-    """MK_SSD_PREP_ONE_LAUNCH=1: the backward's K0 and K1 as one launch (_cumsum_cb_fwd); =0 (the default): as two.
+    """MK_SSD_PREP_ONE_LAUNCH=1 (the default): the backward's K0 and K1 as one launch (_cumsum_cb_fwd); =0: as two.
     Outputs and every gradient match the float64 reference either way (varlen, groups, D per channel)."""
     _skip_unavailable("triton", "cpu")
     monkeypatch.setenv("MK_SSD_PREP_ONE_LAUNCH", one_launch)

@@ -90,23 +90,24 @@ const char* check_walk(const SsdWalkParams& p) {
 //     that frees a stage filling it for the other team's item three on (ssd_walk_ring.cuh, ssd_scan_ring_kernel),
 //     where the device gives a block kRingSmemBytes. H200, shape 1 (session 36, two alternating profiles each): F2
 //     221.5 / 225.3 us against 235.1 / 233.8.
-//   MK_SSD_WALK_RING_TMA (off, kWalkRingTmaDefault): the ring's fills by the copy engine, one thread issuing the
+//   MK_SSD_WALK_RING_TMA (on, kWalkRingTmaDefault): the ring's fills by the copy engine, one thread issuing the
 //     item's boxes, x / z 128-byte-swizzled (ssd_walk_ring.cuh, load_stage_ring_tma). H200, shape 1 (session 37): the
 //     F2 lab 212.6-213.9 us against 229.0-229.4 with the cp.async fills; in the forward 205.5-207.4 against ~224.
-//     Off since session 38, a lab switch: forwards with it fail now and then with "unspecified launch failure" in
-//     F2 (every few hundred to ~10,000 calls back to back, with or without PDL, with the maps fenced, with only x / z
-//     by the copy engine), while the cp.async ring has failed in no stress run. Cause not found; the runs and the
-//     hypotheses ruled out: bench/notes/chunked_ssd_2.md, sessions 37-39.
+//     Off in sessions 38-42: forwards with it failed now and then with "unspecified launch failure" in F2 (every few
+//     hundred to ~10,000 calls back to back). Cause (session 42): a team's parity wait for item j + 3 on barrier
+//     j % 3 could pass on item j's phase when item j's own fill had not landed (copy-engine fills complete in any
+//     order); fixed by two barriers a stage (item j on barrier j % 6). After the fix (session 43, H100): 36,000
+//     forwards back to back in the modes that failed, no failure, no mismatch. bench/notes/chunked_ssd_2.md.
 //   MK_SSD_WALK_RING_TEAMS=1 (a lab, without MK_SSD_WALK_RING_TMA): the cp.async ring with one team of 8 warps doing
 //     every item (ssd_scan_ring_kernel<E, 1>, at most 168 registers a thread): how fast F2's items run with one output
 //     team, as the fused F1 + F2 design's would beside its state warpgroup (docs/ssd_fused_walk_design.md, decision
 //     1). Written in session 39 without a GPU (CPU emulation only); F2's time with it against the default is the lab.
-//   MK_SSD_WALK_PDL (off, kWalkPdlDefault): the ring kernels launched as programmatic dependents of the kernel before
-//     them on the stream: F1 where the forward runs K0 + K1 as one launch (MK_SSD_PREP_ONE_LAUNCH=1; ~1.3 us of a
-//     forward's wall time at shape 1); F1 lets them launch at its start, they wait for its end before their first
-//     fill. With the two-launch prep the kernel before F2 is K1, which never triggers: a plain launch. On by default
-//     in session 37 beside the TMA ring, off again with it in session 38 (the configuration of session 36, which no
-//     stress run has seen fail) until the failure above is understood.
+//   MK_SSD_WALK_PDL (on, kWalkPdlDefault): the ring kernels launched as programmatic dependents of the kernel before
+//     them on the stream: F1 where the forward runs K0 + K1 as one launch (MK_SSD_PREP_ONE_LAUNCH, on by default;
+//     ~1.3 us of a forward's wall time at shape 1); F1 lets them launch at its start, they wait for its end before
+//     their first fill. With the two-launch prep the kernel before F2 is K1, which never triggers: a plain launch.
+//     On by default in session 37 beside the TMA ring, off with it in sessions 38-42, on again with it since the
+//     ring's barrier fix (session 43).
 //   F2 variants measured on the H200 at shape 1 and removed: the earlier-block weights u_s dt'_s as exp(a_m - a_e)
 //     ut[s] from a per-item table the team writes (one exp a block and lane instead of four; MK_SSD_WALK_UTABLE,
 //     24f8e82, three alternating profiles each): 233.0-237.2 us against 232.5-235.8.
@@ -123,8 +124,8 @@ constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefa
                kStateTmaLoadDefault = true, kStateLateWaitDefault = true,
                kStateWideDefault = true;  // (the CPU emulation's checks read them too)
 constexpr int kStateLeanDefault = 2;
-constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true, kWalkRingTmaDefault = false,
-               kWalkPdlDefault = false;
+constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true, kWalkRingTmaDefault = true,
+               kWalkPdlDefault = true;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -270,7 +271,7 @@ const char* ssd_dx_cuda(const SsdDxParams& p, void* stream) {
                            stream);
 }
 
-// F2 on the ring (launch_walk_stage's KR): with MK_SSD_WALK_RING_TMA (off, kWalkRingTmaDefault) and tensor maps of x, z
+// F2 on the ring (launch_walk_stage's KR): with MK_SSD_WALK_RING_TMA (on, kWalkRingTmaDefault) and tensor maps of x, z
 // and h_in that the driver encodes, the TMA-filled kernel (ssd_scan_ring_tma_kernel); else the cp.async one. Either
 // as a programmatic dependent of the kernel before it (MK_SSD_WALK_PDL).
 cudaError_t launch_scan_ring(const SsdScanParams& p, cudaStream_t s) {

@@ -28,7 +28,7 @@
 // z rows of the stage, which only that warp reads, after its epilogue has read them (scan_epilogue's kStageInZ).
 // The resident tiles change only at a segment's start (one (chunk, group)), where both teams meet at a block barrier
 // as in walk_items_pingpong; the ring's fills run on across segments (they read no resident tile).
-// MK_SSD_WALK_RING_TMA (ssd_scan_ring_tma_kernel; off by default since session 38, see ssd_walk.cu): the fills'
+// MK_SSD_WALK_RING_TMA (ssd_scan_ring_tma_kernel; on by default, see ssd_walk.cu): the fills'
 // tiles by the copy engine (load_stage_ring_tma; the full barrier counts 257: the issuer's expect_tx too), the same
 // stage slots, x and z in them 128-byte-swizzled without padding (16 KB of each 18 KB slot).
 #pragma once

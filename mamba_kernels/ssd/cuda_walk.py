@@ -51,6 +51,10 @@ once ("unspecified launch failure"; csrc/ssd/ssd_walk.cu says where else it was 
 36's cp.async ring again until that is understood. Session 40 (no GPU): a lab of F1 and F2 fused into one walk at
 chunk 64 (fused_walk_lab; MK_SSD_FUSED_WALK=1 hands the forward's calls without a backward to it). Session 41: timed,
 0.345 ms at shape 1 in the bench against the default's 0.337 (output-bound): stays opt-in.
+Session 42: the TMA ring's failure explained (a team's parity wait for item j + 3 could pass on the phase before item
+j's when item j's own fill had not landed) and fixed with two barriers a stage; session 43: 36,000 forwards back to
+back in the modes that failed ran clean (H100), and the TMA ring, the dependent launch and the one-launch K0 + K1 are
+the defaults again.
 CALLS counts the CUDA launches per stage (tests assert that they happened).
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ Forward, 3 launches (4 when a group's heads span several scan programs):
   K1 _ssd_cb_kernel           CB = C B^T per (chunk, group), lower block triangle; only when a group's heads span
                               several scan programs (h / g > 1 for the one-head scan, > HB for the head-block one),
                               so the scan programs read it instead of recomputing it
-     _ssd_cumsum_cb_fwd_kernel  K0 and K1 as one launch (MK_SSD_PREP_ONE_LAUNCH=1, off by default: _one_prep_launch)
+     _ssd_cumsum_cb_fwd_kernel  K0 and K1 as one launch (MK_SSD_PREP_ONE_LAUNCH, on by default: _one_prep_launch)
   F1 _ssd_state_fwd_kernel    chunk states fused with state passing: one program per (sequence, head, p block,
                               n block) walks its chunks in order with the running state (fp32) in registers and
                               stores the state entering each chunk (states_in) and the final state: no fp32
@@ -286,14 +286,13 @@ def _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g,
 
 
 def _one_prep_launch() -> bool:
-    """MK_SSD_PREP_ONE_LAUNCH=1 (read at every call; off by default): K0 and K1 as one launch (_cumsum_cb_fwd) in the
-    forward where the CUDA output stage runs (it reads CB; ahead of F1, so that F1 and F2 are adjacent launches: F2 is
-    F1's programmatic dependent, MK_SSD_WALK_PDL) and in every backward with chunks (B2 reads CB). H200, shape 1
-    (session 37): 335.0 / 337.3 us of forward kernels against 339.2 / 337.7, and ~1.3 us of wall time from the
-    dependent launch. Off because, with F2's TMA-filled ring (MK_SSD_WALK_RING_TMA, off by default since session
-    38), repeated forwards at shape 1 failed with "unspecified launch failure" (scripts/stress_ssd.py; cause not
-    found yet); with the cp.async ring it ran 45,000 calls clean. See bench/notes/chunked_ssd_2.md, sessions 37-38."""
-    return os.environ.get("MK_SSD_PREP_ONE_LAUNCH", "0") == "1"
+    """MK_SSD_PREP_ONE_LAUNCH (read at every call; on by default, =0: two launches): K0 and K1 as one launch
+    (_cumsum_cb_fwd) in the forward where the CUDA output stage runs (it reads CB; ahead of F1, so that F1 and F2 are
+    adjacent launches: F2 is F1's programmatic dependent, MK_SSD_WALK_PDL) and in every backward with chunks (B2 reads
+    CB). H200, shape 1 (session 37): 335.0 / 337.3 us of forward kernels against 339.2 / 337.7, and ~1.3 us of wall
+    time from the dependent launch. Off in sessions 38-42 while F2's TMA-filled ring failed now and then (a barrier
+    phase race, fixed in session 42: bench/notes/chunked_ssd_2.md); on again with it since."""
+    return os.environ.get("MK_SSD_PREP_ONE_LAUNCH", "1") != "0"
 
 
 def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None):
