@@ -163,9 +163,23 @@ def test_ssd_scan_stage_keeps_a_nan_sequence_apart(walk, emu_exe, tmp_path):
     _check_walk_stage("scan-b1-l300-varlen-h4-g2-Dhp-z", walk, emu_exe, tmp_path, nan_last=True)
 
 
-def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False):
+SCAN_CASES = [c for c in CASES if CASES[c][0] == "scan"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("case", SCAN_CASES)
+def test_ssd_ring_tma_under_random_landing(case, seed, emu_exe, tmp_path):
+    """F2's TMA-filled ring (the default since session 43) with the emulated tensor-map loads landing in a seeded
+    random order, early ones included (CUDA_EMU_LAND=random:SEED), not only newest first once every fiber waits: its
+    barrier protocol must hold for any order the copy engine completes fills in (session 42: with one barrier a
+    stage, a team's parity wait could pass on a phase two behind when its own fill landed late)."""
+    _check_walk_stage(case, "wgmma-ldsm-lean-ring-tma", emu_exe, tmp_path, land=f"random:{seed}")
+
+
+def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False, land=None):
     """One emulated run of the walk stage `case` the way `walk` says (WALKS), against the float64 formulas. nan_last
-    (varlen cases): x of the last sequence NaN, the other sequences' outputs compared."""
+    (varlen cases): x of the last sequence NaN, the other sequences' outputs compared. land: CUDA_EMU_LAND (the order
+    in which emulated tensor-map loads land; None: newest first when every fiber waits)."""
     stage, b, l, h, g, cu, dmode, ctas, use_z, use_ypre = CASES[case]
     gen = torch.Generator().manual_seed(77 + l + 11 * h + g)
     slots = _slots(b, l, cu)
@@ -217,7 +231,8 @@ def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False):
            "MK_SSD_WALK_LEAN_NEXT": "1" if "-lean" in walk else "0",
            "MK_SSD_WALK_RING": "1" if "-ring" in walk else "0",
            "MK_SSD_WALK_RING_TMA": "1" if walk.endswith("-ring-tma") else "0",
-           "MK_SSD_WALK_RING_TEAMS": "1" if walk.endswith("-1team") else "2"}
+           "MK_SSD_WALK_RING_TEAMS": "1" if walk.endswith("-1team") else "2",
+           "CUDA_EMU_LAND": land or "newest"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     threads = 512 if two_teams and not walk.endswith("-1team") else 256
@@ -339,6 +354,14 @@ def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
     _check_state_stage(case, variant, emu_exe, tmp_path)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("case", list(STATE_CASES))
+def test_ssd_state_stage_under_random_landing(case, seed, emu_exe, tmp_path):
+    """F1's default (tensor-map loads of B and x, the wide products, the late wait, lean 2) with the emulated loads
+    landing in a seeded random order, early ones included (CUDA_EMU_LAND=random:SEED)."""
+    _check_state_stage(case, "wgmma-pairs-tmaload-wide-lean2", emu_exe, tmp_path, land=f"random:{seed}")
+
+
 @pytest.mark.parametrize("variant", ["wgmma-pairs", "wgmma-pairs-tmaload", "wgmma-pairs-tmaload-wide",
                                      "wgmma-pairs-tmaload-wide-lean2"])
 def test_ssd_state_stage_keeps_a_nan_sequence_apart(variant, emu_exe, tmp_path):
@@ -348,9 +371,10 @@ def test_ssd_state_stage_keeps_a_nan_sequence_apart(variant, emu_exe, tmp_path):
     _check_state_stage("state-b1-l300-varlen-h4-g2-init", variant, emu_exe, tmp_path, nan_last=True)
 
 
-def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
+def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False, land=None):
     """One emulated run of the state stage `case` in `variant` (test_ssd_state_stage_emulated_on_cpu) against the
-    float64 formulas. nan_last (varlen cases): x and B of the last sequence NaN, the other sequences compared."""
+    float64 formulas. nan_last (varlen cases): x and B of the last sequence NaN, the other sequences compared. land:
+    CUDA_EMU_LAND (as in _check_walk_stage)."""
     skew, wgmma = int(variant == "skew"), variant.startswith("wgmma")
     pairs, tma = int(variant.startswith("wgmma-pairs")), int(variant.startswith("wgmma-pairs-tma"))
     tma_load, wide = int(variant.startswith("wgmma-pairs-tmaload")), int("-wide" in variant)
@@ -393,7 +417,8 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False):
         _write(d, name, t)
     env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma)),
            "MK_SSD_STATE_PAIRS": str(pairs), "MK_SSD_STATE_TMA": str(tma), "MK_SSD_STATE_TMA_LOAD": str(tma_load),
-           "MK_SSD_STATE_LATE_WAIT": str(late), "MK_SSD_STATE_WIDE": str(wide), "MK_SSD_STATE_LEAN": str(lean)}
+           "MK_SSD_STATE_LATE_WAIT": str(late), "MK_SSD_STATE_WIDE": str(wide), "MK_SSD_STATE_LEAN": str(lean),
+           "CUDA_EMU_LAND": land or "newest"}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes

@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <vector>
 
 #include "emu_fibers.h"
@@ -207,15 +208,16 @@ inline void named_barrier(unsigned id, unsigned n, bool wait = true) {
 namespace cuda_emu {
 // mbarrier (mbarrier.init / arrive.expect_tx / try_wait.parity, cp.async.mbarrier.arrive.noinc, a TMA load's
 // complete_tx) in the barrier's own 8 bytes of shared memory: its arrival count, the arrivals its current phase still
-// waits for, the phase; the phase's transaction bytes still due in a side table. A phase completes when both are
-// zero. cp.async copies complete at once here, so the arrival one triggers on completion counts at once. Tensor-map
-// loads do not: they are queued (defer_copy) and land only when every fiber of the block is waiting (a whole round of
-// the scheduler without progress), one at a time, newest first. So a fill issued before another can land after it,
-// and after its reader's team has computed other items, as the GPU's copy engine allows; a parity wait then can alias
-// a phase two behind (try_wait.parity returns at once for the parity of the phase before the current one, as on the
-// GPU) where a kernel's protocol allows it, and that shows as outputs from stale stages or as an arrival on a phase
-// that has all its arrivals (which fails here; on the GPU it is undefined). A barrier still holding the block's NaN
-// poison (count 0) fails, so does a wait that sees no progress, and so does a block that exits with loads in flight.
+// waits for, the phase; the phase's transaction bytes still due in a side table. A phase completes when both are zero.
+// cp.async copies complete at once here, so the arrival one triggers on completion counts at once. Tensor-map loads do
+// not: they are queued (defer_copy) and land only when every fiber of the block is waiting (a whole round of the
+// scheduler without progress), one at a time, newest first (CUDA_EMU_LAND below: in a random order). So a fill issued
+// before another can land after it, and after its reader's team has computed other items, as the GPU's copy engine
+// allows; a parity wait then can alias a phase two behind (try_wait.parity returns at once for the parity of the phase
+// before the current one, as on the GPU) where a kernel's protocol allows it, and that shows as outputs from stale
+// stages or as an arrival on a phase that has all its arrivals (which fails here; on the GPU it is undefined). A
+// barrier still holding the block's NaN poison (count 0) fails, so does a wait that sees no progress, and so does a
+// block that exits with loads in flight.
 struct MbarEmu {
   uint32_t pending;
   uint16_t count, phase;
@@ -261,10 +263,37 @@ inline void mbar_complete_tx(void* bar, unsigned bytes) {
 }
 // Queues a copy (a tensor-map load): `land` writes its bytes and completes them on its barrier, later.
 inline void defer_copy(std::function<void()> land) { deferred_copies.push_back(std::move(land)); }
-inline void land_newest_copy() {
-  std::function<void()> f = std::move(deferred_copies.back());
-  deferred_copies.pop_back();
+// CUDA_EMU_LAND=random:SEED (environment, read once; default: newest): when every fiber waits, a random queued load
+// lands (seeded) instead of the newest, so that a test can run a kernel under other landing orders than the default
+// one. Loads still land only when every fiber waits: landing them early makes late landings rare, and those are what
+// break a barrier protocol (one early landing in 1,000 spins hid session 42's ring race in every case; without them
+// random orders caught it in 9 of 30 runs, five seeds of six cases; newest first in 3 of the 6).
+struct LandPolicy {
+  bool random = false;
+  std::mt19937_64 rng;
+};
+inline LandPolicy& land_policy() {
+  static LandPolicy pol = [] {
+    LandPolicy l;
+    const char* e = std::getenv("CUDA_EMU_LAND");
+    if (e != nullptr && std::strncmp(e, "random:", 7) == 0) {
+      l.random = true;
+      l.rng.seed(std::strtoull(e + 7, nullptr, 10));
+    } else if (e != nullptr && e[0] != '\0' && std::strcmp(e, "newest") != 0) {
+      fail("CUDA_EMU_LAND: newest or random:SEED");
+    }
+    return l;
+  }();
+  return pol;
+}
+inline void land_copy(size_t i) {
+  std::function<void()> f = std::move(deferred_copies[i]);
+  deferred_copies.erase(deferred_copies.begin() + static_cast<std::ptrdiff_t>(i));
   f();
+}
+inline void land_one_copy() {  // newest, or a random one under CUDA_EMU_LAND=random
+  LandPolicy& l = land_policy();
+  land_copy(l.random ? static_cast<size_t>(l.rng() % deferred_copies.size()) : deferred_copies.size() - 1);
 }
 inline void mbar_wait(const void* bar, unsigned parity) {
   const MbarEmu& b = *static_cast<const MbarEmu*>(bar);
@@ -272,7 +301,7 @@ inline void mbar_wait(const void* bar, unsigned parity) {
   unsigned long long seen = emu_fiber::progress;
   for (long spins = 0; (b.phase & 1u) == (parity & 1u); ++spins) {
     if (spins > 200000) fail("mbarrier wait: no progress (a phase nobody completes)");
-    if (spins > 0 && emu_fiber::progress == seen && !deferred_copies.empty()) land_newest_copy();  // all wait
+    if (spins > 0 && emu_fiber::progress == seen && !deferred_copies.empty()) land_one_copy();  // all wait
     seen = emu_fiber::progress;
     emu_fiber::yield();
   }
