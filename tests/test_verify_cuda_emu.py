@@ -59,6 +59,11 @@ GROUPS = {
                   ["split", "split_ring"]),
     "splitring8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8",
                     "MK_VERIFY_SPLIT_RING": "1"}, ["hot_m2", "lean_2pass"], ["split", "split_ring"]),
+    # MK_VERIFY_SPLIT_RING=2: the ring rows [0, R) loaded ahead of the header and the tile where they fit two chunks a
+    # thread (else mode 1), the launcher's block sizes
+    "splitring2": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_RING": "2"},
+                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
+                   ["split", "split_ring", "split_ring2"]),
     # verify_m2dec_kernel for every one-token call and verify_m2deck_kernel for drafts of 2 to 8 tokens, with an
     # fp32 state (the reference folds on those calls too), 4 lanes a state row: clusters of 4 (P 128) / 2 (P 64) /
     # 1 (P 32) blocks, bf16 / f16 / f32 inputs, chain and tree drafts, drafts of 9 to 16 tokens in between (the lean
@@ -199,7 +204,9 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
     if group in ("split", "split8"):  # the default prep kernel
         assert counts["split_ring"] == 0, f"{counts}\n{msg}"
-    if group in ("tc", "tc4", "split", "split8", "splitring", "splitring8"):  # every SSM launch of these shapes is the forced kernel
+    if group in ("splitring", "splitring8"):
+        assert counts["split_ring2"] == 0, f"{counts}\n{msg}"
+    if group in ("tc", "tc4", "split", "split8", "splitring", "splitring8", "splitring2"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

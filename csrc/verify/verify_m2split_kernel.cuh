@@ -75,7 +75,7 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   return l;
 }
 
-// kRing: p.split_ring (a template switch so that the default kernel's code stays as it was: it runs at its register cap).
+// kRing: p.split_ring (a template switch: the default kernel, at its register cap, keeps its code as it was).
 template <typename TI, int N, bool kRing = false>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
@@ -197,6 +197,21 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  // split_ring 2: ring chunks tid and tid + NT of rows [0, R) at their own places, loaded before the header and the
+  // tile (the launcher takes mode 2 only where R (P + N) / VI <= 2 NT); stored once the header says which are used
+  const int npre = R * (PC + NC), nprx = R * PC;
+  auto pre_src = [&](int i) -> const uint4* {
+    return i < nprx ? reinterpret_cast<const uint4*>(static_cast<const TI*>(p.ring_x) + rx0 + (i >> lPC) * p.rx_r +
+                                                     (i & (PC - 1)) * VI)
+                    : reinterpret_cast<const uint4*>(static_cast<const TI*>(p.ring_B) + rb0 +
+                                                     ((i - nprx) >> lNC) * p.rB_r + ((i - nprx) & (NC - 1)) * VI);
+  };
+  uint4 pre0 = make_uint4(0u, 0u, 0u, 0u), pre1 = pre0;
+  if (p.split_ring == 2) {
+    if (tid < npre) pre0 = *pre_src(tid);
+    if (tid + NT < npre) pre1 = *pre_src(tid + NT);
+  }
   const int4 hdr = *reinterpret_cast<const int4*>(wsu);
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   // The tile's copies under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
@@ -215,7 +230,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   ct.path = static_cast<unsigned>(hdr.w);
   ct.base = 0;
   ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const int K1 = k > 0 ? k : 1;
   float* const Gs = smf + lay.G;    // split_ring only (G, Rt, wqs, rhos: empty otherwise)
   float* const Rt = smf + lay.Rt;
@@ -225,7 +239,18 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
     // Every unit's committed ring rows, by plain loads: they are waited for before the tile, whose cp.async groups
     // came first. A unit that does not fold has its tree path compacted to ring [c, c1) by the prep kernel already.
     if (!ct.fold) ct.prefix = true;
-    m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, true, true);
+    if (p.split_ring == 2 && ct.prefix) {  // the rows loaded ahead, into m2_stage_ring's layout for c1 rows
+      auto put = [&](int i, uint4 v) {
+        if (i >= npre) return;
+        const int e = i < nprx ? i >> lPC : (i - nprx) >> lNC;
+        if (e >= ct.c1) return;
+        raw_ring[i < nprx ? i : ct.c1 * PC + (i - nprx)] = v;
+      };
+      put(tid, pre0);
+      put(tid + NT, pre1);
+    } else {
+      m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, true, true);
+    }
     if (tid < ct.c1) wqs[tid] = wsu[W.wq + tid];
     if (tid < k) rhos[tid] = wsu[W.rho + tid];
   } else if (ct.fold) {
@@ -327,16 +352,24 @@ inline int m2split_warps(int64_t P) {
   return tc_block_warps(forced, P);
 }
 
-// MK_VERIFY_SPLIT_RING=1 (environment, read once; off by default, a lab switch until timed): the committed ring
+// MK_VERIFY_SPLIT_RING=1|2 (environment, read once; off by default, a lab switch until timed): the committed ring
 // tokens' term of y (sum_e wq_e (B_e . C_t) x_e, the prep kernel's longest loop and the ring rows it stages) moves
 // from the prep kernel, which the stream waits for, to the stream kernel, which computes it while its state tile is
-// in flight (the stream is DRAM-bound: ncu at b64 k4, 62% of its stall samples wait for the tile).
-inline bool verify_split_ring() {
-  static const bool on = [] {
+// in flight (the stream is DRAM-bound: ncu at b64 k4, 62% of its stall samples wait for the tile). 1: the stream
+// kernel loads the c1 ring rows after issuing the tile's copies (they need the record's header); 2: rows [0, R)
+// loaded before the header and the tile, where they are at most two 16-byte chunks a thread (split_ring_mode).
+inline int verify_split_ring() {
+  static const int mode = [] {
     const char* e = std::getenv("MK_VERIFY_SPLIT_RING");
-    return e != nullptr && e[0] == '1';
+    return e != nullptr && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
   }();
-  return on;
+  return mode;
+}
+// The mode a launch of the stream kernel with `threads` threads takes (2 falls back to 1 where the ring is larger).
+inline int split_ring_mode(const VerifyStepParams& p, int64_t threads) {
+  const int m = verify_split_ring();
+  const int64_t VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  return m == 2 && p.R * (p.P + p.N) / VI > 2 * threads ? 1 : m;
 }
 
 // Whether the pair serves these parameters (m2tc_fits, R <= kSplitPrepThreads); *str_smem / *prep_smem: the two
@@ -349,7 +382,7 @@ inline bool m2split_fits(const VerifyStepParams& p, size_t* str_smem, size_t* pr
   constexpr int VT = SV<T>::V;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   const size_t str =
-      static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr, verify_split_ring()).words) * 4;
+      static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr, verify_split_ring() != 0).words) * 4;
   M2CommonLayout l;
   const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI, true)) * 4;
   if (str > 200 * 1024 || prep > 200 * 1024) return false;

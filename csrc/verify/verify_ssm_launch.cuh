@@ -347,7 +347,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words)
     return "verify_step_cuda: the split kernels need p.work (verify_step_cuda_workspace words a unit)";
   VerifyStepParams q = p;
-  q.split_ring = verify_split_ring() ? 1 : 0;
+  q.split_ring = split_ring_mode(p, c.threads);
   SsmLaunch cp = c;
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
