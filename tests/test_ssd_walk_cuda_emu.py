@@ -170,9 +170,9 @@ SCAN_CASES = [c for c in CASES if CASES[c][0] == "scan"]
 @pytest.mark.parametrize("case", SCAN_CASES)
 def test_ssd_ring_tma_under_random_landing(case, seed, emu_exe, tmp_path):
     """F2's TMA-filled ring (the default since session 43) with the emulated tensor-map loads landing in a seeded
-    random order, early ones included (CUDA_EMU_LAND=random:SEED), not only newest first once every fiber waits: its
-    barrier protocol must hold for any order the copy engine completes fills in (session 42: with one barrier a
-    stage, a team's parity wait could pass on a phase two behind when its own fill landed late)."""
+    random order once every fiber waits (CUDA_EMU_LAND=random:SEED), not only newest first: its barrier protocol
+    must hold for any order the copy engine completes fills in (session 42: with one barrier a stage, a team's parity
+    wait could pass on a phase two behind when its own fill landed late)."""
     _check_walk_stage(case, "wgmma-ldsm-lean-ring-tma", emu_exe, tmp_path, land=f"random:{seed}")
 
 
@@ -358,7 +358,7 @@ def test_ssd_state_stage_emulated_on_cpu(case, variant, emu_exe, tmp_path):
 @pytest.mark.parametrize("case", list(STATE_CASES))
 def test_ssd_state_stage_under_random_landing(case, seed, emu_exe, tmp_path):
     """F1's default (tensor-map loads of B and x, the wide products, the late wait, lean 2) with the emulated loads
-    landing in a seeded random order, early ones included (CUDA_EMU_LAND=random:SEED)."""
+    landing in a seeded random order once every fiber waits (CUDA_EMU_LAND=random:SEED)."""
     _check_state_stage(case, "wgmma-pairs-tmaload-wide-lean2", emu_exe, tmp_path, land=f"random:{seed}")
 
 

@@ -206,7 +206,8 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["split_ring"] == 0, f"{counts}\n{msg}"
     if group in ("splitring", "splitring8"):
         assert counts["split_ring2"] == 0, f"{counts}\n{msg}"
-    if group in ("tc", "tc4", "split", "split8", "splitring", "splitring8", "splitring2"):  # every SSM launch of these shapes is the forced kernel
+    # every SSM launch of these shapes is the forced kernel
+    if group in ("tc", "tc4", "split", "split8", "splitring", "splitring8", "splitring2"):
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

@@ -164,6 +164,23 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
   return m2_control_words(p, smeta[0], smeta[1], [smeta](int a) { return smeta[2 + a]; }, accv, R, k);
 }
 
+// Source of chunk i of a unit's ring rows staged as raw_ring lays them out: x rows (PC chunks a token) for i < nrx,
+// then B rows (NC chunks a token; lPC / lNC their log2); row_of(e): the ring row of staged token e. rx0 / rb0: the
+// unit's ring_x / ring_B offsets.
+template <typename TI, typename RowOf>
+__device__ __forceinline__ const TI* m2_ring_src(const VerifyStepParams& p, int64_t rx0, int64_t rb0, int i, int nrx,
+                                                 int PC, int NC, int lPC, int lNC, RowOf&& row_of) {
+  constexpr int VI = SV<TI>::V;
+  const TI* src;
+  if (i < nrx) {
+    src = static_cast<const TI*>(p.ring_x) + rx0 + row_of(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
+  } else {
+    const int j = i - nrx;
+    src = static_cast<const TI*>(p.ring_B) + rb0 + row_of(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
+  }
+  return src;
+}
+
 // Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async (sync: by plain
 // loads and stores, so that waiting for them does not wait for the thread's earlier cp.async groups; rows = false:
 // none); rx0 / rb0: the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt
@@ -172,16 +189,9 @@ template <typename TI>
 __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
                                                int64_t rx0, int64_t rb0, int64_t s, int64_t u, int PC, int NC,
                                                int tid, int nthreads, bool rows = true, bool sync = false) {
-  constexpr int VI = SV<TI>::V;
   const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = rows ? ct.c1 * (PC + NC) : 0;
   for (int i = tid; i < n_ring; i += nthreads) {
-    const TI* src;
-    if (i < nrx) {
-      src = static_cast<const TI*>(p.ring_x) + rx0 + ct.qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
-    } else {
-      const int j = i - nrx;
-      src = static_cast<const TI*>(p.ring_B) + rb0 + ct.qpos(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
-    }
+    const TI* src = m2_ring_src<TI>(p, rx0, rb0, i, nrx, PC, NC, lPC, lNC, [&ct](int e) { return ct.qpos(e); });
     if (sync) raw_ring[i] = *reinterpret_cast<const uint4*>(src);
     else cp_async16(raw_ring + i, src);
   }

@@ -201,11 +201,9 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // split_ring 2: ring chunks tid and tid + NT of rows [0, R) at their own places, loaded before the header and the
   // tile (the launcher takes mode 2 only where R (P + N) / VI <= 2 NT); stored once the header says which are used
   const int npre = R * (PC + NC), nprx = R * PC;
-  auto pre_src = [&](int i) -> const uint4* {
-    return i < nprx ? reinterpret_cast<const uint4*>(static_cast<const TI*>(p.ring_x) + rx0 + (i >> lPC) * p.rx_r +
-                                                     (i & (PC - 1)) * VI)
-                    : reinterpret_cast<const uint4*>(static_cast<const TI*>(p.ring_B) + rb0 +
-                                                     ((i - nprx) >> lNC) * p.rB_r + ((i - nprx) & (NC - 1)) * VI);
+  auto pre_src = [&](int i) {
+    const TI* src = m2_ring_src<TI>(p, rx0, rb0, i, nprx, PC, NC, lPC, lNC, [](int e) { return e; });
+    return reinterpret_cast<const uint4*>(src);
   };
   uint4 pre0 = make_uint4(0u, 0u, 0u, 0u), pre1 = pre0;
   if (p.split_ring == 2) {
@@ -272,6 +270,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
       float acc[VI], xv[VI];
 #pragma unroll
       for (int v = 0; v < VI; ++v) acc[v] = 0.f;
+      // m2_outputs' ring loop (not shared as a helper: that reschedules the default kernels' SASS, timed as they are)
       for (int e = 0; e < ct.c1; ++e) {
         const float coef = wqs[e] * Gs[e * K1 + t];
         SV<TI>::unpack(raw_ring[e * PC + pc], xv);

@@ -286,14 +286,12 @@ inline LandPolicy& land_policy() {
   }();
   return pol;
 }
-inline void land_copy(size_t i) {
+inline void land_one_copy() {  // newest, or a random one under CUDA_EMU_LAND=random
+  LandPolicy& l = land_policy();
+  const size_t i = l.random ? static_cast<size_t>(l.rng() % deferred_copies.size()) : deferred_copies.size() - 1;
   std::function<void()> f = std::move(deferred_copies[i]);
   deferred_copies.erase(deferred_copies.begin() + static_cast<std::ptrdiff_t>(i));
   f();
-}
-inline void land_one_copy() {  // newest, or a random one under CUDA_EMU_LAND=random
-  LandPolicy& l = land_policy();
-  land_copy(l.random ? static_cast<size_t>(l.rng() % deferred_copies.size()) : deferred_copies.size() - 1);
 }
 inline void mbar_wait(const void* bar, unsigned parity) {
   const MbarEmu& b = *static_cast<const MbarEmu*>(bar);
