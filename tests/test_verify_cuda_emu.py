@@ -52,18 +52,6 @@ GROUPS = {
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
-    # MK_VERIFY_SPLIT_RING=1: the committed ring tokens' term of y in the stream kernel (ring rows by plain loads
-    # before the tile's wait; tree paths compacted by the prep kernel first), the split group's shapes, 4 / 8 warps
-    "splitring": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_RING": "1"},
-                  ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
-                  ["split", "split_ring"]),
-    "splitring8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8",
-                    "MK_VERIFY_SPLIT_RING": "1"}, ["hot_m2", "lean_2pass"], ["split", "split_ring"]),
-    # MK_VERIFY_SPLIT_RING=2: the ring rows [0, R) loaded ahead of the header and the tile where they fit two chunks a
-    # thread (else mode 1), the launcher's block sizes
-    "splitring2": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_RING": "2"},
-                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"],
-                   ["split", "split_ring", "split_ring2"]),
     # verify_m2dec_kernel for every one-token call and verify_m2deck_kernel for drafts of 2 to 8 tokens, with an
     # fp32 state (the reference folds on those calls too), 4 lanes a state row: clusters of 4 (P 128) / 2 (P 64) /
     # 1 (P 32) blocks, bf16 / f16 / f32 inputs, chain and tree drafts, drafts of 9 to 16 tokens in between (the lean
@@ -157,8 +145,7 @@ def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
-                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN",
-                "MK_VERIFY_SPLIT_RING"):
+                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -202,12 +189,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
-    if group in ("split", "split8"):  # the default prep kernel
-        assert counts["split_ring"] == 0, f"{counts}\n{msg}"
-    if group in ("splitring", "splitring8"):
-        assert counts["split_ring2"] == 0, f"{counts}\n{msg}"
-    # every SSM launch of these shapes is the forced kernel
-    if group in ("tc", "tc4", "split", "split8", "splitring", "splitring8", "splitring2"):
+    if group in ("tc", "tc4", "split", "split8"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

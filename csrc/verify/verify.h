@@ -74,9 +74,6 @@ struct VerifyStepParams {
   // unit), batch * H * work_unit in all; sized by verify_step_cuda_workspace, allocated by the caller.
   float* work = nullptr;
   int64_t work_unit = 0;
-  // Set by the launcher (MK_VERIFY_SPLIT_RING, verify_m2split_kernel.cuh): the stream kernel computes the committed
-  // ring tokens' term of y instead of the prep kernel.
-  int split_ring = 0;
 
   // Fused Mamba-2 step only.
   bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then

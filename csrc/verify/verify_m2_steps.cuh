@@ -164,36 +164,24 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
   return m2_control_words(p, smeta[0], smeta[1], [smeta](int a) { return smeta[2 + a]; }, accv, R, k);
 }
 
-// Source of chunk i of a unit's ring rows staged as raw_ring lays them out: x rows (PC chunks a token) for i < nrx,
-// then B rows (NC chunks a token; lPC / lNC their log2); row_of(e): the ring row of staged token e. rx0 / rb0: the
-// unit's ring_x / ring_B offsets.
-template <typename TI, typename RowOf>
-__device__ __forceinline__ const TI* m2_ring_src(const VerifyStepParams& p, int64_t rx0, int64_t rb0, int i, int nrx,
-                                                 int PC, int NC, int lPC, int lNC, RowOf&& row_of) {
-  constexpr int VI = SV<TI>::V;
-  const TI* src;
-  if (i < nrx) {
-    src = static_cast<const TI*>(p.ring_x) + rx0 + row_of(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
-  } else {
-    const int j = i - nrx;
-    src = static_cast<const TI*>(p.ring_B) + rb0 + row_of(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
-  }
-  return src;
-}
-
-// Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async (sync: by plain
-// loads and stores, so that waiting for them does not wait for the thread's earlier cp.async groups; rows = false:
-// none); rx0 / rb0: the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt
-// of committed token tid (0 past c1), for dtq.
+// Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:
+// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt of committed
+// token tid (0 past c1), for dtq.
 template <typename TI>
 __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
                                                int64_t rx0, int64_t rb0, int64_t s, int64_t u, int PC, int NC,
-                                               int tid, int nthreads, bool rows = true, bool sync = false) {
-  const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = rows ? ct.c1 * (PC + NC) : 0;
+                                               int tid, int nthreads) {
+  constexpr int VI = SV<TI>::V;
+  const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
   for (int i = tid; i < n_ring; i += nthreads) {
-    const TI* src = m2_ring_src<TI>(p, rx0, rb0, i, nrx, PC, NC, lPC, lNC, [&ct](int e) { return ct.qpos(e); });
-    if (sync) raw_ring[i] = *reinterpret_cast<const uint4*>(src);
-    else cp_async16(raw_ring + i, src);
+    const TI* src;
+    if (i < nrx) {
+      src = static_cast<const TI*>(p.ring_x) + rx0 + ct.qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
+    } else {
+      const int j = i - nrx;
+      src = static_cast<const TI*>(p.ring_B) + rb0 + ct.qpos(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
+    }
+    cp_async16(raw_ring + i, src);
   }
   return tid < ct.c1 ? p.ring_dt[s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + u * p.rdt_h] : 0.f;
 }
@@ -234,14 +222,12 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
 // kPrep (verify_m2prep_kernel, no state tile): instead of y, the state-free part yx_t = rho_t (ring term) + path
 // term + D x_t (fp32, (k, P) at yx) and scale_t = rho_t eSQ (at scale), so that y_t = silu(z_t) (scale_t S_t + yx_t)
 // (z is applied by the stream kernel; raw_in holds x, B, C only, x read raw); the ring writes are skipped when the
-// unit folds (the stream kernel's fold reads the committed ring rows first, then writes the new tokens). kNoRing
-// (kPrep under p.split_ring): yx without the committed ring tokens' term, rho_t at rho_out (the stream kernel adds
-// rho_t (ring term)).
-template <typename TI, bool kPrep = false, bool kNoRing = false>
+// unit folds (the stream kernel's fold reads the committed ring rows first, then writes the new tokens).
+template <typename TI, bool kPrep = false>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
                                            int64_t s, int64_t u, int tid, int nthreads, float* yx = nullptr,
-                                           float* scale = nullptr, float* rho_out = nullptr) {
+                                           float* scale = nullptr) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
   const int nxc = k * PC, nzc = !kPrep && p.z != nullptr ? k * PC : 0;
@@ -265,8 +251,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     }
 #pragma unroll
     for (int e = 0; e < VI; ++e) ws[e] = 0.f;
-    const int ring_e = kNoRing ? 0 : ct.c1;
-    for (int e = 0; e < ring_e; ++e) {
+    for (int e = 0; e < ct.c1; ++e) {
       const float coef = sm.wq[e] * sm.G[e * K1 + t];
       SV<TI>::unpack(sm.raw_ring[e * PC + pc], xv);
 #pragma unroll
@@ -293,7 +278,6 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     if constexpr (kPrep) {
       sts_vec<VI>(yx + t * P + p0, out);  // global memory (16-byte aligned: the layout rounds to 4 words)
       if (pc == 0) scale[t] = rho * eSQ;
-      if (kNoRing && pc == 0) rho_out[t] = rho;
       if (!ct.fold && ct.base + t < R)
         *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
       continue;

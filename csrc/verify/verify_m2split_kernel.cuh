@@ -29,11 +29,10 @@ namespace verify_kernels {
 constexpr int kSplitPrepThreads = 64;
 
 // Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), then scale (k),
-// dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P), rho (k). dts, masks are written for
-// folding units only (the stream kernel finishes those), wq for those and under p.split_ring, rho under
-// p.split_ring only; every offset a multiple of 4 words.
+// dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P). dts, masks, wq are written for folding units
+// only (the stream kernel finishes those); every offset a multiple of 4 words.
 struct M2SplitWs {
-  int scale, dts, masks, wq, rho, yx, words;
+  int scale, dts, masks, wq, yx, words;
 };
 __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, int64_t P) {
   const int64_t K1 = k > 0 ? k : 1;
@@ -44,20 +43,18 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
   w.masks = o; o += up4(K1);
   w.wq = o; o += up4(R);
   w.yx = o; o += up4(K1 * P);
-  w.rho = o; o += up4(K1);
   w.words = o;
   return w;
 }
 
 // The stream kernel's shared memory (words): the swizzled tile; the dots (k, P) fp32; the unit's scratch record
 // (copied after griddepcontrol.wait, while the tile is in flight; yx at rec + yx); a folding unit's committed ring rows
-// (raw: c1 <= R tokens of P + N inputs, staged with the record; every unit's under split_ring); the raw z and C rows
-// of the new tokens; under split_ring (ring): G (R, K1) ring B . C, Rt (K1, P) the ring term, wq (R), rho (K1).
+// (raw: c1 <= R tokens of P + N inputs, staged with the record); the raw z and C rows of the new tokens.
 struct M2StrLayout {
-  int tile, dots, rec, ring, raw_z, raw_c, G, Rt, wq, rho, words;
+  int tile, dots, rec, ring, raw_z, raw_c, words;
 };
 __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
-                                                             bool has_z, bool ring = false) {
+                                                             bool has_z) {
   const int64_t K1 = k > 0 ? k : 1;
   M2StrLayout l;
   int o = 0;
@@ -67,16 +64,11 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
-  l.G = o; o += ring ? up4(R * K1) : 0;
-  l.Rt = o; o += ring ? up4(K1 * P) : 0;
-  l.wq = o; o += ring ? up4(R) : 0;
-  l.rho = o; o += ring ? up4(K1) : 0;
   l.words = o;
   return l;
 }
 
-// kRing: p.split_ring (a template switch: the default kernel, at its register cap, keeps its code as it was).
-template <typename TI, int N, bool kRing = false>
+template <typename TI, int N>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
@@ -117,10 +109,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  // split_ring: the ring rows only where m2_finish compacts a tree path (the stream kernel stages its own)
-  constexpr bool ring_s = kRing;
-  const bool ring_rows = !ring_s || (!ct.fold && !ct.prefix);
-  const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, ring_rows);
+  const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
   cp_async_wait<0>();
@@ -128,13 +117,12 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   __syncthreads();
 
   if (warp == 0) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
-  m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ring_s ? 0 : ct.c1, k, P, warp, g, q);
+  m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, warp, g, q);
   __syncthreads();
 
   const M2SplitWs W = m2split_ws(k, R, P);
   float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
-  m2_outputs<TI, true, kRing>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
-                              wsu + W.scale, kRing ? wsu + W.rho : nullptr);
+  m2_outputs<TI, true>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx, wsu + W.scale);
   if (tid == 0) {
     int* wi = reinterpret_cast<int*>(wsu);
     wi[0] = ct.fold ? 1 : 0;
@@ -150,7 +138,6 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
     }
     if (tid < ct.c1) wsu[W.wq + tid] = wq[tid];
   } else {
-    if (kRing && tid < ct.c1) wsu[W.wq + tid] = wq[tid];
     m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
   }
 }
@@ -173,8 +160,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
     return;
   }
   const int gi = u / (H / static_cast<int>(p.G));
-  const bool ring_s = p.split_ring != 0;
-  const M2StrLayout lay = m2str_layout(k, P, N, R, VT, VI, p.z != nullptr, ring_s);
+  const M2StrLayout lay = m2str_layout(k, P, N, R, VT, VI, p.z != nullptr);
   uint4* tile = reinterpret_cast<uint4*>(smf + lay.tile);
   float* Sd = smf + lay.dots;
   float* rec = smf + lay.rec;  // the scratch record (m2split_ws offsets)
@@ -197,19 +183,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  // split_ring 2: ring chunks tid and tid + NT of rows [0, R) at their own places, loaded before the header and the
-  // tile (the launcher takes mode 2 only where R (P + N) / VI <= 2 NT); stored once the header says which are used
-  const int npre = R * (PC + NC), nprx = R * PC;
-  auto pre_src = [&](int i) {
-    const TI* src = m2_ring_src<TI>(p, rx0, rb0, i, nprx, PC, NC, lPC, lNC, [](int e) { return e; });
-    return reinterpret_cast<const uint4*>(src);
-  };
-  uint4 pre0 = make_uint4(0u, 0u, 0u, 0u), pre1 = pre0;
-  if (p.split_ring == 2) {
-    if (tid < npre) pre0 = *pre_src(tid);
-    if (tid + NT < npre) pre1 = *pre_src(tid + NT);
-  }
   const int4 hdr = *reinterpret_cast<const int4*>(wsu);
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   // The tile's copies under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
@@ -228,58 +201,11 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   ct.path = static_cast<unsigned>(hdr.w);
   ct.base = 0;
   ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
-  const int K1 = k > 0 ? k : 1;
-  float* const Gs = smf + lay.G;    // split_ring only (G, Rt, wqs, rhos: empty otherwise)
-  float* const Rt = smf + lay.Rt;
-  float* const wqs = smf + lay.wq;
-  float* const rhos = smf + lay.rho;
-  if (ring_s) {
-    // Every unit's committed ring rows, by plain loads: they are waited for before the tile, whose cp.async groups
-    // came first. A unit that does not fold has its tree path compacted to ring [c, c1) by the prep kernel already.
-    if (!ct.fold) ct.prefix = true;
-    if (p.split_ring == 2 && ct.prefix) {  // the rows loaded ahead, into m2_stage_ring's layout for c1 rows
-      auto put = [&](int i, uint4 v) {
-        if (i >= npre) return;
-        const int e = i < nprx ? i >> lPC : (i - nprx) >> lNC;
-        if (e >= ct.c1) return;
-        raw_ring[i < nprx ? i : ct.c1 * PC + (i - nprx)] = v;
-      };
-      put(tid, pre0);
-      put(tid + NT, pre1);
-    } else {
-      m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, true, true);
-    }
-    if (tid < ct.c1) wqs[tid] = wsu[W.wq + tid];
-    if (tid < k) rhos[tid] = wsu[W.rho + tid];
-  } else if (ct.fold) {
-    m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
-  }
+  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+  if (ct.fold) m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   cp_async_wait<2>();
-  __syncthreads();  // the C and z rows, from every thread's copies (split_ring: the ring rows, wq, rho)
-  if (ring_s) {
-    // The committed ring tokens' term of y while the tile is in flight: G[e][t] = B_e . C_t on tensor cores, then
-    // Rt[t][p] = sum_e wq_e G[e][t] x_e[p] (added as rho_t Rt below; the prep kernel's yx leaves it out).
-    M2Smem rs{};
-    rs.raw_ring = raw_ring;
-    rs.G = Gs;
-    m2tc_bc_dots<TI, N, NW>(rs, raw_c, raw_c, ct.c1, k, P, warp, g, q, false);
-    __syncthreads();
-    for (int i = tid; i < k * PC; i += NT) {
-      const int t = i >> lPC, pc = i & (PC - 1);
-      float acc[VI], xv[VI];
-#pragma unroll
-      for (int v = 0; v < VI; ++v) acc[v] = 0.f;
-      // m2_outputs' ring loop (not shared as a helper: that reschedules the default kernels' SASS, timed as they are)
-      for (int e = 0; e < ct.c1; ++e) {
-        const float coef = wqs[e] * Gs[e * K1 + t];
-        SV<TI>::unpack(raw_ring[e * PC + pc], xv);
-#pragma unroll
-        for (int v = 0; v < VI; ++v) acc[v] = fmaf(coef, xv[v], acc[v]);
-      }
-      sts_vec<VI>(Rt + t * P + pc * VI, acc);  // read back by this thread only (the same i below)
-    }
-  }
+  __syncthreads();     // the C and z rows, from every thread's copies
   cp_async_wait<1>();  // this thread's tile chunks
   __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
   m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
@@ -295,13 +221,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
     const float sc = rec[W.scale + t];
 #pragma unroll
     for (int v = 0; v < VI; ++v) out[v] = fmaf(sc, sd[v], yx[v]);
-    if (ring_s) {
-      float rt[VI];
-      lds_vec<VI>(Rt + t * P + p0, rt);
-      const float rh = rhos[t];
-#pragma unroll
-      for (int v = 0; v < VI; ++v) out[v] = fmaf(rh, rt[v], out[v]);
-    }
     if (p.z != nullptr) {
       float zv[VI];
       SV<TI>::unpack(raw_z[i], zv);
@@ -351,26 +270,6 @@ inline int m2split_warps(int64_t P) {
   return tc_block_warps(forced, P);
 }
 
-// MK_VERIFY_SPLIT_RING=1|2 (environment, read once; off by default, a lab switch until timed): the committed ring
-// tokens' term of y (sum_e wq_e (B_e . C_t) x_e, the prep kernel's longest loop and the ring rows it stages) moves
-// from the prep kernel, which the stream waits for, to the stream kernel, which computes it while its state tile is
-// in flight (the stream is DRAM-bound: ncu at b64 k4, 62% of its stall samples wait for the tile). 1: the stream
-// kernel loads the c1 ring rows after issuing the tile's copies (they need the record's header); 2: rows [0, R)
-// loaded before the header and the tile, where they are at most two 16-byte chunks a thread (split_ring_mode).
-inline int verify_split_ring() {
-  static const int mode = [] {
-    const char* e = std::getenv("MK_VERIFY_SPLIT_RING");
-    return e != nullptr && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
-  }();
-  return mode;
-}
-// The mode a launch of the stream kernel with `threads` threads takes (2 falls back to 1 where the ring is larger).
-inline int split_ring_mode(const VerifyStepParams& p, int64_t threads) {
-  const int m = verify_split_ring();
-  const int64_t VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
-  return m == 2 && p.R * (p.P + p.N) / VI > 2 * threads ? 1 : m;
-}
-
 // Whether the pair serves these parameters (m2tc_fits, R <= kSplitPrepThreads); *str_smem / *prep_smem: the two
 // kernels' shared memory bytes.
 template <typename T>
@@ -380,8 +279,7 @@ inline bool m2split_fits(const VerifyStepParams& p, size_t* str_smem, size_t* pr
   if (p.R > kSplitPrepThreads) return false;  // a thread a committed ring token (prep: ring dt; stream: wq)
   constexpr int VT = SV<T>::V;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
-  const size_t str =
-      static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr, verify_split_ring() != 0).words) * 4;
+  const size_t str = static_cast<size_t>(m2str_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr).words) * 4;
   M2CommonLayout l;
   const size_t prep = static_cast<size_t>(m2_place_common(l, 0, p.k, p.P, p.N, p.R, VI, true)) * 4;
   if (str > 200 * 1024 || prep > 200 * 1024) return false;

@@ -193,17 +193,16 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
 }
 
 // Dots of the ring's and the new tokens' B rows with the new C rows: rows e < c1: G[e][t] = B_e . C_t (ring, raw
-// rows after the c1 x rows of sm.raw_ring); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw; with_new =
-// false: the ring rows only, Bnew and sm.BC not read or written).
+// rows after the c1 x rows of sm.raw_ring); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
 template <typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw, const uint4* Bnew, int c1, int k,
-                                             int P, int warp, int g, int q, bool with_new = true) {
+                                             int P, int warp, int g, int q) {
   constexpr int VI = SV<TI>::V, NC = N / VI;
   constexpr bool kSplitI = sizeof(TI) == 4;
   const int K1 = k > 0 ? k : 1, nrx = c1 * (P / VI);
   float* G = sm.G;
   float* BC = sm.BC;
-  const int nrow = c1 + (with_new ? k : 0), nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
+  const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
   for (int nt = 0; nt < nnt; ++nt) {
     if (warp >= nmt) break;
     float cf[N / 4], cfl[N / 4];

@@ -190,17 +190,10 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-template <bool kRing>
-inline void (*prep_kernel_r(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16)
-    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kRing> : verify_m2prep_kernel<__nv_bfloat16, 128, kRing>;
-  if (in == DType::kFloat16)
-    return N == 64 ? verify_m2prep_kernel<__half, 64, kRing> : verify_m2prep_kernel<__half, 128, kRing>;
-  return N == 64 ? verify_m2prep_kernel<float, 64, kRing> : verify_m2prep_kernel<float, 128, kRing>;
-}
-// ring: p.split_ring (MK_VERIFY_SPLIT_RING)
-inline void (*prep_kernel(DType in, int64_t N, bool ring = false))(VerifyStepParams) {
-  return ring ? prep_kernel_r<true>(in, N) : prep_kernel_r<false>(in, N);
+inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
+  if (in == DType::kBFloat16) return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
+  if (in == DType::kFloat16) return N == 64 ? verify_m2prep_kernel<__half, 64> : verify_m2prep_kernel<__half, 128>;
+  return N == 64 ? verify_m2prep_kernel<float, 64> : verify_m2prep_kernel<float, 128>;
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
@@ -346,13 +339,11 @@ template <typename T>
 const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStream_t stream, bool pdl) {
   if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words)
     return "verify_step_cuda: the split kernels need p.work (verify_step_cuda_workspace words a unit)";
-  VerifyStepParams q = p;
-  q.split_ring = split_ring_mode(p, c.threads);
   SsmLaunch cp = c;
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
   cp.cluster = 1;
-  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, q.split_ring != 0), q)) return err;
+  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
   if (const char* e = allow_smem(skern, c.smem)) return e;
   cudaLaunchConfig_t cfg = {};
@@ -365,7 +356,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, q);
+  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, p);
   if (err == cudaSuccess) err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }

@@ -8,8 +8,8 @@
 // EMU_SMEM_OPTIN=<bytes> sets the shared memory a block that the launch choice may use (an A100's 166912, an RTX
 // 4090's 101376; default an H100's). EMU_LEAN_NT=128|256 forces the lean kernel's block size when the lean kernel is taken and fits that size (the
 // GPU launcher picks it by grid size; the small test grids would otherwise always get 256). At exit one line on
-// stderr counts the launches per kernel: "emu launches: .. split=.. split_ring=.. split_ring2=.. (prep kernels under
-// MK_VERIFY_SPLIT_RING, those in its mode 2) lean128=.. lean256=.. general_m2=.. general_m1=.. fused=.. conv=..".
+// stderr counts the launches per kernel: "emu launches: lean128=.. lean256=.. general_m2=.. general_m1=.. fused=..
+// conv=..".
 #include "verify_emu_shim.h"
 // (shim first)
 #include <atomic>
@@ -18,11 +18,11 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_deck{0}, n_tc{0}, n_split{0}, n_split_ring{0}, n_split_ring2{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld deck=%ld tc=%ld split=%ld split_ring=%ld split_ring2=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_deck.load(), n_tc.load(), n_split.load(), n_split_ring.load(), n_split_ring2.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -89,14 +89,9 @@ const char* emu_ssm(const VerifyStepParams& p) {
     SsmLaunch cp = c;
     cp.threads = kSplitPrepThreads;
     cp.smem = c.prep_smem;
-    VerifyStepParams q = p;  // as launch_split: MK_VERIFY_SPLIT_RING
-    q.split_ring = split_ring_mode(p, c.threads);
     std::atomic<long> unused{0};
-    if (q.split_ring == 2) ++n_split_ring2;
-    if (const char* err = emu_launch(cp, q.split_ring ? &n_split_ring : &unused,
-                                     prep_kernel(q.in_dtype, q.N, q.split_ring != 0), q))
-      return err;
-    return emu_launch(c, &n_split, str_kernel<T>(q.in_dtype, q.N, c.threads), q);
+    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N), p)) return err;
+    return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
     return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N), m1dec_params(p));
