@@ -67,9 +67,10 @@ SLOW_DECAY = {"scan-b1-l256-h6-g1-D-z-slowdecay", "dx-b1-l256-h6-g1-Dhp-slowdeca
 # shows that it ran); "-ring-tma": and MK_SSD_WALK_RING_TMA=1 (the ring's fills by emulated tensor-map loads, x / z
 # 128-byte-swizzled; the loads' count shows that it ran); "-ring-1team": MK_SSD_WALK_RING_TEAMS=1 (the cp.async ring
 # with one team of 8 warps doing every item: a lab of the fused design; 256 threads).
+SCAN_CASES = [c for c in CASES if CASES[c][0] == "scan"]
 WALKS = [(case, walk) for case in CASES
          for walk in ("direct", "staged", "pingpong", "nosplit", "noown", "pingpong-lean")]
-WALKS += [(case, walk) for case in CASES if CASES[case][0] == "scan"
+WALKS += [(case, walk) for case in SCAN_CASES
           for walk in ("wgmma", "wgmma-nosplit", "wgmma-ldsm", "wgmma-ldsm-lean", "wgmma-ldsm-lean-ring",
                        "wgmma-ldsm-lean-ring-tma", "wgmma-ldsm-lean-ring-1team")]
 
@@ -163,9 +164,6 @@ def test_ssd_scan_stage_keeps_a_nan_sequence_apart(walk, emu_exe, tmp_path):
     _check_walk_stage("scan-b1-l300-varlen-h4-g2-Dhp-z", walk, emu_exe, tmp_path, nan_last=True)
 
 
-SCAN_CASES = [c for c in CASES if CASES[c][0] == "scan"]
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("case", SCAN_CASES)
 def test_ssd_ring_tma_under_random_landing(case, seed, emu_exe, tmp_path):
@@ -176,10 +174,10 @@ def test_ssd_ring_tma_under_random_landing(case, seed, emu_exe, tmp_path):
     _check_walk_stage(case, "wgmma-ldsm-lean-ring-tma", emu_exe, tmp_path, land=f"random:{seed}")
 
 
-def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False, land=None):
+def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False, land="newest"):
     """One emulated run of the walk stage `case` the way `walk` says (WALKS), against the float64 formulas. nan_last
     (varlen cases): x of the last sequence NaN, the other sequences' outputs compared. land: CUDA_EMU_LAND (the order
-    in which emulated tensor-map loads land; None: newest first when every fiber waits)."""
+    in which emulated tensor-map loads land; "newest": newest first when every fiber waits)."""
     stage, b, l, h, g, cu, dmode, ctas, use_z, use_ypre = CASES[case]
     gen = torch.Generator().manual_seed(77 + l + 11 * h + g)
     slots = _slots(b, l, cu)
@@ -232,7 +230,7 @@ def _check_walk_stage(case, walk, emu_exe, tmp_path, nan_last=False, land=None):
            "MK_SSD_WALK_RING": "1" if "-ring" in walk else "0",
            "MK_SSD_WALK_RING_TMA": "1" if walk.endswith("-ring-tma") else "0",
            "MK_SSD_WALK_RING_TEAMS": "1" if walk.endswith("-1team") else "2",
-           "CUDA_EMU_LAND": land or "newest"}
+           "CUDA_EMU_LAND": land}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     threads = 512 if two_teams and not walk.endswith("-1team") else 256
@@ -371,7 +369,7 @@ def test_ssd_state_stage_keeps_a_nan_sequence_apart(variant, emu_exe, tmp_path):
     _check_state_stage("state-b1-l300-varlen-h4-g2-init", variant, emu_exe, tmp_path, nan_last=True)
 
 
-def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False, land=None):
+def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False, land="newest"):
     """One emulated run of the state stage `case` in `variant` (test_ssd_state_stage_emulated_on_cpu) against the
     float64 formulas. nan_last (varlen cases): x and B of the last sequence NaN, the other sequences compared. land:
     CUDA_EMU_LAND (as in _check_walk_stage)."""
@@ -418,7 +416,7 @@ def _check_state_stage(case, variant, emu_exe, tmp_path, nan_last=False, land=No
     env = {**os.environ, "MK_SSD_STATE_SKEW": str(skew), "MK_SSD_STATE_WGMMA": str(int(wgmma)),
            "MK_SSD_STATE_PAIRS": str(pairs), "MK_SSD_STATE_TMA": str(tma), "MK_SSD_STATE_TMA_LOAD": str(tma_load),
            "MK_SSD_STATE_LATE_WAIT": str(late), "MK_SSD_STATE_WIDE": str(wide), "MK_SSD_STATE_LEAN": str(lean),
-           "CUDA_EMU_LAND": land or "newest"}
+           "CUDA_EMU_LAND": land}
     res = subprocess.run([emu_exe, d], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     # the kernel asked for ran: the skew where its staging fits at the walks a CTA that the plain kernel takes
