@@ -121,6 +121,23 @@ def bench_ssd(benchmark, harness, mode, impl, shape, monkeypatch):
                     + _run_chunk_note("triton" if impl == "mamba_kernels:triton" else None))
 
 
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("impl", ["mamba_kernels:triton", "mamba_ssm"])
+def bench_ssd_fwd_nogate(benchmark, harness, impl, shape):
+    """The forward without the gate z (D, dt_bias, softplus as above): how Mamba-2 layers with a gated RMSNorm call
+    the scan (mamba_ssm's Mamba2 passes z=None there), and the configuration of anchors.md section 0's figures
+    (no z among their listed arguments)."""
+    s = SHAPES[shape]
+    inp = _inputs(**s)
+    inp["z"] = None
+    fn = _ours("triton") if impl == "mamba_kernels:triton" else _mamba(anchors.mamba_ssm_triton())
+    b, l, h, p = (s[k] for k in ("b", "l", "h", "p"))
+    harness.measure(benchmark, kernel="ssd_fwd_nogate", impl=impl, shape=dict(s, chunk=Q), dtype="bfloat16",
+                    fn=lambda: fn(inp), bytes=_bytes(**s) - 2 * b * l * h * p, flops=_flops(**s),
+                    note="D, dt_bias, softplus; no z"
+                    + _run_chunk_note("triton" if impl == "mamba_kernels:triton" else None))
+
+
 def _run_chunk_note(backend):
     """The chunk size our kernels run at when it differs from the requested Q (no chunk states are returned:
     mamba_kernels.ssd.interface.compute_chunk_size)."""
@@ -252,7 +269,7 @@ def bench_ssd_cuda_fwd_kernel(benchmark, harness, shape, chunk, states, impl):
     public op writes: b * l / chunk * h * p * n * 4 bytes, 168 MB at shape 1 and chunk 256) or without them."""
     _need_cuda_kernel()
     s = SHAPES[shape]
-    b, l, h, p, n, g = (s[k] for k in ("b", "l", "h", "p", "n", "g"))
+    b, l, h, p = (s[k] for k in ("b", "l", "h", "p"))
     inp = _inputs(**s)
     out = torch.empty_like(inp["x"])
     nslots = b * (-(-l // chunk))
@@ -286,7 +303,7 @@ def bench_ssd_state_stage(benchmark, harness, impl):
     from mamba_kernels.ssd import cuda_walk
     from mamba_kernels.ssd import triton as tri
     s = SHAPES["b4-l4096-h80-p64-n128-g1"]
-    b, l, h, p, n, g = (s[k] for k in ("b", "l", "h", "p", "n", "g"))
+    b, l, h, p = (s[k] for k in ("b", "l", "h", "p"))
     q = 128
     inp = _inputs(**s)
     x, B = inp["x"], inp["B"]

@@ -411,6 +411,44 @@ def test_gpu_prep_one_launch(cu, monkeypatch):
 
 
 @pytest.mark.gpu
+def test_gpu_prep_beside_state(monkeypatch):
+    """MK_SSD_PREP_SIDE=1 (a lab): K0 alone, then K1 on a side stream beside F1, joined before F2. Outputs equal the
+    default forward's bit for bit, eagerly and replayed from a CUDA graph (the fork and join are captured)."""
+    _skip_unavailable("triton", "cuda")
+    from mamba_kernels.ssd import cuda_walk
+    inp = make_inputs(2, 1000, 16, 64, 128, 1, dtype=torch.bfloat16, device="cuda", init=True)
+    kw = dict(chunk_size=128, dt_softplus=True, return_final_states=True, backend="triton")
+    with torch.no_grad():
+        monkeypatch.setenv("MK_SSD_PREP_SIDE", "0")
+        exp = ssd_chunked_scan(**inp, **kw)
+        monkeypatch.setenv("MK_SSD_PREP_SIDE", "1")
+        before = cuda_walk.CALLS["scan"]
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            got = ssd_chunked_scan(**inp, **kw)
+            torch.cuda.synchronize()
+        assert cuda_walk.CALLS["scan"] == before + 1, "the CUDA output stage did not serve these inputs"
+        names = [e.name for e in prof.events()]
+        assert any(n.startswith("_ssd_cb_kernel") for n in names), "K1 did not run on its own"
+        assert not any("_ssd_cumsum_cb_fwd_kernel" in n for n in names), "the one-launch prep ran"
+        for a, e in zip(got, exp):
+            assert torch.isfinite(e.float()).all() and torch.equal(a, e)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            ssd_chunked_scan(**inp, **kw)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outs = ssd_chunked_scan(**inp, **kw)
+        for o in outs:
+            o.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        for a, e in zip(outs, exp):
+            assert torch.equal(a, e)
+
+
+@pytest.mark.gpu
 def test_gpu_forward_back_to_back_stays_put():
     """The Triton forward with its CUDA head-walk stages (the defaults), 400 calls back to back (batches of 20
     enqueued behind a GPU spin, as training loops and benchmarks run them): no CUDA error, and each batch's last output

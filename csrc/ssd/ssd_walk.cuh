@@ -27,7 +27,7 @@
 // the team's 28 as before but balanced across its warps (scan_causal). Wrong results by design: for timing what is
 // left of F2 without its loads / stores / imbalance (the H200 lends no ncu). Instruction diets of F2's item, to time
 // before any is adopted: bit 4: silu(z) by one tanh.approx (approximate), bit 5: the causal product's A fragments
-// scaled by bf16x2 multiplies (one more rounding). (Bit 3, the swizzled addresses by sw128_chunk and the decays as
+// scaled by bf16x2 multiplies (one more rounding), bit 6: silu(z) with one MUFU and 1 / (1 + e) by Newton steps. (Bit 3, the swizzled addresses by sw128_chunk and the decays as
 // exp2 of an fma, was adopted in session 38. Measured and removed there: D added on the diagonal block's diagonal
 // with an mma over the pairs' rounding residuals, so that the epilogue reads no x: 34 instructions fewer an item,
 // F2 213.0-215.6 us against 208.5-209.5, the extra 8 mma a warp cost more than they saved.)

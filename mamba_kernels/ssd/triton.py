@@ -285,6 +285,22 @@ def _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g,
     return dtp, a, cb
 
 
+def _prep_beside_state() -> bool:
+    """MK_SSD_PREP_SIDE=1 (a lab, read at every call; off by default): in the forward where the CUDA output stage
+    runs, K0 alone ahead of F1 and K1 (C B^T, which F1 does not read) on a side stream beside F1, joined before F2.
+    F1 leaves SMs idle (128 CTAs at shape 1) and is bound by its chain of chunk steps, not by the SMs' issue."""
+    return os.environ.get("MK_SSD_PREP_SIDE", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _side_streams(index: int) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device=index)
+
+
+def _side_stream(dev) -> torch.cuda.Stream:
+    return _side_streams(dev.index if dev.index is not None else torch.cuda.current_device())
+
+
 def _one_prep_launch() -> bool:
     """MK_SSD_PREP_ONE_LAUNCH (read at every call; on by default, =0: two launches): K0 and K1 as one launch
     (_cumsum_cb_fwd) in the forward where the CUDA output stage runs (it reads CB; ahead of F1, so that F1 and F2 are
@@ -295,12 +311,12 @@ def _one_prep_launch() -> bool:
     return os.environ.get("MK_SSD_PREP_ONE_LAUNCH", "1") != "0"
 
 
-def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None):
+def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None, out=None):
     c, o = _launch_opts(cfg["cb"])
     if BM is not None:
         c["BM"] = BM
     nmb = triton.cdiv(Q, c["BM"])
-    cb = _cb_output(C, lay, g, Q, sdt)
+    cb = _cb_output(C, lay, g, Q, sdt) if out is None else out
     if lay.nk:
         _launch(_ssd_cb_kernel, (lay.nk * nmb * nmb * g,),
             C, B, cb, lay.tab, l, g, n, lay.ncr, nmb, Q=Q, VARLEN=lay.varlen, KIND=kind, PREC=_prec(kind), **c, **o)
@@ -326,8 +342,12 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     heads_scan = bool(lay.nk) and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted())
     walk_scan = (bool(lay.nk) and not heads_scan and hin_dt == sdt and (not store_ypre or cuda_walk.scan_serves_ypre())
                  and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)))
-    cb_walk = None
-    if walk_scan and _one_prep_launch():
+    cb_walk, fork = None, None
+    if walk_scan and _prep_beside_state():
+        dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
+        fork = torch.cuda.Event()
+        fork.record(torch.cuda.current_stream(dev))
+    elif walk_scan and _one_prep_launch():
         dtp, a, cb_walk = _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g, n, Q, kind, sdt,
                                          cfg)
     else:
@@ -344,6 +364,15 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     else:
         _state_fwd_triton(x, B, dtp, a, initial_states, states_in, final, lay, l, h, p, n, hpg, g, Q, dev, kind, prec,
                           cfg)
+    if fork is not None:  # K1 on a side stream, launched after F1 so that F1's CTAs are placed first
+        cb_walk = _cb_output(C, lay, g, Q, sdt)  # allocated on the caller's stream, which reads it after the join
+        side = _side_stream(dev)
+        side.wait_event(fork)
+        with torch.cuda.stream(side):
+            _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, out=cb_walk)
+        join = torch.cuda.Event()
+        join.record(side)
+        torch.cuda.current_stream(dev).wait_event(join)
     # head-block scan for bf16 / fp16 (fp32 operands' 3xTF32 splits spill there: the one-head kernel on the GPU)
     if heads_scan:
         c, o = _launch_opts(cfg["scan"])
