@@ -26,11 +26,12 @@
 #   SSD_PART=oneteam (~120 s): the lab of the fused design's output team (MK_SSD_WALK_RING_TEAMS=1: F2's ring with
 #     one team of 8 warps, docs/ssd_fused_walk_design.md): its GPU walk tests, then F2 profiled with it and without,
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
-#   SSD_PART=anchor (written in session 45, ~500 s with the build): the ring lab's builds (variants 0 / 16 / 64: F2's
-#     silu by two MUFU / tanh.approx / one MUFU and Newton steps) beside the library's; the GPU tests of the side-stream
-#     K1 (MK_SSD_PREP_SIDE), the one-launch prep, the walk stages and back-to-back forwards; scripts/lab/
-#     ssd_anchor_method.py (anchors.md's do_bench method, mamba_ssm and ours, z / no z); the ring lab's runs;
-#     profiles with MK_SSD_PREP_SIDE 0 / 1 alternating (--wall); the bench's forward rows with and without z.
+#   SSD_PART=anchor (written in session 45, ~500 s with the build): scripts/lab/ssd_anchor_method.py (anchors.md's
+#     do_bench method: mamba_ssm and ours, z / no z), the bench's forward rows with and without z, then the GPU tests
+#     of the side-stream K1 (MK_SSD_PREP_SIDE, MK_SSD_STATE_PDL), the one-launch prep and back-to-back forwards.
+#   SSD_PART=labs (session 45, ~350 s with the build): the ring lab's builds (variants 0 / 16 / 64: F2's silu by two
+#     MUFU / tanh.approx / one MUFU and Newton steps) beside the library's and their runs; profiles (--wall) with
+#     MK_SSD_PREP_SIDE and MK_SSD_STATE_PDL 0 / 1 in alternating processes, two rounds.
 #   SSD_PART=fused (~330 s with the build): the fused F1 + F2 walk lab (csrc/ssd/ssd_fused_walk_kernel.cuh, chunk 64,
 #     docs/ssd_fused_walk_design.md lab step 1): its GPU tests against the reference, scripts/lab/ssd_fused_lab.py
 #     (checks against the library's forward, times both alternating, kernel tables), 4,000 forwards back to back through
@@ -49,7 +50,7 @@ ab_prof() { local name=$1 var=$2 lim=$3; shift 3
         --chunks 256 --reps 10
     done
   done; }
-if [ "${SSD_PART:-time}" = anchor ]; then
+if [ "${SSD_PART:-time}" = labs ]; then
   ( LAB_PHASE=build LAB_VARIANTS="0 16 64" LAB_TMA=1 OUT=$OUT timeout 240 bash scripts/lab/run_ssd_ring_lab.sh
     echo "ring lab build rc=$? $(( $(date +%s) - t0 ))s" >> $L ) &
   LPID=$!
@@ -114,22 +115,25 @@ ab_prof teams MK_SSD_WALK_RING_TEAMS 25 2 1
 grep -h "ssd_scan_ring_kernel\|us of kernels" $OUT/prof_teams2.log $OUT/prof_teams1.log >> $L
 fi
 elif [ "${SSD_PART:-time}" = anchor ]; then
-# session 45's questions: which configuration anchors.md's 0.694 ms is (do_bench, z / no z), the no-z rows in the
-# harness, K1 beside F1 (MK_SSD_PREP_SIDE), and F2's silu with one MUFU (ring lab bits 16 / 64 against 0)
-step 150 $T ssd_side_tests $P tests/test_ssd_gpu.py -m gpu -k "prep_beside or prep_one or walk_stages or back_to_back"
-tail -3 $T >> $L
+# session 45's question: which configuration anchors.md's 0.694 ms is (do_bench, z / no z), and the bench's forward
+# rows with and without z in the harness; then the side-stream K1 / F1-as-dependent labs' GPU tests
 step 150 $OUT/anchor_method.log anchor_method python3 scripts/lab/ssd_anchor_method.py --rounds 2
 grep -h "do_bench\|H[12]" $OUT/anchor_method.log >> $L
+step 200 $B ssd_anchor_bench $P bench/bench_ssd.py --benchmark-only -k \
+  "bench_ssd_fwd_nogate or (bench_ssd[ and fwd- and (mamba_kernels:triton or mamba_ssm))"
+step 120 $T ssd_lab_tests $P tests/test_ssd_gpu.py -m gpu -k "prep_beside or prep_one or back_to_back"
+tail -3 $T >> $L
+elif [ "${SSD_PART:-time}" = labs ]; then
+# F2's silu with one MUFU (ring lab bits 16 / 64 against 0), then K1 beside F1 (MK_SSD_PREP_SIDE) and F1 as a
+# programmatic dependent of K0 (+ K1) (MK_SSD_STATE_PDL), profiled in alternating processes
 wait "$LPID"
 step 90 $L ring_lab env LAB_PHASE=run LAB_VARIANTS="0 16 64" LAB_TMA=1 OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2
 cat $OUT/ssd_ring_lab.txt >> $L
-for i in 1 2; do for v in 0 1; do
-  step 45 $OUT/prof_side$v.log prof_side$v env MK_SSD_PREP_SIDE=$v python3 scripts/profile_ssd.py --impls triton \
-    --chunks 256 --reps 10 --wall
+for i in 1 2; do for v in "0 0" "1 0" "0 1" "1 1"; do set -- $v
+  step 40 $OUT/prof_side$1_pdl$2.log prof_side$1_pdl$2 env MK_SSD_PREP_SIDE=$1 MK_SSD_STATE_PDL=$2 \
+    python3 scripts/profile_ssd.py --impls triton --chunks 256 --reps 10 --wall
 done; done
-grep -h "us of kernels\|a forward call\|_ssd_c\|ssd_state\|ssd_scan" $OUT/prof_side0.log $OUT/prof_side1.log >> $L
-step 200 $B ssd_anchor_bench $P bench/bench_ssd.py --benchmark-only -k \
-  "bench_ssd_fwd_nogate or (bench_ssd[ and fwd- and (mamba_kernels:triton or mamba_ssm))"
+grep -h "MK_SSD\|us of kernels\|a forward call\|_ssd_c\|ssd_state\|ssd_scan" $OUT/prof_side*.log >> $L
 elif [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
@@ -167,4 +171,5 @@ step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --pri
 fi
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L
 if [ "${SSD_PART:-time}" = walk ] || [ "${SSD_PART:-time}" = failure ] || [ "${SSD_PART:-time}" = oneteam ] ||
-   [ "${SSD_PART:-time}" = fused ] || [ "${SSD_PART:-time}" = anchor ]; then pack_out; fi  # (all files as $OUT/all.tgz: run.log inside)
+   [ "${SSD_PART:-time}" = fused ] || [ "${SSD_PART:-time}" = anchor ] || [ "${SSD_PART:-time}" = labs ]; then
+  pack_out; fi  # (all files as $OUT/all.tgz: run.log inside)

@@ -206,6 +206,9 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_state_wg_kernel(const __grid_
   griddep_launch_dependents();
   const StateCta c = state_cta(p, W);
   if (c.nw <= 0) return;
+  // launched as a programmatic dependent of the kernel before it (MK_SSD_STATE_PDL: K0's dt' / a rows, or a
+  // conversion of the initial states): nothing that kernel writes is read before this; a no-op otherwise
+  griddep_wait();
   const int64_t h = p.nheads, hpg = h / p.ngroups;
   const int nck = (c.len + kQ - 1) / kQ;
   // walk i's (p, n) state: element (p, n) at state_base(i) + p kN + n, p within the walk's half. Walk i0 + i is
@@ -437,17 +440,25 @@ template <typename T> struct ParamsTag { using type = T; };
 // One launch of the state stage with W walks a CTA (W <= kStateWgMaxWalks for kWgmma).
 // (kWgmmaPairsTma / kWgmmaPairsTmaLoad / kWgmmaPairsTmaLoadLate / kWgmmaWide / kWgmmaLean / kWgmmaRowScale: p is an
 // SsdStateTmaParams / ... / SsdStateRowScaleParams, the kernel's parameter type, with its tensor maps.)
+// pdl: the wgmma kernels (which wait with griddep_wait before their first read) as programmatic dependents of the
+// kernel before them on the stream.
 template <int W>
-cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream) {
+cudaError_t launch_state(const SsdStateParams& p, StateKernel which, cudaStream_t stream, bool pdl = false) {
   const int64_t halves = 2 * (p.nheads / p.ngroups);
   const int64_t grid = p.nseq * p.ngroups * ((halves + W - 1) / W);
   if (grid == 0) return cudaSuccess;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  const bool dependent = pdl && which != StateKernel::kPlain && which != StateKernel::kSkew;
   const auto run = [&](auto kernel, int smem, const auto& params) {
     cudaLaunchConfig_t cfg = {};
     cfg.blockDim = dim3(kThreads);
     cfg.gridDim = dim3(unsigned(grid));
     cfg.dynamicSmemBytes = size_t(smem);
     cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = dependent ? 1 : 0;
     cudaError_t e = opt_in_smem(kernel, smem, "the SSD state stage");
     if (e == cudaSuccess) e = cudaLaunchKernelEx(&cfg, kernel, params);
     return e == cudaSuccess ? cudaGetLastError() : e;

@@ -108,6 +108,10 @@ const char* check_walk(const SsdWalkParams& p) {
 //     their first fill. With the two-launch prep the kernel before F2 is K1, which never triggers: a plain launch.
 //     On by default in session 37 beside the TMA ring, off with it in sessions 38-42, on again with it since the
 //     ring's barrier fix (session 43).
+//   MK_SSD_STATE_PDL (off, kStatePdlDefault; a lab written in session 45 without a GPU): F1's wgmma kernels launched
+//     as programmatic dependents of the kernel before them (K0 + K1, or K0 alone with MK_SSD_PREP_SIDE): their launch
+//     and CTA placement overlap that kernel's tail; they wait (griddep_wait, always in the kernel: a no-op without the
+//     attribute) before their first read.
 //   F2 variants measured on the H200 at shape 1 and removed: the earlier-block weights u_s dt'_s as exp(a_m - a_e)
 //     ut[s] from a per-item table the team writes (one exp a block and lane instead of four; MK_SSD_WALK_UTABLE,
 //     24f8e82, three alternating profiles each): 233.0-237.2 us against 232.5-235.8.
@@ -125,7 +129,7 @@ constexpr bool kStatePairsDefault = true, kWalkLdsmDefault = true, kStateTmaDefa
                kStateWideDefault = true;  // (the CPU emulation's checks read them too)
 constexpr int kStateLeanDefault = 2;
 constexpr bool kWalkLeanNextDefault = true, kWalkRingDefault = true, kWalkRingTmaDefault = true,
-               kWalkPdlDefault = true;
+               kWalkPdlDefault = true, kStatePdlDefault = false;
 bool env_switch(const char* name, bool dflt) {
   const char* v = std::getenv(name);
   return v == nullptr || v[0] == '\0' ? dflt : v[0] != '0';
@@ -176,13 +180,14 @@ const char* launch_walk_stage(const P& p, K1 one_team, K2 two_teams, void* strea
 }
 
 cudaError_t launch_state_w(const SsdStateParams& p, int walks, ssd_walk::StateKernel which, cudaStream_t s) {
+  const bool pdl = env_switch("MK_SSD_STATE_PDL", kStatePdlDefault);
   switch (walks) {
-    case 1: return ssd_walk::launch_state<1>(p, which, s);
-    case 2: return ssd_walk::launch_state<2>(p, which, s);
-    case 3: return ssd_walk::launch_state<3>(p, which, s);
-    case 4: return ssd_walk::launch_state<4>(p, which, s);
-    case 5: return ssd_walk::launch_state<5>(p, which, s);
-    default: return ssd_walk::launch_state<6>(p, which, s);
+    case 1: return ssd_walk::launch_state<1>(p, which, s, pdl);
+    case 2: return ssd_walk::launch_state<2>(p, which, s, pdl);
+    case 3: return ssd_walk::launch_state<3>(p, which, s, pdl);
+    case 4: return ssd_walk::launch_state<4>(p, which, s, pdl);
+    case 5: return ssd_walk::launch_state<5>(p, which, s, pdl);
+    default: return ssd_walk::launch_state<6>(p, which, s, pdl);
   }
 }
 
