@@ -5,12 +5,31 @@
 # ncu of the decode path: NCU_PARTS=verify bash scripts/gpu_ncu.sh (its files packed into one archive).
 # VERIFY_PROBE=1: first the block-structure streaming probe (scripts/lab/verify_stream_probe.cu: how fast 2048
 # 64 KB tiles stream by block structure alone, no library) into $OUT/probe.log.
+# VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
     scripts/lab/verify_stream_probe.cu && /tmp/verify_stream_probe 2048 50"
 fi
 [ "${NOBUILD:-0}" = 1 ] || build 16
+if [ "${VERIFY_PART:-}" = declast ]; then
+  # session 45's lab (~250 s with the build): the one-token decode kernel without a cluster (MK_VERIFY_DEC_LAST=1:
+  # the unit's last warp writes its shared rows). The verify GPU tests (the decode test runs both variants), every
+  # one-token call forced through the decode kernels with the lab on, then b1 / b4 k1 graph calls and kernel
+  # times with it off / on in alternating processes (two rounds) beside mamba_ssm's decode kernel.
+  step 60 $T verify bash -c "$P $VT"
+  step 60 $T verify_decode_last bash -c "MK_VERIFY_KERNEL=decode MK_VERIFY_DEC_LAST=1 $P $VT"
+  tail -3 $T >> $L
+  for i in 1 2; do for v in 0 1; do
+    step 40 $OUT/declast.log declast$v env MK_VERIFY_DEC_LAST=$v python3 scripts/sweep_verify.py \
+      --cases mamba2-1-1,mamba2-4-1 --rings 16 --calls 400 --tag declast$v
+  done; done
+  step 30 $OUT/declast.log prof_decode_anchor python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-4-1 \
+    --impls mamba_ssm_decode
+  grep -h "declast\|us\b" $OUT/declast.log >> $L
+  echo "total $(( $(date +%s) - t0 ))s" >> $L
+  exit 0
+fi
 step 50 $T verify bash -c "$P $VT"
 step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
 step 60 $T verify_decode bash -c "MK_VERIFY_KERNEL=decode $P $VT"

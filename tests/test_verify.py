@@ -288,13 +288,16 @@ def test_large_grid_cuda():
     assert "verify_m2prep_kernel" in names and "verify_m2str_kernel" in names, names
 
 
-def test_small_batch_decode_cuda():
+@pytest.mark.parametrize("dec_last", ["0", "1"], ids=["cluster", "last_arrival"])
+def test_small_batch_decode_cuda(dec_last, monkeypatch):
     """CUDA at small grids (under 256 units) with an fp32 state, the Mamba-2 layout at p, n in {64, 128}: the decode
     kernels (verify_m2dec_kernel for one token, verify_m2deck_kernel for 2 to 8; both fold on every call), drafts of
     9 to 12 tokens in between (the lean kernel, deferring the fold: committed ring tokens and pending nodes past the
     staged rows for the decode kernels' general replay), chain and tree drafts, padding rows, untouched slots; the
-    profiler confirms that both decode kernels ran."""
+    profiler confirms that both decode kernels ran. last_arrival: the one-token kernel's lab without a cluster
+    (MK_VERIFY_DEC_LAST=1, read at every launch)."""
     dev = device_for("cuda")
+    monkeypatch.setenv("MK_VERIFY_DEC_LAST", dec_last)
     ks = [1, 4, 2, 8, 1, 3, 12, 5, 1, 7, 10, 2, 6, 1]
     configs = [(False, 128, 128, 1, torch.bfloat16), (True, 64, 128, 4, torch.float32),
                (True, 128, 64, 2, torch.bfloat16)]
@@ -305,6 +308,8 @@ def test_small_batch_decode_cuda():
                         seed=31 + i)
     names = " ".join(e.key for e in prof.key_averages())
     assert "verify_m2dec_kernel" in names and "verify_m2deck_kernel" in names, names
+    dec = [e.key for e in prof.key_averages() if "verify_m2dec_kernel" in e.key]
+    assert all((", true>" in n) == (dec_last == "1") for n in dec), dec
 
 
 # --------------------------------------------------------------------------------------------------------

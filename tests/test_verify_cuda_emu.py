@@ -62,6 +62,20 @@ GROUPS = {
     # the same with 8 lanes a state row (16 rows a block: clusters of 8 / 4 / 2 blocks; the launcher's choice)
     "decode8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1"},
                 ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"], ["decode", "deck"]),
+    # the same with the decode kernel's last-arrival lab (MK_VERIFY_DEC_LAST=1: no cluster; the unit's last warp
+    # to count itself writes its ring_B row 0, ring_dt and meta row): the blocks run in index order here, so every
+    # block but the last reads the shared rows after other warps counted themselves on node 0's mask word, and a
+    # writer other than the last arrival would hand later blocks the new token's rows (the cases fail then)
+    "decode8last": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
+                     "MK_VERIFY_DEC_LAST": "1"},
+                    ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"], ["declast", "deck"]),
+    "decode4last": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
+                     "MK_VERIFY_DEC_LANES": "4", "MK_VERIFY_DEC_LAST": "1"},
+                    ["hot_m2", "dec_f32", "dec_k12"], ["declast", "deck"]),
+    # 16 lanes a state row (the lab only: 8 rows a block, up to 16 blocks a unit; drafts of 2 to 8 keep 8 lanes)
+    "decode16last": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
+                      "MK_VERIFY_DEC_LANES": "16", "MK_VERIFY_DEC_LAST": "1"},
+                     ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12"], ["declast", "deck"]),
     # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
     # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
     "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),
@@ -145,7 +159,8 @@ def _run_group(lib, name):
     env_extra, cases, _ = GROUPS[name]
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
-                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN"):
+                "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN",
+                "MK_VERIFY_DEC_LAST"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -183,6 +198,10 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
+    if group in ("decode4", "decode8"):  # the default decode kernel (cluster), never the lab's
+        assert counts["declast"] == 0, f"{counts}\n{msg}"
+    if group in ("decode4last", "decode8last", "decode16last"):  # every one-token decode launch is the lab's
+        assert counts["decode"] == 0, f"{counts}\n{msg}"
     if group in ("m1lean", "m1fold"):  # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
     if group == "m1lean":  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode

@@ -125,8 +125,27 @@ __device__ __forceinline__ void st4(TI* ptr, const float (&o)[4]) {
   }
 }
 
-// Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS (the launcher's job).
-template <typename TI, int N, int LPR>
+// kLast (MK_VERIFY_DEC_LAST=1, a lab written in session 45 without a GPU): no cluster. Each warp of the unit's blocks
+// counts itself on the high byte of node 0's mask word (meta column 2) once its reads of the unit's shared rows are
+// consumed, and the last of them writes ring_B row 0, ring_dt and the meta row, which resets that byte. No block
+// waits for another: the cluster launch, its release arrive (a GPU-scope fence) and its wait are gone. Node 0's
+// mask of a meta row with a pending node is 1 (every kernel writes it so); the byte is 0 between calls.
+constexpr unsigned kDecArrival = 1u << 24;
+
+// 0, computed from v by an instruction the compiler cannot see through: a value that a later instruction (the
+// warp's arrival) depends on, so that v's load has returned before the arrival is issued.
+__device__ __forceinline__ unsigned dec_after(unsigned v) {
+#if defined(__CUDA_ARCH__)
+  unsigned z;
+  asm volatile("and.b32 %0, %1, 0;" : "=r"(z) : "r"(v));
+  return z;
+#else
+  return v & 0u;
+#endif
+}
+
+// Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS (the launcher's job; none with kLast).
+template <typename TI, int N, int LPR, bool kLast = false>
 __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecParams p) {
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR;  // lane q: columns (j * LPR + q) * 4 + [0, 4)
   const int tid = threadIdx.x, q = tid & (LPR - 1);
@@ -149,7 +168,8 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
 
   // ---- every load at once: control words, pending ring token 0, state row, the new token ------------------
   const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
+  const int m0 = mrow[0], m1 = mrow[p.meta_i];
+  const int m2 = kLast ? mrow[2 * p.meta_i] & static_cast<int>(kDecArrival - 1) : mrow[2 * p.meta_i];
   const int accv = p.accepted[b * p.accepted_stride];
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h;
@@ -198,7 +218,22 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
     }
   }
   // Every read of the unit's meta row, ring_B and ring_dt is done: rank 0 may overwrite them after its wait.
-  if (CS > 1) cluster_arrive();
+  unsigned arrived = 0;  // kLast: the warp's arrival order on the unit (lane 0's, then every lane's)
+  if constexpr (kLast) {
+    unsigned dep = static_cast<unsigned>(m0 ^ m1 ^ m2) ^ __float_as_uint(xr0) ^ __float_as_uint(dtr0);
+#pragma unroll
+    for (int j = 0; j < J; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dep ^= __float_as_uint(Br[j][e]);
+    // every lane's loads have returned (its dep is read by the shuffles) before lane 0 counts the warp in
+    dep = dec_after(dep);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) dep |= __shfl_xor_sync(0xffffffffu, dep, off);
+    if ((tid & 31) == 0) arrived = atomicAdd(reinterpret_cast<unsigned*>(const_cast<int32_t*>(mrow) + 2 * p.meta_i),
+                                             kDecArrival + dep);
+  } else if (CS > 1) {
+    cluster_arrive();
+  }
 
   // ---- fold (the committed state), score the new token -----------------------------------------------------
   if (c1 > 0) {
@@ -225,9 +260,17 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
     *y = SV<TI>::from_f(out);
     *const_cast<TI*>(rxp) = SV<TI>::from_f(xv);  // new token -> ring position 0 (x is exact in TI)
   }
-  if (CS > 1) cluster_wait();  // a lone block (no cluster launch): its own threads' reads before row 0's writes
-  else __syncthreads();
-  if (owner && tid < LPR) {  // row 0's lanes: the new token's B row, dt, and the meta row [0, 1, mask 1]
+  bool writer;  // the lanes that write the unit's ring_B row 0 (LPR lanes of one row), ring_dt and meta row
+  if constexpr (kLast) {
+    // the unit's last warp to arrive (CS blocks x 4 warps) writes; its first LPR lanes hold the new B row
+    arrived = __shfl_sync(0xffffffffu, arrived, 0);
+    writer = (arrived >> 24) == static_cast<unsigned>(CS * (kDecThreads / 32) - 1) && (tid & 31) < LPR;
+  } else {
+    if (CS > 1) cluster_wait();  // a lone block (no cluster launch): its own threads' reads before row 0's writes
+    else __syncthreads();
+    writer = owner && tid < LPR;
+  }
+  if (writer) {  // row 0's lanes (kLast: the last warp's first row): the new token's B row, dt, the meta row [0, 1, 1]
 #pragma unroll
     for (int j = 0; j < J; ++j) st4<TI>(const_cast<TI*>(rbp) + col(j), Bn[j]);
     if (q == 0) {
@@ -241,15 +284,16 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
 }
 
 // Whether the decode kernels' geometry serves these parameters (any k): fp32 state, the Mamba-2 layout with 16-byte
-// aligned rows (m2_io_fits), N 64 or 128, P = (128 / lpr rows a block) x {1, 2, 4, 8} blocks; clusters (sm_90)
-// unless one block holds P.
+// aligned rows (m2_io_fits), N 64 or 128, P = (128 / lpr rows a block) x {1, 2, 4, 8} blocks (lpr 16, the
+// last-arrival lab's: also 16 blocks); clusters (sm_90) unless one block holds P (the lab passes true: it needs none).
 inline bool m2dec_shape_fits(const VerifyStepParams& p, bool clusters, int lpr) {
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   if (p.state_dtype != DType::kFloat32 || !m2_io_fits(p, 4, VI)) return false;
   if (!(p.N == 64 || p.N == 128) || p.N < 4 * lpr) return false;
   if (p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX) return false;  // M2DecParams' int32
   const int64_t rows = kDecThreads / lpr;
-  if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows)) return false;
+  if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows || (lpr == 16 && p.P == 16 * rows)))
+    return false;
   return clusters || p.P == rows;
 }
 // Whether verify_m2dec_kernel serves these parameters: one token, the decode geometry.
@@ -257,15 +301,24 @@ inline bool m2dec_fits(const VerifyStepParams& p, bool clusters, int lpr) {
   return p.k == 1 && m2dec_shape_fits(p, clusters, lpr);
 }
 
+// MK_VERIFY_DEC_LAST=1 (environment, read at every launch: a lab, off by default): verify_m2dec_kernel<.., true>,
+// no cluster (the unit's last warp writes its shared rows); any device then, clusters or not.
+inline bool m2dec_last() {
+  const char* e = std::getenv("MK_VERIFY_DEC_LAST");
+  return e != nullptr && e[0] == '1';
+}
+
 // Lanes a row: 8 (16 rows a block) where a unit's P / 16 blocks fit one cluster (P <= 128), else 4 (32 rows).
 // H200, h 32 p 128 n 128, b1: 3.41 us kernel time with 8 lanes, 3.64 with 4 (b4: 7.58 / 7.79).
-// MK_VERIFY_DEC_LANES=4|8 (environment, read once) forces it (benchmarks, tests).
-inline int m2dec_lanes(int64_t P) {
+// MK_VERIFY_DEC_LANES=4|8|16 (environment, read once) forces it (benchmarks, tests); 16 (8 rows a block, up to 16
+// blocks a unit, 8 states a lane) only for the one-token kernel's last-arrival lab (last), else 8.
+inline int m2dec_lanes(int64_t P, bool last = false) {
   static const int forced = [] {
     const char* e = std::getenv("MK_VERIFY_DEC_LANES");
     const int v = e != nullptr ? std::atoi(e) : 0;
-    return v == 4 || v == 8 ? v : 0;
+    return v == 4 || v == 8 || v == 16 ? v : 0;
   }();
+  if (forced == 16) return last ? 16 : 8;
   return forced != 0 ? forced : (P <= 128 ? 8 : 4);
 }
 

@@ -38,6 +38,7 @@ struct SsmLaunch {
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
   size_t prep_smem = 0;
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
+  bool dec_last = false;  // dec, k = 1: verify_m2dec_kernel<.., true> (MK_VERIFY_DEC_LAST), cluster 1
   int dec_lanes = 4;  // dec: lanes a state row
   int64_t grid = 0;
   int threads = 0;
@@ -138,13 +139,16 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
       c.smem = m1_smem;
     }
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
-             (m2dec_fits(p, clusters, m2dec_lanes(p.P)) || m2deck_fits(p, clusters, m2dec_lanes(p.P)))) {
+             (m2dec_fits(p, clusters || m2dec_last(), m2dec_lanes(p.P, m2dec_last())) ||
+              m2deck_fits(p, clusters, m2dec_lanes(p.P)))) {
     c.dec = true;
     c.threads = kDecThreads;
     c.smem = 0;
-    c.dec_lanes = m2dec_lanes(p.P);
+    c.dec_last = p.k == 1 && m2dec_last();
+    c.dec_lanes = m2dec_lanes(p.P, c.dec_last);
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
+    if (c.dec_last) c.cluster = 1;  // the unit's P / ROWS blocks stay consecutive (grid as above), no cluster
   } else if ((forced == 5 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
              m2split_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin && c.prep_smem <= smem_optin) {
     c.split = true;
@@ -219,20 +223,24 @@ inline void (*m1dec_kernel(DType in, int64_t N))(M1DecParams) {
   }
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
+// last: the lab's kLast instantiation (m2dec_last(); launched without a cluster).
 template <typename TI, int LPR>
-inline void (*dec_kernel_in(int64_t N))(M2DecParams) {
+inline void (*dec_kernel_in(int64_t N, bool last))(M2DecParams) {
+  if (last) return N == 64 ? verify_m2dec_kernel<TI, 64, LPR, true> : verify_m2dec_kernel<TI, 128, LPR, true>;
   return N == 64 ? verify_m2dec_kernel<TI, 64, LPR> : verify_m2dec_kernel<TI, 128, LPR>;
 }
 template <typename TI>
-inline void (*dec_kernel_l(int64_t N, int lanes))(M2DecParams) {
-  return lanes == 8 ? dec_kernel_in<TI, 8>(N) : dec_kernel_in<TI, 4>(N);
+inline void (*dec_kernel_l(int64_t N, int lanes, bool last))(M2DecParams) {
+  if (lanes == 16)  // the last-arrival lab only (m2dec_lanes)
+    return !last ? nullptr : N == 64 ? verify_m2dec_kernel<TI, 64, 16, true> : verify_m2dec_kernel<TI, 128, 16, true>;
+  return lanes == 8 ? dec_kernel_in<TI, 8>(N, last) : dec_kernel_in<TI, 4>(N, last);
 }
 template <typename T>
-inline void (*dec_kernel(DType in, int64_t N, int lanes))(M2DecParams) {
+inline void (*dec_kernel(DType in, int64_t N, int lanes, bool last = false))(M2DecParams) {
   if constexpr (std::is_same<T, float>::value) {
-    if (in == DType::kBFloat16) return dec_kernel_l<__nv_bfloat16>(N, lanes);
-    if (in == DType::kFloat16) return dec_kernel_l<__half>(N, lanes);
-    return dec_kernel_l<float>(N, lanes);
+    if (in == DType::kBFloat16) return dec_kernel_l<__nv_bfloat16>(N, lanes, last);
+    if (in == DType::kFloat16) return dec_kernel_l<__half>(N, lanes, last);
+    return dec_kernel_l<float>(N, lanes, last);
   } else {
     return nullptr;
   }
@@ -385,7 +393,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     return launch_one(c, stream, kkern, m2deck_params(p, c.dec_lanes));
   }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
-    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes);
+    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last);
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
     return launch_one(c, stream, dkern, m2dec_params(p, c.dec_lanes));
   }

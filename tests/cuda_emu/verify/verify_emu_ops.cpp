@@ -18,11 +18,11 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_declast{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
-                 n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
+    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+                 n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_declast.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
                  n_conv.load());
   }
 } emu_report;
@@ -98,7 +98,8 @@ const char* emu_ssm(const VerifyStepParams& p) {
   if (c.dec && p.k >= 2)  // the short-draft decode kernel (M2DecKParams)
     return emu_launch(c, &n_deck, deck_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2deck_params(p, c.dec_lanes));
   if (c.dec)  // the decode kernel takes its compact parameters (M2DecParams)
-    return emu_launch(c, &n_dec, dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2dec_params(p, c.dec_lanes));
+    return emu_launch(c, c.dec_last ? &n_declast : &n_dec, dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last),
+                      m2dec_params(p, c.dec_lanes));
   if (c.m1lean) {
     kern = m1_kernel<T>(p.in_dtype, p.N);
     counter = &n_m1lean;

@@ -113,6 +113,16 @@ inline float __shfl_down_sync(unsigned, float v, int off) {
   return emu::shfl(v, lane + off < 32 ? lane + off : lane);
 }
 inline float __shfl_sync(unsigned, float v, int src) { return emu::shfl(v, src); }
+inline unsigned __shfl_xor_sync(unsigned, unsigned v, int off) {
+  return emu::shfl_bits(v, (emu::cur_thread.x & 31) ^ off);
+}
+inline unsigned __shfl_sync(unsigned, unsigned v, int src) { return emu::shfl_bits(v, src); }
+// Blocks and fibers take turns on one OS thread: a plain read-modify-write is atomic here.
+inline unsigned atomicAdd(unsigned* addr, unsigned v) {
+  const unsigned old = *addr;
+  *addr = old + v;
+  return old;
+}
 // m16n8k8 tf32 mma of one warp (fragments as in verify_m2tc_kernel.cuh), operands truncated to tf32 as the
 // hardware does; all lanes publish their fragments, one barrier, each computes its outputs, one barrier.
 inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, float b0, float b1) {
