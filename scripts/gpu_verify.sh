@@ -16,13 +16,14 @@ if [ "${VERIFY_PART:-}" = declast ]; then
   # session 45's lab (~250 s with the build): the one-token decode kernel without a cluster (MK_VERIFY_DEC_LAST=1:
   # the unit's last warp writes its shared rows). The verify GPU tests (the decode test runs both variants), every
   # one-token call forced through the decode kernels with the lab on, then b1 / b4 k1 graph calls and kernel
-  # times with it off / on in alternating processes (two rounds) beside mamba_ssm's decode kernel.
+  # times with it off / on (8 lanes a row) / on with 16 lanes in alternating processes (two rounds) beside
+  # mamba_ssm's decode kernel.
   step 60 $T verify bash -c "$P $VT"
   step 60 $T verify_decode_last bash -c "MK_VERIFY_KERNEL=decode MK_VERIFY_DEC_LAST=1 $P $VT"
   tail -3 $T >> $L
-  for i in 1 2; do for v in 0 1; do
-    step 40 $OUT/declast.log declast$v env MK_VERIFY_DEC_LAST=$v python3 scripts/sweep_verify.py \
-      --cases mamba2-1-1,mamba2-4-1 --rings 16 --calls 400 --tag declast$v
+  for i in 1 2; do for v in "0 8" "1 8" "1 16"; do set -- $v
+    step 40 $OUT/declast.log declast$1_$2 env MK_VERIFY_DEC_LAST=$1 MK_VERIFY_DEC_LANES=$2 python3 \
+      scripts/sweep_verify.py --cases mamba2-1-1,mamba2-4-1 --rings 16 --calls 400 --tag declast$1_lanes$2
   done; done
   step 30 $OUT/declast.log prof_decode_anchor python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-4-1 \
     --impls mamba_ssm_decode
