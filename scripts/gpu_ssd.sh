@@ -29,9 +29,9 @@
 #   SSD_PART=anchor (written in session 45, ~500 s with the build): scripts/lab/ssd_anchor_method.py (anchors.md's
 #     do_bench method: mamba_ssm and ours, z / no z), the bench's forward rows with and without z, then the GPU tests
 #     of the side-stream K1 (MK_SSD_PREP_SIDE, MK_SSD_STATE_PDL), the one-launch prep and back-to-back forwards.
-#   SSD_PART=labs (session 45, ~350 s with the build): the ring lab's builds (variants 0 / 16 / 64: F2's silu by two
+#   SSD_PART=labs (session 45, ~400 s with the build): the ring lab's builds (variants 0 / 16 / 64: F2's silu by two
 #     MUFU / tanh.approx / one MUFU and Newton steps) beside the library's and their runs; profiles (--wall) with
-#     MK_SSD_PREP_SIDE and MK_SSD_STATE_PDL 0 / 1 in alternating processes, two rounds.
+#     (MK_SSD_PREP_SIDE, MK_SSD_STATE_PDL) = 0 0 / 1 0 / 2 0 / 0 1 / 2 1 in alternating processes, two rounds (~400 s).
 #   SSD_PART=fused (~330 s with the build): the fused F1 + F2 walk lab (csrc/ssd/ssd_fused_walk_kernel.cuh, chunk 64,
 #     docs/ssd_fused_walk_design.md lab step 1): its GPU tests against the reference, scripts/lab/ssd_fused_lab.py
 #     (checks against the library's forward, times both alternating, kernel tables), 4,000 forwards back to back through
@@ -129,7 +129,7 @@ elif [ "${SSD_PART:-time}" = labs ]; then
 wait "$LPID"
 step 90 $L ring_lab env LAB_PHASE=run LAB_VARIANTS="0 16 64" LAB_TMA=1 OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2
 cat $OUT/ssd_ring_lab.txt >> $L
-for i in 1 2; do for v in "0 0" "1 0" "0 1" "1 1"; do set -- $v
+for i in 1 2; do for v in "0 0" "1 0" "2 0" "0 1" "2 1"; do set -- $v
   step 40 $OUT/prof_side$1_pdl$2.log prof_side$1_pdl$2 env MK_SSD_PREP_SIDE=$1 MK_SSD_STATE_PDL=$2 \
     python3 scripts/profile_ssd.py --impls triton --chunks 256 --reps 10 --wall
 done; done

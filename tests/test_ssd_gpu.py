@@ -411,9 +411,11 @@ def test_gpu_prep_one_launch(cu, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("side,pdl", [("1", "0"), ("0", "1"), ("1", "1")], ids=["side", "state_pdl", "both"])
+@pytest.mark.parametrize("side,pdl", [("1", "0"), ("2", "0"), ("0", "1"), ("2", "1")],
+                         ids=["side", "state_high", "state_pdl", "high_pdl"])
 def test_gpu_prep_beside_state(side, pdl, monkeypatch):
-    """MK_SSD_PREP_SIDE=1 (a lab): K0 alone, then K1 on a side stream beside F1, joined before F2; MK_SSD_STATE_PDL=1
+    """MK_SSD_PREP_SIDE=1 / 2 (a lab): K0 alone, then K1 on a side stream beside F1 / F1 on a high-priority side
+    stream beside K1, joined before F2; MK_SSD_STATE_PDL=1
     (a lab): F1 a programmatic dependent of the kernel before it (bf16 initial states: their conversion is that kernel
     here). Outputs equal the default forward's bit for bit, eagerly and replayed from a CUDA graph (the fork and join
     are captured)."""
@@ -434,7 +436,7 @@ def test_gpu_prep_beside_state(side, pdl, monkeypatch):
             torch.cuda.synchronize()
         assert cuda_walk.CALLS["scan"] == before + 1, "the CUDA output stage did not serve these inputs"
         names = [e.name for e in prof.events()]
-        if side == "1":
+        if side != "0":
             assert any(n.startswith("_ssd_cb_kernel") for n in names), "K1 did not run on its own"
             assert not any("_ssd_cumsum_cb_fwd_kernel" in n for n in names), "the one-launch prep ran"
         for a, e in zip(got, exp):
