@@ -111,6 +111,19 @@ def test_gpu_torch_compile_triton():
     assert all(v.grad is not None and torch.isfinite(v.grad).all() for v in inp.values())
 
 
+def _captured_forward(inp, kw):
+    """ssd_chunked_scan(**inp, **kw) warmed up on a side stream, then captured in a CUDA graph: (graph, outputs)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        ssd_chunked_scan(**inp, **kw)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = ssd_chunked_scan(**inp, **kw)
+    return graph, outs
+
+
 @pytest.mark.gpu
 def test_gpu_forward_sync_free_and_cuda_graph():
     """Without cu_seqlens the Triton forward does no host sync and replays from a CUDA graph bitwise."""
@@ -124,14 +137,7 @@ def test_gpu_forward_sync_free_and_cuda_graph():
             ssd_chunked_scan(**inp, **kw)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            ssd_chunked_scan(**inp, **kw)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            y, f = ssd_chunked_scan(**inp, **kw)
+        graph, (y, f) = _captured_forward(inp, kw)
         graph.replay()
         torch.cuda.synchronize()
     assert torch.equal(y, y_ref) and torch.equal(f, f_ref)
@@ -441,14 +447,7 @@ def test_gpu_prep_beside_state(side, pdl, monkeypatch):
             assert not any("_ssd_cumsum_cb_fwd_kernel" in n for n in names), "the one-launch prep ran"
         for a, e in zip(got, exp):
             assert torch.isfinite(e.float()).all() and torch.equal(a, e)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            ssd_chunked_scan(**inp, **kw)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outs = ssd_chunked_scan(**inp, **kw)
+        graph, outs = _captured_forward(inp, kw)
         for o in outs:
             o.fill_(float("nan"))
         graph.replay()
