@@ -13,12 +13,13 @@ if [ "${VERIFY_PROBE:-0}" = 1 ]; then
 fi
 [ "${NOBUILD:-0}" = 1 ] || build 16
 if [ "${VERIFY_PART:-}" = declast ]; then
-  # session 45's lab (~250 s with the build): the one-token decode kernel without a cluster (MK_VERIFY_DEC_LAST=1:
+  # session 45's lab (~250 s with the build; DECLAST_SHORT=1: without the first test run): the one-token decode
+  # kernel without a cluster (MK_VERIFY_DEC_LAST=1:
   # the unit's last warp writes its shared rows). The verify GPU tests (the decode test runs both variants), every
   # one-token call forced through the decode kernels with the lab on, then b1 / b4 k1 graph calls and kernel
   # times with it off / on (8 lanes a row) / on with 16 lanes in alternating processes (two rounds) beside
   # mamba_ssm's decode kernel.
-  step 60 $T verify bash -c "$P $VT"
+  [ "${DECLAST_SHORT:-0}" = 1 ] || step 60 $T verify bash -c "$P $VT"
   step 60 $T verify_decode_last bash -c "MK_VERIFY_KERNEL=decode MK_VERIFY_DEC_LAST=1 $P $VT"
   tail -3 $T >> $L
   for i in 1 2; do for v in "0 8" "1 8" "1 16"; do set -- $v
