@@ -130,10 +130,10 @@ wait "$LPID"
 step 90 $L ring_lab env LAB_PHASE=run LAB_VARIANTS="0 16 64" LAB_TMA=1 OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2
 cat $OUT/ssd_ring_lab.txt >> $L
 for i in 1 2; do for v in "0 0" "1 0" "2 0" "0 1" "2 1"; do set -- $v
-  step 40 $OUT/prof_side$1_pdl$2.log prof_side$1_pdl$2 env MK_SSD_PREP_SIDE=$1 MK_SSD_STATE_PDL=$2 \
+  step 40 $OUT/prof_side.log prof_side$1_pdl$2 env MK_SSD_PREP_SIDE=$1 MK_SSD_STATE_PDL=$2 \
     python3 scripts/profile_ssd.py --impls triton --chunks 256 --reps 10 --wall
 done; done
-grep -h "MK_SSD\|us of kernels\|a forward call\|_ssd_c\|ssd_state\|ssd_scan" $OUT/prof_side*.log >> $L
+grep -h "^===\|us of kernels\|a forward call\|_ssd_c\|ssd_state\|ssd_scan" $OUT/prof_side.log >> $L
 elif [ "${SSD_PART:-time}" = time ]; then
 step 75 $T ssd_cuda_bwd $P tests/test_ssd_gpu.py -m gpu -k "gpu_cuda_backward_runs_the_kernel or opcheck_bwd_cuda or cuda_forward"
 step 60 $OUT/prof.log ssd_prof python3 scripts/profile_ssd.py --impls cuda,triton --chunks 256
