@@ -53,29 +53,32 @@ GROUPS = {
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
     # verify_m2dec_kernel for every one-token call and verify_m2deck_kernel for drafts of 2 to 8 tokens, with an
-    # fp32 state (the reference folds on those calls too), 4 lanes a state row: clusters of 4 (P 128) / 2 (P 64) /
-    # 1 (P 32) blocks, bf16 / f16 / f32 inputs, chain and tree drafts, drafts of 9 to 16 tokens in between (the lean
-    # kernel: committed ring tokens and pending nodes past the staged rows, left for the general replay), padding rows
+    # fp32 state (the reference folds on those calls too), 4 lanes a state row: 4 (P 128) / 2 (P 64) / 1 (P 32)
+    # blocks a unit, bf16 / f16 / f32 inputs, chain and tree drafts, drafts of 9 to 16 tokens in between (the lean
+    # kernel: committed ring tokens and pending nodes past the staged rows, left for the general replay), padding
+    # rows. The one-token kernel is the last-arrival one (the default: no cluster; the unit's last warp to count
+    # itself on node 0's mask word writes its ring_B row 0, ring_dt and meta row). The blocks run in index order
+    # here, so every block but the last reads the shared rows after other warps counted themselves, and a writer
+    # other than the last arrival would hand later blocks the new token's rows (the cases fail then).
     "decode4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
                  "MK_VERIFY_DEC_LANES": "4"}, ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"],
-                ["decode", "deck"]),
-    # the same with 8 lanes a state row (16 rows a block: clusters of 8 / 4 / 2 blocks; the launcher's choice)
+                ["declast", "deck"]),
+    # the same with 8 lanes a state row (16 rows a block: 8 / 4 / 2 blocks a unit; the launcher's choice)
     "decode8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1"},
-                ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"], ["decode", "deck"]),
-    # the same with the decode kernel's last-arrival lab (MK_VERIFY_DEC_LAST=1: no cluster; the unit's last warp
-    # to count itself writes its ring_B row 0, ring_dt and meta row): the blocks run in index order here, so every
-    # block but the last reads the shared rows after other warps counted themselves on node 0's mask word, and a
-    # writer other than the last arrival would hand later blocks the new token's rows (the cases fail then)
-    "decode8last": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
-                     "MK_VERIFY_DEC_LAST": "1"},
-                    ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"], ["declast", "deck"]),
-    "decode4last": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
-                     "MK_VERIFY_DEC_LANES": "4", "MK_VERIFY_DEC_LAST": "1"},
-                    ["hot_m2", "dec_f32", "dec_k12"], ["declast", "deck"]),
-    # 16 lanes a state row (the lab only: 8 rows a block, up to 16 blocks a unit; drafts of 2 to 8 keep 8 lanes)
-    "decode16last": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
-                      "MK_VERIFY_DEC_LANES": "16", "MK_VERIFY_DEC_LAST": "1"},
-                     ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12"], ["declast", "deck"]),
+                ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"], ["declast", "deck"]),
+    # 16 lanes a state row (the last-arrival kernel only: 8 rows a block, up to 16 blocks a unit; drafts of 2 to 8
+    # keep 8 lanes)
+    "decode16": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
+                  "MK_VERIFY_DEC_LANES": "16"},
+                 ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12"], ["declast", "deck"]),
+    # the one-token kernel in clusters (MK_VERIFY_DEC_LAST=0: a unit's blocks one cluster, rank 0 writes the shared
+    # rows after the cluster barrier; rank 0 runs last here), 4 and 8 lanes a row
+    "decode4cluster": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
+                        "MK_VERIFY_DEC_LANES": "4", "MK_VERIFY_DEC_LAST": "0"},
+                       ["hot_m2", "dec_f32", "dec_k12"], ["decode", "deck"]),
+    "decode8cluster": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
+                        "MK_VERIFY_DEC_LAST": "0"},
+                       ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12", "tc_k16"], ["decode", "deck"]),
     # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
     # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
     "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),
@@ -198,10 +201,10 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     counts = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
     for kern in kernels:
         assert counts.get(kern, 0) > 0, f"kernel {kern} never launched: {counts}\n{msg}"
-    if group in ("decode4", "decode8"):  # the default decode kernel (cluster), never the lab's
-        assert counts["declast"] == 0, f"{counts}\n{msg}"
-    if group in ("decode4last", "decode8last", "decode16last"):  # every one-token decode launch is the lab's
+    if group in ("decode4", "decode8", "decode16"):  # every one-token decode launch is the last-arrival kernel
         assert counts["decode"] == 0, f"{counts}\n{msg}"
+    if group in ("decode4cluster", "decode8cluster"):  # and here the cluster kernel
+        assert counts["declast"] == 0, f"{counts}\n{msg}"
     if group in ("m1lean", "m1fold"):  # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
     if group == "m1lean":  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode

@@ -125,11 +125,13 @@ __device__ __forceinline__ void st4(TI* ptr, const float (&o)[4]) {
   }
 }
 
-// kLast (MK_VERIFY_DEC_LAST=1, a lab written in session 45 without a GPU): no cluster. Each warp of the unit's blocks
+// kLast (the default since session 45; MK_VERIFY_DEC_LAST=0: the cluster kernel): no cluster. Each warp of the unit's blocks
 // counts itself on the high byte of node 0's mask word (meta column 2) once its reads of the unit's shared rows are
 // consumed, and the last of them writes ring_B row 0, ring_dt and the meta row, which resets that byte. No block
 // waits for another: the cluster launch, its release arrive (a GPU-scope fence) and its wait are gone. Node 0's
-// mask of a meta row with a pending node is 1 (every kernel writes it so); the byte is 0 between calls.
+// mask of a meta row with a pending node is 1 (every kernel writes it so); the byte is 0 between calls. H200, h 32
+// p = n = 128 (session 45, two alternating rounds): kernel 3.2-3.4 us at b1 against 3.3 with the cluster, 6.3 at b4
+// against 7.1; graph-call means 4.1-4.5 / 8.6 us against 4.5-5.2 / 8.2-10.0 (16 lanes a row: 3.8 / 8.5 us kernel).
 constexpr unsigned kDecArrival = 1u << 24;
 
 // 0, computed from v by an instruction the compiler cannot see through: a value that a later instruction (the
@@ -301,17 +303,17 @@ inline bool m2dec_fits(const VerifyStepParams& p, bool clusters, int lpr) {
   return p.k == 1 && m2dec_shape_fits(p, clusters, lpr);
 }
 
-// MK_VERIFY_DEC_LAST=1 (environment, read at every launch: a lab, off by default): verify_m2dec_kernel<.., true>,
-// no cluster (the unit's last warp writes its shared rows); any device then, clusters or not.
+// verify_m2dec_kernel<.., true> (the default): no cluster (the unit's last warp writes its shared rows), so any
+// device runs it, clusters or not. MK_VERIFY_DEC_LAST=0 (environment, read at every launch) keeps the cluster kernel.
 inline bool m2dec_last() {
   const char* e = std::getenv("MK_VERIFY_DEC_LAST");
-  return e != nullptr && e[0] == '1';
+  return !(e != nullptr && e[0] == '0');
 }
 
 // Lanes a row: 8 (16 rows a block) where a unit's P / 16 blocks fit one cluster (P <= 128), else 4 (32 rows).
 // H200, h 32 p 128 n 128, b1: 3.41 us kernel time with 8 lanes, 3.64 with 4 (b4: 7.58 / 7.79).
 // MK_VERIFY_DEC_LANES=4|8|16 (environment, read once) forces it (benchmarks, tests); 16 (8 rows a block, up to 16
-// blocks a unit, 8 states a lane) only for the one-token kernel's last-arrival lab (last), else 8.
+// blocks a unit, 8 states a lane; slower: 3.8 us at b1) only for the one-token last-arrival kernel (last), else 8.
 inline int m2dec_lanes(int64_t P, bool last = false) {
   static const int forced = [] {
     const char* e = std::getenv("MK_VERIFY_DEC_LANES");
