@@ -14,8 +14,8 @@ fi
 [ "${NOBUILD:-0}" = 1 ] || build 16
 if [ "${VERIFY_PART:-}" = declast ]; then
   # session 45's lab (~250 s with the build; DECLAST_SHORT=1: without the first test run): the one-token decode
-  # kernel without a cluster (MK_VERIFY_DEC_LAST=1:
-  # the unit's last warp writes its shared rows). The verify GPU tests (the decode test runs both variants), every
+  # kernel without a cluster (MK_VERIFY_DEC_LAST=1, the default since: the unit's last warp writes its shared rows)
+  # against the cluster kernel (=0). The verify GPU tests (the decode test runs both variants), every
   # one-token call forced through the decode kernels with the lab on, then b1 / b4 k1 graph calls and kernel
   # times with it off / on (8 lanes a row) / on with 16 lanes in alternating processes (two rounds) beside
   # mamba_ssm's decode kernel.

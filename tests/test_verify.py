@@ -294,8 +294,8 @@ def test_small_batch_decode_cuda(dec_last, monkeypatch):
     kernels (verify_m2dec_kernel for one token, verify_m2deck_kernel for 2 to 8; both fold on every call), drafts of
     9 to 12 tokens in between (the lean kernel, deferring the fold: committed ring tokens and pending nodes past the
     staged rows for the decode kernels' general replay), chain and tree drafts, padding rows, untouched slots; the
-    profiler confirms that both decode kernels ran. last_arrival: the one-token kernel's lab without a cluster
-    (MK_VERIFY_DEC_LAST=1, read at every launch)."""
+    profiler confirms that both decode kernels ran. last_arrival: the one-token kernel without a cluster (the
+    default), cluster: with one (MK_VERIFY_DEC_LAST=0; read at every launch)."""
     dev = device_for("cuda")
     monkeypatch.setenv("MK_VERIFY_DEC_LAST", dec_last)
     ks = [1, 4, 2, 8, 1, 3, 12, 5, 1, 7, 10, 2, 6, 1]

@@ -22,15 +22,16 @@
 #include "ssd/ssd_mma.cuh"
 
 // Lab builds only (scripts/lab/ssd_ring_lab.cu; the library never defines it): MK_SSD_RING_LAB bit 0: a ring fill
-// copies nothing, by cp.async or TMA (its threads still arrive; ssd_walk_ring.cuh), bit 1: an item's outputs are
-// staged but not stored (scan_epilogue), bit 2: every warp's causal product over 3 or 4 earlier blocks (tb odd: 4),
-// the team's 28 as before but balanced across its warps (scan_causal). Wrong results by design: for timing what is
-// left of F2 without its loads / stores / imbalance (the H200 lends no ncu). Instruction diets of F2's item, to time
-// before any is adopted: bit 4: silu(z) by one tanh.approx (approximate), bit 5: the causal product's A fragments
-// scaled by bf16x2 multiplies (one more rounding), bit 6: silu(z) with one MUFU and 1 / (1 + e) by Newton steps. (Bit 3, the swizzled addresses by sw128_chunk and the decays as
-// exp2 of an fma, was adopted in session 38. Measured and removed there: D added on the diagonal block's diagonal
-// with an mma over the pairs' rounding residuals, so that the epilogue reads no x: 34 instructions fewer an item,
-// F2 213.0-215.6 us against 208.5-209.5, the extra 8 mma a warp cost more than they saved.)
+// copies nothing, by cp.async or TMA (its threads still arrive; ssd_walk_ring.cuh), bit 1: an item's outputs are staged
+// but not stored (scan_epilogue), bit 2: every warp's causal product over 3 or 4 earlier blocks (tb odd: 4), the team's
+// 28 as before but balanced across its warps (scan_causal). Wrong results by design: for timing what is left of F2
+// without its loads / stores / imbalance (the H200 lends no ncu). Instruction diets of F2's item, to time before any is
+// adopted: bit 4: silu(z) by one tanh.approx (approximate), bit 5: the causal product's A fragments scaled by bf16x2
+// multiplies (one more rounding), bit 6: silu(z) with one MUFU and 1 / (1 + e) by Newton steps (session 45, H200: F2
+// 222.9-225.9 us against 212.6-214.8: slower). (Bit 3, the swizzled addresses by sw128_chunk and the decays as exp2 of
+// an fma, was adopted in session 38. Measured and removed there: D added on the diagonal block's diagonal with an mma
+// over the pairs' rounding residuals, so that the epilogue reads no x: 34 instructions fewer an item, F2 213.0-215.6 us
+// against 208.5-209.5, the extra 8 mma a warp cost more than they saved.)
 #ifndef MK_SSD_RING_LAB
 #define MK_SSD_RING_LAB 0
 #endif

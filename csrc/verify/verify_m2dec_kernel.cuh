@@ -13,8 +13,9 @@
 //
 // Block = 128 threads = 32 rows of one unit, 4 lanes a row, lane q holding the row's 16-byte state chunks q,
 // q + 4, ... (the 4 lanes of a row read 64 contiguous bytes); B, C and the ring's B at the same columns. A unit's
-// P / 32 blocks form one thread-block cluster (sm_90): every block reads the unit's control words, ring_B row and
-// ring_dt, only rank 0 writes them, after a cluster barrier. The general replay (committed ring tokens left by a
+// P / 32 blocks share its control words, ring_B row and ring_dt: every block reads them and one writer overwrites them
+// once all have read (the default: the last warp to count itself in, kLast below; MK_VERIFY_DEC_LAST=0: rank 0 of a
+// thread-block cluster, sm_90, after a cluster barrier). The general replay (committed ring tokens left by a
 // deferred-fold call, or a path of several pending nodes) loads those ring rows one after another: correct, slower,
 // once.
 #pragma once
@@ -125,13 +126,13 @@ __device__ __forceinline__ void st4(TI* ptr, const float (&o)[4]) {
   }
 }
 
-// kLast (the default since session 45; MK_VERIFY_DEC_LAST=0: the cluster kernel): no cluster. Each warp of the unit's blocks
-// counts itself on the high byte of node 0's mask word (meta column 2) once its reads of the unit's shared rows are
-// consumed, and the last of them writes ring_B row 0, ring_dt and the meta row, which resets that byte. No block
-// waits for another: the cluster launch, its release arrive (a GPU-scope fence) and its wait are gone. Node 0's
-// mask of a meta row with a pending node is 1 (every kernel writes it so); the byte is 0 between calls. H200, h 32
-// p = n = 128 (session 45, two alternating rounds): kernel 3.2-3.4 us at b1 against 3.3 with the cluster, 6.3 at b4
-// against 7.1; graph-call means 4.1-4.5 / 8.6 us against 4.5-5.2 / 8.2-10.0 (16 lanes a row: 3.8 / 8.5 us kernel).
+// kLast (the default since session 45; MK_VERIFY_DEC_LAST=0: the cluster kernel): no cluster. Each warp of the unit's
+// blocks counts itself on the high byte of node 0's mask word (meta column 2) once its reads of the unit's shared rows
+// are consumed, and the last of them writes ring_B row 0, ring_dt and the meta row, which resets that byte. No block
+// waits for another: the cluster launch, its release arrive (a GPU-scope fence) and its wait are gone. Node 0's mask of
+// a meta row with a pending node is 1 (every kernel writes it so); the byte is 0 between calls. H200, h 32 p = n = 128
+// (session 45, two alternating rounds): kernel 3.2-3.4 us at b1 against 3.3 with the cluster, 6.3 at b4 against 7.1;
+// graph-call means 4.1-4.5 / 8.6 us against 4.5-5.2 / 8.2-10.0 (16 lanes a row: 3.8 / 8.5 us kernel).
 constexpr unsigned kDecArrival = 1u << 24;
 
 // 0, computed from v by an instruction the compiler cannot see through: a value that a later instruction (the
@@ -146,7 +147,7 @@ __device__ __forceinline__ unsigned dec_after(unsigned v) {
 #endif
 }
 
-// Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS (the launcher's job; none with kLast).
+// Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS and not kLast (the launcher's job).
 template <typename TI, int N, int LPR, bool kLast = false>
 __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecParams p) {
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR;  // lane q: columns (j * LPR + q) * 4 + [0, 4)

@@ -38,7 +38,7 @@ struct SsmLaunch {
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
   size_t prep_smem = 0;
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
-  bool dec_last = false;  // dec, k = 1: verify_m2dec_kernel<.., true> (MK_VERIFY_DEC_LAST), cluster 1
+  bool dec_last = false;  // dec, k = 1: verify_m2dec_kernel<.., true> (MK_VERIFY_DEC_LAST=0: not), cluster 1
   int dec_lanes = 4;  // dec: lanes a state row
   int64_t grid = 0;
   int threads = 0;
@@ -113,6 +113,7 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
   // it folds every call, which costs a state write a call that small grids have the bandwidth for); drafts of 2 to
   // kDecKMax tokens there: verify_m2deck_kernel (the same structure and policy).
   const int forced = verify_kernel_override();
+  const bool dec_last = m2dec_last();  // the one-token decode kernel without a cluster (read once a launch)
   size_t smem = 0;
   const int lean_nt = c.grid < kM2SmallGrid ? kM2ThreadsSmall : kM2ThreadsBig;
   if (c.fused || forced == 3) {
@@ -139,12 +140,12 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
       c.smem = m1_smem;
     }
   } else if ((forced == 4 || (forced == 0 && decode_auto && c.grid < kM2SmallGrid)) &&
-             (m2dec_fits(p, clusters || m2dec_last(), m2dec_lanes(p.P, m2dec_last())) ||
+             (m2dec_fits(p, clusters || dec_last, m2dec_lanes(p.P, dec_last)) ||
               m2deck_fits(p, clusters, m2dec_lanes(p.P)))) {
     c.dec = true;
     c.threads = kDecThreads;
     c.smem = 0;
-    c.dec_last = p.k == 1 && m2dec_last();
+    c.dec_last = p.k == 1 && dec_last;
     c.dec_lanes = m2dec_lanes(p.P, c.dec_last);
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
@@ -195,7 +196,8 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
 inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16) return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
+  if (in == DType::kBFloat16)
+    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
   if (in == DType::kFloat16) return N == 64 ? verify_m2prep_kernel<__half, 64> : verify_m2prep_kernel<__half, 128>;
   return N == 64 ? verify_m2prep_kernel<float, 64> : verify_m2prep_kernel<float, 128>;
 }
@@ -223,7 +225,7 @@ inline void (*m1dec_kernel(DType in, int64_t N))(M1DecParams) {
   }
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
-// last: the lab's kLast instantiation (m2dec_last(); launched without a cluster).
+// last: the kLast instantiation (SsmLaunch::dec_last; launched without a cluster).
 template <typename TI, int LPR>
 inline void (*dec_kernel_in(int64_t N, bool last))(M2DecParams) {
   if (last) return N == 64 ? verify_m2dec_kernel<TI, 64, LPR, true> : verify_m2dec_kernel<TI, 128, LPR, true>;

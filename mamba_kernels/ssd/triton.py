@@ -366,7 +366,8 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
         D = cuda_walk.d_fp32(D)
     # F1: chunk states + state passing (MK_SSD_PREP_SIDE=2: on a high-priority side stream after K0)
     caller = torch.cuda.current_stream(dev) if side_mode == 2 else None
-    with torch.cuda.stream(_side_stream(dev, high=True)) if side_mode == 2 else contextlib.nullcontext():
+    high = _side_stream(dev, high=True) if side_mode == 2 else None
+    with torch.cuda.stream(high) if side_mode == 2 else contextlib.nullcontext():
         if side_mode == 2:
             torch.cuda.current_stream(dev).wait_event(fork)
         if hin_dt == sdt and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_state_cuda", (x, B)):
@@ -376,7 +377,7 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
                               prec, cfg)
     if side_mode == 2:  # K1 on the caller's stream, which then waits for F1
         f1_done = torch.cuda.Event()
-        f1_done.record(_side_stream(dev, high=True))
+        f1_done.record(high)
         cb_walk = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
         caller.wait_event(f1_done)
     elif fork is not None:  # K1 on a side stream, launched after F1 so that F1's CTAs are placed first
