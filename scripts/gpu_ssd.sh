@@ -9,6 +9,7 @@
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
 #   (Next: SSD_PART=select with the BENCH_K of bench/notes/chunked_ssd.md, "Session 10 ... Next".)
+#   SSD_PART=full: build, every GPU test of tests/test_ssd_gpu.py and tests/test_ssd_fused_gpu.py (FULL_S s, 330).
 #   SSD_PART=select: build, bench_ssd.py / bench_ssd_configs.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
 #   SSD_PART=walk (written in session 36 for the next one, ~300 s): the F2 speed lab's four builds in the background
@@ -147,6 +148,10 @@ step 30 $OUT/prof.log ssd_prof_sh4_ho1 env MK_SSD_HANDOVER=1 MK_SSD_SCAN_HEADS=4
   --impls cuda --chunks 256
 step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
+elif [ "${SSD_PART}" = full ]; then
+# session 46: the whole SSD GPU suite (every CUDA / Triton test of tests/test_ssd_gpu.py and the fused walk lab's),
+# ~400 tests; FULL_S caps it (INT first, so pytest still reports what ran).
+step ${FULL_S:-330} $T ssd_full $P --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu
 elif [ "${SSD_PART}" = select ]; then
 [ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py bench/bench_ssd_configs.py --benchmark-only \
   -k "$BENCH_K"
