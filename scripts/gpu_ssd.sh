@@ -9,7 +9,8 @@
 #   SSD_PART=test: build, the CUDA backend's GPU tests against the reference (default and each non-default variant),
 #     and a compute-sanitizer memcheck of one forward and one backward call.
 #   (Next: SSD_PART=select with the BENCH_K of bench/notes/chunked_ssd.md, "Session 10 ... Next".)
-#   SSD_PART=full: build, every GPU test of tests/test_ssd_gpu.py and tests/test_ssd_fused_gpu.py (FULL_S s, 330).
+#   SSD_PART=full: build, every GPU test of tests/test_ssd_gpu.py and tests/test_ssd_fused_gpu.py (FULL_S s, 330);
+#     HOST_TIME=1: then scripts/lab/ssd_host_time.py (the eager forward's host time a call, by piece).
 #   SSD_PART=select: build, bench_ssd.py / bench_ssd_configs.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
 #   SSD_PART=walk (written in session 36 for the next one, ~300 s): the F2 speed lab's four builds in the background
@@ -152,6 +153,7 @@ elif [ "${SSD_PART}" = full ]; then
 # session 46: the whole SSD GPU suite (every CUDA / Triton test of tests/test_ssd_gpu.py and the fused walk lab's),
 # ~400 tests; FULL_S caps it (INT first, so pytest still reports what ran).
 step ${FULL_S:-330} $T ssd_full $P --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu
+[ "${HOST_TIME:-0}" = 1 ] && step 90 $OUT/host.log ssd_host_time python3 scripts/lab/ssd_host_time.py
 elif [ "${SSD_PART}" = select ]; then
 [ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py bench/bench_ssd_configs.py --benchmark-only \
   -k "$BENCH_K"
