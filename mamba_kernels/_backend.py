@@ -51,6 +51,17 @@ def _probe(name: str) -> tuple[bool, str]:
     raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def _capability_of(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def device_capability(device: torch.device) -> tuple[int, int]:
+    """(major, minor) of CUDA device `device`, cached per device index: launchers ask on every call, and torch's own
+    query (lazy init, index resolution, properties) costs a few microseconds each time."""
+    return _capability_of(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def backends() -> dict[str, dict]:
     """What is available here: {name: {"available": bool, "reason": str}} for ref, cpu, triton, cuda."""
     return {name: {"available": _probe(name)[0], "reason": _probe(name)[1]} for name in BACKENDS}

@@ -33,7 +33,24 @@ def _np2(v: int, lo: int = 16) -> int:
     return max(lo, triton.next_power_of_2(max(int(v), 1)))
 
 
+# _configs' results by arguments and switches (read-only: the launchers copy a kernel's entry through _launch_opts
+# before changing it). Computing them took ~25 us a call on the CI machine's CPU, every forward and backward.
+_CFG_CACHE: dict = {}
+
+
 def _configs(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: int = 1) -> dict:
+    """_configs_for, cached unless a config override is set (the benches' sweeps change _CFG_OVERRIDE between
+    calls). The result is shared: do not modify it."""
+    if _CFG_OVERRIDE:
+        return _configs_for(p, n, Q, dtype, arch, hpg)
+    key = (p, n, Q, dtype, arch, hpg, _small_blocks())
+    cfg = _CFG_CACHE.get(key)
+    if cfg is None:
+        cfg = _CFG_CACHE[key] = _configs_for(p, n, Q, dtype, arch, hpg)
+    return cfg
+
+
+def _configs_for(p: int, n: int, Q: int, dtype: torch.dtype, arch: int = 90, hpg: int = 1) -> dict:
     """Block sizes, warps and pipeline stages per kernel, chosen from sm_90 / sm_80 AOT compiles (shared memory,
     registers, spills; see tests/test_ssd_triton_aot.py). Returns {kernel: dict(constexprs..., num_warps=, num_stages=)}."""
     big_smem = arch >= 90

@@ -64,6 +64,7 @@ import os
 
 import torch
 
+from .._backend import device_capability
 from .cuda import has_cuda_op
 
 CALLS = {"dx": 0, "scan": 0, "state": 0, "fused": 0}
@@ -76,7 +77,7 @@ def serves(x: torch.Tensor, p: int, n: int, Q: int, hpg: int, op: str, tiles=())
     must start on a 16-byte boundary (a contiguous view at an odd offset goes to Triton, which has no such need)."""
     return (x.is_cuda and x.dtype == torch.bfloat16 and p == HEADDIM and n == DSTATE and Q == CHUNK
             and hpg >= MIN_HEADS_PER_GROUP and os.environ.get("MK_SSD_CUDA_WALK", "1") != "0" and tiles_aligned(tiles)
-            and torch.cuda.get_device_capability(x.device)[0] >= 8 and has_cuda_op(op)
+            and device_capability(x.device)[0] >= 8 and has_cuda_op(op)
             and _fits(op, x.device.index if x.device.index is not None else torch.cuda.current_device()))
 
 
@@ -158,7 +159,7 @@ def fused_serves(x, z, B, C, cu_seqlens) -> bool:
     n 128, no cu_seqlens, 16-byte aligned tiles, on a compute capability 9.0 device with the op built (sm_90a)."""
     return (os.environ.get("MK_SSD_FUSED_WALK", "0") == "1" and x.is_cuda and x.dtype == torch.bfloat16
             and cu_seqlens is None and x.shape[-1] == HEADDIM and B.shape[-1] == DSTATE and tiles_aligned((x, z, B, C))
-            and torch.cuda.get_device_capability(x.device) == (9, 0) and has_cuda_op("_ssd_fused_walk_lab"))
+            and device_capability(x.device) == (9, 0) and has_cuda_op("_ssd_fused_walk_lab"))
 
 
 def fused_walk_lab(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt_limit=None,

@@ -113,6 +113,7 @@ import os
 import torch
 import triton
 
+from .._backend import device_capability
 # --------------------------------------------------------------------------------------------- helpers
 from ._triton_configs import (_CFG_OVERRIDE, _EMULATE, _KIND, _REC, _configs, _interpreted, _launch_opts,
                               _small_blocks)
@@ -185,7 +186,7 @@ def _arch(device) -> int:
     if _REC["launches"] is not None:
         return _REC["arch"]
     if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
+        major, minor = device_capability(device)
         return 10 * major + minor
     return 90
 

@@ -3,7 +3,7 @@
 
 Method: the GPU is kept busy by torch.cuda._sleep ahead of the calls, so that no launch waits for the GPU; the host
 time a call is the wall time of N calls (perf_counter) / N, median of R rounds. Pieces timed the same way: the public
-call, the custom op, the Triton-path forward called directly, the input checks, the setup (configs, layout), the
+call, the custom op, the Triton-path forward called directly, the input checks, the setup (configs cached and not, torch's capability query, layout), the
 stage predicates, each launch alone. Then a cProfile of the public call (top entries by own time).
 
   python3 scripts/lab/ssd_host_time.py [--calls 50] [--rounds 5] [--profile 1]
@@ -28,6 +28,7 @@ from bench_ssd import Q, SHAPES, _inputs  # noqa: E402
 from mamba_kernels.ssd import cuda_walk, ssd_chunked_scan  # noqa: E402
 from mamba_kernels.ssd import interface as itf  # noqa: E402
 from mamba_kernels.ssd import triton as tri  # noqa: E402
+from mamba_kernels.ssd._triton_configs import _configs_for  # noqa: E402
 
 
 def host_us(fn, calls, rounds):
@@ -62,6 +63,8 @@ def pieces(inp, gate):
         "checks": lambda: itf._check(x, dt, A, B, C, Q, D, z, db, None, None, None),
         "setup": lambda: tri._setup(x, B, Qk, None),
         "configs": lambda: tri._configs(p, n, Qs, x.dtype, tri._arch(dev), hpg),
+        "configs_for": lambda: _configs_for(p, n, Qs, x.dtype, tri._arch(dev), hpg),
+        "capability": lambda: torch.cuda.get_device_capability(dev),
         "layout": lambda: tri._Layout(b, l, Qs, None, dev),
         "serves x2": lambda: (cuda_walk.serves(x, p, n, Qs, hpg, "_ssd_scan_cuda", (x, z, C)),
                               cuda_walk.serves(x, p, n, Qs, hpg, "_ssd_state_cuda", (x, B))),
