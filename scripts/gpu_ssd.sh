@@ -153,7 +153,7 @@ elif [ "${SSD_PART}" = full ]; then
 # session 46: the whole SSD GPU suite (every CUDA / Triton test of tests/test_ssd_gpu.py and the fused walk lab's),
 # ~400 tests; FULL_S caps it (INT first, so pytest still reports what ran).
 step ${FULL_S:-330} $T ssd_full $P --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu
-[ "${HOST_TIME:-0}" = 1 ] && step 90 $OUT/host.log ssd_host_time python3 scripts/lab/ssd_host_time.py
+[ "${HOST_TIME:-0}" = 1 ] && step 60 $OUT/host.log ssd_host_time python3 scripts/lab/ssd_host_time.py
 elif [ "${SSD_PART}" = select ]; then
 [ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py bench/bench_ssd_configs.py --benchmark-only \
   -k "$BENCH_K"

@@ -5,7 +5,7 @@
 # ncu of the decode path: NCU_PARTS=verify bash scripts/gpu_ncu.sh (its files packed into one archive).
 # VERIFY_PROBE=1: first the block-structure streaming probe (scripts/lab/verify_stream_probe.cu: how fast 2048
 # 64 KB tiles stream by block structure alone, no library) into $OUT/probe.log.
-# VERIFY_PART=k1: the verify GPU tests and the bench's one-token rows only.
+# VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
@@ -36,7 +36,7 @@ fi
 if [ "${VERIFY_PART:-}" = k1 ]; then
   # session 46 (~150 s without the build): the verify GPU tests, then the bench's one-token rows (ours eager and in
   # a graph, both layouts) beside mamba_ssm's decode kernel, with the decode kernel without a cluster the default.
-  step 60 $T verify bash -c "$P $VT"
+  [ "${K1_TESTS:-1}" = 1 ] && step 60 $T verify bash -c "$P $VT"
   step 90 $B verify_bench_k1 $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and k1) or decode_mamba_ssm"
   echo "total $(( $(date +%s) - t0 ))s" >> $L
