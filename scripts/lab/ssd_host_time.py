@@ -55,7 +55,9 @@ def pieces(inp, gate):
     states_in = torch.empty(lay.nk, h, p, n, device=dev, dtype=sdt)
     final = torch.empty(lay.nseq, h, p, n, device=dev, dtype=torch.float32)
     out = torch.empty_like(x)
-    return {
+    serves = (cuda_walk.serves(x, p, n, Qs, hpg, "_ssd_state_cuda", (x, B))
+              and cuda_walk.serves(x, p, n, Qs, hpg, "_ssd_scan_cuda", (x, z, C)))
+    res = {
         "public": lambda: ssd_chunked_scan(x, dt, A, B, C, Q, D=D, z=z, dt_bias=db, dt_softplus=True),
         "custom_op": lambda: itf.ssd_chunked_fwd(x, dt, A, B, C, D, z, db, None, None, Qk, True, False, 0.0,
                                                  float("inf"), "triton", False, False),
@@ -70,13 +72,18 @@ def pieces(inp, gate):
                               cuda_walk.serves(x, p, n, Qs, hpg, "_ssd_state_cuda", (x, B))),
         "K0+K1 launch": lambda: tri._cumsum_cb_fwd(dt, A, db, True, None, C, B, lay, b, l, h, g, n, Qs, kind, sdt,
                                                    cfg),
-        "F1 op": lambda: cuda_walk.state(x, B, dtp, a, None, lay, tri._num_sms(dev), states_in, final),
-        "F2 op": lambda: cuda_walk.scan(x, z, C, cb, dtp, a, states_in, D, None, lay.nk, tri._num_sms(dev), out,
-                                        None),
         "4 empties": lambda: (torch.empty(lay.nk, h, p, n, device=dev, dtype=sdt), torch.empty_like(x),
                               torch.empty(lay.nseq, h, p, n, device=dev, dtype=torch.float32),
                               torch.empty((0,), device=dev, dtype=x.dtype)),
     }
+    if not serves:  # the CUDA stages' private ops do not check shapes (their callers do): shape 2 (g 32) is Triton's
+        return res
+    res.update({
+        "F1 op": lambda: cuda_walk.state(x, B, dtp, a, None, lay, tri._num_sms(dev), states_in, final),
+        "F2 op": lambda: cuda_walk.scan(x, z, C, cb, dtp, a, states_in, D, None, lay.nk, tri._num_sms(dev), out,
+                                        None),
+    })
+    return res
 
 
 def main():
