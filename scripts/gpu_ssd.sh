@@ -151,7 +151,8 @@ step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
   "(cuda_fwd_kernel and mamba_kernels:cuda- and 256) or bench_ssd_cuda_bwd or (bench_ssd[ and (mamba_kernels:cuda- or (fwd- and (triton or mamba_ssm))))"
 elif [ "${SSD_PART}" = full ]; then
 # session 46: the whole SSD GPU suite (every CUDA / Triton test of tests/test_ssd_gpu.py and the fused walk lab's),
-# ~400 tests; FULL_S caps it (INT first, so pytest still reports what ran).
+# 405 tests at ~5 s each (~30 min: more than one call; session 46's 270 s ran 56); FULL_S caps it (INT first, so
+# pytest still reports what ran). To cover it over several calls, use SSD_PART=select with TEST_K pieces.
 step ${FULL_S:-330} $T ssd_full $P --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu
 [ "${HOST_TIME:-0}" = 1 ] && step 60 $OUT/host.log ssd_host_time python3 scripts/lab/ssd_host_time.py
 elif [ "${SSD_PART}" = select ]; then
