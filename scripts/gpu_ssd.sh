@@ -30,10 +30,11 @@
 #     alternating, two rounds ("ssd_scan_ring_kernel" lines: <bf16, 1> the one-team kernel, <bf16, 2> the default).
 #   SSD_PART=anchor (written in session 45, ~500 s with the build): scripts/lab/ssd_anchor_method.py (anchors.md's
 #     do_bench method: mamba_ssm and ours, z / no z), the bench's forward rows with and without z, then the GPU tests
-#     of the side-stream K1 (MK_SSD_PREP_SIDE, MK_SSD_STATE_PDL), the one-launch prep and back-to-back forwards.
+#     of F1 as a dependent launch (MK_SSD_STATE_PDL), the one-launch prep and back-to-back forwards.
 #   SSD_PART=labs (session 45, ~400 s with the build): the ring lab's builds (variants 0 / 16 / 64: F2's silu by two
 #     MUFU / tanh.approx / one MUFU and Newton steps) beside the library's and their runs; profiles (--wall) with
-#     (MK_SSD_PREP_SIDE, MK_SSD_STATE_PDL) = 0 0 / 1 0 / 2 0 / 0 1 / 2 1 in alternating processes, two rounds (~400 s).
+#     MK_SSD_STATE_PDL = 0 / 1 in alternating processes, two rounds (~300 s). (Session 47 removed the side-stream K1
+#     lab, MK_SSD_PREP_SIDE, that this part also profiled: bench/notes/chunked_ssd_2.md.)
 #   SSD_PART=fused (~330 s with the build): the fused F1 + F2 walk lab (csrc/ssd/ssd_fused_walk_kernel.cuh, chunk 64,
 #     docs/ssd_fused_walk_design.md lab step 1): its GPU tests against the reference, scripts/lab/ssd_fused_lab.py
 #     (checks against the library's forward, times both alternating, kernel tables), 4,000 forwards back to back through
@@ -123,16 +124,16 @@ step 150 $OUT/anchor_method.log anchor_method python3 scripts/lab/ssd_anchor_met
 grep -h "do_bench\|H[12]" $OUT/anchor_method.log >> $L
 step 200 $B ssd_anchor_bench $P bench/bench_ssd.py --benchmark-only -k \
   "bench_ssd_fwd_nogate or (bench_ssd[ and fwd- and (mamba_kernels:triton or mamba_ssm))"
-step 120 $T ssd_lab_tests $P tests/test_ssd_gpu.py -m gpu -k "prep_beside or prep_one or back_to_back"
+step 120 $T ssd_lab_tests $P tests/test_ssd_gpu.py -m gpu -k "state_pdl or prep_one or back_to_back"
 tail -3 $T >> $L
 elif [ "${SSD_PART:-time}" = labs ]; then
-# F2's silu with one MUFU (ring lab bits 16 / 64 against 0), then K1 beside F1 (MK_SSD_PREP_SIDE) and F1 as a
-# programmatic dependent of K0 (+ K1) (MK_SSD_STATE_PDL), profiled in alternating processes
+# F2's silu with one MUFU (ring lab bits 16 / 64 against 0), then F1 as a programmatic dependent of K0 + K1
+# (MK_SSD_STATE_PDL), profiled in alternating processes
 wait "$LPID"
 step 90 $L ring_lab env LAB_PHASE=run LAB_VARIANTS="0 16 64" LAB_TMA=1 OUT=$OUT bash scripts/lab/run_ssd_ring_lab.sh 2
 cat $OUT/ssd_ring_lab.txt >> $L
-for i in 1 2; do for v in "0 0" "1 0" "2 0" "0 1" "2 1"; do set -- $v
-  step 40 $OUT/prof_side.log prof_side$1_pdl$2 env MK_SSD_PREP_SIDE=$1 MK_SSD_STATE_PDL=$2 \
+for i in 1 2; do for v in 0 1; do
+  step 40 $OUT/prof_side.log prof_pdl$v env MK_SSD_STATE_PDL=$v \
     python3 scripts/profile_ssd.py --impls triton --chunks 256 --reps 10 --wall
 done; done
 grep -h "^===\|us of kernels\|a forward call\|_ssd_c\|ssd_state\|ssd_scan" $OUT/prof_side.log >> $L
@@ -153,7 +154,13 @@ elif [ "${SSD_PART}" = full ]; then
 # session 46: the whole SSD GPU suite (every CUDA / Triton test of tests/test_ssd_gpu.py and the fused walk lab's),
 # 405 tests at ~5 s each (~30 min: more than one call; session 46's 270 s ran 56); FULL_S caps it (INT first, so
 # pytest still reports what ran). To cover it over several calls, use SSD_PART=select with TEST_K pieces.
-step ${FULL_S:-330} $T ssd_full $P --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu
+# XDIST=N (session 47): N pytest-xdist workers (the tests' time is mostly Triton compiles, on the CPU: 16 cores there);
+# the device image lacks xdist, so the caller puts xdist + execnet under $PYLIB (on PYTHONPATH).
+# FULL_K: a -k expression (one piece of the suite). -rA: every passed test's id in the log's summary.
+X=""; [ "${XDIST:-0}" -gt 0 ] && X="-rA -p xdist -n $XDIST"
+[ -n "${PYLIB:-}" ] && export PYTHONPATH=$PYLIB:${PYTHONPATH:-}
+step ${FULL_S:-330} $T ssd_full $P $X --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu \
+  ${FULL_K:+-k "$FULL_K"}
 [ "${HOST_TIME:-0}" = 1 ] && step 60 $OUT/host.log ssd_host_time python3 scripts/lab/ssd_host_time.py
 elif [ "${SSD_PART}" = select ]; then
 [ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py bench/bench_ssd_configs.py --benchmark-only \

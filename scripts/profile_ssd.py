@@ -21,8 +21,7 @@ only), MK_SSD_WALK_LEAN_NEXT=0 (F2 / B2's next item by next_item twice), MK_SSD_
 4-byte shared loads), MK_SSD_WALK_RING=0 (F2's wgmma kernel on the ping-pong, not the three-stage ring),
 MK_SSD_WALK_RING_TMA=0 (the ring's fills by cp.async, not the copy engine),
 MK_SSD_WALK_RING_TEAMS=1 (the ring with one team of 8 warps: a lab), MK_SSD_WALK_PDL=0 (F2 a plain launch),
-MK_SSD_PREP_ONE_LAUNCH=0 (K0 and K1 as two launches), MK_SSD_PREP_SIDE=1 (K0 alone, K1 on a side stream beside F1:
-a lab), MK_SSD_STATE_PDL=1 (F1 a programmatic dependent of the kernel before it: a lab); use --impls triton (the pipeline that runs them).
+MK_SSD_PREP_ONE_LAUNCH=0 (K0 and K1 as two launches), MK_SSD_STATE_PDL=1 (F1 a programmatic dependent of the kernel before it: a lab); use --impls triton (the pipeline that runs them).
 The variant in force is printed first.
 """
 from __future__ import annotations
@@ -67,7 +66,7 @@ def main():
              ("MK_SSD_STATE_WIDE", "1"), ("MK_SSD_STATE_LEAN", "2"), ("MK_SSD_WALK_LEAN_NEXT", "1"),
              ("MK_SSD_WALK_LDSM", "1"), ("MK_SSD_WALK_RING", "1"),
              ("MK_SSD_WALK_RING_TMA", "1"), ("MK_SSD_WALK_RING_TEAMS", "2"), ("MK_SSD_WALK_PDL", "1"),
-             ("MK_SSD_PREP_ONE_LAUNCH", "1"), ("MK_SSD_PREP_SIDE", "0"), ("MK_SSD_STATE_PDL", "0"))
+             ("MK_SSD_PREP_ONE_LAUNCH", "1"), ("MK_SSD_STATE_PDL", "0"))
     print(" ".join(f"{k}={os.environ.get(k, d + ' (default)')}" for k, d in knobs))
     if a.one:
         inp = _inputs(**SHAPES[a.one], grad=a.bwd)

@@ -105,7 +105,6 @@ Performance notes (H200: 4.27 TB/s copy, 687 TFLOP/s bf16 GEMM measured; L2->SM 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -287,26 +286,6 @@ def _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g,
     return dtp, a, cb
 
 
-def _prep_beside_state() -> int:
-    """MK_SSD_PREP_SIDE (a lab, read at every call; off by default): in the forward where the CUDA output stage runs,
-    K0 alone ahead of F1 and K1 (C B^T, which F1 does not read) beside F1, joined before F2. F1 leaves SMs idle (128
-    CTAs at shape 1, one an SM: its shared memory) and is bound by its chain of chunk steps, not by the SMs' issue.
-    1: K1 on a side stream launched after F1 (both wait for K0: which grid the GPU places first is its choice);
-    2: F1 on a high-priority side stream, K1 on the caller's stream (F1's CTAs are placed before K1's blocks)."""
-    v = os.environ.get("MK_SSD_PREP_SIDE", "0")
-    return int(v) if v in ("1", "2") else 0
-
-
-@functools.lru_cache(maxsize=None)
-def _side_streams(index: int, high: bool) -> torch.cuda.Stream:
-    # priority: lower is higher; out-of-range values map to the device's highest
-    return torch.cuda.Stream(device=index, priority=-100 if high else 0)
-
-
-def _side_stream(dev, high: bool = False) -> torch.cuda.Stream:
-    return _side_streams(dev.index if dev.index is not None else torch.cuda.current_device(), high)
-
-
 def _one_prep_launch() -> bool:
     """MK_SSD_PREP_ONE_LAUNCH (read at every call; on by default, =0: two launches): K0 and K1 as one launch
     (_cumsum_cb_fwd) in the forward where the CUDA output stage runs (it reads CB; ahead of F1, so that F1 and F2 are
@@ -317,12 +296,12 @@ def _one_prep_launch() -> bool:
     return os.environ.get("MK_SSD_PREP_ONE_LAUNCH", "1") != "0"
 
 
-def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None, out=None):
+def _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, BM=None):
     c, o = _launch_opts(cfg["cb"])
     if BM is not None:
         c["BM"] = BM
     nmb = triton.cdiv(Q, c["BM"])
-    cb = _cb_output(C, lay, g, Q, sdt) if out is None else out
+    cb = _cb_output(C, lay, g, Q, sdt)
     if lay.nk:
         _launch(_ssd_cb_kernel, (lay.nk * nmb * nmb * g,),
             C, B, cb, lay.tab, l, g, n, lay.ncr, nmb, Q=Q, VARLEN=lay.varlen, KIND=kind, PREC=_prec(kind), **c, **o)
@@ -348,13 +327,8 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     heads_scan = bool(lay.nk) and _FWD["scan"] == "heads" and (kind in (1, 2) or _interpreted())
     walk_scan = (bool(lay.nk) and not heads_scan and hin_dt == sdt and (not store_ypre or cuda_walk.scan_serves_ypre())
                  and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_scan_cuda", (x, z, C)))
-    cb_walk, fork = None, None
-    side_mode = _prep_beside_state() if walk_scan else 0
-    if side_mode:
-        dtp, a = _cumsum_fwd(dt, A, dt_bias, dt_softplus, dt_limit, lay, b, l, h, Q, cfg)
-        fork = torch.cuda.Event()
-        fork.record(torch.cuda.current_stream(dev))
-    elif walk_scan and _one_prep_launch():
+    cb_walk = None
+    if walk_scan and _one_prep_launch():
         dtp, a, cb_walk = _cumsum_cb_fwd(dt, A, dt_bias, dt_softplus, dt_limit, C, B, lay, b, l, h, g, n, Q, kind, sdt,
                                          cfg)
     else:
@@ -365,31 +339,12 @@ def ssd_fwd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, dt_softplu
     ypre = torch.empty(x.shape if store_ypre else (0,), device=dev, dtype=x.dtype)
     if walk_scan:  # D's conversion (a kernel unless D is fp32) ahead of F1: F1 and F2 adjacent, F2 its dependent
         D = cuda_walk.d_fp32(D)
-    # F1: chunk states + state passing (MK_SSD_PREP_SIDE=2: on a high-priority side stream after K0)
-    caller = torch.cuda.current_stream(dev) if side_mode == 2 else None
-    high = _side_stream(dev, high=True) if side_mode == 2 else None
-    with torch.cuda.stream(high) if side_mode == 2 else contextlib.nullcontext():
-        if side_mode == 2:
-            torch.cuda.current_stream(dev).wait_event(fork)
-        if hin_dt == sdt and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_state_cuda", (x, B)):
-            cuda_walk.state(x, B, dtp, a, initial_states, lay, _num_sms(dev), states_in, final)
-        else:
-            _state_fwd_triton(x, B, dtp, a, initial_states, states_in, final, lay, l, h, p, n, hpg, g, Q, dev, kind,
-                              prec, cfg)
-    if side_mode == 2:  # K1 on the caller's stream, which then waits for F1
-        f1_done = torch.cuda.Event()
-        f1_done.record(high)
-        cb_walk = _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg)
-        caller.wait_event(f1_done)
-    elif fork is not None:  # K1 on a side stream, launched after F1 so that F1's CTAs are placed first
-        cb_walk = _cb_output(C, lay, g, Q, sdt)  # allocated on the caller's stream, which reads it after the join
-        side = _side_stream(dev)
-        side.wait_event(fork)
-        with torch.cuda.stream(side):
-            _cb(C, B, lay, l, g, n, Q, kind, sdt, cfg, out=cb_walk)
-        join = torch.cuda.Event()
-        join.record(side)
-        torch.cuda.current_stream(dev).wait_event(join)
+    # F1: chunk states + state passing
+    if hin_dt == sdt and cuda_walk.serves(x, p, n, Q, hpg, "_ssd_state_cuda", (x, B)):
+        cuda_walk.state(x, B, dtp, a, initial_states, lay, _num_sms(dev), states_in, final)
+    else:
+        _state_fwd_triton(x, B, dtp, a, initial_states, states_in, final, lay, l, h, p, n, hpg, g, Q, dev, kind, prec,
+                          cfg)
     # head-block scan for bf16 / fp16 (fp32 operands' 3xTF32 splits spill there: the one-head kernel on the GPU)
     if heads_scan:
         c, o = _launch_opts(cfg["scan"])
