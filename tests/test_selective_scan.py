@@ -552,6 +552,7 @@ def test_auto_backend_with_a_gradient_avoids_a_cuda_backward_that_does_not_fit(m
     monkeypatch.setattr(ss_interface, "_cuda_bwd_fits", lambda *a: False)
     monkeypatch.setattr(ss_interface, "_training_fallback", lambda: "ref")
     monkeypatch.setattr(ss_interface, "selective_scan_fwd", recording_fwd)
+    monkeypatch.setattr(ss_interface, "_selective_scan_fwd_impl", recording_fwd)  # calls without autograd
     inp = make_inputs(1, 8, 20, 4, var_B=True, var_C=True, dtype=torch.float32)
     u = inp["u"].clone().requires_grad_(True)
     kw = {k: inp[k] for k in ("D", "z", "delta_bias")}

@@ -183,14 +183,17 @@ _UPDATE = {"ref": _update_ref, "cpu": _update_cpu, "cuda": _update_cuda, "triton
 # Custom ops
 
 
-@torch.library.custom_op("mamba_kernels::conv1d_fwd", mutates_args=())
-def conv1d_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], initial_states: Optional[Tensor],
+def _conv1d_fwd_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], initial_states: Optional[Tensor],
                cu_seqlens: Optional[Tensor], activation: Optional[str], channel_last: bool,
                return_final_states: bool, backend: str) -> tuple[Tensor, Tensor]:
     """Forward on `backend`: (y like x (contiguous), final_states (nseq, d, w-1) or an empty tensor)."""
     y, final = _FWD[backend](x, weight, bias, initial_states, cu_seqlens, _silu(activation), channel_last,
                              return_final_states)
     return y, final if final is not None else x.new_empty(0)
+
+
+# the op; eager calls that need none of its dispatch run _conv1d_fwd_impl directly (_backend.direct_call_ok)
+conv1d_fwd = torch.library.custom_op("mamba_kernels::conv1d_fwd", mutates_args=())(_conv1d_fwd_impl)
 
 
 @conv1d_fwd.register_fake
@@ -388,8 +391,9 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *,
             raise TypeError(f"initial_states: expected the dtype of x ({x.dtype}), got {initial_states.dtype}")
     backend = _resolve(backend, device.type)
     _check_backend_dtype(backend, x)
-    y, final = conv1d_fwd(x, weight, bias, initial_states, cu_seqlens, activation, channel_last,
-                          return_final_states, backend)
+    direct = _backend.direct_call_ok(x, weight, bias, initial_states, cu_seqlens)
+    y, final = (_conv1d_fwd_impl if direct else conv1d_fwd)(x, weight, bias, initial_states, cu_seqlens, activation,
+                                                            channel_last, return_final_states, backend)
     return (y, final) if return_final_states else y
 
 

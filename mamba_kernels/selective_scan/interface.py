@@ -251,8 +251,7 @@ _BWD_KERNEL = {"cpu": _bwd_cpu, "cuda": _bwd_cuda, "triton": _bwd_triton}  # bac
 # Custom ops
 
 
-@torch.library.custom_op("mamba_kernels::selective_scan_fwd", mutates_args=())
-def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+def _selective_scan_fwd_impl(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                        z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
                        cu_seqlens: Optional[Tensor], delta_softplus: bool, backend: str,
                        save_states: bool = False) -> tuple[Tensor, Tensor, Tensor]:
@@ -265,6 +264,11 @@ def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     else:
         (out, last), states = _FWD[backend](*args), u.new_empty(0, dtype=torch.float32)
     return out, last.to(_compute_dtype(u)), states
+
+
+# the op; eager calls that need none of its dispatch run _selective_scan_fwd_impl directly (_backend.direct_call_ok)
+selective_scan_fwd = torch.library.custom_op("mamba_kernels::selective_scan_fwd",
+                                             mutates_args=())(_selective_scan_fwd_impl)
 
 
 def _saves_states(backend, save_states):
@@ -464,6 +468,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     # The cuda / triton backwards restart from states their forward saves: save them when a gradient will be
     # needed.
     save = be in _SAVES_STATES and needs_grad
-    out, last, _ = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens,
-                                      delta_softplus, be, save)
+    direct = _backend.direct_call_ok(u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens)
+    out, last, _ = (_selective_scan_fwd_impl if direct else selective_scan_fwd)(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, cu_seqlens, delta_softplus, be, save)
     return (out, last) if return_last_state else out

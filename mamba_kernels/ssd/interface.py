@@ -50,8 +50,7 @@ def _limit(has_limit: bool, lo: float, hi: float):
 
 
 # --------------------------------------------------------------------------------------------- forward op
-@torch.library.custom_op("mamba_kernels::ssd_chunked_fwd", mutates_args=())
-def ssd_chunked_fwd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+def _ssd_chunked_fwd_impl(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                     D: Optional[torch.Tensor], z: Optional[torch.Tensor], dt_bias: Optional[torch.Tensor],
                     initial_states: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor], chunk_size: int,
                     dt_softplus: bool, has_limit: bool, dt_lo: float, dt_hi: float,
@@ -86,6 +85,10 @@ def ssd_chunked_fwd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch
     states_in = states_in_from_chunk_states(chunk_states, initial_states, b, l, h, p, B.shape[-1], chunk_size,
                                             cu_seqlens, sdt)
     return y, x.new_empty(0, dtype=torch.float32), states_in, final.to(sdt)
+
+
+# the op; eager calls that need none of its dispatch run _ssd_chunked_fwd_impl directly (_backend.direct_call_ok)
+ssd_chunked_fwd = torch.library.custom_op("mamba_kernels::ssd_chunked_fwd", mutates_args=())(_ssd_chunked_fwd_impl)
 
 
 @ssd_chunked_fwd.register_fake
@@ -291,9 +294,10 @@ def ssd_chunked_scan(x, dt, A, B, C, chunk_size=256, *, D=None, z=None, dt_bias=
     keep_ypre = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, dt, A, B, C, D, z, dt_bias, initial_states))
     Q = compute_chunk_size(be, chunk_size, bool(return_chunk_states), device)
-    out, _, states_in, final = ssd_chunked_fwd(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens,
-                                               Q, bool(dt_softplus), has_limit, lo, hi, be,
-                                               keep_ypre, bool(return_chunk_states))
+    direct = _backend.direct_call_ok(x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens)
+    out, _, states_in, final = (_ssd_chunked_fwd_impl if direct else ssd_chunked_fwd)(
+        x, dt, A, B, C, D, z, dt_bias, initial_states, cu_seqlens, Q, bool(dt_softplus), has_limit, lo, hi, be,
+        keep_ypre, bool(return_chunk_states))
     res = (out,)
     if return_final_states:
         res = res + (final,)
