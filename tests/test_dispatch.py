@@ -51,31 +51,35 @@ def test_direct_call_ok_conditions():
     assert _backend.direct_call_ok(t)  # nothing left behind
 
 
-def _ssd_call():
-    g = torch.Generator().manual_seed(1)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    b, l, h, p, n = 1, 12, 2, 4, 8
-    args = (r(b, l, h, p), r(b, l, h), -torch.rand(h, generator=g), r(b, l, 1, n), r(b, l, 1, n))
-    D, z = r(h), r(b, l, h, p)
-    return lambda: mamba_kernels.ssd_chunked_scan(*args, 4, D=D, z=z, dt_softplus=True, return_final_states=True,
-                                                  backend="ref"), args
+def _rand(seed, dev, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return lambda *s: torch.randn(*s, generator=g).to(device=dev, dtype=dtype)
 
 
-def _ss_call():
-    g = torch.Generator().manual_seed(2)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+def _ssd_call(dev, backend):  # the GPU case: bf16 activations, chunk 64 (the Triton / CUDA stages' shapes)
+    act = torch.bfloat16 if dev == "cuda" else torch.float32
+    r, ra = _rand(1, dev), _rand(11, dev, act)
+    b, l, h, p, n, Q = (1, 12, 2, 4, 8, 4) if dev == "cpu" else (2, 200, 4, 64, 64, 64)
+    args = (ra(b, l, h, p), ra(b, l, h), -r(h).abs(), ra(b, l, 1, n), ra(b, l, 1, n))
+    D, z = r(h), ra(b, l, h, p)
+    return lambda: mamba_kernels.ssd_chunked_scan(*args, Q, D=D, z=z, dt_softplus=True, return_final_states=True,
+                                                  backend=backend), args
+
+
+def _ss_call(dev, backend):
+    r = _rand(2, dev)
     b, d, l, n = 1, 4, 10, 8
-    args = (r(b, d, l), r(b, d, l).abs(), -torch.rand(d, n, generator=g), r(b, 1, n, l), r(b, 1, n, l))
+    args = (r(b, d, l), r(b, d, l).abs(), -r(d, n).abs(), r(b, 1, n, l), r(b, 1, n, l))
     D = r(d)
     return lambda: mamba_kernels.selective_scan(*args, D=D, delta_softplus=True, return_last_state=True,
-                                                backend="ref"), args
+                                                backend=backend), args
 
 
-def _conv_call():
-    g = torch.Generator().manual_seed(3)
-    args = (torch.randn(2, 6, 9, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, generator=g))
+def _conv_call(dev, backend):
+    r = _rand(3, dev)
+    args = (r(2, 6, 9), r(6, 4), r(6))
     return lambda: mamba_kernels.causal_conv1d(*args, activation="silu", return_final_states=True,
-                                               backend="ref"), args
+                                               backend=backend), args
 
 
 FAMILIES = {
@@ -95,10 +99,23 @@ def _counting(monkeypatch, module, name):
     return calls
 
 
+# (device, backend): the reference and the C++ backend on the CPU; on a GPU the Triton backend (the default there) and
+# cuda
+PATHS = [("cpu", "ref"), ("cpu", "cpu"), pytest.param("cuda", "triton", marks=pytest.mark.gpu),
+         pytest.param("cuda", "cuda", marks=pytest.mark.gpu)]
+
+
+def _skip_unavailable(backend):
+    if not _backend.available(backend):
+        pytest.skip(f"backend {backend} unavailable: {_backend.backends()[backend]['reason']}")
+
+
+@pytest.mark.parametrize("dev,backend", PATHS)
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_direct_path_equals_op_path(family, monkeypatch):
+def test_direct_path_equals_op_path(family, dev, backend, monkeypatch):
+    _skip_unavailable(backend)
     make, module, impl_name, op_name = FAMILIES[family]
-    call, _ = make()
+    call, _ = make(dev, backend)
     calls = _counting(monkeypatch, module, impl_name)
     direct = call()
     assert len(calls) == 1, "a plain eager call without grad did not take the direct path"
@@ -113,10 +130,12 @@ def test_direct_path_equals_op_path(family, monkeypatch):
         assert torch.isfinite(a).all() and torch.equal(a, b) and torch.equal(a, c)
 
 
+@pytest.mark.parametrize("dev,backend", PATHS)
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_grad_goes_through_the_op(family, monkeypatch):
+def test_grad_goes_through_the_op(family, dev, backend, monkeypatch):
+    _skip_unavailable(backend)
     make, module, impl_name, _ = FAMILIES[family]
-    call, args = make()
+    call, args = make(dev, backend)
     calls = _counting(monkeypatch, module, impl_name)
     with torch.no_grad():
         expected = call()
