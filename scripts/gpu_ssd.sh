@@ -10,7 +10,9 @@
 #     and a compute-sanitizer memcheck of one forward and one backward call.
 #   (Next: SSD_PART=select with the BENCH_K of bench/notes/chunked_ssd.md, "Session 10 ... Next".)
 #   SSD_PART=full: build, every GPU test of tests/test_ssd_gpu.py and tests/test_ssd_fused_gpu.py (FULL_S s, 330);
-#     HOST_TIME=1: then scripts/lab/ssd_host_time.py (the eager forward's host time a call, by piece).
+#     XDIST=N: N pytest-xdist workers (405 tests: ~260 s for 192 of them at 12 workers on an H100; 10 workers there
+#     to stay clear of the float64 references' memory); FULL_K: a -k piece.
+#   Any part: HOST_TIME=1 / DISPATCH_TESTS=1 (see the end of this script).
 #   SSD_PART=select: build, bench_ssd.py / bench_ssd_configs.py entries matching $BENCH_K, then tests/test_ssd_gpu.py GPU tests matching $TEST_K
 #     (either may be empty: skipped).
 #   SSD_PART=walk (written in session 36 for the next one, ~300 s): the F2 speed lab's four builds in the background
@@ -155,13 +157,12 @@ elif [ "${SSD_PART}" = full ]; then
 # 405 tests at ~5 s each (~30 min: more than one call; session 46's 270 s ran 56); FULL_S caps it (INT first, so
 # pytest still reports what ran). To cover it over several calls, use SSD_PART=select with TEST_K pieces.
 # XDIST=N (session 47): N pytest-xdist workers (the tests' time is mostly Triton compiles, on the CPU: 16 cores there);
-# the device image lacks xdist, so the caller puts xdist + execnet under $PYLIB (on PYTHONPATH).
+# pytest-xdist is on the device image (session 47's H100 calls found it); PYLIB: an extra PYTHONPATH entry if not.
 # FULL_K: a -k expression (one piece of the suite). -rA: every passed test's id in the log's summary.
 X=""; [ "${XDIST:-0}" -gt 0 ] && X="-rA -p xdist -n $XDIST"
 [ -n "${PYLIB:-}" ] && export PYTHONPATH=$PYLIB:${PYTHONPATH:-}
 step ${FULL_S:-330} $T ssd_full $P $X --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu \
   ${FULL_K:+-k "$FULL_K"}
-[ "${HOST_TIME:-0}" = 1 ] && step 60 $OUT/host.log ssd_host_time python3 scripts/lab/ssd_host_time.py
 elif [ "${SSD_PART}" = select ]; then
 [ -n "${BENCH_K:-}" ] && step ${BENCH_S:-200} $B ssd_select_bench $P bench/bench_ssd.py bench/bench_ssd_configs.py --benchmark-only \
   -k "$BENCH_K"
@@ -184,6 +185,10 @@ step 60 $T ssd_cuda_sh4 env MK_SSD_SCAN_HEADS=4 $P tests/test_ssd_gpu.py -m gpu 
 step 90 $OUT/sanitizer.log ssd_sanitizer compute-sanitizer --tool memcheck --print-limit 5 python3 -m pytest -q \
   -p no:cacheprovider tests/test_ssd_gpu.py -m gpu -k "(gpu_cuda_backward_runs_the_kernel and dense-bf16) or (strided_inputs and bf16)"
 fi
+# any part: HOST_TIME=1 the eager forward's host time by piece; DISPATCH_TESTS=1 tests/test_dispatch.py's GPU cases
+# (the eager path past the custom ops, session 47)
+[ "${HOST_TIME:-0}" = 1 ] && step 60 $OUT/host.log ssd_host_time python3 scripts/lab/ssd_host_time.py
+[ "${DISPATCH_TESTS:-0}" = 1 ] && step 150 $T dispatch_tests $P tests/test_dispatch.py -m gpu && tail -2 $T >> $L
 echo "ssd total $(( $(date +%s) - t0 ))s" >> $L
 if [ "${SSD_PART:-time}" = walk ] || [ "${SSD_PART:-time}" = failure ] || [ "${SSD_PART:-time}" = oneteam ] ||
    [ "${SSD_PART:-time}" = fused ] || [ "${SSD_PART:-time}" = anchor ] || [ "${SSD_PART:-time}" = labs ]; then
