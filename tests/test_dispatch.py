@@ -105,18 +105,19 @@ PATHS = [("cpu", "ref"), ("cpu", "cpu"), pytest.param("cuda", "triton", marks=py
          pytest.param("cuda", "cuda", marks=pytest.mark.gpu)]
 
 
-def _skip_unavailable(backend):
+def _prepare(family, dev, backend, monkeypatch):
+    """(call, its tensor arguments, the direct path's call log, the op's name) for one family on one path."""
     if not _backend.available(backend):
         pytest.skip(f"backend {backend} unavailable: {_backend.backends()[backend]['reason']}")
+    make, module, impl_name, op_name = FAMILIES[family]
+    call, args = make(dev, backend)
+    return call, args, _counting(monkeypatch, module, impl_name), op_name
 
 
 @pytest.mark.parametrize("dev,backend", PATHS)
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_direct_path_equals_op_path(family, dev, backend, monkeypatch):
-    _skip_unavailable(backend)
-    make, module, impl_name, op_name = FAMILIES[family]
-    call, _ = make(dev, backend)
-    calls = _counting(monkeypatch, module, impl_name)
+    call, _, calls, op_name = _prepare(family, dev, backend, monkeypatch)
     direct = call()
     assert len(calls) == 1, "a plain eager call without grad did not take the direct path"
     log = _OpLog()
@@ -133,10 +134,7 @@ def test_direct_path_equals_op_path(family, dev, backend, monkeypatch):
 @pytest.mark.parametrize("dev,backend", PATHS)
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_grad_goes_through_the_op(family, dev, backend, monkeypatch):
-    _skip_unavailable(backend)
-    make, module, impl_name, _ = FAMILIES[family]
-    call, args = make(dev, backend)
-    calls = _counting(monkeypatch, module, impl_name)
+    call, args, calls, _ = _prepare(family, dev, backend, monkeypatch)
     with torch.no_grad():
         expected = call()
     assert len(calls) == 1
