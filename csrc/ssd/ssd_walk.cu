@@ -109,9 +109,9 @@ const char* check_walk(const SsdWalkParams& p) {
 //     On by default in session 37 beside the TMA ring, off with it in sessions 38-42, on again with it since the
 //     ring's barrier fix (session 43).
 //   MK_SSD_STATE_PDL (off, kStatePdlDefault; a lab written in session 45 without a GPU): F1's wgmma kernels launched
-//     as programmatic dependents of the kernel before them (K0 + K1, or the bf16 initial states' conversion): their launch
-//     and CTA placement overlap that kernel's tail; they wait (griddep_wait, always in the kernel: a no-op without the
-//     attribute) before their first read.
+//     as programmatic dependents of the kernel before them (K0 + K1, or the bf16 initial states' conversion): their
+//     launch and CTA placement overlap that kernel's tail; they wait (griddep_wait, always in the kernel: a no-op
+//     without the attribute) before their first read.
 //   F2 variants measured on the H200 at shape 1 and removed: the earlier-block weights u_s dt'_s as exp(a_m - a_e)
 //     ut[s] from a per-item table the team writes (one exp a block and lane instead of four; MK_SSD_WALK_UTABLE,
 //     24f8e82, three alternating profiles each): 233.0-237.2 us against 232.5-235.8.

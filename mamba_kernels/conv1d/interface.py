@@ -184,8 +184,8 @@ _UPDATE = {"ref": _update_ref, "cpu": _update_cpu, "cuda": _update_cuda, "triton
 
 
 def _conv1d_fwd_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], initial_states: Optional[Tensor],
-               cu_seqlens: Optional[Tensor], activation: Optional[str], channel_last: bool,
-               return_final_states: bool, backend: str) -> tuple[Tensor, Tensor]:
+                     cu_seqlens: Optional[Tensor], activation: Optional[str], channel_last: bool,
+                     return_final_states: bool, backend: str) -> tuple[Tensor, Tensor]:
     """Forward on `backend`: (y like x (contiguous), final_states (nseq, d, w-1) or an empty tensor)."""
     y, final = _FWD[backend](x, weight, bias, initial_states, cu_seqlens, _silu(activation), channel_last,
                              return_final_states)

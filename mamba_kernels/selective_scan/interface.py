@@ -252,9 +252,9 @@ _BWD_KERNEL = {"cpu": _bwd_cpu, "cuda": _bwd_cuda, "triton": _bwd_triton}  # bac
 
 
 def _selective_scan_fwd_impl(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                       z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
-                       cu_seqlens: Optional[Tensor], delta_softplus: bool, backend: str,
-                       save_states: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+                             z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
+                             cu_seqlens: Optional[Tensor], delta_softplus: bool, backend: str,
+                             save_states: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Forward scan on `backend`; returns (out like u, last_state (slots, d, n) float32/float64, states).
     states: with save_states on the cuda / triton backends the chunk-entry states for the backward (see the
     module docstring), else an empty float32 tensor."""

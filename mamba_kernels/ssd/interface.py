@@ -51,11 +51,11 @@ def _limit(has_limit: bool, lo: float, hi: float):
 
 # --------------------------------------------------------------------------------------------- forward op
 def _ssd_chunked_fwd_impl(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                    D: Optional[torch.Tensor], z: Optional[torch.Tensor], dt_bias: Optional[torch.Tensor],
-                    initial_states: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor], chunk_size: int,
-                    dt_softplus: bool, has_limit: bool, dt_lo: float, dt_hi: float,
-                    backend: str, keep_ypre: bool = True,
-                    fp32_states: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                          D: Optional[torch.Tensor], z: Optional[torch.Tensor], dt_bias: Optional[torch.Tensor],
+                          initial_states: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
+                          chunk_size: int, dt_softplus: bool, has_limit: bool, dt_lo: float, dt_hi: float,
+                          backend: str, keep_ypre: bool = True, fp32_states: bool = True
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     dt_limit = _limit(has_limit, dt_lo, dt_hi)
     sdt = _state_dtype(x)
     if backend == "triton":
