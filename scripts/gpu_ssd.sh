@@ -155,12 +155,10 @@ step 220 $B ssd_bench $P bench/bench_ssd.py --benchmark-only -k \
 elif [ "${SSD_PART}" = full ]; then
 # session 46: the whole SSD GPU suite (every CUDA / Triton test of tests/test_ssd_gpu.py and the fused walk lab's),
 # 405 tests at ~5 s each (~30 min: more than one call; session 46's 270 s ran 56); FULL_S caps it (INT first, so
-# pytest still reports what ran). To cover it over several calls, use SSD_PART=select with TEST_K pieces.
-# XDIST=N (session 47): N pytest-xdist workers (the tests' time is mostly Triton compiles, on the CPU: 16 cores there);
-# pytest-xdist is on the device image (session 47's H100 calls found it); PYLIB: an extra PYTHONPATH entry if not.
-# FULL_K: a -k expression (one piece of the suite). -rA: every passed test's id in the log's summary.
+# pytest still reports what ran). To cover it over several calls, give each call a FULL_K piece (a -k expression).
+# XDIST=N (session 47): N pytest-xdist workers (on the device image; the tests' time is mostly Triton compiles on the
+# host's 16 cores); -rA lists every passed test's id in the log's summary.
 X=""; [ "${XDIST:-0}" -gt 0 ] && X="-rA -p xdist -n $XDIST"
-[ -n "${PYLIB:-}" ] && export PYTHONPATH=$PYLIB:${PYTHONPATH:-}
 step ${FULL_S:-330} $T ssd_full $P $X --durations=12 tests/test_ssd_gpu.py tests/test_ssd_fused_gpu.py -m gpu \
   ${FULL_K:+-k "$FULL_K"}
 elif [ "${SSD_PART}" = select ]; then
