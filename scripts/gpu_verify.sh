@@ -7,7 +7,6 @@
 # 64 KB tiles stream by block structure alone, no library) into $OUT/probe.log.
 # VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
-# VERIFY_PART=m1occ: the Mamba-1 one-token kernel's occupancy lab (MK_VERIFY_M1DEC_OCC, session 47).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -31,23 +30,6 @@ if [ "${VERIFY_PART:-}" = declast ]; then
   step 30 $OUT/declast.log prof_decode_anchor python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-4-1 \
     --impls mamba_ssm_decode
   grep -h "declast\|us\b" $OUT/declast.log >> $L
-  echo "total $(( $(date +%s) - t0 ))s" >> $L
-  exit 0
-fi
-if [ "${VERIFY_PART:-}" = m1occ ]; then
-  # session 47's lab (~200 s with the build, written without a GPU): the Mamba-1 one-token kernel at most 64 registers
-  # (MK_VERIFY_M1DEC_OCC=4: 8 blocks of 128 threads an SM instead of 6; b16 d 4096's 1,024 blocks in one wave of 132
-  # SMs) against the default, b1 / b16 / b64 k1 graph calls in alternating processes, two rounds, beside mamba_ssm's
-  # decode kernel. Adopt it if b16 and b64 drop in both rounds and b1 does not rise.
-  step 60 $T verify_m1occ bash -c "$P tests/test_verify.py -k 'mamba1 and cuda'"
-  tail -3 $T >> $L
-  for i in 1 2; do for v in 0 4; do
-    step 40 $OUT/m1occ.log m1occ$v env MK_VERIFY_M1DEC_OCC=$v python3 scripts/sweep_verify.py \
-      --cases mamba1-1-1,mamba1-16-1,mamba1-64-1 --rings 16 --calls 400 --tag m1occ$v
-  done; done
-  step 30 $OUT/m1occ.log prof_decode_anchor python3 scripts/profile_verify.py \
-    --cases mamba1-1-1,mamba1-16-1,mamba1-64-1 --impls mamba_ssm_decode
-  grep -h "m1occ\|us\b" $OUT/m1occ.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

@@ -271,20 +271,6 @@ def test_mamba1_one_token_session(backend, tree):
                     seed=21 + tree + n)
 
 
-def test_mamba1_one_token_occupancy_lab_cuda(monkeypatch):
-    """MK_VERIFY_M1DEC_OCC=4 (a lab, read at every launch): verify_m1dec_kernel at most 64 registers (the same code);
-    the one-token Mamba-1 session as above, and the profiler confirms that instantiation ran."""
-    dev = device_for("cuda")
-    monkeypatch.setenv("MK_VERIFY_M1DEC_OCC", "4")
-    ks = [1, 1, 3, 1, 1, 2, 1]
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for n, d in ((16, 256), (8, 160)):
-            layer = Layer("mamba1", device=dev, d=d, n=n, g=2, dtype=torch.bfloat16)
-            run_session("cuda", layer, b=6, S=10, kmax=4, rounds=len(ks), ks=ks, ring_len=8, n_pad=2, seed=41 + n)
-    dec = [e.key for e in prof.key_averages() if "verify_m1dec_kernel" in e.key]
-    assert dec and all(", 4>" in k for k in dec), dec
-
-
 def test_large_grid_cuda():
     """CUDA at b * h >= 1024 units with k >= 2, where the automatic choice is the split kernel pair
     (verify_m2prep_kernel + verify_m2str_kernel, docs/verify_step_design.md): k 2 to 4, a ring of 16 that folds

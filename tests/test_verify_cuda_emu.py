@@ -103,10 +103,6 @@ GROUPS = {
     "m1fold": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1"},
                ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16", "m1_k12", "m1_dec",
                 "m1_dec_n8", "m1_dec_aview", "m1_dec_f32"], ["m1lean", "m1dec"]),
-    # the same one-token Mamba-1 calls through verify_m1dec_kernel<.., 4> (MK_VERIFY_M1DEC_OCC=4, a lab: the same code
-    # at most 64 registers; the emulation ignores launch bounds, so this checks that the switch selects a kernel)
-    "m1dec_occ4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1",
-                    "MK_VERIFY_M1DEC_OCC": "4"}, ["m1_dec", "m1_dec_n8", "m1_dec_f32"], ["m1dec"]),
     # verify_ssm_kernel<T, true> (Mamba-1 layout: A (d, n), dt per channel): P = 600, bf16 state, long rings
     "mamba1": ({}, ["m1_basic", "m1_tree", "m1_bf16st", "m1_bigP", "acc_m1", "acc_m1_bigP", "hot_m1"],
                ["general_m1"]),

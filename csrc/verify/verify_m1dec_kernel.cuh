@@ -20,7 +20,6 @@
 // after another: correct, slower, once.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
 
 #include "verify/verify_m1_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
@@ -110,12 +109,8 @@ constexpr int kM1DecStates = 8;
 inline int m1dec_threads(int64_t P, int64_t N) { return static_cast<int>((P * (N / kM1DecStates) + 31) / 32 * 32); }
 
 // Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads.
-// kOcc (MK_VERIFY_M1DEC_OCC=4, a lab, m1dec_occupancy): 0 the default (__launch_bounds__ without a block count:
-// 69-80 registers, 73 for bf16 N 16 at sm_90a, so 6 blocks of 128 threads an SM at d 4096 (P 64): b16's 1,024 blocks
-// are 1.3 waves on 132 SMs); 4 asks for 4 blocks of 256 threads an SM, i.e. at most 64 registers (bf16 / f16 / f32
-// N 16: 64, no spill; N 8: 16 bytes of spill): 8 blocks of 128 an SM, b16 in one wave. Same code otherwise.
-template <typename TI, int N, int kOcc = 0>
-__global__ void __launch_bounds__(kM1DecMaxThreads, kOcc) verify_m1dec_kernel(const M1DecParams p) {
+template <typename TI, int N>
+__global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
   constexpr int LPR = N / kM1DecStates;  // lanes a channel; lane q holds the 16-byte chunks q and q + LPR
   constexpr int J = kM1DecStates / 4;
   const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
@@ -221,12 +216,6 @@ __global__ void __launch_bounds__(kM1DecMaxThreads, kOcc) verify_m1dec_kernel(co
     mw[p.meta_i] = 1;
     mw[2 * p.meta_i] = 1;
   }
-}
-
-// MK_VERIFY_M1DEC_OCC=4 (environment, read at every launch; a lab, off by default): verify_m1dec_kernel<.., 4>.
-inline int m1dec_occupancy() {
-  const char* e = std::getenv("MK_VERIFY_M1DEC_OCC");
-  return e != nullptr && e[0] == '4' && e[1] == '\0' ? 4 : 0;
 }
 
 // Whether verify_m1dec_kernel serves these parameters: one token, fp32 state, what verify_m1_kernel serves (the

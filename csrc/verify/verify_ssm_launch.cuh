@@ -214,18 +214,12 @@ inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
   return N == 8 ? verify_m1_kernel<T, float, 8> : verify_m1_kernel<T, float, 16>;
 }
 // verify_m1dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
-// occ: the instantiation's kOcc (0 the default, 4 the MK_VERIFY_M1DEC_OCC lab).
-template <int kOcc>
-inline void (*m1dec_kernel_occ(DType in, int64_t N))(M1DecParams) {
-  if (in == DType::kBFloat16)
-    return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8, kOcc> : verify_m1dec_kernel<__nv_bfloat16, 16, kOcc>;
-  if (in == DType::kFloat16) return N == 8 ? verify_m1dec_kernel<__half, 8, kOcc> : verify_m1dec_kernel<__half, 16, kOcc>;
-  return N == 8 ? verify_m1dec_kernel<float, 8, kOcc> : verify_m1dec_kernel<float, 16, kOcc>;
-}
 template <typename T>
-inline void (*m1dec_kernel(DType in, int64_t N, int occ))(M1DecParams) {
+inline void (*m1dec_kernel(DType in, int64_t N))(M1DecParams) {
   if constexpr (std::is_same<T, float>::value) {
-    return occ == 4 ? m1dec_kernel_occ<4>(in, N) : m1dec_kernel_occ<0>(in, N);
+    if (in == DType::kBFloat16) return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8> : verify_m1dec_kernel<__nv_bfloat16, 16>;
+    if (in == DType::kFloat16) return N == 8 ? verify_m1dec_kernel<__half, 8> : verify_m1dec_kernel<__half, 16>;
+    return N == 8 ? verify_m1dec_kernel<float, 8> : verify_m1dec_kernel<float, 16>;
   } else {
     return nullptr;
   }
@@ -391,7 +385,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   if (c.m1dec) {  // compact parameters (M1DecParams)
-    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N, m1dec_occupancy());
+    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N);
     if (mkern == nullptr) return "verify_step_cuda: no Mamba-1 decode kernel for these parameters";
     return launch_one(c, stream, mkern, m1dec_params(p));
   }

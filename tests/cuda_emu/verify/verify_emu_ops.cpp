@@ -94,7 +94,7 @@ const char* emu_ssm(const VerifyStepParams& p) {
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
-    return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, m1dec_occupancy()), m1dec_params(p));
+    return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N), m1dec_params(p));
   if (c.dec && p.k >= 2)  // the short-draft decode kernel (M2DecKParams)
     return emu_launch(c, &n_deck, deck_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2deck_params(p, c.dec_lanes));
   if (c.dec)  // the decode kernel takes its compact parameters (M2DecParams)
