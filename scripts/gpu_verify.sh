@@ -7,6 +7,7 @@
 # 64 KB tiles stream by block structure alone, no library) into $OUT/probe.log.
 # VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
+# VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -30,6 +31,22 @@ if [ "${VERIFY_PART:-}" = declast ]; then
   step 30 $OUT/declast.log prof_decode_anchor python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-4-1 \
     --impls mamba_ssm_decode
   grep -h "declast\|us\b" $OUT/declast.log >> $L
+  echo "total $(( $(date +%s) - t0 ))s" >> $L
+  exit 0
+fi
+if [ "${VERIFY_PART:-}" = offsets ]; then
+  # session 48 (~250 s with the build): the one-token decode kernels' 32-bit base offsets (eoff / offsets_fit32)
+  # against their int64 instantiations (MK_VERIFY_WIDE_OFFSETS=1): the verify GPU tests, then b1 / b16 / b64 (Mamba-1)
+  # and b1 / b4 (Mamba-2) k1 graph calls and kernel times, 1 / 0 alternating, two rounds, beside mamba_ssm's decode.
+  step 90 $T verify bash -c "$P $VT"
+  tail -3 $T >> $L
+  for i in 1 2; do for v in 1 0; do
+    step 60 $OUT/offsets.log wide$v env MK_VERIFY_WIDE_OFFSETS=$v python3 scripts/sweep_verify.py \
+      --cases mamba1-1-1,mamba1-16-1,mamba1-64-1,mamba2-1-1,mamba2-4-1 --rings 16 --calls 400 --tag wide$v
+  done; done
+  step 40 $OUT/offsets.log prof_decode_anchor python3 scripts/profile_verify.py \
+    --cases mamba1-1-1,mamba1-16-1,mamba1-64-1,mamba2-1-1,mamba2-4-1 --impls mamba_ssm_decode
+  grep -h "wide\|us\b" $OUT/offsets.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

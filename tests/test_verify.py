@@ -288,16 +288,42 @@ def test_large_grid_cuda():
     assert "verify_m2prep_kernel" in names and "verify_m2str_kernel" in names, names
 
 
-@pytest.mark.parametrize("dec_last", ["0", "1"], ids=["cluster", "last_arrival"])
-def test_small_batch_decode_cuda(dec_last, monkeypatch):
+def _template_args(kernel_name):
+    """'void ns::k<__nv_bfloat16, 128, 8, true, true>(ns::P)' -> ['__nv_bfloat16', '128', '8', 'true', 'true']."""
+    return kernel_name[kernel_name.index("<") + 1:kernel_name.rindex(">")].split(", ")
+
+
+@pytest.mark.parametrize("wide", ["0", "1"], ids=["o32", "wide"])
+@pytest.mark.parametrize("tree", [False, True])
+def test_mamba1_one_token_offsets_cuda(tree, wide, monkeypatch):
+    """test_mamba1_one_token_session's sessions on CUDA with the profiler checking which verify_m1dec_kernel ran:
+    its 32-bit-offset instantiation wherever offsets_fit32 holds (here always), the int64 one under
+    MK_VERIFY_WIDE_OFFSETS=1 (read at every launch)."""
+    dev = device_for("cuda")
+    monkeypatch.setenv("MK_VERIFY_WIDE_OFFSETS", wide)
+    ks = [1, 1, 3, 1, 1, 2, 1, 4, 1, 1]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for n, d in ((16, 256), (8, 160)):
+            layer = Layer("mamba1", device=dev, d=d, n=n, g=2, dtype=torch.bfloat16)
+            run_session("cuda", layer, b=6, S=10, kmax=4, rounds=len(ks), ks=ks, tree=tree, ring_len=8, n_pad=2,
+                        seed=41 + tree + n)
+    dec = [e.key for e in prof.key_averages() if "verify_m1dec_kernel" in e.key]
+    assert dec and all(_template_args(n)[-1] == ("true" if wide == "0" else "false") for n in dec), dec
+
+
+@pytest.mark.parametrize("dec_last, wide", [("0", "0"), ("1", "0"), ("1", "1")],
+                         ids=["cluster", "last_arrival", "last_arrival_wide"])
+def test_small_batch_decode_cuda(dec_last, wide, monkeypatch):
     """CUDA at small grids (under 256 units) with an fp32 state, the Mamba-2 layout at p, n in {64, 128}: the decode
     kernels (verify_m2dec_kernel for one token, verify_m2deck_kernel for 2 to 8; both fold on every call), drafts of
     9 to 12 tokens in between (the lean kernel, deferring the fold: committed ring tokens and pending nodes past the
     staged rows for the decode kernels' general replay), chain and tree drafts, padding rows, untouched slots; the
     profiler confirms that both decode kernels ran. last_arrival: the one-token kernel without a cluster (the
-    default), cluster: with one (MK_VERIFY_DEC_LAST=0; read at every launch)."""
+    default), cluster: with one (MK_VERIFY_DEC_LAST=0; read at every launch); the last-arrival kernel with 32-bit
+    base offsets (offsets_fit32 holds here) or, wide, the int64 ones (MK_VERIFY_WIDE_OFFSETS=1)."""
     dev = device_for("cuda")
     monkeypatch.setenv("MK_VERIFY_DEC_LAST", dec_last)
+    monkeypatch.setenv("MK_VERIFY_WIDE_OFFSETS", wide)
     ks = [1, 4, 2, 8, 1, 3, 12, 5, 1, 7, 10, 2, 6, 1]
     configs = [(False, 128, 128, 1, torch.bfloat16), (True, 64, 128, 4, torch.float32),
                (True, 128, 64, 2, torch.bfloat16)]
@@ -308,8 +334,9 @@ def test_small_batch_decode_cuda(dec_last, monkeypatch):
                         seed=31 + i)
     names = " ".join(e.key for e in prof.key_averages())
     assert "verify_m2dec_kernel" in names and "verify_m2deck_kernel" in names, names
-    dec = [e.key for e in prof.key_averages() if "verify_m2dec_kernel" in e.key]
-    assert all((", true>" in n) == (dec_last == "1") for n in dec), dec
+    dec = [_template_args(e.key) for e in prof.key_averages() if "verify_m2dec_kernel" in e.key]
+    o32 = dec_last == "1" and wide == "0"  # template arguments <TI, N, LPR, kLast, kO32>
+    assert dec and all(a[3:] == ["true" if dec_last == "1" else "false", "true" if o32 else "false"] for a in dec), dec
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ GROUPS = {
     "decode16": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
                   "MK_VERIFY_DEC_LANES": "16"},
                  ["hot_m2", "hot_m2_k8", "lean_f16", "dec_f32", "dec_k12"], ["declast", "deck"]),
+    # decode8 with MK_VERIFY_WIDE_OFFSETS=1: the one-token kernel's int64-offset instantiation (the others take the
+    # 32-bit one wherever offsets_fit32 holds, i.e. in every case here)
+    "decode8wide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
+                     "MK_VERIFY_WIDE_OFFSETS": "1"}, ["hot_m2", "lean_f16", "dec_f32", "dec_k12"], ["declast"]),
     # the one-token kernel in clusters (MK_VERIFY_DEC_LAST=0: a unit's blocks one cluster, rank 0 writes the shared
     # rows after the cluster barrier; rank 0 runs last here), 4 and 8 lanes a row
     "decode4cluster": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_DECODE_FOLD": "1",
@@ -103,6 +107,9 @@ GROUPS = {
     "m1fold": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1"},
                ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16", "m1_k12", "m1_dec",
                 "m1_dec_n8", "m1_dec_aview", "m1_dec_f32"], ["m1lean", "m1dec"]),
+    # m1fold's one-token cases with MK_VERIFY_WIDE_OFFSETS=1 (verify_m1dec_kernel's int64-offset instantiation)
+    "m1foldwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1",
+                    "MK_VERIFY_WIDE_OFFSETS": "1"}, ["m1_dec", "m1_dec_n8", "m1_dec_f32"], ["m1dec"]),
     # verify_ssm_kernel<T, true> (Mamba-1 layout: A (d, n), dt per channel): P = 600, bf16 state, long rings
     "mamba1": ({}, ["m1_basic", "m1_tree", "m1_bf16st", "m1_bigP", "acc_m1", "acc_m1_bigP", "hot_m1"],
                ["general_m1"]),
@@ -163,7 +170,7 @@ def _run_group(lib, name):
     env = dict(os.environ, **env_extra)
     for var in ("STRESS_CONTIG", "EMU_LEAN_NT", "MK_VERIFY_KERNEL", "MK_VERIFY_TC_WARPS", "MK_VERIFY_DEC_LANES",
                 "STRESS_DECODE_FOLD", "STRESS_FOLD_EVERY", "MK_VERIFY_SPLIT_WARPS", "EMU_SMEM_OPTIN",
-                "MK_VERIFY_DEC_LAST"):
+                "MK_VERIFY_DEC_LAST", "MK_VERIFY_WIDE_OFFSETS"):
         if var not in env_extra:
             env.pop(var, None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -174,9 +181,14 @@ def _run_group(lib, name):
 
 
 @pytest.fixture(scope="module")
-def group_runs(request, tmp_path_factory):
+def emu_lib(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("verify_cuda_emu"))
+
+
+@pytest.fixture(scope="module")
+def group_runs(request, emu_lib):
     """Builds the library, then starts every selected group (two subprocesses at a time); name -> future."""
-    lib = _build(tmp_path_factory.mktemp("verify_cuda_emu"))
+    lib = emu_lib
     selected = [it.callspec.params["group"] for it in request.session.items
                 if it.originalname == "test_verify_cuda_kernels_emulated" and hasattr(it, "callspec")]
     workers = max(1, min(2, os.cpu_count() or 1))
@@ -205,6 +217,10 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["decode"] == 0, f"{counts}\n{msg}"
     if group in ("decode4cluster", "decode8cluster"):  # and here the cluster kernel
         assert counts["declast"] == 0, f"{counts}\n{msg}"
+    if group in ("decode8wide", "m1foldwide"):  # every one-token decode launch took the int64 offsets
+        assert counts["wide"] == counts["declast" if group == "decode8wide" else "m1dec"] > 0, f"{counts}\n{msg}"
+    elif group in ("decode4", "decode8", "m1fold"):  # and with the 32-bit ones available, none did
+        assert counts["wide"] == 0, f"{counts}\n{msg}"
     if group in ("m1lean", "m1fold"):  # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
     if group == "m1lean":  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode
@@ -217,3 +233,23 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean256":
         assert counts["lean128"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
+
+
+def test_offsets_fit32_bounds(emu_lib):
+    """The host check behind the one-token decode kernels' 32-bit offsets (offsets_fit32 in
+    csrc/verify/verify_common_kernel.cuh): every offset any kernel forms must stay under 2^30, so a state pool of S
+    slots at slot stride st_s takes the 32-bit kernels only while (S - 1) st_s + the rest of a slot is below it."""
+    import ctypes
+
+    lib = ctypes.CDLL(str(emu_lib))
+    fn = lib.emu_offsets_fit32
+    fn.argtypes, fn.restype = [ctypes.c_longlong, ctypes.c_longlong], ctypes.c_int
+    slot = 4 * 8 * 16  # H P N of the probe's layer
+    assert fn(3, slot) == 1
+    assert fn(3, (1 << 29) - slot) == 1  # 2 (2^29 - 512) + 511 < 2^30
+    assert fn(3, 1 << 29) == 0  # 2^30 + 511
+    assert fn(1 << 14, 1 << 16) == 1  # (2^14 - 1) 2^16 + 511
+    assert fn(1 << 14 | 1, 1 << 16) == 0
+    assert fn(2, -(1 << 30)) == 0  # magnitudes count
+    assert fn(1, 1 << 40) == 1  # one slot: its stride is never multiplied
+

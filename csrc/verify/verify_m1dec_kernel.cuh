@@ -108,8 +108,9 @@ constexpr int kM1DecStates = 8;
 // Threads a block: P channels of N / 8 lanes, rounded up to a warp.
 inline int m1dec_threads(int64_t P, int64_t N) { return static_cast<int>((P * (N / kM1DecStates) + 31) / 32 * 32); }
 
-// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads.
-template <typename TI, int N>
+// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads. kO32: base offsets in 32-bit
+// arithmetic (eoff; offsets_fit32(p) holds), the instantiation every realistic pool takes.
+template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
   constexpr int LPR = N / kM1DecStates;  // lanes a channel; lane q holds the 16-byte chunks q and q + LPR
   constexpr int J = kM1DecStates / 4;
@@ -118,8 +119,8 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(H)), u = static_cast<int>(blockIdx.x) - b * H;
   const bool act = chan < p.P;
   const int ch = act ? chan : 0;
-  const int s = p.slots[b * p.slots_stride];
-  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + ch;
+  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
+  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, ch, 1);
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (the whole block returns here)
     if (act && q == 0) *y = SV<TI>::from_f(0.f);
     return;
@@ -128,14 +129,14 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   auto col = [q](int j) { return (j * LPR + q) * 4; };
 
   // ---- every load at once: control words, pending ring token 0, state and A, the new token ----------------
-  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
-  const int accv = p.accepted[b * p.accepted_stride];
-  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + ch * p.st_p;
-  const float* Ap = p.A + (int64_t)u * p.A_h + ch * p.A_p;
-  const TI* rbp = static_cast<const TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
-  const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  const int accv = p.accepted[eoff<kO32>(b, p.accepted_stride)];
+  float* st = p.state + eoff<kO32>(s, p.st_s, u, p.st_h, ch, p.st_p);
+  const float* Ap = p.A + eoff<kO32>(u, p.A_h, ch, p.A_p);
+  const TI* rbp = static_cast<const TI*>(p.ring_B) + eoff<kO32>(s, p.rB_s, u, p.rB_h);
+  const TI* Bp = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
+  const TI* Cp = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
   float h[J][4], Ar[J][4], Br[J][4], Bn[J][4], Cn[J][4];
 #pragma unroll
   for (int j = 0; j < J; ++j) {
@@ -147,16 +148,14 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
     ld4<TI>(Bp + col(j), Bn[j]);
     ld4<TI>(Cp + col(j), Cn[j]);
   }
-  TI* rxp = static_cast<TI*>(p.ring_x) + (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch;
-  float* rdp = p.ring_dt + (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + ch * p.rdt_p;
+  TI* rxp = static_cast<TI*>(p.ring_x) + eoff<kO32>(s, p.rx_s, u, p.rx_h, ch, 1);
+  float* rdp = p.ring_dt + eoff<kO32>(s, p.rdt_s, u, p.rdt_h, ch, p.rdt_p);
   const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
-  const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + ch]);
-  const float dtraw =
-      SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + (int64_t)u * p.dt_h + ch * p.dt_p]);
-  const float zv =
-      p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + ch]) : 0.f;
-  const float dv = p.D != nullptr ? p.D[(int64_t)u * p.D_h + ch * p.D_p] : 0.f;
-  const float dtb = p.dt_bias != nullptr ? p.dt_bias[(int64_t)u * p.dtb_h + ch * p.dtb_p] : 0.f;
+  const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[eoff<kO32>(b, p.x_b, u, p.x_h, ch, 1)]);
+  const float dtraw = SV<TI>::to_f(static_cast<const TI*>(p.dt)[eoff<kO32>(b, p.dt_b, u, p.dt_h, ch, p.dt_p)]);
+  const float zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[eoff<kO32>(b, p.z_b, u, p.z_h, ch, 1)]) : 0.f;
+  const float dv = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, ch, p.D_p)] : 0.f;
+  const float dtb = p.dt_bias != nullptr ? p.dt_bias[eoff<kO32>(u, p.dtb_h, ch, p.dtb_p)] : 0.f;
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
   const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
@@ -211,7 +210,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
     for (int j = 0; j < J; ++j) st4<TI>(const_cast<TI*>(rbp) + col(j), Bn[j]);
   }
   if (tid == 0) {
-    int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+    int32_t* mw = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
     mw[0] = 0;
     mw[p.meta_i] = 1;
     mw[2 * p.meta_i] = 1;

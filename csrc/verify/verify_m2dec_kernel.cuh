@@ -148,7 +148,8 @@ __device__ __forceinline__ unsigned dec_after(unsigned v) {
 }
 
 // Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS and not kLast (the launcher's job).
-template <typename TI, int N, int LPR, bool kLast = false>
+// kO32: base offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the last-arrival kernels only).
+template <typename TI, int N, int LPR, bool kLast = false, bool kO32 = false>
 __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecParams p) {
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR;  // lane q: columns (j * LPR + q) * 4 + [0, 4)
   const int tid = threadIdx.x, q = tid & (LPR - 1);
@@ -160,8 +161,8 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
   const int H = p.H, R = p.R;
   const int b = static_cast<int>(unit / static_cast<unsigned>(H)), u = static_cast<int>(unit) - b * H;
   const int row = rank * ROWS + tid / LPR;
-  const int s = p.slots[b * p.slots_stride];
-  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + row;
+  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
+  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, row, 1);
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (every block of the cluster returns here)
     if (q == 0) *y = SV<TI>::from_f(0.f);
     return;
@@ -170,17 +171,17 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
   auto col = [q](int j) { return (j * LPR + q) * 4; };
 
   // ---- every load at once: control words, pending ring token 0, state row, the new token ------------------
-  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   const int m0 = mrow[0], m1 = mrow[p.meta_i];
   const int m2 = kLast ? mrow[2 * p.meta_i] & static_cast<int>(kDecArrival - 1) : mrow[2 * p.meta_i];
-  const int accv = p.accepted[b * p.accepted_stride];
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h;
+  const int accv = p.accepted[eoff<kO32>(b, p.accepted_stride)];
+  const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
+  const int64_t rd0 = eoff<kO32>(s, p.rdt_s, u, p.rdt_h);
   const TI* rxp = static_cast<const TI*>(p.ring_x) + rx0 + row;
   const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
-  float* st = p.state + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)row * p.st_p;
-  const TI* Bp = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
-  const TI* Cp = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+  float* st = p.state + eoff<kO32>(s, p.st_s, u, p.st_h, row, p.st_p);
+  const TI* Bp = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
+  const TI* Cp = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
   float h[J][4], Bn[J][4], Cn[J][4], Br[J][4];
 #pragma unroll
   for (int j = 0; j < J; ++j) {
@@ -191,11 +192,11 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
     ld4<TI>(rbp + col(j), Br[j]);
   }
   const float xr0 = SV<TI>::to_f(*rxp), dtr0 = p.ring_dt[rd0];
-  const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[(int64_t)b * p.x_b + (int64_t)u * p.x_h + row]);
-  const float zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[(int64_t)b * p.z_b + (int64_t)u * p.z_h + row]) : 0.f;
-  const float dv = p.D != nullptr ? p.D[u * p.D_h + row * p.D_p] : 0.f;
-  const float dtraw = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + u * p.dt_h]);
-  const float Au = p.A[u * p.A_h], dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+  const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[eoff<kO32>(b, p.x_b, u, p.x_h, row, 1)]);
+  const float zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[eoff<kO32>(b, p.z_b, u, p.z_h, row, 1)]) : 0.f;
+  const float dv = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, row, p.D_p)] : 0.f;
+  const float dtraw = SV<TI>::to_f(static_cast<const TI*>(p.dt)[eoff<kO32>(b, p.dt_b, u, p.dt_h)]);
+  const float Au = p.A[eoff<kO32>(u, p.A_h)], dtb = p.dt_bias != nullptr ? p.dt_bias[eoff<kO32>(u, p.dtb_h)] : 0.f;
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
   const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
@@ -278,7 +279,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
     for (int j = 0; j < J; ++j) st4<TI>(const_cast<TI*>(rbp) + col(j), Bn[j]);
     if (q == 0) {
       p.ring_dt[rd0] = dtn;
-      int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+      int32_t* mw = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
       mw[0] = 0;
       mw[p.meta_i] = 1;
       mw[2 * p.meta_i] = 1;

@@ -214,35 +214,44 @@ inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
   return N == 8 ? verify_m1_kernel<T, float, 8> : verify_m1_kernel<T, float, 16>;
 }
 // verify_m1dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
+// o32: offsets_fit32(p) (the kernel's base offsets in 32-bit arithmetic).
+template <bool kO32>
+inline void (*m1dec_kernel_o(DType in, int64_t N))(M1DecParams) {
+  if (in == DType::kBFloat16)
+    return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8, kO32> : verify_m1dec_kernel<__nv_bfloat16, 16, kO32>;
+  if (in == DType::kFloat16) return N == 8 ? verify_m1dec_kernel<__half, 8, kO32> : verify_m1dec_kernel<__half, 16, kO32>;
+  return N == 8 ? verify_m1dec_kernel<float, 8, kO32> : verify_m1dec_kernel<float, 16, kO32>;
+}
 template <typename T>
-inline void (*m1dec_kernel(DType in, int64_t N))(M1DecParams) {
+inline void (*m1dec_kernel(DType in, int64_t N, bool o32))(M1DecParams) {
   if constexpr (std::is_same<T, float>::value) {
-    if (in == DType::kBFloat16) return N == 8 ? verify_m1dec_kernel<__nv_bfloat16, 8> : verify_m1dec_kernel<__nv_bfloat16, 16>;
-    if (in == DType::kFloat16) return N == 8 ? verify_m1dec_kernel<__half, 8> : verify_m1dec_kernel<__half, 16>;
-    return N == 8 ? verify_m1dec_kernel<float, 8> : verify_m1dec_kernel<float, 16>;
+    return o32 ? m1dec_kernel_o<true>(in, N) : m1dec_kernel_o<false>(in, N);
   } else {
     return nullptr;
   }
 }
 // verify_m2dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
-// last: the kLast instantiation (SsmLaunch::dec_last; launched without a cluster).
+// last: the kLast instantiation (SsmLaunch::dec_last; launched without a cluster); o32: offsets_fit32(p) (32-bit base
+// offsets: the last-arrival kernels at 4 / 8 lanes only, the default ones).
 template <typename TI, int LPR>
-inline void (*dec_kernel_in(int64_t N, bool last))(M2DecParams) {
+inline void (*dec_kernel_in(int64_t N, bool last, bool o32))(M2DecParams) {
+  if (last && o32)
+    return N == 64 ? verify_m2dec_kernel<TI, 64, LPR, true, true> : verify_m2dec_kernel<TI, 128, LPR, true, true>;
   if (last) return N == 64 ? verify_m2dec_kernel<TI, 64, LPR, true> : verify_m2dec_kernel<TI, 128, LPR, true>;
   return N == 64 ? verify_m2dec_kernel<TI, 64, LPR> : verify_m2dec_kernel<TI, 128, LPR>;
 }
 template <typename TI>
-inline void (*dec_kernel_l(int64_t N, int lanes, bool last))(M2DecParams) {
+inline void (*dec_kernel_l(int64_t N, int lanes, bool last, bool o32))(M2DecParams) {
   if (lanes == 16)  // the last-arrival lab only (m2dec_lanes)
     return !last ? nullptr : N == 64 ? verify_m2dec_kernel<TI, 64, 16, true> : verify_m2dec_kernel<TI, 128, 16, true>;
-  return lanes == 8 ? dec_kernel_in<TI, 8>(N, last) : dec_kernel_in<TI, 4>(N, last);
+  return lanes == 8 ? dec_kernel_in<TI, 8>(N, last, o32) : dec_kernel_in<TI, 4>(N, last, o32);
 }
 template <typename T>
-inline void (*dec_kernel(DType in, int64_t N, int lanes, bool last = false))(M2DecParams) {
+inline void (*dec_kernel(DType in, int64_t N, int lanes, bool last = false, bool o32 = false))(M2DecParams) {
   if constexpr (std::is_same<T, float>::value) {
-    if (in == DType::kBFloat16) return dec_kernel_l<__nv_bfloat16>(N, lanes, last);
-    if (in == DType::kFloat16) return dec_kernel_l<__half>(N, lanes, last);
-    return dec_kernel_l<float>(N, lanes, last);
+    if (in == DType::kBFloat16) return dec_kernel_l<__nv_bfloat16>(N, lanes, last, o32);
+    if (in == DType::kFloat16) return dec_kernel_l<__half>(N, lanes, last, o32);
+    return dec_kernel_l<float>(N, lanes, last, o32);
   } else {
     return nullptr;
   }
@@ -385,7 +394,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   if (c.m1dec) {  // compact parameters (M1DecParams)
-    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N);
+    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));
     if (mkern == nullptr) return "verify_step_cuda: no Mamba-1 decode kernel for these parameters";
     return launch_one(c, stream, mkern, m1dec_params(p));
   }
@@ -395,7 +404,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     return launch_one(c, stream, kkern, m2deck_params(p, c.dec_lanes));
   }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
-    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last);
+    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last, offsets_fit32(p));
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
     return launch_one(c, stream, dkern, m2dec_params(p, c.dec_lanes));
   }

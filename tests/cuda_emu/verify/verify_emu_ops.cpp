@@ -18,12 +18,13 @@
 #include "verify/verify_ssm_launch.cuh"
 
 namespace {
-std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_declast{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0};
+std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_declast{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0},
+    n_wide{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld\n",
+    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld wide=%ld\n",
                  n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_declast.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
-                 n_conv.load());
+                 n_conv.load(), n_wide.load());
   }
 } emu_report;
 }  // namespace
@@ -93,13 +94,15 @@ const char* emu_ssm(const VerifyStepParams& p) {
     if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N), p)) return err;
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
   }
+  // a one-token decode kernel's int64-offset instantiation (the last-arrival ones and m1dec have both)
+  if ((c.m1dec || (c.dec && p.k < 2 && c.dec_last)) && !offsets_fit32(p)) ++n_wide;
   if (c.m1dec)  // compact parameters (M1DecParams)
-    return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N), m1dec_params(p));
+    return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, offsets_fit32(p)), m1dec_params(p));
   if (c.dec && p.k >= 2)  // the short-draft decode kernel (M2DecKParams)
     return emu_launch(c, &n_deck, deck_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2deck_params(p, c.dec_lanes));
   if (c.dec)  // the decode kernel takes its compact parameters (M2DecParams)
-    return emu_launch(c, c.dec_last ? &n_declast : &n_dec, dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last),
-                      m2dec_params(p, c.dec_lanes));
+    return emu_launch(c, c.dec_last ? &n_declast : &n_dec,
+                      dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last, offsets_fit32(p)), m2dec_params(p, c.dec_lanes));
   if (c.m1lean) {
     kern = m1_kernel<T>(p.in_dtype, p.N);
     counter = &n_m1lean;
@@ -138,3 +141,15 @@ const char* conv_verify_step_cuda(const ConvVerifyParams& p, void*) {
 
 #define MK_VERIFY_EMULATION
 #include "verify/verify_bind_cuda.cpp"
+
+// offsets_fit32 on a small layer (batch 2, H 4, P 8, N 16, S 3, ring 8, contiguous) whose state pool has slot stride
+// st_s and S slots: the host check behind the decode kernels' 32-bit offsets (tests/test_verify_cuda_emu.py).
+extern "C" int emu_offsets_fit32(long long S, long long st_s) {
+  mamba_kernels::VerifyStepParams p;
+  p.batch = 2; p.k = 1; p.Kmax = 4; p.H = 4; p.P = 8; p.N = 16; p.S = S; p.R = 8; p.G = 1;
+  p.st_s = st_s; p.st_h = 8 * 16; p.st_p = 16;
+  p.meta_s = 4 * 8; p.meta_h = 8; p.meta_i = 1;
+  p.x_b = 4 * 8; p.x_h = 8; p.y_b = 4 * 8; p.y_h = 8; p.B_b = 16; p.C_b = 16;
+  return mamba_kernels::verify_kernels::offsets_fit32(p) ? 1 : 0;
+}
+
