@@ -35,14 +35,16 @@ if [ "${VERIFY_PART:-}" = declast ]; then
   exit 0
 fi
 if [ "${VERIFY_PART:-}" = offsets ]; then
-  # session 48 (~250 s with the build): the one-token decode kernels' 32-bit base offsets (eoff / offsets_fit32)
-  # against their int64 instantiations (MK_VERIFY_WIDE_OFFSETS=1): the verify GPU tests, then b1 / b16 / b64 (Mamba-1)
-  # and b1 / b4 (Mamba-2) k1 graph calls and kernel times, 1 / 0 alternating, two rounds, beside mamba_ssm's decode.
+  # session 48 (~250 s with the build): the kernels' 32-bit offsets (eoff / offsets_fit32: the one-token decode
+  # kernels, verify_m1_kernel, the split pair's prep kernel) against their int64 instantiations
+  # (MK_VERIFY_WIDE_OFFSETS=1): the verify GPU tests, then graph calls and kernel times of OFFSETS_CASES (default:
+  # the one-token cases), 1 / 0 alternating, two rounds, and mamba_ssm's decode kernel at the one-token cases.
+  OC=${OFFSETS_CASES:-mamba1-1-1,mamba1-16-1,mamba1-64-1,mamba2-1-1,mamba2-4-1}
   step 90 $T verify bash -c "$P $VT"
   tail -3 $T >> $L
   for i in 1 2; do for v in 1 0; do
     step 60 $OUT/offsets.log wide$v env MK_VERIFY_WIDE_OFFSETS=$v python3 scripts/sweep_verify.py \
-      --cases mamba1-1-1,mamba1-16-1,mamba1-64-1,mamba2-1-1,mamba2-4-1 --rings 16 --calls 400 --tag wide$v
+      --cases $OC --rings 16 --calls 400 --tag wide$v
   done; done
   step 40 $OUT/offsets.log prof_decode_anchor python3 scripts/profile_verify.py \
     --cases mamba1-1-1,mamba1-16-1,mamba1-64-1,mamba2-1-1,mamba2-4-1 --impls mamba_ssm_decode

@@ -271,12 +271,15 @@ def test_mamba1_one_token_session(backend, tree):
                     seed=21 + tree + n)
 
 
-def test_large_grid_cuda():
+@pytest.mark.parametrize("wide", ["0", "1"], ids=["o32", "wide"])
+def test_large_grid_cuda(wide, monkeypatch):
     """CUDA at b * h >= 1024 units with k >= 2, where the automatic choice is the split kernel pair
     (verify_m2prep_kernel + verify_m2str_kernel, docs/verify_step_design.md): k 2 to 4, a ring of 16 that folds
     every few calls, tree drafts half the rounds, padding rows, untouched slots; p 32 and p = n = 128 (the
-    benchmark's head shape); the profiler confirms the pair ran."""
+    benchmark's head shape); the profiler confirms the pair ran, the prep kernel with 32-bit offsets or, wide, int64
+    ones (MK_VERIFY_WIDE_OFFSETS=1)."""
     dev = device_for("cuda")
+    monkeypatch.setenv("MK_VERIFY_WIDE_OFFSETS", wide)
     ks = [2, 4, 4, 3, 4, 4, 2, 4, 4]
     configs = [(False, 32, 64, 32), (True, 32, 64, 32), (False, 128, 128, 8)]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
@@ -286,6 +289,8 @@ def test_large_grid_cuda():
                         seed=11 + i)
     names = " ".join(e.key for e in prof.key_averages())
     assert "verify_m2prep_kernel" in names and "verify_m2str_kernel" in names, names
+    prep = [_template_args(e.key)[-1] for e in prof.key_averages() if "verify_m2prep_kernel<" in e.key]
+    assert prep and all(a == ("true" if wide == "0" else "false") for a in prep), prep
 
 
 def _template_args(kernel_name):
@@ -296,9 +301,9 @@ def _template_args(kernel_name):
 @pytest.mark.parametrize("wide", ["0", "1"], ids=["o32", "wide"])
 @pytest.mark.parametrize("tree", [False, True])
 def test_mamba1_one_token_offsets_cuda(tree, wide, monkeypatch):
-    """test_mamba1_one_token_session's sessions on CUDA with the profiler checking which verify_m1dec_kernel ran:
-    its 32-bit-offset instantiation wherever offsets_fit32 holds (here always), the int64 one under
-    MK_VERIFY_WIDE_OFFSETS=1 (read at every launch)."""
+    """test_mamba1_one_token_session's sessions on CUDA with the profiler checking which instantiations of
+    verify_m1dec_kernel (one token) and verify_m1_kernel (2 to 4) ran: the 32-bit-offset ones wherever offsets_fit32
+    holds (here always), the int64 ones under MK_VERIFY_WIDE_OFFSETS=1 (read at every launch)."""
     dev = device_for("cuda")
     monkeypatch.setenv("MK_VERIFY_WIDE_OFFSETS", wide)
     ks = [1, 1, 3, 1, 1, 2, 1, 4, 1, 1]
@@ -307,8 +312,9 @@ def test_mamba1_one_token_offsets_cuda(tree, wide, monkeypatch):
             layer = Layer("mamba1", device=dev, d=d, n=n, g=2, dtype=torch.bfloat16)
             run_session("cuda", layer, b=6, S=10, kmax=4, rounds=len(ks), ks=ks, tree=tree, ring_len=8, n_pad=2,
                         seed=41 + tree + n)
-    dec = [e.key for e in prof.key_averages() if "verify_m1dec_kernel" in e.key]
-    assert dec and all(_template_args(n)[-1] == ("true" if wide == "0" else "false") for n in dec), dec
+    for name in ("verify_m1dec_kernel", "verify_m1_kernel"):
+        ran = [e.key for e in prof.key_averages() if name + "<" in e.key]
+        assert ran and all(_template_args(n)[-1] == ("true" if wide == "0" else "false") for n in ran), ran
 
 
 @pytest.mark.parametrize("dec_last, wide", [("0", "0"), ("1", "0"), ("1", "1")],

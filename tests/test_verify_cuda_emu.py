@@ -49,6 +49,9 @@ GROUPS = {
     # shapes, so the choice passes over it (to the general kernel, as MK_VERIFY_KERNEL=tc excludes the lean one)
     "small_smem": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "EMU_SMEM_OPTIN": "65536"}, ["hot_m2", "hot_m2_k8"],
                    ["general_m2"]),
+    # split with MK_VERIFY_WIDE_OFFSETS=1 (the prep kernel's int64-offset instantiation)
+    "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
+                  ["hot_m2", "hot_m2_k8", "lean_bf16st", "acc_m2", "tc_k16"], ["split"]),
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
@@ -107,9 +110,13 @@ GROUPS = {
     "m1fold": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1"},
                ["m1_basic", "m1_tree", "acc_m1", "hot_m1", "m1_lean_bf16st", "m1_lean_f16", "m1_k12", "m1_dec",
                 "m1_dec_n8", "m1_dec_aview", "m1_dec_f32"], ["m1lean", "m1dec"]),
-    # m1fold's one-token cases with MK_VERIFY_WIDE_OFFSETS=1 (verify_m1dec_kernel's int64-offset instantiation)
+    # m1fold / m1lean cases with MK_VERIFY_WIDE_OFFSETS=1 (the int64-offset instantiations of verify_m1dec_kernel
+    # and verify_m1_kernel)
     "m1foldwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "decode", "STRESS_FOLD_EVERY": "1",
-                    "MK_VERIFY_WIDE_OFFSETS": "1"}, ["m1_dec", "m1_dec_n8", "m1_dec_f32"], ["m1dec"]),
+                    "MK_VERIFY_WIDE_OFFSETS": "1"}, ["m1_tree", "m1_k12", "m1_dec", "m1_dec_n8", "m1_dec_f32"],
+                   ["m1lean", "m1dec"]),
+    "m1leanwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_WIDE_OFFSETS": "1"},
+                   ["m1_basic", "m1_tree", "m1_lean_bf16st", "m1_lean_f16"], ["m1lean"]),
     # verify_ssm_kernel<T, true> (Mamba-1 layout: A (d, n), dt per channel): P = 600, bf16 state, long rings
     "mamba1": ({}, ["m1_basic", "m1_tree", "m1_bf16st", "m1_bigP", "acc_m1", "acc_m1_bigP", "hot_m1"],
                ["general_m1"]),
@@ -217,17 +224,19 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["decode"] == 0, f"{counts}\n{msg}"
     if group in ("decode4cluster", "decode8cluster"):  # and here the cluster kernel
         assert counts["declast"] == 0, f"{counts}\n{msg}"
-    if group in ("decode8wide", "m1foldwide"):  # every one-token decode launch took the int64 offsets
-        assert counts["wide"] == counts["declast" if group == "decode8wide" else "m1dec"] > 0, f"{counts}\n{msg}"
-    elif group in ("decode4", "decode8", "m1fold"):  # and with the 32-bit ones available, none did
+    if group.endswith("wide"):  # every launch of a kernel with both instantiations took the int64 offsets
+        both = counts["declast"] + counts["m1dec"] + counts["m1lean"] + counts["split"]
+        assert counts["wide"] == both > 0, f"{counts}\n{msg}"
+    elif group in ("decode4", "decode8", "m1fold", "m1lean", "split"):  # and with the 32-bit ones available, none did
         assert counts["wide"] == 0, f"{counts}\n{msg}"
-    if group in ("m1lean", "m1fold"):  # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
+    # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
+    if group in ("m1lean", "m1fold", "m1leanwide", "m1foldwide"):
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
-    if group == "m1lean":  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode
+    if group in ("m1lean", "m1leanwide"):  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
-    if group in ("tc", "tc4", "split", "split8"):  # every SSM launch of these shapes is the forced kernel
+    if group in ("tc", "tc4", "split", "split8", "splitwide"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

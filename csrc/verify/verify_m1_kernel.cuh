@@ -80,7 +80,8 @@ __host__ __device__ __forceinline__ M1Layout m1_layout(int64_t PT, int64_t N, in
   return l;
 }
 
-template <typename T, typename TI, int N>
+// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds).
+template <typename T, typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p) {
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int tid = threadIdx.x;
@@ -89,11 +90,11 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int k = static_cast<int>(p.k);
   const bool act = tid < P;  // this thread owns channel tid
-  const int s = p.slots[b * p.slots_stride];
-  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + tid;
+  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
+  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, tid, 1);
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
     if (act)
-      for (int t = 0; t < k; ++t) y[t * p.y_k] = SV<TI>::from_f(0.f);
+      for (int t = 0; t < k; ++t) y[eoff<kO32>(t, p.y_k)] = SV<TI>::from_f(0.f);
     return;
   }
   const int gi = u / (H / static_cast<int>(p.G));
@@ -110,31 +111,31 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   float* sdtr = smf + lay.dtr;
 
   // ---- 1. control words -----------------------------------------------------------------------------------------
-  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   const M2Ctl ct = m2_control_words(p, mrow[0], mrow[p.meta_i], [&](int a) { return mrow[(2 + a) * p.meta_i]; },
-                                    p.accepted[b * p.accepted_stride], R, k);
+                                    p.accepted[eoff<kO32>(b, p.accepted_stride)], R, k);
   const int c = ct.c;
   const int c1 = ct.c1;
 
   const int ch = act ? tid : 0;  // idle lanes compute on channel 0 and write nothing
-  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h + (int64_t)ch * p.st_p;
-  const float* Ap = p.A + u * p.A_h + ch * p.A_p;
+  T* st = static_cast<T*>(p.state) + eoff<kO32>(s, p.st_s, u, p.st_h, ch, p.st_p);
+  const float* Ap = p.A + eoff<kO32>(u, p.A_h, ch, p.A_p);
   // the state and A rows are loaded after the staging (registers); their lines are requested now (at b1 k1 the
   // staged kernel waited one more memory latency without this: 10.1 us a graph call against 8.7)
   prefetch_l1(st);
   prefetch_l1(Ap);
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h + ch, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  const int64_t rd0 = (int64_t)s * p.rdt_s + (int64_t)u * p.rdt_h + (int64_t)ch * p.rdt_p;
-  const TI* rx = static_cast<const TI*>(p.ring_x);
-  const TI* rB = static_cast<const TI*>(p.ring_B);
-  const float dbias = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h + ch * p.dtb_p] : 0.f;
-  const float dv = p.D != nullptr ? p.D[u * p.D_h + ch * p.D_p] : 0.f;
-  const TI* xin = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + ch;
-  const TI* dtin = static_cast<const TI*>(p.dt) + (int64_t)b * p.dt_b + (int64_t)u * p.dt_h + (int64_t)ch * p.dt_p;
-  const TI* zin = p.z != nullptr ? static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + ch : nullptr;
-  const TI* Bin = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
-  const TI* Cin = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
-  auto dt_of = [&](int t) { return process_dt(SV<TI>::to_f(dtin[t * p.dt_k]) + dbias, p); };
+  // the unit's ring rows (ring position 0); a position's row is at + eoff(pos, stride)
+  const TI* rx = static_cast<const TI*>(p.ring_x) + eoff<kO32>(s, p.rx_s, u, p.rx_h, ch, 1);
+  const TI* rB = static_cast<const TI*>(p.ring_B) + eoff<kO32>(s, p.rB_s, u, p.rB_h);
+  float* rdt = p.ring_dt + eoff<kO32>(s, p.rdt_s, u, p.rdt_h, ch, p.rdt_p);
+  const float dbias = p.dt_bias != nullptr ? p.dt_bias[eoff<kO32>(u, p.dtb_h, ch, p.dtb_p)] : 0.f;
+  const float dv = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, ch, p.D_p)] : 0.f;
+  const TI* xin = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h, ch, 1);
+  const TI* dtin = static_cast<const TI*>(p.dt) + eoff<kO32>(b, p.dt_b, u, p.dt_h, ch, p.dt_p);
+  const TI* zin = p.z != nullptr ? static_cast<const TI*>(p.z) + eoff<kO32>(b, p.z_b, u, p.z_h, ch, 1) : nullptr;
+  const TI* Bin = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
+  const TI* Cin = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
+  auto dt_of = [&](int t) { return process_dt(SV<TI>::to_f(dtin[eoff<kO32>(t, p.dt_k)]) + dbias, p); };
 
   // ---- 2. staging: every load of a batch issued before any is used (the unstaged kernel's ring walk waited a
   // memory latency a ring token: H200 b64 k4 d 4096 62.0 us a graph call against 52.6 staged)
@@ -146,11 +147,11 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
     for (int j = 0; j < kM1Stage; ++j) {
       if (j < nb) {
         const int pos = ct.qpos(e0 + j);
-        xr[j] = rx[rx0 + (int64_t)pos * p.rx_r];
-        dr[j] = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
+        xr[j] = rx[eoff<kO32>(pos, p.rx_r)];
+        dr[j] = rdt[eoff<kO32>(pos, p.rdt_r)];
       }
     }
-    for (int i = tid; i < nb * N; i += PT) sBr[i] = rB[rb0 + (int64_t)ct.qpos(e0 + i / N) * p.rB_r + i % N];
+    for (int i = tid; i < nb * N; i += PT) sBr[i] = rB[eoff<kO32>(ct.qpos(e0 + i / N), p.rB_r, i % N, 1)];
 #pragma unroll
     for (int j = 0; j < kM1Stage; ++j) {
       if (j < nb) {
@@ -165,14 +166,14 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
 #pragma unroll
     for (int t = 0; t < kM1Stage; ++t) {
       if (t < ks) {
-        xv[t] = xin[t * p.x_k];
-        dtv[t] = dtin[t * p.dt_k];
-        if (zin != nullptr) zv[t] = zin[t * p.z_k];
+        xv[t] = xin[eoff<kO32>(t, p.x_k)];
+        dtv[t] = dtin[eoff<kO32>(t, p.dt_k)];
+        if (zin != nullptr) zv[t] = zin[eoff<kO32>(t, p.z_k)];
       }
     }
     for (int i = tid; i < ks * N; i += PT) {
-      sBn[i] = Bin[(i / N) * p.B_k + i % N];
-      sCn[i] = Cin[(i / N) * p.C_k + i % N];
+      sBn[i] = Bin[eoff<kO32>(i / N, p.B_k, i % N, 1)];
+      sCn[i] = Cin[eoff<kO32>(i / N, p.C_k, i % N, 1)];
     }
 #pragma unroll
     for (int t = 0; t < kM1Stage; ++t) {
@@ -191,10 +192,10 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   for (int n = 0; n < N; ++n) Ar[n] = Ap[n * p.A_n] * kLog2e;  // A in log2 units: exp(dt A) = 2^(dt Ar)
   __syncthreads();  // sBr (first batch), sBn, sCn
   // token t's inputs: staged (t < ks) or from global memory
-  auto x_raw = [&](int t) -> TI { return t < ks ? sx[t * PT + tid] : xin[t * p.x_k]; };
+  auto x_raw = [&](int t) -> TI { return t < ks ? sx[t * PT + tid] : xin[eoff<kO32>(t, p.x_k)]; };
   auto dt_at = [&](int t) { return t < ks ? sdt[t * PT + tid] : dt_of(t); };
-  auto B_row = [&](int t) -> const TI* { return t < ks ? sBn + t * N : Bin + t * p.B_k; };
-  auto C_row = [&](int t) -> const TI* { return t < ks ? sCn + t * N : Cin + t * p.C_k; };
+  auto B_row = [&](int t) -> const TI* { return t < ks ? sBn + t * N : Bin + eoff<kO32>(t, p.B_k); };
+  auto C_row = [&](int t) -> const TI* { return t < ks ? sCn + t * N : Cin + eoff<kO32>(t, p.C_k); };
 
   auto step = [&](float (&hh)[N], float dte, float xv, const TI* Brow) {  // hh = exp(dt A) hh + dt x B
     float Bv[N];
@@ -221,7 +222,7 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
   // ---- 4. score the draft ----------------------------------------------------------------------------------
   auto parent_of = [&](int t) {  // parents before the node, else -1 (as m2_store_scalars)
     if (p.parents == nullptr) return t - 1;
-    const int q = p.parents[b * p.par_b + t * p.par_k];
+    const int q = p.parents[eoff<kO32>(b, p.par_b, t, p.par_k)];
     return (q < 0 || q >= t) ? -1 : q;
   };
   const bool chain = p.parents == nullptr;  // chain: h itself is the running state (the fold is written)
@@ -247,14 +248,14 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
 #pragma unroll
     for (int n = 0; n < N; ++n) out = fmaf(ht[n], Cv[n], out);
     out = fmaf(dv, SV<TI>::to_f(x_raw(t)), out);
-    if (zin != nullptr) out *= silu_f(SV<TI>::to_f(t < ks ? sz[t * PT + tid] : zin[t * p.z_k]));
-    if (act) y[t * p.y_k] = SV<TI>::from_f(out);
+    if (zin != nullptr) out *= silu_f(SV<TI>::to_f(t < ks ? sz[t * PT + tid] : zin[eoff<kO32>(t, p.z_k)]));
+    if (act) y[eoff<kO32>(t, p.y_k)] = SV<TI>::from_f(out);
   }
   __syncthreads();  // every read of the unit's ring rows and meta row is done
 
   // ---- 5. write-back -----------------------------------------------------------------------------------------
-  TI* rxw = static_cast<TI*>(p.ring_x);
-  TI* rBw = static_cast<TI*>(p.ring_B);
+  TI* rxw = const_cast<TI*>(rx);  // the unit's ring rows (this thread's ring_x column)
+  TI* rBw = const_cast<TI*>(rB);
   if (!ct.fold && !ct.prefix) {
     // Compact the path's nodes to ring [c, c1): destination c + i <= source qpos(c + i), in increasing i, so no
     // source is overwritten before it is read; every thread moves its own ring_x / ring_dt column, threads
@@ -263,29 +264,29 @@ __global__ void __launch_bounds__(256) verify_m1_kernel(const VerifyStepParams p
       const int pos = ct.qpos(c + i);
       if (pos == c + i) continue;
       if (act) {
-        rxw[rx0 + (int64_t)(c + i) * p.rx_r] = rxw[rx0 + (int64_t)pos * p.rx_r];
-        p.ring_dt[rd0 + (int64_t)(c + i) * p.rdt_r] = p.ring_dt[rd0 + (int64_t)pos * p.rdt_r];
+        rxw[eoff<kO32>(c + i, p.rx_r)] = rxw[eoff<kO32>(pos, p.rx_r)];
+        rdt[eoff<kO32>(c + i, p.rdt_r)] = rdt[eoff<kO32>(pos, p.rdt_r)];
       }
-      if (tid < N) rBw[rb0 + (int64_t)(c + i) * p.rB_r + tid] = rBw[rb0 + (int64_t)pos * p.rB_r + tid];
+      if (tid < N) rBw[eoff<kO32>(c + i, p.rB_r, tid, 1)] = rBw[eoff<kO32>(pos, p.rB_r, tid, 1)];
     }
   }
   for (int t = 0; t < k; ++t) {  // the new tokens at ring [base, base + k) (positions < R)
     if (ct.base + t >= R) break;
     if (act) {
-      rxw[rx0 + (int64_t)(ct.base + t) * p.rx_r] = x_raw(t);
-      p.ring_dt[rd0 + (int64_t)(ct.base + t) * p.rdt_r] = dt_at(t);
+      rxw[eoff<kO32>(ct.base + t, p.rx_r)] = x_raw(t);
+      rdt[eoff<kO32>(ct.base + t, p.rdt_r)] = dt_at(t);
     }
-    if (tid < N) rBw[rb0 + (int64_t)(ct.base + t) * p.rB_r + tid] = B_row(t)[tid];
+    if (tid < N) rBw[eoff<kO32>(ct.base + t, p.rB_r, tid, 1)] = B_row(t)[tid];
   }
   if (tid == 0) {
-    int32_t* mw = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+    int32_t* mw = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
     mw[0] = ct.base;
     mw[p.meta_i] = k;
   }
   if (tid < k && tid < p.Kmax) {
     unsigned mk = 1u << tid;
     for (int q = parent_of(tid); q >= 0; q = parent_of(q)) mk |= 1u << q;
-    p.meta[(int64_t)s * p.meta_s + (int64_t)u * p.meta_h + (2 + tid) * p.meta_i] = static_cast<int>(mk);
+    p.meta[eoff<kO32>(s, p.meta_s, u, p.meta_h, 2 + tid, p.meta_i)] = static_cast<int>(mk);
   }
 }
 

@@ -93,19 +93,20 @@ struct M2Scalars {
   float dtv, Au, dtb;
 };
 
-template <typename TI>
+// kO32 (here and in the helpers below): offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds).
+template <typename TI, bool kO32 = false>
 __device__ __forceinline__ M2Scalars m2_load_scalars(const VerifyStepParams& p, int b, int u, int s, int tid, int k,
                                                      int nm) {
   M2Scalars v;
-  const int32_t* meta_row = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  v.mv = tid < nm ? meta_row[tid * p.meta_i] : 0;
-  v.accv = p.accepted[b * p.accepted_stride];
+  const int32_t* meta_row = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
+  v.mv = tid < nm ? meta_row[eoff<kO32>(tid, p.meta_i)] : 0;
+  v.accv = p.accepted[eoff<kO32>(b, p.accepted_stride)];
   v.par = -1;
-  if (tid < k) v.par = p.parents != nullptr ? p.parents[b * p.par_b + tid * p.par_k] : tid - 1;
+  if (tid < k) v.par = p.parents != nullptr ? p.parents[eoff<kO32>(b, p.par_b, tid, p.par_k)] : tid - 1;
   v.dtv = 0.f;
-  if (tid < k) v.dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[(int64_t)b * p.dt_b + tid * p.dt_k + u * p.dt_h]);
-  v.Au = p.A[u * p.A_h];
-  v.dtb = p.dt_bias != nullptr ? p.dt_bias[u * p.dtb_h] : 0.f;
+  if (tid < k) v.dtv = SV<TI>::to_f(static_cast<const TI*>(p.dt)[eoff<kO32>(b, p.dt_b, tid, p.dt_k, u, p.dt_h)]);
+  v.Au = p.A[eoff<kO32>(u, p.A_h)];
+  v.dtb = p.dt_bias != nullptr ? p.dt_bias[eoff<kO32>(u, p.dtb_h)] : 0.f;
   return v;
 }
 
@@ -167,7 +168,7 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
 // Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:
 // the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt of committed
 // token tid (0 past c1), for dtq.
-template <typename TI>
+template <typename TI, bool kO32 = false>
 __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
                                                int64_t rx0, int64_t rb0, int64_t s, int64_t u, int PC, int NC,
                                                int tid, int nthreads) {
@@ -176,14 +177,15 @@ __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const 
   for (int i = tid; i < n_ring; i += nthreads) {
     const TI* src;
     if (i < nrx) {
-      src = static_cast<const TI*>(p.ring_x) + rx0 + ct.qpos(i >> lPC) * p.rx_r + (i & (PC - 1)) * VI;
+      src = static_cast<const TI*>(p.ring_x) + rx0 + eoff<kO32>(ct.qpos(i >> lPC), p.rx_r, (i & (PC - 1)) * VI, 1);
     } else {
       const int j = i - nrx;
-      src = static_cast<const TI*>(p.ring_B) + rb0 + ct.qpos(j >> lNC) * p.rB_r + (j & (NC - 1)) * VI;
+      src = static_cast<const TI*>(p.ring_B) + rb0 + eoff<kO32>(ct.qpos(j >> lNC), p.rB_r, (j & (NC - 1)) * VI, 1);
     }
     cp_async16(raw_ring + i, src);
   }
-  return tid < ct.c1 ? p.ring_dt[s * p.rdt_s + (int64_t)ct.qpos(tid) * p.rdt_r + u * p.rdt_h] : 0.f;
+  if (tid >= ct.c1) return 0.f;
+  return p.ring_dt[eoff<kO32>(static_cast<int>(s), p.rdt_s, ct.qpos(tid), p.rdt_r, static_cast<int>(u), p.rdt_h)];
 }
 
 // Ancestor-or-self mask of draft node t from its parents (spar: parent before the node, else -1).
@@ -223,7 +225,7 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
 // term + D x_t (fp32, (k, P) at yx) and scale_t = rho_t eSQ (at scale), so that y_t = silu(z_t) (scale_t S_t + yx_t)
 // (z is applied by the stream kernel; raw_in holds x, B, C only, x read raw); the ring writes are skipped when the
 // unit folds (the stream kernel's fold reads the committed ring rows first, then writes the new tokens).
-template <typename TI, bool kPrep = false>
+template <typename TI, bool kPrep = false, bool kO32 = false>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
                                            int64_t s, int64_t u, int tid, int nthreads, float* yx = nullptr,
@@ -237,7 +239,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     else lds_vec<VI>(sm.xs + sn * P + pc * VI, xv);
   };
   const float eSQ = sm.scal[0];
-  const int64_t rxw = rx0 + (int64_t)ct.base * p.rx_r, rbw = rb0 + (int64_t)ct.base * p.rB_r;
+  const int64_t rxw = rx0 + eoff<kO32>(ct.base, p.rx_r), rbw = rb0 + eoff<kO32>(ct.base, p.rB_r);
   for (int i = tid; i < k * PC; i += nthreads) {
     const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
     float hc[VI], ws[VI], xv[VI];
@@ -279,7 +281,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
       sts_vec<VI>(yx + t * P + p0, out);  // global memory (16-byte aligned: the layout rounds to 4 words)
       if (pc == 0) scale[t] = rho * eSQ;
       if (!ct.fold && ct.base + t < R)
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(t, p.rx_r, p0, 1)) = sm.raw_in[i];
       continue;
     }
     if (p.z != nullptr) {
@@ -288,22 +290,25 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
 #pragma unroll
       for (int v = 0; v < VI; ++v) out[v] *= silu_f(zv[v]);
     }
-    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
-    if (ct.base + t < R) *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + t * p.rx_r + p0) = sm.raw_in[i];
+    *reinterpret_cast<uint4*>(y + eoff<kO32>(t, p.y_k, p0, 1)) = SV<TI>::pack(out);
+    if (ct.base + t < R)
+      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(t, p.rx_r, p0, 1)) = sm.raw_in[i];
   }
   if (kPrep && ct.fold) return;
   for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
     const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
     if (ct.base + t < R)
-      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + t * p.rB_r + n0) = sm.raw_in[nxc + nzc + i];
+      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + eoff<kO32>(t, p.rB_r, n0, 1)) =
+          sm.raw_in[nxc + nzc + i];
   }
   if (tid < k && ct.base + tid < R)
-    p.ring_dt[s * p.rdt_s + (int64_t)(ct.base + tid) * p.rdt_r + u * p.rdt_h] = sm.dts[tid];
+    p.ring_dt[eoff<kO32>(static_cast<int>(s), p.rdt_s, ct.base + tid, p.rdt_r, static_cast<int>(u), p.rdt_h)] =
+        sm.dts[tid];
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the
 // meta row = [base, k, masks].
-template <typename TI>
+template <typename TI, bool kO32 = false>
 __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k, int P,
                                           int N, int64_t rx0, int64_t rb0, int64_t s, int64_t u, int tid,
                                           int nthreads) {
@@ -317,22 +322,23 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
       const int e = ct.c + (isx ? (jj >> lPC) : (jj >> lNC));
       if (ct.qpos(e) == e) continue;
       if (isx) {
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rx0 + (int64_t)e * p.rx_r + (jj & (PC - 1)) * VI) =
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rx0 + eoff<kO32>(e, p.rx_r, (jj & (PC - 1)) * VI, 1)) =
             sm.raw_ring[e * PC + (jj & (PC - 1))];
       } else {
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + (int64_t)e * p.rB_r + (jj & (NC - 1)) * VI) =
+        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + eoff<kO32>(e, p.rB_r, (jj & (NC - 1)) * VI, 1)) =
             sm.raw_ring[nrx + e * NC + (jj & (NC - 1))];
       }
     }
     if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
-      p.ring_dt[s * p.rdt_s + (int64_t)(ct.c + tid) * p.rdt_r + u * p.rdt_h] = sm.dtq[ct.c + tid];
+      p.ring_dt[eoff<kO32>(static_cast<int>(s), p.rdt_s, ct.c + tid, p.rdt_r, static_cast<int>(u), p.rdt_h)] =
+          sm.dtq[ct.c + tid];
   }
-  int32_t* mrow = p.meta + s * p.meta_s + u * p.meta_h;
+  int32_t* mrow = p.meta + eoff<kO32>(static_cast<int>(s), p.meta_s, static_cast<int>(u), p.meta_h);
   if (tid == 0) {
     mrow[0] = ct.base;
     mrow[p.meta_i] = k;
   }
-  if (tid < k && tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = sm.smask[tid];
+  if (tid < k && tid < p.Kmax) mrow[eoff<kO32>(2 + tid, p.meta_i)] = sm.smask[tid];
 }
 
 }  // namespace verify_kernels

@@ -68,7 +68,8 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   return l;
 }
 
-template <typename TI, int N>
+// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
+template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
@@ -77,7 +78,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
-  const int s = p.slots[b * p.slots_stride];
+  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
   const int PC = P / VI, lPC = ilog2(PC);
@@ -90,26 +91,27 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   // new x, B, C (raw, in that order; x is read raw by the outputs)
   const int nxc = k * PC, nbc = k * NC;
   {
-    const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
-    for (int i = tid; i < nxc; i += NT) cp_async16(raw_in + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
-    const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
-    const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+    const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
+    for (int i = tid; i < nxc; i += NT)
+      cp_async16(raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
+    const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
+    const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
     for (int i = tid; i < nbc; i += NT) {
-      cp_async16(raw_in + nxc + i, Bb + (i / NC) * p.B_k + (i % NC) * VI);
-      cp_async16(raw_in + nxc + nbc + i, Cb + (i / NC) * p.C_k + (i % NC) * VI);
+      cp_async16(raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
+      cp_async16(raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
     }
   }
   cp_async_commit();
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
-  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
+  const M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
+  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, i, p.D_p)] : 0.f;
   cp_async_wait<0>();
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   __syncthreads();
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+  const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
+  const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
   cp_async_wait<0>();
@@ -122,7 +124,8 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
 
   const M2SplitWs W = m2split_ws(k, R, P);
   float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
-  m2_outputs<TI, true>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx, wsu + W.scale);
+  m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
+                             wsu + W.scale);
   if (tid == 0) {
     int* wi = reinterpret_cast<int*>(wsu);
     wi[0] = ct.fold ? 1 : 0;
@@ -138,7 +141,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
     }
     if (tid < ct.c1) wsu[W.wq + tid] = wq[tid];
   } else {
-    m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
+    m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
   }
 }
 

@@ -195,11 +195,17 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-inline void (*prep_kernel(DType in, int64_t N))(VerifyStepParams) {
+template <bool kO32>
+inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
   if (in == DType::kBFloat16)
-    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64> : verify_m2prep_kernel<__nv_bfloat16, 128>;
-  if (in == DType::kFloat16) return N == 64 ? verify_m2prep_kernel<__half, 64> : verify_m2prep_kernel<__half, 128>;
-  return N == 64 ? verify_m2prep_kernel<float, 64> : verify_m2prep_kernel<float, 128>;
+    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32> : verify_m2prep_kernel<__nv_bfloat16, 128, kO32>;
+  if (in == DType::kFloat16)
+    return N == 64 ? verify_m2prep_kernel<__half, 64, kO32> : verify_m2prep_kernel<__half, 128, kO32>;
+  return N == 64 ? verify_m2prep_kernel<float, 64, kO32> : verify_m2prep_kernel<float, 128, kO32>;
+}
+// o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic).
+inline void (*prep_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
+  return o32 ? prep_kernel_o<true>(in, N) : prep_kernel_o<false>(in, N);
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
@@ -207,11 +213,18 @@ inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, b
   const SsmLaunch c = ssm_launch_config<T>(p, clusters, decode_auto, smem_optin);
   return c.err == nullptr && c.split ? m2split_ws(p.k, p.R, p.P).words : 0;
 }
+template <typename T, bool kO32>
+inline void (*m1_kernel_o(DType in, int64_t N))(VerifyStepParams) {
+  if (in == DType::kBFloat16)
+    return N == 8 ? verify_m1_kernel<T, __nv_bfloat16, 8, kO32> : verify_m1_kernel<T, __nv_bfloat16, 16, kO32>;
+  if (in == DType::kFloat16)
+    return N == 8 ? verify_m1_kernel<T, __half, 8, kO32> : verify_m1_kernel<T, __half, 16, kO32>;
+  return N == 8 ? verify_m1_kernel<T, float, 8, kO32> : verify_m1_kernel<T, float, 16, kO32>;
+}
+// o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic).
 template <typename T>
-inline void (*m1_kernel(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16) return N == 8 ? verify_m1_kernel<T, __nv_bfloat16, 8> : verify_m1_kernel<T, __nv_bfloat16, 16>;
-  if (in == DType::kFloat16) return N == 8 ? verify_m1_kernel<T, __half, 8> : verify_m1_kernel<T, __half, 16>;
-  return N == 8 ? verify_m1_kernel<T, float, 8> : verify_m1_kernel<T, float, 16>;
+inline void (*m1_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
+  return o32 ? m1_kernel_o<T, true>(in, N) : m1_kernel_o<T, false>(in, N);
 }
 // verify_m1dec_kernel (fp32 state only: instantiated in the fp32 launcher alone).
 // o32: offsets_fit32(p) (the kernel's base offsets in 32-bit arithmetic).
@@ -362,7 +375,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
   cp.cluster = 1;
-  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N), p)) return err;
+  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, offsets_fit32(p)), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
   if (const char* e = allow_smem(skern, c.smem)) return e;
   cudaLaunchConfig_t cfg = {};
@@ -391,7 +404,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
-  if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N);
+  if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   if (c.m1dec) {  // compact parameters (M1DecParams)
     void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));

@@ -85,17 +85,18 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
     counter = &n_tc;
   }
+  // an int64-offset instantiation of a kernel that has both (m1dec, the last-arrival m2dec, the Mamba-1 lean kernel,
+  // the split pair's prep kernel)
+  if ((c.m1dec || c.m1lean || c.split || (c.dec && p.k < 2 && c.dec_last)) && !offsets_fit32(p)) ++n_wide;
   if (c.split) {  // the prep kernel, then the stream kernel (in order: griddepcontrol is a no-op here)
     if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words) return "emu: split without p.work";
     SsmLaunch cp = c;
     cp.threads = kSplitPrepThreads;
     cp.smem = c.prep_smem;
     std::atomic<long> unused{0};
-    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N), p)) return err;
+    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, offsets_fit32(p)), p)) return err;
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
   }
-  // a one-token decode kernel's int64-offset instantiation (the last-arrival ones and m1dec have both)
-  if ((c.m1dec || (c.dec && p.k < 2 && c.dec_last)) && !offsets_fit32(p)) ++n_wide;
   if (c.m1dec)  // compact parameters (M1DecParams)
     return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, offsets_fit32(p)), m1dec_params(p));
   if (c.dec && p.k >= 2)  // the short-draft decode kernel (M2DecKParams)
@@ -104,7 +105,7 @@ const char* emu_ssm(const VerifyStepParams& p) {
     return emu_launch(c, c.dec_last ? &n_declast : &n_dec,
                       dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last, offsets_fit32(p)), m2dec_params(p, c.dec_lanes));
   if (c.m1lean) {
-    kern = m1_kernel<T>(p.in_dtype, p.N);
+    kern = m1_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));
     counter = &n_m1lean;
   }
   return emu_launch(c, counter, kern, ssm_kernel_params(c, p));
