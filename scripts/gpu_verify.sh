@@ -49,6 +49,9 @@ if [ "${VERIFY_PART:-}" = offsets ]; then
   step 40 $OUT/offsets.log prof_decode_anchor python3 scripts/profile_verify.py \
     --cases mamba1-1-1,mamba1-16-1,mamba1-64-1,mamba2-1-1,mamba2-4-1 --impls mamba_ssm_decode
   grep -h "wide\|us\b" $OUT/offsets.log >> $L
+  # OFFSETS_BENCH=1: then the bench's graph rows (ours, the naive rollback, mamba_ssm's decode) into $OUT
+  [ "${OFFSETS_BENCH:-0}" = 1 ] && step 200 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
+    "(bench_verify_ours and cuda and graph) or (naive and graph) or decode_mamba_ssm"
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

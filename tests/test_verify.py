@@ -325,8 +325,8 @@ def test_small_batch_decode_cuda(dec_last, wide, monkeypatch):
     9 to 12 tokens in between (the lean kernel, deferring the fold: committed ring tokens and pending nodes past the
     staged rows for the decode kernels' general replay), chain and tree drafts, padding rows, untouched slots; the
     profiler confirms that both decode kernels ran. last_arrival: the one-token kernel without a cluster (the
-    default), cluster: with one (MK_VERIFY_DEC_LAST=0; read at every launch); the last-arrival kernel with 32-bit
-    base offsets (offsets_fit32 holds here) or, wide, the int64 ones (MK_VERIFY_WIDE_OFFSETS=1)."""
+    default), cluster: with one (MK_VERIFY_DEC_LAST=0; read at every launch); the last-arrival kernel and the lean
+    kernel with 32-bit offsets (offsets_fit32 holds here) or, wide, the int64 ones (MK_VERIFY_WIDE_OFFSETS=1)."""
     dev = device_for("cuda")
     monkeypatch.setenv("MK_VERIFY_DEC_LAST", dec_last)
     monkeypatch.setenv("MK_VERIFY_WIDE_OFFSETS", wide)
@@ -343,6 +343,9 @@ def test_small_batch_decode_cuda(dec_last, wide, monkeypatch):
     dec = [_template_args(e.key) for e in prof.key_averages() if "verify_m2dec_kernel" in e.key]
     o32 = dec_last == "1" and wide == "0"  # template arguments <TI, N, LPR, kLast, kO32>
     assert dec and all(a[3:] == ["true" if dec_last == "1" else "false", "true" if o32 else "false"] for a in dec), dec
+    # the drafts of 9 to 12 tokens: the lean kernel (fp32 state: 32-bit offsets unless wide)
+    lean = [_template_args(e.key) for e in prof.key_averages() if "verify_m2_kernel<" in e.key]
+    assert lean and all(a[-1] == ("false" if wide == "1" else "true") for a in lean), lean
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -89,6 +89,11 @@ GROUPS = {
     # verify_m2_kernel<.., 128>: bf16 / f16 / f32 inputs; f32 and f16 state; chain and tree drafts; k up to 16;
     # ring folds; P = N = 128 with f32 state (two passes over the state tile, the second from shared memory)
     "lean128": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean"}, ["hot_m2", "lean_f16", "lean_f32_k16"], ["lean128"]),
+    # lean128 / lean256 with MK_VERIFY_WIDE_OFFSETS=1 (the int64-offset instantiations the fp32-state cases take)
+    "lean128wide": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "128", "MK_VERIFY_KERNEL": "lean",
+                     "MK_VERIFY_WIDE_OFFSETS": "1"}, ["hot_m2", "lean_f16"], ["lean128"]),
+    "lean256wide": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "256", "MK_VERIFY_KERNEL": "lean",
+                     "MK_VERIFY_WIDE_OFFSETS": "1"}, ["hot_m2_k8", "acc_m2"], ["lean256"]),
     # verify_m2_kernel<.., 256>: bf16 state, tree drafts (path compaction), k = 8, P = N = 128, G = 2, long rings;
     # P = 256 (two passes at 256 threads)
     "lean256": ({"STRESS_CONTIG": "1", "EMU_LEAN_NT": "256", "MK_VERIFY_KERNEL": "lean"}, ["lean_bf16st", "hot_m2_k8", "acc_m2", "lean_2pass"],
@@ -224,11 +229,15 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["decode"] == 0, f"{counts}\n{msg}"
     if group in ("decode4cluster", "decode8cluster"):  # and here the cluster kernel
         assert counts["declast"] == 0, f"{counts}\n{msg}"
-    if group.endswith("wide"):  # every launch of a kernel with both instantiations took the int64 offsets
-        both = counts["declast"] + counts["m1dec"] + counts["m1lean"] + counts["split"]
+    if group.startswith("lean") and group.endswith("wide"):  # the fp32-state lean launches took the int64 offsets
+        assert counts["wide"] > 0, f"{counts}\n{msg}"
+    elif group.endswith("wide"):  # every launch of a kernel with both instantiations took the int64 offsets
+        # (these groups' lean launches, drafts longer than the decode kernels take, all have fp32 states)
+        both = counts["declast"] + counts["m1dec"] + counts["m1lean"] + counts["split"] + counts["lean128"] + \
+            counts["lean256"]
         assert counts["wide"] == both > 0, f"{counts}\n{msg}"
-    elif group in ("decode4", "decode8", "m1fold", "m1lean", "split"):  # and with the 32-bit ones available, none did
-        assert counts["wide"] == 0, f"{counts}\n{msg}"
+    elif group in ("decode4", "decode8", "m1fold", "m1lean", "split", "lean128", "lean256"):
+        assert counts["wide"] == 0, f"{counts}\n{msg}"  # with the 32-bit ones available, no launch took int64
     # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
     if group in ("m1lean", "m1fold", "m1leanwide", "m1foldwide"):
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
@@ -238,9 +247,9 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
     if group in ("tc", "tc4", "split", "split8", "splitwide"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
-    if group == "lean128":  # every SSM launch of these contiguous power-of-two shapes is lean at 128 threads
+    if group in ("lean128", "lean128wide"):  # every SSM launch of these contiguous power-of-two shapes: lean, 128
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
-    if group == "lean256":
+    if group in ("lean256", "lean256wide"):
         assert counts["lean128"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
 
 

@@ -62,7 +62,8 @@ __host__ __device__ __forceinline__ M2Layout m2_layout(int64_t k, int64_t P, int
   return l;
 }
 
-template <typename T, typename TI, int NT>
+// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the launcher takes it for fp32 states).
+template <typename T, typename TI, int NT, bool kO32 = false>
 __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const VerifyStepParams p) {
   constexpr int V = M2Cfg<T>::V, SPL = M2Cfg<T>::SPL, RPT = kM2Rpt;
   constexpr int VI = SV<TI>::V;  // input elements per 16-byte chunk
@@ -71,15 +72,15 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
-  const int s = p.slots[b * p.slots_stride];
+  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   const int k = static_cast<int>(p.k), K1 = k > 0 ? k : 1;
   const int P = static_cast<int>(p.P), N = static_cast<int>(p.N), R = static_cast<int>(p.R);
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC);  // chunks per x / B row
-  TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
+  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h);
   if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched
     for (int i = tid; i < k * PC; i += NT) {
       const int t = i >> lPC, c = i & (PC - 1);
-      *reinterpret_cast<uint4*>(y + t * p.y_k + c * VI) = make_uint4(0u, 0u, 0u, 0u);
+      *reinterpret_cast<uint4*>(y + eoff<kO32>(t, p.y_k, c * VI, 1)) = make_uint4(0u, 0u, 0u, 0u);
     }
     return;
   }
@@ -96,7 +97,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   float* Cs = smf + lay.Cs;
 
   // ---- 1. state tile, control, new-token inputs ------------------------------------------------------------
-  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+  T* st = static_cast<T*>(p.state) + eoff<kO32>(s, p.st_s, u, p.st_h);
   // The RPT x SPL 16-byte segments this thread owns in pass ps (0: registers, 1: shared memory): f(rr, j, row,
   // seg, valid); slot (rr * nrg + rg) * NS + seg of hs holds pass 1's segment.
   auto tile_for = [&](int ps, auto&& f) {
@@ -113,7 +114,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   float h[RPT][SPL][V];
   tile_for(0, [&](int rr, int j, int row, int seg, bool ok) {
     if (ok) {
-      SV<T>::unpack(__ldcs(reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V)), h[rr][j]);
+      SV<T>::unpack(__ldcs(reinterpret_cast<const uint4*>(st + eoff<kO32>(row, p.st_p, seg * V, 1))), h[rr][j]);
     } else {
 #pragma unroll
       for (int v = 0; v < V; ++v) h[rr][j][v] = 0.f;
@@ -121,24 +122,28 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   });
   if (two) {
     tile_for(1, [&](int rr, int, int row, int seg, bool ok) {
-      if (ok) cp_async16(hs + (rr * nrg + rg) * NS + seg, st + row * p.st_p + seg * V);
+      if (ok) cp_async16(hs + (rr * nrg + rg) * NS + seg, st + eoff<kO32>(row, p.st_p, seg * V, 1));
     });
   }
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  const M2Scalars sc = m2_load_scalars<TI>(p, b, u, s, tid, k, nm);
+  const M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
   const float Au = sc.Au;
-  const float dval = (p.D != nullptr && tid < P) ? p.D[u * p.D_h + tid * p.D_p] : 0.f;
+  const float dval = (p.D != nullptr && tid < P) ? p.D[eoff<kO32>(u, p.D_h, tid, p.D_p)] : 0.f;
   // New-token chunks, tensor-major: x [0, k PC), z [.., + k PC) (if any), B [.., + k NC), C [.., + k NC).
   const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0, nbc = k * NC;
   const int n_in = nxc + nzc + 2 * nbc;
+  const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
+  const TI* zb = p.z != nullptr ? static_cast<const TI*>(p.z) + eoff<kO32>(b, p.z_b, u, p.z_h) : nullptr;
+  const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, g, p.B_g);
+  const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, g, p.C_g);
   auto in_src = [&](int i) -> const TI* {
-    if (i < nxc) return static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI;
+    if (i < nxc) return xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1);
     i -= nxc;
-    if (i < nzc) return static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h + (i >> lPC) * p.z_k + (i & (PC - 1)) * VI;
+    if (i < nzc) return zb + eoff<kO32>(i >> lPC, p.z_k, (i & (PC - 1)) * VI, 1);
     i -= nzc;
-    if (i < nbc) return static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)g * p.B_g + (i >> lNC) * p.B_k + (i & (NC - 1)) * VI;
+    if (i < nbc) return Bb + eoff<kO32>(i >> lNC, p.B_k, (i & (NC - 1)) * VI, 1);
     i -= nbc;
-    return static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)g * p.C_g + (i >> lNC) * p.C_k + (i & (NC - 1)) * VI;
+    return Cb + eoff<kO32>(i >> lNC, p.C_k, (i & (NC - 1)) * VI, 1);
   };
   for (int i = tid; i < n_in; i += NT) cp_async16(raw_in + i, in_src(i));
   cp_async_wait_all();
@@ -149,15 +154,15 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
     sts_vec<VI>(i < nxc ? xs + i * VI : Cs + (i - nxc - nzc - nbc) * VI, o);
   }
   if (tid < P) Ds[tid] = dval;
-  for (int i = tid + NT; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[u * p.D_h + i * p.D_p] : 0.f;
+  for (int i = tid + NT; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, i, p.D_p)] : 0.f;
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   __syncthreads();  // 1
 
   // ---- 2. control words; ring in flight during the state dots ---------------------------------------------
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int c1 = ct.c1, nrx = c1 * PC;
-  const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  const float dq = m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+  const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
+  const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   m2_masks(spar, smask, tid, k);
   // State dots S_t[row] = h0[row] . C_t, one token at a time (bounded registers), both passes, reduced over a
   // row's L lanes.
@@ -254,7 +259,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   __syncthreads();  // 3
 
   // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
-  m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
+  m2_outputs<TI, false, kO32>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
   if (ct.fold) {  // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back in the state dtype
     // Pass 0 re-reads h0 (mostly from L2) rather than keeping it live since step 1 (a fold is one call in
@@ -264,7 +269,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
       const int r0 = ps * rows0;
       tile_for(ps, [&](int rr, int j, int row, int seg, bool ok) {
         if (ok) {
-          const uint4 raw = ps == 0 ? *reinterpret_cast<const uint4*>(st + row * p.st_p + seg * V)
+          const uint4 raw = ps == 0 ? *reinterpret_cast<const uint4*>(st + eoff<kO32>(row, p.st_p, seg * V, 1))
                                     : hs[(rr * nrg + rg) * NS + seg];
           SV<T>::unpack(raw, h[rr][j]);
         } else {
@@ -298,11 +303,11 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
         }
       }
       tile_for(ps, [&](int rr, int j, int row, int seg, bool ok) {
-        if (ok) __stcs(reinterpret_cast<uint4*>(st + row * p.st_p + seg * V), SV<T>::pack(h[rr][j]));
+        if (ok) __stcs(reinterpret_cast<uint4*>(st + eoff<kO32>(row, p.st_p, seg * V, 1)), SV<T>::pack(h[rr][j]));
       });
     }
   }
-  m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
+  m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 
 // Whether the lean kernel serves these parameters (else the general verify_ssm_kernel): m2_io_fits; P, N powers

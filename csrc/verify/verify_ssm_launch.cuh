@@ -288,14 +288,22 @@ inline void (*deck_kernel(DType in, int64_t N, int lanes))(M2DecKParams) {
 }
 
 #if defined(__CUDACC__)
-template <typename T, int NT>
+template <typename T, int NT, bool kO32>
 inline void (*lean_kernel_nt(DType in))(VerifyStepParams) {
-  return in == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16, NT>
-         : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT> : verify_m2_kernel<T, float, NT>);
+  return in == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16, NT, kO32>
+         : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT, kO32> : verify_m2_kernel<T, float, NT, kO32>);
 }
+// o32: offsets_fit32(p); taken for fp32 states only (the 32-bit instantiations of the other states are not built).
 template <typename T>
-inline void (*lean_kernel(DType in, int threads))(VerifyStepParams) {
-  return threads == kM2ThreadsSmall ? lean_kernel_nt<T, kM2ThreadsSmall>(in) : lean_kernel_nt<T, kM2ThreadsBig>(in);
+inline void (*lean_kernel(DType in, int threads, bool o32))(VerifyStepParams) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (o32) {
+      return threads == kM2ThreadsSmall ? lean_kernel_nt<T, kM2ThreadsSmall, true>(in)
+                                        : lean_kernel_nt<T, kM2ThreadsBig, true>(in);
+    }
+  }
+  return threads == kM2ThreadsSmall ? lean_kernel_nt<T, kM2ThreadsSmall, false>(in)
+                                    : lean_kernel_nt<T, kM2ThreadsBig, false>(in);
 }
 
 // Whether the current device runs thread-block clusters (compute capability 9+), asked once per device.
@@ -402,7 +410,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
-  if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads);
+  if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads, offsets_fit32(p));
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
   if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";

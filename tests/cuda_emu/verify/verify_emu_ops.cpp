@@ -41,7 +41,12 @@ size_t emu_smem_optin() {
 }
 
 template <typename T, int NT>
-void (*lean_for(DType in))(VerifyStepParams) {
+void (*lean_for(DType in, bool o32))(VerifyStepParams) {  // o32 for fp32 states only, as the launcher
+  if constexpr (std::is_same<T, float>::value) {
+    if (o32)
+      return in == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16, NT, true>
+             : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT, true> : verify_m2_kernel<T, float, NT, true>);
+  }
   return in == DType::kBFloat16 ? verify_m2_kernel<T, __nv_bfloat16, NT>
          : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT> : verify_m2_kernel<T, float, NT>);
 }
@@ -74,11 +79,11 @@ const char* emu_ssm(const VerifyStepParams& p) {
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   std::atomic<long>* counter = c.fused ? &n_fused : (c.m1 ? &n_general_m1 : &n_general_m2);
   if (c.lean && c.threads == 128) {
-    kern = lean_for<T, 128>(p.in_dtype);
+    kern = lean_for<T, 128>(p.in_dtype, offsets_fit32(p));
     counter = &n_lean128;
   } else if (c.lean) {
     if (c.threads != 256) return "emu: unexpected lean block size";
-    kern = lean_for<T, 256>(p.in_dtype);
+    kern = lean_for<T, 256>(p.in_dtype, offsets_fit32(p));
     counter = &n_lean256;
   }
   if (c.tc) {
@@ -86,8 +91,10 @@ const char* emu_ssm(const VerifyStepParams& p) {
     counter = &n_tc;
   }
   // an int64-offset instantiation of a kernel that has both (m1dec, the last-arrival m2dec, the Mamba-1 lean kernel,
-  // the split pair's prep kernel)
-  if ((c.m1dec || c.m1lean || c.split || (c.dec && p.k < 2 && c.dec_last)) && !offsets_fit32(p)) ++n_wide;
+  // the split pair's prep kernel, the Mamba-2 lean kernel with an fp32 state)
+  const bool has_o32 = c.m1dec || c.m1lean || c.split || (c.dec && p.k < 2 && c.dec_last) ||
+                       (c.lean && std::is_same<T, float>::value);
+  if (has_o32 && !offsets_fit32(p)) ++n_wide;
   if (c.split) {  // the prep kernel, then the stream kernel (in order: griddepcontrol is a no-op here)
     if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words) return "emu: split without p.work";
     SsmLaunch cp = c;
