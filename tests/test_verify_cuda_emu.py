@@ -261,13 +261,15 @@ def test_offsets_fit32_bounds(emu_lib):
 
     lib = ctypes.CDLL(str(emu_lib))
     fn = lib.emu_offsets_fit32
-    fn.argtypes, fn.restype = [ctypes.c_longlong, ctypes.c_longlong], ctypes.c_int
+    fn.argtypes, fn.restype = [ctypes.c_longlong, ctypes.c_longlong, ctypes.c_longlong], ctypes.c_int
     slot = 4 * 8 * 16  # H P N of the probe's layer
-    assert fn(3, slot) == 1
-    assert fn(3, (1 << 29) - slot) == 1  # 2 (2^29 - 512) + 511 < 2^30
-    assert fn(3, 1 << 29) == 0  # 2^30 + 511
-    assert fn(1 << 14, 1 << 16) == 1  # (2^14 - 1) 2^16 + 511
-    assert fn(1 << 14 | 1, 1 << 16) == 0
-    assert fn(2, -(1 << 30)) == 0  # magnitudes count
-    assert fn(1, 1 << 40) == 1  # one slot: its stride is never multiplied
+    assert fn(3, slot, 1) == 1
+    assert fn(3, (1 << 29) - slot, 1) == 1  # 2 (2^29 - 512) + 511 < 2^30
+    assert fn(3, 1 << 29, 1) == 0  # 2^30 + 511
+    assert fn(1 << 14, 1 << 16, 1) == 1  # (2^14 - 1) 2^16 + 511
+    assert fn(1 << 14 | 1, 1 << 16, 1) == 0
+    assert fn(2, -(1 << 30), 1) == 0  # magnitudes count
+    assert fn(1, 1 << 40, 1) == 1  # one slot: its stride is never multiplied
+    assert fn(3, slot, 1 << 28) == 1  # parents (batch 2, Kmax 4): 4 + 3 2^28 < 2^30
+    assert fn(3, slot, 1 << 29) == 0  # every tensor the kernels address counts, the parents too
 

@@ -105,7 +105,7 @@ inline bool offsets_fit32(const VerifyStepParams& p) {
          fits({Bt, p.x_b, K, p.x_k, H, p.x_h, P, 1}) && fits({Bt, p.z_b, K, p.z_k, H, p.z_h, P, 1}) &&
          fits({Bt, p.dt_b, K, p.dt_k, H, p.dt_h, P, p.dt_p}) && fits({Bt, p.B_b, K, p.B_k, p.G, p.B_g, N, 1}) &&
          fits({Bt, p.C_b, K, p.C_k, p.G, p.C_g, N, 1}) && fits({H, p.A_h, P, p.A_p, N, p.A_n}) &&
-         fits({H, p.D_h, P, p.D_p}) && fits({H, p.dtb_h, P, p.dtb_p});
+         fits({H, p.D_h, P, p.D_p}) && fits({H, p.dtb_h, P, p.dtb_p}) && fits({Bt, p.par_b, K, p.par_k});
 }
 
 // PP: VerifyStepParams, or a kernel's compact parameter struct with dt_softplus, dt_min, dt_max.

@@ -150,12 +150,14 @@ const char* conv_verify_step_cuda(const ConvVerifyParams& p, void*) {
 #define MK_VERIFY_EMULATION
 #include "verify/verify_bind_cuda.cpp"
 
-// offsets_fit32 on a small layer (batch 2, H 4, P 8, N 16, S 3, ring 8, contiguous) whose state pool has slot stride
-// st_s and S slots: the host check behind the decode kernels' 32-bit offsets (tests/test_verify_cuda_emu.py).
-extern "C" int emu_offsets_fit32(long long S, long long st_s) {
+// offsets_fit32 on a small layer (batch 2, H 4, P 8, N 16, ring 8, Kmax 4, contiguous) whose state pool has S slots at
+// slot stride st_s and whose parents have token stride par_k: the host check behind the kernels' 32-bit offsets
+// (tests/test_verify_cuda_emu.py).
+extern "C" int emu_offsets_fit32(long long S, long long st_s, long long par_k) {
   mamba_kernels::VerifyStepParams p;
   p.batch = 2; p.k = 1; p.Kmax = 4; p.H = 4; p.P = 8; p.N = 16; p.S = S; p.R = 8; p.G = 1;
   p.st_s = st_s; p.st_h = 8 * 16; p.st_p = 16;
+  p.par_b = 4; p.par_k = par_k;
   p.meta_s = 4 * 8; p.meta_h = 8; p.meta_i = 1;
   p.x_b = 4 * 8; p.x_h = 8; p.y_b = 4 * 8; p.y_h = 8; p.B_b = 16; p.C_b = 16;
   return mamba_kernels::verify_kernels::offsets_fit32(p) ? 1 : 0;
