@@ -255,7 +255,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
 
 def test_offsets_fit32_bounds(emu_lib):
     """The host check behind the one-token decode kernels' 32-bit offsets (offsets_fit32 in
-    csrc/verify/verify_common_kernel.cuh): every offset any kernel forms must stay under 2^30, so a state pool of S
+    csrc/verify/verify_offsets.cuh): every offset any kernel forms must stay under 2^30, so a state pool of S
     slots at slot stride st_s takes the 32-bit kernels only while (S - 1) st_s + the rest of a slot is below it."""
     import ctypes
 
