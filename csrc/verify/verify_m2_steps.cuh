@@ -170,7 +170,7 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
 // token tid (0 past c1), for dtq.
 template <typename TI, bool kO32 = false>
 __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
-                                               int64_t rx0, int64_t rb0, int64_t s, int64_t u, int PC, int NC,
+                                               int64_t rx0, int64_t rb0, int s, int u, int PC, int NC,
                                                int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
@@ -185,7 +185,7 @@ __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const 
     cp_async16(raw_ring + i, src);
   }
   if (tid >= ct.c1) return 0.f;
-  return p.ring_dt[eoff<kO32>(static_cast<int>(s), p.rdt_s, ct.qpos(tid), p.rdt_r, static_cast<int>(u), p.rdt_h)];
+  return p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.qpos(tid), p.rdt_r, u, p.rdt_h)];
 }
 
 // Ancestor-or-self mask of draft node t from its parents (spar: parent before the node, else -1).
@@ -228,7 +228,7 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
 template <typename TI, bool kPrep = false, bool kO32 = false>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
-                                           int64_t s, int64_t u, int tid, int nthreads, float* yx = nullptr,
+                                           int s, int u, int tid, int nthreads, float* yx = nullptr,
                                            float* scale = nullptr) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
@@ -302,15 +302,14 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
           sm.raw_in[nxc + nzc + i];
   }
   if (tid < k && ct.base + tid < R)
-    p.ring_dt[eoff<kO32>(static_cast<int>(s), p.rdt_s, ct.base + tid, p.rdt_r, static_cast<int>(u), p.rdt_h)] =
-        sm.dts[tid];
+    p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.base + tid, p.rdt_r, u, p.rdt_h)] = sm.dts[tid];
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the
 // meta row = [base, k, masks].
 template <typename TI, bool kO32 = false>
 __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k, int P,
-                                          int N, int64_t rx0, int64_t rb0, int64_t s, int64_t u, int tid,
+                                          int N, int64_t rx0, int64_t rb0, int s, int u, int tid,
                                           int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC;
@@ -330,10 +329,9 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
       }
     }
     if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
-      p.ring_dt[eoff<kO32>(static_cast<int>(s), p.rdt_s, ct.c + tid, p.rdt_r, static_cast<int>(u), p.rdt_h)] =
-          sm.dtq[ct.c + tid];
+      p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.c + tid, p.rdt_r, u, p.rdt_h)] = sm.dtq[ct.c + tid];
   }
-  int32_t* mrow = p.meta + eoff<kO32>(static_cast<int>(s), p.meta_s, static_cast<int>(u), p.meta_h);
+  int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   if (tid == 0) {
     mrow[0] = ct.base;
     mrow[p.meta_i] = k;

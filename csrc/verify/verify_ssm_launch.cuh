@@ -40,6 +40,8 @@ struct SsmLaunch {
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   bool dec_last = false;  // dec, k = 1: verify_m2dec_kernel<.., true> (MK_VERIFY_DEC_LAST=0: not), cluster 1
   int dec_lanes = 4;  // dec: lanes a state row
+  bool has_o32 = false;  // the chosen kernel has a 32-bit-offset instantiation (eoff: verify_offsets.cuh)
+  bool o32 = false;      // has_o32 and offsets_fit32(p): launched with 32-bit offsets
   int64_t grid = 0;
   int threads = 0;
   size_t smem = 0;
@@ -166,6 +168,11 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.smem = smem;
   }
   if (!c.split) c.prep_smem = 0;  // (m2split_fits may have set it for a split pair not taken)
+  // the kernels with 32-bit-offset instantiations: m1dec, m1lean, the split pair's prep kernel, the last-arrival
+  // one-token kernel at 4 / 8 lanes, the lean kernel with an fp32 state
+  c.has_o32 = c.m1dec || c.m1lean || c.split || (c.dec_last && c.dec_lanes != 16) ||
+              (c.lean && std::is_same<T, float>::value);
+  c.o32 = c.has_o32 && offsets_fit32(p);
   if (c.smem > smem_optin)  // the general / fused kernel: no smaller kernel left
     c.err = "verify_step_cuda: this call needs more shared memory a block than the GPU allows (the general kernel's "
             "tiles grow with k, max_draft, ring_len, headdim and d_state: reduce max_draft or ring_len)";
@@ -383,7 +390,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
   cp.cluster = 1;
-  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, offsets_fit32(p)), p)) return err;
+  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
   if (const char* e = allow_smem(skern, c.smem)) return e;
   cudaLaunchConfig_t cfg = {};
@@ -410,12 +417,12 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
-  if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads, offsets_fit32(p));
+  if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads, c.o32);
   if (c.tc) kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
-  if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));
+  if (c.m1lean) kern = m1_kernel<T>(p.in_dtype, p.N, c.o32);
   if (kern == nullptr) return "verify_step_cuda: no kernel for these parameters";
   if (c.m1dec) {  // compact parameters (M1DecParams)
-    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));
+    void (*mkern)(M1DecParams) = m1dec_kernel<T>(p.in_dtype, p.N, c.o32);
     if (mkern == nullptr) return "verify_step_cuda: no Mamba-1 decode kernel for these parameters";
     return launch_one(c, stream, mkern, m1dec_params(p));
   }
@@ -425,7 +432,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     return launch_one(c, stream, kkern, m2deck_params(p, c.dec_lanes));
   }
   if (c.dec) {  // the decode kernel takes its compact parameters (M2DecParams)
-    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last, offsets_fit32(p));
+    void (*dkern)(M2DecParams) = dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last, c.o32);
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
     return launch_one(c, stream, dkern, m2dec_params(p, c.dec_lanes));
   }

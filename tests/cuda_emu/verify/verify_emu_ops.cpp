@@ -79,40 +79,36 @@ const char* emu_ssm(const VerifyStepParams& p) {
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   std::atomic<long>* counter = c.fused ? &n_fused : (c.m1 ? &n_general_m1 : &n_general_m2);
   if (c.lean && c.threads == 128) {
-    kern = lean_for<T, 128>(p.in_dtype, offsets_fit32(p));
+    kern = lean_for<T, 128>(p.in_dtype, c.o32);
     counter = &n_lean128;
   } else if (c.lean) {
     if (c.threads != 256) return "emu: unexpected lean block size";
-    kern = lean_for<T, 256>(p.in_dtype, offsets_fit32(p));
+    kern = lean_for<T, 256>(p.in_dtype, c.o32);
     counter = &n_lean256;
   }
   if (c.tc) {
     kern = tc_kernel<T>(p.in_dtype, p.N, c.threads);
     counter = &n_tc;
   }
-  // an int64-offset instantiation of a kernel that has both (m1dec, the last-arrival m2dec, the Mamba-1 lean kernel,
-  // the split pair's prep kernel, the Mamba-2 lean kernel with an fp32 state)
-  const bool has_o32 = c.m1dec || c.m1lean || c.split || (c.dec && p.k < 2 && c.dec_last) ||
-                       (c.lean && std::is_same<T, float>::value);
-  if (has_o32 && !offsets_fit32(p)) ++n_wide;
+  if (c.has_o32 && !c.o32) ++n_wide;  // a kernel with both instantiations, run with int64 offsets
   if (c.split) {  // the prep kernel, then the stream kernel (in order: griddepcontrol is a no-op here)
     if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words) return "emu: split without p.work";
     SsmLaunch cp = c;
     cp.threads = kSplitPrepThreads;
     cp.smem = c.prep_smem;
     std::atomic<long> unused{0};
-    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, offsets_fit32(p)), p)) return err;
+    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
-    return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, offsets_fit32(p)), m1dec_params(p));
+    return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, c.o32), m1dec_params(p));
   if (c.dec && p.k >= 2)  // the short-draft decode kernel (M2DecKParams)
     return emu_launch(c, &n_deck, deck_kernel<T>(p.in_dtype, p.N, c.dec_lanes), m2deck_params(p, c.dec_lanes));
   if (c.dec)  // the decode kernel takes its compact parameters (M2DecParams)
     return emu_launch(c, c.dec_last ? &n_declast : &n_dec,
-                      dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last, offsets_fit32(p)), m2dec_params(p, c.dec_lanes));
+                      dec_kernel<T>(p.in_dtype, p.N, c.dec_lanes, c.dec_last, c.o32), m2dec_params(p, c.dec_lanes));
   if (c.m1lean) {
-    kern = m1_kernel<T>(p.in_dtype, p.N, offsets_fit32(p));
+    kern = m1_kernel<T>(p.in_dtype, p.N, c.o32);
     counter = &n_m1lean;
   }
   return emu_launch(c, counter, kern, ssm_kernel_params(c, p));
