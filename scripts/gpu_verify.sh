@@ -8,7 +8,6 @@
 # VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
-# VERIFY_PART=flags: the split pair's flag hand-over lab (MK_VERIFY_SPLIT_FLAGS, session 49).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -53,24 +52,6 @@ if [ "${VERIFY_PART:-}" = offsets ]; then
   # OFFSETS_BENCH=1: then the bench's graph rows (ours, the naive rollback, mamba_ssm's decode) into $OUT
   [ "${OFFSETS_BENCH:-0}" = 1 ] && step 200 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and graph) or (naive and graph) or decode_mamba_ssm"
-  echo "total $(( $(date +%s) - t0 ))s" >> $L
-  exit 0
-fi
-if [ "${VERIFY_PART:-}" = flags ]; then
-  # session 49 (~500 s with the build): the split pair's flag hand-over lab (MK_VERIFY_SPLIT_FLAGS=n: a prep grid of
-  # n blocks an SM beside the stream blocks, per-unit flags instead of griddepcontrol.wait). The verify GPU tests
-  # with the split pair forced and n = 1 (every prep block walks many units), then with the automatic choice and
-  # n = 8 (the large-grid test takes the pair; last, FLAGS_TESTS8=0: not); b64 k2 / k4 / k8 graph calls and kernel
-  # times with n = 0 / FLAGS_NS (default "8 4 16") in alternating processes (FLAGS_ROUNDS rounds, default 2).
-  step 120 $T verify_split_flags1 bash -c "MK_VERIFY_KERNEL=split MK_VERIFY_SPLIT_FLAGS=1 $P $VT"
-  grep -E "passed|failed" $T >> $L
-  for i in $(seq ${FLAGS_ROUNDS:-2}); do for n in 0 ${FLAGS_NS:-8 4 16}; do
-    step 45 $OUT/flags.log flags$n env MK_VERIFY_SPLIT_FLAGS=$n python3 scripts/sweep_verify.py \
-      --cases ${FLAGS_CASES:-mamba2-64-4,mamba2-64-2,mamba2-64-8} --rings 16 --calls 840 --tag flags$n
-  done; done
-  grep -h "^flags" $OUT/flags.log >> $L
-  [ "${FLAGS_TESTS8:-1}" = 1 ] && step 90 $T verify_flags8 bash -c "MK_VERIFY_SPLIT_FLAGS=8 $P $VT"
-  grep -E "passed|failed" $T | tail -1 >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

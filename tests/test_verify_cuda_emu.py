@@ -52,11 +52,6 @@ GROUPS = {
     # split with MK_VERIFY_WIDE_OFFSETS=1 (the prep kernel's int64-offset instantiation)
     "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "acc_m2", "tc_k16"], ["split"]),
-    # split with MK_VERIFY_SPLIT_FLAGS=1 (the flag hand-over lab): a prep grid of one block for each of 3 emulated
-    # SMs, so that every prep block walks many units (its unit loop, the flags it clears and publishes); the stream
-    # kernel waits on each unit's flag (an unpublished one aborts the emulation) with the tile issued first
-    "splitflags": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_FLAGS": "1"},
-                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "tc_k16"], ["split", "splitflags"]),
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
@@ -241,7 +236,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         both = counts["declast"] + counts["m1dec"] + counts["m1lean"] + counts["split"] + counts["lean128"] + \
             counts["lean256"]
         assert counts["wide"] == both > 0, f"{counts}\n{msg}"
-    elif group in ("decode4", "decode8", "m1fold", "m1lean", "split", "lean128", "lean256", "splitflags"):
+    elif group in ("decode4", "decode8", "m1fold", "m1lean", "split", "lean128", "lean256"):
         assert counts["wide"] == 0, f"{counts}\n{msg}"  # with the 32-bit ones available, no launch took int64
     # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
     if group in ("m1lean", "m1fold", "m1leanwide", "m1foldwide"):
@@ -250,11 +245,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
-    if group == "splitflags":  # every split launch handed over by flags; in the other groups none did
-        assert counts["splitflags"] == counts["split"] > 0, f"{counts}\n{msg}"
-    elif counts.get("splitflags", 0) != 0:
-        pytest.fail(f"flag hand-over outside its group: {counts}\n{msg}", pytrace=False)
-    if group in ("tc", "tc4", "split", "split8", "splitwide", "splitflags"):  # every SSM launch of these shapes is the forced kernel
+    if group in ("tc", "tc4", "split", "split8", "splitwide"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group in ("lean128", "lean128wide"):  # every SSM launch of these contiguous power-of-two shapes: lean, 128
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

@@ -74,9 +74,6 @@ struct VerifyStepParams {
   // unit), batch * H * work_unit in all; sized by verify_step_cuda_workspace, allocated by the caller.
   float* work = nullptr;
   int64_t work_unit = 0;
-  // Set by the launcher (the MK_VERIFY_SPLIT_FLAGS lab): the split pair hands over by per-unit flags in the scratch
-  // (common/unit_flag.h), the prep grid smaller than the units, instead of the stream waiting for the whole prep grid.
-  bool split_flags = false;
 
   // Fused Mamba-2 step only.
   bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then

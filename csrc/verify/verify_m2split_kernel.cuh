@@ -19,7 +19,6 @@
 // Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
 #pragma once
 #include "common/griddep.h"
-#include "common/unit_flag.h"
 #include "verify/verify_m2tc_kernel.cuh"
 
 namespace mamba_kernels {
@@ -29,11 +28,9 @@ namespace verify_kernels {
 // once and the dependent stream grid may start when they retire.
 constexpr int kSplitPrepThreads = 64;
 
-// Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), [5] the unit's
-// ready flag (kSplitFlagWord, p.split_flags only), then scale (k),
+// Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), then scale (k),
 // dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P). dts, masks, wq are written for folding units
 // only (the stream kernel finishes those); every offset a multiple of 4 words.
-constexpr int kSplitFlagWord = 5;
 struct M2SplitWs {
   int scale, dts, masks, wq, yx, words;
 };
@@ -72,16 +69,17 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 }
 
 // kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
-// One unit v = batch row * H + head of the prep kernel (below).
 template <typename TI, int N, bool kO32>
-__device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int v, float4* smem_f4) {
+__global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
+  griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
+  MK_VERIFY_DYN_SMEM(smem_f4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H);
-  const int b = v / H, u = v - b * H;
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
-  if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0 (and waits for no flag)
+  if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
   const int PC = P / VI, lPC = ilog2(PC);
   const int gi = u / (H / static_cast<int>(p.G));
@@ -147,36 +145,6 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int v, fl
   }
 }
 
-// kFlags (the MK_VERIFY_SPLIT_FLAGS lab, p.split_flags set; built with 32-bit offsets only): the grid may be
-// smaller than the units (a block takes units blockIdx.x, + gridDim.x, ...), so that it is resident beside stream
-// blocks from the start; the block clears its units' flags (scratch word kSplitFlagWord) before the trigger and
-// publishes each after the unit's last write. Otherwise one block a unit.
-template <typename TI, int N, bool kO32, bool kFlags>
-__global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
-  MK_VERIFY_DYN_SMEM(smem_f4);
-  if constexpr (!kFlags) {
-    griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
-    m2prep_unit<TI, N, kO32>(p, static_cast<int>(blockIdx.x), smem_f4);
-  } else {
-    const int units = static_cast<int>(p.batch * p.H);
-    if (threadIdx.x == 0) {
-      for (int v = blockIdx.x; v < units; v += gridDim.x)
-        unit_flag_clear(reinterpret_cast<int*>(p.work + (int64_t)v * p.work_unit) + kSplitFlagWord);
-      unit_flags_cleared();
-    }
-    __syncthreads();
-    griddep_launch_dependents();
-    for (int v = blockIdx.x; v < units; v += gridDim.x) {
-      if (v != static_cast<int>(blockIdx.x)) __syncthreads();  // the previous unit's shared reads are done
-      m2prep_unit<TI, N, kO32>(p, v, smem_f4);
-      __syncthreads();  // every thread's scratch, ring and meta writes of unit v
-      const int s = p.slots[eoff<kO32>(v / static_cast<int>(p.H), p.slots_stride)];
-      if (threadIdx.x == 0 && s >= 0 && s < p.S)
-        unit_flag_publish(reinterpret_cast<int*>(p.work + (int64_t)v * p.work_unit) + kSplitFlagWord);
-    }
-  }
-}
-
 template <typename T, typename TI, int N, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
@@ -215,26 +183,17 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // The record's header words straight from global memory (fold, c, c1, path) before the tile's copies, so that this
   // load does not queue behind 64 KB (ncu of a folding call: 18% of the stream's stall samples waited on it there);
   // blocks of the first wave wait here for the prep grid, later ones find it complete.
+  griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
+  const int4 hdr = *reinterpret_cast<const int4*>(wsu);
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   // The tile's copies under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
   // normal policy they push out of L2 what is read again (the ring rows and inputs of the next call's prep kernel,
   // 13.9 us against 14.4, the scratch). H200, b64 mean per call k2 / k4 / k8 54.5 / 60.8 / 82.6 us against 56.9 /
   // 63.0 / 83.5; the fold's write-back under the same policy lost at k8 (86.8).
-  int4 hdr;
-  if (p.split_flags) {  // the tile first, then this unit's flag (the prep grid runs beside this one)
-    m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
-    cp_async_commit();
-    if (tid == 0) unit_flag_wait(reinterpret_cast<const int*>(wsu) + kSplitFlagWord);
-    __syncthreads();  // the prep kernel's writes of this unit are visible to the block
-    hdr = ld_cg_int4(wsu);
-  } else {
-    griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
-    hdr = *reinterpret_cast<const int4*>(wsu);
-    m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
-    cp_async_commit();
-  }
+  m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
+  cp_async_commit();
   // The unit's scratch record by cp.async (group 3) while the tile is in flight, and, for a unit that folds, its
   // committed ring rows too.
   for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
@@ -312,25 +271,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
 inline int m2split_warps(int64_t P) {
   static const int forced = warps_from_env("MK_VERIFY_SPLIT_WARPS");
   return tc_block_warps(forced, P);
-}
-
-// MK_VERIFY_SPLIT_FLAGS=n (environment, read at every launch: tests switch it; a lab, off by default): the pair
-// hands over by per-unit flags (p.split_flags) and the prep grid is n blocks an SM (at most the units), so that it is
-// resident beside stream blocks from the start instead of ahead of them. 0 / unset: off.
-inline int split_flags_per_sm() {
-  const char* e = std::getenv("MK_VERIFY_SPLIT_FLAGS");
-  const int v = e != nullptr ? std::atoi(e) : 0;
-  return v > 0 && v <= 32 ? v : 0;
-}
-// The parameters and prep grid of the pair on `sms` SMs: p with split_flags set and the grid shrunk when the lab
-// is on (o32: the launch takes 32-bit offsets, the only ones its prep kernel is built with); p and one block a unit
-// otherwise.
-inline int64_t split_prep_grid(const VerifyStepParams& p, int sms, bool o32, VerifyStepParams* q) {
-  *q = p;
-  const int64_t units = p.batch * p.H, per_sm = split_flags_per_sm();
-  if (per_sm == 0 || sms < 1 || !o32) return units;
-  q->split_flags = true;
-  return units < per_sm * sms ? units : per_sm * sms;
 }
 
 // Whether the pair serves these parameters (m2tc_fits, R <= kSplitPrepThreads); *str_smem / *prep_smem: the two

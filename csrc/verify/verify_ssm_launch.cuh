@@ -202,19 +202,17 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-template <bool kO32, bool kFlags>
+template <bool kO32>
 inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
   if (in == DType::kBFloat16)
-    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32, kFlags>
-                   : verify_m2prep_kernel<__nv_bfloat16, 128, kO32, kFlags>;
+    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32> : verify_m2prep_kernel<__nv_bfloat16, 128, kO32>;
   if (in == DType::kFloat16)
-    return N == 64 ? verify_m2prep_kernel<__half, 64, kO32, kFlags> : verify_m2prep_kernel<__half, 128, kO32, kFlags>;
-  return N == 64 ? verify_m2prep_kernel<float, 64, kO32, kFlags> : verify_m2prep_kernel<float, 128, kO32, kFlags>;
+    return N == 64 ? verify_m2prep_kernel<__half, 64, kO32> : verify_m2prep_kernel<__half, 128, kO32>;
+  return N == 64 ? verify_m2prep_kernel<float, 64, kO32> : verify_m2prep_kernel<float, 128, kO32>;
 }
-// o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic); flags: p.split_flags (32-bit offsets only).
-inline void (*prep_kernel(DType in, int64_t N, bool o32, bool flags))(VerifyStepParams) {
-  if (flags) return o32 ? prep_kernel_o<true, true>(in, N) : nullptr;
-  return o32 ? prep_kernel_o<true, false>(in, N) : prep_kernel_o<false, false>(in, N);
+// o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic).
+inline void (*prep_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
+  return o32 ? prep_kernel_o<true>(in, N) : prep_kernel_o<false>(in, N);
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
@@ -372,19 +370,6 @@ const char* launch_one(const SsmLaunch& c, cudaStream_t stream, void (*kern)(Arg
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
 
-// The current device's SM count (cached a device).
-inline int device_sm_count() {
-  static int cached[64] = {0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (cached[dev] == 0) {
-    int n = 0;
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) n = 0;
-    cached[dev] = n > 0 ? n : -1;
-  }
-  return cached[dev] > 0 ? cached[dev] : 0;
-}
-
 // MK_VERIFY_PDL=0 (environment, read once): launch the split pair's stream kernel without programmatic
 // serialization (A/B timing of the overlap).
 inline bool verify_pdl_enabled() {
@@ -405,11 +390,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
   cp.cluster = 1;
-  VerifyStepParams q;
-  cp.grid = split_prep_grid(p, device_sm_count(), c.o32, &q);
-  void (*pkern)(VerifyStepParams) = prep_kernel(p.in_dtype, p.N, c.o32, q.split_flags);
-  if (pkern == nullptr) return "verify_step_cuda: no prep kernel for these parameters";
-  if (const char* err = launch_one(cp, stream, pkern, q)) return err;
+  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
   if (const char* e = allow_smem(skern, c.smem)) return e;
   cudaLaunchConfig_t cfg = {};
@@ -422,7 +403,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, q);
+  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, p);
   if (err == cudaSuccess) err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
