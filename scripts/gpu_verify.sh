@@ -8,6 +8,7 @@
 # VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
+# VERIFY_PART=ws: the warp-specialised lab kernel against the split pair (session 49).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -52,6 +53,21 @@ if [ "${VERIFY_PART:-}" = offsets ]; then
   # OFFSETS_BENCH=1: then the bench's graph rows (ours, the naive rollback, mamba_ssm's decode) into $OUT
   [ "${OFFSETS_BENCH:-0}" = 1 ] && step 200 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and graph) or (naive and graph) or decode_mamba_ssm"
+  echo "total $(( $(date +%s) - t0 ))s" >> $L
+  exit 0
+fi
+if [ "${VERIFY_PART:-}" = ws ]; then
+  # session 49 (~300 s with the build): verify_m2ws_kernel (MK_VERIFY_KERNEL=ws, a lab: the split pair's work in one
+  # persistent warp-specialised kernel). The verify GPU tests with it forced (the profiler assertions of the tests
+  # that name another kernel fail by design: read the failures), then b64 k2 / k4 / k8 graph calls and kernel times:
+  # the automatic choice (the split pair) against ws with 4 and 2 prep pairs, alternating, WS_ROUNDS rounds (2).
+  [ "${WS_TESTS:-1}" = 1 ] && step 150 $T verify_ws bash -c "MK_VERIFY_KERNEL=ws $P $VT"
+  grep -E "^FAILED|passed|failed" $T >> $L
+  for i in $(seq ${WS_ROUNDS:-2}); do for v in "auto 4" "ws 4" "ws 2"; do set -- $v
+    step 45 $OUT/ws.log ws_$1_$2 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 python3 scripts/sweep_verify.py \
+      --cases ${WS_CASES:-mamba2-64-4,mamba2-64-2,mamba2-64-8} --rings 16 --calls 840 --tag ${1}_pairs$2
+  done; done
+  grep -h "pairs" $OUT/ws.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

@@ -68,16 +68,17 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   return l;
 }
 
-// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
-template <typename TI, int N, bool kO32>
-__global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
+// One unit (batch row b, head u) of the prep work, by the NT = kSplitPrepThreads threads tid of a group whose barrier
+// is sync() and whose shared memory (m2_place_common, prep) starts at smem_f4; the record (m2split_ws offsets) goes to
+// wsu (the per-call scratch in global memory for the split pair, a shared-memory slot for verify_m2ws_kernel).
+// Returns at once for a padding row.
+template <typename TI, int N, bool kO32, typename Sync>
+__device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
+                                            int tid, Sync&& sync) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
-  griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
-  MK_VERIFY_DYN_SMEM(smem_f4);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
+  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H);
-  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
@@ -107,7 +108,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, i, p.D_p)] : 0.f;
   cp_async_wait<0>();
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
-  __syncthreads();
+  sync();
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
@@ -116,14 +117,13 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   m2_masks(spar, smask, tid, k);
   cp_async_wait<0>();
   if (tid < ct.c1) dtq[tid] = dq;
-  __syncthreads();
+  sync();
 
   if (warp == 0) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
   m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, warp, g, q);
-  __syncthreads();
+  sync();
 
   const M2SplitWs W = m2split_ws(k, R, P);
-  float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
   m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
                              wsu + W.scale);
   if (tid == 0) {
@@ -143,6 +143,17 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   } else {
     m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
   }
+}
+
+// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
+template <typename TI, int N, bool kO32>
+__global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
+  griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
+  MK_VERIFY_DYN_SMEM(smem_f4);
+  const int H = static_cast<int>(p.H);
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
+  m2prep_unit<TI, N, kO32>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x,
+                           [] { __syncthreads(); });
 }
 
 template <typename T, typename TI, int N, int NW>

@@ -17,6 +17,7 @@
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2deck_kernel.cuh"
 #include "verify/verify_m2split_kernel.cuh"
+#include "verify/verify_m2ws_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
@@ -37,6 +38,10 @@ struct SsmLaunch {
   bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (tc's shapes): threads / smem are the stream
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
   size_t prep_smem = 0;
+  bool ws = false;      // verify_m2ws_kernel (the lab MK_VERIFY_KERNEL=ws: the pair's work in one persistent,
+                        // warp-specialised kernel; fp32 state, sm_90, 32-bit offsets): ws_pairs prep pairs a block,
+                        // grid = the units (the launcher caps it at one block an SM)
+  int ws_pairs = 0;
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   bool dec_last = false;  // dec, k = 1: verify_m2dec_kernel<.., true> (MK_VERIFY_DEC_LAST=0: not), cluster 1
   int dec_lanes = 4;  // dec: lanes a state row
@@ -56,14 +61,14 @@ inline VerifyStepParams ssm_kernel_params(const SsmLaunch& c, const VerifyStepPa
 
 constexpr int64_t kSplitMinGrid = 1024;  // units (batch * heads) from which the split pair is taken
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split".
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split", 6 "ws" (a lab).
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    const char* names[] = {"tc", "lean", "general", "decode", "split"};
-    for (int i = 0; i < 5; ++i)
+    const char* names[] = {"tc", "lean", "general", "decode", "split", "ws"};
+    for (int i = 0; i < 6; ++i)
       if (s == names[i]) return i + 1;
     return 0;
   }();
@@ -152,6 +157,11 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
     if (c.dec_last) c.cluster = 1;  // the unit's P / ROWS blocks stay consecutive (grid as above), no cluster
+  } else if (forced == 6 && std::is_same<T, float>::value && clusters && offsets_fit32(p) &&
+             m2split_fits<T>(p, &smem, &c.prep_smem) && (c.ws_pairs = m2ws_pairs<T>(p, smem_optin, &smem)) > 0) {
+    c.ws = true;
+    c.threads = kWsConsumers + c.ws_pairs * kSplitPrepThreads;
+    c.smem = smem;
   } else if ((forced == 5 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
              m2split_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin && c.prep_smem <= smem_optin) {
     c.split = true;
@@ -162,7 +172,7 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.tc = true;
     c.threads = 32 * m2tc_warps(p.P);
     c.smem = smem;
-  } else if (forced != 1 && forced != 5 && m2_fits<T>(p, lean_nt, &smem) && smem <= smem_optin) {
+  } else if (forced != 1 && forced != 5 && forced != 6 && m2_fits<T>(p, lean_nt, &smem) && smem <= smem_optin) {
     c.lean = true;
     c.threads = lean_nt;
     c.smem = smem;
@@ -213,6 +223,19 @@ inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
 // o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic).
 inline void (*prep_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
   return o32 ? prep_kernel_o<true>(in, N) : prep_kernel_o<false>(in, N);
+}
+// verify_m2ws_kernel for state T (fp32 only) and the inputs' dtype.
+template <typename T>
+inline void (*ws_kernel(DType in, int64_t N))(VerifyStepParams, int) {
+  if constexpr (!std::is_same<T, float>::value) {
+    return nullptr;
+  } else {
+    if (in == DType::kBFloat16)
+      return N == 64 ? verify_m2ws_kernel<float, __nv_bfloat16, 64> : verify_m2ws_kernel<float, __nv_bfloat16, 128>;
+    if (in == DType::kFloat16)
+      return N == 64 ? verify_m2ws_kernel<float, __half, 64> : verify_m2ws_kernel<float, __half, 128>;
+    return N == 64 ? verify_m2ws_kernel<float, float, 64> : verify_m2ws_kernel<float, float, 128>;
+  }
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
@@ -347,8 +370,8 @@ cudaError_t launch_in_clusters(const SsmLaunch& c, size_t smem, cudaStream_t str
 }
 
 // Lets kern take smem bytes of dynamic shared memory (above the default 48 KB: an opt-in attribute).
-template <typename Arg>
-const char* allow_smem(void (*kern)(Arg), size_t smem) {
+template <typename... Args>
+const char* allow_smem(void (*kern)(Args...), size_t smem) {
   if (smem <= 48 * 1024) return nullptr;
   const cudaError_t err =
       cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
@@ -368,6 +391,19 @@ const char* launch_one(const SsmLaunch& c, cudaStream_t stream, void (*kern)(Arg
   }
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+}
+
+// The current device's SM count (cached a device; 0 if unknown).
+inline int device_sm_count() {
+  static int cached[64] = {0};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+  if (cached[dev] == 0) {
+    int n = 0;
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) n = -1;
+    cached[dev] = n;
+  }
+  return cached[dev] > 0 ? cached[dev] : 0;
 }
 
 // MK_VERIFY_PDL=0 (environment, read once): launch the split pair's stream kernel without programmatic
@@ -415,6 +451,16 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());
+  if (c.ws) {  // one block an SM (persistent: a block walks units blockIdx.x, + gridDim.x, ...)
+    void (*wkern)(VerifyStepParams, int) = ws_kernel<T>(p.in_dtype, p.N);
+    if (wkern == nullptr) return "verify_step_cuda: no warp-specialised kernel for these parameters";
+    if (const char* e = allow_smem(wkern, c.smem)) return e;
+    const int sms = device_sm_count();
+    const int64_t grid = sms > 0 && c.grid > sms ? sms : c.grid;
+    wkern<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.ws_pairs);
+    const cudaError_t err = cudaGetLastError();
+    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
+  }
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads, c.o32);

@@ -1,0 +1,281 @@
+// Mamba-2 SSM verify step as one persistent, warp-specialised kernel (CUDA headers only, no torch; sm_90): the split
+// pair's work (verify_m2split_kernel.cuh) in one block an SM, so that the prep work runs beside the state stream
+// instead of ahead of it. A lab (MK_VERIFY_KERNEL=ws) until it is measured faster than the pair.
+//
+// Why: at b64 k4 (h 32, p = n = 128, fp32 state) the pair's prep kernel (~13 us on an H100) runs ahead of the
+// stream kernel, and every two-kernel overlap tried made the prep's per-unit chains slower (session 30's overlapping
+// pair, session 49's flag hand-over). scripts/lab/verify_ws_probe.cu (bench/results/lab/verify-ws-probe-2026-12-06):
+// inside one block an SM, 2-6 pairs of warps running prep-sized chains cost 1-2 us over the stream alone.
+//
+// Block: 8 consumer warps (threads 0..255) and `npair` prep pairs of 64 threads (kSplitPrepThreads), one block an SM,
+// units v = blockIdx.x, + gridDim.x, ... (v = batch row * H + head), the i-th of them "unit i" below.
+//   - Prep pair pr takes units i = pr, pr + npair, ...: m2prep_unit (the split pair's prep: control words, ring rows,
+//     weights, B . C dots, the state-free part of y, the new tokens' ring / meta writes of a unit that does not fold)
+//     with its own shared memory and barrier (named barrier 1 + pr), its record into its shared-memory slot.
+//   - Consumers: unit i + 1's C / z rows and state tile are copied (cp.async, one group a unit, two buffers) while
+//     unit i's dots S_t = h0 . C_t run on tensor cores; then they wait for unit i's record, write
+//     y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds stage its committed ring rows (plain loads:
+//     a cp.async wait would wait for the prefetch too), fold, and write its new tokens' ring rows and meta row.
+//   - Record slot pr: mbarriers rec_full[pr] (64 arrivals: the pair's threads, after their record writes) and
+//     rec_empty[pr] (256: the consumers, after their last record read); a padding unit takes the hand-over too.
+#pragma once
+#include "common/named_barrier.h"
+#include "verify/verify_m2split_kernel.cuh"
+
+namespace mamba_kernels {
+namespace verify_kernels {
+
+// The kernel's synchronisation: named barriers (a prep pair: ids 1..4, 64 threads; the consumers: id 5, 256) and
+// shared-memory mbarriers (arrive: release, wait: acquire, at CTA scope). The verify CPU emulation
+// (tests/cuda_emu/verify/verify_emu_shim.h, which defines MK_EMU_WS_SYNC) has its own of each.
+template <int kCount>
+__device__ __forceinline__ void ws_bar(int id) {
+#if defined(MK_EMU_WS_SYNC)
+  emu_named_sync(static_cast<unsigned>(id), kCount);
+#else
+  if constexpr (kCount == kSplitPrepThreads) named_bar_1to4<kCount, true>(id);
+  else named_bar<kCount, true>(5);
+#endif
+}
+__device__ __forceinline__ void ws_mbar_init(uint64_t* bar, unsigned count) {
+#if defined(MK_EMU_WS_SYNC)
+  emu_mbar_init(bar, count);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(count) : "memory");
+#else
+  (void)bar; (void)count;
+#endif
+}
+__device__ __forceinline__ void ws_mbar_arrive(uint64_t* bar) {
+#if defined(MK_EMU_WS_SYNC)
+  emu_mbar_arrive(bar);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(b) : "memory");
+#else
+  (void)bar;
+#endif
+}
+// Waits until the phase of parity `parity` of `bar` has completed (0 for its first completion, then alternating).
+__device__ __forceinline__ void ws_mbar_wait(uint64_t* bar, unsigned parity) {
+#if defined(MK_EMU_WS_SYNC)
+  emu_mbar_wait(bar, parity);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(b), "r"(parity)
+      : "memory");
+#else
+  (void)bar; (void)parity;
+#endif
+}
+
+constexpr int kWsConsumers = 256;  // 8 warps
+constexpr int kWsMaxPairs = 4;     // 256 + 4 x 64 = 512 threads: 128 registers a thread in one block an SM
+
+// Shared memory (32-bit words): the mbarriers (2 x kWsMaxPairs, 8 bytes each), two consumer buffers (tile, dots,
+// ring rows of a folding unit, raw z and C rows), `npair` record slots (m2split_ws) and prep areas
+// (m2_place_common, prep).
+struct M2WsLayout {
+  int bars, buf[2], tile, dots, ring, raw_z, raw_c, rec, rec_words, prep, prep_words, words;
+};
+__host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
+                                                           bool has_z, int npair) {
+  const int64_t K1 = k > 0 ? k : 1;
+  M2WsLayout l;
+  int o = 0;
+  l.bars = o; o += 4 * kWsMaxPairs;  // 2 x kWsMaxPairs uint64
+  // offsets inside a buffer
+  int b = 0;
+  l.tile = b; b += static_cast<int>(P * (N / VT) * 4);
+  l.dots = b; b += up4(K1 * P);
+  l.ring = b; b += static_cast<int>(R * (P + N) / VI * 4);
+  l.raw_z = b; b += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
+  l.raw_c = b; b += static_cast<int>(K1 * N / VI * 4);
+  l.buf[0] = o; o += b;
+  l.buf[1] = o; o += b;
+  l.rec_words = m2split_ws(k, R, P).words;
+  l.rec = o; o += npair * l.rec_words;
+  M2CommonLayout c;
+  l.prep_words = up4(m2_place_common(c, 0, k, P, N, R, VI, true));
+  l.prep = o; o += npair * l.prep_words;
+  l.words = o;
+  return l;
+}
+
+template <typename T, typename TI, int N>
+__global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads, 1)
+    verify_m2ws_kernel(const VerifyStepParams p, const int npair) {
+  constexpr int NW = kWsConsumers / 32, NT = kWsConsumers;
+  constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
+  MK_VERIFY_DYN_SMEM(smem_f4);
+  float* smf = reinterpret_cast<float*>(smem_f4);
+  const int H = static_cast<int>(p.H), units = static_cast<int>(p.batch) * H;
+  const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
+  const M2WsLayout lay = m2ws_layout(k, P, N, R, VT, VI, p.z != nullptr, npair);
+  uint64_t* rec_full = reinterpret_cast<uint64_t*>(smf + lay.bars);
+  uint64_t* rec_empty = rec_full + kWsMaxPairs;
+  if (threadIdx.x == 0) {
+    for (int r = 0; r < npair; ++r) {
+      ws_mbar_init(rec_full + r, kSplitPrepThreads);
+      ws_mbar_init(rec_empty + r, kWsConsumers);
+    }
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(MK_EMU_WS_SYNC)
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+  __syncthreads();  // the last block-wide barrier: the groups go their own ways from here
+  const int grid = static_cast<int>(gridDim.x), blk = static_cast<int>(blockIdx.x);
+  const int mine = blk < units ? (units - 1 - blk) / grid + 1 : 0;  // this block's units
+  auto unit_of = [blk, grid](int i) { return blk + i * grid; };
+
+  if (threadIdx.x >= kWsConsumers) {  // ---- prep pair pr ------------------------------------------------------
+    const int pr = (threadIdx.x - kWsConsumers) / kSplitPrepThreads;
+    const int tid = threadIdx.x - kWsConsumers - pr * kSplitPrepThreads;
+    float* rec = smf + lay.rec + pr * lay.rec_words;
+    float4* psm = reinterpret_cast<float4*>(smf + lay.prep + pr * lay.prep_words);
+    auto sync = [pr] { ws_bar<kSplitPrepThreads>(1 + pr); };
+    for (int i = pr, j = 0; i < mine; i += npair, ++j) {
+      const int v = unit_of(i), b = v / H, u = v - b * H;
+      if (j > 0) {
+        ws_mbar_wait(rec_empty + pr, (j - 1) & 1);  // the consumers are done with the slot's previous record
+        sync();                                  // and every thread of the pair with its shared memory
+      }
+      m2prep_unit<TI, N, true>(p, b, u, psm, rec, tid, sync);
+      ws_mbar_arrive(rec_full + pr);  // this thread's record writes are done (release)
+    }
+    return;
+  }
+
+  // ---- consumers ---------------------------------------------------------------------------------------------
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
+  const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
+  const M2SplitWs W = m2split_ws(k, R, P);
+  auto csync = [] { ws_bar<kWsConsumers>(5); };
+  // unit i's C (and z) rows and state tile into buffer bi: one cp.async group (empty for a padding row)
+  auto stage = [&](int i, int bi) {
+    const int v = unit_of(i), b = v / H, u = v - b * H;
+    const int s = p.slots[(int64_t)b * p.slots_stride];
+    if (s >= 0 && s < p.S) {
+      float* bf = smf + lay.buf[bi];
+      const int gi = u / (H / static_cast<int>(p.G));
+      if (p.z != nullptr) {
+        const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
+        uint4* raw_z = reinterpret_cast<uint4*>(bf + lay.raw_z);
+        for (int c = tid; c < k * PC; c += NT) cp_async16(raw_z + c, zb + (c >> lPC) * p.z_k + (c & (PC - 1)) * VI);
+      }
+      const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+      uint4* raw_c = reinterpret_cast<uint4*>(bf + lay.raw_c);
+      for (int c = tid; c < k * NC; c += NT) cp_async16(raw_c + c, Cb + (c >> lNC) * p.C_k + (c & (NC - 1)) * VI);
+      const T* st = static_cast<const T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+      m2tc_stage_tile<T, N, NW, true>(reinterpret_cast<uint4*>(bf + lay.tile), st, p.st_p, P, warp, lane);
+    }
+    cp_async_commit();
+  };
+  if (mine > 0) stage(0, 0);
+  for (int i = 0; i < mine; ++i) {
+    const int bi = i & 1, pr = i % npair, j = i / npair;
+    if (i > 0) csync();  // every consumer is done with unit i - 1's buffer, which unit i + 1's copies take now
+    if (i + 1 < mine) stage(i + 1, bi ^ 1);
+    else cp_async_commit();  // one group an iteration: the wait below counts on it
+    cp_async_wait<1>();      // unit i's group (unit i + 1's may still be in flight)
+    csync();                 // ... from every consumer thread
+    float* bf = smf + lay.buf[bi];
+    const uint4* tile = reinterpret_cast<const uint4*>(bf + lay.tile);
+    float* Sd = bf + lay.dots;
+    uint4* raw_ring = reinterpret_cast<uint4*>(bf + lay.ring);
+    const uint4* raw_z = reinterpret_cast<const uint4*>(bf + lay.raw_z);
+    const uint4* raw_c = reinterpret_cast<const uint4*>(bf + lay.raw_c);
+    const float* rec = smf + lay.rec + pr * lay.rec_words;
+    const int v = unit_of(i), b = v / H, u = v - b * H;
+    const int s = p.slots[(int64_t)b * p.slots_stride];
+    TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
+    const bool live = s >= 0 && s < p.S;
+    if (live) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+    ws_mbar_wait(rec_full + pr, j & 1);  // unit i's record (a padding unit's hand-over carries none)
+    csync();                          // every warp's dots
+    if (!live) {  // padding row: y = 0, cache untouched
+      m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
+      ws_mbar_arrive(rec_empty + pr);
+      continue;
+    }
+    const int* hdr = reinterpret_cast<const int*>(rec);
+    M2Ctl ct;
+    ct.fold = hdr[0] != 0;
+    ct.c = hdr[1];
+    ct.c1 = hdr[2];
+    ct.path = static_cast<unsigned>(hdr[3]);
+    ct.base = 0;
+    ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
+    // y_t = silu(z_t) (scale_t S_t + yx_t)
+    for (int c = tid; c < k * PC; c += NT) {
+      const int t = c >> lPC, p0 = (c & (PC - 1)) * VI;
+      float sd[VI], yx[VI], out[VI];
+      lds_vec<VI>(Sd + t * P + p0, sd);
+      lds_vec<VI>(rec + W.yx + t * P + p0, yx);
+      const float sc = rec[W.scale + t];
+#pragma unroll
+      for (int e = 0; e < VI; ++e) out[e] = fmaf(sc, sd[e], yx[e]);
+      if (p.z != nullptr) {
+        float zv[VI];
+        SV<TI>::unpack(raw_z[c], zv);
+#pragma unroll
+        for (int e = 0; e < VI; ++e) out[e] *= silu_f(zv[e]);
+      }
+      *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
+    }
+    if (ct.fold) {  // h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
+      const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+      m2_stage_ring<TI, false, false>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+      csync();  // the ring rows from every thread
+      const int gi = u / (H / static_cast<int>(p.G));
+      const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+      const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+      TI* rx = static_cast<TI*>(p.ring_x) + rx0;
+      TI* rB = static_cast<TI*>(p.ring_B) + rb0;
+      T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+      m2tc_fold<T, TI, N, NW>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q);
+      for (int c = tid; c < k * PC; c += NT)  // base 0: k <= Kmax <= R, every new token has a ring row
+        *reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI) =
+            *reinterpret_cast<const uint4*>(xb + (c >> lPC) * p.x_k + (c & (PC - 1)) * VI);
+      for (int c = tid; c < k * NC; c += NT)
+        *reinterpret_cast<uint4*>(rB + (c >> lNC) * p.rB_r + (c & (NC - 1)) * VI) =
+            *reinterpret_cast<const uint4*>(Bb + (c >> lNC) * p.B_k + (c & (NC - 1)) * VI);
+      int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+      if (tid < k) {
+        p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = rec[W.dts + tid];
+        if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = reinterpret_cast<const int*>(rec)[W.masks + tid];
+      }
+      if (tid == 0) {
+        mrow[0] = 0;
+        mrow[p.meta_i] = k;
+      }
+    }
+    ws_mbar_arrive(rec_empty + pr);  // this thread's last record read is done
+  }
+}
+
+// Prep pairs a block for these parameters within `smem_optin` bytes (kWsMaxPairs down to 1; 0: none fits), and the
+// block's shared memory then. MK_VERIFY_WS_PAIRS=n (environment, read at every launch) caps them (sweeps; tests of
+// a slot's reuse).
+template <typename T>
+inline int m2ws_pairs(const VerifyStepParams& p, size_t smem_optin, size_t* smem) {
+  constexpr int VT = SV<T>::V;
+  const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
+  const char* e = std::getenv("MK_VERIFY_WS_PAIRS");
+  const int cap = e != nullptr && std::atoi(e) >= 1 && std::atoi(e) <= kWsMaxPairs ? std::atoi(e) : kWsMaxPairs;
+  for (int np = cap; np >= 1; --np) {
+    const size_t bytes = static_cast<size_t>(m2ws_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr, np).words) * 4;
+    if (bytes <= smem_optin) {
+      *smem = bytes;
+      return np;
+    }
+  }
+  return 0;
+}
+
+}  // namespace verify_kernels
+}  // namespace mamba_kernels
