@@ -63,9 +63,11 @@ if [ "${VERIFY_PART:-}" = ws ]; then
   # the automatic choice (the split pair) against ws with 4 and 2 prep pairs, alternating, WS_ROUNDS rounds (2).
   [ "${WS_TESTS:-1}" = 1 ] && step 150 $T verify_ws bash -c "MK_VERIFY_KERNEL=ws $P $VT"
   grep -E "^FAILED|passed|failed" $T >> $L
-  for i in $(seq ${WS_ROUNDS:-2}); do for v in "auto 4" "ws 4" "ws 2"; do set -- $v
-    step 45 $OUT/ws.log ws_$1_$2 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 python3 scripts/sweep_verify.py \
-      --cases ${WS_CASES:-mamba2-64-4,mamba2-64-2,mamba2-64-8} --rings 16 --calls 840 --tag ${1}_pairs$2
+  # WS_VARIANTS: "kernel pairs mode" triples (mode: MK_VERIFY_WS_MODE, 1 consumers alone, 2 prep alone)
+  for i in $(seq ${WS_ROUNDS:-2}); do for v in ${WS_VARIANTS:-"auto 4 0" "ws 4 0" "ws 2 0"}; do set -- $v
+    step 45 $OUT/ws.log ws_$1_$2_$3 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 MK_VERIFY_WS_MODE=$3 python3 \
+      scripts/sweep_verify.py --cases ${WS_CASES:-mamba2-64-4,mamba2-64-2,mamba2-64-8} --rings 16 --calls 840 \
+      --tag ${1}_pairs$2_mode$3
   done; done
   grep -h "pairs" $OUT/ws.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L

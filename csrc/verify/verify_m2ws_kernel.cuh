@@ -108,7 +108,7 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
 
 template <typename T, typename TI, int N>
 __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads, 1)
-    verify_m2ws_kernel(const VerifyStepParams p, const int npair) {
+    verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode) {
   constexpr int NW = kWsConsumers / 32, NT = kWsConsumers;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
   MK_VERIFY_DYN_SMEM(smem_f4);
@@ -132,7 +132,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   const int mine = blk < units ? (units - 1 - blk) / grid + 1 : 0;  // this block's units
   auto unit_of = [blk, grid](int i) { return blk + i * grid; };
 
+  // mode (MK_VERIFY_WS_MODE, timing only, wrong results): 1 consumers alone (no prep, no hand-over), 2 the prep
+  // pairs and the hand-over alone (no tile, no dots, no y)
   if (threadIdx.x >= kWsConsumers) {  // ---- prep pair pr ------------------------------------------------------
+    if (mode == 1) return;
     const int pr = (threadIdx.x - kWsConsumers) / kSplitPrepThreads;
     const int tid = threadIdx.x - kWsConsumers - pr * kSplitPrepThreads;
     float* rec = smf + lay.rec + pr * lay.rec_words;
@@ -175,11 +178,12 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     }
     cp_async_commit();
   };
-  if (mine > 0) stage(0, 0);
+  if (mine > 0 && mode != 2) stage(0, 0);
+  if (mode == 2) cp_async_commit();
   for (int i = 0; i < mine; ++i) {
     const int bi = i & 1, pr = i % npair, j = i / npair;
     if (i > 0) csync();  // every consumer is done with unit i - 1's buffer, which unit i + 1's copies take now
-    if (i + 1 < mine) stage(i + 1, bi ^ 1);
+    if (i + 1 < mine && mode != 2) stage(i + 1, bi ^ 1);
     else cp_async_commit();  // one group an iteration: the wait below counts on it
     cp_async_wait<1>();      // unit i's group (unit i + 1's may still be in flight)
     csync();                 // ... from every consumer thread
@@ -194,9 +198,17 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     const int s = p.slots[(int64_t)b * p.slots_stride];
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
-    if (live) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
-    ws_mbar_wait(rec_full + pr, j & 1);  // unit i's record (a padding unit's hand-over carries none)
-    csync();                          // every warp's dots
+    if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+    if (mode != 1) ws_mbar_wait(rec_full + pr, j & 1);  // unit i's record (a padding unit's hand-over carries none)
+    csync();                                             // every warp's dots
+    if (mode == 2) {
+      ws_mbar_arrive(rec_empty + pr);
+      continue;
+    }
+    if (mode == 1) {
+      if (live) m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
+      continue;
+    }
     if (!live) {  // padding row: y = 0, cache untouched
       m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
       ws_mbar_arrive(rec_empty + pr);
