@@ -70,11 +70,12 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 
 // One unit (batch row b, head u) of the prep work, by the NT = kSplitPrepThreads threads tid of a group whose barrier
 // is sync() and whose shared memory (m2_place_common, prep) starts at smem_f4; the record (m2split_ws offsets) goes to
-// wsu (the per-call scratch in global memory for the split pair, a shared-memory slot for verify_m2ws_kernel).
-// Returns at once for a padding row.
-template <typename TI, int N, bool kO32, typename Sync>
+// wsu (the per-call scratch in global memory for the split pair, a shared-memory slot for verify_m2ws_kernel), after
+// every thread has called before_record() (verify_m2ws_kernel waits there until the slot is free). Returns at once
+// for a padding row (before_record not called).
+template <typename TI, int N, bool kO32, typename Sync, typename Pre>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
-                                            int tid, Sync&& sync) {
+                                            int tid, Sync&& sync, Pre&& before_record) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
@@ -124,6 +125,7 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   sync();
 
   const M2SplitWs W = m2split_ws(k, R, P);
+  before_record();
   m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
                              wsu + W.scale);
   if (tid == 0) {
@@ -153,7 +155,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   m2prep_unit<TI, N, kO32>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x,
-                           [] { __syncthreads(); });
+                           [] { __syncthreads(); }, [] {});
 }
 
 template <typename T, typename TI, int N, int NW>

@@ -16,8 +16,9 @@
 //     unit i's dots S_t = h0 . C_t run on tensor cores; then they wait for unit i's record, write
 //     y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds stage its committed ring rows (plain loads:
 //     a cp.async wait would wait for the prefetch too), fold, and write its new tokens' ring rows and meta row.
-//   - Record slot pr: mbarriers rec_full[pr] (64 arrivals: the pair's threads, after their record writes) and
-//     rec_empty[pr] (256: the consumers, after their last record read); a padding unit takes the hand-over too.
+//   - Record slots 2 pr and 2 pr + 1 (the pair's units alternate): mbarriers rec_full (64 arrivals: the pair's
+//     threads, after their record writes) and rec_empty (256: the consumers, after their last record read); the pair
+//     waits for a slot only before its record writes; a padding unit takes the hand-over too (no record).
 #pragma once
 #include "common/named_barrier.h"
 #include "verify/verify_m2split_kernel.cuh"
@@ -87,7 +88,7 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
   const int64_t K1 = k > 0 ? k : 1;
   M2WsLayout l;
   int o = 0;
-  l.bars = o; o += 4 * kWsMaxPairs;  // 2 x kWsMaxPairs uint64
+  l.bars = o; o += 8 * kWsMaxPairs;  // 2 x 2 x kWsMaxPairs uint64 (full / empty, two slots a pair)
   // offsets inside a buffer
   int b = 0;
   l.tile = b; b += static_cast<int>(P * (N / VT) * 4);
@@ -98,7 +99,7 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
   l.buf[0] = o; o += b;
   l.buf[1] = o; o += b;
   l.rec_words = m2split_ws(k, R, P).words;
-  l.rec = o; o += npair * l.rec_words;
+  l.rec = o; o += 2 * npair * l.rec_words;
   M2CommonLayout c;
   l.prep_words = up4(m2_place_common(c, 0, k, P, N, R, VI, true));
   l.prep = o; o += npair * l.prep_words;
@@ -116,10 +117,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   const int H = static_cast<int>(p.H), units = static_cast<int>(p.batch) * H;
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
   const M2WsLayout lay = m2ws_layout(k, P, N, R, VT, VI, p.z != nullptr, npair);
-  uint64_t* rec_full = reinterpret_cast<uint64_t*>(smf + lay.bars);
-  uint64_t* rec_empty = rec_full + kWsMaxPairs;
+  uint64_t* rec_full = reinterpret_cast<uint64_t*>(smf + lay.bars);  // [2 pr + slot]
+  uint64_t* rec_empty = rec_full + 2 * kWsMaxPairs;
   if (threadIdx.x == 0) {
-    for (int r = 0; r < npair; ++r) {
+    for (int r = 0; r < 2 * npair; ++r) {
       ws_mbar_init(rec_full + r, kSplitPrepThreads);
       ws_mbar_init(rec_empty + r, kWsConsumers);
     }
@@ -138,17 +139,21 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     if (mode == 1) return;
     const int pr = (threadIdx.x - kWsConsumers) / kSplitPrepThreads;
     const int tid = threadIdx.x - kWsConsumers - pr * kSplitPrepThreads;
-    float* rec = smf + lay.rec + pr * lay.rec_words;
     float4* psm = reinterpret_cast<float4*>(smf + lay.prep + pr * lay.prep_words);
     auto sync = [pr] { ws_bar<kSplitPrepThreads>(1 + pr); };
-    for (int i = pr, j = 0; i < mine; i += npair, ++j) {
-      const int v = unit_of(i), b = v / H, u = v - b * H;
-      if (j > 0) {
-        ws_mbar_wait(rec_empty + pr, (j - 1) & 1);  // the consumers are done with the slot's previous record
-        sync();                                  // and every thread of the pair with its shared memory
-      }
-      m2prep_unit<TI, N, true>(p, b, u, psm, rec, tid, sync);
-      ws_mbar_arrive(rec_full + pr);  // this thread's record writes are done (release)
+    for (int i = pr, j = 0; i < mine; i += npair, ++j) {  // the pair's j-th unit: record slot 2 pr + (j & 1)
+      const int v = unit_of(i), b = v / H, u = v - b * H, r = 2 * pr + (j & 1);
+      if (j > 0) sync();  // every thread of the pair is done with its shared memory
+      // the record's slot is free once the consumers are done with its previous record (unit j - 2): waited for
+      // only here, so that the unit's loads, control words, ring rows and dots run before
+      auto slot_free = [&] {
+        if (j >= 2) ws_mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
+      };
+      const int s = p.slots[(int64_t)b * p.slots_stride];
+      if (s >= 0 && s < p.S) m2prep_unit<TI, N, true>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync,
+                                                      slot_free);
+      else slot_free();  // a padding unit's hand-over (no record) keeps the slot's phases in step too
+      ws_mbar_arrive(rec_full + r);  // this thread's record writes are done (release)
     }
     return;
   }
@@ -181,7 +186,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   if (mine > 0 && mode != 2) stage(0, 0);
   if (mode == 2) cp_async_commit();
   for (int i = 0; i < mine; ++i) {
-    const int bi = i & 1, pr = i % npair, j = i / npair;
+    const int bi = i & 1, j = i / npair, r = 2 * (i % npair) + (j & 1), ph = (j >> 1) & 1;
     if (i > 0) csync();  // every consumer is done with unit i - 1's buffer, which unit i + 1's copies take now
     if (i + 1 < mine && mode != 2) stage(i + 1, bi ^ 1);
     else cp_async_commit();  // one group an iteration: the wait below counts on it
@@ -193,16 +198,16 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     uint4* raw_ring = reinterpret_cast<uint4*>(bf + lay.ring);
     const uint4* raw_z = reinterpret_cast<const uint4*>(bf + lay.raw_z);
     const uint4* raw_c = reinterpret_cast<const uint4*>(bf + lay.raw_c);
-    const float* rec = smf + lay.rec + pr * lay.rec_words;
+    const float* rec = smf + lay.rec + r * lay.rec_words;
     const int v = unit_of(i), b = v / H, u = v - b * H;
     const int s = p.slots[(int64_t)b * p.slots_stride];
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
-    if (mode != 1) ws_mbar_wait(rec_full + pr, j & 1);  // unit i's record (a padding unit's hand-over carries none)
+    if (mode != 1) ws_mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     csync();                                             // every warp's dots
     if (mode == 2) {
-      ws_mbar_arrive(rec_empty + pr);
+      ws_mbar_arrive(rec_empty + r);
       continue;
     }
     if (mode == 1) {
@@ -211,7 +216,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     }
     if (!live) {  // padding row: y = 0, cache untouched
       m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
-      ws_mbar_arrive(rec_empty + pr);
+      ws_mbar_arrive(rec_empty + r);
       continue;
     }
     const int* hdr = reinterpret_cast<const int*>(rec);
@@ -266,7 +271,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
         mrow[p.meta_i] = k;
       }
     }
-    ws_mbar_arrive(rec_empty + pr);  // this thread's last record read is done
+    ws_mbar_arrive(rec_empty + r);  // this thread's last record read is done
   }
 }
 
