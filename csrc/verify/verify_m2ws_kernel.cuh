@@ -134,7 +134,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   auto unit_of = [blk, grid](int i) { return blk + i * grid; };
 
   // mode (MK_VERIFY_WS_MODE, timing only, wrong results): 1 consumers alone (no prep, no hand-over), 2 the prep
-  // pairs and the hand-over alone (no tile, no dots, no y)
+  // pairs and the hand-over alone (no tile, no dots, no y), 3 both, the consumers not waiting for the records
   if (threadIdx.x >= kWsConsumers) {  // ---- prep pair pr ------------------------------------------------------
     if (mode == 1) return;
     const int pr = (threadIdx.x - kWsConsumers) / kSplitPrepThreads;
@@ -204,9 +204,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
-    if (mode != 1) ws_mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
+    if (mode != 1 && mode != 3) ws_mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     csync();                                             // every warp's dots
-    if (mode == 2) {
+    if (mode == 2 || mode == 3) {
+      if (mode == 3 && live) m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
       ws_mbar_arrive(rec_empty + r);
       continue;
     }
