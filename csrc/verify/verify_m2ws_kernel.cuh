@@ -1,6 +1,9 @@
 // Mamba-2 SSM verify step as one persistent, warp-specialised kernel (CUDA headers only, no torch; sm_90): the split
 // pair's work (verify_m2split_kernel.cuh) in one block an SM, so that the prep work runs beside the state stream
-// instead of ahead of it. A lab (MK_VERIFY_KERNEL=ws) until it is measured faster than the pair.
+// instead of ahead of it. A lab (MK_VERIFY_KERNEL=ws) until it is measured faster than the pair: correct on the GPU
+// (the verify GPU tests forced through it pass on an H200 and an H100, the large-grid sessions at p = n = 128
+// included) but slower so far (H100 b64 k4 ring 16, mean per call / median: 86.5 / 70.8 us against the pair's
+// 72.5 / 65.7; bench/results/lab/verify-ws-2026-12-06 and bench/notes/verify_step_2.md).
 //
 // Why: at b64 k4 (h 32, p = n = 128, fp32 state) the pair's prep kernel (~13 us on an H100) runs ahead of the
 // stream kernel, and every two-kernel overlap tried made the prep's per-unit chains slower (session 30's overlapping
@@ -134,7 +137,8 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   auto unit_of = [blk, grid](int i) { return blk + i * grid; };
 
   // mode (MK_VERIFY_WS_MODE, timing only, wrong results): 1 consumers alone (no prep, no hand-over), 2 the prep
-  // pairs and the hand-over alone (no tile, no dots, no y), 3 both, the consumers not waiting for the records
+  // pairs and the hand-over alone (no tile, no dots, no y). (Consumers that do not wait for the records are not a
+  // mode: their arrivals would run the slots' phases more than one ahead of the pairs' parity waits, which hang.)
   if (threadIdx.x >= kWsConsumers) {  // ---- prep pair pr ------------------------------------------------------
     if (mode == 1) return;
     const int pr = (threadIdx.x - kWsConsumers) / kSplitPrepThreads;
@@ -204,10 +208,9 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
-    if (mode != 1 && mode != 3) ws_mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
+    if (mode != 1) ws_mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     csync();                                             // every warp's dots
-    if (mode == 2 || mode == 3) {
-      if (mode == 3 && live) m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
+    if (mode == 2) {
       ws_mbar_arrive(rec_empty + r);
       continue;
     }
