@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/mbarrier.h"
+
 #if !defined(MK_CUDA_EMU)
 #include <cuda.h>
 #endif
@@ -147,56 +149,8 @@ __device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uin
 #endif
 }
 
-// Shared-memory transaction barriers (mbarrier) for the loads above: mbar_init by one thread (then a block barrier),
-// mbar_expect_tx by the issuing thread before its loads (its arrival plus the bytes they will complete), mbar_wait
-// by every reader (phase parity: 0 for a barrier's first completion, then alternating). The CPU emulation
-// (cuda_emu::mbar_*) counts arrivals, bytes and phases; its loads land late and out of order (cuda_runtime.h).
-__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(count) : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#elif defined(MK_CUDA_EMU)
-  cuda_emu::mbar_init(bar, count);
-#else
-  (void)bar; (void)count;
-#endif
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
-#elif defined(MK_CUDA_EMU)
-  cuda_emu::mbar_expect_tx(bar, bytes);
-#else
-  (void)bar; (void)bytes;
-#endif
-}
-// A plain arrival (release) on `bar` by this thread: a consumer announcing it is done with what the barrier guards.
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(b) : "memory");
-#elif defined(MK_CUDA_EMU)
-  cuda_emu::mbar_arrive(bar);
-#else
-  (void)bar;
-#endif
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(b), "r"(parity)
-      : "memory");
-#elif defined(MK_CUDA_EMU)
-  cuda_emu::mbar_wait(bar, parity);
-#else
-  (void)bar; (void)parity;
-#endif
-}
+// Shared-memory transaction barriers for the loads above (mbar_init / mbar_expect_tx / mbar_arrive / mbar_wait):
+// common/mbarrier.h.
 
 // Closes this thread's bulk stores issued since the last commit into one group.
 __device__ __forceinline__ void tma_commit() {

@@ -158,6 +158,57 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
                            [] { __syncthreads(); }, [] {});
 }
 
+// The control words of a unit from its record's header (fold, c, c1, path; the ring base is 0 when it folds).
+__device__ __forceinline__ M2Ctl m2split_ctl(int fold, int c, int c1, int path) {
+  M2Ctl ct;
+  ct.fold = fold != 0;
+  ct.c = c;
+  ct.c1 = c1;
+  ct.path = static_cast<unsigned>(path);
+  ct.base = 0;
+  ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
+  return ct;
+}
+
+// y_t = silu(z_t) (scale_t S_t + yx_t) of one unit (y: its output, b and u applied) from the dots Sd (k, P), the
+// record rec (m2split_ws offsets W) and the raw z rows (when p.z); threads tid of NT.
+template <typename TI>
+__device__ __forceinline__ void m2split_y(const VerifyStepParams& p, TI* y, const float* Sd, const float* rec,
+                                          const M2SplitWs& W, const uint4* raw_z, int k, int P, int tid, int NT) {
+  constexpr int VI = SV<TI>::V;
+  const int PC = P / VI, lPC = ilog2(PC);
+  for (int i = tid; i < k * PC; i += NT) {
+    const int t = i >> lPC, p0 = (i & (PC - 1)) * VI;
+    float sd[VI], yx[VI], out[VI];
+    lds_vec<VI>(Sd + t * P + p0, sd);
+    lds_vec<VI>(rec + W.yx + t * P + p0, yx);
+    const float sc = rec[W.scale + t];
+#pragma unroll
+    for (int v = 0; v < VI; ++v) out[v] = fmaf(sc, sd[v], yx[v]);
+    if (p.z != nullptr) {
+      float zv[VI];
+      SV<TI>::unpack(raw_z[i], zv);
+#pragma unroll
+      for (int v = 0; v < VI; ++v) out[v] *= silu_f(zv[v]);
+    }
+    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
+  }
+}
+
+// A folding unit's new tokens' ring dt and its meta row [0, k, masks], from its record (after the fold's reads).
+__device__ __forceinline__ void m2split_fold_meta(const VerifyStepParams& p, const float* rec, const M2SplitWs& W,
+                                                  int s, int u, int k, int tid) {
+  int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  if (tid < k) {
+    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = rec[W.dts + tid];
+    if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = reinterpret_cast<const int*>(rec)[W.masks + tid];
+  }
+  if (tid == 0) {
+    mrow[0] = 0;
+    mrow[p.meta_i] = k;
+  }
+}
+
 template <typename T, typename TI, int N, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
@@ -210,13 +261,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // The unit's scratch record by cp.async (group 3) while the tile is in flight, and, for a unit that folds, its
   // committed ring rows too.
   for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
-  M2Ctl ct;
-  ct.fold = hdr.x != 0;
-  ct.c = hdr.y;
-  ct.c1 = hdr.z;
-  ct.path = static_cast<unsigned>(hdr.w);
-  ct.base = 0;
-  ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
+  const M2Ctl ct = m2split_ctl(hdr.x, hdr.y, hdr.z, hdr.w);
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   if (ct.fold) m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
@@ -229,22 +274,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   __syncthreads();  // every warp's dots, the record, the ring rows
 
   // ---- y_t = silu(z_t) (scale_t S_t + yx_t)
-  for (int i = tid; i < k * PC; i += NT) {
-    const int t = i >> lPC, p0 = (i & (PC - 1)) * VI;
-    float sd[VI], yx[VI], out[VI];
-    lds_vec<VI>(Sd + t * P + p0, sd);
-    lds_vec<VI>(rec + W.yx + t * P + p0, yx);
-    const float sc = rec[W.scale + t];
-#pragma unroll
-    for (int v = 0; v < VI; ++v) out[v] = fmaf(sc, sd[v], yx[v]);
-    if (p.z != nullptr) {
-      float zv[VI];
-      SV<TI>::unpack(raw_z[i], zv);
-#pragma unroll
-      for (int v = 0; v < VI; ++v) out[v] *= silu_f(zv[v]);
-    }
-    *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
-  }
+  m2split_y<TI>(p, y, Sd, rec, W, raw_z, k, P, tid, NT);
   if (!ct.fold) return;  // the prep kernel wrote this unit's ring and meta
 
   // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
@@ -268,15 +298,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   if (tid < k * NC) *b_dst(tid) = b0;
   for (int i = tid + NT; i < k * PC; i += NT) *x_dst(i) = *x_src(i);
   for (int i = tid + NT; i < k * NC; i += NT) *b_dst(i) = *b_src(i);
-  int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-  if (tid < k) {
-    p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = rec[W.dts + tid];
-    if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = reinterpret_cast<const int*>(rec)[W.masks + tid];
-  }
-  if (tid == 0) {
-    mrow[0] = 0;
-    mrow[p.meta_i] = k;
-  }
+  m2split_fold_meta(p, rec, W, s, u, k, tid);
 }
 
 // Warps of a stream block: MK_VERIFY_SPLIT_WARPS=4|8 (environment, read once), else 8 at P >= 128 (H200, b64 h32

@@ -23,66 +23,19 @@
 //     threads, after their record writes) and rec_empty (256: the consumers, after their last record read); the pair
 //     waits for a slot only before its record writes; a padding unit takes the hand-over too (no record).
 #pragma once
+#include "common/mbarrier.h"
 #include "common/named_barrier.h"
 #include "verify/verify_m2split_kernel.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
 
-// The kernel's synchronisation: named barriers (a prep pair: ids 1..4, 64 threads; the consumers: id 5, 256) and
-// shared-memory mbarriers (arrive: release, wait: acquire, at CTA scope). The verify CPU emulation
-// (tests/cuda_emu/verify/verify_emu_shim.h, which defines MK_EMU_WS_SYNC) has its own of each.
-template <int kCount>
-__device__ __forceinline__ void ws_bar(int id) {
-#if defined(MK_EMU_WS_SYNC)
-  emu_named_sync(static_cast<unsigned>(id), kCount);
-#else
-  if constexpr (kCount == kSplitPrepThreads) named_bar_1to4<kCount, true>(id);
-  else named_bar<kCount, true>(5);
-#endif
-}
-__device__ __forceinline__ void ws_mbar_init(uint64_t* bar, unsigned count) {
-#if defined(MK_EMU_WS_SYNC)
-  emu_mbar_init(bar, count);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(count) : "memory");
-#else
-  (void)bar; (void)count;
-#endif
-}
-__device__ __forceinline__ void ws_mbar_arrive(uint64_t* bar) {
-#if defined(MK_EMU_WS_SYNC)
-  emu_mbar_arrive(bar);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(b) : "memory");
-#else
-  (void)bar;
-#endif
-}
-// Waits until the phase of parity `parity` of `bar` has completed (0 for its first completion, then alternating).
-__device__ __forceinline__ void ws_mbar_wait(uint64_t* bar, unsigned parity) {
-#if defined(MK_EMU_WS_SYNC)
-  emu_mbar_wait(bar, parity);
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(b), "r"(parity)
-      : "memory");
-#else
-  (void)bar; (void)parity;
-#endif
-}
-
 constexpr int kWsConsumers = 256;  // 8 warps
 constexpr int kWsMaxPairs = 4;     // 256 + 4 x 64 = 512 threads: 128 registers a thread in one block an SM
 
-// Shared memory (32-bit words): the mbarriers (2 x kWsMaxPairs, 8 bytes each), two consumer buffers (tile, dots,
-// ring rows of a folding unit, raw z and C rows), `npair` record slots (m2split_ws) and prep areas
-// (m2_place_common, prep).
+// Shared memory (32-bit words): the mbarriers (full / empty x 2 slots x kWsMaxPairs, 8 bytes each), two consumer
+// buffers (tile, dots, ring rows of a folding unit, raw z and C rows), 2 x `npair` record slots (m2split_ws) and
+// `npair` prep areas (m2_place_common, prep).
 struct M2WsLayout {
   int bars, buf[2], tile, dots, ring, raw_z, raw_c, rec, rec_words, prep, prep_words, words;
 };
@@ -124,13 +77,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   uint64_t* rec_empty = rec_full + 2 * kWsMaxPairs;
   if (threadIdx.x == 0) {
     for (int r = 0; r < 2 * npair; ++r) {
-      ws_mbar_init(rec_full + r, kSplitPrepThreads);
-      ws_mbar_init(rec_empty + r, kWsConsumers);
+      mbar_init(rec_full + r, kSplitPrepThreads);
+      mbar_init(rec_empty + r, kWsConsumers);
     }
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(MK_EMU_WS_SYNC)
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#endif
   __syncthreads();  // the last block-wide barrier: the groups go their own ways from here
   const int grid = static_cast<int>(gridDim.x), blk = static_cast<int>(blockIdx.x);
   const int mine = blk < units ? (units - 1 - blk) / grid + 1 : 0;  // this block's units
@@ -144,20 +94,20 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     const int pr = (threadIdx.x - kWsConsumers) / kSplitPrepThreads;
     const int tid = threadIdx.x - kWsConsumers - pr * kSplitPrepThreads;
     float4* psm = reinterpret_cast<float4*>(smf + lay.prep + pr * lay.prep_words);
-    auto sync = [pr] { ws_bar<kSplitPrepThreads>(1 + pr); };
+    auto sync = [pr] { named_bar_1to4<kSplitPrepThreads, true>(1 + pr); };  // the pair's barrier
     for (int i = pr, j = 0; i < mine; i += npair, ++j) {  // the pair's j-th unit: record slot 2 pr + (j & 1)
       const int v = unit_of(i), b = v / H, u = v - b * H, r = 2 * pr + (j & 1);
       if (j > 0) sync();  // every thread of the pair is done with its shared memory
       // the record's slot is free once the consumers are done with its previous record (unit j - 2): waited for
       // only here, so that the unit's loads, control words, ring rows and dots run before
       auto slot_free = [&] {
-        if (j >= 2) ws_mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
+        if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
       };
       const int s = p.slots[(int64_t)b * p.slots_stride];
       if (s >= 0 && s < p.S) m2prep_unit<TI, N, true>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync,
                                                       slot_free);
       else slot_free();  // a padding unit's hand-over (no record) keeps the slot's phases in step too
-      ws_mbar_arrive(rec_full + r);  // this thread's record writes are done (release)
+      mbar_arrive(rec_full + r);  // this thread's record writes are done (release)
     }
     return;
   }
@@ -166,7 +116,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   const M2SplitWs W = m2split_ws(k, R, P);
-  auto csync = [] { ws_bar<kWsConsumers>(5); };
+  auto csync = [] { named_bar_sync<kWsConsumers>(5); };  // the consumers' barrier
   // unit i's C (and z) rows and state tile into buffer bi: one cp.async group (empty for a padding row)
   auto stage = [&](int i, int bi) {
     const int v = unit_of(i), b = v / H, u = v - b * H;
@@ -208,10 +158,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
-    if (mode != 1) ws_mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
+    if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     csync();                                             // every warp's dots
     if (mode == 2) {
-      ws_mbar_arrive(rec_empty + r);
+      mbar_arrive(rec_empty + r);
       continue;
     }
     if (mode == 1) {
@@ -220,34 +170,12 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     }
     if (!live) {  // padding row: y = 0, cache untouched
       m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
-      ws_mbar_arrive(rec_empty + r);
+      mbar_arrive(rec_empty + r);
       continue;
     }
     const int* hdr = reinterpret_cast<const int*>(rec);
-    M2Ctl ct;
-    ct.fold = hdr[0] != 0;
-    ct.c = hdr[1];
-    ct.c1 = hdr[2];
-    ct.path = static_cast<unsigned>(hdr[3]);
-    ct.base = 0;
-    ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
-    // y_t = silu(z_t) (scale_t S_t + yx_t)
-    for (int c = tid; c < k * PC; c += NT) {
-      const int t = c >> lPC, p0 = (c & (PC - 1)) * VI;
-      float sd[VI], yx[VI], out[VI];
-      lds_vec<VI>(Sd + t * P + p0, sd);
-      lds_vec<VI>(rec + W.yx + t * P + p0, yx);
-      const float sc = rec[W.scale + t];
-#pragma unroll
-      for (int e = 0; e < VI; ++e) out[e] = fmaf(sc, sd[e], yx[e]);
-      if (p.z != nullptr) {
-        float zv[VI];
-        SV<TI>::unpack(raw_z[c], zv);
-#pragma unroll
-        for (int e = 0; e < VI; ++e) out[e] *= silu_f(zv[e]);
-      }
-      *reinterpret_cast<uint4*>(y + t * p.y_k + p0) = SV<TI>::pack(out);
-    }
+    const M2Ctl ct = m2split_ctl(hdr[0], hdr[1], hdr[2], hdr[3]);
+    m2split_y<TI>(p, y, Sd, rec, W, raw_z, k, P, tid, NT);  // y_t = silu(z_t) (scale_t S_t + yx_t)
     if (ct.fold) {  // h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
       const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
       m2_stage_ring<TI, false, false>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
@@ -265,17 +193,9 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
       for (int c = tid; c < k * NC; c += NT)
         *reinterpret_cast<uint4*>(rB + (c >> lNC) * p.rB_r + (c & (NC - 1)) * VI) =
             *reinterpret_cast<const uint4*>(Bb + (c >> lNC) * p.B_k + (c & (NC - 1)) * VI);
-      int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
-      if (tid < k) {
-        p.ring_dt[(int64_t)s * p.rdt_s + (int64_t)tid * p.rdt_r + (int64_t)u * p.rdt_h] = rec[W.dts + tid];
-        if (tid < p.Kmax) mrow[(2 + tid) * p.meta_i] = reinterpret_cast<const int*>(rec)[W.masks + tid];
-      }
-      if (tid == 0) {
-        mrow[0] = 0;
-        mrow[p.meta_i] = k;
-      }
+      m2split_fold_meta(p, rec, W, s, u, k, tid);
     }
-    ws_mbar_arrive(rec_empty + r);  // this thread's last record read is done
+    mbar_arrive(rec_empty + r);  // this thread's last record read is done
   }
 }
 

@@ -1,0 +1,70 @@
+// Shared-memory barriers (mbarrier, sm_90): arrivals with release semantics, parity waits with acquire semantics at
+// CTA scope, and transaction bytes for asynchronous copies (common/tma.h's tensor-map loads). Used by the SSD state
+// kernels (with tma.h) and verify_m2ws_kernel (a producer / consumer hand-over through shared memory).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace mamba_kernels {
+
+// Shared-memory transaction barriers (mbarrier): mbar_init by one thread (then a block barrier),
+// mbar_expect_tx by the issuing thread before its loads (its arrival plus the bytes they will complete), mbar_wait
+// by every reader (phase parity: 0 for a barrier's first completion, then alternating; a waiter must not fall more
+// than one phase behind). The CPU emulations count arrivals (and bytes) and phases: tests/cuda_emu/cuda_runtime.h
+// (cuda_emu::mbar_*; its tensor-map loads land late and out of order) and, for the verify kernels,
+// tests/cuda_emu/verify/verify_emu_shim.h (emu_mbar_*, MK_EMU_WS_SYNC; no transaction bytes).
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(b), "r"(count) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::mbar_init(bar, count);
+#elif defined(MK_EMU_WS_SYNC)
+  emu_mbar_init(bar, count);
+#else
+  (void)bar; (void)count;
+#endif
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::mbar_expect_tx(bar, bytes);
+#else
+  (void)bar; (void)bytes;
+#endif
+}
+// A plain arrival (release) on `bar` by this thread: a consumer announcing it is done with what the barrier guards.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(b) : "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::mbar_arrive(bar);
+#elif defined(MK_EMU_WS_SYNC)
+  emu_mbar_arrive(bar);
+#else
+  (void)bar;
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(b), "r"(parity)
+      : "memory");
+#elif defined(MK_CUDA_EMU)
+  cuda_emu::mbar_wait(bar, parity);
+#elif defined(MK_EMU_WS_SYNC)
+  emu_mbar_wait(bar, parity);
+#else
+  (void)bar; (void)parity;
+#endif
+}
+
+}  // namespace mamba_kernels
