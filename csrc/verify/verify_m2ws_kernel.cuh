@@ -117,7 +117,8 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   const M2SplitWs W = m2split_ws(k, R, P);
   auto csync = [] { named_bar_sync<kWsConsumers>(5); };  // the consumers' barrier
-  // unit i's C (and z) rows and state tile into buffer bi: one cp.async group (empty for a padding row)
+  // unit i's C (and z) rows and state tile into buffer bi: one cp.async group (empty for a padding row); returns the
+  // unit's slot (the iteration that computes the unit reuses it)
   auto stage = [&](int i, int bi) {
     const int v = unit_of(i), b = v / H, u = v - b * H;
     const int s = p.slots[(int64_t)b * p.slots_stride];
@@ -136,14 +137,17 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
       m2tc_stage_tile<T, N, NW, true>(reinterpret_cast<uint4*>(bf + lay.tile), st, p.st_p, P, warp, lane);
     }
     cp_async_commit();
+    return s;
   };
-  if (mine > 0 && mode != 2) stage(0, 0);
+  auto slot_of = [&](int i) { return p.slots[(int64_t)(unit_of(i) / H) * p.slots_stride]; };
+  int s_next = mine > 0 ? (mode != 2 ? stage(0, 0) : slot_of(0)) : 0;
   if (mode == 2) cp_async_commit();
   for (int i = 0; i < mine; ++i) {
     const int bi = i & 1, j = i / npair, r = 2 * (i % npair) + (j & 1), ph = (j >> 1) & 1;
+    const int s = s_next;  // unit i's slot, read when its copies were issued
     if (i > 0) csync();  // every consumer is done with unit i - 1's buffer, which unit i + 1's copies take now
-    if (i + 1 < mine && mode != 2) stage(i + 1, bi ^ 1);
-    else cp_async_commit();  // one group an iteration: the wait below counts on it
+    if (i + 1 < mine) s_next = mode != 2 ? stage(i + 1, bi ^ 1) : slot_of(i + 1);
+    if (i + 1 >= mine || mode == 2) cp_async_commit();  // one group an iteration: the wait below counts on it
     cp_async_wait<1>();      // unit i's group (unit i + 1's may still be in flight)
     csync();                 // ... from every consumer thread
     float* bf = smf + lay.buf[bi];
@@ -154,7 +158,6 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     const uint4* raw_c = reinterpret_cast<const uint4*>(bf + lay.raw_c);
     const float* rec = smf + lay.rec + r * lay.rec_words;
     const int v = unit_of(i), b = v / H, u = v - b * H;
-    const int s = p.slots[(int64_t)b * p.slots_stride];
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
@@ -207,7 +210,8 @@ inline int m2ws_pairs(const VerifyStepParams& p, size_t smem_optin, size_t* smem
   constexpr int VT = SV<T>::V;
   const int VI = p.in_dtype == DType::kFloat32 ? 4 : 8;
   const char* e = std::getenv("MK_VERIFY_WS_PAIRS");
-  const int cap = e != nullptr && std::atoi(e) >= 1 && std::atoi(e) <= kWsMaxPairs ? std::atoi(e) : kWsMaxPairs;
+  const int forced = e != nullptr ? std::atoi(e) : 0;
+  const int cap = forced >= 1 && forced <= kWsMaxPairs ? forced : kWsMaxPairs;
   for (int np = cap; np >= 1; --np) {
     const size_t bytes = static_cast<size_t>(m2ws_layout(p.k, p.P, p.N, p.R, VT, VI, p.z != nullptr, np).words) * 4;
     if (bytes <= smem_optin) {

@@ -9,7 +9,7 @@
 #include <utility>
 
 #if defined(__CUDACC__)
-#include "common/smem_optin.h"  // device_smem_optin (the GPU launcher)
+#include "common/smem_optin.h"  // device_smem_optin, device_sm_count (the GPU launcher)
 #endif
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
@@ -391,19 +391,6 @@ const char* launch_one(const SsmLaunch& c, cudaStream_t stream, void (*kern)(Arg
   }
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-}
-
-// The current device's SM count (cached a device; 0 if unknown).
-inline int device_sm_count() {
-  static int cached[64] = {0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (cached[dev] == 0) {
-    int n = 0;
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) n = -1;
-    cached[dev] = n;
-  }
-  return cached[dev] > 0 ? cached[dev] : 0;
 }
 
 // MK_VERIFY_PDL=0 (environment, read once): launch the split pair's stream kernel without programmatic
