@@ -83,6 +83,7 @@ inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 typedef struct CUstream_st* cudaStream_t;
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,  // (named by common/smem_optin.h's device_sm_count; not answered here)
   cudaDevAttrComputeCapabilityMajor = 75,
   cudaDevAttrComputeCapabilityMinor = 76,
   cudaDevAttrMaxSharedMemoryPerBlockOptin = 97
