@@ -9,6 +9,7 @@
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
 # VERIFY_PART=ws: the warp-specialised lab kernel against the split pair (session 49).
+# VERIFY_PART=stamps: the verify GPU tests, then the ws lab kernel's per-unit stamps (session 50).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -70,6 +71,22 @@ if [ "${VERIFY_PART:-}" = ws ]; then
       --tag ${1}_pairs$2_mode$3
   done; done
   grep -h "pairs" $OUT/ws.log >> $L
+  echo "total $(( $(date +%s) - t0 ))s" >> $L
+  exit 0
+fi
+if [ "${VERIFY_PART:-}" = stamps ]; then
+  # session 50 (~200 s with the build): the verify GPU tests (STAMPS_TESTS=0: not), then scripts/lab/ws_stamps.py
+  # (verify_m2ws_kernel's mode-4 stamps: what its consumers and prep pairs wait for) for each prep-pair count in
+  # STAMP_PAIRS ("4 2") at STAMP_CASES (mamba2-64-4), and the pair / ws sweep rows of the same cases for scale.
+  [ "${STAMPS_TESTS:-1}" = 1 ] && step 90 $T verify bash -c "$P $VT"
+  grep -E "^FAILED|passed|failed" $T >> $L
+  for c in $(echo ${STAMP_CASES:-mamba2-64-4} | tr , ' '); do for np in ${STAMP_PAIRS:-4 2}; do
+    step 60 $OUT/stamps.log stamps_${c}_$np python3 scripts/lab/ws_stamps.py --case $c --calls 14 --pairs $np
+  done; done
+  for v in "auto 4 0" "ws 4 0"; do set -- $v
+    step 45 $OUT/stamps.log sweep_$1 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 python3 scripts/sweep_verify.py \
+      --cases ${STAMP_CASES:-mamba2-64-4} --rings 16 --calls 840 --tag ${1}_pairs$2
+  done
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

@@ -63,9 +63,49 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
   return l;
 }
 
+// Timing lab (mode 4, MK_VERIFY_WS_MODE=4 with MK_VERIFY_WS_STAMPS=file; results as mode 0): per block and unit, the
+// SM's cycle counter at the consumers' and the prep pair's events (kWsEv* below; thread 0 of each group) into
+// stamps[(block * kWsStampUnits + unit) * kWsEvents + event] (units past kWsStampUnits unrecorded), and the global
+// timer at the block's start / the consumers' end in the block's unit-0 row. The launcher appends them to the file;
+// scripts/lab/ws_stamps.py reads it.
+constexpr int kWsStampUnits = 32, kWsEvents = 16;
+enum : int {
+  kWsEvCStart = 0,  // consumers: the unit's iteration starts (before the barrier that frees the other buffer)
+  kWsEvCTile,       // its tile and C rows landed (after the wait and the barrier)
+  kWsEvCDots,       // the state dots done (thread 0's warp)
+  kWsEvCRec,        // its record is ready (after the rec_full wait)
+  kWsEvCEnd,        // y (and the fold) written
+  kWsEvPStart,      // prep pair: the unit starts
+  kWsEvPSlot,       // the unit's record is ready to be written: the slot wait starts
+  kWsEvPSlotOk,     // the slot is free
+  kWsEvPEnd,        // the record is written and handed over
+  kWsEvT0,          // global timer (ns) at the block's start (unit-0 row)
+  kWsEvT1,          // global timer (ns) at the consumers' end (unit-0 row)
+  kWsEvCY,          // consumers: y written (a folding unit's events follow)
+  kWsEvCRing,       // its committed ring rows staged
+  kWsEvCFold,       // its state written back
+};
+__device__ __forceinline__ unsigned long long ws_clock() {
+#if defined(__CUDA_ARCH__)
+  return static_cast<unsigned long long>(clock64());
+#else
+  return 0;
+#endif
+}
+__device__ __forceinline__ unsigned long long ws_gtimer() {
+#if defined(__CUDA_ARCH__)
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+#else
+  return 0;
+#endif
+}
+
 template <typename T, typename TI, int N>
 __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads, 1)
-    verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode) {
+    verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode, unsigned long long* stamps) {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // sm_90 only (mbarriers): an empty body for older targets
   constexpr int NW = kWsConsumers / 32, NT = kWsConsumers;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
   MK_VERIFY_DYN_SMEM(smem_f4);
@@ -83,11 +123,16 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   }
   __syncthreads();  // the last block-wide barrier: the groups go their own ways from here
   const int grid = static_cast<int>(gridDim.x), blk = static_cast<int>(blockIdx.x);
+  const bool stamping = mode == 4 && stamps != nullptr;  // thread 0 of a group stamps event e of unit i
+  auto stamp = [stamps, blk](int i, int e, unsigned long long t) {
+    if (i < kWsStampUnits) stamps[((int64_t)blk * kWsStampUnits + i) * kWsEvents + e] = t;
+  };
+  if (stamping && threadIdx.x == 0) stamp(0, kWsEvT0, ws_gtimer());
   const int mine = blk < units ? (units - 1 - blk) / grid + 1 : 0;  // this block's units
   auto unit_of = [blk, grid](int i) { return blk + i * grid; };
 
-  // mode (MK_VERIFY_WS_MODE, timing only, wrong results): 1 consumers alone (no prep, no hand-over), 2 the prep
-  // pairs and the hand-over alone (no tile, no dots, no y). (Consumers that do not wait for the records are not a
+  // mode (MK_VERIFY_WS_MODE): 1 consumers alone (no prep, no hand-over), 2 the prep pairs and the hand-over alone
+  // (no tile, no dots, no y), both timing only (wrong results); 4 the stamps (above). (Consumers that do not wait for the records are not a
   // mode: their arrivals would run the slots' phases more than one ahead of the pairs' parity waits, which hang.)
   if (threadIdx.x >= kWsConsumers) {  // ---- prep pair pr ------------------------------------------------------
     if (mode == 1) return;
@@ -100,14 +145,19 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
       if (j > 0) sync();  // every thread of the pair is done with its shared memory
       // the record's slot is free once the consumers are done with its previous record (unit j - 2): waited for
       // only here, so that the unit's loads, control words, ring rows and dots run before
+      const bool st0 = stamping && tid == 0;
+      if (st0) stamp(i, kWsEvPStart, ws_clock());
       auto slot_free = [&] {
+        if (st0) stamp(i, kWsEvPSlot, ws_clock());
         if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
+        if (st0) stamp(i, kWsEvPSlotOk, ws_clock());
       };
       const int s = p.slots[(int64_t)b * p.slots_stride];
       if (s >= 0 && s < p.S) m2prep_unit<TI, N, true>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync,
                                                       slot_free);
       else slot_free();  // a padding unit's hand-over (no record) keeps the slot's phases in step too
       mbar_arrive(rec_full + r);  // this thread's record writes are done (release)
+      if (st0) stamp(i, kWsEvPEnd, ws_clock());
     }
     return;
   }
@@ -145,11 +195,14 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   for (int i = 0; i < mine; ++i) {
     const int bi = i & 1, j = i / npair, r = 2 * (i % npair) + (j & 1), ph = (j >> 1) & 1;
     const int s = s_next;  // unit i's slot, read when its copies were issued
+    const bool st0 = stamping && tid == 0;
+    if (st0) stamp(i, kWsEvCStart, ws_clock());
     if (i > 0) csync();  // every consumer is done with unit i - 1's buffer, which unit i + 1's copies take now
     if (i + 1 < mine) s_next = mode != 2 ? stage(i + 1, bi ^ 1) : slot_of(i + 1);
     if (i + 1 >= mine || mode == 2) cp_async_commit();  // one group an iteration: the wait below counts on it
     cp_async_wait<1>();      // unit i's group (unit i + 1's may still be in flight)
     csync();                 // ... from every consumer thread
+    if (st0) stamp(i, kWsEvCTile, ws_clock());
     float* bf = smf + lay.buf[bi];
     const uint4* tile = reinterpret_cast<const uint4*>(bf + lay.tile);
     float* Sd = bf + lay.dots;
@@ -161,7 +214,9 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+    if (st0) stamp(i, kWsEvCDots, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
+    if (st0) stamp(i, kWsEvCRec, ws_clock());
     csync();                                             // every warp's dots
     if (mode == 2) {
       mbar_arrive(rec_empty + r);
@@ -179,10 +234,12 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     const int* hdr = reinterpret_cast<const int*>(rec);
     const M2Ctl ct = m2split_ctl(hdr[0], hdr[1], hdr[2], hdr[3]);
     m2split_y<TI>(p, y, Sd, rec, W, raw_z, k, P, tid, NT);  // y_t = silu(z_t) (scale_t S_t + yx_t)
+    if (st0) stamp(i, kWsEvCY, ws_clock());
     if (ct.fold) {  // h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
       const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
       m2_stage_ring<TI, false, false>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
       csync();  // the ring rows from every thread
+      if (st0) stamp(i, kWsEvCRing, ws_clock());
       const int gi = u / (H / static_cast<int>(p.G));
       const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
       const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
@@ -190,6 +247,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
       TI* rB = static_cast<TI*>(p.ring_B) + rb0;
       T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
       m2tc_fold<T, TI, N, NW>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q);
+      if (st0) stamp(i, kWsEvCFold, ws_clock());
       for (int c = tid; c < k * PC; c += NT)  // base 0: k <= Kmax <= R, every new token has a ring row
         *reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI) =
             *reinterpret_cast<const uint4*>(xb + (c >> lPC) * p.x_k + (c & (PC - 1)) * VI);
@@ -199,7 +257,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
       m2split_fold_meta(p, rec, W, s, u, k, tid);
     }
     mbar_arrive(rec_empty + r);  // this thread's last record read is done
+    if (st0) stamp(i, kWsEvCEnd, ws_clock());
   }
+  if (stamping && tid == 0) stamp(0, kWsEvT1, ws_gtimer());
+#endif
 }
 
 // Prep pairs a block for these parameters within `smem_optin` bytes (kWsMaxPairs down to 1; 0: none fits), and the

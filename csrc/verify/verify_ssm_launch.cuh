@@ -3,10 +3,12 @@
 // which kernel (verify_m2tc_kernel, verify_m2_kernel, verify_ssm_kernel, verify_fused_kernel), block size, shared
 // memory. CUDA headers only.
 #pragma once
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #if defined(__CUDACC__)
 #include "common/smem_optin.h"  // device_smem_optin, device_sm_count (the GPU launcher)
@@ -226,7 +228,7 @@ inline void (*prep_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
 }
 // verify_m2ws_kernel for state T (fp32 only) and the inputs' dtype.
 template <typename T>
-inline void (*ws_kernel(DType in, int64_t N))(VerifyStepParams, int, int) {
+inline void (*ws_kernel(DType in, int64_t N))(VerifyStepParams, int, int, unsigned long long*) {
   if constexpr (!std::is_same<T, float>::value) {
     return nullptr;
   } else {
@@ -439,15 +441,36 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.grid == 0) return nullptr;
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());
   if (c.ws) {  // one block an SM (persistent: a block walks units blockIdx.x, + gridDim.x, ...)
-    void (*wkern)(VerifyStepParams, int, int) = ws_kernel<T>(p.in_dtype, p.N);
-    if (wkern == nullptr) return "verify_step_cuda: no warp-specialised kernel for these parameters";
-    if (const char* e = allow_smem(wkern, c.smem)) return e;
+    void (*wk)(VerifyStepParams, int, int, unsigned long long*) = ws_kernel<T>(p.in_dtype, p.N);
+    if (wk == nullptr) return "verify_step_cuda: no warp-specialised kernel for these parameters";
+    if (const char* e = allow_smem(wk, c.smem)) return e;
     const int sms = device_sm_count();
     const int64_t grid = sms > 0 && c.grid > sms ? sms : c.grid;
-    const char* me = std::getenv("MK_VERIFY_WS_MODE");  // timing labs only (wrong results): see the kernel
+    const char* me = std::getenv("MK_VERIFY_WS_MODE");  // timing labs only (1, 2: wrong results): see the kernel
     const int mode = me != nullptr ? std::atoi(me) : 0;
-    wkern<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.ws_pairs, mode);
-    const cudaError_t err = cudaGetLastError();
+    const char* sf = mode == 4 ? std::getenv("MK_VERIFY_WS_STAMPS") : nullptr;
+    unsigned long long* stamps = nullptr;
+    const size_t nst = static_cast<size_t>(grid) * kWsStampUnits * kWsEvents;
+    if (sf != nullptr) {  // the stamp lab (mode 4): synchronises after the launch, not for graphs
+      if (cudaMalloc(&stamps, nst * 8) != cudaSuccess || cudaMemset(stamps, 0, nst * 8) != cudaSuccess)
+        return "verify_step_cuda: MK_VERIFY_WS_STAMPS: no device memory for the stamps";
+    }
+    wk<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.ws_pairs, mode,
+                                                                                               stamps);
+    cudaError_t err = cudaGetLastError();
+    if (sf != nullptr) {  // append: int32 grid, npair, units, kWsStampUnits, kWsEvents, then the stamps (uint64)
+      std::vector<unsigned long long> h(nst);
+      if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
+      if (err == cudaSuccess) err = cudaMemcpy(h.data(), stamps, nst * 8, cudaMemcpyDeviceToHost);
+      cudaFree(stamps);
+      if (FILE* fp = err == cudaSuccess ? std::fopen(sf, "ab") : nullptr) {
+        const int hdr[5] = {static_cast<int>(grid), c.ws_pairs, static_cast<int>(p.batch * p.H), kWsStampUnits,
+                            kWsEvents};
+        std::fwrite(hdr, sizeof(int), 5, fp);
+        std::fwrite(h.data(), 8, nst, fp);
+        std::fclose(fp);
+      }
+    }
     return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
   }
   void (*kern)(VerifyStepParams) =

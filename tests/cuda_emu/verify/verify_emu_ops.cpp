@@ -101,11 +101,11 @@ const char* emu_ssm(const VerifyStepParams& p) {
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
   }
   if (c.ws) {  // a persistent grid of 2 blocks (emulated SMs): every block walks several units
-    void (*wkern)(VerifyStepParams, int, int) = ws_kernel<T>(p.in_dtype, p.N);
+    void (*wkern)(VerifyStepParams, int, int, unsigned long long*) = ws_kernel<T>(p.in_dtype, p.N);
     if (wkern == nullptr) return "emu: no ws kernel";
     ++n_ws;
     const int npair = c.ws_pairs;
-    emu::launch(c.grid < 2 ? c.grid : 2, c.threads, c.smem, [&] { wkern(p, npair, 0); }, 1);
+    emu::launch(c.grid < 2 ? c.grid : 2, c.threads, c.smem, [&] { wkern(p, npair, 0, nullptr); }, 1);
     return nullptr;
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
