@@ -61,11 +61,12 @@ if [ "${VERIFY_PART:-}" = ws ]; then
   # session 49 (~300 s with the build): verify_m2ws_kernel (MK_VERIFY_KERNEL=ws, a lab: the split pair's work in one
   # persistent warp-specialised kernel). The verify GPU tests with it forced (the profiler assertions of the tests
   # that name another kernel fail by design: read the failures), then b64 k2 / k4 / k8 graph calls and kernel times:
-  # the automatic choice (the split pair) against ws with 4 and 2 prep pairs, alternating, WS_ROUNDS rounds (2).
+  # the automatic choice (the split pair) against ws with 3 and 2 prep pairs, alternating, WS_ROUNDS rounds (2).
   [ "${WS_TESTS:-1}" = 1 ] && step 150 $T verify_ws bash -c "MK_VERIFY_KERNEL=ws $P $VT"
   grep -E "^FAILED|passed|failed" $T >> $L
-  # WS_VARIANTS: "kernel pairs mode" triples (mode: MK_VERIFY_WS_MODE, 1 consumers alone, 2 prep alone)
-  for i in $(seq ${WS_ROUNDS:-2}); do for v in ${WS_VARIANTS:-"auto 4 0" "ws 4 0" "ws 2 0"}; do set -- $v
+  # WS_VARIANTS: comma-separated kernel:pairs:mode triples (mode: MK_VERIFY_WS_MODE, 1 consumers alone, 2 prep alone)
+  for i in $(seq ${WS_ROUNDS:-2}); do for v in $(echo ${WS_VARIANTS:-auto:3:0,ws:3:0,ws:2:0} | tr , ' '); do
+    set -- $(echo $v | tr : ' ')
     step 45 $OUT/ws.log ws_$1_$2_$3 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 MK_VERIFY_WS_MODE=$3 python3 \
       scripts/sweep_verify.py --cases ${WS_CASES:-mamba2-64-4,mamba2-64-2,mamba2-64-8} --rings 16 --calls 840 \
       --tag ${1}_pairs$2_mode$3
@@ -77,13 +78,13 @@ fi
 if [ "${VERIFY_PART:-}" = stamps ]; then
   # session 50 (~200 s with the build): the verify GPU tests (STAMPS_TESTS=0: not), then scripts/lab/ws_stamps.py
   # (verify_m2ws_kernel's mode-4 stamps: what its consumers and prep pairs wait for) for each prep-pair count in
-  # STAMP_PAIRS ("4 2") at STAMP_CASES (mamba2-64-4), and the pair / ws sweep rows of the same cases for scale.
+  # STAMP_PAIRS ("3 2") at STAMP_CASES (mamba2-64-4), and the pair / ws sweep rows of the same cases for scale.
   [ "${STAMPS_TESTS:-1}" = 1 ] && step 90 $T verify bash -c "$P $VT"
   grep -E "^FAILED|passed|failed" $T >> $L
-  for c in $(echo ${STAMP_CASES:-mamba2-64-4} | tr , ' '); do for np in ${STAMP_PAIRS:-4 2}; do
+  for c in $(echo ${STAMP_CASES:-mamba2-64-4} | tr , ' '); do for np in ${STAMP_PAIRS:-3 2}; do
     step 60 $OUT/stamps.log stamps_${c}_$np python3 scripts/lab/ws_stamps.py --case $c --calls 14 --pairs $np
   done; done
-  for v in "auto 4 0" "ws 4 0"; do set -- $v
+  for v in "auto 3 0" "ws 3 0"; do set -- $v
     step 45 $OUT/stamps.log sweep_$1 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 python3 scripts/sweep_verify.py \
       --cases ${STAMP_CASES:-mamba2-64-4} --rings 16 --calls 840 --tag ${1}_pairs$2
   done

@@ -53,7 +53,8 @@ GROUPS = {
     "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "acc_m2", "tc_k16"], ["split"]),
     # verify_m2ws_kernel (MK_VERIFY_KERNEL=ws, a lab: the split pair's work in one persistent warp-specialised
-    # kernel, fp32 states): a grid of 2 blocks walking the units, one prep pair (every record slot reused) or four
+    # kernel, fp32 states): a grid of 2 blocks walking the units, one prep pair (every record slot reused) or as
+    # many as fit (ws4: up to kWsMaxPairs, 3 since session 50)
     "ws": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_PAIRS": "1"},
            ["hot_m2", "hot_m2_k8", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "dec_k12"], ["ws"]),
     "ws4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws"}, ["hot_m2", "hot_m2_k8", "tc_k16"], ["ws"]),

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace mamba_kernels {
 
@@ -13,7 +14,7 @@ namespace mamba_kernels {
 // by every reader (phase parity: 0 for a barrier's first completion, then alternating; a waiter must not fall more
 // than one phase behind). The CPU emulations count arrivals (and bytes) and phases: tests/cuda_emu/cuda_runtime.h
 // (cuda_emu::mbar_*; its tensor-map loads land late and out of order) and, for the verify kernels,
-// tests/cuda_emu/verify/verify_emu_shim.h (emu_mbar_*, MK_EMU_WS_SYNC; no transaction bytes).
+// tests/cuda_emu/verify/verify_emu_shim.h (emu_mbar_*, MK_EMU_WS_SYNC; its bulk copies land at once).
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
@@ -33,8 +34,36 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(b), "r"(bytes) : "memory");
 #elif defined(MK_CUDA_EMU)
   cuda_emu::mbar_expect_tx(bar, bytes);
+#elif defined(MK_EMU_WS_SYNC)
+  emu_mbar_expect_tx(bar, bytes);
 #else
   (void)bar; (void)bytes;
+#endif
+}
+// One bulk copy (sm_90: cp.async.bulk, the copy engine, no registers or load slots held) of `bytes` (a multiple of
+// 16; both addresses 16-byte aligned) from global `src` to shared `dst`, completing `bytes` transactions on `bar`
+// (whose phase an mbar_expect_tx of the total announced), under the L2 policy `pol` (l2_evict_first_policy; 0: none).
+// Emulated for the verify kernels only (MK_EMU_WS_SYNC: a copy and its bytes at once); the SSD kernels use tma.h.
+__device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, unsigned bytes, uint64_t* bar,
+                                              unsigned long long pol) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  if (pol != 0ull)
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n"
+        ::"r"(d), "l"(src), "r"(bytes), "r"(b), "l"(pol)
+        : "memory");
+  else
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(d),
+                 "l"(src), "r"(bytes), "r"(b)
+                 : "memory");
+#elif defined(MK_EMU_WS_SYNC)
+  (void)pol;
+  std::memcpy(dst, src, bytes);
+  emu_mbar_complete_tx(bar, bytes);
+#else
+  (void)dst; (void)src; (void)bytes; (void)bar; (void)pol;
 #endif
 }
 // A plain arrival (release) on `bar` by this thread: a consumer announcing it is done with what the barrier guards.

@@ -167,9 +167,8 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
 
 // Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:
 // the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt of committed
-// token tid (0 past c1), for dtq. kAsync = false: plain 16-byte loads and stores instead (a kernel whose cp.async
-// groups hold a prefetch it must not wait for: verify_m2ws_kernel).
-template <typename TI, bool kO32 = false, bool kAsync = true>
+// token tid (0 past c1), for dtq.
+template <typename TI, bool kO32 = false>
 __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
                                                int64_t rx0, int64_t rb0, int s, int u, int PC, int NC,
                                                int tid, int nthreads) {
@@ -183,8 +182,7 @@ __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const 
       const int j = i - nrx;
       src = static_cast<const TI*>(p.ring_B) + rb0 + eoff<kO32>(ct.qpos(j >> lNC), p.rB_r, (j & (NC - 1)) * VI, 1);
     }
-    if constexpr (kAsync) cp_async16(raw_ring + i, src);
-    else raw_ring[i] = *reinterpret_cast<const uint4*>(src);
+    cp_async16(raw_ring + i, src);
   }
   if (tid >= ct.c1) return 0.f;
   return p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.qpos(tid), p.rdt_r, u, p.rdt_h)];

@@ -104,6 +104,13 @@ struct M2TcLayout : M2CommonLayout {
   int tile, words;
 };
 __host__ __device__ __forceinline__ int tc_swz(int row) { return (row & 1) << 2; }
+// Chunk c of tile row r (16-byte units; CPR chunks a row). kPlain: the global layout, unswizzled (verify_m2ws_kernel:
+// the tile is a few contiguous bulk copies, which cannot swizzle; a fragment load's rows g and g + 1 then share
+// banks, a 2-way conflict).
+template <bool kPlain, int CPR>
+__host__ __device__ __forceinline__ int tc_tile_at(int r, int c) {
+  return kPlain ? r * CPR + c : r * CPR + (c ^ tc_swz(r));
+}
 
 __host__ __device__ __forceinline__ M2TcLayout m2tc_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT,
                                                            int VI) {
@@ -156,7 +163,7 @@ __device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_
 // ---- the kernel's tensor-core steps (verify_m2tc_kernel; the split pair of verify_m2split_kernel.cuh too) -----
 // State dots S_t[row] = h0[row] . C_t of this warp's m-tiles (rows [16 mt, 16 mt + 16), mt = warp, warp + NW, ..),
 // from the swizzled tile, into Sd[t * P + row]. Craw: the C rows of the k new tokens (raw input chunks).
-template <typename T, typename TI, int N, int NW>
+template <typename T, typename TI, int N, int NW, bool kPlain = false>
 __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* Craw, float* Sd, int k, int P,
                                                 int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT;
@@ -172,8 +179,8 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
 #pragma unroll
       for (int gc = 0; gc < N / (4 * VT); ++gc) {
         float h0[VT], h1[VT];
-        SV<T>::unpack(tile[r0 * CPR + ((gc * 4 + q) ^ tc_swz(r0))], h0);
-        SV<T>::unpack(tile[r1 * CPR + ((gc * 4 + q) ^ tc_swz(r1))], h1);
+        SV<T>::unpack(tile[tc_tile_at<kPlain, CPR>(r0, gc * 4 + q)], h0);
+        SV<T>::unpack(tile[tc_tile_at<kPlain, CPR>(r1, gc * 4 + q)], h1);
 #pragma unroll
         for (int e = 0; e < VT; e += 2)
           mma_acc<kSplitS, kSplitI>(d, h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e], cf[gc * VT + e + 1],
@@ -254,6 +261,29 @@ __device__ __forceinline__ void m2_zero_y(TI* y, int64_t y_k, int k, int PC, int
   }
 }
 
+// d (one m-tile's N / 8 n-tile accumulators, rows r0 = its first row + g and r1 = r0 + 8) += X^T B over the c1
+// committed ring tokens, X[e][p] = wq_e x_e[p] (xr: their x rows, br: their B rows), ceil(c1 / 8) k-steps.
+template <typename TI, int N>
+__device__ __forceinline__ void m2tc_fold_acc(float (&d)[N / 8][4], const TI* xr, const TI* br, const float* wq,
+                                              int c1, int P, int r0, int r1, int g, int q) {
+  constexpr bool kSplitI = sizeof(TI) == 4;
+  for (int ks = 0; ks * 8 < c1; ++ks) {
+    const int e0 = ks * 8 + q, e1 = e0 + 4;
+    const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
+    const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
+    const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
+    const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
+    const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
+#pragma unroll
+    for (int nt = 0; nt < N / 8; ++nt) {
+      const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
+      const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
+      const float bh0 = kSplitI ? tf32_hi(bv0) : bv0, bh1 = kSplitI ? tf32_hi(bv1) : bv1;
+      mma_acc<true, kSplitI>(d[nt], a0, a1, a2, a3, bh0, bh1, bv0 - bh0, bv1 - bh1);
+    }
+  }
+}
+
 // The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
 // then their B rows), written to the state rows st (row stride st_p) of this warp's m-tiles: per m-tile, all N / 8
 // n-tiles, ceil(c1 / 8) k-steps.
@@ -261,7 +291,6 @@ template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
                                           int64_t st_p, int c1, int P, int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
-  constexpr bool kSplitI = sizeof(TI) == 4;
   const int MT = P / 16, nrx = c1 * (P / VI);
   const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
   const TI* br = reinterpret_cast<const TI*>(raw_ring + nrx);      // B_e[n] at e * N + n
@@ -270,21 +299,7 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
     float d[N / 8][4];
 #pragma unroll
     for (int nt = 0; nt < N / 8; ++nt) d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
-    for (int ks = 0; ks * 8 < c1; ++ks) {
-      const int e0 = ks * 8 + q, e1 = e0 + 4;
-      const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
-      const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
-      const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
-      const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
-      const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
-#pragma unroll
-      for (int nt = 0; nt < N / 8; ++nt) {
-        const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;
-        const float bv1 = e1 < c1 ? SV<TI>::to_f(br[e1 * N + nt * 8 + g]) : 0.f;
-        const float bh0 = kSplitI ? tf32_hi(bv0) : bv0, bh1 = kSplitI ? tf32_hi(bv1) : bv1;
-        mma_acc<true, kSplitI>(d[nt], a0, a1, a2, a3, bh0, bh1, bv0 - bh0, bv1 - bh1);
-      }
-    }
+    m2tc_fold_acc<TI, N>(d, xr, br, wq, c1, P, r0, r1, g, q);
 #pragma unroll
     for (int nt = 0; nt < N / 8; ++nt) {
       const int col = nt * 8 + 2 * q, ch = col / VT, w = col % VT;  // the pair (col, col + 1) is in one chunk
@@ -301,6 +316,52 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
           dst[0] = SV<T>::from_f(v0);
           dst[1] = SV<T>::from_f(v1);
         }
+      }
+    }
+  }
+}
+
+// m2tc_fold with the tile read first (verify_m2ws_kernel; tile rows at tc_tile_at<kPlain>): each warp's m-tile rows
+// eSQ h0 into its accumulators, then `tile_free()` (called once by every thread: the caller's barrier and the next
+// copies into the tile's stage), then X^T B added and the rows written. Every m-tile has its own warp: P <= 16 NW.
+template <typename T, typename TI, int N, int NW, bool kPlain, typename Free>
+__device__ __forceinline__ void m2tc_fold_h0_first(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ,
+                                                   T* st, int64_t st_p, int c1, int P, int warp, int g, int q,
+                                                   Free&& tile_free) {
+  constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
+  const int MT = P / 16;
+  const bool mine = warp < MT;
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+  float d[N / 8][4];
+  if (mine) {
+#pragma unroll
+    for (int nt = 0; nt < N / 8; ++nt) {
+      const int col = nt * 8 + 2 * q, ch = col / VT, w = col % VT;
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int r = hf ? r1 : r0;
+        const T* hp = reinterpret_cast<const T*>(tile + tc_tile_at<kPlain, CPR>(r, ch)) + w;
+        d[nt][2 * hf] = eSQ * SV<T>::to_f(hp[0]);
+        d[nt][2 * hf + 1] = eSQ * SV<T>::to_f(hp[1]);
+      }
+    }
+  }
+  tile_free();
+  if (!mine) return;
+  const TI* xr = reinterpret_cast<const TI*>(raw_ring);
+  const TI* br = reinterpret_cast<const TI*>(raw_ring + c1 * (P / VI));
+  m2tc_fold_acc<TI, N>(d, xr, br, wq, c1, P, r0, r1, g, q);
+#pragma unroll
+  for (int nt = 0; nt < N / 8; ++nt) {
+    const int col = nt * 8 + 2 * q;
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      T* dst = st + (hf ? r1 : r0) * st_p + col;
+      if constexpr (sizeof(T) == 4) {
+        *reinterpret_cast<float2*>(dst) = make_float2(d[nt][2 * hf], d[nt][2 * hf + 1]);
+      } else {
+        dst[0] = SV<T>::from_f(d[nt][2 * hf]);
+        dst[1] = SV<T>::from_f(d[nt][2 * hf + 1]);
       }
     }
   }

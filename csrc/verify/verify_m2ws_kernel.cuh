@@ -2,23 +2,29 @@
 // pair's work (verify_m2split_kernel.cuh) in one block an SM, so that the prep work runs beside the state stream
 // instead of ahead of it. A lab (MK_VERIFY_KERNEL=ws) until it is measured faster than the pair: correct on the GPU
 // (the verify GPU tests forced through it pass on an H200 and an H100, the large-grid sessions at p = n = 128
-// included) but slower so far (H100 b64 k4 ring 16, mean per call / median: 86.5 / 70.8 us against the pair's
-// 72.5 / 65.7; bench/results/lab/verify-ws-2026-12-06 and bench/notes/verify_step_2.md).
+// included) but slower so far (H100 b64 k4 ring 16, mean per call / median: 93.2 / 74.0 us with 2 prep pairs against
+// the pair's 72.4 / 65.6; bench/results/lab/verify-ws-stamps-2026-12-06 and bench/notes/verify_step_2.md).
 //
 // Why: at b64 k4 (h 32, p = n = 128, fp32 state) the pair's prep kernel (~13 us on an H100) runs ahead of the
 // stream kernel, and every two-kernel overlap tried made the prep's per-unit chains slower (session 30's overlapping
 // pair, session 49's flag hand-over). scripts/lab/verify_ws_probe.cu (bench/results/lab/verify-ws-probe-2026-12-06):
 // inside one block an SM, 2-6 pairs of warps running prep-sized chains cost 1-2 us over the stream alone.
 //
-// Block: 8 consumer warps (threads 0..255) and `npair` prep pairs of 64 threads (kSplitPrepThreads), one block an SM,
-// units v = blockIdx.x, + gridDim.x, ... (v = batch row * H + head), the i-th of them "unit i" below.
+// Block: 8 consumer warps (threads 0..255), a producer warp (256..287) and `npair` prep pairs of 64 threads
+// (kSplitPrepThreads), one block an SM, units v = blockIdx.x, + gridDim.x, ... (v = batch row * H + head), the i-th
+// of them "unit i" below.
+//   - Producer: unit i's state tile (contiguous: 16 KB bulk copies into the global layout, tc_tile_at<true>), C rows
+//     and z rows by bulk copies into stage i & 1 (z: stage i % 3), completing on tile_full[i & 1], once the consumers
+//     released unit i - 2 on tile_empty[i & 1]: two units' tiles in flight, and only this warp waits when the copy
+//     engine's queue is full (session 50: cp.async issued by the consumers stalled them, 512-byte row copies were
+//     slow).
 //   - Prep pair pr takes units i = pr, pr + npair, ...: m2prep_unit (the split pair's prep: control words, ring rows,
 //     weights, B . C dots, the state-free part of y, the new tokens' ring / meta writes of a unit that does not fold)
 //     with its own shared memory and barrier (named barrier 1 + pr), its record into its shared-memory slot.
-//   - Consumers: unit i + 1's C / z rows and state tile are copied (cp.async, one group a unit, two buffers) while
-//     unit i's dots S_t = h0 . C_t run on tensor cores; then they wait for unit i's record, write
-//     y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds stage its committed ring rows (plain loads:
-//     a cp.async wait would wait for the prefetch too), fold, and write its new tokens' ring rows and meta row.
+//   - Consumers: unit i's dots S_t = h0 . C_t on tensor cores, then its stage is released (a folding unit: once its
+//     fold has read its h0 rows); they wait for unit i's record, write y_t = silu(z_t) (scale_t S_t + yx_t), and for
+//     a unit that folds stage its committed ring rows (cp.async, in flight during y), fold, and write its new tokens'
+//     ring rows and meta row.
 //   - Record slots 2 pr and 2 pr + 1 (the pair's units alternate): mbarriers rec_full (64 arrivals: the pair's
 //     threads, after their record writes) and rec_empty (256: the consumers, after their last record read); the pair
 //     waits for a slot only before its record writes; a padding unit takes the hand-over too (no record).
@@ -31,29 +37,34 @@ namespace mamba_kernels {
 namespace verify_kernels {
 
 constexpr int kWsConsumers = 256;  // 8 warps
-constexpr int kWsMaxPairs = 4;     // 256 + 4 x 64 = 512 threads: 128 registers a thread in one block an SM
+constexpr int kWsProducer = 32;    // one warp issuing the tiles' bulk copies
+constexpr int kWsMaxPairs = 3;     // 256 + 32 + 3 x 64 = 480 threads: 128 registers a thread in one block an SM
 
-// Shared memory (32-bit words): the mbarriers (full / empty x 2 slots x kWsMaxPairs, 8 bytes each), two consumer
-// buffers (tile, dots, ring rows of a folding unit, raw z and C rows), 2 x `npair` record slots (m2split_ws) and
-// `npair` prep areas (m2_place_common, prep).
+// Shared memory (32-bit words): the mbarriers (the records' full / empty x 2 slots x kWsMaxPairs, then the two tile
+// stages' full and empty barriers, 8 bytes each), two stages of (state tile: P rows of N fp32 as in global memory,
+// tc_tile_at<true>; raw C rows), three of raw z rows (a unit's z is read by its y after the unit two ahead was
+// issued), one dots area and one ring-row area (a folding unit's committed ring rows), 2 x `npair` record slots
+// (m2split_ws) and `npair` prep areas (m2_place_common, prep).
 struct M2WsLayout {
-  int bars, buf[2], tile, dots, ring, raw_z, raw_c, rec, rec_words, prep, prep_words, words;
+  int bars, stage[2], tile, raw_c, raw_z[3], dots, ring, rec, rec_words, prep, prep_words, words;
 };
 __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
                                                            bool has_z, int npair) {
   const int64_t K1 = k > 0 ? k : 1;
   M2WsLayout l;
   int o = 0;
-  l.bars = o; o += 8 * kWsMaxPairs;  // 2 x 2 x kWsMaxPairs uint64 (full / empty, two slots a pair)
-  // offsets inside a buffer
-  int b = 0;
+  l.bars = o; o += 8 * kWsMaxPairs + 8;  // (2 x 2 x kWsMaxPairs + 2 x 2) uint64
+  int b = 0;  // offsets inside a stage
   l.tile = b; b += static_cast<int>(P * (N / VT) * 4);
-  l.dots = b; b += up4(K1 * P);
-  l.ring = b; b += static_cast<int>(R * (P + N) / VI * 4);
-  l.raw_z = b; b += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = b; b += static_cast<int>(K1 * N / VI * 4);
-  l.buf[0] = o; o += b;
-  l.buf[1] = o; o += b;
+  l.stage[0] = o; o += b;
+  l.stage[1] = o; o += b;
+  for (int z = 0; z < 3; ++z) {
+    l.raw_z[z] = o;
+    o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
+  }
+  l.dots = o; o += up4(K1 * P);
+  l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.rec_words = m2split_ws(k, R, P).words;
   l.rec = o; o += 2 * npair * l.rec_words;
   M2CommonLayout c;
@@ -62,12 +73,16 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
   l.words = o;
   return l;
 }
+// The shapes the kernel takes beyond the split pair's: every m-tile of a fold has its own consumer warp, and a unit's
+// state is contiguous (its tile is copied in pieces of min(kWsTileCopy, the tile's bytes): P and N are powers of two).
+constexpr unsigned kWsTileCopy = 16384;
+inline bool m2ws_fits(const VerifyStepParams& p) { return p.P <= 16 * (kWsConsumers / 32) && p.st_p == p.N; }
 
-// Timing lab (mode 4, MK_VERIFY_WS_MODE=4 with MK_VERIFY_WS_STAMPS=file; results as mode 0): per block and unit, the
+// Timing lab (mode 4, MK_VERIFY_WS_MODE=4 with MK_VERIFY_WS_STAMPS=file; correct results): per block and unit, the
 // SM's cycle counter at the consumers' and the prep pair's events (kWsEv* below; thread 0 of each group) into
-// stamps[(block * kWsStampUnits + unit) * kWsEvents + event] (units past kWsStampUnits unrecorded), and the global
-// timer at the block's start / the consumers' end in the block's unit-0 row. The launcher appends them to the file;
-// scripts/lab/ws_stamps.py reads it.
+// stamps[(block * kWsStampUnits + unit) * kWsEvents + event], units past kWsStampUnits unrecorded, and the global
+// timer at the block's start / end in the block's unit-0 row (events kWsEvT0 / kWsEvT1). scripts/lab/ws_stamps.py
+// reads the file the launcher appends.
 constexpr int kWsStampUnits = 32, kWsEvents = 16;
 enum : int {
   kWsEvCStart = 0,  // consumers: the unit's iteration starts (before the barrier that frees the other buffer)
@@ -103,7 +118,7 @@ __device__ __forceinline__ unsigned long long ws_gtimer() {
 }
 
 template <typename T, typename TI, int N>
-__global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads, 1)
+__global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSplitPrepThreads, 1)
     verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode, unsigned long long* stamps) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // sm_90 only (mbarriers): an empty body for older targets
   constexpr int NW = kWsConsumers / 32, NT = kWsConsumers;
@@ -115,15 +130,22 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   const M2WsLayout lay = m2ws_layout(k, P, N, R, VT, VI, p.z != nullptr, npair);
   uint64_t* rec_full = reinterpret_cast<uint64_t*>(smf + lay.bars);  // [2 pr + slot]
   uint64_t* rec_empty = rec_full + 2 * kWsMaxPairs;
+  uint64_t* tile_full = rec_empty + 2 * kWsMaxPairs;  // [stage]: the producer's arrival and the stage's bytes
+  uint64_t* tile_empty = tile_full + 2;               // [stage]: consumer thread 0, after a consumer barrier
   if (threadIdx.x == 0) {
     for (int r = 0; r < 2 * npair; ++r) {
       mbar_init(rec_full + r, kSplitPrepThreads);
       mbar_init(rec_empty + r, kWsConsumers);
     }
+    for (int b = 0; b < 2; ++b) {
+      mbar_init(tile_full + b, 1);
+      mbar_init(tile_empty + b, 1);
+    }
   }
   __syncthreads();  // the last block-wide barrier: the groups go their own ways from here
   const int grid = static_cast<int>(gridDim.x), blk = static_cast<int>(blockIdx.x);
-  const bool stamping = mode == 4 && stamps != nullptr;  // thread 0 of a group stamps event e of unit i
+  // mode 4: thread 0 of a group stamps event e of unit i (the lab above)
+  const bool stamping = mode == 4 && stamps != nullptr;
   auto stamp = [stamps, blk](int i, int e, unsigned long long t) {
     if (i < kWsStampUnits) stamps[((int64_t)blk * kWsStampUnits + i) * kWsEvents + e] = t;
   };
@@ -131,13 +153,13 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
   const int mine = blk < units ? (units - 1 - blk) / grid + 1 : 0;  // this block's units
   auto unit_of = [blk, grid](int i) { return blk + i * grid; };
 
-  // mode (MK_VERIFY_WS_MODE): 1 consumers alone (no prep, no hand-over), 2 the prep pairs and the hand-over alone
-  // (no tile, no dots, no y), both timing only (wrong results); 4 the stamps (above). (Consumers that do not wait for the records are not a
+  // mode (MK_VERIFY_WS_MODE, timing only, wrong results): 1 consumers alone (no prep, no hand-over), 2 the prep
+  // pairs and the hand-over alone (no tile, no dots, no y). (Consumers that do not wait for the records are not a
   // mode: their arrivals would run the slots' phases more than one ahead of the pairs' parity waits, which hang.)
-  if (threadIdx.x >= kWsConsumers) {  // ---- prep pair pr ------------------------------------------------------
+  if (threadIdx.x >= kWsConsumers + kWsProducer) {  // ---- prep pair pr ----------------------------------------
     if (mode == 1) return;
-    const int pr = (threadIdx.x - kWsConsumers) / kSplitPrepThreads;
-    const int tid = threadIdx.x - kWsConsumers - pr * kSplitPrepThreads;
+    const int pr = (threadIdx.x - kWsConsumers - kWsProducer) / kSplitPrepThreads;
+    const int tid = threadIdx.x - kWsConsumers - kWsProducer - pr * kSplitPrepThreads;
     float4* psm = reinterpret_cast<float4*>(smf + lay.prep + pr * lay.prep_words);
     auto sync = [pr] { named_bar_1to4<kSplitPrepThreads, true>(1 + pr); };  // the pair's barrier
     for (int i = pr, j = 0; i < mine; i += npair, ++j) {  // the pair's j-th unit: record slot 2 pr + (j & 1)
@@ -162,62 +184,79 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
     return;
   }
 
+  auto slot_of = [&](int i) { return p.slots[(int64_t)(unit_of(i) / H) * p.slots_stride]; };
+  if (threadIdx.x >= kWsConsumers) {  // ---- the producer warp ---------------------------------------------------
+    // unit i's state tile and C rows into stage i & 1, its z rows into z stage i % 3, by bulk copies (16 KB pieces of
+    // the tile, a row of C / z each; the copy engine holds the bytes in flight, and only this warp waits when its
+    // queue is full), completing on
+    // tile_full[i & 1] (an arrival with no bytes for a padding row or in mode 2), once the consumers released the
+    // stage's previous unit (i - 2) on tile_empty[i & 1]: two units in flight.
+    const int lane = threadIdx.x - kWsConsumers;
+    const unsigned long long evict = l2_evict_first_policy();
+    const unsigned row_b = static_cast<unsigned>(N * sizeof(T)), in_row_b = static_cast<unsigned>(N * sizeof(TI));
+    const unsigned z_row_b = static_cast<unsigned>(P * sizeof(TI));
+    for (int i = 0; i < mine; ++i) {
+      const int v = unit_of(i), b = v / H, u = v - b * H, s = p.slots[(int64_t)b * p.slots_stride];
+      uint64_t* full = tile_full + (i & 1);
+      if (i >= 2) mbar_wait(tile_empty + (i & 1), ((i >> 1) + 1) & 1);
+      const bool go = s >= 0 && s < p.S && mode != 2;
+      if (lane == 0) mbar_expect_tx(full, go ? P * row_b + k * in_row_b + (p.z != nullptr ? k * z_row_b : 0u) : 0u);
+      __syncwarp();
+      if (!go) continue;
+      char* sf = reinterpret_cast<char*>(smf + lay.stage[i & 1]);
+      const T* st = static_cast<const T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+      const unsigned tile_b = P * row_b, piece = tile_b < kWsTileCopy ? tile_b : kWsTileCopy;
+      for (unsigned c = lane; c * piece < tile_b; c += 32)  // the unit's contiguous state (m2ws_fits)
+        bulk_copy_g2s(sf + lay.tile * 4 + c * piece, reinterpret_cast<const char*>(st) + c * piece, piece, full,
+                      evict);
+      const int gi = u / (H / static_cast<int>(p.G));
+      const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
+      for (int t = lane; t < k; t += 32)
+        bulk_copy_g2s(sf + lay.raw_c * 4 + t * in_row_b, Cb + (int64_t)t * p.C_k, in_row_b, full, 0ull);
+      if (p.z != nullptr) {
+        const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
+        char* zs = reinterpret_cast<char*>(smf + lay.raw_z[i % 3]);
+        for (int t = lane; t < k; t += 32) bulk_copy_g2s(zs + t * z_row_b, zb + (int64_t)t * p.z_k, z_row_b, full, 0ull);
+      }
+    }
+    return;
+  }
+
   // ---- consumers ---------------------------------------------------------------------------------------------
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   const M2SplitWs W = m2split_ws(k, R, P);
   auto csync = [] { named_bar_sync<kWsConsumers>(5); };  // the consumers' barrier
-  // unit i's C (and z) rows and state tile into buffer bi: one cp.async group (empty for a padding row); returns the
-  // unit's slot (the iteration that computes the unit reuses it)
-  auto stage = [&](int i, int bi) {
-    const int v = unit_of(i), b = v / H, u = v - b * H;
-    const int s = p.slots[(int64_t)b * p.slots_stride];
-    if (s >= 0 && s < p.S) {
-      float* bf = smf + lay.buf[bi];
-      const int gi = u / (H / static_cast<int>(p.G));
-      if (p.z != nullptr) {
-        const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
-        uint4* raw_z = reinterpret_cast<uint4*>(bf + lay.raw_z);
-        for (int c = tid; c < k * PC; c += NT) cp_async16(raw_z + c, zb + (c >> lPC) * p.z_k + (c & (PC - 1)) * VI);
-      }
-      const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
-      uint4* raw_c = reinterpret_cast<uint4*>(bf + lay.raw_c);
-      for (int c = tid; c < k * NC; c += NT) cp_async16(raw_c + c, Cb + (c >> lNC) * p.C_k + (c & (NC - 1)) * VI);
-      const T* st = static_cast<const T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
-      m2tc_stage_tile<T, N, NW, true>(reinterpret_cast<uint4*>(bf + lay.tile), st, p.st_p, P, warp, lane);
-    }
-    cp_async_commit();
-    return s;
-  };
-  auto slot_of = [&](int i) { return p.slots[(int64_t)(unit_of(i) / H) * p.slots_stride]; };
-  int s_next = mine > 0 ? (mode != 2 ? stage(0, 0) : slot_of(0)) : 0;
-  if (mode == 2) cp_async_commit();
+  // Unit i's stage bi = i & 1 is released (tile_empty) as soon as its tile is no longer read: after its dots, or after
+  // its fold has read its h0 rows. Stage bi's phases: units bi, bi + 2, ... (parity (i >> 1) & 1).
+  int s_next = mine > 0 ? slot_of(0) : 0;
   for (int i = 0; i < mine; ++i) {
     const int bi = i & 1, j = i / npair, r = 2 * (i % npair) + (j & 1), ph = (j >> 1) & 1;
-    const int s = s_next;  // unit i's slot, read when its copies were issued
+    const int s = s_next;  // unit i's slot, loaded an iteration ago
+    if (i + 1 < mine) s_next = slot_of(i + 1);
     const bool st0 = stamping && tid == 0;
     if (st0) stamp(i, kWsEvCStart, ws_clock());
-    if (i > 0) csync();  // every consumer is done with unit i - 1's buffer, which unit i + 1's copies take now
-    if (i + 1 < mine) s_next = mode != 2 ? stage(i + 1, bi ^ 1) : slot_of(i + 1);
-    if (i + 1 >= mine || mode == 2) cp_async_commit();  // one group an iteration: the wait below counts on it
-    cp_async_wait<1>();      // unit i's group (unit i + 1's may still be in flight)
-    csync();                 // ... from every consumer thread
+    if (i > 0) csync();  // every consumer is done with unit i - 1's y (the dots area)
+    mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
     if (st0) stamp(i, kWsEvCTile, ws_clock());
-    float* bf = smf + lay.buf[bi];
-    const uint4* tile = reinterpret_cast<const uint4*>(bf + lay.tile);
-    float* Sd = bf + lay.dots;
-    uint4* raw_ring = reinterpret_cast<uint4*>(bf + lay.ring);
-    const uint4* raw_z = reinterpret_cast<const uint4*>(bf + lay.raw_z);
-    const uint4* raw_c = reinterpret_cast<const uint4*>(bf + lay.raw_c);
+    float* sf = smf + lay.stage[bi];
+    const uint4* tile = reinterpret_cast<const uint4*>(sf + lay.tile);
+    float* Sd = smf + lay.dots;
+    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
+    const uint4* raw_z = reinterpret_cast<const uint4*>(smf + lay.raw_z[i % 3]);
+    const uint4* raw_c = reinterpret_cast<const uint4*>(sf + lay.raw_c);
     const float* rec = smf + lay.rec + r * lay.rec_words;
     const int v = unit_of(i), b = v / H, u = v - b * H;
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
-    if (live && mode != 2) m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+    if (live && mode != 2) m2tc_state_dots<T, TI, N, NW, true>(tile, raw_c, Sd, k, P, warp, g, q);
     if (st0) stamp(i, kWsEvCDots, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     if (st0) stamp(i, kWsEvCRec, ws_clock());
-    csync();                                             // every warp's dots
+    csync();  // every warp's dots: the tile and C rows of stage bi are free unless unit i folds
+    const int* hdr = reinterpret_cast<const int*>(rec);
+    const bool fold = live && (mode == 0 || mode == 4) && hdr[0] != 0;  // a folding unit reads its tile again
+    if (!fold && tid == 0) mbar_arrive(tile_empty + bi);
     if (mode == 2) {
       mbar_arrive(rec_empty + r);
       continue;
@@ -231,14 +270,17 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
       mbar_arrive(rec_empty + r);
       continue;
     }
-    const int* hdr = reinterpret_cast<const int*>(rec);
     const M2Ctl ct = m2split_ctl(hdr[0], hdr[1], hdr[2], hdr[3]);
+    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+    if (fold) {  // its committed ring rows in flight during y: a group of their own, after unit i + 1's
+      m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+      cp_async_commit();
+    }
     m2split_y<TI>(p, y, Sd, rec, W, raw_z, k, P, tid, NT);  // y_t = silu(z_t) (scale_t S_t + yx_t)
     if (st0) stamp(i, kWsEvCY, ws_clock());
-    if (ct.fold) {  // h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
-      const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-      m2_stage_ring<TI, false, false>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
-      csync();  // the ring rows from every thread
+    if (fold) {  // h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
+      cp_async_wait<0>();  // the ring rows
+      csync();             // ... from every thread
       if (st0) stamp(i, kWsEvCRing, ws_clock());
       const int gi = u / (H / static_cast<int>(p.G));
       const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
@@ -246,7 +288,11 @@ __global__ void __launch_bounds__(kWsConsumers + kWsMaxPairs * kSplitPrepThreads
       TI* rx = static_cast<TI*>(p.ring_x) + rx0;
       TI* rB = static_cast<TI*>(p.ring_B) + rb0;
       T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
-      m2tc_fold<T, TI, N, NW>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q);
+      // the fold reads its h0 rows first, so that unit i + 2's copies into stage bi start before its X^T B and stores
+      m2tc_fold_h0_first<T, TI, N, NW, true>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q, [&] {
+        csync();  // every warp's h0 rows: stage bi is free
+        if (tid == 0) mbar_arrive(tile_empty + bi);
+      });
       if (st0) stamp(i, kWsEvCFold, ws_clock());
       for (int c = tid; c < k * PC; c += NT)  // base 0: k <= Kmax <= R, every new token has a ring row
         *reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI) =

@@ -159,10 +159,10 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
     if (c.dec_last) c.cluster = 1;  // the unit's P / ROWS blocks stay consecutive (grid as above), no cluster
-  } else if (forced == 6 && std::is_same<T, float>::value && clusters && offsets_fit32(p) &&
+  } else if (forced == 6 && std::is_same<T, float>::value && clusters && offsets_fit32(p) && m2ws_fits(p) &&
              m2split_fits<T>(p, &smem, &c.prep_smem) && (c.ws_pairs = m2ws_pairs<T>(p, smem_optin, &smem)) > 0) {
     c.ws = true;
-    c.threads = kWsConsumers + c.ws_pairs * kSplitPrepThreads;
+    c.threads = kWsConsumers + kWsProducer + c.ws_pairs * kSplitPrepThreads;
     c.smem = smem;
   } else if ((forced == 5 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
              m2split_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin && c.prep_smem <= smem_optin) {

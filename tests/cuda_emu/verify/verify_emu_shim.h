@@ -166,26 +166,49 @@ inline void emu_named_sync(unsigned id, unsigned n) {
   emu_fiber::arrive_and_wait(b);
 }
 struct EmuMbar {
-  uint16_t count, pending;
-  uint32_t phases;
+  uint16_t count, pending, phases;
+  int16_t tx16;  // transaction bytes still expected, in 16-byte units (negative while copies run ahead of the expect)
 };
 static_assert(sizeof(EmuMbar) == 8, "an mbarrier is 8 bytes");
 inline void emu_mbar_init(void* bar, unsigned count) {
   EmuMbar* m = static_cast<EmuMbar*>(bar);
   m->count = m->pending = static_cast<uint16_t>(count);
   m->phases = 0;
+  m->tx16 = 0;
 }
-inline void emu_mbar_arrive(void* bar) {
+inline EmuMbar* emu_mbar_live(void* bar) {
   EmuMbar* m = static_cast<EmuMbar*>(bar);
   if (m->count == 0 || m->count == 0xffffu) {
     std::fprintf(stderr, "emu: arrival on an uninitialised mbarrier\n");
     std::abort();
   }
-  if (--m->pending == 0) {
+  return m;
+}
+// the phase completes once every arrival came and every expected byte landed
+inline void emu_mbar_settle(EmuMbar* m) {
+  if (m->pending == 0 && m->tx16 == 0) {
     ++m->phases;
     m->pending = m->count;
   }
   ++emu_fiber::progress;
+}
+inline void emu_mbar_arrive(void* bar) {
+  EmuMbar* m = emu_mbar_live(bar);
+  --m->pending;
+  emu_mbar_settle(m);
+}
+// mbarrier.arrive.expect_tx: `bytes` more to land in this phase, and the arrival
+inline void emu_mbar_expect_tx(void* bar, unsigned bytes) {
+  EmuMbar* m = emu_mbar_live(bar);
+  m->tx16 = static_cast<int16_t>(m->tx16 + static_cast<int>(bytes / 16));
+  --m->pending;
+  emu_mbar_settle(m);
+}
+// a bulk copy's bytes landed (complete_tx)
+inline void emu_mbar_complete_tx(void* bar, unsigned bytes) {
+  EmuMbar* m = emu_mbar_live(bar);
+  m->tx16 = static_cast<int16_t>(m->tx16 - static_cast<int>(bytes / 16));
+  emu_mbar_settle(m);
 }
 inline void emu_mbar_wait(void* bar, unsigned parity) {
   const EmuMbar* m = static_cast<const EmuMbar*>(bar);
