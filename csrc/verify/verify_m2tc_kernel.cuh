@@ -261,6 +261,17 @@ __device__ __forceinline__ void m2_zero_y(TI* y, int64_t y_k, int k, int PC, int
   }
 }
 
+// State values v0, v1 -> the adjacent state elements dst[0], dst[1] (one 8-byte store for fp32).
+template <typename T>
+__device__ __forceinline__ void store_state_pair(T* dst, float v0, float v1) {
+  if constexpr (sizeof(T) == 4) {
+    *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+  } else {
+    dst[0] = SV<T>::from_f(v0);
+    dst[1] = SV<T>::from_f(v1);
+  }
+}
+
 // d (one m-tile's N / 8 n-tile accumulators, rows r0 = its first row + g and r1 = r0 + 8) += X^T B over the c1
 // committed ring tokens, X[e][p] = wq_e x_e[p] (xr: their x rows, br: their B rows), ceil(c1 / 8) k-steps.
 template <typename TI, int N>
@@ -307,15 +318,8 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
       for (int hf = 0; hf < 2; ++hf) {
         const int r = hf ? r1 : r0;
         const T* hp = reinterpret_cast<const T*>(tile + r * CPR + (ch ^ tc_swz(r))) + w;
-        const float v0 = fmaf(eSQ, SV<T>::to_f(hp[0]), d[nt][2 * hf]);
-        const float v1 = fmaf(eSQ, SV<T>::to_f(hp[1]), d[nt][2 * hf + 1]);
-        T* dst = st + r * st_p + col;
-        if constexpr (sizeof(T) == 4) {
-          *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
-        } else {
-          dst[0] = SV<T>::from_f(v0);
-          dst[1] = SV<T>::from_f(v1);
-        }
+        store_state_pair(st + r * st_p + col, fmaf(eSQ, SV<T>::to_f(hp[0]), d[nt][2 * hf]),
+                         fmaf(eSQ, SV<T>::to_f(hp[1]), d[nt][2 * hf + 1]));
       }
     }
   }
@@ -355,15 +359,7 @@ __device__ __forceinline__ void m2tc_fold_h0_first(const uint4* tile, const uint
   for (int nt = 0; nt < N / 8; ++nt) {
     const int col = nt * 8 + 2 * q;
 #pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      T* dst = st + (hf ? r1 : r0) * st_p + col;
-      if constexpr (sizeof(T) == 4) {
-        *reinterpret_cast<float2*>(dst) = make_float2(d[nt][2 * hf], d[nt][2 * hf + 1]);
-      } else {
-        dst[0] = SV<T>::from_f(d[nt][2 * hf]);
-        dst[1] = SV<T>::from_f(d[nt][2 * hf + 1]);
-      }
-    }
+    for (int hf = 0; hf < 2; ++hf) store_state_pair(st + (hf ? r1 : r0) * st_p + col, d[nt][2 * hf], d[nt][2 * hf + 1]);
   }
 }
 

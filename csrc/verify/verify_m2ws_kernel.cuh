@@ -85,8 +85,8 @@ inline bool m2ws_fits(const VerifyStepParams& p) { return p.P <= 16 * (kWsConsum
 // reads the file the launcher appends.
 constexpr int kWsStampUnits = 32, kWsEvents = 16;
 enum : int {
-  kWsEvCStart = 0,  // consumers: the unit's iteration starts (before the barrier that frees the other buffer)
-  kWsEvCTile,       // its tile and C rows landed (after the wait and the barrier)
+  kWsEvCStart = 0,  // consumers: the unit's iteration starts (before the barrier after unit i - 1's y)
+  kWsEvCTile,       // its tile, C and z rows landed (the stage's full wait)
   kWsEvCDots,       // the state dots done (thread 0's warp)
   kWsEvCRec,        // its record is ready (after the rec_full wait)
   kWsEvCEnd,        // y (and the fold) written
@@ -188,15 +188,14 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   if (threadIdx.x >= kWsConsumers) {  // ---- the producer warp ---------------------------------------------------
     // unit i's state tile and C rows into stage i & 1, its z rows into z stage i % 3, by bulk copies (16 KB pieces of
     // the tile, a row of C / z each; the copy engine holds the bytes in flight, and only this warp waits when its
-    // queue is full), completing on
-    // tile_full[i & 1] (an arrival with no bytes for a padding row or in mode 2), once the consumers released the
-    // stage's previous unit (i - 2) on tile_empty[i & 1]: two units in flight.
+    // queue is full), completing on tile_full[i & 1] (an arrival with no bytes for a padding row or in mode 2), once
+    // the consumers released the stage's previous unit (i - 2) on tile_empty[i & 1]: two units in flight.
     const int lane = threadIdx.x - kWsConsumers;
     const unsigned long long evict = l2_evict_first_policy();
     const unsigned row_b = static_cast<unsigned>(N * sizeof(T)), in_row_b = static_cast<unsigned>(N * sizeof(TI));
     const unsigned z_row_b = static_cast<unsigned>(P * sizeof(TI));
     for (int i = 0; i < mine; ++i) {
-      const int v = unit_of(i), b = v / H, u = v - b * H, s = p.slots[(int64_t)b * p.slots_stride];
+      const int v = unit_of(i), b = v / H, u = v - b * H, s = slot_of(i);
       uint64_t* full = tile_full + (i & 1);
       if (i >= 2) mbar_wait(tile_empty + (i & 1), ((i >> 1) + 1) & 1);
       const bool go = s >= 0 && s < p.S && mode != 2;
@@ -216,7 +215,8 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       if (p.z != nullptr) {
         const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
         char* zs = reinterpret_cast<char*>(smf + lay.raw_z[i % 3]);
-        for (int t = lane; t < k; t += 32) bulk_copy_g2s(zs + t * z_row_b, zb + (int64_t)t * p.z_k, z_row_b, full, 0ull);
+        for (int t = lane; t < k; t += 32)
+          bulk_copy_g2s(zs + t * z_row_b, zb + (int64_t)t * p.z_k, z_row_b, full, 0ull);
       }
     }
     return;
@@ -272,7 +272,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     }
     const M2Ctl ct = m2split_ctl(hdr[0], hdr[1], hdr[2], hdr[3]);
     const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-    if (fold) {  // its committed ring rows in flight during y: a group of their own, after unit i + 1's
+    if (fold) {  // its committed ring rows in flight during y (the consumers' only cp.async group)
       m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
       cp_async_commit();
     }
@@ -289,10 +289,12 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       TI* rB = static_cast<TI*>(p.ring_B) + rb0;
       T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
       // the fold reads its h0 rows first, so that unit i + 2's copies into stage bi start before its X^T B and stores
-      m2tc_fold_h0_first<T, TI, N, NW, true>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q, [&] {
+      auto release = [&] {
         csync();  // every warp's h0 rows: stage bi is free
         if (tid == 0) mbar_arrive(tile_empty + bi);
-      });
+      };
+      m2tc_fold_h0_first<T, TI, N, NW, true>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q,
+                                             release);
       if (st0) stamp(i, kWsEvCFold, ws_clock());
       for (int c = tid; c < k * PC; c += NT)  // base 0: k <= Kmax <= R, every new token has a ring row
         *reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI) =

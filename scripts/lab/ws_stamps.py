@@ -60,11 +60,12 @@ def summarize(rec):
         "p_work": s[:, :, PW] - s[:, :, PS], "p_wait_slot": s[:, :, PO] - s[:, :, PW],
         "p_write": s[:, :, PE] - s[:, :, PO],
     }
-    if (s[:, :, CF] > 0).all():  # a call where every unit folds: its fold phases
+    fold = bool((s[:, :, CF] > 0).all())  # a call where every unit folds (its fold stamps are set): its fold phases
+    if fold:
         parts.update({"f_ring": s[:, :, CRG] - s[:, :, CY], "f_fold": s[:, :, CF] - s[:, :, CRG],
                       "f_rest": s[:, :, CE] - s[:, :, CF]})
     kern_us = (st[:, 0, T1].max() - st[:, 0, T0].min()) / 1e3
-    return ghz, kern_us, m, {k: us(v.astype(np.float64)) for k, v in parts.items()}, us(
+    return fold, ghz, kern_us, m, {k: us(v.astype(np.float64)) for k, v in parts.items()}, us(
         (s[:, :, PE] - s[:, 0:1, CS]).astype(np.float64)), us((s[:, :, CD] - s[:, 0:1, CS]).astype(np.float64))
 
 
@@ -98,12 +99,11 @@ def main():
           f"{recs[0][1]} prep pairs, grid {recs[0][0]}")
     agg = {}
     for ci, rec in enumerate(recs):
-        ghz, kern_us, m, parts, rec_ready, dots_done = summarize(rec)
+        fold, ghz, kern_us, m, parts, rec_ready, dots_done = summarize(rec)
         tot = {k_: float(v.sum(axis=1).mean()) for k_, v in parts.items()}
         print(f"call {ci}: kernel {kern_us:.1f} us (global timer), {ghz:.2f} GHz, {m} units a block | per block "
               "(sum over its units, mean over blocks): " + ", ".join(f"{k_} {v:.1f}" for k_, v in tot.items()))
-        key = "plain" if tot["c_y_fold"] < 1.5 * m else "fold"  # a fold's y / fold phase: several us a unit
-        agg.setdefault(key, []).append((parts, rec_ready, dots_done))
+        agg.setdefault("fold" if fold else "plain", []).append((parts, rec_ready, dots_done))
     for key, rows in agg.items():
         print(f"\n{key} calls ({len(rows)}): per unit index i (mean over blocks and calls, us)")
         names = list(rows[0][0])
