@@ -21,12 +21,13 @@
 //   - Prep pair pr takes units i = pr, pr + npair, ...: m2prep_unit (the split pair's prep: control words, ring rows,
 //     weights, B . C dots, the state-free part of y, the new tokens' ring / meta writes of a unit that does not fold)
 //     with its own shared memory and barrier (named barrier 1 + pr), its record into its shared-memory slot.
-//   - Consumers: unit i's dots S_t = h0 . C_t on tensor cores, then its stage is released (a folding unit: once its
-//     fold has read its h0 rows); they wait for unit i's record, write y_t = silu(z_t) (scale_t S_t + yx_t), and for
-//     a unit that folds stage its committed ring rows (cp.async, in flight during y), fold, and write its new tokens'
-//     ring rows and meta row.
+//   - Consumers: wait for unit i's record (a folding unit then issues its committed ring rows' cp.async), then for
+//     its tile; each warp forms the dots S_t = h0 . C_t of its own m-tile rows on tensor cores, writes their
+//     y_t = silu(z_t) (scale_t S_t + yx_t) (m2ws_dots_y) and releases the stage by its own arrival (a folding unit:
+//     once its fold has read the warp's h0 rows). Only a folding unit synchronises the consumers: its ring rows, then
+//     the fold and its new tokens' ring rows and meta row, then a closing barrier (the ring-row area is reused).
 //   - Record slots 2 pr and 2 pr + 1 (the pair's units alternate): mbarriers rec_full (64 arrivals: the pair's
-//     threads, after their record writes) and rec_empty (256: the consumers, after their last record read); the pair
+//     threads, after their record writes) and rec_empty (256: the consumers, after their last record read); tile_empty counts the 8 consumer warps; the pair
 //     waits for a slot only before its record writes; a padding unit takes the hand-over too (no record).
 #pragma once
 #include "common/mbarrier.h"
@@ -43,10 +44,10 @@ constexpr int kWsMaxPairs = 3;     // 256 + 32 + 3 x 64 = 480 threads: 128 regis
 // Shared memory (32-bit words): the mbarriers (the records' full / empty x 2 slots x kWsMaxPairs, then the two tile
 // stages' full and empty barriers, 8 bytes each), two stages of (state tile: P rows of N fp32 as in global memory,
 // tc_tile_at<true>; raw C rows), three of raw z rows (a unit's z is read by its y after the unit two ahead was
-// issued), one dots area and one ring-row area (a folding unit's committed ring rows), 2 x `npair` record slots
+// issued), one ring-row area (a folding unit's committed ring rows), 2 x `npair` record slots
 // (m2split_ws) and `npair` prep areas (m2_place_common, prep).
 struct M2WsLayout {
-  int bars, stage[2], tile, raw_c, raw_z[3], dots, ring, rec, rec_words, prep, prep_words, words;
+  int bars, stage[2], tile, raw_c, raw_z[3], ring, rec, rec_words, prep, prep_words, words;
 };
 __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
                                                            bool has_z, int npair) {
@@ -63,7 +64,6 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
     l.raw_z[z] = o;
     o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   }
-  l.dots = o; o += up4(K1 * P);
   l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.rec_words = m2split_ws(k, R, P).words;
   l.rec = o; o += 2 * npair * l.rec_words;
@@ -85,19 +85,19 @@ inline bool m2ws_fits(const VerifyStepParams& p) { return p.P <= 16 * (kWsConsum
 // reads the file the launcher appends.
 constexpr int kWsStampUnits = 32, kWsEvents = 16;
 enum : int {
-  kWsEvCStart = 0,  // consumers: the unit's iteration starts (before the barrier after unit i - 1's y)
-  kWsEvCTile,       // its tile, C and z rows landed (the stage's full wait)
-  kWsEvCDots,       // the state dots done (thread 0's warp)
+  kWsEvCStart = 0,  // consumers: the unit's iteration starts
+  kWsEvCTile,       // its tile, C and z rows landed (the stage's full wait, after the record's)
+  kWsEvCDots,       // the state dots and y of thread 0's warp done
   kWsEvCRec,        // its record is ready (after the rec_full wait)
-  kWsEvCEnd,        // y (and the fold) written
+  kWsEvCEnd,        // the unit done (a folding unit: after its closing barrier)
   kWsEvPStart,      // prep pair: the unit starts
   kWsEvPSlot,       // the unit's record is ready to be written: the slot wait starts
   kWsEvPSlotOk,     // the slot is free
   kWsEvPEnd,        // the record is written and handed over
   kWsEvT0,          // global timer (ns) at the block's start (unit-0 row)
   kWsEvT1,          // global timer (ns) at the consumers' end (unit-0 row)
-  kWsEvCY,          // consumers: y written (a folding unit's events follow)
-  kWsEvCRing,       // its committed ring rows staged
+  kWsEvCY,          // (unused since y moved into the dots, session 51)
+  kWsEvCRing,       // a folding unit's committed ring rows staged (after the consumers' barrier)
   kWsEvCFold,       // its state written back
 };
 __device__ __forceinline__ unsigned long long ws_clock() {
@@ -115,6 +115,55 @@ __device__ __forceinline__ unsigned long long ws_gtimer() {
 #else
   return 0;
 #endif
+}
+
+// One consumer warp's part of a unit: S_t = h0 . C_t for the rows of its m-tile (r0 = 16 warp + g, r1 = r0 + 8; the
+// tile in global layout, tc_tile_at<true>) on tensor cores, the k-steps spread over four independent accumulators
+// (one chain of dependent mma was most of the dots' 1.5 us a unit with 8 consumer warps an SM, session 50's
+// stamps), then y_t = silu(z_t) (scale_t S_t + yx_t) of those rows straight from the fragments: no shared dots and no
+// block barrier. rec: the unit's record (m2split_ws offsets W; nullptr in timing mode 1: y = S); zs: its raw z rows
+// (k, P) or nullptr; y: its output rows (b and u applied, token stride y_k).
+template <typename T, typename TI, int N>
+__device__ __forceinline__ void m2ws_dots_y(const uint4* tile, const uint4* raw_c, const float* rec, const M2SplitWs& W,
+                                            const TI* zs, TI* y, int64_t y_k, int k, int P, int warp, int g, int q) {
+  constexpr int VT = SV<T>::V, CPR = N / VT, GC = N / (4 * VT);
+  constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
+  constexpr int NA = GC < 4 ? GC : 4;                                   // independent accumulators
+  if (warp * 16 >= P) return;
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+  for (int nt = 0; nt * 8 < k; ++nt) {
+    float cf[N / 4], cfl[N / 4];
+    load_c_frag<TI, N, VT, kSplitI>(raw_c, nt * 8 + g, k, q, cf, cfl);
+    float d[NA][4];
+#pragma unroll
+    for (int a = 0; a < NA; ++a) d[a][0] = d[a][1] = d[a][2] = d[a][3] = 0.f;
+#pragma unroll
+    for (int gc = 0; gc < GC; ++gc) {
+      float h0[VT], h1[VT];
+      SV<T>::unpack(tile[tc_tile_at<true, CPR>(r0, gc * 4 + q)], h0);
+      SV<T>::unpack(tile[tc_tile_at<true, CPR>(r1, gc * 4 + q)], h1);
+#pragma unroll
+      for (int e = 0; e < VT; e += 2)
+        mma_acc<kSplitS, kSplitI>(d[gc % NA], h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e],
+                                  cf[gc * VT + e + 1], cfl[gc * VT + e], cfl[gc * VT + e + 1]);
+    }
+#pragma unroll
+    for (int a = 1; a < NA; ++a)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) d[0][e] += d[a][e];
+    // fragment entry e: row (e < 2 ? r0 : r1), token 8 nt + 2 q + (e & 1)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int t = nt * 8 + 2 * q + (e & 1), row = e < 2 ? r0 : r1;
+      if (t >= k) continue;
+      float o = d[0][e];
+      if (rec != nullptr) {
+        o = fmaf(rec[W.scale + t], o, rec[W.yx + t * P + row]);
+        if (zs != nullptr) o *= silu_f(SV<TI>::to_f(zs[t * P + row]));
+      }
+      y[t * y_k + row] = SV<TI>::from_f(o);
+    }
+  }
 }
 
 template <typename T, typename TI, int N>
@@ -139,7 +188,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     }
     for (int b = 0; b < 2; ++b) {
       mbar_init(tile_full + b, 1);
-      mbar_init(tile_empty + b, 1);
+      mbar_init(tile_empty + b, kWsConsumers / 32);  // an arrival per consumer warp
     }
   }
   __syncthreads();  // the last block-wide barrier: the groups go their own ways from here
@@ -223,12 +272,17 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   }
 
   // ---- consumers ---------------------------------------------------------------------------------------------
+  // Per unit: its record (the pairs run ahead), then its tile; each warp forms the dots of its own m-tile rows and
+  // writes their y (m2ws_dots_y: no shared dots, no block barrier) and releases the stage by its own arrival
+  // (tile_empty counts NW); only a folding unit synchronises the consumers (its ring rows, its stage, its end).
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   const M2SplitWs W = m2split_ws(k, R, P);
   auto csync = [] { named_bar_sync<kWsConsumers>(5); };  // the consumers' barrier
-  // Unit i's stage bi = i & 1 is released (tile_empty) as soon as its tile is no longer read: after its dots, or after
-  // its fold has read its h0 rows. Stage bi's phases: units bi, bi + 2, ... (parity (i >> 1) & 1).
+  auto release_stage = [&](int bi) {  // this warp no longer reads stage bi (stage bi's phases: units bi, bi + 2, ..)
+    __syncwarp();
+    if (lane == 0) mbar_arrive(tile_empty + bi);
+  };
   int s_next = mine > 0 ? slot_of(0) : 0;
   for (int i = 0; i < mine; ++i) {
     const int bi = i & 1, j = i / npair, r = 2 * (i % npair) + (j & 1), ph = (j >> 1) & 1;
@@ -236,75 +290,68 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     if (i + 1 < mine) s_next = slot_of(i + 1);
     const bool st0 = stamping && tid == 0;
     if (st0) stamp(i, kWsEvCStart, ws_clock());
-    if (i > 0) csync();  // every consumer is done with unit i - 1's y (the dots area)
-    mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
-    if (st0) stamp(i, kWsEvCTile, ws_clock());
-    float* sf = smf + lay.stage[bi];
-    const uint4* tile = reinterpret_cast<const uint4*>(sf + lay.tile);
-    float* Sd = smf + lay.dots;
-    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
-    const uint4* raw_z = reinterpret_cast<const uint4*>(smf + lay.raw_z[i % 3]);
-    const uint4* raw_c = reinterpret_cast<const uint4*>(sf + lay.raw_c);
     const float* rec = smf + lay.rec + r * lay.rec_words;
     const int v = unit_of(i), b = v / H, u = v - b * H;
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
-    if (live && mode != 2) m2tc_state_dots<T, TI, N, NW, true>(tile, raw_c, Sd, k, P, warp, g, q);
-    if (st0) stamp(i, kWsEvCDots, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     if (st0) stamp(i, kWsEvCRec, ws_clock());
-    csync();  // every warp's dots: the tile and C rows of stage bi are free unless unit i folds
     const int* hdr = reinterpret_cast<const int*>(rec);
     const bool fold = live && (mode == 0 || mode == 4) && hdr[0] != 0;  // a folding unit reads its tile again
-    if (!fold && tid == 0) mbar_arrive(tile_empty + bi);
-    if (mode == 2) {
-      mbar_arrive(rec_empty + r);
-      continue;
-    }
-    if (mode == 1) {
-      if (live) m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
-      continue;
-    }
-    if (!live) {  // padding row: y = 0, cache untouched
-      m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
-      mbar_arrive(rec_empty + r);
-      continue;
-    }
-    const M2Ctl ct = m2split_ctl(hdr[0], hdr[1], hdr[2], hdr[3]);
+    const M2Ctl ct = m2split_ctl(fold ? 1 : 0, hdr[1], hdr[2], hdr[3]);
+    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
     const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-    if (fold) {  // its committed ring rows in flight during y (the consumers' only cp.async group)
+    if (fold) {  // its committed ring rows in flight during the dots and y (the consumers' only cp.async group)
       m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
       cp_async_commit();
     }
-    m2split_y<TI>(p, y, Sd, rec, W, raw_z, k, P, tid, NT);  // y_t = silu(z_t) (scale_t S_t + yx_t)
-    if (st0) stamp(i, kWsEvCY, ws_clock());
-    if (fold) {  // h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
-      cp_async_wait<0>();  // the ring rows
-      csync();             // ... from every thread
-      if (st0) stamp(i, kWsEvCRing, ws_clock());
-      const int gi = u / (H / static_cast<int>(p.G));
-      const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
-      const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
-      TI* rx = static_cast<TI*>(p.ring_x) + rx0;
-      TI* rB = static_cast<TI*>(p.ring_B) + rb0;
-      T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
-      // the fold reads its h0 rows first, so that unit i + 2's copies into stage bi start before its X^T B and stores
-      auto release = [&] {
-        csync();  // every warp's h0 rows: stage bi is free
-        if (tid == 0) mbar_arrive(tile_empty + bi);
-      };
-      m2tc_fold_h0_first<T, TI, N, NW, true>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q,
-                                             release);
-      if (st0) stamp(i, kWsEvCFold, ws_clock());
-      for (int c = tid; c < k * PC; c += NT)  // base 0: k <= Kmax <= R, every new token has a ring row
-        *reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI) =
-            *reinterpret_cast<const uint4*>(xb + (c >> lPC) * p.x_k + (c & (PC - 1)) * VI);
-      for (int c = tid; c < k * NC; c += NT)
-        *reinterpret_cast<uint4*>(rB + (c >> lNC) * p.rB_r + (c & (NC - 1)) * VI) =
-            *reinterpret_cast<const uint4*>(Bb + (c >> lNC) * p.B_k + (c & (NC - 1)) * VI);
-      m2split_fold_meta(p, rec, W, s, u, k, tid);
+    mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
+    if (st0) stamp(i, kWsEvCTile, ws_clock());
+    float* sf = smf + lay.stage[bi];
+    const uint4* tile = reinterpret_cast<const uint4*>(sf + lay.tile);
+    const TI* zs = p.z != nullptr ? reinterpret_cast<const TI*>(smf + lay.raw_z[i % 3]) : nullptr;
+    if (live && mode != 2)
+      m2ws_dots_y<T, TI, N>(tile, reinterpret_cast<const uint4*>(sf + lay.raw_c), mode == 1 ? nullptr : rec, W, zs, y,
+                            p.y_k, k, P, warp, g, q);
+    else if (!live)  // padding row: y = 0, cache untouched
+      m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
+    if (st0) stamp(i, kWsEvCDots, ws_clock());
+    if (!fold) {
+      release_stage(bi);
+      if (mode != 1) mbar_arrive(rec_empty + r);  // this thread's last record read is done
+      if (st0) stamp(i, kWsEvCEnd, ws_clock());
+      continue;
     }
+    // fold: h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
+    cp_async_wait<0>();  // the ring rows
+    csync();             // ... from every thread
+    if (st0) stamp(i, kWsEvCRing, ws_clock());
+    const int gi = u / (H / static_cast<int>(p.G));
+    const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+    const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
+    TI* rx = static_cast<TI*>(p.ring_x) + rx0;
+    TI* rB = static_cast<TI*>(p.ring_B) + rb0;
+    T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+    auto x_src = [&](int c) { return reinterpret_cast<const uint4*>(xb + (c >> lPC) * p.x_k + (c & (PC - 1)) * VI); };
+    auto b_src = [&](int c) { return reinterpret_cast<const uint4*>(Bb + (c >> lNC) * p.B_k + (c & (NC - 1)) * VI); };
+    auto x_dst = [&](int c) { return reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI); };
+    auto b_dst = [&](int c) { return reinterpret_cast<uint4*>(rB + (c >> lNC) * p.rB_r + (c & (NC - 1)) * VI); };
+    // this thread's first chunk of the new tokens' x and B rows loaded before the fold (their latency under it;
+    // session 50's stamps: 2.5-3.6 us a unit after the fold when loaded there), any rest after
+    const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
+    const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
+    // the fold reads its h0 rows first (each warp its own m-tile's), so that unit i + 2's copies into stage bi start
+    // before its X^T B and stores
+    m2tc_fold_h0_first<T, TI, N, NW, true>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q,
+                                           [&] { release_stage(bi); });
+    if (st0) stamp(i, kWsEvCFold, ws_clock());
+    if (tid < k * PC) *x_dst(tid) = x0;  // base 0: k <= Kmax <= R, every new token has a ring row
+    if (tid < k * NC) *b_dst(tid) = b0;
+    for (int c = tid + NT; c < k * PC; c += NT) *x_dst(c) = *x_src(c);
+    for (int c = tid + NT; c < k * NC; c += NT) *b_dst(c) = *b_src(c);
+    m2split_fold_meta(p, rec, W, s, u, k, tid);
     mbar_arrive(rec_empty + r);  // this thread's last record read is done
+    csync();  // every warp's fold is done with the ring rows (the next folding unit stages its own into them)
     if (st0) stamp(i, kWsEvCEnd, ws_clock());
   }
   if (stamping && tid == 0) stamp(0, kWsEvT1, ws_gtimer());
