@@ -166,6 +166,69 @@ __device__ __forceinline__ void m2ws_dots_y(const uint4* tile, const uint4* raw_
   }
 }
 
+// Two adjacent input elements (4- or 8-byte aligned) of a row in shared memory -> fp32.
+template <typename TI>
+__device__ __forceinline__ float2 lds_in_pair(const TI* ptr) {
+  if constexpr (sizeof(TI) == 4) return *reinterpret_cast<const float2*>(ptr);
+  else return SV<TI>::up(*reinterpret_cast<const unsigned*>(ptr));
+}
+
+// The fold of one folding unit by the consumer warps (fp32 state; each warp its own m-tile, rows r0 = 16 warp + g and
+// r1 = r0 + 8): h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
+// then their B rows), written to the unit's contiguous state rows st (row stride N). As m2tc_fold_h0_first: h0 read
+// first, then `tile_free()` (once by every thread), then X^T B and the stores. The mma's n-columns are permuted: in
+// the n-tile pair (2 m, 2 m + 1) column j is state column 16 m + 2 j (+ 1 in the odd tile), so that a lane's four
+// results of a row in the pair are one 16-byte chunk (16 m + 4 q: one LDS.128 of h0 and one 16-byte store, where
+// m2tc_fold_h0_first has two 8-byte accesses of an 8-way bank conflict) and its B operands of the pair are one
+// adjacent pair (one 4-byte load instead of two 2-byte loads).
+template <typename T, typename TI, int N, typename Free>
+__device__ __forceinline__ void m2ws_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
+                                          int c1, int P, int warp, int g, int q, Free&& tile_free) {
+  static_assert(sizeof(T) == 4, "m2ws_fold: fp32 state");
+  constexpr int VI = SV<TI>::V, NM = N / 16;
+  constexpr bool kSplitI = sizeof(TI) == 4;
+  const bool mine = warp * 16 < P;
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+  float d[NM][2][4];  // [n-tile pair m][n-tile 2 m + o][fragment]
+  if (mine) {
+    const float4* t4 = reinterpret_cast<const float4*>(tile);
+#pragma unroll
+    for (int m = 0; m < NM; ++m) {
+      const float4 a = t4[r0 * (N / 4) + 4 * m + q], b = t4[r1 * (N / 4) + 4 * m + q];
+      d[m][0][0] = eSQ * a.x; d[m][1][0] = eSQ * a.y; d[m][0][1] = eSQ * a.z; d[m][1][1] = eSQ * a.w;
+      d[m][0][2] = eSQ * b.x; d[m][1][2] = eSQ * b.y; d[m][0][3] = eSQ * b.z; d[m][1][3] = eSQ * b.w;
+    }
+  }
+  tile_free();
+  if (!mine) return;
+  const TI* xr = reinterpret_cast<const TI*>(raw_ring);               // x_e[p] at e * P + p
+  const TI* br = reinterpret_cast<const TI*>(raw_ring + c1 * (P / VI));  // B_e[n] at e * N + n
+  for (int ks = 0; ks * 8 < c1; ++ks) {
+    const int e0 = ks * 8 + q, e1 = e0 + 4;
+    const bool v0 = e0 < c1, v1 = e1 < c1;
+    const float w0 = v0 ? wq[e0] : 0.f, w1 = v1 ? wq[e1] : 0.f;
+    const float a0 = v0 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
+    const float a1 = v0 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
+    const float a2 = v1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
+    const float a3 = v1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
+#pragma unroll
+    for (int m = 0; m < NM; ++m) {
+      const float2 p0 = v0 ? lds_in_pair<TI>(br + e0 * N + 16 * m + 2 * g) : make_float2(0.f, 0.f);
+      const float2 p1 = v1 ? lds_in_pair<TI>(br + e1 * N + 16 * m + 2 * g) : make_float2(0.f, 0.f);
+      const float h00 = kSplitI ? tf32_hi(p0.x) : p0.x, h10 = kSplitI ? tf32_hi(p1.x) : p1.x;
+      const float h01 = kSplitI ? tf32_hi(p0.y) : p0.y, h11 = kSplitI ? tf32_hi(p1.y) : p1.y;
+      mma_acc<true, kSplitI>(d[m][0], a0, a1, a2, a3, h00, h10, p0.x - h00, p1.x - h10);
+      mma_acc<true, kSplitI>(d[m][1], a0, a1, a2, a3, h01, h11, p0.y - h01, p1.y - h11);
+    }
+  }
+  float4* s4 = reinterpret_cast<float4*>(st);
+#pragma unroll
+  for (int m = 0; m < NM; ++m) {
+    s4[r0 * (N / 4) + 4 * m + q] = make_float4(d[m][0][0], d[m][1][0], d[m][0][1], d[m][1][1]);
+    s4[r1 * (N / 4) + 4 * m + q] = make_float4(d[m][0][2], d[m][1][2], d[m][0][3], d[m][1][3]);
+  }
+}
+
 template <typename T, typename TI, int N>
 __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSplitPrepThreads, 1)
     verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode, unsigned long long* stamps) {
@@ -342,8 +405,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
     // the fold reads its h0 rows first (each warp its own m-tile's), so that unit i + 2's copies into stage bi start
     // before its X^T B and stores
-    m2tc_fold_h0_first<T, TI, N, NW, true>(tile, raw_ring, rec + W.wq, rec[4], st, p.st_p, ct.c1, P, warp, g, q,
-                                           [&] { release_stage(bi); });
+    m2ws_fold<T, TI, N>(tile, raw_ring, rec + W.wq, rec[4], st, ct.c1, P, warp, g, q, [&] { release_stage(bi); });
     if (st0) stamp(i, kWsEvCFold, ws_clock());
     if (tid < k * PC) *x_dst(tid) = x0;  // base 0: k <= Kmax <= R, every new token has a ring row
     if (tid < k * NC) *b_dst(tid) = b0;
