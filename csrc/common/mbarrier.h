@@ -96,4 +96,47 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
 #endif
 }
 
+// One bulk copy (sm_90: cp.async.bulk, the copy engine) of `bytes` (a multiple of 16; both addresses 16-byte aligned)
+// from shared `src` to global `dst`, in this thread's bulk group (tma_commit, then tma_wait_read before `src` is
+// rewritten, tma_wait_all before the kernel exits). The issuing thread's and, after a barrier, the other writers'
+// shared-memory stores must be made visible to the copy engine first (fence_proxy_async_smem). Emulated for the verify
+// kernels (MK_EMU_WS_SYNC: a copy at once).
+__device__ __forceinline__ void bulk_copy_s2g(void* dst, const void* src, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(src));
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(s), "r"(bytes)
+               : "memory");
+#elif defined(MK_EMU_WS_SYNC)
+  std::memcpy(dst, src, bytes);
+#else
+  (void)dst; (void)src; (void)bytes;
+#endif
+}
+// This thread's shared-memory stores made visible to the async proxy (bulk and tensor copies that read them).
+__device__ __forceinline__ void fence_proxy_async_smem() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Closes this thread's bulk stores issued since the last commit into one group.
+__device__ __forceinline__ void tma_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+// Waits until at most N of this thread's committed groups still read their shared sources (then the source may be
+// rewritten, after a barrier for the other writers).
+template <int N>
+__device__ __forceinline__ void tma_wait_read() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Waits until every committed group of this thread has completed: before the kernel exits.
+__device__ __forceinline__ void tma_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
+}
+
 }  // namespace mamba_kernels

@@ -152,25 +152,6 @@ __device__ __forceinline__ void tma_load_box(const TmaDesc* map, void* sdst, uin
 // Shared-memory transaction barriers for the loads above (mbar_init / mbar_expect_tx / mbar_arrive / mbar_wait):
 // common/mbarrier.h.
 
-// Closes this thread's bulk stores issued since the last commit into one group.
-__device__ __forceinline__ void tma_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-#endif
-}
-// Waits until at most N of this thread's committed groups still read their shared sources (then the source may be
-// rewritten, after a barrier for the other writers).
-template <int N>
-__device__ __forceinline__ void tma_wait_read() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
-#endif
-}
-// Waits until every committed group of this thread has completed: before the kernel exits.
-__device__ __forceinline__ void tma_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
-#endif
-}
+// Bulk groups (tma_commit / tma_wait_read / tma_wait_all): common/mbarrier.h.
 
 }  // namespace mamba_kernels

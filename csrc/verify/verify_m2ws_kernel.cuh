@@ -21,11 +21,12 @@
 //   - Prep pair pr takes units i = pr, pr + npair, ...: m2prep_unit (the split pair's prep: control words, ring rows,
 //     weights, B . C dots, the state-free part of y, the new tokens' ring / meta writes of a unit that does not fold)
 //     with its own shared memory and barrier (named barrier 1 + pr), its record into its shared-memory slot.
-//   - Consumers: wait for unit i's record (a folding unit then issues its committed ring rows' cp.async), then for
-//     its tile; each warp forms the dots S_t = h0 . C_t of its own m-tile rows on tensor cores, writes their
-//     y_t = silu(z_t) (scale_t S_t + yx_t) (m2ws_dots_y) and releases the stage by its own arrival (a folding unit:
-//     once its fold has read the warp's h0 rows). Only a folding unit synchronises the consumers: its ring rows, then
-//     the fold and its new tokens' ring rows and meta row, then a closing barrier (the ring-row area is reused).
+//   - Consumers: wait for unit i's tile; each warp forms the dots S_t = h0 . C_t of its own m-tile rows on tensor
+//     cores into registers (m2ws_dots), waits for the unit's record, releases the stage by its own arrival unless the
+//     unit folds, and writes its rows' y_t = silu(z_t) (scale_t S_t + yx_t) (m2ws_y). Only a folding unit synchronises
+//     the consumers: its committed ring rows (cp.async), then the fold (m2ws_fold: each warp's rows written over its
+//     h0 rows and copied to the state by a bulk copy, after which the warp releases the stage), its new tokens' ring
+//     rows and meta row, then a closing barrier (the ring-row area is reused).
 //   - Record slots 2 pr and 2 pr + 1 (the pair's units alternate): mbarriers rec_full (64 arrivals: the pair's
 //     threads, after their record writes) and rec_empty (256: the consumers, after their last record read); tile_empty counts the 8 consumer warps; the pair
 //     waits for a slot only before its record writes; a padding unit takes the hand-over too (no record).
@@ -76,7 +77,9 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
 // The shapes the kernel takes beyond the split pair's: every m-tile of a fold has its own consumer warp, and a unit's
 // state is contiguous (its tile is copied in pieces of min(kWsTileCopy, the tile's bytes): P and N are powers of two).
 constexpr unsigned kWsTileCopy = 16384;
-inline bool m2ws_fits(const VerifyStepParams& p) { return p.P <= 16 * (kWsConsumers / 32) && p.st_p == p.N; }
+inline bool m2ws_fits(const VerifyStepParams& p) {
+  return p.P <= 16 * (kWsConsumers / 32) && p.st_p == p.N && p.k <= 16;  // k: kWsDotTiles, below
+}
 
 // Timing lab (mode 4, MK_VERIFY_WS_MODE=4 with MK_VERIFY_WS_STAMPS=file; correct results): per block and unit, the
 // SM's cycle counter at the consumers' and the prep pair's events (kWsEv* below; thread 0 of each group) into
@@ -86,9 +89,9 @@ inline bool m2ws_fits(const VerifyStepParams& p) { return p.P <= 16 * (kWsConsum
 constexpr int kWsStampUnits = 32, kWsEvents = 16;
 enum : int {
   kWsEvCStart = 0,  // consumers: the unit's iteration starts
-  kWsEvCTile,       // its tile, C and z rows landed (the stage's full wait, after the record's)
-  kWsEvCDots,       // the state dots and y of thread 0's warp done
-  kWsEvCRec,        // its record is ready (after the rec_full wait)
+  kWsEvCTile,       // its tile, C and z rows landed (the stage's full wait)
+  kWsEvCDots,       // the y of thread 0's warp written
+  kWsEvCRec,        // its record is ready (after the rec_full wait, which follows the dots)
   kWsEvCEnd,        // the unit done (a folding unit: after its closing barrier)
   kWsEvPStart,      // prep pair: the unit starts
   kWsEvPSlot,       // the unit's record is ready to be written: the slot wait starts
@@ -96,7 +99,7 @@ enum : int {
   kWsEvPEnd,        // the record is written and handed over
   kWsEvT0,          // global timer (ns) at the block's start (unit-0 row)
   kWsEvT1,          // global timer (ns) at the consumers' end (unit-0 row)
-  kWsEvCY,          // (unused since y moved into the dots, session 51)
+  kWsEvCY,          // consumers: the state dots of thread 0's warp done (before the record wait)
   kWsEvCRing,       // a folding unit's committed ring rows staged (after the consumers' barrier)
   kWsEvCFold,       // its state written back
 };
@@ -117,21 +120,25 @@ __device__ __forceinline__ unsigned long long ws_gtimer() {
 #endif
 }
 
-// One consumer warp's part of a unit: S_t = h0 . C_t for the rows of its m-tile (r0 = 16 warp + g, r1 = r0 + 8; the
-// tile in global layout, tc_tile_at<true>) on tensor cores, the k-steps spread over four independent accumulators
-// (one chain of dependent mma was most of the dots' 1.5 us a unit with 8 consumer warps an SM, session 50's
-// stamps), then y_t = silu(z_t) (scale_t S_t + yx_t) of those rows straight from the fragments: no shared dots and no
-// block barrier. rec: the unit's record (m2split_ws offsets W; nullptr in timing mode 1: y = S); zs: its raw z rows
-// (k, P) or nullptr; y: its output rows (b and u applied, token stride y_k).
+// A unit's dots held in registers: n-tiles of 8 draft tokens (m2ws_fits: k <= 16).
+constexpr int kWsDotTiles = 2;
+
+// One consumer warp's state dots of a unit: S_t = h0 . C_t for the rows of its m-tile (r0 = 16 warp + g, r1 = r0 + 8;
+// the tile in global layout, tc_tile_at<true>) on tensor cores into S[nt] (fragment entry e: row e < 2 ? r0 : r1,
+// token 8 nt + 2 q + (e & 1)), the k-steps spread over four independent accumulators (one chain of dependent mma was
+// most of the dots' 1.5 us a unit with 8 consumer warps an SM, session 50's stamps). Nothing else is read: the dots
+// run before the unit's record is waited for.
 template <typename T, typename TI, int N>
-__device__ __forceinline__ void m2ws_dots_y(const uint4* tile, const uint4* raw_c, const float* rec, const M2SplitWs& W,
-                                            const TI* zs, TI* y, int64_t y_k, int k, int P, int warp, int g, int q) {
+__device__ __forceinline__ void m2ws_dots(const uint4* tile, const uint4* raw_c, float (&S)[kWsDotTiles][4], int k,
+                                          int P, int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, GC = N / (4 * VT);
   constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
   constexpr int NA = GC < 4 ? GC : 4;                                   // independent accumulators
   if (warp * 16 >= P) return;
   const int r0 = warp * 16 + g, r1 = r0 + 8;
-  for (int nt = 0; nt * 8 < k; ++nt) {
+#pragma unroll
+  for (int nt = 0; nt < kWsDotTiles; ++nt) {
+    if (nt * 8 >= k) break;
     float cf[N / 4], cfl[N / 4];
     load_c_frag<TI, N, VT, kSplitI>(raw_c, nt * 8 + g, k, q, cf, cfl);
     float d[NA][4];
@@ -148,15 +155,30 @@ __device__ __forceinline__ void m2ws_dots_y(const uint4* tile, const uint4* raw_
                                   cf[gc * VT + e + 1], cfl[gc * VT + e], cfl[gc * VT + e + 1]);
     }
 #pragma unroll
-    for (int a = 1; a < NA; ++a)
+    for (int e = 0; e < 4; ++e) {
+      float v = d[0][e];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) d[0][e] += d[a][e];
-    // fragment entry e: row (e < 2 ? r0 : r1), token 8 nt + 2 q + (e & 1)
+      for (int a = 1; a < NA; ++a) v += d[a][e];
+      S[nt][e] = v;
+    }
+  }
+}
+
+// y_t = silu(z_t) (scale_t S_t + yx_t) of one warp's rows (m2ws_dots' fragments S) straight from the registers: no
+// shared dots, no block barrier. rec: the unit's record (m2split_ws offsets W; nullptr in timing mode 1: y = S); zs:
+// its raw z rows (k, P) or nullptr; y: its output rows (b and u applied, token stride y_k).
+template <typename TI>
+__device__ __forceinline__ void m2ws_y(const float (&S)[kWsDotTiles][4], const float* rec, const M2SplitWs& W,
+                                       const TI* zs, TI* y, int64_t y_k, int k, int P, int warp, int g, int q) {
+  if (warp * 16 >= P) return;
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+#pragma unroll
+  for (int nt = 0; nt < kWsDotTiles; ++nt) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int t = nt * 8 + 2 * q + (e & 1), row = e < 2 ? r0 : r1;
       if (t >= k) continue;
-      float o = d[0][e];
+      float o = S[nt][e];
       if (rec != nullptr) {
         o = fmaf(rec[W.scale + t], o, rec[W.yx + t * P + row]);
         if (zs != nullptr) o *= silu_f(SV<TI>::to_f(zs[t * P + row]));
@@ -175,33 +197,33 @@ __device__ __forceinline__ float2 lds_in_pair(const TI* ptr) {
 
 // The fold of one folding unit by the consumer warps (fp32 state; each warp its own m-tile, rows r0 = 16 warp + g and
 // r1 = r0 + 8): h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
-// then their B rows), written to the unit's contiguous state rows st (row stride N). As m2tc_fold_h0_first: h0 read
-// first, then `tile_free()` (once by every thread), then X^T B and the stores. The mma's n-columns are permuted: in
-// the n-tile pair (2 m, 2 m + 1) column j is state column 16 m + 2 j (+ 1 in the odd tile), so that a lane's four
-// results of a row in the pair are one 16-byte chunk (16 m + 4 q: one LDS.128 of h0 and one 16-byte store, where
-// m2tc_fold_h0_first has two 8-byte accesses of an 8-way bank conflict) and its B operands of the pair are one
-// adjacent pair (one 4-byte load instead of two 2-byte loads).
-template <typename T, typename TI, int N, typename Free>
-__device__ __forceinline__ void m2ws_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int c1, int P, int warp, int g, int q, Free&& tile_free) {
+// then their B rows), written over the warp's h0 rows of the tile (global layout), which lane 0 then copies to the
+// unit's contiguous state rows st (row stride N) by one bulk copy (the copy engine writes the state back while the
+// warp goes on) and, once the copy has read them, calls `release()` (the stage may be refilled). The mma's n-columns
+// are permuted: in the n-tile pair (2 m, 2 m + 1) column j is state column 16 m + 2 j (+ 1 in the odd tile), so that a
+// lane's four results of a row in the pair are one 16-byte chunk (16 m + 4 q: one LDS.128 of h0 and one STS.128 of
+// the result, where m2tc_fold_h0_first had two 8-byte accesses in an 8-way bank conflict and global stores) and its
+// B operands of the pair are one adjacent pair (one 4-byte load instead of two 2-byte loads).
+template <typename T, typename TI, int N, typename Release>
+__device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
+                                          int c1, int P, int warp, int lane, Release&& release) {
   static_assert(sizeof(T) == 4, "m2ws_fold: fp32 state");
   constexpr int VI = SV<TI>::V, NM = N / 16;
   constexpr bool kSplitI = sizeof(TI) == 4;
-  const bool mine = warp * 16 < P;
-  const int r0 = warp * 16 + g, r1 = r0 + 8;
-  float d[NM][2][4];  // [n-tile pair m][n-tile 2 m + o][fragment]
-  if (mine) {
-    const float4* t4 = reinterpret_cast<const float4*>(tile);
-#pragma unroll
-    for (int m = 0; m < NM; ++m) {
-      const float4 a = t4[r0 * (N / 4) + 4 * m + q], b = t4[r1 * (N / 4) + 4 * m + q];
-      d[m][0][0] = eSQ * a.x; d[m][1][0] = eSQ * a.y; d[m][0][1] = eSQ * a.z; d[m][1][1] = eSQ * a.w;
-      d[m][0][2] = eSQ * b.x; d[m][1][2] = eSQ * b.y; d[m][0][3] = eSQ * b.z; d[m][1][3] = eSQ * b.w;
-    }
+  if (warp * 16 >= P) {  // no m-tile: nothing read
+    release();
+    return;
   }
-  tile_free();
-  if (!mine) return;
-  const TI* xr = reinterpret_cast<const TI*>(raw_ring);               // x_e[p] at e * P + p
+  const int g = lane >> 2, q = lane & 3, r0 = warp * 16 + g, r1 = r0 + 8;
+  float4* t4 = reinterpret_cast<float4*>(tile);
+  float d[NM][2][4];  // [n-tile pair m][n-tile 2 m + o][fragment]
+#pragma unroll
+  for (int m = 0; m < NM; ++m) {
+    const float4 a = t4[r0 * (N / 4) + 4 * m + q], b = t4[r1 * (N / 4) + 4 * m + q];
+    d[m][0][0] = eSQ * a.x; d[m][1][0] = eSQ * a.y; d[m][0][1] = eSQ * a.z; d[m][1][1] = eSQ * a.w;
+    d[m][0][2] = eSQ * b.x; d[m][1][2] = eSQ * b.y; d[m][0][3] = eSQ * b.z; d[m][1][3] = eSQ * b.w;
+  }
+  const TI* xr = reinterpret_cast<const TI*>(raw_ring);                  // x_e[p] at e * P + p
   const TI* br = reinterpret_cast<const TI*>(raw_ring + c1 * (P / VI));  // B_e[n] at e * N + n
   for (int ks = 0; ks * 8 < c1; ++ks) {
     const int e0 = ks * 8 + q, e1 = e0 + 4;
@@ -221,12 +243,19 @@ __device__ __forceinline__ void m2ws_fold(const uint4* tile, const uint4* raw_ri
       mma_acc<true, kSplitI>(d[m][1], a0, a1, a2, a3, h01, h11, p0.y - h01, p1.y - h11);
     }
   }
-  float4* s4 = reinterpret_cast<float4*>(st);
 #pragma unroll
-  for (int m = 0; m < NM; ++m) {
-    s4[r0 * (N / 4) + 4 * m + q] = make_float4(d[m][0][0], d[m][1][0], d[m][0][1], d[m][1][1]);
-    s4[r1 * (N / 4) + 4 * m + q] = make_float4(d[m][0][2], d[m][1][2], d[m][0][3], d[m][1][3]);
+  for (int m = 0; m < NM; ++m) {  // each lane rewrites the chunks it read
+    t4[r0 * (N / 4) + 4 * m + q] = make_float4(d[m][0][0], d[m][1][0], d[m][0][1], d[m][1][1]);
+    t4[r1 * (N / 4) + 4 * m + q] = make_float4(d[m][0][2], d[m][1][2], d[m][0][3], d[m][1][3]);
   }
+  fence_proxy_async_smem();  // this lane's rows, visible to the copy engine
+  __syncwarp();
+  if (lane == 0) {
+    bulk_copy_s2g(st + warp * 16 * N, t4 + warp * 16 * (N / 4), 16u * N * sizeof(T));
+    tma_commit();
+    tma_wait_read<0>();  // the copy has read the rows: the stage may be refilled
+  }
+  release();
 }
 
 template <typename T, typename TI, int N>
@@ -335,9 +364,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   }
 
   // ---- consumers ---------------------------------------------------------------------------------------------
-  // Per unit: its record (the pairs run ahead), then its tile; each warp forms the dots of its own m-tile rows and
-  // writes their y (m2ws_dots_y: no shared dots, no block barrier) and releases the stage by its own arrival
-  // (tile_empty counts NW); only a folding unit synchronises the consumers (its ring rows, its stage, its end).
+  // Per unit: its tile; each warp forms the dots of its own m-tile rows into registers (m2ws_dots), then waits for the
+  // unit's record, releases the stage by its own arrival (tile_empty counts NW) unless the unit folds, and writes its
+  // rows' y (m2ws_y): no block barrier. Only a folding unit synchronises the consumers (its ring rows, its closing
+  // barrier).
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   const M2SplitWs W = m2split_ws(k, R, P);
@@ -357,55 +387,51 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const int v = unit_of(i), b = v / H, u = v - b * H;
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
+    mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
+    if (st0) stamp(i, kWsEvCTile, ws_clock());
+    uint4* tile = reinterpret_cast<uint4*>(smf + lay.stage[bi] + lay.tile);
+    float S[kWsDotTiles][4];
+    if (live && mode != 2)
+      m2ws_dots<T, TI, N>(tile, reinterpret_cast<const uint4*>(smf + lay.stage[bi] + lay.raw_c), S, k, P, warp, g, q);
+    if (st0) stamp(i, kWsEvCY, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     if (st0) stamp(i, kWsEvCRec, ws_clock());
     const int* hdr = reinterpret_cast<const int*>(rec);
     const bool fold = live && (mode == 0 || mode == 4) && hdr[0] != 0;  // a folding unit reads its tile again
-    const M2Ctl ct = m2split_ctl(fold ? 1 : 0, hdr[1], hdr[2], hdr[3]);
-    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
-    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-    if (fold) {  // its committed ring rows in flight during the dots and y (the consumers' only cp.async group)
-      m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
-      cp_async_commit();
-    }
-    mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
-    if (st0) stamp(i, kWsEvCTile, ws_clock());
-    float* sf = smf + lay.stage[bi];
-    const uint4* tile = reinterpret_cast<const uint4*>(sf + lay.tile);
+    if (!fold) release_stage(bi);
     const TI* zs = p.z != nullptr ? reinterpret_cast<const TI*>(smf + lay.raw_z[i % 3]) : nullptr;
-    if (live && mode != 2)
-      m2ws_dots_y<T, TI, N>(tile, reinterpret_cast<const uint4*>(sf + lay.raw_c), mode == 1 ? nullptr : rec, W, zs, y,
-                            p.y_k, k, P, warp, g, q);
-    else if (!live)  // padding row: y = 0, cache untouched
-      m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);
+    if (live && mode != 2) m2ws_y<TI>(S, mode == 1 ? nullptr : rec, W, zs, y, p.y_k, k, P, warp, g, q);
+    else if (!live) m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);  // padding row: y = 0, cache untouched
     if (st0) stamp(i, kWsEvCDots, ws_clock());
     if (!fold) {
-      release_stage(bi);
       if (mode != 1) mbar_arrive(rec_empty + r);  // this thread's last record read is done
       if (st0) stamp(i, kWsEvCEnd, ws_clock());
       continue;
     }
     // fold: h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
-    cp_async_wait<0>();  // the ring rows
-    csync();             // ... from every thread
-    if (st0) stamp(i, kWsEvCRing, ws_clock());
+    const M2Ctl ct = m2split_ctl(1, hdr[1], hdr[2], hdr[3]);
+    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
+    m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);  // the consumers' only cp.async group
+    cp_async_commit();
     const int gi = u / (H / static_cast<int>(p.G));
     const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
     const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
     TI* rx = static_cast<TI*>(p.ring_x) + rx0;
     TI* rB = static_cast<TI*>(p.ring_B) + rb0;
-    T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
     auto x_src = [&](int c) { return reinterpret_cast<const uint4*>(xb + (c >> lPC) * p.x_k + (c & (PC - 1)) * VI); };
     auto b_src = [&](int c) { return reinterpret_cast<const uint4*>(Bb + (c >> lNC) * p.B_k + (c & (NC - 1)) * VI); };
     auto x_dst = [&](int c) { return reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI); };
     auto b_dst = [&](int c) { return reinterpret_cast<uint4*>(rB + (c >> lNC) * p.rB_r + (c & (NC - 1)) * VI); };
-    // this thread's first chunk of the new tokens' x and B rows loaded before the fold (their latency under it;
-    // session 50's stamps: 2.5-3.6 us a unit after the fold when loaded there), any rest after
+    // this thread's first chunk of the new tokens' x and B rows, loaded with the ring rows (session 50's stamps:
+    // 2.5-3.6 us a unit after the fold when loaded there), any rest after the fold
     const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
     const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
-    // the fold reads its h0 rows first (each warp its own m-tile's), so that unit i + 2's copies into stage bi start
-    // before its X^T B and stores
-    m2ws_fold<T, TI, N>(tile, raw_ring, rec + W.wq, rec[4], st, ct.c1, P, warp, g, q, [&] { release_stage(bi); });
+    cp_async_wait<0>();  // the ring rows
+    csync();             // ... from every thread
+    if (st0) stamp(i, kWsEvCRing, ws_clock());
+    m2ws_fold<T, TI, N>(tile, raw_ring, rec + W.wq, rec[4], static_cast<T*>(p.state) + (int64_t)s * p.st_s +
+                        (int64_t)u * p.st_h, ct.c1, P, warp, lane, [&] { release_stage(bi); });
     if (st0) stamp(i, kWsEvCFold, ws_clock());
     if (tid < k * PC) *x_dst(tid) = x0;  // base 0: k <= Kmax <= R, every new token has a ring row
     if (tid < k * NC) *b_dst(tid) = b0;
@@ -416,6 +442,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     csync();  // every warp's fold is done with the ring rows (the next folding unit stages its own into them)
     if (st0) stamp(i, kWsEvCEnd, ws_clock());
   }
+  if (lane == 0) tma_wait_all();  // the folds' state copies are complete
   if (stamping && tid == 0) stamp(0, kWsEvT1, ws_gtimer());
 #endif
 }

@@ -3,8 +3,8 @@
 Runs bench/bench_verify.py's layer (b rows, k tokens, ceil(k / 2) accepted a call, fp32 state) through the ws kernel
 with MK_VERIFY_WS_MODE=4 (results as mode 0; every call synchronises to copy its stamps out), --calls eager calls
 after the prime, and prints per call (a call where every unit folds marked) the consumers' time per unit split into
-waiting for the record, waiting for the tile, the state dots with y, the rest (a folding unit's ring rows, fold and
-new ring rows apart); the prep pairs' time per unit split into
+waiting for the tile, the state dots, waiting for the record, y, the rest (a folding unit's ring rows, fold and new
+ring rows apart); the prep pairs' time per unit split into
 the unit's work up to its record, waiting for a free slot, the record writes; and, per unit index i of a block,
 the mean of each, so that a start-up wait shows. Times in us from the SM's cycle counter, scaled by the global timer
 over each block's life.
@@ -54,11 +54,11 @@ def summarize(rec):
     us = lambda c: c / ghz / 1e3  # noqa: E731
     m = min(int(mine.min()), cap)
     s = st[:, :m, :]
-    # consumers' order per unit (session 51): record wait (CR), tile wait (CT), dots + y (CD), release / end (CE); a
-    # folding unit: ring rows (CRG), fold (CF), new ring rows + meta + barrier (CE)
+    # consumers' order per unit (session 51): tile wait (CT), dots (CY), record wait (CR), y (CD), end (CE); a folding
+    # unit: ring rows (CRG), fold (CF), new ring rows + meta + barrier (CE)
     parts = {
-        "c_wait_rec": s[:, :, CR] - s[:, :, CS], "c_wait_tile": s[:, :, CT] - s[:, :, CR],
-        "c_dots_y": s[:, :, CD] - s[:, :, CT], "c_rest": s[:, :, CE] - s[:, :, CD],
+        "c_wait_tile": s[:, :, CT] - s[:, :, CS], "c_dots": s[:, :, CY] - s[:, :, CT],
+        "c_wait_rec": s[:, :, CR] - s[:, :, CY], "c_y": s[:, :, CD] - s[:, :, CR], "c_rest": s[:, :, CE] - s[:, :, CD],
         "p_work": s[:, :, PW] - s[:, :, PS], "p_wait_slot": s[:, :, PO] - s[:, :, PW],
         "p_write": s[:, :, PE] - s[:, :, PO],
     }
