@@ -78,7 +78,7 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
 // state is contiguous (its tile is copied in pieces of min(kWsTileCopy, the tile's bytes): P and N are powers of two).
 constexpr unsigned kWsTileCopy = 16384;
 inline bool m2ws_fits(const VerifyStepParams& p) {
-  return p.P <= 16 * (kWsConsumers / 32) && p.st_p == p.N && p.k <= 16;  // k: kWsDotTiles, below
+  return p.P <= 16 * (kWsConsumers / 32) && p.st_p == p.N;
 }
 
 // Timing lab (mode 4, MK_VERIFY_WS_MODE=4 with MK_VERIFY_WS_STAMPS=file; correct results): per block and unit, the
@@ -120,71 +120,61 @@ __device__ __forceinline__ unsigned long long ws_gtimer() {
 #endif
 }
 
-// A unit's dots held in registers: n-tiles of 8 draft tokens (m2ws_fits: k <= 16).
-constexpr int kWsDotTiles = 2;
-
-// One consumer warp's state dots of a unit: S_t = h0 . C_t for the rows of its m-tile (r0 = 16 warp + g, r1 = r0 + 8;
-// the tile in global layout, tc_tile_at<true>) on tensor cores into S[nt] (fragment entry e: row e < 2 ? r0 : r1,
-// token 8 nt + 2 q + (e & 1)), the k-steps spread over four independent accumulators (one chain of dependent mma was
-// most of the dots' 1.5 us a unit with 8 consumer warps an SM, session 50's stamps). Nothing else is read: the dots
-// run before the unit's record is waited for.
+// State dots S_t = h0 . C_t of one consumer warp's m-tile rows (r0 = 16 warp + g, r1 = r0 + 8; the tile in global
+// layout, tc_tile_at<true>) and the draft tokens [8 nt, 8 nt + 8), on tensor cores, into the fragment S (entry e: row
+// e < 2 ? r0 : r1, token 8 nt + 2 q + (e & 1)); the k-steps spread over four independent accumulators (one chain of
+// dependent mma was most of the dots' 1.5 us a unit with 8 consumer warps an SM, session 50's stamps). Nothing else is
+// read: for k <= 8 the dots run before the unit's record is waited for.
 template <typename T, typename TI, int N>
-__device__ __forceinline__ void m2ws_dots(const uint4* tile, const uint4* raw_c, float (&S)[kWsDotTiles][4], int k,
-                                          int P, int warp, int g, int q) {
+__device__ __forceinline__ void m2ws_dots(const uint4* tile, const uint4* raw_c, float (&S)[4], int nt, int k, int P,
+                                          int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, GC = N / (4 * VT);
   constexpr bool kSplitS = sizeof(T) == 4, kSplitI = sizeof(TI) == 4;  // operands not exact in tf32
   constexpr int NA = GC < 4 ? GC : 4;                                   // independent accumulators
   if (warp * 16 >= P) return;
   const int r0 = warp * 16 + g, r1 = r0 + 8;
+  float cf[N / 4], cfl[N / 4];
+  load_c_frag<TI, N, VT, kSplitI>(raw_c, nt * 8 + g, k, q, cf, cfl);
+  float d[NA][4];
 #pragma unroll
-  for (int nt = 0; nt < kWsDotTiles; ++nt) {
-    if (nt * 8 >= k) break;
-    float cf[N / 4], cfl[N / 4];
-    load_c_frag<TI, N, VT, kSplitI>(raw_c, nt * 8 + g, k, q, cf, cfl);
-    float d[NA][4];
+  for (int a = 0; a < NA; ++a) d[a][0] = d[a][1] = d[a][2] = d[a][3] = 0.f;
 #pragma unroll
-    for (int a = 0; a < NA; ++a) d[a][0] = d[a][1] = d[a][2] = d[a][3] = 0.f;
+  for (int gc = 0; gc < GC; ++gc) {
+    float h0[VT], h1[VT];
+    SV<T>::unpack(tile[tc_tile_at<true, CPR>(r0, gc * 4 + q)], h0);
+    SV<T>::unpack(tile[tc_tile_at<true, CPR>(r1, gc * 4 + q)], h1);
 #pragma unroll
-    for (int gc = 0; gc < GC; ++gc) {
-      float h0[VT], h1[VT];
-      SV<T>::unpack(tile[tc_tile_at<true, CPR>(r0, gc * 4 + q)], h0);
-      SV<T>::unpack(tile[tc_tile_at<true, CPR>(r1, gc * 4 + q)], h1);
+    for (int e = 0; e < VT; e += 2)
+      mma_acc<kSplitS, kSplitI>(d[gc % NA], h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e], cf[gc * VT + e + 1],
+                                cfl[gc * VT + e], cfl[gc * VT + e + 1]);
+  }
 #pragma unroll
-      for (int e = 0; e < VT; e += 2)
-        mma_acc<kSplitS, kSplitI>(d[gc % NA], h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e],
-                                  cf[gc * VT + e + 1], cfl[gc * VT + e], cfl[gc * VT + e + 1]);
-    }
+  for (int e = 0; e < 4; ++e) {
+    float v = d[0][e];
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      float v = d[0][e];
-#pragma unroll
-      for (int a = 1; a < NA; ++a) v += d[a][e];
-      S[nt][e] = v;
-    }
+    for (int a = 1; a < NA; ++a) v += d[a][e];
+    S[e] = v;
   }
 }
 
-// y_t = silu(z_t) (scale_t S_t + yx_t) of one warp's rows (m2ws_dots' fragments S) straight from the registers: no
-// shared dots, no block barrier. rec: the unit's record (m2split_ws offsets W; nullptr in timing mode 1: y = S); zs:
-// its raw z rows (k, P) or nullptr; y: its output rows (b and u applied, token stride y_k).
+// y_t = silu(z_t) (scale_t S_t + yx_t) of one warp's rows and the tokens of n-tile nt (m2ws_dots' fragment S) straight
+// from the registers: no shared dots, no block barrier. rec: the unit's record (m2split_ws offsets W; nullptr in
+// timing mode 1: y = S); zs: its raw z rows (k, P) or nullptr; y: its output rows (b and u applied, token stride y_k).
 template <typename TI>
-__device__ __forceinline__ void m2ws_y(const float (&S)[kWsDotTiles][4], const float* rec, const M2SplitWs& W,
-                                       const TI* zs, TI* y, int64_t y_k, int k, int P, int warp, int g, int q) {
+__device__ __forceinline__ void m2ws_y(const float (&S)[4], int nt, const float* rec, const M2SplitWs& W, const TI* zs,
+                                       TI* y, int64_t y_k, int k, int P, int warp, int g, int q) {
   if (warp * 16 >= P) return;
   const int r0 = warp * 16 + g, r1 = r0 + 8;
 #pragma unroll
-  for (int nt = 0; nt < kWsDotTiles; ++nt) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int t = nt * 8 + 2 * q + (e & 1), row = e < 2 ? r0 : r1;
-      if (t >= k) continue;
-      float o = S[nt][e];
-      if (rec != nullptr) {
-        o = fmaf(rec[W.scale + t], o, rec[W.yx + t * P + row]);
-        if (zs != nullptr) o *= silu_f(SV<TI>::to_f(zs[t * P + row]));
-      }
-      y[t * y_k + row] = SV<TI>::from_f(o);
+  for (int e = 0; e < 4; ++e) {
+    const int t = nt * 8 + 2 * q + (e & 1), row = e < 2 ? r0 : r1;
+    if (t >= k) continue;
+    float o = S[e];
+    if (rec != nullptr) {
+      o = fmaf(rec[W.scale + t], o, rec[W.yx + t * P + row]);
+      if (zs != nullptr) o *= silu_f(SV<TI>::to_f(zs[t * P + row]));
     }
+    y[t * y_k + row] = SV<TI>::from_f(o);
   }
 }
 
@@ -390,18 +380,26 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
     if (st0) stamp(i, kWsEvCTile, ws_clock());
     uint4* tile = reinterpret_cast<uint4*>(smf + lay.stage[bi] + lay.tile);
-    float S[kWsDotTiles][4];
-    if (live && mode != 2)
-      m2ws_dots<T, TI, N>(tile, reinterpret_cast<const uint4*>(smf + lay.stage[bi] + lay.raw_c), S, k, P, warp, g, q);
+    const uint4* raw_c = reinterpret_cast<const uint4*>(smf + lay.stage[bi] + lay.raw_c);
+    // k <= 8: the dots (one n-tile, four registers) before the record wait; longer drafts form theirs after it (their
+    // fragments held across the wait spilled)
+    const bool early = k <= 8, dots = live && mode != 2;
+    float S[4];
+    if (dots && early) m2ws_dots<T, TI, N>(tile, raw_c, S, 0, k, P, warp, g, q);
     if (st0) stamp(i, kWsEvCY, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     if (st0) stamp(i, kWsEvCRec, ws_clock());
     const int* hdr = reinterpret_cast<const int*>(rec);
     const bool fold = live && (mode == 0 || mode == 4) && hdr[0] != 0;  // a folding unit reads its tile again
-    if (!fold) release_stage(bi);
+    if (early && !fold) release_stage(bi);
     const TI* zs = p.z != nullptr ? reinterpret_cast<const TI*>(smf + lay.raw_z[i % 3]) : nullptr;
-    if (live && mode != 2) m2ws_y<TI>(S, mode == 1 ? nullptr : rec, W, zs, y, p.y_k, k, P, warp, g, q);
+    if (dots)
+      for (int nt = 0; nt * 8 < k; ++nt) {
+        if (!early) m2ws_dots<T, TI, N>(tile, raw_c, S, nt, k, P, warp, g, q);
+        m2ws_y<TI>(S, nt, mode == 1 ? nullptr : rec, W, zs, y, p.y_k, k, P, warp, g, q);
+      }
     else if (!live) m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);  // padding row: y = 0, cache untouched
+    if (!early && !fold) release_stage(bi);
     if (st0) stamp(i, kWsEvCDots, ws_clock());
     if (!fold) {
       if (mode != 1) mbar_arrive(rec_empty + r);  // this thread's last record read is done
