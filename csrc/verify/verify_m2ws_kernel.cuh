@@ -377,6 +377,18 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const int v = unit_of(i), b = v / H, u = v - b * H;
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
+    const int* hdr = reinterpret_cast<const int*>(rec);
+    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
+    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
+    // A folding unit's committed ring rows (cp.async: the consumers' only group), issued by each thread on its own as
+    // soon as it sees the record: here when the record is ready already (the pairs run ahead, in a folding call
+    // always), so that the rows arrive during the dots and y (session 51: 2.7 us a folding unit when issued after y).
+    auto stage_ring = [&] {
+      m2_stage_ring<TI>(p, m2split_ctl(1, hdr[1], hdr[2], hdr[3]), raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+      cp_async_commit();
+    };
+    const bool ring_early = live && (mode == 0 || mode == 4) && mbar_test(rec_full + r, ph) && hdr[0] != 0;
+    if (ring_early) stage_ring();
     mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
     if (st0) stamp(i, kWsEvCTile, ws_clock());
     uint4* tile = reinterpret_cast<uint4*>(smf + lay.stage[bi] + lay.tile);
@@ -389,7 +401,6 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     if (st0) stamp(i, kWsEvCY, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     if (st0) stamp(i, kWsEvCRec, ws_clock());
-    const int* hdr = reinterpret_cast<const int*>(rec);
     const bool fold = live && (mode == 0 || mode == 4) && hdr[0] != 0;  // a folding unit reads its tile again
     if (early && !fold) release_stage(bi);
     const TI* zs = p.z != nullptr ? reinterpret_cast<const TI*>(smf + lay.raw_z[i % 3]) : nullptr;
@@ -408,10 +419,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     }
     // fold: h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
     const M2Ctl ct = m2split_ctl(1, hdr[1], hdr[2], hdr[3]);
-    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
-    m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);  // the consumers' only cp.async group
-    cp_async_commit();
+    if (!ring_early) stage_ring();
     const int gi = u / (H / static_cast<int>(p.G));
     const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
     const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
