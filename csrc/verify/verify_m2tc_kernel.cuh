@@ -325,44 +325,6 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
   }
 }
 
-// m2tc_fold with the tile read first (verify_m2ws_kernel; tile rows at tc_tile_at<kPlain>): each warp's m-tile rows
-// eSQ h0 into its accumulators, then `tile_free()` (called once by every thread: the caller's barrier and the next
-// copies into the tile's stage), then X^T B added and the rows written. Every m-tile has its own warp: P <= 16 NW.
-template <typename T, typename TI, int N, int NW, bool kPlain, typename Free>
-__device__ __forceinline__ void m2tc_fold_h0_first(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ,
-                                                   T* st, int64_t st_p, int c1, int P, int warp, int g, int q,
-                                                   Free&& tile_free) {
-  constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
-  const int MT = P / 16;
-  const bool mine = warp < MT;
-  const int r0 = warp * 16 + g, r1 = r0 + 8;
-  float d[N / 8][4];
-  if (mine) {
-#pragma unroll
-    for (int nt = 0; nt < N / 8; ++nt) {
-      const int col = nt * 8 + 2 * q, ch = col / VT, w = col % VT;
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const int r = hf ? r1 : r0;
-        const T* hp = reinterpret_cast<const T*>(tile + tc_tile_at<kPlain, CPR>(r, ch)) + w;
-        d[nt][2 * hf] = eSQ * SV<T>::to_f(hp[0]);
-        d[nt][2 * hf + 1] = eSQ * SV<T>::to_f(hp[1]);
-      }
-    }
-  }
-  tile_free();
-  if (!mine) return;
-  const TI* xr = reinterpret_cast<const TI*>(raw_ring);
-  const TI* br = reinterpret_cast<const TI*>(raw_ring + c1 * (P / VI));
-  m2tc_fold_acc<TI, N>(d, xr, br, wq, c1, P, r0, r1, g, q);
-#pragma unroll
-  for (int nt = 0; nt < N / 8; ++nt) {
-    const int col = nt * 8 + 2 * q;
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) store_state_pair(st + (hf ? r1 : r0) * st_p + col, d[nt][2 * hf], d[nt][2 * hf + 1]);
-  }
-}
-
 template <typename T, typename TI, int N, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;

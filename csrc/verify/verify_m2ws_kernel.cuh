@@ -2,8 +2,9 @@
 // pair's work (verify_m2split_kernel.cuh) in one block an SM, so that the prep work runs beside the state stream
 // instead of ahead of it. A lab (MK_VERIFY_KERNEL=ws) until it is measured faster than the pair: correct on the GPU
 // (the verify GPU tests forced through it pass on an H200 and an H100, the large-grid sessions at p = n = 128
-// included) but slower so far (H100 b64 k4 ring 16, mean per call / median: 93.2 / 74.0 us with 2 prep pairs against
-// the pair's 72.4 / 65.6; bench/results/lab/verify-ws-stamps-2026-12-06 and bench/notes/verify_step_2.md).
+// included) but slower in the mean so far (H100 b64 k4 ring 16, mean per call / median: 77.8 / 66.8 us with 3 prep
+// pairs against the pair's 72.4 / 67.6: level in a call without a fold, slower in the folding call;
+// bench/results/lab/verify-ws-consumers-2026-12-06 and bench/notes/verify_step_2.md).
 //
 // Why: at b64 k4 (h 32, p = n = 128, fp32 state) the pair's prep kernel (~13 us on an H100) runs ahead of the
 // stream kernel, and every two-kernel overlap tried made the prep's per-unit chains slower (session 30's overlapping
@@ -192,8 +193,8 @@ __device__ __forceinline__ float2 lds_in_pair(const TI* ptr) {
 // warp goes on) and, once the copy has read them, calls `release()` (the stage may be refilled). The mma's n-columns
 // are permuted: in the n-tile pair (2 m, 2 m + 1) column j is state column 16 m + 2 j (+ 1 in the odd tile), so that a
 // lane's four results of a row in the pair are one 16-byte chunk (16 m + 4 q: one LDS.128 of h0 and one STS.128 of
-// the result, where m2tc_fold_h0_first had two 8-byte accesses in an 8-way bank conflict and global stores) and its
-// B operands of the pair are one adjacent pair (one 4-byte load instead of two 2-byte loads).
+// the result, where the 8-byte accesses of session 50's fold conflicted 8 ways) and its B operands of the pair are
+// one adjacent pair (one 4-byte load instead of two 2-byte loads).
 template <typename T, typename TI, int N, typename Release>
 __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
                                           int c1, int P, int warp, int lane, Release&& release) {
