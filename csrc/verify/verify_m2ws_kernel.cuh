@@ -159,23 +159,40 @@ __device__ __forceinline__ void m2ws_dots(const uint4* tile, const uint4* raw_c,
 }
 
 // y_t = silu(z_t) (scale_t S_t + yx_t) of one warp's rows and the tokens of n-tile nt (m2ws_dots' fragment S) straight
-// from the registers: no shared dots, no block barrier. rec: the unit's record (m2split_ws offsets W; nullptr in
-// timing mode 1: y = S); zs: its raw z rows (k, P) or nullptr; y: its output rows (b and u applied, token stride y_k).
+// from the registers: no shared dots, no block barrier. Every shared load is issued before any output is formed
+// (token indices clamped into [0, k); only tokens below k are stored): written output by output, ptxas kept each
+// output's loads behind the previous output's silu and store (~1 us a unit on an H100, session 51's stamps).
+// rec: the unit's record (m2split_ws offsets W; nullptr in timing mode 1: y = S); zs: its raw z rows (k, P) or
+// nullptr; y: its output rows (b and u applied, token stride y_k).
 template <typename TI>
 __device__ __forceinline__ void m2ws_y(const float (&S)[4], int nt, const float* rec, const M2SplitWs& W, const TI* zs,
                                        TI* y, int64_t y_k, int k, int P, int warp, int g, int q) {
   if (warp * 16 >= P) return;
-  const int r0 = warp * 16 + g, r1 = r0 + 8;
+  const int r0 = warp * 16 + g, r1 = r0 + 8, t0 = nt * 8 + 2 * q;
+  const int ta = t0 < k ? t0 : k - 1, tb = t0 + 1 < k ? t0 + 1 : k - 1;
+  // fragment entry e: row e < 2 ? r0 : r1, token t0 + (e & 1)
+  float o[4] = {S[0], S[1], S[2], S[3]};
+  if (rec != nullptr) {
+    const float sa = rec[W.scale + ta], sb = rec[W.scale + tb];
+    const float yx[4] = {rec[W.yx + ta * P + r0], rec[W.yx + tb * P + r0], rec[W.yx + ta * P + r1],
+                         rec[W.yx + tb * P + r1]};
+    float zv[4] = {0.f, 0.f, 0.f, 0.f};
+    if (zs != nullptr) {
+      zv[0] = SV<TI>::to_f(zs[ta * P + r0]);
+      zv[1] = SV<TI>::to_f(zs[tb * P + r0]);
+      zv[2] = SV<TI>::to_f(zs[ta * P + r1]);
+      zv[3] = SV<TI>::to_f(zs[tb * P + r1]);
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      o[e] = fmaf((e & 1) ? sb : sa, o[e], yx[e]);
+      if (zs != nullptr) o[e] *= silu_f(zv[e]);
+    }
+  }
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
-    const int t = nt * 8 + 2 * q + (e & 1), row = e < 2 ? r0 : r1;
-    if (t >= k) continue;
-    float o = S[e];
-    if (rec != nullptr) {
-      o = fmaf(rec[W.scale + t], o, rec[W.yx + t * P + row]);
-      if (zs != nullptr) o *= silu_f(SV<TI>::to_f(zs[t * P + row]));
-    }
-    y[t * y_k + row] = SV<TI>::from_f(o);
+    const int t = t0 + (e & 1);
+    if (t < k) y[t * y_k + (e < 2 ? r0 : r1)] = SV<TI>::from_f(o[e]);
   }
 }
 
