@@ -96,24 +96,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
 #endif
 }
 
-// Whether the phase of `parity` has completed, without waiting (acquire when it has; mbar_wait's rules).
-__device__ __forceinline__ bool mbar_test(uint64_t* bar, unsigned parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned b = static_cast<unsigned>(__cvta_generic_to_shared(bar));
-  unsigned done;
-  asm volatile(
-      "{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(b), "r"(parity)
-      : "memory");
-  return done != 0;
-#elif defined(MK_EMU_WS_SYNC)
-  return emu_mbar_test(bar, parity);
-#else
-  (void)bar; (void)parity;
-  return false;
-#endif
-}
 // One bulk copy (sm_90: cp.async.bulk, the copy engine) of `bytes` (a multiple of 16; both addresses 16-byte aligned)
 // from shared `src` to global `dst`, in this thread's bulk group (tma_commit, then tma_wait_read before `src` is
 // rewritten, tma_wait_all before the kernel exits). The issuing thread's and, after a barrier, the other writers'

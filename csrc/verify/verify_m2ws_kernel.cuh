@@ -24,13 +24,14 @@
 //     with its own shared memory and barrier (named barrier 1 + pr), its record into its shared-memory slot.
 //   - Consumers: wait for unit i's tile; each warp forms the dots S_t = h0 . C_t of its own m-tile rows on tensor
 //     cores into registers (m2ws_dots), waits for the unit's record, releases the stage by its own arrival unless the
-//     unit folds, and writes its rows' y_t = silu(z_t) (scale_t S_t + yx_t) (m2ws_y). Only a folding unit synchronises
-//     the consumers: its committed ring rows (cp.async), then the fold (m2ws_fold: each warp's rows written over its
-//     h0 rows and copied to the state by a bulk copy, after which the warp releases the stage), its new tokens' ring
-//     rows and meta row, then a closing barrier (the ring-row area is reused).
-//   - Record slots 2 pr and 2 pr + 1 (the pair's units alternate): mbarriers rec_full (64 arrivals: the pair's
-//     threads, after their record writes) and rec_empty (256: the consumers, after their last record read); tile_empty counts the 8 consumer warps; the pair
-//     waits for a slot only before its record writes; a padding unit takes the hand-over too (no record).
+//     unit folds, and writes its rows' y_t = silu(z_t) (scale_t S_t + yx_t) (m2ws_y). A folding unit's warps then
+//     fold (m2ws_fold: each warp's rows from the committed ring rows that the prep pair staged in its area, written
+//     over the warp's h0 rows and copied to the state by a bulk copy, after which the warp releases the stage) and
+//     write its new tokens' ring rows and meta row. The consumers have no barrier among themselves.
+//   - Record slots 2 pr and 2 pr + 1 with a prep area each (the pair's units alternate): mbarriers rec_full (64
+//     arrivals: the pair's threads, after their record writes) and rec_empty (256: the consumers, after their last
+//     read of the record and the area); the pair waits for a slot before the unit's first copy into its area; a
+//     padding unit takes the hand-over too (no record). tile_empty counts the 8 consumer warps.
 #pragma once
 #include "common/mbarrier.h"
 #include "common/named_barrier.h"
@@ -46,10 +47,11 @@ constexpr int kWsMaxPairs = 3;     // 256 + 32 + 3 x 64 = 480 threads: 128 regis
 // Shared memory (32-bit words): the mbarriers (the records' full / empty x 2 slots x kWsMaxPairs, then the two tile
 // stages' full and empty barriers, 8 bytes each), two stages of (state tile: P rows of N fp32 as in global memory,
 // tc_tile_at<true>; raw C rows), three of raw z rows (a unit's z is read by its y after the unit two ahead was
-// issued), one ring-row area (a folding unit's committed ring rows), 2 x `npair` record slots
-// (m2split_ws) and `npair` prep areas (m2_place_common, prep).
+// issued), 2 x `npair` record slots (m2split_ws) and as many prep areas (m2_place_common, prep): a pair's j-th unit
+// uses record slot 2 pr + (j & 1) and the prep area of the same index, whose staged ring rows a folding unit's fold
+// reads (both are free again once the consumers arrived on the slot's rec_empty).
 struct M2WsLayout {
-  int bars, stage[2], tile, raw_c, raw_z[3], ring, rec, rec_words, prep, prep_words, words;
+  int bars, stage[2], tile, raw_c, raw_z[3], rec, rec_words, prep, prep_words, words;
 };
 __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
                                                            bool has_z, int npair) {
@@ -66,12 +68,11 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
     l.raw_z[z] = o;
     o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   }
-  l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.rec_words = m2split_ws(k, R, P).words;
   l.rec = o; o += 2 * npair * l.rec_words;
   M2CommonLayout c;
   l.prep_words = up4(m2_place_common(c, 0, k, P, N, R, VI, true));
-  l.prep = o; o += npair * l.prep_words;
+  l.prep = o; o += 2 * npair * l.prep_words;
   l.words = o;
   return l;
 }
@@ -94,9 +95,9 @@ enum : int {
   kWsEvCDots,       // the y of thread 0's warp written
   kWsEvCRec,        // its record is ready (after the rec_full wait, which follows the dots)
   kWsEvCEnd,        // the unit done (a folding unit: after its closing barrier)
-  kWsEvPStart,      // prep pair: the unit starts
-  kWsEvPSlot,       // the unit's record is ready to be written: the slot wait starts
-  kWsEvPSlotOk,     // the slot is free
+  kWsEvPStart,      // (unused since session 51: the slot wait opens a prep pair's unit)
+  kWsEvPSlot,       // prep pair: the unit starts with the wait for its slot (record and prep area)
+  kWsEvPSlotOk,     // the slot is free: the unit's work starts
   kWsEvPEnd,        // the record is written and handed over
   kWsEvT0,          // global timer (ns) at the block's start (unit-0 row)
   kWsEvT1,          // global timer (ns) at the consumers' end (unit-0 row)
@@ -309,25 +310,21 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     if (mode == 1) return;
     const int pr = (threadIdx.x - kWsConsumers - kWsProducer) / kSplitPrepThreads;
     const int tid = threadIdx.x - kWsConsumers - kWsProducer - pr * kSplitPrepThreads;
-    float4* psm = reinterpret_cast<float4*>(smf + lay.prep + pr * lay.prep_words);
     auto sync = [pr] { named_bar_1to4<kSplitPrepThreads, true>(1 + pr); };  // the pair's barrier
-    for (int i = pr, j = 0; i < mine; i += npair, ++j) {  // the pair's j-th unit: record slot 2 pr + (j & 1)
+    for (int i = pr, j = 0; i < mine; i += npair, ++j) {  // the pair's j-th unit: record slot and prep area r
       const int v = unit_of(i), b = v / H, u = v - b * H, r = 2 * pr + (j & 1);
-      if (j > 0) sync();  // every thread of the pair is done with its shared memory
-      // the record's slot is free once the consumers are done with its previous record (unit j - 2): waited for
-      // only here, so that the unit's loads, control words, ring rows and dots run before
+      float4* psm = reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words);
+      if (j > 0) sync();  // every thread of the pair is done with unit j - 1
+      // slot r (its record and prep area) is free once the consumers are done with unit j - 2, a folding one's fold
+      // having read the area's ring rows: waited for before the unit's first copy into the area
       const bool st0 = stamping && tid == 0;
-      if (st0) stamp(i, kWsEvPStart, ws_clock());
-      auto slot_free = [&] {
-        if (st0) stamp(i, kWsEvPSlot, ws_clock());
-        if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
-        if (st0) stamp(i, kWsEvPSlotOk, ws_clock());
-      };
+      if (st0) stamp(i, kWsEvPSlot, ws_clock());
+      if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
+      if (st0) stamp(i, kWsEvPSlotOk, ws_clock());
       const int s = p.slots[(int64_t)b * p.slots_stride];
-      if (s >= 0 && s < p.S) m2prep_unit<TI, N, true>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync,
-                                                      slot_free);
-      else slot_free();  // a padding unit's hand-over (no record) keeps the slot's phases in step too
-      mbar_arrive(rec_full + r);  // this thread's record writes are done (release)
+      if (s >= 0 && s < p.S)
+        m2prep_unit<TI, N, true>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, [] {});
+      mbar_arrive(rec_full + r);  // this thread's record writes are done (release); a padding unit's: no record
       if (st0) stamp(i, kWsEvPEnd, ws_clock());
     }
     return;
@@ -374,12 +371,11 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   // ---- consumers ---------------------------------------------------------------------------------------------
   // Per unit: its tile; each warp forms the dots of its own m-tile rows into registers (m2ws_dots), then waits for the
   // unit's record, releases the stage by its own arrival (tile_empty counts NW) unless the unit folds, and writes its
-  // rows' y (m2ws_y): no block barrier. Only a folding unit synchronises the consumers (its ring rows, its closing
-  // barrier).
+  // rows' y (m2ws_y); a folding unit's warps then fold their own rows (m2ws_fold) from the ring rows the prep pair
+  // staged. No consumer barrier.
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   const M2SplitWs W = m2split_ws(k, R, P);
-  auto csync = [] { named_bar_sync<kWsConsumers>(5); };  // the consumers' barrier
   auto release_stage = [&](int bi) {  // this warp no longer reads stage bi (stage bi's phases: units bi, bi + 2, ..)
     __syncwarp();
     if (lane == 0) mbar_arrive(tile_empty + bi);
@@ -396,17 +392,6 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     const int* hdr = reinterpret_cast<const int*>(rec);
-    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-    uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
-    // A folding unit's committed ring rows (cp.async: the consumers' only group), issued by each thread on its own as
-    // soon as it sees the record: here when the record is ready already (the pairs run ahead, in a folding call
-    // always), so that the rows arrive during the dots and y (session 51: 2.7 us a folding unit when issued after y).
-    auto stage_ring = [&] {
-      m2_stage_ring<TI>(p, m2split_ctl(1, hdr[1], hdr[2], hdr[3]), raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
-      cp_async_commit();
-    };
-    const bool ring_early = live && (mode == 0 || mode == 4) && mbar_test(rec_full + r, ph) && hdr[0] != 0;
-    if (ring_early) stage_ring();
     mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
     if (st0) stamp(i, kWsEvCTile, ws_clock());
     uint4* tile = reinterpret_cast<uint4*>(smf + lay.stage[bi] + lay.tile);
@@ -435,10 +420,14 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       if (st0) stamp(i, kWsEvCEnd, ws_clock());
       continue;
     }
-    // fold: h = eSQ h0 + X^T B over the committed ring tokens; the new tokens at ring [0, k); meta row
+    // fold: h = eSQ h0 + X^T B over the committed ring tokens, whose rows the prep pair staged in its area r (kept
+    // until this unit's rec_empty arrivals: no copy, no wait, no consumer barrier); the new tokens at ring [0, k); meta
     const M2Ctl ct = m2split_ctl(1, hdr[1], hdr[2], hdr[3]);
-    if (!ring_early) stage_ring();
+    M2CommonLayout pl;
+    m2_place_common(pl, 0, k, P, N, R, VI, true);
+    const uint4* raw_ring = m2_smem(pl, reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words)).raw_ring;
     const int gi = u / (H / static_cast<int>(p.G));
+    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
     const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
     const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
     TI* rx = static_cast<TI*>(p.ring_x) + rx0;
@@ -447,12 +436,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     auto b_src = [&](int c) { return reinterpret_cast<const uint4*>(Bb + (c >> lNC) * p.B_k + (c & (NC - 1)) * VI); };
     auto x_dst = [&](int c) { return reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI); };
     auto b_dst = [&](int c) { return reinterpret_cast<uint4*>(rB + (c >> lNC) * p.rB_r + (c & (NC - 1)) * VI); };
-    // this thread's first chunk of the new tokens' x and B rows, loaded with the ring rows (session 50's stamps:
-    // 2.5-3.6 us a unit after the fold when loaded there), any rest after the fold
+    // this thread's first chunk of the new tokens' x and B rows, loaded before the fold (session 50's stamps: 2.5-3.6
+    // us a unit after the fold when loaded there), any rest after it
     const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
     const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
-    cp_async_wait<0>();  // the ring rows
-    csync();             // ... from every thread
     if (st0) stamp(i, kWsEvCRing, ws_clock());
     m2ws_fold<T, TI, N>(tile, raw_ring, rec + W.wq, rec[4], static_cast<T*>(p.state) + (int64_t)s * p.st_s +
                         (int64_t)u * p.st_h, ct.c1, P, warp, lane, [&] { release_stage(bi); });
@@ -462,8 +449,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     for (int c = tid + NT; c < k * PC; c += NT) *x_dst(c) = *x_src(c);
     for (int c = tid + NT; c < k * NC; c += NT) *b_dst(c) = *b_src(c);
     m2split_fold_meta(p, rec, W, s, u, k, tid);
-    mbar_arrive(rec_empty + r);  // this thread's last record read is done
-    csync();  // every warp's fold is done with the ring rows (the next folding unit stages its own into them)
+    mbar_arrive(rec_empty + r);  // this thread's last read of the record and the pair's area is done
     if (st0) stamp(i, kWsEvCEnd, ws_clock());
   }
   if (lane == 0) tma_wait_all();  // the folds' state copies are complete

@@ -5,7 +5,7 @@ with MK_VERIFY_WS_MODE=4 (results as mode 0; every call synchronises to copy its
 after the prime, and prints per call (a call where every unit folds marked) the consumers' time per unit split into
 waiting for the tile, the state dots, waiting for the record, y, the rest (a folding unit's ring rows, fold and new
 ring rows apart); the prep pairs' time per unit split into
-the unit's work up to its record, waiting for a free slot, the record writes; and, per unit index i of a block,
+waiting for a free slot (record and prep area) and the unit's work; and, per unit index i of a block,
 the mean of each, so that a start-up wait shows. Times in us from the SM's cycle counter, scaled by the global timer
 over each block's life.
 Usage: python scripts/lab/ws_stamps.py --case mamba2-64-4 --calls 14 [--pairs 4]
@@ -55,15 +55,15 @@ def summarize(rec):
     m = min(int(mine.min()), cap)
     s = st[:, :m, :]
     # consumers' order per unit (session 51): tile wait (CT), dots (CY), record wait (CR), y (CD), end (CE); a folding
-    # unit: ring rows (CRG), fold (CF), new ring rows + meta + barrier (CE)
+    # unit: new x / B loads issued (CRG), fold (CF), new ring rows + meta (CE); prep pairs: slot wait (PW -> PO), work
+    # (PO -> PE)
     parts = {
         "c_wait_tile": s[:, :, CT] - s[:, :, CS], "c_dots": s[:, :, CY] - s[:, :, CT],
         "c_wait_rec": s[:, :, CR] - s[:, :, CY], "c_y": s[:, :, CD] - s[:, :, CR], "c_rest": s[:, :, CE] - s[:, :, CD],
-        "p_work": s[:, :, PW] - s[:, :, PS], "p_wait_slot": s[:, :, PO] - s[:, :, PW],
-        "p_write": s[:, :, PE] - s[:, :, PO],
+        "p_wait_slot": s[:, :, PO] - s[:, :, PW], "p_work": s[:, :, PE] - s[:, :, PO],
     }
     fold = bool((s[:, :, CF] > 0).all())  # a call where every unit folds (its fold stamps are set): its fold phases
-    if fold:
+    if fold:  # f_ring: the new tokens' x / B loads issued before the fold (the ring rows come from the prep pair)
         parts.update({"f_ring": s[:, :, CRG] - s[:, :, CD], "f_fold": s[:, :, CF] - s[:, :, CRG],
                       "f_rest": s[:, :, CE] - s[:, :, CF]})
     kern_us = (st[:, 0, T1].max() - st[:, 0, T0].min()) / 1e3
@@ -109,7 +109,7 @@ def main():
     for key, rows in agg.items():
         print(f"\n{key} calls ({len(rows)}): per unit index i (mean over blocks and calls, us)")
         names = list(rows[0][0])
-        print("  i  " + " ".join(f"{n:>11}" for n in names) + "   rec_ready  dots_done")
+        print("  i  " + " ".join(f"{n:>11}" for n in names) + "   rec_ready     y_done")
         m = min(r[0][names[0]].shape[1] for r in rows)
         for i in range(m):
             vals = [np.mean([r[0][n][:, i].mean() for r in rows]) for n in names]

@@ -210,9 +210,6 @@ inline void emu_mbar_complete_tx(void* bar, unsigned bytes) {
   m->tx16 = static_cast<int16_t>(m->tx16 - static_cast<int>(bytes / 16));
   emu_mbar_settle(m);
 }
-inline bool emu_mbar_test(void* bar, unsigned parity) {  // mbarrier.test_wait: no wait (and no progress)
-  return (static_cast<const EmuMbar*>(bar)->phases & 1u) != (parity & 1u);
-}
 inline void emu_mbar_wait(void* bar, unsigned parity) {
   const EmuMbar* m = static_cast<const EmuMbar*>(bar);
   unsigned long long last = emu_fiber::progress, idle = 0;
