@@ -2,8 +2,9 @@
 // pair's work (verify_m2split_kernel.cuh) in one block an SM, so that the prep work runs beside the state stream
 // instead of ahead of it. A lab (MK_VERIFY_KERNEL=ws) until it is measured faster than the pair: correct on the GPU
 // (the verify GPU tests forced through it pass on an H200 and an H100, the large-grid sessions at p = n = 128
-// included) but slower in the mean so far (H100 b64 k4 ring 16, mean per call / median: 77.8 / 66.8 us with 3 prep
-// pairs against the pair's 72.4 / 67.6: level in a call without a fold, slower in the folding call;
+// included) but slower in the mean so far (H100 b64 k4 ring 16, mean per call / median: 77.6 / 67.6 us with 3 prep
+// pairs against the pair's 72.6 / 67.8 at d1df54c: level in a call without a fold, slower in the folding call; the
+// fold from the prep pair's ring rows and m2ws_y's hoisted loads came later, not yet timed;
 // bench/results/lab/verify-ws-consumers-2026-12-06 and bench/notes/verify_step_2.md).
 //
 // Why: at b64 k4 (h 32, p = n = 128, fp32 state) the pair's prep kernel (~13 us on an H100) runs ahead of the
@@ -427,27 +428,17 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     m2_place_common(pl, 0, k, P, N, R, VI, true);
     const uint4* raw_ring = m2_smem(pl, reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words)).raw_ring;
     const int gi = u / (H / static_cast<int>(p.G));
-    const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-    const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
-    const TI* Bb = static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g;
-    TI* rx = static_cast<TI*>(p.ring_x) + rx0;
-    TI* rB = static_cast<TI*>(p.ring_B) + rb0;
-    auto x_src = [&](int c) { return reinterpret_cast<const uint4*>(xb + (c >> lPC) * p.x_k + (c & (PC - 1)) * VI); };
-    auto b_src = [&](int c) { return reinterpret_cast<const uint4*>(Bb + (c >> lNC) * p.B_k + (c & (NC - 1)) * VI); };
-    auto x_dst = [&](int c) { return reinterpret_cast<uint4*>(rx + (c >> lPC) * p.rx_r + (c & (PC - 1)) * VI); };
-    auto b_dst = [&](int c) { return reinterpret_cast<uint4*>(rB + (c >> lNC) * p.rB_r + (c & (NC - 1)) * VI); };
-    // this thread's first chunk of the new tokens' x and B rows, loaded before the fold (session 50's stamps: 2.5-3.6
-    // us a unit after the fold when loaded there), any rest after it
-    const uint4 x0 = tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u);
-    const uint4 b0 = tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u);
+    const M2FoldNewRows<TI> rows{p, static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h,
+                           static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g,
+                           static_cast<TI*>(p.ring_x) + (int64_t)s * p.rx_s + (int64_t)u * p.rx_h,
+                           static_cast<TI*>(p.ring_B) + (int64_t)s * p.rB_s + (int64_t)u * p.rB_h, k, PC, NC, lPC, lNC,
+                           tid, NT};
+    const uint4 x0 = rows.first_x(), b0 = rows.first_b();
     if (st0) stamp(i, kWsEvCRing, ws_clock());
     m2ws_fold<T, TI, N>(tile, raw_ring, rec + W.wq, rec[4], static_cast<T*>(p.state) + (int64_t)s * p.st_s +
                         (int64_t)u * p.st_h, ct.c1, P, warp, lane, [&] { release_stage(bi); });
     if (st0) stamp(i, kWsEvCFold, ws_clock());
-    if (tid < k * PC) *x_dst(tid) = x0;  // base 0: k <= Kmax <= R, every new token has a ring row
-    if (tid < k * NC) *b_dst(tid) = b0;
-    for (int c = tid + NT; c < k * PC; c += NT) *x_dst(c) = *x_src(c);
-    for (int c = tid + NT; c < k * NC; c += NT) *b_dst(c) = *b_src(c);
+    rows.store(x0, b0);
     m2split_fold_meta(p, rec, W, s, u, k, tid);
     mbar_arrive(rec_empty + r);  // this thread's last read of the record and the pair's area is done
     if (st0) stamp(i, kWsEvCEnd, ws_clock());
