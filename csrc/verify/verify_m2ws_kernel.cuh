@@ -103,8 +103,8 @@ enum : int {
   kWsEvT0,          // global timer (ns) at the block's start (unit-0 row)
   kWsEvT1,          // global timer (ns) at the consumers' end (unit-0 row)
   kWsEvCY,          // consumers: the state dots of thread 0's warp done (before the record wait)
-  kWsEvCRing,       // a folding unit's committed ring rows staged (after the consumers' barrier)
-  kWsEvCFold,       // its state written back
+  kWsEvCRing,       // a folding unit's new x / B chunks loaded (its ring rows come from the prep pair's area)
+  kWsEvCFold,       // its fold done (thread 0's warp: rows written back, the state copy issued and read)
 };
 __device__ __forceinline__ unsigned long long ws_clock() {
 #if defined(__CUDA_ARCH__)
