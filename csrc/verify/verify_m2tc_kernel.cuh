@@ -163,7 +163,7 @@ __device__ __forceinline__ void m2tc_stage_tile(uint4* tile, const T* st, int64_
 // ---- the kernel's tensor-core steps (verify_m2tc_kernel; the split pair of verify_m2split_kernel.cuh too) -----
 // State dots S_t[row] = h0[row] . C_t of this warp's m-tiles (rows [16 mt, 16 mt + 16), mt = warp, warp + NW, ..),
 // from the swizzled tile, into Sd[t * P + row]. Craw: the C rows of the k new tokens (raw input chunks).
-template <typename T, typename TI, int N, int NW, bool kPlain = false>
+template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* Craw, float* Sd, int k, int P,
                                                 int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT;
@@ -179,8 +179,8 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
 #pragma unroll
       for (int gc = 0; gc < N / (4 * VT); ++gc) {
         float h0[VT], h1[VT];
-        SV<T>::unpack(tile[tc_tile_at<kPlain, CPR>(r0, gc * 4 + q)], h0);
-        SV<T>::unpack(tile[tc_tile_at<kPlain, CPR>(r1, gc * 4 + q)], h1);
+        SV<T>::unpack(tile[tc_tile_at<false, CPR>(r0, gc * 4 + q)], h0);
+        SV<T>::unpack(tile[tc_tile_at<false, CPR>(r1, gc * 4 + q)], h1);
 #pragma unroll
         for (int e = 0; e < VT; e += 2)
           mma_acc<kSplitS, kSplitI>(d, h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e], cf[gc * VT + e + 1],
@@ -272,6 +272,19 @@ __device__ __forceinline__ void store_state_pair(T* dst, float v0, float v1) {
   }
 }
 
+// The fold's A fragment of k-step rows e0 = 8 ks + q and e1 = e0 + 4 (zero past c1): X[e][p] = wq_e x_e[p] at the
+// rows r0, r1 (xr: the committed ring tokens' x rows, x_e[p] at e * P + p).
+template <typename TI>
+__device__ __forceinline__ void m2tc_fold_a(const TI* xr, const float* wq, int c1, int P, int r0, int r1, int e0,
+                                            float& a0, float& a1, float& a2, float& a3) {
+  const int e1 = e0 + 4;
+  const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
+  a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
+  a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
+  a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
+  a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
+}
+
 // d (one m-tile's N / 8 n-tile accumulators, rows r0 = its first row + g and r1 = r0 + 8) += X^T B over the c1
 // committed ring tokens, X[e][p] = wq_e x_e[p] (xr: their x rows, br: their B rows), ceil(c1 / 8) k-steps.
 template <typename TI, int N>
@@ -280,11 +293,8 @@ __device__ __forceinline__ void m2tc_fold_acc(float (&d)[N / 8][4], const TI* xr
   constexpr bool kSplitI = sizeof(TI) == 4;
   for (int ks = 0; ks * 8 < c1; ++ks) {
     const int e0 = ks * 8 + q, e1 = e0 + 4;
-    const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
-    const float a0 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
-    const float a1 = e0 < c1 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
-    const float a2 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
-    const float a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
+    float a0, a1, a2, a3;
+    m2tc_fold_a<TI>(xr, wq, c1, P, r0, r1, e0, a0, a1, a2, a3);
 #pragma unroll
     for (int nt = 0; nt < N / 8; ++nt) {
       const float bv0 = e0 < c1 ? SV<TI>::to_f(br[e0 * N + nt * 8 + g]) : 0.f;

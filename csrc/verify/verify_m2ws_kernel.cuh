@@ -80,9 +80,7 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
 // The shapes the kernel takes beyond the split pair's: every m-tile of a fold has its own consumer warp, and a unit's
 // state is contiguous (its tile is copied in pieces of min(kWsTileCopy, the tile's bytes): P and N are powers of two).
 constexpr unsigned kWsTileCopy = 16384;
-inline bool m2ws_fits(const VerifyStepParams& p) {
-  return p.P <= 16 * (kWsConsumers / 32) && p.st_p == p.N;
-}
+inline bool m2ws_fits(const VerifyStepParams& p) { return p.P <= 16 * (kWsConsumers / 32) && p.st_p == p.N; }
 
 // Timing lab (mode 4, MK_VERIFY_WS_MODE=4 with MK_VERIFY_WS_STAMPS=file; correct results): per block and unit, the
 // SM's cycle counter at the consumers' and the prep pair's events (kWsEv* below; thread 0 of each group) into
@@ -95,7 +93,7 @@ enum : int {
   kWsEvCTile,       // its tile, C and z rows landed (the stage's full wait)
   kWsEvCDots,       // the y of thread 0's warp written
   kWsEvCRec,        // its record is ready (after the rec_full wait, which follows the dots)
-  kWsEvCEnd,        // the unit done (a folding unit: after its closing barrier)
+  kWsEvCEnd,        // the unit done (a folding unit: its new ring rows and meta row written)
   kWsEvPStart,      // (unused since session 51: the slot wait opens a prep pair's unit)
   kWsEvPSlot,       // prep pair: the unit starts with the wait for its slot (record and prep area)
   kWsEvPSlotOk,     // the slot is free: the unit's work starts
@@ -238,11 +236,8 @@ __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, co
   for (int ks = 0; ks * 8 < c1; ++ks) {
     const int e0 = ks * 8 + q, e1 = e0 + 4;
     const bool v0 = e0 < c1, v1 = e1 < c1;
-    const float w0 = v0 ? wq[e0] : 0.f, w1 = v1 ? wq[e1] : 0.f;
-    const float a0 = v0 ? w0 * SV<TI>::to_f(xr[e0 * P + r0]) : 0.f;
-    const float a1 = v0 ? w0 * SV<TI>::to_f(xr[e0 * P + r1]) : 0.f;
-    const float a2 = v1 ? w1 * SV<TI>::to_f(xr[e1 * P + r0]) : 0.f;
-    const float a3 = v1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
+    float a0, a1, a2, a3;
+    m2tc_fold_a<TI>(xr, wq, c1, P, r0, r1, e0, a0, a1, a2, a3);
 #pragma unroll
     for (int m = 0; m < NM; ++m) {
       const float2 p0 = v0 ? lds_in_pair<TI>(br + e0 * N + 16 * m + 2 * g) : make_float2(0.f, 0.f);

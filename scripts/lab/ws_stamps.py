@@ -3,10 +3,9 @@
 Runs bench/bench_verify.py's layer (b rows, k tokens, ceil(k / 2) accepted a call, fp32 state) through the ws kernel
 with MK_VERIFY_WS_MODE=4 (results as mode 0; every call synchronises to copy its stamps out), --calls eager calls
 after the prime, and prints per call (a call where every unit folds marked) the consumers' time per unit split into
-waiting for the tile, the state dots, waiting for the record, y, the rest (a folding unit's ring rows, fold and new
-ring rows apart); the prep pairs' time per unit split into
-waiting for a free slot (record and prep area) and the unit's work; and, per unit index i of a block,
-the mean of each, so that a start-up wait shows. Times in us from the SM's cycle counter, scaled by the global timer
+waiting for the tile, the state dots, waiting for the record, y, the rest (a folding unit's new x / B loads, fold
+and new ring rows apart); the prep pairs' time per unit split into waiting for a free slot (record and prep area)
+and the unit's work; and, per unit index i of a block, the mean of each, so that a start-up wait shows. Times in us from the SM's cycle counter, scaled by the global timer
 over each block's life.
 Usage: python scripts/lab/ws_stamps.py --case mamba2-64-4 --calls 14 [--pairs 4]
 """
@@ -101,11 +100,11 @@ def main():
           f"{recs[0][1]} prep pairs, grid {recs[0][0]}")
     agg = {}
     for ci, rec in enumerate(recs):
-        fold, ghz, kern_us, m, parts, rec_ready, dots_done = summarize(rec)
+        fold, ghz, kern_us, m, parts, rec_ready, y_done = summarize(rec)
         tot = {k_: float(v.sum(axis=1).mean()) for k_, v in parts.items()}
         print(f"call {ci}: kernel {kern_us:.1f} us (global timer), {ghz:.2f} GHz, {m} units a block | per block "
               "(sum over its units, mean over blocks): " + ", ".join(f"{k_} {v:.1f}" for k_, v in tot.items()))
-        agg.setdefault("fold" if fold else "plain", []).append((parts, rec_ready, dots_done))
+        agg.setdefault("fold" if fold else "plain", []).append((parts, rec_ready, y_done))
     for key, rows in agg.items():
         print(f"\n{key} calls ({len(rows)}): per unit index i (mean over blocks and calls, us)")
         names = list(rows[0][0])
