@@ -69,44 +69,65 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 }
 
 // One unit (batch row b, head u) of the prep work, by the NT = kSplitPrepThreads threads tid of a group whose barrier
-// is sync() and whose shared memory (m2_place_common, prep) starts at smem_f4; the record (m2split_ws offsets) goes to
-// wsu (the per-call scratch in global memory for the split pair, a shared-memory slot for verify_m2ws_kernel), after
-// every thread has called before_record() (verify_m2ws_kernel waits there until the slot is free). Returns at once
-// for a padding row (before_record not called).
-template <typename TI, int N, bool kO32, typename Sync, typename Pre>
-__device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
-                                            int tid, Sync&& sync, Pre&& before_record) {
+// is sync() and whose shared memory (m2_place_common, prep) starts at smem_f4, in two parts:
+//   - m2prep_load issues the unit's loads: its new x, B, C rows and D by cp.async (one committed group; an empty one
+//     for a padding row) and its scalars into registers (returned). Nothing waits on them here.
+//   - m2prep_rest waits for them and does the rest: control words, ring rows, weights, B . C dots, the record
+//     (m2split_ws offsets) into wsu (the per-call scratch in global memory for the split pair, a shared-memory slot
+//     for verify_m2ws_kernel). Once the ring rows' copies are issued every thread calls between(), which issues
+//     kAhead more committed groups of cp.async that the rest does not wait for: verify_m2ws_kernel's prep pairs
+//     issue their next unit's loads there (m2prep_load), so that its first global round trip runs under this
+//     unit's (session 52). Returns at once for a padding row (between() not called).
+// The split pair's prep kernel calls the two back to back (m2prep_unit).
+template <typename TI, int N, bool kO32>
+__device__ __forceinline__ M2Scalars m2prep_load(const VerifyStepParams& p, int b, int u, float4* smem_f4, int tid) {
+  constexpr int NT = kSplitPrepThreads, VI = SV<TI>::V, NC = N / VI;
+  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
+  if (s < 0 || s >= p.S) {  // padding row
+    cp_async_commit();
+    return M2Scalars{};
+  }
+  const int H = static_cast<int>(p.H), k = static_cast<int>(p.k), P = static_cast<int>(p.P);
+  const int R = static_cast<int>(p.R), PC = P / VI, lPC = ilog2(PC), gi = u / (H / static_cast<int>(p.G));
+  M2CommonLayout lay;
+  m2_place_common(lay, 0, k, P, N, R, VI, true);
+  const M2Smem sm = m2_smem(lay, smem_f4);
+  // new x, B, C (raw, in that order; x is read raw by the outputs)
+  const int nxc = k * PC, nbc = k * NC;
+  const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
+  for (int i = tid; i < nxc; i += NT)
+    cp_async16(sm.raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
+  const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
+  const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
+  for (int i = tid; i < nbc; i += NT) {
+    cp_async16(sm.raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
+    cp_async16(sm.raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
+  }
+  // D (0 without one: nothing read, p.A stands in as a valid address)
+  for (int i = tid; i < P; i += NT)
+    cp_async4_zfill(sm.Ds + i, p.D != nullptr ? static_cast<const void*>(p.D + eoff<kO32>(u, p.D_h, i, p.D_p))
+                                              : static_cast<const void*>(p.A), p.D != nullptr);
+  cp_async_commit();
+  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  return m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
+}
+
+template <typename TI, int N, bool kO32, int kAhead, typename Sync, typename Between>
+__device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
+                                            int tid, Sync&& sync, const M2Scalars& sc, Between&& between) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
-  const int H = static_cast<int>(p.H);
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
-  const int PC = P / VI, lPC = ilog2(PC);
-  const int gi = u / (H / static_cast<int>(p.G));
+  const int PC = P / VI;
   M2CommonLayout lay;
   m2_place_common(lay, 0, k, P, N, R, VI, true);
   const M2Smem sm = m2_smem(lay, smem_f4);
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
-
-  // new x, B, C (raw, in that order; x is read raw by the outputs)
   const int nxc = k * PC, nbc = k * NC;
-  {
-    const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
-    for (int i = tid; i < nxc; i += NT)
-      cp_async16(raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
-    const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
-    const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
-    for (int i = tid; i < nbc; i += NT) {
-      cp_async16(raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
-      cp_async16(raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
-    }
-  }
-  cp_async_commit();
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  const M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
-  for (int i = tid; i < P; i += NT) Ds[i] = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, i, p.D_p)] : 0.f;
   cp_async_wait<0>();
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   sync();
@@ -116,7 +137,8 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
-  cp_async_wait<0>();
+  between();
+  cp_async_wait<kAhead>();
   if (tid < ct.c1) dtq[tid] = dq;
   sync();
 
@@ -125,7 +147,6 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   sync();
 
   const M2SplitWs W = m2split_ws(k, R, P);
-  before_record();
   m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
                              wsu + W.scale);
   if (tid == 0) {
@@ -147,6 +168,13 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   }
 }
 
+template <typename TI, int N, bool kO32, typename Sync>
+__device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
+                                            int tid, Sync&& sync) {
+  const M2Scalars sc = m2prep_load<TI, N, kO32>(p, b, u, smem_f4, tid);
+  m2prep_rest<TI, N, kO32, 0>(p, b, u, smem_f4, wsu, tid, sync, sc, [] {});
+}
+
 // kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
 template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
@@ -155,7 +183,7 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   m2prep_unit<TI, N, kO32>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x,
-                           [] { __syncthreads(); }, [] {});
+                           [] { __syncthreads(); });
 }
 
 // The control words of a unit from its record's header (fold, c, c1, path; the ring base is 0 when it folds).

@@ -20,9 +20,11 @@
 //     released unit i - 2 on tile_empty[i & 1]: two units' tiles in flight, and only this warp waits when the copy
 //     engine's queue is full (session 50: cp.async issued by the consumers stalled them, 512-byte row copies were
 //     slow).
-//   - Prep pair pr takes units i = pr, pr + npair, ...: m2prep_unit (the split pair's prep: control words, ring rows,
-//     weights, B . C dots, the state-free part of y, the new tokens' ring / meta writes of a unit that does not fold)
-//     with its own shared memory and barrier (named barrier 1 + pr), its record into its shared-memory slot.
+//   - Prep pair pr takes units i = pr, pr + npair, ...: the split pair's prep (control words, ring rows, weights,
+//     B . C dots, the state-free part of y, the new tokens' ring / meta writes of a unit that does not fold) with its
+//     own shared memory and barrier (named barrier 1 + pr), its record into its shared-memory slot; a unit's input
+//     loads (m2prep_load) are issued during the pair's unit before (m2prep_rest's between()), so that a unit's chain
+//     has one global round trip of its own (its ring rows) instead of two.
 //   - Consumers: wait for unit i's tile; each warp forms the dots S_t = h0 . C_t of its own m-tile rows on tensor
 //     cores into registers (m2ws_dots), waits for the unit's record, releases the stage by its own arrival unless the
 //     unit folds, and writes its rows' y_t = silu(z_t) (scale_t S_t + yx_t) (m2ws_y). A folding unit's warps then
@@ -94,9 +96,9 @@ enum : int {
   kWsEvCDots,       // the y of thread 0's warp written
   kWsEvCRec,        // its record is ready (after the rec_full wait, which follows the dots)
   kWsEvCEnd,        // the unit done (a folding unit: its new ring rows and meta row written)
-  kWsEvPStart,      // (unused since session 51: the slot wait opens a prep pair's unit)
-  kWsEvPSlot,       // prep pair: the unit starts with the wait for its slot (record and prep area)
-  kWsEvPSlotOk,     // the slot is free: the unit's work starts
+  kWsEvPStart,      // prep pair: the unit's work starts (its loads were issued during the pair's unit before)
+  kWsEvPSlot,       // the wait for the unit's slot (record and prep area) starts, within the pair's unit before
+  kWsEvPSlotOk,     // the slot is free: the unit's loads are issued
   kWsEvPEnd,        // the record is written and handed over
   kWsEvT0,          // global timer (ns) at the block's start (unit-0 row)
   kWsEvT1,          // global timer (ns) at the consumers' end (unit-0 row)
@@ -265,11 +267,13 @@ __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, co
 
 template <typename T, typename TI, int N>
 __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSplitPrepThreads, 1)
-    verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode, unsigned long long* stamps) {
+    verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode_flags, unsigned long long* stamps) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // sm_90 only (mbarriers): an empty body for older targets
   constexpr int NW = kWsConsumers / 32, NT = kWsConsumers;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
   MK_VERIFY_DYN_SMEM(smem_f4);
+  const int mode = mode_flags & 7;           // MK_VERIFY_WS_MODE (below)
+  const bool ahead = (mode_flags & 8) == 0;  // the prep pairs issue a unit's loads during their unit before
   float* smf = reinterpret_cast<float*>(smem_f4);
   const int H = static_cast<int>(p.H), units = static_cast<int>(p.batch) * H;
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
@@ -307,22 +311,44 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const int pr = (threadIdx.x - kWsConsumers - kWsProducer) / kSplitPrepThreads;
     const int tid = threadIdx.x - kWsConsumers - kWsProducer - pr * kSplitPrepThreads;
     auto sync = [pr] { named_bar_1to4<kSplitPrepThreads, true>(1 + pr); };  // the pair's barrier
-    for (int i = pr, j = 0; i < mine; i += npair, ++j) {  // the pair's j-th unit: record slot and prep area r
-      const int v = unit_of(i), b = v / H, u = v - b * H, r = 2 * pr + (j & 1);
-      float4* psm = reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words);
-      if (j > 0) sync();  // every thread of the pair is done with unit j - 1
-      // slot r (its record and prep area) is free once the consumers are done with unit j - 2, a folding one's fold
-      // having read the area's ring rows: waited for before the unit's first copy into the area
-      const bool st0 = stamping && tid == 0;
+    // The pair's j-th unit (record slot and prep area r = 2 pr + (j & 1)) has its loads issued while the pair works
+    // on unit j - 1 (m2prep_rest's between(), after that unit's ring copies): the slot of unit j (its record and prep
+    // area) is free once the consumers are done with unit j - 2, a folding one's fold having read the area's ring
+    // rows, and is waited for before the loads' first copy into the area.
+    const bool st0 = stamping && tid == 0;
+    auto issue = [&](int i, int j) {  // unit i = the pair's j-th: its slot, then its loads (one committed group)
+      if (i >= mine) {
+        cp_async_commit();  // no unit: an empty group (m2prep_rest waits for all but the newest one)
+        return M2Scalars{};
+      }
+      const int v = unit_of(i), b = v / H, r = 2 * pr + (j & 1);
       if (st0) stamp(i, kWsEvPSlot, ws_clock());
       if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
       if (st0) stamp(i, kWsEvPSlotOk, ws_clock());
-      const int s = p.slots[(int64_t)b * p.slots_stride];
-      if (s >= 0 && s < p.S)
-        m2prep_unit<TI, N, true>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, [] {});
+      return m2prep_load<TI, N, true>(p, b, v - b * H, reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words),
+                                      tid);
+    };
+    // (ahead off, MK_VERIFY_WS_AHEAD=0, a lab: each unit issues its own loads after its slot wait, as before session 52)
+    M2Scalars sc_next = ahead ? issue(pr, 0) : M2Scalars{};
+    for (int i = pr, j = 0; i < mine; i += npair, ++j) {
+      const int v = unit_of(i), b = v / H, u = v - b * H, r = 2 * pr + (j & 1);
+      float4* psm = reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words);
+      if (j > 0) sync();  // every thread of the pair is done with unit j - 1 (and its area: unit j + 1's)
+      if (st0) stamp(i, kWsEvPStart, ws_clock());
+      if (!ahead) sc_next = issue(i, j);
+      const M2Scalars sc = sc_next;
+      bool issued = false;
+      auto next = [&] {
+        if (ahead) sc_next = issue(i + npair, j + 1);
+        else cp_async_commit();
+        issued = true;
+      };
+      m2prep_rest<TI, N, true, 1>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, next);
+      if (!issued) next();  // a padding unit
       mbar_arrive(rec_full + r);  // this thread's record writes are done (release); a padding unit's: no record
       if (st0) stamp(i, kWsEvPEnd, ws_clock());
     }
+    cp_async_wait<0>();  // the trailing empty group
     return;
   }
 

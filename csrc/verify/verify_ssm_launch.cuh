@@ -448,6 +448,8 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     const int64_t grid = sms > 0 && c.grid > sms ? sms : c.grid;
     const char* me = std::getenv("MK_VERIFY_WS_MODE");  // timing labs only (1, 2: wrong results): see the kernel
     const int mode = me != nullptr ? std::atoi(me) : 0;
+    const char* ah = std::getenv("MK_VERIFY_WS_AHEAD");  // 0: the prep pairs' loads not issued a unit ahead (lab)
+    const int flags = mode | (ah != nullptr && std::atoi(ah) == 0 ? 8 : 0);
     const char* sf = mode == 4 ? std::getenv("MK_VERIFY_WS_STAMPS") : nullptr;
     unsigned long long* stamps = nullptr;
     const size_t nst = static_cast<size_t>(grid) * kWsStampUnits * kWsEvents;
@@ -455,7 +457,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
       if (cudaMalloc(&stamps, nst * 8) != cudaSuccess || cudaMemset(stamps, 0, nst * 8) != cudaSuccess)
         return "verify_step_cuda: MK_VERIFY_WS_STAMPS: no device memory for the stamps";
     }
-    wk<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.ws_pairs, mode,
+    wk<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.ws_pairs, flags,
                                                                                                stamps);
     cudaError_t err = cudaGetLastError();
     if (sf != nullptr) {  // append: int32 grid, npair, units, kWsStampUnits, kWsEvents, then the stamps (uint64)

@@ -54,12 +54,13 @@ def summarize(rec):
     m = min(int(mine.min()), cap)
     s = st[:, :m, :]
     # consumers' order per unit (session 51): tile wait (CT), dots (CY), record wait (CR), y (CD), end (CE); a folding
-    # unit: new x / B loads issued (CRG), fold (CF), new ring rows + meta (CE); prep pairs: slot wait (PW -> PO), work
-    # (PO -> PE)
+    # unit: new x / B loads issued (CRG), fold (CF), new ring rows + meta (CE); prep pairs (session 52): the unit's
+    # slot wait (PW -> PO, during the pair's unit before, which then issues this unit's loads), its work (PS -> PE,
+    # with the next unit's slot wait and loads inside)
     parts = {
         "c_wait_tile": s[:, :, CT] - s[:, :, CS], "c_dots": s[:, :, CY] - s[:, :, CT],
         "c_wait_rec": s[:, :, CR] - s[:, :, CY], "c_y": s[:, :, CD] - s[:, :, CR], "c_rest": s[:, :, CE] - s[:, :, CD],
-        "p_wait_slot": s[:, :, PO] - s[:, :, PW], "p_work": s[:, :, PE] - s[:, :, PO],
+        "p_wait_slot": s[:, :, PO] - s[:, :, PW], "p_work": s[:, :, PE] - s[:, :, PS],
     }
     fold = bool((s[:, :, CF] > 0).all())  # a call where every unit folds (its fold stamps are set): its fold phases
     if fold:  # f_ring: the new tokens' x / B loads issued before the fold (the ring rows come from the prep pair)
