@@ -74,10 +74,12 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 //     for a padding row) and its scalars into registers (returned). Nothing waits on them here.
 //   - m2prep_rest waits for them and does the rest: control words, ring rows, weights, B . C dots, the record
 //     (m2split_ws offsets) into wsu (the per-call scratch in global memory for the split pair, a shared-memory slot
-//     for verify_m2ws_kernel). Once the ring rows' copies are issued every thread calls between(), which issues
-//     kAhead more committed groups of cp.async that the rest does not wait for: verify_m2ws_kernel's prep pairs
-//     issue their next unit's loads there (m2prep_load), so that its first global round trip runs under this
-//     unit's (session 52). Returns at once for a padding row (between() not called).
+//     for verify_m2ws_kernel). Every thread calls before_ring() before the first write into raw_ring or wsu
+//     (verify_m2ws_kernel's prep pairs wait there until the consumers are done with the slot's unit before: raw_ring
+//     and the record are all they read of a prep area) and, once the ring rows' copies are issued, between(), which
+//     issues kAhead more committed groups of cp.async that the rest does not wait for (the prep pairs issue their
+//     next unit's loads there, m2prep_load: its first global round trip runs under this unit's, session 52).
+//     Returns at once for a padding row (neither hook called).
 // The split pair's prep kernel calls the two back to back (m2prep_unit).
 template <typename TI, int N, bool kO32>
 __device__ __forceinline__ M2Scalars m2prep_load(const VerifyStepParams& p, int b, int u, float4* smem_f4, int tid) {
@@ -112,9 +114,10 @@ __device__ __forceinline__ M2Scalars m2prep_load(const VerifyStepParams& p, int 
   return m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
 }
 
-template <typename TI, int N, bool kO32, int kAhead, typename Sync, typename Between>
+template <typename TI, int N, bool kO32, int kAhead, typename Sync, typename BeforeRing, typename Between>
 __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
-                                            int tid, Sync&& sync, const M2Scalars& sc, Between&& between) {
+                                            int tid, Sync&& sync, const M2Scalars& sc, BeforeRing&& before_ring,
+                                            Between&& between) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
@@ -133,6 +136,7 @@ __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, in
   sync();
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
+  before_ring();
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
   const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
@@ -172,7 +176,7 @@ template <typename TI, int N, bool kO32, typename Sync>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
                                             int tid, Sync&& sync) {
   const M2Scalars sc = m2prep_load<TI, N, kO32>(p, b, u, smem_f4, tid);
-  m2prep_rest<TI, N, kO32, 0>(p, b, u, smem_f4, wsu, tid, sync, sc, [] {});
+  m2prep_rest<TI, N, kO32, 0>(p, b, u, smem_f4, wsu, tid, sync, sc, [] {}, [] {});
 }
 
 // kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).

@@ -33,8 +33,9 @@
 //     write its new tokens' ring rows and meta row. The consumers have no barrier among themselves.
 //   - Record slots 2 pr and 2 pr + 1 with a prep area each (the pair's units alternate): mbarriers rec_full (64
 //     arrivals: the pair's threads, after their record writes) and rec_empty (256: the consumers, after their last
-//     read of the record and the area); the pair waits for a slot before the unit's first copy into its area; a
-//     padding unit takes the hand-over too (no record). tile_empty counts the 8 consumer warps.
+//     read of the record and the area); the pair waits for a slot before the unit's ring copies into its area (the
+//     consumers read only its raw_ring and the record); a padding unit takes the hand-over too (no record).
+//     tile_empty counts the 8 consumer warps.
 #pragma once
 #include "common/mbarrier.h"
 #include "common/named_barrier.h"
@@ -97,8 +98,8 @@ enum : int {
   kWsEvCRec,        // its record is ready (after the rec_full wait, which follows the dots)
   kWsEvCEnd,        // the unit done (a folding unit: its new ring rows and meta row written)
   kWsEvPStart,      // prep pair: the unit's work starts (its loads were issued during the pair's unit before)
-  kWsEvPSlot,       // the wait for the unit's slot (record and prep area) starts, within the pair's unit before
-  kWsEvPSlotOk,     // the slot is free: the unit's loads are issued
+  kWsEvPSlot,       // the wait for its slot (record and raw_ring) starts, before its ring copies
+  kWsEvPSlotOk,     // the slot is free
   kWsEvPEnd,        // the record is written and handed over
   kWsEvT0,          // global timer (ns) at the block's start (unit-0 row)
   kWsEvT1,          // global timer (ns) at the consumers' end (unit-0 row)
@@ -274,6 +275,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int mode = mode_flags & 7;           // MK_VERIFY_WS_MODE (below)
   const bool ahead = (mode_flags & 8) == 0;  // the prep pairs issue a unit's loads during their unit before
+  const bool pipe = (mode_flags & 16) != 0;  // the consumers' next dots before a unit's y (labs, session 52)
   float* smf = reinterpret_cast<float*>(smem_f4);
   const int H = static_cast<int>(p.H), units = static_cast<int>(p.batch) * H;
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
@@ -311,24 +313,23 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const int pr = (threadIdx.x - kWsConsumers - kWsProducer) / kSplitPrepThreads;
     const int tid = threadIdx.x - kWsConsumers - kWsProducer - pr * kSplitPrepThreads;
     auto sync = [pr] { named_bar_1to4<kSplitPrepThreads, true>(1 + pr); };  // the pair's barrier
-    // The pair's j-th unit (record slot and prep area r = 2 pr + (j & 1)) has its loads issued while the pair works
-    // on unit j - 1 (m2prep_rest's between(), after that unit's ring copies): the slot of unit j (its record and prep
-    // area) is free once the consumers are done with unit j - 2, a folding one's fold having read the area's ring
-    // rows, and is waited for before the loads' first copy into the area.
+    // The pair's j-th unit (record slot and prep area r = 2 pr + (j & 1)) has its loads issued into the area's
+    // raw_in and Ds while the pair works on unit j - 1 (m2prep_rest's between(), after that unit's ring copies): the
+    // consumers read only raw_ring and the record of an area, so the loads need no wait. Its slot (record and raw_ring)
+    // is free once the consumers are done with unit j - 2, a folding one's fold having read the ring rows: waited for
+    // before its ring copies (m2prep_rest's before_ring()), and before a padding unit's hand-over (its rec_full
+    // arrival must not run a phase ahead of the consumers' waits).
     const bool st0 = stamping && tid == 0;
-    auto issue = [&](int i, int j) {  // unit i = the pair's j-th: its slot, then its loads (one committed group)
+    auto issue = [&](int i, int j) {  // unit i = the pair's j-th: its loads (one committed group)
       if (i >= mine) {
         cp_async_commit();  // no unit: an empty group (m2prep_rest waits for all but the newest one)
         return M2Scalars{};
       }
       const int v = unit_of(i), b = v / H, r = 2 * pr + (j & 1);
-      if (st0) stamp(i, kWsEvPSlot, ws_clock());
-      if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
-      if (st0) stamp(i, kWsEvPSlotOk, ws_clock());
       return m2prep_load<TI, N, true>(p, b, v - b * H, reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words),
                                       tid);
     };
-    // (ahead off, MK_VERIFY_WS_AHEAD=0, a lab: each unit issues its own loads after its slot wait, as before session 52)
+    // (ahead off, MK_VERIFY_WS_AHEAD=0, a lab: each unit issues its own loads at its start, as before session 52)
     M2Scalars sc_next = ahead ? issue(pr, 0) : M2Scalars{};
     for (int i = pr, j = 0; i < mine; i += npair, ++j) {
       const int v = unit_of(i), b = v / H, u = v - b * H, r = 2 * pr + (j & 1);
@@ -337,14 +338,21 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       if (st0) stamp(i, kWsEvPStart, ws_clock());
       if (!ahead) sc_next = issue(i, j);
       const M2Scalars sc = sc_next;
-      bool issued = false;
+      bool waited = false, issued = false;
+      auto slot = [&] {
+        if (st0) stamp(i, kWsEvPSlot, ws_clock());
+        if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
+        if (st0) stamp(i, kWsEvPSlotOk, ws_clock());
+        waited = true;
+      };
       auto next = [&] {
         if (ahead) sc_next = issue(i + npair, j + 1);
         else cp_async_commit();
         issued = true;
       };
-      m2prep_rest<TI, N, true, 1>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, next);
-      if (!issued) next();  // a padding unit
+      m2prep_rest<TI, N, true, 1>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next);
+      if (!waited) slot();  // a padding unit
+      if (!issued) next();
       mbar_arrive(rec_full + r);  // this thread's record writes are done (release); a padding unit's: no record
       if (st0) stamp(i, kWsEvPEnd, ws_clock());
     }
@@ -402,7 +410,12 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     __syncwarp();
     if (lane == 0) mbar_arrive(tile_empty + bi);
   };
+  // pipe (MK_VERIFY_WS_PIPE=1, a lab, k <= 8): once a unit that does not fold has its record, the warps wait for the
+  // next unit's tile and form its dots before this unit's y, so that the two latency chains overlap (session 52)
+  const bool early = k <= 8, pipelined = pipe && early;
   int s_next = mine > 0 ? slot_of(0) : 0;
+  float S[4];         // unit i's dots
+  bool have = false;  // S already holds them (formed in the iteration before)
   for (int i = 0; i < mine; ++i) {
     const int bi = i & 1, j = i / npair, r = 2 * (i % npair) + (j & 1), ph = (j >> 1) & 1;
     const int s = s_next;  // unit i's slot, loaded an iteration ago
@@ -414,20 +427,32 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h;
     const bool live = s >= 0 && s < p.S;
     const int* hdr = reinterpret_cast<const int*>(rec);
-    mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
-    if (st0) stamp(i, kWsEvCTile, ws_clock());
     uint4* tile = reinterpret_cast<uint4*>(smf + lay.stage[bi] + lay.tile);
     const uint4* raw_c = reinterpret_cast<const uint4*>(smf + lay.stage[bi] + lay.raw_c);
     // k <= 8: the dots (one n-tile, four registers) before the record wait; longer drafts form theirs after it (their
     // fragments held across the wait spilled)
-    const bool early = k <= 8, dots = live && mode != 2;
-    float S[4];
-    if (dots && early) m2ws_dots<T, TI, N>(tile, raw_c, S, 0, k, P, warp, g, q);
+    const bool dots = live && mode != 2;
+    if (!have) {
+      mbar_wait(tile_full + bi, (i >> 1) & 1);  // unit i's tile, C and z rows
+      if (st0) stamp(i, kWsEvCTile, ws_clock());
+      if (dots && early) m2ws_dots<T, TI, N>(tile, raw_c, S, 0, k, P, warp, g, q);
+    } else if (st0) {
+      stamp(i, kWsEvCTile, ws_clock());
+    }
     if (st0) stamp(i, kWsEvCY, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     if (st0) stamp(i, kWsEvCRec, ws_clock());
     const bool fold = live && (mode == 0 || mode == 4) && hdr[0] != 0;  // a folding unit reads its tile again
     if (early && !fold) release_stage(bi);
+    float Sn[4];
+    have = pipelined && !fold && i + 1 < mine;
+    if (have) {  // the next unit's tile and dots (its stage is the other one)
+      mbar_wait(tile_full + (bi ^ 1), ((i + 1) >> 1) & 1);
+      if (s_next >= 0 && s_next < p.S && mode != 2)
+        m2ws_dots<T, TI, N>(reinterpret_cast<const uint4*>(smf + lay.stage[bi ^ 1] + lay.tile),
+                            reinterpret_cast<const uint4*>(smf + lay.stage[bi ^ 1] + lay.raw_c), Sn, 0, k, P, warp,
+                            g, q);
+    }
     const TI* zs = p.z != nullptr ? reinterpret_cast<const TI*>(smf + lay.raw_z[i % 3]) : nullptr;
     if (dots)
       for (int nt = 0; nt * 8 < k; ++nt) {
@@ -435,6 +460,9 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
         m2ws_y<TI>(S, nt, mode == 1 ? nullptr : rec, W, zs, y, p.y_k, k, P, warp, g, q);
       }
     else if (!live) m2_zero_y<TI>(y, p.y_k, k, PC, tid, NT);  // padding row: y = 0, cache untouched
+    if (have)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S[e] = Sn[e];
     if (!early && !fold) release_stage(bi);
     if (st0) stamp(i, kWsEvCDots, ws_clock());
     if (!fold) {

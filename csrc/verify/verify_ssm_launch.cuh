@@ -239,6 +239,14 @@ inline void (*ws_kernel(DType in, int64_t N))(VerifyStepParams, int, int, unsign
     return N == 64 ? verify_m2ws_kernel<float, float, 64> : verify_m2ws_kernel<float, float, 128>;
   }
 }
+// verify_m2ws_kernel's lab switches (its mode_flags beside MK_VERIFY_WS_MODE), from the environment at every launch:
+// MK_VERIFY_WS_AHEAD=0 (8: the prep pairs' loads not issued a unit ahead), MK_VERIFY_WS_PIPE=1 (16: the consumers'
+// next dots before a unit's y).
+inline int ws_lab_flags() {
+  const char* ah = std::getenv("MK_VERIFY_WS_AHEAD");
+  const char* pp = std::getenv("MK_VERIFY_WS_PIPE");
+  return (ah != nullptr && std::atoi(ah) == 0 ? 8 : 0) | (pp != nullptr && std::atoi(pp) == 1 ? 16 : 0);
+}
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
 inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, bool decode_auto, size_t smem_optin) {
@@ -448,8 +456,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     const int64_t grid = sms > 0 && c.grid > sms ? sms : c.grid;
     const char* me = std::getenv("MK_VERIFY_WS_MODE");  // timing labs only (1, 2: wrong results): see the kernel
     const int mode = me != nullptr ? std::atoi(me) : 0;
-    const char* ah = std::getenv("MK_VERIFY_WS_AHEAD");  // 0: the prep pairs' loads not issued a unit ahead (lab)
-    const int flags = mode | (ah != nullptr && std::atoi(ah) == 0 ? 8 : 0);
+    const int flags = mode | ws_lab_flags();
     const char* sf = mode == 4 ? std::getenv("MK_VERIFY_WS_STAMPS") : nullptr;
     unsigned long long* stamps = nullptr;
     const size_t nst = static_cast<size_t>(grid) * kWsStampUnits * kWsEvents;
