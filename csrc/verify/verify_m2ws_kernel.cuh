@@ -215,12 +215,9 @@ __device__ __forceinline__ float2 lds_in_pair(const TI* ptr) {
 // lane's four results of a row in the pair are one 16-byte chunk (16 m + 4 q: one LDS.128 of h0 and one STS.128 of
 // the result, where the 8-byte accesses of session 50's fold conflicted 8 ways) and its B operands of the pair are
 // one adjacent pair (one 4-byte load instead of two 2-byte loads).
-// direct (MK_VERIFY_WS_STG=1, a lab, session 52): the stage is released as soon as the warp's h0 rows are in its
-// registers, and the results go to the state by 16-byte global stores from the registers (no shared write-back, no
-// bulk copy to wait for: the copy engine's queue also holds the producer's tile loads).
 template <typename T, typename TI, int N, typename Release>
 __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int c1, int P, int warp, int lane, bool direct, Release&& release) {
+                                          int c1, int P, int warp, int lane, Release&& release) {
   static_assert(sizeof(T) == 4, "m2ws_fold: fp32 state");
   constexpr int VI = SV<TI>::V, NM = N / 16;
   constexpr bool kSplitI = sizeof(TI) == 4;
@@ -237,7 +234,6 @@ __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, co
     d[m][0][0] = eSQ * a.x; d[m][1][0] = eSQ * a.y; d[m][0][1] = eSQ * a.z; d[m][1][1] = eSQ * a.w;
     d[m][0][2] = eSQ * b.x; d[m][1][2] = eSQ * b.y; d[m][0][3] = eSQ * b.z; d[m][1][3] = eSQ * b.w;
   }
-  if (direct) release();  // the tile is no longer read
   const TI* xr = reinterpret_cast<const TI*>(raw_ring);                  // x_e[p] at e * P + p
   const TI* br = reinterpret_cast<const TI*>(raw_ring + c1 * (P / VI));  // B_e[n] at e * N + n
   for (int ks = 0; ks * 8 < c1; ++ks) {
@@ -254,15 +250,6 @@ __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, co
       mma_acc<true, kSplitI>(d[m][0], a0, a1, a2, a3, h00, h10, p0.x - h00, p1.x - h10);
       mma_acc<true, kSplitI>(d[m][1], a0, a1, a2, a3, h01, h11, p0.y - h01, p1.y - h11);
     }
-  }
-  if (direct) {
-    float4* s4 = reinterpret_cast<float4*>(st);
-#pragma unroll
-    for (int m = 0; m < NM; ++m) {
-      s4[r0 * (N / 4) + 4 * m + q] = make_float4(d[m][0][0], d[m][1][0], d[m][0][1], d[m][1][1]);
-      s4[r1 * (N / 4) + 4 * m + q] = make_float4(d[m][0][2], d[m][1][2], d[m][0][3], d[m][1][3]);
-    }
-    return;
   }
 #pragma unroll
   for (int m = 0; m < NM; ++m) {  // each lane rewrites the chunks it read
@@ -287,9 +274,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int mode = mode_flags & 7;           // MK_VERIFY_WS_MODE (below)
-  const bool ahead = (mode_flags & 8) == 0;  // the prep pairs issue a unit's loads during their unit before
-  const bool pipe = (mode_flags & 16) != 0;  // the consumers' next dots before a unit's y (labs, session 52)
-  const bool direct = (mode_flags & 32) != 0;  // the fold's state rows by global stores (m2ws_fold)
+  const bool pipe = (mode_flags & 16) != 0;  // MK_VERIFY_WS_PIPE=1: the consumers' next dots before a unit's y
   float* smf = reinterpret_cast<float*>(smem_f4);
   const int H = static_cast<int>(p.H), units = static_cast<int>(p.batch) * H;
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
@@ -343,14 +328,12 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       return m2prep_load<TI, N, true>(p, b, v - b * H, reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words),
                                       tid);
     };
-    // (ahead off, MK_VERIFY_WS_AHEAD=0, a lab: each unit issues its own loads at its start, as before session 52)
-    M2Scalars sc_next = ahead ? issue(pr, 0) : M2Scalars{};
+    M2Scalars sc_next = issue(pr, 0);
     for (int i = pr, j = 0; i < mine; i += npair, ++j) {
       const int v = unit_of(i), b = v / H, u = v - b * H, r = 2 * pr + (j & 1);
       float4* psm = reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words);
       if (j > 0) sync();  // every thread of the pair is done with unit j - 1 (and its area: unit j + 1's)
       if (st0) stamp(i, kWsEvPStart, ws_clock());
-      if (!ahead) sc_next = issue(i, j);
       const M2Scalars sc = sc_next;
       bool waited = false, issued = false;
       auto slot = [&] {
@@ -360,8 +343,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
         waited = true;
       };
       auto next = [&] {
-        if (ahead) sc_next = issue(i + npair, j + 1);
-        else cp_async_commit();
+        sc_next = issue(i + npair, j + 1);
         issued = true;
       };
       m2prep_rest<TI, N, true, 1>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next);
@@ -499,7 +481,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const uint4 x0 = rows.first_x(), b0 = rows.first_b();
     if (st0) stamp(i, kWsEvCRing, ws_clock());
     m2ws_fold<T, TI, N>(tile, raw_ring, rec + W.wq, rec[4], static_cast<T*>(p.state) + (int64_t)s * p.st_s +
-                        (int64_t)u * p.st_h, ct.c1, P, warp, lane, direct, [&] { release_stage(bi); });
+                        (int64_t)u * p.st_h, ct.c1, P, warp, lane, [&] { release_stage(bi); });
     if (st0) stamp(i, kWsEvCFold, ws_clock());
     rows.store(x0, b0);
     m2split_fold_meta(p, rec, W, s, u, k, tid);

@@ -239,16 +239,11 @@ inline void (*ws_kernel(DType in, int64_t N))(VerifyStepParams, int, int, unsign
     return N == 64 ? verify_m2ws_kernel<float, float, 64> : verify_m2ws_kernel<float, float, 128>;
   }
 }
-// verify_m2ws_kernel's lab switches (its mode_flags beside MK_VERIFY_WS_MODE), from the environment at every launch:
-// MK_VERIFY_WS_AHEAD=0 (8: the prep pairs' loads not issued a unit ahead), MK_VERIFY_WS_PIPE=1 (16: the consumers'
-// next dots before a unit's y), MK_VERIFY_WS_STG=1 (32: the fold's state rows by global stores).
+// verify_m2ws_kernel's lab switch beside MK_VERIFY_WS_MODE (its mode_flags), from the environment at every launch:
+// MK_VERIFY_WS_PIPE=1 (16: the consumers form the next unit's dots before a unit's y).
 inline int ws_lab_flags() {
-  auto on = [](const char* name, int dflt) {
-    const char* e = std::getenv(name);
-    return e != nullptr ? std::atoi(e) != 0 : dflt != 0;
-  };
-  return (on("MK_VERIFY_WS_AHEAD", 1) ? 0 : 8) | (on("MK_VERIFY_WS_PIPE", 0) ? 16 : 0) |
-         (on("MK_VERIFY_WS_STG", 0) ? 32 : 0);
+  const char* e = std::getenv("MK_VERIFY_WS_PIPE");
+  return e != nullptr && std::atoi(e) == 1 ? 16 : 0;
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>

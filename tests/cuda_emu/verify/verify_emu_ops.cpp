@@ -105,7 +105,7 @@ const char* emu_ssm(const VerifyStepParams& p) {
     if (wkern == nullptr) return "emu: no ws kernel";
     ++n_ws;
     const int npair = c.ws_pairs;
-    const int flags = ws_lab_flags();  // MK_VERIFY_WS_AHEAD / MK_VERIFY_WS_PIPE, as the launcher reads them
+    const int flags = ws_lab_flags();  // MK_VERIFY_WS_PIPE, as the launcher reads it
     emu::launch(c.grid < 2 ? c.grid : 2, c.threads, c.smem, [&] { wkern(p, npair, flags, nullptr); }, 1);
     return nullptr;
   }
