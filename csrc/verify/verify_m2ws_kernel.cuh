@@ -2,10 +2,11 @@
 // pair's work (verify_m2split_kernel.cuh) in one block an SM, so that the prep work runs beside the state stream
 // instead of ahead of it. A lab (MK_VERIFY_KERNEL=ws) until it is measured faster than the pair: correct on the GPU
 // (the verify GPU tests forced through it pass on an H200 and an H100, the large-grid sessions at p = n = 128
-// included) but slower in the mean so far (H100 b64 k4 ring 16, mean per call / median: 77.6 / 67.6 us with 3 prep
-// pairs against the pair's 72.6 / 67.8 at d1df54c: level in a call without a fold, slower in the folding call; the
-// fold from the prep pair's ring rows and m2ws_y's hoisted loads came later, not yet timed;
-// bench/results/lab/verify-ws-consumers-2026-12-06 and bench/notes/verify_step_2.md).
+// included) but slower in the mean so far (H100 b64 k4 ring 16, mean per call / median, 3 prep pairs: 74.5 / 67 us
+// against the pair's 73.0 / 67.9 in one run, 77-78 against 73.4-73.6 in another, session 52: level in a call without
+// a fold, whose ~3.3 us a unit an SM is the H100's state stream; slower in the folding call, 137-148 us against ~112;
+// bench/results/lab/verify-ws-prep-ahead-2026-12-06 and bench/notes/verify_step_2.md). Not yet timed on an H200,
+// where the stream is ~1.4x faster and the consumers or the prep pairs would set the pace.
 //
 // Why: at b64 k4 (h 32, p = n = 128, fp32 state) the pair's prep kernel (~13 us on an H100) runs ahead of the
 // stream kernel, and every two-kernel overlap tried made the prep's per-unit chains slower (session 30's overlapping
@@ -325,8 +326,8 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
         return M2Scalars{};
       }
       const int v = unit_of(i), b = v / H, r = 2 * pr + (j & 1);
-      return m2prep_load<TI, N, true>(p, b, v - b * H, reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words),
-                                      tid);
+      float4* area = reinterpret_cast<float4*>(smf + lay.prep + r * lay.prep_words);
+      return m2prep_load<TI, N, true>(p, b, v - b * H, area, tid);
     };
     M2Scalars sc_next = issue(pr, 0);
     for (int i = pr, j = 0; i < mine; i += npair, ++j) {
