@@ -58,6 +58,10 @@ GROUPS = {
     "ws": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_PAIRS": "1"},
            ["hot_m2", "hot_m2_k8", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "dec_k12"], ["ws"]),
     "ws4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws"}, ["hot_m2", "hot_m2_k8", "tc_k16"], ["ws"]),
+    # ws with its lab switch MK_VERIFY_WS_PIPE=1 (session 52: the consumers form the next unit's dots, in the other
+    # tile stage, before a unit's y; drafts up to 8 tokens)
+    "ws_pipe": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_PAIRS": "1", "MK_VERIFY_WS_PIPE": "1"},
+                ["hot_m2", "hot_m2_k8", "acc_m2"], ["ws"]),
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
@@ -251,7 +255,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
-    if group in ("ws", "ws4"):  # every SSM launch of these fp32-state shapes is the warp-specialised kernel
+    if group in ("ws", "ws4", "ws_pipe"):  # every SSM launch of these fp32-state shapes is the warp-specialised kernel
         assert counts["split"] == counts["tc"] == counts["lean128"] == counts["lean256"] == 0, f"{counts}\n{msg}"
     if group in ("tc", "tc4", "split", "split8", "splitwide"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

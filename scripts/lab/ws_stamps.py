@@ -55,8 +55,8 @@ def summarize(rec):
     s = st[:, :m, :]
     # consumers' order per unit (session 51): tile wait (CT), dots (CY), record wait (CR), y (CD), end (CE); a folding
     # unit: new x / B loads issued (CRG), fold (CF), new ring rows + meta (CE); prep pairs (session 52): the unit's
-    # slot wait (PW -> PO, during the pair's unit before, which then issues this unit's loads), its work (PS -> PE,
-    # with the next unit's slot wait and loads inside)
+    # slot wait (PW -> PO, before its ring copies; its loads were issued during the pair's unit before) and its work
+    # (PS -> PE, the slot wait and the next unit's loads inside)
     parts = {
         "c_wait_tile": s[:, :, CT] - s[:, :, CS], "c_dots": s[:, :, CY] - s[:, :, CT],
         "c_wait_rec": s[:, :, CR] - s[:, :, CY], "c_y": s[:, :, CD] - s[:, :, CR], "c_rest": s[:, :, CE] - s[:, :, CD],
