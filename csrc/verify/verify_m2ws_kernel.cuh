@@ -271,7 +271,7 @@ template <typename T, typename TI, int N>
 __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSplitPrepThreads, 1)
     verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode_flags, unsigned long long* stamps) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // sm_90 only (mbarriers): an empty body for older targets
-  constexpr int NW = kWsConsumers / 32, NT = kWsConsumers;
+  constexpr int NT = kWsConsumers;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int mode = mode_flags & 7;           // MK_VERIFY_WS_MODE (below)
@@ -308,6 +308,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   // mode (MK_VERIFY_WS_MODE, timing only, wrong results): 1 consumers alone (no prep, no hand-over), 2 the prep
   // pairs and the hand-over alone (no tile, no dots, no y). (Consumers that do not wait for the records are not a
   // mode: their arrivals would run the slots' phases more than one ahead of the pairs' parity waits, which hang.)
+  auto slot_of = [&](int i) { return p.slots[(int64_t)(unit_of(i) / H) * p.slots_stride]; };
   if (threadIdx.x >= kWsConsumers + kWsProducer) {  // ---- prep pair pr ----------------------------------------
     if (mode == 1) return;
     const int pr = (threadIdx.x - kWsConsumers - kWsProducer) / kSplitPrepThreads;
@@ -336,20 +337,19 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       if (j > 0) sync();  // every thread of the pair is done with unit j - 1 (and its area: unit j + 1's)
       if (st0) stamp(i, kWsEvPStart, ws_clock());
       const M2Scalars sc = sc_next;
-      bool waited = false, issued = false;
       auto slot = [&] {
         if (st0) stamp(i, kWsEvPSlot, ws_clock());
         if (j >= 2) mbar_wait(rec_empty + r, ((j >> 1) - 1) & 1);
         if (st0) stamp(i, kWsEvPSlotOk, ws_clock());
-        waited = true;
       };
-      auto next = [&] {
-        sc_next = issue(i + npair, j + 1);
-        issued = true;
-      };
-      m2prep_rest<TI, N, true, 1>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next);
-      if (!waited) slot();  // a padding unit
-      if (!issued) next();
+      auto next = [&] { sc_next = issue(i + npair, j + 1); };
+      const int s = slot_of(i);
+      if (s >= 0 && s < p.S) {
+        m2prep_rest<TI, N, true, 1>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next);
+      } else {  // a padding unit (no record): the same slot wait before its hand-over, and the next unit's loads
+        slot();
+        next();
+      }
       mbar_arrive(rec_full + r);  // this thread's record writes are done (release); a padding unit's: no record
       if (st0) stamp(i, kWsEvPEnd, ws_clock());
     }
@@ -357,7 +357,6 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     return;
   }
 
-  auto slot_of = [&](int i) { return p.slots[(int64_t)(unit_of(i) / H) * p.slots_stride]; };
   if (threadIdx.x >= kWsConsumers) {  // ---- the producer warp ---------------------------------------------------
     // unit i's state tile and C rows into stage i & 1, its z rows into z stage i % 3, by bulk copies (16 KB pieces of
     // the tile, a row of C / z each; the copy engine holds the bytes in flight, and only this warp waits when its
@@ -397,9 +396,9 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
 
   // ---- consumers ---------------------------------------------------------------------------------------------
   // Per unit: its tile; each warp forms the dots of its own m-tile rows into registers (m2ws_dots), then waits for the
-  // unit's record, releases the stage by its own arrival (tile_empty counts NW) unless the unit folds, and writes its
-  // rows' y (m2ws_y); a folding unit's warps then fold their own rows (m2ws_fold) from the ring rows the prep pair
-  // staged. No consumer barrier.
+  // unit's record, releases the stage by its own arrival (tile_empty counts the 8 warps) unless the unit folds, and
+  // writes its rows' y (m2ws_y); a folding unit's warps then fold their own rows (m2ws_fold) from the ring rows the
+  // prep pair staged. No consumer barrier.
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
   const M2SplitWs W = m2split_ws(k, R, P);
