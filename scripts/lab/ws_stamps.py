@@ -5,8 +5,8 @@ with MK_VERIFY_WS_MODE=4 (results as mode 0; every call synchronises to copy its
 after the prime, and prints per call (a call where every unit folds marked) the consumers' time per unit split into
 waiting for the tile, the state dots, waiting for the record, y, the rest (a folding unit's new x / B loads, fold
 and new ring rows apart); the prep pairs' time per unit split into waiting for a free slot (record and prep area)
-and the unit's work; and, per unit index i of a block, the mean of each, so that a start-up wait shows. Times in us from the SM's cycle counter, scaled by the global timer
-over each block's life.
+and the unit's work; and, per unit index i of a block, the mean of each, so that a start-up wait shows. Times in us
+from the SM's cycle counter, scaled by the global timer over each block's life.
 Usage: python scripts/lab/ws_stamps.py --case mamba2-64-4 --calls 14 [--pairs 4]
 """
 from __future__ import annotations
