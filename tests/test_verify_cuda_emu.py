@@ -62,6 +62,10 @@ GROUPS = {
     # tile stage, before a unit's y; drafts up to 8 tokens)
     "ws_pipe": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_PAIRS": "1", "MK_VERIFY_WS_PIPE": "1"},
                 ["hot_m2", "hot_m2_k8", "acc_m2"], ["ws"]),
+    # split with MK_VERIFY_PREP_RING=all (a lab: the prep kernel stages every ring row with the meta row; a tree path
+    # that is not a prefix is staged again)
+    "split_ringall": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_PREP_RING": "all"},
+                      ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16"], ["split"]),
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
@@ -257,7 +261,8 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
     if group in ("ws", "ws4", "ws_pipe"):  # every SSM launch of these fp32-state shapes is the warp-specialised kernel
         assert counts["split"] == counts["tc"] == counts["lean128"] == counts["lean256"] == 0, f"{counts}\n{msg}"
-    if group in ("tc", "tc4", "split", "split8", "splitwide"):  # every SSM launch of these shapes is the forced kernel
+    # every SSM launch of these shapes is the forced kernel
+    if group in ("tc", "tc4", "split", "split8", "splitwide", "split_ringall"):
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group in ("lean128", "lean128wide"):  # every SSM launch of these contiguous power-of-two shapes: lean, 128
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

@@ -160,7 +160,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
 
   // ---- 2. control words; ring in flight during the state dots ---------------------------------------------
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
-  const int c1 = ct.c1, nrx = c1 * PC;
+  const int c1 = ct.c1, rbo = R * PC;  // rbo: the ring B rows' place (M2Smem)
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
   const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   m2_masks(spar, smask, tid, k);
@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
       int dst = -1;
       if (j < ng) {
         const int e = j / k, t = j - e * k;
-        va = raw_ring + nrx + e * NC;
+        va = raw_ring + rbo + e * NC;
         vc = Cs + t * N;
         dst = lay.G + e * K1 + t;
       } else if (j < njobs) {
@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
           const int seg = j * L + lir;
           if (seg < NS) {
             float bv[V];
-            const TI* bsrc = reinterpret_cast<const TI*>(raw_ring + nrx + e * NC) + seg * V;
+            const TI* bsrc = reinterpret_cast<const TI*>(raw_ring + rbo + e * NC) + seg * V;
 #pragma unroll
             for (int v = 0; v < V; ++v) bv[v] = SV<TI>::to_f(bsrc[v]);
 #pragma unroll

@@ -26,7 +26,9 @@ __device__ __forceinline__ void sts_vec(float* dst, const float (&v)[VI]) {
 // Shared memory of a unit, as both kernels lay it out (fp32 unless said): xs (k, P) new x; Sd (k, P) state dots;
 // Ds (P); dts (k) new dt; dtq (R) ring dt; wq (R) ring weights; G (R, K1) ring B . C; BC (K1, K1) new B . C;
 // scal[0] = eSQ; smeta (2 + Kmax) int; spar, smask (k) int; raw_in: x, z, B, C chunks of the new tokens
-// (k PC, k PC if z, k NC, k NC); raw_ring: x then B chunks of the c1 committed ring tokens.
+// (k PC, k PC if z, k NC, k NC); raw_ring: the committed ring tokens' x chunks (token e at e PC), then their B chunks
+// from R PC on (token e at R PC + e NC: the B rows' place does not depend on c1, so that all R rows can be staged
+// before the control words are known, m2prep_load's kRingAll).
 struct M2Smem {
   float *xs, *Sd, *Ds, *dts, *dtq, *wq, *G, *BC, *scal;
   int *smeta, *spar, *smask;
@@ -91,6 +93,7 @@ inline bool m2_io_fits(const VerifyStepParams& p, int VT, int VI) {
 struct M2Scalars {
   int mv, accv, par;
   float dtv, Au, dtb;
+  float rdt = 0.f;  // ring dt of row tid (m2prep_load's kRingAll only)
 };
 
 // kO32 (here and in the helpers below): offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds).
@@ -174,15 +177,16 @@ __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const 
                                                int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
+  const int rbo = static_cast<int>(p.R) * PC;  // the B rows' place (M2Smem)
   for (int i = tid; i < n_ring; i += nthreads) {
-    const TI* src;
     if (i < nrx) {
-      src = static_cast<const TI*>(p.ring_x) + rx0 + eoff<kO32>(ct.qpos(i >> lPC), p.rx_r, (i & (PC - 1)) * VI, 1);
+      cp_async16(raw_ring + i, static_cast<const TI*>(p.ring_x) + rx0 +
+                                   eoff<kO32>(ct.qpos(i >> lPC), p.rx_r, (i & (PC - 1)) * VI, 1));
     } else {
       const int j = i - nrx;
-      src = static_cast<const TI*>(p.ring_B) + rb0 + eoff<kO32>(ct.qpos(j >> lNC), p.rB_r, (j & (NC - 1)) * VI, 1);
+      cp_async16(raw_ring + rbo + j, static_cast<const TI*>(p.ring_B) + rb0 +
+                                         eoff<kO32>(ct.qpos(j >> lNC), p.rB_r, (j & (NC - 1)) * VI, 1));
     }
-    cp_async16(raw_ring + i, src);
   }
   if (tid >= ct.c1) return 0.f;
   return p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.qpos(tid), p.rdt_r, u, p.rdt_h)];
@@ -312,7 +316,7 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
                                           int N, int64_t rx0, int64_t rb0, int s, int u, int tid,
                                           int nthreads) {
   constexpr int VI = SV<TI>::V;
-  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC;
+  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), rbo = static_cast<int>(p.R) * PC;
   if (!ct.fold && !ct.prefix) {
     const int m = ct.c1 - ct.c;
     for (int i = tid; i < m * (PC + NC); i += nthreads) {
@@ -325,7 +329,7 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
             sm.raw_ring[e * PC + (jj & (PC - 1))];
       } else {
         *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rb0 + eoff<kO32>(e, p.rB_r, (jj & (NC - 1)) * VI, 1)) =
-            sm.raw_ring[nrx + e * NC + (jj & (NC - 1))];
+            sm.raw_ring[rbo + e * NC + (jj & (NC - 1))];
       }
     }
     if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)

@@ -200,13 +200,13 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
 }
 
 // Dots of the ring's and the new tokens' B rows with the new C rows: rows e < c1: G[e][t] = B_e . C_t (ring, raw
-// rows after the c1 x rows of sm.raw_ring); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
+// rows from R PC on in sm.raw_ring, M2Smem); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
 template <typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw, const uint4* Bnew, int c1, int k,
-                                             int P, int warp, int g, int q) {
+                                             int P, int R, int warp, int g, int q) {
   constexpr int VI = SV<TI>::V, NC = N / VI;
   constexpr bool kSplitI = sizeof(TI) == 4;
-  const int K1 = k > 0 ? k : 1, nrx = c1 * (P / VI);
+  const int K1 = k > 0 ? k : 1, rbo = R * (P / VI);
   float* G = sm.G;
   float* BC = sm.BC;
   const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
@@ -216,8 +216,8 @@ __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw
     load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
     for (int mt = warp; mt < nmt; mt += NW) {
       const int r0 = mt * 16 + g, r1 = r0 + 8;
-      auto brow = [&sm, c1, nrx, Bnew](int r) -> const uint4* {
-        return r < c1 ? sm.raw_ring + nrx + r * NC : Bnew + (r - c1) * NC;
+      auto brow = [&sm, c1, rbo, Bnew](int r) -> const uint4* {
+        return r < c1 ? sm.raw_ring + rbo + r * NC : Bnew + (r - c1) * NC;
       };
       const uint4* b0 = brow(r0 < nrow ? r0 : 0);
       const uint4* b1 = brow(r1 < nrow ? r1 : 0);
@@ -306,15 +306,15 @@ __device__ __forceinline__ void m2tc_fold_acc(float (&d)[N / 8][4], const TI* xr
 }
 
 // The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
-// then their B rows), written to the state rows st (row stride st_p) of this warp's m-tiles: per m-tile, all N / 8
-// n-tiles, ceil(c1 / 8) k-steps.
+// their B rows from R PC on, M2Smem), written to the state rows st (row stride st_p) of this warp's m-tiles: per
+// m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps.
 template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int64_t st_p, int c1, int P, int warp, int g, int q) {
+                                          int64_t st_p, int c1, int P, int R, int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
-  const int MT = P / 16, nrx = c1 * (P / VI);
-  const TI* xr = reinterpret_cast<const TI*>(raw_ring);            // x_e[p] at e * P + p
-  const TI* br = reinterpret_cast<const TI*>(raw_ring + nrx);      // B_e[n] at e * N + n
+  const int MT = P / 16;
+  const TI* xr = reinterpret_cast<const TI*>(raw_ring);                  // x_e[p] at e * P + p
+  const TI* br = reinterpret_cast<const TI*>(raw_ring + R * (P / VI));  // B_e[n] at e * N + n
   for (int mt = warp; mt < MT; mt += NW) {
     const int r0 = mt * 16 + g, r1 = r0 + 8;
     float d[N / 8][4];
@@ -414,13 +414,13 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
 
   // ---- 3. ring weights (warp 0); dots [B_ring; B_new] . C^T on tensor cores -----------------------------------
   if (warp == 0) m2_ring_weights(dtq, wq, scal, c1, Au, lane);
-  m2tc_bc_dots<TI, N, NW>(sm, Craw, Bnew, c1, k, P, warp, g, q);
+  m2tc_bc_dots<TI, N, NW>(sm, Craw, Bnew, c1, k, P, R, warp, g, q);
   __syncthreads();  // 3
 
   // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
   m2_outputs<TI>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
-  if (ct.fold) m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, c1, P, warp, g, q);
+  if (ct.fold) m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, c1, P, R, warp, g, q);
   m2_finish<TI>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
 }
 

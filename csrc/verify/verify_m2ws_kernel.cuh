@@ -209,16 +209,16 @@ __device__ __forceinline__ float2 lds_in_pair(const TI* ptr) {
 
 // The fold of one folding unit by the consumer warps (fp32 state; each warp its own m-tile, rows r0 = 16 warp + g and
 // r1 = r0 + 8): h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
-// then their B rows), written over the warp's h0 rows of the tile (global layout), which lane 0 then copies to the
-// unit's contiguous state rows st (row stride N) by one bulk copy (the copy engine writes the state back while the
-// warp goes on) and, once the copy has read them, calls `release()` (the stage may be refilled). The mma's n-columns
-// are permuted: in the n-tile pair (2 m, 2 m + 1) column j is state column 16 m + 2 j (+ 1 in the odd tile), so that a
-// lane's four results of a row in the pair are one 16-byte chunk (16 m + 4 q: one LDS.128 of h0 and one STS.128 of
-// the result, where the 8-byte accesses of session 50's fold conflicted 8 ways) and its B operands of the pair are
-// one adjacent pair (one 4-byte load instead of two 2-byte loads).
+// their B rows from R PC on, M2Smem), written over the warp's h0 rows of the tile (global layout), which lane 0 then
+// copies to the unit's contiguous state rows st (row stride N) by one bulk copy (the copy engine writes the state back
+// while the warp goes on) and, once the copy has read them, calls `release()` (the stage may be refilled). The mma's
+// n-columns are permuted: in the n-tile pair (2 m, 2 m + 1) column j is state column 16 m + 2 j (+ 1 in the odd
+// tile), so that a lane's four results of a row in the pair are one 16-byte chunk (16 m + 4 q: one LDS.128 of h0 and
+// one STS.128 of the result, where the 8-byte accesses of session 50's fold conflicted 8 ways) and its B operands of
+// the pair are one adjacent pair (one 4-byte load instead of two 2-byte loads).
 template <typename T, typename TI, int N, typename Release>
 __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int c1, int P, int warp, int lane, Release&& release) {
+                                          int c1, int P, int R, int warp, int lane, Release&& release) {
   static_assert(sizeof(T) == 4, "m2ws_fold: fp32 state");
   constexpr int VI = SV<TI>::V, NM = N / 16;
   constexpr bool kSplitI = sizeof(TI) == 4;
@@ -236,7 +236,7 @@ __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, co
     d[m][0][2] = eSQ * b.x; d[m][1][2] = eSQ * b.y; d[m][0][3] = eSQ * b.z; d[m][1][3] = eSQ * b.w;
   }
   const TI* xr = reinterpret_cast<const TI*>(raw_ring);                  // x_e[p] at e * P + p
-  const TI* br = reinterpret_cast<const TI*>(raw_ring + c1 * (P / VI));  // B_e[n] at e * N + n
+  const TI* br = reinterpret_cast<const TI*>(raw_ring + R * (P / VI));  // B_e[n] at e * N + n
   for (int ks = 0; ks * 8 < c1; ++ks) {
     const int e0 = ks * 8 + q, e1 = e0 + 4;
     const bool v0 = e0 < c1, v1 = e1 < c1;
@@ -345,7 +345,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       auto next = [&] { sc_next = issue(i + npair, j + 1); };
       const int s = slot_of(i);
       if (s >= 0 && s < p.S) {
-        m2prep_rest<TI, N, true, 1>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next);
+        m2prep_rest<TI, N, true, 1, false>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next);
       } else {  // a padding unit (no record): the same slot wait before its hand-over, and the next unit's loads
         slot();
         next();
@@ -481,7 +481,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const uint4 x0 = rows.first_x(), b0 = rows.first_b();
     if (st0) stamp(i, kWsEvCRing, ws_clock());
     m2ws_fold<T, TI, N>(tile, raw_ring, rec + W.wq, rec[4], static_cast<T*>(p.state) + (int64_t)s * p.st_s +
-                        (int64_t)u * p.st_h, ct.c1, P, warp, lane, [&] { release_stage(bi); });
+                        (int64_t)u * p.st_h, ct.c1, P, R, warp, lane, [&] { release_stage(bi); });
     if (st0) stamp(i, kWsEvCFold, ws_clock());
     rows.store(x0, b0);
     m2split_fold_meta(p, rec, W, s, u, k, tid);

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -214,17 +215,26 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-template <bool kO32>
+template <bool kO32, bool kRingAll>
 inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
   if (in == DType::kBFloat16)
-    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32> : verify_m2prep_kernel<__nv_bfloat16, 128, kO32>;
+    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32, kRingAll>
+                   : verify_m2prep_kernel<__nv_bfloat16, 128, kO32, kRingAll>;
   if (in == DType::kFloat16)
-    return N == 64 ? verify_m2prep_kernel<__half, 64, kO32> : verify_m2prep_kernel<__half, 128, kO32>;
-  return N == 64 ? verify_m2prep_kernel<float, 64, kO32> : verify_m2prep_kernel<float, 128, kO32>;
+    return N == 64 ? verify_m2prep_kernel<__half, 64, kO32, kRingAll>
+                   : verify_m2prep_kernel<__half, 128, kO32, kRingAll>;
+  return N == 64 ? verify_m2prep_kernel<float, 64, kO32, kRingAll> : verify_m2prep_kernel<float, 128, kO32, kRingAll>;
+}
+// MK_VERIFY_PREP_RING=all (environment, read at every launch; a lab): the prep kernel stages every ring row with the
+// meta row (m2prep_load's kRingAll).
+inline bool prep_ring_all() {
+  const char* e = std::getenv("MK_VERIFY_PREP_RING");
+  return e != nullptr && std::strcmp(e, "all") == 0;
 }
 // o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic).
 inline void (*prep_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
-  return o32 ? prep_kernel_o<true>(in, N) : prep_kernel_o<false>(in, N);
+  if (prep_ring_all()) return o32 ? prep_kernel_o<true, true>(in, N) : prep_kernel_o<false, true>(in, N);
+  return o32 ? prep_kernel_o<true, false>(in, N) : prep_kernel_o<false, false>(in, N);
 }
 // verify_m2ws_kernel for state T (fp32 only) and the inputs' dtype.
 template <typename T>
