@@ -310,11 +310,12 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the
-// meta row = [base, k, masks].
+// meta row = [base, k, masks] (unless !write_meta: verify_m2ws_kernel's MK_VERIFY_WS_EARLY lab, whose consumers write
+// it).
 template <typename TI, bool kO32 = false>
 __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k, int P,
                                           int N, int64_t rx0, int64_t rb0, int s, int u, int tid,
-                                          int nthreads) {
+                                          int nthreads, bool write_meta = true) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), rbo = static_cast<int>(p.R) * PC;
   if (!ct.fold && !ct.prefix) {
@@ -335,6 +336,7 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
     if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
       p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.c + tid, p.rdt_r, u, p.rdt_h)] = sm.dtq[ct.c + tid];
   }
+  if (!write_meta) return;
   int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   if (tid == 0) {
     mrow[0] = ct.base;

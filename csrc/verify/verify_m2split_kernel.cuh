@@ -79,7 +79,9 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 //     and the record are all they read of a prep area) and, once the ring rows' copies are issued, between(), which
 //     issues kAhead more committed groups of cp.async that the rest does not wait for (the prep pairs issue their
 //     next unit's loads there, m2prep_load: its first global round trip runs under this unit's, session 52).
-//     Returns at once for a padding row (neither hook called).
+//     Returns at once for a padding row (neither hook called). meta_in_record (verify_m2ws_kernel's
+//     MK_VERIFY_WS_EARLY lab): a unit that does not fold leaves its meta row to the consumers (its masks go into the
+//     record, as a folding unit's do).
 // The split pair's prep kernel calls the two back to back (m2prep_unit).
 // kRingAll (a lab, MK_VERIFY_PREP_RING=all; the split pair's prep kernel only): the new tokens' loads are issued before
 // the slot is known (they do not depend on it; a padding row's are issued too, and ignored), and with the meta row
@@ -148,7 +150,7 @@ template <typename TI, int N, bool kO32, int kAhead, bool kRingAll, typename Syn
           typename Between>
 __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
                                             int tid, Sync&& sync, const M2Scalars& sc, BeforeRing&& before_ring,
-                                            Between&& between) {
+                                            Between&& between, bool meta_in_record = false) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
@@ -201,7 +203,8 @@ __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, in
     }
     if (tid < ct.c1) wsu[W.wq + tid] = wq[tid];
   } else {
-    m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
+    if (meta_in_record && tid < k) reinterpret_cast<int*>(wsu)[W.masks + tid] = smask[tid];
+    m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT, !meta_in_record);
   }
 }
 

@@ -56,7 +56,7 @@ constexpr int kWsMaxPairs = 3;     // 256 + 32 + 3 x 64 = 480 threads: 128 regis
 // uses record slot 2 pr + (j & 1) and the prep area of the same index, whose staged ring rows a folding unit's fold
 // reads (both are free again once the consumers arrived on the slot's rec_empty).
 struct M2WsLayout {
-  int bars, stage[2], tile, raw_c, raw_z[3], rec, rec_words, prep, prep_words, words;
+  int bars, flag, stage[2], tile, raw_c, raw_z[3], rec, rec_words, prep, prep_words, words;
 };
 __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
                                                            bool has_z, int npair) {
@@ -64,6 +64,7 @@ __host__ __device__ __forceinline__ M2WsLayout m2ws_layout(int64_t k, int64_t P,
   M2WsLayout l;
   int o = 0;
   l.bars = o; o += 8 * kWsMaxPairs + 8;  // (2 x 2 x kWsMaxPairs + 2 x 2) uint64
+  l.flag = o; o += 4;                    // [stage]: the unit's fold decision (MK_VERIFY_WS_EARLY)
   int b = 0;  // offsets inside a stage
   l.tile = b; b += static_cast<int>(P * (N / VT) * 4);
   l.raw_c = b; b += static_cast<int>(K1 * N / VI * 4);
@@ -267,6 +268,37 @@ __device__ __forceinline__ void m2ws_fold(uint4* tile, const uint4* raw_ring, co
   release();
 }
 
+// The meta row [c1, k, masks] of a unit that does not fold, from its record (hdr: its words; m2split_ws offsets W),
+// by the consumers under MK_VERIFY_WS_EARLY (the producer read the row before, for its fold decision).
+__device__ __forceinline__ void m2ws_meta(const VerifyStepParams& p, const int* hdr, const M2SplitWs& W, int s, int u,
+                                          int k, int tid) {
+  int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  if (tid < k && tid < p.Kmax) mrow[(int64_t)(2 + tid) * p.meta_i] = hdr[W.masks + tid];
+  if (tid == 0) {
+    mrow[0] = hdr[2];
+    mrow[p.meta_i] = k;
+  }
+}
+
+// Whether a unit folds (m2_control_words' decision) from its meta row and accepted count, by the 32 lanes of a warp
+// (every lane gets it): MK_VERIFY_WS_EARLY's producer, before anyone rewrites the meta row (its consumers do, after
+// the stage's wait).
+__device__ __forceinline__ bool m2ws_fold_decision(const VerifyStepParams& p, int s, int b, int u, int k, int R,
+                                                   int lane) {
+  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);  // <= 2 + kMaxK: two words a lane
+  const int32_t* mrow = p.meta + (int64_t)s * p.meta_s + (int64_t)u * p.meta_h;
+  const unsigned w0 = lane < nm ? static_cast<unsigned>(mrow[(int64_t)lane * p.meta_i]) : 0u;
+  const unsigned w1 = lane + 32 < nm ? static_cast<unsigned>(mrow[(int64_t)(lane + 32) * p.meta_i]) : 0u;
+  const int accv = p.accepted[(int64_t)b * p.accepted_stride];
+  const int m0 = static_cast<int>(__shfl_sync(0xffffffffu, w0, 0));
+  const int m1 = static_cast<int>(__shfl_sync(0xffffffffu, w0, 1));
+  auto mask_at = [w0, w1](int a) {  // a is the same in every lane
+    const unsigned lo = __shfl_sync(0xffffffffu, w0, (2 + a) & 31), hi = __shfl_sync(0xffffffffu, w1, (2 + a) & 31);
+    return static_cast<int>(2 + a < 32 ? lo : hi);
+  };
+  return m2_control_words(p, m0, m1, mask_at, accv, R, k).fold;
+}
+
 template <typename T, typename TI, int N>
 __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSplitPrepThreads, 1)
     verify_m2ws_kernel(const VerifyStepParams p, const int npair, const int mode_flags, unsigned long long* stamps) {
@@ -276,6 +308,10 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int mode = mode_flags & 7;           // MK_VERIFY_WS_MODE (below)
   const bool pipe = (mode_flags & 16) != 0;  // MK_VERIFY_WS_PIPE=1: the consumers' next dots before a unit's y
+  // MK_VERIFY_WS_EARLY=1: the producer decides whether a unit folds (its stage's flag, a second tile_full arrival), so
+  // that the consumers release a stage that does not fold right after its dots, before its record; the consumers, not
+  // the prep pairs, then write the meta row of a unit that does not fold (the producer reads it before)
+  const bool decide = (mode_flags & 32) != 0 && (mode == 0 || mode == 4);
   float* smf = reinterpret_cast<float*>(smem_f4);
   const int H = static_cast<int>(p.H), units = static_cast<int>(p.batch) * H;
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
@@ -283,14 +319,15 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
   uint64_t* rec_full = reinterpret_cast<uint64_t*>(smf + lay.bars);  // [2 pr + slot]
   uint64_t* rec_empty = rec_full + 2 * kWsMaxPairs;
   uint64_t* tile_full = rec_empty + 2 * kWsMaxPairs;  // [stage]: the producer's arrival and the stage's bytes
-  uint64_t* tile_empty = tile_full + 2;               // [stage]: consumer thread 0, after a consumer barrier
+  uint64_t* tile_empty = tile_full + 2;               // [stage]: an arrival per consumer warp
+  volatile int* fold_flag = reinterpret_cast<int*>(smf + lay.flag);  // [stage] (decide)
   if (threadIdx.x == 0) {
     for (int r = 0; r < 2 * npair; ++r) {
       mbar_init(rec_full + r, kSplitPrepThreads);
       mbar_init(rec_empty + r, kWsConsumers);
     }
     for (int b = 0; b < 2; ++b) {
-      mbar_init(tile_full + b, 1);
+      mbar_init(tile_full + b, decide ? 2 : 1);
       mbar_init(tile_empty + b, kWsConsumers / 32);  // an arrival per consumer warp
     }
   }
@@ -345,7 +382,8 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
       auto next = [&] { sc_next = issue(i + npair, j + 1); };
       const int s = slot_of(i);
       if (s >= 0 && s < p.S) {
-        m2prep_rest<TI, N, true, 1, false>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next);
+        m2prep_rest<TI, N, true, 1, false>(p, b, u, psm, smf + lay.rec + r * lay.rec_words, tid, sync, sc, slot, next,
+                                           decide);
       } else {  // a padding unit (no record): the same slot wait before its hand-over, and the next unit's loads
         slot();
         next();
@@ -366,14 +404,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     const unsigned long long evict = l2_evict_first_policy();
     const unsigned row_b = static_cast<unsigned>(N * sizeof(T)), in_row_b = static_cast<unsigned>(N * sizeof(TI));
     const unsigned z_row_b = static_cast<unsigned>(P * sizeof(TI));
-    for (int i = 0; i < mine; ++i) {
-      const int v = unit_of(i), b = v / H, u = v - b * H, s = slot_of(i);
-      uint64_t* full = tile_full + (i & 1);
-      if (i >= 2) mbar_wait(tile_empty + (i & 1), ((i >> 1) + 1) & 1);
-      const bool go = s >= 0 && s < p.S && mode != 2;
-      if (lane == 0) mbar_expect_tx(full, go ? P * row_b + k * in_row_b + (p.z != nullptr ? k * z_row_b : 0u) : 0u);
-      __syncwarp();
-      if (!go) continue;
+    auto issue_unit = [&](int i, int b, int u, int s, uint64_t* full) {  // unit i's bulk copies into its stages
       char* sf = reinterpret_cast<char*>(smf + lay.stage[i & 1]);
       const T* st = static_cast<const T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
       const unsigned tile_b = P * row_b, piece = tile_b < kWsTileCopy ? tile_b : kWsTileCopy;
@@ -389,6 +420,22 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
         char* zs = reinterpret_cast<char*>(smf + lay.raw_z[i % 3]);
         for (int t = lane; t < k; t += 32)
           bulk_copy_g2s(zs + t * z_row_b, zb + (int64_t)t * p.z_k, z_row_b, full, 0ull);
+      }
+    };
+    for (int i = 0; i < mine; ++i) {
+      const int v = unit_of(i), b = v / H, u = v - b * H, s = slot_of(i);
+      uint64_t* full = tile_full + (i & 1);
+      if (i >= 2) mbar_wait(tile_empty + (i & 1), ((i >> 1) + 1) & 1);
+      const bool go = s >= 0 && s < p.S && mode != 2;
+      if (lane == 0) mbar_expect_tx(full, go ? P * row_b + k * in_row_b + (p.z != nullptr ? k * z_row_b : 0u) : 0u);
+      __syncwarp();
+      if (go) issue_unit(i, b, u, s, full);
+      if (decide) {  // the fold decision into the stage's flag, then the stage's second arrival (release)
+        const bool f = go && m2ws_fold_decision(p, s, b, u, k, R, lane);
+        if (lane == 0) {
+          fold_flag[i & 1] = f ? 1 : 0;
+          mbar_arrive(full);
+        }
       }
     }
     return;
@@ -435,11 +482,14 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     } else if (st0) {
       stamp(i, kWsEvCTile, ws_clock());
     }
+    // decide: the producer's fold decision (the record's, from the same words) frees a stage that does not fold now
+    const bool freed = decide && early && !(live && fold_flag[bi] != 0);
+    if (freed) release_stage(bi);
     if (st0) stamp(i, kWsEvCY, ws_clock());
     if (mode != 1) mbar_wait(rec_full + r, ph);  // unit i's record (a padding unit's hand-over carries none)
     if (st0) stamp(i, kWsEvCRec, ws_clock());
     const bool fold = live && (mode == 0 || mode == 4) && hdr[0] != 0;  // a folding unit reads its tile again
-    if (early && !fold) release_stage(bi);
+    if (early && !fold && !freed) release_stage(bi);
     float Sn[4];
     have = pipelined && !fold && i + 1 < mine;
     if (have) {  // the next unit's tile and dots (its stage is the other one)
@@ -462,6 +512,7 @@ __global__ void __launch_bounds__(kWsConsumers + kWsProducer + kWsMaxPairs * kSp
     if (!early && !fold) release_stage(bi);
     if (st0) stamp(i, kWsEvCDots, ws_clock());
     if (!fold) {
+      if (decide && live) m2ws_meta(p, hdr, W, s, u, k, tid);  // [c1, k, masks]: the prep pair left it to us
       if (mode != 1) mbar_arrive(rec_empty + r);  // this thread's last record read is done
       if (st0) stamp(i, kWsEvCEnd, ws_clock());
       continue;

@@ -249,11 +249,15 @@ inline void (*ws_kernel(DType in, int64_t N))(VerifyStepParams, int, int, unsign
     return N == 64 ? verify_m2ws_kernel<float, float, 64> : verify_m2ws_kernel<float, float, 128>;
   }
 }
-// verify_m2ws_kernel's lab switch beside MK_VERIFY_WS_MODE (its mode_flags), from the environment at every launch:
-// MK_VERIFY_WS_PIPE=1 (16: the consumers form the next unit's dots before a unit's y).
+// verify_m2ws_kernel's lab switches beside MK_VERIFY_WS_MODE (its mode_flags), from the environment at every launch:
+// MK_VERIFY_WS_PIPE=1 (16: the consumers form the next unit's dots before a unit's y), MK_VERIFY_WS_EARLY=1 (32: the
+// producer decides whether a unit folds, so that a stage that does not fold is freed before its record).
 inline int ws_lab_flags() {
-  const char* e = std::getenv("MK_VERIFY_WS_PIPE");
-  return e != nullptr && std::atoi(e) == 1 ? 16 : 0;
+  auto on = [](const char* name) {
+    const char* e = std::getenv(name);
+    return e != nullptr && std::atoi(e) == 1;
+  };
+  return (on("MK_VERIFY_WS_PIPE") ? 16 : 0) | (on("MK_VERIFY_WS_EARLY") ? 32 : 0);
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
