@@ -8,8 +8,6 @@
 # VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
-# VERIFY_PART=ws: the warp-specialised lab kernel against the split pair (session 49).
-# VERIFY_PART=stamps: the verify GPU tests, then the ws lab kernel's per-unit stamps (session 50).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -54,40 +52,6 @@ if [ "${VERIFY_PART:-}" = offsets ]; then
   # OFFSETS_BENCH=1: then the bench's graph rows (ours, the naive rollback, mamba_ssm's decode) into $OUT
   [ "${OFFSETS_BENCH:-0}" = 1 ] && step 200 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and graph) or (naive and graph) or decode_mamba_ssm"
-  echo "total $(( $(date +%s) - t0 ))s" >> $L
-  exit 0
-fi
-if [ "${VERIFY_PART:-}" = ws ]; then
-  # session 49 (~300 s with the build): verify_m2ws_kernel (MK_VERIFY_KERNEL=ws, a lab: the split pair's work in one
-  # persistent warp-specialised kernel). The verify GPU tests with it forced (the profiler assertions of the tests
-  # that name another kernel fail by design: read the failures), then b64 k2 / k4 / k8 graph calls and kernel times:
-  # the automatic choice (the split pair) against ws with 3 and 2 prep pairs, alternating, WS_ROUNDS rounds (2).
-  [ "${WS_TESTS:-1}" = 1 ] && step 150 $T verify_ws bash -c "MK_VERIFY_KERNEL=ws $P $VT"
-  grep -E "^FAILED|passed|failed" $T >> $L
-  # WS_VARIANTS: comma-separated kernel:pairs:mode triples (mode: MK_VERIFY_WS_MODE, 1 consumers alone, 2 prep alone)
-  for i in $(seq ${WS_ROUNDS:-2}); do for v in $(echo ${WS_VARIANTS:-auto:3:0,ws:3:0,ws:2:0} | tr , ' '); do
-    set -- $(echo $v | tr : ' ')
-    step 45 $OUT/ws.log ws_$1_$2_$3 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 MK_VERIFY_WS_MODE=$3 python3 \
-      scripts/sweep_verify.py --cases ${WS_CASES:-mamba2-64-4,mamba2-64-2,mamba2-64-8} --rings 16 --calls 840 \
-      --tag ${1}_pairs$2_mode$3
-  done; done
-  grep -h "pairs" $OUT/ws.log >> $L
-  echo "total $(( $(date +%s) - t0 ))s" >> $L
-  exit 0
-fi
-if [ "${VERIFY_PART:-}" = stamps ]; then
-  # session 50 (~200 s with the build): the verify GPU tests (STAMPS_TESTS=0: not), then scripts/lab/ws_stamps.py
-  # (verify_m2ws_kernel's mode-4 stamps: what its consumers and prep pairs wait for) for each prep-pair count in
-  # STAMP_PAIRS ("3 2") at STAMP_CASES (mamba2-64-4), and the pair / ws sweep rows of the same cases for scale.
-  [ "${STAMPS_TESTS:-1}" = 1 ] && step 90 $T verify bash -c "$P $VT"
-  grep -E "^FAILED|passed|failed" $T >> $L
-  for c in $(echo ${STAMP_CASES:-mamba2-64-4} | tr , ' '); do for np in ${STAMP_PAIRS:-3 2}; do
-    step 60 $OUT/stamps.log stamps_${c}_$np python3 scripts/lab/ws_stamps.py --case $c --calls 14 --pairs $np
-  done; done
-  for v in "auto 3 0" "ws 3 0"; do set -- $v
-    step 45 $OUT/stamps.log sweep_$1 env MK_VERIFY_KERNEL=$1 MK_VERIFY_WS_PAIRS=$2 python3 scripts/sweep_verify.py \
-      --cases ${STAMP_CASES:-mamba2-64-4} --rings 16 --calls 840 --tag ${1}_pairs$2
-  done
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

@@ -52,26 +52,6 @@ GROUPS = {
     # split with MK_VERIFY_WIDE_OFFSETS=1 (the prep kernel's int64-offset instantiation)
     "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "acc_m2", "tc_k16"], ["split"]),
-    # verify_m2ws_kernel (MK_VERIFY_KERNEL=ws, a lab: the split pair's work in one persistent warp-specialised
-    # kernel, fp32 states): a grid of 2 blocks walking the units, one prep pair (every record slot reused) or as
-    # many as fit (ws4: up to kWsMaxPairs, 3 since session 50)
-    "ws": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_PAIRS": "1"},
-           ["hot_m2", "hot_m2_k8", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "dec_k12"], ["ws"]),
-    "ws4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws"}, ["hot_m2", "hot_m2_k8", "tc_k16"], ["ws"]),
-    # ws with its lab switch MK_VERIFY_WS_PIPE=1 (session 52: the consumers form the next unit's dots, in the other
-    # tile stage, before a unit's y; drafts up to 8 tokens)
-    "ws_pipe": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_PAIRS": "1", "MK_VERIFY_WS_PIPE": "1"},
-                ["hot_m2", "hot_m2_k8", "acc_m2"], ["ws"]),
-    # split with MK_VERIFY_PREP_RING=all (a lab: the prep kernel stages every ring row with the meta row; a tree path
-    # that is not a prefix is staged again)
-    "split_ringall": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_PREP_RING": "all"},
-                      ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16"], ["split"]),
-    # ws with MK_VERIFY_WS_EARLY=1 (session 53: the producer decides whether a unit folds, so that a stage that does not
-    # fold is freed before its record, and the consumers write its meta row), alone and with MK_VERIFY_WS_PIPE=1
-    "ws_early": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_PAIRS": "1", "MK_VERIFY_WS_EARLY": "1"},
-                 ["hot_m2", "hot_m2_k8", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "dec_k12"], ["ws"]),
-    "ws_early_pipe": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "ws", "MK_VERIFY_WS_EARLY": "1",
-                       "MK_VERIFY_WS_PIPE": "1"}, ["hot_m2", "hot_m2_k8", "acc_m2"], ["ws"]),
     # the stream kernel with 8 warps (one m-tile a warp at P = 128)
     "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
@@ -265,11 +245,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
-    # every SSM launch of these fp32-state shapes is the warp-specialised kernel
-    if group in ("ws", "ws4", "ws_pipe", "ws_early", "ws_early_pipe"):
-        assert counts["split"] == counts["tc"] == counts["lean128"] == counts["lean256"] == 0, f"{counts}\n{msg}"
-    # every SSM launch of these shapes is the forced kernel
-    if group in ("tc", "tc4", "split", "split8", "splitwide", "split_ringall"):
+    if group in ("tc", "tc4", "split", "split8", "splitwide"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group in ("lean128", "lean128wide"):  # every SSM launch of these contiguous power-of-two shapes: lean, 128
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

@@ -1,6 +1,6 @@
 // Named barriers (bar.sync / bar.arrive with an id and a thread count) for kernels whose warps split into groups
 // that synchronise with each other (producer / consumer) without stopping the whole block; the CPU emulations in
-// tests/cuda_emu have their own (cuda_runtime.h: both forms; verify/verify_emu_shim.h: bar.sync).
+// tests/cuda_emu have their own (cuda_runtime.h: both forms).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -17,9 +17,6 @@ __device__ __forceinline__ void named_bar(int id) {
   else asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kCount) : "memory");
 #elif defined(MK_CUDA_EMU)
   cuda_emu::named_barrier(unsigned(id), kCount, kWait);
-#elif defined(MK_EMU_WS_SYNC)  // the verify emulation (tests/cuda_emu/verify/verify_emu_shim.h): bar.sync only
-  static_assert(kWait, "the verify emulation has no bar.arrive");
-  emu_named_sync(unsigned(id), kCount);
 #endif
 }
 template <int kCount> __device__ __forceinline__ void named_bar_sync(int id) { named_bar<kCount, true>(id); }

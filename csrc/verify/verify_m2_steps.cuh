@@ -27,8 +27,7 @@ __device__ __forceinline__ void sts_vec(float* dst, const float (&v)[VI]) {
 // Ds (P); dts (k) new dt; dtq (R) ring dt; wq (R) ring weights; G (R, K1) ring B . C; BC (K1, K1) new B . C;
 // scal[0] = eSQ; smeta (2 + Kmax) int; spar, smask (k) int; raw_in: x, z, B, C chunks of the new tokens
 // (k PC, k PC if z, k NC, k NC); raw_ring: the committed ring tokens' x chunks (token e at e PC), then their B chunks
-// from R PC on (token e at R PC + e NC: the B rows' place does not depend on c1, so that all R rows can be staged
-// before the control words are known, m2prep_load's kRingAll).
+// from R PC on (token e at R PC + e NC: a place that does not depend on c1).
 struct M2Smem {
   float *xs, *Sd, *Ds, *dts, *dtq, *wq, *G, *BC, *scal;
   int *smeta, *spar, *smask;
@@ -93,7 +92,6 @@ inline bool m2_io_fits(const VerifyStepParams& p, int VT, int VI) {
 struct M2Scalars {
   int mv, accv, par;
   float dtv, Au, dtb;
-  float rdt = 0.f;  // ring dt of row tid (m2prep_load's kRingAll only)
 };
 
 // kO32 (here and in the helpers below): offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds).
@@ -310,12 +308,11 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the
-// meta row = [base, k, masks] (unless !write_meta: verify_m2ws_kernel's MK_VERIFY_WS_EARLY lab, whose consumers write
-// it).
+// meta row = [base, k, masks].
 template <typename TI, bool kO32 = false>
 __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k, int P,
                                           int N, int64_t rx0, int64_t rb0, int s, int u, int tid,
-                                          int nthreads, bool write_meta = true) {
+                                          int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), rbo = static_cast<int>(p.R) * PC;
   if (!ct.fold && !ct.prefix) {
@@ -336,7 +333,6 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
     if (tid < m && ct.qpos(ct.c + tid) != ct.c + tid)
       p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.c + tid, p.rdt_r, u, p.rdt_h)] = sm.dtq[ct.c + tid];
   }
-  if (!write_meta) return;
   int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   if (tid == 0) {
     mrow[0] = ct.base;

@@ -73,84 +73,46 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 //   - m2prep_load issues the unit's loads: its new x, B, C rows and D by cp.async (one committed group; an empty one
 //     for a padding row) and its scalars into registers (returned). Nothing waits on them here.
 //   - m2prep_rest waits for them and does the rest: control words, ring rows, weights, B . C dots, the record
-//     (m2split_ws offsets) into wsu (the per-call scratch in global memory for the split pair, a shared-memory slot
-//     for verify_m2ws_kernel). Every thread calls before_ring() before the first write into raw_ring or wsu
-//     (verify_m2ws_kernel's prep pairs wait there until the consumers are done with the slot's unit before: raw_ring
-//     and the record are all they read of a prep area) and, once the ring rows' copies are issued, between(), which
-//     issues kAhead more committed groups of cp.async that the rest does not wait for (the prep pairs issue their
-//     next unit's loads there, m2prep_load: its first global round trip runs under this unit's, session 52).
-//     Returns at once for a padding row (neither hook called). meta_in_record (verify_m2ws_kernel's
-//     MK_VERIFY_WS_EARLY lab): a unit that does not fold leaves its meta row to the consumers (its masks go into the
-//     record, as a folding unit's do).
-// The split pair's prep kernel calls the two back to back (m2prep_unit).
-// kRingAll (a lab, MK_VERIFY_PREP_RING=all; the split pair's prep kernel only): the new tokens' loads are issued before
-// the slot is known (they do not depend on it; a padding row's are issued too, and ignored), and with the meta row
-// every ring row [0, R) (x and B rows into raw_ring, ring dt of row tid into the scalars' rdt), so that a unit whose
-// accepted path is a prefix (every chain) waits for no load that depends on its control words: two dependent global
-// round trips (slot; then meta and ring rows) instead of three. A tree path that is not a prefix is staged again by
-// m2prep_rest (m2_stage_ring, compacted). Costs the rows past c1: at b64 h32 ring 16 ~8 MB more a call.
-template <typename TI, int N, bool kO32, bool kRingAll = false>
+//     (m2split_ws offsets) into wsu (the per-call scratch in global memory). Returns at once for a padding row.
+// The split pair's prep kernel calls the two back to back (m2prep_unit). (Session 52 split them for the warp-specialised
+// lab kernel, which issued a unit's loads during the unit before; removed in session 53.)
+template <typename TI, int N, bool kO32>
 __device__ __forceinline__ M2Scalars m2prep_load(const VerifyStepParams& p, int b, int u, float4* smem_f4, int tid) {
   constexpr int NT = kSplitPrepThreads, VI = SV<TI>::V, NC = N / VI;
   const int H = static_cast<int>(p.H), k = static_cast<int>(p.k), P = static_cast<int>(p.P);
-  const int R = static_cast<int>(p.R), PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
+  const int R = static_cast<int>(p.R), PC = P / VI, lPC = ilog2(PC);
   const int gi = u / (H / static_cast<int>(p.G));
   M2CommonLayout lay;
   m2_place_common(lay, 0, k, P, N, R, VI, true);
   const M2Smem sm = m2_smem(lay, smem_f4);
-  // new x, B, C (raw, in that order; x is read raw by the outputs), and D (0 without one: nothing read, p.A stands in
-  // as a valid address)
-  auto inputs = [&] {
-    const int nxc = k * PC, nbc = k * NC;
-    const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
-    for (int i = tid; i < nxc; i += NT)
-      cp_async16(sm.raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
-    const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
-    const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
-    for (int i = tid; i < nbc; i += NT) {
-      cp_async16(sm.raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
-      cp_async16(sm.raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
-    }
-    for (int i = tid; i < P; i += NT)
-      cp_async4_zfill(sm.Ds + i, p.D != nullptr ? static_cast<const void*>(p.D + eoff<kO32>(u, p.D_h, i, p.D_p))
-                                                : static_cast<const void*>(p.A), p.D != nullptr);
-  };
-  if constexpr (kRingAll) inputs();
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   if (s < 0 || s >= p.S) {  // padding row
     cp_async_commit();
-    if constexpr (kRingAll) cp_async_wait<0>();  // its inputs' copies land before the block may exit
     return M2Scalars{};
   }
-  if constexpr (!kRingAll) inputs();
-  float rdt = 0.f;
-  if constexpr (kRingAll) {  // every ring row, in raw_ring's places (M2Smem: B rows from R PC on)
-    const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
-    const int nrx = R * PC;
-    for (int i = tid; i < R * (PC + NC); i += NT) {
-      if (i < nrx) {
-        cp_async16(sm.raw_ring + i, static_cast<const TI*>(p.ring_x) + rx0 +
-                                        eoff<kO32>(i >> lPC, p.rx_r, (i & (PC - 1)) * VI, 1));
-      } else {
-        const int j = i - nrx;
-        cp_async16(sm.raw_ring + i, static_cast<const TI*>(p.ring_B) + rb0 +
-                                        eoff<kO32>(j >> lNC, p.rB_r, (j & (NC - 1)) * VI, 1));
-      }
-    }
-    if (tid < R) rdt = p.ring_dt[eoff<kO32>(s, p.rdt_s, tid, p.rdt_r, u, p.rdt_h)];
+  // new x, B, C (raw, in that order; x is read raw by the outputs)
+  const int nxc = k * PC, nbc = k * NC;
+  const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
+  for (int i = tid; i < nxc; i += NT)
+    cp_async16(sm.raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
+  const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
+  const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
+  for (int i = tid; i < nbc; i += NT) {
+    cp_async16(sm.raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
+    cp_async16(sm.raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
   }
+  // D (0 without one: nothing read, p.A stands in as a valid address)
+  for (int i = tid; i < P; i += NT)
+    cp_async4_zfill(sm.Ds + i, p.D != nullptr ? static_cast<const void*>(p.D + eoff<kO32>(u, p.D_h, i, p.D_p))
+                                              : static_cast<const void*>(p.A), p.D != nullptr);
   cp_async_commit();
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
-  sc.rdt = rdt;
-  return sc;
+  return m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
 }
 
-template <typename TI, int N, bool kO32, int kAhead, bool kRingAll, typename Sync, typename BeforeRing,
-          typename Between>
+template <typename TI, int N, bool kO32, typename Sync>
 __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
-                                            int tid, Sync&& sync, const M2Scalars& sc, BeforeRing&& before_ring,
-                                            Between&& between, bool meta_in_record = false) {
+                                            int tid, Sync&& sync, const M2Scalars& sc) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32;
   constexpr int VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
@@ -169,15 +131,11 @@ __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, in
   sync();
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
-  before_ring();
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
-  // kRingAll: a prefix path's rows are staged already (m2prep_load)
-  const float dq = kRingAll && ct.prefix ? (tid < ct.c1 ? sc.rdt : 0.f)
-                                         : m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+  const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
-  between();
-  cp_async_wait<kAhead>();
+  cp_async_wait<0>();
   if (tid < ct.c1) dtq[tid] = dq;
   sync();
 
@@ -203,27 +161,25 @@ __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, in
     }
     if (tid < ct.c1) wsu[W.wq + tid] = wq[tid];
   } else {
-    if (meta_in_record && tid < k) reinterpret_cast<int*>(wsu)[W.masks + tid] = smask[tid];
-    m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT, !meta_in_record);
+    m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
   }
 }
 
-template <typename TI, int N, bool kO32, bool kRingAll, typename Sync>
+template <typename TI, int N, bool kO32, typename Sync>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
                                             int tid, Sync&& sync) {
-  const M2Scalars sc = m2prep_load<TI, N, kO32, kRingAll>(p, b, u, smem_f4, tid);
-  m2prep_rest<TI, N, kO32, 0, kRingAll>(p, b, u, smem_f4, wsu, tid, sync, sc, [] {}, [] {});
+  const M2Scalars sc = m2prep_load<TI, N, kO32>(p, b, u, smem_f4, tid);
+  m2prep_rest<TI, N, kO32>(p, b, u, smem_f4, wsu, tid, sync, sc);
 }
 
-// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64). kRingAll: see
-// m2prep_load (a lab).
-template <typename TI, int N, bool kO32, bool kRingAll = false>
+// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
+template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
-  m2prep_unit<TI, N, kO32, kRingAll>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x,
+  m2prep_unit<TI, N, kO32>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x,
                            [] { __syncthreads(); });
 }
 

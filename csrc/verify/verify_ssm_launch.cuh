@@ -3,16 +3,13 @@
 // which kernel (verify_m2tc_kernel, verify_m2_kernel, verify_ssm_kernel, verify_fused_kernel), block size, shared
 // memory. CUDA headers only.
 #pragma once
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #if defined(__CUDACC__)
-#include "common/smem_optin.h"  // device_smem_optin, device_sm_count (the GPU launcher)
+#include "common/smem_optin.h"  // device_smem_optin (the GPU launcher)
 #endif
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
@@ -20,7 +17,6 @@
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2deck_kernel.cuh"
 #include "verify/verify_m2split_kernel.cuh"
-#include "verify/verify_m2ws_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
 
@@ -41,10 +37,6 @@ struct SsmLaunch {
   bool split = false;   // verify_m2prep_kernel + verify_m2str_kernel (tc's shapes): threads / smem are the stream
                         // kernel's, prep_smem the prep kernel's (kSplitPrepThreads threads); p.work is required
   size_t prep_smem = 0;
-  bool ws = false;      // verify_m2ws_kernel (the lab MK_VERIFY_KERNEL=ws: the pair's work in one persistent,
-                        // warp-specialised kernel; fp32 state, sm_90, 32-bit offsets): ws_pairs prep pairs a block,
-                        // grid = the units (the launcher caps it at one block an SM)
-  int ws_pairs = 0;
   int cluster = 1;    // dec: blocks a unit (one thread-block cluster when > 1); grid = units * cluster
   bool dec_last = false;  // dec, k = 1: verify_m2dec_kernel<.., true> (MK_VERIFY_DEC_LAST=0: not), cluster 1
   int dec_lanes = 4;  // dec: lanes a state row
@@ -64,14 +56,14 @@ inline VerifyStepParams ssm_kernel_params(const SsmLaunch& c, const VerifyStepPa
 
 constexpr int64_t kSplitMinGrid = 1024;  // units (batch * heads) from which the split pair is taken
 
-// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split", 6 "ws" (a lab).
+// MK_VERIFY_KERNEL: 0 unset (automatic), 1 "tc", 2 "lean", 3 "general", 4 "decode", 5 "split".
 inline int verify_kernel_override() {
   static const int v = [] {
     const char* e = std::getenv("MK_VERIFY_KERNEL");
     if (e == nullptr) return 0;
     const std::string s(e);
-    const char* names[] = {"tc", "lean", "general", "decode", "split", "ws"};
-    for (int i = 0; i < 6; ++i)
+    const char* names[] = {"tc", "lean", "general", "decode", "split"};
+    for (int i = 0; i < 5; ++i)
       if (s == names[i]) return i + 1;
     return 0;
   }();
@@ -160,11 +152,6 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.cluster = static_cast<int>(p.P / (kDecThreads / c.dec_lanes));
     c.grid *= c.cluster;
     if (c.dec_last) c.cluster = 1;  // the unit's P / ROWS blocks stay consecutive (grid as above), no cluster
-  } else if (forced == 6 && std::is_same<T, float>::value && clusters && offsets_fit32(p) && m2ws_fits(p) &&
-             m2split_fits<T>(p, &smem, &c.prep_smem) && (c.ws_pairs = m2ws_pairs<T>(p, smem_optin, &smem)) > 0) {
-    c.ws = true;
-    c.threads = kWsConsumers + kWsProducer + c.ws_pairs * kSplitPrepThreads;
-    c.smem = smem;
   } else if ((forced == 5 || (forced == 0 && c.grid >= kSplitMinGrid && p.k >= 2)) &&
              m2split_fits<T>(p, &smem, &c.prep_smem) && smem <= smem_optin && c.prep_smem <= smem_optin) {
     c.split = true;
@@ -215,49 +202,17 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-template <bool kO32, bool kRingAll>
+template <bool kO32>
 inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
   if (in == DType::kBFloat16)
-    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32, kRingAll>
-                   : verify_m2prep_kernel<__nv_bfloat16, 128, kO32, kRingAll>;
+    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32> : verify_m2prep_kernel<__nv_bfloat16, 128, kO32>;
   if (in == DType::kFloat16)
-    return N == 64 ? verify_m2prep_kernel<__half, 64, kO32, kRingAll>
-                   : verify_m2prep_kernel<__half, 128, kO32, kRingAll>;
-  return N == 64 ? verify_m2prep_kernel<float, 64, kO32, kRingAll> : verify_m2prep_kernel<float, 128, kO32, kRingAll>;
-}
-// MK_VERIFY_PREP_RING=all (environment, read at every launch; a lab): the prep kernel stages every ring row with the
-// meta row (m2prep_load's kRingAll).
-inline bool prep_ring_all() {
-  const char* e = std::getenv("MK_VERIFY_PREP_RING");
-  return e != nullptr && std::strcmp(e, "all") == 0;
+    return N == 64 ? verify_m2prep_kernel<__half, 64, kO32> : verify_m2prep_kernel<__half, 128, kO32>;
+  return N == 64 ? verify_m2prep_kernel<float, 64, kO32> : verify_m2prep_kernel<float, 128, kO32>;
 }
 // o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic).
 inline void (*prep_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
-  if (prep_ring_all()) return o32 ? prep_kernel_o<true, true>(in, N) : prep_kernel_o<false, true>(in, N);
-  return o32 ? prep_kernel_o<true, false>(in, N) : prep_kernel_o<false, false>(in, N);
-}
-// verify_m2ws_kernel for state T (fp32 only) and the inputs' dtype.
-template <typename T>
-inline void (*ws_kernel(DType in, int64_t N))(VerifyStepParams, int, int, unsigned long long*) {
-  if constexpr (!std::is_same<T, float>::value) {
-    return nullptr;
-  } else {
-    if (in == DType::kBFloat16)
-      return N == 64 ? verify_m2ws_kernel<float, __nv_bfloat16, 64> : verify_m2ws_kernel<float, __nv_bfloat16, 128>;
-    if (in == DType::kFloat16)
-      return N == 64 ? verify_m2ws_kernel<float, __half, 64> : verify_m2ws_kernel<float, __half, 128>;
-    return N == 64 ? verify_m2ws_kernel<float, float, 64> : verify_m2ws_kernel<float, float, 128>;
-  }
-}
-// verify_m2ws_kernel's lab switches beside MK_VERIFY_WS_MODE (its mode_flags), from the environment at every launch:
-// MK_VERIFY_WS_PIPE=1 (16: the consumers form the next unit's dots before a unit's y), MK_VERIFY_WS_EARLY=1 (32: the
-// producer decides whether a unit folds, so that a stage that does not fold is freed before its record).
-inline int ws_lab_flags() {
-  auto on = [](const char* name) {
-    const char* e = std::getenv(name);
-    return e != nullptr && std::atoi(e) == 1;
-  };
-  return (on("MK_VERIFY_WS_PIPE") ? 16 : 0) | (on("MK_VERIFY_WS_EARLY") ? 32 : 0);
+  return o32 ? prep_kernel_o<true>(in, N) : prep_kernel_o<false>(in, N);
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
@@ -460,40 +415,6 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
   if (c.err != nullptr) return c.err;
   if (c.grid == 0) return nullptr;
   if (c.split) return launch_split<T>(c, p, stream, clusters && verify_pdl_enabled());
-  if (c.ws) {  // one block an SM (persistent: a block walks units blockIdx.x, + gridDim.x, ...)
-    void (*wk)(VerifyStepParams, int, int, unsigned long long*) = ws_kernel<T>(p.in_dtype, p.N);
-    if (wk == nullptr) return "verify_step_cuda: no warp-specialised kernel for these parameters";
-    if (const char* e = allow_smem(wk, c.smem)) return e;
-    const int sms = device_sm_count();
-    const int64_t grid = sms > 0 && c.grid > sms ? sms : c.grid;
-    const char* me = std::getenv("MK_VERIFY_WS_MODE");  // timing labs only (1, 2: wrong results): see the kernel
-    const int mode = me != nullptr ? std::atoi(me) : 0;
-    const int flags = mode | ws_lab_flags();
-    const char* sf = mode == 4 ? std::getenv("MK_VERIFY_WS_STAMPS") : nullptr;
-    unsigned long long* stamps = nullptr;
-    const size_t nst = static_cast<size_t>(grid) * kWsStampUnits * kWsEvents;
-    if (sf != nullptr) {  // the stamp lab (mode 4): synchronises after the launch, not for graphs
-      if (cudaMalloc(&stamps, nst * 8) != cudaSuccess || cudaMemset(stamps, 0, nst * 8) != cudaSuccess)
-        return "verify_step_cuda: MK_VERIFY_WS_STAMPS: no device memory for the stamps";
-    }
-    wk<<<static_cast<unsigned>(grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(p, c.ws_pairs, flags,
-                                                                                               stamps);
-    cudaError_t err = cudaGetLastError();
-    if (sf != nullptr) {  // append: int32 grid, npair, units, kWsStampUnits, kWsEvents, then the stamps (uint64)
-      std::vector<unsigned long long> h(nst);
-      if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
-      if (err == cudaSuccess) err = cudaMemcpy(h.data(), stamps, nst * 8, cudaMemcpyDeviceToHost);
-      cudaFree(stamps);
-      if (FILE* fp = err == cudaSuccess ? std::fopen(sf, "ab") : nullptr) {
-        const int hdr[5] = {static_cast<int>(grid), c.ws_pairs, static_cast<int>(p.batch * p.H), kWsStampUnits,
-                            kWsEvents};
-        std::fwrite(hdr, sizeof(int), 5, fp);
-        std::fwrite(h.data(), 8, nst, fp);
-        std::fclose(fp);
-      }
-    }
-    return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-  }
   void (*kern)(VerifyStepParams) =
       c.fused ? verify_fused_kernel<T> : (c.m1 ? verify_ssm_kernel<T, true> : verify_ssm_kernel<T, false>);
   if (c.lean) kern = lean_kernel<T>(p.in_dtype, c.threads, c.o32);

@@ -19,12 +19,12 @@
 
 namespace {
 std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_declast{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0},
-    n_wide{0}, n_ws{0};
+    n_wide{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld wide=%ld ws=%ld\n",
+    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld wide=%ld\n",
                  n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_declast.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
-                 n_conv.load(), n_wide.load(), n_ws.load());
+                 n_conv.load(), n_wide.load());
   }
 } emu_report;
 }  // namespace
@@ -99,15 +99,6 @@ const char* emu_ssm(const VerifyStepParams& p) {
     std::atomic<long> unused{0};
     if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), p);
-  }
-  if (c.ws) {  // a persistent grid of 2 blocks (emulated SMs): every block walks several units
-    void (*wkern)(VerifyStepParams, int, int, unsigned long long*) = ws_kernel<T>(p.in_dtype, p.N);
-    if (wkern == nullptr) return "emu: no ws kernel";
-    ++n_ws;
-    const int npair = c.ws_pairs;
-    const int flags = ws_lab_flags();  // MK_VERIFY_WS_PIPE, as the launcher reads it
-    emu::launch(c.grid < 2 ? c.grid : 2, c.threads, c.smem, [&] { wkern(p, npair, flags, nullptr); }, 1);
-    return nullptr;
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
     return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, c.o32), m1dec_params(p));

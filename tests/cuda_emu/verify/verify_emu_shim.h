@@ -144,86 +144,6 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
   emu::warp_wait();
 }
 #define MK_EMU_MMA_TF32 emu_mma_tf32
-// Named barriers and shared-memory mbarriers for verify_m2ws_kernel (its ws_bar / ws_mbar_*). A named barrier id
-// keeps the thread count of its first use (a second count aborts); an mbarrier is 8 bytes of shared memory: its
-// arrival count, the arrivals its current phase still waits for, and the number of completed phases. A wait whose
-// phase no fiber can complete (every fiber waiting, no progress over many rounds) aborts instead of spinning.
-#define MK_EMU_WS_SYNC 1
-namespace emu {
-inline Barrier g_named[16];  // reset for every block
-}  // namespace emu
-inline void emu_named_sync(unsigned id, unsigned n) {
-  if (id == 0 || id >= 16 || n == 0 || n % 32 != 0) {
-    std::fprintf(stderr, "emu: named barrier id %u of %u threads\n", id, n);
-    std::abort();
-  }
-  emu::Barrier& b = emu::g_named[id];
-  if (b.n == 0) b.n = n;
-  if (b.n != n) {
-    std::fprintf(stderr, "emu: named barrier %u used with %u and %u threads\n", id, b.n, n);
-    std::abort();
-  }
-  emu_fiber::arrive_and_wait(b);
-}
-struct EmuMbar {
-  uint16_t count, pending, phases;
-  int16_t tx16;  // transaction bytes still expected, in 16-byte units (negative while copies run ahead of the expect)
-};
-static_assert(sizeof(EmuMbar) == 8, "an mbarrier is 8 bytes");
-inline void emu_mbar_init(void* bar, unsigned count) {
-  EmuMbar* m = static_cast<EmuMbar*>(bar);
-  m->count = m->pending = static_cast<uint16_t>(count);
-  m->phases = 0;
-  m->tx16 = 0;
-}
-inline EmuMbar* emu_mbar_live(void* bar) {
-  EmuMbar* m = static_cast<EmuMbar*>(bar);
-  if (m->count == 0 || m->count == 0xffffu) {
-    std::fprintf(stderr, "emu: arrival on an uninitialised mbarrier\n");
-    std::abort();
-  }
-  return m;
-}
-// the phase completes once every arrival came and every expected byte landed
-inline void emu_mbar_settle(EmuMbar* m) {
-  if (m->pending == 0 && m->tx16 == 0) {
-    ++m->phases;
-    m->pending = m->count;
-  }
-  ++emu_fiber::progress;
-}
-inline void emu_mbar_arrive(void* bar) {
-  EmuMbar* m = emu_mbar_live(bar);
-  --m->pending;
-  emu_mbar_settle(m);
-}
-// mbarrier.arrive.expect_tx: `bytes` more to land in this phase, and the arrival
-inline void emu_mbar_expect_tx(void* bar, unsigned bytes) {
-  EmuMbar* m = emu_mbar_live(bar);
-  m->tx16 = static_cast<int16_t>(m->tx16 + static_cast<int>(bytes / 16));
-  --m->pending;
-  emu_mbar_settle(m);
-}
-// a bulk copy's bytes landed (complete_tx)
-inline void emu_mbar_complete_tx(void* bar, unsigned bytes) {
-  EmuMbar* m = emu_mbar_live(bar);
-  m->tx16 = static_cast<int16_t>(m->tx16 - static_cast<int>(bytes / 16));
-  emu_mbar_settle(m);
-}
-inline void emu_mbar_wait(void* bar, unsigned parity) {
-  const EmuMbar* m = static_cast<const EmuMbar*>(bar);
-  unsigned long long last = emu_fiber::progress, idle = 0;
-  while ((m->phases & 1u) == (parity & 1u)) {  // the phase of this parity has not completed
-    emu_fiber::yield();
-    if (emu_fiber::progress != last) {
-      last = emu_fiber::progress;
-      idle = 0;
-    } else if (++idle > 1000000ull) {
-      std::fprintf(stderr, "emu: mbarrier wait with no progress (a phase nobody completes)\n");
-      std::abort();
-    }
-  }
-}
 #define MK_EMU_CLUSTER_WAIT __syncthreads  // cluster_wait: a block barrier (blocks of a cluster run in turn)
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_wait(); }
 
@@ -255,7 +175,6 @@ void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
   for (int64_t blk = 0; blk < grid; ++blk) {
     std::memset(dyn.data(), 0xff, dyn.size() * sizeof(float4));  // NaN poison
     g_bar = Barrier{n};
-    for (Barrier& nb : g_named) nb = Barrier{};
     g_warps = std::vector<Warp>(n / 32);
     const int64_t run = cluster > 1 ? blk - blk % cluster + (cluster - 1 - blk % cluster) : blk;
     cur_block = {static_cast<unsigned>(run), 0, 0};
