@@ -104,12 +104,10 @@ struct M2TcLayout : M2CommonLayout {
   int tile, words;
 };
 __host__ __device__ __forceinline__ int tc_swz(int row) { return (row & 1) << 2; }
-// Chunk c of tile row r (16-byte units; CPR chunks a row). kPlain: the global layout, unswizzled (verify_m2ws_kernel:
-// the tile is a few contiguous bulk copies, which cannot swizzle; a fragment load's rows g and g + 1 then share
-// banks, a 2-way conflict).
-template <bool kPlain, int CPR>
+// Chunk c of tile row r (16-byte units; CPR chunks a row).
+template <int CPR>
 __host__ __device__ __forceinline__ int tc_tile_at(int r, int c) {
-  return kPlain ? r * CPR + c : r * CPR + (c ^ tc_swz(r));
+  return r * CPR + (c ^ tc_swz(r));
 }
 
 __host__ __device__ __forceinline__ M2TcLayout m2tc_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT,
@@ -179,8 +177,8 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
 #pragma unroll
       for (int gc = 0; gc < N / (4 * VT); ++gc) {
         float h0[VT], h1[VT];
-        SV<T>::unpack(tile[tc_tile_at<false, CPR>(r0, gc * 4 + q)], h0);
-        SV<T>::unpack(tile[tc_tile_at<false, CPR>(r1, gc * 4 + q)], h1);
+        SV<T>::unpack(tile[tc_tile_at<CPR>(r0, gc * 4 + q)], h0);
+        SV<T>::unpack(tile[tc_tile_at<CPR>(r1, gc * 4 + q)], h1);
 #pragma unroll
         for (int e = 0; e < VT; e += 2)
           mma_acc<kSplitS, kSplitI>(d, h0[e], h1[e], h0[e + 1], h1[e + 1], cf[gc * VT + e], cf[gc * VT + e + 1],
