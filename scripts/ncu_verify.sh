@@ -7,6 +7,8 @@
 # Usage: bash scripts/ncu_verify.sh [cases="mamba2-1-1 mamba2-64-4"] [impls="cuda mamba_ssm_decode"]
 # NCU_VERIFY_LAUNCHES=2: two consecutive launches (the split pair: prep and stream kernel of one call);
 # NCU_VERIFY_SKIP (default 6): launches skipped first (14 with the pair at k 4: the 7th call, where every unit folds).
+# NCU_VERIFY_TAG: appended to the file names (ncu_<case>_<impl><tag>_*), so that two runs of one case can sit side by
+# side (gpu_ncu.sh's NCU_VERIFY_FOLD=1: the folding call as _fold).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/mk_out}; mkdir -p "$OUT"
@@ -18,10 +20,10 @@ for c in ${1:-mamba2-1-1 mamba2-64-4}; do
     P="python3 scripts/profile_verify.py --one $c --impls $impl"
     timeout 120 $N --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
       --section InstructionStats --section SchedulerStats --section MemoryWorkloadAnalysis \
-      $P > "$OUT/ncu_${c}_${impl}_summary.txt" 2>&1
+      $P > "$OUT/ncu_${c}_${impl}${NCU_VERIFY_TAG:-}_summary.txt" 2>&1
     echo "ncu $c $impl summary rc=$?"
     timeout 120 $N --section SourceCounters --page source --print-source sass --csv \
-      $P > "$OUT/ncu_${c}_${impl}_sass.csv" 2>&1
+      $P > "$OUT/ncu_${c}_${impl}${NCU_VERIFY_TAG:-}_sass.csv" 2>&1
     echo "ncu $c $impl sass rc=$?"
   done
 done
