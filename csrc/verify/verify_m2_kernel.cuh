@@ -160,7 +160,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
 
   // ---- 2. control words; ring in flight during the state dots ---------------------------------------------
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
-  const int c1 = ct.c1, rbo = R * PC;  // rbo: the ring B rows' place (M2Smem)
+  const int c1 = ct.c1, rbo = m2_ring_b(R, PC);
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
   const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   m2_masks(spar, smask, tid, k);

@@ -27,12 +27,16 @@ __device__ __forceinline__ void sts_vec(float* dst, const float (&v)[VI]) {
 // Ds (P); dts (k) new dt; dtq (R) ring dt; wq (R) ring weights; G (R, K1) ring B . C; BC (K1, K1) new B . C;
 // scal[0] = eSQ; smeta (2 + Kmax) int; spar, smask (k) int; raw_in: x, z, B, C chunks of the new tokens
 // (k PC, k PC if z, k NC, k NC); raw_ring: the committed ring tokens' x chunks (token e at e PC), then their B chunks
-// from R PC on (token e at R PC + e NC: a place that does not depend on c1).
+// from m2_ring_b(R, PC) on (token e at m2_ring_b + e NC).
 struct M2Smem {
   float *xs, *Sd, *Ds, *dts, *dtq, *wq, *G, *BC, *scal;
   int *smeta, *spar, *smask;
   uint4 *raw_in, *raw_ring;
 };
+
+// The chunk where raw_ring's B rows start (after room for R x rows of PC chunks): a place that does not depend on c1.
+// Every kernel's raw_ring (M2Smem, the split stream kernel's M2StrLayout ring) has room for R tokens' x and B rows.
+__host__ __device__ __forceinline__ int m2_ring_b(int R, int PC) { return R * PC; }
 
 // Word offsets (32-bit words, every array 16-byte aligned) of the arrays both kernels keep in shared memory (see
 // M2Smem); each kernel's layout adds its state-tile staging.
@@ -175,7 +179,7 @@ __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const 
                                                int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
   const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
-  const int rbo = static_cast<int>(p.R) * PC;  // the B rows' place (M2Smem)
+  const int rbo = m2_ring_b(static_cast<int>(p.R), PC);
   for (int i = tid; i < n_ring; i += nthreads) {
     if (i < nrx) {
       cp_async16(raw_ring + i, static_cast<const TI*>(p.ring_x) + rx0 +
@@ -314,7 +318,8 @@ __device__ __forceinline__ void m2_finish(const VerifyStepParams& p, const M2Ctl
                                           int N, int64_t rx0, int64_t rb0, int s, int u, int tid,
                                           int nthreads) {
   constexpr int VI = SV<TI>::V;
-  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), rbo = static_cast<int>(p.R) * PC;
+  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC);
+  const int rbo = m2_ring_b(static_cast<int>(p.R), PC);
   if (!ct.fold && !ct.prefix) {
     const int m = ct.c1 - ct.c;
     for (int i = tid; i < m * (PC + NC); i += nthreads) {

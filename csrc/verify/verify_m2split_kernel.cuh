@@ -49,7 +49,8 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
 
 // The stream kernel's shared memory (words): the swizzled tile; the dots (k, P) fp32; the unit's scratch record
 // (copied after griddepcontrol.wait, while the tile is in flight; yx at rec + yx); a folding unit's committed ring rows
-// (raw: c1 <= R tokens of P + N inputs, staged with the record); the raw z and C rows of the new tokens.
+// (raw, laid out as M2Smem's raw_ring: room for R tokens, B rows from m2_ring_b; staged with the record); the raw
+// z and C rows of the new tokens.
 struct M2StrLayout {
   int tile, dots, rec, ring, raw_z, raw_c, words;
 };

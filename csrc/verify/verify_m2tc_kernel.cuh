@@ -198,13 +198,13 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
 }
 
 // Dots of the ring's and the new tokens' B rows with the new C rows: rows e < c1: G[e][t] = B_e . C_t (ring, raw
-// rows from R PC on in sm.raw_ring, M2Smem); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
+// rows of sm.raw_ring from m2_ring_b on); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
 template <typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw, const uint4* Bnew, int c1, int k,
                                              int P, int R, int warp, int g, int q) {
   constexpr int VI = SV<TI>::V, NC = N / VI;
   constexpr bool kSplitI = sizeof(TI) == 4;
-  const int K1 = k > 0 ? k : 1, rbo = R * (P / VI);
+  const int K1 = k > 0 ? k : 1, rbo = m2_ring_b(R, P / VI);
   float* G = sm.G;
   float* BC = sm.BC;
   const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
@@ -304,7 +304,7 @@ __device__ __forceinline__ void m2tc_fold_acc(float (&d)[N / 8][4], const TI* xr
 }
 
 // The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
-// their B rows from R PC on, M2Smem), written to the state rows st (row stride st_p) of this warp's m-tiles: per
+// their B rows from m2_ring_b on), written to the state rows st (row stride st_p) of this warp's m-tiles: per
 // m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps.
 template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
@@ -312,7 +312,7 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
   const int MT = P / 16;
   const TI* xr = reinterpret_cast<const TI*>(raw_ring);                  // x_e[p] at e * P + p
-  const TI* br = reinterpret_cast<const TI*>(raw_ring + R * (P / VI));  // B_e[n] at e * N + n
+  const TI* br = reinterpret_cast<const TI*>(raw_ring + m2_ring_b(R, P / VI));  // B_e[n] at e * N + n
   for (int mt = warp; mt < MT; mt += NW) {
     const int r0 = mt * 16 + g, r1 = r0 + 8;
     float d[N / 8][4];
