@@ -8,6 +8,7 @@
 # VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
+# VERIFY_PART=prepmma: the prep kernel's tensor-core steps against MK_VERIFY_PREP_MMA=0 (session 54).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -52,6 +53,29 @@ if [ "${VERIFY_PART:-}" = offsets ]; then
   # OFFSETS_BENCH=1: then the bench's graph rows (ours, the naive rollback, mamba_ssm's decode) into $OUT
   [ "${OFFSETS_BENCH:-0}" = 1 ] && step 200 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and graph) or (naive and graph) or decode_mamba_ssm"
+  echo "total $(( $(date +%s) - t0 ))s" >> $L
+  exit 0
+fi
+if [ "${VERIFY_PART:-}" = prepmma ]; then
+  # session 54 (~450 s with the build): the split pair's bf16 prep kernel with its tensor-core steps (the default)
+  # against MK_VERIFY_PREP_MMA=0 (its CUDA-core form): the verify GPU tests (default, then the lab switch), b64 k2 /
+  # k4 / k8 graph calls (scripts/sweep_verify.py) 1 / 0 alternating, two rounds; the bench's graph rows; ncu of
+  # the prep kernel of a plain call with each (files ncu_*_prepmma1 / _prepmma0, packed into ncu.tgz).
+  step 60 $T verify bash -c "$P $VT"
+  step 60 $T verify_nomma bash -c "MK_VERIFY_PREP_MMA=0 $P $VT"
+  tail -3 $T >> $L
+  for i in 1 2; do for v in 1 0; do
+    step 60 $OUT/sweep.log prepmma$v env MK_VERIFY_PREP_MMA=$v python3 scripts/sweep_verify.py \
+      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16,32 --tag prepmma$v
+  done; done
+  grep -h "prepmma" $OUT/sweep.log >> $L
+  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
+    "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
+  for v in 1 0; do
+    step 150 $L ncu_prepmma$v env MK_VERIFY_PREP_MMA=$v NCU_VERIFY_LAUNCHES=1 NCU_VERIFY_TAG=_prepmma$v \
+      bash scripts/ncu_verify.sh mamba2-64-4 cuda
+  done
+  (cd $OUT && tar czf ncu.tgz ncu_* && rm -f ncu_*)
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

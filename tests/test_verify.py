@@ -246,6 +246,61 @@ def test_variable_k_per_sequence(backend):
         acc = (torch.rand(b) * (own + 1)).long().clamp(max=own).to(torch.int32)
 
 
+@pytest.mark.parametrize("tree", [False, True])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nonfinite_draft_token_stays_off_path(backend, tree):
+    """An infinite x in one draft token reaches only its own y and its descendants': the tokens whose path does not
+    hold it (the earlier tokens of a chain; in a tree, the other branch) get the oracle's finite y, and a next call
+    that does not accept it, and the flush after, match the oracle. On CUDA b h = 1024 units with k 4 take the split
+    pair, whose bf16 prep kernel otherwise forms y on tensor cores, where 0 x inf would be NaN."""
+    dev = device_for(backend)
+    big = dev == "cuda"
+    layer = Layer("mamba2", device=dev, h=32 if big else 4, p=32 if big else 8, n=64 if big else 16, g=8 if big else 2,
+                  dtype=torch.bfloat16)
+    b, k, S = (32, 4, 36) if big else (3, 4, 5)
+    gen = torch.Generator().manual_seed(21)
+    cache = layer.cache(S, k, ring_len=16)
+    state0 = torch.randn(S, *layer.state_shape(), generator=gen).to(dev)
+    cache.state.copy_(state0)
+    oracle = VerifyOracle(state0.double())
+    slots = make_slots(S, b, 0, gen, dev)
+    # chain: token 3 (the last) is poisoned; tree: node 1, a leaf (1 and 2 are children of 0, 3 of 2)
+    parents = torch.tensor([[-1, 0, 0, 2]] * b, dtype=torch.int32) if tree else None
+    bad = 1 if tree else 3
+    accept = [None, 2, 3]  # tokens (chain) or node + 1 (tree) of the previous draft; 3: node 2 / path 0, 2, 3
+    for r in range(3):
+        x, dt, B, C, z = layer.inputs(b, k)
+        if r == 1:
+            x[:, bad, 5 % layer.h, 3] = float("inf")
+        kw, okw = dict(**layer.params()), dict(**layer.params())
+        na = torch.zeros(b, dtype=torch.int32) if accept[r] is None else torch.full((b,), accept[r], dtype=torch.int32)
+        if tree and accept[r] is not None:
+            kw["accepted_node"] = okw["accepted_node"] = na - 1
+            kw["accepted_node"] = kw["accepted_node"].to(dev)
+            na = None
+        else:
+            kw["num_accepted"] = na.to(dev)
+        if tree:
+            kw["parents"], okw["parents"] = parents.to(dev), parents
+        y = mk.verify_step(x, dt, layer.A, B, C, cache, slots, z=z, backend=backend, **kw)
+        y_ref = oracle.step(x, dt, layer.A, B, C, slots.cpu(), na, z=z, **okw)
+        keep = [t for t in range(k) if not (r == 1 and t == bad)]
+        if r == 1:  # the poison reaches its own token
+            assert not bool(torch.isfinite(y_ref[:, bad].float()).all())
+        assert bool(torch.isfinite(y_ref[:, keep].float()).all())
+        assert bool(torch.isfinite(y[:, keep].float()).all()), f"round {r}: a token off the poisoned one's path"
+        assert_close(y[:, keep], y_ref[:, keep], layer.dtype, name=f"y round {r}")
+    if tree:
+        node = torch.full((b,), k - 1, dtype=torch.int32)
+        mk.verify_flush(cache, layer.A, slots, accepted_node=node.to(dev), backend=backend)
+        oracle.flush(slots.cpu(), accepted_node=node)
+    else:
+        mk.verify_flush(cache, layer.A, slots, torch.full((b,), k, dtype=torch.int32, device=dev), backend=backend)
+        oracle.flush(slots.cpu(), torch.full((b,), k, dtype=torch.int32))
+    sl = slots.cpu().long()
+    assert_close(cache.state[sl.to(dev)], oracle.state[sl], layer.state_dtype, name="final state")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_wide_k_and_batch(backend):
     """k from 1 to 16 and batches up to 64 (smaller on CPU to keep CI fast)."""
@@ -292,7 +347,7 @@ def test_large_grid_cuda(wide, monkeypatch):
                         seed=11 + i)
     names = " ".join(e.key for e in prof.key_averages())
     assert "verify_m2prep_kernel" in names and "verify_m2str_kernel" in names, names
-    prep = [_template_args(e.key)[-1] for e in prof.key_averages() if "verify_m2prep_kernel<" in e.key]
+    prep = [_template_args(e.key)[2] for e in prof.key_averages() if "verify_m2prep_kernel<" in e.key]
     assert prep and all(a == ("true" if wide == "0" else "false") for a in prep), prep
 
 

@@ -19,7 +19,7 @@
 // Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
 #pragma once
 #include "common/griddep.h"
-#include "verify/verify_m2tc_kernel.cuh"
+#include "verify/verify_m2prep_mma.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
@@ -69,84 +69,83 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   return l;
 }
 
-// One unit (batch row b, head u) of the prep work, by the NT = kSplitPrepThreads threads tid of a group whose barrier
-// is sync() and whose shared memory (m2_place_common, prep) starts at smem_f4, in two parts:
-//   - m2prep_load issues the unit's loads: its new x, B, C rows and D by cp.async (one committed group; an empty one
-//     for a padding row) and its scalars into registers (returned). Nothing waits on them here.
-//   - m2prep_rest waits for them and does the rest: control words, ring rows, weights, B . C dots, the record
-//     (m2split_ws offsets) into wsu (the per-call scratch in global memory). Returns at once for a padding row.
-// The split pair's prep kernel calls the two back to back (m2prep_unit). (Session 52 split them for the warp-specialised
-// lab kernel, which issued a unit's loads during the unit before; removed in session 53.)
-template <typename TI, int N, bool kO32>
-__device__ __forceinline__ M2Scalars m2prep_load(const VerifyStepParams& p, int b, int u, float4* smem_f4, int tid) {
-  constexpr int NT = kSplitPrepThreads, VI = SV<TI>::V, NC = N / VI;
+// One unit (batch row b, head u) of the prep work, by the kSplitPrepThreads threads tid of a block whose shared memory
+// (m2_place_common, prep) starts at smem_f4: its loads (new x, B, C rows and D by cp.async, its scalars into
+// registers), control words, ring rows, weights, B . C dots, and the record (m2split_ws offsets) into wsu (the
+// per-call scratch in global memory); the ring writes and meta row of a unit that does not fold. Returns at once for a
+// padding row. kMma (bf16 inputs on sm_80+): the dots and y terms on tensor cores (verify_m2prep_mma.cuh), except for
+// a unit whose new x rows are not all finite (then m2_outputs, which skips the nodes off a token's path).
+// kMmaOn = false (lab, MK_VERIFY_PREP_MMA=0): the CUDA-core form everywhere.
+template <typename TI, int N, bool kO32, bool kMmaOn = true>
+__device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
+                                            int tid) {
+  constexpr int NT = kSplitPrepThreads, NW = NT / 32, VI = SV<TI>::V, NC = N / VI;
+  constexpr bool kMma = kMmaOn && kHasBf16Mma && std::is_same<TI, __nv_bfloat16>::value;
+  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H), k = static_cast<int>(p.k), P = static_cast<int>(p.P);
   const int R = static_cast<int>(p.R), PC = P / VI, lPC = ilog2(PC);
   const int gi = u / (H / static_cast<int>(p.G));
   M2CommonLayout lay;
   m2_place_common(lay, 0, k, P, N, R, VI, true);
   const M2Smem sm = m2_smem(lay, smem_f4);
+  const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
+  uint4* zero = reinterpret_cast<uint4*>(reinterpret_cast<float*>(smem_f4) + lay.zero);
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
-  if (s < 0 || s >= p.S) {  // padding row
-    cp_async_commit();
-    return M2Scalars{};
-  }
+  if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
   // new x, B, C (raw, in that order; x is read raw by the outputs)
   const int nxc = k * PC, nbc = k * NC;
   const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
   for (int i = tid; i < nxc; i += NT)
-    cp_async16(sm.raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
+    cp_async16(raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
   const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
   const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
   for (int i = tid; i < nbc; i += NT) {
-    cp_async16(sm.raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
-    cp_async16(sm.raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
+    cp_async16(raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
+    cp_async16(raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
   }
   // D (0 without one: nothing read, p.A stands in as a valid address)
   for (int i = tid; i < P; i += NT)
-    cp_async4_zfill(sm.Ds + i, p.D != nullptr ? static_cast<const void*>(p.D + eoff<kO32>(u, p.D_h, i, p.D_p))
-                                              : static_cast<const void*>(p.A), p.D != nullptr);
+    cp_async4_zfill(Ds + i, p.D != nullptr ? static_cast<const void*>(p.D + eoff<kO32>(u, p.D_h, i, p.D_p))
+                                           : static_cast<const void*>(p.A), p.D != nullptr);
   cp_async_commit();
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
-  return m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
-}
-
-template <typename TI, int N, bool kO32, typename Sync>
-__device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
-                                            int tid, Sync&& sync, const M2Scalars& sc) {
-  constexpr int NT = kSplitPrepThreads, NW = NT / 32;
-  constexpr int VI = SV<TI>::V, NC = N / VI;
-  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
-  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
-  if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
-  const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
-  const int PC = P / VI;
-  M2CommonLayout lay;
-  m2_place_common(lay, 0, k, P, N, R, VI, true);
-  const M2Smem sm = m2_smem(lay, smem_f4);
-  const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
-  const int nxc = k * PC, nbc = k * NC;
-  const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
+  const M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
   cp_async_wait<0>();
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
-  sync();
+  // kMma: whether a new x chunk this thread copied is not finite (its own copies are visible to it now); any thread's
+  // flag lands in scal[1] between barriers 1 and 2
+  bool bad = false;
+  if constexpr (kMma) {
+    for (int i = tid; i < nxc; i += NT) bad |= bf16x8_nonfinite(raw_in[i]);
+    if (tid == 0) zero[0] = make_uint4(0u, 0u, 0u, 0u);
+    if (tid == 0) reinterpret_cast<int*>(scal)[1] = 0;
+  }
+  __syncthreads();  // 1
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
   const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
+  if (kMma && bad) reinterpret_cast<int*>(scal)[1] = 1;
   cp_async_wait<0>();
   if (tid < ct.c1) dtq[tid] = dq;
-  sync();
+  __syncthreads();  // 2
 
-  if (warp == 0) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
-  m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
-  sync();
+  // the ring weights on the last warp, beside the dots (one 16-row tile, i.e. warp 0 alone, up to c1 + k = 16)
+  if (warp == NW - 1) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
+  if constexpr (kMma) m2prep_bc_dots_bf16<N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
+  else m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
+  __syncthreads();  // 3
 
   const M2SplitWs W = m2split_ws(k, R, P);
-  m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
-                             wsu + W.scale);
+  if (kMma && reinterpret_cast<const int*>(scal)[1] == 0) {
+    m2prep_outputs_mma<NT>(ct, sm, zero, k, P, sc.Au, wsu + W.yx, wsu + W.scale, tid, [] { __syncthreads(); });
+    if (!ct.fold) m2_ring_new_rows<TI, kO32>(p, ct, sm, k, PC, NC, R, 0, rx0, rb0, s, u, tid, NT, true);
+  } else {
+    m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
+                               wsu + W.scale);
+  }
   if (tid == 0) {
     int* wi = reinterpret_cast<int*>(wsu);
     wi[0] = ct.fold ? 1 : 0;
@@ -166,22 +165,14 @@ __device__ __forceinline__ void m2prep_rest(const VerifyStepParams& p, int b, in
   }
 }
 
-template <typename TI, int N, bool kO32, typename Sync>
-__device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
-                                            int tid, Sync&& sync) {
-  const M2Scalars sc = m2prep_load<TI, N, kO32>(p, b, u, smem_f4, tid);
-  m2prep_rest<TI, N, kO32>(p, b, u, smem_f4, wsu, tid, sync, sc);
-}
-
 // kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
-template <typename TI, int N, bool kO32>
+template <typename TI, int N, bool kO32, bool kMmaOn = true>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
-  m2prep_unit<TI, N, kO32>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x,
-                           [] { __syncthreads(); });
+  m2prep_unit<TI, N, kO32, kMmaOn>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x);
 }
 
 // The control words of a unit from its record's header (fold, c, c1, path; the ring base is 0 when it folds).

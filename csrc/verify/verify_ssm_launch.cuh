@@ -202,8 +202,17 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
+// MK_VERIFY_PREP_MMA=0 (environment, read at every launch; a lab for A/B timing): the bf16 prep kernel without its
+// tensor-core steps (verify_m2prep_mma.cuh).
+inline bool prep_mma_off() {
+  const char* e = std::getenv("MK_VERIFY_PREP_MMA");
+  return e != nullptr && e[0] == '0';
+}
 template <bool kO32>
 inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
+  if (in == DType::kBFloat16 && prep_mma_off())
+    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32, false>
+                   : verify_m2prep_kernel<__nv_bfloat16, 128, kO32, false>;
   if (in == DType::kBFloat16)
     return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32> : verify_m2prep_kernel<__nv_bfloat16, 128, kO32>;
   if (in == DType::kFloat16)

@@ -38,7 +38,7 @@ STATS = dict(maxc1=0, fold=0, maxc1fold=0, compact=0)
 def close(a, b, dt, name, ctx):
     a, b = a.double(), b.double()
     tol = TOL[dt]
-    excess = (a - b).abs() - tol * (1 + b.abs())
+    excess = torch.where(a == b, -1.0, (a - b).abs() - tol * (1 + b.abs()))  # equal infinities match
     err = excess.max().item() if a.numel() else -1.0
     if not (err <= 0) or torch.isnan(a).any():
         idx = excess.nan_to_num(float("inf")).argmax()
@@ -69,13 +69,15 @@ def draft_args(rng, acc, b, k, tree):
 
 
 def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree, fused=False, width=4,
-             cache_view=False, nopt=False, accum=False, a_view=False):
+             cache_view=False, nopt=False, accum=False, a_view=False, inf_x=False):
     """One session of `rounds` verify steps on S slots (Mamba-1 layout if m1; fused conv + SSM if fused).
 
     accum: few flushes / fold-alls and mostly full acceptance, so the ring fills up (long unfolded histories).
     cache_view: the state is a strided view into a bigger buffer (state vector loads off).
     nopt: no D, z, dt_bias.
     a_view: A (Mamba-1) is a view with rows of N + 1 (not 16-byte aligned: verify_m1dec_kernel declines it).
+    inf_x: in half the batch rows of a call, one x of the last draft token is infinite; that token is an ancestor of
+    no other, so the other tokens' y stay finite (its own y is not compared), and the next call never accepts it.
     """
     ops = torch.ops.mamba_kernels
     rng = random.Random(seed)
@@ -101,6 +103,7 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
     conv_b = None if rng.random() < 0.3 else (rn(dc) * 0.1).to(conv_w.dtype)
     silu = rng.random() < 0.7
     pend = {i: 0 for i in range(S)}  # tokens pending (drafted last round) per slot
+    inf_pend = set()  # slots whose last pending token has an infinite x (never accepted)
     perm = list(range(S + 2))
     for r in range(rounds):
         flush = rng.random() < (0.03 if accum else 0.15)
@@ -125,8 +128,13 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
                 acc.append(pn if rng.random() < 0.8 else rng.randint(0, pn))
             else:
                 acc.append(rng.choice([0, pn, rng.randint(0, pn), pn, pn + 2 if rng.random() < 0.1 else pn]))
+            if int(slots[i]) in inf_pend:
+                acc[-1] = min(acc[-1], pn - 1)
         is_node, accepted, parents = draft_args(rng, acc, b, k, tree)
         x = noncontig(rn(b, k, H, P).to(dt_in), rng)
+        poisoned = [i for i in range(b) if rng.random() < 0.5] if inf_x and k >= 2 else []
+        for i in poisoned:
+            x[i, k - 1, rng.randrange(H), rng.randrange(P)] = math.inf
         dt = rn(b, k, H, Pd).to(dt_in) * 0.5
         Bm = noncontig(rn(b, k, G, N).to(dt_in), rng)
         Cm = noncontig(rn(b, k, G, N).to(dt_in), rng)
@@ -170,6 +178,9 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
             ops._verify_step_cuda(x, dt, A, Bm, Cm, D, z, dt_bias, cache["state"], cache["ring_x"], cache["ring_B"],
                                   cache["ring_dt"], cache["meta"], slots, accepted, is_node, parents, y, soft, dmin,
                                   dmax, fold_all)
+        for i in poisoned:  # the poisoned token's own y is not finite in either
+            y[i, k - 1] = 0
+            y_ref[i, k - 1] = 0
         close(y, y_ref, dt_in, "y", ctx)
         assert torch.equal(cache["meta"], ref["meta"]), f"meta mismatch ({ctx})\n{cache['meta']}\n{ref['meta']}"
         close(cache["state"], ref["state"], dt_st, "state", ctx)
@@ -183,6 +194,9 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
         for i in range(b):
             if 0 <= int(slots[i]) < S:
                 pend[int(slots[i])] = k
+                inf_pend.discard(int(slots[i]))
+                if i in poisoned:
+                    inf_pend.add(int(slots[i]))
 
 
 def conv_case(seed, *, dc, width, S, Kmax, b, rounds, dt_in, tree):
@@ -253,6 +267,9 @@ CASES = {
     "acc_fused": dict(H=4, P=8, N=8, G=2, m1=False, S=4, R=38, Kmax=8, b=3, rounds=14, dt_in=F32, dt_st=F32, tree=True, fused=True, width=4, accum=True),
     # production-like shapes (P, N powers of two: the lean verify_m2_kernel when inputs are contiguous)
     "hot_m2": dict(H=2, P=128, N=128, G=1, m1=False, S=3, R=16, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=False, accum=True),
+    # hot_m2 with an infinite x in the last draft token of half the rows (the split prep kernel's tensor-core y terms
+    # would turn 0 x inf into NaN for the tokens before it; such a unit takes the CUDA-core form)
+    "hot_m2_inf": dict(H=2, P=128, N=128, G=1, m1=False, S=3, R=16, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=True, accum=True, inf_x=True),
     "hot_m2_k8": dict(H=1, P=128, N=128, G=1, m1=False, S=3, R=16, Kmax=8, b=2, rounds=8, dt_in=BF16, dt_st=F32, tree=True, accum=True),
     "lean_bf16st": dict(H=2, P=64, N=128, G=2, m1=False, S=4, R=16, Kmax=6, b=3, rounds=10, dt_in=BF16, dt_st=BF16, tree=True, accum=True),
     "lean_f16": dict(H=2, P=32, N=64, G=1, m1=False, S=4, R=12, Kmax=4, b=3, rounds=10, dt_in=F16, dt_st=F32, tree=False, accum=True),
