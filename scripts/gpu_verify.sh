@@ -58,18 +58,18 @@ if [ "${VERIFY_PART:-}" = offsets ]; then
 fi
 if [ "${VERIFY_PART:-}" = prepmma ]; then
   # session 54 (~450 s with the build; the most wanted first, so that a run cut short keeps them): the split pair's
-  # bf16 prep kernel with its tensor-core steps (the default) against MK_VERIFY_PREP_MMA=0 (its CUDA-core form): the
-  # verify GPU tests; b64 k2 / k4 / k8 graph calls (scripts/sweep_verify.py, rings 16 and 32) 1 / 0 alternating; the
-  # bench's graph rows; the tests with the lab switch; a second sweep round; ncu of the prep kernel of a plain call
+  # bf16 prep kernel with its tensor-core steps (MK_VERIFY_PREP_MMA=1) against =0 (its CUDA-core form): the
+  # verify GPU tests (=1); b64 k2 / k4 / k8 graph calls (scripts/sweep_verify.py, rings 16 and 32) 1 / 0
+  # alternating; the bench's graph rows (=1); the tests with =0; a second sweep round; ncu of the prep kernel of a plain call
   # with each (files ncu_*_prepmma1 / _prepmma0, packed into ncu.tgz).
-  step 60 $T verify bash -c "$P $VT"
+  step 60 $T verify bash -c "MK_VERIFY_PREP_MMA=1 $P $VT"
   tail -2 $T >> $L
   sweep() { for v in 1 0; do
     step 60 $OUT/sweep.log prepmma$v env MK_VERIFY_PREP_MMA=$v python3 scripts/sweep_verify.py \
       --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16,32 --tag prepmma$v
   done; }
   sweep
-  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
+  step 60 $B verify_bench env MK_VERIFY_PREP_MMA=1 $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
   step 60 $T verify_nomma bash -c "MK_VERIFY_PREP_MMA=0 $P $VT"
   tail -2 $T >> $L

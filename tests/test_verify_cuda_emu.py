@@ -41,12 +41,12 @@ GROUPS = {
             ["tc"]),
     # verify_m2prep_kernel + verify_m2str_kernel (MK_VERIFY_KERNEL=split: taken for every shape tc serves): the
     # same shapes as tc (stream blocks of 4 warps), padding rows, folds (ring rows staged after the epilogue), trees;
-    # the bf16 cases take the prep kernel's tensor-core steps, hot_m2_inf its CUDA-core form for units whose new x
-    # is not finite
-    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
+    # the bf16 cases take the prep kernel's tensor-core steps (MK_VERIFY_PREP_MMA=1), hot_m2_inf its CUDA-core form
+    # for units whose new x is not finite
+    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_PREP_MMA": "1"},
               ["hot_m2", "hot_m2_inf", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16",
                "lean_2pass"], ["split"]),
-    # split with MK_VERIFY_PREP_MMA=0 (the lab switch: the bf16 prep kernel's CUDA-core form everywhere)
+    # split with MK_VERIFY_PREP_MMA=0 (the bf16 prep kernel's CUDA-core form everywhere)
     "splitnomma": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_PREP_MMA": "0"},
                    ["hot_m2", "hot_m2_inf", "lean_bf16st"], ["split"]),
     # a device with 64 KB of shared memory a block (EMU_SMEM_OPTIN; the launch choice compares each kernel's layout

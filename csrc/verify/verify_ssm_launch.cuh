@@ -202,11 +202,11 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-// MK_VERIFY_PREP_MMA=0 (environment, read at every launch; a lab for A/B timing): the bf16 prep kernel without its
-// tensor-core steps (verify_m2prep_mma.cuh).
+// MK_VERIFY_PREP_MMA=1 (environment, read at every launch; a lab until timed on a GPU): the bf16 prep kernel with
+// its tensor-core steps (verify_m2prep_mma.cuh); otherwise its CUDA-core form.
 inline bool prep_mma_off() {
   const char* e = std::getenv("MK_VERIFY_PREP_MMA");
-  return e != nullptr && e[0] == '0';
+  return !(e != nullptr && e[0] == '1');
 }
 template <bool kO32>
 inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
