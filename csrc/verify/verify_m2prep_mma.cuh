@@ -104,11 +104,7 @@ __device__ __forceinline__ void m2prep_bc_dots_bf16(const M2Smem& sm, const uint
     for (int gc = 0; gc < NC / 4; ++gc) cf[gc] = tc < k ? Craw[tc * NC + gc * 4 + q] : zero;
     for (int mt = warp; mt < nmt; mt += NW) {
       const int r0 = mt * 16 + g, r1 = r0 + 8;
-      auto brow = [&sm, c1, rbo, Bnew](int r) -> const uint4* {
-        return r < c1 ? sm.raw_ring + rbo + r * NC : Bnew + (r - c1) * NC;
-      };
-      const uint4* b0 = brow(r0 < nrow ? r0 : 0);
-      const uint4* b1 = brow(r1 < nrow ? r1 : 0);
+      const uint4 *b0 = m2_bc_row(sm, Bnew, c1, nrow, rbo, NC, r0), *b1 = m2_bc_row(sm, Bnew, c1, nrow, rbo, NC, r1);
       float d[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int gc = 0; gc < NC / 4; ++gc) {
@@ -131,13 +127,13 @@ __device__ __forceinline__ void m2prep_bc_dots_bf16(const M2Smem& sm, const uint
 }
 
 // The prep kernel's y terms on tensor cores (bf16 inputs, every new x finite): yx_t (fp32 (k, P) at yx, global) and
-// scale_t = rho_t eSQ (at scale), as m2_outputs<TI, true> computes them. After the B . C dots and ring weights
-// (a barrier between); zero: 16 zero bytes of shared memory; NT threads tid; sync() is the block barrier. Rewrites G and BC in place into the
-// coefficients (G[e][t] = rho_t wq_e G[e][t]; BC[t][sn] = the path weight W[t][sn], 0 off the path).
+// scale_t = rho_t eSQ (at scale), as m2_outputs<TI, true> computes them. After the B . C dots and ring weights (a
+// barrier between); zero: 16 zero bytes of shared memory; NT threads tid; sync() is the block barrier. Rewrites G and
+// BC in place into the coefficients (G[e][t] = rho_t wq_e G[e][t]; BC[t][sn] = the path weight W[t][sn], 0 off the
+// path).
 template <int NT, typename Sync>
 __device__ __forceinline__ void m2prep_outputs_mma(const M2Ctl& ct, const M2Smem& sm, const uint4* zero, int k, int P,
-                                                   float Au,
-                                                   float* yx, float* scale, int tid, Sync&& sync) {
+                                                   float Au, float* yx, float* scale, int tid, Sync&& sync) {
   constexpr int NW = NT / 32;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int c1 = ct.c1, K1 = k > 0 ? k : 1, PC = P / 8;

@@ -197,6 +197,14 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
   }
 }
 
+// Row r of the B . C dots' row tile: the committed ring token's B row (raw_ring from rbo) below c1, the new token's
+// (Bnew) from c1 to nrow, row 0 standing in past nrow (its values are then masked to zero by the caller).
+__device__ __forceinline__ const uint4* m2_bc_row(const M2Smem& sm, const uint4* Bnew, int c1, int nrow, int rbo,
+                                                  int NC, int r) {
+  r = r < nrow ? r : 0;
+  return r < c1 ? sm.raw_ring + rbo + r * NC : Bnew + (r - c1) * NC;
+}
+
 // Dots of the ring's and the new tokens' B rows with the new C rows: rows e < c1: G[e][t] = B_e . C_t (ring, raw
 // rows of sm.raw_ring from m2_ring_b on); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
 template <typename TI, int N, int NW>
@@ -214,11 +222,7 @@ __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw
     load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
     for (int mt = warp; mt < nmt; mt += NW) {
       const int r0 = mt * 16 + g, r1 = r0 + 8;
-      auto brow = [&sm, c1, rbo, Bnew](int r) -> const uint4* {
-        return r < c1 ? sm.raw_ring + rbo + r * NC : Bnew + (r - c1) * NC;
-      };
-      const uint4* b0 = brow(r0 < nrow ? r0 : 0);
-      const uint4* b1 = brow(r1 < nrow ? r1 : 0);
+      const uint4 *b0 = m2_bc_row(sm, Bnew, c1, nrow, rbo, NC, r0), *b1 = m2_bc_row(sm, Bnew, c1, nrow, rbo, NC, r1);
       float d[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int gc = 0; gc < N / (4 * VI); ++gc) {

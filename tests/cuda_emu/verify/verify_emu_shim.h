@@ -125,6 +125,13 @@ inline unsigned atomicAdd(unsigned* addr, unsigned v) {
   *addr = old + v;
   return old;
 }
+// One reduction element of a warp's mma: rows g, g + 8 (ag, ag8) times columns 2q, 2q + 1 (bc0, bc1).
+inline void emu_mma_step(float (&d)[4], float ag, float ag8, float bc0, float bc1) {
+  d[0] = std::fma(ag, bc0, d[0]);
+  d[1] = std::fma(ag, bc1, d[1]);
+  d[2] = std::fma(ag8, bc0, d[2]);
+  d[3] = std::fma(ag8, bc1, d[3]);
+}
 // m16n8k8 tf32 mma of one warp (fragments as in verify_m2tc_kernel.cuh), operands truncated to tf32 as the
 // hardware does; all lanes publish their fragments, one barrier, each computes its outputs, one barrier.
 inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, float b0, float b1) {
@@ -137,11 +144,7 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
   for (int kk = 0; kk < 8; ++kk) {
     const int hi = kk < 4 ? 0 : 1;
     const float ag = tr(w.ma[g * 4 + (kk & 3)][2 * hi]), ag8 = tr(w.ma[g * 4 + (kk & 3)][2 * hi + 1]);
-    const float bc0 = tr(w.mb[8 * q + (kk & 3)][hi]), bc1 = tr(w.mb[8 * q + 4 + (kk & 3)][hi]);
-    d[0] = std::fma(ag, bc0, d[0]);
-    d[1] = std::fma(ag, bc1, d[1]);
-    d[2] = std::fma(ag8, bc0, d[2]);
-    d[3] = std::fma(ag8, bc1, d[3]);
+    emu_mma_step(d, ag, ag8, tr(w.mb[8 * q + (kk & 3)][hi]), tr(w.mb[8 * q + 4 + (kk & 3)][hi]));
   }
   emu::warp_wait();
 }
@@ -159,11 +162,7 @@ inline void emu_mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, u
   for (int kk = 0; kk < 16; ++kk) {
     const int src = (kk & 7) >> 1, hi = kk < 8 ? 0 : 1;  // lane q = src holds k 2 src, 2 src + 1 (+ 8 in reg hi)
     const float ag = half(w.ua[g * 4 + src][2 * hi], kk), ag8 = half(w.ua[g * 4 + src][2 * hi + 1], kk);
-    const float bc0 = half(w.ub[(2 * q) * 4 + src][hi], kk), bc1 = half(w.ub[(2 * q + 1) * 4 + src][hi], kk);
-    d[0] = std::fma(ag, bc0, d[0]);
-    d[1] = std::fma(ag, bc1, d[1]);
-    d[2] = std::fma(ag8, bc0, d[2]);
-    d[3] = std::fma(ag8, bc1, d[3]);
+    emu_mma_step(d, ag, ag8, half(w.ub[(2 * q) * 4 + src][hi], kk), half(w.ub[(2 * q + 1) * 4 + src][hi], kk));
   }
   emu::warp_wait();
 }
