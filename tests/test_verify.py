@@ -329,15 +329,17 @@ def test_mamba1_one_token_session(backend, tree):
                     seed=21 + tree + n)
 
 
+@pytest.mark.parametrize("mma", ["1", "0"], ids=["mma", "nomma"])
 @pytest.mark.parametrize("wide", ["0", "1"], ids=["o32", "wide"])
-def test_large_grid_cuda(wide, monkeypatch):
+def test_large_grid_cuda(wide, mma, monkeypatch):
     """CUDA at b * h >= 1024 units with k >= 2, where the automatic choice is the split kernel pair
     (verify_m2prep_kernel + verify_m2str_kernel, docs/verify_step_design.md): k 2 to 4, a ring of 16 that folds
     every few calls, tree drafts half the rounds, padding rows, untouched slots; p 32 and p = n = 128 (the
     benchmark's head shape); the profiler confirms the pair ran, the prep kernel with 32-bit offsets or, wide, int64
-    ones (MK_VERIFY_WIDE_OFFSETS=1)."""
+    ones (MK_VERIFY_WIDE_OFFSETS=1), and with its bf16 tensor-core steps or not (MK_VERIFY_PREP_MMA)."""
     dev = device_for("cuda")
     monkeypatch.setenv("MK_VERIFY_WIDE_OFFSETS", wide)
+    monkeypatch.setenv("MK_VERIFY_PREP_MMA", mma)
     ks = [2, 4, 4, 3, 4, 4, 2, 4, 4]
     configs = [(False, 32, 64, 32), (True, 32, 64, 32), (False, 128, 128, 8)]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
@@ -347,8 +349,9 @@ def test_large_grid_cuda(wide, monkeypatch):
                         seed=11 + i)
     names = " ".join(e.key for e in prof.key_averages())
     assert "verify_m2prep_kernel" in names and "verify_m2str_kernel" in names, names
-    prep = [_template_args(e.key)[2] for e in prof.key_averages() if "verify_m2prep_kernel<" in e.key]
-    assert prep and all(a == ("true" if wide == "0" else "false") for a in prep), prep
+    prep = [_template_args(e.key)[2:4] for e in prof.key_averages() if "verify_m2prep_kernel<" in e.key]
+    want = ["true" if wide == "0" else "false", "true" if mma == "1" else "false"]
+    assert prep and all(a == want for a in prep), prep
 
 
 def _template_args(kernel_name):
