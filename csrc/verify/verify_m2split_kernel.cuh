@@ -75,7 +75,8 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 // per-call scratch in global memory); the ring writes and meta row of a unit that does not fold. Returns at once for a
 // padding row. kMma (bf16 inputs on sm_80+): the dots and y terms on tensor cores (verify_m2prep_mma.cuh), except for
 // a unit whose new x rows are not all finite (then m2_outputs, which skips the nodes off a token's path).
-// kMmaOn = false (lab, MK_VERIFY_PREP_MMA=0): the CUDA-core form everywhere.
+// kMmaOn: the launcher's choice (MK_VERIFY_PREP_MMA=1, opt-in until timed on a GPU); false: the CUDA-core form
+// everywhere.
 template <typename TI, int N, bool kO32, bool kMmaOn = true>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
                                             int tid) {
