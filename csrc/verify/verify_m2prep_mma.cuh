@@ -84,6 +84,15 @@ __device__ __forceinline__ bool bf16x8_nonfinite(const uint4& c) {
   return bad;
 }
 
+// Sum of the dt of t's path nodes in (sn, t] (mask mt: t's ancestor-or-self bits), added from t down as m2_outputs
+// does; sn = -1: the whole path (rho_t = exp(A of it)).
+__device__ __forceinline__ float path_dt_after(const float* dts, unsigned mt, int t, int sn) {
+  float suf = 0.f;
+  for (int s2 = t; s2 > sn; --s2)
+    if ((mt >> s2) & 1u) suf += dts[s2];
+  return suf;
+}
+
 // m2tc_bc_dots for bf16 inputs: G[r][t] = B_r . C_t for the c1 committed ring rows r (raw_ring's B rows) and
 // BC[t][r - c1] for the new tokens' rows (Bnew), t < k; one 16-row tile of rows a warp at a time, 8 tokens a tile.
 // Lane (g, q) takes 16-byte chunks 4 gc + q of its rows g, g + 8 and of token g's C row: words x, y of a chunk are the
@@ -93,7 +102,7 @@ template <int N, int NW>
 __device__ __forceinline__ void m2prep_bc_dots_bf16(const M2Smem& sm, const uint4* Craw, const uint4* Bnew, int c1,
                                                     int k, int P, int R, int warp, int g, int q) {
   constexpr int NC = N / 8;
-  const int K1 = k > 0 ? k : 1, rbo = m2_ring_b(R, P / 8);
+  const int rbo = m2_ring_b(R, P / 8);
   const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   for (int nt = 0; nt < nnt; ++nt) {
@@ -113,27 +122,19 @@ __device__ __forceinline__ void m2prep_bc_dots_bf16(const M2Smem& sm, const uint
         mma_bf16(d, a0.x, a1.x, a0.y, a1.y, cf[gc].x, cf[gc].y);
         mma_bf16(d, a0.z, a1.z, a0.w, a1.w, cf[gc].z, cf[gc].w);
       }
-      const int t0 = nt * 8 + 2 * q;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int r = i < 2 ? r0 : r1, t = t0 + (i & 1);
-        if (r < nrow && t < k) {
-          if (r < c1) sm.G[r * K1 + t] = d[i];
-          else sm.BC[t * K1 + (r - c1)] = d[i];
-        }
-      }
+      m2_bc_store(sm, d, r0, nt * 8 + 2 * q, c1, nrow, k);
     }
   }
 }
 
 // The prep kernel's y terms on tensor cores (bf16 inputs, every new x finite): yx_t (fp32 (k, P) at yx, global) and
 // scale_t = rho_t eSQ (at scale), as m2_outputs<TI, true> computes them. After the B . C dots and ring weights (a
-// barrier between); zero: 16 zero bytes of shared memory; NT threads tid; sync() is the block barrier. Rewrites G and
-// BC in place into the coefficients (G[e][t] = rho_t wq_e G[e][t]; BC[t][sn] = the path weight W[t][sn], 0 off the
-// path).
-template <int NT, typename Sync>
+// barrier between); zero: 16 zero bytes of shared memory; the block's NT threads tid (one block barrier inside).
+// Rewrites G and BC in place into the coefficients (G[e][t] = rho_t wq_e G[e][t]; BC[t][sn] = the path weight
+// W[t][sn], 0 off the path).
+template <int NT>
 __device__ __forceinline__ void m2prep_outputs_mma(const M2Ctl& ct, const M2Smem& sm, const uint4* zero, int k, int P,
-                                                   float Au, float* yx, float* scale, int tid, Sync&& sync) {
+                                                   float Au, float* yx, float* scale, int tid) {
   constexpr int NW = NT / 32;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int c1 = ct.c1, K1 = k > 0 ? k : 1, PC = P / 8;
@@ -143,32 +144,19 @@ __device__ __forceinline__ void m2prep_outputs_mma(const M2Ctl& ct, const M2Smem
   for (int i = tid; i < ntot; i += NT) {
     if (i < nring) {
       const int e = i / k, t = i - e * k;
-      const unsigned mt = static_cast<unsigned>(sm.smask[t]);
-      float suf = 0.f;
-      for (int sn = t; sn >= 0; --sn)
-        if ((mt >> sn) & 1u) suf += sm.dts[sn];
-      sm.G[e * K1 + t] = __expf(Au * suf) * (sm.wq[e] * sm.G[e * K1 + t]);
+      const float rho = __expf(Au * path_dt_after(sm.dts, static_cast<unsigned>(sm.smask[t]), t, -1));
+      sm.G[e * K1 + t] = rho * (sm.wq[e] * sm.G[e * K1 + t]);
     } else {
       const int j = i - nring, t = j / k, sn = j - t * k;
       const unsigned mt = static_cast<unsigned>(sm.smask[t]);
-      float w = 0.f;
-      if (sn <= t && ((mt >> sn) & 1u)) {
-        float suf = 0.f;
-        for (int s2 = t; s2 > sn; --s2)
-          if ((mt >> s2) & 1u) suf += sm.dts[s2];
-        w = sm.dts[sn] * __expf(Au * suf) * sm.BC[t * K1 + sn];
-      }
-      sm.BC[t * K1 + sn] = w;
+      const bool on_path = sn <= t && ((mt >> sn) & 1u);
+      sm.BC[t * K1 + sn] =
+          on_path ? sm.dts[sn] * __expf(Au * path_dt_after(sm.dts, mt, t, sn)) * sm.BC[t * K1 + sn] : 0.f;
     }
   }
-  if (tid < k) {
-    const unsigned mt = static_cast<unsigned>(sm.smask[tid]);
-    float suf = 0.f;
-    for (int sn = tid; sn >= 0; --sn)
-      if ((mt >> sn) & 1u) suf += sm.dts[sn];
-    scale[tid] = __expf(Au * suf) * sm.scal[0];
-  }
-  sync();
+  if (tid < k)
+    scale[tid] = __expf(Au * path_dt_after(sm.dts, static_cast<unsigned>(sm.smask[tid]), tid, -1)) * sm.scal[0];
+  __syncthreads();
   // ---- yx^T = X^T Coef^T: K = c1 + k rows (ring rows, then new x rows; past them a zero chunk), 16 a k-step
   const int nk = c1 + k, nks = (nk + 15) / 16, PT = P / 16, nnt = (k + 7) / 8;
   const __nv_bfloat16* xnew = reinterpret_cast<const __nv_bfloat16*>(sm.raw_in);

@@ -115,11 +115,14 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
   // kMma: whether a new x chunk this thread copied is not finite (its own copies are visible to it now); any thread's
   // flag lands in scal[1] between barriers 1 and 2
+  int* nonfinite = reinterpret_cast<int*>(scal) + 1;
   bool bad = false;
   if constexpr (kMma) {
     for (int i = tid; i < nxc; i += NT) bad |= bf16x8_nonfinite(raw_in[i]);
-    if (tid == 0) zero[0] = make_uint4(0u, 0u, 0u, 0u);
-    if (tid == 0) reinterpret_cast<int*>(scal)[1] = 0;
+    if (tid == 0) {
+      zero[0] = make_uint4(0u, 0u, 0u, 0u);
+      *nonfinite = 0;
+    }
   }
   __syncthreads();  // 1
 
@@ -128,7 +131,7 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
-  if (kMma && bad) reinterpret_cast<int*>(scal)[1] = 1;
+  if (kMma && bad) *nonfinite = 1;
   cp_async_wait<0>();
   if (tid < ct.c1) dtq[tid] = dq;
   __syncthreads();  // 2
@@ -140,8 +143,8 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   __syncthreads();  // 3
 
   const M2SplitWs W = m2split_ws(k, R, P);
-  if (kMma && reinterpret_cast<const int*>(scal)[1] == 0) {
-    m2prep_outputs_mma<NT>(ct, sm, zero, k, P, sc.Au, wsu + W.yx, wsu + W.scale, tid, [] { __syncthreads(); });
+  if (kMma && *nonfinite == 0) {
+    m2prep_outputs_mma<NT>(ct, sm, zero, k, P, sc.Au, wsu + W.yx, wsu + W.scale, tid);
     if (!ct.fold) m2_ring_new_rows<TI, kO32>(p, ct, sm, k, PC, NC, R, 0, rx0, rb0, s, u, tid, NT, true);
   } else {
     m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
