@@ -8,7 +8,6 @@
 # VERIFY_PART=k1: the verify GPU tests (K1_TESTS=0: not) and the bench's one-token rows only.
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
-# VERIFY_PART=prepmma: the prep kernel's tensor-core steps against MK_VERIFY_PREP_MMA=0 (session 54).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -56,30 +55,33 @@ if [ "${VERIFY_PART:-}" = offsets ]; then
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi
-if [ "${VERIFY_PART:-}" = prepmma ]; then
-  # session 54 (~450 s with the build; the most wanted first, so that a run cut short keeps them): the split pair's
-  # bf16 prep kernel with its tensor-core steps (MK_VERIFY_PREP_MMA=1) against =0 (its CUDA-core form): the
-  # verify GPU tests (=1); b64 k2 / k4 / k8 graph calls (scripts/sweep_verify.py, rings 16 and 32) 1 / 0
-  # alternating; the bench's graph rows (=1); the tests with =0; a second sweep round; ncu of the prep kernel of a plain call
-  # with each (files ncu_*_prepmma1 / _prepmma0, packed into ncu.tgz).
-  step 60 $T verify bash -c "MK_VERIFY_PREP_MMA=1 $P $VT"
+if [ "${VERIFY_PART:-}" = tileearly ]; then
+  # session 55 (~200 s with the build): the split stream kernel's first blocks stage their tile before
+  # griddepcontrol.wait (MK_VERIFY_TILE_EARLY=n|all; the default since: 2 an SM): the verify GPU tests with all blocks
+  # early, then b64 k2 / k4 / k8 graph calls (ring 16) with 0 / 264 (two 132-SM waves) / all in alternating
+  # processes, two rounds.
+  step 60 $T verify bash -c "MK_VERIFY_TILE_EARLY=all $P $VT"
   tail -2 $T >> $L
-  sweep() { for v in 1 0; do
-    step 60 $OUT/sweep.log prepmma$v env MK_VERIFY_PREP_MMA=$v python3 scripts/sweep_verify.py \
-      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16,32 --tag prepmma$v
-  done; }
-  sweep
-  step 60 $B verify_bench env MK_VERIFY_PREP_MMA=1 $P bench/bench_verify.py --benchmark-only -k \
+  for i in 1 2; do for v in 0 264 all; do
+    step 60 $OUT/sweep.log early$v env MK_VERIFY_TILE_EARLY=$v python3 scripts/sweep_verify.py \
+      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag early$v
+  done; done
+  grep -h "early" $OUT/sweep.log >> $L
+  echo "total $(( $(date +%s) - t0 ))s" >> $L
+  exit 0
+fi
+if [ "${VERIFY_PART:-}" = rows ]; then
+  # (~200 s with the build) the verify GPU tests, the bench's verify graph rows (the day's rows), then b64 k2 / k4 / k8
+  # graph calls (ring 16) of the default and of MK_VERIFY_TILE_EARLY=0, one round.
+  step 60 $T verify bash -c "$P $VT"
+  tail -2 $T >> $L
+  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
-  step 60 $T verify_nomma bash -c "MK_VERIFY_PREP_MMA=0 $P $VT"
-  tail -2 $T >> $L
-  sweep
-  grep -h "prepmma" $OUT/sweep.log >> $L
-  for v in 1 0; do
-    step 150 $L ncu_prepmma$v env MK_VERIFY_PREP_MMA=$v NCU_VERIFY_LAUNCHES=1 NCU_VERIFY_TAG=_prepmma$v \
-      bash scripts/ncu_verify.sh mamba2-64-4 cuda
-  done
-  (cd $OUT && tar czf ncu.tgz ncu_* && rm -f ncu_*)
+  step 30 $OUT/sweep.log early_default python3 scripts/sweep_verify.py --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 \
+    --rings 16 --tag early_default
+  step 30 $OUT/sweep.log early0 env MK_VERIFY_TILE_EARLY=0 python3 scripts/sweep_verify.py \
+    --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag early0
+  grep -h "early" $OUT/sweep.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

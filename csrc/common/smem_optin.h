@@ -1,5 +1,5 @@
-// The dynamic shared memory a block may opt into on a CUDA device, and opting a kernel into it with a readable error
-// (host code; CUDA runtime only). Why: several kernels need more than an RTX 30xx / 40xx gives a block (101376 bytes;
+// The dynamic shared memory a block may opt into on a CUDA device, and opting a kernel into it with a readable error;
+// the device's SM count (host code; CUDA runtime only). Why: several kernels need more than an RTX 30xx / 40xx gives a block (101376 bytes;
 // A100 166912, H100 / H200 232448), and cudaFuncSetAttribute then only says "invalid argument".
 #pragma once
 #include <cuda_runtime.h>
@@ -25,6 +25,19 @@ inline int64_t device_smem_optin() {
   if (dev >= 64) return smem_optin_of(dev);
   if (cached[dev] == 0) cached[dev] = smem_optin_of(dev);
   return cached[dev];
+}
+
+// The current device's SM count (0 when the runtime cannot say), cached per device.
+inline int device_sm_count() {
+  static int cached[64] = {0};  // 0 unknown, -1 not available
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+  if (cached[dev] == 0) {
+    int n = 0;
+    cached[dev] = cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0 ? n : -1;
+    (void)cudaGetLastError();  // a failed query must not be reported as the next launch's error
+  }
+  return cached[dev] > 0 ? cached[dev] : 0;
 }
 
 // The last opt_in_smem refusal of this thread ("" when none), for the launcher's error string.

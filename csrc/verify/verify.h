@@ -74,6 +74,9 @@ struct VerifyStepParams {
   // unit), batch * H * work_unit in all; sized by verify_step_cuda_workspace, allocated by the caller.
   float* work = nullptr;
   int64_t work_unit = 0;
+  // The split pair's stream blocks below this index stage their state tile before griddepcontrol.wait (the first
+  // wave's loads under the prep grid's tail), the others after the record's header (set by the launcher).
+  int64_t tile_early = 0;
 
   // Fused Mamba-2 step only.
   bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then

@@ -44,7 +44,6 @@ struct M2CommonLayout {
   int raw_in, raw_ring;                              // uint4 chunks as copied (VI input elements each)
   int xs, S, Ds, dts, dtq, wq, G, BC, scal;          // fp32
   int meta, par, mask;                               // int
-  int zero;                                          // prep only: 16 zero bytes (verify_m2prep_mma.cuh)
 };
 
 // Places the common arrays from word o; returns the next free word. prep (the split pair's prep kernel: no state
@@ -66,7 +65,6 @@ __host__ __device__ __forceinline__ int m2_place_common(M2CommonLayout& l, int o
   l.meta = o; o += up4(2 + kMaxK);
   l.par = o; o += up4(kMaxK);
   l.mask = o; o += up4(kMaxK);
-  l.zero = o; o += prep ? 4 : 0;
   return o;
 }
 
@@ -227,23 +225,15 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
   if (lane == 0) scal[0] = __expf(Au * carry);
 }
 
-// The new tokens' rows into the ring at base (positions < R), from raw_in (x: k PC chunks, then nzc z chunks, then
-// B: k NC chunks): their x rows when with_x (m2_outputs writes those from its y loop), B rows and processed dt.
+// The new tokens' B rows and processed dt into the ring at base (positions < R), B from raw_in (x: k PC chunks, then
+// nzc z chunks, then B: k NC chunks); their x rows are m2_outputs' (written from its y loop).
 template <typename TI, bool kO32 = false>
 __device__ __forceinline__ void m2_ring_new_rows(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k,
-                                                 int PC, int NC, int R, int nzc, int64_t rx0, int64_t rb0, int s,
-                                                 int u, int tid, int nthreads, bool with_x) {
+                                                 int PC, int NC, int R, int nzc, int64_t rb0, int s, int u, int tid,
+                                                 int nthreads) {
   constexpr int VI = SV<TI>::V;
-  const int lPC = ilog2(PC), lNC = ilog2(NC), nxc = k * PC;
-  const int64_t rxw = rx0 + eoff<kO32>(ct.base, p.rx_r), rbw = rb0 + eoff<kO32>(ct.base, p.rB_r);
-  if (with_x) {
-    for (int i = tid; i < nxc; i += nthreads) {
-      const int t = i >> lPC;
-      if (ct.base + t < R)
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(t, p.rx_r, (i & (PC - 1)) * VI, 1)) =
-            sm.raw_in[i];
-    }
-  }
+  const int lNC = ilog2(NC), nxc = k * PC;
+  const int64_t rbw = rb0 + eoff<kO32>(ct.base, p.rB_r);
   for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
     const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
     if (ct.base + t < R)
@@ -330,7 +320,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
       *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(t, p.rx_r, p0, 1)) = sm.raw_in[i];
   }
   if (kPrep && ct.fold) return;
-  m2_ring_new_rows<TI, kO32>(p, ct, sm, k, PC, NC, R, nzc, rx0, rb0, s, u, tid, nthreads, false);
+  m2_ring_new_rows<TI, kO32>(p, ct, sm, k, PC, NC, R, nzc, rb0, s, u, tid, nthreads);
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the

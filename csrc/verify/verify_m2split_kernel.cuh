@@ -12,14 +12,14 @@
 //     scratch p.work; the new tokens' ring writes, the tree compaction and the meta row of every unit that does not
 //     fold. It triggers the dependent launch at its start.
 //   - verify_m2str_kernel (a unit a block, launched as a programmatic dependent of the prep kernel on sm_90): the
-//     state tile by cp.async and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots) before it waits on the
-//     prep grid (griddepcontrol.wait); then y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold
+//     state tile by cp.async (the first wave's blocks before they wait on the prep grid, griddepcontrol.wait; later
+//     ones after the scratch record's header) and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots); then y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold
 //     (m2tc_fold; its ring rows staged with the record, while the tile is in flight), then its new tokens' ring
 //     writes and meta row.
 // Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
 #pragma once
 #include "common/griddep.h"
-#include "verify/verify_m2prep_mma.cuh"
+#include "verify/verify_m2tc_kernel.cuh"
 
 namespace mamba_kernels {
 namespace verify_kernels {
@@ -73,15 +73,11 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 // (m2_place_common, prep) starts at smem_f4: its loads (new x, B, C rows and D by cp.async, its scalars into
 // registers), control words, ring rows, weights, B . C dots, and the record (m2split_ws offsets) into wsu (the
 // per-call scratch in global memory); the ring writes and meta row of a unit that does not fold. Returns at once for a
-// padding row. kMma (bf16 inputs on sm_80+): the dots and y terms on tensor cores (verify_m2prep_mma.cuh), except for
-// a unit whose new x rows are not all finite (then m2_outputs, which skips the nodes off a token's path).
-// kMmaOn: the launcher's choice (MK_VERIFY_PREP_MMA=1, opt-in until timed on a GPU); false: the CUDA-core form
-// everywhere.
-template <typename TI, int N, bool kO32, bool kMmaOn = true>
+// padding row.
+template <typename TI, int N, bool kO32>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
                                             int tid) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32, VI = SV<TI>::V, NC = N / VI;
-  constexpr bool kMma = kMmaOn && kHasBf16Mma && std::is_same<TI, __nv_bfloat16>::value;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H), k = static_cast<int>(p.k), P = static_cast<int>(p.P);
   const int R = static_cast<int>(p.R), PC = P / VI, lPC = ilog2(PC);
@@ -90,7 +86,6 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   m2_place_common(lay, 0, k, P, N, R, VI, true);
   const M2Smem sm = m2_smem(lay, smem_f4);
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
-  uint4* zero = reinterpret_cast<uint4*>(reinterpret_cast<float*>(smem_f4) + lay.zero);
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
   // new x, B, C (raw, in that order; x is read raw by the outputs)
@@ -113,17 +108,6 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   const M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
   cp_async_wait<0>();
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
-  // kMma: whether a new x chunk this thread copied is not finite (its own copies are visible to it now); any thread's
-  // flag lands in scal[1] between barriers 1 and 2
-  int* nonfinite = reinterpret_cast<int*>(scal) + 1;
-  bool bad = false;
-  if constexpr (kMma) {
-    for (int i = tid; i < nxc; i += NT) bad |= bf16x8_nonfinite(raw_in[i]);
-    if (tid == 0) {
-      zero[0] = make_uint4(0u, 0u, 0u, 0u);
-      *nonfinite = 0;
-    }
-  }
   __syncthreads();  // 1
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
@@ -131,25 +115,18 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
-  if (kMma && bad) *nonfinite = 1;
   cp_async_wait<0>();
   if (tid < ct.c1) dtq[tid] = dq;
   __syncthreads();  // 2
 
   // the ring weights on the last warp, beside the dots (one 16-row tile, i.e. warp 0 alone, up to c1 + k = 16)
   if (warp == NW - 1) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
-  if constexpr (kMma) m2prep_bc_dots_bf16<N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
-  else m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
+  m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
   __syncthreads();  // 3
 
   const M2SplitWs W = m2split_ws(k, R, P);
-  if (kMma && *nonfinite == 0) {
-    m2prep_outputs_mma<NT>(ct, sm, zero, k, P, sc.Au, wsu + W.yx, wsu + W.scale, tid);
-    if (!ct.fold) m2_ring_new_rows<TI, kO32>(p, ct, sm, k, PC, NC, R, 0, rx0, rb0, s, u, tid, NT, true);
-  } else {
-    m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
-                               wsu + W.scale);
-  }
+  m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
+                             wsu + W.scale);
   if (tid == 0) {
     int* wi = reinterpret_cast<int*>(wsu);
     wi[0] = ct.fold ? 1 : 0;
@@ -170,13 +147,13 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
 }
 
 // kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
-template <typename TI, int N, bool kO32, bool kMmaOn = true>
+template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
-  m2prep_unit<TI, N, kO32, kMmaOn>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x);
+  m2prep_unit<TI, N, kO32>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x);
 }
 
 // The control words of a unit from its record's header (fold, c, c1, path; the ring base is 0 when it folds).
@@ -298,19 +275,22 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
   for (int i = tid; i < ncc; i += NT) cp_async16(raw_c + i, Cb + (i >> lNC) * p.C_k + (i & (NC - 1)) * VI);
   cp_async_commit();
-  // The record's header words straight from global memory (fold, c, c1, path) before the tile's copies, so that this
-  // load does not queue behind 64 KB (ncu of a folding call: 18% of the stream's stall samples waited on it there);
-  // blocks of the first wave wait here for the prep grid, later ones find it complete.
+  // The first wave's blocks (tile_early) issue their tile now: they are resident while the prep grid finishes and
+  // wait for it below. Later blocks find the prep grid complete and read the record's header words (fold, c, c1,
+  // path) straight from global memory before their tile's copies, so that this load does not queue behind 64 KB (ncu
+  // of a folding call: 18% of the stream's stall samples waited on it there).
+  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+  const bool early = blockIdx.x < p.tile_early;  // the first wave: the tile before the wait (tile_early_blocks)
+  if (early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
   const int4 hdr = *reinterpret_cast<const int4*>(wsu);
-  T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   // The tile's copies under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
   // normal policy they push out of L2 what is read again (the ring rows and inputs of the next call's prep kernel,
   // 13.9 us against 14.4, the scratch). H200, b64 mean per call k2 / k4 / k8 54.5 / 60.8 / 82.6 us against 56.9 /
   // 63.0 / 83.5; the fold's write-back under the same policy lost at k8 (86.8).
-  m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
+  if (!early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
   cp_async_commit();
   // The unit's scratch record by cp.async (group 3) while the tile is in flight, and, for a unit that folds, its
   // committed ring rows too.

@@ -3,13 +3,14 @@
 // which kernel (verify_m2tc_kernel, verify_m2_kernel, verify_ssm_kernel, verify_fused_kernel), block size, shared
 // memory. CUDA headers only.
 #pragma once
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <utility>
 
 #if defined(__CUDACC__)
-#include "common/smem_optin.h"  // device_smem_optin (the GPU launcher)
+#include "common/smem_optin.h"  // device_smem_optin, device_sm_count (the GPU launcher)
 #endif
 #include "verify/verify_m2_kernel.cuh"
 #include "verify/verify_m1_kernel.cuh"
@@ -202,17 +203,8 @@ inline void (*str_kernel(DType in, int64_t N, int threads))(VerifyStepParams) {
   return in == DType::kBFloat16 ? str_kernel_in<T, __nv_bfloat16>(N, nw)
          : (in == DType::kFloat16 ? str_kernel_in<T, __half>(N, nw) : str_kernel_in<T, float>(N, nw));
 }
-// MK_VERIFY_PREP_MMA=1 (environment, read at every launch; a lab until timed on a GPU): the bf16 prep kernel with
-// its tensor-core steps (verify_m2prep_mma.cuh); otherwise its CUDA-core form.
-inline bool prep_mma_off() {
-  const char* e = std::getenv("MK_VERIFY_PREP_MMA");
-  return !(e != nullptr && e[0] == '1');
-}
 template <bool kO32>
 inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
-  if (in == DType::kBFloat16 && prep_mma_off())
-    return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32, false>
-                   : verify_m2prep_kernel<__nv_bfloat16, 128, kO32, false>;
   if (in == DType::kBFloat16)
     return N == 64 ? verify_m2prep_kernel<__nv_bfloat16, 64, kO32> : verify_m2prep_kernel<__nv_bfloat16, 128, kO32>;
   if (in == DType::kFloat16)
@@ -301,6 +293,27 @@ inline void (*deck_kernel(DType in, int64_t N, int lanes))(M2DecKParams) {
   } else {
     return nullptr;
   }
+}
+
+// The stream kernel's blocks that stage their state tile before griddepcontrol.wait (VerifyStepParams::tile_early):
+// its first wave, 2 an SM (its launch bounds and ~76 KB of shared memory), which become resident while the prep grid
+// finishes, so their 64 KB tiles load under the prep's tail. Later blocks start after the prep grid and read their
+// record header first (a header queued behind a tile delays a folding unit's ring rows). H100, b64 ring 16, mean per
+// call, two rounds: k2 / k4 / k8 65.4-65.5 / 72.4-72.5 / 98.2-98.3 us against 65.7-66.0 / 73.0-73.1 / 99.3-99.7 with
+// none early, 65.9 / 72.8-72.9 / 98.7-99.0 with all. MK_VERIFY_TILE_EARLY=n|all (environment, read at every launch):
+// blocks [0, n) instead (0: none). sms: the device's SM count (0: unknown, as in the CPU emulation).
+inline int64_t tile_early_blocks(int sms) {
+  const char* e = std::getenv("MK_VERIFY_TILE_EARLY");
+  if (e == nullptr) return 2 * static_cast<int64_t>(sms);
+  if (e[0] == 'a') return INT64_MAX;
+  return std::strtoll(e, nullptr, 10);
+}
+
+// The stream kernel's parameters: p with tile_early set (sms as above).
+inline VerifyStepParams str_params(const VerifyStepParams& p, int sms) {
+  VerifyStepParams q = p;
+  q.tile_early = tile_early_blocks(sms);
+  return q;
 }
 
 #if defined(__CUDACC__)
@@ -412,7 +425,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, p);
+  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, str_params(p, device_sm_count()));
   if (err == cudaSuccess) err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }

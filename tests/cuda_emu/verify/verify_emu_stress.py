@@ -267,8 +267,8 @@ CASES = {
     "acc_fused": dict(H=4, P=8, N=8, G=2, m1=False, S=4, R=38, Kmax=8, b=3, rounds=14, dt_in=F32, dt_st=F32, tree=True, fused=True, width=4, accum=True),
     # production-like shapes (P, N powers of two: the lean verify_m2_kernel when inputs are contiguous)
     "hot_m2": dict(H=2, P=128, N=128, G=1, m1=False, S=3, R=16, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=False, accum=True),
-    # hot_m2 with an infinite x in the last draft token of half the rows (the split prep kernel's tensor-core y terms
-    # would turn 0 x inf into NaN for the tokens before it; such a unit takes the CUDA-core form)
+    # hot_m2 with an infinite x in the last draft token of half the rows (the tokens before it must stay finite: a
+    # form that weighted every node, 0 off a token's path, would turn 0 x inf into NaN)
     "hot_m2_inf": dict(H=2, P=128, N=128, G=1, m1=False, S=3, R=16, Kmax=4, b=2, rounds=10, dt_in=BF16, dt_st=F32, tree=True, accum=True, inf_x=True),
     "hot_m2_k8": dict(H=1, P=128, N=128, G=1, m1=False, S=3, R=16, Kmax=8, b=2, rounds=8, dt_in=BF16, dt_st=F32, tree=True, accum=True),
     "lean_bf16st": dict(H=2, P=64, N=128, G=2, m1=False, S=4, R=16, Kmax=6, b=3, rounds=10, dt_in=BF16, dt_st=BF16, tree=True, accum=True),
