@@ -1,6 +1,6 @@
 // The dynamic shared memory a block may opt into on a CUDA device, and opting a kernel into it with a readable error;
-// the device's SM count (host code; CUDA runtime only). Why: several kernels need more than an RTX 30xx / 40xx gives a block (101376 bytes;
-// A100 166912, H100 / H200 232448), and cudaFuncSetAttribute then only says "invalid argument".
+// the device's SM count (host code; CUDA runtime only). Why: several kernels need more than an RTX 30xx / 40xx gives
+// a block (101376 bytes; A100 166912, H100 / H200 232448), and cudaFuncSetAttribute then only says "invalid argument".
 #pragma once
 #include <cuda_runtime.h>
 

@@ -13,9 +13,9 @@
 //     fold. It triggers the dependent launch at its start.
 //   - verify_m2str_kernel (a unit a block, launched as a programmatic dependent of the prep kernel on sm_90): the
 //     state tile by cp.async (the first wave's blocks before they wait on the prep grid, griddepcontrol.wait; later
-//     ones after the scratch record's header) and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots); then y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold
-//     (m2tc_fold; its ring rows staged with the record, while the tile is in flight), then its new tokens' ring
-//     writes and meta row.
+//     ones after the scratch record's header) and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots); then
+//     y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold (m2tc_fold; its ring rows staged with
+//     the record, while the tile is in flight), then its new tokens' ring writes and meta row.
 // Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
 #pragma once
 #include "common/griddep.h"
@@ -276,9 +276,11 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   for (int i = tid; i < ncc; i += NT) cp_async16(raw_c + i, Cb + (i >> lNC) * p.C_k + (i & (NC - 1)) * VI);
   cp_async_commit();
   // The first wave's blocks (tile_early) issue their tile now: they are resident while the prep grid finishes and
-  // wait for it below. Later blocks find the prep grid complete and read the record's header words (fold, c, c1,
-  // path) straight from global memory before their tile's copies, so that this load does not queue behind 64 KB (ncu
-  // of a folding call: 18% of the stream's stall samples waited on it there).
+  // wait for it below (the prep kernel never writes the state, and what wrote it before, e.g. the previous call's
+  // fold, completed before the prep grid started: the prep is a normal launch). Later blocks find the prep grid
+  // complete and read the record's header words (fold, c, c1, path) straight from global memory before their tile's
+  // copies, so that this load does not queue behind 64 KB (ncu of a folding call: 18% of the stream's stall samples
+  // waited on it there).
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   const bool early = blockIdx.x < p.tile_early;  // the first wave: the tile before the wait (tile_early_blocks)
   if (early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);

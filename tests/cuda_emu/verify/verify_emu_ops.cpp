@@ -98,7 +98,8 @@ const char* emu_ssm(const VerifyStepParams& p) {
     cp.smem = c.prep_smem;
     std::atomic<long> unused{0};
     if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
-    return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), str_params(p, 0));  // no SM count: early blocks only by MK_VERIFY_TILE_EARLY
+    // no SM count here: blocks stage their tile early only by MK_VERIFY_TILE_EARLY
+    return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), str_params(p, 0));
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
     return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, c.o32), m1dec_params(p));
