@@ -225,25 +225,6 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
   if (lane == 0) scal[0] = __expf(Au * carry);
 }
 
-// The new tokens' B rows and processed dt into the ring at base (positions < R), B from raw_in (x: k PC chunks, then
-// nzc z chunks, then B: k NC chunks); their x rows are m2_outputs' (written from its y loop).
-template <typename TI, bool kO32 = false>
-__device__ __forceinline__ void m2_ring_new_rows(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, int k,
-                                                 int PC, int NC, int R, int nzc, int64_t rb0, int s, int u, int tid,
-                                                 int nthreads) {
-  constexpr int VI = SV<TI>::V;
-  const int lNC = ilog2(NC), nxc = k * PC;
-  const int64_t rbw = rb0 + eoff<kO32>(ct.base, p.rB_r);
-  for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
-    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
-    if (ct.base + t < R)
-      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + eoff<kO32>(t, p.rB_r, n0, 1)) =
-          sm.raw_in[nxc + nzc + i];
-  }
-  if (tid < k && ct.base + tid < R)
-    p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.base + tid, p.rdt_r, u, p.rdt_h)] = sm.dts[tid];
-}
-
 // y of every (token t, VI channels from p0) by the closed form, times silu(z); the new tokens' x, B and dt into the
 // ring at base (positions < R). y: this unit's output (b, u applied). Thread tid of nthreads.
 // kPrep (verify_m2prep_kernel, no state tile): instead of y, the state-free part yx_t = rho_t (ring term) + path
@@ -256,7 +237,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
                                            int s, int u, int tid, int nthreads, float* yx = nullptr,
                                            float* scale = nullptr) {
   constexpr int VI = SV<TI>::V;
-  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), K1 = k > 0 ? k : 1;
+  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
   const int nxc = k * PC, nzc = !kPrep && p.z != nullptr ? k * PC : 0;
   // x chunk (token sn, chunk pc) as fp32: staged as fp32 (xs), or raw (prep)
   auto load_x = [&sm, P, PC](int sn, int pc, float (&xv)[VI]) {
@@ -264,7 +245,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     else lds_vec<VI>(sm.xs + sn * P + pc * VI, xv);
   };
   const float eSQ = sm.scal[0];
-  const int64_t rxw = rx0 + eoff<kO32>(ct.base, p.rx_r);
+  const int64_t rxw = rx0 + eoff<kO32>(ct.base, p.rx_r), rbw = rb0 + eoff<kO32>(ct.base, p.rB_r);
   for (int i = tid; i < k * PC; i += nthreads) {
     const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
     float hc[VI], ws[VI], xv[VI];
@@ -320,7 +301,14 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
       *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(t, p.rx_r, p0, 1)) = sm.raw_in[i];
   }
   if (kPrep && ct.fold) return;
-  m2_ring_new_rows<TI, kO32>(p, ct, sm, k, PC, NC, R, nzc, rb0, s, u, tid, nthreads);
+  for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
+    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
+    if (ct.base + t < R)
+      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + eoff<kO32>(t, p.rB_r, n0, 1)) =
+          sm.raw_in[nxc + nzc + i];
+  }
+  if (tid < k && ct.base + tid < R)
+    p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.base + tid, p.rdt_r, u, p.rdt_h)] = sm.dts[tid];
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the

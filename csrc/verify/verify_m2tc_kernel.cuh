@@ -197,29 +197,6 @@ __device__ __forceinline__ void m2tc_state_dots(const uint4* tile, const uint4* 
   }
 }
 
-// Row r of the B . C dots' row tile: the committed ring token's B row (raw_ring from rbo) below c1, the new token's
-// (Bnew) from c1 to nrow, row 0 standing in past nrow (its values are then masked to zero by the caller).
-__device__ __forceinline__ const uint4* m2_bc_row(const M2Smem& sm, const uint4* Bnew, int c1, int nrow, int rbo,
-                                                  int NC, int r) {
-  r = r < nrow ? r : 0;
-  return r < c1 ? sm.raw_ring + rbo + r * NC : Bnew + (r - c1) * NC;
-}
-
-// A B . C dots tile's results d (rows r0, r0 + 8; tokens t0, t0 + 1) into G[r][t] (ring rows r < c1) or
-// BC[t][r - c1] (the new tokens' rows), rows < nrow and tokens < k only.
-__device__ __forceinline__ void m2_bc_store(const M2Smem& sm, const float (&d)[4], int r0, int t0, int c1, int nrow,
-                                            int k) {
-  const int K1 = k > 0 ? k : 1;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int r = i < 2 ? r0 : r0 + 8, t = t0 + (i & 1);
-    if (r < nrow && t < k) {
-      if (r < c1) sm.G[r * K1 + t] = d[i];
-      else sm.BC[t * K1 + (r - c1)] = d[i];
-    }
-  }
-}
-
 // Dots of the ring's and the new tokens' B rows with the new C rows: rows e < c1: G[e][t] = B_e . C_t (ring, raw
 // rows of sm.raw_ring from m2_ring_b on); rows c1 + s: BC[t][s] = B_s . C_t (Bnew: the new B rows, raw).
 template <typename TI, int N, int NW>
@@ -227,7 +204,9 @@ __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw
                                              int P, int R, int warp, int g, int q) {
   constexpr int VI = SV<TI>::V, NC = N / VI;
   constexpr bool kSplitI = sizeof(TI) == 4;
-  const int rbo = m2_ring_b(R, P / VI);
+  const int K1 = k > 0 ? k : 1, rbo = m2_ring_b(R, P / VI);
+  float* G = sm.G;
+  float* BC = sm.BC;
   const int nrow = c1 + k, nmt = (nrow + 15) / 16, nnt = (k + 7) / 8;
   for (int nt = 0; nt < nnt; ++nt) {
     if (warp >= nmt) break;
@@ -235,7 +214,11 @@ __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw
     load_c_frag<TI, N, VI, kSplitI>(Craw, nt * 8 + g, k, q, cf, cfl);
     for (int mt = warp; mt < nmt; mt += NW) {
       const int r0 = mt * 16 + g, r1 = r0 + 8;
-      const uint4 *b0 = m2_bc_row(sm, Bnew, c1, nrow, rbo, NC, r0), *b1 = m2_bc_row(sm, Bnew, c1, nrow, rbo, NC, r1);
+      auto brow = [&sm, c1, rbo, Bnew](int r) -> const uint4* {
+        return r < c1 ? sm.raw_ring + rbo + r * NC : Bnew + (r - c1) * NC;
+      };
+      const uint4* b0 = brow(r0 < nrow ? r0 : 0);
+      const uint4* b1 = brow(r1 < nrow ? r1 : 0);
       float d[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int gc = 0; gc < N / (4 * VI); ++gc) {
@@ -252,7 +235,15 @@ __device__ __forceinline__ void m2tc_bc_dots(const M2Smem& sm, const uint4* Craw
           mma_acc<kSplitI, kSplitI>(d, v0[e], v1[e], v0[e + 1], v1[e + 1], cf[gc * VI + e], cf[gc * VI + e + 1],
                                     cfl[gc * VI + e], cfl[gc * VI + e + 1]);
       }
-      m2_bc_store(sm, d, r0, nt * 8 + 2 * q, c1, nrow, k);
+      const int t0 = nt * 8 + 2 * q;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = i < 2 ? r0 : r1, t = t0 + (i & 1);
+        if (r < nrow && t < k) {
+          if (r < c1) G[r * K1 + t] = d[i];
+          else BC[t * K1 + (r - c1)] = d[i];
+        }
+      }
     }
   }
 }

@@ -3,6 +3,7 @@
 // which kernel (verify_m2tc_kernel, verify_m2_kernel, verify_ssm_kernel, verify_fused_kernel), block size, shared
 // memory. CUDA headers only.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -300,13 +301,15 @@ inline void (*deck_kernel(DType in, int64_t N, int lanes))(M2DecKParams) {
 // finishes, so their 64 KB tiles load under the prep's tail. Later blocks start after the prep grid and read their
 // record header first (a header queued behind a tile delays a folding unit's ring rows). H100, b64 ring 16, mean per
 // call, two rounds: k2 / k4 / k8 65.4-65.5 / 72.4-72.5 / 98.2-98.3 us against 65.7-66.0 / 73.0-73.1 / 99.3-99.7 with
-// none early, 65.9 / 72.8-72.9 / 98.7-99.0 with all. MK_VERIFY_TILE_EARLY=n|all (environment, read at every launch):
-// blocks [0, n) instead (0: none). sms: the device's SM count (0: unknown, as in the CPU emulation).
+// none early, 65.9 / 72.8-72.9 / 98.7-99.0 with all. MK_VERIFY_TILE_EARLY=n|all (environment, read once): blocks
+// [0, n) instead (0: none). sms: the device's SM count (0: unknown, as in the CPU emulation).
 inline int64_t tile_early_blocks(int sms) {
-  const char* e = std::getenv("MK_VERIFY_TILE_EARLY");
-  if (e == nullptr) return 2 * static_cast<int64_t>(sms);
-  if (e[0] == 'a') return INT64_MAX;
-  return std::strtoll(e, nullptr, 10);
+  static const int64_t forced = [] {  // -1: not set
+    const char* e = std::getenv("MK_VERIFY_TILE_EARLY");
+    if (e == nullptr) return int64_t{-1};
+    return e[0] == 'a' ? INT64_MAX : std::max<int64_t>(0, std::strtoll(e, nullptr, 10));
+  }();
+  return forced >= 0 ? forced : 2 * static_cast<int64_t>(sms);
 }
 
 // The stream kernel's parameters: p with tile_early set (sms as above).

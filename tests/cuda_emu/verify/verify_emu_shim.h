@@ -123,13 +123,6 @@ inline unsigned atomicAdd(unsigned* addr, unsigned v) {
   *addr = old + v;
   return old;
 }
-// One reduction element of a warp's mma: rows g, g + 8 (ag, ag8) times columns 2q, 2q + 1 (bc0, bc1).
-inline void emu_mma_step(float (&d)[4], float ag, float ag8, float bc0, float bc1) {
-  d[0] = std::fma(ag, bc0, d[0]);
-  d[1] = std::fma(ag, bc1, d[1]);
-  d[2] = std::fma(ag8, bc0, d[2]);
-  d[3] = std::fma(ag8, bc1, d[3]);
-}
 // m16n8k8 tf32 mma of one warp (fragments as in verify_m2tc_kernel.cuh), operands truncated to tf32 as the
 // hardware does; all lanes publish their fragments, one barrier, each computes its outputs, one barrier.
 inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, float b0, float b1) {
@@ -142,7 +135,11 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
   for (int kk = 0; kk < 8; ++kk) {
     const int hi = kk < 4 ? 0 : 1;
     const float ag = tr(w.ma[g * 4 + (kk & 3)][2 * hi]), ag8 = tr(w.ma[g * 4 + (kk & 3)][2 * hi + 1]);
-    emu_mma_step(d, ag, ag8, tr(w.mb[8 * q + (kk & 3)][hi]), tr(w.mb[8 * q + 4 + (kk & 3)][hi]));
+    const float bc0 = tr(w.mb[8 * q + (kk & 3)][hi]), bc1 = tr(w.mb[8 * q + 4 + (kk & 3)][hi]);
+    d[0] = std::fma(ag, bc0, d[0]);
+    d[1] = std::fma(ag, bc1, d[1]);
+    d[2] = std::fma(ag8, bc0, d[2]);
+    d[3] = std::fma(ag8, bc1, d[3]);
   }
   emu::warp_wait();
 }
