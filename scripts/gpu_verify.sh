@@ -86,6 +86,10 @@ if [ "${VERIFY_PART:-}" = l2pf ]; then
     step 40 $OUT/sweep.log l2pf$v env MK_VERIFY_L2PF=$v python3 scripts/sweep_verify.py \
       --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag l2pf$v
   done; done
+  for v in ${L2PF_TC_VARIANTS:-0,0 0,1w 0,2w}; do  # the one-kernel tc with its blocks prefetching ahead, one round
+    step 40 $OUT/sweep.log l2pftc$v env MK_VERIFY_KERNEL=tc MK_VERIFY_L2PF=$v python3 scripts/sweep_verify.py \
+      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag l2pftc$v
+  done
   grep -h "^l2pf" $OUT/sweep.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0

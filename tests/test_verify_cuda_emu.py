@@ -34,7 +34,7 @@ GROUPS = {
     # verify_m2tc_kernel (MK_VERIFY_KERNEL=tc: taken for every shape it serves): fp32 state with bf16 / f16 / f32
     # inputs (split tf32 operands), bf16 state, P = 16 .. 256, N = 64 / 128, k up to 16 (two token tiles), tree
     # drafts, long rings (several B . C row tiles), folds on tensor cores
-    "tc": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc"},
+    "tc": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_L2PF": "0,1"},
            ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"], ["tc"]),
     # verify_m2tc_kernel with 4 warps at P = 128 / 256 (two / four row tiles a warp; the launcher's choice is 8)
     "tc4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_WARPS": "4"}, ["hot_m2", "lean_2pass"],

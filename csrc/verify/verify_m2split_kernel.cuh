@@ -69,18 +69,6 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   return l;
 }
 
-// L2 prefetch of unit j's state tile (its P rows of N elements, st_p apart: one bulk prefetch a row) by threads tid of
-// NT: the stream kernel reads it later (VerifyStepParams::l2pf_*). Nothing for a unit past the grid or a padding row.
-__device__ __forceinline__ void m2split_prefetch_tile(const VerifyStepParams& p, int64_t j, int tid, int NT) {
-  if (j >= p.batch * p.H) return;
-  const int64_t b = j / p.H, u = j - b * p.H;
-  const int s = p.slots[b * p.slots_stride];
-  if (s < 0 || s >= p.S) return;
-  const int64_t esz = p.state_dtype == DType::kFloat32 ? 4 : 2;
-  const char* st = static_cast<const char*>(p.state) + ((int64_t)s * p.st_s + u * p.st_h) * esz;
-  for (int r = tid; r < p.P; r += NT) prefetch_l2_bulk(st + r * p.st_p * esz, static_cast<uint32_t>(p.N * esz));
-}
-
 // One unit (batch row b, head u) of the prep work, by the kSplitPrepThreads threads tid of a block whose shared memory
 // (m2_place_common, prep) starts at smem_f4: its loads (new x, B, C rows and D by cp.async, its scalars into
 // registers), control words, ring rows, weights, B . C dots, and the record (m2split_ws offsets) into wsu (the
@@ -163,7 +151,7 @@ template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
   if (blockIdx.x >= p.l2pf_lo && blockIdx.x < p.l2pf_hi)
-    m2split_prefetch_tile(p, blockIdx.x, threadIdx.x, kSplitPrepThreads);
+    m2_prefetch_tile(p, blockIdx.x, threadIdx.x, kSplitPrepThreads);
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
@@ -299,7 +287,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   const bool early = blockIdx.x < p.tile_early;  // the first wave: the tile before the wait (tile_early_blocks)
   if (early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
   if (p.l2pf_dist > 0 && blockIdx.x + p.l2pf_dist >= p.l2pf_hi)
-    m2split_prefetch_tile(p, blockIdx.x + p.l2pf_dist, tid, NT);
+    m2_prefetch_tile(p, blockIdx.x + p.l2pf_dist, tid, NT);
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;

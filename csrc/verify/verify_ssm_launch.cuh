@@ -495,6 +495,7 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
     return launch_one(c, stream, dkern, m2dec_params(p, c.dec_lanes));
   }
+  if (c.tc) return launch_one(c, stream, kern, str_params(ssm_kernel_params(c, p), device_sm_count()));
   return launch_one(c, stream, kern, ssm_kernel_params(c, p));
 }
 #endif

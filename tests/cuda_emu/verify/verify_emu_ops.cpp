@@ -114,6 +114,7 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = m1_kernel<T>(p.in_dtype, p.N, c.o32);
     counter = &n_m1lean;
   }
+  if (c.tc) return emu_launch(c, counter, kern, str_params(ssm_kernel_params(c, p), 0));
   return emu_launch(c, counter, kern, ssm_kernel_params(c, p));
 }
 }  // namespace
