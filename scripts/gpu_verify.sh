@@ -10,7 +10,6 @@
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
 # VERIFY_PART=tileearly: the split stream kernel's first-wave tiles before griddepcontrol.wait, A/B (session 55).
 # VERIFY_PART=rows: the verify GPU tests (ROWS_TESTS=0: not), the bench's verify graph rows, one tile_early A/B round.
-# VERIFY_PART=l2pf: the split pair's L2 prefetch of later state tiles (MK_VERIFY_L2PF), tests and sweep (session 56).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -70,27 +69,6 @@ if [ "${VERIFY_PART:-}" = tileearly ]; then
       --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag early$v
   done; done
   grep -h "early" $OUT/sweep.log >> $L
-  echo "total $(( $(date +%s) - t0 ))s" >> $L
-  exit 0
-fi
-if [ "${VERIFY_PART:-}" = l2pf ]; then
-  # session 56 (~300 s with the build): the verify GPU tests with blocks 0-1 early and small prefetch windows (prep
-  # blocks [2, 5), stream block j -> unit j + 2: the test grids are far below a 2 x SMs wave), the bench's verify
-  # graph rows at the default (the day's rows), then b64 k4 / k2 / k8 graph calls (ring 16) for each
-  # L2PF_VARIANTS np,dist (w: waves of 2 x SMs blocks) in alternating processes, two rounds.
-  step 60 $T verify bash -c "MK_VERIFY_TILE_EARLY=2 MK_VERIFY_L2PF=3,2 $P $VT"
-  tail -2 $T >> $L
-  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
-    "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
-  for i in 1 2; do for v in ${L2PF_VARIANTS:-0,0 1w,0 2w,0 0,1w 1w,1w 2w,1w 0,2w 1w,2w}; do
-    step 40 $OUT/sweep.log l2pf$v env MK_VERIFY_L2PF=$v python3 scripts/sweep_verify.py \
-      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag l2pf$v
-  done; done
-  for v in ${L2PF_TC_VARIANTS:-0,0 0,1w 0,2w}; do  # the one-kernel tc with its blocks prefetching ahead, one round
-    step 40 $OUT/sweep.log l2pftc$v env MK_VERIFY_KERNEL=tc MK_VERIFY_L2PF=$v python3 scripts/sweep_verify.py \
-      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag l2pftc$v
-  done
-  grep -h "^l2pf" $OUT/sweep.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

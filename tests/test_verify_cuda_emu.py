@@ -34,7 +34,7 @@ GROUPS = {
     # verify_m2tc_kernel (MK_VERIFY_KERNEL=tc: taken for every shape it serves): fp32 state with bf16 / f16 / f32
     # inputs (split tf32 operands), bf16 state, P = 16 .. 256, N = 64 / 128, k up to 16 (two token tiles), tree
     # drafts, long rings (several B . C row tiles), folds on tensor cores
-    "tc": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_L2PF": "0,1"},
+    "tc": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc"},
            ["hot_m2", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16", "lean_2pass"], ["tc"]),
     # verify_m2tc_kernel with 4 warps at P = 128 / 256 (two / four row tiles a warp; the launcher's choice is 8)
     "tc4": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "MK_VERIFY_TC_WARPS": "4"}, ["hot_m2", "lean_2pass"],
@@ -43,10 +43,8 @@ GROUPS = {
     # same shapes as tc (stream blocks of 4 warps), padding rows, folds (ring rows staged after the epilogue), trees;
     # hot_m2_inf: an infinite x in a draft token reaches no other token's y; MK_VERIFY_TILE_EARLY=2: the stream grid's
     # blocks 0 and 1 stage their tile before griddepcontrol.wait, the rest after the record's header (on a GPU: the
-    # first wave; the emulation's CUDA runtime knows no SM count, so without the switch no block is early);
-    # MK_VERIFY_L2PF=1,1: prep block 2 and stream blocks 2.. prefetch a tile to L2 (touched here: bounds-checked)
-    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_TILE_EARLY": "2",
-               "MK_VERIFY_L2PF": "1,1"},
+    # first wave; the emulation's CUDA runtime knows no SM count, so without the switch no block is early)
+    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_TILE_EARLY": "2"},
               ["hot_m2", "hot_m2_inf", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16",
                "lean_2pass"], ["split"]),
     # a device with 64 KB of shared memory a block (EMU_SMEM_OPTIN; the launch choice compares each kernel's layout

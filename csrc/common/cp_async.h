@@ -116,18 +116,4 @@ __device__ __forceinline__ void prefetch_line(const void* p) {
 __device__ __forceinline__ void prefetch_l2(const void* p) { prefetch_line<false>(p); }
 __device__ __forceinline__ void prefetch_l1(const void* p) { prefetch_line<true>(p); }
 
-// L2 prefetch of `bytes` (a multiple of 16) from p (16-byte aligned): one bulk prefetch on sm_90
-// (cp.async.bulk.prefetch.L2), a line prefetch per 128 bytes before. A hint: nothing waits for it. The CPU emulation
-// touches the first and the last byte (bounds checked there).
-__device__ __forceinline__ void prefetch_l2_bulk(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#elif defined(__CUDA_ARCH__)
-  for (uint32_t o = 0; o < bytes; o += 128) prefetch_l2(static_cast<const char*>(p) + o);
-#else
-  (void)*static_cast<const volatile char*>(p);
-  (void)*(static_cast<const volatile char*>(p) + bytes - 1);
-#endif
-}
-
 }  // namespace mamba_kernels

@@ -77,10 +77,6 @@ struct VerifyStepParams {
   // The split pair's stream blocks below this index stage their state tile before griddepcontrol.wait (the first
   // wave's loads under the prep grid's tail), the others after the record's header (set by the launcher).
   int64_t tile_early = 0;
-  // L2 prefetch of state tiles the stream kernel reads later (set by the launcher; 0 = off): the prep kernel's blocks
-  // [l2pf_lo, l2pf_hi) prefetch their own unit's tile; stream block j prefetches unit j + l2pf_dist's when that is at
-  // or past l2pf_hi.
-  int64_t l2pf_lo = 0, l2pf_hi = 0, l2pf_dist = 0;
 
   // Fused Mamba-2 step only.
   bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then

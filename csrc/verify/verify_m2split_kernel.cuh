@@ -150,8 +150,6 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
 template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
-  if (blockIdx.x >= p.l2pf_lo && blockIdx.x < p.l2pf_hi)
-    m2_prefetch_tile(p, blockIdx.x, threadIdx.x, kSplitPrepThreads);
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
@@ -286,8 +284,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   const bool early = blockIdx.x < p.tile_early;  // the first wave: the tile before the wait (tile_early_blocks)
   if (early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
-  if (p.l2pf_dist > 0 && blockIdx.x + p.l2pf_dist >= p.l2pf_hi)
-    m2_prefetch_tile(p, blockIdx.x + p.l2pf_dist, tid, NT);
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;

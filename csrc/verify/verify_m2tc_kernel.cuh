@@ -333,18 +333,6 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
   }
 }
 
-// L2 prefetch of unit j's state tile (its P rows of N elements, st_p apart: one bulk prefetch a row) by threads tid of
-// NT: a block reads it later (VerifyStepParams::l2pf_*). Nothing for a unit past the grid or a padding row.
-__device__ __forceinline__ void m2_prefetch_tile(const VerifyStepParams& p, int64_t j, int tid, int NT) {
-  if (j >= p.batch * p.H) return;
-  const int64_t b = j / p.H, u = j - b * p.H;
-  const int s = p.slots[b * p.slots_stride];
-  if (s < 0 || s >= p.S) return;
-  const int64_t esz = p.state_dtype == DType::kFloat32 ? 4 : 2;
-  const char* st = static_cast<const char*>(p.state) + ((int64_t)s * p.st_s + u * p.st_h) * esz;
-  for (int r = tid; r < p.P; r += NT) prefetch_l2_bulk(st + r * p.st_p * esz, static_cast<uint32_t>(p.N * esz));
-}
-
 template <typename T, typename TI, int N, int NW>
 __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
@@ -387,8 +375,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2tc_kernel(const VerifySte
     }
   }
   cp_async_commit();
-  if (p.l2pf_dist > 0 && blockIdx.x + p.l2pf_dist >= p.l2pf_hi)  // a later block's tile (lab: MK_VERIFY_L2PF)
-    m2_prefetch_tile(p, blockIdx.x + p.l2pf_dist, tid, NT);
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   m2tc_stage_tile<T, N, NW>(tile, st, p.st_p, P, warp, lane);
   cp_async_commit();

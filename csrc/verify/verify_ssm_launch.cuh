@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -313,42 +312,10 @@ inline int64_t tile_early_blocks(int sms) {
   return forced >= 0 ? forced : 2 * static_cast<int64_t>(sms);
 }
 
-// L2 prefetch of the stream's later tiles (VerifyStepParams::l2pf_*): the prep kernel's blocks [tile_early,
-// tile_early + np) prefetch their unit's tile while the DRAM has little else to do, and stream block j prefetches unit
-// j + dist's (when at or past that window) while its own tile lands and it computes. MK_VERIFY_L2PF=np,dist
-// (environment, read once; a count, or a count of waves of 2 x SMs blocks with a trailing w): default 0,0 (off).
-struct L2Prefetch {
-  int64_t np = 0, dist = 0;
-  bool np_waves = false, dist_waves = false;
-};
-inline L2Prefetch l2_prefetch_from_env() {
-  static const L2Prefetch v = [] {
-    L2Prefetch r;
-    const char* e = std::getenv("MK_VERIFY_L2PF");
-    if (e == nullptr) return r;
-    char* end = nullptr;
-    r.np = std::max<int64_t>(0, std::strtoll(e, &end, 10));
-    r.np_waves = end != nullptr && *end == 'w';
-    const char* c = std::strchr(e, ',');
-    if (c != nullptr) {
-      r.dist = std::max<int64_t>(0, std::strtoll(c + 1, &end, 10));
-      r.dist_waves = end != nullptr && *end == 'w';
-    }
-    return r;
-  }();
-  return v;
-}
-
-// The split pair's parameters: p with tile_early and the L2 prefetch window set (sms as above).
+// The stream kernel's parameters: p with tile_early set (sms as above).
 inline VerifyStepParams str_params(const VerifyStepParams& p, int sms) {
   VerifyStepParams q = p;
   q.tile_early = tile_early_blocks(sms);
-  const L2Prefetch pf = l2_prefetch_from_env();
-  const int64_t wave = 2 * static_cast<int64_t>(sms);
-  const int64_t lo = std::min<int64_t>(q.tile_early, p.batch * p.H);
-  q.l2pf_lo = lo;
-  q.l2pf_hi = lo + (pf.np_waves ? pf.np * wave : pf.np);
-  q.l2pf_dist = pf.dist_waves ? pf.dist * wave : pf.dist;
   return q;
 }
 
@@ -448,8 +415,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
   cp.cluster = 1;
-  const VerifyStepParams q = str_params(p, device_sm_count());
-  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, c.o32), q)) return err;
+  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
   if (const char* e = allow_smem(skern, c.smem)) return e;
   cudaLaunchConfig_t cfg = {};
@@ -462,7 +428,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
-  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, q);
+  cudaError_t err = cudaLaunchKernelEx(&cfg, skern, str_params(p, device_sm_count()));
   if (err == cudaSuccess) err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
 }
@@ -495,7 +461,6 @@ const char* launch_verify_ssm(const VerifyStepParams& p, cudaStream_t stream) {
     if (dkern == nullptr) return "verify_step_cuda: no decode kernel for these parameters";
     return launch_one(c, stream, dkern, m2dec_params(p, c.dec_lanes));
   }
-  if (c.tc) return launch_one(c, stream, kern, str_params(ssm_kernel_params(c, p), device_sm_count()));
   return launch_one(c, stream, kern, ssm_kernel_params(c, p));
 }
 #endif

@@ -97,11 +97,9 @@ const char* emu_ssm(const VerifyStepParams& p) {
     cp.threads = kSplitPrepThreads;
     cp.smem = c.prep_smem;
     std::atomic<long> unused{0};
-    // no SM count here: blocks stage their tile early only by MK_VERIFY_TILE_EARLY, and prefetch tiles to L2 only by
-    // MK_VERIFY_L2PF in block counts
-    const VerifyStepParams q = str_params(p, 0);
-    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, c.o32), q)) return err;
-    return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), q);
+    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
+    // no SM count here: blocks stage their tile early only by MK_VERIFY_TILE_EARLY
+    return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), str_params(p, 0));
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
     return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, c.o32), m1dec_params(p));
@@ -114,7 +112,6 @@ const char* emu_ssm(const VerifyStepParams& p) {
     kern = m1_kernel<T>(p.in_dtype, p.N, c.o32);
     counter = &n_m1lean;
   }
-  if (c.tc) return emu_launch(c, counter, kern, str_params(ssm_kernel_params(c, p), 0));
   return emu_launch(c, counter, kern, ssm_kernel_params(c, p));
 }
 }  // namespace
