@@ -10,6 +10,8 @@
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
 # VERIFY_PART=tileearly: the split stream kernel's first-wave tiles before griddepcontrol.wait, A/B (session 55).
 # VERIFY_PART=rows: the verify GPU tests (ROWS_TESTS=0: not), the bench's verify graph rows, one tile_early A/B round.
+# VERIFY_PART=prepkt: the verify GPU tests with MK_VERIFY_PREP_KT=1, the bench's verify graph rows at the default,
+# then b64 k4 / k2 / k8 graph calls with the switch off / on, alternating, two rounds (session 56).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -69,6 +71,20 @@ if [ "${VERIFY_PART:-}" = tileearly ]; then
       --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag early$v
   done; done
   grep -h "early" $OUT/sweep.log >> $L
+  echo "total $(( $(date +%s) - t0 ))s" >> $L
+  exit 0
+fi
+if [ "${VERIFY_PART:-}" = prepkt ]; then
+  # (~190 s with the build) the prep kernel with k a template parameter (bf16, N 128, 32-bit offsets, k 2 / 4 / 8)
+  step 60 $T verify bash -c "MK_VERIFY_PREP_KT=1 $P $VT"
+  tail -2 $T >> $L
+  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
+    "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
+  for i in 1 2; do for v in 0 1; do
+    step 40 $OUT/sweep.log prepkt$v env MK_VERIFY_PREP_KT=$v python3 scripts/sweep_verify.py \
+      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag prepkt$v
+  done; done
+  grep -h "^prepkt" $OUT/sweep.log >> $L
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

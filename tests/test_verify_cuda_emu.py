@@ -52,6 +52,10 @@ GROUPS = {
     # shapes, so the choice passes over it (to the general kernel, as MK_VERIFY_KERNEL=tc excludes the lean one)
     "small_smem": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "EMU_SMEM_OPTIN": "65536"}, ["hot_m2", "hot_m2_k8"],
                    ["general_m2"]),
+    # split with MK_VERIFY_PREP_KT=1: the prep kernel with k a template parameter for bf16 inputs, N 128, 32-bit
+    # offsets and k 2 / 4 / 8 (prepkt counts those launches; other k take the generic one)
+    "splitkt": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_PREP_KT": "1"},
+                ["hot_m2", "hot_m2_inf", "hot_m2_k8", "lean_bf16st", "m2_n128_tree"], ["split", "prepkt"]),
     # split with MK_VERIFY_WIDE_OFFSETS=1 (the prep kernel's int64-offset instantiation)
     "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "acc_m2", "tc_k16"], ["split"]),
@@ -239,7 +243,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         both = counts["declast"] + counts["m1dec"] + counts["m1lean"] + counts["split"] + counts["lean128"] + \
             counts["lean256"]
         assert counts["wide"] == both > 0, f"{counts}\n{msg}"
-    elif group in ("decode4", "decode8", "m1fold", "m1lean", "split", "lean128", "lean256"):
+    elif group in ("decode4", "decode8", "m1fold", "m1lean", "split", "splitkt", "lean128", "lean256"):
         assert counts["wide"] == 0, f"{counts}\n{msg}"  # with the 32-bit ones available, no launch took int64
     # every SSM launch of these contiguous shapes is a Mamba-1 lean kernel
     if group in ("m1lean", "m1fold", "m1leanwide", "m1foldwide"):
@@ -248,7 +252,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
-    if group in ("tc", "tc4", "split", "split8", "splitwide"):  # every SSM launch of these shapes is the forced kernel
+    if group in ("tc", "tc4", "split", "split8", "splitwide", "splitkt"):  # every SSM launch of these shapes is the forced kernel
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group in ("lean128", "lean128wide"):  # every SSM launch of these contiguous power-of-two shapes: lean, 128
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

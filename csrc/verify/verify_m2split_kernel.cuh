@@ -73,13 +73,14 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 // (m2_place_common, prep) starts at smem_f4: its loads (new x, B, C rows and D by cp.async, its scalars into
 // registers), control words, ring rows, weights, B . C dots, and the record (m2split_ws offsets) into wsu (the
 // per-call scratch in global memory); the ring writes and meta row of a unit that does not fold. Returns at once for a
-// padding row.
-template <typename TI, int N, bool kO32>
+// padding row. KT > 0: k == KT, a compile-time constant (the lab MK_VERIFY_PREP_KT: fixed-length copy and token
+// loops); 0: p.k.
+template <typename TI, int N, bool kO32, int KT = 0>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
                                             int tid) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32, VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
-  const int H = static_cast<int>(p.H), k = static_cast<int>(p.k), P = static_cast<int>(p.P);
+  const int H = static_cast<int>(p.H), k = KT > 0 ? KT : static_cast<int>(p.k), P = static_cast<int>(p.P);
   const int R = static_cast<int>(p.R), PC = P / VI, lPC = ilog2(PC);
   const int gi = u / (H / static_cast<int>(p.G));
   M2CommonLayout lay;
@@ -146,14 +147,15 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   }
 }
 
-// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64).
-template <typename TI, int N, bool kO32>
+// kO32: offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the scratch's offsets stay int64). KT: as
+// m2prep_unit's (0: any k).
+template <typename TI, int N, bool kO32, int KT = 0>
 __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(const VerifyStepParams p) {
   griddep_launch_dependents();  // the stream kernel's blocks may start streaming their tiles now
   MK_VERIFY_DYN_SMEM(smem_f4);
   const int H = static_cast<int>(p.H);
   const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
-  m2prep_unit<TI, N, kO32>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x);
+  m2prep_unit<TI, N, kO32, KT>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x);
 }
 
 // The control words of a unit from its record's header (fold, c, c1, path; the ring base is 0 when it folds).

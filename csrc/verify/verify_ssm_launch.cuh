@@ -212,8 +212,25 @@ inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
     return N == 64 ? verify_m2prep_kernel<__half, 64, kO32> : verify_m2prep_kernel<__half, 128, kO32>;
   return N == 64 ? verify_m2prep_kernel<float, 64, kO32> : verify_m2prep_kernel<float, 128, kO32>;
 }
-// o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic).
-inline void (*prep_kernel(DType in, int64_t N, bool o32))(VerifyStepParams) {
+// MK_VERIFY_PREP_KT=1 (environment, read once; a lab until timed on a GPU): the prep kernel with k a compile-time
+// constant (2, 4 or 8) for bf16 inputs, N 128 and 32-bit offsets (the Llama-3 hybrid layer's calls), so that its
+// copy loops and token loops have fixed lengths (session 55's SASS of the prep: ~435 straight-line integer
+// instructions a warp before its first barrier, loops compiled unrolled by 4 with remainder prologues although each
+// runs once or twice a thread at k 4).
+inline bool prep_kt_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("MK_VERIFY_PREP_KT");
+    return e != nullptr && e[0] == '1';
+  }();
+  return on;
+}
+// o32: offsets_fit32(p) (the kernel's offsets in 32-bit arithmetic); k: the call's draft length.
+inline void (*prep_kernel(DType in, int64_t N, bool o32, int64_t k))(VerifyStepParams) {
+  if (prep_kt_enabled() && in == DType::kBFloat16 && N == 128 && o32) {
+    if (k == 2) return verify_m2prep_kernel<__nv_bfloat16, 128, true, 2>;
+    if (k == 4) return verify_m2prep_kernel<__nv_bfloat16, 128, true, 4>;
+    if (k == 8) return verify_m2prep_kernel<__nv_bfloat16, 128, true, 8>;
+  }
   return o32 ? prep_kernel_o<true>(in, N) : prep_kernel_o<false>(in, N);
 }
 // Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
@@ -415,7 +432,7 @@ const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStre
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;
   cp.cluster = 1;
-  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
+  if (const char* err = launch_one(cp, stream, prep_kernel(p.in_dtype, p.N, c.o32, p.k), p)) return err;
   void (*skern)(VerifyStepParams) = str_kernel<T>(p.in_dtype, p.N, c.threads);
   if (const char* e = allow_smem(skern, c.smem)) return e;
   cudaLaunchConfig_t cfg = {};

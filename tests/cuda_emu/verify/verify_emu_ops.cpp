@@ -19,12 +19,12 @@
 
 namespace {
 std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_declast{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0},
-    n_wide{0};
+    n_wide{0}, n_prepkt{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld wide=%ld\n",
+    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld wide=%ld prepkt=%ld\n",
                  n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_declast.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
-                 n_conv.load(), n_wide.load());
+                 n_conv.load(), n_wide.load(), n_prepkt.load());
   }
 } emu_report;
 }  // namespace
@@ -97,7 +97,9 @@ const char* emu_ssm(const VerifyStepParams& p) {
     cp.threads = kSplitPrepThreads;
     cp.smem = c.prep_smem;
     std::atomic<long> unused{0};
-    if (const char* err = emu_launch(cp, &unused, prep_kernel(p.in_dtype, p.N, c.o32), p)) return err;
+    void (*pk)(VerifyStepParams) = prep_kernel(p.in_dtype, p.N, c.o32, p.k);
+    if (pk != (c.o32 ? prep_kernel_o<true>(p.in_dtype, p.N) : prep_kernel_o<false>(p.in_dtype, p.N))) ++n_prepkt;
+    if (const char* err = emu_launch(cp, &unused, pk, p)) return err;
     // no SM count here: blocks stage their tile early only by MK_VERIFY_TILE_EARLY
     return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), str_params(p, 0));
   }
