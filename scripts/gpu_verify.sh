@@ -18,6 +18,14 @@ if [ "${VERIFY_PROBE:-0}" = 1 ]; then
     scripts/lab/verify_stream_probe.cu && /tmp/verify_stream_probe 2048 50"
 fi
 [ "${NOBUILD:-0}" = 1 ] || build 16
+# ab_sweep VAR TAG VALUE...: b64 k4 / k2 / k8 graph calls (ring 16) with VAR=VALUE for each VALUE in alternating
+# processes, two rounds; the result lines (tagged TAG VALUE) into $L.
+ab_sweep() { local var=$1 tag=$2; shift 2
+  for i in 1 2; do for v in "$@"; do
+    step 60 $OUT/sweep.log $tag$v env $var=$v python3 scripts/sweep_verify.py \
+      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag $tag$v
+  done; done
+  grep -h "^$tag" $OUT/sweep.log >> $L; }
 if [ "${VERIFY_PART:-}" = declast ]; then
   # session 45's lab (~250 s with the build; DECLAST_SHORT=1: without the first test run): the one-token decode
   # kernel without a cluster (MK_VERIFY_DEC_LAST=1, the default since: the unit's last warp writes its shared rows)
@@ -66,11 +74,7 @@ if [ "${VERIFY_PART:-}" = tileearly ]; then
   # processes, two rounds.
   step 60 $T verify bash -c "MK_VERIFY_TILE_EARLY=all $P $VT"
   tail -2 $T >> $L
-  for i in 1 2; do for v in 0 264 all; do
-    step 60 $OUT/sweep.log early$v env MK_VERIFY_TILE_EARLY=$v python3 scripts/sweep_verify.py \
-      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag early$v
-  done; done
-  grep -h "early" $OUT/sweep.log >> $L
+  ab_sweep MK_VERIFY_TILE_EARLY early 0 264 all
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi
@@ -80,11 +84,7 @@ if [ "${VERIFY_PART:-}" = prepkt ]; then
   tail -2 $T >> $L
   step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
     "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
-  for i in 1 2; do for v in 0 1; do
-    step 40 $OUT/sweep.log prepkt$v env MK_VERIFY_PREP_KT=$v python3 scripts/sweep_verify.py \
-      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag prepkt$v
-  done; done
-  grep -h "^prepkt" $OUT/sweep.log >> $L
+  ab_sweep MK_VERIFY_PREP_KT prepkt 0 1
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi
