@@ -9,6 +9,8 @@ L=$OUT/run.log; T=$OUT/tests.log; B=$OUT/bench.log
 t0=$(date +%s)
 P="python3 -m pytest -q -rfE -p no:cacheprovider"
 VT='tests/test_verify.py tests/test_verify_engine.py -k "cuda or graph or cupy or engine"'
+# the bench's verify rows that the library commits (graph calls; the naive rollback and mamba_ssm's decode beside)
+VB='(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm'
 # build JOBS: the library for sm_90a (the log's tail goes to $L).
 build() {
   TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=$1 timeout 200 \

@@ -29,7 +29,7 @@ want ss && step 150 $T ss_triton $P tests/test_selective_scan.py tests/test_sele
 want ssd && step 80 $T ssd $P tests/test_ssd_gpu.py -m gpu -k "(bf16 and l1000) or opcheck or sync_free"
 [ -n "${APID:-}" ] && wait "$APID"  # the benches below compare with the anchor
 want verify && step 30 $OUT/prof.log verify_prof python3 scripts/profile_verify.py --cases mamba2-1-4,mamba2-64-4 --impls cuda
-want verify && step 50 $B verify $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
+want verify && step 50 $B verify $P bench/bench_verify.py --benchmark-only -k "$VB"
 want conv && step 35 $B conv1d $P bench/bench_conv1d.py --benchmark-only -k "cuda or causal_conv1d"
 want ss && step 35 $B selective_scan $P bench/bench_selective_scan.py --benchmark-only -k "cuda or mamba_ssm"
 want ssd && step 170 $B ssd $P bench/bench_ssd.py --benchmark-only -k "(bench_ssd and not configs and not bench_ssd_kernels and not small and not fla) or legacy"

@@ -82,8 +82,7 @@ if [ "${VERIFY_PART:-}" = prepkt ]; then
   # (~190 s with the build) the prep kernel with k a template parameter (bf16, N 128, 32-bit offsets, k 2 / 4 / 8)
   step 60 $T verify bash -c "MK_VERIFY_PREP_KT=1 $P $VT"
   tail -2 $T >> $L
-  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
-    "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
+  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
   ab_sweep MK_VERIFY_PREP_KT prepkt 0 1
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
@@ -92,8 +91,7 @@ if [ "${VERIFY_PART:-}" = rows ]; then
   # (~200 s with the build) the verify GPU tests (ROWS_TESTS=0: not), the bench's verify graph rows (the day's rows),
   # then b64 k2 / k4 / k8 graph calls (ring 16) of the default and of MK_VERIFY_TILE_EARLY=0, one round.
   if [ "${ROWS_TESTS:-1}" = 1 ]; then step 60 $T verify bash -c "$P $VT"; tail -2 $T >> $L; fi
-  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k \
-    "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
+  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
   step 30 $OUT/sweep.log early_default python3 scripts/sweep_verify.py --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 \
     --rings 16 --tag early_default
   step 30 $OUT/sweep.log early0 env MK_VERIFY_TILE_EARLY=0 python3 scripts/sweep_verify.py \
@@ -117,7 +115,7 @@ step 60 $T verify_decode bash -c "MK_VERIFY_KERNEL=decode $P $VT"
 C=mamba2-1-1,mamba2-1-4,mamba2-16-1,mamba2-16-4,mamba2-64-1,mamba2-64-4,mamba2-64-8
 step 30 $OUT/prof.log prof_auto python3 scripts/profile_verify.py --cases $C --impls cuda
 step 30 $OUT/prof.log prof_decode_anchor python3 scripts/profile_verify.py --cases mamba2-1-1,mamba2-16-1,mamba2-64-1 --impls mamba_ssm_decode
-step 50 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm"
+step 50 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
 rm -f $OUT/*.md
 echo "total $(( $(date +%s) - t0 ))s" >> $L
 cat $L; grep -E "passed|failed" $T | tail -4
