@@ -10,8 +10,9 @@
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
 # VERIFY_PART=tileearly: the split stream kernel's first-wave tiles before griddepcontrol.wait, A/B (session 55).
 # VERIFY_PART=rows: the verify GPU tests (ROWS_TESTS=0: not), the bench's verify graph rows, one tile_early A/B round.
-# VERIFY_PART=prepkt: the verify GPU tests with MK_VERIFY_PREP_KT=1, the bench's verify graph rows at the default,
-# then b64 k4 / k2 / k8 graph calls with the switch off / on, alternating, two rounds (session 56).
+# VERIFY_PART=prepkt: the verify GPU tests with MK_VERIFY_PREP_KT=0 (the generic prep kernel), the bench's verify
+# graph rows at the default, then b64 k4 / k2 / k8 graph calls with the switch off / on, alternating, two rounds
+# (sessions 56-57; the fixed-k prep kernels are the default since session 57).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -80,7 +81,8 @@ if [ "${VERIFY_PART:-}" = tileearly ]; then
 fi
 if [ "${VERIFY_PART:-}" = prepkt ]; then
   # (~190 s with the build) the prep kernel with k a template parameter (bf16, N 128, 32-bit offsets, k 2 / 4 / 8)
-  step 60 $T verify bash -c "MK_VERIFY_PREP_KT=1 $P $VT"
+  # against the generic one
+  step 60 $T verify bash -c "MK_VERIFY_PREP_KT=0 $P $VT"
   tail -2 $T >> $L
   step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
   ab_sweep MK_VERIFY_PREP_KT prepkt 0 1

@@ -43,8 +43,10 @@ GROUPS = {
     # same shapes as tc (stream blocks of 4 warps), padding rows, folds (ring rows staged after the epilogue), trees;
     # hot_m2_inf: an infinite x in a draft token reaches no other token's y; MK_VERIFY_TILE_EARLY=2: the stream grid's
     # blocks 0 and 1 stage their tile before griddepcontrol.wait, the rest after the record's header (on a GPU: the
-    # first wave; the emulation's CUDA runtime knows no SM count, so without the switch no block is early)
-    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_TILE_EARLY": "2"},
+    # first wave; the emulation's CUDA runtime knows no SM count, so without the switch no block is early);
+    # MK_VERIFY_PREP_KT=0: the generic prep kernel for every call (group splitkt runs the default's fixed-k ones)
+    "split": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_TILE_EARLY": "2",
+               "MK_VERIFY_PREP_KT": "0"},
               ["hot_m2", "hot_m2_inf", "hot_m2_k8", "lean_bf16st", "lean_f16", "acc_m2", "m2_n128", "tc_k16",
                "lean_2pass"], ["split"]),
     # a device with 64 KB of shared memory a block (EMU_SMEM_OPTIN; the launch choice compares each kernel's layout
@@ -52,9 +54,10 @@ GROUPS = {
     # shapes, so the choice passes over it (to the general kernel, as MK_VERIFY_KERNEL=tc excludes the lean one)
     "small_smem": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "tc", "EMU_SMEM_OPTIN": "65536"}, ["hot_m2", "hot_m2_k8"],
                    ["general_m2"]),
-    # split with MK_VERIFY_PREP_KT=1: the prep kernel with k a template parameter for bf16 inputs, N 128, 32-bit
-    # offsets and k 2 / 4 / 8 (prepkt counts those launches; other k take the generic one)
-    "splitkt": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_PREP_KT": "1"},
+    # split at the default prep choice: the prep kernel with k a template parameter for bf16 inputs, N 128, 32-bit
+    # offsets and k 2 / 4 / 8 (prepkt counts those launches; other k take the generic one, which the split group
+    # runs everywhere with MK_VERIFY_PREP_KT=0)
+    "splitkt": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
                 ["hot_m2", "hot_m2_k8", "m2_n128_tree"], ["split", "prepkt"]),
     # split with MK_VERIFY_WIDE_OFFSETS=1 (the prep kernel's int64-offset instantiation)
     "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
@@ -250,6 +253,8 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
         assert counts["general_m1"] == 0, f"{counts}\n{msg}"
     if group in ("m1lean", "m1leanwide"):  # the emulation takes the one-token kernel only under MK_VERIFY_KERNEL=decode
         assert counts["m1dec"] == 0, f"{counts}\n{msg}"
+    if group == "split":  # MK_VERIFY_PREP_KT=0: no fixed-k prep launch
+        assert counts["prepkt"] == 0, f"{counts}\n{msg}"
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
     # every SSM launch of these shapes is the forced kernel

@@ -73,8 +73,8 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 // (m2_place_common, prep) starts at smem_f4: its loads (new x, B, C rows and D by cp.async, its scalars into
 // registers), control words, ring rows, weights, B . C dots, and the record (m2split_ws offsets) into wsu (the
 // per-call scratch in global memory); the ring writes and meta row of a unit that does not fold. Returns at once for a
-// padding row. KT > 0: k == KT, a compile-time constant (the lab MK_VERIFY_PREP_KT: fixed-length copy and token
-// loops); 0: p.k.
+// padding row. KT > 0: k == KT, a compile-time constant (fixed-length copy and token loops: the
+// launcher's choice for bf16 inputs, N 128, 32-bit offsets, k 2 / 4 / 8); 0: p.k.
 template <typename TI, int N, bool kO32, int KT = 0>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
                                             int tid) {

@@ -212,15 +212,15 @@ inline void (*prep_kernel_o(DType in, int64_t N))(VerifyStepParams) {
     return N == 64 ? verify_m2prep_kernel<__half, 64, kO32> : verify_m2prep_kernel<__half, 128, kO32>;
   return N == 64 ? verify_m2prep_kernel<float, 64, kO32> : verify_m2prep_kernel<float, 128, kO32>;
 }
-// MK_VERIFY_PREP_KT=1 (environment, read once; a lab until timed on a GPU): the prep kernel with k a compile-time
-// constant (2, 4 or 8) for bf16 inputs, N 128 and 32-bit offsets (the Llama-3 hybrid layer's calls), so that its
-// copy loops and token loops have fixed lengths (session 55's SASS of the prep: ~435 straight-line integer
-// instructions a warp before its first barrier, loops compiled unrolled by 4 with remainder prologues although each
-// runs once or twice a thread at k 4).
+// The prep kernel with k a compile-time constant (2, 4 or 8) for bf16 inputs, N 128 and 32-bit offsets (the Llama-3
+// hybrid layer's calls), so that its copy and token loops have fixed lengths (the generic kernel's loops compile
+// unrolled by 4 with remainder prologues although each runs once or twice a thread at k 4; ptxas spills at k 4: 4 / 12
+// bytes against 36 / 68). H100, b64 ring 16, two rounds: k 2 / 4 / 8 mean per call 0.8 / 0.9 / 1.6-1.8 us less
+// (session 57). MK_VERIFY_PREP_KT=0 (environment, read once) keeps the generic kernel, for A/B runs.
 inline bool prep_kt_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("MK_VERIFY_PREP_KT");
-    return e != nullptr && e[0] == '1';
+    return !(e != nullptr && e[0] == '0');
   }();
   return on;
 }
