@@ -13,9 +13,6 @@
 # VERIFY_PART=prepkt: the verify GPU tests with MK_VERIFY_PREP_KT=0 (the generic prep kernel), the bench's verify
 # graph rows at the default, then b64 k4 / k2 / k8 graph calls with the switch off / on, alternating, two rounds
 # (sessions 56-57; the fixed-k prep kernels are the default since session 57).
-# VERIFY_PART=foldbf16: the verify GPU tests (automatic choice, then the tensor-core kernel forced), the bench's verify
-# graph rows, then b64 k4 / k2 / k8 graph calls with the stream kernel's tf32 fold (MK_VERIFY_FOLD_TF32=1) and the
-# bf16 one, alternating, two rounds (session 57).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -89,16 +86,6 @@ if [ "${VERIFY_PART:-}" = prepkt ]; then
   tail -2 $T >> $L
   step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
   ab_sweep MK_VERIFY_PREP_KT prepkt 0 1
-  echo "total $(( $(date +%s) - t0 ))s" >> $L
-  exit 0
-fi
-if [ "${VERIFY_PART:-}" = foldbf16 ]; then
-  # (~230 s with the build) the fold on bf16 tensor cores (m2tc_fold_acc_bf16) against the tf32 form
-  step 60 $T verify bash -c "$P $VT"
-  step 60 $T verify_tc bash -c "MK_VERIFY_KERNEL=tc $P $VT"
-  tail -2 $T >> $L
-  step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
-  ab_sweep MK_VERIFY_FOLD_TF32 foldtf32_ 1 0
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

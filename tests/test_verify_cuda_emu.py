@@ -62,10 +62,8 @@ GROUPS = {
     # split with MK_VERIFY_WIDE_OFFSETS=1 (the prep kernel's int64-offset instantiation)
     "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "acc_m2", "tc_k16"], ["split"]),
-    # the stream kernel with 8 warps (one m-tile a warp at P = 128), folding bf16 inputs in the tf32 form
-    # (MK_VERIFY_FOLD_TF32=1; the other groups fold them on bf16 tensor cores)
-    "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8",
-                "MK_VERIFY_FOLD_TF32": "1"},
+    # the stream kernel with 8 warps (one m-tile a warp at P = 128)
+    "split8": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_SPLIT_WARPS": "8"},
                ["hot_m2", "lean_2pass"], ["split"]),
     # verify_m2dec_kernel for every one-token call and verify_m2deck_kernel for drafts of 2 to 8 tokens, with an
     # fp32 state (the reference folds on those calls too), 4 lanes a state row: 4 (P 128) / 2 (P 64) / 1 (P 32)

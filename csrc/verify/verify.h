@@ -77,8 +77,6 @@ struct VerifyStepParams {
   // The split pair's stream blocks below this index stage their state tile before griddepcontrol.wait (the first
   // wave's loads under the prep grid's tail), the others after the record's header (set by the launcher).
   int64_t tile_early = 0;
-  // The split pair's stream kernel folds bf16 inputs in the tf32 form (MK_VERIFY_FOLD_TF32=1, set by the launcher: A/B).
-  bool fold_tf32 = false;
 
   // Fused Mamba-2 step only.
   bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then

@@ -323,7 +323,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
                          static_cast<TI*>(p.ring_x) + rx0, static_cast<TI*>(p.ring_B) + rb0, k, PC, NC, lPC, lNC, tid,
                          NT};
   const uint4 x0 = rows.first_x(), b0 = rows.first_b();
-  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, R, warp, g, q, p.fold_tf32);
+  m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, R, warp, g, q);
   rows.store(x0, b0);
   m2split_fold_meta(p, rec, W, s, u, k, tid);
 }

@@ -12,13 +12,11 @@
 //     the fold's state update h_c = eSQ h0 + (wq x)^T B are m16n8k8 tf32 mma. fp32 operands are split into a tf32
 //     high part and the remainder (x = hi + lo, both products accumulated: ~fp32 accuracy, 2 mma instead of 1);
 //     16-bit inputs and states are exact in tf32. The reduction axis may be permuted freely (both operands use
-//     the same permutation), so a lane's fragment is whole 16-byte chunks of a row. With bf16 inputs the fold runs
-//     on bf16 tensor cores instead (m2tc_fold_acc_bf16: the ring B rows as they are, X in three bf16 parts).
+//     the same permutation), so a lane's fragment is whole 16-byte chunks of a row.
 //   - shapes are compile-time where they set loop bounds (N, the dtypes, the warps).
 // The y epilogue, ring bookkeeping and tree-path compaction are verify_m2_kernel's.
 #pragma once
 #include <cstdlib>
-#include <type_traits>
 
 #include "verify/verify_m2_steps.cuh"
 
@@ -82,60 +80,6 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], float a0, float a1, floa
     d[3] = fmaf(ag8, bc1, d[3]);
   }
 #endif
-}
-
-// Whether this compilation pass has the bf16 mma and ldmatrix (sm_80+, or the CPU emulation's hooks).
-#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(MK_EMU_MMA_BF16)
-constexpr bool kHasBf16Mma = true;
-#else
-constexpr bool kHasBf16Mma = false;
-#endif
-
-// d (16 x 8 fp32) += a (16 x 16 bf16) . b (16 x 8 bf16), one warp. Fragments, g = lane / 4, q = lane % 4, two bf16 a
-// register (the lower k in the low half): a = {A[g][2q, 2q+1], A[g+8][2q, 2q+1], A[g][2q+8, 2q+9], A[g+8][2q+8, 2q+9]},
-// b = {B[2q, 2q+1][g], B[2q+8, 2q+9][g]}, d as mma_tf32's. Products of bf16 values are exact in fp32.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#elif defined(MK_EMU_MMA_BF16)
-  MK_EMU_MMA_BF16(d, a0, a1, a2, a3, b0, b1);
-#endif
-}
-
-// ldmatrix.x4.trans: four 8 x 8 matrices of 16-bit elements, lane 8 m + r giving the address of row r of matrix m
-// (16 bytes, 16-byte aligned, shared memory); lane (g, q) receives r[m] = M_m[2q][g] | M_m[2q + 1][g] << 16.
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void* row) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-#elif defined(MK_EMU_LDSM_X4_TRANS)
-  MK_EMU_LDSM_X4_TRANS(r, row);
-#endif
-}
-
-// bf16 bits of v rounded to nearest even, and back.
-__device__ __forceinline__ uint32_t bf16_bits(float v) {
-  const __nv_bfloat16 h = __float2bfloat16_rn(v);
-  return *reinterpret_cast<const unsigned short*>(&h);
-}
-__device__ __forceinline__ float bf16_val(uint32_t bits) { return __uint_as_float(bits << 16); }
-
-// v0, v1 split into three bf16 parts each (v = hi + mid + lo up to ~2^-24 |v|: fp32 accuracy), packed in pairs:
-// part[i] = (part i of v0) | (part i of v1) << 16.
-__device__ __forceinline__ void split3_bf16(float v0, float v1, uint32_t (&part)[3]) {
-  const uint32_t h0 = bf16_bits(v0), h1 = bf16_bits(v1);
-  const float r0 = v0 - bf16_val(h0), r1 = v1 - bf16_val(h1);
-  const uint32_t m0 = bf16_bits(r0), m1 = bf16_bits(r1);
-  const uint32_t l0 = bf16_bits(r0 - bf16_val(m0)), l1 = bf16_bits(r1 - bf16_val(m1));
-  part[0] = h0 | (h1 << 16);
-  part[1] = m0 | (m1 << 16);
-  part[2] = l0 | (l1 << 16);
 }
 
 // d += a . b with fp32 accuracy where an operand is not exact in tf32: SA / SB say that a / b need the split.
@@ -339,50 +283,6 @@ __device__ __forceinline__ void m2tc_fold_a(const TI* xr, const float* wq, int c
   a3 = e1 < c1 ? w1 * SV<TI>::to_f(xr[e1 * P + r1]) : 0.f;
 }
 
-// The same on bf16 tensor cores for bf16 inputs (m16n8k16, ceil(c1 / 16) k-steps): B's fragments are the staged bf16
-// ring B rows as they are, two n-tiles an ldmatrix.x4.trans (rows past c1 read a committed row's address and are masked
-// to 0 in the fragment, so stale shared memory never meets a zero weight); X (fp32: wq_e x_e[p]) split into three bf16
-// parts (3 mma a fragment, ~fp32 accuracy). Against the tf32 form (two tf32 parts of X, B values loaded and converted
-// one by one, 4 mma an n-tile a 16 tokens): an H100 folding call's fold was ~850 warp instructions a warp, half its
-// stall samples on those scalar shared loads (bench/results/lab/verify-ncu-2026-12-07).
-template <int N>
-__device__ __forceinline__ void m2tc_fold_acc_bf16(float (&d)[N / 8][4], const __nv_bfloat16* xr,
-                                                   const __nv_bfloat16* br, const float* wq, int c1, int P, int r0,
-                                                   int r1, int lane, int q) {
-  const int lm = lane >> 3, lr = lane & 7;  // this lane's ldmatrix matrix and row
-  for (int kb = 0; kb < c1; kb += 16) {
-    uint32_t a[4][3];  // a[i]: fragment register i's three parts
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {  // k columns 2q, 2q + 1 (+ 8 h) of rows r0 (a[2h]) and r1 (a[2h + 1])
-      const int e0 = kb + 2 * q + 8 * h, e1 = e0 + 1;
-      const float w0 = e0 < c1 ? wq[e0] : 0.f, w1 = e1 < c1 ? wq[e1] : 0.f;
-      const float x00 = e0 < c1 ? w0 * SV<__nv_bfloat16>::to_f(xr[e0 * P + r0]) : 0.f;
-      const float x01 = e1 < c1 ? w1 * SV<__nv_bfloat16>::to_f(xr[e1 * P + r0]) : 0.f;
-      const float x10 = e0 < c1 ? w0 * SV<__nv_bfloat16>::to_f(xr[e0 * P + r1]) : 0.f;
-      const float x11 = e1 < c1 ? w1 * SV<__nv_bfloat16>::to_f(xr[e1 * P + r1]) : 0.f;
-      split3_bf16(x00, x01, a[2 * h]);
-      split3_bf16(x10, x11, a[2 * h + 1]);
-    }
-    // fragment halves of rows kb + 2q (+1) and kb + 8 + 2q (+1): kept below c1, else 0
-    const uint32_t mk0 = (kb + 2 * q < c1 ? 0xffffu : 0u) | (kb + 2 * q + 1 < c1 ? 0xffff0000u : 0u);
-    const uint32_t mk1 = (kb + 2 * q + 8 < c1 ? 0xffffu : 0u) | (kb + 2 * q + 9 < c1 ? 0xffff0000u : 0u);
-    // matrix lm: token rows kb + 8 (lm & 1) + [0, 8) of the n-tile pair's tile lm >> 1
-    const int el0 = kb + 8 * (lm & 1) + lr, el = el0 < c1 ? el0 : c1 - 1;
-    const __nv_bfloat16* rowp = br + el * N + 8 * (lm >> 1);
-#pragma unroll
-    for (int nt = 0; nt < N / 8; nt += 2) {
-      uint32_t bm[4];
-      ldsm_x4_trans(bm, rowp + nt * 8);
-      const uint32_t b00 = bm[0] & mk0, b01 = bm[1] & mk1, b10 = bm[2] & mk0, b11 = bm[3] & mk1;
-#pragma unroll
-      for (int sp = 2; sp >= 0; --sp) {  // the small parts first
-        mma_bf16(d[nt], a[0][sp], a[1][sp], a[2][sp], a[3][sp], b00, b01);
-        mma_bf16(d[nt + 1], a[0][sp], a[1][sp], a[2][sp], a[3][sp], b10, b11);
-      }
-    }
-  }
-}
-
 // d (one m-tile's N / 8 n-tile accumulators, rows r0 = its first row + g and r1 = r0 + 8) += X^T B over the c1
 // committed ring tokens, X[e][p] = wq_e x_e[p] (xr: their x rows, br: their B rows), ceil(c1 / 8) k-steps.
 template <typename TI, int N>
@@ -406,11 +306,9 @@ __device__ __forceinline__ void m2tc_fold_acc(float (&d)[N / 8][4], const TI* xr
 // The fold h_c = eSQ h0 + X^T B, X[e][p] = wq_e x_e[p] over the c1 committed ring tokens (raw_ring: their x rows,
 // their B rows from m2_ring_b on), written to the state rows st (row stride st_p) of this warp's m-tiles: per
 // m-tile, all N / 8 n-tiles, ceil(c1 / 8) k-steps.
-// tf32: the tf32 form for bf16 inputs too (MK_VERIFY_FOLD_TF32=1, the split stream kernel only: A/B).
 template <typename T, typename TI, int N, int NW>
 __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ring, const float* wq, float eSQ, T* st,
-                                          int64_t st_p, int c1, int P, int R, int warp, int g, int q,
-                                          bool tf32 = false) {
+                                          int64_t st_p, int c1, int P, int R, int warp, int g, int q) {
   constexpr int VT = SV<T>::V, CPR = N / VT, VI = SV<TI>::V;
   const int MT = P / 16;
   const TI* xr = reinterpret_cast<const TI*>(raw_ring);                  // x_e[p] at e * P + p
@@ -420,12 +318,7 @@ __device__ __forceinline__ void m2tc_fold(const uint4* tile, const uint4* raw_ri
     float d[N / 8][4];
 #pragma unroll
     for (int nt = 0; nt < N / 8; ++nt) d[nt][0] = d[nt][1] = d[nt][2] = d[nt][3] = 0.f;
-    if constexpr (std::is_same<TI, __nv_bfloat16>::value && kHasBf16Mma) {
-      if (!tf32) m2tc_fold_acc_bf16<N>(d, xr, br, wq, c1, P, r0, r1, g * 4 + q, q);
-      else m2tc_fold_acc<TI, N>(d, xr, br, wq, c1, P, r0, r1, g, q);
-    } else {
-      m2tc_fold_acc<TI, N>(d, xr, br, wq, c1, P, r0, r1, g, q);
-    }
+    m2tc_fold_acc<TI, N>(d, xr, br, wq, c1, P, r0, r1, g, q);
 #pragma unroll
     for (int nt = 0; nt < N / 8; ++nt) {
       const int col = nt * 8 + 2 * q, ch = col / VT, w = col % VT;  // the pair (col, col + 1) is in one chunk

@@ -329,21 +329,10 @@ inline int64_t tile_early_blocks(int sms) {
   return forced >= 0 ? forced : 2 * static_cast<int64_t>(sms);
 }
 
-// MK_VERIFY_FOLD_TF32=1 (environment, read once; A/B): the stream kernel folds bf16 inputs on tf32 tensor cores (the
-// form before session 57) instead of bf16 ones (m2tc_fold_acc_bf16).
-inline bool fold_tf32_forced() {
-  static const bool on = [] {
-    const char* e = std::getenv("MK_VERIFY_FOLD_TF32");
-    return e != nullptr && e[0] == '1';
-  }();
-  return on;
-}
-
-// The stream kernel's parameters: p with tile_early (sms as above) and fold_tf32 set.
+// The stream kernel's parameters: p with tile_early set (sms as above).
 inline VerifyStepParams str_params(const VerifyStepParams& p, int sms) {
   VerifyStepParams q = p;
   q.tile_early = tile_early_blocks(sms);
-  q.fold_tf32 = fold_tf32_forced();
   return q;
 }
 

@@ -31,8 +31,6 @@ struct Warp {
   Barrier bar{32};
   unsigned slots[32];
   float ma[32][4], mb[32][2];  // mma fragments of the lanes (mma_tf32)
-  uint32_t ua[32][4], ub[32][2];  // bf16 mma fragments of the lanes (mma_bf16)
-  const void* rows[32];           // ldmatrix row addresses of the lanes
 };
 // The running fiber's thread index and the running block's index; per block (rebuilt between blocks): the block
 // barrier and the warps.
@@ -146,44 +144,6 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
   emu::warp_wait();
 }
 #define MK_EMU_MMA_TF32 emu_mma_tf32
-// m16n8k16 bf16 mma of one warp (fragments as in verify_m2tc_kernel.cuh's mma_bf16: two bf16 a register, the lower k
-// in the low half); products of bf16 values are exact in fp32.
-inline void emu_mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                         uint32_t b1) {
-  const int tid = static_cast<int>(emu::cur_thread.x), lane = tid & 31, g = lane >> 2, q = lane & 3;
-  emu::Warp& w = emu::g_warps[tid >> 5];
-  w.ua[lane][0] = a0; w.ua[lane][1] = a1; w.ua[lane][2] = a2; w.ua[lane][3] = a3;
-  w.ub[lane][0] = b0; w.ub[lane][1] = b1;
-  emu::warp_wait();
-  auto half = [](uint32_t r, int kk) { return __uint_as_float(((r >> (16 * (kk & 1))) & 0xffffu) << 16); };
-  for (int kk = 0; kk < 16; ++kk) {
-    const int src = (kk & 7) >> 1, hi = kk < 8 ? 0 : 1;  // lane q = src holds k 2 src, 2 src + 1 (+ 8 in reg hi)
-    const float ag = half(w.ua[g * 4 + src][2 * hi], kk), ag8 = half(w.ua[g * 4 + src][2 * hi + 1], kk);
-    const float bc0 = half(w.ub[(2 * q) * 4 + src][hi], kk), bc1 = half(w.ub[(2 * q + 1) * 4 + src][hi], kk);
-    d[0] = std::fma(ag, bc0, d[0]);
-    d[1] = std::fma(ag, bc1, d[1]);
-    d[2] = std::fma(ag8, bc0, d[2]);
-    d[3] = std::fma(ag8, bc1, d[3]);
-  }
-  emu::warp_wait();
-}
-#define MK_EMU_MMA_BF16 emu_mma_bf16
-// ldmatrix.x4.trans of one warp: lane 8 m + r gives row r of matrix m (16 bytes, 16-byte aligned); lane (g, q)
-// receives M_m[2q][g] | M_m[2q + 1][g] << 16. A wrong lane address shows up as a wrong fragment.
-inline void emu_ldsm_x4_trans(uint32_t (&r)[4], const void* row) {
-  emu_check_align16(row);
-  const int tid = static_cast<int>(emu::cur_thread.x), lane = tid & 31, g = lane >> 2, q = lane & 3;
-  emu::Warp& w = emu::g_warps[tid >> 5];
-  w.rows[lane] = row;
-  emu::warp_wait();
-  for (int m = 0; m < 4; ++m) {
-    const uint16_t* r0 = static_cast<const uint16_t*>(w.rows[8 * m + 2 * q]);
-    const uint16_t* r1 = static_cast<const uint16_t*>(w.rows[8 * m + 2 * q + 1]);
-    r[m] = uint32_t(r0[g]) | (uint32_t(r1[g]) << 16);
-  }
-  emu::warp_wait();
-}
-#define MK_EMU_LDSM_X4_TRANS emu_ldsm_x4_trans
 #define MK_EMU_CLUSTER_WAIT __syncthreads  // cluster_wait: a block barrier (blocks of a cluster run in turn)
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_wait(); }
 
