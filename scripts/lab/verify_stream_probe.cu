@@ -85,6 +85,59 @@ __global__ void __launch_bounds__(32) warp_slices(const float4* __restrict__ st,
   block_sum_to(acc, out + blockIdx.x / 8);
 }
 
+// (4) Streaming from a subset of the SMs (session 57: could the split pair's prep run on SMs of its own, beside a
+// stream kernel on the others, instead of ahead of it?). A persistent grid of SMs x bps blocks; a block on an SM with
+// %smid >= active returns at once (in a block-specialised kernel those SMs would run the prep); the others take units
+// from an atomic counter (one counter a launch), each unit's whole tile by cp.async into shared memory, then a pass
+// over it. STAGES 2: the next unit's tile is issued before the pass over the current one (2 x 64 KB a block).
+__device__ __forceinline__ void tile_to_smem(float4* dst, const float4* src) {
+  for (int i = threadIdx.x; i < kTileF4; i += blockDim.x) {
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + i));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src + i));
+  }
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int STAGES>
+__global__ void persist_smem(const float4* __restrict__ st, float* out, unsigned* counter, int units, int active) {
+  extern __shared__ float4 sm[];
+  __shared__ int next;
+  unsigned smid;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+  if (static_cast<int>(smid) >= active) return;
+  auto grab = [&] {
+    if (threadIdx.x == 0) next = static_cast<int>(atomicAdd(counter, 1u));
+    __syncthreads();
+    const int u = next;
+    __syncthreads();
+    return u;
+  };
+  int cur = grab();
+  if (cur >= units) return;
+  if (STAGES == 2) tile_to_smem(sm, st + (size_t)cur * kTileF4);
+  for (int sb = 0;; sb ^= 1) {
+    const int nxt = STAGES == 2 ? grab() : cur;
+    if (STAGES == 2) {
+      if (nxt < units) tile_to_smem(sm + (sb ^ 1) * kTileF4, st + (size_t)nxt * kTileF4);
+      else asm volatile("cp.async.commit_group;\n" ::);
+      asm volatile("cp.async.wait_group 1;\n" ::);
+    } else {
+      tile_to_smem(sm, st + (size_t)cur * kTileF4);
+      asm volatile("cp.async.wait_group 0;\n" ::);
+    }
+    __syncthreads();
+    const float4* buf = sm + (STAGES == 2 ? sb * kTileF4 : 0);
+    float acc = 0.f;
+    for (int i = threadIdx.x; i < kTileF4; i += blockDim.x) {
+      const float4 v = buf[i];
+      acc += (v.x + v.y) + (v.z + v.w);
+    }
+    block_sum_to(acc, out + cur);
+    __syncthreads();
+    cur = STAGES == 2 ? nxt : grab();
+    if (cur >= units) return;
+  }
+}
+
 template <typename F>
 static void run(const char* name, int reps, double bytes, const void* kernel, int blocks, int threads,
                 int smem, F launch) {
@@ -143,6 +196,30 @@ int main(int argc, char** argv) {
       [&] { reg_ldg<256, true><<<units, 256>>>(st, out); });
   run("regs ldg 512t + fold", reps, rw, reinterpret_cast<const void*>(reg_ldg<512, true>), units, 512, 0,
       [&] { reg_ldg<512, true><<<units, 512>>>(st, out); });
+  // (4): the tiles from `active` of the SMs (persistent blocks, a fresh counter a launch)
+  int nsm = 0;
+  CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
+  unsigned* counters;
+  const int nc = reps + 16;
+  CK(cudaMalloc(&counters, nc * sizeof(unsigned)));
+  for (int active : {nsm, nsm - 16, nsm - 32, nsm - 48}) {
+    struct Cfg { const char* tag; int stages, bps, smem; };
+    for (const Cfg& c : {Cfg{"1 stage, 2 blocks/SM", 1, 2, 100 * 1024}, Cfg{"1 stage, 3 blocks/SM", 1, 3, 72 * 1024},
+                         Cfg{"2 stages, 1 block/SM", 2, 1, 129 * 1024}}) {
+      CK(cudaMemset(counters, 0, nc * sizeof(unsigned)));
+      int li = 0;
+      char name[96];
+      std::snprintf(name, sizeof name, "%d SMs: %s", active, c.tag);
+      const void* k = c.stages == 2 ? reinterpret_cast<const void*>(persist_smem<2>)
+                                    : reinterpret_cast<const void*>(persist_smem<1>);
+      run(name, reps, rd, k, nsm * c.bps, 256, c.smem, [&] {
+        unsigned* ctr = counters + (li++ % nc);
+        if (c.stages == 2) persist_smem<2><<<nsm * c.bps, 256, c.smem>>>(st, out, ctr, units, active);
+        else persist_smem<1><<<nsm * c.bps, 256, c.smem>>>(st, out, ctr, units, active);
+      });
+    }
+  }
+  CK(cudaFree(counters));
   CK(cudaFree(st));
   CK(cudaFree(out));
   return 0;
