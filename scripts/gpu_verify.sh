@@ -13,9 +13,6 @@
 # VERIFY_PART=prepkt: the verify GPU tests with MK_VERIFY_PREP_KT=0 (the generic prep kernel), the bench's verify
 # graph rows at the default, then b64 k4 / k2 / k8 graph calls with the switch off / on, alternating, two rounds
 # (sessions 56-57; the fixed-k prep kernels are the default since session 57).
-# VERIFY_PART=role: the verify GPU tests with MK_VERIFY_ROLE=40 (verify_m2role_kernel; test_large_grid_cuda asserts
-# the pair's kernel names and fails under it), then b64 k4 / k2 / k8 graph calls with MK_VERIFY_ROLE=0 (the pair) /
-# 32 / 40 / 48 SMs for the prep role, alternating, two rounds (session 57).
 . scripts/gpu_common.sh
 if [ "${VERIFY_PROBE:-0}" = 1 ]; then
   step 60 $OUT/probe.log verify_probe bash -c "nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe \
@@ -89,14 +86,6 @@ if [ "${VERIFY_PART:-}" = prepkt ]; then
   tail -2 $T >> $L
   step 60 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
   ab_sweep MK_VERIFY_PREP_KT prepkt 0 1
-  echo "total $(( $(date +%s) - t0 ))s" >> $L
-  exit 0
-fi
-if [ "${VERIFY_PART:-}" = role ]; then
-  # (~220 s with the build) the split pair's work as one launch with SM roles, against the pair
-  step 60 $T verify bash -c "MK_VERIFY_ROLE=40 $P $VT"
-  tail -3 $T >> $L
-  ab_sweep MK_VERIFY_ROLE role 0 32 40 48
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0
 fi

@@ -59,11 +59,6 @@ GROUPS = {
     # runs everywhere with MK_VERIFY_PREP_KT=0)
     "splitkt": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split"},
                 ["hot_m2", "hot_m2_k8", "m2_n128_tree"], ["split", "prepkt"]),
-    # split with MK_VERIFY_ROLE=1 (a lab): verify_m2role_kernel, the pair's work as one launch with SM roles (here 8
-    # blocks, 2 an "SM": blocks 0-1 the prep role, four units at a time under their own named barriers, the rest the
-    # stream role after each unit's ready flag); bf16 inputs, N 128: chains, trees, folds, an infinite draft x
-    "splitrole": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_ROLE": "1"},
-                  ["hot_m2", "hot_m2_inf", "hot_m2_k8", "m2_n128_tree", "acc_m2"], ["role"]),
     # split with MK_VERIFY_WIDE_OFFSETS=1 (the prep kernel's int64-offset instantiation)
     "splitwide": ({"STRESS_CONTIG": "1", "MK_VERIFY_KERNEL": "split", "MK_VERIFY_WIDE_OFFSETS": "1"},
                   ["hot_m2", "hot_m2_k8", "lean_bf16st", "acc_m2", "tc_k16"], ["split"]),
@@ -263,7 +258,7 @@ def test_verify_cuda_kernels_emulated(group_runs, group):
     if group == "small_smem":  # the tensor-core layout (~80 KB here) is over the emulated device's 64 KB
         assert counts["tc"] == 0 and counts["split"] == 0, f"{counts}\n{msg}"
     # every SSM launch of these shapes is the forced kernel
-    if group in ("tc", "tc4", "split", "split8", "splitwide", "splitkt", "splitrole"):
+    if group in ("tc", "tc4", "split", "split8", "splitwide", "splitkt"):
         assert counts["lean128"] == counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"
     if group in ("lean128", "lean128wide"):  # every SSM launch of these contiguous power-of-two shapes: lean, 128
         assert counts["lean256"] == counts["general_m2"] == 0, f"{counts}\n{msg}"

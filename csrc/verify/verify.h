@@ -77,9 +77,6 @@ struct VerifyStepParams {
   // The split pair's stream blocks below this index stage their state tile before griddepcontrol.wait (the first
   // wave's loads under the prep grid's tail), the others after the record's header (set by the launcher).
   int64_t tile_early = 0;
-  // verify_m2role_kernel (the MK_VERIFY_ROLE lab): blocks on SMs [0, role_sms) run the prep role, each unit of it in
-  // role_prep_f4 16-byte words of shared memory (set by the launcher).
-  int64_t role_sms = 0, role_prep_f4 = 0;
 
   // Fused Mamba-2 step only.
   bool fused = false;         // the fused step (xBC / conv fields); x, B, C are not used then

@@ -28,26 +28,6 @@ namespace verify_kernels {
 // once and the dependent stream grid may start when they retire.
 constexpr int kSplitPrepThreads = 64;
 
-// bar.sync id, n: the named barrier id (1-15) of n threads (whole warps). The CPU emulation: MK_EMU_NAMED_BAR.
-__device__ __forceinline__ void named_bar_sync(int id, int n) {
-#if defined(__CUDA_ARCH__)
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
-#elif defined(MK_EMU_NAMED_BAR)
-  MK_EMU_NAMED_BAR(id, n);
-#else
-  (void)id;
-  (void)n;
-#endif
-}
-// 16 bytes from global memory through L2 only (ld.global.cg): words that another SM wrote during this launch.
-__device__ __forceinline__ int4 ld_cg_int4(const void* ptr) {
-#if defined(__CUDA_ARCH__)
-  return __ldcg(reinterpret_cast<const int4*>(ptr));
-#else
-  return *reinterpret_cast<const int4*>(ptr);
-#endif
-}
-
 // Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), then scale (k),
 // dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P). dts, masks, wq are written for folding units
 // only (the stream kernel finishes those); every offset a multiple of 4 words.
@@ -95,15 +75,9 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
 // per-call scratch in global memory); the ring writes and meta row of a unit that does not fold. Returns at once for a
 // padding row. KT > 0: k == KT, a compile-time constant (fixed-length copy and token loops: the
 // launcher's choice for bf16 inputs, N 128, 32-bit offsets, k 2 / 4 / 8); 0: p.k.
-// bar: 0 for the block's barrier (a block a unit), else the named barrier of this unit's kSplitPrepThreads threads
-// (verify_m2role_kernel: several units a block).
-__device__ __forceinline__ void prep_bar(int bar) {
-  if (bar == 0) __syncthreads();
-  else named_bar_sync(bar, kSplitPrepThreads);
-}
 template <typename TI, int N, bool kO32, int KT = 0>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
-                                            int tid, int bar = 0) {
+                                            int tid) {
   constexpr int NT = kSplitPrepThreads, NW = NT / 32, VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H), k = KT > 0 ? KT : static_cast<int>(p.k), P = static_cast<int>(p.P);
@@ -135,7 +109,7 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   const M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
   cp_async_wait<0>();
   m2_store_scalars(p, sc, smeta, spar, dts, tid, k, nm);
-  prep_bar(bar);  // 1
+  __syncthreads();  // 1
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
@@ -144,12 +118,12 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   m2_masks(spar, smask, tid, k);
   cp_async_wait<0>();
   if (tid < ct.c1) dtq[tid] = dq;
-  prep_bar(bar);  // 2
+  __syncthreads();  // 2
 
   // the ring weights on the last warp, beside the dots (one 16-row tile, i.e. warp 0 alone, up to c1 + k = 16)
   if (warp == NW - 1) m2_ring_weights(dtq, wq, scal, ct.c1, sc.Au, lane);
   m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
-  prep_bar(bar);  // 3
+  __syncthreads();  // 3
 
   const M2SplitWs W = m2split_ws(k, R, P);
   m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
@@ -268,18 +242,15 @@ struct M2FoldNewRows {
   }
 };
 
-// One unit (batch row b, head u) of the stream work by the block's NW warps (shared memory from smem_f4). early:
-// the tile's copies before wait() (which makes the unit's scratch record, ring and meta writes visible), else after
-// the record's header. kRole (verify_m2role_kernel): the header by an L2 load (another SM's prep role wrote it during
-// this launch).
-template <typename T, typename TI, int N, int NW, bool kRole, class Wait>
-__device__ __forceinline__ void m2str_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, bool early,
-                                           Wait&& wait) {
+template <typename T, typename TI, int N, int NW>
+__global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifyStepParams p) {
   constexpr int NT = NW * 32;
   constexpr int VT = SV<T>::V, VI = SV<TI>::V, NC = N / VI;
+  MK_VERIFY_DYN_SMEM(smem_f4);
   float* smf = reinterpret_cast<float*>(smem_f4);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H);
+  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
   const int s = p.slots[b * p.slots_stride];
   const int k = static_cast<int>(p.k), P = static_cast<int>(p.P), R = static_cast<int>(p.R);
   const int PC = P / VI, lPC = ilog2(PC), lNC = ilog2(NC);
@@ -313,11 +284,12 @@ __device__ __forceinline__ void m2str_unit(const VerifyStepParams& p, int b, int
   // copies, so that this load does not queue behind 64 KB (ncu of a folding call: 18% of the stream's stall samples
   // waited on it there).
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
+  const bool early = blockIdx.x < p.tile_early;  // the first wave: the tile before the wait (tile_early_blocks)
   if (early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
-  wait();  // the prep's scratch, ring and meta writes of this unit are complete and visible
+  griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
-  const int4 hdr = kRole ? ld_cg_int4(wsu) : *reinterpret_cast<const int4*>(wsu);
+  const int4 hdr = *reinterpret_cast<const int4*>(wsu);
   // The tile's copies under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
   // normal policy they push out of L2 what is read again (the ring rows and inputs of the next call's prep kernel,
   // 13.9 us against 14.4, the scratch). H200, b64 mean per call k2 / k4 / k8 54.5 / 60.8 / 82.6 us against 56.9 /
@@ -354,15 +326,6 @@ __device__ __forceinline__ void m2str_unit(const VerifyStepParams& p, int b, int
   m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, R, warp, g, q);
   rows.store(x0, b0);
   m2split_fold_meta(p, rec, W, s, u, k, tid);
-}
-
-template <typename T, typename TI, int N, int NW>
-__global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifyStepParams p) {
-  MK_VERIFY_DYN_SMEM(smem_f4);
-  const int H = static_cast<int>(p.H);
-  const int b = blockIdx.x / H, u = blockIdx.x - (blockIdx.x / H) * H;
-  // the first wave: the tile before the wait (tile_early_blocks)
-  m2str_unit<T, TI, N, NW, false>(p, b, u, smem_f4, blockIdx.x < p.tile_early, [] { griddep_wait(); });
 }
 
 // Warps of a stream block: MK_VERIFY_SPLIT_WARPS=4|8 (environment, read once), else 8 at P >= 128 (H200, b64 h32

@@ -18,7 +18,6 @@
 #include "verify/verify_m1dec_kernel.cuh"
 #include "verify/verify_m2dec_kernel.cuh"
 #include "verify/verify_m2deck_kernel.cuh"
-#include "verify/verify_m2role_kernel.cuh"
 #include "verify/verify_m2split_kernel.cuh"
 #include "verify/verify_m2tc_kernel.cuh"
 #include "verify/verify_ssm_kernel.cuh"
@@ -234,36 +233,11 @@ inline void (*prep_kernel(DType in, int64_t N, bool o32, int64_t k))(VerifyStepP
   }
   return o32 ? prep_kernel_o<true>(in, N) : prep_kernel_o<false>(in, N);
 }
-// MK_VERIFY_ROLE=X (environment, read once; a lab, off by default): the split pair's work as verify_m2role_kernel,
-// the prep role on the SMs [0, X) (fp32 state, bf16 inputs, N 128, 32-bit offsets; else the pair).
-inline int64_t role_sms_setting() {
-  static const int64_t x = [] {
-    const char* e = std::getenv("MK_VERIFY_ROLE");
-    return e != nullptr ? std::max<int64_t>(0, std::strtoll(e, nullptr, 10)) : int64_t{0};
-  }();
-  return x;
-}
-// Whether verify_m2role_kernel serves a split call of these parameters (its instantiations).
-template <typename T>
-inline bool role_fits(const VerifyStepParams& p, bool o32) {
-  return std::is_same<T, float>::value && p.in_dtype == DType::kBFloat16 && p.N == 128 && o32;
-}
-template <typename T>
-inline void (*role_kernel(int64_t k))(VerifyStepParams) {
-  if constexpr (std::is_same<T, float>::value) {
-    return k == 4 && prep_kt_enabled() ? verify_m2role_kernel<float, __nv_bfloat16, 128, 4>
-                                       : verify_m2role_kernel<float, __nv_bfloat16, 128, 0>;
-  } else {
-    return nullptr;
-  }
-}
-// Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's (with the role lab's
-// sync words when MK_VERIFY_ROLE is set), else 0.
+// Scratch words a (batch row, unit) for p (see verify_step_cuda_workspace): the split pair's, else 0.
 template <typename T>
 inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, bool decode_auto, size_t smem_optin) {
   const SsmLaunch c = ssm_launch_config<T>(p, clusters, decode_auto, smem_optin);
-  if (c.err != nullptr || !c.split) return 0;
-  return m2split_ws(p.k, p.R, p.P).words + (role_sms_setting() > 0 ? kRoleSyncWords : 0);
+  return c.err == nullptr && c.split ? m2split_ws(p.k, p.R, p.P).words : 0;
 }
 template <typename T, bool kO32>
 inline void (*m1_kernel_o(DType in, int64_t N))(VerifyStepParams) {
@@ -450,42 +424,10 @@ inline bool verify_pdl_enabled() {
 
 // The split pair: the prep kernel, then the stream kernel as its programmatic dependent (sm_90: its blocks start
 // streaming the state while the prep grid finishes; griddepcontrol.wait orders its reads of the scratch).
-// The role lab (MK_VERIFY_ROLE=X): verify_m2role_kernel on 2 blocks an SM after the sync words are zeroed;
-// *launched false (nothing done) where it does not serve p or fit 2 blocks an SM (the pair runs then).
-template <typename T>
-const char* launch_role(const SsmLaunch& c, const VerifyStepParams& p, cudaStream_t stream, int64_t X,
-                        bool* launched) {
-  *launched = false;
-  const int rec = m2split_ws(p.k, p.R, p.P).words;
-  void (*kern)(VerifyStepParams) = role_kernel<T>(p.k);
-  const int sms = device_sm_count();
-  if (kern == nullptr || !role_fits<T>(p, c.o32) || p.work_unit < rec + kRoleSyncWords || X >= sms) return nullptr;
-  VerifyStepParams q = p;
-  q.role_sms = X;
-  q.role_prep_f4 = static_cast<int64_t>((c.prep_smem + 15) / 16);
-  const size_t smem = std::max(c.smem, static_cast<size_t>(kRolePrepGroups * q.role_prep_f4 * 16));
-  if (const char* e = allow_smem(kern, smem)) return e;
-  int occ = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, kRoleThreads, smem) != cudaSuccess || occ < 2)
-    return nullptr;
-  cudaError_t err = cudaMemset2DAsync(m2role_sync(p.work, p.work_unit, rec, 0), static_cast<size_t>(p.work_unit) * 4,
-                                      0, kRoleSyncWords * 4, static_cast<size_t>(p.batch * p.H), stream);
-  if (err != cudaSuccess) return cudaGetErrorString(err);
-  kern<<<static_cast<unsigned>(2 * sms), kRoleThreads, smem, stream>>>(q);
-  err = cudaGetLastError();
-  *launched = true;
-  return err == cudaSuccess ? nullptr : cudaGetErrorString(err);
-}
-
 template <typename T>
 const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStream_t stream, bool pdl) {
   if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words)
     return "verify_step_cuda: the split kernels need p.work (verify_step_cuda_workspace words a unit)";
-  if (const int64_t X = role_sms_setting(); X > 0) {
-    bool launched = false;
-    const char* e = launch_role<T>(c, p, stream, X, &launched);
-    if (e != nullptr || launched) return e;
-  }
   SsmLaunch cp = c;
   cp.threads = kSplitPrepThreads;
   cp.smem = c.prep_smem;

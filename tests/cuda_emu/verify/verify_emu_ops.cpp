@@ -19,12 +19,12 @@
 
 namespace {
 std::atomic<long> n_m1lean{0}, n_m1dec{0}, n_dec{0}, n_declast{0}, n_deck{0}, n_tc{0}, n_split{0}, n_lean128{0}, n_lean256{0}, n_general_m2{0}, n_general_m1{0}, n_fused{0}, n_conv{0},
-    n_wide{0}, n_prepkt{0}, n_role{0};
+    n_wide{0}, n_prepkt{0};
 struct EmuReport {
   ~EmuReport() {
-    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld wide=%ld prepkt=%ld role=%ld\n",
+    std::fprintf(stderr, "emu launches: m1lean=%ld m1dec=%ld decode=%ld declast=%ld deck=%ld tc=%ld split=%ld lean128=%ld lean256=%ld general_m2=%ld general_m1=%ld fused=%ld conv=%ld wide=%ld prepkt=%ld\n",
                  n_m1lean.load(), n_m1dec.load(), n_dec.load(), n_declast.load(), n_deck.load(), n_tc.load(), n_split.load(), n_lean128.load(), n_lean256.load(), n_general_m2.load(), n_general_m1.load(), n_fused.load(),
-                 n_conv.load(), n_wide.load(), n_prepkt.load(), n_role.load());
+                 n_conv.load(), n_wide.load(), n_prepkt.load());
   }
 } emu_report;
 }  // namespace
@@ -93,21 +93,6 @@ const char* emu_ssm(const VerifyStepParams& p) {
   if (c.has_o32 && !c.o32) ++n_wide;  // a kernel with both instantiations, run with int64 offsets
   if (c.split) {  // the prep kernel, then the stream kernel (in order: griddepcontrol is a no-op here)
     if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words) return "emu: split without p.work";
-    if (role_sms_setting() > 0 && role_fits<T>(p, c.o32)) {  // the role lab: 2 blocks an "SM", 4 SMs
-      const int rec = m2split_ws(p.k, p.R, p.P).words;
-      if (p.work_unit < rec + kRoleSyncWords) return "emu: role lab without its sync words";
-      for (int64_t i = 0; i < p.batch * p.H; ++i)
-        for (int w = 0; w < kRoleSyncWords; ++w) m2role_sync(p.work, p.work_unit, rec, i)[w] = 0u;
-      VerifyStepParams q = p;
-      q.role_sms = role_sms_setting();
-      q.role_prep_f4 = static_cast<int64_t>((c.prep_smem + 15) / 16);
-      SsmLaunch cr = c;
-      cr.grid = 2 * 4;
-      cr.threads = kRoleThreads;
-      cr.cluster = 1;
-      cr.smem = std::max(c.smem, static_cast<size_t>(kRolePrepGroups * q.role_prep_f4 * 16));
-      return emu_launch(cr, &n_role, role_kernel<T>(p.k), q);
-    }
     SsmLaunch cp = c;
     cp.threads = kSplitPrepThreads;
     cp.smem = c.prep_smem;

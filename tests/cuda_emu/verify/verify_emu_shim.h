@@ -39,7 +39,6 @@ inline Dim cur_block{0, 0, 0};
 inline Dim g_blockDim{0, 0, 0};
 inline Dim g_gridDim{0, 0, 0};
 inline Barrier g_bar;
-inline Barrier g_named[16];  // bar.sync id, n (named barriers; id 0 is g_bar), rebuilt between blocks
 inline std::vector<Warp> g_warps;
 inline float4* g_dyn = nullptr;
 
@@ -146,21 +145,6 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
 }
 #define MK_EMU_MMA_TF32 emu_mma_tf32
 #define MK_EMU_CLUSTER_WAIT __syncthreads  // cluster_wait: a block barrier (blocks of a cluster run in turn)
-// bar.sync id, n: the block's named barrier id, n fibers (n is fixed by its first use in the block).
-inline void emu_named_bar(int id, int n) {
-  emu_fiber::Barrier& b = emu::g_named[id & 15];
-  if (b.n == 0) b.n = static_cast<unsigned>(n);
-  emu_fiber::arrive_and_wait(b);
-}
-#define MK_EMU_NAMED_BAR emu_named_bar
-// %smid: blocks run in index order, 2 an "SM" (verify_m2role_kernel's grid is 2 blocks an SM)
-#define MK_EMU_SMID() (emu::cur_block.x / 2u)
-[[noreturn]] inline void emu_role_flag_missing() {
-  std::fprintf(stderr, "emu: role kernel: a stream unit ran before its prep unit\n");
-  std::abort();
-}
-#define MK_EMU_ROLE_FLAG_MISSING emu_role_flag_missing
-inline void __threadfence() {}
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_wait(); }
 
 namespace emu {
@@ -191,7 +175,6 @@ void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
   for (int64_t blk = 0; blk < grid; ++blk) {
     std::memset(dyn.data(), 0xff, dyn.size() * sizeof(float4));  // NaN poison
     g_bar = Barrier{n};
-    for (Barrier& nb : g_named) nb = Barrier{};
     g_warps = std::vector<Warp>(n / 32);
     const int64_t run = cluster > 1 ? blk - blk % cluster + (cluster - 1 - blk % cluster) : blk;
     cur_block = {static_cast<unsigned>(run), 0, 0};
