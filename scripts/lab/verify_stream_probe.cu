@@ -6,7 +6,8 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/verify_stream_probe scripts/lab/verify_stream_probe.cu
 //   /tmp/verify_stream_probe [units=2048] [reps=50]
 // Prints, per variant: median kernel time (CUDA events over back-to-back launches), GB/s of tile bytes moved,
-// blocks an SM (cudaOccupancyMaxActiveBlocksPerMultiprocessor).
+// blocks an SM (cudaOccupancyMaxActiveBlocksPerMultiprocessor). Variants (4) (session 57) stream from a subset of
+// the SMs (persistent blocks; bench/results/lab/verify-sm-subset-probe-2026-12-07).
 #include <cuda_runtime.h>
 
 #include <algorithm>
