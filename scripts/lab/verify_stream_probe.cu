@@ -35,21 +35,30 @@ __device__ __forceinline__ float block_sum_to(float v, float* out) {
 // (1) the tensor-core kernel's structure: the whole tile to shared memory by cp.async (16 bytes a copy), one
 // wait + barrier, then a pass over shared memory. Dynamic shared memory sets the blocks an SM (83 KB: 2, as
 // verify_m2tc_kernel; 64 KB: 3).
-__global__ void smem_cp_async(const float4* __restrict__ st, float* out) {
-  extern __shared__ float4 sm[];
-  const float4* src = st + (size_t)blockIdx.x * kTileF4;
+// One tile (kTileF4 float4s from src) into shared memory dst by cp.async, 16 bytes a copy, as one commit group.
+__device__ __forceinline__ void tile_to_smem(float4* dst, const float4* src) {
   for (int i = threadIdx.x; i < kTileF4; i += blockDim.x) {
-    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(sm + i));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src + i));
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + i));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src + i));
   }
-  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::);
-  __syncthreads();
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+// The block's sum over a tile in shared memory (every element touched), added to *out.
+__device__ __forceinline__ void smem_tile_sum_to(const float4* buf, float* out) {
   float acc = 0.f;
   for (int i = threadIdx.x; i < kTileF4; i += blockDim.x) {
-    const float4 v = sm[i];
+    const float4 v = buf[i];
     acc += (v.x + v.y) + (v.z + v.w);
   }
-  block_sum_to(acc, out + blockIdx.x);
+  block_sum_to(acc, out);
+}
+
+__global__ void smem_cp_async(const float4* __restrict__ st, float* out) {
+  extern __shared__ float4 sm[];
+  tile_to_smem(sm, st + (size_t)blockIdx.x * kTileF4);
+  asm volatile("cp.async.wait_group 0;\n" ::);
+  __syncthreads();
+  smem_tile_sum_to(sm, out + blockIdx.x);
 }
 
 // (2) the tile straight to registers: every thread issues all its 16-byte loads at once (kTileF4 / NT each), no
@@ -91,13 +100,6 @@ __global__ void __launch_bounds__(32) warp_slices(const float4* __restrict__ st,
 // %smid >= active returns at once (in a block-specialised kernel those SMs would run the prep); the others take units
 // from an atomic counter (one counter a launch), each unit's whole tile by cp.async into shared memory, then a pass
 // over it. STAGES 2: the next unit's tile is issued before the pass over the current one (2 x 64 KB a block).
-__device__ __forceinline__ void tile_to_smem(float4* dst, const float4* src) {
-  for (int i = threadIdx.x; i < kTileF4; i += blockDim.x) {
-    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + i));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src + i));
-  }
-  asm volatile("cp.async.commit_group;\n" ::);
-}
 template <int STAGES>
 __global__ void persist_smem(const float4* __restrict__ st, float* out, unsigned* counter, int units, int active) {
   extern __shared__ float4 sm[];
@@ -126,13 +128,7 @@ __global__ void persist_smem(const float4* __restrict__ st, float* out, unsigned
       asm volatile("cp.async.wait_group 0;\n" ::);
     }
     __syncthreads();
-    const float4* buf = sm + (STAGES == 2 ? sb * kTileF4 : 0);
-    float acc = 0.f;
-    for (int i = threadIdx.x; i < kTileF4; i += blockDim.x) {
-      const float4 v = buf[i];
-      acc += (v.x + v.y) + (v.z + v.w);
-    }
-    block_sum_to(acc, out + cur);
+    smem_tile_sum_to(sm + (STAGES == 2 ? sb * kTileF4 : 0), out + cur);
     __syncthreads();
     cur = STAGES == 2 ? nxt : grab();
     if (cur >= units) return;
@@ -211,12 +207,9 @@ int main(int argc, char** argv) {
       int li = 0;
       char name[96];
       std::snprintf(name, sizeof name, "%d SMs: %s", active, c.tag);
-      const void* k = c.stages == 2 ? reinterpret_cast<const void*>(persist_smem<2>)
-                                    : reinterpret_cast<const void*>(persist_smem<1>);
-      run(name, reps, rd, k, nsm * c.bps, 256, c.smem, [&] {
-        unsigned* ctr = counters + (li++ % nc);
-        if (c.stages == 2) persist_smem<2><<<nsm * c.bps, 256, c.smem>>>(st, out, ctr, units, active);
-        else persist_smem<1><<<nsm * c.bps, 256, c.smem>>>(st, out, ctr, units, active);
+      auto* kern = c.stages == 2 ? persist_smem<2> : persist_smem<1>;
+      run(name, reps, rd, reinterpret_cast<const void*>(kern), nsm * c.bps, 256, c.smem, [&] {
+        kern<<<nsm * c.bps, 256, c.smem>>>(st, out, counters + (li++ % nc), units, active);
       });
     }
   }
