@@ -107,6 +107,12 @@ struct SV<float> {
   __device__ __forceinline__ static uint4 pack(const float (&o)[V]) {
     return make_uint4(__float_as_uint(o[0]), __float_as_uint(o[1]), __float_as_uint(o[2]), __float_as_uint(o[3]));
   }
+  // elements [0, 2) of an 8-byte aligned pointer (shared memory)
+  __device__ __forceinline__ static void load2(const float* ptr, float (&o)[2]) {
+    const float2 v = *reinterpret_cast<const float2*>(ptr);
+    o[0] = v.x;
+    o[1] = v.y;
+  }
 };
 
 // 16-bit element types: 8 values in 16 bytes, converted pairwise (Pair: __half2 / __nv_bfloat162) with the
@@ -142,6 +148,12 @@ struct SV16 {
   }
   __device__ __forceinline__ static uint4 pack(const float (&o)[V]) {
     return make_uint4(down(o[0], o[1]), down(o[2], o[3]), down(o[4], o[5]), down(o[6], o[7]));
+  }
+  // elements [0, 2) of a 4-byte aligned pointer (shared memory): one packed conversion
+  __device__ __forceinline__ static void load2(const E* ptr, float (&o)[2]) {
+    const float2 f = up(*reinterpret_cast<const unsigned*>(ptr));
+    o[0] = f.x;
+    o[1] = f.y;
   }
 };
 

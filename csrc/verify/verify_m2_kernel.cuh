@@ -259,7 +259,7 @@ __global__ void __launch_bounds__(NT, NT == 128 ? 4 : 2) verify_m2_kernel(const 
   __syncthreads();  // 3
 
   // ---- 4. y, ring writes, fold, tree compaction, meta ------------------------------------------------------------
-  m2_outputs<TI, false, kO32>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
+  m2_outputs<TI, kO32>(p, ct, sm, y, k, P, N, R, Au, rx0, rb0, s, u, tid, NT);
   const float eSQ = scal[0];
   if (ct.fold) {  // h_c = eSQ h0 + sum_e (wq_e x_e) (x) B_e, written back in the state dtype
     // Pass 0 re-reads h0 (mostly from L2) rather than keeping it live since step 1 (a fold is one call in

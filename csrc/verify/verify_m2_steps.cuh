@@ -171,16 +171,17 @@ __device__ __forceinline__ M2Ctl m2_control(const VerifyStepParams& p, const int
 }
 
 // Ring rows of the c1 committed tokens (x: PC chunks, B: NC chunks a token) -> raw_ring by cp.async; rx0 / rb0:
-// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share. Returns the ring dt of committed
-// token tid (0 past c1), for dtq.
+// the unit's ring_x / ring_B offsets. Thread tid of nthreads copies its share; with_x / with_b: which rows (the split
+// pair's prep kernel needs the B rows for its dots and the x rows only to compact a tree path; its stream kernel the
+// x rows, and the B rows of a unit that folds). Returns the ring dt of committed token tid (0 past c1), for dtq.
 template <typename TI, bool kO32 = false>
 __device__ __forceinline__ float m2_stage_ring(const VerifyStepParams& p, const M2Ctl& ct, uint4* raw_ring,
                                                int64_t rx0, int64_t rb0, int s, int u, int PC, int NC,
-                                               int tid, int nthreads) {
+                                               int tid, int nthreads, bool with_x = true, bool with_b = true) {
   constexpr int VI = SV<TI>::V;
   const int lPC = ilog2(PC), lNC = ilog2(NC), nrx = ct.c1 * PC, n_ring = ct.c1 * (PC + NC);
   const int rbo = m2_ring_b(static_cast<int>(p.R), PC);
-  for (int i = tid; i < n_ring; i += nthreads) {
+  for (int i = with_x ? tid : nrx + tid; i < (with_b ? n_ring : nrx); i += nthreads) {
     if (i < nrx) {
       cp_async16(raw_ring + i, static_cast<const TI*>(p.ring_x) + rx0 +
                                    eoff<kO32>(ct.qpos(i >> lPC), p.rx_r, (i & (PC - 1)) * VI, 1));
@@ -225,38 +226,40 @@ __device__ __forceinline__ void m2_ring_weights(const float* dtq, float* wq, flo
   if (lane == 0) scal[0] = __expf(Au * carry);
 }
 
+// The new tokens' B rows (raw chunks at rawB, k NC) and processed dt (dts) into the ring at ct.base (positions < R).
+template <typename TI, bool kO32 = false>
+__device__ __forceinline__ void m2_ring_new_b(const VerifyStepParams& p, const M2Ctl& ct, const uint4* rawB,
+                                              const float* dts, int k, int N, int64_t rb0, int s, int u, int tid,
+                                              int nthreads) {
+  constexpr int VI = SV<TI>::V;
+  const int NC = N / VI, lNC = ilog2(NC), R = static_cast<int>(p.R);
+  const int64_t rbw = rb0 + eoff<kO32>(ct.base, p.rB_r);
+  for (int i = tid; i < k * NC; i += nthreads) {
+    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
+    if (ct.base + t < R)
+      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + eoff<kO32>(t, p.rB_r, n0, 1)) = rawB[i];
+  }
+  if (tid < k && ct.base + tid < R)
+    p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.base + tid, p.rdt_r, u, p.rdt_h)] = dts[tid];
+}
+
 // y of every (token t, VI channels from p0) by the closed form, times silu(z); the new tokens' x, B and dt into the
 // ring at base (positions < R). y: this unit's output (b, u applied). Thread tid of nthreads.
-// kPrep (verify_m2prep_kernel, no state tile): instead of y, the state-free part yx_t = rho_t (ring term) + path
-// term + D x_t (fp32, (k, P) at yx) and scale_t = rho_t eSQ (at scale), so that y_t = silu(z_t) (scale_t S_t + yx_t)
-// (z is applied by the stream kernel; raw_in holds x, B, C only, x read raw); the ring writes are skipped when the
-// unit folds (the stream kernel's fold reads the committed ring rows first, then writes the new tokens).
-template <typename TI, bool kPrep = false, bool kO32 = false>
+template <typename TI, bool kO32 = false>
 __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ctl& ct, const M2Smem& sm, TI* y,
                                            int k, int P, int N, int R, float Au, int64_t rx0, int64_t rb0,
-                                           int s, int u, int tid, int nthreads, float* yx = nullptr,
-                                           float* scale = nullptr) {
+                                           int s, int u, int tid, int nthreads) {
   constexpr int VI = SV<TI>::V;
-  const int PC = P / VI, NC = N / VI, lPC = ilog2(PC), lNC = ilog2(NC), K1 = k > 0 ? k : 1;
-  const int nxc = k * PC, nzc = !kPrep && p.z != nullptr ? k * PC : 0;
-  // x chunk (token sn, chunk pc) as fp32: staged as fp32 (xs), or raw (prep)
-  auto load_x = [&sm, P, PC](int sn, int pc, float (&xv)[VI]) {
-    if constexpr (kPrep) SV<TI>::unpack(sm.raw_in[sn * PC + pc], xv);
-    else lds_vec<VI>(sm.xs + sn * P + pc * VI, xv);
-  };
+  const int PC = P / VI, lPC = ilog2(PC), K1 = k > 0 ? k : 1;
+  const int nxc = k * PC, nzc = p.z != nullptr ? k * PC : 0;
   const float eSQ = sm.scal[0];
-  const int64_t rxw = rx0 + eoff<kO32>(ct.base, p.rx_r), rbw = rb0 + eoff<kO32>(ct.base, p.rB_r);
+  const int64_t rxw = rx0 + eoff<kO32>(ct.base, p.rx_r);
   for (int i = tid; i < k * PC; i += nthreads) {
     const int t = i >> lPC, pc = i & (PC - 1), p0 = pc * VI;
     float hc[VI], ws[VI], xv[VI];
-    if constexpr (kPrep) {
+    lds_vec<VI>(sm.Sd + t * P + p0, hc);
 #pragma unroll
-      for (int e = 0; e < VI; ++e) hc[e] = 0.f;
-    } else {
-      lds_vec<VI>(sm.Sd + t * P + p0, hc);
-#pragma unroll
-      for (int e = 0; e < VI; ++e) hc[e] *= eSQ;
-    }
+    for (int e = 0; e < VI; ++e) hc[e] *= eSQ;
 #pragma unroll
     for (int e = 0; e < VI; ++e) ws[e] = 0.f;
     for (int e = 0; e < ct.c1; ++e) {
@@ -271,7 +274,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     for (int sn = t; sn >= 0; --sn) {
       if ((mt >> sn) & 1u) {
         const float w = sm.dts[sn] * __expf(Au * suf) * sm.BC[t * K1 + sn];
-        load_x(sn, pc, xv);
+        lds_vec<VI>(sm.xs + sn * P + pc * VI, xv);
 #pragma unroll
         for (int v = 0; v < VI; ++v) ws[v] = fmaf(w, xv[v], ws[v]);
         suf += sm.dts[sn];
@@ -279,17 +282,10 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     }
     const float rho = __expf(Au * suf);
     float dv[VI], out[VI];
-    load_x(t, pc, xv);
+    lds_vec<VI>(sm.xs + t * P + pc * VI, xv);
     lds_vec<VI>(sm.Ds + p0, dv);
 #pragma unroll
     for (int v = 0; v < VI; ++v) out[v] = fmaf(dv[v], xv[v], fmaf(rho, hc[v], ws[v]));
-    if constexpr (kPrep) {
-      sts_vec<VI>(yx + t * P + p0, out);  // global memory (16-byte aligned: the layout rounds to 4 words)
-      if (pc == 0) scale[t] = rho * eSQ;
-      if (!ct.fold && ct.base + t < R)
-        *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(t, p.rx_r, p0, 1)) = sm.raw_in[i];
-      continue;
-    }
     if (p.z != nullptr) {
       float zv[VI];
       SV<TI>::unpack(sm.raw_in[nxc + i], zv);
@@ -300,15 +296,7 @@ __device__ __forceinline__ void m2_outputs(const VerifyStepParams& p, const M2Ct
     if (ct.base + t < R)
       *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(t, p.rx_r, p0, 1)) = sm.raw_in[i];
   }
-  if (kPrep && ct.fold) return;
-  for (int i = tid; i < k * NC; i += nthreads) {  // new B rows into the ring (raw chunks)
-    const int t = i >> lNC, n0 = (i & (NC - 1)) * VI;
-    if (ct.base + t < R)
-      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_B) + rbw + eoff<kO32>(t, p.rB_r, n0, 1)) =
-          sm.raw_in[nxc + nzc + i];
-  }
-  if (tid < k && ct.base + tid < R)
-    p.ring_dt[eoff<kO32>(s, p.rdt_s, ct.base + tid, p.rdt_r, u, p.rdt_h)] = sm.dts[tid];
+  m2_ring_new_b<TI, kO32>(p, ct, sm.raw_in + nxc + nzc, sm.dts, k, N, rb0, s, u, tid, nthreads);
 }
 
 // Without a fold, a tree path's committed nodes are compacted to ring [c, c1) (after every ring read); then the

@@ -29,12 +29,15 @@ namespace verify_kernels {
 constexpr int kSplitPrepThreads = 64;
 
 // Scratch words of one (batch row, unit): [0] fold, [1] c, [2] c1, [3] path, [4] eSQ (float bits), then scale (k),
-// dts (k, processed new dt), masks (k), wq (R, ring weights), yx (k, P). dts, masks, wq are written for folding units
-// only (the stream kernel finishes those); every offset a multiple of 4 words.
+// dts (k, processed new dt), masks (k), wq (R, ring weights), coef (k rows of cs words). coef[t][j]: the weight of
+// x row j in yx_t, the state-free part of y_t (j < c1: committed ring token j; c1 + sn: new token sn, 0 off t's
+// path); dts and wq are written for folding units only (the stream kernel finishes those); every offset a multiple of
+// 4 words.
 struct M2SplitWs {
-  int scale, dts, masks, wq, yx, words;
+  int scale, dts, masks, wq, coef, cs, words;
 };
 __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, int64_t P) {
+  (void)P;
   const int64_t K1 = k > 0 ? k : 1;
   M2SplitWs w;
   int o = 8;
@@ -42,17 +45,18 @@ __host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, i
   w.dts = o; o += up4(K1);
   w.masks = o; o += up4(K1);
   w.wq = o; o += up4(R);
-  w.yx = o; o += up4(K1 * P);
+  w.cs = up4(R + K1);  // c1 + k <= R + k rows of x
+  w.coef = o; o += static_cast<int>(K1) * w.cs;
   w.words = o;
   return w;
 }
 
 // The stream kernel's shared memory (words): the swizzled tile; the dots (k, P) fp32; the unit's scratch record
-// (copied after griddepcontrol.wait, while the tile is in flight; yx at rec + yx); a folding unit's committed ring rows
-// (raw, laid out as M2Smem's raw_ring: room for R tokens, B rows from m2_ring_b; staged with the record); the raw
-// z and C rows of the new tokens.
+// (m2split_ws); the committed ring rows (raw, laid out as M2Smem's raw_ring: room for R tokens' x rows, then B rows
+// from m2_ring_b; B rows only for a unit that folds); the raw z and C rows of the new tokens; the raw new x rows;
+// D (P) fp32; yx (k, P) fp32, the state-free part of y.
 struct M2StrLayout {
-  int tile, dots, rec, ring, raw_z, raw_c, words;
+  int tile, dots, rec, ring, raw_z, raw_c, raw_x, Ds, yx, words;
 };
 __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t P, int64_t N, int64_t R, int VT, int VI,
                                                              bool has_z) {
@@ -65,15 +69,48 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
+  l.raw_x = o; o += static_cast<int>(K1 * P / VI * 4);
+  l.Ds = o; o += up4(P);
+  l.yx = o; o += up4(K1 * P);
   l.words = o;
   return l;
 }
 
+// The record's coefficients (m2split_ws): coef[t][j] for j < c1 + k and scale_t = rho_t eSQ, where rho_t =
+// exp(A * (sum of dt over t's path)); ring token j: rho_t wq_j (B_j . C_t); path node sn of t: dt_sn exp(A * (sum of
+// the path's dt after sn)) (B_sn . C_t), summed from t down as verify_m2_kernel's epilogue (m2_outputs) does; 0 for
+// a new token off the path (whose x the stream kernel never reads: a non-finite x there reaches no other token).
+// After the barrier that publishes dts, smask, wq, scal, G and BC. Thread tid of nthreads.
+__device__ __forceinline__ void m2prep_coefs(const M2Smem& sm, const M2Ctl& ct, const M2SplitWs& W, float Au, int k,
+                                             float* wsu, int tid, int nthreads) {
+  const int K1 = k > 0 ? k : 1, CJ = ct.c1 + k;
+  const float eSQ = sm.scal[0];
+  for (int i = tid; i < k * CJ; i += nthreads) {
+    const int t = i / CJ, j = i - t * CJ, sn0 = j - ct.c1;
+    const unsigned mt = static_cast<unsigned>(sm.smask[t]);
+    float tot = 0.f, suf = 0.f;  // the path's dt sum, and its part after node sn0
+    for (int sn = t; sn >= 0; --sn) {
+      if ((mt >> sn) & 1u) {
+        if (sn == sn0) suf = tot;
+        tot += sm.dts[sn];
+      }
+    }
+    const float rho = __expf(Au * tot);
+    float v = 0.f;
+    if (sn0 < 0) v = rho * (sm.wq[j] * sm.G[j * K1 + t]);
+    else if (sn0 <= t && ((mt >> sn0) & 1u)) v = sm.dts[sn0] * __expf(Au * suf) * sm.BC[t * K1 + sn0];
+    wsu[W.coef + t * W.cs + j] = v;
+    if (j == 0) wsu[W.scale + t] = rho * eSQ;
+  }
+}
+
 // One unit (batch row b, head u) of the prep work, by the kSplitPrepThreads threads tid of a block whose shared memory
-// (m2_place_common, prep) starts at smem_f4: its loads (new x, B, C rows and D by cp.async, its scalars into
-// registers), control words, ring rows, weights, B . C dots, and the record (m2split_ws offsets) into wsu (the
-// per-call scratch in global memory); the ring writes and meta row of a unit that does not fold. Returns at once for a
-// padding row. KT > 0: k == KT, a compile-time constant (fixed-length copy and token loops: the
+// (m2_place_common, prep) starts at smem_f4: its loads (new B and C rows by cp.async, its scalars into registers),
+// control words, ring rows (B; x only to compact a tree path), weights, B . C dots, and the record (m2split_ws
+// offsets: header, scale, masks, the coefficients of yx) into wsu (the per-call scratch in global memory); the new
+// tokens' B rows and dt, the tree compaction and the meta row of a unit that does not fold (the stream kernel writes
+// the new tokens' x rows). No x row is read here: the stream kernel forms yx from them while its tile is in flight.
+// Returns at once for a padding row. KT > 0: k == KT, a compile-time constant (fixed-length copy and token loops: the
 // launcher's choice for bf16 inputs, N 128, 32-bit offsets, k 2 / 4 / 8); 0: p.k.
 template <typename TI, int N, bool kO32, int KT = 0>
 __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, int u, float4* smem_f4, float* wsu,
@@ -81,7 +118,7 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   constexpr int NT = kSplitPrepThreads, NW = NT / 32, VI = SV<TI>::V, NC = N / VI;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;
   const int H = static_cast<int>(p.H), k = KT > 0 ? KT : static_cast<int>(p.k), P = static_cast<int>(p.P);
-  const int R = static_cast<int>(p.R), PC = P / VI, lPC = ilog2(PC);
+  const int R = static_cast<int>(p.R), PC = P / VI;
   const int gi = u / (H / static_cast<int>(p.G));
   M2CommonLayout lay;
   m2_place_common(lay, 0, k, P, N, R, VI, true);
@@ -89,21 +126,14 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
-  // new x, B, C (raw, in that order; x is read raw by the outputs)
+  // new B, C (raw, after room for the x rows that m2_place_common keeps: the dots' layout)
   const int nxc = k * PC, nbc = k * NC;
-  const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
-  for (int i = tid; i < nxc; i += NT)
-    cp_async16(raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
   const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
   const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
   for (int i = tid; i < nbc; i += NT) {
     cp_async16(raw_in + nxc + i, Bb + eoff<kO32>(i / NC, p.B_k, (i % NC) * VI, 1));
     cp_async16(raw_in + nxc + nbc + i, Cb + eoff<kO32>(i / NC, p.C_k, (i % NC) * VI, 1));
   }
-  // D (0 without one: nothing read, p.A stands in as a valid address)
-  for (int i = tid; i < P; i += NT)
-    cp_async4_zfill(Ds + i, p.D != nullptr ? static_cast<const void*>(p.D + eoff<kO32>(u, p.D_h, i, p.D_p))
-                                           : static_cast<const void*>(p.A), p.D != nullptr);
   cp_async_commit();
   const int nm = 2 + static_cast<int>(p.Kmax < kMaxK ? p.Kmax : kMaxK);
   const M2Scalars sc = m2_load_scalars<TI, kO32>(p, b, u, s, tid, k, nm);
@@ -113,7 +143,8 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
 
   const M2Ctl ct = m2_control(p, smeta, sc.accv, R, k);
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
-  const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+  const bool compact = !ct.fold && !ct.prefix;  // m2_finish moves x rows too
+  const float dq = m2_stage_ring<TI, kO32>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, compact, true);
   cp_async_commit();
   m2_masks(spar, smask, tid, k);
   cp_async_wait<0>();
@@ -126,8 +157,7 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   __syncthreads();  // 3
 
   const M2SplitWs W = m2split_ws(k, R, P);
-  m2_outputs<TI, true, kO32>(p, ct, sm, nullptr, k, P, N, R, sc.Au, rx0, rb0, s, u, tid, NT, wsu + W.yx,
-                             wsu + W.scale);
+  m2prep_coefs(sm, ct, W, sc.Au, k, wsu, tid, NT);
   if (tid == 0) {
     int* wi = reinterpret_cast<int*>(wsu);
     wi[0] = ct.fold ? 1 : 0;
@@ -136,13 +166,12 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
     wi[3] = static_cast<int>(ct.path);
     wsu[4] = scal[0];
   }
+  if (tid < k) reinterpret_cast<int*>(wsu)[W.masks + tid] = smask[tid];
   if (ct.fold) {  // what the stream kernel needs to finish the unit
-    if (tid < k) {
-      wsu[W.dts + tid] = dts[tid];
-      reinterpret_cast<int*>(wsu)[W.masks + tid] = smask[tid];
-    }
+    if (tid < k) wsu[W.dts + tid] = dts[tid];
     if (tid < ct.c1) wsu[W.wq + tid] = wq[tid];
   } else {
+    m2_ring_new_b<TI, kO32>(p, ct, raw_in + nxc, dts, k, N, rb0, s, u, tid, NT);
     m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
   }
 }
@@ -170,18 +199,53 @@ __device__ __forceinline__ M2Ctl m2split_ctl(int fold, int c, int c1, int path) 
   return ct;
 }
 
-// y_t = silu(z_t) (scale_t S_t + yx_t) of one unit (y: its output, b and u applied) from the dots Sd (k, P), the
-// record rec (m2split_ws offsets W) and the raw z rows (when p.z); threads tid of NT.
+// The state-free part of y of one unit, yx_t = sum_j coef[t][j] X_j + D x_t (fp32, (k, P) at yx), from the record
+// rec (m2split_ws offsets W), the committed ring tokens' raw x rows (rx: row j at j P) and the new tokens' (xn: row sn
+// at sn P): two channels a thread and item, the ring rows for every token, then the nodes on t's path (masks). Ds:
+// D (P) or nullptr. Threads tid of NT.
 template <typename TI>
-__device__ __forceinline__ void m2split_y(const VerifyStepParams& p, TI* y, const float* Sd, const float* rec,
-                                          const M2SplitWs& W, const uint4* raw_z, int k, int P, int tid, int NT) {
+__device__ __forceinline__ void m2split_yx(const float* rec, const M2SplitWs& W, const TI* rx, const TI* xn,
+                                           const float* Ds, float* yx, int c1, int k, int P, int tid, int NT) {
+  const int HP = P / 2, lHP = ilog2(HP);
+  const int* masks = reinterpret_cast<const int*>(rec) + W.masks;
+  for (int i = tid; i < k * HP; i += NT) {
+    const int t = i >> lHP, p0 = (i & (HP - 1)) * 2;
+    const float* cf = rec + W.coef + t * W.cs;
+    float a0 = 0.f, a1 = 0.f, v[2];
+    for (int j = 0; j < c1; ++j) {
+      SV<TI>::load2(rx + j * P + p0, v);
+      a0 = fmaf(cf[j], v[0], a0);
+      a1 = fmaf(cf[j], v[1], a1);
+    }
+    const unsigned mt = static_cast<unsigned>(masks[t]);
+    for (int sn = 0; sn <= t; ++sn) {
+      if ((mt >> sn) & 1u) {
+        SV<TI>::load2(xn + sn * P + p0, v);
+        a0 = fmaf(cf[c1 + sn], v[0], a0);
+        a1 = fmaf(cf[c1 + sn], v[1], a1);
+      }
+    }
+    if (Ds != nullptr) {  // v holds x_t: t is on its own path
+      a0 = fmaf(Ds[p0], v[0], a0);
+      a1 = fmaf(Ds[p0 + 1], v[1], a1);
+    }
+    *reinterpret_cast<float2*>(yx + t * P + p0) = make_float2(a0, a1);
+  }
+}
+
+// y_t = silu(z_t) (scale_t S_t + yx_t) of one unit (y: its output, b and u applied) from the dots Sd (k, P), yx (k, P),
+// the record rec (m2split_ws offsets W: scale) and the raw z rows (when p.z); threads tid of NT.
+template <typename TI>
+__device__ __forceinline__ void m2split_y(const VerifyStepParams& p, TI* y, const float* Sd, const float* yxs,
+                                          const float* rec, const M2SplitWs& W, const uint4* raw_z, int k, int P,
+                                          int tid, int NT) {
   constexpr int VI = SV<TI>::V;
   const int PC = P / VI, lPC = ilog2(PC);
   for (int i = tid; i < k * PC; i += NT) {
     const int t = i >> lPC, p0 = (i & (PC - 1)) * VI;
     float sd[VI], yx[VI], out[VI];
     lds_vec<VI>(Sd + t * P + p0, sd);
-    lds_vec<VI>(rec + W.yx + t * P + p0, yx);
+    lds_vec<VI>(yxs + t * P + p0, yx);
     const float sc = rec[W.scale + t];
 #pragma unroll
     for (int v = 0; v < VI; ++v) out[v] = fmaf(sc, sd[v], yx[v]);
@@ -267,8 +331,11 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   uint4* raw_ring = reinterpret_cast<uint4*>(smf + lay.ring);
   uint4* raw_z = reinterpret_cast<uint4*>(smf + lay.raw_z);
   uint4* raw_c = reinterpret_cast<uint4*>(smf + lay.raw_c);
+  uint4* raw_x = reinterpret_cast<uint4*>(smf + lay.raw_x);
+  float* Ds = smf + lay.Ds;
+  float* yx = smf + lay.yx;
 
-  // ---- the new C (and z) rows (group 1), the state tile (group 2), the state dots: nothing here reads the scratch
+  // ---- the new C (and z) rows (group 1); the first wave's blocks: the state tile (group 2)
   const int nzc = p.z != nullptr ? k * PC : 0, ncc = k * NC;
   if (p.z != nullptr) {
     const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
@@ -280,40 +347,62 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // The first wave's blocks (tile_early) issue their tile now: they are resident while the prep grid finishes and
   // wait for it below (the prep kernel never writes the state, and what wrote it before, e.g. the previous call's
   // fold, completed before the prep grid started: the prep is a normal launch). Later blocks find the prep grid
-  // complete and read the record's header words (fold, c, c1, path) straight from global memory before their tile's
-  // copies, so that this load does not queue behind 64 KB (ncu of a folding call: 18% of the stream's stall samples
-  // waited on it there).
+  // complete and read the record's header words (fold, c, c1, path) straight from global memory, then issue the
+  // unit's small rows (below) before their tile's copies, so that these do not queue behind 64 KB (ncu of a folding
+  // call: 18% of the stream's stall samples waited on the record there) and yx is formed while the tile is in flight.
+  // The tile's copies run under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
+  // normal policy they push out of L2 what is read again (the ring rows and inputs of the next call's prep kernel,
+  // 13.9 us against 14.4, the scratch). H200, b64 mean per call k2 / k4 / k8 54.5 / 60.8 / 82.6 us against 56.9 /
+  // 63.0 / 83.5; the fold's write-back under the same policy lost at k8 (86.8).
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   const bool early = blockIdx.x < p.tile_early;  // the first wave: the tile before the wait (tile_early_blocks)
-  if (early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
+  if (early) {
+    m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
+    cp_async_commit();
+  }
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R, P);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
   const int4 hdr = *reinterpret_cast<const int4*>(wsu);
-  // The tile's copies under an L2 evict-first policy: the 64 KB a unit is read once a call, and streamed with the
-  // normal policy they push out of L2 what is read again (the ring rows and inputs of the next call's prep kernel,
-  // 13.9 us against 14.4, the scratch). H200, b64 mean per call k2 / k4 / k8 54.5 / 60.8 / 82.6 us against 56.9 /
-  // 63.0 / 83.5; the fold's write-back under the same policy lost at k8 (86.8).
-  if (!early) m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
-  cp_async_commit();
-  // The unit's scratch record by cp.async (group 3) while the tile is in flight, and, for a unit that folds, its
-  // committed ring rows too.
-  for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
   const M2Ctl ct = m2split_ctl(hdr.x, hdr.y, hdr.z, hdr.w);
+  // ---- the unit's small rows (group 2, or 3 for the first wave): the scratch record; the committed ring tokens' x
+  // rows (where the prep kernel left them: compacted to [0, c1) unless the unit folds) and, for a unit that folds,
+  // their B rows; the new x rows; D
+  for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
-  if (ct.fold) m2_stage_ring<TI>(p, ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT);
+  M2Ctl ring_ct = ct;
+  ring_ct.prefix = ring_ct.prefix || !ct.fold;  // qpos(e) = e
+  m2_stage_ring<TI>(p, ring_ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, true, ct.fold);
+  const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+  for (int i = tid; i < k * PC; i += NT) cp_async16(raw_x + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
+  if (p.D != nullptr)
+    for (int i = tid; i < P; i += NT) cp_async4(Ds + i, p.D + (int64_t)u * p.D_h + (int64_t)i * p.D_p);
   cp_async_commit();
-  cp_async_wait<2>();
-  __syncthreads();     // the C and z rows, from every thread's copies
-  cp_async_wait<1>();  // this thread's tile chunks
+  if (!early) {
+    m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
+    cp_async_commit();
+    cp_async_wait<1>();  // groups 1 and 2
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();  // the C and z rows, the record, the x rows, D, from every thread's copies
+
+  // ---- yx (under the tile's flight); the new tokens' x rows into the ring of a unit that does not fold
+  m2split_yx<TI>(rec, W, reinterpret_cast<const TI*>(raw_ring), reinterpret_cast<const TI*>(raw_x),
+                 p.D != nullptr ? Ds : nullptr, yx, ct.c1, k, P, tid, NT);
+  if (!ct.fold) {  // base c1 (c1 + k <= R)
+    TI* rxw = static_cast<TI*>(p.ring_x) + rx0 + (int64_t)ct.c1 * p.rx_r;
+    for (int i = tid; i < k * PC; i += NT)
+      *reinterpret_cast<uint4*>(rxw + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI) = raw_x[i];
+  }
+  cp_async_wait<0>();  // this thread's tile chunks
   __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
   m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
-  cp_async_wait<0>();
-  __syncthreads();  // every warp's dots, the record, the ring rows
+  __syncthreads();  // every warp's dots and yx
 
   // ---- y_t = silu(z_t) (scale_t S_t + yx_t)
-  m2split_y<TI>(p, y, Sd, rec, W, raw_z, k, P, tid, NT);
-  if (!ct.fold) return;  // the prep kernel wrote this unit's ring and meta
+  m2split_y<TI>(p, y, Sd, yx, rec, W, raw_z, k, P, tid, NT);
+  if (!ct.fold) return;  // the prep kernel wrote the rest of this unit's ring (B, dt, compaction) and meta row
 
   // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
   const float eSQ = rec[4];

@@ -32,7 +32,7 @@ DECODE_FOLD = os.environ.get("STRESS_DECODE_FOLD") == "1"
 FOLD_EVERY = os.environ.get("STRESS_FOLD_EVERY") == "1"
 DEC_KMAX = 8  # csrc/verify/verify_m2deck_kernel.cuh: kDecKMax
 # How often the scenarios of interest happened (printed with PASS, to see that a case exercises them).
-STATS = dict(maxc1=0, fold=0, maxc1fold=0, compact=0)
+STATS = dict(maxc1=0, fold=0, maxc1fold=0, compact=0, inf_mid=0)
 
 
 def close(a, b, dt, name, ctx):
@@ -76,8 +76,10 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
     cache_view: the state is a strided view into a bigger buffer (state vector loads off).
     nopt: no D, z, dt_bias.
     a_view: A (Mamba-1) is a view with rows of N + 1 (not 16-byte aligned: verify_m1dec_kernel declines it).
-    inf_x: in half the batch rows of a call, one x of the last draft token is infinite; that token is an ancestor of
-    no other, so the other tokens' y stay finite (its own y is not compared), and the next call never accepts it.
+    inf_x: in half the batch rows of a call, one x of a leaf of the draft is infinite (the last token of a chain, any
+    node no other names as parent in a tree); that token is an ancestor of no other, so the other tokens' y stay finite
+    (its own y is not compared; in a tree its earlier siblings' and cousins' y test that the kernels weight only a
+    token's path), and the next call never accepts it.
     """
     ops = torch.ops.mamba_kernels
     rng = random.Random(seed)
@@ -103,7 +105,7 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
     conv_b = None if rng.random() < 0.3 else (rn(dc) * 0.1).to(conv_w.dtype)
     silu = rng.random() < 0.7
     pend = {i: 0 for i in range(S)}  # tokens pending (drafted last round) per slot
-    inf_pend = set()  # slots whose last pending token has an infinite x (never accepted)
+    inf_pend = {}  # slot -> its pending leaf with an infinite x (never accepted)
     perm = list(range(S + 2))
     for r in range(rounds):
         flush = rng.random() < (0.03 if accum else 0.15)
@@ -128,13 +130,17 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
                 acc.append(pn if rng.random() < 0.8 else rng.randint(0, pn))
             else:
                 acc.append(rng.choice([0, pn, rng.randint(0, pn), pn, pn + 2 if rng.random() < 0.1 else pn]))
-            if int(slots[i]) in inf_pend:
-                acc[-1] = min(acc[-1], pn - 1)
+            if int(slots[i]) in inf_pend and min(acc[-1] - 1, pn - 1) == inf_pend[int(slots[i])]:
+                acc[-1] = inf_pend[int(slots[i])]  # the node before the leaf (or none)
         is_node, accepted, parents = draft_args(rng, acc, b, k, tree)
         x = noncontig(rn(b, k, H, P).to(dt_in), rng)
-        poisoned = [i for i in range(b) if rng.random() < 0.5] if inf_x and k >= 2 else []
-        for i in poisoned:
-            x[i, k - 1, rng.randrange(H), rng.randrange(P)] = math.inf
+        poisoned = {}  # batch row -> its poisoned leaf
+        for i in (range(b) if inf_x and k >= 2 else []):
+            if rng.random() < 0.5:
+                named = set(parents[i].tolist()) if parents is not None else set(range(k - 1))
+                poisoned[i] = rng.choice([t for t in range(k) if t not in named])
+                STATS["inf_mid"] += poisoned[i] < k - 1  # later tokens that do not descend from it
+                x[i, poisoned[i], rng.randrange(H), rng.randrange(P)] = math.inf
         dt = rn(b, k, H, Pd).to(dt_in) * 0.5
         Bm = noncontig(rn(b, k, G, N).to(dt_in), rng)
         Cm = noncontig(rn(b, k, G, N).to(dt_in), rng)
@@ -178,9 +184,9 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
             ops._verify_step_cuda(x, dt, A, Bm, Cm, D, z, dt_bias, cache["state"], cache["ring_x"], cache["ring_B"],
                                   cache["ring_dt"], cache["meta"], slots, accepted, is_node, parents, y, soft, dmin,
                                   dmax, fold_all)
-        for i in poisoned:  # the poisoned token's own y is not finite in either
-            y[i, k - 1] = 0
-            y_ref[i, k - 1] = 0
+        for i, leaf in poisoned.items():  # the poisoned token's own y is not finite in either
+            y[i, leaf] = 0
+            y_ref[i, leaf] = 0
         close(y, y_ref, dt_in, "y", ctx)
         assert torch.equal(cache["meta"], ref["meta"]), f"meta mismatch ({ctx})\n{cache['meta']}\n{ref['meta']}"
         close(cache["state"], ref["state"], dt_st, "state", ctx)
@@ -194,9 +200,9 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
         for i in range(b):
             if 0 <= int(slots[i]) < S:
                 pend[int(slots[i])] = k
-                inf_pend.discard(int(slots[i]))
+                inf_pend.pop(int(slots[i]), None)
                 if i in poisoned:
-                    inf_pend.add(int(slots[i]))
+                    inf_pend[int(slots[i])] = poisoned[i]
 
 
 def conv_case(seed, *, dc, width, S, Kmax, b, rounds, dt_in, tree):
@@ -332,6 +338,8 @@ def main(argv=None):
             kw["rounds"] = min(kw["rounds"], args.rounds)
         for seed in range(args.seeds):
             (ssm_case if nm in CASES else conv_case)(seed * 7 + 1, **kw)
+        if kw.get("inf_x") and kw.get("tree"):  # the case exists for the poisoned leaves with later tokens
+            assert STATS["inf_mid"] > 0, f"{nm}: no poisoned leaf before the last token"
         print("PASS", nm, STATS if nm in CASES else "", flush=True)
         for key in STATS:
             STATS[key] = 0
