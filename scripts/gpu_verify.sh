@@ -9,7 +9,7 @@
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
 # VERIFY_PART=tileearly: the split stream kernel's first-wave tiles before griddepcontrol.wait, A/B (session 55).
-# VERIFY_PART=basetree: A/B of this tree against the checkout at $BASE_TREE (below).
+# VERIFY_PART=basetree: A/B of this tree against the checkouts at $BASE_TREES (below).
 # VERIFY_PART=rows: the verify GPU tests (ROWS_TESTS=0: not), the bench's verify graph rows, one tile_early A/B round.
 # VERIFY_PART=prepkt: the verify GPU tests with MK_VERIFY_PREP_KT=0 (the generic prep kernel), the bench's verify
 # graph rows at the default, then b64 k4 / k2 / k8 graph calls with the switch off / on, alternating, two rounds
@@ -20,22 +20,26 @@ if [ "${VERIFY_PROBE:-0}" = 1 ]; then
     scripts/lab/verify_stream_probe.cu && /tmp/verify_stream_probe 2048 50"
 fi
 if [ "${VERIFY_PART:-}" = basetree ]; then
-  # A/B against another checkout of the repo ($BASE_TREE, e.g. the commit before a kernel change; ~400 s): both built
-  # at once (this tree by build(), the base in place), the verify GPU tests of this tree, then b64 k4 / k2 / k8 graph
-  # calls (ring 16) alternating base / this tree, two rounds (tags base / new), then this tree's bench verify rows.
-  (cd "$BASE_TREE" && TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=8 timeout 300 \
-    python3 setup.py build_ext --inplace > /tmp/build_base.log 2>&1; echo "base build rc=$?" >> $L) &
-  build 8; wait; echo "builds done $(( $(date +%s) - t0 ))s" >> $L
-  (cd "$BASE_TREE" && PYTHONPATH=$BASE_TREE python3 -c "import mamba_kernels, mamba_kernels._backend as b; \
-print('base imports', mamba_kernels.__file__, b.available('cuda'))") >> $L 2>&1
-  step 90 $T verify bash -c "$P $VT"; tail -2 $T >> $L
-  for i in 1 2; do
-    step 60 $OUT/sweep.log base bash -c "cd $BASE_TREE && PYTHONPATH=$BASE_TREE python3 scripts/sweep_verify.py \
-      --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16 --tag base"
-    step 60 $OUT/sweep.log new python3 scripts/sweep_verify.py --cases mamba2-64-4,mamba2-64-2,mamba2-64-8 \
-      --rings 16 --tag new
+  # A/B against other checkouts of the repo ($BASE_TREES: directories, e.g. the commit before a kernel change; ~400 s
+  # for one): all built at once (this tree by build(), the others in place), the verify GPU tests of this tree, then
+  # b64 k4 / k2 / k8 graph calls (ring 16) of each base tree and this one in turn, two rounds (tags: the base trees'
+  # directory names, new), then this tree's bench verify rows.
+  for d in $BASE_TREES; do
+    (cd "$d" && TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=5 timeout 300 \
+      python3 setup.py build_ext --inplace > /tmp/build_$(basename $d).log 2>&1; echo "$d build rc=$?" >> $L) &
   done
-  grep -h "^base\|^new" $OUT/sweep.log >> $L
+  build 6; wait; echo "builds done $(( $(date +%s) - t0 ))s" >> $L
+  for d in $BASE_TREES; do (cd "$d" && PYTHONPATH=$d python3 -c "import mamba_kernels, mamba_kernels._backend as b; \
+print('imports', mamba_kernels.__file__, b.available('cuda'))") >> $L 2>&1; done
+  step 90 $T verify bash -c "$P $VT"; tail -2 $T >> $L
+  SC="--cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16"
+  for i in 1 2; do
+    for d in $BASE_TREES; do tg=$(basename $d | tr -d .)
+      step 60 $OUT/sweep.log $tg bash -c "cd $d && PYTHONPATH=$d python3 scripts/sweep_verify.py $SC --tag $tg"
+    done
+    step 60 $OUT/sweep.log new python3 scripts/sweep_verify.py $SC --tag new
+  done
+  grep -h " ring 16" $OUT/sweep.log >> $L
   step 120 $B verify_bench $P bench/bench_verify.py --benchmark-only -k "$VB"
   echo "total $(( $(date +%s) - t0 ))s" >> $L
   exit 0

@@ -343,7 +343,8 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   float* Ds = smf + lay.Ds;
   float* yx = smf + lay.yx;
 
-  // ---- the new C (and z) rows (group 1); the first wave's blocks: the state tile (group 2)
+  // ---- the new C, x (and z) rows and D (group 1: inputs, which the prep kernel does not write); the first wave's
+  // blocks: the state tile (group 2)
   const int nzc = p.z != nullptr ? k * PC : 0, ncc = k * NC;
   if (p.z != nullptr) {
     const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
@@ -351,6 +352,10 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   }
   const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
   for (int i = tid; i < ncc; i += NT) cp_async16(raw_c + i, Cb + (i >> lNC) * p.C_k + (i & (NC - 1)) * VI);
+  const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+  for (int i = tid; i < k * PC; i += NT) cp_async16(raw_x + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
+  if (p.D != nullptr)
+    for (int i = tid; i < P; i += NT) cp_async4(Ds + i, p.D + (int64_t)u * p.D_h + (int64_t)i * p.D_p);
   cp_async_commit();
   // The first wave's blocks (tile_early) issue their tile now: they are resident while the prep grid finishes and
   // wait for it below (the prep kernel never writes the state, and what wrote it before, e.g. the previous call's
@@ -375,16 +380,12 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   const M2Ctl ct = m2split_ctl(hdr.x, hdr.y, hdr.z, hdr.w);
   // ---- the unit's small rows (group 2, or 3 for the first wave): the scratch record; the committed ring tokens' x
   // rows (where the prep kernel left them: compacted to [0, c1) unless the unit folds) and, for a unit that folds,
-  // their B rows; the new x rows; D
+  // their B rows
   for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   M2Ctl ring_ct = ct;
   ring_ct.prefix = ring_ct.prefix || !ct.fold;  // qpos(e) = e
   m2_stage_ring<TI>(p, ring_ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, true, ct.fold);
-  const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
-  for (int i = tid; i < k * PC; i += NT) cp_async16(raw_x + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
-  if (p.D != nullptr)
-    for (int i = tid; i < P; i += NT) cp_async4(Ds + i, p.D + (int64_t)u * p.D_h + (int64_t)i * p.D_p);
   cp_async_commit();
   if (!early) {
     m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
