@@ -22,7 +22,7 @@ fi
 if [ "${VERIFY_PART:-}" = basetree ]; then
   # A/B against other checkouts of the repo ($BASE_TREES: directories, e.g. the commit before a kernel change; ~400 s
   # for one): all built at once (this tree by build(), the others in place), the verify GPU tests of this tree, then
-  # b64 k4 / k2 / k8 graph calls (ring 16) of each base tree and this one in turn, two rounds (tags: the base trees'
+  # b64 k4 / k2 / k8 graph calls (ring 16) of each base tree and this one in turn, AB_ROUNDS (2) rounds (tags: the base trees'
   # directory names, new), then this tree's bench verify rows.
   for d in $BASE_TREES; do
     (cd "$d" && TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=5 timeout 300 \
@@ -33,7 +33,7 @@ if [ "${VERIFY_PART:-}" = basetree ]; then
 print('imports', mamba_kernels.__file__, b.available('cuda'))") >> $L 2>&1; done
   step 90 $T verify bash -c "$P $VT"; tail -2 $T >> $L
   SC="--cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16"
-  for i in 1 2; do
+  for i in $(seq ${AB_ROUNDS:-2}); do
     for d in $BASE_TREES; do tg=$(basename $d | tr -d .)
       step 60 $OUT/sweep.log $tg bash -c "cd $d && PYTHONPATH=$d python3 scripts/sweep_verify.py $SC --tag $tg"
     done
