@@ -105,12 +105,11 @@ __device__ __forceinline__ void m2prep_coefs(const M2Smem& sm, const M2Ctl& ct, 
 }
 
 // One unit (batch row b, head u) of the prep work, by the kSplitPrepThreads threads tid of a block whose shared memory
-// (m2_place_common, prep) starts at smem_f4: its loads (new x, B and C rows by cp.async, its scalars into registers),
+// (m2_place_common, prep) starts at smem_f4: its loads (new B and C rows by cp.async, its scalars into registers),
 // control words, ring rows (B; x only to compact a tree path), weights, B . C dots, and the record (m2split_ws
 // offsets: header, scale, masks, the coefficients of yx) into wsu (the per-call scratch in global memory); the new
-// tokens' ring rows and dt, the tree compaction and the meta row of a unit that does not fold. The x rows are not
-// read for yx here: the stream kernel forms yx from them while its tile is in flight (session 58: prep at b64 k4
-// 15.5 -> 12.9 us on an H100).
+// tokens' B rows and dt, the tree compaction and the meta row of a unit that does not fold (the stream kernel writes
+// the new tokens' x rows). No x row is read here: the stream kernel forms yx from them while its tile is in flight.
 // Returns at once for a padding row. KT > 0: k == KT, a compile-time constant (fixed-length copy and token loops: the
 // launcher's choice for bf16 inputs, N 128, 32-bit offsets, k 2 / 4 / 8); 0: p.k.
 template <typename TI, int N, bool kO32, int KT = 0>
@@ -127,11 +126,8 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   const auto& [xs, Sd, Ds, dts, dtq, wq, G, BC, scal, smeta, spar, smask, raw_in, raw_ring] = sm;
   const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
   if (s < 0 || s >= p.S) return;  // padding row: the stream kernel writes y = 0
-  // new x, B, C (raw, in that order; x only for the ring writes of a unit that does not fold)
-  const int nxc = k * PC, nbc = k * NC, lPC = ilog2(PC);
-  const TI* xb = static_cast<const TI*>(p.x) + eoff<kO32>(b, p.x_b, u, p.x_h);
-  for (int i = tid; i < nxc; i += NT)
-    cp_async16(raw_in + i, xb + eoff<kO32>(i >> lPC, p.x_k, (i & (PC - 1)) * VI, 1));
+  // new B, C (raw, after room for the x rows that m2_place_common keeps: the dots' layout)
+  const int nxc = k * PC, nbc = k * NC;
   const TI* Bb = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
   const TI* Cb = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
   for (int i = tid; i < nbc; i += NT) {
@@ -175,10 +171,6 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
     if (tid < k) wsu[W.dts + tid] = dts[tid];
     if (tid < ct.c1) wsu[W.wq + tid] = wq[tid];
   } else {
-    const int64_t rxw = rx0 + eoff<kO32>(ct.base, p.rx_r);  // base c1: c1 + k <= R
-    for (int i = tid; i < nxc; i += NT)
-      *reinterpret_cast<uint4*>(static_cast<TI*>(p.ring_x) + rxw + eoff<kO32>(i >> lPC, p.rx_r, (i & (PC - 1)) * VI, 1)) =
-          raw_in[i];
     m2_ring_new_b<TI, kO32>(p, ct, raw_in + nxc, dts, k, N, rb0, s, u, tid, NT);
     m2_finish<TI, kO32>(p, ct, sm, k, P, N, rx0, rb0, s, u, tid, NT);
   }
@@ -343,8 +335,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   float* Ds = smf + lay.Ds;
   float* yx = smf + lay.yx;
 
-  // ---- the new C, x (and z) rows and D (group 1: inputs, which the prep kernel does not write); the first wave's
-  // blocks: the state tile (group 2)
+  // ---- the new C (and z) rows (group 1); the first wave's blocks: the state tile (group 2)
   const int nzc = p.z != nullptr ? k * PC : 0, ncc = k * NC;
   if (p.z != nullptr) {
     const TI* zb = static_cast<const TI*>(p.z) + (int64_t)b * p.z_b + (int64_t)u * p.z_h;
@@ -352,10 +343,6 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   }
   const TI* Cb = static_cast<const TI*>(p.C) + (int64_t)b * p.C_b + (int64_t)gi * p.C_g;
   for (int i = tid; i < ncc; i += NT) cp_async16(raw_c + i, Cb + (i >> lNC) * p.C_k + (i & (NC - 1)) * VI);
-  const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
-  for (int i = tid; i < k * PC; i += NT) cp_async16(raw_x + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
-  if (p.D != nullptr)
-    for (int i = tid; i < P; i += NT) cp_async4(Ds + i, p.D + (int64_t)u * p.D_h + (int64_t)i * p.D_p);
   cp_async_commit();
   // The first wave's blocks (tile_early) issue their tile now: they are resident while the prep grid finishes and
   // wait for it below (the prep kernel never writes the state, and what wrote it before, e.g. the previous call's
@@ -380,12 +367,16 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   const M2Ctl ct = m2split_ctl(hdr.x, hdr.y, hdr.z, hdr.w);
   // ---- the unit's small rows (group 2, or 3 for the first wave): the scratch record; the committed ring tokens' x
   // rows (where the prep kernel left them: compacted to [0, c1) unless the unit folds) and, for a unit that folds,
-  // their B rows
+  // their B rows; the new x rows; D
   for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   M2Ctl ring_ct = ct;
   ring_ct.prefix = ring_ct.prefix || !ct.fold;  // qpos(e) = e
   m2_stage_ring<TI>(p, ring_ct, raw_ring, rx0, rb0, s, u, PC, NC, tid, NT, true, ct.fold);
+  const TI* xb = static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h;
+  for (int i = tid; i < k * PC; i += NT) cp_async16(raw_x + i, xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
+  if (p.D != nullptr)
+    for (int i = tid; i < P; i += NT) cp_async4(Ds + i, p.D + (int64_t)u * p.D_h + (int64_t)i * p.D_p);
   cp_async_commit();
   if (!early) {
     m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
@@ -396,9 +387,14 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   }
   __syncthreads();  // the C and z rows, the record, the x rows, D, from every thread's copies
 
-  // ---- yx (under the tile's flight)
+  // ---- yx (under the tile's flight); the new tokens' x rows into the ring of a unit that does not fold
   m2split_yx<TI>(rec, W, reinterpret_cast<const TI*>(raw_ring), reinterpret_cast<const TI*>(raw_x),
                  p.D != nullptr ? Ds : nullptr, yx, ct.c1, k, P, tid, NT);
+  if (!ct.fold) {  // base c1 (c1 + k <= R)
+    TI* rxw = static_cast<TI*>(p.ring_x) + rx0 + (int64_t)ct.c1 * p.rx_r;
+    for (int i = tid; i < k * PC; i += NT)
+      *reinterpret_cast<uint4*>(rxw + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI) = raw_x[i];
+  }
   cp_async_wait<0>();  // this thread's tile chunks
   __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
   m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
@@ -406,7 +402,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
 
   // ---- y_t = silu(z_t) (scale_t S_t + yx_t)
   m2split_y<TI>(p, y, Sd, yx, rec, W, raw_z, k, P, tid, NT);
-  if (!ct.fold) return;  // the prep kernel wrote this unit's ring and meta
+  if (!ct.fold) return;  // the prep kernel wrote the rest of this unit's ring (B, dt, compaction) and meta row
 
   // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
   const float eSQ = rec[4];
