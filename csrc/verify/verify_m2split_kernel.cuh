@@ -36,8 +36,7 @@ constexpr int kSplitPrepThreads = 64;
 struct M2SplitWs {
   int scale, dts, masks, wq, coef, cs, words;
 };
-__host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R, int64_t P) {
-  (void)P;
+__host__ __device__ __forceinline__ M2SplitWs m2split_ws(int64_t k, int64_t R) {
   const int64_t K1 = k > 0 ? k : 1;
   M2SplitWs w;
   int o = 8;
@@ -65,7 +64,7 @@ __host__ __device__ __forceinline__ M2StrLayout m2str_layout(int64_t k, int64_t 
   int o = 0;
   l.tile = o; o += static_cast<int>(P * (N / VT) * 4);
   l.dots = o; o += up4(K1 * P);
-  l.rec = o; o += m2split_ws(k, R, P).words;
+  l.rec = o; o += m2split_ws(k, R).words;
   l.ring = o; o += static_cast<int>(R * (P + N) / VI * 4);
   l.raw_z = o; o += has_z ? static_cast<int>(K1 * P / VI * 4) : 0;
   l.raw_c = o; o += static_cast<int>(K1 * N / VI * 4);
@@ -156,7 +155,7 @@ __device__ __forceinline__ void m2prep_unit(const VerifyStepParams& p, int b, in
   m2tc_bc_dots<TI, N, NW>(sm, raw_in + nxc + nbc, raw_in + nxc, ct.c1, k, P, R, warp, g, q);
   __syncthreads();  // 3
 
-  const M2SplitWs W = m2split_ws(k, R, P);
+  const M2SplitWs W = m2split_ws(k, R);
   m2prep_coefs(sm, ct, W, sc.Au, k, wsu, tid, NT);
   if (tid == 0) {
     int* wi = reinterpret_cast<int*>(wsu);
@@ -225,7 +224,7 @@ __device__ __forceinline__ void m2split_yx(const float* rec, const M2SplitWs& W,
         a1 = fmaf(cf[c1 + sn], v[1], a1);
       }
     }
-    if (Ds != nullptr) {  // v holds x_t: t is on its own path
+    if (Ds != nullptr) {  // the path loop's last load was x_t (a node's mask always holds the node)
       a0 = fmaf(Ds[p0], v[0], a0);
       a1 = fmaf(Ds[p0 + 1], v[1], a1);
     }
@@ -361,7 +360,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
     cp_async_commit();
   }
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
-  const M2SplitWs W = m2split_ws(k, R, P);
+  const M2SplitWs W = m2split_ws(k, R);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
   const int4 hdr = *reinterpret_cast<const int4*>(wsu);
   const M2Ctl ct = m2split_ctl(hdr.x, hdr.y, hdr.z, hdr.w);

@@ -237,7 +237,7 @@ inline void (*prep_kernel(DType in, int64_t N, bool o32, int64_t k))(VerifyStepP
 template <typename T>
 inline int64_t split_workspace_words(const VerifyStepParams& p, bool clusters, bool decode_auto, size_t smem_optin) {
   const SsmLaunch c = ssm_launch_config<T>(p, clusters, decode_auto, smem_optin);
-  return c.err == nullptr && c.split ? m2split_ws(p.k, p.R, p.P).words : 0;
+  return c.err == nullptr && c.split ? m2split_ws(p.k, p.R).words : 0;
 }
 template <typename T, bool kO32>
 inline void (*m1_kernel_o(DType in, int64_t N))(VerifyStepParams) {
@@ -426,7 +426,7 @@ inline bool verify_pdl_enabled() {
 // streaming the state while the prep grid finishes; griddepcontrol.wait orders its reads of the scratch).
 template <typename T>
 const char* launch_split(const SsmLaunch& c, const VerifyStepParams& p, cudaStream_t stream, bool pdl) {
-  if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words)
+  if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R).words)
     return "verify_step_cuda: the split kernels need p.work (verify_step_cuda_workspace words a unit)";
   SsmLaunch cp = c;
   cp.threads = kSplitPrepThreads;

@@ -92,7 +92,7 @@ const char* emu_ssm(const VerifyStepParams& p) {
   }
   if (c.has_o32 && !c.o32) ++n_wide;  // a kernel with both instantiations, run with int64 offsets
   if (c.split) {  // the prep kernel, then the stream kernel (in order: griddepcontrol is a no-op here)
-    if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R, p.P).words) return "emu: split without p.work";
+    if (p.work == nullptr || p.work_unit < m2split_ws(p.k, p.R).words) return "emu: split without p.work";
     SsmLaunch cp = c;
     cp.threads = kSplitPrepThreads;
     cp.smem = c.prep_smem;
