@@ -406,8 +406,7 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
   const float eSQ = rec[4];
   const float* wq = rec + W.wq;
-  const M2FoldNewRows<TI> rows{p, static_cast<const TI*>(p.x) + (int64_t)b * p.x_b + (int64_t)u * p.x_h,
-                         static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g,
+  const M2FoldNewRows<TI> rows{p, xb, static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g,
                          static_cast<TI*>(p.ring_x) + rx0, static_cast<TI*>(p.ring_B) + rb0, k, PC, NC, lPC, lNC, tid,
                          NT};
   const uint4 x0 = rows.first_x(), b0 = rows.first_b();
