@@ -20,10 +20,10 @@ if [ "${VERIFY_PROBE:-0}" = 1 ]; then
     scripts/lab/verify_stream_probe.cu && /tmp/verify_stream_probe 2048 50"
 fi
 if [ "${VERIFY_PART:-}" = basetree ]; then
-  # A/B against other checkouts of the repo ($BASE_TREES: directories, e.g. the commit before a kernel change; ~400 s
-  # for one): all built at once (this tree by build(), the others in place), the verify GPU tests of this tree, then
-  # b64 k4 / k2 / k8 graph calls (ring 16) of each base tree and this one in turn, AB_ROUNDS (2) rounds (tags: the base trees'
-  # directory names, new), then this tree's bench verify rows.
+  # A/B against other checkouts of the repo ($BASE_TREES: directories, e.g. the commit before a kernel change; ~180 s
+  # with one, ~290 s with four): all built at once (this tree by build(), the others in place), the verify GPU tests
+  # of this tree, then b64 k4 / k2 / k8 graph calls (ring 16) of each base tree and this one in turn, AB_ROUNDS (2)
+  # rounds (tags: the base trees' directory names, new), then this tree's bench verify rows.
   for d in $BASE_TREES; do
     (cd "$d" && TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=5 timeout 300 \
       python3 setup.py build_ext --inplace > /tmp/build_$(basename $d).log 2>&1; echo "$d build rc=$?" >> $L) &
