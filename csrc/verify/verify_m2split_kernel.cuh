@@ -272,20 +272,18 @@ __device__ __forceinline__ void m2split_fold_meta(const VerifyStepParams& p, con
   }
 }
 
-// A folding unit's new tokens' x and B rows (xb: its x rows of the call, Bb: its group's B rows) -> its ring rows
-// rx / rB [0, k) (base 0: k <= Kmax <= R, every new token has a ring row), by the NT threads tid: first_x() /
-// first_b() load this thread's first chunk of each before the fold (the loads' latency under its work; ncu of a
-// folding call: copies issued after the fold waited on them), store() writes them and copies any rest.
+// A folding unit's new tokens' x and B rows (xs: its x rows of the call, staged in shared memory (raw_x); Bb: its
+// group's B rows in global memory) -> its ring rows rx / rB [0, k) (base 0: k <= Kmax <= R, every new token has a
+// ring row), by the NT threads tid: first_b() loads this thread's first B chunk before the fold (the load's latency
+// under its work; ncu of a folding call: copies issued after the fold waited on them), store() writes the rows.
 template <typename TI>
 struct M2FoldNewRows {
   const VerifyStepParams& p;
-  const TI *xb, *Bb;
+  const uint4* xs;
+  const TI* Bb;
   TI *rx, *rB;
   int k, PC, NC, lPC, lNC, tid, NT;
   static constexpr int VI = SV<TI>::V;
-  __device__ __forceinline__ const uint4* x_src(int i) const {
-    return reinterpret_cast<const uint4*>(xb + (i >> lPC) * p.x_k + (i & (PC - 1)) * VI);
-  }
   __device__ __forceinline__ const uint4* b_src(int i) const {
     return reinterpret_cast<const uint4*>(Bb + (i >> lNC) * p.B_k + (i & (NC - 1)) * VI);
   }
@@ -295,12 +293,10 @@ struct M2FoldNewRows {
   __device__ __forceinline__ uint4* b_dst(int i) const {
     return reinterpret_cast<uint4*>(rB + (i >> lNC) * p.rB_r + (i & (NC - 1)) * VI);
   }
-  __device__ __forceinline__ uint4 first_x() const { return tid < k * PC ? *x_src(tid) : make_uint4(0u, 0u, 0u, 0u); }
   __device__ __forceinline__ uint4 first_b() const { return tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u); }
-  __device__ __forceinline__ void store(uint4 x0, uint4 b0) const {
-    if (tid < k * PC) *x_dst(tid) = x0;
+  __device__ __forceinline__ void store(uint4 b0) const {
     if (tid < k * NC) *b_dst(tid) = b0;
-    for (int i = tid + NT; i < k * PC; i += NT) *x_dst(i) = *x_src(i);
+    for (int i = tid; i < k * PC; i += NT) *x_dst(i) = xs[i];
     for (int i = tid + NT; i < k * NC; i += NT) *b_dst(i) = *b_src(i);
   }
 };
@@ -406,12 +402,12 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
   const float eSQ = rec[4];
   const float* wq = rec + W.wq;
-  const M2FoldNewRows<TI> rows{p, xb, static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g,
+  const M2FoldNewRows<TI> rows{p, raw_x, static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g,
                          static_cast<TI*>(p.ring_x) + rx0, static_cast<TI*>(p.ring_B) + rb0, k, PC, NC, lPC, lNC, tid,
                          NT};
-  const uint4 x0 = rows.first_x(), b0 = rows.first_b();
+  const uint4 b0 = rows.first_b();
   m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, R, warp, g, q);
-  rows.store(x0, b0);
+  rows.store(b0);
   m2split_fold_meta(p, rec, W, s, u, k, tid);
 }
 
