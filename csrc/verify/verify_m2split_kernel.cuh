@@ -12,8 +12,8 @@
 //     scratch p.work; the new tokens' ring writes, the tree compaction and the meta row of every unit that does not
 //     fold. It triggers the dependent launch at its start.
 //   - verify_m2str_kernel (a unit a block, launched as a programmatic dependent of the prep kernel on sm_90): the
-//     state tile by cp.async (the first wave's blocks before they wait on the prep grid, griddepcontrol.wait; later
-//     ones after the scratch record's header) and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots); then
+//     state tile by cp.async and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots; the first wave's blocks
+//     both before they wait on the prep grid, griddepcontrol.wait; later ones after the scratch record's header); then
 //     y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold (m2tc_fold; its ring rows staged with
 //     the record, while the tile is in flight), then its new tokens' ring writes and meta row.
 // Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
@@ -351,18 +351,25 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // 63.0 / 83.5; the fold's write-back under the same policy lost at k8 (86.8).
   T* st = static_cast<T*>(p.state) + (int64_t)s * p.st_s + (int64_t)u * p.st_h;
   const bool early = blockIdx.x < p.tile_early;  // the first wave: the tile before the wait (tile_early_blocks)
+  // A first-wave block also forms its state dots before the wait: they need only the tile and the C rows, and what
+  // is left after the wait (record, yx, y) is then shorter, so the first wave retires and the next tiles start
+  // sooner. H100, b64 ring 16, mean per call (two alternating rounds against e3d1727 built in the same call): k2 / k4
+  // / k8 62.5 / 70.2-70.3 / 92.8-92.9 us against 64.0-64.1 / 71.7 / 94.6.
   if (early) {
     m2tc_stage_tile<T, N, NW, true>(tile, st, p.st_p, P, warp, lane);
     cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();  // the C and z rows and the tile, from every thread's copies
+    m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
   }
   griddep_wait();  // the prep kernel's scratch, ring and meta writes are complete and visible
   const M2SplitWs W = m2split_ws(k, R);
   const float* wsu = p.work + ((int64_t)b * H + u) * p.work_unit;
   const int4 hdr = *reinterpret_cast<const int4*>(wsu);
   const M2Ctl ct = m2split_ctl(hdr.x, hdr.y, hdr.z, hdr.w);
-  // ---- the unit's small rows (group 2, or 3 for the first wave): the scratch record; the committed ring tokens' x
-  // rows (where the prep kernel left them: compacted to [0, c1) unless the unit folds) and, for a unit that folds,
-  // their B rows; the new x rows; D
+  // ---- the unit's small rows (group 2; for the first wave the only group in flight): the scratch record; the
+  // committed ring tokens' x rows (where the prep kernel left them: compacted to [0, c1) unless the unit folds) and,
+  // for a unit that folds, their B rows; the new x rows; D
   for (int i = tid; i < W.words / 4; i += NT) cp_async16(rec + 4 * i, wsu + 4 * i);
   const int64_t rx0 = (int64_t)s * p.rx_s + (int64_t)u * p.rx_h, rb0 = (int64_t)s * p.rB_s + (int64_t)u * p.rB_h;
   M2Ctl ring_ct = ct;
@@ -390,9 +397,11 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
     for (int i = tid; i < k * PC; i += NT)
       *reinterpret_cast<uint4*>(rxw + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI) = raw_x[i];
   }
-  cp_async_wait<0>();  // this thread's tile chunks
-  __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
-  m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+  if (!early) {  // (a first-wave block formed them before the wait)
+    cp_async_wait<0>();  // this thread's tile chunks
+    __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
+    m2tc_state_dots<T, TI, N, NW>(tile, raw_c, Sd, k, P, warp, g, q);
+  }
   __syncthreads();  // every warp's dots and yx
 
   // ---- y_t = silu(z_t) (scale_t S_t + yx_t)
