@@ -9,7 +9,7 @@
 # VERIFY_PART=declast: the one-token decode kernel's last-arrival lab (below) instead of the default sequence.
 # VERIFY_PART=offsets: the one-token decode kernels with 32-bit base offsets against int64 (session 48).
 # VERIFY_PART=tileearly: the split stream kernel's first-wave tiles before griddepcontrol.wait, A/B (session 55).
-# VERIFY_PART=basetree: A/B of this tree against the checkouts at $BASE_TREES (below).
+# VERIFY_PART=basetree: A/B of this tree against the checkouts at $BASE_TREES and this tree + each of $BASE_PATCHES.
 # VERIFY_PART=rows: the verify GPU tests (ROWS_TESTS=0: not), the bench's verify graph rows, one tile_early A/B round.
 # VERIFY_PART=prepkt: the verify GPU tests with MK_VERIFY_PREP_KT=0 (the generic prep kernel), the bench's verify
 # graph rows at the default, then b64 k4 / k2 / k8 graph calls with the switch off / on, alternating, two rounds
@@ -23,7 +23,16 @@ if [ "${VERIFY_PART:-}" = basetree ]; then
   # A/B against other checkouts of the repo ($BASE_TREES: directories, e.g. the commit before a kernel change; ~180 s
   # with one, ~290 s with four): all built at once (this tree by build(), the others in place), the verify GPU tests
   # of this tree, then b64 k4 / k2 / k8 graph calls (ring 16) of each base tree and this one in turn, AB_ROUNDS (2)
-  # rounds (tags: the base trees' directory names, new), then this tree's bench verify rows.
+  # rounds (tags: the base trees' directory names, new), then this tree's bench verify rows. BASE_PATCHES: patch files
+  # (absolute paths, -p1), each applied to a copy of this tree (/tmp/base_<name>) that is added to the base trees.
+  BASE_TREES=${BASE_TREES:-}
+  for pf in ${BASE_PATCHES:-}; do
+    d=/tmp/base_$(basename "$pf" .patch); rm -rf "$d"; mkdir -p "$d"
+    tar -cf - --exclude=./build --exclude='*.so' --exclude=./bench/results/lab . | tar -xf - -C "$d"
+    if (cd "$d" && patch -p1 -s < "$pf"); then
+      echo "$(cat .commit 2>/dev/null)+$(basename "$pf" .patch)" > "$d/.commit"; BASE_TREES="$BASE_TREES $d"
+    else echo "$pf does not apply" >> $L; fi
+  done
   for d in $BASE_TREES; do
     (cd "$d" && TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=5 timeout 300 \
       python3 setup.py build_ext --inplace > /tmp/build_$(basename $d).log 2>&1; echo "$d build rc=$?" >> $L) &
