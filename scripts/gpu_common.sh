@@ -11,7 +11,7 @@ P="python3 -m pytest -q -rfE -p no:cacheprovider"
 VT='tests/test_verify.py tests/test_verify_engine.py -k "cuda or graph or cupy or engine"'
 # the bench's verify rows that the library commits (graph calls; the naive rollback and mamba_ssm's decode beside)
 VB='(bench_verify_ours and cuda and graph and not k2) or (naive and mamba2 and k4 and graph) or decode_mamba_ssm'
-# build JOBS: the library for sm_90a (the log's tail goes to $L; 280 s: beside four base-tree builds it took 135 s).
+# build JOBS: the library for sm_90a (the log's tail goes to $L; 280 s: beside base-tree builds it took 135-207 s).
 build() {
   TORCH_CUDA_ARCH_LIST=9.0a MAMBA_KERNELS_CUDA=1 MAX_JOBS=$1 timeout 280 \
     python3 -m pip install --no-build-isolation --no-deps --no-index -e . > /tmp/build.log 2>&1
