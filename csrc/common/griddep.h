@@ -13,10 +13,13 @@ __device__ __forceinline__ void griddep_launch_dependents() {
 #endif
 }
 // Waits until the grid this one depends on (launched before it with programmatic serialization) has completed and
-// its memory is visible; returns at once for a normal launch.
+// its memory is visible; returns at once for a normal launch. MK_EMU_GRIDDEP_WAIT: the verify emulation's hook,
+// which shows a block the primary grid's writes only from its wait on (tests/cuda_emu/verify/verify_emu_ops.cpp).
 __device__ __forceinline__ void griddep_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#elif defined(MK_EMU_GRIDDEP_WAIT)
+  MK_EMU_GRIDDEP_WAIT();
 #endif
 }
 

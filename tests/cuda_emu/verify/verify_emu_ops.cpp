@@ -51,6 +51,43 @@ void (*lean_for(DType in, bool o32))(VerifyStepParams) {  // o32 for fp32 states
          : (in == DType::kFloat16 ? verify_m2_kernel<T, __half, NT> : verify_m2_kernel<T, float, NT>);
 }
 
+// A copy of what the split prep kernel may write for each (batch row, unit) of a call: the unit's ring x / B / dt rows
+// and meta row at its slot, and its scratch record. restore(): every unit's copy back; restore_unit(b * H + u): one.
+struct PrepWrites {
+  struct Piece {
+    char* at;
+    std::vector<char> bytes;
+  };
+  std::vector<std::vector<Piece>> units;  // [b * H + u]
+  explicit PrepWrites(const VerifyStepParams& p) : units(static_cast<size_t>(p.batch * p.H)) {
+    const int64_t ein = p.in_dtype == DType::kFloat32 ? 4 : 2;
+    for (int64_t b = 0; b < p.batch; ++b) {
+      const int64_t s = p.slots[b * p.slots_stride];
+      for (int64_t u = 0; u < p.H; ++u) {
+        std::vector<Piece>& v = units[static_cast<size_t>(b * p.H + u)];
+        auto add = [&v](void* at, int64_t n) {
+          char* c = static_cast<char*>(at);
+          v.push_back(Piece{c, std::vector<char>(c, c + n)});
+        };
+        add(p.work + (b * p.H + u) * p.work_unit, p.work_unit * 4);
+        if (s < 0 || s >= p.S) continue;  // padding row: the prep writes only its record
+        for (int64_t r = 0; r < p.R; ++r) {
+          add(static_cast<char*>(p.ring_x) + (s * p.rx_s + u * p.rx_h + r * p.rx_r) * ein, p.P * ein);
+          add(static_cast<char*>(p.ring_B) + (s * p.rB_s + u * p.rB_h + r * p.rB_r) * ein, p.N * ein);
+          for (int64_t i = 0; i < p.Pd; ++i) add(p.ring_dt + s * p.rdt_s + u * p.rdt_h + r * p.rdt_r + i * p.rdt_p, 4);
+        }
+        for (int64_t i = 0; i < 2 + p.Kmax; ++i) add(p.meta + s * p.meta_s + u * p.meta_h + i * p.meta_i, 4);
+      }
+    }
+  }
+  void restore_unit(int64_t bu) const {
+    for (const Piece& c : units[static_cast<size_t>(bu)]) std::memcpy(c.at, c.bytes.data(), c.bytes.size());
+  }
+  void restore() const {
+    for (size_t i = 0; i < units.size(); ++i) restore_unit(static_cast<int64_t>(i));
+  }
+};
+
 // kern(arg) emulated on c's grid (nothing for an empty grid), counted in *counter.
 template <typename Arg>
 const char* emu_launch(const SsmLaunch& c, std::atomic<long>* counter, void (*kern)(Arg), const Arg& arg) {
@@ -99,9 +136,26 @@ const char* emu_ssm(const VerifyStepParams& p) {
     std::atomic<long> unused{0};
     void (*pk)(VerifyStepParams) = prep_kernel(p.in_dtype, p.N, c.o32, p.k);
     if (pk != (c.o32 ? prep_kernel_o<true>(p.in_dtype, p.N) : prep_kernel_o<false>(p.in_dtype, p.N))) ++n_prepkt;
+    // On a GPU the stream kernel starts while the prep grid runs: what its blocks read before griddepcontrol.wait may
+    // predate the prep's writes. So the stream runs on the cache as the prep found it, and each block sees the prep's
+    // writes to its unit's rows (PrepWrites) only from its first wait on.
+    PrepWrites before(p);
     if (const char* err = emu_launch(cp, &unused, pk, p)) return err;
+    PrepWrites after(p);
+    before.restore();
+    std::vector<char> shown(static_cast<size_t>(p.batch * p.H), 0);
+    emu::griddep_hook = [&] {
+      const size_t blk = emu::cur_block.x;
+      if (!shown[blk]) after.restore_unit(static_cast<int64_t>(blk));
+      shown[blk] = 1;
+    };
     // no SM count here: blocks stage their tile early only by MK_VERIFY_TILE_EARLY
-    return emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), str_params(p, 0));
+    const char* err = emu_launch(c, &n_split, str_kernel<T>(p.in_dtype, p.N, c.threads), str_params(p, 0));
+    emu::griddep_hook = nullptr;
+    if (err != nullptr) return err;
+    for (int64_t blk = 0; blk < p.batch * p.H; ++blk)  // a block that returned before its wait (a padding row)
+      if (!shown[static_cast<size_t>(blk)]) after.restore_unit(blk);
+    return nullptr;
   }
   if (c.m1dec)  // compact parameters (M1DecParams)
     return emu_launch(c, &n_m1dec, m1dec_kernel<T>(p.in_dtype, p.N, c.o32), m1dec_params(p));
