@@ -138,7 +138,9 @@ const char* emu_ssm(const VerifyStepParams& p) {
     if (pk != (c.o32 ? prep_kernel_o<true>(p.in_dtype, p.N) : prep_kernel_o<false>(p.in_dtype, p.N))) ++n_prepkt;
     // On a GPU the stream kernel starts while the prep grid runs: what its blocks read before griddepcontrol.wait may
     // predate the prep's writes. So the stream runs on the cache as the prep found it, and each block sees the prep's
-    // writes to its unit's rows (PrepWrites) only from its first wait on.
+    // writes to its unit's rows (PrepWrites) only from its first wait on. The first thread to wait shows them to the
+    // whole block: a read that another thread makes before its own wait is covered only where a block barrier stands
+    // between it and the first wait (true of the stream kernel's pre-wait rows; its other pre-wait reads are inputs).
     PrepWrites before(p);
     if (const char* err = emu_launch(cp, &unused, pk, p)) return err;
     PrepWrites after(p);
