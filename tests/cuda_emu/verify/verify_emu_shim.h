@@ -42,6 +42,12 @@ inline Dim g_gridDim{0, 0, 0};
 inline Barrier g_bar;
 inline std::vector<Warp> g_warps;
 inline float4* g_dyn = nullptr;
+// griddepcontrol.wait: calls griddep_hook where a launch set one (verify_emu_ops.cpp: the split stream kernel's blocks
+// see the prep kernel's writes only from their wait on), else nothing.
+inline std::function<void()> griddep_hook;
+inline void griddep_wait() {
+  if (griddep_hook) griddep_hook();
+}
 
 inline void warp_wait() { emu_fiber::arrive_and_wait(g_warps[cur_thread.x >> 5].bar); }
 // All lanes of the warp publish their value, wait, read the source lane's value, wait (so the slot can be reused).
@@ -146,15 +152,7 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
 }
 #define MK_EMU_MMA_TF32 emu_mma_tf32
 #define MK_EMU_CLUSTER_WAIT __syncthreads  // cluster_wait: a block barrier (blocks of a cluster run in turn)
-namespace emu {
-// griddepcontrol.wait (common/griddep.h): calls griddep_hook where a launch set one (verify_emu_ops.cpp: the split
-// stream kernel's blocks see the prep kernel's writes only from their wait on), else nothing.
-inline std::function<void()> griddep_hook;
-inline void griddep_wait() {
-  if (griddep_hook) griddep_hook();
-}
-}  // namespace emu
-#define MK_EMU_GRIDDEP_WAIT emu::griddep_wait
+#define MK_EMU_GRIDDEP_WAIT emu::griddep_wait  // griddepcontrol.wait (common/griddep.h)
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_wait(); }
 
 namespace emu {
