@@ -272,23 +272,19 @@ __device__ __forceinline__ void m2split_fold_meta(const VerifyStepParams& p, con
   }
 }
 
-// A folding unit's new tokens' x and B rows (xs: its x rows of the call, staged in shared memory (raw_x); Bb: its
-// group's B rows in global memory) -> its ring rows rx / rB [0, k) (base 0: k <= Kmax <= R, every new token has a
-// ring row), by the NT threads tid: first_b() loads this thread's first B chunk before the fold (the load's latency
-// under its work; ncu of a folding call: copies issued after the fold waited on them), store() writes the rows.
+// A folding unit's new tokens' B rows (Bb: its group's B rows in global memory) -> its ring rows rB [0, k) (base 0:
+// k <= Kmax <= R, every new token has a ring row), by the NT threads tid: first_b() loads this thread's first B chunk
+// before the fold (the load's latency under its work; ncu of a folding call: copies issued after the fold waited on
+// them), store() writes the rows. (The new x rows were written before the dots, from shared memory.)
 template <typename TI>
-struct M2FoldNewRows {
+struct M2FoldNewB {
   const VerifyStepParams& p;
-  const uint4* xs;
   const TI* Bb;
-  TI *rx, *rB;
-  int k, PC, NC, lPC, lNC, tid, NT;
+  TI* rB;
+  int k, NC, lNC, tid, NT;
   static constexpr int VI = SV<TI>::V;
   __device__ __forceinline__ const uint4* b_src(int i) const {
     return reinterpret_cast<const uint4*>(Bb + (i >> lNC) * p.B_k + (i & (NC - 1)) * VI);
-  }
-  __device__ __forceinline__ uint4* x_dst(int i) const {
-    return reinterpret_cast<uint4*>(rx + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI);
   }
   __device__ __forceinline__ uint4* b_dst(int i) const {
     return reinterpret_cast<uint4*>(rB + (i >> lNC) * p.rB_r + (i & (NC - 1)) * VI);
@@ -296,7 +292,6 @@ struct M2FoldNewRows {
   __device__ __forceinline__ uint4 first_b() const { return tid < k * NC ? *b_src(tid) : make_uint4(0u, 0u, 0u, 0u); }
   __device__ __forceinline__ void store(uint4 b0) const {
     if (tid < k * NC) *b_dst(tid) = b0;
-    for (int i = tid; i < k * PC; i += NT) *x_dst(i) = xs[i];
     for (int i = tid + NT; i < k * NC; i += NT) *b_dst(i) = *b_src(i);
   }
 };
@@ -389,11 +384,13 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   }
   __syncthreads();  // the C and z rows, the record, the x rows, D, from every thread's copies
 
-  // ---- yx (under the tile's flight); the new tokens' x rows into the ring of a unit that does not fold
+  // ---- yx (under the tile's flight); the new tokens' x rows into the ring, from shared memory: at c1 for a unit that
+  // does not fold (c1 + k <= R), at 0 for one that folds (its committed rows are staged in raw_ring above, and the
+  // fold reads only those, so their global rows may be overwritten now)
   m2split_yx<TI>(rec, W, reinterpret_cast<const TI*>(raw_ring), reinterpret_cast<const TI*>(raw_x),
                  p.D != nullptr ? Ds : nullptr, yx, ct.c1, k, P, tid, NT);
-  if (!ct.fold) {  // base c1 (c1 + k <= R)
-    TI* rxw = static_cast<TI*>(p.ring_x) + rx0 + (int64_t)ct.c1 * p.rx_r;
+  {
+    TI* rxw = static_cast<TI*>(p.ring_x) + rx0 + (int64_t)(ct.fold ? 0 : ct.c1) * p.rx_r;
     for (int i = tid; i < k * PC; i += NT)
       *reinterpret_cast<uint4*>(rxw + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI) = raw_x[i];
   }
@@ -408,15 +405,14 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   m2split_y<TI>(p, y, Sd, yx, rec, W, raw_z, k, P, tid, NT);
   if (!ct.fold) return;  // the prep kernel wrote the rest of this unit's ring (B, dt, compaction) and meta row
 
-  // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; then the new tokens at ring [0, k) and the meta row
+  // ---- fold: h = eSQ h0 + X^T B over the committed ring tokens; the new tokens' B rows at ring [0, k); the meta row
   const float eSQ = rec[4];
   const float* wq = rec + W.wq;
-  const M2FoldNewRows<TI> rows{p, raw_x, static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g,
-                         static_cast<TI*>(p.ring_x) + rx0, static_cast<TI*>(p.ring_B) + rb0, k, PC, NC, lPC, lNC, tid,
-                         NT};
-  const uint4 b0 = rows.first_b();
+  const M2FoldNewB<TI> newb{p, static_cast<const TI*>(p.B) + (int64_t)b * p.B_b + (int64_t)gi * p.B_g,
+                            static_cast<TI*>(p.ring_B) + rb0, k, NC, lNC, tid, NT};
+  const uint4 b0 = newb.first_b();
   m2tc_fold<T, TI, N, NW>(tile, raw_ring, wq, eSQ, st, p.st_p, ct.c1, P, R, warp, g, q);
-  rows.store(b0);
+  newb.store(b0);
   m2split_fold_meta(p, rec, W, s, u, k, tid);
 }
 
