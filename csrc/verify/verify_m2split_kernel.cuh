@@ -7,15 +7,16 @@
 // control words, ring staging (loads that depend on them), ring weights and B . C dots form a chain of dependent
 // latencies behind three block barriers, and at 2 blocks an SM nothing streams while both blocks walk it.
 //   - verify_m2prep_kernel (a small block a unit, no state access): everything that does not need the state:
-//     control words, ring rows, ring weights, B . C dots, and per new token t the state-free part of y,
-//     yx_t = rho_t (sum_e wq_e (B_e . C_t) x_e) + (path term) + D x_t and scale_t = rho_t eSQ, written to the per-call
-//     scratch p.work; the new tokens' ring writes, the tree compaction and the meta row of every unit that does not
-//     fold. It triggers the dependent launch at its start.
+//     control words, ring B rows, ring weights, B . C dots, and per new token t the coefficients of the state-free
+//     part of y, yx_t = rho_t (sum_e wq_e (B_e . C_t) x_e) + (path term) + D x_t, and scale_t = rho_t eSQ, written to
+//     the per-call scratch p.work; the new tokens' ring B rows and dt, the tree compaction and the meta row of every
+//     unit that does not fold. It triggers the dependent launch at its start.
 //   - verify_m2str_kernel (a unit a block, launched as a programmatic dependent of the prep kernel on sm_90): the
 //     state tile by cp.async and its dots S_t = h0 . C_t on tensor cores (m2tc_state_dots; the first wave's blocks
-//     both before they wait on the prep grid, griddepcontrol.wait; later ones after the scratch record's header); then
+//     both before they wait on the prep grid, griddepcontrol.wait; later ones after the scratch record's header);
+//     yx_t from the record and the staged x rows while the tile is in flight, and the new tokens' x ring rows; then
 //     y_t = silu(z_t) (scale_t S_t + yx_t), and for a unit that folds the fold (m2tc_fold; its ring rows staged with
-//     the record, while the tile is in flight), then its new tokens' ring writes and meta row.
+//     the record), then its new tokens' ring B rows and dt and its meta row.
 // Shared memory of the stream kernel at P = N = 128, fp32 state, k 4, ring 16: ~78 KB (2 blocks an SM).
 #pragma once
 #include "common/griddep.h"
