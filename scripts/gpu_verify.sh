@@ -22,8 +22,9 @@ fi
 if [ "${VERIFY_PART:-}" = basetree ]; then
   # A/B against other checkouts of the repo ($BASE_TREES: directories, e.g. the commit before a kernel change; ~180 s
   # with one, ~290 s with four): all built at once (this tree by build(), the others in place), the verify GPU tests
-  # of this tree, then b64 k4 / k2 / k8 graph calls (ring 16) of each base tree and this one in turn, AB_ROUNDS (2)
-  # rounds (tags: the base trees' directory names, new), then this tree's bench verify rows. BASE_PATCHES: patch files
+  # of this tree, then b64 k4 / k2 / k8 graph calls (ring 16; AB_CASES: other sweep cases, comma-separated) of each
+  # base tree and this one in turn, AB_ROUNDS (2) rounds (tags: the base trees' directory names, new), then this
+  # tree's bench verify rows. BASE_PATCHES: patch files
   # (absolute paths, -p1), each applied to a copy of this tree (/tmp/base_<name>) that is added to the base trees.
   BASE_TREES=${BASE_TREES:-}
   for pf in ${BASE_PATCHES:-}; do
@@ -41,7 +42,7 @@ if [ "${VERIFY_PART:-}" = basetree ]; then
   for d in $BASE_TREES; do (cd "$d" && PYTHONPATH=$d python3 -c "import mamba_kernels, mamba_kernels._backend as b; \
 print('imports', mamba_kernels.__file__, b.available('cuda'))") >> $L 2>&1; done
   step 90 $T verify bash -c "$P $VT"; tail -2 $T >> $L
-  SC="--cases mamba2-64-4,mamba2-64-2,mamba2-64-8 --rings 16"
+  SC="--cases ${AB_CASES:-mamba2-64-4,mamba2-64-2,mamba2-64-8} --rings 16"
   for i in $(seq ${AB_ROUNDS:-2}); do
     for d in $BASE_TREES; do tg=$(basename $d | tr -d .)
       step 60 $OUT/sweep.log $tg bash -c "cd $d && PYTHONPATH=$d python3 scripts/sweep_verify.py $SC --tag $tg"
