@@ -24,8 +24,8 @@ if [ "${VERIFY_PART:-}" = basetree ]; then
   # with one, ~290 s with four): all built at once (this tree by build(), the others in place), the verify GPU tests
   # of this tree, then b64 k4 / k2 / k8 graph calls (ring 16; AB_CASES: other sweep cases, comma-separated) of each
   # base tree and this one in turn, AB_ROUNDS (2) rounds (tags: the base trees' directory names, new), then this
-  # tree's bench verify rows. BASE_PATCHES: patch files
-  # (absolute paths, -p1), each applied to a copy of this tree (/tmp/base_<name>) that is added to the base trees.
+  # tree's bench verify rows. BASE_PATCHES: patch files (absolute paths, -p1), each applied to a copy of this tree
+  # (/tmp/base_<name>) that is added to the base trees.
   BASE_TREES=${BASE_TREES:-}
   for pf in ${BASE_PATCHES:-}; do
     d=/tmp/base_$(basename "$pf" .patch); rm -rf "$d"; mkdir -p "$d"
