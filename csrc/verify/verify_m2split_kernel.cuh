@@ -187,14 +187,15 @@ __global__ void __launch_bounds__(kSplitPrepThreads, 16) verify_m2prep_kernel(co
   m2prep_unit<TI, N, kO32, KT>(p, b, u, smem_f4, p.work + ((int64_t)b * H + u) * p.work_unit, threadIdx.x);
 }
 
-// The control words of a unit from its record's header (fold, c, c1, path; the ring base is 0 when it folds).
+// The control words of a unit from its record's header (fold, c, c1, path), base and prefix derived as in
+// m2_control_words.
 __device__ __forceinline__ M2Ctl m2split_ctl(int fold, int c, int c1, int path) {
   M2Ctl ct;
   ct.fold = fold != 0;
   ct.c = c;
   ct.c1 = c1;
   ct.path = static_cast<unsigned>(path);
-  ct.base = 0;
+  ct.base = ct.fold ? 0 : c1;
   ct.prefix = (ct.path & (ct.path + 1u)) == 0u;
   return ct;
 }
@@ -390,11 +391,9 @@ __global__ void __launch_bounds__(NW * 32, 2) verify_m2str_kernel(const VerifySt
   // fold reads only those, so their global rows may be overwritten now)
   m2split_yx<TI>(rec, W, reinterpret_cast<const TI*>(raw_ring), reinterpret_cast<const TI*>(raw_x),
                  p.D != nullptr ? Ds : nullptr, yx, ct.c1, k, P, tid, NT);
-  {
-    TI* rxw = static_cast<TI*>(p.ring_x) + rx0 + (int64_t)(ct.fold ? 0 : ct.c1) * p.rx_r;
-    for (int i = tid; i < k * PC; i += NT)
-      *reinterpret_cast<uint4*>(rxw + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI) = raw_x[i];
-  }
+  TI* rxw = static_cast<TI*>(p.ring_x) + rx0 + (int64_t)ct.base * p.rx_r;
+  for (int i = tid; i < k * PC; i += NT)
+    *reinterpret_cast<uint4*>(rxw + (i >> lPC) * p.rx_r + (i & (PC - 1)) * VI) = raw_x[i];
   if (!early) {  // (a first-wave block formed them before the wait)
     cp_async_wait<0>();  // this thread's tile chunks
     __syncwarp();        // ... and the other lanes' of this warp: the warp's rows are complete
