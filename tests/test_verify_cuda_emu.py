@@ -286,3 +286,28 @@ def test_offsets_fit32_bounds(emu_lib):
     assert fn(3, slot, 1 << 28) == 1  # parents (batch 2, Kmax 4): 4 + 3 2^28 < 2^30
     assert fn(3, slot, 1 << 29) == 0  # every tensor the kernels address counts, the parents too
 
+
+
+def test_decode_kernels_grid(emu_lib):
+    """The one-token decode kernels take a (blocks of a batch row, batch rows) grid, so no block divides its index:
+    they serve batches up to the grid's y limit (65535) and pools of at least one slot (a padding row reads slot
+    0's rows and writes only y); past either the launcher picks another kernel instead of a bad launch."""
+    import ctypes
+
+    lib = ctypes.CDLL(str(emu_lib))
+    fn = lib.emu_decode_launch
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong,
+                               ctypes.POINTER(ctypes.c_longlong)], None
+
+    def launch(m1, batch, S):
+        out = (ctypes.c_longlong * 3)()
+        fn(m1, batch, S, out)
+        return tuple(out)
+
+    # Mamba-1: a block a unit (H 4); Mamba-2: 8 lanes a row, 16 rows a block, 8 blocks a unit (P 128)
+    assert launch(1, 3, 5) == (1, 4, 3)
+    assert launch(1, 65535, 70000) == (1, 4, 65535)
+    assert launch(1, 65536, 70000)[0] == 0
+    assert launch(1, 3, 0)[0] == 0
+    assert launch(0, 3, 5) == (2, 32, 3)  # (Mamba-2 takes it only under kM2SmallGrid units: no large batch)
+    assert launch(0, 3, 0)[0] == 0

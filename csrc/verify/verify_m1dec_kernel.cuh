@@ -108,54 +108,63 @@ constexpr int kM1DecStates = 8;
 // Threads a block: P channels of N / 8 lanes, rounded up to a warp.
 inline int m1dec_threads(int64_t P, int64_t N) { return static_cast<int>((P * (N / kM1DecStates) + 31) / 32 * 32); }
 
-// Grid: batch * H blocks (one a (batch row, unit)) of m1dec_threads(P, N) threads. kO32: base offsets in 32-bit
-// arithmetic (eoff; offsets_fit32(p) holds), the instantiation every realistic pool takes.
+// Grid: (H, batch) blocks (one a (unit, batch row): no index division) of m1dec_threads(P, N) threads. kO32: base
+// offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds), the instantiation every realistic pool takes.
 template <typename TI, int N, bool kO32>
 __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1DecParams p) {
   constexpr int LPR = N / kM1DecStates;  // lanes a channel; lane q holds the 16-byte chunks q and q + LPR
   constexpr int J = kM1DecStates / 4;
   const int tid = threadIdx.x, q = tid & (LPR - 1), chan = tid / LPR;
-  const int H = p.H;
-  const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(H)), u = static_cast<int>(blockIdx.x) - b * H;
+  const int b = static_cast<int>(blockIdx.y), u = static_cast<int>(blockIdx.x);
   const bool act = chan < p.P;
   const int ch = act ? chan : 0;
-  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
-  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, ch, 1);
-  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (the whole block returns here)
-    if (act && q == 0) *y = SV<TI>::from_f(0.f);
-    return;
-  }
   const int gi = p.G == 1 ? 0 : u / p.hpg;
   auto col = [q](int j) { return (j * LPR + q) * 4; };
 
-  // ---- every load at once: control words, pending ring token 0, state and A, the new token ----------------
-  const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
-  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
+  // ---- every load at once: the slot, the loads that do not need it (A, the new token's inputs), then the slot's
+  // rows (control words, state, pending ring token 0). No branch on the slot before the loads: a padding row (slot
+  // outside [0, S)) reads slot 0's rows (m1dec_fits: S >= 1) and writes only y = 0; a padding branch here made the
+  // compiler sink the slot-free address math past it.
+  const int s_raw = p.slots[eoff<kO32>(b, p.slots_stride)];
   const int accv = p.accepted[eoff<kO32>(b, p.accepted_stride)];
-  float* st = p.state + eoff<kO32>(s, p.st_s, u, p.st_h, ch, p.st_p);
   const float* Ap = p.A + eoff<kO32>(u, p.A_h, ch, p.A_p);
-  const TI* rbp = static_cast<const TI*>(p.ring_B) + eoff<kO32>(s, p.rB_s, u, p.rB_h);
   const TI* Bp = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
   const TI* Cp = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
   float h[J][4], Ar[J][4], Br[J][4], Bn[J][4], Cn[J][4];
 #pragma unroll
   for (int j = 0; j < J; ++j) {
-    const float4 hv = *reinterpret_cast<const float4*>(st + col(j));
     const float4 av = *reinterpret_cast<const float4*>(Ap + col(j));
-    h[j][0] = hv.x; h[j][1] = hv.y; h[j][2] = hv.z; h[j][3] = hv.w;
     Ar[j][0] = av.x; Ar[j][1] = av.y; Ar[j][2] = av.z; Ar[j][3] = av.w;
-    ld4<TI>(rbp + col(j), Br[j]);
     ld4<TI>(Bp + col(j), Bn[j]);
     ld4<TI>(Cp + col(j), Cn[j]);
   }
-  TI* rxp = static_cast<TI*>(p.ring_x) + eoff<kO32>(s, p.rx_s, u, p.rx_h, ch, 1);
-  float* rdp = p.ring_dt + eoff<kO32>(s, p.rdt_s, u, p.rdt_h, ch, p.rdt_p);
-  const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
   const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[eoff<kO32>(b, p.x_b, u, p.x_h, ch, 1)]);
   const float dtraw = SV<TI>::to_f(static_cast<const TI*>(p.dt)[eoff<kO32>(b, p.dt_b, u, p.dt_h, ch, p.dt_p)]);
   const float zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[eoff<kO32>(b, p.z_b, u, p.z_h, ch, 1)]) : 0.f;
   const float dv = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, ch, p.D_p)] : 0.f;
   const float dtb = p.dt_bias != nullptr ? p.dt_bias[eoff<kO32>(u, p.dtb_h, ch, p.dtb_p)] : 0.f;
+  const int32_t* mrow_u = p.meta + eoff<kO32>(u, p.meta_h);
+  float* st_u = p.state + eoff<kO32>(u, p.st_h, ch, p.st_p);
+  const TI* rbp_u = static_cast<const TI*>(p.ring_B) + eoff<kO32>(u, p.rB_h);
+  TI* rxp_u = static_cast<TI*>(p.ring_x) + eoff<kO32>(u, p.rx_h, ch, 1);
+  float* rdp_u = p.ring_dt + eoff<kO32>(u, p.rdt_h, ch, p.rdt_p);
+  const bool pad = s_raw < 0 || s_raw >= p.S;
+  const int s = pad ? 0 : s_raw;
+  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, ch, 1);
+  // the slot's rows: the (unit, channel) part above, plus the slot's
+  const int32_t* mrow = mrow_u + eoff<kO32>(s, p.meta_s);
+  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
+  float* st = st_u + eoff<kO32>(s, p.st_s);
+  const TI* rbp = rbp_u + eoff<kO32>(s, p.rB_s);
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const float4 hv = *reinterpret_cast<const float4*>(st + col(j));
+    h[j][0] = hv.x; h[j][1] = hv.y; h[j][2] = hv.z; h[j][3] = hv.w;
+    ld4<TI>(rbp + col(j), Br[j]);
+  }
+  TI* rxp = rxp_u + eoff<kO32>(s, p.rx_s);
+  float* rdp = rdp_u + eoff<kO32>(s, p.rdt_s);
+  const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
   const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
@@ -182,7 +191,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   }
 
   // ---- fold (the committed state: this lane's own chunks), score the new token ----------------------------
-  if (c1 > 0 && act) {
+  if (c1 > 0 && act && !pad) {
 #pragma unroll
     for (int j = 0; j < J; ++j) *reinterpret_cast<float4*>(st + col(j)) = make_float4(h[j][0], h[j][1], h[j][2], h[j][3]);
   }
@@ -197,7 +206,8 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   for (int off = 1; off < LPR; off <<= 1) hc += __shfl_xor_sync(0xffffffffu, hc, off);
   float out = fmaf(dv, xv, hc);
   if (p.z != nullptr) out *= silu_f(zv);
-  if (act && q == 0) *y = SV<TI>::from_f(out);
+  if (act && q == 0) *y = SV<TI>::from_f(pad ? 0.f : out);
+  if (pad) return;  // padding row: y = 0, cache untouched (block-uniform)
   __syncthreads();  // every read of the unit's ring rows and meta row is done
 
   // ---- the new token -> ring position 0; meta row [0, 1, mask 1] ---------------------------------------------
@@ -222,7 +232,9 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
 // states, at most 256 threads a block (P * N / 8), sizes within int32 (M1DecParams).
 inline bool m1dec_fits(const VerifyStepParams& p) {
   if (p.k != 1 || p.state_dtype != DType::kFloat32 || !m1_fits(p)) return false;
+  if (p.batch > kDecMaxBatch) return false;  // batch rows are blockIdx.y
   if (p.P * (p.N / kM1DecStates) > kM1DecMaxThreads) return false;
+  if (p.S < 1) return false;  // a padding row reads slot 0's rows
   if (p.A_n != 1 || reinterpret_cast<uintptr_t>(p.A) % 16 != 0 || p.A_p % 4 != 0 || p.A_h % 4 != 0) return false;
   return !(p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX || p.P > INT32_MAX);
 }

@@ -28,6 +28,7 @@ namespace mamba_kernels {
 namespace verify_kernels {
 
 constexpr int kDecThreads = 128;  // a block: kDecThreads / LPR rows, LPR lanes a row
+constexpr int64_t kDecMaxBatch = 65535;  // the decode kernels' grids are (units' blocks, batch rows)
 
 // The kernel's parameters, in first-use order. Why not VerifyStepParams: kernel parameters are read through the
 // constant cache, and the fields this kernel reads span 608 of its 776 bytes (~10 cache lines); on the H200 at b1 k1
@@ -147,56 +148,60 @@ __device__ __forceinline__ unsigned dec_after(unsigned v) {
 #endif
 }
 
-// Grid: batch * H * (P / ROWS) blocks; clusters of P / ROWS blocks when P > ROWS and not kLast (the launcher's job).
+// Grid: (H * (P / ROWS), batch) blocks; clusters of P / ROWS blocks (x) when P > ROWS and not kLast (the launcher's
+// job).
 // kO32: base offsets in 32-bit arithmetic (eoff; offsets_fit32(p) holds; the last-arrival kernels only).
 template <typename TI, int N, int LPR, bool kLast = false, bool kO32 = false>
 __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecParams p) {
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR;  // lane q: columns (j * LPR + q) * 4 + [0, 4)
   const int tid = threadIdx.x, q = tid & (LPR - 1);
-  // shifts and one unsigned division: this index math is on the path to the first load (the slot)
+  // blockIdx = (unit's block, batch row): shifts only, no division, before the slot's load
   const int CS = 1 << p.lcs;
-  const unsigned unit = blockIdx.x >> p.lcs;
+  const int u = static_cast<int>(blockIdx.x >> p.lcs), b = static_cast<int>(blockIdx.y);
   const int rank = static_cast<int>(blockIdx.x & (CS - 1));
   const bool owner = rank == 0;  // writes the unit's meta row, ring_B and ring_dt
   const int H = p.H, R = p.R;
-  const int b = static_cast<int>(unit / static_cast<unsigned>(H)), u = static_cast<int>(unit) - b * H;
   const int row = rank * ROWS + tid / LPR;
-  const int s = p.slots[eoff<kO32>(b, p.slots_stride)];
-  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, row, 1);
-  if (s < 0 || s >= p.S) {  // padding row: y = 0, cache untouched (every block of the cluster returns here)
-    if (q == 0) *y = SV<TI>::from_f(0.f);
-    return;
-  }
-  const int gi = u / (H / p.G);
+  const int gi = p.G == H ? u : u / (H / p.G);
   auto col = [q](int j) { return (j * LPR + q) * 4; };
 
-  // ---- every load at once: control words, pending ring token 0, state row, the new token ------------------
-  const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
-  const int m0 = mrow[0], m1 = mrow[p.meta_i];
-  const int m2 = kLast ? mrow[2 * p.meta_i] & static_cast<int>(kDecArrival - 1) : mrow[2 * p.meta_i];
+  // ---- every load at once: the slot, the loads that do not need it (the new token's inputs, D, A, dt_bias), then
+  // the slot's rows (control words, state, pending ring token 0). No branch on the slot before the loads: a padding
+  // row (slot outside [0, S)) reads slot 0's rows (m2dec_shape_fits: S >= 1) and returns before it counts itself in
+  // or writes anything but y; a padding branch here made the compiler sink the slot-free address math past it.
+  const int s_raw = p.slots[eoff<kO32>(b, p.slots_stride)];
   const int accv = p.accepted[eoff<kO32>(b, p.accepted_stride)];
-  const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
-  const int64_t rd0 = eoff<kO32>(s, p.rdt_s, u, p.rdt_h);
-  const TI* rxp = static_cast<const TI*>(p.ring_x) + rx0 + row;
-  const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
-  float* st = p.state + eoff<kO32>(s, p.st_s, u, p.st_h, row, p.st_p);
   const TI* Bp = static_cast<const TI*>(p.B) + eoff<kO32>(b, p.B_b, gi, p.B_g);
   const TI* Cp = static_cast<const TI*>(p.C) + eoff<kO32>(b, p.C_b, gi, p.C_g);
   float h[J][4], Bn[J][4], Cn[J][4], Br[J][4];
 #pragma unroll
   for (int j = 0; j < J; ++j) {
-    const float4 v = *reinterpret_cast<const float4*>(st + col(j));
-    h[j][0] = v.x; h[j][1] = v.y; h[j][2] = v.z; h[j][3] = v.w;
     ld4<TI>(Bp + col(j), Bn[j]);
     ld4<TI>(Cp + col(j), Cn[j]);
-    ld4<TI>(rbp + col(j), Br[j]);
   }
-  const float xr0 = SV<TI>::to_f(*rxp), dtr0 = p.ring_dt[rd0];
   const float xv = SV<TI>::to_f(static_cast<const TI*>(p.x)[eoff<kO32>(b, p.x_b, u, p.x_h, row, 1)]);
   const float zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[eoff<kO32>(b, p.z_b, u, p.z_h, row, 1)]) : 0.f;
   const float dv = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, row, p.D_p)] : 0.f;
   const float dtraw = SV<TI>::to_f(static_cast<const TI*>(p.dt)[eoff<kO32>(b, p.dt_b, u, p.dt_h)]);
   const float Au = p.A[eoff<kO32>(u, p.A_h)], dtb = p.dt_bias != nullptr ? p.dt_bias[eoff<kO32>(u, p.dtb_h)] : 0.f;
+  const bool pad = s_raw < 0 || s_raw >= p.S;
+  const int s = pad ? 0 : s_raw;
+  TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, row, 1);
+  const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
+  const int m0 = mrow[0], m1 = mrow[p.meta_i];
+  const int m2 = kLast ? mrow[2 * p.meta_i] & static_cast<int>(kDecArrival - 1) : mrow[2 * p.meta_i];
+  const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
+  const int64_t rd0 = eoff<kO32>(s, p.rdt_s, u, p.rdt_h);
+  const TI* rxp = static_cast<const TI*>(p.ring_x) + rx0 + row;
+  const TI* rbp = static_cast<const TI*>(p.ring_B) + rb0;
+  float* st = p.state + eoff<kO32>(s, p.st_s, u, p.st_h, row, p.st_p);
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const float4 v = *reinterpret_cast<const float4*>(st + col(j));
+    h[j][0] = v.x; h[j][1] = v.y; h[j][2] = v.z; h[j][3] = v.w;
+    ld4<TI>(rbp + col(j), Br[j]);
+  }
+  const float xr0 = SV<TI>::to_f(*rxp), dtr0 = p.ring_dt[rd0];
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
   const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
@@ -222,6 +227,10 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
     }
   }
   // Every read of the unit's meta row, ring_B and ring_dt is done: rank 0 may overwrite them after its wait.
+  if (pad) {  // padding row: y = 0, cache untouched; every block of the unit returns here, before any arrival
+    if (q == 0) *y = SV<TI>::from_f(0.f);
+    return;
+  }
   unsigned arrived = 0;  // kLast: the warp's arrival order on the unit (lane 0's, then every lane's)
   if constexpr (kLast) {
     unsigned dep = static_cast<unsigned>(m0 ^ m1 ^ m2) ^ __float_as_uint(xr0) ^ __float_as_uint(dtr0);
@@ -295,6 +304,8 @@ inline bool m2dec_shape_fits(const VerifyStepParams& p, bool clusters, int lpr) 
   if (p.state_dtype != DType::kFloat32 || !m2_io_fits(p, 4, VI)) return false;
   if (!(p.N == 64 || p.N == 128) || p.N < 4 * lpr) return false;
   if (p.S > INT32_MAX || p.H > INT32_MAX || p.G > INT32_MAX || p.R > INT32_MAX) return false;  // M2DecParams' int32
+  // a padding row reads slot 0 (S >= 1); batch rows are blockIdx.y
+  if (p.S < 1 || p.batch > kDecMaxBatch) return false;
   const int64_t rows = kDecThreads / lpr;
   if (!(p.P == rows || p.P == 2 * rows || p.P == 4 * rows || p.P == 8 * rows || (lpr == 16 && p.P == 16 * rows)))
     return false;

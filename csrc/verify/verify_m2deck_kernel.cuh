@@ -43,7 +43,7 @@ inline M2DecKParams m2deck_params(const VerifyStepParams& p, int lanes) {
   return d;
 }
 
-// Grid: batch * H * (P / ROWS) blocks in clusters of P / ROWS (as verify_m2dec_kernel).
+// Grid: (H * (P / ROWS), batch) blocks in clusters of P / ROWS (x), as verify_m2dec_kernel.
 template <typename TI, int N, int LPR>
 __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecKParams p) {
   constexpr int J = N / (4 * LPR), ROWS = kDecThreads / LPR, KD = kDecKMax;
@@ -59,10 +59,9 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2deck_kernel(const M2DecK
   __shared__ int sPar[KD], sMk[KD];               // parents of the draft's nodes; the staged nodes' mask words
   const int tid = threadIdx.x, q = tid & (LPR - 1);
   const int CS = 1 << p.lcs;
-  const unsigned unit = blockIdx.x >> p.lcs;
+  const int u = static_cast<int>(blockIdx.x >> p.lcs), b = static_cast<int>(blockIdx.y);  // (unit's block, row)
   const int rank = static_cast<int>(blockIdx.x & (CS - 1));
   const int H = p.H, R = p.R, k = p.k;
-  const int b = static_cast<int>(unit / static_cast<unsigned>(H)), u = static_cast<int>(unit) - b * H;
   const int row = rank * ROWS + tid / LPR;
   const int s = p.slots[b * p.slots_stride];
   TI* y = static_cast<TI*>(p.y) + (int64_t)b * p.y_b + (int64_t)u * p.y_h + row;

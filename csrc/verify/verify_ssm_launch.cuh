@@ -45,6 +45,8 @@ struct SsmLaunch {
   bool has_o32 = false;  // the chosen kernel has a 32-bit-offset instantiation (eoff: verify_offsets.cuh)
   bool o32 = false;      // has_o32 and offsets_fit32(p): launched with 32-bit offsets
   int64_t grid = 0;
+  int64_t grid_y = 1;  // m1dec, dec: a 2-D grid (grid = a batch row's blocks, grid_y = batch rows): no block
+                       // divides its index
   int threads = 0;
   size_t smem = 0;
 };
@@ -179,6 +181,10 @@ inline SsmLaunch ssm_launch_config(const VerifyStepParams& p, bool clusters, boo
     c.err = "verify_step_cuda: this call needs more shared memory a block than the GPU allows (the general kernel's "
             "tiles grow with k, max_draft, ring_len, headdim and d_state: reduce max_draft or ring_len)";
   if (c.grid > 0x7fffffff) c.err = "verify_step_cuda: batch * units too large";
+  if (c.m1dec || c.dec) {  // blockIdx = (unit's block, batch row): the fits functions bound the batch by y's limit
+    c.grid_y = p.batch;
+    c.grid = p.batch > 0 ? c.grid / p.batch : 0;
+  }
   return c;
 }
 
@@ -369,12 +375,12 @@ inline bool device_has_clusters() {
   return cached[dev] == 2;
 }
 
-// c.grid blocks of c.threads in clusters of c.cluster consecutive blocks (x).
+// c.grid x c.grid_y blocks of c.threads in clusters of c.cluster consecutive blocks (x).
 template <typename... Params, typename... Args>
 cudaError_t launch_in_clusters(const SsmLaunch& c, size_t smem, cudaStream_t stream, void (*kern)(Params...),
                                Args&&... args) {
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(c.grid), 1, 1);
+  cfg.gridDim = dim3(static_cast<unsigned>(c.grid), static_cast<unsigned>(c.grid_y), 1);
   cfg.blockDim = dim3(static_cast<unsigned>(c.threads), 1, 1);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
@@ -406,7 +412,8 @@ const char* launch_one(const SsmLaunch& c, cudaStream_t stream, void (*kern)(Arg
     err = launch_in_clusters(c, c.smem, stream, kern, arg);
     if (err != cudaSuccess) return cudaGetErrorString(err);
   } else {
-    kern<<<static_cast<unsigned>(c.grid), static_cast<unsigned>(c.threads), c.smem, stream>>>(arg);
+    const dim3 grid(static_cast<unsigned>(c.grid), static_cast<unsigned>(c.grid_y), 1);
+    kern<<<grid, static_cast<unsigned>(c.threads), c.smem, stream>>>(arg);
   }
   err = cudaGetLastError();
   return err == cudaSuccess ? nullptr : cudaGetErrorString(err);

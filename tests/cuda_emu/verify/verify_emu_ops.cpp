@@ -94,7 +94,7 @@ const char* emu_launch(const SsmLaunch& c, std::atomic<long>* counter, void (*ke
   if (kern == nullptr) return "emu: no kernel";
   if (c.grid == 0) return nullptr;
   ++*counter;
-  emu::launch(c.grid, c.threads, c.smem, [&] { kern(arg); }, c.cluster);
+  emu::launch(c.grid, c.threads, c.smem, [&] { kern(arg); }, c.cluster, c.grid_y);
   return nullptr;
 }
 
@@ -218,3 +218,30 @@ extern "C" int emu_offsets_fit32(long long S, long long st_s, long long par_k) {
   return mamba_kernels::verify_kernels::offsets_fit32(p) ? 1 : 0;
 }
 
+
+// The launch the GPU would make for a one-token call (decode_auto, clusters) of a small contiguous layer with fp32
+// state: Mamba-1 (m1 = 1: H 4, P 64, N 16) or Mamba-2 (H 4, P 128, N 128), `batch` rows, S slots. out[0]: 1 for
+// verify_m1dec_kernel, 2 for verify_m2dec_kernel, 0 for another kernel; out[1], out[2]: the grid's x and y
+// (tests/test_verify_cuda_emu.py: the decode kernels' (blocks, batch) grids and their batch / pool bounds).
+extern "C" void emu_decode_launch(int m1, long long batch, long long S, long long* out) {
+  using namespace mamba_kernels;
+  VerifyStepParams p;
+  const int64_t H = 4, P = m1 ? 64 : 128, N = m1 ? 16 : 128, R = 8;
+  p.batch = batch; p.k = 1; p.Kmax = 2; p.H = H; p.P = P; p.N = N; p.S = S; p.R = R; p.G = 1;
+  p.Pd = m1 ? P : 1; p.Pa = m1 ? P : 1; p.Na = m1 ? N : 1;
+  p.in_dtype = DType::kBFloat16; p.state_dtype = DType::kFloat32;
+  p.x_b = p.y_b = p.z_b = H * P; p.x_k = p.y_k = p.z_k = H * P; p.x_h = p.y_h = p.z_h = P;
+  p.dt_b = p.dt_k = H * p.Pd; p.dt_h = p.Pd; p.dt_p = 1;
+  p.A_h = p.Pa * p.Na; p.A_p = m1 ? N : 0; p.A_n = m1 ? 1 : 0;
+  p.B_b = p.B_k = p.C_b = p.C_k = N; p.B_g = p.C_g = N;
+  p.D_h = m1 ? P : 1; p.D_p = m1 ? 1 : 0; p.dtb_h = p.Pd; p.dtb_p = m1 ? 1 : 0;
+  p.st_s = H * P * N; p.st_h = P * N; p.st_p = N;
+  p.rx_s = R * H * P; p.rx_r = H * P; p.rx_h = P;
+  p.rB_s = R * H * N; p.rB_r = H * N; p.rB_h = N;
+  p.rdt_s = R * H * p.Pd; p.rdt_r = H * p.Pd; p.rdt_h = p.Pd; p.rdt_p = 1;
+  p.meta_s = H * (2 + p.Kmax); p.meta_h = 2 + p.Kmax; p.meta_i = 1;
+  const verify_kernels::SsmLaunch c = verify_kernels::ssm_launch_config<float>(p, true, true, 227 * 1024);
+  out[0] = c.m1dec ? 1 : (c.dec ? 2 : 0);
+  out[1] = c.grid;
+  out[2] = c.grid_y;
+}

@@ -156,13 +156,14 @@ inline void emu_mma_tf32(float (&d)[4], float a0, float a1, float a2, float a3, 
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_wait(); }
 
 namespace emu {
-// Runs `grid` blocks of `threads` CUDA threads one block after the other; `body` is the kernel call. With
-// `cluster` > 1 the blocks of each cluster (`cluster` consecutive block indices) run in decreasing rank order:
-// rank 0, the one block that writes a split unit's shared cache rows after the cluster barrier, runs last, as
-// the barrier guarantees on the GPU (the barrier itself is a no-op here). A thread that leaves the kernel early
-// drops out of its block's and its warp's barriers (an exited CUDA thread no longer counts for __syncthreads).
+// Runs `grid` x `grid_y` blocks (x fastest) of `threads` CUDA threads one block after the other; `body` is the
+// kernel call. With `cluster` > 1 the blocks of each cluster (`cluster` consecutive block indices) run in
+// decreasing rank order: rank 0, the one block that writes a split unit's shared cache rows after the cluster
+// barrier, runs last, as the barrier guarantees on the GPU (the barrier itself is a no-op here). A thread that
+// leaves the kernel early drops out of its block's and its warp's barriers (an exited CUDA thread no longer counts
+// for __syncthreads).
 template <class F>
-void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
+void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1, int64_t grid_y = 1) {
   if (threads <= 0 || threads % 32 != 0 || threads > 1024) {
     std::fprintf(stderr, "emu: blockDim %d must be a positive multiple of 32, at most 1024\n", threads);
     std::abort();
@@ -170,7 +171,7 @@ void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
   if (grid <= 0) return;
   std::vector<float4> dyn(smem / 16 + 2);
   g_blockDim = {static_cast<unsigned>(threads), 1, 1};
-  g_gridDim = {static_cast<unsigned>(grid), 1, 1};
+  g_gridDim = {static_cast<unsigned>(grid), static_cast<unsigned>(grid_y), 1};
   g_dyn = dyn.data();
   const unsigned n = static_cast<unsigned>(threads);
   std::vector<emu_fiber::Fiber> fs(n);
@@ -180,12 +181,12 @@ void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1) {
     emu_fiber::drop(g_warps[t >> 5].bar);
     emu_fiber::drop(g_bar);
   };
-  for (int64_t blk = 0; blk < grid; ++blk) {
+  for (int64_t blk = 0; blk < grid * grid_y; ++blk) {  // x fastest, as the GPU numbers blocks
     std::memset(dyn.data(), 0xff, dyn.size() * sizeof(float4));  // NaN poison
     g_bar = Barrier{n};
     g_warps = std::vector<Warp>(n / 32);
     const int64_t run = cluster > 1 ? blk - blk % cluster + (cluster - 1 - blk % cluster) : blk;
-    cur_block = {static_cast<unsigned>(run), 0, 0};
+    cur_block = {static_cast<unsigned>(run % grid), static_cast<unsigned>(run / grid), 0};
     emu_fiber::run_block(fs.data(), n, stacks.get(), [](unsigned t) { cur_thread = {t, 0, 0}; });
   }
   emu_fiber::fiber_exit = nullptr;

@@ -126,7 +126,9 @@ def ssm_case(seed, *, H, P, N, G, m1, S, R, Kmax, b, rounds, dt_in, dt_st, tree,
         acc = []
         for i in range(b):
             pn = pend.get(int(slots[i]), 0)
-            if accum:
+            if not 0 <= int(slots[i]) < S:  # a padding row's count is whatever the engine left there
+                acc.append(rng.randint(0, k + 2))
+            elif accum:
                 acc.append(pn if rng.random() < 0.8 else rng.randint(0, pn))
             else:
                 acc.append(rng.choice([0, pn, rng.randint(0, pn), pn, pn + 2 if rng.random() < 0.1 else pn]))
