@@ -287,7 +287,6 @@ def test_offsets_fit32_bounds(emu_lib):
     assert fn(3, slot, 1 << 29) == 0  # every tensor the kernels address counts, the parents too
 
 
-
 def test_decode_kernels_grid(emu_lib):
     """The one-token decode kernels take a (blocks of a batch row, batch rows) grid, so no block divides its index:
     they serve batches up to the grid's y limit (65535) and pools of at least one slot (a padding row reads slot

@@ -218,7 +218,6 @@ extern "C" int emu_offsets_fit32(long long S, long long st_s, long long par_k) {
   return mamba_kernels::verify_kernels::offsets_fit32(p) ? 1 : 0;
 }
 
-
 // The launch the GPU would make for a one-token call (decode_auto, clusters) of a small contiguous layer with fp32
 // state: Mamba-1 (m1 = 1: H 4, P 64, N 16) or Mamba-2 (H 4, P 128, N 128), `batch` rows, S slots. out[0]: 1 for
 // verify_m1dec_kernel, 2 for verify_m2dec_kernel, 0 for another kernel; out[1], out[2]: the grid's x and y

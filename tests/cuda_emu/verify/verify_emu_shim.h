@@ -157,11 +157,11 @@ inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_wait(); }
 
 namespace emu {
 // Runs `grid` x `grid_y` blocks (x fastest) of `threads` CUDA threads one block after the other; `body` is the
-// kernel call. With `cluster` > 1 the blocks of each cluster (`cluster` consecutive block indices) run in
-// decreasing rank order: rank 0, the one block that writes a split unit's shared cache rows after the cluster
-// barrier, runs last, as the barrier guarantees on the GPU (the barrier itself is a no-op here). A thread that
-// leaves the kernel early drops out of its block's and its warp's barriers (an exited CUDA thread no longer counts
-// for __syncthreads).
+// kernel call. With `cluster` > 1 (grid a multiple of it) the blocks of each cluster (`cluster` consecutive x
+// indices) run in decreasing rank order: rank 0, the one block that writes a split unit's shared cache rows after
+// the cluster barrier, runs last, as the barrier guarantees on the GPU (the barrier itself is a no-op here). A
+// thread that leaves the kernel early drops out of its block's and its warp's barriers (an exited CUDA thread no
+// longer counts for __syncthreads).
 template <class F>
 void launch(int64_t grid, int threads, size_t smem, F&& body, int cluster = 1, int64_t grid_y = 1) {
   if (threads <= 0 || threads % 32 != 0 || threads > 1024) {
