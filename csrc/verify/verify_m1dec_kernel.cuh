@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, ch, 1);
   // the slot's rows: the (unit, channel) part above, plus the slot's
   const int32_t* mrow = mrow_u + eoff<kO32>(s, p.meta_s);
-  const int m0 = mrow[0], m1 = mrow[p.meta_i], m2 = mrow[2 * p.meta_i];
+  const int m0 = mrow[0], m1 = mrow[p.meta_i];
   float* st = st_u + eoff<kO32>(s, p.st_s);
   const TI* rbp = rbp_u + eoff<kO32>(s, p.rB_s);
 #pragma unroll
@@ -167,8 +167,11 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
-  const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
-      p, m0, m1, [&](int a) { return a == 0 ? m2 : mrow[(2 + a) * p.meta_i]; }, accv, p.R, 1);
+  // Node 0's mask word is 1 in every valid meta row (its parent can only be the committed state), so the common
+  // case (node 0 accepted) reads no mask word. Reading it cost a third memory round trip: ptxas issued its load
+  // only where the accepted node was known to be >= 0, after m0, m1 and the accepted count had returned.
+  const M2Ctl ct = m2_control_words(
+      p, m0, m1, [&](int a) { return a == 0 ? 1 : mrow[(2 + a) * p.meta_i]; }, accv, p.R, 1);
   const int c = ct.c, c1 = ct.c1;
   // exp(dt A) = 2^((dt log2 e) A): one FMUL and one MUFU.EX2 (ftz; no range-check instructions) a state
   auto commit = [&](float dte, float xe, const float (&Be)[J][4]) {  // h = exp(dt A) h + dt x B

@@ -189,7 +189,6 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
   TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, row, 1);
   const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   const int m0 = mrow[0], m1 = mrow[p.meta_i];
-  const int m2 = kLast ? mrow[2 * p.meta_i] & static_cast<int>(kDecArrival - 1) : mrow[2 * p.meta_i];
   const int64_t rx0 = eoff<kO32>(s, p.rx_s, u, p.rx_h), rb0 = eoff<kO32>(s, p.rB_s, u, p.rB_h);
   const int64_t rd0 = eoff<kO32>(s, p.rdt_s, u, p.rdt_h);
   const TI* rxp = static_cast<const TI*>(p.ring_x) + rx0 + row;
@@ -204,8 +203,12 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
   const float xr0 = SV<TI>::to_f(*rxp), dtr0 = p.ring_dt[rd0];
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
-  const M2Ctl ct = m2_control_words(  // node 0's mask word is already loaded (the common case)
-      p, m0, m1, [&](int a) { return a == 0 ? m2 : mrow[(2 + a) * p.meta_i]; }, accv, R, 1);
+  // Node 0's mask word is 1 in every valid meta row (its parent can only be the committed state), so the common
+  // case (node 0 accepted) reads no mask word (nor, with kLast, the arrival byte beside it). Reading it cost a third
+  // memory round trip: ptxas issued its load only where the accepted node was known to be >= 0, after m0, m1 and
+  // the accepted count had returned.
+  const M2Ctl ct = m2_control_words(
+      p, m0, m1, [&](int a) { return a == 0 ? 1 : mrow[(2 + a) * p.meta_i]; }, accv, R, 1);
   const int c = ct.c, c1 = ct.c1;
   const unsigned path = ct.path;
   auto commit = [&](float dte, float xe, const float (&Be)[J][4]) {  // h = exp(dt A) h + dt x B
@@ -233,7 +236,7 @@ __global__ void __launch_bounds__(kDecThreads) verify_m2dec_kernel(const M2DecPa
   }
   unsigned arrived = 0;  // kLast: the warp's arrival order on the unit (lane 0's, then every lane's)
   if constexpr (kLast) {
-    unsigned dep = static_cast<unsigned>(m0 ^ m1 ^ m2) ^ __float_as_uint(xr0) ^ __float_as_uint(dtr0);
+    unsigned dep = static_cast<unsigned>(m0 ^ m1) ^ __float_as_uint(xr0) ^ __float_as_uint(dtr0);
 #pragma unroll
     for (int j = 0; j < J; ++j)
 #pragma unroll
