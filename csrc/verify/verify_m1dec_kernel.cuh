@@ -143,27 +143,21 @@ __global__ void __launch_bounds__(kM1DecMaxThreads) verify_m1dec_kernel(const M1
   const float zv = p.z != nullptr ? SV<TI>::to_f(static_cast<const TI*>(p.z)[eoff<kO32>(b, p.z_b, u, p.z_h, ch, 1)]) : 0.f;
   const float dv = p.D != nullptr ? p.D[eoff<kO32>(u, p.D_h, ch, p.D_p)] : 0.f;
   const float dtb = p.dt_bias != nullptr ? p.dt_bias[eoff<kO32>(u, p.dtb_h, ch, p.dtb_p)] : 0.f;
-  const int32_t* mrow_u = p.meta + eoff<kO32>(u, p.meta_h);
-  float* st_u = p.state + eoff<kO32>(u, p.st_h, ch, p.st_p);
-  const TI* rbp_u = static_cast<const TI*>(p.ring_B) + eoff<kO32>(u, p.rB_h);
-  TI* rxp_u = static_cast<TI*>(p.ring_x) + eoff<kO32>(u, p.rx_h, ch, 1);
-  float* rdp_u = p.ring_dt + eoff<kO32>(u, p.rdt_h, ch, p.rdt_p);
   const bool pad = s_raw < 0 || s_raw >= p.S;
   const int s = pad ? 0 : s_raw;
   TI* y = static_cast<TI*>(p.y) + eoff<kO32>(b, p.y_b, u, p.y_h, ch, 1);
-  // the slot's rows: the (unit, channel) part above, plus the slot's
-  const int32_t* mrow = mrow_u + eoff<kO32>(s, p.meta_s);
+  const int32_t* mrow = p.meta + eoff<kO32>(s, p.meta_s, u, p.meta_h);
   const int m0 = mrow[0], m1 = mrow[p.meta_i];
-  float* st = st_u + eoff<kO32>(s, p.st_s);
-  const TI* rbp = rbp_u + eoff<kO32>(s, p.rB_s);
+  float* st = p.state + eoff<kO32>(s, p.st_s, u, p.st_h, ch, p.st_p);
+  const TI* rbp = static_cast<const TI*>(p.ring_B) + eoff<kO32>(s, p.rB_s, u, p.rB_h);
 #pragma unroll
   for (int j = 0; j < J; ++j) {
     const float4 hv = *reinterpret_cast<const float4*>(st + col(j));
     h[j][0] = hv.x; h[j][1] = hv.y; h[j][2] = hv.z; h[j][3] = hv.w;
     ld4<TI>(rbp + col(j), Br[j]);
   }
-  TI* rxp = rxp_u + eoff<kO32>(s, p.rx_s);
-  float* rdp = rdp_u + eoff<kO32>(s, p.rdt_s);
+  TI* rxp = static_cast<TI*>(p.ring_x) + eoff<kO32>(s, p.rx_s, u, p.rx_h, ch, 1);
+  float* rdp = p.ring_dt + eoff<kO32>(s, p.rdt_s, u, p.rdt_h, ch, p.rdt_p);
   const float xr0 = SV<TI>::to_f(*rxp), dtr0 = *rdp;
 
   // ---- control words (as m2_control), commit the accepted path into h ------------------------------------
